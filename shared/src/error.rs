@@ -1,0 +1,37 @@
+//! Errors a job handler returns. The variant decides the job's fate.
+use std::time::Duration;
+
+use crate::job::ErrorClass;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt after a backoff (5xx, timeouts, resets).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Upstream asked us to wait: the job is snoozed until then and no attempt is used.
+    #[error("rate limited for {retry_after:?}: {reason}")]
+    RateLimited { retry_after: Duration, reason: String },
+    /// Retrying cannot help: the job goes to dead at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// The job was cancelled while it ran.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl JobError {
+    pub fn transient(msg: impl Into<String>) -> Self {
+        JobError::Transient(msg.into())
+    }
+    pub fn permanent(msg: impl Into<String>) -> Self {
+        JobError::Permanent(msg.into())
+    }
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            JobError::Transient(_) => ErrorClass::Transient,
+            JobError::RateLimited { .. } => ErrorClass::RateLimited,
+            JobError::Permanent(_) => ErrorClass::Permanent,
+            JobError::Cancelled => ErrorClass::Cancelled,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The three kinds of work; each kind is its own queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Sync,
+    Backfill,
+    Cleanup,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown job kind {0:?}: expected one of sync, backfill, cleanup")]
+pub struct UnknownKind(pub String);
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Sync, JobKind::Backfill, JobKind::Cleanup];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Sync => "sync",
+            JobKind::Backfill => "backfill",
+            JobKind::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sync" => Ok(JobKind::Sync),
+            "backfill" => Ok(JobKind::Backfill),
+            "cleanup" => Ok(JobKind::Cleanup),
+            other => Err(UnknownKind(other.chars().take(32).collect())),
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

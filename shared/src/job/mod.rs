@@ -1,0 +1,16 @@
+//! The job model: ids, kinds, states, typed payloads and what the queue records.
+mod id;
+mod kind;
+mod newtypes;
+mod payload;
+mod record;
+mod state;
+
+pub use id::{InvalidJobId, JobId};
+pub use kind::{JobKind, UnknownKind};
+pub use newtypes::{AccountId, MarketplaceId, Sku};
+pub use payload::{
+    BackfillPayload, CleanupPayload, FieldError, JobPayload, PayloadError, SyncPayload, SyncResource, MAX_BACKFILL_DAYS, MAX_SKUS,
+};
+pub use record::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, Job, Progress};
+pub use state::{JobState, UnknownState};

@@ -1,0 +1,237 @@
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{AccountId, JobKind, MarketplaceId, Sku};
+
+/// Most SKUs one cleanup job may carry.
+pub const MAX_SKUS: usize = 100_000;
+/// Longest range one backfill may cover.
+pub const MAX_BACKFILL_DAYS: i64 = 731;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncResource {
+    Orders,
+    Listings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncPayload {
+    pub account_id: AccountId,
+    pub marketplace_id: MarketplaceId,
+    pub resources: Vec<SyncResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+}
+
+fn default_window_hours() -> u32 {
+    6
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillPayload {
+    pub account_id: AccountId,
+    pub marketplace_id: MarketplaceId,
+    pub report_type: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    #[serde(default = "default_window_hours")]
+    pub window_hours: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupPayload {
+    pub account_id: AccountId,
+    pub marketplace_id: MarketplaceId,
+    pub skus: Vec<Sku>,
+}
+
+/// A typed payload, one variant per kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum JobPayload {
+    Sync(SyncPayload),
+    Backfill(BackfillPayload),
+    Cleanup(CleanupPayload),
+}
+
+/// One field that failed validation, named by its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid payload: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+pub struct PayloadError(pub Vec<FieldError>);
+
+impl JobPayload {
+    /// Decode and validate the payload of a job of `kind`. Unknown fields, wrong types
+    /// and values out of range all come back as field errors naming the field.
+    pub fn from_json(kind: JobKind, value: serde_json::Value) -> Result<Self, PayloadError> {
+        let decoded = match kind {
+            JobKind::Sync => serde_json::from_value(value).map(JobPayload::Sync),
+            JobKind::Backfill => serde_json::from_value(value).map(JobPayload::Backfill),
+            JobKind::Cleanup => serde_json::from_value(value).map(JobPayload::Cleanup),
+        };
+        let payload = decoded.map_err(|e| PayloadError(vec![serde_field_error(&e)]))?;
+        payload.validate()?;
+        Ok(payload)
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobPayload::Sync(_) => JobKind::Sync,
+            JobPayload::Backfill(_) => JobKind::Backfill,
+            JobPayload::Cleanup(_) => JobKind::Cleanup,
+        }
+    }
+
+    pub fn account_id(&self) -> &AccountId {
+        match self {
+            JobPayload::Sync(p) => &p.account_id,
+            JobPayload::Backfill(p) => &p.account_id,
+            JobPayload::Cleanup(p) => &p.account_id,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), PayloadError> {
+        let mut errors = Vec::new();
+        match self {
+            JobPayload::Sync(p) => {
+                if p.resources.is_empty() {
+                    errors.push(FieldError::new("payload.resources", "must name at least one of orders, listings"));
+                }
+                let mut seen = p.resources.clone();
+                seen.sort_by_key(|r| *r as u8);
+                seen.dedup();
+                if seen.len() != p.resources.len() {
+                    errors.push(FieldError::new("payload.resources", "must not repeat a resource"));
+                }
+                if let Some(since) = p.since {
+                    if since > Utc::now() + Duration::minutes(5) {
+                        errors.push(FieldError::new("payload.since", "must not be in the future"));
+                    }
+                }
+            }
+            JobPayload::Backfill(p) => {
+                if p.report_type.is_empty()
+                    || p.report_type.len() > 100
+                    || !p
+                        .report_type
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    errors.push(FieldError::new(
+                        "payload.report_type",
+                        "must be an SP-API report type such as GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                    ));
+                }
+                if p.start >= p.end {
+                    errors.push(FieldError::new("payload.end", "must be after start"));
+                } else if p.end - p.start > Duration::days(MAX_BACKFILL_DAYS) {
+                    errors.push(FieldError::new(
+                        "payload.end",
+                        format!("range must not exceed {MAX_BACKFILL_DAYS} days"),
+                    ));
+                }
+                if p.end > Utc::now() + Duration::minutes(5) {
+                    errors.push(FieldError::new("payload.end", "must not be in the future"));
+                }
+                if !(1..=720).contains(&p.window_hours) {
+                    errors.push(FieldError::new("payload.window_hours", "must be between 1 and 720"));
+                }
+            }
+            JobPayload::Cleanup(p) => {
+                if p.skus.is_empty() {
+                    errors.push(FieldError::new("payload.skus", "must hold at least one SKU"));
+                }
+                if p.skus.len() > MAX_SKUS {
+                    errors.push(FieldError::new("payload.skus", format!("must hold at most {MAX_SKUS} SKUs")));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(PayloadError(errors))
+        }
+    }
+}
+
+/// Turn serde's message into a field error: the field is named when serde names it.
+fn serde_field_error(e: &serde_json::Error) -> FieldError {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+    let field = if let Some(rest) = msg.strip_prefix("unknown field `") {
+        rest.split('`').next().map(|f| format!("payload.{f}"))
+    } else if let Some(rest) = msg.strip_prefix("missing field `") {
+        rest.split('`').next().map(|f| format!("payload.{f}"))
+    } else {
+        None
+    };
+    FieldError::new(field.unwrap_or_else(|| "payload".to_owned()), msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_valid_sync_payload_decodes() {
+        let p = JobPayload::from_json(
+            JobKind::Sync,
+            json!({"account_id": "acct-1", "marketplace_id": "ATVPDKIKX0DER", "resources": ["orders"]}),
+        )
+        .unwrap();
+        assert_eq!(p.account_id().as_str(), "acct-1");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = JobPayload::from_json(
+            JobKind::Sync,
+            json!({"account_id": "a", "marketplace_id": "M", "resources": ["orders"], "colour": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].field, "payload.colour");
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let err = JobPayload::from_json(JobKind::Cleanup, json!({"account_id": "a", "marketplace_id": "M"})).unwrap_err();
+        assert_eq!(err.0[0].field, "payload.skus");
+    }
+
+    #[test]
+    fn a_backfill_whose_end_is_before_its_start_is_rejected() {
+        let err = JobPayload::from_json(
+            JobKind::Backfill,
+            json!({"account_id": "a", "marketplace_id": "M", "report_type": "GET_X",
+                   "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}),
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].field, "payload.end");
+    }
+
+    #[test]
+    fn a_cleanup_without_skus_is_rejected() {
+        let err = JobPayload::from_json(JobKind::Cleanup, json!({"account_id": "a", "marketplace_id": "M", "skus": []})).unwrap_err();
+        assert_eq!(err.0[0].field, "payload.skus");
+    }
+}

@@ -1,0 +1,18 @@
+//! Drover's common library: everything the API and the workers share.
+//!
+//! - [`job`]: the job model — ids, kinds, states, typed payloads, attempt records.
+//! - [`queue`]: the storage contract ([`queue::JobStore`]) and its Redis backend
+//!   ([`queue::RedisStore`]): one Lua script per state change.
+//! - [`runtime`]: the worker runtime — our backend under apalis's `WorkerBuilder`, the
+//!   settle layer that decides each run's fate, the lease keeper, graceful shutdown.
+//! - [`error`]: the errors handlers return; the variant decides the job's fate.
+//! - [`config`]: layered, typed configuration.
+//! - [`telemetry`]: logging and tracing set-up.
+pub mod config;
+pub mod error;
+pub mod job;
+pub mod queue;
+pub mod runtime;
+pub mod telemetry;
+
+pub use error::JobError;

@@ -1,0 +1,160 @@
+//! Reading and writing the stored job hash and attempt records.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorInfo, Job, JobId, JobPayload, JobState, Progress};
+
+use super::{Leased, StoreError};
+
+/// The record layout this version writes and reads.
+pub const SCHEMA_VERSION: &str = "1";
+
+pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// An attempt as stored: times in ms so the Lua scripts can write one too.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredAttempt {
+    pub number: u32,
+    pub worker: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    pub outcome: AttemptOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default)]
+    pub late: bool,
+}
+
+impl From<&AttemptRecord> for StoredAttempt {
+    fn from(a: &AttemptRecord) -> Self {
+        Self {
+            number: a.number,
+            worker: a.worker.clone(),
+            started_ms: a.started_at.timestamp_millis(),
+            ended_ms: a.ended_at.timestamp_millis(),
+            outcome: a.outcome,
+            error: a.error.clone(),
+            trace_id: a.trace_id.clone(),
+            late: false,
+        }
+    }
+}
+
+impl From<StoredAttempt> for AttemptRecord {
+    fn from(a: StoredAttempt) -> Self {
+        Self {
+            number: a.number,
+            worker: a.worker,
+            started_at: ms_to_time(a.started_ms),
+            ended_at: ms_to_time(a.ended_ms),
+            outcome: a.outcome,
+            error: a.error,
+            trace_id: a.trace_id,
+            late: a.late,
+        }
+    }
+}
+
+pub struct Fields(pub HashMap<String, String>);
+
+impl Fields {
+    pub fn from_pairs(pairs: Vec<String>) -> Self {
+        let mut map = HashMap::with_capacity(pairs.len() / 2);
+        let mut it = pairs.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            map.insert(k, v);
+        }
+        Fields(map)
+    }
+    fn str(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+    fn num<T: std::str::FromStr>(&self, k: &str) -> Option<T> {
+        self.str(k).and_then(|v| v.parse().ok())
+    }
+    fn time(&self, k: &str) -> Option<DateTime<Utc>> {
+        self.num::<i64>(k).map(ms_to_time)
+    }
+    fn json<T: for<'de> Deserialize<'de>>(&self, k: &str) -> Option<T> {
+        self.str(k).and_then(|v| serde_json::from_str(v).ok())
+    }
+}
+
+/// Build the job view from its hash. Fields this version does not know are ignored and
+/// missing optional ones stay empty, so a record from another version still shows.
+pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>) -> Result<Job, StoreError> {
+    let state: JobState = f
+        .str("st")
+        .ok_or_else(|| StoreError::Protocol(format!("job {id} has no state")))?
+        .parse()
+        .map_err(|e| StoreError::Protocol(format!("job {id}: {e}")))?;
+    let payload = f
+        .str("p")
+        .map(|p| serde_json::from_str(p).unwrap_or_else(|_| serde_json::Value::String(p.to_owned())))
+        .unwrap_or(serde_json::Value::Null);
+    let traceparent = f.str("tp").map(str::to_owned);
+    let attempt_history = attempts
+        .into_iter()
+        .filter_map(|a| serde_json::from_str::<StoredAttempt>(&a).ok())
+        .map(AttemptRecord::from)
+        .collect();
+    Ok(Job {
+        id: id.clone(),
+        kind: id.kind(),
+        state,
+        payload,
+        account_id: f.str("acct").map(str::to_owned),
+        priority: f.num("pr").unwrap_or(0),
+        attempts: f.num("at").unwrap_or(0),
+        max_attempts: f.num("ma").unwrap_or(0),
+        timeout_ms: f.num("to").unwrap_or(0),
+        created_at: f.time("ca").unwrap_or_default(),
+        updated_at: f.time("ua").unwrap_or_default(),
+        run_at: f.time("ra"),
+        started_at: f.time("sa"),
+        finished_at: f.time("fa"),
+        progress: f.json::<Progress>("pg"),
+        result: f.json("rs"),
+        last_error: f.json("er"),
+        trace_id: traceparent.as_deref().and_then(trace_id_of).map(str::to_owned),
+        traceparent,
+        worker: f.str("w").map(str::to_owned),
+        cancel_requested: f.str("cx") == Some("1"),
+        attempt_history,
+    })
+}
+
+/// Build a leased job from the hash the fetch script returned. A payload that this
+/// version cannot decode is carried as an error, so the job goes to dead with the
+/// reason instead of looping or crashing the worker.
+pub fn decode_leased(id: JobId, token: String, f: &Fields) -> Leased {
+    let version = f.str("v").unwrap_or_default();
+    let payload = if version != SCHEMA_VERSION {
+        Err(format!(
+            "record schema version {version:?} is not supported by this worker (expects {SCHEMA_VERSION})"
+        ))
+    } else {
+        match f.str("p").map(serde_json::from_str::<serde_json::Value>) {
+            None => Err("record has no payload".to_owned()),
+            Some(Err(e)) => Err(format!("payload is not JSON: {e}")),
+            Some(Ok(v)) => JobPayload::from_json(id.kind(), v).map_err(|e| e.to_string()),
+        }
+    };
+    Leased {
+        attempt: f.num("at").unwrap_or(1),
+        max_attempts: f.num("ma").unwrap_or(1),
+        started_at: f.time("sa").unwrap_or_else(Utc::now),
+        timeout: Duration::from_millis(f.num("to").unwrap_or(0)),
+        traceparent: f.str("tp").map(str::to_owned),
+        id,
+        token,
+        payload,
+    }
+}

@@ -1,0 +1,18 @@
+-- ARGV: prefix, id -> 'missing' | 'cancelled' | 'requested' | 'terminal:<state>'
+local id = ARGV[2]
+local key = P .. 'job:' .. id
+local st = redis.call('HGET', key, 'st')
+if not st then return 'missing' end
+local now = now_ms()
+if st == 'queued' or st == 'scheduled' or st == 'retrying' then
+  redis.call('ZREM', P .. 'ready', id)
+  redis.call('ZREM', P .. 'scheduled', id)
+  redis.call('ZREM', P .. 'retrying', id)
+  finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran"}')
+  return 'cancelled'
+elseif st == 'running' then
+  redis.call('HSET', key, 'cx', '1', 'ua', now)
+  redis.call('PUBLISH', P .. 'cancel', id)
+  return 'requested'
+end
+return 'terminal:' .. st

@@ -1,0 +1,41 @@
+-- Shared helpers, prepended to every script. Every key of a queue starts with the
+-- prefix `drover:{<kind>}:` so all of them hash to one Cluster slot; KEYS[1] is always
+-- one of them so a Cluster client routes the call to that slot.
+local P = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Higher priority first, then oldest first. Priorities are 0..9.
+local function ready_score(priority, at)
+  return (9 - tonumber(priority or 0)) * 10000000000000 + at
+end
+local function wake()
+  if redis.call('LLEN', P .. 'marker') == 0 then
+    redis.call('LPUSH', P .. 'marker', '1')
+  end
+end
+local function release_exclusive(id, acct)
+  if acct and acct ~= '' then
+    local k = P .. 'excl:' .. acct
+    if redis.call('GET', k) == id then
+      redis.call('DEL', k)
+    end
+  end
+end
+-- Moves a job into a terminal state, keeping the indexes right.
+local function finish(id, state, now, field, value)
+  local key = P .. 'job:' .. id
+  redis.call('HSET', key, 'st', state, 'ua', now, 'fa', now)
+  if field then
+    redis.call('HSET', key, field, value)
+  end
+  redis.call('HDEL', key, 'ls')
+  redis.call('ZADD', P .. 'state:' .. state, now, id)
+  release_exclusive(id, redis.call('HGET', key, 'acct'))
+end
+local function queue_ready(id, now)
+  local key = P .. 'job:' .. id
+  redis.call('HSET', key, 'st', 'queued', 'ua', now)
+  redis.call('ZADD', P .. 'ready', ready_score(redis.call('HGET', key, 'pr'), now), id)
+end

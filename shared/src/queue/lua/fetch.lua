@@ -1,0 +1,70 @@
+-- Promotes due jobs, reclaims expired leases (both in bounded chunks), then leases up
+-- to `max` ready jobs to `worker`.
+-- ARGV: prefix, max, worker, lease_ms, chunk
+-- -> {jobs, wait_ms}; jobs = {id, token, {field, value, ...}, ...}; wait_ms = ms until
+--    the next job falls due or lease expires (-1: nothing pending)
+local max, worker, lease_ms, chunk = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+
+local due = redis.call('ZRANGEBYSCORE', P .. 'scheduled', '-inf', now, 'LIMIT', 0, chunk)
+for _, id in ipairs(due) do
+  redis.call('ZREM', P .. 'scheduled', id)
+  redis.call('ZREM', P .. 'retrying', id)
+  if redis.call('EXISTS', P .. 'job:' .. id) == 1 then
+    queue_ready(id, now)
+    redis.call('HDEL', P .. 'job:' .. id, 'ra')
+  end
+end
+
+local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', now, 'LIMIT', 0, chunk)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', P .. 'active', id)
+  local key = P .. 'job:' .. id
+  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa')
+  if f[1] then
+    local err = '{"class":"lost","message":"the worker stopped renewing its lease (crashed or cut off)"}'
+    redis.call('RPUSH', P .. 'attempts:' .. id, '{"number":' .. f[1] .. ',"worker":"' .. (f[4] or '') ..
+      '","started_ms":' .. (f[5] or now) .. ',"ended_ms":' .. now .. ',"outcome":"lost","error":' .. err .. '}')
+    redis.call('HDEL', key, 'w')
+    if f[3] == '1' then
+      finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}')
+    elseif tonumber(f[1]) >= tonumber(f[2]) then
+      finish(id, 'dead', now, 'er', err)
+    else
+      redis.call('HSET', key, 'er', err)
+      redis.call('HDEL', key, 'ls')
+      queue_ready(id, now)
+    end
+  end
+end
+
+local jobs = {}
+if redis.call('EXISTS', P .. 'paused') == 0 and max > 0 then
+  local popped = redis.call('ZPOPMIN', P .. 'ready', max)
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local key = P .. 'job:' .. id
+    if redis.call('EXISTS', key) == 1 then
+      local at = redis.call('HINCRBY', key, 'at', 1)
+      local token = worker .. ':' .. at .. ':' .. now
+      redis.call('HSET', key, 'st', 'running', 'ls', token, 'w', worker, 'sa', now, 'ua', now)
+      redis.call('ZADD', P .. 'active', now + lease_ms, id)
+      jobs[#jobs + 1] = id
+      jobs[#jobs + 1] = token
+      jobs[#jobs + 1] = redis.call('HGETALL', key)
+    end
+  end
+  if #popped > 0 and redis.call('ZCARD', P .. 'ready') > 0 then
+    wake() -- more work: let the next idle worker in
+  end
+end
+
+local wait = -1
+local nxt = redis.call('ZRANGE', P .. 'scheduled', 0, 0, 'WITHSCORES')
+if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
+local lease = redis.call('ZRANGE', P .. 'active', 0, 0, 'WITHSCORES')
+if lease[2] then
+  local w = math.max(0, tonumber(lease[2]) - now)
+  if wait < 0 or w < wait then wait = w end
+end
+return {jobs, wait}

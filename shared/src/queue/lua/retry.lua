@@ -1,0 +1,26 @@
+-- Puts a dead, cancelled or partial job back in the queue with a fresh attempt budget.
+-- ARGV: prefix, id, exclusive -> 'queued' | 'missing' | 'state:<state>' | 'busy:<holder id>'
+local id, exclusive = ARGV[2], ARGV[3]
+local key = P .. 'job:' .. id
+local st = redis.call('HGET', key, 'st')
+if not st then return 'missing' end
+if st ~= 'dead' and st ~= 'cancelled' and st ~= 'partial' then return 'state:' .. st end
+local acct = redis.call('HGET', key, 'acct')
+if exclusive == '1' and acct then
+  local ekey = P .. 'excl:' .. acct
+  local holder = redis.call('GET', ekey)
+  if holder and holder ~= id then
+    local hs = redis.call('HGET', P .. 'job:' .. holder, 'st')
+    if hs and hs ~= 'succeeded' and hs ~= 'partial' and hs ~= 'dead' and hs ~= 'cancelled' then
+      return 'busy:' .. holder
+    end
+  end
+  redis.call('SET', ekey, id)
+end
+local now = now_ms()
+redis.call('ZREM', P .. 'state:' .. st, id)
+redis.call('HSET', key, 'at', 0)
+redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs')
+queue_ready(id, now)
+wake()
+return 'queued'

@@ -1,0 +1,58 @@
+//! The queue: a narrow storage contract ([`JobStore`]) and its Redis implementation.
+//!
+//! Every state change is one Lua script (see `lua/`), so each is atomic and one round
+//! trip; all keys of a queue share a hash tag so the scripts run unchanged on Cluster.
+mod codec;
+mod fate;
+mod keys;
+mod redis_store;
+mod scripts;
+mod types;
+
+pub use fate::{decide, Fate, RetryPolicy};
+pub use keys::QueueKeys;
+pub use redis_store::RedisStore;
+pub use types::*;
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::job::{Job, JobId, JobKind, Progress};
+
+/// What the queue must offer: the API, the worker runtime and the conformance suite are
+/// all written against this trait, never against Redis directly.
+pub trait JobStore: Clone + Send + Sync + 'static {
+    /// Enqueue one job (idempotency key and per-account exclusivity honoured).
+    fn enqueue(&self, job: NewJob) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send;
+    /// Enqueue many jobs in one pipelined round trip; each gets its own outcome.
+    fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> impl Future<Output = Result<Vec<Result<Enqueued, EnqueueError>>, StoreError>> + Send;
+    /// Promote due jobs, reclaim expired leases and lease up to `max` ready jobs.
+    fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> impl Future<Output = Result<Fetched, StoreError>> + Send;
+    /// Apply the outcomes of finished runs (each checked against its lease).
+    fn settle(&self, kind: JobKind, settlements: &[Settlement]) -> impl Future<Output = Result<Vec<SettleResult>, StoreError>> + Send;
+    /// Renew leases; reports leases lost and jobs whose cancellation was requested.
+    fn extend_leases(
+        &self,
+        kind: JobKind,
+        leases: &[(JobId, String)],
+        lease: Duration,
+    ) -> impl Future<Output = Result<LeaseReport, StoreError>> + Send;
+    /// Record progress; false when the caller no longer holds the lease.
+    fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn cancel(&self, id: &JobId) -> impl Future<Output = Result<CancelOutcome, StoreError>> + Send;
+    /// Requeue a dead, cancelled or partial job with a fresh attempt budget.
+    fn retry(&self, id: &JobId) -> impl Future<Output = Result<RetryOutcome, StoreError>> + Send;
+    fn get(&self, id: &JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    /// Newest first, cursor paginated.
+    fn list(&self, query: &ListQuery) -> impl Future<Output = Result<Page, StoreError>> + Send;
+    fn counts(&self, kind: JobKind) -> impl Future<Output = Result<QueueCounts, StoreError>> + Send;
+    fn set_paused(&self, kind: JobKind, paused: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Delete dead jobs by id; returns how many were removed.
+    fn purge_dead(&self, kind: JobKind, ids: &[JobId]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Delete terminal jobs of `kind` that ended before `retention` ago, up to `limit`
+    /// per state. Dead jobs are never trimmed.
+    fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Block until work may be there (new job, due time) or `timeout` passes.
+    fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

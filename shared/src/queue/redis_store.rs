@@ -1,0 +1,630 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use super::codec::{decode_job, decode_leased, Fields, StoredAttempt};
+use super::{
+    scripts, CancelOutcome, Cursor, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page,
+    QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError,
+};
+use crate::job::{Job, JobId, JobKind, JobState, Progress};
+
+/// How many due jobs or expired leases one fetch handles; the rest wait for the next.
+const CHUNK: usize = 500;
+
+/// The Redis implementation of [`JobStore`].
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    namespace: Arc<str>,
+    defaults: Arc<JobDefaults>,
+    /// One connection per kind for blocking waits, so they never stall other commands.
+    waiters: Arc<[Mutex<Option<ConnectionManager>>; 3]>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn kind_index(kind: JobKind) -> usize {
+    match kind {
+        JobKind::Sync => 0,
+        JobKind::Backfill => 1,
+        JobKind::Cleanup => 2,
+    }
+}
+
+fn manager_config(response_timeout: Option<Duration>) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(response_timeout)
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1))
+}
+
+impl RedisStore {
+    /// Connect to `url`. Fails when Redis cannot be reached now; once connected, the
+    /// connection re-establishes itself after outages.
+    pub async fn connect(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config(Some(Duration::from_secs(5)))).await?;
+        Ok(Self {
+            client,
+            conn,
+            namespace: namespace.into(),
+            defaults: Arc::new(defaults),
+            waiters: Arc::new([Mutex::new(None), Mutex::new(None), Mutex::new(None)]),
+        })
+    }
+
+    pub fn keys(&self, kind: JobKind) -> QueueKeys {
+        QueueKeys::new(&self.namespace, kind)
+    }
+
+    pub fn defaults(&self) -> &JobDefaults {
+        &self.defaults
+    }
+
+    /// A fresh multiplexed connection for the caller's own use (e.g. heartbeats).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn enqueue_args(&self, job: &NewJob) -> Result<(QueueKeys, JobId, Vec<String>), EnqueueError> {
+        let kind = job.payload.kind();
+        if job.priority > 9 {
+            return Err(EnqueueError::Invalid("priority must be between 0 and 9".into()));
+        }
+        if job.max_attempts == Some(0) {
+            return Err(EnqueueError::Invalid("max_attempts must be at least 1".into()));
+        }
+        let payload = serde_json::to_string(&job.payload).map_err(|e| EnqueueError::Invalid(e.to_string()))?;
+        let max_attempts = job.max_attempts.unwrap_or(self.defaults.max_attempts);
+        let timeout = job.timeout.unwrap_or(self.defaults.timeout);
+        let run_at = job.run_at.map(|t| t.timestamp_millis().max(1)).unwrap_or(0);
+        let delay = job.delay.map(|d| d.as_millis() as i64).unwrap_or(0);
+        let idem = job.idempotency_key.clone().unwrap_or_default();
+        // The fingerprint is over everything that shapes the job, so the same key with
+        // another request is a conflict rather than a silent replay.
+        let fingerprint = if idem.is_empty() {
+            String::new()
+        } else {
+            let canonical = serde_json::json!([
+                kind.as_str(),
+                &job.payload,
+                run_at,
+                delay,
+                job.priority,
+                job.max_attempts,
+                job.timeout.map(|t| t.as_millis() as u64)
+            ]);
+            hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16])
+        };
+        let id = JobId::new(kind);
+        let exclusive = matches!(kind, JobKind::Sync);
+        let args = vec![
+            id.to_string(),
+            payload,
+            job.payload.account_id().to_string(),
+            job.priority.to_string(),
+            max_attempts.to_string(),
+            (timeout.as_millis() as u64).to_string(),
+            run_at.to_string(),
+            delay.to_string(),
+            idem,
+            fingerprint,
+            self.defaults.idempotency_ttl.as_secs().max(1).to_string(),
+            if exclusive { "1" } else { "0" }.to_owned(),
+            job.traceparent.clone().unwrap_or_default(),
+        ];
+        Ok((self.keys(kind), id, args))
+    }
+
+    async fn waiter(&self, kind: JobKind) -> Result<tokio::sync::MutexGuard<'_, Option<ConnectionManager>>, StoreError> {
+        let mut guard = self.waiters[kind_index(kind)].lock().await;
+        if guard.is_none() {
+            *guard = Some(ConnectionManager::new_with_config(self.client.clone(), manager_config(None)).await?);
+        }
+        Ok(guard)
+    }
+
+    /// Read one page of one kind's index: (id, score) pairs, the last position scanned
+    /// and whether the index goes on.
+    async fn list_one(
+        &self,
+        kind: JobKind,
+        query: &ListQuery,
+        after: Option<(&str, &str)>,
+    ) -> Result<(Vec<(String, String)>, Option<(String, String)>, bool), StoreError> {
+        let keys = self.keys(kind);
+        let (index, state_filter) = match (query.state, &query.account_id) {
+            (Some(JobState::Queued), _) => (keys.ready(), ""),
+            (Some(JobState::Running), _) => (keys.key("active"), ""),
+            (Some(JobState::Scheduled), _) => (keys.key("scheduled"), "scheduled"),
+            (Some(JobState::Retrying), _) => (keys.key("retrying"), ""),
+            (Some(s), _) => (keys.key(&format!("state:{s}")), ""),
+            (None, Some(acct)) => (keys.key(&format!("acct:{acct}")), ""),
+            (None, None) => (keys.key("all"), ""),
+        };
+        let acct_filter = match (query.state, &query.account_id) {
+            (Some(_), Some(a)) => a.as_str(),
+            _ => "",
+        };
+        let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
+        let mut conn = self.conn.clone();
+        let reply: (Vec<String>, String, String, i64) = scripts::LIST
+            .key(&index)
+            .arg(keys.prefix())
+            .arg(max_score)
+            .arg(cursor_id)
+            .arg(query.limit)
+            .arg(state_filter)
+            .arg(acct_filter)
+            .arg(query.limit.saturating_mul(20).max(2000))
+            .invoke_async(&mut conn)
+            .await?;
+        let (flat, last_score, last_id, more) = reply;
+        let pairs = flat
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect();
+        let last = (!last_id.is_empty()).then_some((last_score, last_id));
+        Ok((pairs, last, more == 1))
+    }
+
+    async fn load_jobs(&self, ids: &[JobId], with_attempts: bool) -> Result<Vec<Option<Job>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let keys = self.keys(id.kind());
+            pipe.hgetall(keys.job(id));
+            if with_attempts {
+                pipe.lrange(keys.attempts(id), 0, -1);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut it = values.into_iter();
+        for id in ids {
+            let fields: Vec<String> = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+            let attempts: Vec<String> = if with_attempts {
+                redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?
+            } else {
+                Vec::new()
+            };
+            if fields.is_empty() {
+                out.push(None);
+            } else {
+                out.push(Some(decode_job(id, &Fields::from_pairs(fields), attempts)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Protocol(e.to_string())
+}
+
+fn bulk(v: Value) -> Result<String, StoreError> {
+    redis::from_redis_value::<String>(v).map_err(parse_err)
+}
+
+fn parse_enqueue_reply(reply: Vec<String>) -> Result<Enqueued, EnqueueError> {
+    let [status, id, state]: [String; 3] = reply
+        .try_into()
+        .map_err(|r: Vec<String>| StoreError::Protocol(format!("enqueue reply had {} parts", r.len())))?;
+    let id: JobId = id.parse().map_err(parse_err)?;
+    match status.as_str() {
+        "conflict" => Err(EnqueueError::IdempotencyConflict { existing: id }),
+        "created" | "existing" => Ok(Enqueued {
+            id,
+            state: state.parse().map_err(parse_err)?,
+            created: status == "created",
+        }),
+        other => Err(StoreError::Protocol(format!("enqueue answered {other}")).into()),
+    }
+}
+
+fn action_args(s: &Settlement) -> (&'static str, u64, String) {
+    let ms = |d: &Duration| d.as_millis() as u64;
+    let json = |v: &dyn erased::Json| v.to_json();
+    match &s.action {
+        SettleAction::Succeeded(v) => ("succeeded", 0, v.to_string()),
+        SettleAction::Partial(v) => ("partial", 0, v.to_string()),
+        SettleAction::Retry { delay, error } => ("retry", ms(delay), json(error)),
+        SettleAction::Snooze { delay, error } => ("snooze", ms(delay), json(error)),
+        SettleAction::Dead(e) => ("dead", 0, json(e)),
+        SettleAction::Cancelled(e) => ("cancelled", 0, json(e)),
+        SettleAction::Release => ("release", 0, String::new()),
+    }
+}
+
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|_| "null".into())
+        }
+    }
+}
+
+impl JobStore for RedisStore {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        let (keys, _, args) = self.enqueue_args(&job)?;
+        let mut inv = scripts::ENQUEUE.key(keys.ready());
+        inv.arg(keys.prefix());
+        for a in &args {
+            inv.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(StoreError::from)?;
+        parse_enqueue_reply(reply)
+    }
+
+    async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            prepared.push(self.enqueue_args(job));
+        }
+        let build = || {
+            let mut pipe = redis::pipe();
+            for (keys, _, args) in prepared.iter().flatten() {
+                let mut inv = scripts::ENQUEUE.key(keys.ready());
+                inv.arg(keys.prefix());
+                for a in args {
+                    inv.arg(a);
+                }
+                pipe.invoke_script(&inv);
+            }
+            pipe
+        };
+        let mut conn = self.conn.clone();
+        let replies: Vec<Value> = match build().query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                scripts::ENQUEUE.load_async(&mut conn).await?;
+                build().query_async(&mut conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut replies = replies.into_iter();
+        let mut out = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            out.push(match p {
+                Err(e) => Err(e),
+                Ok(_) => {
+                    let reply = replies.next().ok_or_else(|| StoreError::Protocol("short bulk reply".into()))?;
+                    redis::from_redis_value::<Vec<String>>(reply)
+                        .map_err(|e| EnqueueError::Store(parse_err(e)))
+                        .and_then(parse_enqueue_reply)
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    async fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        let keys = self.keys(kind);
+        let mut conn = self.conn.clone();
+        let (jobs, wait): (Vec<Value>, i64) = scripts::FETCH
+            .key(keys.ready())
+            .arg(keys.prefix())
+            .arg(max)
+            .arg(worker)
+            .arg(lease.as_millis() as u64)
+            .arg(CHUNK)
+            .invoke_async(&mut conn)
+            .await?;
+        let mut out = Vec::with_capacity(jobs.len() / 3);
+        let mut it = jobs.into_iter();
+        while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
+            let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
+            let fields: Vec<String> = redis::from_redis_value(fields).map_err(parse_err)?;
+            out.push(decode_leased(id, bulk(token)?, &Fields::from_pairs(fields)));
+        }
+        Ok(Fetched {
+            jobs: out,
+            next_due: (wait >= 0).then(|| Duration::from_millis(wait as u64)),
+        })
+    }
+
+    async fn settle(&self, kind: JobKind, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys(kind);
+        let mut inv = scripts::SETTLE.key(keys.ready());
+        inv.arg(keys.prefix()).arg(settlements.len());
+        for s in settlements {
+            let (outcome, delay, data) = action_args(s);
+            let attempt = s
+                .attempt
+                .as_ref()
+                .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
+                .unwrap_or_default();
+            inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = inv.invoke_async(&mut conn).await?;
+        Ok(reply
+            .into_iter()
+            .map(|r| {
+                if r == "ok" {
+                    SettleResult::Applied
+                } else {
+                    SettleResult::LeaseLost
+                }
+            })
+            .collect())
+    }
+
+    async fn extend_leases(&self, kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
+        if leases.is_empty() {
+            return Ok(LeaseReport::default());
+        }
+        let keys = self.keys(kind);
+        let mut inv = scripts::EXTEND.key(keys.ready());
+        inv.arg(keys.prefix()).arg(lease.as_millis() as u64);
+        for (id, token) in leases {
+            inv.arg(id.as_str()).arg(token);
+        }
+        let mut conn = self.conn.clone();
+        let (lost, cancel): (Vec<String>, Vec<String>) = inv.invoke_async(&mut conn).await?;
+        let ids = |v: Vec<String>| v.into_iter().filter_map(|s| s.parse().ok()).collect();
+        Ok(LeaseReport {
+            lost: ids(lost),
+            cancel_requested: ids(cancel),
+        })
+    }
+
+    async fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> Result<bool, StoreError> {
+        let keys = self.keys(id.kind());
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(progress).map_err(parse_err)?;
+        let n: i64 = scripts::PROGRESS
+            .key(keys.ready())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .arg(token)
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
+        let keys = self.keys(id.kind());
+        let mut conn = self.conn.clone();
+        let r: String = scripts::CANCEL
+            .key(keys.ready())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match r.as_str() {
+            "missing" => CancelOutcome::NotFound,
+            "cancelled" => CancelOutcome::Cancelled,
+            "requested" => CancelOutcome::Requested,
+            other => CancelOutcome::AlreadyTerminal(other.trim_start_matches("terminal:").parse().map_err(parse_err)?),
+        })
+    }
+
+    async fn retry(&self, id: &JobId) -> Result<RetryOutcome, StoreError> {
+        let keys = self.keys(id.kind());
+        let mut conn = self.conn.clone();
+        let exclusive = if id.kind() == JobKind::Sync { "1" } else { "0" };
+        let r: String = scripts::RETRY
+            .key(keys.ready())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .arg(exclusive)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match r.split_once(':') {
+            None if r == "queued" => RetryOutcome::Queued,
+            None => RetryOutcome::NotFound,
+            Some(("busy", holder)) => RetryOutcome::AccountBusy(holder.parse().map_err(parse_err)?),
+            Some((_, state)) => RetryOutcome::WrongState(state.parse().map_err(parse_err)?),
+        })
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.load_jobs(std::slice::from_ref(id), true).await?.pop().flatten())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let kinds: Vec<JobKind> = if query.kinds.is_empty() {
+            JobKind::ALL.to_vec()
+        } else {
+            query.kinds.clone()
+        };
+        let mut candidates: Vec<(JobKind, String, String)> = Vec::new();
+        // Per kind: where it started, how many entries it offered, where its scan ended,
+        // and whether its index goes on past that.
+        let mut scans: Vec<(JobKind, Option<(String, String)>, usize, Option<(String, String)>, bool)> = Vec::new();
+        for kind in kinds {
+            let after = match &query.cursor {
+                None => None,
+                Some(c) => match c.positions.iter().find(|(k, _, _)| *k == kind) {
+                    Some((_, score, id)) => Some((score.clone(), id.clone())),
+                    None => continue, // this kind was exhausted on an earlier page
+                },
+            };
+            let (pairs, last, more) = self
+                .list_one(kind, query, after.as_ref().map(|(s, i)| (s.as_str(), i.as_str())))
+                .await?;
+            scans.push((kind, after, pairs.len(), last, more));
+            candidates.extend(pairs.into_iter().map(|(id, score)| (kind, score, id)));
+        }
+        let num = |s: &str| s.parse::<f64>().unwrap_or(f64::INFINITY);
+        candidates.sort_by(|a, b| num(&b.1).total_cmp(&num(&a.1)).then_with(|| b.2.cmp(&a.2)));
+        candidates.truncate(query.limit);
+
+        let mut positions = Vec::new();
+        for (kind, after, offered, last_scanned, more) in scans {
+            let taken: Vec<&(JobKind, String, String)> = candidates.iter().filter(|c| c.0 == kind).collect();
+            if taken.len() < offered {
+                // Some of this kind's entries did not fit: resume right after the last one shown.
+                let pos = match taken.last() {
+                    Some(t) => (t.1.clone(), t.2.clone()),
+                    None => after.unwrap_or_else(|| ("+inf".to_owned(), String::new())),
+                };
+                positions.push((kind, pos.0, pos.1));
+            } else if more {
+                if let Some((s, i)) = last_scanned {
+                    positions.push((kind, s, i));
+                }
+            }
+        }
+        let ids: Vec<JobId> = candidates.iter().filter_map(|c| c.2.parse().ok()).collect();
+        let jobs = self.load_jobs(&ids, false).await?.into_iter().flatten().collect();
+        Ok(Page {
+            jobs,
+            next: (!positions.is_empty()).then_some(Cursor { positions }),
+        })
+    }
+
+    async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {
+        let k = self.keys(kind);
+        let mut pipe = redis::pipe();
+        for suffix in [
+            "ready",
+            "scheduled",
+            "retrying",
+            "active",
+            "state:succeeded",
+            "state:partial",
+            "state:dead",
+            "state:cancelled",
+        ] {
+            pipe.zcard(k.key(suffix));
+        }
+        pipe.exists(k.key("paused"));
+        pipe.cmd("ZRANGE").arg(k.ready()).arg(0).arg(0).arg("WITHSCORES");
+        pipe.hget(k.key("stats"), "succeeded");
+        pipe.cmd("TIME");
+        let mut conn = self.conn.clone();
+        #[allow(clippy::type_complexity)]
+        let (c, paused, head, total, time): ((u64, u64, u64, u64, u64, u64, u64, u64), bool, Vec<String>, Option<u64>, (u64, u64)) = {
+            let v: (u64, u64, u64, u64, u64, u64, u64, u64, bool, Vec<String>, Option<u64>, (u64, u64)) =
+                pipe.query_async(&mut conn).await?;
+            ((v.0, v.1, v.2, v.3, v.4, v.5, v.6, v.7), v.8, v.9, v.10, v.11)
+        };
+        let now_ms = time.0 * 1000 + time.1 / 1000;
+        let lag_ms = head
+            .get(1)
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|score| now_ms.saturating_sub((score as u64) % 10_000_000_000_000))
+            .unwrap_or(0);
+        Ok(QueueCounts {
+            queued: c.0,
+            scheduled: c.1.saturating_sub(c.2),
+            retrying: c.2,
+            running: c.3,
+            succeeded: c.4,
+            partial: c.5,
+            dead: c.6,
+            cancelled: c.7,
+            paused,
+            lag_ms,
+            succeeded_total: total.unwrap_or(0),
+        })
+    }
+
+    async fn set_paused(&self, kind: JobKind, paused: bool) -> Result<(), StoreError> {
+        let k = self.keys(kind);
+        let mut conn = self.conn.clone();
+        if paused {
+            let _: () = conn.set(k.key("paused"), 1).await?;
+        } else {
+            let _: () = redis::pipe()
+                .del(k.key("paused"))
+                .lpush(k.marker(), 1)
+                .ltrim(k.marker(), 0, 0)
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn purge_dead(&self, kind: JobKind, ids: &[JobId]) -> Result<u64, StoreError> {
+        let k = self.keys(kind);
+        let mut removed = 0;
+        let mut conn = self.conn.clone();
+        for chunk in ids.chunks(CHUNK) {
+            let mut inv = scripts::REMOVE.key(k.ready());
+            inv.arg(k.prefix()).arg("dead").arg(0).arg(0);
+            for id in chunk {
+                inv.arg(id.as_str());
+            }
+            let n: u64 = inv.invoke_async(&mut conn).await?;
+            removed += n;
+        }
+        Ok(removed)
+    }
+
+    async fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<u64, StoreError> {
+        let k = self.keys(kind);
+        let cutoff = Utc::now().timestamp_millis() - retention.as_millis() as i64;
+        let mut removed = 0;
+        let mut conn = self.conn.clone();
+        for state in ["succeeded", "partial", "cancelled"] {
+            let n: u64 = scripts::REMOVE
+                .key(k.ready())
+                .arg(k.prefix())
+                .arg(state)
+                .arg(cutoff)
+                .arg(limit)
+                .invoke_async(&mut conn)
+                .await?;
+            removed += n;
+        }
+        Ok(removed)
+    }
+
+    async fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> Result<(), StoreError> {
+        let marker = self.keys(kind).marker();
+        let mut guard = self.waiter(kind).await?;
+        let conn = guard.as_mut().expect("waiter connection is set above");
+        let secs = timeout.as_secs_f64().max(0.01);
+        // The client-side bound is a little longer than the server's, so a dead
+        // connection cannot hang the fetcher.
+        let mut cmd = redis::cmd("BLPOP");
+        cmd.arg(&marker).arg(secs);
+        let wait = cmd.query_async::<Option<(String, String)>>(conn);
+        match tokio::time::timeout(timeout + Duration::from_secs(2), wait).await {
+            Ok(r) => r.map(|_| ()).map_err(StoreError::from),
+            Err(_) => {
+                *guard = None; // drop the stuck connection; the next wait opens another
+                Ok(())
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}

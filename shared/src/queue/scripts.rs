@@ -1,0 +1,21 @@
+//! The Lua scripts, each with the shared helpers prepended.
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(&format!("{}\n{}", include_str!("lua/common.lua"), include_str!($file))));
+    };
+}
+
+script!(ENQUEUE, "lua/enqueue.lua");
+script!(FETCH, "lua/fetch.lua");
+script!(SETTLE, "lua/settle.lua");
+script!(EXTEND, "lua/extend.lua");
+script!(PROGRESS, "lua/progress.lua");
+script!(CANCEL, "lua/cancel.lua");
+script!(RETRY, "lua/retry.lua");
+script!(REMOVE, "lua/remove.lua");
+script!(LIST, "lua/list.lua");

@@ -1,0 +1,235 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::{ErrorInfo, JobId, JobKind, JobPayload, JobState};
+
+/// Everything a caller may say about a job it enqueues.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub payload: JobPayload,
+    pub run_at: Option<DateTime<Utc>>,
+    pub delay: Option<Duration>,
+    /// 0..=9, higher runs first.
+    pub priority: u8,
+    pub max_attempts: Option<u32>,
+    pub timeout: Option<Duration>,
+    pub idempotency_key: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(payload: JobPayload) -> Self {
+        Self {
+            payload,
+            run_at: None,
+            delay: None,
+            priority: 0,
+            max_attempts: None,
+            timeout: None,
+            idempotency_key: None,
+            traceparent: None,
+        }
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = Some(d);
+        self
+    }
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+    pub fn priority(mut self, p: u8) -> Self {
+        self.priority = p;
+        self
+    }
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+    pub fn idempotency_key(mut self, k: impl Into<String>) -> Self {
+        self.idempotency_key = Some(k.into());
+        self
+    }
+    pub fn traceparent(mut self, tp: impl Into<String>) -> Self {
+        self.traceparent = Some(tp.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: JobId,
+    pub state: JobState,
+    /// False when an existing job was returned (idempotent replay, or the account
+    /// already has a sync queued or running).
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("idempotency key already used with another request (job {existing})")]
+    IdempotencyConflict { existing: JobId },
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The queue could not be reached or answered something this version cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected reply from the queue: {0}")]
+    Protocol(String),
+}
+
+/// A job leased to a worker.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub id: JobId,
+    /// Proves the lease in every later call; unique per run.
+    pub token: String,
+    /// The run number (1-based) this lease is for.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub started_at: DateTime<Utc>,
+    pub timeout: Duration,
+    pub traceparent: Option<String>,
+    /// The typed payload, or why it could not be decoded.
+    pub payload: Result<JobPayload, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub jobs: Vec<Leased>,
+    /// How long until the next scheduled job falls due or lease expires.
+    pub next_due: Option<Duration>,
+}
+
+/// What to do with a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettleAction {
+    Succeeded(serde_json::Value),
+    Partial(serde_json::Value),
+    /// Run again after `delay`; the attempt is used.
+    Retry {
+        delay: Duration,
+        error: ErrorInfo,
+    },
+    /// Run again after `delay`; the attempt is given back.
+    Snooze {
+        delay: Duration,
+        error: ErrorInfo,
+    },
+    Dead(ErrorInfo),
+    Cancelled(ErrorInfo),
+    /// Back to queued without using the attempt (shutdown, or leased but never started).
+    Release,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub id: JobId,
+    pub token: String,
+    pub action: SettleAction,
+    /// The attempt record to keep, unless the run never started.
+    pub attempt: Option<crate::job::AttemptRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleResult {
+    Applied,
+    /// The lease was gone: the outcome was recorded as late and nothing else changed.
+    LeaseLost,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseReport {
+    pub lost: Vec<JobId>,
+    pub cancel_requested: Vec<JobId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    NotFound,
+    /// It was queued or scheduled and is now cancelled.
+    Cancelled,
+    /// It is running; its handler is told to stop.
+    Requested,
+    AlreadyTerminal(JobState),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryOutcome {
+    NotFound,
+    Queued,
+    /// Only dead, cancelled and partial jobs can be retried.
+    WrongState(JobState),
+    /// Another sync of the same account is queued or running.
+    AccountBusy(JobId),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub kinds: Vec<JobKind>,
+    pub state: Option<JobState>,
+    pub account_id: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+/// Where a page ended: the sort score and id of the last job seen, per kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Cursor {
+    /// (kind, score, id) of the last entry seen in each kind's index; a kind that is
+    /// exhausted is absent.
+    pub positions: Vec<(JobKind, String, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub jobs: Vec<crate::job::Job>,
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    pub scheduled: u64,
+    pub queued: u64,
+    pub running: u64,
+    pub retrying: u64,
+    pub succeeded: u64,
+    pub partial: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+    pub paused: bool,
+    /// How long the job at the head of the queue has waited, in ms.
+    pub lag_ms: u64,
+    /// Jobs completed successfully since the queue was created.
+    pub succeeded_total: u64,
+}
+
+/// Job defaults applied at enqueue when a request leaves them out.
+#[derive(Debug, Clone)]
+pub struct JobDefaults {
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            timeout: Duration::from_secs(30 * 60),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}

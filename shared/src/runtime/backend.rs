@@ -1,0 +1,298 @@
+//! Our Redis backend under apalis: a fetcher task leases jobs (never more than free
+//! slots) and hands them to the worker through a channel; `poll_close` hands back what
+//! was leased but never started.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis_core::backend::{Backend, BackendConfig};
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::task_id::{RandomId, TaskId};
+use apalis_core::task::Task;
+use apalis_core::worker::context::WorkerContext;
+use chrono::Utc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::context::JobContext;
+use super::leases::Held;
+use super::settle::SettleLayer;
+use super::shared::SharedRef;
+use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
+use crate::queue::{JobStore, Leased, SettleAction, Settlement};
+
+/// What the settle layer needs to know about a leased run.
+#[derive(Clone)]
+pub(crate) struct RunLease {
+    pub leased: Arc<Leased>,
+    pub held: Held,
+    pub _slot: Arc<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("drover backend stopped: {0}")]
+pub struct BackendError(String);
+
+pub struct DroverBackend<S: JobStore> {
+    shared: SharedRef<S>,
+    kind: JobKind,
+    concurrency: usize,
+    rx: Option<mpsc::UnboundedReceiver<Task<JobPayload>>>,
+    fetcher: Option<tokio::task::JoinHandle<()>>,
+    closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    fetch_stop: CancellationToken,
+}
+
+impl<S: JobStore> DroverBackend<S> {
+    pub(crate) fn new(shared: SharedRef<S>, kind: JobKind, concurrency: usize) -> Self {
+        Self {
+            fetch_stop: shared.stop_fetching.child_token(),
+            shared,
+            kind,
+            concurrency,
+            rx: None,
+            fetcher: None,
+            closing: None,
+        }
+    }
+
+    fn start(&mut self) {
+        if self.rx.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.rx = Some(rx);
+        self.fetcher = Some(tokio::spawn(fetch_loop(
+            self.shared.clone(),
+            self.kind,
+            self.concurrency,
+            tx,
+            self.fetch_stop.clone(),
+        )));
+    }
+}
+
+impl<S: JobStore> Drop for DroverBackend<S> {
+    fn drop(&mut self) {
+        self.fetch_stop.cancel();
+    }
+}
+
+async fn fetch_loop<S: JobStore>(
+    shared: SharedRef<S>,
+    kind: JobKind,
+    concurrency: usize,
+    tx: mpsc::UnboundedSender<Task<JobPayload>>,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let settings = &shared.settings;
+    let mut backoff = Duration::from_millis(50);
+    let mut failing = false;
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = slots.clone().acquire_owned() => p.expect("slots semaphore is never closed"),
+        };
+        let mut permits = vec![first];
+        while permits.len() < settings.fetch_batch {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        let fetched = match shared.store.fetch(kind, &settings.worker_id, permits.len(), settings.lease).await {
+            Ok(f) => {
+                if failing {
+                    tracing::info!(kind = %kind, "queue reachable again; fetching resumes");
+                    failing = false;
+                }
+                backoff = Duration::from_millis(50);
+                f
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(kind = %kind, error = %e, "cannot fetch jobs; retrying with backoff");
+                    failing = true;
+                }
+                drop(permits);
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let got = fetched.jobs.len();
+        for leased in fetched.jobs {
+            let slot = Arc::new(permits.pop().expect("never more jobs than permits"));
+            let held = Held {
+                token: leased.token.clone(),
+                cancel: CancellationToken::new(),
+                lost: Arc::new(AtomicBool::new(false)),
+            };
+            shared.leases.insert(kind, leased.id.clone(), held.clone());
+            let payload = match &leased.payload {
+                Ok(p) => p.clone(),
+                Err(why) => {
+                    // A record this version cannot read: dead at once, with the reason.
+                    tracing::error!(job_id = %leased.id, error = %why, "job record cannot be decoded; moving it to dead");
+                    let err = ErrorInfo {
+                        class: ErrorClass::Decode,
+                        message: why.clone(),
+                    };
+                    let attempt = AttemptRecord {
+                        number: leased.attempt,
+                        worker: settings.worker_id.clone(),
+                        started_at: leased.started_at,
+                        ended_at: Utc::now(),
+                        outcome: AttemptOutcome::Failed,
+                        error: Some(err.clone()),
+                        trace_id: None,
+                        late: false,
+                    };
+                    let s = Settlement {
+                        id: leased.id.clone(),
+                        token: leased.token.clone(),
+                        action: SettleAction::Dead(err),
+                        attempt: Some(attempt),
+                    };
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        shared.settle(kind, s).await;
+                        drop(slot);
+                    });
+                    continue;
+                }
+            };
+            let ctx = JobContext::new(
+                shared.store.clone(),
+                leased.id.clone(),
+                leased.token.clone(),
+                leased.attempt,
+                leased.max_attempts,
+                leased.traceparent.clone(),
+                held.cancel.clone(),
+            );
+            let task = TaskBuilder::new(payload)
+                .task_id(TaskId::from_string(leased.id.as_str().to_owned()))
+                .attempt(leased.attempt.saturating_sub(1) as usize)
+                .max_attempts(leased.max_attempts as usize)
+                .data(ctx)
+                .data(RunLease {
+                    leased: Arc::new(leased),
+                    held,
+                    _slot: slot,
+                })
+                .build();
+            if let Err(mpsc::error::SendError(task)) = tx.send(task) {
+                // The worker is gone: hand the job straight back.
+                if let Some(lease) = task.ctx().data().get::<RunLease>() {
+                    let s = Settlement {
+                        id: lease.leased.id.clone(),
+                        token: lease.leased.token.clone(),
+                        action: SettleAction::Release,
+                        attempt: None,
+                    };
+                    shared.settle(kind, s).await;
+                }
+            }
+        }
+        drop(permits);
+        if got == 0 {
+            let wait = fetched.next_due.unwrap_or(settings.idle_wait).min(settings.idle_wait);
+            let waited = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = shared.store.wait_for_work(kind, wait) => r,
+            };
+            if let Err(e) = waited {
+                if !failing {
+                    tracing::warn!(kind = %kind, error = %e, "cannot wait for jobs; retrying with backoff");
+                    failing = true;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+impl<S: JobStore> Backend for DroverBackend<S> {
+    type Task = Task<JobPayload>;
+    type Error = BackendError;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+        self.start();
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        self.start();
+        let rx = self.rx.as_mut().expect("started above");
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some(task)) => Poll::Ready(Some(Ok(task))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+        if self.closing.is_none() {
+            self.fetch_stop.cancel();
+            let fetcher = self.fetcher.take();
+            let rx = self.rx.take();
+            let shared = self.shared.clone();
+            let kind = self.kind;
+            self.closing = Some(Box::pin(async move {
+                if let Some(f) = fetcher {
+                    let _ = f.await;
+                }
+                // Leased but never started: back to queued, no attempt used.
+                if let Some(mut rx) = rx {
+                    rx.close();
+                    while let Some(task) = rx.recv().await {
+                        if let Some(lease) = task.ctx().data().get::<RunLease>() {
+                            let s = Settlement {
+                                id: lease.leased.id.clone(),
+                                token: lease.leased.token.clone(),
+                                action: SettleAction::Release,
+                                attempt: None,
+                            };
+                            shared.settle(kind, s).await;
+                        }
+                    }
+                }
+            }));
+        }
+        match self.closing.as_mut().expect("set above").as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: JobStore> BackendConfig for DroverBackend<S> {
+    type Args = JobPayload;
+    type Id = RandomId;
+    type Kind = apalis_core::backend::finalize::Ephemeral;
+    type Config = ();
+    type Layer = SettleLayer<S>;
+
+    fn config(&self) -> &Self::Config {
+        &()
+    }
+
+    fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
+        SettleLayer::new(self.shared.clone(), self.kind)
+    }
+}

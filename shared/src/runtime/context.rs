@@ -1,0 +1,110 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::JobError;
+use crate::job::{JobId, JobPayload, Progress};
+use crate::queue::JobStore;
+
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(serde_json::Value),
+    /// Some items failed; the result says which.
+    Partial(serde_json::Value),
+}
+
+type ProgressFn = Arc<dyn Fn(Progress) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// What a handler knows about the run it is doing.
+#[derive(Clone)]
+pub struct JobContext {
+    pub id: JobId,
+    /// 1-based run number.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub traceparent: Option<String>,
+    /// Fires when the job is cancelled (from any process) or the worker must stop.
+    pub cancel: CancellationToken,
+    progress: ProgressFn,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    pub(crate) fn new<S: JobStore>(
+        store: S,
+        id: JobId,
+        token: String,
+        attempt: u32,
+        max_attempts: u32,
+        traceparent: Option<String>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let pid = id.clone();
+        let progress: ProgressFn = Arc::new(move |p: Progress| {
+            let store = store.clone();
+            let id = pid.clone();
+            let token = token.clone();
+            Box::pin(async move {
+                match store.set_progress(&id, &token, &p).await {
+                    Ok(held) => held,
+                    Err(e) => {
+                        tracing::warn!(job_id = %id, error = %e, "could not record progress");
+                        true
+                    }
+                }
+            })
+        });
+        Self {
+            id,
+            attempt,
+            max_attempts,
+            traceparent,
+            cancel,
+            progress,
+        }
+    }
+
+    /// Record progress. Returns `Err(Cancelled)` when the job was cancelled or this
+    /// worker no longer holds it, so a handler can `?` out between steps.
+    pub async fn progress(&self, progress: Progress) -> Result<(), JobError> {
+        if self.cancel.is_cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        if (self.progress)(progress).await {
+            Ok(())
+        } else {
+            self.cancel.cancel();
+            Err(JobError::Cancelled)
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// Runs jobs of one or more kinds.
+pub trait Handler: Send + Sync + 'static {
+    fn run(&self, payload: JobPayload, ctx: JobContext) -> Pin<Box<dyn Future<Output = Result<Outcome, JobError>> + Send>>;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(JobPayload, JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Outcome, JobError>> + Send + 'static,
+{
+    fn run(&self, payload: JobPayload, ctx: JobContext) -> Pin<Box<dyn Future<Output = Result<Outcome, JobError>> + Send>> {
+        Box::pin(self(payload, ctx))
+    }
+}

@@ -1,0 +1,132 @@
+//! The leases a worker process holds, and the keeper that renews them.
+//!
+//! The keeper runs on its own OS thread with its own runtime and Redis connection, so
+//! a handler that blocks the job runtime's threads cannot starve the renewals: a job
+//! never loses its lease while its worker lives.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{JobId, JobKind};
+use crate::queue::JobStore;
+
+#[derive(Clone)]
+pub(crate) struct Held {
+    pub token: String,
+    pub cancel: CancellationToken,
+    /// Set when the keeper found the lease gone.
+    pub lost: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct LeaseRegistry {
+    inner: Arc<Mutex<HashMap<JobKind, HashMap<JobId, Held>>>>,
+}
+
+impl LeaseRegistry {
+    pub fn insert(&self, kind: JobKind, id: JobId, held: Held) {
+        self.inner
+            .lock()
+            .expect("lease registry poisoned")
+            .entry(kind)
+            .or_default()
+            .insert(id, held);
+    }
+
+    pub fn remove(&self, kind: JobKind, id: &JobId) {
+        if let Some(m) = self.inner.lock().expect("lease registry poisoned").get_mut(&kind) {
+            m.remove(id);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(JobKind, Vec<(JobId, Held)>)> {
+        let g = self.inner.lock().expect("lease registry poisoned");
+        g.iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(k, m)| (*k, m.iter().map(|(id, h)| (id.clone(), h.clone())).collect()))
+            .collect()
+    }
+}
+
+/// Renews every held lease each `interval` until `stop` fires. `connect` builds the
+/// keeper's own store on the keeper's own runtime.
+pub(crate) fn spawn_keeper<S, C, Fut>(
+    registry: LeaseRegistry,
+    connect: C,
+    lease: Duration,
+    interval: Duration,
+    stop: CancellationToken,
+) -> std::thread::JoinHandle<()>
+where
+    S: JobStore,
+    C: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>>,
+{
+    std::thread::Builder::new()
+        .name("drover-leases".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("lease keeper runtime");
+            rt.block_on(async move {
+                let mut store = None;
+                let mut failing = false;
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    if store.is_none() {
+                        match connect().await {
+                            Ok(s) => store = Some(s),
+                            Err(e) => {
+                                if !failing {
+                                    tracing::warn!(error = %e, "lease keeper cannot reach the queue; retrying");
+                                    failing = true;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(s) = store.as_ref() else { continue };
+                    for (kind, held) in registry.snapshot() {
+                        let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
+                        match s.extend_leases(kind, &leases, lease).await {
+                            Ok(report) => {
+                                if failing {
+                                    tracing::info!("lease keeper reaches the queue again");
+                                    failing = false;
+                                }
+                                let by_id: HashMap<&JobId, &Held> = held.iter().map(|(id, h)| (id, h)).collect();
+                                for id in &report.lost {
+                                    if let Some(h) = by_id.get(id) {
+                                        tracing::warn!(job_id = %id, "lease lost; stopping the local run");
+                                        h.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                                        h.cancel.cancel();
+                                    }
+                                }
+                                for id in &report.cancel_requested {
+                                    if let Some(h) = by_id.get(id) {
+                                        tracing::info!(job_id = %id, "cancellation requested");
+                                        h.cancel.cancel();
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                if !failing {
+                                    tracing::warn!(error = %e, kind = %kind, "could not renew leases; retrying");
+                                    failing = true;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        })
+        .expect("spawn lease keeper thread")
+}

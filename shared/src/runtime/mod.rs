@@ -1,0 +1,199 @@
+//! The worker runtime: apalis's `Monitor` and `WorkerBuilder` over our backend.
+//!
+//! One apalis worker per job kind, each fed by a fetcher that leases at most as many
+//! jobs as it has free slots. Shutdown (DESIGN §8): stop fetching, let running jobs
+//! finish within the grace period, then cut the rest off and hand them back to the
+//! queue without using an attempt.
+mod backend;
+mod context;
+mod leases;
+mod settle;
+mod shared;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis_core::monitor::Monitor;
+use apalis_core::task::data::Data;
+use apalis_core::worker::builder::WorkerBuilder;
+use tokio_util::sync::CancellationToken;
+
+pub use backend::{BackendError, DroverBackend};
+pub use context::{Handler, JobContext, Outcome};
+
+use crate::job::{JobKind, JobPayload};
+use crate::queue::{JobStore, RetryPolicy, StoreError};
+
+/// How one worker process runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Unique per process start, so a restarted worker is never locked out.
+    pub worker_id: String,
+    /// Jobs run at once, per kind; a kind with 0 is not served.
+    pub concurrency: HashMap<JobKind, usize>,
+    /// How long a lease lasts without renewal: a dead worker's jobs run again after this.
+    pub lease: Duration,
+    /// How often leases are renewed (and cancellations noticed).
+    pub heartbeat: Duration,
+    /// How long running jobs may finish after a shutdown signal.
+    pub grace: Duration,
+    /// Most jobs leased in one fetch.
+    pub fetch_batch: usize,
+    /// Longest blocking wait for new work before fetching again anyway.
+    pub idle_wait: Duration,
+    pub retry: HashMap<JobKind, RetryPolicy>,
+    /// Terminal jobs older than this are trimmed (dead jobs are kept).
+    pub retention: Duration,
+}
+
+impl WorkerSettings {
+    pub fn new_worker_id() -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = host.trim();
+        format!(
+            "{}-{}-{}",
+            if host.is_empty() { "worker" } else { host },
+            std::process::id(),
+            ulid::Ulid::generate()
+        )
+    }
+
+    pub fn retry_for(&self, kind: JobKind) -> RetryPolicy {
+        self.retry.get(&kind).copied().unwrap_or_default()
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            worker_id: Self::new_worker_id(),
+            concurrency: JobKind::ALL.into_iter().map(|k| (k, 10)).collect(),
+            lease: Duration::from_secs(3),
+            heartbeat: Duration::from_millis(500),
+            grace: Duration::from_secs(30),
+            fetch_batch: 100,
+            idle_wait: Duration::from_secs(5),
+            retry: HashMap::new(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Run workers for every kind with concurrency > 0 until `shutdown` resolves, then stop
+/// gracefully. `connect` opens a second store for the lease keeper's own thread.
+pub async fn run<S, H, C, CF, F>(store: S, connect: C, settings: WorkerSettings, handler: H, shutdown: F) -> Result<(), StoreError>
+where
+    S: JobStore,
+    H: Handler,
+    C: Fn() -> CF + Send + 'static,
+    CF: Future<Output = Result<S, StoreError>>,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handler: Arc<dyn Handler> = Arc::new(handler);
+    let kinds: Vec<(JobKind, usize)> = JobKind::ALL
+        .into_iter()
+        .filter_map(|k| settings.concurrency.get(&k).copied().filter(|c| *c > 0).map(|c| (k, c)))
+        .collect();
+
+    let mut settle_tx = HashMap::new();
+    let mut settlers = Vec::new();
+    for (kind, _) in &kinds {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        settle_tx.insert(*kind, tx);
+        settlers.push(shared::spawn_settler(store.clone(), *kind, rx));
+    }
+    let stop_fetching = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    let shared = Arc::new(shared::Shared {
+        store: store.clone(),
+        settings: settings.clone(),
+        leases: leases::LeaseRegistry::default(),
+        stop_fetching: stop_fetching.clone(),
+        hard_stop: hard_stop.clone(),
+        settle_tx,
+    });
+
+    let keeper_stop = CancellationToken::new();
+    let keeper = leases::spawn_keeper(
+        shared.leases.clone(),
+        connect,
+        settings.lease,
+        settings.heartbeat,
+        keeper_stop.clone(),
+    );
+
+    let trimmer = tokio::spawn(trim_loop(
+        store.clone(),
+        kinds.iter().map(|(k, _)| *k).collect(),
+        settings.retention,
+        stop_fetching.clone(),
+    ));
+
+    let mut monitor = Monitor::new().should_restart(|ctx, err| {
+        tracing::error!(worker = ctx.name(), error = %err, "worker stopped with an error; restarting it");
+        true
+    });
+    for (kind, concurrency) in kinds {
+        let shared = shared.clone();
+        let handler = handler.clone();
+        let name = format!("{}:{}", kind, settings.worker_id);
+        monitor = monitor.register(move |_restarts| {
+            let handler = handler.clone();
+            WorkerBuilder::new(name.as_str())
+                .backend(DroverBackend::new(shared.clone(), kind, concurrency))
+                .build(move |payload: JobPayload, ctx: Data<context::JobContext>| {
+                    let handler = handler.clone();
+                    async move { handler.run(payload, ctx.0).await.map_err(apalis_core::error::BoxDynError::from) }
+                })
+        });
+    }
+
+    tracing::info!(worker_id = %settings.worker_id, "worker started");
+    let grace = settings.grace;
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown: no new jobs; waiting for running jobs"
+        );
+        stop_fetching.cancel();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            tracing::warn!("grace period over: handing the remaining running jobs back to the queue");
+            hard_stop.cancel();
+        });
+        Ok(())
+    };
+    let result = monitor.run_with_signal(signal).await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "worker monitor ended with an error");
+    }
+    let _ = trimmer.await;
+    drop(shared);
+    for s in settlers {
+        s.abort();
+    }
+    keeper_stop.cancel();
+    let _ = tokio::task::spawn_blocking(move || keeper.join()).await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn trim_loop<S: JobStore>(store: S, kinds: Vec<JobKind>, retention: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for kind in &kinds {
+            match store.trim(*kind, retention, 500).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(kind = %kind, removed = n, "trimmed terminal jobs past retention"),
+                Err(e) => tracing::debug!(kind = %kind, error = %e, "trim skipped"),
+            }
+        }
+    }
+}

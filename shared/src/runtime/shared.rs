@@ -1,0 +1,87 @@
+//! State one worker process shares between its fetchers, settle layers and keeper.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::leases::LeaseRegistry;
+use super::WorkerSettings;
+use crate::job::JobKind;
+use crate::queue::{JobStore, SettleResult, Settlement};
+
+pub(crate) type SettleRequest = (Settlement, oneshot::Sender<SettleResult>);
+
+pub(crate) struct Shared<S: JobStore> {
+    pub store: S,
+    pub settings: WorkerSettings,
+    pub leases: LeaseRegistry,
+    /// Stop leasing new jobs (graceful shutdown has begun).
+    pub stop_fetching: CancellationToken,
+    /// The grace period is over: cut running jobs off and hand them back.
+    pub hard_stop: CancellationToken,
+    pub settle_tx: HashMap<JobKind, mpsc::UnboundedSender<SettleRequest>>,
+}
+
+impl<S: JobStore> Shared<S> {
+    /// Record a run's outcome; waits until it is stored (retrying through outages).
+    pub async fn settle(&self, kind: JobKind, s: Settlement) -> SettleResult {
+        let (tx, rx) = oneshot::channel();
+        let id = s.id.clone();
+        if self.settle_tx[&kind].send((s, tx)).is_err() {
+            return SettleResult::LeaseLost;
+        }
+        let res = rx.await.unwrap_or(SettleResult::LeaseLost);
+        self.leases.remove(kind, &id);
+        res
+    }
+}
+
+/// Writes settlements in batches: whatever has queued up while the previous batch was
+/// in flight goes in the next script call, so acks cost one round trip per batch.
+pub(crate) fn spawn_settler<S: JobStore>(
+    store: S,
+    kind: JobKind,
+    mut rx: mpsc::UnboundedReceiver<SettleRequest>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut batch: Vec<SettleRequest> = Vec::with_capacity(256);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
+            let mut backoff = Duration::from_millis(50);
+            let mut logged = false;
+            let results = loop {
+                match store.settle(kind, &settlements).await {
+                    Ok(r) => break r,
+                    Err(e) => {
+                        if !logged {
+                            tracing::warn!(error = %e, kind = %kind, jobs = settlements.len(), "could not record job outcomes; retrying until the queue is back");
+                            logged = true;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            };
+            if logged {
+                tracing::info!(kind = %kind, "job outcomes recorded after the queue came back");
+            }
+            for ((s, tx), r) in batch.drain(..).zip(results) {
+                if r == SettleResult::LeaseLost {
+                    tracing::warn!(job_id = %s.id, "lease was gone when the run ended; its result is kept on the attempt only");
+                }
+                let _ = tx.send(r);
+            }
+        }
+    })
+}
+
+pub(crate) type SharedRef<S> = Arc<Shared<S>>;

@@ -1,1 +1,8 @@
-
+//! Drover's end-to-end support: a harness that starts real processes (redis-server,
+//! Postgres databases, the API, workers), the marketplace simulator, and benchmarks.
+//!
+//! - [`harness`]: private redis-server per test or suite, temp Postgres databases,
+//!   child processes stopped by PID.
+//! - [`sim`]: the SP-API-shaped marketplace simulator (binary `simulator`).
+pub mod harness;
+pub mod sim;

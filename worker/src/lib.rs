@@ -1,1 +1,57 @@
+//! The worker process: configuration, start-up and the job handlers.
+//!
+//! - [`config`]: typed, validated worker configuration.
+//! - [`run`]: connect to the queue and run jobs until the shutdown future resolves.
+pub mod config;
 
+use std::future::Future;
+
+use drover::queue::{RedisStore, StoreError};
+use drover::runtime::Handler;
+
+pub use config::WorkerConfig;
+
+/// Connect to Redis (retrying until it answers or `shutdown` fires) and run `handler`
+/// for every kind with concurrency > 0 until `shutdown` resolves.
+pub async fn run<H: Handler>(
+    config: WorkerConfig,
+    handler: H,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StoreError> {
+    let mut shutdown = Box::pin(shutdown);
+    let defaults = config.job_defaults();
+    let mut delay = std::time::Duration::from_millis(100);
+    let store = loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = RedisStore::connect(&config.redis_url, &config.namespace, defaults.clone()) => match r {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64, "queue not reachable at start-up; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    };
+    let url = config.redis_url.clone();
+    let ns = config.namespace.clone();
+    let connect = move || {
+        let url = url.clone();
+        let ns = ns.clone();
+        let defaults = defaults.clone();
+        async move { RedisStore::connect(&url, &ns, defaults).await }
+    };
+    drover::runtime::run(store, connect, config.settings(), handler, shutdown).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -28,7 +28,8 @@ pub struct StoredAttempt {
     pub error: Option<ErrorInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
-    #[serde(default)]
+    /// Written by the settle script when the lease had gone; never by the worker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub late: bool,
 }
 

@@ -1,0 +1,98 @@
+//! A worker process for the process-level tests: the real worker runtime and config,
+//! with handlers whose behaviour a test picks per job through the account id
+//! (`t.<behaviour>`), or for the whole process with `DROVER_TEST_BEHAVIOUR`.
+//!
+//! Behaviours: `ok`, `sleep.<ms>`, `block.<ms>` (blocks its thread), `transient`,
+//! `permanent`, `panic`, `ratelimited.<ms>`, `flaky.<n>` (fails the first n-1 runs),
+//! `cancellable.<ms>` (sleeps in steps, stopping when cancelled).
+//! Every run is logged to the Redis list `test:runs` as `S|E <job> <pid> <unix µs>`.
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use drover::job::JobPayload;
+use drover::runtime::{JobContext, Outcome};
+use drover::JobError;
+use redis::AsyncCommands;
+
+fn now_us() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
+async fn record(log: &mut Option<redis::aio::ConnectionManager>, what: &str, id: &str) {
+    if let Some(conn) = log.as_mut() {
+        let line = format!("{what} {id} {} {}", std::process::id(), now_us());
+        // Best effort: a Redis outage must not change the job's own outcome.
+        let _: Result<(), _> = conn.rpush("test:runs", line).await;
+    }
+}
+
+async fn behave(behaviour: &str, ctx: &JobContext) -> Result<Outcome, JobError> {
+    let (name, arg) = behaviour.split_once('.').unwrap_or((behaviour, "0"));
+    let n: u64 = arg.parse().unwrap_or(0);
+    match name {
+        "ok" => Ok(Outcome::Succeeded(serde_json::json!({"ok": true}))),
+        "sleep" => {
+            tokio::time::sleep(Duration::from_millis(n)).await;
+            Ok(Outcome::Succeeded(serde_json::json!({"slept_ms": n})))
+        }
+        "block" => {
+            std::thread::sleep(Duration::from_millis(n));
+            Ok(Outcome::Succeeded(serde_json::json!({"blocked_ms": n})))
+        }
+        "transient" => Err(JobError::transient("simulated transient failure")),
+        "permanent" => Err(JobError::permanent("simulated permanent failure")),
+        "panic" => panic!("simulated panic in handler"),
+        "ratelimited" => Err(JobError::RateLimited {
+            retry_after: Duration::from_millis(n),
+            reason: "simulated 429".into(),
+        }),
+        "flaky" => {
+            if u64::from(ctx.attempt) < n {
+                Err(JobError::transient(format!("flaky: failing run {} of {n}", ctx.attempt)))
+            } else {
+                Ok(Outcome::Succeeded(serde_json::json!({"succeeded_on": ctx.attempt})))
+            }
+        }
+        "cancellable" => {
+            let steps = n / 50;
+            for _ in 0..steps {
+                if ctx.is_cancelled() {
+                    return Err(JobError::Cancelled);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Outcome::Succeeded(serde_json::json!({})))
+        }
+        other => Err(JobError::permanent(format!("unknown test behaviour {other:?}"))),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    drover::telemetry::init("test-worker");
+    let config = drover_worker::WorkerConfig::load(None)?;
+    let default_behaviour = std::env::var("DROVER_TEST_BEHAVIOUR").unwrap_or_else(|_| "ok".into());
+    let log = if std::env::var("DROVER_TEST_LOG_RUNS").is_ok() {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        Some(redis::aio::ConnectionManager::new(client).await?)
+    } else {
+        None
+    };
+    let handler = move |payload: JobPayload, ctx: JobContext| {
+        let mut log = log.clone();
+        let behaviour = payload
+            .account_id()
+            .as_str()
+            .strip_prefix("t.")
+            .map(str::to_owned)
+            .unwrap_or_else(|| default_behaviour.clone());
+        async move {
+            let id = ctx.id.to_string();
+            record(&mut log, "S", &id).await;
+            let r = behave(&behaviour, &ctx).await;
+            record(&mut log, "E", &id).await;
+            r
+        }
+    };
+    drover_worker::run(config, handler, drover_worker::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,563 @@
+//! The rules. Each takes a fresh, empty store.
+#![allow(dead_code)]
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use drover::job::*;
+use drover::queue::*;
+use serde_json::json;
+
+pub const LEASE: Duration = Duration::from_secs(30);
+
+pub fn cleanup(account: &str) -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap()
+}
+
+pub fn sync(account: &str) -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "resources": ["orders"]}),
+    )
+    .unwrap()
+}
+
+async fn fetch_one<S: JobStore>(store: &S, worker: &str) -> Option<Leased> {
+    store.fetch(JobKind::Cleanup, worker, 1, LEASE).await.unwrap().jobs.pop()
+}
+
+fn attempt(l: &Leased, outcome: AttemptOutcome, error: Option<ErrorInfo>) -> Option<AttemptRecord> {
+    Some(AttemptRecord {
+        number: l.attempt,
+        worker: "w1".into(),
+        started_at: l.started_at,
+        ended_at: Utc::now(),
+        outcome,
+        error,
+        trace_id: None,
+        late: false,
+    })
+}
+
+fn err(class: ErrorClass) -> ErrorInfo {
+    ErrorInfo {
+        class,
+        message: format!("{class:?} failure"),
+    }
+}
+
+async fn settle<S: JobStore>(store: &S, l: &Leased, action: SettleAction, outcome: AttemptOutcome) -> SettleResult {
+    let error = match &action {
+        SettleAction::Retry { error, .. }
+        | SettleAction::Snooze { error, .. }
+        | SettleAction::Dead(error)
+        | SettleAction::Cancelled(error) => Some(error.clone()),
+        _ => None,
+    };
+    let s = Settlement {
+        id: l.id.clone(),
+        token: l.token.clone(),
+        action,
+        attempt: attempt(l, outcome, error),
+    };
+    store.settle(l.id.kind(), &[s]).await.unwrap()[0]
+}
+
+async fn state_of<S: JobStore>(store: &S, id: &JobId) -> JobState {
+    store.get(id).await.unwrap().expect("job exists").state
+}
+
+async fn enqueue<S: JobStore>(store: &S, job: NewJob) -> JobId {
+    store.enqueue(job).await.unwrap().id
+}
+
+pub async fn an_enqueued_job_is_queued_with_its_payload_and_no_attempts<S: JobStore>(store: S) {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let e = store.enqueue(NewJob::new(cleanup("a1")).traceparent(tp)).await.unwrap();
+    assert!(e.created);
+    assert_eq!(e.state, JobState::Queued);
+    assert!(e.id.as_str().starts_with("cleanup_"));
+    let job = store.get(&e.id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.max_attempts, 3);
+    assert_eq!(job.account_id.as_deref(), Some("a1"));
+    assert_eq!(job.payload["skus"], json!(["SKU-1"]));
+    assert_eq!(job.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert!(job.attempt_history.is_empty());
+}
+
+pub async fn a_delayed_job_is_scheduled_and_runs_only_once_due<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).delay(Duration::from_millis(400))).await;
+    assert_eq!(state_of(&store, &id).await, JobState::Scheduled);
+    let f = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap();
+    assert!(f.jobs.is_empty(), "a job must not run before it is due");
+    let due = f.next_due.expect("the fetch reports when the next job falls due");
+    assert!(due <= Duration::from_millis(400), "{due:?}");
+    tokio::time::sleep(due + Duration::from_millis(20)).await;
+    let l = fetch_one(&store, "w1").await.expect("due job is handed out");
+    assert_eq!(l.id, id);
+}
+
+pub async fn higher_priority_runs_first_and_equal_priority_in_order<S: JobStore>(store: S) {
+    let low1 = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let low2 = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let high = enqueue(&store, NewJob::new(cleanup("a1")).priority(9)).await;
+    let f = store.fetch(JobKind::Cleanup, "w1", 3, LEASE).await.unwrap();
+    let order: Vec<JobId> = f.jobs.into_iter().map(|l| l.id).collect();
+    assert_eq!(order, vec![high, low1, low2]);
+}
+
+pub async fn a_fetched_job_is_running_and_leased_to_one_worker_only<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!((l.id.clone(), l.attempt), (id.clone(), 1));
+    assert!(l.payload.is_ok());
+    assert!(
+        fetch_one(&store, "w2").await.is_none(),
+        "a leased job must not be handed to a second worker"
+    );
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.worker.as_deref(), Some("w1"));
+    assert_eq!(job.attempts, 1);
+}
+
+pub async fn a_successful_run_is_recorded_with_its_result_and_attempt<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let r = settle(
+        &store,
+        &l,
+        SettleAction::Succeeded(json!({"deleted": 1})),
+        AttemptOutcome::Succeeded,
+    )
+    .await;
+    assert_eq!(r, SettleResult::Applied);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.result, Some(json!({"deleted": 1})));
+    assert!(job.finished_at.is_some());
+    assert_eq!(job.attempt_history.len(), 1);
+    assert_eq!(job.attempt_history[0].outcome, AttemptOutcome::Succeeded);
+    assert_eq!(job.attempt_history[0].number, 1);
+}
+
+pub async fn a_transient_failure_with_attempts_left_is_retried_later<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let action = SettleAction::Retry {
+        delay: Duration::from_millis(300),
+        error: err(ErrorClass::Transient),
+    };
+    settle(&store, &l, action, AttemptOutcome::Failed).await;
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Retrying);
+    assert_eq!(job.last_error.as_ref().map(|e| e.class), Some(ErrorClass::Transient));
+    assert!(fetch_one(&store, "w1").await.is_none(), "the retry waits for its backoff");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = fetch_one(&store, "w1").await.expect("retried after the backoff");
+    assert_eq!(again.attempt, 2);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempt_history.len(), 1);
+    assert_eq!(job.attempt_history[0].error.as_ref().unwrap().class, ErrorClass::Transient);
+}
+
+pub async fn a_rate_limited_run_is_snoozed_without_using_an_attempt<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let action = SettleAction::Snooze {
+        delay: Duration::from_millis(200),
+        error: err(ErrorClass::RateLimited),
+    };
+    settle(&store, &l, action, AttemptOutcome::Snoozed).await;
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Scheduled);
+    assert_eq!(job.attempts, 0, "a snooze gives the attempt back");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(fetch_one(&store, "w1").await.unwrap().attempt, 1);
+}
+
+pub async fn a_permanent_failure_goes_to_dead_at_once<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(10)).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.last_error.unwrap().class, ErrorClass::Permanent);
+    let dead = store
+        .list(&ListQuery {
+            state: Some(JobState::Dead),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![id]);
+}
+
+pub async fn running_out_of_attempts_goes_to_dead<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(2)).await;
+    for n in 1..=2u32 {
+        let l = fetch_one(&store, "w1").await.expect("attempt is handed out");
+        assert_eq!(l.attempt, n);
+        let fate = decide(
+            &err(ErrorClass::Transient),
+            None,
+            l.attempt,
+            l.max_attempts,
+            &RetryPolicy {
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            1.0,
+        );
+        let action = match fate {
+            Fate::Retry(delay) => SettleAction::Retry {
+                delay,
+                error: err(ErrorClass::Transient),
+            },
+            Fate::Dead => SettleAction::Dead(err(ErrorClass::Transient)),
+            other => panic!("unexpected fate {other:?}"),
+        };
+        settle(&store, &l, action, AttemptOutcome::Failed).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.attempts, 2);
+    assert_eq!(job.attempt_history.len(), 2);
+    assert!(fetch_one(&store, "w1").await.is_none());
+}
+
+pub async fn an_expired_lease_is_reclaimed_and_the_late_result_changes_nothing<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let first = store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .unwrap();
+    assert!(fetch_one(&store, "w2").await.is_none());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let second = fetch_one(&store, "w2").await.expect("the expired lease is reclaimed");
+    assert_eq!(second.id, id);
+    assert_eq!(second.attempt, 2, "a lost run counts as an attempt");
+    let late = settle(
+        &store,
+        &first,
+        SettleAction::Succeeded(json!({"late": true})),
+        AttemptOutcome::Succeeded,
+    )
+    .await;
+    assert_eq!(late, SettleResult::LeaseLost);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running, "the late result must not finish the job");
+    assert_eq!(job.worker.as_deref(), Some("w2"));
+    let outcomes: Vec<(AttemptOutcome, bool)> = job.attempt_history.iter().map(|a| (a.outcome, a.late)).collect();
+    assert_eq!(outcomes, vec![(AttemptOutcome::Lost, false), (AttemptOutcome::Succeeded, true)]);
+    assert_eq!(
+        settle(&store, &second, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await,
+        SettleResult::Applied
+    );
+    assert_eq!(state_of(&store, &id).await, JobState::Succeeded);
+}
+
+pub async fn a_renewed_lease_is_never_reclaimed<S: JobStore>(store: S) {
+    enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let lease = Duration::from_millis(300);
+    let l = store.fetch(JobKind::Cleanup, "w1", 1, lease).await.unwrap().jobs.pop().unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let report = store
+            .extend_leases(JobKind::Cleanup, &[(l.id.clone(), l.token.clone())], lease)
+            .await
+            .unwrap();
+        assert!(report.lost.is_empty());
+        assert!(fetch_one(&store, "w2").await.is_none(), "a renewed lease must not be taken");
+    }
+}
+
+pub async fn cancelling_queued_or_scheduled_jobs_ends_them_at_once<S: JobStore>(store: S) {
+    let queued = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let scheduled = enqueue(&store, NewJob::new(cleanup("a1")).delay(Duration::from_secs(60))).await;
+    assert_eq!(store.cancel(&queued).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(store.cancel(&scheduled).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(state_of(&store, &queued).await, JobState::Cancelled);
+    assert_eq!(state_of(&store, &scheduled).await, JobState::Cancelled);
+    assert!(store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs.is_empty());
+    assert_eq!(
+        store.cancel(&queued).await.unwrap(),
+        CancelOutcome::AlreadyTerminal(JobState::Cancelled)
+    );
+    let missing: JobId = JobId::new(JobKind::Cleanup);
+    assert_eq!(store.cancel(&missing).await.unwrap(), CancelOutcome::NotFound);
+}
+
+pub async fn cancelling_a_running_job_tells_its_worker<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    let report = store
+        .extend_leases(JobKind::Cleanup, &[(l.id.clone(), l.token.clone())], LEASE)
+        .await
+        .unwrap();
+    assert_eq!(report.cancel_requested, vec![id.clone()]);
+    settle(
+        &store,
+        &l,
+        SettleAction::Cancelled(err(ErrorClass::Cancelled)),
+        AttemptOutcome::Cancelled,
+    )
+    .await;
+    assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
+}
+
+pub async fn a_released_job_goes_back_to_queued_without_using_an_attempt<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let s = Settlement {
+        id: l.id.clone(),
+        token: l.token.clone(),
+        action: SettleAction::Release,
+        attempt: None,
+    };
+    assert_eq!(store.settle(JobKind::Cleanup, &[s]).await.unwrap(), vec![SettleResult::Applied]);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
+    assert_eq!(fetch_one(&store, "w2").await.unwrap().attempt, 1);
+}
+
+pub async fn a_dead_job_can_be_retried_with_a_fresh_budget<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
+    assert_eq!(job.attempt_history.len(), 1, "history is kept across a retry");
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::WrongState(JobState::Queued));
+    assert_eq!(fetch_one(&store, "w1").await.unwrap().attempt, 1);
+}
+
+pub async fn the_same_idempotency_key_and_body_return_the_same_job<S: JobStore>(store: S) {
+    let a = store.enqueue(NewJob::new(cleanup("a1")).idempotency_key("k1")).await.unwrap();
+    let b = store.enqueue(NewJob::new(cleanup("a1")).idempotency_key("k1")).await.unwrap();
+    assert!(a.created && !b.created);
+    assert_eq!(a.id, b.id);
+    let all = store
+        .list(&ListQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.jobs.len(), 1);
+}
+
+pub async fn the_same_idempotency_key_with_another_body_is_a_conflict<S: JobStore>(store: S) {
+    let a = store.enqueue(NewJob::new(cleanup("a1")).idempotency_key("k1")).await.unwrap();
+    match store.enqueue(NewJob::new(cleanup("a2")).idempotency_key("k1")).await {
+        Err(EnqueueError::IdempotencyConflict { existing }) => assert_eq!(existing, a.id),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+pub async fn a_second_sync_for_an_account_returns_the_existing_one<S: JobStore>(store: S) {
+    let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    let second = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(first.created && !second.created);
+    assert_eq!(first.id, second.id);
+    let other_account = store.enqueue(NewJob::new(sync("a2"))).await.unwrap();
+    assert!(other_account.created);
+    // Once the first ends, a new sync for the account is accepted.
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(l.id, first.id);
+    let running_dup = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert_eq!(running_dup.id, first.id, "a running sync also holds the account");
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    let third = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(third.created);
+    assert_ne!(third.id, first.id);
+}
+
+pub async fn a_paused_queue_hands_out_nothing_until_resumed<S: JobStore>(store: S) {
+    enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    store.set_paused(JobKind::Cleanup, true).await.unwrap();
+    assert!(fetch_one(&store, "w1").await.is_none());
+    assert!(store.counts(JobKind::Cleanup).await.unwrap().paused);
+    store.set_paused(JobKind::Cleanup, false).await.unwrap();
+    assert!(fetch_one(&store, "w1").await.is_some());
+}
+
+pub async fn counts_follow_every_state<S: JobStore>(store: S) {
+    for _ in 0..3 {
+        enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    }
+    enqueue(&store, NewJob::new(cleanup("a1")).delay(Duration::from_secs(60))).await;
+    let running = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
+    settle(&store, &running[0], SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((c.queued, c.scheduled, c.running, c.succeeded, c.dead), (1, 1, 1, 1, 0));
+    assert_eq!(c.succeeded_total, 1);
+}
+
+pub async fn listing_is_newest_first_and_pages_cover_every_job_once<S: JobStore>(store: S) {
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let payload = if i % 2 == 0 {
+            cleanup("a1")
+        } else {
+            JobPayload::from_json(JobKind::Backfill, json!({"account_id": "a1", "marketplace_id": "M", "report_type": "GET_X", "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"})).unwrap()
+        };
+        ids.push(enqueue(&store, NewJob::new(payload)).await);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list(&ListQuery {
+                limit: 7,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.jobs.len() <= 7);
+        seen.extend(page.jobs.iter().map(|j| j.id.clone()));
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let unique: HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no job appears twice");
+    assert_eq!(unique, ids.iter().cloned().collect::<HashSet<_>>(), "every job appears");
+    let jobs = store
+        .list(&ListQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .jobs;
+    assert!(jobs.windows(2).all(|w| w[0].created_at >= w[1].created_at), "newest first");
+}
+
+pub async fn listing_filters_by_state_and_account<S: JobStore>(store: S) {
+    let a1 = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let _a2 = enqueue(&store, NewJob::new(cleanup("a2"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.id, a1);
+    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    let by_acct = store
+        .list(&ListQuery {
+            account_id: Some("a1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_acct.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![a1.clone()]);
+    let dead_a2 = store
+        .list(&ListQuery {
+            state: Some(JobState::Dead),
+            account_id: Some("a2".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(dead_a2.jobs.is_empty());
+    let queued = store
+        .list(&ListQuery {
+            state: Some(JobState::Queued),
+            kinds: vec![JobKind::Cleanup],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued.jobs.len(), 1);
+    assert_eq!(queued.jobs[0].account_id.as_deref(), Some("a2"));
+}
+
+pub async fn dead_jobs_can_be_purged_and_old_terminal_jobs_are_trimmed<S: JobStore>(store: S) {
+    let dead = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let done = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let jobs = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
+    settle(
+        &store,
+        &jobs[0],
+        SettleAction::Dead(err(ErrorClass::Permanent)),
+        AttemptOutcome::Failed,
+    )
+    .await;
+    settle(&store, &jobs[1], SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let trimmed = store.trim(JobKind::Cleanup, Duration::from_millis(10), 100).await.unwrap();
+    assert_eq!(trimmed, 1, "only the succeeded job is past retention; dead jobs are kept");
+    assert!(store.get(&done).await.unwrap().is_none());
+    assert!(store.get(&dead).await.unwrap().is_some());
+    assert_eq!(store.purge_dead(JobKind::Cleanup, std::slice::from_ref(&dead)).await.unwrap(), 1);
+    assert!(store.get(&dead).await.unwrap().is_none());
+    let all = store
+        .list(&ListQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(all.jobs.is_empty(), "indexes are cleaned with the records");
+}
+
+pub async fn only_the_lease_holder_can_record_progress<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let p = Progress {
+        done: 3,
+        total: Some(10),
+        message: Some("page 3".into()),
+    };
+    assert!(store.set_progress(&id, &l.token, &p).await.unwrap());
+    assert!(!store.set_progress(&id, "someone-else", &Progress::default()).await.unwrap());
+    assert_eq!(store.get(&id).await.unwrap().unwrap().progress, Some(p));
+}
+
+pub async fn bulk_enqueue_gives_each_job_its_own_outcome<S: JobStore>(store: S) {
+    let first = store.enqueue(NewJob::new(cleanup("a1")).idempotency_key("dup")).await.unwrap();
+    let jobs = vec![
+        NewJob::new(cleanup("a1")),
+        NewJob::new(cleanup("a2")).idempotency_key("dup"),
+        NewJob::new(cleanup("a1")).idempotency_key("dup"),
+        NewJob::new(cleanup("a1")).priority(42),
+    ];
+    let out = store.enqueue_bulk(jobs).await.unwrap();
+    assert!(out[0].as_ref().unwrap().created);
+    assert!(matches!(out[1], Err(EnqueueError::IdempotencyConflict { .. })));
+    assert_eq!(out[2].as_ref().unwrap().id, first.id);
+    assert!(matches!(out[3], Err(EnqueueError::Invalid(_))));
+}
+
+pub async fn ten_thousand_due_jobs_are_promoted_in_bounded_chunks<S: JobStore>(store: S) {
+    let run_at = Utc::now() + chrono::Duration::milliseconds(300);
+    for chunk in 0..10 {
+        let jobs = (0..1000)
+            .map(|_| NewJob::new(cleanup(&format!("a{chunk}"))).run_at(run_at))
+            .collect();
+        assert!(store.enqueue_bulk(jobs).await.unwrap().iter().all(|r| r.is_ok()));
+    }
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let mut got = 0;
+    while got < 10_000 {
+        let f = store.fetch(JobKind::Cleanup, "w1", 1000, LEASE).await.unwrap();
+        assert!(!f.jobs.is_empty(), "fetching stalled after {got} jobs");
+        got += f.jobs.len();
+    }
+    assert_eq!(got, 10_000);
+}

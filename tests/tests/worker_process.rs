@@ -1,0 +1,405 @@
+//! Process-level behaviour of real worker processes against a private redis-server:
+//! crashes, long jobs, Redis outages, big due sets, graceful shutdown, panics and
+//! unreadable records.
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::Utc;
+use drover::job::{AttemptOutcome, ErrorClass, JobId, JobKind, JobPayload, JobState};
+use drover::queue::{CancelOutcome, JobDefaults, JobStore, NewJob, RedisStore};
+use drover_tests::harness::{cargo_bin, ChildProcess, Durability, RedisServer};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+fn job(behaviour: &str) -> NewJob {
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": format!("t.{behaviour}"), "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap();
+    NewJob::new(payload)
+}
+
+fn worker(server: &RedisServer, name: &str, extra: &[(&str, &str)]) -> ChildProcess {
+    let mut env = vec![
+        ("DROVER_WORKER__REDIS_URL", server.url()),
+        ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+        ("DROVER_TEST_LOG_RUNS", "1".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let w = ChildProcess::spawn(name, &cargo_bin("test_worker"), &[], &env);
+    assert!(
+        w.wait_for_log("worker started", Duration::from_secs(20)),
+        "worker did not start:\n{}",
+        w.log()
+    );
+    w
+}
+
+async fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(
+        &server.url(),
+        "drover",
+        JobDefaults {
+            max_attempts: 5,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn now_us() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()
+}
+
+/// One run of a job as the test handler logged it: (pid, start µs, end µs if it ended).
+type Runs = HashMap<String, Vec<(u32, u128, Option<u128>)>>;
+
+fn runs(server: &RedisServer) -> Runs {
+    let lines: Vec<String> = redis::cmd("LRANGE")
+        .arg("test:runs")
+        .arg(0)
+        .arg(-1)
+        .query(&mut server.conn())
+        .unwrap();
+    let mut out: Runs = HashMap::new();
+    for line in lines {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let (what, id, pid, at) = (parts[0], parts[1].to_owned(), parts[2].parse().unwrap(), parts[3].parse().unwrap());
+        let entry = out.entry(id).or_default();
+        if what == "S" {
+            entry.push((pid, at, None));
+        } else if let Some(run) = entry.iter_mut().rev().find(|r| r.0 == pid && r.2.is_none()) {
+            run.2 = Some(at);
+        }
+    }
+    out
+}
+
+/// No job ever ran in two places at once. A run that never logged its end lasted
+/// until `open_until` (its process was killed then).
+fn assert_no_overlaps(runs: &Runs, open_until: u128) {
+    for (id, rs) in runs {
+        let mut spans: Vec<(u128, u128)> = rs.iter().map(|(_, s, e)| (*s, e.unwrap_or(open_until))).collect();
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "job {id} ran twice at once: {spans:?}");
+        }
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn all_in_state(store: &RedisStore, ids: &[JobId], state: JobState) -> bool {
+    for id in ids {
+        match store.get(id).await {
+            Ok(Some(j)) if j.state == state => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_workers_jobs_run_again_within_seconds_and_never_twice_at_once() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let ids: Vec<JobId> = store
+        .enqueue_bulk((0..400).map(|_| job("sleep.1500")).collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let mut a = worker(&server, "worker-a", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "200")]);
+    wait_until("200 jobs in flight", Duration::from_secs(20), || async {
+        store.counts(JobKind::Cleanup).await.unwrap().running == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a_pid = a.pid();
+    a.kill();
+    let killed_at = now_us();
+    let _b = worker(&server, "worker-b", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "200")]);
+    wait_until("every job succeeded", Duration::from_secs(60), || {
+        all_in_state(&store, &ids, JobState::Succeeded)
+    })
+    .await;
+
+    let runs = runs(&server);
+    assert_no_overlaps(&runs, killed_at);
+    let cut_off: Vec<&String> = runs
+        .iter()
+        .filter(|(_, rs)| rs.iter().any(|(pid, _, end)| *pid == a_pid && end.is_none()))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        cut_off.len() >= 150,
+        "about 200 jobs were in flight at the kill, found {}",
+        cut_off.len()
+    );
+    let slowest_restart = cut_off
+        .iter()
+        .map(|id| {
+            runs[*id]
+                .iter()
+                .filter(|(pid, start, _)| *pid != a_pid && *start > killed_at)
+                .map(|(_, s, _)| s - killed_at)
+                .min()
+                .expect("restarted")
+        })
+        .max()
+        .unwrap();
+    eprintln!(
+        "recovery: the last of {} cut-off jobs restarted {} ms after the kill",
+        cut_off.len(),
+        slowest_restart / 1000
+    );
+    assert!(
+        slowest_restart < 10_000_000,
+        "the killed worker's jobs must start again within 10 s, took {} ms",
+        slowest_restart / 1000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_its_lease_on_a_live_worker_is_never_taken_by_another() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let lease = [
+        ("DROVER_WORKER__LEASE_MS", "900"),
+        ("DROVER_WORKER__HEARTBEAT_MS", "150"),
+        ("DROVER_WORKER__CONCURRENCY__CLEANUP", "4"),
+    ];
+    // One that yields and one that blocks its thread, each 3× the lease.
+    let ids = vec![
+        store.enqueue(job("sleep.2800")).await.unwrap().id,
+        store.enqueue(job("block.2800")).await.unwrap().id,
+    ];
+    let _a = worker(&server, "worker-a", &lease);
+    let _b = worker(&server, "worker-b", &lease);
+    wait_until("both jobs succeeded", Duration::from_secs(30), || {
+        all_in_state(&store, &ids, JobState::Succeeded)
+    })
+    .await;
+    let runs = runs(&server);
+    for id in &ids {
+        assert_eq!(
+            runs[id.as_str()].len(),
+            1,
+            "job {id} must run exactly once: {:?}",
+            runs[id.as_str()]
+        );
+        assert_eq!(store.get(id).await.unwrap().unwrap().attempts, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ride_out_a_redis_crash_and_every_acknowledged_enqueue_finishes() {
+    let mut server = RedisServer::start(Durability::AofEverySec);
+    let url = server.url();
+    let mut a = worker(&server, "worker-a", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "20")]);
+    let mut b = worker(&server, "worker-b", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "20")]);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let producer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let store = RedisStore::connect(&url, "drover", JobDefaults::default()).await.unwrap();
+            let (mut acked, mut failed) = (Vec::new(), 0u32);
+            while !stop.is_cancelled() {
+                match store.enqueue(job("sleep.20")).await {
+                    Ok(e) => acked.push(e.id),
+                    Err(_) => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (acked, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        a.wait_exit(Duration::ZERO).is_none() && b.wait_exit(Duration::ZERO).is_none(),
+        "a 10 s Redis outage must not end a worker"
+    );
+    server.restart();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let (acked, failed) = producer.await.unwrap();
+    eprintln!("{} enqueues acknowledged, {failed} refused during the outage", acked.len());
+    assert!(failed > 0, "the outage must have been seen by the producer");
+    let store = store(&server).await;
+    wait_until("every acknowledged job succeeded", Duration::from_secs(60), || {
+        all_in_state(&store, &acked, JobState::Succeeded)
+    })
+    .await;
+    // Workers carried on without a restart: same processes, and they still take new work.
+    let after = store.enqueue(job("ok")).await.unwrap().id;
+    wait_until("a job enqueued after the outage ran", Duration::from_secs(20), || {
+        all_in_state(&store, std::slice::from_ref(&after), JobState::Succeeded)
+    })
+    .await;
+    assert!(a.wait_exit(Duration::ZERO).is_none() && b.wait_exit(Duration::ZERO).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_jobs_falling_due_at_once_all_run() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let due = Utc::now() + chrono::Duration::seconds(8);
+    for _ in 0..100 {
+        let out = store
+            .enqueue_bulk((0..1000).map(|_| job("ok").run_at(due)).collect())
+            .await
+            .unwrap();
+        assert!(out.iter().all(Result::is_ok));
+    }
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().scheduled, 100_000);
+    let _w = worker(
+        &server,
+        "worker",
+        &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "200"), ("DROVER_TEST_LOG_RUNS", "")],
+    );
+    wait_until("all 100,000 jobs succeeded", Duration::from_secs(240), || async {
+        let c = store.counts(JobKind::Cleanup).await.unwrap();
+        c.succeeded == 100_000
+    })
+    .await;
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((c.scheduled, c.queued, c.running, c.dead), (0, 0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_short_jobs_finish_and_hands_long_ones_back_without_using_an_attempt() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let short: Vec<JobId> = futures::future::join_all((0..5).map(|_| store.enqueue(job("sleep.400"))))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let long: Vec<JobId> = futures::future::join_all((0..3).map(|_| store.enqueue(job("sleep.20000"))))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let mut w = worker(
+        &server,
+        "worker",
+        &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "10"), ("DROVER_WORKER__GRACE_MS", "1500")],
+    );
+    wait_until("all 8 running", Duration::from_secs(20), || async {
+        store.counts(JobKind::Cleanup).await.unwrap().running == 8
+    })
+    .await;
+    w.signal(Signal::SIGTERM);
+    let code = w.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "worker must exit 0 after SIGTERM:\n{}", w.log());
+    assert!(
+        all_in_state(&store, &short, JobState::Succeeded).await,
+        "short jobs finish within the grace period"
+    );
+    for id in &long {
+        let j = store.get(id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Queued, "cut-off job goes back to queued");
+        assert_eq!(j.attempts, 0, "no attempt used");
+        assert_eq!(j.attempt_history.last().map(|a| a.outcome), Some(AttemptOutcome::Released));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_always_panics_ends_dead_after_max_attempts_with_each_attempt_recorded() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job("panic").max_attempts(3)).await.unwrap().id;
+    let ok = store.enqueue(job("ok")).await.unwrap().id;
+    let w = worker(
+        &server,
+        "worker",
+        &[
+            ("DROVER_WORKER__RETRY__CLEANUP__BASE", "20"),
+            ("DROVER_WORKER__RETRY__CLEANUP__MAX", "50"),
+        ],
+    );
+    wait_until("the panicking job is dead", Duration::from_secs(20), || {
+        all_in_state(&store, std::slice::from_ref(&id), JobState::Dead)
+    })
+    .await;
+    let j = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(j.attempts, 3);
+    assert_eq!(j.attempt_history.len(), 3);
+    for a in &j.attempt_history {
+        let e = a.error.as_ref().expect("each attempt keeps its error");
+        assert_eq!(e.class, ErrorClass::Panic);
+        assert!(e.message.contains("simulated panic"), "{}", e.message);
+    }
+    assert!(
+        all_in_state(&store, &[ok], JobState::Succeeded).await,
+        "the worker keeps serving other jobs"
+    );
+    drop(w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_goes_to_dead_with_the_decode_error_and_the_worker_carries_on() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let bad = store.enqueue(job("ok")).await.unwrap().id;
+    let _: () = redis::cmd("HSET")
+        .arg(format!("drover:{{cleanup}}:job:{bad}"))
+        .arg("p")
+        .arg("{\"from_the_future\": true}")
+        .query(&mut server.conn())
+        .unwrap();
+    let ok = store.enqueue(job("ok")).await.unwrap().id;
+    let _w = worker(&server, "worker", &[]);
+    wait_until("the bad record is dead", Duration::from_secs(20), || {
+        all_in_state(&store, std::slice::from_ref(&bad), JobState::Dead)
+    })
+    .await;
+    let j = store.get(&bad).await.unwrap().unwrap();
+    assert_eq!(j.last_error.as_ref().unwrap().class, ErrorClass::Decode);
+    assert_eq!(j.attempt_history.len(), 1, "it never loops");
+    wait_until("the good job ran", Duration::from_secs(10), || {
+        all_in_state(&store, std::slice::from_ref(&ok), JobState::Succeeded)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_from_another_process_stops_its_handler_within_a_second() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job("cancellable.30000")).await.unwrap().id;
+    let _w = worker(&server, "worker", &[]);
+    wait_until("the job is running", Duration::from_secs(10), || {
+        all_in_state(&store, std::slice::from_ref(&id), JobState::Running)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = now_us();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    wait_until("the job is cancelled", Duration::from_secs(5), || {
+        all_in_state(&store, std::slice::from_ref(&id), JobState::Cancelled)
+    })
+    .await;
+    let run = runs(&server)[id.as_str()][0];
+    let stopped_after_ms = (run.2.expect("the handler returned") - asked) / 1000;
+    eprintln!("the handler saw the cancellation and returned {stopped_after_ms} ms after the request");
+    assert!(stopped_after_ms < 1000, "handler told after {stopped_after_ms} ms");
+}

@@ -1,1 +1,39 @@
+//! Drover's HTTP API (DESIGN §5): submit, query and control jobs; secured by API keys,
+//! rate-limited per key in Redis, documented by a generated OpenAPI spec.
+//!
+//! Where things are:
+//! - [`app`]: [`build`] (config → bound [`App`]) and [`App::run_until`] (graceful shutdown).
+//! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
+//! - [`routes`]: the router — which role each endpoint needs, the middleware order.
+//! - [`handlers`]: the endpoints, one concept per file.
+//! - [`views`]: request and response bodies (what the OpenAPI document shows).
+//! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
+//! - [`auth`]: API keys (SHA-256, constant-time), roles and account scopes.
+//! - [`ratelimit`]: per-key GCRA on writes, one Lua script in Redis.
+//! - [`idempotency`]: `Idempotency-Key` scoped per API key and per kind.
+//! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
+//! - [`middleware`]: request id, metrics and access log, timeout.
+//! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
+//! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
+//! - [`openapi`]: the generated OpenAPI document.
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod csv_skus;
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod idempotency;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+pub mod views;
 
+pub use app::{build, App, StartError};
+pub use auth::{hash_key, Role};
+pub use config::{ApiConfig, KeyEntry, DEV_KEY};
+pub use error::ApiError;

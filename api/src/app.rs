@@ -1,0 +1,105 @@
+//! Building and running the service: `build(config)` validates the configuration,
+//! connects to Redis and binds the listener (port 0 picks a free one, reported by
+//! [`App::local_addr`]); [`App::run_until`] serves until the given future resolves, then
+//! stops accepting, ends event streams and lets in-flight requests finish within the
+//! grace period.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use drover::config::ConfigError;
+use drover::queue::{RedisStore, StoreError};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::{ApiConfig, DEV_KEY};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::routes::router;
+use crate::state::{AppState, Limits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot reach Redis (api.redis_url): {0}")]
+    Redis(#[from] StoreError),
+    #[error("cannot listen on {addr} (api.listen): {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A bound, ready-to-run API.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    grace: Duration,
+}
+
+pub async fn build(config: ApiConfig) -> Result<App, StartError> {
+    let valid = config.validate()?;
+    if config.dev_mode {
+        tracing::warn!(
+            dev_key = DEV_KEY,
+            "api.dev_mode is on: the documented dev key is accepted as an admin key; never run this in production"
+        );
+    }
+    let store = RedisStore::connect(config.redis_url.expose_secret(), &config.namespace, valid.job_defaults.clone()).await?;
+    let limiter = RateLimiter::new(store.connection(), &config.namespace, config.rate_limit);
+    let limits = Limits {
+        body_bytes: config.body_limit_bytes,
+        csv_bytes: config.csv_limit_bytes,
+        csv_rows: config.csv_max_rows,
+        request_timeout: config.request_timeout(),
+        events_poll: Duration::from_millis(config.events_poll_ms),
+        idempotency_ttl: valid.job_defaults.idempotency_ttl,
+    };
+    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits);
+    let listener = TcpListener::bind(valid.listen).await.map_err(|source| StartError::Bind {
+        addr: valid.listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: valid.listen,
+        source,
+    })?;
+    tracing::info!(%addr, namespace = %config.namespace, keys = state.keys().len(), "drover-api listening");
+    Ok(App {
+        listener,
+        addr,
+        state,
+        grace: Duration::from_millis(config.shutdown_grace_ms),
+    })
+}
+
+impl App {
+    /// The address actually bound (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve until `shutdown` resolves, then drain for at most the grace period.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let token = self.state.shutdown().clone();
+        let app = router(self.state);
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
+        let mut server = tokio::spawn(async move { serve.await });
+        tokio::select! {
+            r = &mut server => return r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            _ = shutdown => {}
+        }
+        tracing::info!(
+            grace_ms = self.grace.as_millis() as u64,
+            "shutting down: finishing in-flight requests"
+        );
+        token.cancel();
+        match tokio::time::timeout(self.grace, &mut server).await {
+            Ok(r) => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                tracing::warn!("grace period over; closing the remaining connections");
+                server.abort();
+                Ok(())
+            }
+        }
+    }
+}

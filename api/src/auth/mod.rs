@@ -1,0 +1,151 @@
+//! API keys (DESIGN §5): clients send `Authorization: Bearer <key>`; only the SHA-256 of
+//! each key is configured and the hashes are compared in constant time. Each key has a
+//! role — `read` (GET), `submit` (also POST jobs), `admin` (also cancel, retry, replay,
+//! pause/resume) — and optionally the accounts it may touch.
+mod guard;
+mod principal;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use drover::job::AccountId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use guard::{require_admin, require_read, require_submit};
+pub use principal::{Caller, Principal};
+
+/// What a key may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Submit,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Submit => "submit",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "read" => Ok(Role::Read),
+            "submit" => Ok(Role::Submit),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role {other:?}: expected read, submit or admin")),
+        }
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The hex SHA-256 of a key, as `api.keys[].key_sha256` wants it.
+pub fn hash_key(key: &SecretString) -> String {
+    hex::encode(sha256(key.expose_secret().as_bytes()))
+}
+
+struct StoredKey {
+    hash: [u8; 32],
+    principal: Arc<Principal>,
+}
+
+/// The configured keys.
+#[derive(Default)]
+pub struct KeyRing {
+    keys: Vec<StoredKey>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.keys.iter().map(|k| &k.principal.name)).finish()
+    }
+}
+
+impl KeyRing {
+    pub fn add(&mut self, name: &str, hash: [u8; 32], role: Role, accounts: Option<Vec<AccountId>>) -> Result<(), String> {
+        if self.keys.iter().any(|k| k.principal.name == name) {
+            return Err(format!("a key named {name:?} is already configured"));
+        }
+        if self.keys.iter().any(|k| bool::from(k.hash.ct_eq(&hash))) {
+            return Err("the same key_sha256 is already configured under another name".into());
+        }
+        self.keys.push(StoredKey {
+            hash,
+            principal: Arc::new(Principal::new(name, role, accounts)),
+        });
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The principal of a presented key. Every stored hash is compared, in constant time,
+    /// so the time taken says nothing about which key (if any) came close.
+    pub fn authenticate(&self, presented: &SecretString) -> Option<Arc<Principal>> {
+        let hash = sha256(presented.expose_secret().as_bytes());
+        let mut found = None;
+        for k in &self.keys {
+            if bool::from(k.hash.ct_eq(&hash)) {
+                found = Some(k.principal.clone());
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_found_by_its_hash_and_nothing_else() {
+        let mut ring = KeyRing::default();
+        ring.add("ops", sha256(b"s3cret"), Role::Admin, None).unwrap();
+        ring.add("viewer", sha256(b"look"), Role::Read, None).unwrap();
+        assert_eq!(ring.authenticate(&SecretString::from("s3cret")).unwrap().name, "ops");
+        assert_eq!(ring.authenticate(&SecretString::from("look")).unwrap().role, Role::Read);
+        assert!(ring.authenticate(&SecretString::from("s3cre")).is_none());
+        assert!(ring.authenticate(&SecretString::from("")).is_none());
+    }
+
+    #[test]
+    fn hash_key_is_the_hex_sha256() {
+        // echo -n password | sha256sum
+        assert_eq!(
+            hash_key(&SecretString::from("password")),
+            "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+        );
+    }
+
+    #[test]
+    fn roles_are_ordered_read_submit_admin() {
+        assert!(Role::Read < Role::Submit && Role::Submit < Role::Admin);
+        assert_eq!("admin".parse::<Role>().unwrap(), Role::Admin);
+        assert!("root".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,477 @@
+//! The API's typed configuration: defaults → TOML file (`DROVER_CONFIG`) → `DROVER_API__*`
+//! environment, validated at start-up with one precise message per problem.
+//!
+//! ```toml
+//! [api]
+//! listen = "0.0.0.0:8080"
+//! redis_url = "redis://127.0.0.1:6379"
+//! namespace = "drover"
+//! body_limit_bytes = 1048576
+//! request_timeout_ms = 10000
+//! rate_limit = { per_minute = 600, burst = 60 }
+//!
+//! [[api.keys]]
+//! name = "ops"
+//! key_sha256 = "<64 hex digits: `drover-api hash-key <key>`>"
+//! role = "admin"
+//!
+//! [[api.keys]]
+//! name = "acme-portal"
+//! key_sha256 = "…"
+//! role = "submit"
+//! accounts = ["acme-eu", "acme-us"]
+//! ```
+//!
+//! In the environment, keys are one comma-separated list of `name:role:sha256[:acct;acct]`,
+//! e.g. `DROVER_API__KEYS=ops:admin:5e88…,portal:submit:9f86…:acme-eu;acme-us`.
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use drover::config::ConfigError;
+use drover::job::{AccountId, MAX_SKUS};
+use drover::queue::JobDefaults;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::auth::{KeyRing, Role};
+
+/// Everything the API reads from configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Socket address to listen on; port 0 picks a free port (tests).
+    pub listen: String,
+    /// May hold a password, so it never prints.
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key; must match the workers'.
+    pub namespace: String,
+    /// Largest JSON request body.
+    pub body_limit_bytes: usize,
+    /// Largest CSV upload (`POST /v1/jobs/cleanup.csv`).
+    pub csv_limit_bytes: usize,
+    /// Most SKU rows one CSV upload may hold.
+    pub csv_max_rows: usize,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout_ms: u64,
+    /// How long in-flight requests may finish after the shutdown signal.
+    pub shutdown_grace_ms: u64,
+    /// How often `GET /v1/jobs/{id}/events` looks at the job.
+    pub events_poll_ms: u64,
+    pub rate_limit: RateLimitConfig,
+    pub jobs: JobDefaultsConfig,
+    pub keys: Vec<KeyEntry>,
+    /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys). Never in production.
+    pub dev_mode: bool,
+}
+
+/// The key accepted in `dev_mode`, documented so local tools can use it.
+pub const DEV_KEY: &str = "drover-dev-key";
+
+/// Per-key limit on write requests, shared by all API replicas through Redis.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained write requests per minute per key.
+    pub per_minute: u32,
+    /// Requests a key may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_minute: 600,
+            burst: 60,
+        }
+    }
+}
+
+/// Defaults applied to jobs whose request leaves them out.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobDefaultsConfig {
+    pub max_attempts: u32,
+    pub timeout_ms: u64,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for JobDefaultsConfig {
+    fn default() -> Self {
+        let d = JobDefaults::default();
+        Self {
+            max_attempts: d.max_attempts,
+            timeout_ms: d.timeout.as_millis() as u64,
+            idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
+        }
+    }
+}
+
+/// One API key: only the SHA-256 of the key is configured, never the key itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub name: String,
+    pub key_sha256: String,
+    pub role: Role,
+    /// When set, the key may only touch jobs of these accounts.
+    pub accounts: Option<Vec<String>>,
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash is not the key, but there is no reason to print it either.
+        f.debug_struct("KeyEntry")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("accounts", &self.accounts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            redis_url: SecretString::from("redis://127.0.0.1:6379"),
+            namespace: "drover".into(),
+            body_limit_bytes: 1024 * 1024,
+            csv_limit_bytes: 10 * 1024 * 1024,
+            csv_max_rows: MAX_SKUS,
+            request_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+            events_poll_ms: 200,
+            rate_limit: RateLimitConfig::default(),
+            jobs: JobDefaultsConfig::default(),
+            keys: Vec::new(),
+            dev_mode: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Root {
+    api: ApiConfig,
+}
+
+/// What validation yields: the parsed forms the app runs with.
+#[derive(Debug)]
+pub struct Validated {
+    pub listen: SocketAddr,
+    pub keys: KeyRing,
+    pub job_defaults: JobDefaults,
+}
+
+impl ApiConfig {
+    /// Defaults → `file` → `DROVER_API__*` environment; then validated.
+    pub fn load(file: Option<&str>) -> Result<Self, ConfigError> {
+        let root: Root = drover::config::load(file)?;
+        root.api.validate()?;
+        Ok(root.api)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Check everything at once and report every problem, naming the setting.
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
+        let mut errs = Vec::new();
+        let listen = match self.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errs.push(format!(
+                    "api.listen = {:?} is not a socket address such as 0.0.0.0:8080",
+                    self.listen
+                ));
+                None
+            }
+        };
+        if let Err(e) = redis::Client::open(self.redis_url.expose_secret()) {
+            // The URL may hold a password: name the problem, not the URL.
+            errs.push(format!(
+                "api.redis_url is not a valid Redis URL ({}); expected redis://[user:password@]host[:port][/db]",
+                e.category()
+            ));
+        }
+        if self.namespace.is_empty() || !self.namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            errs.push(format!(
+                "api.namespace = {:?} must be non-empty letters, digits, '-' or '_'",
+                self.namespace
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.body_limit_bytes) {
+            errs.push(format!(
+                "api.body_limit_bytes = {} must be between 1024 and 67108864",
+                self.body_limit_bytes
+            ));
+        }
+        if !(1024..=512 * 1024 * 1024).contains(&self.csv_limit_bytes) {
+            errs.push(format!(
+                "api.csv_limit_bytes = {} must be between 1024 and 536870912",
+                self.csv_limit_bytes
+            ));
+        }
+        if !(1..=MAX_SKUS).contains(&self.csv_max_rows) {
+            errs.push(format!("api.csv_max_rows = {} must be between 1 and {MAX_SKUS}", self.csv_max_rows));
+        }
+        if !(100..=300_000).contains(&self.request_timeout_ms) {
+            errs.push(format!(
+                "api.request_timeout_ms = {} must be between 100 and 300000",
+                self.request_timeout_ms
+            ));
+        }
+        if self.shutdown_grace_ms > 600_000 {
+            errs.push(format!(
+                "api.shutdown_grace_ms = {} is more than 10 minutes",
+                self.shutdown_grace_ms
+            ));
+        }
+        if !(10..=10_000).contains(&self.events_poll_ms) {
+            errs.push(format!("api.events_poll_ms = {} must be between 10 and 10000", self.events_poll_ms));
+        }
+        if self.rate_limit.per_minute == 0 || self.rate_limit.per_minute > 6_000_000 {
+            errs.push(format!(
+                "api.rate_limit.per_minute = {} must be between 1 and 6000000",
+                self.rate_limit.per_minute
+            ));
+        }
+        if self.rate_limit.burst == 0 {
+            errs.push("api.rate_limit.burst must be at least 1".into());
+        }
+        if !(1..=100).contains(&self.jobs.max_attempts) {
+            errs.push(format!(
+                "api.jobs.max_attempts = {} must be between 1 and 100",
+                self.jobs.max_attempts
+            ));
+        }
+        if self.jobs.timeout_ms < 1000 {
+            errs.push(format!("api.jobs.timeout_ms = {} must be at least 1000", self.jobs.timeout_ms));
+        }
+        if self.jobs.idempotency_ttl_secs == 0 {
+            errs.push("api.jobs.idempotency_ttl_secs must be at least 1".into());
+        }
+        let keys = self.validate_keys(&mut errs);
+        if errs.is_empty() {
+            Ok(Validated {
+                listen: listen.expect("checked above"),
+                keys,
+                job_defaults: JobDefaults {
+                    max_attempts: self.jobs.max_attempts,
+                    timeout: Duration::from_millis(self.jobs.timeout_ms),
+                    idempotency_ttl: Duration::from_secs(self.jobs.idempotency_ttl_secs),
+                },
+            })
+        } else {
+            Err(ConfigError::Invalid(errs))
+        }
+    }
+
+    fn validate_keys(&self, errs: &mut Vec<String>) -> KeyRing {
+        let mut ring = KeyRing::default();
+        if self.keys.is_empty() && !self.dev_mode {
+            errs.push(
+                "api.keys is empty: configure at least one key (store its hash, from `drover-api hash-key <key>`), \
+                 or set api.dev_mode = true for local development"
+                    .into(),
+            );
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            let at = format!("api.keys[{i}] ({:?})", k.name);
+            if k.name.is_empty()
+                || k.name.len() > 64
+                || !k
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
+                errs.push(format!("{at}: name must be 1 to 64 letters, digits, '-', '_' or '.'"));
+            }
+            let hash = match hex::decode(&k.key_sha256) {
+                Ok(h) if h.len() == 32 => Some(<[u8; 32]>::try_from(h.as_slice()).expect("length checked")),
+                _ => {
+                    errs.push(format!(
+                        "{at}: key_sha256 must be 64 hex digits, the SHA-256 of the key (see `drover-api hash-key`)"
+                    ));
+                    None
+                }
+            };
+            let accounts = match &k.accounts {
+                None => None,
+                Some(list) if list.is_empty() => {
+                    errs.push(format!("{at}: accounts is an empty list; leave it out to allow every account"));
+                    None
+                }
+                Some(list) => {
+                    let mut parsed = Vec::new();
+                    for a in list {
+                        match AccountId::parse(a.as_str()) {
+                            Ok(a) => parsed.push(a),
+                            Err(e) => errs.push(format!("{at}: accounts: {e}")),
+                        }
+                    }
+                    Some(parsed)
+                }
+            };
+            if let Some(hash) = hash {
+                if let Err(e) = ring.add(&k.name, hash, k.role, accounts) {
+                    errs.push(format!("{at}: {e}"));
+                }
+            }
+        }
+        if self.dev_mode {
+            let hash = crate::auth::sha256(DEV_KEY.as_bytes());
+            if let Err(e) = ring.add("dev", hash, Role::Admin, None) {
+                errs.push(format!("api.dev_mode: {e}"));
+            }
+        }
+        ring
+    }
+}
+
+/// A key entry is a TOML table, or in the environment one `name:role:sha256[:acct;acct]` string.
+impl<'de> Deserialize<'de> for KeyEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            name: String,
+            key_sha256: String,
+            role: Role,
+            #[serde(default)]
+            accounts: Option<Vec<String>>,
+        }
+
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = KeyEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table {name, key_sha256, role, accounts?} or a string name:role:sha256[:acct;acct]")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeyEntry, E> {
+                let parts: Vec<&str> = s.split(':').collect();
+                if !(3..=4).contains(&parts.len()) {
+                    return Err(E::custom("a key string must look like name:role:sha256[:acct;acct]"));
+                }
+                let role = parts[1]
+                    .parse::<Role>()
+                    .map_err(|e| E::custom(format!("key {:?}: {e}", parts[0])))?;
+                Ok(KeyEntry {
+                    name: parts[0].to_owned(),
+                    key_sha256: parts[2].to_owned(),
+                    role,
+                    accounts: parts
+                        .get(3)
+                        .map(|a| a.split(';').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<KeyEntry, A::Error> {
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(KeyEntry {
+                    name: t.name,
+                    key_sha256: t.key_sha256.to_ascii_lowercase(),
+                    role: t.role,
+                    accounts: t.accounts,
+                })
+            }
+        }
+        d.deserialize_any(EntryVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, role: Role) -> KeyEntry {
+        KeyEntry {
+            name: name.into(),
+            key_sha256: hex::encode(crate::auth::sha256(name.as_bytes())),
+            role,
+            accounts: None,
+        }
+    }
+
+    #[test]
+    fn the_defaults_with_one_key_are_valid() {
+        let c = ApiConfig {
+            keys: vec![key("ops", Role::Admin)],
+            ..Default::default()
+        };
+        let v = c.validate().unwrap();
+        assert_eq!(v.listen.port(), 8080);
+        assert_eq!(v.keys.len(), 1);
+    }
+
+    #[test]
+    fn no_keys_is_refused_unless_dev_mode() {
+        let msg = ApiConfig::default().validate().unwrap_err().to_string();
+        assert!(msg.contains("api.keys is empty") && msg.contains("hash-key"), "{msg}");
+        let dev = ApiConfig {
+            dev_mode: true,
+            ..Default::default()
+        };
+        assert_eq!(dev.validate().unwrap().keys.len(), 1);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_naming_the_setting() {
+        let c = ApiConfig {
+            listen: "nowhere".into(),
+            redis_url: SecretString::from("nope://secret@host"),
+            namespace: "a b".into(),
+            request_timeout_ms: 5,
+            keys: vec![KeyEntry {
+                name: "ops".into(),
+                key_sha256: "abc".into(),
+                role: Role::Read,
+                accounts: Some(vec!["bad account".into()]),
+            }],
+            ..Default::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        for needle in [
+            "api.listen",
+            "api.redis_url",
+            "api.namespace",
+            "api.request_timeout_ms = 5",
+            "api.keys[0] (\"ops\"): key_sha256",
+            "accounts: account_id",
+        ] {
+            assert!(msg.contains(needle), "{needle} missing from {msg}");
+        }
+        assert!(!msg.contains("secret@host"), "the redis URL may hold a password: {msg}");
+    }
+
+    #[test]
+    fn duplicate_key_names_and_hashes_are_rejected() {
+        let c = ApiConfig {
+            keys: vec![key("ops", Role::Admin), key("ops", Role::Read)],
+            ..Default::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("api.keys[1]") && msg.contains("already"), "{msg}");
+    }
+
+    #[test]
+    fn a_compact_key_string_parses_with_its_accounts() {
+        let hash = "a".repeat(64);
+        let e: KeyEntry = serde_json::from_value(serde_json::json!(format!("portal:submit:{hash}:acme-eu;acme-us"))).unwrap();
+        assert_eq!(e.name, "portal");
+        assert_eq!(e.role, Role::Submit);
+        assert_eq!(e.accounts, Some(vec!["acme-eu".to_owned(), "acme-us".to_owned()]));
+        let bad = serde_json::from_value::<KeyEntry>(serde_json::json!("portal:boss:abc")).unwrap_err();
+        assert!(bad.to_string().contains("role"), "{bad}");
+    }
+
+    #[test]
+    fn a_key_table_rejects_unknown_fields() {
+        let err = serde_json::from_value::<KeyEntry>(serde_json::json!({
+            "name": "ops", "key_sha256": "a", "role": "admin", "colour": "red"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

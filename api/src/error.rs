@@ -1,0 +1,248 @@
+//! The one error type of the API. Each variant decides the status code; every error
+//! leaves as `application/problem+json` (RFC 9457) carrying the request id. A 5xx never
+//! shows its cause to the client: the cause is logged once, here, with the request id.
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use drover::job::FieldError;
+use drover::queue::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::middleware::request_id;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (syntax), or a header is unusable.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key is valid but its role or accounts do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The job's state does not allow it, or an idempotency key was reused differently.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Fields that failed validation, each named.
+    #[error("invalid request: {0:?}")]
+    Validation(Vec<FieldError>),
+    #[error("rate limit exceeded; retry in {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    /// A dependency (Redis) did not answer: nothing was written, try again.
+    #[error("{dependency} unavailable: {cause}")]
+    Unavailable { dependency: &'static str, cause: String },
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// (slug for `type`, title): stable, so clients can branch on `type`.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => ("bad-request", "Bad request"),
+            ApiError::Unauthorized(_) => ("unauthorized", "Missing or invalid API key"),
+            ApiError::Forbidden(_) => ("forbidden", "Not allowed for this key"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
+            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            ApiError::Validation(_) => ("validation", "Invalid request"),
+            ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
+            ApiError::Unavailable { .. } => ("unavailable", "Service unavailable"),
+            ApiError::Timeout(_) => ("timeout", "Request timed out"),
+            ApiError::Internal(_) => ("internal", "Internal server error"),
+        }
+    }
+
+    /// What the client is told. For 5xx this is a fixed sentence, never the cause.
+    fn detail(&self) -> String {
+        match self {
+            ApiError::BadRequest(d)
+            | ApiError::Unauthorized(d)
+            | ApiError::Forbidden(d)
+            | ApiError::NotFound(d)
+            | ApiError::Conflict(d)
+            | ApiError::PayloadTooLarge(d)
+            | ApiError::UnsupportedMediaType(d) => d.clone(),
+            ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
+            ApiError::Validation(errors) => match errors.as_slice() {
+                [one] => format!("{}: {}", one.field, one.message),
+                many => format!("{} fields are invalid", many.len()),
+            },
+            ApiError::RateLimited { retry_after } => format!(
+                "this key sent more write requests than its limit allows; retry in {} s",
+                retry_after_secs(*retry_after)
+            ),
+            ApiError::Unavailable { dependency, .. } => {
+                format!("dependency {dependency} is unavailable; nothing was changed, retry later")
+            }
+            ApiError::Timeout(after) => format!(
+                "the request did not complete within {} ms; it may or may not have taken effect — \
+                 retry with the same Idempotency-Key",
+                after.as_millis()
+            ),
+            ApiError::Internal(_) => "an internal error occurred; quote the request id when reporting it".into(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::Unavailable { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+/// Whole seconds, rounded up, at least 1 (what `Retry-After` can say).
+fn retry_after_secs(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Redis(e) => ApiError::Unavailable {
+                dependency: "redis",
+                cause: e.to_string(),
+            },
+            StoreError::Protocol(p) => ApiError::Internal(format!("unexpected reply from the queue: {p}")),
+        }
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Redis(e).into()
+    }
+}
+
+/// The problem document (RFC 9457) every error response carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A stable URI naming the kind of problem, e.g. `urn:drover:problem:validation`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Echoes `X-Request-Id`; quote it when reporting a problem.
+    pub request_id: String,
+    /// Present on 422: one entry per invalid field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldErrorDoc>>)]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// One invalid field: its JSON path (e.g. `payload.skus`) and what is wrong with it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents drover::job::FieldError, which is what is serialized
+pub struct FieldErrorDoc {
+    field: String,
+    message: String,
+}
+
+/// Marks a response whose body is already a problem document.
+#[derive(Debug, Clone, Copy)]
+pub struct IsProblem;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let request_id = request_id::current().unwrap_or_default();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%request_id, status = status.as_u16(), cause = %cause, "request failed"),
+            ApiError::Unavailable { dependency, cause } => {
+                tracing::warn!(%request_id, status = status.as_u16(), dependency, cause = %cause, "dependency unavailable")
+            }
+            ApiError::Timeout(after) => {
+                tracing::warn!(%request_id, status = status.as_u16(), timeout_ms = after.as_millis() as u64, "request timed out")
+            }
+            _ => {}
+        }
+        let (slug, title) = self.kind();
+        let retry_after = self.retry_after();
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        let detail = self.detail();
+        let errors = match self {
+            ApiError::Validation(errors) => Some(errors),
+            _ => None,
+        };
+        let problem = Problem {
+            kind: format!("urn:drover:problem:{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            request_id,
+            errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut res = (status, body).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(after) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));
+        }
+        if unauthorized {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"drover\""));
+        }
+        res.extensions_mut().insert(IsProblem);
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn a_store_outage_is_a_503_that_does_not_show_its_cause() {
+        let e: ApiError = redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "secret-host:6379")).into();
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!e.detail().contains("secret-host"));
+        assert!(e.detail().contains("redis"));
+    }
+}

@@ -1,0 +1,184 @@
+//! `GET /v1/dead-letter` and `POST /v1/dead-letter/replay` (admin).
+use std::collections::HashSet;
+
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use drover::job::{AccountId, Job, JobId, JobState};
+use drover::queue::{JobStore, ListQuery, RetryOutcome};
+use utoipa::IntoParams;
+
+use super::listing::{self, RawList};
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::extract::{query, JsonBody};
+use crate::state::AppState;
+use crate::views::{JobPage, ReplayFilter, ReplayRequest, ReplayResult, Skipped};
+
+const MAX_IDS: usize = 1000;
+const DEFAULT_REPLAY_LIMIT: u32 = 100;
+/// Most dead jobs one filtered replay looks at, so a request stays bounded in time.
+const MAX_SCANNED: usize = 10_000;
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents `RawList`, which is what is parsed
+pub struct DeadLetterParams {
+    kind: Option<String>,
+    account_id: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Dead jobs, newest first, paginated like `GET /v1/jobs`.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letter",
+    tag = "dead-letter",
+    params(DeadLetterParams),
+    responses(
+        (status = 200, body = JobPage),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn list_dead(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<JobPage>, ApiError> {
+    let mut raw: RawList = query(raw.as_deref())?;
+    raw.state = None;
+    let q = listing::to_query(raw, &caller, Some(JobState::Dead))?;
+    Ok(Json(listing::page(&state, &q).await?))
+}
+
+/// Put dead jobs back in the queue, by id or by filter.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letter/replay",
+    tag = "dead-letter",
+    request_body = ReplayRequest,
+    responses(
+        (status = 200, description = "What was replayed and what was skipped (with why)", body = ReplayResult),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<ReplayRequest>,
+) -> Result<Json<ReplayResult>, ApiError> {
+    let mut out = ReplayResult {
+        replayed: Vec::new(),
+        skipped: Vec::new(),
+    };
+    match (req.ids, req.filter) {
+        (Some(ids), None) => {
+            if req.limit.is_some() {
+                return Err(ApiError::field("limit", "only applies with filter"));
+            }
+            if ids.len() > MAX_IDS {
+                return Err(ApiError::field("ids", format!("at most {MAX_IDS} ids per request")));
+            }
+            by_ids(&state, &caller, ids, &mut out).await?;
+        }
+        (None, Some(filter)) => {
+            let limit = req.limit.unwrap_or(DEFAULT_REPLAY_LIMIT);
+            if !(1..=MAX_IDS as u32).contains(&limit) {
+                return Err(ApiError::field("limit", format!("must be between 1 and {MAX_IDS}")));
+            }
+            by_filter(&state, &caller, filter, limit as usize, &mut out).await?;
+        }
+        _ => return Err(ApiError::field("body", "give exactly one of ids or filter")),
+    }
+    tracing::info!(replayed = out.replayed.len(), skipped = out.skipped.len(), key = %caller.name, "dead-letter replay");
+    Ok(Json(out))
+}
+
+async fn by_ids(state: &AppState, caller: &Caller, ids: Vec<String>, out: &mut ReplayResult) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for raw in ids {
+        if !seen.insert(raw.clone()) {
+            continue;
+        }
+        let skip = |reason: &str| Skipped {
+            id: raw.clone(),
+            reason: reason.to_owned(),
+        };
+        let Ok(id) = raw.parse::<JobId>() else {
+            out.skipped.push(skip("not a job id"));
+            continue;
+        };
+        match state.store().get(&id).await? {
+            None => out.skipped.push(skip("not found")),
+            Some(job) if caller.check_job(&job).is_err() => out.skipped.push(skip("not allowed for this key")),
+            Some(job) if job.state != JobState::Dead => out.skipped.push(skip(&format!("not dead ({})", job.state))),
+            Some(job) => replay_one(state, job, out).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limit: usize, out: &mut ReplayResult) -> Result<(), ApiError> {
+    let account = match filter.account_id {
+        None => None,
+        Some(a) => Some(
+            AccountId::parse(a)
+                .map_err(|e| ApiError::field("filter.account_id", e))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let mut q = ListQuery {
+        kinds: filter.kind.into_iter().collect(),
+        state: Some(JobState::Dead),
+        account_id: caller.account_filter(account)?,
+        limit: 200,
+        cursor: None,
+    };
+    let mut scanned = 0;
+    while out.replayed.len() < limit && scanned < MAX_SCANNED {
+        let page = state.store().list(&q).await?;
+        scanned += page.jobs.len();
+        for job in page.jobs {
+            if out.replayed.len() >= limit {
+                break;
+            }
+            let class = job.last_error.as_ref().map(|e| e.class);
+            if filter.error_class.is_some() && class != filter.error_class {
+                continue;
+            }
+            replay_one(state, job, out).await?;
+        }
+        match page.next {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+async fn replay_one(state: &AppState, job: Job, out: &mut ReplayResult) -> Result<(), ApiError> {
+    let id = job.id.to_string();
+    match state.store().retry(&job.id).await? {
+        RetryOutcome::Queued => out.replayed.push(id),
+        RetryOutcome::NotFound => out.skipped.push(Skipped {
+            id,
+            reason: "not found".into(),
+        }),
+        RetryOutcome::WrongState(s) => out.skipped.push(Skipped {
+            id,
+            reason: format!("not dead ({s})"),
+        }),
+        RetryOutcome::AccountBusy(holder) => out.skipped.push(Skipped {
+            id,
+            reason: format!("another sync of the account is active ({holder})"),
+        }),
+    }
+    Ok(())
+}

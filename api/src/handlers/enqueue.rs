@@ -1,0 +1,69 @@
+//! What every way of submitting a job shares: the account check, the idempotency key
+//! (scoped to the API key), the trace context, and the 202 / 200 answer.
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use drover::queue::{EnqueueError, Enqueued, JobStore, NewJob};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::SubmitHeaders;
+use crate::idempotency::IdempotencyClaims;
+use crate::state::AppState;
+use crate::views::{status_url, Accepted};
+
+pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers: SubmitHeaders) -> Result<Response, ApiError> {
+    let kind = job.payload.kind();
+    caller.check_account(job.payload.account_id().as_str())?;
+    if let Some(key) = headers.idempotency_key {
+        let scoped = IdempotencyClaims::scoped(&caller.name, &key);
+        state.claims().claim(&scoped, kind).await?;
+        job.idempotency_key = Some(scoped);
+    }
+    // Every job gets a trace: the caller's when it sent one, a new one otherwise, so
+    // its runs can be found in the tracing UI either way.
+    job.traceparent = Some(headers.traceparent.unwrap_or_else(new_traceparent));
+    match state.store().enqueue(job).await {
+        Ok(e) => {
+            tracing::info!(job_id = %e.id, kind = %kind, created = e.created, key = %caller.name, "job accepted");
+            Ok(accepted(e))
+        }
+        Err(EnqueueError::IdempotencyConflict { existing }) => Err(ApiError::Conflict(format!(
+            "this Idempotency-Key was already used with a different request (job {existing}); use a new key"
+        ))),
+        Err(EnqueueError::Invalid(why)) => Err(ApiError::field("body", why)),
+        Err(EnqueueError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// 202 for a new job; 200 when an existing one is returned (idempotent replay, or the
+/// account's sync that is already queued or running).
+fn accepted(e: Enqueued) -> Response {
+    let url = status_url(&e.id);
+    let status = if e.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let body = Accepted {
+        id: e.id,
+        state: e.state,
+        status_url: url.clone(),
+    };
+    (status, [(header::LOCATION, url)], Json(body)).into_response()
+}
+
+/// A fresh W3C traceparent: ULIDs give 80 random bits per id, enough for trace ids.
+fn new_traceparent() -> String {
+    let trace = ulid::Ulid::generate().0;
+    let span = ulid::Ulid::generate().0 as u64;
+    format!("00-{trace:032x}-{:016x}-01", span.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_traceparent_is_well_formed_and_unique() {
+        let a = new_traceparent();
+        assert!(drover::job::trace_id_of(&a).is_some(), "{a}");
+        assert_ne!(a, new_traceparent());
+    }
+}

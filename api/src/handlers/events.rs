@@ -1,0 +1,140 @@
+//! `GET /v1/jobs/{id}/events`: server-sent events of the job's state and progress.
+//!
+//! The job is read every `events_poll_ms` (200 ms by default) and an event is sent when
+//! its state (`event: state`) or progress (`event: progress`) changed; the stream ends
+//! after a terminal state, when the job disappears, or when the server shuts down.
+//! Keep-alive comments flow while nothing changes. Polling costs one HGETALL per open
+//! stream and tick, and needs nothing from the workers.
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use drover::job::{Job, JobId, JobState, Progress};
+use drover::queue::JobStore;
+use futures::Stream;
+use serde_json::json;
+
+use super::load_job;
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::state::AppState;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Stream the job's state and progress changes until it ends.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "`event: state` with `{id, state, attempts, updated_at, last_error}` and \
+            `event: progress` with `{id, done, total, message}`; ends after a terminal state",
+            content_type = "text/event-stream", body = String),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn job_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let job = load_job(&state, &caller, &id).await?;
+    let watch = Watch {
+        id: job.id.clone(),
+        state,
+        seen_state: None,
+        seen_progress: None,
+        pending: VecDeque::new(),
+        next: Some(job),
+        done: false,
+        seq: 0,
+    };
+    let stream = futures::stream::unfold(watch, |mut w| async move { w.next_event().await.map(|e| (Ok(e), w)) });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+struct Watch {
+    id: JobId,
+    state: AppState,
+    seen_state: Option<JobState>,
+    seen_progress: Option<Progress>,
+    pending: VecDeque<Event>,
+    /// A job already read, to compare before polling again.
+    next: Option<Job>,
+    done: bool,
+    seq: u64,
+}
+
+impl Watch {
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            if self.done {
+                return None;
+            }
+            let job = match self.next.take() {
+                Some(job) => job,
+                None => {
+                    let poll = self.state.limits().events_poll;
+                    tokio::select! {
+                        _ = self.state.shutdown().cancelled() => return None,
+                        _ = tokio::time::sleep(poll) => {}
+                    }
+                    match self.state.store().get(&self.id).await {
+                        Ok(Some(job)) => job,
+                        Ok(None) => return None, // trimmed or purged
+                        Err(e) => {
+                            // A Redis blip: keep the stream, try again next tick.
+                            tracing::debug!(job_id = %self.id, error = %e, "job events: read failed");
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.observe(job);
+        }
+    }
+
+    /// Queue events for what changed: the state first, except that a final progress
+    /// goes before a terminal state, so the last event a client sees is the end.
+    fn observe(&mut self, job: Job) {
+        let progress = (job.progress.is_some() && job.progress != self.seen_progress).then(|| {
+            self.seen_progress = job.progress.clone();
+            let p = job.progress.as_ref().expect("checked");
+            json!({"id": job.id, "done": p.done, "total": p.total, "message": p.message})
+        });
+        let state = (self.seen_state != Some(job.state)).then(|| {
+            self.seen_state = Some(job.state);
+            json!({
+                "id": job.id,
+                "state": job.state,
+                "attempts": job.attempts,
+                "updated_at": job.updated_at,
+                "last_error": job.last_error,
+            })
+        });
+        let terminal = job.state.is_terminal();
+        if terminal {
+            progress.into_iter().for_each(|d| self.push("progress", d));
+            state.into_iter().for_each(|d| self.push("state", d));
+            self.done = true;
+        } else {
+            state.into_iter().for_each(|d| self.push("state", d));
+            progress.into_iter().for_each(|d| self.push("progress", d));
+        }
+    }
+
+    fn push(&mut self, name: &str, data: serde_json::Value) {
+        self.seq += 1;
+        self.pending
+            .push_back(Event::default().event(name).id(self.seq.to_string()).data(data.to_string()));
+    }
+}

@@ -1,0 +1,67 @@
+//! `GET /v1/jobs/{id}` and `GET /v1/jobs`.
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use utoipa::IntoParams;
+
+use super::listing::{self, RawList};
+use super::load_job;
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::extract::query;
+use crate::state::AppState;
+use crate::views::{JobPage, JobView};
+
+/// One job with its attempt history, progress, result and trace id.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id, e.g. cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "The job belongs to an account this key may not see", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(load_job(&state, &caller, &id).await?.into()))
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents `RawList`, which is what is parsed
+pub struct ListParams {
+    /// sync, backfill or cleanup.
+    kind: Option<String>,
+    /// scheduled, queued, running, retrying, succeeded, partial, dead or cancelled.
+    state: Option<String>,
+    /// Required for keys limited to several accounts; forced for keys limited to one.
+    account_id: Option<String>,
+    /// 1 to 1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Jobs, newest first, cursor paginated.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, body = JobPage),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "account_id names an account this key may not see", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A parameter is invalid (named)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn list_jobs(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<JobPage>, ApiError> {
+    let raw: RawList = query(raw.as_deref())?;
+    let q = listing::to_query(raw, &caller, None)?;
+    Ok(Json(listing::page(&state, &q).await?))
+}

@@ -1,0 +1,92 @@
+//! Turning list query parameters into a store query, with the caller's account scope
+//! forced on it, and a store page into a response page.
+use std::str::FromStr;
+
+use drover::job::{AccountId, JobKind, JobState};
+use drover::queue::{JobStore, ListQuery};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::cursor;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::JobPage;
+
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Query parameters as sent; each is checked and named when wrong. An empty value is
+/// taken as absent.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawList {
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub account_id: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+fn present(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
+}
+
+/// Check every parameter, collecting every problem.
+pub fn to_query(raw: RawList, caller: &Caller, forced_state: Option<JobState>) -> Result<ListQuery, ApiError> {
+    let mut errors = Vec::new();
+    let mut q = ListQuery {
+        limit: DEFAULT_LIMIT,
+        state: forced_state,
+        ..Default::default()
+    };
+    if let Some(k) = present(raw.kind) {
+        match JobKind::from_str(&k) {
+            Ok(k) => q.kinds = vec![k],
+            Err(e) => errors.push(drover::job::FieldError::new("kind", e.to_string())),
+        }
+    }
+    if let Some(s) = present(raw.state) {
+        match JobState::from_str(&s) {
+            Ok(s) => q.state = Some(s),
+            Err(e) => errors.push(drover::job::FieldError::new("state", e.to_string())),
+        }
+    }
+    let account = match present(raw.account_id) {
+        None => None,
+        Some(a) => match AccountId::parse(a) {
+            Ok(a) => Some(a.as_str().to_owned()),
+            Err(e) => {
+                errors.push(drover::job::FieldError::new("account_id", e));
+                None
+            }
+        },
+    };
+    if let Some(l) = present(raw.limit) {
+        match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
+            _ => errors.push(drover::job::FieldError::new(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
+        }
+    }
+    if let Some(c) = present(raw.cursor) {
+        match cursor::decode(&c) {
+            Ok(c) => q.cursor = Some(c),
+            Err(ApiError::Validation(e)) => errors.extend(e),
+            Err(other) => return Err(other),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    q.account_id = caller.account_filter(account)?;
+    Ok(q)
+}
+
+pub async fn page(state: &AppState, query: &ListQuery) -> Result<JobPage, ApiError> {
+    let page = state.store().list(query).await?;
+    Ok(JobPage {
+        jobs: page.jobs.into_iter().map(Into::into).collect(),
+        next_cursor: page.next.as_ref().map(cursor::encode),
+    })
+}

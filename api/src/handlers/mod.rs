@@ -1,0 +1,35 @@
+//! The endpoints, one concept per file (DESIGN §5).
+pub mod control;
+pub mod csv_upload;
+pub mod dead_letter;
+mod enqueue;
+pub mod events;
+pub mod health;
+pub mod jobs;
+mod listing;
+pub mod queues;
+pub mod submit;
+
+use drover::job::{Job, JobId};
+use drover::queue::JobStore;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A path id that cannot name a job is simply not found.
+pub fn parse_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse().map_err(|_| not_found(raw))
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("no job with id {:?}", raw.chars().take(64).collect::<String>()))
+}
+
+/// The job, if it exists and the caller may see it (404, then 403).
+pub async fn load_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Job, ApiError> {
+    let id = parse_id(raw_id)?;
+    let job = state.store().get(&id).await?.ok_or_else(|| not_found(raw_id))?;
+    caller.check_job(&job)?;
+    Ok(job)
+}

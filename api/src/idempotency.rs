@@ -1,0 +1,69 @@
+//! Idempotency keys, as the API scopes them.
+//!
+//! The store remembers a key per job kind (its keys live in each kind's hash slot), so on
+//! its own the same key could create a sync job and then a cleanup job. The API closes
+//! that gap: a key is first claimed for one kind (`SET NX`, one script, so two replicas
+//! racing agree), and the same key for another kind is a 409. The store then settles
+//! replay (same body → same job) and conflict (other body → 409) within the kind.
+//!
+//! Keys are scoped to the API key that sent them, so two clients can never see each
+//! other's jobs through a shared idempotency key.
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use drover::job::JobKind;
+use redis::aio::ConnectionManager;
+
+use crate::error::ApiError;
+
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS[1]: the claim. ARGV: kind, ttl s -> the kind holding the key
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+",
+    )
+});
+
+#[derive(Clone)]
+pub struct IdempotencyClaims {
+    conn: ConnectionManager,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl IdempotencyClaims {
+    pub fn new(conn: ConnectionManager, namespace: &str, ttl: Duration) -> Self {
+        Self {
+            conn,
+            prefix: format!("{namespace}:api:idem:"),
+            ttl,
+        }
+    }
+
+    /// The key to hand the store: the idempotency key within its API key's scope.
+    pub fn scoped(api_key_name: &str, key: &str) -> String {
+        format!("{api_key_name}:{key}")
+    }
+
+    /// Claim `scoped` for `kind`; a 409 when it was already used for another kind.
+    pub async fn claim(&self, scoped: &str, kind: JobKind) -> Result<(), ApiError> {
+        let mut conn = self.conn.clone();
+        let held: String = CLAIM
+            .key(format!("{}{scoped}", self.prefix))
+            .arg(kind.as_str())
+            .arg(self.ttl.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        if held == kind.as_str() {
+            Ok(())
+        } else {
+            Err(ApiError::Conflict(format!(
+                "this Idempotency-Key was already used for a {held} job; use a new key for another request"
+            )))
+        }
+    }
+}

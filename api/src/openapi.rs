@@ -1,0 +1,106 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations and
+//! the views' `ToSchema` derives — never written by hand.
+use std::sync::LazyLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{FieldErrorDoc, Problem};
+use crate::handlers::{control, csv_upload, dead_letter, events, health, jobs, queues, submit};
+use crate::views;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Drover API",
+        description = "Submit, query and control jobs of the Drover queue. Authenticate with `Authorization: Bearer <key>`. \
+            Errors are application/problem+json.",
+    ),
+    paths(
+        submit::submit,
+        csv_upload::upload,
+        jobs::get_job,
+        jobs::list_jobs,
+        events::job_events,
+        control::cancel,
+        control::retry,
+        dead_letter::list_dead,
+        dead_letter::replay,
+        queues::list_queues,
+        queues::pause,
+        queues::resume,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        health::openapi,
+    ),
+    components(schemas(
+        Problem,
+        FieldErrorDoc,
+        views::SyncPayload,
+        views::BackfillPayload,
+        views::CleanupPayload,
+    )),
+    modifiers(&BearerAuth, &DescribeResponses),
+    security(("bearer" = [])),
+    tags(
+        (name = "jobs", description = "Submit and follow jobs"),
+        (name = "control", description = "Cancel and retry jobs (admin)"),
+        (name = "dead-letter", description = "Dead jobs and their replay"),
+        (name = "queues", description = "Queue counts and pause / resume"),
+        (name = "operations", description = "Probes, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `Authorization: Bearer <key>`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// OpenAPI requires a description on every response: where a handler gave none, use the
+/// status's reason phrase.
+struct DescribeResponses;
+
+impl Modify for DescribeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                for (code, response) in op.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = response {
+                        if r.description.is_empty() {
+                            r.description = code
+                                .parse::<u16>()
+                                .ok()
+                                .and_then(|c| axum::http::StatusCode::from_u16(c).ok())
+                                .and_then(|c| c.canonical_reason())
+                                .unwrap_or("Response")
+                                .to_owned();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static JSON: LazyLock<String> = LazyLock::new(|| ApiDoc::openapi().to_json().expect("the OpenAPI document serializes"));
+
+pub fn json() -> String {
+    JSON.clone()
+}

@@ -1,0 +1,52 @@
+//! The router: which role each endpoint needs, and the middleware around all of them.
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::auth::{require_admin, require_read, require_submit};
+use crate::error::ApiError;
+use crate::handlers::{control, csv_upload, dead_letter, events, health, jobs, queues, submit};
+use crate::middleware::{observe::observe, request_id::request_id, timeout::timeout};
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let limits = *state.limits();
+    let read = Router::new()
+        .route("/v1/jobs", get(jobs::list_jobs))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/events", get(events::job_events))
+        .route("/v1/dead-letter", get(dead_letter::list_dead))
+        .route("/v1/queues", get(queues::list_queues))
+        .route_layer(from_fn_with_state(state.clone(), require_read));
+    let submit = Router::new()
+        .route("/v1/jobs", post(submit::submit))
+        .route(
+            "/v1/jobs/cleanup.csv",
+            post(csv_upload::upload).layer(DefaultBodyLimit::max(limits.csv_bytes)),
+        )
+        .route_layer(from_fn_with_state(state.clone(), require_submit));
+    let admin = Router::new()
+        .route("/v1/jobs/{id}/cancel", post(control::cancel))
+        .route("/v1/jobs/{id}/retry", post(control::retry))
+        .route("/v1/dead-letter/replay", post(dead_letter::replay))
+        .route("/v1/queues/{kind}/pause", post(queues::pause))
+        .route("/v1/queues/{kind}/resume", post(queues::resume))
+        .route_layer(from_fn_with_state(state.clone(), require_admin));
+    let open = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi));
+    Router::new()
+        .merge(read)
+        .merge(submit)
+        .merge(admin)
+        .merge(open)
+        .fallback(|| async { ApiError::NotFound("no such resource".into()) })
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(from_fn_with_state(state.clone(), timeout))
+        .layer(from_fn_with_state(state.clone(), observe))
+        .layer(from_fn(request_id))
+        .with_state(state)
+}

@@ -1,0 +1,73 @@
+//! What every handler shares: the store, the keys, the limiter, metrics and limits.
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover::queue::RedisStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyRing;
+use crate::idempotency::IdempotencyClaims;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// Limits taken from the validated configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub csv_bytes: usize,
+    pub csv_rows: usize,
+    pub request_timeout: Duration,
+    pub events_poll: Duration,
+    pub idempotency_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: RedisStore,
+    keys: KeyRing,
+    limiter: RateLimiter,
+    claims: IdempotencyClaims,
+    metrics: Metrics,
+    limits: Limits,
+    /// Cancelled when the server shuts down, so open event streams end.
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(store: RedisStore, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, limits: Limits) -> Self {
+        let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
+        Self(Arc::new(Inner {
+            store,
+            keys,
+            limiter,
+            claims,
+            metrics,
+            limits,
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    pub fn store(&self) -> &RedisStore {
+        &self.0.store
+    }
+    pub fn keys(&self) -> &KeyRing {
+        &self.0.keys
+    }
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.0.limiter
+    }
+    pub fn claims(&self) -> &IdempotencyClaims {
+        &self.0.claims
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.0.shutdown
+    }
+}

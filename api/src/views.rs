@@ -1,0 +1,344 @@
+//! What the API speaks: request and response bodies, documented for OpenAPI. Response
+//! views are built from the queue's records, so what is documented is what is sent.
+use chrono::{DateTime, Utc};
+use drover::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, Job, JobId, JobKind, JobState, Progress};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
+
+/// `JobKind` as an OpenAPI enum, from the one list the code uses.
+pub fn kind_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(JobKind::ALL.iter().map(|k| k.as_str())))
+        .build()
+}
+
+/// `JobState` as an OpenAPI enum.
+pub fn state_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(JobState::ALL.iter().map(|s| s.as_str())))
+        .build()
+}
+
+pub fn status_url(id: &JobId) -> String {
+    format!("/v1/jobs/{id}")
+}
+
+/// `POST /v1/jobs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    #[schema(schema_with = kind_schema)]
+    pub kind: JobKind,
+    /// The kind's payload: see `SyncPayload`, `BackfillPayload`, `CleanupPayload`.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Run no earlier than this; at most one of `run_at` and `delay_ms`.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Run no earlier than this many ms from now (at most one year).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub delay_ms: Option<u64>,
+    /// 1 to 100; the configured default when left out.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_attempts: Option<u32>,
+    /// 0 to 9, higher runs first; 0 when left out.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: Option<u8>,
+    /// How long one run may take, 1 s to 24 h.
+    #[serde(default)]
+    #[schema(minimum = 1000, maximum = 86400000)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The payload of a `sync` job.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents drover::job::SyncPayload
+pub struct SyncPayload {
+    #[schema(example = "acme-eu")]
+    account_id: String,
+    #[schema(example = "A1PA6795UKMFR9")]
+    marketplace_id: String,
+    /// `orders` and/or `listings`.
+    resources: Vec<String>,
+    since: Option<DateTime<Utc>>,
+}
+
+/// The payload of a `backfill` job.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents drover::job::BackfillPayload
+pub struct BackfillPayload {
+    account_id: String,
+    marketplace_id: String,
+    #[schema(example = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL")]
+    report_type: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    /// 1 to 720, default 6.
+    window_hours: Option<u32>,
+}
+
+/// The payload of a `cleanup` job.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents drover::job::CleanupPayload
+pub struct CleanupPayload {
+    account_id: String,
+    marketplace_id: String,
+    /// 1 to 100000 seller SKUs.
+    skus: Vec<String>,
+}
+
+/// Where an accepted job is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    #[schema(value_type = String, example = "cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3")]
+    pub id: JobId,
+    #[schema(schema_with = state_schema)]
+    pub state: JobState,
+    /// Relative URL of the job (also in `Location`).
+    pub status_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressView {
+    pub done: u64,
+    pub total: Option<u64>,
+    pub message: Option<String>,
+}
+
+impl From<Progress> for ProgressView {
+    fn from(p: Progress) -> Self {
+        Self {
+            done: p.done,
+            total: p.total,
+            message: p.message,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorView {
+    /// transient, rate_limited, permanent, cancelled, timeout, panic, decode, lost, interrupted.
+    #[schema(value_type = String)]
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl From<ErrorInfo> for ErrorView {
+    fn from(e: ErrorInfo) -> Self {
+        Self {
+            class: e.class,
+            message: e.message,
+        }
+    }
+}
+
+/// One run of a job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub number: u32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    /// succeeded, partial, failed, snoozed, cancelled, lost, released.
+    #[schema(value_type = String)]
+    pub outcome: AttemptOutcome,
+    pub error: Option<ErrorView>,
+    pub trace_id: Option<String>,
+    /// The worker had lost its lease when it reported: the result was not applied.
+    pub late: bool,
+}
+
+impl From<AttemptRecord> for AttemptView {
+    fn from(a: AttemptRecord) -> Self {
+        Self {
+            number: a.number,
+            worker: a.worker,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            outcome: a.outcome,
+            error: a.error.map(Into::into),
+            trace_id: a.trace_id,
+            late: a.late,
+        }
+    }
+}
+
+/// A job as the queue knows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    #[schema(value_type = String, example = "cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3")]
+    pub id: JobId,
+    #[schema(schema_with = kind_schema)]
+    pub kind: JobKind,
+    #[schema(schema_with = state_schema)]
+    pub state: JobState,
+    /// As submitted.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub account_id: Option<String>,
+    pub priority: u8,
+    /// Attempts used so far.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub timeout_ms: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub run_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub progress: Option<ProgressView>,
+    /// The handler's result summary, once the job has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub result: Option<serde_json::Value>,
+    pub last_error: Option<ErrorView>,
+    /// W3C trace id, to find the job's trace.
+    pub trace_id: Option<String>,
+    pub traceparent: Option<String>,
+    /// The worker running it (or that ran it last).
+    pub worker: Option<String>,
+    pub cancel_requested: bool,
+    /// Every run in order (only in `GET /v1/jobs/{id}`; empty in listings).
+    pub attempt_history: Vec<AttemptView>,
+    pub status_url: String,
+}
+
+impl From<Job> for JobView {
+    fn from(j: Job) -> Self {
+        Self {
+            status_url: status_url(&j.id),
+            id: j.id,
+            kind: j.kind,
+            state: j.state,
+            payload: j.payload,
+            account_id: j.account_id,
+            priority: j.priority,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            timeout_ms: j.timeout_ms,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            run_at: j.run_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            progress: j.progress.map(Into::into),
+            result: j.result,
+            last_error: j.last_error.map(Into::into),
+            trace_id: j.trace_id,
+            traceparent: j.traceparent,
+            worker: j.worker,
+            cancel_requested: j.cancel_requested,
+            attempt_history: j.attempt_history.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    #[schema(value_type = String)]
+    pub id: JobId,
+    #[schema(schema_with = state_schema)]
+    pub state: JobState,
+    /// True when the job is running and its handler has been told to stop.
+    pub cancel_requested: bool,
+}
+
+/// `POST /v1/dead-letter/replay`: either `ids`, or a `filter` with a `limit`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Up to 1000 dead job ids.
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub filter: Option<ReplayFilter>,
+    /// With `filter`: most jobs to replay, 1 to 1000 (default 100).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFilter {
+    #[serde(default)]
+    #[schema(schema_with = kind_schema)]
+    pub kind: Option<JobKind>,
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// The class of the job's last error, e.g. `permanent`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub error_class: Option<ErrorClass>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Skipped {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayResult {
+    /// Ids put back in the queue.
+    pub replayed: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateCounts {
+    pub scheduled: u64,
+    pub queued: u64,
+    pub running: u64,
+    pub retrying: u64,
+    pub succeeded: u64,
+    pub partial: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueView {
+    #[schema(schema_with = kind_schema)]
+    pub kind: JobKind,
+    pub counts: StateCounts,
+    pub paused: bool,
+    /// How long the job at the head of the queue has waited.
+    pub lag_ms: u64,
+    /// Jobs succeeded since the queue was created.
+    pub succeeded_total: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queues {
+    pub queues: Vec<QueueView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PauseState {
+    #[schema(schema_with = kind_schema)]
+    pub kind: JobKind,
+    pub paused: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (liveness) or `ready` (readiness).
+    pub status: String,
+}

@@ -1,0 +1,155 @@
+//! `GET /v1/jobs/{id}/events`: server-sent events for a job run by a real worker
+//! (the worker runtime in-process), and streams ending on terminal states and shutdown.
+mod api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use drover::job::{JobPayload, Progress};
+use drover::runtime::{JobContext, Outcome};
+use drover::JobError;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// Reads server-sent events from a response, one at a time.
+struct Events {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    buf: String,
+}
+
+impl Events {
+    fn new(res: reqwest::Response) -> Self {
+        Self {
+            stream: res.bytes_stream().map(|r| r.map(|b| b.to_vec())).boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event as (name, data); None when the stream ended.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((name, serde_json::from_str(&data).unwrap()));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(15), self.stream.next())
+                .await
+                .expect("an event or the end within 15 s")?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    }
+}
+
+fn worker_config(redis_url: &str) -> drover_worker::WorkerConfig {
+    let mut c = drover_worker::WorkerConfig {
+        redis_url: redis_url.to_owned(),
+        heartbeat_ms: 100,
+        lease_ms: 1000,
+        idle_wait_ms: 100,
+        grace_ms: 1000,
+        ..Default::default()
+    };
+    c.concurrency.sync = 0;
+    c.concurrency.backfill = 0;
+    c.concurrency.cleanup = 1;
+    c
+}
+
+async fn three_steps(_payload: JobPayload, ctx: JobContext) -> Result<Outcome, JobError> {
+    for done in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ctx.progress(Progress {
+            done,
+            total: Some(3),
+            message: Some(format!("step {done}")),
+        })
+        .await?;
+    }
+    Ok(Outcome::Succeeded(json!({"deleted": 3})))
+}
+
+#[tokio::test]
+async fn the_event_stream_delivers_queued_running_succeeded_for_a_job_run_by_a_real_worker() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let res = app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut events = Events::new(res);
+    let (name, first) = events.next().await.unwrap();
+    assert_eq!((name.as_str(), first["state"].as_str()), ("state", Some("queued")));
+
+    let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(drover_worker::run(worker_config(&app.redis.url()), three_steps, async move {
+        let _ = stopped.await;
+    }));
+
+    let mut states = vec!["queued".to_owned()];
+    let mut progress = Vec::new();
+    let mut last = String::new();
+    while let Some((name, data)) = events.next().await {
+        assert_eq!(data["id"], id.as_str());
+        match name.as_str() {
+            "state" => states.push(data["state"].as_str().unwrap().to_owned()),
+            "progress" => progress.push(data["done"].as_u64().unwrap()),
+            other => panic!("unexpected event {other}"),
+        }
+        last = name;
+    }
+    assert_eq!(states, ["queued", "running", "succeeded"]);
+    assert!(!progress.is_empty(), "progress is streamed");
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "progress only moves forward: {progress:?}"
+    );
+    assert_eq!(progress.last(), Some(&3), "the final progress comes before the end");
+    assert_eq!(last, "state", "the stream ends with the terminal state");
+
+    let _ = stop_worker.send(());
+    worker.await.unwrap().unwrap();
+    let (_, job) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(job["result"], json!({"deleted": 3}));
+    assert_eq!(job["progress"]["done"], 3);
+    assert_eq!(job["attempt_history"][0]["outcome"], "succeeded");
+}
+
+#[tokio::test]
+async fn the_stream_of_an_ended_job_sends_its_state_and_ends() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&id).await;
+    let res = app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    let mut events = Events::new(res);
+    let (name, data) = events.next().await.unwrap();
+    assert_eq!((name.as_str(), data["state"].as_str()), ("state", Some("dead")));
+    assert_eq!(data["last_error"]["class"], "permanent");
+    assert!(events.next().await.is_none());
+}
+
+#[tokio::test]
+async fn shutting_down_ends_open_streams_and_returns() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let res = app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    let mut events = Events::new(res);
+    assert_eq!(events.next().await.unwrap().1["state"], "queued");
+    let started = std::time::Instant::now();
+    app.stop().await.expect("a clean shutdown");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "open streams do not hold the shutdown up"
+    );
+    assert!(events.next().await.is_none(), "the stream ended");
+}

@@ -1,0 +1,470 @@
+//! Submitting and reading jobs over real HTTP: every status code of `POST /v1/jobs`,
+//! `GET /v1/jobs/{id}`, `GET /v1/jobs` and the CSV upload, and idempotency.
+mod api_support;
+
+use std::collections::HashSet;
+
+use api_support::*;
+use drover::job::JobState;
+use drover::queue::JobStore;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn posting_a_valid_job_returns_202_with_its_location_and_queued_state() {
+    let app = spawn_app().await;
+    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = res.json().await.unwrap();
+    let id = body["id"].as_str().unwrap();
+    assert!(id.starts_with("cleanup_"), "{id}");
+    assert_eq!(body["state"], "queued");
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+    assert_eq!(body["status_url"], location.as_str());
+    let job = app.store.get(&id.parse().unwrap()).await.unwrap().expect("the job is stored");
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.max_attempts, 3, "the configured default applies");
+}
+
+#[tokio::test]
+async fn a_job_reads_back_with_its_payload_trace_id_and_attempt_history() {
+    let app = spawn_app().await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut body = cleanup_body("acme");
+    body["priority"] = json!(7);
+    body["max_attempts"] = json!(2);
+    body["timeout_ms"] = json!(60_000);
+    let res = app
+        .post(ADMIN, "/v1/jobs")
+        .header("traceparent", tp)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id: String = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().into();
+    app.kill_job(&id.parse().unwrap()).await;
+
+    let (status, job) = app.job(READER, &id).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["id"], id.as_str());
+    assert_eq!(job["kind"], "cleanup");
+    assert_eq!(job["state"], "dead");
+    assert_eq!(job["payload"]["skus"], json!(["SKU-1", "SKU-2"]));
+    assert_eq!(job["account_id"], "acme");
+    assert_eq!((job["priority"].as_u64(), job["max_attempts"].as_u64()), (Some(7), Some(2)));
+    assert_eq!(job["timeout_ms"], 60_000);
+    assert_eq!(job["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(job["traceparent"], tp);
+    assert_eq!(job["last_error"]["class"], "permanent");
+    assert_eq!(job["attempts"], 1);
+    assert!(job["attempt_history"].is_array());
+    assert!(job["created_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn a_job_without_a_valid_traceparent_gets_a_fresh_trace() {
+    let app = spawn_app().await;
+    let res = app
+        .post(ADMIN, "/v1/jobs")
+        .header("traceparent", "00-nothex-00f067aa0ba902b7-01")
+        .json(&cleanup_body("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id: String = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().into();
+    let (_, job) = app.job(ADMIN, &id).await;
+    let trace = job["trace_id"].as_str().expect("every job has a trace id");
+    assert_eq!(trace.len(), 32);
+    assert!(job["traceparent"].as_str().unwrap().contains(trace));
+}
+
+#[tokio::test]
+async fn posting_a_job_with_an_unknown_field_returns_422_naming_the_field() {
+    let app = spawn_app().await;
+    let mut body = cleanup_body("acme");
+    body["colour"] = json!("red");
+    let p = problem(app.submit(ADMIN, &body).await, 422).await;
+    assert_eq!(fields(&p), ["colour"]);
+
+    let mut body = cleanup_body("acme");
+    body["payload"]["size"] = json!(3);
+    let p = problem(app.submit(ADMIN, &body).await, 422).await;
+    assert_eq!(fields(&p), ["payload.size"]);
+}
+
+#[tokio::test]
+async fn posting_invalid_values_returns_422_naming_every_field() {
+    let app = spawn_app().await;
+    let body = json!({
+        "kind": "cleanup",
+        "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": []},
+        "priority": 12,
+        "max_attempts": 0,
+        "timeout_ms": 5,
+        "run_at": "2026-01-01T00:00:00Z",
+        "delay_ms": 100,
+    });
+    let p = problem(app.submit(ADMIN, &body).await, 422).await;
+    let f: HashSet<String> = fields(&p).into_iter().collect();
+    for want in ["payload.skus", "priority", "max_attempts", "timeout_ms", "delay_ms"] {
+        assert!(f.contains(want), "{want} not named in {p}");
+    }
+    let p = problem(app.submit(ADMIN, &json!({"kind": "mail", "payload": {}})).await, 422).await;
+    assert_eq!(fields(&p), ["kind"]);
+    let p = problem(app.submit(ADMIN, &json!({"kind": "sync"})).await, 422).await;
+    assert_eq!(fields(&p), ["payload"]);
+    let p = problem(
+        app.submit(ADMIN, &json!({"kind": "cleanup", "payload": {}, "priority": "high"}))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(fields(&p), ["priority"]);
+    assert_eq!(
+        app.store.list(&Default::default()).await.unwrap().jobs.len(),
+        0,
+        "nothing was enqueued"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_returns_400() {
+    let app = spawn_app().await;
+    let res = app
+        .post(ADMIN, "/v1/jobs")
+        .header("content-type", "application/json")
+        .body(r#"{"kind": "cleanup", "payload": "#)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 400).await;
+    assert!(p["detail"].as_str().unwrap().contains("not valid JSON"), "{p}");
+}
+
+#[tokio::test]
+async fn a_body_with_a_missing_or_wrong_content_type_returns_415() {
+    let app = spawn_app().await;
+    let body = cleanup_body("acme").to_string();
+    let res = app.post(ADMIN, "/v1/jobs").body(body.clone()).send().await.unwrap();
+    problem(res, 415).await;
+    let res = app
+        .post(ADMIN, "/v1/jobs")
+        .header("content-type", "text/plain")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    problem(res, 415).await;
+    let res = app
+        .post(ADMIN, "/v1/jobs")
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "parameters on the media type are fine");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_returns_413() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.body_limit_bytes = 4096).await;
+    let skus: Vec<String> = (0..1000).map(|i| format!("SKU-{i}")).collect();
+    let body = json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": skus}});
+    let p = problem(app.submit(ADMIN, &body).await, 413).await;
+    assert!(p["detail"].as_str().unwrap().contains("larger"), "{p}");
+}
+
+#[tokio::test]
+async fn an_unknown_job_returns_404() {
+    let app = spawn_app().await;
+    let (status, p) = app.job(ADMIN, "cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3").await;
+    assert_eq!(status, 404);
+    assert_eq!(p["status"], 404);
+    let (status, _) = app.job(ADMIN, "not-an-id").await;
+    assert_eq!(status, 404);
+    problem(app.get(ADMIN, "/v1/nothing-here").send().await.unwrap(), 404).await;
+}
+
+#[tokio::test]
+async fn a_delayed_job_is_scheduled_and_a_run_at_in_the_future_too() {
+    let app = spawn_app().await;
+    let mut body = cleanup_body("acme");
+    body["delay_ms"] = json!(60_000);
+    let res = app.submit(ADMIN, &body).await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(res.json::<Value>().await.unwrap()["state"], "scheduled");
+    let mut body = cleanup_body("acme");
+    body["run_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+    let res = app.submit(ADMIN, &body).await;
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["state"], "scheduled");
+    let (_, job) = app.job(ADMIN, v["id"].as_str().unwrap()).await;
+    assert!(job["run_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_second_sync_for_the_same_account_returns_200_with_the_existing_job() {
+    let app = spawn_app().await;
+    let first = app.submit(ADMIN, &sync_body("acme")).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let second = app.submit(ADMIN, &sync_body("acme")).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.json::<Value>().await.unwrap()["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_and_body_returns_200_with_the_same_job() {
+    let app = spawn_app().await;
+    let send = |body: Value| {
+        app.post(SUBMITTER, "/v1/jobs")
+            .header("Idempotency-Key", "order-42")
+            .json(&body)
+            .send()
+    };
+    let first = send(cleanup_body("acme")).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let replay = send(cleanup_body("acme")).await.unwrap();
+    assert_eq!(replay.status(), 200);
+    assert_eq!(
+        replay.headers()["location"].to_str().unwrap(),
+        first["status_url"].as_str().unwrap()
+    );
+    assert_eq!(replay.json::<Value>().await.unwrap()["id"], first["id"]);
+
+    let p = problem(send(cleanup_body("globex")).await.unwrap(), 409).await;
+    assert!(p["detail"].as_str().unwrap().contains("Idempotency-Key"), "{p}");
+    let p = problem(send(sync_body("acme")).await.unwrap(), 409).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("cleanup"),
+        "another kind is a conflict too: {p}"
+    );
+
+    // Keys are scoped to the API key: another client's "order-42" is its own.
+    let other = app
+        .post(ADMIN, "/v1/jobs")
+        .header("Idempotency-Key", "order-42")
+        .json(&cleanup_body("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 202);
+    assert_ne!(other.json::<Value>().await.unwrap()["id"], first["id"]);
+    assert_eq!(app.store.list(&list_all()).await.unwrap().jobs.len(), 2);
+}
+
+fn list_all() -> drover::queue::ListQuery {
+    drover::queue::ListQuery {
+        limit: 1000,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_identical_requests_with_one_key_create_exactly_one_job() {
+    let app = spawn_app().await;
+    let body = cleanup_body("acme");
+    let requests = (0..50).map(|_| {
+        app.post(SUBMITTER, "/v1/jobs")
+            .header("Idempotency-Key", "same-key-50")
+            .json(&body)
+            .send()
+    });
+    let responses = futures::future::join_all(requests).await;
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for res in responses {
+        let res = res.unwrap();
+        let status = res.status().as_u16();
+        assert!(status == 202 || status == 200, "status {status}");
+        created += usize::from(status == 202);
+        ids.insert(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(created, 1, "exactly one request created the job");
+    assert_eq!(ids.len(), 1, "every request got the same id");
+    assert_eq!(app.store.list(&list_all()).await.unwrap().jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_idempotency_key_returns_422_naming_the_header() {
+    let app = spawn_app().await;
+    let res = app
+        .post(ADMIN, "/v1/jobs")
+        .header("Idempotency-Key", "x".repeat(300))
+        .json(&cleanup_body("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fields(&problem(res, 422).await), ["Idempotency-Key"]);
+}
+
+#[tokio::test]
+async fn listing_pages_through_every_job_newest_first_with_an_opaque_cursor() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let body = if i % 2 == 0 {
+            cleanup_body("acme")
+        } else {
+            sync_body(&format!("acct-{i}"))
+        };
+        ids.push(app.submit_ok(&body).await.to_string());
+        // Jobs created in the same millisecond are ordered by id, not by submission.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            None => "/v1/jobs?limit=3".to_owned(),
+            Some(c) => format!("/v1/jobs?limit=3&cursor={c}"),
+        };
+        let res = app.get(READER, &path).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap();
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(jobs.len() <= 3);
+        seen.extend(jobs.iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert!(
+                    c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                    "url-safe: {c}"
+                );
+                cursor = Some(c.to_owned());
+            }
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    ids.reverse();
+    assert_eq!(seen, ids, "every job once, newest first");
+}
+
+#[tokio::test]
+async fn listing_filters_by_kind_state_and_account() {
+    let app = spawn_app().await;
+    let a = app.submit_ok(&cleanup_body("acme")).await;
+    let _b = app.submit_ok(&cleanup_body("globex")).await;
+    let s = app.submit_ok(&sync_body("acme")).await;
+    app.kill_job(&a).await;
+    let ids = |v: Value| -> Vec<String> {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let get = |q: &str| app.get(READER, &format!("/v1/jobs?{q}")).send();
+
+    let v: Value = get("kind=sync").await.unwrap().json().await.unwrap();
+    assert_eq!(ids(v), [s.to_string()]);
+    let v: Value = get("state=dead").await.unwrap().json().await.unwrap();
+    assert_eq!(ids(v), [a.to_string()]);
+    let v: Value = get("account_id=acme&kind=cleanup").await.unwrap().json().await.unwrap();
+    assert_eq!(ids(v), [a.to_string()]);
+    let v: Value = get("account_id=acme").await.unwrap().json().await.unwrap();
+    assert_eq!(ids(v).len(), 2);
+}
+
+#[tokio::test]
+async fn listing_with_bad_parameters_returns_422_naming_each() {
+    let app = spawn_app().await;
+    let res = app
+        .get(READER, "/v1/jobs?kind=mail&state=lost&limit=1001&cursor=!!&account_id=a%20b")
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 422).await;
+    let f: HashSet<String> = fields(&p).into_iter().collect();
+    assert_eq!(
+        f,
+        HashSet::from(["kind", "state", "limit", "cursor", "account_id"].map(String::from))
+    );
+    let p = problem(app.get(READER, "/v1/jobs?limit=0").send().await.unwrap(), 422).await;
+    assert_eq!(fields(&p), ["limit"]);
+}
+
+#[tokio::test]
+async fn a_csv_upload_creates_a_cleanup_job_with_its_skus() {
+    let app = spawn_app().await;
+    let res = app
+        .post(SUBMITTER, "/v1/jobs/cleanup.csv?account_id=acme&marketplace_id=ATVPDKIKX0DER")
+        .header("content-type", "text/csv")
+        .body("sku\nSKU-A\nSKU B\n\n\"SKU,C\"\nSKU-A\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id: String = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().into();
+    let (_, job) = app.job(ADMIN, &id).await;
+    assert_eq!(job["kind"], "cleanup");
+    assert_eq!(job["payload"]["skus"], json!(["SKU-A", "SKU B", "SKU,C"]));
+    assert_eq!(job["payload"]["marketplace_id"], MARKETPLACE);
+}
+
+#[tokio::test]
+async fn a_csv_with_bad_rows_returns_422_naming_each_line() {
+    let app = spawn_app().await;
+    let res = app
+        .post(ADMIN, "/v1/jobs/cleanup.csv?account_id=acme&marketplace_id=ATVPDKIKX0DER")
+        .header("content-type", "text/csv")
+        .body("sku\nGOOD-1\n padded\nA,B\nGOOD-2\n")
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 422).await;
+    assert_eq!(fields(&p), ["line 3", "line 4"]);
+    let res = app
+        .post(ADMIN, "/v1/jobs/cleanup.csv?marketplace_id=lower")
+        .header("content-type", "text/csv")
+        .body("A\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fields(&problem(res, 422).await), ["account_id", "marketplace_id"]);
+}
+
+#[tokio::test]
+async fn a_csv_over_the_row_cap_returns_422_and_over_the_size_cap_413() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.csv_max_rows = 5;
+        c.csv_limit_bytes = 2048;
+    })
+    .await;
+    let url = "/v1/jobs/cleanup.csv?account_id=acme&marketplace_id=ATVPDKIKX0DER";
+    let rows: String = (0..6).map(|i| format!("S{i}\n")).collect();
+    let res = app
+        .post(ADMIN, url)
+        .header("content-type", "text/csv")
+        .body(rows)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 422).await;
+    assert_eq!(fields(&p), ["line 6"]);
+    let big: String = (0..500).map(|i| format!("SKU-{i}\n")).collect();
+    let res = app
+        .post(ADMIN, url)
+        .header("content-type", "text/csv")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    problem(res, 413).await;
+    let res = app
+        .post(ADMIN, url)
+        .header("content-type", "application/json")
+        .body("A\n")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 415).await;
+    assert_eq!(app.store.list(&list_all()).await.unwrap().jobs.len(), 0);
+}

@@ -1,0 +1,176 @@
+//! Operations: probes, Prometheus metrics, the generated OpenAPI document, and a Redis
+//! outage (SIGKILL, restart on the same port) that the API rides out by itself.
+mod api_support;
+
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use drover::queue::{JobStore, ListQuery};
+use drover_tests::harness::Durability;
+use serde_json::Value;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200_without_a_key() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ready");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_show_queue_depth_and_lag() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&id).await;
+    assert_eq!(app.job(ADMIN, id.as_str()).await.0, 200);
+    assert_eq!(app.job(ADMIN, "cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3").await.0, 404);
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.contains(needle));
+    assert!(
+        has(r#"http_requests_total{method="POST",route="/v1/jobs",status="202"} 2"#),
+        "{text}"
+    );
+    assert!(
+        has(r#"http_requests_total{method="GET",route="/v1/jobs/{id}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(has(
+        r#"http_request_duration_seconds_bucket{method="GET",route="/v1/jobs/{id}",status="200",le="0.005"}"#
+    ));
+    assert!(!text.contains(id.as_str()), "ids never become labels");
+    assert!(has(r#"drover_queue_jobs{kind="cleanup",state="queued"} 1"#), "{text}");
+    assert!(has(r#"drover_queue_jobs{kind="cleanup",state="dead"} 1"#), "{text}");
+    assert!(has(r#"drover_queue_lag_seconds{kind="cleanup"}"#));
+    assert!(has(r#"drover_queue_paused{kind="sync"} 0"#));
+    assert!(has("drover_redis_up 1"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_generated_with_every_endpoint_and_bearer_auth() {
+    let app = spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/jobs", "post"),
+        ("/v1/jobs", "get"),
+        ("/v1/jobs/cleanup.csv", "post"),
+        ("/v1/jobs/{id}", "get"),
+        ("/v1/jobs/{id}/events", "get"),
+        ("/v1/jobs/{id}/cancel", "post"),
+        ("/v1/jobs/{id}/retry", "post"),
+        ("/v1/dead-letter", "get"),
+        ("/v1/dead-letter/replay", "post"),
+        ("/v1/queues", "get"),
+        ("/v1/queues/{kind}/pause", "post"),
+        ("/v1/queues/{kind}/resume", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+        for (code, r) in op["responses"].as_object().unwrap() {
+            assert!(r["description"].is_string(), "{method} {path} {code} has a description");
+        }
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let kinds = &doc["components"]["schemas"]["SubmitJob"]["properties"]["kind"]["enum"];
+    assert_eq!(kinds, &serde_json::json!(["sync", "backfill", "cleanup"]));
+    assert_eq!(
+        paths["/v1/jobs"]["post"]["responses"]["422"]["content"]["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} did not happen within 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn when_redis_dies_readyz_and_writes_answer_503_and_both_recover_when_it_is_back() {
+    let mut app = spawn_app_with(Durability::AofEverySec, |_| {}).await;
+    // Every write on disk before it is acknowledged, so a SIGKILL loses nothing that got a 202.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("always")
+        .query(&mut app.redis.conn())
+        .unwrap();
+    let mut accepted = Vec::new();
+    for _ in 0..5 {
+        accepted.push(app.submit_ok(&cleanup_body("acme")).await);
+    }
+
+    app.redis.kill();
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.headers()["retry-after"], "1");
+    let p = problem(res, 503).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("redis"),
+        "the failed dependency is named: {p}"
+    );
+    for i in 0..5 {
+        let res = app
+            .post(SUBMITTER, "/v1/jobs")
+            .header("Idempotency-Key", format!("outage-{i}"))
+            .json(&cleanup_body("acme"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers().contains_key("retry-after"));
+        let p = problem(res, 503).await;
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains("refused") && !detail.contains("os error"),
+            "no internals: {detail}"
+        );
+    }
+    problem(app.get(READER, "/v1/jobs").send().await.unwrap(), 503).await;
+
+    app.redis.restart();
+    until("readiness to recover", async || {
+        app.client.get(app.url("/readyz")).send().await.unwrap().status() == 200
+    })
+    .await;
+    until("writes to recover", async || {
+        let res = app.submit(SUBMITTER, &cleanup_body("acme")).await;
+        if res.status() == 202 {
+            let v: Value = res.json().await.unwrap();
+            accepted.push(v["id"].as_str().unwrap().parse().unwrap());
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+
+    let store = drover::queue::RedisStore::connect(&app.redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let all = store
+        .list(&ListQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stored: Vec<String> = all.jobs.iter().map(|j| j.id.to_string()).collect();
+    let mut expected: Vec<String> = accepted.iter().map(ToString::to_string).collect();
+    stored.sort();
+    expected.sort();
+    assert_eq!(stored, expected, "exactly the jobs that got a 202, nothing half-written");
+    let v: Value = app.get(READER, "/v1/jobs?limit=1000").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["jobs"].as_array().unwrap().len(), expected.len());
+}

@@ -1,0 +1,233 @@
+//! Keys, roles, account scopes, the rate limit, request ids and start-up validation.
+mod api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use drover::queue::JobStore;
+use drover_tests::harness::Durability;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_request_without_a_key_or_with_a_bad_key_returns_401() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/v1/jobs")).send().await.unwrap();
+    assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"drover\"");
+    problem(res, 401).await;
+    problem(app.get("not-a-key", "/v1/jobs").send().await.unwrap(), 401).await;
+    let res = app
+        .client
+        .get(app.url("/v1/jobs"))
+        .header("authorization", format!("Basic {ADMIN}"))
+        .send()
+        .await
+        .unwrap();
+    problem(res, 401).await;
+    let res = app
+        .client
+        .post(app.url("/v1/jobs"))
+        .json(&cleanup_body("acme"))
+        .send()
+        .await
+        .unwrap();
+    problem(res, 401).await;
+}
+
+#[tokio::test]
+async fn each_role_may_only_do_what_it_is_for() {
+    let app = spawn_app().await;
+    let p = problem(app.submit(READER, &cleanup_body("acme")).await, 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("needs submit"), "{p}");
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    assert_eq!(app.submit(SUBMITTER, &cleanup_body("acme")).await.status(), 202);
+    assert_eq!(app.get(SUBMITTER, &format!("/v1/jobs/{id}")).send().await.unwrap().status(), 200);
+    for path in [
+        format!("/v1/jobs/{id}/cancel"),
+        format!("/v1/jobs/{id}/retry"),
+        "/v1/queues/cleanup/pause".to_owned(),
+    ] {
+        let res = app.post(SUBMITTER, &path).send().await.unwrap();
+        problem(res, 403).await;
+    }
+    let res = app
+        .post(SUBMITTER, "/v1/dead-letter/replay")
+        .json(&json!({"ids": []}))
+        .send()
+        .await
+        .unwrap();
+    problem(res, 403).await;
+}
+
+#[tokio::test]
+async fn a_key_scoped_to_account_a_cannot_see_cancel_retry_or_list_account_b_jobs() {
+    let app = spawn_app().await;
+    let mine = app.submit_ok(&cleanup_body("acme")).await;
+    let theirs = app.submit_ok(&cleanup_body("globex")).await;
+    let dead_theirs = app.submit_ok(&cleanup_body("globex")).await;
+    app.kill_job(&dead_theirs).await;
+
+    assert_eq!(app.job(ACME, mine.as_str()).await.0, 200);
+    problem(app.get(ACME, &format!("/v1/jobs/{theirs}")).send().await.unwrap(), 403).await;
+    problem(app.get(ACME, &format!("/v1/jobs/{theirs}/events")).send().await.unwrap(), 403).await;
+    problem(app.post(ACME, &format!("/v1/jobs/{theirs}/cancel")).send().await.unwrap(), 403).await;
+    problem(app.post(ACME, &format!("/v1/jobs/{dead_theirs}/retry")).send().await.unwrap(), 403).await;
+    assert_eq!(app.store.get(&theirs).await.unwrap().unwrap().state, drover::job::JobState::Queued);
+
+    // Listing shows only the key's account, whether or not it asks for it.
+    let v: Value = app.get(ACME, "/v1/jobs").send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [mine.as_str()]);
+    problem(app.get(ACME, "/v1/jobs?account_id=globex").send().await.unwrap(), 403).await;
+    let v: Value = app.get(ACME, "/v1/dead-letter").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["jobs"], json!([]));
+
+    // Replay skips what the key may not touch; submitting for another account is refused.
+    let v: Value = app
+        .post(ACME, "/v1/dead-letter/replay")
+        .json(&json!({"ids": [dead_theirs.as_str()]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["skipped"][0]["reason"], "not allowed for this key");
+    problem(app.submit(ACME, &cleanup_body("globex")).await, 403).await;
+    let res = app
+        .post(ACME, "/v1/jobs/cleanup.csv?account_id=globex&marketplace_id=ATVPDKIKX0DER")
+        .header("content-type", "text/csv")
+        .body("A\n")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 403).await;
+    // Queue-wide views and controls span every account.
+    problem(app.get(ACME, "/v1/queues").send().await.unwrap(), 403).await;
+    problem(app.post(ACME, "/v1/queues/cleanup/pause").send().await.unwrap(), 403).await;
+}
+
+#[tokio::test]
+async fn a_key_for_several_accounts_must_name_the_account_it_lists() {
+    let app = spawn_app().await;
+    let acme = app.submit_ok(&cleanup_body("acme")).await;
+    app.submit_ok(&cleanup_body("globex")).await;
+    app.submit_ok(&cleanup_body("initech")).await;
+    let p = problem(app.get(MULTI, "/v1/jobs").send().await.unwrap(), 422).await;
+    assert_eq!(fields(&p), ["account_id"]);
+    let v: Value = app
+        .get(MULTI, "/v1/jobs?account_id=acme")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["jobs"][0]["id"], acme.as_str());
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 1);
+    problem(app.get(MULTI, "/v1/jobs?account_id=initech").send().await.unwrap(), 403).await;
+}
+
+#[tokio::test]
+async fn writes_over_the_rate_limit_get_429_with_retry_after_across_replicas() {
+    let app = spawn_app_with(Durability::None, |c| {
+        c.rate_limit.per_minute = 60;
+        c.rate_limit.burst = 3;
+    })
+    .await;
+    // A second replica on the same Redis shares the key's budget.
+    let mut config = test_config(&app.redis.url());
+    config.rate_limit.per_minute = 60;
+    config.rate_limit.burst = 3;
+    let (replica, _stop, _task) = start(config).await;
+    let replica_url = format!("http://{replica}/v1/jobs");
+
+    for _ in 0..2 {
+        assert_eq!(app.submit(SUBMITTER, &cleanup_body("acme")).await.status(), 202);
+    }
+    let res = app
+        .client
+        .post(&replica_url)
+        .bearer_auth(SUBMITTER)
+        .json(&cleanup_body("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "the third write is within the burst");
+    let res = app
+        .client
+        .post(&replica_url)
+        .bearer_auth(SUBMITTER)
+        .json(&cleanup_body("acme"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "one write per second comes back: {retry_after}");
+    problem(res, 429).await;
+    problem(app.submit(SUBMITTER, &cleanup_body("acme")).await, 429).await;
+
+    // Limits are per key, and reads are not limited.
+    assert_eq!(app.submit(ADMIN, &cleanup_body("acme")).await.status(), 202);
+    assert_eq!(app.get(SUBMITTER, "/v1/jobs").send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.submit(SUBMITTER, &cleanup_body("acme")).await.status(),
+        202,
+        "the budget refills"
+    );
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_echoed_and_anything_else_is_replaced() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "client-abc.123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-abc.123");
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "bad id <script>")
+        .send()
+        .await
+        .unwrap();
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 26, "a ULID: {generated}");
+    let res = app.get("nope", "/v1/jobs").header("x-request-id", "trace-me").send().await.unwrap();
+    assert_eq!(problem(res, 401).await["request_id"], "trace-me");
+}
+
+#[tokio::test]
+async fn the_app_refuses_to_start_without_keys_unless_in_dev_mode() {
+    let redis = drover_tests::harness::RedisServer::start(Durability::None);
+    let mut config = test_config(&redis.url());
+    config.keys.clear();
+    let err = drover_api::build(config.clone()).await.err().expect("no keys, no start");
+    assert!(err.to_string().contains("api.keys is empty"), "{err}");
+
+    config.dev_mode = true;
+    let (addr, _stop, _task) = start(config).await;
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/queues/sync/pause"))
+        .bearer_auth(drover_api::DEV_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the documented dev key is an admin key in dev mode");
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused_with_every_problem_named() {
+    let mut config = test_config("redis://127.0.0.1:1");
+    config.listen = "localhost".into();
+    config.body_limit_bytes = 10;
+    config.keys[0].key_sha256 = "zz".into();
+    let err = drover_api::build(config).await.err().expect("invalid config").to_string();
+    for needle in ["api.listen", "api.body_limit_bytes = 10", "api.keys[0] (\"admin\"): key_sha256"] {
+        assert!(err.contains(needle), "{needle} not in {err}");
+    }
+}

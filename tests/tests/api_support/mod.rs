@@ -1,0 +1,222 @@
+//! One app per test: a private redis-server, the API built by the library on port 0, a
+//! reqwest client and a direct store handle (to put jobs in states a test needs).
+#![allow(dead_code)]
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use drover::job::{ErrorClass, ErrorInfo, JobId, JobKind, JobPayload};
+use drover::queue::{JobDefaults, JobStore, RedisStore, SettleAction, Settlement};
+use drover_api::{ApiConfig, KeyEntry, Role};
+use drover_tests::harness::{Durability, RedisServer};
+use reqwest::{RequestBuilder, Response};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Keys every test app knows (name → the key sent in `Authorization: Bearer`).
+pub const ADMIN: &str = "k-admin";
+pub const READER: &str = "k-read";
+pub const SUBMITTER: &str = "k-submit";
+/// Admin, but only for account `acme`.
+pub const ACME: &str = "k-acme";
+/// Read, for accounts `acme` and `globex`.
+pub const MULTI: &str = "k-multi";
+
+pub const MARKETPLACE: &str = "ATVPDKIKX0DER";
+
+fn key(name: &str, secret: &str, role: Role, accounts: Option<&[&str]>) -> KeyEntry {
+    KeyEntry {
+        name: name.into(),
+        key_sha256: drover_api::hash_key(&secret.into()),
+        role,
+        accounts: accounts.map(|a| a.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+pub fn test_config(redis_url: &str) -> ApiConfig {
+    let mut c = ApiConfig {
+        listen: "127.0.0.1:0".into(),
+        redis_url: redis_url.into(),
+        keys: vec![
+            key("admin", ADMIN, Role::Admin, None),
+            key("reader", READER, Role::Read, None),
+            key("submitter", SUBMITTER, Role::Submit, None),
+            key("acme", ACME, Role::Admin, Some(&["acme"])),
+            key("multi", MULTI, Role::Read, Some(&["acme", "globex"])),
+        ],
+        shutdown_grace_ms: 2000,
+        events_poll_ms: 50,
+        ..Default::default()
+    };
+    // Tests send bursts; the limit has its own test.
+    c.rate_limit.per_minute = 1_000_000;
+    c.rate_limit.burst = 100_000;
+    c.jobs.max_attempts = 3;
+    c
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub redis: RedisServer,
+    pub store: RedisStore,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Durability::None, |_| {}).await
+}
+
+pub async fn spawn_app_with(durability: Durability, tweak: impl FnOnce(&mut ApiConfig)) -> TestApp {
+    let redis = RedisServer::start(durability);
+    let mut config = test_config(&redis.url());
+    tweak(&mut config);
+    let (addr, stop, server) = start(config).await;
+    let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        redis,
+        store,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+/// Build and run an app; (its address, the sender that stops it, its task).
+pub async fn start(config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
+    let app = drover_api::build(config).await.expect("the app builds");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    (addr, tx, server)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn get(&self, key: &str, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(key)
+    }
+
+    pub fn post(&self, key: &str, path: &str) -> RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(key)
+    }
+
+    pub async fn submit(&self, key: &str, body: &Value) -> Response {
+        self.post(key, "/v1/jobs").json(body).send().await.unwrap()
+    }
+
+    /// Submit and expect a 202; the new job's id.
+    pub async fn submit_ok(&self, body: &Value) -> JobId {
+        let res = self.submit(ADMIN, body).await;
+        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+        let v: Value = res.json().await.unwrap();
+        v["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn job(&self, key: &str, id: &str) -> (u16, Value) {
+        let res = self.get(key, &format!("/v1/jobs/{id}")).send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap())
+    }
+
+    /// Lease the job as a worker would; it is then `running`. Jobs handed out before it
+    /// are released again, untouched.
+    pub async fn lease(&self, id: &JobId) -> String {
+        let mut others = Vec::new();
+        let token = loop {
+            let mut fetched = self
+                .store
+                .fetch(id.kind(), "test-worker", 1, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let leased = fetched.jobs.pop().expect("the job was ready");
+            if &leased.id == id {
+                break leased.token;
+            }
+            others.push(Settlement {
+                id: leased.id,
+                token: leased.token,
+                action: SettleAction::Release,
+                attempt: None,
+            });
+        };
+        self.store.settle(id.kind(), &others).await.unwrap();
+        token
+    }
+
+    /// Run the job to `dead` with a permanent error.
+    pub async fn kill_job(&self, id: &JobId) {
+        let token = self.lease(id).await;
+        let error = ErrorInfo {
+            class: ErrorClass::Permanent,
+            message: "upstream said no".into(),
+        };
+        let s = Settlement {
+            id: id.clone(),
+            token,
+            action: SettleAction::Dead(error),
+            attempt: None,
+        };
+        self.store.settle(id.kind(), &[s]).await.unwrap();
+    }
+
+    /// Stop the app and wait for it to finish.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn cleanup_body(account: &str) -> Value {
+    json!({"kind": "cleanup", "payload": {"account_id": account, "marketplace_id": MARKETPLACE, "skus": ["SKU-1", "SKU-2"]}})
+}
+
+pub fn sync_body(account: &str) -> Value {
+    json!({"kind": "sync", "payload": {"account_id": account, "marketplace_id": MARKETPLACE, "resources": ["orders"]}})
+}
+
+pub fn cleanup_payload(account: &str) -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": account, "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+    )
+    .unwrap()
+}
+
+/// A problem document's `errors[].field` values.
+pub fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Assert the response is a problem with `status`; the problem.
+pub async fn problem(res: Response, status: u16) -> Value {
+    assert_eq!(res.status().as_u16(), status, "unexpected status");
+    let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(ct, "application/problem+json");
+    let rid = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], rid.as_str(), "the problem carries the request id");
+    assert!(body["type"].as_str().unwrap().starts_with("urn:drover:problem:"));
+    assert!(!body["title"].as_str().unwrap().is_empty());
+    body
+}

@@ -74,8 +74,9 @@ impl Fields {
         }
         Fields(map)
     }
+    /// A field's value; an empty string is how the scripts clear a field.
     fn str(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
+        self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
     fn num<T: std::str::FromStr>(&self, k: &str) -> Option<T> {
         self.str(k).and_then(|v| v.parse().ok())
@@ -132,7 +133,22 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>) -> Result<Job, 
     })
 }
 
-/// Build a leased job from the hash the fetch script returned. A payload that this
+/// The fields the fetch script returns for each leased job, in order.
+pub const LEASED_FIELDS: [&str; 7] = ["v", "p", "at", "ma", "to", "tp", "sa"];
+
+impl Fields {
+    pub fn from_values(names: &[&str], values: Vec<Option<String>>) -> Self {
+        Fields(
+            names
+                .iter()
+                .zip(values)
+                .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v)))
+                .collect(),
+        )
+    }
+}
+
+/// Build a leased job from the fields the fetch script returned. A payload that this
 /// version cannot decode is carried as an error, so the job goes to dead with the
 /// reason instead of looping or crashing the worker.
 pub fn decode_leased(id: JobId, token: String, f: &Fields) -> Leased {

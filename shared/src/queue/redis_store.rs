@@ -7,7 +7,7 @@ use redis::{AsyncCommands, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use super::codec::{decode_job, decode_leased, Fields, StoredAttempt};
+use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
 use super::{
     scripts, CancelOutcome, Cursor, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page,
     QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError,
@@ -16,6 +16,10 @@ use crate::job::{Job, JobId, JobKind, JobState, Progress};
 
 /// How many due jobs or expired leases one fetch handles; the rest wait for the next.
 const CHUNK: usize = 500;
+/// Most jobs one fetch leases or one enqueue call carries (keeps Lua's stack bounded).
+const MAX_BATCH: usize = 1000;
+/// Arguments per job in the enqueue script.
+const ENQUEUE_ARGS: usize = 12;
 
 /// The Redis implementation of [`JobStore`].
 #[derive(Clone)]
@@ -127,11 +131,24 @@ impl RedisStore {
             delay.to_string(),
             idem,
             fingerprint,
-            self.defaults.idempotency_ttl.as_secs().max(1).to_string(),
             if exclusive { "1" } else { "0" }.to_owned(),
             job.traceparent.clone().unwrap_or_default(),
         ];
+        debug_assert_eq!(args.len(), ENQUEUE_ARGS);
         Ok((self.keys(kind), id, args))
+    }
+
+    fn enqueue_call(&self, keys: &QueueKeys, jobs: &[Vec<String>]) -> redis::ScriptInvocation<'static> {
+        let mut inv = scripts::ENQUEUE.key(keys.ready());
+        inv.arg(keys.prefix())
+            .arg(jobs.len())
+            .arg(self.defaults.idempotency_ttl.as_secs().max(1));
+        for args in jobs {
+            for a in args {
+                inv.arg(a);
+            }
+        }
+        inv
     }
 
     async fn waiter(&self, kind: JobKind) -> Result<tokio::sync::MutexGuard<'_, Option<ConnectionManager>>, StoreError> {
@@ -228,20 +245,25 @@ fn bulk(v: Value) -> Result<String, StoreError> {
     redis::from_redis_value::<String>(v).map_err(parse_err)
 }
 
-fn parse_enqueue_reply(reply: Vec<String>) -> Result<Enqueued, EnqueueError> {
-    let [status, id, state]: [String; 3] = reply
-        .try_into()
-        .map_err(|r: Vec<String>| StoreError::Protocol(format!("enqueue reply had {} parts", r.len())))?;
-    let id: JobId = id.parse().map_err(parse_err)?;
-    match status.as_str() {
-        "conflict" => Err(EnqueueError::IdempotencyConflict { existing: id }),
-        "created" | "existing" => Ok(Enqueued {
-            id,
-            state: state.parse().map_err(parse_err)?,
-            created: status == "created",
-        }),
-        other => Err(StoreError::Protocol(format!("enqueue answered {other}")).into()),
-    }
+fn parse_enqueue_replies(reply: Vec<String>) -> Vec<Result<Enqueued, EnqueueError>> {
+    reply
+        .chunks(3)
+        .map(|c| {
+            let [status, id, state] = c else {
+                return Err(StoreError::Protocol(format!("enqueue reply had {} parts", c.len())).into());
+            };
+            let id: JobId = id.parse().map_err(parse_err)?;
+            match status.as_str() {
+                "conflict" => Err(EnqueueError::IdempotencyConflict { existing: id }),
+                "created" | "existing" => Ok(Enqueued {
+                    id,
+                    state: state.parse().map_err(parse_err)?,
+                    created: status == "created",
+                }),
+                other => Err(StoreError::Protocol(format!("enqueue answered {other}")).into()),
+            }
+        })
+        .collect()
 }
 
 fn action_args(s: &Settlement) -> (&'static str, u64, String) {
@@ -272,35 +294,39 @@ mod erased {
 impl JobStore for RedisStore {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
         let (keys, _, args) = self.enqueue_args(&job)?;
-        let mut inv = scripts::ENQUEUE.key(keys.ready());
-        inv.arg(keys.prefix());
-        for a in &args {
-            inv.arg(a);
-        }
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(StoreError::from)?;
-        parse_enqueue_reply(reply)
+        let reply = self
+            .enqueue_call(&keys, std::slice::from_ref(&args))
+            .invoke_async::<Vec<String>>(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        parse_enqueue_replies(reply)
+            .pop()
+            .ok_or_else(|| StoreError::Protocol("empty enqueue reply".into()))?
     }
 
     async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
-        let mut prepared = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            prepared.push(self.enqueue_args(job));
+        let prepared: Vec<Result<(QueueKeys, JobId, Vec<String>), EnqueueError>> = jobs.iter().map(|j| self.enqueue_args(j)).collect();
+        // One script call per kind and batch, all pipelined in one round trip.
+        let mut groups: Vec<(JobKind, Vec<usize>)> = Vec::new();
+        for (i, p) in prepared.iter().enumerate() {
+            if let Ok((_, id, _)) = p {
+                match groups.iter_mut().find(|(k, idx)| *k == id.kind() && idx.len() < MAX_BATCH) {
+                    Some((_, idx)) => idx.push(i),
+                    None => groups.push((id.kind(), vec![i])),
+                }
+            }
         }
         let build = || {
             let mut pipe = redis::pipe();
-            for (keys, _, args) in prepared.iter().flatten() {
-                let mut inv = scripts::ENQUEUE.key(keys.ready());
-                inv.arg(keys.prefix());
-                for a in args {
-                    inv.arg(a);
-                }
-                pipe.invoke_script(&inv);
+            for (kind, idx) in &groups {
+                let args: Vec<Vec<String>> = idx.iter().filter_map(|i| prepared[*i].as_ref().ok().map(|p| p.2.clone())).collect();
+                pipe.invoke_script(&self.enqueue_call(&self.keys(*kind), &args));
             }
             pipe
         };
         let mut conn = self.conn.clone();
-        let replies: Vec<Value> = match build().query_async(&mut conn).await {
+        let replies: Vec<Vec<String>> = match build().query_async(&mut conn).await {
             Ok(r) => r,
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 scripts::ENQUEUE.load_async(&mut conn).await?;
@@ -308,20 +334,16 @@ impl JobStore for RedisStore {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut replies = replies.into_iter();
-        let mut out = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            out.push(match p {
-                Err(e) => Err(e),
-                Ok(_) => {
-                    let reply = replies.next().ok_or_else(|| StoreError::Protocol("short bulk reply".into()))?;
-                    redis::from_redis_value::<Vec<String>>(reply)
-                        .map_err(|e| EnqueueError::Store(parse_err(e)))
-                        .and_then(parse_enqueue_reply)
-                }
-            });
+        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> = prepared.into_iter().map(|p| p.err().map(Err)).collect();
+        for ((_, idx), reply) in groups.iter().zip(replies) {
+            for (i, r) in idx.iter().zip(parse_enqueue_replies(reply)) {
+                results[*i] = Some(r);
+            }
         }
-        Ok(out)
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| StoreError::Protocol("short bulk enqueue reply".into())))
+            .collect()
     }
 
     async fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
@@ -330,7 +352,7 @@ impl JobStore for RedisStore {
         let (jobs, wait): (Vec<Value>, i64) = scripts::FETCH
             .key(keys.ready())
             .arg(keys.prefix())
-            .arg(max)
+            .arg(max.min(MAX_BATCH))
             .arg(worker)
             .arg(lease.as_millis() as u64)
             .arg(CHUNK)
@@ -340,8 +362,8 @@ impl JobStore for RedisStore {
         let mut it = jobs.into_iter();
         while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
             let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
-            let fields: Vec<String> = redis::from_redis_value(fields).map_err(parse_err)?;
-            out.push(decode_leased(id, bulk(token)?, &Fields::from_pairs(fields)));
+            let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
+            out.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
         }
         Ok(Fetched {
             jobs: out,
@@ -354,29 +376,30 @@ impl JobStore for RedisStore {
             return Ok(Vec::new());
         }
         let keys = self.keys(kind);
-        let mut inv = scripts::SETTLE.key(keys.ready());
-        inv.arg(keys.prefix()).arg(settlements.len());
-        for s in settlements {
-            let (outcome, delay, data) = action_args(s);
-            let attempt = s
-                .attempt
-                .as_ref()
-                .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
-                .unwrap_or_default();
-            inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
-        }
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = inv.invoke_async(&mut conn).await?;
-        Ok(reply
-            .into_iter()
-            .map(|r| {
+        let mut results = Vec::with_capacity(settlements.len());
+        for chunk in settlements.chunks(256) {
+            let mut inv = scripts::SETTLE.key(keys.ready());
+            inv.arg(keys.prefix()).arg(chunk.len());
+            for s in chunk {
+                let (outcome, delay, data) = action_args(s);
+                let attempt = s
+                    .attempt
+                    .as_ref()
+                    .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
+                    .unwrap_or_default();
+                inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+            }
+            let reply: Vec<String> = inv.invoke_async(&mut conn).await?;
+            results.extend(reply.into_iter().map(|r| {
                 if r == "ok" {
                     SettleResult::Applied
                 } else {
                     SettleResult::LeaseLost
                 }
-            })
-            .collect())
+            }));
+        }
+        Ok(results)
     }
 
     async fn extend_leases(&self, kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
@@ -525,12 +548,17 @@ impl JobStore for RedisStore {
         pipe.hget(k.key("stats"), "succeeded");
         pipe.cmd("TIME");
         let mut conn = self.conn.clone();
-        #[allow(clippy::type_complexity)]
-        let (c, paused, head, total, time): ((u64, u64, u64, u64, u64, u64, u64, u64), bool, Vec<String>, Option<u64>, (u64, u64)) = {
-            let v: (u64, u64, u64, u64, u64, u64, u64, u64, bool, Vec<String>, Option<u64>, (u64, u64)) =
-                pipe.query_async(&mut conn).await?;
-            ((v.0, v.1, v.2, v.3, v.4, v.5, v.6, v.7), v.8, v.9, v.10, v.11)
-        };
+        let v: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut it = v.into_iter();
+        let mut next = || it.next().unwrap_or(Value::Nil);
+        let mut c = [0u64; 8];
+        for slot in c.iter_mut() {
+            *slot = redis::from_redis_value(next()).map_err(parse_err)?;
+        }
+        let paused: bool = redis::from_redis_value(next()).map_err(parse_err)?;
+        let head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
+        let total: Option<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
+        let time: (u64, u64) = redis::from_redis_value(next()).map_err(parse_err)?;
         let now_ms = time.0 * 1000 + time.1 / 1000;
         let lag_ms = head
             .get(1)
@@ -538,14 +566,14 @@ impl JobStore for RedisStore {
             .map(|score| now_ms.saturating_sub((score as u64) % 10_000_000_000_000))
             .unwrap_or(0);
         Ok(QueueCounts {
-            queued: c.0,
-            scheduled: c.1.saturating_sub(c.2),
-            retrying: c.2,
-            running: c.3,
-            succeeded: c.4,
-            partial: c.5,
-            dead: c.6,
-            cancelled: c.7,
+            queued: c[0],
+            scheduled: c[1].saturating_sub(c[2]),
+            retrying: c[2],
+            running: c[3],
+            succeeded: c[4],
+            partial: c[5],
+            dead: c[6],
+            cancelled: c[7],
             paused,
             lag_ms,
             succeeded_total: total.unwrap_or(0),

@@ -4,7 +4,9 @@
 //!
 //! Behaviours: `ok`, `sleep.<ms>`, `block.<ms>` (blocks its thread), `transient`,
 //! `permanent`, `panic`, `ratelimited.<ms>`, `flaky.<n>` (fails the first n-1 runs),
-//! `cancellable.<ms>` (sleeps in steps, stopping when cancelled).
+//! `cancellable.<ms>` (sleeps in steps, stopping when cancelled), `latency` (records
+//! now − the enqueue time carried in the first SKU as `t<unix µs>`, and prints a
+//! summary line `LATENCY {json}` when the worker stops; used by the benchmark).
 //! Every run is logged to the Redis list `test:runs` as `S|E <job> <pid> <unix µs>`.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,11 +27,27 @@ async fn record(log: &mut Option<redis::aio::ConnectionManager>, what: &str, id:
     }
 }
 
+type Histogram = std::sync::Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>;
+
+fn record_latency(hist: &Histogram, payload: &JobPayload) {
+    if let JobPayload::Cleanup(p) = payload {
+        if let Some(sent) = p
+            .skus
+            .first()
+            .and_then(|s| s.as_str().strip_prefix('t'))
+            .and_then(|t| t.parse::<u128>().ok())
+        {
+            let us = now_us().saturating_sub(sent) as u64;
+            let _ = hist.lock().expect("histogram lock").record(us.max(1));
+        }
+    }
+}
+
 async fn behave(behaviour: &str, ctx: &JobContext) -> Result<Outcome, JobError> {
     let (name, arg) = behaviour.split_once('.').unwrap_or((behaviour, "0"));
     let n: u64 = arg.parse().unwrap_or(0);
     match name {
-        "ok" => Ok(Outcome::Succeeded(serde_json::json!({"ok": true}))),
+        "ok" | "latency" => Ok(Outcome::Succeeded(serde_json::json!({"ok": true}))),
         "sleep" => {
             tokio::time::sleep(Duration::from_millis(n)).await;
             Ok(Outcome::Succeeded(serde_json::json!({"slept_ms": n})))
@@ -77,8 +95,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let hist: Histogram = std::sync::Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::new(3).expect("histogram")));
+    let latencies = hist.clone();
     let handler = move |payload: JobPayload, ctx: JobContext| {
         let mut log = log.clone();
+        record_latency(&latencies, &payload);
         let behaviour = payload
             .account_id()
             .as_str()
@@ -94,5 +115,13 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     drover_worker::run(config, handler, drover_worker::shutdown_signal()).await?;
+    let h = hist.lock().expect("histogram lock");
+    if !h.is_empty() {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "LATENCY {}",
+            serde_json::json!({"count": h.len(), "p50_ms": ms(0.5), "p95_ms": ms(0.95), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0})
+        );
+    }
     Ok(())
 }

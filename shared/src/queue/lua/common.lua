@@ -15,8 +15,10 @@ local function wake()
     redis.call('LPUSH', P .. 'marker', '1')
   end
 end
+-- Only sync jobs hold a per-account slot.
+local EXCLUSIVE = string.find(P, '{sync}', 1, true) ~= nil
 local function release_exclusive(id, acct)
-  if acct and acct ~= '' then
+  if EXCLUSIVE and acct and acct ~= '' then
     local k = P .. 'excl:' .. acct
     if redis.call('GET', k) == id then
       redis.call('DEL', k)
@@ -24,15 +26,18 @@ local function release_exclusive(id, acct)
   end
 end
 -- Moves a job into a terminal state, keeping the indexes right.
-local function finish(id, state, now, field, value)
+-- Moves a job into a terminal state; the caller adds it to the state index (in bulk
+-- where it can).
+local function finish_fields(id, state, now, field, value)
   local key = P .. 'job:' .. id
-  redis.call('HSET', key, 'st', state, 'ua', now, 'fa', now)
-  if field then
-    redis.call('HSET', key, field, value)
+  redis.call('HSET', key, 'st', state, 'ua', now, 'fa', now, 'ls', '', field, value)
+  if EXCLUSIVE then
+    release_exclusive(id, redis.call('HGET', key, 'acct'))
   end
-  redis.call('HDEL', key, 'ls')
+end
+local function finish(id, state, now, field, value)
+  finish_fields(id, state, now, field, value)
   redis.call('ZADD', P .. 'state:' .. state, now, id)
-  release_exclusive(id, redis.call('HGET', key, 'acct'))
 end
 local function queue_ready(id, now)
   local key = P .. 'job:' .. id

@@ -7,29 +7,41 @@ local n = tonumber(ARGV[2])
 local now = now_ms()
 local out = {}
 local done = 0
+local released = {}
+local by_state = {}
 for i = 0, n - 1 do
   local b = 3 + i * 6
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
-  if redis.call('HGET', key, 'ls') ~= token then
-    if attempt ~= '' and redis.call('EXISTS', key) == 1 then
+  local held = redis.call('HGET', key, 'ls')
+  if held ~= token then
+    if attempt ~= '' and held then
       redis.call('RPUSH', P .. 'attempts:' .. id, '{"late":true,' .. string.sub(attempt, 2))
     end
     out[#out + 1] = 'lost'
   else
-    redis.call('ZREM', P .. 'active', id)
+    released[#released + 1] = id
     if attempt ~= '' then
       redis.call('RPUSH', P .. 'attempts:' .. id, attempt)
     end
-    if outcome == 'succeeded' or outcome == 'partial' then
-      finish(id, outcome, now, 'rs', data)
-      done = done + 1
-    elseif outcome == 'dead' or outcome == 'cancelled' then
-      finish(id, outcome, now, 'er', data)
+    if outcome == 'succeeded' or outcome == 'partial' or outcome == 'dead' or outcome == 'cancelled' then
+      local field = 'er'
+      if outcome == 'succeeded' or outcome == 'partial' then
+        field = 'rs'
+        done = done + 1
+      end
+      finish_fields(id, outcome, now, field, data)
+      local list = by_state[outcome]
+      if not list then
+        list = {}
+        by_state[outcome] = list
+      end
+      list[#list + 1] = now
+      list[#list + 1] = id
     elseif outcome == 'release' then
       redis.call('HINCRBY', key, 'at', -1)
-      redis.call('HDEL', key, 'ls', 'w')
+      redis.call('HSET', key, 'ls', '', 'w', '')
       queue_ready(id, now)
       wake()
     else
@@ -40,8 +52,7 @@ for i = 0, n - 1 do
         st = 'scheduled'
       end
       local due = now + delay
-      redis.call('HSET', key, 'st', st, 'ua', now, 'ra', due, 'er', data)
-      redis.call('HDEL', key, 'ls', 'w')
+      redis.call('HSET', key, 'st', st, 'ua', now, 'ra', due, 'er', data, 'ls', '', 'w', '')
       redis.call('ZADD', P .. 'scheduled', due, id)
       if st == 'retrying' then
         redis.call('ZADD', P .. 'retrying', due, id)
@@ -50,6 +61,12 @@ for i = 0, n - 1 do
     end
     out[#out + 1] = 'ok'
   end
+end
+if #released > 0 then
+  redis.call('ZREM', P .. 'active', unpack(released))
+end
+for state, list in pairs(by_state) do
+  redis.call('ZADD', P .. 'state:' .. state, unpack(list))
 end
 if done > 0 then
   redis.call('HINCRBY', P .. 'stats', 'succeeded', done)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks for Drover's tests and demo: redis-server,
+# PostgreSQL (started if not running). Safe to run again.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# PostgreSQL: start the local cluster when nothing answers on 5432 and no DATABASE_URL
+# points elsewhere.
+if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1; then
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+      ver=$(ls /etc/postgresql | sort -V | tail -n1)
+      pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+    fi
+  fi
+fi

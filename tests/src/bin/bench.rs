@@ -1,0 +1,488 @@
+//! Drover's benchmark: the same five measurements as the peers' harness
+//! (`../shared/bench/peers`), on a private redis-server, printing a table.
+//!
+//! Build and run (release): `cargo build --release -p drover-tests --bins &&
+//! $CARGO_TARGET_DIR/release/bench [--n 50000] [--reps 3] [--aof] [--only enqueue,process,latency,crash,memory]`
+//! Workers are separate `test_worker` processes, as the peers fork theirs.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use drover::job::{JobKind, JobPayload};
+use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+struct Args {
+    n: usize,
+    reps: usize,
+    aof: bool,
+    lat_rate: u64,
+    lat_secs: u64,
+    crash_n: usize,
+    only: Vec<String>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        n: 50_000,
+        reps: 3,
+        aof: false,
+        lat_rate: 2000,
+        lat_secs: 10,
+        crash_n: 10_000,
+        only: vec![],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--n" => a.n = val()?.parse()?,
+            "--reps" => a.reps = val()?.parse()?,
+            "--aof" => a.aof = true,
+            "--lat-rate" => a.lat_rate = val()?.parse()?,
+            "--lat-secs" => a.lat_secs = val()?.parse()?,
+            "--crash-n" => a.crash_n = val()?.parse()?,
+            "--only" => a.only = val()?.split(',').map(str::to_owned).collect(),
+            other => bail!("unknown flag {other}; see the doc comment at the top of tests/src/bin/bench.rs"),
+        }
+    }
+    if a.only.is_empty() {
+        a.only = ["enqueue", "process", "latency", "crash", "memory"].map(String::from).to_vec();
+    }
+    Ok(a)
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.parent().context("exe dir")?.join(name);
+    if !p.exists() {
+        bail!("{} missing: build with `cargo build --release -p drover-tests --bins`", p.display());
+    }
+    Ok(p)
+}
+
+fn now_us() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
+fn noop(i: usize) -> NewJob {
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": "bench", "marketplace_id": "M", "skus": [format!("s{i}")]}),
+    )
+    .expect("valid payload");
+    NewJob::new(payload)
+}
+
+fn behaving(behaviour: &str) -> NewJob {
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": format!("t.{behaviour}"), "marketplace_id": "M", "skus": ["x"]}),
+    )
+    .expect("valid payload");
+    NewJob::new(payload)
+}
+
+struct Row {
+    bench: String,
+    config: String,
+    unit: &'static str,
+    runs: Vec<f64>,
+    notes: String,
+}
+
+impl Row {
+    fn median(&self) -> f64 {
+        let mut v = self.runs.clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    fn spread(&self) -> f64 {
+        let max = self.runs.iter().copied().fold(f64::MIN, f64::max);
+        let min = self.runs.iter().copied().fold(f64::MAX, f64::min);
+        (max - min) / self.median() * 100.0
+    }
+}
+
+struct Bench {
+    args: Args,
+    server: RedisServer,
+    store: RedisStore,
+    worker_bin: PathBuf,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    async fn flush(&self) -> Result<()> {
+        let mut c = self.store.connection();
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    fn start_workers(&self, procs: usize, concurrency: usize, behaviour: &str, log_runs: bool) -> Vec<ChildProcess> {
+        let ws: Vec<ChildProcess> = (0..procs)
+            .map(|i| {
+                let mut env = vec![
+                    ("DROVER_WORKER__REDIS_URL", self.server.url()),
+                    ("DROVER_WORKER__CONCURRENCY__SYNC", "0".into()),
+                    ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".into()),
+                    ("DROVER_WORKER__CONCURRENCY__CLEANUP", concurrency.to_string()),
+                    ("DROVER_TEST_BEHAVIOUR", behaviour.into()),
+                    ("RUST_LOG", "warn,drover::runtime=info".into()),
+                ];
+                if log_runs {
+                    env.push(("DROVER_TEST_LOG_RUNS", "1".into()));
+                }
+                ChildProcess::spawn(&format!("worker-{i}"), &self.worker_bin, &[], &env)
+            })
+            .collect();
+        for w in &ws {
+            assert!(
+                w.wait_for_log("worker started", Duration::from_secs(30)),
+                "worker did not start:\n{}",
+                w.log()
+            );
+        }
+        ws
+    }
+
+    async fn succeeded(&self) -> Result<u64> {
+        let mut c = self.store.connection();
+        Ok(redis::cmd("ZCARD")
+            .arg("drover:{cleanup}:state:succeeded")
+            .query_async(&mut c)
+            .await?)
+    }
+
+    async fn wait_succeeded(&self, n: u64, timeout: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.succeeded().await? >= n {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline {
+                bail!("only {} of {n} jobs succeeded within {timeout:?}", self.succeeded().await?);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn bulk_enqueue(&self, n: usize) -> Result<()> {
+        for start in (0..n).step_by(1000) {
+            let jobs = (start..(start + 1000).min(n)).map(noop).collect();
+            for r in self.store.enqueue_bulk(jobs).await? {
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn enqueue(&mut self) -> Result<()> {
+        let n = self.args.n;
+        let mut bulk = vec![];
+        let mut single = vec![];
+        for _ in 0..self.args.reps {
+            self.flush().await?;
+            let t = Instant::now();
+            self.bulk_enqueue(n).await?;
+            bulk.push(n as f64 / t.elapsed().as_secs_f64());
+
+            self.flush().await?;
+            let t = Instant::now();
+            let lanes = 100;
+            let tasks: Vec<_> = (0..lanes)
+                .map(|lane| {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        for i in (lane..n).step_by(lanes) {
+                            store.enqueue(noop(i)).await?;
+                        }
+                        anyhow::Ok(())
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await??;
+            }
+            single.push(n as f64 / t.elapsed().as_secs_f64());
+        }
+        self.rows.push(Row {
+            bench: "enqueue".into(),
+            config: "bulk, batches of 1000".into(),
+            unit: "jobs/s",
+            runs: bulk,
+            notes: String::new(),
+        });
+        self.rows.push(Row {
+            bench: "enqueue".into(),
+            config: "single, 100 in flight".into(),
+            unit: "jobs/s",
+            runs: single,
+            notes: String::new(),
+        });
+        Ok(())
+    }
+
+    async fn process(&mut self) -> Result<()> {
+        let n = self.args.n;
+        for (procs, conc) in [(1, 1), (1, 10), (1, 50), (2, 50)] {
+            let mut runs = vec![];
+            for _ in 0..self.args.reps {
+                self.flush().await?;
+                self.bulk_enqueue(n).await?;
+                self.store_paused(true).await?;
+                let workers = self.start_workers(procs, conc, "ok", false);
+                let t0 = Instant::now();
+                self.store_paused(false).await?;
+                let t1 = self.wait_succeeded(n as u64, Duration::from_secs(600)).await?;
+                runs.push(n as f64 / (t1 - t0).as_secs_f64());
+                stop(workers);
+            }
+            self.rows.push(Row {
+                bench: "process".into(),
+                config: format!("{procs} proc x c{conc} (completed jobs kept)"),
+                unit: "jobs/s",
+                runs,
+                notes: String::new(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn store_paused(&self, paused: bool) -> Result<()> {
+        self.store.set_paused(JobKind::Cleanup, paused).await?;
+        Ok(())
+    }
+
+    async fn latency(&mut self) -> Result<()> {
+        let total = (self.args.lat_rate * self.args.lat_secs) as usize;
+        let mut runs = vec![];
+        let mut notes = vec![];
+        for _ in 0..self.args.reps {
+            self.flush().await?;
+            let workers = self.start_workers(1, 50, "latency", false);
+            let start = Instant::now();
+            let interval = Duration::from_secs_f64(1.0 / self.args.lat_rate as f64);
+            let mut handles = Vec::with_capacity(total);
+            for i in 0..total {
+                tokio::time::sleep_until((start + interval * i as u32).into()).await;
+                let store = self.store.clone();
+                handles.push(tokio::spawn(async move {
+                    let payload = JobPayload::from_json(
+                        JobKind::Cleanup,
+                        json!({"account_id": "bench", "marketplace_id": "M", "skus": [format!("t{}", now_us())]}),
+                    )
+                    .expect("valid payload");
+                    store.enqueue(NewJob::new(payload)).await
+                }));
+            }
+            let offered = total as f64 / start.elapsed().as_secs_f64();
+            for h in handles {
+                h.await??;
+            }
+            self.wait_succeeded(total as u64, Duration::from_secs(120)).await?;
+            let mut ws = workers;
+            for w in &ws {
+                w.signal(Signal::SIGTERM);
+            }
+            let mut summary = None;
+            for w in ws.iter_mut() {
+                w.wait_exit(Duration::from_secs(30));
+                summary = w.log().lines().find_map(|l| l.strip_prefix("LATENCY ").map(str::to_owned));
+            }
+            let s: serde_json::Value = serde_json::from_str(&summary.context("worker printed no latency summary")?)?;
+            runs.push(s["p50_ms"].as_f64().unwrap_or(f64::NAN));
+            notes.push(format!(
+                "p95 {} / p99 {} / max {} ms, offered {:.0}/s",
+                s["p95_ms"], s["p99_ms"], s["max_ms"], offered
+            ));
+        }
+        self.rows.push(Row {
+            bench: "latency".into(),
+            config: format!(
+                "enqueue->handler start, {}/s for {}s, 1proc x c50",
+                self.args.lat_rate, self.args.lat_secs
+            ),
+            unit: "ms p50",
+            runs,
+            notes: notes.join("; "),
+        });
+        Ok(())
+    }
+
+    async fn crash(&mut self) -> Result<()> {
+        let n = self.args.crash_n;
+        let mut runs = vec![];
+        let mut notes = vec![];
+        for _ in 0..self.args.reps {
+            self.flush().await?;
+            for start in (0..n).step_by(1000) {
+                self.store
+                    .enqueue_bulk((start..(start + 1000).min(n)).map(|_| behaving("sleep.50")).collect())
+                    .await?;
+            }
+            self.store_paused(true).await?;
+            let mut a = self.start_workers(1, 50, "ok", true);
+            self.store_paused(false).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let a_pid = a[0].pid();
+            a[0].kill();
+            let killed = now_us();
+            let b = self.start_workers(1, 50, "ok", true);
+            self.wait_succeeded(n as u64, Duration::from_secs(600)).await?;
+            let mut c = self.store.connection();
+            let lines: Vec<String> = redis::cmd("LRANGE").arg("test:runs").arg(0).arg(-1).query_async(&mut c).await?;
+            // (job) -> starts by pid, and which of A's runs never ended
+            let mut starts: HashMap<String, Vec<(u32, u128)>> = HashMap::new();
+            let mut open_in_a: HashMap<String, bool> = HashMap::new();
+            for l in &lines {
+                let p: Vec<&str> = l.split(' ').collect();
+                let (what, id, pid, at): (&str, &str, u32, u128) = (p[0], p[1], p[2].parse()?, p[3].parse()?);
+                if pid == a_pid {
+                    *open_in_a.entry(id.to_owned()).or_default() = what == "S";
+                }
+                if what == "S" {
+                    starts.entry(id.to_owned()).or_default().push((pid, at));
+                }
+            }
+            let active: Vec<&String> = open_in_a.iter().filter(|(_, open)| **open).map(|(id, _)| id).collect();
+            let restarts: Vec<u128> = active
+                .iter()
+                .filter_map(|id| {
+                    starts[*id]
+                        .iter()
+                        .filter(|(pid, at)| *pid != a_pid && *at > killed)
+                        .map(|(_, at)| at - killed)
+                        .min()
+                })
+                .collect();
+            let last = restarts.iter().max().copied().unwrap_or(0) as f64 / 1000.0;
+            let first = restarts.iter().min().copied().unwrap_or(0) as f64 / 1000.0;
+            let twice = starts.values().filter(|s| s.len() > 1).count();
+            runs.push(last);
+            notes.push(format!(
+                "{} active at kill, first restarted {first:.0} ms, {n}/{n} succeeded, {twice} ran twice",
+                active.len()
+            ));
+            stop(b);
+        }
+        self.rows.push(Row {
+            bench: "crash".into(),
+            config: format!("{}k x 50 ms, c50, SIGKILL at 2 s: kill -> last active job restarted", n / 1000),
+            unit: "ms",
+            runs,
+            notes: notes.join("; "),
+        });
+        Ok(())
+    }
+
+    async fn memory(&mut self) -> Result<()> {
+        let n = 100_000;
+        let mut runs = vec![];
+        for _ in 0..self.args.reps {
+            self.flush().await?;
+            let before = used_memory(&self.store).await?;
+            self.bulk_enqueue(n).await?;
+            let after = used_memory(&self.store).await?;
+            runs.push((after - before) as f64 / n as f64);
+        }
+        self.rows.push(Row {
+            bench: "memory".into(),
+            config: "Redis used_memory per queued job (100k)".into(),
+            unit: "bytes",
+            runs,
+            notes: String::new(),
+        });
+        Ok(())
+    }
+}
+
+async fn used_memory(store: &RedisStore) -> Result<i64> {
+    let mut c = store.connection();
+    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .context("used_memory")?
+        .trim()
+        .parse()
+        .context("used_memory value")
+}
+
+fn stop(workers: Vec<ChildProcess>) {
+    for w in &workers {
+        w.signal(Signal::SIGTERM);
+    }
+    for mut w in workers {
+        if w.wait_exit(Duration::from_secs(20)).is_none() {
+            w.kill();
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let server = RedisServer::start(if args.aof { Durability::AofEverySec } else { Durability::None });
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let version: String = {
+        let mut c = store.connection();
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("?")
+            .trim()
+            .to_owned()
+    };
+    eprintln!(
+        "drover bench: redis {version} on 127.0.0.1:{} ({}), loadavg {}",
+        server.port(),
+        if args.aof { "aof everysec" } else { "noaof" },
+        load.trim()
+    );
+    let mut b = Bench {
+        worker_bin: sibling("test_worker")?,
+        args,
+        server,
+        store,
+        rows: vec![],
+    };
+    let only = b.args.only.clone();
+    for part in &only {
+        match part.as_str() {
+            "enqueue" => b.enqueue().await?,
+            "process" => b.process().await?,
+            "latency" => b.latency().await?,
+            "crash" => b.crash().await?,
+            "memory" => b.memory().await?,
+            other => bail!("unknown bench {other}"),
+        }
+    }
+    println!("| bench | config | median | unit | min–max (spread) | notes |");
+    println!("|---|---|---:|---|---|---|");
+    for r in &b.rows {
+        let min = r.runs.iter().copied().fold(f64::MAX, f64::min);
+        let max = r.runs.iter().copied().fold(f64::MIN, f64::max);
+        println!(
+            "| {} | {} | {:.2} | {} | {:.2}–{:.2} ({:.1}%) | {} |",
+            r.bench,
+            r.config,
+            r.median(),
+            r.unit,
+            min,
+            max,
+            r.spread(),
+            r.notes
+        );
+    }
+    for r in &b.rows {
+        println!(
+            "{}",
+            json!({"bench": r.bench, "config": r.config, "unit": r.unit, "median": r.median(), "runs": r.runs, "notes": r.notes, "variant": if b.args.aof {"aof"} else {"noaof"}})
+        );
+    }
+    Ok(())
+}

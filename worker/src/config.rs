@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     pub heartbeat_ms: u64,
     pub grace_ms: u64,
     pub fetch_batch: usize,
+    /// Jobs leased ahead of free slots per kind (0 = none).
+    pub prefetch: usize,
     pub idle_wait_ms: u64,
     pub retention_hours: u64,
     pub retry: RetryPolicies,
@@ -59,6 +61,7 @@ impl Default for WorkerConfig {
             heartbeat_ms: 500,
             grace_ms: 30_000,
             fetch_batch: 100,
+            prefetch: 20,
             idle_wait_ms: 5000,
             retention_hours: 24 * 7,
             retry: RetryPolicies::default(),
@@ -109,6 +112,9 @@ impl WorkerConfig {
         if !(1..=10_000).contains(&self.fetch_batch) {
             errs.push(format!("worker.fetch_batch = {} must be between 1 and 10000", self.fetch_batch));
         }
+        if self.prefetch > 10_000 {
+            errs.push(format!("worker.prefetch = {} is more than 10000", self.prefetch));
+        }
         if !(10..=60_000).contains(&self.idle_wait_ms) {
             errs.push(format!("worker.idle_wait_ms = {} must be between 10 and 60000", self.idle_wait_ms));
         }
@@ -155,6 +161,7 @@ impl WorkerConfig {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             grace: Duration::from_millis(self.grace_ms),
             fetch_batch: self.fetch_batch,
+            prefetch: self.prefetch,
             idle_wait: Duration::from_millis(self.idle_wait_ms),
             retry,
             retention: Duration::from_secs(self.retention_hours * 3600),

@@ -41,6 +41,10 @@ pub struct WorkerSettings {
     pub grace: Duration,
     /// Most jobs leased in one fetch.
     pub fetch_batch: usize,
+    /// Jobs leased ahead of free slots, per kind, so the next run starts without a
+    /// round trip; they count against the lease like running ones and go back to the
+    /// queue untouched on shutdown.
+    pub prefetch: usize,
     /// Longest blocking wait for new work before fetching again anyway.
     pub idle_wait: Duration,
     pub retry: HashMap<JobKind, RetryPolicy>,
@@ -74,6 +78,7 @@ impl Default for WorkerSettings {
             heartbeat: Duration::from_millis(500),
             grace: Duration::from_secs(30),
             fetch_batch: 100,
+            prefetch: 10,
             idle_wait: Duration::from_secs(5),
             retry: HashMap::new(),
             retention: Duration::from_secs(7 * 24 * 3600),
@@ -142,7 +147,8 @@ where
         monitor = monitor.register(move |_restarts| {
             let handler = handler.clone();
             WorkerBuilder::new(name.as_str())
-                .backend(DroverBackend::new(shared.clone(), kind, concurrency))
+                .backend(DroverBackend::new(shared.clone(), kind, concurrency + shared.settings.prefetch))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(concurrency))
                 .build(move |payload: JobPayload, ctx: Data<context::JobContext>| {
                     let handler = handler.clone();
                     async move { handler.run(payload, ctx.0).await.map_err(apalis_core::error::BoxDynError::from) }

@@ -52,6 +52,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         csv_rows: config.csv_max_rows,
         request_timeout: config.request_timeout(),
         events_poll: Duration::from_millis(config.events_poll_ms),
+        events_max: Duration::from_millis(config.events_max_ms),
         idempotency_ttl: valid.job_defaults.idempotency_ttl,
     };
     let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits);

@@ -59,6 +59,9 @@ pub struct ApiConfig {
     pub shutdown_grace_ms: u64,
     /// How often `GET /v1/jobs/{id}/events` looks at the job.
     pub events_poll_ms: u64,
+    /// Longest one event stream stays open; clients reconnect for more. Bounds how long
+    /// a stream for a job that never ends holds a connection.
+    pub events_max_ms: u64,
     pub rate_limit: RateLimitConfig,
     pub jobs: JobDefaultsConfig,
     pub keys: Vec<KeyEntry>,
@@ -142,6 +145,7 @@ impl Default for ApiConfig {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             events_poll_ms: 200,
+            events_max_ms: 15 * 60 * 1000,
             rate_limit: RateLimitConfig::default(),
             jobs: JobDefaultsConfig::default(),
             keys: Vec::new(),
@@ -231,6 +235,12 @@ impl ApiConfig {
         }
         if !(10..=10_000).contains(&self.events_poll_ms) {
             errs.push(format!("api.events_poll_ms = {} must be between 10 and 10000", self.events_poll_ms));
+        }
+        if !(100..=24 * 3600 * 1000).contains(&self.events_max_ms) {
+            errs.push(format!(
+                "api.events_max_ms = {} must be between 100 and 86400000",
+                self.events_max_ms
+            ));
         }
         if self.rate_limit.per_minute == 0 || self.rate_limit.per_minute > 6_000_000 {
             errs.push(format!(

@@ -18,6 +18,7 @@ pub struct Limits {
     pub csv_rows: usize,
     pub request_timeout: Duration,
     pub events_poll: Duration,
+    pub events_max: Duration,
     pub idempotency_ttl: Duration,
 }
 

@@ -342,3 +342,26 @@ pub struct Health {
     /// `ok` (liveness) or `ready` (readiness).
     pub status: String,
 }
+
+/// One server-sent event of `GET /v1/jobs/{id}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // documents the events axum's `Sse` writes
+pub struct JobEvent {
+    /// `state` (data: `{id, state, attempts, updated_at, last_error}`) or `progress`
+    /// (data: `{id, done, total, message}`).
+    #[schema(example = "state")]
+    event: String,
+    /// Sequence number within the stream.
+    id: String,
+    /// The event's JSON document, as text.
+    data: String,
+}
+
+/// A queue, named by its kind, in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // documents the `{kind}` path segment
+pub struct KindPath {
+    #[param(schema_with = kind_schema)]
+    kind: String,
+}

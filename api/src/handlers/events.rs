@@ -2,7 +2,8 @@
 //!
 //! The job is read every `events_poll_ms` (200 ms by default) and an event is sent when
 //! its state (`event: state`) or progress (`event: progress`) changed; the stream ends
-//! after a terminal state, when the job disappears, or when the server shuts down.
+//! after a terminal state, when the job disappears, when the server shuts down, or after
+//! `events_max_ms` (the client reconnects; the first event then repeats the state).
 //! Keep-alive comments flow while nothing changes. Polling costs one HGETALL per open
 //! stream and tick, and needs nothing from the workers.
 use std::collections::VecDeque;
@@ -20,6 +21,7 @@ use super::load_job;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::state::AppState;
+use crate::views::JobEvent;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -32,7 +34,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     responses(
         (status = 200, description = "`event: state` with `{id, state, attempts, updated_at, last_error}` and \
             `event: progress` with `{id, done, total, message}`; ends after a terminal state",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = JobEvent),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
         (status = 403, body = Problem, content_type = PROBLEM_JSON),
         (status = 404, body = Problem, content_type = PROBLEM_JSON),
@@ -47,6 +49,7 @@ pub async fn job_events(
     let job = load_job(&state, &caller, &id).await?;
     let watch = Watch {
         id: job.id.clone(),
+        until: tokio::time::Instant::now() + state.limits().events_max,
         state,
         seen_state: None,
         seen_progress: None,
@@ -61,6 +64,8 @@ pub async fn job_events(
 
 struct Watch {
     id: JobId,
+    /// When the stream ends even if the job has not.
+    until: tokio::time::Instant,
     state: AppState,
     seen_state: Option<JobState>,
     seen_progress: Option<Progress>,
@@ -86,6 +91,7 @@ impl Watch {
                     let poll = self.state.limits().events_poll;
                     tokio::select! {
                         _ = self.state.shutdown().cancelled() => return None,
+                        _ = tokio::time::sleep_until(self.until) => return None,
                         _ = tokio::time::sleep(poll) => {}
                     }
                     match self.state.store().get(&self.id).await {

@@ -21,6 +21,20 @@ const MAX_BATCH: usize = 1000;
 /// Arguments per job in the enqueue script.
 const ENQUEUE_ARGS: usize = 12;
 
+/// A job ready for the enqueue script: its queue, id and script arguments.
+type Prepared = (QueueKeys, JobId, Vec<String>);
+/// A (score, id) position in an index.
+type Position = (String, String);
+
+/// How one kind's index was read for a page.
+struct Scan {
+    kind: JobKind,
+    after: Option<Position>,
+    offered: usize,
+    last_scanned: Option<Position>,
+    more: bool,
+}
+
 /// The Redis implementation of [`JobStore`].
 #[derive(Clone)]
 pub struct RedisStore {
@@ -88,7 +102,7 @@ impl RedisStore {
         &self.namespace
     }
 
-    fn enqueue_args(&self, job: &NewJob) -> Result<(QueueKeys, JobId, Vec<String>), EnqueueError> {
+    fn enqueue_args(&self, job: &NewJob) -> Result<Prepared, EnqueueError> {
         let kind = job.payload.kind();
         if job.priority > 9 {
             return Err(EnqueueError::Invalid("priority must be between 0 and 9".into()));
@@ -306,7 +320,7 @@ impl JobStore for RedisStore {
     }
 
     async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
-        let prepared: Vec<Result<(QueueKeys, JobId, Vec<String>), EnqueueError>> = jobs.iter().map(|j| self.enqueue_args(j)).collect();
+        let prepared: Vec<Result<Prepared, EnqueueError>> = jobs.iter().map(|j| self.enqueue_args(j)).collect();
         // One script call per kind and batch, all pipelined in one round trip.
         let mut groups: Vec<(JobKind, Vec<usize>)> = Vec::new();
         for (i, p) in prepared.iter().enumerate() {
@@ -485,7 +499,7 @@ impl JobStore for RedisStore {
         let mut candidates: Vec<(JobKind, String, String)> = Vec::new();
         // Per kind: where it started, how many entries it offered, where its scan ended,
         // and whether its index goes on past that.
-        let mut scans: Vec<(JobKind, Option<(String, String)>, usize, Option<(String, String)>, bool)> = Vec::new();
+        let mut scans: Vec<Scan> = Vec::new();
         for kind in kinds {
             let after = match &query.cursor {
                 None => None,
@@ -497,7 +511,13 @@ impl JobStore for RedisStore {
             let (pairs, last, more) = self
                 .list_one(kind, query, after.as_ref().map(|(s, i)| (s.as_str(), i.as_str())))
                 .await?;
-            scans.push((kind, after, pairs.len(), last, more));
+            scans.push(Scan {
+                kind,
+                after,
+                offered: pairs.len(),
+                last_scanned: last,
+                more,
+            });
             candidates.extend(pairs.into_iter().map(|(id, score)| (kind, score, id)));
         }
         let num = |s: &str| s.parse::<f64>().unwrap_or(f64::INFINITY);
@@ -505,7 +525,14 @@ impl JobStore for RedisStore {
         candidates.truncate(query.limit);
 
         let mut positions = Vec::new();
-        for (kind, after, offered, last_scanned, more) in scans {
+        for Scan {
+            kind,
+            after,
+            offered,
+            last_scanned,
+            more,
+        } in scans
+        {
             let taken: Vec<&(JobKind, String, String)> = candidates.iter().filter(|c| c.0 == kind).collect();
             if taken.len() < offered {
                 // Some of this kind's entries did not fit: resume right after the last one shown.

@@ -95,7 +95,7 @@ DROVER_API__EVENTS_MAX_MS=2000 \
 RUST_LOG="${RUST_LOG:-warn}" \
   "$API_BIN" >"$WORK/api.log" 2>&1 &
 API_PID=$!
-wait_for drover-api "curl -sf http://127.0.0.1:$API_PORT/readyz"
+wait_for drover-api "curl -sf http://127.0.0.1:$API_PORT/readyz" || { cat "$WORK/api.log"; exit 1; }
 
 # 5. The run. `timeout` bounds it whatever Schemathesis decides to do.
 SEED_ARGS=()

@@ -403,3 +403,19 @@ async fn cancelling_a_running_job_from_another_process_stops_its_handler_within_
     eprintln!("the handler saw the cancellation and returned {stopped_after_ms} ms after the request");
     assert!(stopped_after_ms < 1000, "handler told after {stopped_after_ms} ms");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_worker_announces_itself_and_its_entry_expires_after_it_dies() {
+    let server = RedisServer::start(Durability::None);
+    let workers = || -> Vec<String> { redis::cmd("KEYS").arg("drover:workers:*").query(&mut server.conn()).unwrap() };
+    let mut w = worker(&server, "worker", &[]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let live = workers();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let info: String = redis::cmd("GET").arg(&live[0]).query(&mut server.conn()).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["pid"].as_u64(), Some(u64::from(w.pid())));
+    w.kill();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(workers().is_empty(), "a dead worker's entry expires");
+}

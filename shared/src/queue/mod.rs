@@ -55,4 +55,6 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     /// Block until work may be there (new job, due time) or `timeout` passes.
     fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Announce a live worker (`<namespace>:workers:<id>`, expiring after `ttl`).
+    fn worker_heartbeat(&self, worker: &str, info: &str, ttl: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

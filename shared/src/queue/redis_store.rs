@@ -677,6 +677,19 @@ impl JobStore for RedisStore {
         }
     }
 
+    async fn worker_heartbeat(&self, worker: &str, info: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}:workers:{worker}", self.namespace);
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(info)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;

@@ -54,6 +54,7 @@ impl LeaseRegistry {
 /// keeper's own store on the keeper's own runtime.
 pub(crate) fn spawn_keeper<S, C, Fut>(
     registry: LeaseRegistry,
+    worker: (String, String),
     connect: C,
     lease: Duration,
     interval: Duration,
@@ -94,6 +95,8 @@ where
                         }
                     }
                     let Some(s) = store.as_ref() else { continue };
+                    // Visible to operators as `<ns>:workers:<id>`; gone three beats after death.
+                    let _ = s.worker_heartbeat(&worker.0, &worker.1, interval * 3).await;
                     for (kind, held) in registry.snapshot() {
                         let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
                         match s.extend_leases(kind, &leases, lease).await {

@@ -121,8 +121,15 @@ where
     });
 
     let keeper_stop = CancellationToken::new();
+    let info = serde_json::json!({
+        "pid": std::process::id(),
+        "started_at": chrono::Utc::now(),
+        "kinds": kinds.iter().map(|(k, c)| (k.as_str(), *c)).collect::<HashMap<_, _>>(),
+    })
+    .to_string();
     let keeper = leases::spawn_keeper(
         shared.leases.clone(),
+        (settings.worker_id.clone(), info),
         connect,
         settings.lease,
         settings.heartbeat,

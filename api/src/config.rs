@@ -476,6 +476,55 @@ mod tests {
         assert!(bad.to_string().contains("role"), "{bad}");
     }
 
+    /// The one test that touches the process environment (tests run in parallel).
+    #[test]
+    fn a_file_is_layered_over_the_defaults_and_the_environment_over_the_file() {
+        let ops = hex::encode(crate::auth::sha256(b"ops"));
+        let path = std::env::temp_dir().join(format!("drover-api-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                "[api]\nlisten = \"127.0.0.1:9000\"\nnamespace = \"fromfile\"\nrequest_timeout_ms = 2500\n\
+                 [[api.keys]]\nname = \"ops\"\nkey_sha256 = \"{ops}\"\nrole = \"admin\"\naccounts = [\"acme\"]\n"
+            ),
+        )
+        .unwrap();
+        let c = ApiConfig::load(path.to_str()).unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.namespace.as_str(), c.request_timeout_ms),
+            ("127.0.0.1:9000", "fromfile", 2500)
+        );
+        assert_eq!(c.keys[0].accounts, Some(vec!["acme".to_owned()]));
+        assert_eq!(c.body_limit_bytes, ApiConfig::default().body_limit_bytes, "defaults fill the rest");
+
+        let read = hex::encode(crate::auth::sha256(b"read"));
+        std::env::set_var("DROVER_API__NAMESPACE", "fromenv");
+        std::env::set_var("DROVER_API__RATE_LIMIT__BURST", "7");
+        std::env::set_var("DROVER_API__KEYS", format!("ops:admin:{ops},viewer:read:{read}:acme;globex"));
+        let c = ApiConfig::load(path.to_str());
+        std::env::set_var("DROVER_API__REQUEST_TIMEOUT_MS", "5");
+        let bad = ApiConfig::load(path.to_str());
+        for k in [
+            "DROVER_API__NAMESPACE",
+            "DROVER_API__RATE_LIMIT__BURST",
+            "DROVER_API__KEYS",
+            "DROVER_API__REQUEST_TIMEOUT_MS",
+        ] {
+            std::env::remove_var(k);
+        }
+        std::fs::remove_file(&path).unwrap();
+        let c = c.unwrap();
+        assert_eq!(
+            (c.namespace.as_str(), c.listen.as_str(), c.rate_limit.burst),
+            ("fromenv", "127.0.0.1:9000", 7)
+        );
+        assert_eq!(c.keys.len(), 2);
+        assert_eq!(c.keys[1].role, Role::Read);
+        assert_eq!(c.keys[1].accounts, Some(vec!["acme".to_owned(), "globex".to_owned()]));
+        let msg = bad.unwrap_err().to_string();
+        assert!(msg.contains("api.request_timeout_ms = 5"), "{msg}");
+    }
+
     #[test]
     fn a_key_table_rejects_unknown_fields() {
         let err = serde_json::from_value::<KeyEntry>(serde_json::json!({

@@ -4,6 +4,7 @@
 //! Where things are:
 //! - [`app`]: [`build`] (config → bound [`App`]) and [`App::run_until`] (graceful shutdown).
 //! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
+//! - [`cli`]: the binary's `hash-key` subcommand and its shutdown signal.
 //! - [`routes`]: the router — which role each endpoint needs, the middleware order.
 //! - [`handlers`]: the endpoints, one concept per file.
 //! - [`views`]: request and response bodies (what the OpenAPI document shows).
@@ -18,6 +19,7 @@
 //! - [`openapi`]: the generated OpenAPI document.
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod csv_skus;
 pub mod cursor;

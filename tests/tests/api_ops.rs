@@ -90,6 +90,34 @@ async fn the_openapi_document_is_generated_with_every_endpoint_and_bearer_auth()
     );
 }
 
+#[tokio::test]
+async fn a_request_that_outlasts_the_timeout_returns_503() {
+    let app = spawn_app_with(Durability::None, |c| c.request_timeout_ms = 200).await;
+    // A script that keeps Redis busy for 1.5 s stalls every request behind it.
+    let mut conn = app.redis.conn();
+    let busy = std::thread::spawn(move || {
+        let script = "local function us() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end \
+                      local s = us() while us() - s < 1500000 do end return 1";
+        let _: i64 = redis::cmd("EVAL").arg(script).arg(0).query(&mut conn).unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let res = app.get(READER, "/v1/jobs/cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3").send().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "answered at the timeout, not when Redis was free"
+    );
+    assert_eq!(res.headers()["retry-after"], "1");
+    let p = problem(res, 503).await;
+    assert!(p["detail"].as_str().unwrap().contains("200 ms"), "{p}");
+    busy.join().unwrap();
+    assert_eq!(
+        app.job(READER, "cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3").await.0,
+        404,
+        "fine again afterwards"
+    );
+}
+
 async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !check().await {

@@ -1,0 +1,65 @@
+//! The binary's one subcommand: `drover-api hash-key <key>` (or `hash-key -` to read the
+//! key from standard input, keeping it out of shell history and `ps`) prints the SHA-256
+//! to configure as `api.keys[].key_sha256`.
+use std::io::BufRead;
+
+use secrecy::SecretString;
+
+use crate::auth::hash_key;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("usage: drover-api [hash-key <key>|-]")]
+    Usage,
+    #[error("could not read the key from standard input: {0}")]
+    Stdin(#[from] std::io::Error),
+}
+
+/// What a subcommand prints; `None` when the arguments ask to serve the API.
+pub fn subcommand(args: impl IntoIterator<Item = String>) -> Result<Option<String>, CliError> {
+    let args: Vec<String> = args.into_iter().collect();
+    match args.as_slice() {
+        [] => Ok(None),
+        [cmd, key] if cmd == "hash-key" => {
+            let key = if key == "-" {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                SecretString::from(line.trim_end_matches(['\r', '\n']))
+            } else {
+                SecretString::from(key.as_str())
+            };
+            Ok(Some(hash_key(&key)))
+        }
+        _ => Err(CliError::Usage),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hash_key_prints_the_sha256_and_no_arguments_serves() {
+        assert_eq!(
+            subcommand(args(&["hash-key", "password"])).unwrap().unwrap(),
+            "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+        );
+        assert!(subcommand(args(&[])).unwrap().is_none());
+        assert!(matches!(subcommand(args(&["serve", "now"])), Err(CliError::Usage)));
+    }
+}

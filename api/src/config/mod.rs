@@ -24,7 +24,6 @@
 //!
 //! In the environment, keys are one comma-separated list of `name:role:sha256[:acct;acct]`,
 //! e.g. `DROVER_API__KEYS=ops:admin:5e88…,portal:submit:9f86…:acme-eu;acme-us`.
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -32,10 +31,12 @@ use drover::config::ConfigError;
 use drover::job::{AccountId, MAX_SKUS};
 use drover::queue::JobDefaults;
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::auth::{KeyRing, Role};
+
+mod keys;
+pub use keys::KeyEntry;
 
 /// Everything the API reads from configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,27 +110,6 @@ impl Default for JobDefaultsConfig {
             timeout_ms: d.timeout.as_millis() as u64,
             idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
         }
-    }
-}
-
-/// One API key: only the SHA-256 of the key is configured, never the key itself.
-#[derive(Clone, PartialEq, Eq)]
-pub struct KeyEntry {
-    pub name: String,
-    pub key_sha256: String,
-    pub role: Role,
-    /// When set, the key may only touch jobs of these accounts.
-    pub accounts: Option<Vec<String>>,
-}
-
-impl fmt::Debug for KeyEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The hash is not the key, but there is no reason to print it either.
-        f.debug_struct("KeyEntry")
-            .field("name", &self.name)
-            .field("role", &self.role)
-            .field("accounts", &self.accounts)
-            .finish_non_exhaustive()
     }
 }
 
@@ -341,56 +321,6 @@ impl ApiConfig {
     }
 }
 
-/// A key entry is a TOML table, or in the environment one `name:role:sha256[:acct;acct]` string.
-impl<'de> Deserialize<'de> for KeyEntry {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Table {
-            name: String,
-            key_sha256: String,
-            role: Role,
-            #[serde(default)]
-            accounts: Option<Vec<String>>,
-        }
-
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = KeyEntry;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table {name, key_sha256, role, accounts?} or a string name:role:sha256[:acct;acct]")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeyEntry, E> {
-                let parts: Vec<&str> = s.split(':').collect();
-                if !(3..=4).contains(&parts.len()) {
-                    return Err(E::custom("a key string must look like name:role:sha256[:acct;acct]"));
-                }
-                let role = parts[1]
-                    .parse::<Role>()
-                    .map_err(|e| E::custom(format!("key {:?}: {e}", parts[0])))?;
-                Ok(KeyEntry {
-                    name: parts[0].to_owned(),
-                    key_sha256: parts[2].to_owned(),
-                    role,
-                    accounts: parts
-                        .get(3)
-                        .map(|a| a.split(';').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
-                })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<KeyEntry, A::Error> {
-                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(KeyEntry {
-                    name: t.name,
-                    key_sha256: t.key_sha256.to_ascii_lowercase(),
-                    role: t.role,
-                    accounts: t.accounts,
-                })
-            }
-        }
-        d.deserialize_any(EntryVisitor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,17 +395,6 @@ mod tests {
         assert!(msg.contains("api.keys[1]") && msg.contains("already"), "{msg}");
     }
 
-    #[test]
-    fn a_compact_key_string_parses_with_its_accounts() {
-        let hash = "a".repeat(64);
-        let e: KeyEntry = serde_json::from_value(serde_json::json!(format!("portal:submit:{hash}:acme-eu;acme-us"))).unwrap();
-        assert_eq!(e.name, "portal");
-        assert_eq!(e.role, Role::Submit);
-        assert_eq!(e.accounts, Some(vec!["acme-eu".to_owned(), "acme-us".to_owned()]));
-        let bad = serde_json::from_value::<KeyEntry>(serde_json::json!("portal:boss:abc")).unwrap_err();
-        assert!(bad.to_string().contains("role"), "{bad}");
-    }
-
     /// The one test that touches the process environment (tests run in parallel).
     #[test]
     fn a_file_is_layered_over_the_defaults_and_the_environment_over_the_file() {
@@ -523,14 +442,5 @@ mod tests {
         assert_eq!(c.keys[1].accounts, Some(vec!["acme".to_owned(), "globex".to_owned()]));
         let msg = bad.unwrap_err().to_string();
         assert!(msg.contains("api.request_timeout_ms = 5"), "{msg}");
-    }
-
-    #[test]
-    fn a_key_table_rejects_unknown_fields() {
-        let err = serde_json::from_value::<KeyEntry>(serde_json::json!({
-            "name": "ops", "key_sha256": "a", "role": "admin", "colour": "red"
-        }))
-        .unwrap_err();
-        assert!(err.to_string().contains("colour"), "{err}");
     }
 }

@@ -16,8 +16,17 @@ pub struct JobId(String);
 pub struct InvalidJobId(String);
 
 impl JobId {
+    /// A new id. Ids made by one process are strictly increasing, so jobs enqueued in
+    /// the same millisecond keep their order in the queue (ties sort by id).
     pub fn new(kind: JobKind) -> Self {
-        Self(format!("{}_{}", kind.as_str(), ulid::Ulid::generate()))
+        static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+        let mut g = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
+        let ulid = match g.get_or_insert_with(ulid::Generator::new).generate() {
+            Ok(u) => u,
+            // 2^80 ids in one millisecond: start a fresh random sequence.
+            Err(overflow) => overflow.commit_overflow_random(),
+        };
+        Self(format!("{}_{}", kind.as_str(), ulid))
     }
 
     pub fn kind(&self) -> JobKind {

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -38,50 +39,68 @@ impl<S: JobStore> Shared<S> {
     }
 }
 
-/// Writes settlements in batches: whatever has queued up while the previous batch was
-/// in flight goes in the next script call, so acks cost one round trip per batch.
+/// Most settle calls in flight at once per kind: while one batch is on the wire the
+/// next one is already being collected and sent, so acks are not bound by one round trip.
+const SETTLES_IN_FLIGHT: usize = 4;
+
+/// Writes settlements in batches: whatever has queued up goes in the next script call.
 pub(crate) fn spawn_settler<S: JobStore>(
     store: S,
     kind: JobKind,
     mut rx: mpsc::UnboundedReceiver<SettleRequest>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut batch: Vec<SettleRequest> = Vec::with_capacity(256);
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < 256 {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
-            let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
-            let mut backoff = Duration::from_millis(50);
-            let mut logged = false;
-            let results = loop {
-                match store.settle(kind, &settlements).await {
-                    Ok(r) => break r,
-                    Err(e) => {
-                        if !logged {
-                            tracing::warn!(error = %e, kind = %kind, jobs = settlements.len(), "could not record job outcomes; retrying until the queue is back");
-                            logged = true;
+        let mut in_flight = FuturesUnordered::new();
+        let mut open = true;
+        while open || !in_flight.is_empty() {
+            tokio::select! {
+                first = rx.recv(), if open && in_flight.len() < SETTLES_IN_FLIGHT => match first {
+                    None => open = false,
+                    Some(first) => {
+                        let mut batch = Vec::with_capacity(64);
+                        batch.push(first);
+                        while batch.len() < 256 {
+                            match rx.try_recv() {
+                                Ok(r) => batch.push(r),
+                                Err(_) => break,
+                            }
                         }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        in_flight.push(settle_batch(store.clone(), kind, batch));
                     }
-                }
-            };
-            if logged {
-                tracing::info!(kind = %kind, "job outcomes recorded after the queue came back");
-            }
-            for ((s, tx), r) in batch.drain(..).zip(results) {
-                if r == SettleResult::LeaseLost {
-                    tracing::warn!(job_id = %s.id, "lease was gone when the run ended; its result is kept on the attempt only");
-                }
-                let _ = tx.send(r);
+                },
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             }
         }
     })
+}
+
+/// Store one batch, retrying through outages, then answer each run.
+async fn settle_batch<S: JobStore>(store: S, kind: JobKind, batch: Vec<SettleRequest>) {
+    let (settlements, replies): (Vec<Settlement>, Vec<_>) = batch.into_iter().unzip();
+    let mut backoff = Duration::from_millis(50);
+    let mut logged = false;
+    let results = loop {
+        match store.settle(kind, &settlements).await {
+            Ok(r) => break r,
+            Err(e) => {
+                if !logged {
+                    tracing::warn!(error = %e, kind = %kind, jobs = settlements.len(), "could not record job outcomes; retrying until the queue is back");
+                    logged = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    if logged {
+        tracing::info!(kind = %kind, "job outcomes recorded after the queue came back");
+    }
+    for ((s, tx), r) in settlements.iter().zip(replies).zip(results) {
+        if r == SettleResult::LeaseLost {
+            tracing::warn!(job_id = %s.id, "lease was gone when the run ended; its result is kept on the attempt only");
+        }
+        let _ = tx.send(r);
+    }
 }
 
 pub(crate) type SharedRef<S> = Arc<Shared<S>>;

@@ -81,6 +81,9 @@ impl<S: JobStore> Drop for DroverBackend<S> {
     }
 }
 
+/// Longest a fetch waits to gather more free slots while jobs are in flight.
+const GATHER: Duration = Duration::from_millis(2);
+
 async fn fetch_loop<S: JobStore>(
     shared: SharedRef<S>,
     kind: JobKind,
@@ -89,6 +92,8 @@ async fn fetch_loop<S: JobStore>(
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
+    // Lease in batches of at least a quarter of the capacity when jobs are in flight.
+    let batch_floor = (concurrency / 4).max(1);
     let settings = &shared.settings;
     let mut backoff = Duration::from_millis(50);
     let mut failing = false;
@@ -98,9 +103,18 @@ async fn fetch_loop<S: JobStore>(
             p = slots.clone().acquire_owned() => p.expect("slots semaphore is never closed"),
         };
         let mut permits = vec![first];
+        // Under load, wait a moment for a few more free slots so one script call
+        // leases several jobs: Redis, not the worker, is what saturates first.
+        let want = batch_floor.min(settings.fetch_batch);
+        let gather_until = tokio::time::Instant::now() + GATHER;
         while permits.len() < settings.fetch_batch {
             match slots.clone().try_acquire_owned() {
                 Ok(p) => permits.push(p),
+                // Every slot is taken (some by running jobs): a few will free up soon.
+                Err(_) if permits.len() < want => match tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()).await {
+                    Ok(p) => permits.push(p.expect("slots semaphore is never closed")),
+                    Err(_) => break,
+                },
                 Err(_) => break,
             }
         }

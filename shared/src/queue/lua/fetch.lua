@@ -71,12 +71,15 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   end
 end
 
+-- How long the caller may sleep: only asked for when it got nothing.
 local wait = -1
-local nxt = redis.call('ZRANGE', P .. 'scheduled', 0, 0, 'WITHSCORES')
-if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
-local lease = redis.call('ZRANGE', P .. 'active', 0, 0, 'WITHSCORES')
-if lease[2] then
-  local w = math.max(0, tonumber(lease[2]) - now)
-  if wait < 0 or w < wait then wait = w end
+if #jobs == 0 then
+  local nxt = redis.call('ZRANGE', P .. 'scheduled', 0, 0, 'WITHSCORES')
+  if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
+  local lease = redis.call('ZRANGE', P .. 'active', 0, 0, 'WITHSCORES')
+  if lease[2] then
+    local w = math.max(0, tonumber(lease[2]) - now)
+    if wait < 0 or w < wait then wait = w end
+  end
 end
 return {jobs, wait}

@@ -63,6 +63,7 @@ conformance!(
     only_the_lease_holder_can_record_progress,
     bulk_enqueue_gives_each_job_its_own_outcome,
     ten_thousand_due_jobs_are_promoted_in_bounded_chunks,
+    a_reclaimed_job_goes_ahead_of_the_backlog,
 );
 
 /// Backend-specific: a record written by a "newer version" (schema v99) is still handed

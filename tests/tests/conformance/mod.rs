@@ -561,3 +561,24 @@ pub async fn ten_thousand_due_jobs_are_promoted_in_bounded_chunks<S: JobStore>(s
     }
     assert_eq!(got, 10_000);
 }
+
+pub async fn a_reclaimed_job_goes_ahead_of_the_backlog<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let lost = store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(150))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .unwrap();
+    assert_eq!(lost.id, first);
+    for _ in 0..5 {
+        enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let next = fetch_one(&store, "w2").await.unwrap();
+    assert_eq!(
+        next.id, first,
+        "a job whose worker died has waited once already: it runs before the backlog"
+    );
+}

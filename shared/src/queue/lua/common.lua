@@ -39,8 +39,14 @@ local function finish(id, state, now, field, value)
   finish_fields(id, state, now, field, value)
   redis.call('ZADD', P .. 'state:' .. state, now, id)
 end
-local function queue_ready(id, now)
+-- Back to the ready set. A job handed back (its worker died or shut down) goes to
+-- the front of its priority band, ordered by creation time, instead of behind the
+-- whole backlog: it has waited once already.
+local function queue_ready(id, now, front)
   local key = P .. 'job:' .. id
+  local f = redis.call('HMGET', key, 'pr', 'ca')
+  local at = now
+  if front then at = tonumber(f[2]) or now end
   redis.call('HSET', key, 'st', 'queued', 'ua', now)
-  redis.call('ZADD', P .. 'ready', ready_score(redis.call('HGET', key, 'pr'), now), id)
+  redis.call('ZADD', P .. 'ready', ready_score(f[1], at), id)
 end

@@ -39,7 +39,7 @@ for _, id in ipairs(expired) do
       finish(id, 'dead', now, 'er', err)
     else
       redis.call('HSET', key, 'er', err, 'ls', '')
-      queue_ready(id, now)
+      queue_ready(id, now, true)
     end
   end
 end

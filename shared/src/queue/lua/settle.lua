@@ -42,7 +42,7 @@ for i = 0, n - 1 do
     elseif outcome == 'release' then
       redis.call('HINCRBY', key, 'at', -1)
       redis.call('HSET', key, 'ls', '', 'w', '')
-      queue_ready(id, now)
+      queue_ready(id, now, true)
       wake()
     else
       -- retry uses the attempt; snooze gives it back

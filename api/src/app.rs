@@ -44,7 +44,8 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
             "api.dev_mode is on: the documented dev key is accepted as an admin key; never run this in production"
         );
     }
-    let store = RedisStore::connect(config.redis_url.expose_secret(), &config.namespace, valid.job_defaults.clone()).await?;
+    // Lazy: the API starts while Redis is down and says so on /readyz (503) until it is back.
+    let store = RedisStore::connect_lazy(config.redis_url.expose_secret(), &config.namespace, valid.job_defaults.clone())?;
     let limiter = RateLimiter::new(store.connection(), &config.namespace, config.rate_limit);
     let limits = Limits {
         body_bytes: config.body_limit_bytes,

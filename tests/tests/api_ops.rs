@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use api_support::*;
 use drover::queue::{JobStore, ListQuery};
-use drover_tests::harness::Durability;
+use drover_tests::harness::{Durability, RedisServer};
 use serde_json::Value;
 
 #[tokio::test]
@@ -201,4 +201,36 @@ async fn when_redis_dies_readyz_and_writes_answer_503_and_both_recover_when_it_i
     assert_eq!(stored, expected, "exactly the jobs that got a 202, nothing half-written");
     let v: Value = app.get(READER, "/v1/jobs?limit=1000").send().await.unwrap().json().await.unwrap();
     assert_eq!(v["jobs"].as_array().unwrap().len(), expected.len());
+}
+
+#[tokio::test]
+async fn the_api_starts_while_redis_is_down_and_becomes_ready_when_it_comes_back() {
+    let mut redis = RedisServer::start(Durability::None);
+    redis.kill();
+    let (addr, stop, server) = start(test_config(&redis.url())).await;
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("http://{addr}{p}");
+    assert_eq!(
+        client.get(url("/healthz")).send().await.unwrap().status(),
+        200,
+        "alive while Redis is down"
+    );
+    let p = problem(client.get(url("/readyz")).send().await.unwrap(), 503).await;
+    assert!(p["detail"].as_str().unwrap().contains("redis"), "{p}");
+
+    redis.restart();
+    until("readiness once Redis is up", async || {
+        client.get(url("/readyz")).send().await.unwrap().status() == 200
+    })
+    .await;
+    let res = client
+        .post(url("/v1/jobs"))
+        .bearer_auth(SUBMITTER)
+        .json(&cleanup_body("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let _ = stop.send(());
+    let _ = server.await;
 }

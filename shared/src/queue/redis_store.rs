@@ -85,6 +85,20 @@ impl RedisStore {
         })
     }
 
+    /// Like [`RedisStore::connect`], but nothing is dialled until the first command, so
+    /// a service can start (and report itself not ready) while Redis is down.
+    pub fn connect_lazy(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(Some(Duration::from_secs(5))))?;
+        Ok(Self {
+            client,
+            conn,
+            namespace: namespace.into(),
+            defaults: Arc::new(defaults),
+            waiters: Arc::new([Mutex::new(None), Mutex::new(None), Mutex::new(None)]),
+        })
+    }
+
     pub fn keys(&self, kind: JobKind) -> QueueKeys {
         QueueKeys::new(&self.namespace, kind)
     }

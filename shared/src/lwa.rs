@@ -114,8 +114,8 @@ pub async fn exchange_with_timeout(
         .await
         .map_err(|e| LwaError::Unavailable(format!("reading the answer: {}", describe_transport_error(&e))))?;
     if status.is_success() {
-        let body: TokenBody = serde_json::from_slice(&bytes)
-            .map_err(|_| LwaError::Unavailable(format!("unreadable token answer ({status})")))?;
+        let body: TokenBody =
+            serde_json::from_slice(&bytes).map_err(|_| LwaError::Unavailable(format!("unreadable token answer ({status})")))?;
         if body.access_token.is_empty() {
             return Err(LwaError::Unavailable("token answer without an access token".to_owned()));
         }
@@ -131,7 +131,10 @@ pub async fn exchange_with_timeout(
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         return Err(LwaError::Unavailable(format!("{} {code}", status.as_u16())));
     }
-    Err(LwaError::Rejected { status: status.as_u16(), code })
+    Err(LwaError::Rejected {
+        status: status.as_u16(),
+        code,
+    })
 }
 
 /// The kind of transport failure, without the URL (it could carry secrets in a query).

@@ -8,12 +8,14 @@
 //! - [`error`]: the errors handlers return; the variant decides the job's fate.
 //! - [`config`]: layered, typed configuration.
 //! - [`telemetry`]: logging and tracing set-up.
+//! - [`resilience`]: Redis-shared rate limiter, quota cooldown, circuit breaker and LWA token cache.
 //! - [`lwa`]: Login with Amazon — exchanging a seller's refresh token for an access token.
 pub mod config;
 pub mod error;
 pub mod job;
 pub mod lwa;
 pub mod queue;
+pub mod resilience;
 pub mod runtime;
 pub mod telemetry;
 

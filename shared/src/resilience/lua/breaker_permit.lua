@@ -1,0 +1,25 @@
+-- May a call go? (breaker.rs: BreakerCore::permit)
+-- KEYS[1] breaker hash {st = closed|open|half, ws, calls, fails, ou, pu} (ms)
+-- ARGV: open_for (ms), key ttl (ms)
+-- Returns {1, probe 1/0} when allowed, {0, until} when not.
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local open_for = tonumber(ARGV[1])
+local st = redis.call('HGET', key, 'st') or 'closed'
+if st == 'closed' then
+  return {1, 0}
+end
+local lease
+if st == 'open' then
+  lease = tonumber(redis.call('HGET', key, 'ou') or '0')
+else
+  lease = tonumber(redis.call('HGET', key, 'pu') or '0')
+end
+if now < lease then
+  return {0, lease}
+end
+-- This caller is the single probe; the lease lets another probe if it never reports.
+redis.call('HSET', key, 'st', 'half', 'pu', now + open_for)
+redis.call('PEXPIRE', key, ARGV[2])
+return {1, 1}

@@ -1,0 +1,108 @@
+//! Resilience state shared by every worker process through Redis, per seller account
+//! and marketplace operation: rate limiter, quota cooldown, circuit breaker and the LWA
+//! access-token cache. All decisions use the Redis server's clock (`TIME` inside Lua),
+//! never the workers', and nothing but the token is cached in-process.
+//!
+//! - [`operation`]: the rate-limited operations, under SP-API's names.
+//! - [`config`]: [`ResilienceConfig`] and its parts, with `validate()`.
+//! - `gcra` + [`limiter`]: GCRA slot reservation (pure math, then the same in Lua).
+//! - [`cooldown`]: the account's quota cooldown after 429s on report operations.
+//! - [`breaker`]: the circuit breaker per account and operation.
+//! - [`token_cache`]: the single-flight LWA token cache.
+//! - [`snapshot`]: everything about one account, for the API.
+//!
+//! # Redis keys (`<ns>` is the namespace, `drover` by default)
+//!
+//! | key | type | what / why |
+//! |---|---|---|
+//! | `<ns>:rl:<account>:<op>` | hash `{tat, rate?}` | GCRA theoretical arrival time (µs, server clock) and the marketplace-announced rate when it differs from config. TTL: time to refill + `limiter.idle_ttl` (24 h), so idle accounts vanish. |
+//! | `<ns>:cd:<account>` | hash `{until, reason, level, since}` | quota cooldown (ms). Kept `decay_after` past its end so a repeat 429 can climb a level. |
+//! | `<ns>:cb:<account>:<op>` | hash `{st, ws, calls, fails, ou, pu}` | breaker state (`closed`/`open`/`half`), counting window start, counts, open-until and half-open probe lease (ms). TTL 2 × max(window, open_for) + 60 s. |
+//! | `<ns>:lwa:<account>` | string | the LWA access token (a secret), PX = `expires_in − refresh_before`. |
+//! | `<ns>:lwa:<account>:lock` | string | refresh lock: random owner, SET NX PX `token.lock_ttl`, released by compare-and-delete. |
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+
+use crate::job::AccountId;
+
+/// A Lua script from files under `lua/`, concatenated in order.
+macro_rules! lua {
+    ($($file:literal),+) => {
+        LazyLock::new(|| Script::new(concat!($(include_str!($file), "\n"),+)))
+    };
+}
+
+pub mod breaker;
+pub mod config;
+pub mod cooldown;
+mod error;
+mod gcra;
+pub mod limiter;
+pub mod operation;
+pub mod snapshot;
+pub mod token_cache;
+
+pub use breaker::{BreakerPermit, BreakerState, CallOutcome, Phase as BreakerPhase};
+pub use config::{BreakerConfig, ColdStart, CooldownConfig, LimiterConfig, RateSpec, ResilienceConfig, TokenConfig};
+pub use cooldown::Cooldown;
+pub use error::ResilienceError;
+pub use operation::Operation;
+pub use snapshot::{AccountLimits, BreakerSnapshot, OperationLimits};
+
+/// Handle to the shared state. Cheap to clone; one per process is enough.
+#[derive(Clone)]
+pub struct Resilience {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    namespace: String,
+    config: ResilienceConfig,
+    tokens: token_cache::LocalTokens,
+}
+
+impl Resilience {
+    pub fn new(conn: ConnectionManager, namespace: &str, config: ResilienceConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conn,
+                namespace: namespace.to_owned(),
+                config,
+                tokens: token_cache::LocalTokens::default(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ResilienceConfig {
+        &self.inner.config
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// `<ns>:<kind>:<account>[:<op>]`. Account ids cannot hold ':' (see `AccountId`).
+    fn key(&self, kind: &str, account: &AccountId, op: Option<Operation>) -> String {
+        match op {
+            Some(op) => format!("{}:{kind}:{account}:{}", self.inner.namespace, op.name()),
+            None => format!("{}:{kind}:{account}", self.inner.namespace),
+        }
+    }
+}
+
+/// Never shows the cached tokens.
+impl fmt::Debug for Resilience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resilience")
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

@@ -1,0 +1,213 @@
+//! The LWA access-token cache: one token per account shared by every worker, refreshed
+//! by exactly one caller across all processes.
+//!
+//! `<ns>:lwa:<account>` holds the token with a PX expiry of `expires_in −
+//! refresh_before`, so its absence means "refresh now". The refresher holds
+//! `<ns>:lwa:<account>:lock` (SET NX PX with a random owner; released by
+//! compare-and-delete); everyone else polls for the token. Within a process a per-account
+//! mutex keeps callers off Redis while one of them is already asking, and a local copy
+//! serves the hot path until the shared key's expiry.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use redis::Script;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+
+use super::{Resilience, ResilienceError};
+use crate::job::AccountId;
+
+static PEEK: LazyLock<Script> = lua!("lua/token_peek.lua");
+static COMPARE_DELETE: LazyLock<Script> = lua!("lua/compare_delete.lua");
+
+/// How often a caller waiting on another worker's refresh looks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// In-process part of the cache. Never printed: it holds secrets.
+#[derive(Default)]
+pub(crate) struct LocalTokens {
+    tokens: Mutex<HashMap<AccountId, (SecretString, Instant)>>,
+    flights: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl LocalTokens {
+    fn get(&self, account: &AccountId) -> Option<SecretString> {
+        let map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(account)
+            .filter(|(_, fresh_until)| Instant::now() < *fresh_until)
+            .map(|(t, _)| t.clone())
+    }
+
+    fn put(&self, account: &AccountId, token: &SecretString, fresh_for: Duration) {
+        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(account.clone(), (token.clone(), Instant::now() + fresh_for));
+    }
+
+    fn forget(&self, account: &AccountId, token: &SecretString) {
+        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(account).is_some_and(|(t, _)| t.expose_secret() == token.expose_secret()) {
+            map.remove(account);
+        }
+    }
+
+    fn flight(&self, account: &AccountId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(account.clone()).or_default().clone()
+    }
+}
+
+enum Peek {
+    Token(SecretString, Duration),
+    Refreshing,
+    Missing,
+}
+
+impl Resilience {
+    /// The account's LWA access token. When the shared cache has none (or it is within
+    /// `refresh_before` of expiry), exactly one caller across all processes runs `fetch`
+    /// while the others wait up to `wait_timeout` for its result.
+    pub async fn access_token<F, Fut, E>(&self, account: &AccountId, fetch: F) -> Result<SecretString, ResilienceError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretString, Duration), E>>,
+        E: std::fmt::Display,
+    {
+        let local = &self.inner.tokens;
+        if let Some(t) = local.get(account) {
+            return Ok(t);
+        }
+        let flight = local.flight(account);
+        let _one_per_process = flight.lock().await;
+        if let Some(t) = local.get(account) {
+            return Ok(t);
+        }
+        let cfg = &self.config().token;
+        let deadline = Instant::now() + cfg.wait_timeout;
+        let mut fetch = Some(fetch);
+        // A waiter whose refresher gave up (lock gone, no token) tries once itself.
+        let mut retried = false;
+        let mut first = true;
+        loop {
+            match self.peek_token(account).await? {
+                Peek::Token(t, ttl) => {
+                    local.put(account, &t, ttl);
+                    return Ok(t);
+                }
+                Peek::Missing if first || !retried => {
+                    if !first {
+                        retried = true;
+                    }
+                    if let Some(t) = self.try_refresh(account, &mut fetch).await? {
+                        return Ok(t);
+                    }
+                }
+                Peek::Missing => {
+                    return Err(ResilienceError::Token("another worker's token refresh failed".into()));
+                }
+                Peek::Refreshing => {}
+            }
+            first = false;
+            if Instant::now() >= deadline {
+                return Err(ResilienceError::Token(format!(
+                    "no token from another worker's refresh within {:?}",
+                    cfg.wait_timeout
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A call got 401 with `token`: drop it everywhere, but only if it is still the
+    /// cached one (another worker may already have stored a fresh token).
+    pub async fn invalidate_token(&self, account: &AccountId, token: &SecretString) -> Result<(), ResilienceError> {
+        self.inner.tokens.forget(account, token);
+        let _: i64 = COMPARE_DELETE
+            .key(self.key("lwa", account, None))
+            .arg(token.expose_secret())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn peek_token(&self, account: &AccountId) -> Result<Peek, ResilienceError> {
+        let token_key = self.key("lwa", account, None);
+        let (token, pttl, held): (String, i64, i64) = PEEK
+            .key(&token_key)
+            .key(format!("{token_key}:lock"))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(if !token.is_empty() && pttl > 0 {
+            Peek::Token(SecretString::from(token), Duration::from_millis(pttl as u64))
+        } else if held == 1 {
+            Peek::Refreshing
+        } else {
+            Peek::Missing
+        })
+    }
+
+    /// Take the refresh lock and run `fetch`; `Ok(None)` when someone else holds the lock
+    /// (or our fetch was already spent).
+    async fn try_refresh<F, Fut, E>(&self, account: &AccountId, fetch: &mut Option<F>) -> Result<Option<SecretString>, ResilienceError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretString, Duration), E>>,
+        E: std::fmt::Display,
+    {
+        if fetch.is_none() {
+            return Ok(None);
+        }
+        let cfg = &self.config().token;
+        let token_key = self.key("lwa", account, None);
+        let lock_key = format!("{token_key}:lock");
+        let owner = format!("{:032x}", rand::random::<u128>());
+        let won: Option<String> = redis::cmd("SET")
+            .arg(&lock_key)
+            .arg(&owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(cfg.lock_ttl.as_millis() as u64)
+            .query_async(&mut self.conn())
+            .await?;
+        if won.is_none() {
+            return Ok(None);
+        }
+        let Some(fetch) = fetch.take() else { return Ok(None) };
+        let result = fetch().await;
+        let outcome = match result {
+            Ok((token, expires_in)) => {
+                // Expire the shared copy `refresh_before` early so the next caller refreshes
+                // in time; a token that lives shorter than that is kept for half its life.
+                let keep = expires_in
+                    .checked_sub(cfg.refresh_before)
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(expires_in / 2);
+                let keep = keep.max(Duration::from_millis(1));
+                let stored: Result<(), redis::RedisError> = redis::cmd("SET")
+                    .arg(&token_key)
+                    .arg(token.expose_secret())
+                    .arg("PX")
+                    .arg(keep.as_millis() as u64)
+                    .query_async(&mut self.conn())
+                    .await;
+                match stored {
+                    Ok(()) => {
+                        self.inner.tokens.put(account, &token, keep);
+                        Ok(Some(token))
+                    }
+                    Err(e) => Err(ResilienceError::from(e)),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(account = %account, error = %e, "access token refresh failed");
+                Err(ResilienceError::Token(e.to_string()))
+            }
+        };
+        let released: Result<i64, redis::RedisError> = COMPARE_DELETE.key(&lock_key).arg(&owner).invoke_async(&mut self.conn()).await;
+        if let Err(e) = released {
+            tracing::warn!(account = %account, error = %e, "could not release the token refresh lock; it expires by itself");
+        }
+        outcome
+    }
+}

@@ -50,6 +50,8 @@ pub use config::{BreakerConfig, ColdStart, CooldownConfig, LimiterConfig, RateSp
 pub use cooldown::Cooldown;
 pub use error::ResilienceError;
 pub use operation::Operation;
+/// Re-exported so callers of [`Resilience::access_token`] need no direct dependency.
+pub use secrecy::{ExposeSecret, SecretString};
 pub use snapshot::{AccountLimits, BreakerSnapshot, OperationLimits};
 
 /// Handle to the shared state. Cheap to clone; one per process is enough.

@@ -1,0 +1,423 @@
+//! `drover::resilience` against a private redis-server: several `Resilience` instances on
+//! separate connections stand in for separate worker processes sharing one Redis.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover::job::AccountId;
+use drover::resilience::{
+    BreakerConfig, BreakerState, CallOutcome, ColdStart, CooldownConfig, ExposeSecret, Operation, RateSpec, Resilience, ResilienceConfig,
+    ResilienceError, SecretString,
+};
+use drover_tests::harness::{Durability, RedisServer};
+use tokio_util::sync::CancellationToken;
+
+async fn instances(redis: &RedisServer, n: usize, config: &ResilienceConfig) -> Vec<Resilience> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+        out.push(Resilience::new(conn, "t", config.clone()));
+    }
+    out
+}
+
+fn account() -> AccountId {
+    AccountId::parse("acct-1").unwrap()
+}
+
+fn with_limit(op: Operation, rate: f64, burst: u32) -> ResilienceConfig {
+    let mut c = ResilienceConfig::default();
+    c.limits.insert(op, RateSpec::new(rate, burst));
+    c
+}
+
+/// The simulator's usage-plan bucket (tests/src/sim/ratelimit.rs), replayed over times.
+fn bucket_refusals(times: &[Duration], rate: f64, burst: u32, start_tokens: f64) -> usize {
+    let (mut tokens, mut at, mut refused) = (start_tokens, Duration::ZERO, 0);
+    for &t in times {
+        tokens = (tokens + (t.saturating_sub(at)).as_secs_f64() * rate).min(f64::from(burst));
+        at = at.max(t);
+        if tokens >= 1.0 - 1e-9 {
+            tokens -= 1.0;
+        } else {
+            refused += 1;
+        }
+    }
+    refused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_processes_share_one_rate_of_20_per_second_within_10_percent_and_inside_the_bucket() {
+    let redis = RedisServer::start(Durability::None);
+    let config = with_limit(Operation::GetOrders, 20.0, 5);
+    let procs = instances(&redis, 4, &config).await;
+    let start = Instant::now();
+    let run_for = Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for r in &procs {
+        for _ in 0..3 {
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let cancel = CancellationToken::new();
+                let mut times = Vec::new();
+                while start.elapsed() < run_for {
+                    r.acquire(&account(), Operation::GetOrders, &cancel).await.unwrap();
+                    times.push(start.elapsed());
+                }
+                times
+            }));
+        }
+    }
+    let mut times: Vec<Duration> = Vec::new();
+    for t in tasks {
+        times.extend(t.await.unwrap());
+    }
+    times.sort();
+    // After the first second (past any burst), count a 2 s stretch.
+    let steady = times.iter().filter(|t| **t >= Duration::from_secs(1) && **t < run_for).count() as f64 / 2.0;
+    assert!((18.0..=22.0).contains(&steady), "aggregate steady rate {steady}/s, want 20 ± 10%");
+    // Whatever the marketplace's bucket held before (here: nothing), none is refused.
+    assert_eq!(bucket_refusals(&times, 20.0, 5, 0.0), 0, "calls {times:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_refuses_a_slot_beyond_max_wait_and_stops_when_cancelled() {
+    let redis = RedisServer::start(Durability::None);
+    let mut config = with_limit(Operation::GetReport, 1.0, 1);
+    config.max_wait = Duration::from_millis(500);
+    config.limiter.cold_start = ColdStart::Full;
+    let r = &instances(&redis, 1, &config).await[0];
+    let cancel = CancellationToken::new();
+    assert_eq!(r.acquire(&account(), Operation::GetReport, &cancel).await.unwrap(), Duration::ZERO);
+    let err = r.acquire(&account(), Operation::GetReport, &cancel).await.unwrap_err();
+    assert!(
+        matches!(err, ResilienceError::WaitTooLong(d) if d == Duration::from_millis(500)),
+        "{err}"
+    );
+
+    let mut config = with_limit(Operation::GetReport, 0.5, 1);
+    config.max_wait = Duration::from_secs(10);
+    let r = &instances(&redis, 1, &config).await[0];
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stopper.cancel();
+    });
+    let t0 = Instant::now();
+    let err = r
+        .acquire(&AccountId::parse("acct-2").unwrap(), Operation::GetReport, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ResilienceError::Cancelled), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_rate_is_adopted_by_every_instance_and_reverting_clears_it() {
+    let redis = RedisServer::start(Durability::None);
+    let config = with_limit(Operation::GetListingsItem, 50.0, 2);
+    let procs = instances(&redis, 2, &config).await;
+    procs[0]
+        .observe_rate_limit(&account(), Operation::GetListingsItem, 5.0)
+        .await
+        .unwrap();
+    let snap = procs[1].snapshot(&account()).await.unwrap();
+    let op = &snap.operations[&Operation::GetListingsItem];
+    assert!(op.adapted);
+    assert_eq!(op.rate, 5.0);
+    let cancel = CancellationToken::new();
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        procs[1].acquire(&account(), Operation::GetListingsItem, &cancel).await.unwrap();
+    }
+    // 5 calls at 5/s (less the margin) from an empty bucket take about a second, not 0.1 s.
+    assert!(t0.elapsed() >= Duration::from_millis(950), "{:?}", t0.elapsed());
+    procs[1]
+        .observe_rate_limit(&account(), Operation::GetListingsItem, 50.0)
+        .await
+        .unwrap();
+    let snap = procs[0].snapshot(&account()).await.unwrap();
+    assert!(!snap.operations[&Operation::GetListingsItem].adapted);
+}
+
+fn short_cooldowns() -> ResilienceConfig {
+    ResilienceConfig {
+        cooldown: CooldownConfig {
+            steps: vec![Duration::from_millis(200), Duration::from_millis(400), Duration::from_millis(800)],
+            decay_after: Duration::from_millis(1500),
+        },
+        ..ResilienceConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooldown_entered_by_one_instance_is_seen_by_another_within_a_second() {
+    let redis = RedisServer::start(Durability::None);
+    let mut config = ResilienceConfig::default();
+    config.cooldown.steps = vec![Duration::from_secs(600)];
+    let procs = instances(&redis, 2, &config).await;
+    assert!(procs[1].cooldown(&account()).await.unwrap().is_none());
+    let t0 = Instant::now();
+    let entered = procs[0].enter_cooldown(&account(), "429 on createReport", None).await.unwrap();
+    let seen = procs[1].cooldown(&account()).await.unwrap().expect("visible to the other instance");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert_eq!(seen, entered);
+    assert_eq!(seen.level, 1);
+    assert_eq!(seen.reason, "429 on createReport");
+    let length = (seen.until - seen.since).num_milliseconds();
+    assert!((599_000..=600_000).contains(&length), "{length}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cooldowns_escalate_step_by_step_concurrent_429s_count_once_and_quiet_resets() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 4, &short_cooldowns()).await;
+    let mut levels = Vec::new();
+    for round in 0..4 {
+        // Eight 429s from four processes at once: one escalation.
+        let mut hits = Vec::new();
+        for i in 0..8 {
+            let r = procs[i % 4].clone();
+            hits.push(tokio::spawn(async move {
+                r.enter_cooldown(&account(), "429 on createReport", None).await.unwrap()
+            }));
+        }
+        let mut seen = Vec::new();
+        for h in hits {
+            seen.push(h.await.unwrap());
+        }
+        assert!(
+            seen.iter().all(|c| c.level == seen[0].level && c.until == seen[0].until),
+            "round {round}: {seen:?}"
+        );
+        let cd = &seen[0];
+        levels.push((cd.level, (cd.until - cd.since).num_milliseconds()));
+        let left = (cd.until - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(left + Duration::from_millis(50)).await;
+        assert!(procs[round % 4].cooldown(&account()).await.unwrap().is_none(), "ended");
+    }
+    assert_eq!(levels, vec![(1, 200), (2, 400), (3, 800), (3, 800)]);
+    // A server hint longer than the step wins; a quiet period past decay_after resets.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let cd = procs[0]
+        .enter_cooldown(&account(), "429", Some(Duration::from_millis(700)))
+        .await
+        .unwrap();
+    assert_eq!((cd.level, (cd.until - cd.since).num_milliseconds()), (1, 700));
+}
+
+fn fast_breaker() -> ResilienceConfig {
+    ResilienceConfig {
+        breaker: BreakerConfig {
+            window: Duration::from_secs(10),
+            min_calls: 4,
+            failure_ratio: 0.5,
+            open_for: Duration::from_millis(300),
+        },
+        ..ResilienceConfig::default()
+    }
+}
+
+async fn probes_won(procs: &[Resilience], op: Operation) -> usize {
+    let mut tries = Vec::new();
+    for i in 0..12 {
+        let r = procs[i % procs.len()].clone();
+        tries.push(tokio::spawn(async move { r.breaker_permit(&account(), op).await }));
+    }
+    let mut won = 0;
+    for t in tries {
+        match t.await.unwrap() {
+            Ok(p) => {
+                assert!(p.probe);
+                won += 1;
+            }
+            Err(ResilienceError::BreakerOpen { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    won
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_breaker_opens_past_half_failures_lets_one_probe_across_instances_and_closes_on_success() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 4, &fast_breaker()).await;
+    let op = Operation::GetOrders;
+    let a = account();
+    for (i, outcome) in [
+        CallOutcome::Success,
+        CallOutcome::Success,
+        CallOutcome::Failure,
+        CallOutcome::Failure,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            procs[i].record(&a, op, outcome).await.unwrap(),
+            BreakerState::Closed,
+            "4 calls at 50% stay closed"
+        );
+    }
+    assert!(matches!(
+        procs[0].record(&a, op, CallOutcome::Failure).await.unwrap(),
+        BreakerState::Open { .. }
+    ));
+    for r in &procs {
+        assert!(matches!(
+            r.breaker_permit(&a, op).await,
+            Err(ResilienceError::BreakerOpen {
+                op: Operation::GetOrders,
+                ..
+            })
+        ));
+    }
+    // Other operations of the account are unaffected.
+    assert!(!procs[1].breaker_permit(&a, Operation::GetReport).await.unwrap().probe);
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(probes_won(&procs, op).await, 1, "exactly one half-open probe");
+    assert!(matches!(
+        procs[2].record(&a, op, CallOutcome::Failure).await.unwrap(),
+        BreakerState::Open { .. }
+    ));
+    assert!(procs[3].breaker_permit(&a, op).await.is_err(), "a failed probe re-opens");
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(probes_won(&procs, op).await, 1);
+    assert_eq!(procs[1].record(&a, op, CallOutcome::Success).await.unwrap(), BreakerState::Closed);
+    for r in &procs {
+        assert!(!r.breaker_permit(&a, op).await.unwrap().probe, "closed for everyone");
+    }
+    let snap = procs[0].snapshot(&a).await.unwrap();
+    let json = serde_json::to_value(&snap).unwrap();
+    assert_eq!(json["operations"]["getOrders"]["breaker"]["state"], "closed");
+}
+
+type TokenFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(SecretString, Duration), String>> + Send>>;
+
+/// A token fetch that counts its calls and takes 200 ms, like a slow LWA endpoint.
+fn counting_fetch(count: &Arc<AtomicUsize>) -> impl FnOnce() -> TokenFuture {
+    let count = count.clone();
+    move || {
+        Box::pin(async move {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok((SecretString::from(format!("Atza|secret-token-{n}")), Duration::from_secs(3600)))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_fetches_once_more() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 5, &ResilienceConfig::default()).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut callers = Vec::new();
+    for i in 0..50 {
+        let r = procs[i % 5].clone();
+        let fetch = counting_fetch(&count);
+        callers.push(tokio::spawn(async move { r.access_token(&account(), fetch).await }));
+    }
+    for c in callers {
+        assert_eq!(c.await.unwrap().unwrap().expose_secret(), "Atza|secret-token-1");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    let old = SecretString::from("Atza|secret-token-1".to_owned());
+    procs[0].invalidate_token(&account(), &old).await.unwrap();
+    let mut callers = Vec::new();
+    for _ in 0..10 {
+        let r = procs[0].clone();
+        let fetch = counting_fetch(&count);
+        callers.push(tokio::spawn(async move { r.access_token(&account(), fetch).await }));
+    }
+    for c in callers {
+        assert_eq!(c.await.unwrap().unwrap().expose_secret(), "Atza|secret-token-2");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    // A late 401 elsewhere with the old token must not throw away the new one.
+    procs[3].invalidate_token(&account(), &old).await.unwrap();
+    let t = procs[3].access_token(&account(), counting_fetch(&count)).await.unwrap();
+    assert_eq!(t.expose_secret(), "Atza|secret-token-2");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_refresh_releases_the_lock_and_one_waiter_retries() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 3, &ResilienceConfig::default()).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut callers = Vec::new();
+    for i in 0..9 {
+        let r = procs[i % 3].clone();
+        let count = count.clone();
+        callers.push(tokio::spawn(async move {
+            r.access_token(&account(), move || async move {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if n == 0 {
+                    Err("LWA said 503".to_owned())
+                } else {
+                    Ok((SecretString::from("Atza|fresh".to_owned()), Duration::from_secs(3600)))
+                }
+            })
+            .await
+        }));
+    }
+    let t0 = Instant::now();
+    let (mut ok, mut failed) = (0, 0);
+    for c in callers {
+        match c.await.unwrap() {
+            Ok(t) => {
+                assert_eq!(t.expose_secret(), "Atza|fresh");
+                ok += 1;
+            }
+            Err(ResilienceError::Token(msg)) => {
+                assert!(msg.contains("503"), "{msg}");
+                failed += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, failed), (8, 1));
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    assert!(t0.elapsed() < Duration::from_secs(5), "nobody waited for the timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_shows_every_operation_the_breaker_and_the_cooldown_but_never_the_token() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 2, &short_cooldowns()).await;
+    let a = account();
+    let fresh = procs[0].snapshot(&a).await.unwrap();
+    let json = serde_json::to_value(&fresh).unwrap();
+    assert!(json["cooldown"].is_null());
+    assert_eq!(json["operations"].as_object().unwrap().len(), 6);
+    assert_eq!(json["operations"]["getOrders"]["rate"], 0.0167);
+    assert_eq!(json["operations"]["getOrders"]["burst"], 20);
+
+    let count = Arc::new(AtomicUsize::new(0));
+    let token = procs[0].access_token(&a, counting_fetch(&count)).await.unwrap();
+    procs[1]
+        .enter_cooldown(&a, "429 on createReport", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    procs[1].record(&a, Operation::CreateReport, CallOutcome::Failure).await.unwrap();
+    let snap = procs[0].snapshot(&a).await.unwrap();
+    let text = serde_json::to_string(&snap).unwrap();
+    assert!(!text.contains(token.expose_secret()), "{text}");
+    assert!(!text.contains("secret-token"), "{text}");
+    assert!(!format!("{:?} {:?}", procs[0], snap).contains("secret-token"));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["cooldown"]["level"], 1);
+    assert_eq!(json["cooldown"]["reason"], "429 on createReport");
+    let cr = &json["operations"]["createReport"];
+    assert_eq!(cr["breaker"]["calls"], 1);
+    assert_eq!(cr["breaker"]["failures"], 1);
+    assert_eq!(cr["breaker"]["state"], "closed");
+    assert!(cr["tokens_available"].as_f64().is_some());
+    assert!(cr["next_slot_at"].is_string());
+}

@@ -9,7 +9,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+/// Re-exported so callers build and read credentials without naming the `secrecy` crate.
+pub use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// How long one [`exchange`] may take.

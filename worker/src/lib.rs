@@ -3,6 +3,7 @@
 //! - [`config`]: typed, validated worker configuration.
 //! - [`run`]: connect to the queue and run jobs until the shutdown future resolves.
 pub mod config;
+pub mod marketplace;
 
 use std::future::Future;
 

@@ -1,0 +1,344 @@
+//! The guard around every rate-limited SP-API call, shared by all the typed methods:
+//!
+//! 1. report operations: the account's quota cooldown → `Cooldown` without calling;
+//! 2. the circuit breaker → `BreakerOpen`;
+//! 3. a slot from the shared limiter (every attempt takes one: a retry is a call);
+//! 4. the access token from the shared cache (one LWA exchange across all workers);
+//! 5. the request, with the call timeout and `x-amz-access-token`;
+//! 6. the answer classified: success; 404; 401 → refresh once; 429 → cooldown (report
+//!    operations) or a short in-call wait; 5xx/timeout/reset/unreadable 2xx → breaker
+//!    failure and jittered in-call retries; other 4xx → permanent.
+//!
+//! Long waits are not slept here: they come back as `RateLimited`/`Cooldown` so the job
+//! is snoozed and the worker slot is freed.
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use drover::job::AccountId;
+use drover::lwa::{self, LwaError};
+use drover::resilience::{CallOutcome, Operation, ResilienceError};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use super::classify::{self, Disposition};
+use super::client::MarketplaceClient;
+use super::error::CallError;
+use super::types::AccountCtx;
+
+/// The header SP-API reads the LWA access token from.
+const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
+/// A 429 without `Retry-After` is waited out this long (SP-API always sends one).
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// One SP-API request, ready to send (possibly several times).
+pub(crate) struct ApiRequest {
+    pub(crate) op: Operation,
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    /// JSON body, for POSTs.
+    pub(crate) body: Option<Vec<u8>>,
+}
+
+/// A complete answer: status, headers and the whole body.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// Why no answer arrived.
+pub(crate) enum SendFail {
+    Cancelled,
+    /// Timeout, refused or reset connection, truncated body: the text names which.
+    Transport(String),
+}
+
+impl MarketplaceClient {
+    /// Runs `req` under the guard and turns a 2xx body into `T` with `parse` (an `Err`
+    /// there is an unreadable answer: transient, retried like a 5xx).
+    pub(crate) async fn call<T>(
+        &self,
+        acct: &AccountCtx,
+        req: &ApiRequest,
+        parse: impl Fn(&Answer) -> Result<T, String>,
+    ) -> Result<T, CallError> {
+        let op = req.op;
+        let name = op.name();
+        let account = &acct.account_id;
+        let res = self.resilience();
+        if op.is_report() {
+            if let Some(c) = res.cooldown(account).await.map_err(|e| from_resilience(name, e))? {
+                return Err(CallError::Cooldown {
+                    until: c.until,
+                    reason: c.reason,
+                });
+            }
+        }
+        let retries = self.config().retries;
+        let mut attempt: u32 = 0;
+        let mut refreshed = false;
+        loop {
+            if acct.cancel.is_cancelled() {
+                return Err(CallError::Cancelled);
+            }
+            res.breaker_permit(account, op).await.map_err(|e| from_resilience(name, e))?;
+            res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
+            let token = self.access_token(acct, name).await?;
+            let answer = match self.send(acct, req, &token).await {
+                Ok(answer) => answer,
+                Err(SendFail::Cancelled) => return Err(CallError::Cancelled),
+                Err(SendFail::Transport(reason)) => {
+                    self.record(account, op, CallOutcome::Failure).await;
+                    tracing::warn!(account = %account, op = name, attempt, reason = %reason, "marketplace call failed without an answer");
+                    if attempt < retries {
+                        self.backoff(attempt, &acct.cancel).await?;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(CallError::Transient { op: name, reason });
+                }
+            };
+            if let Some(rate) = classify::rate_limit(&answer.headers) {
+                self.observe_rate(account, op, rate).await;
+            }
+            let status = answer.status.as_u16();
+            match classify::disposition(answer.status) {
+                Disposition::Success => match parse(&answer) {
+                    Ok(value) => {
+                        self.record(account, op, CallOutcome::Success).await;
+                        return Ok(value);
+                    }
+                    Err(why) => {
+                        // A 2xx we cannot read is the service misbehaving, like a 5xx.
+                        self.record(account, op, CallOutcome::Failure).await;
+                        let reason = format!("unreadable {status} answer: {why}");
+                        tracing::warn!(account = %account, op = name, status, attempt, reason = %reason, "marketplace call failed");
+                        if attempt < retries {
+                            self.backoff(attempt, &acct.cancel).await?;
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(CallError::Transient { op: name, reason });
+                    }
+                },
+                Disposition::NotFound => {
+                    // The service answered correctly: good news for the breaker.
+                    self.record(account, op, CallOutcome::Success).await;
+                    return Err(CallError::NotFound { op: name });
+                }
+                Disposition::Unauthorized => {
+                    self.record(account, op, CallOutcome::Success).await;
+                    let reason = classify::upstream_reason(answer.status, &answer.body);
+                    tracing::warn!(account = %account, op = name, status, attempt, refreshed, reason = %reason, "marketplace refused the access token");
+                    if let Err(e) = res.invalidate_token(account, &token).await {
+                        tracing::warn!(account = %account, op = name, error = %e, "could not drop the refused access token from the cache");
+                    }
+                    if !refreshed {
+                        refreshed = true;
+                        continue;
+                    }
+                    return Err(CallError::Permanent { op: name, status, reason });
+                }
+                Disposition::RateLimited => {
+                    self.record(account, op, CallOutcome::Success).await;
+                    let hint = classify::retry_after(&answer.headers);
+                    tracing::warn!(account = %account, op = name, status, attempt, retry_after_ms = hint.map(|d| d.as_millis() as u64), "marketplace rate limited the call");
+                    if op.is_report() {
+                        return Err(self.enter_cooldown(account, name, hint).await);
+                    }
+                    let wait = hint.unwrap_or(DEFAULT_RETRY_AFTER);
+                    if attempt < retries && wait <= self.config().retry_max() {
+                        self.sleep(wait, &acct.cancel).await?;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(CallError::RateLimited {
+                        op: name,
+                        retry_after: wait,
+                        quota: false,
+                    });
+                }
+                Disposition::ServerError => {
+                    self.record(account, op, CallOutcome::Failure).await;
+                    let reason = format!("{status} {}", classify::upstream_reason(answer.status, &answer.body));
+                    tracing::warn!(account = %account, op = name, status, attempt, reason = %reason, "marketplace call failed");
+                    if attempt < retries {
+                        self.backoff(attempt, &acct.cancel).await?;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(CallError::Transient { op: name, reason });
+                }
+                Disposition::ClientError => {
+                    self.record(account, op, CallOutcome::Success).await;
+                    let reason = classify::upstream_reason(answer.status, &answer.body);
+                    tracing::warn!(account = %account, op = name, status, attempt, reason = %reason, "marketplace refused the request");
+                    return Err(CallError::Permanent { op: name, status, reason });
+                }
+            }
+        }
+    }
+
+    /// The account's access token from the shared cache, exchanging the refresh token
+    /// when needed. Rejected credentials are permanent; an unreachable LWA is transient.
+    async fn access_token(&self, acct: &AccountCtx, name: &'static str) -> Result<SecretString, CallError> {
+        let http = self.http();
+        let token_url = self.token_url();
+        let timeout = self.config().timeout();
+        // The cache reports a failed fetch only as text; keep the typed error aside
+        // when the fetch ran in this task.
+        let rejected = std::sync::Mutex::new(None::<(u16, String)>);
+        let fetch = || async {
+            match lwa::exchange_with_timeout(http, token_url, &acct.credentials, timeout).await {
+                Ok(t) => Ok((t.token, t.expires_in)),
+                Err(e) => {
+                    if let LwaError::Rejected { status, code } = &e {
+                        *rejected.lock().unwrap_or_else(|p| p.into_inner()) = Some((*status, code.clone()));
+                    }
+                    Err(e)
+                }
+            }
+        };
+        let got = tokio::select! {
+            _ = acct.cancel.cancelled() => return Err(CallError::Cancelled),
+            got = self.resilience().access_token(&acct.account_id, fetch) => got,
+        };
+        got.map_err(|e| {
+            let rejected = rejected.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match (e, rejected) {
+                (_, Some((status, code))) => CallError::Permanent {
+                    op: name,
+                    status,
+                    reason: format!("credentials rejected by the token service: {code}"),
+                },
+                // Another worker ran the exchange and it was refused: same verdict.
+                (ResilienceError::Token(text), None) if text.starts_with("credentials rejected") => CallError::Permanent {
+                    op: name,
+                    status: 401,
+                    reason: text,
+                },
+                (ResilienceError::Token(text), None) => CallError::Transient {
+                    op: name,
+                    reason: format!("access token: {text}"),
+                },
+                (e, None) => from_resilience(name, e),
+            }
+        })
+    }
+
+    /// One attempt: send, read the whole body, within the call timeout; cancellable.
+    async fn send(&self, acct: &AccountCtx, req: &ApiRequest, token: &SecretString) -> Result<Answer, SendFail> {
+        let mut token_value = HeaderValue::from_str(token.expose_secret())
+            .map_err(|_| SendFail::Transport("access token is not a valid header value".into()))?;
+        token_value.set_sensitive(true);
+        let mut builder = self
+            .http()
+            .request(req.method.clone(), req.url.clone())
+            .timeout(self.config().timeout())
+            .header(ACCEPT, "application/json")
+            .header(ACCESS_TOKEN_HEADER, token_value);
+        if let Some(body) = &req.body {
+            builder = builder.header(CONTENT_TYPE, "application/json").body(body.clone());
+        }
+        let exchange = async {
+            let response = builder.send().await.map_err(|e| SendFail::Transport(describe(&e)))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(|e| SendFail::Transport(describe(&e)))?;
+            Ok(Answer { status, headers, body })
+        };
+        tokio::select! {
+            _ = acct.cancel.cancelled() => Err(SendFail::Cancelled),
+            answer = exchange => answer,
+        }
+    }
+
+    /// A report operation hit the quota: the whole account waits (shared with every
+    /// worker), and this call reports how long.
+    async fn enter_cooldown(&self, account: &AccountId, name: &'static str, hint: Option<Duration>) -> CallError {
+        let retry_after = match self.resilience().enter_cooldown(account, &format!("429 on {name}"), hint).await {
+            Ok(c) => (c.until - Utc::now()).to_std().unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(account = %account, op = name, error = %e, "could not record the quota cooldown");
+                hint.unwrap_or(DEFAULT_RETRY_AFTER)
+            }
+        };
+        CallError::RateLimited {
+            op: name,
+            retry_after,
+            quota: true,
+        }
+    }
+
+    /// Breaker bookkeeping must not fail a call that already has its answer.
+    async fn record(&self, account: &AccountId, op: Operation, outcome: CallOutcome) {
+        if let Err(e) = self.resilience().record(account, op, outcome).await {
+            tracing::warn!(account = %account, op = op.name(), error = %e, "could not record the call outcome for the circuit breaker");
+        }
+    }
+
+    pub(crate) async fn backoff(&self, attempt: u32, cancel: &CancellationToken) -> Result<(), CallError> {
+        let c = self.config();
+        self.sleep(
+            classify::backoff(attempt, c.retry_base(), c.retry_max(), rand::random::<f64>()),
+            cancel,
+        )
+        .await
+    }
+
+    pub(crate) async fn sleep(&self, wait: Duration, cancel: &CancellationToken) -> Result<(), CallError> {
+        tokio::select! {
+            _ = cancel.cancelled() => Err(CallError::Cancelled),
+            _ = tokio::time::sleep(wait) => Ok(()),
+        }
+    }
+}
+
+/// The resilience layer's verdicts in call terms.
+fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
+    match e {
+        ResilienceError::BreakerOpen { until, .. } => CallError::BreakerOpen { op: name, until },
+        ResilienceError::Cooldown { until, reason } => CallError::Cooldown { until, reason },
+        ResilienceError::WaitTooLong(wait) => CallError::RateLimited {
+            op: name,
+            retry_after: wait,
+            quota: false,
+        },
+        ResilienceError::Cancelled => CallError::Cancelled,
+        ResilienceError::Token(text) => CallError::Transient {
+            op: name,
+            reason: format!("access token: {text}"),
+        },
+        ResilienceError::Store(text) => CallError::Transient {
+            op: name,
+            reason: format!("resilience store unavailable: {text}"),
+        },
+    }
+}
+
+/// A transport failure without its URL (a report document URL is pre-signed: its query
+/// is a credential).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "connection broke while reading the body"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

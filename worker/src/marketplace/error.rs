@@ -1,0 +1,145 @@
+//! What a marketplace call can end in. The variant decides the job's fate through
+//! `From<CallError> for JobError`; texts carry the operation, the status and SP-API's
+//! own error code and message, never a token, secret or URL.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use drover::JobError;
+
+/// The shortest snooze a rate-limit outcome asks for, so a job never spins on a
+/// hint that rounds to zero.
+const MIN_SNOOZE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// 429 (or no limiter slot soon enough). `quota` is true for report operations: the
+    /// account's quota cooldown has been entered and every report call waits it out.
+    #[error("{op}: rate limited (retry after {retry_after:?}{})", if *.quota { ", report quota" } else { "" })]
+    RateLimited {
+        op: &'static str,
+        retry_after: Duration,
+        quota: bool,
+    },
+    /// 5xx, timeout, connection reset, an unreadable 2xx body: worth another attempt.
+    #[error("{op}: transient failure: {reason}")]
+    Transient { op: &'static str, reason: String },
+    /// A 4xx that retrying cannot fix (also 401 that a fresh token did not cure, and
+    /// credentials the token service rejects).
+    #[error("{op}: permanent failure ({status}): {reason}")]
+    Permanent { op: &'static str, status: u16, reason: String },
+    /// 404: the resource does not exist (callers that expect that turn it into a value).
+    #[error("{op}: not found")]
+    NotFound { op: &'static str },
+    /// This account+operation's circuit is open after too many failures.
+    #[error("{op}: circuit open until {until}")]
+    BreakerOpen { op: &'static str, until: DateTime<Utc> },
+    /// The account is in report-quota cooldown; report calls are not attempted.
+    #[error("account in report quota cooldown until {until}: {reason}")]
+    Cooldown { until: DateTime<Utc>, reason: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl CallError {
+    /// Another attempt later may succeed (transient, rate limit, breaker, cooldown).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            CallError::Transient { .. } | CallError::RateLimited { .. } | CallError::BreakerOpen { .. } | CallError::Cooldown { .. }
+        )
+    }
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CallError::Transient { .. })
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CallError::NotFound { .. })
+    }
+    /// How long to wait before trying again, when the outcome says (at least 1 s).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_at(Utc::now())
+    }
+
+    fn retry_after_at(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let wait = match self {
+            CallError::RateLimited { retry_after, .. } => *retry_after,
+            CallError::BreakerOpen { until, .. } | CallError::Cooldown { until, .. } => (*until - now).to_std().unwrap_or_default(),
+            _ => return None,
+        };
+        Some(wait.max(MIN_SNOOZE))
+    }
+}
+
+impl From<CallError> for JobError {
+    fn from(e: CallError) -> Self {
+        let reason = e.to_string();
+        match e {
+            CallError::RateLimited { .. } | CallError::BreakerOpen { .. } | CallError::Cooldown { .. } => JobError::RateLimited {
+                retry_after: e.retry_after().unwrap_or(MIN_SNOOZE),
+                reason,
+            },
+            CallError::Transient { .. } => JobError::Transient(reason),
+            CallError::Permanent { .. } | CallError::NotFound { .. } => JobError::Permanent(reason),
+            CallError::Cancelled => JobError::Cancelled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_breaker_and_cooldown_become_snoozes_of_at_least_a_second() {
+        let now = Utc::now();
+        let cases = [
+            CallError::RateLimited {
+                op: "getOrders",
+                retry_after: Duration::from_millis(10),
+                quota: false,
+            },
+            CallError::BreakerOpen {
+                op: "getOrders",
+                until: now - chrono::Duration::seconds(5),
+            },
+            CallError::Cooldown {
+                until: now,
+                reason: "429 on createReport".into(),
+            },
+        ];
+        for e in cases {
+            assert_eq!(e.retry_after_at(now), Some(MIN_SNOOZE));
+            assert!(e.is_retryable());
+            assert!(matches!(JobError::from(e), JobError::RateLimited { retry_after, .. } if retry_after >= MIN_SNOOZE));
+        }
+    }
+
+    #[test]
+    fn a_cooldown_snoozes_until_it_ends() {
+        let now = Utc::now();
+        let e = CallError::Cooldown {
+            until: now + chrono::Duration::seconds(600),
+            reason: "429 on createReport".into(),
+        };
+        assert_eq!(e.retry_after_at(now), Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn the_variant_decides_the_job_fate() {
+        let t = CallError::Transient {
+            op: "getOrders",
+            reason: "503 ServiceUnavailable".into(),
+        };
+        assert!(matches!(JobError::from(t), JobError::Transient(m) if m.contains("getOrders") && m.contains("503")));
+        let p = CallError::Permanent {
+            op: "getListingsItem",
+            status: 400,
+            reason: "InvalidInput: bad SKU".into(),
+        };
+        assert!(matches!(JobError::from(p), JobError::Permanent(m) if m.contains("InvalidInput")));
+        assert!(matches!(
+            JobError::from(CallError::NotFound { op: "getReport" }),
+            JobError::Permanent(_)
+        ));
+        assert!(matches!(JobError::from(CallError::Cancelled), JobError::Cancelled));
+    }
+}

@@ -421,3 +421,44 @@ async fn the_snapshot_shows_every_operation_the_breaker_and_the_cooldown_but_nev
     assert!(cr["tokens_available"].as_f64().is_some());
     assert!(cr["next_slot_at"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_obeying_the_limiter_get_no_429_from_the_simulator_even_after_someone_used_its_bucket() {
+    use drover_tests::sim::{self, Operation as SimOp, SimConfig, US_MARKETPLACE};
+    let redis = RedisServer::start(Durability::None);
+    let sim = sim::spawn(SimConfig::fast()).await.unwrap();
+    let token = sim.access_token("acct-1").await.unwrap();
+    let http = reqwest::Client::new();
+    let url = sim.url(&format!(
+        "/orders/v0/orders?MarketplaceIds={US_MARKETPLACE}&CreatedAfter=2020-01-01"
+    ));
+    // Someone else drains most of the bucket (fast plan: getOrders 10/s, burst 20) first.
+    for _ in 0..18 {
+        let status = http.get(&url).header("x-amz-access-token", &token).send().await.unwrap().status();
+        assert!(status.is_success(), "{status}");
+    }
+    let procs = instances(&redis, 4, &with_limit(Operation::GetOrders, 10.0, 20)).await;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for r in &procs {
+        for _ in 0..3 {
+            let (r, http, url, token) = (r.clone(), http.clone(), url.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                let cancel = CancellationToken::new();
+                while start.elapsed() < Duration::from_millis(2500) {
+                    r.acquire(&account(), Operation::GetOrders, &cancel).await.unwrap();
+                    let status = http.get(&url).header("x-amz-access-token", &token).send().await.unwrap().status();
+                    assert!(status.is_success(), "{status} after {:?}", start.elapsed());
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let op = sim.admin().stats().await.unwrap().op("acct-1", SimOp::GetOrders);
+    assert_eq!(op.rate_limited, 0, "{op:?}");
+    let ours = op.accepted - 18;
+    // 2.5 s at 10/s, plus up to one slot per task reserved just before the deadline.
+    assert!((20..=25 + 12).contains(&ours), "{ours} calls in 2.5 s at 10/s: {op:?}");
+}

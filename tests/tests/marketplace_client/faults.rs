@@ -1,6 +1,9 @@
 //! The marketplace failing in the ways SP-API does, and what the client makes of it.
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use drover::resilience::BreakerConfig;
 use drover::JobError;
 use drover_tests::sim::{Burst5xx, QuotaWindow, RateLimitBurst};
 use drover_worker::marketplace::CallError;
@@ -222,15 +225,20 @@ async fn a_connection_reset_is_retried_like_a_5xx() -> TestResult {
 /// A marketplace that answers 200 with a body that is not JSON. The simulator cannot
 /// be told to do that, so this one stands in for it over real HTTP; the token still
 /// comes from the simulator's LWA.
-async fn garbage_marketplace() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+async fn garbage_marketplace() -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
     use axum::routing::get;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
     let app = axum::Router::new().route(
         "/orders/v0/orders",
-        get(|| async {
-            (
-                [("content-type", "application/json")],
-                r#"{"payload": {"Orders": [{"AmazonOrderId": "#,
-            )
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    [("content-type", "application/json")],
+                    r#"{"payload": {"Orders": [{"AmazonOrderId": "#,
+                )
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -238,12 +246,12 @@ async fn garbage_marketplace() -> anyhow::Result<(SocketAddr, tokio::task::JoinH
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok((addr, task))
+    Ok((addr, hits, task))
 }
 
 #[tokio::test]
 async fn a_2xx_with_a_malformed_json_body_is_transient() -> TestResult {
-    let (addr, server) = garbage_marketplace().await?;
+    let (addr, hits, server) = garbage_marketplace().await?;
     let env = env_with(
         |c| {
             // Tokens from the simulator's LWA, orders from the broken host.
@@ -259,6 +267,74 @@ async fn a_2xx_with_a_malformed_json_body_is_transient() -> TestResult {
         matches!(&err, CallError::Transient { op: "getOrders", reason } if reason.contains("unreadable 200 answer")),
         "{err:?}"
     );
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "one call and one retry");
     server.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_open_breaker_refuses_calls_without_reaching_the_marketplace() -> TestResult {
+    let env = env_with(
+        |c| c.retries = 1,
+        |r| {
+            r.breaker = BreakerConfig {
+                min_calls: 2,
+                failure_ratio: 0.5,
+                ..BreakerConfig::default()
+            }
+        },
+    )
+    .await?;
+    env.faults(
+        "acct-1",
+        FaultSpec {
+            error_rate_5xx: 1.0,
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    let ctx = env.ctx("acct-1");
+    let first = env.client.get_orders(&ctx, &faults_query()).await.unwrap_err();
+    assert!(first.is_transient(), "{first:?}");
+    let second = env.client.get_orders(&ctx, &faults_query()).await.unwrap_err();
+    assert!(matches!(second, CallError::BreakerOpen { op: "getOrders", .. }), "{second:?}");
+    assert!(matches!(JobError::from(second), JobError::RateLimited { retry_after, .. } if retry_after >= Duration::from_secs(1)));
+    assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 2);
+    // Another operation of the same account has its own circuit.
+    assert!(env
+        .client
+        .get_listings_item(&ctx, "acct-1", &sku("SKU-00001"), &us())
+        .await
+        .is_err());
+    assert_eq!(env.op_stats("acct-1", Operation::GetListingsItem).await?.calls, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_the_job_ends_a_retry_after_wait_at_once() -> TestResult {
+    let env = env().await?;
+    env.faults(
+        "acct-1",
+        FaultSpec {
+            rate_limit_burst: Some(RateLimitBurst {
+                count: 1,
+                retry_after_s: 2,
+            }),
+            ops: Some(vec![Operation::GetOrders]),
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    let ctx = env.ctx("acct-1");
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    let err = env.client.get_orders(&ctx, &faults_query()).await.unwrap_err();
+    assert_eq!(err, CallError::Cancelled);
+    assert!(started.elapsed() < Duration::from_millis(1_500), "waited {:?}", started.elapsed());
+    assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 1);
     Ok(())
 }

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use drover::config::ConfigError;
+use drover::db::{AccountRepo, DbError, PgPool};
 use drover::queue::{RedisStore, StoreError};
+use drover::resilience::Resilience;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
@@ -16,7 +18,7 @@ use crate::config::{ApiConfig, DEV_KEY};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::router;
-use crate::state::{AppState, Limits};
+use crate::state::{Accounts, AppState, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -24,6 +26,10 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot reach Redis (api.redis_url): {0}")]
     Redis(#[from] StoreError),
+    #[error("cannot set up the Postgres pool (api.database): {0}")]
+    Postgres(#[from] DbError),
+    #[error("cannot build the marketplace HTTP client: {0}")]
+    Http(String),
     #[error("cannot listen on {addr} (api.listen): {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -56,7 +62,22 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         events_max: Duration::from_millis(config.events_max_ms),
         idempotency_ttl: valid.job_defaults.idempotency_ttl,
     };
-    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits);
+    // Lazy too: the pool connects on first use; migrations run in the background.
+    let pool = drover::db::connect_lazy(&config.database)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.marketplace_timeout_ms))
+        .connect_timeout(Duration::from_millis(config.marketplace_timeout_ms.min(5_000)))
+        .build()
+        .map_err(|e| StartError::Http(e.to_string()))?;
+    let accounts = Accounts {
+        repo: AccountRepo::new(pool.clone()),
+        secrets: valid.secrets,
+        resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone()),
+        http,
+        token_url: config.marketplace_token_url.clone(),
+    };
+    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts);
+    tokio::spawn(migrate_in_background(pool, state.clone()));
     let listener = TcpListener::bind(valid.listen).await.map_err(|source| StartError::Bind {
         addr: valid.listen,
         source,
@@ -72,6 +93,30 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         state,
         grace: Duration::from_millis(config.shutdown_grace_ms),
     })
+}
+
+/// Apply the migrations, retrying while Postgres is unreachable (with backoff up to 30 s),
+/// until done or shut down. Every replica may do this: sqlx serialises them with an
+/// advisory lock.
+async fn migrate_in_background(pool: PgPool, state: AppState) {
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match drover::db::migrate(&pool).await {
+            Ok(()) => {
+                state.set_migrated();
+                tracing::info!("postgres migrations applied");
+                return;
+            }
+            // The error never holds the URL or data; see drover::db::DbError.
+            Err(e) if e.is_unavailable() => tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres not reachable for migrations"),
+            Err(e) => tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres migrations failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.shutdown().cancelled() => return,
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
 }
 
 impl App {

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// A dependency (Redis) did not answer: nothing was written, try again.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
+    /// A third party (the marketplace) could not be reached; the detail says what to do.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
     #[error("internal error: {0}")]
@@ -66,7 +69,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable { .. } | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::UpstreamUnavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Validation(_) => ("validation", "Invalid request"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
             ApiError::Unavailable { .. } => ("unavailable", "Service unavailable"),
+            ApiError::UpstreamUnavailable(_) => ("upstream-unavailable", "Upstream service unavailable"),
             ApiError::Timeout(_) => ("timeout", "Request timed out"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         }
@@ -99,7 +103,8 @@ impl ApiError {
             | ApiError::NotFound(d)
             | ApiError::Conflict(d)
             | ApiError::PayloadTooLarge(d)
-            | ApiError::UnsupportedMediaType(d) => d.clone(),
+            | ApiError::UnsupportedMediaType(d)
+            | ApiError::UpstreamUnavailable(d) => d.clone(),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
             ApiError::Validation(errors) => match errors.as_slice() {
                 [one] => format!("{}: {}", one.field, one.message),
@@ -125,6 +130,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             ApiError::Unavailable { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
+            ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
     }
@@ -143,6 +149,33 @@ impl From<StoreError> for ApiError {
                 cause: e.to_string(),
             },
             StoreError::Protocol(p) => ApiError::Internal(format!("unexpected reply from the queue: {p}")),
+        }
+    }
+}
+
+impl From<drover::db::DbError> for ApiError {
+    fn from(e: drover::db::DbError) -> Self {
+        use drover::db::DbError;
+        match e {
+            DbError::Unavailable(cause) => ApiError::Unavailable {
+                dependency: "postgres",
+                cause,
+            },
+            DbError::Conflict(d) => ApiError::Conflict(d),
+            DbError::NotFound(d) => ApiError::NotFound(d),
+            DbError::Other(cause) => ApiError::Internal(format!("postgres: {cause}")),
+        }
+    }
+}
+
+impl From<drover::resilience::ResilienceError> for ApiError {
+    fn from(e: drover::resilience::ResilienceError) -> Self {
+        match e {
+            drover::resilience::ResilienceError::Store(cause) => ApiError::Unavailable {
+                dependency: "redis",
+                cause,
+            },
+            other => ApiError::Internal(format!("resilience: {other}")),
         }
     }
 }

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldErrorDoc, Problem};
-use crate::handlers::{control, csv_upload, dead_letter, events, health, jobs, queues, submit};
+use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, jobs, queues, submit};
 use crate::views;
 
 #[derive(OpenApi)]
@@ -29,6 +29,9 @@ use crate::views;
         queues::list_queues,
         queues::pause,
         queues::resume,
+        accounts::create,
+        accounts::get,
+        accounts::limits,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -48,6 +51,7 @@ use crate::views;
         (name = "control", description = "Cancel and retry jobs (admin)"),
         (name = "dead-letter", description = "Dead jobs and their replay"),
         (name = "queues", description = "Queue counts and pause / resume"),
+        (name = "accounts", description = "Seller accounts, their credentials (write-only) and marketplace limits"),
         (name = "operations", description = "Probes, metrics, this document"),
     )
 )]

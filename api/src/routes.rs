@@ -6,7 +6,7 @@ use axum::Router;
 
 use crate::auth::{require_admin, require_read, require_submit};
 use crate::error::ApiError;
-use crate::handlers::{control, csv_upload, dead_letter, events, health, jobs, queues, submit};
+use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, jobs, queues, submit};
 use crate::middleware::{observe::observe, request_id::request_id, timeout::timeout};
 use crate::state::AppState;
 
@@ -18,9 +18,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(events::job_events))
         .route("/v1/dead-letter", get(dead_letter::list_dead))
         .route("/v1/queues", get(queues::list_queues))
+        .route("/v1/accounts/{id}", get(accounts::get))
+        .route("/v1/accounts/{id}/limits", get(accounts::limits))
         .route_layer(from_fn_with_state(state.clone(), require_read));
     let submit = Router::new()
         .route("/v1/jobs", post(submit::submit))
+        // Admin, or submit for an account in the key's set: checked by the handler.
+        .route("/v1/accounts", post(accounts::create))
         .route(
             "/v1/jobs/cleanup.csv",
             post(csv_upload::upload).layer(DefaultBodyLimit::max(limits.csv_bytes)),

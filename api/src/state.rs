@@ -1,8 +1,13 @@
-//! What every handler shares: the store, the keys, the limiter, metrics and limits.
+//! What every handler shares: the store, the keys, the limiter, metrics and limits, and
+//! for the accounts endpoints the Postgres repository, the sealing box and the marketplace.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use drover::crypto::SecretBox;
+use drover::db::AccountRepo;
 use drover::queue::RedisStore;
+use drover::resilience::Resilience;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyRing;
@@ -34,10 +39,25 @@ struct Inner {
     limits: Limits,
     /// Cancelled when the server shuts down, so open event streams end.
     shutdown: CancellationToken,
+    accounts: Accounts,
+    /// Set once the migrations have been applied; until then Postgres is "not ready".
+    migrated: AtomicBool,
+}
+
+/// What the accounts endpoints need.
+#[derive(Clone)]
+pub struct Accounts {
+    pub repo: AccountRepo,
+    pub secrets: SecretBox,
+    /// The marketplace limits, read from the same Redis the workers write them to.
+    pub resilience: Resilience,
+    /// Calls the LWA token endpoint to validate credentials.
+    pub http: reqwest::Client,
+    pub token_url: String,
 }
 
 impl AppState {
-    pub fn new(store: RedisStore, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, limits: Limits) -> Self {
+    pub fn new(store: RedisStore, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, limits: Limits, accounts: Accounts) -> Self {
         let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
         Self(Arc::new(Inner {
             store,
@@ -47,6 +67,8 @@ impl AppState {
             metrics,
             limits,
             shutdown: CancellationToken::new(),
+            accounts,
+            migrated: AtomicBool::new(false),
         }))
     }
 
@@ -70,5 +92,14 @@ impl AppState {
     }
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
+    }
+    pub fn accounts(&self) -> &Accounts {
+        &self.0.accounts
+    }
+    pub fn migrated(&self) -> bool {
+        self.0.migrated.load(Ordering::Acquire)
+    }
+    pub fn set_migrated(&self) {
+        self.0.migrated.store(true, Ordering::Release);
     }
 }

@@ -9,8 +9,12 @@
 //! - [`config`]: layered, typed configuration.
 //! - [`telemetry`]: logging and tracing set-up.
 //! - [`resilience`]: Redis-shared rate limiter, quota cooldown, circuit breaker and LWA token cache.
+//! - [`db`]: PostgreSQL — pool, embedded migrations, accounts (credentials sealed by [`crypto`]).
+//! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
 //! - [`lwa`]: Login with Amazon — exchanging a seller's refresh token for an access token.
 pub mod config;
+pub mod crypto;
+pub mod db;
 pub mod error;
 pub mod job;
 pub mod lwa;

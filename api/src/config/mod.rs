@@ -28,14 +28,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use drover::config::ConfigError;
+use drover::crypto::SecretBox;
+use drover::db::DatabaseConfig;
 use drover::job::{AccountId, MAX_SKUS};
 use drover::queue::JobDefaults;
+use drover::resilience::ResilienceConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::auth::{KeyRing, Role};
 
+mod accounts;
 mod keys;
+pub use accounts::DEFAULT_TOKEN_URL;
 pub use keys::KeyEntry;
 
 /// Everything the API reads from configuration.
@@ -66,8 +71,18 @@ pub struct ApiConfig {
     pub rate_limit: RateLimitConfig,
     pub jobs: JobDefaultsConfig,
     pub keys: Vec<KeyEntry>,
-    /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys). Never in production.
+    /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
+    /// published `DEV_ENCRYPTION_KEY`. Never in production.
     pub dev_mode: bool,
+    /// PostgreSQL (accounts). See `drover::db::DatabaseConfig` for how `DATABASE_URL` applies.
+    pub database: DatabaseConfig,
+    /// 32 bytes, base64: seals account credentials at rest. Required outside dev mode.
+    pub encryption_key: SecretString,
+    /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`.
+    pub marketplace_token_url: String,
+    pub marketplace_timeout_ms: u64,
+    /// The marketplace limits, as the workers use them (shown by `/v1/accounts/{id}/limits`).
+    pub resilience: ResilienceConfig,
 }
 
 /// The key accepted in `dev_mode`, documented so local tools can use it.
@@ -130,6 +145,11 @@ impl Default for ApiConfig {
             jobs: JobDefaultsConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
+            database: DatabaseConfig::default(),
+            encryption_key: SecretString::from(""),
+            marketplace_token_url: DEFAULT_TOKEN_URL.into(),
+            marketplace_timeout_ms: 10_000,
+            resilience: ResilienceConfig::default(),
         }
     }
 }
@@ -146,6 +166,8 @@ pub struct Validated {
     pub listen: SocketAddr,
     pub keys: KeyRing,
     pub job_defaults: JobDefaults,
+    /// Seals and opens account credentials.
+    pub secrets: SecretBox,
 }
 
 impl ApiConfig {
@@ -244,7 +266,8 @@ impl ApiConfig {
             errs.push("api.jobs.idempotency_ttl_secs must be at least 1".into());
         }
         let keys = self.validate_keys(&mut errs);
-        if errs.is_empty() {
+        let secrets = accounts::validate(self, &mut errs);
+        if let (true, Some(secrets)) = (errs.is_empty(), secrets) {
             Ok(Validated {
                 listen: listen.expect("checked above"),
                 keys,
@@ -253,6 +276,7 @@ impl ApiConfig {
                     timeout: Duration::from_millis(self.jobs.timeout_ms),
                     idempotency_ttl: Duration::from_secs(self.jobs.idempotency_ttl_secs),
                 },
+                secrets,
             })
         } else {
             Err(ConfigError::Invalid(errs))
@@ -338,6 +362,7 @@ mod tests {
     fn the_defaults_with_one_key_are_valid() {
         let c = ApiConfig {
             keys: vec![key("ops", Role::Admin)],
+            encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
             ..Default::default()
         };
         let v = c.validate().unwrap();
@@ -404,10 +429,21 @@ mod tests {
             &path,
             format!(
                 "[api]\nlisten = \"127.0.0.1:9000\"\nnamespace = \"fromfile\"\nrequest_timeout_ms = 2500\n\
+                 encryption_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n\
                  [[api.keys]]\nname = \"ops\"\nkey_sha256 = \"{ops}\"\nrole = \"admin\"\naccounts = [\"acme\"]\n"
             ),
         )
         .unwrap();
+        // DATABASE_URL applies unless database.url is given explicitly.
+        std::env::set_var("DATABASE_URL", "postgres://from-plain-env/db");
+        let plain = ApiConfig::load(path.to_str()).map(|c| c.database.url.expose_secret().to_owned());
+        std::env::set_var("DROVER_API__DATABASE__URL", "postgres://from-drover-env/db");
+        let explicit = ApiConfig::load(path.to_str()).map(|c| c.database.url.expose_secret().to_owned());
+        std::env::remove_var("DROVER_API__DATABASE__URL");
+        std::env::remove_var("DATABASE_URL");
+        assert_eq!(plain.unwrap(), "postgres://from-plain-env/db");
+        assert_eq!(explicit.unwrap(), "postgres://from-drover-env/db");
+
         let c = ApiConfig::load(path.to_str()).unwrap();
         assert_eq!(
             (c.listen.as_str(), c.namespace.as_str(), c.request_timeout_ms),

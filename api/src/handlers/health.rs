@@ -20,7 +20,8 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Readiness: 200 when Redis answers, else a 503 problem naming the dependency.
+/// Readiness: 200 when Redis and Postgres answer (and the migrations are applied), else a
+/// 503 problem naming the dependencies that are down.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -28,19 +29,33 @@ pub async fn healthz() -> Json<Health> {
     security(()),
     responses(
         (status = 200, body = Health),
-        (status = 503, description = "A dependency (redis) is unavailable", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "A dependency (redis, postgres) is unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let unavailable = |cause: String| ApiError::Unavailable {
-        dependency: "redis",
-        cause,
+    let redis = async {
+        match tokio::time::timeout(READY_TIMEOUT, state.store().ping()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer to PING within {READY_TIMEOUT:?}")),
+        }
     };
-    match tokio::time::timeout(READY_TIMEOUT, state.store().ping()).await {
-        Ok(Ok(())) => Ok(Json(Health { status: "ready".into() })),
-        Ok(Err(e)) => Err(unavailable(e.to_string())),
-        Err(_) => Err(unavailable(format!("no answer to PING within {READY_TIMEOUT:?}"))),
-    }
+    let postgres = async {
+        match tokio::time::timeout(READY_TIMEOUT, drover::db::ping(state.accounts().repo.pool())).await {
+            Ok(Ok(())) if state.migrated() => None,
+            Ok(Ok(())) => Some("migrations not applied yet".to_owned()),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer to SELECT 1 within {READY_TIMEOUT:?}")),
+        }
+    };
+    let (redis, postgres) = tokio::join!(redis, postgres);
+    let (dependency, cause) = match (redis, postgres) {
+        (None, None) => return Ok(Json(Health { status: "ready".into() })),
+        (Some(r), None) => ("redis", r),
+        (None, Some(p)) => ("postgres", p),
+        (Some(r), Some(p)) => ("redis and postgres", format!("redis: {r}; postgres: {p}")),
+    };
+    Err(ApiError::Unavailable { dependency, cause })
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms, queue depth per

@@ -1,4 +1,5 @@
 //! The endpoints, one concept per file (DESIGN §5).
+pub mod accounts;
 pub mod control;
 pub mod csv_upload;
 pub mod dead_letter;

@@ -1,7 +1,9 @@
 //! Test harness: real processes on random ports, each stopped by its PID.
+mod postgres;
 mod process;
 mod redis_server;
 
+pub use postgres::PgDatabase;
 pub use process::{cargo_bin, ChildProcess};
 pub use redis_server::{Durability, RedisServer};
 

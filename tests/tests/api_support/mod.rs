@@ -7,7 +7,7 @@ use std::time::Duration;
 use drover::job::{ErrorClass, ErrorInfo, JobId, JobKind, JobPayload};
 use drover::queue::{JobDefaults, JobStore, RedisStore, SettleAction, Settlement};
 use drover_api::{ApiConfig, KeyEntry, Role};
-use drover_tests::harness::{Durability, RedisServer};
+use drover_tests::harness::{Durability, PgDatabase, RedisServer};
 use reqwest::{RequestBuilder, Response};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -23,6 +23,13 @@ pub const ACME: &str = "k-acme";
 pub const MULTI: &str = "k-multi";
 
 pub const MARKETPLACE: &str = "ATVPDKIKX0DER";
+
+/// The sealing key of test apps (not the published dev key, which is refused outside dev mode).
+pub const TEST_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// `database.url` of [`test_config`]: [`start`] replaces it with a fresh [`PgDatabase`]
+/// that lives as long as the app. Set another URL to use that database instead.
+pub const FRESH_DATABASE: &str = "postgres://fresh-test-database.invalid/drover";
 
 fn key(name: &str, secret: &str, role: Role, accounts: Option<&[&str]>) -> KeyEntry {
     KeyEntry {
@@ -46,8 +53,10 @@ pub fn test_config(redis_url: &str) -> ApiConfig {
         ],
         shutdown_grace_ms: 2000,
         events_poll_ms: 50,
+        encryption_key: TEST_ENCRYPTION_KEY.into(),
         ..Default::default()
     };
+    c.database.url = FRESH_DATABASE.into();
     // Tests send bursts; the limit has its own test.
     c.rate_limit.per_minute = 1_000_000;
     c.rate_limit.burst = 100_000;
@@ -60,6 +69,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub redis: RedisServer,
     pub store: RedisStore,
+    /// The app's Postgres database (dropped when the app stops).
+    pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -72,13 +83,14 @@ pub async fn spawn_app_with(durability: Durability, tweak: impl FnOnce(&mut ApiC
     let redis = RedisServer::start(durability);
     let mut config = test_config(&redis.url());
     tweak(&mut config);
-    let (addr, stop, server) = start(config).await;
+    let (addr, stop, server, database_url) = start_with_database(config).await;
     let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
     TestApp {
         addr,
         client: reqwest::Client::new(),
         redis,
         store,
+        database_url,
         stop: Some(stop),
         server: Some(server),
     }
@@ -86,13 +98,34 @@ pub async fn spawn_app_with(durability: Durability, tweak: impl FnOnce(&mut ApiC
 
 /// Build and run an app; (its address, the sender that stops it, its task).
 pub async fn start(config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
+    let (addr, tx, server, _) = start_with_database(config).await;
+    (addr, tx, server)
+}
+
+/// [`start`], also giving the database URL the app uses.
+pub async fn start_with_database(mut config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>, String) {
+    use secrecy::ExposeSecret;
+    // The server task owns the database, so it is dropped when the app stops, or when the
+    // test's runtime ends (a panicking test included).
+    let database = if config.database.url.expose_secret() == FRESH_DATABASE {
+        let db = PgDatabase::create().await;
+        config.database.url = db.url().into();
+        Some(db)
+    } else {
+        None
+    };
+    let database_url = config.database.url.expose_secret().to_owned();
     let app = drover_api::build(config).await.expect("the app builds");
     let addr = app.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = rx.await;
-    }));
-    (addr, tx, server)
+    let server = tokio::spawn(async move {
+        let _database = database;
+        app.run_until(async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    (addr, tx, server, database_url)
 }
 
 impl TestApp {

@@ -1,0 +1,127 @@
+//! Settings of the accounts endpoints: Postgres, the key that seals credentials, the
+//! marketplace token service used to validate them.
+//!
+//! ```toml
+//! [api]
+//! encryption_key = "<32 random bytes, base64: `openssl rand -base64 32`>"
+//! marketplace_token_url = "https://api.amazon.com/auth/o2/token"
+//! marketplace_timeout_ms = 10000
+//!
+//! [api.database]
+//! url = "postgres://drover:…@db:5432/drover"   # or DROVER_API__DATABASE__URL; else DATABASE_URL
+//! max_connections = 10
+//! ```
+use drover::crypto::{EncryptionKey, SecretBox, DEV_ENCRYPTION_KEY};
+use secrecy::ExposeSecret;
+
+use super::ApiConfig;
+
+/// Where the simulator (`tests/src/bin/simulator.rs`, default `127.0.0.1:9100`) answers LWA.
+pub const DEFAULT_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";
+
+/// Check the accounts settings, adding one message per problem; the sealing box when the
+/// key is usable.
+pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<SecretBox> {
+    if let Err(e) = c.database.validate("api.database") {
+        errs.extend(e);
+    }
+    if let Some(why) = url_problem(&c.marketplace_token_url) {
+        errs.push(format!("api.marketplace_token_url = {:?} {why}", c.marketplace_token_url));
+    }
+    if !(100..=120_000).contains(&c.marketplace_timeout_ms) {
+        errs.push(format!(
+            "api.marketplace_timeout_ms = {} must be between 100 and 120000",
+            c.marketplace_timeout_ms
+        ));
+    }
+    if let Err(e) = c.resilience.validate() {
+        errs.extend(e.into_iter().map(|m| format!("api.resilience: {m}")));
+    }
+    encryption_key(c, errs).map(|k| SecretBox::new(&k))
+}
+
+fn url_problem(url: &str) -> Option<&'static str> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => None,
+        _ => Some("must be an http(s) URL such as https://api.amazon.com/auth/o2/token"),
+    }
+}
+
+fn encryption_key(c: &ApiConfig, errs: &mut Vec<String>) -> Option<EncryptionKey> {
+    let raw = c.encryption_key.expose_secret();
+    if raw.trim().is_empty() {
+        if c.dev_mode {
+            // Local development only: the published key, so nothing needs configuring.
+            return EncryptionKey::parse(DEV_ENCRYPTION_KEY).ok();
+        }
+        errs.push(
+            "api.encryption_key is missing: set 32 random bytes in base64 (`openssl rand -base64 32`); \
+             it seals account credentials in Postgres"
+                .into(),
+        );
+        return None;
+    }
+    match EncryptionKey::parse(raw) {
+        Ok(k) if k.is_dev_default() && !c.dev_mode => {
+            errs.push(
+                "api.encryption_key is the published development key (drover::crypto::DEV_ENCRYPTION_KEY); \
+                 set your own (`openssl rand -base64 32`) or api.dev_mode = true"
+                    .into(),
+            );
+            None
+        }
+        Ok(k) => Some(k),
+        // The message describes the value's shape, never the value.
+        Err(why) => {
+            errs.push(format!("api.encryption_key {why}"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn errors(c: &ApiConfig) -> String {
+        let mut errs = Vec::new();
+        validate(c, &mut errs);
+        errs.join("\n")
+    }
+
+    #[test]
+    fn a_missing_or_published_key_is_refused_outside_dev_mode() {
+        let missing = ApiConfig::default();
+        assert!(errors(&missing).contains("api.encryption_key is missing"));
+        let dev_key = ApiConfig {
+            encryption_key: SecretString::from(DEV_ENCRYPTION_KEY),
+            ..Default::default()
+        };
+        assert!(errors(&dev_key).contains("published development key"));
+        for dev in [missing, dev_key] {
+            let c = ApiConfig { dev_mode: true, ..dev };
+            assert_eq!(errors(&c), "");
+        }
+    }
+
+    #[test]
+    fn a_malformed_key_is_named_without_echoing_it() {
+        let c = ApiConfig {
+            encryption_key: SecretString::from("c2hvcnQtc2VjcmV0"),
+            marketplace_token_url: "ftp://x".into(),
+            marketplace_timeout_ms: 1,
+            ..Default::default()
+        };
+        let msg = errors(&c);
+        for needle in [
+            "api.encryption_key decodes to 12 bytes",
+            "api.marketplace_token_url",
+            "api.marketplace_timeout_ms = 1",
+        ] {
+            assert!(msg.contains(needle), "{needle} missing from {msg}");
+        }
+        assert!(!msg.contains("c2hvcnQtc2VjcmV0"), "{msg}");
+    }
+}

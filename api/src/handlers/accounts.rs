@@ -1,0 +1,291 @@
+//! `POST /v1/accounts`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits`.
+//!
+//! Credentials are checked with the marketplace's token service before anything is stored
+//! (an admin may skip that), then sealed with the configured key. No response, log line
+//! or error ever carries the client secret or refresh token: the request body is never
+//! logged (the access log has method, route and status only), and the token service's
+//! rejection is reduced to its OAuth error code.
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use drover::db::{Account, AccountRepo, NewAccount};
+use drover::job::{AccountId, FieldError, MarketplaceId};
+use drover::lwa::{LwaCredentials, LwaError};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// `POST /v1/accounts`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// 1–64 of `[A-Za-z0-9._-]`; what jobs name as `account_id`.
+    #[schema(example = "acme-eu")]
+    pub id: String,
+    /// The marketplace's seller (merchant) id.
+    #[schema(example = "A2EUQ1WTGCTBG2")]
+    pub seller_id: String,
+    /// At least one, e.g. `ATVPDKIKX0DER`.
+    pub marketplace_ids: Vec<String>,
+    /// The LWA app's client id.
+    #[schema(example = "amzn1.application-oa2-client.0123")]
+    pub client_id: String,
+    /// Stored encrypted; never returned.
+    #[schema(value_type = String, format = Password)]
+    pub client_secret: SecretString,
+    /// The seller's LWA refresh token. Stored encrypted; never returned.
+    #[schema(value_type = String, format = Password)]
+    pub refresh_token: SecretString,
+    /// Store without checking the credentials with the marketplace (admin only).
+    #[serde(default)]
+    pub skip_validation: bool,
+}
+
+/// An account. Credentials are never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: String,
+    pub seller_id: String,
+    pub marketplace_ids: Vec<String>,
+    pub client_id: String,
+    /// Inactive accounts are skipped by schedules.
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Account> for AccountView {
+    fn from(a: Account) -> Self {
+        Self {
+            id: a.id.into(),
+            seller_id: a.seller_id,
+            marketplace_ids: a.marketplace_ids.into_iter().map(String::from).collect(),
+            client_id: a.client_id,
+            active: a.active,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+pub fn account_url(id: &AccountId) -> String {
+    format!("/v1/accounts/{id}")
+}
+
+/// Register a seller account with its marketplace credentials.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    request_body = CreateAccount,
+    responses(
+        (status = 201, description = "Stored; credentials were accepted by the marketplace (or validation was skipped)", body = AccountView,
+            headers(("Location" = String, description = "The account's URL"))),
+        (status = 400, description = "Malformed JSON, or the marketplace rejected the credentials (its OAuth error code is named)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Not admin and not a submit key for this account; or skip_validation without admin", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "An account with this id exists", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Postgres unavailable, or the marketplace could not be reached to validate; nothing was stored", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req): JsonBody<CreateAccount>) -> Result<Response, ApiError> {
+    let skip_validation = req.skip_validation;
+    let new = new_account(req)?;
+    caller.check_account(new.id.as_str())?;
+    if skip_validation && caller.role < Role::Admin {
+        return Err(ApiError::Forbidden("skip_validation needs an admin key".into()));
+    }
+    let accounts = state.accounts();
+    let repo = repo(&state)?;
+    // Checked first so a duplicate costs no call to the marketplace; insert still
+    // answers Conflict if another request wins the race.
+    if repo.get(&new.id).await?.is_some() {
+        return Err(ApiError::Conflict(format!("account {} already exists", new.id)));
+    }
+    if !skip_validation {
+        match drover::lwa::exchange(&accounts.http, &accounts.token_url, &new.credentials).await {
+            Ok(_) => {}
+            Err(LwaError::Rejected { code, .. }) => {
+                return Err(ApiError::BadRequest(format!("the marketplace rejected these credentials: {code}")));
+            }
+            Err(e @ LwaError::Unavailable(_)) => {
+                tracing::warn!(account = %new.id, error = %e, "could not validate account credentials");
+                return Err(ApiError::UpstreamUnavailable(
+                    "could not reach the marketplace to validate credentials; retry later or use skip_validation".into(),
+                ));
+            }
+        }
+    }
+    let account = repo.insert(&new, &accounts.secrets).await?;
+    tracing::info!(account = %account.id, validated = !skip_validation, by = %caller.name, "account created");
+    let location = account_url(&account.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(AccountView::from(account)),
+    )
+        .into_response())
+}
+
+/// One account, without its credentials.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}",
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 200, body = AccountView),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "This key may not see this account", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    let account = load(&state, &caller, &id).await?;
+    Ok(Json(account.into()))
+}
+
+/// The account's marketplace limits as every worker sees them: per operation the rate in
+/// use, burst, tokens available and next slot, and the circuit breaker; and the quota
+/// cooldown (`null` when none).
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/limits",
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "`{account, at, operations: {getOrders: {rate, burst, adapted, tokens_available, next_slot_at, breaker}, …}, cooldown: {until, reason, level, since} | null}`", body = Object),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "This key may not see this account", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn limits(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let account = load(&state, &caller, &id).await?;
+    let snapshot = state.accounts().resilience.snapshot(&account.id).await?;
+    Ok(Json(snapshot).into_response())
+}
+
+/// 403 when the key may not see the account (checked before looking, so it says nothing
+/// about which accounts exist), then 404.
+async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Account, ApiError> {
+    caller.check_account(raw_id)?;
+    let not_found = || ApiError::NotFound(format!("no account {:?}", raw_id.chars().take(64).collect::<String>()));
+    let id = AccountId::parse(raw_id).map_err(|_| not_found())?;
+    repo(state)?.get(&id).await?.ok_or_else(not_found)
+}
+
+/// The repository, once the schema is in place (before that every query would fail).
+fn repo(state: &AppState) -> Result<&AccountRepo, ApiError> {
+    if state.migrated() {
+        Ok(&state.accounts().repo)
+    } else {
+        Err(ApiError::Unavailable {
+            dependency: "postgres",
+            cause: "migrations not applied yet".into(),
+        })
+    }
+}
+
+const MAX_SECRET: usize = 4096;
+
+/// Every problem with the request at once, each naming its field.
+fn new_account(req: CreateAccount) -> Result<NewAccount, ApiError> {
+    let mut errors = Vec::new();
+    let id = AccountId::parse(req.id).map_err(|e| errors.push(FieldError::new("id", e))).ok();
+    let seller_ok = !req.seller_id.is_empty()
+        && req.seller_id.len() <= 64
+        && req
+            .seller_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !seller_ok {
+        errors.push(FieldError::new("seller_id", "must be 1 to 64 letters, digits, '-', '_' or '.'"));
+    }
+    if req.marketplace_ids.is_empty() {
+        errors.push(FieldError::new("marketplace_ids", "must name at least one marketplace"));
+    }
+    let mut marketplace_ids = Vec::new();
+    for (i, m) in req.marketplace_ids.into_iter().enumerate() {
+        match MarketplaceId::parse(m) {
+            Ok(m) if marketplace_ids.contains(&m) => errors.push(FieldError::new(format!("marketplace_ids[{i}]"), "is listed twice")),
+            Ok(m) => marketplace_ids.push(m),
+            Err(e) => errors.push(FieldError::new(format!("marketplace_ids[{i}]"), e)),
+        }
+    }
+    if req.client_id.trim().is_empty() || req.client_id.len() > 256 || req.client_id.chars().any(char::is_control) {
+        errors.push(FieldError::new("client_id", "must be 1 to 256 printable characters"));
+    }
+    for (field, secret) in [("client_secret", &req.client_secret), ("refresh_token", &req.refresh_token)] {
+        let s = secret.expose_secret();
+        if s.trim().is_empty() || s.len() > MAX_SECRET {
+            // Say what is wrong with the value, never the value.
+            errors.push(FieldError::new(field, format!("must be 1 to {MAX_SECRET} characters")));
+        }
+    }
+    match id {
+        Some(id) if errors.is_empty() => Ok(NewAccount {
+            id,
+            seller_id: req.seller_id,
+            marketplace_ids,
+            credentials: LwaCredentials {
+                client_id: req.client_id,
+                client_secret: req.client_secret,
+                refresh_token: req.refresh_token,
+            },
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::extract::parse_json;
+
+    fn fields(body: serde_json::Value) -> Vec<String> {
+        let req: CreateAccount = parse_json(body.to_string().as_bytes()).unwrap();
+        match new_account(req) {
+            Err(ApiError::Validation(e)) => e.into_iter().map(|f| f.field).collect(),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => vec![],
+        }
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let bad = json!({"id": "a b", "seller_id": "", "marketplace_ids": ["us", "ATVPDKIKX0DER", "ATVPDKIKX0DER"],
+            "client_id": "", "client_secret": "", "refresh_token": " "});
+        assert_eq!(
+            fields(bad),
+            [
+                "id",
+                "seller_id",
+                "marketplace_ids[0]",
+                "marketplace_ids[2]",
+                "client_id",
+                "client_secret",
+                "refresh_token"
+            ]
+        );
+        let none =
+            json!({"id": "a", "seller_id": "S", "marketplace_ids": [], "client_id": "c", "client_secret": "s", "refresh_token": "r"});
+        assert_eq!(fields(none), ["marketplace_ids"]);
+        let ok = json!({"id": "a", "seller_id": "S", "marketplace_ids": ["ATVPDKIKX0DER"], "client_id": "c", "client_secret": "s", "refresh_token": "r"});
+        assert!(fields(ok).is_empty());
+    }
+}

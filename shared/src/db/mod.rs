@@ -1,0 +1,166 @@
+//! PostgreSQL (DESIGN §7): the pool, the embedded migrations and the repositories.
+//!
+//! - [`DatabaseConfig`]: URL and pool settings (`[<section>.database]`, or `DATABASE_URL`).
+//! - [`connect_lazy`]: a pool that connects on first use, so services start while
+//!   Postgres is down and say so on their readiness probe.
+//! - [`migrate`]: the migrations in `shared/migrations`, embedded at compile time. sqlx
+//!   holds an advisory lock while migrating, so every replica may run it at start-up.
+//! - [`accounts`]: seller accounts and their encrypted marketplace credentials.
+//! - [`DbError`]: what went wrong, by what the caller should do about it.
+pub mod accounts;
+mod config;
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+pub use accounts::{Account, AccountCredentials, AccountRepo, NewAccount};
+pub use config::{default_url, DatabaseConfig, DEFAULT_DATABASE_URL};
+pub use sqlx::PgPool;
+
+/// Database failures, by fate. Display never holds the URL, SQL parameters or row data:
+/// only what kind of failure it was (and the SQLSTATE code for server errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbError {
+    /// Could not reach or use the server (connection refused, pool timeout, shutdown,
+    /// statement timeout, serialization failure): retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint (e.g. the row already exists).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Anything else (a bug, a schema mismatch, undecryptable data): retrying will not help.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl DbError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match e {
+            E::RowNotFound => DbError::NotFound("no such row".into()),
+            E::Io(io) => DbError::Unavailable(format!("connection failed: {}", io.kind())),
+            E::Tls(_) => DbError::Unavailable("TLS handshake failed".into()),
+            E::PoolTimedOut => DbError::Unavailable("no connection available within the acquire timeout".into()),
+            E::PoolClosed => DbError::Unavailable("the connection pool is closed".into()),
+            E::WorkerCrashed => DbError::Unavailable("the connection worker stopped".into()),
+            E::Protocol(_) => DbError::Unavailable("protocol error talking to the server".into()),
+            E::Database(db) => from_sqlstate(db.code().as_deref().unwrap_or("?????"), db.constraint()),
+            E::Configuration(_) => DbError::Other("invalid connection configuration".into()),
+            E::Migrate(m) => (*m).into(),
+            // Decode/encode and the like are bugs or schema drift; their text is safe but
+            // may quote column values, so only the kind is kept.
+            other => DbError::Other(format!("client error ({})", variant_name(&other))),
+        }
+    }
+}
+
+/// Server errors by SQLSTATE class: the message text may quote values, the code does not.
+fn from_sqlstate(code: &str, constraint: Option<&str>) -> DbError {
+    match code {
+        "23505" => DbError::Conflict(format!("unique constraint {} violated", constraint.unwrap_or("?"))),
+        "57014" => DbError::Unavailable("statement timeout (SQLSTATE 57014)".into()),
+        "40001" | "40P01" => DbError::Unavailable(format!("transaction conflict, retry (SQLSTATE {code})")),
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
+            DbError::Unavailable(format!("server not accepting work (SQLSTATE {c})"))
+        }
+        c if c.starts_with("28") => DbError::Unavailable(format!("authentication failed (SQLSTATE {c})")),
+        "3D000" => DbError::Unavailable("the database does not exist (SQLSTATE 3D000)".into()),
+        c => DbError::Other(format!("server error (SQLSTATE {c})")),
+    }
+}
+
+fn variant_name(e: &sqlx::Error) -> &'static str {
+    use sqlx::Error as E;
+    match e {
+        E::ColumnDecode { .. } | E::Decode(_) => "decode",
+        E::Encode(_) => "encode",
+        E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => "column",
+        E::TypeNotFound { .. } => "type",
+        _ => "other",
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for DbError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError as M;
+        match e {
+            M::Execute(e) | M::ExecuteMigration(e, _) => e.into(),
+            // The rest name migrations and versions, never data.
+            other => DbError::Other(format!("migration failed: {other}")),
+        }
+    }
+}
+
+/// A pool that opens connections on first use. Each new connection gets the configured
+/// `statement_timeout`, so a runaway query cannot hold a connection forever.
+pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let options = config::parse_url(&cfg.url).map_err(|why| DbError::Other(format!("database.url {why}")))?;
+    let statement_timeout_ms = cfg.statement_timeout_ms;
+    let pool = PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .min_connections(cfg.min_connections)
+        .acquire_timeout(cfg.acquire_timeout())
+        .idle_timeout((cfg.idle_timeout_ms > 0).then(|| Duration::from_millis(cfg.idle_timeout_ms)))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                // `SET statement_timeout = …` takes no bind parameters; set_config does.
+                sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+                    .bind(statement_timeout_ms.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options);
+    Ok(pool)
+}
+
+/// Apply the embedded migrations (idempotent; safe to run from every replica at once).
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// `SELECT 1`: the readiness probe.
+pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_are_classified_by_sqlstate_without_their_text() {
+        assert!(matches!(from_sqlstate("23505", Some("accounts_pkey")), DbError::Conflict(m) if m.contains("accounts_pkey")));
+        assert!(from_sqlstate("57014", None).is_unavailable());
+        assert!(from_sqlstate("08006", None).is_unavailable());
+        assert!(from_sqlstate("57P01", None).is_unavailable());
+        assert!(from_sqlstate("28P01", None).is_unavailable());
+        assert_eq!(from_sqlstate("22P02", None), DbError::Other("server error (SQLSTATE 22P02)".into()));
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable() {
+        let e: DbError = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "10.0.0.1:5432")).into();
+        assert!(e.is_unavailable());
+        assert!(!e.to_string().contains("10.0.0.1"), "{e}");
+        assert!(DbError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        let e = connect_lazy(&DatabaseConfig::with_url("postgres://u:hunter2@host:notaport/db")).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}

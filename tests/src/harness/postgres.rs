@@ -1,0 +1,114 @@
+//! A private PostgreSQL database per test: `drover_t_<random>` created on the server named
+//! by `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), migrated,
+//! and dropped — `WITH (FORCE)`, so open connections do not keep it alive — when the
+//! handle is dropped, including when the test panics.
+use std::str::FromStr;
+
+use drover::db::{DatabaseConfig, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection};
+
+const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub struct PgDatabase {
+    name: String,
+    url: String,
+    server_url: String,
+    pool: PgPool,
+}
+
+impl PgDatabase {
+    /// A fresh, migrated database. Panics (failing the test) when the server is unreachable.
+    pub async fn create() -> PgDatabase {
+        let server_url = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_SERVER_URL.to_owned());
+        let name = format!("drover_t_{:016x}", rand::random::<u64>());
+        let mut admin = connect(&server_url).await;
+        // The name is ours (hex digits); CREATE DATABASE takes no bind parameters.
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let _ = admin.close().await;
+        let url = with_database(&server_url, &name);
+        let pool = drover::db::connect_lazy(&DatabaseConfig::with_url(url.clone())).expect("the test database URL is valid");
+        let db = PgDatabase {
+            name,
+            url,
+            server_url,
+            pool,
+        };
+        drover::db::migrate(&db.pool).await.expect("migrations apply to a fresh database");
+        db
+    }
+
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop is sync and may run inside (or after) the test's runtime: do the async work
+        // on a thread of our own with its own small runtime, and wait for it.
+        let (server_url, name) = (self.server_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let mut admin = PgConnection::connect_with(&options(&server_url)).await?;
+                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut admin)
+                    .await?;
+                admin.close().await?;
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop test database {}: {e}", self.name),
+            Err(_) => eprintln!("could not drop test database {}: the dropping thread panicked", self.name),
+        }
+    }
+}
+
+fn options(url: &str) -> PgConnectOptions {
+    PgConnectOptions::from_str(url).expect("DATABASE_URL is a valid PostgreSQL URL")
+}
+
+async fn connect(url: &str) -> PgConnection {
+    PgConnection::connect_with(&options(url))
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL (DATABASE_URL or {DEFAULT_SERVER_URL}): {e}"))
+}
+
+/// `url` with its database (path) replaced by `name`, query parameters kept.
+fn with_database(url: &str, name: &str) -> String {
+    let mut u = reqwest::Url::parse(url).expect("DATABASE_URL is a valid URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_swapped_and_the_rest_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5433/postgres?sslmode=disable", "drover_t_1"),
+            "postgres://u:p@h:5433/drover_t_1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

@@ -1,0 +1,415 @@
+//! `POST /v1/accounts`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits` end to end:
+//! the real API on port 0, a private redis-server, a private Postgres database, and the
+//! marketplace simulator (in process, over real HTTP) answering LWA.
+//!
+//! Every log line any test in this binary produces is captured (one subscriber for the
+//! process); `no_log_line_carries_a_secret` checks them after a full run of the flows.
+mod api_support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use api_support::*;
+use drover::job::AccountId;
+use drover::resilience::{Resilience, ResilienceConfig};
+use drover_tests::harness::{free_port, Durability};
+use drover_tests::sim::{self, SimConfig, SimHandle};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const CLIENT_ID: &str = "amzn1.application-oa2-client.sim";
+const CLIENT_SECRET: &str = "sim-client-secret";
+/// Secrets only these tests use, so finding them in a log can only mean a leak.
+const BOGUS_SECRET: &str = "bogus-secret-7f3a9c";
+const BOGUS_REFRESH: &str = "bogus-refresh-52e1d0";
+
+// ---- log capture -------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installed once for the whole binary, at TRACE, for every crate (ours, sqlx, reqwest,
+/// hyper, axum): if anything logs a secret, it lands here.
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    })
+}
+
+// ---- helpers -----------------------------------------------------------------------------
+
+async fn simulator() -> SimHandle {
+    sim::spawn(SimConfig::fast()).await.expect("the simulator starts")
+}
+
+fn token_url(sim: &SimHandle) -> String {
+    format!("{}/auth/o2/token", sim.base_url())
+}
+
+/// An app whose token URL is the simulator's.
+async fn app_with(sim: &SimHandle) -> TestApp {
+    logs();
+    let url = token_url(sim);
+    spawn_app_with(Durability::None, move |c| c.marketplace_token_url = url).await
+}
+
+/// An app whose token URL is a closed port.
+async fn app_without_marketplace() -> TestApp {
+    logs();
+    let url = format!("http://127.0.0.1:{}/auth/o2/token", free_port());
+    spawn_app_with(Durability::None, move |c| c.marketplace_token_url = url).await
+}
+
+/// The body for simulator account `acct-N` (seller id == account id), under id `id`.
+fn body(id: &str, refresh_token: &str) -> Value {
+    json!({
+        "id": id,
+        "seller_id": "acct-1",
+        "marketplace_ids": [MARKETPLACE],
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": refresh_token,
+    })
+}
+
+async fn create(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+    app.post(key, "/v1/accounts").json(body).send().await.unwrap()
+}
+
+async fn until_ready(app: &TestApp) {
+    for _ in 0..200 {
+        if app.client.get(app.url("/readyz")).send().await.unwrap().status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the app did not become ready (migrations)");
+}
+
+async fn problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status().as_u16(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    res.json().await.unwrap()
+}
+
+async fn pool(app: &TestApp) -> sqlx::PgPool {
+    sqlx::PgPool::connect(&app.database_url).await.unwrap()
+}
+
+async fn stored_rows(app: &TestApp) -> i64 {
+    sqlx::query("SELECT count(*) FROM accounts")
+        .fetch_one(&pool(app).await)
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn assert_no_secrets(text: &str) {
+    for secret in [CLIENT_SECRET, "rt-acct-1", "rt-acct-2", BOGUS_SECRET, BOGUS_REFRESH] {
+        assert!(!text.contains(secret), "{secret:?} leaked into: {text}");
+    }
+}
+
+// ---- tests -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn valid_credentials_are_stored_encrypted_and_answered_201_without_secrets() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+
+    let res = create(&app, ADMIN, &body("acme", "rt-acct-1")).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["location"], "/v1/accounts/acme");
+    let text = res.text().await.unwrap();
+    assert_no_secrets(&text);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["id"], "acme");
+    assert_eq!(v["marketplace_ids"], json!([MARKETPLACE]));
+    assert_eq!(v["client_id"], CLIENT_ID);
+    assert_eq!(v["active"], true);
+
+    let row = sqlx::query("SELECT client_secret_enc, refresh_token_enc FROM accounts WHERE id = 'acme'")
+        .fetch_one(&pool(&app).await)
+        .await
+        .unwrap();
+    for (col, plain) in [("client_secret_enc", CLIENT_SECRET), ("refresh_token_enc", "rt-acct-1")] {
+        let sealed: Vec<u8> = row.get(col);
+        assert!(sealed.len() > plain.len() + 16, "{col} holds nonce and tag");
+        assert!(
+            !sealed.windows(plain.len()).any(|w| w == plain.as_bytes()),
+            "{col} holds the plaintext"
+        );
+    }
+    let stats = sim.admin().stats().await.unwrap();
+    assert_eq!(stats.accounts["acct-1"].token_grants, 1, "the marketplace was asked once");
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_a_400_naming_the_oauth_code_and_nothing_is_stored() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+
+    let p = problem(create(&app, ADMIN, &body("acme", BOGUS_REFRESH)).await, 400).await;
+    assert_eq!(p["detail"], "the marketplace rejected these credentials: invalid_grant");
+    let mut wrong_secret = body("acme", "rt-acct-1");
+    wrong_secret["client_secret"] = BOGUS_SECRET.into();
+    let p = problem(create(&app, ADMIN, &wrong_secret).await, 400).await;
+    assert_eq!(p["detail"], "the marketplace rejected these credentials: invalid_client");
+    assert_no_secrets(&p.to_string());
+    assert_eq!(stored_rows(&app).await, 0);
+    problem(app.get(ADMIN, "/v1/accounts/acme").send().await.unwrap(), 404).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_marketplace_is_a_503_and_nothing_is_stored() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    let res = create(&app, ADMIN, &body("acme", "rt-acct-1")).await;
+    assert!(res.headers().contains_key("retry-after"));
+    let p = problem(res, 503).await;
+    assert_eq!(
+        p["detail"],
+        "could not reach the marketplace to validate credentials; retry later or use skip_validation"
+    );
+    assert_eq!(stored_rows(&app).await, 0);
+}
+
+#[tokio::test]
+async fn skip_validation_stores_without_asking_the_marketplace_for_admins_only() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    let mut b = body("acme", "rt-acct-1");
+    b["skip_validation"] = true.into();
+
+    let p = problem(create(&app, SUBMITTER, &b).await, 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("skip_validation"), "{p}");
+    assert_eq!(stored_rows(&app).await, 0);
+
+    assert_eq!(create(&app, ADMIN, &b).await.status(), 201);
+    assert_eq!(stored_rows(&app).await, 1);
+}
+
+#[tokio::test]
+async fn submit_keys_create_accounts_in_their_set_only_and_read_keys_not_at_all() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    // ACME is an admin limited to `acme`; MULTI is read-only.
+    problem(create(&app, ACME, &body("globex", "rt-acct-1")).await, 403).await;
+    problem(create(&app, MULTI, &body("acme", "rt-acct-1")).await, 403).await;
+    assert_eq!(create(&app, ACME, &body("acme", "rt-acct-1")).await.status(), 201);
+    assert_eq!(create(&app, SUBMITTER, &body("initech", "rt-acct-2")).await.status(), 201);
+}
+
+#[tokio::test]
+async fn a_duplicate_id_is_a_409_and_the_first_account_is_kept() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    assert_eq!(create(&app, ADMIN, &body("acme", "rt-acct-1")).await.status(), 201);
+    let mut again = body("acme", "rt-acct-2");
+    again["seller_id"] = "other".into();
+    let p = problem(create(&app, ADMIN, &again).await, 409).await;
+    assert!(p["detail"].as_str().unwrap().contains("acme"), "{p}");
+    let v: Value = app.get(READER, "/v1/accounts/acme").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["seller_id"], "acct-1");
+}
+
+#[tokio::test]
+async fn invalid_fields_are_a_422_naming_each_and_unknown_fields_are_refused() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    let bad = json!({"id": "no spaces", "seller_id": "S", "marketplace_ids": [], "client_id": CLIENT_ID,
+        "client_secret": BOGUS_SECRET, "refresh_token": ""});
+    let p = problem(create(&app, ADMIN, &bad).await, 422).await;
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["id", "marketplace_ids", "refresh_token"]);
+    assert_no_secrets(&p.to_string());
+
+    let mut extra = body("acme", BOGUS_REFRESH);
+    extra["access_token"] = "x".into();
+    let p = problem(create(&app, ADMIN, &extra).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "access_token");
+    assert_eq!(stored_rows(&app).await, 0);
+}
+
+#[tokio::test]
+async fn get_shows_the_account_without_secrets_404s_unknown_ids_and_403s_other_accounts() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    assert_eq!(create(&app, ADMIN, &body("acme", "rt-acct-1")).await.status(), 201);
+    assert_eq!(create(&app, ADMIN, &body("initech", "rt-acct-2")).await.status(), 201);
+
+    for key in [READER, MULTI, ACME] {
+        let res = app.get(key, "/v1/accounts/acme").send().await.unwrap();
+        assert_eq!(res.status(), 200, "{key}");
+        let text = res.text().await.unwrap();
+        assert_no_secrets(&text);
+        assert!(
+            !text.contains("_enc") && !text.contains("secret") && !text.contains("refresh"),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["id"], "acme");
+    }
+    problem(app.get(READER, "/v1/accounts/nobody").send().await.unwrap(), 404).await;
+    problem(app.get(READER, "/v1/accounts/not%20an%20id").send().await.unwrap(), 404).await;
+    // MULTI may read acme and globex only: initech exists, but not for this key.
+    problem(app.get(MULTI, "/v1/accounts/initech").send().await.unwrap(), 403).await;
+    problem(app.get(MULTI, "/v1/accounts/initech/limits").send().await.unwrap(), 403).await;
+    problem(app.get("nope", "/v1/accounts/acme").send().await.unwrap(), 401).await;
+}
+
+#[tokio::test]
+async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    let mut b = body("acme", "rt-acct-1");
+    b["skip_validation"] = true.into();
+    assert_eq!(create(&app, ADMIN, &b).await.status(), 201);
+
+    let v: Value = app
+        .get(READER, "/v1/accounts/acme/limits")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["cooldown"], Value::Null, "{v}");
+    let ops = v["operations"].as_object().unwrap();
+    for op in [
+        "getOrders",
+        "getListingsItem",
+        "deleteListingsItem",
+        "createReport",
+        "getReport",
+        "getReportDocument",
+    ] {
+        assert!(ops.contains_key(op), "{op} missing from {v}");
+    }
+
+    // What a worker does on a 429 from createReport, on the same Redis.
+    let resilience = Resilience::new(app.store.connection(), "drover", ResilienceConfig::default());
+    let acme = AccountId::parse("acme").unwrap();
+    resilience
+        .enter_cooldown(&acme, "429 on createReport", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let v: Value = app
+        .get(READER, "/v1/accounts/acme/limits")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["cooldown"]["reason"], "429 on createReport", "{v}");
+    assert_eq!(v["cooldown"]["level"], 1);
+    assert!(v["cooldown"]["until"].is_string());
+
+    problem(app.get(READER, "/v1/accounts/nobody/limits").send().await.unwrap(), 404).await;
+}
+
+#[tokio::test]
+async fn readyz_names_postgres_when_it_cannot_be_reached_and_accounts_answer_503() {
+    logs();
+    let url = format!("postgres://postgres@127.0.0.1:{}/drover", free_port());
+    let app = spawn_app_with(Durability::None, move |c| {
+        c.database.url = url.into();
+        c.database.acquire_timeout_ms = 300;
+    })
+    .await;
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let p = problem(res, 503).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("postgres") && !detail.contains("redis"), "{p}");
+    assert!(app.client.get(app.url("/healthz")).send().await.unwrap().status() == 200);
+    let p = problem(app.get(READER, "/v1/accounts/acme").send().await.unwrap(), 503).await;
+    assert!(p["detail"].as_str().unwrap().contains("postgres"), "{p}");
+}
+
+#[tokio::test]
+async fn the_app_refuses_a_missing_or_published_encryption_key_outside_dev_mode() {
+    logs();
+    let redis = drover_tests::harness::RedisServer::start(Durability::None);
+    let mut config = test_config(&redis.url());
+    config.encryption_key = "".into();
+    let err = drover_api::build(config.clone()).await.err().expect("no key, no start").to_string();
+    assert!(err.contains("api.encryption_key is missing"), "{err}");
+
+    config.encryption_key = drover::crypto::DEV_ENCRYPTION_KEY.into();
+    let err = drover_api::build(config.clone())
+        .await
+        .err()
+        .expect("dev key, no start")
+        .to_string();
+    assert!(err.contains("api.encryption_key is the published development key"), "{err}");
+
+    config.encryption_key = BOGUS_SECRET.into();
+    let err = drover_api::build(config.clone())
+        .await
+        .err()
+        .expect("bad key, no start")
+        .to_string();
+    assert!(err.contains("api.encryption_key") && !err.contains(BOGUS_SECRET), "{err}");
+
+    config.dev_mode = true;
+    config.encryption_key = drover::crypto::DEV_ENCRYPTION_KEY.into();
+    assert!(drover_api::build(config).await.is_ok(), "dev mode accepts the published key");
+}
+
+/// Runs every path that handles a secret (accepted, rejected, unreachable, invalid,
+/// duplicate, read back), then reads every log line the process wrote so far.
+#[tokio::test]
+async fn no_log_line_carries_a_secret() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    assert_eq!(create(&app, ADMIN, &body("acme", "rt-acct-1")).await.status(), 201);
+    assert_eq!(create(&app, ADMIN, &body("acme", "rt-acct-1")).await.status(), 409);
+    assert_eq!(create(&app, ADMIN, &body("globex", BOGUS_REFRESH)).await.status(), 400);
+    let mut bad = body("initech", "rt-acct-2");
+    bad["client_secret"] = BOGUS_SECRET.into();
+    assert_eq!(create(&app, ADMIN, &bad).await.status(), 400);
+    bad["marketplace_ids"] = json!(["lower"]);
+    assert_eq!(create(&app, ADMIN, &bad).await.status(), 422);
+    assert_eq!(app.get(READER, "/v1/accounts/acme").send().await.unwrap().status(), 200);
+    let down = app_without_marketplace().await;
+    until_ready(&down).await;
+    assert_eq!(create(&down, ADMIN, &body("acme", BOGUS_REFRESH)).await.status(), 503);
+
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    assert!(text.contains("account created"), "the capture works: {} bytes", text.len());
+    for secret in [CLIENT_SECRET, "rt-acct-1", "rt-acct-2", BOGUS_SECRET, BOGUS_REFRESH] {
+        let leaked: Vec<&str> = text.lines().filter(|l| l.contains(secret)).take(3).collect();
+        assert!(leaked.is_empty(), "{secret:?} appears in the logs: {leaked:#?}");
+    }
+}

@@ -13,6 +13,7 @@ use drover::queue::{RedisStore, StoreError};
 use drover::resilience::Resilience;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::config::{ApiConfig, DEV_KEY};
 use crate::metrics::Metrics;
@@ -33,6 +34,9 @@ pub enum StartError {
     #[error("cannot listen on {addr} (api.listen): {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
+
+/// How long `build` waits for the first migration attempt before leaving it to the background.
+const FIRST_MIGRATION_WAIT: Duration = Duration::from_secs(3);
 
 /// A bound, ready-to-run API.
 pub struct App {
@@ -77,7 +81,11 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         token_url: config.marketplace_token_url.clone(),
     };
     let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts);
-    tokio::spawn(migrate_in_background(pool, state.clone()));
+    // Wait briefly for the first attempt, so a healthy start is ready at once; when
+    // Postgres is down or slow the attempts go on in the background.
+    let (first_attempt, attempted) = oneshot::channel();
+    tokio::spawn(migrate_in_background(pool, state.clone(), first_attempt));
+    let _ = tokio::time::timeout(FIRST_MIGRATION_WAIT, attempted).await;
     let listener = TcpListener::bind(valid.listen).await.map_err(|source| StartError::Bind {
         addr: valid.listen,
         source,
@@ -98,17 +106,24 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
 /// Apply the migrations, retrying while Postgres is unreachable (with backoff up to 30 s),
 /// until done or shut down. Every replica may do this: sqlx serialises them with an
 /// advisory lock.
-async fn migrate_in_background(pool: PgPool, state: AppState) {
+async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: oneshot::Sender<()>) {
+    let mut first_attempt = Some(first_attempt);
     let mut wait = Duration::from_millis(250);
     loop {
-        match drover::db::migrate(&pool).await {
+        let result = drover::db::migrate(&pool).await;
+        if let Some(tx) = first_attempt.take() {
+            let _ = tx.send(());
+        }
+        match result {
             Ok(()) => {
                 state.set_migrated();
                 tracing::info!("postgres migrations applied");
                 return;
             }
             // The error never holds the URL or data; see drover::db::DbError.
-            Err(e) if e.is_unavailable() => tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres not reachable for migrations"),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres not reachable for migrations")
+            }
             Err(e) => tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres migrations failed"),
         }
         tokio::select! {

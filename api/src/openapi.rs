@@ -13,7 +13,7 @@ use crate::views;
 #[openapi(
     info(
         title = "Drover API",
-        description = "Submit, query and control jobs of the Drover queue. Authenticate with `Authorization: Bearer <key>`. \
+        description = "Submit, query and control jobs of the Drover queue; register seller accounts. Authenticate with `Authorization: Bearer <key>`. \
             Errors are application/problem+json.",
     ),
     paths(

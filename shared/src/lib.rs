@@ -11,9 +11,12 @@
 //! - [`resilience`]: Redis-shared rate limiter, quota cooldown, circuit breaker and LWA token cache.
 //! - [`db`]: PostgreSQL — pool, embedded migrations, accounts (credentials sealed by [`crypto`]).
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
+//! - [`data`]: marketplace data in PostgreSQL (orders, report lines, listings, sync cursors, job items).
+//! - [`schedule`]: cron schedules in Redis and the scheduler loop (one job per tick across replicas).
 //! - [`lwa`]: Login with Amazon — exchanging a seller's refresh token for an access token.
 pub mod config;
 pub mod crypto;
+pub mod data;
 pub mod db;
 pub mod error;
 pub mod job;
@@ -21,6 +24,7 @@ pub mod lwa;
 pub mod queue;
 pub mod resilience;
 pub mod runtime;
+pub mod schedule;
 pub mod telemetry;
 
 pub use error::JobError;

@@ -3,6 +3,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use drover::config::ConfigError;
+use drover::crypto::EncryptionKey;
+use drover::db::DatabaseConfig;
+use drover::resilience::ResilienceConfig;
+use drover::schedule::SchedulerConfig;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::jobs::JobsConfig;
+use crate::marketplace::MarketplaceConfig;
 use drover::job::JobKind;
 use drover::queue::{JobDefaults, RetryPolicy};
 use drover::runtime::WorkerSettings;
@@ -49,6 +57,18 @@ pub struct WorkerConfig {
     pub idle_wait_ms: u64,
     pub retention_hours: u64,
     pub retry: RetryPolicies,
+    /// Where synced data and accounts live.
+    pub database: DatabaseConfig,
+    /// Base64 of the 32-byte AES-256-GCM key that seals account credentials (the same
+    /// key the API uses). Required outside dev mode, and never the published dev key.
+    pub encryption_key: Option<SecretString>,
+    /// Allows the published dev encryption key (local demo and tests only).
+    pub dev_mode: bool,
+    pub marketplace: MarketplaceConfig,
+    pub resilience: ResilienceConfig,
+    pub jobs: JobsConfig,
+    /// Workers may run the scheduler too (off by default: the API replicas run it).
+    pub scheduler: SchedulerConfig,
 }
 
 impl Default for WorkerConfig {
@@ -65,6 +85,16 @@ impl Default for WorkerConfig {
             idle_wait_ms: 5000,
             retention_hours: 24 * 7,
             retry: RetryPolicies::default(),
+            database: DatabaseConfig::default(),
+            encryption_key: None,
+            dev_mode: false,
+            marketplace: MarketplaceConfig::default(),
+            resilience: ResilienceConfig::default(),
+            jobs: JobsConfig::default(),
+            scheduler: SchedulerConfig {
+                enabled: false,
+                ..SchedulerConfig::default()
+            },
         }
     }
 }
@@ -139,6 +169,45 @@ impl WorkerConfig {
         }
     }
 
+    /// What running the real jobs needs beyond the queue: database, sealing key,
+    /// marketplace, limits. Every problem at once; returns the key to use.
+    pub fn validate_jobs(&self) -> Result<EncryptionKey, ConfigError> {
+        let mut errs = Vec::new();
+        if let Err(e) = self.database.validate("worker.database") {
+            errs.extend(e);
+        }
+        if let Err(e) = self.marketplace.validate() {
+            errs.extend(e.into_iter().map(|m| format!("worker.marketplace: {m}")));
+        }
+        if let Err(e) = self.resilience.validate() {
+            errs.extend(e.into_iter().map(|m| format!("worker.resilience: {m}")));
+        }
+        errs.extend(self.jobs.validate().into_iter().map(|m| format!("worker.{m}")));
+        errs.extend(self.scheduler.validate().into_iter().map(|m| format!("worker.{m}")));
+        let key = match &self.encryption_key {
+            None if self.dev_mode => EncryptionKey::parse(drover::crypto::DEV_ENCRYPTION_KEY).ok(),
+            None => {
+                errs.push("worker.encryption_key is missing: give the API's 32-byte base64 key (DROVER_WORKER__ENCRYPTION_KEY)".into());
+                None
+            }
+            Some(k) => match EncryptionKey::parse(k.expose_secret()) {
+                Ok(key) if key.is_dev_default() && !self.dev_mode => {
+                    errs.push("worker.encryption_key is the published dev key; set a real key or worker.dev_mode = true".into());
+                    None
+                }
+                Ok(key) => Some(key),
+                Err(why) => {
+                    errs.push(format!("worker.encryption_key {why}"));
+                    None
+                }
+            },
+        };
+        match key {
+            Some(key) if errs.is_empty() => Ok(key),
+            _ => Err(ConfigError::Invalid(errs)),
+        }
+    }
+
     pub fn settings(&self) -> WorkerSettings {
         let mut retry = HashMap::new();
         for (kind, p) in [
@@ -191,6 +260,23 @@ mod tests {
         };
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.contains("lease_ms = 1000") && msg.contains("heartbeat_ms (500)"), "{msg}");
+    }
+
+    #[test]
+    fn running_jobs_needs_a_real_encryption_key_outside_dev_mode() {
+        let msg = WorkerConfig::default().validate_jobs().unwrap_err().to_string();
+        assert!(msg.contains("encryption_key is missing"), "{msg}");
+        let dev_key = WorkerConfig {
+            encryption_key: Some(drover::crypto::DEV_ENCRYPTION_KEY.to_owned().into()),
+            ..Default::default()
+        };
+        let msg = dev_key.validate_jobs().unwrap_err().to_string();
+        assert!(msg.contains("published dev key"), "{msg}");
+        let dev_mode = WorkerConfig {
+            dev_mode: true,
+            ..Default::default()
+        };
+        dev_mode.validate_jobs().unwrap();
     }
 
     #[test]

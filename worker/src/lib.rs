@@ -1,8 +1,13 @@
 //! The worker process: configuration, start-up and the job handlers.
 //!
 //! - [`config`]: typed, validated worker configuration.
+//! - [`app`]: the real worker — jobs, marketplace client, resilience, scheduler.
+//! - [`jobs`]: the sync, backfill and cleanup handlers.
+//! - [`marketplace`]: the SP-API-shaped client with its guard.
 //! - [`run`]: connect to the queue and run jobs until the shutdown future resolves.
+pub mod app;
 pub mod config;
+pub mod jobs;
 pub mod marketplace;
 
 use std::future::Future;

@@ -1,0 +1,325 @@
+//! The scheduler loop. Run it in as many replicas as you like: each tick's job carries
+//! the idempotency key `schedule:<name>:<tick>`, so the queue keeps exactly one.
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use croner::Cron;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::spec::{latest_tick, parse_cron};
+use super::store::ScheduleStore;
+use crate::job::{JobKind, JobPayload};
+use crate::queue::{EnqueueError, JobStore, NewJob};
+
+/// One built-in, per-account schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltIn {
+    pub enabled: bool,
+    pub cron: String,
+}
+
+/// What sellers' teams run today, for every active account; each can be switched off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultSchedules {
+    /// Incremental sync of orders and listings.
+    pub sync: BuiltIn,
+    /// Re-pull the last day of orders (by last update) to catch late changes.
+    pub daily_audit: BuiltIn,
+    /// Re-pull the last week.
+    pub weekly_audit: BuiltIn,
+    pub audit_report_type: String,
+}
+
+impl Default for DefaultSchedules {
+    fn default() -> Self {
+        Self {
+            sync: BuiltIn {
+                enabled: true,
+                cron: "*/15 * * * *".into(),
+            },
+            daily_audit: BuiltIn {
+                enabled: true,
+                cron: "0 3 * * *".into(),
+            },
+            weekly_audit: BuiltIn {
+                enabled: true,
+                cron: "0 4 * * 0".into(),
+            },
+            audit_report_type: "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    /// How often the loop looks for due ticks.
+    pub poll_ms: u64,
+    /// A tick older than this when first seen (e.g. every replica was down) is skipped,
+    /// not run late.
+    pub misfire_grace_ms: u64,
+    /// How often the list of active accounts is re-read.
+    pub accounts_refresh_ms: u64,
+    pub defaults: DefaultSchedules,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_ms: 1000,
+            misfire_grace_ms: 60_000,
+            accounts_refresh_ms: 60_000,
+            defaults: DefaultSchedules::default(),
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.poll_ms == 0 || self.poll_ms > 60_000 {
+            errors.push("scheduler.poll_ms must be 1..=60000".to_owned());
+        }
+        if self.misfire_grace_ms < self.poll_ms {
+            errors.push("scheduler.misfire_grace_ms must be at least poll_ms".to_owned());
+        }
+        for (name, b) in [
+            ("sync", &self.defaults.sync),
+            ("daily_audit", &self.defaults.daily_audit),
+            ("weekly_audit", &self.defaults.weekly_audit),
+        ] {
+            if let Err(e) = parse_cron(&b.cron) {
+                errors.push(format!("scheduler.defaults.{name}.cron: {e}"));
+            }
+        }
+        errors
+    }
+}
+
+/// An account the built-in schedules run for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveAccount {
+    pub account_id: String,
+    pub marketplace_id: String,
+}
+
+type AccountsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<ActiveAccount>, String>> + Send + 'a>>;
+
+/// Where the active accounts come from (PostgreSQL in the binaries).
+pub trait AccountSource: Send + Sync + 'static {
+    fn active_accounts(&self) -> AccountsFuture<'_>;
+}
+
+/// One thing to enqueue per tick.
+struct Due {
+    name: String,
+    cron: Cron,
+    make: Box<dyn Fn(DateTime<Utc>) -> Result<NewJob, String> + Send + Sync>,
+}
+
+pub struct Scheduler<S: JobStore> {
+    jobs: S,
+    schedules: ScheduleStore,
+    accounts: Option<Arc<dyn AccountSource>>,
+    config: SchedulerConfig,
+    /// Last tick this replica enqueued, per schedule name.
+    done: HashMap<String, DateTime<Utc>>,
+    active: Vec<ActiveAccount>,
+    active_read_at: Option<tokio::time::Instant>,
+    /// Problems already logged, so a broken schedule is reported once, not every second.
+    reported: HashMap<String, String>,
+}
+
+impl<S: JobStore> Scheduler<S> {
+    pub fn new(jobs: S, schedules: ScheduleStore, accounts: Option<Arc<dyn AccountSource>>, config: SchedulerConfig) -> Self {
+        Self {
+            jobs,
+            schedules,
+            accounts,
+            config,
+            done: HashMap::new(),
+            active: Vec::new(),
+            active_read_at: None,
+            reported: HashMap::new(),
+        }
+    }
+
+    /// Run until `shutdown` fires.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        if !self.config.enabled {
+            return;
+        }
+        tracing::info!(poll_ms = self.config.poll_ms, "scheduler started");
+        let poll = Duration::from_millis(self.config.poll_ms);
+        loop {
+            self.tick_once(Utc::now()).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+        tracing::info!("scheduler stopped");
+    }
+
+    /// Enqueue every tick due at `now` that this replica has not enqueued yet. Returns
+    /// how many jobs were newly created (replays of another replica's job not counted).
+    pub async fn tick_once(&mut self, now: DateTime<Utc>) -> usize {
+        let mut created = 0;
+        for due in self.due_list().await {
+            let Some(tick) = latest_tick(&due.cron, now) else { continue };
+            let grace = chrono::Duration::milliseconds(self.config.misfire_grace_ms as i64);
+            if now - tick > grace || self.done.get(&due.name).is_some_and(|t| *t >= tick) {
+                continue;
+            }
+            let job = match (due.make)(tick) {
+                Ok(j) => j.idempotency_key(format!("schedule:{}:{}", due.name, tick.timestamp())),
+                Err(e) => {
+                    self.report(&due.name, format!("cannot build its job: {e}"));
+                    continue;
+                }
+            };
+            match self.jobs.enqueue(job).await {
+                Ok(e) => {
+                    self.done.insert(due.name.clone(), tick);
+                    self.reported.remove(&due.name);
+                    if e.created {
+                        created += 1;
+                        tracing::info!(schedule = %due.name, tick = %tick, job_id = %e.id, "scheduled job enqueued");
+                    }
+                }
+                Err(EnqueueError::IdempotencyConflict { existing }) => {
+                    // Another replica enqueued this tick with a different definition (the
+                    // schedule was edited in between): the tick already has its job.
+                    self.done.insert(due.name.clone(), tick);
+                    tracing::info!(schedule = %due.name, tick = %tick, job_id = %existing, "tick already enqueued by another replica");
+                }
+                Err(e) => self.report(&due.name, format!("enqueue failed: {e}")),
+            }
+        }
+        created
+    }
+
+    fn report(&mut self, name: &str, problem: String) {
+        if self.reported.get(name) != Some(&problem) {
+            tracing::warn!(schedule = %name, problem = %problem, "schedule skipped this round");
+            self.reported.insert(name.to_owned(), problem);
+        }
+    }
+
+    async fn due_list(&mut self) -> Vec<Due> {
+        let mut out = Vec::new();
+        match self.schedules.list().await {
+            Ok(all) => {
+                for s in all {
+                    match s {
+                        Ok(s) if s.spec.enabled => match s.spec.validate(&s.name) {
+                            Ok((cron, payload)) => {
+                                let spec = s.spec.clone();
+                                out.push(Due {
+                                    name: s.name.clone(),
+                                    cron,
+                                    make: Box::new(move |_tick| {
+                                        let mut job = NewJob::new(payload.clone());
+                                        job.priority = spec.priority;
+                                        job.max_attempts = spec.max_attempts;
+                                        Ok(job)
+                                    }),
+                                });
+                            }
+                            Err(e) => self.report(&s.name, e.to_string()),
+                        },
+                        Ok(_) => {}
+                        Err(e) => self.report("schedules", e.to_string()),
+                    }
+                }
+            }
+            Err(e) => self.report("schedules", e.to_string()),
+        }
+        self.refresh_accounts().await;
+        let d = self.config.defaults.clone();
+        for acct in &self.active {
+            if d.sync.enabled {
+                if let Ok(cron) = parse_cron(&d.sync.cron) {
+                    let a = acct.clone();
+                    out.push(Due {
+                        name: format!("builtin.sync.{}", acct.account_id),
+                        cron,
+                        make: Box::new(move |_tick| {
+                            let v = serde_json::json!({
+                                "account_id": a.account_id, "marketplace_id": a.marketplace_id, "resources": ["orders", "listings"]
+                            });
+                            JobPayload::from_json(JobKind::Sync, v).map(NewJob::new).map_err(|e| e.to_string())
+                        }),
+                    });
+                }
+            }
+            for (label, b, days) in [("daily_audit", &d.daily_audit, 1), ("weekly_audit", &d.weekly_audit, 7)] {
+                if !b.enabled {
+                    continue;
+                }
+                let Ok(cron) = parse_cron(&b.cron) else { continue };
+                let a = acct.clone();
+                let report_type = d.audit_report_type.clone();
+                out.push(Due {
+                    name: format!("builtin.{label}.{}", acct.account_id),
+                    cron,
+                    make: Box::new(move |tick| {
+                        let v = serde_json::json!({
+                            "account_id": a.account_id, "marketplace_id": a.marketplace_id, "report_type": report_type,
+                            "start": tick - chrono::Duration::days(days), "end": tick,
+                        });
+                        JobPayload::from_json(JobKind::Backfill, v)
+                            .map(NewJob::new)
+                            .map_err(|e| e.to_string())
+                    }),
+                });
+            }
+        }
+        out
+    }
+
+    async fn refresh_accounts(&mut self) {
+        let Some(source) = &self.accounts else { return };
+        let fresh = self
+            .active_read_at
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(self.config.accounts_refresh_ms));
+        if fresh {
+            return;
+        }
+        match source.active_accounts().await {
+            Ok(list) => {
+                self.active = list;
+                self.active_read_at = Some(tokio::time::Instant::now());
+                self.reported.remove("accounts");
+            }
+            Err(e) => self.report("accounts", format!("active accounts unavailable: {e}")),
+        }
+    }
+}
+
+impl AccountSource for crate::db::accounts::AccountRepo {
+    fn active_accounts(&self) -> AccountsFuture<'_> {
+        Box::pin(async move {
+            let accounts = self.list_active().await.map_err(|e| e.to_string())?;
+            Ok(accounts
+                .into_iter()
+                .filter_map(|a| {
+                    let marketplace = a.marketplace_ids.first()?.as_str().to_owned();
+                    Some(ActiveAccount {
+                        account_id: a.id.as_str().to_owned(),
+                        marketplace_id: marketplace,
+                    })
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,159 @@
+//! A schedule: a cron expression and the job each tick makes.
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use croner::Cron;
+use serde::{Deserialize, Serialize};
+
+use crate::job::{FieldError, JobKind, JobPayload};
+
+/// What a client sends to create or replace a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Five fields (minute hour day month weekday) or six with seconds first, in UTC.
+    pub cron: String,
+    pub kind: JobKind,
+    pub payload: serde_json::Value,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub priority: u8,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// A stored schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: ScheduleSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("invalid schedule")]
+    Invalid(Vec<FieldError>),
+    #[error("schedule store unavailable: {0}")]
+    Store(#[from] redis::RedisError),
+    #[error("stored schedule {name:?} is unreadable: {reason}")]
+    Corrupt { name: String, reason: String },
+}
+
+/// Names are path segments and parts of idempotency keys: keep them plain.
+pub fn validate_name(name: &str) -> Result<(), FieldError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with("builtin");
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "name",
+            "1-100 characters from A-Z a-z 0-9 - _ . (names starting with \"builtin\" are reserved)",
+        ))
+    }
+}
+
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    let fields = expr.split_whitespace().count();
+    if !(5..=6).contains(&fields) {
+        return Err(format!(
+            "expected 5 fields (minute hour day month weekday) or 6 with seconds first, got {fields}"
+        ));
+    }
+    Cron::from_str(expr).map_err(|e| format!("not a cron expression: {e}"))
+}
+
+impl ScheduleSpec {
+    /// Every problem at once, with the field it is in.
+    pub fn validate(&self, name: &str) -> Result<(Cron, JobPayload), ScheduleError> {
+        let mut errors = Vec::new();
+        if let Err(e) = validate_name(name) {
+            errors.push(e);
+        }
+        let cron = parse_cron(&self.cron).map_err(|m| errors.push(FieldError::new("cron", m))).ok();
+        let payload = match JobPayload::from_json(self.kind, self.payload.clone()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.extend(e.0.into_iter().map(|f| FieldError::new(format!("payload.{}", f.field), f.message)));
+                None
+            }
+        };
+        if self.priority > 9 {
+            errors.push(FieldError::new("priority", "must be 0-9"));
+        }
+        if self.max_attempts == Some(0) {
+            errors.push(FieldError::new("max_attempts", "must be at least 1"));
+        }
+        match (cron, payload) {
+            (Some(c), Some(p)) if errors.is_empty() => Ok((c, p)),
+            _ => Err(ScheduleError::Invalid(errors)),
+        }
+    }
+}
+
+/// The latest tick at or before `now` (whole seconds).
+pub fn latest_tick(cron: &Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let now = now.with_timezone(&Utc);
+    let whole = DateTime::<Utc>::from_timestamp(now.timestamp(), 0)?;
+    cron.find_previous_occurrence(&whole, true).ok()
+}
+
+/// The first tick after `now`.
+pub fn next_tick(cron: &Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let whole = DateTime::<Utc>::from_timestamp(now.timestamp(), 0)?;
+    cron.find_next_occurrence(&whole, false).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("valid")
+    }
+
+    #[test]
+    fn five_field_expressions_tick_on_whole_minutes() {
+        let c = parse_cron("*/15 * * * *").expect("valid");
+        assert_eq!(latest_tick(&c, at(10, 7, 30)), Some(at(10, 0, 0)));
+        assert_eq!(latest_tick(&c, at(10, 15, 0)), Some(at(10, 15, 0)));
+        assert_eq!(next_tick(&c, at(10, 15, 0)), Some(at(10, 30, 0)));
+    }
+
+    #[test]
+    fn six_field_expressions_have_seconds_first() {
+        let c = parse_cron("*/2 * * * * *").expect("valid");
+        assert_eq!(latest_tick(&c, at(10, 0, 3)), Some(at(10, 0, 2)));
+    }
+
+    #[test]
+    fn bad_expressions_and_names_are_rejected_with_their_fields() {
+        let spec = ScheduleSpec {
+            cron: "every day".into(),
+            kind: JobKind::Sync,
+            payload: serde_json::json!({"account_id": "acct-1"}),
+            enabled: true,
+            priority: 12,
+            max_attempts: Some(0),
+        };
+        let Err(ScheduleError::Invalid(errors)) = spec.validate("bad name!") else {
+            panic!("should be invalid")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        for f in ["name", "cron", "priority", "max_attempts"] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+        assert!(fields.iter().any(|f| f.starts_with("payload.")), "{fields:?}");
+    }
+}

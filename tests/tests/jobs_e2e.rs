@@ -1,0 +1,529 @@
+//! End-to-end scenarios of the three jobs: real worker processes, a real PostgreSQL
+//! database, the marketplace simulator over HTTP with faults, totals checked against
+//! the simulator's own record.
+mod jobs_support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use drover::job::{JobKind, JobState};
+use drover::queue::JobStore;
+use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, RateLimitBurst, SimConfig};
+use jobs_support::{Stack, MARKETPLACE};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+fn sim() -> SimConfig {
+    SimConfig {
+        accounts: 0,
+        ..SimConfig::fast()
+    }
+}
+
+async fn order_ids_in_db(stack: &Stack, account: &str) -> HashSet<String> {
+    sqlx::query_scalar::<_, String>("SELECT order_id FROM orders WHERE account_id = $1")
+        .bind(account)
+        .fetch_all(stack.db.pool())
+        .await
+        .expect("orders")
+        .into_iter()
+        .collect()
+}
+
+async fn assert_cursor_at_end(stack: &Stack, account: &str) {
+    let (cursor, token): (Option<chrono::DateTime<Utc>>, Option<String>) =
+        sqlx::query_as("SELECT cursor_at, walk_next_token FROM sync_cursors WHERE account_id = $1 AND resource = 'orders'")
+            .bind(account)
+            .fetch_one(stack.db.pool())
+            .await
+            .expect("cursor row");
+    assert!(token.is_none(), "the walk is finished");
+    let cursor = cursor.expect("cursor set");
+    assert!(
+        (Utc::now() - cursor).num_seconds().abs() < 600,
+        "cursor {cursor} is the walk's upper bound (about now)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_of_5000_orders_lands_every_order_exactly_once_despite_5xx_and_429_bursts() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(5000),
+            ..AccountSpec::new("seller-sync")
+        })
+        .await;
+    stack
+        .sim
+        .admin()
+        .set_faults(
+            acct.as_str(),
+            &FaultSpec {
+                error_rate_5xx: 0.1,
+                rate_limit_burst: Some(RateLimitBurst {
+                    count: 3,
+                    retry_after_s: 1,
+                }),
+                burst_5xx: Some(Burst5xx {
+                    count: 2,
+                    status: Some(503),
+                }),
+                ..FaultSpec::default()
+            },
+        )
+        .await
+        .expect("faults");
+    stack.spawn_worker("worker-1", &[]);
+    let since = Utc::now() - chrono::Duration::days(90);
+    let id = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"], "since": since}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(120)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+
+    let upstream: HashSet<String> = stack
+        .sim
+        .admin()
+        .orders(acct.as_str())
+        .await
+        .expect("sim orders")
+        .into_iter()
+        .map(|o| o.amazon_order_id)
+        .collect();
+    assert_eq!(upstream.len(), 5000);
+    assert_eq!(
+        order_ids_in_db(&stack, acct.as_str()).await,
+        upstream,
+        "every order, once (primary key)"
+    );
+    let pages = stack
+        .count(
+            "SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'done'",
+            job.id.as_str(),
+        )
+        .await;
+    assert_eq!(pages, 50, "100 orders per page");
+    assert_cursor_at_end(&stack, acct.as_str()).await;
+    let stats = stack.sim.admin().stats().await.expect("stats");
+    let ops = &stats.accounts[acct.as_str()].operations;
+    let orders = &ops[&drover_tests::sim::Operation::GetOrders];
+    assert!(
+        orders.server_errors > 0 && orders.rate_limited >= 3,
+        "the faults happened: {orders:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_whose_worker_is_killed_mid_walk_resumes_after_the_last_committed_page() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(5000),
+            ..AccountSpec::new("seller-kill")
+        })
+        .await;
+    // Slow pages so the kill lands mid-walk.
+    stack
+        .sim
+        .admin()
+        .set_faults(
+            acct.as_str(),
+            &FaultSpec {
+                latency_ms: 60,
+                error_rate_5xx: 0.1,
+                ..FaultSpec::default()
+            },
+        )
+        .await
+        .expect("faults");
+    let first = stack.spawn_worker("worker-1", &[]);
+    let since = Utc::now() - chrono::Duration::days(90);
+    let id = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"], "since": since}),
+        )
+        .await;
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = stack.store.get(&id).await.unwrap().unwrap();
+        if job.progress.as_ref().is_some_and(|p| p.done >= 10) {
+            break;
+        }
+        assert!(Instant::now() < until, "no progress: {job:#?}\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.workers[first].signal(Signal::SIGKILL);
+    let committed_before_kill = stack.count("SELECT count(*) FROM job_items WHERE job_id = $1", id.as_str()).await;
+    stack.spawn_worker("worker-2", &[]);
+    let job = stack.finish(&id, Duration::from_secs(120)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert!(
+        job.attempt_history.len() >= 2,
+        "the killed run and the resumed one: {:?}",
+        job.attempt_history
+    );
+
+    let upstream: HashSet<String> = stack
+        .sim
+        .admin()
+        .orders(acct.as_str())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.amazon_order_id)
+        .collect();
+    assert_eq!(order_ids_in_db(&stack, acct.as_str()).await, upstream);
+    assert_cursor_at_end(&stack, acct.as_str()).await;
+    // The resumed run started after the last committed page: pages are numbered 1..=50
+    // once each, whichever run wrote them.
+    let pages = stack
+        .count("SELECT count(DISTINCT seq) FROM job_items WHERE job_id = $1", id.as_str())
+        .await;
+    assert_eq!(pages, 50, "{committed_before_kill} pages were committed before the kill");
+    let calls =
+        stack.sim.admin().stats().await.unwrap().accounts[acct.as_str()].operations[&drover_tests::sim::Operation::GetOrders].accepted;
+    assert!(
+        calls <= 52,
+        "at most the page in flight is fetched twice, got {calls} accepted getOrders"
+    );
+}
+
+async fn window_outcomes(stack: &Stack, job: &str) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT outcome, count(*) FROM job_items WHERE job_id = $1 GROUP BY outcome ORDER BY outcome")
+        .bind(job)
+        .fetch_all(stack.db.pool())
+        .await
+        .expect("outcomes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backfill_hit_by_a_quota_window_snoozes_in_cooldown_and_then_does_every_window_once() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(3000),
+            ..AccountSpec::new("seller-backfill")
+        })
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    stack.spawn_worker("worker-2", &[]);
+    let end = Utc::now();
+    let start = end - chrono::Duration::days(30);
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
+        )
+        .await;
+    // At window 40, every report operation starts answering 429 for 3 s.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = stack.store.get(&id).await.unwrap().unwrap();
+        if job.progress.as_ref().is_some_and(|p| p.done >= 40) {
+            break;
+        }
+        assert!(
+            Instant::now() < until && !job.state.is_terminal(),
+            "no progress: {job:#?}\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stack
+        .sim
+        .admin()
+        .set_faults(
+            acct.as_str(),
+            &FaultSpec {
+                quota_window: Some(drover_tests::sim::QuotaWindow { seconds: 3.0 }),
+                ..FaultSpec::default()
+            },
+        )
+        .await
+        .expect("quota window");
+    let resilience_seen = {
+        let conn = redis::Client::open(stack.redis.url())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap();
+        let r = drover::resilience::Resilience::new(conn, "drover", drover::resilience::ResilienceConfig::default());
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(c) = r.cooldown(&acct).await.expect("cooldown read") {
+                break c;
+            }
+            assert!(Instant::now() < until, "no cooldown entered\n{}", stack.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let snoozed = stack.store.get(&id).await.unwrap().unwrap();
+    assert!(!snoozed.state.is_terminal(), "snoozed, not ended: {snoozed:#?}");
+
+    let job = stack.finish(&id, Duration::from_secs(120)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(window_outcomes(&stack, id.as_str()).await, vec![("done".to_owned(), 120)]);
+    assert!(
+        job.attempt_history
+            .iter()
+            .all(|a| a.error.as_ref().is_none_or(|e| e.class != drover::job::ErrorClass::Transient)),
+        "snoozes, not failures: {:?}",
+        job.attempt_history
+    );
+    assert!(
+        job.attempts <= 1,
+        "a snooze does not use an attempt (attempts used: {})",
+        job.attempts
+    );
+    let stats = stack.sim.admin().stats().await.unwrap();
+    let a = &stats.accounts[acct.as_str()];
+    assert_eq!(a.reports_created, 120, "one report per window, never a second one");
+    assert!(resilience_seen.until > resilience_seen.since);
+    // Every order in the range landed once.
+    let in_range = stack
+        .sim
+        .admin()
+        .orders(acct.as_str())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| {
+            let t = chrono::DateTime::parse_from_rfc3339(&o.purchase_date).unwrap();
+            t >= start && t < end
+        })
+        .count() as i64;
+    let lines = stack
+        .count("SELECT count(*) FROM report_order_lines WHERE account_id = $1", acct.as_str())
+        .await;
+    assert_eq!(lines, in_range);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_report_rows_end_the_backfill_partial_with_each_parse_error_located() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(3000),
+            ..AccountSpec::new("seller-malformed")
+        })
+        .await;
+    stack
+        .sim
+        .admin()
+        .set_faults(
+            acct.as_str(),
+            &FaultSpec {
+                malformed_rows: 1,
+                ..FaultSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    let end = Utc::now();
+    // Two 4-day windows (~200 rows each: 1 bad row is under 1%) and two 6-hour ones
+    // (~12 rows each: 1 bad row is over 1%, so the window fails and writes nothing).
+    let big = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 96,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                   "start": end - chrono::Duration::days(8), "end": end}),
+        )
+        .await;
+    let job = stack.finish(&big, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Partial, "{job:#?}");
+    let result = job.result.clone().expect("result");
+    assert_eq!(result["windows_with_rejected_rows"], 2, "{result}");
+    let detail: serde_json::Value = sqlx::query_scalar("SELECT detail FROM job_items WHERE job_id = $1 ORDER BY seq LIMIT 1")
+        .bind(big.as_str())
+        .fetch_one(stack.db.pool())
+        .await
+        .unwrap();
+    let err = &detail["parse_errors"][0];
+    assert!(err["line"].as_u64().unwrap() >= 2, "{detail}");
+    assert!(err["message"].as_str().is_some(), "{detail}");
+
+    let small = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 6,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                   "start": end - chrono::Duration::days(40), "end": end - chrono::Duration::days(40) + chrono::Duration::hours(12)}),
+        )
+        .await;
+    let job = stack.finish(&small, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Partial, "{job:#?}");
+    let result = job.result.clone().expect("result");
+    assert_eq!(result["failed"], 2, "{result}");
+    assert!(
+        result["failed_windows"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be parsed"),
+        "{result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cleanup_of_10000_skus_records_an_outcome_per_sku_that_matches_the_marketplace() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(9500),
+            ..AccountSpec::new("seller-cleanup")
+        })
+        .await;
+    let existing = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    assert_eq!(existing.len(), 9500);
+    let permanent: Vec<String> = existing.iter().step_by(50).cloned().collect(); // 2%
+    stack
+        .sim
+        .admin()
+        .set_faults(
+            acct.as_str(),
+            &FaultSpec {
+                permanent_400_skus: permanent.clone(),
+                burst_5xx: Some(Burst5xx { count: 5, status: None }),
+                error_rate_5xx: 0.01,
+                ..FaultSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut skus = existing.clone();
+    skus.extend((0..500).map(|i| format!("GONE-{i:05}")));
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__JOBS__CLEANUP_PARALLELISM", "8")]);
+    let id = stack
+        .submit(
+            JobKind::Cleanup,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(240)).await;
+    assert_eq!(job.state, JobState::Partial, "{job:#?}\n{}", stack.logs());
+    let outcomes = window_outcomes(&stack, id.as_str()).await;
+    assert_eq!(
+        outcomes,
+        vec![
+            ("absent".to_owned(), 500),
+            ("deleted".to_owned(), 9500 - 190),
+            ("failed".to_owned(), 190)
+        ],
+        "{:?}",
+        job.result
+    );
+    // Our record matches the simulator's: the SKUs we call deleted are exactly those
+    // it deleted, and the failed ones are exactly its permanent 400s.
+    let ours: HashSet<String> = sqlx::query_scalar("SELECT item FROM job_items WHERE job_id = $1 AND outcome = 'deleted'")
+        .bind(id.as_str())
+        .fetch_all(stack.db.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let stats = stack.sim.admin().stats().await.unwrap();
+    let theirs: HashSet<String> = stats.accounts[acct.as_str()]
+        .deletes
+        .iter()
+        .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
+        .map(|d| d.sku.clone())
+        .collect();
+    assert_eq!(ours, theirs);
+    let failed: HashSet<String> = sqlx::query_scalar("SELECT item FROM job_items WHERE job_id = $1 AND outcome = 'failed'")
+        .bind(id.as_str())
+        .fetch_all(stack.db.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(failed, permanent.into_iter().collect::<HashSet<_>>());
+    let remaining = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    assert_eq!(remaining.len(), 190, "only the SKUs the marketplace refused to delete are left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cleanup_paused_by_the_breaker_during_a_5xx_storm_finishes_after_recovery() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(2000),
+            ..AccountSpec::new("seller-storm")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack
+        .sim
+        .admin()
+        .set_faults(
+            acct.as_str(),
+            &FaultSpec {
+                latency_ms: 2,
+                ..FaultSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack
+        .submit(
+            JobKind::Cleanup,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
+        )
+        .await;
+    let until = Instant::now() + Duration::from_secs(60);
+    while stack.store.get(&id).await.unwrap().unwrap().progress.is_none_or(|p| p.done < 300) {
+        assert!(Instant::now() < until, "no progress\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stack
+        .sim
+        .admin()
+        .set_faults(
+            acct.as_str(),
+            &FaultSpec {
+                error_rate_5xx: 1.0,
+                ..FaultSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The breaker opens and the job is paused (snoozed), not failed.
+    let until = Instant::now() + Duration::from_secs(30);
+    let paused = loop {
+        let job = stack.store.get(&id).await.unwrap().unwrap();
+        if job.state == JobState::Scheduled {
+            break job;
+        }
+        assert!(
+            Instant::now() < until && !job.state.is_terminal(),
+            "not paused: {job:#?}\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let last = paused.attempt_history.last().and_then(|a| a.error.clone()).expect("why it paused");
+    assert!(last.message.contains("circuit open"), "{last:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stack.sim.admin().clear_faults(acct.as_str()).await.unwrap();
+    let job = stack.finish(&id, Duration::from_secs(120)).await;
+    assert!(matches!(job.state, JobState::Succeeded | JobState::Partial), "{job:#?}");
+    let outcomes = window_outcomes(&stack, id.as_str()).await;
+    let total: i64 = outcomes.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 2000);
+    let deleted: i64 = outcomes.iter().filter(|(o, _)| o == "deleted").map(|(_, n)| n).sum();
+    let stats = stack.sim.admin().stats().await.unwrap();
+    let theirs = stats.accounts[acct.as_str()]
+        .deletes
+        .iter()
+        .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
+        .count() as i64;
+    assert_eq!(deleted, theirs, "{outcomes:?}");
+}

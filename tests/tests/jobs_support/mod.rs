@@ -1,0 +1,203 @@
+//! A whole Drover stack for end-to-end job tests: a private redis-server, a private
+//! PostgreSQL database, the marketplace simulator (real HTTP, in this process) and real
+//! `drover-worker` processes configured to match the simulator's usage plans.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use drover::crypto::{EncryptionKey, SecretBox, DEV_ENCRYPTION_KEY};
+use drover::db::accounts::{AccountRepo, NewAccount};
+use drover::job::{AccountId, Job, JobId, JobKind, JobPayload, MarketplaceId};
+use drover::lwa::LwaCredentials;
+use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+use drover_tests::harness::{cargo_bin, ChildProcess, Durability, PgDatabase, RedisServer};
+use drover_tests::sim::{AccountSpec, Operation, RateLimit, SimConfig, SimHandle};
+
+pub const MARKETPLACE: &str = "ATVPDKIKX0DER";
+
+/// Usage plans the simulator enforces and the workers are configured with (the same
+/// numbers: a worker that obeys its limiter must never see a 429).
+pub fn plans() -> BTreeMap<Operation, RateLimit> {
+    BTreeMap::from([
+        (Operation::GetOrders, RateLimit::new(20.0, 20)),
+        (Operation::GetListingsItem, RateLimit::new(100.0, 100)),
+        (Operation::DeleteListingsItem, RateLimit::new(1000.0, 200)),
+        (Operation::CreateReport, RateLimit::new(50.0, 20)),
+        (Operation::GetReport, RateLimit::new(200.0, 40)),
+        (Operation::GetReportDocument, RateLimit::new(50.0, 20)),
+    ])
+}
+
+pub struct Stack {
+    pub redis: RedisServer,
+    pub db: PgDatabase,
+    pub sim: SimHandle,
+    pub store: RedisStore,
+    config: tempfile::NamedTempFile,
+    pub workers: Vec<ChildProcess>,
+    plans: BTreeMap<Operation, RateLimit>,
+}
+
+/// Worker settings beyond the plans, as TOML under `[worker]` (tests add their own).
+pub const FAST_WORKER: &str = r#"
+lease_ms = 1500
+heartbeat_ms = 250
+grace_ms = 2000
+dev_mode = true
+
+[worker.marketplace]
+retries = 2
+retry_base_ms = 20
+retry_max_ms = 200
+timeout_ms = 5000
+report_poll_interval_ms = 20
+report_poll_max_ms = 20000
+
+[worker.retry.sync]
+base = 100
+max = 500
+
+[worker.retry.backfill]
+base = 100
+max = 500
+
+[worker.retry.cleanup]
+base = 100
+max = 500
+
+[worker.resilience.breaker]
+window = 2000
+min_calls = 10
+failure_ratio = 0.5
+open_for = 1000
+
+[worker.resilience.cooldown]
+steps = [2000, 4000, 8000]
+decay_after = 60000
+"#;
+
+fn limits_toml(plans: &BTreeMap<Operation, RateLimit>) -> String {
+    let mut s = String::from("\n[worker.resilience.limits]\n");
+    for (op, plan) in plans {
+        s.push_str(&format!("{} = {{ rate = {:?}, burst = {} }}\n", op.name(), plan.rate, plan.burst));
+    }
+    s
+}
+
+impl Stack {
+    /// Redis, a database and a simulator with `sim` settings; `extra_toml` is appended
+    /// to the workers' configuration file.
+    pub async fn start(sim: SimConfig, extra_toml: &str) -> Stack {
+        Self::start_with(sim, extra_toml, plans()).await
+    }
+
+    /// As [`Stack::start`], with other usage plans (for simulator and workers alike).
+    pub async fn start_with(mut sim: SimConfig, extra_toml: &str, plans: BTreeMap<Operation, RateLimit>) -> Stack {
+        let redis = RedisServer::start(Durability::None);
+        let db = PgDatabase::create().await;
+        sim.rate_limits = sim.rate_limits.merged(&plans);
+        let sim = drover_tests::sim::spawn(sim).await.expect("simulator starts");
+        let store = RedisStore::connect(
+            &redis.url(),
+            "drover",
+            JobDefaults {
+                max_attempts: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("queue reachable");
+        let mut config = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp config");
+        write!(config, "[worker]\n{FAST_WORKER}{}\n{extra_toml}", limits_toml(&plans)).expect("write config");
+        Stack {
+            redis,
+            db,
+            sim,
+            store,
+            config,
+            workers: Vec::new(),
+            plans,
+        }
+    }
+
+    /// Start a `drover-worker` process and wait until it runs.
+    pub fn spawn_worker(&mut self, name: &str, extra_env: &[(&str, &str)]) -> usize {
+        let mut env = vec![
+            ("DROVER_CONFIG", self.config.path().display().to_string()),
+            ("DROVER_WORKER__REDIS_URL", self.redis.url()),
+            ("DROVER_WORKER__DATABASE__URL", self.db.url()),
+            ("DROVER_WORKER__MARKETPLACE__BASE_URL", self.sim.base_url().to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        env.extend(extra_env.iter().map(|(k, v)| (*k, v.to_string())));
+        let w = ChildProcess::spawn(name, &cargo_bin("drover-worker"), &[], &env);
+        assert!(
+            w.wait_for_log("worker started", Duration::from_secs(30)),
+            "worker did not start:\n{}",
+            w.log()
+        );
+        self.workers.push(w);
+        self.workers.len() - 1
+    }
+
+    /// Register a simulator account (with `spec`'s data) and the same account in Drover.
+    pub async fn account(&self, spec: AccountSpec) -> AccountId {
+        let mut spec = spec;
+        spec.rate_limits = self.plans.clone();
+        let info = self.sim.admin().register_account(&spec).await.expect("simulator account");
+        let repo = AccountRepo::new(self.db.pool().clone());
+        let key = EncryptionKey::parse(DEV_ENCRYPTION_KEY).expect("dev key");
+        let id = AccountId::parse(info.account_id.clone()).expect("account id");
+        repo.insert(
+            &NewAccount {
+                id: id.clone(),
+                seller_id: info.seller_id.clone(),
+                marketplace_ids: vec![MarketplaceId::parse(MARKETPLACE).expect("marketplace")],
+                credentials: LwaCredentials {
+                    client_id: info.client_id.clone(),
+                    client_secret: self.sim.config().client_secret.clone().into(),
+                    refresh_token: info.refresh_token.clone().into(),
+                },
+            },
+            &SecretBox::new(&key),
+        )
+        .await
+        .expect("account stored");
+        id
+    }
+
+    pub async fn submit(&self, kind: JobKind, payload: serde_json::Value) -> JobId {
+        let payload = JobPayload::from_json(kind, payload).expect("valid payload");
+        self.store.enqueue(NewJob::new(payload)).await.expect("enqueued").id
+    }
+
+    /// Wait until the job is in a terminal state (or `timeout`, which fails the test
+    /// with the job and the workers' logs).
+    pub async fn finish(&self, id: &JobId, timeout: Duration) -> Job {
+        let until = Instant::now() + timeout;
+        loop {
+            let job = self.store.get(id).await.expect("store").expect("job exists");
+            if job.state.is_terminal() {
+                return job;
+            }
+            if Instant::now() > until {
+                panic!("job {id} not finished after {timeout:?}: {job:#?}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.workers.iter().map(|w| w.log()).collect::<Vec<_>>().join("\n----\n")
+    }
+
+    pub async fn count(&self, sql: &str, bind: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(bind)
+            .fetch_one(self.db.pool())
+            .await
+            .expect("count query")
+    }
+}

@@ -1,0 +1,322 @@
+//! backfill: historical order reports, one report per time window.
+//!
+//! Each window: createReport → poll getReport (bounded, backing off) → getReportDocument
+//! → download (gunzip) → strict parse → upsert → window `done`, all recorded in
+//! `job_items`. The report id is noted on the window as soon as it exists, so a rerun
+//! after a crash or a snooze polls that report instead of spending quota on a new one.
+//! A quota 429 (the client has already put the account in cooldown), an open breaker or
+//! a running cooldown stops the job and snoozes it; any other window failure is recorded
+//! and the job goes on, ending `partial`. A rerun does only unfinished windows.
+use std::time::Duration as StdDuration;
+
+use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
+use chrono::{DateTime, Duration, Utc};
+use drover::data::items::{self, Item, ItemOutcome};
+use drover::data::orders::{self, OrderRow, OrderSource};
+use drover::data::report_lines::{self, ReportLine};
+use drover::job::{BackfillPayload, Progress};
+use drover::runtime::{JobContext, Outcome};
+use drover::JobError;
+use serde_json::json;
+
+use super::report_parse::{self, ParsedReport};
+use super::{check_cancel, db_error, Jobs, Seller};
+use crate::marketplace::CallError;
+
+/// The windows of `[start, end)`, each `hours` long (the last may be shorter).
+pub(crate) fn windows(start: DateTime<Utc>, end: DateTime<Utc>, hours: u32) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let step = Duration::hours(i64::from(hours.max(1)));
+    let mut out = Vec::new();
+    let mut from = start;
+    while from < end {
+        let to = (from + step).min(end);
+        out.push((from, to));
+        from = to;
+    }
+    out
+}
+
+fn window_key((from, to): (DateTime<Utc>, DateTime<Utc>)) -> String {
+    format!("{}/{}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+fn parse_key(key: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let (a, b) = key.split_once('/')?;
+    let t = |s: &str| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc));
+    Some((t(a)?, t(b)?))
+}
+
+/// How a window ended when it did not stop the job.
+enum WindowEnd {
+    Done(serde_json::Value),
+    Failed(serde_json::Value),
+}
+
+pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
+    let seller = jobs.account(&p.account_id, ctx).await?;
+    let job_id = ctx.id.as_str();
+    let all: Vec<String> = windows(p.start, p.end, p.window_hours).into_iter().map(window_key).collect();
+    let mut conn = jobs.db().acquire().await.map_err(db_error("seeding the job's windows"))?;
+    items::seed(&mut conn, job_id, 0, &all)
+        .await
+        .map_err(db_error("seeding the job's windows"))?;
+    let todo = items::unfinished(&mut conn, job_id)
+        .await
+        .map_err(db_error("reading unfinished windows"))?;
+    drop(conn);
+
+    let total = all.len() as u64;
+    let mut finished = total - todo.len() as u64;
+    for item in &todo {
+        check_cancel(ctx)?;
+        let end = match window(jobs, &p, &seller, ctx, item).await {
+            Ok(end) => end,
+            Err(JobError::RateLimited { retry_after, reason }) => {
+                // A quota 429 has put the account in cooldown: sleep until it ends, not
+                // just for the response's hint, so the job wakes once.
+                let cooldown = jobs.market().resilience().cooldown(&p.account_id).await.ok().flatten();
+                let until_end = cooldown.and_then(|c| (c.until - Utc::now()).to_std().ok());
+                let retry_after = until_end.filter(|w| *w > retry_after).unwrap_or(retry_after);
+                tracing::info!(job_id, window = %item.item, ?retry_after, %reason, "backfill paused by the marketplace's limits");
+                return Err(JobError::RateLimited { retry_after, reason });
+            }
+            Err(stop) => return Err(stop),
+        };
+        let mut conn = jobs.db().acquire().await.map_err(db_error("recording a window"))?;
+        match end {
+            WindowEnd::Done(detail) => items::set(&mut conn, job_id, &item.item, ItemOutcome::Done, &detail).await,
+            WindowEnd::Failed(detail) => {
+                tracing::warn!(job_id, window = %item.item, detail = %detail, "backfill window failed; going on with the next");
+                items::set(&mut conn, job_id, &item.item, ItemOutcome::Failed, &detail).await
+            }
+        }
+        .map_err(db_error("recording a window"))?;
+        finished += 1;
+        ctx.progress(Progress {
+            done: finished,
+            total: Some(total),
+            message: Some(format!("{finished} of {total} windows")),
+        })
+        .await?;
+    }
+
+    let mut conn = jobs.db().acquire().await.map_err(db_error("summarising the job"))?;
+    let summary = items::summary(&mut conn, job_id).await.map_err(db_error("summarising the job"))?;
+    let failed = items::page(&mut conn, job_id, Some(ItemOutcome::Failed), None, 1000)
+        .await
+        .map_err(db_error("summarising the job"))?;
+    let with_bad_rows = sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'done' AND (detail->>'bad_rows')::int > 0",
+    )
+    .bind(job_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error("summarising the job"))?;
+    let result = json!({
+        "total": summary.total, "succeeded": summary.succeeded, "failed": summary.failed, "skipped": summary.skipped,
+        "windows_with_rejected_rows": with_bad_rows,
+        "failed_windows": failed.iter().map(|i| json!({"window": i.item, "error": i.detail.get("error")})).collect::<Vec<_>>(),
+    });
+    if summary.failed > 0 || with_bad_rows > 0 {
+        Ok(Outcome::Partial(result))
+    } else {
+        Ok(Outcome::Succeeded(result))
+    }
+}
+
+/// Errors that stop the whole job (snooze, cancel, database) come back as `Err`; the
+/// window's own failures as `Ok(Failed)`.
+async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobContext, item: &Item) -> Result<WindowEnd, JobError> {
+    let Some((from, to)) = parse_key(&item.item) else {
+        return Ok(WindowEnd::Failed(
+            json!({"error": format!("unreadable window key {:?}", item.item)}),
+        ));
+    };
+    let market = jobs.market();
+    let marketplaces = std::slice::from_ref(&p.marketplace_id);
+    let job_id = ctx.id.as_str();
+
+    let report_id = match item.detail.get("report_id").and_then(|v| v.as_str()) {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = match market.create_report(&seller.call, &p.report_type, from, to, marketplaces).await {
+                Ok(id) => id,
+                Err(e) => return window_error(e),
+            };
+            let mut conn = jobs.db().acquire().await.map_err(db_error("noting a report id"))?;
+            items::note(&mut conn, job_id, &item.item, &json!({"report_id": id}))
+                .await
+                .map_err(db_error("noting a report id"))?;
+            id
+        }
+    };
+
+    // Poll until the report is done, backing off from the configured interval.
+    let cfg = market.config();
+    let deadline = tokio::time::Instant::now() + cfg.report_poll_max();
+    let mut wait = cfg.report_poll_interval();
+    let document_id = loop {
+        let report = match market.get_report(&seller.call, &report_id).await {
+            Ok(r) => r,
+            Err(e) => return window_error(e),
+        };
+        match report.processing_status {
+            ProcessingStatus::Done => match report.report_document_id {
+                Some(id) => break id,
+                None => return Ok(failed(&report_id, "report DONE without a document id")),
+            },
+            // SP-API cancels a report that has no data: an empty window, not a failure.
+            ProcessingStatus::Cancelled => {
+                return Ok(WindowEnd::Done(
+                    json!({"report_id": report_id, "rows": 0, "written": 0, "empty": true}),
+                ));
+            }
+            ProcessingStatus::Fatal => return Ok(failed(&report_id, "report processing ended FATAL")),
+            ProcessingStatus::InQueue | ProcessingStatus::InProgress => {
+                if tokio::time::Instant::now() + wait > deadline {
+                    return Ok(failed(&report_id, &format!("report not done within {:?}", cfg.report_poll_max())));
+                }
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 3 / 2).min(StdDuration::from_secs(30));
+            }
+        }
+    };
+
+    let document = match market.get_report_document(&seller.call, &document_id).await {
+        Ok(d) => d,
+        Err(e) => return window_error(e),
+    };
+    let bytes = match market.download_document(&document).await {
+        Ok(b) => b,
+        Err(e) => return window_error(e),
+    };
+    let parsed = match report_parse::parse(&bytes) {
+        Ok(parsed) => parsed,
+        Err(e) => return Ok(failed(&report_id, &e.to_string())),
+    };
+    let listed: Vec<serde_json::Value> = parsed
+        .errors
+        .iter()
+        .take(jobs.config().parse_errors_listed)
+        .map(|e| json!({"line": e.line, "column": e.column, "column_name": e.column_name, "message": e.message}))
+        .collect();
+    if parsed.too_many_errors() {
+        tracing::warn!(
+            job_id,
+            window = %item.item,
+            bad_rows = parsed.errors.len(),
+            rows = parsed.rows(),
+            "report document has more than 1% bad rows; window marked failed and nothing from it written"
+        );
+        return Ok(WindowEnd::Failed(json!({
+            "report_id": report_id, "rows": parsed.rows(), "bad_rows": parsed.errors.len(),
+            "error": format!("{} of {} rows could not be parsed (more than 1%)", parsed.errors.len(), parsed.rows()),
+            "parse_errors": listed,
+        })));
+    }
+    let written = store(jobs, p, job_id, &parsed).await?;
+    Ok(WindowEnd::Done(json!({
+        "report_id": report_id, "rows": parsed.rows(), "written": written, "bad_rows": parsed.errors.len(), "parse_errors": listed,
+    })))
+}
+
+fn failed(report_id: &str, error: &str) -> WindowEnd {
+    WindowEnd::Failed(json!({"report_id": report_id, "error": error}))
+}
+
+/// Quota, breaker, cooldown and cancellation stop the job; the rest fail the window.
+fn window_error(e: CallError) -> Result<WindowEnd, JobError> {
+    match e {
+        CallError::RateLimited { .. } | CallError::BreakerOpen { .. } | CallError::Cooldown { .. } | CallError::Cancelled => Err(e.into()),
+        other => Ok(WindowEnd::Failed(json!({"error": other.to_string()}))),
+    }
+}
+
+/// Write a document's lines and their orders in one transaction.
+async fn store(jobs: &Jobs, p: &BackfillPayload, job_id: &str, parsed: &ParsedReport) -> Result<u64, JobError> {
+    let account = p.account_id.as_str();
+    let mut tx = jobs.db().begin().await.map_err(db_error("writing report lines"))?;
+    let mut written = 0;
+    for chunk in parsed.lines.chunks(1000) {
+        written += report_lines::upsert(&mut tx, account, &p.report_type, job_id, chunk)
+            .await
+            .map_err(db_error("writing report lines"))?;
+        let rows = order_rows(chunk, p.marketplace_id.as_str());
+        orders::upsert(&mut tx, account, OrderSource::Report, &rows)
+            .await
+            .map_err(db_error("writing report orders"))?;
+    }
+    tx.commit().await.map_err(db_error("committing report lines"))?;
+    Ok(written)
+}
+
+/// One order row per order id in the lines (the report has a line per order item).
+fn order_rows(lines: &[ReportLine], marketplace: &str) -> Vec<OrderRow> {
+    let mut by_id: std::collections::BTreeMap<&str, &ReportLine> = std::collections::BTreeMap::new();
+    for l in lines {
+        let keep = by_id
+            .get(l.order_id.as_str())
+            .is_none_or(|seen| seen.last_updated_date < l.last_updated_date);
+        if keep {
+            by_id.insert(&l.order_id, l);
+        }
+    }
+    by_id
+        .values()
+        .map(|l| OrderRow {
+            order_id: l.order_id.clone(),
+            marketplace_id: marketplace.to_owned(),
+            purchase_date: l.purchase_date,
+            last_update_date: l.last_updated_date,
+            order_status: l.order_status.clone(),
+            fulfillment: None,
+            order_total: None,
+            currency: Some(l.currency.clone()),
+            raw: json!({"source": "report", "sku": l.sku, "asin": l.asin, "item_status": l.item_status, "quantity": l.quantity,
+                        "item_price": l.item_price}),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn day(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, d, 0, 0, 0).single().expect("valid")
+    }
+
+    #[test]
+    fn thirty_days_in_six_hour_windows_is_120_windows() {
+        let w = windows(day(1), day(31), 6);
+        assert_eq!(w.len(), 120);
+        assert_eq!(w[0], (day(1), day(1) + Duration::hours(6)));
+        assert_eq!(w[119].1, day(31));
+    }
+
+    #[test]
+    fn window_keys_round_trip() {
+        let w = (day(1), day(2));
+        assert_eq!(parse_key(&window_key(w)), Some(w));
+    }
+
+    proptest! {
+        #[test]
+        fn windows_tile_the_range_without_gaps_or_overlaps(start in 0i64..1_000_000, len in 1i64..2_000_000, hours in 1u32..48) {
+            let s = Utc.timestamp_opt(1_700_000_000 + start, 0).single().expect("valid");
+            let e = s + Duration::seconds(len);
+            let w = windows(s, e, hours);
+            prop_assert_eq!(w.first().map(|x| x.0), Some(s));
+            prop_assert_eq!(w.last().map(|x| x.1), Some(e));
+            for pair in w.windows(2) {
+                prop_assert_eq!(pair[0].1, pair[1].0);
+            }
+            prop_assert!(w.iter().all(|(a, b)| a < b && *b - *a <= Duration::hours(i64::from(hours))));
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The three jobs users submit — [`sync`], [`backfill`], [`cleanup`] — behind one
+//! [`Jobs`] handler that the worker runtime calls for every kind.
+//!
+//! Shared rules: the account's credentials come from PostgreSQL (decrypted only here);
+//! every marketplace call goes through the client's guard (limiter, breaker, cooldown);
+//! per-item outcomes go to `job_items` as they happen, so a rerun does only what is
+//! left; a database error fails the run as transient (nothing is half-written: rows and
+//! their item record share a transaction).
+mod backfill;
+mod cleanup;
+mod config;
+pub mod report_parse;
+mod sync;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use drover::crypto::SecretBox;
+use drover::db::accounts::AccountRepo;
+use drover::job::{AccountId, JobPayload};
+use drover::runtime::{Handler, JobContext, Outcome};
+use drover::JobError;
+use sqlx::PgPool;
+
+pub use config::JobsConfig;
+
+use crate::marketplace::{AccountCtx, MarketplaceClient};
+
+/// The handler for sync, backfill and cleanup jobs.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    market: MarketplaceClient,
+    db: PgPool,
+    accounts: AccountRepo,
+    secrets: SecretBox,
+    config: JobsConfig,
+}
+
+impl Jobs {
+    pub fn new(market: MarketplaceClient, db: PgPool, secrets: SecretBox, config: JobsConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                accounts: AccountRepo::new(db.clone()),
+                market,
+                db,
+                secrets,
+                config,
+            }),
+        }
+    }
+
+    async fn dispatch(self, payload: JobPayload, ctx: JobContext) -> Result<Outcome, JobError> {
+        match payload {
+            JobPayload::Sync(p) => sync::run(&self, p, &ctx).await,
+            JobPayload::Backfill(p) => backfill::run(&self, p, &ctx).await,
+            JobPayload::Cleanup(p) => cleanup::run(&self, p, &ctx).await,
+        }
+    }
+
+    /// The account's credentials, ready for marketplace calls.
+    async fn account(&self, id: &AccountId, ctx: &JobContext) -> Result<Seller, JobError> {
+        match self.inner.accounts.credentials(id, &self.inner.secrets).await {
+            Ok(Some(found)) => Ok(Seller {
+                seller_id: found.account.seller_id.clone(),
+                call: AccountCtx {
+                    account_id: id.clone(),
+                    credentials: found.credentials,
+                    cancel: ctx.cancel.clone(),
+                },
+            }),
+            Ok(None) => Err(JobError::permanent(format!(
+                "account {id} is not registered (POST /v1/accounts first)"
+            ))),
+            Err(e) if e.is_unavailable() => Err(JobError::transient(format!("accounts database unavailable: {e}"))),
+            Err(e) => Err(JobError::permanent(format!("account {id} could not be read: {e}"))),
+        }
+    }
+
+    fn market(&self) -> &MarketplaceClient {
+        &self.inner.market
+    }
+
+    fn db(&self) -> &PgPool {
+        &self.inner.db
+    }
+
+    fn config(&self) -> &JobsConfig {
+        &self.inner.config
+    }
+}
+
+impl Handler for Jobs {
+    fn run(&self, payload: JobPayload, ctx: JobContext) -> Pin<Box<dyn Future<Output = Result<Outcome, JobError>> + Send>> {
+        Box::pin(self.clone().dispatch(payload, ctx))
+    }
+}
+
+/// A registered account, as a job needs it.
+pub(crate) struct Seller {
+    pub seller_id: String,
+    pub call: AccountCtx,
+}
+
+/// A database error ends the run as transient: the job is retried, and what was
+/// committed stays committed.
+pub(crate) fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> JobError + '_ {
+    move |e| {
+        tracing::warn!(error = %e, "database error while {what}");
+        JobError::transient(format!("database error while {what}"))
+    }
+}
+
+/// Cancelled between steps: stop before the next one.
+pub(crate) fn check_cancel(ctx: &JobContext) -> Result<(), JobError> {
+    if ctx.is_cancelled() {
+        Err(JobError::Cancelled)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! sync: incremental pull of orders (getOrders by LastUpdatedAfter, page by page) and a
+//! refresh of the account's known listings.
+//!
+//! Each page's rows, its item record and the walk's next token are committed in one
+//! transaction, and the cursor moves to the walk's upper bound only with the last page:
+//! a worker killed mid-walk leaves a retry that resumes after the last committed page,
+//! and a row is never written twice (upserts keyed by order id).
+use chrono::{DateTime, Duration, Utc};
+use drover::data::cursors::{self, Walk};
+use drover::data::items::{self, ItemOutcome};
+use drover::data::listings::{self, ListingRow};
+use drover::data::orders::{self, OrderRow, OrderSource};
+use drover::job::{Progress, Sku, SyncPayload, SyncResource};
+use drover::runtime::{JobContext, Outcome};
+use drover::JobError;
+use serde_json::json;
+
+use super::{check_cancel, db_error, Jobs, Seller};
+use crate::marketplace::OrdersQuery;
+
+const ORDERS: &str = "orders";
+
+pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
+    let seller = jobs.account(&p.account_id, ctx).await?;
+    let mut result = serde_json::Map::new();
+    if p.resources.contains(&SyncResource::Orders) {
+        result.insert("orders".into(), sync_orders(jobs, &p, &seller, ctx).await?);
+    }
+    if p.resources.contains(&SyncResource::Listings) {
+        result.insert("listings".into(), sync_listings(jobs, &p, &seller, ctx).await?);
+    }
+    let mut conn = jobs.db().acquire().await.map_err(db_error("reading the job's items"))?;
+    let summary = items::summary(&mut conn, ctx.id.as_str())
+        .await
+        .map_err(db_error("reading the job's items"))?;
+    result.insert("summary".into(), json!(summary));
+    Ok(Outcome::Succeeded(serde_json::Value::Object(result)))
+}
+
+async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
+    let account = p.account_id.as_str();
+    let job_id = ctx.id.as_str();
+    let mut conn = jobs.db().acquire().await.map_err(db_error("loading the sync cursor"))?;
+    let stored = cursors::load(&mut conn, account, ORDERS)
+        .await
+        .map_err(db_error("loading the sync cursor"))?;
+    drop(conn);
+
+    // Resume a walk in progress (even one another job started: the rows are the same),
+    // else start one from `since`, the cursor, or the first-sync lookback.
+    let started_at = Utc::now();
+    let (mut token, mut before, mut pages, after) = match stored.walk {
+        Some(w) => (Some(w.next_token), w.before, w.pages, None),
+        None => {
+            let after = p
+                .since
+                .or(stored.cursor_at)
+                .unwrap_or_else(|| started_at - Duration::hours(i64::from(jobs.config().first_sync_lookback_hours)));
+            (None, None, 0, Some(after))
+        }
+    };
+    let resumed = token.is_some();
+    let mut orders_written = 0u64;
+    let mut orders_seen = 0u64;
+    loop {
+        check_cancel(ctx)?;
+        let page = jobs
+            .market()
+            .get_orders(
+                &seller.call,
+                &OrdersQuery {
+                    marketplace_ids: vec![p.marketplace_id.clone()],
+                    last_updated_after: if token.is_none() { after } else { None },
+                    next_token: token.clone(),
+                    max_results: Some(jobs.config().orders_page_size),
+                    ..OrdersQuery::default()
+                },
+            )
+            .await?;
+        before = page.last_updated_before.or(before);
+        let rows: Vec<OrderRow> = page.orders.iter().filter_map(|o| order_row(o, p.marketplace_id.as_str())).collect();
+        if rows.len() != page.orders.len() {
+            return Err(JobError::transient(format!(
+                "getOrders page {} had {} orders with unreadable dates",
+                pages + 1,
+                page.orders.len() - rows.len()
+            )));
+        }
+        pages += 1;
+        orders_seen += rows.len() as u64;
+
+        let mut tx = jobs.db().begin().await.map_err(db_error("writing an orders page"))?;
+        let written = orders::upsert(&mut tx, account, OrderSource::Sync, &rows)
+            .await
+            .map_err(db_error("writing an orders page"))?;
+        let detail = json!({"resource": ORDERS, "orders": rows.len(), "written": written});
+        items::put(
+            &mut tx,
+            job_id,
+            pages,
+            &format!("orders/page-{pages:05}"),
+            ItemOutcome::Done,
+            &detail,
+        )
+        .await
+        .map_err(db_error("recording an orders page"))?;
+        match &page.next_token {
+            Some(next) => {
+                let walk = Walk {
+                    next_token: next.clone(),
+                    before,
+                    pages,
+                    job_id: Some(job_id.to_owned()),
+                };
+                cursors::save_walk(&mut tx, account, ORDERS, &walk).await
+            }
+            // SP-API echoes the bound it applied as LastUpdatedBefore; without it, the
+            // walk's start (minus SP-API's 2-minute settle time) is a safe next cursor.
+            None => cursors::finish_walk(&mut tx, account, ORDERS, before.unwrap_or(started_at - Duration::minutes(2))).await,
+        }
+        .map_err(db_error("moving the sync cursor"))?;
+        tx.commit().await.map_err(db_error("committing an orders page"))?;
+        orders_written += written;
+
+        ctx.progress(Progress {
+            done: u64::try_from(pages).unwrap_or_default(),
+            total: None,
+            message: Some(format!("orders: {pages} pages, {orders_seen} orders this run")),
+        })
+        .await?;
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    Ok(json!({"pages": pages, "orders": orders_seen, "written": orders_written, "resumed_walk": resumed, "cursor": before}))
+}
+
+fn order_row(o: &amazon_spapi::models::orders_v0::Order, marketplace: &str) -> Option<OrderRow> {
+    let time = |s: &str| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc));
+    let text = |v: serde_json::Value| v.as_str().map(str::to_owned);
+    Some(OrderRow {
+        order_id: o.amazon_order_id.clone(),
+        marketplace_id: o.marketplace_id.clone().unwrap_or_else(|| marketplace.to_owned()),
+        purchase_date: time(&o.purchase_date)?,
+        last_update_date: time(&o.last_update_date)?,
+        order_status: text(serde_json::to_value(o.order_status).ok()?)?,
+        fulfillment: o.fulfillment_channel.and_then(|c| serde_json::to_value(c).ok()).and_then(text),
+        order_total: o.order_total.as_ref().and_then(|m| m.amount.clone()),
+        currency: o.order_total.as_ref().and_then(|m| m.currency_code.clone()),
+        raw: serde_json::to_value(o).ok()?,
+    })
+}
+
+/// Refresh what we know of the account's listings (its stored listings and the SKUs
+/// its order reports mention), one getListingsItem per SKU through the shared limiter.
+async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
+    let account = p.account_id.as_str();
+    let mut conn = jobs.db().acquire().await.map_err(db_error("reading known SKUs"))?;
+    let skus = listings::known_skus(&mut conn, account, i64::from(jobs.config().listings_per_sync))
+        .await
+        .map_err(db_error("reading known SKUs"))?;
+    let (mut found, mut absent) = (0u64, 0u64);
+    for (i, raw) in skus.iter().enumerate() {
+        check_cancel(ctx)?;
+        let Ok(sku) = Sku::parse(raw.clone()) else { continue };
+        let item = jobs
+            .market()
+            .get_listings_item(&seller.call, &seller.seller_id, &sku, std::slice::from_ref(&p.marketplace_id))
+            .await?;
+        let row = match item {
+            Some(item) => {
+                found += 1;
+                let summary = item.summaries.as_ref().and_then(|s| s.first());
+                ListingRow {
+                    sku: raw.clone(),
+                    marketplace_id: p.marketplace_id.as_str().to_owned(),
+                    asin: summary.and_then(|s| s.asin.clone()),
+                    status: summary
+                        .map(|s| {
+                            s.status
+                                .iter()
+                                .filter_map(|st| serde_json::to_value(st).ok()?.as_str().map(str::to_owned))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "UNKNOWN".to_owned()),
+                    raw: serde_json::to_value(&item).ok(),
+                }
+            }
+            None => {
+                absent += 1;
+                ListingRow {
+                    sku: raw.clone(),
+                    marketplace_id: p.marketplace_id.as_str().to_owned(),
+                    asin: None,
+                    status: "ABSENT".to_owned(),
+                    raw: None,
+                }
+            }
+        };
+        listings::upsert(&mut conn, account, &row)
+            .await
+            .map_err(db_error("writing a listing"))?;
+        let done = i as u64 + 1;
+        if done.is_multiple_of(jobs.config().progress_every) || done == skus.len() as u64 {
+            ctx.progress(Progress {
+                done,
+                total: Some(skus.len() as u64),
+                message: Some(format!("listings: {done} of {} SKUs checked", skus.len())),
+            })
+            .await?;
+        }
+    }
+    let seq = 100_000;
+    let detail = json!({"resource": "listings", "checked": skus.len(), "found": found, "absent": absent});
+    items::put(&mut conn, ctx.id.as_str(), seq, "listings", ItemOutcome::Done, &detail)
+        .await
+        .map_err(db_error("recording the listings refresh"))?;
+    Ok(detail)
+}

@@ -413,3 +413,137 @@ async fn no_log_line_carries_a_secret() {
         assert!(leaked.is_empty(), "{secret:?} appears in the logs: {leaked:#?}");
     }
 }
+
+// ---- the repository and the harness, directly --------------------------------------------
+
+mod repository {
+    use drover::crypto::{EncryptionKey, SecretBox};
+    use drover::db::{AccountRepo, DatabaseConfig, DbError, NewAccount};
+    use drover::job::{AccountId, MarketplaceId};
+    use drover::lwa::LwaCredentials;
+    use drover_tests::harness::PgDatabase;
+    use secrecy::ExposeSecret;
+    use sqlx::Row;
+
+    use super::{BOGUS_REFRESH, BOGUS_SECRET, CLIENT_ID, TEST_ENCRYPTION_KEY};
+
+    fn sealer() -> SecretBox {
+        SecretBox::new(&EncryptionKey::parse(TEST_ENCRYPTION_KEY).unwrap())
+    }
+
+    fn new_account(id: &str) -> NewAccount {
+        NewAccount {
+            id: AccountId::parse(id).unwrap(),
+            seller_id: format!("{id}-seller"),
+            marketplace_ids: vec![MarketplaceId::parse("ATVPDKIKX0DER").unwrap()],
+            credentials: LwaCredentials {
+                client_id: CLIENT_ID.into(),
+                client_secret: BOGUS_SECRET.into(),
+                refresh_token: BOGUS_REFRESH.into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_open_to_what_was_stored_and_only_with_the_same_key() {
+        let db = PgDatabase::create().await;
+        let repo = AccountRepo::new(db.pool().clone());
+        let stored = repo.insert(&new_account("acme"), &sealer()).await.unwrap();
+        assert_eq!(stored.seller_id, "acme-seller");
+
+        let opened = repo.credentials(&stored.id, &sealer()).await.unwrap().expect("the account exists");
+        assert_eq!(opened.account, stored);
+        assert_eq!(opened.credentials.client_id, CLIENT_ID);
+        assert_eq!(opened.credentials.client_secret.expose_secret(), BOGUS_SECRET);
+        assert_eq!(opened.credentials.refresh_token.expose_secret(), BOGUS_REFRESH);
+        let shown = format!("{opened:?}");
+        assert!(!shown.contains(BOGUS_SECRET) && !shown.contains(BOGUS_REFRESH), "{shown}");
+
+        let other_key = SecretBox::new(&EncryptionKey::parse(drover::crypto::DEV_ENCRYPTION_KEY).unwrap());
+        let err = repo.credentials(&stored.id, &other_key).await.unwrap_err();
+        assert!(matches!(err, DbError::Other(_)), "{err:?}");
+        assert!(!err.to_string().contains(BOGUS_SECRET), "{err}");
+        assert!(repo
+            .credentials(&AccountId::parse("nobody").unwrap(), &sealer())
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn duplicates_conflict_and_inactive_accounts_leave_the_active_list() {
+        let db = PgDatabase::create().await;
+        let repo = AccountRepo::new(db.pool().clone());
+        for id in ["b-acct", "a-acct", "c-acct"] {
+            repo.insert(&new_account(id), &sealer()).await.unwrap();
+        }
+        let err = repo.insert(&new_account("a-acct"), &sealer()).await.unwrap_err();
+        assert_eq!(err, DbError::Conflict("account a-acct already exists".into()));
+
+        repo.set_active(&AccountId::parse("b-acct").unwrap(), false).await.unwrap();
+        let active: Vec<String> = repo.list_active().await.unwrap().into_iter().map(|a| a.id.to_string()).collect();
+        assert_eq!(active, ["a-acct", "c-acct"]);
+        let b = repo.get(&AccountId::parse("b-acct").unwrap()).await.unwrap().unwrap();
+        assert!(!b.active && b.updated_at >= b.created_at);
+        assert!(matches!(
+            repo.set_active(&AccountId::parse("nobody").unwrap(), true).await,
+            Err(DbError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_connection_runs_with_the_configured_statement_timeout() {
+        let db = PgDatabase::create().await;
+        let pool = drover::db::connect_lazy(&DatabaseConfig {
+            statement_timeout_ms: 1500,
+            ..DatabaseConfig::with_url(db.url())
+        })
+        .unwrap();
+        let shown: String = sqlx::query("SHOW statement_timeout").fetch_one(&pool).await.unwrap().get(0);
+        assert_eq!(shown, "1500ms");
+        let err: DbError = sqlx::query("SELECT pg_sleep(3)").execute(&pool).await.unwrap_err().into();
+        assert!(err.is_unavailable() && err.to_string().contains("57014"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn migrations_can_run_again_and_concurrently() {
+        let db = PgDatabase::create().await;
+        let runs = (0..4).map(|_| drover::db::migrate(db.pool()));
+        for r in futures::future::join_all(runs).await {
+            r.unwrap();
+        }
+    }
+
+    async fn exists(name: &str) -> bool {
+        let admin = PgDatabase::create().await;
+        let n: i64 = sqlx::query("SELECT count(*) FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_one(admin.pool())
+            .await
+            .unwrap()
+            .get(0);
+        n == 1
+    }
+
+    #[tokio::test]
+    async fn a_test_database_is_dropped_with_its_handle_even_when_the_test_panics() {
+        let db = PgDatabase::create().await;
+        let name = db.name().to_owned();
+        assert!(exists(&name).await);
+        // An open connection does not keep it alive.
+        let _open = sqlx::query("SELECT 1").execute(db.pool()).await.unwrap();
+        drop(db);
+        assert!(!exists(&name).await, "{name} was dropped");
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let panicked = tokio::spawn(async move {
+            let db = PgDatabase::create().await;
+            tx.send(db.name().to_owned()).unwrap();
+            panic!("a failing test");
+        })
+        .await;
+        assert!(panicked.is_err());
+        let name = rx.await.unwrap();
+        assert!(!exists(&name).await, "{name} was dropped while unwinding");
+    }
+}

@@ -79,6 +79,9 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone()),
         http,
         token_url: config.marketplace_token_url.clone(),
+        token_timeout: Duration::from_millis(config.marketplace_timeout_ms)
+            .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
+            .max(Duration::from_millis(100)),
     };
     let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts);
     // Wait briefly for the first attempt, so a healthy start is ready at once; when

@@ -54,6 +54,9 @@ pub struct Accounts {
     /// Calls the LWA token endpoint to validate credentials.
     pub http: reqwest::Client,
     pub token_url: String,
+    /// How long one validation exchange may take: `marketplace_timeout_ms`, but always
+    /// under the request timeout, so the client gets the precise 503 rather than a timeout.
+    pub token_timeout: Duration,
 }
 
 impl AppState {

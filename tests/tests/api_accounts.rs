@@ -196,6 +196,32 @@ async fn an_unreachable_marketplace_is_a_503_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn a_marketplace_that_never_answers_is_the_same_503_within_the_request_timeout() {
+    logs();
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/auth/o2/token", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let app = spawn_app_with(Durability::None, move |c| {
+        c.marketplace_token_url = url;
+        c.request_timeout_ms = 1500;
+    })
+    .await;
+    until_ready(&app).await;
+    let p = problem(create(&app, ADMIN, &body("acme", "rt-acct-1")).await, 503).await;
+    assert_eq!(
+        p["detail"],
+        "could not reach the marketplace to validate credentials; retry later or use skip_validation"
+    );
+    assert_eq!(stored_rows(&app).await, 0);
+}
+
+#[tokio::test]
 async fn skip_validation_stores_without_asking_the_marketplace_for_admins_only() {
     let app = app_without_marketplace().await;
     until_ready(&app).await;

@@ -113,7 +113,7 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
         return Err(ApiError::Conflict(format!("account {} already exists", new.id)));
     }
     if !skip_validation {
-        match drover::lwa::exchange(&accounts.http, &accounts.token_url, &new.credentials).await {
+        match drover::lwa::exchange_with_timeout(&accounts.http, &accounts.token_url, &new.credentials, accounts.token_timeout).await {
             Ok(_) => {}
             Err(LwaError::Rejected { code, .. }) => {
                 return Err(ApiError::BadRequest(format!("the marketplace rejected these credentials: {code}")));

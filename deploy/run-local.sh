@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole system on this machine: Redis (a local redis-server unless
-# DROVER_REDIS_URL is given), the marketplace simulator with demo accounts, the API
-# and two workers. Submits a few jobs and prints where to look. Ctrl-C stops
-# everything it started (by PID).
+# DROVER_REDIS_URL is given), PostgreSQL (DATABASE_URL, default the local server's
+# `drover` database, created if missing), the marketplace simulator with demo accounts,
+# the API and two workers. Registers the demo accounts, submits a sync, a backfill and a
+# cleanup, and prints where to look. Ctrl-C stops everything it started (by PID).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/drover/target}"
@@ -32,29 +33,51 @@ if [ -z "${DROVER_REDIS_URL:-}" ]; then
   DROVER_REDIS_URL="redis://127.0.0.1:$port"
   for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 fi
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if [ -z "${DATABASE_URL:-}" ]; then
+  # The local server's `drover` database (trust auth as user postgres), created once.
+  if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'drover'" | grep -q 1; then
+    psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE drover"
+  fi
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/drover"
+fi
+export DATABASE_URL
 
 sim_port=${SIM_PORT:-9100}
 "$bin/simulator" --listen "127.0.0.1:$sim_port" --accounts 3 --rate-profile fast > "$run_dir/simulator.log" 2>&1 &
 pids+=($!)
 
+sim="http://127.0.0.1:$sim_port"
 api_port=${API_PORT:-8080}
 DROVER_API__LISTEN="127.0.0.1:$api_port" DROVER_API__REDIS_URL="$DROVER_REDIS_URL" DROVER_API__DEV_MODE=true \
+  DROVER_API__MARKETPLACE_TOKEN_URL="$sim/auth/o2/token" \
   DROVER_LOG_FORMAT=text "$bin/drover-api" > "$run_dir/api.log" 2>&1 &
 pids+=($!)
 for i in 1 2; do
-  DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" DROVER_LOG_FORMAT=text "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
+  DROVER_CONFIG=deploy/local/worker.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
+    DROVER_WORKER__MARKETPLACE__BASE_URL="$sim" DROVER_LOG_FORMAT=text "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 
 api="http://127.0.0.1:$api_port"
 for _ in $(seq 1 100); do curl -fsS "$api/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 auth="Authorization: Bearer drover-dev-key"
+json='content-type: application/json'
+echo "== registering the simulator's demo accounts (credentials checked with its LWA endpoint)"
+for a in acct-1 acct-2 acct-3; do
+  code=$(curl -sS -o "$run_dir/account-$a.json" -w '%{http_code}' -X POST "$api/v1/accounts" -H "$auth" -H "$json" \
+    -d "{\"id\":\"$a\",\"seller_id\":\"$a\",\"marketplace_ids\":[\"ATVPDKIKX0DER\"],\"client_id\":\"amzn1.application-oa2-client.sim\",\"client_secret\":\"sim-client-secret\",\"refresh_token\":\"rt-$a\"}")
+  case "$code" in 201) echo "  $a registered";; 409) echo "  $a already registered";; *) echo "  $a: HTTP $code"; cat "$run_dir/account-$a.json"; echo;; esac
+done
 echo "== submitting demo jobs"
-curl -fsS -X POST "$api/v1/jobs" -H "$auth" -H 'content-type: application/json' \
-  -d '{"kind":"sync","payload":{"account_id":"acct-1","marketplace_id":"ATVPDKIKX0DER","resources":["orders","listings"]}}'; echo
-curl -fsS -X POST "$api/v1/jobs" -H "$auth" -H 'content-type: application/json' \
-  -d '{"kind":"cleanup","payload":{"account_id":"acct-2","marketplace_id":"ATVPDKIKX0DER","skus":["SKU-00001","SKU-00002"]}}'; echo
+since=$(date -u -d '-30 days' +%Y-%m-%dT%H:%M:%SZ)
+start=$(date -u -d '-3 days' +%Y-%m-%dT00:00:00Z)
+end=$(date -u +%Y-%m-%dT00:00:00Z)
+submit() { curl -fsS -X POST "$api/v1/jobs" -H "$auth" -H "$json" -d "$1" | tee -a "$run_dir/jobs.json"; echo; }
+submit "{\"kind\":\"sync\",\"payload\":{\"account_id\":\"acct-1\",\"marketplace_id\":\"ATVPDKIKX0DER\",\"resources\":[\"orders\",\"listings\"],\"since\":\"$since\"}}"
+submit "{\"kind\":\"backfill\",\"payload\":{\"account_id\":\"acct-2\",\"marketplace_id\":\"ATVPDKIKX0DER\",\"report_type\":\"GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL\",\"start\":\"$start\",\"end\":\"$end\"}}"
+printf 'sku\nSKU-00001\nSKU-00002\nSKU-00003\nNO-SUCH-SKU\n' > "$run_dir/cleanup.csv"
+curl -fsS -X POST "$api/v1/jobs/cleanup.csv?account_id=acct-3&marketplace_id=ATVPDKIKX0DER" -H "$auth" \
+  -H 'content-type: text/csv' --data-binary @"$run_dir/cleanup.csv" | tee -a "$run_dir/jobs.json"; echo
 
 cat <<MSG
 
@@ -64,10 +87,14 @@ Drover is running (logs in $run_dir):
   Metrics     $api/metrics
   Queues      curl -H '$auth' $api/v1/queues
   Jobs        curl -H '$auth' '$api/v1/jobs?limit=10'
+  Job items   curl -H '$auth' $api/v1/jobs/<id>/items        (SKUs, windows, pages)
+  Limits      curl -H '$auth' $api/v1/accounts/acct-1/limits (rate limits, cooldown, breakers)
+  Schedules   built-in: a sync every 15 min and daily/weekly audit backfills per active account
   Submit      curl -X POST $api/v1/jobs -H '$auth' -H 'content-type: application/json' \\
                 -d '{"kind":"cleanup","payload":{"account_id":"acct-1","marketplace_id":"ATVPDKIKX0DER","skus":["SKU-00003"]}}'
-  Simulator   http://127.0.0.1:$sim_port/_admin/stats
+  Simulator   $sim/_admin/stats
   Redis       $DROVER_REDIS_URL
+  Postgres    $DATABASE_URL   (tables orders, report_order_lines, listings, job_items, ...)
 Ctrl-C stops everything.
 MSG
 wait

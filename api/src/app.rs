@@ -5,12 +5,14 @@
 //! grace period.
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use drover::config::ConfigError;
 use drover::db::{AccountRepo, DbError, PgPool};
 use drover::queue::{RedisStore, StoreError};
 use drover::resilience::Resilience;
+use drover::schedule::{AccountSource, ScheduleStore, Scheduler, SchedulerConfig};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -44,6 +46,7 @@ pub struct App {
     addr: SocketAddr,
     state: AppState,
     grace: Duration,
+    scheduler: SchedulerConfig,
 }
 
 pub async fn build(config: ApiConfig) -> Result<App, StartError> {
@@ -103,6 +106,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         addr,
         state,
         grace: Duration::from_millis(config.shutdown_grace_ms),
+        scheduler: config.scheduler.clone(),
     })
 }
 
@@ -146,6 +150,12 @@ impl App {
     /// Serve until `shutdown` resolves, then drain for at most the grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let token = self.state.shutdown().clone();
+        if self.scheduler.enabled {
+            let accounts: Arc<dyn AccountSource> = Arc::new(self.state.accounts().repo.clone());
+            let schedules = ScheduleStore::new(self.state.store().connection(), self.state.store().namespace());
+            let scheduler = Scheduler::new(self.state.store().clone(), schedules, Some(accounts), self.scheduler.clone());
+            tokio::spawn(scheduler.run(token.clone()));
+        }
         let app = router(self.state);
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { serve.await });

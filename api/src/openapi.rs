@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldErrorDoc, Problem};
-use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, jobs, queues, submit};
+use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, items, jobs, queues, schedules, submit};
 use crate::views;
 
 #[derive(OpenApi)]
@@ -22,6 +22,11 @@ use crate::views;
         jobs::get_job,
         jobs::list_jobs,
         events::job_events,
+        items::list_items,
+        schedules::put_schedule,
+        schedules::get_schedule,
+        schedules::list_schedules,
+        schedules::delete_schedule,
         control::cancel,
         control::retry,
         dead_letter::list_dead,
@@ -52,6 +57,7 @@ use crate::views;
         (name = "dead-letter", description = "Dead jobs and their replay"),
         (name = "queues", description = "Queue counts and pause / resume"),
         (name = "accounts", description = "Seller accounts, their credentials (write-only) and marketplace limits"),
+        (name = "schedules", description = "Periodic jobs (cron, UTC), one job per tick across replicas"),
         (name = "operations", description = "Probes, metrics, this document"),
     )
 )]

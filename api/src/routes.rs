@@ -1,12 +1,12 @@
 //! The router: which role each endpoint needs, and the middleware around all of them.
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::auth::{require_admin, require_read, require_submit};
 use crate::error::ApiError;
-use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, jobs, queues, submit};
+use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, items, jobs, queues, schedules, submit};
 use crate::middleware::{observe::observe, request_id::request_id, timeout::timeout};
 use crate::state::AppState;
 
@@ -16,6 +16,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", get(jobs::list_jobs))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/events", get(events::job_events))
+        .route("/v1/jobs/{id}/items", get(items::list_items))
+        .route("/v1/schedules", get(schedules::list_schedules))
+        .route("/v1/schedules/{name}", get(schedules::get_schedule))
         .route("/v1/dead-letter", get(dead_letter::list_dead))
         .route("/v1/queues", get(queues::list_queues))
         .route("/v1/accounts/{id}", get(accounts::get))
@@ -25,6 +28,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(submit::submit))
         // Admin, or submit for an account in the key's set: checked by the handler.
         .route("/v1/accounts", post(accounts::create))
+        // Submit for the schedule's account (checked by the handler); reads need read.
+        .route(
+            "/v1/schedules/{name}",
+            put(schedules::put_schedule).delete(schedules::delete_schedule),
+        )
         .route(
             "/v1/jobs/cleanup.csv",
             post(csv_upload::upload).layer(DefaultBodyLimit::max(limits.csv_bytes)),

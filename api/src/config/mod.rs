@@ -33,6 +33,7 @@ use drover::db::DatabaseConfig;
 use drover::job::{AccountId, MAX_SKUS};
 use drover::queue::JobDefaults;
 use drover::resilience::ResilienceConfig;
+use drover::schedule::SchedulerConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -83,6 +84,8 @@ pub struct ApiConfig {
     pub marketplace_timeout_ms: u64,
     /// The marketplace limits, as the workers use them (shown by `/v1/accounts/{id}/limits`).
     pub resilience: ResilienceConfig,
+    /// Periodic jobs: every replica runs the loop; each tick still makes one job.
+    pub scheduler: SchedulerConfig,
 }
 
 /// The key accepted in `dev_mode`, documented so local tools can use it.
@@ -150,6 +153,7 @@ impl Default for ApiConfig {
             marketplace_token_url: DEFAULT_TOKEN_URL.into(),
             marketplace_timeout_ms: 10_000,
             resilience: ResilienceConfig::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -250,6 +254,7 @@ impl ApiConfig {
                 self.rate_limit.per_minute
             ));
         }
+        errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
         if self.rate_limit.burst == 0 {
             errs.push("api.rate_limit.burst must be at least 1".into());
         }

@@ -6,9 +6,11 @@ pub mod dead_letter;
 mod enqueue;
 pub mod events;
 pub mod health;
+pub mod items;
 pub mod jobs;
 mod listing;
 pub mod queues;
+pub mod schedules;
 pub mod submit;
 
 use drover::job::{Job, JobId};

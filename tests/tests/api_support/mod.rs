@@ -61,6 +61,8 @@ pub fn test_config(redis_url: &str) -> ApiConfig {
     c.rate_limit.per_minute = 1_000_000;
     c.rate_limit.burst = 100_000;
     c.jobs.max_attempts = 3;
+    // Tests that want the scheduler switch it on; elsewhere a tick must not add jobs.
+    c.scheduler.enabled = false;
     c
 }
 

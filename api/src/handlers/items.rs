@@ -1,0 +1,192 @@
+//! `GET /v1/jobs/{id}/items`: what a job did per item — cleanup SKUs, backfill windows,
+//! sync pages — from PostgreSQL, in order, cursor paginated, optionally one outcome.
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use drover::data::items::{self, ItemOutcome};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::load_job;
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::extract::query;
+use crate::state::AppState;
+
+#[derive(Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ItemsParams {
+    /// pending, done, deleted, absent or failed.
+    outcome: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One item of a job.
+#[derive(Serialize, ToSchema)]
+pub struct ItemView {
+    /// The SKU, the window (`start/end`) or the page (`orders/page-00001`).
+    pub item: String,
+    /// pending, done, deleted, absent (already gone) or failed.
+    pub outcome: String,
+    /// Why it failed, report id, rows written, parse errors with line and column...
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub tries: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Totals over all of the job's items.
+#[derive(Serialize, ToSchema)]
+pub struct ItemsSummary {
+    pub total: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Needed no change (e.g. the listing was already absent).
+    pub skipped: i64,
+    pub pending: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ItemPage {
+    pub job_id: String,
+    pub summary: ItemsSummary,
+    pub items: Vec<ItemView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn decode_cursor(raw: &str) -> Result<i32, ApiError> {
+    let bad = || ApiError::field("cursor", "is not a cursor returned by this API");
+    if raw.len() > 64 {
+        return Err(bad());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|s| s.strip_prefix("item:"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)
+}
+
+fn encode_cursor(seq: i32) -> String {
+    URL_SAFE_NO_PAD.encode(format!("item:{seq}"))
+}
+
+fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable {
+        dependency: "postgres",
+        cause: e.to_string(),
+    }
+}
+
+/// Per-item results of a job, in the order the job took them.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/items",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), ItemsParams),
+    responses(
+        (status = 200, body = ItemPage),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A parameter is invalid (named)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn list_items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ItemPage>, ApiError> {
+    let params: ItemsParams = query(raw.as_deref())?;
+    let mut errors = Vec::new();
+    let outcome = match params.outcome.as_deref() {
+        None => None,
+        Some(o) => match ItemOutcome::parse(o) {
+            Some(o) => Some(o),
+            None => {
+                errors.push(drover::job::FieldError::new(
+                    "outcome",
+                    "must be pending, done, deleted, absent or failed",
+                ));
+                None
+            }
+        },
+    };
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        errors.push(drover::job::FieldError::new("limit", "must be 1 to 1000"));
+    }
+    let after = match params.cursor.as_deref().map(decode_cursor).transpose() {
+        Ok(a) => a,
+        Err(ApiError::Validation(mut e)) => {
+            errors.append(&mut e);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let job = load_job(&state, &caller, &id).await?;
+    let mut conn = state.accounts().repo.pool().acquire().await.map_err(db_unavailable)?;
+    let summary = items::summary(&mut conn, job.id.as_str()).await.map_err(db_unavailable)?;
+    let mut page = items::page(&mut conn, job.id.as_str(), outcome, after, i64::from(limit) + 1)
+        .await
+        .map_err(db_unavailable)?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = more.then(|| page.last().map(|i| encode_cursor(i.seq))).flatten();
+    Ok(Json(ItemPage {
+        job_id: job.id.as_str().to_owned(),
+        summary: ItemsSummary {
+            total: summary.total,
+            succeeded: summary.succeeded,
+            failed: summary.failed,
+            skipped: summary.skipped,
+            pending: summary.pending,
+        },
+        items: page
+            .into_iter()
+            .map(|i| ItemView {
+                item: i.item,
+                outcome: i.outcome.as_str().to_owned(),
+                detail: i.detail,
+                tries: i.tries,
+                updated_at: i.updated_at,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn item_cursors_round_trip(seq in 0i32..i32::MAX) {
+            prop_assert_eq!(decode_cursor(&encode_cursor(seq)).ok(), Some(seq));
+        }
+
+        #[test]
+        fn anything_else_is_a_named_422(s in "[ -~]{0,80}") {
+            if let Err(e) = decode_cursor(&s) {
+                prop_assert!(matches!(e, ApiError::Validation(ref f) if f[0].field == "cursor"));
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! `PUT/GET/DELETE /v1/schedules/{name}` and `GET /v1/schedules`: periodic jobs.
+//!
+//! A schedule is a cron expression (UTC) and the job each tick makes; the scheduler loop
+//! in every API replica (and optionally workers) enqueues each tick exactly once — see
+//! `drover::schedule`. The job is validated like `POST /v1/jobs` when the schedule is
+//! saved, so a bad schedule is a 422 now, not a failed job later.
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use drover::schedule::{Schedule, ScheduleError, ScheduleSpec, ScheduleStore};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// What `PUT /v1/schedules/{name}` takes.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents `ScheduleSpec`, which is what is parsed
+pub struct ScheduleBody {
+    /// Five fields (minute hour day month weekday) or six with seconds first; UTC.
+    #[schema(example = "*/15 * * * *")]
+    cron: String,
+    /// sync, backfill or cleanup.
+    kind: String,
+    /// The job's payload, as for `POST /v1/jobs`.
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    /// Default true.
+    enabled: Option<bool>,
+    /// 0-9, default 0.
+    priority: Option<u8>,
+    max_attempts: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleView {
+    pub name: String,
+    pub cron: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub enabled: bool,
+    pub priority: u8,
+    pub max_attempts: Option<u32>,
+    /// When the next tick enqueues a job (absent when disabled).
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleView>,
+}
+
+impl From<Schedule> for ScheduleView {
+    fn from(s: Schedule) -> Self {
+        let next_run_at = s
+            .spec
+            .enabled
+            .then(|| drover::schedule::spec::parse_cron(&s.spec.cron).ok())
+            .flatten()
+            .and_then(|c| drover::schedule::spec::next_tick(&c, Utc::now()));
+        Self {
+            name: s.name,
+            cron: s.spec.cron,
+            kind: s.spec.kind.as_str().to_owned(),
+            payload: s.spec.payload,
+            enabled: s.spec.enabled,
+            priority: s.spec.priority,
+            max_attempts: s.spec.max_attempts,
+            next_run_at,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+fn store(state: &AppState) -> ScheduleStore {
+    ScheduleStore::new(state.store().connection(), state.store().namespace())
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        match e {
+            ScheduleError::Invalid(fields) => ApiError::Validation(fields),
+            ScheduleError::Store(e) => ApiError::Unavailable {
+                dependency: "redis",
+                cause: e.to_string(),
+            },
+            ScheduleError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The account a schedule's jobs act for, which the caller must be allowed to touch.
+fn account_of(payload: &serde_json::Value) -> Option<&str> {
+    payload.get("account_id").and_then(|a| a.as_str())
+}
+
+fn check(caller: &Caller, s: &Schedule) -> Result<(), ApiError> {
+    match account_of(&s.spec.payload) {
+        Some(a) => caller.check_account(a),
+        None => caller.require_unscoped("schedules without an account"),
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no schedule named {:?}", name.chars().take(100).collect::<String>()))
+}
+
+/// Create or replace a schedule. 201 when new, 200 when replaced.
+#[utoipa::path(
+    put,
+    path = "/v1/schedules/{name}",
+    tag = "schedules",
+    params(("name" = String, Path, description = "1-100 of A-Z a-z 0-9 - _ .")),
+    request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "Replaced", body = ScheduleView),
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 400, body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Fields are invalid (named)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn put_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(spec): JsonBody<ScheduleSpec>,
+) -> Result<Response, ApiError> {
+    match account_of(&spec.payload) {
+        Some(a) => caller.check_account(a)?,
+        None => caller.require_unscoped("schedules without an account")?,
+    }
+    let store = store(&state);
+    if let Some(existing) = store.get(&name).await? {
+        check(&caller, &existing)?;
+    }
+    let (schedule, created) = store.put(&name, spec).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(ScheduleView::from(schedule))).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/schedules/{name}",
+    tag = "schedules",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, body = ScheduleView),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn get_schedule(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
+    let s = store(&state).get(&name).await?.ok_or_else(|| not_found(&name))?;
+    check(&caller, &s)?;
+    Ok(Json(s.into()))
+}
+
+/// Schedules this key may see, by name.
+#[utoipa::path(
+    get,
+    path = "/v1/schedules",
+    tag = "schedules",
+    responses(
+        (status = 200, body = ScheduleList),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Result<Json<ScheduleList>, ApiError> {
+    let mut out = Vec::new();
+    for s in store(&state).list().await? {
+        match s {
+            Ok(s) if check(&caller, &s).is_ok() => out.push(s.into()),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "unreadable schedule skipped in listing"),
+        }
+    }
+    Ok(Json(ScheduleList { schedules: out }))
+}
+
+/// Delete a schedule; jobs it already enqueued are not touched.
+#[utoipa::path(
+    delete,
+    path = "/v1/schedules/{name}",
+    tag = "schedules",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub async fn delete_schedule(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    let store = store(&state);
+    let s = store.get(&name).await?.ok_or_else(|| not_found(&name))?;
+    check(&caller, &s)?;
+    store.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,110 @@
+//! `GET /v1/jobs/{id}/items`: a job's per-item results from PostgreSQL, filtered by
+//! outcome and cursor paginated, with totals.
+mod api_support;
+
+use api_support::*;
+use drover::data::items::{self, ItemOutcome};
+use drover::db::DatabaseConfig;
+use serde_json::{json, Value};
+
+async fn job_with_items(app: &TestApp) -> String {
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let pool = drover::db::connect_lazy(&DatabaseConfig::with_url(app.database_url.clone())).unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let skus: Vec<String> = (0..250).map(|i| format!("SKU-{i:03}")).collect();
+    items::seed(&mut conn, id.as_str(), 0, &skus).await.unwrap();
+    for (i, sku) in skus.iter().enumerate() {
+        let (outcome, detail) = match i % 5 {
+            0 => (ItemOutcome::Failed, json!({"class": "permanent", "reason": "400 InvalidInput"})),
+            1 => (ItemOutcome::Absent, json!({})),
+            _ => (ItemOutcome::Deleted, json!({})),
+        };
+        if i < 240 {
+            items::set(&mut conn, id.as_str(), sku, outcome, &detail).await.unwrap();
+        }
+    }
+    id.to_string()
+}
+
+#[tokio::test]
+async fn items_are_listed_in_order_with_totals_and_a_cursor_that_reaches_every_item_once() {
+    let app = spawn_app().await;
+    let id = job_with_items(&app).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/jobs/{id}/items?limit=100&cursor={c}"),
+            None => format!("/v1/jobs/{id}/items?limit=100"),
+        };
+        let res = app.get(READER, &path).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap();
+        assert_eq!(
+            page["summary"],
+            json!({"total": 250, "succeeded": 144, "failed": 48, "skipped": 48, "pending": 10})
+        );
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["item"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..250).map(|i| format!("SKU-{i:03}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn items_can_be_filtered_by_outcome_and_show_why_they_failed() {
+    let app = spawn_app().await;
+    let id = job_with_items(&app).await;
+    let page: Value = app
+        .get(READER, &format!("/v1/jobs/{id}/items?outcome=failed&limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 48);
+    assert!(items
+        .iter()
+        .all(|i| i["outcome"] == "failed" && i["detail"]["reason"] == "400 InvalidInput"));
+}
+
+#[tokio::test]
+async fn bad_item_parameters_are_a_422_naming_each_and_unknown_jobs_a_404() {
+    let app = spawn_app().await;
+    let id = job_with_items(&app).await;
+    let res = app
+        .get(READER, &format!("/v1/jobs/{id}/items?outcome=gone&limit=0&cursor=zzz"))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 422).await;
+    let f = fields(&p);
+    for name in ["outcome", "limit", "cursor"] {
+        assert!(f.contains(&name.to_owned()), "{name} missing in {f:?}");
+    }
+    let res = app
+        .get(READER, "/v1/jobs/cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3/items")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 404).await;
+}
+
+#[tokio::test]
+async fn a_key_limited_to_other_accounts_cannot_read_a_jobs_items() {
+    let app = spawn_app().await;
+    let globex = app.submit_ok(&cleanup_body("globex")).await;
+    let res = app.get(ACME, &format!("/v1/jobs/{globex}/items")).send().await.unwrap();
+    problem(res, 403).await;
+}

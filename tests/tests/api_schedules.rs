@@ -1,0 +1,180 @@
+//! `PUT/GET/DELETE /v1/schedules/{name}`, and the scheduler: one job per tick however
+//! many API replicas run it.
+mod api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use drover::job::{JobKind, JobState};
+use drover::queue::{JobStore, ListQuery};
+use serde_json::{json, Value};
+
+fn cleanup_schedule(cron: &str, account: &str) -> Value {
+    json!({"cron": cron, "kind": "cleanup", "payload": {"account_id": account, "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}})
+}
+
+#[tokio::test]
+async fn put_creates_then_replaces_a_schedule_and_get_shows_its_next_run() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/nightly-cleanup"))
+        .bearer_auth(ADMIN)
+        .json(&cleanup_schedule("0 2 * * *", "acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/nightly-cleanup"))
+        .bearer_auth(ADMIN)
+        .json(&cleanup_schedule("30 2 * * *", "acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, body) = {
+        let r = app.get(READER, "/v1/schedules/nightly-cleanup").send().await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_eq!(body["cron"], "30 2 * * *");
+    assert_eq!(body["kind"], "cleanup");
+    let next = chrono::DateTime::parse_from_rfc3339(body["next_run_at"].as_str().unwrap()).unwrap();
+    assert_eq!(next.format("%H:%M:%S").to_string(), "02:30:00");
+    let list: Value = app.get(READER, "/v1/schedules").send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_schedule_with_a_bad_cron_or_payload_is_a_422_naming_each_field() {
+    let app = spawn_app().await;
+    let body = json!({"cron": "every night", "kind": "cleanup", "payload": {"account_id": "acme", "skus": []}, "priority": 11});
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/bad"))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let problem = problem(res, 422).await;
+    let f = fields(&problem);
+    assert!(f.contains(&"cron".to_owned()), "{f:?}");
+    assert!(f.contains(&"priority".to_owned()), "{f:?}");
+    assert!(f.iter().any(|f| f.starts_with("payload.")), "{f:?}");
+    assert_eq!(
+        app.get(ADMIN, "/v1/schedules/bad").send().await.unwrap().status(),
+        404,
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_a_schedule_and_a_scoped_key_cannot_touch_another_accounts_schedule() {
+    let app = spawn_app().await;
+    let put = |key: &'static str, name: &'static str, account: &'static str| {
+        app.client
+            .put(app.url(&format!("/v1/schedules/{name}")))
+            .bearer_auth(key)
+            .json(&cleanup_schedule("0 * * * *", account))
+            .send()
+    };
+    assert_eq!(put(ACME, "acme-hourly", "acme").await.unwrap().status(), 201);
+    assert_eq!(put(ACME, "globex-hourly", "globex").await.unwrap().status(), 403);
+    assert_eq!(put(ADMIN, "globex-hourly", "globex").await.unwrap().status(), 201);
+    assert_eq!(app.get(ACME, "/v1/schedules/globex-hourly").send().await.unwrap().status(), 403);
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/globex-hourly"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 403);
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/acme-hourly"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(app.get(ACME, "/v1/schedules/acme-hourly").send().await.unwrap().status(), 404);
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/acme-hourly"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_running_the_scheduler_make_exactly_one_job_per_tick() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.scheduler.enabled = true;
+        c.scheduler.poll_ms = 50;
+        c.scheduler.misfire_grace_ms = 1000;
+    })
+    .await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut c = test_config(&app.redis.url());
+        c.database.url = app.database_url.clone().into();
+        c.scheduler.enabled = true;
+        c.scheduler.poll_ms = 50;
+        c.scheduler.misfire_grace_ms = 1000;
+        replicas.push(start(c).await);
+    }
+    // A tick every 2 seconds, for about 7 seconds.
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/every-2s"))
+        .bearer_auth(ADMIN)
+        .json(&cleanup_schedule("*/2 * * * * *", "acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let from = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(7000)).await;
+    let res = app
+        .client
+        .delete(app.url("/v1/schedules/every-2s"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let to = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let page = app
+        .store
+        .list(&ListQuery {
+            kinds: vec![JobKind::Cleanup],
+            state: None,
+            account_id: None,
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    let jobs = page.jobs;
+    assert!(jobs.iter().all(|j| j.state == JobState::Queued));
+    // Ticks in [from - 1 s (the grace lets the tick just before creation run), to].
+    let ticks = (from.timestamp() - 1..=to.timestamp()).filter(|s| s % 2 == 0).count();
+    assert!(jobs.len() >= 3 && jobs.len() + 2 >= ticks, "{} jobs for {ticks} ticks", jobs.len());
+    assert!(
+        jobs.len() <= ticks,
+        "{} jobs for at most {ticks} ticks: replicas made duplicates",
+        jobs.len()
+    );
+    for (_, stop, server) in replicas {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
+}

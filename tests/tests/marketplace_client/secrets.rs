@@ -112,3 +112,95 @@ async fn no_error_variant_nor_the_client_nor_the_context_prints_a_secret() -> Te
     }
     Ok(())
 }
+
+/// Every event's message and fields, as text (a minimal subscriber: the tests crate has
+/// `tracing` but no formatter).
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut text = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        span.record(&mut Fields(&mut text));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut Fields(&mut self.0.lock().unwrap_or_else(|p| p.into_inner())));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        event.record(&mut Fields(&mut text));
+        text.push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+// Current-thread runtime: the thread-local subscriber sees every task's events.
+#[tokio::test]
+async fn failure_logs_name_account_op_and_status_but_never_a_secret() -> TestResult {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let env = env().await?;
+    let ctx = env.ctx("acct-1");
+    env.client.get_listings_item(&ctx, "acct-1", &sku("SKU-00001"), &us()).await?;
+    let access = env
+        .resilience
+        .access_token(&ctx.account_id, || async { Err::<(SecretString, Duration), _>("must be cached") })
+        .await?
+        .expose_secret()
+        .to_owned();
+    env.sim.admin().expire_tokens("acct-1").await?;
+    env.faults(
+        "acct-1",
+        FaultSpec {
+            burst_5xx: Some(drover_tests::sim::Burst5xx {
+                count: 1,
+                status: Some(503),
+            }),
+            rate_limit_burst: Some(RateLimitBurst {
+                count: 1,
+                retry_after_s: 60,
+            }),
+            ops: Some(vec![Operation::GetOrders, Operation::GetListingsItem]),
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    let _ = env.client.get_listings_item(&ctx, "acct-1", &sku("SKU-00001"), &us()).await;
+    let _ = env.client.get_orders(&ctx, &faults_query()).await;
+    let _ = env.client.get_orders(&ctx, &faults_query()).await;
+    let mut revoked = env.ctx("acct-2");
+    revoked.credentials.refresh_token = SecretString::from("rt-acct-2-revoked");
+    let _ = env.client.get_orders(&revoked, &faults_query()).await;
+
+    let logs = capture.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(logs.contains("marketplace refused the access token"), "{logs}");
+    // The warnings carry what an operator needs (which fault hit which call depends on
+    // the order the simulator admits them, so only their presence is checked).
+    for needle in [
+        "account=acct-1",
+        "status=401",
+        "status=429",
+        "status=503",
+        "marketplace call failed",
+    ] {
+        assert!(logs.contains(needle), "no {needle:?} in the logs:\n{logs}");
+    }
+    for secret in [CLIENT_SECRET, "rt-acct-1", "rt-acct-2", access.as_str()] {
+        assert!(!logs.contains(secret), "a log line holds {secret:?}:\n{logs}");
+    }
+    Ok(())
+}

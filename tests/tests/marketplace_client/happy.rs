@@ -142,3 +142,33 @@ async fn an_unknown_report_is_not_found() -> TestResult {
     assert!(err.is_not_found(), "{err:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_rate_the_marketplace_announces_is_adopted_by_the_shared_limiter() -> TestResult {
+    // We start believing getOrders allows 2/s; the simulator's plan (and header) says 10.
+    let env = env_with(
+        |_| {},
+        |r| {
+            r.limits.insert(ResOp::GetOrders, RateSpec::new(2.0, 20));
+        },
+    )
+    .await?;
+    let ctx = env.ctx("acct-1");
+    let before = env.resilience.snapshot(&ctx.account_id).await?;
+    assert_eq!(before.operations[&ResOp::GetOrders].rate, 2.0);
+    env.client
+        .get_orders(
+            &ctx,
+            &OrdersQuery {
+                marketplace_ids: us(),
+                created_after: Some(anchor() - chrono::Duration::days(5)),
+                ..OrdersQuery::default()
+            },
+        )
+        .await?;
+    let after = env.resilience.snapshot(&ctx.account_id).await?;
+    let orders = &after.operations[&ResOp::GetOrders];
+    assert!(orders.adapted, "{orders:?}");
+    assert_eq!(orders.rate, 10.0);
+    Ok(())
+}

@@ -48,12 +48,12 @@ pids+=($!)
 
 sim="http://127.0.0.1:$sim_port"
 api_port=${API_PORT:-8080}
-DROVER_API__LISTEN="127.0.0.1:$api_port" DROVER_API__REDIS_URL="$DROVER_REDIS_URL" DROVER_API__DEV_MODE=true \
+DROVER_CONFIG=deploy/local/drover.toml DROVER_API__LISTEN="127.0.0.1:$api_port" DROVER_API__REDIS_URL="$DROVER_REDIS_URL" DROVER_API__DEV_MODE=true \
   DROVER_API__MARKETPLACE_TOKEN_URL="$sim/auth/o2/token" \
   DROVER_LOG_FORMAT=text "$bin/drover-api" > "$run_dir/api.log" 2>&1 &
 pids+=($!)
 for i in 1 2; do
-  DROVER_CONFIG=deploy/local/worker.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
+  DROVER_CONFIG=deploy/local/drover.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
     DROVER_WORKER__MARKETPLACE__BASE_URL="$sim" DROVER_LOG_FORMAT=text "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
   pids+=($!)
 done

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Property-based API testing with Schemathesis against the generated OpenAPI document.
 #
-# Starts a private redis-server and a built drover-api on free loopback ports, runs
+# Starts a private redis-server, a private Postgres database (on the server named by
+# DATABASE_URL, default the local one; dropped on exit), the marketplace simulator (so
+# POST /v1/accounts can check credentials) and a built drover-api on free loopback
+# ports, runs
 # `schemathesis run` with an admin key (Authorization: Bearer …), checking that no
 # request gets a 5xx and that every response matches its documented schema; exits
 # non-zero on any failure. Everything it starts is stopped by PID on exit.
@@ -50,8 +53,9 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
 fi
 
 # 2. The API binary.
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet -p drover-api)
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet -p drover-api -p drover-tests --bin drover-api --bin simulator)
 API_BIN="$TARGET_DIR/debug/drover-api"
+SIM_BIN="$TARGET_DIR/debug/simulator"
 
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_for() { # $1: what, $2: command
@@ -66,10 +70,15 @@ wait_for() { # $1: what, $2: command
 WORK="$(mktemp -d)"
 REDIS_PID=""
 API_PID=""
+SIM_PID=""
+PG_SERVER="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+PG_DB="drover_schemathesis_$(date +%s%N)"
 cleanup() {
   [ -n "${API_LOG:-}" ] && cp "$WORK/api.log" "$API_LOG" 2>/dev/null || true
   [ -n "$API_PID" ] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null || true
+  [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null || true
   [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null || true
+  psql "$PG_SERVER" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -80,6 +89,14 @@ REDIS_PORT="$(free_port)"
   --daemonize no --dir "$WORK" --logfile "$WORK/redis.log") &
 REDIS_PID=$!
 wait_for redis-server "redis-cli -p $REDIS_PORT ping | grep -q PONG"
+
+# 3b. A private database and the simulator.
+psql "$PG_SERVER" -qc "CREATE DATABASE $PG_DB"
+PG_URL="$("$PYTHON" -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$PG_SERVER" "$PG_DB")"
+SIM_PORT="$(free_port)"
+"$SIM_BIN" --listen "127.0.0.1:$SIM_PORT" --accounts 1 --rate-profile fast >"$WORK/simulator.log" 2>&1 &
+SIM_PID=$!
+wait_for simulator "curl -s -o /dev/null http://127.0.0.1:$SIM_PORT/_admin/stats"
 
 # 4. The API: one admin key, a rate limit Schemathesis will not reach, and event streams
 #    cut after 2 s (no worker runs here, so a streamed job would never end).
@@ -92,6 +109,10 @@ DROVER_API__KEYS="schemathesis:admin:$HASH" \
 DROVER_API__RATE_LIMIT__PER_MINUTE=6000000 \
 DROVER_API__RATE_LIMIT__BURST=100000 \
 DROVER_API__EVENTS_MAX_MS=2000 \
+DROVER_API__ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
+DROVER_API__DATABASE__URL="$PG_URL" \
+DROVER_API__MARKETPLACE_TOKEN_URL="http://127.0.0.1:$SIM_PORT/auth/o2/token" \
+DROVER_API__SCHEDULER__ENABLED=false \
 RUST_LOG="${RUST_LOG:-warn}" \
   "$API_BIN" >"$WORK/api.log" 2>&1 &
 API_PID=$!

@@ -56,11 +56,9 @@ async fn sync_of_5000_orders_lands_every_order_exactly_once_despite_5xx_and_429_
         })
         .await;
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 error_rate_5xx: 0.1,
                 rate_limit_burst: Some(RateLimitBurst {
                     count: 3,
@@ -73,8 +71,7 @@ async fn sync_of_5000_orders_lands_every_order_exactly_once_despite_5xx_and_429_
                 ..FaultSpec::default()
             },
         )
-        .await
-        .expect("faults");
+        .await;
     stack.spawn_worker("worker-1", &[]);
     let since = Utc::now() - chrono::Duration::days(90);
     let id = stack
@@ -129,18 +126,15 @@ async fn a_sync_whose_worker_is_killed_mid_walk_resumes_after_the_last_committed
         .await;
     // Slow pages so the kill lands mid-walk.
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 latency_ms: 60,
                 error_rate_5xx: 0.1,
                 ..FaultSpec::default()
             },
         )
-        .await
-        .expect("faults");
+        .await;
     let first = stack.spawn_worker("worker-1", &[]);
     let since = Utc::now() - chrono::Duration::days(90);
     let id = stack
@@ -149,15 +143,7 @@ async fn a_sync_whose_worker_is_killed_mid_walk_resumes_after_the_last_committed
             json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"], "since": since}),
         )
         .await;
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = stack.store.get(&id).await.unwrap().unwrap();
-        if job.progress.as_ref().is_some_and(|p| p.done >= 10) {
-            break;
-        }
-        assert!(Instant::now() < until, "no progress: {job:#?}\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stack.progress_at_least(&id, 10, Duration::from_secs(60)).await;
     stack.workers[first].signal(Signal::SIGKILL);
     let committed_before_kill = stack.count("SELECT count(*) FROM job_items WHERE job_id = $1", id.as_str()).await;
     stack.spawn_worker("worker-2", &[]);
@@ -223,31 +209,16 @@ async fn a_backfill_hit_by_a_quota_window_snoozes_in_cooldown_and_then_does_ever
         )
         .await;
     // At window 40, every report operation starts answering 429 for 3 s.
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = stack.store.get(&id).await.unwrap().unwrap();
-        if job.progress.as_ref().is_some_and(|p| p.done >= 40) {
-            break;
-        }
-        assert!(
-            Instant::now() < until && !job.state.is_terminal(),
-            "no progress: {job:#?}\n{}",
-            stack.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    stack.progress_at_least(&id, 40, Duration::from_secs(60)).await;
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 quota_window: Some(drover_tests::sim::QuotaWindow { seconds: 3.0 }),
                 ..FaultSpec::default()
             },
         )
-        .await
-        .expect("quota window");
+        .await;
     let resilience_seen = {
         let conn = redis::Client::open(stack.redis.url())
             .unwrap()
@@ -315,17 +286,14 @@ async fn malformed_report_rows_end_the_backfill_partial_with_each_parse_error_lo
         })
         .await;
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 malformed_rows: 1,
                 ..FaultSpec::default()
             },
         )
-        .await
-        .unwrap();
+        .await;
     stack.spawn_worker("worker-1", &[]);
     let end = Utc::now();
     // Two 4-day windows (~200 rows each: 1 bad row is under 1%) and two 6-hour ones
@@ -385,28 +353,40 @@ async fn cleanup_of_10000_skus_records_an_outcome_per_sku_that_matches_the_marke
     assert_eq!(existing.len(), 9500);
     let permanent: Vec<String> = existing.iter().step_by(50).cloned().collect(); // 2%
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 permanent_400_skus: permanent.clone(),
                 burst_5xx: Some(Burst5xx { count: 5, status: None }),
                 error_rate_5xx: 0.01,
                 ..FaultSpec::default()
             },
         )
-        .await
-        .unwrap();
+        .await;
     let mut skus = existing.clone();
     skus.extend((0..500).map(|i| format!("GONE-{i:05}")));
     stack.spawn_worker("worker-1", &[("DROVER_WORKER__JOBS__CLEANUP_PARALLELISM", "8")]);
-    let id = stack
-        .submit(
-            JobKind::Cleanup,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
-        )
-        .await;
+    // Submitted as a CSV upload through the HTTP API.
+    let api = stack.start_api().await;
+    let csv = std::iter::once("sku".to_owned())
+        .chain(skus.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!(
+            "{api}/v1/jobs/cleanup.csv?account_id={}&marketplace_id={MARKETPLACE}",
+            acct.as_str()
+        ))
+        .bearer_auth(drover_api::DEV_KEY)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let accepted: serde_json::Value = res.json().await.unwrap();
+    let id: drover::job::JobId = accepted["id"].as_str().unwrap().parse().unwrap();
     let job = stack.finish(&id, Duration::from_secs(240)).await;
     assert_eq!(job.state, JobState::Partial, "{job:#?}\n{}", stack.logs());
     let outcomes = window_outcomes(&stack, id.as_str()).await;
@@ -447,6 +427,22 @@ async fn cleanup_of_10000_skus_records_an_outcome_per_sku_that_matches_the_marke
     assert_eq!(failed, permanent.into_iter().collect::<HashSet<_>>());
     let remaining = stack.sim.admin().skus(acct.as_str()).await.unwrap();
     assert_eq!(remaining.len(), 190, "only the SKUs the marketplace refused to delete are left");
+    // The API serves the same record.
+    let items: serde_json::Value = http
+        .get(format!("{api}/v1/jobs/{id}/items?outcome=failed&limit=1000"))
+        .bearer_auth(drover_api::DEV_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        items["summary"],
+        json!({"total": 10000, "succeeded": 9310, "failed": 190, "skipped": 500, "pending": 0})
+    );
+    assert_eq!(items["items"].as_array().unwrap().len(), 190);
+    assert_eq!(job.result.as_ref().unwrap()["failed"], 190);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -460,17 +456,14 @@ async fn a_cleanup_paused_by_the_breaker_during_a_5xx_storm_finishes_after_recov
         .await;
     let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 latency_ms: 2,
                 ..FaultSpec::default()
             },
         )
-        .await
-        .unwrap();
+        .await;
     stack.spawn_worker("worker-1", &[]);
     let id = stack
         .submit(
@@ -478,23 +471,16 @@ async fn a_cleanup_paused_by_the_breaker_during_a_5xx_storm_finishes_after_recov
             json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
         )
         .await;
-    let until = Instant::now() + Duration::from_secs(60);
-    while stack.store.get(&id).await.unwrap().unwrap().progress.is_none_or(|p| p.done < 300) {
-        assert!(Instant::now() < until, "no progress\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stack.progress_at_least(&id, 300, Duration::from_secs(60)).await;
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 error_rate_5xx: 1.0,
                 ..FaultSpec::default()
             },
         )
-        .await
-        .unwrap();
+        .await;
     // The breaker opens and the job is paused (snoozed), not failed.
     let until = Instant::now() + Duration::from_secs(30);
     let paused = loop {
@@ -526,4 +512,54 @@ async fn a_cleanup_paused_by_the_breaker_during_a_5xx_storm_finishes_after_recov
         .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
         .count() as i64;
     assert_eq!(deleted, theirs, "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_cleanup_is_worked_in_time_slices_without_using_attempts() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(3000),
+            ..AccountSpec::new("seller-slices")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 3,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__JOBS__SLICE_MS", "1000")]);
+    let id = stack
+        .submit(
+            JobKind::Cleanup,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(120)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
+    let slices = job
+        .attempt_history
+        .iter()
+        .filter(|a| a.outcome == drover::job::AttemptOutcome::Snoozed)
+        .count();
+    assert!(slices >= 1, "handed back at least once: {:?}", job.attempt_history);
+    assert_eq!(job.attempts, 1, "slices do not use attempts");
+    let deleted = stack
+        .count(
+            "SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'deleted'",
+            id.as_str(),
+        )
+        .await;
+    assert_eq!(deleted, 3000);
+    let stats = stack.sim.admin().stats().await.unwrap();
+    assert_eq!(
+        stats.accounts[acct.as_str()].operations[&drover_tests::sim::Operation::DeleteListingsItem].accepted,
+        3000,
+        "each SKU deleted once"
+    );
 }

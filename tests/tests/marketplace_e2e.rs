@@ -100,17 +100,14 @@ async fn a_5xx_storm_opens_the_breaker_for_every_worker_and_recovery_closes_it()
         .await;
     let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 latency_ms: 3,
                 ..FaultSpec::default()
             },
         )
-        .await
-        .unwrap();
+        .await;
     for i in 0..3 {
         stack.spawn_worker(
             &format!("worker-{i}"),
@@ -135,17 +132,14 @@ async fn a_5xx_storm_opens_the_breaker_for_every_worker_and_recovery_closes_it()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stack
-        .sim
-        .admin()
-        .set_faults(
-            acct.as_str(),
-            &FaultSpec {
+        .faults(
+            &acct,
+            FaultSpec {
                 error_rate_5xx: 1.0,
                 ..FaultSpec::default()
             },
         )
-        .await
-        .unwrap();
+        .await;
     let storm = Instant::now();
     // Every job (one per worker process) is paused by the open breaker.
     let mut paused_at = Vec::new();
@@ -227,4 +221,95 @@ async fn fifty_concurrent_jobs_for_one_account_make_one_token_call_and_no_secret
     for secret in [stack.sim.config().client_secret.as_str(), &format!("rt-{}", acct.as_str()), "Atza|"] {
         assert!(!logs.contains(secret), "a secret ({}…) reached the logs", &secret[..4]);
     }
+}
+
+fn report_calls(stats: &drover_tests::sim::StatsSnapshot, account: &str) -> u64 {
+    let ops = &stats.accounts[account].operations;
+    [Operation::CreateReport, Operation::GetReport, Operation::GetReportDocument]
+        .iter()
+        .filter_map(|op| ops.get(op))
+        .map(|s| s.calls)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quota_window_puts_the_account_in_cooldown_visible_through_the_api_within_a_second_and_report_calls_stop() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(3000),
+            ..AccountSpec::new("seller-quota")
+        })
+        .await;
+    let api = stack.start_api().await;
+    stack.spawn_worker("worker-1", &[]);
+    stack.spawn_worker("worker-2", &[]);
+    let end = chrono::Utc::now();
+    for days in [30, 60] {
+        stack
+            .submit(
+                JobKind::Backfill,
+                json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE,
+                       "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                       "start": end - chrono::Duration::days(days), "end": end - chrono::Duration::days(days - 30)}),
+            )
+            .await;
+    }
+    let http = reqwest::Client::new();
+    let limits = || async {
+        let res = http
+            .get(format!("{api}/v1/accounts/{}/limits", acct.as_str()))
+            .bearer_auth(drover_api::DEV_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<serde_json::Value>().await.unwrap()
+    };
+    assert!(limits().await["cooldown"].is_null(), "no cooldown before the quota window");
+    // Let report calls flow, then exhaust the quota for 4 s.
+    let until = Instant::now() + Duration::from_secs(30);
+    while report_calls(&stack.sim.admin().stats().await.unwrap(), acct.as_str()) < 30 {
+        assert!(Instant::now() < until, "no report calls\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                quota_window: Some(drover_tests::sim::QuotaWindow { seconds: 4.0 }),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let window_opened = Instant::now();
+    let cooldown = loop {
+        let l = limits().await;
+        if !l["cooldown"].is_null() {
+            break l["cooldown"].clone();
+        }
+        assert!(
+            window_opened.elapsed() < Duration::from_secs(5),
+            "cooldown never visible\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let visible_after = window_opened.elapsed();
+    assert!(visible_after < Duration::from_secs(1), "cooldown visible after {visible_after:?}");
+    assert!(cooldown["reason"].as_str().unwrap().contains("429"), "{cooldown}");
+    let until: chrono::DateTime<chrono::Utc> = cooldown["until"].as_str().unwrap().parse().unwrap();
+
+    // From the moment it is visible until it ends, no worker calls a report operation
+    // (calls already on the wire when the first 429 came back are counted before).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at_start = report_calls(&stack.sim.admin().stats().await.unwrap(), acct.as_str());
+    let left = (until - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_millis(150));
+    tokio::time::sleep(left).await;
+    let at_end = report_calls(&stack.sim.admin().stats().await.unwrap(), acct.as_str());
+    assert_eq!(at_end, at_start, "report calls during the cooldown (until {until})");
+    println!("cooldown visible through the API {visible_after:?} after the quota window opened; 0 report calls during it");
 }

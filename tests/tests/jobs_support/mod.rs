@@ -13,7 +13,7 @@ use drover::job::{AccountId, Job, JobId, JobKind, JobPayload, MarketplaceId};
 use drover::lwa::LwaCredentials;
 use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
 use drover_tests::harness::{cargo_bin, ChildProcess, Durability, PgDatabase, RedisServer};
-use drover_tests::sim::{AccountSpec, Operation, RateLimit, SimConfig, SimHandle};
+use drover_tests::sim::{AccountSpec, FaultSpec, Operation, RateLimit, SimConfig, SimHandle};
 
 pub const MARKETPLACE: &str = "ATVPDKIKX0DER";
 
@@ -38,6 +38,7 @@ pub struct Stack {
     config: tempfile::NamedTempFile,
     pub workers: Vec<ChildProcess>,
     plans: BTreeMap<Operation, RateLimit>,
+    api: Option<(String, tokio::sync::oneshot::Sender<()>)>,
 }
 
 /// Worker settings beyond the plans, as TOML under `[worker]` (tests add their own).
@@ -119,7 +120,32 @@ impl Stack {
             config,
             workers: Vec::new(),
             plans,
+            api: None,
         }
+    }
+
+    /// Start the HTTP API in this process (dev mode: key `drover-dev-key`) on a free
+    /// port, over the same Redis and database; returns its base URL.
+    pub async fn start_api(&mut self) -> String {
+        let mut config = drover_api::ApiConfig {
+            listen: "127.0.0.1:0".into(),
+            redis_url: self.redis.url().into(),
+            dev_mode: true,
+            marketplace_token_url: self.sim.lwa_url(),
+            ..Default::default()
+        };
+        config.database.url = self.db.url().into();
+        config.scheduler.enabled = false;
+        config.rate_limit.per_minute = 1_000_000;
+        config.rate_limit.burst = 100_000;
+        let app = drover_api::build(config).await.expect("the API builds");
+        let url = format!("http://{}", app.local_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        self.api = Some((url.clone(), tx));
+        url
     }
 
     /// Start a `drover-worker` process and wait until it runs.
@@ -166,6 +192,32 @@ impl Stack {
         .await
         .expect("account stored");
         id
+    }
+
+    /// Replace the account's faults in the simulator.
+    pub async fn faults(&self, account: &AccountId, spec: FaultSpec) {
+        self.sim
+            .admin()
+            .set_faults(account.as_str(), &spec)
+            .await
+            .expect("simulator faults");
+    }
+
+    /// Wait until the job reports at least `done` items of progress.
+    pub async fn progress_at_least(&self, id: &JobId, done: u64, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            let job = self.store.get(id).await.expect("store").expect("job exists");
+            if job.progress.as_ref().is_some_and(|p| p.done >= done) {
+                return;
+            }
+            assert!(
+                Instant::now() < until && !job.state.is_terminal(),
+                "no progress to {done}: {job:#?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn submit(&self, kind: JobKind, payload: serde_json::Value) -> JobId {

@@ -20,7 +20,7 @@ use drover::JobError;
 use serde_json::json;
 
 use super::report_parse::{self, ParsedReport};
-use super::{check_cancel, db_error, Jobs, Seller};
+use super::{check_cancel, db_error, Jobs, Seller, Slice};
 use crate::marketplace::CallError;
 
 /// The windows of `[start, end)`, each `hours` long (the last may be shorter).
@@ -67,8 +67,13 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
 
     let total = all.len() as u64;
     let mut finished = total - todo.len() as u64;
-    for item in &todo {
+    let slice = Slice::start(jobs.config());
+    for (done_here, item) in todo.iter().enumerate() {
         check_cancel(ctx)?;
+        if slice.is_over() {
+            tracing::info!(job_id, windows_left = todo.len() - done_here, "time slice used; handing the job back");
+            return Err(slice.hand_back());
+        }
         let end = match window(jobs, &p, &seller, ctx, item).await {
             Ok(end) => end,
             Err(JobError::RateLimited { retry_after, reason }) => {

@@ -13,7 +13,7 @@ use drover::JobError;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 
-use super::{check_cancel, db_error, Jobs, Seller};
+use super::{check_cancel, db_error, Jobs, Seller, Slice};
 use crate::marketplace::{CallError, DeleteOutcome};
 
 pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -50,7 +50,11 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
     let mut queue = todo.iter();
     let mut in_flight = FuturesUnordered::new();
     let mut last_progress = finished;
+    let slice = Slice::start(jobs.config());
     loop {
+        if stop.is_none() && slice.is_over() && !queue.as_slice().is_empty() {
+            stop = Some(slice.hand_back());
+        }
         while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < jobs.config().cleanup_parallelism {
             match queue.next() {
                 Some(item) => in_flight.push(delete_one(jobs, &p, &seller, item)),

@@ -1,4 +1,7 @@
 //! Settings of the three jobs.
+use std::time::Duration;
+
+use drover::JobError;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,6 +19,11 @@ pub struct JobsConfig {
     pub progress_every: u64,
     /// Parse errors listed per window in a job's items (the rest are counted).
     pub parse_errors_listed: usize,
+    /// A run that has worked this long stops between items and snoozes itself (no
+    /// attempt used): at SP-API's real rates a 30-day backfill or a 10,000-SKU cleanup
+    /// takes hours, longer than any sane per-run timeout. Keep it below the job timeout
+    /// (30 min by default).
+    pub slice_ms: u64,
 }
 
 impl Default for JobsConfig {
@@ -27,6 +35,7 @@ impl Default for JobsConfig {
             cleanup_parallelism: 4,
             progress_every: 50,
             parse_errors_listed: 20,
+            slice_ms: 20 * 60 * 1000,
         }
     }
 }
@@ -43,9 +52,39 @@ impl JobsConfig {
         if !(1..=64).contains(&self.cleanup_parallelism) {
             errors.push(format!("jobs.cleanup_parallelism must be 1..=64, got {}", self.cleanup_parallelism));
         }
+        if self.slice_ms < 1000 {
+            errors.push(format!("jobs.slice_ms must be at least 1000, got {}", self.slice_ms));
+        }
         if self.progress_every == 0 {
             errors.push("jobs.progress_every must be at least 1".to_owned());
         }
         errors
+    }
+}
+
+/// How long one run may work before it hands the job back (see `slice_ms`).
+pub(crate) struct Slice {
+    started: tokio::time::Instant,
+    limit: Duration,
+}
+
+impl Slice {
+    pub(crate) fn start(config: &JobsConfig) -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            limit: Duration::from_millis(config.slice_ms),
+        }
+    }
+
+    pub(crate) fn is_over(&self) -> bool {
+        self.started.elapsed() >= self.limit
+    }
+
+    /// The snooze that continues the job at once in a fresh run (no attempt used).
+    pub(crate) fn hand_back(&self) -> JobError {
+        JobError::RateLimited {
+            retry_after: Duration::from_millis(100),
+            reason: format!("worked for its {:?} slice; the next run continues where this one stopped", self.limit),
+        }
     }
 }

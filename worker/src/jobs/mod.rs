@@ -24,6 +24,7 @@ use drover::JobError;
 use sqlx::PgPool;
 
 pub use config::JobsConfig;
+use config::Slice;
 
 use crate::marketplace::{AccountCtx, MarketplaceClient};
 

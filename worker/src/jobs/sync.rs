@@ -15,7 +15,7 @@ use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use serde_json::json;
 
-use super::{check_cancel, db_error, Jobs, Seller};
+use super::{check_cancel, db_error, Jobs, Seller, Slice};
 use crate::marketplace::OrdersQuery;
 
 const ORDERS: &str = "orders";
@@ -62,8 +62,13 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
     let resumed = token.is_some();
     let mut orders_written = 0u64;
     let mut orders_seen = 0u64;
+    let slice = Slice::start(jobs.config());
     loop {
         check_cancel(ctx)?;
+        if slice.is_over() && token.is_some() {
+            // The walk's next token is committed: the next run continues from it.
+            return Err(slice.hand_back());
+        }
         let page = jobs
             .market()
             .get_orders(

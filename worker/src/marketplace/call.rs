@@ -1,6 +1,7 @@
 //! The guard around every rate-limited SP-API call, shared by all the typed methods:
 //!
-//! 1. report operations: the account's quota cooldown → `Cooldown` without calling;
+//! 1. report operations: the account's quota cooldown → `Cooldown` without calling
+//!    (checked again after the limiter's wait, so a cooldown entered meanwhile counts);
 //! 2. the circuit breaker → `BreakerOpen`;
 //! 3. a slot from the shared limiter (every attempt takes one: a retry is a call);
 //! 4. the access token from the shared cache (one LWA exchange across all workers);
@@ -69,14 +70,6 @@ impl MarketplaceClient {
         let name = op.name();
         let account = &acct.account_id;
         let res = self.resilience();
-        if op.is_report() {
-            if let Some(c) = res.cooldown(account).await.map_err(|e| from_resilience(name, e))? {
-                return Err(CallError::Cooldown {
-                    until: c.until,
-                    reason: c.reason,
-                });
-            }
-        }
         let retries = self.config().retries;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -84,8 +77,13 @@ impl MarketplaceClient {
             if acct.cancel.is_cancelled() {
                 return Err(CallError::Cancelled);
             }
+            // Checked before taking a breaker probe or a limiter slot, and again after
+            // the limiter's wait, so a cooldown another worker entered meanwhile stops
+            // this call too (a probe left unused expires with its lease).
+            self.check_cooldown(account, op).await?;
             res.breaker_permit(account, op).await.map_err(|e| from_resilience(name, e))?;
             res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
+            self.check_cooldown(account, op).await?;
             let token = self.access_token(acct, name).await?;
             let answer = match self.send(acct, req, &token).await {
                 Ok(answer) => answer,
@@ -258,6 +256,25 @@ impl MarketplaceClient {
 
     /// A report operation hit the quota: the whole account waits (shared with every
     /// worker), and this call reports how long.
+    /// `Err(Cooldown)` when `op` is a report operation and the account is cooling down.
+    async fn check_cooldown(&self, account: &AccountId, op: Operation) -> Result<(), CallError> {
+        if !op.is_report() {
+            return Ok(());
+        }
+        match self
+            .resilience()
+            .cooldown(account)
+            .await
+            .map_err(|e| from_resilience(op.name(), e))?
+        {
+            Some(c) => Err(CallError::Cooldown {
+                until: c.until,
+                reason: c.reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     async fn enter_cooldown(&self, account: &AccountId, name: &'static str, hint: Option<Duration>) -> CallError {
         let retry_after = match self.resilience().enter_cooldown(account, &format!("429 on {name}"), hint).await {
             Ok(c) => (c.until - Utc::now()).to_std().unwrap_or_default(),

@@ -71,7 +71,11 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     for (done_here, item) in todo.iter().enumerate() {
         check_cancel(ctx)?;
         if slice.is_over() {
-            tracing::info!(job_id, windows_left = todo.len() - done_here, "time slice used; handing the job back");
+            tracing::info!(
+                job_id,
+                windows_left = todo.len() - done_here,
+                "time slice used; handing the job back"
+            );
             return Err(slice.hand_back());
         }
         let end = match window(jobs, &p, &seller, ctx, item).await {

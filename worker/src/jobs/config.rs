@@ -84,7 +84,10 @@ impl Slice {
     pub(crate) fn hand_back(&self) -> JobError {
         JobError::RateLimited {
             retry_after: Duration::from_millis(100),
-            reason: format!("worked for its {:?} slice; the next run continues where this one stopped", self.limit),
+            reason: format!(
+                "worked for its {:?} slice; the next run continues where this one stopped",
+                self.limit
+            ),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! simulator's bucket starts full).
 //!
 //! `cargo build --release -p drover-worker -p drover-tests --bins &&
-//!  $CARGO_TARGET_DIR/release/sync_bench [--rate 10] [--burst 20] [--orders 5000] [--reps 3]`
+//!  $CARGO_TARGET_DIR/release/sync_bench [--rate 10] [--burst 20] [--orders 5000] [--reps 3] [--cold-start empty|full]`
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -34,6 +34,9 @@ struct Args {
     orders: usize,
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// The limiter's assumption for an account it has no state for: empty or full.
+    #[arg(long, default_value = "empty")]
+    cold_start: String,
 }
 
 #[tokio::main]
@@ -53,8 +56,9 @@ async fn main() -> Result<()> {
     let mut config = tempfile::Builder::new().suffix(".toml").tempfile()?;
     write!(
         config,
-        "[worker]\ndev_mode = true\n[worker.resilience.limits]\ngetOrders = {{ rate = {:?}, burst = {} }}\n",
-        args.rate, args.burst
+        "[worker]\ndev_mode = true\n[worker.resilience.limits]\ngetOrders = {{ rate = {:?}, burst = {} }}\n\
+         [worker.resilience.limiter]\ncold_start = {:?}\n",
+        args.rate, args.burst, args.cold_start
     )?;
     let worker_bin = std::env::current_exe()?.parent().context("exe dir")?.join("drover-worker");
     if !worker_bin.exists() {
@@ -79,8 +83,8 @@ async fn main() -> Result<()> {
     let pages = args.orders.div_ceil(100);
     let minimum = pages.saturating_sub(args.burst as usize) as f64 / args.rate;
     println!(
-        "sync of {} orders ({pages} pages of 100), getOrders plan {}/s burst {}: minimum the limits allow {minimum:.2} s",
-        args.orders, args.rate, args.burst
+        "sync of {} orders ({pages} pages of 100), getOrders plan {}/s burst {}, limiter cold start {}: minimum the limits allow {minimum:.2} s",
+        args.orders, args.rate, args.burst, args.cold_start
     );
     let repo = AccountRepo::new(db.pool().clone());
     let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).map_err(anyhow::Error::msg)?);

@@ -40,6 +40,10 @@ pub async fn run_jobs(config: WorkerConfig, shutdown: impl Future<Output = ()> +
         trigger.cancel();
     });
 
+    if !config.metrics_listen.is_empty() {
+        crate::metrics::serve(&config.metrics_listen, stop.clone()).await;
+    }
+
     let pool = drover::db::connect_lazy(&config.database)?;
     tokio::spawn(migrate_in_background(pool.clone(), stop.clone()));
     let Some(conn) = connect_redis(&config.redis_url, &stop).await else {

@@ -69,6 +69,8 @@ pub struct WorkerConfig {
     pub jobs: JobsConfig,
     /// Workers may run the scheduler too (off by default: the API replicas run it).
     pub scheduler: SchedulerConfig,
+    /// Where Prometheus scrapes `GET /metrics` (`host:port`; empty = no metrics).
+    pub metrics_listen: String,
 }
 
 impl Default for WorkerConfig {
@@ -95,6 +97,7 @@ impl Default for WorkerConfig {
                 enabled: false,
                 ..SchedulerConfig::default()
             },
+            metrics_listen: "0.0.0.0:9464".into(),
         }
     }
 }
@@ -184,6 +187,12 @@ impl WorkerConfig {
         }
         errs.extend(self.jobs.validate().into_iter().map(|m| format!("worker.{m}")));
         errs.extend(self.scheduler.validate().into_iter().map(|m| format!("worker.{m}")));
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
+            errs.push(format!(
+                "worker.metrics_listen = {:?} is not an address like 0.0.0.0:9464 (empty turns metrics off)",
+                self.metrics_listen
+            ));
+        }
         let key = match &self.encryption_key {
             None if self.dev_mode => EncryptionKey::parse(drover::crypto::DEV_ENCRYPTION_KEY).ok(),
             None => {
@@ -277,6 +286,26 @@ mod tests {
             ..Default::default()
         };
         dev_mode.validate_jobs().unwrap();
+    }
+
+    #[test]
+    fn metrics_listen_must_be_an_address_or_empty() {
+        let bad = WorkerConfig {
+            dev_mode: true,
+            metrics_listen: "metrics:port".into(),
+            ..Default::default()
+        };
+        let msg = bad.validate_jobs().unwrap_err().to_string();
+        assert!(msg.contains("worker.metrics_listen = \"metrics:port\""), "{msg}");
+        for ok in ["", "127.0.0.1:0", "[::]:9464"] {
+            WorkerConfig {
+                dev_mode: true,
+                metrics_listen: ok.into(),
+                ..Default::default()
+            }
+            .validate_jobs()
+            .unwrap();
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! - [`app`]: the real worker — jobs, marketplace client, resilience, scheduler.
 //! - [`jobs`]: the sync, backfill and cleanup handlers.
 //! - [`marketplace`]: the SP-API-shaped client with its guard.
+//! - [`metrics`]: Prometheus metrics and their `/metrics` listener (real worker only).
 //! - [`run`]: connect to the queue and run jobs until the shutdown future resolves.
 pub mod app;
 pub mod config;
 pub mod jobs;
 pub mod marketplace;
+pub mod metrics;
 
 use std::future::Future;
 

@@ -7,6 +7,7 @@
 mod backend;
 mod context;
 mod leases;
+pub mod metrics;
 mod settle;
 mod shared;
 

@@ -17,10 +17,11 @@ use tracing::Instrument;
 
 use super::backend::RunLease;
 use super::context::Outcome;
+use super::metrics::{self, RunFate, Running};
 use super::shared::SharedRef;
 use crate::error::JobError;
 use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
-use crate::queue::{decide, Fate, JobStore, SettleAction, Settlement};
+use crate::queue::{decide, Fate, JobStore, SettleAction, SettleResult, Settlement};
 
 /// How long a cancelled handler may take to wind down before it is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -130,6 +131,8 @@ where
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));
         Box::pin(
             async move {
+                let running = Running::start(kind);
+                let began = std::time::Instant::now();
                 let timeout = if leased.timeout.is_zero() {
                     Duration::from_secs(24 * 3600)
                 } else {
@@ -190,10 +193,14 @@ where
                         }
                     }
                 };
+                let took = began.elapsed();
+                drop(running);
                 let policy = shared.settings.retry_for(kind);
-                let (action, outcome, error) = match end {
-                    RunEnd::Done(Outcome::Succeeded(v)) => (SettleAction::Succeeded(v), AttemptOutcome::Succeeded, None),
-                    RunEnd::Done(Outcome::Partial(v)) => (SettleAction::Partial(v), AttemptOutcome::Partial, None),
+                let (action, outcome, error, fate) = match end {
+                    RunEnd::Done(Outcome::Succeeded(v)) => {
+                        (SettleAction::Succeeded(v), AttemptOutcome::Succeeded, None, RunFate::Succeeded)
+                    }
+                    RunEnd::Done(Outcome::Partial(v)) => (SettleAction::Partial(v), AttemptOutcome::Partial, None, RunFate::Partial),
                     RunEnd::Interrupted => (
                         SettleAction::Release,
                         AttemptOutcome::Released,
@@ -201,6 +208,7 @@ where
                             class: ErrorClass::Interrupted,
                             message: "cut off by worker shutdown; returned to the queue".into(),
                         }),
+                        RunFate::Released,
                     ),
                     RunEnd::Failed(error, retry_after) => {
                         let fate = decide(
@@ -219,6 +227,7 @@ where
                                 },
                                 AttemptOutcome::Failed,
                                 Some(error),
+                                RunFate::Retried,
                             ),
                             Fate::Snooze(delay) => (
                                 SettleAction::Snooze {
@@ -227,9 +236,20 @@ where
                                 },
                                 AttemptOutcome::Snoozed,
                                 Some(error),
+                                RunFate::Snoozed,
                             ),
-                            Fate::Dead => (SettleAction::Dead(error.clone()), AttemptOutcome::Failed, Some(error)),
-                            Fate::Cancelled => (SettleAction::Cancelled(error.clone()), AttemptOutcome::Cancelled, Some(error)),
+                            Fate::Dead => (
+                                SettleAction::Dead(error.clone()),
+                                AttemptOutcome::Failed,
+                                Some(error),
+                                RunFate::Dead,
+                            ),
+                            Fate::Cancelled => (
+                                SettleAction::Cancelled(error.clone()),
+                                AttemptOutcome::Cancelled,
+                                Some(error),
+                                RunFate::Cancelled,
+                            ),
                         }
                     }
                 };
@@ -257,7 +277,11 @@ where
                     action,
                     attempt: Some(attempt),
                 };
-                shared.settle(kind, settlement).await;
+                let fate = match shared.settle(kind, settlement).await {
+                    SettleResult::Applied => fate,
+                    SettleResult::LeaseLost => RunFate::Lost,
+                };
+                metrics::run_finished(kind, fate, took);
                 drop(lease);
                 Ok(())
             }

@@ -157,6 +157,10 @@ impl Stack {
             ("DROVER_WORKER__MARKETPLACE__BASE_URL", self.sim.base_url().to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ];
+        // Port 0 unless the test asks for one, so workers on one machine never collide.
+        if !extra_env.iter().any(|(k, _)| *k == "DROVER_WORKER__METRICS_LISTEN") {
+            env.push(("DROVER_WORKER__METRICS_LISTEN", "127.0.0.1:0".to_owned()));
+        }
         env.extend(extra_env.iter().map(|(k, v)| (*k, v.to_string())));
         let w = ChildProcess::spawn(name, &cargo_bin("drover-worker"), &[], &env);
         assert!(

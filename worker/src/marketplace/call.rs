@@ -28,6 +28,7 @@ use super::classify::{self, Disposition};
 use super::client::MarketplaceClient;
 use super::error::CallError;
 use super::types::AccountCtx;
+use crate::metrics;
 
 /// The header SP-API reads the LWA access token from.
 const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
@@ -81,8 +82,14 @@ impl MarketplaceClient {
             // the limiter's wait, so a cooldown another worker entered meanwhile stops
             // this call too (a probe left unused expires with its lease).
             self.check_cooldown(account, op).await?;
-            res.breaker_permit(account, op).await.map_err(|e| from_resilience(name, e))?;
-            res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
+            res.breaker_permit(account, op).await.map_err(|e| {
+                if matches!(e, ResilienceError::BreakerOpen { .. }) {
+                    metrics::breaker_refused(op);
+                }
+                from_resilience(name, e)
+            })?;
+            let waited = res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
+            metrics::limiter_waited(op, waited);
             self.check_cooldown(account, op).await?;
             let token = self.access_token(acct, name).await?;
             let answer = match self.send(acct, req, &token).await {
@@ -241,11 +248,16 @@ impl MarketplaceClient {
         if let Some(body) = &req.body {
             builder = builder.header(CONTENT_TYPE, "application/json").body(body.clone());
         }
+        let unanswered = |e: reqwest::Error| {
+            metrics::upstream_unanswered(req.op, e.is_timeout());
+            SendFail::Transport(describe(&e))
+        };
         let exchange = async {
-            let response = builder.send().await.map_err(|e| SendFail::Transport(describe(&e)))?;
+            let response = builder.send().await.map_err(unanswered)?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(|e| SendFail::Transport(describe(&e)))?;
+            let body = response.bytes().await.map_err(unanswered)?;
+            metrics::upstream_answered(req.op, status.as_u16());
             Ok(Answer { status, headers, body })
         };
         tokio::select! {
@@ -267,17 +279,23 @@ impl MarketplaceClient {
             .await
             .map_err(|e| from_resilience(op.name(), e))?
         {
-            Some(c) => Err(CallError::Cooldown {
-                until: c.until,
-                reason: c.reason,
-            }),
+            Some(c) => {
+                metrics::cooldown_refused(op);
+                Err(CallError::Cooldown {
+                    until: c.until,
+                    reason: c.reason,
+                })
+            }
             None => Ok(()),
         }
     }
 
     async fn enter_cooldown(&self, account: &AccountId, name: &'static str, hint: Option<Duration>) -> CallError {
         let retry_after = match self.resilience().enter_cooldown(account, &format!("429 on {name}"), hint).await {
-            Ok(c) => (c.until - Utc::now()).to_std().unwrap_or_default(),
+            Ok(c) => {
+                metrics::cooldown_entered();
+                (c.until - Utc::now()).to_std().unwrap_or_default()
+            }
             Err(e) => {
                 tracing::warn!(account = %account, op = name, error = %e, "could not record the quota cooldown");
                 hint.unwrap_or(DEFAULT_RETRY_AFTER)

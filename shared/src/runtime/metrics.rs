@@ -1,0 +1,67 @@
+//! The runtime's Prometheus metrics, recorded through the `metrics` facade: a no-op
+//! until the process installs a recorder (the real worker does; tests and the API's
+//! in-process runtime do not). Labels stay bounded: the job kind and the outcome only.
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use crate::job::JobKind;
+
+/// Runs that ended, by what became of the job.
+pub const JOBS_FINISHED: &str = "drover_jobs_finished_total";
+/// Wall time of a run, from the handler's start until its outcome is known.
+pub const RUN_DURATION: &str = "drover_job_run_duration_seconds";
+/// Runs in progress in this process.
+pub const JOBS_RUNNING: &str = "drover_jobs_running";
+
+/// What became of the job after one run (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunFate {
+    Succeeded,
+    Partial,
+    Retried,
+    Dead,
+    Snoozed,
+    Cancelled,
+    /// Handed back to the queue by shutdown, without using the attempt.
+    Released,
+    /// The lease was gone when the outcome was reported: the job was not changed.
+    Lost,
+}
+
+impl RunFate {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunFate::Succeeded => "succeeded",
+            RunFate::Partial => "partial",
+            RunFate::Retried => "retried",
+            RunFate::Dead => "dead",
+            RunFate::Snoozed => "snoozed",
+            RunFate::Cancelled => "cancelled",
+            RunFate::Released => "released",
+            RunFate::Lost => "lost",
+        }
+    }
+}
+
+pub(crate) fn run_finished(kind: JobKind, fate: RunFate, took: Duration) {
+    counter!(JOBS_FINISHED, "kind" => kind.as_str(), "outcome" => fate.as_str()).increment(1);
+    histogram!(RUN_DURATION, "kind" => kind.as_str()).record(took.as_secs_f64());
+}
+
+/// Counts a run in [`JOBS_RUNNING`] until dropped, so a run whose future is dropped
+/// midway is not counted as running forever.
+pub(crate) struct Running(JobKind);
+
+impl Running {
+    pub(crate) fn start(kind: JobKind) -> Self {
+        gauge!(JOBS_RUNNING, "kind" => kind.as_str()).increment(1.0);
+        Running(kind)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        gauge!(JOBS_RUNNING, "kind" => self.0.as_str()).decrement(1.0);
+    }
+}

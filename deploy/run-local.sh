@@ -54,6 +54,7 @@ DROVER_CONFIG=deploy/local/drover.toml DROVER_API__LISTEN="127.0.0.1:$api_port" 
 pids+=($!)
 for i in 1 2; do
   DROVER_CONFIG=deploy/local/drover.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
+    DROVER_WORKER__METRICS_LISTEN="127.0.0.1:$((9463 + i))" \
     DROVER_WORKER__MARKETPLACE__BASE_URL="$sim" DROVER_LOG_FORMAT=text "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
   pids+=($!)
 done
@@ -84,7 +85,7 @@ cat <<MSG
 Drover is running (logs in $run_dir):
   API         $api        (dev key: drover-dev-key)
   OpenAPI     $api/openapi.json
-  Metrics     $api/metrics
+  Metrics     $api/metrics   workers: http://127.0.0.1:9464/metrics, :9465/metrics
   Queues      curl -H '$auth' $api/v1/queues
   Jobs        curl -H '$auth' '$api/v1/jobs?limit=10'
   Job items   curl -H '$auth' $api/v1/jobs/<id>/items        (SKUs, windows, pages)

@@ -8,6 +8,7 @@
 //! - [`error`]: the errors handlers return; the variant decides the job's fate.
 //! - [`config`]: layered, typed configuration.
 //! - [`telemetry`]: logging and tracing set-up.
+//! - [`trace_context`]: W3C `traceparent` carried from the API request to the worker's upstream calls.
 //! - [`resilience`]: Redis-shared rate limiter, quota cooldown, circuit breaker and LWA token cache.
 //! - [`db`]: PostgreSQL — pool, embedded migrations, accounts (credentials sealed by [`crypto`]).
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
@@ -26,5 +27,6 @@ pub mod resilience;
 pub mod runtime;
 pub mod schedule;
 pub mod telemetry;
+pub mod trace_context;
 
 pub use error::JobError;

@@ -106,6 +106,7 @@ impl Env {
                 refresh_token: SecretString::from(creds.refresh_token),
             },
             cancel: CancellationToken::new(),
+            traceparent: None,
         }
     }
 

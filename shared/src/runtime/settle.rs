@@ -127,6 +127,7 @@ where
         let leased = lease.leased.clone();
         let trace_id = leased.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned);
         let span = tracing::info_span!("job", job.id = %leased.id, job.kind = %kind, job.attempt = leased.attempt, trace_id = trace_id.as_deref().unwrap_or(""));
+        crate::trace_context::continue_trace(&span, leased.traceparent.as_deref());
         // Catch a panic raised while the handler's future is being built, too.
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));
         Box::pin(

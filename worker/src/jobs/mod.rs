@@ -72,6 +72,7 @@ impl Jobs {
                     account_id: id.clone(),
                     credentials: found.credentials,
                     cancel: ctx.cancel.clone(),
+                    traceparent: ctx.traceparent.clone(),
                 },
             }),
             Ok(None) => Err(JobError::permanent(format!(

@@ -5,7 +5,7 @@
 //! 2. the circuit breaker → `BreakerOpen`;
 //! 3. a slot from the shared limiter (every attempt takes one: a retry is a call);
 //! 4. the access token from the shared cache (one LWA exchange across all workers);
-//! 5. the request, with the call timeout and `x-amz-access-token`;
+//! 5. the request, with the call timeout, `x-amz-access-token` and the job's `traceparent`;
 //! 6. the answer classified: success; 404; 401 → refresh once; 429 → cooldown (report
 //!    operations) or a short in-call wait; 5xx/timeout/reset/unreadable 2xx → breaker
 //!    failure and jittered in-call retries; other 4xx → permanent.
@@ -19,10 +19,12 @@ use chrono::Utc;
 use drover::job::AccountId;
 use drover::lwa::{self, LwaError};
 use drover::resilience::{CallOutcome, Operation, ResilienceError};
+use drover::trace_context;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::classify::{self, Disposition};
 use super::client::MarketplaceClient;
@@ -248,6 +250,17 @@ impl MarketplaceClient {
         if let Some(body) = &req.body {
             builder = builder.header(CONTENT_TYPE, "application/json").body(body.clone());
         }
+        // One span per attempt: with an exporter it is the upstream's parent span.
+        let span = tracing::info_span!(
+            "upstream",
+            otel.kind = "client",
+            op = req.op.name(),
+            http.request.method = %req.method,
+            http.response.status_code = tracing::field::Empty,
+        );
+        if let Some(tp) = trace_context::outgoing(&span, acct.traceparent.as_deref()) {
+            builder = builder.header(trace_context::TRACEPARENT, tp);
+        }
         let unanswered = |e: reqwest::Error| {
             metrics::upstream_unanswered(req.op, e.is_timeout());
             SendFail::Transport(describe(&e))
@@ -255,11 +268,13 @@ impl MarketplaceClient {
         let exchange = async {
             let response = builder.send().await.map_err(unanswered)?;
             let status = response.status();
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
             let headers = response.headers().clone();
             let body = response.bytes().await.map_err(unanswered)?;
             metrics::upstream_answered(req.op, status.as_u16());
             Ok(Answer { status, headers, body })
-        };
+        }
+        .instrument(span);
         tokio::select! {
             _ = acct.cancel.cancelled() => Err(SendFail::Cancelled),
             answer = exchange => answer,

@@ -13,6 +13,8 @@ pub struct AccountCtx {
     pub credentials: LwaCredentials,
     /// Cancels waits for a rate-limit slot, backoffs and the request in flight.
     pub cancel: CancellationToken,
+    /// The job's W3C `traceparent`: every SP-API request continues its trace.
+    pub traceparent: Option<String>,
 }
 
 /// One `getOrders` request: either `created_after` or `last_updated_after` for a first

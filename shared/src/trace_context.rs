@@ -1,0 +1,120 @@
+//! W3C trace context (`traceparent`) carried API request → job record → worker run →
+//! upstream HTTP call.
+//!
+//! It must work with and without an OTLP exporter. With the OpenTelemetry layer
+//! installed, the run's span takes the stored `traceparent` as its parent and an
+//! outgoing call carries the id of its own exported span. Without it there are no
+//! OpenTelemetry span ids to use, so an outgoing call continues the job's trace under a
+//! fresh span id: the upstream still sees which request its call belongs to.
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::job::trace_id_of;
+
+/// The header's name, as W3C spells it.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Makes `span` (not yet entered) a child of the remote `traceparent`. A no-op without
+/// the OpenTelemetry layer or with a malformed header.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(tp) = traceparent.filter(|tp| trace_id_of(tp).is_some()) else {
+        return;
+    };
+    let carrier = HashMap::from([(TRACEPARENT.to_owned(), tp.to_owned())]);
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    // Without the layer (no exporter configured) there is nothing to parent: the
+    // fallback in `outgoing` carries the trace instead.
+    let _ = span.set_parent(parent);
+}
+
+/// The `traceparent` for a call made under `span`: the span's own OpenTelemetry context
+/// when the layer is installed, otherwise a child of the job's stored `traceparent`
+/// with a fresh span id. `None` when neither exists.
+pub fn outgoing(span: &tracing::Span, job_traceparent: Option<&str>) -> Option<String> {
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        let mut carrier = HashMap::new();
+        TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+        if let Some(tp) = carrier.remove(TRACEPARENT) {
+            return Some(tp);
+        }
+    }
+    job_traceparent.and_then(child_of)
+}
+
+/// Same trace and flags as `parent`, a new random span id.
+pub fn child_of(parent: &str) -> Option<String> {
+    let trace = trace_id_of(parent)?;
+    let flags = parent.rsplit('-').next()?;
+    // An all-zero span id is invalid.
+    let span = rand::random::<u64>().max(1);
+    Some(format!("00-{trace}-{span:016x}-{flags}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn span_id(tp: &str) -> &str {
+        tp.split('-').nth(2).unwrap()
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_flags_under_a_new_span_id() {
+        let a = child_of(TP).unwrap();
+        let b = child_of(TP).unwrap();
+        assert_eq!(trace_id_of(&a), trace_id_of(TP));
+        assert!(a.starts_with("00-") && a.ends_with("-01"), "{a}");
+        assert_ne!(span_id(&a), span_id(TP));
+        assert_ne!(span_id(&a), span_id(&b));
+        assert_eq!(
+            child_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+                .unwrap()
+                .rsplit('-')
+                .next(),
+            Some("00")
+        );
+    }
+
+    #[test]
+    fn a_malformed_parent_has_no_child() {
+        assert_eq!(child_of("00-nothex-00f067aa0ba902b7-01"), None);
+        assert_eq!(outgoing(&tracing::Span::none(), Some("garbage")), None);
+    }
+
+    #[test]
+    fn without_the_opentelemetry_layer_calls_still_continue_the_job_trace() {
+        let span = tracing::info_span!("job");
+        continue_trace(&span, Some(TP));
+        let tp = outgoing(&span, Some(TP)).unwrap();
+        assert_eq!(trace_id_of(&tp), trace_id_of(TP));
+        assert_ne!(span_id(&tp), span_id(TP));
+        assert_eq!(outgoing(&span, None), None);
+    }
+
+    #[test]
+    fn with_the_opentelemetry_layer_a_call_carries_its_own_span_in_the_job_trace() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let job = tracing::info_span!("job");
+            continue_trace(&job, Some(TP));
+            let call = job.in_scope(|| tracing::info_span!("upstream"));
+            let tp = outgoing(&call, Some(TP)).unwrap();
+            assert_eq!(trace_id_of(&tp), trace_id_of(TP));
+            assert_ne!(span_id(&tp), span_id(TP));
+            let own = call.context().span().span_context().span_id().to_string();
+            assert_eq!(span_id(&tp), own);
+        });
+    }
+}

@@ -65,7 +65,8 @@ pub(crate) async fn gate(State(sim): State<Arc<Sim>>, request: Request, next: Ne
         Err(error) => return decorate(error.into_response(), sim.rate_limit(None, op).header_value()),
     };
     let limit = sim.rate_limit(Some(&account), op).header_value();
-    let Some(admission) = sim.admit(&account, op) else {
+    let traceparent = parts.headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let Some(admission) = sim.admit(&account, op, traceparent) else {
         return decorate(
             ApiError::Unauthorized("The account of this token no longer exists.".to_owned()).into_response(),
             limit,

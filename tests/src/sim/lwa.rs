@@ -129,7 +129,8 @@ pub(crate) async fn token(State(sim): State<Arc<Sim>>, request: Request) -> Resp
         }
     };
 
-    let Some(admission) = sim.admit(&account, Operation::LwaToken) else {
+    // Token exchanges are not job calls: no trace context to record.
+    let Some(admission) = sim.admit(&account, Operation::LwaToken, None) else {
         return LwaError::new(
             StatusCode::BAD_REQUEST,
             "invalid_grant",

@@ -118,13 +118,17 @@ impl Sim {
         *self.lock().unauthenticated.entry(op).or_default() += 1;
     }
 
-    /// Starts a call of `account`: counts it and asks faults and the usage plan.
-    /// `None` when the account is gone (a reset raced the call).
-    pub(crate) fn admit(&self, account: &str, op: Operation) -> Option<Admission> {
+    /// Starts a call of `account`: counts it (with its `traceparent` header) and asks
+    /// faults and the usage plan. `None` when the account is gone (a reset raced the call).
+    pub(crate) fn admit(&self, account: &str, op: Operation, traceparent: Option<&str>) -> Option<Admission> {
         let now = Instant::now();
         let mut inner = self.lock();
         let acct = inner.account_mut(account)?;
-        acct.tracker(op).start(now);
+        let tracker = acct.tracker(op);
+        tracker.start(now);
+        if let Some(tp) = traceparent {
+            tracker.saw_traceparent(tp);
+        }
         let latency = acct.faults.latency(op);
         let slow_body = acct.faults.slow_body(op);
         let mut verdict = acct.faults.before_rate_limit(op, now);

@@ -1,6 +1,6 @@
 //! Counters that tests read back through `GET /_admin/stats`: per account and
 //! operation, calls and their outcomes, the highest request rate seen, concurrency,
-//! token grants and every delete with its outcome.
+//! trace context received, token grants and every delete with its outcome.
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -31,6 +31,12 @@ pub struct OpStats {
     pub max_rps_1s: u32,
     /// Most calls of this operation in flight at once.
     pub max_in_flight: u32,
+    /// Calls that carried a W3C `traceparent` header.
+    #[serde(default)]
+    pub traced: u64,
+    /// The `traceparent` header of the last call that carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_traceparent: Option<String>,
 }
 
 /// What became of one deleteListingsItem call.
@@ -138,6 +144,11 @@ impl OpTracker {
         self.stats.max_rps_1s = self.stats.max_rps_1s.max(self.recent.len() as u32);
         self.in_flight += 1;
         self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
+    }
+
+    pub(crate) fn saw_traceparent(&mut self, traceparent: &str) {
+        self.stats.traced += 1;
+        self.stats.last_traceparent = Some(traceparent.to_owned());
     }
 
     pub(crate) fn end(&mut self, end: CallEnd) {

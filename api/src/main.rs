@@ -17,7 +17,9 @@ async fn main() -> anyhow::Result<()> {
     let _flush_logs = init_logging()?;
     let config = drover_api::ApiConfig::load(std::env::var("DROVER_CONFIG").ok().as_deref()).context("configuration")?;
     let app = drover_api::build(config).await?;
-    app.run_until(drover_api::cli::shutdown_signal()).await.context("serving")?;
+    let served = app.run_until(drover_api::cli::shutdown_signal()).await;
+    drover::telemetry::shutdown();
+    served.context("serving")?;
     Ok(())
 }
 

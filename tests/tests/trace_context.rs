@@ -1,24 +1,28 @@
 //! W3C trace context end to end: the `traceparent` a client sends with
 //! `POST /v1/jobs` is stored on the job, shown on the job and its attempts, and every
 //! marketplace call the worker makes for that job continues the same trace under a
-//! span of its own.
+//! span of its own — without an exporter, with OTLP export to a collector that is not
+//! there (nothing else changes), and with a collector that receives the spans.
 mod jobs_support;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use chrono::Utc;
-use drover::job::{trace_id_of, JobId, JobState};
+use drover::job::{trace_id_of, AccountId, JobId, JobState};
+use drover_tests::harness::{cargo_bin, ChildProcess};
 use drover_tests::sim::{AccountSpec, Operation, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 const CLIENT_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_clients_traceparent_reaches_the_job_its_attempts_and_every_marketplace_call() {
-    let mut stack = Stack::start(
+async fn stack_with_account(name: &str) -> (Stack, AccountId) {
+    let stack = Stack::start(
         SimConfig {
             accounts: 0,
             ..SimConfig::fast()
@@ -29,14 +33,17 @@ async fn a_clients_traceparent_reaches_the_job_its_attempts_and_every_marketplac
     let acct = stack
         .account(AccountSpec {
             orders: Some(200),
-            ..AccountSpec::new("seller-traced")
+            ..AccountSpec::new(name)
         })
         .await;
-    stack.spawn_worker("worker-1", &[]);
-    let api = stack.start_api().await;
-    let http = reqwest::Client::new();
+    (stack, acct)
+}
+
+/// A sync of the account's orders through `api`, with the client's `traceparent`;
+/// waits until it succeeds.
+async fn traced_sync(stack: &Stack, api: &str, acct: &AccountId) -> JobId {
     let since = Utc::now() - chrono::Duration::days(90);
-    let res = http
+    let res = reqwest::Client::new()
         .post(format!("{api}/v1/jobs"))
         .bearer_auth(drover_api::DEV_KEY)
         .header("traceparent", CLIENT_TRACEPARENT)
@@ -50,8 +57,12 @@ async fn a_clients_traceparent_reaches_the_job_its_attempts_and_every_marketplac
     let id: JobId = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    id
+}
 
-    let view: Value = http
+/// The job and each attempt show the client's trace.
+async fn assert_job_in_trace(api: &str, id: &JobId) {
+    let view: Value = reqwest::Client::new()
         .get(format!("{api}/v1/jobs/{id}"))
         .bearer_auth(drover_api::DEV_KEY)
         .send()
@@ -67,7 +78,11 @@ async fn a_clients_traceparent_reaches_the_job_its_attempts_and_every_marketplac
     for attempt in attempts {
         assert_eq!(attempt["trace_id"], TRACE_ID, "{attempt:#}");
     }
+}
 
+/// Every getOrders call carried a traceparent in the client's trace, under the
+/// worker's own span id (not the client's). Returns the last one.
+async fn assert_calls_in_trace(stack: &Stack, acct: &AccountId) -> String {
     let stats = stack.sim.admin().stats().await.expect("simulator stats");
     let orders = stats.op(acct.as_str(), Operation::GetOrders);
     assert!(orders.calls >= 2, "200 orders take pages: {orders:?}");
@@ -79,4 +94,131 @@ async fn a_clients_traceparent_reaches_the_job_its_attempts_and_every_marketplac
     assert_eq!(trace_id_of(&seen), Some(TRACE_ID), "{seen}");
     let span_id = seen.split('-').nth(2).expect("a span id");
     assert_ne!(span_id, CLIENT_SPAN_ID, "the call is the worker's own span, not the client's");
+    seen
+}
+
+/// A local port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clients_traceparent_reaches_the_job_its_attempts_and_every_marketplace_call() {
+    let (mut stack, acct) = stack_with_account("seller-traced").await;
+    stack.spawn_worker("worker-1", &[]);
+    let api = stack.start_api().await;
+    let id = traced_sync(&stack, &api, &acct).await;
+    assert_job_in_trace(&api, &id).await;
+    assert_calls_in_trace(&stack, &acct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_otlp_export_to_an_absent_collector_the_api_and_worker_binaries_work_and_stop_cleanly() {
+    let (mut stack, acct) = stack_with_account("seller-otlp-down").await;
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        // Export attempts during the job, not only at exit.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let worker = stack.spawn_worker("worker-1", &otel);
+    let mut env: Vec<(&str, String)> = vec![
+        ("DROVER_API__LISTEN", "127.0.0.1:0".into()),
+        ("DROVER_API__REDIS_URL", stack.redis.url()),
+        ("DROVER_API__DATABASE__URL", stack.db.url()),
+        ("DROVER_API__DEV_MODE", "true".into()),
+        ("DROVER_API__SCHEDULER__ENABLED", "false".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    env.extend(otel.iter().map(|(k, v)| (*k, v.to_string())));
+    let mut api_process = ChildProcess::spawn("drover-api", &cargo_bin("drover-api"), &[], &env);
+    assert!(
+        api_process.wait_for_log("drover-api listening", Duration::from_secs(30)),
+        "the API did not start:\n{}",
+        api_process.log()
+    );
+    let log = api_process.log();
+    let addr = log
+        .lines()
+        .filter(|l| l.contains("drover-api listening"))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok()?["addr"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no address in the API's log:\n{log}"));
+    let api = format!("http://{addr}");
+
+    let id = traced_sync(&stack, &api, &acct).await;
+    assert_job_in_trace(&api, &id).await;
+    assert_calls_in_trace(&stack, &acct).await;
+
+    // The final flush meets the closed port too: both still exit 0, promptly.
+    api_process.signal(Signal::SIGTERM);
+    stack.workers[worker].signal(Signal::SIGTERM);
+    assert_eq!(api_process.wait_exit(Duration::from_secs(15)), Some(0), "{}", api_process.log());
+    let w = &mut stack.workers[worker];
+    assert_eq!(w.wait_exit(Duration::from_secs(15)), Some(0), "{}", w.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_collector_the_worker_exports_the_spans_its_calls_announce() {
+    // A stand-in collector: keeps every OTLP/HTTP traces request body.
+    let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let kept = bodies.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: Bytes| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (mut stack, acct) = stack_with_account("seller-otlp-up").await;
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let api = stack.start_api().await;
+    traced_sync(&stack, &api, &acct).await;
+    let seen = assert_calls_in_trace(&stack, &acct).await;
+
+    // The span the last call announced is exported, in the client's trace, by the
+    // worker's service (ids travel as raw bytes in OTLP protobuf).
+    let span_id = hex_bytes(seen.split('-').nth(2).unwrap());
+    let trace_id = hex_bytes(TRACE_ID);
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let exported: Vec<u8> = bodies.lock().unwrap().iter().flat_map(|b| b.iter().copied()).collect();
+        if contains(&exported, &span_id) {
+            assert!(contains(&exported, &trace_id), "the client's trace id is exported");
+            assert!(contains(&exported, b"drover-worker"), "service.name is the binary's");
+            assert!(contains(&exported, b"upstream"), "the call's span is exported");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the call's span {seen} never reached the collector ({} requests)\n{}",
+            bodies.lock().unwrap().len(),
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -6,6 +6,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     drover::telemetry::init("drover-worker");
     let config = drover_worker::WorkerConfig::load(std::env::var("DROVER_CONFIG").ok().as_deref())?;
-    drover_worker::app::run_jobs(config, drover_worker::shutdown_signal()).await?;
+    let ran = drover_worker::app::run_jobs(config, drover_worker::shutdown_signal()).await;
+    drover::telemetry::shutdown();
+    ran?;
     Ok(())
 }

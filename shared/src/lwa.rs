@@ -138,8 +138,10 @@ pub async fn exchange_with_timeout(
     })
 }
 
-/// The kind of transport failure, without the URL (it could carry secrets in a query).
-fn describe_transport_error(e: &reqwest::Error) -> String {
+/// The kind of transport failure and its cause, without the URL (it could carry secrets
+/// in a query: a pre-signed report URL's query is a credential). Shared with the
+/// worker's marketplace client.
+pub fn describe_transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

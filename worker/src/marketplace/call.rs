@@ -369,26 +369,7 @@ fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
     }
 }
 
-/// A transport failure without its URL (a report document URL is pre-signed: its query
-/// is a credential).
+/// A transport failure without its URL (see `drover::lwa::describe_transport_error`).
 pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "connection broke while reading the body"
-    } else if e.is_request() {
-        "request failed"
-    } else {
-        "transport error"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    drover::lwa::describe_transport_error(e)
 }

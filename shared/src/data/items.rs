@@ -180,6 +180,15 @@ pub async fn unfinished(conn: &mut PgConnection, job_id: &str) -> DataResult<Vec
     rows.iter().map(item_from).collect()
 }
 
+/// Items done although some of their input rows were rejected (`detail.bad_rows > 0`):
+/// a backfill window whose document had a few unparseable rows.
+pub async fn done_with_rejected_rows(conn: &mut PgConnection, job_id: &str) -> DataResult<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'done' AND (detail->>'bad_rows')::int > 0")
+        .bind(job_id)
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn summary(conn: &mut PgConnection, job_id: &str) -> DataResult<Summary> {
     let rows = sqlx::query("SELECT outcome, count(*) AS n FROM job_items WHERE job_id = $1 GROUP BY outcome")
         .bind(job_id)

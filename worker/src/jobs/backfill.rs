@@ -114,13 +114,9 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     let failed = items::page(&mut conn, job_id, Some(ItemOutcome::Failed), None, 1000)
         .await
         .map_err(db_error("summarising the job"))?;
-    let with_bad_rows = sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'done' AND (detail->>'bad_rows')::int > 0",
-    )
-    .bind(job_id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_error("summarising the job"))?;
+    let with_bad_rows = items::done_with_rejected_rows(&mut conn, job_id)
+        .await
+        .map_err(db_error("summarising the job"))?;
     let result = json!({
         "total": summary.total, "succeeded": summary.succeeded, "failed": summary.failed, "skipped": summary.skipped,
         "windows_with_rejected_rows": with_bad_rows,

@@ -2,6 +2,7 @@
 //! views are built from the queue's records, so what is documented is what is sent.
 use chrono::{DateTime, Utc};
 use drover::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, Job, JobId, JobKind, JobState, Progress};
+use drover::queue::{WaitReason, Waiting};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
@@ -205,9 +206,39 @@ pub struct JobView {
     /// The worker running it (or that ran it last).
     pub worker: Option<String>,
     pub cancel_requested: bool,
+    /// What made the job: `api`, `schedule:<name>`, `replay` or `account_created`.
+    pub trigger: Option<String>,
     /// Every run in order (only in `GET /v1/jobs/{id}`; empty in listings).
     pub attempt_history: Vec<AttemptView>,
+    /// Why a job that is neither running nor finished has not started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingView>,
     pub status_url: String,
+}
+
+/// What a waiting job waits for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaitingView {
+    /// scheduled, retry_backoff, rate_limit, quota_cooldown, breaker_open,
+    /// account_busy, queue_paused or queued.
+    #[schema(value_type = String, example = "account_busy")]
+    pub reason: WaitReason,
+    /// When the wait ends, where known.
+    pub until: Option<DateTime<Utc>>,
+    /// The park's operation and message; the account's cap and the runs holding it; a
+    /// queued job's position estimate.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl From<Waiting> for WaitingView {
+    fn from(w: Waiting) -> Self {
+        Self {
+            reason: w.reason,
+            until: w.until,
+            detail: w.detail,
+        }
+    }
 }
 
 impl From<Job> for JobView {
@@ -235,7 +266,9 @@ impl From<Job> for JobView {
             traceparent: j.traceparent,
             worker: j.worker,
             cancel_requested: j.cancel_requested,
+            trigger: j.trigger,
             attempt_history: j.attempt_history.into_iter().map(Into::into).collect(),
+            waiting: None,
         }
     }
 }

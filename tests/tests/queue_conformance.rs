@@ -8,17 +8,16 @@ use drover::queue::{JobDefaults, RedisStore};
 use drover_tests::harness::{Durability, RedisServer};
 
 async fn redis_store() -> (RedisServer, RedisStore) {
-    let server = RedisServer::start(Durability::None);
-    let store = RedisStore::connect(
-        &server.url(),
-        "drover",
-        JobDefaults {
-            max_attempts: 3,
-            ..Default::default()
-        },
-    )
+    store_with(JobDefaults {
+        max_attempts: 3,
+        ..Default::default()
+    })
     .await
-    .unwrap();
+}
+
+async fn store_with(defaults: JobDefaults) -> (RedisServer, RedisStore) {
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", defaults).await.unwrap();
     (server, store)
 }
 
@@ -29,6 +28,21 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $rule() {
                     let (_server, store) = super::redis_store().await;
+                    super::conformance::$rule(store).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The rules that need the store's policies set (per-account caps, snooze and dead caps).
+macro_rules! conformance_with_policy {
+    ($($rule:ident),* $(,)?) => {
+        mod redis_backend_with_policy {
+            $(
+                #[tokio::test]
+                async fn $rule() {
+                    let (_server, store) = super::store_with(super::conformance::POLICY).await;
                     super::conformance::$rule(store).await;
                 }
             )*
@@ -64,6 +78,32 @@ conformance!(
     bulk_enqueue_gives_each_job_its_own_outcome,
     ten_thousand_due_jobs_are_promoted_in_bounded_chunks,
     a_reclaimed_job_goes_ahead_of_the_backlog,
+    accounts_take_turns_within_a_priority_band,
+    one_fetch_of_many_jobs_takes_them_in_turns,
+    a_higher_priority_band_goes_first_across_accounts,
+    within_an_account_jobs_run_in_order,
+    promotion_keeps_due_time_order,
+    waiting_says_why_a_job_has_not_started,
+    a_job_records_what_made_it_and_a_replay_says_so,
+    a_cancel_during_a_run_sticks_when_the_run_ends_in_retry,
+    a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze,
+    a_cancel_during_a_run_sticks_when_the_run_is_released,
+    a_lease_renewed_within_its_grace_is_not_reclaimed,
+    a_sync_scheduled_for_later_does_not_swallow_one_due_now,
+    a_sync_waiting_to_retry_does_not_swallow_a_new_one,
+    the_attempt_history_keeps_the_newest_fifty,
+    trimming_catches_up_past_one_chunk,
+    a_trimmed_jobs_idempotency_key_is_free_for_any_request,
+    a_replayed_job_shows_no_stale_error_or_progress,
+);
+
+conformance_with_policy!(
+    capped_an_account_at_its_cap_is_skipped_until_one_of_its_runs_ends,
+    capped_a_released_or_reclaimed_run_frees_its_accounts_slot,
+    capped_queued_jobs_of_an_account_at_its_cap_say_so,
+    capped_snoozes_are_counted_and_capped,
+    capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
+    capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
 );
 
 /// Backend-specific: a record written by a "newer version" (schema v99) is still handed

@@ -247,7 +247,10 @@ impl WorkerConfig {
     }
 
     pub fn job_defaults(&self) -> JobDefaults {
-        JobDefaults::default()
+        JobDefaults {
+            per_account: self.jobs.per_account(),
+            ..JobDefaults::default()
+        }
     }
 }
 

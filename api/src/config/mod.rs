@@ -280,6 +280,7 @@ impl ApiConfig {
                     max_attempts: self.jobs.max_attempts,
                     timeout: Duration::from_millis(self.jobs.timeout_ms),
                     idempotency_ttl: Duration::from_secs(self.jobs.idempotency_ttl_secs),
+                    ..JobDefaults::default()
                 },
                 secrets,
             })

@@ -23,6 +23,7 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     // Every job gets a trace: the caller's when it sent one, a new one otherwise, so
     // its runs can be found in the tracing UI either way.
     job.traceparent = Some(headers.traceparent.unwrap_or_else(new_traceparent));
+    job.trigger.get_or_insert_with(|| "api".to_owned());
     match state.store().enqueue(job).await {
         Ok(e) => {
             tracing::info!(job_id = %e.id, kind = %kind, created = e.created, key = %caller.name, "job accepted");

@@ -1,6 +1,8 @@
 //! `GET /v1/jobs/{id}` and `GET /v1/jobs`.
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
+use drover::job::JobState;
+use drover::queue::JobStore;
 use utoipa::IntoParams;
 
 use super::listing::{self, RawList};
@@ -26,7 +28,15 @@ use crate::views::{JobPage, JobView};
     )
 )]
 pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(load_job(&state, &caller, &id).await?.into()))
+    let job = load_job(&state, &caller, &id).await?;
+    let waiting = if job.state.is_terminal() || job.state == JobState::Running {
+        None
+    } else {
+        state.store().waiting(&job.id).await?
+    };
+    let mut view = JobView::from(job);
+    view.waiting = waiting.map(Into::into);
+    Ok(Json(view))
 }
 
 #[derive(IntoParams)]

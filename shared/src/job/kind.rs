@@ -19,6 +19,15 @@ pub struct UnknownKind(pub String);
 impl JobKind {
     pub const ALL: [JobKind; 3] = [JobKind::Sync, JobKind::Backfill, JobKind::Cleanup];
 
+    /// Position in [`JobKind::ALL`], for per-kind tables.
+    pub fn index(self) -> usize {
+        match self {
+            JobKind::Sync => 0,
+            JobKind::Backfill => 1,
+            JobKind::Cleanup => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Sync => "sync",

@@ -106,6 +106,9 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
     pub cancel_requested: bool,
+    /// What made the job (`api`, `schedule:<name>`, `replay`, `account_created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     #[serde(default)]
     pub attempt_history: Vec<AttemptRecord>,
 }

@@ -129,6 +129,7 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>) -> Result<Job, 
         traceparent,
         worker: f.str("w").map(str::to_owned),
         cancel_requested: f.str("cx") == Some("1"),
+        trigger: f.str("tg").map(str::to_owned),
         attempt_history,
     })
 }

@@ -8,11 +8,13 @@ mod keys;
 mod redis_store;
 mod scripts;
 mod types;
+mod waiting;
 
 pub use fate::{decide, Fate, RetryPolicy};
 pub use keys::QueueKeys;
 pub use redis_store::RedisStore;
 pub use types::*;
+pub use waiting::{WaitReason, Waiting};
 
 use std::future::Future;
 use std::time::Duration;
@@ -37,20 +39,27 @@ pub trait JobStore: Clone + Send + Sync + 'static {
         leases: &[(JobId, String)],
         lease: Duration,
     ) -> impl Future<Output = Result<LeaseReport, StoreError>> + Send;
+    /// Record that these leased runs have started (a lease that never started is handed
+    /// back without using an attempt if its worker dies).
+    fn mark_started(&self, kind: JobKind, runs: &[(JobId, String)]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Record progress; false when the caller no longer holds the lease.
     fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn cancel(&self, id: &JobId) -> impl Future<Output = Result<CancelOutcome, StoreError>> + Send;
     /// Requeue a dead, cancelled or partial job with a fresh attempt budget.
     fn retry(&self, id: &JobId) -> impl Future<Output = Result<RetryOutcome, StoreError>> + Send;
     fn get(&self, id: &JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    /// Why a job that is neither running nor finished has not started (None otherwise).
+    fn waiting(&self, id: &JobId) -> impl Future<Output = Result<Option<Waiting>, StoreError>> + Send;
     /// Newest first, cursor paginated.
     fn list(&self, query: &ListQuery) -> impl Future<Output = Result<Page, StoreError>> + Send;
     fn counts(&self, kind: JobKind) -> impl Future<Output = Result<QueueCounts, StoreError>> + Send;
     fn set_paused(&self, kind: JobKind, paused: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Delete dead jobs by id; returns how many were removed.
     fn purge_dead(&self, kind: JobKind, ids: &[JobId]) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Delete terminal jobs of `kind` that ended before `retention` ago, up to `limit`
-    /// per state. Dead jobs are never trimmed.
+    /// Delete terminal jobs of `kind` that ended before `retention` ago (dead ones after
+    /// the store's own dead retention, and past its dead cap), in chunks of `limit`, until
+    /// caught up or a time budget is spent; one trimmer per kind at a time. Returns how
+    /// many were removed.
     fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Block until work may be there (new job, due time) or `timeout` passes.
     fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Value};
 use sha2::{Digest, Sha256};
@@ -18,8 +17,10 @@ use crate::job::{Job, JobId, JobKind, JobState, Progress};
 const CHUNK: usize = 500;
 /// Most jobs one fetch leases or one enqueue call carries (keeps Lua's stack bounded).
 const MAX_BATCH: usize = 1000;
+/// How long one `trim` call may keep removing before it yields to the next tick.
+const TRIM_BUDGET: Duration = Duration::from_millis(250);
 /// Arguments per job in the enqueue script.
-const ENQUEUE_ARGS: usize = 12;
+const ENQUEUE_ARGS: usize = 13;
 
 /// A job ready for the enqueue script: its queue, id and script arguments.
 type Prepared = (QueueKeys, JobId, Vec<String>);
@@ -161,6 +162,7 @@ impl RedisStore {
             fingerprint,
             if exclusive { "1" } else { "0" }.to_owned(),
             job.traceparent.clone().unwrap_or_default(),
+            job.trigger.clone().unwrap_or_default(),
         ];
         debug_assert_eq!(args.len(), ENQUEUE_ARGS);
         Ok((self.keys(kind), id, args))
@@ -384,6 +386,8 @@ impl JobStore for RedisStore {
             .arg(worker)
             .arg(lease.as_millis() as u64)
             .arg(CHUNK)
+            .arg(self.defaults.per_account[kind.index()])
+            .arg(u8::from(self.defaults.reports_starts))
             .invoke_async(&mut conn)
             .await?;
         let mut out = Vec::with_capacity(jobs.len() / 3);
@@ -408,7 +412,7 @@ impl JobStore for RedisStore {
         let mut results = Vec::with_capacity(settlements.len());
         for chunk in settlements.chunks(256) {
             let mut inv = scripts::SETTLE.key(keys.ready());
-            inv.arg(keys.prefix()).arg(chunk.len());
+            inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
             for s in chunk {
                 let (outcome, delay, data) = action_args(s);
                 let attempt = s
@@ -447,6 +451,21 @@ impl JobStore for RedisStore {
             lost: ids(lost),
             cancel_requested: ids(cancel),
         })
+    }
+
+    async fn mark_started(&self, kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let keys = self.keys(kind);
+        let mut inv = scripts::START.key(keys.ready());
+        inv.arg(keys.prefix());
+        for (id, token) in runs {
+            inv.arg(id.as_str()).arg(token);
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(())
     }
 
     async fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> Result<bool, StoreError> {
@@ -643,11 +662,11 @@ impl JobStore for RedisStore {
         let mut conn = self.conn.clone();
         for chunk in ids.chunks(CHUNK) {
             let mut inv = scripts::REMOVE.key(k.ready());
-            inv.arg(k.prefix()).arg("dead").arg(0).arg(0);
+            inv.arg(k.prefix()).arg("dead").arg(0).arg(0).arg(0);
             for id in chunk {
                 inv.arg(id.as_str());
             }
-            let n: u64 = inv.invoke_async(&mut conn).await?;
+            let (n, _more): (u64, i64) = inv.invoke_async(&mut conn).await?;
             removed += n;
         }
         Ok(removed)
@@ -655,21 +674,61 @@ impl JobStore for RedisStore {
 
     async fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<u64, StoreError> {
         let k = self.keys(kind);
-        let cutoff = Utc::now().timestamp_millis() - retention.as_millis() as i64;
-        let mut removed = 0;
         let mut conn = self.conn.clone();
-        for state in ["succeeded", "partial", "cancelled"] {
-            let n: u64 = scripts::REMOVE
-                .key(k.ready())
-                .arg(k.prefix())
-                .arg(state)
-                .arg(cutoff)
-                .arg(limit)
-                .invoke_async(&mut conn)
-                .await?;
-            removed += n;
+        // One trimmer per kind at a time; the lock outlives the budget so a crashed
+        // trimmer frees it on its own.
+        let lock = k.key("trim:lock");
+        let owner = format!("{}", std::process::id());
+        let got: Option<String> = redis::cmd("SET")
+            .arg(&lock)
+            .arg(&owner)
+            .arg("NX")
+            .arg("PX")
+            .arg((TRIM_BUDGET * 4).as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        if got.is_none() {
+            return Ok(0);
         }
+        let started = std::time::Instant::now();
+        let mut removed = 0;
+        let policies = [
+            ("succeeded", retention, 0),
+            ("partial", retention, 0),
+            ("cancelled", retention, 0),
+            ("dead", self.defaults.dead_retention, self.defaults.dead_max),
+        ];
+        for (state, keep_for, keep_max) in policies {
+            loop {
+                let (n, more): (u64, i64) = scripts::REMOVE
+                    .key(k.ready())
+                    .arg(k.prefix())
+                    .arg(state)
+                    .arg(keep_for.as_millis() as u64)
+                    .arg(limit.max(1))
+                    .arg(keep_max)
+                    .invoke_async(&mut conn)
+                    .await?;
+                removed += n;
+                if more == 0 || started.elapsed() >= TRIM_BUDGET {
+                    break;
+                }
+            }
+        }
+        let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
         Ok(removed)
+    }
+
+    async fn waiting(&self, id: &JobId) -> Result<Option<super::Waiting>, StoreError> {
+        let keys = self.keys(id.kind());
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = scripts::WAITING
+            .key(keys.ready())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        super::Waiting::from_reply(reply)
     }
 
     async fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> Result<(), StoreError> {

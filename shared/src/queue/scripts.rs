@@ -19,3 +19,5 @@ script!(CANCEL, "lua/cancel.lua");
 script!(RETRY, "lua/retry.lua");
 script!(REMOVE, "lua/remove.lua");
 script!(LIST, "lua/list.lua");
+script!(WAITING, "lua/waiting.lua");
+script!(START, "lua/start.lua");

@@ -17,6 +17,8 @@ pub struct NewJob {
     pub timeout: Option<Duration>,
     pub idempotency_key: Option<String>,
     pub traceparent: Option<String>,
+    /// What made the job: `api`, `schedule:<name>`, `replay`, `account_created`.
+    pub trigger: Option<String>,
 }
 
 impl NewJob {
@@ -30,6 +32,7 @@ impl NewJob {
             timeout: None,
             idempotency_key: None,
             traceparent: None,
+            trigger: None,
         }
     }
     pub fn delay(mut self, d: Duration) -> Self {
@@ -58,6 +61,10 @@ impl NewJob {
     }
     pub fn traceparent(mut self, tp: impl Into<String>) -> Self {
         self.traceparent = Some(tp.into());
+        self
+    }
+    pub fn trigger(mut self, t: impl Into<String>) -> Self {
+        self.trigger = Some(t.into());
         self
     }
 }
@@ -216,12 +223,24 @@ pub struct QueueCounts {
     pub succeeded_total: u64,
 }
 
-/// Job defaults applied at enqueue when a request leaves them out.
+/// Job defaults applied at enqueue when a request leaves them out, and the queue
+/// policies the store applies for every caller.
 #[derive(Debug, Clone)]
 pub struct JobDefaults {
     pub max_attempts: u32,
     pub timeout: Duration,
     pub idempotency_ttl: Duration,
+    /// Runs one account may have at once, per kind (by [`JobKind::index`]); 0 = no cap.
+    /// Held in Redis across every worker process (docs/architecture.md, "Dispatch").
+    pub per_account: [u32; 3],
+    /// Snoozes a job may take before it is dead-lettered.
+    pub max_snoozes: u32,
+    /// Dead jobs are kept this long, and at most `dead_max` of them per kind.
+    pub dead_retention: Duration,
+    pub dead_max: u64,
+    /// The fetching worker marks each run started ([`super::JobStore::mark_started`]),
+    /// so a lease it never started is handed back without using an attempt if it dies.
+    pub reports_starts: bool,
 }
 
 impl Default for JobDefaults {
@@ -230,6 +249,11 @@ impl Default for JobDefaults {
             max_attempts: 5,
             timeout: Duration::from_secs(30 * 60),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            per_account: [0; 3],
+            max_snoozes: 1000,
+            dead_retention: Duration::from_secs(30 * 24 * 3600),
+            dead_max: 10_000,
+            reports_starts: false,
         }
     }
 }

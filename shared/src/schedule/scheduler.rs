@@ -181,7 +181,9 @@ impl<S: JobStore> Scheduler<S> {
                 continue;
             }
             let job = match (due.make)(tick) {
-                Ok(j) => j.idempotency_key(format!("schedule:{}:{}", due.name, tick.timestamp())),
+                Ok(j) => j
+                    .idempotency_key(format!("schedule:{}:{}", due.name, tick.timestamp()))
+                    .trigger(format!("schedule:{}", due.name)),
                 Err(e) => {
                     self.report(&due.name, format!("cannot build its job: {e}"));
                     continue;

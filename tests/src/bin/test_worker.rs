@@ -8,6 +8,9 @@
 //! now − the enqueue time carried in the first SKU as `t<unix µs>`, and prints a
 //! summary line `LATENCY {json}` when the worker stops; used by the benchmark).
 //! Every run is logged to the Redis list `test:runs` as `S|E <job> <pid> <unix µs>`.
+//! Accounts name behaviours, not sellers, so the per-account caps are off unless
+//! `DROVER_TEST_FAIR` is set; a `_<tenant>` suffix (`t.sleep.300_17`) makes many
+//! accounts with one behaviour.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use drover::job::JobPayload;
@@ -91,7 +94,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     drover::telemetry::init("test-worker");
-    let config = drover_worker::WorkerConfig::load(None)?;
+    let mut config = drover_worker::WorkerConfig::load(None)?;
+    if std::env::var_os("DROVER_TEST_FAIR").is_none() {
+        for policy in [&mut config.jobs.sync, &mut config.jobs.backfill, &mut config.jobs.cleanup] {
+            policy.per_account = 0;
+        }
+    }
     let default_behaviour = std::env::var("DROVER_TEST_BEHAVIOUR").unwrap_or_else(|_| "ok".into());
     let log = if std::env::var("DROVER_TEST_LOG_RUNS").is_ok() {
         let client = redis::Client::open(config.redis_url.as_str())?;
@@ -108,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
             .account_id()
             .as_str()
             .strip_prefix("t.")
-            .map(str::to_owned)
+            .map(|b| b.split('_').next().unwrap_or(b).to_owned())
             .unwrap_or_else(|| default_behaviour.clone());
         async move {
             let id = ctx.id.to_string();

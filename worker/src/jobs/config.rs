@@ -24,7 +24,23 @@ pub struct JobsConfig {
     /// takes hours, longer than any sane per-run timeout. Keep it below the job timeout
     /// (30 min by default).
     pub slice_ms: u64,
+    /// Per-kind dispatch policy: `jobs.sync.per_account` etc.
+    pub sync: KindPolicy,
+    pub backfill: KindPolicy,
+    pub cleanup: KindPolicy,
 }
+
+/// How one kind's jobs are handed out across accounts.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindPolicy {
+    /// Runs one account may have at once across every worker process (0 = no cap).
+    /// Queued jobs of an account at its cap hold no worker slot.
+    pub per_account: u32,
+}
+
+/// Most runs per account a cap may name: beyond it a cap means nothing on any pool.
+const MAX_PER_ACCOUNT: u32 = 10_000;
 
 impl Default for JobsConfig {
     fn default() -> Self {
@@ -36,11 +52,19 @@ impl Default for JobsConfig {
             progress_every: 50,
             parse_errors_listed: 20,
             slice_ms: 20 * 60 * 1000,
+            sync: KindPolicy { per_account: 1 },
+            backfill: KindPolicy { per_account: 1 },
+            cleanup: KindPolicy { per_account: 2 },
         }
     }
 }
 
 impl JobsConfig {
+    /// Per-account caps by [`drover::job::JobKind::index`].
+    pub fn per_account(&self) -> [u32; 3] {
+        [self.sync.per_account, self.backfill.per_account, self.cleanup.per_account]
+    }
+
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if !(1..=100).contains(&self.orders_page_size) {
@@ -54,6 +78,14 @@ impl JobsConfig {
         }
         if self.slice_ms < 1000 {
             errors.push(format!("jobs.slice_ms must be at least 1000, got {}", self.slice_ms));
+        }
+        for (name, p) in [("sync", self.sync), ("backfill", self.backfill), ("cleanup", self.cleanup)] {
+            if p.per_account > MAX_PER_ACCOUNT {
+                errors.push(format!(
+                    "jobs.{name}.per_account must be 0 (no cap) ..= {MAX_PER_ACCOUNT}, got {}",
+                    p.per_account
+                ));
+            }
         }
         if self.progress_every == 0 {
             errors.push("jobs.progress_every must be at least 1".to_owned());

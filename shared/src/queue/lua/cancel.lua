@@ -5,14 +5,13 @@ local st = redis.call('HGET', key, 'st')
 if not st then return 'missing' end
 local now = now_ms()
 if st == 'queued' or st == 'scheduled' or st == 'retrying' then
-  redis.call('ZREM', P .. 'ready', id)
+  remove_ready(id, redis.call('HGET', key, 'acct'))
   redis.call('ZREM', P .. 'scheduled', id)
   redis.call('ZREM', P .. 'retrying', id)
   finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran"}')
   return 'cancelled'
 elseif st == 'running' then
   redis.call('HSET', key, 'cx', '1', 'ua', now)
-  redis.call('PUBLISH', P .. 'cancel', id)
   return 'requested'
 end
 return 'terminal:' .. st

@@ -7,15 +7,66 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 -- Higher priority first, then oldest first. Priorities are 0..9.
+local BAND = 10000000000000
 local function ready_score(priority, at)
-  return (9 - tonumber(priority or 0)) * 10000000000000 + at
+  return (9 - tonumber(priority or 0)) * BAND + at
 end
 local function wake()
   if redis.call('LLEN', P .. 'marker') == 0 then
     redis.call('LPUSH', P .. 'marker', '1')
   end
 end
--- Only sync jobs hold a per-account slot.
+local function is_terminal(st)
+  return st == 'succeeded' or st == 'partial' or st == 'dead' or st == 'cancelled'
+end
+
+-- Per-account dispatch (docs/architecture.md, "Dispatch"). Each account's queued jobs
+-- wait in their own lane `rq:<account>` (jobs without an account share the lane `rq:`);
+-- `ready` indexes every queued job for counts, lag and listings. `lanes` holds the
+-- accounts that have queued jobs and may run one now, scored
+-- `band · BAND + turn`: the best priority band waiting in the lane, then a turn number
+-- that grows each time a lane is (re)offered, so within a band accounts take turns.
+-- An account at its concurrency cap leaves `lanes` for `blocked` (account -> cap) and
+-- comes back when one of its runs (the members of `hold:<account>`) ends.
+local function lane_key(acct)
+  return P .. 'rq:' .. (acct or '')
+end
+local function offer_lane(acct, score)
+  acct = acct or ''
+  if acct ~= '' and redis.call('HEXISTS', P .. 'blocked', acct) == 1 then return end
+  local band = math.floor(score / BAND)
+  local cur = redis.call('ZSCORE', P .. 'lanes', acct)
+  if not cur then
+    redis.call('ZADD', P .. 'lanes', band * BAND + redis.call('INCR', P .. 'turn'), acct)
+  elseif band < math.floor(tonumber(cur) / BAND) then
+    -- a more urgent job joined the lane: same turn, better band
+    redis.call('ZADD', P .. 'lanes', band * BAND + tonumber(cur) % BAND, acct)
+  end
+end
+local function add_ready(id, acct, score)
+  redis.call('ZADD', P .. 'ready', score, id)
+  redis.call('ZADD', lane_key(acct), score, id)
+  offer_lane(acct, score)
+end
+local function remove_ready(id, acct)
+  redis.call('ZREM', P .. 'ready', id)
+  redis.call('ZREM', lane_key(acct), id)
+end
+-- A run of `acct` ended (settled, released or reclaimed): it stops counting against
+-- the account's cap, and a lane blocked at the cap is offered again.
+local function run_ended(id, acct)
+  if not acct or acct == '' then return end
+  redis.call('SREM', P .. 'hold:' .. acct, id)
+  if redis.call('HDEL', P .. 'blocked', acct) == 1 then
+    local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
+    if head[2] then
+      offer_lane(acct, tonumber(head[2]))
+      wake()
+    end
+  end
+end
+-- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
+-- is queued or running).
 local EXCLUSIVE = string.find(P, '{sync}', 1, true) ~= nil
 local function release_exclusive(id, acct)
   if EXCLUSIVE and acct and acct ~= '' then
@@ -25,7 +76,6 @@ local function release_exclusive(id, acct)
     end
   end
 end
--- Moves a job into a terminal state, keeping the indexes right.
 -- Moves a job into a terminal state; the caller adds it to the state index (in bulk
 -- where it can).
 local function finish_fields(id, state, now, field, value)
@@ -44,9 +94,18 @@ end
 -- whole backlog: it has waited once already.
 local function queue_ready(id, now, front)
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'pr', 'ca')
+  local f = redis.call('HMGET', key, 'pr', 'ca', 'acct')
   local at = now
   if front then at = tonumber(f[2]) or now end
   redis.call('HSET', key, 'st', 'queued', 'ua', now)
-  redis.call('ZADD', P .. 'ready', ready_score(f[1], at), id)
+  add_ready(id, f[3], ready_score(f[1], at))
+end
+-- The attempt history keeps the newest ATTEMPTS_KEPT records; `at` (attempts used)
+-- and `sn` (snoozes) keep counting past it.
+local ATTEMPTS_KEPT = 50
+local function push_attempt(id, json)
+  local key = P .. 'attempts:' .. id
+  if redis.call('RPUSH', key, json) > ATTEMPTS_KEPT then
+    redis.call('LTRIM', key, -ATTEMPTS_KEPT, -1)
+  end
 end

@@ -1,12 +1,14 @@
 -- Enqueues n jobs (one for a single enqueue, many for bulk) in one call.
 -- ARGV: prefix, n, idem_ttl_s, then n times: id, payload, account, priority,
 --       max_attempts, timeout_ms, run_at_ms, delay_ms, idem_key, idem_fingerprint,
---       exclusive, traceparent
+--       exclusive, traceparent, trigger
 -- -> n times: status ('created' | 'existing' | 'conflict'), id, state
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
 local all, ready = {}, {}
+-- per lane: {score, id, ...} and the best score added, written once per lane at the end
+local lanes, best = {}, {}
 local woke = false
 
 local function enqueue(b)
@@ -14,6 +16,7 @@ local function enqueue(b)
   local prio, max_attempts, timeout = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local run_at, delay = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
   local idem, fp, exclusive, traceparent = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11]
+  local trigger = ARGV[b + 12]
 
   local idem_key = P .. 'idem:' .. idem
   if idem ~= '' then
@@ -21,14 +24,14 @@ local function enqueue(b)
     if v then
       local sep = string.find(v, '|', 1, true)
       local existing, efp = string.sub(v, 1, sep - 1), string.sub(v, sep + 1)
-      if efp ~= fp then
-        return 'conflict', existing, ''
-      end
       local st = redis.call('HGET', P .. 'job:' .. existing, 'st')
+      -- A key whose job has been trimmed is free again, whatever the body.
       if st then
+        if efp ~= fp then
+          return 'conflict', existing, ''
+        end
         return 'existing', existing, st
       end
-      -- The job it named has been trimmed: the key is free again.
     end
   end
 
@@ -36,8 +39,10 @@ local function enqueue(b)
     local ekey = P .. 'excl:' .. acct
     local holder = redis.call('GET', ekey)
     if holder then
+      -- Only a sync that is queued or running swallows a new one: a sync scheduled
+      -- for later or waiting to retry must not hold back the ones due now.
       local st = redis.call('HGET', P .. 'job:' .. holder, 'st')
-      if st and st ~= 'succeeded' and st ~= 'partial' and st ~= 'dead' and st ~= 'cancelled' then
+      if st == 'queued' or st == 'running' then
         if idem ~= '' then
           redis.call('SET', idem_key, holder .. '|' .. fp, 'EX', idem_ttl)
         end
@@ -59,6 +64,7 @@ local function enqueue(b)
   local key = P .. 'job:' .. id
   redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
     'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem)
+  if trigger ~= '' then redis.call('HSET', key, 'tg', trigger) end
   if acct ~= '' then
     redis.call('ZADD', P .. 'acct:' .. acct, now, id)
   end
@@ -71,21 +77,34 @@ local function enqueue(b)
     redis.call('HSET', key, 'ra', due)
     redis.call('ZADD', P .. 'scheduled', due, id)
   else
-    ready[#ready + 1] = ready_score(prio, now)
+    local score = ready_score(prio, now)
+    ready[#ready + 1] = score
     ready[#ready + 1] = id
+    local lane = lanes[acct]
+    if not lane then
+      lane = {}
+      lanes[acct] = lane
+    end
+    lane[#lane + 1] = score
+    lane[#lane + 1] = id
+    if not best[acct] or score < best[acct] then best[acct] = score end
   end
   woke = true
   return 'created', id, state
 end
 
 for i = 0, n - 1 do
-  local status, id, state = enqueue(4 + i * 12)
+  local status, id, state = enqueue(4 + i * 13)
   out[#out + 1] = status
   out[#out + 1] = id
   out[#out + 1] = state
 end
 if #all > 0 then redis.call('ZADD', P .. 'all', unpack(all)) end
 if #ready > 0 then redis.call('ZADD', P .. 'ready', unpack(ready)) end
+for acct, lane in pairs(lanes) do
+  redis.call('ZADD', lane_key(acct), unpack(lane))
+  offer_lane(acct, best[acct])
+end
 -- Wake an idle worker: for a scheduled job it learns the new earliest due time.
 if woke then wake() end
 return out

@@ -6,11 +6,13 @@ local now = now_ms()
 local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', P .. 'job:' .. id, 'ls', 'cx')
+  local f = redis.call('HMGET', P .. 'job:' .. id, 'ls', 'cx', 'sx')
   if f[1] ~= token then
     lost[#lost + 1] = id
   else
     redis.call('ZADD', P .. 'active', 'XX', now + lease_ms, id)
+    -- renewed in time: a reclaim pass that marked it suspect (see fetch) forgets it
+    if f[3] and f[3] ~= '' then redis.call('HSET', P .. 'job:' .. id, 'sx', '') end
     if f[2] == '1' then cancel[#cancel + 1] = id end
   end
 end

@@ -1,72 +1,153 @@
 -- Promotes due jobs, reclaims expired leases (both in bounded chunks), then leases up
--- to `max` ready jobs to `worker`.
--- ARGV: prefix, max, worker, lease_ms, chunk
+-- to `max` ready jobs to `worker`, the accounts with queued jobs taking turns.
+-- ARGV: prefix, max, worker, lease_ms, chunk, per-account cap (0: none), reports starts
+--       (1: the worker marks each run started with start.lua, so a lease it never
+--       started can be handed back without using an attempt)
 -- -> {jobs, wait_ms}; jobs = {id, token, {v, p, at, ma, to, tp, sa}, ...}; wait_ms = ms
 --    until the next job falls due or lease expires (-1: nothing pending)
 local max, worker, lease_ms, chunk = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local cap = tonumber(ARGV[6]) or 0
+local MAX_UNSTARTED_HANDBACKS = 3
+local reports_starts = ARGV[7] == '1'
 local now = now_ms()
 
-local due = redis.call('ZRANGEBYSCORE', P .. 'scheduled', '-inf', now, 'LIMIT', 0, chunk)
+-- Promotion keeps due-time order: a job joins its lane as if it had been enqueued
+-- when it fell due, ahead of anything enqueued since.
+local due = redis.call('ZRANGE', P .. 'scheduled', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk, 'WITHSCORES')
 if #due > 0 then
-  redis.call('ZREM', P .. 'scheduled', unpack(due))
-  redis.call('ZREM', P .. 'retrying', unpack(due))
-  local ready = {}
-  for _, id in ipairs(due) do
+  local ids = {}
+  for i = 1, #due, 2 do
+    local id, at = due[i], tonumber(due[i + 1])
+    ids[#ids + 1] = id
     local key = P .. 'job:' .. id
-    local pr = redis.call('HGET', key, 'pr')
-    if pr then
+    local f = redis.call('HMGET', key, 'pr', 'acct')
+    if f[1] then
       redis.call('HSET', key, 'st', 'queued', 'ua', now, 'ra', '')
-      ready[#ready + 1] = ready_score(pr, now)
-      ready[#ready + 1] = id
+      add_ready(id, f[2], ready_score(f[1], at))
     end
   end
-  if #ready > 0 then redis.call('ZADD', P .. 'ready', unpack(ready)) end
+  redis.call('ZREM', P .. 'scheduled', unpack(ids))
+  redis.call('ZREM', P .. 'retrying', unpack(ids))
 end
 
-local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', now, 'LIMIT', 0, chunk)
+-- Reclaim in two passes. A lease that ran out is first marked (`sx` = its token) and
+-- given `grace` more: a live worker that could not reach Redis (a restart or pause
+-- longer than the lease) renews it then and keeps its run. Only a lease still
+-- unrenewed after that is reclaimed.
+local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk)
 for _, id in ipairs(expired) do
-  redis.call('ZREM', P .. 'active', id)
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa')
-  if f[1] then
-    local err = '{"class":"lost","message":"the worker stopped renewing its lease (crashed or cut off)"}'
-    redis.call('RPUSH', P .. 'attempts:' .. id, '{"number":' .. f[1] .. ',"worker":"' .. (f[4] or '') ..
-      '","started_ms":' .. (f[5] or now) .. ',"ended_ms":' .. now .. ',"outcome":"lost","error":' .. err .. '}')
-    redis.call('HSET', key, 'w', '')
+  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'go', 'hb')
+  if not f[1] then
+    redis.call('ZREM', P .. 'active', id)
+  elseif f[7] ~= f[6] then
+    -- the grace is half the holder's own lease (`ll`), whatever this fetcher's is
+    local grace = math.max(1, math.floor((tonumber(f[9]) or lease_ms) / 2))
+    redis.call('HSET', key, 'sx', f[6] or '')
+    redis.call('ZADD', P .. 'active', now + grace, id)
+  elseif f[10] == '0' and (tonumber(f[11]) or 0) < MAX_UNSTARTED_HANDBACKS and f[3] ~= '1' then
+    -- Leased but never started (prefetched by a worker that died): it goes back to
+    -- the front of its lane without using an attempt. Bounded, so a job that kills
+    -- its worker before the start is reported still runs out of attempts.
+    redis.call('ZREM', P .. 'active', id)
+    push_attempt(id, cjson.encode({
+      number = tonumber(f[1]), worker = f[4] or '', started_ms = tonumber(f[5]) or now, ended_ms = now,
+      outcome = 'released',
+      error = {class = 'lost', message = 'its worker stopped before the run started; no attempt used'},
+    }))
+    redis.call('HINCRBY', key, 'at', -1)
+    redis.call('HINCRBY', key, 'hb', 1)
+    redis.call('HSET', key, 'w', '', 'sx', '', 'ls', '')
+    queue_ready(id, now, true)
+    run_ended(id, f[8])
+  else
+    redis.call('ZREM', P .. 'active', id)
+    local err = {class = 'lost', message = 'the worker stopped renewing its lease (crashed or cut off)'}
+    push_attempt(id, cjson.encode({
+      number = tonumber(f[1]), worker = f[4] or '', started_ms = tonumber(f[5]) or now,
+      ended_ms = now, outcome = 'lost', error = err,
+    }))
+    local err_json = cjson.encode(err)
+    redis.call('HSET', key, 'w', '', 'sx', '')
     if f[3] == '1' then
       finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}')
     elseif tonumber(f[1]) >= tonumber(f[2]) then
-      finish(id, 'dead', now, 'er', err)
+      finish(id, 'dead', now, 'er', err_json)
     else
-      redis.call('HSET', key, 'er', err, 'ls', '')
+      redis.call('HSET', key, 'er', err_json, 'ls', '')
       queue_ready(id, now, true)
     end
+    run_ended(id, f[8])
   end
 end
 
 local jobs = {}
 if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
-  local popped = redis.call('ZPOPMIN', P .. 'ready', max)
-  local leases = {}
-  for i = 1, #popped, 2 do
-    local id = popped[i]
-    local key = P .. 'job:' .. id
-    local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp')
-    if f[2] then
-      local at = tonumber(f[3]) + 1
-      local token = worker .. ':' .. at .. ':' .. now
-      redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now)
-      leases[#leases + 1] = now + lease_ms
-      leases[#leases + 1] = id
-      f[3] = at
-      f[7] = now
-      jobs[#jobs + 1] = id
-      jobs[#jobs + 1] = token
-      jobs[#jobs + 1] = f
+  local leases, off_ready, cancelled = {}, {}, {}
+  local n, turns = 0, 0
+  -- Bounded whatever the number of accounts: each turn leases a job or sets aside
+  -- one lane (empty, or its account at its cap).
+  while n < max and turns < max + 100 do
+    turns = turns + 1
+    local lane = redis.call('ZPOPMIN', P .. 'lanes')
+    if #lane == 0 then break end
+    local acct = lane[1]
+    local capped = acct ~= '' and cap > 0
+    local hold = P .. 'hold:' .. acct
+    local busy = 0
+    local room = max - n
+    if capped then
+      busy = redis.call('SCARD', hold)
+      room = math.min(room, cap - busy)
+    end
+    if room > 0 then
+      -- One job a turn while other accounts wait; a lane alone fills the batch.
+      if redis.call('ZCARD', P .. 'lanes') > 0 then room = 1 end
+      local popped = redis.call('ZPOPMIN', lane_key(acct), room)
+      for i = 1, #popped, 2 do
+        local id = popped[i]
+        off_ready[#off_ready + 1] = id
+        local key = P .. 'job:' .. id
+        local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx')
+        if f[7] == '1' then
+          -- a cancel that arrived while it was handed back: it ends here, unrun
+          finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}')
+          cancelled[#cancelled + 1] = now
+          cancelled[#cancelled + 1] = id
+        elseif f[2] then
+          local at = tonumber(f[3]) + 1
+          local token = worker .. ':' .. at .. ':' .. now
+          redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms)
+          if reports_starts then
+            redis.call('HSET', key, 'go', 0) -- until the worker says the run started
+          end
+          if acct ~= '' then redis.call('SADD', hold, id) end
+          busy = busy + 1
+          leases[#leases + 1] = now + lease_ms
+          leases[#leases + 1] = id
+          f[3] = at
+          f[7] = now
+          jobs[#jobs + 1] = id
+          jobs[#jobs + 1] = token
+          jobs[#jobs + 1] = f
+          n = n + 1
+        end
+      end
+    end
+    -- The lane's next turn, or aside until one of its runs ends.
+    local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
+    if head[2] then
+      if capped and busy >= cap then
+        redis.call('HSET', P .. 'blocked', acct, cap)
+      else
+        offer_lane(acct, tonumber(head[2]))
+      end
     end
   end
+  if #off_ready > 0 then redis.call('ZREM', P .. 'ready', unpack(off_ready)) end
   if #leases > 0 then redis.call('ZADD', P .. 'active', unpack(leases)) end
-  if #popped > 0 and redis.call('ZCARD', P .. 'ready') > 0 then
+  if #cancelled > 0 then redis.call('ZADD', P .. 'state:cancelled', unpack(cancelled)) end
+  if n > 0 and redis.call('ZCARD', P .. 'lanes') > 0 then
     wake() -- more work: let the next idle worker in
   end
 end

@@ -1,12 +1,26 @@
--- Deletes terminal jobs: those named (purge), or those in `state` older than the cutoff
--- (retention), at most `limit` per call.
--- ARGV: prefix, state, cutoff_ms, limit, ids... -> number removed
-local state, cutoff, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- Deletes terminal jobs: those named (purge), or, for retention, the oldest of `state`
+-- that ended more than `retention_ms` ago (by Redis time) or that exceed `keep_max`
+-- (0: no cap), at most `limit` per call.
+-- ARGV: prefix, state, retention_ms, limit, keep_max, ids... -> {removed, more}: `more`
+-- is 1 when the call stopped at `limit` with more to remove.
+local state, retention, limit, keep_max = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local ids = {}
-if #ARGV > 4 then
-  for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+local more = 0
+if #ARGV > 5 then
+  for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
-  ids = redis.call('ZRANGEBYSCORE', P .. 'state:' .. state, '-inf', cutoff, 'LIMIT', 0, limit)
+  local index = P .. 'state:' .. state
+  local due = redis.call('ZCOUNT', index, '-inf', now_ms() - retention)
+  if keep_max > 0 then
+    due = math.max(due, redis.call('ZCARD', index) - keep_max)
+  end
+  if due > limit then
+    more = 1
+    due = limit
+  end
+  if due > 0 then
+    ids = redis.call('ZRANGE', index, 0, due - 1)
+  end
 end
 local removed = 0
 for _, id in ipairs(ids) do
@@ -18,6 +32,9 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', P .. 'all', id)
     redis.call('ZREM', P .. 'state:' .. state, id)
     removed = removed + 1
+  elseif not f[1] then
+    -- a stale index entry: its record is gone already
+    redis.call('ZREM', P .. 'state:' .. state, id)
   end
 end
-return removed
+return {removed, more}

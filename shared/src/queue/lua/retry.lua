@@ -6,12 +6,12 @@ local st = redis.call('HGET', key, 'st')
 if not st then return 'missing' end
 if st ~= 'dead' and st ~= 'cancelled' and st ~= 'partial' then return 'state:' .. st end
 local acct = redis.call('HGET', key, 'acct')
-if exclusive == '1' and acct then
+if exclusive == '1' and acct and acct ~= '' then
   local ekey = P .. 'excl:' .. acct
   local holder = redis.call('GET', ekey)
   if holder and holder ~= id then
     local hs = redis.call('HGET', P .. 'job:' .. holder, 'st')
-    if hs and hs ~= 'succeeded' and hs ~= 'partial' and hs ~= 'dead' and hs ~= 'cancelled' then
+    if hs == 'queued' or hs == 'running' then
       return 'busy:' .. holder
     end
   end
@@ -19,8 +19,9 @@ if exclusive == '1' and acct then
 end
 local now = now_ms()
 redis.call('ZREM', P .. 'state:' .. st, id)
-redis.call('HSET', key, 'at', 0)
-redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs')
+redis.call('HSET', key, 'at', 0, 'tg', 'replay')
+-- a fresh life: no stale error, progress, result, due time, start or snooze count
+redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'go', 'hb')
 queue_ready(id, now)
 wake()
 return 'queued'

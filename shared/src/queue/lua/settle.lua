@@ -1,30 +1,46 @@
 -- Applies the outcome of finished runs, each only while the worker still holds the
 -- lease; a late outcome is kept on the attempt history and changes nothing else.
--- ARGV: prefix, n, then n times: id, token, outcome, delay_ms, attempt_json, data
+-- ARGV: prefix, n, max_snoozes, then n times: id, token, outcome, delay_ms, attempt_json, data
 -- outcome: succeeded | partial | retry | snooze | dead | cancelled | release
+-- A cancel requested during the run wins over retry, snooze and release: the job ends
+-- cancelled instead of running again. A snooze past `max_snoozes` ends the job dead.
 -- -> list of 'ok' | 'lost'
-local n = tonumber(ARGV[2])
+local n, max_snoozes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
 local done = 0
 local released = {}
 local by_state = {}
+local CANCELLED = '{"class":"cancelled","message":"cancelled while it ran"}'
 for i = 0, n - 1 do
-  local b = 3 + i * 6
+  local b = 4 + i * 6
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
   local held = redis.call('HGET', key, 'ls')
   if held ~= token then
     if attempt ~= '' and held then
-      redis.call('RPUSH', P .. 'attempts:' .. id, '{"late":true,' .. string.sub(attempt, 2))
+      push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
     end
     out[#out + 1] = 'lost'
   else
     released[#released + 1] = id
     if attempt ~= '' then
-      redis.call('RPUSH', P .. 'attempts:' .. id, attempt)
+      push_attempt(id, attempt)
     end
+    local f = redis.call('HMGET', key, 'cx', 'acct', 'sn')
+    if f[1] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
+      outcome, data = 'cancelled', CANCELLED
+    end
+    local snoozes = tonumber(f[3]) or 0
+    if outcome == 'snooze' then
+      snoozes = snoozes + 1
+      if snoozes > max_snoozes then
+        outcome = 'dead'
+        data = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
+      end
+    end
+    run_ended(id, f[2])
     if outcome == 'succeeded' or outcome == 'partial' or outcome == 'dead' or outcome == 'cancelled' then
       local field = 'er'
       if outcome == 'succeeded' or outcome == 'partial' then
@@ -45,10 +61,11 @@ for i = 0, n - 1 do
       queue_ready(id, now, true)
       wake()
     else
-      -- retry uses the attempt; snooze gives it back
+      -- retry uses the attempt; snooze gives it back and is counted
       local st = 'retrying'
       if outcome == 'snooze' then
         redis.call('HINCRBY', key, 'at', -1)
+        redis.call('HSET', key, 'sn', snoozes)
         st = 'scheduled'
       end
       local due = now + delay

@@ -1,0 +1,52 @@
+-- Why a job that is neither running nor finished has not started: one bounded read of
+-- the job, its lane and its account (docs/architecture.md, "Waiting").
+-- ARGV: prefix, id -> {} (missing, running or terminal) or {reason, until_ms|'', detail_json}
+-- reason: scheduled | retry_backoff | rate_limit | quota_cooldown | breaker_open |
+--         account_busy | queue_paused | queued
+local id = ARGV[2]
+local key = P .. 'job:' .. id
+local f = redis.call('HMGET', key, 'st', 'acct', 'ra', 'er')
+local st = f[1]
+if not st or st == 'running' or is_terminal(st) then return {} end
+local acct = f[2] or ''
+local due = f[3] or ''
+if st == 'retrying' then
+  return {'retry_backoff', due, '{}'}
+end
+if st == 'scheduled' then
+  -- A job parked by its run (a snooze) names the guard it waits for in its error; the
+  -- marketplace client's texts say which guard it was.
+  local reason = 'scheduled'
+  local detail = '{}'
+  local ok, e = pcall(cjson.decode, f[4] or '')
+  if ok and type(e) == 'table' and e.class == 'rate_limited' and type(e.message) == 'string' then
+    local m = e.message
+    if string.find(m, 'circuit open', 1, true) then
+      reason = 'breaker_open'
+    elseif string.find(m, 'quota cooldown', 1, true) or string.find(m, 'report quota', 1, true) then
+      reason = 'quota_cooldown'
+    else
+      reason = 'rate_limit'
+    end
+    local op = string.match(m, '^(%a+): ')
+    detail = cjson.encode({message = m, operation = op})
+  end
+  return {reason, due, detail}
+end
+if redis.call('EXISTS', P .. 'paused') == 1 then
+  return {'queue_paused', '', '{}'}
+end
+local cap = redis.call('HGET', P .. 'blocked', acct)
+if cap then
+  local runs = redis.call('SRANDMEMBER', P .. 'hold:' .. acct, 100)
+  local list = '[]'
+  if #runs > 0 then list = '["' .. table.concat(runs, '","') .. '"]' end
+  return {'account_busy', '', '{"cap":' .. tonumber(cap) .. ',"running":' .. list .. '}'}
+end
+-- Accounts take turns, so the jobs ahead are about: this lane's jobs ahead of it times
+-- the lanes waiting, plus the lanes whose turn comes before this one's.
+local lanes = redis.call('ZCARD', P .. 'lanes')
+local in_lane = redis.call('ZRANK', lane_key(acct), id) or 0
+local lane_rank = redis.call('ZRANK', P .. 'lanes', acct) or lanes
+local position = in_lane * math.max(lanes, 1) + lane_rank
+return {'queued', '', '{"position":' .. position .. ',"accounts_waiting":' .. lanes .. '}'}

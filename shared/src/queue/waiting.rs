@@ -1,0 +1,57 @@
+//! Why a job is not running: the answer `GET /v1/jobs/{id}` gives as `waiting`.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::codec::ms_to_time;
+use super::StoreError;
+
+/// What a queued, scheduled or retrying job waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// Its `run_at` / delay has not come.
+    Scheduled,
+    /// A failed attempt's backoff.
+    RetryBackoff,
+    /// Parked: its account's limiter has no slot soon enough.
+    RateLimit,
+    /// Parked: its account is in a report-quota cooldown.
+    QuotaCooldown,
+    /// Parked: the account's circuit breaker for an operation is open.
+    BreakerOpen,
+    /// Its account already has as many runs as its per-account cap allows.
+    AccountBusy,
+    /// The kind's queue is paused.
+    QueuePaused,
+    /// Waiting for a worker slot, taking turns with other accounts.
+    Queued,
+}
+
+/// `reason`, the time it ends when known, and what the reason needs to be understood
+/// (the operation and message of a park, the cap and the runs holding an account,
+/// the position estimate of a queued job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub reason: WaitReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    pub detail: serde_json::Value,
+}
+
+impl Waiting {
+    /// Reads the waiting script's reply: empty for a job that is not waiting.
+    pub(super) fn from_reply(reply: Vec<String>) -> Result<Option<Self>, StoreError> {
+        let [reason, until, detail] = reply.as_slice() else {
+            return if reply.is_empty() {
+                Ok(None)
+            } else {
+                Err(StoreError::Protocol(format!("waiting reply had {} parts", reply.len())))
+            };
+        };
+        let reason: WaitReason =
+            serde_json::from_value(serde_json::Value::String(reason.clone())).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let until = until.parse::<i64>().ok().map(ms_to_time);
+        let detail = serde_json::from_str(detail).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        Ok(Some(Self { reason, until, detail }))
+    }
+}

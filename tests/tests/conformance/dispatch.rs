@@ -1,0 +1,219 @@
+//! Tenant-fair dispatch: accounts take turns, per-account caps, and why a job waits.
+//! Rules named `capped_*` take a store whose policy is [`super::POLICY`].
+use super::*;
+
+/// The store policy the `capped_*` rules are run with.
+pub const POLICY: JobDefaults = JobDefaults {
+    max_attempts: 3,
+    timeout: Duration::from_secs(1800),
+    idempotency_ttl: Duration::from_secs(3600),
+    per_account: [1, 1, 2],
+    max_snoozes: 3,
+    dead_retention: Duration::from_secs(3600),
+    dead_max: 2,
+    reports_starts: true,
+};
+
+fn account_of(l: &Leased) -> String {
+    l.payload.as_ref().expect("readable payload").account_id().to_string()
+}
+
+async fn fetch_accounts<S: JobStore>(store: &S, max: usize) -> Vec<String> {
+    let jobs = store.fetch(JobKind::Cleanup, "w1", max, LEASE).await.unwrap().jobs;
+    jobs.iter().map(account_of).collect()
+}
+
+pub async fn accounts_take_turns_within_a_priority_band<S: JobStore>(store: S) {
+    for _ in 0..5 {
+        enqueue(&store, NewJob::new(cleanup("a"))).await;
+    }
+    for _ in 0..2 {
+        enqueue(&store, NewJob::new(cleanup("b"))).await;
+    }
+    enqueue(&store, NewJob::new(cleanup("c"))).await;
+    let mut order = Vec::new();
+    for _ in 0..8 {
+        order.extend(fetch_accounts(&store, 1).await);
+    }
+    assert_eq!(order, ["a", "b", "c", "a", "b", "a", "a", "a"], "one job per account per turn");
+}
+
+pub async fn one_fetch_of_many_jobs_takes_them_in_turns<S: JobStore>(store: S) {
+    for _ in 0..4 {
+        enqueue(&store, NewJob::new(cleanup("a"))).await;
+    }
+    enqueue(&store, NewJob::new(cleanup("b"))).await;
+    assert_eq!(fetch_accounts(&store, 3).await, ["a", "b", "a"]);
+    // Alone in the queue, an account fills the whole batch at once.
+    assert_eq!(fetch_accounts(&store, 10).await, ["a", "a"]);
+}
+
+pub async fn a_higher_priority_band_goes_first_across_accounts<S: JobStore>(store: S) {
+    for _ in 0..3 {
+        enqueue(&store, NewJob::new(cleanup("a"))).await;
+    }
+    let urgent = enqueue(&store, NewJob::new(cleanup("b")).priority(5)).await;
+    let first = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(first.id, urgent);
+    // And a more urgent job joining a waiting account's lane moves the lane up.
+    enqueue(&store, NewJob::new(cleanup("c"))).await;
+    let late_urgent = enqueue(&store, NewJob::new(cleanup("c")).priority(9)).await;
+    assert_eq!(fetch_one(&store, "w1").await.unwrap().id, late_urgent);
+}
+
+pub async fn within_an_account_jobs_run_in_order<S: JobStore>(store: S) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(enqueue(&store, NewJob::new(cleanup("a"))).await);
+        enqueue(&store, NewJob::new(cleanup("b"))).await;
+    }
+    let got: Vec<JobId> = store
+        .fetch(JobKind::Cleanup, "w1", 6, LEASE)
+        .await
+        .unwrap()
+        .jobs
+        .into_iter()
+        .filter(|l| account_of(l) == "a")
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(got, ids);
+}
+
+pub async fn promotion_keeps_due_time_order<S: JobStore>(store: S) {
+    let early = enqueue(&store, NewJob::new(cleanup("a")).delay(Duration::from_millis(50))).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Enqueued after `early` fell due but before anything promoted it.
+    let later = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let jobs = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
+    let ids: Vec<JobId> = jobs.into_iter().map(|l| l.id).collect();
+    assert_eq!(ids, [early, later], "a job due earlier runs first, however late it was promoted");
+}
+
+pub async fn capped_an_account_at_its_cap_is_skipped_until_one_of_its_runs_ends<S: JobStore>(store: S) {
+    for _ in 0..5 {
+        enqueue(&store, NewJob::new(cleanup("a"))).await;
+    }
+    enqueue(&store, NewJob::new(cleanup("b"))).await;
+    let first = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs;
+    let accounts: Vec<String> = first.iter().map(account_of).collect();
+    assert_eq!(accounts, ["a", "b", "a"], "cleanup allows 2 runs per account");
+    assert!(fetch_one(&store, "w2").await.is_none(), "a's queued jobs wait for a's runs");
+    let a_run = first.iter().find(|l| account_of(l) == "a").unwrap();
+    settle(&store, a_run, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    let next = store.fetch(JobKind::Cleanup, "w2", 10, LEASE).await.unwrap().jobs;
+    assert_eq!(next.len(), 1, "one run ended, so one more may start");
+    assert_eq!(account_of(&next[0]), "a");
+}
+
+pub async fn capped_a_released_or_reclaimed_run_frees_its_accounts_slot<S: JobStore>(store: S) {
+    for _ in 0..3 {
+        enqueue(&store, NewJob::new(cleanup("a"))).await;
+    }
+    let short = Duration::from_millis(100);
+    let held = store.fetch(JobKind::Cleanup, "w1", 10, short).await.unwrap().jobs;
+    assert_eq!(held.len(), 2);
+    assert!(fetch_one(&store, "w2").await.is_none());
+    settle(&store, &held[0], SettleAction::Release, AttemptOutcome::Released).await;
+    let again = fetch_one(&store, "w2").await.expect("the release freed a slot");
+    assert_eq!(again.id, held[0].id, "a released job goes back to the front of its account's lane");
+    // held[1]'s short lease runs out (and through its grace): its reclaim frees a slot.
+    let mut next = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        next = fetch_one(&store, "w3").await;
+        if next.is_some() {
+            break;
+        }
+    }
+    assert_eq!(next.expect("the reclaim freed a slot").id, held[1].id);
+    assert!(fetch_one(&store, "w3").await.is_none(), "and the account is at its cap again");
+}
+
+pub async fn capped_queued_jobs_of_an_account_at_its_cap_say_so<S: JobStore>(store: S) {
+    let a1 = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let a2 = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let waiting_job = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let got = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs;
+    assert_eq!(got.len(), 2);
+    let w = store.waiting(&waiting_job).await.unwrap().expect("a queued job waits");
+    assert_eq!(w.reason, WaitReason::AccountBusy);
+    assert_eq!(w.detail["cap"], 2);
+    let mut running: Vec<String> = w.detail["running"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    running.sort();
+    let mut expect = vec![a1.to_string(), a2.to_string()];
+    expect.sort();
+    assert_eq!(running, expect, "the runs holding the account are named");
+    assert!(store.waiting(&a1).await.unwrap().is_none(), "a running job is not waiting");
+}
+
+pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {
+    let later = enqueue(&store, NewJob::new(cleanup("a")).delay(Duration::from_secs(60))).await;
+    let w = store.waiting(&later).await.unwrap().unwrap();
+    assert_eq!(w.reason, WaitReason::Scheduled);
+    assert!(w.until.unwrap() > Utc::now() + chrono::Duration::seconds(50));
+
+    let first = enqueue(&store, NewJob::new(cleanup("b"))).await;
+    let second = enqueue(&store, NewJob::new(cleanup("b"))).await;
+    let w = store.waiting(&second).await.unwrap().unwrap();
+    assert_eq!(w.reason, WaitReason::Queued);
+    assert_eq!(w.detail["position"], 1, "one job ahead of it");
+    assert_eq!(store.waiting(&first).await.unwrap().unwrap().detail["position"], 0);
+
+    store.set_paused(JobKind::Cleanup, true).await.unwrap();
+    assert_eq!(store.waiting(&first).await.unwrap().unwrap().reason, WaitReason::QueuePaused);
+    store.set_paused(JobKind::Cleanup, false).await.unwrap();
+
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.id, first);
+    settle(
+        &store,
+        &l,
+        SettleAction::Retry {
+            delay: Duration::from_secs(30),
+            error: err(ErrorClass::Transient),
+        },
+        AttemptOutcome::Failed,
+    )
+    .await;
+    let w = store.waiting(&first).await.unwrap().unwrap();
+    assert_eq!(w.reason, WaitReason::RetryBackoff);
+    assert!(w.until.is_some());
+
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let parked = ErrorInfo {
+        class: ErrorClass::RateLimited,
+        message: "deleteListingsItem: circuit open until 2026-11-30 10:00:00 UTC".into(),
+    };
+    settle(
+        &store,
+        &l,
+        SettleAction::Snooze {
+            delay: Duration::from_secs(20),
+            error: parked,
+        },
+        AttemptOutcome::Snoozed,
+    )
+    .await;
+    let w = store.waiting(&l.id).await.unwrap().unwrap();
+    assert_eq!(w.reason, WaitReason::BreakerOpen);
+    assert_eq!(w.detail["operation"], "deleteListingsItem");
+    assert!(w.until.is_some());
+    assert!(
+        store.waiting(&JobId::new(JobKind::Cleanup)).await.unwrap().is_none(),
+        "a missing job waits for nothing"
+    );
+}
+
+pub async fn a_job_records_what_made_it_and_a_replay_says_so<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a")).trigger("schedule:nightly")).await;
+    assert_eq!(store.get(&id).await.unwrap().unwrap().trigger.as_deref(), Some("schedule:nightly"));
+    let l = fetch_one(&store, "w1").await.unwrap();
+    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    assert_eq!(store.get(&id).await.unwrap().unwrap().trigger.as_deref(), Some("replay"));
+}

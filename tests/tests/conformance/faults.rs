@@ -1,0 +1,237 @@
+//! The queue-core review's findings, each pinned as a rule (F3, F4, F5, F7, F9, F10, F13
+//! in the review of 2026-11-30). Rules named `capped_*` take a store with [`super::POLICY`].
+use super::*;
+
+async fn cancel_then_end<S: JobStore>(store: &S, action: SettleAction, outcome: AttemptOutcome) -> JobId {
+    let id = enqueue(store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(store, "w1").await.unwrap();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    assert_eq!(settle(store, &l, action, outcome).await, SettleResult::Applied);
+    id
+}
+
+pub async fn a_cancel_during_a_run_sticks_when_the_run_ends_in_retry<S: JobStore>(store: S) {
+    let retry = SettleAction::Retry {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::Transient),
+    };
+    let id = cancel_then_end(&store, retry, AttemptOutcome::Failed).await;
+    assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
+    assert!(fetch_one(&store, "w2").await.is_none(), "a cancelled job never runs again");
+}
+
+pub async fn a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze<S: JobStore>(store: S) {
+    let snooze = SettleAction::Snooze {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::RateLimited),
+    };
+    let id = cancel_then_end(&store, snooze, AttemptOutcome::Snoozed).await;
+    assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
+    assert!(fetch_one(&store, "w2").await.is_none());
+}
+
+pub async fn a_cancel_during_a_run_sticks_when_the_run_is_released<S: JobStore>(store: S) {
+    let id = cancel_then_end(&store, SettleAction::Release, AttemptOutcome::Released).await;
+    assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
+    assert!(fetch_one(&store, "w2").await.is_none());
+}
+
+pub async fn a_lease_renewed_within_its_grace_is_not_reclaimed<S: JobStore>(store: S) {
+    // A live worker that could not reach Redis for longer than its lease (a restart, a
+    // pause) renews as soon as it can: that must not cost an attempt or a second run.
+    let lease = Duration::from_millis(200);
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = store.fetch(JobKind::Cleanup, "w1", 1, lease).await.unwrap().jobs.pop().unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(fetch_one(&store, "w2").await.is_none(), "the first pass only marks the lease");
+    let report = store
+        .extend_leases(JobKind::Cleanup, &[(id.clone(), l.token.clone())], lease)
+        .await
+        .unwrap();
+    assert!(report.lost.is_empty(), "the holder kept its lease");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(fetch_one(&store, "w2").await.is_none(), "a renewed lease is not reclaimed");
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 1);
+    assert!(job.attempt_history.is_empty(), "no lost attempt was recorded");
+}
+
+pub async fn a_sync_scheduled_for_later_does_not_swallow_one_due_now<S: JobStore>(store: S) {
+    let later = store
+        .enqueue(NewJob::new(sync("a1")).run_at(Utc::now() + chrono::Duration::days(300)))
+        .await
+        .unwrap();
+    let now = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(now.created, "a new sync is created");
+    assert_ne!(now.id, later.id);
+    assert_eq!(now.state, JobState::Queued);
+    // And a queued sync still swallows the next one.
+    let dup = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert_eq!(dup.id, now.id);
+}
+
+pub async fn a_sync_waiting_to_retry_does_not_swallow_a_new_one<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(sync("a1"))).await;
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    settle(
+        &store,
+        &l,
+        SettleAction::Retry {
+            delay: Duration::from_secs(60),
+            error: err(ErrorClass::Transient),
+        },
+        AttemptOutcome::Failed,
+    )
+    .await;
+    let second = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(second.created);
+    assert_ne!(second.id, first);
+}
+
+pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    for n in 1..=4 {
+        let l = fetch_one(&store, "w1").await.unwrap_or_else(|| panic!("run {n} leased"));
+        settle(
+            &store,
+            &l,
+            SettleAction::Snooze {
+                delay: Duration::ZERO,
+                error: err(ErrorClass::RateLimited),
+            },
+            AttemptOutcome::Snoozed,
+        )
+        .await;
+    }
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead, "the 4th snooze is past the cap of 3");
+    assert!(job.last_error.unwrap().message.contains("snoozed 3 times"));
+}
+
+pub async fn the_attempt_history_keeps_the_newest_fifty<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    for _ in 0..60 {
+        let l = fetch_one(&store, "w1").await.unwrap();
+        settle(
+            &store,
+            &l,
+            SettleAction::Snooze {
+                delay: Duration::ZERO,
+                error: err(ErrorClass::RateLimited),
+            },
+            AttemptOutcome::Snoozed,
+        )
+        .await;
+    }
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempt_history.len(), 50);
+    assert_eq!(job.state, JobState::Scheduled);
+}
+
+pub async fn trimming_catches_up_past_one_chunk<S: JobStore>(store: S) {
+    let jobs: Vec<NewJob> = (0..1200).map(|_| NewJob::new(cleanup("a1"))).collect();
+    store.enqueue_bulk(jobs).await.unwrap();
+    let leased = store.fetch(JobKind::Cleanup, "w1", 1000, LEASE).await.unwrap().jobs;
+    let rest = store.fetch(JobKind::Cleanup, "w1", 1000, LEASE).await.unwrap().jobs;
+    let all: Vec<Settlement> = leased
+        .iter()
+        .chain(rest.iter())
+        .map(|l| Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: SettleAction::Succeeded(json!({})),
+            attempt: None,
+        })
+        .collect();
+    assert_eq!(all.len(), 1200);
+    store.settle(JobKind::Cleanup, &all).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let removed = store.trim(JobKind::Cleanup, Duration::from_millis(1), 500).await.unwrap();
+    assert_eq!(removed, 1200, "one trim call keeps going past its chunk size until caught up");
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().succeeded, 0);
+}
+
+pub async fn capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first<S: JobStore>(store: S) {
+    let mut dead = Vec::new();
+    for _ in 0..5 {
+        let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+        let l = fetch_one(&store, "w1").await.unwrap();
+        settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+        dead.push(id);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let removed = store.trim(JobKind::Cleanup, Duration::from_secs(3600), 500).await.unwrap();
+    assert_eq!(removed, 3, "dead jobs are capped at 2");
+    for id in &dead[..3] {
+        assert!(store.get(id).await.unwrap().is_none());
+    }
+    for id in &dead[3..] {
+        assert!(store.get(id).await.unwrap().is_some(), "the newest dead jobs are kept");
+    }
+}
+
+pub async fn a_trimmed_jobs_idempotency_key_is_free_for_any_request<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(cleanup("a1")).idempotency_key("k1")).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.trim(JobKind::Cleanup, Duration::from_millis(1), 100).await.unwrap();
+    let other = store.enqueue(NewJob::new(cleanup("a2")).idempotency_key("k1")).await;
+    let other = other.expect("another body with the key of a trimmed job is a new job, not a conflict");
+    assert!(other.created);
+    assert_ne!(other.id, first);
+}
+
+pub async fn a_replayed_job_shows_no_stale_error_or_progress<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    store
+        .set_progress(
+            &id,
+            &l.token,
+            &Progress {
+                done: 1,
+                total: Some(2),
+                message: None,
+            },
+        )
+        .await
+        .unwrap();
+    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert!(job.last_error.is_none(), "the old error is gone");
+    assert!(job.progress.is_none(), "the old progress is gone");
+    assert!(job.started_at.is_none());
+}
+
+pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attempt<S: JobStore>(store: S) {
+    let short = Duration::from_millis(100);
+    let unstarted = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(1)).await;
+    let started = enqueue(&store, NewJob::new(cleanup("a2")).max_attempts(1)).await;
+    let leased = store.fetch(JobKind::Cleanup, "w1", 2, short).await.unwrap().jobs;
+    assert_eq!(leased.len(), 2);
+    let run = leased.iter().find(|l| l.id == started).unwrap();
+    store
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .await
+        .unwrap();
+    // w1 dies: both leases run out, through their grace.
+    let mut back = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        back = store.fetch(JobKind::Cleanup, "w2", 1, LEASE).await.unwrap().jobs.pop();
+        if back.is_some() {
+            break;
+        }
+    }
+    let back = back.expect("the never-started job is handed out again");
+    assert_eq!(back.id, unstarted);
+    assert_eq!(back.attempt, 1, "the run that never started used no attempt");
+    assert_eq!(
+        state_of(&store, &started).await,
+        JobState::Dead,
+        "a started run that was lost used its only attempt"
+    );
+}

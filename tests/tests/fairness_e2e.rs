@@ -6,6 +6,7 @@ mod jobs_support;
 use std::time::Duration;
 
 use drover::job::{JobKind, JobState};
+use drover::queue::JobStore;
 use drover_tests::sim::{AccountSpec, Operation, RateLimit, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use serde_json::json;
@@ -85,4 +86,63 @@ async fn a_small_sellers_cleanup_starts_at_once_while_another_seller_floods_at_i
         0,
         "and never over it"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_in_quota_cooldown_holds_no_worker_slot_and_its_jobs_resume_at_the_cooldowns_end() {
+    let mut stack = Stack::start(sim(), "").await;
+    let cooling = stack
+        .account(AccountSpec {
+            orders: Some(200),
+            ..AccountSpec::new("seller-cooling")
+        })
+        .await;
+    let other = stack
+        .account(AccountSpec {
+            orders: Some(200),
+            ..AccountSpec::new("seller-other")
+        })
+        .await;
+    // One backfill slot in the whole pool: a parked job must hand it over.
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__CONCURRENCY__BACKFILL", "1")]);
+    let conn = redis::Client::open(stack.redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let mut config = drover::resilience::ResilienceConfig::default();
+    config.cooldown.steps = vec![Duration::from_secs(6)];
+    let resilience = drover::resilience::Resilience::new(conn, "drover", config);
+    let cooldown = resilience.enter_cooldown(&cooling, "429 on createReport", None).await.unwrap();
+
+    let end = chrono::Utc::now();
+    let backfill = |account: &str| {
+        json!({"account_id": account, "marketplace_id": MARKETPLACE,
+               "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+               "start": end - chrono::Duration::days(1), "end": end})
+    };
+    let parked = stack.submit(JobKind::Backfill, backfill(cooling.as_str())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let free = stack.submit(JobKind::Backfill, backfill(other.as_str())).await;
+    let done = stack.finish(&free, Duration::from_secs(30)).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    assert!(
+        done.finished_at.unwrap() < cooldown.until,
+        "the other account's backfill ran during the cooldown, in the one slot"
+    );
+    let waiting = stack
+        .store
+        .waiting(&parked)
+        .await
+        .unwrap()
+        .expect("the cooling account's job waits");
+    assert_eq!(waiting.reason, drover::queue::WaitReason::QuotaCooldown, "{waiting:?}");
+    assert!(waiting.until.is_some_and(|u| u >= cooldown.until), "{waiting:?}");
+
+    let resumed = stack.finish(&parked, Duration::from_secs(60)).await;
+    assert_eq!(resumed.state, JobState::Succeeded, "{resumed:#?}");
+    assert!(resumed.finished_at.unwrap() >= cooldown.until, "it resumed at the cooldown's end");
+    assert_eq!(resumed.attempts, 1, "parking used no attempt");
+    let stats = stack.sim.admin().stats().await.unwrap();
+    assert_eq!(stats.op(cooling.as_str(), Operation::CreateReport).rate_limited, 0);
 }

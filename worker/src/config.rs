@@ -111,7 +111,9 @@ struct Root {
 impl WorkerConfig {
     /// Defaults → `file` → `DROVER_WORKER__*` environment; then validated.
     pub fn load(file: Option<&str>) -> Result<Self, ConfigError> {
-        let root: Root = drover::config::load(file)?;
+        let mut root: Root = drover::config::load(file)?;
+        // The limiter parks a run instead of sleeping past `jobs.park_after_ms`.
+        root.worker.resilience.max_wait = Duration::from_millis(root.worker.jobs.park_after_ms);
         root.worker.validate()?;
         Ok(root.worker)
     }

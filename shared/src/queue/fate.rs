@@ -50,10 +50,18 @@ pub enum Fate {
     Cancelled,
 }
 
+/// How much later than the guard's hint a snooze may wake, as a fraction of the hint:
+/// many jobs of one account parked by the same guard spread out instead of waking at
+/// the same instant (never earlier than the hint).
+pub const SNOOZE_JITTER: f64 = 0.2;
+
 /// Decide what a failure means for a job on run `attempt` of `max_attempts`.
 pub fn decide(error: &ErrorInfo, retry_after: Option<Duration>, attempt: u32, max_attempts: u32, policy: &RetryPolicy, unit: f64) -> Fate {
     match error.class {
-        ErrorClass::RateLimited => Fate::Snooze(retry_after.unwrap_or(policy.base)),
+        ErrorClass::RateLimited => {
+            let hint = retry_after.unwrap_or(policy.base);
+            Fate::Snooze(hint + hint.mul_f64(SNOOZE_JITTER * unit.clamp(0.0, 1.0)))
+        }
         ErrorClass::Interrupted => Fate::Snooze(Duration::ZERO),
         ErrorClass::Permanent | ErrorClass::Decode => Fate::Dead,
         ErrorClass::Cancelled => Fate::Cancelled,
@@ -102,7 +110,7 @@ mod tests {
     fn rate_limited_snoozes_for_the_servers_hint_even_on_the_last_attempt() {
         let p = RetryPolicy::default();
         let hint = Duration::from_secs(7);
-        assert_eq!(decide(&err(ErrorClass::RateLimited), Some(hint), 3, 3, &p, 0.5), Fate::Snooze(hint));
+        assert_eq!(decide(&err(ErrorClass::RateLimited), Some(hint), 3, 3, &p, 0.0), Fate::Snooze(hint));
     }
 
     #[test]
@@ -116,6 +124,23 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_snooze_wakes_no_earlier_than_the_hint_and_at_most_a_fifth_later(unit in 0.0f64..=1.0, hint_ms in 1u64..3_600_000) {
+            let hint = Duration::from_millis(hint_ms);
+            let Fate::Snooze(d) = decide(&err(ErrorClass::RateLimited), Some(hint), 1, 3, &RetryPolicy::default(), unit) else {
+                panic!("a rate-limited run snoozes");
+            };
+            prop_assert!(d >= hint);
+            prop_assert!(d <= hint + hint.mul_f64(SNOOZE_JITTER));
+        }
+
+        #[test]
+        fn jobs_parked_by_one_guard_do_not_all_wake_at_once(hint_ms in 1000u64..3_600_000) {
+            let hint = Duration::from_millis(hint_ms);
+            let wake = |unit| decide(&err(ErrorClass::RateLimited), Some(hint), 1, 3, &RetryPolicy::default(), unit);
+            prop_assert_ne!(wake(0.1), wake(0.9));
+        }
+
         #[test]
         fn backoff_stays_within_zero_and_the_ceiling(attempt in 1u32..200, unit in 0.0f64..=1.0, base in 1u64..10_000, max in 1u64..3_600_000) {
             let p = RetryPolicy { base: Duration::from_millis(base), max: Duration::from_millis(max) };

@@ -40,7 +40,8 @@ impl RateSpec {
 pub struct ResilienceConfig {
     /// Per-operation plans; operations not named keep SP-API's defaults.
     pub limits: BTreeMap<Operation, RateSpec>,
-    /// Longest `acquire()` waits for a slot before giving up with `WaitTooLong`.
+    /// Longest `acquire()` waits for a slot before giving up with `WaitTooLong` (the
+    /// worker sets it from `jobs.park_after_ms`).
     #[serde(with = "millis")]
     pub max_wait: Duration,
     pub limiter: LimiterConfig,

@@ -13,8 +13,9 @@ pub enum ResilienceError {
     /// Do not call: the account's report quota is exhausted. Snooze until `until`.
     #[error("account in quota cooldown until {until}: {reason}")]
     Cooldown { until: DateTime<Utc>, reason: String },
-    /// The next rate-limit slot is further away than `max_wait`; nothing was reserved.
-    #[error("no rate-limit slot within {0:?}")]
+    /// The next rate-limit slot is further away than `max_wait` (it is this far away);
+    /// nothing was reserved.
+    #[error("next rate-limit slot in {0:?}")]
     WaitTooLong(Duration),
     #[error("cancelled")]
     Cancelled,

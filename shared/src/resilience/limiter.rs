@@ -37,10 +37,11 @@ impl Resilience {
             .arg(l.idle_ttl.as_millis() as u64)
             .invoke_async(&mut self.conn())
             .await?;
-        if granted != 1 {
-            return Err(ResilienceError::WaitTooLong(cfg.max_wait));
-        }
         let wait = Duration::from_micros(wait_us.parse::<f64>().unwrap_or(0.0).max(0.0) as u64);
+        if granted != 1 {
+            // The slot the script found (not reserved): the caller parks until then.
+            return Err(ResilienceError::WaitTooLong(wait.max(cfg.max_wait)));
+        }
         if !wait.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}

@@ -187,7 +187,7 @@ pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {
     let l = fetch_one(&store, "w1").await.unwrap();
     let parked = ErrorInfo {
         class: ErrorClass::RateLimited,
-        message: "deleteListingsItem: circuit open until 2026-11-30 10:00:00 UTC".into(),
+        message: "rate limited for 20s: deleteListingsItem: circuit open until 2026-11-30 10:00:00 UTC".into(),
     };
     settle(
         &store,

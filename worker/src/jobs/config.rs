@@ -24,6 +24,10 @@ pub struct JobsConfig {
     /// takes hours, longer than any sane per-run timeout. Keep it below the job timeout
     /// (30 min by default).
     pub slice_ms: u64,
+    /// A run whose account cannot make progress for longer than this (the limiter's
+    /// next slot further away; also a cooldown or an open breaker) checkpoints and parks
+    /// its job until then, handing its worker slot to another account.
+    pub park_after_ms: u64,
     /// Per-kind dispatch policy: `jobs.sync.per_account` etc.
     pub sync: KindPolicy,
     pub backfill: KindPolicy,
@@ -52,6 +56,7 @@ impl Default for JobsConfig {
             progress_every: 50,
             parse_errors_listed: 20,
             slice_ms: 20 * 60 * 1000,
+            park_after_ms: 1000,
             sync: KindPolicy { per_account: 1 },
             backfill: KindPolicy { per_account: 1 },
             cleanup: KindPolicy { per_account: 2 },
@@ -78,6 +83,9 @@ impl JobsConfig {
         }
         if self.slice_ms < 1000 {
             errors.push(format!("jobs.slice_ms must be at least 1000, got {}", self.slice_ms));
+        }
+        if !(100..=3_600_000).contains(&self.park_after_ms) {
+            errors.push(format!("jobs.park_after_ms must be 100..=3600000, got {}", self.park_after_ms));
         }
         for (name, p) in [("sync", self.sync), ("backfill", self.backfill), ("cleanup", self.cleanup)] {
             if p.per_account > MAX_PER_ACCOUNT {
@@ -121,5 +129,33 @@ impl Slice {
                 self.limit
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dispatch_defaults_cap_sync_and_backfill_at_one_run_per_account_and_cleanup_at_two() {
+        let c = JobsConfig::default();
+        assert_eq!(c.per_account(), [1, 1, 2]);
+        assert_eq!(c.park_after_ms, 1000);
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn a_cap_or_park_setting_out_of_range_names_the_setting() {
+        let c = JobsConfig {
+            park_after_ms: 5,
+            cleanup: KindPolicy { per_account: 50_000 },
+            ..JobsConfig::default()
+        };
+        let errors = c.validate().join("\n");
+        assert!(errors.contains("jobs.park_after_ms must be 100..=3600000, got 5"), "{errors}");
+        assert!(
+            errors.contains("jobs.cleanup.per_account must be 0 (no cap) ..= 10000, got 50000"),
+            "{errors}"
+        );
     }
 }

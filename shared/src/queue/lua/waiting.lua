@@ -28,7 +28,8 @@ if st == 'scheduled' then
     else
       reason = 'rate_limit'
     end
-    local op = string.match(m, '^(%a+): ')
+    -- an SP-API operation name (camelCase) before a colon
+    local op = string.match(m, '(%l+%u%a*): ')
     detail = cjson.encode({message = m, operation = op})
   end
   return {reason, due, detail}

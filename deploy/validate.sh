@@ -1,11 +1,36 @@
 #!/usr/bin/env bash
-# Validates docker-compose.yml and the Kubernetes manifests offline (no Docker engine,
-# no cluster): `docker-compose config` and `kubernetes-validate`, from PyPI, each in its
-# own cached virtualenv.
+# Validates the deploy files offline (no Docker engine, no cluster, no Prometheus server):
+#   - Prometheus alert rules: `promtool check rules` and `promtool test rules`
+#     (promtool from Debian's `prometheus` package, unpacked into the cache: no service);
+#   - deploy/check_deploy.py: every metric an alert or dashboard names exists in the code,
+#     every alert has a firing and a non-firing test, every runbook link resolves;
+#   - docker-compose.yml: `docker-compose config` (PyPI);
+#   - Kubernetes manifests: `kubernetes-validate` (PyPI).
+# Tools are cached under $DROVER_TOOL_CACHE (default /var/cache/drover/tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${DROVER_TOOL_CACHE:-/var/cache/drover/tools}"
 mkdir -p "$cache"
+
+apt_updated=""
+apt_update_once() {
+  if [ -z "$apt_updated" ]; then
+    apt-get update -qq
+    apt_updated=1
+  fi
+}
+
+# promtool: Debian's package, unpacked rather than installed, so no Prometheus server is
+# set up or started on the machine that validates.
+promtool="$cache/prometheus/usr/bin/promtool"
+if [ ! -x "$promtool" ]; then
+  apt_update_once
+  tmp="$(mktemp -d)"
+  chmod 755 "$tmp"  # apt-get download runs as _apt
+  (cd "$tmp" && chown _apt "$tmp" 2>/dev/null; apt-get download -qq prometheus)
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$cache/prometheus"
+  rm -rf "$tmp"
+fi
 if [ ! -x "$cache/k8s/bin/kubernetes-validate" ]; then
   python3 -m venv "$cache/k8s"
   "$cache/k8s/bin/pip" install -q kubernetes-validate
@@ -17,6 +42,16 @@ if [ ! -x "$cache/compose/bin/docker-compose" ]; then
   "$cache/compose/bin/pip" install -q --no-build-isolation "PyYAML==5.4.1"
   "$cache/compose/bin/pip" install -q docker-compose==1.29.2
 fi
+
+echo "== alert rules"
+"$promtool" check rules deploy/prometheus/alerts.yml
+(cd deploy/prometheus && "$promtool" test rules alerts.test.yml)
+# kubernetes-validate's virtualenv has PyYAML.
+"$cache/k8s/bin/python" deploy/check_deploy.py
+
+echo "== docker-compose"
 "$cache/compose/bin/docker-compose" -f docker-compose.yml config -q
 echo "docker-compose.yml: valid"
+
+echo "== kubernetes"
 "$cache/k8s/bin/kubernetes-validate" --strict deploy/k8s/*.yaml

@@ -7,8 +7,10 @@
 - Every alert has a `promtool test rules` case where it fires and one where it does not.
 - Every alert's runbook_url points at a heading that exists in docs/operations.md.
 
-Run from the repository root: python3 deploy/check_deploy.py (needs PyYAML).
-Exits 1 with one line per problem.
+Run from the repository root: python3 deploy/check_deploy.py [--dashboard-rules FILE]
+(needs PyYAML). Exits 1 with one line per problem. With --dashboard-rules it also writes
+every dashboard expression, Grafana variables filled in, as a recording rule to FILE, so
+`promtool check rules FILE` checks their PromQL syntax.
 """
 import json
 import pathlib
@@ -116,6 +118,20 @@ def dashboard_exprs(path):
     return out
 
 
+def grafana_to_promql(expr):
+    """A dashboard expression with Grafana's variables replaced by what they expand to."""
+    e = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
+    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", ".*", e)
+
+
+def write_dashboard_rules(path):
+    rules = []
+    for board in DASHBOARDS:
+        for i, (_, expr) in enumerate(dashboard_exprs(board)):
+            rules.append({"record": f"dashboard:{board.stem}:{i}", "expr": grafana_to_promql(expr)})
+    pathlib.Path(path).write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+
+
 def anchor(heading):
     """GitHub's anchor for a Markdown heading."""
     a = heading.strip().lower()
@@ -124,6 +140,8 @@ def anchor(heading):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--dashboard-rules":
+        write_dashboard_rules(sys.argv[2])
     problems = []
     known = recorded_metrics() | external_metrics()
     rules = yaml.safe_load(RULES.read_text())

@@ -2,8 +2,9 @@
 # Validates the deploy files offline (no Docker engine, no cluster, no Prometheus server):
 #   - Prometheus alert rules: `promtool check rules` and `promtool test rules`
 #     (promtool from Debian's `prometheus` package, unpacked into the cache: no service);
-#   - deploy/check_deploy.py: every metric an alert or dashboard names exists in the code,
-#     every alert has a firing and a non-firing test, every runbook link resolves;
+#   - deploy/check_deploy.py: every metric an alert or the Grafana dashboard names exists
+#     in the code, every alert has a firing and a non-firing test, every runbook link
+#     resolves; the dashboard's PromQL goes through `promtool check rules` too;
 #   - docker-compose.yml: `docker-compose config` (PyPI);
 #   - Kubernetes manifests: `kubernetes-validate` (PyPI).
 # Tools are cached under $DROVER_TOOL_CACHE (default /var/cache/drover/tools).
@@ -43,11 +44,16 @@ if [ ! -x "$cache/compose/bin/docker-compose" ]; then
   "$cache/compose/bin/pip" install -q docker-compose==1.29.2
 fi
 
-echo "== alert rules"
+echo "== alert rules and dashboard"
 "$promtool" check rules deploy/prometheus/alerts.yml
 (cd deploy/prometheus && "$promtool" test rules alerts.test.yml)
-# kubernetes-validate's virtualenv has PyYAML.
-"$cache/k8s/bin/python" deploy/check_deploy.py
+# Metric names, rule-test coverage, runbook links; and the dashboard's PromQL written out
+# as recording rules so promtool checks its syntax. kubernetes-validate's venv has PyYAML.
+dash_rules="$(mktemp --suffix=.yml)"
+trap 'rm -f "$dash_rules"' EXIT
+"$cache/k8s/bin/python" deploy/check_deploy.py --dashboard-rules "$dash_rules"
+"$promtool" check rules "$dash_rules" >/dev/null
+echo "dashboard PromQL: valid"
 
 echo "== docker-compose"
 "$cache/compose/bin/docker-compose" -f docker-compose.yml config -q

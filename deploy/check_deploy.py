@@ -6,6 +6,8 @@
   deploy/prometheus/external-metrics.txt (Prometheus' own `up`, redis_exporter).
 - Every alert has a `promtool test rules` case where it fires and one where it does not.
 - Every alert's runbook_url points at a heading that exists in docs/operations.md.
+- Every file or folder docker-compose.yml bind-mounts exists (`docker-compose config`
+  does not look), and the monitoring services stay out of the default profile.
 
 Run from the repository root: python3 deploy/check_deploy.py [--dashboard-rules FILE]
 (needs PyYAML). Exits 1 with one line per problem. With --dashboard-rules it also writes
@@ -25,6 +27,8 @@ RULE_TESTS = ROOT / "deploy/prometheus/alerts.test.yml"
 EXTERNAL = ROOT / "deploy/prometheus/external-metrics.txt"
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
 RUNBOOK = ROOT / "docs/operations.md"
+COMPOSE = ROOT / "docker-compose.yml"
+MONITORING = {"otel-collector", "jaeger", "redis-exporter", "prometheus", "grafana"}
 SOURCES = ["api/src", "worker/src", "shared/src"]
 
 # PromQL words that are not metric names.
@@ -171,11 +175,23 @@ def main():
         if doc != "docs/operations.md" or frag not in headings:
             problems.append(f"alert {a}: runbook_url {url!r} is not a heading of docs/operations.md")
 
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, svc in services.items():
+        for v in svc.get("volumes", []):
+            src = v.split(":", 1)[0] if isinstance(v, str) else v.get("source", "")
+            if src.startswith(".") and not (ROOT / src).exists():
+                problems.append(f"docker-compose.yml service {name}: mounts {src}, which does not exist")
+        in_monitoring = "monitoring" in svc.get("profiles", [])
+        if in_monitoring != (name in MONITORING):
+            problems.append(f"docker-compose.yml service {name}: profile monitoring is {in_monitoring}")
+    if not MONITORING <= services.keys():
+        problems.append(f"docker-compose.yml: missing {sorted(MONITORING - services.keys())}")
+
     for p in problems:
         print(p)
     if problems:
         sys.exit(1)
-    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests and runbook links OK")
+    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts OK")
 
 
 if __name__ == "__main__":

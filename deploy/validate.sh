@@ -5,7 +5,8 @@
 #   - deploy/check_deploy.py: every metric an alert or the Grafana dashboard names exists
 #     in the code, every alert has a firing and a non-firing test, every runbook link
 #     resolves; the dashboard's PromQL goes through `promtool check rules` too;
-#   - docker-compose.yml: `docker-compose config` (PyPI);
+#   - docker-compose.yml, both profiles: `docker-compose config` (PyPI), and the
+#     monitoring profile's Prometheus config: `promtool check config`;
 #   - Kubernetes manifests: `kubernetes-validate` (PyPI).
 # Tools are cached under $DROVER_TOOL_CACHE (default /var/cache/drover/tools).
 set -euo pipefail
@@ -54,10 +55,13 @@ trap 'rm -f "$dash_rules"' EXIT
 "$cache/k8s/bin/python" deploy/check_deploy.py --dashboard-rules "$dash_rules"
 "$promtool" check rules "$dash_rules" >/dev/null
 echo "dashboard PromQL: valid"
+"$promtool" check config deploy/prometheus/prometheus.yml >/dev/null
+echo "deploy/prometheus/prometheus.yml: valid"
 
 echo "== docker-compose"
 "$cache/compose/bin/docker-compose" -f docker-compose.yml config -q
-echo "docker-compose.yml: valid"
+"$cache/compose/bin/docker-compose" -f docker-compose.yml --profile monitoring config -q
+echo "docker-compose.yml (default and monitoring profiles): valid"
 
 echo "== kubernetes"
 "$cache/k8s/bin/kubernetes-validate" --strict deploy/k8s/*.yaml

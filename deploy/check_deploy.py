@@ -2,7 +2,8 @@
 """Offline checks of the monitoring files that promtool and the schema validators cannot make.
 
 - Every metric a PromQL expression names (alert rules, Grafana dashboard panels and
-  variables) is one the Rust sources record, or one listed in
+  variables, the KEDA ScaledObject's Prometheus queries, the HPA alternative's external
+  metrics) is one the Rust sources record, or one listed in
   deploy/prometheus/external-metrics.txt (Prometheus' own `up`, redis_exporter).
 - Every alert has a `promtool test rules` case where it fires and one where it does not.
 - Every alert's runbook_url points at a heading that exists in docs/operations.md.
@@ -26,6 +27,7 @@ RULES = ROOT / "deploy/prometheus/alerts.yml"
 RULE_TESTS = ROOT / "deploy/prometheus/alerts.test.yml"
 EXTERNAL = ROOT / "deploy/prometheus/external-metrics.txt"
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+SCALERS = [ROOT / "deploy/k8s/base/worker-scaledobject.yaml", ROOT / "deploy/k8s/components/worker-hpa/worker-hpa.yaml"]
 RUNBOOK = ROOT / "docs/operations.md"
 COMPOSE = ROOT / "docker-compose.yml"
 MONITORING = {"otel-collector", "jaeger", "redis-exporter", "prometheus", "grafana"}
@@ -122,6 +124,21 @@ def dashboard_exprs(path):
     return out
 
 
+def scaler_exprs():
+    """The PromQL of KEDA's Prometheus triggers and the metric names of External HPA metrics."""
+    out = []
+    for path in SCALERS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            spec = doc.get("spec", {})
+            for t in spec.get("triggers", []):
+                if t.get("type") == "prometheus":
+                    out.append((f'{path.name} trigger "{t.get("name")}"', t["metadata"]["query"]))
+            for m in spec.get("metrics", []):
+                if m.get("type") == "External":
+                    out.append((f"{path.name} external metric", m["external"]["metric"]["name"]))
+    return out
+
+
 def grafana_to_promql(expr):
     """A dashboard expression with Grafana's variables replaced by what they expand to."""
     e = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
@@ -133,6 +150,8 @@ def write_dashboard_rules(path):
     for board in DASHBOARDS:
         for i, (_, expr) in enumerate(dashboard_exprs(board)):
             rules.append({"record": f"dashboard:{board.stem}:{i}", "expr": grafana_to_promql(expr)})
+    for i, (_, expr) in enumerate(scaler_exprs()):
+        rules.append({"record": f"scaler:{i}", "expr": expr})
     pathlib.Path(path).write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
 
 
@@ -158,6 +177,10 @@ def main():
         for where, expr in dashboard_exprs(board):
             for name in sorted(metric_names(expr) - known):
                 problems.append(f"{board.relative_to(ROOT)} {where}: no such metric {name}")
+
+    for where, expr in scaler_exprs():
+        for name in sorted(metric_names(expr) - known):
+            problems.append(f"{where}: no such metric {name}")
 
     fires, silent = set(), set()
     for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:

@@ -114,7 +114,7 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
         .await;
     scrape_until(
         &worker_metrics,
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "a breaker refusal",
         |n| n.contains("drover_breaker_open_total"),
         || stack.logs(),
@@ -122,10 +122,13 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
     .await;
     stack.sim.admin().clear_faults(storm.as_str()).await.unwrap();
 
-    // Backfills into a report-quota window: 429s, a cooldown, and report calls refused by it.
+    // Backfills into a report-quota window: 429s and a cooldown. A report call is refused
+    // by the cooldown only when it comes while one is in force, so keep submitting
+    // backfills (each makes a report call as soon as a worker takes it) until one is.
+    // The window outlasts the escalating cooldowns (2 s, 4 s, 8 s in FAST_WORKER).
     let quota = stack
         .account(AccountSpec {
-            orders: Some(500),
+            orders: Some(200),
             ..AccountSpec::new("seller-dash-quota")
         })
         .await;
@@ -133,39 +136,36 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
         .faults(
             &quota,
             FaultSpec {
-                quota_window: Some(QuotaWindow { seconds: 3.0 }),
+                quota_window: Some(QuotaWindow { seconds: 20.0 }),
                 ..FaultSpec::default()
             },
         )
         .await;
     let end = chrono::Utc::now();
-    let mut backfills = Vec::new();
-    for days in [10, 20, 30] {
-        backfills.push(
-            stack
-                .submit(
-                    JobKind::Backfill,
-                    json!({"account_id": quota.as_str(), "marketplace_id": MARKETPLACE,
-                           "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
-                           "start": end - chrono::Duration::days(days), "end": end - chrono::Duration::days(days - 10)}),
-                )
-                .await,
+    let until = Instant::now() + Duration::from_secs(60);
+    for day in 1.. {
+        stack
+            .submit(
+                JobKind::Backfill,
+                json!({"account_id": quota.as_str(), "marketplace_id": MARKETPLACE,
+                       "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                       "start": end - chrono::Duration::days(day), "end": end - chrono::Duration::days(day - 1)}),
+            )
+            .await;
+        let names = exposed_names(&get_text(&worker_metrics).await);
+        if names.contains("drover_cooldowns_entered_total") && names.contains("drover_cooldown_refusals_total") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no cooldown refusal after {day} backfills: {names:?}\n{}",
+            stack.logs()
         );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    scrape_until(
-        &worker_metrics,
-        Duration::from_secs(30),
-        "a cooldown and a cooldown refusal",
-        |n| n.contains("drover_cooldowns_entered_total") && n.contains("drover_cooldown_refusals_total"),
-        || stack.logs(),
-    )
-    .await;
 
-    let job = stack.finish(&cleanup, Duration::from_secs(60)).await;
+    let job = stack.finish(&cleanup, Duration::from_secs(90)).await;
     assert!(matches!(job.state, JobState::Succeeded | JobState::Partial), "{job:#?}");
-    for id in &backfills {
-        stack.finish(id, Duration::from_secs(60)).await;
-    }
     scrape_until(
         &worker_metrics,
         Duration::from_secs(10),

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Offline checks of the monitoring files that promtool and the schema validators cannot make.
+
+- Every metric a PromQL expression names (alert rules, Grafana dashboard panels and
+  variables, the KEDA ScaledObject's Prometheus queries, the HPA alternative's external
+  metrics) is one the Rust sources record, or one listed in
+  deploy/prometheus/external-metrics.txt (Prometheus' own `up`, redis_exporter).
+- Every alert has a `promtool test rules` case where it fires and one where it does not.
+- Every alert's runbook_url points at a heading that exists in docs/operations.md.
+- Every file or folder docker-compose.yml bind-mounts exists (`docker-compose config`
+  does not look), and the monitoring services stay out of the default profile.
+
+Run from the repository root: python3 deploy/check_deploy.py [--dashboard-rules FILE]
+(needs PyYAML). Exits 1 with one line per problem. With --dashboard-rules it also writes
+every dashboard expression, Grafana variables filled in, as a recording rule to FILE, so
+`promtool check rules FILE` checks their PromQL syntax.
+"""
+import json
+import pathlib
+import re
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RULES = ROOT / "deploy/prometheus/alerts.yml"
+RULE_TESTS = ROOT / "deploy/prometheus/alerts.test.yml"
+EXTERNAL = ROOT / "deploy/prometheus/external-metrics.txt"
+DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+SCALERS = [ROOT / "deploy/k8s/base/worker-scaledobject.yaml", ROOT / "deploy/k8s/components/worker-hpa/worker-hpa.yaml"]
+RUNBOOK = ROOT / "docs/operations.md"
+COMPOSE = ROOT / "docker-compose.yml"
+MONITORING = {"otel-collector", "jaeger", "redis-exporter", "prometheus", "grafana"}
+SOURCES = ["api/src", "worker/src", "shared/src"]
+
+# PromQL words that are not metric names.
+FUNCTIONS = {
+    "abs", "absent", "absent_over_time", "avg_over_time", "ceil", "changes", "clamp", "clamp_max",
+    "clamp_min", "count_over_time", "day_of_month", "day_of_week", "days_in_month", "delta", "deriv",
+    "exp", "floor", "histogram_quantile", "holt_winters", "hour", "idelta", "increase", "irate",
+    "label_join", "label_replace", "last_over_time", "ln", "log10", "log2", "max_over_time",
+    "min_over_time", "minute", "month", "predict_linear", "present_over_time", "quantile_over_time",
+    "rate", "resets", "round", "scalar", "sgn", "sort", "sort_desc", "sqrt", "stddev_over_time",
+    "stdvar_over_time", "sum_over_time", "time", "timestamp", "vector", "year",
+}
+AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
+                "bottomk", "topk", "quantile"}
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+            "bool", "offset", "inf", "nan"}
+
+
+def recorded_metrics():
+    """Names the code records through the `metrics` macros, with the series a histogram renders."""
+    consts = {}
+    calls = []
+    for d in SOURCES:
+        for f in (ROOT / d).rglob("*.rs"):
+            text = f.read_text()
+            for name, value in re.findall(r'const\s+([A-Z_][A-Z0-9_]*)\s*:\s*&str\s*=\s*"([a-z_:][a-z0-9_:]*)"', text):
+                consts[name] = value
+            calls += re.findall(r'\b(counter|gauge|histogram)!\(\s*([A-Za-z_:"][A-Za-z0-9_:"]*)', text)
+    names = set()
+    for macro, arg in calls:
+        if arg.startswith('"'):
+            name = arg.strip('"')
+        else:
+            name = consts.get(arg.split("::")[-1])
+            if name is None:
+                sys.exit(f"check_deploy: cannot resolve the metric name {arg!r} in a {macro}! call")
+        if macro == "histogram":
+            names |= {name + "_bucket", name + "_sum", name + "_count"}
+        else:
+            names.add(name)
+    return names
+
+
+def external_metrics():
+    lines = (l.split("#", 1)[0].strip() for l in EXTERNAL.read_text().splitlines())
+    return {l for l in lines if l}
+
+
+def metric_names(expr):
+    """The metric names a PromQL expression selects (a tokenizer, not a full parser)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)          # string literals
+    e = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", "1", e)  # Grafana variables
+    e = re.sub(r"\{[^}]*\}", " ", e)                        # label matchers
+    e = re.sub(r"\[[^\]]*\]", " ", e)                       # range and subquery windows
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        word = m.group(0)
+        if word in FUNCTIONS or word in AGGREGATIONS or word in KEYWORDS:
+            continue
+        if re.fullmatch(r"\d+[smhdwy]", word) or re.fullmatch(r"e\d*", word):
+            continue
+        if e[m.end():].lstrip().startswith("("):
+            sys.exit(f"check_deploy: unknown PromQL function {word!r} in: {expr}")
+        names.add(word)
+    return names
+
+
+def dashboard_exprs(path):
+    """Every PromQL text in a dashboard: panel targets and query variables."""
+    board = json.loads(path.read_text())
+    out = []
+
+    def panels(ps):
+        for p in ps:
+            for t in p.get("targets", []):
+                if t.get("expr"):
+                    out.append((f'panel "{p.get("title")}"', t["expr"]))
+            panels(p.get("panels", []))
+
+    panels(board.get("panels", []))
+    for v in board.get("templating", {}).get("list", []):
+        if v.get("type") != "query":
+            continue
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        m = re.fullmatch(r"\s*label_values\((.*),\s*[A-Za-z_]+\s*\)\s*", q)
+        out.append((f'variable "{v.get("name")}"', m.group(1) if m else q))
+    if not out:
+        sys.exit(f"check_deploy: {path} has no PromQL at all")
+    return out
+
+
+def scaler_exprs():
+    """The PromQL of KEDA's Prometheus triggers and the metric names of External HPA metrics."""
+    out = []
+    for path in SCALERS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            spec = doc.get("spec", {})
+            for t in spec.get("triggers", []):
+                if t.get("type") == "prometheus":
+                    out.append((f'{path.name} trigger "{t.get("name")}"', t["metadata"]["query"]))
+            for m in spec.get("metrics", []):
+                if m.get("type") == "External":
+                    out.append((f"{path.name} external metric", m["external"]["metric"]["name"]))
+    return out
+
+
+def grafana_to_promql(expr):
+    """A dashboard expression with Grafana's variables replaced by what they expand to."""
+    e = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
+    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", ".*", e)
+
+
+def write_dashboard_rules(path):
+    rules = []
+    for board in DASHBOARDS:
+        for i, (_, expr) in enumerate(dashboard_exprs(board)):
+            rules.append({"record": f"dashboard:{board.stem}:{i}", "expr": grafana_to_promql(expr)})
+    for i, (_, expr) in enumerate(scaler_exprs()):
+        rules.append({"record": f"scaler:{i}", "expr": expr})
+    pathlib.Path(path).write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+
+
+def anchor(heading):
+    """GitHub's anchor for a Markdown heading."""
+    a = heading.strip().lower()
+    a = re.sub(r"[^\w\- ]", "", a)
+    return a.replace(" ", "-")
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--dashboard-rules":
+        write_dashboard_rules(sys.argv[2])
+    problems = []
+    known = recorded_metrics() | external_metrics()
+    rules = yaml.safe_load(RULES.read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+    for r in alerts:
+        for name in sorted(metric_names(r["expr"]) - known):
+            problems.append(f"alert {r['alert']}: no such metric {name}")
+    for board in DASHBOARDS:
+        for where, expr in dashboard_exprs(board):
+            for name in sorted(metric_names(expr) - known):
+                problems.append(f"{board.relative_to(ROOT)} {where}: no such metric {name}")
+
+    for where, expr in scaler_exprs():
+        for name in sorted(metric_names(expr) - known):
+            problems.append(f"{where}: no such metric {name}")
+
+    fires, silent = set(), set()
+    for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for t in case.get("alert_rule_test", []):
+            (fires if t.get("exp_alerts") else silent).add(t["alertname"])
+    headings = {anchor(h) for h in re.findall(r"^#+\s+(.*)$", RUNBOOK.read_text(), re.M)}
+    for r in alerts:
+        a = r["alert"]
+        if a not in fires:
+            problems.append(f"alert {a}: no rule test where it fires")
+        if a not in silent:
+            problems.append(f"alert {a}: no rule test where it does not fire")
+        url = r.get("annotations", {}).get("runbook_url", "")
+        doc, _, frag = url.partition("#")
+        if doc != "docs/operations.md" or frag not in headings:
+            problems.append(f"alert {a}: runbook_url {url!r} is not a heading of docs/operations.md")
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, svc in services.items():
+        for v in svc.get("volumes", []):
+            src = v.split(":", 1)[0] if isinstance(v, str) else v.get("source", "")
+            if src.startswith(".") and not (ROOT / src).exists():
+                problems.append(f"docker-compose.yml service {name}: mounts {src}, which does not exist")
+        in_monitoring = "monitoring" in svc.get("profiles", [])
+        if in_monitoring != (name in MONITORING):
+            problems.append(f"docker-compose.yml service {name}: profile monitoring is {in_monitoring}")
+    if not MONITORING <= services.keys():
+        problems.append(f"docker-compose.yml: missing {sorted(MONITORING - services.keys())}")
+
+    for p in problems:
+        print(p)
+    if problems:
+        sys.exit(1)
+    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts OK")
+
+
+if __name__ == "__main__":
+    main()

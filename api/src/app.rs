@@ -21,6 +21,7 @@ use crate::config::{ApiConfig, DEV_KEY};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::router;
+use crate::serve::{serve, ServerLimits};
 use crate::state::{Accounts, AppState, Limits};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,7 @@ pub struct App {
     state: AppState,
     grace: Duration,
     scheduler: SchedulerConfig,
+    server: ServerLimits,
 }
 
 pub async fn build(config: ApiConfig) -> Result<App, StartError> {
@@ -107,6 +109,10 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         state,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         scheduler: config.scheduler.clone(),
+        server: ServerLimits {
+            header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+            max_connections: config.server.max_connections,
+        },
     })
 }
 
@@ -157,8 +163,7 @@ impl App {
             tokio::spawn(scheduler.run(token.clone()));
         }
         let app = router(self.state);
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { serve.await });
+        let mut server = tokio::spawn(serve(self.listener, app, self.server, token.clone()));
         tokio::select! {
             r = &mut server => return r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             _ = shutdown => {}

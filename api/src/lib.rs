@@ -5,6 +5,7 @@
 //! - [`app`]: [`build`] (config → bound [`App`]) and [`App::run_until`] (graceful shutdown).
 //! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
 //! - [`cli`]: the binary's `hash-key` subcommand and its shutdown signal.
+//! - [`serve`]: the listener loop (header-read timeout, connection cap).
 //! - [`routes`]: the router — which role each endpoint needs, the middleware order.
 //! - [`handlers`]: the endpoints, one concept per file.
 //! - [`views`]: request and response bodies (what the OpenAPI document shows).
@@ -32,6 +33,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod views;
 

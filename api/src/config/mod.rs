@@ -41,8 +41,10 @@ use crate::auth::{KeyRing, Role};
 
 mod accounts;
 mod keys;
+mod server;
 pub use accounts::DEFAULT_TOKEN_URL;
 pub use keys::KeyEntry;
+pub use server::ServerConfig;
 
 /// Everything the API reads from configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +72,8 @@ pub struct ApiConfig {
     /// a stream for a job that never ends holds a connection.
     pub events_max_ms: u64,
     pub rate_limit: RateLimitConfig,
+    /// Header-read timeout and connection cap of the listener.
+    pub server: ServerConfig,
     pub jobs: JobDefaultsConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
@@ -145,6 +149,7 @@ impl Default for ApiConfig {
             events_poll_ms: 200,
             events_max_ms: 15 * 60 * 1000,
             rate_limit: RateLimitConfig::default(),
+            server: ServerConfig::default(),
             jobs: JobDefaultsConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
@@ -255,6 +260,7 @@ impl ApiConfig {
             ));
         }
         errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
+        errs.extend(self.server.validate());
         if self.rate_limit.burst == 0 {
             errs.push("api.rate_limit.burst must be at least 1".into());
         }

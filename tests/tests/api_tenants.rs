@@ -9,6 +9,7 @@ use std::time::Duration;
 use api_support::*;
 use futures::StreamExt;
 use reqwest::Method;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -118,4 +119,179 @@ async fn connections_over_the_cap_wait_until_idle_ones_are_closed() {
     }
     let res = fresh.get(app.url("/healthz")).timeout(Duration::from_secs(5)).send().await.unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// A made-up id of the same kind, for a job that does not exist.
+fn missing_id(kind: &str) -> String {
+    format!("{kind}_{}", ulid::Ulid::generate())
+}
+
+/// Status, headers and body of a response, as text, for leak checks.
+async fn everything(res: reqwest::Response) -> (u16, String, Value) {
+    let status = res.status().as_u16();
+    let headers = format!("{:?}", res.headers());
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+/// A 404 for another tenant's thing must read exactly as one for a thing that does not
+/// exist: same status, type, title, and detail once the asked-for id is swapped.
+async fn assert_same_404(theirs: reqwest::Response, their_id: &str, missing: reqwest::Response, missing_id: &str) {
+    let (s1, h1, b1) = everything(theirs).await;
+    let (s2, _, b2) = everything(missing).await;
+    assert_eq!((s1, s2), (404, 404), "{b1} / {b2}");
+    for field in ["type", "title", "status"] {
+        assert_eq!(b1[field], b2[field], "{field}: {b1} / {b2}");
+    }
+    let d1 = b1["detail"].as_str().unwrap().replace(their_id, "<id>");
+    let d2 = b2["detail"].as_str().unwrap().replace(missing_id, "<id>");
+    assert_eq!(d1, d2);
+    // Beyond repeating what was asked, nothing names the other tenant.
+    assert_no_foreign(&format!("{h1}{b1}").replace(their_id, "<id>"));
+}
+
+/// Nothing of globex's may show in what an acme key is told.
+fn assert_no_foreign(text: &str) {
+    assert!(!text.contains("globex"), "another tenant's account leaked: {text}");
+}
+
+#[tokio::test]
+async fn another_tenants_job_answers_every_by_id_request_exactly_like_a_missing_one() {
+    let app = spawn_app().await;
+    let theirs = app.submit(GLOBEX_SUB, &cleanup_body("globex")).await;
+    assert_eq!(theirs.status(), 202);
+    let theirs = theirs.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let missing = missing_id("cleanup");
+    for key in [ACME_SUB, ACME] {
+        for suffix in ["", "/events", "/items"] {
+            let a = app.get(key, &format!("/v1/jobs/{theirs}{suffix}")).send().await.unwrap();
+            let b = app.get(key, &format!("/v1/jobs/{missing}{suffix}")).send().await.unwrap();
+            assert_same_404(a, &theirs, b, &missing).await;
+        }
+    }
+    for action in ["cancel", "retry"] {
+        let a = app.post(ACME, &format!("/v1/jobs/{theirs}/{action}")).send().await.unwrap();
+        let b = app.post(ACME, &format!("/v1/jobs/{missing}/{action}")).send().await.unwrap();
+        assert_same_404(a, &theirs, b, &missing).await;
+    }
+    let res = app
+        .post(ACME, "/v1/dead-letter/replay")
+        .json(&json!({"ids": [theirs, missing]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let reasons: Vec<&str> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["not found", "not found"], "{v}");
+    assert_eq!(
+        app.job(ADMIN, &theirs).await.1["state"],
+        "queued",
+        "the other tenant's job is untouched"
+    );
+}
+
+#[tokio::test]
+async fn another_tenants_account_answers_like_a_missing_one() {
+    let app = spawn_app().await;
+    for path in ["/v1/accounts/{}", "/v1/accounts/{}/limits"] {
+        let a = app.get(ACME, &path.replace("{}", "globex")).send().await.unwrap();
+        let b = app.get(ACME, &path.replace("{}", "nosuch")).send().await.unwrap();
+        // A fresh database: neither exists, so what matters is that scope adds no other answer.
+        assert_same_404(a, "globex", b, "nosuch").await;
+    }
+}
+
+fn schedule(account: &str, cron: &str) -> Value {
+    json!({"cron": cron, "kind": "cleanup", "payload": {"account_id": account, "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}})
+}
+
+#[tokio::test]
+async fn two_tenants_each_have_a_schedule_named_daily_without_learning_of_each_other() {
+    let app = spawn_app().await;
+    let put = |key: &'static str, account: &'static str, cron: &'static str| {
+        app.client
+            .put(app.url("/v1/schedules/daily"))
+            .bearer_auth(key)
+            .json(&schedule(account, cron))
+            .send()
+    };
+    assert_eq!(put(GLOBEX_SUB, "globex", "0 3 * * *").await.unwrap().status(), 201);
+
+    let a = app.get(ACME_SUB, "/v1/schedules/daily").send().await.unwrap();
+    let b = app.get(ACME_SUB, "/v1/schedules/nightly").send().await.unwrap();
+    assert_same_404(a, "daily", b, "nightly").await;
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/daily"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    let (status, h, body) = everything(del).await;
+    assert_eq!(status, 404);
+    assert_no_foreign(&format!("{h}{body}"));
+
+    // acme takes the same name: a new schedule of its own, not a replacement of globex's.
+    assert_eq!(put(ACME_SUB, "acme", "0 4 * * *").await.unwrap().status(), 201);
+    assert_eq!(put(ACME_SUB, "acme", "0 5 * * *").await.unwrap().status(), 200);
+    let mine: Value = app.get(ACME_SUB, "/v1/schedules/daily").send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (mine["cron"].as_str(), mine["account_id"].as_str()),
+        (Some("0 5 * * *"), Some("acme"))
+    );
+    let theirs: Value = app
+        .get(GLOBEX_SUB, "/v1/schedules/daily")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (theirs["cron"].as_str(), theirs["account_id"].as_str()),
+        (Some("0 3 * * *"), Some("globex"))
+    );
+    let list = app.get(ACME_SUB, "/v1/schedules").send().await.unwrap().text().await.unwrap();
+    assert_no_foreign(&list);
+
+    // A key that sees both must say which one it means.
+    let p = problem(app.get(ADMIN, "/v1/schedules/daily").send().await.unwrap(), 422).await;
+    assert_eq!(fields(&p), ["account_id"]);
+    let res = app.get(ADMIN, "/v1/schedules/daily?account_id=globex").send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["cron"], "0 3 * * *");
+
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/daily"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    let theirs = app.get(GLOBEX_SUB, "/v1/schedules/daily").send().await.unwrap();
+    assert_eq!(theirs.status(), 200, "deleting acme's daily leaves globex's");
+}
+
+#[tokio::test]
+async fn acting_for_another_tenants_account_is_refused_without_naming_it_back() {
+    let app = spawn_app().await;
+    let p = problem(app.submit(ACME_SUB, &cleanup_body("globex")).await, 403).await;
+    assert_no_foreign(&p.to_string());
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/daily"))
+        .bearer_auth(ACME_SUB)
+        .json(&schedule("globex", "0 3 * * *"))
+        .send()
+        .await
+        .unwrap();
+    assert_no_foreign(&problem(res, 403).await.to_string());
+    let p = problem(app.get(ACME_SUB, "/v1/jobs?account_id=globex").send().await.unwrap(), 403).await;
+    assert_no_foreign(&p.to_string());
 }

@@ -36,8 +36,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
             `event: progress` with `{id, done, total, message}`; ends after a terminal state",
             content_type = "text/event-stream", body = JobEvent),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]

@@ -23,6 +23,7 @@ use crate::ratelimit::RateLimiter;
 use crate::routes::router;
 use crate::serve::{serve, ServerLimits};
 use crate::state::{Accounts, AppState, Limits};
+use crate::streams::StreamSlots;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -88,7 +89,8 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
             .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
             .max(Duration::from_millis(100)),
     };
-    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts);
+    let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
+    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, streams);
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();

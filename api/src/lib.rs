@@ -16,6 +16,7 @@
 //! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
 //! - [`middleware`]: request id, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
+//! - [`streams`]: caps on open event streams, per key and per process.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
 //! - [`openapi`]: the generated OpenAPI document.
 pub mod app;
@@ -35,6 +36,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod streams;
 pub mod views;
 
 pub use app::{build, App, StartError};

@@ -295,3 +295,138 @@ async fn acting_for_another_tenants_account_is_refused_without_naming_it_back() 
     let p = problem(app.get(ACME_SUB, "/v1/jobs?account_id=globex").send().await.unwrap(), 403).await;
     assert_no_foreign(&p.to_string());
 }
+
+/// A sync job that stays `scheduled` for a year: its event stream never ends by itself.
+async fn job_that_never_ends(app: &TestApp, key: &str, account: &str) -> String {
+    let run_at = (chrono::Utc::now() + chrono::Duration::days(360)).to_rfc3339();
+    let mut body = sync_body(account);
+    body["run_at"] = json!(run_at);
+    let res = app.submit(key, &body).await;
+    assert_eq!(res.status(), 202);
+    res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+async fn redis_commands(app: &TestApp) -> u64 {
+    let mut conn = app.store.connection();
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_hundred_event_streams_on_one_job_stop_at_the_per_key_cap_with_429_and_retry_after() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.streams.max_open_per_key = 50;
+        c.streams.max_open = 60;
+    })
+    .await;
+    let id = job_that_never_ends(&app, ACME_SUB, "acme").await;
+    let path = format!("/v1/jobs/{id}/events");
+    let mut open = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..200 {
+        let res = app.get(ACME_SUB, &path).send().await.unwrap();
+        if res.status() == 200 {
+            open.push(res);
+        } else {
+            refused.push(res);
+        }
+    }
+    assert_eq!(open.len(), 50, "the per-key cap holds");
+    let first = refused.remove(0);
+    assert!(first.headers().get("retry-after").is_some());
+    let p = problem(first, 429).await;
+    assert_eq!(p["type"], "urn:drover:problem:too-many-streams");
+    assert!(refused.iter().all(|r| r.status() == 429));
+
+    let before = redis_commands(&app).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_second = (redis_commands(&app).await - before) / 2;
+    println!("50 open streams polling every 50 ms: {per_second} Redis commands/s");
+
+    // Another key has its own cap, under the process cap.
+    let mut others = Vec::new();
+    for _ in 0..10 {
+        let res = app.get(ACME, &path).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        others.push(res);
+    }
+    let p = problem(app.get(MULTI, &path).send().await.unwrap(), 429).await;
+    assert!(p["detail"].as_str().unwrap().contains("server"), "{p}");
+
+    // A stream the client closes frees its slot.
+    drop(open.pop());
+    let reopened = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let res = app.get(ACME_SUB, &path).send().await.unwrap();
+            if res.status() == 200 {
+                return res;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a closed stream frees its slot");
+    drop(reopened);
+}
+
+#[tokio::test]
+async fn an_event_stream_poll_never_reads_the_payload() {
+    let app = spawn_app().await;
+    let id = job_that_never_ends(&app, ACME_SUB, "acme").await;
+    let mut conn = app.store.connection();
+    // Watch every command Redis runs while one stream is open.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-max-len")
+        .arg(10000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut conn).await.unwrap();
+    let res = app.get(ACME_SUB, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(res);
+    let log: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(10000).query_async(&mut conn).await.unwrap();
+    let commands: Vec<Vec<String>> = log
+        .iter()
+        .filter_map(|entry| match entry {
+            redis::Value::Array(parts) => parts.get(3).map(strings),
+            _ => None,
+        })
+        .collect();
+    let job_key = format!("job:{id}");
+    let on_job: Vec<&Vec<String>> = commands.iter().filter(|c| c.iter().any(|a| a.ends_with(&job_key))).collect();
+    assert!(
+        on_job.iter().any(|c| c[0].eq_ignore_ascii_case("HMGET")),
+        "the stream polls the job: {on_job:?}"
+    );
+    for c in on_job {
+        assert!(
+            !c[0].eq_ignore_ascii_case("HGETALL"),
+            "a poll read the whole job, payload included: {c:?}"
+        );
+    }
+}
+
+/// The strings in a Redis reply, flattened.
+fn strings(v: &redis::Value) -> Vec<String> {
+    match v {
+        redis::Value::BulkString(b) => vec![String::from_utf8_lossy(b).into_owned()],
+        redis::Value::SimpleString(s) => vec![s.clone()],
+        redis::Value::Array(a) => a.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}

@@ -42,9 +42,11 @@ use crate::auth::{KeyRing, Role};
 mod accounts;
 mod keys;
 mod server;
+mod streams;
 pub use accounts::DEFAULT_TOKEN_URL;
 pub use keys::KeyEntry;
 pub use server::ServerConfig;
+pub use streams::StreamsConfig;
 
 /// Everything the API reads from configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +76,8 @@ pub struct ApiConfig {
     pub rate_limit: RateLimitConfig,
     /// Header-read timeout and connection cap of the listener.
     pub server: ServerConfig,
+    /// Caps on open event streams, per key and per process.
+    pub streams: StreamsConfig,
     pub jobs: JobDefaultsConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
@@ -150,6 +154,7 @@ impl Default for ApiConfig {
             events_max_ms: 15 * 60 * 1000,
             rate_limit: RateLimitConfig::default(),
             server: ServerConfig::default(),
+            streams: StreamsConfig::default(),
             jobs: JobDefaultsConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
@@ -247,9 +252,9 @@ impl ApiConfig {
         if !(10..=10_000).contains(&self.events_poll_ms) {
             errs.push(format!("api.events_poll_ms = {} must be between 10 and 10000", self.events_poll_ms));
         }
-        if !(100..=24 * 3600 * 1000).contains(&self.events_max_ms) {
+        if !(100..=3600 * 1000).contains(&self.events_max_ms) {
             errs.push(format!(
-                "api.events_max_ms = {} must be between 100 and 86400000",
+                "api.events_max_ms = {} must be between 100 and 3600000 (one hour)",
                 self.events_max_ms
             ));
         }
@@ -261,6 +266,7 @@ impl ApiConfig {
         }
         errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
         errs.extend(self.server.validate());
+        errs.extend(self.streams.validate());
         if self.rate_limit.burst == 0 {
             errs.push("api.rate_limit.burst must be at least 1".into());
         }

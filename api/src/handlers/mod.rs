@@ -14,6 +14,7 @@ pub mod schedules;
 pub mod submit;
 
 use drover::job::{Job, JobId};
+use drover::queue::summary::JobSummary;
 use drover::queue::JobStore;
 
 use crate::auth::Caller;
@@ -34,6 +35,16 @@ pub async fn load_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result
     let id = parse_id(raw_id)?;
     match state.store().get(&id).await? {
         Some(job) if caller.sees_job(&job) => Ok(job),
+        _ => Err(not_found(raw_id)),
+    }
+}
+
+/// [`load_job`] without the payload, result and attempts: what views that do not show
+/// them read, at a cost that does not grow with the payload.
+pub async fn load_summary(state: &AppState, caller: &Caller, raw_id: &str) -> Result<JobSummary, ApiError> {
+    let id = parse_id(raw_id)?;
+    match state.store().summary(&id).await? {
+        Some(s) if caller.sees_job(&s.job) => Ok(s),
         _ => Err(not_found(raw_id)),
     }
 }

@@ -1,0 +1,59 @@
+//! Reading jobs without their payload, result or attempt history: what listings and event
+//! streams need, at a cost that does not grow with what a tenant put in the payload.
+use redis::Value;
+
+use super::codec::{decode_job, Fields};
+use super::{RedisStore, StoreError};
+use crate::job::{Job, JobId};
+
+/// The job-hash fields a summary reads: all but the payload (`p`) and the result (`rs`).
+const SUMMARY_FIELDS: [&str; 16] = [
+    "st", "acct", "pr", "at", "ma", "to", "ca", "ua", "ra", "sa", "fa", "pg", "er", "tp", "w", "cx",
+];
+
+/// A job as listings show it: `job.payload` is null, `job.result` none and the attempt
+/// history empty; `payload_bytes` says how large the stored payload is.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    pub job: Job,
+    pub payload_bytes: u64,
+}
+
+impl RedisStore {
+    /// Summaries of `ids`, in order; `None` for a job that does not exist. One `HMGET`
+    /// and one `HSTRLEN` per job, in one round trip.
+    pub async fn summaries(&self, ids: &[JobId]) -> Result<Vec<Option<JobSummary>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let key = self.keys(id.kind()).job(id);
+            pipe.cmd("HMGET").arg(&key).arg(&SUMMARY_FIELDS[..]);
+            pipe.cmd("HSTRLEN").arg(&key).arg("p");
+        }
+        let values: Vec<Value> = pipe.query_async(&mut self.connection()).await?;
+        let mut it = values.into_iter();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let fields: Vec<Option<String>> = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(protocol)?;
+            let payload_bytes: u64 = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(protocol)?;
+            if fields.first().is_none_or(Option::is_none) {
+                out.push(None);
+                continue;
+            }
+            let job = decode_job(id, &Fields::from_values(&SUMMARY_FIELDS, fields), Vec::new())?;
+            out.push(Some(JobSummary { job, payload_bytes }));
+        }
+        Ok(out)
+    }
+
+    /// One job's summary.
+    pub async fn summary(&self, id: &JobId) -> Result<Option<JobSummary>, StoreError> {
+        Ok(self.summaries(std::slice::from_ref(id)).await?.pop().flatten())
+    }
+}
+
+fn protocol(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Protocol(e.to_string())
+}

@@ -26,6 +26,8 @@ pub struct Limits {
     pub events_poll: Duration,
     pub events_max: Duration,
     pub idempotency_ttl: Duration,
+    /// Largest payload a job may store, as JSON.
+    pub payload_bytes: usize,
 }
 
 #[derive(Clone)]

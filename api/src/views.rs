@@ -7,6 +7,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
+mod summary;
+pub use summary::{JobPage, JobSummaryView};
+
 /// `JobKind` as an OpenAPI enum, from the one list the code uses.
 pub fn kind_schema() -> Object {
     ObjectBuilder::new()
@@ -179,7 +182,7 @@ pub struct JobView {
     pub kind: JobKind,
     #[schema(schema_with = state_schema)]
     pub state: JobState,
-    /// As submitted.
+    /// As submitted (only here: listings show `payload_bytes` instead).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub account_id: Option<String>,
@@ -238,14 +241,6 @@ impl From<Job> for JobView {
             attempt_history: j.attempt_history.into_iter().map(Into::into).collect(),
         }
     }
-}
-
-/// One page of jobs, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobPage {
-    pub jobs: Vec<JobView>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// What a cancel did.

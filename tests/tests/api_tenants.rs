@@ -430,3 +430,81 @@ fn strings(v: &redis::Value) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `n` distinct 40-character SKUs.
+fn skus(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("SKU-{i:036}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_sixty_cleanup_jobs_of_100_000_skus_reads_and_returns_no_payload() {
+    use drover::queue::{JobStore, NewJob};
+    let app = spawn_app().await;
+    // Stored directly, as jobs from before the payload cap would be.
+    let payload = drover::job::JobPayload::from_json(
+        drover::job::JobKind::Cleanup,
+        json!({"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": skus(100_000)}),
+    )
+    .unwrap();
+    for _ in 0..6 {
+        let batch: Vec<NewJob> = (0..10).map(|_| NewJob::new(payload.clone())).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    drop(payload);
+    let before = rss_kib();
+    let res = app.get(ACME, "/v1/jobs?kind=cleanup&limit=1000").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.bytes().await.unwrap();
+    let after = rss_kib();
+    println!(
+        "listing 60 jobs of 100,000 SKUs: {} bytes answered; API process RSS {} MiB before, {} MiB after",
+        body.len(),
+        before / 1024,
+        after / 1024
+    );
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    let jobs = page["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 60);
+    assert!(body.len() < 60 * 2048, "a listing carries no payload: {} bytes", body.len());
+    for j in jobs {
+        assert!(j.get("payload").is_none() && j.get("result").is_none(), "{j}");
+        assert!(j["payload_bytes"].as_u64().unwrap() > 4_000_000, "{j}");
+    }
+    // The whole job, payload included, is one request away.
+    let id = jobs[0]["id"].as_str().unwrap();
+    let (status, job) = app.job(ACME, id).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["payload"]["skus"].as_array().unwrap().len(), 100_000);
+}
+
+#[tokio::test]
+async fn a_payload_over_the_stored_cap_is_a_413_saying_so() {
+    let app = spawn_app().await;
+    // 30,000 SKUs: within the CSV row cap, about 1.3 MB once stored.
+    let csv = skus(30_000).join("\n");
+    let res = app
+        .post(
+            ACME_SUB,
+            &format!("/v1/jobs/cleanup.csv?account_id=acme&marketplace_id={MARKETPLACE}"),
+        )
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 413).await;
+    assert!(p["detail"].as_str().unwrap().contains("payload"), "{p}");
+    let v: Value = app.get(ACME_SUB, "/v1/jobs").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["jobs"], json!([]), "nothing was stored");
+}

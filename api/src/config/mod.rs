@@ -126,6 +126,8 @@ pub struct JobDefaultsConfig {
     pub timeout_ms: u64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: u64,
+    /// Largest payload a job may store, as JSON: a larger one is a 413.
+    pub max_payload_bytes: usize,
 }
 
 impl Default for JobDefaultsConfig {
@@ -135,6 +137,7 @@ impl Default for JobDefaultsConfig {
             max_attempts: d.max_attempts,
             timeout_ms: d.timeout.as_millis() as u64,
             idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
+            max_payload_bytes: 1024 * 1024,
         }
     }
 }
@@ -278,6 +281,12 @@ impl ApiConfig {
         }
         if self.jobs.timeout_ms < 1000 {
             errs.push(format!("api.jobs.timeout_ms = {} must be at least 1000", self.jobs.timeout_ms));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.jobs.max_payload_bytes) {
+            errs.push(format!(
+                "api.jobs.max_payload_bytes = {} must be between 1024 and 67108864",
+                self.jobs.max_payload_bytes
+            ));
         }
         if self.jobs.idempotency_ttl_secs == 0 {
             errs.push("api.jobs.idempotency_ttl_secs must be at least 1".into());

@@ -21,7 +21,9 @@ use crate::config::{ApiConfig, DEV_KEY};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::router;
+use crate::serve::{serve, ServerLimits};
 use crate::state::{Accounts, AppState, Limits};
+use crate::streams::StreamSlots;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -47,6 +49,7 @@ pub struct App {
     state: AppState,
     grace: Duration,
     scheduler: SchedulerConfig,
+    server: ServerLimits,
 }
 
 pub async fn build(config: ApiConfig) -> Result<App, StartError> {
@@ -68,6 +71,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         events_poll: Duration::from_millis(config.events_poll_ms),
         events_max: Duration::from_millis(config.events_max_ms),
         idempotency_ttl: valid.job_defaults.idempotency_ttl,
+        payload_bytes: config.jobs.max_payload_bytes,
     };
     // Lazy too: the pool connects on first use; migrations run in the background.
     let pool = drover::db::connect_lazy(&config.database)?;
@@ -86,7 +90,8 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
             .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
             .max(Duration::from_millis(100)),
     };
-    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts);
+    let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
+    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, streams);
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();
@@ -107,6 +112,10 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         state,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         scheduler: config.scheduler.clone(),
+        server: ServerLimits {
+            header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+            max_connections: config.server.max_connections,
+        },
     })
 }
 
@@ -157,8 +166,7 @@ impl App {
             tokio::spawn(scheduler.run(token.clone()));
         }
         let app = router(self.state);
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { serve.await });
+        let mut server = tokio::spawn(serve(self.listener, app, self.server, token.clone()));
         tokio::select! {
             r = &mut server => return r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             _ = shutdown => {}

@@ -40,6 +40,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("rate limit exceeded; retry in {retry_after:?}")]
     RateLimited { retry_after: Duration },
+    /// Past the cap on open event streams (per key or per process).
+    #[error("{detail}")]
+    TooManyStreams { detail: String, retry_after: Duration },
     /// A dependency (Redis) did not answer: nothing was written, try again.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
@@ -68,7 +71,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } | ApiError::UpstreamUnavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Validation(_) => ("validation", "Invalid request"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
+            ApiError::TooManyStreams { .. } => ("too-many-streams", "Too many open event streams"),
             ApiError::Unavailable { .. } => ("unavailable", "Service unavailable"),
             ApiError::UpstreamUnavailable(_) => ("upstream-unavailable", "Upstream service unavailable"),
             ApiError::Timeout(_) => ("timeout", "Request timed out"),
@@ -104,7 +108,8 @@ impl ApiError {
             | ApiError::Conflict(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d)
-            | ApiError::UpstreamUnavailable(d) => d.clone(),
+            | ApiError::UpstreamUnavailable(d)
+            | ApiError::TooManyStreams { detail: d, .. } => d.clone(),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
             ApiError::Validation(errors) => match errors.as_slice() {
                 [one] => format!("{}: {}", one.field, one.message),
@@ -128,7 +133,7 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::RateLimited { retry_after } | ApiError::TooManyStreams { retry_after, .. } => Some(*retry_after),
             ApiError::Unavailable { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,

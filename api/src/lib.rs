@@ -5,6 +5,7 @@
 //! - [`app`]: [`build`] (config → bound [`App`]) and [`App::run_until`] (graceful shutdown).
 //! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
 //! - [`cli`]: the binary's `hash-key` subcommand and its shutdown signal.
+//! - [`serve`]: the listener loop (header-read timeout, connection cap).
 //! - [`routes`]: the router — which role each endpoint needs, the middleware order.
 //! - [`handlers`]: the endpoints, one concept per file.
 //! - [`views`]: request and response bodies (what the OpenAPI document shows).
@@ -15,6 +16,7 @@
 //! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
 //! - [`middleware`]: request id, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
+//! - [`streams`]: caps on open event streams, per key and per process.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
 //! - [`openapi`]: the generated OpenAPI document.
 pub mod app;
@@ -32,7 +34,9 @@ pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod serve;
 pub mod state;
+pub mod streams;
 pub mod views;
 
 pub use app::{build, App, StartError};

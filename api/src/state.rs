@@ -14,6 +14,7 @@ use crate::auth::KeyRing;
 use crate::idempotency::IdempotencyClaims;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::streams::StreamSlots;
 
 /// Limits taken from the validated configuration.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +26,8 @@ pub struct Limits {
     pub events_poll: Duration,
     pub events_max: Duration,
     pub idempotency_ttl: Duration,
+    /// Largest payload a job may store, as JSON.
+    pub payload_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -40,6 +43,8 @@ struct Inner {
     /// Cancelled when the server shuts down, so open event streams end.
     shutdown: CancellationToken,
     accounts: Accounts,
+    /// Open event streams, capped per key and per process.
+    streams: Arc<StreamSlots>,
     /// Set once the migrations have been applied; until then Postgres is "not ready".
     migrated: AtomicBool,
 }
@@ -60,7 +65,15 @@ pub struct Accounts {
 }
 
 impl AppState {
-    pub fn new(store: RedisStore, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, limits: Limits, accounts: Accounts) -> Self {
+    pub fn new(
+        store: RedisStore,
+        keys: KeyRing,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        limits: Limits,
+        accounts: Accounts,
+        streams: Arc<StreamSlots>,
+    ) -> Self {
         let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
         Self(Arc::new(Inner {
             store,
@@ -71,6 +84,7 @@ impl AppState {
             limits,
             shutdown: CancellationToken::new(),
             accounts,
+            streams,
             migrated: AtomicBool::new(false),
         }))
     }
@@ -98,6 +112,9 @@ impl AppState {
     }
     pub fn accounts(&self) -> &Accounts {
         &self.0.accounts
+    }
+    pub fn streams(&self) -> &Arc<StreamSlots> {
+        &self.0.streams
     }
     pub fn migrated(&self) -> bool {
         self.0.migrated.load(Ordering::Acquire)

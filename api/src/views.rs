@@ -8,6 +8,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
+mod summary;
+pub use summary::{JobPage, JobSummaryView};
+
 /// `JobKind` as an OpenAPI enum, from the one list the code uses.
 pub fn kind_schema() -> Object {
     ObjectBuilder::new()
@@ -180,7 +183,7 @@ pub struct JobView {
     pub kind: JobKind,
     #[schema(schema_with = state_schema)]
     pub state: JobState,
-    /// As submitted.
+    /// As submitted (only here: listings show `payload_bytes` instead).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub account_id: Option<String>,
@@ -271,14 +274,6 @@ impl From<Job> for JobView {
             waiting: None,
         }
     }
-}
-
-/// One page of jobs, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobPage {
-    pub jobs: Vec<JobView>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// What a cancel did.

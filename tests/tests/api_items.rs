@@ -102,9 +102,9 @@ async fn bad_item_parameters_are_a_422_naming_each_and_unknown_jobs_a_404() {
 }
 
 #[tokio::test]
-async fn a_key_limited_to_other_accounts_cannot_read_a_jobs_items() {
+async fn a_key_limited_to_other_accounts_cannot_read_a_jobs_items_and_is_told_it_does_not_exist() {
     let app = spawn_app().await;
     let globex = app.submit_ok(&cleanup_body("globex")).await;
     let res = app.get(ACME, &format!("/v1/jobs/{globex}/items")).send().await.unwrap();
-    problem(res, 403).await;
+    problem(res, 404).await;
 }

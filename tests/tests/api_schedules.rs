@@ -72,7 +72,7 @@ async fn a_schedule_with_a_bad_cron_or_payload_is_a_422_naming_each_field() {
 }
 
 #[tokio::test]
-async fn delete_removes_a_schedule_and_a_scoped_key_cannot_touch_another_accounts_schedule() {
+async fn delete_removes_a_schedule_and_a_scoped_key_cannot_see_or_touch_another_accounts_schedule() {
     let app = spawn_app().await;
     let put = |key: &'static str, name: &'static str, account: &'static str| {
         app.client
@@ -84,7 +84,7 @@ async fn delete_removes_a_schedule_and_a_scoped_key_cannot_touch_another_account
     assert_eq!(put(ACME, "acme-hourly", "acme").await.unwrap().status(), 201);
     assert_eq!(put(ACME, "globex-hourly", "globex").await.unwrap().status(), 403);
     assert_eq!(put(ADMIN, "globex-hourly", "globex").await.unwrap().status(), 201);
-    assert_eq!(app.get(ACME, "/v1/schedules/globex-hourly").send().await.unwrap().status(), 403);
+    assert_eq!(app.get(ACME, "/v1/schedules/globex-hourly").send().await.unwrap().status(), 404);
     let del = app
         .client
         .delete(app.url("/v1/schedules/globex-hourly"))
@@ -92,7 +92,7 @@ async fn delete_removes_a_schedule_and_a_scoped_key_cannot_touch_another_account
         .send()
         .await
         .unwrap();
-    assert_eq!(del.status(), 403);
+    assert_eq!(del.status(), 404);
     let del = app
         .client
         .delete(app.url("/v1/schedules/acme-hourly"))

@@ -67,10 +67,11 @@ async fn a_key_scoped_to_account_a_cannot_see_cancel_retry_or_list_account_b_job
     app.kill_job(&dead_theirs).await;
 
     assert_eq!(app.job(ACME, mine.as_str()).await.0, 200);
-    problem(app.get(ACME, &format!("/v1/jobs/{theirs}")).send().await.unwrap(), 403).await;
-    problem(app.get(ACME, &format!("/v1/jobs/{theirs}/events")).send().await.unwrap(), 403).await;
-    problem(app.post(ACME, &format!("/v1/jobs/{theirs}/cancel")).send().await.unwrap(), 403).await;
-    problem(app.post(ACME, &format!("/v1/jobs/{dead_theirs}/retry")).send().await.unwrap(), 403).await;
+    // Another account's job does not exist for this key (404, as for a missing one).
+    problem(app.get(ACME, &format!("/v1/jobs/{theirs}")).send().await.unwrap(), 404).await;
+    problem(app.get(ACME, &format!("/v1/jobs/{theirs}/events")).send().await.unwrap(), 404).await;
+    problem(app.post(ACME, &format!("/v1/jobs/{theirs}/cancel")).send().await.unwrap(), 404).await;
+    problem(app.post(ACME, &format!("/v1/jobs/{dead_theirs}/retry")).send().await.unwrap(), 404).await;
     assert_eq!(app.store.get(&theirs).await.unwrap().unwrap().state, drover::job::JobState::Queued);
 
     // Listing shows only the key's account, whether or not it asks for it.
@@ -91,7 +92,7 @@ async fn a_key_scoped_to_account_a_cannot_see_cancel_retry_or_list_account_b_job
         .json()
         .await
         .unwrap();
-    assert_eq!(v["skipped"][0]["reason"], "not allowed for this key");
+    assert_eq!(v["skipped"][0]["reason"], "not found");
     problem(app.submit(ACME, &cleanup_body("globex")).await, 403).await;
     let res = app
         .post(ACME, "/v1/jobs/cleanup.csv?account_id=globex&marketplace_id=ATVPDKIKX0DER")

@@ -34,20 +34,25 @@ impl Principal {
         }
     }
 
-    /// 403 unless the job belongs to an account this key may touch.
-    pub fn check_job(&self, job: &Job) -> Result<(), ApiError> {
+    /// Whether the job belongs to an account this key may touch. Callers answer "not
+    /// found" when it does not, exactly as for a job that does not exist: a scoped key
+    /// learns nothing of other tenants' jobs, not even that they exist.
+    pub fn sees_job(&self, job: &Job) -> bool {
         match (&self.accounts, job.account_id.as_deref()) {
-            (None, _) => Ok(()),
-            (Some(_), Some(acct)) if self.allows_account(acct) => Ok(()),
-            _ => Err(ApiError::Forbidden(format!("this key may not access job {}", job.id))),
+            (None, _) => true,
+            (Some(_), Some(acct)) => self.allows_account(acct),
+            (Some(_), None) => false,
         }
     }
 
+    /// 403 when the request acts for (or filters by) an account outside the key's set.
+    /// The answer depends only on the key's own scope, never on what exists, and it does
+    /// not repeat the account.
     pub fn check_account(&self, account: &str) -> Result<(), ApiError> {
         if self.allows_account(account) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("this key may not act for account {account:?}")))
+            Err(ApiError::Forbidden("this key may not act for this account".into()))
         }
     }
 

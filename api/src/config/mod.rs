@@ -41,8 +41,12 @@ use crate::auth::{KeyRing, Role};
 
 mod accounts;
 mod keys;
+mod server;
+mod streams;
 pub use accounts::DEFAULT_TOKEN_URL;
 pub use keys::KeyEntry;
+pub use server::ServerConfig;
+pub use streams::StreamsConfig;
 
 /// Everything the API reads from configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +74,10 @@ pub struct ApiConfig {
     /// a stream for a job that never ends holds a connection.
     pub events_max_ms: u64,
     pub rate_limit: RateLimitConfig,
+    /// Header-read timeout and connection cap of the listener.
+    pub server: ServerConfig,
+    /// Caps on open event streams, per key and per process.
+    pub streams: StreamsConfig,
     pub jobs: JobDefaultsConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
@@ -118,6 +126,8 @@ pub struct JobDefaultsConfig {
     pub timeout_ms: u64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: u64,
+    /// Largest payload a job may store, as JSON: a larger one is a 413.
+    pub max_payload_bytes: usize,
 }
 
 impl Default for JobDefaultsConfig {
@@ -127,6 +137,7 @@ impl Default for JobDefaultsConfig {
             max_attempts: d.max_attempts,
             timeout_ms: d.timeout.as_millis() as u64,
             idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
+            max_payload_bytes: 1024 * 1024,
         }
     }
 }
@@ -145,6 +156,8 @@ impl Default for ApiConfig {
             events_poll_ms: 200,
             events_max_ms: 15 * 60 * 1000,
             rate_limit: RateLimitConfig::default(),
+            server: ServerConfig::default(),
+            streams: StreamsConfig::default(),
             jobs: JobDefaultsConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
@@ -242,9 +255,9 @@ impl ApiConfig {
         if !(10..=10_000).contains(&self.events_poll_ms) {
             errs.push(format!("api.events_poll_ms = {} must be between 10 and 10000", self.events_poll_ms));
         }
-        if !(100..=24 * 3600 * 1000).contains(&self.events_max_ms) {
+        if !(100..=3600 * 1000).contains(&self.events_max_ms) {
             errs.push(format!(
-                "api.events_max_ms = {} must be between 100 and 86400000",
+                "api.events_max_ms = {} must be between 100 and 3600000 (one hour)",
                 self.events_max_ms
             ));
         }
@@ -255,6 +268,8 @@ impl ApiConfig {
             ));
         }
         errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
+        errs.extend(self.server.validate());
+        errs.extend(self.streams.validate());
         if self.rate_limit.burst == 0 {
             errs.push("api.rate_limit.burst must be at least 1".into());
         }
@@ -266,6 +281,12 @@ impl ApiConfig {
         }
         if self.jobs.timeout_ms < 1000 {
             errs.push(format!("api.jobs.timeout_ms = {} must be at least 1000", self.jobs.timeout_ms));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.jobs.max_payload_bytes) {
+            errs.push(format!(
+                "api.jobs.max_payload_bytes = {} must be between 1024 and 67108864",
+                self.jobs.max_payload_bytes
+            ));
         }
         if self.jobs.idempotency_ttl_secs == 0 {
             errs.push("api.jobs.idempotency_ttl_secs must be at least 1".into());

@@ -146,8 +146,7 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
     responses(
         (status = 200, body = AccountView),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "This key may not see this account", body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such account, or one this key may not see", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]
@@ -167,8 +166,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     responses(
         (status = 200, description = "`{account, at, operations: {getOrders: {rate, burst, adapted, tokens_available, next_slot_at, breaker}, …}, cooldown: {until, reason, level, since} | null}`", body = Object),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "This key may not see this account", body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such account, or one this key may not see", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]
@@ -178,11 +176,13 @@ pub async fn limits(State(state): State<AppState>, caller: Caller, Path(id): Pat
     Ok(Json(snapshot).into_response())
 }
 
-/// 403 when the key may not see the account (checked before looking, so it says nothing
-/// about which accounts exist), then 404.
+/// The account, if it exists and the key may see it; the same 404 otherwise. The scope
+/// is checked before looking, so the answer never depends on what other tenants have.
 async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Account, ApiError> {
-    caller.check_account(raw_id)?;
     let not_found = || ApiError::NotFound(format!("no account {:?}", raw_id.chars().take(64).collect::<String>()));
+    if !caller.allows_account(raw_id) {
+        return Err(not_found());
+    }
     let id = AccountId::parse(raw_id).map_err(|_| not_found())?;
     repo(state)?.get(&id).await?.ok_or_else(not_found)
 }

@@ -41,7 +41,7 @@ pub struct CsvParams {
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "Role or account not allowed", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "Idempotency key reused with another request", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over the CSV size limit", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over the CSV size limit, or the payload over api.jobs.max_payload_bytes once stored", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Not text/csv", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Bad query parameters, too many rows, or bad rows (named by line)", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited", body = Problem, content_type = PROBLEM_JSON),

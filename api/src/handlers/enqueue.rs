@@ -15,6 +15,7 @@ use crate::views::{status_url, Accepted};
 pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers: SubmitHeaders) -> Result<Response, ApiError> {
     let kind = job.payload.kind();
     caller.check_account(job.payload.account_id().as_str())?;
+    check_payload_size(state, &job)?;
     if let Some(key) = headers.idempotency_key {
         let scoped = IdempotencyClaims::scoped(&caller.name, &key);
         state.claims().claim(&scoped, kind).await?;
@@ -35,6 +36,19 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
         Err(EnqueueError::Invalid(why)) => Err(ApiError::field("body", why)),
         Err(EnqueueError::Store(e)) => Err(e.into()),
     }
+}
+
+/// 413 when the payload would store more than `api.jobs.max_payload_bytes`: every read
+/// of the whole job (a worker's lease, `GET /v1/jobs/{id}`) costs its size again.
+fn check_payload_size(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
+    let max = state.limits().payload_bytes;
+    let bytes = serde_json::to_vec(&job.payload).map_or(usize::MAX, |v| v.len());
+    if bytes > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the job's payload is {bytes} bytes once stored; at most {max} are allowed: split the SKUs over several jobs"
+        )));
+    }
+    Ok(())
 }
 
 /// 202 for a new job; 200 when an existing one is returned (idempotent replay, or the

@@ -4,8 +4,10 @@
 //! its state (`event: state`) or progress (`event: progress`) changed; the stream ends
 //! after a terminal state, when the job disappears, when the server shuts down, or after
 //! `events_max_ms` (the client reconnects; the first event then repeats the state).
-//! Keep-alive comments flow while nothing changes. Polling costs one HGETALL per open
-//! stream and tick, and needs nothing from the workers.
+//! Keep-alive comments flow while nothing changes. Polling reads only the job's summary
+//! fields (one HMGET, never the payload) per open stream and tick, and needs nothing from
+//! the workers. Open streams are capped per key and per process (`api.streams`): past a
+//! cap the answer is 429 with `Retry-After`.
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,14 +15,14 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use drover::job::{Job, JobId, JobState, Progress};
-use drover::queue::JobStore;
 use futures::Stream;
 use serde_json::json;
 
-use super::load_job;
+use super::load_summary;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::state::AppState;
+use crate::streams::StreamSlot;
 use crate::views::JobEvent;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -36,8 +38,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
             `event: progress` with `{id, done, total, message}`; ends after a terminal state",
             content_type = "text/event-stream", body = JobEvent),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "This key, or the server, has as many open event streams as it allows", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = u64, description = "Seconds to wait before opening another stream"))),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]
@@ -46,8 +49,11 @@ pub async fn job_events(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let job = load_job(&state, &caller, &id).await?;
+    // The cap first: past it, the request costs no Redis read.
+    let slot = state.streams().open(&caller.name)?;
+    let job = load_summary(&state, &caller, &id).await?.job;
     let watch = Watch {
+        _slot: slot,
         id: job.id.clone(),
         until: tokio::time::Instant::now() + state.limits().events_max,
         state,
@@ -63,6 +69,8 @@ pub async fn job_events(
 }
 
 struct Watch {
+    /// Held for as long as the stream is open.
+    _slot: StreamSlot,
     id: JobId,
     /// When the stream ends even if the job has not.
     until: tokio::time::Instant,
@@ -94,8 +102,8 @@ impl Watch {
                         _ = tokio::time::sleep_until(self.until) => return None,
                         _ = tokio::time::sleep(poll) => {}
                     }
-                    match self.state.store().get(&self.id).await {
-                        Ok(Some(job)) => job,
+                    match self.state.store().summary(&self.id).await {
+                        Ok(Some(s)) => s.job,
                         Ok(None) => return None, // trimmed or purged
                         Err(e) => {
                             // A Redis blip: keep the stream, try again next tick.

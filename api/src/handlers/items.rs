@@ -96,8 +96,7 @@ fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
     responses(
         (status = 200, body = ItemPage),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A parameter is invalid (named)", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )

@@ -22,8 +22,7 @@ use crate::views::{JobPage, JobView};
     responses(
         (status = 200, body = JobView),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "The job belongs to an account this key may not see", body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]

@@ -14,6 +14,7 @@ pub mod schedules;
 pub mod submit;
 
 use drover::job::{Job, JobId};
+use drover::queue::summary::JobSummary;
 use drover::queue::JobStore;
 
 use crate::auth::Caller;
@@ -29,10 +30,21 @@ fn not_found(raw: &str) -> ApiError {
     ApiError::NotFound(format!("no job with id {:?}", raw.chars().take(64).collect::<String>()))
 }
 
-/// The job, if it exists and the caller may see it (404, then 403).
+/// The job, if it exists and the caller may see it; otherwise the same 404 either way.
 pub async fn load_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Job, ApiError> {
     let id = parse_id(raw_id)?;
-    let job = state.store().get(&id).await?.ok_or_else(|| not_found(raw_id))?;
-    caller.check_job(&job)?;
-    Ok(job)
+    match state.store().get(&id).await? {
+        Some(job) if caller.sees_job(&job) => Ok(job),
+        _ => Err(not_found(raw_id)),
+    }
+}
+
+/// [`load_job`] without the payload, result and attempts: what views that do not show
+/// them read, at a cost that does not grow with the payload.
+pub async fn load_summary(state: &AppState, caller: &Caller, raw_id: &str) -> Result<JobSummary, ApiError> {
+    let id = parse_id(raw_id)?;
+    match state.store().summary(&id).await? {
+        Some(s) if caller.sees_job(&s.job) => Ok(s),
+        _ => Err(not_found(raw_id)),
+    }
 }

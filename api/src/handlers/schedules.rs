@@ -4,18 +4,18 @@
 //! in every API replica (and optionally workers) enqueues each tick exactly once — see
 //! `drover::schedule`. The job is validated like `POST /v1/jobs` when the schedule is
 //! saved, so a bad schedule is a 422 now, not a failed job later.
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use drover::schedule::{Schedule, ScheduleError, ScheduleSpec, ScheduleStore};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
-use crate::extract::JsonBody;
+use crate::extract::{query, JsonBody};
 use crate::state::AppState;
 
 /// What `PUT /v1/schedules/{name}` takes.
@@ -39,7 +39,10 @@ pub struct ScheduleBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ScheduleView {
+    /// Unique per account: other accounts may have a schedule with the same name.
     pub name: String,
+    /// The account its jobs act for.
+    pub account_id: Option<String>,
     pub cron: String,
     pub kind: String,
     #[schema(value_type = Object)]
@@ -67,6 +70,7 @@ impl From<Schedule> for ScheduleView {
             .flatten()
             .and_then(|c| drover::schedule::spec::next_tick(&c, Utc::now()));
         Self {
+            account_id: s.account().map(str::to_owned),
             name: s.name,
             cron: s.spec.cron,
             kind: s.spec.kind.as_str().to_owned(),
@@ -98,23 +102,48 @@ impl From<ScheduleError> for ApiError {
     }
 }
 
-/// The account a schedule's jobs act for, which the caller must be allowed to touch.
-fn account_of(payload: &serde_json::Value) -> Option<&str> {
-    payload.get("account_id").and_then(|a| a.as_str())
-}
-
-fn check(caller: &Caller, s: &Schedule) -> Result<(), ApiError> {
-    match account_of(&s.spec.payload) {
-        Some(a) => caller.check_account(a),
-        None => caller.require_unscoped("schedules without an account"),
-    }
+/// `?account_id=`: which account's schedule a key for several accounts means.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScheduleQuery {
+    /// The account whose schedule this is; needed only when several accounts this key may
+    /// see have a schedule with this name.
+    pub account_id: Option<String>,
 }
 
 fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("no schedule named {:?}", name.chars().take(100).collect::<String>()))
 }
 
-/// Create or replace a schedule. 201 when new, 200 when replaced.
+/// The schedule `name` the caller means, among the accounts it may see. Another
+/// tenant's schedule of the same name is invisible: the answer is the same 404 as for a
+/// name nobody uses.
+async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Option<String>) -> Result<Schedule, ApiError> {
+    let mut found = match (&caller.accounts, account) {
+        (_, Some(a)) if !caller.allows_account(&a) => Vec::new(),
+        (_, Some(a)) => store.get(Some(&a), name).await?.into_iter().collect(),
+        (None, None) => store.find(name).await?,
+        (Some(set), None) => {
+            let mut found = Vec::new();
+            for a in set {
+                found.extend(store.get(Some(a.as_str()), name).await?);
+            }
+            found
+        }
+    };
+    match found.len() {
+        0 => Err(not_found(name)),
+        1 => Ok(found.remove(0)),
+        _ => Err(ApiError::field(
+            "account_id",
+            "required: several accounts this key may see have a schedule with this name",
+        )),
+    }
+}
+
+/// Create or replace the schedule `name` of the payload's account. 201 when new, 200
+/// when replaced. Names are per account: another tenant's schedule of the same name is
+/// neither seen nor touched.
 #[utoipa::path(
     put,
     path = "/v1/schedules/{name}",
@@ -126,7 +155,7 @@ fn not_found(name: &str) -> ApiError {
         (status = 201, description = "Created", body = ScheduleView),
         (status = 400, body = Problem, content_type = PROBLEM_JSON),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Not a submit key, or the payload's account is not one this key may act for", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Fields are invalid (named)", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
@@ -137,15 +166,11 @@ pub async fn put_schedule(
     Path(name): Path<String>,
     JsonBody(spec): JsonBody<ScheduleSpec>,
 ) -> Result<Response, ApiError> {
-    match account_of(&spec.payload) {
+    match spec.account() {
         Some(a) => caller.check_account(a)?,
         None => caller.require_unscoped("schedules without an account")?,
     }
-    let store = store(&state);
-    if let Some(existing) = store.get(&name).await? {
-        check(&caller, &existing)?;
-    }
-    let (schedule, created) = store.put(&name, spec).await?;
+    let (schedule, created) = store(&state).put(&name, spec).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ScheduleView::from(schedule))).into_response())
 }
@@ -154,22 +179,26 @@ pub async fn put_schedule(
     get,
     path = "/v1/schedules/{name}",
     tag = "schedules",
-    params(("name" = String, Path)),
+    params(("name" = String, Path), ScheduleQuery),
     responses(
         (status = 200, body = ScheduleView),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such schedule among the accounts this key may see", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Several accounts have a schedule with this name: give account_id", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]
-pub async fn get_schedule(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
-    let s = store(&state).get(&name).await?.ok_or_else(|| not_found(&name))?;
-    check(&caller, &s)?;
-    Ok(Json(s.into()))
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let q: ScheduleQuery = query(raw.as_deref())?;
+    Ok(Json(find(&store(&state), &caller, &name, q.account_id).await?.into()))
 }
 
-/// Schedules this key may see, by name.
+/// Schedules this key may see, by account and name.
 #[utoipa::path(
     get,
     path = "/v1/schedules",
@@ -184,7 +213,7 @@ pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Re
     let mut out = Vec::new();
     for s in store(&state).list().await? {
         match s {
-            Ok(s) if check(&caller, &s).is_ok() => out.push(s.into()),
+            Ok(s) if visible(&caller, &s) => out.push(s.into()),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "unreadable schedule skipped in listing"),
         }
@@ -192,24 +221,39 @@ pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Re
     Ok(Json(ScheduleList { schedules: out }))
 }
 
+fn visible(caller: &Caller, s: &Schedule) -> bool {
+    match s.account() {
+        Some(a) => caller.allows_account(a),
+        None => caller.accounts.is_none(),
+    }
+}
+
 /// Delete a schedule; jobs it already enqueued are not touched.
 #[utoipa::path(
     delete,
     path = "/v1/schedules/{name}",
     tag = "schedules",
-    params(("name" = String, Path)),
+    params(("name" = String, Path), ScheduleQuery),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Not a submit key", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such schedule among the accounts this key may see", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Several accounts have a schedule with this name: give account_id", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]
-pub async fn delete_schedule(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let q: ScheduleQuery = query(raw.as_deref())?;
     let store = store(&state);
-    let s = store.get(&name).await?.ok_or_else(|| not_found(&name))?;
-    check(&caller, &s)?;
-    store.delete(&name).await?;
+    let s = find(&store, &caller, &name, q.account_id).await?;
+    if !store.delete(s.account(), &s.name).await? {
+        return Err(not_found(&name));
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,7 +34,7 @@ const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "Role or account not allowed", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "Idempotency key reused with another request", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body too large", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body too large, or the payload over api.jobs.max_payload_bytes once stored", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = PROBLEM_JSON),

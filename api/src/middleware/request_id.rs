@@ -38,7 +38,10 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .and_then(sane)
         .map(Arc::from)
         .unwrap_or_else(|| Arc::from(ulid::Ulid::generate().to_string()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    // The method from a fixed set: any token is a method, so the raw one would let anyone
+    // write whatever they like, at any length, into every log line of the request.
+    let method = super::observe::method_label(req.method());
+    let span = tracing::info_span!("request", request_id = %id, method, path = %req.uri().path());
     let run = AssertUnwindSafe(next.run(req)).catch_unwind();
     let res = REQUEST_ID
         .scope(id.clone(), async move {

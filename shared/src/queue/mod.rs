@@ -7,6 +7,7 @@ mod fate;
 mod keys;
 mod redis_store;
 mod scripts;
+pub mod summary;
 mod types;
 mod waiting;
 

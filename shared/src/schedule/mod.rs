@@ -2,11 +2,12 @@
 //! ticks into jobs.
 //!
 //! - [`spec`]: a schedule (name, cron expression, the job it makes) and its validation.
-//! - [`store`]: schedules in one Redis hash, `<ns>:schedules` (name → JSON).
+//! - [`store`]: schedules in one Redis hash, `<ns>:schedules` (`<account>/<name>` → JSON):
+//!   names are per account.
 //! - [`scheduler`]: the loop any number of API or worker replicas run.
 //!
 //! Exactly one job per tick however many replicas run the loop: every replica enqueues
-//! a tick's job with the idempotency key `schedule:<name>:<tick unix seconds>`, and the
+//! a tick's job with the idempotency key `schedule:<account>/<name>:<tick unix seconds>`, and the
 //! queue's enqueue script returns the existing job for a key it has seen. No leader
 //! election, no lock to lose: a replica that dies mid-tick leaves nothing half-done.
 pub mod scheduler;

@@ -1,5 +1,6 @@
 //! The scheduler loop. Run it in as many replicas as you like: each tick's job carries
-//! the idempotency key `schedule:<name>:<tick>`, so the queue keeps exactly one.
+//! the idempotency key `schedule:<account>/<name>:<tick>` (built-ins:
+//! `schedule:builtin.<what>.<account>:<tick>`), so the queue keeps exactly one.
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -227,7 +228,9 @@ impl<S: JobStore> Scheduler<S> {
                             Ok((cron, payload)) => {
                                 let spec = s.spec.clone();
                                 out.push(Due {
-                                    name: s.name.clone(),
+                                    // Names are per account: the key keeps two tenants'
+                                    // "daily" apart in the idempotency key and the maps.
+                                    name: s.key(),
                                     cron,
                                     make: Box::new(move |_tick| {
                                         let mut job = NewJob::new(payload.clone());
@@ -237,7 +240,7 @@ impl<S: JobStore> Scheduler<S> {
                                     }),
                                 });
                             }
-                            Err(e) => self.report(&s.name, e.to_string()),
+                            Err(e) => self.report(&s.key(), e.to_string()),
                         },
                         Ok(_) => {}
                         Err(e) => self.report("schedules", e.to_string()),

@@ -37,6 +37,30 @@ pub struct Schedule {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The hash field of the schedule `name` of `account` (none: a schedule whose payload
+/// names no account). Names cannot hold `/`, so the split is unambiguous.
+pub fn field(account: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", account.unwrap_or(""))
+}
+
+impl Schedule {
+    /// The account its jobs act for.
+    pub fn account(&self) -> Option<&str> {
+        self.spec.account()
+    }
+
+    /// What identifies it across accounts: `<account>/<name>`.
+    pub fn key(&self) -> String {
+        field(self.account(), &self.name)
+    }
+}
+
+impl ScheduleSpec {
+    pub fn account(&self) -> Option<&str> {
+        self.payload.get("account_id").and_then(|a| a.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("invalid schedule")]

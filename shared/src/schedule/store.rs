@@ -1,9 +1,12 @@
-//! Schedules in one Redis hash: `<ns>:schedules`, name → JSON of [`Schedule`].
+//! Schedules in one Redis hash, `<ns>:schedules`: field `<account>/<name>` → JSON of
+//! [`Schedule`]. Names are per account, so two tenants can each have a "daily" without
+//! learning of, or overwriting, each other's. Fields without a `/` are schedules saved
+//! before names were per account; they are still read, and moved on their next save.
 use chrono::Utc;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use super::spec::{Schedule, ScheduleError, ScheduleSpec};
+use super::spec::{field, Schedule, ScheduleError, ScheduleSpec};
 
 #[derive(Clone)]
 pub struct ScheduleStore {
@@ -19,48 +22,113 @@ impl ScheduleStore {
         }
     }
 
-    /// Create or replace; returns the stored schedule and whether it is new. The spec is
-    /// validated first, so nothing invalid is ever stored.
+    /// Create or replace the schedule `name` of the spec's account; returns the stored
+    /// schedule and whether it is new. The spec is validated first, so nothing invalid is
+    /// ever stored. Creation is a compare-and-set (`HSETNX`): two concurrent creations of
+    /// one name cannot both be told "created".
     pub async fn put(&self, name: &str, spec: ScheduleSpec) -> Result<(Schedule, bool), ScheduleError> {
         spec.validate(name)?;
-        let existing = self.get(name).await?;
+        let account = spec.account().map(str::to_owned);
+        let (existing, legacy) = match self.lookup(account.as_deref(), name).await? {
+            Some((s, legacy)) => (Some(s), legacy),
+            None => (None, false),
+        };
         let now = Utc::now();
-        let schedule = Schedule {
+        let mut schedule = Schedule {
             name: name.to_owned(),
             spec,
             created_at: existing.as_ref().map_or(now, |s| s.created_at),
             updated_at: now,
         };
-        let json = serde_json::to_string(&schedule).map_err(|e| ScheduleError::Corrupt {
-            name: name.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let _: () = self.conn.clone().hset(&self.key, name, json).await?;
-        Ok((schedule, existing.is_none()))
+        let f = field(account.as_deref(), name);
+        let mut conn = self.conn.clone();
+        let created = if existing.is_none() {
+            let set: bool = conn.hset_nx(&self.key, &f, encode(&schedule)?).await?;
+            set
+        } else {
+            false
+        };
+        if !created {
+            if let Some(current) = self.get(account.as_deref(), name).await? {
+                schedule.created_at = current.created_at;
+            }
+            let _: () = conn.hset(&self.key, &f, encode(&schedule)?).await?;
+        }
+        if legacy {
+            // A schedule saved before names were per account moves to its new field.
+            let _: u64 = conn.hdel(&self.key, name).await?;
+        }
+        Ok((schedule, created))
     }
 
-    pub async fn get(&self, name: &str) -> Result<Option<Schedule>, ScheduleError> {
-        let raw: Option<String> = self.conn.clone().hget(&self.key, name).await?;
-        raw.map(|r| decode(name, &r)).transpose()
+    /// The schedule `name` of `account`.
+    pub async fn get(&self, account: Option<&str>, name: &str) -> Result<Option<Schedule>, ScheduleError> {
+        Ok(self.lookup(account, name).await?.map(|(s, _)| s))
+    }
+
+    /// The schedule, and whether it is still in its old field (before names were per account).
+    async fn lookup(&self, account: Option<&str>, name: &str) -> Result<Option<(Schedule, bool)>, ScheduleError> {
+        let f = field(account, name);
+        let (raw, legacy): (Option<String>, Option<String>) = redis::pipe()
+            .hget(&self.key, &f)
+            .hget(&self.key, name)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if let Some(raw) = raw {
+            return decode(&f, &raw).map(|s| Some((s, false)));
+        }
+        match legacy.map(|r| decode(name, &r)).transpose()? {
+            Some(s) if s.account() == account => Ok(Some((s, true))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every account's schedule called `name` (for keys that may see every account).
+    pub async fn find(&self, name: &str) -> Result<Vec<Schedule>, ScheduleError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|s| s.name == name)
+            .collect())
     }
 
     /// True when it existed.
-    pub async fn delete(&self, name: &str) -> Result<bool, ScheduleError> {
-        let n: u64 = self.conn.clone().hdel(&self.key, name).await?;
-        Ok(n > 0)
+    pub async fn delete(&self, account: Option<&str>, name: &str) -> Result<bool, ScheduleError> {
+        let mut conn = self.conn.clone();
+        let n: u64 = conn.hdel(&self.key, field(account, name)).await?;
+        if n > 0 {
+            return Ok(true);
+        }
+        let legacy: Option<String> = conn.hget(&self.key, name).await?;
+        match legacy.map(|r| decode(name, &r)).transpose()? {
+            Some(s) if s.account() == account => {
+                let n: u64 = conn.hdel(&self.key, name).await?;
+                Ok(n > 0)
+            }
+            _ => Ok(false),
+        }
     }
 
-    /// All schedules by name; unreadable entries are reported, not hidden.
+    /// All schedules by account and name; unreadable entries are reported, not hidden.
     pub async fn list(&self) -> Result<Vec<Result<Schedule, ScheduleError>>, ScheduleError> {
         let mut all: Vec<(String, String)> = self.conn.clone().hgetall(&self.key).await?;
         all.sort();
-        Ok(all.iter().map(|(name, raw)| decode(name, raw)).collect())
+        Ok(all.iter().map(|(f, raw)| decode(f, raw)).collect())
     }
 }
 
-fn decode(name: &str, raw: &str) -> Result<Schedule, ScheduleError> {
+fn encode(schedule: &Schedule) -> Result<String, ScheduleError> {
+    serde_json::to_string(schedule).map_err(|e| ScheduleError::Corrupt {
+        name: schedule.key(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode(field: &str, raw: &str) -> Result<Schedule, ScheduleError> {
     serde_json::from_str(raw).map_err(|e| ScheduleError::Corrupt {
-        name: name.to_owned(),
+        name: field.to_owned(),
         reason: e.to_string(),
     })
 }

@@ -21,6 +21,10 @@ pub const SUBMITTER: &str = "k-submit";
 pub const ACME: &str = "k-acme";
 /// Read, for accounts `acme` and `globex`.
 pub const MULTI: &str = "k-multi";
+/// Submit, only for account `acme` (a tenant's integration).
+pub const ACME_SUB: &str = "k-acme-sub";
+/// Submit, only for account `globex` (another tenant's integration).
+pub const GLOBEX_SUB: &str = "k-globex-sub";
 
 pub const MARKETPLACE: &str = "ATVPDKIKX0DER";
 
@@ -50,6 +54,8 @@ pub fn test_config(redis_url: &str) -> ApiConfig {
             key("submitter", SUBMITTER, Role::Submit, None),
             key("acme", ACME, Role::Admin, Some(&["acme"])),
             key("multi", MULTI, Role::Read, Some(&["acme", "globex"])),
+            key("acme-sub", ACME_SUB, Role::Submit, Some(&["acme"])),
+            key("globex-sub", GLOBEX_SUB, Role::Submit, Some(&["globex"])),
         ],
         shutdown_grace_ms: 2000,
         events_poll_ms: 50,

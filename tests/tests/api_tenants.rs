@@ -1,0 +1,510 @@
+//! The API under hostile tenants (issue 15): two scoped tenants, `acme-sub` and
+//! `globex-sub`, and clients without a key try to learn about each other or exhaust the
+//! process. Cross-tenant requests answer exactly as for things that do not exist; every
+//! resource a request can hold is bounded.
+mod api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn scrape(app: &TestApp) -> String {
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// The series lines of a Prometheus text page (no comments).
+fn series(page: &str) -> Vec<&str> {
+    page.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+}
+
+#[tokio::test]
+async fn two_thousand_made_up_http_methods_add_no_metrics_series() {
+    let app = spawn_app().await;
+    let send = |method: String| {
+        let req = app
+            .client
+            .request(Method::from_bytes(method.as_bytes()).unwrap(), app.url("/healthz"));
+        async move { req.send().await.unwrap().status() }
+    };
+    // One made-up method and two scrapes first, so every series the rest can touch exists.
+    send("XWARMUP".into()).await;
+    scrape(&app).await;
+    let before = scrape(&app).await;
+    let statuses: Vec<_> = futures::stream::iter(0..2000)
+        .map(|i| send(format!("X{i:04}{}", "Q".repeat(100))))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| s.as_u16() == 405), "a made-up method is not allowed");
+    let after = scrape(&app).await;
+    assert_eq!(
+        series(&before).len(),
+        series(&after).len(),
+        "the number of series must not grow with made-up methods"
+    );
+    assert!(!after.contains("X0001"), "no made-up method is a label");
+    assert!(after.contains("method=\"other\""), "made-up methods are counted as other");
+}
+
+/// Read until the server closes the connection (EOF or reset); how long that took.
+async fn wait_closed(mut conn: TcpStream, within: Duration) -> Result<Duration, &'static str> {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {} // a response, or a 408; the close follows
+            }
+        }
+    })
+    .await
+    .map_err(|_| "the server kept the connection open")
+}
+
+#[tokio::test]
+async fn two_thousand_silent_slow_and_idle_connections_are_closed_and_a_new_request_is_still_served() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.server.header_read_timeout_ms = 500;
+        c.server.max_connections = 4096;
+    })
+    .await;
+    let mut conns = Vec::new();
+    for i in 0..2000 {
+        let mut conn = TcpStream::connect(app.addr).await.unwrap();
+        match i % 3 {
+            0 => {}                                                             // says nothing at all
+            1 => conn.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap(), // slowloris
+            _ => {
+                // a served request, then an idle keep-alive connection
+                conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+                let mut buf = [0u8; 1024];
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            }
+        }
+        conns.push(conn);
+    }
+    let closed = futures::future::join_all(conns.into_iter().map(|c| wait_closed(c, Duration::from_secs(5)))).await;
+    let kept = closed.iter().filter(|c| c.is_err()).count();
+    assert_eq!(kept, 0, "{kept} of 2000 connections were kept open");
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_idle_ones_are_closed() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.server.header_read_timeout_ms = 1500;
+        c.server.max_connections = 4;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = reqwest::Client::new();
+    let over_cap = fresh.get(app.url("/healthz")).timeout(Duration::from_millis(300)).send().await;
+    assert!(over_cap.is_err(), "a fifth connection is not served while four are held");
+    for conn in idle {
+        wait_closed(conn, Duration::from_secs(5)).await.unwrap();
+    }
+    let res = fresh.get(app.url("/healthz")).timeout(Duration::from_secs(5)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+/// A made-up id of the same kind, for a job that does not exist.
+fn missing_id(kind: &str) -> String {
+    format!("{kind}_{}", ulid::Ulid::generate())
+}
+
+/// Status, headers and body of a response, as text, for leak checks.
+async fn everything(res: reqwest::Response) -> (u16, String, Value) {
+    let status = res.status().as_u16();
+    let headers = format!("{:?}", res.headers());
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+/// A 404 for another tenant's thing must read exactly as one for a thing that does not
+/// exist: same status, type, title, and detail once the asked-for id is swapped.
+async fn assert_same_404(theirs: reqwest::Response, their_id: &str, missing: reqwest::Response, missing_id: &str) {
+    let (s1, h1, b1) = everything(theirs).await;
+    let (s2, _, b2) = everything(missing).await;
+    assert_eq!((s1, s2), (404, 404), "{b1} / {b2}");
+    for field in ["type", "title", "status"] {
+        assert_eq!(b1[field], b2[field], "{field}: {b1} / {b2}");
+    }
+    let d1 = b1["detail"].as_str().unwrap().replace(their_id, "<id>");
+    let d2 = b2["detail"].as_str().unwrap().replace(missing_id, "<id>");
+    assert_eq!(d1, d2);
+    // Beyond repeating what was asked, nothing names the other tenant.
+    assert_no_foreign(&format!("{h1}{b1}").replace(their_id, "<id>"));
+}
+
+/// Nothing of globex's may show in what an acme key is told.
+fn assert_no_foreign(text: &str) {
+    assert!(!text.contains("globex"), "another tenant's account leaked: {text}");
+}
+
+#[tokio::test]
+async fn another_tenants_job_answers_every_by_id_request_exactly_like_a_missing_one() {
+    let app = spawn_app().await;
+    let theirs = app.submit(GLOBEX_SUB, &cleanup_body("globex")).await;
+    assert_eq!(theirs.status(), 202);
+    let theirs = theirs.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let missing = missing_id("cleanup");
+    for key in [ACME_SUB, ACME] {
+        for suffix in ["", "/events", "/items"] {
+            let a = app.get(key, &format!("/v1/jobs/{theirs}{suffix}")).send().await.unwrap();
+            let b = app.get(key, &format!("/v1/jobs/{missing}{suffix}")).send().await.unwrap();
+            assert_same_404(a, &theirs, b, &missing).await;
+        }
+    }
+    for action in ["cancel", "retry"] {
+        let a = app.post(ACME, &format!("/v1/jobs/{theirs}/{action}")).send().await.unwrap();
+        let b = app.post(ACME, &format!("/v1/jobs/{missing}/{action}")).send().await.unwrap();
+        assert_same_404(a, &theirs, b, &missing).await;
+    }
+    let res = app
+        .post(ACME, "/v1/dead-letter/replay")
+        .json(&json!({"ids": [theirs, missing]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let reasons: Vec<&str> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["not found", "not found"], "{v}");
+    assert_eq!(
+        app.job(ADMIN, &theirs).await.1["state"],
+        "queued",
+        "the other tenant's job is untouched"
+    );
+}
+
+#[tokio::test]
+async fn another_tenants_account_answers_like_a_missing_one() {
+    let app = spawn_app().await;
+    for path in ["/v1/accounts/{}", "/v1/accounts/{}/limits"] {
+        let a = app.get(ACME, &path.replace("{}", "globex")).send().await.unwrap();
+        let b = app.get(ACME, &path.replace("{}", "nosuch")).send().await.unwrap();
+        // A fresh database: neither exists, so what matters is that scope adds no other answer.
+        assert_same_404(a, "globex", b, "nosuch").await;
+    }
+}
+
+fn schedule(account: &str, cron: &str) -> Value {
+    json!({"cron": cron, "kind": "cleanup", "payload": {"account_id": account, "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}})
+}
+
+#[tokio::test]
+async fn two_tenants_each_have_a_schedule_named_daily_without_learning_of_each_other() {
+    let app = spawn_app().await;
+    let put = |key: &'static str, account: &'static str, cron: &'static str| {
+        app.client
+            .put(app.url("/v1/schedules/daily"))
+            .bearer_auth(key)
+            .json(&schedule(account, cron))
+            .send()
+    };
+    assert_eq!(put(GLOBEX_SUB, "globex", "0 3 * * *").await.unwrap().status(), 201);
+
+    let a = app.get(ACME_SUB, "/v1/schedules/daily").send().await.unwrap();
+    let b = app.get(ACME_SUB, "/v1/schedules/nightly").send().await.unwrap();
+    assert_same_404(a, "daily", b, "nightly").await;
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/daily"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    let (status, h, body) = everything(del).await;
+    assert_eq!(status, 404);
+    assert_no_foreign(&format!("{h}{body}"));
+
+    // acme takes the same name: a new schedule of its own, not a replacement of globex's.
+    assert_eq!(put(ACME_SUB, "acme", "0 4 * * *").await.unwrap().status(), 201);
+    assert_eq!(put(ACME_SUB, "acme", "0 5 * * *").await.unwrap().status(), 200);
+    let mine: Value = app.get(ACME_SUB, "/v1/schedules/daily").send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (mine["cron"].as_str(), mine["account_id"].as_str()),
+        (Some("0 5 * * *"), Some("acme"))
+    );
+    let theirs: Value = app
+        .get(GLOBEX_SUB, "/v1/schedules/daily")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (theirs["cron"].as_str(), theirs["account_id"].as_str()),
+        (Some("0 3 * * *"), Some("globex"))
+    );
+    let list = app.get(ACME_SUB, "/v1/schedules").send().await.unwrap().text().await.unwrap();
+    assert_no_foreign(&list);
+
+    // A key that sees both must say which one it means.
+    let p = problem(app.get(ADMIN, "/v1/schedules/daily").send().await.unwrap(), 422).await;
+    assert_eq!(fields(&p), ["account_id"]);
+    let res = app.get(ADMIN, "/v1/schedules/daily?account_id=globex").send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["cron"], "0 3 * * *");
+
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/daily"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    let theirs = app.get(GLOBEX_SUB, "/v1/schedules/daily").send().await.unwrap();
+    assert_eq!(theirs.status(), 200, "deleting acme's daily leaves globex's");
+}
+
+#[tokio::test]
+async fn acting_for_another_tenants_account_is_refused_without_naming_it_back() {
+    let app = spawn_app().await;
+    let p = problem(app.submit(ACME_SUB, &cleanup_body("globex")).await, 403).await;
+    assert_no_foreign(&p.to_string());
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/daily"))
+        .bearer_auth(ACME_SUB)
+        .json(&schedule("globex", "0 3 * * *"))
+        .send()
+        .await
+        .unwrap();
+    assert_no_foreign(&problem(res, 403).await.to_string());
+    let p = problem(app.get(ACME_SUB, "/v1/jobs?account_id=globex").send().await.unwrap(), 403).await;
+    assert_no_foreign(&p.to_string());
+}
+
+/// A sync job that stays `scheduled` for a year: its event stream never ends by itself.
+async fn job_that_never_ends(app: &TestApp, key: &str, account: &str) -> String {
+    let run_at = (chrono::Utc::now() + chrono::Duration::days(360)).to_rfc3339();
+    let mut body = sync_body(account);
+    body["run_at"] = json!(run_at);
+    let res = app.submit(key, &body).await;
+    assert_eq!(res.status(), 202);
+    res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+async fn redis_commands(app: &TestApp) -> u64 {
+    let mut conn = app.store.connection();
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_hundred_event_streams_on_one_job_stop_at_the_per_key_cap_with_429_and_retry_after() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.streams.max_open_per_key = 50;
+        c.streams.max_open = 60;
+    })
+    .await;
+    let id = job_that_never_ends(&app, ACME_SUB, "acme").await;
+    let path = format!("/v1/jobs/{id}/events");
+    let mut open = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..200 {
+        let res = app.get(ACME_SUB, &path).send().await.unwrap();
+        if res.status() == 200 {
+            open.push(res);
+        } else {
+            refused.push(res);
+        }
+    }
+    assert_eq!(open.len(), 50, "the per-key cap holds");
+    let first = refused.remove(0);
+    assert!(first.headers().get("retry-after").is_some());
+    let p = problem(first, 429).await;
+    assert_eq!(p["type"], "urn:drover:problem:too-many-streams");
+    assert!(refused.iter().all(|r| r.status() == 429));
+
+    let before = redis_commands(&app).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_second = (redis_commands(&app).await - before) / 2;
+    println!("50 open streams polling every 50 ms: {per_second} Redis commands/s");
+
+    // Another key has its own cap, under the process cap.
+    let mut others = Vec::new();
+    for _ in 0..10 {
+        let res = app.get(ACME, &path).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        others.push(res);
+    }
+    let p = problem(app.get(MULTI, &path).send().await.unwrap(), 429).await;
+    assert!(p["detail"].as_str().unwrap().contains("server"), "{p}");
+
+    // A stream the client closes frees its slot.
+    drop(open.pop());
+    let reopened = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let res = app.get(ACME_SUB, &path).send().await.unwrap();
+            if res.status() == 200 {
+                return res;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a closed stream frees its slot");
+    drop(reopened);
+}
+
+#[tokio::test]
+async fn an_event_stream_poll_never_reads_the_payload() {
+    let app = spawn_app().await;
+    let id = job_that_never_ends(&app, ACME_SUB, "acme").await;
+    let mut conn = app.store.connection();
+    // Watch every command Redis runs while one stream is open.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-max-len")
+        .arg(10000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut conn).await.unwrap();
+    let res = app.get(ACME_SUB, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(res);
+    let log: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(10000).query_async(&mut conn).await.unwrap();
+    let commands: Vec<Vec<String>> = log
+        .iter()
+        .filter_map(|entry| match entry {
+            redis::Value::Array(parts) => parts.get(3).map(strings),
+            _ => None,
+        })
+        .collect();
+    let job_key = format!("job:{id}");
+    let on_job: Vec<&Vec<String>> = commands.iter().filter(|c| c.iter().any(|a| a.ends_with(&job_key))).collect();
+    assert!(
+        on_job.iter().any(|c| c[0].eq_ignore_ascii_case("HMGET")),
+        "the stream polls the job: {on_job:?}"
+    );
+    for c in on_job {
+        assert!(
+            !c[0].eq_ignore_ascii_case("HGETALL"),
+            "a poll read the whole job, payload included: {c:?}"
+        );
+    }
+}
+
+/// The strings in a Redis reply, flattened.
+fn strings(v: &redis::Value) -> Vec<String> {
+    match v {
+        redis::Value::BulkString(b) => vec![String::from_utf8_lossy(b).into_owned()],
+        redis::Value::SimpleString(s) => vec![s.clone()],
+        redis::Value::Array(a) => a.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `n` distinct 40-character SKUs.
+fn skus(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("SKU-{i:036}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_sixty_cleanup_jobs_of_100_000_skus_reads_and_returns_no_payload() {
+    use drover::queue::{JobStore, NewJob};
+    let app = spawn_app().await;
+    // Stored directly, as jobs from before the payload cap would be.
+    let payload = drover::job::JobPayload::from_json(
+        drover::job::JobKind::Cleanup,
+        json!({"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": skus(100_000)}),
+    )
+    .unwrap();
+    for _ in 0..6 {
+        let batch: Vec<NewJob> = (0..10).map(|_| NewJob::new(payload.clone())).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    drop(payload);
+    let before = rss_kib();
+    let res = app.get(ACME, "/v1/jobs?kind=cleanup&limit=1000").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.bytes().await.unwrap();
+    let after = rss_kib();
+    println!(
+        "listing 60 jobs of 100,000 SKUs: {} bytes answered; API process RSS {} MiB before, {} MiB after",
+        body.len(),
+        before / 1024,
+        after / 1024
+    );
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    let jobs = page["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 60);
+    assert!(body.len() < 60 * 2048, "a listing carries no payload: {} bytes", body.len());
+    for j in jobs {
+        assert!(j.get("payload").is_none() && j.get("result").is_none(), "{j}");
+        assert!(j["payload_bytes"].as_u64().unwrap() > 4_000_000, "{j}");
+    }
+    // The whole job, payload included, is one request away.
+    let id = jobs[0]["id"].as_str().unwrap();
+    let (status, job) = app.job(ACME, id).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["payload"]["skus"].as_array().unwrap().len(), 100_000);
+}
+
+#[tokio::test]
+async fn a_payload_over_the_stored_cap_is_a_413_saying_so() {
+    let app = spawn_app().await;
+    // 30,000 SKUs: within the CSV row cap, about 1.3 MB once stored.
+    let csv = skus(30_000).join("\n");
+    let res = app
+        .post(
+            ACME_SUB,
+            &format!("/v1/jobs/cleanup.csv?account_id=acme&marketplace_id={MARKETPLACE}"),
+        )
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 413).await;
+    assert!(p["detail"].as_str().unwrap().contains("payload"), "{p}");
+    let v: Value = app.get(ACME_SUB, "/v1/jobs").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["jobs"], json!([]), "nothing was stored");
+}

@@ -27,7 +27,8 @@ fn worker(redis_url: &str, run_file: &Path, n: usize) -> ChildProcess {
         ("DROVER_WORKER__REDIS_URL", redis_url.to_owned()),
         ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
         ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
-        ("DROVER_WORKER__CONCURRENCY__CLEANUP", "10".to_owned()),
+        // Ample room: recovery measures the reclaim, not a queue behind a saturated pool.
+        ("DROVER_WORKER__CONCURRENCY__CLEANUP", "25".to_owned()),
         ("DROVER_WORKER__LEASE_MS", LEASE_MS.to_string()),
         ("DROVER_WORKER__HEARTBEAT_MS", "250".to_owned()),
         ("DROVER_WORKER__GRACE_MS", "2000".to_owned()),
@@ -285,14 +286,14 @@ async fn under_worker_kills_a_stopped_worker_and_a_redis_crash_no_job_is_lost_ru
     );
 
     // Recovery: from each kill to the last of the killed worker's cut-off jobs running again.
-    let mut worst = 0u128;
+    let mut recoveries = Vec::new();
     for (pid, at) in &chaos.kills {
         let cut_off: Vec<&String> = runs
             .iter()
             .filter(|(_, rs)| rs.iter().any(|(p, _, end)| p == pid && end.is_none()))
             .map(|(id, _)| id)
             .collect();
-        let mut slowest = 0u128;
+        let (mut slowest, mut slowest_id) = (0u128, None);
         for id in &cut_off {
             let again = runs[*id]
                 .iter()
@@ -300,16 +301,29 @@ async fn under_worker_kills_a_stopped_worker_and_a_redis_crash_no_job_is_lost_ru
                 .map(|(_, s, _)| s - at)
                 .min()
                 .unwrap_or_else(|| panic!("job {id} cut off by the kill of {pid} never ran again"));
-            slowest = slowest.max(again);
+            if again > slowest {
+                (slowest, slowest_id) = (again, Some(*id));
+            }
         }
-        eprintln!(
-            "kill of {pid}: {} jobs cut off, all running again after {} ms",
+        // Where the time went for the slowest: the reclaim (the `lost` record) or after it.
+        let reclaimed_after = slowest_id.and_then(|id| {
+            by_id[id]
+                .attempt_history
+                .iter()
+                .find(|a| pid_of(&a.worker) == Some(*pid))
+                .map(|a| (us(a.ended_at).saturating_sub(*at) / 1000, a.outcome))
+        });
+        let line = format!(
+            "kill of {pid}: {} jobs cut off, all running again after {} ms (last: {slowest_id:?}, its reclaim after {reclaimed_after:?} ms)",
             cut_off.len(),
             slowest / 1000
         );
-        worst = worst.max(slowest);
+        eprintln!("{line}");
+        recoveries.push((slowest, line));
     }
+    let worst = recoveries.iter().map(|(us, _)| *us).max().unwrap_or(0);
     let distinct: HashSet<&u32> = chaos.kills.iter().map(|(p, _)| p).collect();
     assert_eq!(distinct.len(), 6, "six different workers were killed");
-    assert!(worst <= 5_000_000, "max recovery {} ms > 5 s", worst / 1000);
+    let slow: Vec<&String> = recoveries.iter().filter(|(us, _)| *us > 5_000_000).map(|(_, l)| l).collect();
+    assert!(worst <= 5_000_000, "max recovery {} ms > 5 s: {slow:#?}", worst / 1000);
 }

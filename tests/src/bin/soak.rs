@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use drover::job::{JobKind, JobPayload};
 use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
-use drover_tests::harness::{cargo_bin, ChildProcess, Durability, RedisServer};
+use drover_tests::harness::{ChildProcess, Durability, RedisServer};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -92,7 +92,10 @@ async fn main() -> Result<()> {
         // Its start and trim reports, not a line per job.
         ("RUST_LOG", "warn,drover::runtime=info".to_owned()),
     ];
-    let mut worker = ChildProcess::spawn("soak-worker", &cargo_bin("test_worker"), &[], &env);
+    // Built beside this binary (same profile).
+    let bin = std::env::current_exe()?.with_file_name("test_worker");
+    anyhow::ensure!(bin.exists(), "{} is not built", bin.display());
+    let mut worker = ChildProcess::spawn("soak-worker", &bin, &[], &env);
     anyhow::ensure!(
         worker.wait_for_log("worker started", Duration::from_secs(20)),
         "the worker did not start:\n{}",

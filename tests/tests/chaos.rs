@@ -155,7 +155,7 @@ fn read_runs(path: &PathBuf) -> Runs {
 
 /// The pid in a worker id (`<host>-<pid>-<ulid>`).
 fn pid_of(worker_id: &str) -> Option<u32> {
-    worker_id.rsplitn(3, '-').nth(1).and_then(|p| p.parse().ok())
+    worker_id.rsplit('-').nth(1).and_then(|p| p.parse().ok())
 }
 
 fn us(t: chrono::DateTime<chrono::Utc>) -> u128 {

@@ -7,7 +7,9 @@
 //! `cancellable.<ms>` (sleeps in steps, stopping when cancelled), `latency` (records
 //! now − the enqueue time carried in the first SKU as `t<unix µs>`, and prints a
 //! summary line `LATENCY {json}` when the worker stops; used by the benchmark).
-//! Every run is logged to the Redis list `test:runs` as `S|E <job> <pid> <unix µs>`.
+//! Every run is logged to the Redis list `test:runs` as `S|E <job> <pid> <unix µs>`, and
+//! also appended to the file named by `DROVER_TEST_RUN_FILE` when set (the chaos test's
+//! log, which must outlive a Redis crash: a line pushed while Redis is down is lost).
 //! Accounts name behaviours, not sellers, so the per-account caps are off unless
 //! `DROVER_TEST_FAIR` is set; a `_<tenant>` suffix (`t.sleep.300_17`) makes many
 //! accounts with one behaviour.
@@ -23,8 +25,21 @@ fn now_us() -> u128 {
 }
 
 async fn record(log: &mut Option<redis::aio::ConnectionManager>, what: &str, id: &str) {
+    let line = format!("{what} {id} {} {}", std::process::id(), now_us());
+    if let Some(path) = std::env::var_os("DROVER_TEST_RUN_FILE") {
+        use std::io::Write;
+        // One short write per line on an O_APPEND file: lines from several processes
+        // never interleave.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            eprintln!("cannot append to the run file: {e}");
+        }
+    }
     if let Some(conn) = log.as_mut() {
-        let line = format!("{what} {id} {} {}", std::process::id(), now_us());
         // Best effort: a Redis outage must not change the job's own outcome.
         let _: Result<(), _> = conn.rpush("test:runs", line).await;
     }

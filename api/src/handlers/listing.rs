@@ -1,16 +1,17 @@
 //! Turning list query parameters into a store query, with the caller's account scope
 //! forced on it, and a store page into a response page.
+use std::collections::HashMap;
 use std::str::FromStr;
 
-use drover::job::{AccountId, JobKind, JobState};
-use drover::queue::ListQuery;
+use drover::job::{AccountId, JobId, JobKind, JobState};
+use drover::queue::{ListQuery, Waiting};
 use serde::Deserialize;
 
 use crate::auth::Caller;
 use crate::cursor;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::views::JobPage;
+use crate::views::{JobPage, JobSummaryView};
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
@@ -87,8 +88,30 @@ pub fn to_query(raw: RawList, caller: &Caller, forced_state: Option<JobState>) -
 /// costs the same whatever tenants put in them.
 pub async fn page(state: &AppState, query: &ListQuery) -> Result<JobPage, ApiError> {
     let page = state.store().list_summaries(query).await?;
+    // Why each waiting job waits: one bounded script per waiting job, one round trip.
+    let waiting_ids: Vec<JobId> = page
+        .jobs
+        .iter()
+        .filter(|s| !s.job.state.is_terminal() && s.job.state != JobState::Running)
+        .map(|s| s.job.id.clone())
+        .collect();
+    let mut waits: HashMap<JobId, Waiting> = waiting_ids
+        .iter()
+        .cloned()
+        .zip(state.store().waiting_many(&waiting_ids).await?)
+        .filter_map(|(id, w)| w.map(|w| (id, w)))
+        .collect();
     Ok(JobPage {
-        jobs: page.jobs.into_iter().map(Into::into).collect(),
+        jobs: page
+            .jobs
+            .into_iter()
+            .map(|s| {
+                let waiting = waits.remove(&s.job.id).map(Into::into);
+                let mut view = JobSummaryView::from(s);
+                view.waiting = waiting;
+                view
+            })
+            .collect(),
         next_cursor: page.next.as_ref().map(cursor::encode),
     })
 }

@@ -7,7 +7,7 @@ use drover::queue::summary::JobSummary;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{kind_schema, state_schema, status_url, ErrorView, ProgressView};
+use super::{kind_schema, state_schema, status_url, ErrorView, ProgressView, WaitingView};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobSummaryView {
@@ -33,6 +33,11 @@ pub struct JobSummaryView {
     pub last_error: Option<ErrorView>,
     pub trace_id: Option<String>,
     pub cancel_requested: bool,
+    /// What made the job: `api`, `schedule:<name>`, `replay` or `account_created`.
+    pub trigger: Option<String>,
+    /// Why a job that is neither running nor finished has not started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingView>,
     pub status_url: String,
 }
 
@@ -59,6 +64,8 @@ impl From<JobSummary> for JobSummaryView {
             last_error: j.last_error.map(Into::into),
             trace_id: j.trace_id,
             cancel_requested: j.cancel_requested,
+            trigger: j.trigger,
+            waiting: None,
         }
     }
 }

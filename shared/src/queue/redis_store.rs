@@ -117,6 +117,33 @@ impl RedisStore {
         &self.namespace
     }
 
+    /// [`JobStore::waiting`] for many jobs in one round trip (listings), in order.
+    pub async fn waiting_many(&self, ids: &[JobId]) -> Result<Vec<Option<super::Waiting>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let build = || {
+            let mut pipe = redis::pipe();
+            for id in ids {
+                let keys = self.keys(id.kind());
+                let mut inv = scripts::WAITING.key(keys.ready());
+                inv.arg(keys.prefix()).arg(id.as_str());
+                pipe.invoke_script(&inv);
+            }
+            pipe
+        };
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<String>> = match build().query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                scripts::WAITING.load_async(&mut conn).await?;
+                build().query_async(&mut conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        replies.into_iter().map(super::Waiting::from_reply).collect()
+    }
+
     fn enqueue_args(&self, job: &NewJob) -> Result<Prepared, EnqueueError> {
         let kind = job.payload.kind();
         if job.priority > 9 {

@@ -12,8 +12,8 @@ use super::{scripts, Cursor, ListQuery, RedisStore, StoreError};
 use crate::job::{Job, JobId, JobKind, JobState};
 
 /// The job-hash fields a summary reads: all but the payload (`p`) and the result (`rs`).
-const SUMMARY_FIELDS: [&str; 16] = [
-    "st", "acct", "pr", "at", "ma", "to", "ca", "ua", "ra", "sa", "fa", "pg", "er", "tp", "w", "cx",
+const SUMMARY_FIELDS: [&str; 17] = [
+    "st", "acct", "pr", "at", "ma", "to", "ca", "ua", "ra", "sa", "fa", "pg", "er", "tp", "w", "cx", "tg",
 ];
 
 /// A job as listings show it: `job.payload` is null, `job.result` none and the attempt

@@ -196,18 +196,27 @@ where
 }
 
 async fn trim_loop<S: JobStore>(store: S, kinds: Vec<JobKind>, retention: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // Idle ticks are rare; while a trim call still finds work (each call stops after its
+    // time budget), the next comes right after a short pause, so trimming keeps up with
+    // any sustained rate instead of a fixed number of jobs per tick.
+    const IDLE: Duration = Duration::from_secs(30);
+    const BEHIND: Duration = Duration::from_millis(200);
+    let mut pause = Duration::ZERO;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+        let mut removed = 0;
         for kind in &kinds {
             match store.trim(*kind, retention, 500).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(kind = %kind, removed = n, "trimmed terminal jobs past retention"),
+                Ok(n) => removed += n,
                 Err(e) => tracing::debug!(kind = %kind, error = %e, "trim skipped"),
             }
         }
+        if removed > 0 {
+            tracing::debug!(removed, "trimmed terminal jobs past retention");
+        }
+        pause = if removed > 0 { BEHIND } else { IDLE };
     }
 }

@@ -622,3 +622,43 @@ async fn a_crafted_cursor_is_a_422_on_cursor_not_a_store_outage() {
     let p = problem(res, 422).await;
     assert_eq!(fields(&p), ["cursor"]);
 }
+
+fn base36(mut n: usize, width: usize) -> String {
+    let digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = digits[n % 36];
+        n /= 36;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn a_huge_marketplace_list_is_refused_before_any_per_element_work() {
+    let app = spawn_app().await;
+    let ids: Vec<String> = (0..145_000).map(|i| base36(i, 4)).collect();
+    let body = |id: &str| {
+        json!({"id": id, "seller_id": "S1", "marketplace_ids": ids, "client_id": "c",
+               "client_secret": "s", "refresh_token": "r", "skip_validation": true})
+    };
+    // Another tenant's account: refused on the scope alone.
+    let res = app
+        .post(ACME_SUB, "/v1/accounts")
+        .json(&body("globex"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_no_foreign(&problem(res, 403).await.to_string());
+    // In scope: refused on the count, naming the field.
+    let res = app
+        .post(ADMIN, "/v1/accounts")
+        .json(&body("acme"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 422).await;
+    assert_eq!(fields(&p), ["marketplace_ids"], "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("at most 20"), "{p}");
+}

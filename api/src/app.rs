@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::{ApiConfig, DEV_KEY};
+use crate::cursor::Cursors;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::router;
@@ -91,7 +92,8 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
             .max(Duration::from_millis(100)),
     };
     let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
-    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, streams);
+    let cursors = Cursors::new(valid.cursors);
+    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, streams, cursors);
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();

@@ -11,6 +11,7 @@ use drover::resilience::Resilience;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyRing;
+use crate::cursor::Cursors;
 use crate::idempotency::IdempotencyClaims;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -45,6 +46,7 @@ struct Inner {
     accounts: Accounts,
     /// Open event streams, capped per key and per process.
     streams: Arc<StreamSlots>,
+    cursors: Cursors,
     /// Set once the migrations have been applied; until then Postgres is "not ready".
     migrated: AtomicBool,
 }
@@ -73,6 +75,7 @@ impl AppState {
         limits: Limits,
         accounts: Accounts,
         streams: Arc<StreamSlots>,
+        cursors: Cursors,
     ) -> Self {
         let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
         Self(Arc::new(Inner {
@@ -85,6 +88,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             accounts,
             streams,
+            cursors,
             migrated: AtomicBool::new(false),
         }))
     }
@@ -112,6 +116,9 @@ impl AppState {
     }
     pub fn accounts(&self) -> &Accounts {
         &self.0.accounts
+    }
+    pub fn cursors(&self) -> &Cursors {
+        &self.0.cursors
     }
     pub fn streams(&self) -> &Arc<StreamSlots> {
         &self.0.streams

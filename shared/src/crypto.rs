@@ -50,6 +50,19 @@ impl EncryptionKey {
     }
 
     /// Whether this is [`DEV_ENCRYPTION_KEY`].
+    /// A separate key for another purpose (`label`), so one configured key can serve
+    /// several uses without a value of one ever opening as another. SHA-256 over a
+    /// uniformly random key is a sound derivation for this.
+    pub fn derive(&self, label: &str) -> EncryptionKey {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"drover key derivation v1\0");
+        h.update(label.as_bytes());
+        h.update(b"\0");
+        h.update(self.0);
+        EncryptionKey(h.finalize().into())
+    }
+
     pub fn is_dev_default(&self) -> bool {
         EncryptionKey::parse(DEV_ENCRYPTION_KEY).is_ok_and(|dev| dev.0 == self.0)
     }
@@ -100,17 +113,22 @@ impl SecretBox {
     }
 
     pub fn encrypt(&self, secret: &SecretString) -> Vec<u8> {
+        self.seal(secret.expose_secret().as_bytes(), &[])
+    }
+
+    pub fn decrypt(&self, sealed: &[u8]) -> Result<SecretString, CryptoError> {
+        let plain = self.open(sealed, &[])?;
+        String::from_utf8(plain).map(SecretString::from).map_err(|_| CryptoError::NotUtf8)
+    }
+
+    /// Seal `msg`, binding it to `context` (authenticated, not stored): it opens only
+    /// with the same context, so a value cannot be moved to where another is expected.
+    pub fn seal(&self, msg: &[u8], context: &[u8]) -> Vec<u8> {
         let nonce = Nonce::generate();
-        let aad = [self.key_id];
+        let aad = self.aad(self.key_id, context);
         let sealed = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: secret.expose_secret().as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(&nonce, Payload { msg, aad: &aad })
             .expect("AES-GCM encrypts any message shorter than 64 GiB");
         let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
         out.push(self.key_id);
@@ -119,7 +137,8 @@ impl SecretBox {
         out
     }
 
-    pub fn decrypt(&self, sealed: &[u8]) -> Result<SecretString, CryptoError> {
+    /// Open what [`SecretBox::seal`] sealed with the same `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < HEADER_LEN + TAG_LEN {
             return Err(CryptoError::Truncated(sealed.len()));
         }
@@ -128,17 +147,25 @@ impl SecretBox {
             return Err(CryptoError::UnknownKey(key_id));
         }
         let nonce = Nonce::try_from(&sealed[1..HEADER_LEN]).expect("12 bytes checked above");
-        let plain = self
-            .cipher
+        let aad = self.aad(key_id, context);
+        self.cipher
             .decrypt(
                 &nonce,
                 Payload {
                     msg: &sealed[HEADER_LEN..],
-                    aad: &[key_id],
+                    aad: &aad,
                 },
             )
-            .map_err(|_| CryptoError::Inauthentic)?;
-        String::from_utf8(plain).map(SecretString::from).map_err(|_| CryptoError::NotUtf8)
+            .map_err(|_| CryptoError::Inauthentic)
+    }
+
+    /// The key id, then the context: with no context exactly what values sealed before
+    /// contexts existed were bound to.
+    fn aad(&self, key_id: u8, context: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(1 + context.len());
+        aad.push(key_id);
+        aad.extend_from_slice(context);
+        aad
     }
 }
 
@@ -182,6 +209,20 @@ mod tests {
             );
         }
         assert_eq!(b.decrypt(&sealed[..20]).unwrap_err(), CryptoError::Truncated(20));
+    }
+
+    #[test]
+    fn a_value_sealed_in_one_context_does_not_open_in_another() {
+        let b = boxed();
+        let sealed = b.seal(b"page 2", b"key-a");
+        assert_eq!(b.open(&sealed, b"key-a").unwrap(), b"page 2");
+        assert_eq!(b.open(&sealed, b"key-b").unwrap_err(), CryptoError::Inauthentic);
+        let derived = SecretBox::new(
+            &EncryptionKey::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+                .unwrap()
+                .derive("x"),
+        );
+        assert_eq!(derived.open(&sealed, b"key-a").unwrap_err(), CryptoError::Inauthentic);
     }
 
     #[test]

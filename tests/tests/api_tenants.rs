@@ -508,3 +508,157 @@ async fn a_payload_over_the_stored_cap_is_a_413_saying_so() {
     let v: Value = app.get(ACME_SUB, "/v1/jobs").send().await.unwrap().json().await.unwrap();
     assert_eq!(v["jobs"], json!([]), "nothing was stored");
 }
+
+/// What a cursor says to whoever base64-decodes it.
+fn decoded(cursor: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `n` dead cleanup jobs of `account`, made through the store as workers would.
+async fn dead_jobs(app: &TestApp, account: &str, n: usize) -> Vec<drover::job::JobId> {
+    use drover::queue::{JobStore, NewJob, SettleAction, Settlement};
+    let jobs: Vec<NewJob> = (0..n).map(|_| NewJob::new(cleanup_payload(account))).collect();
+    let mut ids = Vec::new();
+    for chunk in jobs.chunks(500) {
+        for r in app.store.enqueue_bulk(chunk.to_vec()).await.unwrap() {
+            ids.push(r.unwrap().id);
+        }
+    }
+    let mut left = n;
+    while left > 0 {
+        let fetched = app
+            .store
+            .fetch(drover::job::JobKind::Cleanup, "test-worker", 200, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let settlements: Vec<Settlement> = fetched
+            .jobs
+            .into_iter()
+            .map(|j| Settlement {
+                id: j.id,
+                token: j.token,
+                action: SettleAction::Dead(drover::job::ErrorInfo {
+                    class: drover::job::ErrorClass::Permanent,
+                    message: "no".into(),
+                }),
+                attempt: None,
+            })
+            .collect();
+        assert!(!settlements.is_empty(), "every job was ready");
+        left -= settlements.len();
+        app.store.settle(drover::job::JobKind::Cleanup, &settlements).await.unwrap();
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_cursor_shows_no_job_id_and_works_only_for_the_key_and_filter_it_was_made_for() {
+    let app = spawn_app().await;
+    let mine = dead_jobs(&app, "acme", 1).await;
+    // Newer than acme's, and more than one page's scan cap of them.
+    let theirs = dead_jobs(&app, "globex", 2100).await;
+    let mut cursor = None;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let path = match &cursor {
+            None => "/v1/dead-letter?kind=cleanup&limit=1".to_owned(),
+            Some(c) => format!("/v1/dead-letter?kind=cleanup&limit=1&cursor={c}"),
+        };
+        let res = app.get(ACME, &path).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap();
+        assert_no_foreign(&page.to_string());
+        seen.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            None => break,
+            Some(c) => {
+                let text = decoded(c);
+                for id in theirs.iter().chain(&mine) {
+                    assert!(!text.contains(id.as_str()), "a cursor shows a job id: {text}");
+                }
+                cursor = Some(c.to_owned());
+            }
+        }
+    }
+    assert_eq!(seen, [mine[0].as_str()], "following the cursors still finds acme's job");
+
+    // Replayed with another key, or with another filter: refused, not followed.
+    let first: Value = app
+        .get(ACME, "/v1/dead-letter?kind=cleanup&limit=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let c = first["next_cursor"].as_str().expect("a next page").to_owned();
+    for (key, path) in [
+        (MULTI, format!("/v1/dead-letter?kind=cleanup&limit=1&account_id=acme&cursor={c}")),
+        (ACME, format!("/v1/dead-letter?kind=sync&limit=1&cursor={c}")),
+        (ACME, format!("/v1/jobs?kind=cleanup&limit=1&cursor={c}")),
+    ] {
+        let p = problem(app.get(key, &path).send().await.unwrap(), 422).await;
+        assert_eq!(fields(&p), ["cursor"], "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_crafted_cursor_is_a_422_on_cursor_not_a_store_outage() {
+    let app = spawn_app().await;
+    // {"positions":[["sync","abc",""]]}: a score Redis refuses.
+    let res = app
+        .get(ACME, "/v1/jobs?cursor=eyJwb3NpdGlvbnMiOltbInN5bmMiLCJhYmMiLCIiXV19")
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 422).await;
+    assert_eq!(fields(&p), ["cursor"]);
+}
+
+fn base36(mut n: usize, width: usize) -> String {
+    let digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = digits[n % 36];
+        n /= 36;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn a_huge_marketplace_list_is_refused_before_any_per_element_work() {
+    let app = spawn_app().await;
+    let ids: Vec<String> = (0..145_000).map(|i| base36(i, 4)).collect();
+    let body = |id: &str| {
+        json!({"id": id, "seller_id": "S1", "marketplace_ids": ids, "client_id": "c",
+               "client_secret": "s", "refresh_token": "r", "skip_validation": true})
+    };
+    // Another tenant's account: refused on the scope alone.
+    let res = app
+        .post(ACME_SUB, "/v1/accounts")
+        .json(&body("globex"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_no_foreign(&problem(res, 403).await.to_string());
+    // In scope: refused on the count, naming the field.
+    let res = app
+        .post(ADMIN, "/v1/accounts")
+        .json(&body("acme"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 422).await;
+    assert_eq!(fields(&p), ["marketplace_ids"], "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("at most 20"), "{p}");
+}

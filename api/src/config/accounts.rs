@@ -21,7 +21,8 @@ pub const DEFAULT_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";
 
 /// Check the accounts settings, adding one message per problem; the sealing box when the
 /// key is usable.
-pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<SecretBox> {
+/// The credentials box and the page-cursor box.
+pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<(SecretBox, SecretBox)> {
     if let Err(e) = c.database.validate("api.database") {
         errs.extend(e);
     }
@@ -37,7 +38,8 @@ pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<SecretBo
     if let Err(e) = c.resilience.validate() {
         errs.extend(e.into_iter().map(|m| format!("api.resilience: {m}")));
     }
-    encryption_key(c, errs).map(|k| SecretBox::new(&k))
+    // Cursors are sealed under a key of their own, derived from the same setting.
+    encryption_key(c, errs).map(|k| (SecretBox::new(&k), SecretBox::new(&k.derive("page cursors"))))
 }
 
 fn url_problem(url: &str) -> Option<&'static str> {

@@ -185,6 +185,8 @@ pub struct Validated {
     pub job_defaults: JobDefaults,
     /// Seals and opens account credentials.
     pub secrets: SecretBox,
+    /// Seals page cursors (a key derived from the same setting).
+    pub cursors: SecretBox,
 }
 
 impl ApiConfig {
@@ -293,7 +295,7 @@ impl ApiConfig {
         }
         let keys = self.validate_keys(&mut errs);
         let secrets = accounts::validate(self, &mut errs);
-        if let (true, Some(secrets)) = (errs.is_empty(), secrets) {
+        if let (true, Some((secrets, cursors))) = (errs.is_empty(), secrets) {
             Ok(Validated {
                 listen: listen.expect("checked above"),
                 keys,
@@ -304,6 +306,7 @@ impl ApiConfig {
                     ..JobDefaults::default()
                 },
                 secrets,
+                cursors,
             })
         } else {
             Err(ConfigError::Invalid(errs))

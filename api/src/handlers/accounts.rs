@@ -5,6 +5,8 @@
 //! or error ever carries the client secret or refresh token: the request body is never
 //! logged (the access log has method, route and status only), and the token service's
 //! rejection is reduced to its OAuth error code.
+use std::collections::HashSet;
+
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +34,8 @@ pub struct CreateAccount {
     /// The marketplace's seller (merchant) id.
     #[schema(example = "A2EUQ1WTGCTBG2")]
     pub seller_id: String,
-    /// At least one, e.g. `ATVPDKIKX0DER`.
+    /// 1 to 20 distinct ids, e.g. `ATVPDKIKX0DER`.
+    #[schema(min_items = 1, max_items = 20)]
     pub marketplace_ids: Vec<String>,
     /// The LWA app's client id.
     #[schema(example = "amzn1.application-oa2-client.0123")]
@@ -99,9 +102,10 @@ pub fn account_url(id: &AccountId) -> String {
     )
 )]
 pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req): JsonBody<CreateAccount>) -> Result<Response, ApiError> {
+    // The scope first: what the key may not do costs nothing but this comparison.
+    caller.check_account(&req.id)?;
     let skip_validation = req.skip_validation;
     let new = new_account(req)?;
-    caller.check_account(new.id.as_str())?;
     if skip_validation && caller.role < Role::Admin {
         return Err(ApiError::Forbidden("skip_validation needs an admin key".into()));
     }
@@ -200,6 +204,8 @@ fn repo(state: &AppState) -> Result<&AccountRepo, ApiError> {
 }
 
 const MAX_SECRET: usize = 4096;
+/// The marketplace has about 20 marketplaces; one account cannot sell in more.
+const MAX_MARKETPLACES: usize = 20;
 
 /// Every problem with the request at once, each naming its field.
 fn new_account(req: CreateAccount) -> Result<NewAccount, ApiError> {
@@ -214,15 +220,23 @@ fn new_account(req: CreateAccount) -> Result<NewAccount, ApiError> {
     if !seller_ok {
         errors.push(FieldError::new("seller_id", "must be 1 to 64 letters, digits, '-', '_' or '.'"));
     }
+    let mut marketplace_ids = Vec::new();
     if req.marketplace_ids.is_empty() {
         errors.push(FieldError::new("marketplace_ids", "must name at least one marketplace"));
-    }
-    let mut marketplace_ids = Vec::new();
-    for (i, m) in req.marketplace_ids.into_iter().enumerate() {
-        match MarketplaceId::parse(m) {
-            Ok(m) if marketplace_ids.contains(&m) => errors.push(FieldError::new(format!("marketplace_ids[{i}]"), "is listed twice")),
-            Ok(m) => marketplace_ids.push(m),
-            Err(e) => errors.push(FieldError::new(format!("marketplace_ids[{i}]"), e)),
+    } else if req.marketplace_ids.len() > MAX_MARKETPLACES {
+        // Counted before any per-element work, so a huge list costs nothing.
+        errors.push(FieldError::new(
+            "marketplace_ids",
+            format!("must name at most {MAX_MARKETPLACES} marketplaces"),
+        ));
+    } else {
+        let mut seen = HashSet::new();
+        for (i, m) in req.marketplace_ids.into_iter().enumerate() {
+            match MarketplaceId::parse(m) {
+                Ok(m) if !seen.insert(m.clone()) => errors.push(FieldError::new(format!("marketplace_ids[{i}]"), "is listed twice")),
+                Ok(m) => marketplace_ids.push(m),
+                Err(e) => errors.push(FieldError::new(format!("marketplace_ids[{i}]"), e)),
+            }
         }
     }
     if req.client_id.trim().is_empty() || req.client_id.len() > 256 || req.client_id.chars().any(char::is_control) {

@@ -47,8 +47,8 @@ pub struct DeadLetterParams {
 pub async fn list_dead(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<JobPage>, ApiError> {
     let mut raw: RawList = query(raw.as_deref())?;
     raw.state = None;
-    let q = listing::to_query(raw, &caller, Some(JobState::Dead))?;
-    Ok(Json(listing::page(&state, &q).await?))
+    let q = listing::to_query(raw, &caller, state.cursors(), Some(JobState::Dead))?;
+    Ok(Json(listing::page(&state, &caller, &q).await?))
 }
 
 /// Put dead jobs back in the queue, by id or by filter.

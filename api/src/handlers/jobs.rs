@@ -51,7 +51,7 @@ pub struct ListParams {
     /// 1 to 1000, default 50.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, with the same key and filters (else 422).
     cursor: Option<String>,
 }
 
@@ -71,6 +71,6 @@ pub struct ListParams {
 )]
 pub async fn list_jobs(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<JobPage>, ApiError> {
     let raw: RawList = query(raw.as_deref())?;
-    let q = listing::to_query(raw, &caller, None)?;
-    Ok(Json(listing::page(&state, &q).await?))
+    let q = listing::to_query(raw, &caller, state.cursors(), None)?;
+    Ok(Json(listing::page(&state, &caller, &q).await?))
 }

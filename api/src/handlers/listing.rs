@@ -8,7 +8,7 @@ use drover::queue::{ListQuery, Waiting};
 use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::cursor;
+use crate::cursor::Cursors;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{JobPage, JobSummaryView};
@@ -32,7 +32,7 @@ fn present(v: Option<String>) -> Option<String> {
 }
 
 /// Check every parameter, collecting every problem.
-pub fn to_query(raw: RawList, caller: &Caller, forced_state: Option<JobState>) -> Result<ListQuery, ApiError> {
+pub fn to_query(raw: RawList, caller: &Caller, cursors: &Cursors, forced_state: Option<JobState>) -> Result<ListQuery, ApiError> {
     let mut errors = Vec::new();
     let mut q = ListQuery {
         limit: DEFAULT_LIMIT,
@@ -70,23 +70,27 @@ pub fn to_query(raw: RawList, caller: &Caller, forced_state: Option<JobState>) -
             )),
         }
     }
-    if let Some(c) = present(raw.cursor) {
-        match cursor::decode(&c) {
-            Ok(c) => q.cursor = Some(c),
-            Err(ApiError::Validation(e)) => errors.extend(e),
-            Err(other) => return Err(other),
+    let cursor = present(raw.cursor);
+    if let Some(c) = &cursor {
+        // Only its shape here, so every bad parameter is named at once; it is opened below.
+        if !Cursors::well_formed(c) {
+            errors.push(drover::job::FieldError::new("cursor", Cursors::INVALID));
         }
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     q.account_id = caller.account_filter(account)?;
+    // Opened last: a cursor is bound to the key and to every filter of the query.
+    if let Some(c) = cursor {
+        q.cursor = Some(cursors.decode(&c, &caller.name, &q)?);
+    }
     Ok(q)
 }
 
 /// A page of summaries: payloads and results are neither read nor returned, so a page
 /// costs the same whatever tenants put in them.
-pub async fn page(state: &AppState, query: &ListQuery) -> Result<JobPage, ApiError> {
+pub async fn page(state: &AppState, caller: &Caller, query: &ListQuery) -> Result<JobPage, ApiError> {
     let page = state.store().list_summaries(query).await?;
     // Why each waiting job waits: one bounded script per waiting job, one round trip.
     let waiting_ids: Vec<JobId> = page
@@ -112,6 +116,6 @@ pub async fn page(state: &AppState, query: &ListQuery) -> Result<JobPage, ApiErr
                 view
             })
             .collect(),
-        next_cursor: page.next.as_ref().map(cursor::encode),
+        next_cursor: page.next.as_ref().map(|c| state.cursors().encode(c, &caller.name, query)),
     })
 }

@@ -3,7 +3,6 @@
 //! was leased but never started.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,23 +13,15 @@ use apalis_core::task::task_id::{RandomId, TaskId};
 use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
 use chrono::Utc;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::context::JobContext;
-use super::leases::Held;
+use super::leases::RunLease;
 use super::settle::SettleLayer;
 use super::shared::SharedRef;
 use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
-use crate::queue::{JobStore, Leased, SettleAction, Settlement};
-
-/// What the settle layer needs to know about a leased run.
-#[derive(Clone)]
-pub(crate) struct RunLease {
-    pub leased: Arc<Leased>,
-    pub held: Held,
-    pub _slot: Arc<OwnedSemaphorePermit>,
-}
+use crate::queue::{JobStore, SettleAction, Settlement};
 
 #[derive(Debug, thiserror::Error)]
 #[error("drover backend stopped: {0}")]
@@ -146,13 +137,9 @@ async fn fetch_loop<S: JobStore>(
         };
         let got = fetched.jobs.len();
         for leased in fetched.jobs {
-            let slot = Arc::new(permits.pop().expect("never more jobs than permits"));
-            let held = Held {
-                token: leased.token.clone(),
-                cancel: CancellationToken::new(),
-                lost: Arc::new(AtomicBool::new(false)),
-            };
-            shared.leases.insert(kind, leased.id.clone(), held.clone());
+            let slot = permits.pop().expect("never more jobs than permits");
+            let lease = RunLease::new(&shared.leases, kind, leased, slot);
+            let leased = &lease.leased;
             let payload = match &leased.payload {
                 Ok(p) => p.clone(),
                 Err(why) => {
@@ -181,7 +168,7 @@ async fn fetch_loop<S: JobStore>(
                     let shared = shared.clone();
                     tokio::spawn(async move {
                         shared.settle(kind, s).await;
-                        drop(slot);
+                        drop(lease);
                     });
                     continue;
                 }
@@ -193,18 +180,14 @@ async fn fetch_loop<S: JobStore>(
                 leased.attempt,
                 leased.max_attempts,
                 leased.traceparent.clone(),
-                held.cancel.clone(),
+                lease.held.cancel.clone(),
             );
             let task = TaskBuilder::new(payload)
                 .task_id(TaskId::from_string(leased.id.as_str().to_owned()))
                 .attempt(leased.attempt.saturating_sub(1) as usize)
                 .max_attempts(leased.max_attempts as usize)
                 .data(ctx)
-                .data(RunLease {
-                    leased: Arc::new(leased),
-                    held,
-                    _slot: slot,
-                })
+                .data(lease)
                 .build();
             if let Err(mpsc::error::SendError(task)) = tx.send(task) {
                 // The worker is gone: hand the job straight back.

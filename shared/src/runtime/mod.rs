@@ -6,6 +6,7 @@
 //! queue without using an attempt.
 mod backend;
 mod context;
+mod keeper;
 mod leases;
 pub mod metrics;
 mod settle;
@@ -128,7 +129,7 @@ where
         "kinds": kinds.iter().map(|(k, c)| (k.as_str(), *c)).collect::<HashMap<_, _>>(),
     })
     .to_string();
-    let keeper = leases::spawn_keeper(
+    let keeper = keeper::spawn_keeper(
         shared.leases.clone(),
         (settings.worker_id.clone(), info),
         connect,

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ use futures::FutureExt;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::backend::RunLease;
 use super::context::Outcome;
+use super::leases::RunLease;
 use super::metrics::{self, RunFate, Running};
 use super::shared::SharedRef;
 use crate::error::JobError;
@@ -270,7 +269,7 @@ where
                     outcome,
                     error,
                     trace_id,
-                    late: lease.held.lost.load(Ordering::SeqCst),
+                    late: lease.held.is_lost(),
                 };
                 let settlement = Settlement {
                     id: leased.id.clone(),

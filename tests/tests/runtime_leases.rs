@@ -7,6 +7,8 @@ use drover::job::{JobId, JobKind, JobPayload, JobState};
 use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
 use drover::runtime::{JobContext, Outcome, WorkerSettings};
 use drover_tests::harness::{Durability, RedisServer};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -224,6 +226,69 @@ async fn a_job_leased_again_by_the_same_process_stops_the_first_run_and_keeps_re
         }
         assert!(Instant::now() < deadline, "the job did not succeed: {j:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    runtime.await.unwrap();
+}
+
+/// SIGSTOP the server for `pause`, then SIGCONT it (always, even if the test fails).
+struct Paused(u32);
+
+impl Paused {
+    fn start(server: &RedisServer) -> Self {
+        let pid = server.pid().expect("redis-server runs");
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_cannot_be_renewed_is_stopped_before_the_lease_runs_out() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job()).await.unwrap().id;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    // Run 1 would go on for 20 s; later runs end at once.
+    let handler = reporting_handler(tx, |attempt| if attempt == 1 { Duration::from_secs(20) } else { Duration::ZERO });
+    let lease = Duration::from_millis(1500);
+    let (stop, runtime) = spawn_runtime(&server, store.clone(), settings(1500, 300), handler);
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Redis stops answering for twice the lease. It counts the lease from the last
+    // renewal it applied, which was before the pause: by `paused_at + lease` the job
+    // may be given to another worker, so the local run must have stopped by then.
+    let paused_at = Instant::now();
+    let pause = Paused::start(&server);
+    let stopped = next_event(&mut events, lease).await;
+    let stopped_after = paused_at.elapsed();
+    tokio::time::sleep((lease * 2).saturating_sub(paused_at.elapsed())).await;
+    drop(pause);
+    eprintln!("run 1 stopped {} ms into the pause: {stopped:?}", stopped_after.as_millis());
+    assert!(
+        matches!(stopped, Some(Event::Stopped { attempt: 1, .. })),
+        "the run must be fenced within the lease, got {stopped:?} after {stopped_after:?}"
+    );
+
+    // Redis is back: the job runs again and ends.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let j = store.get(&id).await.unwrap().unwrap();
+        if j.state == JobState::Succeeded {
+            eprintln!("attempts used: {}; history: {:?}", j.attempts, j.attempt_history);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not succeed after the pause: {j:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop.send(());
     runtime.await.unwrap();

@@ -112,6 +112,7 @@ async fn fetch_loop<S: JobStore>(
         if stop.is_cancelled() {
             break;
         }
+        let sent = tokio::time::Instant::now();
         let fetched = match shared.store.fetch(kind, &settings.worker_id, permits.len(), settings.lease).await {
             Ok(f) => {
                 if failing {
@@ -138,7 +139,7 @@ async fn fetch_loop<S: JobStore>(
         let got = fetched.jobs.len();
         for leased in fetched.jobs {
             let slot = permits.pop().expect("never more jobs than permits");
-            let lease = RunLease::new(&shared.leases, kind, leased, slot);
+            let lease = RunLease::new(&shared.leases, kind, leased, sent, slot);
             let leased = &lease.leased;
             let payload = match &leased.payload {
                 Ok(p) => p.clone(),

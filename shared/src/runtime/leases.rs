@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{JobId, JobKind};
@@ -23,15 +24,30 @@ pub(crate) struct Held {
     pub cancel: CancellationToken,
     /// Set when the lease is gone (reported lost, leased again, or fenced).
     lost: Arc<AtomicBool>,
+    /// When the call that last set the lease's expiry was sent (the fetch, then each
+    /// renewal): Redis's expiry is at most one lease after this.
+    renewed: Arc<Mutex<Instant>>,
 }
 
 impl Held {
-    fn new(token: String) -> Self {
+    fn new(token: String, leased_at: Instant) -> Self {
         Self {
             token,
             cancel: CancellationToken::new(),
             lost: Arc::new(AtomicBool::new(false)),
+            renewed: Arc::new(Mutex::new(leased_at)),
         }
+    }
+
+    /// A renewal sent at `sent` succeeded.
+    pub fn renewed(&self, sent: Instant) {
+        let mut at = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        *at = (*at).max(sent);
+    }
+
+    /// How long since the lease was last known to be renewed.
+    pub fn unrenewed_for(&self, now: Instant) -> std::time::Duration {
+        now.saturating_duration_since(*self.renewed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Mark the lease gone and tell the run to stop; true the first time.
@@ -59,10 +75,11 @@ impl LeaseRegistry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Register a fresh lease of `id` under `token`. An entry for the same job under
-    /// another token is an older run whose lease Redis has already given away.
-    pub fn insert(&self, kind: JobKind, id: JobId, token: String) -> (Held, LeaseGuard) {
-        let held = Held::new(token.clone());
+    /// Register a fresh lease of `id` under `token`, taken by a fetch sent at
+    /// `leased_at`. An entry for the same job under another token is an older run whose
+    /// lease Redis has already given away.
+    pub fn insert(&self, kind: JobKind, id: JobId, token: String, leased_at: Instant) -> (Held, LeaseGuard) {
+        let held = Held::new(token.clone(), leased_at);
         let older = self.lock().entry(kind).or_default().insert(id.clone(), held.clone());
         if let Some(older) = older.filter(|o| o.token != token) {
             if older.mark_lost() {
@@ -128,8 +145,8 @@ pub(crate) struct RunLease {
 }
 
 impl RunLease {
-    pub fn new(registry: &LeaseRegistry, kind: JobKind, leased: Leased, slot: OwnedSemaphorePermit) -> Self {
-        let (held, guard) = registry.insert(kind, leased.id.clone(), leased.token.clone());
+    pub fn new(registry: &LeaseRegistry, kind: JobKind, leased: Leased, leased_at: Instant, slot: OwnedSemaphorePermit) -> Self {
+        let (held, guard) = registry.insert(kind, leased.id.clone(), leased.token.clone(), leased_at);
         Self {
             leased: Arc::new(leased),
             held,
@@ -151,8 +168,8 @@ mod tests {
     fn a_second_lease_of_the_same_job_stops_the_first_run_and_replaces_its_entry() {
         let reg = LeaseRegistry::default();
         let job = id(JobKind::Sync);
-        let (first, _g1) = reg.insert(JobKind::Sync, job.clone(), "T1".into());
-        let (second, _g2) = reg.insert(JobKind::Sync, job.clone(), "T2".into());
+        let (first, _g1) = reg.insert(JobKind::Sync, job.clone(), "T1".into(), Instant::now());
+        let (second, _g2) = reg.insert(JobKind::Sync, job.clone(), "T2".into(), Instant::now());
         assert!(first.is_lost() && first.cancel.is_cancelled(), "the first run is told");
         assert!(!second.is_lost() && !second.cancel.is_cancelled());
         assert_eq!(reg.token_of(JobKind::Sync, &job).as_deref(), Some("T2"));
@@ -162,8 +179,8 @@ mod tests {
     fn the_first_runs_guard_does_not_remove_the_second_lease() {
         let reg = LeaseRegistry::default();
         let job = id(JobKind::Cleanup);
-        let (_, g1) = reg.insert(JobKind::Cleanup, job.clone(), "T1".into());
-        let (_, g2) = reg.insert(JobKind::Cleanup, job.clone(), "T2".into());
+        let (_, g1) = reg.insert(JobKind::Cleanup, job.clone(), "T1".into(), Instant::now());
+        let (_, g2) = reg.insert(JobKind::Cleanup, job.clone(), "T2".into(), Instant::now());
         drop(g1);
         assert_eq!(reg.token_of(JobKind::Cleanup, &job).as_deref(), Some("T2"));
         drop(g2);
@@ -173,7 +190,7 @@ mod tests {
     #[test]
     fn a_run_dropped_without_settling_is_no_longer_renewed() {
         let reg = LeaseRegistry::default();
-        let (_, guard) = reg.insert(JobKind::Backfill, id(JobKind::Backfill), "T".into());
+        let (_, guard) = reg.insert(JobKind::Backfill, id(JobKind::Backfill), "T".into(), Instant::now());
         assert_eq!(reg.snapshot().len(), 1);
         drop(guard);
         assert!(reg.snapshot().is_empty());

@@ -133,8 +133,10 @@ where
         shared.leases.clone(),
         (settings.worker_id.clone(), info),
         connect,
-        settings.lease,
-        settings.heartbeat,
+        keeper::KeeperTiming {
+            lease: settings.lease,
+            heartbeat: settings.heartbeat,
+        },
         keeper_stop.clone(),
     );
 

@@ -68,6 +68,10 @@ enum RunEnd {
     Failed(ErrorInfo, Option<Duration>),
     /// Cut off by shutdown: hand back without using the attempt.
     Interrupted,
+    /// Stopped because this process no longer holds (or cannot keep) the lease: hand
+    /// back without using the attempt; if the lease is already gone the store keeps
+    /// the record as a late attempt only.
+    LeaseLost,
 }
 
 fn classify(err: BoxDynError) -> RunEnd {
@@ -193,6 +197,11 @@ where
                         }
                     }
                 };
+                // A run stopped because its lease went away is not the job's failure.
+                let end = match end {
+                    RunEnd::Failed(e, _) if e.class == ErrorClass::Cancelled && lease.held.is_lost() => RunEnd::LeaseLost,
+                    end => end,
+                };
                 let took = began.elapsed();
                 drop(running);
                 let policy = shared.settings.retry_for(kind);
@@ -207,6 +216,15 @@ where
                         Some(ErrorInfo {
                             class: ErrorClass::Interrupted,
                             message: "cut off by worker shutdown; returned to the queue".into(),
+                        }),
+                        RunFate::Released,
+                    ),
+                    RunEnd::LeaseLost => (
+                        SettleAction::Release,
+                        AttemptOutcome::Lost,
+                        Some(ErrorInfo {
+                            class: ErrorClass::Lost,
+                            message: "stopped: this worker lost its lease or could not renew it in time".into(),
                         }),
                         RunFate::Released,
                     ),
@@ -255,7 +273,7 @@ where
                 };
                 if let Some(e) = &error {
                     match e.class {
-                        ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled => {
+                        ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled | ErrorClass::Lost => {
                             tracing::info!(class = ?e.class, error = %e.message, "run ended")
                         }
                         _ => tracing::warn!(class = ?e.class, error = %e.message, "run failed"),

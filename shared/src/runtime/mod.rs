@@ -28,6 +28,10 @@ pub use context::{Handler, JobContext, Outcome};
 use crate::job::{JobKind, JobPayload};
 use crate::queue::{JobStore, RetryPolicy, StoreError};
 
+/// Longest the runtime keeps trying to hand jobs back to Redis once the grace period
+/// is over; jobs still unsettled then are reclaimed when their leases expire.
+pub const HAND_BACK: Duration = Duration::from_secs(2);
+
 /// How one worker process runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -123,6 +127,10 @@ where
     });
 
     let keeper_stop = CancellationToken::new();
+    let timing = keeper::KeeperTiming {
+        lease: settings.lease,
+        heartbeat: settings.heartbeat,
+    };
     let info = serde_json::json!({
         "pid": std::process::id(),
         "started_at": chrono::Utc::now(),
@@ -133,10 +141,7 @@ where
         shared.leases.clone(),
         (settings.worker_id.clone(), info),
         connect,
-        keeper::KeeperTiming {
-            lease: settings.lease,
-            heartbeat: settings.heartbeat,
-        },
+        timing,
         keeper_stop.clone(),
     );
 
@@ -169,6 +174,7 @@ where
 
     tracing::info!(worker_id = %settings.worker_id, "worker started");
     let grace = settings.grace;
+    let grace_over = hard_stop.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!(
@@ -183,17 +189,34 @@ where
         });
         Ok(())
     };
-    let result = monitor.run_with_signal(signal).await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "worker monitor ended with an error");
+    // Stopping is bounded whatever Redis does: past the grace period, hand-backs get
+    // HAND_BACK to reach Redis; what is still unsettled then is left to its lease.
+    let handed_back = async {
+        grace_over.cancelled().await;
+        tokio::time::sleep(HAND_BACK).await;
+    };
+    tokio::select! {
+        result = monitor.run_with_signal(signal) => if let Err(e) = result {
+            tracing::error!(error = %e, "worker monitor ended with an error");
+        },
+        _ = handed_back => tracing::warn!(
+            hand_back_ms = HAND_BACK.as_millis() as u64,
+            "could not hand every job back in time (is Redis reachable?); they are reclaimed when their leases expire"
+        ),
     }
-    let _ = trimmer.await;
+    trimmer.abort();
     drop(shared);
     for s in settlers {
         s.abort();
     }
     keeper_stop.cancel();
-    let _ = tokio::task::spawn_blocking(move || keeper.join()).await;
+    // The keeper's calls are bounded, so it ends within one call; never wait longer.
+    let (joined, keeper_done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = keeper.join();
+        let _ = joined.send(());
+    });
+    let _ = tokio::time::timeout(timing.call_timeout() + Duration::from_millis(100), keeper_done).await;
     tracing::info!("worker stopped");
     Ok(())
 }

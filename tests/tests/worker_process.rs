@@ -303,8 +303,9 @@ async fn sigterm_lets_short_jobs_finish_and_hands_long_ones_back_without_using_a
         "worker",
         &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "10"), ("DROVER_WORKER__GRACE_MS", "1500")],
     );
-    wait_until("all 8 running", Duration::from_secs(20), || async {
-        store.counts(JobKind::Cleanup).await.unwrap().running == 8
+    // Leased is not started: wait for the handlers themselves.
+    wait_until("all 8 handlers started", Duration::from_secs(20), || async {
+        started(&server) == 8
     })
     .await;
     w.signal(Signal::SIGTERM);
@@ -497,4 +498,42 @@ async fn a_second_sigterm_or_sigint_exits_at_once_even_while_redis_hangs() {
         // The job comes back after its lease; let it go before the next round.
         let _: () = redis::cmd("DEL").arg("test:runs").query(&mut server.conn()).unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_back_jobs_leased_but_not_started_at_once_not_after_the_grace_period() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(store.enqueue(job("sleep.20000")).await.unwrap().id);
+    }
+    let mut w = worker(
+        &server,
+        "worker",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
+            ("DROVER_WORKER__PREFETCH", "3"),
+            ("DROVER_WORKER__GRACE_MS", "10000"),
+        ],
+    );
+    wait_until("one started and three more leased", Duration::from_secs(20), || async {
+        started(&server) == 1 && store.counts(JobKind::Cleanup).await.unwrap().running == 4
+    })
+    .await;
+    let runs = runs(&server);
+    let unstarted: Vec<JobId> = ids.iter().filter(|id| !runs.contains_key(id.as_str())).cloned().collect();
+    assert_eq!(unstarted.len(), 3);
+    w.signal(Signal::SIGTERM);
+    let asked = Instant::now();
+    wait_until("the unstarted jobs are queued again", Duration::from_secs(2), || {
+        all_in_state(&store, &unstarted, JobState::Queued)
+    })
+    .await;
+    eprintln!("unstarted jobs handed back {} ms after SIGTERM", asked.elapsed().as_millis());
+    for id in &unstarted {
+        assert_eq!(store.get(id).await.unwrap().unwrap().attempts, 0, "no attempt used");
+    }
+    assert!(w.wait_exit(Duration::ZERO).is_none(), "the started job still has its grace period");
+    w.kill();
 }

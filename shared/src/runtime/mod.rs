@@ -48,8 +48,9 @@ pub struct WorkerSettings {
     /// Most jobs leased in one fetch.
     pub fetch_batch: usize,
     /// Jobs leased ahead of free slots, per kind, so the next run starts without a
-    /// round trip; they count against the lease like running ones and go back to the
-    /// queue untouched on shutdown.
+    /// round trip. Kept small (default 2): a prefetched job waits in this process,
+    /// where no idle worker can take it and the lag metric cannot see it. They go back
+    /// to the queue untouched as soon as fetching stops.
     pub prefetch: usize,
     /// Longest blocking wait for new work before fetching again anyway.
     pub idle_wait: Duration,
@@ -84,7 +85,7 @@ impl Default for WorkerSettings {
             heartbeat: Duration::from_millis(500),
             grace: Duration::from_secs(30),
             fetch_batch: 100,
-            prefetch: 10,
+            prefetch: 2,
             idle_wait: Duration::from_secs(5),
             retry: HashMap::new(),
             retention: Duration::from_secs(7 * 24 * 3600),

@@ -537,3 +537,26 @@ async fn sigterm_hands_back_jobs_leased_but_not_started_at_once_not_after_the_gr
     assert!(w.wait_exit(Duration::ZERO).is_none(), "the started job still has its grace period");
     w.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_an_uncooperative_running_job_stops_it_within_a_second() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    // Sleeps without ever looking at its cancellation.
+    let id = store.enqueue(job("sleep.30000")).await.unwrap().id;
+    let _w = worker(&server, "worker", &[]);
+    wait_until("the handler started", Duration::from_secs(10), || async { started(&server) == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    wait_until("the job is cancelled", Duration::from_secs(5), || {
+        all_in_state(&store, std::slice::from_ref(&id), JobState::Cancelled)
+    })
+    .await;
+    let took = asked.elapsed();
+    eprintln!(
+        "an uncooperative handler was stopped and the job cancelled {} ms after the request",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(1), "stopped after {took:?}");
+}

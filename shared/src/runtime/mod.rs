@@ -1,14 +1,16 @@
 //! The worker runtime: apalis's `Monitor` and `WorkerBuilder` over our backend.
 //!
 //! One apalis worker per job kind, each fed by a fetcher that leases at most as many
-//! jobs as it has free slots. Shutdown (DESIGN §8): stop fetching, let running jobs
-//! finish within the grace period, then cut the rest off and hand them back to the
-//! queue without using an attempt.
+//! jobs as it has free slots. Shutdown (docs/architecture.md, "Worker runtime"): stop
+//! fetching and hand back what never started, let running jobs finish within the grace
+//! period, then cut the rest off and hand them back without using an attempt; past
+//! grace + [`HAND_BACK`] whatever is unsettled is left to its lease.
 mod backend;
 mod context;
 mod keeper;
 mod leases;
 pub mod metrics;
+mod run_end;
 mod settle;
 mod shared;
 

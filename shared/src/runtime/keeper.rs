@@ -148,12 +148,11 @@ where
                 failing = false;
             }
             None => {}
-            Some(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "could not renew leases; retrying every beat");
-                    failing = true;
-                }
+            Some(e) if !failing => {
+                tracing::warn!(error = %e, "could not renew leases; retrying every beat");
+                failing = true;
             }
+            Some(_) => {}
         }
         // A call that never answers may sit on a half-open socket: dial afresh.
         if timed_out {

@@ -7,6 +7,7 @@
 //!   settle layer that decides each run's fate, the lease keeper, graceful shutdown.
 //! - [`error`]: the errors handlers return; the variant decides the job's fate.
 //! - [`config`]: layered, typed configuration.
+//! - [`shutdown`]: SIGTERM/SIGINT handling for the binaries (a second signal exits at once).
 //! - [`telemetry`]: logging and tracing set-up.
 //! - [`trace_context`]: W3C `traceparent` carried from the API request to the worker's upstream calls.
 //! - [`resilience`]: Redis-shared rate limiter, quota cooldown, circuit breaker and LWA token cache.
@@ -26,6 +27,7 @@ pub mod queue;
 pub mod resilience;
 pub mod runtime;
 pub mod schedule;
+pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
 

@@ -306,8 +306,9 @@ async fn sigterm_lets_short_jobs_finish_and_hands_long_ones_back_without_using_a
         "worker",
         &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "10"), ("DROVER_WORKER__GRACE_MS", "1500")],
     );
-    wait_until("all 8 running", Duration::from_secs(20), || async {
-        store.counts(JobKind::Cleanup).await.unwrap().running == 8
+    // Leased is not started: wait for the handlers themselves.
+    wait_until("all 8 handlers started", Duration::from_secs(20), || async {
+        started(&server) == 8
     })
     .await;
     w.signal(Signal::SIGTERM);
@@ -421,4 +422,144 @@ async fn a_live_worker_announces_itself_and_its_entry_expires_after_it_dies() {
     w.kill();
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(workers().is_empty(), "a dead worker's entry expires");
+}
+
+/// Jobs whose handlers have started, by the test worker's run log.
+fn started(server: &RedisServer) -> usize {
+    runs(server).values().filter(|rs| !rs.is_empty()).count()
+}
+
+/// Keeps the server SIGSTOPped until dropped (then SIGCONT), even if the test fails.
+struct Frozen(u32);
+
+impl Frozen {
+    fn start(server: &RedisServer) -> Self {
+        let pid = server.pid().expect("redis-server runs");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0 as i32), Signal::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_redis_is_down_exits_within_grace_plus_a_short_hand_back() {
+    let mut server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    for _ in 0..3 {
+        store.enqueue(job("sleep.20000")).await.unwrap();
+    }
+    let grace = Duration::from_millis(1500);
+    let mut w = worker(
+        &server,
+        "worker",
+        &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "4"), ("DROVER_WORKER__GRACE_MS", "1500")],
+    );
+    wait_until("3 handlers started", Duration::from_secs(20), || async { started(&server) == 3 }).await;
+    server.kill();
+    let asked = Instant::now();
+    w.signal(Signal::SIGTERM);
+    let code = w.wait_exit(Duration::from_secs(20));
+    let took = asked.elapsed();
+    eprintln!("exited {} ms after SIGTERM with Redis down", took.as_millis());
+    assert_eq!(code, Some(0), "worker must stop cleanly:\n{}", w.log());
+    assert!(
+        took < grace + Duration::from_secs(3),
+        "stopping took {took:?}: more than the grace period plus the hand-back timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_or_sigint_exits_at_once_even_while_redis_hangs() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    store.enqueue(job("sleep.20000")).await.unwrap();
+    for second in [Signal::SIGTERM, Signal::SIGINT] {
+        // Default grace (30 s): only the second signal can make it quick.
+        let mut w = worker(&server, "worker", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "4")]);
+        wait_until("the handler started", Duration::from_secs(20), || async { started(&server) >= 1 }).await;
+        let frozen = Frozen::start(&server);
+        w.signal(Signal::SIGTERM);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(w.wait_exit(Duration::ZERO).is_none(), "the first signal starts a graceful stop");
+        let asked = Instant::now();
+        w.signal(second);
+        let code = w.wait_exit(Duration::from_secs(10));
+        let took = asked.elapsed();
+        drop(frozen);
+        eprintln!("exited {} ms after the second signal ({second:?})", took.as_millis());
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "exit code {code:?} after a second {second:?}:\n{}",
+            w.log()
+        );
+        assert!(took < Duration::from_secs(1), "a second {second:?} took {took:?} to end the worker");
+        // The job comes back after its lease; let it go before the next round.
+        let _: () = redis::cmd("DEL").arg("test:runs").query(&mut server.conn()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_back_jobs_leased_but_not_started_at_once_not_after_the_grace_period() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(store.enqueue(job("sleep.20000")).await.unwrap().id);
+    }
+    let mut w = worker(
+        &server,
+        "worker",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
+            ("DROVER_WORKER__PREFETCH", "3"),
+            ("DROVER_WORKER__GRACE_MS", "10000"),
+        ],
+    );
+    wait_until("one started and three more leased", Duration::from_secs(20), || async {
+        started(&server) == 1 && store.counts(JobKind::Cleanup).await.unwrap().running == 4
+    })
+    .await;
+    let runs = runs(&server);
+    let unstarted: Vec<JobId> = ids.iter().filter(|id| !runs.contains_key(id.as_str())).cloned().collect();
+    assert_eq!(unstarted.len(), 3);
+    w.signal(Signal::SIGTERM);
+    let asked = Instant::now();
+    wait_until("the unstarted jobs are queued again", Duration::from_secs(2), || {
+        all_in_state(&store, &unstarted, JobState::Queued)
+    })
+    .await;
+    eprintln!("unstarted jobs handed back {} ms after SIGTERM", asked.elapsed().as_millis());
+    for id in &unstarted {
+        assert_eq!(store.get(id).await.unwrap().unwrap().attempts, 0, "no attempt used");
+    }
+    assert!(w.wait_exit(Duration::ZERO).is_none(), "the started job still has its grace period");
+    w.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_an_uncooperative_running_job_stops_it_within_a_second() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    // Sleeps without ever looking at its cancellation.
+    let id = store.enqueue(job("sleep.30000")).await.unwrap().id;
+    let _w = worker(&server, "worker", &[]);
+    wait_until("the handler started", Duration::from_secs(10), || async { started(&server) == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    wait_until("the job is cancelled", Duration::from_secs(5), || {
+        all_in_state(&store, std::slice::from_ref(&id), JobState::Cancelled)
+    })
+    .await;
+    let took = asked.elapsed();
+    eprintln!(
+        "an uncooperative handler was stopped and the job cancelled {} ms after the request",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(1), "stopped after {took:?}");
 }

@@ -83,7 +83,7 @@ impl Default for WorkerConfig {
             heartbeat_ms: 500,
             grace_ms: 30_000,
             fetch_batch: 100,
-            prefetch: 20,
+            prefetch: 2,
             idle_wait_ms: 5000,
             retention_hours: 24 * 7,
             retry: RetryPolicies::default(),

@@ -1,10 +1,10 @@
 //! Our Redis backend under apalis: a fetcher task leases jobs (never more than free
-//! slots) and hands them to the worker through a channel; `poll_close` hands back what
-//! was leased but never started.
+//! slots) and hands them to the worker through a channel. When fetching stops, the
+//! fetcher hands back at once what was leased but never started; apalis itself would
+//! only close the backend after every running job has ended.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,22 +14,22 @@ use apalis_core::task::task_id::{RandomId, TaskId};
 use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
 use chrono::Utc;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::context::JobContext;
-use super::leases::Held;
+use super::leases::RunLease;
 use super::settle::SettleLayer;
 use super::shared::SharedRef;
 use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
 use crate::queue::{JobStore, Leased, SettleAction, Settlement};
 
-/// What the settle layer needs to know about a leased run.
-#[derive(Clone)]
-pub(crate) struct RunLease {
-    pub leased: Arc<Leased>,
-    pub held: Held,
-    pub _slot: Arc<OwnedSemaphorePermit>,
+/// Leased jobs on their way to the worker: shared by apalis (which takes them as slots
+/// free up) and the fetcher (which hands back what is left when fetching stops).
+type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Task<JobPayload>>>>;
+
+fn lock(queue: &Queue) -> std::sync::MutexGuard<'_, mpsc::UnboundedReceiver<Task<JobPayload>>> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub struct DroverBackend<S: JobStore> {
     shared: SharedRef<S>,
     kind: JobKind,
     concurrency: usize,
-    rx: Option<mpsc::UnboundedReceiver<Task<JobPayload>>>,
+    rx: Option<Queue>,
     fetcher: Option<tokio::task::JoinHandle<()>>,
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     fetch_stop: CancellationToken,
@@ -64,14 +64,13 @@ impl<S: JobStore> DroverBackend<S> {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        self.rx = Some(rx);
-        self.fetcher = Some(tokio::spawn(fetch_loop(
-            self.shared.clone(),
-            self.kind,
-            self.concurrency,
-            tx,
-            self.fetch_stop.clone(),
-        )));
+        let queue: Queue = Arc::new(Mutex::new(rx));
+        self.rx = Some(queue.clone());
+        let (shared, kind, concurrency, stop) = (self.shared.clone(), self.kind, self.concurrency, self.fetch_stop.clone());
+        self.fetcher = Some(tokio::spawn(async move {
+            fetch_loop(shared.clone(), kind, concurrency, tx, stop).await;
+            hand_back_unstarted(&shared, kind, &queue).await;
+        }));
     }
 }
 
@@ -121,6 +120,7 @@ async fn fetch_loop<S: JobStore>(
         if stop.is_cancelled() {
             break;
         }
+        let sent = tokio::time::Instant::now();
         let fetched = match shared.store.fetch(kind, &settings.worker_id, permits.len(), settings.lease).await {
             Ok(f) => {
                 if failing {
@@ -146,13 +146,9 @@ async fn fetch_loop<S: JobStore>(
         };
         let got = fetched.jobs.len();
         for leased in fetched.jobs {
-            let slot = Arc::new(permits.pop().expect("never more jobs than permits"));
-            let held = Held {
-                token: leased.token.clone(),
-                cancel: CancellationToken::new(),
-                lost: Arc::new(AtomicBool::new(false)),
-            };
-            shared.leases.insert(kind, leased.id.clone(), held.clone());
+            let slot = permits.pop().expect("never more jobs than permits");
+            let lease = RunLease::new(&shared.leases, kind, leased, sent, slot);
+            let leased = &lease.leased;
             let payload = match &leased.payload {
                 Ok(p) => p.clone(),
                 Err(why) => {
@@ -181,7 +177,7 @@ async fn fetch_loop<S: JobStore>(
                     let shared = shared.clone();
                     tokio::spawn(async move {
                         shared.settle(kind, s).await;
-                        drop(slot);
+                        drop(lease);
                     });
                     continue;
                 }
@@ -193,29 +189,20 @@ async fn fetch_loop<S: JobStore>(
                 leased.attempt,
                 leased.max_attempts,
                 leased.traceparent.clone(),
-                held.cancel.clone(),
+                lease.held.cancel.clone(),
             );
             let task = TaskBuilder::new(payload)
                 .task_id(TaskId::from_string(leased.id.as_str().to_owned()))
                 .attempt(leased.attempt.saturating_sub(1) as usize)
                 .max_attempts(leased.max_attempts as usize)
                 .data(ctx)
-                .data(RunLease {
-                    leased: Arc::new(leased),
-                    held,
-                    _slot: slot,
-                })
+                .data(lease)
                 .build();
             if let Err(mpsc::error::SendError(task)) = tx.send(task) {
                 // The worker is gone: hand the job straight back.
-                if let Some(lease) = task.ctx().data().get::<RunLease>() {
-                    let s = Settlement {
-                        id: lease.leased.id.clone(),
-                        token: lease.leased.token.clone(),
-                        action: SettleAction::Release,
-                        attempt: None,
-                    };
-                    shared.settle(kind, s).await;
+                if let Some(lease) = task.ctx().data().get::<RunLease>().cloned() {
+                    drop(task);
+                    shared.settle(kind, release(&lease.leased)).await;
                 }
             }
         }
@@ -241,6 +228,37 @@ async fn fetch_loop<S: JobStore>(
     }
 }
 
+/// The settlement that returns a leased job to the queue without using its attempt.
+fn release(leased: &Leased) -> Settlement {
+    Settlement {
+        id: leased.id.clone(),
+        token: leased.token.clone(),
+        action: SettleAction::Release,
+        attempt: None,
+    }
+}
+
+/// Leased but never started: back to queued at once, no attempt used. Closing the
+/// queue first means apalis can no longer take any of them.
+async fn hand_back_unstarted<S: JobStore>(shared: &SharedRef<S>, kind: JobKind, queue: &Queue) {
+    let unstarted: Vec<RunLease> = {
+        let mut rx = lock(queue);
+        rx.close();
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|task| task.ctx().data().get::<RunLease>().cloned())
+            .collect()
+    };
+    if unstarted.is_empty() {
+        return;
+    }
+    tracing::info!(kind = %kind, jobs = unstarted.len(), "handing back jobs leased but not started");
+    futures::future::join_all(unstarted.into_iter().map(|lease| async move {
+        shared.settle(kind, release(&lease.leased)).await;
+        drop(lease);
+    }))
+    .await;
+}
+
 impl<S: JobStore> Backend for DroverBackend<S> {
     type Task = Task<JobPayload>;
     type Error = BackendError;
@@ -252,8 +270,8 @@ impl<S: JobStore> Backend for DroverBackend<S> {
 
     fn poll_next(&mut self, cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         self.start();
-        let rx = self.rx.as_mut().expect("started above");
-        match rx.poll_recv(cx) {
+        let queue = self.rx.as_ref().expect("started above");
+        match lock(queue).poll_recv(cx) {
             Poll::Ready(Some(task)) => Poll::Ready(Some(Ok(task))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -264,27 +282,16 @@ impl<S: JobStore> Backend for DroverBackend<S> {
         if self.closing.is_none() {
             self.fetch_stop.cancel();
             let fetcher = self.fetcher.take();
-            let rx = self.rx.take();
+            let queue = self.rx.take();
             let shared = self.shared.clone();
             let kind = self.kind;
             self.closing = Some(Box::pin(async move {
+                // The fetcher hands back what was never started as it ends.
                 if let Some(f) = fetcher {
                     let _ = f.await;
                 }
-                // Leased but never started: back to queued, no attempt used.
-                if let Some(mut rx) = rx {
-                    rx.close();
-                    while let Some(task) = rx.recv().await {
-                        if let Some(lease) = task.ctx().data().get::<RunLease>() {
-                            let s = Settlement {
-                                id: lease.leased.id.clone(),
-                                token: lease.leased.token.clone(),
-                                action: SettleAction::Release,
-                                attempt: None,
-                            };
-                            shared.settle(kind, s).await;
-                        }
-                    }
+                if let Some(queue) = queue {
+                    hand_back_unstarted(&shared, kind, &queue).await;
                 }
             }));
         }

@@ -1,135 +1,198 @@
-//! The leases a worker process holds, and the keeper that renews them.
+//! The leases a worker process holds: one entry per (job, token), owned by the run.
 //!
-//! The keeper runs on its own OS thread with its own runtime and Redis connection, so
-//! a handler that blocks the job runtime's threads cannot starve the renewals: a job
-//! never loses its lease while its worker lives.
+//! A run's [`RunLease`] carries a guard whose drop removes exactly that run's entry, so
+//! nothing else (a settle, a later lease of the same job) can remove it, and a run
+//! dropped without settling stops being renewed. When the same job is leased to this
+//! process again (its old lease ran out and the fetch reclaimed it), the older entry is
+//! marked lost and its run told to stop: only one run per job is ever renewed.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{JobId, JobKind};
-use crate::queue::JobStore;
+use crate::queue::Leased;
 
+/// One held lease as the keeper and the run see it.
 #[derive(Clone)]
 pub(crate) struct Held {
     pub token: String,
+    /// Fires when the run must stop: cancelled by a user, or its lease is gone.
     pub cancel: CancellationToken,
-    /// Set when the keeper found the lease gone.
-    pub lost: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the lease is gone (reported lost, leased again, or fenced).
+    lost: Arc<AtomicBool>,
+    /// When the call that last set the lease's expiry was sent (the fetch, then each
+    /// renewal): Redis's expiry is at most one lease after this.
+    renewed: Arc<Mutex<Instant>>,
 }
 
-#[derive(Default, Clone)]
-pub(crate) struct LeaseRegistry {
-    inner: Arc<Mutex<HashMap<JobKind, HashMap<JobId, Held>>>>,
-}
-
-impl LeaseRegistry {
-    pub fn insert(&self, kind: JobKind, id: JobId, held: Held) {
-        self.inner
-            .lock()
-            .expect("lease registry poisoned")
-            .entry(kind)
-            .or_default()
-            .insert(id, held);
-    }
-
-    pub fn remove(&self, kind: JobKind, id: &JobId) {
-        if let Some(m) = self.inner.lock().expect("lease registry poisoned").get_mut(&kind) {
-            m.remove(id);
+impl Held {
+    fn new(token: String, leased_at: Instant) -> Self {
+        Self {
+            token,
+            cancel: CancellationToken::new(),
+            lost: Arc::new(AtomicBool::new(false)),
+            renewed: Arc::new(Mutex::new(leased_at)),
         }
     }
 
-    fn snapshot(&self) -> Vec<(JobKind, Vec<(JobId, Held)>)> {
-        let g = self.inner.lock().expect("lease registry poisoned");
-        g.iter()
+    /// A renewal sent at `sent` succeeded.
+    pub fn renewed(&self, sent: Instant) {
+        let mut at = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        *at = (*at).max(sent);
+    }
+
+    /// How long since the lease was last known to be renewed.
+    pub fn unrenewed_for(&self, now: Instant) -> std::time::Duration {
+        now.saturating_duration_since(*self.renewed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Mark the lease gone and tell the run to stop; true the first time.
+    pub fn mark_lost(&self) -> bool {
+        let first = !self.lost.swap(true, Ordering::SeqCst);
+        self.cancel.cancel();
+        first
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+type Entries = HashMap<JobKind, HashMap<JobId, Held>>;
+
+#[derive(Default, Clone)]
+pub(crate) struct LeaseRegistry {
+    inner: Arc<Mutex<Entries>>,
+}
+
+impl LeaseRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // A panic while holding this lock leaves plain data behind: keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register a fresh lease of `id` under `token`, taken by a fetch sent at
+    /// `leased_at`. An entry for the same job under another token is an older run whose
+    /// lease Redis has already given away.
+    pub fn insert(&self, kind: JobKind, id: JobId, token: String, leased_at: Instant) -> (Held, LeaseGuard) {
+        let held = Held::new(token.clone(), leased_at);
+        let older = self.lock().entry(kind).or_default().insert(id.clone(), held.clone());
+        if let Some(older) = older.filter(|o| o.token != token) {
+            if older.mark_lost() {
+                tracing::warn!(job_id = %id, "job leased again by this process: its earlier run lost the lease and is stopped");
+            }
+        }
+        let guard = LeaseGuard {
+            registry: self.clone(),
+            kind,
+            id,
+            token,
+        };
+        (held, guard)
+    }
+
+    /// Remove `id`'s entry only if it is still the lease under `token`.
+    fn remove(&self, kind: JobKind, id: &JobId, token: &str) {
+        if let Some(m) = self.lock().get_mut(&kind) {
+            if m.get(id).is_some_and(|h| h.token == token) {
+                m.remove(id);
+            }
+        }
+    }
+
+    /// Every held lease, by kind.
+    pub fn snapshot(&self) -> Vec<(JobKind, Vec<(JobId, Held)>)> {
+        self.lock()
+            .iter()
             .filter(|(_, m)| !m.is_empty())
             .map(|(k, m)| (*k, m.iter().map(|(id, h)| (id.clone(), h.clone())).collect()))
             .collect()
     }
+
+    #[cfg(test)]
+    fn token_of(&self, kind: JobKind, id: &JobId) -> Option<String> {
+        self.lock().get(&kind).and_then(|m| m.get(id)).map(|h| h.token.clone())
+    }
 }
 
-/// Renews every held lease each `interval` until `stop` fires. `connect` builds the
-/// keeper's own store on the keeper's own runtime.
-pub(crate) fn spawn_keeper<S, C, Fut>(
+/// Removes exactly one (job, token) entry when dropped.
+pub(crate) struct LeaseGuard {
     registry: LeaseRegistry,
-    worker: (String, String),
-    connect: C,
-    lease: Duration,
-    interval: Duration,
-    stop: CancellationToken,
-) -> std::thread::JoinHandle<()>
-where
-    S: JobStore,
-    C: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>>,
-{
-    std::thread::Builder::new()
-        .name("drover-leases".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("lease keeper runtime");
-            rt.block_on(async move {
-                let mut store = None;
-                let mut failing = false;
-                let mut tick = tokio::time::interval(interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tick.tick() => {}
-                    }
-                    if store.is_none() {
-                        match connect().await {
-                            Ok(s) => store = Some(s),
-                            Err(e) => {
-                                if !failing {
-                                    tracing::warn!(error = %e, "lease keeper cannot reach the queue; retrying");
-                                    failing = true;
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                    let Some(s) = store.as_ref() else { continue };
-                    // Visible to operators as `<ns>:workers:<id>`; gone three beats after death.
-                    let _ = s.worker_heartbeat(&worker.0, &worker.1, interval * 3).await;
-                    for (kind, held) in registry.snapshot() {
-                        let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
-                        match s.extend_leases(kind, &leases, lease).await {
-                            Ok(report) => {
-                                if failing {
-                                    tracing::info!("lease keeper reaches the queue again");
-                                    failing = false;
-                                }
-                                let by_id: HashMap<&JobId, &Held> = held.iter().map(|(id, h)| (id, h)).collect();
-                                for id in &report.lost {
-                                    if let Some(h) = by_id.get(id) {
-                                        tracing::warn!(job_id = %id, "lease lost; stopping the local run");
-                                        h.lost.store(true, std::sync::atomic::Ordering::SeqCst);
-                                        h.cancel.cancel();
-                                    }
-                                }
-                                for id in &report.cancel_requested {
-                                    if let Some(h) = by_id.get(id) {
-                                        tracing::info!(job_id = %id, "cancellation requested");
-                                        h.cancel.cancel();
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                if !failing {
-                                    tracing::warn!(error = %e, kind = %kind, "could not renew leases; retrying");
-                                    failing = true;
-                                }
-                            }
-                        }
-                    }
-                }
-            });
-        })
-        .expect("spawn lease keeper thread")
+    kind: JobKind,
+    id: JobId,
+    token: String,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.registry.remove(self.kind, &self.id, &self.token);
+    }
+}
+
+/// Everything a leased run owns: the lease record, its registry entry and its slot.
+/// The entry and the slot are released when the last clone is dropped, whether the run
+/// settled, was handed back, or was dropped midway.
+#[derive(Clone)]
+pub(crate) struct RunLease {
+    pub leased: Arc<Leased>,
+    pub held: Held,
+    _guard: Arc<LeaseGuard>,
+    _slot: Arc<OwnedSemaphorePermit>,
+}
+
+impl RunLease {
+    pub fn new(registry: &LeaseRegistry, kind: JobKind, leased: Leased, leased_at: Instant, slot: OwnedSemaphorePermit) -> Self {
+        let (held, guard) = registry.insert(kind, leased.id.clone(), leased.token.clone(), leased_at);
+        Self {
+            leased: Arc::new(leased),
+            held,
+            _guard: Arc::new(guard),
+            _slot: Arc::new(slot),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(kind: JobKind) -> JobId {
+        JobId::new(kind)
+    }
+
+    #[test]
+    fn a_second_lease_of_the_same_job_stops_the_first_run_and_replaces_its_entry() {
+        let reg = LeaseRegistry::default();
+        let job = id(JobKind::Sync);
+        let (first, _g1) = reg.insert(JobKind::Sync, job.clone(), "T1".into(), Instant::now());
+        let (second, _g2) = reg.insert(JobKind::Sync, job.clone(), "T2".into(), Instant::now());
+        assert!(first.is_lost() && first.cancel.is_cancelled(), "the first run is told");
+        assert!(!second.is_lost() && !second.cancel.is_cancelled());
+        assert_eq!(reg.token_of(JobKind::Sync, &job).as_deref(), Some("T2"));
+    }
+
+    #[test]
+    fn the_first_runs_guard_does_not_remove_the_second_lease() {
+        let reg = LeaseRegistry::default();
+        let job = id(JobKind::Cleanup);
+        let (_, g1) = reg.insert(JobKind::Cleanup, job.clone(), "T1".into(), Instant::now());
+        let (_, g2) = reg.insert(JobKind::Cleanup, job.clone(), "T2".into(), Instant::now());
+        drop(g1);
+        assert_eq!(reg.token_of(JobKind::Cleanup, &job).as_deref(), Some("T2"));
+        drop(g2);
+        assert_eq!(reg.token_of(JobKind::Cleanup, &job), None);
+    }
+
+    #[test]
+    fn a_run_dropped_without_settling_is_no_longer_renewed() {
+        let reg = LeaseRegistry::default();
+        let (_, guard) = reg.insert(JobKind::Backfill, id(JobKind::Backfill), "T".into(), Instant::now());
+        assert_eq!(reg.snapshot().len(), 1);
+        drop(guard);
+        assert!(reg.snapshot().is_empty());
+    }
 }

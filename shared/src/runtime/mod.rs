@@ -1,13 +1,16 @@
 //! The worker runtime: apalis's `Monitor` and `WorkerBuilder` over our backend.
 //!
 //! One apalis worker per job kind, each fed by a fetcher that leases at most as many
-//! jobs as it has free slots. Shutdown (DESIGN §8): stop fetching, let running jobs
-//! finish within the grace period, then cut the rest off and hand them back to the
-//! queue without using an attempt.
+//! jobs as it has free slots. Shutdown (docs/architecture.md, "Worker runtime"): stop
+//! fetching and hand back what never started, let running jobs finish within the grace
+//! period, then cut the rest off and hand them back without using an attempt; past
+//! grace + [`HAND_BACK`] whatever is unsettled is left to its lease.
 mod backend;
 mod context;
+mod keeper;
 mod leases;
 pub mod metrics;
+mod run_end;
 mod settle;
 mod shared;
 
@@ -27,6 +30,10 @@ pub use context::{Handler, JobContext, Outcome};
 use crate::job::{JobKind, JobPayload};
 use crate::queue::{JobStore, RetryPolicy, StoreError};
 
+/// Longest the runtime keeps trying to hand jobs back to Redis once the grace period
+/// is over; jobs still unsettled then are reclaimed when their leases expire.
+pub const HAND_BACK: Duration = Duration::from_secs(2);
+
 /// How one worker process runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -43,8 +50,9 @@ pub struct WorkerSettings {
     /// Most jobs leased in one fetch.
     pub fetch_batch: usize,
     /// Jobs leased ahead of free slots, per kind, so the next run starts without a
-    /// round trip; they count against the lease like running ones and go back to the
-    /// queue untouched on shutdown.
+    /// round trip. Kept small (default 2): a prefetched job waits in this process,
+    /// where no idle worker can take it and the lag metric cannot see it. They go back
+    /// to the queue untouched as soon as fetching stops.
     pub prefetch: usize,
     /// Longest blocking wait for new work before fetching again anyway.
     pub idle_wait: Duration,
@@ -79,7 +87,7 @@ impl Default for WorkerSettings {
             heartbeat: Duration::from_millis(500),
             grace: Duration::from_secs(30),
             fetch_batch: 100,
-            prefetch: 10,
+            prefetch: 2,
             idle_wait: Duration::from_secs(5),
             retry: HashMap::new(),
             retention: Duration::from_secs(7 * 24 * 3600),
@@ -122,18 +130,21 @@ where
     });
 
     let keeper_stop = CancellationToken::new();
+    let timing = keeper::KeeperTiming {
+        lease: settings.lease,
+        heartbeat: settings.heartbeat,
+    };
     let info = serde_json::json!({
         "pid": std::process::id(),
         "started_at": chrono::Utc::now(),
         "kinds": kinds.iter().map(|(k, c)| (k.as_str(), *c)).collect::<HashMap<_, _>>(),
     })
     .to_string();
-    let keeper = leases::spawn_keeper(
+    let keeper = keeper::spawn_keeper(
         shared.leases.clone(),
         (settings.worker_id.clone(), info),
         connect,
-        settings.lease,
-        settings.heartbeat,
+        timing,
         keeper_stop.clone(),
     );
 
@@ -166,6 +177,7 @@ where
 
     tracing::info!(worker_id = %settings.worker_id, "worker started");
     let grace = settings.grace;
+    let grace_over = hard_stop.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!(
@@ -180,17 +192,34 @@ where
         });
         Ok(())
     };
-    let result = monitor.run_with_signal(signal).await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "worker monitor ended with an error");
+    // Stopping is bounded whatever Redis does: past the grace period, hand-backs get
+    // HAND_BACK to reach Redis; what is still unsettled then is left to its lease.
+    let handed_back = async {
+        grace_over.cancelled().await;
+        tokio::time::sleep(HAND_BACK).await;
+    };
+    tokio::select! {
+        result = monitor.run_with_signal(signal) => if let Err(e) = result {
+            tracing::error!(error = %e, "worker monitor ended with an error");
+        },
+        _ = handed_back => tracing::warn!(
+            hand_back_ms = HAND_BACK.as_millis() as u64,
+            "could not hand every job back in time (is Redis reachable?); they are reclaimed when their leases expire"
+        ),
     }
-    let _ = trimmer.await;
+    trimmer.abort();
     drop(shared);
     for s in settlers {
         s.abort();
     }
     keeper_stop.cancel();
-    let _ = tokio::task::spawn_blocking(move || keeper.join()).await;
+    // The keeper's calls are bounded, so it ends within one call; never wait longer.
+    let (joined, keeper_done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = keeper.join();
+        let _ = joined.send(());
+    });
+    let _ = tokio::time::timeout(timing.call_timeout() + Duration::from_millis(100), keeper_done).await;
     tracing::info!("worker stopped");
     Ok(())
 }

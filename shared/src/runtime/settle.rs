@@ -4,27 +4,22 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
 use chrono::Utc;
-use futures::FutureExt;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::backend::RunLease;
 use super::context::Outcome;
+use super::leases::RunLease;
 use super::metrics::{self, RunFate, Running};
+use super::run_end::{panicked, run_to_end, RunEnd};
 use super::shared::SharedRef;
-use crate::error::JobError;
 use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
-use crate::queue::{decide, Fate, JobStore, SettleAction, SettleResult, Settlement};
-
-/// How long a cancelled handler may take to wind down before it is dropped.
-const CANCEL_GRACE: Duration = Duration::from_secs(2);
+use crate::queue::{decide, Fate, JobStore, Leased, RetryPolicy, SettleAction, SettleResult, Settlement};
 
 pub struct SettleLayer<S: JobStore> {
     shared: SharedRef<S>,
@@ -63,46 +58,6 @@ pub struct SettleService<S: JobStore, Svc> {
     inner: Svc,
 }
 
-/// How the run ended, before the policy decides the job's fate.
-enum RunEnd {
-    Done(Outcome),
-    Failed(ErrorInfo, Option<Duration>),
-    /// Cut off by shutdown: hand back without using the attempt.
-    Interrupted,
-}
-
-fn classify(err: BoxDynError) -> RunEnd {
-    match err.downcast::<JobError>() {
-        Ok(e) => {
-            let retry_after = match &*e {
-                JobError::RateLimited { retry_after, .. } => Some(*retry_after),
-                _ => None,
-            };
-            RunEnd::Failed(
-                ErrorInfo {
-                    class: e.class(),
-                    message: e.to_string(),
-                },
-                retry_after,
-            )
-        }
-        Err(other) => RunEnd::Failed(
-            ErrorInfo {
-                class: ErrorClass::Transient,
-                message: other.to_string(),
-            },
-            None,
-        ),
-    }
-}
-
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".into())
-}
-
 impl<S, Svc> Service<Task<JobPayload>> for SettleService<S, Svc>
 where
     S: JobStore,
@@ -134,129 +89,32 @@ where
             async move {
                 let running = Running::start(kind);
                 let began = std::time::Instant::now();
+                // No timeout set: a day, so a stuck run still ends some time.
                 let timeout = if leased.timeout.is_zero() {
                     Duration::from_secs(24 * 3600)
                 } else {
                     leased.timeout
                 };
                 let end = match inner {
-                    Err(p) => RunEnd::Failed(
-                        ErrorInfo {
-                            class: ErrorClass::Panic,
-                            message: panic_message(p),
-                        },
-                        None,
-                    ),
-                    Ok(fut) => {
-                        let mut run = AssertUnwindSafe(fut).catch_unwind().boxed();
-                        enum Stop {
-                            Timeout,
-                            Cancel,
-                            Hard,
-                        }
-                        let first = tokio::select! {
-                            r = &mut run => Ok(r),
-                            _ = tokio::time::sleep(timeout) => Err(Stop::Timeout),
-                            _ = lease.held.cancel.cancelled() => Err(Stop::Cancel),
-                            _ = shared.hard_stop.cancelled() => Err(Stop::Hard),
-                        };
-                        match first {
-                            Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
-                            Ok(Ok(Err(e))) => classify(e.into()),
-                            Ok(Err(p)) => RunEnd::Failed(
-                                ErrorInfo {
-                                    class: ErrorClass::Panic,
-                                    message: panic_message(p),
-                                },
-                                None,
-                            ),
-                            Err(Stop::Hard) => RunEnd::Interrupted,
-                            Err(Stop::Cancel) => {
-                                // Give the handler a moment to stop cleanly between steps.
-                                match tokio::time::timeout(CANCEL_GRACE, run).await {
-                                    Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
-                                    _ => RunEnd::Failed(
-                                        ErrorInfo {
-                                            class: ErrorClass::Cancelled,
-                                            message: "cancelled while running".into(),
-                                        },
-                                        None,
-                                    ),
-                                }
-                            }
-                            Err(Stop::Timeout) => RunEnd::Failed(
-                                ErrorInfo {
-                                    class: ErrorClass::Timeout,
-                                    message: format!("ran longer than its timeout of {} ms", timeout.as_millis()),
-                                },
-                                None,
-                            ),
-                        }
-                    }
+                    Err(p) => panicked(p),
+                    Ok(fut) => run_to_end(fut, timeout, &lease.held.cancel, &shared.hard_stop).await,
+                };
+                // A run stopped because its lease went away is not the job's failure.
+                let end = match end {
+                    RunEnd::Failed(e, _) if e.class == ErrorClass::Cancelled && lease.held.is_lost() => RunEnd::LeaseLost,
+                    end => end,
                 };
                 let took = began.elapsed();
                 drop(running);
-                let policy = shared.settings.retry_for(kind);
-                let (action, outcome, error, fate) = match end {
-                    RunEnd::Done(Outcome::Succeeded(v)) => {
-                        (SettleAction::Succeeded(v), AttemptOutcome::Succeeded, None, RunFate::Succeeded)
-                    }
-                    RunEnd::Done(Outcome::Partial(v)) => (SettleAction::Partial(v), AttemptOutcome::Partial, None, RunFate::Partial),
-                    RunEnd::Interrupted => (
-                        SettleAction::Release,
-                        AttemptOutcome::Released,
-                        Some(ErrorInfo {
-                            class: ErrorClass::Interrupted,
-                            message: "cut off by worker shutdown; returned to the queue".into(),
-                        }),
-                        RunFate::Released,
-                    ),
-                    RunEnd::Failed(error, retry_after) => {
-                        let fate = decide(
-                            &error,
-                            retry_after,
-                            leased.attempt,
-                            leased.max_attempts,
-                            &policy,
-                            rand::random::<f64>(),
-                        );
-                        match fate {
-                            Fate::Retry(delay) => (
-                                SettleAction::Retry {
-                                    delay,
-                                    error: error.clone(),
-                                },
-                                AttemptOutcome::Failed,
-                                Some(error),
-                                RunFate::Retried,
-                            ),
-                            Fate::Snooze(delay) => (
-                                SettleAction::Snooze {
-                                    delay,
-                                    error: error.clone(),
-                                },
-                                AttemptOutcome::Snoozed,
-                                Some(error),
-                                RunFate::Snoozed,
-                            ),
-                            Fate::Dead => (
-                                SettleAction::Dead(error.clone()),
-                                AttemptOutcome::Failed,
-                                Some(error),
-                                RunFate::Dead,
-                            ),
-                            Fate::Cancelled => (
-                                SettleAction::Cancelled(error.clone()),
-                                AttemptOutcome::Cancelled,
-                                Some(error),
-                                RunFate::Cancelled,
-                            ),
-                        }
-                    }
-                };
+                let Planned {
+                    action,
+                    outcome,
+                    error,
+                    fate,
+                } = plan(end, &leased, &shared.settings.retry_for(kind), rand::random::<f64>());
                 if let Some(e) = &error {
                     match e.class {
-                        ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled => {
+                        ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled | ErrorClass::Lost => {
                             tracing::info!(class = ?e.class, error = %e.message, "run ended")
                         }
                         _ => tracing::warn!(class = ?e.class, error = %e.message, "run failed"),
@@ -270,7 +128,8 @@ where
                     outcome,
                     error,
                     trace_id,
-                    late: lease.held.lost.load(Ordering::SeqCst),
+                    // The settle script marks it late if the lease is gone by then.
+                    late: false,
                 };
                 let settlement = Settlement {
                     id: leased.id.clone(),
@@ -288,5 +147,108 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// What a run's end means for the job: the settle action, the attempt's outcome and
+/// error, and the metric's label.
+#[derive(Debug)]
+struct Planned {
+    action: SettleAction,
+    outcome: AttemptOutcome,
+    error: Option<ErrorInfo>,
+    fate: RunFate,
+}
+
+impl Planned {
+    fn new(action: SettleAction, outcome: AttemptOutcome, error: Option<ErrorInfo>, fate: RunFate) -> Self {
+        Self {
+            action,
+            outcome,
+            error,
+            fate,
+        }
+    }
+}
+
+/// Decide the job's fate from how its run ended; `unit` is the jitter draw in [0, 1).
+fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planned {
+    let handed_back = |class, message: &str, outcome| {
+        let error = ErrorInfo {
+            class,
+            message: message.into(),
+        };
+        Planned::new(SettleAction::Release, outcome, Some(error), RunFate::Released)
+    };
+    match end {
+        RunEnd::Done(Outcome::Succeeded(v)) => {
+            Planned::new(SettleAction::Succeeded(v), AttemptOutcome::Succeeded, None, RunFate::Succeeded)
+        }
+        RunEnd::Done(Outcome::Partial(v)) => Planned::new(SettleAction::Partial(v), AttemptOutcome::Partial, None, RunFate::Partial),
+        RunEnd::Interrupted => handed_back(
+            ErrorClass::Interrupted,
+            "cut off by worker shutdown; returned to the queue",
+            AttemptOutcome::Released,
+        ),
+        RunEnd::LeaseLost => handed_back(
+            ErrorClass::Lost,
+            "stopped: this worker lost its lease or could not renew it in time",
+            AttemptOutcome::Lost,
+        ),
+        RunEnd::Failed(error, retry_after) => {
+            let e = Some(error.clone());
+            match decide(&error, retry_after, leased.attempt, leased.max_attempts, policy, unit) {
+                Fate::Retry(delay) => Planned::new(SettleAction::Retry { delay, error }, AttemptOutcome::Failed, e, RunFate::Retried),
+                Fate::Snooze(delay) => Planned::new(SettleAction::Snooze { delay, error }, AttemptOutcome::Snoozed, e, RunFate::Snoozed),
+                Fate::Dead => Planned::new(SettleAction::Dead(error), AttemptOutcome::Failed, e, RunFate::Dead),
+                Fate::Cancelled => Planned::new(SettleAction::Cancelled(error), AttemptOutcome::Cancelled, e, RunFate::Cancelled),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobId, JobKind};
+
+    fn leased(attempt: u32, max_attempts: u32) -> Leased {
+        Leased {
+            id: JobId::new(JobKind::Cleanup),
+            token: "T".into(),
+            attempt,
+            max_attempts,
+            started_at: Utc::now(),
+            timeout: Duration::ZERO,
+            traceparent: None,
+            payload: Err("not needed".into()),
+        }
+    }
+
+    #[test]
+    fn a_run_stopped_for_a_lost_lease_is_handed_back_not_failed_even_on_its_last_attempt() {
+        let p = plan(RunEnd::LeaseLost, &leased(3, 3), &RetryPolicy::default(), 0.5);
+        assert_eq!(p.action, SettleAction::Release);
+        assert_eq!((p.outcome, p.fate), (AttemptOutcome::Lost, RunFate::Released));
+        assert_eq!(p.error.map(|e| e.class), Some(ErrorClass::Lost));
+    }
+
+    #[test]
+    fn a_run_cut_off_by_shutdown_is_handed_back() {
+        let p = plan(RunEnd::Interrupted, &leased(1, 3), &RetryPolicy::default(), 0.5);
+        assert_eq!(p.action, SettleAction::Release);
+        assert_eq!(p.outcome, AttemptOutcome::Released);
+    }
+
+    #[test]
+    fn a_failure_on_the_last_attempt_is_dead_and_earlier_ones_retry() {
+        let error = ErrorInfo {
+            class: ErrorClass::Transient,
+            message: "boom".into(),
+        };
+        let last = plan(RunEnd::Failed(error.clone(), None), &leased(3, 3), &RetryPolicy::default(), 0.5);
+        assert_eq!(last.fate, RunFate::Dead);
+        let early = plan(RunEnd::Failed(error, None), &leased(1, 3), &RetryPolicy::default(), 0.5);
+        assert_eq!(early.fate, RunFate::Retried);
     }
 }

@@ -27,15 +27,13 @@ pub(crate) struct Shared<S: JobStore> {
 
 impl<S: JobStore> Shared<S> {
     /// Record a run's outcome; waits until it is stored (retrying through outages).
+    /// The run's lease entry goes when its `RunLease` is dropped, not here.
     pub async fn settle(&self, kind: JobKind, s: Settlement) -> SettleResult {
         let (tx, rx) = oneshot::channel();
-        let id = s.id.clone();
         if self.settle_tx[&kind].send((s, tx)).is_err() {
             return SettleResult::LeaseLost;
         }
-        let res = rx.await.unwrap_or(SettleResult::LeaseLost);
-        self.leases.remove(kind, &id);
-        res
+        rx.await.unwrap_or(SettleResult::LeaseLost)
     }
 }
 

@@ -1,0 +1,306 @@
+//! The lease keeper: renews every lease the process holds, delivers cancellations, and
+//! fences the process when it cannot renew.
+//!
+//! The keeper runs on its own OS thread with its own runtime and Redis connection, so
+//! a handler that blocks the job runtime's threads cannot starve the renewals: a job
+//! never loses its lease while its worker lives and reaches Redis. Each call is bounded
+//! well inside the lease, every kind is renewed at once, and the worker heartbeat has
+//! its own loop. When a lease has gone `lease − heartbeat` without a renewal the
+//! process may no longer hold it, so its run is told it lost the lease and stops before
+//! Redis can give the job to another worker (docs/architecture.md, "Worker runtime").
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::leases::{Held, LeaseRegistry};
+use crate::job::{JobId, JobKind};
+use crate::queue::JobStore;
+
+/// The keeper's clock, derived from the lease and the heartbeat.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeeperTiming {
+    pub lease: Duration,
+    pub heartbeat: Duration,
+}
+
+impl KeeperTiming {
+    /// Longest one keeper call may take: a late answer is worth less than a retry on
+    /// the next beat, and two tries still fit in what is left of the lease.
+    pub fn call_timeout(&self) -> Duration {
+        (self.lease.saturating_sub(self.heartbeat) / 2).max(Duration::from_millis(10))
+    }
+
+    /// How long a lease may go unrenewed before its run is stopped. A healthy lease is
+    /// at most one beat plus one call old, i.e. `(lease + heartbeat) / 2`; this leaves
+    /// one beat for the run to stop before Redis's expiry.
+    pub fn fence_after(&self) -> Duration {
+        self.lease.saturating_sub(self.heartbeat)
+    }
+
+    /// How often the fence looks at the leases' ages.
+    fn fence_check(&self) -> Duration {
+        (self.heartbeat / 4).clamp(Duration::from_millis(10), Duration::from_millis(100))
+    }
+}
+
+/// Renews every held lease each heartbeat until `stop` fires. `connect` builds the
+/// keeper's own store on the keeper's own runtime.
+pub(crate) fn spawn_keeper<S, C, Fut>(
+    registry: LeaseRegistry,
+    worker: (String, String),
+    connect: C,
+    timing: KeeperTiming,
+    stop: CancellationToken,
+) -> std::thread::JoinHandle<()>
+where
+    S: JobStore,
+    C: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>>,
+{
+    std::thread::Builder::new()
+        .name("drover-leases".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("lease keeper runtime");
+            rt.block_on(async move {
+                tokio::spawn(fence_loop(registry.clone(), timing, stop.clone()));
+                renew_loop(registry, worker, connect, timing, stop).await;
+            });
+        })
+        .expect("spawn lease keeper thread")
+}
+
+async fn renew_loop<S, C, Fut>(registry: LeaseRegistry, worker: (String, String), connect: C, timing: KeeperTiming, stop: CancellationToken)
+where
+    S: JobStore,
+    C: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>>,
+{
+    let call_timeout = timing.call_timeout();
+    let mut store: Option<S> = None;
+    let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
+    let mut failing = false;
+    let mut tick = tokio::time::interval(timing.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if store.is_none() {
+            match tokio::time::timeout(call_timeout, connect()).await {
+                Ok(Ok(s)) => {
+                    if let Some(h) = heartbeat.take() {
+                        h.abort();
+                    }
+                    heartbeat = Some(tokio::spawn(heartbeat_loop(s.clone(), worker.clone(), timing, stop.clone())));
+                    store = Some(s);
+                }
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "lease keeper cannot reach the queue; retrying");
+                        failing = true;
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    if !failing {
+                        tracing::warn!(
+                            timeout_ms = call_timeout.as_millis() as u64,
+                            "lease keeper cannot reach the queue (no answer); retrying"
+                        );
+                        failing = true;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(s) = store.as_ref() else { continue };
+        let held = registry.snapshot();
+        if held.is_empty() {
+            continue;
+        }
+        let rounds = held
+            .into_iter()
+            .map(|(kind, held)| renew_kind(s, kind, held, timing.lease, call_timeout));
+        let mut timed_out = false;
+        let mut first_error = None;
+        for r in join_all(rounds).await {
+            match r {
+                Ok(()) => {}
+                Err(RenewError::TimedOut(kind)) => {
+                    timed_out = true;
+                    first_error.get_or_insert_with(|| format!("{kind}: no answer within {} ms", call_timeout.as_millis()));
+                }
+                Err(RenewError::Store(kind, e)) => {
+                    first_error.get_or_insert_with(|| format!("{kind}: {e}"));
+                }
+            }
+        }
+        match first_error {
+            None if failing => {
+                tracing::info!("lease keeper reaches the queue again");
+                failing = false;
+            }
+            None => {}
+            Some(e) if !failing => {
+                tracing::warn!(error = %e, "could not renew leases; retrying every beat");
+                failing = true;
+            }
+            Some(_) => {}
+        }
+        // A call that never answers may sit on a half-open socket: dial afresh.
+        if timed_out {
+            store = None;
+        }
+    }
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+}
+
+enum RenewError {
+    TimedOut(JobKind),
+    Store(JobKind, crate::queue::StoreError),
+}
+
+/// One kind's renewal: note which leases are still ours, lost, or cancelled.
+async fn renew_kind<S: JobStore>(
+    s: &S,
+    kind: JobKind,
+    held: Vec<(JobId, Held)>,
+    lease: Duration,
+    call_timeout: Duration,
+) -> Result<(), RenewError> {
+    let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
+    let sent = Instant::now();
+    let report = match tokio::time::timeout(call_timeout, s.extend_leases(kind, &leases, lease)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
+        Err(_) => return Err(RenewError::TimedOut(kind)),
+    };
+    let by_id: HashMap<&JobId, &Held> = held.iter().map(|(id, h)| (id, h)).collect();
+    for id in &report.lost {
+        if let Some(h) = by_id.get(id) {
+            if h.mark_lost() {
+                tracing::warn!(job_id = %id, "lease lost; stopping the local run");
+            }
+        }
+    }
+    for id in &report.cancel_requested {
+        if let Some(h) = by_id.get(id) {
+            if !h.cancel.is_cancelled() {
+                tracing::info!(job_id = %id, "cancellation requested");
+                h.cancel.cancel();
+            }
+        }
+    }
+    for (id, h) in &held {
+        if !report.lost.contains(id) {
+            h.renewed(sent);
+        }
+    }
+    Ok(())
+}
+
+/// Announces the worker as `<ns>:workers:<id>`, gone three beats after it dies. Kept
+/// off the renewal path so a slow write here never delays a renewal.
+async fn heartbeat_loop<S: JobStore>(store: S, worker: (String, String), timing: KeeperTiming, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(timing.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let beat = store.worker_heartbeat(&worker.0, &worker.1, timing.heartbeat * 3);
+        if let Ok(Err(e)) = tokio::time::timeout(timing.call_timeout(), beat).await {
+            tracing::debug!(error = %e, "worker heartbeat not written");
+        }
+    }
+}
+
+async fn fence_loop(registry: LeaseRegistry, timing: KeeperTiming, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(timing.fence_check());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let fenced = fence(&registry, Instant::now(), timing.fence_after());
+        if fenced > 0 {
+            tracing::warn!(
+                runs = fenced,
+                unrenewed_ms = timing.fence_after().as_millis() as u64,
+                "leases could not be renewed in time: stopping their runs before Redis gives the jobs to another worker"
+            );
+        }
+    }
+}
+
+/// Mark every lease unrenewed for `after` as lost (its run is told to stop); returns
+/// how many were newly fenced.
+fn fence(registry: &LeaseRegistry, now: Instant, after: Duration) -> usize {
+    let mut fenced = 0;
+    for (_, held) in registry.snapshot() {
+        for (_, h) in held {
+            if !h.is_lost() && h.unrenewed_for(now) >= after && h.mark_lost() {
+                fenced += 1;
+            }
+        }
+    }
+    fenced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing() -> KeeperTiming {
+        KeeperTiming {
+            lease: Duration::from_secs(3),
+            heartbeat: Duration::from_millis(500),
+        }
+    }
+
+    #[test]
+    fn keeper_calls_time_out_well_inside_the_lease_and_a_healthy_lease_is_never_fenced() {
+        let t = timing();
+        assert_eq!(t.call_timeout(), Duration::from_millis(1250));
+        // The oldest a renewed lease gets: one beat, then one slow call that succeeds.
+        assert!(t.heartbeat + t.call_timeout() < t.fence_after());
+        assert!(t.fence_after() < t.lease);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_unrenewed_for_lease_minus_a_beat_is_fenced_once_and_its_run_told() {
+        let reg = LeaseRegistry::default();
+        let t = timing();
+        let (held, _guard) = reg.insert(JobKind::Sync, JobId::new(JobKind::Sync), "T".into(), Instant::now());
+        tokio::time::advance(t.fence_after() - Duration::from_millis(1)).await;
+        assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 0);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 1);
+        assert!(held.is_lost() && held.cancel.is_cancelled());
+        assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 0, "fenced once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_restarts_the_fence_clock_from_when_it_was_sent() {
+        let reg = LeaseRegistry::default();
+        let t = timing();
+        let (held, _guard) = reg.insert(JobKind::Sync, JobId::new(JobKind::Sync), "T".into(), Instant::now());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        held.renewed(Instant::now());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 1);
+    }
+}

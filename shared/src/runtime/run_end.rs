@@ -1,0 +1,209 @@
+//! How one run ends: the handler returns, fails, panics, runs past its timeout, is
+//! cancelled (and then gets a short grace to return), or is cut off by the end of the
+//! shutdown grace period. Pure of storage, so its timing is tested with paused time.
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use apalis_core::error::BoxDynError;
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::context::Outcome;
+use crate::error::JobError;
+use crate::job::{ErrorClass, ErrorInfo};
+
+/// How long a cancelled handler may take to wind down before it is dropped. With the
+/// keeper's beat (0.5 s) this stops an uncooperative handler within 1 s of the cancel.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_millis(300);
+
+/// How the run ended, before the policy decides the job's fate.
+#[derive(Debug)]
+pub(crate) enum RunEnd {
+    Done(Outcome),
+    Failed(ErrorInfo, Option<Duration>),
+    /// Cut off by shutdown: hand back without using the attempt.
+    Interrupted,
+    /// Stopped because this process no longer holds (or cannot keep) the lease: hand
+    /// back without using the attempt; if the lease is already gone the store keeps
+    /// the record as a late attempt only.
+    LeaseLost,
+}
+
+pub(crate) fn classify(err: BoxDynError) -> RunEnd {
+    match err.downcast::<JobError>() {
+        Ok(e) => {
+            let retry_after = match &*e {
+                JobError::RateLimited { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            };
+            RunEnd::Failed(
+                ErrorInfo {
+                    class: e.class(),
+                    message: e.to_string(),
+                },
+                retry_after,
+            )
+        }
+        Err(other) => RunEnd::Failed(
+            ErrorInfo {
+                class: ErrorClass::Transient,
+                message: other.to_string(),
+            },
+            None,
+        ),
+    }
+}
+
+pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> RunEnd {
+    let message = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".into());
+    RunEnd::Failed(
+        ErrorInfo {
+            class: ErrorClass::Panic,
+            message,
+        },
+        None,
+    )
+}
+
+fn cancelled() -> RunEnd {
+    RunEnd::Failed(
+        ErrorInfo {
+            class: ErrorClass::Cancelled,
+            message: "cancelled while running".into(),
+        },
+        None,
+    )
+}
+
+/// Why a run was stopped before it returned.
+enum Stop {
+    Timeout,
+    Cancel,
+    Hard,
+}
+
+/// Drive `run` to its end. `cancel` fires on a user's cancel or a lost lease;
+/// `hard_stop` when the shutdown grace period is over.
+pub(crate) async fn run_to_end<F, E>(run: F, timeout: Duration, cancel: &CancellationToken, hard_stop: &CancellationToken) -> RunEnd
+where
+    F: Future<Output = Result<Outcome, E>>,
+    E: Into<BoxDynError>,
+{
+    let mut run = std::pin::pin!(AssertUnwindSafe(run).catch_unwind());
+    let first = tokio::select! {
+        r = &mut run => Ok(r),
+        _ = tokio::time::sleep(timeout) => Err(Stop::Timeout),
+        _ = cancel.cancelled() => Err(Stop::Cancel),
+        _ = hard_stop.cancelled() => Err(Stop::Hard),
+    };
+    match first {
+        Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
+        Ok(Ok(Err(e))) => classify(e.into()),
+        Ok(Err(p)) => panicked(p),
+        Err(Stop::Hard) => RunEnd::Interrupted,
+        // Give the handler a moment to stop cleanly between steps, then drop it.
+        Err(Stop::Cancel) => match tokio::time::timeout(CANCEL_GRACE, run).await {
+            Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
+            _ => cancelled(),
+        },
+        Err(Stop::Timeout) => RunEnd::Failed(
+            ErrorInfo {
+                class: ErrorClass::Timeout,
+                message: format!("ran longer than its timeout of {} ms", timeout.as_millis()),
+            },
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    fn class(end: &RunEnd) -> Option<ErrorClass> {
+        match end {
+            RunEnd::Failed(e, _) => Some(e.class),
+            _ => None,
+        }
+    }
+
+    async fn never_returns() -> Result<Outcome, JobError> {
+        futures::future::pending().await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_uncooperative_handler_is_dropped_within_a_second_of_its_cancel() {
+        let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
+        let asked = Instant::now();
+        cancel.cancel();
+        let end = run_to_end(never_returns(), LONG, &cancel, &hard).await;
+        assert_eq!(class(&end), Some(ErrorClass::Cancelled));
+        // The keeper notices a cancel within one beat (0.5 s); the rest is this grace.
+        assert!(
+            asked.elapsed() + Duration::from_millis(500) <= Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_that_finishes_within_the_cancel_grace_keeps_its_outcome() {
+        let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
+        let c = cancel.clone();
+        let run = async move {
+            c.cancelled().await;
+            tokio::time::sleep(CANCEL_GRACE / 2).await;
+            Ok::<_, JobError>(Outcome::Succeeded(serde_json::json!({"tidy": true})))
+        };
+        cancel.cancel();
+        let end = run_to_end(run, LONG, &cancel, &hard).await;
+        assert!(matches!(end, RunEnd::Done(Outcome::Succeeded(_))), "{end:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_past_its_timeout_fails_with_timeout_at_the_timeout() {
+        let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
+        let began = Instant::now();
+        let end = run_to_end(never_returns(), Duration::from_secs(90), &cancel, &hard).await;
+        assert_eq!(class(&end), Some(ErrorClass::Timeout));
+        assert_eq!(began.elapsed(), Duration::from_secs(90));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_the_grace_period_cuts_a_run_off_at_once() {
+        let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
+        let h = hard.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            h.cancel();
+        });
+        let began = Instant::now();
+        let end = run_to_end(never_returns(), LONG, &cancel, &hard).await;
+        assert!(matches!(end, RunEnd::Interrupted), "{end:?}");
+        assert_eq!(began.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_with_its_message() {
+        let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
+        let run = async {
+            if cancel.is_cancelled() {
+                return Ok(Outcome::Succeeded(serde_json::Value::Null));
+            }
+            panic!("boom in handler")
+        };
+        let end = run_to_end::<_, JobError>(run, LONG, &cancel, &hard).await;
+        match end {
+            RunEnd::Failed(e, _) => assert_eq!((e.class, e.message.as_str()), (ErrorClass::Panic, "boom in handler")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The worker runtime's leases, run in-process against a private redis-server: a run
+//! only goes on while its lease is its own, and a lease the process cannot renew is
+//! given up before Redis would give the job to someone else.
+use std::time::{Duration, Instant};
+
+use drover::job::{JobId, JobKind, JobPayload, JobState};
+use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+use drover::runtime::{JobContext, Outcome, WorkerSettings};
+use drover_tests::harness::{Durability, RedisServer};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// What a handler saw, reported to the test as it happens.
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Started {
+        attempt: u32,
+    },
+    /// The run was told to stop (cancelled, lease lost or fenced), after `after` running.
+    Stopped {
+        attempt: u32,
+        after: Duration,
+    },
+    Finished {
+        attempt: u32,
+    },
+}
+
+fn job() -> NewJob {
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": "t.leases", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap();
+    NewJob::new(payload).max_attempts(5)
+}
+
+async fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap()
+}
+
+fn settings(lease_ms: u64, heartbeat_ms: u64) -> WorkerSettings {
+    WorkerSettings {
+        concurrency: [(JobKind::Cleanup, 4), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        lease: Duration::from_millis(lease_ms),
+        heartbeat: Duration::from_millis(heartbeat_ms),
+        grace: Duration::from_millis(500),
+        prefetch: 0,
+        idle_wait: Duration::from_millis(500),
+        ..WorkerSettings::default()
+    }
+}
+
+/// Tells the test when a run ends without returning (its future was dropped).
+struct Dropped {
+    events: mpsc::UnboundedSender<Event>,
+    attempt: u32,
+    began: Instant,
+    returned: bool,
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        if !self.returned {
+            let _ = self.events.send(Event::Stopped {
+                attempt: self.attempt,
+                after: self.began.elapsed(),
+            });
+        }
+    }
+}
+
+/// A handler that reports to `events`: run `n` waits up to `wait(n)` for its stop signal
+/// (reporting it, or being dropped), then returns successfully.
+fn reporting_handler(
+    events: mpsc::UnboundedSender<Event>,
+    wait: fn(u32) -> Duration,
+) -> impl Fn(JobPayload, JobContext) -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> + Send + Sync + 'static {
+    move |_payload, ctx: JobContext| {
+        let events = events.clone();
+        Box::pin(async move {
+            let attempt = ctx.attempt;
+            let mut guard = Dropped {
+                events: events.clone(),
+                attempt,
+                began: Instant::now(),
+                returned: false,
+            };
+            let _ = events.send(Event::Started { attempt });
+            if tokio::time::timeout(wait(attempt), ctx.cancel.cancelled()).await.is_ok() {
+                let _ = events.send(Event::Stopped {
+                    attempt,
+                    after: guard.began.elapsed(),
+                });
+            }
+            guard.returned = true;
+            let _ = events.send(Event::Finished { attempt });
+            Ok(Outcome::Succeeded(json!({"attempt": attempt})))
+        })
+    }
+}
+
+/// Every event until `within` passes.
+async fn events_for(events: &mut mpsc::UnboundedReceiver<Event>, within: Duration) -> Vec<Event> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        out.push(e);
+    }
+    out
+}
+
+/// Run the real runtime for `store` until the returned sender fires (or is dropped).
+fn spawn_runtime<H: drover::runtime::Handler>(
+    server: &RedisServer,
+    store: RedisStore,
+    settings: WorkerSettings,
+    handler: H,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let url = server.url();
+    let connect = move || {
+        let url = url.clone();
+        async move { RedisStore::connect(&url, "drover", JobDefaults::default()).await }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        drover::runtime::run(store, connect, settings, handler, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, task)
+}
+
+async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>, within: Duration) -> Option<Event> {
+    tokio::time::timeout(within, events.recv()).await.ok().flatten()
+}
+
+/// Make `id`'s lease look expired to Redis and wake the fetcher, as a renewal gap longer
+/// than the lease would: the next fetch reclaims the job and leases it again.
+fn expire_lease_now(server: &RedisServer, id: &JobId) {
+    let _: () = redis::cmd("EVAL")
+        .arg("redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[1]); redis.call('LPUSH', KEYS[2], '1')")
+        .arg(2)
+        .arg("drover:{cleanup}:active")
+        .arg("drover:{cleanup}:marker")
+        .arg(id.as_str())
+        .query(&mut server.conn())
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_leased_again_by_the_same_process_stops_the_first_run_and_keeps_renewing_the_second() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job()).await.unwrap().id;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    // Run 1 waits up to 4 s for its stop signal; run 2 outlives several leases.
+    let handler = reporting_handler(tx, |attempt| {
+        if attempt == 1 {
+            Duration::from_secs(4)
+        } else {
+            Duration::from_secs(6)
+        }
+    });
+    let (stop, runtime) = spawn_runtime(&server, store.clone(), settings(1500, 500), handler);
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+
+    // The keeper may renew the lease between the edit and the fetch; then try again.
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        expire_lease_now(&server, &id);
+        if let Some(e) = next_event(&mut events, Duration::from_millis(400)).await {
+            seen.push(e);
+            break;
+        }
+    }
+    // Run 2 starts and run 1 is told its lease is gone (in either order), at once:
+    // run 1 must not go on beside run 2.
+    seen.extend(events_for(&mut events, Duration::from_secs(1)).await);
+    assert!(
+        seen.contains(&Event::Started { attempt: 2 }),
+        "the reclaimed job is leased again by this process: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Stopped { attempt: 1, .. })),
+        "run 1 must be stopped within 1 s of its job being leased again: {seen:?}"
+    );
+
+    // Run 1 has ended (its settle finds the lease lost): run 2's lease must still be
+    // renewed, so nothing reclaims the job while run 2 goes on for two more leases.
+    let later = events_for(&mut events, Duration::from_millis(3000)).await;
+    assert!(
+        !later
+            .iter()
+            .any(|e| matches!(e, Event::Started { .. } | Event::Stopped { attempt: 2, .. })),
+        "the job must not run a third time, nor run 2 be stopped, while run 2 holds it: {later:?}"
+    );
+    let j = store.get(&id).await.unwrap().unwrap();
+    assert_eq!((j.state, j.attempts), (JobState::Running, 2), "run 2 still holds the job");
+
+    loop {
+        match next_event(&mut events, Duration::from_secs(8)).await {
+            Some(Event::Finished { attempt: 2 }) => break,
+            Some(Event::Finished { attempt: 1 }) => {}
+            other => panic!("run 2 must end by itself, got {other:?}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let j = store.get(&id).await.unwrap().unwrap();
+        if j.state == JobState::Succeeded {
+            assert_eq!(j.attempts, 2);
+            assert!(
+                j.attempt_history.iter().any(|a| a.late),
+                "run 1's result is kept as a late attempt: {:?}",
+                j.attempt_history
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not succeed: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    runtime.await.unwrap();
+}
+
+/// SIGSTOP the server for `pause`, then SIGCONT it (always, even if the test fails).
+struct Paused(u32);
+
+impl Paused {
+    fn start(server: &RedisServer) -> Self {
+        let pid = server.pid().expect("redis-server runs");
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_cannot_be_renewed_is_stopped_before_the_lease_runs_out() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job()).await.unwrap().id;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    // Run 1 would go on for 20 s; later runs end at once.
+    let handler = reporting_handler(tx, |attempt| if attempt == 1 { Duration::from_secs(20) } else { Duration::ZERO });
+    let lease = Duration::from_millis(1500);
+    let (stop, runtime) = spawn_runtime(&server, store.clone(), settings(1500, 300), handler);
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Redis stops answering for twice the lease. It counts the lease from the last
+    // renewal it applied, which was before the pause: by `paused_at + lease` the job
+    // may be given to another worker, so the local run must have stopped by then.
+    let paused_at = Instant::now();
+    let pause = Paused::start(&server);
+    let stopped = next_event(&mut events, lease).await;
+    let stopped_after = paused_at.elapsed();
+    tokio::time::sleep((lease * 2).saturating_sub(paused_at.elapsed())).await;
+    drop(pause);
+    eprintln!("run 1 stopped {} ms into the pause: {stopped:?}", stopped_after.as_millis());
+    assert!(
+        matches!(stopped, Some(Event::Stopped { attempt: 1, .. })),
+        "the run must be fenced within the lease, got {stopped:?} after {stopped_after:?}"
+    );
+
+    // Redis is back: the job runs again and ends.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let j = store.get(&id).await.unwrap().unwrap();
+        if j.state == JobState::Succeeded {
+            eprintln!("attempts used: {}; history: {:?}", j.attempts, j.attempt_history);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not succeed after the pause: {j:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    runtime.await.unwrap();
+}

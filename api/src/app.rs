@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routes::router;
 use crate::serve::{serve, ServerLimits};
-use crate::state::{Accounts, AppState, Limits};
+use crate::state::{Accounts, AppState, Limits, ReadGuards};
 use crate::streams::StreamSlots;
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,8 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     };
     let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
     let cursors = Cursors::new(valid.cursors);
-    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, streams, cursors);
+    let reads = ReadGuards { streams, cursors };
+    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, reads);
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();

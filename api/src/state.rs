@@ -66,6 +66,12 @@ pub struct Accounts {
     pub token_timeout: Duration,
 }
 
+/// What guards reads that span requests: open event streams and page cursors.
+pub struct ReadGuards {
+    pub streams: Arc<StreamSlots>,
+    pub cursors: Cursors,
+}
+
 impl AppState {
     pub fn new(
         store: RedisStore,
@@ -74,9 +80,9 @@ impl AppState {
         metrics: Metrics,
         limits: Limits,
         accounts: Accounts,
-        streams: Arc<StreamSlots>,
-        cursors: Cursors,
+        reads: ReadGuards,
     ) -> Self {
+        let ReadGuards { streams, cursors } = reads;
         let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
         Self(Arc::new(Inner {
             store,

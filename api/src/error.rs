@@ -43,7 +43,7 @@ pub enum ApiError {
     /// Past the cap on open event streams (per key or per process).
     #[error("{detail}")]
     TooManyStreams { detail: String, retry_after: Duration },
-    /// A dependency (Redis) did not answer: nothing was written, try again.
+    /// A dependency (Redis) did not answer: the outcome is unknown.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
     /// A third party (the marketplace) could not be reached; the detail says what to do.
@@ -120,7 +120,12 @@ impl ApiError {
                 retry_after_secs(*retry_after)
             ),
             ApiError::Unavailable { dependency, .. } => {
-                format!("dependency {dependency} is unavailable; nothing was changed, retry later")
+                // A reply lost after the script ran looks the same as one never sent: the
+                // write may have happened (review F8).
+                format!(
+                    "dependency {dependency} did not answer; the outcome is unknown (the write may have happened): \
+                     retry with the same Idempotency-Key"
+                )
             }
             ApiError::Timeout(after) => format!(
                 "the request did not complete within {} ms; it may or may not have taken effect — \
@@ -282,5 +287,8 @@ mod tests {
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!e.detail().contains("secret-host"));
         assert!(e.detail().contains("redis"));
+        // It may have been written: the safe advice is a retry with the same key.
+        assert!(e.detail().contains("retry with the same Idempotency-Key"), "{}", e.detail());
+        assert!(!e.detail().contains("nothing was"), "{}", e.detail());
     }
 }

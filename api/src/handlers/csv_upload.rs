@@ -45,7 +45,7 @@ pub struct CsvParams {
         (status = 415, description = "Not text/csv", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Bad query parameters, too many rows, or bad rows (named by line)", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Redis unavailable; nothing was written", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Redis did not answer; the outcome is unknown: retry with the same Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn upload(

@@ -38,7 +38,7 @@ const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
         (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Redis unavailable; nothing was written", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Redis did not answer; the outcome is unknown: retry with the same Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn submit(

@@ -190,10 +190,12 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
             "cut off by worker shutdown; returned to the queue",
             AttemptOutcome::Released,
         ),
+        // A hand-back uses no attempt, so the record says released; the error says why.
+        // (Had Redis given the lease away, the settle is refused and kept as `late`.)
         RunEnd::LeaseLost => handed_back(
             ErrorClass::Lost,
             "stopped: this worker lost its lease or could not renew it in time",
-            AttemptOutcome::Lost,
+            AttemptOutcome::Released,
         ),
         RunEnd::Failed(error, retry_after) => {
             let e = Some(error.clone());
@@ -229,7 +231,7 @@ mod tests {
     fn a_run_stopped_for_a_lost_lease_is_handed_back_not_failed_even_on_its_last_attempt() {
         let p = plan(RunEnd::LeaseLost, &leased(3, 3), &RetryPolicy::default(), 0.5);
         assert_eq!(p.action, SettleAction::Release);
-        assert_eq!((p.outcome, p.fate), (AttemptOutcome::Lost, RunFate::Released));
+        assert_eq!((p.outcome, p.fate), (AttemptOutcome::Released, RunFate::Released));
         assert_eq!(p.error.map(|e| e.class), Some(ErrorClass::Lost));
     }
 

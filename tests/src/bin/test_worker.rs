@@ -24,8 +24,11 @@ fn now_us() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
 }
 
-async fn record(log: &mut Option<redis::aio::ConnectionManager>, what: &str, id: &str) {
-    let line = format!("{what} {id} {} {}", std::process::id(), now_us());
+fn run_line(what: &str, id: &str) -> String {
+    format!("{what} {id} {} {}", std::process::id(), now_us())
+}
+
+fn append_run_file(line: &str) {
     if let Some(path) = std::env::var_os("DROVER_TEST_RUN_FILE") {
         use std::io::Write;
         // One short write per line on an O_APPEND file: lines from several processes
@@ -39,9 +42,30 @@ async fn record(log: &mut Option<redis::aio::ConnectionManager>, what: &str, id:
             eprintln!("cannot append to the run file: {e}");
         }
     }
+}
+
+async fn record(log: &mut Option<redis::aio::ConnectionManager>, what: &str, id: &str) {
+    let line = run_line(what, id);
+    append_run_file(&line);
     if let Some(conn) = log.as_mut() {
         // Best effort: a Redis outage must not change the job's own outcome.
         let _: Result<(), _> = conn.rpush("test:runs", line).await;
+    }
+}
+
+/// Writes a run's end to the run file when the runtime drops the handler before it
+/// returns (how a cancelled or fenced run is stopped): the run ended then, not at the
+/// end of the test.
+struct EndOnDrop {
+    id: String,
+    ended: bool,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if !self.ended {
+            append_run_file(&run_line("E", &self.id));
+        }
     }
 }
 
@@ -136,7 +160,12 @@ async fn main() -> anyhow::Result<()> {
         async move {
             let id = ctx.id.to_string();
             record(&mut log, "S", &id).await;
+            let mut end = EndOnDrop {
+                id: id.clone(),
+                ended: false,
+            };
             let r = behave(&behaviour, &ctx).await;
+            end.ended = true;
             record(&mut log, "E", &id).await;
             r
         }

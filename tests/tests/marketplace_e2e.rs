@@ -111,10 +111,15 @@ async fn a_5xx_storm_opens_the_breaker_for_every_worker_and_recovery_closes_it()
             },
         )
         .await;
+    // Three jobs of one account run at once (one per worker): the account's cap allows it.
     for i in 0..3 {
         stack.spawn_worker(
             &format!("worker-{i}"),
-            &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"), ("DROVER_WORKER__PREFETCH", "0")],
+            &[
+                ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
+                ("DROVER_WORKER__PREFETCH", "0"),
+                ("DROVER_WORKER__JOBS__CLEANUP__PER_ACCOUNT", "3"),
+            ],
         );
     }
     let ids = cleanup_jobs(&stack, acct.as_str(), &skus, 3).await;

@@ -140,10 +140,17 @@ async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>, within: Duratio
 }
 
 /// Make `id`'s lease look expired to Redis and wake the fetcher, as a renewal gap longer
-/// than the lease would: the next fetch reclaims the job and leases it again.
+/// than the lease and its grace would: the lease is also marked the way a first reclaim
+/// pass marks it (`sx` = its token), so the next fetch reclaims the job and leases it
+/// again.
 fn expire_lease_now(server: &RedisServer, id: &JobId) {
     let _: () = redis::cmd("EVAL")
-        .arg("redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[1]); redis.call('LPUSH', KEYS[2], '1')")
+        .arg(
+            "redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[1]); \
+             local job = 'drover:{cleanup}:job:' .. ARGV[1]; \
+             redis.call('HSET', job, 'sx', redis.call('HGET', job, 'ls') or ''); \
+             redis.call('LPUSH', KEYS[2], '1')",
+        )
         .arg(2)
         .arg("drover:{cleanup}:active")
         .arg("drover:{cleanup}:marker")

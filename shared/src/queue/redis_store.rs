@@ -261,6 +261,69 @@ impl RedisStore {
         Ok((pairs, last, more == 1))
     }
 
+    /// One page of `query` across its kinds, newest first: the ids to show and the cursor
+    /// of the next page. Both listings (full jobs and summaries) read their jobs after it.
+    pub(super) async fn page_ids(&self, query: &ListQuery) -> Result<(Vec<JobId>, Option<Cursor>), StoreError> {
+        let kinds: Vec<JobKind> = if query.kinds.is_empty() {
+            JobKind::ALL.to_vec()
+        } else {
+            query.kinds.clone()
+        };
+        let mut candidates: Vec<(JobKind, String, String)> = Vec::new();
+        // Per kind: where it started, how many entries it offered, where its scan ended,
+        // and whether its index goes on past that.
+        let mut scans: Vec<Scan> = Vec::new();
+        for kind in kinds {
+            let after = match &query.cursor {
+                None => None,
+                Some(c) => match c.positions.iter().find(|(k, _, _)| *k == kind) {
+                    Some((_, score, id)) => Some((score.clone(), id.clone())),
+                    None => continue, // this kind was exhausted on an earlier page
+                },
+            };
+            let (pairs, last, more) = self
+                .list_one(kind, query, after.as_ref().map(|(s, i)| (s.as_str(), i.as_str())))
+                .await?;
+            scans.push(Scan {
+                kind,
+                after,
+                offered: pairs.len(),
+                last_scanned: last,
+                more,
+            });
+            candidates.extend(pairs.into_iter().map(|(id, score)| (kind, score, id)));
+        }
+        let num = |s: &str| s.parse::<f64>().unwrap_or(f64::INFINITY);
+        candidates.sort_by(|a, b| num(&b.1).total_cmp(&num(&a.1)).then_with(|| b.2.cmp(&a.2)));
+        candidates.truncate(query.limit);
+
+        let mut positions = Vec::new();
+        for Scan {
+            kind,
+            after,
+            offered,
+            last_scanned,
+            more,
+        } in scans
+        {
+            let taken: Vec<&(JobKind, String, String)> = candidates.iter().filter(|c| c.0 == kind).collect();
+            if taken.len() < offered {
+                // Some of this kind's entries did not fit: resume right after the last one shown.
+                let pos = match taken.last() {
+                    Some(t) => (t.1.clone(), t.2.clone()),
+                    None => after.unwrap_or_else(|| ("+inf".to_owned(), String::new())),
+                };
+                positions.push((kind, pos.0, pos.1));
+            } else if more {
+                if let Some((s, i)) = last_scanned {
+                    positions.push((kind, s, i));
+                }
+            }
+        }
+        let ids: Vec<JobId> = candidates.iter().filter_map(|c| c.2.parse().ok()).collect();
+        Ok((ids, (!positions.is_empty()).then_some(Cursor { positions })))
+    }
+
     async fn load_jobs(&self, ids: &[JobId], with_attempts: bool) -> Result<Vec<Option<Job>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -551,68 +614,9 @@ impl JobStore for RedisStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let kinds: Vec<JobKind> = if query.kinds.is_empty() {
-            JobKind::ALL.to_vec()
-        } else {
-            query.kinds.clone()
-        };
-        let mut candidates: Vec<(JobKind, String, String)> = Vec::new();
-        // Per kind: where it started, how many entries it offered, where its scan ended,
-        // and whether its index goes on past that.
-        let mut scans: Vec<Scan> = Vec::new();
-        for kind in kinds {
-            let after = match &query.cursor {
-                None => None,
-                Some(c) => match c.positions.iter().find(|(k, _, _)| *k == kind) {
-                    Some((_, score, id)) => Some((score.clone(), id.clone())),
-                    None => continue, // this kind was exhausted on an earlier page
-                },
-            };
-            let (pairs, last, more) = self
-                .list_one(kind, query, after.as_ref().map(|(s, i)| (s.as_str(), i.as_str())))
-                .await?;
-            scans.push(Scan {
-                kind,
-                after,
-                offered: pairs.len(),
-                last_scanned: last,
-                more,
-            });
-            candidates.extend(pairs.into_iter().map(|(id, score)| (kind, score, id)));
-        }
-        let num = |s: &str| s.parse::<f64>().unwrap_or(f64::INFINITY);
-        candidates.sort_by(|a, b| num(&b.1).total_cmp(&num(&a.1)).then_with(|| b.2.cmp(&a.2)));
-        candidates.truncate(query.limit);
-
-        let mut positions = Vec::new();
-        for Scan {
-            kind,
-            after,
-            offered,
-            last_scanned,
-            more,
-        } in scans
-        {
-            let taken: Vec<&(JobKind, String, String)> = candidates.iter().filter(|c| c.0 == kind).collect();
-            if taken.len() < offered {
-                // Some of this kind's entries did not fit: resume right after the last one shown.
-                let pos = match taken.last() {
-                    Some(t) => (t.1.clone(), t.2.clone()),
-                    None => after.unwrap_or_else(|| ("+inf".to_owned(), String::new())),
-                };
-                positions.push((kind, pos.0, pos.1));
-            } else if more {
-                if let Some((s, i)) = last_scanned {
-                    positions.push((kind, s, i));
-                }
-            }
-        }
-        let ids: Vec<JobId> = candidates.iter().filter_map(|c| c.2.parse().ok()).collect();
+        let (ids, next) = self.page_ids(query).await?;
         let jobs = self.load_jobs(&ids, false).await?.into_iter().flatten().collect();
-        Ok(Page {
-            jobs,
-            next: (!positions.is_empty()).then_some(Cursor { positions }),
-        })
+        Ok(Page { jobs, next })
     }
 
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {

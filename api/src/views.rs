@@ -223,7 +223,8 @@ pub struct JobView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WaitingView {
     /// scheduled, retry_backoff, rate_limit, quota_cooldown, breaker_open,
-    /// account_busy, queue_paused or queued.
+    /// account_busy, queue_paused, queued or prefetched (leased by a worker, not yet
+    /// started).
     #[schema(value_type = String, example = "account_busy")]
     pub reason: WaitReason,
     /// When the wait ends, where known.
@@ -333,7 +334,10 @@ pub struct ReplayResult {
 pub struct StateCounts {
     pub scheduled: u64,
     pub queued: u64,
+    /// Runs whose handler has started.
     pub running: u64,
+    /// Leased by a worker ahead of a free slot, not started yet.
+    pub prefetched: u64,
     pub retrying: u64,
     pub succeeded: u64,
     pub partial: u64,
@@ -347,7 +351,7 @@ pub struct QueueView {
     pub kind: JobKind,
     pub counts: StateCounts,
     pub paused: bool,
-    /// How long the job at the head of the queue has waited.
+    /// How long the oldest job not yet started (queued or prefetched) has waited.
     pub lag_ms: u64,
     /// Jobs succeeded since the queue was created.
     pub succeeded_total: u64,

@@ -104,6 +104,7 @@ conformance_with_policy!(
     capped_snoozes_are_counted_and_capped,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
+    capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,
 );
 
 /// Backend-specific: a record written by a "newer version" (schema v99) is still handed

@@ -217,10 +217,22 @@ pub struct QueueCounts {
     pub dead: u64,
     pub cancelled: u64,
     pub paused: bool,
-    /// How long the job at the head of the queue has waited, in ms.
+    /// Leased by a worker that has not started them yet (its prefetch): counted in
+    /// neither `queued` nor `running`.
+    pub prefetched: u64,
+    /// How long the oldest job not yet started has waited, in ms (queued, or waiting
+    /// in a worker's prefetch).
     pub lag_ms: u64,
     /// Jobs completed successfully since the queue was created.
     pub succeeded_total: u64,
+}
+
+/// What one trim call did: jobs removed, and jobs still due for removal when it
+/// stopped at its time budget (the backlog).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    pub removed: u64,
+    pub backlog: u64,
 }
 
 /// Job defaults applied at enqueue when a request leaves them out, and the queue

@@ -239,7 +239,11 @@ async fn trim_loop<S: JobStore>(store: S, kinds: Vec<JobKind>, retention: Durati
         let mut removed = 0;
         for kind in &kinds {
             match store.trim(*kind, retention, 500).await {
-                Ok(n) => removed += n,
+                Ok(Some(t)) => {
+                    removed += t.removed;
+                    metrics::trim_backlog(*kind, t.backlog);
+                }
+                Ok(None) => {} // another worker is trimming this kind
                 Err(e) => tracing::debug!(kind = %kind, error = %e, "trim skipped"),
             }
         }

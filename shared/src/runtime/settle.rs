@@ -87,6 +87,7 @@ where
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));
         Box::pin(
             async move {
+                lease.held.started();
                 let running = Running::start(kind);
                 let began = std::time::Instant::now();
                 // No timeout set: a day, so a stuck run still ends some time.

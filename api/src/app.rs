@@ -122,34 +122,11 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     })
 }
 
-/// Apply the migrations, retrying while Postgres is unreachable (with backoff up to 30 s),
-/// until done or shut down. Every replica may do this: sqlx serialises them with an
-/// advisory lock.
+/// Apply the migrations in the background until done or shut down, then mark the
+/// state ready for requests that need the schema.
 async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: oneshot::Sender<()>) {
-    let mut first_attempt = Some(first_attempt);
-    let mut wait = Duration::from_millis(250);
-    loop {
-        let result = drover::db::migrate(&pool).await;
-        if let Some(tx) = first_attempt.take() {
-            let _ = tx.send(());
-        }
-        match result {
-            Ok(()) => {
-                state.set_migrated();
-                tracing::info!("postgres migrations applied");
-                return;
-            }
-            // The error never holds the URL or data; see drover::db::DbError.
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres not reachable for migrations")
-            }
-            Err(e) => tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres migrations failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = state.shutdown().cancelled() => return,
-        }
-        wait = (wait * 2).min(Duration::from_secs(30));
+    if drover::db::migrate_until_done(&pool, state.shutdown(), Some(first_attempt)).await {
+        state.set_migrated();
     }
 }
 

@@ -1,4 +1,4 @@
-//! Drover's HTTP API (DESIGN §5): submit, query and control jobs; secured by API keys,
+//! Drover's HTTP API (docs/architecture.md, "HTTP API"): submit, query and control jobs; secured by API keys,
 //! rate-limited per key in Redis, documented by a generated OpenAPI spec.
 //!
 //! Where things are:

@@ -1,4 +1,4 @@
-//! The storage contract (DESIGN §3), run against every `JobStore` implementation.
+//! The storage contract (docs/architecture.md, "Job states"), run against every `JobStore` implementation.
 //! Each rule is a generic async fn over the trait; the macro at the bottom runs each
 //! one against the Redis store on a private redis-server.
 mod conformance;

@@ -1,4 +1,4 @@
-//! The endpoints, one concept per file (DESIGN §5).
+//! The endpoints, one concept per file (docs/architecture.md, "HTTP API").
 pub mod accounts;
 pub mod control;
 pub mod csv_upload;

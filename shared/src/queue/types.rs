@@ -150,6 +150,19 @@ pub struct Settlement {
     pub attempt: Option<crate::job::AttemptRecord>,
 }
 
+impl Settlement {
+    /// Back to the queue without using the attempt (the run never started, or was
+    /// stopped by shutdown or a lost lease before it could finish).
+    pub fn release(leased: &Leased) -> Self {
+        Self {
+            id: leased.id.clone(),
+            token: leased.token.clone(),
+            action: SettleAction::Release,
+            attempt: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettleResult {
     Applied,

@@ -64,14 +64,18 @@ mod tests {
     #[test]
     fn delays_double_up_to_the_cap_and_only_the_first_failure_and_the_recovery_are_reported() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<(u64, bool)> = (0..4)
-            .map(|_| b.failed())
-            .map(|f| (f.delay.as_millis() as u64, f.first))
-            .collect();
+        let delays: Vec<(u64, bool)> = (0..4).map(|_| b.failed()).map(|f| (f.delay.as_millis() as u64, f.first)).collect();
         assert_eq!(delays, [(100, true), (200, false), (350, false), (350, false)]);
         assert!(b.succeeded(), "the success after failures ends an outage");
         assert!(!b.succeeded(), "a second success ends nothing");
-        assert_eq!(b.failed(), Failure { delay: Duration::from_millis(100), first: true }, "a success resets the delay");
+        assert_eq!(
+            b.failed(),
+            Failure {
+                delay: Duration::from_millis(100),
+                first: true
+            },
+            "a success resets the delay"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
 use super::{
     scripts, CancelOutcome, Cursor, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page,
-    QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError,
+    QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
 };
 use crate::job::{Job, JobId, JobKind, JobState, Progress};
 

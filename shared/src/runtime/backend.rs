@@ -105,7 +105,11 @@ async fn fetch_loop<S: JobStore>(
             break;
         }
         let sent = tokio::time::Instant::now();
-        let fetched = match shared.store.fetch(kind, &shared.settings.worker_id, permits.len(), shared.settings.lease).await {
+        let fetched = match shared
+            .store
+            .fetch(kind, &shared.settings.worker_id, permits.len(), shared.settings.lease)
+            .await
+        {
             Ok(f) => f,
             Err(e) => {
                 drop(permits);

@@ -11,8 +11,8 @@ mod keeper;
 mod leases;
 pub mod metrics;
 mod run_end;
-mod settle;
 mod settings;
+mod settle;
 mod shared;
 
 use std::collections::HashMap;

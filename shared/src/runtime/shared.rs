@@ -8,8 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::leases::LeaseRegistry;
-use crate::backoff::Backoff;
 use super::settings::WorkerSettings;
+use crate::backoff::Backoff;
 use crate::job::JobKind;
 use crate::queue::{JobStore, SettleResult, Settlement};
 

@@ -147,7 +147,11 @@ pub async fn trimming_catches_up_past_one_chunk<S: JobStore>(store: S) {
     store.settle(JobKind::Cleanup, &all).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let removed = store.trim(JobKind::Cleanup, Duration::from_millis(1), 500).await.unwrap();
-    assert_eq!(removed.map(|t| (t.removed, t.backlog)), Some((1200, 0)), "one trim call keeps going past its chunk size until caught up");
+    assert_eq!(
+        removed.map(|t| (t.removed, t.backlog)),
+        Some((1200, 0)),
+        "one trim call keeps going past its chunk size until caught up"
+    );
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().succeeded, 0);
 }
 

@@ -228,3 +228,50 @@ async fn the_stream_says_why_a_job_waits_and_again_whenever_that_changes() {
     let until: chrono::DateTime<chrono::Utc> = w["waiting"]["until"].as_str().unwrap().parse().unwrap();
     assert!(until > chrono::Utc::now() + chrono::Duration::seconds(25), "{w}");
 }
+
+#[tokio::test]
+async fn a_job_behind_its_accounts_cap_is_streamed_as_account_busy_until_the_run_ends() {
+    let app = spawn_app().await;
+    let running = app.submit_ok(&cleanup_body("acme")).await;
+    let behind = app.submit_ok(&cleanup_body("acme")).await;
+    let res = app.get(READER, &format!("/v1/jobs/{behind}/events")).send().await.unwrap();
+    let mut events = Events::new(res);
+    assert_eq!(next_named(&mut events, "waiting").await["waiting"]["reason"], "queued");
+
+    // A worker whose cap is one cleanup per account leases the first job; its next
+    // fetch finds the account at its cap.
+    let capped = drover::queue::RedisStore::connect(
+        &app.redis.url(),
+        "drover",
+        drover::queue::JobDefaults {
+            per_account: [1, 1, 1],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lease = Duration::from_secs(30);
+    let mut fetched = capped.fetch(drover::job::JobKind::Cleanup, "w-1", 1, lease).await.unwrap();
+    let leased = fetched.jobs.pop().expect("the first job");
+    assert_eq!(leased.id, running);
+    assert!(capped
+        .fetch(drover::job::JobKind::Cleanup, "w-1", 1, lease)
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "account_busy", "{w}");
+    assert_eq!(w["waiting"]["detail"], json!({"cap": 1, "running": [running.as_str()]}));
+
+    // The run ends: the account has room again.
+    let done = drover::queue::Settlement {
+        id: running.clone(),
+        token: leased.token,
+        action: drover::queue::SettleAction::Succeeded(json!({})),
+        attempt: None,
+    };
+    capped.settle(drover::job::JobKind::Cleanup, &[done]).await.unwrap();
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "queued", "{w}");
+}

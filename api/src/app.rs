@@ -90,6 +90,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         token_timeout: Duration::from_millis(config.marketplace_timeout_ms)
             .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
             .max(Duration::from_millis(100)),
+        first_sync: config.accounts.first_sync,
     };
     let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
     let cursors = Cursors::new(valid.cursors);

@@ -17,6 +17,7 @@
 //! - [`middleware`]: request id, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
 //! - [`streams`]: caps on open event streams, per key and per process.
+//! - [`waiting`]: why a job waits: the queue's reason combined with the account's quota cooldown.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
 //! - [`openapi`]: the generated OpenAPI document.
 pub mod app;
@@ -38,6 +39,7 @@ pub mod serve;
 pub mod state;
 pub mod streams;
 pub mod views;
+pub mod waiting;
 
 pub use app::{build, App, StartError};
 pub use auth::{hash_key, Role};

@@ -43,7 +43,7 @@ mod accounts;
 mod keys;
 mod server;
 mod streams;
-pub use accounts::DEFAULT_TOKEN_URL;
+pub use accounts::{AccountsConfig, DEFAULT_TOKEN_URL};
 pub use keys::KeyEntry;
 pub use server::ServerConfig;
 pub use streams::StreamsConfig;
@@ -85,6 +85,8 @@ pub struct ApiConfig {
     pub dev_mode: bool,
     /// PostgreSQL (accounts). See `drover::db::DatabaseConfig` for how `DATABASE_URL` applies.
     pub database: DatabaseConfig,
+    /// What `POST /v1/accounts` does besides storing the account (its first sync).
+    pub accounts: AccountsConfig,
     /// 32 bytes, base64: seals account credentials at rest. Required outside dev mode.
     pub encryption_key: SecretString,
     /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`.
@@ -162,6 +164,7 @@ impl Default for ApiConfig {
             keys: Vec::new(),
             dev_mode: false,
             database: DatabaseConfig::default(),
+            accounts: AccountsConfig::default(),
             encryption_key: SecretString::from(""),
             marketplace_token_url: DEFAULT_TOKEN_URL.into(),
             marketplace_timeout_ms: 10_000,

@@ -5,6 +5,7 @@ pub mod csv_upload;
 pub mod dead_letter;
 mod enqueue;
 pub mod events;
+mod first_sync;
 pub mod health;
 pub mod items;
 pub mod jobs;

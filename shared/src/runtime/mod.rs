@@ -166,10 +166,12 @@ where
 }
 
 async fn trim_loop<S: JobStore>(store: S, kinds: Vec<JobKind>, retention: Duration, stop: CancellationToken) {
-    // Idle ticks are rare; while a trim call still finds work (each call stops after its
-    // time budget), the next comes right after a short pause, so trimming keeps up with
-    // any sustained rate instead of a fixed number of jobs per tick.
-    const IDLE: Duration = Duration::from_secs(30);
+    // While a trim call still finds work (each call stops after its time budget), the
+    // next comes right after a short pause, so trimming keeps up with any sustained rate
+    // instead of a fixed number of jobs per tick. Idle ticks are short too: a call that
+    // finds nothing due costs a few O(1) commands, and at 12,500 jobs/s a 30 s idle
+    // tick let 400,000 finished jobs (1 GB) pile up before the first trim (soak).
+    const IDLE: Duration = Duration::from_secs(2);
     const BEHIND: Duration = Duration::from_millis(200);
     let mut pause = Duration::ZERO;
     loop {

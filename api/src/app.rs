@@ -73,6 +73,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         events_max: Duration::from_millis(config.events_max_ms),
         idempotency_ttl: valid.job_defaults.idempotency_ttl,
         payload_bytes: config.jobs.max_payload_bytes,
+        schedules: config.schedules,
     };
     // Lazy too: the pool connects on first use; migrations run in the background.
     let pool = drover::db::connect_lazy(&config.database)?;

@@ -29,6 +29,8 @@ pub struct Limits {
     pub idempotency_ttl: Duration,
     /// Largest payload a job may store, as JSON.
     pub payload_bytes: usize,
+    /// How many schedules an account may have, and how often each may fire.
+    pub schedules: crate::config::SchedulesConfig,
 }
 
 #[derive(Clone)]

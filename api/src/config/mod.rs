@@ -41,10 +41,12 @@ use crate::auth::{KeyRing, Role};
 
 mod accounts;
 mod keys;
+mod schedules;
 mod server;
 mod streams;
 pub use accounts::DEFAULT_TOKEN_URL;
 pub use keys::KeyEntry;
+pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
 pub use streams::StreamsConfig;
 
@@ -94,6 +96,8 @@ pub struct ApiConfig {
     pub resilience: ResilienceConfig,
     /// Periodic jobs: every replica runs the loop; each tick still makes one job.
     pub scheduler: SchedulerConfig,
+    /// What one account's schedules may cost: how many, and how often each fires.
+    pub schedules: SchedulesConfig,
 }
 
 /// The key accepted in `dev_mode`, documented so local tools can use it.
@@ -167,6 +171,7 @@ impl Default for ApiConfig {
             marketplace_timeout_ms: 10_000,
             resilience: ResilienceConfig::default(),
             scheduler: SchedulerConfig::default(),
+            schedules: SchedulesConfig::default(),
         }
     }
 }
@@ -272,6 +277,7 @@ impl ApiConfig {
         errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
         errs.extend(self.server.validate());
         errs.extend(self.streams.validate());
+        errs.extend(self.schedules.validate());
         if self.rate_limit.burst == 0 {
             errs.push("api.rate_limit.burst must be at least 1".into());
         }

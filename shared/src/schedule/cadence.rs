@@ -15,12 +15,15 @@ use super::spec::next_tick;
 /// cover hours or days where a five-field cron's lists bunch up (`0,1 * * * *`).
 const TICKS_CHECKED: usize = 100;
 
-/// `Err` (a sentence for the `cron` field) when `cron` has no tick within a year of `now`,
-/// or two of its next ticks are less than `min_interval` apart.
+/// How far ahead a cron must fire: four years and a day, so 29 February is allowed.
+const HORIZON_DAYS: i64 = 4 * 365 + 2;
+
+/// `Err` (a sentence for the `cron` field) when `cron` has no tick within four years of
+/// `now`, or two of its next ticks are less than `min_interval` apart.
 pub fn check_cadence(cron: &Cron, now: DateTime<Utc>, min_interval: Duration) -> Result<(), String> {
-    let year = now + chrono::Duration::days(366);
-    let Some(mut prev) = next_tick(cron, now).filter(|t| *t <= year) else {
-        return Err("never fires within the next year".into());
+    let horizon = now + chrono::Duration::days(HORIZON_DAYS);
+    let Some(mut prev) = next_tick(cron, now).filter(|t| *t <= horizon) else {
+        return Err("never fires (no tick within the next four years)".into());
     };
     let min = chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::MAX);
     for _ in 0..TICKS_CHECKED {
@@ -32,7 +35,7 @@ pub fn check_cadence(cron: &Cron, now: DateTime<Utc>, min_interval: Duration) ->
                 min_interval.as_secs()
             ));
         }
-        if next > year {
+        if next > horizon {
             break;
         }
         prev = next;
@@ -65,6 +68,6 @@ mod tests {
             let e = check(fast).expect_err(fast);
             assert!(e.contains("at least 60 s apart"), "{fast}: {e}");
         }
-        assert_eq!(check("0 0 31 2 *"), Err("never fires within the next year".into()));
+        assert_eq!(check("0 0 31 2 *"), Err("never fires (no tick within the next four years)".into()));
     }
 }

@@ -87,7 +87,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         secrets: valid.secrets,
         resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone()),
         http,
-        token_url: config.marketplace_token_url.clone(),
+        token_url: config.token_url().to_owned(),
         token_timeout: Duration::from_millis(config.marketplace_timeout_ms)
             .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
             .max(Duration::from_millis(100)),

@@ -408,6 +408,7 @@ async fn the_app_refuses_a_missing_or_published_encryption_key_outside_dev_mode(
     assert!(err.contains("api.encryption_key") && !err.contains(BOGUS_SECRET), "{err}");
 
     config.dev_mode = true;
+    config.keys.clear(); // dev mode is refused beside real keys
     config.encryption_key = drover::crypto::DEV_ENCRYPTION_KEY.into();
     assert!(drover_api::build(config).await.is_ok(), "dev mode accepts the published key");
 }

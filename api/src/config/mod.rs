@@ -44,7 +44,7 @@ mod keys;
 mod schedules;
 mod server;
 mod streams;
-pub use accounts::DEFAULT_TOKEN_URL;
+pub use accounts::DEV_TOKEN_URL;
 pub use keys::KeyEntry;
 pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
@@ -83,15 +83,24 @@ pub struct ApiConfig {
     pub jobs: JobDefaultsConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
-    /// published `DEV_ENCRYPTION_KEY`. Never in production.
+    /// published `DEV_ENCRYPTION_KEY`. Never in production: refused unless `listen` is a
+    /// loopback address (or `dev_mode_allow_remote`) and `keys` is empty.
     pub dev_mode: bool,
+    /// Allow dev mode on a listener that is not loopback: only for a container on a
+    /// developer's machine whose published port is bound to the host's 127.0.0.1
+    /// (docker-compose.yml). Anyone who reaches the port is an admin.
+    pub dev_mode_allow_remote: bool,
     /// PostgreSQL (accounts). See `drover::db::DatabaseConfig` for how `DATABASE_URL` applies.
     pub database: DatabaseConfig,
     /// 32 bytes, base64: seals account credentials at rest. Required outside dev mode.
     pub encryption_key: SecretString,
-    /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`.
+    /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`:
+    /// https, and required outside dev mode (dev mode defaults to the simulator's).
     pub marketplace_token_url: String,
     pub marketplace_timeout_ms: u64,
+    /// Allow an `http://` token URL outside dev mode: only for a local simulator (tests).
+    /// Credentials then cross the wire in cleartext.
+    pub insecure_marketplace_http: bool,
     /// The marketplace limits, as the workers use them (shown by `/v1/accounts/{id}/limits`).
     pub resilience: ResilienceConfig,
     /// Periodic jobs: every replica runs the loop; each tick still makes one job.
@@ -165,10 +174,12 @@ impl Default for ApiConfig {
             jobs: JobDefaultsConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
+            dev_mode_allow_remote: false,
             database: DatabaseConfig::default(),
             encryption_key: SecretString::from(""),
-            marketplace_token_url: DEFAULT_TOKEN_URL.into(),
+            marketplace_token_url: String::new(),
             marketplace_timeout_ms: 10_000,
+            insecure_marketplace_http: false,
             resilience: ResilienceConfig::default(),
             scheduler: SchedulerConfig::default(),
             schedules: SchedulesConfig::default(),
@@ -371,13 +382,45 @@ impl ApiConfig {
                 }
             }
         }
+        let dev_hash = crate::auth::sha256(DEV_KEY.as_bytes());
+        for (i, k) in self.keys.iter().enumerate() {
+            if hex::decode(&k.key_sha256).is_ok_and(|h| h == dev_hash) {
+                errs.push(format!(
+                    "api.keys[{i}] ({:?}): key_sha256 is the hash of the published dev key {DEV_KEY:?}, \
+                     which anyone can send; use a key of your own (`drover-api hash-key -`)",
+                    k.name
+                ));
+            }
+        }
         if self.dev_mode {
-            let hash = crate::auth::sha256(DEV_KEY.as_bytes());
-            if let Err(e) = ring.add("dev", hash, Role::Admin, None) {
+            self.check_dev_mode(errs);
+            if let Err(e) = ring.add("dev", dev_hash, Role::Admin, None) {
                 errs.push(format!("api.dev_mode: {e}"));
             }
         }
         ring
+    }
+
+    /// Dev mode makes the published [`DEV_KEY`] an admin for every account: allowed only
+    /// where nobody else can send it (a loopback listener, or a container whose published
+    /// port is on the host's loopback: `dev_mode_allow_remote`), and never beside real keys,
+    /// which would mean a deployment that holds real data.
+    fn check_dev_mode(&self, errs: &mut Vec<String>) {
+        let loopback = self.listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        if !loopback && !self.dev_mode_allow_remote {
+            errs.push(format!(
+                "api.dev_mode = true accepts the published dev key as an admin, but api.listen = {:?} is not a \
+                 loopback address: listen on 127.0.0.1, or turn dev_mode off and configure api.keys",
+                self.listen
+            ));
+        }
+        if !self.keys.is_empty() {
+            errs.push(
+                "api.dev_mode = true is refused beside api.keys: configured keys mean a real deployment, where the \
+                 published dev key must not be an admin; turn api.dev_mode off"
+                    .into(),
+            );
+        }
     }
 }
 
@@ -399,6 +442,7 @@ mod tests {
         let c = ApiConfig {
             keys: vec![key("ops", Role::Admin)],
             encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            marketplace_token_url: "https://api.amazon.com/auth/o2/token".into(),
             ..Default::default()
         };
         let v = c.validate().unwrap();
@@ -412,6 +456,7 @@ mod tests {
         assert!(msg.contains("api.keys is empty") && msg.contains("hash-key"), "{msg}");
         let dev = ApiConfig {
             dev_mode: true,
+            listen: "127.0.0.1:8080".into(),
             ..Default::default()
         };
         assert_eq!(dev.validate().unwrap().keys.len(), 1);
@@ -446,6 +491,53 @@ mod tests {
         assert!(!msg.contains("secret@host"), "the redis URL may hold a password: {msg}");
     }
 
+    /// M7: the published dev key must never open a reachable or real deployment.
+    #[test]
+    fn dev_mode_is_refused_off_loopback_or_beside_real_keys() {
+        let open = ApiConfig {
+            dev_mode: true,
+            ..Default::default()
+        };
+        let msg = open.validate().unwrap_err().to_string();
+        assert!(msg.contains("api.dev_mode") && msg.contains("api.listen = \"0.0.0.0:8080\""), "{msg}");
+        let with_keys = ApiConfig {
+            dev_mode: true,
+            listen: "127.0.0.1:8080".into(),
+            keys: vec![key("ops", Role::Admin)],
+            ..Default::default()
+        };
+        let msg = with_keys.validate().unwrap_err().to_string();
+        assert!(msg.contains("api.dev_mode") && msg.contains("api.keys"), "{msg}");
+        for listen in ["127.0.0.1:8080", "[::1]:0"] {
+            let local = ApiConfig {
+                dev_mode: true,
+                listen: listen.into(),
+                ..Default::default()
+            };
+            assert!(local.validate().is_ok(), "{listen}");
+        }
+    }
+
+    #[test]
+    fn the_dev_keys_hash_is_refused_outside_dev_mode() {
+        let c = ApiConfig {
+            keys: vec![
+                key("ops", Role::Admin),
+                KeyEntry {
+                    name: "copied".into(),
+                    key_sha256: hex::encode(crate::auth::sha256(DEV_KEY.as_bytes())),
+                    role: Role::Admin,
+                    accounts: None,
+                },
+            ],
+            encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            ..Default::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("api.keys[1] (\"copied\")") && msg.contains("dev key"), "{msg}");
+        assert!(!msg.contains(&c.keys[1].key_sha256), "{msg}");
+    }
+
     #[test]
     fn duplicate_key_names_and_hashes_are_rejected() {
         let c = ApiConfig {
@@ -465,6 +557,7 @@ mod tests {
             &path,
             format!(
                 "[api]\nlisten = \"127.0.0.1:9000\"\nnamespace = \"fromfile\"\nrequest_timeout_ms = 2500\n\
+                 marketplace_token_url = \"https://api.amazon.com/auth/o2/token\"\n\
                  encryption_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n\
                  [[api.keys]]\nname = \"ops\"\nkey_sha256 = \"{ops}\"\nrole = \"admin\"\naccounts = [\"acme\"]\n"
             ),

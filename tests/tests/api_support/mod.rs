@@ -60,6 +60,9 @@ pub fn test_config(redis_url: &str) -> ApiConfig {
         shutdown_grace_ms: 2000,
         events_poll_ms: 50,
         encryption_key: TEST_ENCRYPTION_KEY.into(),
+        // Tests that register accounts point this at a simulator (plain http on loopback).
+        marketplace_token_url: "http://127.0.0.1:9/auth/o2/token".into(),
+        insecure_marketplace_http: true,
         ..Default::default()
     };
     c.database.url = FRESH_DATABASE.into();

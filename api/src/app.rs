@@ -80,6 +80,9 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.marketplace_timeout_ms))
         .connect_timeout(Duration::from_millis(config.marketplace_timeout_ms.min(5_000)))
+        // A 307/308 from the token endpoint would re-POST the client secret and refresh
+        // token to wherever it points: answer it as the failure it is.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StartError::Http(e.to_string()))?;
     let accounts = Accounts {

@@ -36,7 +36,7 @@ pub enum StartError {
     Postgres(#[from] DbError),
     #[error("cannot build the marketplace HTTP client: {0}")]
     Http(String),
-    #[error("cannot listen on {addr} (api.listen): {source}")]
+    #[error("cannot listen on {addr} (api.listen or api.metrics_listen): {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
@@ -47,6 +47,8 @@ const FIRST_MIGRATION_WAIT: Duration = Duration::from_secs(3);
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The internal `/metrics` listener and its address, unless metrics are off.
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     grace: Duration,
     scheduler: SchedulerConfig,
@@ -112,10 +114,21 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         addr: valid.listen,
         source,
     })?;
+    let metrics = match valid.metrics_listen {
+        Some(at) => {
+            let bind_err = |source| StartError::Bind { addr: at, source };
+            let l = TcpListener::bind(at).await.map_err(bind_err)?;
+            let a = l.local_addr().map_err(bind_err)?;
+            tracing::info!(addr = %a, "metrics listening (internal: keep off the Service)");
+            Some((l, a))
+        }
+        None => None,
+    };
     tracing::info!(%addr, namespace = %config.namespace, keys = state.keys().len(), "drover-api listening");
     Ok(App {
         listener,
         addr,
+        metrics,
         state,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         scheduler: config.scheduler.clone(),
@@ -163,6 +176,11 @@ impl App {
         self.addr
     }
 
+    /// The internal metrics listener's address (none when `api.metrics_listen` is empty).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
+    }
+
     /// Serve until `shutdown` resolves, then drain for at most the grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let token = self.state.shutdown().clone();
@@ -171,6 +189,10 @@ impl App {
             let schedules = ScheduleStore::new(self.state.store().connection(), self.state.store().namespace());
             let scheduler = Scheduler::new(self.state.store().clone(), schedules, Some(accounts), self.scheduler.clone());
             tokio::spawn(scheduler.run(token.clone()));
+        }
+        if let Some((listener, _)) = self.metrics {
+            let metrics = crate::metrics_listener::router(self.state.clone());
+            tokio::spawn(serve(listener, metrics, self.server, token.clone()));
         }
         let app = router(self.state);
         let mut server = tokio::spawn(serve(self.listener, app, self.server, token.clone()));

@@ -16,6 +16,7 @@
 //! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
 //! - [`middleware`]: request id, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
+//! - [`metrics_listener`]: the internal listener that serves them (`api.metrics_listen`).
 //! - [`streams`]: caps on open event streams, per key and per process.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
 //! - [`openapi`]: the generated OpenAPI document.
@@ -30,6 +31,7 @@ pub mod extract;
 pub mod handlers;
 pub mod idempotency;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;

@@ -39,7 +39,6 @@ use crate::views;
         accounts::limits,
         health::healthz,
         health::readyz,
-        health::metrics,
         health::openapi,
     ),
     components(schemas(
@@ -58,7 +57,7 @@ use crate::views;
         (name = "queues", description = "Queue counts and pause / resume"),
         (name = "accounts", description = "Seller accounts, their credentials (write-only) and marketplace limits"),
         (name = "schedules", description = "Periodic jobs (cron, UTC), one job per tick across replicas"),
-        (name = "operations", description = "Probes, metrics, this document"),
+        (name = "operations", description = "Probes and this document (metrics are on the internal listener, api.metrics_listen)"),
     )
 )]
 pub struct ApiDoc;

@@ -4,6 +4,7 @@
 //! ```toml
 //! [api]
 //! listen = "0.0.0.0:8080"
+//! metrics_listen = "0.0.0.0:9465"   # internal: Prometheus only; "" turns metrics off
 //! redis_url = "redis://127.0.0.1:6379"
 //! namespace = "drover"
 //! body_limit_bytes = 1048576
@@ -56,6 +57,9 @@ pub use streams::StreamsConfig;
 pub struct ApiConfig {
     /// Socket address to listen on; port 0 picks a free port (tests).
     pub listen: String,
+    /// Where Prometheus scrapes `GET /metrics`: an internal port, kept off the Service and
+    /// the Ingress (the numbers are queue-wide). Empty turns metrics off.
+    pub metrics_listen: String,
     /// May hold a password, so it never prints.
     pub redis_url: SecretString,
     /// Prefix of every Redis key; must match the workers'.
@@ -159,6 +163,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".into(),
+            metrics_listen: "0.0.0.0:9465".into(),
             redis_url: SecretString::from("redis://127.0.0.1:6379"),
             namespace: "drover".into(),
             body_limit_bytes: 1024 * 1024,
@@ -197,6 +202,8 @@ struct Root {
 #[derive(Debug)]
 pub struct Validated {
     pub listen: SocketAddr,
+    /// The internal listener for `/metrics`; none when metrics are off.
+    pub metrics_listen: Option<SocketAddr>,
     pub keys: KeyRing,
     pub job_defaults: JobDefaults,
     /// Seals and opens account credentials.
@@ -229,6 +236,24 @@ impl ApiConfig {
                 ));
                 None
             }
+        };
+        let metrics_listen = match self.metrics_listen.trim() {
+            "" => None,
+            m => match m.parse::<SocketAddr>() {
+                Ok(a) if Some(a) == listen && a.port() != 0 => {
+                    errs.push(format!(
+                        "api.metrics_listen = {m:?} is api.listen: metrics need a port of their own, off the Service"
+                    ));
+                    None
+                }
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errs.push(format!(
+                        "api.metrics_listen = {m:?} is not a socket address such as 0.0.0.0:9465 (empty turns metrics off)"
+                    ));
+                    None
+                }
+            },
         };
         if let Err(e) = redis::Client::open(self.redis_url.expose_secret()) {
             // The URL may hold a password: name the problem, not the URL.
@@ -315,6 +340,7 @@ impl ApiConfig {
         if let (true, Some((secrets, cursors))) = (errs.is_empty(), secrets) {
             Ok(Validated {
                 listen: listen.expect("checked above"),
+                metrics_listen,
                 keys,
                 job_defaults: JobDefaults {
                     max_attempts: self.jobs.max_attempts,

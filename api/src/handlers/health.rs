@@ -1,4 +1,5 @@
-//! Probes, metrics and the OpenAPI document: no API key needed.
+//! Probes, metrics and the OpenAPI document: no API key needed (metrics are served on
+//! the internal listener only, see `metrics_listener.rs`).
 use std::time::Duration;
 
 use axum::extract::State;
@@ -59,14 +60,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms, queue depth per
-/// state and lag per kind (read at scrape time).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    security(()),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
-)]
+/// state and lag per kind (read at scrape time). Served only on the internal listener
+/// (`api.metrics_listen`), so it is not in the public OpenAPI document.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = state.metrics().render(state.store()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)

@@ -90,7 +90,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     let accounts = Accounts {
         repo: AccountRepo::new(pool.clone()),
         secrets: valid.secrets,
-        resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone()),
+        resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone(), &valid.key),
         http,
         token_url: config.token_url().to_owned(),
         token_timeout: Duration::from_millis(config.marketplace_timeout_ms)
@@ -154,6 +154,13 @@ async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: one
             Ok(()) => {
                 state.set_migrated();
                 tracing::info!("postgres migrations applied");
+                // Credentials sealed before they were bound to their row and column.
+                let accounts = state.accounts();
+                match accounts.repo.reseal_legacy(&accounts.secrets).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(resealed = n, "credentials re-sealed, bound to their account and column"),
+                    Err(e) => tracing::warn!(error = %e, "re-sealing credentials failed; they are re-sealed when next read"),
+                }
                 return;
             }
             // The error never holds the URL or data; see drover::db::DbError.

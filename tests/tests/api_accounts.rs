@@ -343,7 +343,12 @@ async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
     }
 
     // What a worker does on a 429 from createReport, on the same Redis.
-    let resilience = Resilience::new(app.store.connection(), "drover", ResilienceConfig::default());
+    let resilience = Resilience::new(
+        app.store.connection(),
+        "drover",
+        ResilienceConfig::default(),
+        &drover::crypto::EncryptionKey::dev(),
+    );
     let acme = AccountId::parse("acme").unwrap();
     resilience
         .enter_cooldown(&acme, "429 on createReport", Some(Duration::from_secs(60)))

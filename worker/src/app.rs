@@ -50,7 +50,7 @@ pub async fn run_jobs(config: WorkerConfig, shutdown: impl Future<Output = ()> +
         return Ok(());
     };
 
-    let resilience = Resilience::new(conn.clone(), &config.namespace, config.resilience.clone());
+    let resilience = Resilience::new(conn.clone(), &config.namespace, config.resilience.clone(), &key);
     let market = MarketplaceClient::new(config.marketplace.clone(), resilience)?;
     let jobs = Jobs::new(market, pool.clone(), SecretBox::new(&key), config.jobs.clone());
 

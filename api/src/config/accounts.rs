@@ -21,10 +21,6 @@ use super::ApiConfig;
 /// so a forgotten setting cannot send credentials in cleartext to whatever listens there.
 pub const DEV_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";
 
-/// Check the accounts settings, adding one message per problem; the sealing box when the
-/// key is usable.
-/// The credentials box and the page-cursor box.
-pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<(SecretBox, SecretBox)> {
 impl ApiConfig {
     /// The LWA token endpoint to use: the configured one, or in dev mode the simulator's.
     pub fn token_url(&self) -> &str {
@@ -35,6 +31,10 @@ impl ApiConfig {
     }
 }
 
+/// Check the accounts settings, adding one message per problem; when the key is usable,
+/// the credentials box, the page-cursor box and the key itself (the token cache derives
+/// its own from it).
+pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<(SecretBox, SecretBox, EncryptionKey)> {
     if let Err(e) = c.database.validate("api.database") {
         errs.extend(e);
     }
@@ -57,7 +57,7 @@ impl ApiConfig {
         errs.extend(e.into_iter().map(|m| format!("api.resilience: {m}")));
     }
     // Cursors are sealed under a key of their own, derived from the same setting.
-    encryption_key(c, errs).map(|k| (SecretBox::new(&k), SecretBox::new(&k.derive("page cursors"))))
+    encryption_key(c, errs).map(|k| (SecretBox::new(&k), SecretBox::new(&k.derive("page cursors")), k))
 }
 
 /// The client secret and refresh token are posted to this URL: `https` only, unless

@@ -210,6 +210,8 @@ pub struct Validated {
     pub secrets: SecretBox,
     /// Seals page cursors (a key derived from the same setting).
     pub cursors: SecretBox,
+    /// `api.encryption_key` itself: the LWA token cache derives its key from it.
+    pub key: drover::crypto::EncryptionKey,
 }
 
 impl ApiConfig {
@@ -337,7 +339,7 @@ impl ApiConfig {
         }
         let keys = self.validate_keys(&mut errs);
         let secrets = accounts::validate(self, &mut errs);
-        if let (true, Some((secrets, cursors))) = (errs.is_empty(), secrets) {
+        if let (true, Some((secrets, cursors, key))) = (errs.is_empty(), secrets) {
             Ok(Validated {
                 listen: listen.expect("checked above"),
                 metrics_listen,
@@ -350,6 +352,7 @@ impl ApiConfig {
                 },
                 secrets,
                 cursors,
+                key,
             })
         } else {
             Err(ConfigError::Invalid(errs))

@@ -8,6 +8,7 @@
 //! - [`accounts`]: seller accounts and their encrypted marketplace credentials.
 //! - [`DbError`]: what went wrong, by what the caller should do about it.
 pub mod accounts;
+pub mod sealed_column;
 mod config;
 
 use std::time::Duration;

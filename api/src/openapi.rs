@@ -113,3 +113,25 @@ static JSON: LazyLock<String> = LazyLock::new(|| ApiDoc::openapi().to_json().exp
 pub fn json() -> String {
     JSON.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    /// V1: OpenAPI requires every path parameter to be `required: true`; validators and
+    /// client generators refuse the document otherwise.
+    #[test]
+    fn every_path_parameter_is_required() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let mut seen = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["in"] == "path" {
+                        seen += 1;
+                        assert_eq!(p["required"], true, "{method} {path}: {p}");
+                    }
+                }
+            }
+        }
+        assert!(seen > 5, "{seen} path parameters");
+    }
+}

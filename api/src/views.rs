@@ -385,11 +385,20 @@ pub struct JobEvent {
     data: String,
 }
 
-/// A queue, named by its kind, in a path.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // documents the `{kind}` path segment
-pub struct KindPath {
-    #[param(schema_with = kind_schema)]
-    kind: String,
+/// A queue, named by its kind, in a path. Written out because utoipa's derive drops
+/// `required` (and the description) of a field with `schema_with`, and OpenAPI requires
+/// every path parameter to be required (V1).
+pub struct KindPath;
+
+impl utoipa::IntoParams for KindPath {
+    fn into_params(_: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        vec![ParameterBuilder::new()
+            .name("kind")
+            .parameter_in(ParameterIn::Path)
+            .required(utoipa::openapi::Required::True)
+            .description(Some("The queue: sync, backfill or cleanup."))
+            .schema(Some(kind_schema()))
+            .build()]
+    }
 }

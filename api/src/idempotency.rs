@@ -51,7 +51,6 @@ impl IdempotencyClaims {
         format!("api:{api_key_name}:{key}")
     }
 
-
     /// Claim `scoped` for `kind`; a 409 when it was already used for another kind.
     pub async fn claim(&self, scoped: &str, kind: JobKind) -> Result<(), ApiError> {
         let mut conn = self.conn.clone();
@@ -70,7 +69,6 @@ impl IdempotencyClaims {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

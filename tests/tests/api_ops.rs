@@ -67,10 +67,18 @@ async fn the_public_listener_serves_no_metrics() {
     // Prometheus scrapes the internal listener, which serves nothing else.
     let page = app.client.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(r#"drover_queue_jobs{kind="cleanup",state="queued"} 1"#), "{page}");
-    let other = app.client.get(app.metrics_url().replace("/metrics", "/v1/jobs")).send().await.unwrap();
+    let other = app
+        .client
+        .get(app.metrics_url().replace("/metrics", "/v1/jobs"))
+        .send()
+        .await
+        .unwrap();
     problem(other, 404).await;
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    assert!(doc["paths"].get("/metrics").is_none(), "the public document does not offer /metrics");
+    assert!(
+        doc["paths"].get("/metrics").is_none(),
+        "the public document does not offer /metrics"
+    );
 }
 
 #[tokio::test]

@@ -198,10 +198,17 @@ async fn a_cron_firing_more_often_than_once_a_minute_or_never_is_a_422_on_cron()
         let p = problem(put(&app, ACME_SUB, "s", &cleanup_schedule(cron, "acme")).await, 422).await;
         assert_eq!(fields(&p), vec!["cron".to_owned()], "{cron}: {p}");
     }
-    assert_eq!(app.get(ACME, "/v1/schedules/s").send().await.unwrap().status(), 404, "nothing stored");
+    assert_eq!(
+        app.get(ACME, "/v1/schedules/s").send().await.unwrap().status(),
+        404,
+        "nothing stored"
+    );
     // Once a minute, and once a minute at second 30, are fine.
     assert_eq!(put(&app, ACME_SUB, "s", &cleanup_schedule("* * * * *", "acme")).await.status(), 201);
-    assert_eq!(put(&app, ACME_SUB, "s", &cleanup_schedule("30 * * * * *", "acme")).await.status(), 200);
+    assert_eq!(
+        put(&app, ACME_SUB, "s", &cleanup_schedule("30 * * * * *", "acme")).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -229,10 +236,10 @@ async fn an_account_at_its_schedule_quota_cannot_create_more_even_all_at_once() 
     let body = cleanup_schedule("0 * * * *", "acme");
     let names: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
     let statuses: Vec<u16> = futures::future::join_all(names.iter().map(|n| put(&app, ACME_SUB, n, &body)))
-    .await
-    .into_iter()
-    .map(|r| r.status().as_u16())
-    .collect();
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 9, "{statuses:?}");
     let p = problem(put(&app, ACME_SUB, "more", &cleanup_schedule("0 * * * *", "acme")).await, 409).await;
@@ -242,12 +249,27 @@ async fn an_account_at_its_schedule_quota_cannot_create_more_even_all_at_once() 
     // Replacing one is not a new one; another account has its own quota.
     let created: Vec<usize> = (0..12).filter(|i| statuses[*i] == 201).collect();
     let name = format!("s{}", created[0]);
-    assert_eq!(put(&app, ACME_SUB, &name, &cleanup_schedule("5 * * * *", "acme")).await.status(), 200);
-    assert_eq!(put(&app, GLOBEX_SUB, "g", &cleanup_schedule("0 * * * *", "globex")).await.status(), 201);
+    assert_eq!(
+        put(&app, ACME_SUB, &name, &cleanup_schedule("5 * * * *", "acme")).await.status(),
+        200
+    );
+    assert_eq!(
+        put(&app, GLOBEX_SUB, "g", &cleanup_schedule("0 * * * *", "globex")).await.status(),
+        201
+    );
     // Deleting one frees its place.
-    let del = app.client.delete(app.url(&format!("/v1/schedules/{name}"))).bearer_auth(ACME_SUB).send().await.unwrap();
+    let del = app
+        .client
+        .delete(app.url(&format!("/v1/schedules/{name}")))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status(), 204);
-    assert_eq!(put(&app, ACME_SUB, "more", &cleanup_schedule("0 * * * *", "acme")).await.status(), 201);
+    assert_eq!(
+        put(&app, ACME_SUB, "more", &cleanup_schedule("0 * * * *", "acme")).await.status(),
+        201
+    );
 }
 
 #[tokio::test]
@@ -259,7 +281,12 @@ async fn schedule_writes_count_against_the_keys_write_rate_limit() {
     .await;
     let mut statuses = Vec::new();
     for i in 0..6 {
-        statuses.push(put(&app, ACME_SUB, &format!("s{i}"), &cleanup_schedule("0 * * * *", "acme")).await.status().as_u16());
+        statuses.push(
+            put(&app, ACME_SUB, &format!("s{i}"), &cleanup_schedule("0 * * * *", "acme"))
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert!(statuses.contains(&429), "{statuses:?}");
     // The limit is the key's: its job submissions are limited too.

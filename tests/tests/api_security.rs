@@ -266,7 +266,11 @@ async fn the_token_exchange_follows_no_redirect_with_the_credentials() {
     let res = app.post(ADMIN, "/v1/accounts").json(&body).send().await.unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "the token endpoint was asked once");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the token endpoint was asked once"
+    );
     assert_ne!(status, 201, "the redirect was followed to the real token endpoint: {text}");
     assert!(!text.contains("sim-client-secret") && !text.contains("127.0.0.1"), "{text}");
 }

@@ -70,12 +70,22 @@ async fn a_sealed_credential_moved_to_another_row_or_column_does_not_open() {
     drover::db::migrate(db.pool()).await.unwrap();
     let secrets = SecretBox::new(&EncryptionKey::parse(KEY).unwrap());
     let repo = AccountRepo::new(db.pool().clone());
-    repo.insert(&new_account("acme", "acme-secret", "acme-refresh"), &secrets).await.unwrap();
-    repo.insert(&new_account("globex", "globex-secret", "globex-refresh"), &secrets).await.unwrap();
+    repo.insert(&new_account("acme", "acme-secret", "acme-refresh"), &secrets)
+        .await
+        .unwrap();
+    repo.insert(&new_account("globex", "globex-secret", "globex-refresh"), &secrets)
+        .await
+        .unwrap();
     let acme = AccountId::parse("acme").unwrap();
     let globex = AccountId::parse("globex").unwrap();
     assert_eq!(
-        repo.credentials(&acme, &secrets).await.unwrap().unwrap().credentials.refresh_token.expose_secret(),
+        repo.credentials(&acme, &secrets)
+            .await
+            .unwrap()
+            .unwrap()
+            .credentials
+            .refresh_token
+            .expose_secret(),
         "acme-refresh"
     );
     // globex's refresh token copied into acme's row.
@@ -102,7 +112,10 @@ async fn a_credential_sealed_before_binding_still_opens_until_the_start_up_step_
     repo.insert(&new_account("acme", "x", "y"), &secrets).await.unwrap();
     repo.insert(&new_account("globex", "x", "y"), &secrets).await.unwrap();
     // Rows as the previous version sealed them: the key id as the only associated data.
-    for (id, secret, refresh) in [("acme", "acme-secret", "acme-refresh"), ("globex", "globex-secret", "globex-refresh")] {
+    for (id, secret, refresh) in [
+        ("acme", "acme-secret", "acme-refresh"),
+        ("globex", "globex-secret", "globex-refresh"),
+    ] {
         sqlx::query("UPDATE accounts SET client_secret_enc = $2, refresh_token_enc = $3 WHERE id = $1")
             .bind(id)
             .bind(secrets.encrypt(&SecretString::from(secret)))
@@ -123,5 +136,8 @@ async fn a_credential_sealed_before_binding_still_opens_until_the_start_up_step_
         .execute(db.pool())
         .await
         .unwrap();
-    assert!(repo.credentials(&acme, &secrets).await.is_err(), "a re-sealed value is bound to its row");
+    assert!(
+        repo.credentials(&acme, &secrets).await.is_err(),
+        "a re-sealed value is bound to its row"
+    );
 }

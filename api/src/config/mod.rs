@@ -528,7 +528,10 @@ mod tests {
             ..Default::default()
         };
         let msg = open.validate().unwrap_err().to_string();
-        assert!(msg.contains("api.dev_mode") && msg.contains("api.listen = \"0.0.0.0:8080\""), "{msg}");
+        assert!(
+            msg.contains("api.dev_mode") && msg.contains("api.listen = \"0.0.0.0:8080\""),
+            "{msg}"
+        );
         let with_keys = ApiConfig {
             dev_mode: true,
             listen: "127.0.0.1:8080".into(),

@@ -94,8 +94,7 @@ impl From<Schedule> for ScheduleView {
 }
 
 fn store(state: &AppState) -> ScheduleStore {
-    ScheduleStore::new(state.store().connection(), state.store().namespace())
-        .with_max_per_account(state.limits().schedules.max_per_account)
+    ScheduleStore::new(state.store().connection(), state.store().namespace()).with_max_per_account(state.limits().schedules.max_per_account)
 }
 
 impl From<ScheduleError> for ApiError {

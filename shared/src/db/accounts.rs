@@ -118,8 +118,18 @@ impl AccountRepo {
         .bind(&new.seller_id)
         .bind(&marketplace_ids)
         .bind(&new.credentials.client_id)
-        .bind(sealed_column::seal(secrets, &new.id, Column::ClientSecret, &new.credentials.client_secret))
-        .bind(sealed_column::seal(secrets, &new.id, Column::RefreshToken, &new.credentials.refresh_token))
+        .bind(sealed_column::seal(
+            secrets,
+            &new.id,
+            Column::ClientSecret,
+            &new.credentials.client_secret,
+        ))
+        .bind(sealed_column::seal(
+            secrets,
+            &new.id,
+            Column::RefreshToken,
+            &new.credentials.refresh_token,
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| match DbError::from(e) {
@@ -173,7 +183,14 @@ impl AccountRepo {
             .map_err(|e| DbError::Other(format!("the {} of account {id} cannot be decrypted: {e}", column.name())))
     }
 
-    async fn reseal(&self, secrets: &SecretBox, id: &AccountId, column: Column, old: &[u8], secret: &SecretString) -> Result<bool, DbError> {
+    async fn reseal(
+        &self,
+        secrets: &SecretBox,
+        id: &AccountId,
+        column: Column,
+        old: &[u8],
+        secret: &SecretString,
+    ) -> Result<bool, DbError> {
         let new = sealed_column::seal(secrets, id, column, secret);
         // Column names come from `Column`, never from input.
         let sql = match column {
@@ -191,9 +208,10 @@ impl AccountRepo {
     /// (run once after the migrations; later reads find nothing to do). Values that open
     /// neither way are left for `credentials` to report. Returns how many were re-sealed.
     pub async fn reseal_legacy(&self, secrets: &SecretBox) -> Result<usize, DbError> {
-        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as("SELECT id, client_secret_enc, refresh_token_enc FROM accounts ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT id, client_secret_enc, refresh_token_enc FROM accounts ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
         let mut done = 0;
         for (id, client_secret, refresh_token) in rows {
             let Ok(id) = AccountId::parse(id) else { continue };

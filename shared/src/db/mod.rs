@@ -8,8 +8,8 @@
 //! - [`accounts`]: seller accounts and their encrypted marketplace credentials.
 //! - [`DbError`]: what went wrong, by what the caller should do about it.
 pub mod accounts;
-pub mod sealed_column;
 mod config;
+pub mod sealed_column;
 
 use std::time::Duration;
 

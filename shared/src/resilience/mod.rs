@@ -42,9 +42,9 @@ pub mod config;
 pub mod cooldown;
 mod error;
 mod gcra;
-mod sealed_token;
 pub mod limiter;
 pub mod operation;
+mod sealed_token;
 pub mod snapshot;
 pub mod token_cache;
 

@@ -68,9 +68,7 @@ impl ScheduleStore {
                 .invoke_async(&mut conn)
                 .await?;
             if outcome < 0 {
-                return Err(ScheduleError::Quota {
-                    max: self.max_per_account,
-                });
+                return Err(ScheduleError::Quota { max: self.max_per_account });
             }
             outcome == 1
         } else {

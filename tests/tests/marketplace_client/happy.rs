@@ -196,7 +196,10 @@ async fn a_report_document_over_the_size_caps_is_a_permanent_error() -> TestResu
         }
         report = env.client.get_report(&ctx, &report_id).await?;
     }
-    let doc = env.client.get_report_document(&ctx, &report.report_document_id.expect("done")).await?;
+    let doc = env
+        .client
+        .get_report_document(&ctx, &report.report_document_id.expect("done"))
+        .await?;
     let sent = reqwest::get(&doc.url).await?.bytes().await?.len() as u64;
     let unpacked = env.client.download_document(&doc).await?.len() as u64;
     assert!(sent > 1 && unpacked > sent, "a gzip document: {sent} bytes, {unpacked} unpacked");

@@ -64,7 +64,11 @@ impl MarketplaceClient {
     /// The status and body, the body read chunk by chunk up to `max_document_bytes`.
     async fn fetch(&self, url: &str) -> Result<(StatusCode, Vec<u8>), Fetch> {
         let max = self.config().max_document_bytes;
-        let over = |n: u64| Fetch::TooLarge(format!("the document is over marketplace.max_document_bytes ({max}): {n} bytes or more"));
+        let over = |n: u64| {
+            Fetch::TooLarge(format!(
+                "the document is over marketplace.max_document_bytes ({max}): {n} bytes or more"
+            ))
+        };
         let mut response = self
             .http()
             .get(url)
@@ -104,7 +108,11 @@ enum Unpack {
 
 /// A document over a cap: the same document comes back on a retry, so it is permanent.
 fn too_large(reason: String) -> CallError {
-    CallError::Permanent { op: OP, status: 200, reason }
+    CallError::Permanent {
+        op: OP,
+        status: 200,
+        reason,
+    }
 }
 
 /// Gunzips when the document says GZIP. A body that is not gzip although it should be

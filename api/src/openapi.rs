@@ -116,15 +116,21 @@ pub fn json() -> String {
 
 #[cfg(test)]
 mod tests {
-    /// V1: OpenAPI requires every path parameter to be `required: true`; validators and
-    /// client generators refuse the document otherwise.
+    /// V1: OpenAPI requires every path parameter to be `required: true`, and each
+    /// parameter once; validators and client generators refuse the document otherwise.
     #[test]
-    fn every_path_parameter_is_required() {
+    fn every_path_parameter_is_required_and_declared_once() {
         let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
         let mut seen = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                for p in op["parameters"].as_array().into_iter().flatten() {
+                let params: Vec<_> = op["parameters"].as_array().into_iter().flatten().collect();
+                let mut names: Vec<_> = params.iter().map(|p| (p["name"].to_string(), p["in"].to_string())).collect();
+                names.sort();
+                let count = names.len();
+                names.dedup();
+                assert_eq!(names.len(), count, "{method} {path}: a parameter is declared twice: {params:?}");
+                for p in params {
                     if p["in"] == "path" {
                         seen += 1;
                         assert_eq!(p["required"], true, "{method} {path}: {p}");

@@ -396,21 +396,3 @@ pub struct JobEvent {
     /// The event's JSON document, as text.
     data: String,
 }
-
-/// A queue, named by its kind, in a path. Written out because utoipa's derive drops
-/// `required` (and the description) of a field with `schema_with`, and OpenAPI requires
-/// every path parameter to be required (V1).
-pub struct KindPath;
-
-impl utoipa::IntoParams for KindPath {
-    fn into_params(_: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>) -> Vec<utoipa::openapi::path::Parameter> {
-        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-        vec![ParameterBuilder::new()
-            .name("kind")
-            .parameter_in(ParameterIn::Path)
-            .required(utoipa::openapi::Required::True)
-            .description(Some("The queue: sync, backfill or cleanup."))
-            .schema(Some(kind_schema()))
-            .build()]
-    }
-}

@@ -17,6 +17,7 @@
 //! - [`middleware`]: request id, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
 //! - [`metrics_listener`]: the internal listener that serves them (`api.metrics_listen`).
+//! - [`readiness`]: `/readyz`'s dependency checks, shared by the probes of one second.
 //! - [`streams`]: caps on open event streams, per key and per process.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
 //! - [`openapi`]: the generated OpenAPI document.
@@ -35,6 +36,7 @@ pub mod metrics_listener;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
+pub mod readiness;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -52,6 +52,31 @@ async fn metrics_count_requests_by_route_template_and_show_queue_depth_and_lag()
     assert!(has("drover_redis_up 1"));
 }
 
+/// How many PINGs this Redis has answered.
+async fn pings(app: &TestApp) -> u64 {
+    let mut conn = app.store.connection();
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// I8: `/readyz` needs no key, so a flood of it must not become a flood of Redis and
+/// Postgres round trips (nor of log lines while a dependency is down).
+#[tokio::test]
+async fn a_flood_of_readiness_probes_checks_the_dependencies_about_once_a_second() {
+    let app = spawn_app().await;
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    let before = pings(&app).await;
+    let started = Instant::now();
+    for _ in 0..200 {
+        assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let checks = pings(&app).await - before;
+    assert!(checks <= seconds + 1, "{checks} PINGs for 200 probes in under {seconds} s");
+}
+
 /// M1: `GET /v1/queues` refuses scoped keys, so the public listener must not serve the
 /// same queue-wide numbers (and every tenant's traffic) to anyone without a key.
 #[tokio::test]

@@ -9,6 +9,7 @@ use axum::Json;
 use drover::queue::JobStore;
 
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::readiness::Outcome;
 use crate::state::AppState;
 use crate::views::Health;
 
@@ -22,7 +23,7 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: 200 when Redis and Postgres answer (and the migrations are applied), else a
-/// 503 problem naming the dependencies that are down.
+/// 503 problem naming the dependencies that are down. Checked at most once a second.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -34,6 +35,14 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    // Shared by the probes of one second (`readiness.rs`): no key is needed to send them.
+    match state.readiness().get(|| check_dependencies(&state)).await {
+        Outcome::Ready => Ok(Json(Health { status: "ready".into() })),
+        Outcome::Down { dependency, .. } => Err(ApiError::NotReady { dependency }),
+    }
+}
+
+async fn check_dependencies(state: &AppState) -> Outcome {
     let redis = async {
         match tokio::time::timeout(READY_TIMEOUT, state.store().ping()).await {
             Ok(Ok(())) => None,
@@ -51,12 +60,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     };
     let (redis, postgres) = tokio::join!(redis, postgres);
     let (dependency, cause) = match (redis, postgres) {
-        (None, None) => return Ok(Json(Health { status: "ready".into() })),
+        (None, None) => return Outcome::Ready,
         (Some(r), None) => ("redis", r),
         (None, Some(p)) => ("postgres", p),
         (Some(r), Some(p)) => ("redis and postgres", format!("redis: {r}; postgres: {p}")),
     };
-    Err(ApiError::Unavailable { dependency, cause })
+    Outcome::Down { dependency, cause }
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms, queue depth per

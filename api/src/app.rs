@@ -96,6 +96,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         token_timeout: Duration::from_millis(config.marketplace_timeout_ms)
             .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
             .max(Duration::from_millis(100)),
+        first_sync: config.accounts.first_sync,
     };
     let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
     let cursors = Cursors::new(valid.cursors);
@@ -139,41 +140,18 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     })
 }
 
-/// Apply the migrations, retrying while Postgres is unreachable (with backoff up to 30 s),
-/// until done or shut down. Every replica may do this: sqlx serialises them with an
-/// advisory lock.
+/// Apply the migrations in the background until done or shut down, then mark the
+/// state ready for requests that need the schema.
 async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: oneshot::Sender<()>) {
-    let mut first_attempt = Some(first_attempt);
-    let mut wait = Duration::from_millis(250);
-    loop {
-        let result = drover::db::migrate(&pool).await;
-        if let Some(tx) = first_attempt.take() {
-            let _ = tx.send(());
+    if drover::db::migrate_until_done(&pool, state.shutdown(), Some(first_attempt)).await {
+        state.set_migrated();
+        // Credentials sealed before they were bound to their row and column.
+        let accounts = state.accounts();
+        match accounts.repo.reseal_legacy(&accounts.secrets).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(resealed = n, "credentials re-sealed, bound to their account and column"),
+            Err(e) => tracing::warn!(error = %e, "re-sealing credentials failed; the next start tries again (they still open)"),
         }
-        match result {
-            Ok(()) => {
-                state.set_migrated();
-                tracing::info!("postgres migrations applied");
-                // Credentials sealed before they were bound to their row and column.
-                let accounts = state.accounts();
-                match accounts.repo.reseal_legacy(&accounts.secrets).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(resealed = n, "credentials re-sealed, bound to their account and column"),
-                    Err(e) => tracing::warn!(error = %e, "re-sealing credentials failed; they are re-sealed when next read"),
-                }
-                return;
-            }
-            // The error never holds the URL or data; see drover::db::DbError.
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres not reachable for migrations")
-            }
-            Err(e) => tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "postgres migrations failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = state.shutdown().cancelled() => return,
-        }
-        wait = (wait * 2).min(Duration::from_secs(30));
     }
 }
 

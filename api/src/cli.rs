@@ -34,16 +34,8 @@ pub fn subcommand(args: impl IntoIterator<Item = String>) -> Result<Option<Strin
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-}
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+pub use drover::shutdown::signal as shutdown_signal;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! Drover's HTTP API (DESIGN §5): submit, query and control jobs; secured by API keys,
+//! Drover's HTTP API (docs/architecture.md, "HTTP API"): submit, query and control jobs; secured by API keys,
 //! rate-limited per key in Redis, documented by a generated OpenAPI spec.
 //!
 //! Where things are:
@@ -19,6 +19,7 @@
 //! - [`metrics_listener`]: the internal listener that serves them (`api.metrics_listen`).
 //! - [`readiness`]: `/readyz`'s dependency checks, shared by the probes of one second.
 //! - [`streams`]: caps on open event streams, per key and per process.
+//! - [`waiting`]: why a job waits: the queue's reason combined with the account's quota cooldown.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
 //! - [`openapi`]: the generated OpenAPI document.
 pub mod app;
@@ -42,6 +43,7 @@ pub mod serve;
 pub mod state;
 pub mod streams;
 pub mod views;
+pub mod waiting;
 
 pub use app::{build, App, StartError};
 pub use auth::{hash_key, Role};

@@ -67,6 +67,7 @@ impl Metrics {
                     ("scheduled", c.scheduled),
                     ("queued", c.queued),
                     ("running", c.running),
+                    ("prefetched", c.prefetched),
                     ("retrying", c.retrying),
                     ("succeeded", c.succeeded),
                     ("partial", c.partial),

@@ -68,6 +68,8 @@ pub struct Accounts {
     /// How long one validation exchange may take: `marketplace_timeout_ms`, but always
     /// under the request timeout, so the client gets the precise 503 rather than a timeout.
     pub token_timeout: Duration,
+    /// `api.accounts.first_sync`: a new account gets its first sync queued.
+    pub first_sync: bool,
 }
 
 /// What guards reads that span requests: open event streams and page cursors.

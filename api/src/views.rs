@@ -107,6 +107,11 @@ pub struct Accepted {
     pub state: JobState,
     /// Relative URL of the job (also in `Location`).
     pub status_url: String,
+    /// Why the job is not running yet, as `GET /v1/jobs/{id}` says (e.g. `quota_cooldown`
+    /// with its end when the account's report quota is cooling down); absent when it
+    /// already runs or has ended, or where it is not computed (retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -221,16 +226,19 @@ pub struct JobView {
 }
 
 /// What a waiting job waits for.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WaitingView {
     /// scheduled, retry_backoff, rate_limit, quota_cooldown, breaker_open,
-    /// account_busy, queue_paused or queued.
+    /// account_busy, queue_paused, queued or prefetched (leased by a worker, not yet
+    /// started). A job of a kind the account's quota cooldown stops (backfill) waits
+    /// for `quota_cooldown` while it lasts.
     #[schema(value_type = String, example = "account_busy")]
     pub reason: WaitReason,
     /// When the wait ends, where known.
     pub until: Option<DateTime<Utc>>,
     /// The park's operation and message; the account's cap and the runs holding it; a
-    /// queued job's position estimate.
+    /// queued job's position estimate; an account cooldown's cause, level, start, the
+    /// operations it refuses and what the job waits for after it (`then`).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
@@ -345,7 +353,10 @@ pub struct ReplayResult {
 pub struct StateCounts {
     pub scheduled: u64,
     pub queued: u64,
+    /// Runs whose handler has started.
     pub running: u64,
+    /// Leased by a worker ahead of a free slot, not started yet.
+    pub prefetched: u64,
     pub retrying: u64,
     pub succeeded: u64,
     pub partial: u64,
@@ -359,7 +370,7 @@ pub struct QueueView {
     pub kind: JobKind,
     pub counts: StateCounts,
     pub paused: bool,
-    /// How long the job at the head of the queue has waited.
+    /// How long the oldest job not yet started (queued or prefetched) has waited.
     pub lag_ms: u64,
     /// Jobs succeeded since the queue was created.
     pub succeeded_total: u64,
@@ -387,8 +398,10 @@ pub struct Health {
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)] // documents the events axum's `Sse` writes
 pub struct JobEvent {
-    /// `state` (data: `{id, state, attempts, updated_at, last_error}`) or `progress`
-    /// (data: `{id, done, total, message}`).
+    /// `state` (data: `{id, state, attempts, updated_at, last_error}`), `progress`
+    /// (data: `{id, done, total, message}`) or `waiting` (data: `{id, state, waiting:
+    /// {reason, until, detail}}`, sent while the job waits, when the reason or its end
+    /// changes).
     #[schema(example = "state")]
     event: String,
     /// Sequence number within the stream.

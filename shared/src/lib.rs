@@ -7,6 +7,7 @@
 //!   settle layer that decides each run's fate, the lease keeper, graceful shutdown.
 //! - [`error`]: the errors handlers return; the variant decides the job's fate.
 //! - [`config`]: layered, typed configuration.
+//! - [`backoff`]: doubling retry delays that log an outage once.
 //! - [`shutdown`]: SIGTERM/SIGINT handling for the binaries (a second signal exits at once).
 //! - [`telemetry`]: logging and tracing set-up.
 //! - [`trace_context`]: W3C `traceparent` carried from the API request to the worker's upstream calls.
@@ -16,6 +17,7 @@
 //! - [`data`]: marketplace data in PostgreSQL (orders, report lines, listings, sync cursors, job items).
 //! - [`schedule`]: cron schedules in Redis and the scheduler loop (one job per tick across replicas).
 //! - [`lwa`]: Login with Amazon — exchanging a seller's refresh token for an access token.
+pub mod backoff;
 pub mod config;
 pub mod crypto;
 pub mod data;

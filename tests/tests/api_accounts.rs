@@ -446,6 +446,143 @@ async fn no_log_line_carries_a_secret() {
     }
 }
 
+// ---- the first sync ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn creating_an_account_queues_its_first_sync_with_trigger_account_created() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    let res = create(&app, ADMIN, &body("acme", "rt-acct-1")).await;
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["id"], "acme", "the account is answered as before: {v}");
+    assert_eq!(v["first_sync_error"], Value::Null, "{v}");
+    assert_eq!(
+        v["last_synced"],
+        json!({"orders": null, "listings": null, "order_reports": null}),
+        "{v}"
+    );
+    let first = &v["first_sync_job"];
+    let id = first["id"].as_str().expect("a job was queued");
+    assert_eq!(first["state"], "queued");
+    assert_eq!(first["status_url"], format!("/v1/jobs/{id}"));
+    assert_eq!(first["waiting"]["reason"], "queued", "{first}");
+
+    let (status, job) = app.job(READER, id).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["kind"], "sync");
+    assert_eq!(job["trigger"], "account_created");
+    assert_eq!(job["account_id"], "acme");
+    assert_eq!(
+        job["payload"],
+        json!({"account_id": "acme", "marketplace_id": MARKETPLACE, "resources": ["orders", "listings"]})
+    );
+    // It is the account's sync: another sync submitted now is de-duplicated into it.
+    let again = app.submit(ADMIN, &sync_body("acme")).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], id);
+}
+
+async fn jobs_of(app: &TestApp, account: &str) -> Vec<Value> {
+    let v: Value = app
+        .get(READER, &format!("/v1/jobs?account_id={account}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["jobs"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_first_sync_is_off_for_a_request_that_says_so_and_for_a_server_configured_without_it() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    let mut b = body("acme", "rt-acct-1");
+    b["skip_validation"] = true.into();
+    b["first_sync"] = false.into();
+    let res = create(&app, ADMIN, &b).await;
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!((&v["first_sync_job"], &v["first_sync_error"]), (&Value::Null, &Value::Null), "{v}");
+    assert!(jobs_of(&app, "acme").await.is_empty(), "no job was queued");
+
+    let off = spawn_app_with(Durability::None, |c| c.accounts.first_sync = false).await;
+    until_ready(&off).await;
+    let mut b = body("globex", "rt-acct-2");
+    b["skip_validation"] = true.into();
+    b["first_sync"] = true.into();
+    let v: Value = create(&off, ADMIN, &b).await.json().await.unwrap();
+    assert_eq!(v["first_sync_job"], Value::Null, "the server's switch wins: {v}");
+    assert!(jobs_of(&off, "globex").await.is_empty());
+}
+
+/// A token service that answers each exchange only once `release` fires, after telling
+/// `asked`: the test decides what happens while the API waits for it.
+async fn held_token_service() -> (String, tokio::sync::mpsc::Receiver<()>, tokio::sync::mpsc::Sender<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/auth/o2/token", listener.local_addr().unwrap());
+    let (asked_tx, asked) = tokio::sync::mpsc::channel(4);
+    let (release, mut released) = tokio::sync::mpsc::channel::<()>(4);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let _ = conn.read(&mut buf).await;
+            let _ = asked_tx.send(()).await;
+            if released.recv().await.is_none() {
+                return;
+            }
+            let body = r#"{"access_token":"Atza|held","token_type":"bearer","expires_in":3600}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+        }
+    });
+    (url, asked, release)
+}
+
+#[tokio::test]
+async fn a_first_sync_that_cannot_be_queued_leaves_the_account_stored_and_the_answer_says_so() {
+    logs();
+    let (url, mut asked, release) = held_token_service().await;
+    let mut app = spawn_app_with(Durability::None, move |c| c.marketplace_token_url = url).await;
+    until_ready(&app).await;
+    let request = {
+        let req = app.post(ADMIN, "/v1/accounts").json(&body("acme", "rt-acct-1"));
+        tokio::spawn(async move { req.send().await.unwrap() })
+    };
+    // The request has passed the key and rate checks (Redis) and waits for the
+    // marketplace: Redis goes away before the account is stored and the sync queued.
+    tokio::time::timeout(Duration::from_secs(10), asked.recv()).await.unwrap();
+    app.redis.kill();
+    release.send(()).await.unwrap();
+    let res = request.await.unwrap();
+    assert_eq!(res.status(), 201, "the account was stored");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["id"], "acme");
+    assert_eq!(v["first_sync_job"], Value::Null, "{v}");
+    let why = v["first_sync_error"].as_str().expect("the failure is reported");
+    assert!(
+        why.starts_with("the account is stored, but its first sync could not be queued")
+            && why.ends_with("submit a sync with POST /v1/jobs"),
+        "{why}"
+    );
+    assert_no_secrets(why);
+    assert_eq!(stored_rows(&app).await, 1, "the account stays");
+
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    let logged: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("first sync could not be queued") && l.contains("acme"))
+        .collect();
+    assert_eq!(logged.len(), 1, "logged once, with the account: {logged:#?}");
+}
+
 // ---- the repository and the harness, directly --------------------------------------------
 
 mod repository {

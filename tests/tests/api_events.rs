@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use api_support::*;
 use drover::job::{JobPayload, Progress};
+use drover::queue::JobStore;
 use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use futures::StreamExt;
@@ -104,6 +105,8 @@ async fn the_event_stream_delivers_queued_running_succeeded_for_a_job_run_by_a_r
         match name.as_str() {
             "state" => states.push(data["state"].as_str().unwrap().to_owned()),
             "progress" => progress.push(data["done"].as_u64().unwrap()),
+            // Why it waits while it is queued: its turn (no other reason here).
+            "waiting" => assert_eq!(data["waiting"]["reason"], "queued", "{data}"),
             other => panic!("unexpected event {other}"),
         }
         last = name;
@@ -145,6 +148,7 @@ async fn shutting_down_ends_open_streams_and_returns() {
     let res = app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
     let mut events = Events::new(res);
     assert_eq!(events.next().await.unwrap().1["state"], "queued");
+    assert_eq!(events.next().await.unwrap().0, "waiting", "why it waits follows its state");
     let started = std::time::Instant::now();
     app.stop().await.expect("a clean shutdown");
     assert!(
@@ -152,4 +156,122 @@ async fn shutting_down_ends_open_streams_and_returns() {
         "open streams do not hold the shutdown up"
     );
     assert!(events.next().await.is_none(), "the stream ended");
+}
+
+/// The next event other than `progress`, within 15 s.
+async fn next_named(events: &mut Events, name: &str) -> Value {
+    loop {
+        let (n, data) = events.next().await.expect("the stream goes on");
+        if n == name {
+            return data;
+        }
+        assert!(n == "state" || n == "waiting", "unexpected event {n}: {data}");
+    }
+}
+
+#[tokio::test]
+async fn the_stream_says_why_a_job_waits_and_again_whenever_that_changes() {
+    let app = spawn_app().await;
+    let end = chrono::Utc::now();
+    let backfill = json!({"kind": "backfill", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE,
+        "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+        "start": end - chrono::Duration::days(1), "end": end}});
+    let id = app.submit_ok(&backfill).await;
+    let res = app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    let mut events = Events::new(res);
+    let (name, first) = events.next().await.unwrap();
+    assert_eq!((name.as_str(), first["state"].as_str()), ("state", Some("queued")));
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!((w["id"].as_str(), w["state"].as_str()), (Some(id.as_str()), Some("queued")));
+    assert_eq!(w["waiting"]["reason"], "queued", "{w}");
+
+    // A worker's 429 on a report operation puts the account in cooldown: nothing is
+    // written on the job, and the stream still tells.
+    let mut config = drover::resilience::ResilienceConfig::default();
+    config.cooldown.steps = vec![Duration::from_secs(2)];
+    let resilience = drover::resilience::Resilience::new(app.store.connection(), "drover", config, &drover::crypto::EncryptionKey::dev());
+    let cooldown = resilience
+        .enter_cooldown(&drover::job::AccountId::parse("acme").unwrap(), "429 on createReport", None)
+        .await
+        .unwrap();
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "quota_cooldown", "{w}");
+    let until: chrono::DateTime<chrono::Utc> = w["waiting"]["until"].as_str().unwrap().parse().unwrap();
+    assert_eq!(until, cooldown.until);
+    // ... and when it is over.
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "queued", "{w}");
+    assert!(chrono::Utc::now() >= cooldown.until);
+
+    // A run that parks on the limiter (what the marketplace client's snooze says).
+    let token = app.lease(&id).await;
+    let s = next_named(&mut events, "state").await;
+    assert_eq!(s["state"], "running");
+    let park = drover::queue::Settlement {
+        id: id.clone(),
+        token,
+        action: drover::queue::SettleAction::Snooze {
+            delay: Duration::from_secs(30),
+            error: drover::job::ErrorInfo {
+                class: drover::job::ErrorClass::RateLimited,
+                message: "createReport: rate limited (retry after 30s)".into(),
+            },
+        },
+        attempt: None,
+    };
+    app.store.settle(id.kind(), &[park]).await.unwrap();
+    let s = next_named(&mut events, "state").await;
+    assert_eq!(s["state"], "scheduled");
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "rate_limit", "{w}");
+    assert_eq!(w["waiting"]["detail"]["operation"], "createReport");
+    let until: chrono::DateTime<chrono::Utc> = w["waiting"]["until"].as_str().unwrap().parse().unwrap();
+    assert!(until > chrono::Utc::now() + chrono::Duration::seconds(25), "{w}");
+}
+
+#[tokio::test]
+async fn a_job_behind_its_accounts_cap_is_streamed_as_account_busy_until_the_run_ends() {
+    let app = spawn_app().await;
+    let running = app.submit_ok(&cleanup_body("acme")).await;
+    let behind = app.submit_ok(&cleanup_body("acme")).await;
+    let res = app.get(READER, &format!("/v1/jobs/{behind}/events")).send().await.unwrap();
+    let mut events = Events::new(res);
+    assert_eq!(next_named(&mut events, "waiting").await["waiting"]["reason"], "queued");
+
+    // A worker whose cap is one cleanup per account leases the first job; its next
+    // fetch finds the account at its cap.
+    let capped = drover::queue::RedisStore::connect(
+        &app.redis.url(),
+        "drover",
+        drover::queue::JobDefaults {
+            per_account: [1, 1, 1],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lease = Duration::from_secs(30);
+    let mut fetched = capped.fetch(drover::job::JobKind::Cleanup, "w-1", 1, lease).await.unwrap();
+    let leased = fetched.jobs.pop().expect("the first job");
+    assert_eq!(leased.id, running);
+    assert!(capped
+        .fetch(drover::job::JobKind::Cleanup, "w-1", 1, lease)
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "account_busy", "{w}");
+    assert_eq!(w["waiting"]["detail"], json!({"cap": 1, "running": [running.as_str()]}));
+
+    // The run ends: the account has room again.
+    let done = drover::queue::Settlement {
+        id: running.clone(),
+        token: leased.token,
+        action: drover::queue::SettleAction::Succeeded(json!({})),
+        attempt: None,
+    };
+    capped.settle(drover::job::JobKind::Cleanup, &[done]).await.unwrap();
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "queued", "{w}");
 }

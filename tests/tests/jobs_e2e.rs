@@ -568,3 +568,47 @@ async fn a_long_cleanup_is_worked_in_time_slices_without_using_attempts() {
         "each SKU deleted once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_running_the_scheduler_starts_while_redis_is_down_and_schedules_once_it_is_back() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack.account(AccountSpec::new("seller-scheduled")).await;
+    stack.redis.kill();
+    // Its start does not wait for Redis, and a Redis that is away at start-up (or goes
+    // away between two of its connections) cannot fail the scheduler's start.
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__SCHEDULER__ENABLED", "true"),
+            ("DROVER_WORKER__SCHEDULER__ACCOUNTS_REFRESH_MS", "500"),
+            ("DROVER_WORKER__SCHEDULER__DEFAULTS__SYNC__CRON", "* * * * * *"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(stack.workers[0].wait_exit(Duration::ZERO).is_none(), "the worker is still running");
+    stack.redis.restart();
+    let start = Instant::now();
+    loop {
+        let page = stack
+            .store
+            .list(&drover::queue::ListQuery {
+                kinds: vec![JobKind::Sync],
+                state: Some(JobState::Succeeded),
+                account_id: Some(acct.to_string()),
+                limit: 10,
+                cursor: None,
+            })
+            .await;
+        if let Ok(page) = page {
+            if !page.jobs.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no scheduled sync succeeded after Redis came back:\n{}",
+            stack.workers[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

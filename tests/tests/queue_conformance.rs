@@ -1,4 +1,4 @@
-//! The storage contract (DESIGN §3), run against every `JobStore` implementation.
+//! The storage contract (docs/architecture.md, "Job states"), run against every `JobStore` implementation.
 //! Each rule is a generic async fn over the trait; the macro at the bottom runs each
 //! one against the Redis store on a private redis-server.
 mod conformance;
@@ -104,6 +104,7 @@ conformance_with_policy!(
     capped_snoozes_are_counted_and_capped,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
+    capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,
 );
 
 /// Backend-specific: a record written by a "newer version" (schema v99) is still handed

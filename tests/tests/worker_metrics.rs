@@ -187,6 +187,13 @@ async fn a_cleanup_shows_up_in_the_workers_metrics_with_its_calls_and_limiter_wa
         "run duration not recorded"
     );
     assert_eq!(sum(&samples, "drover_jobs_running", &[("kind", "cleanup")]), 0.0);
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.name == "drover_trim_backlog_jobs" && s.labels.get("kind").map(String::as_str) == Some("cleanup")),
+        "the trim backlog is exported per kind"
+    );
+    assert_eq!(sum(&samples, "drover_trim_backlog_jobs", &[("kind", "cleanup")]), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

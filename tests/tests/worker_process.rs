@@ -521,7 +521,8 @@ async fn sigterm_hands_back_jobs_leased_but_not_started_at_once_not_after_the_gr
         ],
     );
     wait_until("one started and three more leased", Duration::from_secs(20), || async {
-        started(&server) == 1 && store.counts(JobKind::Cleanup).await.unwrap().running == 4
+        let c = store.counts(JobKind::Cleanup).await.unwrap();
+        started(&server) == 1 && c.running + c.prefetched == 4
     })
     .await;
     let runs = runs(&server);
@@ -562,4 +563,53 @@ async fn cancelling_an_uncooperative_running_job_stops_it_within_a_second() {
         took.as_millis()
     );
     assert!(took < Duration::from_secs(1), "stopped after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_workers_jobs_leased_but_never_started_go_back_without_using_an_attempt() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(store.enqueue(job("sleep.20000")).await.unwrap().id);
+    }
+    let mut w = worker(
+        &server,
+        "worker",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
+            ("DROVER_WORKER__PREFETCH", "3"),
+            ("DROVER_WORKER__LEASE_MS", "1000"),
+            ("DROVER_WORKER__HEARTBEAT_MS", "200"),
+        ],
+    );
+    wait_until("one started and three more leased", Duration::from_secs(20), || async {
+        let c = store.counts(JobKind::Cleanup).await.unwrap();
+        started(&server) == 1 && c.running + c.prefetched == 4
+    })
+    .await;
+    // Let the keeper renew (and report the start) at least once.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((c.running, c.prefetched), (1, 3), "running counts only the run that started");
+    let runs = runs(&server);
+    let (ran, unstarted): (Vec<JobId>, Vec<JobId>) = ids.iter().cloned().partition(|id| runs.contains_key(id.as_str()));
+    assert_eq!((ran.len(), unstarted.len()), (1, 3));
+    w.kill();
+    // The next fetch (a store call stands in for another worker) reclaims the leases.
+    wait_until("every lease reclaimed", Duration::from_secs(10), || async {
+        let _ = store.fetch(JobKind::Cleanup, "probe", 0, Duration::from_secs(1)).await.unwrap();
+        let c = store.counts(JobKind::Cleanup).await.unwrap();
+        c.running + c.prefetched == 0
+    })
+    .await;
+    for id in &unstarted {
+        let j = store.get(id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Queued);
+        assert_eq!(j.attempts, 0, "a job that never started uses no attempt");
+        assert_eq!(j.attempt_history.last().map(|a| a.outcome), Some(AttemptOutcome::Released));
+    }
+    let j = store.get(&ran[0]).await.unwrap().unwrap();
+    assert_eq!(j.attempts, 1, "the run that started used its attempt");
+    assert_eq!(j.attempt_history.last().map(|a| a.outcome), Some(AttemptOutcome::Lost));
 }

@@ -1,15 +1,20 @@
 //! The real worker: the queue runtime plus the three jobs, the marketplace client, the
 //! shared resilience state and (optionally) the scheduler.
+//!
+//! Built like the API: [`App::build`] validates the configuration and prepares every
+//! connection without dialling, so a worker starts (and stops) while Redis or PostgreSQL
+//! is down; [`App::run_until`] runs until the shutdown future resolves. The queue's
+//! fetchers, the keeper and the scheduler each retry on their own; jobs reach
+//! PostgreSQL lazily (a job that cannot fails transiently and is retried); migrations
+//! run in the background.
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use drover::crypto::SecretBox;
+use drover::crypto::{EncryptionKey, SecretBox};
 use drover::db::accounts::AccountRepo;
 use drover::queue::RedisStore;
 use drover::resilience::Resilience;
 use drover::schedule::{AccountSource, ScheduleStore, Scheduler};
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
@@ -28,75 +33,50 @@ pub enum StartError {
     Queue(#[from] drover::queue::StoreError),
 }
 
-/// Run sync, backfill and cleanup jobs until `shutdown` resolves. Redis and PostgreSQL
-/// may be down at start-up: Redis is retried here, PostgreSQL lazily by each job (a job
-/// that cannot reach it fails transiently and is retried), migrations in the background.
-pub async fn run_jobs(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-    let key = config.validate_jobs()?;
-    let stop = CancellationToken::new();
-    let trigger = stop.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        trigger.cancel();
-    });
-
-    if !config.metrics_listen.is_empty() {
-        crate::metrics::serve(&config.metrics_listen, stop.clone()).await;
-    }
-
-    let pool = drover::db::connect_lazy(&config.database)?;
-    tokio::spawn(migrate_in_background(pool.clone(), stop.clone()));
-    let Some(conn) = connect_redis(&config.redis_url, &stop).await else {
-        return Ok(());
-    };
-
-    let resilience = Resilience::new(conn.clone(), &config.namespace, config.resilience.clone(), &key);
-    let market = MarketplaceClient::new(config.marketplace.clone(), resilience)?;
-    let jobs = Jobs::new(market, pool.clone(), SecretBox::new(&key), config.jobs.clone());
-
-    if config.scheduler.enabled {
-        let store = RedisStore::connect(&config.redis_url, &config.namespace, config.job_defaults()).await?;
-        let accounts: Arc<dyn AccountSource> = Arc::new(AccountRepo::new(pool));
-        let scheduler = Scheduler::new(
-            store,
-            ScheduleStore::new(conn, &config.namespace),
-            Some(accounts),
-            config.scheduler.clone(),
-        );
-        tokio::spawn(scheduler.run(stop.clone()));
-    }
-    crate::run(config, jobs, stop.cancelled_owned()).await?;
-    Ok(())
+/// A worker ready to run: validated, connections prepared but not dialled.
+pub struct App {
+    config: WorkerConfig,
+    key: EncryptionKey,
+    pool: sqlx::PgPool,
+    store: RedisStore,
 }
 
-async fn migrate_in_background(pool: sqlx::PgPool, stop: CancellationToken) {
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match drover::db::migrate(&pool).await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64, "database migrations not applied yet; retrying"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
+impl App {
+    /// Validate `config` (every problem reported at once) and prepare the connections.
+    pub fn build(config: WorkerConfig) -> Result<Self, StartError> {
+        let key = config.validate_jobs()?;
+        let pool = drover::db::connect_lazy(&config.database)?;
+        let store = RedisStore::connect_lazy(&config.redis_url, &config.namespace, config.job_defaults())?;
+        Ok(Self { config, key, pool, store })
     }
-}
 
-/// A managed connection for the resilience state, retried until Redis answers.
-async fn connect_redis(url: &str, stop: &CancellationToken) -> Option<ConnectionManager> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = async { redis::Client::open(url)?.get_connection_manager().await };
-        match attempt.await {
-            Ok(c) => return Some(c),
-            Err(e) => tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64, "redis not reachable at start-up; retrying"),
+    /// Run sync, backfill and cleanup jobs (and the scheduler, if enabled) until
+    /// `shutdown` resolves, then stop within the grace period.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let App { config, key, pool, store } = self;
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        if !config.metrics_listen.is_empty() {
+            crate::metrics::serve(&config.metrics_listen, stop.clone()).await;
         }
-        tokio::select! {
-            _ = stop.cancelled() => return None,
-            _ = tokio::time::sleep(delay) => {}
+        let migrations = pool.clone();
+        let migrate_stop = stop.clone();
+        tokio::spawn(async move { drover::db::migrate_until_done(&migrations, &migrate_stop, None).await });
+
+        let resilience = Resilience::new(store.connection(), &config.namespace, config.resilience.clone(), &key);
+        let market = MarketplaceClient::new(config.marketplace.clone(), resilience)?;
+        let jobs = Jobs::new(market, pool.clone(), SecretBox::new(&key), config.jobs.clone());
+        if config.scheduler.enabled {
+            let accounts: Arc<dyn AccountSource> = Arc::new(AccountRepo::new(pool));
+            let schedules = ScheduleStore::new(store.connection(), &config.namespace);
+            let scheduler = Scheduler::new(store.clone(), schedules, Some(accounts), config.scheduler.clone());
+            tokio::spawn(scheduler.run(stop.clone()));
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
+        crate::run_with(store, config, jobs, stop.cancelled_owned()).await?;
+        Ok(())
     }
 }

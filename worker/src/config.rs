@@ -25,11 +25,14 @@ pub struct Concurrency {
 }
 
 impl Default for Concurrency {
+    /// Cleanup runs wait on the upstream almost all the time (a delete every 0.2 s per
+    /// account at SP-API's rate, parked when the wait is longer), so a worker holds many:
+    /// with 10, a burst of 100 small sellers waited 9 s for slots behind one flood.
     fn default() -> Self {
         Self {
             sync: 10,
             backfill: 4,
-            cleanup: 10,
+            cleanup: 50,
         }
     }
 }
@@ -251,6 +254,8 @@ impl WorkerConfig {
     pub fn job_defaults(&self) -> JobDefaults {
         JobDefaults {
             per_account: self.jobs.per_account(),
+            // the runtime reports each run's start (its lease keeper does)
+            reports_starts: true,
             ..JobDefaults::default()
         }
     }

@@ -1,3 +1,5 @@
+//! The `drover-worker` binary: load the configuration, build the worker, run it until
+//! SIGTERM or SIGINT.
 // glibc malloc showed up as a third of the worker's profile under load.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -6,7 +8,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     drover::telemetry::init("drover-worker");
     let config = drover_worker::WorkerConfig::load(std::env::var("DROVER_CONFIG").ok().as_deref())?;
-    let ran = drover_worker::app::run_jobs(config, drover_worker::shutdown_signal()).await;
+    let ran = match drover_worker::app::App::build(config) {
+        Ok(app) => app.run_until(drover_worker::shutdown_signal()).await,
+        Err(e) => Err(e),
+    };
     drover::telemetry::shutdown();
     ran?;
     Ok(())

@@ -1,4 +1,4 @@
-//! API keys (DESIGN §5): clients send `Authorization: Bearer <key>`; only the SHA-256 of
+//! API keys (docs/architecture.md, "HTTP API"): clients send `Authorization: Bearer <key>`; only the SHA-256 of
 //! each key is configured and the hashes are compared in constant time. Each key has a
 //! role — `read` (GET), `submit` (also POST jobs), `admin` (also cancel, retry, replay,
 //! pause/resume) — and optionally the accounts it may touch.

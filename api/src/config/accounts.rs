@@ -7,12 +7,16 @@
 //! marketplace_token_url = "https://api.amazon.com/auth/o2/token"   # required, https, outside dev mode
 //! marketplace_timeout_ms = 10000
 //!
+//! [api.accounts]
+//! first_sync = true   # POST /v1/accounts queues the account's first sync (trigger `account_created`)
+//!
 //! [api.database]
 //! url = "postgres://drover:…@db:5432/drover"   # or DROVER_API__DATABASE__URL; else DATABASE_URL
 //! max_connections = 10
 //! ```
 use drover::crypto::{EncryptionKey, SecretBox, DEV_ENCRYPTION_KEY};
 use secrecy::ExposeSecret;
+use serde::Deserialize;
 
 use super::ApiConfig;
 
@@ -20,6 +24,22 @@ use super::ApiConfig;
 /// LWA: the token URL in dev mode when none is set. Outside dev mode there is no default,
 /// so a forgotten setting cannot send credentials in cleartext to whatever listens there.
 pub const DEV_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";
+
+/// `[api.accounts]`: what creating an account does besides storing it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Queue a sync of the new account (its first marketplace, orders and listings) once
+    /// it is stored. A request may turn it off for itself (`"first_sync": false`); when
+    /// this is off, no request turns it on.
+    pub first_sync: bool,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self { first_sync: true }
+    }
+}
 
 impl ApiConfig {
     /// The LWA token endpoint to use: the configured one, or in dev mode the simulator's.

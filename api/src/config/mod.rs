@@ -45,7 +45,7 @@ mod keys;
 mod schedules;
 mod server;
 mod streams;
-pub use accounts::DEV_TOKEN_URL;
+pub use accounts::{AccountsConfig, DEV_TOKEN_URL};
 pub use keys::KeyEntry;
 pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
@@ -96,6 +96,8 @@ pub struct ApiConfig {
     pub dev_mode_allow_remote: bool,
     /// PostgreSQL (accounts). See `drover::db::DatabaseConfig` for how `DATABASE_URL` applies.
     pub database: DatabaseConfig,
+    /// What `POST /v1/accounts` does besides storing the account (its first sync).
+    pub accounts: AccountsConfig,
     /// 32 bytes, base64: seals account credentials at rest. Required outside dev mode.
     pub encryption_key: SecretString,
     /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`:
@@ -181,6 +183,7 @@ impl Default for ApiConfig {
             dev_mode: false,
             dev_mode_allow_remote: false,
             database: DatabaseConfig::default(),
+            accounts: AccountsConfig::default(),
             encryption_key: SecretString::from(""),
             marketplace_token_url: String::new(),
             marketplace_timeout_ms: 10_000,

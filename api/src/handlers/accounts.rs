@@ -1,5 +1,8 @@
 //! `POST /v1/accounts`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits`.
 //!
+//! Creating an account also queues its first sync (`first_sync.rs`); the account view
+//! shows when each resource last synced successfully (`drover::data::last_synced`).
+//!
 //! Credentials are checked with the marketplace's token service before anything is stored
 //! (an admin may skip that), then sealed with the configured key. No response, log line
 //! or error ever carries the client secret or refresh token: the request body is never
@@ -12,17 +15,20 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use drover::db::{Account, AccountRepo, NewAccount};
+use drover::data::last_synced::{self, LastSynced};
+use drover::db::{Account, AccountRepo, DbError, NewAccount};
 use drover::job::{AccountId, FieldError, MarketplaceId};
 use drover::lwa::{LwaCredentials, LwaError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::first_sync::{self, FirstSync};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::JsonBody;
 use crate::state::AppState;
+use crate::views::Accepted;
 
 /// `POST /v1/accounts`.
 #[derive(Deserialize, ToSchema)]
@@ -49,6 +55,16 @@ pub struct CreateAccount {
     /// Store without checking the credentials with the marketplace (admin only).
     #[serde(default)]
     pub skip_validation: bool,
+    /// Queue the account's first sync (its first marketplace, orders and listings;
+    /// trigger `account_created`) once it is stored. Default true; has no effect when
+    /// the server's `api.accounts.first_sync` is off.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub first_sync: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An account. Credentials are never shown.
@@ -62,10 +78,34 @@ pub struct AccountView {
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When each resource last synced successfully: the data shown for it is current
+    /// as of then (kept through later failing syncs, e.g. while a quota is exhausted).
+    pub last_synced: LastSyncedView,
 }
 
-impl From<Account> for AccountView {
-    fn from(a: Account) -> Self {
+/// The end of the last successful sync of each resource; null for one never synced.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct LastSyncedView {
+    /// getOrders up to the walk's end (sync jobs).
+    pub orders: Option<DateTime<Utc>>,
+    /// The listings refresh (sync jobs).
+    pub listings: Option<DateTime<Utc>>,
+    /// Order reports of a backfill that ended with every window done.
+    pub order_reports: Option<DateTime<Utc>>,
+}
+
+impl From<LastSynced> for LastSyncedView {
+    fn from(l: LastSynced) -> Self {
+        Self {
+            orders: l.orders,
+            listings: l.listings,
+            order_reports: l.order_reports,
+        }
+    }
+}
+
+impl AccountView {
+    fn new(a: Account, last_synced: LastSyncedView) -> Self {
         Self {
             id: a.id.into(),
             seller_id: a.seller_id,
@@ -74,8 +114,22 @@ impl From<Account> for AccountView {
             active: a.active,
             created_at: a.created_at,
             updated_at: a.updated_at,
+            last_synced,
         }
     }
+}
+
+/// `POST /v1/accounts`' answer: the account and what became of its first sync.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedAccount {
+    #[serde(flatten)]
+    pub account: AccountView,
+    /// The sync queued for the new account (trigger `account_created`); null when the
+    /// request or `api.accounts.first_sync` turned it off, or when it could not be queued.
+    pub first_sync_job: Option<Accepted>,
+    /// Set only when the account was stored but its first sync could not be queued: why,
+    /// and to submit a sync with `POST /v1/jobs`.
+    pub first_sync_error: Option<String>,
 }
 
 pub fn account_url(id: &AccountId) -> String {
@@ -89,7 +143,8 @@ pub fn account_url(id: &AccountId) -> String {
     tag = "accounts",
     request_body = CreateAccount,
     responses(
-        (status = 201, description = "Stored; credentials were accepted by the marketplace (or validation was skipped)", body = AccountView,
+        (status = 201, description = "Stored; credentials were accepted by the marketplace (or validation was skipped). \
+            `first_sync_job` is the account's first sync when one was queued; `first_sync_error` says why none could be (the account stays stored)", body = CreatedAccount,
             headers(("Location" = String, description = "The account's URL"))),
         (status = 400, description = "Malformed JSON, or the marketplace rejected the credentials (its OAuth error code is named)", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
@@ -105,6 +160,7 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
     // The scope first: what the key may not do costs nothing but this comparison.
     caller.check_account(&req.id)?;
     let skip_validation = req.skip_validation;
+    let first_sync = req.first_sync && state.accounts().first_sync;
     let new = new_account(req)?;
     if skip_validation && caller.role < Role::Admin {
         return Err(ApiError::Forbidden("skip_validation needs an admin key".into()));
@@ -133,15 +189,26 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
     let account = repo.insert(&new, &accounts.secrets).await?;
     tracing::info!(account = %account.id, validated = !skip_validation, by = %caller.name, "account created");
     let location = account_url(&account.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(AccountView::from(account)),
-    )
-        .into_response())
+    let first = if first_sync {
+        first_sync::queue(&state, &account).await
+    } else {
+        FirstSync::Off
+    };
+    let (first_sync_job, first_sync_error) = match first {
+        FirstSync::Queued(job) => (Some(job), None),
+        FirstSync::Off => (None, None),
+        FirstSync::Failed(why) => (None, Some(why)),
+    };
+    let body = CreatedAccount {
+        // A new account has synced nothing yet.
+        account: AccountView::new(account, LastSyncedView::default()),
+        first_sync_job,
+        first_sync_error,
+    };
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
-/// One account, without its credentials.
+/// One account, without its credentials, with the last successful sync of each resource.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{id}",
@@ -156,7 +223,9 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
 )]
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
     let account = load(&state, &caller, &id).await?;
-    Ok(Json(account.into()))
+    let mut conn = repo(&state)?.pool().acquire().await.map_err(DbError::from)?;
+    let synced = last_synced::load(&mut conn, account.id.as_str()).await.map_err(DbError::from)?;
+    Ok(Json(AccountView::new(account, synced.into())))
 }
 
 /// The account's marketplace limits as every worker sees them: per operation the rate in

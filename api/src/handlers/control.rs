@@ -86,6 +86,7 @@ pub async fn retry(State(state): State<AppState>, caller: Caller, Path(raw): Pat
                 id,
                 state: JobState::Queued,
                 status_url: url.clone(),
+                waiting: None,
             };
             Ok((StatusCode::ACCEPTED, [(header::LOCATION, url)], Json(body)).into_response())
         }

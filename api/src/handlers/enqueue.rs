@@ -1,8 +1,10 @@
 //! What every way of submitting a job shares: the account check, the idempotency key
-//! (scoped to the API key), the trace context, and the 202 / 200 answer.
+//! (scoped to the API key), the trace context, and the 202 / 200 answer with why the
+//! job waits (`waiting`, as `GET /v1/jobs/{id}` gives it).
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use drover::job::{AccountId, JobId};
 use drover::queue::{EnqueueError, Enqueued, JobStore, NewJob};
 
 use crate::auth::Caller;
@@ -10,7 +12,8 @@ use crate::error::ApiError;
 use crate::extract::SubmitHeaders;
 use crate::idempotency::IdempotencyClaims;
 use crate::state::AppState;
-use crate::views::{status_url, Accepted};
+use crate::views::{status_url, Accepted, WaitingView};
+use crate::waiting::{waiting, WaitingJob};
 
 pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers: SubmitHeaders) -> Result<Response, ApiError> {
     let kind = job.payload.kind();
@@ -25,10 +28,12 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     // its runs can be found in the tracing UI either way.
     job.traceparent = Some(headers.traceparent.unwrap_or_else(new_traceparent));
     job.trigger.get_or_insert_with(|| "api".to_owned());
+    let account = job.payload.account_id().clone();
     match state.store().enqueue(job).await {
         Ok(e) => {
             tracing::info!(job_id = %e.id, kind = %kind, created = e.created, key = %caller.name, "job accepted");
-            Ok(accepted(e))
+            let waiting = answer_waiting(state, &e.id, &account).await;
+            Ok(accepted(e, waiting))
         }
         Err(EnqueueError::IdempotencyConflict { existing }) => Err(ApiError::Conflict(format!(
             "this Idempotency-Key was already used with a different request (job {existing}); use a new key"
@@ -51,21 +56,39 @@ fn check_payload_size(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Why the accepted job waits (e.g. its account's quota cooldown). The job is stored
+/// whatever this read does: a failure leaves `waiting` out rather than failing the
+/// submit, whose answer must say the job exists.
+pub(super) async fn answer_waiting(state: &AppState, id: &JobId, account: &AccountId) -> Option<WaitingView> {
+    let job = WaitingJob {
+        id,
+        account_id: Some(account.as_str()),
+    };
+    match waiting(state, job).await {
+        Ok(w) => w.map(Into::into),
+        Err(e) => {
+            tracing::warn!(job_id = %id, error = %e, "accepted job: could not read why it waits");
+            None
+        }
+    }
+}
+
 /// 202 for a new job; 200 when an existing one is returned (idempotent replay, or the
 /// account's sync that is already queued or running).
-fn accepted(e: Enqueued) -> Response {
+fn accepted(e: Enqueued, waiting: Option<WaitingView>) -> Response {
     let url = status_url(&e.id);
     let status = if e.created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let body = Accepted {
         id: e.id,
         state: e.state,
         status_url: url.clone(),
+        waiting,
     };
     (status, [(header::LOCATION, url)], Json(body)).into_response()
 }
 
 /// A fresh W3C traceparent: ULIDs give 80 random bits per id, enough for trace ids.
-fn new_traceparent() -> String {
+pub(super) fn new_traceparent() -> String {
     let trace = ulid::Ulid::generate().0;
     let span = ulid::Ulid::generate().0 as u64;
     format!("00-{trace:032x}-{:016x}-01", span.max(1))

@@ -6,7 +6,14 @@
 //! `events_max_ms` (the client reconnects; the first event then repeats the state).
 //! Keep-alive comments flow while nothing changes. Polling reads only the job's summary
 //! fields (one HMGET, never the payload) per open stream and tick, and needs nothing from
-//! the workers. Open streams are capped per key and per process (`api.streams`): past a
+//! the workers.
+//!
+//! While the job waits (neither running nor ended) the stream also says why: `event:
+//! waiting` with `{id, state, waiting: {reason, until, detail}}` when the reason or its
+//! end changes (a park on the limiter, a quota cooldown, an open breaker, the account's
+//! cap, ...). Why is read as `GET /v1/jobs/{id}` reads it (`crate::waiting`: one bounded
+//! script and one cooldown read, no scan), and only when the job's state or update time
+//! moved or [`WAITING_EVERY`] has passed, so a stream costs at most that per second. Open streams are capped per key and per process (`api.streams`): past a
 //! cap the answer is 429 with `Retry-After`.
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,7 +21,9 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
 use drover::job::{Job, JobId, JobState, Progress};
+use drover::queue::WaitReason;
 use futures::Stream;
 use serde_json::json;
 
@@ -23,9 +32,13 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::state::AppState;
 use crate::streams::StreamSlot;
-use crate::views::JobEvent;
+use crate::views::{JobEvent, WaitingView};
+use crate::waiting::{self, WaitingJob};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a waiting job's reason is read again when the job itself did not change
+/// (an account's cap freeing, a cooldown starting are not written on the job).
+const WAITING_EVERY: Duration = Duration::from_secs(1);
 
 /// Stream the job's state and progress changes until it ends.
 #[utoipa::path(
@@ -34,8 +47,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "`event: state` with `{id, state, attempts, updated_at, last_error}` and \
-            `event: progress` with `{id, done, total, message}`; ends after a terminal state",
+        (status = 200, description = "`event: state` with `{id, state, attempts, updated_at, last_error}`, \
+            `event: progress` with `{id, done, total, message}` and, while the job waits, `event: waiting` with \
+            `{id, state, waiting: {reason, until, detail}}` whenever the reason or its end changes; ends after a terminal state",
             content_type = "text/event-stream", body = JobEvent),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
@@ -59,6 +73,8 @@ pub async fn job_events(
         state,
         seen_state: None,
         seen_progress: None,
+        seen_waiting: None,
+        waiting_read: None,
         pending: VecDeque::new(),
         next: Some(job),
         done: false,
@@ -77,6 +93,10 @@ struct Watch {
     state: AppState,
     seen_state: Option<JobState>,
     seen_progress: Option<Progress>,
+    /// The wait last sent: its reason and end (a position change alone sends nothing).
+    seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>)>,
+    /// When the wait was last read, and the job's state and update time then.
+    waiting_read: Option<(tokio::time::Instant, JobState, DateTime<Utc>)>,
     pending: VecDeque<Event>,
     /// A job already read, to compare before polling again.
     next: Option<Job>,
@@ -113,13 +133,55 @@ impl Watch {
                     }
                 }
             };
-            self.observe(job);
+            self.observe(&job);
+            if !self.done {
+                self.observe_waiting(&job).await;
+            }
         }
+    }
+
+    /// Queue a `waiting` event when why the job waits changed (read at most once per
+    /// [`WAITING_EVERY`] unless the job changed).
+    async fn observe_waiting(&mut self, job: &Job) {
+        if job.state == JobState::Running {
+            // The wait is over; a later park is news again.
+            self.seen_waiting = None;
+            self.waiting_read = None;
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let fresh = self
+            .waiting_read
+            .is_some_and(|(at, state, updated)| state == job.state && updated == job.updated_at && now < at + WAITING_EVERY);
+        if fresh {
+            return;
+        }
+        let waits = WaitingJob {
+            id: &job.id,
+            account_id: job.account_id.as_deref(),
+        };
+        let waiting = match waiting::waiting(&self.state, waits).await {
+            Ok(w) => w,
+            Err(e) => {
+                // A Redis blip: the next tick reads again.
+                tracing::debug!(job_id = %self.id, error = %e, "job events: reading why the job waits failed");
+                return;
+            }
+        };
+        self.waiting_read = Some((now, job.state, job.updated_at));
+        let Some(w) = waiting else { return };
+        let key = (w.reason, w.until);
+        if self.seen_waiting == Some(key) {
+            return;
+        }
+        self.seen_waiting = Some(key);
+        let view = WaitingView::from(w);
+        self.push("waiting", json!({"id": job.id, "state": job.state, "waiting": view}));
     }
 
     /// Queue events for what changed: the state first, except that a final progress
     /// goes before a terminal state, so the last event a client sees is the end.
-    fn observe(&mut self, job: Job) {
+    fn observe(&mut self, job: &Job) {
         let progress = (job.progress.is_some() && job.progress != self.seen_progress).then(|| {
             self.seen_progress = job.progress.clone();
             let p = job.progress.as_ref().expect("checked");

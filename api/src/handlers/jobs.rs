@@ -2,7 +2,6 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use drover::job::JobState;
-use drover::queue::JobStore;
 use utoipa::IntoParams;
 
 use super::listing::{self, RawList};
@@ -12,6 +11,7 @@ use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::query;
 use crate::state::AppState;
 use crate::views::{JobPage, JobView};
+use crate::waiting::{self, WaitingJob};
 
 /// One job with its attempt history, progress, result and trace id.
 #[utoipa::path(
@@ -31,7 +31,11 @@ pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
     let waiting = if job.state.is_terminal() || job.state == JobState::Running {
         None
     } else {
-        state.store().waiting(&job.id).await?
+        let waits = WaitingJob {
+            id: &job.id,
+            account_id: job.account_id.as_deref(),
+        };
+        waiting::waiting(&state, waits).await?
     };
     let mut view = JobView::from(job);
     if caller.accounts.is_some() {

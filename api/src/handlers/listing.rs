@@ -12,6 +12,7 @@ use crate::cursor::Cursors;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{JobPage, JobSummaryView};
+use crate::waiting::{waiting_many, WaitingJob};
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
@@ -92,17 +93,21 @@ pub fn to_query(raw: RawList, caller: &Caller, cursors: &Cursors, forced_state: 
 /// costs the same whatever tenants put in them.
 pub async fn page(state: &AppState, caller: &Caller, query: &ListQuery) -> Result<JobPage, ApiError> {
     let page = state.store().list_summaries(query).await?;
-    // Why each waiting job waits: one bounded script per waiting job, one round trip.
-    let waiting_ids: Vec<JobId> = page
+    // Why each waiting job waits: one bounded script per waiting job in one round trip,
+    // and the quota cooldowns of their accounts in another.
+    let waiting_jobs: Vec<WaitingJob<'_>> = page
         .jobs
         .iter()
         .filter(|s| !s.job.state.is_terminal() && s.job.state != JobState::Running)
-        .map(|s| s.job.id.clone())
+        .map(|s| WaitingJob {
+            id: &s.job.id,
+            account_id: s.job.account_id.as_deref(),
+        })
         .collect();
-    let mut waits: HashMap<JobId, Waiting> = waiting_ids
+    let mut waits: HashMap<JobId, Waiting> = waiting_jobs
         .iter()
-        .cloned()
-        .zip(state.store().waiting_many(&waiting_ids).await?)
+        .map(|j| j.id.clone())
+        .zip(waiting_many(state, &waiting_jobs).await?)
         .filter_map(|(id, w)| w.map(|w| (id, w)))
         .collect();
     Ok(JobPage {

@@ -1,10 +1,11 @@
-//! The endpoints, one concept per file (DESIGN §5).
+//! The endpoints, one concept per file (docs/architecture.md, "HTTP API").
 pub mod accounts;
 pub mod control;
 pub mod csv_upload;
 pub mod dead_letter;
 mod enqueue;
 pub mod events;
+mod first_sync;
 pub mod health;
 pub mod items;
 pub mod jobs;

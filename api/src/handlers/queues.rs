@@ -35,6 +35,7 @@ pub async fn list_queues(State(state): State<AppState>, caller: Caller) -> Resul
                 scheduled: c.scheduled,
                 queued: c.queued,
                 running: c.running,
+                prefetched: c.prefetched,
                 retrying: c.retrying,
                 succeeded: c.succeeded,
                 partial: c.partial,

@@ -5,11 +5,13 @@
 //! - [`listings`]: listings as last seen.
 //! - [`cursors`]: incremental sync positions, including a page walk in progress.
 //! - [`items`]: the per-item record of a job (cleanup SKUs, backfill windows, sync pages).
+//! - [`last_synced`]: when each resource of an account last synced successfully.
 //!
 //! Every write is idempotent (keyed by the upstream identity) so a retried page, window
 //! or SKU never duplicates rows. The schema is in `shared/migrations/`.
 pub mod cursors;
 pub mod items;
+pub mod last_synced;
 pub mod listings;
 pub mod orders;
 pub mod report_lines;

@@ -1,4 +1,4 @@
-//! PostgreSQL (DESIGN §7): the pool, the embedded migrations and the repositories.
+//! PostgreSQL (docs/architecture.md, "Data"): the pool, the embedded migrations and the repositories.
 //!
 //! - [`DatabaseConfig`]: URL and pool settings (`[<section>.database]`, or `DATABASE_URL`).
 //! - [`connect_lazy`]: a pool that connects on first use, so services start while
@@ -129,6 +129,46 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     sqlx::migrate!("./migrations").run(pool).await?;
     Ok(())
+}
+
+/// Apply the migrations, retrying with backoff (up to 30 s) while Postgres cannot be
+/// reached or fails, until done (true) or `stop` fires (false). Every replica of the API
+/// and the worker may do this at once: sqlx serialises them with an advisory lock.
+/// `first_attempt` hears when the first try is over, so a caller can wait briefly for a
+/// healthy start and leave a slow one to the background.
+pub async fn migrate_until_done(
+    pool: &PgPool,
+    stop: &tokio_util::sync::CancellationToken,
+    first_attempt: Option<tokio::sync::oneshot::Sender<()>>,
+) -> bool {
+    let mut first_attempt = first_attempt;
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    loop {
+        let result = migrate(pool).await;
+        if let Some(tx) = first_attempt.take() {
+            let _ = tx.send(());
+        }
+        let delay = match result {
+            Ok(()) => {
+                tracing::info!("postgres migrations applied");
+                return true;
+            }
+            // The error never holds the URL or data; see DbError.
+            Err(e) => {
+                let delay = backoff.failed().delay;
+                if e.is_unavailable() {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "postgres not reachable for migrations");
+                } else {
+                    tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "postgres migrations failed");
+                }
+                delay
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return false,
+        }
+    }
 }
 
 /// `SELECT 1`: the readiness probe.

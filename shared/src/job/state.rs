@@ -3,7 +3,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Where a job is in its life (DESIGN §3). `Retrying` is a scheduled job that failed
+/// Where a job is in its life (docs/architecture.md, "Job states"). `Retrying` is a scheduled job that failed
 /// before; `Succeeded`, `Partial`, `Dead` and `Cancelled` are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -59,9 +59,9 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     fn purge_dead(&self, kind: JobKind, ids: &[JobId]) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Delete terminal jobs of `kind` that ended before `retention` ago (dead ones after
     /// the store's own dead retention, and past its dead cap), in chunks of `limit`, until
-    /// caught up or a time budget is spent; one trimmer per kind at a time. Returns how
-    /// many were removed.
-    fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// caught up or a time budget is spent; one trimmer per kind at a time. Returns how were removed and how many are still due (`None`: another process holds
+    /// the kind's trim lock).
+    fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> impl Future<Output = Result<Option<Trimmed>, StoreError>> + Send;
     /// Block until work may be there (new job, due time) or `timeout` passes.
     fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

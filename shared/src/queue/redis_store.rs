@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
 use super::{
     scripts, CancelOutcome, Cursor, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page,
-    QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError,
+    QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
 };
 use crate::job::{Job, JobId, JobKind, JobState, Progress};
 
@@ -622,6 +622,7 @@ impl JobStore for RedisStore {
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {
         let k = self.keys(kind);
         let mut pipe = redis::pipe();
+        pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
         for suffix in [
             "ready",
             "scheduled",
@@ -631,36 +632,42 @@ impl JobStore for RedisStore {
             "state:partial",
             "state:dead",
             "state:cancelled",
+            "unstarted",
         ] {
             pipe.zcard(k.key(suffix));
         }
         pipe.exists(k.key("paused"));
         pipe.cmd("ZRANGE").arg(k.ready()).arg(0).arg(0).arg("WITHSCORES");
+        pipe.cmd("ZRANGE").arg(k.key("unstarted")).arg(0).arg(0).arg("WITHSCORES");
         pipe.hget(k.key("stats"), "succeeded");
         pipe.cmd("TIME");
         let mut conn = self.conn.clone();
         let v: Vec<Value> = pipe.query_async(&mut conn).await?;
         let mut it = v.into_iter();
         let mut next = || it.next().unwrap_or(Value::Nil);
-        let mut c = [0u64; 8];
+        let mut c = [0u64; 9];
         for slot in c.iter_mut() {
             *slot = redis::from_redis_value(next()).map_err(parse_err)?;
         }
         let paused: bool = redis::from_redis_value(next()).map_err(parse_err)?;
         let head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
+        let unstarted_head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
         let total: Option<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
         let time: (u64, u64) = redis::from_redis_value(next()).map_err(parse_err)?;
         let now_ms = time.0 * 1000 + time.1 / 1000;
-        let lag_ms = head
-            .get(1)
-            .and_then(|s| s.parse::<f64>().ok())
-            .map(|score| now_ms.saturating_sub((score as u64) % 10_000_000_000_000))
-            .unwrap_or(0);
+        let waited = |head: &[String]| {
+            head.get(1)
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(|score| now_ms.saturating_sub((score as u64) % 10_000_000_000_000))
+                .unwrap_or(0)
+        };
+        let lag_ms = waited(&head).max(waited(&unstarted_head));
         Ok(QueueCounts {
             queued: c[0],
             scheduled: c[1].saturating_sub(c[2]),
             retrying: c[2],
-            running: c[3],
+            running: c[3].saturating_sub(c[8]),
+            prefetched: c[8],
             succeeded: c[4],
             partial: c[5],
             dead: c[6],
@@ -697,13 +704,13 @@ impl JobStore for RedisStore {
             for id in chunk {
                 inv.arg(id.as_str());
             }
-            let (n, _more): (u64, i64) = inv.invoke_async(&mut conn).await?;
+            let (n, _left): (u64, i64) = inv.invoke_async(&mut conn).await?;
             removed += n;
         }
         Ok(removed)
     }
 
-    async fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<u64, StoreError> {
+    async fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
         let k = self.keys(kind);
         let mut conn = self.conn.clone();
         // One trimmer per kind at a time; the lock outlives the budget so a crashed
@@ -719,10 +726,10 @@ impl JobStore for RedisStore {
             .query_async(&mut conn)
             .await?;
         if got.is_none() {
-            return Ok(0);
+            return Ok(None);
         }
         let started = std::time::Instant::now();
-        let mut removed = 0;
+        let mut trimmed = Trimmed::default();
         let policies = [
             ("succeeded", retention, 0),
             ("partial", retention, 0),
@@ -731,7 +738,7 @@ impl JobStore for RedisStore {
         ];
         for (state, keep_for, keep_max) in policies {
             loop {
-                let (n, more): (u64, i64) = scripts::REMOVE
+                let (n, left): (u64, u64) = scripts::REMOVE
                     .key(k.ready())
                     .arg(k.prefix())
                     .arg(state)
@@ -740,14 +747,15 @@ impl JobStore for RedisStore {
                     .arg(keep_max)
                     .invoke_async(&mut conn)
                     .await?;
-                removed += n;
-                if more == 0 || started.elapsed() >= TRIM_BUDGET {
+                trimmed.removed += n;
+                if left == 0 || started.elapsed() >= TRIM_BUDGET {
+                    trimmed.backlog += left;
                     break;
                 }
             }
         }
         let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
-        Ok(removed)
+        Ok(Some(trimmed))
     }
 
     async fn waiting(&self, id: &JobId) -> Result<Option<super::Waiting>, StoreError> {

@@ -150,6 +150,19 @@ pub struct Settlement {
     pub attempt: Option<crate::job::AttemptRecord>,
 }
 
+impl Settlement {
+    /// Back to the queue without using the attempt (the run never started, or was
+    /// stopped by shutdown or a lost lease before it could finish).
+    pub fn release(leased: &Leased) -> Self {
+        Self {
+            id: leased.id.clone(),
+            token: leased.token.clone(),
+            action: SettleAction::Release,
+            attempt: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettleResult {
     Applied,
@@ -217,10 +230,22 @@ pub struct QueueCounts {
     pub dead: u64,
     pub cancelled: u64,
     pub paused: bool,
-    /// How long the job at the head of the queue has waited, in ms.
+    /// Leased by a worker that has not started them yet (its prefetch): counted in
+    /// neither `queued` nor `running`.
+    pub prefetched: u64,
+    /// How long the oldest job not yet started has waited, in ms (queued, or waiting
+    /// in a worker's prefetch).
     pub lag_ms: u64,
     /// Jobs completed successfully since the queue was created.
     pub succeeded_total: u64,
+}
+
+/// What one trim call did: jobs removed, and jobs still due for removal when it
+/// stopped at its time budget (the backlog).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    pub removed: u64,
+    pub backlog: u64,
 }
 
 /// Job defaults applied at enqueue when a request leaves them out, and the queue

@@ -25,6 +25,8 @@ pub enum WaitReason {
     QueuePaused,
     /// Waiting for a worker slot, taking turns with other accounts.
     Queued,
+    /// Leased by a worker ahead of a free slot (its prefetch); starts when one frees.
+    Prefetched,
 }
 
 /// `reason`, the time it ends when known, and what the reason needs to be understood

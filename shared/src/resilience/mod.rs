@@ -11,6 +11,7 @@
 //! - [`token_cache`]: the single-flight LWA token cache.
 //! - `sealed_token`: how a token is sealed in Redis (no usable token in a dump).
 //! - [`snapshot`]: everything about one account, for the API.
+//! - [`kind_operations`]: which operations each job kind calls (which guards stop it).
 //!
 //! # Redis keys (`<ns>` is the namespace, `drover` by default)
 //!
@@ -42,6 +43,7 @@ pub mod config;
 pub mod cooldown;
 mod error;
 mod gcra;
+pub mod kind_operations;
 pub mod limiter;
 pub mod operation;
 mod sealed_token;
@@ -52,6 +54,7 @@ pub use breaker::{BreakerPermit, BreakerState, CallOutcome, Phase as BreakerPhas
 pub use config::{BreakerConfig, ColdStart, CooldownConfig, LimiterConfig, RateSpec, ResilienceConfig, TokenConfig};
 pub use cooldown::Cooldown;
 pub use error::ResilienceError;
+pub use kind_operations::stopped_by_quota_cooldown;
 pub use operation::Operation;
 /// Re-exported so callers of [`Resilience::access_token`] need no direct dependency.
 pub use secrecy::{ExposeSecret, SecretString};

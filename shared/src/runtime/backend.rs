@@ -14,15 +14,16 @@ use apalis_core::task::task_id::{RandomId, TaskId};
 use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
 use chrono::Utc;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::context::JobContext;
 use super::leases::RunLease;
 use super::settle::SettleLayer;
 use super::shared::SharedRef;
+use crate::backoff::Backoff;
 use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
-use crate::queue::{JobStore, Leased, SettleAction, Settlement};
+use crate::queue::{JobStore, Leased, SettleAction, Settlement, StoreError};
 
 /// Leased jobs on their way to the worker: shared by apalis (which takes them as slots
 /// free up) and the fetcher (which hands back what is left when fetching stops).
@@ -83,6 +84,7 @@ impl<S: JobStore> Drop for DroverBackend<S> {
 /// Longest a fetch waits to gather more free slots while jobs are in flight.
 const GATHER: Duration = Duration::from_millis(2);
 
+/// Lease jobs as slots free up and send them to the worker, until `stop` fires.
 async fn fetch_loop<S: JobStore>(
     shared: SharedRef<S>,
     kind: JobKind,
@@ -92,149 +94,157 @@ async fn fetch_loop<S: JobStore>(
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
     // Lease in batches of at least a quarter of the capacity when jobs are in flight.
-    let batch_floor = (concurrency / 4).max(1);
-    let settings = &shared.settings;
-    let mut backoff = Duration::from_millis(50);
-    let mut failing = false;
+    let batch_floor = (concurrency / 4).max(1).min(shared.settings.fetch_batch);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
-        let first = tokio::select! {
+        let permits = tokio::select! {
             _ = stop.cancelled() => break,
-            p = slots.clone().acquire_owned() => p.expect("slots semaphore is never closed"),
+            p = gather_permits(&slots, batch_floor, shared.settings.fetch_batch) => p,
         };
-        let mut permits = vec![first];
-        // Under load, wait a moment for a few more free slots so one script call
-        // leases several jobs: Redis, not the worker, is what saturates first.
-        let want = batch_floor.min(settings.fetch_batch);
-        let gather_until = tokio::time::Instant::now() + GATHER;
-        while permits.len() < settings.fetch_batch {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                // Every slot is taken (some by running jobs): a few will free up soon.
-                Err(_) if permits.len() < want => match tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()).await {
-                    Ok(p) => permits.push(p.expect("slots semaphore is never closed")),
-                    Err(_) => break,
-                },
-                Err(_) => break,
-            }
-        }
         if stop.is_cancelled() {
             break;
         }
         let sent = tokio::time::Instant::now();
-        let fetched = match shared.store.fetch(kind, &settings.worker_id, permits.len(), settings.lease).await {
-            Ok(f) => {
-                if failing {
-                    tracing::info!(kind = %kind, "queue reachable again; fetching resumes");
-                    failing = false;
-                }
-                backoff = Duration::from_millis(50);
-                f
-            }
+        let fetched = match shared
+            .store
+            .fetch(kind, &shared.settings.worker_id, permits.len(), shared.settings.lease)
+            .await
+        {
+            Ok(f) => f,
             Err(e) => {
-                if !failing {
-                    tracing::warn!(kind = %kind, error = %e, "cannot fetch jobs; retrying with backoff");
-                    failing = true;
-                }
                 drop(permits);
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !pause_after_failure(&mut backoff, kind, "fetch", &e, &stop).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
-        let got = fetched.jobs.len();
-        for leased in fetched.jobs {
-            let slot = permits.pop().expect("never more jobs than permits");
-            let lease = RunLease::new(&shared.leases, kind, leased, sent, slot);
-            let leased = &lease.leased;
-            let payload = match &leased.payload {
-                Ok(p) => p.clone(),
-                Err(why) => {
-                    // A record this version cannot read: dead at once, with the reason.
-                    tracing::error!(job_id = %leased.id, error = %why, "job record cannot be decoded; moving it to dead");
-                    let err = ErrorInfo {
-                        class: ErrorClass::Decode,
-                        message: why.clone(),
-                    };
-                    let attempt = AttemptRecord {
-                        number: leased.attempt,
-                        worker: settings.worker_id.clone(),
-                        started_at: leased.started_at,
-                        ended_at: Utc::now(),
-                        outcome: AttemptOutcome::Failed,
-                        error: Some(err.clone()),
-                        trace_id: None,
-                        late: false,
-                    };
-                    let s = Settlement {
-                        id: leased.id.clone(),
-                        token: leased.token.clone(),
-                        action: SettleAction::Dead(err),
-                        attempt: Some(attempt),
-                    };
-                    let shared = shared.clone();
-                    tokio::spawn(async move {
-                        shared.settle(kind, s).await;
-                        drop(lease);
-                    });
-                    continue;
-                }
-            };
-            let ctx = JobContext::new(
-                shared.store.clone(),
-                leased.id.clone(),
-                leased.token.clone(),
-                leased.attempt,
-                leased.max_attempts,
-                leased.traceparent.clone(),
-                lease.held.cancel.clone(),
-            );
-            let task = TaskBuilder::new(payload)
-                .task_id(TaskId::from_string(leased.id.as_str().to_owned()))
-                .attempt(leased.attempt.saturating_sub(1) as usize)
-                .max_attempts(leased.max_attempts as usize)
-                .data(ctx)
-                .data(lease)
-                .build();
-            if let Err(mpsc::error::SendError(task)) = tx.send(task) {
-                // The worker is gone: hand the job straight back.
-                if let Some(lease) = task.ctx().data().get::<RunLease>().cloned() {
-                    drop(task);
-                    shared.settle(kind, release(&lease.leased)).await;
-                }
-            }
+        if backoff.succeeded() {
+            tracing::info!(kind = %kind, "queue reachable again; fetching resumes");
         }
-        drop(permits);
+        let got = fetched.jobs.len();
+        dispatch(&shared, kind, fetched.jobs, sent, permits, &tx).await;
         if got == 0 {
-            let wait = fetched.next_due.unwrap_or(settings.idle_wait).min(settings.idle_wait);
+            let wait = fetched.next_due.unwrap_or(shared.settings.idle_wait).min(shared.settings.idle_wait);
             let waited = tokio::select! {
                 _ = stop.cancelled() => break,
                 r = shared.store.wait_for_work(kind, wait) => r,
             };
             if let Err(e) = waited {
-                if !failing {
-                    tracing::warn!(kind = %kind, error = %e, "cannot wait for jobs; retrying with backoff");
-                    failing = true;
+                if !pause_after_failure(&mut backoff, kind, "wait for", &e, &stop).await {
+                    break;
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
 }
 
-/// The settlement that returns a leased job to the queue without using its attempt.
-fn release(leased: &Leased) -> Settlement {
+/// One free slot (waiting for it), then as many more as are free, up to `max`. Under
+/// load it waits a moment ([`GATHER`]) for at least `floor`, so one script call leases
+/// several jobs: Redis, not the worker, is what saturates first.
+async fn gather_permits(slots: &Arc<Semaphore>, floor: usize, max: usize) -> Vec<OwnedSemaphorePermit> {
+    let first = slots.clone().acquire_owned().await.expect("slots semaphore is never closed");
+    let mut permits = vec![first];
+    let gather_until = tokio::time::Instant::now() + GATHER;
+    while permits.len() < max {
+        match slots.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            // Every slot is taken (some by running jobs): a few will free up soon.
+            Err(_) if permits.len() < floor => match tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()).await {
+                Ok(p) => permits.push(p.expect("slots semaphore is never closed")),
+                Err(_) => break,
+            },
+            Err(_) => break,
+        }
+    }
+    permits
+}
+
+/// Log the first failure of an outage, then sleep the backoff; false when `stop` fired.
+async fn pause_after_failure(backoff: &mut Backoff, kind: JobKind, what: &str, e: &StoreError, stop: &CancellationToken) -> bool {
+    let failure = backoff.failed();
+    if failure.first {
+        tracing::warn!(kind = %kind, error = %e, "cannot {what} jobs; retrying with backoff");
+    }
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(failure.delay) => true,
+    }
+}
+
+/// Hand each leased job to the worker with its lease and one of the permits; a record
+/// this version cannot read goes to dead at once.
+async fn dispatch<S: JobStore>(
+    shared: &SharedRef<S>,
+    kind: JobKind,
+    jobs: Vec<Leased>,
+    sent: tokio::time::Instant,
+    mut permits: Vec<OwnedSemaphorePermit>,
+    tx: &mpsc::UnboundedSender<Task<JobPayload>>,
+) {
+    for leased in jobs {
+        let slot = permits.pop().expect("never more jobs than permits");
+        let lease = RunLease::new(&shared.leases, kind, leased, sent, slot);
+        let payload = match &lease.leased.payload {
+            Ok(p) => p.clone(),
+            Err(why) => {
+                let s = undecodable(&lease.leased, why, &shared.settings.worker_id);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    shared.settle(kind, s).await;
+                    drop(lease);
+                });
+                continue;
+            }
+        };
+        let leased = &lease.leased;
+        let ctx = JobContext::new(
+            shared.store.clone(),
+            leased.id.clone(),
+            leased.token.clone(),
+            leased.attempt,
+            leased.max_attempts,
+            leased.traceparent.clone(),
+            lease.held.cancel.clone(),
+        );
+        let task = TaskBuilder::new(payload)
+            .task_id(TaskId::from_string(leased.id.as_str().to_owned()))
+            .attempt(leased.attempt.saturating_sub(1) as usize)
+            .max_attempts(leased.max_attempts as usize)
+            .data(ctx)
+            .data(lease)
+            .build();
+        if let Err(mpsc::error::SendError(task)) = tx.send(task) {
+            // The worker is gone: hand the job straight back.
+            if let Some(lease) = task.ctx().data().get::<RunLease>().cloned() {
+                drop(task);
+                shared.settle(kind, Settlement::release(&lease.leased)).await;
+            }
+        }
+    }
+}
+
+/// A record this version cannot decode: dead at once, with the reason, so it never loops.
+fn undecodable(leased: &Leased, why: &str, worker: &str) -> Settlement {
+    tracing::error!(job_id = %leased.id, error = %why, "job record cannot be decoded; moving it to dead");
+    let err = ErrorInfo {
+        class: ErrorClass::Decode,
+        message: why.to_owned(),
+    };
     Settlement {
         id: leased.id.clone(),
         token: leased.token.clone(),
-        action: SettleAction::Release,
-        attempt: None,
+        action: SettleAction::Dead(err.clone()),
+        attempt: Some(AttemptRecord {
+            number: leased.attempt,
+            worker: worker.to_owned(),
+            started_at: leased.started_at,
+            ended_at: Utc::now(),
+            outcome: AttemptOutcome::Failed,
+            error: Some(err),
+            trace_id: None,
+            late: false,
+        }),
     }
 }
 
@@ -253,7 +263,7 @@ async fn hand_back_unstarted<S: JobStore>(shared: &SharedRef<S>, kind: JobKind, 
     }
     tracing::info!(kind = %kind, jobs = unstarted.len(), "handing back jobs leased but not started");
     futures::future::join_all(unstarted.into_iter().map(|lease| async move {
-        shared.settle(kind, release(&lease.leased)).await;
+        shared.settle(kind, Settlement::release(&lease.leased)).await;
         drop(lease);
     }))
     .await;

@@ -179,6 +179,7 @@ async fn renew_kind<S: JobStore>(
 ) -> Result<(), RenewError> {
     let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
     let sent = Instant::now();
+    report_starts(s, kind, &held, call_timeout).await?;
     let report = match tokio::time::timeout(call_timeout, s.extend_leases(kind, &leases, lease)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
@@ -204,6 +205,25 @@ async fn renew_kind<S: JobStore>(
         if !report.lost.contains(id) {
             h.renewed(sent);
         }
+    }
+    Ok(())
+}
+
+/// Tells Redis which runs started since the last beat, so a crash from now on uses
+/// their attempts while prefetched jobs that never started go back for free.
+async fn report_starts<S: JobStore>(s: &S, kind: JobKind, held: &[(JobId, Held)], call_timeout: Duration) -> Result<(), RenewError> {
+    let started: Vec<&(JobId, Held)> = held.iter().filter(|(_, h)| h.start_unreported()).collect();
+    if started.is_empty() {
+        return Ok(());
+    }
+    let runs: Vec<(JobId, String)> = started.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
+    match tokio::time::timeout(call_timeout, s.mark_started(kind, &runs)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
+        Err(_) => return Err(RenewError::TimedOut(kind)),
+    }
+    for (_, h) in started {
+        h.start_reported();
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! process again (its old lease ran out and the fetch reclaimed it), the older entry is
 //! marked lost and its run told to stop: only one run per job is ever renewed.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -24,6 +24,8 @@ pub(crate) struct Held {
     pub cancel: CancellationToken,
     /// Set when the lease is gone (reported lost, leased again, or fenced).
     lost: Arc<AtomicBool>,
+    /// Whether the run has started, and whether Redis has been told (see [`Start`]).
+    start: Arc<AtomicU8>,
     /// When the call that last set the lease's expiry was sent (the fetch, then each
     /// renewal): Redis's expiry is at most one lease after this.
     renewed: Arc<Mutex<Instant>>,
@@ -35,6 +37,7 @@ impl Held {
             token,
             cancel: CancellationToken::new(),
             lost: Arc::new(AtomicBool::new(false)),
+            start: Arc::new(AtomicU8::new(Start::NotYet as u8)),
             renewed: Arc::new(Mutex::new(leased_at)),
         }
     }
@@ -60,6 +63,34 @@ impl Held {
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
     }
+
+    /// The handler is about to run: from now on a crash of this process uses the attempt.
+    pub fn started(&self) {
+        let _ = self
+            .start
+            .compare_exchange(Start::NotYet as u8, Start::Started as u8, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Started, and Redis not yet told so.
+    pub fn start_unreported(&self) -> bool {
+        self.start.load(Ordering::SeqCst) == Start::Started as u8
+    }
+
+    /// Redis now knows the run started.
+    pub fn start_reported(&self) {
+        self.start.store(Start::Reported as u8, Ordering::SeqCst);
+    }
+}
+
+/// A run's start as Redis learns it. A leased job whose start Redis never learned is
+/// handed back without using an attempt when its worker dies (fetch.lua); the keeper
+/// reports starts with its next renewal, so only a run that ended before that is never
+/// reported — and it settled, so nothing is left to hand back.
+#[repr(u8)]
+enum Start {
+    NotYet = 0,
+    Started = 1,
+    Reported = 2,
 }
 
 type Entries = HashMap<JobKind, HashMap<JobId, Held>>;

@@ -13,6 +13,8 @@ pub const JOBS_FINISHED: &str = "drover_jobs_finished_total";
 pub const RUN_DURATION: &str = "drover_job_run_duration_seconds";
 /// Runs in progress in this process.
 pub const JOBS_RUNNING: &str = "drover_jobs_running";
+/// Terminal jobs past retention still waiting to be trimmed, as the last trim left them.
+pub const TRIM_BACKLOG: &str = "drover_trim_backlog_jobs";
 
 /// What became of the job after one run (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,10 @@ impl RunFate {
 pub(crate) fn run_finished(kind: JobKind, fate: RunFate, took: Duration) {
     counter!(JOBS_FINISHED, "kind" => kind.as_str(), "outcome" => fate.as_str()).increment(1);
     histogram!(RUN_DURATION, "kind" => kind.as_str()).record(took.as_secs_f64());
+}
+
+pub(crate) fn trim_backlog(kind: JobKind, backlog: u64) {
+    gauge!(TRIM_BACKLOG, "kind" => kind.as_str()).set(backlog as f64);
 }
 
 /// Counts a run in [`JOBS_RUNNING`] until dropped, so a run whose future is dropped

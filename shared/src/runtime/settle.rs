@@ -77,66 +77,22 @@ where
         let Some(lease) = task.ctx().data().get::<RunLease>().cloned() else {
             return Box::pin(async { Err("task without a lease reached the settle layer".into()) });
         };
-        let shared = self.shared.clone();
-        let kind = self.kind;
-        let leased = lease.leased.clone();
-        let trace_id = leased.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned);
-        let span = tracing::info_span!("job", job.id = %leased.id, job.kind = %kind, job.attempt = leased.attempt, trace_id = trace_id.as_deref().unwrap_or(""));
-        crate::trace_context::continue_trace(&span, leased.traceparent.as_deref());
+        let trace_id = lease.leased.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned);
+        let span = tracing::info_span!("job", job.id = %lease.leased.id, job.kind = %self.kind, job.attempt = lease.leased.attempt, trace_id = trace_id.as_deref().unwrap_or(""));
+        crate::trace_context::continue_trace(&span, lease.leased.traceparent.as_deref());
         // Catch a panic raised while the handler's future is being built, too.
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));
+        let (shared, kind) = (self.shared.clone(), self.kind);
         Box::pin(
             async move {
-                let running = Running::start(kind);
+                lease.held.started();
                 let began = std::time::Instant::now();
-                // No timeout set: a day, so a stuck run still ends some time.
-                let timeout = if leased.timeout.is_zero() {
-                    Duration::from_secs(24 * 3600)
-                } else {
-                    leased.timeout
-                };
-                let end = match inner {
-                    Err(p) => panicked(p),
-                    Ok(fut) => run_to_end(fut, timeout, &lease.held.cancel, &shared.hard_stop).await,
-                };
-                // A run stopped because its lease went away is not the job's failure.
-                let end = match end {
-                    RunEnd::Failed(e, _) if e.class == ErrorClass::Cancelled && lease.held.is_lost() => RunEnd::LeaseLost,
-                    end => end,
-                };
+                let end = run(inner, &lease, &shared, kind).await;
                 let took = began.elapsed();
-                drop(running);
-                let Planned {
-                    action,
-                    outcome,
-                    error,
-                    fate,
-                } = plan(end, &leased, &shared.settings.retry_for(kind), rand::random::<f64>());
-                if let Some(e) = &error {
-                    match e.class {
-                        ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled | ErrorClass::Lost => {
-                            tracing::info!(class = ?e.class, error = %e.message, "run ended")
-                        }
-                        _ => tracing::warn!(class = ?e.class, error = %e.message, "run failed"),
-                    }
-                }
-                let attempt = AttemptRecord {
-                    number: leased.attempt,
-                    worker: shared.settings.worker_id.clone(),
-                    started_at: leased.started_at,
-                    ended_at: Utc::now(),
-                    outcome,
-                    error,
-                    trace_id,
-                    // The settle script marks it late if the lease is gone by then.
-                    late: false,
-                };
-                let settlement = Settlement {
-                    id: leased.id.clone(),
-                    token: leased.token.clone(),
-                    action,
-                    attempt: Some(attempt),
-                };
+                let planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
+                log_end(planned.error.as_ref());
+                let fate = planned.fate;
+                let settlement = settlement(planned, &lease.leased, &shared.settings.worker_id, trace_id);
                 let fate = match shared.settle(kind, settlement).await {
                     SettleResult::Applied => fate,
                     SettleResult::LeaseLost => RunFate::Lost,
@@ -147,6 +103,64 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Run the handler to its end under the job's timeout, its cancellation and the
+/// shutdown's hard stop; counted in the running gauge meanwhile.
+async fn run<S: JobStore, F, E>(inner: std::thread::Result<F>, lease: &RunLease, shared: &SharedRef<S>, kind: JobKind) -> RunEnd
+where
+    F: Future<Output = Result<Outcome, E>>,
+    E: Into<BoxDynError>,
+{
+    let _running = Running::start(kind);
+    // No timeout set: a day, so a stuck run still ends some time.
+    let timeout = if lease.leased.timeout.is_zero() {
+        Duration::from_secs(24 * 3600)
+    } else {
+        lease.leased.timeout
+    };
+    let end = match inner {
+        Err(p) => panicked(p),
+        Ok(fut) => run_to_end(fut, timeout, &lease.held.cancel, &shared.hard_stop).await,
+    };
+    // A run stopped because its lease went away is not the job's failure.
+    match end {
+        RunEnd::Failed(e, _) if e.class == ErrorClass::Cancelled && lease.held.is_lost() => RunEnd::LeaseLost,
+        end => end,
+    }
+}
+
+/// One log line per run that did not succeed: expected stops at info, failures at warn.
+fn log_end(error: Option<&ErrorInfo>) {
+    if let Some(e) = error {
+        match e.class {
+            ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled | ErrorClass::Lost => {
+                tracing::info!(class = ?e.class, error = %e.message, "run ended")
+            }
+            _ => tracing::warn!(class = ?e.class, error = %e.message, "run failed"),
+        }
+    }
+}
+
+/// The settlement that records the run's attempt and the job's fate.
+fn settlement(planned: Planned, leased: &Leased, worker: &str, trace_id: Option<String>) -> Settlement {
+    let attempt = AttemptRecord {
+        number: leased.attempt,
+        worker: worker.to_owned(),
+        started_at: leased.started_at,
+        ended_at: Utc::now(),
+        outcome: planned.outcome,
+        error: planned.error,
+        trace_id,
+        // The settle script marks it late if the lease is gone by then.
+        late: false,
+    };
+    Settlement {
+        id: leased.id.clone(),
+        token: leased.token.clone(),
+        action: planned.action,
+        attempt: Some(attempt),
     }
 }
 

@@ -8,7 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::leases::LeaseRegistry;
-use super::WorkerSettings;
+use super::settings::WorkerSettings;
+use crate::backoff::Backoff;
 use crate::job::JobKind;
 use crate::queue::{JobStore, SettleResult, Settlement};
 
@@ -75,22 +76,20 @@ pub(crate) fn spawn_settler<S: JobStore>(
 /// Store one batch, retrying through outages, then answer each run.
 async fn settle_batch<S: JobStore>(store: S, kind: JobKind, batch: Vec<SettleRequest>) {
     let (settlements, replies): (Vec<Settlement>, Vec<_>) = batch.into_iter().unzip();
-    let mut backoff = Duration::from_millis(50);
-    let mut logged = false;
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let results = loop {
         match store.settle(kind, &settlements).await {
             Ok(r) => break r,
             Err(e) => {
-                if !logged {
+                let failure = backoff.failed();
+                if failure.first {
                     tracing::warn!(error = %e, kind = %kind, jobs = settlements.len(), "could not record job outcomes; retrying until the queue is back");
-                    logged = true;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(failure.delay).await;
             }
         }
     };
-    if logged {
+    if backoff.succeeded() {
         tracing::info!(kind = %kind, "job outcomes recorded after the queue came back");
     }
     for ((s, tx), r) in settlements.iter().zip(replies).zip(results) {

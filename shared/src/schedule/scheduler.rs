@@ -18,16 +18,54 @@ use crate::job::{JobKind, JobPayload};
 use crate::queue::{EnqueueError, JobStore, NewJob};
 
 /// One built-in, per-account schedule.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct BuiltIn {
     pub enabled: bool,
     pub cron: String,
 }
 
+/// A built-in schedule as configured: each field left out keeps its default, so
+/// `DROVER_WORKER__SCHEDULER__DEFAULTS__SYNC__CRON` alone changes only the cron.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct BuiltInSetting {
+    enabled: Option<bool>,
+    cron: Option<String>,
+}
+
+impl BuiltInSetting {
+    fn over(self, default: BuiltIn) -> BuiltIn {
+        BuiltIn {
+            enabled: self.enabled.unwrap_or(default.enabled),
+            cron: self.cron.unwrap_or(default.cron),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DefaultSchedulesSetting {
+    sync: BuiltInSetting,
+    daily_audit: BuiltInSetting,
+    weekly_audit: BuiltInSetting,
+    audit_report_type: Option<String>,
+}
+
+impl From<DefaultSchedulesSetting> for DefaultSchedules {
+    fn from(s: DefaultSchedulesSetting) -> Self {
+        let d = DefaultSchedules::default();
+        Self {
+            sync: s.sync.over(d.sync),
+            daily_audit: s.daily_audit.over(d.daily_audit),
+            weekly_audit: s.weekly_audit.over(d.weekly_audit),
+            audit_report_type: s.audit_report_type.unwrap_or(d.audit_report_type),
+        }
+    }
+}
+
 /// What sellers' teams run today, for every active account; each can be switched off.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "DefaultSchedulesSetting")]
 pub struct DefaultSchedules {
     /// Incremental sync of orders and listings.
     pub sync: BuiltIn,
@@ -326,5 +364,27 @@ impl AccountSource for crate::db::accounts::AccountRepo {
                 })
                 .collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_built_in_schedule_given_only_one_field_keeps_its_other_defaults() {
+        let d: DefaultSchedules =
+            serde_json::from_value(serde_json::json!({"sync": {"cron": "* * * * * *"}, "weekly_audit": {"enabled": false}})).unwrap();
+        assert!(d.sync.enabled);
+        assert_eq!(d.sync.cron, "* * * * * *");
+        assert!(!d.weekly_audit.enabled);
+        assert_eq!(d.weekly_audit.cron, "0 4 * * 0");
+        assert_eq!(d.daily_audit.cron, "0 3 * * *");
+    }
+
+    #[test]
+    fn an_unknown_field_of_a_built_in_schedule_is_refused() {
+        let r = serde_json::from_value::<DefaultSchedules>(serde_json::json!({"sync": {"crom": "* * * * *"}}));
+        assert!(r.unwrap_err().to_string().contains("crom"));
     }
 }

@@ -48,8 +48,8 @@ struct Args {
     /// drover-worker processes.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Cleanup slots per worker (the worker default is 10).
-    #[arg(long, default_value_t = 10)]
+    /// Cleanup slots per worker (the worker default is 50).
+    #[arg(long, default_value_t = 50)]
     slots: usize,
     /// deleteListingsItem plan (simulator and worker limits alike).
     #[arg(long, default_value_t = 5.0)]
@@ -86,7 +86,15 @@ async fn main() -> Result<()> {
         ..SimConfig::default()
     })
     .await?;
-    let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await?;
+    let store = RedisStore::connect(
+        &redis.url(),
+        "drover",
+        JobDefaults {
+            reports_starts: true,
+            ..JobDefaults::default()
+        },
+    )
+    .await?;
     println!(
         "fair_bench: {} workers x {} cleanup slots, flood {} SKUs in jobs of {}, {} small accounts x {} SKUs, \
          deleteListingsItem {}/s burst {}, loadavg {}",

@@ -122,20 +122,5 @@ async fn main() -> anyhow::Result<()> {
     config.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("simulator listening on http://{}", listener.local_addr()?);
-    sim::serve(listener, config, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
+    sim::serve(listener, config, drover::shutdown::signal()).await
 }

@@ -148,6 +148,13 @@ pub async fn capped_queued_jobs_of_an_account_at_its_cap_say_so<S: JobStore>(sto
     let mut expect = vec![a1.to_string(), a2.to_string()];
     expect.sort();
     assert_eq!(running, expect, "the runs holding the account are named");
+    assert_eq!(
+        store.waiting(&a1).await.unwrap().map(|w| w.reason),
+        Some(WaitReason::Prefetched),
+        "leased, not yet started"
+    );
+    let runs: Vec<(JobId, String)> = got.iter().map(|l| (l.id.clone(), l.token.clone())).collect();
+    store.mark_started(JobKind::Cleanup, &runs).await.unwrap();
     assert!(store.waiting(&a1).await.unwrap().is_none(), "a running job is not waiting");
 }
 

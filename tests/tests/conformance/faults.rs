@@ -147,7 +147,11 @@ pub async fn trimming_catches_up_past_one_chunk<S: JobStore>(store: S) {
     store.settle(JobKind::Cleanup, &all).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let removed = store.trim(JobKind::Cleanup, Duration::from_millis(1), 500).await.unwrap();
-    assert_eq!(removed, 1200, "one trim call keeps going past its chunk size until caught up");
+    assert_eq!(
+        removed.map(|t| (t.removed, t.backlog)),
+        Some((1200, 0)),
+        "one trim call keeps going past its chunk size until caught up"
+    );
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().succeeded, 0);
 }
 
@@ -161,7 +165,7 @@ pub async fn capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first<S: JobS
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let removed = store.trim(JobKind::Cleanup, Duration::from_secs(3600), 500).await.unwrap();
-    assert_eq!(removed, 3, "dead jobs are capped at 2");
+    assert_eq!(removed.map(|t| t.removed), Some(3), "dead jobs are capped at 2");
     for id in &dead[..3] {
         assert!(store.get(id).await.unwrap().is_none());
     }
@@ -234,4 +238,31 @@ pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attemp
         JobState::Dead,
         "a started run that was lost used its only attempt"
     );
+}
+
+pub async fn capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let second = enqueue(&store, NewJob::new(cleanup("a2"))).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let leased = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 2);
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((c.queued, c.running, c.prefetched), (0, 0, 2));
+    assert!(c.lag_ms >= 30, "the lag sees jobs waiting in a prefetch: {} ms", c.lag_ms);
+    let run = leased.iter().find(|l| l.id == first).unwrap();
+    store
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .await
+        .unwrap();
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((c.running, c.prefetched), (1, 1));
+    assert!(store.waiting(&first).await.unwrap().is_none(), "a started run is not waiting");
+    let w = store.waiting(&second).await.unwrap().expect("a prefetched job says why it waits");
+    assert_eq!(w.reason, WaitReason::Prefetched);
+    assert_eq!(w.detail["worker"], "w1");
+    // Settling, like a reclaim, takes it out of the prefetch.
+    let unstarted = leased.iter().find(|l| l.id == second).unwrap();
+    settle(&store, unstarted, SettleAction::Release, AttemptOutcome::Released).await;
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((c.queued, c.running, c.prefetched), (1, 1, 0));
 }

@@ -12,6 +12,7 @@ use std::time::Duration as StdDuration;
 use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
 use chrono::{DateTime, Duration, Utc};
 use drover::data::items::{self, Item, ItemOutcome};
+use drover::data::last_synced::{self, SyncedResource};
 use drover::data::orders::{self, OrderRow, OrderSource};
 use drover::data::report_lines::{self, ReportLine};
 use drover::job::{BackfillPayload, Progress};
@@ -125,6 +126,10 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     if summary.failed > 0 || with_bad_rows > 0 {
         Ok(Outcome::Partial(result))
     } else {
+        // Every window done: the account's order reports are synced as of now.
+        last_synced::record(&mut conn, p.account_id.as_str(), SyncedResource::OrderReports, job_id)
+            .await
+            .map_err(db_error("recording the backfill's end"))?;
         Ok(Outcome::Succeeded(result))
     }
 }

@@ -5,9 +5,13 @@
 //! transaction, and the cursor moves to the walk's upper bound only with the last page:
 //! a worker killed mid-walk leaves a retry that resumes after the last committed page,
 //! and a row is never written twice (upserts keyed by order id).
+//!
+//! A resource whose sync completes is recorded in `last_synced` (orders with the walk's
+//! last page, listings with the refresh's item record); a failing run records nothing.
 use chrono::{DateTime, Duration, Utc};
 use drover::data::cursors::{self, Walk};
 use drover::data::items::{self, ItemOutcome};
+use drover::data::last_synced::{self, SyncedResource};
 use drover::data::listings::{self, ListingRow};
 use drover::data::orders::{self, OrderRow, OrderSource};
 use drover::job::{Progress, Sku, SyncPayload, SyncResource};
@@ -121,7 +125,13 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
             }
             // SP-API echoes the bound it applied as LastUpdatedBefore; without it, the
             // walk's start (minus SP-API's 2-minute settle time) is a safe next cursor.
-            None => cursors::finish_walk(&mut tx, account, ORDERS, before.unwrap_or(started_at - Duration::minutes(2))).await,
+            None => {
+                // The walk reached its end: the orders are synced as of this commit.
+                match cursors::finish_walk(&mut tx, account, ORDERS, before.unwrap_or(started_at - Duration::minutes(2))).await {
+                    Ok(()) => last_synced::record(&mut tx, account, SyncedResource::Orders, job_id).await,
+                    Err(e) => Err(e),
+                }
+            }
         }
         .map_err(db_error("moving the sync cursor"))?;
         tx.commit().await.map_err(db_error("committing an orders page"))?;
@@ -220,8 +230,14 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
     }
     let seq = 100_000;
     let detail = json!({"resource": "listings", "checked": skus.len(), "found": found, "absent": absent});
-    items::put(&mut conn, ctx.id.as_str(), seq, "listings", ItemOutcome::Done, &detail)
+    drop(conn);
+    let mut tx = jobs.db().begin().await.map_err(db_error("recording the listings refresh"))?;
+    items::put(&mut tx, ctx.id.as_str(), seq, "listings", ItemOutcome::Done, &detail)
         .await
         .map_err(db_error("recording the listings refresh"))?;
+    last_synced::record(&mut tx, account, SyncedResource::Listings, ctx.id.as_str())
+        .await
+        .map_err(db_error("recording the listings refresh"))?;
+    tx.commit().await.map_err(db_error("recording the listings refresh"))?;
     Ok(detail)
 }

@@ -55,6 +55,7 @@ end
 -- A run of `acct` ended (settled, released or reclaimed): it stops counting against
 -- the account's cap, and a lane blocked at the cap is offered again.
 local function run_ended(id, acct)
+  redis.call('ZREM', P .. 'unstarted', id)
   if not acct or acct == '' then return end
   redis.call('SREM', P .. 'hold:' .. acct, id)
   if redis.call('HDEL', P .. 'blocked', acct) == 1 then

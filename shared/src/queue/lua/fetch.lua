@@ -119,7 +119,12 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
           local token = worker .. ':' .. at .. ':' .. now
           redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms)
           if reports_starts then
-            redis.call('HSET', key, 'go', 0) -- until the worker says the run started
+            -- until the worker says the run started; kept by ready time, so the lag
+            -- still sees a job that waits in a worker's prefetch
+            redis.call('HSET', key, 'go', 0)
+            redis.call('ZADD', P .. 'unstarted', tonumber(popped[i + 1]) % 1e13, id)
+          else
+            redis.call('HDEL', key, 'go')
           end
           if acct ~= '' then redis.call('SADD', hold, id) end
           busy = busy + 1

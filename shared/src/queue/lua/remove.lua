@@ -1,11 +1,11 @@
 -- Deletes terminal jobs: those named (purge), or, for retention, the oldest of `state`
 -- that ended more than `retention_ms` ago (by Redis time) or that exceed `keep_max`
 -- (0: no cap), at most `limit` per call.
--- ARGV: prefix, state, retention_ms, limit, keep_max, ids... -> {removed, more}: `more`
--- is 1 when the call stopped at `limit` with more to remove.
+-- ARGV: prefix, state, retention_ms, limit, keep_max, ids... -> {removed, left}: `left`
+-- is how many more were due for removal than this call's `limit` took (the backlog).
 local state, retention, limit, keep_max = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local ids = {}
-local more = 0
+local left = 0
 if #ARGV > 5 then
   for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
@@ -15,7 +15,7 @@ else
     due = math.max(due, redis.call('ZCARD', index) - keep_max)
   end
   if due > limit then
-    more = 1
+    left = due - limit
     due = limit
   end
   if due > 0 then
@@ -37,4 +37,4 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', P .. 'state:' .. state, id)
   end
 end
-return {removed, more}
+return {removed, left}

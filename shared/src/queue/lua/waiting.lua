@@ -1,12 +1,16 @@
 -- Why a job that is neither running nor finished has not started: one bounded read of
 -- the job, its lane and its account (docs/architecture.md, "Waiting").
--- ARGV: prefix, id -> {} (missing, running or terminal) or {reason, until_ms|'', detail_json}
+-- ARGV: prefix, id -> {} (missing, started or terminal) or {reason, until_ms|'', detail_json}
 -- reason: scheduled | retry_backoff | rate_limit | quota_cooldown | breaker_open |
---         account_busy | queue_paused | queued
+--         account_busy | queue_paused | queued | prefetched (leased, not yet started)
 local id = ARGV[2]
 local key = P .. 'job:' .. id
-local f = redis.call('HMGET', key, 'st', 'acct', 'ra', 'er')
+local f = redis.call('HMGET', key, 'st', 'acct', 'ra', 'er', 'go', 'w')
 local st = f[1]
+if st == 'running' and f[5] == '0' then
+  -- leased ahead by a worker that has not started it yet (prefetch)
+  return {'prefetched', '', cjson.encode({worker = f[6] or ''})}
+end
 if not st or st == 'running' or is_terminal(st) then return {} end
 local acct = f[2] or ''
 local due = f[3] or ''

@@ -1,0 +1,156 @@
+//! Why a job waits, as the API answers it (`waiting` on submit, `GET /v1/jobs/{id}`,
+//! listings and event streams): the queue's own reason (`waiting.lua`), overridden by
+//! the account's quota cooldown for the kinds a cooldown stops.
+//!
+//! The cooldown lives under the resilience keys (`<ns>:cd:<account>`), outside the
+//! queue's hash tag, so the queue's script cannot read it; it is read here, next to the
+//! script and concurrently with it: one more bounded read per job (one per distinct
+//! account for a listing page), no scan. Which kinds a cooldown stops is
+//! [`drover::resilience::kind_operations`]' rule: those calling a report operation
+//! (backfill).
+use std::collections::HashMap;
+
+use drover::job::{AccountId, JobId, JobKind};
+use drover::queue::{WaitReason, Waiting};
+use drover::resilience::kind_operations::operations;
+use drover::resilience::{stopped_by_quota_cooldown, Cooldown};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What the waiting answer needs to know of a job.
+#[derive(Debug, Clone)]
+pub struct WaitingJob<'a> {
+    pub id: &'a JobId,
+    pub account_id: Option<&'a str>,
+}
+
+/// Why the job waits (`None` when it is running, finished or gone).
+pub async fn waiting(state: &AppState, job: WaitingJob<'_>) -> Result<Option<Waiting>, ApiError> {
+    Ok(waiting_many(state, std::slice::from_ref(&job)).await?.pop().flatten())
+}
+
+/// [`waiting`] for many jobs, in order: one round trip to the queue and one for the
+/// cooldowns of their distinct accounts, run concurrently.
+pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<Vec<Option<Waiting>>, ApiError> {
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
+    let mut accounts: Vec<AccountId> = Vec::new();
+    for job in jobs {
+        if let Some(account) = cooled_account(job.id.kind(), job.account_id) {
+            if !accounts.contains(&account) {
+                accounts.push(account);
+            }
+        }
+    }
+    let resilience = &state.accounts().resilience;
+    let (bases, cooldowns) = tokio::join!(state.store().waiting_many(&ids), resilience.cooldowns(&accounts));
+    let bases = bases?;
+    let cooldowns: HashMap<AccountId, Cooldown> = accounts
+        .into_iter()
+        .zip(cooldowns?)
+        .filter_map(|(a, c)| c.map(|c| (a, c)))
+        .collect();
+    Ok(jobs
+        .iter()
+        .zip(bases)
+        .map(|(job, base)| {
+            let cooldown = cooled_account(job.id.kind(), job.account_id).and_then(|a| cooldowns.get(&a));
+            combine(base, cooldown)
+        })
+        .collect())
+}
+
+/// The account whose cooldown could stop a job of `kind`, if any.
+fn cooled_account(kind: JobKind, account_id: Option<&str>) -> Option<AccountId> {
+    if !stopped_by_quota_cooldown(kind) {
+        return None;
+    }
+    account_id.and_then(|a| AccountId::parse(a).ok())
+}
+
+/// The queue's reason, unless the account's active cooldown outlasts it: a queued or
+/// account-busy job, or one due before the cooldown ends, then waits for the cooldown
+/// (`detail.then` says what it waits for after). A paused queue and waits that end
+/// later than the cooldown keep their own reason.
+pub fn combine(base: Option<Waiting>, cooldown: Option<&Cooldown>) -> Option<Waiting> {
+    let base = base?;
+    let Some(cd) = cooldown else { return Some(base) };
+    if base.reason == WaitReason::QueuePaused || base.until.is_some_and(|u| u >= cd.until) {
+        return Some(base);
+    }
+    let report_ops: Vec<&str> = JobKind::ALL
+        .iter()
+        .flat_map(|k| operations(*k))
+        .filter(|op| op.is_report())
+        .map(|op| op.name())
+        .collect();
+    Some(Waiting {
+        reason: WaitReason::QuotaCooldown,
+        until: Some(cd.until),
+        detail: json!({
+            "scope": "account",
+            "cause": cd.reason,
+            "level": cd.level,
+            "since": cd.since,
+            "operations": report_ops,
+            "then": base.reason,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    use super::*;
+
+    fn wait(reason: WaitReason, until: Option<chrono::DateTime<Utc>>) -> Waiting {
+        Waiting {
+            reason,
+            until,
+            detail: json!({}),
+        }
+    }
+
+    fn cooldown(ends_in_s: i64) -> Cooldown {
+        Cooldown {
+            until: Utc::now() + Duration::seconds(ends_in_s),
+            reason: "429 on createReport".into(),
+            level: 1,
+            since: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_queued_or_busy_job_waits_for_the_cooldown_and_says_what_comes_after() {
+        let cd = cooldown(600);
+        for base in [WaitReason::Queued, WaitReason::AccountBusy] {
+            let w = combine(Some(wait(base, None)), Some(&cd)).unwrap();
+            assert_eq!(w.reason, WaitReason::QuotaCooldown);
+            assert_eq!(w.until, Some(cd.until));
+            assert_eq!(w.detail["then"], json!(base));
+            assert_eq!(w.detail["operations"], json!(["createReport", "getReport", "getReportDocument"]));
+        }
+    }
+
+    #[test]
+    fn a_wait_that_outlasts_the_cooldown_or_a_paused_queue_keeps_its_reason() {
+        let cd = cooldown(60);
+        let later = wait(WaitReason::Scheduled, Some(cd.until + Duration::seconds(1)));
+        assert_eq!(combine(Some(later.clone()), Some(&cd)), Some(later));
+        let sooner = wait(WaitReason::RetryBackoff, Some(cd.until - Duration::seconds(1)));
+        assert_eq!(combine(Some(sooner), Some(&cd)).unwrap().reason, WaitReason::QuotaCooldown);
+        let paused = wait(WaitReason::QueuePaused, None);
+        assert_eq!(combine(Some(paused.clone()), Some(&cd)), Some(paused));
+        assert_eq!(combine(None, Some(&cd)), None, "a running job does not wait");
+    }
+
+    #[test]
+    fn only_kinds_a_cooldown_stops_look_for_one() {
+        assert!(cooled_account(JobKind::Backfill, Some("acme")).is_some());
+        assert!(cooled_account(JobKind::Sync, Some("acme")).is_none());
+        assert!(cooled_account(JobKind::Cleanup, Some("acme")).is_none());
+        assert!(cooled_account(JobKind::Backfill, None).is_none());
+    }
+}

@@ -1,0 +1,98 @@
+//! A submit for an account in quota cooldown: accepted (202) with `waiting.reason =
+//! quota_cooldown` and the cooldown's end, and the same in `GET /v1/jobs/{id}` and the
+//! job list while the cooldown lasts. The cooldown is entered the way a worker enters it
+//! after a 429 on a report operation (the resilience layer, on the app's Redis).
+mod api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use chrono::{DateTime, Utc};
+use drover::job::AccountId;
+use drover::resilience::{Cooldown, Resilience, ResilienceConfig};
+use serde_json::{json, Value};
+
+fn backfill_body(account: &str) -> Value {
+    let end = Utc::now();
+    json!({"kind": "backfill", "payload": {"account_id": account, "marketplace_id": MARKETPLACE,
+        "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+        "start": end - chrono::Duration::days(2), "end": end}})
+}
+
+/// Put `account` into a quota cooldown of `length`, as a worker does after a 429.
+async fn cool_down(app: &TestApp, account: &str, length: Duration) -> Cooldown {
+    let mut config = ResilienceConfig::default();
+    config.cooldown.steps = vec![length];
+    let resilience = Resilience::new(app.store.connection(), "drover", config, &drover::crypto::EncryptionKey::dev());
+    resilience
+        .enter_cooldown(&AccountId::parse(account).unwrap(), "429 on createReport", None)
+        .await
+        .unwrap()
+}
+
+fn until(w: &Value) -> DateTime<Utc> {
+    w["until"].as_str().expect("an end").parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_backfill_submitted_during_a_quota_cooldown_is_accepted_and_waits_for_its_end() {
+    let app = spawn_app().await;
+    let cooldown = cool_down(&app, "acme", Duration::from_secs(3)).await;
+
+    let res = app.submit(ACME_SUB, &backfill_body("acme")).await;
+    assert_eq!(res.status(), 202, "still accepted");
+    let accepted: Value = res.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let w = &accepted["waiting"];
+    assert_eq!(w["reason"], "quota_cooldown", "{accepted}");
+    assert_eq!(until(w), cooldown.until, "the cooldown's end");
+    assert_eq!(w["detail"]["cause"], "429 on createReport");
+    assert_eq!(w["detail"]["level"], 1);
+    assert_eq!(w["detail"]["then"], "queued", "what it waits for after");
+
+    let (_, job) = app.job(READER, &id).await;
+    assert_eq!(job["state"], "queued");
+    assert_eq!(job["waiting"], *w, "GET says the same");
+    let page: Value = app
+        .get(READER, "/v1/jobs?account_id=acme&kind=backfill")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["jobs"][0]["id"], id.as_str());
+    assert_eq!(page["jobs"][0]["waiting"], *w, "and the job list");
+
+    // The rule: a cooldown stops report operations, so a sync (getOrders) or a cleanup
+    // (deleteListingsItem) of the same account does not wait for it; another account's
+    // backfill neither.
+    for body in [sync_body("acme"), cleanup_body("acme"), backfill_body("globex")] {
+        let res = app.submit(ADMIN, &body).await;
+        assert_eq!(res.status(), 202);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["waiting"]["reason"], "queued", "{body} → {v}");
+    }
+
+    // Once the cooldown is over, the job is only queued.
+    tokio::time::sleep((cooldown.until - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(100)).await;
+    let (_, job) = app.job(READER, &id).await;
+    assert_eq!(job["waiting"]["reason"], "queued", "{job}");
+}
+
+#[tokio::test]
+async fn a_backfill_scheduled_past_the_cooldown_keeps_its_own_reason() {
+    let app = spawn_app().await;
+    let cooldown = cool_down(&app, "acme", Duration::from_secs(60)).await;
+    let mut late = backfill_body("acme");
+    late["delay_ms"] = json!(120_000);
+    let v: Value = app.submit(ADMIN, &late).await.json().await.unwrap();
+    assert_eq!(v["waiting"]["reason"], "scheduled", "{v}");
+    assert!(until(&v["waiting"]) > cooldown.until);
+
+    let mut soon = backfill_body("acme");
+    soon["delay_ms"] = json!(5_000);
+    let v: Value = app.submit(ADMIN, &soon).await.json().await.unwrap();
+    assert_eq!(v["waiting"]["reason"], "quota_cooldown", "due before the cooldown ends: {v}");
+    assert_eq!(v["waiting"]["detail"]["then"], "scheduled");
+}

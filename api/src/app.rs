@@ -159,7 +159,7 @@ async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: one
                 match accounts.repo.reseal_legacy(&accounts.secrets).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(resealed = n, "credentials re-sealed, bound to their account and column"),
-                    Err(e) => tracing::warn!(error = %e, "re-sealing credentials failed; they are re-sealed when next read"),
+                    Err(e) => tracing::warn!(error = %e, "re-sealing credentials failed; the next start tries again (they still open)"),
                 }
                 return;
             }

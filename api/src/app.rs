@@ -36,7 +36,7 @@ pub enum StartError {
     Postgres(#[from] DbError),
     #[error("cannot build the marketplace HTTP client: {0}")]
     Http(String),
-    #[error("cannot listen on {addr} (api.listen): {source}")]
+    #[error("cannot listen on {addr} (api.listen or api.metrics_listen): {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
@@ -47,6 +47,8 @@ const FIRST_MIGRATION_WAIT: Duration = Duration::from_secs(3);
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The internal `/metrics` listener and its address, unless metrics are off.
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     grace: Duration,
     scheduler: SchedulerConfig,
@@ -73,20 +75,24 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         events_max: Duration::from_millis(config.events_max_ms),
         idempotency_ttl: valid.job_defaults.idempotency_ttl,
         payload_bytes: config.jobs.max_payload_bytes,
+        schedules: config.schedules,
     };
     // Lazy too: the pool connects on first use; migrations run in the background.
     let pool = drover::db::connect_lazy(&config.database)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.marketplace_timeout_ms))
         .connect_timeout(Duration::from_millis(config.marketplace_timeout_ms.min(5_000)))
+        // A 307/308 from the token endpoint would re-POST the client secret and refresh
+        // token to wherever it points: answer it as the failure it is.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StartError::Http(e.to_string()))?;
     let accounts = Accounts {
         repo: AccountRepo::new(pool.clone()),
         secrets: valid.secrets,
-        resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone()),
+        resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone(), &valid.key),
         http,
-        token_url: config.marketplace_token_url.clone(),
+        token_url: config.token_url().to_owned(),
         token_timeout: Duration::from_millis(config.marketplace_timeout_ms)
             .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
             .max(Duration::from_millis(100)),
@@ -109,10 +115,21 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         addr: valid.listen,
         source,
     })?;
+    let metrics = match valid.metrics_listen {
+        Some(at) => {
+            let bind_err = |source| StartError::Bind { addr: at, source };
+            let l = TcpListener::bind(at).await.map_err(bind_err)?;
+            let a = l.local_addr().map_err(bind_err)?;
+            tracing::info!(addr = %a, "metrics listening (internal: keep off the Service)");
+            Some((l, a))
+        }
+        None => None,
+    };
     tracing::info!(%addr, namespace = %config.namespace, keys = state.keys().len(), "drover-api listening");
     Ok(App {
         listener,
         addr,
+        metrics,
         state,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         scheduler: config.scheduler.clone(),
@@ -128,6 +145,13 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
 async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: oneshot::Sender<()>) {
     if drover::db::migrate_until_done(&pool, state.shutdown(), Some(first_attempt)).await {
         state.set_migrated();
+        // Credentials sealed before they were bound to their row and column.
+        let accounts = state.accounts();
+        match accounts.repo.reseal_legacy(&accounts.secrets).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(resealed = n, "credentials re-sealed, bound to their account and column"),
+            Err(e) => tracing::warn!(error = %e, "re-sealing credentials failed; the next start tries again (they still open)"),
+        }
     }
 }
 
@@ -135,6 +159,11 @@ impl App {
     /// The address actually bound (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The internal metrics listener's address (none when `api.metrics_listen` is empty).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     /// Serve until `shutdown` resolves, then drain for at most the grace period.
@@ -145,6 +174,10 @@ impl App {
             let schedules = ScheduleStore::new(self.state.store().connection(), self.state.store().namespace());
             let scheduler = Scheduler::new(self.state.store().clone(), schedules, Some(accounts), self.scheduler.clone());
             tokio::spawn(scheduler.run(token.clone()));
+        }
+        if let Some((listener, _)) = self.metrics {
+            let metrics = crate::metrics_listener::router(self.state.clone());
+            tokio::spawn(serve(listener, metrics, self.server, token.clone()));
         }
         let app = router(self.state);
         let mut server = tokio::spawn(serve(self.listener, app, self.server, token.clone()));

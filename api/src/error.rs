@@ -46,6 +46,10 @@ pub enum ApiError {
     /// A dependency (Redis) did not answer: the outcome is unknown.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
+    /// `/readyz`: a dependency is down. Logged by `readiness.rs` when it changes, not here
+    /// (probes need no key: one line per probe would let anyone flood the log).
+    #[error("not ready: {dependency} did not answer")]
+    NotReady { dependency: &'static str },
     /// A third party (the marketplace) could not be reached; the detail says what to do.
     #[error("{0}")]
     UpstreamUnavailable(String),
@@ -72,7 +76,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable { .. } | ApiError::UpstreamUnavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::UpstreamUnavailable(_) | ApiError::Timeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,7 +97,7 @@ impl ApiError {
             ApiError::Validation(_) => ("validation", "Invalid request"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
             ApiError::TooManyStreams { .. } => ("too-many-streams", "Too many open event streams"),
-            ApiError::Unavailable { .. } => ("unavailable", "Service unavailable"),
+            ApiError::Unavailable { .. } | ApiError::NotReady { .. } => ("unavailable", "Service unavailable"),
             ApiError::UpstreamUnavailable(_) => ("upstream-unavailable", "Upstream service unavailable"),
             ApiError::Timeout(_) => ("timeout", "Request timed out"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
@@ -127,6 +133,7 @@ impl ApiError {
                      retry with the same Idempotency-Key"
                 )
             }
+            ApiError::NotReady { dependency } => format!("not ready: {dependency} did not answer"),
             ApiError::Timeout(after) => format!(
                 "the request did not complete within {} ms; it may or may not have taken effect — \
                  retry with the same Idempotency-Key",
@@ -139,7 +146,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::RateLimited { retry_after } | ApiError::TooManyStreams { retry_after, .. } => Some(*retry_after),
-            ApiError::Unavailable { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
+            ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }

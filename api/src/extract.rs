@@ -73,14 +73,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Fields whose values are secrets: their errors never repeat the value.
+const SECRET_FIELDS: &[&str] = &["client_secret", "refresh_token"];
+
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
     let inner = e.into_inner();
     if !inner.is_data() {
         return ApiError::BadRequest(format!("the body is not valid JSON: {}", strip_position(&inner.to_string())));
     }
-    let message = strip_position(&inner.to_string());
     let path = if path == "." { String::new() } else { path };
+    // serde repeats the value it did not want ("invalid type: integer `123456789`"):
+    // for a secret field that would send the secret back.
+    let secret = SECRET_FIELDS.iter().any(|f| path == *f || path.starts_with(&format!("{f}[")));
+    let message = if secret {
+        "must be a string".to_owned()
+    } else {
+        strip_position(&inner.to_string())
+    };
     // serde_path_to_error's path already ends in an unknown field's name; a missing
     // field is only named in serde's message, at its parent's path.
     let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
@@ -190,5 +200,29 @@ mod tests {
         assert_eq!(field_of(r#"{"kind":"a","inner":{"n":1,"m":2}}"#).0, "inner.m");
         assert_eq!(field_of(r#"[]"#).0, "body");
         assert!(!field_of(r#"{"kind":1}"#).1.contains("line"), "positions are not shown");
+    }
+
+    /// I5: serde's message repeats a non-string value; for a secret field that would send
+    /// the secret back (and into any log of the response).
+    #[test]
+    fn a_bad_secret_field_is_named_without_repeating_its_value() {
+        #[allow(dead_code)]
+        #[derive(Debug, Deserialize)]
+        struct Creds {
+            client_secret: String,
+            refresh_token: String,
+        }
+        for json in [
+            r#"{"client_secret":123456789,"refresh_token":"r"}"#,
+            r#"{"client_secret":"s","refresh_token":[123456789]}"#,
+        ] {
+            match parse_json::<Creds>(json.as_bytes()) {
+                Err(ApiError::Validation(e)) => {
+                    assert!(e[0].field == "client_secret" || e[0].field == "refresh_token", "{e:?}");
+                    assert!(!e[0].message.contains("123456789"), "{e:?}");
+                }
+                other => panic!("expected a 422, got {other:?}"),
+            }
+        }
     }
 }

@@ -44,9 +44,11 @@ impl IdempotencyClaims {
         }
     }
 
-    /// The key to hand the store: the idempotency key within its API key's scope.
+    /// The key to hand the store: the idempotency key within its API key's scope. The
+    /// `api:` prefix keeps it apart from the scheduler's `schedule:<account>/<name>:<tick>`,
+    /// which an API key named "schedule" could otherwise claim.
     pub fn scoped(api_key_name: &str, key: &str) -> String {
-        format!("{api_key_name}:{key}")
+        format!("api:{api_key_name}:{key}")
     }
 
     /// Claim `scoped` for `kind`; a 409 when it was already used for another kind.
@@ -65,5 +67,18 @@ impl IdempotencyClaims {
                 "this Idempotency-Key was already used for a {held} job; use a new key for another request"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdempotencyClaims;
+
+    /// I3: the scheduler's keys are `schedule:<account>/<name>:<tick>`; an API key named
+    /// "schedule" must not be able to claim one of its ticks.
+    #[test]
+    fn an_api_key_cannot_take_a_schedules_tick() {
+        let scoped = IdempotencyClaims::scoped("schedule", "acme/nightly:1767225600");
+        assert!(!scoped.starts_with("schedule:"), "{scoped}");
     }
 }

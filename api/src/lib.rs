@@ -16,6 +16,8 @@
 //! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
 //! - [`middleware`]: request id, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
+//! - [`metrics_listener`]: the internal listener that serves them (`api.metrics_listen`).
+//! - [`readiness`]: `/readyz`'s dependency checks, shared by the probes of one second.
 //! - [`streams`]: caps on open event streams, per key and per process.
 //! - [`waiting`]: why a job waits: the queue's reason combined with the account's quota cooldown.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
@@ -31,9 +33,11 @@ pub mod extract;
 pub mod handlers;
 pub mod idempotency;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
+pub mod readiness;
 pub mod routes;
 pub mod serve;
 pub mod state;

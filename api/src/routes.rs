@@ -1,4 +1,5 @@
 //! The router: which role each endpoint needs, and the middleware around all of them.
+//! `/metrics` is not here: it is served on the internal listener (`metrics_listener.rs`).
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post, put};
@@ -48,7 +49,6 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi));
     Router::new()
         .merge(read)

@@ -29,6 +29,8 @@ pub struct Limits {
     pub idempotency_ttl: Duration,
     /// Largest payload a job may store, as JSON.
     pub payload_bytes: usize,
+    /// How many schedules an account may have, and how often each may fire.
+    pub schedules: crate::config::SchedulesConfig,
 }
 
 #[derive(Clone)]
@@ -49,6 +51,8 @@ struct Inner {
     cursors: Cursors,
     /// Set once the migrations have been applied; until then Postgres is "not ready".
     migrated: AtomicBool,
+    /// `/readyz`'s last check, shared by the probes of one second.
+    readiness: crate::readiness::Readiness,
 }
 
 /// What the accounts endpoints need.
@@ -98,11 +102,15 @@ impl AppState {
             streams,
             cursors,
             migrated: AtomicBool::new(false),
+            readiness: crate::readiness::Readiness::default(),
         }))
     }
 
     pub fn store(&self) -> &RedisStore {
         &self.0.store
+    }
+    pub fn readiness(&self) -> &crate::readiness::Readiness {
+        &self.0.readiness
     }
     pub fn keys(&self) -> &KeyRing {
         &self.0.keys

@@ -152,7 +152,8 @@ impl From<ErrorInfo> for ErrorView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
     pub number: u32,
-    pub worker: String,
+    /// The worker that ran it: shown to keys for every account only (operators).
+    pub worker: Option<String>,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     /// succeeded, partial, failed, snoozed, cancelled, lost, released.
@@ -168,7 +169,7 @@ impl From<AttemptRecord> for AttemptView {
     fn from(a: AttemptRecord) -> Self {
         Self {
             number: a.number,
-            worker: a.worker,
+            worker: Some(a.worker),
             started_at: a.started_at,
             ended_at: a.ended_at,
             outcome: a.outcome,
@@ -211,7 +212,7 @@ pub struct JobView {
     /// W3C trace id, to find the job's trace.
     pub trace_id: Option<String>,
     pub traceparent: Option<String>,
-    /// The worker running it (or that ran it last).
+    /// The worker running it (or that ran it last): shown to keys for every account only.
     pub worker: Option<String>,
     pub cancel_requested: bool,
     /// What made the job: `api`, `schedule:<name>`, `replay` or `account_created`.
@@ -249,6 +250,17 @@ impl From<Waiting> for WaitingView {
             until: w.until,
             detail: w.detail,
         }
+    }
+}
+
+impl JobView {
+    /// Drop worker names (host names and pids, internal) for a tenant's key.
+    pub fn without_workers(mut self) -> Self {
+        self.worker = None;
+        for a in &mut self.attempt_history {
+            a.worker = None;
+        }
+        self
     }
 }
 
@@ -396,13 +408,4 @@ pub struct JobEvent {
     id: String,
     /// The event's JSON document, as text.
     data: String,
-}
-
-/// A queue, named by its kind, in a path.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // documents the `{kind}` path segment
-pub struct KindPath {
-    #[param(schema_with = kind_schema)]
-    kind: String,
 }

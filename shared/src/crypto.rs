@@ -49,7 +49,11 @@ impl EncryptionKey {
         Ok(Self(key))
     }
 
-    /// Whether this is [`DEV_ENCRYPTION_KEY`].
+    /// [`DEV_ENCRYPTION_KEY`], parsed: for dev mode and tests only.
+    pub fn dev() -> Self {
+        Self::parse(DEV_ENCRYPTION_KEY).expect("the published dev key is 32 bytes of base64")
+    }
+
     /// A separate key for another purpose (`label`), so one configured key can serve
     /// several uses without a value of one ever opening as another. SHA-256 over a
     /// uniformly random key is a sound derivation for this.
@@ -63,6 +67,7 @@ impl EncryptionKey {
         EncryptionKey(h.finalize().into())
     }
 
+    /// Whether this is [`DEV_ENCRYPTION_KEY`].
     pub fn is_dev_default(&self) -> bool {
         EncryptionKey::parse(DEV_ENCRYPTION_KEY).is_ok_and(|dev| dev.0 == self.0)
     }

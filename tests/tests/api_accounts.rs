@@ -343,7 +343,12 @@ async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
     }
 
     // What a worker does on a 429 from createReport, on the same Redis.
-    let resilience = Resilience::new(app.store.connection(), "drover", ResilienceConfig::default());
+    let resilience = Resilience::new(
+        app.store.connection(),
+        "drover",
+        ResilienceConfig::default(),
+        &drover::crypto::EncryptionKey::dev(),
+    );
     let acme = AccountId::parse("acme").unwrap();
     resilience
         .enter_cooldown(&acme, "429 on createReport", Some(Duration::from_secs(60)))
@@ -408,6 +413,7 @@ async fn the_app_refuses_a_missing_or_published_encryption_key_outside_dev_mode(
     assert!(err.contains("api.encryption_key") && !err.contains(BOGUS_SECRET), "{err}");
 
     config.dev_mode = true;
+    config.keys.clear(); // dev mode is refused beside real keys
     config.encryption_key = drover::crypto::DEV_ENCRYPTION_KEY.into();
     assert!(drover_api::build(config).await.is_ok(), "dev mode accepts the published key");
 }

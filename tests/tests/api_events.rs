@@ -189,7 +189,7 @@ async fn the_stream_says_why_a_job_waits_and_again_whenever_that_changes() {
     // written on the job, and the stream still tells.
     let mut config = drover::resilience::ResilienceConfig::default();
     config.cooldown.steps = vec![Duration::from_secs(2)];
-    let resilience = drover::resilience::Resilience::new(app.store.connection(), "drover", config);
+    let resilience = drover::resilience::Resilience::new(app.store.connection(), "drover", config, &drover::crypto::EncryptionKey::dev());
     let cooldown = resilience
         .enter_cooldown(&drover::job::AccountId::parse("acme").unwrap(), "429 on createReport", None)
         .await

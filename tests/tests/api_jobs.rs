@@ -468,3 +468,16 @@ async fn a_csv_over_the_row_cap_returns_422_and_over_the_size_cap_413() {
     problem(res, 415).await;
     assert_eq!(app.store.list(&list_all()).await.unwrap().jobs.len(), 0);
 }
+
+/// I1: worker names are internal host names and pids; a tenant's key is not told them.
+#[tokio::test]
+async fn a_scoped_key_sees_no_worker_names_and_an_operator_key_does() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.lease(&id).await; // running on "test-worker"
+    let (status, tenant) = app.job(ACME, id.as_str()).await;
+    assert_eq!((status, tenant["state"].as_str()), (200, Some("running")), "{tenant}");
+    assert!(!tenant.to_string().contains("test-worker"), "{tenant}");
+    let (_, operator) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(operator["worker"], "test-worker", "{operator}");
+}

@@ -28,7 +28,7 @@ async fn metrics_count_requests_by_route_template_and_show_queue_depth_and_lag()
     app.kill_job(&id).await;
     assert_eq!(app.job(ADMIN, id.as_str()).await.0, 200);
     assert_eq!(app.job(ADMIN, "cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3").await.0, 404);
-    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let res = app.client.get(app.metrics_url()).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = res.text().await.unwrap();
@@ -52,6 +52,60 @@ async fn metrics_count_requests_by_route_template_and_show_queue_depth_and_lag()
     assert!(has("drover_redis_up 1"));
 }
 
+/// How many PINGs this Redis has answered.
+async fn pings(app: &TestApp) -> u64 {
+    let mut conn = app.store.connection();
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// I8: `/readyz` needs no key, so a flood of it must not become a flood of Redis and
+/// Postgres round trips (nor of log lines while a dependency is down).
+#[tokio::test]
+async fn a_flood_of_readiness_probes_checks_the_dependencies_about_once_a_second() {
+    let app = spawn_app().await;
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    let before = pings(&app).await;
+    let started = Instant::now();
+    for _ in 0..200 {
+        assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let checks = pings(&app).await - before;
+    assert!(checks <= seconds + 1, "{checks} PINGs for 200 probes in under {seconds} s");
+}
+
+/// M1: `GET /v1/queues` refuses scoped keys, so the public listener must not serve the
+/// same queue-wide numbers (and every tenant's traffic) to anyone without a key.
+#[tokio::test]
+async fn the_public_listener_serves_no_metrics() {
+    let app = spawn_app().await;
+    app.submit_ok(&cleanup_body("globex")).await;
+    assert_eq!(app.get(ACME, "/v1/queues").send().await.unwrap().status(), 403);
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let p = problem(res, 404).await;
+    assert!(!p.to_string().contains("drover_queue_jobs"), "{p}");
+    let res = app.get(ACME, "/metrics").send().await.unwrap();
+    problem(res, 404).await;
+    // Prometheus scrapes the internal listener, which serves nothing else.
+    let page = app.client.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"drover_queue_jobs{kind="cleanup",state="queued"} 1"#), "{page}");
+    let other = app
+        .client
+        .get(app.metrics_url().replace("/metrics", "/v1/jobs"))
+        .send()
+        .await
+        .unwrap();
+    problem(other, 404).await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(
+        doc["paths"].get("/metrics").is_none(),
+        "the public document does not offer /metrics"
+    );
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_generated_with_every_endpoint_and_bearer_auth() {
     let app = spawn_app().await;
@@ -73,7 +127,6 @@ async fn the_openapi_document_is_generated_with_every_endpoint_and_bearer_auth()
         ("/v1/queues/{kind}/resume", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
-        ("/metrics", "get"),
     ] {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} is documented");

@@ -118,6 +118,7 @@ async fn three_replicas_running_the_scheduler_make_exactly_one_job_per_tick() {
         c.scheduler.enabled = true;
         c.scheduler.poll_ms = 50;
         c.scheduler.misfire_grace_ms = 1000;
+        c.schedules.min_interval_secs = 1;
     })
     .await;
     let mut replicas = Vec::new();
@@ -177,4 +178,117 @@ async fn three_replicas_running_the_scheduler_make_exactly_one_job_per_tick() {
         let _ = stop.send(());
         let _ = server.await;
     }
+}
+
+async fn put(app: &TestApp, key: &str, name: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/v1/schedules/{name}")))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_cron_firing_more_often_than_once_a_minute_or_never_is_a_422_on_cron() {
+    let app = spawn_app().await;
+    // Every second; twice a minute; 31 February (never).
+    for cron in ["* * * * * *", "0,30 * * * * *", "0 0 31 2 *"] {
+        let p = problem(put(&app, ACME_SUB, "s", &cleanup_schedule(cron, "acme")).await, 422).await;
+        assert_eq!(fields(&p), vec!["cron".to_owned()], "{cron}: {p}");
+    }
+    assert_eq!(
+        app.get(ACME, "/v1/schedules/s").send().await.unwrap().status(),
+        404,
+        "nothing stored"
+    );
+    // Once a minute, and once a minute at second 30, are fine.
+    assert_eq!(put(&app, ACME_SUB, "s", &cleanup_schedule("* * * * *", "acme")).await.status(), 201);
+    assert_eq!(
+        put(&app, ACME_SUB, "s", &cleanup_schedule("30 * * * * *", "acme")).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_schedules_job_template_is_bounded_like_post_jobs() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.jobs.max_payload_bytes = 2048).await;
+    for attempts in [0u64, 101, 4_294_967_295] {
+        let mut body = cleanup_schedule("0 * * * *", "acme");
+        body["max_attempts"] = json!(attempts);
+        let p = problem(put(&app, ACME_SUB, "s", &body).await, 422).await;
+        assert_eq!(fields(&p), vec!["max_attempts".to_owned()], "{attempts}: {p}");
+    }
+    let mut body = cleanup_schedule("0 * * * *", "acme");
+    body["payload"]["skus"] = json!((0..200).map(|i| format!("SKU-{i:020}")).collect::<Vec<_>>());
+    let p = problem(put(&app, ACME_SUB, "s", &body).await, 413).await;
+    assert!(p["detail"].as_str().unwrap().contains("2048"), "{p}");
+    let mut body = cleanup_schedule("0 * * * *", "acme");
+    body["max_attempts"] = json!(100);
+    body["priority"] = json!(9);
+    assert_eq!(put(&app, ACME_SUB, "s", &body).await.status(), 201);
+}
+
+#[tokio::test]
+async fn an_account_at_its_schedule_quota_cannot_create_more_even_all_at_once() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.schedules.max_per_account = 3).await;
+    let body = cleanup_schedule("0 * * * *", "acme");
+    let names: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
+    let statuses: Vec<u16> = futures::future::join_all(names.iter().map(|n| put(&app, ACME_SUB, n, &body)))
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 9, "{statuses:?}");
+    let p = problem(put(&app, ACME_SUB, "more", &cleanup_schedule("0 * * * *", "acme")).await, 409).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("3 schedules") && detail.contains("delete one"), "{detail}");
+    assert!(!detail.contains("globex"), "{detail}");
+    // Replacing one is not a new one; another account has its own quota.
+    let created: Vec<usize> = (0..12).filter(|i| statuses[*i] == 201).collect();
+    let name = format!("s{}", created[0]);
+    assert_eq!(
+        put(&app, ACME_SUB, &name, &cleanup_schedule("5 * * * *", "acme")).await.status(),
+        200
+    );
+    assert_eq!(
+        put(&app, GLOBEX_SUB, "g", &cleanup_schedule("0 * * * *", "globex")).await.status(),
+        201
+    );
+    // Deleting one frees its place.
+    let del = app
+        .client
+        .delete(app.url(&format!("/v1/schedules/{name}")))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(
+        put(&app, ACME_SUB, "more", &cleanup_schedule("0 * * * *", "acme")).await.status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn schedule_writes_count_against_the_keys_write_rate_limit() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.rate_limit.per_minute = 60;
+        c.rate_limit.burst = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(
+            put(&app, ACME_SUB, &format!("s{i}"), &cleanup_schedule("0 * * * *", "acme"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // The limit is the key's: its job submissions are limited too.
+    problem(app.submit(ACME_SUB, &cleanup_body("acme")).await, 429).await;
 }

@@ -232,3 +232,45 @@ async fn a_bad_configuration_is_refused_with_every_problem_named() {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
 }
+
+/// A server whose every answer is a 307 to `to`, counting the requests it gets.
+async fn redirector(to: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let (to, hits) = (to.clone(), counted.clone());
+        async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            (axum::http::StatusCode::TEMPORARY_REDIRECT, [("location", to)])
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/auth/o2/token"), hits)
+}
+
+/// L3: a 307 from the token endpoint would make a redirect-following client POST the
+/// client secret and refresh token again, to wherever it points.
+#[tokio::test]
+async fn the_token_exchange_follows_no_redirect_with_the_credentials() {
+    let sim = drover_tests::sim::spawn(drover_tests::sim::SimConfig::fast()).await.unwrap();
+    let (url, hits) = redirector(sim.lwa_url()).await;
+    let app = spawn_app_with(Durability::None, move |c| c.marketplace_token_url = url).await;
+    let body = json!({
+        "id": "acme", "seller_id": "acct-1", "marketplace_ids": [MARKETPLACE],
+        "client_id": "amzn1.application-oa2-client.sim", "client_secret": "sim-client-secret",
+        "refresh_token": "rt-acct-1",
+    });
+    let res = app.post(ADMIN, "/v1/accounts").json(&body).send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the token endpoint was asked once"
+    );
+    assert_ne!(status, 201, "the redirect was followed to the real token endpoint: {text}");
+    assert!(!text.contains("sim-client-secret") && !text.contains("127.0.0.1"), "{text}");
+}

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn scrape(app: &TestApp) -> String {
-    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let res = app.client.get(app.metrics_url()).send().await.unwrap();
     assert_eq!(res.status(), 200);
     res.text().await.unwrap()
 }

@@ -23,7 +23,7 @@ fn backfill_body(account: &str) -> Value {
 async fn cool_down(app: &TestApp, account: &str, length: Duration) -> Cooldown {
     let mut config = ResilienceConfig::default();
     config.cooldown.steps = vec![length];
-    let resilience = Resilience::new(app.store.connection(), "drover", config);
+    let resilience = Resilience::new(app.store.connection(), "drover", config, &drover::crypto::EncryptionKey::dev());
     resilience
         .enter_cooldown(&AccountId::parse(account).unwrap(), "429 on createReport", None)
         .await

@@ -184,7 +184,8 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let mut served = exposed_names(&get_text(&format!("{api}/metrics")).await);
+    let api_metrics = stack.api_metrics.clone().expect("the API serves metrics");
+    let mut served = exposed_names(&get_text(&api_metrics).await);
     served.extend(exposed_names(&get_text(&worker_metrics).await));
     let missing: Vec<&String> = wanted.difference(&served).collect();
     assert!(

@@ -112,7 +112,7 @@ async fn an_account_in_quota_cooldown_holds_no_worker_slot_and_its_jobs_resume_a
         .unwrap();
     let mut config = drover::resilience::ResilienceConfig::default();
     config.cooldown.steps = vec![Duration::from_secs(6)];
-    let resilience = drover::resilience::Resilience::new(conn, "drover", config);
+    let resilience = drover::resilience::Resilience::new(conn, "drover", config, &drover::crypto::EncryptionKey::dev());
     let cooldown = resilience.enter_cooldown(&cooling, "429 on createReport", None).await.unwrap();
 
     let end = chrono::Utc::now();

@@ -225,7 +225,12 @@ async fn a_backfill_hit_by_a_quota_window_snoozes_in_cooldown_and_then_does_ever
             .get_connection_manager()
             .await
             .unwrap();
-        let r = drover::resilience::Resilience::new(conn, "drover", drover::resilience::ResilienceConfig::default());
+        let r = drover::resilience::Resilience::new(
+            conn,
+            "drover",
+            drover::resilience::ResilienceConfig::default(),
+            &drover::crypto::EncryptionKey::dev(),
+        );
         let until = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(c) = r.cooldown(&acct).await.expect("cooldown read") {

@@ -82,7 +82,7 @@ async fn env_with(tweak: impl FnOnce(&mut MarketplaceConfig), tweak_res: impl Fn
     let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url())?).await?;
     let mut res_config = resilience_config();
     tweak_res(&mut res_config);
-    let resilience = Resilience::new(conn, "t", res_config);
+    let resilience = Resilience::new(conn, "t", res_config, &drover::crypto::EncryptionKey::dev());
     let mut config = client_config(&sim);
     tweak(&mut config);
     let client = MarketplaceClient::new(config, resilience.clone())?;

@@ -192,6 +192,7 @@ async fn a_5xx_storm_opens_the_breaker_for_every_worker_and_recovery_closes_it()
             .unwrap(),
         "drover",
         drover::resilience::ResilienceConfig::default(),
+        &drover::crypto::EncryptionKey::dev(),
     );
     let snapshot = serde_json::to_value(r.snapshot(&acct).await.unwrap()).unwrap();
     assert_eq!(

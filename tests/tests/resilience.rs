@@ -17,7 +17,7 @@ async fn instances(redis: &RedisServer, n: usize, config: &ResilienceConfig) -> 
     for _ in 0..n {
         let client = redis::Client::open(redis.url()).unwrap();
         let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
-        out.push(Resilience::new(conn, "t", config.clone()));
+        out.push(Resilience::new(conn, "t", config.clone(), &drover::crypto::EncryptionKey::dev()));
     }
     out
 }

@@ -136,6 +136,7 @@ async fn with_otlp_export_to_an_absent_collector_the_api_and_worker_binaries_wor
     let worker = stack.spawn_worker("worker-1", &otel);
     let mut env: Vec<(&str, String)> = vec![
         ("DROVER_API__LISTEN", "127.0.0.1:0".into()),
+        ("DROVER_API__METRICS_LISTEN", "127.0.0.1:0".into()),
         ("DROVER_API__REDIS_URL", stack.redis.url()),
         ("DROVER_API__DATABASE__URL", stack.db.url()),
         ("DROVER_API__DEV_MODE", "true".into()),

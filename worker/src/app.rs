@@ -67,7 +67,7 @@ impl App {
         let migrate_stop = stop.clone();
         tokio::spawn(async move { drover::db::migrate_until_done(&migrations, &migrate_stop, None).await });
 
-        let resilience = Resilience::new(store.connection(), &config.namespace, config.resilience.clone());
+        let resilience = Resilience::new(store.connection(), &config.namespace, config.resilience.clone(), &key);
         let market = MarketplaceClient::new(config.marketplace.clone(), resilience)?;
         let jobs = Jobs::new(market, pool.clone(), SecretBox::new(&key), config.jobs.clone());
         if config.scheduler.enabled {

@@ -4,7 +4,7 @@
 //! ```toml
 //! [api]
 //! encryption_key = "<32 random bytes, base64: `openssl rand -base64 32`>"
-//! marketplace_token_url = "https://api.amazon.com/auth/o2/token"
+//! marketplace_token_url = "https://api.amazon.com/auth/o2/token"   # required, https, outside dev mode
 //! marketplace_timeout_ms = 10000
 //!
 //! [api.accounts]
@@ -20,8 +20,10 @@ use serde::Deserialize;
 
 use super::ApiConfig;
 
-/// Where the simulator (`tests/src/bin/simulator.rs`, default `127.0.0.1:9100`) answers LWA.
-pub const DEFAULT_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";
+/// Where the simulator (`tests/src/bin/simulator.rs`, default `127.0.0.1:9100`) answers
+/// LWA: the token URL in dev mode when none is set. Outside dev mode there is no default,
+/// so a forgotten setting cannot send credentials in cleartext to whatever listens there.
+pub const DEV_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";
 
 /// `[api.accounts]`: what creating an account does besides storing it.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -39,15 +41,31 @@ impl Default for AccountsConfig {
     }
 }
 
-/// Check the accounts settings, adding one message per problem; the sealing box when the
-/// key is usable.
-/// The credentials box and the page-cursor box.
-pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<(SecretBox, SecretBox)> {
+impl ApiConfig {
+    /// The LWA token endpoint to use: the configured one, or in dev mode the simulator's.
+    pub fn token_url(&self) -> &str {
+        match self.marketplace_token_url.trim() {
+            "" if self.dev_mode => DEV_TOKEN_URL,
+            url => url,
+        }
+    }
+}
+
+/// Check the accounts settings, adding one message per problem; when the key is usable,
+/// the credentials box, the page-cursor box and the key itself (the token cache derives
+/// its own from it).
+pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<(SecretBox, SecretBox, EncryptionKey)> {
     if let Err(e) = c.database.validate("api.database") {
         errs.extend(e);
     }
-    if let Some(why) = url_problem(&c.marketplace_token_url) {
-        errs.push(format!("api.marketplace_token_url = {:?} {why}", c.marketplace_token_url));
+    if c.token_url().is_empty() {
+        errs.push(
+            "api.marketplace_token_url is not set: give the LWA token endpoint, \
+             e.g. https://api.amazon.com/auth/o2/token (only dev mode defaults to the local simulator)"
+                .into(),
+        );
+    } else if let Some(why) = url_problem(c.token_url(), c.dev_mode || c.insecure_marketplace_http) {
+        errs.push(format!("api.marketplace_token_url = {:?} {why}", c.token_url()));
     }
     if !(100..=120_000).contains(&c.marketplace_timeout_ms) {
         errs.push(format!(
@@ -59,13 +77,20 @@ pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<(SecretB
         errs.extend(e.into_iter().map(|m| format!("api.resilience: {m}")));
     }
     // Cursors are sealed under a key of their own, derived from the same setting.
-    encryption_key(c, errs).map(|k| (SecretBox::new(&k), SecretBox::new(&k.derive("page cursors"))))
+    encryption_key(c, errs).map(|k| (SecretBox::new(&k), SecretBox::new(&k.derive("page cursors")), k))
 }
 
-fn url_problem(url: &str) -> Option<&'static str> {
+/// The client secret and refresh token are posted to this URL: `https` only, unless
+/// `http_allowed` (dev mode, or `api.insecure_marketplace_http` for a local simulator).
+fn url_problem(url: &str, http_allowed: bool) -> Option<&'static str> {
     match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => None,
-        _ => Some("must be an http(s) URL such as https://api.amazon.com/auth/o2/token"),
+        Ok(u) if u.scheme() == "https" && u.has_host() => None,
+        Ok(u) if u.scheme() == "http" && u.has_host() && http_allowed => None,
+        Ok(u) if u.scheme() == "http" && u.has_host() => Some(
+            "is http: credentials would cross the network in cleartext; use https \
+             (api.insecure_marketplace_http = true allows http, for a local simulator only)",
+        ),
+        _ => Some("must be an https URL such as https://api.amazon.com/auth/o2/token"),
     }
 }
 
@@ -126,6 +151,39 @@ mod tests {
             let c = ApiConfig { dev_mode: true, ..dev };
             assert_eq!(errors(&c), "");
         }
+    }
+
+    /// L4: credentials must not go in cleartext, nor to a simulator nobody configured.
+    #[test]
+    fn outside_dev_mode_the_token_url_must_be_set_and_https() {
+        let key = SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+        let unset = ApiConfig {
+            encryption_key: key.clone(),
+            ..Default::default()
+        };
+        let msg = errors(&unset);
+        assert!(msg.contains("api.marketplace_token_url is not set"), "{msg}");
+        let plain = ApiConfig {
+            encryption_key: key.clone(),
+            marketplace_token_url: "http://lwa.example/auth/o2/token".into(),
+            ..Default::default()
+        };
+        let msg = errors(&plain);
+        assert!(msg.contains("api.marketplace_token_url") && msg.contains("https"), "{msg}");
+        let tls = ApiConfig {
+            encryption_key: key.clone(),
+            marketplace_token_url: "https://api.amazon.com/auth/o2/token".into(),
+            ..Default::default()
+        };
+        assert_eq!(errors(&tls), "");
+        // A local simulator over http only when asked for by name.
+        let sim = ApiConfig {
+            encryption_key: key,
+            marketplace_token_url: "http://127.0.0.1:9100/auth/o2/token".into(),
+            insecure_marketplace_http: true,
+            ..Default::default()
+        };
+        assert_eq!(errors(&sim), "");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ```toml
 //! [api]
 //! listen = "0.0.0.0:8080"
+//! metrics_listen = "0.0.0.0:9465"   # internal: Prometheus only; "" turns metrics off
 //! redis_url = "redis://127.0.0.1:6379"
 //! namespace = "drover"
 //! body_limit_bytes = 1048576
@@ -41,10 +42,12 @@ use crate::auth::{KeyRing, Role};
 
 mod accounts;
 mod keys;
+mod schedules;
 mod server;
 mod streams;
-pub use accounts::{AccountsConfig, DEFAULT_TOKEN_URL};
+pub use accounts::{AccountsConfig, DEV_TOKEN_URL};
 pub use keys::KeyEntry;
+pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
 pub use streams::StreamsConfig;
 
@@ -54,6 +57,9 @@ pub use streams::StreamsConfig;
 pub struct ApiConfig {
     /// Socket address to listen on; port 0 picks a free port (tests).
     pub listen: String,
+    /// Where Prometheus scrapes `GET /metrics`: an internal port, kept off the Service and
+    /// the Ingress (the numbers are queue-wide). Empty turns metrics off.
+    pub metrics_listen: String,
     /// May hold a password, so it never prints.
     pub redis_url: SecretString,
     /// Prefix of every Redis key; must match the workers'.
@@ -81,21 +87,32 @@ pub struct ApiConfig {
     pub jobs: JobDefaultsConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
-    /// published `DEV_ENCRYPTION_KEY`. Never in production.
+    /// published `DEV_ENCRYPTION_KEY`. Never in production: refused unless `listen` is a
+    /// loopback address (or `dev_mode_allow_remote`) and `keys` is empty.
     pub dev_mode: bool,
+    /// Allow dev mode on a listener that is not loopback: only for a container on a
+    /// developer's machine whose published port is bound to the host's 127.0.0.1
+    /// (docker-compose.yml). Anyone who reaches the port is an admin.
+    pub dev_mode_allow_remote: bool,
     /// PostgreSQL (accounts). See `drover::db::DatabaseConfig` for how `DATABASE_URL` applies.
     pub database: DatabaseConfig,
     /// What `POST /v1/accounts` does besides storing the account (its first sync).
     pub accounts: AccountsConfig,
     /// 32 bytes, base64: seals account credentials at rest. Required outside dev mode.
     pub encryption_key: SecretString,
-    /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`.
+    /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`:
+    /// https, and required outside dev mode (dev mode defaults to the simulator's).
     pub marketplace_token_url: String,
     pub marketplace_timeout_ms: u64,
+    /// Allow an `http://` token URL outside dev mode: only for a local simulator (tests).
+    /// Credentials then cross the wire in cleartext.
+    pub insecure_marketplace_http: bool,
     /// The marketplace limits, as the workers use them (shown by `/v1/accounts/{id}/limits`).
     pub resilience: ResilienceConfig,
     /// Periodic jobs: every replica runs the loop; each tick still makes one job.
     pub scheduler: SchedulerConfig,
+    /// What one account's schedules may cost: how many, and how often each fires.
+    pub schedules: SchedulesConfig,
 }
 
 /// The key accepted in `dev_mode`, documented so local tools can use it.
@@ -148,6 +165,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".into(),
+            metrics_listen: "0.0.0.0:9465".into(),
             redis_url: SecretString::from("redis://127.0.0.1:6379"),
             namespace: "drover".into(),
             body_limit_bytes: 1024 * 1024,
@@ -163,13 +181,16 @@ impl Default for ApiConfig {
             jobs: JobDefaultsConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
+            dev_mode_allow_remote: false,
             database: DatabaseConfig::default(),
             accounts: AccountsConfig::default(),
             encryption_key: SecretString::from(""),
-            marketplace_token_url: DEFAULT_TOKEN_URL.into(),
+            marketplace_token_url: String::new(),
             marketplace_timeout_ms: 10_000,
+            insecure_marketplace_http: false,
             resilience: ResilienceConfig::default(),
             scheduler: SchedulerConfig::default(),
+            schedules: SchedulesConfig::default(),
         }
     }
 }
@@ -184,12 +205,16 @@ struct Root {
 #[derive(Debug)]
 pub struct Validated {
     pub listen: SocketAddr,
+    /// The internal listener for `/metrics`; none when metrics are off.
+    pub metrics_listen: Option<SocketAddr>,
     pub keys: KeyRing,
     pub job_defaults: JobDefaults,
     /// Seals and opens account credentials.
     pub secrets: SecretBox,
     /// Seals page cursors (a key derived from the same setting).
     pub cursors: SecretBox,
+    /// `api.encryption_key` itself: the LWA token cache derives its key from it.
+    pub key: drover::crypto::EncryptionKey,
 }
 
 impl ApiConfig {
@@ -216,6 +241,24 @@ impl ApiConfig {
                 ));
                 None
             }
+        };
+        let metrics_listen = match self.metrics_listen.trim() {
+            "" => None,
+            m => match m.parse::<SocketAddr>() {
+                Ok(a) if Some(a) == listen && a.port() != 0 => {
+                    errs.push(format!(
+                        "api.metrics_listen = {m:?} is api.listen: metrics need a port of their own, off the Service"
+                    ));
+                    None
+                }
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errs.push(format!(
+                        "api.metrics_listen = {m:?} is not a socket address such as 0.0.0.0:9465 (empty turns metrics off)"
+                    ));
+                    None
+                }
+            },
         };
         if let Err(e) = redis::Client::open(self.redis_url.expose_secret()) {
             // The URL may hold a password: name the problem, not the URL.
@@ -275,6 +318,7 @@ impl ApiConfig {
         errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
         errs.extend(self.server.validate());
         errs.extend(self.streams.validate());
+        errs.extend(self.schedules.validate());
         if self.rate_limit.burst == 0 {
             errs.push("api.rate_limit.burst must be at least 1".into());
         }
@@ -298,9 +342,10 @@ impl ApiConfig {
         }
         let keys = self.validate_keys(&mut errs);
         let secrets = accounts::validate(self, &mut errs);
-        if let (true, Some((secrets, cursors))) = (errs.is_empty(), secrets) {
+        if let (true, Some((secrets, cursors, key))) = (errs.is_empty(), secrets) {
             Ok(Validated {
                 listen: listen.expect("checked above"),
+                metrics_listen,
                 keys,
                 job_defaults: JobDefaults {
                     max_attempts: self.jobs.max_attempts,
@@ -310,6 +355,7 @@ impl ApiConfig {
                 },
                 secrets,
                 cursors,
+                key,
             })
         } else {
             Err(ConfigError::Invalid(errs))
@@ -368,13 +414,45 @@ impl ApiConfig {
                 }
             }
         }
+        let dev_hash = crate::auth::sha256(DEV_KEY.as_bytes());
+        for (i, k) in self.keys.iter().enumerate() {
+            if hex::decode(&k.key_sha256).is_ok_and(|h| h == dev_hash) {
+                errs.push(format!(
+                    "api.keys[{i}] ({:?}): key_sha256 is the hash of the published dev key {DEV_KEY:?}, \
+                     which anyone can send; use a key of your own (`drover-api hash-key -`)",
+                    k.name
+                ));
+            }
+        }
         if self.dev_mode {
-            let hash = crate::auth::sha256(DEV_KEY.as_bytes());
-            if let Err(e) = ring.add("dev", hash, Role::Admin, None) {
+            self.check_dev_mode(errs);
+            if let Err(e) = ring.add("dev", dev_hash, Role::Admin, None) {
                 errs.push(format!("api.dev_mode: {e}"));
             }
         }
         ring
+    }
+
+    /// Dev mode makes the published [`DEV_KEY`] an admin for every account: allowed only
+    /// where nobody else can send it (a loopback listener, or a container whose published
+    /// port is on the host's loopback: `dev_mode_allow_remote`), and never beside real keys,
+    /// which would mean a deployment that holds real data.
+    fn check_dev_mode(&self, errs: &mut Vec<String>) {
+        let loopback = self.listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        if !loopback && !self.dev_mode_allow_remote {
+            errs.push(format!(
+                "api.dev_mode = true accepts the published dev key as an admin, but api.listen = {:?} is not a \
+                 loopback address: listen on 127.0.0.1, or turn dev_mode off and configure api.keys",
+                self.listen
+            ));
+        }
+        if !self.keys.is_empty() {
+            errs.push(
+                "api.dev_mode = true is refused beside api.keys: configured keys mean a real deployment, where the \
+                 published dev key must not be an admin; turn api.dev_mode off"
+                    .into(),
+            );
+        }
     }
 }
 
@@ -396,6 +474,7 @@ mod tests {
         let c = ApiConfig {
             keys: vec![key("ops", Role::Admin)],
             encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            marketplace_token_url: "https://api.amazon.com/auth/o2/token".into(),
             ..Default::default()
         };
         let v = c.validate().unwrap();
@@ -409,6 +488,7 @@ mod tests {
         assert!(msg.contains("api.keys is empty") && msg.contains("hash-key"), "{msg}");
         let dev = ApiConfig {
             dev_mode: true,
+            listen: "127.0.0.1:8080".into(),
             ..Default::default()
         };
         assert_eq!(dev.validate().unwrap().keys.len(), 1);
@@ -443,6 +523,56 @@ mod tests {
         assert!(!msg.contains("secret@host"), "the redis URL may hold a password: {msg}");
     }
 
+    /// M7: the published dev key must never open a reachable or real deployment.
+    #[test]
+    fn dev_mode_is_refused_off_loopback_or_beside_real_keys() {
+        let open = ApiConfig {
+            dev_mode: true,
+            ..Default::default()
+        };
+        let msg = open.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("api.dev_mode") && msg.contains("api.listen = \"0.0.0.0:8080\""),
+            "{msg}"
+        );
+        let with_keys = ApiConfig {
+            dev_mode: true,
+            listen: "127.0.0.1:8080".into(),
+            keys: vec![key("ops", Role::Admin)],
+            ..Default::default()
+        };
+        let msg = with_keys.validate().unwrap_err().to_string();
+        assert!(msg.contains("api.dev_mode") && msg.contains("api.keys"), "{msg}");
+        for listen in ["127.0.0.1:8080", "[::1]:0"] {
+            let local = ApiConfig {
+                dev_mode: true,
+                listen: listen.into(),
+                ..Default::default()
+            };
+            assert!(local.validate().is_ok(), "{listen}");
+        }
+    }
+
+    #[test]
+    fn the_dev_keys_hash_is_refused_outside_dev_mode() {
+        let c = ApiConfig {
+            keys: vec![
+                key("ops", Role::Admin),
+                KeyEntry {
+                    name: "copied".into(),
+                    key_sha256: hex::encode(crate::auth::sha256(DEV_KEY.as_bytes())),
+                    role: Role::Admin,
+                    accounts: None,
+                },
+            ],
+            encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            ..Default::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("api.keys[1] (\"copied\")") && msg.contains("dev key"), "{msg}");
+        assert!(!msg.contains(&c.keys[1].key_sha256), "{msg}");
+    }
+
     #[test]
     fn duplicate_key_names_and_hashes_are_rejected() {
         let c = ApiConfig {
@@ -462,6 +592,7 @@ mod tests {
             &path,
             format!(
                 "[api]\nlisten = \"127.0.0.1:9000\"\nnamespace = \"fromfile\"\nrequest_timeout_ms = 2500\n\
+                 marketplace_token_url = \"https://api.amazon.com/auth/o2/token\"\n\
                  encryption_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n\
                  [[api.keys]]\nname = \"ops\"\nkey_sha256 = \"{ops}\"\nrole = \"admin\"\naccounts = [\"acme\"]\n"
             ),

@@ -280,14 +280,20 @@ const MAX_MARKETPLACES: usize = 20;
 fn new_account(req: CreateAccount) -> Result<NewAccount, ApiError> {
     let mut errors = Vec::new();
     let id = AccountId::parse(req.id).map_err(|e| errors.push(FieldError::new("id", e))).ok();
+    // A URL path segment: `url` drops "." and "..", so they would call another path.
     let seller_ok = !req.seller_id.is_empty()
+        && req.seller_id != "."
+        && req.seller_id != ".."
         && req.seller_id.len() <= 64
         && req
             .seller_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !seller_ok {
-        errors.push(FieldError::new("seller_id", "must be 1 to 64 letters, digits, '-', '_' or '.'"));
+        errors.push(FieldError::new(
+            "seller_id",
+            "must be 1 to 64 letters, digits, '-', '_' or '.' (not \".\" or \"..\")",
+        ));
     }
     let mut marketplace_ids = Vec::new();
     if req.marketplace_ids.is_empty() {
@@ -346,6 +352,15 @@ mod tests {
             Err(ApiError::Validation(e)) => e.into_iter().map(|f| f.field).collect(),
             Err(other) => panic!("{other:?}"),
             Ok(_) => vec![],
+        }
+    }
+
+    /// I6: the seller id is a URL path segment; `url` drops `.` and `..` silently.
+    #[test]
+    fn dot_segments_are_not_seller_ids() {
+        for s in [".", ".."] {
+            let body = json!({"id": "a", "seller_id": s, "marketplace_ids": ["ATVPDKIKX0DER"], "client_id": "c", "client_secret": "s", "refresh_token": "r"});
+            assert_eq!(fields(body), ["seller_id"], "{s}");
         }
     }
 

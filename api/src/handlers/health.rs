@@ -1,4 +1,5 @@
-//! Probes, metrics and the OpenAPI document: no API key needed.
+//! Probes, metrics and the OpenAPI document: no API key needed (metrics are served on
+//! the internal listener only, see `metrics_listener.rs`).
 use std::time::Duration;
 
 use axum::extract::State;
@@ -8,6 +9,7 @@ use axum::Json;
 use drover::queue::JobStore;
 
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::readiness::Outcome;
 use crate::state::AppState;
 use crate::views::Health;
 
@@ -21,7 +23,7 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: 200 when Redis and Postgres answer (and the migrations are applied), else a
-/// 503 problem naming the dependencies that are down.
+/// 503 problem naming the dependencies that are down. Checked at most once a second.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -33,6 +35,14 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    // Shared by the probes of one second (`readiness.rs`): no key is needed to send them.
+    match state.readiness().get(|| check_dependencies(&state)).await {
+        Outcome::Ready => Ok(Json(Health { status: "ready".into() })),
+        Outcome::Down { dependency, .. } => Err(ApiError::NotReady { dependency }),
+    }
+}
+
+async fn check_dependencies(state: &AppState) -> Outcome {
     let redis = async {
         match tokio::time::timeout(READY_TIMEOUT, state.store().ping()).await {
             Ok(Ok(())) => None,
@@ -50,23 +60,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     };
     let (redis, postgres) = tokio::join!(redis, postgres);
     let (dependency, cause) = match (redis, postgres) {
-        (None, None) => return Ok(Json(Health { status: "ready".into() })),
+        (None, None) => return Outcome::Ready,
         (Some(r), None) => ("redis", r),
         (None, Some(p)) => ("postgres", p),
         (Some(r), Some(p)) => ("redis and postgres", format!("redis: {r}; postgres: {p}")),
     };
-    Err(ApiError::Unavailable { dependency, cause })
+    Outcome::Down { dependency, cause }
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms, queue depth per
-/// state and lag per kind (read at scrape time).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    security(()),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
-)]
+/// state and lag per kind (read at scrape time). Served only on the internal listener
+/// (`api.metrics_listen`), so it is not in the public OpenAPI document.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = state.metrics().render(state.store()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)

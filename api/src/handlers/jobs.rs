@@ -38,6 +38,10 @@ pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
         waiting::waiting(&state, waits).await?
     };
     let mut view = JobView::from(job);
+    if caller.accounts.is_some() {
+        // Worker names are internal host names and pids: for operators only.
+        view = view.without_workers();
+    }
     view.waiting = waiting.map(Into::into);
     Ok(Json(view))
 }

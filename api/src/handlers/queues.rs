@@ -10,7 +10,7 @@ use drover::queue::JobStore;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::state::AppState;
-use crate::views::{KindPath, PauseState, QueueView, Queues, StateCounts};
+use crate::views::{PauseState, QueueView, Queues, StateCounts};
 
 /// Counts per state, pause state and lag of every queue.
 #[utoipa::path(
@@ -55,7 +55,7 @@ pub async fn list_queues(State(state): State<AppState>, caller: Caller) -> Resul
     post,
     path = "/v1/queues/{kind}/pause",
     tag = "queues",
-    params(KindPath),
+    params(("kind" = String, Path, description = "The queue: sync, backfill or cleanup.")),
     responses(
         (status = 200, body = PauseState),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
@@ -74,7 +74,7 @@ pub async fn pause(State(state): State<AppState>, caller: Caller, Path(kind): Pa
     post,
     path = "/v1/queues/{kind}/resume",
     tag = "queues",
-    params(KindPath),
+    params(("kind" = String, Path, description = "The queue: sync, backfill or cleanup.")),
     responses(
         (status = 200, body = PauseState),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),

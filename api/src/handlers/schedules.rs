@@ -8,7 +8,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use drover::job::FieldError;
+use drover::schedule::cadence::check_cadence;
+use drover::schedule::spec::parse_cron;
 use drover::schedule::{Schedule, ScheduleError, ScheduleSpec, ScheduleStore};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -22,7 +27,9 @@ use crate::state::AppState;
 #[derive(ToSchema)]
 #[allow(dead_code)] // documents `ScheduleSpec`, which is what is parsed
 pub struct ScheduleBody {
-    /// Five fields (minute hour day month weekday) or six with seconds first; UTC.
+    /// Five fields (minute hour day month weekday) or six with seconds first; UTC. Must
+    /// fire within a year, and at most once per `api.schedules.min_interval_secs`
+    /// (default 60).
     #[schema(example = "*/15 * * * *")]
     cron: String,
     /// sync, backfill or cleanup.
@@ -34,6 +41,7 @@ pub struct ScheduleBody {
     enabled: Option<bool>,
     /// 0-9, default 0.
     priority: Option<u8>,
+    /// 1-100, as for `POST /v1/jobs`.
     max_attempts: Option<u32>,
 }
 
@@ -86,7 +94,7 @@ impl From<Schedule> for ScheduleView {
 }
 
 fn store(state: &AppState) -> ScheduleStore {
-    ScheduleStore::new(state.store().connection(), state.store().namespace())
+    ScheduleStore::new(state.store().connection(), state.store().namespace()).with_max_per_account(state.limits().schedules.max_per_account)
 }
 
 impl From<ScheduleError> for ApiError {
@@ -97,6 +105,10 @@ impl From<ScheduleError> for ApiError {
                 dependency: "redis",
                 cause: e.to_string(),
             },
+            ScheduleError::Quota { max } => ApiError::Conflict(format!(
+                "the account already has {max} schedules, the most allowed (api.schedules.max_per_account): \
+                 delete one first, or replace an existing one"
+            )),
             ScheduleError::Corrupt { .. } => ApiError::Internal(e.to_string()),
         }
     }
@@ -156,7 +168,10 @@ async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Optio
         (status = 400, body = Problem, content_type = PROBLEM_JSON),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
         (status = 403, description = "Not a submit key, or the payload's account is not one this key may act for", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Fields are invalid (named)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The account already has api.schedules.max_per_account schedules", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "The payload is over api.jobs.max_payload_bytes", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Fields are invalid (named); the cron fires more often than api.schedules.min_interval_secs or not within a year", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Rate limited: schedule writes count against the key's write limit", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, body = Problem, content_type = PROBLEM_JSON),
     )
 )]
@@ -170,9 +185,39 @@ pub async fn put_schedule(
         Some(a) => caller.check_account(a)?,
         None => caller.require_unscoped("schedules without an account")?,
     }
+    check_bounds(&state, &name, &spec)?;
     let (schedule, created) = store(&state).put(&name, spec).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ScheduleView::from(schedule))).into_response())
+}
+
+/// What a schedule may cost, beyond its fields being valid: each tick is a job made with
+/// no request to rate-limit, so the cron may fire at most once per
+/// `api.schedules.min_interval_secs` and must fire within a year, and the payload is
+/// capped like `POST /v1/jobs`'s (413).
+fn check_bounds(state: &AppState, name: &str, spec: &ScheduleSpec) -> Result<(), ApiError> {
+    let mut errors = match spec.validate(name) {
+        Ok(_) => Vec::new(),
+        Err(ScheduleError::Invalid(errors)) => errors,
+        Err(e) => return Err(e.into()),
+    };
+    if let Ok(cron) = parse_cron(&spec.cron) {
+        let min = Duration::from_secs(state.limits().schedules.min_interval_secs);
+        if let Err(why) = check_cadence(&cron, Utc::now(), min) {
+            errors.push(FieldError::new("cron", why));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let max = state.limits().payload_bytes;
+    let bytes = serde_json::to_vec(&spec.payload).map_or(usize::MAX, |v| v.len());
+    if bytes > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the schedule's payload is {bytes} bytes; at most {max} are allowed (api.jobs.max_payload_bytes)"
+        )));
+    }
+    Ok(())
 }
 
 #[utoipa::path(

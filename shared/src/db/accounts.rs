@@ -1,10 +1,13 @@
 //! Seller accounts and their marketplace credentials. The client secret and refresh token
-//! are sealed with [`SecretBox`] before they reach the database and opened only by
-//! [`AccountRepo::credentials`], for the workers that call the marketplace.
+//! are sealed with [`SecretBox`], bound to their account and column (`sealed_column.rs`),
+//! before they reach the database, and opened only by [`AccountRepo::credentials`], for
+//! the workers that call the marketplace.
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 
+use super::sealed_column::{self, Column, Opened};
 use super::DbError;
 use crate::crypto::SecretBox;
 use crate::job::{AccountId, MarketplaceId};
@@ -115,8 +118,18 @@ impl AccountRepo {
         .bind(&new.seller_id)
         .bind(&marketplace_ids)
         .bind(&new.credentials.client_id)
-        .bind(secrets.encrypt(&new.credentials.client_secret))
-        .bind(secrets.encrypt(&new.credentials.refresh_token))
+        .bind(sealed_column::seal(
+            secrets,
+            &new.id,
+            Column::ClientSecret,
+            &new.credentials.client_secret,
+        ))
+        .bind(sealed_column::seal(
+            secrets,
+            &new.id,
+            Column::RefreshToken,
+            &new.credentials.refresh_token,
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| match DbError::from(e) {
@@ -148,17 +161,67 @@ impl AccountRepo {
             return Ok(None);
         };
         let account = Account::try_from(row.account)?;
-        let open = |sealed: &[u8], what: &str| {
-            secrets
-                .decrypt(sealed)
-                .map_err(|e| DbError::Other(format!("the {what} of account {id} cannot be decrypted: {e}")))
-        };
+        let client_secret = self.open(secrets, id, Column::ClientSecret, &row.client_secret_enc).await?;
+        let refresh_token = self.open(secrets, id, Column::RefreshToken, &row.refresh_token_enc).await?;
         let credentials = LwaCredentials {
             client_id: account.client_id.clone(),
-            client_secret: open(&row.client_secret_enc, "client secret")?,
-            refresh_token: open(&row.refresh_token_enc, "refresh token")?,
+            client_secret,
+            refresh_token,
         };
         Ok(Some(AccountCredentials { account, credentials }))
+    }
+
+    /// Open one sealed column of `id`'s row. A value sealed before values were bound to
+    /// their row still opens; it is not re-sealed here, because a worker of the previous
+    /// version (during a rolling upgrade) could not open the re-sealed value: the API
+    /// re-seals once it starts ([`Self::reseal_legacy`]), after every worker is upgraded.
+    async fn open(&self, secrets: &SecretBox, id: &AccountId, column: Column, sealed: &[u8]) -> Result<SecretString, DbError> {
+        sealed_column::open(secrets, id, column, sealed)
+            .map(|opened| match opened {
+                Opened::Bound(s) | Opened::Legacy(s) => s,
+            })
+            .map_err(|e| DbError::Other(format!("the {} of account {id} cannot be decrypted: {e}", column.name())))
+    }
+
+    async fn reseal(
+        &self,
+        secrets: &SecretBox,
+        id: &AccountId,
+        column: Column,
+        old: &[u8],
+        secret: &SecretString,
+    ) -> Result<bool, DbError> {
+        let new = sealed_column::seal(secrets, id, column, secret);
+        // Column names come from `Column`, never from input.
+        let sql = match column {
+            Column::ClientSecret => "UPDATE accounts SET client_secret_enc = $3 WHERE id = $1 AND client_secret_enc = $2",
+            Column::RefreshToken => "UPDATE accounts SET refresh_token_enc = $3 WHERE id = $1 AND refresh_token_enc = $2",
+        };
+        let done = sqlx::query(sql).bind(id.as_str()).bind(old).bind(new).execute(&self.pool).await?;
+        if done.rows_affected() > 0 {
+            tracing::info!(account = %id, column = column.name(), "re-sealed a credential bound to its account and column");
+        }
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Re-seal every credential sealed before values were bound to their row and column
+    /// (run once after the migrations; later reads find nothing to do). Values that open
+    /// neither way are left for `credentials` to report. Returns how many were re-sealed.
+    pub async fn reseal_legacy(&self, secrets: &SecretBox) -> Result<usize, DbError> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT id, client_secret_enc, refresh_token_enc FROM accounts ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut done = 0;
+        for (id, client_secret, refresh_token) in rows {
+            let Ok(id) = AccountId::parse(id) else { continue };
+            for (column, sealed) in [(Column::ClientSecret, client_secret), (Column::RefreshToken, refresh_token)] {
+                if let Ok(Opened::Legacy(secret)) = sealed_column::open(secrets, &id, column, &sealed) {
+                    done += usize::from(self.reseal(secrets, &id, column, &sealed, &secret).await?);
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Active accounts, by id (what schedules fan out over).

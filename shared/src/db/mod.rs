@@ -9,6 +9,7 @@
 //! - [`DbError`]: what went wrong, by what the caller should do about it.
 pub mod accounts;
 mod config;
+pub mod sealed_column;
 
 use std::time::Duration;
 

@@ -85,6 +85,10 @@ checked_string!(
         if s.trim() != s {
             return Err("must not start or end with white space");
         }
+        // `url` drops these path segments, so the call would go to another path.
+        if s == "." || s == ".." {
+            return Err("must not be \".\" or \"..\"");
+        }
         Ok(())
     }
 );
@@ -92,6 +96,15 @@ checked_string!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// I6: `url` drops `.` and `..` path segments, so such a SKU would call another path.
+    #[test]
+    fn dot_segments_are_not_skus() {
+        for s in [".", ".."] {
+            assert!(Sku::parse(s).is_err(), "{s}");
+        }
+        assert!(Sku::parse("...").is_ok() && Sku::parse(".a").is_ok());
+    }
 
     #[test]
     fn account_ids_reject_empty_long_and_odd_characters() {

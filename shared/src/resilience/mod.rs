@@ -9,6 +9,7 @@
 //! - [`cooldown`]: the account's quota cooldown after 429s on report operations.
 //! - [`breaker`]: the circuit breaker per account and operation.
 //! - [`token_cache`]: the single-flight LWA token cache.
+//! - `sealed_token`: how a token is sealed in Redis (no usable token in a dump).
 //! - [`snapshot`]: everything about one account, for the API.
 //! - [`kind_operations`]: which operations each job kind calls (which guards stop it).
 //!
@@ -19,7 +20,7 @@
 //! | `<ns>:rl:<account>:<op>` | hash `{tat, rate?}` | GCRA theoretical arrival time (µs, server clock) and the marketplace-announced rate when it differs from config. TTL: time to refill + `limiter.idle_ttl` (24 h), so idle accounts vanish. |
 //! | `<ns>:cd:<account>` | hash `{until, reason, level, since}` | quota cooldown (ms). Kept `decay_after` past its end so a repeat 429 can climb a level. |
 //! | `<ns>:cb:<account>:<op>` | hash `{st, ws, calls, fails, ou, pu}` | breaker state (`closed`/`open`/`half`), counting window start, counts, open-until and half-open probe lease (ms). TTL 2 × max(window, open_for) + 60 s. |
-//! | `<ns>:lwa:<account>` | string | the LWA access token (a secret), PX = `expires_in − refresh_before`. |
+//! | `<ns>:lwa:<account>` | string | the LWA access token, sealed (`sealed_token`: `<sha256 hex>.<AES-256-GCM, base64url>`), PX = `expires_in − refresh_before`. |
 //! | `<ns>:lwa:<account>:lock` | string | refresh lock: random owner, SET NX PX `token.lock_ttl`, released by compare-and-delete. |
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 
+use crate::crypto::EncryptionKey;
 use crate::job::AccountId;
 
 /// A Lua script from files under `lua/`, concatenated in order.
@@ -44,6 +46,7 @@ mod gcra;
 pub mod kind_operations;
 pub mod limiter;
 pub mod operation;
+mod sealed_token;
 pub mod snapshot;
 pub mod token_cache;
 
@@ -68,16 +71,20 @@ struct Inner {
     namespace: String,
     config: ResilienceConfig,
     tokens: token_cache::LocalTokens,
+    sealer: sealed_token::TokenSealer,
 }
 
 impl Resilience {
-    pub fn new(conn: ConnectionManager, namespace: &str, config: ResilienceConfig) -> Self {
+    /// `key` is the configured encryption key: access tokens are sealed in Redis under a
+    /// key derived from it, so every process with the same setting shares them.
+    pub fn new(conn: ConnectionManager, namespace: &str, config: ResilienceConfig, key: &EncryptionKey) -> Self {
         Self {
             inner: Arc::new(Inner {
                 conn,
                 namespace: namespace.to_owned(),
                 config,
                 tokens: token_cache::LocalTokens::default(),
+                sealer: sealed_token::TokenSealer::new(key),
             }),
         }
     }

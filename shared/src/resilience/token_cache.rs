@@ -6,7 +6,8 @@
 //! `<ns>:lwa:<account>:lock` (SET NX PX with a random owner; released by
 //! compare-and-delete); everyone else polls for the token. Within a process a per-account
 //! mutex keeps callers off Redis while one of them is already asking, and a local copy
-//! serves the hot path until the shared key's expiry.
+//! serves the hot path until the shared key's expiry. The shared copy is sealed
+//! (`sealed_token.rs`): Redis never holds a usable token.
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -21,6 +22,7 @@ use crate::job::AccountId;
 
 static PEEK: LazyLock<Script> = lua!("lua/token_peek.lua");
 static COMPARE_DELETE: LazyLock<Script> = lua!("lua/compare_delete.lua");
+static FORGET: LazyLock<Script> = lua!("lua/token_forget.lua");
 
 /// How often a caller waiting on another worker's refresh looks again.
 const POLL: Duration = Duration::from_millis(25);
@@ -123,9 +125,9 @@ impl Resilience {
     /// cached one (another worker may already have stored a fresh token).
     pub async fn invalidate_token(&self, account: &AccountId, token: &SecretString) -> Result<(), ResilienceError> {
         self.inner.tokens.forget(account, token);
-        let _: i64 = COMPARE_DELETE
+        let _: i64 = FORGET
             .key(self.key("lwa", account, None))
-            .arg(token.expose_secret())
+            .arg(super::sealed_token::fingerprint(token))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
@@ -138,8 +140,13 @@ impl Resilience {
             .key(format!("{token_key}:lock"))
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(if !token.is_empty() && pttl > 0 {
-            Peek::Token(SecretString::from(token), Duration::from_millis(pttl as u64))
+        // A value that does not open (stored before tokens were sealed, or under another
+        // key) counts as missing: the refresh overwrites it.
+        let opened = (!token.is_empty() && pttl > 0)
+            .then(|| self.inner.sealer.open(account, &token))
+            .flatten();
+        Ok(if let Some(token) = opened {
+            Peek::Token(token, Duration::from_millis(pttl as u64))
         } else if held == 1 {
             Peek::Refreshing
         } else {
@@ -186,7 +193,7 @@ impl Resilience {
                 let keep = keep.max(Duration::from_millis(1));
                 let stored: Result<(), redis::RedisError> = redis::cmd("SET")
                     .arg(&token_key)
-                    .arg(token.expose_secret())
+                    .arg(self.inner.sealer.seal(account, &token))
                     .arg("PX")
                     .arg(keep.as_millis() as u64)
                     .query_async(&mut self.conn())

@@ -2,14 +2,16 @@
 //! ticks into jobs.
 //!
 //! - [`spec`]: a schedule (name, cron expression, the job it makes) and its validation.
+//! - [`cadence`]: how often a cron fires, checked when a schedule is saved.
 //! - [`store`]: schedules in one Redis hash, `<ns>:schedules` (`<account>/<name>` → JSON):
-//!   names are per account.
+//!   names are per account, and an account may have at most so many (`create.lua`).
 //! - [`scheduler`]: the loop any number of API or worker replicas run.
 //!
 //! Exactly one job per tick however many replicas run the loop: every replica enqueues
 //! a tick's job with the idempotency key `schedule:<account>/<name>:<tick unix seconds>`, and the
 //! queue's enqueue script returns the existing job for a key it has seen. No leader
 //! election, no lock to lose: a replica that dies mid-tick leaves nothing half-done.
+pub mod cadence;
 pub mod scheduler;
 pub mod spec;
 pub mod store;

@@ -61,12 +61,18 @@ impl ScheduleSpec {
     }
 }
 
+/// The most attempts a schedule's jobs may have, as for `POST /v1/jobs`.
+pub const MAX_ATTEMPTS: u32 = 100;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("invalid schedule")]
     Invalid(Vec<FieldError>),
     #[error("schedule store unavailable: {0}")]
     Store(#[from] redis::RedisError),
+    /// The account already has `max` schedules (`api.schedules.max_per_account`).
+    #[error("the account already has {max} schedules")]
+    Quota { max: usize },
     #[error("stored schedule {name:?} is unreadable: {reason}")]
     Corrupt { name: String, reason: String },
 }
@@ -115,8 +121,9 @@ impl ScheduleSpec {
         if self.priority > 9 {
             errors.push(FieldError::new("priority", "must be 0-9"));
         }
-        if self.max_attempts == Some(0) {
-            errors.push(FieldError::new("max_attempts", "must be at least 1"));
+        // As for `POST /v1/jobs`: every attempt is stored in the job's history.
+        if let Some(n) = self.max_attempts.filter(|n| !(1..=MAX_ATTEMPTS).contains(n)) {
+            errors.push(FieldError::new("max_attempts", format!("{n} is not between 1 and {MAX_ATTEMPTS}")));
         }
         match (cron, payload) {
             (Some(c), Some(p)) if errors.is_empty() => Ok((c, p)),

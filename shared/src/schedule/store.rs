@@ -2,16 +2,22 @@
 //! [`Schedule`]. Names are per account, so two tenants can each have a "daily" without
 //! learning of, or overwriting, each other's. Fields without a `/` are schedules saved
 //! before names were per account; they are still read, and moved on their next save.
+use std::sync::LazyLock;
+
 use chrono::Utc;
 use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 
 use super::spec::{field, Schedule, ScheduleError, ScheduleSpec};
+
+/// Creates a schedule unless it exists or its account is at its quota (`create.lua`).
+static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
 
 #[derive(Clone)]
 pub struct ScheduleStore {
     conn: ConnectionManager,
     key: String,
+    max_per_account: usize,
 }
 
 impl ScheduleStore {
@@ -19,13 +25,22 @@ impl ScheduleStore {
         Self {
             conn,
             key: format!("{namespace}:schedules"),
+            max_per_account: usize::MAX,
         }
+    }
+
+    /// Refuse to create more than `max` schedules for one account (replacing one is
+    /// always allowed).
+    pub fn with_max_per_account(mut self, max: usize) -> Self {
+        self.max_per_account = max;
+        self
     }
 
     /// Create or replace the schedule `name` of the spec's account; returns the stored
     /// schedule and whether it is new. The spec is validated first, so nothing invalid is
-    /// ever stored. Creation is a compare-and-set (`HSETNX`): two concurrent creations of
-    /// one name cannot both be told "created".
+    /// ever stored. Creation is a compare-and-set in one script: two concurrent creations
+    /// of one name cannot both be told "created", and an account at its quota
+    /// ([`Self::with_max_per_account`]) gets [`ScheduleError::Quota`].
     pub async fn put(&self, name: &str, spec: ScheduleSpec) -> Result<(Schedule, bool), ScheduleError> {
         spec.validate(name)?;
         let account = spec.account().map(str::to_owned);
@@ -43,8 +58,19 @@ impl ScheduleStore {
         let f = field(account.as_deref(), name);
         let mut conn = self.conn.clone();
         let created = if existing.is_none() {
-            let set: bool = conn.hset_nx(&self.key, &f, encode(&schedule)?).await?;
-            set
+            let prefix = field(account.as_deref(), "");
+            let outcome: i64 = CREATE
+                .key(&self.key)
+                .arg(&f)
+                .arg(encode(&schedule)?)
+                .arg(prefix)
+                .arg(self.max_per_account.min(i64::MAX as usize))
+                .invoke_async(&mut conn)
+                .await?;
+            if outcome < 0 {
+                return Err(ScheduleError::Quota { max: self.max_per_account });
+            }
+            outcome == 1
         } else {
             false
         };

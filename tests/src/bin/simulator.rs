@@ -124,4 +124,3 @@ async fn main() -> anyhow::Result<()> {
     println!("simulator listening on http://{}", listener.local_addr()?);
     sim::serve(listener, config, drover::shutdown::signal()).await
 }
-

@@ -47,6 +47,7 @@ fn key(name: &str, secret: &str, role: Role, accounts: Option<&[&str]>) -> KeyEn
 pub fn test_config(redis_url: &str) -> ApiConfig {
     let mut c = ApiConfig {
         listen: "127.0.0.1:0".into(),
+        metrics_listen: "127.0.0.1:0".into(),
         redis_url: redis_url.into(),
         keys: vec![
             key("admin", ADMIN, Role::Admin, None),
@@ -60,6 +61,9 @@ pub fn test_config(redis_url: &str) -> ApiConfig {
         shutdown_grace_ms: 2000,
         events_poll_ms: 50,
         encryption_key: TEST_ENCRYPTION_KEY.into(),
+        // Tests that register accounts point this at a simulator (plain http on loopback).
+        marketplace_token_url: "http://127.0.0.1:9/auth/o2/token".into(),
+        insecure_marketplace_http: true,
         ..Default::default()
     };
     c.database.url = FRESH_DATABASE.into();
@@ -74,6 +78,8 @@ pub fn test_config(redis_url: &str) -> ApiConfig {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The internal listener serving `/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub redis: RedisServer,
     pub store: RedisStore,
@@ -91,10 +97,12 @@ pub async fn spawn_app_with(durability: Durability, tweak: impl FnOnce(&mut ApiC
     let redis = RedisServer::start(durability);
     let mut config = test_config(&redis.url());
     tweak(&mut config);
-    let (addr, stop, server, database_url) = start_with_database(config).await;
+    let started = start_app(config).await;
+    let (addr, stop, server, database_url) = (started.addr, started.stop, started.server, started.database_url);
     let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
     TestApp {
         addr,
+        metrics_addr: started.metrics_addr,
         client: reqwest::Client::new(),
         redis,
         store,
@@ -111,7 +119,22 @@ pub async fn start(config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinH
 }
 
 /// [`start`], also giving the database URL the app uses.
-pub async fn start_with_database(mut config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>, String) {
+pub async fn start_with_database(config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>, String) {
+    let s = start_app(config).await;
+    (s.addr, s.stop, s.server, s.database_url)
+}
+
+/// A running app: its addresses, the sender that stops it, its task, its database URL.
+pub struct Started {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub stop: oneshot::Sender<()>,
+    pub server: JoinHandle<std::io::Result<()>>,
+    pub database_url: String,
+}
+
+/// Build and run an app, with a fresh database unless the config names one.
+pub async fn start_app(mut config: ApiConfig) -> Started {
     use secrecy::ExposeSecret;
     // The server task owns the database, so it is dropped when the app stops, or when the
     // test's runtime ends (a panicking test included).
@@ -125,6 +148,7 @@ pub async fn start_with_database(mut config: ApiConfig) -> (SocketAddr, oneshot:
     let database_url = config.database.url.expose_secret().to_owned();
     let app = drover_api::build(config).await.expect("the app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _database = database;
@@ -133,12 +157,23 @@ pub async fn start_with_database(mut config: ApiConfig) -> (SocketAddr, oneshot:
         })
         .await
     });
-    (addr, tx, server, database_url)
+    Started {
+        addr,
+        metrics_addr,
+        stop: tx,
+        server,
+        database_url,
+    }
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `/metrics` on the internal listener.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr.expect("metrics are on in tests"))
     }
 
     pub fn get(&self, key: &str, path: &str) -> RequestBuilder {

@@ -39,6 +39,8 @@ pub struct Stack {
     pub workers: Vec<ChildProcess>,
     plans: BTreeMap<Operation, RateLimit>,
     api: Option<(String, tokio::sync::oneshot::Sender<()>)>,
+    /// The API's internal `/metrics` URL, once [`Self::start_api`] ran.
+    pub api_metrics: Option<String>,
 }
 
 /// Worker settings beyond the plans, as TOML under `[worker]` (tests add their own).
@@ -121,6 +123,7 @@ impl Stack {
             workers: Vec::new(),
             plans,
             api: None,
+            api_metrics: None,
         }
     }
 
@@ -129,6 +132,7 @@ impl Stack {
     pub async fn start_api(&mut self) -> String {
         let mut config = drover_api::ApiConfig {
             listen: "127.0.0.1:0".into(),
+            metrics_listen: "127.0.0.1:0".into(),
             redis_url: self.redis.url().into(),
             dev_mode: true,
             marketplace_token_url: self.sim.lwa_url(),
@@ -140,6 +144,7 @@ impl Stack {
         config.rate_limit.burst = 100_000;
         let app = drover_api::build(config).await.expect("the API builds");
         let url = format!("http://{}", app.local_addr());
+        self.api_metrics = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 
 use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
 use drover_tests::sim::REPORT_COLUMNS;
-use drover_worker::marketplace::{DeleteOutcome, OrdersQuery};
+use drover_worker::marketplace::{CallError, DeleteOutcome, OrdersQuery};
 
 use super::*;
 
@@ -170,5 +170,56 @@ async fn the_rate_the_marketplace_announces_is_adopted_by_the_shared_limiter() -
     let orders = &after.operations[&ResOp::GetOrders];
     assert!(orders.adapted, "{orders:?}");
     assert_eq!(orders.rate, 10.0);
+    Ok(())
+}
+
+/// L6: a report document past `max_document_bytes` (as sent) or `max_unpacked_bytes`
+/// (gunzipped) is a permanent error, not a worker out of memory nor a retry.
+#[tokio::test]
+async fn a_report_document_over_the_size_caps_is_a_permanent_error() -> TestResult {
+    let env = env().await?;
+    let ctx = env.ctx("acct-1");
+    let report_id = env
+        .client
+        .create_report(
+            &ctx,
+            "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+            anchor() - chrono::Duration::days(10),
+            anchor(),
+            &us(),
+        )
+        .await?;
+    let mut report = env.client.get_report(&ctx, &report_id).await?;
+    for _ in 0..10 {
+        if report.processing_status == ProcessingStatus::Done {
+            break;
+        }
+        report = env.client.get_report(&ctx, &report_id).await?;
+    }
+    let doc = env
+        .client
+        .get_report_document(&ctx, &report.report_document_id.expect("done"))
+        .await?;
+    let sent = reqwest::get(&doc.url).await?.bytes().await?.len() as u64;
+    let unpacked = env.client.download_document(&doc).await?.len() as u64;
+    assert!(sent > 1 && unpacked > sent, "a gzip document: {sent} bytes, {unpacked} unpacked");
+    let capped = |tweak: fn(&mut MarketplaceConfig, u64, u64)| {
+        let mut config = client_config(&env.sim);
+        tweak(&mut config, sent, unpacked);
+        MarketplaceClient::new(config, env.resilience.clone()).expect("client")
+    };
+    for (client, setting) in [
+        (capped(|c, sent, _| c.max_document_bytes = sent - 1), "max_document_bytes"),
+        (capped(|c, _, unpacked| c.max_unpacked_bytes = unpacked - 1), "max_unpacked_bytes"),
+    ] {
+        let err = client.download_document(&doc).await.unwrap_err();
+        assert!(matches!(&err, CallError::Permanent { .. }), "{setting}: {err:?}");
+        assert!(err.to_string().contains(setting), "{setting}: {err}");
+    }
+    // Exactly at the caps is fine.
+    let mut config = client_config(&env.sim);
+    (config.max_document_bytes, config.max_unpacked_bytes) = (sent, unpacked);
+    let exact = MarketplaceClient::new(config, env.resilience.clone())?;
+    assert_eq!(exact.download_document(&doc).await?.len() as u64, unpacked);
     Ok(())
 }

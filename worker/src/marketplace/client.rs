@@ -66,6 +66,9 @@ impl MarketplaceClient {
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout())
             .pool_max_idle_per_host(config.pool_idle_per_host)
+            // Calls carry x-amz-access-token, which reqwest does not strip on a redirect to
+            // another host, and the token exchange would re-POST the refresh token.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientBuildError::Http(super::call::describe(&e)))?;
         Ok(Self {

@@ -21,6 +21,10 @@ pub struct MarketplaceConfig {
     pub timeout_ms: u64,
     /// One report-document download (larger bodies, S3 in production).
     pub download_timeout_ms: u64,
+    /// Largest report document downloaded, as sent (compressed); more is a permanent error.
+    pub max_document_bytes: u64,
+    /// Largest report document once gunzipped (a decompression bomb stops here).
+    pub max_unpacked_bytes: u64,
     pub connect_timeout_ms: u64,
     /// Idle keep-alive connections kept per host.
     pub pool_idle_per_host: usize,
@@ -44,6 +48,8 @@ impl Default for MarketplaceConfig {
             token_url: String::new(),
             timeout_ms: 30_000,
             download_timeout_ms: 60_000,
+            max_document_bytes: 128 * 1024 * 1024,
+            max_unpacked_bytes: 256 * 1024 * 1024,
             connect_timeout_ms: 5_000,
             pool_idle_per_host: 32,
             retries: 2,
@@ -103,6 +109,8 @@ impl MarketplaceConfig {
             ("retry_max_ms", self.retry_max_ms, 1, 3_600_000),
             ("report_poll_interval_ms", self.report_poll_interval_ms, 10, 3_600_000),
             ("report_poll_max_ms", self.report_poll_max_ms, 10, 86_400_000),
+            ("max_document_bytes", self.max_document_bytes, 1, 1 << 32),
+            ("max_unpacked_bytes", self.max_unpacked_bytes, 1, 1 << 32),
         ] {
             if !(min..=max).contains(&v) {
                 errs.push(format!("marketplace.{name} = {v} must be between {min} and {max}"));

@@ -1,6 +1,9 @@
 //! Report document downloads. In production the document URL is a pre-signed S3 URL:
 //! no access token, no SP-API rate limit, no breaker — and its query is a credential,
-//! so the URL never goes into logs or errors.
+//! so the URL never goes into logs or errors. The body is read in chunks up to
+//! `marketplace.max_document_bytes` and gunzipped up to `marketplace.max_unpacked_bytes`:
+//! past either the download is a permanent error (a retry would get the same document),
+//! never an out-of-memory worker.
 use std::io::Read;
 
 use amazon_spapi::models::reports_2021_06_30::{report_document::CompressionAlgorithm, ReportDocument};
@@ -29,9 +32,10 @@ impl MarketplaceClient {
         loop {
             let failure = match self.fetch(&doc.url).await {
                 Ok((status, body)) => match classify::disposition(status) {
-                    Disposition::Success => match unpack(doc, body).await {
+                    Disposition::Success => match unpack(doc, body, self.config().max_unpacked_bytes).await {
                         Ok(bytes) => return Ok(bytes),
-                        Err(reason) => reason,
+                        Err(Unpack::TooLarge(reason)) => return Err(too_large(reason)),
+                        Err(Unpack::Failed(reason)) => reason,
                     },
                     Disposition::NotFound => return Err(CallError::NotFound { op: OP }),
                     Disposition::ServerError | Disposition::RateLimited => {
@@ -45,7 +49,8 @@ impl MarketplaceClient {
                         })
                     }
                 },
-                Err(reason) => reason,
+                Err(Fetch::TooLarge(reason)) => return Err(too_large(reason)),
+                Err(Fetch::Failed(reason)) => reason,
             };
             tracing::warn!(op = OP, document_id = %doc.report_document_id, attempt, reason = %failure, "report document download failed");
             if attempt >= retries {
@@ -56,37 +61,85 @@ impl MarketplaceClient {
         }
     }
 
-    async fn fetch(&self, url: &str) -> Result<(StatusCode, Vec<u8>), String> {
-        let response = self
+    /// The status and body, the body read chunk by chunk up to `max_document_bytes`.
+    async fn fetch(&self, url: &str) -> Result<(StatusCode, Vec<u8>), Fetch> {
+        let max = self.config().max_document_bytes;
+        let over = |n: u64| {
+            Fetch::TooLarge(format!(
+                "the document is over marketplace.max_document_bytes ({max}): {n} bytes or more"
+            ))
+        };
+        let mut response = self
             .http()
             .get(url)
             .timeout(self.config().download_timeout())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| Fetch::Failed(describe(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| describe(&e))?;
-        Ok((status, body.to_vec()))
+        if let Some(n) = response.content_length().filter(|n| *n > max) {
+            return Err(over(n));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| Fetch::Failed(describe(&e)))? {
+            let n = body.len() as u64 + chunk.len() as u64;
+            if n > max {
+                return Err(over(n));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+}
+
+/// Why a download did not give a body.
+enum Fetch {
+    /// Transport failure: retried.
+    Failed(String),
+    TooLarge(String),
+}
+
+/// Why a body did not unpack.
+enum Unpack {
+    /// Corrupt (a truncated transfer, usually): retried.
+    Failed(String),
+    TooLarge(String),
+}
+
+/// A document over a cap: the same document comes back on a retry, so it is permanent.
+fn too_large(reason: String) -> CallError {
+    CallError::Permanent {
+        op: OP,
+        status: 200,
+        reason,
     }
 }
 
 /// Gunzips when the document says GZIP. A body that is not gzip although it should be
 /// was already decoded on the way (a `Content-Encoding: gzip` answer) and is kept as is.
-async fn unpack(doc: &ReportDocument, body: Vec<u8>) -> Result<Vec<u8>, String> {
+async fn unpack(doc: &ReportDocument, body: Vec<u8>, max: u64) -> Result<Vec<u8>, Unpack> {
     if doc.compression_algorithm != Some(CompressionAlgorithm::Gzip) || !body.starts_with(&GZIP_MAGIC) {
         return Ok(body);
     }
     // Inflating megabytes is CPU work; keep it off the async threads.
-    tokio::task::spawn_blocking(move || gunzip(&body))
+    tokio::task::spawn_blocking(move || gunzip_at_most(&body, max))
         .await
-        .map_err(|e| format!("gunzip task failed: {e}"))?
+        .map_err(|e| Unpack::Failed(format!("gunzip task failed: {e}")))?
 }
 
-pub(crate) fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(body.len() * 4);
+/// Gunzip, stopping once the output passes `max` bytes.
+fn gunzip_at_most(body: &[u8], max: u64) -> Result<Vec<u8>, Unpack> {
+    let expected = (body.len() as u64).saturating_mul(4).min(max).min(64 * 1024 * 1024);
+    let mut out = Vec::with_capacity(expected as usize);
     flate2::read::MultiGzDecoder::new(body)
+        .take(max.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| format!("corrupt gzip document: {e}"))?;
+        .map_err(|e| Unpack::Failed(format!("corrupt gzip document: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(Unpack::TooLarge(format!(
+            "the document unpacks to more than marketplace.max_unpacked_bytes ({max})"
+        )));
+    }
     Ok(out)
 }
 
@@ -110,16 +163,33 @@ mod tests {
 
     #[tokio::test]
     async fn gzip_documents_are_unpacked_and_plain_ones_kept() {
-        assert_eq!(unpack(&doc(true), gz("a\tb\n")).await.unwrap(), b"a\tb\n");
-        assert_eq!(unpack(&doc(false), b"plain".to_vec()).await.unwrap(), b"plain");
+        let unpack = |d, b| async move { unpack(&d, b, u64::MAX).await.map_err(|_| ()) };
+        assert_eq!(unpack(doc(true), gz("a\tb\n")).await.unwrap(), b"a\tb\n");
+        assert_eq!(unpack(doc(false), b"plain".to_vec()).await.unwrap(), b"plain");
         // Already decoded by a Content-Encoding-aware hop.
-        assert_eq!(unpack(&doc(true), b"plain".to_vec()).await.unwrap(), b"plain");
+        assert_eq!(unpack(doc(true), b"plain".to_vec()).await.unwrap(), b"plain");
+    }
+
+    #[test]
+    fn a_decompression_bomb_stops_at_the_cap() {
+        // 64 MiB of zeros is about 64 KiB of gzip.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            enc.write_all(&[0u8; 1024 * 1024]).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+        match gunzip_at_most(&bomb, 1024 * 1024) {
+            Err(Unpack::TooLarge(why)) => assert!(why.contains("max_unpacked_bytes"), "{why}"),
+            _ => panic!("the bomb was unpacked"),
+        }
+        assert_eq!(gunzip_at_most(&gz("abc"), 3).ok(), Some(b"abc".to_vec()), "exactly the cap is fine");
     }
 
     #[test]
     fn a_truncated_gzip_is_an_error_not_a_short_document() {
         let mut bytes = gz(&"row\n".repeat(1000));
         bytes.truncate(bytes.len() / 2);
-        assert!(gunzip(&bytes).unwrap_err().contains("corrupt gzip"));
+        assert!(matches!(gunzip_at_most(&bytes, u64::MAX), Err(Unpack::Failed(e)) if e.contains("corrupt gzip")));
     }
 }

@@ -507,27 +507,7 @@ async fn a_second_sigterm_or_sigint_exits_at_once_even_while_redis_hangs() {
 async fn sigterm_hands_back_jobs_leased_but_not_started_at_once_not_after_the_grace_period() {
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        ids.push(store.enqueue(job("sleep.20000")).await.unwrap().id);
-    }
-    let mut w = worker(
-        &server,
-        "worker",
-        &[
-            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
-            ("DROVER_WORKER__PREFETCH", "3"),
-            ("DROVER_WORKER__GRACE_MS", "10000"),
-        ],
-    );
-    wait_until("one started and three more leased", Duration::from_secs(20), || async {
-        let c = store.counts(JobKind::Cleanup).await.unwrap();
-        started(&server) == 1 && c.running + c.prefetched == 4
-    })
-    .await;
-    let runs = runs(&server);
-    let unstarted: Vec<JobId> = ids.iter().filter(|id| !runs.contains_key(id.as_str())).cloned().collect();
-    assert_eq!(unstarted.len(), 3);
+    let (mut w, _, unstarted) = one_running_three_prefetched(&server, &store, &[("DROVER_WORKER__GRACE_MS", "10000")]).await;
     w.signal(Signal::SIGTERM);
     let asked = Instant::now();
     wait_until("the unstarted jobs are queued again", Duration::from_secs(2), || {
@@ -569,32 +549,16 @@ async fn cancelling_an_uncooperative_running_job_stops_it_within_a_second() {
 async fn a_sigkilled_workers_jobs_leased_but_never_started_go_back_without_using_an_attempt() {
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        ids.push(store.enqueue(job("sleep.20000")).await.unwrap().id);
-    }
-    let mut w = worker(
+    let (mut w, ran, unstarted) = one_running_three_prefetched(
         &server,
-        "worker",
-        &[
-            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
-            ("DROVER_WORKER__PREFETCH", "3"),
-            ("DROVER_WORKER__LEASE_MS", "1000"),
-            ("DROVER_WORKER__HEARTBEAT_MS", "200"),
-        ],
-    );
-    wait_until("one started and three more leased", Duration::from_secs(20), || async {
-        let c = store.counts(JobKind::Cleanup).await.unwrap();
-        started(&server) == 1 && c.running + c.prefetched == 4
-    })
+        &store,
+        &[("DROVER_WORKER__LEASE_MS", "1000"), ("DROVER_WORKER__HEARTBEAT_MS", "200")],
+    )
     .await;
     // Let the keeper renew (and report the start) at least once.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let c = store.counts(JobKind::Cleanup).await.unwrap();
     assert_eq!((c.running, c.prefetched), (1, 3), "running counts only the run that started");
-    let runs = runs(&server);
-    let (ran, unstarted): (Vec<JobId>, Vec<JobId>) = ids.iter().cloned().partition(|id| runs.contains_key(id.as_str()));
-    assert_eq!((ran.len(), unstarted.len()), (1, 3));
     w.kill();
     // The next fetch (a store call stands in for another worker) reclaims the leases.
     wait_until("every lease reclaimed", Duration::from_secs(10), || async {
@@ -609,7 +573,32 @@ async fn a_sigkilled_workers_jobs_leased_but_never_started_go_back_without_using
         assert_eq!(j.attempts, 0, "a job that never started uses no attempt");
         assert_eq!(j.attempt_history.last().map(|a| a.outcome), Some(AttemptOutcome::Released));
     }
-    let j = store.get(&ran[0]).await.unwrap().unwrap();
+    let j = store.get(&ran).await.unwrap().unwrap();
     assert_eq!(j.attempts, 1, "the run that started used its attempt");
     assert_eq!(j.attempt_history.last().map(|a| a.outcome), Some(AttemptOutcome::Lost));
+}
+
+/// Four long jobs on a worker with one slot and a prefetch of three: waits until one runs
+/// and three wait leased; returns the worker, the running job and the three others.
+async fn one_running_three_prefetched(
+    server: &RedisServer,
+    store: &RedisStore,
+    extra: &[(&str, &str)],
+) -> (ChildProcess, JobId, Vec<JobId>) {
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(store.enqueue(job("sleep.20000")).await.unwrap().id);
+    }
+    let mut env = vec![("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"), ("DROVER_WORKER__PREFETCH", "3")];
+    env.extend_from_slice(extra);
+    let w = worker(server, "worker", &env);
+    wait_until("one started and three more leased", Duration::from_secs(20), || async {
+        let c = store.counts(JobKind::Cleanup).await.unwrap();
+        started(server) == 1 && c.running + c.prefetched == 4
+    })
+    .await;
+    let runs = runs(server);
+    let (ran, unstarted): (Vec<JobId>, Vec<JobId>) = ids.into_iter().partition(|id| runs.contains_key(id.as_str()));
+    assert_eq!((ran.len(), unstarted.len()), (1, 3));
+    (w, ran.into_iter().next().expect("one ran"), unstarted)
 }

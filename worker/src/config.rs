@@ -254,9 +254,7 @@ impl WorkerConfig {
     pub fn job_defaults(&self) -> JobDefaults {
         JobDefaults {
             per_account: self.jobs.per_account(),
-            // the runtime reports each run's start (its lease keeper does)
-            reports_starts: true,
-            ..JobDefaults::default()
+            ..JobDefaults::for_runtime()
         }
     }
 }

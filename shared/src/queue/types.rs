@@ -268,6 +268,16 @@ pub struct JobDefaults {
     pub reports_starts: bool,
 }
 
+impl JobDefaults {
+    /// The defaults a store feeding the worker runtime uses: the runtime reports starts.
+    pub fn for_runtime() -> Self {
+        Self {
+            reports_starts: true,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for JobDefaults {
     fn default() -> Self {
         Self {

@@ -430,15 +430,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<()> {
     let args = parse_args()?;
     let server = RedisServer::start(if args.aof { Durability::AofEverySec } else { Durability::None });
-    let store = RedisStore::connect(
-        &server.url(),
-        "drover",
-        JobDefaults {
-            reports_starts: true,
-            ..JobDefaults::default()
-        },
-    )
-    .await?;
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::for_runtime()).await?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let version: String = {
         let mut c = store.connection();

@@ -86,15 +86,7 @@ async fn main() -> Result<()> {
         ..SimConfig::default()
     })
     .await?;
-    let store = RedisStore::connect(
-        &redis.url(),
-        "drover",
-        JobDefaults {
-            reports_starts: true,
-            ..JobDefaults::default()
-        },
-    )
-    .await?;
+    let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::for_runtime()).await?;
     println!(
         "fair_bench: {} workers x {} cleanup slots, flood {} SKUs in jobs of {}, {} small accounts x {} SKUs, \
          deleteListingsItem {}/s burst {}, loadavg {}",

@@ -81,15 +81,7 @@ async fn produce(store: RedisStore, total: u64, backlog: u64) -> Result<()> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let server = RedisServer::start(Durability::None);
-    let store = RedisStore::connect(
-        &server.url(),
-        "drover",
-        JobDefaults {
-            reports_starts: true,
-            ..JobDefaults::default()
-        },
-    )
-    .await?;
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::for_runtime()).await?;
     let env = [
         ("DROVER_WORKER__REDIS_URL", server.url()),
         ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),

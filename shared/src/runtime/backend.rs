@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::JobContext;
 use super::leases::RunLease;
+use super::pace::{RunPace, MAX_AHEAD};
 use super::settle::SettleLayer;
 use super::shared::SharedRef;
 use crate::backoff::Backoff;
@@ -41,6 +42,8 @@ pub struct DroverBackend<S: JobStore> {
     shared: SharedRef<S>,
     kind: JobKind,
     concurrency: usize,
+    prefetch: usize,
+    pace: Arc<RunPace>,
     rx: Option<Queue>,
     fetcher: Option<tokio::task::JoinHandle<()>>,
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -48,12 +51,14 @@ pub struct DroverBackend<S: JobStore> {
 }
 
 impl<S: JobStore> DroverBackend<S> {
-    pub(crate) fn new(shared: SharedRef<S>, kind: JobKind, concurrency: usize) -> Self {
+    pub(crate) fn new(shared: SharedRef<S>, kind: JobKind, concurrency: usize, prefetch: usize) -> Self {
         Self {
             fetch_stop: shared.stop_fetching.child_token(),
             shared,
             kind,
             concurrency,
+            prefetch,
+            pace: Arc::new(RunPace::default()),
             rx: None,
             fetcher: None,
             closing: None,
@@ -67,9 +72,14 @@ impl<S: JobStore> DroverBackend<S> {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue: Queue = Arc::new(Mutex::new(rx));
         self.rx = Some(queue.clone());
-        let (shared, kind, concurrency, stop) = (self.shared.clone(), self.kind, self.concurrency, self.fetch_stop.clone());
+        let (shared, kind, stop) = (self.shared.clone(), self.kind, self.fetch_stop.clone());
+        let room = Room {
+            concurrency: self.concurrency,
+            prefetch: self.prefetch,
+            pace: self.pace.clone(),
+        };
         self.fetcher = Some(tokio::spawn(async move {
-            fetch_loop(shared.clone(), kind, concurrency, tx, stop).await;
+            fetch_loop(shared.clone(), kind, room, tx, stop).await;
             hand_back_unstarted(&shared, kind, &queue).await;
         }));
     }
@@ -84,19 +94,39 @@ impl<S: JobStore> Drop for DroverBackend<S> {
 /// Longest a fetch waits to gather more free slots while jobs are in flight.
 const GATHER: Duration = Duration::from_millis(2);
 
+/// How many jobs one kind's fetcher may hold leased: its slots, plus as many ahead as
+/// the pace of its runs allows (see `pace.rs`).
+struct Room {
+    concurrency: usize,
+    prefetch: usize,
+    pace: Arc<RunPace>,
+}
+
 /// Lease jobs as slots free up and send them to the worker, until `stop` fires.
 async fn fetch_loop<S: JobStore>(
     shared: SharedRef<S>,
     kind: JobKind,
-    concurrency: usize,
+    room: Room,
     tx: mpsc::UnboundedSender<Task<JobPayload>>,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(concurrency));
-    // Lease in batches of at least a quarter of the capacity when jobs are in flight.
-    let batch_floor = (concurrency / 4).max(1).min(shared.settings.fetch_batch);
+    let most_ahead = MAX_AHEAD.max(room.prefetch);
+    let slots = Arc::new(Semaphore::new(room.concurrency + most_ahead));
+    // Permits held back while the runs are too slow to lease that far ahead.
+    let mut held_back: Vec<OwnedSemaphorePermit> = Vec::new();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
+        let ahead = room.pace.ahead(room.concurrency, room.prefetch);
+        let hold = most_ahead - ahead;
+        held_back.truncate(hold);
+        while held_back.len() < hold {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => held_back.push(p),
+                Err(_) => break, // in use now: held back as they come free, next turn
+            }
+        }
+        // Lease in batches of at least a quarter of the capacity when jobs are in flight.
+        let batch_floor = ((room.concurrency + ahead) / 4).max(1).min(shared.settings.fetch_batch);
         let permits = tokio::select! {
             _ = stop.cancelled() => break,
             p = gather_permits(&slots, batch_floor, shared.settings.fetch_batch) => p,
@@ -324,6 +354,6 @@ impl<S: JobStore> BackendConfig for DroverBackend<S> {
     }
 
     fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
-        SettleLayer::new(self.shared.clone(), self.kind)
+        SettleLayer::new(self.shared.clone(), self.kind, self.pace.clone())
     }
 }

@@ -165,14 +165,17 @@ impl Drop for LeaseGuard {
 }
 
 /// Everything a leased run owns: the lease record, its registry entry and its slot.
-/// The entry and the slot are released when the last clone is dropped, whether the run
+/// The slot goes back as soon as the handler has ended ([`RunLease::free_slot`]): a run
+/// whose outcome is on its way to Redis no longer needs it, and holding it would put a
+/// settle round trip between every two leases. Otherwise the entry and the slot are
+/// released when the last clone is dropped, whether the run
 /// settled, was handed back, or was dropped midway.
 #[derive(Clone)]
 pub(crate) struct RunLease {
     pub leased: Arc<Leased>,
     pub held: Held,
     _guard: Arc<LeaseGuard>,
-    _slot: Arc<OwnedSemaphorePermit>,
+    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
 impl RunLease {
@@ -182,8 +185,13 @@ impl RunLease {
             leased: Arc::new(leased),
             held,
             _guard: Arc::new(guard),
-            _slot: Arc::new(slot),
+            slot: Arc::new(Mutex::new(Some(slot))),
         }
+    }
+
+    /// The handler has ended: let the fetcher lease another job in its place.
+    pub fn free_slot(&self) {
+        drop(self.slot.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 

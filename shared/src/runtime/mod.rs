@@ -10,6 +10,7 @@ mod context;
 mod keeper;
 mod leases;
 pub mod metrics;
+mod pace;
 mod run_end;
 mod settings;
 mod settle;
@@ -107,7 +108,7 @@ where
         monitor = monitor.register(move |_restarts| {
             let handler = handler.clone();
             WorkerBuilder::new(name.as_str())
-                .backend(DroverBackend::new(shared.clone(), kind, concurrency + shared.settings.prefetch))
+                .backend(DroverBackend::new(shared.clone(), kind, concurrency, shared.settings.prefetch))
                 .layer(tower::limit::ConcurrencyLimitLayer::new(concurrency))
                 .build(move |payload: JobPayload, ctx: Data<context::JobContext>| {
                     let handler = handler.clone();

@@ -21,10 +21,10 @@ pub struct WorkerSettings {
     pub grace: Duration,
     /// Most jobs leased in one fetch.
     pub fetch_batch: usize,
-    /// Jobs leased ahead of free slots, per kind, so the next run starts without a
-    /// round trip. Kept small (default 2): a prefetched job waits in this process,
-    /// where no idle worker can take it and the lag metric cannot see it. They go back
-    /// to the queue untouched as soon as fetching stops.
+    /// Jobs leased ahead of free slots, per kind, while runs are slow or their pace is
+    /// unknown (default 2): a prefetched job waits in this process, where no idle worker
+    /// can take it. Fast runs lease further ahead (see `pace.rs`). They go back to the
+    /// queue untouched as soon as fetching stops.
     pub prefetch: usize,
     /// Longest blocking wait for new work before fetching again anyway.
     pub idle_wait: Duration,

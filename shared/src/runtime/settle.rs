@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tracing::Instrument;
 use super::context::Outcome;
 use super::leases::RunLease;
 use super::metrics::{self, RunFate, Running};
+use super::pace::RunPace;
 use super::run_end::{panicked, run_to_end, RunEnd};
 use super::shared::SharedRef;
 use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
@@ -24,11 +26,12 @@ use crate::queue::{decide, Fate, JobStore, Leased, RetryPolicy, SettleAction, Se
 pub struct SettleLayer<S: JobStore> {
     shared: SharedRef<S>,
     kind: JobKind,
+    pace: Arc<RunPace>,
 }
 
 impl<S: JobStore> SettleLayer<S> {
-    pub(crate) fn new(shared: SharedRef<S>, kind: JobKind) -> Self {
-        Self { shared, kind }
+    pub(crate) fn new(shared: SharedRef<S>, kind: JobKind, pace: Arc<RunPace>) -> Self {
+        Self { shared, kind, pace }
     }
 }
 
@@ -37,6 +40,7 @@ impl<S: JobStore> Clone for SettleLayer<S> {
         Self {
             shared: self.shared.clone(),
             kind: self.kind,
+            pace: self.pace.clone(),
         }
     }
 }
@@ -47,6 +51,7 @@ impl<S: JobStore, Svc> Layer<Svc> for SettleLayer<S> {
         SettleService {
             shared: self.shared.clone(),
             kind: self.kind,
+            pace: self.pace.clone(),
             inner,
         }
     }
@@ -55,6 +60,7 @@ impl<S: JobStore, Svc> Layer<Svc> for SettleLayer<S> {
 pub struct SettleService<S: JobStore, Svc> {
     shared: SharedRef<S>,
     kind: JobKind,
+    pace: Arc<RunPace>,
     inner: Svc,
 }
 
@@ -82,13 +88,15 @@ where
         crate::trace_context::continue_trace(&span, lease.leased.traceparent.as_deref());
         // Catch a panic raised while the handler's future is being built, too.
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));
-        let (shared, kind) = (self.shared.clone(), self.kind);
+        let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());
         Box::pin(
             async move {
                 lease.held.started();
                 let began = std::time::Instant::now();
                 let end = run(inner, &lease, &shared, kind).await;
+                lease.free_slot();
                 let took = began.elapsed();
+                pace.record(took);
                 let planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
                 log_end(planned.error.as_ref());
                 let fate = planned.fate;

@@ -83,7 +83,7 @@ end
 
 local jobs = {}
 if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
-  local leases, off_ready, cancelled = {}, {}, {}
+  local leases, off_ready, cancelled, unstarted = {}, {}, {}, {}
   local n, turns = 0, 0
   -- Bounded whatever the number of accounts: each turn leases a job or sets aside
   -- one lane (empty, or its account at its cap).
@@ -117,13 +117,14 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         elseif f[2] then
           local at = tonumber(f[3]) + 1
           local token = worker .. ':' .. at .. ':' .. now
-          redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms)
           if reports_starts then
-            -- until the worker says the run started; kept by ready time, so the lag
-            -- still sees a job that waits in a worker's prefetch
-            redis.call('HSET', key, 'go', 0)
-            redis.call('ZADD', P .. 'unstarted', tonumber(popped[i + 1]) % 1e13, id)
+            -- `go` 0 until the worker says the run started; `unstarted` keeps it by
+            -- ready time, so the lag still sees a job waiting in a worker's prefetch
+            redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms, 'go', 0)
+            unstarted[#unstarted + 1] = tonumber(popped[i + 1]) % 1e13
+            unstarted[#unstarted + 1] = id
           else
+            redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms)
             redis.call('HDEL', key, 'go')
           end
           if acct ~= '' then redis.call('SADD', hold, id) end
@@ -151,6 +152,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   end
   if #off_ready > 0 then redis.call('ZREM', P .. 'ready', unpack(off_ready)) end
   if #leases > 0 then redis.call('ZADD', P .. 'active', unpack(leases)) end
+  if #unstarted > 0 then redis.call('ZADD', P .. 'unstarted', unpack(unstarted)) end
   if #cancelled > 0 then redis.call('ZADD', P .. 'state:cancelled', unpack(cancelled)) end
   if n > 0 and redis.call('ZCARD', P .. 'lanes') > 0 then
     wake() -- more work: let the next idle worker in

@@ -54,8 +54,9 @@ local function remove_ready(id, acct)
 end
 -- A run of `acct` ended (settled, released or reclaimed): it stops counting against
 -- the account's cap, and a lane blocked at the cap is offered again.
-local function run_ended(id, acct)
-  redis.call('ZREM', P .. 'unstarted', id)
+-- (`unstarted_done`: the caller takes it out of `unstarted` itself, in one batch.)
+local function run_ended(id, acct, unstarted_done)
+  if not unstarted_done then redis.call('ZREM', P .. 'unstarted', id) end
   if not acct or acct == '' then return end
   redis.call('SREM', P .. 'hold:' .. acct, id)
   if redis.call('HDEL', P .. 'blocked', acct) == 1 then

@@ -17,7 +17,9 @@ for i = 0, n - 1 do
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
-  local held = redis.call('HGET', key, 'ls')
+  -- one read for the lease check and what the outcome needs
+  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn')
+  local held = f[1]
   if held ~= token then
     if attempt ~= '' and held then
       push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
@@ -28,11 +30,10 @@ for i = 0, n - 1 do
     if attempt ~= '' then
       push_attempt(id, attempt)
     end
-    local f = redis.call('HMGET', key, 'cx', 'acct', 'sn')
-    if f[1] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
+    if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
       outcome, data = 'cancelled', CANCELLED
     end
-    local snoozes = tonumber(f[3]) or 0
+    local snoozes = tonumber(f[4]) or 0
     if outcome == 'snooze' then
       snoozes = snoozes + 1
       if snoozes > max_snoozes then
@@ -40,7 +41,7 @@ for i = 0, n - 1 do
         data = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
       end
     end
-    run_ended(id, f[2])
+    run_ended(id, f[3], true)
     if outcome == 'succeeded' or outcome == 'partial' or outcome == 'dead' or outcome == 'cancelled' then
       local field = 'er'
       if outcome == 'succeeded' or outcome == 'partial' then
@@ -81,6 +82,7 @@ for i = 0, n - 1 do
 end
 if #released > 0 then
   redis.call('ZREM', P .. 'active', unpack(released))
+  redis.call('ZREM', P .. 'unstarted', unpack(released))
 end
 for state, list in pairs(by_state) do
   redis.call('ZADD', P .. 'state:' .. state, unpack(list))

@@ -590,7 +590,9 @@ async fn a_cursor_shows_no_job_id_and_works_only_for_the_key_and_filter_it_was_m
     }
     assert_eq!(seen, [mine[0].as_str()], "following the cursors still finds acme's job");
 
-    // Replayed with another key, or with another filter: refused, not followed.
+    // Replayed with another key, or with another filter: refused, not followed. (A second
+    // acme job makes a next page: acme's listing walks only acme's own index.)
+    dead_jobs(&app, "acme", 1).await;
     let first: Value = app
         .get(ACME, "/v1/dead-letter?kind=cleanup&limit=1")
         .send()

@@ -73,6 +73,7 @@ conformance!(
     counts_follow_every_state,
     listing_is_newest_first_and_pages_cover_every_job_once,
     listing_filters_by_state_and_account,
+    a_listing_by_account_and_state_walks_only_that_accounts_jobs,
     dead_jobs_can_be_purged_and_old_terminal_jobs_are_trimmed,
     only_the_lease_holder_can_record_progress,
     bulk_enqueue_gives_each_job_its_own_outcome,

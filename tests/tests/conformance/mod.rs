@@ -602,3 +602,24 @@ pub async fn a_reclaimed_job_goes_ahead_of_the_backlog<S: JobStore>(store: S) {
         "a job whose worker died has waited once already: it runs before the backlog"
     );
 }
+
+pub async fn a_listing_by_account_and_state_walks_only_that_accounts_jobs<S: JobStore>(store: S) {
+    let mine = enqueue(&store, NewJob::new(cleanup("tenant-a"))).await;
+    // Another tenant's backlog, all newer and in the same state: a listing scoped to
+    // tenant-a must not have to walk past it (finding M9).
+    for _ in 0..3 {
+        let chunk: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup("tenant-b"))).collect();
+        store.enqueue_bulk(chunk).await.unwrap();
+    }
+    let page = store
+        .list(&ListQuery {
+            state: Some(JobState::Queued),
+            account_id: Some("tenant-a".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![mine]);
+    assert!(page.next.is_none(), "one page, no cursor into another tenant's entries");
+}

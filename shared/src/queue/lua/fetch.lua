@@ -37,7 +37,7 @@ end
 local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk)
 for _, id in ipairs(expired) do
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'go', 'hb')
+  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb')
   if not f[1] then
     redis.call('ZREM', P .. 'active', id)
   elseif f[7] ~= f[6] then
@@ -45,7 +45,8 @@ for _, id in ipairs(expired) do
     local grace = math.max(1, math.floor((tonumber(f[9]) or lease_ms) / 2))
     redis.call('HSET', key, 'sx', f[6] or '')
     redis.call('ZADD', P .. 'active', now + grace, id)
-  elseif f[10] == '0' and (tonumber(f[11]) or 0) < MAX_UNSTARTED_HANDBACKS and f[3] ~= '1' then
+  elseif (tonumber(f[10]) or 0) < MAX_UNSTARTED_HANDBACKS and f[3] ~= '1'
+    and redis.call('ZSCORE', P .. 'unstarted', id) then
     -- Leased but never started (prefetched by a worker that died): it goes back to
     -- the front of its lane without using an attempt. Bounded, so a job that kills
     -- its worker before the start is reported still runs out of attempts.
@@ -117,15 +118,12 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         elseif f[2] then
           local at = tonumber(f[3]) + 1
           local token = worker .. ':' .. at .. ':' .. now
+          redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms)
           if reports_starts then
-            -- `go` 0 until the worker says the run started; `unstarted` keeps it by
-            -- ready time, so the lag still sees a job waiting in a worker's prefetch
-            redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms, 'go', 0)
+            -- in `unstarted` until the worker says the run started, by ready time, so
+            -- the lag still sees a job waiting in a worker's prefetch
             unstarted[#unstarted + 1] = tonumber(popped[i + 1]) % 1e13
             unstarted[#unstarted + 1] = id
-          else
-            redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms)
-            redis.call('HDEL', key, 'go')
           end
           if acct ~= '' then redis.call('SADD', hold, id) end
           busy = busy + 1

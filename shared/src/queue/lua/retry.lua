@@ -21,7 +21,7 @@ local now = now_ms()
 redis.call('ZREM', P .. 'state:' .. st, id)
 redis.call('HSET', key, 'at', 0, 'tg', 'replay')
 -- a fresh life: no stale error, progress, result, due time, start or snooze count
-redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'go', 'hb')
+redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'hb')
 queue_ready(id, now)
 wake()
 return 'queued'

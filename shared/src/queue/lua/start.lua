@@ -5,7 +5,6 @@ local marked = 0
 for i = 2, #ARGV, 2 do
   local key = P .. 'job:' .. ARGV[i]
   if redis.call('HGET', key, 'ls') == ARGV[i + 1] then
-    redis.call('HSET', key, 'go', 1)
     redis.call('ZREM', P .. 'unstarted', ARGV[i])
     marked = marked + 1
   end

@@ -5,11 +5,11 @@
 --         account_busy | queue_paused | queued | prefetched (leased, not yet started)
 local id = ARGV[2]
 local key = P .. 'job:' .. id
-local f = redis.call('HMGET', key, 'st', 'acct', 'ra', 'er', 'go', 'w')
+local f = redis.call('HMGET', key, 'st', 'acct', 'ra', 'er', 'w')
 local st = f[1]
-if st == 'running' and f[5] == '0' then
+if st == 'running' and redis.call('ZSCORE', P .. 'unstarted', id) then
   -- leased ahead by a worker that has not started it yet (prefetch)
-  return {'prefetched', '', cjson.encode({worker = f[6] or ''})}
+  return {'prefetched', '', cjson.encode({worker = f[5] or ''})}
 end
 if not st or st == 'running' or is_terminal(st) then return {} end
 local acct = f[2] or ''

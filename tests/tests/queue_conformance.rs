@@ -77,6 +77,7 @@ conformance!(
     dead_jobs_can_be_purged_and_old_terminal_jobs_are_trimmed,
     only_the_lease_holder_can_record_progress,
     bulk_enqueue_gives_each_job_its_own_outcome,
+    concurrent_single_enqueues_each_get_their_own_outcome,
     ten_thousand_due_jobs_are_promoted_in_bounded_chunks,
     a_reclaimed_job_goes_ahead_of_the_backlog,
     accounts_take_turns_within_a_priority_band,

@@ -4,6 +4,7 @@
 //! trip; all keys of a queue share a hash tag so the scripts run unchanged on Cluster.
 mod codec;
 mod fate;
+mod group_commit;
 mod keys;
 mod redis_store;
 mod scripts;

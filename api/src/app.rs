@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use crate::config::{ApiConfig, DEV_KEY};
 use crate::cursor::Cursors;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, CREDENTIAL_CHECKS};
 use crate::routes::router;
 use crate::serve::{serve, ServerLimits};
 use crate::state::{Accounts, AppState, Limits, ReadGuards};
@@ -97,6 +97,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
             .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
             .max(Duration::from_millis(100)),
         first_sync: config.accounts.first_sync,
+        checks: RateLimiter::named(store.connection(), &config.namespace, "credential-checks", CREDENTIAL_CHECKS),
     };
     let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
     let cursors = Cursors::new(valid.cursors);

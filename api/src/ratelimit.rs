@@ -32,6 +32,10 @@ return {1, 0}
     )
 });
 
+/// Credential checks (`POST /v1/accounts` asking the marketplace) per non-admin key: a
+/// tenant onboards a few accounts, never hundreds a minute (finding I4).
+pub const CREDENTIAL_CHECKS: RateLimitConfig = RateLimitConfig { per_minute: 10, burst: 5 };
+
 #[derive(Clone)]
 pub struct RateLimiter {
     conn: ConnectionManager,
@@ -42,9 +46,14 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(conn: ConnectionManager, namespace: &str, config: RateLimitConfig) -> Self {
+        Self::named(conn, namespace, "ratelimit", config)
+    }
+
+    /// A limiter of its own under `<namespace>:api:<name>:`, e.g. [`CREDENTIAL_CHECKS`].
+    pub fn named(conn: ConnectionManager, namespace: &str, name: &str, config: RateLimitConfig) -> Self {
         Self {
             conn,
-            prefix: format!("{namespace}:api:ratelimit:"),
+            prefix: format!("{namespace}:api:{name}:"),
             interval_ms: 60_000.0 / f64::from(config.per_minute),
             burst: config.burst,
         }

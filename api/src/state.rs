@@ -70,6 +70,8 @@ pub struct Accounts {
     pub token_timeout: Duration,
     /// `api.accounts.first_sync`: a new account gets its first sync queued.
     pub first_sync: bool,
+    /// Credential checks by non-admin keys, per key (see [`crate::ratelimit::CREDENTIAL_CHECKS`]).
+    pub checks: RateLimiter,
 }
 
 /// What guards reads that span requests: open event streams and page cursors.

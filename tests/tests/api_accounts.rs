@@ -228,7 +228,7 @@ async fn skip_validation_stores_without_asking_the_marketplace_for_admins_only()
     let mut b = body("acme", "rt-acct-1");
     b["skip_validation"] = true.into();
 
-    let p = problem(create(&app, SUBMITTER, &b).await, 403).await;
+    let p = problem(create(&app, ACME_SUB, &b).await, 403).await;
     assert!(p["detail"].as_str().unwrap().contains("skip_validation"), "{p}");
     assert_eq!(stored_rows(&app).await, 0);
 
@@ -237,15 +237,43 @@ async fn skip_validation_stores_without_asking_the_marketplace_for_admins_only()
 }
 
 #[tokio::test]
-async fn submit_keys_create_accounts_in_their_set_only_and_read_keys_not_at_all() {
+async fn accounts_are_registered_by_admins_and_by_submit_keys_limited_to_them_only() {
+    // A submit key for every account (a producer service) must not register arbitrary
+    // accounts (the built-in schedules would then run for them) nor use the endpoint to
+    // test credentials; a tenant's own submit key onboards its own account.
     let sim = simulator().await;
     let app = app_with(&sim).await;
     until_ready(&app).await;
     // ACME is an admin limited to `acme`; MULTI is read-only.
     problem(create(&app, ACME, &body("globex", "rt-acct-1")).await, 403).await;
     problem(create(&app, MULTI, &body("acme", "rt-acct-1")).await, 403).await;
+    let p = problem(create(&app, SUBMITTER, &body("initech", "rt-acct-2")).await, 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("admin key"), "{p}");
+    assert_eq!(stored_rows(&app).await, 0);
     assert_eq!(create(&app, ACME, &body("acme", "rt-acct-1")).await.status(), 201);
-    assert_eq!(create(&app, SUBMITTER, &body("initech", "rt-acct-2")).await.status(), 201);
+    assert_eq!(create(&app, GLOBEX_SUB, &body("globex", "rt-acct-2")).await.status(), 201);
+}
+
+#[tokio::test]
+async fn a_submit_key_checks_credentials_at_a_bounded_rate() {
+    // Each registration asks the marketplace about the credentials: a tenant key cannot
+    // turn that into a credential-testing service.
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    let mut limited = None;
+    for _ in 0..12 {
+        let res = create(&app, ACME_SUB, &body("acme", BOGUS_REFRESH)).await;
+        if res.status() == 429 {
+            limited = Some(res.headers().get("retry-after").cloned());
+            break;
+        }
+        assert_eq!(res.status(), 400, "rejected credentials");
+    }
+    let retry_after = limited.expect("a 429 within 12 credential checks").expect("Retry-After");
+    assert!(retry_after.to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // Admins are not limited this way.
+    assert_eq!(create(&app, ADMIN, &body("acme", "rt-acct-1")).await.status(), 201);
 }
 
 #[tokio::test]

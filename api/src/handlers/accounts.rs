@@ -148,17 +148,24 @@ pub fn account_url(id: &AccountId) -> String {
             headers(("Location" = String, description = "The account's URL"))),
         (status = 400, description = "Malformed JSON, or the marketplace rejected the credentials (its OAuth error code is named)", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Not admin and not a submit key for this account; or skip_validation without admin", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Not admin and not a submit key limited to this account; or skip_validation without admin", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "An account with this id exists", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Over the key's write rate, or (submit keys) over 10 credential checks a minute", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "Postgres unavailable, or the marketplace could not be reached to validate; nothing was stored", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req): JsonBody<CreateAccount>) -> Result<Response, ApiError> {
     // The scope first: what the key may not do costs nothing but this comparison.
     caller.check_account(&req.id)?;
+    // A submit key for every account (a producer service) registers none: the built-in
+    // schedules would run for whatever it registered (finding I4).
+    if caller.role < Role::Admin && caller.accounts.is_none() {
+        return Err(ApiError::Forbidden(
+            "registering an account needs an admin key, or a submit key limited to that account".into(),
+        ));
+    }
     let skip_validation = req.skip_validation;
     let first_sync = req.first_sync && state.accounts().first_sync;
     let new = new_account(req)?;
@@ -173,6 +180,11 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
         return Err(ApiError::Conflict(format!("account {} already exists", new.id)));
     }
     if !skip_validation {
+        // Each check asks the marketplace about the credentials: bounded per tenant key,
+        // so it cannot be used to test credentials in bulk.
+        if caller.role < Role::Admin {
+            accounts.checks.check(&caller.name).await?;
+        }
         match drover::lwa::exchange_with_timeout(&accounts.http, &accounts.token_url, &new.credentials, accounts.token_timeout).await {
             Ok(_) => {}
             Err(LwaError::Rejected { code, .. }) => {

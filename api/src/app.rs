@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use crate::config::{ApiConfig, DEV_KEY};
 use crate::cursor::Cursors;
 use crate::metrics::Metrics;
-use crate::ratelimit::{RateLimiter, CREDENTIAL_CHECKS};
+use crate::ratelimit::{KeyLimits, RateLimiter, CREDENTIAL_CHECKS};
 use crate::routes::router;
 use crate::serve::{serve, ServerLimits};
 use crate::state::{Accounts, AppState, Limits, ReadGuards};
@@ -65,7 +65,10 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     }
     // Lazy: the API starts while Redis is down and says so on /readyz (503) until it is back.
     let store = RedisStore::connect_lazy(config.redis_url.expose_secret(), &config.namespace, valid.job_defaults.clone())?;
-    let limiter = RateLimiter::new(store.connection(), &config.namespace, config.rate_limit);
+    let limits_per_key = KeyLimits {
+        writes: RateLimiter::new(store.connection(), &config.namespace, config.rate_limit),
+        reads: RateLimiter::named(store.connection(), &config.namespace, "read-ratelimit", config.read_rate_limit),
+    };
     let limits = Limits {
         body_bytes: config.body_limit_bytes,
         csv_bytes: config.csv_limit_bytes,
@@ -102,7 +105,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
     let cursors = Cursors::new(valid.cursors);
     let reads = ReadGuards { streams, cursors };
-    let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, reads);
+    let state = AppState::new(store, valid.keys, limits_per_key, Metrics::new(), limits, accounts, reads);
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();

@@ -1,4 +1,4 @@
-//! Per-key limit on write requests, held in Redis so it holds across API replicas.
+//! Per-key limits on write and read requests, held in Redis so they hold across API replicas.
 //!
 //! GCRA (the generic cell rate algorithm): one key per API key holds the "theoretical
 //! arrival time"; a request is allowed when it is at most `burst` intervals ahead of now.
@@ -32,6 +32,14 @@ return {1, 0}
     )
 });
 
+/// Each key's budgets: writes create work, reads cost Redis time (a scoped key's
+/// filtered listings walk its own index; the budget bounds how often).
+#[derive(Clone)]
+pub struct KeyLimits {
+    pub writes: RateLimiter,
+    pub reads: RateLimiter,
+}
+
 /// Credential checks (`POST /v1/accounts` asking the marketplace) per non-admin key: a
 /// tenant onboards a few accounts, never hundreds a minute (finding I4).
 pub const CREDENTIAL_CHECKS: RateLimitConfig = RateLimitConfig { per_minute: 10, burst: 5 };
@@ -59,7 +67,7 @@ impl RateLimiter {
         }
     }
 
-    /// Count one write by `key_name`; a 429 error when it is over its limit.
+    /// Count one request by `key_name`; a 429 error when it is over its limit.
     pub async fn check(&self, key_name: &str) -> Result<(), ApiError> {
         let mut conn = self.conn.clone();
         let (allowed, retry_ms): (i64, i64) = GCRA

@@ -14,7 +14,7 @@ use crate::auth::KeyRing;
 use crate::cursor::Cursors;
 use crate::idempotency::IdempotencyClaims;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{KeyLimits, RateLimiter};
 use crate::streams::StreamSlots;
 
 /// Limits taken from the validated configuration.
@@ -39,7 +39,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     store: RedisStore,
     keys: KeyRing,
-    limiter: RateLimiter,
+    limits_per_key: KeyLimits,
     claims: IdempotencyClaims,
     metrics: Metrics,
     limits: Limits,
@@ -84,7 +84,7 @@ impl AppState {
     pub fn new(
         store: RedisStore,
         keys: KeyRing,
-        limiter: RateLimiter,
+        limits_per_key: KeyLimits,
         metrics: Metrics,
         limits: Limits,
         accounts: Accounts,
@@ -95,7 +95,7 @@ impl AppState {
         Self(Arc::new(Inner {
             store,
             keys,
-            limiter,
+            limits_per_key,
             claims,
             metrics,
             limits,
@@ -117,8 +117,8 @@ impl AppState {
     pub fn keys(&self) -> &KeyRing {
         &self.0.keys
     }
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.0.limiter
+    pub fn limits_per_key(&self) -> &KeyLimits {
+        &self.0.limits_per_key
     }
     pub fn claims(&self) -> &IdempotencyClaims {
         &self.0.claims

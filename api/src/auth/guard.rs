@@ -45,9 +45,12 @@ async fn authorize(state: &AppState, role: Role, presented: Result<SecretString,
             principal.role
         )));
     }
-    // Reads are cheap and cached nowhere else; writes create work, so they are limited.
+    // Writes create work; reads cost Redis time: each has its own budget per key.
+    let limits = state.limits_per_key();
     if role > Role::Read {
-        state.limiter().check(&principal.name).await?;
+        limits.writes.check(&principal.name).await?;
+    } else {
+        limits.reads.check(&principal.name).await?;
     }
     Ok(Caller(principal))
 }

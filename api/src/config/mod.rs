@@ -80,6 +80,9 @@ pub struct ApiConfig {
     /// a stream for a job that never ends holds a connection.
     pub events_max_ms: u64,
     pub rate_limit: RateLimitConfig,
+    /// Per-key limit on read requests (listings, job views, limits); event streams are
+    /// capped by `streams` instead.
+    pub read_rate_limit: RateLimitConfig,
     /// Header-read timeout and connection cap of the listener.
     pub server: ServerConfig,
     /// Caps on open event streams, per key and per process.
@@ -126,6 +129,14 @@ pub struct RateLimitConfig {
     pub per_minute: u32,
     /// Requests a key may send at once above the sustained rate.
     pub burst: u32,
+}
+
+impl RateLimitConfig {
+    /// Reads: 6,000 a minute (100/s) per key, 600 at once.
+    pub const READS: Self = Self {
+        per_minute: 6_000,
+        burst: 600,
+    };
 }
 
 impl Default for RateLimitConfig {
@@ -176,6 +187,7 @@ impl Default for ApiConfig {
             events_poll_ms: 200,
             events_max_ms: 15 * 60 * 1000,
             rate_limit: RateLimitConfig::default(),
+            read_rate_limit: RateLimitConfig::READS,
             server: ServerConfig::default(),
             streams: StreamsConfig::default(),
             jobs: JobDefaultsConfig::default(),
@@ -309,19 +321,21 @@ impl ApiConfig {
                 self.events_max_ms
             ));
         }
-        if self.rate_limit.per_minute == 0 || self.rate_limit.per_minute > 6_000_000 {
-            errs.push(format!(
-                "api.rate_limit.per_minute = {} must be between 1 and 6000000",
-                self.rate_limit.per_minute
-            ));
+        for (name, limit) in [("rate_limit", &self.rate_limit), ("read_rate_limit", &self.read_rate_limit)] {
+            if limit.per_minute == 0 || limit.per_minute > 6_000_000 {
+                errs.push(format!(
+                    "api.{name}.per_minute = {} must be between 1 and 6000000",
+                    limit.per_minute
+                ));
+            }
+            if limit.burst == 0 {
+                errs.push(format!("api.{name}.burst must be at least 1"));
+            }
         }
         errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
         errs.extend(self.server.validate());
         errs.extend(self.streams.validate());
         errs.extend(self.schedules.validate());
-        if self.rate_limit.burst == 0 {
-            errs.push("api.rate_limit.burst must be at least 1".into());
-        }
         if !(1..=100).contains(&self.jobs.max_attempts) {
             errs.push(format!(
                 "api.jobs.max_attempts = {} must be between 1 and 100",

@@ -9,6 +9,7 @@ use drover::resilience::ResilienceConfig;
 use drover::schedule::SchedulerConfig;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::callbacks::CallbacksConfig;
 use crate::jobs::JobsConfig;
 use crate::marketplace::MarketplaceConfig;
 use drover::job::JobKind;
@@ -74,6 +75,8 @@ pub struct WorkerConfig {
     pub scheduler: SchedulerConfig,
     /// Where Prometheus scrapes `GET /metrics` (`host:port`; empty = no metrics).
     pub metrics_listen: String,
+    /// Completion callbacks: how this worker delivers them.
+    pub callbacks: CallbacksConfig,
 }
 
 impl Default for WorkerConfig {
@@ -101,6 +104,7 @@ impl Default for WorkerConfig {
                 ..SchedulerConfig::default()
             },
             metrics_listen: "0.0.0.0:9464".into(),
+            callbacks: CallbacksConfig::default(),
         }
     }
 }
@@ -170,10 +174,22 @@ impl WorkerConfig {
                 }
             }
         }
+        errs.extend(self.callbacks.validate());
         if errs.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(errs))
+        }
+    }
+
+    /// The key that opens sealed secrets (account credentials, callback secrets): the
+    /// configured one, or in dev mode the published dev key. Checked by
+    /// [`WorkerConfig::validate_jobs`] for the real worker.
+    pub fn sealing_key(&self) -> Option<EncryptionKey> {
+        match &self.encryption_key {
+            None if self.dev_mode => EncryptionKey::parse(drover::crypto::DEV_ENCRYPTION_KEY).ok(),
+            None => None,
+            Some(k) => EncryptionKey::parse(k.expose_secret()).ok(),
         }
     }
 

@@ -41,11 +41,13 @@ use serde::Deserialize;
 use crate::auth::{KeyRing, Role};
 
 mod accounts;
+mod callbacks;
 mod keys;
 mod schedules;
 mod server;
 mod streams;
 pub use accounts::{AccountsConfig, DEV_TOKEN_URL};
+pub use callbacks::CallbacksConfig;
 pub use keys::KeyEntry;
 pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
@@ -113,6 +115,8 @@ pub struct ApiConfig {
     pub scheduler: SchedulerConfig,
     /// What one account's schedules may cost: how many, and how often each fires.
     pub schedules: SchedulesConfig,
+    /// Completion callbacks beyond each key's own hosts and secret.
+    pub callbacks: CallbacksConfig,
 }
 
 /// The key accepted in `dev_mode`, documented so local tools can use it.
@@ -191,6 +195,7 @@ impl Default for ApiConfig {
             resilience: ResilienceConfig::default(),
             scheduler: SchedulerConfig::default(),
             schedules: SchedulesConfig::default(),
+            callbacks: CallbacksConfig::default(),
         }
     }
 }
@@ -408,8 +413,9 @@ impl ApiConfig {
                     Some(parsed)
                 }
             };
+            let callbacks = callbacks::grant(k, &at, errs);
             if let Some(hash) = hash {
-                if let Err(e) = ring.add(&k.name, hash, k.role, accounts) {
+                if let Err(e) = ring.add_with_callbacks(&k.name, hash, k.role, accounts, callbacks) {
                     errs.push(format!("{at}: {e}"));
                 }
             }
@@ -431,6 +437,11 @@ impl ApiConfig {
             }
         }
         ring
+    }
+
+    /// Whether a job's `callback_url` may be `http://`: in dev mode, or when asked for.
+    pub fn callbacks_allow_http(&self) -> bool {
+        self.dev_mode || self.callbacks.allow_http
     }
 
     /// Dev mode makes the published [`DEV_KEY`] an admin for every account: allowed only
@@ -466,6 +477,8 @@ mod tests {
             key_sha256: hex::encode(crate::auth::sha256(name.as_bytes())),
             role,
             accounts: None,
+            callback_hosts: None,
+            callback_secret: None,
         }
     }
 
@@ -506,6 +519,8 @@ mod tests {
                 key_sha256: "abc".into(),
                 role: Role::Read,
                 accounts: Some(vec!["bad account".into()]),
+                callback_hosts: None,
+                callback_secret: None,
             }],
             ..Default::default()
         };
@@ -563,6 +578,8 @@ mod tests {
                     key_sha256: hex::encode(crate::auth::sha256(DEV_KEY.as_bytes())),
                     role: Role::Admin,
                     accounts: None,
+                    callback_hosts: None,
+                    callback_secret: None,
                 },
             ],
             encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),

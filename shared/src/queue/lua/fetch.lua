@@ -37,7 +37,7 @@ end
 local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk)
 for _, id in ipairs(expired) do
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb')
+  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb', 'cb')
   if not f[1] then
     redis.call('ZREM', P .. 'active', id)
   elseif f[7] ~= f[6] then
@@ -71,9 +71,9 @@ for _, id in ipairs(expired) do
     local err_json = cjson.encode(err)
     redis.call('HSET', key, 'w', '', 'sx', '')
     if f[3] == '1' then
-      finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}')
+      finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}', f[11])
     elseif tonumber(f[1]) >= tonumber(f[2]) then
-      finish(id, 'dead', now, 'er', err_json)
+      finish(id, 'dead', now, 'er', err_json, f[11])
     else
       redis.call('HSET', key, 'er', err_json, 'ls', '')
       queue_ready(id, now, true)
@@ -109,10 +109,10 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         local id = popped[i]
         off_ready[#off_ready + 1] = id
         local key = P .. 'job:' .. id
-        local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx')
+        local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
         if f[7] == '1' then
           -- a cancel that arrived while it was handed back: it ends here, unrun
-          finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}')
+          finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}', f[8])
           cancelled[#cancelled + 1] = now
           cancelled[#cancelled + 1] = id
         elseif f[2] then
@@ -131,6 +131,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
           leases[#leases + 1] = id
           f[3] = at
           f[7] = now
+          f[8] = nil -- the callback URL stays in Redis
           jobs[#jobs + 1] = id
           jobs[#jobs + 1] = token
           jobs[#jobs + 1] = f

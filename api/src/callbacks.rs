@@ -76,7 +76,9 @@ mod tests {
     #[test]
     fn a_url_on_an_allowed_host_gets_the_keys_secret_sealed_for_the_job() {
         let p = policy(false);
-        let cb = p.callback("https://hooks.acme.com/x", &tenant(&["hooks.acme.com"]), JobKind::Sync).unwrap();
+        let cb = p
+            .callback("https://hooks.acme.com/x", &tenant(&["hooks.acme.com"]), JobKind::Sync)
+            .unwrap();
         assert_eq!(cb.job_id.kind(), JobKind::Sync);
         let opened = p.sealer.open(&cb.job_id, &cb.url, &cb.sealed_secret).unwrap();
         assert_eq!(secrecy::ExposeSecret::expose_secret(&opened), "s".repeat(32));

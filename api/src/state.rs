@@ -111,7 +111,9 @@ impl AppState {
 
     /// Accept `callback_url` under `policy`. Set while building, before the state is shared.
     pub fn with_callbacks(mut self, policy: crate::callbacks::CallbackPolicy) -> Self {
-        Arc::get_mut(&mut self.0).expect("callbacks are set before the state is shared").callbacks = Some(policy);
+        Arc::get_mut(&mut self.0)
+            .expect("callbacks are set before the state is shared")
+            .callbacks = Some(policy);
         self
     }
 

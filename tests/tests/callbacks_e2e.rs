@@ -41,7 +41,11 @@ struct Receiver {
     _server: tokio::task::JoinHandle<()>,
 }
 
-async fn hook(State((behaviour, seen)): State<(Behaviour, Arc<Mutex<Vec<Received>>>)>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn hook(
+    State((behaviour, seen)): State<(Behaviour, Arc<Mutex<Vec<Received>>>)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     seen.lock().unwrap().push(Received {
         headers,
         body: body.to_vec(),
@@ -202,7 +206,10 @@ async fn a_finished_job_is_delivered_once_with_a_signature_the_receiver_verifies
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["delivery_id"], format!("{id}:1"));
     assert_eq!(r.headers["drover-delivery"].to_str().unwrap(), format!("{id}:1"));
-    assert_eq!((body["job_id"].as_str(), body["kind"].as_str()), (Some(id.as_str()), Some("cleanup")));
+    assert_eq!(
+        (body["job_id"].as_str(), body["kind"].as_str()),
+        (Some(id.as_str()), Some("cleanup"))
+    );
     assert_eq!((body["state"].as_str(), body["attempts"].as_u64()), (Some("succeeded"), Some(1)));
     assert_eq!(body["account"], "t.ok");
     assert!(body["ended_at"].is_string() && body.get("error").is_none(), "{body}");
@@ -218,17 +225,27 @@ async fn a_finished_job_is_delivered_once_with_a_signature_the_receiver_verifies
     let sig = r.headers["drover-signature"].to_str().unwrap();
     assert!(!shown.contains(SECRET) && !shown.contains(&sig[3..]), "{shown}");
     let log = w.log();
-    assert!(!log.contains(SECRET) && !log.contains(&sig[3..]), "the worker logs neither secret nor signature");
+    assert!(
+        !log.contains(SECRET) && !log.contains(&sig[3..]),
+        "the worker logs neither secret nor signature"
+    );
 }
 
 #[tokio::test]
 async fn an_http_callback_url_is_refused_outside_dev_mode() {
-    let app = spawn_app_with(Durability::None, |c: &mut ApiConfig| c.keys.push(hooks_key(&["hooks.acme.example"]))).await;
-    let res = app.submit(HOOKS, &job_with_callback("ok", "http://hooks.acme.example/drover")).await;
+    let app = spawn_app_with(Durability::None, |c: &mut ApiConfig| {
+        c.keys.push(hooks_key(&["hooks.acme.example"]))
+    })
+    .await;
+    let res = app
+        .submit(HOOKS, &job_with_callback("ok", "http://hooks.acme.example/drover"))
+        .await;
     let p = problem(res, 422).await;
     assert_eq!(fields(&p), vec!["callback_url"]);
     assert!(p.to_string().contains("https"), "{p}");
-    let ok = app.submit(HOOKS, &job_with_callback("ok", "https://hooks.acme.example/drover")).await;
+    let ok = app
+        .submit(HOOKS, &job_with_callback("ok", "https://hooks.acme.example/drover"))
+        .await;
     assert_eq!(ok.status(), 202);
 }
 
@@ -268,7 +285,10 @@ async fn a_host_that_resolves_to_loopback_is_refused_at_delivery_and_the_receive
     let cb = callback_when(&app, &id, "failed", Duration::from_secs(15)).await;
     let tries = cb["deliveries"].as_array().unwrap();
     assert_eq!(tries.len(), 1, "a refused target is not tried again: {cb}");
-    assert_eq!((tries[0]["result"].as_str(), tries[0]["error"].as_str()), (Some("gave_up"), Some("refused_target")));
+    assert_eq!(
+        (tries[0]["result"].as_str(), tries[0]["error"].as_str()),
+        (Some("gave_up"), Some("refused_target"))
+    );
     assert!(tries[0]["message"].as_str().unwrap().contains("loopback"), "{cb}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.seen().is_empty(), "no request reached the receiver");
@@ -283,7 +303,10 @@ async fn a_redirecting_receiver_is_not_followed() {
     let id = submit_hooked(&app, &job_with_callback("ok", &redirector.url())).await;
     let cb = callback_when(&app, &id, "failed", Duration::from_secs(15)).await;
     let tries = cb["deliveries"].as_array().unwrap();
-    assert_eq!((tries[0]["status"].as_u64(), tries[0]["error"].as_str()), (Some(302), Some("redirect")));
+    assert_eq!(
+        (tries[0]["status"].as_u64(), tries[0]["error"].as_str()),
+        (Some(302), Some("redirect"))
+    );
     assert_eq!(redirector.seen().len(), 1);
     assert!(target.seen().is_empty(), "the redirect's target got nothing");
 }
@@ -326,7 +349,10 @@ async fn a_slow_receiver_does_not_delay_the_next_jobs_start_with_one_job_slot() 
     let (_, a) = app.job(HOOKS, &first).await;
     let at = |v: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(v[f].as_str().unwrap()).unwrap();
     let gap = at(&done, "started_at") - at(&a, "finished_at");
-    assert!(gap < chrono::Duration::seconds(2), "the second job started {gap} after the first ended");
+    assert!(
+        gap < chrono::Duration::seconds(2),
+        "the second job started {gap} after the first ended"
+    );
     assert_eq!(receiver.seen().len(), 1, "the slow delivery was under way meanwhile");
     assert_ne!(a["callback"]["status"], "delivered", "and had not finished");
 }

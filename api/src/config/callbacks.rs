@@ -33,7 +33,9 @@ pub(super) fn grant(k: &KeyEntry, at: &str, errs: &mut Vec<String>) -> Option<Ca
     let hosts = match &k.callback_hosts {
         None => None,
         Some(list) if list.is_empty() => {
-            errs.push(format!("{at}: callback_hosts is an empty list; leave it out if the key makes no callbacks"));
+            errs.push(format!(
+                "{at}: callback_hosts is an empty list; leave it out if the key makes no callbacks"
+            ));
             None
         }
         Some(list) => {
@@ -56,7 +58,9 @@ pub(super) fn grant(k: &KeyEntry, at: &str, errs: &mut Vec<String>) -> Option<Ca
             None
         }
         (None, Some(_)) => {
-            errs.push(format!("{at}: callback_secret needs callback_hosts, the hosts its callbacks may call"));
+            errs.push(format!(
+                "{at}: callback_secret needs callback_hosts, the hosts its callbacks may call"
+            ));
             None
         }
         (Some(hosts), Some(secret)) => {

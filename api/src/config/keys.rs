@@ -119,14 +119,16 @@ mod tests {
     fn a_compact_key_string_may_carry_callback_hosts_and_a_secret_that_holds_colons() {
         use secrecy::ExposeSecret;
         let hash = "a".repeat(64);
-        let e: KeyEntry =
-            serde_json::from_value(serde_json::json!(format!("portal:submit:{hash}:*:hooks.acme.com;*.acme.io:whsec:a:b"))).unwrap();
+        let e: KeyEntry = serde_json::from_value(serde_json::json!(format!(
+            "portal:submit:{hash}:*:hooks.acme.com;*.acme.io:whsec:a:b"
+        )))
+        .unwrap();
         assert_eq!(e.accounts, None, "* is every account");
+        assert_eq!(e.callback_hosts, Some(vec!["hooks.acme.com".to_owned(), "*.acme.io".to_owned()]));
         assert_eq!(
-            e.callback_hosts,
-            Some(vec!["hooks.acme.com".to_owned(), "*.acme.io".to_owned()])
+            e.callback_secret.as_ref().map(|s| s.expose_secret().to_owned()).as_deref(),
+            Some("whsec:a:b")
         );
-        assert_eq!(e.callback_secret.as_ref().map(|s| s.expose_secret().to_owned()).as_deref(), Some("whsec:a:b"));
         assert!(!format!("{e:?}").contains("whsec"), "Debug must not show the secret");
     }
 

@@ -16,9 +16,7 @@ impl HostPattern {
             Some(rest) => (true, rest.to_owned()),
             None => (false, s),
         };
-        let label_ok = |l: &str| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
+        let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         let is_ip = name.parse::<std::net::IpAddr>().is_ok();
         if name.is_empty() || name.len() > 253 || !(is_ip || name.split('.').all(label_ok)) || (below && is_ip) {
             return Err(format!(

@@ -7,15 +7,19 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The signature header's value for one try.
 pub fn sign(secret: &[u8], timestamp: i64, delivery_id: &str, body: &[u8]) -> String {
-    format!("v1={}", hex::encode(mac(secret, timestamp, delivery_id, body).finalize().into_bytes()))
+    format!(
+        "v1={}",
+        hex::encode(mac(secret, timestamp, delivery_id, body).finalize().into_bytes())
+    )
 }
 
 /// Whether `header` carries a valid `v1=` signature (constant-time comparison). What a
 /// receiver does, here for tests and as the reference for the recipe.
 pub fn verify(secret: &[u8], timestamp: i64, delivery_id: &str, body: &[u8], header: &str) -> bool {
-    header.split(',').filter_map(|p| p.trim().strip_prefix("v1=")).any(|hexsig| {
-        hex::decode(hexsig).is_ok_and(|sig| mac(secret, timestamp, delivery_id, body).verify_slice(&sig).is_ok())
-    })
+    header
+        .split(',')
+        .filter_map(|p| p.trim().strip_prefix("v1="))
+        .any(|hexsig| hex::decode(hexsig).is_ok_and(|sig| mac(secret, timestamp, delivery_id, body).verify_slice(&sig).is_ok()))
 }
 
 fn mac(secret: &[u8], timestamp: i64, delivery_id: &str, body: &[u8]) -> HmacSha256 {

@@ -92,7 +92,9 @@ mod tests {
 
     #[test]
     fn http_is_refused_unless_allowed_and_other_schemes_always() {
-        assert!(CallbackUrl::parse("http://hooks.example.com/x", false).unwrap_err().contains("https"));
+        assert!(CallbackUrl::parse("http://hooks.example.com/x", false)
+            .unwrap_err()
+            .contains("https"));
         assert!(CallbackUrl::parse("http://hooks.example.com/x", true).is_ok());
         assert!(CallbackUrl::parse("ftp://hooks.example.com/x", true).is_err());
         assert!(CallbackUrl::parse("file:///etc/passwd", true).is_err());

@@ -40,8 +40,8 @@ impl CallbackStore for RedisStore {
         let mut out = Vec::with_capacity(claimed.len());
         for entry in claimed {
             let f: Vec<String> = redis::from_redis_value(entry).map_err(protocol)?;
-            let [id, token, try_number, delivery_id, url, sealed, ended, account] = <[String; 8]>::try_from(f)
-                .map_err(|f| protocol(format!("a claimed delivery had {} fields", f.len())))?;
+            let [id, token, try_number, delivery_id, url, sealed, ended, account] =
+                <[String; 8]>::try_from(f).map_err(|f| protocol(format!("a claimed delivery had {} fields", f.len())))?;
             let job_id: JobId = id.parse().map_err(protocol)?;
             out.push(DueCallback {
                 job_id,

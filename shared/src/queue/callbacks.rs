@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::StoreError;
-use crate::callback::{DeliveryRecord, Ended};
 pub use crate::callback::{CallbackStatus, JobCallback};
+use crate::callback::{DeliveryRecord, Ended};
 use crate::job::{JobId, JobKind};
 
 /// The callback a new job carries. Its id is chosen before the enqueue because the

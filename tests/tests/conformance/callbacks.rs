@@ -53,11 +53,29 @@ pub async fn a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with
 
     let jobs = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
     let by_id = |id: &JobId| jobs.iter().find(|l| &l.id == id).unwrap().clone();
-    settle(&store, &by_id(&succeeded), SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
-    settle(&store, &by_id(&dead), SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    settle(
+        &store,
+        &by_id(&succeeded),
+        SettleAction::Succeeded(json!({})),
+        AttemptOutcome::Succeeded,
+    )
+    .await;
+    settle(
+        &store,
+        &by_id(&dead),
+        SettleAction::Dead(err(ErrorClass::Permanent)),
+        AttemptOutcome::Failed,
+    )
+    .await;
     store.cancel(&cancelled).await.unwrap();
     // reclaimed to dead: its one attempt was lost with its worker
-    let l = store.fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(100)).await.unwrap().jobs.pop().unwrap();
+    let l = store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .unwrap();
     assert_eq!(l.id, lost);
     tokio::time::sleep(Duration::from_millis(130)).await;
     store.fetch(JobKind::Cleanup, "w2", 0, LEASE).await.unwrap();
@@ -72,7 +90,10 @@ pub async fn a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with
     let ended = |id: &JobId| {
         let d = due.iter().find(|d| &d.job_id == id).unwrap_or_else(|| panic!("{id} is due"));
         assert_eq!(d.delivery_id, format!("{id}:1"));
-        assert_eq!((d.try_number, d.url.as_str(), d.sealed_secret.as_slice()), (1, "https://hooks.example.com/drover", &[1u8, 2, 3][..]));
+        assert_eq!(
+            (d.try_number, d.url.as_str(), d.sealed_secret.as_slice()),
+            (1, "https://hooks.example.com/drover", &[1u8, 2, 3][..])
+        );
         assert_eq!(d.account.as_deref(), Some("a1"));
         d.ended.clone().unwrap()
     };
@@ -82,7 +103,10 @@ pub async fn a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with
     let d = ended(&dead);
     assert_eq!((d.state, d.error.map(|e| e.class)), (JobState::Dead, Some(ErrorClass::Permanent)));
     let c = ended(&cancelled);
-    assert_eq!((c.state, c.attempts, c.error.map(|e| e.class)), (JobState::Cancelled, 0, Some(ErrorClass::Cancelled)));
+    assert_eq!(
+        (c.state, c.attempts, c.error.map(|e| e.class)),
+        (JobState::Cancelled, 0, Some(ErrorClass::Cancelled))
+    );
     let r = ended(&lost);
     assert_eq!((r.state, r.error.map(|e| e.class)), (JobState::Dead, Some(ErrorClass::Lost)));
     assert_eq!(callback_of(&store, &succeeded).await.status, CallbackStatus::Pending);
@@ -94,7 +118,16 @@ pub async fn a_cancel_requested_during_a_run_delivers_once_the_run_ends<S: JobSt
     assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
     assert!(claim_all(&store, "w1").await.is_empty(), "it has not ended yet");
     let error = err(ErrorClass::Transient);
-    settle(&store, &l, SettleAction::Retry { delay: Duration::from_secs(1), error }, AttemptOutcome::Failed).await;
+    settle(
+        &store,
+        &l,
+        SettleAction::Retry {
+            delay: Duration::from_secs(1),
+            error,
+        },
+        AttemptOutcome::Failed,
+    )
+    .await;
     let due = claim_all(&store, "w1").await;
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].ended.as_ref().unwrap().state, JobState::Cancelled);
@@ -103,7 +136,10 @@ pub async fn a_cancel_requested_during_a_run_delivers_once_the_run_ends<S: JobSt
 pub async fn a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out<S: JobStore + CallbackStore>(store: S) {
     let id = enqueue(&store, with_callback("a1")).await;
     store.cancel(&id).await.unwrap();
-    let (first, _) = store.claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(150), 8).await.unwrap();
+    let (first, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(150), 8)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     let (none, wait) = store.claim_callbacks(JobKind::Cleanup, "w2", 10, CLAIM, 8).await.unwrap();
     assert!(none.is_empty(), "a claimed try is not handed to a second worker");
@@ -111,12 +147,18 @@ pub async fn a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out
     tokio::time::sleep(Duration::from_millis(200)).await;
     let again = claim_all(&store, "w2").await;
     assert_eq!(again.len(), 1, "a claim that ran out unrecorded is due again");
-    assert_eq!((again[0].try_number, again[0].delivery_id.as_str()), (2, first[0].delivery_id.as_str()));
+    assert_eq!(
+        (again[0].try_number, again[0].delivery_id.as_str()),
+        (2, first[0].delivery_id.as_str())
+    );
     let history = callback_of(&store, &id).await.deliveries;
     assert_eq!(history.len(), 1);
     assert_eq!((history[0].result, history[0].try_number), (DeliveryResult::Lost, 1));
     // the first worker's late answer is history only: the schedule is the second's
-    let late = store.record_callback(&first[0], &record(&first[0], DeliveryResult::Delivered, Some(200)), None, true).await.unwrap();
+    let late = store
+        .record_callback(&first[0], &record(&first[0], DeliveryResult::Delivered, Some(200)), None, true)
+        .await
+        .unwrap();
     assert_eq!(late, Recorded::Stale);
     assert_eq!(callback_of(&store, &id).await.status, CallbackStatus::Pending);
 }
@@ -126,7 +168,10 @@ pub async fn a_failed_try_comes_due_again_and_a_delivered_one_ends_the_delivery<
     store.cancel(&id).await.unwrap();
     let due = claim_all(&store, "w1").await.pop().unwrap();
     let next = Some(Duration::from_millis(150));
-    let r = store.record_callback(&due, &record(&due, DeliveryResult::Failed, Some(503)), next, false).await.unwrap();
+    let r = store
+        .record_callback(&due, &record(&due, DeliveryResult::Failed, Some(503)), next, false)
+        .await
+        .unwrap();
     assert_eq!(r, Recorded::Applied);
     let cb = callback_of(&store, &id).await;
     assert_eq!(cb.status, CallbackStatus::Pending);
@@ -135,7 +180,10 @@ pub async fn a_failed_try_comes_due_again_and_a_delivered_one_ends_the_delivery<
     tokio::time::sleep(Duration::from_millis(200)).await;
     let second = claim_all(&store, "w1").await.pop().expect("due again");
     assert_eq!(second.try_number, 2);
-    store.record_callback(&second, &record(&second, DeliveryResult::Delivered, Some(204)), None, true).await.unwrap();
+    store
+        .record_callback(&second, &record(&second, DeliveryResult::Delivered, Some(204)), None, true)
+        .await
+        .unwrap();
     let cb = callback_of(&store, &id).await;
     assert_eq!(cb.status, CallbackStatus::Delivered);
     assert_eq!(cb.next_try_at, None);
@@ -149,10 +197,23 @@ pub async fn a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_tr
     let id = enqueue(&store, with_callback("a1")).await;
     store.cancel(&id).await.unwrap();
     for _ in 0..2 {
-        assert_eq!(store.claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(20), 2).await.unwrap().0.len(), 1);
+        assert_eq!(
+            store
+                .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(20), 2)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    assert!(store.claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 2).await.unwrap().0.is_empty());
+    assert!(store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 2)
+        .await
+        .unwrap()
+        .0
+        .is_empty());
     let cb = callback_of(&store, &id).await;
     assert_eq!(cb.status, CallbackStatus::Failed);
     assert_eq!(cb.deliveries.last().map(|d| d.result), Some(DeliveryResult::GaveUp));
@@ -162,7 +223,10 @@ pub async fn a_replayed_job_that_ends_again_gets_a_delivery_of_its_own<S: JobSto
     let id = enqueue(&store, with_callback("a1")).await;
     store.cancel(&id).await.unwrap();
     let first = claim_all(&store, "w1").await.pop().unwrap();
-    store.record_callback(&first, &record(&first, DeliveryResult::Delivered, Some(200)), None, true).await.unwrap();
+    store
+        .record_callback(&first, &record(&first, DeliveryResult::Delivered, Some(200)), None, true)
+        .await
+        .unwrap();
     assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
     let l = fetch_one(&store, "w1").await.unwrap();
     settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;

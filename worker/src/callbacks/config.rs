@@ -55,7 +55,10 @@ impl CallbacksConfig {
             errs.push(format!("worker.callbacks.concurrency = {} is more than 1000", self.concurrency));
         }
         if !(100..=120_000).contains(&self.timeout_ms) {
-            errs.push(format!("worker.callbacks.timeout_ms = {} must be between 100 and 120000", self.timeout_ms));
+            errs.push(format!(
+                "worker.callbacks.timeout_ms = {} must be between 100 and 120000",
+                self.timeout_ms
+            ));
         }
         if !(1..=50).contains(&self.max_tries) {
             errs.push(format!("worker.callbacks.max_tries = {} must be between 1 and 50", self.max_tries));

@@ -134,7 +134,10 @@ impl Deliverer {
                 let verdict = Verdict::of_status(status);
                 let (error, message) = match status {
                     200..=299 => (None, None),
-                    300..=399 => (Some("redirect"), Some("the receiver redirected; redirects are not followed".to_owned())),
+                    300..=399 => (
+                        Some("redirect"),
+                        Some("the receiver redirected; redirects are not followed".to_owned()),
+                    ),
                     _ => (None, None),
                 };
                 tried(verdict, Some(status), error, message, host)

@@ -90,7 +90,10 @@ pub async fn run<S: CallbackStore>(store: S, deliverer: Deliverer, config: Callb
     // Tries in flight are bounded by the timeout; one not recorded by then is tried
     // again by whichever worker claims it after its lease.
     let drain = async { while tries.join_next().await.is_some() {} };
-    if tokio::time::timeout(config.timeout() + Duration::from_secs(1), drain).await.is_err() {
+    if tokio::time::timeout(config.timeout() + Duration::from_secs(1), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("callback deliveries: tries still in flight at shutdown are left to their lease");
     }
     tracing::info!("callback deliveries stopped");

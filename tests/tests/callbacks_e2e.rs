@@ -232,6 +232,21 @@ async fn a_finished_job_is_delivered_once_with_a_signature_the_receiver_verifies
 }
 
 #[tokio::test]
+async fn the_openapi_document_describes_callback_url_and_the_delivery_history() {
+    let app = spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["SubmitJob"]["properties"]["callback_url"]["maxLength"], 2048);
+    assert!(schemas["JobView"]["properties"]["callback"].is_object());
+    for field in ["url", "status", "next_try_at", "deliveries"] {
+        assert!(schemas["CallbackView"]["properties"][field].is_object(), "CallbackView.{field}");
+    }
+    for field in ["delivery_id", "try", "at", "result", "status", "error", "duration_ms"] {
+        assert!(schemas["DeliveryView"]["properties"][field].is_object(), "DeliveryView.{field}");
+    }
+}
+
+#[tokio::test]
 async fn an_http_callback_url_is_refused_outside_dev_mode() {
     let app = spawn_app_with(Durability::None, |c: &mut ApiConfig| {
         c.keys.push(hooks_key(&["hooks.acme.example"]))

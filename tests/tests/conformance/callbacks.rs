@@ -228,6 +228,9 @@ pub async fn a_replayed_job_that_ends_again_gets_a_delivery_of_its_own<S: JobSto
         .await
         .unwrap();
     assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let cb = callback_of(&store, &id).await;
+    assert_eq!(cb.status, CallbackStatus::Waiting, "a replayed job waits for its new ending");
+    assert_eq!(cb.deliveries.len(), 1, "the earlier delivery stays in the history");
     let l = fetch_one(&store, "w1").await.unwrap();
     settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
     let second = claim_all(&store, "w1").await.pop().expect("the second ending is due");

@@ -390,3 +390,22 @@ async fn a_cancelled_job_is_delivered_too() {
     assert_eq!(body["error"]["class"], "cancelled");
     assert!(signature_is_valid(&seen[0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_callback_try_in_flight_finish_and_record_it() {
+    let receiver = Receiver::start(Behaviour::Sleep(Duration::from_secs(2))).await;
+    let app = app_with_hooks(&["127.0.0.1"]).await;
+    let mut w = worker(&app, true, &[]);
+    let id = submit_hooked(&app, &job_with_callback("ok", &receiver.url())).await;
+    wait_for("the try to reach the receiver", Duration::from_secs(15), async || {
+        (!receiver.seen().is_empty()).then_some(())
+    })
+    .await;
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    let code = w.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "the worker stops within the try's timeout:\n{}", w.log());
+    assert!(w.log().contains("callback deliveries stopped"));
+    let (_, job) = app.job(HOOKS, &id).await;
+    assert_eq!(job["callback"]["status"], "delivered", "{job}");
+    assert_eq!(receiver.seen().len(), 1);
+}

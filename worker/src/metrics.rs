@@ -33,7 +33,7 @@ pub const COOLDOWNS_ENTERED: &str = "drover_cooldowns_entered_total";
 /// Report calls refused without being sent because the account was cooling down.
 pub const COOLDOWN_REFUSALS: &str = "drover_cooldown_refusals_total";
 
-/// Callback delivery tries, by result: `delivered`, `failed` (tried again later) or
+/// Callback delivery tries, by outcome: `delivered`, `failed` (tried again later) or
 /// `gave_up`.
 pub const CALLBACK_DELIVERIES: &str = "drover_callback_deliveries_total";
 /// How long one callback try took, answer or not.
@@ -68,7 +68,7 @@ pub(crate) fn callback_tried(result: drover::callback::DeliveryResult, took: Dur
         drover::callback::DeliveryResult::GaveUp => "gave_up",
         drover::callback::DeliveryResult::Lost => "lost",
     };
-    counter!(CALLBACK_DELIVERIES, "result" => result).increment(1);
+    counter!(CALLBACK_DELIVERIES, "outcome" => result).increment(1);
     histogram!(CALLBACK_DURATION).record(took.as_secs_f64());
 }
 

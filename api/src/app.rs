@@ -103,7 +103,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     let reads = ReadGuards { streams, cursors };
     let callbacks = crate::callbacks::CallbackPolicy {
         allow_http: config.callbacks_allow_http(),
-        allow_private_targets: config.callbacks.allow_private_targets,
+        allow_private_targets: config.callbacks_allow_private_targets(),
         sealer: drover::callback::seal::CallbackSealer::new(&valid.key),
     };
     let state = AppState::new(store, valid.keys, limiter, Metrics::new(), limits, accounts, reads).with_callbacks(callbacks);

@@ -66,7 +66,8 @@ pub struct WorkerConfig {
     /// Base64 of the 32-byte AES-256-GCM key that seals account credentials (the same
     /// key the API uses). Required outside dev mode, and never the published dev key.
     pub encryption_key: Option<SecretString>,
-    /// Allows the published dev encryption key (local demo and tests only).
+    /// Allows the published dev encryption key, and callbacks to this machine over http
+    /// (local demo and tests only).
     pub dev_mode: bool,
     pub marketplace: MarketplaceConfig,
     pub resilience: ResilienceConfig,

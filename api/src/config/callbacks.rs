@@ -25,6 +25,18 @@ pub struct CallbacksConfig {
     pub allow_private_targets: bool,
 }
 
+/// The dev key's callbacks in dev mode: this machine's loopback names, signed with the
+/// published [`drover::callback::DEV_CALLBACK_SECRET`].
+pub(super) fn dev_grant() -> CallbackGrant {
+    CallbackGrant {
+        hosts: ["localhost", "127.0.0.1", "::1"]
+            .into_iter()
+            .map(|h| HostPattern::parse(h).expect("loopback names are host patterns"))
+            .collect(),
+        secret: drover::callback::DEV_CALLBACK_SECRET.into(),
+    }
+}
+
 /// Shortest callback secret accepted: HMAC keys should be as strong as the hash.
 const MIN_CALLBACK_SECRET: usize = 32;
 

@@ -432,7 +432,7 @@ impl ApiConfig {
         }
         if self.dev_mode {
             self.check_dev_mode(errs);
-            if let Err(e) = ring.add("dev", dev_hash, Role::Admin, None) {
+            if let Err(e) = ring.add_with_callbacks("dev", dev_hash, Role::Admin, None, Some(callbacks::dev_grant())) {
                 errs.push(format!("api.dev_mode: {e}"));
             }
         }
@@ -442,6 +442,12 @@ impl ApiConfig {
     /// Whether a job's `callback_url` may be `http://`: in dev mode, or when asked for.
     pub fn callbacks_allow_http(&self) -> bool {
         self.dev_mode || self.callbacks.allow_http
+    }
+
+    /// Whether a job's `callback_url` may be a non-public IP literal: in dev mode (the
+    /// dev key calls back to this machine), or when asked for.
+    pub fn callbacks_allow_private_targets(&self) -> bool {
+        self.dev_mode || self.callbacks.allow_private_targets
     }
 
     /// Dev mode makes the published [`DEV_KEY`] an admin for every account: allowed only
@@ -504,7 +510,12 @@ mod tests {
             listen: "127.0.0.1:8080".into(),
             ..Default::default()
         };
-        assert_eq!(dev.validate().unwrap().keys.len(), 1);
+        let ring = dev.validate().unwrap().keys;
+        assert_eq!(ring.len(), 1);
+        let dev_key = ring.authenticate(&SecretString::from(DEV_KEY)).unwrap();
+        let grant = dev_key.callbacks.as_ref().expect("the dev key may call back");
+        assert!(grant.hosts.iter().any(|h| h.matches("localhost")) && grant.hosts.iter().any(|h| h.matches("127.0.0.1")));
+        assert!(dev.callbacks_allow_http() && dev.callbacks_allow_private_targets());
     }
 
     #[test]

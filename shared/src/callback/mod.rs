@@ -21,3 +21,7 @@ pub use hosts::HostPattern;
 pub use record::{CallbackStatus, DeliveryBody, DeliveryRecord, DeliveryResult, Ended, JobCallback};
 pub use retry::{RetrySchedule, Verdict};
 pub use url::CallbackUrl;
+
+/// The dev key's callback secret in dev mode: published like the dev key itself, so a
+/// local receiver can verify signatures with nothing configured. Never outside dev mode.
+pub const DEV_CALLBACK_SECRET: &str = "drover-dev-callback-secret-published-do-not-use";

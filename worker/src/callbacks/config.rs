@@ -11,6 +11,9 @@
 //! allow_private_targets = false # loopback/private/link-local/… addresses (tests only)
 //! allow_http = false            # http:// URLs (tests only; the API decides what it accepts)
 //! ```
+//!
+//! `worker.dev_mode` turns on both `allow_*` settings: the dev key's callbacks go to
+//! this machine over http.
 use std::time::Duration;
 
 use drover::callback::RetrySchedule;

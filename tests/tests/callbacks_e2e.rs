@@ -294,7 +294,7 @@ async fn a_host_outside_the_keys_allowlist_is_refused_without_naming_other_keys(
 async fn a_host_that_resolves_to_loopback_is_refused_at_delivery_and_the_receiver_sees_nothing() {
     let receiver = Receiver::start(Behaviour::Answer(204)).await;
     let app = app_with_hooks(&["localhost"]).await;
-    let _w = worker(&app, false, &[]);
+    let w = worker(&app, false, &[]);
     let url = format!("http://localhost:{}/hook", receiver.addr.port());
     let id = submit_hooked(&app, &job_with_callback("ok", &url)).await;
     let cb = callback_when(&app, &id, "failed", Duration::from_secs(15)).await;
@@ -307,6 +307,12 @@ async fn a_host_that_resolves_to_loopback_is_refused_at_delivery_and_the_receive
     assert!(tries[0]["message"].as_str().unwrap().contains("loopback"), "{cb}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.seen().is_empty(), "no request reached the receiver");
+    // Logged once, with the job and the host, never the URL's path.
+    let log = w.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("callback delivery failed")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains(&id) && lines[0].contains("localhost"), "{}", lines[0]);
+    assert!(!lines[0].contains("/hook"), "{}", lines[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,7 +55,7 @@ impl Events {
 
 fn worker_config(redis_url: &str) -> drover_worker::WorkerConfig {
     let mut c = drover_worker::WorkerConfig {
-        redis_url: redis_url.to_owned(),
+        redis_url: redis_url.to_owned().into(),
         heartbeat_ms: 100,
         lease_ms: 1000,
         idle_wait_ms: 100,

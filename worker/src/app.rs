@@ -15,6 +15,7 @@ use drover::db::accounts::AccountRepo;
 use drover::queue::RedisStore;
 use drover::resilience::Resilience;
 use drover::schedule::{AccountSource, ScheduleStore, Scheduler};
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
@@ -46,7 +47,7 @@ impl App {
     pub fn build(config: WorkerConfig) -> Result<Self, StartError> {
         let key = config.validate_jobs()?;
         let pool = drover::db::connect_lazy(&config.database)?;
-        let store = RedisStore::connect_lazy(&config.redis_url, &config.namespace, config.job_defaults())?;
+        let store = RedisStore::connect_lazy(config.redis_url.expose_secret(), &config.namespace, config.job_defaults())?;
         Ok(Self { config, key, pool, store })
     }
 

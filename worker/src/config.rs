@@ -49,7 +49,8 @@ pub struct RetryPolicies {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
-    pub redis_url: String,
+    /// May carry a password: never printed (Debug shows it redacted).
+    pub redis_url: SecretString,
     pub namespace: String,
     pub concurrency: Concurrency,
     pub lease_ms: u64,
@@ -66,9 +67,13 @@ pub struct WorkerConfig {
     /// Base64 of the 32-byte AES-256-GCM key that seals account credentials (the same
     /// key the API uses). Required outside dev mode, and never the published dev key.
     pub encryption_key: Option<SecretString>,
-    /// Allows the published dev encryption key, and callbacks to this machine over http
-    /// (local demo and tests only).
+    /// Allows the published dev encryption key, a plaintext marketplace and callbacks
+    /// to this machine over http (local demo and tests only): refused unless the
+    /// marketplace is a loopback simulator (or `dev_mode_allow_remote`).
     pub dev_mode: bool,
+    /// Allow dev mode against a simulator that is not on loopback: only for a simulator
+    /// in another container of a developer's machine (docker-compose.yml).
+    pub dev_mode_allow_remote: bool,
     pub marketplace: MarketplaceConfig,
     pub resilience: ResilienceConfig,
     pub jobs: JobsConfig,
@@ -83,7 +88,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: SecretString::from("redis://127.0.0.1:6379"),
             namespace: "drover".into(),
             concurrency: Concurrency::default(),
             lease_ms: 3000,
@@ -97,6 +102,7 @@ impl Default for WorkerConfig {
             database: DatabaseConfig::default(),
             encryption_key: None,
             dev_mode: false,
+            dev_mode_allow_remote: false,
             marketplace: MarketplaceConfig::default(),
             resilience: ResilienceConfig::default(),
             jobs: JobsConfig::default(),
@@ -128,8 +134,9 @@ impl WorkerConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errs = Vec::new();
-        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
-            errs.push(format!("worker.redis_url is not a valid Redis URL: {e}"));
+        if let Err(e) = redis::Client::open(self.redis_url.expose_secret()) {
+            // The parser's message never repeats the URL; its kind is enough.
+            errs.push(format!("worker.redis_url is not a valid Redis URL ({:?})", e.kind()));
         }
         if self.namespace.is_empty() || !self.namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             errs.push("worker.namespace must be non-empty letters, digits, '-' or '_'".into());
@@ -204,6 +211,7 @@ impl WorkerConfig {
         if let Err(e) = self.marketplace.validate() {
             errs.extend(e.into_iter().map(|m| format!("worker.marketplace: {m}")));
         }
+        self.check_marketplace_transport(&mut errs);
         if let Err(e) = self.resilience.validate() {
             errs.extend(e.into_iter().map(|m| format!("worker.resilience: {m}")));
         }
@@ -236,6 +244,43 @@ impl WorkerConfig {
         match key {
             Some(key) if errs.is_empty() => Ok(key),
             _ => Err(ConfigError::Invalid(errs)),
+        }
+    }
+
+    /// Credentials cross the wire to the marketplace: outside dev mode its URLs must be
+    /// https (the default is the local simulator's http URL, so a forgotten setting is
+    /// refused too). Dev mode opens credentials with the published key, so it runs only
+    /// against a simulator on loopback, or one in another container when allowed.
+    fn check_marketplace_transport(&self, errs: &mut Vec<String>) {
+        let m = &self.marketplace;
+        let urls = [("base_url", m.base_url.clone()), ("token_url", m.token_url())];
+        if self.dev_mode {
+            let url = reqwest::Url::parse(&m.base_url).ok();
+            let host = url.as_ref().and_then(|u| u.host_str()).unwrap_or("");
+            let loopback = host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback && !self.dev_mode_allow_remote {
+                errs.push(
+                    "worker.dev_mode = true opens credentials with the published dev key, but \
+                     worker.marketplace.base_url is not a loopback simulator: turn dev_mode off and give \
+                     worker.encryption_key (the API's key), or set worker.dev_mode_allow_remote for a \
+                     simulator in another container on your machine"
+                        .into(),
+                );
+            }
+        } else if !m.insecure_http {
+            for (name, url) in urls {
+                if !url.starts_with("https://") {
+                    errs.push(format!(
+                        "worker.marketplace.{name} must be https outside dev mode (refresh tokens travel \
+                         to it; the default is the local simulator's http URL): set SP-API's regional \
+                         host, or worker.marketplace.insecure_http = true for a local simulator"
+                    ));
+                }
+            }
         }
     }
 
@@ -333,10 +378,74 @@ mod tests {
         }
     }
 
+    const REAL_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn with_key() -> WorkerConfig {
+        WorkerConfig {
+            encryption_key: Some(REAL_KEY.to_owned().into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outside_dev_mode_the_marketplace_urls_must_be_set_and_https() {
+        // The default is the local simulator's plaintext URL: a forgotten setting must
+        // not send refresh tokens in cleartext to whatever listens there.
+        let msg = with_key().validate_jobs().unwrap_err().to_string();
+        assert!(msg.contains("worker.marketplace.base_url") && msg.contains("https"), "{msg}");
+        let mut c = with_key();
+        c.marketplace.base_url = "https://sellingpartnerapi-na.amazon.com".into();
+        c.marketplace.token_url = "http://token.example".into();
+        let msg = c.validate_jobs().unwrap_err().to_string();
+        assert!(msg.contains("worker.marketplace.token_url") && !msg.contains("base_url"), "{msg}");
+        c.marketplace.token_url = "https://api.amazon.com/auth/o2/token".into();
+        c.validate_jobs().unwrap();
+        let mut sim = with_key();
+        sim.marketplace.insecure_http = true;
+        sim.validate_jobs().unwrap();
+    }
+
+    #[test]
+    fn dev_mode_is_refused_against_a_marketplace_that_is_not_a_local_simulator() {
+        let mut c = WorkerConfig {
+            dev_mode: true,
+            ..Default::default()
+        };
+        c.marketplace.base_url = "https://sellingpartnerapi-na.amazon.com".into();
+        let msg = c.validate_jobs().unwrap_err().to_string();
+        assert!(msg.contains("worker.dev_mode") && msg.contains("loopback"), "{msg}");
+        c.marketplace.base_url = "http://simulator:9100".into();
+        assert!(
+            c.validate_jobs().is_err(),
+            "a simulator in another container needs the explicit opt-in"
+        );
+        c.dev_mode_allow_remote = true;
+        c.validate_jobs().unwrap();
+        let local = WorkerConfig {
+            dev_mode: true,
+            ..Default::default()
+        };
+        local.validate_jobs().unwrap();
+    }
+
+    #[test]
+    fn the_redis_url_and_its_password_are_never_printed() {
+        let c = WorkerConfig {
+            redis_url: "redis://:hunter2-secret@redis:6379".to_owned().into(),
+            ..Default::default()
+        };
+        assert!(!format!("{c:?}").contains("hunter2-secret"));
+        let bad = WorkerConfig {
+            redis_url: "nope://:hunter2-secret@x".to_owned().into(),
+            ..Default::default()
+        };
+        assert!(!bad.validate().unwrap_err().to_string().contains("hunter2-secret"));
+    }
+
     #[test]
     fn every_problem_is_reported_at_once() {
         let c = WorkerConfig {
-            redis_url: "nope://".into(),
+            redis_url: "nope://".to_owned().into(),
             fetch_batch: 0,
             ..Default::default()
         };

@@ -20,6 +20,7 @@ use std::future::Future;
 
 use drover::queue::{RedisStore, StoreError};
 use drover::runtime::Handler;
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 pub use config::WorkerConfig;
@@ -31,7 +32,7 @@ pub async fn run<H: Handler>(
     handler: H,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
-    let store = RedisStore::connect_lazy(&config.redis_url, &config.namespace, config.job_defaults())?;
+    let store = RedisStore::connect_lazy(config.redis_url.expose_secret(), &config.namespace, config.job_defaults())?;
     run_with(store, config, handler, shutdown).await
 }
 
@@ -58,7 +59,7 @@ pub async fn run_with<H: Handler>(
         let url = url.clone();
         let ns = ns.clone();
         let defaults = defaults.clone();
-        async move { RedisStore::connect(&url, &ns, defaults).await }
+        async move { RedisStore::connect(url.expose_secret(), &ns, defaults).await }
     };
     let ran = drover::runtime::run(store, connect, settings, handler, stop.clone().cancelled_owned()).await;
     stop.cancel();

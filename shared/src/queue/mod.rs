@@ -6,6 +6,7 @@ mod callback_store;
 pub mod callbacks;
 mod codec;
 mod fate;
+mod group_commit;
 mod keys;
 mod redis_store;
 mod scripts;

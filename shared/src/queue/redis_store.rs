@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
+use super::group_commit::{GroupCommit, Waiter};
 use super::{
     scripts, CancelOutcome, Cursor, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page,
     QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
@@ -45,6 +46,8 @@ pub struct RedisStore {
     defaults: Arc<JobDefaults>,
     /// One connection per kind for blocking waits, so they never stall other commands.
     waiters: Arc<[Mutex<Option<ConnectionManager>>; 3]>,
+    /// Single enqueues made at the same moment share one call.
+    group: Arc<GroupCommit>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -83,6 +86,7 @@ impl RedisStore {
             namespace: namespace.into(),
             defaults: Arc::new(defaults),
             waiters: Arc::new([Mutex::new(None), Mutex::new(None), Mutex::new(None)]),
+            group: Arc::default(),
         })
     }
 
@@ -97,6 +101,7 @@ impl RedisStore {
             namespace: namespace.into(),
             defaults: Arc::new(defaults),
             waiters: Arc::new([Mutex::new(None), Mutex::new(None), Mutex::new(None)]),
+            group: Arc::default(),
         })
     }
 
@@ -207,13 +212,74 @@ impl RedisStore {
         Ok((self.keys(kind), id, args))
     }
 
-    fn enqueue_call(&self, keys: &QueueKeys, jobs: &[Vec<String>]) -> redis::ScriptInvocation<'static> {
+    /// Enqueues prepared jobs in one round trip: one script call per kind and batch, all
+    /// pipelined. The outcomes come back in order (a short reply leaves the tail out).
+    async fn enqueue_many(&self, jobs: &[(JobKind, Vec<String>)]) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut groups: Vec<(JobKind, Vec<usize>)> = Vec::new();
+        for (i, (kind, _)) in jobs.iter().enumerate() {
+            match groups.iter_mut().find(|(k, idx)| k == kind && idx.len() < MAX_BATCH) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((*kind, vec![i])),
+            }
+        }
+        let build = || {
+            let mut pipe = redis::pipe();
+            for (kind, idx) in &groups {
+                let args: Vec<&[String]> = idx.iter().map(|i| jobs[*i].1.as_slice()).collect();
+                pipe.invoke_script(&self.enqueue_call(&self.keys(*kind), &args));
+            }
+            pipe
+        };
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<String>> = match build().query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                scripts::ENQUEUE.load_async(&mut conn).await?;
+                build().query_async(&mut conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut out: Vec<Option<Result<Enqueued, EnqueueError>>> = jobs.iter().map(|_| None).collect();
+        for ((_, idx), reply) in groups.iter().zip(replies) {
+            for (i, r) in idx.iter().zip(parse_enqueue_replies(reply)) {
+                out[*i] = Some(r);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Protocol("short enqueue reply".into()).into())))
+            .collect())
+    }
+
+    /// Carries the single enqueues waiting in the group commit until none is left.
+    async fn commit_enqueues(self) {
+        while let Some(batch) = self.group.next_batch() {
+            let (replies, jobs): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.reply, (w.kind, w.args))).unzip();
+            match self.enqueue_many(&jobs).await {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.duplicate().into()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue_call(&self, keys: &QueueKeys, jobs: &[&[String]]) -> redis::ScriptInvocation<'static> {
         let mut inv = scripts::ENQUEUE.key(keys.ready());
         inv.arg(keys.prefix())
             .arg(jobs.len())
             .arg(self.defaults.idempotency_ttl.as_secs().max(1));
         for args in jobs {
-            for a in args {
+            for a in *args {
                 inv.arg(a);
             }
         }
@@ -427,52 +493,38 @@ mod erased {
 
 impl JobStore for RedisStore {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
-        let (keys, _, args) = self.enqueue_args(&job)?;
-        let mut conn = self.conn.clone();
-        let reply = self
-            .enqueue_call(&keys, std::slice::from_ref(&args))
-            .invoke_async::<Vec<String>>(&mut conn)
+        let (_, id, args) = self.enqueue_args(&job)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let waiter = Waiter {
+            kind: id.kind(),
+            args,
+            reply,
+        };
+        if self.group.join(waiter) {
+            // A task of its own, so a caller that gives up never strands the others.
+            tokio::spawn(self.clone().commit_enqueues());
+        }
+        answer
             .await
-            .map_err(StoreError::from)?;
-        parse_enqueue_replies(reply)
-            .pop()
-            .ok_or_else(|| StoreError::Protocol("empty enqueue reply".into()))?
+            .unwrap_or_else(|_| Err(StoreError::Protocol("the enqueue call ended without an answer; its outcome is unknown".into()).into()))
     }
 
     async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
-        let prepared: Vec<Result<Prepared, EnqueueError>> = jobs.iter().map(|j| self.enqueue_args(j)).collect();
-        // One script call per kind and batch, all pipelined in one round trip.
-        let mut groups: Vec<(JobKind, Vec<usize>)> = Vec::new();
-        for (i, p) in prepared.iter().enumerate() {
-            if let Ok((_, id, _)) = p {
-                match groups.iter_mut().find(|(k, idx)| *k == id.kind() && idx.len() < MAX_BATCH) {
-                    Some((_, idx)) => idx.push(i),
-                    None => groups.push((id.kind(), vec![i])),
+        let prepared: Vec<Result<Prepared, EnqueueError>> = jobs.into_iter().map(|j| self.enqueue_args(&j)).collect();
+        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> = Vec::with_capacity(prepared.len());
+        let mut ready = Vec::new();
+        for p in prepared {
+            match p {
+                Ok((_, id, args)) => {
+                    ready.push((results.len(), id.kind(), args));
+                    results.push(None);
                 }
+                Err(e) => results.push(Some(Err(e))),
             }
         }
-        let build = || {
-            let mut pipe = redis::pipe();
-            for (kind, idx) in &groups {
-                let args: Vec<Vec<String>> = idx.iter().filter_map(|i| prepared[*i].as_ref().ok().map(|p| p.2.clone())).collect();
-                pipe.invoke_script(&self.enqueue_call(&self.keys(*kind), &args));
-            }
-            pipe
-        };
-        let mut conn = self.conn.clone();
-        let replies: Vec<Vec<String>> = match build().query_async(&mut conn).await {
-            Ok(r) => r,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                scripts::ENQUEUE.load_async(&mut conn).await?;
-                build().query_async(&mut conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> = prepared.into_iter().map(|p| p.err().map(Err)).collect();
-        for ((_, idx), reply) in groups.iter().zip(replies) {
-            for (i, r) in idx.iter().zip(parse_enqueue_replies(reply)) {
-                results[*i] = Some(r);
-            }
+        let (slots, jobs): (Vec<usize>, Vec<(JobKind, Vec<String>)>) = ready.into_iter().map(|(i, k, a)| (i, (k, a))).unzip();
+        for (slot, r) in slots.into_iter().zip(self.enqueue_many(&jobs).await?) {
+            results[slot] = Some(r);
         }
         results
             .into_iter()

@@ -104,6 +104,16 @@ pub enum StoreError {
     Protocol(String),
 }
 
+impl StoreError {
+    /// The same error again, for each of several callers one call failed for.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::Redis(e) => Self::Redis(e.clone()),
+            Self::Protocol(m) => Self::Protocol(m.clone()),
+        }
+    }
+}
+
 /// A job leased to a worker.
 #[derive(Debug, Clone)]
 pub struct Leased {

@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let default_behaviour = std::env::var("DROVER_TEST_BEHAVIOUR").unwrap_or_else(|_| "ok".into());
     let log = if std::env::var("DROVER_TEST_LOG_RUNS").is_ok() {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+        let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&config.redis_url))?;
         Some(redis::aio::ConnectionManager::new(client).await?)
     } else {
         None

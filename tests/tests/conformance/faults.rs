@@ -56,6 +56,25 @@ pub async fn a_lease_renewed_within_its_grace_is_not_reclaimed<S: JobStore>(stor
     assert!(job.attempt_history.is_empty(), "no lost attempt was recorded");
 }
 
+pub async fn a_lease_left_unrenewed_while_redis_kept_serving_is_reclaimed_without_a_grace<S: JobStore>(store: S) {
+    // The grace is for a Redis that stopped serving (a restart, a pause). A holder that
+    // stopped renewing while Redis answered everyone else is dead or cut off (and fences
+    // itself): its job runs again as soon as the lease ends.
+    let lease = Duration::from_millis(900);
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    store.fetch(JobKind::Cleanup, "w1", 1, lease).await.unwrap().jobs.pop().unwrap();
+    // w2 keeps Redis busy (a gap of a third of the lease would look like an outage);
+    // with a grace the job would come back only after 1,350 ms.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1_000) {
+        let _ = fetch_one(&store, "w2").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 2, "w2 leased the job once its lease ended, with no grace added");
+    assert_eq!(job.attempt_history[0].outcome, AttemptOutcome::Lost);
+}
+
 pub async fn a_sync_scheduled_for_later_does_not_swallow_one_due_now<S: JobStore>(store: S) {
     let later = store
         .enqueue(NewJob::new(sync("a1")).run_at(Utc::now() + chrono::Duration::days(300)))

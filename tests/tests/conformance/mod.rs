@@ -563,6 +563,41 @@ pub async fn bulk_enqueue_gives_each_job_its_own_outcome<S: JobStore>(store: S) 
     assert!(matches!(out[3], Err(EnqueueError::Invalid(_))));
 }
 
+pub async fn concurrent_single_enqueues_each_get_their_own_outcome<S: JobStore>(store: S) {
+    // Callers enqueueing at the same moment may share one call to the queue; each still
+    // gets its own answer, and an idempotency key is honoured across them.
+    let calls = (0..60).map(|i| {
+        let store = store.clone();
+        async move {
+            let job = match i % 3 {
+                0 => NewJob::new(cleanup(&format!("a{i}"))),
+                1 => NewJob::new(cleanup("a1")).idempotency_key("shared"),
+                _ => NewJob::new(cleanup("a2")).idempotency_key("shared"),
+            };
+            (i, store.enqueue(job).await)
+        }
+    });
+    let out = futures::future::join_all(calls).await;
+    let fresh: Vec<&JobId> = out
+        .iter()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(_, r)| &r.as_ref().unwrap().id)
+        .collect();
+    assert_eq!(fresh.iter().collect::<HashSet<_>>().len(), 20, "20 distinct jobs");
+    let keyed: Vec<&Result<Enqueued, EnqueueError>> = out.iter().filter(|(i, _)| i % 3 != 0).map(|(_, r)| r).collect();
+    let created: Vec<&Enqueued> = keyed.iter().filter_map(|r| r.as_ref().ok()).filter(|e| e.created).collect();
+    assert_eq!(created.len(), 1, "one keyed job is created");
+    let owner = &created[0].id;
+    for r in &keyed {
+        match r {
+            Ok(e) => assert_eq!(&e.id, owner, "the same body gets the same job"),
+            Err(EnqueueError::IdempotencyConflict { existing }) => assert_eq!(existing, owner),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().queued, 21);
+}
+
 pub async fn ten_thousand_due_jobs_are_promoted_in_bounded_chunks<S: JobStore>(store: S) {
     let run_at = Utc::now() + chrono::Duration::milliseconds(300);
     for chunk in 0..10 {

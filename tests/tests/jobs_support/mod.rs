@@ -133,7 +133,7 @@ impl Stack {
         let mut config = drover_api::ApiConfig {
             listen: "127.0.0.1:0".into(),
             metrics_listen: "127.0.0.1:0".into(),
-            redis_url: self.redis.url().into(),
+            redis_url: self.redis.url().to_owned().into(),
             dev_mode: true,
             marketplace_token_url: self.sim.lwa_url(),
             ..Default::default()

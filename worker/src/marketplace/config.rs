@@ -39,6 +39,9 @@ pub struct MarketplaceConfig {
     pub report_poll_interval_ms: u64,
     pub report_poll_max_ms: u64,
     pub user_agent: String,
+    /// Allow `http://` marketplace URLs outside dev mode: only for a local simulator
+    /// (tests). Refresh tokens then cross the wire in cleartext.
+    pub insecure_http: bool,
 }
 
 impl Default for MarketplaceConfig {
@@ -58,6 +61,7 @@ impl Default for MarketplaceConfig {
             report_poll_interval_ms: 2_000,
             report_poll_max_ms: 600_000,
             user_agent: concat!("drover/", env!("CARGO_PKG_VERSION"), " (Language=Rust)").to_owned(),
+            insecure_http: false,
         }
     }
 }

@@ -131,3 +131,23 @@ local function push_attempt(id, json)
     redis.call('LTRIM', key, -ATTEMPTS_KEPT, -1)
   end
 end
+-- Redis's own record of when it served this queue's workers (fetches and renewals),
+-- so a reclaim can tell a holder that stopped renewing while Redis answered everyone
+-- (dead or cut off: reclaim at once) from a Redis that stopped serving (a restart or
+-- a pause: give the holder a grace to renew). Gaps of 50 ms or more are kept, the
+-- newest 32, as `<end>` scored members `<end>:<length>`.
+local function note_served(now)
+  local prev = tonumber(redis.call('SET', P .. 'seen', now, 'GET'))
+  local gap = prev and (now - prev) or 1e12
+  if gap >= 50 then
+    redis.call('ZADD', P .. 'gaps', now, now .. ':' .. gap)
+    redis.call('ZREMRANGEBYRANK', P .. 'gaps', 0, -33)
+  end
+end
+-- Whether Redis stopped serving this queue for `len` ms or more after `since`.
+local function outage_since(since, len)
+  for _, m in ipairs(redis.call('ZRANGE', P .. 'gaps', '(' .. since, '+inf', 'BYSCORE')) do
+    if tonumber(string.match(m, ':(%d+)$')) >= len then return true end
+  end
+  return false
+end

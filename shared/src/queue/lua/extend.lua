@@ -3,6 +3,7 @@
 -- ARGV: prefix, lease_ms, then pairs id, token -> {lost ids, cancel ids}
 local lease_ms = tonumber(ARGV[2])
 local now = now_ms()
+note_served(now)
 local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]

@@ -30,19 +30,24 @@ if #due > 0 then
   redis.call('ZREM', P .. 'retrying', unpack(ids))
 end
 
--- Reclaim in two passes. A lease that ran out is first marked (`sx` = its token) and
--- given `grace` more: a live worker that could not reach Redis (a restart or pause
--- longer than the lease) renews it then and keeps its run. Only a lease still
--- unrenewed after that is reclaimed.
-local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk)
-for _, id in ipairs(expired) do
+-- Reclaim. A lease that ran out while Redis kept serving (no gap of a third of the
+-- lease since its last renewal) is reclaimed at once: its holder is dead or cut off,
+-- and fences itself. One that ran out across a gap (a restart or pause longer than
+-- the lease) is first marked (`sx` = its token) and given a grace of half its lease:
+-- a live worker that could not reach Redis renews it then and keeps its run. Only a
+-- lease still unrenewed after that is reclaimed.
+note_served(now)
+local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk, 'WITHSCORES')
+for e = 1, #expired, 2 do
+  local id, deadline = expired[e], tonumber(expired[e + 1])
   local key = P .. 'job:' .. id
   local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb', 'cb')
+  -- the holder's own lease (`ll`), whatever this fetcher's is
+  local ll = tonumber(f[9]) or lease_ms
   if not f[1] then
     redis.call('ZREM', P .. 'active', id)
-  elseif f[7] ~= f[6] then
-    -- the grace is half the holder's own lease (`ll`), whatever this fetcher's is
-    local grace = math.max(1, math.floor((tonumber(f[9]) or lease_ms) / 2))
+  elseif f[7] ~= f[6] and outage_since(deadline - ll, math.max(1, math.floor(ll / 3))) then
+    local grace = math.max(1, math.floor(ll / 2))
     redis.call('HSET', key, 'sx', f[6] or '')
     redis.call('ZADD', P .. 'active', now + grace, id)
   elseif (tonumber(f[10]) or 0) < MAX_UNSTARTED_HANDBACKS and f[3] ~= '1'

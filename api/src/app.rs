@@ -105,7 +105,12 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     let streams = StreamSlots::new(config.streams.max_open, config.streams.max_open_per_key);
     let cursors = Cursors::new(valid.cursors);
     let reads = ReadGuards { streams, cursors };
-    let state = AppState::new(store, valid.keys, limits_per_key, Metrics::new(), limits, accounts, reads);
+    let callbacks = crate::callbacks::CallbackPolicy {
+        allow_http: config.callbacks_allow_http(),
+        allow_private_targets: config.callbacks_allow_private_targets(),
+        sealer: drover::callback::seal::CallbackSealer::new(&valid.key),
+    };
+    let state = AppState::new(store, valid.keys, limits_per_key, Metrics::new(), limits, accounts, reads).with_callbacks(callbacks);
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();

@@ -11,6 +11,7 @@
 //! - [`views`]: request and response bodies (what the OpenAPI document shows).
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
 //! - [`auth`]: API keys (SHA-256, constant-time), roles and account scopes.
+//! - [`callbacks`]: a job's `callback_url` checked on submit, the key's secret sealed into the job.
 //! - [`ratelimit`]: per-key GCRA on writes, one Lua script in Redis.
 //! - [`idempotency`]: `Idempotency-Key` scoped per API key and per kind.
 //! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
@@ -24,6 +25,7 @@
 //! - [`openapi`]: the generated OpenAPI document.
 pub mod app;
 pub mod auth;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod csv_skus;

@@ -53,6 +53,8 @@ struct Inner {
     migrated: AtomicBool,
     /// `/readyz`'s last check, shared by the probes of one second.
     readiness: crate::readiness::Readiness,
+    /// What a job's `callback_url` may name; `None`: callbacks are refused.
+    callbacks: Option<crate::callbacks::CallbackPolicy>,
 }
 
 /// What the accounts endpoints need.
@@ -105,7 +107,20 @@ impl AppState {
             cursors,
             migrated: AtomicBool::new(false),
             readiness: crate::readiness::Readiness::default(),
+            callbacks: None,
         }))
+    }
+
+    /// Accept `callback_url` under `policy`. Set while building, before the state is shared.
+    pub fn with_callbacks(mut self, policy: crate::callbacks::CallbackPolicy) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("callbacks are set before the state is shared")
+            .callbacks = Some(policy);
+        self
+    }
+
+    pub fn callbacks(&self) -> Option<&crate::callbacks::CallbackPolicy> {
+        self.0.callbacks.as_ref()
     }
 
     pub fn store(&self) -> &RedisStore {

@@ -8,7 +8,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
+mod callback;
 mod summary;
+pub use callback::{CallbackView, DeliveryView};
 pub use summary::{JobPage, JobSummaryView};
 
 /// `JobKind` as an OpenAPI enum, from the one list the code uses.
@@ -59,6 +61,12 @@ pub struct SubmitJob {
     #[serde(default)]
     #[schema(minimum = 1000, maximum = 86400000)]
     pub timeout_ms: Option<u64>,
+    /// Called (POST, signed) when the job ends: succeeded, partial, dead or cancelled.
+    /// An absolute https URL on one of the API key's `callback_hosts`, at most 2048
+    /// characters, no user name or password (docs/callbacks.md).
+    #[serde(default)]
+    #[schema(max_length = 2048, example = "https://hooks.example.com/drover")]
+    pub callback_url: Option<String>,
 }
 
 /// The payload of a `sync` job.
@@ -222,6 +230,10 @@ pub struct JobView {
     /// Why a job that is neither running nor finished has not started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitingView>,
+    /// The completion callback and its delivery history (only in `GET /v1/jobs/{id}`;
+    /// absent when the job has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackView>,
     pub status_url: String,
 }
 
@@ -292,6 +304,7 @@ impl From<Job> for JobView {
             trigger: j.trigger,
             attempt_history: j.attempt_history.into_iter().map(Into::into).collect(),
             waiting: None,
+            callback: j.callback.map(Into::into),
         }
     }
 }

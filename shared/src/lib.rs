@@ -8,6 +8,7 @@
 //! - [`error`]: the errors handlers return; the variant decides the job's fate.
 //! - [`config`]: layered, typed configuration.
 //! - [`backoff`]: doubling retry delays that log an outage once.
+//! - [`callback`]: completion callbacks — URL and target checks, signing, sealing, retry schedule.
 //! - [`shutdown`]: SIGTERM/SIGINT handling for the binaries (a second signal exits at once).
 //! - [`telemetry`]: logging and tracing set-up.
 //! - [`trace_context`]: W3C `traceparent` carried from the API request to the worker's upstream calls.
@@ -18,6 +19,7 @@
 //! - [`schedule`]: cron schedules in Redis and the scheduler loop (one job per tick across replicas).
 //! - [`lwa`]: Login with Amazon — exchanging a seller's refresh token for an access token.
 pub mod backoff;
+pub mod callback;
 pub mod config;
 pub mod crypto;
 pub mod data;

@@ -98,6 +98,14 @@ conformance!(
     trimming_catches_up_past_one_chunk,
     a_trimmed_jobs_idempotency_key_is_free_for_any_request,
     a_replayed_job_shows_no_stale_error_or_progress,
+    a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with_how_it_ended,
+    a_cancel_requested_during_a_run_delivers_once_the_run_ends,
+    a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out,
+    a_failed_try_comes_due_again_and_a_delivered_one_ends_the_delivery,
+    a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_try,
+    a_replayed_job_that_ends_again_gets_a_delivery_of_its_own,
+    a_job_with_a_callback_cannot_take_an_id_already_used,
+    trimming_a_job_removes_its_delivery,
 );
 
 conformance_with_policy!(

@@ -9,6 +9,7 @@ use drover::resilience::ResilienceConfig;
 use drover::schedule::SchedulerConfig;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::callbacks::CallbacksConfig;
 use crate::jobs::JobsConfig;
 use crate::marketplace::MarketplaceConfig;
 use drover::job::JobKind;
@@ -66,9 +67,9 @@ pub struct WorkerConfig {
     /// Base64 of the 32-byte AES-256-GCM key that seals account credentials (the same
     /// key the API uses). Required outside dev mode, and never the published dev key.
     pub encryption_key: Option<SecretString>,
-    /// Allows the published dev encryption key and a plaintext marketplace (local demo
-    /// and tests only): refused unless the marketplace is a loopback simulator (or
-    /// `dev_mode_allow_remote`).
+    /// Allows the published dev encryption key, a plaintext marketplace and callbacks
+    /// to this machine over http (local demo and tests only): refused unless the
+    /// marketplace is a loopback simulator (or `dev_mode_allow_remote`).
     pub dev_mode: bool,
     /// Allow dev mode against a simulator that is not on loopback: only for a simulator
     /// in another container of a developer's machine (docker-compose.yml).
@@ -80,6 +81,8 @@ pub struct WorkerConfig {
     pub scheduler: SchedulerConfig,
     /// Where Prometheus scrapes `GET /metrics` (`host:port`; empty = no metrics).
     pub metrics_listen: String,
+    /// Completion callbacks: how this worker delivers them.
+    pub callbacks: CallbacksConfig,
 }
 
 impl Default for WorkerConfig {
@@ -108,6 +111,7 @@ impl Default for WorkerConfig {
                 ..SchedulerConfig::default()
             },
             metrics_listen: "0.0.0.0:9464".into(),
+            callbacks: CallbacksConfig::default(),
         }
     }
 }
@@ -178,10 +182,22 @@ impl WorkerConfig {
                 }
             }
         }
+        errs.extend(self.callbacks.validate());
         if errs.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(errs))
+        }
+    }
+
+    /// The key that opens sealed secrets (account credentials, callback secrets): the
+    /// configured one, or in dev mode the published dev key. Checked by
+    /// [`WorkerConfig::validate_jobs`] for the real worker.
+    pub fn sealing_key(&self) -> Option<EncryptionKey> {
+        match &self.encryption_key {
+            None if self.dev_mode => EncryptionKey::parse(drover::crypto::DEV_ENCRYPTION_KEY).ok(),
+            None => None,
+            Some(k) => EncryptionKey::parse(k.expose_secret()).ok(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The worker process: configuration, start-up and the job handlers.
 //!
 //! - [`config`]: typed, validated worker configuration.
+//! - [`callbacks`]: completion callbacks — the delivery loop beside the job slots.
 //! - [`app`]: the real worker ([`app::App`]: `build`, then `run_until`) — jobs,
 //!   marketplace client, resilience, scheduler.
 //! - [`jobs`]: the sync, backfill and cleanup handlers.
@@ -9,6 +10,7 @@
 //! - [`run`]: run any handler on the queue runtime until the shutdown future resolves
 //!   (the test worker's entry point).
 pub mod app;
+pub mod callbacks;
 pub mod config;
 pub mod jobs;
 pub mod marketplace;
@@ -19,6 +21,7 @@ use std::future::Future;
 use drover::queue::{RedisStore, StoreError};
 use drover::runtime::Handler;
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 pub use config::WorkerConfig;
 
@@ -33,13 +36,22 @@ pub async fn run<H: Handler>(
     run_with(store, config, handler, shutdown).await
 }
 
-/// [`run`] on a store the caller already holds.
+/// [`run`] on a store the caller already holds. Callback deliveries run beside the
+/// jobs (their own tasks, never a job slot) and stop with them.
 pub async fn run_with<H: Handler>(
     store: RedisStore,
     config: WorkerConfig,
     handler: H,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let settings = config.settings();
+    let callbacks = start_callbacks(&store, &config, &settings.worker_id, stop.clone());
     let defaults = config.job_defaults();
     let url = config.redis_url.clone();
     let ns = config.namespace.clone();
@@ -49,7 +61,49 @@ pub async fn run_with<H: Handler>(
         let defaults = defaults.clone();
         async move { RedisStore::connect(url.expose_secret(), &ns, defaults).await }
     };
-    drover::runtime::run(store, connect, config.settings(), handler, shutdown).await
+    let ran = drover::runtime::run(store, connect, settings, handler, stop.clone().cancelled_owned()).await;
+    stop.cancel();
+    if let Some(c) = callbacks {
+        let _ = c.await;
+    }
+    ran
+}
+
+/// Start the delivery loop, unless this worker delivers no callbacks or has no key to
+/// open their secrets with (said once, so it is not mistaken for a silent failure).
+fn start_callbacks(
+    store: &RedisStore,
+    config: &WorkerConfig,
+    worker_id: &str,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if config.callbacks.concurrency == 0 {
+        return None;
+    }
+    let Some(key) = config.sealing_key() else {
+        tracing::warn!("callback deliveries are off: worker.encryption_key is not set (the API's key opens their secrets)");
+        return None;
+    };
+    let mut settings = config.callbacks.clone();
+    if config.dev_mode {
+        // The dev key's callbacks go to this machine, over http (docs/callbacks.md).
+        settings.allow_http = true;
+        settings.allow_private_targets = true;
+    }
+    let deliverer = match callbacks::Deliverer::new(&settings, drover::callback::seal::CallbackSealer::new(&key)) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "callback deliveries are off");
+            return None;
+        }
+    };
+    Some(tokio::spawn(callbacks::run(
+        store.clone(),
+        deliverer,
+        settings,
+        worker_id.to_owned(),
+        stop,
+    )))
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

@@ -33,6 +33,12 @@ pub const COOLDOWNS_ENTERED: &str = "drover_cooldowns_entered_total";
 /// Report calls refused without being sent because the account was cooling down.
 pub const COOLDOWN_REFUSALS: &str = "drover_cooldown_refusals_total";
 
+/// Callback delivery tries, by outcome: `delivered`, `failed` (tried again later) or
+/// `gave_up`.
+pub const CALLBACK_DELIVERIES: &str = "drover_callback_deliveries_total";
+/// How long one callback try took, answer or not.
+pub const CALLBACK_DURATION: &str = "drover_callback_delivery_seconds";
+
 const LIMITER_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const RUN_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 /// Histograms are folded into their buckets at least this often between scrapes.
@@ -53,6 +59,17 @@ pub(crate) fn upstream_unanswered(op: Operation, timed_out: bool) {
 
 pub(crate) fn limiter_waited(op: Operation, wait: Duration) {
     histogram!(LIMITER_WAIT, "op" => op.name()).record(wait.as_secs_f64());
+}
+
+pub(crate) fn callback_tried(result: drover::callback::DeliveryResult, took: Duration) {
+    let result = match result {
+        drover::callback::DeliveryResult::Delivered => "delivered",
+        drover::callback::DeliveryResult::Failed => "failed",
+        drover::callback::DeliveryResult::GaveUp => "gave_up",
+        drover::callback::DeliveryResult::Lost => "lost",
+    };
+    counter!(CALLBACK_DELIVERIES, "outcome" => result).increment(1);
+    histogram!(CALLBACK_DURATION).record(took.as_secs_f64());
 }
 
 pub(crate) fn breaker_refused(op: Operation) {
@@ -99,6 +116,7 @@ fn install() -> Result<PrometheusHandle, String> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(LIMITER_WAIT.into()), LIMITER_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(drover::runtime::metrics::RUN_DURATION.into()), RUN_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CALLBACK_DURATION.into()), LIMITER_BUCKETS))
         .map_err(|e| e.to_string())?
         .build_recorder();
     let handle = recorder.handle();

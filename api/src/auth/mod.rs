@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use guard::{require_admin, require_read, require_submit};
-pub use principal::{Caller, Principal};
+pub use principal::{CallbackGrant, Caller, Principal};
 
 /// What a key may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -83,6 +83,18 @@ impl fmt::Debug for KeyRing {
 
 impl KeyRing {
     pub fn add(&mut self, name: &str, hash: [u8; 32], role: Role, accounts: Option<Vec<AccountId>>) -> Result<(), String> {
+        self.add_with_callbacks(name, hash, role, accounts, None)
+    }
+
+    /// [`KeyRing::add`] for a key whose jobs may name a `callback_url`.
+    pub fn add_with_callbacks(
+        &mut self,
+        name: &str,
+        hash: [u8; 32],
+        role: Role,
+        accounts: Option<Vec<AccountId>>,
+        callbacks: Option<CallbackGrant>,
+    ) -> Result<(), String> {
         if self.keys.iter().any(|k| k.principal.name == name) {
             return Err(format!("a key named {name:?} is already configured"));
         }
@@ -91,7 +103,7 @@ impl KeyRing {
         }
         self.keys.push(StoredKey {
             hash,
-            principal: Arc::new(Principal::new(name, role, accounts)),
+            principal: Arc::new(Principal::new(name, role, accounts).with_callbacks(callbacks)),
         });
         Ok(())
     }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use drover::callback::HostPattern;
 use drover::job::{AccountId, Job};
+use secrecy::SecretString;
 
 use super::Role;
 use crate::error::ApiError;
@@ -16,6 +18,22 @@ pub struct Principal {
     pub role: Role,
     /// `None`: every account.
     pub accounts: Option<BTreeSet<AccountId>>,
+    /// The hosts its jobs may call back and the secret that signs them; `None`: the key
+    /// makes no callbacks.
+    pub callbacks: Option<CallbackGrant>,
+}
+
+/// A key's callback settings. Debug shows the hosts, never the secret.
+#[derive(Clone)]
+pub struct CallbackGrant {
+    pub hosts: Vec<HostPattern>,
+    pub secret: SecretString,
+}
+
+impl std::fmt::Debug for CallbackGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackGrant").field("hosts", &self.hosts).finish_non_exhaustive()
+    }
 }
 
 impl Principal {
@@ -24,7 +42,13 @@ impl Principal {
             name: name.to_owned(),
             role,
             accounts: accounts.map(|a| a.into_iter().collect()),
+            callbacks: None,
         }
+    }
+
+    pub fn with_callbacks(mut self, callbacks: Option<CallbackGrant>) -> Self {
+        self.callbacks = callbacks;
+        self
     }
 
     pub fn allows_account(&self, account: &str) -> bool {

@@ -41,11 +41,13 @@ use serde::Deserialize;
 use crate::auth::{KeyRing, Role};
 
 mod accounts;
+mod callbacks;
 mod keys;
 mod schedules;
 mod server;
 mod streams;
 pub use accounts::{AccountsConfig, DEV_TOKEN_URL};
+pub use callbacks::CallbacksConfig;
 pub use keys::KeyEntry;
 pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
@@ -116,6 +118,8 @@ pub struct ApiConfig {
     pub scheduler: SchedulerConfig,
     /// What one account's schedules may cost: how many, and how often each fires.
     pub schedules: SchedulesConfig,
+    /// Completion callbacks beyond each key's own hosts and secret.
+    pub callbacks: CallbacksConfig,
 }
 
 /// The key accepted in `dev_mode`, documented so local tools can use it.
@@ -203,6 +207,7 @@ impl Default for ApiConfig {
             resilience: ResilienceConfig::default(),
             scheduler: SchedulerConfig::default(),
             schedules: SchedulesConfig::default(),
+            callbacks: CallbacksConfig::default(),
         }
     }
 }
@@ -422,8 +427,9 @@ impl ApiConfig {
                     Some(parsed)
                 }
             };
+            let callbacks = callbacks::grant(k, &at, errs);
             if let Some(hash) = hash {
-                if let Err(e) = ring.add(&k.name, hash, k.role, accounts) {
+                if let Err(e) = ring.add_with_callbacks(&k.name, hash, k.role, accounts, callbacks) {
                     errs.push(format!("{at}: {e}"));
                 }
             }
@@ -440,11 +446,22 @@ impl ApiConfig {
         }
         if self.dev_mode {
             self.check_dev_mode(errs);
-            if let Err(e) = ring.add("dev", dev_hash, Role::Admin, None) {
+            if let Err(e) = ring.add_with_callbacks("dev", dev_hash, Role::Admin, None, Some(callbacks::dev_grant())) {
                 errs.push(format!("api.dev_mode: {e}"));
             }
         }
         ring
+    }
+
+    /// Whether a job's `callback_url` may be `http://`: in dev mode, or when asked for.
+    pub fn callbacks_allow_http(&self) -> bool {
+        self.dev_mode || self.callbacks.allow_http
+    }
+
+    /// Whether a job's `callback_url` may be a non-public IP literal: in dev mode (the
+    /// dev key calls back to this machine), or when asked for.
+    pub fn callbacks_allow_private_targets(&self) -> bool {
+        self.dev_mode || self.callbacks.allow_private_targets
     }
 
     /// Dev mode makes the published [`DEV_KEY`] an admin for every account: allowed only
@@ -480,6 +497,8 @@ mod tests {
             key_sha256: hex::encode(crate::auth::sha256(name.as_bytes())),
             role,
             accounts: None,
+            callback_hosts: None,
+            callback_secret: None,
         }
     }
 
@@ -505,7 +524,12 @@ mod tests {
             listen: "127.0.0.1:8080".into(),
             ..Default::default()
         };
-        assert_eq!(dev.validate().unwrap().keys.len(), 1);
+        let ring = dev.validate().unwrap().keys;
+        assert_eq!(ring.len(), 1);
+        let dev_key = ring.authenticate(&SecretString::from(DEV_KEY)).unwrap();
+        let grant = dev_key.callbacks.as_ref().expect("the dev key may call back");
+        assert!(grant.hosts.iter().any(|h| h.matches("localhost")) && grant.hosts.iter().any(|h| h.matches("127.0.0.1")));
+        assert!(dev.callbacks_allow_http() && dev.callbacks_allow_private_targets());
     }
 
     #[test]
@@ -520,6 +544,8 @@ mod tests {
                 key_sha256: "abc".into(),
                 role: Role::Read,
                 accounts: Some(vec!["bad account".into()]),
+                callback_hosts: None,
+                callback_secret: None,
             }],
             ..Default::default()
         };
@@ -577,6 +603,8 @@ mod tests {
                     key_sha256: hex::encode(crate::auth::sha256(DEV_KEY.as_bytes())),
                     role: Role::Admin,
                     accounts: None,
+                    callback_hosts: None,
+                    callback_secret: None,
                 },
             ],
             encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),

@@ -8,7 +8,8 @@ use drover::job::{FieldError, JobPayload};
 use drover::queue::NewJob;
 
 use super::enqueue::enqueue;
-use crate::auth::Caller;
+use crate::auth::{Caller, Principal};
+use crate::callbacks::CallbackPolicy;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{JsonBody, SubmitHeaders};
 use crate::state::AppState;
@@ -47,13 +48,27 @@ pub async fn submit(
     headers: SubmitHeaders,
     JsonBody(req): JsonBody<SubmitJob>,
 ) -> Result<Response, ApiError> {
-    let job = new_job(req)?;
+    let job = new_job(req, &caller, state.callbacks())?;
     enqueue(&state, &caller, job, headers).await
 }
 
 /// Every problem with the request at once, each naming its field.
-fn new_job(req: SubmitJob) -> Result<NewJob, ApiError> {
+fn new_job(req: SubmitJob, caller: &Principal, callbacks: Option<&CallbackPolicy>) -> Result<NewJob, ApiError> {
     let mut errors = Vec::new();
+    let callback = match (req.callback_url.as_deref(), callbacks) {
+        (None, _) => None,
+        (Some(_), None) => {
+            errors.push(FieldError::new("callback_url", "this API does not make callbacks"));
+            None
+        }
+        (Some(url), Some(policy)) => match policy.callback(url, caller, req.kind) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+    };
     let payload = match JobPayload::from_json(req.kind, req.payload) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -98,5 +113,6 @@ fn new_job(req: SubmitJob) -> Result<NewJob, ApiError> {
     job.priority = req.priority.unwrap_or(0);
     job.max_attempts = req.max_attempts;
     job.timeout = req.timeout_ms.map(Duration::from_millis);
+    job.callback = callback;
     Ok(job)
 }

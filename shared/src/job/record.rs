@@ -111,6 +111,9 @@ pub struct Job {
     pub trigger: Option<String>,
     #[serde(default)]
     pub attempt_history: Vec<AttemptRecord>,
+    /// The completion callback, with its delivery history (only in a full read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<crate::callback::JobCallback>,
 }
 
 /// The trace id part of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), when

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::callback::{CallbackStatus, DeliveryRecord, JobCallback};
 use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorInfo, Job, JobId, JobPayload, JobState, Progress};
 
 use super::{Leased, StoreError};
@@ -91,7 +92,7 @@ impl Fields {
 
 /// Build the job view from its hash. Fields this version does not know are ignored and
 /// missing optional ones stay empty, so a record from another version still shows.
-pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>) -> Result<Job, StoreError> {
+pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>, deliveries: Vec<String>) -> Result<Job, StoreError> {
     let state: JobState = f
         .str("st")
         .ok_or_else(|| StoreError::Protocol(format!("job {id} has no state")))?
@@ -131,6 +132,27 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>) -> Result<Job, 
         cancel_requested: f.str("cx") == Some("1"),
         trigger: f.str("tg").map(str::to_owned),
         attempt_history,
+        callback: decode_callback(f, deliveries),
+    })
+}
+
+/// The job's callback: its URL, where its delivery stands and the tries kept.
+fn decode_callback(f: &Fields, deliveries: Vec<String>) -> Option<JobCallback> {
+    let url = f.str("cb")?.to_owned();
+    let status = match f.str("cbx") {
+        Some("pending") => CallbackStatus::Pending,
+        Some("delivered") => CallbackStatus::Delivered,
+        Some("failed") => CallbackStatus::Failed,
+        _ => CallbackStatus::Waiting,
+    };
+    Some(JobCallback {
+        url,
+        status,
+        next_try_at: f.time("cbw").filter(|_| status == CallbackStatus::Pending),
+        deliveries: deliveries
+            .iter()
+            .filter_map(|d| serde_json::from_str::<DeliveryRecord>(d).ok())
+            .collect(),
     })
 }
 

@@ -2,6 +2,8 @@
 //!
 //! Every state change is one Lua script (see `lua/`), so each is atomic and one round
 //! trip; all keys of a queue share a hash tag so the scripts run unchanged on Cluster.
+mod callback_store;
+pub mod callbacks;
 mod codec;
 mod fate;
 mod group_commit;
@@ -12,6 +14,7 @@ pub mod summary;
 mod types;
 mod waiting;
 
+pub use callbacks::{CallbackStatus, CallbackStore, DueCallback, JobCallback, NewCallback, Recorded};
 pub use fate::{decide, Fate, RetryPolicy};
 pub use keys::QueueKeys;
 pub use redis_store::RedisStore;

@@ -21,7 +21,7 @@ const MAX_BATCH: usize = 1000;
 /// How long one `trim` call may keep removing before it yields to the next tick.
 const TRIM_BUDGET: Duration = Duration::from_millis(250);
 /// Arguments per job in the enqueue script.
-const ENQUEUE_ARGS: usize = 13;
+const ENQUEUE_ARGS: usize = 15;
 
 /// A job ready for the enqueue script: its queue, id and script arguments.
 type Prepared = (QueueKeys, JobId, Vec<String>);
@@ -175,11 +175,18 @@ impl RedisStore {
                 delay,
                 job.priority,
                 job.max_attempts,
-                job.timeout.map(|t| t.as_millis() as u64)
+                job.timeout.map(|t| t.as_millis() as u64),
+                job.callback.as_ref().map(|c| c.url.as_str())
             ]);
             hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16])
         };
-        let id = JobId::new(kind);
+        let id = match &job.callback {
+            Some(c) if c.job_id.kind() != kind => {
+                return Err(EnqueueError::Invalid("the callback's job id is of another kind".into()));
+            }
+            Some(c) => c.job_id.clone(),
+            None => JobId::new(kind),
+        };
         let exclusive = matches!(kind, JobKind::Sync);
         let args = vec![
             id.to_string(),
@@ -195,6 +202,11 @@ impl RedisStore {
             if exclusive { "1" } else { "0" }.to_owned(),
             job.traceparent.clone().unwrap_or_default(),
             job.trigger.clone().unwrap_or_default(),
+            job.callback.as_ref().map(|c| c.url.clone()).unwrap_or_default(),
+            job.callback
+                .as_ref()
+                .map(|c| base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, &c.sealed_secret))
+                .unwrap_or_default(),
         ];
         debug_assert_eq!(args.len(), ENQUEUE_ARGS);
         Ok((self.keys(kind), id, args))
@@ -398,6 +410,7 @@ impl RedisStore {
             pipe.hgetall(keys.job(id));
             if with_attempts {
                 pipe.lrange(keys.attempts(id), 0, -1);
+                pipe.lrange(keys.key(&format!("callbacks:{id}")), 0, -1);
             }
         }
         let mut conn = self.conn.clone();
@@ -406,15 +419,18 @@ impl RedisStore {
         let mut it = values.into_iter();
         for id in ids {
             let fields: Vec<String> = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
-            let attempts: Vec<String> = if with_attempts {
-                redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?
+            let (attempts, deliveries): (Vec<String>, Vec<String>) = if with_attempts {
+                (
+                    redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?,
+                    redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?,
+                )
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             if fields.is_empty() {
                 out.push(None);
             } else {
-                out.push(Some(decode_job(id, &Fields::from_pairs(fields), attempts)?));
+                out.push(Some(decode_job(id, &Fields::from_pairs(fields), attempts, deliveries)?));
             }
         }
         Ok(out)

@@ -21,3 +21,5 @@ script!(REMOVE, "lua/remove.lua");
 script!(LIST, "lua/list.lua");
 script!(WAITING, "lua/waiting.lua");
 script!(START, "lua/start.lua");
+script!(CALLBACK_CLAIM, "lua/callback_claim.lua");
+script!(CALLBACK_RECORD, "lua/callback_record.lua");

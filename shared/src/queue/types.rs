@@ -19,6 +19,8 @@ pub struct NewJob {
     pub traceparent: Option<String>,
     /// What made the job: `api`, `schedule:<name>`, `replay`, `account_created`.
     pub trigger: Option<String>,
+    /// Called when the job ends (docs/architecture.md, "Completion callbacks").
+    pub callback: Option<super::NewCallback>,
 }
 
 impl NewJob {
@@ -33,6 +35,7 @@ impl NewJob {
             idempotency_key: None,
             traceparent: None,
             trigger: None,
+            callback: None,
         }
     }
     pub fn delay(mut self, d: Duration) -> Self {
@@ -65,6 +68,10 @@ impl NewJob {
     }
     pub fn trigger(mut self, t: impl Into<String>) -> Self {
         self.trigger = Some(t.into());
+        self
+    }
+    pub fn callback(mut self, c: super::NewCallback) -> Self {
+        self.callback = Some(c);
         self
     }
 }

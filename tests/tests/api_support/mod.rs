@@ -41,6 +41,8 @@ fn key(name: &str, secret: &str, role: Role, accounts: Option<&[&str]>) -> KeyEn
         key_sha256: drover_api::hash_key(&secret.into()),
         role,
         accounts: accounts.map(|a| a.iter().map(|s| s.to_string()).collect()),
+        callback_hosts: None,
+        callback_secret: None,
     }
 }
 

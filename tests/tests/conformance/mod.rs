@@ -1,8 +1,10 @@
 //! The rules. Each takes a fresh, empty store.
 #![allow(dead_code)]
+mod callbacks;
 mod dispatch;
 mod faults;
 
+pub use callbacks::*;
 pub use dispatch::*;
 pub use faults::*;
 use std::collections::HashSet;

@@ -8,7 +8,7 @@ if st == 'queued' or st == 'scheduled' or st == 'retrying' then
   remove_ready(id, redis.call('HGET', key, 'acct'))
   redis.call('ZREM', P .. 'scheduled', id)
   redis.call('ZREM', P .. 'retrying', id)
-  finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran"}')
+  finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran"}', redis.call('HGET', key, 'cb'))
   return 'cancelled'
 elseif st == 'running' then
   redis.call('HSET', key, 'cx', '1', 'ua', now)

@@ -78,17 +78,37 @@ local function release_exclusive(id, acct)
     end
   end
 end
+-- Completion callbacks (docs/architecture.md, "Completion callbacks"). A job with a
+-- callback URL (`cb`) that ends is due for delivery in the same script that ends it, so
+-- no ended job lacks its delivery: `cbn` counts its endings (the delivery id is
+-- `<id>:<cbn>`), `cbe` is how this ending looked (a replay later does not change it),
+-- `cbt` the tries so far, `cbl` the claim of the try in flight, `cbx` the delivery's
+-- status; `cbdue` holds the kind's deliveries by when their next try is due.
+local function callback_due(id, state, now, err)
+  local key = P .. 'job:' .. id
+  redis.call('HINCRBY', key, 'cbn', 1)
+  local ended = '{"state":"' .. state .. '","ended_ms":' .. now .. ',"attempts":' .. (redis.call('HGET', key, 'at') or '0')
+  if err and err ~= '' then ended = ended .. ',"error":' .. err end
+  redis.call('HSET', key, 'cbe', ended .. '}', 'cbt', 0, 'cbl', '', 'cbx', 'pending', 'cbw', now)
+  redis.call('ZADD', P .. 'cbdue', now, id)
+end
 -- Moves a job into a terminal state; the caller adds it to the state index (in bulk
--- where it can).
-local function finish_fields(id, state, now, field, value)
+-- where it can). `cb`: the job's callback URL, read by the caller with what it reads
+-- anyway (false or nil: none).
+local function finish_fields(id, state, now, field, value, cb)
   local key = P .. 'job:' .. id
   redis.call('HSET', key, 'st', state, 'ua', now, 'fa', now, 'ls', '', field, value)
   if EXCLUSIVE then
     release_exclusive(id, redis.call('HGET', key, 'acct'))
   end
+  if cb and cb ~= '' then
+    local err = nil
+    if field == 'er' then err = value end
+    callback_due(id, state, now, err)
+  end
 end
-local function finish(id, state, now, field, value)
-  finish_fields(id, state, now, field, value)
+local function finish(id, state, now, field, value, cb)
+  finish_fields(id, state, now, field, value, cb)
   redis.call('ZADD', P .. 'state:' .. state, now, id)
 end
 -- Back to the ready set. A job handed back (its worker died or shut down) goes to

@@ -1,8 +1,10 @@
 -- Enqueues n jobs (one for a single enqueue, many for bulk) in one call.
 -- ARGV: prefix, n, idem_ttl_s, then n times: id, payload, account, priority,
 --       max_attempts, timeout_ms, run_at_ms, delay_ms, idem_key, idem_fingerprint,
---       exclusive, traceparent, trigger
+--       exclusive, traceparent, trigger, callback_url, callback_secret (sealed, base64)
 -- -> n times: status ('created' | 'existing' | 'conflict'), id, state
+-- A job with a callback comes with its id (the sealed secret is bound to it): an id
+-- already taken is a conflict, never an overwrite.
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
@@ -16,7 +18,7 @@ local function enqueue(b)
   local prio, max_attempts, timeout = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local run_at, delay = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
   local idem, fp, exclusive, traceparent = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11]
-  local trigger = ARGV[b + 12]
+  local trigger, callback, callback_secret = ARGV[b + 12], ARGV[b + 13], ARGV[b + 14]
 
   local idem_key = P .. 'idem:' .. idem
   if idem ~= '' then
@@ -33,6 +35,11 @@ local function enqueue(b)
         return 'existing', existing, st
       end
     end
+  end
+
+  local key = P .. 'job:' .. id
+  if callback ~= '' and redis.call('EXISTS', key) == 1 then
+    return 'conflict', id, ''
   end
 
   if exclusive == '1' and acct ~= '' then
@@ -61,10 +68,10 @@ local function enqueue(b)
   local state = 'queued'
   if due > now then state = 'scheduled' end
 
-  local key = P .. 'job:' .. id
   redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
     'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem)
   if trigger ~= '' then redis.call('HSET', key, 'tg', trigger) end
+  if callback ~= '' then redis.call('HSET', key, 'cb', callback, 'cbs', callback_secret) end
   if acct ~= '' then
     redis.call('ZADD', P .. 'acct:' .. acct, now, id)
   end
@@ -94,7 +101,7 @@ local function enqueue(b)
 end
 
 for i = 0, n - 1 do
-  local status, id, state = enqueue(4 + i * 13)
+  local status, id, state = enqueue(4 + i * 15)
   out[#out + 1] = status
   out[#out + 1] = id
   out[#out + 1] = state

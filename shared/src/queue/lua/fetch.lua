@@ -41,7 +41,7 @@ local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIM
 for e = 1, #expired, 2 do
   local id, deadline = expired[e], tonumber(expired[e + 1])
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb')
+  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb', 'cb')
   -- the holder's own lease (`ll`), whatever this fetcher's is
   local ll = tonumber(f[9]) or lease_ms
   if not f[1] then
@@ -76,9 +76,9 @@ for e = 1, #expired, 2 do
     local err_json = cjson.encode(err)
     redis.call('HSET', key, 'w', '', 'sx', '')
     if f[3] == '1' then
-      finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}')
+      finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}', f[11])
     elseif tonumber(f[1]) >= tonumber(f[2]) then
-      finish(id, 'dead', now, 'er', err_json)
+      finish(id, 'dead', now, 'er', err_json, f[11])
     else
       redis.call('HSET', key, 'er', err_json, 'ls', '')
       queue_ready(id, now, true)
@@ -114,10 +114,10 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         local id = popped[i]
         off_ready[#off_ready + 1] = id
         local key = P .. 'job:' .. id
-        local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx')
+        local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
         if f[7] == '1' then
           -- a cancel that arrived while it was handed back: it ends here, unrun
-          finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}')
+          finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}', f[8])
           cancelled[#cancelled + 1] = now
           cancelled[#cancelled + 1] = id
         elseif f[2] then
@@ -136,6 +136,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
           leases[#leases + 1] = id
           f[3] = at
           f[7] = now
+          f[8] = nil -- the callback URL stays in Redis
           jobs[#jobs + 1] = id
           jobs[#jobs + 1] = token
           jobs[#jobs + 1] = f

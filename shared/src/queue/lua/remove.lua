@@ -28,7 +28,8 @@ for _, id in ipairs(ids) do
   local f = redis.call('HMGET', key, 'st', 'acct')
   if f[1] == state then
     if f[2] then redis.call('ZREM', P .. 'acct:' .. f[2], id) end
-    redis.call('DEL', key, P .. 'attempts:' .. id, P .. 'items:' .. id)
+    redis.call('DEL', key, P .. 'attempts:' .. id, P .. 'items:' .. id, P .. 'callbacks:' .. id)
+    redis.call('ZREM', P .. 'cbdue', id)
     redis.call('ZREM', P .. 'all', id)
     redis.call('ZREM', P .. 'state:' .. state, id)
     removed = removed + 1

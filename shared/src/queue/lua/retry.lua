@@ -22,6 +22,11 @@ redis.call('ZREM', P .. 'state:' .. st, id)
 redis.call('HSET', key, 'at', 0, 'tg', 'replay')
 -- a fresh life: no stale error, progress, result, due time, start or snooze count
 redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'hb')
+-- its callback waits for the new ending, unless the last ending's delivery is still on
+-- its way (that one is delivered as it was)
+if redis.call('HGET', key, 'cbx') ~= 'pending' then
+  redis.call('HDEL', key, 'cbx', 'cbw')
+end
 queue_ready(id, now)
 wake()
 return 'queued'

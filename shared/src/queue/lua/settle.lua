@@ -18,7 +18,7 @@ for i = 0, n - 1 do
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
   -- one read for the lease check and what the outcome needs
-  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn')
+  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb')
   local held = f[1]
   if held ~= token then
     if attempt ~= '' and held then
@@ -48,7 +48,7 @@ for i = 0, n - 1 do
         field = 'rs'
         done = done + 1
       end
-      finish_fields(id, outcome, now, field, data)
+      finish_fields(id, outcome, now, field, data, f[5])
       local list = by_state[outcome]
       if not list then
         list = {}

@@ -1,0 +1,88 @@
+//! [`CallbackStore`] on Redis: `callback_claim.lua` and `callback_record.lua`.
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use redis::Value;
+
+use super::callbacks::{CallbackStore, DueCallback, Recorded};
+use super::{scripts, RedisStore, StoreError};
+use crate::callback::DeliveryRecord;
+use crate::job::{JobId, JobKind};
+
+/// Most deliveries one claim takes.
+const MAX_CLAIM: usize = 100;
+
+fn protocol(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Protocol(e.to_string())
+}
+
+impl CallbackStore for RedisStore {
+    async fn claim_callbacks(
+        &self,
+        kind: JobKind,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+        max_tries: u32,
+    ) -> Result<(Vec<DueCallback>, Option<Duration>), StoreError> {
+        let keys = self.keys(kind);
+        let mut conn = self.connection();
+        let (claimed, wait): (Vec<Value>, i64) = scripts::CALLBACK_CLAIM
+            .key(keys.ready())
+            .arg(keys.prefix())
+            .arg(max.clamp(1, MAX_CLAIM))
+            .arg(lease.as_millis().max(1) as u64)
+            .arg(worker)
+            .arg(max_tries.max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for entry in claimed {
+            let f: Vec<String> = redis::from_redis_value(entry).map_err(protocol)?;
+            let [id, token, try_number, delivery_id, url, sealed, ended, account] =
+                <[String; 8]>::try_from(f).map_err(|f| protocol(format!("a claimed delivery had {} fields", f.len())))?;
+            let job_id: JobId = id.parse().map_err(protocol)?;
+            out.push(DueCallback {
+                job_id,
+                token,
+                try_number: try_number.parse().map_err(protocol)?,
+                delivery_id,
+                url,
+                // An undecodable value is carried as empty: it does not open, and the try says so.
+                sealed_secret: STANDARD.decode(sealed).unwrap_or_default(),
+                ended: serde_json::from_str(&ended).map_err(|e| format!("the job's ending is unreadable: {e}")),
+                account: (!account.is_empty()).then_some(account),
+            });
+        }
+        Ok((out, (wait >= 0).then(|| Duration::from_millis(wait as u64))))
+    }
+
+    async fn record_callback(
+        &self,
+        due: &DueCallback,
+        record: &DeliveryRecord,
+        next: Option<Duration>,
+        delivered: bool,
+    ) -> Result<Recorded, StoreError> {
+        let keys = self.keys(due.job_id.kind());
+        let mut conn = self.connection();
+        let json = serde_json::to_string(record).map_err(protocol)?;
+        let next_ms = next.map_or(-1, |d| d.as_millis() as i64);
+        let r: String = scripts::CALLBACK_RECORD
+            .key(keys.ready())
+            .arg(keys.prefix())
+            .arg(due.job_id.as_str())
+            .arg(&due.token)
+            .arg(json)
+            .arg(next_ms)
+            .arg(if delivered { "delivered" } else { "failed" })
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match r.as_str() {
+            "ok" => Recorded::Applied,
+            "stale" => Recorded::Stale,
+            _ => Recorded::Missing,
+        })
+    }
+}

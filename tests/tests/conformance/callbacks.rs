@@ -1,0 +1,258 @@
+//! Completion callbacks (docs/architecture.md, "Completion callbacks"): every way a
+//! job with a callback ends makes its delivery due in the same step, claims keep
+//! workers apart, and each try is kept on the job.
+use std::time::Duration;
+
+use drover::callback::{CallbackStatus, DeliveryRecord, DeliveryResult};
+use drover::job::*;
+use drover::queue::*;
+use serde_json::json;
+
+use super::{cleanup, enqueue, err, fetch_one, settle, LEASE};
+
+const CLAIM: Duration = Duration::from_secs(30);
+
+fn with_callback(account: &str) -> NewJob {
+    let id = JobId::new(JobKind::Cleanup);
+    NewJob::new(cleanup(account)).callback(NewCallback {
+        job_id: id,
+        url: "https://hooks.example.com/drover".into(),
+        sealed_secret: vec![1, 2, 3],
+    })
+}
+
+async fn claim_all<S: CallbackStore>(store: &S, worker: &str) -> Vec<DueCallback> {
+    store.claim_callbacks(JobKind::Cleanup, worker, 100, CLAIM, 8).await.unwrap().0
+}
+
+fn record(due: &DueCallback, result: DeliveryResult, status: Option<u16>) -> DeliveryRecord {
+    DeliveryRecord {
+        delivery_id: due.delivery_id.clone(),
+        try_number: due.try_number,
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        result,
+        status,
+        error: None,
+        message: None,
+        duration_ms: 5,
+    }
+}
+
+async fn callback_of<S: JobStore>(store: &S, id: &JobId) -> JobCallback {
+    store.get(id).await.unwrap().unwrap().callback.expect("the job has a callback")
+}
+
+pub async fn a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with_how_it_ended<S: JobStore + CallbackStore>(store: S) {
+    let succeeded = enqueue(&store, with_callback("a1")).await;
+    let dead = enqueue(&store, with_callback("a1")).await;
+    let cancelled = enqueue(&store, with_callback("a1").delay(Duration::from_secs(60))).await;
+    let lost = enqueue(&store, with_callback("a1").max_attempts(1)).await;
+    let plain = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    assert!(claim_all(&store, "w1").await.is_empty(), "nothing is due before a job ends");
+    assert_eq!(callback_of(&store, &succeeded).await.status, CallbackStatus::Waiting);
+
+    let jobs = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
+    let by_id = |id: &JobId| jobs.iter().find(|l| &l.id == id).unwrap().clone();
+    settle(
+        &store,
+        &by_id(&succeeded),
+        SettleAction::Succeeded(json!({})),
+        AttemptOutcome::Succeeded,
+    )
+    .await;
+    settle(
+        &store,
+        &by_id(&dead),
+        SettleAction::Dead(err(ErrorClass::Permanent)),
+        AttemptOutcome::Failed,
+    )
+    .await;
+    store.cancel(&cancelled).await.unwrap();
+    // reclaimed to dead: its one attempt was lost with its worker
+    let l = store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .unwrap();
+    assert_eq!(l.id, lost);
+    tokio::time::sleep(Duration::from_millis(130)).await;
+    store.fetch(JobKind::Cleanup, "w2", 0, LEASE).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    store.fetch(JobKind::Cleanup, "w2", 0, LEASE).await.unwrap();
+    // the job without a callback ends too, and makes nothing due
+    let p = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(p.id, plain);
+    settle(&store, &p, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+
+    let due = claim_all(&store, "w1").await;
+    let ended = |id: &JobId| {
+        let d = due.iter().find(|d| &d.job_id == id).unwrap_or_else(|| panic!("{id} is due"));
+        assert_eq!(d.delivery_id, format!("{id}:1"));
+        assert_eq!(
+            (d.try_number, d.url.as_str(), d.sealed_secret.as_slice()),
+            (1, "https://hooks.example.com/drover", &[1u8, 2, 3][..])
+        );
+        assert_eq!(d.account.as_deref(), Some("a1"));
+        d.ended.clone().unwrap()
+    };
+    assert_eq!(due.len(), 4, "one delivery per ended job with a callback");
+    let s = ended(&succeeded);
+    assert_eq!((s.state, s.attempts, s.error), (JobState::Succeeded, 1, None));
+    let d = ended(&dead);
+    assert_eq!((d.state, d.error.map(|e| e.class)), (JobState::Dead, Some(ErrorClass::Permanent)));
+    let c = ended(&cancelled);
+    assert_eq!(
+        (c.state, c.attempts, c.error.map(|e| e.class)),
+        (JobState::Cancelled, 0, Some(ErrorClass::Cancelled))
+    );
+    let r = ended(&lost);
+    assert_eq!((r.state, r.error.map(|e| e.class)), (JobState::Dead, Some(ErrorClass::Lost)));
+    assert_eq!(callback_of(&store, &succeeded).await.status, CallbackStatus::Pending);
+}
+
+pub async fn a_cancel_requested_during_a_run_delivers_once_the_run_ends<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("a1")).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    assert!(claim_all(&store, "w1").await.is_empty(), "it has not ended yet");
+    let error = err(ErrorClass::Transient);
+    settle(
+        &store,
+        &l,
+        SettleAction::Retry {
+            delay: Duration::from_secs(1),
+            error,
+        },
+        AttemptOutcome::Failed,
+    )
+    .await;
+    let due = claim_all(&store, "w1").await;
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].ended.as_ref().unwrap().state, JobState::Cancelled);
+}
+
+pub async fn a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("a1")).await;
+    store.cancel(&id).await.unwrap();
+    let (first, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(150), 8)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let (none, wait) = store.claim_callbacks(JobKind::Cleanup, "w2", 10, CLAIM, 8).await.unwrap();
+    assert!(none.is_empty(), "a claimed try is not handed to a second worker");
+    assert!(wait.is_some_and(|w| w <= Duration::from_millis(150)), "{wait:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = claim_all(&store, "w2").await;
+    assert_eq!(again.len(), 1, "a claim that ran out unrecorded is due again");
+    assert_eq!(
+        (again[0].try_number, again[0].delivery_id.as_str()),
+        (2, first[0].delivery_id.as_str())
+    );
+    let history = callback_of(&store, &id).await.deliveries;
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].result, history[0].try_number), (DeliveryResult::Lost, 1));
+    // the first worker's late answer is history only: the schedule is the second's
+    let late = store
+        .record_callback(&first[0], &record(&first[0], DeliveryResult::Delivered, Some(200)), None, true)
+        .await
+        .unwrap();
+    assert_eq!(late, Recorded::Stale);
+    assert_eq!(callback_of(&store, &id).await.status, CallbackStatus::Pending);
+}
+
+pub async fn a_failed_try_comes_due_again_and_a_delivered_one_ends_the_delivery<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("a1")).await;
+    store.cancel(&id).await.unwrap();
+    let due = claim_all(&store, "w1").await.pop().unwrap();
+    let next = Some(Duration::from_millis(150));
+    let r = store
+        .record_callback(&due, &record(&due, DeliveryResult::Failed, Some(503)), next, false)
+        .await
+        .unwrap();
+    assert_eq!(r, Recorded::Applied);
+    let cb = callback_of(&store, &id).await;
+    assert_eq!(cb.status, CallbackStatus::Pending);
+    assert!(cb.next_try_at.is_some());
+    assert!(claim_all(&store, "w1").await.is_empty(), "not before its next try is due");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = claim_all(&store, "w1").await.pop().expect("due again");
+    assert_eq!(second.try_number, 2);
+    store
+        .record_callback(&second, &record(&second, DeliveryResult::Delivered, Some(204)), None, true)
+        .await
+        .unwrap();
+    let cb = callback_of(&store, &id).await;
+    assert_eq!(cb.status, CallbackStatus::Delivered);
+    assert_eq!(cb.next_try_at, None);
+    let tries: Vec<(u32, Option<u16>)> = cb.deliveries.iter().map(|d| (d.try_number, d.status)).collect();
+    assert_eq!(tries, vec![(1, Some(503)), (2, Some(204))]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(claim_all(&store, "w1").await.is_empty(), "a delivered callback is never due again");
+}
+
+pub async fn a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_try<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("a1")).await;
+    store.cancel(&id).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(20), 2)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert!(store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 2)
+        .await
+        .unwrap()
+        .0
+        .is_empty());
+    let cb = callback_of(&store, &id).await;
+    assert_eq!(cb.status, CallbackStatus::Failed);
+    assert_eq!(cb.deliveries.last().map(|d| d.result), Some(DeliveryResult::GaveUp));
+}
+
+pub async fn a_replayed_job_that_ends_again_gets_a_delivery_of_its_own<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("a1")).await;
+    store.cancel(&id).await.unwrap();
+    let first = claim_all(&store, "w1").await.pop().unwrap();
+    store
+        .record_callback(&first, &record(&first, DeliveryResult::Delivered, Some(200)), None, true)
+        .await
+        .unwrap();
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let cb = callback_of(&store, &id).await;
+    assert_eq!(cb.status, CallbackStatus::Waiting, "a replayed job waits for its new ending");
+    assert_eq!(cb.deliveries.len(), 1, "the earlier delivery stays in the history");
+    let l = fetch_one(&store, "w1").await.unwrap();
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    let second = claim_all(&store, "w1").await.pop().expect("the second ending is due");
+    assert_eq!(second.delivery_id, format!("{id}:2"));
+    assert_eq!(second.try_number, 1);
+    assert_eq!(second.ended.unwrap().state, JobState::Succeeded);
+}
+
+pub async fn a_job_with_a_callback_cannot_take_an_id_already_used<S: JobStore + CallbackStore>(store: S) {
+    let job = with_callback("a1");
+    let again = job.clone();
+    enqueue(&store, job).await;
+    let e = store.enqueue(again).await.unwrap_err();
+    assert!(matches!(e, EnqueueError::IdempotencyConflict { .. }), "{e:?}");
+}
+
+pub async fn trimming_a_job_removes_its_delivery<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("a1")).await;
+    store.cancel(&id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let trimmed = store.trim(JobKind::Cleanup, Duration::from_millis(10), 100).await.unwrap();
+    assert_eq!(trimmed.map(|t| t.removed), Some(1));
+    let (due, wait) = store.claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8).await.unwrap();
+    assert!(due.is_empty() && wait.is_none(), "nothing is left to deliver: {wait:?}");
+}

@@ -14,7 +14,7 @@
 //! - [`ratelimit`]: per-key GCRA on writes, one Lua script in Redis.
 //! - [`idempotency`]: `Idempotency-Key` scoped per API key and per kind.
 //! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
-//! - [`middleware`]: request id, metrics and access log, timeout.
+//! - [`middleware`]: request id, problem rewriting, panic catching, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
 //! - [`metrics_listener`]: the internal listener that serves them (`api.metrics_listen`).
 //! - [`readiness`]: `/readyz`'s dependency checks, shared by the probes of one second.

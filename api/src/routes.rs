@@ -8,7 +8,7 @@ use axum::Router;
 use crate::auth::{require_admin, require_read, require_submit};
 use crate::error::ApiError;
 use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, items, jobs, queues, schedules, submit};
-use crate::middleware::{observe::observe, request_id::request_id, timeout::timeout};
+use crate::middleware::{catch_panic::catch_panic, observe::observe, problem::as_problem, request_id::request_id, timeout::timeout};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(from_fn_with_state(state.clone(), timeout))
         .layer(from_fn_with_state(state.clone(), observe))
+        .layer(from_fn(catch_panic))
+        .layer(from_fn(as_problem))
         .layer(from_fn(request_id))
         .with_state(state)
 }

@@ -5,9 +5,10 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{FieldErrorDoc, Problem};
+use drover::job::{BackfillPayload, CleanupPayload, FieldError, SyncPayload};
+
+use crate::error::Problem;
 use crate::handlers::{accounts, control, csv_upload, dead_letter, events, health, items, jobs, queues, schedules, submit};
-use crate::views;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,13 +42,9 @@ use crate::views;
         health::readyz,
         health::openapi,
     ),
-    components(schemas(
-        Problem,
-        FieldErrorDoc,
-        views::SyncPayload,
-        views::BackfillPayload,
-        views::CleanupPayload,
-    )),
+    // What no operation names: the payload of each kind (`SubmitJob.payload` is free-form
+    // JSON whose shape depends on `kind`).
+    components(schemas(Problem, FieldError, SyncPayload, BackfillPayload, CleanupPayload)),
     modifiers(&BearerAuth, &DescribeResponses),
     security(("bearer" = [])),
     tags(

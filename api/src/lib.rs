@@ -10,6 +10,7 @@
 //! - [`handlers`]: the endpoints, one concept per file.
 //! - [`views`]: request and response bodies (what the OpenAPI document shows).
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
+//! - [`problem_responses`]: the error responses endpoints document, each written once.
 //! - [`auth`]: API keys (SHA-256, constant-time), roles and account scopes.
 //! - [`ratelimit`]: per-key GCRA on writes, one Lua script in Redis.
 //! - [`idempotency`]: `Idempotency-Key` scoped per API key and per kind.
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod middleware;
 pub mod openapi;
+pub mod problem_responses;
 pub mod ratelimit;
 pub mod readiness;
 pub mod routes;

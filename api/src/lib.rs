@@ -6,7 +6,8 @@
 //! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
 //! - [`cli`]: the binary's `hash-key` subcommand and its shutdown signal.
 //! - [`serve`]: the listener loop (header-read timeout, connection cap).
-//! - [`routes`]: the router — which role each endpoint needs, the middleware order.
+//! - [`routes`]: the router — each endpoint registered once for routing and the document,
+//!   which role it needs, the middleware order.
 //! - [`handlers`]: the endpoints, one concept per file.
 //! - [`views`]: request and response bodies (what the OpenAPI document shows).
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
@@ -22,7 +23,7 @@
 //! - [`streams`]: caps on open event streams, per key and per process.
 //! - [`waiting`]: why a job waits: the queue's reason combined with the account's quota cooldown.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
-//! - [`openapi`]: the generated OpenAPI document.
+//! - [`openapi`]: the generated OpenAPI document and its endpoint.
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -36,6 +36,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod idempotency;
+pub mod job_watch;
 pub mod metrics;
 pub mod metrics_listener;
 pub mod middleware;

@@ -48,6 +48,8 @@ struct Inner {
     accounts: Accounts,
     /// Open event streams, capped per key and per process.
     streams: Arc<StreamSlots>,
+    /// The polls the event streams share, one per followed job.
+    job_watches: crate::job_watch::JobWatches,
     cursors: Cursors,
     /// Set once the migrations have been applied; until then Postgres is "not ready".
     migrated: AtomicBool,
@@ -104,6 +106,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             accounts,
             streams,
+            job_watches: Default::default(),
             cursors,
             migrated: AtomicBool::new(false),
             readiness: crate::readiness::Readiness::default(),
@@ -152,6 +155,9 @@ impl AppState {
     }
     pub fn cursors(&self) -> &Cursors {
         &self.0.cursors
+    }
+    pub fn job_watches(&self) -> &crate::job_watch::JobWatches {
+        &self.0.job_watches
     }
     pub fn streams(&self) -> &Arc<StreamSlots> {
         &self.0.streams

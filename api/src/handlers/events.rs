@@ -1,19 +1,20 @@
 //! `GET /v1/jobs/{id}/events`: server-sent events of the job's state and progress.
 //!
-//! The job is read every `events_poll_ms` (200 ms by default) and an event is sent when
-//! its state (`event: state`) or progress (`event: progress`) changed; the stream ends
-//! after a terminal state, when the job disappears, when the server shuts down, or after
-//! `events_max_ms` (the client reconnects; the first event then repeats the state).
-//! Keep-alive comments flow while nothing changes. Polling reads only the job's summary
-//! fields (one HMGET, never the payload) per open stream and tick, and needs nothing from
-//! the workers.
+//! The job is read every `events_poll_ms` (200 ms by default) by one poll shared by every
+//! stream open on it (`crate::job_watch`), and an event is sent when its state (`event:
+//! state`) or progress (`event: progress`) changed; the stream ends after a terminal
+//! state, when the job disappears, when the server shuts down, or after `events_max_ms`
+//! (the client reconnects; the first event then repeats the state). Keep-alive comments
+//! flow while nothing changes. The poll reads only the job's summary fields (one HMGET,
+//! never the payload) per tick, however many streams follow the job, and needs nothing
+//! from the workers.
 //!
 //! While the job waits (neither running nor ended) the stream also says why: `event:
 //! waiting` with `{id, state, waiting: {reason, until, detail}}` when the reason or its
 //! end changes (a park on the limiter, a quota cooldown, an open breaker, the account's
 //! cap, ...). Why is read as `GET /v1/jobs/{id}` reads it (`crate::waiting`: one bounded
-//! script and one cooldown read, no scan), and only when the job's state or update time
-//! moved or [`WAITING_EVERY`] has passed, so a stream costs at most that per second. Open streams are capped per key and per process (`api.streams`): past a
+//! script and one cooldown read, no scan), by the shared poll, and only when the job's
+//! state or update time moved or `job_watch::WAITING_EVERY` has passed. Open streams are capped per key and per process (`api.streams`): past a
 //! cap the answer is 429 with `Retry-After`.
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -22,24 +23,24 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
-use drover::job::{Job, JobId, JobState, Progress};
-use drover::queue::WaitReason;
+use std::sync::Arc;
+
+use drover::job::{Job, JobState, Progress};
+use drover::queue::{WaitReason, Waiting};
 use futures::Stream;
 use serde_json::json;
 
 use super::load_summary;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::job_watch::Seen;
 use crate::problem_responses::{JobNotFound, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::streams::StreamSlot;
 use crate::views::{JobEvent, WaitingView};
-use crate::waiting::{self, WaitingJob};
+use tokio::sync::watch;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// How often a waiting job's reason is read again when the job itself did not change
-/// (an account's cap freeing, a cooldown starting are not written on the job).
-const WAITING_EVERY: Duration = Duration::from_secs(1);
 
 /// Stream the job's state and progress changes until it ends.
 #[utoipa::path(
@@ -67,17 +68,17 @@ pub async fn job_events(
     // The cap first: past it, the request costs no Redis read.
     let slot = state.streams().open(&caller.name)?;
     let job = load_summary(&state, &caller, &id).await?.job;
+    let polled = state.job_watches().subscribe(&state, &job.id);
     let watch = Watch {
         _slot: slot,
-        id: job.id.clone(),
         until: tokio::time::Instant::now() + state.limits().events_max,
         state,
+        polled,
         seen_state: None,
         seen_progress: None,
         seen_waiting: None,
-        waiting_read: None,
         pending: VecDeque::new(),
-        next: Some(job),
+        next: Some((Arc::new(job), None)),
         done: false,
         seq: 0,
     };
@@ -88,19 +89,19 @@ pub async fn job_events(
 struct Watch {
     /// Held for as long as the stream is open.
     _slot: StreamSlot,
-    id: JobId,
     /// When the stream ends even if the job has not.
     until: tokio::time::Instant,
     state: AppState,
+    /// The job's shared poll.
+    polled: watch::Receiver<Seen>,
     seen_state: Option<JobState>,
     seen_progress: Option<Progress>,
     /// The wait last sent: its reason and end (a position change alone sends nothing).
     seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>)>,
-    /// When the wait was last read, and the job's state and update time then.
-    waiting_read: Option<(tokio::time::Instant, JobState, DateTime<Utc>)>,
     pending: VecDeque<Event>,
-    /// A job already read, to compare before polling again.
-    next: Option<Job>,
+    /// A job already read (with why it waits, when known), to compare before waiting
+    /// for the poll.
+    next: Option<(Arc<Job>, Option<Waiting>)>,
     done: bool,
     seq: u64,
 }
@@ -114,62 +115,39 @@ impl Watch {
             if self.done {
                 return None;
             }
-            let job = match self.next.take() {
-                Some(job) => job,
+            let (job, waiting) = match self.next.take() {
+                Some(seen) => seen,
                 None => {
-                    let poll = self.state.limits().events_poll;
                     tokio::select! {
                         _ = self.state.shutdown().cancelled() => return None,
                         _ = tokio::time::sleep_until(self.until) => return None,
-                        _ = tokio::time::sleep(poll) => {}
-                    }
-                    match self.state.store().summary(&self.id).await {
-                        Ok(Some(s)) => s.job,
-                        Ok(None) => return None, // trimmed or purged
-                        Err(e) => {
-                            // A Redis blip: keep the stream, try again next tick.
-                            tracing::debug!(job_id = %self.id, error = %e, "job events: read failed");
-                            continue;
+                        changed = self.polled.changed() => {
+                            if changed.is_err() {
+                                return None; // the poll ended: shutdown, or the job ended
+                            }
                         }
+                    }
+                    match &*self.polled.borrow_and_update() {
+                        Seen::Nothing => continue,
+                        Seen::Gone => return None, // trimmed or purged
+                        Seen::Job(job, waiting) => (job.clone(), waiting.clone()),
                     }
                 }
             };
             self.observe(&job);
             if !self.done {
-                self.observe_waiting(&job).await;
+                self.observe_waiting(&job, waiting);
             }
         }
     }
 
-    /// Queue a `waiting` event when why the job waits changed (read at most once per
-    /// [`WAITING_EVERY`] unless the job changed).
-    async fn observe_waiting(&mut self, job: &Job) {
+    /// Queue a `waiting` event when why the job waits changed.
+    fn observe_waiting(&mut self, job: &Job, waiting: Option<Waiting>) {
         if job.state == JobState::Running {
             // The wait is over; a later park is news again.
             self.seen_waiting = None;
-            self.waiting_read = None;
             return;
         }
-        let now = tokio::time::Instant::now();
-        let fresh = self
-            .waiting_read
-            .is_some_and(|(at, state, updated)| state == job.state && updated == job.updated_at && now < at + WAITING_EVERY);
-        if fresh {
-            return;
-        }
-        let waits = WaitingJob {
-            id: &job.id,
-            account_id: job.account_id.as_deref(),
-        };
-        let waiting = match waiting::waiting(&self.state, waits).await {
-            Ok(w) => w,
-            Err(e) => {
-                // A Redis blip: the next tick reads again.
-                tracing::debug!(job_id = %self.id, error = %e, "job events: reading why the job waits failed");
-                return;
-            }
-        };
-        self.waiting_read = Some((now, job.state, job.updated_at));
         let Some(w) = waiting else { return };
         let key = (w.reason, w.until);
         if self.seen_waiting == Some(key) {

@@ -122,6 +122,24 @@ impl RedisStore {
         &self.namespace
     }
 
+    /// Runs a pipeline of `script`'s invocations in one round trip, loading the script
+    /// once when Redis does not know it (after a restart or a `SCRIPT FLUSH`).
+    async fn pipelined<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        build: impl Fn() -> redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match build().query_async(&mut conn).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await?;
+                Ok(build().query_async(&mut conn).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// [`JobStore::waiting`] for many jobs in one round trip (listings), in order.
     pub async fn waiting_many(&self, ids: &[JobId]) -> Result<Vec<Option<super::Waiting>>, StoreError> {
         if ids.is_empty() {
@@ -137,15 +155,7 @@ impl RedisStore {
             }
             pipe
         };
-        let mut conn = self.conn.clone();
-        let replies: Vec<Vec<String>> = match build().query_async(&mut conn).await {
-            Ok(r) => r,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                scripts::WAITING.load_async(&mut conn).await?;
-                build().query_async(&mut conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let replies: Vec<Vec<String>> = self.pipelined(&scripts::WAITING, build).await?;
         replies.into_iter().map(super::Waiting::from_reply).collect()
     }
 
@@ -233,15 +243,7 @@ impl RedisStore {
             }
             pipe
         };
-        let mut conn = self.conn.clone();
-        let replies: Vec<Vec<String>> = match build().query_async(&mut conn).await {
-            Ok(r) => r,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                scripts::ENQUEUE.load_async(&mut conn).await?;
-                build().query_async(&mut conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let replies: Vec<Vec<String>> = self.pipelined(&scripts::ENQUEUE, build).await?;
         let mut out: Vec<Option<Result<Enqueued, EnqueueError>>> = jobs.iter().map(|_| None).collect();
         for ((_, idx), reply) in groups.iter().zip(replies) {
             for (i, r) in idx.iter().zip(parse_enqueue_replies(reply)) {

@@ -286,3 +286,35 @@ fn the_kubernetes_config_files_are_accepted_by_the_api_and_the_worker() {
         assert_eq!(worker.metrics_listen, "0.0.0.0:9464", "{path}: the probes and scrape use 9464");
     }
 }
+
+/// Runs `bin healthcheck <address>` and says whether it passed.
+fn healthcheck(bin: &str, address: &str) -> bool {
+    let out = std::process::Command::new(drover_tests::harness::cargo_bin(bin))
+        .args(["healthcheck", address])
+        .output()
+        .expect("the binary runs");
+    out.status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_images_health_check_passes_for_a_running_api_and_worker_and_fails_without_them() {
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(dockerfile.contains("drover-api healthcheck") && dockerfile.contains("drover-worker healthcheck"));
+    let mut stack = Stack::start(
+        SimConfig {
+            accounts: 0,
+            ..SimConfig::fast()
+        },
+        "",
+    )
+    .await;
+    let api = stack.start_api().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
+    let api_addr = api.trim_start_matches("http://");
+    assert!(healthcheck("drover-api", api_addr), "the API's /healthz answers 200");
+    assert!(healthcheck("drover-worker", &listen), "the worker's /metrics answers 200");
+    let closed = format!("127.0.0.1:{}", free_port());
+    assert!(!healthcheck("drover-api", &closed));
+    assert!(!healthcheck("drover-worker", &closed));
+}

@@ -298,7 +298,9 @@ async fn the_scheduler_counts_each_tick_it_made_and_each_tick_it_missed_once() {
     use chrono::{TimeZone, Utc};
     use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
     let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
-    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default()).await.unwrap();
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
     let schedules = ScheduleStore::new(store.connection(), "drover");
     let spec = ScheduleSpec {
         cron: "10 * * * * *".into(),

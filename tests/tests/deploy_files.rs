@@ -230,8 +230,15 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
     let api_metrics = stack.api_metrics.clone().expect("the API serves metrics");
     // The backfills the cooldown stopped parked themselves, and the API counts the parks.
     let api_text = get_text(&api_metrics).await;
-    let parks = value_of(&api_text, "drover_queue_parked_runs_total", &["kind=\"backfill\"", "reason=\"quota_cooldown\""]);
-    assert!(parks.is_some_and(|n| n >= 1.0), "no quota_cooldown park counted: {parks:?}\n{api_text}");
+    let parks = value_of(
+        &api_text,
+        "drover_queue_parked_runs_total",
+        &["kind=\"backfill\"", "reason=\"quota_cooldown\""],
+    );
+    assert!(
+        parks.is_some_and(|n| n >= 1.0),
+        "no quota_cooldown park counted: {parks:?}\n{api_text}"
+    );
     let mut every = vec![api_metrics];
     every.extend(worker_metrics.iter().cloned());
     let served = scrape_all(&every).await;
@@ -241,7 +248,10 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
     for (title, exprs) in &panels {
         for expr in exprs {
             let missing: Vec<String> = referenced_metrics(expr).difference(&served).cloned().collect();
-            assert!(missing.is_empty(), "panel {title:?} queries {missing:?}, served by none of {every:?}: {expr}");
+            assert!(
+                missing.is_empty(),
+                "panel {title:?} queries {missing:?}, served by none of {every:?}: {expr}"
+            );
         }
     }
     let missing: Vec<&String> = wanted.difference(&served).collect();

@@ -82,7 +82,11 @@ async fn a_successful_job_costs_at_most_two_info_lines_and_every_line_of_a_run_n
 
     let lines = lines_after_start(&stack.logs());
     let info: Vec<&Value> = lines.iter().filter(|l| l["level"] == "INFO").collect();
-    println!("{} info lines for {JOBS} successful jobs ({:.2} per job)", info.len(), info.len() as f64 / JOBS as f64);
+    println!(
+        "{} info lines for {JOBS} successful jobs ({:.2} per job)",
+        info.len(),
+        info.len() as f64 / JOBS as f64
+    );
     assert!(
         info.len() <= INFO_LINES_PER_JOB * JOBS,
         "{} info lines for {JOBS} jobs, over the budget of {INFO_LINES_PER_JOB} per job:\n{}",
@@ -111,7 +115,11 @@ async fn a_successful_job_costs_at_most_two_info_lines_and_every_line_of_a_run_n
         if lines.iter().filter(|l| job_span(l).is_some()).count() >= 2 {
             break lines;
         }
-        assert!(std::time::Instant::now() < until, "no line logged inside a failing run:\n{}", stack.logs());
+        assert!(
+            std::time::Instant::now() < until,
+            "no line logged inside a failing run:\n{}",
+            stack.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let mut in_runs = 0;
@@ -127,5 +135,8 @@ async fn a_successful_job_costs_at_most_two_info_lines_and_every_line_of_a_run_n
             assert_eq!(span["trace_id"], "0af7651916cd43dd8448eb211c80319c", "the client's trace: {line}");
         }
     }
-    println!("{in_runs} lines logged inside runs, each with job, attempt, account, trace and span ids, e.g.\n{}", lines.iter().find(|l| job_span(l).is_some()).unwrap());
+    println!(
+        "{in_runs} lines logged inside runs, each with job, attempt, account, trace and span ids, e.g.\n{}",
+        lines.iter().find(|l| job_span(l).is_some()).unwrap()
+    );
 }

@@ -65,7 +65,9 @@ pub(super) struct StatsReply {
 
 impl StatsReply {
     pub(super) fn from_reply(v: &[u64]) -> Option<Self> {
-        let [r, q, b, busy, lost, released, late, pr, pq, pb] = v else { return None };
+        let [r, q, b, busy, lost, released, late, pr, pq, pb] = v else {
+            return None;
+        };
         Some(Self {
             parked: [*r, *q, *b],
             account_busy: *busy,
@@ -84,7 +86,14 @@ impl StatsReply {
 /// Splits the jobs not running by reason, the way `waiting.lua` decides one job's:
 /// scheduled jobs are retrying, parked or plainly scheduled; queued jobs wait for a
 /// paused queue, for their account's cap, or for a slot.
-pub(super) fn split_waiting(queued: u64, scheduled_all: u64, retrying: u64, prefetched: u64, paused: bool, s: &StatsReply) -> WaitingCounts {
+pub(super) fn split_waiting(
+    queued: u64,
+    scheduled_all: u64,
+    retrying: u64,
+    prefetched: u64,
+    paused: bool,
+    s: &StatsReply,
+) -> WaitingCounts {
     let [rate_limit, quota_cooldown, breaker_open] = s.parked;
     let parked = rate_limit + quota_cooldown + breaker_open;
     let busy = if paused { 0 } else { s.account_busy.min(queued) };

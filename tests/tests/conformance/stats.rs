@@ -52,7 +52,11 @@ pub async fn capped_counts_say_how_many_jobs_wait_for_each_reason<S: JobStore>(s
 
     store.set_paused(JobKind::Cleanup, true).await.unwrap();
     let w = store.counts(JobKind::Cleanup).await.unwrap().waiting;
-    assert_eq!((w.queue_paused, w.account_busy, w.queued), (3, 0, 0), "paused holds every queued job: {w:?}");
+    assert_eq!(
+        (w.queue_paused, w.account_busy, w.queued),
+        (3, 0, 0),
+        "paused holds every queued job: {w:?}"
+    );
     store.set_paused(JobKind::Cleanup, false).await.unwrap();
 
     store.cancel(&parked).await.unwrap();

@@ -216,16 +216,7 @@ pub struct Problem {
     pub request_id: String,
     /// Present on 422: one entry per invalid field.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<FieldErrorDoc>>)]
     pub errors: Option<Vec<FieldError>>,
-}
-
-/// One invalid field: its JSON path (e.g. `payload.skus`) and what is wrong with it.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documents drover::job::FieldError, which is what is serialized
-pub struct FieldErrorDoc {
-    field: String,
-    message: String,
 }
 
 /// Marks a response whose body is already a problem document.

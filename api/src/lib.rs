@@ -6,23 +6,25 @@
 //! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
 //! - [`cli`]: the binary's `hash-key` subcommand and its shutdown signal.
 //! - [`serve`]: the listener loop (header-read timeout, connection cap).
-//! - [`routes`]: the router — which role each endpoint needs, the middleware order.
+//! - [`routes`]: the router — each endpoint registered once for routing and the document,
+//!   which role it needs, the middleware order.
 //! - [`handlers`]: the endpoints, one concept per file.
 //! - [`views`]: request and response bodies (what the OpenAPI document shows).
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
+//! - [`problem_responses`]: the error responses endpoints document, each written once.
 //! - [`auth`]: API keys (SHA-256, constant-time), roles and account scopes.
 //! - [`callbacks`]: a job's `callback_url` checked on submit, the key's secret sealed into the job.
 //! - [`ratelimit`]: per-key GCRA on writes, one Lua script in Redis.
 //! - [`idempotency`]: `Idempotency-Key` scoped per API key and per kind.
 //! - [`extract`]: body, query and header extractors mapping bad input to 400/413/415/422.
-//! - [`middleware`]: request id, metrics and access log, timeout.
+//! - [`middleware`]: request id, problem rewriting, panic catching, metrics and access log, timeout.
 //! - [`metrics`]: the Prometheus recorder and queue gauges read at scrape time.
 //! - [`metrics_listener`]: the internal listener that serves them (`api.metrics_listen`).
 //! - [`readiness`]: `/readyz`'s dependency checks, shared by the probes of one second.
 //! - [`streams`]: caps on open event streams, per key and per process.
 //! - [`waiting`]: why a job waits: the queue's reason combined with the account's quota cooldown.
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
-//! - [`openapi`]: the generated OpenAPI document.
+//! - [`openapi`]: the generated OpenAPI document and its endpoint.
 pub mod app;
 pub mod auth;
 pub mod callbacks;
@@ -38,6 +40,7 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod middleware;
 pub mod openapi;
+pub mod problem_responses;
 pub mod ratelimit;
 pub mod readiness;
 pub mod routes;

@@ -8,13 +8,16 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::handlers::health;
-use crate::middleware::request_id::request_id;
+use crate::middleware::{catch_panic::catch_panic, problem::as_problem, request_id::request_id};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::NotFound("only /metrics is served here".into()) })
+        // The public router's outer three, in the same order: one error shape everywhere.
+        .layer(from_fn(catch_panic))
+        .layer(from_fn(as_problem))
         .layer(from_fn(request_id))
         .with_state(state)
 }

@@ -69,43 +69,6 @@ pub struct SubmitJob {
     pub callback_url: Option<String>,
 }
 
-/// The payload of a `sync` job.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documents drover::job::SyncPayload
-pub struct SyncPayload {
-    #[schema(example = "acme-eu")]
-    account_id: String,
-    #[schema(example = "A1PA6795UKMFR9")]
-    marketplace_id: String,
-    /// `orders` and/or `listings`.
-    resources: Vec<String>,
-    since: Option<DateTime<Utc>>,
-}
-
-/// The payload of a `backfill` job.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documents drover::job::BackfillPayload
-pub struct BackfillPayload {
-    account_id: String,
-    marketplace_id: String,
-    #[schema(example = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL")]
-    report_type: String,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    /// 1 to 720, default 6.
-    window_hours: Option<u32>,
-}
-
-/// The payload of a `cleanup` job.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documents drover::job::CleanupPayload
-pub struct CleanupPayload {
-    account_id: String,
-    marketplace_id: String,
-    /// 1 to 100000 seller SKUs.
-    skus: Vec<String>,
-}
-
 /// Where an accepted job is.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {

@@ -27,6 +27,7 @@ use super::first_sync::{self, FirstSync};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::JsonBody;
+use crate::problem_responses::{AccountNotFound, Invalid, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType};
 use crate::state::AppState;
 use crate::views::Accepted;
 
@@ -147,11 +148,11 @@ pub fn account_url(id: &AccountId) -> String {
             `first_sync_job` is the account's first sync when one was queued; `first_sync_error` says why none could be (the account stays stored)", body = CreatedAccount,
             headers(("Location" = String, description = "The account's URL"))),
         (status = 400, description = "Malformed JSON, or the marketplace rejected the credentials (its OAuth error code is named)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
         (status = 403, description = "Not admin and not a submit key limited to this account; or skip_validation without admin", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "An account with this id exists", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = PROBLEM_JSON),
+        UnsupportedMediaType,
+        Invalid,
         (status = 429, description = "Over the key's write rate, or (submit keys) over 10 credential checks a minute", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "Postgres unavailable, or the marketplace could not be reached to validate; nothing was stored", body = Problem, content_type = PROBLEM_JSON),
     )
@@ -228,9 +229,10 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
     params(("id" = String, Path, description = "Account id")),
     responses(
         (status = 200, body = AccountView),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such account, or one this key may not see", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        AccountNotFound,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
@@ -250,9 +252,10 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     params(("id" = String, Path, description = "Account id")),
     responses(
         (status = 200, description = "`{account, at, operations: {getOrders: {rate, burst, adapted, tokens_available, next_slot_at, breaker}, …}, cooldown: {until, reason, level, since} | null}`", body = Object),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such account, or one this key may not see", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        AccountNotFound,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn limits(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {

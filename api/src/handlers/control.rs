@@ -9,6 +9,7 @@ use drover::queue::{CancelOutcome, JobStore, RetryOutcome};
 use super::{load_job, parse_id};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::problem_responses::{JobNotFound, RateLimited, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::views::{status_url, Accepted, Cancelled};
 
@@ -35,12 +36,12 @@ fn gone(id: &JobId) -> ApiError {
     responses(
         (status = 200, description = "Cancelled at once (it was not running)", body = Cancelled),
         (status = 202, description = "Running: its handler has been told to stop", body = Cancelled),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
         (status = 403, description = "The key is not an admin key", body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
+        JobNotFound,
         (status = 409, description = "Already ended", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
@@ -68,12 +69,12 @@ pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(raw): Pa
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 202, description = "Queued again", body = Accepted, headers(("Location" = String))),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
         (status = 403, description = "The key is not an admin key", body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
+        JobNotFound,
         (status = 409, description = "Not dead, cancelled or partial; or another sync of the account is active", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn retry(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {

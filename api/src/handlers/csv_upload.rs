@@ -11,6 +11,7 @@ use crate::auth::Caller;
 use crate::csv_skus::{parse_skus, CsvError};
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{query, CsvBody, SubmitHeaders};
+use crate::problem_responses::{Forbidden, RateLimited, Unauthorized};
 use crate::state::AppState;
 use crate::views::Accepted;
 
@@ -38,13 +39,13 @@ pub struct CsvParams {
     responses(
         (status = 202, description = "Accepted: a new cleanup job", body = Accepted, headers(("Location" = String))),
         (status = 200, description = "Idempotent replay", body = Accepted, headers(("Location" = String))),
-        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Role or account not allowed", body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        Forbidden,
         (status = 409, description = "Idempotency key reused with another request", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Body over the CSV size limit, or the payload over api.jobs.max_payload_bytes once stored", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Not text/csv", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Bad query parameters, too many rows, or bad rows (named by line)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, description = "Rate limited", body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
         (status = 503, description = "Redis did not answer; the outcome is unknown: retry with the same Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
     )
 )]

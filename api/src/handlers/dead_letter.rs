@@ -9,8 +9,9 @@ use utoipa::IntoParams;
 
 use super::listing::{self, RawList};
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::error::ApiError;
 use crate::extract::{query, JsonBody};
+use crate::problem_responses::{BadRequest, Forbidden, Invalid, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType};
 use crate::state::AppState;
 use crate::views::{JobPage, ReplayFilter, ReplayRequest, ReplayResult, Skipped};
 
@@ -38,10 +39,11 @@ pub struct DeadLetterParams {
     params(DeadLetterParams),
     responses(
         (status = 200, body = JobPage),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        Forbidden,
+        Invalid,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn list_dead(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<JobPage>, ApiError> {
@@ -59,13 +61,13 @@ pub async fn list_dead(State(state): State<AppState>, caller: Caller, RawQuery(r
     request_body = ReplayRequest,
     responses(
         (status = 200, description = "What was replayed and what was skipped (with why)", body = ReplayResult),
-        (status = 400, body = Problem, content_type = PROBLEM_JSON),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        UnsupportedMediaType,
+        Invalid,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn replay(

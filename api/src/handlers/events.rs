@@ -30,6 +30,7 @@ use serde_json::json;
 use super::load_summary;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::problem_responses::{JobNotFound, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::streams::StreamSlot;
 use crate::views::{JobEvent, WaitingView};
@@ -51,11 +52,11 @@ const WAITING_EVERY: Duration = Duration::from_secs(1);
             `event: progress` with `{id, done, total, message}` and, while the job waits, `event: waiting` with \
             `{id, state, waiting: {reason, until, detail}}` whenever the reason or its end changes; ends after a terminal state",
             content_type = "text/event-stream", body = JobEvent),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, description = "This key, or the server, has as many open event streams as it allows", body = Problem, content_type = PROBLEM_JSON,
+        Unauthorized,
+        JobNotFound,
+        (status = 429, description = "This key, or the server, has as many open event streams as it allows; or the key is over its read rate", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds to wait before opening another stream"))),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unavailable,
     )
 )]
 pub async fn job_events(

@@ -1,5 +1,5 @@
-//! Probes, metrics and the OpenAPI document: no API key needed (metrics are served on
-//! the internal listener only, see `metrics_listener.rs`).
+//! Probes and metrics: no API key needed (metrics are served on the internal listener
+//! only, see `metrics_listener.rs`; the OpenAPI document is served by `openapi.rs`).
 use std::time::Duration;
 
 use axum::extract::State;
@@ -74,16 +74,4 @@ async fn check_dependencies(state: &AppState) -> Outcome {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = state.metrics().render(state.store()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
-}
-
-/// This API's OpenAPI document, generated from the code.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    security(()),
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object))
-)]
-pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json())
 }

@@ -11,8 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::load_job;
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::error::ApiError;
 use crate::extract::query;
+use crate::problem_responses::{Invalid, JobNotFound, RateLimited, Unauthorized, Unavailable};
 use crate::state::AppState;
 
 #[derive(Default, Deserialize, IntoParams)]
@@ -95,10 +96,11 @@ fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
     params(("id" = String, Path, description = "Job id"), ItemsParams),
     responses(
         (status = 200, body = ItemPage),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "A parameter is invalid (named)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        JobNotFound,
+        Invalid,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn list_items(

@@ -9,6 +9,7 @@ use super::load_job;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::query;
+use crate::problem_responses::{Invalid, JobNotFound, RateLimited, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::views::{JobPage, JobView};
 use crate::waiting::{self, WaitingJob};
@@ -21,9 +22,10 @@ use crate::waiting::{self, WaitingJob};
     params(("id" = String, Path, description = "Job id, e.g. cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3")),
     responses(
         (status = 200, body = JobView),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "No such job, or one of an account this key may not see (the same answer)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        JobNotFound,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
@@ -71,10 +73,11 @@ pub struct ListParams {
     params(ListParams),
     responses(
         (status = 200, body = JobPage),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
         (status = 403, description = "account_id names an account this key may not see", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "A parameter is invalid (named)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Invalid,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn list_jobs(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Json<JobPage>, ApiError> {

@@ -9,6 +9,7 @@ use drover::queue::JobStore;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::problem_responses::{Forbidden, RateLimited, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::views::{PauseState, QueueView, Queues, StateCounts};
 
@@ -19,9 +20,10 @@ use crate::views::{PauseState, QueueView, Queues, StateCounts};
     tag = "queues",
     responses(
         (status = 200, body = Queues),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
         (status = 403, description = "Key limited to accounts", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn list_queues(State(state): State<AppState>, caller: Caller) -> Result<Json<Queues>, ApiError> {
@@ -58,11 +60,11 @@ pub async fn list_queues(State(state): State<AppState>, caller: Caller) -> Resul
     params(("kind" = String, Path, description = "The queue: sync, backfill or cleanup.")),
     responses(
         (status = 200, body = PauseState),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        Forbidden,
         (status = 404, description = "No such queue", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn pause(State(state): State<AppState>, caller: Caller, Path(kind): Path<String>) -> Result<Json<PauseState>, ApiError> {
@@ -77,11 +79,11 @@ pub async fn pause(State(state): State<AppState>, caller: Caller, Path(kind): Pa
     params(("kind" = String, Path, description = "The queue: sync, backfill or cleanup.")),
     responses(
         (status = 200, body = PauseState),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        Forbidden,
         (status = 404, description = "No such queue", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn resume(State(state): State<AppState>, caller: Caller, Path(kind): Path<String>) -> Result<Json<PauseState>, ApiError> {

@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{query, JsonBody};
+use crate::problem_responses::{BadRequest, RateLimited, Unauthorized, Unavailable};
 use crate::state::AppState;
 
 /// What `PUT /v1/schedules/{name}` takes.
@@ -165,14 +166,14 @@ async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Optio
     responses(
         (status = 200, description = "Replaced", body = ScheduleView),
         (status = 201, description = "Created", body = ScheduleView),
-        (status = 400, body = Problem, content_type = PROBLEM_JSON),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        BadRequest,
+        Unauthorized,
         (status = 403, description = "Not a submit key, or the payload's account is not one this key may act for", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The account already has api.schedules.max_per_account schedules", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The payload is over api.jobs.max_payload_bytes", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Fields are invalid (named); the cron fires more often than api.schedules.min_interval_secs or not within a year", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited: schedule writes count against the key's write limit", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unavailable,
     )
 )]
 pub async fn put_schedule(
@@ -227,10 +228,11 @@ fn check_bounds(state: &AppState, name: &str, spec: &ScheduleSpec) -> Result<(),
     params(("name" = String, Path), ScheduleQuery),
     responses(
         (status = 200, body = ScheduleView),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
         (status = 404, description = "No such schedule among the accounts this key may see", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Several accounts have a schedule with this name: give account_id", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn get_schedule(
@@ -250,8 +252,9 @@ pub async fn get_schedule(
     tag = "schedules",
     responses(
         (status = 200, body = ScheduleList),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
+        RateLimited,
+        Unavailable,
     )
 )]
 pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Result<Json<ScheduleList>, ApiError> {
@@ -281,11 +284,11 @@ fn visible(caller: &Caller, s: &Schedule) -> bool {
     params(("name" = String, Path), ScheduleQuery),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = Problem, content_type = PROBLEM_JSON),
+        Unauthorized,
         (status = 403, description = "Not a submit key", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such schedule among the accounts this key may see", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Several accounts have a schedule with this name: give account_id", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, body = Problem, content_type = PROBLEM_JSON),
+        Unavailable,
     )
 )]
 pub async fn delete_schedule(

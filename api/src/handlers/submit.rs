@@ -12,6 +12,7 @@ use crate::auth::{Caller, Principal};
 use crate::callbacks::CallbackPolicy;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{JsonBody, SubmitHeaders};
+use crate::problem_responses::{BadRequest, Forbidden, Invalid, RateLimited, Unauthorized};
 use crate::state::AppState;
 use crate::views::{Accepted, SubmitJob};
 
@@ -31,14 +32,14 @@ const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
     responses(
         (status = 202, description = "Accepted: a new job", body = Accepted, headers(("Location" = String, description = "The job's URL"))),
         (status = 200, description = "An existing job: idempotent replay, or the account's sync already queued or running", body = Accepted, headers(("Location" = String))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM_JSON),
-        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Role or account not allowed", body = Problem, content_type = PROBLEM_JSON),
+        BadRequest,
+        Unauthorized,
+        Forbidden,
         (status = 409, description = "Idempotency key reused with another request", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "Body too large, or the payload over api.jobs.max_payload_bytes once stored", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = PROBLEM_JSON),
+        Invalid,
+        RateLimited,
         (status = 503, description = "Redis did not answer; the outcome is unknown: retry with the same Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
     )
 )]

@@ -1,6 +1,9 @@
 //! Middleware every request passes through, outermost first:
-//! [`request_id`] (id, span, panics, bare errors → problems) → [`observe`] (metrics,
-//! access log) → [`timeout`] → per-route auth (`crate::auth`) → handler.
+//! [`request_id`] (id and span) → [`problem`] (bare errors → problems) → [`catch_panic`]
+//! (panics → 500 problems) → [`observe`] (metrics, access log) → [`timeout`] → per-route
+//! auth (`crate::auth`) → handler.
+pub mod catch_panic;
 pub mod observe;
+pub mod problem;
 pub mod request_id;
 pub mod timeout;

@@ -1,16 +1,13 @@
 //! `X-Request-Id`: taken from the client when sane, otherwise a new ULID; echoed on every
-//! response and carried by the request's tracing span and every problem document.
-use std::panic::AssertUnwindSafe;
+//! response and carried by the request's tracing span. Handlers and the error type read
+//! it with [`current`], so every problem document can quote it.
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use futures::FutureExt;
+use axum::response::Response;
 use tracing::Instrument;
-
-use crate::error::{ApiError, IsProblem};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -31,6 +28,8 @@ fn sane(v: &HeaderValue) -> Option<&str> {
     ok.then_some(s)
 }
 
+/// The outermost middleware: everything inside it (panics caught, errors rewritten as
+/// problems) runs with the id in scope and in the span.
 pub async fn request_id(req: Request, next: Next) -> Response {
     let id: Arc<str> = req
         .headers()
@@ -42,54 +41,11 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     // write whatever they like, at any length, into every log line of the request.
     let method = super::observe::method_label(req.method());
     let span = tracing::info_span!("request", request_id = %id, method, path = %req.uri().path());
-    let run = AssertUnwindSafe(next.run(req)).catch_unwind();
-    let res = REQUEST_ID
-        .scope(id.clone(), async move {
-            let res = match run.await {
-                Ok(res) => res,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    ApiError::Internal(format!("handler panicked: {what}")).into_response()
-                }
-            };
-            as_problem(res)
-        })
-        .instrument(span)
-        .await;
-    let mut res = res;
+    let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     res
-}
-
-/// Error responses made outside our handlers (axum's 404/405) become problems too, so a
-/// client only ever has to read one error shape.
-fn as_problem(res: Response) -> Response {
-    let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) || res.extensions().get::<IsProblem>().is_some() {
-        return res;
-    }
-    let err = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            let allow = res.headers().get(header::ALLOW).cloned();
-            let mut r = ApiError::MethodNotAllowed.into_response();
-            if let Some(allow) = allow {
-                r.headers_mut().insert(header::ALLOW, allow);
-            }
-            return r;
-        }
-        StatusCode::NOT_FOUND => ApiError::NotFound("no such resource".into()),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge("request body too large".into()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType("unsupported content type".into()),
-        s if s.is_server_error() => ApiError::Internal(format!("unhandled {s} response")),
-        s => ApiError::BadRequest(s.canonical_reason().unwrap_or("bad request").to_lowercase()),
-    };
-    err.into_response()
 }
 
 #[cfg(test)]

@@ -1,3 +1,6 @@
+//! The typed payload of each job kind, how it is decoded and validated, and the field
+//! errors that name what is wrong. With the `openapi` feature the payloads document
+//! themselves (`utoipa::ToSchema`) for the API.
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -8,18 +11,25 @@ pub const MAX_SKUS: usize = 100_000;
 /// Longest range one backfill may cover.
 pub const MAX_BACKFILL_DAYS: i64 = 731;
 
+/// What a sync walks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SyncResource {
     Orders,
     Listings,
 }
 
+/// The payload of a `sync` job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncPayload {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "acme-eu"))]
     pub account_id: AccountId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "A1PA6795UKMFR9"))]
     pub marketplace_id: MarketplaceId,
+    /// `orders` and/or `listings`.
     pub resources: Vec<SyncResource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
@@ -29,23 +39,35 @@ fn default_window_hours() -> u32 {
     6
 }
 
+/// The payload of a `backfill` job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackfillPayload {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub account_id: AccountId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub marketplace_id: MarketplaceId,
+    #[cfg_attr(feature = "openapi", schema(example = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL"))]
     pub report_type: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// 1 to 720, default 6.
     #[serde(default = "default_window_hours")]
     pub window_hours: u32,
 }
 
+/// The payload of a `cleanup` job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CleanupPayload {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub account_id: AccountId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub marketplace_id: MarketplaceId,
+    /// 1 to 100000 seller SKUs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub skus: Vec<Sku>,
 }
 
@@ -58,8 +80,9 @@ pub enum JobPayload {
     Cleanup(CleanupPayload),
 }
 
-/// One field that failed validation, named by its JSON path.
+/// One invalid field: its JSON path (e.g. `payload.skus`) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -1,0 +1,96 @@
+//! The error responses the endpoints document, each written once: a handler's
+//! `#[utoipa::path]` lists `responses(Unauthorized, Unavailable, …)` and writes a tuple
+//! only where its own words say more (e.g. what a 409 means there). Every one is an
+//! `application/problem+json` [`Problem`]; the doc comment of each names the `ApiError`
+//! variants that produce it, the `description` is what clients read.
+#![allow(dead_code)] // the types only document responses: `ApiError` is what is sent
+
+use utoipa::IntoResponses;
+
+use crate::error::Problem;
+
+/// `ApiError::BadRequest`.
+#[derive(IntoResponses)]
+#[response(
+    status = 400,
+    description = "Malformed JSON, or a header that cannot be used",
+    content_type = "application/problem+json"
+)]
+pub struct BadRequest(Problem);
+
+/// `ApiError::Unauthorized`, sent by the role guard before any handler runs.
+#[derive(IntoResponses)]
+#[response(
+    status = 401,
+    description = "Missing or invalid API key",
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"drover\"`"))
+)]
+pub struct Unauthorized(Problem);
+
+/// `ApiError::Forbidden`: the role guard, or the handler's account scope check.
+#[derive(IntoResponses)]
+#[response(
+    status = 403,
+    description = "The key's role or accounts do not allow this",
+    content_type = "application/problem+json"
+)]
+pub struct Forbidden(Problem);
+
+/// `ApiError::NotFound` from `handlers::load_job`: one answer whether the job is missing
+/// or hidden, so a key learns nothing about other tenants.
+#[derive(IntoResponses)]
+#[response(
+    status = 404,
+    description = "No such job, or one of an account this key may not see (the same answer)",
+    content_type = "application/problem+json"
+)]
+pub struct JobNotFound(Problem);
+
+/// `ApiError::NotFound` from the accounts endpoints, on the same terms as [`JobNotFound`].
+#[derive(IntoResponses)]
+#[response(
+    status = 404,
+    description = "No such account, or one this key may not see",
+    content_type = "application/problem+json"
+)]
+pub struct AccountNotFound(Problem);
+
+/// `ApiError::UnsupportedMediaType`, from the body extractors.
+#[derive(IntoResponses)]
+#[response(
+    status = 415,
+    description = "The body is not of the documented content type",
+    content_type = "application/problem+json"
+)]
+pub struct UnsupportedMediaType(Problem);
+
+/// `ApiError::Validation`: `errors` names each invalid field or parameter.
+#[derive(IntoResponses)]
+#[response(
+    status = 422,
+    description = "Invalid fields or parameters, each named in `errors`",
+    content_type = "application/problem+json"
+)]
+pub struct Invalid(Problem);
+
+/// `ApiError::RateLimited`: the per-key limits on writes and on reads (`ratelimit.rs`).
+#[derive(IntoResponses)]
+#[response(
+    status = 429,
+    description = "Rate limited: this key sent more requests (writes, or reads) than its limit allows; see Retry-After",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+)]
+pub struct RateLimited(Problem);
+
+/// `ApiError::Unavailable` or `ApiError::Timeout`.
+#[derive(IntoResponses)]
+#[response(
+    status = 503,
+    description = "A dependency (Redis, Postgres) did not answer, or the request timed out; see Retry-After. \
+        A write may have happened: retry it with the same Idempotency-Key",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+)]
+pub struct Unavailable(Problem);

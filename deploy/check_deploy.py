@@ -9,6 +9,9 @@
 - Every alert's runbook_url points at a heading that exists in docs/operations.md.
 - Every file or folder docker-compose.yml bind-mounts exists (`docker-compose config`
   does not look), and the monitoring services stay out of the default profile.
+- The Dockerfile's final stage is a slim base, runs as a numeric non-root user (so
+  Kubernetes' runAsNonRoot can check it) and has a HEALTHCHECK that uses no tool the
+  image lacks (no curl or wget: the binaries' `healthcheck` subcommands).
 
 Run from the repository root: python3 deploy/check_deploy.py [--dashboard-rules FILE]
 (needs PyYAML). Exits 1 with one line per problem. With --dashboard-rules it also writes
@@ -30,6 +33,7 @@ DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
 SCALERS = [ROOT / "deploy/k8s/base/worker-scaledobject.yaml", ROOT / "deploy/k8s/components/worker-hpa/worker-hpa.yaml"]
 RUNBOOK = ROOT / "docs/operations.md"
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy/Dockerfile"
 MONITORING = {"otel-collector", "jaeger", "redis-exporter", "prometheus", "grafana"}
 SOURCES = ["api/src", "worker/src", "shared/src"]
 
@@ -155,6 +159,27 @@ def write_dashboard_rules(path):
     pathlib.Path(path).write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
 
 
+def dockerfile_problems():
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+    stages = [i for i, l in enumerate(lines) if l.upper().startswith("FROM ")]
+    final = lines[stages[-1]:] if stages else []
+    problems = []
+    base = final[0].split()[1] if final else ""
+    if "slim" not in base and "distroless" not in base:
+        problems.append(f"deploy/Dockerfile: final stage FROM {base!r} is neither slim nor distroless")
+    users = [l.split()[1] for l in final if l.upper().startswith("USER ")]
+    uid = users[-1].split(":")[0] if users else ""
+    if not uid.isdigit() or int(uid) == 0:
+        problems.append(f"deploy/Dockerfile: final stage runs as {users[-1] if users else 'root'!r}, not a numeric non-root uid")
+    checks = [l for l in final if l.upper().startswith("HEALTHCHECK ")]
+    if not checks:
+        problems.append("deploy/Dockerfile: no HEALTHCHECK")
+    elif re.search(r"\b(curl|wget)\b", checks[-1]):
+        problems.append("deploy/Dockerfile: the HEALTHCHECK calls curl or wget, which the image does not have")
+    return problems
+
+
 def anchor(heading):
     """GitHub's anchor for a Markdown heading."""
     a = heading.strip().lower()
@@ -210,11 +235,13 @@ def main():
     if not MONITORING <= services.keys():
         problems.append(f"docker-compose.yml: missing {sorted(MONITORING - services.keys())}")
 
+    problems += dockerfile_problems()
+
     for p in problems:
         print(p)
     if problems:
         sys.exit(1)
-    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts OK")
+    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts, Dockerfile OK")
 
 
 if __name__ == "__main__":

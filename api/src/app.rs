@@ -181,7 +181,8 @@ impl App {
         if self.scheduler.enabled {
             let accounts: Arc<dyn AccountSource> = Arc::new(self.state.accounts().repo.clone());
             let schedules = ScheduleStore::new(self.state.store().connection(), self.state.store().namespace());
-            let scheduler = Scheduler::new(self.state.store().clone(), schedules, Some(accounts), self.scheduler.clone());
+            let scheduler = Scheduler::new(self.state.store().clone(), schedules, Some(accounts), self.scheduler.clone())
+                .with_counters(self.state.metrics().schedule_counters());
             tokio::spawn(scheduler.run(token.clone()));
         }
         if let Some((listener, _)) = self.metrics {

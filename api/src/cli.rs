@@ -1,6 +1,8 @@
-//! The binary's one subcommand: `drover-api hash-key <key>` (or `hash-key -` to read the
+//! The binary's subcommands: `drover-api hash-key <key>` (or `hash-key -` to read the
 //! key from standard input, keeping it out of shell history and `ps`) prints the SHA-256
-//! to configure as `api.keys[].key_sha256`.
+//! to configure as `api.keys[].key_sha256`; `drover-api healthcheck [address]` asks the
+//! running API's `/healthz` (at `api.listen` as the server reads its configuration,
+//! probed on loopback) and fails unless it answers 200 — the image's HEALTHCHECK.
 use std::io::BufRead;
 
 use secrecy::SecretString;
@@ -9,8 +11,10 @@ use crate::auth::hash_key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("usage: drover-api [hash-key <key>|-]")]
+    #[error("usage: drover-api [hash-key <key>|- | healthcheck [address]]")]
     Usage,
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
     #[error("could not read the key from standard input: {0}")]
     Stdin(#[from] std::io::Error),
 }
@@ -30,8 +34,20 @@ pub fn subcommand(args: impl IntoIterator<Item = String>) -> Result<Option<Strin
             };
             Ok(Some(hash_key(&key)))
         }
+        [cmd] if cmd == "healthcheck" => {
+            let config = crate::ApiConfig::load(std::env::var("DROVER_CONFIG").ok().as_deref())
+                .map_err(|e| CliError::Unhealthy(format!("configuration: {e}")))?;
+            healthcheck(&config.listen)
+        }
+        [cmd, listen] if cmd == "healthcheck" => healthcheck(listen),
         _ => Err(CliError::Usage),
     }
+}
+
+fn healthcheck(listen: &str) -> Result<Option<String>, CliError> {
+    let addr = drover::probe::local_target(listen).map_err(CliError::Unhealthy)?;
+    drover::probe::http_ok(addr, "/healthz", std::time::Duration::from_secs(2)).map_err(CliError::Unhealthy)?;
+    Ok(Some("healthy".to_owned()))
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

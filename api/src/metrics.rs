@@ -6,14 +6,27 @@ use std::time::Duration;
 
 use drover::job::JobKind;
 use drover::queue::{JobStore, RedisStore};
+use drover::schedule::counters::{MISFIRES, TICKS};
+use drover::schedule::ScheduleCounters;
 use metrics::{counter, gauge, histogram, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Jobs not running, by the reason `waiting` gives (docs/operations.md, "Scraping").
+pub const QUEUE_WAITING: &str = "drover_queue_waiting_jobs";
+/// Leases reclaimed from workers that stopped renewing them, by `how`: `lost` (the run
+/// had started: an attempt used) or `released` (never started: handed back).
+pub const LEASE_RECLAIMS: &str = "drover_queue_lease_reclaims_total";
+/// Results that arrived after their lease was reclaimed (kept on the attempt as `late`).
+pub const LATE_RESULTS: &str = "drover_queue_late_results_total";
+/// Runs parked by a guard (snoozed until it lets them through), by `reason`.
+pub const PARKED_RUNS: &str = "drover_queue_parked_runs_total";
+
 #[derive(Clone)]
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
+    schedule: Arc<ScheduleCounters>,
 }
 
 impl Default for Metrics {
@@ -30,7 +43,13 @@ impl Metrics {
             .build_recorder();
         Self {
             recorder: Arc::new(recorder),
+            schedule: Arc::default(),
         }
+    }
+
+    /// What this replica's scheduler counts into (rendered with the rest).
+    pub fn schedule_counters(&self) -> Arc<ScheduleCounters> {
+        self.schedule.clone()
     }
 
     pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -79,7 +98,23 @@ impl Metrics {
                 gauge!("drover_queue_lag_seconds", "kind" => k).set(c.lag_ms as f64 / 1000.0);
                 gauge!("drover_queue_paused", "kind" => k).set(if c.paused { 1.0 } else { 0.0 });
                 counter!("drover_queue_succeeded_total", "kind" => k).absolute(c.succeeded_total);
+                for (reason, n) in c.waiting.by_reason() {
+                    gauge!(QUEUE_WAITING, "kind" => k, "reason" => reason.as_str()).set(n as f64);
+                }
+                let e = &c.events;
+                counter!(LEASE_RECLAIMS, "kind" => k, "how" => "lost").absolute(e.reclaimed_lost);
+                counter!(LEASE_RECLAIMS, "kind" => k, "how" => "released").absolute(e.reclaimed_released);
+                counter!(LATE_RESULTS, "kind" => k).absolute(e.late);
+                for (reason, n) in [
+                    ("rate_limit", e.parked_rate_limit),
+                    ("quota_cooldown", e.parked_quota_cooldown),
+                    ("breaker_open", e.parked_breaker_open),
+                ] {
+                    counter!(PARKED_RUNS, "kind" => k, "reason" => reason).absolute(n);
+                }
             }
+            counter!(TICKS).absolute(self.schedule.ticks());
+            counter!(MISFIRES).absolute(self.schedule.misfires());
         });
         self.recorder.handle().render()
     }

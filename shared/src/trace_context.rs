@@ -46,6 +46,21 @@ pub fn outgoing(span: &tracing::Span, job_traceparent: Option<&str>) -> Option<S
     job_traceparent.and_then(child_of)
 }
 
+/// The trace and span ids a run's log lines (and its attempt record) carry: `span`'s
+/// OpenTelemetry context when the layer is installed (the ids its exported spans have),
+/// otherwise the stored `traceparent`'s trace id under a fresh span id, and for a job
+/// made without one (the scheduler's) a fresh trace, so its lines still share an id.
+pub fn log_ids(span: &tracing::Span, traceparent: Option<&str>) -> (String, String) {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        return (sc.trace_id().to_string(), sc.span_id().to_string());
+    }
+    let fresh = || format!("{:032x}", rand::random::<u128>().max(1));
+    let trace = traceparent.and_then(trace_id_of).map_or_else(fresh, str::to_owned);
+    (trace, format!("{:016x}", rand::random::<u64>().max(1)))
+}
+
 /// Same trace and flags as `parent`, a new random span id.
 pub fn child_of(parent: &str) -> Option<String> {
     let trace = trace_id_of(parent)?;
@@ -115,6 +130,30 @@ mod tests {
             assert_ne!(span_id(&tp), span_id(TP));
             let own = call.context().span().span_context().span_id().to_string();
             assert_eq!(span_id(&tp), own);
+        });
+    }
+
+    #[test]
+    fn a_runs_log_ids_are_its_exported_spans_with_the_layer_and_the_jobs_trace_without() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let (trace, span) = log_ids(&tracing::info_span!("job"), Some(TP));
+        assert_eq!(Some(trace.as_str()), trace_id_of(TP));
+        assert_eq!(span.len(), 16);
+        assert_ne!(span, span_id(TP));
+        let (own, _) = log_ids(&tracing::info_span!("job"), None);
+        assert_eq!(own.len(), 32, "a job without a traceparent gets a trace of its own");
+        assert_ne!(Some(own.as_str()), trace_id_of(TP));
+
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let job = tracing::info_span!("job");
+            continue_trace(&job, Some(TP));
+            let (trace, span) = log_ids(&job, Some(TP));
+            assert_eq!(Some(trace.as_str()), trace_id_of(TP));
+            assert_eq!(span, job.context().span().span_context().span_id().to_string());
         });
     }
 }

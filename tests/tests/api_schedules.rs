@@ -292,3 +292,46 @@ async fn schedule_writes_count_against_the_keys_write_rate_limit() {
     // The limit is the key's: its job submissions are limited too.
     problem(app.submit(ACME_SUB, &cleanup_body("acme")).await, 429).await;
 }
+
+#[tokio::test]
+async fn the_scheduler_counts_each_tick_it_made_and_each_tick_it_missed_once() {
+    use chrono::{TimeZone, Utc};
+    use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let spec = ScheduleSpec {
+        cron: "10 * * * * *".into(),
+        kind: JobKind::Cleanup,
+        payload: cleanup_schedule("10 * * * * *", "acme")["payload"].clone(),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    schedules.put("each-minute", spec).await.unwrap();
+    let config = SchedulerConfig {
+        misfire_grace_ms: 1000,
+        ..SchedulerConfig::default()
+    };
+    let mut scheduler = Scheduler::new(store.clone(), schedules, None, config.clone());
+    let counters = scheduler.counters();
+    let at = |m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, 12, m, s).unwrap();
+
+    // Started at :05; the :10 tick is first looked at 20 s late (the loop stalled).
+    assert_eq!(scheduler.tick_once(at(0, 5)).await, 0);
+    assert_eq!(scheduler.tick_once(at(0, 30)).await, 0);
+    assert_eq!(scheduler.tick_once(at(0, 31)).await, 0);
+    assert_eq!((counters.ticks(), counters.misfires()), (0, 1), "one missed tick, counted once");
+    // The next tick is on time.
+    assert_eq!(scheduler.tick_once(at(1, 10)).await, 1);
+    assert_eq!((counters.ticks(), counters.misfires()), (1, 1));
+
+    // A replica started long after a tick does not call it missed: it was another's.
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let mut late_starter = Scheduler::new(store.clone(), schedules, None, config);
+    late_starter.tick_once(at(1, 40)).await;
+    let seen = late_starter.counters();
+    assert_eq!((seen.ticks(), seen.misfires()), (0, 0));
+}

@@ -1,7 +1,8 @@
-//! The deploy files against the real binaries: every metric the Grafana dashboard, the
-//! alert rules and the autoscalers name is served by the API's or a worker's `/metrics`
-//! once the events behind it have happened, and the Kubernetes ConfigMaps' `drover.toml`
-//! files are accepted by both binaries' configuration loaders (which reject unknown keys).
+//! The deploy files against the real binaries: with the API, two workers and the
+//! simulator running jobs, every metric the Grafana dashboard's panels, the alert rules
+//! and the autoscalers name is served by the API's or a worker's `/metrics` once the
+//! events behind it have happened; and the Kubernetes ConfigMaps' `drover.toml` files are
+//! accepted by both binaries' configuration loaders (which reject unknown keys).
 mod jobs_support;
 
 use std::collections::BTreeSet;
@@ -47,21 +48,61 @@ async fn get_text(url: &str) -> String {
     res.text().await.expect("metrics body")
 }
 
-/// Scrape `url` until `done` holds for the names it exposes, or fail after `timeout`.
-async fn scrape_until(url: &str, timeout: Duration, what: &str, done: impl Fn(&BTreeSet<String>) -> bool, logs: impl Fn() -> String) {
+/// The series names served by all of `urls` together.
+async fn scrape_all(urls: &[String]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for url in urls {
+        names.extend(exposed_names(&get_text(url).await));
+    }
+    names
+}
+
+/// Scrape `urls` until `done` holds for the names they expose together, or fail after
+/// `timeout`.
+async fn scrape_until(urls: &[String], timeout: Duration, what: &str, done: impl Fn(&BTreeSet<String>) -> bool, logs: impl Fn() -> String) {
     let until = Instant::now() + timeout;
     loop {
-        let names = exposed_names(&get_text(url).await);
+        let names = scrape_all(urls).await;
         if done(&names) {
             return;
         }
-        assert!(Instant::now() < until, "{what} never showed in {url}: {names:?}\n{}", logs());
+        assert!(Instant::now() < until, "{what} never showed in {urls:?}: {names:?}\n{}", logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
+/// The value of the first series named `name` whose labels include every one of `labels`.
+fn value_of(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Each panel of a Grafana dashboard: its title and the PromQL of its targets.
+fn dashboard_panels(json: &str) -> Vec<(String, Vec<String>)> {
+    let d: serde_json::Value = serde_json::from_str(json).expect("dashboard JSON");
+    let mut out = Vec::new();
+    let mut stack: Vec<&serde_json::Value> = d["panels"].as_array().expect("panels").iter().collect();
+    while let Some(p) = stack.pop() {
+        if let Some(inner) = p["panels"].as_array() {
+            stack.extend(inner);
+        }
+        let exprs: Vec<String> = p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+            .collect();
+        if !exprs.is_empty() {
+            out.push((p["title"].as_str().unwrap_or("?").to_owned(), exprs));
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the_api_or_a_worker() {
+async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the_api_or_one_of_two_workers() {
     let files = [
         "deploy/grafana/dashboards/drover.json",
         "deploy/prometheus/alerts.yml",
@@ -84,10 +125,12 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
     )
     .await;
     let api = stack.start_api().await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
-    let worker_metrics = format!("http://{listen}/metrics");
+    let mut worker_metrics = Vec::new();
+    for name in ["worker-1", "worker-2"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        stack.spawn_worker(name, &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
+        worker_metrics.push(format!("http://{listen}/metrics"));
+    }
 
     // A cleanup into a 5xx storm: calls, limiter waits, then an open breaker refusing calls.
     let storm = stack
@@ -152,7 +195,7 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
                        "start": end - chrono::Duration::days(day), "end": end - chrono::Duration::days(day - 1)}),
             )
             .await;
-        let names = exposed_names(&get_text(&worker_metrics).await);
+        let names = scrape_all(&worker_metrics).await;
         if names.contains("drover_cooldowns_entered_total") && names.contains("drover_cooldown_refusals_total") {
             break;
         }
@@ -185,14 +228,42 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
     assert_eq!(res.status(), 200);
 
     let api_metrics = stack.api_metrics.clone().expect("the API serves metrics");
-    let mut served = exposed_names(&get_text(&api_metrics).await);
-    served.extend(exposed_names(&get_text(&worker_metrics).await));
+    // The backfills the cooldown stopped parked themselves, and the API counts the parks.
+    let api_text = get_text(&api_metrics).await;
+    let parks = value_of(
+        &api_text,
+        "drover_queue_parked_runs_total",
+        &["kind=\"backfill\"", "reason=\"quota_cooldown\""],
+    );
+    assert!(
+        parks.is_some_and(|n| n >= 1.0),
+        "no quota_cooldown park counted: {parks:?}\n{api_text}"
+    );
+    let mut every = vec![api_metrics];
+    every.extend(worker_metrics.iter().cloned());
+    let served = scrape_all(&every).await;
+    // Panel by panel, so a failure names the panel whose query would show nothing.
+    let panels = dashboard_panels(&read(files[0]));
+    assert!(panels.len() >= 20, "only {} panels with queries", panels.len());
+    for (title, exprs) in &panels {
+        for expr in exprs {
+            let missing: Vec<String> = referenced_metrics(expr).difference(&served).cloned().collect();
+            assert!(
+                missing.is_empty(),
+                "panel {title:?} queries {missing:?}, served by none of {every:?}: {expr}"
+            );
+        }
+    }
     let missing: Vec<&String> = wanted.difference(&served).collect();
     assert!(
         missing.is_empty(),
-        "named in {files:?} but served by neither the API nor the worker: {missing:?}\nserved: {served:?}"
+        "named in {files:?} but served by neither the API nor a worker: {missing:?}\nserved: {served:?}"
     );
-    println!("{} metric names in the deploy files, all served", wanted.len());
+    println!(
+        "{} dashboard panels and {} metric names in the deploy files, all served",
+        panels.len(),
+        wanted.len()
+    );
 }
 
 /// `drover.toml` with the settings the Secret supplies as environment in the cluster.
@@ -224,4 +295,36 @@ fn the_kubernetes_config_files_are_accepted_by_the_api_and_the_worker() {
         assert_eq!(worker.grace_ms, 30_000, "{path}: terminationGracePeriodSeconds assumes 30 s");
         assert_eq!(worker.metrics_listen, "0.0.0.0:9464", "{path}: the probes and scrape use 9464");
     }
+}
+
+/// Runs `bin healthcheck <address>` and says whether it passed.
+fn healthcheck(bin: &str, address: &str) -> bool {
+    let out = std::process::Command::new(drover_tests::harness::cargo_bin(bin))
+        .args(["healthcheck", address])
+        .output()
+        .expect("the binary runs");
+    out.status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_images_health_check_passes_for_a_running_api_and_worker_and_fails_without_them() {
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(dockerfile.contains("drover-api healthcheck") && dockerfile.contains("drover-worker healthcheck"));
+    let mut stack = Stack::start(
+        SimConfig {
+            accounts: 0,
+            ..SimConfig::fast()
+        },
+        "",
+    )
+    .await;
+    let api = stack.start_api().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
+    let api_addr = api.trim_start_matches("http://");
+    assert!(healthcheck("drover-api", api_addr), "the API's /healthz answers 200");
+    assert!(healthcheck("drover-worker", &listen), "the worker's /metrics answers 200");
+    let closed = format!("127.0.0.1:{}", free_port());
+    assert!(!healthcheck("drover-api", &closed));
+    assert!(!healthcheck("drover-worker", &closed));
 }

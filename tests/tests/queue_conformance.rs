@@ -106,6 +106,7 @@ conformance!(
     a_replayed_job_that_ends_again_gets_a_delivery_of_its_own,
     a_job_with_a_callback_cannot_take_an_id_already_used,
     trimming_a_job_removes_its_delivery,
+    a_park_that_falls_due_stops_counting_as_parked,
 );
 
 conformance_with_policy!(
@@ -116,6 +117,8 @@ conformance_with_policy!(
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
     capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,
+    capped_counts_say_how_many_jobs_wait_for_each_reason,
+    capped_reclaims_and_late_results_are_counted,
 );
 
 /// Backend-specific: a record written by a "newer version" (schema v99) is still handed

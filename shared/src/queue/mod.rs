@@ -10,6 +10,7 @@ mod group_commit;
 mod keys;
 mod redis_store;
 mod scripts;
+mod stats;
 pub mod summary;
 mod types;
 mod waiting;
@@ -18,6 +19,7 @@ pub use callbacks::{CallbackStatus, CallbackStore, DueCallback, JobCallback, New
 pub use fate::{decide, Fate, RetryPolicy};
 pub use keys::QueueKeys;
 pub use redis_store::RedisStore;
+pub use stats::{QueueEvents, WaitingCounts};
 pub use types::*;
 pub use waiting::{WaitReason, Waiting};
 

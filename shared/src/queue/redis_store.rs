@@ -730,6 +730,12 @@ impl JobStore for RedisStore {
                 .unwrap_or(0)
         };
         let lag_ms = waited(&head).max(waited(&unstarted_head));
+        // A second call: the sums over lanes need a script. Not one snapshot with the
+        // counts above, so `split_waiting` clamps what moved in between.
+        let raw: Vec<u64> = scripts::QUEUE_STATS.key(k.ready()).arg(k.prefix()).invoke_async(&mut conn).await?;
+        let stats = super::stats::StatsReply::from_reply(&raw)
+            .ok_or_else(|| StoreError::Protocol(format!("queue stats reply had {} parts", raw.len())))?;
+        let waiting = super::stats::split_waiting(c[0], c[1], c[2], c[8], paused, &stats);
         Ok(QueueCounts {
             queued: c[0],
             scheduled: c[1].saturating_sub(c[2]),
@@ -743,6 +749,8 @@ impl JobStore for RedisStore {
             paused,
             lag_ms,
             succeeded_total: total.unwrap_or(0),
+            waiting,
+            events: stats.events,
         })
     }
 

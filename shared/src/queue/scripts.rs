@@ -23,3 +23,4 @@ script!(WAITING, "lua/waiting.lua");
 script!(START, "lua/start.lua");
 script!(CALLBACK_CLAIM, "lua/callback_claim.lua");
 script!(CALLBACK_RECORD, "lua/callback_record.lua");
+script!(QUEUE_STATS, "lua/queue_stats.lua");

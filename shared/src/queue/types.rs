@@ -255,6 +255,10 @@ pub struct QueueCounts {
     pub lag_ms: u64,
     /// Jobs completed successfully since the queue was created.
     pub succeeded_total: u64,
+    /// The jobs not running, by what they wait for.
+    pub waiting: super::WaitingCounts,
+    /// Reclaims, late results and parks since the queue was created.
+    pub events: super::QueueEvents,
 }
 
 /// What one trim call did: jobs removed, and jobs still due for removal when it

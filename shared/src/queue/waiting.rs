@@ -29,6 +29,23 @@ pub enum WaitReason {
     Prefetched,
 }
 
+impl WaitReason {
+    /// The name in JSON and in the `reason` label of `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Scheduled => "scheduled",
+            WaitReason::RetryBackoff => "retry_backoff",
+            WaitReason::RateLimit => "rate_limit",
+            WaitReason::QuotaCooldown => "quota_cooldown",
+            WaitReason::BreakerOpen => "breaker_open",
+            WaitReason::AccountBusy => "account_busy",
+            WaitReason::QueuePaused => "queue_paused",
+            WaitReason::Queued => "queued",
+            WaitReason::Prefetched => "prefetched",
+        }
+    }
+}
+
 /// `reason`, the time it ends when known, and what the reason needs to be understood
 /// (the operation and message of a park, the cap and the runs holding an account,
 /// the position estimate of a queued job).

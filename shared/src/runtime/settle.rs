@@ -20,7 +20,7 @@ use super::metrics::{self, RunFate, Running};
 use super::pace::RunPace;
 use super::run_end::{panicked, run_to_end, RunEnd};
 use super::shared::SharedRef;
-use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
+use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
 use crate::queue::{decide, Fate, JobStore, Leased, RetryPolicy, SettleAction, SettleResult, Settlement};
 
 pub struct SettleLayer<S: JobStore> {
@@ -83,9 +83,23 @@ where
         let Some(lease) = task.ctx().data().get::<RunLease>().cloned() else {
             return Box::pin(async { Err("task without a lease reached the settle layer".into()) });
         };
-        let trace_id = lease.leased.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned);
-        let span = tracing::info_span!("job", job.id = %lease.leased.id, job.kind = %self.kind, job.attempt = lease.leased.attempt, trace_id = trace_id.as_deref().unwrap_or(""));
+        // Every line logged inside the run carries these (the JSON lines' `spans`).
+        let account = lease.leased.payload.as_ref().map(|p| p.account_id().as_str()).unwrap_or("");
+        let span = tracing::info_span!(
+            "job",
+            job_id = %lease.leased.id,
+            kind = %self.kind,
+            attempt = lease.leased.attempt,
+            account,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
         crate::trace_context::continue_trace(&span, lease.leased.traceparent.as_deref());
+        // The attempt records the trace id its lines carry, so one finds the other.
+        let (trace, span_id) = crate::trace_context::log_ids(&span, lease.leased.traceparent.as_deref());
+        span.record("trace_id", trace.as_str());
+        span.record("span_id", span_id.as_str());
+        let trace_id = Some(trace);
         // Catch a panic raised while the handler's future is being built, too.
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));
         let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());

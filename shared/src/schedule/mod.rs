@@ -6,16 +6,19 @@
 //! - [`store`]: schedules in one Redis hash, `<ns>:schedules` (`<account>/<name>` → JSON):
 //!   names are per account, and an account may have at most so many (`create.lua`).
 //! - [`scheduler`]: the loop any number of API or worker replicas run.
+//! - [`counters`]: the ticks it made and missed, for `/metrics`.
 //!
 //! Exactly one job per tick however many replicas run the loop: every replica enqueues
 //! a tick's job with the idempotency key `schedule:<account>/<name>:<tick unix seconds>`, and the
 //! queue's enqueue script returns the existing job for a key it has seen. No leader
 //! election, no lock to lose: a replica that dies mid-tick leaves nothing half-done.
 pub mod cadence;
+pub mod counters;
 pub mod scheduler;
 pub mod spec;
 pub mod store;
 
+pub use counters::ScheduleCounters;
 pub use scheduler::{AccountSource, ActiveAccount, BuiltIn, DefaultSchedules, Scheduler, SchedulerConfig};
 pub use spec::{Schedule, ScheduleError, ScheduleSpec};
 pub use store::ScheduleStore;

@@ -12,6 +12,7 @@ use croner::Cron;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::counters::ScheduleCounters;
 use super::spec::{latest_tick, parse_cron};
 use super::store::ScheduleStore;
 use crate::job::{JobKind, JobPayload};
@@ -170,12 +171,15 @@ pub struct Scheduler<S: JobStore> {
     schedules: ScheduleStore,
     accounts: Option<Arc<dyn AccountSource>>,
     config: SchedulerConfig,
-    /// Last tick this replica enqueued, per schedule name.
+    /// Last tick this replica enqueued (or counted as missed), per schedule name.
     done: HashMap<String, DateTime<Utc>>,
     active: Vec<ActiveAccount>,
     active_read_at: Option<tokio::time::Instant>,
     /// Problems already logged, so a broken schedule is reported once, not every second.
     reported: HashMap<String, String>,
+    /// The first poll's time: only ticks after it can be this process's misfires.
+    since: Option<DateTime<Utc>>,
+    counters: Arc<ScheduleCounters>,
 }
 
 impl<S: JobStore> Scheduler<S> {
@@ -189,7 +193,19 @@ impl<S: JobStore> Scheduler<S> {
             active: Vec::new(),
             active_read_at: None,
             reported: HashMap::new(),
+            since: None,
+            counters: Arc::default(),
         }
+    }
+
+    /// Count ticks and misfires into `counters` (the process's, for `/metrics`).
+    pub fn with_counters(mut self, counters: Arc<ScheduleCounters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    pub fn counters(&self) -> Arc<ScheduleCounters> {
+        self.counters.clone()
     }
 
     /// Run until `shutdown` fires.
@@ -213,10 +229,22 @@ impl<S: JobStore> Scheduler<S> {
     /// how many jobs were newly created (replays of another replica's job not counted).
     pub async fn tick_once(&mut self, now: DateTime<Utc>) -> usize {
         let mut created = 0;
+        let since = *self.since.get_or_insert(now);
         for due in self.due_list().await {
             let Some(tick) = latest_tick(&due.cron, now) else { continue };
             let grace = chrono::Duration::milliseconds(self.config.misfire_grace_ms as i64);
-            if now - tick > grace || self.done.get(&due.name).is_some_and(|t| *t >= tick) {
+            if self.done.get(&due.name).is_some_and(|t| *t >= tick) {
+                continue;
+            }
+            if now - tick > grace {
+                // Due while this process ran, yet never enqueued in time (Redis down,
+                // the loop stalled): a misfire, counted once. One due before this process
+                // started was another replica's to enqueue.
+                if tick > since {
+                    self.counters.missed();
+                    tracing::warn!(schedule = %due.name, tick = %tick, "schedule tick missed: older than misfire_grace_ms, skipped");
+                    self.done.insert(due.name.clone(), tick);
+                }
                 continue;
             }
             let job = match (due.make)(tick) {
@@ -234,6 +262,7 @@ impl<S: JobStore> Scheduler<S> {
                     self.reported.remove(&due.name);
                     if e.created {
                         created += 1;
+                        self.counters.ticked();
                         tracing::info!(schedule = %due.name, tick = %tick, job_id = %e.id, "scheduled job enqueued");
                     }
                 }

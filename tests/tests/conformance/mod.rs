@@ -3,10 +3,12 @@
 mod callbacks;
 mod dispatch;
 mod faults;
+mod stats;
 
 pub use callbacks::*;
 pub use dispatch::*;
 pub use faults::*;
+pub use stats::*;
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -99,7 +99,7 @@ impl MarketplaceClient {
                 Err(SendFail::Cancelled) => return Err(CallError::Cancelled),
                 Err(SendFail::Transport(reason)) => {
                     self.record(account, op, CallOutcome::Failure).await;
-                    tracing::warn!(account = %account, op = name, attempt, reason = %reason, "marketplace call failed without an answer");
+                    tracing::warn!(account = %account, op = name, call_try = attempt, reason = %reason, "marketplace call failed without an answer");
                     if attempt < retries {
                         self.backoff(attempt, &acct.cancel).await?;
                         attempt += 1;
@@ -122,7 +122,7 @@ impl MarketplaceClient {
                         // A 2xx we cannot read is the service misbehaving, like a 5xx.
                         self.record(account, op, CallOutcome::Failure).await;
                         let reason = format!("unreadable {status} answer: {why}");
-                        tracing::warn!(account = %account, op = name, status, attempt, reason = %reason, "marketplace call failed");
+                        tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
                         if attempt < retries {
                             self.backoff(attempt, &acct.cancel).await?;
                             attempt += 1;
@@ -171,7 +171,7 @@ impl MarketplaceClient {
                 Disposition::ServerError => {
                     self.record(account, op, CallOutcome::Failure).await;
                     let reason = format!("{status} {}", classify::upstream_reason(answer.status, &answer.body));
-                    tracing::warn!(account = %account, op = name, status, attempt, reason = %reason, "marketplace call failed");
+                    tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
                     if attempt < retries {
                         self.backoff(attempt, &acct.cancel).await?;
                         attempt += 1;

@@ -8,6 +8,9 @@ if st == 'queued' or st == 'scheduled' or st == 'retrying' then
   remove_ready(id, redis.call('HGET', key, 'acct'))
   redis.call('ZREM', P .. 'scheduled', id)
   redis.call('ZREM', P .. 'retrying', id)
+  if st == 'scheduled' then
+    for _, r in ipairs(PARK_REASONS) do redis.call('ZREM', P .. 'parked:' .. r, id) end
+  end
   finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran"}', redis.call('HGET', key, 'cb'))
   return 'cancelled'
 elseif st == 'running' then

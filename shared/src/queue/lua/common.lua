@@ -19,6 +19,30 @@ end
 local function is_terminal(st)
   return st == 'succeeded' or st == 'partial' or st == 'dead' or st == 'cancelled'
 end
+-- Parking (docs/architecture.md, "Parking"): a snoozed run names the guard it waits for
+-- in its error; the marketplace client's texts say which guard it was. Returns the
+-- reason (rate_limit | quota_cooldown | breaker_open) and the message, or nil for an
+-- error that is not a park. `parked:<reason>` (ZSET, by due ms) holds the parked jobs
+-- until they fall due, so the counts per reason are one ZCARD each.
+local PARK_REASONS = {'rate_limit', 'quota_cooldown', 'breaker_open'}
+local function park_reason(err)
+  local ok, e = pcall(cjson.decode, err or '')
+  if not ok or type(e) ~= 'table' or e.class ~= 'rate_limited' or type(e.message) ~= 'string' then
+    return nil, nil
+  end
+  local m = e.message
+  if string.find(m, 'circuit open', 1, true) then
+    return 'breaker_open', m
+  elseif string.find(m, 'quota cooldown', 1, true) or string.find(m, 'report quota', 1, true) then
+    return 'quota_cooldown', m
+  end
+  return 'rate_limit', m
+end
+-- Event counters for /metrics (`P stats`), bumped only on rare paths: reclaims, late
+-- results, parks.
+local function count_event(field)
+  redis.call('HINCRBY', P .. 'stats', field, 1)
+end
 
 -- Per-account dispatch (docs/architecture.md, "Dispatch"). Each account's queued jobs
 -- wait in their own lane `rq:<account>` (jobs without an account share the lane `rq:`);

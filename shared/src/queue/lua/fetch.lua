@@ -28,6 +28,10 @@ if #due > 0 then
   end
   redis.call('ZREM', P .. 'scheduled', unpack(ids))
   redis.call('ZREM', P .. 'retrying', unpack(ids))
+  -- parks that fell due are parks no longer (those promoted, and any left by a chunk)
+  for _, r in ipairs(PARK_REASONS) do
+    redis.call('ZREMRANGEBYSCORE', P .. 'parked:' .. r, '-inf', now)
+  end
 end
 
 -- Reclaim. A lease that ran out while Redis kept serving (no gap of a third of the
@@ -64,6 +68,7 @@ for e = 1, #expired, 2 do
     redis.call('HINCRBY', key, 'at', -1)
     redis.call('HINCRBY', key, 'hb', 1)
     redis.call('HSET', key, 'w', '', 'sx', '', 'ls', '')
+    count_event('reclaimed_released')
     queue_ready(id, now, true)
     run_ended(id, f[8])
   else
@@ -75,6 +80,7 @@ for e = 1, #expired, 2 do
     }))
     local err_json = cjson.encode(err)
     redis.call('HSET', key, 'w', '', 'sx', '')
+    count_event('reclaimed_lost')
     if f[3] == '1' then
       finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}', f[11])
     elseif tonumber(f[1]) >= tonumber(f[2]) then

@@ -23,6 +23,7 @@ for i = 0, n - 1 do
   if held ~= token then
     if attempt ~= '' and held then
       push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
+      count_event('late')
     end
     out[#out + 1] = 'lost'
   else
@@ -74,6 +75,12 @@ for i = 0, n - 1 do
       redis.call('ZADD', P .. 'scheduled', due, id)
       if st == 'retrying' then
         redis.call('ZADD', P .. 'retrying', due, id)
+      else
+        local reason = park_reason(data)
+        if reason then
+          redis.call('ZADD', P .. 'parked:' .. reason, due, id)
+          count_event('parked:' .. reason)
+        end
       end
       wake()
     end

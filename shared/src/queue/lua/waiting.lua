@@ -18,23 +18,15 @@ if st == 'retrying' then
   return {'retry_backoff', due, '{}'}
 end
 if st == 'scheduled' then
-  -- A job parked by its run (a snooze) names the guard it waits for in its error; the
-  -- marketplace client's texts say which guard it was.
-  local reason = 'scheduled'
+  -- A job parked by its run (a snooze) names the guard it waits for in its error.
+  local reason, m = park_reason(f[4])
   local detail = '{}'
-  local ok, e = pcall(cjson.decode, f[4] or '')
-  if ok and type(e) == 'table' and e.class == 'rate_limited' and type(e.message) == 'string' then
-    local m = e.message
-    if string.find(m, 'circuit open', 1, true) then
-      reason = 'breaker_open'
-    elseif string.find(m, 'quota cooldown', 1, true) or string.find(m, 'report quota', 1, true) then
-      reason = 'quota_cooldown'
-    else
-      reason = 'rate_limit'
-    end
+  if reason then
     -- an SP-API operation name (camelCase) before a colon
     local op = string.match(m, '(%l+%u%a*): ')
     detail = cjson.encode({message = m, operation = op})
+  else
+    reason = 'scheduled'
   end
   return {reason, due, detail}
 end

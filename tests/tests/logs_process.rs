@@ -1,0 +1,142 @@
+//! What a real worker process logs (docs/operations.md, "Logs"): at most
+//! `INFO_LINES_PER_JOB` info lines per successful job, and every line logged inside a
+//! run carrying the job's id, attempt, account, trace id and span id.
+mod jobs_support;
+
+use std::time::Duration;
+
+use drover::job::{JobId, JobKind, JobState};
+use drover_tests::sim::{AccountSpec, FaultSpec, SimConfig};
+use jobs_support::{Stack, MARKETPLACE};
+use serde_json::{json, Value};
+
+/// The budget stated in docs/operations.md.
+const INFO_LINES_PER_JOB: usize = 2;
+const JOBS: usize = 30;
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// The worker's JSON lines from "worker started" on (start-up lines are not per job).
+fn lines_after_start(log: &str) -> Vec<Value> {
+    let mut started = false;
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        if started {
+            out.push(v);
+        } else if v["message"] == "worker started" {
+            started = true;
+        }
+    }
+    assert!(started, "no 'worker started' line:\n{log}");
+    out
+}
+
+/// The `job` span's fields, when the line was logged inside a run.
+fn job_span(line: &Value) -> Option<&Value> {
+    line["spans"].as_array()?.iter().find(|s| s["name"] == "job")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_successful_job_costs_at_most_two_info_lines_and_every_line_of_a_run_names_its_job_and_trace() {
+    let mut stack = Stack::start(
+        SimConfig {
+            accounts: 0,
+            ..SimConfig::fast()
+        },
+        "",
+    )
+    .await;
+    let api = stack.start_api().await;
+    stack.spawn_worker("worker-1", &[]);
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(20),
+            ..AccountSpec::new("seller-logs")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let payload = |i: usize| json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": [skus[i % skus.len()]]});
+
+    // One through the API with the client's trace; the rest as the scheduler makes them
+    // (no traceparent: each run gets a trace id of its own).
+    let res = reqwest::Client::new()
+        .post(format!("{api}/v1/jobs"))
+        .bearer_auth(drover_api::DEV_KEY)
+        .header("traceparent", TRACEPARENT)
+        .json(&json!({"kind": "cleanup", "payload": payload(0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let traced: JobId = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let mut ids = vec![traced.clone()];
+    for i in 1..JOBS {
+        ids.push(stack.submit(JobKind::Cleanup, payload(i)).await);
+    }
+    for id in &ids {
+        let job = stack.finish(id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    }
+    // Let the settles of the last runs land in the log.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let lines = lines_after_start(&stack.logs());
+    let info: Vec<&Value> = lines.iter().filter(|l| l["level"] == "INFO").collect();
+    println!(
+        "{} info lines for {JOBS} successful jobs ({:.2} per job)",
+        info.len(),
+        info.len() as f64 / JOBS as f64
+    );
+    assert!(
+        info.len() <= INFO_LINES_PER_JOB * JOBS,
+        "{} info lines for {JOBS} jobs, over the budget of {INFO_LINES_PER_JOB} per job:\n{}",
+        info.len(),
+        info.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")
+    );
+
+    for l in &info {
+        println!("  {l}");
+    }
+
+    // Successful runs log nothing: make runs fail (5xx), so lines are logged inside them.
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                error_rate_5xx: 1.0,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.submit(JobKind::Cleanup, payload(1)).await;
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let lines = loop {
+        let lines = lines_after_start(&stack.logs());
+        if lines.iter().filter(|l| job_span(l).is_some()).count() >= 2 {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no line logged inside a failing run:\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut in_runs = 0;
+    for line in &lines {
+        let Some(span) = job_span(line) else { continue };
+        in_runs += 1;
+        for field in ["job_id", "attempt", "account", "trace_id", "span_id"] {
+            let v = &span[field];
+            assert!(!v.is_null() && *v != "", "{field} missing from a line logged in a run: {line}");
+        }
+        assert_eq!(span["account"], acct.as_str(), "{line}");
+        if span["job_id"] == traced.as_str() {
+            assert_eq!(span["trace_id"], "0af7651916cd43dd8448eb211c80319c", "the client's trace: {line}");
+        }
+    }
+    println!(
+        "{in_runs} lines logged inside runs, each with job, attempt, account, trace and span ids, e.g.\n{}",
+        lines.iter().find(|l| job_span(l).is_some()).unwrap()
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use drover::job::{JobId, JobState};
 use drover::queue::JobStore;
-use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, SimConfig};
+use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec};
 use jobs_support::{plans, Stack, MARKETPLACE};
 use serde_json::{json, Value};
 
@@ -21,14 +21,7 @@ async fn account_view(http: &reqwest::Client, api: &str, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_accounts_first_sync_runs_and_its_last_sync_survives_a_later_failing_one() {
-    let mut stack = Stack::start(
-        SimConfig {
-            accounts: 0,
-            ..SimConfig::fast()
-        },
-        "",
-    )
-    .await;
+    let mut stack = Stack::start_empty().await;
     let api = stack.start_api().await;
     let http = reqwest::Client::new();
     let info = stack

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use drover::job::{JobKind, JobState};
 use drover_tests::harness::free_port;
-use drover_tests::sim::{AccountSpec, FaultSpec, QuotaWindow, SimConfig};
+use drover_tests::sim::{AccountSpec, FaultSpec, QuotaWindow};
 use jobs_support::{Stack, MARKETPLACE};
 use serde_json::json;
 
@@ -116,14 +116,7 @@ async fn every_metric_the_dashboard_alerts_and_autoscalers_name_is_served_by_the
         wanted.extend(names);
     }
 
-    let mut stack = Stack::start(
-        SimConfig {
-            accounts: 0,
-            ..SimConfig::fast()
-        },
-        "",
-    )
-    .await;
+    let mut stack = Stack::start_empty().await;
     let api = stack.start_api().await;
     let mut worker_metrics = Vec::new();
     for name in ["worker-1", "worker-2"] {
@@ -310,14 +303,7 @@ fn healthcheck(bin: &str, address: &str) -> bool {
 async fn the_images_health_check_passes_for_a_running_api_and_worker_and_fails_without_them() {
     let dockerfile = read("deploy/Dockerfile");
     assert!(dockerfile.contains("drover-api healthcheck") && dockerfile.contains("drover-worker healthcheck"));
-    let mut stack = Stack::start(
-        SimConfig {
-            accounts: 0,
-            ..SimConfig::fast()
-        },
-        "",
-    )
-    .await;
+    let mut stack = Stack::start_empty().await;
     let api = stack.start_api().await;
     let listen = format!("127.0.0.1:{}", free_port());
     stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);

@@ -6,7 +6,7 @@ mod jobs_support;
 use std::time::Duration;
 
 use drover::job::{JobId, JobKind, JobState};
-use drover_tests::sim::{AccountSpec, FaultSpec, SimConfig};
+use drover_tests::sim::{AccountSpec, FaultSpec};
 use jobs_support::{Stack, MARKETPLACE};
 use serde_json::{json, Value};
 
@@ -38,14 +38,7 @@ fn job_span(line: &Value) -> Option<&Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_successful_job_costs_at_most_two_info_lines_and_every_line_of_a_run_names_its_job_and_trace() {
-    let mut stack = Stack::start(
-        SimConfig {
-            accounts: 0,
-            ..SimConfig::fast()
-        },
-        "",
-    )
-    .await;
+    let mut stack = Stack::start_empty().await;
     let api = stack.start_api().await;
     stack.spawn_worker("worker-1", &[]);
     let acct = stack

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use chrono::Utc;
 use drover::job::{trace_id_of, AccountId, JobId, JobState};
 use drover_tests::harness::{cargo_bin, ChildProcess};
-use drover_tests::sim::{AccountSpec, Operation, SimConfig};
+use drover_tests::sim::{AccountSpec, Operation};
 use jobs_support::{Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -22,14 +22,7 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
 
 async fn stack_with_account(name: &str) -> (Stack, AccountId) {
-    let stack = Stack::start(
-        SimConfig {
-            accounts: 0,
-            ..SimConfig::fast()
-        },
-        "",
-    )
-    .await;
+    let stack = Stack::start_empty().await;
     let acct = stack
         .account(AccountSpec {
             orders: Some(200),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use drover::job::{JobKind, JobState};
 use drover_tests::harness::free_port;
-use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, SimConfig};
+use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec};
 use jobs_support::{Stack, MARKETPLACE};
 use serde_json::json;
 
@@ -106,14 +106,7 @@ fn the_parser_reads_labels_escapes_and_special_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cleanup_shows_up_in_the_workers_metrics_with_its_calls_and_limiter_waits() {
-    let mut stack = Stack::start(
-        SimConfig {
-            accounts: 0,
-            ..SimConfig::fast()
-        },
-        "",
-    )
-    .await;
+    let mut stack = Stack::start_empty().await;
     let acct = stack
         .account(AccountSpec {
             skus: Some(50),
@@ -198,14 +191,7 @@ async fn a_cleanup_shows_up_in_the_workers_metrics_with_its_calls_and_limiter_wa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_port_in_use_is_logged_and_the_worker_runs_anyway() {
-    let mut stack = Stack::start(
-        SimConfig {
-            accounts: 0,
-            ..SimConfig::fast()
-        },
-        "",
-    )
-    .await;
+    let mut stack = Stack::start_empty().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to occupy");
     let listen = taken.local_addr().unwrap().to_string();
     // spawn_worker itself asserts the worker started.

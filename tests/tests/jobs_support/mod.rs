@@ -96,6 +96,19 @@ impl Stack {
         Self::start_with(sim, extra_toml, plans()).await
     }
 
+    /// [`Stack::start`] with a fast simulator that has no demo accounts, and the
+    /// workers' default configuration: the test registers what it needs.
+    pub async fn start_empty() -> Stack {
+        Self::start(
+            SimConfig {
+                accounts: 0,
+                ..SimConfig::fast()
+            },
+            "",
+        )
+        .await
+    }
+
     /// As [`Stack::start`], with other usage plans (for simulator and workers alike).
     pub async fn start_with(mut sim: SimConfig, extra_toml: &str, plans: BTreeMap<Operation, RateLimit>) -> Stack {
         let redis = RedisServer::start(Durability::None);

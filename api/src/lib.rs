@@ -4,7 +4,8 @@
 //! Where things are:
 //! - [`app`]: [`build`] (config → bound [`App`]) and [`App::run_until`] (graceful shutdown).
 //! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
-//! - [`cli`]: the binary's `hash-key` subcommand and its shutdown signal.
+//! - [`cli`]: the server binary's command line (`hash-key`, `healthcheck`, `config check`,
+//!   `--help` with every setting) and its shutdown signal.
 //! - [`serve`]: the listener loop (header-read timeout, connection cap).
 //! - [`routes`]: the router — each endpoint registered once for routing and the document,
 //!   which role it needs, the middleware order.

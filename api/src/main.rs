@@ -1,4 +1,5 @@
-//! `drover-api`: serve the HTTP API until SIGTERM/SIGINT, or `drover-api hash-key <key>`.
+//! `drover-api`: serve the HTTP API until SIGTERM/SIGINT, or run a subcommand
+//! (`drover-api --help`: `hash-key`, `healthcheck`, `config check`, every setting).
 use anyhow::Context;
 
 mod log_writer;
@@ -10,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if let Some(out) = drover_api::cli::subcommand(std::env::args().skip(1))? {
+    if let Some(out) = drover_api::cli::run(drover_api::cli::parse().command)? {
         println!("{out}");
         return Ok(());
     }

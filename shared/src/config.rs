@@ -41,3 +41,147 @@ pub mod millis {
         Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
+
+/// Serialisers that show whether a secret is set, never its value: `--help` and
+/// `config check` print configurations through them.
+pub mod redact {
+    use secrecy::{ExposeSecret, SecretString};
+    use serde::Serializer;
+
+    /// What a set secret prints as.
+    pub const SHOWN: &str = "<secret>";
+
+    /// `<secret>`, or `""` when unset (so a missing key is visible).
+    pub fn secret<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if v.expose_secret().is_empty() { "" } else { SHOWN })
+    }
+
+    pub fn optional_secret<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(v) => secret(v, s),
+        }
+    }
+
+    /// A plain string that is secret all the same (an API key's hash).
+    pub fn string<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if v.is_empty() { "" } else { SHOWN })
+    }
+
+    /// A URL with its password (if any) replaced: `redis://:<secret>@host:6379/0`.
+    pub fn url<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&url_without_password(v.expose_secret()))
+    }
+
+    pub fn url_without_password(url: &str) -> String {
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            // Not a URL we can take apart: it may be anything, so show nothing.
+            return if url.is_empty() { String::new() } else { SHOWN.to_owned() };
+        };
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let user_info = &authority[..at];
+                let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+                let password = if user_info.contains(':') {
+                    format!(":{SHOWN}")
+                } else {
+                    String::new()
+                };
+                format!("{}{user}{password}{}", &url[..scheme_end], &url[scheme_end + at..])
+            }
+            None => url.to_owned(),
+        }
+    }
+}
+
+/// One setting as `--help` lists it: its dotted key, the environment variable that sets
+/// it, and its value (secrets redacted by the configuration's own serialisation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub key: String,
+    pub env: String,
+    pub value: String,
+}
+
+/// Every leaf of `config` (serialised, so secrets are already redacted) under
+/// `section`, as settings: derived from the structs themselves, so the list cannot drift
+/// from what is read. Lists are one setting, their value as JSON; `(none)` is an
+/// optional setting left out, `""` an empty string.
+pub fn settings<T: serde::Serialize>(section: &str, config: &T) -> Vec<Setting> {
+    let mut out = Vec::new();
+    match serde_json::to_value(config) {
+        Ok(v) => walk(section, &v, &mut out),
+        Err(e) => out.push(Setting {
+            key: section.to_owned(),
+            env: String::new(),
+            value: format!("(cannot be shown: {e})"),
+        }),
+    }
+    out
+}
+
+fn walk(key: &str, v: &serde_json::Value, out: &mut Vec<Setting>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, child) in map {
+                walk(&format!("{key}.{k}"), child, out);
+            }
+        }
+        other => out.push(Setting {
+            key: key.to_owned(),
+            env: env_var(key),
+            value: match other {
+                Value::Null => "(none)".to_owned(),
+                Value::String(s) if s.is_empty() => "\"\"".to_owned(),
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            },
+        }),
+    }
+}
+
+/// `api.rate_limit.burst` → `DROVER_API__RATE_LIMIT__BURST`.
+pub fn env_var(key: &str) -> String {
+    format!("DROVER_{}", key.to_ascii_uppercase().replace('.', "__"))
+}
+
+/// Settings as aligned `key  env  value` lines under a heading.
+pub fn settings_table(settings: &[Setting]) -> String {
+    let kw = settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    let ew = settings.iter().map(|s| s.env.len()).max().unwrap_or(0);
+    settings
+        .iter()
+        .map(|s| format!("  {:<kw$}  {:<ew$}  {}", s.key, s.env, s.value))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact::url_without_password as redact;
+    use super::*;
+
+    #[test]
+    fn a_urls_password_is_redacted_and_the_rest_kept() {
+        assert_eq!(redact("redis://:hunter2@redis:6379/0"), "redis://:<secret>@redis:6379/0");
+        assert_eq!(redact("postgres://app:p@ss@db/drover"), "postgres://app:<secret>@db/drover");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("rediss://user@h/1?x=@"), "rediss://user@h/1?x=@");
+        assert_eq!(redact("not a url"), "<secret>");
+    }
+
+    #[test]
+    fn settings_are_dotted_leaves_with_their_environment_variable() {
+        let v = serde_json::json!({"listen": "0.0.0.0:8080", "rate_limit": {"burst": 60}, "keys": [], "key": null});
+        let s = settings("api", &v);
+        let find = |k: &str| s.iter().find(|s| s.key == k).unwrap().clone();
+        assert_eq!(find("api.rate_limit.burst").env, "DROVER_API__RATE_LIMIT__BURST");
+        assert_eq!(find("api.rate_limit.burst").value, "60");
+        assert_eq!(find("api.keys").value, "[]");
+        assert_eq!(find("api.key").value, "(none)");
+    }
+}

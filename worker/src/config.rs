@@ -15,9 +15,9 @@ use crate::marketplace::MarketplaceConfig;
 use drover::job::JobKind;
 use drover::queue::{JobDefaults, RetryPolicy};
 use drover::runtime::WorkerSettings;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Concurrency {
     pub sync: usize,
@@ -38,7 +38,7 @@ impl Default for Concurrency {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicies {
     pub sync: Option<RetryPolicy>,
@@ -46,10 +46,11 @@ pub struct RetryPolicies {
     pub cleanup: Option<RetryPolicy>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// May carry a password: never printed (Debug shows it redacted).
+    #[serde(serialize_with = "drover::config::redact::url")]
     pub redis_url: SecretString,
     pub namespace: String,
     pub concurrency: Concurrency,
@@ -66,6 +67,7 @@ pub struct WorkerConfig {
     pub database: DatabaseConfig,
     /// Base64 of the 32-byte AES-256-GCM key that seals account credentials (the same
     /// key the API uses). Required outside dev mode, and never the published dev key.
+    #[serde(serialize_with = "drover::config::redact::optional_secret")]
     pub encryption_key: Option<SecretString>,
     /// Allows the published dev encryption key, a plaintext marketplace and callbacks
     /// to this machine over http (local demo and tests only): refused unless the
@@ -125,11 +127,33 @@ struct Root {
 impl WorkerConfig {
     /// Defaults → `file` → `DROVER_WORKER__*` environment; then validated.
     pub fn load(file: Option<&str>) -> Result<Self, ConfigError> {
+        let worker = Self::layered(file)?;
+        worker.validate()?;
+        Ok(worker)
+    }
+
+    /// Defaults → `file` → environment, not yet validated (`config check` shows it first).
+    pub fn layered(file: Option<&str>) -> Result<Self, ConfigError> {
         let mut root: Root = drover::config::load(file)?;
         // The limiter parks a run instead of sleeping past `jobs.park_after_ms`.
         root.worker.resilience.max_wait = Duration::from_millis(root.worker.jobs.park_after_ms);
-        root.worker.validate()?;
         Ok(root.worker)
+    }
+
+    /// Everything the real worker checks before it starts ([`Self::validate`] and
+    /// [`Self::validate_jobs`]), every problem at once.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut errs = Vec::new();
+        for checked in [self.validate(), self.validate_jobs().map(|_| ())] {
+            if let Err(ConfigError::Invalid(e)) = checked {
+                errs.extend(e);
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errs))
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

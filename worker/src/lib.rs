@@ -7,11 +7,13 @@
 //! - [`jobs`]: the sync, backfill and cleanup handlers.
 //! - [`marketplace`]: the SP-API-shaped client with its guard.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` listener (real worker only).
+//! - [`cli`]: the command line (`--help` with every setting, `config check`).
 //! - [`healthcheck`]: the `healthcheck` subcommand (the image's HEALTHCHECK).
 //! - [`run`]: run any handler on the queue runtime until the shutdown future resolves
 //!   (the test worker's entry point).
 pub mod app;
 pub mod callbacks;
+pub mod cli;
 pub mod config;
 pub mod healthcheck;
 pub mod jobs;

@@ -16,7 +16,7 @@
 //! ```
 use drover::crypto::{EncryptionKey, SecretBox, DEV_ENCRYPTION_KEY};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ApiConfig;
 
@@ -26,7 +26,7 @@ use super::ApiConfig;
 pub const DEV_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";
 
 /// `[api.accounts]`: what creating an account does besides storing it.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountsConfig {
     /// Queue a sync of the new account (its first marketplace, orders and listings) once

@@ -8,12 +8,12 @@
 //! ```
 use drover::callback::HostPattern;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::KeyEntry;
 use crate::auth::CallbackGrant;
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallbacksConfig {
     /// Accept `http://` callback URLs outside dev mode: job data and signatures then

@@ -7,14 +7,16 @@ use std::fmt;
 
 use secrecy::SecretString;
 use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::auth::Role;
 
 /// One API key: only the SHA-256 of the key is configured, never the key itself.
-#[derive(Clone)]
+/// Serialised for `config check` with the hash and the callback secret redacted.
+#[derive(Clone, Serialize)]
 pub struct KeyEntry {
     pub name: String,
+    #[serde(serialize_with = "drover::config::redact::string")]
     pub key_sha256: String,
     pub role: Role,
     /// When set, the key may only touch jobs of these accounts.
@@ -22,6 +24,7 @@ pub struct KeyEntry {
     /// Hosts its jobs' `callback_url` may name (`hooks.example.com`, `*.example.com`).
     pub callback_hosts: Option<Vec<String>>,
     /// Signs its jobs' callbacks (HMAC-SHA256); the receiver holds the same secret.
+    #[serde(serialize_with = "drover::config::redact::optional_secret")]
     pub callback_secret: Option<SecretString>,
 }
 

@@ -36,7 +36,7 @@ use drover::queue::JobDefaults;
 use drover::resilience::ResilienceConfig;
 use drover::schedule::SchedulerConfig;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{KeyRing, Role};
 
@@ -54,7 +54,7 @@ pub use server::ServerConfig;
 pub use streams::StreamsConfig;
 
 /// Everything the API reads from configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Socket address to listen on; port 0 picks a free port (tests).
@@ -63,6 +63,7 @@ pub struct ApiConfig {
     /// the Ingress (the numbers are queue-wide). Empty turns metrics off.
     pub metrics_listen: String,
     /// May hold a password, so it never prints.
+    #[serde(serialize_with = "drover::config::redact::url")]
     pub redis_url: SecretString,
     /// Prefix of every Redis key; must match the workers'.
     pub namespace: String,
@@ -104,6 +105,7 @@ pub struct ApiConfig {
     /// What `POST /v1/accounts` does besides storing the account (its first sync).
     pub accounts: AccountsConfig,
     /// 32 bytes, base64: seals account credentials at rest. Required outside dev mode.
+    #[serde(serialize_with = "drover::config::redact::secret")]
     pub encryption_key: SecretString,
     /// The LWA token endpoint used to check credentials given to `POST /v1/accounts`:
     /// https, and required outside dev mode (dev mode defaults to the simulator's).
@@ -126,7 +128,7 @@ pub struct ApiConfig {
 pub const DEV_KEY: &str = "drover-dev-key";
 
 /// Per-key limit on write requests, shared by all API replicas through Redis.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Sustained write requests per minute per key.
@@ -153,7 +155,7 @@ impl Default for RateLimitConfig {
 }
 
 /// Defaults applied to jobs whose request leaves them out.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobDefaultsConfig {
     pub max_attempts: u32,
@@ -237,8 +239,14 @@ pub struct Validated {
 impl ApiConfig {
     /// Defaults → `file` → `DROVER_API__*` environment; then validated.
     pub fn load(file: Option<&str>) -> Result<Self, ConfigError> {
+        let api = Self::layered(file)?;
+        api.validate()?;
+        Ok(api)
+    }
+
+    /// Defaults → `file` → environment, not yet validated (`config check` shows it first).
+    pub fn layered(file: Option<&str>) -> Result<Self, ConfigError> {
         let root: Root = drover::config::load(file)?;
-        root.api.validate()?;
         Ok(root.api)
     }
 

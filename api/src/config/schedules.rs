@@ -1,8 +1,8 @@
 //! `api.schedules`: what one account's schedules may cost — how many it may keep and how
 //! often each may fire (each tick is a job, made without a request to rate-limit).
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulesConfig {
     /// Most schedules one account may have; creating one more is a 409.

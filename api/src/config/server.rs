@@ -1,7 +1,7 @@
 //! `api.server`: what one HTTP connection may hold (see `crate::serve`).
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// A client must send a request's headers within this long after the connection opens

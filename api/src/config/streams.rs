@@ -1,7 +1,7 @@
 //! `api.streams`: caps on open event streams (see `crate::streams`).
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamsConfig {
     /// Most event streams open at once in this process, all keys together.

@@ -3,7 +3,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 
 /// Used when neither the configuration nor `DATABASE_URL` names a database.
@@ -18,10 +18,11 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/drove
 ///
 /// This falls out of the config layering: the serde default of `url` reads
 /// `DATABASE_URL`, and any explicit value overrides the default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// May hold a password, so it never prints (Debug shows `[REDACTED]`).
+    #[serde(serialize_with = "crate::config::redact::url")]
     pub url: SecretString,
     pub max_connections: u32,
     pub min_connections: u32,

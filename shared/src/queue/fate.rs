@@ -1,14 +1,14 @@
 //! What happens to a job after a run: the error's class decides, the policy times it.
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::{ErrorClass, ErrorInfo};
 
 /// Exponential backoff with full jitter: attempt n waits a uniform random time in
 /// `[0, min(max, base * 2^(n-1))]`, so retries of many jobs spread out instead of
 /// arriving together.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     #[serde(with = "crate::config::millis")]

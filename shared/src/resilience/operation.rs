@@ -7,11 +7,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Operation {
+    // The lowercase aliases are how `DROVER_*__RESILIENCE__LIMITS__GETORDERS__RATE` reads:
+    // environment keys arrive lowercased.
+    #[serde(alias = "getorders")]
     GetOrders,
+    #[serde(alias = "getlistingsitem")]
     GetListingsItem,
+    #[serde(alias = "deletelistingsitem")]
     DeleteListingsItem,
+    #[serde(alias = "createreport")]
     CreateReport,
+    #[serde(alias = "getreport")]
     GetReport,
+    #[serde(alias = "getreportdocument")]
     GetReportDocument,
 }
 

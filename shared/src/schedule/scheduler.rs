@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::counters::ScheduleCounters;
@@ -19,7 +19,7 @@ use crate::job::{JobKind, JobPayload};
 use crate::queue::{EnqueueError, JobStore, NewJob};
 
 /// One built-in, per-account schedule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BuiltIn {
     pub enabled: bool,
     pub cron: String,
@@ -65,7 +65,7 @@ impl From<DefaultSchedulesSetting> for DefaultSchedules {
 }
 
 /// What sellers' teams run today, for every active account; each can be switched off.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(from = "DefaultSchedulesSetting")]
 pub struct DefaultSchedules {
     /// Incremental sync of orders and listings.
@@ -97,7 +97,7 @@ impl Default for DefaultSchedules {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
     pub enabled: bool,

@@ -17,9 +17,9 @@
 use std::time::Duration;
 
 use drover::callback::RetrySchedule;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallbacksConfig {
     pub concurrency: usize,

@@ -2,9 +2,9 @@
 use std::time::Duration;
 
 use drover::JobError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
     /// getOrders page size (SP-API allows 1..=100).
@@ -35,7 +35,7 @@ pub struct JobsConfig {
 }
 
 /// How one kind's jobs are handed out across accounts.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindPolicy {
     /// Runs one account may have at once across every worker process (0 = no cap).

@@ -2,7 +2,7 @@
 //! in-call retry budget. The `[worker.marketplace]` section once the lead wires it in.
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The simulator's default listen address (`tests/src/bin/simulator.rs`), so a local
 /// run needs no configuration; production points `base_url` at SP-API's regional host.
@@ -10,7 +10,7 @@ pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:9100";
 /// LWA's path on the token host (`https://api.amazon.com/auth/o2/token` in production).
 pub const TOKEN_PATH: &str = "/auth/o2/token";
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MarketplaceConfig {
     /// SP-API host, e.g. `https://sellingpartnerapi-na.amazon.com`.

@@ -1,0 +1,95 @@
+//! Every setting `--help` documents is read from the environment variable it names:
+//! each is set to a value other than its default and must come back through the
+//! configuration's loader. One test per binary's configuration, alone in this process,
+//! because it changes the process environment.
+use drover::config::{settings, Setting};
+use drover_api::ApiConfig;
+use drover_worker::WorkerConfig;
+
+/// A value of the same type other than `default`, as an environment variable spells it;
+/// `None` for lists, maps, optional settings left out and secrets, which are checked for
+/// being accepted only.
+fn other_value(s: &Setting) -> Option<String> {
+    let v = s.value.as_str();
+    if v == "true" || v == "false" {
+        return Some((v == "false").to_string());
+    }
+    if let Ok(n) = v.parse::<u64>() {
+        return Some((n + 1).to_string());
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return Some((f * 2.0 + 1.0).to_string());
+    }
+    None
+}
+
+/// Strings that must keep a shape (URLs, addresses, crons, enums): another valid value.
+fn other_string(key: &str) -> Option<&'static str> {
+    Some(match key.rsplit('.').next()? {
+        "listen" | "metrics_listen" => "127.0.0.1:7000",
+        "redis_url" => "redis://127.0.0.1:7001/2",
+        "url" => "postgres://roundtrip@127.0.0.1/db",
+        "namespace" => "roundtrip",
+        "cron" => "*/7 * * * *",
+        "base_url" | "token_url" | "marketplace_token_url" => "https://roundtrip.example/path",
+        "user_agent" => "roundtrip-agent",
+        "audit_report_type" => "GET_ROUNDTRIP_REPORT",
+        "cold_start" => "full",
+        _ => return None,
+    })
+}
+
+fn round_trip(section: &str, defaults: Vec<Setting>, load: impl Fn() -> Result<Vec<Setting>, String>) {
+    let mut checked = 0;
+    let mut accepted_only = Vec::new();
+    for s in &defaults {
+        let value = other_value(s).or_else(|| other_string(&s.key).map(str::to_owned));
+        let sent = value.clone().unwrap_or_else(|| s.value.clone());
+        if sent.starts_with('[') || sent.starts_with('{') || sent == "(none)" || sent == "<secret>" {
+            accepted_only.push(s.key.clone());
+            continue;
+        }
+        // An operation's limit is one {rate, burst} entry: the pair goes together.
+        let sibling = s.key.contains(".resilience.limits.").then(|| {
+            let (op, field) = s.key.rsplit_once('.').unwrap();
+            let other = format!("{op}.{}", if field == "rate" { "burst" } else { "rate" });
+            defaults.iter().find(|d| d.key == other).expect("rate and burst").clone()
+        });
+        std::env::set_var(&s.env, &sent);
+        if let Some(sib) = &sibling {
+            std::env::set_var(&sib.env, &sib.value);
+        }
+        let loaded = load();
+        std::env::remove_var(&s.env);
+        if let Some(sib) = &sibling {
+            std::env::remove_var(&sib.env);
+        }
+        let loaded = loaded.unwrap_or_else(|e| panic!("{} = {sent:?} was refused: {e}", s.env));
+        let got = loaded
+            .iter()
+            .find(|l| l.key == s.key)
+            .unwrap_or_else(|| panic!("{} is gone", s.key));
+        if value.is_some() {
+            let same = got.value == sent || got.value.parse::<f64>().ok() == sent.parse::<f64>().ok() && sent.parse::<f64>().is_ok();
+            assert!(same, "{} = {sent:?} came back as {:?}", s.env, got.value);
+            checked += 1;
+        } else {
+            accepted_only.push(s.key.clone());
+        }
+    }
+    assert!(checked > 40, "{section}: only {checked} settings changed through their variables");
+    eprintln!("{section}: {checked} settings round-tripped; accepted unchanged: {accepted_only:?}");
+}
+
+#[test]
+fn every_documented_setting_round_trips_through_its_environment_variable() {
+    std::env::remove_var("DATABASE_URL");
+    round_trip("api", settings("api", &ApiConfig::default()), || {
+        ApiConfig::layered(None).map(|c| settings("api", &c)).map_err(|e| e.to_string())
+    });
+    round_trip("worker", drover_worker::cli::documented(), || {
+        WorkerConfig::layered(None)
+            .map(|c| settings("worker", &c))
+            .map_err(|e| e.to_string())
+    });
+}

@@ -5,7 +5,8 @@
 //! - [`app`]: [`build`] (config → bound [`App`]) and [`App::run_until`] (graceful shutdown).
 //! - [`config`]: typed, layered, validated configuration (`DROVER_API__*`).
 //! - [`cli`]: the server binary's command line (`hash-key`, `healthcheck`, `config check`,
-//!   `--help` with every setting) and its shutdown signal.
+//!   `--help` with every setting) and its shutdown signal. The operators' client `drover`
+//!   is a binary of its own (`src/bin/drover/`), a thin HTTP client of the API.
 //! - [`serve`]: the listener loop (header-read timeout, connection cap).
 //! - [`routes`]: the router — each endpoint registered once for routing and the document,
 //!   which role it needs, the middleware order.

@@ -1,0 +1,204 @@
+//! The command line, as clap parses it.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+use drover::job::{JobKind, JobState};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the API could not be reached, or answered 5xx or 429
+  2  bad arguments, or the API refused the request as invalid (400, 413, 415, 422)
+  3  not found (404)
+  4  no key, an unknown key (401), or a key without the role (403)
+  5  conflict: the job's state does not allow it (409)
+  6  the watched job, or a replay canary, ended other than succeeded
+
+The key is read from DROVER_API_KEY, or from the first line of --key-file PATH; it is
+never a flag, so it does not show in `ps`.";
+
+/// The classes a job's last error may have (`drover::job::ErrorClass`, as the API spells them).
+const ERROR_CLASSES: [&str; 9] = [
+    "transient",
+    "rate_limited",
+    "permanent",
+    "cancelled",
+    "timeout",
+    "panic",
+    "decode",
+    "lost",
+    "interrupted",
+];
+
+/// The command-line client of Drover's HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "drover", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The API's base URL.
+    #[arg(long, env = "DROVER_API", default_value = "http://127.0.0.1:8080", global = true)]
+    pub api: String,
+    /// A file whose first line is the API key (instead of DROVER_API_KEY).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// Print the API's JSON as it is instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, show, cancel, retry and watch jobs.
+    #[command(subcommand)]
+    Jobs(JobsCmd),
+    /// The dead letter: dead jobs, and putting them back in the queue.
+    #[command(subcommand)]
+    Dlq(DlqCmd),
+    /// The queues' counts, and pausing and resuming them.
+    #[command(subcommand)]
+    Queues(QueuesCmd),
+    /// Seller accounts and their marketplace limits.
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Periodic jobs.
+    #[command(subcommand)]
+    Schedules(SchedulesCmd),
+    /// Print a shell completion script (e.g. `drover completions bash > /etc/bash_completion.d/drover`).
+    Completions { shell: Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub kind: Option<JobKind>,
+    /// Needed for keys limited to several accounts.
+    #[arg(long = "account", value_name = "ACCOUNT_ID")]
+    pub account: Option<String>,
+    /// Jobs per page, 1 to 1000.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// The `next_cursor` a previous page printed.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// Jobs, newest first (one page; the next page's cursor goes to stderr).
+    Ls {
+        #[command(flatten)]
+        list: ListArgs,
+        #[arg(long)]
+        state: Option<JobState>,
+    },
+    /// One job with its attempts, progress, result and last error.
+    Show { id: String },
+    /// Cancel a queued, scheduled or running job (admin).
+    Cancel { id: String },
+    /// Queue a dead, cancelled or partial job again (admin).
+    Retry { id: String },
+    /// Follow the job's events until it ends; exit 0 if it succeeded, 6 otherwise.
+    Watch { id: String },
+}
+
+/// Which dead jobs: what `GET /v1/dead-letter` filters on, and the last error's class.
+#[derive(Debug, Args)]
+pub struct DlqFilter {
+    #[arg(long)]
+    pub kind: Option<JobKind>,
+    #[arg(long = "account", value_name = "ACCOUNT_ID")]
+    pub account: Option<String>,
+    /// The class of the job's last error.
+    #[arg(long, value_parser = ERROR_CLASSES)]
+    pub error_class: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// Dead jobs, newest first (one page).
+    Ls {
+        #[command(flatten)]
+        filter: DlqFilter,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Put dead jobs back in the queue (admin): the ones named, or every one the filter matches.
+    Replay {
+        /// Dead job ids; without them, the filter chooses.
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Most jobs to replay (default: every match, up to 10000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: Option<u32>,
+        /// Replay N jobs first and wait for them to end; go on only if all succeeded.
+        #[arg(long, value_name = "N")]
+        canary: Option<u32>,
+        /// How long to wait for the canaries, in seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        canary_timeout: u64,
+        /// Jobs per second for the rest (default: as fast as the API takes them).
+        #[arg(long, value_name = "R")]
+        rate: Option<f64>,
+        /// Print how many jobs would be replayed, and replay none.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuesCmd {
+    /// Every queue: counts per state, paused or not, lag.
+    Ls,
+    /// Stop handing out jobs of a kind; running jobs go on (admin).
+    Pause { kind: JobKind },
+    /// Hand out jobs of a kind again (admin).
+    Resume { kind: JobKind },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCmd {
+    /// One account (never its credentials), with when each resource last synced.
+    Show { id: String },
+    /// The account's marketplace limits: rates, tokens, breakers, quota cooldown.
+    Limits { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCmd {
+    /// The schedules this key may see.
+    Ls {
+        #[arg(long = "account", value_name = "ACCOUNT_ID")]
+        account: Option<String>,
+    },
+    /// Create or replace a schedule.
+    Put {
+        name: String,
+        /// Five fields, or six with seconds first; UTC.
+        #[arg(long)]
+        cron: String,
+        #[arg(long)]
+        kind: JobKind,
+        /// The job's payload as JSON, or @PATH to read it from a file.
+        #[arg(long)]
+        payload: String,
+        /// Store it switched off.
+        #[arg(long)]
+        disabled: bool,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+        priority: Option<u8>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+    },
+    /// Delete a schedule.
+    Rm {
+        name: String,
+        /// Needed when several accounts this key sees have a schedule of that name.
+        #[arg(long = "account", value_name = "ACCOUNT_ID")]
+        account: Option<String>,
+    },
+}

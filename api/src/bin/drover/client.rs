@@ -1,0 +1,201 @@
+//! The HTTP side: one client with the base URL and the key, JSON in and out, and the
+//! one error type whose variant decides the process's exit code.
+use std::path::Path;
+use std::process::ExitCode;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+/// What went wrong, by what a script should do about it (`Exit` says which code).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The API answered with a problem (`application/problem+json`).
+    #[error("{}", problem_line(.status, .title, .detail, .request_id))]
+    Api {
+        status: StatusCode,
+        title: String,
+        detail: String,
+        request_id: Option<String>,
+    },
+    /// The API could not be reached, or answered something that is not the API.
+    #[error("{0}")]
+    Transport(String),
+    /// No key, or a key file that cannot be read.
+    #[error("{0}")]
+    Key(String),
+    /// Arguments the API was never asked about (a payload that is not JSON, ...).
+    #[error("{0}")]
+    Usage(String),
+    /// A job (watched, or a replay canary) ended other than `succeeded`.
+    #[error("{0}")]
+    JobFailed(String),
+}
+
+fn problem_line(status: &StatusCode, title: &str, detail: &str, request_id: &Option<String>) -> String {
+    let mut line = format!("{} {title}", status.as_u16());
+    if !detail.is_empty() {
+        line.push_str(&format!(": {detail}"));
+    }
+    if let Some(id) = request_id {
+        line.push_str(&format!(" (request id {id})"));
+    }
+    line
+}
+
+/// The exit codes, documented in `drover --help` and docs/cli.md.
+pub mod exit {
+    /// The API could not be reached, answered 5xx or 429, or something unexpected.
+    pub const ERROR: u8 = 1;
+    /// Bad arguments (clap's own code), or the API refused the request as invalid (400, 422).
+    pub const USAGE: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    /// No key, a key the API does not know (401), or a key without the role (403).
+    pub const AUTH: u8 = 4;
+    /// The job's state does not allow it (409).
+    pub const CONFLICT: u8 = 5;
+    /// The watched job, or a replay canary, ended other than `succeeded`.
+    pub const JOB_FAILED: u8 = 6;
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            CliError::Api { status, .. } => match status.as_u16() {
+                400 | 413 | 415 | 422 => exit::USAGE,
+                401 | 403 => exit::AUTH,
+                404 => exit::NOT_FOUND,
+                409 => exit::CONFLICT,
+                _ => exit::ERROR,
+            },
+            CliError::Transport(_) => exit::ERROR,
+            CliError::Key(_) => exit::AUTH,
+            CliError::Usage(_) => exit::USAGE,
+            CliError::JobFailed(_) => exit::JOB_FAILED,
+        })
+    }
+}
+
+fn transport(e: reqwest::Error) -> CliError {
+    // Without the URL's query (it may carry a cursor) and without Rust's debug form.
+    let e = e.without_url();
+    let mut msg = format!("cannot talk to the API: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    CliError::Transport(msg)
+}
+
+/// The key: `DROVER_API_KEY`, else the first line of `--key-file`. Never a flag of its
+/// own, so it does not show in `ps` or shell history.
+pub fn load_key(env: Option<String>, file: Option<&Path>) -> Result<SecretString, CliError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| CliError::Key(format!("cannot read the key file {}: {e}", path.display())))?;
+        let key = text.lines().next().unwrap_or("").trim();
+        if key.is_empty() {
+            return Err(CliError::Key(format!("the key file {} is empty", path.display())));
+        }
+        return Ok(SecretString::from(key));
+    }
+    match env {
+        Some(k) if !k.trim().is_empty() => Ok(SecretString::from(k.trim())),
+        _ => Err(CliError::Key("no API key: set DROVER_API_KEY or pass --key-file PATH".into())),
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: SecretString,
+}
+
+impl Client {
+    pub fn new(base: &str, key: SecretString) -> Result<Self, CliError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("drover-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(transport)?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+    }
+
+    /// Send, and turn anything but a 2xx into the API's problem.
+    pub async fn send(&self, req: RequestBuilder) -> Result<Response, CliError> {
+        let res = req.send().await.map_err(transport)?;
+        if res.status().is_success() {
+            Ok(res)
+        } else {
+            Err(problem(res).await)
+        }
+    }
+
+    /// A JSON answer, as the API sent it.
+    pub async fn json(&self, req: RequestBuilder) -> Result<Value, CliError> {
+        self.send(req.timeout(std::time::Duration::from_secs(60)))
+            .await?
+            .json()
+            .await
+            .map_err(transport)
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CliError> {
+        self.json(self.request(Method::GET, &with_query(path, query))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+        let req = self.request(Method::POST, path);
+        self.json(match body {
+            Some(b) => req.json(b),
+            None => req,
+        })
+        .await
+    }
+}
+
+/// `path?k=v&…`, each value URL-encoded; `path` alone when there are none.
+pub fn with_query(path: &str, query: &[(&str, String)]) -> String {
+    match serde_urlencoded::to_string(query) {
+        Ok(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_owned(),
+    }
+}
+
+/// The problem+json of an error answer: title, detail (with each invalid field) and the
+/// request id. Something else (a proxy's HTML page) becomes its status line.
+async fn problem(res: Response) -> CliError {
+    let status = res.status();
+    let header_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let mut detail = text("detail").unwrap_or_default();
+    if let Some(errors) = body.get("errors").and_then(Value::as_array) {
+        for e in errors {
+            let field = e.get("field").and_then(Value::as_str).unwrap_or("?");
+            let message = e.get("message").and_then(Value::as_str).unwrap_or("");
+            detail.push_str(&format!("\n  {field}: {message}"));
+        }
+    }
+    CliError::Api {
+        status,
+        title: text("title").unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
+        detail,
+        request_id: text("request_id").or(header_id),
+    }
+}
+
+/// `CliError::Transport` for a failure while reading a stream.
+pub fn stream_error(e: reqwest::Error) -> CliError {
+    transport(e)
+}

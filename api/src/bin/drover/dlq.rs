@@ -1,0 +1,230 @@
+//! `drover dlq ls|replay`: the dead letter.
+//!
+//! A filtered replay lists the matching dead jobs first (`GET /v1/dead-letter`, the last
+//! error's class checked here, as the API's own filtered replay does) and replays them by
+//! id (`POST /v1/dead-letter/replay {ids}`), so `--dry-run`, `--canary` and `--rate`
+//! touch exactly the jobs that were counted. There is no discard: the API has no endpoint
+//! that deletes dead jobs (they expire with `worker.retention_hours`).
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::args::{DlqCmd, DlqFilter};
+use crate::client::{CliError, Client};
+use crate::jobs::{jobs_table, next_cursor, path_segment};
+use crate::Out;
+
+/// Ids one replay request may carry (the API's limit).
+const BATCH: usize = 1000;
+/// Most jobs one `drover dlq replay` touches without `--limit`.
+const MAX_JOBS: usize = 10_000;
+const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
+
+pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError> {
+    match cmd {
+        DlqCmd::Ls { filter, limit, cursor } => {
+            let mut q = filter_query(&filter);
+            q.push(("limit", limit.to_string()));
+            if let Some(c) = cursor {
+                q.push(("cursor", c));
+            }
+            let mut page = client.get("/v1/dead-letter", &q).await?;
+            if let (Some(class), Some(jobs)) = (&filter.error_class, page["jobs"].as_array_mut()) {
+                jobs.retain(|j| matches_class(j, class));
+            }
+            out.print(&page, || jobs_table(&page));
+            next_cursor(&page);
+            Ok(())
+        }
+        DlqCmd::Replay {
+            ids,
+            filter,
+            limit,
+            canary,
+            canary_timeout,
+            rate,
+            dry_run,
+        } => {
+            if let Some(r) = rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+                return Err(CliError::Usage(format!("--rate {r}: give a positive number of jobs per second")));
+            }
+            let chosen = if ids.is_empty() {
+                matching(client, &filter, limit.map_or(MAX_JOBS, |l| l as usize)).await?
+            } else if filter.kind.is_some() || filter.account.is_some() || filter.error_class.is_some() || limit.is_some() {
+                return Err(CliError::Usage(
+                    "give either job ids or filters (--kind, --account, --error-class, --limit), not both".into(),
+                ));
+            } else {
+                ids
+            };
+            if dry_run {
+                let v = json!({"would_replay": chosen.len(), "ids": chosen});
+                out.print(&v, || format!("would replay {} dead jobs", chosen.len()));
+                return Ok(());
+            }
+            let plan = Plan {
+                canary: canary.map_or(0, |c| c as usize).min(chosen.len()),
+                canary_timeout: Duration::from_secs(canary_timeout),
+                rate,
+            };
+            let result = replay(client, out, &chosen, &plan).await;
+            let (done, failure) = match result {
+                Ok(done) => (done, None),
+                Err((done, e)) => (done, Some(e)),
+            };
+            out.print(&done, || summary(&done));
+            failure.map_or(Ok(()), Err)
+        }
+    }
+}
+
+fn filter_query(f: &DlqFilter) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    if let Some(k) = f.kind {
+        q.push(("kind", k.to_string()));
+    }
+    if let Some(a) = &f.account {
+        q.push(("account_id", a.clone()));
+    }
+    q
+}
+
+fn matches_class(job: &Value, class: &str) -> bool {
+    job["last_error"]["class"].as_str() == Some(class)
+}
+
+/// The ids of up to `limit` dead jobs the filter matches, newest first.
+async fn matching(client: &Client, filter: &DlqFilter, limit: usize) -> Result<Vec<String>, CliError> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut q = filter_query(filter);
+        q.push(("limit", BATCH.to_string()));
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let page = client.get("/v1/dead-letter", &q).await?;
+        for job in page["jobs"].as_array().into_iter().flatten() {
+            if ids.len() >= limit {
+                return Ok(ids);
+            }
+            if filter.error_class.as_deref().is_none_or(|c| matches_class(job, c)) {
+                if let Some(id) = job["id"].as_str() {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok(ids),
+        }
+    }
+}
+
+struct Plan {
+    canary: usize,
+    canary_timeout: Duration,
+    rate: Option<f64>,
+}
+
+/// Replay the canaries, wait for them, then the rest at the rate asked for. What was
+/// done, in the shape of the API's answer (`{replayed, skipped}`), also when it stopped.
+async fn replay(client: &Client, out: &Out, ids: &[String], plan: &Plan) -> Result<Value, (Value, CliError)> {
+    let mut done = json!({"replayed": [], "skipped": []});
+    let (canaries, rest) = ids.split_at(plan.canary);
+    if !canaries.is_empty() {
+        let answer = post_replay(client, canaries).await.map_err(|e| (done.clone(), e))?;
+        merge(&mut done, &answer);
+        let replayed: Vec<String> = strings(&answer["replayed"]);
+        if replayed.is_empty() {
+            let e = CliError::JobFailed("no canary could be replayed (see skipped); nothing else was".into());
+            return Err((done, e));
+        }
+        out.note(&format!("replayed {} canaries; waiting for them to end", replayed.len()));
+        let failed = wait_for(client, &replayed, plan.canary_timeout)
+            .await
+            .map_err(|e| (done.clone(), e))?;
+        if !failed.is_empty() {
+            let e = CliError::JobFailed(format!(
+                "canaries did not succeed ({}); the other {} jobs were not replayed",
+                failed.join(", "),
+                rest.len()
+            ));
+            return Err((done, e));
+        }
+    }
+    // With a rate, batches of about one second's worth, one every batch / rate seconds.
+    let batch = plan.rate.map_or(BATCH, |r| (r.floor() as usize).clamp(1, BATCH));
+    let every = plan.rate.map(|r| Duration::from_secs_f64(batch as f64 / r));
+    let mut next = Instant::now();
+    for chunk in rest.chunks(batch) {
+        if let Some(every) = every {
+            tokio::time::sleep_until(next.into()).await;
+            next += every;
+        }
+        let answer = post_replay(client, chunk).await.map_err(|e| (done.clone(), e))?;
+        merge(&mut done, &answer);
+    }
+    Ok(done)
+}
+
+async fn post_replay(client: &Client, ids: &[String]) -> Result<Value, CliError> {
+    client.post("/v1/dead-letter/replay", Some(&json!({ "ids": ids }))).await
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn merge(into: &mut Value, answer: &Value) {
+    for field in ["replayed", "skipped"] {
+        if let (Some(all), Some(more)) = (into[field].as_array_mut(), answer[field].as_array()) {
+            all.extend(more.iter().cloned());
+        }
+    }
+}
+
+/// Wait until every job has ended; those that ended other than `succeeded` (or had not
+/// ended by the deadline), as `id (state)`.
+async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<Vec<String>, CliError> {
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<String> = ids.to_vec();
+    let mut failed = Vec::new();
+    loop {
+        let mut still = Vec::new();
+        for id in pending {
+            let job = client.get(&format!("/v1/jobs/{}", path_segment(&id)), &[]).await?;
+            match job["state"].as_str() {
+                Some("succeeded") => {}
+                Some(s) if TERMINAL.contains(&s) => failed.push(format!("{id} ({s})")),
+                _ => still.push(id),
+            }
+        }
+        if still.is_empty() {
+            return Ok(failed);
+        }
+        if Instant::now() >= deadline {
+            failed.extend(still.into_iter().map(|id| format!("{id} (not ended after {}s)", timeout.as_secs())));
+            return Ok(failed);
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn summary(done: &Value) -> String {
+    let replayed = done["replayed"].as_array().map_or(0, Vec::len);
+    let mut lines = vec![format!("replayed {replayed} dead jobs")];
+    for s in done["skipped"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "skipped {}: {}",
+            s["id"].as_str().unwrap_or("?"),
+            s["reason"].as_str().unwrap_or("")
+        ));
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,207 @@
+//! `drover jobs ls|show|cancel|retry|watch`.
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::args::{JobsCmd, ListArgs};
+use crate::client::{stream_error, CliError, Client};
+use crate::table::{at, record, Table};
+use crate::Out;
+
+pub async fn run(client: &Client, out: &Out, cmd: JobsCmd) -> Result<(), CliError> {
+    match cmd {
+        JobsCmd::Ls { list, state } => {
+            let mut q = list_query(&list);
+            if let Some(s) = state {
+                q.push(("state", s.to_string()));
+            }
+            let page = client.get("/v1/jobs", &q).await?;
+            out.print(&page, || jobs_table(&page));
+            next_cursor(&page);
+        }
+        JobsCmd::Show { id } => {
+            let job = client.get(&format!("/v1/jobs/{}", path_segment(&id)), &[]).await?;
+            out.print(&job, || record(&job));
+        }
+        JobsCmd::Cancel { id } => {
+            let v = client.post(&format!("/v1/jobs/{}/cancel", path_segment(&id)), None).await?;
+            out.print(&v, || {
+                if v["cancel_requested"] == Value::Bool(true) {
+                    format!("{}: running; its handler has been told to stop", at(&v, "id"))
+                } else {
+                    format!("{}: cancelled", at(&v, "id"))
+                }
+            });
+        }
+        JobsCmd::Retry { id } => {
+            let v = client.post(&format!("/v1/jobs/{}/retry", path_segment(&id)), None).await?;
+            out.print(&v, || format!("{}: {}", at(&v, "id"), at(&v, "state")));
+        }
+        JobsCmd::Watch { id } => watch(client, out, &id).await?,
+    }
+    Ok(())
+}
+
+/// The query of `GET /v1/jobs` and `GET /v1/dead-letter`.
+pub fn list_query(list: &ListArgs) -> Vec<(&'static str, String)> {
+    let mut q = vec![("limit", list.limit.to_string())];
+    if let Some(k) = list.kind {
+        q.push(("kind", k.to_string()));
+    }
+    if let Some(a) = &list.account {
+        q.push(("account_id", a.clone()));
+    }
+    if let Some(c) = &list.cursor {
+        q.push(("cursor", c.clone()));
+    }
+    q
+}
+
+/// An id as one path segment: anything that is not a job id's character is escaped, so
+/// an argument cannot reach another path (`.` and `..` included).
+pub fn path_segment(raw: &str) -> String {
+    let dots_only = raw.bytes().all(|b| b == b'.');
+    raw.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && !dots_only) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn jobs_table(page: &Value) -> String {
+    let mut t = Table::new(&["ID", "KIND", "STATE", "ACCOUNT", "ATTEMPTS", "UPDATED", "LAST ERROR"]);
+    for j in page["jobs"].as_array().into_iter().flatten() {
+        let error = match j.get("last_error") {
+            Some(e) if !e.is_null() => format!("{}: {}", at(e, "class"), at(e, "message")),
+            _ => "-".into(),
+        };
+        t.row(vec![
+            at(j, "id"),
+            at(j, "kind"),
+            at(j, "state"),
+            at(j, "account_id"),
+            format!("{}/{}", at(j, "attempts"), at(j, "max_attempts")),
+            at(j, "updated_at"),
+            error,
+        ]);
+    }
+    t.render()
+}
+
+/// The next page's cursor, on stderr so stdout stays the table.
+pub fn next_cursor(page: &Value) {
+    if let Some(c) = page["next_cursor"].as_str() {
+        eprintln!("more: --cursor {c}");
+    }
+}
+
+const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
+
+/// Follow `GET /v1/jobs/{id}/events` until the job ends, reconnecting when the server
+/// closes the stream first (its `events_max_ms`, a restart).
+async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
+    let path = format!("/v1/jobs/{}/events", path_segment(id));
+    let mut last_state: Option<String> = None;
+    loop {
+        let req = client.request(Method::GET, &path).header("accept", "text/event-stream");
+        let mut res = client.send(req).await?;
+        let mut buf = String::new();
+        while let Some(chunk) = res.chunk().await.map_err(stream_error)? {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if let Some((event, data)) = parse_event(&block) {
+                    if event == "state" {
+                        last_state = data["state"].as_str().map(str::to_owned);
+                    }
+                    out.print_line(&data, || describe(&event, &data));
+                }
+            }
+        }
+        if let Some(s) = last_state.as_deref().filter(|s| TERMINAL.contains(s)) {
+            return if s == "succeeded" {
+                Ok(())
+            } else {
+                Err(CliError::JobFailed(format!("job {id} ended {s}")))
+            };
+        }
+        // The stream ended before the job: it may have ended between two polls, or the
+        // server closed it; look, then reconnect.
+        let job = client.get(&format!("/v1/jobs/{}", path_segment(id)), &[]).await?;
+        if let Some(s) = job["state"].as_str().filter(|s| TERMINAL.contains(s)) {
+            out.print_line(&job, || format!("state {s}"));
+            return if s == "succeeded" {
+                Ok(())
+            } else {
+                Err(CliError::JobFailed(format!("job {id} ended {s}")))
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// One server-sent event: its name and JSON data; comments (keep-alives) are none.
+fn parse_event(block: &str) -> Option<(String, Value)> {
+    let mut event = "message".to_owned();
+    let mut data = String::new();
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    if data.is_empty() {
+        return None;
+    }
+    Some((event, serde_json::from_str(&data).unwrap_or(Value::String(data))))
+}
+
+fn describe(event: &str, data: &Value) -> String {
+    match event {
+        "state" => {
+            let mut line = format!("state {} (attempts {})", at(data, "state"), at(data, "attempts"));
+            if let Some(e) = data.get("last_error").filter(|e| !e.is_null()) {
+                line.push_str(&format!(", last error {}: {}", at(e, "class"), at(e, "message")));
+            }
+            line
+        }
+        "progress" => {
+            let mut line = format!("progress {}", at(data, "done"));
+            if !data["total"].is_null() {
+                line.push_str(&format!("/{}", at(data, "total")));
+            }
+            if let Some(m) = data["message"].as_str() {
+                line.push_str(&format!(" {m}"));
+            }
+            line
+        }
+        "waiting" => format!("waiting: {} until {}", at(data, "waiting.reason"), at(data, "waiting.until")),
+        other => format!("{other} {data}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_block_gives_its_name_and_json_and_a_keep_alive_nothing() {
+        let (event, data) = parse_event("id: 3\nevent: state\ndata: {\"state\":\"running\",\"attempts\":1}\n\n").unwrap();
+        assert_eq!((event.as_str(), data["state"].as_str()), ("state", Some("running")));
+        assert!(parse_event(":\n\n").is_none());
+    }
+
+    #[test]
+    fn an_argument_stays_one_path_segment() {
+        assert_eq!(path_segment("sync_01J9"), "sync_01J9");
+        assert_eq!(path_segment("../queues?x"), "..%2Fqueues%3Fx");
+        assert_eq!(path_segment(".."), "%2E%2E");
+    }
+}

@@ -1,0 +1,81 @@
+//! `drover`: a thin command-line client of the HTTP API, for operators and scripts.
+//!
+//! - `args`: the command line (clap), with the exit codes in `--help`
+//! - `client`: HTTP, the key, and `CliError`, whose variant decides the exit code
+//! - `jobs`, `dlq`, `queues`, `accounts`, `schedules`: one module per command group
+//! - `table`: human output; `--json` prints the API's JSON as it came
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use serde_json::Value;
+
+mod accounts;
+mod args;
+mod client;
+mod dlq;
+mod jobs;
+mod queues;
+mod schedules;
+mod table;
+
+use args::{Cli, Command};
+use client::{load_key, CliError, Client};
+
+/// Where output goes: the API's JSON with `--json`, else a human rendering.
+pub struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// The whole answer: pretty JSON, or the rendering.
+    pub fn print(&self, v: &Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    /// One item of a stream: one JSON document a line, or the rendering.
+    pub fn print_line(&self, v: &Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{v}");
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    /// Progress for humans, on stderr so stdout stays parseable.
+    pub fn note(&self, msg: &str) {
+        eprintln!("{msg}");
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drover: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let out = Out { json: cli.json };
+    // The key is read only by commands that talk to the API.
+    let connect = || Client::new(&cli.api, load_key(std::env::var("DROVER_API_KEY").ok(), cli.key_file.as_deref())?);
+    match cli.command {
+        Command::Jobs(cmd) => jobs::run(&connect()?, &out, cmd).await,
+        Command::Dlq(cmd) => dlq::run(&connect()?, &out, cmd).await,
+        Command::Queues(cmd) => queues::run(&connect()?, &out, cmd).await,
+        Command::Accounts(cmd) => accounts::run(&connect()?, &out, cmd).await,
+        Command::Schedules(cmd) => schedules::run(&connect()?, &out, cmd).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "drover", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

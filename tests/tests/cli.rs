@@ -1,0 +1,436 @@
+//! The real binaries as a shell would run them: the `drover` client against a live API on
+//! port 0 with a private Redis (and a `test_worker` where a job must end), its output and
+//! its exit codes; `--help`, `--version` and `config check` of the servers.
+//! Needs `cargo build --workspace --bins` first.
+mod api_support;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use drover_tests::harness::{cargo_bin, ChildProcess};
+use serde_json::Value;
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Run a binary of the workspace with `env` (and none of the caller's Drover settings),
+/// off the runtime's thread: the API under test runs on it.
+async fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut cmd = Command::new(cargo_bin(bin));
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DROVER_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+        .await
+        .unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `drover <args>` against the app with `key` in `DROVER_API_KEY`.
+async fn drover(app: &TestApp, key: &str, args: &[&str]) -> Ran {
+    let api = format!("http://{}", app.addr);
+    run("drover", args, &[("DROVER_API", api.as_str()), ("DROVER_API_KEY", key)]).await
+}
+
+fn ok(r: &Ran) {
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+const MISSING_JOB: &str = "cleanup_01J9Z3K4M5N6P7Q8R9S0T1V2W3";
+
+#[tokio::test]
+async fn jobs_ls_and_show_print_tables_or_the_apis_json() {
+    let app = spawn_app().await;
+    let a = app.submit_ok(&cleanup_body("acme")).await.to_string();
+    let b = app.submit_ok(&cleanup_body("globex")).await.to_string();
+
+    let ls = drover(&app, ADMIN, &["jobs", "ls"]).await;
+    ok(&ls);
+    assert!(ls.stdout.starts_with("ID"), "{ls:?}");
+    for id in [&a, &b] {
+        let line = ls.stdout.lines().find(|l| l.starts_with(id.as_str())).expect("a row per job");
+        assert!(line.contains("cleanup") && line.contains("queued"), "{line}");
+    }
+    let json = drover(&app, ADMIN, &["jobs", "ls", "--json", "--account", "acme"]).await;
+    ok(&json);
+    let jobs = json.json()["jobs"].as_array().unwrap().clone();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["id"], a.as_str());
+
+    let show = drover(&app, ADMIN, &["jobs", "show", &a]).await;
+    ok(&show);
+    assert!(
+        show.stdout.lines().any(|l| l.starts_with("state") && l.ends_with("queued")),
+        "{show:?}"
+    );
+    assert!(show.stdout.contains("payload.account_id"), "{show:?}");
+    let show = drover(&app, ADMIN, &["--json", "jobs", "show", &a]).await;
+    ok(&show);
+    assert_eq!(show.json()["payload"]["account_id"], "acme");
+}
+
+#[tokio::test]
+async fn exit_codes_say_not_found_auth_conflict_and_usage() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await.to_string();
+
+    let missing = drover(&app, ADMIN, &["jobs", "show", MISSING_JOB]).await;
+    assert_eq!(missing.code, 3, "{missing:?}");
+    assert!(
+        missing.stderr.contains("404 Not found") && missing.stderr.contains("request id"),
+        "{missing:?}"
+    );
+    assert!(!missing.stderr.contains("Api {"), "no debug dump: {missing:?}");
+
+    let bad_key = drover(&app, "not-a-key", &["jobs", "ls"]).await;
+    assert_eq!(bad_key.code, 4, "{bad_key:?}");
+    assert!(bad_key.stderr.contains("401"), "{bad_key:?}");
+    let reader_cancels = drover(&app, READER, &["jobs", "cancel", &id]).await;
+    assert_eq!(reader_cancels.code, 4, "{reader_cancels:?}");
+    let no_key = run("drover", &["jobs", "ls"], &[("DROVER_API", &format!("http://{}", app.addr))]).await;
+    assert_eq!(no_key.code, 4, "{no_key:?}");
+    assert!(no_key.stderr.contains("DROVER_API_KEY"), "{no_key:?}");
+
+    let cancel = drover(&app, ADMIN, &["jobs", "cancel", &id]).await;
+    ok(&cancel);
+    assert!(cancel.stdout.contains("cancelled"), "{cancel:?}");
+    let again = drover(&app, ADMIN, &["jobs", "cancel", &id]).await;
+    assert_eq!(again.code, 5, "{again:?}");
+    assert!(again.stderr.contains("409 Conflict"), "{again:?}");
+
+    let usage = drover(&app, ADMIN, &["jobs", "ls", "--state", "sleeping"]).await;
+    assert_eq!(usage.code, 2, "{usage:?}");
+    let down = run(
+        "drover",
+        &["queues", "ls"],
+        &[("DROVER_API", "http://127.0.0.1:9"), ("DROVER_API_KEY", ADMIN)],
+    )
+    .await;
+    assert_eq!(down.code, 1, "{down:?}");
+    assert!(down.stderr.contains("cannot talk to the API"), "{down:?}");
+}
+
+#[tokio::test]
+async fn the_key_may_come_from_a_file_and_never_from_a_flag() {
+    let app = spawn_app().await;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "{ADMIN}").unwrap();
+    let api = format!("http://{}", app.addr);
+    let path = file.path().to_str().unwrap();
+    let from_file = run("drover", &["--api", &api, "--key-file", path, "queues", "ls"], &[]).await;
+    ok(&from_file);
+    assert!(from_file.stdout.contains("cleanup"), "{from_file:?}");
+    let flag = run("drover", &["--api", &api, "--key", ADMIN, "queues", "ls"], &[]).await;
+    assert_eq!(flag.code, 2, "{flag:?}");
+}
+
+#[tokio::test]
+async fn queues_pause_and_resume_round_trip() {
+    let app = spawn_app().await;
+    ok(&drover(&app, ADMIN, &["queues", "pause", "cleanup"]).await);
+    let paused = |r: &Ran| {
+        r.json()["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["kind"] == "cleanup")
+            .unwrap()["paused"]
+            .clone()
+    };
+    let ls = drover(&app, ADMIN, &["--json", "queues", "ls"]).await;
+    assert_eq!(paused(&ls), true);
+    let table = drover(&app, ADMIN, &["queues", "ls"]).await;
+    assert!(
+        table.stdout.lines().any(|l| l.starts_with("cleanup") && l.contains("true")),
+        "{table:?}"
+    );
+    let resumed = drover(&app, ADMIN, &["queues", "resume", "cleanup"]).await;
+    ok(&resumed);
+    assert_eq!(resumed.stdout.trim(), "cleanup: resumed");
+    assert_eq!(paused(&drover(&app, ADMIN, &["--json", "queues", "ls"]).await), false);
+}
+
+#[tokio::test]
+async fn a_dlq_dry_run_counts_what_the_api_lists_and_replays_nothing() {
+    let app = spawn_app().await;
+    for account in ["acme", "acme", "acme", "globex"] {
+        let id = app.submit_ok(&cleanup_body(account)).await;
+        app.kill_job(&id).await;
+    }
+    let listed: Value = app
+        .get(ADMIN, "/v1/dead-letter?account_id=acme")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_count = listed["jobs"].as_array().unwrap().len();
+    assert_eq!(api_count, 3);
+
+    let dry = drover(&app, ADMIN, &["dlq", "replay", "--account", "acme", "--dry-run"]).await;
+    ok(&dry);
+    assert_eq!(dry.stdout.trim(), format!("would replay {api_count} dead jobs"));
+    let dry = drover(&app, ADMIN, &["--json", "dlq", "replay", "--error-class", "permanent", "--dry-run"]).await;
+    assert_eq!(dry.json()["would_replay"], 4);
+    let none = drover(&app, ADMIN, &["--json", "dlq", "replay", "--error-class", "timeout", "--dry-run"]).await;
+    assert_eq!(none.json()["would_replay"], 0);
+
+    let ls = drover(&app, ADMIN, &["--json", "dlq", "ls"]).await;
+    assert_eq!(ls.json()["jobs"].as_array().unwrap().len(), 4, "the dry run replayed nothing");
+}
+
+fn worker(app: &TestApp) -> ChildProcess {
+    let env = [
+        ("DROVER_WORKER__REDIS_URL", app.redis.url()),
+        ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+        ("DROVER_WORKER__METRICS_LISTEN", String::new()),
+        ("DROVER_WORKER__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.to_owned()),
+        ("DROVER_WORKER__HEARTBEAT_MS", "100".to_owned()),
+        ("DROVER_WORKER__LEASE_MS", "1000".to_owned()),
+        ("DROVER_WORKER__IDLE_WAIT_MS", "50".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let w = ChildProcess::spawn("worker", &cargo_bin("test_worker"), &[], &env);
+    assert!(
+        w.wait_for_log("callback deliveries started", Duration::from_secs(20)),
+        "worker did not start:\n{}",
+        w.log()
+    );
+    w
+}
+
+async fn dead_jobs(app: &TestApp, account: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let id = app.submit_ok(&cleanup_body(account)).await;
+        app.kill_job(&id).await;
+        ids.push(id.to_string());
+    }
+    ids
+}
+
+async fn wait_state(app: &TestApp, id: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, job) = app.job(ADMIN, id).await;
+        if job["state"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} is {} not {want}", job["state"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The canary goes first and is waited for; a failing canary stops the rest.
+#[tokio::test]
+async fn a_replay_with_a_canary_waits_for_it_and_stops_when_it_fails() {
+    let app = spawn_app().await;
+    // Killed before any worker runs, so they are dead whatever their behaviour.
+    let good = dead_jobs(&app, "t.ok", 4).await;
+    let bad = dead_jobs(&app, "t.permanent", 3).await;
+    let _worker = worker(&app);
+
+    let failed = drover(&app, ADMIN, &["dlq", "replay", "--account", "t.permanent", "--canary", "1"]).await;
+    assert_eq!(failed.code, 6, "{failed:?}");
+    assert!(
+        failed.stderr.contains("canaries did not succeed") && failed.stderr.contains("the other 2 jobs were not replayed"),
+        "{failed:?}"
+    );
+    assert!(failed.stdout.contains("replayed 1 dead jobs"), "{failed:?}");
+    let dead: Value = app
+        .get(ADMIN, "/v1/dead-letter?account_id=t.permanent")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dead: Vec<&str> = dead["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    for id in &bad {
+        assert!(
+            dead.contains(&id.as_str()),
+            "the canary died again and the rest were not touched: {dead:?}"
+        );
+    }
+
+    let started = Instant::now();
+    let replayed = drover(
+        &app,
+        ADMIN,
+        &["--json", "dlq", "replay", "--account", "t.ok", "--canary", "1", "--rate", "2"],
+    )
+    .await;
+    ok(&replayed);
+    let v = replayed.json();
+    assert_eq!(v["replayed"].as_array().unwrap().len(), 4, "{v}");
+    // Three after the canary at 2/s: batches of 2, the second half a second... a second later.
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    for id in &good {
+        wait_state(&app, id, "succeeded").await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_watch_follows_the_job_and_exits_by_its_outcome() {
+    let app = spawn_app().await;
+    let _worker = worker(&app);
+    let good = app.submit_ok(&cleanup_body("t.sleep.300")).await.to_string();
+    let watched = drover(&app, ADMIN, &["jobs", "watch", &good]).await;
+    ok(&watched);
+    assert!(watched.stdout.lines().last().unwrap_or("").contains("succeeded"), "{watched:?}");
+
+    let bad = app.submit_ok(&cleanup_body("t.permanent")).await.to_string();
+    let watched = drover(&app, ADMIN, &["--json", "jobs", "watch", &bad]).await;
+    assert_eq!(watched.code, 6, "{watched:?}");
+    let last: Value = serde_json::from_str(watched.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["state"], "dead");
+    assert!(watched.stderr.contains("ended dead"), "{watched:?}");
+
+    let missing = drover(&app, ADMIN, &["jobs", "watch", MISSING_JOB]).await;
+    assert_eq!(missing.code, 3, "{missing:?}");
+}
+
+#[tokio::test]
+async fn every_binary_answers_help_and_version() {
+    for bin in ["drover", "drover-api", "drover-worker"] {
+        let v = run(bin, &["--version"], &[]).await;
+        ok(&v);
+        assert_eq!(v.stdout.trim(), format!("{bin} {}", env!("CARGO_PKG_VERSION")));
+        let h = run(bin, &["--help"], &[]).await;
+        ok(&h);
+        assert!(h.stdout.contains("Usage:"), "{h:?}");
+    }
+    let h = run("drover", &["--help"], &[]).await.stdout;
+    for needle in [
+        "jobs",
+        "dlq",
+        "queues",
+        "accounts",
+        "schedules",
+        "completions",
+        "Exit codes",
+        "DROVER_API_KEY",
+    ] {
+        assert!(h.contains(needle), "{needle} missing from\n{h}");
+    }
+    let h = run("drover-api", &["--help"], &[]).await.stdout;
+    for needle in [
+        "hash-key",
+        "healthcheck",
+        "config",
+        "api.request_timeout_ms",
+        "DROVER_API__REQUEST_TIMEOUT_MS",
+        "10000",
+    ] {
+        assert!(h.contains(needle), "{needle} missing from\n{h}");
+    }
+    let h = run("drover-worker", &["--help"], &[]).await.stdout;
+    for needle in ["healthcheck", "config", "worker.lease_ms", "DROVER_WORKER__LEASE_MS", "3000"] {
+        assert!(h.contains(needle), "{needle} missing from\n{h}");
+    }
+    let bash = run("drover", &["completions", "bash"], &[]).await;
+    ok(&bash);
+    assert!(bash.stdout.contains("_drover()"), "{bash:?}");
+}
+
+#[tokio::test]
+async fn the_old_subcommands_still_work() {
+    let hashed = run("drover-api", &["hash-key", "password"], &[]).await;
+    ok(&hashed);
+    assert_eq!(
+        hashed.stdout.trim(),
+        "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+    );
+    let unhealthy = run("drover-api", &["healthcheck", "127.0.0.1:9"], &[]).await;
+    assert_eq!(unhealthy.code, 1, "{unhealthy:?}");
+    let unhealthy = run("drover-worker", &["healthcheck", "127.0.0.1:9"], &[]).await;
+    assert_eq!(unhealthy.code, 1, "{unhealthy:?}");
+}
+
+#[tokio::test]
+async fn config_check_prints_the_configuration_without_secrets_and_fails_listing_every_problem() {
+    let hash = drover_api::hash_key(&"ops-key".into());
+    let api_env = [
+        ("DROVER_API__REDIS_URL", "redis://:hunter2@127.0.0.1:6390/0"),
+        ("DROVER_API__KEYS", &*format!("ops:admin:{hash}")),
+        ("DROVER_API__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY),
+        ("DROVER_API__MARKETPLACE_TOKEN_URL", "https://api.amazon.com/auth/o2/token"),
+        ("DATABASE_URL", "postgres://app:pgsecret@db/drover"),
+    ];
+    let good = run("drover-api", &["config", "check"], &api_env).await;
+    ok(&good);
+    assert!(
+        good.stdout.contains("api.redis_url = redis://:<secret>@127.0.0.1:6390/0"),
+        "{good:?}"
+    );
+    assert!(
+        good.stdout.contains("api.database.url = postgres://app:<secret>@db/drover"),
+        "{good:?}"
+    );
+    assert!(good.stdout.contains("api.encryption_key = <secret>"), "{good:?}");
+    for secret in ["hunter2", "pgsecret", hash.as_str(), TEST_ENCRYPTION_KEY] {
+        assert!(
+            !good.stdout.contains(secret) && !good.stderr.contains(secret),
+            "{secret} shown: {good:?}"
+        );
+    }
+    let mut bad_env = api_env.to_vec();
+    bad_env.extend([("DROVER_API__LISTEN", "nowhere"), ("DROVER_API__REQUEST_TIMEOUT_MS", "5")]);
+    let bad = run("drover-api", &["config", "check"], &bad_env).await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("api.listen") && bad.stderr.contains("api.request_timeout_ms = 5"),
+        "{bad:?}"
+    );
+    assert!(!bad.stderr.contains("hunter2") && !bad.stdout.contains("hunter2"), "{bad:?}");
+    let unreadable = run("drover-api", &["config", "check"], &[("DROVER_API__REQUEST_TIMEOUT_MS", "soon")]).await;
+    assert_eq!(unreadable.code, 1, "{unreadable:?}");
+
+    let worker_env = [
+        ("DROVER_WORKER__REDIS_URL", "redis://:hunter2@127.0.0.1:6390/0"),
+        ("DROVER_WORKER__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY),
+        ("DROVER_WORKER__MARKETPLACE__INSECURE_HTTP", "true"),
+    ];
+    let good = run("drover-worker", &["config", "check"], &worker_env).await;
+    ok(&good);
+    assert!(
+        good.stdout.contains("worker.redis_url = redis://:<secret>@127.0.0.1:6390/0"),
+        "{good:?}"
+    );
+    assert!(good.stdout.contains("worker.encryption_key = <secret>"), "{good:?}");
+    assert!(
+        !good.stdout.contains("hunter2") && !good.stdout.contains(TEST_ENCRYPTION_KEY),
+        "{good:?}"
+    );
+    let mut bad_env = worker_env.to_vec();
+    bad_env.extend([("DROVER_WORKER__HEARTBEAT_MS", "1"), ("DROVER_WORKER__ENCRYPTION_KEY", "short")]);
+    let bad = run("drover-worker", &["config", "check"], &bad_env).await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("worker.heartbeat_ms = 1") && bad.stderr.contains("worker.encryption_key"),
+        "{bad:?}"
+    );
+}

@@ -194,8 +194,3 @@ async fn problem(res: Response) -> CliError {
         request_id: text("request_id").or(header_id),
     }
 }
-
-/// `CliError::Transport` for a failure while reading a stream.
-pub fn stream_error(e: reqwest::Error) -> CliError {
-    transport(e)
-}

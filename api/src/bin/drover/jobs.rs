@@ -3,7 +3,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::args::{JobsCmd, ListArgs};
-use crate::client::{stream_error, CliError, Client};
+use crate::client::{CliError, Client};
 use crate::table::{at, record, Table};
 use crate::Out;
 
@@ -100,8 +100,8 @@ pub fn next_cursor(page: &Value) {
 
 const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
 
-/// Follow `GET /v1/jobs/{id}/events` until the job ends, reconnecting when the server
-/// closes the stream first (its `events_max_ms`, a restart).
+/// Follow `GET /v1/jobs/{id}/events` until the job ends, reconnecting when the stream
+/// ends first (the server's `events_max_ms`, a restart, a cut connection).
 async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
     let path = format!("/v1/jobs/{}/events", path_segment(id));
     let mut last_state: Option<String> = None;
@@ -109,7 +109,8 @@ async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
         let req = client.request(Method::GET, &path).header("accept", "text/event-stream");
         let mut res = client.send(req).await?;
         let mut buf = String::new();
-        while let Some(chunk) = res.chunk().await.map_err(stream_error)? {
+        // A stream cut off mid-way (a restart, a proxy's idle timeout) is reconnected below.
+        while let Ok(Some(chunk)) = res.chunk().await {
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let block: String = buf.drain(..end + 2).collect();

@@ -434,3 +434,119 @@ async fn config_check_prints_the_configuration_without_secrets_and_fails_listing
         "{bad:?}"
     );
 }
+
+#[tokio::test]
+async fn schedules_put_ls_rm_round_trip_and_accounts_answer_not_found() {
+    let app = spawn_app().await;
+    let mut payload = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        payload,
+        r#"{{"account_id": "acme", "marketplace_id": "{MARKETPLACE}", "skus": ["SKU-1"]}}"#
+    )
+    .unwrap();
+    let from_file = format!("@{}", payload.path().display());
+    let put = drover(
+        &app,
+        ADMIN,
+        &[
+            "schedules",
+            "put",
+            "nightly",
+            "--cron",
+            "30 2 * * *",
+            "--kind",
+            "cleanup",
+            "--payload",
+            &from_file,
+        ],
+    )
+    .await;
+    ok(&put);
+    assert!(put.stdout.starts_with("nightly: next run "), "{put:?}");
+    let ls = drover(&app, ADMIN, &["schedules", "ls"]).await;
+    ok(&ls);
+    let row = ls
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("nightly"))
+        .expect("the schedule is listed");
+    assert!(row.contains("acme") && row.contains("30 2 * * *") && row.contains("true"), "{row}");
+
+    let invalid = drover(
+        &app,
+        ADMIN,
+        &[
+            "schedules",
+            "put",
+            "bad",
+            "--cron",
+            "every night",
+            "--kind",
+            "cleanup",
+            "--payload",
+            &from_file,
+        ],
+    )
+    .await;
+    assert_eq!(invalid.code, 2, "{invalid:?}");
+    assert!(invalid.stderr.contains("422") && invalid.stderr.contains("cron"), "{invalid:?}");
+    let not_json = drover(
+        &app,
+        ADMIN,
+        &[
+            "schedules",
+            "put",
+            "bad",
+            "--cron",
+            "0 * * * *",
+            "--kind",
+            "cleanup",
+            "--payload",
+            "{",
+        ],
+    )
+    .await;
+    assert_eq!(not_json.code, 2, "{not_json:?}");
+
+    ok(&drover(&app, ADMIN, &["schedules", "rm", "nightly"]).await);
+    let ls = drover(&app, ADMIN, &["--json", "schedules", "ls"]).await;
+    assert_eq!(ls.json()["schedules"], serde_json::json!([]));
+    let again = drover(&app, ADMIN, &["schedules", "rm", "nightly"]).await;
+    assert_eq!(again.code, 3, "{again:?}");
+
+    // Accounts live in Postgres: wait for the migrations, then register one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.client.get(app.url("/readyz")).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the app did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created = app
+        .post(ADMIN, "/v1/accounts")
+        .json(&serde_json::json!({
+            "id": "acme", "seller_id": "acme-seller", "marketplace_ids": [MARKETPLACE],
+            "client_id": "cid", "client_secret": "topsecret-client", "refresh_token": "topsecret-refresh",
+            "skip_validation": true, "first_sync": false,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let shown = drover(&app, ADMIN, &["accounts", "show", "acme"]).await;
+    ok(&shown);
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("seller_id") && l.ends_with("acme-seller")),
+        "{shown:?}"
+    );
+    assert!(!shown.stdout.contains("topsecret"), "{shown:?}");
+    let limits = drover(&app, ADMIN, &["--json", "accounts", "limits", "acme"]).await;
+    ok(&limits);
+    assert!(limits.json()["operations"]["getOrders"].is_object(), "{limits:?}");
+
+    let account = drover(&app, ADMIN, &["accounts", "show", "nobody"]).await;
+    assert_eq!(account.code, 3, "{account:?}");
+    let limits = drover(&app, ADMIN, &["accounts", "limits", "nobody"]).await;
+    assert_eq!(limits.code, 3, "{limits:?}");
+}

@@ -236,6 +236,56 @@ async fn skip_validation_stores_without_asking_the_marketplace_for_admins_only()
     assert_eq!(stored_rows(&app).await, 1);
 }
 
+/// `GET /v1/accounts`: by id, a page at a time; a key limited to accounts sees only them.
+#[tokio::test]
+async fn the_account_listing_pages_by_id_and_shows_a_scoped_key_only_its_accounts() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    for id in ["globex", "acme", "initech"] {
+        let mut b = body(id, "rt-acct-1");
+        b["skip_validation"] = true.into();
+        b["first_sync"] = false.into();
+        assert_eq!(create(&app, ADMIN, &b).await.status(), 201);
+    }
+    let page = |key: &'static str, query: &'static str| {
+        let req = app.get(key, &format!("/v1/accounts{query}"));
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, first) = page(READER, "?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(ids(&first), ["acme", "globex"]);
+    assert_eq!(first["next_after"], "globex");
+    assert!(first["accounts"][0].get("client_secret").is_none() && !first.to_string().contains(CLIENT_SECRET));
+    let (_, rest) = page(READER, "?limit=2&after=globex").await;
+    assert_eq!(ids(&rest), ["initech"]);
+    assert_eq!(rest["next_after"], Value::Null);
+
+    // MULTI reads acme and globex only; ACME is an admin for acme only.
+    assert_eq!(ids(&page(MULTI, "").await.1), ["acme", "globex"]);
+    assert_eq!(ids(&page(ACME, "?after=acme").await.1), Vec::<String>::new());
+
+    let (status, p) = page(READER, "?limit=0&after=no%20such").await;
+    assert_eq!(status, 422, "{p}");
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["limit", "after"]);
+}
+
 #[tokio::test]
 async fn accounts_are_registered_by_admins_and_by_submit_keys_limited_to_them_only() {
     // A submit key for every account (a producer service) must not register arbitrary

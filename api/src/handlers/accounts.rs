@@ -1,4 +1,5 @@
-//! `POST /v1/accounts`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits`.
+//! `POST /v1/accounts`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits`
+//! (`GET /v1/accounts`, the listing, is `account_list.rs`).
 //!
 //! Creating an account also queues its first sync (`first_sync.rs`); the account view
 //! shows when each resource last synced successfully (`drover::data::last_synced`).
@@ -276,7 +277,7 @@ async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Account
 }
 
 /// The repository, once the schema is in place (before that every query would fail).
-fn repo(state: &AppState) -> Result<&AccountRepo, ApiError> {
+pub(super) fn repo(state: &AppState) -> Result<&AccountRepo, ApiError> {
     if state.migrated() {
         Ok(&state.accounts().repo)
     } else {

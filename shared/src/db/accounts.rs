@@ -232,6 +232,23 @@ impl AccountRepo {
         rows.into_iter().map(Account::try_from).collect()
     }
 
+    /// Up to `limit` accounts by id, after `after`, only those in `only` when given (a
+    /// key's accounts): one page of `GET /v1/accounts`.
+    pub async fn page(&self, after: Option<&AccountId>, only: Option<&[AccountId]>, limit: i64) -> Result<Vec<Account>, DbError> {
+        let only: Option<Vec<&str>> = only.map(|ids| ids.iter().map(AccountId::as_str).collect());
+        let rows: Vec<AccountRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM accounts WHERE ($1::text IS NULL OR id > $1) AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY id LIMIT $3"
+        ))
+        .bind(after.map(AccountId::as_str))
+        .bind(only)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
     /// Switch an account on or off; `NotFound` when there is no such account.
     pub async fn set_active(&self, id: &AccountId, active: bool) -> Result<(), DbError> {
         let done = sqlx::query("UPDATE accounts SET active = $2, updated_at = now() WHERE id = $1")

@@ -531,6 +531,13 @@ async fn schedules_put_ls_rm_round_trip_and_accounts_answer_not_found() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let ls = drover(&app, READER, &["accounts", "ls"]).await;
+    ok(&ls);
+    let row = ls.stdout.lines().find(|l| l.starts_with("acme")).expect("the account is listed");
+    assert!(
+        row.contains("acme-seller") && row.contains(MARKETPLACE) && row.contains("true"),
+        "{row}"
+    );
     let shown = drover(&app, ADMIN, &["accounts", "show", "acme"]).await;
     ok(&shown);
     assert!(

@@ -162,6 +162,14 @@ pub enum QueuesCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCmd {
+    /// The accounts this key may see, by id (one page; the next page's --after goes to stderr).
+    Ls {
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// The `next_after` a previous page printed.
+        #[arg(long, value_name = "ACCOUNT_ID")]
+        after: Option<String>,
+    },
     /// One account (never its credentials), with when each resource last synced.
     Show { id: String },
     /// The account's marketplace limits: rates, tokens, breakers, quota cooldown.

@@ -48,7 +48,8 @@ pub enum CliError {
     Unhealthy(String),
     #[error("could not read the key from standard input: {0}")]
     Stdin(#[from] std::io::Error),
-    #[error("{0}")]
+    // Transparent: the problems print once, not again as the error's cause.
+    #[error(transparent)]
     Config(#[from] ConfigError),
 }
 

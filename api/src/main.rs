@@ -11,9 +11,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if let Some(out) = drover_api::cli::run(drover_api::cli::parse().command)? {
-        println!("{out}");
-        return Ok(());
+    // A subcommand's failure is its message and exit code 1, never a backtrace.
+    match drover_api::cli::run(drover_api::cli::parse().command) {
+        Ok(None) => {}
+        Ok(Some(out)) => {
+            println!("{out}");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("drover-api: {e}");
+            std::process::exit(1);
+        }
     }
     let _flush_logs = init_logging()?;
     let config = drover_api::ApiConfig::load(std::env::var("DROVER_CONFIG").ok().as_deref()).context("configuration")?;

@@ -406,6 +406,12 @@ async fn config_check_prints_the_configuration_without_secrets_and_fails_listing
         "{bad:?}"
     );
     assert!(!bad.stderr.contains("hunter2") && !bad.stdout.contains("hunter2"), "{bad:?}");
+    assert_eq!(
+        bad.stderr.matches("api.request_timeout_ms = 5").count(),
+        1,
+        "each problem once: {bad:?}"
+    );
+    assert!(!bad.stderr.contains("backtrace"), "a message, not a backtrace: {bad:?}");
     let unreadable = run("drover-api", &["config", "check"], &[("DROVER_API__REQUEST_TIMEOUT_MS", "soon")]).await;
     assert_eq!(unreadable.code, 1, "{unreadable:?}");
 

@@ -10,17 +10,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config_file = std::env::var("DROVER_CONFIG").ok();
+    // A subcommand's failure is its message and exit code 1, never a backtrace.
+    let failed = |e: String| -> ! {
+        eprintln!("drover-worker: {e}");
+        std::process::exit(1)
+    };
     match cli::parse().command {
         None | Some(Command::Run) => {}
         Some(Command::Healthcheck { address }) => {
-            drover_worker::healthcheck::check(address).map_err(|e| anyhow::anyhow!("unhealthy: {e}"))?;
+            drover_worker::healthcheck::check(address).unwrap_or_else(|e| failed(format!("unhealthy: {e}")));
             println!("healthy");
             return Ok(());
         }
         Some(Command::Config(ConfigCommand::Check)) => {
             let (shown, checked) = cli::config_check(config_file.as_deref());
             println!("{shown}");
-            checked?;
+            checked.unwrap_or_else(|e| failed(e.to_string()));
             println!("configuration is valid");
             return Ok(());
         }

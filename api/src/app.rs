@@ -32,6 +32,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot reach Redis (api.redis_url): {0}")]
     Redis(#[from] StoreError),
+    #[error("{0}")]
+    Layout(StoreError),
     #[error("cannot set up the Postgres pool (api.database): {0}")]
     Postgres(#[from] DbError),
     #[error("cannot build the marketplace HTTP client: {0}")]
@@ -39,6 +41,9 @@ pub enum StartError {
     #[error("cannot listen on {addr} (api.listen or api.metrics_listen): {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
+
+/// How long `build` waits to check the queue layout before leaving it to `run_until`.
+const LAYOUT_WAIT: Duration = Duration::from_secs(2);
 
 /// How long `build` waits for the first migration attempt before leaving it to the background.
 const FIRST_MIGRATION_WAIT: Duration = Duration::from_secs(3);
@@ -65,6 +70,11 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     }
     // Lazy: the API starts while Redis is down and says so on /readyz (503) until it is back.
     let store = RedisStore::connect_lazy(config.redis_url.expose_secret(), &config.namespace, valid.job_defaults.clone())?;
+    // With Redis up, a partition count other than the recorded one refuses to start;
+    // with Redis away, `run_until` checks once it answers.
+    if let Ok(Err(e @ StoreError::Setup(_))) = tokio::time::timeout(LAYOUT_WAIT, store.check_layout()).await {
+        return Err(StartError::Layout(e));
+    }
     let limits_per_key = KeyLimits {
         writes: RateLimiter::new(store.connection(), &config.namespace, config.rate_limit),
         reads: RateLimiter::named(store.connection(), &config.namespace, "read-ratelimit", config.read_rate_limit),
@@ -189,10 +199,24 @@ impl App {
             let metrics = crate::metrics_listener::router(self.state.clone());
             tokio::spawn(serve(listener, metrics, self.server, token.clone()));
         }
+        let store = self.state.store().clone();
         let app = router(self.state);
         let mut server = tokio::spawn(serve(self.listener, app, self.server, token.clone()));
+        // Redis may have been away at start: the layout is checked once it answers, and
+        // an API whose partition count differs stops rather than misplace jobs.
+        let misfit = async move {
+            match store.await_layout().await {
+                Err(e) => e,
+                Ok(()) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = &mut server => return r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            e = misfit => {
+                tracing::error!(error = %e, "the API stops: its queue layout differs from the one in Redis");
+                token.cancel();
+                return Err(std::io::Error::other(e.to_string()));
+            }
             _ = shutdown => {}
         }
         tracing::info!(

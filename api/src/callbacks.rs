@@ -4,7 +4,7 @@
 use drover::callback::seal::CallbackSealer;
 use drover::callback::target::refused_range;
 use drover::callback::CallbackUrl;
-use drover::job::{FieldError, JobId, JobKind};
+use drover::job::{FieldError, JobId};
 use drover::queue::NewCallback;
 
 use crate::auth::Principal;
@@ -18,9 +18,9 @@ pub struct CallbackPolicy {
 }
 
 impl CallbackPolicy {
-    /// The callback of a new `kind` job for `raw`, or the 422 field error saying why
+    /// The callback of the new job `job_id` for `raw`, or the 422 field error saying why
     /// not. Names nothing but the caller's own settings (never another key's hosts).
-    pub fn callback(&self, raw: &str, caller: &Principal, kind: JobKind) -> Result<NewCallback, FieldError> {
+    pub fn callback(&self, raw: &str, caller: &Principal, job_id: JobId) -> Result<NewCallback, FieldError> {
         let bad = |why: String| FieldError::new("callback_url", why);
         let Some(grant) = &caller.callbacks else {
             return Err(bad(
@@ -39,7 +39,6 @@ impl CallbackPolicy {
                 )));
             }
         }
-        let job_id = JobId::new(kind);
         let sealed_secret = self.sealer.seal(&job_id, url.as_str(), &grant.secret);
         Ok(NewCallback {
             job_id,
@@ -53,6 +52,7 @@ impl CallbackPolicy {
 mod tests {
     use drover::callback::HostPattern;
     use drover::crypto::EncryptionKey;
+    use drover::job::JobKind;
     use secrecy::SecretString;
 
     use super::*;
@@ -77,7 +77,7 @@ mod tests {
     fn a_url_on_an_allowed_host_gets_the_keys_secret_sealed_for_the_job() {
         let p = policy(false);
         let cb = p
-            .callback("https://hooks.acme.com/x", &tenant(&["hooks.acme.com"]), JobKind::Sync)
+            .callback("https://hooks.acme.com/x", &tenant(&["hooks.acme.com"]), JobId::new(JobKind::Sync))
             .unwrap();
         assert_eq!(cb.job_id.kind(), JobKind::Sync);
         let opened = p.sealer.open(&cb.job_id, &cb.url, &cb.sealed_secret).unwrap();
@@ -89,11 +89,11 @@ mod tests {
         let p = policy(false);
         let none = Principal::new("plain", Role::Submit, None);
         let why = |r: Result<NewCallback, FieldError>| r.unwrap_err().message;
-        assert!(why(p.callback("https://h.acme.com/", &none, JobKind::Sync)).contains("makes no callbacks"));
+        assert!(why(p.callback("https://h.acme.com/", &none, JobId::new(JobKind::Sync))).contains("makes no callbacks"));
         let t = tenant(&["*.acme.com", "10.0.0.5"]);
-        assert!(why(p.callback("https://globex.com/", &t, JobKind::Sync)).contains("not in this API key's callback_hosts"));
-        assert!(why(p.callback("http://h.acme.com/", &t, JobKind::Sync)).contains("https"));
-        assert!(why(p.callback("https://10.0.0.5/", &t, JobKind::Sync)).contains("private address"));
-        assert!(policy(true).callback("https://10.0.0.5/", &t, JobKind::Sync).is_ok());
+        assert!(why(p.callback("https://globex.com/", &t, JobId::new(JobKind::Sync))).contains("not in this API key's callback_hosts"));
+        assert!(why(p.callback("http://h.acme.com/", &t, JobId::new(JobKind::Sync))).contains("https"));
+        assert!(why(p.callback("https://10.0.0.5/", &t, JobId::new(JobKind::Sync))).contains("private address"));
+        assert!(policy(true).callback("https://10.0.0.5/", &t, JobId::new(JobKind::Sync)).is_ok());
     }
 }

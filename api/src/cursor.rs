@@ -50,7 +50,7 @@ impl Cursors {
         let cursor: Cursor = serde_json::from_slice(&json).map_err(|_| bad())?;
         // Only we seal cursors, so this holds; checked anyway, as the store would pass a
         // bad score to Redis and report its refusal as an outage.
-        let sane = cursor.positions.iter().all(|(_, score, id)| {
+        let sane = cursor.positions.iter().all(|(_, _, score, id)| {
             (score == "+inf" || score.parse::<f64>().is_ok_and(f64::is_finite)) && (id.is_empty() || id.parse::<JobId>().is_ok())
         });
         sane.then_some(cursor).ok_or_else(bad)
@@ -100,12 +100,12 @@ mod tests {
         fn every_cursor_survives_the_round_trip_and_shows_nothing_of_its_positions(
             positions in prop::collection::vec((kind(), "[1-9][0-9]{9,12}", "[0-7][0-9A-HJKMNP-TV-Z]{25}"), 0..4)
         ) {
-            let c = Cursor { positions: positions.into_iter().map(|(k, s, u)| (k, s, format!("{}_{u}", k.as_str()))).collect() };
+            let c = Cursor { positions: positions.into_iter().map(|(k, s, u)| (k, None, s, format!("{}_{u}", k.as_str()))).collect() };
             let q = query(Some("acme"));
             let s = cursors().encode(&c, "acme-sub", &q);
             prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "url-safe: {}", s);
             let raw = String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(&s).unwrap()).into_owned();
-            for (_, score, id) in &c.positions {
+            for (_, _, score, id) in &c.positions {
                 prop_assert!(!raw.contains(id.as_str()) && !raw.contains(score.as_str()));
             }
             prop_assert_eq!(cursors().decode(&s, "acme-sub", &q).unwrap(), c);
@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn a_cursor_does_not_open_for_another_key_or_another_filter() {
         let c = Cursor {
-            positions: vec![(JobKind::Cleanup, "1700000000000".into(), String::new())],
+            positions: vec![(JobKind::Cleanup, None, "1700000000000".into(), String::new())],
         };
         let s = cursors().encode(&c, "acme-sub", &query(Some("acme")));
         assert!(cursors().decode(&s, "acme-sub", &query(Some("acme"))).is_ok());

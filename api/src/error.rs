@@ -166,6 +166,7 @@ impl From<StoreError> for ApiError {
                 cause: e.to_string(),
             },
             StoreError::Protocol(p) => ApiError::Internal(format!("unexpected reply from the queue: {p}")),
+            StoreError::Setup(m) => ApiError::Internal(format!("the queue cannot be used as configured: {m}")),
         }
     }
 }

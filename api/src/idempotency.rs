@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use drover::job::JobKind;
-use redis::aio::ConnectionManager;
+use drover::redis_conn::RedisConn;
 
 use crate::error::ApiError;
 
@@ -30,13 +30,13 @@ return ARGV[1]
 
 #[derive(Clone)]
 pub struct IdempotencyClaims {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     ttl: Duration,
 }
 
 impl IdempotencyClaims {
-    pub fn new(conn: ConnectionManager, namespace: &str, ttl: Duration) -> Self {
+    pub fn new(conn: RedisConn, namespace: &str, ttl: Duration) -> Self {
         Self {
             conn,
             prefix: format!("{namespace}:api:idem:"),

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use drover::redis_conn::RedisConn;
 
 use crate::config::RateLimitConfig;
 use crate::error::ApiError;
@@ -46,19 +46,19 @@ pub const CREDENTIAL_CHECKS: RateLimitConfig = RateLimitConfig { per_minute: 10,
 
 #[derive(Clone)]
 pub struct RateLimiter {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     interval_ms: f64,
     burst: u32,
 }
 
 impl RateLimiter {
-    pub fn new(conn: ConnectionManager, namespace: &str, config: RateLimitConfig) -> Self {
+    pub fn new(conn: RedisConn, namespace: &str, config: RateLimitConfig) -> Self {
         Self::named(conn, namespace, "ratelimit", config)
     }
 
     /// A limiter of its own under `<namespace>:api:<name>:`, e.g. [`CREDENTIAL_CHECKS`].
-    pub fn named(conn: ConnectionManager, namespace: &str, name: &str, config: RateLimitConfig) -> Self {
+    pub fn named(conn: RedisConn, namespace: &str, name: &str, config: RateLimitConfig) -> Self {
         Self {
             conn,
             prefix: format!("{namespace}:api:{name}:"),

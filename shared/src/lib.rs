@@ -18,6 +18,7 @@
 //! - [`data`]: marketplace data in PostgreSQL (orders, report lines, listings, sync cursors, job items).
 //! - [`schedule`]: cron schedules in Redis and the scheduler loop (one job per tick across replicas).
 //! - [`lwa`]: Login with Amazon — exchanging a seller's refresh token for an access token.
+//! - [`redis_conn`]: one Redis connection handle for a single server, a Redis Cluster or a Sentinel-managed primary.
 //! - [`probe`]: the binaries' `healthcheck` subcommand (an HTTP GET to their own listener).
 pub mod backoff;
 pub mod callback;
@@ -30,6 +31,7 @@ pub mod job;
 pub mod lwa;
 pub mod probe;
 pub mod queue;
+pub mod redis_conn;
 pub mod resilience;
 pub mod runtime;
 pub mod schedule;

@@ -1,6 +1,7 @@
 //! The binary's command line: running the worker is the default; `healthcheck [address]`
 //! (`healthcheck.rs`); `config check` prints the effective configuration, secrets
-//! redacted, and fails with every problem listed. `--help` lists every setting with its
+//! redacted, and fails with every problem listed; `partitions migrate --to N` changes the
+//! queues' partition count. `--help` lists every setting with its
 //! environment variable and default, derived from [`WorkerConfig::default`] so the list
 //! cannot drift.
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -25,6 +26,19 @@ pub enum Command {
     /// The configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The queues' partitions (docs/operations.md, "Upgrade").
+    #[command(subcommand)]
+    Partitions(PartitionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionsCommand {
+    /// Move the queues in Redis to N partitions per kind. Stop every API and worker and let the
+    /// queues drain first: refused while any job is unfinished. Then set queue.partitions = N everywhere.
+    Migrate {
+        #[arg(long)]
+        to: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]

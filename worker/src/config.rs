@@ -13,7 +13,7 @@ use crate::callbacks::CallbacksConfig;
 use crate::jobs::JobsConfig;
 use crate::marketplace::MarketplaceConfig;
 use drover::job::JobKind;
-use drover::queue::{JobDefaults, RetryPolicy};
+use drover::queue::{JobDefaults, QueueConfig, RetryPolicy};
 use drover::runtime::WorkerSettings;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,8 @@ pub struct WorkerConfig {
     pub metrics_listen: String,
     /// Completion callbacks: how this worker delivers them.
     pub callbacks: CallbacksConfig,
+    /// Queue layout shared with the API (`queue.partitions`).
+    pub queue: QueueConfig,
 }
 
 impl Default for WorkerConfig {
@@ -114,6 +116,7 @@ impl Default for WorkerConfig {
             },
             metrics_listen: "0.0.0.0:9464".into(),
             callbacks: CallbacksConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -158,10 +161,11 @@ impl WorkerConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errs = Vec::new();
-        if let Err(e) = redis::Client::open(self.redis_url.expose_secret()) {
-            // The parser's message never repeats the URL; its kind is enough.
-            errs.push(format!("worker.redis_url is not a valid Redis URL ({:?})", e.kind()));
+        if let Err(e) = drover::redis_conn::RedisTarget::parse(self.redis_url.expose_secret()) {
+            // The parser's message never repeats the URL.
+            errs.push(format!("worker.redis_url: {e}"));
         }
+        self.queue.validate("worker.queue", &mut errs);
         if self.namespace.is_empty() || !self.namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             errs.push("worker.namespace must be non-empty letters, digits, '-' or '_'".into());
         }
@@ -340,6 +344,7 @@ impl WorkerConfig {
     pub fn job_defaults(&self) -> JobDefaults {
         JobDefaults {
             per_account: self.jobs.per_account(),
+            partitions: self.queue.partitions(),
             ..JobDefaults::for_runtime()
         }
     }

@@ -54,6 +54,18 @@ pub async fn run_with<H: Handler>(
         shutdown.await;
         trigger.cancel();
     });
+    // A worker whose partition count differs from the one recorded in Redis would put
+    // jobs where no one else looks: it stops, saying so (at once if Redis is up now).
+    let layout = store.clone();
+    let layout_stop = stop.clone();
+    let misfit = tokio::spawn(async move {
+        let checked = layout.await_layout().await;
+        if let Err(e) = &checked {
+            tracing::error!(error = %e, "the worker stops: its queue layout differs from the one in Redis");
+            layout_stop.cancel();
+        }
+        checked
+    });
     let settings = config.settings();
     let callbacks = start_callbacks(&store, &config, &settings.worker_id, stop.clone());
     let defaults = config.job_defaults();
@@ -69,6 +81,13 @@ pub async fn run_with<H: Handler>(
     stop.cancel();
     if let Some(c) = callbacks {
         let _ = c.await;
+    }
+    if misfit.is_finished() {
+        if let Ok(Err(e)) = misfit.await {
+            return Err(e);
+        }
+    } else {
+        misfit.abort();
     }
     ran
 }
@@ -112,3 +131,18 @@ fn start_callbacks(
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
 pub use drover::shutdown::signal as shutdown_signal;
+
+/// `drover-worker partitions migrate --to N`: moves the queues in Redis from the
+/// partition count recorded there to `to` (every API and worker stopped; see
+/// `drover::queue::RedisStore::migrate_partitions`). Set `queue.partitions = N` on every
+/// process afterwards.
+pub async fn migrate_partitions(config: &WorkerConfig, to: u16) -> Result<drover::queue::Migrated, StoreError> {
+    let to = drover::queue::Partitions::new(to).map_err(StoreError::Setup)?;
+    let probe = RedisStore::connect(config.redis_url.expose_secret(), &config.namespace, config.job_defaults()).await?;
+    let mut defaults = config.job_defaults();
+    if let Some(recorded) = probe.recorded_partitions().await? {
+        defaults.partitions = drover::queue::Partitions::new(recorded).map_err(StoreError::Setup)?;
+    }
+    let store = RedisStore::connect(config.redis_url.expose_secret(), &config.namespace, defaults).await?;
+    store.migrate_partitions(to).await
+}

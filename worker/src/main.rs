@@ -1,7 +1,7 @@
 //! The `drover-worker` binary: load the configuration, build the worker, run it until
 //! SIGTERM or SIGINT; or a subcommand (`drover-worker --help`: `healthcheck`,
-//! `config check`, every setting).
-use drover_worker::cli::{self, Command, ConfigCommand};
+//! `config check`, `partitions migrate`, every setting).
+use drover_worker::cli::{self, Command, ConfigCommand, PartitionsCommand};
 
 // glibc malloc showed up as a third of the worker's profile under load.
 #[global_allocator]
@@ -27,6 +27,17 @@ async fn main() -> anyhow::Result<()> {
             println!("{shown}");
             checked.unwrap_or_else(|e| failed(e.to_string()));
             println!("configuration is valid");
+            return Ok(());
+        }
+        Some(Command::Partitions(PartitionsCommand::Migrate { to })) => {
+            let config = drover_worker::WorkerConfig::layered(config_file.as_deref()).unwrap_or_else(|e| failed(e.to_string()));
+            let done = drover_worker::migrate_partitions(&config, to)
+                .await
+                .unwrap_or_else(|e| failed(format!("partitions not migrated: {e}")));
+            println!(
+                "moved {} jobs and left {} in place: {} -> {} partitions. Set queue.partitions = {} on every API and worker.",
+                done.moved, done.stayed, done.from, done.to, done.to
+            );
             return Ok(());
         }
     }

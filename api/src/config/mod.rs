@@ -32,7 +32,7 @@ use drover::config::ConfigError;
 use drover::crypto::SecretBox;
 use drover::db::DatabaseConfig;
 use drover::job::{AccountId, MAX_SKUS};
-use drover::queue::JobDefaults;
+use drover::queue::{JobDefaults, QueueConfig};
 use drover::resilience::ResilienceConfig;
 use drover::schedule::SchedulerConfig;
 use secrecy::{ExposeSecret, SecretString};
@@ -91,6 +91,8 @@ pub struct ApiConfig {
     /// Caps on open event streams, per key and per process.
     pub streams: StreamsConfig,
     pub jobs: JobDefaultsConfig,
+    /// Queue layout shared with the workers (`queue.partitions`).
+    pub queue: QueueConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
     /// published `DEV_ENCRYPTION_KEY`. Never in production: refused unless `listen` is a
@@ -197,6 +199,7 @@ impl Default for ApiConfig {
             server: ServerConfig::default(),
             streams: StreamsConfig::default(),
             jobs: JobDefaultsConfig::default(),
+            queue: QueueConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
             dev_mode_allow_remote: false,
@@ -285,13 +288,11 @@ impl ApiConfig {
                 }
             },
         };
-        if let Err(e) = redis::Client::open(self.redis_url.expose_secret()) {
+        if let Err(e) = drover::redis_conn::RedisTarget::parse(self.redis_url.expose_secret()) {
             // The URL may hold a password: name the problem, not the URL.
-            errs.push(format!(
-                "api.redis_url is not a valid Redis URL ({}); expected redis://[user:password@]host[:port][/db]",
-                e.category()
-            ));
+            errs.push(format!("api.redis_url is {e}"));
         }
+        let partitions = self.queue.validate("api.queue", &mut errs);
         if self.namespace.is_empty() || !self.namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             errs.push(format!(
                 "api.namespace = {:?} must be non-empty letters, digits, '-' or '_'",
@@ -378,6 +379,7 @@ impl ApiConfig {
                     max_attempts: self.jobs.max_attempts,
                     timeout: Duration::from_millis(self.jobs.timeout_ms),
                     idempotency_ttl: Duration::from_secs(self.jobs.idempotency_ttl_secs),
+                    partitions: partitions.unwrap_or_default(),
                     ..JobDefaults::default()
                 },
                 secrets,

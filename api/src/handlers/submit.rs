@@ -4,8 +4,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
-use drover::job::{FieldError, JobPayload};
-use drover::queue::NewJob;
+use drover::job::{FieldError, JobId, JobPayload};
+use drover::queue::{NewJob, Partitions};
 
 use super::enqueue::enqueue;
 use crate::auth::{Caller, Principal};
@@ -49,32 +49,38 @@ pub async fn submit(
     headers: SubmitHeaders,
     JsonBody(req): JsonBody<SubmitJob>,
 ) -> Result<Response, ApiError> {
-    let job = new_job(req, &caller, state.callbacks())?;
+    let job = new_job(req, &caller, state.callbacks(), state.store().defaults().partitions)?;
     enqueue(&state, &caller, job, headers).await
 }
 
 /// Every problem with the request at once, each naming its field.
-fn new_job(req: SubmitJob, caller: &Principal, callbacks: Option<&CallbackPolicy>) -> Result<NewJob, ApiError> {
+fn new_job(req: SubmitJob, caller: &Principal, callbacks: Option<&CallbackPolicy>, partitions: Partitions) -> Result<NewJob, ApiError> {
     let mut errors = Vec::new();
+    let payload = match JobPayload::from_json(req.kind, req.payload) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errors.extend(e.0);
+            None
+        }
+    };
     let callback = match (req.callback_url.as_deref(), callbacks) {
         (None, _) => None,
         (Some(_), None) => {
             errors.push(FieldError::new("callback_url", "this API does not make callbacks"));
             None
         }
-        (Some(url), Some(policy)) => match policy.callback(url, caller, req.kind) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                errors.push(e);
-                None
+        (Some(url), Some(policy)) => {
+            // The id is made now (the callback's secret is sealed to it), in the
+            // account's partition as the store would place the job.
+            let account = payload.as_ref().map(|p| p.account_id().to_string()).unwrap_or_default();
+            let job_id = JobId::with_bucket(req.kind, partitions.bucket_for(&account, None));
+            match policy.callback(url, caller, job_id) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
             }
-        },
-    };
-    let payload = match JobPayload::from_json(req.kind, req.payload) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            errors.extend(e.0);
-            None
         }
     };
     if req.run_at.is_some() && req.delay_ms.is_some() {

@@ -6,7 +6,7 @@ mod payload;
 mod record;
 mod state;
 
-pub use id::{InvalidJobId, JobId};
+pub use id::{bucket_of, InvalidJobId, JobId, BUCKETS};
 pub use kind::{JobKind, UnknownKind};
 pub use newtypes::{AccountId, MarketplaceId, Sku};
 pub use payload::{

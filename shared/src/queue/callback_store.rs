@@ -26,36 +26,32 @@ impl CallbackStore for RedisStore {
         lease: Duration,
         max_tries: u32,
     ) -> Result<(Vec<DueCallback>, Option<Duration>), StoreError> {
-        let keys = self.keys(kind);
+        // Each partition in turn until `max` are claimed; the wait is the shortest.
+        let mut out = Vec::new();
+        let mut next: Option<Duration> = None;
         let mut conn = self.connection();
-        let (claimed, wait): (Vec<Value>, i64) = scripts::CALLBACK_CLAIM
-            .key(keys.ready())
-            .arg(keys.prefix())
-            .arg(max.clamp(1, MAX_CLAIM))
-            .arg(lease.as_millis().max(1) as u64)
-            .arg(worker)
-            .arg(max_tries.max(1))
-            .invoke_async(&mut conn)
-            .await?;
-        let mut out = Vec::with_capacity(claimed.len());
-        for entry in claimed {
-            let f: Vec<String> = redis::from_redis_value(entry).map_err(protocol)?;
-            let [id, token, try_number, delivery_id, url, sealed, ended, account] =
-                <[String; 8]>::try_from(f).map_err(|f| protocol(format!("a claimed delivery had {} fields", f.len())))?;
-            let job_id: JobId = id.parse().map_err(protocol)?;
-            out.push(DueCallback {
-                job_id,
-                token,
-                try_number: try_number.parse().map_err(protocol)?,
-                delivery_id,
-                url,
-                // An undecodable value is carried as empty: it does not open, and the try says so.
-                sealed_secret: STANDARD.decode(sealed).unwrap_or_default(),
-                ended: serde_json::from_str(&ended).map_err(|e| format!("the job's ending is unreadable: {e}")),
-                account: (!account.is_empty()).then_some(account),
-            });
+        for keys in self.all_keys(kind) {
+            if out.len() >= max.max(1) {
+                break;
+            }
+            let (claimed, wait): (Vec<Value>, i64) = scripts::CALLBACK_CLAIM
+                .key(keys.ready())
+                .arg(keys.prefix())
+                .arg((max.max(1) - out.len()).clamp(1, MAX_CLAIM))
+                .arg(lease.as_millis().max(1) as u64)
+                .arg(worker)
+                .arg(max_tries.max(1))
+                .invoke_async(&mut conn)
+                .await?;
+            for entry in claimed {
+                out.push(decode_claimed(entry)?);
+            }
+            if wait >= 0 {
+                let w = Duration::from_millis(wait as u64);
+                next = Some(next.map_or(w, |n| n.min(w)));
+            }
         }
-        Ok((out, (wait >= 0).then(|| Duration::from_millis(wait as u64))))
+        Ok((out, next))
     }
 
     async fn record_callback(
@@ -65,7 +61,7 @@ impl CallbackStore for RedisStore {
         next: Option<Duration>,
         delivered: bool,
     ) -> Result<Recorded, StoreError> {
-        let keys = self.keys(due.job_id.kind());
+        let keys = self.job_keys(&due.job_id);
         let mut conn = self.connection();
         let json = serde_json::to_string(record).map_err(protocol)?;
         let next_ms = next.map_or(-1, |d| d.as_millis() as i64);
@@ -85,4 +81,23 @@ impl CallbackStore for RedisStore {
             _ => Recorded::Missing,
         })
     }
+}
+
+/// One claimed delivery from `callback_claim.lua`'s reply.
+fn decode_claimed(entry: Value) -> Result<DueCallback, StoreError> {
+    let f: Vec<String> = redis::from_redis_value(entry).map_err(protocol)?;
+    let [id, token, try_number, delivery_id, url, sealed, ended, account] =
+        <[String; 8]>::try_from(f).map_err(|f| protocol(format!("a claimed delivery had {} fields", f.len())))?;
+    let job_id: JobId = id.parse().map_err(protocol)?;
+    Ok(DueCallback {
+        job_id,
+        token,
+        try_number: try_number.parse().map_err(protocol)?,
+        delivery_id,
+        url,
+        // An undecodable value is carried as empty: it does not open, and the try says so.
+        sealed_secret: STANDARD.decode(sealed).unwrap_or_default(),
+        ended: serde_json::from_str(&ended).map_err(|e| format!("the job's ending is unreadable: {e}")),
+        account: (!account.is_empty()).then_some(account),
+    })
 }

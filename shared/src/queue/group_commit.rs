@@ -1,5 +1,5 @@
 //! Group commit for single enqueues: callers that enqueue at the same moment share one
-//! pipelined script call (one invocation per kind), so a hundred concurrent single
+//! pipelined script call (one invocation per queue), so a hundred concurrent single
 //! enqueues cost Redis about what one bulk enqueue of a hundred does. A caller alone
 //! goes straight through, and nobody waits for a timer: a call carries whoever queued
 //! while the previous one was on the wire.
@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 use super::{EnqueueError, Enqueued};
-use crate::job::JobKind;
+use crate::job::JobId;
 
 /// Calls on the wire at once; later callers join the next one.
 const MAX_CALLS: usize = 2;
@@ -17,7 +17,7 @@ const MAX_JOBS: usize = 256;
 
 /// One caller's job, waiting for a call to carry it.
 pub(super) struct Waiter {
-    pub kind: JobKind,
+    pub id: JobId,
     pub args: Vec<String>,
     pub reply: oneshot::Sender<Result<Enqueued, EnqueueError>>,
 }
@@ -67,7 +67,7 @@ mod tests {
     fn waiter() -> (Waiter, oneshot::Receiver<Result<Enqueued, EnqueueError>>) {
         let (tx, rx) = oneshot::channel();
         let w = Waiter {
-            kind: JobKind::Cleanup,
+            id: JobId::new(crate::job::JobKind::Cleanup),
             args: vec![],
             reply: tx,
         };

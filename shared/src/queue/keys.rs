@@ -1,16 +1,19 @@
 use crate::job::{JobId, JobKind};
 
-/// Key names of one queue. The `{kind}` hash tag puts them all in one Cluster slot.
+/// Key names of one queue: a kind, or one partition of it. The hash tag (`{sync}`, or
+/// `{sync:7}` for partition 7) puts them all in one Cluster slot.
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
     prefix: String,
 }
 
 impl QueueKeys {
-    pub fn new(namespace: &str, kind: JobKind) -> Self {
-        Self {
-            prefix: format!("{namespace}:{{{}}}:", kind.as_str()),
-        }
+    pub fn new(namespace: &str, kind: JobKind, partition: Option<u16>) -> Self {
+        let prefix = match partition {
+            None => format!("{namespace}:{{{}}}:", kind.as_str()),
+            Some(p) => format!("{namespace}:{{{}:{p}}}:", kind.as_str()),
+        };
+        Self { prefix }
     }
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -38,8 +41,10 @@ mod tests {
 
     #[test]
     fn all_keys_of_a_queue_share_one_hash_tag() {
-        let k = QueueKeys::new("drover", JobKind::Sync);
+        let k = QueueKeys::new("drover", JobKind::Sync, None);
         assert_eq!(k.ready(), "drover:{sync}:ready");
         assert!(k.marker().starts_with("drover:{sync}:"));
+        let p = QueueKeys::new("drover", JobKind::Cleanup, Some(7));
+        assert_eq!(p.ready(), "drover:{cleanup:7}:ready");
     }
 }

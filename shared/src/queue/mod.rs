@@ -1,23 +1,35 @@
 //! The queue: a narrow storage contract ([`JobStore`]) and its Redis implementation.
 //!
 //! Every state change is one Lua script (see `lua/`), so each is atomic and one round
-//! trip; all keys of a queue share a hash tag so the scripts run unchanged on Cluster.
+//! trip; all keys of a queue (a kind, or one partition of it: [`Partitions`]) share a hash
+//! tag so the scripts run unchanged on Cluster.
 mod callback_store;
 pub mod callbacks;
 mod codec;
+mod config;
+mod counts;
 mod fate;
 mod group_commit;
 mod keys;
+mod layout;
+mod listing;
+mod migrate;
+mod partition;
 mod redis_store;
 mod scripts;
 mod stats;
 pub mod summary;
 mod types;
+mod visits;
 mod waiting;
+mod wake;
 
 pub use callbacks::{CallbackStatus, CallbackStore, DueCallback, JobCallback, NewCallback, Recorded};
+pub use config::QueueConfig;
 pub use fate::{decide, Fate, RetryPolicy};
 pub use keys::QueueKeys;
+pub use migrate::Migrated;
+pub use partition::Partitions;
 pub use redis_store::RedisStore;
 pub use stats::{QueueEvents, WaitingCounts};
 pub use types::*;

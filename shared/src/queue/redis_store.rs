@@ -1,18 +1,19 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Value};
+use redis::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
 use super::group_commit::{GroupCommit, Waiter};
+use super::visits::Visits;
+use super::wake::Wakers;
 use super::{
-    scripts, CancelOutcome, Cursor, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page,
-    QueueCounts, QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
+    scripts, CancelOutcome, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page, QueueCounts,
+    QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
 };
-use crate::job::{Job, JobId, JobKind, JobState, Progress};
+use crate::job::{Job, JobId, JobKind, Progress};
+use crate::redis_conn::{query_grouped, RedisConn, RedisSource, Timeouts};
 
 /// How many due jobs or expired leases one fetch handles; the rest wait for the next.
 const CHUNK: usize = 500;
@@ -23,29 +24,21 @@ const TRIM_BUDGET: Duration = Duration::from_millis(250);
 /// Arguments per job in the enqueue script.
 const ENQUEUE_ARGS: usize = 15;
 
-/// A job ready for the enqueue script: its queue, id and script arguments.
-type Prepared = (QueueKeys, JobId, Vec<String>);
-/// A (score, id) position in an index.
-type Position = (String, String);
+/// A job ready for the enqueue script: its id and script arguments.
+type Prepared = (JobId, Vec<String>);
 
-/// How one kind's index was read for a page.
-struct Scan {
-    kind: JobKind,
-    after: Option<Position>,
-    offered: usize,
-    last_scanned: Option<Position>,
-    more: bool,
-}
-
-/// The Redis implementation of [`JobStore`].
+/// The Redis implementation of [`JobStore`], on a single server, a Sentinel-managed
+/// primary or a Redis Cluster; each kind's queue in `defaults.partitions` partitions.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    pub(super) source: RedisSource,
+    pub(super) conn: RedisConn,
     namespace: Arc<str>,
     defaults: Arc<JobDefaults>,
-    /// One connection per kind for blocking waits, so they never stall other commands.
-    waiters: Arc<[Mutex<Option<ConnectionManager>>; 3]>,
+    /// Blocking waits for work, on connections of their own.
+    pub(super) wakers: Arc<Wakers>,
+    /// Per kind: which partitions the next fetch visits.
+    pub(super) visits: Arc<[std::sync::Mutex<Visits>; 3]>,
     /// Single enqueues made at the same moment share one call.
     group: Arc<GroupCommit>,
 }
@@ -58,86 +51,95 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn kind_index(kind: JobKind) -> usize {
-    match kind {
-        JobKind::Sync => 0,
-        JobKind::Backfill => 1,
-        JobKind::Cleanup => 2,
-    }
-}
-
-fn manager_config(response_timeout: Option<Duration>) -> redis::aio::ConnectionManagerConfig {
-    redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(response_timeout)
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(1))
-}
-
 impl RedisStore {
-    /// Connect to `url`. Fails when Redis cannot be reached now; once connected, the
-    /// connection re-establishes itself after outages.
+    /// Connect to `url` (see [`crate::redis_conn::RedisTarget`]). Fails when Redis cannot
+    /// be reached now; once connected, the connection re-establishes itself after outages.
     pub async fn connect(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config(Some(Duration::from_secs(5)))).await?;
-        Ok(Self {
-            client,
-            conn,
-            namespace: namespace.into(),
-            defaults: Arc::new(defaults),
-            waiters: Arc::new([Mutex::new(None), Mutex::new(None), Mutex::new(None)]),
-            group: Arc::default(),
-        })
+        let store = Self::connect_lazy(url, namespace, defaults)?;
+        store.ping().await?;
+        Ok(store)
     }
 
     /// Like [`RedisStore::connect`], but nothing is dialled until the first command, so
     /// a service can start (and report itself not ready) while Redis is down.
     pub fn connect_lazy(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(Some(Duration::from_secs(5))))?;
+        let source = RedisSource::new(url).map_err(|e| StoreError::Setup(e.to_string()))?;
+        let conn = source.lazy(Timeouts::default())?;
+        let n = usize::from(defaults.partitions.count());
+        let now = Instant::now();
         Ok(Self {
-            client,
+            source,
             conn,
             namespace: namespace.into(),
             defaults: Arc::new(defaults),
-            waiters: Arc::new([Mutex::new(None), Mutex::new(None), Mutex::new(None)]),
+            wakers: Arc::default(),
+            visits: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now)))),
             group: Arc::default(),
         })
     }
 
-    pub fn keys(&self, kind: JobKind) -> QueueKeys {
-        QueueKeys::new(&self.namespace, kind)
+    /// The keys of one partition of `kind`'s queue (`None`: the unpartitioned queue).
+    pub fn partition_keys(&self, kind: JobKind, partition: Option<u16>) -> QueueKeys {
+        QueueKeys::new(&self.namespace, kind, partition)
+    }
+
+    /// The keys of the queue `id` lives in.
+    pub fn job_keys(&self, id: &JobId) -> QueueKeys {
+        self.partition_keys(id.kind(), self.defaults.partitions.of_job(id))
+    }
+
+    /// The keys of every partition of `kind`, in order.
+    pub fn all_keys(&self, kind: JobKind) -> Vec<QueueKeys> {
+        self.defaults
+            .partitions
+            .all()
+            .into_iter()
+            .map(|p| self.partition_keys(kind, p))
+            .collect()
+    }
+
+    /// A new id for a job of `kind` for `account`: on a partitioned queue it names the
+    /// account's bucket, so the job lands in the account's partition.
+    pub fn new_job_id(&self, kind: JobKind, account: &str, idempotency_key: Option<&str>) -> JobId {
+        JobId::with_bucket(kind, self.defaults.partitions.bucket_for(account, idempotency_key))
     }
 
     pub fn defaults(&self) -> &JobDefaults {
         &self.defaults
     }
 
-    /// A fresh multiplexed connection for the caller's own use (e.g. heartbeats).
-    pub fn connection(&self) -> ConnectionManager {
+    /// Replaces the defaults (the partition migration's view of the new layout).
+    pub(super) fn set_defaults(&mut self, defaults: JobDefaults) {
+        let n = usize::from(defaults.partitions.count());
+        let now = Instant::now();
+        self.defaults = Arc::new(defaults);
+        self.visits = Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now))));
+        self.wakers = Arc::default();
+    }
+
+    /// The store's multiplexed connection, for the caller's own use (e.g. heartbeats).
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// Where the store's Redis is; opens more connections (e.g. blocking ones).
+    pub fn source(&self) -> &RedisSource {
+        &self.source
     }
 
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
 
-    /// Runs a pipeline of `script`'s invocations in one round trip, loading the script
-    /// once when Redis does not know it (after a restart or a `SCRIPT FLUSH`).
-    async fn pipelined<T: redis::FromRedisValue>(
+    /// Runs `add(pipe, i)` for each of `keys` (one queue's key per item) in as few round
+    /// trips as the deployment allows, and returns each item's replies in order.
+    pub(super) async fn grouped(
         &self,
-        script: &redis::Script,
-        build: impl Fn() -> redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        match build().query_async(&mut conn).await {
-            Ok(r) => Ok(r),
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script.load_async(&mut conn).await?;
-                Ok(build().query_async(&mut conn).await?)
-            }
-            Err(e) => Err(e.into()),
-        }
+        keys: &[String],
+        scripts: &[&redis::Script],
+        add: impl Fn(&mut redis::Pipeline, usize),
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        Ok(query_grouped(&self.conn, keys, scripts, add).await?)
     }
 
     /// [`JobStore::waiting`] for many jobs in one round trip (listings), in order.
@@ -145,18 +147,22 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let build = || {
-            let mut pipe = redis::pipe();
-            for id in ids {
-                let keys = self.keys(id.kind());
-                let mut inv = scripts::WAITING.key(keys.ready());
-                inv.arg(keys.prefix()).arg(id.as_str());
+        let keys: Vec<QueueKeys> = ids.iter().map(|id| self.job_keys(id)).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        let replies = self
+            .grouped(&tags, &[&scripts::WAITING], |pipe, i| {
+                let mut inv = scripts::WAITING.key(keys[i].ready());
+                inv.arg(keys[i].prefix()).arg(ids[i].as_str());
                 pipe.invoke_script(&inv);
-            }
-            pipe
-        };
-        let replies: Vec<Vec<String>> = self.pipelined(&scripts::WAITING, build).await?;
-        replies.into_iter().map(super::Waiting::from_reply).collect()
+            })
+            .await?;
+        replies
+            .into_iter()
+            .map(|r| {
+                let reply: Vec<String> = redis::from_redis_value(r.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+                super::Waiting::from_reply(reply)
+            })
+            .collect()
     }
 
     fn enqueue_args(&self, job: &NewJob) -> Result<Prepared, EnqueueError> {
@@ -190,18 +196,30 @@ impl RedisStore {
             ]);
             hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16])
         };
+        let account = job.payload.account_id().to_string();
+        let idem_key = job.idempotency_key.as_deref();
         let id = match &job.callback {
             Some(c) if c.job_id.kind() != kind => {
                 return Err(EnqueueError::Invalid("the callback's job id is of another kind".into()));
             }
-            Some(c) => c.job_id.clone(),
-            None => JobId::new(kind),
+            Some(c) => {
+                // The id was made before the job (its callback secret is sealed to it): it
+                // must place the job where a new id would, in the account's partition.
+                let fresh = self.new_job_id(kind, &account, idem_key);
+                if self.defaults.partitions.of_job(&c.job_id) != self.defaults.partitions.of_job(&fresh) {
+                    return Err(EnqueueError::Invalid(
+                        "the callback's job id is not in the account's partition".into(),
+                    ));
+                }
+                c.job_id.clone()
+            }
+            None => self.new_job_id(kind, &account, idem_key),
         };
         let exclusive = matches!(kind, JobKind::Sync);
         let args = vec![
             id.to_string(),
             payload,
-            job.payload.account_id().to_string(),
+            account,
             job.priority.to_string(),
             max_attempts.to_string(),
             (timeout.as_millis() as u64).to_string(),
@@ -219,33 +237,38 @@ impl RedisStore {
                 .unwrap_or_default(),
         ];
         debug_assert_eq!(args.len(), ENQUEUE_ARGS);
-        Ok((self.keys(kind), id, args))
+        Ok((id, args))
     }
 
-    /// Enqueues prepared jobs in one round trip: one script call per kind and batch, all
-    /// pipelined. The outcomes come back in order (a short reply leaves the tail out).
-    async fn enqueue_many(&self, jobs: &[(JobKind, Vec<String>)]) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+    /// Enqueues prepared jobs in one round trip: one script call per queue and batch, all
+    /// pipelined (one pipeline per queue on a cluster). The outcomes come back in order
+    /// (a short reply leaves the tail out).
+    async fn enqueue_many(&self, jobs: &[(JobId, Vec<String>)]) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut groups: Vec<(JobKind, Vec<usize>)> = Vec::new();
-        for (i, (kind, _)) in jobs.iter().enumerate() {
-            match groups.iter_mut().find(|(k, idx)| k == kind && idx.len() < MAX_BATCH) {
-                Some((_, idx)) => idx.push(i),
-                None => groups.push((*kind, vec![i])),
+        let mut groups: Vec<(String, QueueKeys, Vec<usize>)> = Vec::new();
+        for (i, (id, _)) in jobs.iter().enumerate() {
+            let keys = self.job_keys(id);
+            match groups.iter_mut().find(|(p, _, idx)| *p == keys.prefix() && idx.len() < MAX_BATCH) {
+                Some((_, _, idx)) => idx.push(i),
+                None => groups.push((keys.prefix().to_owned(), keys, vec![i])),
             }
         }
-        let build = || {
-            let mut pipe = redis::pipe();
-            for (kind, idx) in &groups {
+        let tags: Vec<String> = groups.iter().map(|(_, k, _)| k.ready()).collect();
+        let replies = self
+            .grouped(&tags, &[&scripts::ENQUEUE], |pipe, g| {
+                let (_, keys, idx) = &groups[g];
                 let args: Vec<&[String]> = idx.iter().map(|i| jobs[*i].1.as_slice()).collect();
-                pipe.invoke_script(&self.enqueue_call(&self.keys(*kind), &args));
-            }
-            pipe
-        };
-        let replies: Vec<Vec<String>> = self.pipelined(&scripts::ENQUEUE, build).await?;
+                pipe.invoke_script(&self.enqueue_call(keys, &args));
+            })
+            .await?;
+        for (id, _) in jobs {
+            self.touched(id);
+        }
         let mut out: Vec<Option<Result<Enqueued, EnqueueError>>> = jobs.iter().map(|_| None).collect();
-        for ((_, idx), reply) in groups.iter().zip(replies) {
+        for ((_, _, idx), reply) in groups.iter().zip(replies) {
+            let reply: Vec<String> = redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
             for (i, r) in idx.iter().zip(parse_enqueue_replies(reply)) {
                 out[*i] = Some(r);
             }
@@ -259,7 +282,7 @@ impl RedisStore {
     /// Carries the single enqueues waiting in the group commit until none is left.
     async fn commit_enqueues(self) {
         while let Some(batch) = self.group.next_batch() {
-            let (replies, jobs): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.reply, (w.kind, w.args))).unzip();
+            let (replies, jobs): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.reply, (w.id, w.args))).unzip();
             match self.enqueue_many(&jobs).await {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -288,138 +311,25 @@ impl RedisStore {
         inv
     }
 
-    async fn waiter(&self, kind: JobKind) -> Result<tokio::sync::MutexGuard<'_, Option<ConnectionManager>>, StoreError> {
-        let mut guard = self.waiters[kind_index(kind)].lock().await;
-        if guard.is_none() {
-            *guard = Some(ConnectionManager::new_with_config(self.client.clone(), manager_config(None)).await?);
-        }
-        Ok(guard)
-    }
-
-    /// Read one page of one kind's index: (id, score) pairs, the last position scanned
-    /// and whether the index goes on.
-    async fn list_one(
-        &self,
-        kind: JobKind,
-        query: &ListQuery,
-        after: Option<(&str, &str)>,
-    ) -> Result<(Vec<(String, String)>, Option<(String, String)>, bool), StoreError> {
-        let keys = self.keys(kind);
-        // With an account, walk that account's own index and filter by state: a scoped
-        // listing never walks (or is slowed by) another tenant's entries (finding M9).
-        let (index, state_filter) = match (query.state, &query.account_id) {
-            (_, Some(acct)) => (keys.key(&format!("acct:{acct}")), query.state.map_or("", JobState::as_str)),
-            (Some(JobState::Queued), None) => (keys.ready(), ""),
-            (Some(JobState::Running), None) => (keys.key("active"), ""),
-            (Some(JobState::Scheduled), None) => (keys.key("scheduled"), "scheduled"),
-            (Some(JobState::Retrying), None) => (keys.key("retrying"), ""),
-            (Some(st), None) => (keys.key(&format!("state:{st}")), ""),
-            (None, None) => (keys.key("all"), ""),
-        };
-        let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
-        let mut conn = self.conn.clone();
-        let reply: (Vec<String>, String, String, i64) = scripts::LIST
-            .key(&index)
-            .arg(keys.prefix())
-            .arg(max_score)
-            .arg(cursor_id)
-            .arg(query.limit)
-            .arg(state_filter)
-            .arg("") // no account filter: the account's own index is walked
-            .arg(query.limit.saturating_mul(20).max(2000))
-            .invoke_async(&mut conn)
-            .await?;
-        let (flat, last_score, last_id, more) = reply;
-        let pairs = flat
-            .chunks(2)
-            .filter(|c| c.len() == 2)
-            .map(|c| (c[0].clone(), c[1].clone()))
-            .collect();
-        let last = (!last_id.is_empty()).then_some((last_score, last_id));
-        Ok((pairs, last, more == 1))
-    }
-
-    /// One page of `query` across its kinds, newest first: the ids to show and the cursor
-    /// of the next page. Both listings (full jobs and summaries) read their jobs after it.
-    pub(super) async fn page_ids(&self, query: &ListQuery) -> Result<(Vec<JobId>, Option<Cursor>), StoreError> {
-        let kinds: Vec<JobKind> = if query.kinds.is_empty() {
-            JobKind::ALL.to_vec()
-        } else {
-            query.kinds.clone()
-        };
-        let mut candidates: Vec<(JobKind, String, String)> = Vec::new();
-        // Per kind: where it started, how many entries it offered, where its scan ended,
-        // and whether its index goes on past that.
-        let mut scans: Vec<Scan> = Vec::new();
-        for kind in kinds {
-            let after = match &query.cursor {
-                None => None,
-                Some(c) => match c.positions.iter().find(|(k, _, _)| *k == kind) {
-                    Some((_, score, id)) => Some((score.clone(), id.clone())),
-                    None => continue, // this kind was exhausted on an earlier page
-                },
-            };
-            let (pairs, last, more) = self
-                .list_one(kind, query, after.as_ref().map(|(s, i)| (s.as_str(), i.as_str())))
-                .await?;
-            scans.push(Scan {
-                kind,
-                after,
-                offered: pairs.len(),
-                last_scanned: last,
-                more,
-            });
-            candidates.extend(pairs.into_iter().map(|(id, score)| (kind, score, id)));
-        }
-        let num = |s: &str| s.parse::<f64>().unwrap_or(f64::INFINITY);
-        candidates.sort_by(|a, b| num(&b.1).total_cmp(&num(&a.1)).then_with(|| b.2.cmp(&a.2)));
-        candidates.truncate(query.limit);
-
-        let mut positions = Vec::new();
-        for Scan {
-            kind,
-            after,
-            offered,
-            last_scanned,
-            more,
-        } in scans
-        {
-            let taken: Vec<&(JobKind, String, String)> = candidates.iter().filter(|c| c.0 == kind).collect();
-            if taken.len() < offered {
-                // Some of this kind's entries did not fit: resume right after the last one shown.
-                let pos = match taken.last() {
-                    Some(t) => (t.1.clone(), t.2.clone()),
-                    None => after.unwrap_or_else(|| ("+inf".to_owned(), String::new())),
-                };
-                positions.push((kind, pos.0, pos.1));
-            } else if more {
-                if let Some((s, i)) = last_scanned {
-                    positions.push((kind, s, i));
-                }
-            }
-        }
-        let ids: Vec<JobId> = candidates.iter().filter_map(|c| c.2.parse().ok()).collect();
-        Ok((ids, (!positions.is_empty()).then_some(Cursor { positions })))
-    }
-
     async fn load_jobs(&self, ids: &[JobId], with_attempts: bool) -> Result<Vec<Option<Job>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            let keys = self.keys(id.kind());
-            pipe.hgetall(keys.job(id));
-            if with_attempts {
-                pipe.lrange(keys.attempts(id), 0, -1);
-                pipe.lrange(keys.key(&format!("callbacks:{id}")), 0, -1);
-            }
-        }
-        let mut conn = self.conn.clone();
-        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let keys: Vec<QueueKeys> = ids.iter().map(|id| self.job_keys(id)).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        let replies = self
+            .grouped(&tags, &[], |pipe, i| {
+                let (id, k) = (&ids[i], &keys[i]);
+                pipe.hgetall(k.job(id));
+                if with_attempts {
+                    pipe.lrange(k.attempts(id), 0, -1);
+                    pipe.lrange(k.key(&format!("callbacks:{id}")), 0, -1);
+                }
+            })
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
-        let mut it = values.into_iter();
-        for id in ids {
+        for (id, values) in ids.iter().zip(replies) {
+            let mut it = values.into_iter();
             let fields: Vec<String> = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
             let (attempts, deliveries): (Vec<String>, Vec<String>) = if with_attempts {
                 (
@@ -439,7 +349,7 @@ impl RedisStore {
     }
 }
 
-fn parse_err(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn parse_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Protocol(e.to_string())
 }
 
@@ -493,79 +403,9 @@ mod erased {
     }
 }
 
-impl JobStore for RedisStore {
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
-        let (_, id, args) = self.enqueue_args(&job)?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let waiter = Waiter {
-            kind: id.kind(),
-            args,
-            reply,
-        };
-        if self.group.join(waiter) {
-            // A task of its own, so a caller that gives up never strands the others.
-            tokio::spawn(self.clone().commit_enqueues());
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Protocol("the enqueue call ended without an answer; its outcome is unknown".into()).into()))
-    }
-
-    async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
-        let prepared: Vec<Result<Prepared, EnqueueError>> = jobs.into_iter().map(|j| self.enqueue_args(&j)).collect();
-        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> = Vec::with_capacity(prepared.len());
-        let mut ready = Vec::new();
-        for p in prepared {
-            match p {
-                Ok((_, id, args)) => {
-                    ready.push((results.len(), id.kind(), args));
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        let (slots, jobs): (Vec<usize>, Vec<(JobKind, Vec<String>)>) = ready.into_iter().map(|(i, k, a)| (i, (k, a))).unzip();
-        for (slot, r) in slots.into_iter().zip(self.enqueue_many(&jobs).await?) {
-            results[slot] = Some(r);
-        }
-        results
-            .into_iter()
-            .map(|r| r.ok_or_else(|| StoreError::Protocol("short bulk enqueue reply".into())))
-            .collect()
-    }
-
-    async fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
-        let keys = self.keys(kind);
-        let mut conn = self.conn.clone();
-        let (jobs, wait): (Vec<Value>, i64) = scripts::FETCH
-            .key(keys.ready())
-            .arg(keys.prefix())
-            .arg(max.min(MAX_BATCH))
-            .arg(worker)
-            .arg(lease.as_millis() as u64)
-            .arg(CHUNK)
-            .arg(self.defaults.per_account[kind.index()])
-            .arg(u8::from(self.defaults.reports_starts))
-            .invoke_async(&mut conn)
-            .await?;
-        let mut out = Vec::with_capacity(jobs.len() / 3);
-        let mut it = jobs.into_iter();
-        while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
-            let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
-            let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
-            out.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
-        }
-        Ok(Fetched {
-            jobs: out,
-            next_due: (wait >= 0).then(|| Duration::from_millis(wait as u64)),
-        })
-    }
-
-    async fn settle(&self, kind: JobKind, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {
-        if settlements.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = self.keys(kind);
+impl RedisStore {
+    /// Settle one queue's runs, in chunks of 256 per script call.
+    async fn settle_in(&self, keys: &QueueKeys, settlements: &[&Settlement]) -> Result<Vec<SettleResult>, StoreError> {
         let mut conn = self.conn.clone();
         let mut results = Vec::with_capacity(settlements.len());
         for chunk in settlements.chunks(256) {
@@ -592,42 +432,231 @@ impl JobStore for RedisStore {
         Ok(results)
     }
 
-    async fn extend_leases(&self, kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
-        if leases.is_empty() {
-            return Ok(LeaseReport::default());
+    /// This store just made work ready in `id`'s partition (an enqueue, a retry, a
+    /// settle that requeues or frees a lane): its own next fetch visits that partition
+    /// without waiting for a wake-up (other stores learn of it from the marker).
+    fn touched(&self, id: &JobId) {
+        if let Some(p) = self.defaults.partitions.of_job(id) {
+            self.visits[id.kind().index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .woken(usize::from(p), Instant::now());
         }
-        let keys = self.keys(kind);
-        let mut inv = scripts::EXTEND.key(keys.ready());
-        inv.arg(keys.prefix()).arg(lease.as_millis() as u64);
-        for (id, token) in leases {
-            inv.arg(id.as_str()).arg(token);
-        }
-        let mut conn = self.conn.clone();
-        let (lost, cancel): (Vec<String>, Vec<String>) = inv.invoke_async(&mut conn).await?;
-        let ids = |v: Vec<String>| v.into_iter().filter_map(|s| s.parse().ok()).collect();
-        Ok(LeaseReport {
-            lost: ids(lost),
-            cancel_requested: ids(cancel),
-        })
     }
 
-    async fn mark_started(&self, kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
-        if runs.is_empty() {
-            return Ok(());
+    /// `items` grouped by the queue each lives in (order kept within a queue), with the
+    /// position of each in `items`.
+    fn by_queue<'a, T>(&self, items: &'a [T], id: impl Fn(&T) -> &JobId) -> Vec<(QueueKeys, Vec<(usize, &'a T)>)> {
+        let mut groups: Vec<(QueueKeys, Vec<(usize, &'a T)>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let keys = self.job_keys(id(item));
+            match groups.iter_mut().find(|(k, _)| k.prefix() == keys.prefix()) {
+                Some((_, v)) => v.push((i, item)),
+                None => groups.push((keys, vec![(i, item)])),
+            }
         }
-        let keys = self.keys(kind);
-        let mut inv = scripts::START.key(keys.ready());
-        inv.arg(keys.prefix());
-        for (id, token) in runs {
-            inv.arg(id.as_str()).arg(token);
+        groups
+    }
+
+    /// Leases from the partitions `plan` names, at most `max` jobs in all (`max` 0 only
+    /// promotes and reclaims), and notes each visit in the kind's [`Visits`]. The
+    /// partitions are asked in rounds of at most `max` (each for its share of what is
+    /// still wanted) until `max` are leased or no partition may hold more: one round
+    /// trip when `max` covers them all and the work is spread, and a job in the last
+    /// partition is still found by a fetch of one.
+    async fn fetch_from(&self, kind: JobKind, plan: &[usize], worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        let max = max.min(MAX_BATCH);
+        let mut out = Vec::new();
+        let mut next_due: Option<Duration> = None;
+        let mut to_ask: Vec<usize> = plan.to_vec();
+        while !to_ask.is_empty() && (max == 0 || out.len() < max) {
+            let wanted = max - out.len();
+            let take = if max == 0 { to_ask.len() } else { to_ask.len().min(wanted) };
+            let round: Vec<usize> = to_ask.drain(..take).collect();
+            let shares: Vec<usize> = if max == 0 {
+                vec![0; round.len()]
+            } else {
+                (0..round.len())
+                    .map(|i| wanted / round.len() + usize::from(i < wanted % round.len()))
+                    .collect()
+            };
+            let (jobs, due, full) = self.fetch_round(kind, &round, &shares, worker, lease).await?;
+            out.extend(jobs);
+            if let Some(w) = due {
+                next_due = Some(next_due.map_or(w, |n| n.min(w)));
+            }
+            if max == 0 {
+                break;
+            }
+            // A partition that filled its share may hold more: it is asked again after the
+            // others (each such round leases at least one job, so this ends).
+            to_ask.extend(full);
         }
+        Ok(Fetched { jobs: out, next_due })
+    }
+
+    /// One round of [`RedisStore::fetch_from`]: partition `round[i]` asked for `shares[i]`
+    /// jobs, all in one pipeline (one per shard on a cluster).
+    async fn fetch_round(
+        &self,
+        kind: JobKind,
+        round: &[usize],
+        shares: &[usize],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<(Vec<super::Leased>, Option<Duration>, Vec<usize>), StoreError> {
+        let parts = self.defaults.partitions.all();
+        let keys: Vec<QueueKeys> = round.iter().map(|p| self.partition_keys(kind, parts[*p])).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        let replies = self
+            .grouped(&tags, &[&scripts::FETCH], |pipe, i| {
+                let mut inv = scripts::FETCH.key(keys[i].ready());
+                inv.arg(keys[i].prefix())
+                    .arg(shares[i])
+                    .arg(worker)
+                    .arg(lease.as_millis() as u64)
+                    .arg(CHUNK)
+                    .arg(self.defaults.per_account[kind.index()])
+                    .arg(u8::from(self.defaults.reports_starts));
+                pipe.invoke_script(&inv);
+            })
+            .await?;
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut next_due: Option<Duration> = None;
+        let mut full = Vec::new();
+        for ((p, share), reply) in round.iter().zip(shares).zip(replies) {
+            let (jobs, wait): (Vec<Value>, i64) =
+                redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+            let got = jobs.len() / 3;
+            let mut it = jobs.into_iter();
+            while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
+                let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
+                let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
+                out.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
+            }
+            let wait = (wait >= 0).then(|| Duration::from_millis(wait as u64));
+            if let Some(w) = wait {
+                next_due = Some(next_due.map_or(w, |n| n.min(w)));
+            }
+            self.visits[kind.index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .visited(*p, now, got >= *share, wait, lease);
+            if *share > 0 && got >= *share {
+                full.push(*p);
+            }
+        }
+        Ok((out, next_due, full))
+    }
+}
+
+impl JobStore for RedisStore {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        let (id, args) = self.enqueue_args(&job)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let waiter = Waiter { id, args, reply };
+        if self.group.join(waiter) {
+            // A task of its own, so a caller that gives up never strands the others.
+            tokio::spawn(self.clone().commit_enqueues());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Protocol("the enqueue call ended without an answer; its outcome is unknown".into()).into()))
+    }
+
+    async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        let prepared: Vec<Result<Prepared, EnqueueError>> = jobs.into_iter().map(|j| self.enqueue_args(&j)).collect();
+        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> = Vec::with_capacity(prepared.len());
+        let mut ready = Vec::new();
+        for p in prepared {
+            match p {
+                Ok(job) => {
+                    ready.push((results.len(), job));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let (slots, jobs): (Vec<usize>, Vec<Prepared>) = ready.into_iter().unzip();
+        for (slot, r) in slots.into_iter().zip(self.enqueue_many(&jobs).await?) {
+            results[slot] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| StoreError::Protocol("short bulk enqueue reply".into())))
+            .collect()
+    }
+
+    async fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        let n = self.defaults.partitions.count();
+        let plan = if n == 1 {
+            vec![0]
+        } else {
+            self.visits[kind.index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .plan(Instant::now())
+        };
+        if plan.is_empty() {
+            let wait = self.visits[kind.index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_due(Instant::now());
+            return Ok(Fetched {
+                jobs: Vec::new(),
+                next_due: Some(wait),
+            });
+        }
+        self.fetch_from(kind, &plan, worker, max, lease).await
+    }
+
+    async fn settle(&self, _kind: JobKind, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut results = vec![SettleResult::LeaseLost; settlements.len()];
+        for (keys, items) in self.by_queue(settlements, |s| &s.id) {
+            self.touched(&items[0].1.id);
+            let batch: Vec<&Settlement> = items.iter().map(|(_, s)| *s).collect();
+            for ((i, _), r) in items.iter().zip(self.settle_in(&keys, &batch).await?) {
+                results[*i] = r;
+            }
+        }
+        Ok(results)
+    }
+
+    async fn extend_leases(&self, _kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
+        let mut report = LeaseReport::default();
         let mut conn = self.conn.clone();
-        let _: i64 = inv.invoke_async(&mut conn).await?;
+        for (keys, items) in self.by_queue(leases, |l| &l.0) {
+            let mut inv = scripts::EXTEND.key(keys.ready());
+            inv.arg(keys.prefix()).arg(lease.as_millis() as u64);
+            for (_, (id, token)) in &items {
+                inv.arg(id.as_str()).arg(token);
+            }
+            let (lost, cancel): (Vec<String>, Vec<String>) = inv.invoke_async(&mut conn).await?;
+            report.lost.extend(lost.into_iter().filter_map(|s| s.parse().ok()));
+            report.cancel_requested.extend(cancel.into_iter().filter_map(|s| s.parse().ok()));
+        }
+        Ok(report)
+    }
+
+    async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        for (keys, items) in self.by_queue(runs, |r| &r.0) {
+            let mut inv = scripts::START.key(keys.ready());
+            inv.arg(keys.prefix());
+            for (_, (id, token)) in &items {
+                inv.arg(id.as_str()).arg(token);
+            }
+            let _: i64 = inv.invoke_async(&mut conn).await?;
+        }
         Ok(())
     }
 
     async fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> Result<bool, StoreError> {
-        let keys = self.keys(id.kind());
+        let keys = self.job_keys(id);
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(progress).map_err(parse_err)?;
         let n: i64 = scripts::PROGRESS
@@ -642,7 +671,7 @@ impl JobStore for RedisStore {
     }
 
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
-        let keys = self.keys(id.kind());
+        let keys = self.job_keys(id);
         let mut conn = self.conn.clone();
         let r: String = scripts::CANCEL
             .key(keys.ready())
@@ -659,8 +688,9 @@ impl JobStore for RedisStore {
     }
 
     async fn retry(&self, id: &JobId) -> Result<RetryOutcome, StoreError> {
-        let keys = self.keys(id.kind());
+        let keys = self.job_keys(id);
         let mut conn = self.conn.clone();
+        self.touched(id);
         let exclusive = if id.kind() == JobKind::Sync { "1" } else { "0" };
         let r: String = scripts::RETRY
             .key(keys.ready())
@@ -688,110 +718,61 @@ impl JobStore for RedisStore {
     }
 
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {
-        let k = self.keys(kind);
-        let mut pipe = redis::pipe();
-        pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
-        for suffix in [
-            "ready",
-            "scheduled",
-            "retrying",
-            "active",
-            "state:succeeded",
-            "state:partial",
-            "state:dead",
-            "state:cancelled",
-            "unstarted",
-        ] {
-            pipe.zcard(k.key(suffix));
+        let parts = self.all_keys(kind);
+        let tags: Vec<String> = parts.iter().map(QueueKeys::ready).collect();
+        let replies = self
+            .grouped(&tags, &[&scripts::QUEUE_STATS], |pipe, i| super::counts::add_reads(pipe, &parts[i]))
+            .await?;
+        let mut total = QueueCounts::default();
+        for values in replies {
+            total.add(&super::counts::from_reads(values)?);
         }
-        pipe.exists(k.key("paused"));
-        pipe.cmd("ZRANGE").arg(k.ready()).arg(0).arg(0).arg("WITHSCORES");
-        pipe.cmd("ZRANGE").arg(k.key("unstarted")).arg(0).arg(0).arg("WITHSCORES");
-        pipe.hget(k.key("stats"), "succeeded");
-        pipe.cmd("TIME");
-        let mut conn = self.conn.clone();
-        let v: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let mut it = v.into_iter();
-        let mut next = || it.next().unwrap_or(Value::Nil);
-        let mut c = [0u64; 9];
-        for slot in c.iter_mut() {
-            *slot = redis::from_redis_value(next()).map_err(parse_err)?;
-        }
-        let paused: bool = redis::from_redis_value(next()).map_err(parse_err)?;
-        let head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
-        let unstarted_head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
-        let total: Option<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
-        let time: (u64, u64) = redis::from_redis_value(next()).map_err(parse_err)?;
-        let now_ms = time.0 * 1000 + time.1 / 1000;
-        let waited = |head: &[String]| {
-            head.get(1)
-                .and_then(|s| s.parse::<f64>().ok())
-                .map(|score| now_ms.saturating_sub((score as u64) % 10_000_000_000_000))
-                .unwrap_or(0)
-        };
-        let lag_ms = waited(&head).max(waited(&unstarted_head));
-        // A second call: the sums over lanes need a script. Not one snapshot with the
-        // counts above, so `split_waiting` clamps what moved in between.
-        let raw: Vec<u64> = scripts::QUEUE_STATS.key(k.ready()).arg(k.prefix()).invoke_async(&mut conn).await?;
-        let stats = super::stats::StatsReply::from_reply(&raw)
-            .ok_or_else(|| StoreError::Protocol(format!("queue stats reply had {} parts", raw.len())))?;
-        let waiting = super::stats::split_waiting(c[0], c[1], c[2], c[8], paused, &stats);
-        Ok(QueueCounts {
-            queued: c[0],
-            scheduled: c[1].saturating_sub(c[2]),
-            retrying: c[2],
-            running: c[3].saturating_sub(c[8]),
-            prefetched: c[8],
-            succeeded: c[4],
-            partial: c[5],
-            dead: c[6],
-            cancelled: c[7],
-            paused,
-            lag_ms,
-            succeeded_total: total.unwrap_or(0),
-            waiting,
-            events: stats.events,
-        })
+        Ok(total)
     }
 
     async fn set_paused(&self, kind: JobKind, paused: bool) -> Result<(), StoreError> {
-        let k = self.keys(kind);
-        let mut conn = self.conn.clone();
-        if paused {
-            let _: () = conn.set(k.key("paused"), 1).await?;
-        } else {
-            let _: () = redis::pipe()
-                .del(k.key("paused"))
-                .lpush(k.marker(), 1)
-                .ltrim(k.marker(), 0, 0)
-                .query_async(&mut conn)
-                .await?;
+        let parts = self.all_keys(kind);
+        if !paused {
+            let mut visits = self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner());
+            for p in 0..parts.len() {
+                visits.woken(p, Instant::now());
+            }
         }
+        let tags: Vec<String> = parts.iter().map(QueueKeys::ready).collect();
+        self.grouped(&tags, &[], |pipe, i| {
+            let k = &parts[i];
+            if paused {
+                pipe.set(k.key("paused"), 1);
+            } else {
+                pipe.del(k.key("paused")).lpush(k.marker(), 1).ltrim(k.marker(), 0, 0);
+            }
+        })
+        .await?;
         Ok(())
     }
 
-    async fn purge_dead(&self, kind: JobKind, ids: &[JobId]) -> Result<u64, StoreError> {
-        let k = self.keys(kind);
+    async fn purge_dead(&self, _kind: JobKind, ids: &[JobId]) -> Result<u64, StoreError> {
         let mut removed = 0;
         let mut conn = self.conn.clone();
-        for chunk in ids.chunks(CHUNK) {
-            let mut inv = scripts::REMOVE.key(k.ready());
-            inv.arg(k.prefix()).arg("dead").arg(0).arg(0).arg(0);
-            for id in chunk {
-                inv.arg(id.as_str());
+        for (k, items) in self.by_queue(ids, |id| id) {
+            for chunk in items.chunks(CHUNK) {
+                let mut inv = scripts::REMOVE.key(k.ready());
+                inv.arg(k.prefix()).arg("dead").arg(0).arg(0).arg(0);
+                for (_, id) in chunk {
+                    inv.arg(id.as_str());
+                }
+                let (n, _left): (u64, i64) = inv.invoke_async(&mut conn).await?;
+                removed += n;
             }
-            let (n, _left): (u64, i64) = inv.invoke_async(&mut conn).await?;
-            removed += n;
         }
         Ok(removed)
     }
 
     async fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
-        let k = self.keys(kind);
         let mut conn = self.conn.clone();
         // One trimmer per kind at a time; the lock outlives the budget so a crashed
         // trimmer frees it on its own.
-        let lock = k.key("trim:lock");
+        let lock = self.partition_keys(kind, None).key("trim:lock");
         let owner = format!("{}", std::process::id());
         let got: Option<String> = redis::cmd("SET")
             .arg(&lock)
@@ -812,21 +793,26 @@ impl JobStore for RedisStore {
             ("cancelled", retention, 0),
             ("dead", self.defaults.dead_retention, self.defaults.dead_max),
         ];
-        for (state, keep_for, keep_max) in policies {
-            loop {
-                let (n, left): (u64, u64) = scripts::REMOVE
-                    .key(k.ready())
-                    .arg(k.prefix())
-                    .arg(state)
-                    .arg(keep_for.as_millis() as u64)
-                    .arg(limit.max(1))
-                    .arg(keep_max)
-                    .invoke_async(&mut conn)
-                    .await?;
-                trimmed.removed += n;
-                if left == 0 || started.elapsed() >= TRIM_BUDGET {
-                    trimmed.backlog += left;
-                    break;
+        // `dead_max` is per kind: each partition keeps its share.
+        let parts = self.all_keys(kind);
+        let n = parts.len() as u64;
+        for k in &parts {
+            for (state, keep_for, keep_max) in policies {
+                loop {
+                    let (removed, left): (u64, u64) = scripts::REMOVE
+                        .key(k.ready())
+                        .arg(k.prefix())
+                        .arg(state)
+                        .arg(keep_for.as_millis() as u64)
+                        .arg(limit.max(1))
+                        .arg(if keep_max == 0 { 0 } else { keep_max.div_ceil(n) })
+                        .invoke_async(&mut conn)
+                        .await?;
+                    trimmed.removed += removed;
+                    if left == 0 || started.elapsed() >= TRIM_BUDGET {
+                        trimmed.backlog += left;
+                        break;
+                    }
                 }
             }
         }
@@ -835,7 +821,7 @@ impl JobStore for RedisStore {
     }
 
     async fn waiting(&self, id: &JobId) -> Result<Option<super::Waiting>, StoreError> {
-        let keys = self.keys(id.kind());
+        let keys = self.job_keys(id);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = scripts::WAITING
             .key(keys.ready())
@@ -847,22 +833,7 @@ impl JobStore for RedisStore {
     }
 
     async fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> Result<(), StoreError> {
-        let marker = self.keys(kind).marker();
-        let mut guard = self.waiter(kind).await?;
-        let conn = guard.as_mut().expect("waiter connection is set above");
-        let secs = timeout.as_secs_f64().max(0.01);
-        // The client-side bound is a little longer than the server's, so a dead
-        // connection cannot hang the fetcher.
-        let mut cmd = redis::cmd("BLPOP");
-        cmd.arg(&marker).arg(secs);
-        let wait = cmd.query_async::<Option<(String, String)>>(conn);
-        match tokio::time::timeout(timeout + Duration::from_secs(2), wait).await {
-            Ok(r) => r.map(|_| ()).map_err(StoreError::from),
-            Err(_) => {
-                *guard = None; // drop the stuck connection; the next wait opens another
-                Ok(())
-            }
-        }
+        self.wait_for(kind, timeout).await
     }
 
     async fn worker_heartbeat(&self, worker: &str, info: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -24,21 +24,21 @@ pub struct JobSummary {
 
 impl RedisStore {
     /// Summaries of `ids`, in order; `None` for a job that does not exist. One `HMGET`
-    /// and one `HSTRLEN` per job, in one round trip.
+    /// and one `HSTRLEN` per job, in one round trip (one per shard on a cluster).
     pub async fn summaries(&self, ids: &[JobId]) -> Result<Vec<Option<JobSummary>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            let key = self.keys(id.kind()).job(id);
-            pipe.cmd("HMGET").arg(&key).arg(&SUMMARY_FIELDS[..]);
-            pipe.cmd("HSTRLEN").arg(&key).arg("p");
-        }
-        let values: Vec<Value> = pipe.query_async(&mut self.connection()).await?;
-        let mut it = values.into_iter();
+        let keys: Vec<String> = ids.iter().map(|id| self.job_keys(id).job(id)).collect();
+        let replies = self
+            .grouped(&keys, &[], |pipe, i| {
+                pipe.cmd("HMGET").arg(&keys[i]).arg(&SUMMARY_FIELDS[..]);
+                pipe.cmd("HSTRLEN").arg(&keys[i]).arg("p");
+            })
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (id, values) in ids.iter().zip(replies) {
+            let mut it = values.into_iter();
             let fields: Vec<Option<String>> = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(protocol)?;
             let payload_bytes: u64 = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(protocol)?;
             if fields.first().is_none_or(Option::is_none) {

@@ -102,6 +102,10 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected reply from the queue: {0}")]
     Protocol(String),
+    /// The store cannot be used as configured (a bad Redis URL, a partition count that
+    /// differs from the one recorded in Redis): retrying does not help.
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl StoreError {
@@ -110,6 +114,7 @@ impl StoreError {
         match self {
             Self::Redis(e) => Self::Redis(e.clone()),
             Self::Protocol(m) => Self::Protocol(m.clone()),
+            Self::Setup(m) => Self::Setup(m.clone()),
         }
     }
 }
@@ -222,12 +227,12 @@ pub struct ListQuery {
     pub cursor: Option<Cursor>,
 }
 
-/// Where a page ended: the sort score and id of the last job seen, per kind.
+/// Where a page ended: the sort score and id of the last job seen, per kind and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Cursor {
-    /// (kind, score, id) of the last entry seen in each kind's index; a kind that is
-    /// exhausted is absent.
-    pub positions: Vec<(JobKind, String, String)>,
+    /// (kind, partition, score, id) of the last entry seen in each queue's index; a
+    /// queue that is exhausted is absent.
+    pub positions: Vec<(JobKind, Option<u16>, String, String)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -287,6 +292,8 @@ pub struct JobDefaults {
     /// The fetching worker marks each run started ([`super::JobStore::mark_started`]),
     /// so a lease it never started is handed back without using an attempt if it dies.
     pub reports_starts: bool,
+    /// How many partitions each kind's queue has (`queue.partitions`).
+    pub partitions: super::Partitions,
 }
 
 impl JobDefaults {
@@ -310,6 +317,7 @@ impl Default for JobDefaults {
             dead_retention: Duration::from_secs(30 * 24 * 3600),
             dead_max: 10_000,
             reports_starts: false,
+            partitions: super::Partitions::default(),
         }
     }
 }

@@ -25,8 +25,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::redis_conn::RedisConn;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 
 use crate::crypto::EncryptionKey;
 use crate::job::AccountId;
@@ -67,7 +67,7 @@ pub struct Resilience {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: RedisConn,
     namespace: String,
     config: ResilienceConfig,
     tokens: token_cache::LocalTokens,
@@ -77,7 +77,8 @@ struct Inner {
 impl Resilience {
     /// `key` is the configured encryption key: access tokens are sealed in Redis under a
     /// key derived from it, so every process with the same setting shares them.
-    pub fn new(conn: ConnectionManager, namespace: &str, config: ResilienceConfig, key: &EncryptionKey) -> Self {
+    pub fn new(conn: impl Into<RedisConn>, namespace: &str, config: ResilienceConfig, key: &EncryptionKey) -> Self {
+        let conn = conn.into();
         Self {
             inner: Arc::new(Inner {
                 conn,
@@ -93,15 +94,18 @@ impl Resilience {
         &self.inner.config
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> RedisConn {
         self.inner.conn.clone()
     }
 
-    /// `<ns>:<kind>:<account>[:<op>]`. Account ids cannot hold ':' (see `AccountId`).
+    /// `<ns>:<kind>:{<account>}[:<op>]`. Account ids cannot hold ':' or braces (see
+    /// `AccountId`). The account is the hash tag, so one account's keys share a Cluster
+    /// slot: the scripts that read several of them at once (the limits snapshot, the
+    /// token and its refresh lock) run on a cluster too.
     fn key(&self, kind: &str, account: &AccountId, op: Option<Operation>) -> String {
         match op {
-            Some(op) => format!("{}:{kind}:{account}:{}", self.inner.namespace, op.name()),
-            None => format!("{}:{kind}:{account}", self.inner.namespace),
+            Some(op) => format!("{}:{kind}:{{{account}}}:{}", self.inner.namespace, op.name()),
+            None => format!("{}:{kind}:{{{account}}}", self.inner.namespace),
         }
     }
 }

@@ -4,8 +4,8 @@
 //! before names were per account; they are still read, and moved on their next save.
 use std::sync::LazyLock;
 
+use crate::redis_conn::RedisConn;
 use chrono::Utc;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::spec::{field, Schedule, ScheduleError, ScheduleSpec};
@@ -15,13 +15,14 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("cre
 
 #[derive(Clone)]
 pub struct ScheduleStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
     max_per_account: usize,
 }
 
 impl ScheduleStore {
-    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
+    pub fn new(conn: impl Into<RedisConn>, namespace: &str) -> Self {
+        let conn = conn.into();
         Self {
             conn,
             key: format!("{namespace}:schedules"),

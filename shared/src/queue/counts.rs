@@ -1,0 +1,123 @@
+//! A queue's counts (`JobStore::counts`): what one partition's reads are, how their
+//! replies become [`QueueCounts`], and how partitions add up. Every number is a ZCARD,
+//! a head read or a counter — never a walk of the keyspace.
+use redis::Value;
+
+use super::redis_store::parse_err;
+use super::{scripts, QueueCounts, QueueEvents, QueueKeys, StoreError, WaitingCounts};
+
+/// The ZCARDs read per partition, in the order [`from_reads`] expects.
+const CARDS: [&str; 9] = [
+    "ready",
+    "scheduled",
+    "retrying",
+    "active",
+    "state:succeeded",
+    "state:partial",
+    "state:dead",
+    "state:cancelled",
+    "unstarted",
+];
+
+/// Adds one partition's reads to `pipe`: one snapshot (MULTI/EXEC) of the counts, then
+/// the sums over lanes, which need a script.
+pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys) {
+    pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
+    for suffix in CARDS {
+        pipe.zcard(k.key(suffix));
+    }
+    pipe.exists(k.key("paused"));
+    pipe.cmd("ZRANGE").arg(k.ready()).arg(0).arg(0).arg("WITHSCORES");
+    pipe.cmd("ZRANGE").arg(k.key("unstarted")).arg(0).arg(0).arg("WITHSCORES");
+    pipe.hget(k.key("stats"), "succeeded");
+    pipe.cmd("TIME");
+    pipe.invoke_script(scripts::QUEUE_STATS.key(k.ready()).arg(k.prefix()));
+}
+
+/// One partition's counts from the replies of [`add_reads`].
+pub(super) fn from_reads(values: Vec<Value>) -> Result<QueueCounts, StoreError> {
+    let mut it = values.into_iter();
+    let mut next = || it.next().unwrap_or(Value::Nil);
+    let mut c = [0u64; 9];
+    for slot in c.iter_mut() {
+        *slot = redis::from_redis_value(next()).map_err(parse_err)?;
+    }
+    let paused: bool = redis::from_redis_value(next()).map_err(parse_err)?;
+    let head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
+    let unstarted_head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
+    let total: Option<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
+    let time: (u64, u64) = redis::from_redis_value(next()).map_err(parse_err)?;
+    let raw: Vec<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
+    let now_ms = time.0 * 1000 + time.1 / 1000;
+    let waited = |head: &[String]| {
+        head.get(1)
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|score| now_ms.saturating_sub((score as u64) % 10_000_000_000_000))
+            .unwrap_or(0)
+    };
+    let lag_ms = waited(&head).max(waited(&unstarted_head));
+    let stats = super::stats::StatsReply::from_reply(&raw)
+        .ok_or_else(|| StoreError::Protocol(format!("queue stats reply had {} parts", raw.len())))?;
+    let waiting = super::stats::split_waiting(c[0], c[1], c[2], c[8], paused, &stats);
+    Ok(QueueCounts {
+        queued: c[0],
+        scheduled: c[1].saturating_sub(c[2]),
+        retrying: c[2],
+        running: c[3].saturating_sub(c[8]),
+        prefetched: c[8],
+        succeeded: c[4],
+        partial: c[5],
+        dead: c[6],
+        cancelled: c[7],
+        paused,
+        lag_ms,
+        succeeded_total: total.unwrap_or(0),
+        waiting,
+        events: stats.events,
+    })
+}
+
+impl QueueCounts {
+    /// Adds another partition's counts: sums, the longest lag, paused if any is.
+    pub fn add(&mut self, o: &QueueCounts) {
+        self.scheduled += o.scheduled;
+        self.queued += o.queued;
+        self.running += o.running;
+        self.retrying += o.retrying;
+        self.succeeded += o.succeeded;
+        self.partial += o.partial;
+        self.dead += o.dead;
+        self.cancelled += o.cancelled;
+        self.paused |= o.paused;
+        self.prefetched += o.prefetched;
+        self.lag_ms = self.lag_ms.max(o.lag_ms);
+        self.succeeded_total += o.succeeded_total;
+        self.waiting.add(&o.waiting);
+        self.events.add(&o.events);
+    }
+}
+
+impl WaitingCounts {
+    pub fn add(&mut self, o: &WaitingCounts) {
+        self.scheduled += o.scheduled;
+        self.retry_backoff += o.retry_backoff;
+        self.rate_limit += o.rate_limit;
+        self.quota_cooldown += o.quota_cooldown;
+        self.breaker_open += o.breaker_open;
+        self.account_busy += o.account_busy;
+        self.queue_paused += o.queue_paused;
+        self.queued += o.queued;
+        self.prefetched += o.prefetched;
+    }
+}
+
+impl QueueEvents {
+    pub fn add(&mut self, o: &QueueEvents) {
+        self.reclaimed_lost += o.reclaimed_lost;
+        self.reclaimed_released += o.reclaimed_released;
+        self.late += o.late;
+        self.parked_rate_limit += o.parked_rate_limit;
+        self.parked_quota_cooldown += o.parked_quota_cooldown;
+        self.parked_breaker_open += o.parked_breaker_open;
+    }
+}

@@ -1,0 +1,81 @@
+//! The queue layout recorded in Redis (`<ns>:layout`, a hash): how many partitions each
+//! kind's queue has. The first API or worker to reach Redis records its count; every
+//! later one checks its own against it, so two processes can never place one account's
+//! jobs in two different partitions. A different count is refused with the way out.
+use std::time::Duration;
+
+use super::{RedisStore, StoreError};
+use crate::backoff::Backoff;
+
+impl RedisStore {
+    fn layout_key(&self) -> String {
+        format!("{}:layout", self.namespace())
+    }
+
+    /// The partition count recorded in Redis, if any.
+    pub async fn recorded_partitions(&self) -> Result<Option<u16>, StoreError> {
+        let mut conn = self.connection();
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(self.layout_key())
+            .arg("partitions")
+            .query_async(&mut conn)
+            .await?;
+        v.map(|s| {
+            s.parse()
+                .map_err(|_| StoreError::Protocol(format!("{} holds partitions = {s:?}", self.layout_key())))
+        })
+        .transpose()
+    }
+
+    /// Records `count` as the layout (the migration does this once every job has moved).
+    pub async fn record_partitions(&self, count: u16) -> Result<(), StoreError> {
+        let mut conn = self.connection();
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.layout_key())
+            .arg("partitions")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Records this store's partition count if Redis holds none yet; otherwise checks
+    /// that it is the one recorded (a [`StoreError::Setup`] naming both and the way out
+    /// if not).
+    pub async fn check_layout(&self) -> Result<(), StoreError> {
+        let ours = self.defaults().partitions.count();
+        let mut conn = self.connection();
+        let _: i64 = redis::cmd("HSETNX")
+            .arg(self.layout_key())
+            .arg("partitions")
+            .arg(ours)
+            .query_async(&mut conn)
+            .await?;
+        match self.recorded_partitions().await? {
+            Some(theirs) if theirs != ours => Err(StoreError::Setup(format!(
+                "queue.partitions = {ours}, but the queues in this Redis (namespace {:?}) have {theirs} partitions. \
+                 Start with queue.partitions = {theirs}, or move the queues to {ours} partitions first: stop every API \
+                 and worker, then run `drover-worker partitions migrate --to {ours}`",
+                self.namespace()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`RedisStore::check_layout`], retried while Redis cannot be reached: returns once
+    /// the layout is known to match, or with the mismatch.
+    pub async fn await_layout(&self) -> Result<(), StoreError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            match self.check_layout().await {
+                Ok(()) => return Ok(()),
+                Err(e @ StoreError::Setup(_)) => return Err(e),
+                Err(e) => {
+                    // The fetchers and readiness report the outage; this only waits it out.
+                    tracing::debug!(error = %e, "checking the queue layout: Redis did not answer; retrying");
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Listings newest first across kinds and partitions (`JobStore::list` and the summary
+//! listing): each queue's index is read from the cursor's position for it, the entries
+//! merged by score, and the next cursor keeps a position per queue that goes on.
+use super::{scripts, Cursor, ListQuery, QueueKeys, RedisStore, StoreError};
+use crate::job::{JobId, JobKind, JobState};
+
+/// A (score, id) position in an index.
+type Position = (String, String);
+/// One queue: a kind and a partition of it.
+type Queue = (JobKind, Option<u16>);
+
+/// How one queue's index was read for a page.
+struct Scan {
+    queue: Queue,
+    after: Option<Position>,
+    offered: usize,
+    last_scanned: Option<Position>,
+    more: bool,
+}
+
+impl RedisStore {
+    /// Read one page of one queue's index: (id, score) pairs, the last position scanned
+    /// and whether the index goes on.
+    async fn list_one(
+        &self,
+        keys: &QueueKeys,
+        query: &ListQuery,
+        after: Option<(&str, &str)>,
+    ) -> Result<(Vec<(String, String)>, Option<Position>, bool), StoreError> {
+        // With an account, walk that account's own index and filter by state: a scoped
+        // listing never walks (or is slowed by) another tenant's entries (finding M9).
+        let (index, state_filter) = match (query.state, &query.account_id) {
+            (_, Some(acct)) => (keys.key(&format!("acct:{acct}")), query.state.map_or("", JobState::as_str)),
+            (Some(JobState::Queued), None) => (keys.ready(), ""),
+            (Some(JobState::Running), None) => (keys.key("active"), ""),
+            (Some(JobState::Scheduled), None) => (keys.key("scheduled"), "scheduled"),
+            (Some(JobState::Retrying), None) => (keys.key("retrying"), ""),
+            (Some(st), None) => (keys.key(&format!("state:{st}")), ""),
+            (None, None) => (keys.key("all"), ""),
+        };
+        let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
+        let mut conn = self.connection();
+        let reply: (Vec<String>, String, String, i64) = scripts::LIST
+            .key(&index)
+            .arg(keys.prefix())
+            .arg(max_score)
+            .arg(cursor_id)
+            .arg(query.limit)
+            .arg(state_filter)
+            .arg("") // no account filter: the account's own index is walked
+            .arg(query.limit.saturating_mul(20).max(2000))
+            .invoke_async(&mut conn)
+            .await?;
+        let (flat, last_score, last_id, more) = reply;
+        let pairs = flat
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect();
+        let last = (!last_id.is_empty()).then_some((last_score, last_id));
+        Ok((pairs, last, more == 1))
+    }
+
+    /// The queues a listing reads: the kinds asked for, each in every partition, or only
+    /// in the account's partition when the listing is for one account.
+    fn queues_of(&self, query: &ListQuery) -> Vec<Queue> {
+        let kinds: Vec<JobKind> = if query.kinds.is_empty() {
+            JobKind::ALL.to_vec()
+        } else {
+            query.kinds.clone()
+        };
+        let partitions = self.defaults().partitions;
+        let mut out = Vec::new();
+        for kind in kinds {
+            match &query.account_id {
+                Some(acct) => {
+                    let probe = self.new_job_id(kind, acct, None);
+                    out.push((kind, partitions.of_job(&probe)));
+                }
+                None => out.extend(partitions.all().into_iter().map(|p| (kind, p))),
+            }
+        }
+        out
+    }
+
+    /// One page of `query` across its queues, newest first: the ids to show and the
+    /// cursor of the next page. Both listings (full jobs and summaries) read their jobs
+    /// after it.
+    pub(super) async fn page_ids(&self, query: &ListQuery) -> Result<(Vec<JobId>, Option<Cursor>), StoreError> {
+        let mut candidates: Vec<(Queue, String, String)> = Vec::new();
+        // Per queue: where it started, how many entries it offered, where its scan
+        // ended, and whether its index goes on past that.
+        let mut scans: Vec<Scan> = Vec::new();
+        let mut reads = Vec::new();
+        for queue in self.queues_of(query) {
+            let after = match &query.cursor {
+                None => None,
+                Some(c) => match c.positions.iter().find(|(k, p, _, _)| (*k, *p) == queue) {
+                    Some((_, _, score, id)) => Some((score.clone(), id.clone())),
+                    None => continue, // this queue was exhausted on an earlier page
+                },
+            };
+            reads.push((queue, after));
+        }
+        // The queues are read at once: on a cluster they live on different shards.
+        let pages = futures::future::try_join_all(reads.iter().map(|(queue, after)| {
+            let keys = self.partition_keys(queue.0, queue.1);
+            async move {
+                self.list_one(&keys, query, after.as_ref().map(|(s, i)| (s.as_str(), i.as_str())))
+                    .await
+            }
+        }))
+        .await?;
+        for ((queue, after), (pairs, last, more)) in reads.into_iter().zip(pages) {
+            scans.push(Scan {
+                queue,
+                after,
+                offered: pairs.len(),
+                last_scanned: last,
+                more,
+            });
+            candidates.extend(pairs.into_iter().map(|(id, score)| (queue, score, id)));
+        }
+        let num = |s: &str| s.parse::<f64>().unwrap_or(f64::INFINITY);
+        candidates.sort_by(|a, b| num(&b.1).total_cmp(&num(&a.1)).then_with(|| b.2.cmp(&a.2)));
+        candidates.truncate(query.limit);
+
+        let mut positions = Vec::new();
+        for Scan {
+            queue,
+            after,
+            offered,
+            last_scanned,
+            more,
+        } in scans
+        {
+            let taken: Vec<&(Queue, String, String)> = candidates.iter().filter(|c| c.0 == queue).collect();
+            if taken.len() < offered {
+                // Some of this queue's entries did not fit: resume right after the last one shown.
+                let pos = match taken.last() {
+                    Some(t) => (t.1.clone(), t.2.clone()),
+                    None => after.unwrap_or_else(|| ("+inf".to_owned(), String::new())),
+                };
+                positions.push((queue.0, queue.1, pos.0, pos.1));
+            } else if more {
+                if let Some((s, i)) = last_scanned {
+                    positions.push((queue.0, queue.1, s, i));
+                }
+            }
+        }
+        let ids: Vec<JobId> = candidates.iter().filter_map(|c| c.2.parse().ok()).collect();
+        Ok((ids, (!positions.is_empty()).then_some(Cursor { positions })))
+    }
+}

@@ -1,0 +1,105 @@
+//! Which partitions of a kind a fetch visits (docs/architecture.md, "Partitions"). A
+//! partition that had nothing ready is skipped until it is woken (its marker popped), its
+//! next job or lease falls due, or a sweep comes round — so one busy partition among
+//! sixteen costs one script call per fetch, not sixteen. The visit starts at a turn that
+//! moves each time, so no partition is always served first.
+use std::time::{Duration, Instant};
+
+/// The longest a partition goes unvisited: bounds how stale a worker's view of a
+/// partition whose wake-ups other workers took can get.
+pub(super) const SWEEP: Duration = Duration::from_millis(500);
+/// The longest a partition with pending work (jobs or leases falling due) goes unvisited.
+pub(super) const PENDING_SWEEP: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub(super) struct Visits {
+    due: Vec<Instant>,
+    turn: usize,
+}
+
+impl Visits {
+    pub(super) fn new(partitions: usize, now: Instant) -> Self {
+        Self {
+            due: vec![now; partitions.max(1)],
+            turn: 0,
+        }
+    }
+
+    /// The partitions to visit now, the turn's first.
+    pub(super) fn plan(&mut self, now: Instant) -> Vec<usize> {
+        let n = self.due.len();
+        let start = self.turn % n;
+        self.turn = self.turn.wrapping_add(1);
+        (0..n).map(|i| (start + i) % n).filter(|p| self.due[*p] <= now).collect()
+    }
+
+    /// After a visit to `p`: a full batch means more may be ready. A partition with
+    /// something pending (a job or a lease falling due) is visited again when it falls
+    /// due and at least every [`PENDING_SWEEP`] — each visit tells the reclaim that Redis
+    /// kept serving, and a silence of a third of a lease would look like an outage to it
+    /// and add a grace (docs/architecture.md, "Leases and reclaim"). An idle one waits for
+    /// a wake-up, at most a sweep (within a quarter of this fetcher's lease).
+    pub(super) fn visited(&mut self, p: usize, now: Instant, full: bool, wait: Option<Duration>, lease: Duration) {
+        self.due[p] = match (full, wait) {
+            (true, _) => now,
+            (false, Some(w)) => now + w.min(PENDING_SWEEP),
+            (false, None) => now + SWEEP.min(lease / 4).max(PENDING_SWEEP),
+        };
+    }
+
+    pub(super) fn woken(&mut self, p: usize, now: Instant) {
+        if let Some(d) = self.due.get_mut(p) {
+            *d = now;
+        }
+    }
+
+    /// How long until some partition is due (zero when one is).
+    pub(super) fn next_due(&self, now: Instant) -> Duration {
+        self.due.iter().map(|d| d.saturating_duration_since(now)).min().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_partition_is_skipped_until_woken_or_swept() {
+        let t0 = Instant::now();
+        let mut v = Visits::new(4, t0);
+        assert_eq!(v.plan(t0), vec![0, 1, 2, 3]);
+        for p in 0..4 {
+            v.visited(p, t0, p == 2, None, Duration::from_secs(3));
+        }
+        assert_eq!(v.plan(t0), vec![2], "only the partition that filled its batch");
+        v.woken(0, t0);
+        let mut woken = v.plan(t0);
+        woken.sort_unstable();
+        assert_eq!(woken, vec![0, 2]);
+        assert_eq!(v.plan(t0 + SWEEP).len(), 4, "a sweep visits every partition");
+        v.visited(1, t0, false, Some(Duration::from_secs(60)), Duration::from_secs(3));
+        let soon = v.plan(t0 + PENDING_SWEEP);
+        assert!(
+            soon.contains(&1) && !soon.contains(&3),
+            "a partition with leases is visited often: {soon:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_partition_visited_moves_round() {
+        let t0 = Instant::now();
+        let mut v = Visits::new(3, t0);
+        let firsts: Vec<usize> = (0..3).map(|_| v.plan(t0)[0]).collect();
+        assert_eq!(firsts, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_due_job_brings_the_visit_forward() {
+        let t0 = Instant::now();
+        let mut v = Visits::new(2, t0);
+        v.visited(0, t0, false, Some(Duration::from_millis(10)), Duration::from_secs(3));
+        v.visited(1, t0, false, None, Duration::from_secs(3));
+        assert_eq!(v.next_due(t0), Duration::from_millis(10));
+        assert_eq!(v.plan(t0 + Duration::from_millis(10)), vec![0]);
+    }
+}

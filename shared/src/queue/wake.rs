@@ -1,0 +1,132 @@
+//! Waiting for work without polling (`JobStore::wait_for_work`). Every partition has a
+//! one-element marker list that enqueue, settle and retry push to; an idle fetcher blocks
+//! on it with BLPOP. On a single server (or a Sentinel primary) one BLPOP waits on every
+//! partition's marker of a kind at once and says which one woke. A cluster refuses a
+//! BLPOP across slots, so there each partition has a watcher task on a connection of its
+//! own that blocks on its marker and wakes the kind's fetcher; the watchers end with the
+//! store.
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Notify, OnceCell};
+
+use super::{JobKind, RedisStore, StoreError};
+use crate::redis_conn::{RedisConn, Timeouts};
+
+/// How long a cluster watcher's BLPOP blocks before it looks whether its store is gone.
+const WATCH_BLOCK: Duration = Duration::from_secs(1);
+
+/// Per kind: the blocking connection of a single server, or the cluster watchers.
+#[derive(Default)]
+pub(crate) struct Wakers {
+    single: [Mutex<Option<RedisConn>>; 3],
+    cluster: [OnceCell<Arc<Notify>>; 3],
+}
+
+impl RedisStore {
+    pub(super) async fn wait_for(&self, kind: JobKind, timeout: Duration) -> Result<(), StoreError> {
+        if self.conn.is_cluster() {
+            let notify = self.wakers.cluster[kind.index()]
+                .get_or_init(|| async { self.start_watchers(kind) })
+                .await;
+            let _ = tokio::time::timeout(timeout, notify.notified()).await;
+            return Ok(());
+        }
+        let markers: Vec<String> = self.all_keys(kind).iter().map(|k| k.marker()).collect();
+        let mut guard = self.wakers.single[kind.index()].lock().await;
+        if guard.is_none() {
+            *guard = Some(self.source.lazy(Timeouts::blocking())?);
+        }
+        let conn = guard.as_mut().expect("set above");
+        let secs = timeout.as_secs_f64().max(0.01);
+        // The client-side bound is a little longer than the server's, so a dead
+        // connection cannot hang the fetcher.
+        let mut cmd = redis::cmd("BLPOP");
+        cmd.arg(&markers).arg(secs);
+        let wait = cmd.query_async::<Option<(String, String)>>(conn);
+        match tokio::time::timeout(timeout + Duration::from_secs(2), wait).await {
+            Ok(Ok(Some((key, _)))) => {
+                if let Some(p) = markers.iter().position(|m| *m == key) {
+                    self.visits[kind.index()]
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .woken(p, Instant::now());
+                }
+                Ok(())
+            }
+            Ok(Ok(None)) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                *guard = None; // drop the stuck connection; the next wait opens another
+                Ok(())
+            }
+        }
+    }
+
+    /// One watcher per partition of `kind`; they hold the store only weakly.
+    fn start_watchers(&self, kind: JobKind) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        for (p, keys) in self.all_keys(kind).into_iter().enumerate() {
+            let watch = Watch {
+                notify: Arc::downgrade(&notify),
+                visits: Arc::downgrade(&self.visits),
+                source: self.source.clone(),
+                marker: keys.marker(),
+                kind,
+                partition: p,
+            };
+            tokio::spawn(watch.run());
+        }
+        notify
+    }
+}
+
+struct Watch {
+    notify: Weak<Notify>,
+    visits: Weak<[std::sync::Mutex<super::visits::Visits>; 3]>,
+    source: crate::redis_conn::RedisSource,
+    marker: String,
+    kind: JobKind,
+    partition: usize,
+}
+
+impl Watch {
+    async fn run(self) {
+        let mut conn: Option<RedisConn> = None;
+        while self.notify.strong_count() > 0 {
+            if conn.is_none() {
+                match self.source.lazy(Timeouts::blocking()) {
+                    Ok(c) => conn = Some(c),
+                    Err(_) => {
+                        tokio::time::sleep(WATCH_BLOCK).await;
+                        continue;
+                    }
+                }
+            }
+            let c = conn.as_mut().expect("set above");
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(&self.marker).arg(WATCH_BLOCK.as_secs_f64());
+            let pop = cmd.query_async::<Option<(String, String)>>(c);
+            match tokio::time::timeout(WATCH_BLOCK * 3, pop).await {
+                Ok(Ok(Some(_))) => {
+                    if let Some(v) = self.visits.upgrade() {
+                        v[self.kind.index()]
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .woken(self.partition, Instant::now());
+                    }
+                    if let Some(n) = self.notify.upgrade() {
+                        n.notify_one();
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(_)) | Err(_) => {
+                    // Redis away or a failover under way: the fetcher's own calls report
+                    // it; try again on a fresh connection.
+                    conn = None;
+                    tokio::time::sleep(WATCH_BLOCK / 2).await;
+                }
+            }
+        }
+    }
+}

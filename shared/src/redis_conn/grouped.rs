@@ -1,0 +1,97 @@
+//! Pipelines over keys of many queues. A single server takes them as one pipeline (one
+//! round trip); a cluster refuses a pipeline that spans slots, so there the items are
+//! grouped by hash tag and each group runs as its own pipeline, all at once. Replies come
+//! back per item, in the order given.
+use std::collections::HashMap;
+
+use futures::future::try_join_all;
+use redis::{Pipeline, RedisResult, Script, Value};
+
+use super::RedisConn;
+
+/// The hash tag of `key` (`{…}`), or the whole key when it has none.
+fn tag(key: &str) -> &str {
+    if let Some(open) = key.find('{') {
+        if let Some(len) = key[open + 1..].find('}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// Runs, for each of `keys`, the commands `add(pipe, i)` puts in the pipeline (all of
+/// them on keys with `keys[i]`'s hash tag), and returns each item's replies. When Redis
+/// does not know one of `scripts` (after a restart or `SCRIPT FLUSH`) it is loaded and the
+/// pipeline sent once more.
+pub async fn query_grouped(
+    conn: &RedisConn,
+    keys: &[String],
+    scripts: &[&Script],
+    add: impl Fn(&mut Pipeline, usize),
+) -> RedisResult<Vec<Vec<Value>>> {
+    let groups: Vec<Vec<usize>> = if conn.is_cluster() {
+        let mut by_tag: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut order = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let t = tag(k);
+            by_tag.entry(t).or_insert_with(|| {
+                order.push(t);
+                Vec::new()
+            });
+            by_tag.get_mut(t).expect("inserted above").push(i);
+        }
+        order.into_iter().map(|t| by_tag.remove(t).unwrap_or_default()).collect()
+    } else {
+        vec![(0..keys.len()).collect()]
+    };
+    let runs = groups.iter().map(|items| run_group(conn.clone(), items, scripts, &add));
+    let replies = try_join_all(runs).await?;
+    let mut out: Vec<Vec<Value>> = vec![Vec::new(); keys.len()];
+    for (items, per_item) in groups.iter().zip(replies) {
+        for (i, r) in items.iter().zip(per_item) {
+            out[*i] = r;
+        }
+    }
+    Ok(out)
+}
+
+async fn run_group(
+    mut conn: RedisConn,
+    items: &[usize],
+    scripts: &[&Script],
+    add: &impl Fn(&mut Pipeline, usize),
+) -> RedisResult<Vec<Vec<Value>>> {
+    let mut counts = Vec::with_capacity(items.len());
+    let mut pipe = redis::pipe();
+    for i in items {
+        let before = pipe.cmd_iter().count();
+        add(&mut pipe, *i);
+        counts.push(pipe.cmd_iter().count() - before);
+    }
+    let flat: Vec<Value> = match pipe.query_async(&mut conn).await {
+        Ok(v) => v,
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            for s in scripts {
+                s.load_async(&mut conn).await?;
+            }
+            pipe.query_async(&mut conn).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let mut it = flat.into_iter();
+    Ok(counts.into_iter().map(|n| it.by_ref().take(n).collect()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag;
+
+    #[test]
+    fn the_hash_tag_is_the_first_braced_part() {
+        assert_eq!(tag("drover:{sync:3}:job:x"), "sync:3");
+        assert_eq!(tag("drover:workers:w1"), "drover:workers:w1");
+        assert_eq!(tag("a{}b{c}"), "a{}b{c}");
+    }
+}

@@ -17,7 +17,7 @@ async fn posting_a_valid_job_returns_202_with_its_location_and_queued_state() {
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let body: Value = res.json().await.unwrap();
     let id = body["id"].as_str().unwrap();
-    assert!(id.starts_with("cleanup_"), "{id}");
+    assert!(id.starts_with("cleanup."), "{id}: the kind, then the account's bucket");
     assert_eq!(body["state"], "queued");
     assert_eq!(location, format!("/v1/jobs/{id}"));
     assert_eq!(body["status_url"], location.as_str());

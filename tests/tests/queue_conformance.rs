@@ -4,7 +4,7 @@
 mod conformance;
 
 use conformance::*;
-use drover::queue::{JobDefaults, RedisStore};
+use drover::queue::{JobDefaults, Partitions, RedisStore};
 use drover_tests::harness::{Durability, RedisServer};
 
 async fn redis_store() -> (RedisServer, RedisStore) {
@@ -21,8 +21,23 @@ async fn store_with(defaults: JobDefaults) -> (RedisServer, RedisStore) {
     (server, store)
 }
 
+/// The same store with its queues in four partitions on the one server.
+async fn partitioned_store() -> (RedisServer, RedisStore) {
+    store_with(JobDefaults {
+        max_attempts: 3,
+        partitions: Partitions::new(4).unwrap(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// `all`: rules that hold for every layout. `one_partition`: rules about the order or
+/// identity of jobs of *different accounts* (priority bands and turns across accounts, an
+/// idempotency key reused with another account's body), which hold within a partition
+/// but not across partitions (docs/architecture.md, "Partitions, Redis Cluster and
+/// Sentinel"): run on one server and on Sentinel, not on the partitioned layouts.
 macro_rules! conformance {
-    ($($rule:ident),* $(,)?) => {
+    (all: [$($rule:ident),* $(,)?], one_partition: [$($one:ident),* $(,)?]) => {
         mod redis_backend {
             $(
                 #[tokio::test]
@@ -30,6 +45,67 @@ macro_rules! conformance {
                     let (_server, store) = super::redis_store().await;
                     super::conformance::$rule(store).await;
                 }
+            )*
+            $(
+                #[tokio::test]
+                async fn $one() {
+                    let (_server, store) = super::redis_store().await;
+                    super::conformance::$one(store).await;
+                }
+            )*
+        }
+
+        mod redis_partitioned {
+            $(
+                #[tokio::test]
+                async fn $rule() {
+                    let (_server, store) = super::partitioned_store().await;
+                    super::conformance::$rule(store).await;
+                }
+            )*
+        }
+
+        /// Every rule on one Redis Cluster (3 primaries, a replica each) with six
+        /// partitions per kind; each rule in a namespace of its own. One test, so the
+        /// cluster is started once.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_rule_holds_on_a_three_primary_cluster_with_six_partitions() {
+            let cluster = drover_tests::harness::RedisCluster::start(3, 1);
+            let defaults = JobDefaults {
+                max_attempts: 3,
+                partitions: Partitions::new(6).unwrap(),
+                ..Default::default()
+            };
+            $(
+                let ns = concat!("c-", stringify!($rule));
+                let store = RedisStore::connect(&cluster.url(), &ns[..ns.len().min(60)], defaults.clone()).await.unwrap();
+                eprintln!("cluster rule {}", stringify!($rule));
+                conformance::$rule(store).await;
+            )*
+            let spread = cluster.keys_per_primary();
+            eprintln!("keys per primary: {spread:?}");
+            assert!(spread.len() == 3 && spread.iter().all(|(_, keys)| *keys > 0), "every primary holds queue keys: {spread:?}");
+        }
+
+        /// Every rule on a Sentinel-managed primary (one replica, three sentinels).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_rule_holds_on_a_sentinel_managed_primary() {
+            let sentinels = drover_tests::harness::RedisSentinels::start(1);
+            let defaults = JobDefaults {
+                max_attempts: 3,
+                ..Default::default()
+            };
+            $(
+                let ns = concat!("s-", stringify!($rule));
+                let store = RedisStore::connect(&sentinels.url(), &ns[..ns.len().min(60)], defaults.clone()).await.unwrap();
+                eprintln!("sentinel rule {}", stringify!($rule));
+                conformance::$rule(store).await;
+            )*
+            $(
+                let ns = concat!("s-", stringify!($one));
+                let store = RedisStore::connect(&sentinels.url(), &ns[..ns.len().min(60)], defaults.clone()).await.unwrap();
+                eprintln!("sentinel rule {}", stringify!($one));
+                conformance::$one(store).await;
             )*
         }
     };
@@ -51,62 +127,66 @@ macro_rules! conformance_with_policy {
 }
 
 conformance!(
-    an_enqueued_job_is_queued_with_its_payload_and_no_attempts,
-    a_delayed_job_is_scheduled_and_runs_only_once_due,
-    higher_priority_runs_first_and_equal_priority_in_order,
-    a_fetched_job_is_running_and_leased_to_one_worker_only,
-    a_successful_run_is_recorded_with_its_result_and_attempt,
-    a_transient_failure_with_attempts_left_is_retried_later,
-    a_rate_limited_run_is_snoozed_without_using_an_attempt,
-    a_permanent_failure_goes_to_dead_at_once,
-    running_out_of_attempts_goes_to_dead,
-    an_expired_lease_is_reclaimed_and_the_late_result_changes_nothing,
-    a_renewed_lease_is_never_reclaimed,
-    cancelling_queued_or_scheduled_jobs_ends_them_at_once,
-    cancelling_a_running_job_tells_its_worker,
-    a_released_job_goes_back_to_queued_without_using_an_attempt,
-    a_dead_job_can_be_retried_with_a_fresh_budget,
-    the_same_idempotency_key_and_body_return_the_same_job,
-    the_same_idempotency_key_with_another_body_is_a_conflict,
-    a_second_sync_for_an_account_returns_the_existing_one,
-    a_paused_queue_hands_out_nothing_until_resumed,
-    counts_follow_every_state,
-    listing_is_newest_first_and_pages_cover_every_job_once,
-    listing_filters_by_state_and_account,
-    a_listing_by_account_and_state_walks_only_that_accounts_jobs,
-    dead_jobs_can_be_purged_and_old_terminal_jobs_are_trimmed,
-    only_the_lease_holder_can_record_progress,
-    bulk_enqueue_gives_each_job_its_own_outcome,
-    concurrent_single_enqueues_each_get_their_own_outcome,
-    ten_thousand_due_jobs_are_promoted_in_bounded_chunks,
-    a_reclaimed_job_goes_ahead_of_the_backlog,
-    accounts_take_turns_within_a_priority_band,
-    one_fetch_of_many_jobs_takes_them_in_turns,
-    a_higher_priority_band_goes_first_across_accounts,
-    within_an_account_jobs_run_in_order,
-    promotion_keeps_due_time_order,
-    waiting_says_why_a_job_has_not_started,
-    a_job_records_what_made_it_and_a_replay_says_so,
-    a_cancel_during_a_run_sticks_when_the_run_ends_in_retry,
-    a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze,
-    a_cancel_during_a_run_sticks_when_the_run_is_released,
-    a_lease_renewed_within_its_grace_is_not_reclaimed,
-    a_lease_left_unrenewed_while_redis_kept_serving_is_reclaimed_without_a_grace,
-    a_sync_scheduled_for_later_does_not_swallow_one_due_now,
-    a_sync_waiting_to_retry_does_not_swallow_a_new_one,
-    the_attempt_history_keeps_the_newest_fifty,
-    trimming_catches_up_past_one_chunk,
-    a_trimmed_jobs_idempotency_key_is_free_for_any_request,
-    a_replayed_job_shows_no_stale_error_or_progress,
-    a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with_how_it_ended,
-    a_cancel_requested_during_a_run_delivers_once_the_run_ends,
-    a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out,
-    a_failed_try_comes_due_again_and_a_delivered_one_ends_the_delivery,
-    a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_try,
-    a_replayed_job_that_ends_again_gets_a_delivery_of_its_own,
-    a_job_with_a_callback_cannot_take_an_id_already_used,
-    trimming_a_job_removes_its_delivery,
-    a_park_that_falls_due_stops_counting_as_parked,
+    all: [
+        an_enqueued_job_is_queued_with_its_payload_and_no_attempts,
+        a_delayed_job_is_scheduled_and_runs_only_once_due,
+        higher_priority_runs_first_and_equal_priority_in_order,
+        a_fetched_job_is_running_and_leased_to_one_worker_only,
+        a_successful_run_is_recorded_with_its_result_and_attempt,
+        a_transient_failure_with_attempts_left_is_retried_later,
+        a_rate_limited_run_is_snoozed_without_using_an_attempt,
+        a_permanent_failure_goes_to_dead_at_once,
+        running_out_of_attempts_goes_to_dead,
+        an_expired_lease_is_reclaimed_and_the_late_result_changes_nothing,
+        a_renewed_lease_is_never_reclaimed,
+        cancelling_queued_or_scheduled_jobs_ends_them_at_once,
+        cancelling_a_running_job_tells_its_worker,
+        a_released_job_goes_back_to_queued_without_using_an_attempt,
+        a_dead_job_can_be_retried_with_a_fresh_budget,
+        the_same_idempotency_key_and_body_return_the_same_job,
+        a_paused_queue_hands_out_nothing_until_resumed,
+        counts_follow_every_state,
+        listing_is_newest_first_and_pages_cover_every_job_once,
+        a_listing_by_account_and_state_walks_only_that_accounts_jobs,
+        dead_jobs_can_be_purged_and_old_terminal_jobs_are_trimmed,
+        only_the_lease_holder_can_record_progress,
+        ten_thousand_due_jobs_are_promoted_in_bounded_chunks,
+        a_reclaimed_job_goes_ahead_of_the_backlog,
+        one_fetch_of_many_jobs_takes_them_in_turns,
+        within_an_account_jobs_run_in_order,
+        promotion_keeps_due_time_order,
+        waiting_says_why_a_job_has_not_started,
+        a_job_records_what_made_it_and_a_replay_says_so,
+        a_cancel_during_a_run_sticks_when_the_run_ends_in_retry,
+        a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze,
+        a_cancel_during_a_run_sticks_when_the_run_is_released,
+        a_lease_renewed_within_its_grace_is_not_reclaimed,
+        a_lease_left_unrenewed_while_redis_kept_serving_is_reclaimed_without_a_grace,
+        a_sync_scheduled_for_later_does_not_swallow_one_due_now,
+        a_sync_waiting_to_retry_does_not_swallow_a_new_one,
+        the_attempt_history_keeps_the_newest_fifty,
+        trimming_catches_up_past_one_chunk,
+        a_trimmed_jobs_idempotency_key_is_free_for_any_request,
+        a_replayed_job_shows_no_stale_error_or_progress,
+        a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with_how_it_ended,
+        a_cancel_requested_during_a_run_delivers_once_the_run_ends,
+        a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out,
+        a_failed_try_comes_due_again_and_a_delivered_one_ends_the_delivery,
+        a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_try,
+        a_replayed_job_that_ends_again_gets_a_delivery_of_its_own,
+        a_job_with_a_callback_cannot_take_an_id_already_used,
+        trimming_a_job_removes_its_delivery,
+        a_park_that_falls_due_stops_counting_as_parked,
+    ],
+    one_partition: [
+        a_higher_priority_band_goes_first_across_accounts,
+        accounts_take_turns_within_a_priority_band,
+        a_second_sync_for_an_account_returns_the_existing_one,
+        listing_filters_by_state_and_account,
+        bulk_enqueue_gives_each_job_its_own_outcome,
+        concurrent_single_enqueues_each_get_their_own_outcome,
+        the_same_idempotency_key_with_another_body_is_a_conflict,
+    ]
 );
 
 conformance_with_policy!(

@@ -2,7 +2,7 @@
 //! (`../shared/bench/peers`), on a private redis-server, printing a table.
 //!
 //! Build and run (release): `cargo build --release -p drover-tests --bins &&
-//! $CARGO_TARGET_DIR/release/bench [--n 50000] [--reps 3] [--aof] [--only enqueue,process,latency,crash,memory]`
+//! $CARGO_TARGET_DIR/release/bench [--n 50000] [--reps 3] [--aof] [--partitions N] [--only enqueue,process,latency,crash,memory]`
 //! Workers are separate `test_worker` processes, as the peers fork theirs.
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ struct Args {
     lat_rate: u64,
     lat_secs: u64,
     crash_n: usize,
+    /// `queue.partitions` of the store and the workers.
+    partitions: u16,
     only: Vec<String>,
 }
 
@@ -33,6 +35,7 @@ fn parse_args() -> Result<Args> {
         lat_rate: 2000,
         lat_secs: 10,
         crash_n: 10_000,
+        partitions: 1,
         only: vec![],
     };
     let mut it = std::env::args().skip(1);
@@ -45,6 +48,7 @@ fn parse_args() -> Result<Args> {
             "--lat-rate" => a.lat_rate = val()?.parse()?,
             "--lat-secs" => a.lat_secs = val()?.parse()?,
             "--crash-n" => a.crash_n = val()?.parse()?,
+            "--partitions" => a.partitions = val()?.parse()?,
             "--only" => a.only = val()?.split(',').map(str::to_owned).collect(),
             other => bail!("unknown flag {other}; see the doc comment at the top of tests/src/bin/bench.rs"),
         }
@@ -131,6 +135,7 @@ impl Bench {
                     ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".into()),
                     ("DROVER_WORKER__CONCURRENCY__CLEANUP", concurrency.to_string()),
                     ("DROVER_TEST_BEHAVIOUR", behaviour.into()),
+                    ("DROVER_WORKER__QUEUE__PARTITIONS", self.args.partitions.to_string()),
                     ("RUST_LOG", "warn,drover::runtime=info".into()),
                 ];
                 if log_runs {
@@ -151,10 +156,12 @@ impl Bench {
 
     async fn succeeded(&self) -> Result<u64> {
         let mut c = self.store.connection();
-        Ok(redis::cmd("ZCARD")
-            .arg("drover:{cleanup}:state:succeeded")
-            .query_async(&mut c)
-            .await?)
+        let mut pipe = redis::pipe();
+        for k in self.store.all_keys(JobKind::Cleanup) {
+            pipe.zcard(k.key("state:succeeded"));
+        }
+        let per_partition: Vec<u64> = pipe.query_async(&mut c).await?;
+        Ok(per_partition.iter().sum())
     }
 
     async fn wait_succeeded(&self, n: u64, timeout: Duration) -> Result<Instant> {
@@ -430,7 +437,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<()> {
     let args = parse_args()?;
     let server = RedisServer::start(if args.aof { Durability::AofEverySec } else { Durability::None });
-    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::for_runtime()).await?;
+    let defaults = JobDefaults {
+        partitions: drover::queue::Partitions::new(args.partitions).map_err(anyhow::Error::msg)?,
+        ..JobDefaults::for_runtime()
+    };
+    let store = RedisStore::connect(&server.url(), "drover", defaults).await?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let version: String = {
         let mut c = store.connection();

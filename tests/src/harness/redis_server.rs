@@ -21,16 +21,24 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     durability: Durability,
+    /// More `redis-server` arguments (cluster mode, replication, sentinel).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start(durability: Durability) -> Self {
+        Self::start_with(free_port(), durability, Vec::new())
+    }
+
+    /// A server on `port` with more arguments (e.g. `--cluster-enabled yes`).
+    pub fn start_with(port: u16, durability: Durability, extra: Vec<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut s = Self {
-            port: free_port(),
+            port,
             dir,
             durability,
+            extra,
             child: None,
         };
         s.spawn();
@@ -75,6 +83,7 @@ impl RedisServer {
                 cmd.arg("--appendonly").arg("yes").arg("--appendfsync").arg("everysec");
             }
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -103,6 +112,11 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the process is still there (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL the server (no shutdown save).

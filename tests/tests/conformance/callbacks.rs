@@ -12,8 +12,10 @@ use super::{cleanup, enqueue, err, fetch_one, settle, LEASE};
 
 const CLAIM: Duration = Duration::from_secs(30);
 
+/// A job whose callback's id was made first, as the API makes it: naming the account's
+/// bucket, so it lands in the account's partition.
 fn with_callback(account: &str) -> NewJob {
-    let id = JobId::new(JobKind::Cleanup);
+    let id = JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(account)));
     NewJob::new(cleanup(account)).callback(NewCallback {
         job_id: id,
         url: "https://hooks.example.com/drover".into(),

@@ -89,7 +89,8 @@ pub async fn an_enqueued_job_is_queued_with_its_payload_and_no_attempts<S: JobSt
     let e = store.enqueue(NewJob::new(cleanup("a1")).traceparent(tp)).await.unwrap();
     assert!(e.created);
     assert_eq!(e.state, JobState::Queued);
-    assert!(e.id.as_str().starts_with("cleanup_"));
+    assert_eq!(e.id.kind(), JobKind::Cleanup);
+    assert_eq!(e.id.bucket(), Some(bucket_of("a1")), "the id names the account's bucket");
     let job = store.get(&e.id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.attempts, 0);

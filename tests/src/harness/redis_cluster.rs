@@ -1,0 +1,132 @@
+//! A private Redis Cluster per test: `masters` primaries with `replicas` replicas each,
+//! started as cluster-mode redis-servers on free ports (each with its bus port free
+//! too), joined with `redis-cli --cluster create`, and stopped by PID. A primary can be
+//! SIGKILLed to make its replica take over.
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::redis_server::{Durability, RedisServer};
+
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// A free port whose cluster bus port (port + 10000) is free as well.
+fn free_cluster_port() -> u16 {
+    loop {
+        let p = super::free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let n = masters * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..n)
+            .map(|_| {
+                let extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    // A replica takes over however long it was cut off (tests kill primaries).
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ];
+                RedisServer::start_with(free_cluster_port(), Durability::None, extra.iter().map(|s| s.to_string()).collect())
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes")
+            .output()
+            .expect("redis-cli must be installed");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    pub fn nodes(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and knows all 16384 slots.
+    pub fn wait_until_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| {
+                let info: Result<String, _> = redis::Client::open(n.url())
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c));
+                info.is_ok_and(|i| i.contains("cluster_state:ok") && i.contains("cluster_slots_ok:16384"))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ok within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The ports of the nodes that are primaries now (as the first live node sees it).
+    pub fn primaries(&self) -> Vec<u16> {
+        self.roles().into_iter().filter(|(_, primary)| *primary).map(|(p, _)| p).collect()
+    }
+
+    /// (port, is primary) of every running node, asked of each node itself.
+    pub fn roles(&self) -> Vec<(u16, bool)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .filter_map(|n| {
+                let mut c = redis::Client::open(n.url())
+                    .ok()?
+                    .get_connection_with_timeout(Duration::from_millis(300))
+                    .ok()?;
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
+                let name: String = redis::from_redis_value(role.into_iter().next()?).ok()?;
+                Some((n.port(), name == "master"))
+            })
+            .collect()
+    }
+
+    /// SIGKILL the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port() == port) {
+            n.kill();
+        }
+    }
+
+    /// Keys per primary (`DBSIZE`), by port.
+    pub fn keys_per_primary(&self) -> Vec<(u16, u64)> {
+        self.primaries()
+            .into_iter()
+            .filter_map(|port| {
+                let n = self.nodes.iter().find(|n| n.port() == port)?;
+                let mut c = redis::Client::open(n.url()).ok()?.get_connection().ok()?;
+                let size: u64 = redis::cmd("DBSIZE").query(&mut c).ok()?;
+                Some((port, size))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,128 @@
+//! A private Sentinel set-up per test: a primary, `replicas` replicas and three
+//! sentinels watching them as service `drover`, all on free ports and stopped by PID.
+//! Killing the primary (SIGKILL) makes the sentinels promote a replica.
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::redis_server::{Durability, RedisServer};
+
+/// The service name the sentinels watch.
+pub const SERVICE: &str = "drover";
+
+pub struct RedisSentinels {
+    servers: Vec<RedisServer>,
+    sentinels: Vec<(u16, Child, tempfile::TempDir)>,
+}
+
+impl RedisSentinels {
+    pub fn start(replicas: usize) -> Self {
+        let primary = RedisServer::start(Durability::None);
+        let primary_port = primary.port();
+        let mut servers = vec![primary];
+        for _ in 0..replicas {
+            let extra = vec!["--replicaof".to_owned(), "127.0.0.1".to_owned(), primary_port.to_string()];
+            servers.push(RedisServer::start_with(super::free_port(), Durability::None, extra));
+        }
+        let sentinels = (0..3)
+            .map(|_| {
+                let dir = tempfile::tempdir().expect("temp dir for a sentinel");
+                let port = super::free_port();
+                let conf = dir.path().join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
+                         sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n\
+                         sentinel parallel-syncs {SERVICE} 1\n",
+                        dir.path().display()
+                    ),
+                )
+                .expect("write sentinel.conf");
+                let child = Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
+                    .arg(&conf)
+                    .arg("--sentinel")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server must be installed");
+                (port, child, dir)
+            })
+            .collect();
+        let s = Self { servers, sentinels };
+        s.wait_for_replicas(replicas, Duration::from_secs(20));
+        s
+    }
+
+    /// `redis+sentinel://` naming every sentinel and the service.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|(p, _, _)| format!("127.0.0.1:{p}")).collect();
+        format!("redis+sentinel://{}/{SERVICE}", hosts.join(","))
+    }
+
+    pub fn servers(&mut self) -> &mut [RedisServer] {
+        &mut self.servers
+    }
+
+    /// The port the sentinels name as primary now (the first sentinel that answers).
+    pub fn primary_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|(p, _, _)| {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{p}"))
+                .ok()?
+                .get_connection_with_timeout(Duration::from_millis(300))
+                .ok()?;
+            let addr: Vec<String> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(SERVICE)
+                .query(&mut c)
+                .ok()?;
+            addr.get(1)?.parse().ok()
+        })
+    }
+
+    /// Waits until the sentinels know the primary and its replicas are in sync.
+    fn wait_for_replicas(&self, replicas: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let synced = self.servers.first().is_some_and(|p| {
+                let info: Result<String, _> = redis::Client::open(p.url())
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+                    .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c));
+                info.is_ok_and(|i| i.contains(&format!("connected_slaves:{replicas}")))
+            });
+            if synced && self.primary_port().is_some() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the sentinel set-up did not come up within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILLs the current primary and waits until the sentinels name another one.
+    pub fn fail_over(&mut self, within: Duration) -> u16 {
+        let old = self.primary_port().expect("a primary");
+        if let Some(s) = self.servers.iter_mut().find(|s| s.port() == old) {
+            s.kill();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(new) = self.primary_port().filter(|p| *p != old) {
+                return new;
+            }
+            assert!(Instant::now() < deadline, "no replica was promoted within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.sentinels {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}

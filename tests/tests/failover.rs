@@ -1,0 +1,128 @@
+//! Redis failovers under a live store: a Sentinel-managed primary and a Redis Cluster
+//! primary are SIGKILLed, a replica is promoted, and the same store (no restart, no new
+//! connection by the caller) carries on — enqueues, fetches and reads of jobs written
+//! before the failover (replicated first with WAIT, so what this shows is the client
+//! following the promotion, not durability; see the durability suite).
+use std::time::{Duration, Instant};
+
+use drover::job::{JobKind, JobPayload};
+use drover::queue::{JobDefaults, JobStore, NewJob, Partitions, RedisStore};
+use drover_tests::harness::{RedisCluster, RedisSentinels};
+use serde_json::json;
+
+fn cleanup(account: &str) -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap()
+}
+
+/// Retries `enqueue` until it succeeds; how long that took.
+async fn enqueue_until_ok(store: &RedisStore, account: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        match store.enqueue(NewJob::new(cleanup(account))).await {
+            Ok(_) => return started.elapsed(),
+            Err(e) => {
+                assert!(started.elapsed() < within, "no enqueue succeeded within {within:?}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Makes the writes so far reach `replicas` replicas of every primary they went to.
+async fn replicate(store: &RedisStore, replicas: usize) {
+    let mut conn = store.connection();
+    let acked: i64 = redis::cmd("WAIT").arg(replicas).arg(5000).query_async(&mut conn).await.unwrap();
+    assert!(acked >= replicas as i64, "replicated to {acked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_behind_sentinel_follows_the_promoted_replica_without_a_restart() {
+    let mut sentinels = RedisSentinels::start(1);
+    let store = RedisStore::connect(&sentinels.url(), "drover", JobDefaults::default())
+        .await
+        .unwrap();
+    let mut before = Vec::new();
+    for a in 0..20 {
+        before.push(store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap().id);
+    }
+    replicate(&store, 1).await;
+    let old = sentinels.primary_port().unwrap();
+    let new = sentinels.fail_over(Duration::from_secs(20));
+    assert_ne!(old, new);
+    let took = enqueue_until_ok(&store, "after", Duration::from_secs(15)).await;
+    eprintln!("first enqueue after the promotion took {took:?}");
+    for id in &before {
+        assert!(store.get(id).await.unwrap().is_some(), "{id} is on the promoted replica");
+    }
+    let leased = store
+        .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .jobs;
+    assert_eq!(leased.len(), 21, "the store fetches from the new primary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_on_a_cluster_carries_on_when_a_primary_dies() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let mut before = Vec::new();
+    for a in 0..60 {
+        before.push(store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap().id);
+    }
+    let spread = cluster.keys_per_primary();
+    eprintln!("keys per primary: {spread:?}");
+    assert!(
+        spread.len() == 3 && spread.iter().all(|(_, k)| *k > 0),
+        "one kind spreads over every primary: {spread:?}"
+    );
+    // Every primary's writes reach its replica before it dies.
+    for (port, _) in &spread {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut c).unwrap();
+        assert_eq!(acked, 1);
+    }
+    let victim = spread[0].0;
+    cluster.kill(victim);
+    cluster.wait_until_ok(Duration::from_secs(30));
+    assert!(!cluster.primaries().contains(&victim));
+    let took = enqueue_until_ok(&store, "after", Duration::from_secs(15)).await;
+    eprintln!("first enqueue after the promotion took {took:?}");
+    // A command for a slot of the dead primary may fail until the client has re-read the
+    // slot map (as a worker's or the API's next try would); then it answers.
+    for id in &before {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match store.get(id).await {
+                Ok(job) => {
+                    assert!(job.is_some(), "{id} survived on the promoted replica");
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{id} unreadable 15 s after the promotion: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    let mut leased = 0;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while leased < 61 && Instant::now() < deadline {
+        match store.fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(30)).await {
+            Ok(f) => leased += f.jobs.len(),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(leased, 61, "every job is fetched from the partitions, the promoted one included");
+}

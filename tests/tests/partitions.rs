@@ -1,0 +1,211 @@
+//! Partitioned queues (docs/architecture.md, "Partitions, Redis Cluster and Sentinel"):
+//! the partition count recorded in Redis, the refusal of another count, and the
+//! migration between counts — on a private redis-server, through the real store.
+use std::time::Duration;
+
+use drover::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobId, JobKind, JobPayload, JobState};
+use drover::queue::{JobDefaults, JobStore, ListQuery, NewJob, Partitions, RedisStore, SettleAction, Settlement, StoreError};
+use drover_tests::harness::{Durability, RedisServer};
+use serde_json::json;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn store(server: &RedisServer, partitions: u16) -> RedisStore {
+    let defaults = JobDefaults {
+        partitions: Partitions::new(partitions).unwrap(),
+        ..Default::default()
+    };
+    RedisStore::connect(&server.url(), "drover", defaults).await.unwrap()
+}
+
+fn cleanup(account: &str) -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap()
+}
+
+/// Runs every queued cleanup job to its end: the first `dead` of them dead, the rest
+/// succeeded.
+async fn run_all(store: &RedisStore, dead: usize) {
+    let mut n = 0;
+    loop {
+        let jobs = store.fetch(JobKind::Cleanup, "w1", 100, LEASE).await.unwrap().jobs;
+        if jobs.is_empty() {
+            return;
+        }
+        let settlements: Vec<Settlement> = jobs
+            .iter()
+            .map(|l| {
+                n += 1;
+                let (action, outcome) = if n <= dead {
+                    let e = ErrorInfo {
+                        class: ErrorClass::Permanent,
+                        message: "gone".into(),
+                    };
+                    (SettleAction::Dead(e), AttemptOutcome::Failed)
+                } else {
+                    (SettleAction::Succeeded(json!({"ok": true})), AttemptOutcome::Succeeded)
+                };
+                Settlement {
+                    id: l.id.clone(),
+                    token: l.token.clone(),
+                    action,
+                    attempt: Some(AttemptRecord {
+                        number: l.attempt,
+                        worker: "w1".into(),
+                        started_at: l.started_at,
+                        ended_at: chrono::Utc::now(),
+                        outcome,
+                        error: None,
+                        trace_id: None,
+                        late: false,
+                    }),
+                }
+            })
+            .collect();
+        store.settle(JobKind::Cleanup, &settlements).await.unwrap();
+    }
+}
+
+async fn list_all(store: &RedisStore) -> Vec<JobId> {
+    let mut ids = Vec::new();
+    let mut query = ListQuery {
+        limit: 7,
+        ..Default::default()
+    };
+    loop {
+        let page = store.list(&query).await.unwrap();
+        ids.extend(page.jobs.into_iter().map(|j| j.id));
+        match page.next {
+            Some(c) => query.cursor = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_with_another_partition_count_is_refused_naming_the_migration() {
+    let server = RedisServer::start(Durability::None);
+    store(&server, 1).await.check_layout().await.unwrap();
+    let err = store(&server, 4).await.check_layout().await.unwrap_err();
+    let StoreError::Setup(msg) = err else {
+        panic!("a setup error, got {err:?}")
+    };
+    assert!(msg.contains("queue.partitions = 4") && msg.contains("have 1 partitions"), "{msg}");
+    assert!(msg.contains("drover-worker partitions migrate --to 4"), "{msg}");
+    store(&server, 1)
+        .await
+        .check_layout()
+        .await
+        .expect("the recorded count is still accepted");
+}
+
+#[tokio::test]
+async fn an_api_started_with_another_partition_count_refuses_to_start() {
+    let server = RedisServer::start(Durability::None);
+    store(&server, 1).await.check_layout().await.unwrap();
+    let mut config = drover_api::ApiConfig {
+        listen: "127.0.0.1:0".into(),
+        metrics_listen: String::new(),
+        redis_url: server.url().into(),
+        dev_mode: true,
+        ..Default::default()
+    };
+    config.queue.partitions = 8;
+    let err = drover_api::build(config).await.err().expect("refused");
+    assert!(err.to_string().contains("drover-worker partitions migrate --to 8"), "{err}");
+}
+
+#[tokio::test]
+async fn an_accounts_jobs_share_a_partition_and_accounts_spread_over_all_of_them() {
+    let server = RedisServer::start(Durability::None);
+    let s = store(&server, 4).await;
+    let mut seen = std::collections::HashMap::new();
+    for a in 0..40 {
+        for _ in 0..3 {
+            let id = s.enqueue(NewJob::new(cleanup(&format!("acct-{a}")))).await.unwrap().id;
+            let p = Partitions::new(4).unwrap().of_job(&id).unwrap();
+            assert_eq!(*seen.entry(a).or_insert(p), p, "account {a}'s jobs are in one partition");
+        }
+    }
+    let used: std::collections::HashSet<u16> = seen.values().copied().collect();
+    assert_eq!(used.len(), 4, "40 accounts use every partition: {used:?}");
+    let c = s.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!(c.queued, 120, "counts add the partitions up");
+    assert_eq!(list_all(&s).await.len(), 120, "a listing merges the partitions, every job once");
+    let mut taken = std::collections::HashSet::new();
+    loop {
+        let jobs = s.fetch(JobKind::Cleanup, "w1", 16, LEASE).await.unwrap().jobs;
+        if jobs.is_empty() {
+            break;
+        }
+        assert!(jobs.len() <= 16, "a fetch never leases more than asked");
+        for j in jobs {
+            assert!(taken.insert(j.id), "leased once");
+        }
+    }
+    assert_eq!(taken.len(), 120, "fetch reaches every partition");
+}
+
+#[tokio::test]
+async fn migrating_moves_every_finished_job_keeping_its_id_state_and_idempotency_key() {
+    let server = RedisServer::start(Durability::None);
+    let one = store(&server, 1).await;
+    one.check_layout().await.unwrap();
+    let mut ids = Vec::new();
+    for a in 0..30 {
+        let mut job = NewJob::new(cleanup(&format!("acct-{a}")));
+        job.idempotency_key = Some(format!("key-{a}"));
+        ids.push(one.enqueue(job).await.unwrap().id);
+    }
+    run_all(&one, 3).await;
+    let before = one.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((before.succeeded, before.dead), (27, 3));
+
+    let report = one.migrate_partitions(Partitions::new(4).unwrap()).await.unwrap();
+    assert_eq!(report.moved + report.stayed, 30, "{report:?}");
+    assert!(report.moved > 0, "{report:?}");
+    let four = store(&server, 4).await;
+    four.check_layout().await.expect("the new count is recorded");
+    assert!(one.check_layout().await.is_err(), "the old count is refused now");
+    for id in &ids {
+        let job = four.get(id).await.unwrap().unwrap_or_else(|| panic!("{id} moved with its id"));
+        assert!(matches!(job.state, JobState::Succeeded | JobState::Dead), "{id}: {:?}", job.state);
+        assert_eq!(job.attempt_history.len(), 1, "{id} keeps its attempt history");
+    }
+    let after = four.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((after.succeeded, after.dead, after.succeeded_total), (27, 3, 27));
+    let mut listed = list_all(&four).await;
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed, expected, "the listing finds every job once");
+    let mut again = NewJob::new(cleanup("acct-7"));
+    again.idempotency_key = Some("key-7".into());
+    let replay = four.enqueue(again).await.unwrap();
+    assert_eq!(
+        (replay.id.clone(), replay.created),
+        (ids[7].clone(), false),
+        "the idempotency key moved with its job"
+    );
+
+    let back = four.migrate_partitions(Partitions::new(1).unwrap()).await.unwrap();
+    assert_eq!(back.moved + back.stayed, 30);
+    let one_again = store(&server, 1).await;
+    one_again.check_layout().await.unwrap();
+    assert_eq!(list_all(&one_again).await.len(), 30);
+}
+
+#[tokio::test]
+async fn migrating_is_refused_while_a_job_is_unfinished() {
+    let server = RedisServer::start(Durability::None);
+    let one = store(&server, 1).await;
+    one.check_layout().await.unwrap();
+    one.enqueue(NewJob::new(cleanup("acct-1"))).await.unwrap();
+    let err = one.migrate_partitions(Partitions::new(4).unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("1 jobs are unfinished"), "{err}");
+    one.check_layout().await.expect("nothing changed");
+    assert_eq!(one.counts(JobKind::Cleanup).await.unwrap().queued, 1);
+}

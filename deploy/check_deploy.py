@@ -9,6 +9,11 @@
 - Every alert's runbook_url points at a heading that exists in docs/operations.md.
 - Every file or folder docker-compose.yml bind-mounts exists (`docker-compose config`
   does not look), and the monitoring services stay out of the default profile.
+- docker-compose.yml's `cluster` profile: exactly its services are in it; no service of
+  the default profile depends on a profiled one; the init service names every
+  redis-node-N; api-cluster and worker-cluster name every node in their
+  redis+cluster:// URL and set the same queue.partitions (> 1); no two services publish
+  the same host port.
 - The Dockerfile's final stage is a slim base, runs as a numeric non-root user (so
   Kubernetes' runAsNonRoot can check it) and has a HEALTHCHECK that uses no tool the
   image lacks (no curl or wget: the binaries' `healthcheck` subcommands).
@@ -35,6 +40,8 @@ RUNBOOK = ROOT / "docs/operations.md"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy/Dockerfile"
 MONITORING = {"otel-collector", "jaeger", "redis-exporter", "prometheus", "grafana"}
+REDIS_NODES = {f"redis-node-{i}" for i in range(1, 7)}
+CLUSTER = REDIS_NODES | {"redis-cluster-init", "postgres-cluster", "simulator-cluster", "api-cluster", "worker-cluster"}
 SOURCES = ["api/src", "worker/src", "shared/src"]
 
 # PromQL words that are not metric names.
@@ -234,6 +241,7 @@ def main():
             problems.append(f"docker-compose.yml service {name}: profile monitoring is {in_monitoring}")
     if not MONITORING <= services.keys():
         problems.append(f"docker-compose.yml: missing {sorted(MONITORING - services.keys())}")
+    problems += compose_cluster_problems(services)
 
     problems += dockerfile_problems()
 
@@ -242,6 +250,55 @@ def main():
     if problems:
         sys.exit(1)
     print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts, Dockerfile OK")
+
+
+def compose_cluster_problems(services):
+    """The `cluster` profile: its services, its wiring, and the default profile untouched."""
+    problems = []
+    for name, svc in services.items():
+        in_cluster = "cluster" in svc.get("profiles", [])
+        if in_cluster != (name in CLUSTER):
+            problems.append(f"docker-compose.yml service {name}: profile cluster is {in_cluster}")
+        if not svc.get("profiles"):
+            deps = svc.get("depends_on", [])
+            for dep in deps if isinstance(deps, list) else deps.keys():
+                if services.get(dep, {}).get("profiles"):
+                    problems.append(f"docker-compose.yml service {name} (default profile) depends on {dep}, which is not in it")
+    if not CLUSTER <= services.keys():
+        return problems + [f"docker-compose.yml: missing {sorted(CLUSTER - services.keys())}"]
+    for name in sorted(REDIS_NODES):
+        cmd = services[name].get("command", [])
+        if "--cluster-enabled" not in cmd or cmd[cmd.index("--cluster-enabled") + 1] != "yes":
+            problems.append(f"docker-compose.yml service {name}: not started with --cluster-enabled yes")
+    init = services["redis-cluster-init"]
+    named = {a.split(":")[0] for a in init.get("command", []) if a.startswith("redis-node-")}
+    if named != REDIS_NODES:
+        problems.append(f"docker-compose.yml redis-cluster-init: names {sorted(named)}, not every node")
+    if set(init.get("depends_on", {})) != REDIS_NODES:
+        problems.append("docker-compose.yml redis-cluster-init: does not wait for every node")
+    partitions = {}
+    for name, section in [("api-cluster", "API"), ("worker-cluster", "WORKER")]:
+        env = services[name].get("environment", {})
+        url = env.get(f"DROVER_{section}__REDIS_URL", "")
+        if not url.startswith("redis+cluster://"):
+            problems.append(f"docker-compose.yml {name}: DROVER_{section}__REDIS_URL is not a redis+cluster:// URL")
+        seeds = {h.split(":")[0] for h in url.removeprefix("redis+cluster://").split(",")}
+        if seeds != REDIS_NODES:
+            problems.append(f"docker-compose.yml {name}: the cluster URL names {sorted(seeds)}, not every node")
+        partitions[name] = env.get(f"DROVER_{section}__QUEUE__PARTITIONS")
+        if "redis-cluster-init" not in services[name].get("depends_on", {}):
+            problems.append(f"docker-compose.yml {name}: does not wait for redis-cluster-init")
+    if len(set(partitions.values())) != 1 or not str(partitions["api-cluster"]).isdigit() or int(partitions["api-cluster"]) < 2:
+        problems.append(f"docker-compose.yml: queue.partitions of the cluster stack differ or are not > 1: {partitions}")
+    published = {}
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            parts = str(port).split(":")
+            host = parts[-2] if len(parts) > 1 else parts[0]  # the host port, any address
+            if host in published:
+                problems.append(f"docker-compose.yml services {published[host]} and {name} both publish {host}")
+            published[host] = name
+    return problems
 
 
 if __name__ == "__main__":

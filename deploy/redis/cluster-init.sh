@@ -96,6 +96,7 @@ else
   echo "cluster-init: creating the cluster:$nodes ($replicas replica(s) per primary)"
   # shellcheck disable=SC2086 # one argument per node
   redis-cli --cluster create $nodes --cluster-replicas "$replicas" --cluster-yes
+  echo  # redis-cli leaves its last colour code without a newline
 fi
 
 deadline=$(($(date +%s) + wait_secs))

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use futures::future::try_join_all;
-use redis::{Pipeline, RedisResult, Script, Value};
+use redis::{Cmd, Pipeline, RedisResult, Script, Value};
 
 use super::RedisConn;
 
@@ -31,6 +31,19 @@ pub async fn query_grouped(
     scripts: &[&Script],
     add: impl Fn(&mut Pipeline, usize),
 ) -> RedisResult<Vec<Vec<Value>>> {
+    Ok(query_grouped_then(conn, keys, scripts, add, None).await?.0)
+}
+
+/// [`query_grouped`], with `tail` sent at the end of every pipeline (on a cluster: on
+/// the shard the pipeline went to), e.g. a `WAIT` for the writes before it; its replies
+/// come back one per pipeline.
+pub async fn query_grouped_then(
+    conn: &RedisConn,
+    keys: &[String],
+    scripts: &[&Script],
+    add: impl Fn(&mut Pipeline, usize),
+    tail: Option<&Cmd>,
+) -> RedisResult<(Vec<Vec<Value>>, Vec<Value>)> {
     let groups: Vec<Vec<usize>> = if conn.is_cluster() {
         let mut by_tag: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut order = Vec::new();
@@ -46,15 +59,17 @@ pub async fn query_grouped(
     } else {
         vec![(0..keys.len()).collect()]
     };
-    let runs = groups.iter().map(|items| run_group(conn.clone(), items, scripts, &add));
+    let runs = groups.iter().map(|items| run_group(conn.clone(), items, scripts, &add, tail));
     let replies = try_join_all(runs).await?;
     let mut out: Vec<Vec<Value>> = vec![Vec::new(); keys.len()];
-    for (items, per_item) in groups.iter().zip(replies) {
+    let mut tails = Vec::new();
+    for (items, (per_item, t)) in groups.iter().zip(replies) {
         for (i, r) in items.iter().zip(per_item) {
             out[*i] = r;
         }
+        tails.extend(t);
     }
-    Ok(out)
+    Ok((out, tails))
 }
 
 async fn run_group(
@@ -62,7 +77,8 @@ async fn run_group(
     items: &[usize],
     scripts: &[&Script],
     add: &impl Fn(&mut Pipeline, usize),
-) -> RedisResult<Vec<Vec<Value>>> {
+    tail: Option<&Cmd>,
+) -> RedisResult<(Vec<Vec<Value>>, Option<Value>)> {
     let mut counts = Vec::with_capacity(items.len());
     let mut pipe = redis::pipe();
     for i in items {
@@ -70,7 +86,10 @@ async fn run_group(
         add(&mut pipe, *i);
         counts.push(pipe.cmd_iter().count() - before);
     }
-    let flat: Vec<Value> = match pipe.query_async(&mut conn).await {
+    if let Some(t) = tail {
+        pipe.add_command(t.clone());
+    }
+    let mut flat: Vec<Value> = match pipe.query_async(&mut conn).await {
         Ok(v) => v,
         Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             for s in scripts {
@@ -80,8 +99,9 @@ async fn run_group(
         }
         Err(e) => return Err(e),
     };
+    let tail_reply = if tail.is_some() { flat.pop() } else { None };
     let mut it = flat.into_iter();
-    Ok(counts.into_iter().map(|n| it.by_ref().take(n).collect()).collect())
+    Ok((counts.into_iter().map(|n| it.by_ref().take(n).collect()).collect(), tail_reply))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::callbacks::CallbacksConfig;
 use crate::jobs::JobsConfig;
 use crate::marketplace::MarketplaceConfig;
 use drover::job::JobKind;
-use drover::queue::{JobDefaults, RetryPolicy};
+use drover::queue::{JobDefaults, QueueConfig, RetryPolicy};
 use drover::runtime::WorkerSettings;
 use serde::Deserialize;
 
@@ -83,6 +83,9 @@ pub struct WorkerConfig {
     pub metrics_listen: String,
     /// Completion callbacks: how this worker delivers them.
     pub callbacks: CallbacksConfig,
+    /// What a job's end (and a scheduler's enqueue) must reach before it counts as
+    /// recorded (`queue.durability`, as the API's `api.queue`).
+    pub queue: QueueConfig,
 }
 
 impl Default for WorkerConfig {
@@ -112,6 +115,7 @@ impl Default for WorkerConfig {
             },
             metrics_listen: "0.0.0.0:9464".into(),
             callbacks: CallbacksConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -141,6 +145,7 @@ impl WorkerConfig {
         if self.namespace.is_empty() || !self.namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             errs.push("worker.namespace must be non-empty letters, digits, '-' or '_'".into());
         }
+        errs.extend(self.queue.validate("worker"));
         let c = &self.concurrency;
         if c.sync + c.backfill + c.cleanup == 0 {
             errs.push("worker.concurrency: at least one kind needs concurrency > 0".into());
@@ -316,6 +321,7 @@ impl WorkerConfig {
     pub fn job_defaults(&self) -> JobDefaults {
         JobDefaults {
             per_account: self.jobs.per_account(),
+            durability: self.queue.durability(),
             ..JobDefaults::for_runtime()
         }
     }
@@ -328,6 +334,21 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn queue_durability_reaches_the_store_and_its_timeout_is_checked() {
+        let mut c = WorkerConfig::default();
+        c.queue.durability = drover::queue::DurabilityMode::Replica;
+        c.queue.durability_timeout_ms = 250;
+        let d = c.job_defaults().durability;
+        assert_eq!(
+            (d.mode, d.timeout),
+            (drover::queue::DurabilityMode::Replica, Duration::from_millis(250))
+        );
+        c.queue.durability_timeout_ms = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("worker.queue.durability_timeout_ms = 0"), "{err}");
     }
 
     #[test]

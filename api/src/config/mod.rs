@@ -32,7 +32,7 @@ use drover::config::ConfigError;
 use drover::crypto::SecretBox;
 use drover::db::DatabaseConfig;
 use drover::job::{AccountId, MAX_SKUS};
-use drover::queue::JobDefaults;
+use drover::queue::{JobDefaults, QueueConfig};
 use drover::resilience::ResilienceConfig;
 use drover::schedule::SchedulerConfig;
 use secrecy::{ExposeSecret, SecretString};
@@ -90,6 +90,9 @@ pub struct ApiConfig {
     /// Caps on open event streams, per key and per process.
     pub streams: StreamsConfig,
     pub jobs: JobDefaultsConfig,
+    /// What an enqueue must reach before it is answered (`queue.durability`; the
+    /// workers' `worker.queue` is the same setting for the outcomes they record).
+    pub queue: QueueConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
     /// published `DEV_ENCRYPTION_KEY`. Never in production: refused unless `listen` is a
@@ -195,6 +198,7 @@ impl Default for ApiConfig {
             server: ServerConfig::default(),
             streams: StreamsConfig::default(),
             jobs: JobDefaultsConfig::default(),
+            queue: QueueConfig::default(),
             keys: Vec::new(),
             dev_mode: false,
             dev_mode_allow_remote: false,
@@ -341,6 +345,7 @@ impl ApiConfig {
         errs.extend(self.server.validate());
         errs.extend(self.streams.validate());
         errs.extend(self.schedules.validate());
+        errs.extend(self.queue.validate("api"));
         if !(1..=100).contains(&self.jobs.max_attempts) {
             errs.push(format!(
                 "api.jobs.max_attempts = {} must be between 1 and 100",
@@ -370,6 +375,7 @@ impl ApiConfig {
                     max_attempts: self.jobs.max_attempts,
                     timeout: Duration::from_millis(self.jobs.timeout_ms),
                     idempotency_ttl: Duration::from_secs(self.jobs.idempotency_ttl_secs),
+                    durability: self.queue.durability(),
                     ..JobDefaults::default()
                 },
                 secrets,

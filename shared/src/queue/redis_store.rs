@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
+use super::durability::DurableWrites;
 use super::group_commit::{GroupCommit, Waiter};
 use super::{
     scripts, CancelOutcome, Cursor, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page,
@@ -48,6 +49,8 @@ pub struct RedisStore {
     waiters: Arc<[Mutex<Option<ConnectionManager>>; 3]>,
     /// Single enqueues made at the same moment share one call.
     group: Arc<GroupCommit>,
+    /// Enqueues and terminal settles, waited on as `queue.durability` asks.
+    durable: DurableWrites,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -81,6 +84,7 @@ impl RedisStore {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new_with_config(client.clone(), manager_config(Some(Duration::from_secs(5)))).await?;
         Ok(Self {
+            durable: DurableWrites::new(&client, &conn, defaults.durability)?,
             client,
             conn,
             namespace: namespace.into(),
@@ -96,6 +100,7 @@ impl RedisStore {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(Some(Duration::from_secs(5))))?;
         Ok(Self {
+            durable: DurableWrites::new(&client, &conn, defaults.durability)?,
             client,
             conn,
             namespace: namespace.into(),
@@ -123,20 +128,27 @@ impl RedisStore {
     }
 
     /// Runs a pipeline of `script`'s invocations in one round trip, loading the script
-    /// once when Redis does not know it (after a restart or a `SCRIPT FLUSH`).
+    /// once when Redis does not know it (after a restart or a `SCRIPT FLUSH`). `durable`
+    /// writes go on their own connection, followed by `queue.durability`'s wait.
     async fn pipelined<T: redis::FromRedisValue>(
         &self,
         script: &redis::Script,
+        durable: bool,
         build: impl Fn() -> redis::Pipeline,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        match build().query_async(&mut conn).await {
-            Ok(r) => Ok(r),
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+        let local = super::Durability::default();
+        let (mut conn, durability) = if durable {
+            self.durable.ensure_supported().await?;
+            (self.durable.conn(), self.durable.durability())
+        } else {
+            (self.conn.clone(), &local)
+        };
+        match super::durability::query(&mut conn, build(), durability).await {
+            Err(StoreError::Redis(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 script.load_async(&mut conn).await?;
-                Ok(build().query_async(&mut conn).await?)
+                super::durability::query(&mut conn, build(), durability).await
             }
-            Err(e) => Err(e.into()),
+            r => r,
         }
     }
 
@@ -155,7 +167,7 @@ impl RedisStore {
             }
             pipe
         };
-        let replies: Vec<Vec<String>> = self.pipelined(&scripts::WAITING, build).await?;
+        let replies: Vec<Vec<String>> = self.pipelined(&scripts::WAITING, false, build).await?;
         replies.into_iter().map(super::Waiting::from_reply).collect()
     }
 
@@ -243,7 +255,7 @@ impl RedisStore {
             }
             pipe
         };
-        let replies: Vec<Vec<String>> = self.pipelined(&scripts::ENQUEUE, build).await?;
+        let replies: Vec<Vec<String>> = self.pipelined(&scripts::ENQUEUE, true, build).await?;
         let mut out: Vec<Option<Result<Enqueued, EnqueueError>>> = jobs.iter().map(|_| None).collect();
         for ((_, idx), reply) in groups.iter().zip(replies) {
             for (i, r) in idx.iter().zip(parse_enqueue_replies(reply)) {
@@ -535,6 +547,8 @@ impl JobStore for RedisStore {
     }
 
     async fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        // A worker whose outcomes could not be stored as durably as configured leases nothing.
+        self.durable.ensure_supported().await?;
         let keys = self.keys(kind);
         let mut conn = self.conn.clone();
         let (jobs, wait): (Vec<Value>, i64) = scripts::FETCH
@@ -566,30 +580,39 @@ impl JobStore for RedisStore {
             return Ok(Vec::new());
         }
         let keys = self.keys(kind);
-        let mut conn = self.conn.clone();
-        let mut results = Vec::with_capacity(settlements.len());
-        for chunk in settlements.chunks(256) {
-            let mut inv = scripts::SETTLE.key(keys.ready());
-            inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
-            for s in chunk {
-                let (outcome, delay, data) = action_args(s);
-                let attempt = s
-                    .attempt
-                    .as_ref()
-                    .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
-                    .unwrap_or_default();
-                inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+        let build = || {
+            let mut pipe = redis::pipe();
+            for chunk in settlements.chunks(256) {
+                let mut inv = scripts::SETTLE.key(keys.ready());
+                inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
+                for s in chunk {
+                    let (outcome, delay, data) = action_args(s);
+                    let attempt = s
+                        .attempt
+                        .as_ref()
+                        .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
+                        .unwrap_or_default();
+                    inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+                }
+                pipe.invoke_script(&inv);
             }
-            let reply: Vec<String> = inv.invoke_async(&mut conn).await?;
-            results.extend(reply.into_iter().map(|r| {
+            pipe
+        };
+        // Only a job's end must not roll back (review F2); a retry, snooze or hand-back
+        // lost in a failover is reclaimed like any lease.
+        let durable = settlements.iter().any(|s| s.action.is_terminal());
+        let replies: Vec<Vec<String>> = self.pipelined(&scripts::SETTLE, durable, build).await?;
+        Ok(replies
+            .into_iter()
+            .flatten()
+            .map(|r| {
                 if r == "ok" {
                     SettleResult::Applied
                 } else {
                     SettleResult::LeaseLost
                 }
-            }));
-        }
-        Ok(results)
+            })
+            .collect())
     }
 
     async fn extend_leases(&self, kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
@@ -881,6 +904,10 @@ impl JobStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
+        self.durable.ensure_supported().await
+    }
+
+    async fn await_durable(&self) -> Result<(), StoreError> {
+        self.durable.await_durable().await
     }
 }

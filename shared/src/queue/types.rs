@@ -102,6 +102,15 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected reply from the queue: {0}")]
     Protocol(String),
+    /// The write was applied but did not reach `queue.durability` in time; it stays
+    /// applied, so the caller retries the same request (same idempotency key) or, for a
+    /// settle, waits again without writing twice ([`super::JobStore::await_durable`]).
+    #[error(transparent)]
+    NotDurable(#[from] super::durability::NotDurable),
+    /// Redis cannot provide the configured `queue.durability` (too old, AOF off): nothing
+    /// was written. The message names what was found.
+    #[error("{0}")]
+    DurabilityUnsupported(String),
 }
 
 impl StoreError {
@@ -110,6 +119,8 @@ impl StoreError {
         match self {
             Self::Redis(e) => Self::Redis(e.clone()),
             Self::Protocol(m) => Self::Protocol(m.clone()),
+            Self::NotDurable(n) => Self::NotDurable(n.clone()),
+            Self::DurabilityUnsupported(m) => Self::DurabilityUnsupported(m.clone()),
         }
     }
 }
@@ -156,6 +167,13 @@ pub enum SettleAction {
     Cancelled(ErrorInfo),
     /// Back to queued without using the attempt (shutdown, or leased but never started).
     Release,
+}
+
+impl SettleAction {
+    /// Whether the job ends here (succeeded, partial, dead, cancelled).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Succeeded(_) | Self::Partial(_) | Self::Dead(_) | Self::Cancelled(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -287,6 +305,8 @@ pub struct JobDefaults {
     /// The fetching worker marks each run started ([`super::JobStore::mark_started`]),
     /// so a lease it never started is handed back without using an attempt if it dies.
     pub reports_starts: bool,
+    /// What a write (enqueue, terminal settle) must reach before it is reported done.
+    pub durability: super::Durability,
 }
 
 impl JobDefaults {
@@ -310,6 +330,7 @@ impl Default for JobDefaults {
             dead_retention: Duration::from_secs(30 * 24 * 3600),
             dead_max: 10_000,
             reports_starts: false,
+            durability: super::Durability::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub const POLICY: JobDefaults = JobDefaults {
     dead_retention: Duration::from_secs(3600),
     dead_max: 2,
     reports_starts: true,
+    durability: drover::queue::Durability::LOCAL,
 };
 
 fn account_of(l: &Leased) -> String {

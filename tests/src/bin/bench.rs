@@ -3,6 +3,8 @@
 //!
 //! Build and run (release): `cargo build --release -p drover-tests --bins &&
 //! $CARGO_TARGET_DIR/release/bench [--n 50000] [--reps 3] [--aof] [--only enqueue,process,latency,crash,memory]`
+//! `bench --only durability [--secs 5] [--redis8 PATH]`: enqueue cost of each
+//! `queue.durability` mode, on servers of its own (`bench_parts/durability.rs`).
 //! Workers are separate `test_worker` processes, as the peers fork theirs.
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +17,9 @@ use drover_tests::harness::{ChildProcess, Durability, RedisServer};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
+#[path = "bench_parts/durability.rs"]
+mod durability;
+
 struct Args {
     n: usize,
     reps: usize,
@@ -23,6 +28,8 @@ struct Args {
     lat_secs: u64,
     crash_n: usize,
     only: Vec<String>,
+    secs: u64,
+    redis8: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -34,6 +41,8 @@ fn parse_args() -> Result<Args> {
         lat_secs: 10,
         crash_n: 10_000,
         only: vec![],
+        secs: 5,
+        redis8: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +55,8 @@ fn parse_args() -> Result<Args> {
             "--lat-secs" => a.lat_secs = val()?.parse()?,
             "--crash-n" => a.crash_n = val()?.parse()?,
             "--only" => a.only = val()?.split(',').map(str::to_owned).collect(),
+            "--secs" => a.secs = val()?.parse()?,
+            "--redis8" => a.redis8 = Some(val()?),
             other => bail!("unknown flag {other}; see the doc comment at the top of tests/src/bin/bench.rs"),
         }
     }
@@ -429,6 +440,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.only == ["durability"] {
+        return durability::run(args.secs, durability::redis8(args.redis8)).await;
+    }
     let server = RedisServer::start(if args.aof { Durability::AofEverySec } else { Durability::None });
     let store = RedisStore::connect(&server.url(), "drover", JobDefaults::for_runtime()).await?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

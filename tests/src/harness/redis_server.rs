@@ -15,6 +15,8 @@ pub enum Durability {
     None,
     /// `appendonly yes`, `appendfsync everysec`: how a durable queue runs.
     AofEverySec,
+    /// `appendonly yes`, `appendfsync always`: an fsync before every reply.
+    AofAlways,
 }
 
 pub struct RedisServer {
@@ -128,6 +130,9 @@ impl RedisServer {
             }
             Durability::AofEverySec => {
                 cmd.arg("--appendonly").arg("yes").arg("--appendfsync").arg("everysec");
+            }
+            Durability::AofAlways => {
+                cmd.arg("--appendonly").arg("yes").arg("--appendfsync").arg("always");
             }
         }
         let child = cmd

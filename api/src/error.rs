@@ -13,6 +13,9 @@ use utoipa::ToSchema;
 use crate::middleware::request_id;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// The "dependency" `/readyz` names when Redis answers but cannot provide
+/// `queue.durability` (too old for WAITAOF, AOF off).
+pub const DURABILITY: &str = "queue.durability";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -46,6 +49,13 @@ pub enum ApiError {
     /// A dependency (Redis) did not answer: the outcome is unknown.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
+    /// The write was applied but did not reach `queue.durability` in time: the same
+    /// request again (same Idempotency-Key) returns the same job once it has.
+    #[error("accepted but not yet durable: {cause}")]
+    NotDurable { cause: String },
+    /// Redis cannot provide the configured `queue.durability`; nothing was written.
+    #[error("queue durability unavailable: {cause}")]
+    DurabilityUnsupported { cause: String },
     /// `/readyz`: a dependency is down. Logged by `readiness.rs` when it changes, not here
     /// (probes need no key: one line per probe would let anyone flood the log).
     #[error("not ready: {dependency} did not answer")]
@@ -76,9 +86,12 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::UpstreamUnavailable(_) | ApiError::Timeout(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable { .. }
+            | ApiError::NotDurable { .. }
+            | ApiError::DurabilityUnsupported { .. }
+            | ApiError::NotReady { .. }
+            | ApiError::UpstreamUnavailable(_)
+            | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,7 +110,10 @@ impl ApiError {
             ApiError::Validation(_) => ("validation", "Invalid request"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
             ApiError::TooManyStreams { .. } => ("too-many-streams", "Too many open event streams"),
-            ApiError::Unavailable { .. } | ApiError::NotReady { .. } => ("unavailable", "Service unavailable"),
+            ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::DurabilityUnsupported { .. } => {
+                ("unavailable", "Service unavailable")
+            }
+            ApiError::NotDurable { .. } => ("not-durable", "Accepted but not yet durable"),
             ApiError::UpstreamUnavailable(_) => ("upstream-unavailable", "Upstream service unavailable"),
             ApiError::Timeout(_) => ("timeout", "Request timed out"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
@@ -133,6 +149,13 @@ impl ApiError {
                      retry with the same Idempotency-Key"
                 )
             }
+            ApiError::NotDurable { .. } => "accepted but not yet durable: retry with the same Idempotency-Key".into(),
+            ApiError::DurabilityUnsupported { .. } => {
+                "the queue cannot store jobs as durably as this service is configured to; nothing was written".into()
+            }
+            ApiError::NotReady { dependency: DURABILITY } => {
+                "not ready: redis cannot provide the configured queue.durability (see the log)".into()
+            }
             ApiError::NotReady { dependency } => format!("not ready: {dependency} did not answer"),
             ApiError::Timeout(after) => format!(
                 "the request did not complete within {} ms; it may or may not have taken effect — \
@@ -146,7 +169,10 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::RateLimited { retry_after } | ApiError::TooManyStreams { retry_after, .. } => Some(*retry_after),
-            ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
+            ApiError::Unavailable { .. } | ApiError::NotDurable { .. } | ApiError::NotReady { .. } | ApiError::Timeout(_) => {
+                Some(Duration::from_secs(1))
+            }
+            ApiError::DurabilityUnsupported { .. } => Some(Duration::from_secs(30)),
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -167,6 +193,8 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Protocol(p) => ApiError::Internal(format!("unexpected reply from the queue: {p}")),
             StoreError::Setup(m) => ApiError::Internal(format!("the queue cannot be used as configured: {m}")),
+            StoreError::NotDurable(n) => ApiError::NotDurable { cause: n.to_string() },
+            StoreError::DurabilityUnsupported(cause) => ApiError::DurabilityUnsupported { cause },
         }
     }
 }
@@ -232,6 +260,9 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => tracing::error!(%request_id, status = status.as_u16(), cause = %cause, "request failed"),
             ApiError::Unavailable { dependency, cause } => {
                 tracing::warn!(%request_id, status = status.as_u16(), dependency, cause = %cause, "dependency unavailable")
+            }
+            ApiError::NotDurable { cause } => {
+                tracing::warn!(%request_id, status = status.as_u16(), cause = %cause, "write accepted but not yet durable; the client is told to retry")
             }
             ApiError::Timeout(after) => {
                 tracing::warn!(%request_id, status = status.as_u16(), timeout_ms = after.as_millis() as u64, "request timed out")

@@ -84,12 +84,15 @@ pub struct Invalid(Problem);
 )]
 pub struct RateLimited(Problem);
 
-/// `ApiError::Unavailable` or `ApiError::Timeout`.
+/// `ApiError::Unavailable`, `ApiError::Timeout`, `ApiError::NotDurable` or
+/// `ApiError::DurabilityUnsupported`.
 #[derive(IntoResponses)]
 #[response(
     status = 503,
     description = "A dependency (Redis, Postgres) did not answer, or the request timed out; see Retry-After. \
-        A write may have happened: retry it with the same Idempotency-Key",
+        A write may have happened: retry it with the same Idempotency-Key. `type` \
+        `urn:drover:problem:not-durable`: the job was accepted but did not reach the configured \
+        `queue.durability` in time; the same request with the same Idempotency-Key returns it",
     content_type = "application/problem+json",
     headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
 )]

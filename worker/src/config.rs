@@ -85,7 +85,9 @@ pub struct WorkerConfig {
     pub metrics_listen: String,
     /// Completion callbacks: how this worker delivers them.
     pub callbacks: CallbacksConfig,
-    /// Queue layout shared with the API (`queue.partitions`).
+    /// The queues' layout, shared with the API (`queue.partitions`), and what a job's end
+    /// (and a scheduler's enqueue) must reach before it counts as recorded
+    /// (`queue.durability`, as the API's `api.queue`).
     pub queue: QueueConfig,
 }
 
@@ -345,6 +347,7 @@ impl WorkerConfig {
         JobDefaults {
             per_account: self.jobs.per_account(),
             partitions: self.queue.partitions(),
+            durability: self.queue.durability(),
             ..JobDefaults::for_runtime()
         }
     }
@@ -357,6 +360,21 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn queue_durability_reaches_the_store_and_its_timeout_is_checked() {
+        let mut c = WorkerConfig::default();
+        c.queue.durability = drover::queue::DurabilityMode::Replica;
+        c.queue.durability_timeout_ms = 250;
+        let d = c.job_defaults().durability;
+        assert_eq!(
+            (d.mode, d.timeout),
+            (drover::queue::DurabilityMode::Replica, Duration::from_millis(250))
+        );
+        c.queue.durability_timeout_ms = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("worker.queue.durability_timeout_ms = 0"), "{err}");
     }
 
     #[test]

@@ -91,7 +91,9 @@ pub struct ApiConfig {
     /// Caps on open event streams, per key and per process.
     pub streams: StreamsConfig,
     pub jobs: JobDefaultsConfig,
-    /// Queue layout shared with the workers (`queue.partitions`).
+    /// The queues' layout, shared with the workers (`queue.partitions`), and what an
+    /// enqueue must reach before it is answered (`queue.durability`; the workers'
+    /// `worker.queue` is the same setting for the outcomes they record).
     pub queue: QueueConfig,
     pub keys: Vec<KeyEntry>,
     /// Accept [`DEV_KEY`] as an admin key (and allow starting without keys), and the
@@ -380,6 +382,7 @@ impl ApiConfig {
                     timeout: Duration::from_millis(self.jobs.timeout_ms),
                     idempotency_ttl: Duration::from_secs(self.jobs.idempotency_ttl_secs),
                     partitions: partitions.unwrap_or_default(),
+                    durability: self.queue.durability(),
                     ..JobDefaults::default()
                 },
                 secrets,

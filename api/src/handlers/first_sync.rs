@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use drover::db::Account;
 use drover::job::{JobPayload, SyncPayload, SyncResource};
-use drover::queue::{EnqueueError, JobStore, NewJob};
+use drover::queue::{EnqueueError, JobStore, NewJob, StoreError};
 
 use super::enqueue::{answer_waiting, new_traceparent};
 use crate::state::AppState;
@@ -57,6 +57,10 @@ pub async fn queue(state: &AppState, account: &Account) -> FirstSync {
                 state: e.state,
                 waiting,
             });
+        }
+        Ok(Err(EnqueueError::Store(StoreError::NotDurable(e)))) => {
+            tracing::warn!(account = %account.id, error = %e, "first sync queued but not yet durable");
+            "it was queued but is not yet durable (a sync submitted while it is queued returns it)".to_owned()
         }
         Ok(Err(EnqueueError::Store(e))) => format!("the queue did not take it ({e})"),
         Ok(Err(e)) => e.to_string(),

@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
-use drover::queue::JobStore;
+use drover::queue::{JobStore, StoreError};
 
-use crate::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::error::{ApiError, Problem, DURABILITY, PROBLEM_JSON};
 use crate::readiness::Outcome;
 use crate::state::AppState;
 use crate::views::Health;
@@ -46,8 +46,9 @@ async fn check_dependencies(state: &AppState) -> Outcome {
     let redis = async {
         match tokio::time::timeout(READY_TIMEOUT, state.store().ping()).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer to PING within {READY_TIMEOUT:?}")),
+            Ok(Err(StoreError::DurabilityUnsupported(why))) => Some((DURABILITY, why)),
+            Ok(Err(e)) => Some(("redis", e.to_string())),
+            Err(_) => Some(("redis", format!("no answer to PING within {READY_TIMEOUT:?}"))),
         }
     };
     let postgres = async {
@@ -61,9 +62,12 @@ async fn check_dependencies(state: &AppState) -> Outcome {
     let (redis, postgres) = tokio::join!(redis, postgres);
     let (dependency, cause) = match (redis, postgres) {
         (None, None) => return Outcome::Ready,
-        (Some(r), None) => ("redis", r),
+        (Some(r), None) => r,
         (None, Some(p)) => ("postgres", p),
-        (Some(r), Some(p)) => ("redis and postgres", format!("redis: {r}; postgres: {p}")),
+        (Some((r, rc)), Some(p)) => (
+            if r == DURABILITY { r } else { "redis and postgres" },
+            format!("{r}: {rc}; postgres: {p}"),
+        ),
     };
     Outcome::Down { dependency, cause }
 }

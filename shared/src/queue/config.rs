@@ -1,8 +1,11 @@
-//! The `queue` section of the API's and the worker's configuration: settings both must
-//! agree on, because they shape the keys in Redis.
+//! The `queue` section of the API's and the worker's configuration: the partition count
+//! (both must agree: it shapes the keys in Redis) and the acknowledged durability.
 use serde::{Deserialize, Serialize};
 
-use super::Partitions;
+use std::time::Duration;
+
+use super::durability::DEFAULT_TIMEOUT_MS;
+use super::{Durability, DurabilityMode, Partitions};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -11,23 +14,49 @@ pub struct QueueConfig {
     /// e.g. 16 on a cluster. Recorded in Redis by the first process; every API and worker
     /// must be started with the same count (`drover-worker partitions` changes it).
     pub partitions: u16,
+    /// What a write (an enqueue, a job's end) must reach before it is answered: `local`
+    /// (default), `aof` or `replica` (docs/architecture.md, "Acknowledged durability").
+    pub durability: DurabilityMode,
+    /// How long a write waits for `aof` or `replica` before it is answered "not yet durable".
+    pub durability_timeout_ms: u64,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { partitions: 1 }
+        Self {
+            partitions: 1,
+            durability: DurabilityMode::Local,
+            durability_timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
     }
 }
 
 impl QueueConfig {
     /// Adds this section's problems to `errs` (each naming its setting, under `section`).
     pub fn validate(&self, section: &str, errs: &mut Vec<String>) -> Option<Partitions> {
+        if !(1..=60_000).contains(&self.durability_timeout_ms) {
+            errs.push(format!(
+                "{section}.durability_timeout_ms = {} must be between 1 and 60000",
+                self.durability_timeout_ms
+            ));
+        }
         match Partitions::new(self.partitions) {
             Ok(p) => Some(p),
-            Err(e) => {
-                errs.push(format!("{section}.{e}"));
+            Err(_) => {
+                errs.push(format!(
+                    "{section}.partitions = {} must be between 1 and {}",
+                    self.partitions,
+                    crate::job::BUCKETS
+                ));
                 None
             }
+        }
+    }
+
+    pub fn durability(&self) -> Durability {
+        Durability {
+            mode: self.durability,
+            timeout: Duration::from_millis(self.durability_timeout_ms),
         }
     }
 

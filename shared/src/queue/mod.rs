@@ -8,6 +8,7 @@ pub mod callbacks;
 mod codec;
 mod config;
 mod counts;
+mod durability;
 mod fate;
 mod group_commit;
 mod keys;
@@ -26,6 +27,7 @@ mod wake;
 
 pub use callbacks::{CallbackStatus, CallbackStore, DueCallback, JobCallback, NewCallback, Recorded};
 pub use config::QueueConfig;
+pub use durability::{Durability, DurabilityMode, NotDurable};
 pub use fate::{decide, Fate, RetryPolicy};
 pub use keys::QueueKeys;
 pub use migrate::Migrated;
@@ -82,7 +84,11 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> impl Future<Output = Result<Option<Trimmed>, StoreError>> + Send;
     /// Block until work may be there (new job, due time) or `timeout` passes.
     fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Redis answers, and can provide the configured durability.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Wait until this store's earlier writes are as durable as configured, after a
+    /// [`StoreError::NotDurable`] (which leaves the write applied: never repeat it).
+    fn await_durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Announce a live worker (`<namespace>:workers:<id>`, expiring after `ttl`).
     fn worker_heartbeat(&self, worker: &str, info: &str, ttl: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

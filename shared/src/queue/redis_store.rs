@@ -5,6 +5,7 @@ use redis::Value;
 use sha2::{Digest, Sha256};
 
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
+use super::durability::{self, DurableWrites};
 use super::group_commit::{GroupCommit, Waiter};
 use super::visits::Visits;
 use super::wake::Wakers;
@@ -13,7 +14,7 @@ use super::{
     QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
 };
 use crate::job::{Job, JobId, JobKind, Progress};
-use crate::redis_conn::{query_grouped, RedisConn, RedisSource, Timeouts};
+use crate::redis_conn::{query_grouped, query_grouped_then, RedisConn, RedisSource, Timeouts};
 
 /// How many due jobs or expired leases one fetch handles; the rest wait for the next.
 const CHUNK: usize = 500;
@@ -41,6 +42,8 @@ pub struct RedisStore {
     pub(super) visits: Arc<[std::sync::Mutex<Visits>; 3]>,
     /// Single enqueues made at the same moment share one call.
     group: Arc<GroupCommit>,
+    /// Enqueues and terminal settles, waited on as `queue.durability` asks.
+    durable: DurableWrites,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -56,7 +59,9 @@ impl RedisStore {
     /// be reached now; once connected, the connection re-establishes itself after outages.
     pub async fn connect(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
         let store = Self::connect_lazy(url, namespace, defaults)?;
-        store.ping().await?;
+        // Reachable is all this asks: whether Redis can provide `queue.durability` is
+        // the first durable write's (and readiness's) question.
+        let _: String = redis::cmd("PING").query_async(&mut store.connection()).await?;
         Ok(store)
     }
 
@@ -68,6 +73,7 @@ impl RedisStore {
         let n = usize::from(defaults.partitions.count());
         let now = Instant::now();
         Ok(Self {
+            durable: DurableWrites::new(&source, &conn, defaults.durability)?,
             source,
             conn,
             namespace: namespace.into(),
@@ -256,13 +262,25 @@ impl RedisStore {
             }
         }
         let tags: Vec<String> = groups.iter().map(|(_, k, _)| k.ready()).collect();
-        let replies = self
-            .grouped(&tags, &[&scripts::ENQUEUE], |pipe, g| {
+        // On the durable writes' connection, each pipeline followed by the wait
+        // `queue.durability` asks for (on the shard it went to).
+        self.durable.ensure_supported().await?;
+        let wait = self.durable.durability().wait_command();
+        let (replies, waits) = query_grouped_then(
+            &self.durable.conn(),
+            &tags,
+            &[&scripts::ENQUEUE],
+            |pipe, g| {
                 let (_, keys, idx) = &groups[g];
                 let args: Vec<&[String]> = idx.iter().map(|i| jobs[*i].1.as_slice()).collect();
                 pipe.invoke_script(&self.enqueue_call(keys, &args));
-            })
-            .await?;
+            },
+            wait.as_ref(),
+        )
+        .await?;
+        for w in waits {
+            self.durable.durability().check(w)?;
+        }
         for (id, _) in jobs {
             self.touched(id);
         }
@@ -404,32 +422,54 @@ mod erased {
 }
 
 impl RedisStore {
-    /// Settle one queue's runs, in chunks of 256 per script call.
+    /// Settle one queue's runs: one pipeline of script calls (256 runs each). Only a
+    /// job's end must not roll back (review F2): a batch holding one goes on the durable
+    /// writes' connection, followed by the wait `queue.durability` asks for; a retry,
+    /// snooze or hand-back lost in a failover is reclaimed like any lease.
     async fn settle_in(&self, keys: &QueueKeys, settlements: &[&Settlement]) -> Result<Vec<SettleResult>, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut results = Vec::with_capacity(settlements.len());
-        for chunk in settlements.chunks(256) {
-            let mut inv = scripts::SETTLE.key(keys.ready());
-            inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
-            for s in chunk {
-                let (outcome, delay, data) = action_args(s);
-                let attempt = s
-                    .attempt
-                    .as_ref()
-                    .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
-                    .unwrap_or_default();
-                inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+        let build = || {
+            let mut pipe = redis::pipe();
+            for chunk in settlements.chunks(256) {
+                let mut inv = scripts::SETTLE.key(keys.ready());
+                inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
+                for s in chunk {
+                    let (outcome, delay, data) = action_args(s);
+                    let attempt = s
+                        .attempt
+                        .as_ref()
+                        .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
+                        .unwrap_or_default();
+                    inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+                }
+                pipe.invoke_script(&inv);
             }
-            let reply: Vec<String> = inv.invoke_async(&mut conn).await?;
-            results.extend(reply.into_iter().map(|r| {
+            pipe
+        };
+        let local = super::Durability::LOCAL;
+        let (mut conn, wanted) = if settlements.iter().any(|s| s.action.is_terminal()) {
+            self.durable.ensure_supported().await?;
+            (self.durable.conn(), self.durable.durability())
+        } else {
+            (self.conn.clone(), &local)
+        };
+        let replies: Vec<Vec<String>> = match durability::query(&mut conn, build(), wanted).await {
+            Err(StoreError::Redis(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                scripts::SETTLE.load_async(&mut conn).await?;
+                durability::query(&mut conn, build(), wanted).await?
+            }
+            r => r?,
+        };
+        Ok(replies
+            .into_iter()
+            .flatten()
+            .map(|r| {
                 if r == "ok" {
                     SettleResult::Applied
                 } else {
                     SettleResult::LeaseLost
                 }
-            }));
-        }
-        Ok(results)
+            })
+            .collect())
     }
 
     /// This store just made work ready in `id`'s partition (an enqueue, a retry, a
@@ -589,6 +629,8 @@ impl JobStore for RedisStore {
     }
 
     async fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        // A worker whose outcomes could not be stored as durably as configured leases nothing.
+        self.durable.ensure_supported().await?;
         let n = self.defaults.partitions.count();
         let plan = if n == 1 {
             vec![0]
@@ -852,6 +894,10 @@ impl JobStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
+        self.durable.ensure_supported().await
+    }
+
+    async fn await_durable(&self) -> Result<(), StoreError> {
+        self.durable.await_durable().await
     }
 }

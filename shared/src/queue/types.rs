@@ -106,6 +106,15 @@ pub enum StoreError {
     /// differs from the one recorded in Redis): retrying does not help.
     #[error("{0}")]
     Setup(String),
+    /// The write was applied but did not reach `queue.durability` in time; it stays
+    /// applied, so the caller retries the same request (same idempotency key) or, for a
+    /// settle, waits again without writing twice ([`super::JobStore::await_durable`]).
+    #[error(transparent)]
+    NotDurable(#[from] super::durability::NotDurable),
+    /// Redis cannot provide the configured `queue.durability` (too old, AOF off): nothing
+    /// was written. The message names what was found.
+    #[error("{0}")]
+    DurabilityUnsupported(String),
 }
 
 impl StoreError {
@@ -115,6 +124,8 @@ impl StoreError {
             Self::Redis(e) => Self::Redis(e.clone()),
             Self::Protocol(m) => Self::Protocol(m.clone()),
             Self::Setup(m) => Self::Setup(m.clone()),
+            Self::NotDurable(n) => Self::NotDurable(n.clone()),
+            Self::DurabilityUnsupported(m) => Self::DurabilityUnsupported(m.clone()),
         }
     }
 }
@@ -161,6 +172,13 @@ pub enum SettleAction {
     Cancelled(ErrorInfo),
     /// Back to queued without using the attempt (shutdown, or leased but never started).
     Release,
+}
+
+impl SettleAction {
+    /// Whether the job ends here (succeeded, partial, dead, cancelled).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Succeeded(_) | Self::Partial(_) | Self::Dead(_) | Self::Cancelled(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +312,8 @@ pub struct JobDefaults {
     pub reports_starts: bool,
     /// How many partitions each kind's queue has (`queue.partitions`).
     pub partitions: super::Partitions,
+    /// What a write (enqueue, terminal settle) must reach before it is reported done.
+    pub durability: super::Durability,
 }
 
 impl JobDefaults {
@@ -318,6 +338,7 @@ impl Default for JobDefaults {
             dead_max: 10_000,
             reports_starts: false,
             partitions: super::Partitions::default(),
+            durability: super::Durability::default(),
         }
     }
 }

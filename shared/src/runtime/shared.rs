@@ -11,7 +11,7 @@ use super::leases::LeaseRegistry;
 use super::settings::WorkerSettings;
 use crate::backoff::Backoff;
 use crate::job::JobKind;
-use crate::queue::{JobStore, SettleResult, Settlement};
+use crate::queue::{JobStore, SettleResult, Settlement, StoreError};
 
 pub(crate) type SettleRequest = (Settlement, oneshot::Sender<SettleResult>);
 
@@ -80,6 +80,13 @@ async fn settle_batch<S: JobStore>(store: S, kind: JobKind, batch: Vec<SettleReq
     let results = loop {
         match store.settle(kind, &settlements).await {
             Ok(r) => break r,
+            // Written, but not yet as durable as configured: writing it again would
+            // record every attempt twice (late), so wait for the write already made.
+            Err(StoreError::NotDurable(e)) => {
+                tracing::warn!(error = %e, kind = %kind, jobs = settlements.len(), "job outcomes recorded but not yet durable; waiting for them");
+                await_durable(&store, kind).await;
+                break settlements.iter().map(|_| SettleResult::Applied).collect();
+            }
             Err(e) => {
                 let failure = backoff.failed();
                 if failure.first {
@@ -97,6 +104,22 @@ async fn settle_batch<S: JobStore>(store: S, kind: JobKind, batch: Vec<SettleReq
             tracing::warn!(job_id = %s.id, "lease was gone when the run ended; its result is kept on the attempt only");
         }
         let _ = tx.send(r);
+    }
+}
+
+/// Wait (retrying) until the store's earlier writes are as durable as configured. The
+/// runs wait with their leases renewed; a run's lease entry goes once this returns.
+async fn await_durable<S: JobStore>(store: &S, kind: JobKind) {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    while let Err(e) = store.await_durable().await {
+        let failure = backoff.failed();
+        if failure.first && !matches!(e, StoreError::NotDurable(_)) {
+            tracing::warn!(error = %e, kind = %kind, "could not wait for job outcomes to be durable; retrying");
+        }
+        tokio::time::sleep(failure.delay).await;
+    }
+    if backoff.succeeded() {
+        tracing::info!(kind = %kind, "job outcomes are durable");
     }
 }
 

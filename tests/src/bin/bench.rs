@@ -3,6 +3,8 @@
 //!
 //! Build and run (release): `cargo build --release -p drover-tests --bins &&
 //! $CARGO_TARGET_DIR/release/bench [--n 50000] [--reps 3] [--aof] [--partitions N] [--only enqueue,process,latency,crash,memory]`
+//! `bench --only durability [--secs 5] [--redis8 PATH]`: enqueue cost of each
+//! `queue.durability` mode, on servers of its own (`bench_parts/durability.rs`).
 //! Workers are separate `test_worker` processes, as the peers fork theirs.
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +17,9 @@ use drover_tests::harness::{ChildProcess, Durability, RedisServer};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
+#[path = "bench_parts/durability.rs"]
+mod durability;
+
 struct Args {
     n: usize,
     reps: usize,
@@ -25,6 +30,8 @@ struct Args {
     /// `queue.partitions` of the store and the workers.
     partitions: u16,
     only: Vec<String>,
+    secs: u64,
+    redis8: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -37,6 +44,8 @@ fn parse_args() -> Result<Args> {
         crash_n: 10_000,
         partitions: 1,
         only: vec![],
+        secs: 5,
+        redis8: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +59,8 @@ fn parse_args() -> Result<Args> {
             "--crash-n" => a.crash_n = val()?.parse()?,
             "--partitions" => a.partitions = val()?.parse()?,
             "--only" => a.only = val()?.split(',').map(str::to_owned).collect(),
+            "--secs" => a.secs = val()?.parse()?,
+            "--redis8" => a.redis8 = Some(val()?),
             other => bail!("unknown flag {other}; see the doc comment at the top of tests/src/bin/bench.rs"),
         }
     }
@@ -436,6 +447,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.only == ["durability"] {
+        return durability::run(args.secs, durability::redis8(args.redis8)).await;
+    }
     let server = RedisServer::start(if args.aof { Durability::AofEverySec } else { Durability::None });
     let defaults = JobDefaults {
         partitions: drover::queue::Partitions::new(args.partitions).map_err(anyhow::Error::msg)?,

@@ -13,6 +13,7 @@ pub const POLICY: JobDefaults = JobDefaults {
     dead_max: 2,
     reports_starts: true,
     partitions: Partitions::ONE,
+    durability: drover::queue::Durability::LOCAL,
 };
 
 fn account_of(l: &Leased) -> String {

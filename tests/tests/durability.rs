@@ -1,0 +1,366 @@
+//! Acknowledged durability (`queue.durability`, review F2) against real redis-server
+//! processes: a private primary, a replica of it (`--replicaof`) that a test can freeze
+//! (SIGSTOP) and promote, and for `aof` a Redis new enough for WAITAOF (≥ 7.2; Debian's
+//! is 7.0, so `tests/redis8.sh` builds one: `REDIS8_SERVER` or its cache path).
+mod api_support;
+
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use drover::job::{JobId, JobKind, JobPayload, JobState};
+use drover::queue::{
+    Durability as QueueDurability, DurabilityMode, EnqueueError, JobDefaults, JobStore, NewJob, QueueKeys, RedisStore, SettleAction,
+    Settlement, StoreError,
+};
+use drover::runtime::{JobContext, Outcome, WorkerSettings};
+use drover_tests::harness::{Durability, RedisServer};
+use redis::Commands;
+use serde_json::{json, Value};
+
+const TIMEOUT_MS: u64 = 300;
+const NOT_DURABLE: &str = "accepted but not yet durable: retry with the same Idempotency-Key";
+
+fn mode(mode: DurabilityMode) -> QueueDurability {
+    QueueDurability {
+        mode,
+        timeout: Duration::from_millis(TIMEOUT_MS),
+    }
+}
+
+async fn app_in(durability: DurabilityMode) -> TestApp {
+    spawn_app_with(Durability::None, |c| {
+        c.queue.durability = durability;
+        c.queue.durability_timeout_ms = TIMEOUT_MS;
+    })
+    .await
+}
+
+/// The job's state as `server` holds it (None: the job is not there).
+fn state_on(server: &RedisServer, id: &JobId) -> Option<String> {
+    server.conn().hget(QueueKeys::new("drover", id.kind(), None).job(id), "st").unwrap()
+}
+
+/// How many jobs of `kind` `server` holds.
+fn jobs_on(server: &RedisServer, kind: JobKind) -> u64 {
+    server.conn().zcard(QueueKeys::new("drover", kind, None).key("all")).unwrap()
+}
+
+/// Failover: the primary dies, the replica is promoted (what Sentinel would do).
+fn fail_over(primary: &mut RedisServer, replica: &RedisServer) {
+    primary.kill();
+    detach(replica);
+}
+
+/// Cut the replica off its primary (a partition): it keeps what it had.
+fn detach(replica: &RedisServer) {
+    let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query(&mut replica.conn()).unwrap();
+}
+
+fn body(account: &str) -> Value {
+    cleanup_body(account)
+}
+
+async fn submit_with_key(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+    app.post(ADMIN, "/v1/jobs")
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn id_of(res: reqwest::Response, status: u16) -> JobId {
+    assert_eq!(res.status(), status);
+    let v: Value = res.json().await.unwrap();
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// F2 as it was (and as `local` still is): a 202 is sent once the primary applied the
+/// write, so a failover to a replica that had not received it loses an accepted job.
+/// (A SIGSTOPped replica would not show it: the kernel still receives the replication
+/// stream, and the replica applies it once it runs again. A partition does.)
+#[tokio::test]
+async fn in_local_mode_a_job_answered_202_can_be_lost_in_a_failover() {
+    let mut app = app_in(DurabilityMode::Local).await;
+    let replica = RedisServer::start_replica_of(&app.redis);
+    detach(&replica);
+    let id = id_of(app.submit(ADMIN, &body("acme")).await, 202).await;
+    fail_over(&mut app.redis, &replica);
+    assert_eq!(state_on(&replica, &id), None, "the accepted job is gone after the failover");
+}
+
+/// The same partition in `replica` mode: no 202 for a job no replica holds.
+#[tokio::test]
+async fn in_replica_mode_a_partitioned_replica_means_503_not_a_202_that_a_failover_loses() {
+    let app = app_in(DurabilityMode::Replica).await;
+    let replica = RedisServer::start_replica_of(&app.redis);
+    let kept = id_of(app.submit(ADMIN, &body("acme")).await, 202).await;
+    detach(&replica);
+    let p = problem(submit_with_key(&app, "k2", &body("acme")).await, 503).await;
+    assert_eq!(p["detail"], NOT_DURABLE, "{p}");
+    assert_eq!(state_on(&replica, &kept).as_deref(), Some("queued"), "every 202 is on the replica");
+}
+
+#[tokio::test]
+async fn in_replica_mode_a_202_means_the_job_is_on_the_replica() {
+    let app = app_in(DurabilityMode::Replica).await;
+    let replica = RedisServer::start_replica_of(&app.redis);
+    let id = id_of(app.submit(ADMIN, &body("acme")).await, 202).await;
+    // Read at once, no waiting: the 202 was sent after the replica acknowledged the write.
+    assert_eq!(state_on(&replica, &id).as_deref(), Some("queued"));
+}
+
+#[tokio::test]
+async fn in_replica_mode_a_stalled_replica_gets_503_and_the_same_key_later_returns_the_same_job_once() {
+    let mut app = app_in(DurabilityMode::Replica).await;
+    let replica = RedisServer::start_replica_of(&app.redis);
+    let before = id_of(app.submit(ADMIN, &body("acme")).await, 202).await;
+
+    replica.pause();
+    let started = Instant::now();
+    let res = submit_with_key(&app, "order-7", &body("acme")).await;
+    let took = started.elapsed();
+    assert_eq!(res.headers()["retry-after"], "1");
+    let p = problem(res, 503).await;
+    assert_eq!(p["detail"], NOT_DURABLE, "{p}");
+    assert_eq!(p["type"], "urn:drover:problem:not-durable", "{p}");
+    assert!(
+        took >= Duration::from_millis(TIMEOUT_MS) && took < Duration::from_millis(TIMEOUT_MS + 2000),
+        "answered after {took:?}"
+    );
+    assert_eq!(jobs_on(&app.redis, JobKind::Cleanup), 2, "the job stays enqueued on the primary");
+
+    replica.resume();
+    let res = submit_with_key(&app, "order-7", &body("acme")).await;
+    let id = id_of(res, 200).await; // 200: the job the first request made
+    assert_eq!(jobs_on(&app.redis, JobKind::Cleanup), 2, "no second job for the same key");
+    assert_eq!(state_on(&replica, &id).as_deref(), Some("queued"), "now on the replica");
+
+    // Both acknowledged jobs survive the primary's loss.
+    fail_over(&mut app.redis, &replica);
+    assert_eq!(state_on(&replica, &before).as_deref(), Some("queued"));
+    assert_eq!(state_on(&replica, &id).as_deref(), Some("queued"));
+    assert_eq!(jobs_on(&replica, JobKind::Cleanup), 2);
+}
+
+#[tokio::test]
+async fn in_replica_mode_with_no_replica_every_enqueue_is_not_durable() {
+    let app = app_in(DurabilityMode::Replica).await;
+    let p = problem(submit_with_key(&app, "k1", &body("acme")).await, 503).await;
+    assert_eq!(p["detail"], NOT_DURABLE, "{p}");
+    // The store's own calls say the same (bulk and single share the path).
+    let store = RedisStore::connect(&app.redis.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    let r = store.enqueue_bulk(vec![NewJob::new(cleanup_payload("acme"))]).await;
+    assert!(matches!(r, Err(StoreError::NotDurable(_))), "{r:?}");
+}
+
+fn defaults(durability: QueueDurability) -> JobDefaults {
+    JobDefaults {
+        durability,
+        ..JobDefaults::for_runtime()
+    }
+}
+
+fn settings() -> WorkerSettings {
+    WorkerSettings {
+        concurrency: [(JobKind::Cleanup, 2), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        lease: Duration::from_millis(3000),
+        heartbeat: Duration::from_millis(500),
+        grace: Duration::from_millis(500),
+        prefetch: 0,
+        idle_wait: Duration::from_millis(200),
+        ..WorkerSettings::default()
+    }
+}
+
+fn succeed(_: JobPayload, _: JobContext) -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> {
+    Box::pin(async { Ok(Outcome::Succeeded(json!({"ok": true}))) })
+}
+
+/// A worker in `replica` mode whose replica stalls records the outcome on the primary,
+/// waits for the replica (without writing the outcome again), and the replica ends up
+/// with the job succeeded and its one attempt.
+#[tokio::test]
+async fn a_worker_in_replica_mode_settles_terminal_outcomes_on_the_replica_once() {
+    let primary = RedisServer::start(Durability::None);
+    let replica = RedisServer::start_replica_of(&primary);
+    let store = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    let first = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
+
+    let url = primary.url();
+    let connect = move || {
+        let url = url.clone();
+        async move { RedisStore::connect(&url, "drover", defaults(mode(DurabilityMode::Replica))).await }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::spawn(drover::runtime::run(store.clone(), connect, settings(), succeed, async move {
+        let _ = stopped.await;
+    }));
+    wait_for(
+        || state_on(&replica, &first).as_deref() == Some("succeeded"),
+        "first job succeeded on the replica",
+    )
+    .await;
+
+    // The replica stalls: the next job's end reaches the primary, not the replica.
+    replica.pause();
+    let raw = RedisStore::connect(&primary.url(), "drover", JobDefaults::default()).await.unwrap();
+    let second = raw.enqueue(NewJob::new(cleanup_payload("globex"))).await.unwrap().id;
+    wait_for(
+        || state_on(&primary, &second).as_deref() == Some("succeeded"),
+        "second job succeeded on the primary",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(TIMEOUT_MS * 3)).await; // several waits fall short
+    replica.resume();
+    wait_for(
+        || state_on(&replica, &second).as_deref() == Some("succeeded"),
+        "second job succeeded on the replica",
+    )
+    .await;
+    let _ = stop.send(());
+    runtime.await.unwrap().unwrap();
+    let job = raw.get(&second).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(
+        job.attempt_history.len(),
+        1,
+        "the outcome was written once (no late copy): {:?}",
+        job.attempt_history
+    );
+}
+
+/// The store's settle reports a terminal outcome that no replica acknowledged; waiting
+/// again after the replica is back succeeds without writing anything twice.
+#[tokio::test]
+async fn a_terminal_settle_is_not_durable_until_a_replica_acknowledges_it() {
+    let primary = RedisServer::start(Durability::None);
+    let replica = RedisServer::start_replica_of(&primary);
+    let store = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
+    let leased = store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .jobs
+        .remove(0);
+    replica.pause();
+    let done = Settlement {
+        id: id.clone(),
+        token: leased.token.clone(),
+        action: SettleAction::Succeeded(json!({})),
+        attempt: None,
+    };
+    let r = store.settle(JobKind::Cleanup, &[done]).await;
+    assert!(matches!(r, Err(StoreError::NotDurable(_))), "{r:?}");
+    assert_eq!(state_on(&primary, &id).as_deref(), Some("succeeded"), "applied on the primary");
+    assert!(matches!(store.await_durable().await, Err(StoreError::NotDurable(_))));
+    replica.resume();
+    store.await_durable().await.unwrap();
+    assert_eq!(state_on(&replica, &id).as_deref(), Some("succeeded"));
+}
+
+/// Debian's Redis 7.0 has no WAITAOF: `aof` is refused, naming the version, before
+/// anything is written; `/readyz` says why.
+#[tokio::test]
+async fn aof_mode_is_refused_by_a_redis_older_than_7_2() {
+    let app = spawn_app_with(Durability::AofEverySec, |c| c.queue.durability = DurabilityMode::Aof).await;
+    let version = redis_version(&app.redis);
+    assert!(
+        version.starts_with("7.0"),
+        "this test needs the Redis 7.0 of Debian, found {version}"
+    );
+
+    let store = RedisStore::connect(&app.redis.url(), "drover", defaults(mode(DurabilityMode::Aof)))
+        .await
+        .unwrap();
+    let err = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap_err();
+    let EnqueueError::Store(StoreError::DurabilityUnsupported(why)) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        why,
+        format!("queue.durability = aof needs Redis 7.2 or newer (WAITAOF); this Redis is {version}")
+    );
+    assert!(matches!(store.ping().await, Err(StoreError::DurabilityUnsupported(_))));
+    assert!(
+        store.fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(3)).await.is_err(),
+        "a worker leases nothing"
+    );
+
+    let p = problem(app.submit(ADMIN, &body("acme")).await, 503).await;
+    assert!(p["detail"].as_str().unwrap().contains("nothing was written"), "{p}");
+    assert_eq!(jobs_on(&app.redis, JobKind::Cleanup), 0);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let p = problem(ready, 503).await;
+    assert!(p["detail"].as_str().unwrap().contains("queue.durability"), "{p}");
+}
+
+fn redis_version(server: &RedisServer) -> String {
+    let info: String = redis::cmd("INFO").arg("server").query(&mut server.conn()).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The Redis ≥ 7.2 that `tests/redis8.sh` builds (`tests/setup.sh` runs it).
+fn redis8() -> String {
+    let path = std::env::var("REDIS8_SERVER").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
+        format!("{cache}/drover/redis8/bin/redis-server")
+    });
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "no Redis >= 7.2 at {path}: run tests/redis8.sh (or set REDIS8_SERVER) for the aof tests"
+    );
+    path
+}
+
+#[tokio::test]
+async fn aof_mode_answers_202_once_the_job_is_fsynced_and_it_survives_a_crash() {
+    let mut server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
+    let mut config = test_config(&server.url());
+    config.queue.durability = DurabilityMode::Aof;
+    config.queue.durability_timeout_ms = 2000; // everysec: the next fsync is up to 1 s away
+    let started = start_app(config).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("http://{}/v1/jobs", started.addr))
+        .bearer_auth(ADMIN)
+        .json(&body("acme"))
+        .send()
+        .await
+        .unwrap();
+    let id = id_of(res, 202).await;
+    let info: String = redis::cmd("INFO").arg("persistence").query(&mut server.conn()).unwrap();
+    assert!(info.contains("aof_last_write_status:ok"), "{info}");
+    server.restart(); // SIGKILL, then replay the AOF
+    assert_eq!(state_on(&server, &id).as_deref(), Some("queued"));
+    let _ = started.stop.send(());
+}
+
+#[tokio::test]
+async fn aof_mode_is_refused_when_appendonly_is_off() {
+    let server = RedisServer::start_binary(&redis8(), Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", defaults(mode(DurabilityMode::Aof)))
+        .await
+        .unwrap();
+    let err = store.ping().await.unwrap_err();
+    assert!(err.to_string().contains("needs appendonly yes"), "{err}");
+}
+
+async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

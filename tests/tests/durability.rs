@@ -175,8 +175,16 @@ fn settings() -> WorkerSettings {
     }
 }
 
-fn succeed(_: JobPayload, _: JobContext) -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> {
-    Box::pin(async { Ok(Outcome::Succeeded(json!({"ok": true}))) })
+/// Succeeds at once, or after 1.5 s for the account `slow` (a run still going when the
+/// test stalls the replica).
+fn succeed(payload: JobPayload, _: JobContext) -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> {
+    let slow = payload.account_id().as_str() == "slow";
+    Box::pin(async move {
+        if slow {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        Ok(Outcome::Succeeded(json!({"ok": true})))
+    })
 }
 
 /// A worker in `replica` mode whose replica stalls records the outcome on the primary,
@@ -206,10 +214,16 @@ async fn a_worker_in_replica_mode_settles_terminal_outcomes_on_the_replica_once(
     )
     .await;
 
-    // The replica stalls: the next job's end reaches the primary, not the replica.
-    replica.pause();
+    // The replica stalls while the next job runs: its end reaches the primary, not the
+    // replica.
     let raw = RedisStore::connect(&primary.url(), "drover", JobDefaults::default()).await.unwrap();
-    let second = raw.enqueue(NewJob::new(cleanup_payload("globex"))).await.unwrap().id;
+    let second = raw.enqueue(NewJob::new(cleanup_payload("slow"))).await.unwrap().id;
+    wait_for(
+        || state_on(&replica, &second).as_deref() == Some("running"),
+        "second job's lease on the replica",
+    )
+    .await;
+    replica.pause();
     wait_for(
         || state_on(&primary, &second).as_deref() == Some("succeeded"),
         "second job succeeded on the primary",
@@ -264,6 +278,30 @@ async fn a_terminal_settle_is_not_durable_until_a_replica_acknowledges_it() {
     replica.resume();
     store.await_durable().await.unwrap();
     assert_eq!(state_on(&replica, &id).as_deref(), Some("succeeded"));
+}
+
+/// A lease is a write like any other: one that no replica acknowledged is not handed to
+/// a handler (a failover would forget it and the new primary would give the job to a
+/// second worker while the first still ran it). The job goes back to the queue with its
+/// attempt unused and is leased once the replica is back.
+#[tokio::test]
+async fn in_replica_mode_a_lease_no_replica_acknowledged_is_given_back_not_run() {
+    let primary = RedisServer::start(Durability::None);
+    let replica = RedisServer::start_replica_of(&primary);
+    let store = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
+    replica.pause();
+    let r = store.fetch(JobKind::Cleanup, "w1", 4, Duration::from_secs(30)).await;
+    assert!(matches!(r, Err(StoreError::NotDurable(_))), "{:?}", r.map(|f| f.jobs.len()));
+    assert_eq!(state_on(&primary, &id).as_deref(), Some("queued"), "given back on the primary");
+    replica.resume();
+    let fetched = store.fetch(JobKind::Cleanup, "w1", 4, Duration::from_secs(30)).await.unwrap();
+    let ids: Vec<&JobId> = fetched.jobs.iter().map(|l| &l.id).collect();
+    assert_eq!(ids, [&id]);
+    assert_eq!(fetched.jobs[0].attempt, 1, "the given-back lease used no attempt");
+    wait_for(|| state_on(&replica, &id).as_deref() == Some("running"), "the lease on the replica").await;
 }
 
 /// Debian's Redis 7.0 has no WAITAOF: `aof` is refused, naming the version, before

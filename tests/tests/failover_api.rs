@@ -1,15 +1,19 @@
 //! A Redis failover under load (issue 16): a Sentinel-managed primary with two replicas
 //! is SIGKILLed while the API takes enqueues and three worker processes run jobs. The
 //! sentinels promote a replica; API and workers carry on without a restart. With
-//! `queue.durability = replica` no job the API answered 202 for is lost; with `local`
-//! the test reports how many were (replication is asynchronous: some may be).
+//! `queue.durability = replica` no job the API answered 202 for is lost and no job runs
+//! twice at once; with `local` the test reports how many were lost (replication is
+//! asynchronous: some may be).
 mod api_support;
 
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use api_support::*;
-use drover::queue::DurabilityMode;
+use drover::queue::{DurabilityMode, JobDefaults, JobStore, RedisStore};
 use drover_tests::harness::{cargo_bin, ChildProcess, RedisSentinels};
+use drover_tests::runs::{overlapping_runs, pid_of, read_runs};
 use serde_json::Value;
 
 struct Outcome {
@@ -19,14 +23,20 @@ struct Outcome {
     accepted_after: usize,
     /// Of those, how many the new primary does not hold (GET 404).
     lost: Vec<String>,
-    /// From the promotion to the end of the first job accepted after it (a worker
-    /// fetched and finished it on the new primary). Printed, not asserted: it is a figure
-    /// (≈ 2 s on a quiet machine), and a timing assert flakes under CI's load.
-    workers_back: Duration,
+    /// From the promotion to the end of the first job accepted after it that the new
+    /// primary kept (a worker fetched and finished it there). Printed, not asserted: it is
+    /// a figure (≈ 0.3–2 s on a quiet machine), and a timing assert flakes under CI's load.
+    /// `None` when every job accepted after the promotion was lost: with `local` nothing
+    /// is promised for any job, and CI once saw one accepted just after the promotion gone
+    /// later (the sentinels were still reconfiguring the replicas).
+    workers_back: Option<Duration>,
+    /// Runs of one job at once (by the workers' run log), none of them refused as late.
+    overlaps: Vec<String>,
 }
 
-fn worker(url: &str, name: &str, durability: DurabilityMode) -> ChildProcess {
+fn worker(url: &str, name: &str, durability: DurabilityMode, run_file: &Path) -> ChildProcess {
     let env = vec![
+        ("DROVER_TEST_RUN_FILE", run_file.display().to_string()),
         ("DROVER_WORKER__REDIS_URL", url.to_owned()),
         ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
         ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
@@ -57,6 +67,20 @@ impl Api {
     }
 }
 
+/// One job in ten runs 1.5 s (runs that span the failover), the rest 20 ms, over seven
+/// accounts each.
+fn account(n: usize) -> String {
+    if n.is_multiple_of(10) {
+        format!("t.sleep.1500_{}", n % 7)
+    } else {
+        format!("acct-{}", n % 7)
+    }
+}
+
+fn now_us() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
 async fn state(app: &Api, id: &str) -> (u16, String) {
     match app.http.get(format!("{}/v1/jobs/{id}", app.base)).bearer_auth(ADMIN).send().await {
         Ok(res) => {
@@ -79,12 +103,14 @@ async fn run(durability: DurabilityMode) -> Outcome {
         base: format!("http://{}", server.addr),
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
     };
-    let _workers: Vec<ChildProcess> = (0..3).map(|i| worker(&url, &format!("w{i}"), durability)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let run_file = dir.path().join("runs.log");
+    let workers: Vec<ChildProcess> = (0..3).map(|i| worker(&url, &format!("w{i}"), durability, &run_file)).collect();
 
     let mut accepted = Vec::new();
     let mut accepted_after = 0;
     let mut promoted_at: Option<chrono::DateTime<chrono::Utc>> = None;
-    let mut first_after: Option<String> = None;
+    let mut after: Vec<String> = Vec::new();
     let started = Instant::now();
     let mut n = 0;
     while started.elapsed() < Duration::from_secs(8) {
@@ -96,7 +122,7 @@ async fn run(durability: DurabilityMode) -> Outcome {
         let res = app
             .post("/v1/jobs")
             .header("Idempotency-Key", format!("k-{n}"))
-            .json(&cleanup_body(&format!("acct-{}", n % 7)))
+            .json(&cleanup_body(&account(n)))
             .send()
             .await;
         if let Ok(res) = res {
@@ -105,7 +131,7 @@ async fn run(durability: DurabilityMode) -> Outcome {
                 let id = v["id"].as_str().unwrap().to_owned();
                 if promoted_at.is_some() {
                     accepted_after += 1;
-                    first_after.get_or_insert_with(|| id.clone());
+                    after.push(id.clone());
                 }
                 accepted.push(id);
             }
@@ -154,25 +180,53 @@ async fn run(durability: DurabilityMode) -> Outcome {
         pending = still;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let first_after = first_after.expect("a job accepted after the promotion");
-    let job: Value = app
-        .http
-        .get(format!("{}/v1/jobs/{first_after}", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let finished: chrono::DateTime<chrono::Utc> = job["finished_at"].as_str().expect("finished").parse().unwrap();
-    let workers_back = (finished - promoted_at).to_std().unwrap_or_default();
+    let finished_us = now_us();
+    drop(workers);
+    let workers_back = match after.iter().find(|id| !lost.contains(id)) {
+        Some(id) => {
+            let job: Value = app
+                .http
+                .get(format!("{}/v1/jobs/{id}", app.base))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let finished: chrono::DateTime<chrono::Utc> = job["finished_at"]
+                .as_str()
+                .expect("a succeeded job has finished_at")
+                .parse()
+                .unwrap();
+            Some((finished - promoted_at).to_std().unwrap_or_default())
+        }
+        None => None,
+    };
+
+    // No job ran twice at once: a job's runs never overlap unless the queue refused one
+    // of them as late (its lease had passed to another worker; its result was dropped).
+    let store = RedisStore::connect(&url, "drover", JobDefaults::default()).await.unwrap();
+    let mut late: HashMap<String, HashSet<u32>> = HashMap::new();
+    for id in accepted.iter().filter(|id| !lost.contains(id)) {
+        let job = store.get(&id.parse().unwrap()).await.unwrap().expect("a job the API answered for");
+        let pids = job
+            .attempt_history
+            .iter()
+            .filter(|a| a.late)
+            .filter_map(|a| pid_of(&a.worker))
+            .collect();
+        late.insert(id.clone(), pids);
+    }
+    let (overlaps, excused) = overlapping_runs(&read_runs(&run_file), &late, |_| finished_us);
+    eprintln!("{excused} overlapping pairs of runs with one run recorded late");
     let _ = server.stop.send(());
     Outcome {
         accepted,
         accepted_after,
         lost,
         workers_back,
+        overlaps,
     }
 }
 
@@ -188,6 +242,8 @@ async fn with_replica_durability_a_failover_loses_no_job_the_api_accepted() {
     );
     assert!(o.lost.is_empty(), "accepted jobs lost in the failover: {:?}", o.lost);
     assert!(o.accepted_after > 0, "the API accepted jobs on the new primary without a restart");
+    assert!(o.workers_back.is_some(), "workers finished jobs accepted on the new primary");
+    assert!(o.overlaps.is_empty(), "runs of one job at once:\n{}", o.overlaps.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -202,4 +258,6 @@ async fn with_local_durability_a_failover_keeps_serving_and_reports_what_it_lost
     );
     assert!(o.accepted_after > 0, "the API accepted jobs on the new primary without a restart");
     assert!(o.lost.len() < o.accepted.len(), "most accepted jobs survive");
+    // Not asserted: with `local` a lease the dead primary took may never reach the new one.
+    eprintln!("local: {} pairs of runs of one job at once", o.overlaps.len());
 }

@@ -71,6 +71,7 @@ pub(super) fn from_reads(values: Vec<Value>) -> Result<QueueCounts, StoreError> 
         cancelled: c[7],
         paused,
         lag_ms,
+        lag_ms_by_partition: Vec::new(),
         succeeded_total: total.unwrap_or(0),
         waiting,
         events: stats.events,

@@ -548,19 +548,24 @@ impl RedisStore {
         let parts = self.defaults.partitions.all();
         let keys: Vec<QueueKeys> = round.iter().map(|p| self.partition_keys(kind, parts[*p])).collect();
         let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
-        let replies = self
-            .grouped(&tags, &[&scripts::FETCH], |pipe, i| {
-                let mut inv = scripts::FETCH.key(keys[i].ready());
-                inv.arg(keys[i].prefix())
-                    .arg(shares[i])
-                    .arg(worker)
-                    .arg(lease.as_millis() as u64)
-                    .arg(CHUNK)
-                    .arg(self.defaults.per_account[kind.index()])
-                    .arg(u8::from(self.defaults.reports_starts));
-                pipe.invoke_script(&inv);
-            })
-            .await?;
+        let add = |pipe: &mut redis::Pipeline, i: usize| {
+            let mut inv = scripts::FETCH.key(keys[i].ready());
+            inv.arg(keys[i].prefix())
+                .arg(shares[i])
+                .arg(worker)
+                .arg(lease.as_millis() as u64)
+                .arg(CHUNK)
+                .arg(self.defaults.per_account[kind.index()])
+                .arg(u8::from(self.defaults.reports_starts));
+            pipe.invoke_script(&inv);
+        };
+        // With `queue.durability` above local the leases are waited for like any other
+        // write: a lease that a failover or restart could forget would let the new
+        // primary hand the job to a second worker while the first still runs it.
+        let (replies, waits) = match self.durable.durability().wait_command() {
+            None => (self.grouped(&tags, &[&scripts::FETCH], add).await?, Vec::new()),
+            Some(wait) => query_grouped_then(&self.durable.conn(), &tags, &[&scripts::FETCH], add, Some(&wait)).await?,
+        };
         let now = Instant::now();
         let mut out = Vec::new();
         let mut next_due: Option<Duration> = None;
@@ -586,6 +591,15 @@ impl RedisStore {
             if *share > 0 && got >= *share {
                 full.push(*p);
             }
+        }
+        if let Err(e) = waits.into_iter().try_for_each(|w| self.durable.durability().check(w)) {
+            // Not one of these runs starts: give the jobs back (attempts unused) so they
+            // wait in the queue, not behind a lease nobody will renew.
+            let release: Vec<Settlement> = out.iter().map(Settlement::release).collect();
+            if let Err(re) = self.settle(kind, &release).await {
+                tracing::warn!(error = %re, jobs = release.len(), "could not give back leases that were not durable; they return when the leases expire");
+            }
+            return Err(e);
         }
         Ok((out, next_due, full))
     }
@@ -767,7 +781,9 @@ impl JobStore for RedisStore {
             .await?;
         let mut total = QueueCounts::default();
         for values in replies {
-            total.add(&super::counts::from_reads(values)?);
+            let part = super::counts::from_reads(values)?;
+            total.lag_ms_by_partition.push(part.lag_ms);
+            total.add(&part);
         }
         Ok(total)
     }

@@ -276,6 +276,9 @@ pub struct QueueCounts {
     /// How long the oldest job not yet started has waited, in ms (queued, or waiting
     /// in a worker's prefetch).
     pub lag_ms: u64,
+    /// Each partition's `lag_ms`, in partition order (one entry per partition; filled by
+    /// the store's counts, not added up by [`QueueCounts::add`]).
+    pub lag_ms_by_partition: Vec<u64>,
     /// Jobs completed successfully since the queue was created.
     pub succeeded_total: u64,
     /// The jobs not running, by what they wait for.

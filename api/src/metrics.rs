@@ -22,6 +22,8 @@ pub const LEASE_RECLAIMS: &str = "drover_queue_lease_reclaims_total";
 pub const LATE_RESULTS: &str = "drover_queue_late_results_total";
 /// Runs parked by a guard (snoozed until it lets them through), by `reason`.
 pub const PARKED_RUNS: &str = "drover_queue_parked_runs_total";
+/// `drover_queue_lag_seconds` of each partition, served only when `queue.partitions > 1`.
+pub const PARTITION_LAG: &str = "drover_queue_partition_lag_seconds";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -96,6 +98,13 @@ impl Metrics {
                     gauge!("drover_queue_jobs", "kind" => k, "state" => state).set(n as f64);
                 }
                 gauge!("drover_queue_lag_seconds", "kind" => k).set(c.lag_ms as f64 / 1000.0);
+                // Per partition only when there are several (bounded by queue.partitions):
+                // one slow partition (a hot account, a slow shard) shows up by itself.
+                if c.lag_ms_by_partition.len() > 1 {
+                    for (p, lag) in c.lag_ms_by_partition.iter().enumerate() {
+                        gauge!(PARTITION_LAG, "kind" => k, "partition" => p.to_string()).set(*lag as f64 / 1000.0);
+                    }
+                }
                 gauge!("drover_queue_paused", "kind" => k).set(if c.paused { 1.0 } else { 0.0 });
                 counter!("drover_queue_succeeded_total", "kind" => k).absolute(c.succeeded_total);
                 for (reason, n) in c.waiting.by_reason() {

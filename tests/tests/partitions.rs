@@ -209,3 +209,60 @@ async fn migrating_is_refused_while_a_job_is_unfinished() {
     one.check_layout().await.expect("nothing changed");
     assert_eq!(one.counts(JobKind::Cleanup).await.unwrap().queued, 1);
 }
+
+/// With several partitions each one's lag is its own: counts give it per partition and
+/// the API's `/metrics` serves it as `drover_queue_partition_lag_seconds`.
+#[tokio::test]
+async fn each_partitions_lag_is_counted_and_served_on_its_own() {
+    let server = RedisServer::start(Durability::None);
+    let s = store(&server, 4).await;
+    s.check_layout().await.unwrap();
+    let id = s.enqueue(NewJob::new(cleanup("acct-lag"))).await.unwrap().id;
+    let hot = usize::from(Partitions::new(4).unwrap().of_job(&id).unwrap());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let c = s.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!(c.lag_ms_by_partition.len(), 4, "{c:?}");
+    for (p, lag) in c.lag_ms_by_partition.iter().enumerate() {
+        if p == hot {
+            assert!(*lag >= 150, "partition {p} holds the waiting job: {lag} ms");
+        } else {
+            assert_eq!(*lag, 0, "partition {p} holds nothing");
+        }
+    }
+    assert_eq!(c.lag_ms, c.lag_ms_by_partition[hot], "the kind's lag is its slowest partition's");
+
+    let mut config = drover_api::ApiConfig {
+        listen: "127.0.0.1:0".into(),
+        metrics_listen: "127.0.0.1:0".into(),
+        redis_url: server.url().into(),
+        dev_mode: true,
+        ..Default::default()
+    };
+    config.queue.partitions = 4;
+    let app = drover_api::build(config).await.unwrap();
+    let metrics = app.metrics_addr().expect("a metrics listener");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("drover_queue_partition_lag_seconds{"))
+        .collect();
+    let cleanup_series: Vec<&str> = series.iter().copied().filter(|l| l.contains("kind=\"cleanup\"")).collect();
+    assert_eq!(cleanup_series.len(), 4, "one series per partition:\n{text}");
+    let hot_line = cleanup_series
+        .iter()
+        .find(|l| l.contains(&format!("partition=\"{hot}\"")))
+        .expect("the hot partition's series");
+    let value: f64 = hot_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value >= 0.15, "{hot_line}");
+    let _ = stop.send(());
+    server_task.await.unwrap().unwrap();
+}

@@ -53,6 +53,54 @@ async fn traced_sync(stack: &Stack, api: &str, acct: &AccountId) -> JobId {
     id
 }
 
+/// The `request` span of the API's JSON line saying `message` about `job_id`.
+fn request_span(log: &str, message: &str, job_id: &str) -> Option<Value> {
+    log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|v| {
+        (v["message"] == message && v["job_id"] == job_id)
+            .then(|| v["spans"].as_array()?.iter().find(|s| s["name"] == "request").cloned())
+            .flatten()
+    })
+}
+
+/// Lines the API logs inside a request carry its trace: the client's when it sent one,
+/// and otherwise a new trace that the job it submitted carries too.
+async fn assert_request_lines_in_trace(api: &str, api_process: &ChildProcess, acct: &AccountId, traced: &JobId) {
+    let span = request_span(&api_process.log(), "job accepted", traced.as_str())
+        .unwrap_or_else(|| panic!("no 'job accepted' line for {traced}:\n{}", api_process.log()));
+    assert_eq!(span["trace_id"], TRACE_ID, "{span}");
+    assert_eq!(span["span_id"].as_str().map(str::len), Some(16), "{span}");
+
+    let res = reqwest::Client::new()
+        .post(format!("{api}/v1/jobs"))
+        .bearer_auth(drover_api::DEV_KEY)
+        .json(&json!({"kind": "cleanup", "delay_ms": 3_600_000, "payload": {
+            "account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"],
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let view: Value = res.json().await.unwrap();
+    let id = view["id"].as_str().unwrap();
+    let job: Value = reqwest::Client::new()
+        .get(format!("{api}/v1/jobs/{id}"))
+        .bearer_auth(drover_api::DEV_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let trace = job["trace_id"].as_str().expect("every job has a trace").to_owned();
+    assert_ne!(trace, TRACE_ID);
+    let span = request_span(&api_process.log(), "job accepted", id).unwrap_or_else(|| panic!("no 'job accepted' line for {id}"));
+    assert_eq!(
+        span["trace_id"],
+        trace.as_str(),
+        "the request's lines and its job share a trace: {span}"
+    );
+}
+
 /// The job and each attempt show the client's trace.
 async fn assert_job_in_trace(api: &str, id: &JobId) {
     let view: Value = reqwest::Client::new()
@@ -154,6 +202,7 @@ async fn with_otlp_export_to_an_absent_collector_the_api_and_worker_binaries_wor
     let id = traced_sync(&stack, &api, &acct).await;
     assert_job_in_trace(&api, &id).await;
     assert_calls_in_trace(&stack, &acct).await;
+    assert_request_lines_in_trace(&api, &api_process, &acct, &id).await;
 
     // The final flush meets the closed port too: both still exit 0, promptly.
     api_process.signal(Signal::SIGTERM);

@@ -24,9 +24,9 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
         state.claims().claim(&scoped, kind).await?;
         job.idempotency_key = Some(scoped);
     }
-    // Every job gets a trace: the caller's when it sent one, a new one otherwise, so
-    // its runs can be found in the tracing UI either way.
-    job.traceparent = Some(headers.traceparent.unwrap_or_else(new_traceparent));
+    // Every job gets a trace: the caller's when it sent one, the request's otherwise (the
+    // trace id its log lines carry), so its runs can be found in the tracing UI either way.
+    job.traceparent = Some(headers.traceparent.unwrap_or_else(request_traceparent));
     job.trigger.get_or_insert_with(|| "api".to_owned());
     let account = job.payload.account_id().clone();
     match state.store().enqueue(job).await {
@@ -87,8 +87,14 @@ fn accepted(e: Enqueued, waiting: Option<WaitingView>) -> Response {
     (status, [(header::LOCATION, url)], Json(body)).into_response()
 }
 
+/// The trace context of the request being served (its log lines' trace), or a fresh
+/// one outside a request.
+pub(super) fn request_traceparent() -> String {
+    crate::middleware::request_id::traceparent().unwrap_or_else(new_traceparent)
+}
+
 /// A fresh W3C traceparent: ULIDs give 80 random bits per id, enough for trace ids.
-pub(super) fn new_traceparent() -> String {
+fn new_traceparent() -> String {
     let trace = ulid::Ulid::generate().0;
     let span = ulid::Ulid::generate().0 as u64;
     format!("00-{trace:032x}-{:016x}-01", span.max(1))

@@ -12,7 +12,7 @@ use drover::db::Account;
 use drover::job::{JobPayload, SyncPayload, SyncResource};
 use drover::queue::{EnqueueError, JobStore, NewJob, StoreError};
 
-use super::enqueue::{answer_waiting, new_traceparent};
+use super::enqueue::{answer_waiting, request_traceparent};
 use crate::state::AppState;
 use crate::views::{status_url, Accepted};
 
@@ -46,7 +46,7 @@ pub async fn queue(state: &AppState, account: &Account) -> FirstSync {
         since: None,
     }))
     .trigger(TRIGGER);
-    job.traceparent = Some(new_traceparent());
+    job.traceparent = Some(request_traceparent());
     let why = match tokio::time::timeout(QUEUE_TIMEOUT, state.store().enqueue(job)).await {
         Ok(Ok(e)) => {
             tracing::info!(account = %account.id, job_id = %e.id, created = e.created, "first sync queued");

@@ -1,23 +1,43 @@
 //! `X-Request-Id`: taken from the client when sane, otherwise a new ULID; echoed on every
 //! response and carried by the request's tracing span. Handlers and the error type read
 //! it with [`current`], so every problem document can quote it.
+//!
+//! The span carries the request's trace too (`trace_id`, `span_id` on every line logged
+//! inside it): the client's `traceparent` continued, or a new trace. A job submitted by
+//! the request without a `traceparent` of its own gets [`traceparent`], so its runs
+//! share the trace id of the request that made it.
 use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use drover::job::trace_id_of;
+use drover::trace_context::{continue_trace, log_ids, TRACEPARENT};
 use tracing::Instrument;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What a request's task knows about itself.
+struct Scope {
+    id: Arc<str>,
+    /// The request's own trace context (`00-<trace>-<span>-01`).
+    traceparent: String,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: Arc<str>;
+    static REQUEST: Arc<Scope>;
 }
 
 /// The id of the request being handled by this task, if any.
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(|id| id.to_string()).ok()
+    REQUEST.try_with(|s| s.id.to_string()).ok()
+}
+
+/// The trace context of the request being handled by this task, if any: the trace its
+/// log lines carry, under the request's span.
+pub fn traceparent() -> Option<String> {
+    REQUEST.try_with(|s| s.traceparent.clone()).ok()
 }
 
 /// A client's id is kept when it is 1–128 characters of `[A-Za-z0-9._:-]`, so it can go
@@ -40,8 +60,29 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     // The method from a fixed set: any token is a method, so the raw one would let anyone
     // write whatever they like, at any length, into every log line of the request.
     let method = super::observe::method_label(req.method());
-    let span = tracing::info_span!("request", request_id = %id, method, path = %req.uri().path());
-    let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span).await;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method,
+        path = %req.uri().path(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let incoming = req
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|tp| trace_id_of(tp).is_some())
+        .map(str::to_owned);
+    continue_trace(&span, incoming.as_deref());
+    let (trace, span_id) = log_ids(&span, incoming.as_deref());
+    span.record("trace_id", trace.as_str());
+    span.record("span_id", span_id.as_str());
+    let scope = Arc::new(Scope {
+        id: id.clone(),
+        traceparent: format!("00-{trace}-{span_id}-01"),
+    });
+    let mut res = REQUEST.scope(scope, next.run(req)).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }

@@ -26,7 +26,7 @@ if [ -n "${DROVER_BIN_DIR:-}" ]; then
   bin="$DROVER_BIN_DIR"
 else
   echo "== building (release)"
-  cargo build --release --locked -p drover-api -p drover-worker -p drover-tests --bin drover-api --bin drover-worker --bin simulator
+  cargo build --release --locked -p drover-api -p drover-worker -p drover-simulator --bin drover-api --bin drover-worker --bin simulator
   bin="$CARGO_TARGET_DIR/release"
 fi
 

@@ -58,7 +58,7 @@ if ! "$VENV/bin/pip" show openapi-spec-validator 2>/dev/null | grep -q "^Version
 fi
 
 # 2. The API binary.
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet -p drover-api -p drover-tests --bin drover-api --bin simulator)
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet -p drover-api -p drover-simulator --bin drover-api --bin simulator)
 API_BIN="$TARGET_DIR/debug/drover-api"
 SIM_BIN="$TARGET_DIR/debug/simulator"
 

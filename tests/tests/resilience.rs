@@ -32,7 +32,7 @@ fn with_limit(op: Operation, rate: f64, burst: u32) -> ResilienceConfig {
     c
 }
 
-/// The simulator's usage-plan bucket (tests/src/sim/ratelimit.rs), replayed over times.
+/// The simulator's usage-plan bucket (tests/simulator/src/ratelimit.rs), replayed over times.
 fn bucket_refusals(times: &[Duration], rate: f64, burst: u32, start_tokens: f64) -> usize {
     let (mut tokens, mut at, mut refused) = (start_tokens, Duration::ZERO, 0);
     for &t in times {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiConfig;
 
-/// Where the simulator (`tests/src/bin/simulator.rs`, default `127.0.0.1:9100`) answers
+/// Where the simulator (`tests/simulator/src/bin/simulator.rs`, default `127.0.0.1:9100`) answers
 /// LWA: the token URL in dev mode when none is set. Outside dev mode there is no default,
 /// so a forgotten setting cannot send credentials in cleartext to whatever listens there.
 pub const DEV_TOKEN_URL: &str = "http://127.0.0.1:9100/auth/o2/token";

@@ -102,7 +102,7 @@ mod tests {
         }
     }
 
-    /// The simulator's bucket (tests/src/sim/ratelimit.rs), restated.
+    /// The simulator's bucket (tests/simulator/src/ratelimit.rs), restated.
     struct Bucket {
         tokens: f64,
         at: f64,

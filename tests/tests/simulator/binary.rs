@@ -14,7 +14,7 @@ async fn the_simulator_binary_prints_its_url_serves_and_stops_on_sigterm() -> Te
             }
         }
     }
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_simulator"))
+    let child = std::process::Command::new(drover_tests::harness::cargo_bin("simulator"))
         .args([
             "--listen",
             "127.0.0.1:0",

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The simulator's default listen address (`tests/src/bin/simulator.rs`), so a local
+/// The simulator's default listen address (`tests/simulator/src/bin/simulator.rs`), so a local
 /// run needs no configuration; production points `base_url` at SP-API's regional host.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:9100";
 /// LWA's path on the token host (`https://api.amazon.com/auth/o2/token` in production).

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use drover_tests::sim::{
-    self, Burst5xx, FaultSpec, Operation, QuotaWindow, RateLimitBurst, RateLimits, RateProfile, ReportTiming, SimConfig,
+use drover_simulator::{
+    self as sim, Burst5xx, FaultSpec, Operation, QuotaWindow, RateLimitBurst, RateLimits, RateProfile, ReportTiming, SimConfig,
 };
 
 #[derive(Debug, Parser)]
@@ -122,5 +122,16 @@ async fn main() -> anyhow::Result<()> {
     config.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("simulator listening on http://{}", listener.local_addr()?);
-    sim::serve(listener, config, drover::shutdown::signal()).await
+    sim::serve(listener, config, stop_signal()).await
+}
+
+/// SIGTERM or SIGINT: the server stops taking connections and ends.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

@@ -152,7 +152,7 @@ pub(crate) fn gzip(text: &str) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::catalog::generate_orders;
+    use crate::catalog::generate_orders;
     use chrono::TimeZone;
 
     fn orders(n: usize) -> Vec<SimOrder> {

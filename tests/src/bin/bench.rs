@@ -3,6 +3,8 @@
 //!
 //! Build and run (release): `cargo build --release -p drover-tests --bins &&
 //! $CARGO_TARGET_DIR/release/bench [--n 50000] [--reps 3] [--aof] [--partitions N] [--only enqueue,process,latency,crash,memory]`
+//! `bench --cluster 3 --partitions 6 --only enqueue,process`: the same rows on a private
+//! Redis Cluster of 3 primaries (no replicas) instead of one redis-server.
 //! `bench --only durability [--secs 5] [--redis8 PATH]`: enqueue cost of each
 //! `queue.durability` mode, on servers of its own (`bench_parts/durability.rs`).
 //! Workers are separate `test_worker` processes, as the peers fork theirs.
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use drover::job::{JobKind, JobPayload};
 use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
-use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+use drover_tests::harness::{ChildProcess, Durability, RedisCluster, RedisServer};
 use nix::sys::signal::Signal;
+use redis::AsyncCommands;
 use serde_json::json;
 
 #[path = "bench_parts/durability.rs"]
@@ -29,6 +32,8 @@ struct Args {
     crash_n: usize,
     /// `queue.partitions` of the store and the workers.
     partitions: u16,
+    /// Primaries of a Redis Cluster to run on (0: one plain redis-server).
+    cluster: usize,
     only: Vec<String>,
     secs: u64,
     redis8: Option<String>,
@@ -43,6 +48,7 @@ fn parse_args() -> Result<Args> {
         lat_secs: 10,
         crash_n: 10_000,
         partitions: 1,
+        cluster: 0,
         only: vec![],
         secs: 5,
         redis8: None,
@@ -58,6 +64,7 @@ fn parse_args() -> Result<Args> {
             "--lat-secs" => a.lat_secs = val()?.parse()?,
             "--crash-n" => a.crash_n = val()?.parse()?,
             "--partitions" => a.partitions = val()?.parse()?,
+            "--cluster" => a.cluster = val()?.parse()?,
             "--only" => a.only = val()?.split(',').map(str::to_owned).collect(),
             "--secs" => a.secs = val()?.parse()?,
             "--redis8" => a.redis8 = Some(val()?),
@@ -122,9 +129,31 @@ impl Row {
     }
 }
 
+/// What the bench runs on; dropped (stopped) at the end.
+enum Target {
+    Server(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Target {
+    fn url(&self) -> String {
+        match self {
+            Self::Server(s) => s.url(),
+            Self::Cluster(c) => c.url(),
+        }
+    }
+
+    fn describe(&self, aof: bool) -> String {
+        match self {
+            Self::Server(s) => format!("127.0.0.1:{} ({})", s.port(), if aof { "aof everysec" } else { "noaof" }),
+            Self::Cluster(c) => format!("a cluster of {} primaries (noaof)", c.primaries().len()),
+        }
+    }
+}
+
 struct Bench {
     args: Args,
-    server: RedisServer,
+    server: Target,
     store: RedisStore,
     worker_bin: PathBuf,
     rows: Vec<Row>,
@@ -167,12 +196,13 @@ impl Bench {
 
     async fn succeeded(&self) -> Result<u64> {
         let mut c = self.store.connection();
-        let mut pipe = redis::pipe();
+        let mut total = 0;
+        // One pipeline per partition: on a cluster they live on different primaries.
         for k in self.store.all_keys(JobKind::Cleanup) {
-            pipe.zcard(k.key("state:succeeded"));
+            let n: u64 = c.zcard(k.key("state:succeeded")).await?;
+            total += n;
         }
-        let per_partition: Vec<u64> = pipe.query_async(&mut c).await?;
-        Ok(per_partition.iter().sum())
+        Ok(total)
     }
 
     async fn wait_succeeded(&self, n: u64, timeout: Duration) -> Result<Instant> {
@@ -450,7 +480,18 @@ async fn main() -> Result<()> {
     if args.only == ["durability"] {
         return durability::run(args.secs, durability::redis8(args.redis8)).await;
     }
-    let server = RedisServer::start(if args.aof { Durability::AofEverySec } else { Durability::None });
+    let server = if args.cluster > 0 {
+        if args.aof || args.only.iter().any(|o| o != "enqueue" && o != "process") {
+            bail!("--cluster runs the enqueue and process rows only, without --aof");
+        }
+        Target::Cluster(RedisCluster::start(args.cluster, 0))
+    } else {
+        Target::Server(RedisServer::start(if args.aof {
+            Durability::AofEverySec
+        } else {
+            Durability::None
+        }))
+    };
     let defaults = JobDefaults {
         partitions: drover::queue::Partitions::new(args.partitions).map_err(anyhow::Error::msg)?,
         ..JobDefaults::for_runtime()
@@ -467,9 +508,9 @@ async fn main() -> Result<()> {
             .to_owned()
     };
     eprintln!(
-        "drover bench: redis {version} on 127.0.0.1:{} ({}), loadavg {}",
-        server.port(),
-        if args.aof { "aof everysec" } else { "noaof" },
+        "drover bench: redis {version} on {}, {} partition(s), loadavg {}",
+        server.describe(args.aof),
+        args.partitions,
         load.trim()
     );
     let mut b = Bench {

@@ -15,6 +15,7 @@
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
 //! - [`problem_responses`]: the error responses endpoints document, each written once.
 //! - [`auth`]: API keys (SHA-256, constant-time), roles and account scopes.
+//! - [`audit`]: operator actions appended to Postgres's audit log (`GET /v1/audit`).
 //! - [`callbacks`]: a job's `callback_url` checked on submit, the key's secret sealed into the job.
 //! - [`ratelimit`]: per-key GCRA on writes, one Lua script in Redis.
 //! - [`idempotency`]: `Idempotency-Key` scoped per API key and per kind.
@@ -28,6 +29,7 @@
 //! - [`cursor`], [`csv_skus`]: pure pieces (page cursors, CSV uploads).
 //! - [`openapi`]: the generated OpenAPI document and its endpoint.
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod callbacks;
 pub mod cli;

@@ -10,7 +10,9 @@ use utoipa_axum::routes;
 
 use crate::auth::{require_admin, require_read, require_submit, Role};
 use crate::error::ApiError;
-use crate::handlers::{account_list, accounts, control, csv_upload, dead_letter, events, health, items, jobs, queues, schedules, submit};
+use crate::handlers::{
+    account_list, accounts, audit, control, csv_upload, dead_letter, events, health, items, jobs, queues, schedules, submit,
+};
 use crate::middleware::{catch_panic::catch_panic, observe::observe, problem::as_problem, request_id::request_id, timeout::timeout};
 use crate::openapi::{self, Document};
 use crate::state::AppState;
@@ -33,7 +35,8 @@ pub fn endpoints(csv_bytes: usize, guard: impl Fn(Role, Group) -> Group) -> Grou
         .routes(routes!(queues::list_queues))
         .routes(routes!(account_list::list))
         .routes(routes!(accounts::get))
-        .routes(routes!(accounts::limits));
+        .routes(routes!(accounts::limits))
+        .routes(routes!(audit::list_audit));
     let submit = Group::default()
         .routes(routes!(submit::submit))
         // Admin, or submit for an account in the key's set: checked by the handler.

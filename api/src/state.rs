@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover::crypto::SecretBox;
-use drover::db::AccountRepo;
+use drover::db::{AccountRepo, AuditLog};
 use drover::queue::RedisStore;
 use drover::resilience::Resilience;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +57,8 @@ struct Inner {
     readiness: crate::readiness::Readiness,
     /// What a job's `callback_url` may name; `None`: callbacks are refused.
     callbacks: Option<crate::callbacks::CallbackPolicy>,
+    /// Operator actions, in the accounts' database.
+    audit: AuditLog,
 }
 
 /// What the accounts endpoints need.
@@ -96,6 +98,7 @@ impl AppState {
     ) -> Self {
         let ReadGuards { streams, cursors } = reads;
         let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
+        let audit = AuditLog::new(accounts.repo.pool().clone());
         Self(Arc::new(Inner {
             store,
             keys,
@@ -111,6 +114,7 @@ impl AppState {
             migrated: AtomicBool::new(false),
             readiness: crate::readiness::Readiness::default(),
             callbacks: None,
+            audit,
         }))
     }
 
@@ -124,6 +128,10 @@ impl AppState {
 
     pub fn callbacks(&self) -> Option<&crate::callbacks::CallbackPolicy> {
         self.0.callbacks.as_ref()
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.0.audit
     }
 
     pub fn store(&self) -> &RedisStore {

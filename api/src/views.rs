@@ -284,7 +284,7 @@ pub struct Cancelled {
 }
 
 /// `POST /v1/dead-letter/replay`: either `ids`, or a `filter` with a `limit`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     /// Up to 1000 dead job ids.
@@ -298,7 +298,7 @@ pub struct ReplayRequest {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayFilter {
     #[serde(default)]

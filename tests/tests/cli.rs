@@ -171,6 +171,32 @@ async fn queues_pause_and_resume_round_trip() {
     assert_eq!(paused(&drover(&app, ADMIN, &["--json", "queues", "ls"]).await), false);
 }
 
+/// `drover audit` shows what the operator commands did, newest first; `--json` is the
+/// API's page.
+#[tokio::test]
+async fn audit_lists_what_operators_did() {
+    let app = spawn_app().await;
+    ok(&drover(&app, ADMIN, &["queues", "pause", "cleanup"]).await);
+    ok(&drover(&app, ADMIN, &["queues", "resume", "cleanup"]).await);
+    let page = drover(&app, READER, &["--json", "audit", "--limit", "1"]).await;
+    ok(&page);
+    let v = page.json();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{v}");
+    assert_eq!(
+        (entries[0]["action"].as_str(), entries[0]["actor"].as_str()),
+        (Some("queue.resume"), Some("admin"))
+    );
+    assert!(page.stderr.contains("more: --before "), "{page:?}");
+    let table = drover(&app, READER, &["audit"]).await;
+    ok(&table);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("ID") && lines[0].contains("OUTCOME"), "{table:?}");
+    assert!(lines[1].contains("queue.resume") && lines[2].contains("queue.pause"), "{table:?}");
+    let scoped = drover(&app, MULTI, &["audit"]).await;
+    assert_ne!(scoped.code, 0, "a key for some accounts does not read the log: {scoped:?}");
+}
+
 #[tokio::test]
 async fn a_dlq_dry_run_counts_what_the_api_lists_and_replays_nothing() {
     let app = spawn_app().await;

@@ -7,6 +7,7 @@ use drover::job::{JobId, JobState};
 use drover::queue::{CancelOutcome, JobStore, RetryOutcome};
 
 use super::{load_job, parse_id};
+use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::problem_responses::{JobNotFound, RateLimited, Unauthorized, Unavailable};
@@ -45,7 +46,20 @@ fn gone(id: &JobId) -> ApiError {
     )
 )]
 pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
-    let id = checked_id(&state, &caller, &raw).await?;
+    let result = cancel_job(&state, &caller, &raw).await;
+    audit::record(
+        &state,
+        &caller,
+        Action::on("job.cancel", raw),
+        u64::from(result.is_ok()),
+        audit::outcome(&result),
+    )
+    .await;
+    result
+}
+
+async fn cancel_job(state: &AppState, caller: &Caller, raw: &str) -> Result<Response, ApiError> {
+    let id = checked_id(state, caller, raw).await?;
     let (status, job_state, requested) = match state.store().cancel(&id).await? {
         CancelOutcome::Cancelled => (StatusCode::OK, JobState::Cancelled, false),
         CancelOutcome::Requested => (StatusCode::ACCEPTED, JobState::Running, true),
@@ -78,7 +92,20 @@ pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(raw): Pa
     )
 )]
 pub async fn retry(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
-    let id = checked_id(&state, &caller, &raw).await?;
+    let result = retry_job(&state, &caller, &raw).await;
+    audit::record(
+        &state,
+        &caller,
+        Action::on("job.retry", raw),
+        u64::from(result.is_ok()),
+        audit::outcome(&result),
+    )
+    .await;
+    result
+}
+
+async fn retry_job(state: &AppState, caller: &Caller, raw: &str) -> Result<Response, ApiError> {
+    let id = checked_id(state, caller, raw).await?;
     match state.store().retry(&id).await? {
         RetryOutcome::Queued => {
             tracing::info!(job_id = %id, key = %caller.name, "job retried");

@@ -8,6 +8,7 @@ use drover::queue::{JobStore, ListQuery, RetryOutcome};
 use utoipa::IntoParams;
 
 use super::listing::{self, RawList};
+use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{query, JsonBody};
@@ -75,10 +76,20 @@ pub async fn replay(
     caller: Caller,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<ReplayResult>, ApiError> {
+    let what = Action::on("dlq.replay", "dead-letter").with_filter(serde_json::to_value(&req).unwrap_or_default());
     let mut out = ReplayResult {
         replayed: Vec::new(),
         skipped: Vec::new(),
     };
+    // Recorded with what it replayed even when it stopped part-way.
+    let result = replay_into(&state, &caller, req, &mut out).await;
+    audit::record(&state, &caller, what, out.replayed.len() as u64, audit::outcome(&result)).await;
+    result?;
+    tracing::info!(replayed = out.replayed.len(), skipped = out.skipped.len(), key = %caller.name, "dead-letter replay");
+    Ok(Json(out))
+}
+
+async fn replay_into(state: &AppState, caller: &Caller, req: ReplayRequest, out: &mut ReplayResult) -> Result<(), ApiError> {
     match (req.ids, req.filter) {
         (Some(ids), None) => {
             if req.limit.is_some() {
@@ -87,19 +98,17 @@ pub async fn replay(
             if ids.len() > MAX_IDS {
                 return Err(ApiError::field("ids", format!("at most {MAX_IDS} ids per request")));
             }
-            by_ids(&state, &caller, ids, &mut out).await?;
+            by_ids(state, caller, ids, out).await
         }
         (None, Some(filter)) => {
             let limit = req.limit.unwrap_or(DEFAULT_REPLAY_LIMIT);
             if !(1..=MAX_IDS as u32).contains(&limit) {
                 return Err(ApiError::field("limit", format!("must be between 1 and {MAX_IDS}")));
             }
-            by_filter(&state, &caller, filter, limit as usize, &mut out).await?;
+            by_filter(state, caller, filter, limit as usize, out).await
         }
-        _ => return Err(ApiError::field("body", "give exactly one of ids or filter")),
+        _ => Err(ApiError::field("body", "give exactly one of ids or filter")),
     }
-    tracing::info!(replayed = out.replayed.len(), skipped = out.skipped.len(), key = %caller.name, "dead-letter replay");
-    Ok(Json(out))
 }
 
 async fn by_ids(state: &AppState, caller: &Caller, ids: Vec<String>, out: &mut ReplayResult) -> Result<(), ApiError> {

@@ -1,6 +1,7 @@
 //! The endpoints, one concept per file (docs/architecture.md, "HTTP API").
 pub mod account_list;
 pub mod accounts;
+pub mod audit;
 pub mod control;
 pub mod csv_upload;
 pub mod dead_letter;

@@ -7,6 +7,7 @@ use axum::Json;
 use drover::job::JobKind;
 use drover::queue::JobStore;
 
+use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::problem_responses::{Forbidden, RateLimited, Unauthorized, Unavailable};
@@ -91,6 +92,13 @@ pub async fn resume(State(state): State<AppState>, caller: Caller, Path(kind): P
 }
 
 async fn set_paused(state: &AppState, caller: &Caller, kind: &str, paused: bool) -> Result<Json<PauseState>, ApiError> {
+    let result = change_paused(state, caller, kind, paused).await;
+    let action = if paused { "queue.pause" } else { "queue.resume" };
+    audit::record(state, caller, Action::on(action, kind), 0, audit::outcome(&result)).await;
+    result
+}
+
+async fn change_paused(state: &AppState, caller: &Caller, kind: &str, paused: bool) -> Result<Json<PauseState>, ApiError> {
     let kind = JobKind::from_str(kind).map_err(|e| ApiError::NotFound(e.to_string()))?;
     caller.require_unscoped("pausing a queue")?;
     state.store().set_paused(kind, paused).await?;

@@ -18,6 +18,7 @@ use drover::schedule::{Schedule, ScheduleError, ScheduleSpec, ScheduleStore};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{query, JsonBody};
@@ -182,12 +183,19 @@ pub async fn put_schedule(
     Path(name): Path<String>,
     JsonBody(spec): JsonBody<ScheduleSpec>,
 ) -> Result<Response, ApiError> {
+    let what = Action::on("schedule.put", name.clone()).with_filter(serde_json::json!({"account_id": spec.account(), "cron": spec.cron}));
+    let result = put(&state, &caller, &name, spec).await;
+    audit::record(&state, &caller, what, u64::from(result.is_ok()), audit::outcome(&result)).await;
+    result
+}
+
+async fn put(state: &AppState, caller: &Caller, name: &str, spec: ScheduleSpec) -> Result<Response, ApiError> {
     match spec.account() {
         Some(a) => caller.check_account(a)?,
         None => caller.require_unscoped("schedules without an account")?,
     }
-    check_bounds(&state, &name, &spec)?;
-    let (schedule, created) = store(&state).put(&name, spec).await?;
+    check_bounds(state, name, &spec)?;
+    let (schedule, created) = store(state).put(name, spec).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ScheduleView::from(schedule))).into_response())
 }
@@ -297,11 +305,24 @@ pub async fn delete_schedule(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
-    let q: ScheduleQuery = query(raw.as_deref())?;
-    let store = store(&state);
-    let s = find(&store, &caller, &name, q.account_id).await?;
+    let result = delete(&state, &caller, &name, raw.as_deref()).await;
+    audit::record(
+        &state,
+        &caller,
+        Action::on("schedule.delete", name),
+        u64::from(result.is_ok()),
+        audit::outcome(&result),
+    )
+    .await;
+    result
+}
+
+async fn delete(state: &AppState, caller: &Caller, name: &str, raw: Option<&str>) -> Result<StatusCode, ApiError> {
+    let q: ScheduleQuery = query(raw)?;
+    let store = store(state);
+    let s = find(&store, caller, name, q.account_id).await?;
     if !store.delete(s.account(), &s.name).await? {
-        return Err(not_found(&name));
+        return Err(not_found(name));
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,8 +6,10 @@
 //! - [`migrate`]: the migrations in `shared/migrations`, embedded at compile time. sqlx
 //!   holds an advisory lock while migrating, so every replica may run it at start-up.
 //! - [`accounts`]: seller accounts and their encrypted marketplace credentials.
+//! - [`audit`]: the operator audit log.
 //! - [`DbError`]: what went wrong, by what the caller should do about it.
 pub mod accounts;
+pub mod audit;
 mod config;
 pub mod sealed_column;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 
 pub use accounts::{Account, AccountCredentials, AccountRepo, NewAccount};
+pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
 pub use config::{default_url, DatabaseConfig, DEFAULT_DATABASE_URL};
 pub use sqlx::PgPool;
 

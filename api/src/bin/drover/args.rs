@@ -65,8 +65,20 @@ pub enum Command {
     /// Periodic jobs.
     #[command(subcommand)]
     Schedules(SchedulesCmd),
+    /// What operators did: actions, who, when, how many jobs, outcome (keys for every account).
+    Audit(AuditArgs),
     /// Print a shell completion script (e.g. `drover completions bash > /etc/bash_completion.d/drover`).
     Completions { shell: Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Entries per page, 1 to 1000.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// The `--before` a previous page printed: older entries.
+    #[arg(long)]
+    pub before: Option<i64>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //!
 //! - `args`: the command line (clap), with the exit codes in `--help`
 //! - `client`: HTTP, the key, and `CliError`, whose variant decides the exit code
-//! - `jobs`, `dlq`, `queues`, `accounts`, `schedules`: one module per command group
+//! - `jobs`, `dlq`, `queues`, `accounts`, `schedules`, `audit`: one module per command group
 //! - `table`: human output; `--json` prints the API's JSON as it came
 use std::process::ExitCode;
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 mod accounts;
 mod args;
+mod audit;
 mod client;
 mod dlq;
 mod jobs;
@@ -73,6 +74,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queues(cmd) => queues::run(&connect()?, &out, cmd).await,
         Command::Accounts(cmd) => accounts::run(&connect()?, &out, cmd).await,
         Command::Schedules(cmd) => schedules::run(&connect()?, &out, cmd).await,
+        Command::Audit(args) => audit::run(&connect()?, &out, args).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "drover", &mut std::io::stdout());
             Ok(())

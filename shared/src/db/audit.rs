@@ -1,0 +1,79 @@
+//! The operator audit log (`audit_log`): one row per action an operator took through
+//! the API, appended after the action and never changed, read newest first.
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgPool};
+
+use super::DbError;
+
+/// One action as the API records it.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    /// The API key's name (never the key).
+    pub actor: String,
+    /// What was done, e.g. `job.cancel`, `queue.pause`, `dlq.replay`.
+    pub action: String,
+    /// What it was done to: a job id, a kind, a schedule's name, an account id.
+    pub target: String,
+    /// The filter or selection it applied to, when it applied to many.
+    pub filter: Option<serde_json::Value>,
+    /// How many jobs (or records) it changed.
+    pub touched: i64,
+    /// `ok`, or the HTTP status and reason the action ended with (`409 Conflict`).
+    pub outcome: String,
+    pub request_id: String,
+}
+
+/// One row of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub filter: Option<serde_json::Value>,
+    pub touched: i64,
+    pub outcome: String,
+    pub request_id: String,
+}
+
+#[derive(Clone)]
+pub struct AuditLog {
+    pool: PgPool,
+}
+
+impl AuditLog {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn record(&self, e: &NewAuditEntry) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO audit_log (actor, action, target, filter, touched, outcome, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.filter)
+        .bind(e.touched)
+        .bind(&e.outcome)
+        .bind(&e.request_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries, newest first, older than `before` (an id) when given.
+    pub async fn page(&self, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, action, target, filter, touched, outcome, request_id FROM audit_log \
+             WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -761,6 +761,24 @@ mod repository {
         }
     }
 
+    /// A rolled-back release meets migrations it does not know (a newer release applied
+    /// them): it starts anyway, as they only add tables and columns.
+    #[tokio::test]
+    async fn migrations_a_newer_release_applied_do_not_stop_an_older_one() {
+        let db = PgDatabase::create().await;
+        drover::db::migrate(db.pool()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99999, 'from a newer release', true, '\\x00'::bytea, 1)",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        drover::db::migrate(db.pool())
+            .await
+            .expect("an unknown applied migration is ignored");
+    }
+
     async fn exists(name: &str) -> bool {
         let admin = PgDatabase::create().await;
         let n: i64 = sqlx::query("SELECT count(*) FROM pg_database WHERE datname = $1")

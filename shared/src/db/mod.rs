@@ -129,8 +129,13 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
 }
 
 /// Apply the embedded migrations (idempotent; safe to run from every replica at once).
+/// Migrations a newer release applied are ignored, not an error: they only add tables
+/// and columns, so an older release still runs on the newer schema (a rollback, or an
+/// old replica restarting during a rolling upgrade).
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::migrate!("./migrations").run(pool).await?;
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     Ok(())
 }
 

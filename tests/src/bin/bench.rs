@@ -4,7 +4,9 @@
 //! Build and run (release): `cargo build --release -p drover-tests --bins &&
 //! $CARGO_TARGET_DIR/release/bench [--n 50000] [--reps 3] [--aof] [--partitions N] [--only enqueue,process,latency,crash,memory]`
 //! `bench --cluster 3 --partitions 6 --only enqueue,process`: the same rows on a private
-//! Redis Cluster of 3 primaries (no replicas) instead of one redis-server.
+//! Redis Cluster of 3 primaries (no replicas) instead of one redis-server; add
+//! `--accounts 64` to spread the jobs over 64 accounts (one account stays in one
+//! partition, so one account's jobs all go to one primary).
 //! `bench --only durability [--secs 5] [--redis8 PATH]`: enqueue cost of each
 //! `queue.durability` mode, on servers of its own (`bench_parts/durability.rs`).
 //! Workers are separate `test_worker` processes, as the peers fork theirs.
@@ -34,6 +36,8 @@ struct Args {
     partitions: u16,
     /// Primaries of a Redis Cluster to run on (0: one plain redis-server).
     cluster: usize,
+    /// Accounts the no-op jobs are spread over (1: all in account `bench`).
+    accounts: usize,
     only: Vec<String>,
     secs: u64,
     redis8: Option<String>,
@@ -49,6 +53,7 @@ fn parse_args() -> Result<Args> {
         crash_n: 10_000,
         partitions: 1,
         cluster: 0,
+        accounts: 1,
         only: vec![],
         secs: 5,
         redis8: None,
@@ -65,6 +70,7 @@ fn parse_args() -> Result<Args> {
             "--crash-n" => a.crash_n = val()?.parse()?,
             "--partitions" => a.partitions = val()?.parse()?,
             "--cluster" => a.cluster = val()?.parse()?,
+            "--accounts" => a.accounts = val()?.parse::<usize>()?.max(1),
             "--only" => a.only = val()?.split(',').map(str::to_owned).collect(),
             "--secs" => a.secs = val()?.parse()?,
             "--redis8" => a.redis8 = Some(val()?),
@@ -90,10 +96,16 @@ fn now_us() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
 }
 
-fn noop(i: usize) -> NewJob {
+/// The i-th no-op job, in account `bench`, or `bench-<i mod accounts>`.
+fn noop(i: usize, accounts: usize) -> NewJob {
+    let account = if accounts > 1 {
+        format!("bench-{}", i % accounts)
+    } else {
+        "bench".to_owned()
+    };
     let payload = JobPayload::from_json(
         JobKind::Cleanup,
-        json!({"account_id": "bench", "marketplace_id": "M", "skus": [format!("s{i}")]}),
+        json!({"account_id": account, "marketplace_id": "M", "skus": [format!("s{i}")]}),
     )
     .expect("valid payload");
     NewJob::new(payload)
@@ -220,7 +232,7 @@ impl Bench {
 
     async fn bulk_enqueue(&self, n: usize) -> Result<()> {
         for start in (0..n).step_by(1000) {
-            let jobs = (start..(start + 1000).min(n)).map(noop).collect();
+            let jobs = (start..(start + 1000).min(n)).map(|i| noop(i, self.args.accounts)).collect();
             for r in self.store.enqueue_bulk(jobs).await? {
                 r?;
             }
@@ -244,9 +256,10 @@ impl Bench {
             let tasks: Vec<_> = (0..lanes)
                 .map(|lane| {
                     let store = self.store.clone();
+                    let accounts = self.args.accounts;
                     tokio::spawn(async move {
                         for i in (lane..n).step_by(lanes) {
-                            store.enqueue(noop(i)).await?;
+                            store.enqueue(noop(i, accounts)).await?;
                         }
                         anyhow::Ok(())
                     })
@@ -500,7 +513,17 @@ async fn main() -> Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let version: String = {
         let mut c = store.connection();
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
+        // A cluster answers INFO from every primary: a map of node to text.
+        let info: redis::Value = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
+        let info: String = match info {
+            redis::Value::Map(nodes) => nodes
+                .into_iter()
+                .next()
+                .map(|(_, text)| redis::from_redis_value(text))
+                .transpose()?
+                .unwrap_or_default(),
+            one => redis::from_redis_value(one)?,
+        };
         info.lines()
             .find_map(|l| l.strip_prefix("redis_version:"))
             .unwrap_or("?")
@@ -508,9 +531,10 @@ async fn main() -> Result<()> {
             .to_owned()
     };
     eprintln!(
-        "drover bench: redis {version} on {}, {} partition(s), loadavg {}",
+        "drover bench: redis {version} on {}, {} partition(s), {} account(s), loadavg {}",
         server.describe(args.aof),
         args.partitions,
+        args.accounts,
         load.trim()
     );
     let mut b = Bench {

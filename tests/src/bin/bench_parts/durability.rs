@@ -116,7 +116,7 @@ pub async fn run(secs: u64, redis8: Option<String>) -> Result<()> {
         .await?;
         let version = version(&store).await?;
         for j in 0..200 {
-            store.enqueue(noop(j)).await?; // warm-up: connections, scripts
+            store.enqueue(noop(j, 1)).await?; // warm-up: connections, scripts
         }
         let seq = measure(&store, 1, secs).await?;
         let par = measure(&store, 100, secs).await?;
@@ -164,7 +164,7 @@ async fn measure(store: &RedisStore, lanes: usize, secs: u64) -> Result<Measured
                 let mut i = lane;
                 while Instant::now() < end {
                     let t = Instant::now();
-                    store.enqueue(noop(i)).await?;
+                    store.enqueue(noop(i, 1)).await?;
                     mine.push(t.elapsed());
                     i += lanes;
                 }

@@ -1,5 +1,5 @@
 //! The operator audit log: every action taken through the API's action endpoints (cancel,
-//! retry, dead-letter replay, pause and resume, schedules, accounts) is appended to
+//! retry, dead-letter replay and discard, pause and resume, schedules) is appended to
 //! Postgres's `audit_log` once it has ended — who (the key's name), what, on which
 //! target and filter, how many jobs it touched, how it ended — and read back at
 //! `GET /v1/audit`. Requests the role guard refuses never reach an action and are not

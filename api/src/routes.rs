@@ -48,6 +48,7 @@ pub fn endpoints(csv_bytes: usize, guard: impl Fn(Role, Group) -> Group) -> Grou
         .routes(routes!(control::cancel))
         .routes(routes!(control::retry))
         .routes(routes!(dead_letter::replay))
+        .routes(routes!(dead_letter::discard))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume));
     let open = Group::default()

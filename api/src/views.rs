@@ -326,6 +326,13 @@ pub struct ReplayResult {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct DiscardResult {
+    /// Ids deleted for good.
+    pub discarded: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StateCounts {
     pub scheduled: u64,
     pub queued: u64,

@@ -154,6 +154,61 @@ async fn replaying_by_ids_requeues_dead_jobs_and_says_why_others_were_skipped() 
     assert_eq!(state_of(&app, &dead).await, JobState::Queued);
 }
 
+/// Discard takes the replay's selection and deletes what is dead: by ids (others skipped
+/// with why, another tenant's job "not found") or by filter up to the limit.
+#[tokio::test]
+async fn discarding_deletes_selected_dead_jobs_for_good_and_skips_the_rest() {
+    let app = spawn_app().await;
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    let alive = app.submit_ok(&cleanup_body("acme")).await;
+    let other = app.submit_ok(&cleanup_body("globex")).await;
+    app.kill_job(&dead).await;
+    app.kill_job(&other).await;
+    let body = json!({"ids": [dead.as_str(), alive.as_str(), other.as_str(), "nonsense"]});
+    // A key for acme only: globex's dead job reads as missing.
+    let res = app.post(ACME, "/v1/dead-letter/discard").json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["discarded"], json!([dead.as_str()]));
+    let reasons: Vec<&str> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["not dead (queued)", "not found", "not a job id"]);
+    assert!(app.store.get(&dead).await.unwrap().is_none(), "deleted");
+    assert_eq!(state_of(&app, &alive).await, JobState::Queued);
+    assert_eq!(state_of(&app, &other).await, JobState::Dead);
+
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        let id = app.submit_ok(&cleanup_body("globex")).await;
+        app.kill_job(&id).await;
+        more.push(id);
+    }
+    let res = app
+        .post(ADMIN, "/v1/dead-letter/discard")
+        .json(&json!({"filter": {"account_id": "globex"}, "limit": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["discarded"].as_array().unwrap().len(), 2, "{v}");
+    let dead_left: Value = app.get(ADMIN, "/v1/dead-letter").send().await.unwrap().json().await.unwrap();
+    assert_eq!(dead_left["jobs"].as_array().unwrap().len(), 2, "4 dead globex jobs, 2 discarded");
+    assert_eq!(
+        app.post(READER, "/v1/dead-letter/discard")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+}
+
 #[tokio::test]
 async fn replaying_by_filter_requeues_matching_dead_jobs_up_to_the_limit() {
     let app = spawn_app().await;

@@ -227,6 +227,33 @@ async fn a_dlq_dry_run_counts_what_the_api_lists_and_replays_nothing() {
     assert_eq!(ls.json()["jobs"].as_array().unwrap().len(), 4, "the dry run replayed nothing");
 }
 
+/// `dlq discard` counts first, deletes only with `--yes`, and deletes what it counted.
+#[tokio::test]
+async fn a_dlq_discard_needs_yes_and_deletes_what_the_filter_matches() {
+    let app = spawn_app().await;
+    for account in ["acme", "acme", "globex"] {
+        let id = app.submit_ok(&cleanup_body(account)).await;
+        app.kill_job(&id).await;
+    }
+    let dry = drover(&app, ADMIN, &["--json", "dlq", "discard", "--account", "acme", "--dry-run"]).await;
+    ok(&dry);
+    assert_eq!(dry.json()["would_discard"], 2);
+    let refused = drover(&app, ADMIN, &["dlq", "discard", "--account", "acme"]).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("deletes 2 dead jobs for good: add --yes"), "{refused:?}");
+    let done = drover(&app, ADMIN, &["dlq", "discard", "--account", "acme", "--yes"]).await;
+    ok(&done);
+    assert_eq!(done.stdout.trim(), "discarded 2 dead jobs");
+    let ls = drover(&app, ADMIN, &["--json", "dlq", "ls"]).await.json();
+    let left: Vec<&str> = ls["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["globex"]);
+}
+
 fn worker(app: &TestApp) -> ChildProcess {
     let env = [
         ("DROVER_WORKER__REDIS_URL", app.redis.url()),

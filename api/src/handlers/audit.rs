@@ -43,7 +43,7 @@ pub struct AuditEntryView {
     pub at: DateTime<Utc>,
     /// The API key's name.
     pub actor: String,
-    /// `job.cancel`, `job.retry`, `dlq.replay`, `queue.pause`, `queue.resume`,
+    /// `job.cancel`, `job.retry`, `dlq.replay`, `dlq.discard`, `queue.pause`, `queue.resume`,
     /// `schedule.put`, `schedule.delete`.
     pub action: String,
     /// The job id, queue kind, schedule name or `dead-letter`.

@@ -1,4 +1,5 @@
-//! `GET /v1/dead-letter` and `POST /v1/dead-letter/replay` (admin).
+//! `GET /v1/dead-letter`, and `POST /v1/dead-letter/replay` and `…/discard` (admin): one
+//! selection of dead jobs (ids, or a filter with a limit), then each replayed or deleted.
 use std::collections::HashSet;
 
 use axum::extract::{RawQuery, State};
@@ -14,7 +15,7 @@ use crate::error::ApiError;
 use crate::extract::{query, JsonBody};
 use crate::problem_responses::{BadRequest, Forbidden, Invalid, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType};
 use crate::state::AppState;
-use crate::views::{JobPage, ReplayFilter, ReplayRequest, ReplayResult, Skipped};
+use crate::views::{DiscardResult, JobPage, ReplayFilter, ReplayRequest, ReplayResult, Skipped};
 
 const MAX_IDS: usize = 1000;
 const DEFAULT_REPLAY_LIMIT: u32 = 100;
@@ -82,14 +83,71 @@ pub async fn replay(
         skipped: Vec::new(),
     };
     // Recorded with what it replayed even when it stopped part-way.
-    let result = replay_into(&state, &caller, req, &mut out).await;
+    let result = select(&state, &caller, req, Op::Replay, &mut out.replayed, &mut out.skipped).await;
     audit::record(&state, &caller, what, out.replayed.len() as u64, audit::outcome(&result)).await;
     result?;
     tracing::info!(replayed = out.replayed.len(), skipped = out.skipped.len(), key = %caller.name, "dead-letter replay");
     Ok(Json(out))
 }
 
-async fn replay_into(state: &AppState, caller: &Caller, req: ReplayRequest, out: &mut ReplayResult) -> Result<(), ApiError> {
+/// Delete dead jobs for good, by id or by filter (the same selection as a replay).
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letter/discard",
+    tag = "dead-letter",
+    request_body = ReplayRequest,
+    responses(
+        (status = 200, description = "What was deleted and what was skipped (with why)", body = DiscardResult),
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        UnsupportedMediaType,
+        Invalid,
+        RateLimited,
+        Unavailable,
+    )
+)]
+pub async fn discard(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<ReplayRequest>,
+) -> Result<Json<DiscardResult>, ApiError> {
+    let what = Action::on("dlq.discard", "dead-letter").with_filter(serde_json::to_value(&req).unwrap_or_default());
+    let mut out = DiscardResult {
+        discarded: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let result = select(&state, &caller, req, Op::Discard, &mut out.discarded, &mut out.skipped).await;
+    audit::record(&state, &caller, what, out.discarded.len() as u64, audit::outcome(&result)).await;
+    result?;
+    tracing::info!(discarded = out.discarded.len(), skipped = out.skipped.len(), key = %caller.name, "dead-letter discard");
+    Ok(Json(out))
+}
+
+/// What is done to each dead job selected.
+#[derive(Clone, Copy)]
+enum Op {
+    Replay,
+    Discard,
+}
+
+/// The ids the operation was applied to, and the ones skipped with why.
+struct Out<'a> {
+    op: Op,
+    done: &'a mut Vec<String>,
+    skipped: &'a mut Vec<Skipped>,
+}
+
+async fn select(
+    state: &AppState,
+    caller: &Caller,
+    req: ReplayRequest,
+    op: Op,
+    done: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), ApiError> {
+    let mut out = Out { op, done, skipped };
+    let out = &mut out;
     match (req.ids, req.filter) {
         (Some(ids), None) => {
             if req.limit.is_some() {
@@ -111,7 +169,7 @@ async fn replay_into(state: &AppState, caller: &Caller, req: ReplayRequest, out:
     }
 }
 
-async fn by_ids(state: &AppState, caller: &Caller, ids: Vec<String>, out: &mut ReplayResult) -> Result<(), ApiError> {
+async fn by_ids(state: &AppState, caller: &Caller, ids: Vec<String>, out: &mut Out<'_>) -> Result<(), ApiError> {
     let mut seen = HashSet::new();
     for raw in ids {
         if !seen.insert(raw.clone()) {
@@ -130,13 +188,13 @@ async fn by_ids(state: &AppState, caller: &Caller, ids: Vec<String>, out: &mut R
             None => out.skipped.push(skip("not found")),
             Some(job) if !caller.sees_job(&job) => out.skipped.push(skip("not found")),
             Some(job) if job.state != JobState::Dead => out.skipped.push(skip(&format!("not dead ({})", job.state))),
-            Some(job) => replay_one(state, job, out).await?,
+            Some(job) => apply(state, job, out).await?,
         }
     }
     Ok(())
 }
 
-async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limit: usize, out: &mut ReplayResult) -> Result<(), ApiError> {
+async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limit: usize, out: &mut Out<'_>) -> Result<(), ApiError> {
     let account = match filter.account_id {
         None => None,
         Some(a) => Some(
@@ -154,19 +212,19 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
         cursor: None,
     };
     let mut scanned = 0;
-    while out.replayed.len() < limit && scanned < MAX_SCANNED {
+    while out.done.len() < limit && scanned < MAX_SCANNED {
         // Summaries: the payloads of the dead jobs scanned are never read.
         let page = state.store().list_summaries(&q).await?;
         scanned += page.jobs.len();
         for job in page.jobs.into_iter().map(|s| s.job) {
-            if out.replayed.len() >= limit {
+            if out.done.len() >= limit {
                 break;
             }
             let class = job.last_error.as_ref().map(|e| e.class);
             if filter.error_class.is_some() && class != filter.error_class {
                 continue;
             }
-            replay_one(state, job, out).await?;
+            apply(state, job, out).await?;
         }
         match page.next {
             Some(c) => q.cursor = Some(c),
@@ -176,22 +234,21 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
     Ok(())
 }
 
-async fn replay_one(state: &AppState, job: Job, out: &mut ReplayResult) -> Result<(), ApiError> {
+async fn apply(state: &AppState, job: Job, out: &mut Out<'_>) -> Result<(), ApiError> {
     let id = job.id.to_string();
-    match state.store().retry(&job.id).await? {
-        RetryOutcome::Queued => out.replayed.push(id),
-        RetryOutcome::NotFound => out.skipped.push(Skipped {
-            id,
-            reason: "not found".into(),
-        }),
-        RetryOutcome::WrongState(s) => out.skipped.push(Skipped {
-            id,
-            reason: format!("not dead ({s})"),
-        }),
-        RetryOutcome::AccountBusy(holder) => out.skipped.push(Skipped {
-            id,
-            reason: format!("another sync of the account is active ({holder})"),
-        }),
+    let skip = |reason: String| Skipped { id: id.clone(), reason };
+    match out.op {
+        Op::Replay => match state.store().retry(&job.id).await? {
+            RetryOutcome::Queued => out.done.push(id.clone()),
+            RetryOutcome::NotFound => out.skipped.push(skip("not found".into())),
+            RetryOutcome::WrongState(s) => out.skipped.push(skip(format!("not dead ({s})"))),
+            RetryOutcome::AccountBusy(holder) => out.skipped.push(skip(format!("another sync of the account is active ({holder})"))),
+        },
+        // Removes it only if it is still dead (a replay may have taken it meanwhile).
+        Op::Discard => match state.store().purge_dead(job.id.kind(), std::slice::from_ref(&job.id)).await? {
+            0 => out.skipped.push(skip("no longer dead".into())),
+            _ => out.done.push(id.clone()),
+        },
     }
     Ok(())
 }

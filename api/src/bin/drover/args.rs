@@ -160,6 +160,23 @@ pub enum DlqCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Delete dead jobs for good (admin): the ones named, or every one the filter matches.
+    /// Needs --yes; --dry-run prints how many would go.
+    Discard {
+        /// Dead job ids; without them, the filter chooses.
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Most jobs to delete (default: every match, up to 10000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: Option<u32>,
+        /// Print how many jobs would be deleted, and delete none.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete them (there is no undo).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,4 @@
-//! `drover dlq ls|replay`: the dead letter.
+//! `drover dlq ls|replay|discard`: the dead letter.
 //!
 //! A filtered replay lists the matching dead jobs first (`GET /v1/dead-letter`, the last
 //! error's class checked here, as the API's own filtered replay does) and replays them by
@@ -48,15 +48,7 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
             if let Some(r) = rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
                 return Err(CliError::Usage(format!("--rate {r}: give a positive number of jobs per second")));
             }
-            let chosen = if ids.is_empty() {
-                matching(client, &filter, limit.map_or(MAX_JOBS, |l| l as usize)).await?
-            } else if filter.kind.is_some() || filter.account.is_some() || filter.error_class.is_some() || limit.is_some() {
-                return Err(CliError::Usage(
-                    "give either job ids or filters (--kind, --account, --error-class, --limit), not both".into(),
-                ));
-            } else {
-                ids
-            };
+            let chosen = choose(client, ids, &filter, limit).await?;
             if dry_run {
                 let v = json!({"would_replay": chosen.len(), "ids": chosen});
                 out.print(&v, || format!("would replay {} dead jobs", chosen.len()));
@@ -72,9 +64,56 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
                 Ok(done) => (done, None),
                 Err((done, e)) => (done, Some(e)),
             };
-            out.print(&done, || summary(&done));
+            out.print(&done, || summary(&done, "replayed"));
             failure.map_or(Ok(()), Err)
         }
+        DlqCmd::Discard {
+            ids,
+            filter,
+            limit,
+            dry_run,
+            yes,
+        } => {
+            let chosen = choose(client, ids, &filter, limit).await?;
+            if dry_run {
+                let v = json!({"would_discard": chosen.len(), "ids": chosen});
+                out.print(&v, || format!("would discard {} dead jobs", chosen.len()));
+                return Ok(());
+            }
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "discard deletes {} dead jobs for good: add --yes (or --dry-run to list them)",
+                    chosen.len()
+                )));
+            }
+            let mut done = json!({"discarded": [], "skipped": []});
+            for chunk in chosen.chunks(BATCH) {
+                let answer = client.post("/v1/dead-letter/discard", Some(&json!({ "ids": chunk }))).await;
+                match answer {
+                    Ok(a) => merge(&mut done, &a),
+                    Err(e) => {
+                        out.print(&done, || summary(&done, "discarded"));
+                        return Err(e);
+                    }
+                }
+            }
+            out.print(&done, || summary(&done, "discarded"));
+            Ok(())
+        }
+    }
+}
+
+/// The ids named, or the dead jobs the filter matches (up to `limit`, or every one up to
+/// 10,000): never both.
+async fn choose(client: &Client, ids: Vec<String>, filter: &DlqFilter, limit: Option<u32>) -> Result<Vec<String>, CliError> {
+    if ids.is_empty() {
+        matching(client, filter, limit.map_or(MAX_JOBS, |l| l as usize)).await
+    } else if filter.kind.is_some() || filter.account.is_some() || filter.error_class.is_some() || limit.is_some() {
+        Err(CliError::Usage(
+            "give either job ids or filters (--kind, --account, --error-class, --limit), not both".into(),
+        ))
+    } else {
+        Ok(ids)
     }
 }
 
@@ -181,7 +220,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 fn merge(into: &mut Value, answer: &Value) {
-    for field in ["replayed", "skipped"] {
+    for field in ["replayed", "discarded", "skipped"] {
         if let (Some(all), Some(more)) = (into[field].as_array_mut(), answer[field].as_array()) {
             all.extend(more.iter().cloned());
         }
@@ -216,9 +255,10 @@ async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<
     }
 }
 
-fn summary(done: &Value) -> String {
-    let replayed = done["replayed"].as_array().map_or(0, Vec::len);
-    let mut lines = vec![format!("replayed {replayed} dead jobs")];
+/// `<what> N dead jobs`, then each skipped job with why (`what`: replayed, discarded).
+fn summary(done: &Value, what: &str) -> String {
+    let n = done[what].as_array().map_or(0, Vec::len);
+    let mut lines = vec![format!("{what} {n} dead jobs")];
     for s in done["skipped"].as_array().into_iter().flatten() {
         lines.push(format!(
             "skipped {}: {}",

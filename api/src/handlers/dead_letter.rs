@@ -77,17 +77,8 @@ pub async fn replay(
     caller: Caller,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<ReplayResult>, ApiError> {
-    let what = Action::on("dlq.replay", "dead-letter").with_filter(serde_json::to_value(&req).unwrap_or_default());
-    let mut out = ReplayResult {
-        replayed: Vec::new(),
-        skipped: Vec::new(),
-    };
-    // Recorded with what it replayed even when it stopped part-way.
-    let result = select(&state, &caller, req, Op::Replay, &mut out.replayed, &mut out.skipped).await;
-    audit::record(&state, &caller, what, out.replayed.len() as u64, audit::outcome(&result)).await;
-    result?;
-    tracing::info!(replayed = out.replayed.len(), skipped = out.skipped.len(), key = %caller.name, "dead-letter replay");
-    Ok(Json(out))
+    let (replayed, skipped) = act(&state, &caller, req, Op::Replay).await?;
+    Ok(Json(ReplayResult { replayed, skipped }))
 }
 
 /// Delete dead jobs for good, by id or by filter (the same selection as a replay).
@@ -112,16 +103,24 @@ pub async fn discard(
     caller: Caller,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<DiscardResult>, ApiError> {
-    let what = Action::on("dlq.discard", "dead-letter").with_filter(serde_json::to_value(&req).unwrap_or_default());
-    let mut out = DiscardResult {
-        discarded: Vec::new(),
-        skipped: Vec::new(),
+    let (discarded, skipped) = act(&state, &caller, req, Op::Discard).await?;
+    Ok(Json(DiscardResult { discarded, skipped }))
+}
+
+/// Selects the dead jobs, applies `op` to each and records the action in the audit log
+/// with what it did, also when it stopped part-way; the ids done and those skipped.
+async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<(Vec<String>, Vec<Skipped>), ApiError> {
+    let action = match op {
+        Op::Replay => "dlq.replay",
+        Op::Discard => "dlq.discard",
     };
-    let result = select(&state, &caller, req, Op::Discard, &mut out.discarded, &mut out.skipped).await;
-    audit::record(&state, &caller, what, out.discarded.len() as u64, audit::outcome(&result)).await;
+    let what = Action::on(action, "dead-letter").with_filter(serde_json::to_value(&req).unwrap_or_default());
+    let (mut done, mut skipped) = (Vec::new(), Vec::new());
+    let result = select(state, caller, req, op, &mut done, &mut skipped).await;
+    audit::record(state, caller, what, done.len() as u64, audit::outcome(&result)).await;
     result?;
-    tracing::info!(discarded = out.discarded.len(), skipped = out.skipped.len(), key = %caller.name, "dead-letter discard");
-    Ok(Json(out))
+    tracing::info!(action, done = done.len(), skipped = skipped.len(), key = %caller.name, "dead-letter action");
+    Ok((done, skipped))
 }
 
 /// What is done to each dead job selected.

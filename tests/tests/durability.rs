@@ -163,6 +163,16 @@ fn defaults(durability: QueueDurability) -> JobDefaults {
     }
 }
 
+/// A primary, a replica of it, and a store in `replica` mode on the primary.
+async fn replica_pair() -> (RedisServer, RedisServer, RedisStore) {
+    let primary = RedisServer::start(Durability::None);
+    let replica = RedisServer::start_replica_of(&primary);
+    let store = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    (primary, replica, store)
+}
+
 fn settings() -> WorkerSettings {
     WorkerSettings {
         concurrency: [(JobKind::Cleanup, 2), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
@@ -192,11 +202,7 @@ fn succeed(payload: JobPayload, _: JobContext) -> futures::future::BoxFuture<'st
 /// with the job succeeded and its one attempt.
 #[tokio::test]
 async fn a_worker_in_replica_mode_settles_terminal_outcomes_on_the_replica_once() {
-    let primary = RedisServer::start(Durability::None);
-    let replica = RedisServer::start_replica_of(&primary);
-    let store = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
-        .await
-        .unwrap();
+    let (primary, replica, store) = replica_pair().await;
     let first = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
 
     let url = primary.url();
@@ -252,11 +258,7 @@ async fn a_worker_in_replica_mode_settles_terminal_outcomes_on_the_replica_once(
 /// again after the replica is back succeeds without writing anything twice.
 #[tokio::test]
 async fn a_terminal_settle_is_not_durable_until_a_replica_acknowledges_it() {
-    let primary = RedisServer::start(Durability::None);
-    let replica = RedisServer::start_replica_of(&primary);
-    let store = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
-        .await
-        .unwrap();
+    let (primary, replica, store) = replica_pair().await;
     let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
     let leased = store
         .fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(30))
@@ -286,11 +288,7 @@ async fn a_terminal_settle_is_not_durable_until_a_replica_acknowledges_it() {
 /// attempt unused and is leased once the replica is back.
 #[tokio::test]
 async fn in_replica_mode_a_lease_no_replica_acknowledged_is_given_back_not_run() {
-    let primary = RedisServer::start(Durability::None);
-    let replica = RedisServer::start_replica_of(&primary);
-    let store = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
-        .await
-        .unwrap();
+    let (primary, replica, store) = replica_pair().await;
     let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
     replica.pause();
     let r = store.fetch(JobKind::Cleanup, "w1", 4, Duration::from_secs(30)).await;

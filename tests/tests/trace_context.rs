@@ -82,15 +82,7 @@ async fn assert_request_lines_in_trace(api: &str, api_process: &ChildProcess, ac
     assert_eq!(res.status(), 202);
     let view: Value = res.json().await.unwrap();
     let id = view["id"].as_str().unwrap();
-    let job: Value = reqwest::Client::new()
-        .get(format!("{api}/v1/jobs/{id}"))
-        .bearer_auth(drover_api::DEV_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = job_view(api, id).await;
     let trace = job["trace_id"].as_str().expect("every job has a trace").to_owned();
     assert_ne!(trace, TRACE_ID);
     let span = request_span(&api_process.log(), "job accepted", id).unwrap_or_else(|| panic!("no 'job accepted' line for {id}"));
@@ -101,9 +93,9 @@ async fn assert_request_lines_in_trace(api: &str, api_process: &ChildProcess, ac
     );
 }
 
-/// The job and each attempt show the client's trace.
-async fn assert_job_in_trace(api: &str, id: &JobId) {
-    let view: Value = reqwest::Client::new()
+/// `GET /v1/jobs/{id}` with the dev key.
+async fn job_view(api: &str, id: &str) -> Value {
+    reqwest::Client::new()
         .get(format!("{api}/v1/jobs/{id}"))
         .bearer_auth(drover_api::DEV_KEY)
         .send()
@@ -111,7 +103,12 @@ async fn assert_job_in_trace(api: &str, id: &JobId) {
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The job and each attempt show the client's trace.
+async fn assert_job_in_trace(api: &str, id: &JobId) {
+    let view = job_view(api, id.as_str()).await;
     assert_eq!(view["trace_id"], TRACE_ID, "{view:#}");
     assert_eq!(view["traceparent"], CLIENT_TRACEPARENT);
     let attempts = view["attempt_history"].as_array().expect("attempt history");

@@ -1,7 +1,7 @@
 //! A new account's first sync and the "last known data" of its account view, end to end:
 //! the API (in process) and a real `drover-worker` process over one Redis and one
 //! PostgreSQL database, the simulator as the marketplace (LWA and SP-API over HTTP).
-mod jobs_support;
+use crate::jobs_support;
 
 use std::time::Duration;
 

@@ -2,9 +2,10 @@
 //! the real API on port 0, a private redis-server, a private Postgres database, and the
 //! marketplace simulator (in process, over real HTTP) answering LWA.
 //!
-//! Every log line any test in this binary produces is captured (one subscriber for the
-//! process); `no_log_line_carries_a_secret` checks them after a full run of the flows.
-mod api_support;
+//! The two tests that read log lines run in a child process of their own, with one TRACE
+//! subscriber for that process: `no_log_line_carries_a_secret` checks every line after
+//! running every flow that handles a secret.
+use crate::api_support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -39,8 +40,9 @@ impl Write for Captured {
     }
 }
 
-/// Installed once for the whole binary, at TRACE, for every crate (ours, sqlx, reqwest,
-/// hyper, axum): if anything logs a secret, it lands here.
+/// Installed once for the process, at TRACE, for every crate (ours, sqlx, reqwest, hyper,
+/// axum): if anything logs a secret, it lands here. Called only by the tests that run in a
+/// child process of their own (the subscriber is process-wide).
 fn logs() -> &'static Captured {
     static LOGS: OnceLock<Captured> = OnceLock::new();
     LOGS.get_or_init(|| {
@@ -67,14 +69,12 @@ fn token_url(sim: &SimHandle) -> String {
 
 /// An app whose token URL is the simulator's.
 async fn app_with(sim: &SimHandle) -> TestApp {
-    logs();
     let url = token_url(sim);
     spawn_app_with(Durability::None, move |c| c.marketplace_token_url = url).await
 }
 
 /// An app whose token URL is a closed port.
 async fn app_without_marketplace() -> TestApp {
-    logs();
     let url = format!("http://127.0.0.1:{}/auth/o2/token", free_port());
     spawn_app_with(Durability::None, move |c| c.marketplace_token_url = url).await
 }
@@ -197,7 +197,10 @@ async fn an_unreachable_marketplace_is_a_503_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_marketplace_that_never_answers_is_the_same_503_within_the_request_timeout() {
-    logs();
+    a_marketplace_that_never_answers().await;
+}
+
+async fn a_marketplace_that_never_answers() {
     // Accepts connections and never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/auth/o2/token", listener.local_addr().unwrap());
@@ -449,7 +452,6 @@ async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
 
 #[tokio::test]
 async fn readyz_names_postgres_when_it_cannot_be_reached_and_accounts_answer_503() {
-    logs();
     let url = format!("postgres://postgres@127.0.0.1:{}/drover", free_port());
     let app = spawn_app_with(Durability::None, move |c| {
         c.database.url = url.into();
@@ -467,7 +469,10 @@ async fn readyz_names_postgres_when_it_cannot_be_reached_and_accounts_answer_503
 
 #[tokio::test]
 async fn the_app_refuses_a_missing_or_published_encryption_key_outside_dev_mode() {
-    logs();
+    refused_encryption_keys().await;
+}
+
+async fn refused_encryption_keys() {
     let redis = drover_tests::harness::RedisServer::start(Durability::None);
     let mut config = test_config(&redis.url());
     config.encryption_key = "".into();
@@ -497,9 +502,12 @@ async fn the_app_refuses_a_missing_or_published_encryption_key_outside_dev_mode(
 }
 
 /// Runs every path that handles a secret (accepted, rejected, unreachable, invalid,
-/// duplicate, read back), then reads every log line the process wrote so far.
-#[tokio::test]
-async fn no_log_line_carries_a_secret() {
+/// duplicate, read back, a marketplace that never answers, a refused encryption key),
+/// then reads every log line the process wrote.
+async fn every_secret_flow_then_the_logs() {
+    logs();
+    a_marketplace_that_never_answers().await;
+    refused_encryption_keys().await;
     let sim = simulator().await;
     let app = app_with(&sim).await;
     until_ready(&app).await;
@@ -624,8 +632,7 @@ async fn held_token_service() -> (String, tokio::sync::mpsc::Receiver<()>, tokio
     (url, asked, release)
 }
 
-#[tokio::test]
-async fn a_first_sync_that_cannot_be_queued_leaves_the_account_stored_and_the_answer_says_so() {
+async fn first_sync_not_queued_then_the_logs() {
     logs();
     let (url, mut asked, release) = held_token_service().await;
     let mut app = spawn_app_with(Durability::None, move |c| c.marketplace_token_url = url).await;
@@ -659,6 +666,30 @@ async fn a_first_sync_that_cannot_be_queued_leaves_the_account_stored_and_the_an
         .filter(|l| l.contains("first sync could not be queued") && l.contains("acme"))
         .collect();
     assert_eq!(logged.len(), 1, "logged once, with the account: {logged:#?}");
+}
+
+// ---- the tests that read the process's log lines, each in a child process -------------
+
+rusty_fork::rusty_fork_test! {
+    #![rusty_fork(timeout_ms = 180_000)]
+
+    #[test]
+    fn no_log_line_carries_a_secret() {
+        in_runtime(every_secret_flow_then_the_logs());
+    }
+
+    #[test]
+    fn a_first_sync_that_cannot_be_queued_leaves_the_account_stored_and_the_answer_says_so() {
+        in_runtime(first_sync_not_queued_then_the_logs());
+    }
+}
+
+fn in_runtime(flow: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(flow);
 }
 
 // ---- the repository and the harness, directly --------------------------------------------

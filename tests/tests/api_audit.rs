@@ -2,7 +2,7 @@
 //! an operator takes is recorded once it has ended (who, what, target, filter, jobs
 //! touched, outcome, request id) and listed newest first at `GET /v1/audit`, to keys for
 //! every account only.
-mod api_support;
+use crate::api_support;
 
 use api_support::*;
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! Controlling jobs and queues over real HTTP: cancel, retry, dead-letter list and
 //! replay, queue counts and pause / resume.
-mod api_support;
+use crate::api_support;
 
 use api_support::*;
 use drover::job::{JobKind, JobState};

@@ -1,6 +1,6 @@
 //! `GET /v1/jobs/{id}/events`: server-sent events for a job run by a real worker
 //! (the worker runtime in-process), and streams ending on terminal states and shutdown.
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

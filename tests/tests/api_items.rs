@@ -1,6 +1,6 @@
 //! `GET /v1/jobs/{id}/items`: a job's per-item results from PostgreSQL, filtered by
 //! outcome and cursor paginated, with totals.
-mod api_support;
+use crate::api_support;
 
 use api_support::*;
 use drover::data::items::{self, ItemOutcome};

@@ -1,6 +1,6 @@
 //! Submitting and reading jobs over real HTTP: every status code of `POST /v1/jobs`,
 //! `GET /v1/jobs/{id}`, `GET /v1/jobs` and the CSV upload, and idempotency.
-mod api_support;
+use crate::api_support;
 
 use std::collections::HashSet;
 

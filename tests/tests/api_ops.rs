@@ -1,6 +1,6 @@
 //! Operations: probes, Prometheus metrics, the generated OpenAPI document, and a Redis
 //! outage (SIGKILL, restart on the same port) that the API rides out by itself.
-mod api_support;
+use crate::api_support;
 
 use std::time::{Duration, Instant};
 

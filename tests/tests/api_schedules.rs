@@ -1,6 +1,6 @@
 //! `PUT/GET/DELETE /v1/schedules/{name}`, and the scheduler: one job per tick however
 //! many API replicas run it.
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

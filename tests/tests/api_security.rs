@@ -1,5 +1,5 @@
 //! Keys, roles, account scopes, the rate limit, request ids and start-up validation.
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

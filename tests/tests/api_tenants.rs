@@ -2,7 +2,7 @@
 //! `globex-sub`, and clients without a key try to learn about each other or exhaust the
 //! process. Cross-tenant requests answer exactly as for things that do not exist; every
 //! resource a request can hold is bounded.
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

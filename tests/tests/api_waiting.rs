@@ -2,7 +2,7 @@
 //! quota_cooldown` and the cooldown's end, and the same in `GET /v1/jobs/{id}` and the
 //! job list while the cooldown lasts. The cooldown is entered the way a worker enters it
 //! after a 429 on a report operation (the resilience layer, on the app's Redis).
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! real `test_worker` process, and a receiver over real HTTP on loopback that records
 //! every request and fails as a test needs. The signature is checked here with the
 //! HMAC crate directly, as a receiver would, not with Drover's own code.
-mod api_support;
+use crate::api_support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

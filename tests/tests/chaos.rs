@@ -2,7 +2,7 @@
 //! an AOF, while workers are SIGKILLed and replaced, one is SIGSTOPped past its lease and
 //! resumed, and Redis itself is SIGKILLed and restarted from its AOF on the same port.
 //! Afterwards the queue's promises are checked against the workers' own run log.
-mod api_support;
+use crate::api_support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

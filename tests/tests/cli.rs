@@ -2,7 +2,7 @@
 //! port 0 with a private Redis (and a `test_worker` where a job must end), its output and
 //! its exit codes; `--help`, `--version` and `config check` of the servers.
 //! Needs `cargo build --workspace --bins` first.
-mod api_support;
+use crate::api_support;
 
 use std::io::Write;
 use std::process::Command;

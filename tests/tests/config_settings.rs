@@ -1,7 +1,7 @@
 //! Every setting `--help` documents is read from the environment variable it names:
 //! each is set to a value other than its default and must come back through the
-//! configuration's loader. One test per binary's configuration, alone in this process,
-//! because it changes the process environment.
+//! configuration's loader. The test runs in a child process of its own, because it
+//! changes the process environment (which every other test's child processes inherit).
 use drover::config::{settings, Setting};
 use drover_api::ApiConfig;
 use drover_worker::WorkerConfig;
@@ -81,15 +81,19 @@ fn round_trip(section: &str, defaults: Vec<Setting>, load: impl Fn() -> Result<V
     eprintln!("{section}: {checked} settings round-tripped; accepted unchanged: {accepted_only:?}");
 }
 
-#[test]
-fn every_documented_setting_round_trips_through_its_environment_variable() {
-    std::env::remove_var("DATABASE_URL");
-    round_trip("api", settings("api", &ApiConfig::default()), || {
-        ApiConfig::layered(None).map(|c| settings("api", &c)).map_err(|e| e.to_string())
-    });
-    round_trip("worker", drover_worker::cli::documented(), || {
-        WorkerConfig::layered(None)
-            .map(|c| settings("worker", &c))
-            .map_err(|e| e.to_string())
-    });
+rusty_fork::rusty_fork_test! {
+    #![rusty_fork(timeout_ms = 60_000)]
+
+    #[test]
+    fn every_documented_setting_round_trips_through_its_environment_variable() {
+        std::env::remove_var("DATABASE_URL");
+        round_trip("api", settings("api", &ApiConfig::default()), || {
+            ApiConfig::layered(None).map(|c| settings("api", &c)).map_err(|e| e.to_string())
+        });
+        round_trip("worker", drover_worker::cli::documented(), || {
+            WorkerConfig::layered(None)
+                .map(|c| settings("worker", &c))
+                .map_err(|e| e.to_string())
+        });
+    }
 }

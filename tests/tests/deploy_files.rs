@@ -3,7 +3,7 @@
 //! and the autoscalers name is served by the API's or a worker's `/metrics` once the
 //! events behind it have happened; and the Kubernetes ConfigMaps' `drover.toml` files are
 //! accepted by both binaries' configuration loaders (which reject unknown keys).
-mod jobs_support;
+use crate::jobs_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

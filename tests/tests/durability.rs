@@ -2,7 +2,7 @@
 //! processes: a private primary, a replica of it (`--replicaof`) that a test can freeze
 //! (SIGSTOP) and promote, and for `aof` a Redis new enough for WAITAOF (≥ 7.2; Debian's
 //! is 7.0, so `tests/redis8.sh` builds one: `REDIS8_SERVER` or its cache path).
-mod api_support;
+use crate::api_support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! `queue.durability = replica` no job the API answered 202 for is lost and no job runs
 //! twice at once; with `local` the test reports how many were lost (replication is
 //! asynchronous: some may be).
-mod api_support;
+use crate::api_support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Tenant-fair dispatch with real `drover-worker` processes, PostgreSQL and the
 //! simulator at SP-API's documented deleteListingsItem rate (5/s, burst 10): one seller's
 //! flood never makes another seller wait, and the flooding seller keeps its full rate.
-mod jobs_support;
+use crate::jobs_support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! End-to-end scenarios of the three jobs: real worker processes, a real PostgreSQL
 //! database, the marketplace simulator over HTTP with faults, totals checked against
 //! the simulator's own record.
-mod jobs_support;
+use crate::jobs_support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! What a real worker process logs (docs/operations.md, "Logs"): at most
 //! `INFO_LINES_PER_JOB` info lines per successful job, and every line logged inside a
 //! run carrying the job's id, attempt, account, trace id and span id.
-mod jobs_support;
+use crate::jobs_support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The shared resilience layer seen from outside: several real worker processes, one
 //! seller account, the simulator counting every call.
-mod jobs_support;
+use crate::jobs_support;
 
 use std::time::{Duration, Instant};
 

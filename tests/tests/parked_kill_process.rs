@@ -2,7 +2,7 @@
 //! no job runs twice at once, every SKU is deleted exactly once upstream and recorded
 //! exactly once in PostgreSQL. Real `drover-worker` processes, the simulator enforcing
 //! a deleteListingsItem plan far below what the jobs ask for, Redis and PostgreSQL.
-mod jobs_support;
+use crate::jobs_support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};

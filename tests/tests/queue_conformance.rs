@@ -1,7 +1,7 @@
 //! The storage contract (docs/architecture.md, "Job states"), run against every `JobStore` implementation.
 //! Each rule is a generic async fn over the trait; the macro at the bottom runs each
 //! one against the Redis store on a private redis-server.
-mod conformance;
+use crate::conformance;
 
 use conformance::*;
 use drover::queue::{JobDefaults, Partitions, RedisStore};

@@ -3,7 +3,7 @@
 //! marketplace call the worker makes for that job continues the same trace under a
 //! span of its own — without an exporter, with OTLP export to a collector that is not
 //! there (nothing else changes), and with a collector that receives the spans.
-mod jobs_support;
+use crate::jobs_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The real worker's Prometheus metrics: a cleanup job through the simulator with a
 //! burst of 5xx answers, then `GET /metrics` on the worker's own listener, parsed as the
 //! text exposition format.
-mod jobs_support;
+use crate::jobs_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

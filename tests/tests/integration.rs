@@ -1,0 +1,47 @@
+//! Every integration suite in one test binary (one link instead of one per suite): each
+//! suite is a module named after its file, so `cargo test -p drover-tests --test
+//! integration chaos::` runs one suite. Tests that change process-wide state (the
+//! environment, the global log subscriber) run in a child process of their own.
+
+// Shared by the suites.
+mod api_support;
+mod conformance;
+mod jobs_support;
+
+// The suites.
+mod account_sync_e2e;
+mod api_accounts;
+mod api_audit;
+mod api_control;
+mod api_events;
+mod api_items;
+mod api_jobs;
+mod api_ops;
+mod api_schedules;
+mod api_security;
+mod api_tenants;
+mod api_waiting;
+mod callbacks_e2e;
+mod chaos;
+mod cli;
+mod config_settings;
+mod deploy_files;
+mod durability;
+mod failover;
+mod failover_api;
+mod fairness_e2e;
+mod fairness_process;
+mod jobs_e2e;
+mod logs_process;
+mod marketplace_client;
+mod marketplace_e2e;
+mod parked_kill_process;
+mod partitions;
+mod queue_conformance;
+mod resilience;
+mod runtime_leases;
+mod sealed_secrets;
+mod simulator;
+mod trace_context;
+mod worker_metrics;
+mod worker_process;

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use crate::auth::{require_admin, require_read, require_submit, Role};
 use crate::error::ApiError;
 use crate::handlers::{
-    account_list, accounts, audit, control, csv_upload, dead_letter, events, health, items, jobs, queues, schedules, submit,
+    account_list, accounts, audit, control, csv_upload, dead_groups, dead_letter, events, health, items, jobs, queues, schedules, submit,
 };
 use crate::middleware::{catch_panic::catch_panic, observe::observe, problem::as_problem, request_id::request_id, timeout::timeout};
 use crate::openapi::{self, Document};
@@ -32,6 +32,7 @@ pub fn endpoints(csv_bytes: usize, guard: impl Fn(Role, Group) -> Group) -> Grou
         .routes(routes!(schedules::list_schedules))
         .routes(routes!(schedules::get_schedule))
         .routes(routes!(dead_letter::list_dead))
+        .routes(routes!(dead_groups::list_dead_groups))
         .routes(routes!(queues::list_queues))
         .routes(routes!(account_list::list))
         .routes(routes!(accounts::get))

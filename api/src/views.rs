@@ -310,6 +310,9 @@ pub struct ReplayFilter {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub error_class: Option<ErrorClass>,
+    /// One dead-letter group: its `id` from `GET /v1/dead-letter/groups`.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -72,7 +72,7 @@ async fn operator_actions_are_recorded_newest_first_with_who_what_how_many_and_h
     assert_eq!(all[2]["request_id"], "audit-cancel-1");
     assert_eq!(
         all[0]["filter"]["filter"],
-        json!({"kind": "cleanup", "account_id": "acme", "error_class": null})
+        json!({"kind": "cleanup", "account_id": "acme", "error_class": null, "group": null})
     );
     let ids: Vec<i64> = all.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");

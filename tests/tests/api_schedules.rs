@@ -161,6 +161,7 @@ async fn three_replicas_running_the_scheduler_make_exactly_one_job_per_tick() {
             account_id: None,
             limit: 100,
             cursor: None,
+            group: None,
         })
         .await
         .unwrap();

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use api_support::*;
+use drover::job::ErrorClass;
 use drover_tests::harness::{cargo_bin, ChildProcess};
 use serde_json::Value;
 
@@ -252,6 +253,46 @@ async fn a_dlq_discard_needs_yes_and_deletes_what_the_filter_matches() {
         .map(|j| j["account_id"].as_str().unwrap())
         .collect();
     assert_eq!(left, ["globex"]);
+}
+
+/// `dlq groups` shows the groups; `--group` chooses one group's jobs for ls, replay, discard.
+#[tokio::test]
+async fn dlq_groups_lists_error_signatures_and_group_chooses_one_groups_jobs() {
+    let app = spawn_app().await;
+    for n in 0..3 {
+        let id = app.submit_ok(&cleanup_body("acme")).await;
+        app.kill_job_with(&id, ErrorClass::Permanent, &format!("SKU-{n:05} rejected")).await;
+    }
+    let other = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&other, ErrorClass::Transient, "socket closed").await;
+
+    let table = drover(&app, READER, &["dlq", "groups"]).await;
+    ok(&table);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("GROUP") && lines[0].ends_with("MESSAGE"), "{table:?}");
+    let cells = |line: &str| line.split_whitespace().take(3).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(cells(lines[1])[1..], ["3", "permanent"], "{table:?}");
+    assert!(lines[1].ends_with("SKU-# rejected"), "{table:?}");
+    assert_eq!(cells(lines[2])[1..], ["1", "transient"], "{table:?}");
+    assert!(lines[2].ends_with("socket closed"), "{table:?}");
+    let groups = drover(&app, READER, &["--json", "dlq", "groups", "--kind", "cleanup"]).await.json();
+    let group = groups["groups"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(cells(lines[1])[0], group, "{table:?}");
+
+    let listed = drover(&app, READER, &["--json", "dlq", "ls", "--group", &group]).await.json();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 3, "{listed}");
+    let dry = drover(&app, ADMIN, &["--json", "dlq", "replay", "--group", &group, "--dry-run"]).await;
+    ok(&dry);
+    assert_eq!(dry.json()["would_replay"], 3);
+    let done = drover(&app, ADMIN, &["dlq", "discard", "--group", &group, "--yes"]).await;
+    ok(&done);
+    assert_eq!(done.stdout.trim(), "discarded 3 dead jobs");
+    let left = drover(&app, READER, &["--json", "dlq", "groups"]).await.json();
+    assert_eq!(left["groups"].as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left["groups"][0]["class"], "transient");
+    let bad = drover(&app, READER, &["dlq", "ls", "--group", "nonsense"]).await;
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("not a dead-letter group id"), "{bad:?}");
 }
 
 fn worker(app: &TestApp) -> ChildProcess {

@@ -25,6 +25,7 @@ mod callbacks_e2e;
 mod chaos;
 mod cli;
 mod config_settings;
+mod dead_groups;
 mod deploy_files;
 mod durability;
 mod failover;

@@ -597,6 +597,7 @@ async fn a_worker_running_the_scheduler_starts_while_redis_is_down_and_schedules
                 account_id: Some(acct.to_string()),
                 limit: 10,
                 cursor: None,
+                group: None,
             })
             .await;
         if let Ok(page) = page {

@@ -164,6 +164,11 @@ async fn migrating_moves_every_finished_job_keeping_its_id_state_and_idempotency
     let before = one.counts(JobKind::Cleanup).await.unwrap();
     assert_eq!((before.succeeded, before.dead), (27, 3));
 
+    let grouped = |groups: Vec<drover::queue::DeadGroup>| groups.iter().map(|g| (g.signature.clone(), g.count)).collect::<Vec<_>>();
+    let groups_before = grouped(one.dead_groups(JobKind::Cleanup, None, 50).await.unwrap());
+    assert_eq!(groups_before.len(), 1, "{groups_before:?}");
+    assert_eq!(groups_before[0].1, 3);
+
     let report = one.migrate_partitions(Partitions::new(4).unwrap()).await.unwrap();
     assert_eq!(report.moved + report.stayed, 30, "{report:?}");
     assert!(report.moved > 0, "{report:?}");
@@ -177,6 +182,11 @@ async fn migrating_moves_every_finished_job_keeping_its_id_state_and_idempotency
     }
     let after = four.counts(JobKind::Cleanup).await.unwrap();
     assert_eq!((after.succeeded, after.dead, after.succeeded_total), (27, 3, 27));
+    assert_eq!(
+        grouped(four.dead_groups(JobKind::Cleanup, None, 50).await.unwrap()),
+        groups_before,
+        "dead-letter groups follow their jobs"
+    );
     let mut listed = list_all(&four).await;
     listed.sort();
     let mut expected = ids.clone();
@@ -196,6 +206,10 @@ async fn migrating_moves_every_finished_job_keeping_its_id_state_and_idempotency
     let one_again = store(&server, 1).await;
     one_again.check_layout().await.unwrap();
     assert_eq!(list_all(&one_again).await.len(), 30);
+    assert_eq!(
+        grouped(one_again.dead_groups(JobKind::Cleanup, None, 50).await.unwrap()),
+        groups_before
+    );
 }
 
 #[tokio::test]

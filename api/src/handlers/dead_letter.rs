@@ -1,5 +1,6 @@
 //! `GET /v1/dead-letter`, and `POST /v1/dead-letter/replay` and `…/discard` (admin): one
-//! selection of dead jobs (ids, or a filter with a limit), then each replayed or deleted.
+//! selection of dead jobs (ids, or a filter — kind, account, error class, group — with a
+//! limit), then each replayed or deleted.
 use std::collections::HashSet;
 
 use axum::extract::{RawQuery, State};
@@ -8,6 +9,7 @@ use drover::job::{AccountId, Job, JobId, JobState};
 use drover::queue::{JobStore, ListQuery, RetryOutcome};
 use utoipa::IntoParams;
 
+use super::dead_groups::{parse_group, NOT_A_GROUP};
 use super::listing::{self, RawList};
 use crate::audit::{self, Action};
 use crate::auth::Caller;
@@ -28,6 +30,8 @@ const MAX_SCANNED: usize = 10_000;
 pub struct DeadLetterParams {
     kind: Option<String>,
     account_id: Option<String>,
+    /// One dead-letter group's jobs: its `id` from `GET /v1/dead-letter/groups`.
+    group: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     cursor: Option<String>,
@@ -203,10 +207,21 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
                 .to_owned(),
         ),
     };
+    let group = match filter.group.as_deref() {
+        None => None,
+        Some(raw) => match parse_group(raw) {
+            Some((kind, _)) if filter.kind.is_some_and(|k| k != kind) => {
+                return Err(ApiError::field("filter.group", "the group is of another kind than filter.kind"))
+            }
+            Some(g) => Some(g),
+            None => return Err(ApiError::field("filter.group", NOT_A_GROUP)),
+        },
+    };
     let mut q = ListQuery {
-        kinds: filter.kind.into_iter().collect(),
+        kinds: group.as_ref().map(|g| g.0).or(filter.kind).into_iter().collect(),
         state: Some(JobState::Dead),
         account_id: caller.account_filter(account)?,
+        group: group.map(|g| g.1),
         limit: 200,
         cursor: None,
     };

@@ -7,6 +7,7 @@ use drover::job::{AccountId, JobId, JobKind, JobState};
 use drover::queue::{ListQuery, Waiting};
 use serde::Deserialize;
 
+use super::dead_groups::{parse_group, NOT_A_GROUP};
 use crate::auth::Caller;
 use crate::cursor::Cursors;
 use crate::error::ApiError;
@@ -26,6 +27,8 @@ pub struct RawList {
     pub account_id: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
+    /// Dead-letter listings only: one group's jobs.
+    pub group: Option<String>,
 }
 
 fn present(v: Option<String>) -> Option<String> {
@@ -69,6 +72,17 @@ pub fn to_query(raw: RawList, caller: &Caller, cursors: &Cursors, forced_state: 
                 "limit",
                 format!("must be a whole number from 1 to {MAX_LIMIT}"),
             )),
+        }
+    }
+    if let Some(g) = present(raw.group) {
+        match (forced_state, parse_group(&g)) {
+            (Some(JobState::Dead), Some((kind, sig))) if q.kinds.iter().all(|k| *k == kind) => {
+                q.kinds = vec![kind];
+                q.group = Some(sig);
+            }
+            (Some(JobState::Dead), Some(_)) => errors.push(drover::job::FieldError::new("group", "the group is of another kind")),
+            (Some(JobState::Dead), None) => errors.push(drover::job::FieldError::new("group", NOT_A_GROUP)),
+            _ => errors.push(drover::job::FieldError::new("group", "only the dead letter is listed by group")),
         }
     }
     let cursor = present(raw.cursor);

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod audit;
 pub mod control;
 pub mod csv_upload;
+pub mod dead_groups;
 pub mod dead_letter;
 mod enqueue;
 pub mod events;

@@ -29,14 +29,16 @@ impl RedisStore {
     ) -> Result<(Vec<(String, String)>, Option<Position>, bool), StoreError> {
         // With an account, walk that account's own index and filter by state: a scoped
         // listing never walks (or is slowed by) another tenant's entries (finding M9).
-        let (index, state_filter) = match (query.state, &query.account_id) {
-            (_, Some(acct)) => (keys.key(&format!("acct:{acct}")), query.state.map_or("", JobState::as_str)),
-            (Some(JobState::Queued), None) => (keys.ready(), ""),
-            (Some(JobState::Running), None) => (keys.key("active"), ""),
-            (Some(JobState::Scheduled), None) => (keys.key("scheduled"), "scheduled"),
-            (Some(JobState::Retrying), None) => (keys.key("retrying"), ""),
-            (Some(st), None) => (keys.key(&format!("state:{st}")), ""),
-            (None, None) => (keys.key("all"), ""),
+        // A dead-letter group's own index holds only its dead jobs; an account filters it.
+        let (index, state_filter, account_filter) = match (&query.group, query.state, &query.account_id) {
+            (Some(sig), _, acct) => (keys.key(&format!("dg:{sig}")), "", acct.as_deref().unwrap_or("")),
+            (None, st, Some(acct)) => (keys.key(&format!("acct:{acct}")), st.map_or("", JobState::as_str), ""),
+            (None, Some(JobState::Queued), None) => (keys.ready(), "", ""),
+            (None, Some(JobState::Running), None) => (keys.key("active"), "", ""),
+            (None, Some(JobState::Scheduled), None) => (keys.key("scheduled"), "scheduled", ""),
+            (None, Some(JobState::Retrying), None) => (keys.key("retrying"), "", ""),
+            (None, Some(st), None) => (keys.key(&format!("state:{st}")), "", ""),
+            (None, None, None) => (keys.key("all"), "", ""),
         };
         let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
         let mut conn = self.connection();
@@ -47,7 +49,7 @@ impl RedisStore {
             .arg(cursor_id)
             .arg(query.limit)
             .arg(state_filter)
-            .arg("") // no account filter: the account's own index is walked
+            .arg(account_filter)
             .arg(query.limit.saturating_mul(20).max(2000))
             .invoke_async(&mut conn)
             .await?;

@@ -5,6 +5,7 @@
 //! its id), the counters and the pause flag follow, and the new count is recorded.
 //! Unfinished jobs are refused rather than moved: a lease, a lane turn or a cap in flight
 //! cannot move atomically across shards — pause the queues and let them drain first.
+use super::dead_groups::Regroup;
 use super::{JobStore, Partitions, QueueKeys, RedisStore, StoreError};
 use crate::job::{JobId, JobKind};
 
@@ -123,6 +124,10 @@ impl RedisStore {
             .arg("ik")
             .query_async(&mut conn)
             .await?;
+        let dead = state.as_deref() == Some("dead");
+        if dead {
+            self.regroup_dead(old, Regroup::Leave, id).await?;
+        }
         for suffix in ["job:", "attempts:", "items:", "callbacks:"] {
             let (from, to) = (old.key(&format!("{suffix}{id}")), new.key(&format!("{suffix}{id}")));
             move_key(&mut conn, &from, &to).await?;
@@ -159,6 +164,9 @@ impl RedisStore {
         if let Some(ik) = idem.filter(|k| !k.is_empty()) {
             move_key(&mut conn, &old.key(&format!("idem:{ik}")), &new.key(&format!("idem:{ik}"))).await?;
         }
+        if dead {
+            self.regroup_dead(new, Regroup::Join, id).await?;
+        }
         Ok(())
     }
 
@@ -187,7 +195,9 @@ impl RedisStore {
                 let _: () = redis::cmd("SET").arg(k.key("paused")).arg(1).query_async(&mut conn).await?;
             }
         }
-        for suffix in ["stats", "paused", "marker", "seen", "gaps", "turn", "lanes", "blocked"] {
+        for suffix in [
+            "stats", "paused", "marker", "seen", "gaps", "turn", "lanes", "blocked", "dgdone", "dgcur",
+        ] {
             let _: i64 = redis::cmd("DEL").arg(old.key(suffix)).query_async(&mut conn).await?;
         }
         Ok(())

@@ -8,6 +8,7 @@ pub mod callbacks;
 mod codec;
 mod config;
 mod counts;
+mod dead_groups;
 mod durability;
 mod fate;
 mod group_commit;
@@ -27,6 +28,7 @@ mod wake;
 
 pub use callbacks::{CallbackStatus, CallbackStore, DueCallback, JobCallback, NewCallback, Recorded};
 pub use config::QueueConfig;
+pub use dead_groups::{DeadGroup, MAX_GROUPS};
 pub use durability::{Durability, DurabilityMode, NotDurable};
 pub use fate::{decide, Fate, RetryPolicy};
 pub use keys::QueueKeys;

@@ -855,6 +855,9 @@ impl JobStore for RedisStore {
         let parts = self.all_keys(kind);
         let n = parts.len() as u64;
         for k in &parts {
+            // Dead jobs from before dead-letter groups were kept join their groups, a
+            // batch per pass, oldest first (one EXISTS per pass once done).
+            while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
             for (state, keep_for, keep_max) in policies {
                 loop {
                     let (removed, left): (u64, u64) = scripts::REMOVE

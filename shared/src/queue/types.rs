@@ -241,6 +241,9 @@ pub struct ListQuery {
     pub kinds: Vec<JobKind>,
     pub state: Option<JobState>,
     pub account_id: Option<String>,
+    /// Only the dead jobs of this error signature (a dead-letter group of the one kind
+    /// in `kinds`).
+    pub group: Option<String>,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }

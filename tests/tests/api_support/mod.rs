@@ -230,10 +230,15 @@ impl TestApp {
 
     /// Run the job to `dead` with a permanent error.
     pub async fn kill_job(&self, id: &JobId) {
+        self.kill_job_with(id, ErrorClass::Permanent, "upstream said no").await;
+    }
+
+    /// Run the job to `dead` with this error.
+    pub async fn kill_job_with(&self, id: &JobId, class: ErrorClass, message: &str) {
         let token = self.lease(id).await;
         let error = ErrorInfo {
-            class: ErrorClass::Permanent,
-            message: "upstream said no".into(),
+            class,
+            message: message.into(),
         };
         let s = Settlement {
             id: id.clone(),

@@ -125,10 +125,22 @@ pub struct DlqFilter {
     /// The class of the job's last error.
     #[arg(long, value_parser = ERROR_CLASSES)]
     pub error_class: Option<String>,
+    /// One group's jobs: its id from `drover dlq groups`.
+    #[arg(long, value_name = "GROUP_ID")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCmd {
+    /// Dead jobs grouped by error signature (class and message, ids masked), largest first.
+    Groups {
+        #[arg(long)]
+        kind: Option<JobKind>,
+        #[arg(long = "account", value_name = "ACCOUNT_ID")]
+        account: Option<String>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+        limit: u32,
+    },
     /// Dead jobs, newest first (one page).
     Ls {
         #[command(flatten)]

@@ -1,10 +1,10 @@
-//! `drover dlq ls|replay|discard`: the dead letter.
+//! `drover dlq groups|ls|replay|discard`: the dead letter.
 //!
-//! A filtered replay lists the matching dead jobs first (`GET /v1/dead-letter`, the last
-//! error's class checked here, as the API's own filtered replay does) and replays them by
-//! id (`POST /v1/dead-letter/replay {ids}`), so `--dry-run`, `--canary` and `--rate`
-//! touch exactly the jobs that were counted. There is no discard: the API has no endpoint
-//! that deletes dead jobs (they expire with `worker.retention_hours`).
+//! A filtered replay or discard lists the matching dead jobs first (`GET /v1/dead-letter`,
+//! by kind, account or group, the last error's class checked here, as the API's own
+//! filtered replay does) and then acts on them by id (`POST /v1/dead-letter/replay {ids}`
+//! or `…/discard {ids}`), so `--dry-run`, `--canary` and `--rate` touch exactly the jobs
+//! that were counted.
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::args::{DlqCmd, DlqFilter};
 use crate::client::{CliError, Client};
 use crate::jobs::{jobs_table, next_cursor, path_segment};
+use crate::table::{at, Table};
 use crate::Out;
 
 /// Ids one replay request may carry (the API's limit).
@@ -22,6 +23,18 @@ const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
 
 pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError> {
     match cmd {
+        DlqCmd::Groups { kind, account, limit } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(k) = kind {
+                q.push(("kind", k.to_string()));
+            }
+            if let Some(a) = account {
+                q.push(("account_id", a));
+            }
+            let groups = client.get("/v1/dead-letter/groups", &q).await?;
+            out.print(&groups, || groups_table(&groups));
+            Ok(())
+        }
         DlqCmd::Ls { filter, limit, cursor } => {
             let mut q = filter_query(&filter);
             q.push(("limit", limit.to_string()));
@@ -108,9 +121,10 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
 async fn choose(client: &Client, ids: Vec<String>, filter: &DlqFilter, limit: Option<u32>) -> Result<Vec<String>, CliError> {
     if ids.is_empty() {
         matching(client, filter, limit.map_or(MAX_JOBS, |l| l as usize)).await
-    } else if filter.kind.is_some() || filter.account.is_some() || filter.error_class.is_some() || limit.is_some() {
+    } else if filter.kind.is_some() || filter.account.is_some() || filter.error_class.is_some() || filter.group.is_some() || limit.is_some()
+    {
         Err(CliError::Usage(
-            "give either job ids or filters (--kind, --account, --error-class, --limit), not both".into(),
+            "give either job ids or filters (--kind, --account, --error-class, --group, --limit), not both".into(),
         ))
     } else {
         Ok(ids)
@@ -125,7 +139,25 @@ fn filter_query(f: &DlqFilter) -> Vec<(&'static str, String)> {
     if let Some(a) = &f.account {
         q.push(("account_id", a.clone()));
     }
+    if let Some(g) = &f.group {
+        q.push(("group", g.clone()));
+    }
     q
+}
+
+/// One row per group: what `drover dlq replay --group ID` takes, and what the jobs said.
+fn groups_table(list: &Value) -> String {
+    let mut t = Table::new(&["GROUP", "COUNT", "CLASS", "LAST SEEN", "MESSAGE"]);
+    for g in list["groups"].as_array().into_iter().flatten() {
+        t.row(vec![
+            at(g, "id"),
+            at(g, "count"),
+            at(g, "class"),
+            at(g, "last_seen"),
+            at(g, "message"),
+        ]);
+    }
+    t.render()
 }
 
 fn matches_class(job: &Value, class: &str) -> bool {

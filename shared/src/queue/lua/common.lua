@@ -102,6 +102,71 @@ local function release_exclusive(id, acct)
     end
   end
 end
+-- Dead-letter groups (docs/architecture.md, "Dead-letter groups"). A dead job's error
+-- signature `sg` is a hash of its error class and its message's shape: quoted text and
+-- every word of 4+ characters holding a digit (ids, SKUs, dates, counts) masked, so
+-- 2,000 failures that differ only by SKU are one group. Kept when a job dies and when it
+-- leaves the dead letter (replayed, discarded, trimmed), so every figure is a read:
+-- `dg` (sig -> jobs), `dgm` (sig -> {"class","message"} of the shape), `dgf` / `dgl`
+-- (sig -> first / last death ms), `dg:<sig>` (its jobs by death ms), and per account
+-- `dga:<acct>` (sig -> jobs, sig:f, sig:l).
+local function error_shape(message)
+  local m = string.sub(message or '', 1, 400)
+  m = string.gsub(m, '"[^"]*"', '"?"')
+  m = string.gsub(m, "'[^']*'", "'?'")
+  m = string.gsub(m, '[%w_]*%d[%w_]*', function(word)
+    if #word >= 4 then return '#' end
+  end)
+  m = string.gsub(m, '%s+', ' ')
+  return m
+end
+local function dead_joined(id, err, at)
+  local key = P .. 'job:' .. id
+  local class, message = 'unknown', ''
+  local ok, e = pcall(cjson.decode, err or '')
+  if ok and type(e) == 'table' then
+    if type(e.class) == 'string' then class = e.class end
+    if type(e.message) == 'string' then message = e.message end
+  end
+  local shape = error_shape(message)
+  local sig = string.sub(redis.sha1hex(class .. '\n' .. shape), 1, 16)
+  redis.call('HSET', key, 'sg', sig)
+  redis.call('ZADD', P .. 'dg:' .. sig, at, id)
+  if redis.call('HINCRBY', P .. 'dg', sig, 1) == 1 then
+    redis.call('HSET', P .. 'dgm', sig, cjson.encode({class = class, message = shape}))
+    redis.call('HSET', P .. 'dgf', sig, at)
+  end
+  redis.call('HSET', P .. 'dgl', sig, at)
+  local acct = redis.call('HGET', key, 'acct')
+  if acct and acct ~= '' then
+    local ak = P .. 'dga:' .. acct
+    if redis.call('HINCRBY', ak, sig, 1) == 1 then
+      redis.call('HSET', ak, sig .. ':f', at)
+    end
+    redis.call('HSET', ak, sig .. ':l', at)
+  end
+end
+local function dead_left(id)
+  local key = P .. 'job:' .. id
+  local f = redis.call('HMGET', key, 'sg', 'acct')
+  local sig = f[1]
+  if not sig or sig == '' then return end
+  redis.call('HDEL', key, 'sg')
+  redis.call('ZREM', P .. 'dg:' .. sig, id)
+  if redis.call('HINCRBY', P .. 'dg', sig, -1) <= 0 then
+    redis.call('HDEL', P .. 'dg', sig)
+    redis.call('HDEL', P .. 'dgm', sig)
+    redis.call('HDEL', P .. 'dgf', sig)
+    redis.call('HDEL', P .. 'dgl', sig)
+    redis.call('DEL', P .. 'dg:' .. sig)
+  end
+  if f[2] and f[2] ~= '' then
+    local ak = P .. 'dga:' .. f[2]
+    if redis.call('HINCRBY', ak, sig, -1) <= 0 then
+      redis.call('HDEL', ak, sig, sig .. ':f', sig .. ':l')
+    end
+  end
+end
 -- Completion callbacks (docs/architecture.md, "Completion callbacks"). A job with a
 -- callback URL (`cb`) that ends is due for delivery in the same script that ends it, so
 -- no ended job lacks its delivery: `cbn` counts its endings (the delivery id is
@@ -122,6 +187,7 @@ end
 local function finish_fields(id, state, now, field, value, cb)
   local key = P .. 'job:' .. id
   redis.call('HSET', key, 'st', state, 'ua', now, 'fa', now, 'ls', '', field, value)
+  if state == 'dead' then dead_joined(id, value, now) end
   if EXCLUSIVE then
     release_exclusive(id, redis.call('HGET', key, 'acct'))
   end

@@ -27,6 +27,7 @@ for _, id in ipairs(ids) do
   local key = P .. 'job:' .. id
   local f = redis.call('HMGET', key, 'st', 'acct')
   if f[1] == state then
+    if state == 'dead' then dead_left(id) end
     if f[2] then redis.call('ZREM', P .. 'acct:' .. f[2], id) end
     redis.call('DEL', key, P .. 'attempts:' .. id, P .. 'items:' .. id, P .. 'callbacks:' .. id)
     redis.call('ZREM', P .. 'cbdue', id)

@@ -18,6 +18,7 @@ if exclusive == '1' and acct and acct ~= '' then
   redis.call('SET', ekey, id)
 end
 local now = now_ms()
+if st == 'dead' then dead_left(id) end
 redis.call('ZREM', P .. 'state:' .. st, id)
 redis.call('HSET', key, 'at', 0, 'tg', 'replay')
 -- a fresh life: no stale error, progress, result, due time, start or snooze count

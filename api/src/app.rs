@@ -120,7 +120,9 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         allow_private_targets: config.callbacks_allow_private_targets(),
         sealer: drover::callback::seal::CallbackSealer::new(&valid.key),
     };
-    let state = AppState::new(store, valid.keys, limits_per_key, Metrics::new(), limits, accounts, reads).with_callbacks(callbacks);
+    let state = AppState::new(store, valid.keys, limits_per_key, Metrics::new(), limits, accounts, reads)
+        .with_callbacks(callbacks)
+        .with_ui(config.ui.clone());
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();
@@ -194,6 +196,9 @@ impl App {
             let scheduler = Scheduler::new(self.state.store().clone(), schedules, Some(accounts), self.scheduler.clone())
                 .with_counters(self.state.metrics().schedule_counters());
             tokio::spawn(scheduler.run(token.clone()));
+        }
+        if self.state.ui().enabled {
+            tokio::spawn(crate::ui::series::run(self.state.clone()));
         }
         if let Some((listener, _)) = self.metrics {
             let metrics = crate::metrics_listener::router(self.state.clone());

@@ -97,7 +97,7 @@ impl ApiError {
     }
 
     /// (slug for `type`, title): stable, so clients can branch on `type`.
-    fn kind(&self) -> (&'static str, &'static str) {
+    pub(crate) fn kind(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::BadRequest(_) => ("bad-request", "Bad request"),
             ApiError::Unauthorized(_) => ("unauthorized", "Missing or invalid API key"),
@@ -121,7 +121,7 @@ impl ApiError {
     }
 
     /// What the client is told. For 5xx this is a fixed sentence, never the cause.
-    fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             ApiError::BadRequest(d)
             | ApiError::Unauthorized(d)
@@ -248,7 +248,8 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
-/// Marks a response whose body is already a problem document.
+/// Marks a response whose body is already a problem document, or a console page (HTML
+/// for a browser, which `as_problem` must not turn into JSON).
 #[derive(Debug, Clone, Copy)]
 pub struct IsProblem;
 

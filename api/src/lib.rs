@@ -52,6 +52,7 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod streams;
+pub mod ui;
 pub mod views;
 pub mod waiting;
 

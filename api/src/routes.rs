@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     };
     let (router, operations) = endpoints(limits.csv_bytes, guarded).split_for_parts();
     router
+        .merge(crate::ui::routes(&state))
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .layer(Extension(Document::new(operations)))
         .layer(DefaultBodyLimit::max(limits.body_bytes))

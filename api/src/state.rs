@@ -59,6 +59,8 @@ struct Inner {
     callbacks: Option<crate::callbacks::CallbackPolicy>,
     /// Operator actions, in the accounts' database.
     audit: AuditLog,
+    /// The console's settings (`api.ui`).
+    ui: crate::config::UiConfig,
 }
 
 /// What the accounts endpoints need.
@@ -115,6 +117,7 @@ impl AppState {
             readiness: crate::readiness::Readiness::default(),
             callbacks: None,
             audit,
+            ui: crate::config::UiConfig::default(),
         }))
     }
 
@@ -124,6 +127,16 @@ impl AppState {
             .expect("callbacks are set before the state is shared")
             .callbacks = Some(policy);
         self
+    }
+
+    /// The console's settings. Set while building, before the state is shared.
+    pub fn with_ui(mut self, ui: crate::config::UiConfig) -> Self {
+        Arc::get_mut(&mut self.0).expect("the console is set before the state is shared").ui = ui;
+        self
+    }
+
+    pub fn ui(&self) -> &crate::config::UiConfig {
+        &self.0.ui
     }
 
     pub fn callbacks(&self) -> Option<&crate::callbacks::CallbackPolicy> {

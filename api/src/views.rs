@@ -298,7 +298,7 @@ pub struct ReplayRequest {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayFilter {
     #[serde(default)]

@@ -44,5 +44,6 @@ mod runtime_leases;
 mod sealed_secrets;
 mod simulator;
 mod trace_context;
+mod ui_console;
 mod worker_metrics;
 mod worker_process;

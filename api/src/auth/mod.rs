@@ -119,10 +119,15 @@ impl KeyRing {
     /// The principal of a presented key. Every stored hash is compared, in constant time,
     /// so the time taken says nothing about which key (if any) came close.
     pub fn authenticate(&self, presented: &SecretString) -> Option<Arc<Principal>> {
-        let hash = sha256(presented.expose_secret().as_bytes());
+        self.by_hash(&sha256(presented.expose_secret().as_bytes()))
+    }
+
+    /// The principal whose key hashes to `hash` (a console session keeps the hash, never
+    /// the key), compared like [`KeyRing::authenticate`].
+    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<Arc<Principal>> {
         let mut found = None;
         for k in &self.keys {
-            if bool::from(k.hash.ct_eq(&hash)) {
+            if bool::from(k.hash.ct_eq(hash)) {
                 found = Some(k.principal.clone());
             }
         }

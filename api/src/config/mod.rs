@@ -46,12 +46,14 @@ mod keys;
 mod schedules;
 mod server;
 mod streams;
+mod ui;
 pub use accounts::{AccountsConfig, DEV_TOKEN_URL};
 pub use callbacks::CallbacksConfig;
 pub use keys::KeyEntry;
 pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
 pub use streams::StreamsConfig;
+pub use ui::UiConfig;
 
 /// Everything the API reads from configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -90,6 +92,8 @@ pub struct ApiConfig {
     pub server: ServerConfig,
     /// Caps on open event streams, per key and per process.
     pub streams: StreamsConfig,
+    /// The operator console at `/ui`.
+    pub ui: UiConfig,
     pub jobs: JobDefaultsConfig,
     /// The queues' layout, shared with the workers (`queue.partitions`), and what an
     /// enqueue must reach before it is answered (`queue.durability`; the workers'
@@ -200,6 +204,7 @@ impl Default for ApiConfig {
             read_rate_limit: RateLimitConfig::READS,
             server: ServerConfig::default(),
             streams: StreamsConfig::default(),
+            ui: UiConfig::default(),
             jobs: JobDefaultsConfig::default(),
             queue: QueueConfig::default(),
             keys: Vec::new(),
@@ -351,6 +356,7 @@ impl ApiConfig {
         errs.extend(self.scheduler.validate().into_iter().map(|e| format!("api.{e}")));
         errs.extend(self.server.validate());
         errs.extend(self.streams.validate());
+        errs.extend(self.ui.validate());
         errs.extend(self.schedules.validate());
         if !(1..=100).contains(&self.jobs.max_attempts) {
             errs.push(format!(

@@ -127,6 +127,40 @@ async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> R
     Ok((done, skipped))
 }
 
+/// Replays a selection (a filter, e.g. a group) at most `per_second` jobs a second until
+/// none is left, `max` are replayed or the server shuts down, then records one audit entry
+/// for all of it (the console's "replay the rest", after a canary). Returns how many.
+pub async fn replay_paced(state: AppState, caller: Caller, filter: ReplayFilter, per_second: u32, max: usize) -> usize {
+    let what = Action::on("dlq.replay", "dead-letter").with_filter(serde_json::json!({"filter": &filter, "per_second": per_second}));
+    let (mut done, mut skipped) = (Vec::new(), Vec::new());
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let result = loop {
+        tokio::select! {
+            _ = state.shutdown().cancelled() => break Ok(()),
+            _ = tick.tick() => {}
+        }
+        let before = done.len();
+        let req = ReplayRequest {
+            ids: None,
+            filter: Some(filter.clone()),
+            limit: Some(per_second.min((max - before) as u32).max(1)),
+        };
+        skipped.clear();
+        if let Err(e) = select(&state, &caller, req, Op::Replay, &mut done, &mut skipped).await {
+            break Err(e);
+        }
+        if done.len() == before || done.len() >= max {
+            break Ok(());
+        }
+    };
+    if let Err(e) = &result {
+        tracing::warn!(error = %e, replayed = done.len(), key = %caller.name, "paced dead-letter replay stopped");
+    }
+    audit::record(&state, &caller, what, done.len() as u64, audit::outcome(&result)).await;
+    tracing::info!(action = "dlq.replay", done = done.len(), per_second, key = %caller.name, "dead-letter action");
+    done.len()
+}
+
 /// What is done to each dead job selected.
 #[derive(Clone, Copy)]
 enum Op {

@@ -133,6 +133,19 @@ impl RedisStore {
         &self.source
     }
 
+    /// Workers whose heartbeat has not lapsed (one `ZCOUNT` of `workers:live`).
+    pub async fn live_workers(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let now = chrono::Utc::now().timestamp_millis();
+        let n: u64 = redis::cmd("ZCOUNT")
+            .arg(format!("{}:workers:live", self.namespace))
+            .arg(now)
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        Ok(n)
+    }
+
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -905,6 +918,18 @@ impl JobStore for RedisStore {
             .arg(info)
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await?;
+        // `workers:live` (worker -> when its heartbeat lapses, ms) lets the console count
+        // live workers with one ZCOUNT instead of a walk over the heartbeat keys; entries
+        // lapsed for an hour go.
+        let now = chrono::Utc::now().timestamp_millis();
+        let live = format!("{}:workers:live", self.namespace);
+        let _: () = redis::pipe()
+            .zadd(&live, worker, now + ttl.as_millis() as i64)
+            .ignore()
+            .zrembyscore(&live, "-inf", now - 3_600_000)
+            .ignore()
             .query_async(&mut conn)
             .await?;
         Ok(())

@@ -187,7 +187,10 @@ end
 local function finish_fields(id, state, now, field, value, cb)
   local key = P .. 'job:' .. id
   redis.call('HSET', key, 'st', state, 'ua', now, 'fa', now, 'ls', '', field, value)
-  if state == 'dead' then dead_joined(id, value, now) end
+  if state == 'dead' then
+    dead_joined(id, value, now)
+    count_event('died')
+  end
   if EXCLUSIVE then
     release_exclusive(id, redis.call('HGET', key, 'acct'))
   end

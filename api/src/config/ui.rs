@@ -1,0 +1,50 @@
+//! `api.ui`: the operator console at `/ui` (see docs/console.md).
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Serve the console at `/ui`.
+    pub enabled: bool,
+    /// Mark the session cookie `Secure` even when the request did not say it came over
+    /// TLS (behind a proxy that does not send `X-Forwarded-Proto`).
+    pub secure_cookies: bool,
+    /// How long a console session lasts without use, in minutes.
+    pub session_minutes: u64,
+    /// A link from a job to its trace, `{trace_id}` replaced (empty: no link), e.g.
+    /// `http://jaeger:16686/trace/{trace_id}`.
+    pub trace_url: String,
+    /// Jobs a second a console replay sends after its canary.
+    pub replay_rate: u32,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secure_cookies: false,
+            session_minutes: 480,
+            trace_url: String::new(),
+            replay_rate: 20,
+        }
+    }
+}
+
+impl UiConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if !(5..=7 * 24 * 60).contains(&self.session_minutes) {
+            errs.push(format!(
+                "api.ui.session_minutes = {} must be between 5 and 10080 (a week)",
+                self.session_minutes
+            ));
+        }
+        if !(1..=1000).contains(&self.replay_rate) {
+            errs.push(format!("api.ui.replay_rate = {} must be between 1 and 1000", self.replay_rate));
+        }
+        if !(self.trace_url.is_empty() || self.trace_url.starts_with("https://") || self.trace_url.starts_with("http://")) {
+            errs.push("api.ui.trace_url must be an http(s) URL (with {trace_id} where the id goes)".into());
+        }
+        errs
+    }
+}

@@ -1,0 +1,303 @@
+//! `/ui/jobs` (filtered, newest first, a page at a time, find by id) and `/ui/jobs/{id}`
+//! (state, attempts, items, why it waits, trace link), whose state section follows the
+//! job's event stream until it ends; cancel and retry for admin keys.
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::page::{self, Nav, Viewer};
+use super::session::Session;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::query;
+use crate::handlers::{control, items, jobs};
+use crate::state::AppState;
+
+const KINDS: [&str; 3] = ["sync", "backfill", "cleanup"];
+const ERROR_CLASSES: [&str; 6] = ["transient", "permanent", "rate_limited", "timeout", "lost", "cancelled"];
+
+#[derive(Debug, Default, Deserialize)]
+struct Filter {
+    kind: Option<String>,
+    state: Option<String>,
+    account_id: Option<String>,
+    error_class: Option<String>,
+    cursor: Option<String>,
+    id: Option<String>,
+}
+
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller, session: Session, RawQuery(raw): RawQuery) -> Response {
+    let viewer = Viewer { caller, session };
+    let filter: Filter = match query(raw.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return page::error(&e),
+    };
+    if let Some(id) = set(&filter.id) {
+        return Redirect::to(&format!("/ui/jobs/{}", urlencode(id.trim()))).into_response();
+    }
+    // What the API's listing takes; the error class is checked on the page it returns.
+    let mut q: Vec<(&str, &str)> = vec![("limit", "50")];
+    for (name, value) in [
+        ("kind", &filter.kind),
+        ("state", &filter.state),
+        ("account_id", &filter.account_id),
+        ("cursor", &filter.cursor),
+    ] {
+        if let Some(v) = set(value) {
+            q.push((name, v));
+        }
+    }
+    let raw_query = serde_urlencoded::to_string(&q).unwrap_or_default();
+    let page_json = match jobs::list_jobs(State(state.clone()), viewer.caller.clone(), RawQuery(Some(raw_query))).await {
+        Ok(p) => serde_json::to_value(p.0).unwrap_or_default(),
+        Err(e) => return page::error(&e),
+    };
+    let class = set(&filter.error_class);
+    let rows: Vec<&Value> = page_json["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| class.is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
+        .collect();
+    let next = page_json["next_cursor"].as_str().map(|c| {
+        let mut n: Vec<(&str, &str)> = q.iter().copied().filter(|(k, _)| *k != "cursor" && *k != "limit").collect();
+        if let Some(cl) = class {
+            n.push(("error_class", cl));
+        }
+        n.push(("cursor", c));
+        format!("/ui/jobs?{}", serde_urlencoded::to_string(&n).unwrap_or_default())
+    });
+    let body = html! {
+        form #find-job method="get" action="/ui/jobs" {
+            label { "Job id " input type="text" name="id" size="30"; }
+            button type="submit" { "Open" }
+        }
+        form #job-filter method="get" action="/ui/jobs" {
+            (select("kind", &KINDS, set(&filter.kind)))
+            (select("state", &super::overview::STATES, set(&filter.state)))
+            label { "account " input type="text" name="account_id" value=[set(&filter.account_id)]; }
+            (select("error_class", &ERROR_CLASSES, class))
+            button type="submit" { "Filter" }
+        }
+        @if class.is_some() { p.muted { "The error class is matched on each page of 50 the listing returns." } }
+        (jobs_table(&rows))
+        @if let Some(n) = next { p { a #next-page href=(n) { "Older jobs →" } } }
+    };
+    page::render(&viewer, Nav::Jobs, "Jobs", body)
+}
+
+fn select(name: &str, options: &[&str], chosen: Option<&str>) -> Markup {
+    html! {
+        label { (name) " "
+            select name=(name) {
+                option value="" { "any" }
+                @for o in options { option value=(o) selected[chosen == Some(*o)] { (o) } }
+            }
+        }
+    }
+}
+
+pub fn jobs_table(rows: &[&Value]) -> Markup {
+    html! {
+        table #jobs {
+            thead { tr { th { "id" } th { "kind" } th { "state" } th { "account" } th { "attempts" } th { "updated" } th { "last error" } } }
+            tbody {
+                @for j in rows {
+                    @let id = j["id"].as_str().unwrap_or_default();
+                    tr data-job-id=(id) {
+                        td { a href={"/ui/jobs/" (id)} { code { (id) } } }
+                        td { (j["kind"].as_str().unwrap_or_default()) }
+                        td.state { (j["state"].as_str().unwrap_or_default()) }
+                        td { (j["account_id"].as_str().unwrap_or("-")) }
+                        td { (j["attempts"]) "/" (j["max_attempts"]) }
+                        td { (j["updated_at"].as_str().unwrap_or_default()) }
+                        td { (error_text(&j["last_error"])) }
+                    }
+                }
+            }
+        }
+        @if rows.is_empty() { p.muted { "No jobs." } }
+    }
+}
+
+fn error_text(e: &Value) -> String {
+    match (e["class"].as_str(), e["message"].as_str()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        _ => "-".into(),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .unwrap_or_default()
+        .trim_start_matches('=')
+        .to_owned()
+}
+
+async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    let view = jobs::get_job(State(state.clone()), caller.clone(), Path(id.to_owned())).await?;
+    Ok(serde_json::to_value(view.0).unwrap_or_default())
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    session: Session,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let viewer = Viewer { caller, session };
+    let job = match load(&state, &viewer.caller, &id).await {
+        Ok(j) => j,
+        Err(e) => return page::error(&e),
+    };
+    let outcome: ItemsFilter = query(raw.as_deref()).unwrap_or_default();
+    let items_query = set(&outcome.outcome)
+        .map(|o| format!("outcome={}&limit=100", urlencode(o)))
+        .unwrap_or_else(|| "limit=100".into());
+    let items = items::list_items(
+        State(state.clone()),
+        viewer.caller.clone(),
+        Path(id.clone()),
+        RawQuery(Some(items_query)),
+    )
+    .await
+    .map(|p| serde_json::to_value(p.0).unwrap_or_default())
+    .unwrap_or_default();
+    let terminal = matches!(job["state"].as_str(), Some("succeeded" | "partial" | "dead" | "cancelled"));
+    let trace = job["trace_id"]
+        .as_str()
+        .filter(|_| !state.ui().trace_url.is_empty())
+        .map(|t| state.ui().trace_url.replace("{trace_id}", t));
+    let body = html! {
+        p { code { (id) } " · " (job["kind"].as_str().unwrap_or_default()) " · account " (job["account_id"].as_str().unwrap_or("-"))
+            " · trigger " (job["trigger"].as_str().unwrap_or("-"))
+            @if let Some(t) = &trace { " · " a #trace-link href=(t) { "trace" } } }
+        @if terminal {
+            section #job-live { (live_section(&job)) }
+        } @else {
+            section #job-live hx-ext="sse" sse-connect={"/ui/jobs/" (id) "/events"} hx-get={"/ui/jobs/" (id) "/live"} hx-trigger="sse:state, sse:progress, sse:waiting" hx-swap="innerHTML" {
+                (live_section(&job))
+            }
+        }
+        @if viewer.acts() {
+            div.actions {
+                @if !terminal { (page::action(&viewer, &format!("/ui/jobs/{id}/cancel"), "cancel", "Cancel", &[])) }
+                @if matches!(job["state"].as_str(), Some("dead" | "cancelled" | "partial")) {
+                    (page::action(&viewer, &format!("/ui/jobs/{id}/retry"), "retry", "Retry", &[]))
+                }
+            }
+        }
+        h2 { "Payload" }
+        pre.payload { (summary(&job["payload"])) }
+        h2 { "Attempts" }
+        table #attempts {
+            thead { tr { th { "#" } th { "worker" } th { "started" } th { "took" } th { "outcome" } th { "error" } } }
+            tbody {
+                @for a in job["attempt_history"].as_array().into_iter().flatten() {
+                    tr {
+                        td { (a["number"]) }
+                        td { (a["worker"].as_str().unwrap_or("-")) }
+                        td { (a["started_at"].as_str().unwrap_or_default()) }
+                        td { (took(a)) }
+                        td { (a["outcome"].as_str().unwrap_or_default()) @if a["late"].as_bool() == Some(true) { " (late)" } }
+                        td { (error_text(&a["error"])) }
+                    }
+                }
+            }
+        }
+        h2 { "Items" }
+        p { (items["summary"]["total"]) " items: " (items["summary"]["succeeded"]) " succeeded, " (items["summary"]["failed"]) " failed" }
+        form method="get" action={"/ui/jobs/" (id)} {
+            (select("outcome", &["pending", "done", "deleted", "absent", "failed"], set(&outcome.outcome)))
+            button type="submit" { "Show" }
+        }
+        table #items {
+            thead { tr { th { "item" } th { "outcome" } th { "tries" } th { "detail" } } }
+            tbody {
+                @for it in items["items"].as_array().into_iter().flatten() {
+                    tr { td { (it["item"].as_str().unwrap_or_default()) } td { (it["outcome"].as_str().unwrap_or_default()) } td { (it["tries"]) } td { code { (it["detail"]) } } }
+                }
+            }
+        }
+    };
+    page::render(&viewer, Nav::Jobs, "Job", body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ItemsFilter {
+    outcome: Option<String>,
+}
+
+/// The part of a job page that changes while it runs.
+fn live_section(job: &Value) -> Markup {
+    html! {
+        p { "State: " strong #job-state { (job["state"].as_str().unwrap_or_default()) }
+            " · attempts " (job["attempts"]) "/" (job["max_attempts"])
+            " · updated " (job["updated_at"].as_str().unwrap_or_default()) }
+        @if let Some(p) = job["progress"].as_object() {
+            p { "Progress: " (p.get("done").cloned().unwrap_or_default()) " of " (p.get("total").cloned().unwrap_or_default()) " " (p.get("message").and_then(Value::as_str).unwrap_or_default()) }
+        }
+        @if !job["last_error"].is_null() { p.problem { "Last error: " (error_text(&job["last_error"])) } }
+        div #job-waiting {
+            @if let Some(w) = job["waiting"].as_object() {
+                "Waiting: " strong { (w.get("reason").and_then(Value::as_str).unwrap_or_default()) }
+                @if let Some(u) = w.get("until").and_then(Value::as_str) { " until " (u) }
+            }
+        }
+    }
+}
+
+fn took(a: &Value) -> String {
+    let at = |k: &str| a[k].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    match (at("started_at"), at("ended_at")) {
+        (Some(s), Some(e)) => page::age((e - s).num_milliseconds().max(0) as u64),
+        _ => "-".into(),
+    }
+}
+
+/// The payload, its first 2,000 characters.
+fn summary(payload: &Value) -> String {
+    let text = serde_json::to_string_pretty(payload).unwrap_or_default();
+    match text.char_indices().nth(2000) {
+        Some((cut, _)) => format!("{}\n… ({} characters in all)", &text[..cut], text.chars().count()),
+        None => text,
+    }
+}
+
+/// The state section alone, for the live refresh.
+pub async fn live(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
+    match load(&state, &caller, &id).await {
+        Ok(job) => axum::response::Html(live_section(&job).into_string()).into_response(),
+        Err(e) => page::error(&e),
+    }
+}
+
+/// The job's event stream (the API's), for the live section.
+pub async fn events(state: State<AppState>, caller: Caller, id: Path<String>) -> Response {
+    match crate::handlers::events::job_events(state, caller, id).await {
+        Ok(sse) => sse.into_response(),
+        Err(e) => page::error(&e),
+    }
+}
+
+pub async fn cancel(state: State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
+    back_to_job(control::cancel(state, caller, Path(id.clone())).await, &id)
+}
+
+pub async fn retry(state: State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
+    back_to_job(control::retry(state, caller, Path(id.clone())).await, &id)
+}
+
+fn back_to_job(result: Result<Response, ApiError>, id: &str) -> Response {
+    match result {
+        Ok(_) => Redirect::to(&format!("/ui/jobs/{}", urlencode(id))).into_response(),
+        Err(e) => page::error(&e),
+    }
+}

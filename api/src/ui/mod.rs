@@ -1,0 +1,131 @@
+//! The operator console at `/ui` (docs/console.md): server-rendered pages over the same
+//! handlers, keys, roles and account scopes as the HTTP API, signed in with a session
+//! cookie; htmx and uPlot are vendored in `api/assets/` and served from the binary.
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use maud::html;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::auth::sha256;
+use crate::state::AppState;
+
+mod accounts;
+mod audit;
+mod dead_letter;
+mod jobs;
+mod overview;
+pub mod page;
+mod queues;
+mod schedules;
+pub mod series;
+pub mod session;
+
+/// The console's routes; none when `api.ui.enabled` is false.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    if !state.ui().enabled {
+        return Router::new();
+    }
+    let read = Router::new()
+        .route("/ui", get(overview::page))
+        .route("/ui/jobs", get(jobs::list))
+        .route("/ui/jobs/{id}", get(jobs::show))
+        .route("/ui/jobs/{id}/live", get(jobs::live))
+        .route("/ui/jobs/{id}/events", get(jobs::events))
+        .route("/ui/dead-letter", get(dead_letter::groups))
+        .route("/ui/dead-letter/confirm", get(dead_letter::confirm))
+        .route("/ui/dead-letter/canary", get(dead_letter::canary))
+        .route("/ui/queues", get(queues::page))
+        .route("/ui/accounts", get(accounts::list))
+        .route("/ui/accounts/{id}", get(accounts::show))
+        .route("/ui/schedules", get(schedules::page))
+        .route("/ui/audit", get(audit::page))
+        .route("/ui/logout", post(logout))
+        .route_layer(from_fn_with_state(state.clone(), session::read));
+    let admin = Router::new()
+        .route("/ui/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/ui/jobs/{id}/retry", post(jobs::retry))
+        .route("/ui/dead-letter/act", post(dead_letter::act))
+        .route("/ui/queues/{kind}/pause", post(queues::pause))
+        .route("/ui/queues/{kind}/resume", post(queues::resume))
+        .route_layer(from_fn_with_state(state.clone(), session::admin));
+    Router::new()
+        .route("/ui/login", get(login_form).post(login))
+        .route("/ui/assets/{file}", get(asset))
+        .merge(read)
+        .merge(admin)
+}
+
+fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
+    page::bare(
+        status,
+        "Sign in",
+        html! {
+            @if let Some(p) = problem { p.problem { (p) } }
+            form #login method="post" action="/ui/login" {
+                label { "API key " input type="password" name="key" autocomplete="off" required autofocus; }
+                button type="submit" { "Sign in" }
+            }
+            p.muted { "The key is checked once and kept by its hash in a session; it is never stored in the browser." }
+        },
+    )
+}
+
+async fn login_form() -> Response {
+    login_page(StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    key: String,
+}
+
+async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    let presented = SecretString::from(form.key.trim().to_owned());
+    let Some(principal) = state.keys().authenticate(&presented) else {
+        return login_page(StatusCode::UNAUTHORIZED, Some("That key is not valid."));
+    };
+    let hash = sha256(secrecy::ExposeSecret::expose_secret(&presented).as_bytes());
+    match session::create(&state, &hash).await {
+        Ok(token) => {
+            tracing::info!(key = %principal.name, "console session started");
+            let mut res = Redirect::to("/ui").into_response();
+            res.headers_mut()
+                .insert(header::SET_COOKIE, session::cookie(&state, &headers, &token));
+            res
+        }
+        Err(e) => page::error(&e),
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = session::end(&state, &headers).await {
+        return page::error(&e);
+    }
+    let mut res = Redirect::to("/ui/login").into_response();
+    res.headers_mut().insert(header::SET_COOKIE, session::cookie(&state, &headers, ""));
+    res
+}
+
+/// The vendored files and the console's own, from the binary; cached for a day (their
+/// names carry their versions).
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "htmx-2.0.11.min.js" => (include_bytes!("../../assets/htmx-2.0.11.min.js"), "text/javascript"),
+        "htmx-ext-sse-2.2.4.min.js" => (include_bytes!("../../assets/htmx-ext-sse-2.2.4.min.js"), "text/javascript"),
+        "uPlot-1.6.32.iife.min.js" => (include_bytes!("../../assets/uPlot-1.6.32.iife.min.js"), "text/javascript"),
+        "uPlot-1.6.32.min.css" => (include_bytes!("../../assets/uPlot-1.6.32.min.css"), "text/css"),
+        "console.css" => (include_bytes!("../../assets/console.css"), "text/css"),
+        "console.js" => (include_bytes!("../../assets/console.js"), "text/javascript"),
+        _ => return page::error(&crate::error::ApiError::NotFound("no such file".into())),
+    };
+    (
+        [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=86400")],
+        body,
+    )
+        .into_response()
+}

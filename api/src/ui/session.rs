@@ -1,0 +1,202 @@
+//! Console sessions: an API key entered once becomes a cookie. The session lives in Redis
+//! under the SHA-256 of the cookie and names the key by its hash, so a key removed or
+//! rotated ends its sessions; every `POST` must carry the session's CSRF token, checked
+//! here before any handler runs.
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::page;
+use crate::auth::{sha256, Caller, Principal, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const COOKIE: &str = "drover_session";
+/// Largest form an action posts (ids of a selection, a group, a count).
+const FORM_BYTES: usize = 64 * 1024;
+
+/// The signed-in session, put in the request beside its [`Caller`].
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The token every action must carry (form field `csrf` or header `X-CSRF-Token`).
+    pub csrf: String,
+}
+
+fn redis_key(state: &AppState, token: &str) -> String {
+    format!("{}:ui:session:{}", state.store().namespace(), hex::encode(sha256(token.as_bytes())))
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn ttl_secs(state: &AppState) -> u64 {
+    state.ui().session_minutes * 60
+}
+
+/// A new session for the key whose hash is `key_hash`; returns the cookie's value.
+pub async fn create(state: &AppState, key_hash: &[u8; 32]) -> Result<String, ApiError> {
+    let token = random_token();
+    let mut conn = state.store().connection();
+    let _: () = redis::pipe()
+        .hset_multiple(redis_key(state, &token), &[("k", hex::encode(key_hash)), ("c", random_token())])
+        .expire(redis_key(state, &token), ttl_secs(state) as i64)
+        .query_async(&mut conn)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(token)
+}
+
+/// The session's key and CSRF token, renewing its lifetime; `None` when it has ended or
+/// its key is no longer configured.
+async fn load(state: &AppState, token: &str) -> Result<Option<(Arc<Principal>, Session)>, ApiError> {
+    let mut conn = state.store().connection();
+    let key = redis_key(state, token);
+    let (fields, _): (HashMap<String, String>, i64) = redis::pipe()
+        .hgetall(&key)
+        .expire(&key, ttl_secs(state) as i64)
+        .query_async(&mut conn)
+        .await
+        .map_err(ApiError::from)?;
+    let (Some(k), Some(csrf)) = (fields.get("k"), fields.get("c")) else {
+        return Ok(None);
+    };
+    let Some(hash) = hex::decode(k).ok().and_then(|h| <[u8; 32]>::try_from(h).ok()) else {
+        return Ok(None);
+    };
+    Ok(state.keys().by_hash(&hash).map(|p| (p, Session { csrf: csrf.clone() })))
+}
+
+/// Ends the session named by the request's cookie, if any.
+pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(token) = token_from(headers) {
+        let mut conn = state.store().connection();
+        let _: i64 = redis::cmd("DEL")
+            .arg(redis_key(state, &token))
+            .query_async(&mut conn)
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(())
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+}
+
+/// Whether the request came over TLS (directly, or as a proxy in front says).
+fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
+    state.ui().secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// `Set-Cookie` for a new session (`value` empty: the cookie is removed).
+pub fn cookie(state: &AppState, headers: &HeaderMap, value: &str) -> HeaderValue {
+    let max_age = if value.is_empty() { 0 } else { ttl_secs(state) };
+    let secure = if over_tls(state, headers) { "; Secure" } else { "" };
+    let c = format!("{COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub async fn read(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    signed_in(state, Role::Read, req, next).await
+}
+
+pub async fn admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    signed_in(state, Role::Admin, req, next).await
+}
+
+/// Puts the session's [`Caller`] and [`Session`] in the request. A page without a session
+/// redirects to the login page; an action without one, without the session's CSRF token,
+/// or from a key whose role is below `role` is refused with 403 and does nothing.
+async fn signed_in(state: AppState, role: Role, req: Request, next: Next) -> Response {
+    let found = match token_from(req.headers()) {
+        None => None,
+        Some(token) => match load(&state, &token).await {
+            Ok(found) => found,
+            Err(e) => return page::error(&e),
+        },
+    };
+    let is_post = req.method() == Method::POST;
+    let Some((principal, session)) = found else {
+        if is_post {
+            return page::error(&ApiError::Forbidden("sign in first: the session has ended".into()));
+        }
+        return Redirect::to("/ui/login").into_response();
+    };
+    let limits = state.limits_per_key();
+    let counted = if is_post {
+        limits.writes.check(&principal.name).await
+    } else {
+        limits.reads.check(&principal.name).await
+    };
+    if let Err(e) = counted {
+        return page::error(&e);
+    }
+    if principal.role < role {
+        return page::error(&ApiError::Forbidden(format!(
+            "this key's role is {}; this needs {role}",
+            principal.role
+        )));
+    }
+    let mut req = req;
+    if is_post {
+        req = match with_csrf_checked(req, &session.csrf).await {
+            Ok(r) => r,
+            Err(e) => return page::error(&e),
+        };
+    }
+    req.extensions_mut().insert(Caller(principal));
+    req.extensions_mut().insert(session);
+    next.run(req).await
+}
+
+/// Reads the form (bounded), checks its `csrf` field (or the `X-CSRF-Token` header)
+/// against the session's, and gives the request back with the same body.
+async fn with_csrf_checked(req: Request, csrf: &str) -> Result<Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, FORM_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge("the form is too large".into()))?;
+    let header = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let field = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+    let sent = header.or(field).unwrap_or_default();
+    if sent.is_empty() || !bool::from(subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), csrf.as_bytes())) {
+        return Err(ApiError::Forbidden(
+            "the form's CSRF token is missing or not this session's: reload the page".into(),
+        ));
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))
+    }
+}

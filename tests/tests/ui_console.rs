@@ -1,0 +1,214 @@
+//! The console's server side over HTTP (the real API on port 0, a private redis-server and
+//! Postgres database): sessions and their cookie, CSRF on every action, read keys that
+//! get no action and are refused one, scoped keys that never see another account, and
+//! every page's size. The browser suite (`ui_browser::`) drives the same pages in Chromium.
+use crate::api_support;
+
+use api_support::*;
+use drover::job::ErrorClass;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::Value;
+
+/// A browser without cookies of its own: it keeps the session cookie itself.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Browser {
+    async fn sign_in(app: &TestApp, key: &str) -> Browser {
+        let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+        let res = http.post(app.url("/ui/login")).form(&[("key", key)]).send().await.unwrap();
+        assert_eq!(res.status(), 303, "signed in");
+        assert_eq!(res.headers()[LOCATION], "/ui");
+        let set = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        let cookie = set.split(';').next().unwrap().to_owned();
+        Browser {
+            http,
+            base: app.url(""),
+            cookie,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> u16 {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        res.status().as_u16()
+    }
+
+    /// The session's CSRF token, as every page's sign-out form carries it.
+    async fn csrf(&self) -> String {
+        let (_, page) = self.get("/ui").await;
+        let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+        page[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+async fn paused(app: &TestApp, kind: &str) -> bool {
+    let v: Value = app.get(ADMIN, "/v1/queues").send().await.unwrap().json().await.unwrap();
+    v["queues"].as_array().unwrap().iter().find(|q| q["kind"] == kind).unwrap()["paused"]
+        .as_bool()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_becomes_a_session_cookie_that_is_httponly_strict_and_ends_at_sign_out() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    let wrong = http.post(app.url("/ui/login")).form(&[("key", "not-a-key")]).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    let text = wrong.text().await.unwrap();
+    assert!(
+        text.contains("That key is not valid") && !text.contains("not-a-key"),
+        "the key is not echoed"
+    );
+
+    let res = http.post(app.url("/ui/login")).form(&[("key", ADMIN)]).send().await.unwrap();
+    let set = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("Secure") && !set.contains(ADMIN), "{set}");
+    let tls = http
+        .post(app.url("/ui/login"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("key", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    assert!(tls.headers()[SET_COOKIE].to_str().unwrap().contains("; Secure"), "Secure over TLS");
+
+    // Without a session: pages send to the sign-in page, actions are refused.
+    let page = http.get(app.url("/ui/jobs")).send().await.unwrap();
+    assert_eq!(
+        (page.status().as_u16(), page.headers()[LOCATION].to_str().unwrap()),
+        (303, "/ui/login")
+    );
+    let act = http.post(app.url("/ui/queues/sync/pause")).send().await.unwrap();
+    assert_eq!(act.status(), 403);
+
+    let b = Browser::sign_in(&app, ADMIN).await;
+    assert_eq!(b.get("/ui").await.0, 200);
+    let csrf = b.csrf().await;
+    assert_eq!(b.post("/ui/logout", &[("csrf", &csrf)]).await, 303);
+    assert_eq!(b.get("/ui").await.0, 303, "the session ended");
+}
+
+#[tokio::test]
+async fn every_action_needs_the_sessions_csrf_token_and_an_admin_key() {
+    let app = spawn_app().await;
+    let admin = Browser::sign_in(&app, ADMIN).await;
+    assert_eq!(admin.post("/ui/queues/sync/pause", &[]).await, 403, "no token");
+    assert_eq!(
+        admin.post("/ui/queues/sync/pause", &[("csrf", "forged")]).await,
+        403,
+        "a wrong token"
+    );
+    let other = Browser::sign_in(&app, ADMIN).await;
+    assert_eq!(
+        admin.post("/ui/queues/sync/pause", &[("csrf", &other.csrf().await)]).await,
+        403,
+        "another session's token"
+    );
+    assert!(!paused(&app, "sync").await, "nothing happened");
+    assert_eq!(admin.post("/ui/queues/sync/pause", &[("csrf", &admin.csrf().await)]).await, 303);
+    assert!(paused(&app, "sync").await);
+    let audit: Value = app.get(ADMIN, "/v1/audit").send().await.unwrap().json().await.unwrap();
+    assert_eq!(audit["entries"][0]["action"], "queue.pause", "{audit}");
+    assert_eq!(audit["entries"][0]["actor"], "admin");
+
+    // A read key: pages without action forms; an action with its own valid token refused.
+    let reader = Browser::sign_in(&app, READER).await;
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&dead).await;
+    for path in ["/ui", "/ui/jobs", "/ui/queues", "/ui/dead-letter", &format!("/ui/jobs/{dead}")] {
+        let (status, page) = reader.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!page.contains("class=\"action"), "{path} offers a read key an action");
+    }
+    let token = reader.csrf().await;
+    assert_eq!(reader.post("/ui/queues/sync/resume", &[("csrf", &token)]).await, 403);
+    assert_eq!(reader.post(&format!("/ui/jobs/{dead}/retry"), &[("csrf", &token)]).await, 403);
+    assert!(paused(&app, "sync").await, "still paused");
+    let (_, page) = admin.get(&format!("/ui/jobs/{dead}")).await;
+    assert!(page.contains("class=\"action retry"), "an admin may retry the dead job");
+}
+
+#[tokio::test]
+async fn a_scoped_key_sees_only_its_accounts_jobs_and_dead_letters() {
+    let app = spawn_app().await;
+    let mine = app.submit_ok(&cleanup_body("acme")).await;
+    let theirs = app.submit_ok(&cleanup_body("globex")).await;
+    app.kill_job_with(&theirs, ErrorClass::Permanent, "globex-only failure 12345").await;
+    let acme = Browser::sign_in(&app, ACME).await;
+    let (_, jobs) = acme.get("/ui/jobs").await;
+    assert!(jobs.contains(mine.as_str()) && !jobs.contains(theirs.as_str()), "{jobs}");
+    let (status, page) = acme.get(&format!("/ui/jobs/{theirs}")).await;
+    assert_eq!(status, 404);
+    assert!(!page.contains("globex"), "not even the account is named");
+    let (_, dlq) = acme.get("/ui/dead-letter").await;
+    assert!(!dlq.contains("globex-only"), "{dlq}");
+    let (status, _) = acme.get("/ui/dead-letter?account_id=globex").await;
+    assert_eq!(status, 403);
+    let (_, overview) = acme.get("/ui").await;
+    assert!(
+        overview.contains("limited to some") && !overview.contains("table id=\"kinds\""),
+        "no queue-wide figures"
+    );
+    // The admin sees both.
+    let admin = Browser::sign_in(&app, ADMIN).await;
+    let (_, dlq) = admin.get("/ui/dead-letter").await;
+    assert!(dlq.contains("globex-only failure #"), "{dlq}");
+}
+
+#[tokio::test]
+async fn every_page_is_html_under_200_kb_and_errors_are_pages_not_json() {
+    let app = spawn_app().await;
+    for n in 0..40 {
+        let id = app.submit_ok(&cleanup_body(&format!("acct-{n}"))).await;
+        app.kill_job_with(&id, ErrorClass::Permanent, &format!("SKU-{n:05} said {n}")).await;
+    }
+    let b = Browser::sign_in(&app, ADMIN).await;
+    for path in [
+        "/ui",
+        "/ui/jobs",
+        "/ui/dead-letter",
+        "/ui/queues",
+        "/ui/accounts",
+        "/ui/schedules",
+        "/ui/audit",
+    ] {
+        let (status, page) = b.get(path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert!(page.starts_with("<!DOCTYPE html>"), "{path}");
+        assert!(page.len() < 200_000, "{path}: {} bytes", page.len());
+    }
+    let (status, page) = b.get("/ui/jobs/not-a-job").await;
+    assert_eq!(status, 404);
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("Request id"), "{page}");
+    for asset in ["htmx-2.0.11.min.js", "uPlot-1.6.32.iife.min.js", "console.js", "console.css"] {
+        let res = reqwest::get(app.url(&format!("/ui/assets/{asset}"))).await.unwrap();
+        assert_eq!(res.status(), 200, "{asset} is served from the binary");
+    }
+}

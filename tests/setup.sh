@@ -28,3 +28,6 @@ fi
 # WAITAOF): built once into ~/.cache/drover/redis8 (a few minutes); those tests fail,
 # naming this script, while it is missing.
 bash "$(dirname "$0")/redis8.sh" >/dev/null || echo "warning: tests/redis8.sh failed: the aof durability tests will fail" >&2
+# Chromium and a Playwright venv for the console's browser suite (ui_browser::); that
+# suite fails, naming this script, while they are missing.
+bash "$(dirname "$0")/ui/setup.sh" >/dev/null || echo "warning: tests/ui/setup.sh failed: the console's browser suite (ui_browser::) will fail" >&2

@@ -44,6 +44,7 @@ mod runtime_leases;
 mod sealed_secrets;
 mod simulator;
 mod trace_context;
+mod ui_browser;
 mod ui_console;
 mod worker_metrics;
 mod worker_process;

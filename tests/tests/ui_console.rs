@@ -5,7 +5,8 @@
 use crate::api_support;
 
 use api_support::*;
-use drover::job::ErrorClass;
+use drover::job::{ErrorClass, JobKind};
+use drover::queue::JobStore;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::Value;
@@ -211,4 +212,137 @@ async fn every_page_is_html_under_200_kb_and_errors_are_pages_not_json() {
         let res = reqwest::get(app.url(&format!("/ui/assets/{asset}"))).await.unwrap();
         assert_eq!(res.status(), 200, "{asset} is served from the binary");
     }
+}
+
+async fn state_of(app: &TestApp, id: &drover::job::JobId) -> String {
+    app.job(ADMIN, id.as_str()).await.1["state"].as_str().unwrap().to_owned()
+}
+
+/// Polls until the job has this state (the console's paced replay runs in the background).
+async fn until_state(app: &TestApp, id: &drover::job::JobId, want: &str) {
+    for _ in 0..100 {
+        if state_of(app, id).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{id} never became {want}: {}", state_of(app, id).await);
+}
+
+/// The text of the first element with this id.
+fn element(page: &str, id: &str) -> String {
+    let at = page.find(&format!("id=\"{id}\">")).unwrap_or_else(|| panic!("no #{id} in {page}")) + id.len() + 6;
+    page[at..].split('<').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn picked_jobs_a_filter_and_a_group_with_a_canary_are_confirmed_with_their_count_first() {
+    let app = spawn_app().await;
+    let mut acme = Vec::new();
+    for n in 0..4 {
+        let id = app.submit_ok(&cleanup_body("acme")).await;
+        app.kill_job_with(&id, ErrorClass::Permanent, &format!("SKU-{n:05} rejected")).await;
+        acme.push(id);
+    }
+    let globex = app.submit_ok(&cleanup_body("globex")).await;
+    app.kill_job_with(&globex, ErrorClass::Transient, "socket closed").await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+
+    // A selection: two picked jobs, counted, then discarded.
+    let (_, jobs) = b.get("/ui/jobs?state=dead").await;
+    assert!(
+        jobs.contains(&format!("name=\"ids\" value=\"{}\"", acme[0])),
+        "dead jobs can be picked"
+    );
+    let picked = format!("/ui/dead-letter/confirm?op=discard&ids={}&ids={}", acme[0], acme[1]);
+    let (status, page) = b.get(&picked).await;
+    assert_eq!((status, element(&page, "confirm-count")), (200, "2".to_owned()), "{page}");
+    let ids = format!("{},{}", acme[0], acme[1]);
+    assert_eq!(
+        b.post("/ui/dead-letter/act", &[("csrf", &csrf), ("op", "discard"), ("ids", &ids)])
+            .await,
+        303
+    );
+    assert_eq!(app.job(ADMIN, acme[0].as_str()).await.0, 404, "deleted");
+
+    // A filter: globex's one dead job, counted, then replayed (paced, in the background).
+    let (_, page) = b.get("/ui/dead-letter/confirm?op=replay&account_id=globex").await;
+    assert_eq!(element(&page, "confirm-count"), "1");
+    assert_eq!(
+        b.post(
+            "/ui/dead-letter/act",
+            &[("csrf", &csrf), ("op", "replay"), ("account_id", "globex")]
+        )
+        .await,
+        303
+    );
+    until_state(&app, &globex, "queued").await;
+
+    // A group with a canary of 1: the other job waits until the canary has succeeded.
+    let groups: Value = app
+        .get(ADMIN, "/v1/dead-letter/groups?kind=cleanup")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let group = groups["groups"][0]["id"].as_str().unwrap().to_owned();
+    let (_, page) = b.get(&format!("/ui/dead-letter/confirm?op=replay&group={group}&canary=1")).await;
+    assert_eq!(element(&page, "confirm-count"), "2");
+    let res = b
+        .http
+        .post(app.url("/ui/dead-letter/act"))
+        .header(COOKIE, &b.cookie)
+        .form(&[("csrf", csrf.as_str()), ("op", "replay"), ("group", &group), ("canary", "1")])
+        .send()
+        .await
+        .unwrap();
+    let canary_url = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(canary_url.starts_with("/ui/dead-letter/canary?"), "{canary_url}");
+    let states = [state_of(&app, &acme[2]).await, state_of(&app, &acme[3]).await];
+    let (canary, other) = if states[0] == "queued" {
+        (&acme[2], &acme[3])
+    } else {
+        (&acme[3], &acme[2])
+    };
+    assert_eq!(state_of(&app, other).await, "dead", "only the canary went: {states:?}");
+    let (_, page) = b.get(&canary_url).await;
+    assert!(page.contains("Waiting for the canary") && !page.contains("replay-rest"), "{page}");
+
+    let token = app.lease(canary).await;
+    let done = drover::queue::Settlement {
+        id: canary.clone(),
+        token,
+        action: drover::queue::SettleAction::Succeeded(serde_json::json!({})),
+        attempt: None,
+    };
+    app.store.settle(JobKind::Cleanup, &[done]).await.unwrap();
+    let (_, page) = b.get(&canary_url).await;
+    assert!(page.contains("id=\"replay-rest\""), "the rest may follow now: {page}");
+    assert_eq!(state_of(&app, other).await, "dead", "still waiting for the operator");
+    assert_eq!(
+        b.post("/ui/dead-letter/act", &[("csrf", &csrf), ("op", "rest"), ("group", &group)])
+            .await,
+        303
+    );
+    until_state(&app, other, "queued").await;
+    // Each action is in the audit log once (a paced replay once it has finished).
+    let mut actions = Vec::new();
+    for _ in 0..50 {
+        let audit: Value = app.get(ADMIN, "/v1/audit").send().await.unwrap().json().await.unwrap();
+        actions = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        if actions.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    actions.sort();
+    assert_eq!(actions, ["dlq.discard", "dlq.replay", "dlq.replay", "dlq.replay"]);
 }

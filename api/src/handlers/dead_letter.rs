@@ -140,16 +140,18 @@ pub async fn replay_paced(state: AppState, caller: Caller, filter: ReplayFilter,
             _ = tick.tick() => {}
         }
         let before = done.len();
+        let asked = per_second.min((max - before) as u32).max(1);
         let req = ReplayRequest {
             ids: None,
             filter: Some(filter.clone()),
-            limit: Some(per_second.min((max - before) as u32).max(1)),
+            limit: Some(asked),
         };
         skipped.clear();
         if let Err(e) = select(&state, &caller, req, Op::Replay, &mut done, &mut skipped).await {
             break Err(e);
         }
-        if done.len() == before || done.len() >= max {
+        // Fewer than asked: the selection is used up (what is left was skipped).
+        if done.len() - before < asked as usize || done.len() >= max {
             break Ok(());
         }
     };

@@ -33,7 +33,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
                         td { (a["seller_id"].as_str().unwrap_or_default()) }
                         td { (a["marketplace_ids"].as_array().map(|m| m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
                         td { (a["active"]) }
-                        td { (a["created_at"].as_str().unwrap_or_default()) }
+                        td { (page::when(&a["created_at"])) }
                     }
                 }
             }
@@ -86,7 +86,7 @@ async fn detail(state: &AppState, viewer: &Viewer, id: &str) -> Result<maud::Mar
             } }
         }
         h2 { "Recent jobs" }
-        (jobs_table(&rows))
+        (jobs_table(&rows, false))
         p { a href={"/ui/jobs?account_id=" (id)} { "All of its jobs →" } }
     })
 }

@@ -21,7 +21,7 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
             tbody {
                 @for e in log["entries"].as_array().into_iter().flatten() {
                     tr {
-                        td { (e["at"].as_str().unwrap_or_default()) }
+                        td { (page::when(&e["at"])) }
                         td { (e["actor"].as_str().unwrap_or_default()) }
                         td { (e["action"].as_str().unwrap_or_default()) }
                         td { code { (e["target"].as_str().unwrap_or_default()) } }

@@ -1,10 +1,9 @@
-//! `/ui/dead-letter`: dead jobs grouped by error signature, and a group's replay or
-//! discard — always through a confirm page that shows the count it will touch; a replay
-//! may send a canary first (its jobs shown until they end) before the rest go at
-//! `api.ui.replay_rate` jobs a second.
+//! `/ui/dead-letter`: dead jobs grouped by error signature, and the replay or discard of
+//! a group, a filter or a selection of ids — always through a confirm page that shows the
+//! count it will touch; a replay may send a canary first (its jobs shown until they end)
+//! before the rest go at `api.ui.replay_rate` jobs a second.
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
@@ -64,7 +63,7 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
         }
         p.muted { "Dead jobs of a kind that failed the same way (error class and message, ids and numbers masked), largest first." }
         table #dlq-groups {
-            thead { tr { th { "kind" } th { "count" } th { "class" } th { "message" } th { "first seen" } th { "last seen" } th { "newest jobs" } @if viewer.acts() { th { "act" } } } }
+            thead { tr { th { "kind" } th { "count" } th { "class" } @if viewer.acts() { th { "act" } } th { "message" } th { "first seen" } th { "last seen" } th { "newest jobs" } } }
             tbody {
                 @for g in list["groups"].as_array().into_iter().flatten() {
                     @let id = g["id"].as_str().unwrap_or_default();
@@ -72,13 +71,6 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
                         td { (g["kind"].as_str().unwrap_or_default()) }
                         td data-count=(g["count"]) { a href={"/ui/jobs?state=dead&kind=" (g["kind"].as_str().unwrap_or_default())} { (g["count"]) } }
                         td data-class=(g["class"].as_str().unwrap_or_default()) { (g["class"].as_str().unwrap_or_default()) }
-                        td data-message=(g["message"].as_str().unwrap_or_default()) { code { (g["message"].as_str().unwrap_or_default()) } }
-                        td { (g["first_seen"].as_str().unwrap_or_default()) }
-                        td { (g["last_seen"].as_str().unwrap_or_default()) }
-                        td { @for s in g["sample_job_ids"].as_array().into_iter().flatten() {
-                            @let sid = s.as_str().unwrap_or_default();
-                            a href={"/ui/jobs/" (sid)} { code { (sid) } } " "
-                        } }
                         @if viewer.acts() {
                             td.actions {
                                 form.action.replay-group method="get" action="/ui/dead-letter/confirm" {
@@ -96,6 +88,13 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
                                 }
                             }
                         }
+                        td data-message=(g["message"].as_str().unwrap_or_default()) { code { (g["message"].as_str().unwrap_or_default()) } }
+                        td { (page::when(&g["first_seen"])) }
+                        td { (page::when(&g["last_seen"])) }
+                        td.wrap { @for s in g["sample_job_ids"].as_array().into_iter().flatten() {
+                            @let sid = s.as_str().unwrap_or_default();
+                            a href={"/ui/jobs/" (sid)} { code { (sid) } } " "
+                        } }
                     }
                 }
             }
@@ -103,14 +102,6 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
         @if list["groups"].as_array().is_none_or(Vec::is_empty) { p.muted { "The dead letter is empty." } }
     };
     page::render(&viewer, Nav::DeadLetter, "Dead letter", body)
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Proposal {
-    group: String,
-    op: String,
-    account_id: Option<String>,
-    canary: Option<u32>,
 }
 
 /// The group's figures as the viewer may see them, or 404 (gone, or not theirs).
@@ -126,100 +117,275 @@ async fn group_of(state: &AppState, caller: &Caller, group: &str, account: Optio
         .ok_or_else(|| ApiError::NotFound("this group has no dead jobs (any more)".into()))
 }
 
+/// What an action touches: a group, a filter, or the ids picked on the jobs page.
+#[derive(Debug, Clone)]
+enum Selection {
+    Group { group: String, account_id: Option<String> },
+    Filter(ReplayFilter),
+    Ids(Vec<String>),
+}
+
+/// An error class as the API spells it (`rate_limited`).
+fn class_name(c: drover::job::ErrorClass) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Every `name=value` pair of a query or form (ids repeat).
+fn pairs(raw: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw).unwrap_or_default()
+}
+
+fn one<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+impl Selection {
+    fn from_pairs(p: &[(String, String)]) -> Result<Selection, ApiError> {
+        let account_id = one(p, "account_id").map(str::to_owned);
+        let ids: Vec<String> = p
+            .iter()
+            .filter(|(k, v)| k == "ids" && !v.is_empty())
+            .flat_map(|(_, v)| v.split(','))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(group) = one(p, "group") {
+            parse_group(group).ok_or_else(|| ApiError::field("group", NOT_A_GROUP))?;
+            return Ok(Selection::Group {
+                group: group.to_owned(),
+                account_id,
+            });
+        }
+        if !ids.is_empty() {
+            if ids.len() > MAX_JOBS {
+                return Err(ApiError::field("ids", format!("at most {MAX_JOBS} jobs at once")));
+            }
+            return Ok(Selection::Ids(ids));
+        }
+        let kind = match one(p, "kind") {
+            None => None,
+            Some(k) => Some(
+                k.parse()
+                    .map_err(|e: drover::job::UnknownKind| ApiError::field("kind", e.to_string()))?,
+            ),
+        };
+        let error_class = match one(p, "error_class") {
+            None => None,
+            Some(c) => Some(
+                serde_json::from_value(Value::String(c.to_owned())).map_err(|_| ApiError::field("error_class", "not an error class"))?,
+            ),
+        };
+        Ok(Selection::Filter(ReplayFilter {
+            kind,
+            account_id,
+            error_class,
+            group: None,
+        }))
+    }
+
+    /// The hidden fields that carry it to the next step.
+    fn fields(&self) -> Vec<(String, String)> {
+        match self {
+            Selection::Group { group, account_id } => {
+                let mut f = vec![("group".to_owned(), group.clone())];
+                f.extend(account_id.iter().map(|a| ("account_id".to_owned(), a.clone())));
+                f
+            }
+            Selection::Ids(ids) => vec![("ids".to_owned(), ids.join(","))],
+            Selection::Filter(f) => {
+                let mut out = Vec::new();
+                if let Some(k) = f.kind {
+                    out.push(("kind".to_owned(), k.to_string()));
+                }
+                if let Some(a) = &f.account_id {
+                    out.push(("account_id".to_owned(), a.clone()));
+                }
+                if let Some(c) = f.error_class {
+                    out.push(("error_class".to_owned(), class_name(c)));
+                }
+                out
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Selection::Group { group, .. } => format!("group {group}"),
+            Selection::Ids(ids) => format!("{} jobs picked", ids.len()),
+            Selection::Filter(f) => {
+                let parts: Vec<String> = self.fields().into_iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                if parts.is_empty() && f.kind.is_none() {
+                    "every dead job".into()
+                } else {
+                    format!("dead jobs with {}", parts.join(", "))
+                }
+            }
+        }
+    }
+
+    /// The filter the API's selection takes (`None` for ids).
+    fn filter(&self) -> Option<ReplayFilter> {
+        match self {
+            Selection::Group { group, account_id } => Some(ReplayFilter {
+                kind: parse_group(group).map(|g| g.0),
+                account_id: account_of(account_id).map(str::to_owned),
+                error_class: None,
+                group: Some(group.clone()),
+            }),
+            Selection::Filter(f) => Some(f.clone()),
+            Selection::Ids(_) => None,
+        }
+    }
+}
+
+/// How many dead jobs the selection holds now (up to [`MAX_JOBS`]): a group's counter, a
+/// filter's matches counted a page at a time, or the picked ids that are dead.
+async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<u64, ApiError> {
+    match sel {
+        Selection::Group { group, account_id } => Ok(group_of(state, caller, group, account_of(account_id)).await?["count"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(MAX_JOBS as u64)),
+        Selection::Ids(ids) => {
+            let mut dead = 0;
+            for id in ids {
+                if let Ok(j) = crate::handlers::jobs::get_job(State(state.clone()), caller.clone(), axum::extract::Path(id.clone())).await {
+                    dead += u64::from(j.0.state == drover::job::JobState::Dead);
+                }
+            }
+            Ok(dead)
+        }
+        Selection::Filter(f) => {
+            let mut n = 0u64;
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut q: Vec<(&str, String)> = vec![("limit", "1000".into())];
+                if let Some(k) = f.kind {
+                    q.push(("kind", k.to_string()));
+                }
+                if let Some(a) = &f.account_id {
+                    q.push(("account_id", a.clone()));
+                }
+                if let Some(c) = &cursor {
+                    q.push(("cursor", c.clone()));
+                }
+                let raw = serde_urlencoded::to_string(&q).unwrap_or_default();
+                let page = serde_json::to_value(
+                    dead_letter::list_dead(State(state.clone()), caller.clone(), RawQuery(Some(raw)))
+                        .await?
+                        .0,
+                )
+                .unwrap_or_default();
+                let class = f.error_class.map(class_name);
+                n += page["jobs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|j| class.as_deref().is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
+                    .count() as u64;
+                match page["next_cursor"].as_str() {
+                    Some(c) if n < MAX_JOBS as u64 => cursor = Some(c.to_owned()),
+                    _ => return Ok(n.min(MAX_JOBS as u64)),
+                }
+            }
+        }
+    }
+}
+
 /// What an action will touch, before it happens.
 pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Session, RawQuery(raw): RawQuery) -> Response {
     let viewer = Viewer { caller, session };
-    let p: Proposal = match query(raw.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return page::error(&e),
-    };
     if !viewer.acts() {
         return page::error(&ApiError::Forbidden("replaying and discarding need an admin key".into()));
     }
-    if p.op != "replay" && p.op != "discard" {
+    let p = pairs(raw.as_deref().unwrap_or_default());
+    let op = one(&p, "op").unwrap_or_default().to_owned();
+    if op != "replay" && op != "discard" {
         return page::error(&ApiError::field("op", "replay or discard"));
     }
-    let g = match group_of(&state, &viewer.caller, &p.group, account_of(&p.account_id)).await {
-        Ok(g) => g,
+    let sel = match Selection::from_pairs(&p) {
+        Ok(s) => s,
         Err(e) => return page::error(&e),
     };
-    let count = g["count"].as_u64().unwrap_or(0).min(MAX_JOBS as u64);
-    let canary = p.canary.unwrap_or(0).min(MAX_CANARY);
-    let canary_s = canary.to_string();
-    let mut fields: Vec<(&str, &str)> = vec![("group", p.group.as_str()), ("op", p.op.as_str()), ("canary", canary_s.as_str())];
-    if let Some(a) = account_of(&p.account_id) {
-        fields.push(("account_id", a));
-    }
+    let count = match count(&state, &viewer.caller, &sel).await {
+        Ok(n) => n,
+        Err(e) => return page::error(&e),
+    };
+    let canary = one(&p, "canary").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0).min(MAX_CANARY);
+    let mut fields = sel.fields();
+    fields.push(("op".into(), op.clone()));
+    fields.push(("canary".into(), canary.to_string()));
     let rate = state.ui().replay_rate;
     let body = html! {
-        p { "Group " code { (p.group) } ": " code { (g["message"].as_str().unwrap_or_default()) } " (" (g["class"].as_str().unwrap_or_default()) ")" }
-        @if p.op == "discard" {
+        @if let Selection::Group { group, account_id } = &sel {
+            @if let Ok(g) = group_of(&state, &viewer.caller, group, account_of(account_id)).await {
+                p { "Group " code { (group) } ": " code { (g["message"].as_str().unwrap_or_default()) } " (" (g["class"].as_str().unwrap_or_default()) ")" }
+            }
+        } @else {
+            p { "Selection: " (sel.describe()) }
+        }
+        @if op == "discard" {
             p.warning { "This deletes " strong #confirm-count { (count) } " dead jobs for good." }
         } @else if canary > 0 {
             p { "This replays " strong #confirm-count { (count) } " dead jobs: " (canary) " first as a canary; the rest only when you say so after they have ended, at " (rate) " a second." }
         } @else {
             p { "This replays " strong #confirm-count { (count) } " dead jobs, at " (rate) " a second." }
         }
-        form.action #confirm method="post" action="/ui/dead-letter/act" {
-            (viewer.csrf())
-            @for (name, value) in &fields { input type="hidden" name=(name) value=(value); }
-            button type="submit" { @if p.op == "discard" { "Discard them" } @else { "Replay" } }
+        @if count == 0 {
+            p.muted { "Nothing to do." }
+        } @else {
+            form.action #confirm method="post" action="/ui/dead-letter/act" {
+                (viewer.csrf())
+                @for (name, value) in &fields { input type="hidden" name=(name) value=(value); }
+                button type="submit" { @if op == "discard" { "Discard them" } @else { "Replay" } }
+            }
         }
         p { a href="/ui/dead-letter" { "Cancel" } }
     };
     page::render(&viewer, Nav::DeadLetter, "Confirm", body)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ActForm {
-    group: String,
-    /// replay | discard | rest (the replay after a canary)
-    op: String,
-    account_id: Option<String>,
-    canary: Option<u32>,
-}
-
-pub async fn act(State(state): State<AppState>, caller: Caller, Form(f): Form<ActForm>) -> Response {
-    let Some((kind, _)) = parse_group(&f.group) else {
-        return page::error(&ApiError::field("group", NOT_A_GROUP));
+pub async fn act(State(state): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Response {
+    let p = pairs(std::str::from_utf8(&body).unwrap_or_default());
+    let sel = match Selection::from_pairs(&p) {
+        Ok(s) => s,
+        Err(e) => return page::error(&e),
     };
-    let filter = ReplayFilter {
-        kind: Some(kind),
-        account_id: account_of(&f.account_id).map(str::to_owned),
-        error_class: None,
-        group: Some(f.group.clone()),
-    };
-    let canary = f.canary.unwrap_or(0).min(MAX_CANARY);
-    match f.op.as_str() {
-        "discard" => {
-            let mut discarded = 0;
-            while discarded < MAX_JOBS {
-                let req = ReplayRequest {
+    let op = one(&p, "op").unwrap_or_default();
+    let canary = one(&p, "canary").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0).min(MAX_CANARY);
+    match (op, &sel) {
+        ("discard", _) => match discard_all(&state, &caller, &sel).await {
+            Ok(n) => notice(&format!("Discarded {n} dead jobs ({}).", sel.describe())),
+            Err(e) => page::error(&e),
+        },
+        ("replay", _) if canary > 0 => {
+            let req = match &sel {
+                Selection::Ids(ids) => ReplayRequest {
+                    ids: Some(ids.iter().take(canary as usize).cloned().collect()),
+                    filter: None,
+                    limit: None,
+                },
+                _ => ReplayRequest {
                     ids: None,
-                    filter: Some(filter.clone()),
-                    limit: Some(1000),
-                };
-                match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
-                    Ok(r) if r.0.discarded.is_empty() => break,
-                    Ok(r) => discarded += r.0.discarded.len(),
-                    Err(e) => return page::error(&e),
-                }
-            }
-            notice(&format!("Discarded {discarded} dead jobs of group {}.", f.group))
-        }
-        "replay" if canary > 0 => {
-            let req = ReplayRequest {
-                ids: None,
-                filter: Some(filter),
-                limit: Some(canary),
+                    filter: sel.filter(),
+                    limit: Some(canary),
+                },
             };
             match dead_letter::replay(State(state.clone()), caller.clone(), JsonBody(req)).await {
                 Ok(r) => {
-                    let ids = r.0.replayed.join(",");
-                    let mut q = vec![("group", f.group.as_str()), ("ids", ids.as_str())];
-                    if let Some(a) = account_of(&f.account_id) {
-                        q.push(("account_id", a));
+                    let mut rest = sel.clone();
+                    if let Selection::Ids(ids) = &mut rest {
+                        ids.retain(|id| !r.0.replayed.contains(id));
                     }
+                    let mut q = rest.fields();
+                    q.push(("canary_ids".into(), r.0.replayed.join(",")));
                     Redirect::to(&format!(
                         "/ui/dead-letter/canary?{}",
                         serde_urlencoded::to_string(&q).unwrap_or_default()
@@ -229,13 +395,65 @@ pub async fn act(State(state): State<AppState>, caller: Caller, Form(f): Form<Ac
                 Err(e) => page::error(&e),
             }
         }
-        "replay" | "rest" => {
+        ("replay" | "rest", Selection::Ids(ids)) => {
+            let mut replayed = 0;
+            for chunk in ids.chunks(1000) {
+                let req = ReplayRequest {
+                    ids: Some(chunk.to_vec()),
+                    filter: None,
+                    limit: None,
+                };
+                match dead_letter::replay(State(state.clone()), caller.clone(), JsonBody(req)).await {
+                    Ok(r) => replayed += r.0.replayed.len(),
+                    Err(e) => return page::error(&e),
+                }
+            }
+            notice(&format!("Replayed {replayed} dead jobs ({}).", sel.describe()))
+        }
+        ("replay" | "rest", _) => {
             let rate = state.ui().replay_rate;
+            let filter = sel.filter().unwrap_or_default();
             tokio::spawn(dead_letter::replay_paced(state.clone(), caller, filter, rate, MAX_JOBS));
-            notice(&format!("Replaying group {} at {rate} jobs a second.", f.group))
+            notice(&format!("Replaying {} at {rate} jobs a second.", sel.describe()))
         }
         _ => page::error(&ApiError::field("op", "replay, discard or rest")),
     }
+}
+
+async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> Result<usize, ApiError> {
+    let mut discarded = 0;
+    if let Selection::Ids(ids) = sel {
+        for chunk in ids.chunks(1000) {
+            let req = ReplayRequest {
+                ids: Some(chunk.to_vec()),
+                filter: None,
+                limit: None,
+            };
+            discarded += dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req))
+                .await?
+                .0
+                .discarded
+                .len();
+        }
+        return Ok(discarded);
+    }
+    while discarded < MAX_JOBS {
+        let req = ReplayRequest {
+            ids: None,
+            filter: sel.filter(),
+            limit: Some(1000),
+        };
+        let done = dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req))
+            .await?
+            .0
+            .discarded
+            .len();
+        if done == 0 {
+            break;
+        }
+        discarded += done;
+    }
+    Ok(discarded)
 }
 
 fn notice(text: &str) -> Response {
@@ -243,22 +461,21 @@ fn notice(text: &str) -> Response {
     Redirect::to(&format!("/ui/dead-letter?{q}")).into_response()
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct CanaryQuery {
-    group: String,
-    ids: String,
-    account_id: Option<String>,
-}
-
 /// The canary's jobs until they end; then the rest may follow (only if all succeeded).
 pub async fn canary(State(state): State<AppState>, caller: Caller, session: Session, RawQuery(raw): RawQuery) -> Response {
     let viewer = Viewer { caller, session };
-    let q: CanaryQuery = match query(raw.as_deref()) {
-        Ok(q) => q,
+    let p = pairs(raw.as_deref().unwrap_or_default());
+    let sel = match Selection::from_pairs(&p) {
+        Ok(s) => s,
         Err(e) => return page::error(&e),
     };
     let mut rows = Vec::new();
-    for id in q.ids.split(',').filter(|s| !s.is_empty()).take(MAX_CANARY as usize) {
+    for id in one(&p, "canary_ids")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .take(MAX_CANARY as usize)
+    {
         let st = match crate::handlers::jobs::get_job(State(state.clone()), viewer.caller.clone(), axum::extract::Path(id.to_owned())).await
         {
             Ok(j) => j.0.state.to_string(),
@@ -270,17 +487,12 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
     let ended = |s: &str| matches!(s, "succeeded" | "partial" | "dead" | "cancelled" | "gone");
     let all_ended = rows.iter().all(|(_, s)| ended(s));
     let all_ok = rows.iter().all(|(_, s)| s == "succeeded");
-    let left = group_of(&state, &viewer.caller, &q.group, account_of(&q.account_id))
-        .await
-        .map(|g| g["count"].as_u64().unwrap_or(0))
-        .unwrap_or(0);
-    let mut fields: Vec<(&str, &str)> = vec![("group", q.group.as_str()), ("op", "rest")];
-    if let Some(a) = account_of(&q.account_id) {
-        fields.push(("account_id", a));
-    }
+    let left = count(&state, &viewer.caller, &sel).await.unwrap_or(0);
+    let mut fields = sel.fields();
+    fields.push(("op".into(), "rest".into()));
     let body = html! {
         section #canary-live hx-get="" hx-select="#canary-live" hx-trigger=[(!all_ended).then_some("every 2s")] hx-swap="outerHTML" {
-            p { "Canary of group " code { (q.group) } "; " strong #group-left { (left) } " jobs of the group are still dead and wait." }
+            p { "Canary of " (sel.describe()) "; " strong #group-left { (left) } " other dead jobs wait." }
             table #canary {
                 thead { tr { th { "job" } th { "state" } } }
                 tbody { @for (id, st) in &rows { tr data-job-id=(id) { td { a href={"/ui/jobs/" (id)} { code { (id) } } } td data-state=(st) { (st) } } } }
@@ -288,7 +500,7 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
             @if !all_ended {
                 p.muted { "Waiting for the canary to end…" }
             } @else if all_ok {
-                @if viewer.acts() {
+                @if viewer.acts() && left > 0 {
                     form.action #replay-rest method="post" action="/ui/dead-letter/act" {
                         (viewer.csrf())
                         @for (name, value) in &fields { input type="hidden" name=(name) value=(value); }

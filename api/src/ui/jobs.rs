@@ -16,7 +16,17 @@ use crate::handlers::{control, items, jobs};
 use crate::state::AppState;
 
 const KINDS: [&str; 3] = ["sync", "backfill", "cleanup"];
-const ERROR_CLASSES: [&str; 6] = ["transient", "permanent", "rate_limited", "timeout", "lost", "cancelled"];
+const ERROR_CLASSES: [&str; 9] = [
+    "transient",
+    "rate_limited",
+    "permanent",
+    "cancelled",
+    "timeout",
+    "panic",
+    "decode",
+    "lost",
+    "interrupted",
+];
 
 #[derive(Debug, Default, Deserialize)]
 struct Filter {
@@ -73,6 +83,19 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
         n.push(("cursor", c));
         format!("/ui/jobs?{}", serde_urlencoded::to_string(&n).unwrap_or_default())
     });
+    // Dead jobs may be picked for a replay or discard (admin keys).
+    let picking = viewer.acts() && set(&filter.state) == Some("dead");
+    let mut fq: Vec<(&str, &str)> = Vec::new();
+    for (name, value) in [
+        ("kind", &filter.kind),
+        ("account_id", &filter.account_id),
+        ("error_class", &filter.error_class),
+    ] {
+        if let Some(v) = set(value) {
+            fq.push((name, v));
+        }
+    }
+    let filter_query = serde_urlencoded::to_string(&fq).unwrap_or_default();
     let body = html! {
         form #find-job method="get" action="/ui/jobs" {
             label { "Job id " input type="text" name="id" size="30"; }
@@ -86,7 +109,20 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
             button type="submit" { "Filter" }
         }
         @if class.is_some() { p.muted { "The error class is matched on each page of 50 the listing returns." } }
-        (jobs_table(&rows))
+        @if picking {
+            form.action.pick-dead method="get" action="/ui/dead-letter/confirm" {
+                (jobs_table(&rows, true))
+                label { "canary " input type="number" name="canary" value="0" min="0" max="20" size="3"; }
+                button type="submit" name="op" value="replay" { "Replay picked…" }
+                button type="submit" name="op" value="discard" { "Discard picked…" }
+            }
+            p {
+                a.action href={"/ui/dead-letter/confirm?op=replay&" (filter_query)} { "Replay every dead job matching the filter…" } " · "
+                a.action href={"/ui/dead-letter/confirm?op=discard&" (filter_query)} { "Discard every dead job matching the filter…" }
+            }
+        } @else {
+            (jobs_table(&rows, false))
+        }
         @if let Some(n) = next { p { a #next-page href=(n) { "Older jobs →" } } }
     };
     page::render(&viewer, Nav::Jobs, "Jobs", body)
@@ -103,20 +139,22 @@ fn select(name: &str, options: &[&str], chosen: Option<&str>) -> Markup {
     }
 }
 
-pub fn jobs_table(rows: &[&Value]) -> Markup {
+/// The jobs as rows; `pick`: a checkbox (`ids`) per row.
+pub fn jobs_table(rows: &[&Value], pick: bool) -> Markup {
     html! {
         table #jobs {
-            thead { tr { th { "id" } th { "kind" } th { "state" } th { "account" } th { "attempts" } th { "updated" } th { "last error" } } }
+            thead { tr { @if pick { th {} } th { "id" } th { "kind" } th { "state" } th { "account" } th { "attempts" } th { "updated" } th { "last error" } } }
             tbody {
                 @for j in rows {
                     @let id = j["id"].as_str().unwrap_or_default();
                     tr data-job-id=(id) {
+                        @if pick { td { input type="checkbox" name="ids" value=(id); } }
                         td { a href={"/ui/jobs/" (id)} { code { (id) } } }
                         td { (j["kind"].as_str().unwrap_or_default()) }
                         td.state { (j["state"].as_str().unwrap_or_default()) }
                         td { (j["account_id"].as_str().unwrap_or("-")) }
                         td { (j["attempts"]) "/" (j["max_attempts"]) }
-                        td { (j["updated_at"].as_str().unwrap_or_default()) }
+                        td { (page::when(&j["updated_at"])) }
                         td { (error_text(&j["last_error"])) }
                     }
                 }
@@ -180,38 +218,14 @@ pub async fn show(
             " · trigger " (job["trigger"].as_str().unwrap_or("-"))
             @if let Some(t) = &trace { " · " a #trace-link href=(t) { "trace" } } }
         @if terminal {
-            section #job-live { (live_section(&job)) }
+            section #job-live { (live_section(&job, &viewer)) }
         } @else {
             section #job-live hx-ext="sse" sse-connect={"/ui/jobs/" (id) "/events"} hx-get={"/ui/jobs/" (id) "/live"} hx-trigger="sse:state, sse:progress, sse:waiting" hx-swap="innerHTML" {
-                (live_section(&job))
-            }
-        }
-        @if viewer.acts() {
-            div.actions {
-                @if !terminal { (page::action(&viewer, &format!("/ui/jobs/{id}/cancel"), "cancel", "Cancel", &[])) }
-                @if matches!(job["state"].as_str(), Some("dead" | "cancelled" | "partial")) {
-                    (page::action(&viewer, &format!("/ui/jobs/{id}/retry"), "retry", "Retry", &[]))
-                }
+                (live_section(&job, &viewer))
             }
         }
         h2 { "Payload" }
         pre.payload { (summary(&job["payload"])) }
-        h2 { "Attempts" }
-        table #attempts {
-            thead { tr { th { "#" } th { "worker" } th { "started" } th { "took" } th { "outcome" } th { "error" } } }
-            tbody {
-                @for a in job["attempt_history"].as_array().into_iter().flatten() {
-                    tr {
-                        td { (a["number"]) }
-                        td { (a["worker"].as_str().unwrap_or("-")) }
-                        td { (a["started_at"].as_str().unwrap_or_default()) }
-                        td { (took(a)) }
-                        td { (a["outcome"].as_str().unwrap_or_default()) @if a["late"].as_bool() == Some(true) { " (late)" } }
-                        td { (error_text(&a["error"])) }
-                    }
-                }
-            }
-        }
         h2 { "Items" }
         p { (items["summary"]["total"]) " items: " (items["summary"]["succeeded"]) " succeeded, " (items["summary"]["failed"]) " failed" }
         form method="get" action={"/ui/jobs/" (id)} {
@@ -235,12 +249,15 @@ struct ItemsFilter {
     outcome: Option<String>,
 }
 
-/// The part of a job page that changes while it runs.
-fn live_section(job: &Value) -> Markup {
+/// The part of a job page that changes while it runs: state, progress, why it waits,
+/// the actions its state allows, and its attempts.
+fn live_section(job: &Value, viewer: &Viewer) -> Markup {
+    let id = job["id"].as_str().unwrap_or_default();
+    let terminal = matches!(job["state"].as_str(), Some("succeeded" | "partial" | "dead" | "cancelled"));
     html! {
         p { "State: " strong #job-state { (job["state"].as_str().unwrap_or_default()) }
             " · attempts " (job["attempts"]) "/" (job["max_attempts"])
-            " · updated " (job["updated_at"].as_str().unwrap_or_default()) }
+            " · updated " (page::when(&job["updated_at"])) }
         @if let Some(p) = job["progress"].as_object() {
             p { "Progress: " (p.get("done").cloned().unwrap_or_default()) " of " (p.get("total").cloned().unwrap_or_default()) " " (p.get("message").and_then(Value::as_str).unwrap_or_default()) }
         }
@@ -249,6 +266,30 @@ fn live_section(job: &Value) -> Markup {
             @if let Some(w) = job["waiting"].as_object() {
                 "Waiting: " strong { (w.get("reason").and_then(Value::as_str).unwrap_or_default()) }
                 @if let Some(u) = w.get("until").and_then(Value::as_str) { " until " (u) }
+            }
+        }
+        @if viewer.acts() {
+            div.actions {
+                @if !terminal { (page::action(viewer, &format!("/ui/jobs/{id}/cancel"), "cancel", "Cancel", &[])) }
+                @if matches!(job["state"].as_str(), Some("dead" | "cancelled" | "partial")) {
+                    (page::action(viewer, &format!("/ui/jobs/{id}/retry"), "retry", "Retry", &[]))
+                }
+            }
+        }
+        h2 { "Attempts" }
+        table #attempts {
+            thead { tr { th { "#" } th { "worker" } th { "started" } th { "took" } th { "outcome" } th { "error" } } }
+            tbody {
+                @for a in job["attempt_history"].as_array().into_iter().flatten() {
+                    tr {
+                        td { (a["number"]) }
+                        td { (a["worker"].as_str().unwrap_or("-")) }
+                        td { (page::when(&a["started_at"])) }
+                        td { (took(a)) }
+                        td { (a["outcome"].as_str().unwrap_or_default()) @if a["late"].as_bool() == Some(true) { " (late)" } }
+                        td { (error_text(&a["error"])) }
+                    }
+                }
             }
         }
     }
@@ -272,9 +313,10 @@ fn summary(payload: &Value) -> String {
 }
 
 /// The state section alone, for the live refresh.
-pub async fn live(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
-    match load(&state, &caller, &id).await {
-        Ok(job) => axum::response::Html(live_section(&job).into_string()).into_response(),
+pub async fn live(State(state): State<AppState>, caller: Caller, session: Session, Path(id): Path<String>) -> Response {
+    let viewer = Viewer { caller, session };
+    match load(&state, &viewer.caller, &id).await {
+        Ok(job) => axum::response::Html(live_section(&job, &viewer).into_string()).into_response(),
         Err(e) => page::error(&e),
     }
 }

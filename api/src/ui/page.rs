@@ -152,8 +152,11 @@ pub fn time(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-pub fn opt_time(at: Option<&DateTime<Utc>>) -> String {
-    at.map_or_else(|| "-".into(), time)
+/// An RFC 3339 time from a view, as [`time`] writes it (`-` when absent or unreadable).
+pub fn when(v: &serde_json::Value) -> String {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or_else(|| "-".into(), |t| time(&t.with_timezone(&Utc)))
 }
 
 /// A duration in ms as people read it: `850 ms`, `12.5 s`, `3 min`, `2 h 5 min`.

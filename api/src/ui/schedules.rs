@@ -28,7 +28,7 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
                         td { (s["kind"].as_str().unwrap_or_default()) }
                         td { code { (s["cron"].as_str().unwrap_or_default()) } }
                         td { (s["enabled"]) }
-                        td { (s["next_run_at"].as_str().unwrap_or("-")) }
+                        td { (page::when(&s["next_run_at"])) }
                         td { a href={"/ui/jobs?account_id=" (account) "&kind=" (s["kind"].as_str().unwrap_or_default())} { "jobs" } }
                     }
                 }

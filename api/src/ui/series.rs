@@ -99,3 +99,17 @@ pub fn rates(samples: &[Sample]) -> Vec<(i64, u64, u64)> {
         .map(|w| (w[1].t, w[1].s.saturating_sub(w[0].s), w[1].d.saturating_sub(w[0].d)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_the_differences_between_samples_and_never_negative() {
+        let s = |t, s, d| Sample { t, s, d };
+        let samples = [s(0, 10, 1), s(60, 25, 1), s(120, 25, 4), s(180, 5, 4)];
+        // the last pair: a counter that went down (a reset) counts as nothing
+        assert_eq!(rates(&samples), vec![(60, 15, 0), (120, 0, 3), (180, 0, 0)]);
+        assert!(rates(&samples[..1]).is_empty(), "one sample is no rate yet");
+    }
+}

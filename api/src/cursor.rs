@@ -61,11 +61,12 @@ impl Cursors {
 fn binding(key: &str, q: &ListQuery) -> Vec<u8> {
     let kinds: Vec<&str> = q.kinds.iter().map(|k| k.as_str()).collect();
     format!(
-        "drover page cursor v1\0{key}\0{}\0{}\0{}\0{}",
+        "drover page cursor v1\0{key}\0{}\0{}\0{}\0{}\0{}",
         kinds.join(","),
         q.state.map(|s| s.as_str()).unwrap_or(""),
         q.account_id.as_deref().unwrap_or(""),
-        q.group.as_deref().unwrap_or("")
+        q.group.as_deref().unwrap_or(""),
+        q.error_class.as_deref().unwrap_or("")
     )
     .into_bytes()
 }

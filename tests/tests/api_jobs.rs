@@ -481,3 +481,64 @@ async fn a_scoped_key_sees_no_worker_names_and_an_operator_key_does() {
     let (_, operator) = app.job(ADMIN, id.as_str()).await;
     assert_eq!(operator["worker"], "test-worker", "{operator}");
 }
+
+/// `error_class` filters a listing by the last error's class, in Redis, page after page.
+#[tokio::test]
+async fn listings_filter_by_the_last_errors_class_across_pages() {
+    let app = spawn_app().await;
+    let mut permanent = HashSet::new();
+    for n in 0..5 {
+        let id = app.submit_ok(&cleanup_body("acme")).await;
+        let class = if n % 2 == 0 {
+            drover::job::ErrorClass::Permanent
+        } else {
+            drover::job::ErrorClass::Timeout
+        };
+        app.kill_job_with(&id, class, "no").await;
+        if n % 2 == 0 {
+            permanent.insert(id.to_string());
+        }
+    }
+    app.submit_ok(&cleanup_body("acme")).await; // queued, no error
+    let mut seen = HashSet::new();
+    let mut path = "/v1/jobs?error_class=permanent&limit=2".to_owned();
+    loop {
+        let page: Value = app.get(ADMIN, &path).send().await.unwrap().json().await.unwrap();
+        for j in page["jobs"].as_array().unwrap() {
+            assert_eq!(j["last_error"]["class"], "permanent", "{j}");
+            assert!(seen.insert(j["id"].as_str().unwrap().to_owned()), "each job once");
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/jobs?error_class=permanent&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, permanent);
+    let dead: Value = app
+        .get(ADMIN, "/v1/dead-letter?error_class=timeout")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["jobs"].as_array().unwrap().len(), 2, "{dead}");
+    let res = app.get(ADMIN, "/v1/jobs?error_class=nonsense").send().await.unwrap();
+    assert_eq!(fields(&problem(res, 422).await), ["error_class"]);
+    // A cursor is bound to its filter: another class with it is refused.
+    let first: Value = app
+        .get(ADMIN, "/v1/jobs?error_class=permanent&limit=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let c = first["next_cursor"].as_str().unwrap();
+    let res = app
+        .get(ADMIN, &format!("/v1/jobs?error_class=timeout&limit=1&cursor={c}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+}

@@ -162,6 +162,7 @@ async fn three_replicas_running_the_scheduler_make_exactly_one_job_per_tick() {
             limit: 100,
             cursor: None,
             group: None,
+            error_class: None,
         })
         .await
         .unwrap();

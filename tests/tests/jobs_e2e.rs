@@ -598,6 +598,7 @@ async fn a_worker_running_the_scheduler_starts_while_redis_is_down_and_schedules
                 limit: 10,
                 cursor: None,
                 group: None,
+                error_class: None,
             })
             .await;
         if let Ok(page) = page {

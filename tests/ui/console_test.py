@@ -685,6 +685,23 @@ def check_other_pages(page):
     print("ok  pages: accounts, one account's limits, schedules and the audit log show what was seeded")
 
 
+def check_phone(page):
+    """At a phone's width (390 px) no page scrolls sideways as a whole: wide tables scroll
+    inside themselves and the navigation wraps."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        for path in ("/ui", "/ui/jobs", "/ui/dead-letter", "/ui/queues", f"/ui/accounts/{ACCOUNT}"):
+            goto(page, path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > 390:
+                fail(f"{path} is {width} px wide at a 390 px viewport")
+        goto(page, "/ui/dead-letter")
+        screenshot(page, "phone-dead-letter.png")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 720})
+    print("ok  phone: at 390 px no page is wider than the screen")
+
+
 def check_page_sizes():
     if not PAGES_SEEN:
         fail("no page was recorded")
@@ -725,6 +742,8 @@ def main():
             check_canary_replay(admin)
             step = "pages"
             check_other_pages(admin)
+            step = "phone"
+            check_phone(admin)
             step = "size"
             check_page_sizes()
         except Exception as e:  # noqa: BLE001 - any error ends the run naming the check

@@ -30,6 +30,8 @@ const MAX_SCANNED: usize = 10_000;
 pub struct DeadLetterParams {
     kind: Option<String>,
     account_id: Option<String>,
+    /// The class of the job's last error, e.g. `permanent` or `rate_limited`.
+    error_class: Option<String>,
     /// One dead-letter group's jobs: its `id` from `GET /v1/dead-letter/groups`.
     group: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
@@ -258,6 +260,9 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
         state: Some(JobState::Dead),
         account_id: caller.account_filter(account)?,
         group: group.map(|g| g.1),
+        error_class: filter
+            .error_class
+            .and_then(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_owned)),
         limit: 200,
         cursor: None,
     };

@@ -58,6 +58,8 @@ pub struct ListParams {
     state: Option<String>,
     /// Required for keys limited to several accounts; forced for keys limited to one.
     account_id: Option<String>,
+    /// The class of the job's last error, e.g. `permanent` or `rate_limited`.
+    error_class: Option<String>,
     /// 1 to 1000, default 50.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,

@@ -29,6 +29,8 @@ pub struct RawList {
     pub cursor: Option<String>,
     /// Dead-letter listings only: one group's jobs.
     pub group: Option<String>,
+    /// The class of the job's last error.
+    pub error_class: Option<String>,
 }
 
 fn present(v: Option<String>) -> Option<String> {
@@ -71,6 +73,15 @@ pub fn to_query(raw: RawList, caller: &Caller, cursors: &Cursors, forced_state: 
             _ => errors.push(drover::job::FieldError::new(
                 "limit",
                 format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
+        }
+    }
+    if let Some(c) = present(raw.error_class) {
+        match serde_json::from_value::<drover::job::ErrorClass>(serde_json::Value::String(c.clone())) {
+            Ok(_) => q.error_class = Some(c),
+            Err(_) => errors.push(drover::job::FieldError::new(
+                "error_class",
+                "not an error class (transient, rate_limited, permanent, cancelled, timeout, panic, decode, lost, interrupted)",
             )),
         }
     }

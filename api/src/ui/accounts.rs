@@ -1,6 +1,7 @@
 //! `/ui/accounts` (the accounts the key may see) and `/ui/accounts/{id}`: last successful
 //! sync per resource, the marketplace limits as the workers share them (limiter tokens and
-//! next slot per operation, quota cooldown, breakers), recent jobs and dead-letter groups.
+//! next slot per operation, quota cooldown, breakers), its newest jobs by state and its
+//! dead-letter groups.
 use axum::body::to_bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
@@ -60,16 +61,19 @@ async fn detail(state: &AppState, viewer: &Viewer, id: &str) -> Result<maud::Mar
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let limits: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let q = serde_urlencoded::to_string([("account_id", id), ("limit", "20")]).unwrap_or_default();
-    let recent = serde_json::to_value(
-        jobs::list_jobs(State(state.clone()), caller.clone(), RawQuery(Some(q.clone())))
-            .await?
-            .0,
-    )
-    .unwrap_or_default();
+    // Its newest jobs (one bounded page): their states counted, the first 20 shown.
+    let q = serde_urlencoded::to_string([("account_id", id), ("limit", "500")]).unwrap_or_default();
+    let recent =
+        serde_json::to_value(jobs::list_jobs(State(state.clone()), caller.clone(), RawQuery(Some(q))).await?.0).unwrap_or_default();
+    let gq = serde_urlencoded::to_string([("account_id", id)]).unwrap_or_default();
     let groups =
-        serde_json::to_value(list_dead_groups(State(state.clone()), caller.clone(), RawQuery(Some(q))).await?.0).unwrap_or_default();
-    let rows: Vec<&Value> = recent["jobs"].as_array().into_iter().flatten().collect();
+        serde_json::to_value(list_dead_groups(State(state.clone()), caller.clone(), RawQuery(Some(gq))).await?.0).unwrap_or_default();
+    let all: Vec<&Value> = recent["jobs"].as_array().into_iter().flatten().collect();
+    let rows: Vec<&Value> = all.iter().take(20).copied().collect();
+    let by_state: Vec<(&str, usize)> = super::overview::STATES
+        .iter()
+        .map(|s| (*s, all.iter().filter(|j| j["state"].as_str() == Some(s)).count()))
+        .collect();
     Ok(html! {
         p { "Seller " (account["seller_id"].as_str().unwrap_or_default()) " · active " (account["active"]) }
         h2 { "Last successful sync" }
@@ -84,6 +88,12 @@ async fn detail(state: &AppState, viewer: &Viewer, id: &str) -> Result<maud::Mar
             tbody { @for g in groups["groups"].as_array().into_iter().flatten() {
                 tr { td { code { (g["id"].as_str().unwrap_or_default()) } } td { (g["count"]) } td { (g["class"].as_str().unwrap_or_default()) } td { code { (g["message"].as_str().unwrap_or_default()) } } }
             } }
+        }
+        h2 { "Jobs by state" }
+        p.muted { "Of its newest " (all.len()) " jobs" @if recent["next_cursor"].is_string() { " (it has more)" } "." }
+        table #account-states {
+            thead { tr { @for (s, _) in &by_state { th { (s) } } } }
+            tbody { tr { @for (s, n) in &by_state { td data-count=(s) { (n) } } } }
         }
         h2 { "Recent jobs" }
         (jobs_table(&rows, false))

@@ -51,12 +51,13 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
     if let Some(id) = set(&filter.id) {
         return Redirect::to(&format!("/ui/jobs/{}", urlencode(id.trim()))).into_response();
     }
-    // What the API's listing takes; the error class is checked on the page it returns.
+    // The API's own listing, with the same filters.
     let mut q: Vec<(&str, &str)> = vec![("limit", "50")];
     for (name, value) in [
         ("kind", &filter.kind),
         ("state", &filter.state),
         ("account_id", &filter.account_id),
+        ("error_class", &filter.error_class),
         ("cursor", &filter.cursor),
     ] {
         if let Some(v) = set(value) {
@@ -69,17 +70,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
         Err(e) => return page::error(&e),
     };
     let class = set(&filter.error_class);
-    let rows: Vec<&Value> = page_json["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|j| class.is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
-        .collect();
+    let rows: Vec<&Value> = page_json["jobs"].as_array().into_iter().flatten().collect();
     let next = page_json["next_cursor"].as_str().map(|c| {
         let mut n: Vec<(&str, &str)> = q.iter().copied().filter(|(k, _)| *k != "cursor" && *k != "limit").collect();
-        if let Some(cl) = class {
-            n.push(("error_class", cl));
-        }
         n.push(("cursor", c));
         format!("/ui/jobs?{}", serde_urlencoded::to_string(&n).unwrap_or_default())
     });
@@ -108,7 +101,6 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
             (select("error_class", &ERROR_CLASSES, class))
             button type="submit" { "Filter" }
         }
-        @if class.is_some() { p.muted { "The error class is matched on each page of 50 the listing returns." } }
         @if picking {
             form.action.pick-dead method="get" action="/ui/dead-letter/confirm" {
                 (jobs_table(&rows, true))

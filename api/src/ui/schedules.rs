@@ -1,11 +1,16 @@
-//! `/ui/schedules`: the schedules the key may see, with their next tick.
-use axum::extract::State;
+//! `/ui/schedules`: the schedules the key may see, with their next ticks and the last jobs
+//! they made (found among each account's newest jobs: one bounded page per account).
+use std::collections::{BTreeSet, HashMap};
+
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use maud::html;
+use serde_json::Value;
 
 use super::page::{self, Nav, Viewer};
 use super::session::Session;
 use crate::auth::Caller;
+use crate::handlers::jobs::list_jobs;
 use crate::handlers::schedules::list_schedules;
 use crate::state::AppState;
 
@@ -15,9 +20,35 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
         Ok(l) => serde_json::to_value(l.0).unwrap_or_default(),
         Err(e) => return page::error(&e),
     };
+    // Per account (at most 50 of them), its newest 500 jobs: the ones a schedule made.
+    let mut made: HashMap<String, Vec<Value>> = HashMap::new();
+    let accounts: BTreeSet<&str> = list["schedules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["account_id"].as_str())
+        .collect();
+    for account in accounts.into_iter().take(50) {
+        let q = serde_urlencoded::to_string([("account_id", account), ("limit", "500")]).unwrap_or_default();
+        let Ok(page_json) = list_jobs(State(state.clone()), viewer.caller.clone(), RawQuery(Some(q))).await else {
+            continue;
+        };
+        for j in serde_json::to_value(page_json.0).unwrap_or_default()["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = j["trigger"].as_str().and_then(|t| t.strip_prefix("schedule:")) {
+                let seen = made.entry(format!("{account}/{name}")).or_default();
+                if seen.len() < 3 {
+                    seen.push(j.clone());
+                }
+            }
+        }
+    }
     let body = html! {
         table #schedules {
-            thead { tr { th { "name" } th { "account" } th { "kind" } th { "cron" } th { "enabled" } th { "next tick" } th { "its jobs" } } }
+            thead { tr { th { "name" } th { "account" } th { "kind" } th { "cron" } th { "enabled" } th { "next ticks" } th { "last jobs" } } }
             tbody {
                 @for s in list["schedules"].as_array().into_iter().flatten() {
                     @let name = s["name"].as_str().unwrap_or_default();
@@ -28,8 +59,13 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
                         td { (s["kind"].as_str().unwrap_or_default()) }
                         td { code { (s["cron"].as_str().unwrap_or_default()) } }
                         td { (s["enabled"]) }
-                        td { (page::when(&s["next_run_at"])) }
-                        td { a href={"/ui/jobs?account_id=" (account) "&kind=" (s["kind"].as_str().unwrap_or_default())} { "jobs" } }
+                        td { (next_ticks(s["cron"].as_str().unwrap_or_default()).join(", ")) }
+                        td {
+                            @for j in made.get(&format!("{account}/{name}")).into_iter().flatten() {
+                                a href={"/ui/jobs/" (j["id"].as_str().unwrap_or_default())} { (j["state"].as_str().unwrap_or_default()) } " "
+                            }
+                            a href={"/ui/jobs?account_id=" (account) "&kind=" (s["kind"].as_str().unwrap_or_default())} { "all" }
+                        }
                     }
                 }
             }
@@ -37,4 +73,23 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
         @if list["schedules"].as_array().is_none_or(Vec::is_empty) { p.muted { "No schedules." } }
     };
     page::render(&viewer, Nav::Schedules, "Schedules", body)
+}
+
+/// The next three ticks of a cron expression (UTC), as the scheduler reads it.
+fn next_ticks(cron: &str) -> Vec<String> {
+    let Ok(c) = drover::schedule::spec::parse_cron(cron) else {
+        return vec!["-".into()];
+    };
+    let mut at = chrono::Utc::now();
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        match drover::schedule::spec::next_tick(&c, at) {
+            Some(t) => {
+                out.push(page::time(&t));
+                at = t;
+            }
+            None => break,
+        }
+    }
+    out
 }

@@ -112,6 +112,7 @@ impl RedisStore {
                 state: Some(JobState::Dead),
                 account_id: account.map(str::to_owned),
                 group: Some(g.signature.clone()),
+                error_class: None,
                 limit: SAMPLES,
                 cursor: None,
             };

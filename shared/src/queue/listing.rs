@@ -51,6 +51,7 @@ impl RedisStore {
             .arg(state_filter)
             .arg(account_filter)
             .arg(query.limit.saturating_mul(20).max(2000))
+            .arg(query.error_class.as_deref().unwrap_or(""))
             .invoke_async(&mut conn)
             .await?;
         let (flat, last_score, last_id, more) = reply;

@@ -133,12 +133,12 @@ impl RedisStore {
         &self.source
     }
 
-    /// Workers whose heartbeat has not lapsed (one `ZCOUNT` of `workers:live`).
+    /// Workers whose heartbeat has not lapsed (one `ZCOUNT` of `live-workers`).
     pub async fn live_workers(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let now = chrono::Utc::now().timestamp_millis();
         let n: u64 = redis::cmd("ZCOUNT")
-            .arg(format!("{}:workers:live", self.namespace))
+            .arg(format!("{}:live-workers", self.namespace))
             .arg(now)
             .arg("+inf")
             .query_async(&mut conn)
@@ -920,11 +920,11 @@ impl JobStore for RedisStore {
             .arg(ttl.as_millis().max(1) as u64)
             .query_async(&mut conn)
             .await?;
-        // `workers:live` (worker -> when its heartbeat lapses, ms) lets the console count
+        // `live-workers` (worker -> when its heartbeat lapses, ms) lets the console count
         // live workers with one ZCOUNT instead of a walk over the heartbeat keys; entries
         // lapsed for an hour go.
         let now = chrono::Utc::now().timestamp_millis();
-        let live = format!("{}:workers:live", self.namespace);
+        let live = format!("{}:live-workers", self.namespace);
         let _: () = redis::pipe()
             .zadd(&live, worker, now + ttl.as_millis() as i64)
             .ignore()

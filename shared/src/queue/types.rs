@@ -244,6 +244,8 @@ pub struct ListQuery {
     /// Only the dead jobs of this error signature (a dead-letter group of the one kind
     /// in `kinds`).
     pub group: Option<String>,
+    /// Only jobs whose last error has this class (`permanent`, `rate_limited`, ...).
+    pub error_class: Option<String>,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }

@@ -1,8 +1,7 @@
 //! `drover dlq groups|ls|replay|discard`: the dead letter.
 //!
 //! A filtered replay or discard lists the matching dead jobs first (`GET /v1/dead-letter`,
-//! by kind, account or group, the last error's class checked here, as the API's own
-//! filtered replay does) and then acts on them by id (`POST /v1/dead-letter/replay {ids}`
+//! by kind, account, group or the last error's class) and then acts on them by id (`POST /v1/dead-letter/replay {ids}`
 //! or `…/discard {ids}`), so `--dry-run`, `--canary` and `--rate` touch exactly the jobs
 //! that were counted.
 use std::time::{Duration, Instant};
@@ -141,6 +140,9 @@ fn filter_query(f: &DlqFilter) -> Vec<(&'static str, String)> {
     }
     if let Some(g) = &f.group {
         q.push(("group", g.clone()));
+    }
+    if let Some(c) = &f.error_class {
+        q.push(("error_class", c.clone()));
     }
     q
 }

@@ -503,7 +503,7 @@ async fn listings_filter_by_the_last_errors_class_across_pages() {
     let mut seen = HashSet::new();
     let mut path = "/v1/jobs?error_class=permanent&limit=2".to_owned();
     loop {
-        let page: Value = app.get(ADMIN, &path).send().await.unwrap().json().await.unwrap();
+        let page: Value = app.get_json(ADMIN, &path).await;
         for j in page["jobs"].as_array().unwrap() {
             assert_eq!(j["last_error"]["class"], "permanent", "{j}");
             assert!(seen.insert(j["id"].as_str().unwrap().to_owned()), "each job once");
@@ -514,26 +514,12 @@ async fn listings_filter_by_the_last_errors_class_across_pages() {
         }
     }
     assert_eq!(seen, permanent);
-    let dead: Value = app
-        .get(ADMIN, "/v1/dead-letter?error_class=timeout")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = app.get_json(ADMIN, "/v1/dead-letter?error_class=timeout").await;
     assert_eq!(dead["jobs"].as_array().unwrap().len(), 2, "{dead}");
     let res = app.get(ADMIN, "/v1/jobs?error_class=nonsense").send().await.unwrap();
     assert_eq!(fields(&problem(res, 422).await), ["error_class"]);
     // A cursor is bound to its filter: another class with it is refused.
-    let first: Value = app
-        .get(ADMIN, "/v1/jobs?error_class=permanent&limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.get_json(ADMIN, "/v1/jobs?error_class=permanent&limit=1").await;
     let c = first["next_cursor"].as_str().unwrap();
     let res = app
         .get(ADMIN, &format!("/v1/jobs?error_class=timeout&limit=1&cursor={c}"))

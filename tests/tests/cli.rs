@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use api_support::*;
 use drover::job::ErrorClass;
-use drover_tests::harness::{cargo_bin, ChildProcess};
+use drover_tests::harness::cargo_bin;
 use serde_json::Value;
 
 /// What a run printed and how it ended.
@@ -295,27 +295,6 @@ async fn dlq_groups_lists_error_signatures_and_group_chooses_one_groups_jobs() {
     assert!(bad.stderr.contains("not a dead-letter group id"), "{bad:?}");
 }
 
-fn worker(app: &TestApp) -> ChildProcess {
-    let env = [
-        ("DROVER_WORKER__REDIS_URL", app.redis.url()),
-        ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
-        ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
-        ("DROVER_WORKER__METRICS_LISTEN", String::new()),
-        ("DROVER_WORKER__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.to_owned()),
-        ("DROVER_WORKER__HEARTBEAT_MS", "100".to_owned()),
-        ("DROVER_WORKER__LEASE_MS", "1000".to_owned()),
-        ("DROVER_WORKER__IDLE_WAIT_MS", "50".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
-    let w = ChildProcess::spawn("worker", &cargo_bin("test_worker"), &[], &env);
-    assert!(
-        w.wait_for_log("callback deliveries started", Duration::from_secs(20)),
-        "worker did not start:\n{}",
-        w.log()
-    );
-    w
-}
-
 async fn dead_jobs(app: &TestApp, account: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
@@ -345,7 +324,7 @@ async fn a_replay_with_a_canary_waits_for_it_and_stops_when_it_fails() {
     // Killed before any worker runs, so they are dead whatever their behaviour.
     let good = dead_jobs(&app, "t.ok", 4).await;
     let bad = dead_jobs(&app, "t.permanent", 3).await;
-    let _worker = worker(&app);
+    let _worker = app.cleanup_worker(&[]);
 
     let failed = drover(&app, ADMIN, &["dlq", "replay", "--account", "t.permanent", "--canary", "1"]).await;
     assert_eq!(failed.code, 6, "{failed:?}");
@@ -390,7 +369,7 @@ async fn a_replay_with_a_canary_waits_for_it_and_stops_when_it_fails() {
 #[tokio::test]
 async fn jobs_watch_follows_the_job_and_exits_by_its_outcome() {
     let app = spawn_app().await;
-    let _worker = worker(&app);
+    let _worker = app.cleanup_worker(&[]);
     let good = app.submit_ok(&cleanup_body("t.sleep.300")).await.to_string();
     let watched = drover(&app, ADMIN, &["jobs", "watch", &good]).await;
     ok(&watched);

@@ -85,24 +85,10 @@ async fn dead_jobs_that_differ_only_by_ids_are_one_group_and_a_scoped_key_counts
 
     // Listing a group: every job of it, newest first; a scoped key sees its own.
     let group = big["id"].as_str().unwrap();
-    let page: Value = app
-        .get(ADMIN, &format!("/v1/dead-letter?group={group}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json(ADMIN, &format!("/v1/dead-letter?group={group}")).await;
     assert_eq!(ids_of(&page).len(), 7, "{page}");
     assert_eq!(ids_of(&page)[..3], samples.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]);
-    let page: Value = app
-        .get(ACME, &format!("/v1/dead-letter?group={group}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json(ACME, &format!("/v1/dead-letter?group={group}")).await;
     let mut listed = ids_of(&page);
     listed.sort();
     let mut expected: Vec<String> = acme.iter().map(ToString::to_string).collect();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use api_support::*;
 use drover::job::{ErrorClass, JobId};
-use drover_tests::harness::{cargo_bin, ChildProcess, Durability};
+use drover_tests::harness::Durability;
 use drover_tests::sim::{self, SimConfig};
 use serde_json::{json, Value};
 
@@ -101,30 +101,6 @@ async fn schedule(app: &TestApp, name: &str, account: &str) {
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
 }
 
-/// A `test_worker` for cleanup jobs only (the first syncs stay queued): every run of an
-/// `acme` or `globex` job sleeps [`RUN_MS`] and succeeds.
-fn worker(app: &TestApp) -> ChildProcess {
-    let env = [
-        ("DROVER_WORKER__REDIS_URL", app.redis.url()),
-        ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
-        ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
-        ("DROVER_WORKER__METRICS_LISTEN", String::new()),
-        ("DROVER_WORKER__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.to_owned()),
-        ("DROVER_WORKER__HEARTBEAT_MS", "100".to_owned()),
-        ("DROVER_WORKER__LEASE_MS", "1000".to_owned()),
-        ("DROVER_WORKER__IDLE_WAIT_MS", "50".to_owned()),
-        ("DROVER_TEST_BEHAVIOUR", format!("sleep.{RUN_MS}")),
-        ("RUST_LOG", "info".to_owned()),
-    ];
-    let w = ChildProcess::spawn("worker", &cargo_bin("test_worker"), &[], &env);
-    assert!(
-        w.wait_for_log("callback deliveries started", Duration::from_secs(20)),
-        "worker did not start:\n{}",
-        w.log()
-    );
-    w
-}
-
 async fn wait_succeeded(app: &TestApp, ids: &[JobId]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in ids {
@@ -141,7 +117,7 @@ async fn wait_succeeded(app: &TestApp, ids: &[JobId]) {
 
 /// The seeded groups, found by what their jobs died of: (missing SKU, timeout, denied).
 async fn seeded_groups(app: &TestApp) -> Vec<(String, u64)> {
-    let v: Value = app.get(ADMIN, "/v1/dead-letter/groups").send().await.unwrap().json().await.unwrap();
+    let v: Value = app.get_json(ADMIN, "/v1/dead-letter/groups").await;
     let groups = v["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 3, "{v}");
     let find = |needle: &str| {
@@ -219,7 +195,9 @@ async fn the_console_shows_and_acts_as_the_api_does_for_admin_read_and_scoped_ke
     for account in ["acme", "globex", "acme", "globex", "acme", "globex"] {
         done.push(app.submit_ok(&cleanup_body(account)).await);
     }
-    let _worker = worker(&app);
+    // A worker for the cleanups (the first syncs stay queued): each run of an acme or
+    // globex job sleeps RUN_MS and succeeds.
+    let _worker = app.cleanup_worker(&[("DROVER_TEST_BEHAVIOUR", format!("sleep.{RUN_MS}"))]);
     wait_succeeded(&app, &done).await;
 
     let screenshots = repo_root().join("target/ui-screenshots");

@@ -66,7 +66,7 @@ impl Browser {
 }
 
 async fn paused(app: &TestApp, kind: &str) -> bool {
-    let v: Value = app.get(ADMIN, "/v1/queues").send().await.unwrap().json().await.unwrap();
+    let v: Value = app.get_json(ADMIN, "/v1/queues").await;
     v["queues"].as_array().unwrap().iter().find(|q| q["kind"] == kind).unwrap()["paused"]
         .as_bool()
         .unwrap()
@@ -135,7 +135,7 @@ async fn every_action_needs_the_sessions_csrf_token_and_an_admin_key() {
     assert!(!paused(&app, "sync").await, "nothing happened");
     assert_eq!(admin.post("/ui/queues/sync/pause", &[("csrf", &admin.csrf().await)]).await, 303);
     assert!(paused(&app, "sync").await);
-    let audit: Value = app.get(ADMIN, "/v1/audit").send().await.unwrap().json().await.unwrap();
+    let audit: Value = app.get_json(ADMIN, "/v1/audit").await;
     assert_eq!(audit["entries"][0]["action"], "queue.pause", "{audit}");
     assert_eq!(audit["entries"][0]["actor"], "admin");
 
@@ -280,14 +280,7 @@ async fn picked_jobs_a_filter_and_a_group_with_a_canary_are_confirmed_with_their
     until_state(&app, &globex, "queued").await;
 
     // A group with a canary of 1: the other job waits until the canary has succeeded.
-    let groups: Value = app
-        .get(ADMIN, "/v1/dead-letter/groups?kind=cleanup")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let groups: Value = app.get_json(ADMIN, "/v1/dead-letter/groups?kind=cleanup").await;
     let group = groups["groups"][0]["id"].as_str().unwrap().to_owned();
     let (_, page) = b.get(&format!("/ui/dead-letter/confirm?op=replay&group={group}&canary=1")).await;
     assert_eq!(element(&page, "confirm-count"), "2");
@@ -331,7 +324,7 @@ async fn picked_jobs_a_filter_and_a_group_with_a_canary_are_confirmed_with_their
     // Each action is in the audit log once (a paced replay once it has finished).
     let mut actions = Vec::new();
     for _ in 0..50 {
-        let audit: Value = app.get(ADMIN, "/v1/audit").send().await.unwrap().json().await.unwrap();
+        let audit: Value = app.get_json(ADMIN, "/v1/audit").await;
         actions = audit["entries"]
             .as_array()
             .unwrap()

@@ -419,7 +419,9 @@ async fn a_live_worker_announces_itself_and_its_entry_expires_after_it_dies() {
     let info: String = redis::cmd("GET").arg(&live[0]).query(&mut server.conn()).unwrap();
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["pid"].as_u64(), Some(u64::from(w.pid())));
-    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::for_runtime()).await.unwrap();
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::for_runtime())
+        .await
+        .unwrap();
     assert_eq!(store.live_workers().await.unwrap(), 1, "the console's count (one ZCOUNT)");
     w.kill();
     tokio::time::sleep(Duration::from_millis(2000)).await;

@@ -77,11 +77,11 @@ pub fn to_query(raw: RawList, caller: &Caller, cursors: &Cursors, forced_state: 
         }
     }
     if let Some(c) = present(raw.error_class) {
-        match serde_json::from_value::<drover::job::ErrorClass>(serde_json::Value::String(c.clone())) {
-            Ok(_) => q.error_class = Some(c),
-            Err(_) => errors.push(drover::job::FieldError::new(
+        match drover::job::ErrorClass::parse(&c) {
+            Some(c) => q.error_class = Some(c.as_str().to_owned()),
+            None => errors.push(drover::job::FieldError::new(
                 "error_class",
-                "not an error class (transient, rate_limited, permanent, cancelled, timeout, panic, decode, lost, interrupted)",
+                format!("not an error class ({})", drover::job::ErrorClass::NAMES.join(", ")),
             )),
         }
     }

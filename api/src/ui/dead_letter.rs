@@ -125,14 +125,6 @@ enum Selection {
     Ids(Vec<String>),
 }
 
-/// An error class as the API spells it (`rate_limited`).
-fn class_name(c: drover::job::ErrorClass) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Every `name=value` pair of a query or form (ids repeat).
 fn pairs(raw: &str) -> Vec<(String, String)> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(raw).unwrap_or_default()
@@ -178,9 +170,7 @@ impl Selection {
         };
         let error_class = match one(p, "error_class") {
             None => None,
-            Some(c) => Some(
-                serde_json::from_value(Value::String(c.to_owned())).map_err(|_| ApiError::field("error_class", "not an error class"))?,
-            ),
+            Some(c) => Some(drover::job::ErrorClass::parse(c).ok_or_else(|| ApiError::field("error_class", "not an error class"))?),
         };
         Ok(Selection::Filter(ReplayFilter {
             kind,
@@ -208,7 +198,7 @@ impl Selection {
                     out.push(("account_id".to_owned(), a.clone()));
                 }
                 if let Some(c) = f.error_class {
-                    out.push(("error_class".to_owned(), class_name(c)));
+                    out.push(("error_class".to_owned(), c.as_str().to_owned()));
                 }
                 out
             }
@@ -283,12 +273,12 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<u64
                         .0,
                 )
                 .unwrap_or_default();
-                let class = f.error_class.map(class_name);
+                let class = f.error_class.map(|c| c.as_str());
                 n += page["jobs"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter(|j| class.as_deref().is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
+                    .filter(|j| class.is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
                     .count() as u64;
                 match page["next_cursor"].as_str() {
                     Some(c) if n < MAX_JOBS as u64 => cursor = Some(c.to_owned()),

@@ -16,17 +16,6 @@ use crate::handlers::{control, items, jobs};
 use crate::state::AppState;
 
 const KINDS: [&str; 3] = ["sync", "backfill", "cleanup"];
-const ERROR_CLASSES: [&str; 9] = [
-    "transient",
-    "rate_limited",
-    "permanent",
-    "cancelled",
-    "timeout",
-    "panic",
-    "decode",
-    "lost",
-    "interrupted",
-];
 
 #[derive(Debug, Default, Deserialize)]
 struct Filter {
@@ -98,7 +87,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
             (select("kind", &KINDS, set(&filter.kind)))
             (select("state", &super::overview::STATES, set(&filter.state)))
             label { "account " input type="text" name="account_id" value=[set(&filter.account_id)]; }
-            (select("error_class", &ERROR_CLASSES, class))
+            (select("error_class", &drover::job::ErrorClass::NAMES, class))
             button type="submit" { "Filter" }
         }
         @if picking {

@@ -33,6 +33,41 @@ pub enum ErrorClass {
     Interrupted,
 }
 
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 9] = [
+        Self::Transient,
+        Self::RateLimited,
+        Self::Permanent,
+        Self::Cancelled,
+        Self::Timeout,
+        Self::Panic,
+        Self::Decode,
+        Self::Lost,
+        Self::Interrupted,
+    ];
+    /// Every class as the API spells it, in [`ErrorClass::ALL`]'s order.
+    pub const NAMES: [&'static str; 9] = [
+        "transient",
+        "rate_limited",
+        "permanent",
+        "cancelled",
+        "timeout",
+        "panic",
+        "decode",
+        "lost",
+        "interrupted",
+    ];
+
+    /// The class as the API and the stored records spell it (`rate_limited`).
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|c| *c == self).unwrap_or(0)]
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        Self::NAMES.iter().position(|n| *n == s).map(|i| Self::ALL[i])
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     pub class: ErrorClass,
@@ -135,6 +170,15 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_class_names_are_what_serde_writes() {
+        for c in ErrorClass::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+            assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorClass::parse("nonsense"), None);
+    }
 
     #[test]
     fn a_well_formed_traceparent_yields_its_trace_id() {

@@ -190,6 +190,37 @@ impl TestApp {
         self.post(key, "/v1/jobs").json(body).send().await.unwrap()
     }
 
+    /// `GET` with this key, expecting a 200 with JSON; the body.
+    pub async fn get_json(&self, key: &str, path: &str) -> Value {
+        let res = self.get(key, path).send().await.unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    /// A `test_worker` process for this app's cleanup jobs (sync and backfill slots 0),
+    /// started and announced; `extra` adds or overrides its environment.
+    pub fn cleanup_worker(&self, extra: &[(&str, String)]) -> drover_tests::harness::ChildProcess {
+        let mut env = vec![
+            ("DROVER_WORKER__REDIS_URL", self.redis.url()),
+            ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+            ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+            ("DROVER_WORKER__METRICS_LISTEN", String::new()),
+            ("DROVER_WORKER__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.to_owned()),
+            ("DROVER_WORKER__HEARTBEAT_MS", "100".to_owned()),
+            ("DROVER_WORKER__LEASE_MS", "1000".to_owned()),
+            ("DROVER_WORKER__IDLE_WAIT_MS", "50".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        env.extend(extra.iter().cloned());
+        let w = drover_tests::harness::ChildProcess::spawn("worker", &drover_tests::harness::cargo_bin("test_worker"), &[], &env);
+        assert!(
+            w.wait_for_log("callback deliveries started", Duration::from_secs(20)),
+            "worker did not start:\n{}",
+            w.log()
+        );
+        w
+    }
+
     /// Submit and expect a 202; the new job's id.
     pub async fn submit_ok(&self, body: &Value) -> JobId {
         let res = self.submit(ADMIN, body).await;

@@ -18,19 +18,6 @@ Exit codes:
 The key is read from DROVER_API_KEY, or from the first line of --key-file PATH; it is
 never a flag, so it does not show in `ps`.";
 
-/// The classes a job's last error may have (`drover::job::ErrorClass`, as the API spells them).
-const ERROR_CLASSES: [&str; 9] = [
-    "transient",
-    "rate_limited",
-    "permanent",
-    "cancelled",
-    "timeout",
-    "panic",
-    "decode",
-    "lost",
-    "interrupted",
-];
-
 /// The command-line client of Drover's HTTP API.
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
@@ -123,7 +110,7 @@ pub struct DlqFilter {
     #[arg(long = "account", value_name = "ACCOUNT_ID")]
     pub account: Option<String>,
     /// The class of the job's last error.
-    #[arg(long, value_parser = ERROR_CLASSES)]
+    #[arg(long, value_parser = drover::job::ErrorClass::NAMES)]
     pub error_class: Option<String>,
     /// One group's jobs: its id from `drover dlq groups`.
     #[arg(long, value_name = "GROUP_ID")]

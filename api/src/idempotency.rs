@@ -1,10 +1,12 @@
 //! Idempotency keys, as the API scopes them.
 //!
-//! The store remembers a key per job kind (its keys live in each kind's hash slot), so on
-//! its own the same key could create a sync job and then a cleanup job. The API closes
-//! that gap: a key is first claimed for one kind (`SET NX`, one script, so two replicas
-//! racing agree), and the same key for another kind is a 409. The store then settles
-//! replay (same body → same job) and conflict (other body → 409) within the kind.
+//! The store remembers a key per queue (a kind, or one partition of it: its keys live in
+//! that queue's hash slot), so on its own the same key could create a sync job and then a
+//! cleanup job, or — with several partitions — a job for an account in one partition and
+//! another for an account in another. The API closes that gap: a key is first claimed for
+//! one kind and account (`SET NX`, one script, so two replicas racing agree), and the same
+//! key for another kind or another account is a 409. The store then settles replay (same
+//! body → same job) and conflict (other body → 409) within the queue.
 //!
 //! Keys are scoped to the API key that sent them, so two clients can never see each
 //! other's jobs through a shared idempotency key.
@@ -19,7 +21,7 @@ use crate::error::ApiError;
 static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS[1]: the claim. ARGV: kind, ttl s -> the kind holding the key
+-- KEYS[1]: the claim. ARGV: <kind>/<account>, ttl s -> what holds the key
 local held = redis.call('GET', KEYS[1])
 if held then return held end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -51,22 +53,31 @@ impl IdempotencyClaims {
         format!("api:{api_key_name}:{key}")
     }
 
-    /// Claim `scoped` for `kind`; a 409 when it was already used for another kind.
-    pub async fn claim(&self, scoped: &str, kind: JobKind) -> Result<(), ApiError> {
+    /// Claim `scoped` for `kind` and `account`; a 409 when it was already used for another
+    /// kind or another account. (A claim an older release made names the kind alone: it
+    /// holds for the kind, and the store judges the account.)
+    pub async fn claim(&self, scoped: &str, kind: JobKind, account: &str) -> Result<(), ApiError> {
         let mut conn = self.conn.clone();
+        let mine = format!("{}/{account}", kind.as_str());
         let held: String = CLAIM
             .key(format!("{}{scoped}", self.prefix))
-            .arg(kind.as_str())
+            .arg(&mine)
             .arg(self.ttl.as_secs().max(1))
             .invoke_async(&mut conn)
             .await?;
-        if held == kind.as_str() {
-            Ok(())
-        } else {
-            Err(ApiError::Conflict(format!(
-                "this Idempotency-Key was already used for a {held} job; use a new key for another request"
-            )))
+        if held == mine || held == kind.as_str() {
+            return Ok(());
         }
+        let held_kind = held.split_once('/').map_or(held.as_str(), |(k, _)| k);
+        if held_kind == kind.as_str() {
+            // Not naming the other account: it may be another tenant's.
+            return Err(ApiError::Conflict(
+                "this Idempotency-Key was already used for a job of another account; use a new key for another request".into(),
+            ));
+        }
+        Err(ApiError::Conflict(format!(
+            "this Idempotency-Key was already used for a {held_kind} job; use a new key for another request"
+        )))
     }
 }
 

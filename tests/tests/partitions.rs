@@ -280,3 +280,31 @@ async fn each_partitions_lag_is_counted_and_served_on_its_own() {
     let _ = stop.send(());
     server_task.await.unwrap().unwrap();
 }
+
+/// With several partitions an Idempotency-Key sent again with another account's body (its
+/// jobs in another partition) is a 409, as with one partition — not a second job.
+#[tokio::test]
+async fn an_idempotency_key_reused_for_an_account_in_another_partition_is_a_conflict() {
+    use crate::api_support::{cleanup_body, spawn_app_with, ADMIN};
+    let app = spawn_app_with(Durability::None, |c| c.queue.partitions = 4).await;
+    let parts = Partitions::new(4).unwrap();
+    let partition = |acct: &str| parts.of_job(&app.store.new_job_id(JobKind::Cleanup, acct, None));
+    let other = (0..100)
+        .map(|n| format!("acct-{n}"))
+        .find(|a| partition(a) != partition("acme"))
+        .expect("an account in another partition");
+    let send = |account: String| {
+        app.post(ADMIN, "/v1/jobs")
+            .header("Idempotency-Key", "order-42")
+            .json(&cleanup_body(&account))
+            .send()
+    };
+    let first = send("acme".into()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let again = send("acme".into()).await.unwrap();
+    assert_eq!(again.status(), 200, "the same request again is the same job");
+    let other_account = send(other).await.unwrap();
+    assert_eq!(other_account.status(), 409, "{}", other_account.text().await.unwrap());
+    let jobs = app.get_json(ADMIN, "/v1/jobs?kind=cleanup").await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "one job: {jobs}");
+}

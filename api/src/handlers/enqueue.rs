@@ -21,7 +21,7 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     check_payload_size(state, &job)?;
     if let Some(key) = headers.idempotency_key {
         let scoped = IdempotencyClaims::scoped(&caller.name, &key);
-        state.claims().claim(&scoped, kind).await?;
+        state.claims().claim(&scoped, kind, job.payload.account_id().as_str()).await?;
         job.idempotency_key = Some(scoped);
     }
     // Every job gets a trace: the caller's when it sent one, the request's otherwise (the

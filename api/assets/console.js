@@ -22,7 +22,7 @@
     });
     holder.textContent = "";
     new uPlot({ width: Math.min(holder.clientWidth || 800, 1100), height: 260, series: series,
-      axes: [{}, { label: "jobs / minute" }] }, columns, holder);
+      axes: [{}, { label: "jobs per interval" }] }, columns, holder);
   }
   document.addEventListener("DOMContentLoaded", draw);
 })();

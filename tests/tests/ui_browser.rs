@@ -168,7 +168,12 @@ async fn the_console_shows_and_acts_as_the_api_does_for_admin_read_and_scoped_ke
     assert_browser_installed();
     let sim = sim::spawn(SimConfig::fast()).await.expect("the simulator starts");
     let token_url = format!("{}/auth/o2/token", sim.base_url());
-    let app = spawn_app_with(Durability::None, move |c| c.marketplace_token_url = token_url).await;
+    let app = spawn_app_with(Durability::None, move |c| {
+        c.marketplace_token_url = token_url;
+        // Samples every second, so the overview's chart has points within the run.
+        c.ui.sample_secs = 1;
+    })
+    .await;
     until_ready(&app).await;
 
     let acme_sync = register(&app, "acme", "acct-1").await;

@@ -383,9 +383,16 @@ def check_overview_counts(page):
     if problems:
         fail("/ui differs from GET /v1/queues: " + "; ".join(problems))
     expect(page.locator("#workers-alive")).to_be_attached()
-    expect(page.locator("#throughput-chart")).to_be_attached()
+    # The API samples every second in this run: after a reload the chart is drawn (uPlot
+    # puts a canvas in it) from at least two samples.
+    deadline = time.monotonic() + 15
+    while page.locator("#throughput-chart canvas").count() == 0:
+        if time.monotonic() > deadline:
+            fail("the overview's chart was never drawn: " + page.locator("#throughput-chart").inner_text())
+        time.sleep(1)
+        goto(page, "/ui")
     screenshot(page, "overview.png")
-    print(f"ok  overview: every kind's counts and pause equal GET /v1/queues ({len(after)} kinds)")
+    print(f"ok  overview: every kind's counts and pause equal GET /v1/queues ({len(after)} kinds); the chart is drawn")
 
 
 def check_jobs_filtered_by_account(page):

@@ -16,6 +16,9 @@ pub struct UiConfig {
     pub trace_url: String,
     /// Jobs a second a console replay sends after its canary.
     pub replay_rate: u32,
+    /// How often one replica samples each kind's totals for the overview's chart, in
+    /// seconds (a point a minute by default).
+    pub sample_secs: u64,
 }
 
 impl Default for UiConfig {
@@ -26,6 +29,7 @@ impl Default for UiConfig {
             session_minutes: 480,
             trace_url: String::new(),
             replay_rate: 20,
+            sample_secs: 60,
         }
     }
 }
@@ -38,6 +42,9 @@ impl UiConfig {
                 "api.ui.session_minutes = {} must be between 5 and 10080 (a week)",
                 self.session_minutes
             ));
+        }
+        if !(1..=3600).contains(&self.sample_secs) {
+            errs.push(format!("api.ui.sample_secs = {} must be between 1 and 3600", self.sample_secs));
         }
         if !(1..=1000).contains(&self.replay_rate) {
             errs.push(format!("api.ui.replay_rate = {} must be between 1 and 1000", self.replay_rate));

@@ -44,6 +44,10 @@ async fn body(state: &AppState, viewer: &Viewer) -> Result<Markup, ApiError> {
     }
     let queues = serde_json::to_value(list_queues(State(state.clone()), viewer.caller.clone()).await?.0).unwrap_or_default();
     let workers = state.store().live_workers().await?;
+    let interval = match state.ui().sample_secs {
+        60 => "minute".to_owned(),
+        n => format!("{n} s"),
+    };
     let mut chart: Vec<Value> = Vec::new();
     for kind in JobKind::ALL {
         let rates = series::rates(&series::read(state, kind).await?);
@@ -76,8 +80,8 @@ async fn body(state: &AppState, viewer: &Viewer) -> Result<Markup, ApiError> {
                 }
             }
         }
-        h2 { "Jobs per minute, last hour" }
-        p.muted { "Succeeded and died, per kind; a point a minute once the API has run that long." }
+        h2 { "Jobs succeeded and died per " (interval) ", last 60" }
+        p.muted { "Per kind; a point per " (interval) " once the API has run that long." }
         div #throughput-chart {}
         (page::json_data("throughput-data", &Value::Array(chart)))
     })

@@ -1,4 +1,5 @@
-//! The overview's charts: once a minute one API replica (whoever takes the minute's lock)
+//! The overview's charts: once a minute (`api.ui.sample_secs`) one API replica (whoever
+//! takes that minute's lock)
 //! appends each kind's totals — jobs succeeded and jobs that died, both counters kept by
 //! the scripts — to `<namespace>:ui:series:<kind>` (the newest 61), so an hour of
 //! per-minute throughput is one `LRANGE`, whatever the queue holds.
@@ -10,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::AppState;
 
-const EVERY: Duration = Duration::from_secs(60);
 const KEPT: isize = 61;
 
 /// A kind's totals at one moment.
@@ -30,13 +30,14 @@ fn key(state: &AppState, kind: JobKind) -> String {
 
 /// Samples until the server shuts down.
 pub async fn run(state: AppState) {
-    let mut tick = tokio::time::interval(EVERY);
+    let every = Duration::from_secs(state.ui().sample_secs.max(1));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = state.shutdown().cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = sample(&state).await {
+                if let Err(e) = sample(&state, every).await {
                     tracing::warn!(error = %e, "console series: sample not taken; the next minute tries again");
                 }
             }
@@ -44,7 +45,7 @@ pub async fn run(state: AppState) {
     }
 }
 
-async fn sample(state: &AppState) -> Result<(), drover::queue::StoreError> {
+async fn sample(state: &AppState, every: Duration) -> Result<(), drover::queue::StoreError> {
     let mut conn = state.store().connection();
     let lock = format!("{}:ui:series:lock", state.store().namespace());
     let took: Option<String> = redis::cmd("SET")
@@ -52,7 +53,8 @@ async fn sample(state: &AppState) -> Result<(), drover::queue::StoreError> {
         .arg(std::process::id())
         .arg("NX")
         .arg("PX")
-        .arg((EVERY.as_millis() - 5_000) as u64)
+        // held for most of the interval, so one replica samples each one
+        .arg((every.as_millis() * 9 / 10).max(1) as u64)
         .query_async(&mut conn)
         .await?;
     if took.is_none() {

@@ -255,6 +255,52 @@ async fn a_dlq_discard_needs_yes_and_deletes_what_the_filter_matches() {
     assert_eq!(left, ["globex"]);
 }
 
+/// `--filter key=value,…` is the filter flags in one argument; a key given twice, or unknown, is a usage error.
+#[tokio::test]
+async fn dlq_filter_spreads_into_the_filter_flags() {
+    let app = spawn_app().await;
+    for (account, class) in [
+        ("acme", ErrorClass::Permanent),
+        ("acme", ErrorClass::Timeout),
+        ("globex", ErrorClass::Permanent),
+    ] {
+        let id = app.submit_ok(&cleanup_body(account)).await;
+        app.kill_job_with(&id, class, "no").await;
+    }
+    let dry = drover(
+        &app,
+        ADMIN,
+        &[
+            "--json",
+            "dlq",
+            "replay",
+            "--filter",
+            "account=acme,error_class=permanent",
+            "--dry-run",
+        ],
+    )
+    .await;
+    ok(&dry);
+    assert_eq!(dry.json()["would_replay"], 1, "{dry:?}");
+    let ls = drover(
+        &app,
+        READER,
+        &["--json", "dlq", "ls", "--filter", "kind=cleanup, error_class=permanent"],
+    )
+    .await;
+    ok(&ls);
+    assert_eq!(ls.json()["jobs"].as_array().unwrap().len(), 2);
+    for bad in ["account=acme --account acme", "colour=red", "error_class=sad", "kind"] {
+        let mut args = vec!["dlq", "ls", "--filter"];
+        let mut parts = bad.split(' ');
+        args.push(parts.next().unwrap());
+        args.extend(parts);
+        let r = drover(&app, READER, &args).await;
+        assert_eq!(r.code, 2, "{bad}: {r:?}");
+        assert!(r.stderr.contains("--filter"), "{bad}: {r:?}");
+    }
+}
+
 /// `dlq groups` shows the groups; `--group` chooses one group's jobs for ls, replay, discard.
 #[tokio::test]
 async fn dlq_groups_lists_error_signatures_and_group_chooses_one_groups_jobs() {

@@ -115,6 +115,45 @@ pub struct DlqFilter {
     /// One group's jobs: its id from `drover dlq groups`.
     #[arg(long, value_name = "GROUP_ID")]
     pub group: Option<String>,
+    /// The same filters in one argument, e.g. `kind=cleanup,account=acme,error_class=permanent`
+    /// (keys: kind, account, error_class, group); a key also given as its own flag is an error.
+    #[arg(long, value_name = "KEY=VALUE,…")]
+    pub filter: Option<String>,
+}
+
+impl DlqFilter {
+    /// The filters with `--filter` spread into their own fields.
+    pub fn expanded(mut self) -> Result<DlqFilter, String> {
+        let Some(expr) = self.filter.take() else {
+            return Ok(self);
+        };
+        for part in expr.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--filter {part:?}: write key=value (kind, account, error_class, group)"))?;
+            let (key, value) = (key.trim(), value.trim().to_owned());
+            let twice = || format!("--filter names {key} and so does its own flag: give it once");
+            match key {
+                "kind" if self.kind.is_none() => {
+                    self.kind = Some(value.parse().map_err(|e: drover::job::UnknownKind| format!("--filter kind: {e}"))?);
+                }
+                "account" | "account_id" if self.account.is_none() => self.account = Some(value),
+                "error_class" | "error-class" if self.error_class.is_none() => {
+                    if drover::job::ErrorClass::parse(&value).is_none() {
+                        return Err(format!(
+                            "--filter error_class: {value:?} is not one of {}",
+                            drover::job::ErrorClass::NAMES.join(", ")
+                        ));
+                    }
+                    self.error_class = Some(value);
+                }
+                "group" if self.group.is_none() => self.group = Some(value),
+                "kind" | "account" | "account_id" | "error_class" | "error-class" | "group" => return Err(twice()),
+                other => return Err(format!("--filter: unknown key {other:?} (kind, account, error_class, group)")),
+            }
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,7 @@ const MAX_JOBS: usize = 10_000;
 const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
 
 pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError> {
+    let cmd = expand(cmd).map_err(CliError::Usage)?;
     match cmd {
         DlqCmd::Groups { kind, account, limit } => {
             let mut q = vec![("limit", limit.to_string())];
@@ -113,6 +114,48 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
             Ok(())
         }
     }
+}
+
+/// The command with `--filter` spread into the filter's own fields.
+fn expand(cmd: DlqCmd) -> Result<DlqCmd, String> {
+    Ok(match cmd {
+        DlqCmd::Ls { filter, limit, cursor } => DlqCmd::Ls {
+            filter: filter.expanded()?,
+            limit,
+            cursor,
+        },
+        DlqCmd::Replay {
+            ids,
+            filter,
+            limit,
+            canary,
+            canary_timeout,
+            rate,
+            dry_run,
+        } => DlqCmd::Replay {
+            ids,
+            filter: filter.expanded()?,
+            limit,
+            canary,
+            canary_timeout,
+            rate,
+            dry_run,
+        },
+        DlqCmd::Discard {
+            ids,
+            filter,
+            limit,
+            dry_run,
+            yes,
+        } => DlqCmd::Discard {
+            ids,
+            filter: filter.expanded()?,
+            limit,
+            dry_run,
+            yes,
+        },
+        other => other,
+    })
 }
 
 /// The ids named, or the dead jobs the filter matches (up to `limit`, or every one up to

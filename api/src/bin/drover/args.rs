@@ -103,7 +103,7 @@ pub enum JobsCmd {
 }
 
 /// Which dead jobs: what `GET /v1/dead-letter` filters on, and the last error's class.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct DlqFilter {
     #[arg(long)]
     pub kind: Option<JobKind>,

@@ -117,45 +117,11 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
 }
 
 /// The command with `--filter` spread into the filter's own fields.
-fn expand(cmd: DlqCmd) -> Result<DlqCmd, String> {
-    Ok(match cmd {
-        DlqCmd::Ls { filter, limit, cursor } => DlqCmd::Ls {
-            filter: filter.expanded()?,
-            limit,
-            cursor,
-        },
-        DlqCmd::Replay {
-            ids,
-            filter,
-            limit,
-            canary,
-            canary_timeout,
-            rate,
-            dry_run,
-        } => DlqCmd::Replay {
-            ids,
-            filter: filter.expanded()?,
-            limit,
-            canary,
-            canary_timeout,
-            rate,
-            dry_run,
-        },
-        DlqCmd::Discard {
-            ids,
-            filter,
-            limit,
-            dry_run,
-            yes,
-        } => DlqCmd::Discard {
-            ids,
-            filter: filter.expanded()?,
-            limit,
-            dry_run,
-            yes,
-        },
-        other => other,
-    })
+fn expand(mut cmd: DlqCmd) -> Result<DlqCmd, String> {
+    if let DlqCmd::Ls { filter, .. } | DlqCmd::Replay { filter, .. } | DlqCmd::Discard { filter, .. } = &mut cmd {
+        *filter = std::mem::take(filter).expanded()?;
+    }
+    Ok(cmd)
 }
 
 /// The ids named, or the dead jobs the filter matches (up to `limit`, or every one up to

@@ -11,7 +11,8 @@ use utoipa_axum::routes;
 use crate::auth::{require_admin, require_read, require_submit, Role};
 use crate::error::ApiError;
 use crate::handlers::{
-    account_list, accounts, audit, control, csv_upload, dead_groups, dead_letter, events, health, items, jobs, queues, schedules, submit,
+    account_counts, account_list, accounts, audit, control, csv_upload, dead_groups, dead_letter, events, health, items, jobs, queues,
+    schedules, submit,
 };
 use crate::middleware::{catch_panic::catch_panic, observe::observe, problem::as_problem, request_id::request_id, timeout::timeout};
 use crate::openapi::{self, Document};
@@ -37,6 +38,7 @@ pub fn endpoints(csv_bytes: usize, guard: impl Fn(Role, Group) -> Group) -> Grou
         .routes(routes!(account_list::list))
         .routes(routes!(accounts::get))
         .routes(routes!(accounts::limits))
+        .routes(routes!(account_counts::counts))
         .routes(routes!(audit::list_audit));
     let submit = Group::default()
         .routes(routes!(submit::submit))

@@ -8,8 +8,10 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
+mod account_counts;
 mod callback;
 mod summary;
+pub use account_counts::{AccountJobCounts, AccountKindCounts, AccountStates};
 pub use callback::{CallbackView, DeliveryView};
 pub use summary::{JobPage, JobSummaryView};
 

@@ -677,8 +677,30 @@ async fn schedules_put_ls_rm_round_trip_and_accounts_answer_not_found() {
     ok(&limits);
     assert!(limits.json()["operations"]["getOrders"].is_object(), "{limits:?}");
 
+    let counts = drover(&app, READER, &["accounts", "counts", "acme"]).await;
+    ok(&counts);
+    let header = counts.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("KIND") && header.contains("SUCCEEDED") && header.contains("DEAD"),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("cleanup") || l.starts_with("sync"))
+            .count(),
+        2,
+        "{counts:?}"
+    );
+    let counts = drover(&app, READER, &["--json", "accounts", "counts", "acme"]).await;
+    ok(&counts);
+    assert_eq!(counts.json()["account_id"], "acme", "{counts:?}");
+
     let account = drover(&app, ADMIN, &["accounts", "show", "nobody"]).await;
     assert_eq!(account.code, 3, "{account:?}");
+    let counts = drover(&app, ADMIN, &["accounts", "counts", "nobody"]).await;
+    assert_eq!(counts.code, 3, "{counts:?}");
     let limits = drover(&app, ADMIN, &["accounts", "limits", "nobody"]).await;
     assert_eq!(limits.code, 3, "{limits:?}");
 }

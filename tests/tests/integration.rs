@@ -9,6 +9,7 @@ mod conformance;
 mod jobs_support;
 
 // The suites.
+mod account_counts;
 mod account_sync_e2e;
 mod api_accounts;
 mod api_audit;

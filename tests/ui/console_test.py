@@ -680,8 +680,7 @@ def check_other_pages(page):
     for account in (ACCOUNT, OTHER_ACCOUNT):
         expect(page.locator(f"table#accounts tr[data-account='{account}']")).to_have_count(1)
     screenshot(page, "accounts.png")
-    goto(page, f"/ui/accounts/{ACCOUNT}")
-    expect(page.locator("#account-limits")).to_be_attached()
+    check_account_counts(page)
     goto(page, "/ui/schedules")
     for name in (SCHEDULE, OTHER_SCHEDULE):
         expect(page.locator(f"table#schedules tr[data-schedule='{name}']")).to_have_count(1)
@@ -690,6 +689,43 @@ def check_other_pages(page):
     expect(page.locator("table#audit tr:has(td)").first).to_be_attached()
     screenshot(page, "audit.png")
     print("ok  pages: accounts, one account's limits, schedules and the audit log show what was seeded")
+
+
+def check_account_counts(page):
+    """The account page's jobs by state are every one of its jobs (not a page of them):
+    each kind's row equals GET /v1/accounts/{id}/counts and the cells add up to the
+    number of jobs its listing walks."""
+    def settled():
+        answer = api(f"/v1/accounts/{ACCOUNT}/counts")
+        return {k["kind"]: k["counts"] for k in answer["kinds"]}, answer["complete"], len(all_job_ids(ACCOUNT))
+
+    deadline = time.monotonic() + 20
+    while True:
+        before = settled()
+        goto(page, f"/ui/accounts/{ACCOUNT}")
+        expect(page.locator("#account-limits")).to_be_attached()
+        shown = {
+            row.get_attribute("data-kind"): [number(c) for c in row.locator("td").all_inner_texts()]
+            for row in page.locator("table#account-states tr[data-kind]").all()
+        }
+        after = settled()
+        if before == after:
+            break
+        if time.monotonic() > deadline:
+            fail("the account's counts kept changing for 20 s; cannot compare the page with them")
+    counts, complete, listed = after
+    if not complete:
+        fail("GET /v1/accounts/{id}/counts says the counts are incomplete on a fresh install")
+    problems = []
+    for kind, by_state in counts.items():
+        if shown.get(kind) != list(by_state.values()):
+            problems.append(f"{kind}: page {shown.get(kind)}, API {by_state}")
+    total = sum(sum(c.values()) for c in counts.values())
+    if total != listed:
+        problems.append(f"the counts add up to {total}, the account's listing has {listed} jobs")
+    if problems:
+        fail(f"/ui/accounts/{ACCOUNT}: " + "; ".join(problems))
+    print(f"ok  account page: jobs by state per kind equal GET /v1/accounts/{{id}}/counts and add up to all {listed} of its jobs")
 
 
 def check_phone(page):

@@ -1,5 +1,6 @@
 //! `POST /v1/accounts`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits`
-//! (`GET /v1/accounts`, the listing, is `account_list.rs`).
+//! (`GET /v1/accounts`, the listing, is `account_list.rs`; the job counts,
+//! `account_counts.rs`).
 //!
 //! Creating an account also queues its first sync (`first_sync.rs`); the account view
 //! shows when each resource last synced successfully (`drover::data::last_synced`).
@@ -267,7 +268,7 @@ pub async fn limits(State(state): State<AppState>, caller: Caller, Path(id): Pat
 
 /// The account, if it exists and the key may see it; the same 404 otherwise. The scope
 /// is checked before looking, so the answer never depends on what other tenants have.
-async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Account, ApiError> {
+pub(crate) async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Account, ApiError> {
     let not_found = || ApiError::NotFound(format!("no account {:?}", raw_id.chars().take(64).collect::<String>()));
     if !caller.allows_account(raw_id) {
         return Err(not_found());

@@ -1,4 +1,5 @@
 //! The endpoints, one concept per file (docs/architecture.md, "HTTP API").
+pub mod account_counts;
 pub mod account_list;
 pub mod accounts;
 pub mod audit;

@@ -5,6 +5,7 @@
 //! its id), the counters and the pause flag follow, and the new count is recorded.
 //! Unfinished jobs are refused rather than moved: a lease, a lane turn or a cap in flight
 //! cannot move atomically across shards — pause the queues and let them drain first.
+use super::account_counts::Recount;
 use super::dead_groups::Regroup;
 use super::{JobStore, Partitions, QueueKeys, RedisStore, StoreError};
 use crate::job::{JobId, JobKind};
@@ -57,6 +58,11 @@ impl RedisStore {
                     }
                 }
                 self.move_queue_state(kind, &old, &target).await?;
+            }
+            // Every moved job carries its count; the new partitions' backfill finds
+            // nothing left to count and marks them complete.
+            for new in target.all_keys(kind) {
+                while !target.backfill_account_counts(&new).await? {}
             }
         }
         self.record_partitions(to.count()).await?;
@@ -128,6 +134,7 @@ impl RedisStore {
         if dead {
             self.regroup_dead(old, Regroup::Leave, id).await?;
         }
+        self.recount(old, Recount::Leave, id).await?;
         for suffix in ["job:", "attempts:", "items:", "callbacks:"] {
             let (from, to) = (old.key(&format!("{suffix}{id}")), new.key(&format!("{suffix}{id}")));
             move_key(&mut conn, &from, &to).await?;
@@ -164,6 +171,7 @@ impl RedisStore {
         if let Some(ik) = idem.filter(|k| !k.is_empty()) {
             move_key(&mut conn, &old.key(&format!("idem:{ik}")), &new.key(&format!("idem:{ik}"))).await?;
         }
+        self.recount(new, Recount::Join, id).await?;
         if dead {
             self.regroup_dead(new, Regroup::Join, id).await?;
         }
@@ -196,7 +204,7 @@ impl RedisStore {
             }
         }
         for suffix in [
-            "stats", "paused", "marker", "seen", "gaps", "turn", "lanes", "blocked", "dgdone", "dgcur",
+            "stats", "paused", "marker", "seen", "gaps", "turn", "lanes", "blocked", "dgdone", "dgcur", "acdone", "accur", "acend",
         ] {
             let _: i64 = redis::cmd("DEL").arg(old.key(suffix)).query_async(&mut conn).await?;
         }

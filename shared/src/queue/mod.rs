@@ -3,6 +3,7 @@
 //! Every state change is one Lua script (see `lua/`), so each is atomic and one round
 //! trip; all keys of a queue (a kind, or one partition of it: [`Partitions`]) share a hash
 //! tag so the scripts run unchanged on Cluster.
+mod account_counts;
 mod callback_store;
 pub mod callbacks;
 mod codec;
@@ -26,6 +27,7 @@ mod visits;
 mod waiting;
 mod wake;
 
+pub use account_counts::{AccountCounts, AccountStateCounts};
 pub use callbacks::{CallbackStatus, CallbackStore, DueCallback, JobCallback, NewCallback, Recorded};
 pub use config::QueueConfig;
 pub use dead_groups::{DeadGroup, MAX_GROUPS};

@@ -94,6 +94,11 @@ impl RedisStore {
         self.partition_keys(id.kind(), self.defaults.partitions.of_job(id))
     }
 
+    /// The keys of the queue `account`'s jobs of `kind` live in.
+    pub fn account_keys(&self, kind: JobKind, account: &str) -> QueueKeys {
+        self.job_keys(&self.new_job_id(kind, account, None))
+    }
+
     /// The keys of every partition of `kind`, in order.
     pub fn all_keys(&self, kind: JobKind) -> Vec<QueueKeys> {
         self.defaults
@@ -871,6 +876,8 @@ impl JobStore for RedisStore {
             // Dead jobs from before dead-letter groups were kept join their groups, a
             // batch per pass, oldest first (one EXISTS per pass once done).
             while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
+            // Likewise jobs made before per-account counts were kept are counted.
+            while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
             for (state, keep_for, keep_max) in policies {
                 loop {
                     let (removed, left): (u64, u64) = scripts::REMOVE

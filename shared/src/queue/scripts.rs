@@ -25,3 +25,4 @@ script!(CALLBACK_CLAIM, "lua/callback_claim.lua");
 script!(CALLBACK_RECORD, "lua/callback_record.lua");
 script!(QUEUE_STATS, "lua/queue_stats.lua");
 script!(DEAD_GROUPS, "lua/dead_groups.lua");
+script!(ACCOUNT_COUNTS, "lua/account_counts.lua");

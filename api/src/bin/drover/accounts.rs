@@ -1,4 +1,4 @@
-//! `drover accounts ls|show|limits`.
+//! `drover accounts ls|show|limits|counts`.
 use serde_json::Value;
 
 use crate::args::AccountsCmd;
@@ -23,6 +23,14 @@ pub async fn run(client: &Client, out: &Out, cmd: AccountsCmd) -> Result<(), Cli
         }
         AccountsCmd::Show { id } => format!("/v1/accounts/{}", path_segment(&id)),
         AccountsCmd::Limits { id } => format!("/v1/accounts/{}/limits", path_segment(&id)),
+        AccountsCmd::Counts { id } => {
+            let v = client.get(&format!("/v1/accounts/{}/counts", path_segment(&id)), &[]).await?;
+            out.print(&v, || counts_table(&v));
+            if v["complete"] == Value::Bool(false) {
+                eprintln!("still counting jobs made before this release: figures are too low for now");
+            }
+            return Ok(());
+        }
     };
     let v = client.get(&path, &[]).await?;
     out.print(&v, || record(&v));
@@ -45,6 +53,38 @@ fn table(page: &Value) -> String {
             at(a, "active"),
             at(a, "created_at"),
         ]);
+    }
+    t.render()
+}
+
+/// The states `GET /v1/accounts/{id}/counts` reports, in the table's column order.
+const COUNTED: [&str; 8] = [
+    "queued",
+    "scheduled",
+    "running",
+    "retrying",
+    "succeeded",
+    "partial",
+    "dead",
+    "cancelled",
+];
+
+fn counts_table(v: &Value) -> String {
+    let mut t = Table::new(&[
+        "KIND",
+        "QUEUED",
+        "SCHEDULED",
+        "RUNNING",
+        "RETRYING",
+        "SUCCEEDED",
+        "PARTIAL",
+        "DEAD",
+        "CANCELLED",
+    ]);
+    for k in v["kinds"].as_array().into_iter().flatten() {
+        let mut row = vec![at(k, "kind")];
+        row.extend(COUNTED.iter().map(|s| at(&k["counts"], s)));
+        t.row(row);
     }
     t.render()
 }

@@ -241,6 +241,8 @@ pub enum AccountsCmd {
     Show { id: String },
     /// The account's marketplace limits: rates, tokens, breakers, quota cooldown.
     Limits { id: String },
+    /// The account's jobs by state in every kind (all of them, from the queue's counters).
+    Counts { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -167,6 +167,30 @@ local function dead_left(id)
     end
   end
 end
+-- Per-account counts by state (docs/architecture.md, "Per-account counts"). `as:<acct>`
+-- (HASH) counts the account's jobs in each state that has no per-account index of its
+-- own — scheduled, retrying, succeeded, partial, dead, cancelled (queued is the lane's
+-- ZCARD, running the hold's SCARD). A job's `ac` = '1' says its present state is
+-- counted: every job enqueued since the counts are kept, and an older one once the
+-- backfill (account_counts.lua) or its next move into a counted state counted it.
+local COUNTED = {scheduled = true, retrying = true, succeeded = true, partial = true, dead = true, cancelled = true}
+local function tally(acct, state, by)
+  if acct and acct ~= '' and COUNTED[state] then
+    redis.call('HINCRBY', P .. 'as:' .. acct, state, by)
+  end
+end
+-- The job `key` of `acct` (`counted`: its `ac`) moved from state `from` to `to`.
+local function recount(key, acct, counted, from, to)
+  if from == to or not acct or acct == '' then return end
+  if counted == '1' then
+    tally(acct, from, -1)
+  elseif COUNTED[to] then
+    redis.call('HSET', key, 'ac', '1')
+  else
+    return -- an uncounted job stays so until it reaches a counted state
+  end
+  tally(acct, to, 1)
+end
 -- Completion callbacks (docs/architecture.md, "Completion callbacks"). A job with a
 -- callback URL (`cb`) that ends is due for delivery in the same script that ends it, so
 -- no ended job lacks its delivery: `cbn` counts its endings (the delivery id is
@@ -183,16 +207,19 @@ local function callback_due(id, state, now, err)
 end
 -- Moves a job into a terminal state; the caller adds it to the state index (in bulk
 -- where it can). `cb`: the job's callback URL, read by the caller with what it reads
--- anyway (false or nil: none).
-local function finish_fields(id, state, now, field, value, cb)
+-- anyway (false or nil: none); `was`: {state, account, ac} when the caller read them
+-- too (nil: read here).
+local function finish_fields(id, state, now, field, value, cb, was)
   local key = P .. 'job:' .. id
+  was = was or redis.call('HMGET', key, 'st', 'acct', 'ac')
   redis.call('HSET', key, 'st', state, 'ua', now, 'fa', now, 'ls', '', field, value)
+  recount(key, was[2], was[3], was[1], state)
   if state == 'dead' then
     dead_joined(id, value, now)
     count_event('died')
   end
   if EXCLUSIVE then
-    release_exclusive(id, redis.call('HGET', key, 'acct'))
+    release_exclusive(id, was[2])
   end
   if cb and cb ~= '' then
     local err = nil
@@ -200,8 +227,8 @@ local function finish_fields(id, state, now, field, value, cb)
     callback_due(id, state, now, err)
   end
 end
-local function finish(id, state, now, field, value, cb)
-  finish_fields(id, state, now, field, value, cb)
+local function finish(id, state, now, field, value, cb, was)
+  finish_fields(id, state, now, field, value, cb, was)
   redis.call('ZADD', P .. 'state:' .. state, now, id)
 end
 -- Back to the ready set. A job handed back (its worker died or shut down) goes to

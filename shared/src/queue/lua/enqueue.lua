@@ -12,6 +12,8 @@ local all, ready = {}, {}
 -- per lane: {score, id, ...} and the best score added, written once per lane at the end
 local lanes, best = {}, {}
 local woke = false
+-- A queue with no job yet needs no backfill of its per-account counts (account_counts.lua).
+local fresh = redis.call('EXISTS', P .. 'all') == 0
 
 local function enqueue(b)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
@@ -69,7 +71,7 @@ local function enqueue(b)
   if due > now then state = 'scheduled' end
 
   redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-    'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem)
+    'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1')
   if trigger ~= '' then redis.call('HSET', key, 'tg', trigger) end
   if callback ~= '' then redis.call('HSET', key, 'cb', callback, 'cbs', callback_secret) end
   if acct ~= '' then
@@ -81,6 +83,7 @@ local function enqueue(b)
   all[#all + 1] = now
   all[#all + 1] = id
   if state == 'scheduled' then
+    tally(acct, 'scheduled', 1)
     redis.call('HSET', key, 'ra', due)
     redis.call('ZADD', P .. 'scheduled', due, id)
   else
@@ -106,7 +109,10 @@ for i = 0, n - 1 do
   out[#out + 1] = id
   out[#out + 1] = state
 end
-if #all > 0 then redis.call('ZADD', P .. 'all', unpack(all)) end
+if #all > 0 then
+  redis.call('ZADD', P .. 'all', unpack(all))
+  if fresh then redis.call('SET', P .. 'acdone', 1) end
+end
 if #ready > 0 then redis.call('ZADD', P .. 'ready', unpack(ready)) end
 for acct, lane in pairs(lanes) do
   redis.call('ZADD', lane_key(acct), unpack(lane))

@@ -20,9 +20,10 @@ if #due > 0 then
     local id, at = due[i], tonumber(due[i + 1])
     ids[#ids + 1] = id
     local key = P .. 'job:' .. id
-    local f = redis.call('HMGET', key, 'pr', 'acct')
+    local f = redis.call('HMGET', key, 'pr', 'acct', 'st', 'ac')
     if f[1] then
       redis.call('HSET', key, 'st', 'queued', 'ua', now, 'ra', '')
+      recount(key, f[2], f[4], f[3], 'queued')
       add_ready(id, f[2], ready_score(f[1], at))
     end
   end

@@ -25,9 +25,10 @@ end
 local removed = 0
 for _, id in ipairs(ids) do
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'st', 'acct')
+  local f = redis.call('HMGET', key, 'st', 'acct', 'ac')
   if f[1] == state then
     if state == 'dead' then dead_left(id) end
+    if f[3] == '1' then tally(f[2], state, -1) end
     if f[2] then redis.call('ZREM', P .. 'acct:' .. f[2], id) end
     redis.call('DEL', key, P .. 'attempts:' .. id, P .. 'items:' .. id, P .. 'callbacks:' .. id)
     redis.call('ZREM', P .. 'cbdue', id)

@@ -5,7 +5,7 @@ local key = P .. 'job:' .. id
 local st = redis.call('HGET', key, 'st')
 if not st then return 'missing' end
 if st ~= 'dead' and st ~= 'cancelled' and st ~= 'partial' then return 'state:' .. st end
-local acct = redis.call('HGET', key, 'acct')
+local acct, counted = unpack(redis.call('HMGET', key, 'acct', 'ac'))
 if exclusive == '1' and acct and acct ~= '' then
   local ekey = P .. 'excl:' .. acct
   local holder = redis.call('GET', ekey)
@@ -19,6 +19,7 @@ if exclusive == '1' and acct and acct ~= '' then
 end
 local now = now_ms()
 if st == 'dead' then dead_left(id) end
+recount(key, acct, counted, st, 'queued')
 redis.call('ZREM', P .. 'state:' .. st, id)
 redis.call('HSET', key, 'at', 0, 'tg', 'replay')
 -- a fresh life: no stale error, progress, result, due time, start or snooze count

@@ -18,7 +18,7 @@ for i = 0, n - 1 do
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
   -- one read for the lease check and what the outcome needs
-  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb')
+  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac')
   local held = f[1]
   if held ~= token then
     if attempt ~= '' and held then
@@ -49,7 +49,7 @@ for i = 0, n - 1 do
         field = 'rs'
         done = done + 1
       end
-      finish_fields(id, outcome, now, field, data, f[5])
+      finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]})
       local list = by_state[outcome]
       if not list then
         list = {}
@@ -72,6 +72,7 @@ for i = 0, n - 1 do
       end
       local due = now + delay
       redis.call('HSET', key, 'st', st, 'ua', now, 'ra', due, 'er', data, 'ls', '', 'w', '')
+      recount(key, f[3], f[6], 'running', st)
       redis.call('ZADD', P .. 'scheduled', due, id)
       if st == 'retrying' then
         redis.call('ZADD', P .. 'retrying', due, id)

@@ -1,0 +1,52 @@
+-- Per-account counts by state outside a job's own moves (common.lua: tally, recount).
+-- ARGV: prefix, op, ...
+--   'backfill', limit: counts up to `limit` jobs made before the counts were kept (no
+--     `ac`), in creation order from where the last call stopped (`accur`), up to the
+--     newest job when the backfill began (`acend`); -> 1 once every such job is counted
+--     (`acdone`), else 0.
+--   'join', id | 'leave', id: a job moved into or out of this queue (a partition
+--     migration) -> 1.
+local op = ARGV[2]
+if op == 'join' or op == 'leave' then
+  local key = P .. 'job:' .. ARGV[3]
+  local f = redis.call('HMGET', key, 'st', 'acct', 'ac')
+  if op == 'leave' then
+    if f[3] == '1' then tally(f[2], f[1], -1) end
+  else
+    recount(key, f[2], f[3], nil, f[1])
+  end
+  return 1
+elseif op ~= 'backfill' then
+  return redis.error_reply('unknown op ' .. tostring(op))
+end
+if redis.call('EXISTS', P .. 'acdone') == 1 then return 1 end
+local limit = tonumber(ARGV[3])
+local index = P .. 'all'
+local last_ms = redis.call('GET', P .. 'acend')
+if not last_ms then
+  local newest = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  last_ms = newest[2] or '0'
+  redis.call('SET', P .. 'acend', last_ms)
+end
+local from = redis.call('GET', P .. 'accur') or '-inf'
+local batch = redis.call('ZRANGE', index, from, last_ms, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
+if #batch == 0 then
+  redis.call('SET', P .. 'acdone', 1)
+  redis.call('DEL', P .. 'accur', P .. 'acend')
+  return 1
+end
+local last = batch[#batch]
+local ids = {}
+for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
+-- every job made at the batch's last ms, so the next call can start after it
+for _, id in ipairs(redis.call('ZRANGE', index, last, last, 'BYSCORE')) do ids[#ids + 1] = id end
+for _, id in ipairs(ids) do
+  local key = P .. 'job:' .. id
+  local f = redis.call('HMGET', key, 'st', 'acct', 'ac')
+  if f[1] and f[3] ~= '1' and f[2] and f[2] ~= '' then
+    redis.call('HSET', key, 'ac', '1')
+    tally(f[2], f[1], 1)
+  end
+end
+redis.call('SET', P .. 'accur', '(' .. last)
+return 0

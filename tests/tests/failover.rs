@@ -126,3 +126,93 @@ async fn a_store_on_a_cluster_carries_on_when_a_primary_dies() {
     }
     assert_eq!(leased, 61, "every job is fetched from the partitions, the promoted one included");
 }
+
+/// `queue.durability = replica` on a cluster: each enqueue's wait runs on the primary that
+/// took the write, whose replica acknowledges it, so enqueues (single and in a batch over
+/// several partitions) succeed, and a fetch's leases are waited for the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_durability_on_a_cluster_acknowledges_enqueues_and_leases() {
+    let cluster = RedisCluster::start(3, 1);
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        durability: drover::queue::Durability {
+            mode: drover::queue::DurabilityMode::Replica,
+            timeout: Duration::from_secs(2),
+        },
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    for a in 0..12 {
+        if let Err(e) = store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await {
+            panic!("enqueue {a} with replica durability on a cluster: {e}");
+        }
+    }
+    let batch: Vec<NewJob> = (0..12).map(|a| NewJob::new(cleanup(&format!("b{a}")))).collect();
+    for (i, r) in store.enqueue_bulk(batch).await.unwrap().into_iter().enumerate() {
+        assert!(r.is_ok(), "bulk job {i}: {r:?}");
+    }
+    let mut leased = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leased < 24 {
+        assert!(Instant::now() < deadline, "only {leased} of 24 leased");
+        leased += store
+            .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs
+            .len();
+    }
+}
+
+/// One shard that cannot acknowledge (its only replica died) costs only its own jobs:
+/// with `replica` durability a batch enqueue fails just the jobs that went to it, and a
+/// fetch still leases the other shards' jobs (before, the one failed wait or pipeline
+/// failed the whole call: every job of the batch was reported not durable, and every
+/// fetch leased nothing, or left the others' leases to expire).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_cannot_acknowledge_costs_only_its_own_jobs() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        durability: drover::queue::Durability {
+            mode: drover::queue::DurabilityMode::Replica,
+            timeout: Duration::from_millis(300),
+        },
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let accounts: Vec<String> = (0..24).map(|a| format!("a{a}")).collect();
+    let batch: Vec<NewJob> = accounts.iter().map(|a| NewJob::new(cleanup(a))).collect();
+    for r in store.enqueue_bulk(batch).await.unwrap() {
+        r.expect("every shard acknowledges");
+    }
+    // The replica of the primary holding the most keys dies: that shard takes writes
+    // but cannot acknowledge them.
+    let spread = cluster.keys_per_primary();
+    let (weak, _) = *spread.iter().max_by_key(|(_, k)| *k).unwrap();
+    for r in cluster.replicas_of(weak) {
+        cluster.kill(r);
+    }
+    let batch: Vec<NewJob> = accounts.iter().map(|a| NewJob::new(cleanup(a))).collect();
+    let results = store.enqueue_bulk(batch).await.unwrap();
+    let refused = results.iter().filter(|r| r.is_err()).count();
+    eprintln!("second batch: {refused} of {} not durable", results.len());
+    assert!(refused > 0, "the weak shard's jobs are not durable");
+    assert!(refused < results.len(), "the other shards' jobs are accepted");
+
+    // Fetches keep leasing the healthy shards' jobs; the weak shard's go back unrun.
+    let mut leased = 0;
+    let mut errors = 0;
+    for _ in 0..20 {
+        // leases outlast the test: a job leased twice would be the weak shard's
+        match store.fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(600)).await {
+            Ok(f) => leased += f.jobs.len(),
+            Err(_) => errors += 1,
+        }
+    }
+    eprintln!("leased {leased} over 20 fetches ({errors} failed)");
+    // Both batches put the same accounts on the weak shard: 2 × refused jobs are there.
+    let healthy = 2 * (accounts.len() - refused);
+    assert!(leased > 0, "the healthy shards' jobs are leased");
+    assert_eq!(leased, healthy, "every job of the healthy shards runs, none of the weak shard's");
+}

@@ -18,6 +18,7 @@ mod layout;
 mod listing;
 mod migrate;
 mod partition;
+mod partition_health;
 mod redis_store;
 mod scripts;
 mod stats;

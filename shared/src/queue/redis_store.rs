@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
 use super::durability::{self, DurableWrites};
 use super::group_commit::{GroupCommit, Waiter};
+use super::partition_health::PartitionHealth;
 use super::visits::Visits;
 use super::wake::Wakers;
 use super::{
@@ -14,7 +15,7 @@ use super::{
     QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
 };
 use crate::job::{Job, JobId, JobKind, Progress};
-use crate::redis_conn::{query_grouped, query_grouped_then, RedisConn, RedisSource, Timeouts};
+use crate::redis_conn::{query_grouped, query_grouped_each, RedisConn, RedisSource, Timeouts};
 
 /// How many due jobs or expired leases one fetch handles; the rest wait for the next.
 const CHUNK: usize = 500;
@@ -44,6 +45,8 @@ pub struct RedisStore {
     group: Arc<GroupCommit>,
     /// Enqueues and terminal settles, waited on as `queue.durability` asks.
     durable: DurableWrites,
+    /// Partitions a fetch could not serve, for logging each outage once.
+    partition_health: Arc<PartitionHealth>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -81,6 +84,7 @@ impl RedisStore {
             wakers: Arc::default(),
             visits: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now)))),
             group: Arc::default(),
+            partition_health: Arc::default(),
         })
     }
 
@@ -284,7 +288,9 @@ impl RedisStore {
         // `queue.durability` asks for (on the shard it went to).
         self.durable.ensure_supported().await?;
         let wait = self.durable.durability().wait_command();
-        let (replies, waits) = query_grouped_then(
+        // Each shard answers for its own jobs: one that is down or cannot acknowledge
+        // fails only the jobs that went to it.
+        let replies = query_grouped_each(
             &self.durable.conn(),
             &tags,
             &[&scripts::ENQUEUE],
@@ -295,18 +301,33 @@ impl RedisStore {
             },
             wait.as_ref(),
         )
-        .await?;
-        for w in waits {
-            self.durable.durability().check(w)?;
-        }
+        .await;
         for (id, _) in jobs {
             self.touched(id);
         }
         let mut out: Vec<Option<Result<Enqueued, EnqueueError>>> = jobs.iter().map(|_| None).collect();
-        for ((_, _, idx), reply) in groups.iter().zip(replies) {
-            let reply: Vec<String> = redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
-            for (i, r) in idx.iter().zip(parse_enqueue_replies(reply)) {
-                out[*i] = Some(r);
+        for pipeline in replies {
+            let outcome = pipeline.result.map_err(StoreError::from).and_then(|(replies, tail)| {
+                tail.map_or(Ok(()), |w| self.durable.durability().check(w))?;
+                Ok(replies)
+            });
+            match outcome {
+                Ok(replies) => {
+                    for (g, reply) in pipeline.items.iter().zip(replies) {
+                        let reply: Vec<String> =
+                            redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+                        for (i, r) in groups[*g].2.iter().zip(parse_enqueue_replies(reply)) {
+                            out[*i] = Some(r);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for g in &pipeline.items {
+                        for i in &groups[*g].2 {
+                            out[*i] = Some(Err(e.duplicate().into()));
+                        }
+                    }
+                }
             }
         }
         Ok(out
@@ -538,7 +559,14 @@ impl RedisStore {
                     .map(|i| wanted / round.len() + usize::from(i < wanted % round.len()))
                     .collect()
             };
-            let (jobs, due, full) = self.fetch_round(kind, &round, &shares, worker, lease).await?;
+            let (jobs, due, full) = match self.fetch_round(kind, &round, &shares, worker, lease).await {
+                Ok(r) => r,
+                // The runs leased in earlier rounds go ahead (dropping them would leave
+                // their leases to expire unrun); the failure is the caller's only when
+                // nothing was leased.
+                Err(e) if out.is_empty() => return Err(e),
+                Err(_) => break,
+            };
             out.extend(jobs);
             if let Some(w) = due {
                 next_due = Some(next_due.map_or(w, |n| n.min(w)));
@@ -580,44 +608,93 @@ impl RedisStore {
         // With `queue.durability` above local the leases are waited for like any other
         // write: a lease that a failover or restart could forget would let the new
         // primary hand the job to a second worker while the first still runs it.
-        let (replies, waits) = match self.durable.durability().wait_command() {
-            None => (self.grouped(&tags, &[&scripts::FETCH], add).await?, Vec::new()),
-            Some(wait) => query_grouped_then(&self.durable.conn(), &tags, &[&scripts::FETCH], add, Some(&wait)).await?,
-        };
+        let wait = self.durable.durability().wait_command();
+        let conn = if wait.is_some() { self.durable.conn() } else { self.conn.clone() };
+        // Each shard answers on its own: one that is down or cannot acknowledge does not
+        // cost the leases the others made.
+        let groups = query_grouped_each(&conn, &tags, &[&scripts::FETCH], add, wait.as_ref()).await;
         let now = Instant::now();
         let mut out = Vec::new();
+        let mut give_back = Vec::new();
         let mut next_due: Option<Duration> = None;
         let mut full = Vec::new();
-        for ((p, share), reply) in round.iter().zip(shares).zip(replies) {
-            let (jobs, wait): (Vec<Value>, i64) =
-                redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
-            let got = jobs.len() / 3;
-            let mut it = jobs.into_iter();
-            while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
-                let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
-                let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
-                out.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
+        let mut failure: Option<StoreError> = None;
+        for group in groups {
+            let (replies, durable) = match group.result {
+                Ok((replies, tail)) => {
+                    let durable = tail.map_or(Ok(()), |w| self.durable.durability().check(w));
+                    (replies, durable)
+                }
+                Err(e) => {
+                    // Whether it leased anything is unknown: such leases return when they
+                    // expire. The partitions wait for their marker or the next sweep.
+                    for i in &group.items {
+                        self.visits[kind.index()]
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .visited(round[*i], now, false, None, lease);
+                        self.partition_health.failed(kind, round[*i], &e);
+                    }
+                    failure.get_or_insert(e.into());
+                    continue;
+                }
+            };
+            for (i, reply) in group.items.iter().zip(replies) {
+                let (p, share) = (round[*i], shares[*i]);
+                let (jobs, wait): (Vec<Value>, i64) =
+                    redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+                let got = jobs.len() / 3;
+                let mut leased = Vec::with_capacity(got);
+                let mut it = jobs.into_iter();
+                while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
+                    let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
+                    let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
+                    leased.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
+                }
+                match &durable {
+                    Ok(()) => {
+                        out.extend(leased);
+                        self.partition_health.served(kind, p);
+                    }
+                    Err(e) => {
+                        // Not one of these runs starts: give the jobs back (attempts
+                        // unused) so they wait in the queue, not behind a lease nobody
+                        // will renew.
+                        give_back.extend(leased);
+                        self.partition_health.failed(kind, p, e);
+                    }
+                }
+                let wait = (wait >= 0).then(|| Duration::from_millis(wait as u64));
+                if let Some(w) = wait {
+                    next_due = Some(next_due.map_or(w, |n| n.min(w)));
+                }
+                self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner()).visited(
+                    p,
+                    now,
+                    got >= share && durable.is_ok(),
+                    wait,
+                    lease,
+                );
+                if share > 0 && got >= share && durable.is_ok() {
+                    full.push(p);
+                }
             }
-            let wait = (wait >= 0).then(|| Duration::from_millis(wait as u64));
-            if let Some(w) = wait {
-                next_due = Some(next_due.map_or(w, |n| n.min(w)));
-            }
-            self.visits[kind.index()]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .visited(*p, now, got >= *share, wait, lease);
-            if *share > 0 && got >= *share {
-                full.push(*p);
+            if let Err(e) = durable {
+                failure.get_or_insert(e);
             }
         }
-        if let Err(e) = waits.into_iter().try_for_each(|w| self.durable.durability().check(w)) {
-            // Not one of these runs starts: give the jobs back (attempts unused) so they
-            // wait in the queue, not behind a lease nobody will renew.
-            let release: Vec<Settlement> = out.iter().map(Settlement::release).collect();
+        if !give_back.is_empty() {
+            let release: Vec<Settlement> = give_back.iter().map(Settlement::release).collect();
             if let Err(re) = self.settle(kind, &release).await {
                 tracing::warn!(error = %re, jobs = release.len(), "could not give back leases that were not durable; they return when the leases expire");
             }
-            return Err(e);
+        }
+        // A shard's failure is the caller's only when nothing else was leased (so an idle
+        // worker backs off); otherwise the runs that were leased go ahead.
+        if let Some(e) = failure {
+            if out.is_empty() {
+                return Err(e);
+            }
         }
         Ok((out, next_due, full))
     }

@@ -1,10 +1,10 @@
 //! Pipelines over keys of many queues. A single server takes them as one pipeline (one
 //! round trip); a cluster refuses a pipeline that spans slots, so there the items are
 //! grouped by hash tag and each group runs as its own pipeline, all at once. Replies come
-//! back per item, in the order given.
+//! back per item, in the order given — or per pipeline, with each one's own failure.
 use std::collections::HashMap;
 
-use futures::future::try_join_all;
+use futures::future::join_all;
 use redis::{Cmd, Pipeline, RedisResult, Script, Value};
 
 use super::RedisConn;
@@ -36,7 +36,9 @@ pub async fn query_grouped(
 
 /// [`query_grouped`], with `tail` sent at the end of every pipeline (on a cluster: on
 /// the shard the pipeline went to), e.g. a `WAIT` for the writes before it; its replies
-/// come back one per pipeline.
+/// come back one per pipeline. Any pipeline's failure fails the whole call (the others'
+/// writes may have been applied: callers that must know which use
+/// [`query_grouped_each`]).
 pub async fn query_grouped_then(
     conn: &RedisConn,
     keys: &[String],
@@ -44,6 +46,35 @@ pub async fn query_grouped_then(
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
 ) -> RedisResult<(Vec<Vec<Value>>, Vec<Value>)> {
+    let mut out: Vec<Vec<Value>> = vec![Vec::new(); keys.len()];
+    let mut tails = Vec::new();
+    for g in query_grouped_each(conn, keys, scripts, add, tail).await {
+        let (per_item, t) = g.result?;
+        for (i, r) in g.items.iter().zip(per_item) {
+            out[*i] = r;
+        }
+        tails.extend(t);
+    }
+    Ok((out, tails))
+}
+
+/// One pipeline of [`query_grouped_each`]: the items it carried and what it answered —
+/// each item's replies and the tail's reply — or the error that ended it.
+pub struct GroupReply {
+    pub items: Vec<usize>,
+    pub result: RedisResult<(Vec<Vec<Value>>, Option<Value>)>,
+}
+
+/// Like [`query_grouped_then`], but each pipeline (each shard's, on a cluster) answers
+/// on its own: one shard that is down or cannot acknowledge a write does not hide what
+/// the others did.
+pub async fn query_grouped_each(
+    conn: &RedisConn,
+    keys: &[String],
+    scripts: &[&Script],
+    add: impl Fn(&mut Pipeline, usize),
+    tail: Option<&Cmd>,
+) -> Vec<GroupReply> {
     let groups: Vec<Vec<usize>> = if conn.is_cluster() {
         let mut by_tag: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut order = Vec::new();
@@ -60,16 +91,12 @@ pub async fn query_grouped_then(
         vec![(0..keys.len()).collect()]
     };
     let runs = groups.iter().map(|items| run_group(conn.clone(), items, scripts, &add, tail));
-    let replies = try_join_all(runs).await?;
-    let mut out: Vec<Vec<Value>> = vec![Vec::new(); keys.len()];
-    let mut tails = Vec::new();
-    for (items, (per_item, t)) in groups.iter().zip(replies) {
-        for (i, r) in items.iter().zip(per_item) {
-            out[*i] = r;
-        }
-        tails.extend(t);
-    }
-    Ok((out, tails))
+    let replies = join_all(runs).await;
+    groups
+        .into_iter()
+        .zip(replies)
+        .map(|(items, result)| GroupReply { items, result })
+        .collect()
 }
 
 async fn run_group(

@@ -57,7 +57,28 @@ impl RedisCluster {
         );
         let cluster = Self { nodes };
         cluster.wait_until_ok(Duration::from_secs(30));
+        cluster.wait_until_replicas_synced(Duration::from_secs(30));
         cluster
+    }
+
+    /// Waits until every replica has finished its first sync with its primary
+    /// (`master_link_status:up`): until then it acknowledges nothing, so a `WAIT 1`
+    /// (`queue.durability = replica`) would time out on a cluster that is otherwise ok.
+    pub fn wait_until_replicas_synced(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let synced = self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| {
+                let info: Result<String, _> = redis::Client::open(n.url())
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+                    .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c));
+                info.is_ok_and(|i| i.contains("role:master") || i.contains("master_link_status:up"))
+            });
+            if synced {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the replicas did not sync within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// `redis+cluster://` with every node as a seed.
@@ -106,6 +127,28 @@ impl RedisCluster {
                 let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
                 let name: String = redis::from_redis_value(role.into_iter().next()?).ok()?;
                 Some((n.port(), name == "master"))
+            })
+            .collect()
+    }
+
+    /// The ports of the running replicas of the primary on `primary`.
+    pub fn replicas_of(&self, primary: u16) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .filter_map(|n| {
+                let mut c = redis::Client::open(n.url())
+                    .ok()?
+                    .get_connection_with_timeout(Duration::from_millis(300))
+                    .ok()?;
+                let info: String = redis::cmd("INFO").arg("replication").query(&mut c).ok()?;
+                let of = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("master_port:"))?
+                    .trim()
+                    .parse::<u16>()
+                    .ok()?;
+                (of == primary).then_some(n.port())
             })
             .collect()
     }

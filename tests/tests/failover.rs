@@ -5,8 +5,8 @@
 //! following the promotion, not durability; see the durability suite).
 use std::time::{Duration, Instant};
 
-use drover::job::{JobKind, JobPayload};
-use drover::queue::{JobDefaults, JobStore, NewJob, Partitions, RedisStore};
+use drover::job::{JobKind, JobPayload, JobState};
+use drover::queue::{JobDefaults, JobStore, NewJob, Partitions, RedisStore, SettleAction, SettleResult, Settlement};
 use drover_tests::harness::{RedisCluster, RedisSentinels};
 use serde_json::json;
 
@@ -215,4 +215,74 @@ async fn a_shard_that_cannot_acknowledge_costs_only_its_own_jobs() {
     let healthy = 2 * (accounts.len() - refused);
     assert!(leased > 0, "the healthy shards' jobs are leased");
     assert_eq!(leased, healthy, "every job of the healthy shards runs, none of the weak shard's");
+}
+
+/// Outcomes over several shards, one of which cannot acknowledge: every outcome is
+/// written — the healthy shards' answered `Applied`, the weak shard's `NotDurable`
+/// (written, to be waited for, never sent again). Before, the first shard's failed wait
+/// ended the call: the outcomes of the queues after it were never sent, while the
+/// worker, told "not durable", counted every one of them applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_over_several_shards_are_each_written_when_one_shard_cannot_acknowledge() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        durability: drover::queue::Durability {
+            mode: drover::queue::DurabilityMode::Replica,
+            timeout: Duration::from_millis(300),
+        },
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    for a in 0..24 {
+        store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap();
+    }
+    let mut leased = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leased.len() < 24 {
+        assert!(Instant::now() < deadline, "only {} of 24 leased", leased.len());
+        leased.extend(
+            store
+                .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(600))
+                .await
+                .unwrap()
+                .jobs,
+        );
+    }
+    let spread = cluster.keys_per_primary();
+    let (weak, _) = *spread.iter().max_by_key(|(_, k)| *k).unwrap();
+    // Which jobs live on the weak primary: it answers for its own keys, MOVED for others.
+    let mut on_weak = redis::Client::open(format!("redis://127.0.0.1:{weak}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut weak_first: Vec<(bool, drover::queue::Leased)> = leased
+        .into_iter()
+        .map(|l| {
+            let key = store.job_keys(&l.id).job(&l.id);
+            let owned: redis::RedisResult<i64> = redis::cmd("EXISTS").arg(&key).query(&mut on_weak);
+            (owned.is_ok(), l)
+        })
+        .collect();
+    weak_first.sort_by_key(|(weak, _)| !*weak);
+    assert!(weak_first[0].0 && !weak_first[23].0, "jobs on the weak shard and on others");
+    for r in cluster.replicas_of(weak) {
+        cluster.kill(r);
+    }
+    let settlements: Vec<Settlement> = weak_first
+        .iter()
+        .map(|(_, l)| Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: SettleAction::Succeeded(json!({})),
+            attempt: None,
+        })
+        .collect();
+    let results = store.settle(JobKind::Cleanup, &settlements).await.expect("written on every shard");
+    for ((weak, l), r) in weak_first.iter().zip(&results) {
+        let expected = if *weak { SettleResult::NotDurable } else { SettleResult::Applied };
+        assert_eq!(*r, expected, "{}", l.id);
+        let state = store.get(&l.id).await.unwrap().unwrap().state;
+        assert_eq!(state, JobState::Succeeded, "{}: written either way", l.id);
+    }
 }

@@ -56,7 +56,10 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> impl Future<Output = Result<Vec<Result<Enqueued, EnqueueError>>, StoreError>> + Send;
     /// Promote due jobs, reclaim expired leases and lease up to `max` ready jobs.
     fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> impl Future<Output = Result<Fetched, StoreError>> + Send;
-    /// Apply the outcomes of finished runs (each checked against its lease).
+    /// Apply the outcomes of finished runs (each checked against its lease). Each queue
+    /// answers for its own outcomes: `NotDurable` / `Unreached` mark those of a queue
+    /// that did not acknowledge or could not be reached while others did; the call fails
+    /// only when every outcome met the same failure.
     fn settle(&self, kind: JobKind, settlements: &[Settlement]) -> impl Future<Output = Result<Vec<SettleResult>, StoreError>> + Send;
     /// Renew leases; reports leases lost and jobs whose cancellation was requested.
     fn extend_leases(

@@ -766,12 +766,41 @@ impl JobStore for RedisStore {
         if settlements.is_empty() {
             return Ok(Vec::new());
         }
+        // Every queue's outcomes are sent whatever another queue (another shard) answered:
+        // one that cannot acknowledge or be reached marks only its own.
         let mut results = vec![SettleResult::LeaseLost; settlements.len()];
+        let mut not_durable = None;
+        let mut unreached = None;
         for (keys, items) in self.by_queue(settlements, |s| &s.id) {
             self.touched(&items[0].1.id);
             let batch: Vec<&Settlement> = items.iter().map(|(_, s)| *s).collect();
-            for ((i, _), r) in items.iter().zip(self.settle_in(&keys, &batch).await?) {
-                results[*i] = r;
+            match self.settle_in(&keys, &batch).await {
+                Ok(rs) => {
+                    for ((i, _), r) in items.iter().zip(rs) {
+                        results[*i] = r;
+                    }
+                }
+                Err(e) => {
+                    let (mark, slot) = match e {
+                        StoreError::NotDurable(_) => (SettleResult::NotDurable, &mut not_durable),
+                        _ => (SettleResult::Unreached, &mut unreached),
+                    };
+                    slot.get_or_insert(e);
+                    for (i, _) in &items {
+                        results[*i] = mark;
+                    }
+                }
+            }
+        }
+        // Nothing else happened: the call's one answer says what (as for a single queue).
+        if results.iter().all(|r| *r == SettleResult::Unreached) {
+            if let Some(e) = unreached {
+                return Err(e);
+            }
+        }
+        if results.iter().all(|r| *r == SettleResult::NotDurable) {
+            if let Some(e) = not_durable {
+                return Err(e);
             }
         }
         Ok(results)

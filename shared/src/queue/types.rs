@@ -208,6 +208,13 @@ pub enum SettleResult {
     Applied,
     /// The lease was gone: the outcome was recorded as late and nothing else changed.
     LeaseLost,
+    /// Written, but its queue (its shard) did not acknowledge it as durably as
+    /// `queue.durability` asks in time: wait for it ([`super::JobStore::await_durable`]);
+    /// never send it again (that would record the attempt twice).
+    NotDurable,
+    /// Not written: its queue could not be reached while others in the same call were.
+    /// Send it again.
+    Unreached,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

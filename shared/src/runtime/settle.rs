@@ -116,7 +116,8 @@ where
                 let fate = planned.fate;
                 let settlement = settlement(planned, &lease.leased, &shared.settings.worker_id, trace_id);
                 let fate = match shared.settle(kind, settlement).await {
-                    SettleResult::Applied => fate,
+                    // (the settler resolves the other answers before replying)
+                    SettleResult::Applied | SettleResult::NotDurable | SettleResult::Unreached => fate,
                     SettleResult::LeaseLost => RunFate::Lost,
                 };
                 metrics::run_finished(kind, fate, took);

@@ -73,29 +73,55 @@ pub(crate) fn spawn_settler<S: JobStore>(
     })
 }
 
-/// Store one batch, retrying through outages, then answer each run.
+/// Store one batch, retrying through outages, then answer each run. Outcomes a shard
+/// could not take are sent again; outcomes written but not yet durable are waited for,
+/// never sent again.
 async fn settle_batch<S: JobStore>(store: S, kind: JobKind, batch: Vec<SettleRequest>) {
     let (settlements, replies): (Vec<Settlement>, Vec<_>) = batch.into_iter().unzip();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let results = loop {
-        match store.settle(kind, &settlements).await {
-            Ok(r) => break r,
+    let mut results = vec![SettleResult::Applied; settlements.len()];
+    let mut pending: Vec<usize> = (0..settlements.len()).collect();
+    let mut waits = false;
+    while !pending.is_empty() {
+        let batch: Vec<Settlement> = pending.iter().map(|i| settlements[*i].clone()).collect();
+        match store.settle(kind, &batch).await {
+            Ok(answers) => {
+                let mut again = Vec::new();
+                for (i, r) in pending.iter().zip(answers) {
+                    match r {
+                        SettleResult::Unreached => again.push(*i),
+                        SettleResult::NotDurable => waits = true,
+                        r => results[*i] = r,
+                    }
+                }
+                if !again.is_empty() {
+                    let failure = backoff.failed();
+                    if failure.first {
+                        tracing::warn!(kind = %kind, jobs = again.len(), "could not record some job outcomes (their queue is unreachable); retrying those");
+                    }
+                    tokio::time::sleep(failure.delay).await;
+                }
+                pending = again;
+            }
             // Written, but not yet as durable as configured: writing it again would
             // record every attempt twice (late), so wait for the write already made.
-            Err(StoreError::NotDurable(e)) => {
-                tracing::warn!(error = %e, kind = %kind, jobs = settlements.len(), "job outcomes recorded but not yet durable; waiting for them");
-                await_durable(&store, kind).await;
-                break settlements.iter().map(|_| SettleResult::Applied).collect();
+            Err(StoreError::NotDurable(_)) => {
+                waits = true;
+                pending.clear();
             }
             Err(e) => {
                 let failure = backoff.failed();
                 if failure.first {
-                    tracing::warn!(error = %e, kind = %kind, jobs = settlements.len(), "could not record job outcomes; retrying until the queue is back");
+                    tracing::warn!(error = %e, kind = %kind, jobs = pending.len(), "could not record job outcomes; retrying until the queue is back");
                 }
                 tokio::time::sleep(failure.delay).await;
             }
         }
-    };
+    }
+    if waits {
+        tracing::warn!(kind = %kind, jobs = settlements.len(), "job outcomes recorded but not yet durable; waiting for them");
+        await_durable(&store, kind).await;
+    }
     if backoff.succeeded() {
         tracing::info!(kind = %kind, "job outcomes recorded after the queue came back");
     }

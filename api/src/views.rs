@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 mod account_counts;
 mod callback;
 mod summary;
-pub use account_counts::{AccountJobCounts, AccountKindCounts, AccountStates};
+pub use account_counts::{AccountJobCounts, AccountKindCounts};
 pub use callback::{CallbackView, DeliveryView};
 pub use summary::{JobPage, JobSummaryView};
 

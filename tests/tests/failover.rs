@@ -39,6 +39,49 @@ async fn replicate(store: &RedisStore, replicas: usize) {
     assert!(acked >= replicas as i64, "replicated to {acked}");
 }
 
+/// A store on `cluster` with the kind in 6 partitions and `replica` durability.
+async fn replica_store(cluster: &RedisCluster, timeout: Duration) -> RedisStore {
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        durability: drover::queue::Durability {
+            mode: drover::queue::DurabilityMode::Replica,
+            timeout,
+        },
+        ..Default::default()
+    };
+    RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap()
+}
+
+/// The primary holding the most keys (so it holds jobs of the kind).
+fn busiest_primary(cluster: &RedisCluster) -> u16 {
+    cluster
+        .keys_per_primary()
+        .into_iter()
+        .max_by_key(|(_, k)| *k)
+        .map(|(p, _)| p)
+        .unwrap()
+}
+
+/// Enqueues `n` jobs (accounts `a0`…) and leases them all, for longer than a test runs.
+async fn enqueue_and_lease(store: &RedisStore, n: usize) -> Vec<drover::queue::Leased> {
+    for a in 0..n {
+        store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap();
+    }
+    let mut leased = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leased.len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n} leased", leased.len());
+        leased.extend(
+            store
+                .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(600))
+                .await
+                .unwrap()
+                .jobs,
+        );
+    }
+    leased
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_behind_sentinel_follows_the_promoted_replica_without_a_restart() {
     let mut sentinels = RedisSentinels::start(1);
@@ -133,15 +176,7 @@ async fn a_store_on_a_cluster_carries_on_when_a_primary_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_durability_on_a_cluster_acknowledges_enqueues_and_leases() {
     let cluster = RedisCluster::start(3, 1);
-    let defaults = JobDefaults {
-        partitions: Partitions::new(6).unwrap(),
-        durability: drover::queue::Durability {
-            mode: drover::queue::DurabilityMode::Replica,
-            timeout: Duration::from_secs(2),
-        },
-        ..Default::default()
-    };
-    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let store = replica_store(&cluster, Duration::from_secs(2)).await;
     for a in 0..12 {
         if let Err(e) = store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await {
             panic!("enqueue {a} with replica durability on a cluster: {e}");
@@ -172,15 +207,7 @@ async fn replica_durability_on_a_cluster_acknowledges_enqueues_and_leases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_that_cannot_acknowledge_costs_only_its_own_jobs() {
     let mut cluster = RedisCluster::start(3, 1);
-    let defaults = JobDefaults {
-        partitions: Partitions::new(6).unwrap(),
-        durability: drover::queue::Durability {
-            mode: drover::queue::DurabilityMode::Replica,
-            timeout: Duration::from_millis(300),
-        },
-        ..Default::default()
-    };
-    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let store = replica_store(&cluster, Duration::from_millis(300)).await;
     let accounts: Vec<String> = (0..24).map(|a| format!("a{a}")).collect();
     let batch: Vec<NewJob> = accounts.iter().map(|a| NewJob::new(cleanup(a))).collect();
     for r in store.enqueue_bulk(batch).await.unwrap() {
@@ -188,8 +215,7 @@ async fn a_shard_that_cannot_acknowledge_costs_only_its_own_jobs() {
     }
     // The replica of the primary holding the most keys dies: that shard takes writes
     // but cannot acknowledge them.
-    let spread = cluster.keys_per_primary();
-    let (weak, _) = *spread.iter().max_by_key(|(_, k)| *k).unwrap();
+    let weak = busiest_primary(&cluster);
     for r in cluster.replicas_of(weak) {
         cluster.kill(r);
     }
@@ -225,32 +251,9 @@ async fn a_shard_that_cannot_acknowledge_costs_only_its_own_jobs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_over_several_shards_are_each_written_when_one_shard_cannot_acknowledge() {
     let mut cluster = RedisCluster::start(3, 1);
-    let defaults = JobDefaults {
-        partitions: Partitions::new(6).unwrap(),
-        durability: drover::queue::Durability {
-            mode: drover::queue::DurabilityMode::Replica,
-            timeout: Duration::from_millis(300),
-        },
-        ..Default::default()
-    };
-    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
-    for a in 0..24 {
-        store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap();
-    }
-    let mut leased = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while leased.len() < 24 {
-        assert!(Instant::now() < deadline, "only {} of 24 leased", leased.len());
-        leased.extend(
-            store
-                .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(600))
-                .await
-                .unwrap()
-                .jobs,
-        );
-    }
-    let spread = cluster.keys_per_primary();
-    let (weak, _) = *spread.iter().max_by_key(|(_, k)| *k).unwrap();
+    let store = replica_store(&cluster, Duration::from_millis(300)).await;
+    let leased = enqueue_and_lease(&store, 24).await;
+    let weak = busiest_primary(&cluster);
     // Which jobs live on the weak primary: it answers for its own keys, MOVED for others.
     let mut on_weak = redis::Client::open(format!("redis://127.0.0.1:{weak}"))
         .unwrap()
@@ -285,4 +288,31 @@ async fn outcomes_over_several_shards_are_each_written_when_one_shard_cannot_ack
         let state = store.get(&l.id).await.unwrap().unwrap().state;
         assert_eq!(state, JobState::Succeeded, "{}: written either way", l.id);
     }
+}
+
+/// A shard that cannot be reached leaves only its own leases unrenewed: the others are
+/// renewed and the unreachable ones reported (before, the first unreachable queue failed
+/// the whole renewal, so every run of the kind went unrenewed and was fenced once its
+/// lease ran out, on healthy shards too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_shard_leaves_only_its_own_leases_unrenewed() {
+    let mut cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let leased = enqueue_and_lease(&store, 24).await;
+    let gone = busiest_primary(&cluster);
+    cluster.kill(gone);
+    let leases: Vec<(drover::job::JobId, String)> = leased.iter().map(|l| (l.id.clone(), l.token.clone())).collect();
+    let report = store
+        .extend_leases(JobKind::Cleanup, &leases, Duration::from_secs(600))
+        .await
+        .expect("the reachable shards renew");
+    eprintln!("{} of 24 leases unreached", report.unreached.len());
+    assert!(!report.unreached.is_empty(), "the dead shard's leases are reported");
+    assert!(report.unreached.len() < 24, "the others are renewed");
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
 }

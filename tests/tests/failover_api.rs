@@ -124,6 +124,18 @@ impl Api {
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{path}", self.base)).bearer_auth(ADMIN)
     }
+
+    /// `GET /v1/jobs/{id}`'s body, if it answered JSON.
+    async fn job(&self, id: &str) -> Option<Value> {
+        let res = self
+            .http
+            .get(format!("{}/v1/jobs/{id}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .ok()?;
+        res.json().await.ok()
+    }
 }
 
 /// One job in ten runs 1.5 s (runs that span the failover), the rest 20 ms, over seven
@@ -235,16 +247,7 @@ async fn run(mut redis: Topology, durability: DurabilityMode) -> Outcome {
         if Instant::now() >= deadline {
             let mut shown = Vec::new();
             for id in &pending {
-                let job: Value = app
-                    .http
-                    .get(format!("{}/v1/jobs/{id}", app.base))
-                    .bearer_auth(ADMIN)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap_or_default();
+                let job = app.job(id).await.unwrap_or_default();
                 let runs = job["attempt_history"].as_array().map_or(0, Vec::len);
                 shown.push(format!("{id}: {} after {runs} runs ({})", job["state"], job["last_error"]));
                 if shown.len() == 10 {
@@ -270,16 +273,7 @@ async fn run(mut redis: Topology, durability: DurabilityMode) -> Outcome {
     drop(workers);
     let workers_back = match after.iter().find(|id| !lost.contains(id)) {
         Some(id) => {
-            let job: Value = app
-                .http
-                .get(format!("{}/v1/jobs/{id}", app.base))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let job = app.job(id).await.expect("the job reads");
             let finished: chrono::DateTime<chrono::Utc> = job["finished_at"]
                 .as_str()
                 .expect("a succeeded job has finished_at")

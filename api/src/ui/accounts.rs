@@ -5,6 +5,7 @@
 use axum::body::to_bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use drover::queue::AccountStateCounts;
 use maud::html;
 use serde_json::Value;
 
@@ -16,18 +17,6 @@ use crate::error::ApiError;
 use crate::handlers::dead_groups::list_dead_groups;
 use crate::handlers::{account_counts, account_list, accounts, jobs};
 use crate::state::AppState;
-
-/// The states counted per account (running includes runs still in a worker's prefetch).
-const ACCOUNT_STATES: [&str; 8] = [
-    "queued",
-    "scheduled",
-    "running",
-    "retrying",
-    "succeeded",
-    "partial",
-    "dead",
-    "cancelled",
-];
 
 pub async fn list(State(state): State<AppState>, caller: Caller, session: Session, RawQuery(raw): RawQuery) -> Response {
     let viewer = Viewer { caller, session };
@@ -109,15 +98,15 @@ async fn detail(state: &AppState, viewer: &Viewer, id: &str) -> Result<maud::Mar
             p.muted #counting { "Still counting jobs made before this release: figures are too low for now." }
         }
         table #account-states {
-            thead { tr { th { "kind" } @for s in ACCOUNT_STATES { th { (s) } } } }
+            thead { tr { th { "kind" } @for s in AccountStateCounts::STATES { th { (s) } } } }
             tbody {
                 @for k in &kinds {
                     tr data-kind=(k["kind"].as_str().unwrap_or_default()) {
                         th { (k["kind"].as_str().unwrap_or_default()) }
-                        @for s in ACCOUNT_STATES { td { (k["counts"][s]) } }
+                        @for s in AccountStateCounts::STATES { td { (k["counts"][s]) } }
                     }
                 }
-                tr.total { th { "all" } @for s in ACCOUNT_STATES { td data-count=(s) { (total(s)) } } }
+                tr.total { th { "all" } @for s in AccountStateCounts::STATES { td data-count=(s) { (total(s)) } } }
             }
         }
         h2 { "Recent jobs" }

@@ -19,21 +19,8 @@ pub struct AccountJobCounts {
 pub struct AccountKindCounts {
     #[schema(schema_with = kind_schema)]
     pub kind: JobKind,
-    pub counts: AccountStates,
-}
-
-/// The account's jobs of one kind in each state.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AccountStates {
-    pub queued: u64,
-    pub scheduled: u64,
-    /// Leased runs, started or still in a worker's prefetch.
-    pub running: u64,
-    pub retrying: u64,
-    pub succeeded: u64,
-    pub partial: u64,
-    pub dead: u64,
-    pub cancelled: u64,
+    /// Running includes runs still in a worker's prefetch.
+    pub counts: AccountStateCounts,
 }
 
 impl AccountJobCounts {
@@ -41,27 +28,12 @@ impl AccountJobCounts {
         let kinds = counts
             .kinds
             .into_iter()
-            .map(|(kind, c)| AccountKindCounts { kind, counts: c.into() })
+            .map(|(kind, c)| AccountKindCounts { kind, counts: c })
             .collect();
         Self {
             account_id,
             complete: counts.complete,
             kinds,
-        }
-    }
-}
-
-impl From<AccountStateCounts> for AccountStates {
-    fn from(c: AccountStateCounts) -> Self {
-        Self {
-            queued: c.queued,
-            scheduled: c.scheduled,
-            running: c.running,
-            retrying: c.retrying,
-            succeeded: c.succeeded,
-            partial: c.partial,
-            dead: c.dead,
-            cancelled: c.cancelled,
         }
     }
 }

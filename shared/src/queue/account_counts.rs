@@ -10,8 +10,10 @@ use crate::job::JobKind;
 /// Jobs of one kind read per backfill call.
 const BACKFILL_BATCH: usize = 500;
 
-/// One account's jobs of one kind by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One account's jobs of one kind by state (serialized as `GET /v1/accounts/{id}/counts`
+/// shows it, fields in [`AccountStateCounts::STATES`] order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountStateCounts {
     pub queued: u64,
     pub scheduled: u64,
@@ -22,6 +24,20 @@ pub struct AccountStateCounts {
     pub partial: u64,
     pub dead: u64,
     pub cancelled: u64,
+}
+
+impl AccountStateCounts {
+    /// The states counted, in the order the fields are (and tables show them).
+    pub const STATES: [&'static str; 8] = [
+        "queued",
+        "scheduled",
+        "running",
+        "retrying",
+        "succeeded",
+        "partial",
+        "dead",
+        "cancelled",
+    ];
 }
 
 /// An account's counts in every kind.

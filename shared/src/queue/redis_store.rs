@@ -807,32 +807,50 @@ impl JobStore for RedisStore {
     }
 
     async fn extend_leases(&self, _kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
+        // Each queue (each shard) renews its own: one that cannot be reached leaves only
+        // its leases unrenewed; the call fails when none could be.
         let mut report = LeaseReport::default();
         let mut conn = self.conn.clone();
+        let mut failure = None;
         for (keys, items) in self.by_queue(leases, |l| &l.0) {
             let mut inv = scripts::EXTEND.key(keys.ready());
             inv.arg(keys.prefix()).arg(lease.as_millis() as u64);
             for (_, (id, token)) in &items {
                 inv.arg(id.as_str()).arg(token);
             }
-            let (lost, cancel): (Vec<String>, Vec<String>) = inv.invoke_async(&mut conn).await?;
-            report.lost.extend(lost.into_iter().filter_map(|s| s.parse().ok()));
-            report.cancel_requested.extend(cancel.into_iter().filter_map(|s| s.parse().ok()));
+            match inv.invoke_async::<(Vec<String>, Vec<String>)>(&mut conn).await {
+                Ok((lost, cancel)) => {
+                    report.lost.extend(lost.into_iter().filter_map(|s| s.parse().ok()));
+                    report.cancel_requested.extend(cancel.into_iter().filter_map(|s| s.parse().ok()));
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    report.unreached.extend(items.iter().map(|(_, (id, _))| id.clone()));
+                }
+            }
         }
-        Ok(report)
+        match failure {
+            Some(e) if report.unreached.len() == leases.len() => Err(e.into()),
+            _ => Ok(report),
+        }
     }
 
     async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
+        // Every queue is told even when another cannot be reached (the call then fails
+        // and is sent again: a start is recorded once however often it is sent).
         let mut conn = self.conn.clone();
+        let mut failure = None;
         for (keys, items) in self.by_queue(runs, |r| &r.0) {
             let mut inv = scripts::START.key(keys.ready());
             inv.arg(keys.prefix());
             for (_, (id, token)) in &items {
                 inv.arg(id.as_str()).arg(token);
             }
-            let _: i64 = inv.invoke_async(&mut conn).await?;
+            if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+                failure.get_or_insert(e);
+            }
         }
-        Ok(())
+        failure.map_or(Ok(()), |e| Err(e.into()))
     }
 
     async fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> Result<bool, StoreError> {

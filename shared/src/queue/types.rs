@@ -221,6 +221,8 @@ pub enum SettleResult {
 pub struct LeaseReport {
     pub lost: Vec<JobId>,
     pub cancel_requested: Vec<JobId>,
+    /// Not renewed: their queue (their shard) could not be reached while others were.
+    pub unreached: Vec<JobId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -140,6 +140,9 @@ where
                 Err(RenewError::Store(kind, e)) => {
                     first_error.get_or_insert_with(|| format!("{kind}: {e}"));
                 }
+                Err(RenewError::Unreached(kind, n)) => {
+                    first_error.get_or_insert_with(|| format!("{kind}: {n} leases on a partition that cannot be reached"));
+                }
             }
         }
         match first_error {
@@ -167,6 +170,9 @@ where
 enum RenewError {
     TimedOut(JobKind),
     Store(JobKind, crate::queue::StoreError),
+    /// The kind's other leases were renewed; these many, on a queue that could not be
+    /// reached, were not.
+    Unreached(JobKind, usize),
 }
 
 /// One kind's renewal: note which leases are still ours, lost, or cancelled.
@@ -179,7 +185,8 @@ async fn renew_kind<S: JobStore>(
 ) -> Result<(), RenewError> {
     let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
     let sent = Instant::now();
-    report_starts(s, kind, &held, call_timeout).await?;
+    // A start report that failed is sent again next beat; it never holds back renewals.
+    let starts = report_starts(s, kind, &held, call_timeout).await;
     let report = match tokio::time::timeout(call_timeout, s.extend_leases(kind, &leases, lease)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
@@ -202,9 +209,13 @@ async fn renew_kind<S: JobStore>(
         }
     }
     for (id, h) in &held {
-        if !report.lost.contains(id) {
+        if !report.lost.contains(id) && !report.unreached.contains(id) {
             h.renewed(sent);
         }
+    }
+    starts?;
+    if !report.unreached.is_empty() {
+        return Err(RenewError::Unreached(kind, report.unreached.len()));
     }
     Ok(())
 }

@@ -68,10 +68,8 @@ impl RedisCluster {
         let deadline = Instant::now() + within;
         loop {
             let synced = self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| {
-                let info: Result<String, _> = redis::Client::open(n.url())
-                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
-                    .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c));
-                info.is_ok_and(|i| i.contains("role:master") || i.contains("master_link_status:up"))
+                ask::<String>(n, redis::cmd("INFO").arg("replication"))
+                    .is_some_and(|i| i.contains("role:master") || i.contains("master_link_status:up"))
             });
             if synced {
                 return;
@@ -96,10 +94,8 @@ impl RedisCluster {
         let deadline = Instant::now() + within;
         loop {
             let ok = self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| {
-                let info: Result<String, _> = redis::Client::open(n.url())
-                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
-                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c));
-                info.is_ok_and(|i| i.contains("cluster_state:ok") && i.contains("cluster_slots_ok:16384"))
+                ask::<String>(n, redis::cmd("CLUSTER").arg("INFO"))
+                    .is_some_and(|i| i.contains("cluster_state:ok") && i.contains("cluster_slots_ok:16384"))
             });
             if ok {
                 return;
@@ -120,11 +116,7 @@ impl RedisCluster {
             .iter()
             .filter(|n| n.pid().is_some())
             .filter_map(|n| {
-                let mut c = redis::Client::open(n.url())
-                    .ok()?
-                    .get_connection_with_timeout(Duration::from_millis(300))
-                    .ok()?;
-                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
+                let role: Vec<redis::Value> = ask(n, &redis::cmd("ROLE"))?;
                 let name: String = redis::from_redis_value(role.into_iter().next()?).ok()?;
                 Some((n.port(), name == "master"))
             })
@@ -137,11 +129,7 @@ impl RedisCluster {
             .iter()
             .filter(|n| n.pid().is_some())
             .filter_map(|n| {
-                let mut c = redis::Client::open(n.url())
-                    .ok()?
-                    .get_connection_with_timeout(Duration::from_millis(300))
-                    .ok()?;
-                let info: String = redis::cmd("INFO").arg("replication").query(&mut c).ok()?;
+                let info: String = ask(n, redis::cmd("INFO").arg("replication"))?;
                 let of = info
                     .lines()
                     .find_map(|l| l.strip_prefix("master_port:"))?
@@ -151,6 +139,15 @@ impl RedisCluster {
                 (of == primary).then_some(n.port())
             })
             .collect()
+    }
+
+    /// Lets the shards whose slots are all served keep serving while another has none
+    /// (`cluster-require-full-coverage no` on every running node).
+    pub fn serve_partial_coverage(&self) {
+        for n in self.nodes.iter().filter(|n| n.pid().is_some()) {
+            let ok: Option<String> = ask(n, redis::cmd("CONFIG").arg("SET").arg("cluster-require-full-coverage").arg("no"));
+            assert!(ok.is_some(), "CONFIG SET on {}", n.port());
+        }
     }
 
     /// SIGKILL the node on `port`.
@@ -166,10 +163,17 @@ impl RedisCluster {
             .into_iter()
             .filter_map(|port| {
                 let n = self.nodes.iter().find(|n| n.port() == port)?;
-                let mut c = redis::Client::open(n.url()).ok()?.get_connection().ok()?;
-                let size: u64 = redis::cmd("DBSIZE").query(&mut c).ok()?;
-                Some((port, size))
+                Some((port, ask(n, &redis::cmd("DBSIZE"))?))
             })
             .collect()
     }
+}
+
+/// `cmd`'s answer from node `n` (a short connect timeout: a dead node answers nothing).
+fn ask<T: redis::FromRedisValue>(n: &RedisServer, cmd: &redis::Cmd) -> Option<T> {
+    let mut c = redis::Client::open(n.url())
+        .ok()?
+        .get_connection_with_timeout(Duration::from_millis(300))
+        .ok()?;
+    cmd.query(&mut c).ok()
 }

@@ -1,4 +1,5 @@
 //! `drover accounts ls|show|limits|counts`.
+use drover::queue::AccountStateCounts;
 use serde_json::Value;
 
 use crate::args::AccountsCmd;
@@ -57,18 +58,6 @@ fn table(page: &Value) -> String {
     t.render()
 }
 
-/// The states `GET /v1/accounts/{id}/counts` reports, in the table's column order.
-const COUNTED: [&str; 8] = [
-    "queued",
-    "scheduled",
-    "running",
-    "retrying",
-    "succeeded",
-    "partial",
-    "dead",
-    "cancelled",
-];
-
 fn counts_table(v: &Value) -> String {
     let mut t = Table::new(&[
         "KIND",
@@ -83,7 +72,7 @@ fn counts_table(v: &Value) -> String {
     ]);
     for k in v["kinds"].as_array().into_iter().flatten() {
         let mut row = vec![at(k, "kind")];
-        row.extend(COUNTED.iter().map(|s| at(&k["counts"], s)));
+        row.extend(AccountStateCounts::STATES.iter().map(|s| at(&k["counts"], s)));
         t.row(row);
     }
     t.render()

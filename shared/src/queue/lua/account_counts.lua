@@ -28,18 +28,12 @@ if not last_ms then
   last_ms = newest[2] or '0'
   redis.call('SET', P .. 'acend', last_ms)
 end
-local from = redis.call('GET', P .. 'accur') or '-inf'
-local batch = redis.call('ZRANGE', index, from, last_ms, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
-if #batch == 0 then
+local ids = backfill_batch(index, P .. 'accur', last_ms, limit)
+if not ids then
   redis.call('SET', P .. 'acdone', 1)
   redis.call('DEL', P .. 'accur', P .. 'acend')
   return 1
 end
-local last = batch[#batch]
-local ids = {}
-for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
--- every job made at the batch's last ms, so the next call can start after it
-for _, id in ipairs(redis.call('ZRANGE', index, last, last, 'BYSCORE')) do ids[#ids + 1] = id end
 for _, id in ipairs(ids) do
   local key = P .. 'job:' .. id
   local f = redis.call('HMGET', key, 'st', 'acct', 'ac')
@@ -48,5 +42,4 @@ for _, id in ipairs(ids) do
     tally(f[2], f[1], 1)
   end
 end
-redis.call('SET', P .. 'accur', '(' .. last)
 return 0

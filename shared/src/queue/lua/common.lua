@@ -167,6 +167,21 @@ local function dead_left(id)
     end
   end
 end
+-- A backfill's next batch of `index` (by score) from the position kept in `cur` up to
+-- `upto`: the ids of up to `limit` members, and every member at the batch's last score
+-- (so the next call can start after it), and that score; the position moves past
+-- them. nil once none is left.
+local function backfill_batch(index, cur, upto, limit)
+  local from = redis.call('GET', cur) or '-inf'
+  local batch = redis.call('ZRANGE', index, from, upto, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
+  if #batch == 0 then return nil end
+  local last = batch[#batch]
+  local ids = {}
+  for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
+  for _, id in ipairs(redis.call('ZRANGE', index, last, last, 'BYSCORE')) do ids[#ids + 1] = id end
+  redis.call('SET', cur, '(' .. last)
+  return ids, last
+end
 -- Per-account counts by state (docs/architecture.md, "Per-account counts"). `as:<acct>`
 -- (HASH) counts the account's jobs in each state that has no per-account index of its
 -- own — scheduled, retrying, succeeded, partial, dead, cancelled (queued is the lane's

@@ -10,7 +10,7 @@ if op == 'join' then
   local id = ARGV[3]
   local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'er', 'fa', 'sg')
   if f[1] == 'dead' and not f[4] then
-    dead_joined(id, f[2], tonumber(f[3]) or now_ms())
+    dead_joined(id, f[2], tonumber(f[3]) or tonumber(last))
   end
   return 1
 elseif op == 'leave' then
@@ -21,24 +21,17 @@ elseif op ~= 'backfill' then
 end
 if redis.call('EXISTS', P .. 'dgdone') == 1 then return 1 end
 local limit = tonumber(ARGV[3])
-local index = P .. 'state:dead'
-local from = redis.call('GET', P .. 'dgcur') or '-inf'
-local batch = redis.call('ZRANGE', index, from, '+inf', 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
-if #batch == 0 then
+-- (`last`: the batch's last death ms, for a record without `fa`)
+local ids, last = backfill_batch(P .. 'state:dead', P .. 'dgcur', '+inf', limit)
+if not ids then
   redis.call('SET', P .. 'dgdone', 1)
   redis.call('DEL', P .. 'dgcur')
   return 1
 end
-local last = batch[#batch]
-local ids = {}
-for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
--- every job dead at the batch's last ms, so the next call can start after it
-for _, id in ipairs(redis.call('ZRANGE', index, last, last, 'BYSCORE')) do ids[#ids + 1] = id end
 for _, id in ipairs(ids) do
   local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'er', 'fa', 'sg')
   if f[1] == 'dead' and not f[4] then
     dead_joined(id, f[2], tonumber(f[3]) or tonumber(last))
   end
 end
-redis.call('SET', P .. 'dgcur', '(' .. last)
 return 0

@@ -9,8 +9,9 @@ local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
 local all, ready = {}, {}
--- per lane: {score, id, ...} and the best score added, written once per lane at the end
-local lanes, best = {}, {}
+-- per lane: {score, id, ...} and the best score added, written once per lane at the end;
+-- per account: its index entries {created, id, ...}, likewise
+local lanes, best, by_acct = {}, {}, {}
 local woke = false
 -- A queue with no job yet needs no backfill of its per-account counts (account_counts.lua).
 local fresh = redis.call('EXISTS', P .. 'all') == 0
@@ -75,7 +76,13 @@ local function enqueue(b)
   if trigger ~= '' then redis.call('HSET', key, 'tg', trigger) end
   if callback ~= '' then redis.call('HSET', key, 'cb', callback, 'cbs', callback_secret) end
   if acct ~= '' then
-    redis.call('ZADD', P .. 'acct:' .. acct, now, id)
+    local mine = by_acct[acct]
+    if not mine then
+      mine = {}
+      by_acct[acct] = mine
+    end
+    mine[#mine + 1] = now
+    mine[#mine + 1] = id
   end
   if idem ~= '' then
     redis.call('SET', idem_key, id .. '|' .. fp, 'EX', idem_ttl)
@@ -114,6 +121,9 @@ if #all > 0 then
   if fresh then redis.call('SET', P .. 'acdone', 1) end
 end
 if #ready > 0 then redis.call('ZADD', P .. 'ready', unpack(ready)) end
+for acct, mine in pairs(by_acct) do
+  redis.call('ZADD', P .. 'acct:' .. acct, unpack(mine))
+end
 for acct, lane in pairs(lanes) do
   redis.call('ZADD', lane_key(acct), unpack(lane))
   offer_lane(acct, best[acct])

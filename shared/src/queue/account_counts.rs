@@ -4,6 +4,7 @@
 //! state); and the backfill that counts jobs made before those counters existed.
 use std::collections::HashMap;
 
+use super::redis_store::parse_err;
 use super::{scripts, QueueKeys, RedisStore, StoreError};
 use crate::job::JobKind;
 
@@ -61,18 +62,24 @@ impl RedisStore {
     /// `account`'s jobs by state in every kind: a few reads of one partition per kind,
     /// whatever the number of jobs.
     pub async fn account_counts(&self, account: &str) -> Result<AccountCounts, StoreError> {
+        let keys: Vec<QueueKeys> = JobKind::ALL.iter().map(|kind| self.account_keys(*kind, account)).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        // One round trip on one server (one pipeline per partition on a cluster).
+        let replies = self
+            .grouped(&tags, &[], |pipe, i| {
+                let k = &keys[i];
+                pipe.zcard(k.key(&format!("rq:{account}")))
+                    .scard(k.key(&format!("hold:{account}")))
+                    .hgetall(k.key(&format!("as:{account}")))
+                    .exists(k.key("acdone"))
+                    .exists(k.key("all"));
+            })
+            .await?;
         let mut kinds = Vec::with_capacity(JobKind::ALL.len());
         let mut complete = true;
-        for kind in JobKind::ALL {
-            let k = self.account_keys(kind, account);
-            let (queued, running, counters, done, jobs): (u64, u64, HashMap<String, i64>, bool, bool) = redis::pipe()
-                .zcard(k.key(&format!("rq:{account}")))
-                .scard(k.key(&format!("hold:{account}")))
-                .hgetall(k.key(&format!("as:{account}")))
-                .exists(k.key("acdone"))
-                .exists(k.key("all"))
-                .query_async(&mut self.connection())
-                .await?;
+        for (kind, reply) in JobKind::ALL.into_iter().zip(replies) {
+            let (queued, running, counters, done, jobs): (u64, u64, HashMap<String, i64>, bool, bool) =
+                redis::from_redis_value(redis::Value::Array(reply)).map_err(parse_err)?;
             let n = |state: &str| counters.get(state).copied().unwrap_or(0).max(0) as u64;
             // a queue with no job has nothing left to count
             complete &= done || !jobs;

@@ -38,6 +38,17 @@ local function park_reason(err)
   end
   return 'rate_limit', m
 end
+-- Appends `a`, `b` to the list kept under `key` in `lists` (made on first use): the
+-- per-lane, per-account and per-state batches a script writes once at its end.
+local function push_pair(lists, key, a, b)
+  local list = lists[key]
+  if not list then
+    list = {}
+    lists[key] = list
+  end
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
 -- Event counters for /metrics (`P stats`), bumped only on rare paths: reclaims, late
 -- results, parks.
 local function count_event(field)

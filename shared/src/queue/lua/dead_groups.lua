@@ -10,7 +10,7 @@ if op == 'join' then
   local id = ARGV[3]
   local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'er', 'fa', 'sg')
   if f[1] == 'dead' and not f[4] then
-    dead_joined(id, f[2], tonumber(f[3]) or tonumber(last))
+    dead_joined(id, f[2], tonumber(f[3]) or now_ms())
   end
   return 1
 elseif op == 'leave' then

@@ -76,13 +76,7 @@ local function enqueue(b)
   if trigger ~= '' then redis.call('HSET', key, 'tg', trigger) end
   if callback ~= '' then redis.call('HSET', key, 'cb', callback, 'cbs', callback_secret) end
   if acct ~= '' then
-    local mine = by_acct[acct]
-    if not mine then
-      mine = {}
-      by_acct[acct] = mine
-    end
-    mine[#mine + 1] = now
-    mine[#mine + 1] = id
+    push_pair(by_acct, acct, now, id)
   end
   if idem ~= '' then
     redis.call('SET', idem_key, id .. '|' .. fp, 'EX', idem_ttl)
@@ -97,13 +91,7 @@ local function enqueue(b)
     local score = ready_score(prio, now)
     ready[#ready + 1] = score
     ready[#ready + 1] = id
-    local lane = lanes[acct]
-    if not lane then
-      lane = {}
-      lanes[acct] = lane
-    end
-    lane[#lane + 1] = score
-    lane[#lane + 1] = id
+    push_pair(lanes, acct, score, id)
     if not best[acct] or score < best[acct] then best[acct] = score end
   end
   woke = true

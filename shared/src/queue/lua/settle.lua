@@ -50,13 +50,7 @@ for i = 0, n - 1 do
         done = done + 1
       end
       finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]})
-      local list = by_state[outcome]
-      if not list then
-        list = {}
-        by_state[outcome] = list
-      end
-      list[#list + 1] = now
-      list[#list + 1] = id
+      push_pair(by_state, outcome, now, id)
     elseif outcome == 'release' then
       redis.call('HINCRBY', key, 'at', -1)
       redis.call('HSET', key, 'ls', '', 'w', '')

@@ -62,11 +62,23 @@ fn request_span(log: &str, message: &str, job_id: &str) -> Option<Value> {
     })
 }
 
+/// The request span of the API's "job accepted" line for `job_id`. The API writes its
+/// lines in batches (api/src/log_writer.rs), so the line may land a few ms after the
+/// answer: it is waited for, up to 5 s.
+fn accepted_span(api_process: &ChildProcess, job_id: &str) -> Value {
+    assert!(
+        api_process.wait_for_log(&format!("\"job_id\":\"{job_id}\""), Duration::from_secs(5)),
+        "no line about {job_id}:\n{}",
+        api_process.log()
+    );
+    request_span(&api_process.log(), "job accepted", job_id)
+        .unwrap_or_else(|| panic!("no 'job accepted' line for {job_id}:\n{}", api_process.log()))
+}
+
 /// Lines the API logs inside a request carry its trace: the client's when it sent one,
 /// and otherwise a new trace that the job it submitted carries too.
 async fn assert_request_lines_in_trace(api: &str, api_process: &ChildProcess, acct: &AccountId, traced: &JobId) {
-    let span = request_span(&api_process.log(), "job accepted", traced.as_str())
-        .unwrap_or_else(|| panic!("no 'job accepted' line for {traced}:\n{}", api_process.log()));
+    let span = accepted_span(api_process, traced.as_str());
     assert_eq!(span["trace_id"], TRACE_ID, "{span}");
     assert_eq!(span["span_id"].as_str().map(str::len), Some(16), "{span}");
 
@@ -85,7 +97,7 @@ async fn assert_request_lines_in_trace(api: &str, api_process: &ChildProcess, ac
     let job = job_view(api, id).await;
     let trace = job["trace_id"].as_str().expect("every job has a trace").to_owned();
     assert_ne!(trace, TRACE_ID);
-    let span = request_span(&api_process.log(), "job accepted", id).unwrap_or_else(|| panic!("no 'job accepted' line for {id}"));
+    let span = accepted_span(api_process, id);
     assert_eq!(
         span["trace_id"],
         trace.as_str(),

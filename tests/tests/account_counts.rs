@@ -231,6 +231,48 @@ async fn an_accounts_counts_equal_its_listing_after_every_move_its_jobs_make() {
     assert_eq!(gone, 0, "dead jobs have a retention of their own; the rest went: {c:?}");
 }
 
+/// One settle call ending runs of two accounts in every way at once: the call writes
+/// each account's net counter moves once, at its end.
+#[tokio::test]
+async fn one_settle_call_of_many_outcomes_over_two_accounts_counts_each_of_them() {
+    let server = RedisServer::start(Durability::None);
+    let store = store_on(&server, 1).await;
+    for acct in ["acme", "acme", "acme", "globex", "globex", "globex"] {
+        enqueue(&store, NewJob::new(cleanup(acct))).await;
+    }
+    let leased = store.fetch(JobKind::Cleanup, "w1", 6, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 6);
+    let later = Duration::from_secs(600);
+    let actions = [
+        SettleAction::Succeeded(json!({})),
+        SettleAction::Succeeded(json!({})),
+        SettleAction::Dead(err(ErrorClass::Permanent)),
+        SettleAction::Partial(json!({})),
+        SettleAction::Retry {
+            delay: later,
+            error: err(ErrorClass::Transient),
+        },
+        SettleAction::Release,
+    ];
+    let settlements: Vec<Settlement> = leased
+        .iter()
+        .zip(actions)
+        .map(|(l, action)| Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action,
+            attempt: None,
+        })
+        .collect();
+    store.settle(JobKind::Cleanup, &settlements).await.unwrap();
+    assert_counts_match(&store, "acme", "after one settle of many outcomes").await;
+    assert_counts_match(&store, "globex", "the other account in the same call").await;
+    let (all, _) = counted(&store, "acme").await;
+    let (other, _) = counted(&store, "globex").await;
+    let total: u64 = all.values().chain(other.values()).sum();
+    assert_eq!(total, 6, "every job counted once: {all:?} {other:?}");
+}
+
 #[tokio::test]
 async fn jobs_made_before_the_counters_existed_are_counted_by_the_trimmers_backfill() {
     let server = RedisServer::start(Durability::None);

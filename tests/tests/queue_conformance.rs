@@ -192,6 +192,7 @@ conformance!(
 conformance_with_policy!(
     capped_an_account_at_its_cap_is_skipped_until_one_of_its_runs_ends,
     capped_a_released_or_reclaimed_run_frees_its_accounts_slot,
+    capped_one_settle_of_many_runs_frees_every_accounts_slots,
     capped_queued_jobs_of_an_account_at_its_cap_say_so,
     capped_snoozes_are_counted_and_capped,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,

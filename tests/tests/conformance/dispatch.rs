@@ -107,6 +107,55 @@ pub async fn capped_an_account_at_its_cap_is_skipped_until_one_of_its_runs_ends<
     assert_eq!(account_of(&next[0]), "a");
 }
 
+/// One settle call ending runs of several capped accounts frees each account's slots
+/// (the call writes each account's holds once, at its end).
+pub async fn capped_one_settle_of_many_runs_frees_every_accounts_slots<S: JobStore>(store: S) {
+    for acct in ["a", "b"] {
+        for _ in 0..3 {
+            enqueue(&store, NewJob::new(cleanup(acct))).await;
+        }
+    }
+    let held = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs;
+    assert_eq!(held.iter().map(account_of).collect::<Vec<_>>(), ["a", "b", "a", "b"]);
+    assert!(fetch_one(&store, "w2").await.is_none(), "both accounts at their cap");
+    let actions = [
+        (SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded),
+        (SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed),
+        (SettleAction::Release, AttemptOutcome::Released),
+        (
+            SettleAction::Retry {
+                delay: Duration::from_secs(600),
+                error: err(ErrorClass::Transient),
+            },
+            AttemptOutcome::Failed,
+        ),
+    ];
+    let settlements: Vec<Settlement> = held
+        .iter()
+        .zip(actions)
+        .map(|(l, (action, outcome))| {
+            let error = match &action {
+                SettleAction::Retry { error, .. } | SettleAction::Dead(error) => Some(error.clone()),
+                _ => None,
+            };
+            Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action,
+                attempt: attempt(l, outcome, error),
+            }
+        })
+        .collect();
+    let results = store.settle(JobKind::Cleanup, &settlements).await.unwrap();
+    assert!(results.iter().all(|r| *r == SettleResult::Applied), "{results:?}");
+    let next = store.fetch(JobKind::Cleanup, "w2", 10, LEASE).await.unwrap().jobs;
+    let mut accounts: Vec<String> = next.iter().map(account_of).collect();
+    accounts.sort();
+    assert_eq!(accounts, ["a", "a", "b"], "a: the released job and its last; b: its last");
+    assert!(next.iter().any(|l| l.id == held[2].id), "the released job runs again");
+    assert!(fetch_one(&store, "w3").await.is_none(), "a is at its cap again, b has none queued");
+}
+
 pub async fn capped_a_released_or_reclaimed_run_frees_its_accounts_slot<S: JobStore>(store: S) {
     for _ in 0..3 {
         enqueue(&store, NewJob::new(cleanup("a"))).await;

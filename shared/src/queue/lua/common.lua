@@ -49,6 +49,15 @@ local function push_pair(lists, key, a, b)
   list[#list + 1] = a
   list[#list + 1] = b
 end
+-- Appends `a` to the list kept under `key` in `lists` (made on first use).
+local function push_one(lists, key, a)
+  local list = lists[key]
+  if not list then
+    list = {}
+    lists[key] = list
+  end
+  list[#list + 1] = a
+end
 -- Event counters for /metrics (`P stats`), bumped only on rare paths: reclaims, late
 -- results, parks.
 local function count_event(field)
@@ -90,16 +99,25 @@ end
 -- A run of `acct` ended (settled, released or reclaimed): it stops counting against
 -- the account's cap, and a lane blocked at the cap is offered again.
 -- (`unstarted_done`: the caller takes it out of `unstarted` itself, in one batch.)
-local function run_ended(id, acct, unstarted_done)
-  if not unstarted_done then redis.call('ZREM', P .. 'unstarted', id) end
-  if not acct or acct == '' then return end
-  redis.call('SREM', P .. 'hold:' .. acct, id)
+local function runs_of_account_ended(acct, ...)
+  redis.call('SREM', P .. 'hold:' .. acct, ...)
   if redis.call('HDEL', P .. 'blocked', acct) == 1 then
     local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
     if head[2] then
       offer_lane(acct, tonumber(head[2]))
       wake()
     end
+  end
+end
+local function run_ended(id, acct, unstarted_done)
+  if not unstarted_done then redis.call('ZREM', P .. 'unstarted', id) end
+  if not acct or acct == '' then return end
+  runs_of_account_ended(acct, id)
+end
+-- The same for many runs (settle): `ended` is account -> ids, each account written once.
+local function runs_ended(ended)
+  for acct, ids in pairs(ended) do
+    runs_of_account_ended(acct, unpack(ids))
   end
 end
 -- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
@@ -200,10 +218,33 @@ end
 -- counted: every job enqueued since the counts are kept, and an older one once the
 -- backfill (account_counts.lua) or its next move into a counted state counted it.
 local COUNTED = {scheduled = true, retrying = true, succeeded = true, partial = true, dead = true, cancelled = true}
+-- A script that moves many jobs (settle) defers its counter moves (`defer_tallies`)
+-- and writes each account's net moves once at its end (`flush_tallies`).
+local tallies = nil
 local function tally(acct, state, by)
   if acct and acct ~= '' and COUNTED[state] then
-    redis.call('HINCRBY', P .. 'as:' .. acct, state, by)
+    if tallies then
+      local t = tallies[acct]
+      if not t then
+        t = {}
+        tallies[acct] = t
+      end
+      t[state] = (t[state] or 0) + by
+    else
+      redis.call('HINCRBY', P .. 'as:' .. acct, state, by)
+    end
   end
+end
+local function defer_tallies()
+  tallies = {}
+end
+local function flush_tallies()
+  for acct, t in pairs(tallies) do
+    for state, by in pairs(t) do
+      if by ~= 0 then redis.call('HINCRBY', P .. 'as:' .. acct, state, by) end
+    end
+  end
+  tallies = nil
 end
 -- The job `key` of `acct` (`counted`: its `ac`) moved from state `from` to `to`.
 local function recount(key, acct, counted, from, to)

@@ -117,6 +117,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
       -- One job a turn while other accounts wait; a lane alone fills the batch.
       if redis.call('ZCARD', P .. 'lanes') > 0 then room = 1 end
       local popped = redis.call('ZPOPMIN', lane_key(acct), room)
+      local held = {}
       for i = 1, #popped, 2 do
         local id = popped[i]
         off_ready[#off_ready + 1] = id
@@ -137,7 +138,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
             unstarted[#unstarted + 1] = tonumber(popped[i + 1]) % 1e13
             unstarted[#unstarted + 1] = id
           end
-          if acct ~= '' then redis.call('SADD', hold, id) end
+          held[#held + 1] = id
           busy = busy + 1
           leases[#leases + 1] = now + lease_ms
           leases[#leases + 1] = id
@@ -150,6 +151,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
           n = n + 1
         end
       end
+      if acct ~= '' and #held > 0 then redis.call('SADD', hold, unpack(held)) end
     end
     -- The lane's next turn, or aside until one of its runs ends.
     local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')

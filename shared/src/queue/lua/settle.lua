@@ -11,6 +11,9 @@ local out = {}
 local done = 0
 local released = {}
 local by_state = {}
+-- the runs that ended, per account: their holds and counters are written once at the end
+local ended = {}
+defer_tallies()
 local CANCELLED = '{"class":"cancelled","message":"cancelled while it ran"}'
 for i = 0, n - 1 do
   local b = 4 + i * 6
@@ -42,7 +45,7 @@ for i = 0, n - 1 do
         data = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
       end
     end
-    run_ended(id, f[3], true)
+    if f[3] and f[3] ~= '' then push_one(ended, f[3], id) end
     if outcome == 'succeeded' or outcome == 'partial' or outcome == 'dead' or outcome == 'cancelled' then
       local field = 'er'
       if outcome == 'succeeded' or outcome == 'partial' then
@@ -82,6 +85,8 @@ for i = 0, n - 1 do
     out[#out + 1] = 'ok'
   end
 end
+runs_ended(ended)
+flush_tallies()
 if #released > 0 then
   redis.call('ZREM', P .. 'active', unpack(released))
   redis.call('ZREM', P .. 'unstarted', unpack(released))

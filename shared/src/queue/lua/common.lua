@@ -38,24 +38,23 @@ local function park_reason(err)
   end
   return 'rate_limit', m
 end
--- Appends `a`, `b` to the list kept under `key` in `lists` (made on first use): the
--- per-lane, per-account and per-state batches a script writes once at its end.
-local function push_pair(lists, key, a, b)
+-- The table kept under `key` in `lists`, made on first use: the per-lane, per-account
+-- and per-state batches (and deferred counter moves) a script writes once at its end.
+local function list_in(lists, key)
   local list = lists[key]
   if not list then
     list = {}
     lists[key] = list
   end
+  return list
+end
+local function push_pair(lists, key, a, b)
+  local list = list_in(lists, key)
   list[#list + 1] = a
   list[#list + 1] = b
 end
--- Appends `a` to the list kept under `key` in `lists` (made on first use).
 local function push_one(lists, key, a)
-  local list = lists[key]
-  if not list then
-    list = {}
-    lists[key] = list
-  end
+  local list = list_in(lists, key)
   list[#list + 1] = a
 end
 -- Event counters for /metrics (`P stats`), bumped only on rare paths: reclaims, late
@@ -224,11 +223,7 @@ local tallies = nil
 local function tally(acct, state, by)
   if acct and acct ~= '' and COUNTED[state] then
     if tallies then
-      local t = tallies[acct]
-      if not t then
-        t = {}
-        tallies[acct] = t
-      end
+      local t = list_in(tallies, acct)
       t[state] = (t[state] or 0) + by
     else
       redis.call('HINCRBY', P .. 'as:' .. acct, state, by)

@@ -37,7 +37,11 @@ impl RedisCluster {
                     "--cluster-replica-validity-factor",
                     "0",
                 ];
-                RedisServer::start_with(free_cluster_port(), Durability::None, extra.iter().map(|s| s.to_string()).collect())
+                RedisServer::start_picking(
+                    &mut free_cluster_port,
+                    Durability::None,
+                    extra.iter().map(|s| s.to_string()).collect(),
+                )
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();

@@ -20,8 +20,8 @@ pub struct RedisSentinels {
 impl RedisSentinels {
     pub fn start(replicas: usize) -> Self {
         // No diskless-sync delay: replicas hold the data at once, not 5 s after start.
-        let primary = RedisServer::start_with(
-            super::free_port(),
+        let primary = RedisServer::start_picking(
+            &mut super::free_port,
             Durability::None,
             vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()],
         );
@@ -36,7 +36,7 @@ impl RedisSentinels {
                 "--repl-diskless-sync-delay".to_owned(),
                 "0".to_owned(),
             ];
-            servers.push(RedisServer::start_with(super::free_port(), Durability::None, extra));
+            servers.push(RedisServer::start_picking(&mut super::free_port, Durability::None, extra));
         }
         let sentinels = (0..3)
             .map(|_| {

@@ -39,19 +39,26 @@ impl RedisServer {
 
     /// [`RedisServer::start`] with another redis-server binary (e.g. a newer Redis).
     pub fn start_binary(binary: &str, durability: Durability) -> Self {
-        Self::launch(binary, durability, None, free_port(), Vec::new())
+        Self::launch(binary, durability, None, None, Vec::new())
     }
 
     /// A server on `port` with more arguments (e.g. `--cluster-enabled yes`).
     pub fn start_with(port: u16, durability: Durability, extra: Vec<String>) -> Self {
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        Self::launch(&binary, durability, None, port, extra)
+        Self::launch(&binary, durability, None, Some(port), extra)
+    }
+
+    /// [`RedisServer::start_with`] on a port `pick` gives (e.g. one whose cluster bus port
+    /// is free too), taking another if it is gone before the server binds it.
+    pub fn start_picking(pick: &mut dyn FnMut() -> u16, durability: Durability, extra: Vec<String>) -> Self {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        Self::launch_on(&binary, durability, None, pick, 5, extra)
     }
 
     /// A replica of `primary` (`--replicaof`), same binary, returned once its link to the
     /// primary is up (`master_link_status:up`) so it holds everything written before.
     pub fn start_replica_of(primary: &RedisServer) -> Self {
-        let replica = Self::launch(&primary.binary, Durability::None, Some(primary.port), free_port(), Vec::new());
+        let replica = Self::launch(&primary.binary, Durability::None, Some(primary.port), None, Vec::new());
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut conn = replica.conn();
         loop {
@@ -69,10 +76,29 @@ impl RedisServer {
         }
     }
 
-    fn launch(binary: &str, durability: Durability, replica_of: Option<u16>, port: u16, extra: Vec<String>) -> Self {
+    /// Starts a server on `port`, or on a free port when `None`. A port found free can be
+    /// taken before the server binds it (by another test's outgoing connection, whose
+    /// local ports come from the same range): then the server exits at once, and it is
+    /// started again on another free port, up to five times.
+    fn launch(binary: &str, durability: Durability, replica_of: Option<u16>, port: Option<u16>, extra: Vec<String>) -> Self {
+        match port {
+            Some(p) => Self::launch_on(binary, durability, replica_of, &mut || p, 1, extra),
+            None => Self::launch_on(binary, durability, replica_of, &mut free_port, 5, extra),
+        }
+    }
+
+    /// [`RedisServer::launch`] on the ports `pick` gives, trying up to `tries` of them.
+    fn launch_on(
+        binary: &str,
+        durability: Durability,
+        replica_of: Option<u16>,
+        pick: &mut dyn FnMut() -> u16,
+        tries: usize,
+        extra: Vec<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut s = Self {
-            port,
+            port: pick(),
             dir,
             durability,
             child: None,
@@ -80,7 +106,12 @@ impl RedisServer {
             replica_of,
             extra,
         };
-        s.spawn();
+        let mut tried = 1;
+        while let Err(why) = s.spawn() {
+            assert!(tried < tries, "{why}");
+            tried += 1;
+            s.port = pick();
+        }
         s
     }
 
@@ -116,7 +147,7 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -152,24 +183,31 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the server answers PING; an error (with its log) when it exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = redis::Client::open(self.url()).expect("redis url");
         loop {
             if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) {
                 // A restarted server answers LOADING while it replays the AOF.
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
+                    return Ok(());
                 }
+            }
+            let log = self.dir.path().join("redis.log");
+            if !self.is_running() {
+                self.child = None;
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("redis-server on port {} exited at start:\n{tail}", self.port));
             }
             assert!(
                 Instant::now() < deadline,
                 "redis-server on port {} did not start; see {}",
                 self.port,
-                self.dir.path().join("redis.log").display()
+                log.display()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -191,7 +229,9 @@ impl RedisServer {
     /// Start it again on the same port and directory (it replays its AOF, if any).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if let Err(why) = self.spawn() {
+            panic!("{why}");
+        }
     }
 
     /// A plain (synchronous) connection, for test set-up and assertions.
@@ -219,5 +259,49 @@ impl Drop for RedisServer {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary() -> String {
+        std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+    }
+
+    fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+        p.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_server_whose_port_is_taken_fails_at_once_with_its_log() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = std::panic::catch_unwind(|| RedisServer::start_with(port, Durability::None, Vec::new()))
+            .map(|_| ())
+            .expect_err("the port is taken");
+        let text = panic_text(err);
+        assert!(text.contains("exited at start"), "{text}");
+        assert!(text.contains("in use"), "the server's own words: {text}");
+    }
+
+    #[test]
+    fn a_free_port_taken_before_the_server_binds_it_is_replaced() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let first = taken.local_addr().unwrap().port();
+        let mut calls = 0;
+        let mut pick = || {
+            calls += 1;
+            if calls == 1 {
+                first
+            } else {
+                free_port()
+            }
+        };
+        let server = RedisServer::launch_on(&binary(), Durability::None, None, &mut pick, 5, Vec::new());
+        assert_ne!(server.port(), first);
+        let pong: String = redis::cmd("PING").query(&mut server.conn()).unwrap();
+        assert_eq!(pong, "PONG");
     }
 }

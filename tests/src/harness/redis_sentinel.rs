@@ -38,32 +38,7 @@ impl RedisSentinels {
             ];
             servers.push(RedisServer::start_picking(&mut super::free_port, Durability::None, extra));
         }
-        let sentinels = (0..3)
-            .map(|_| {
-                let dir = tempfile::tempdir().expect("temp dir for a sentinel");
-                let port = super::free_port();
-                let conf = dir.path().join("sentinel.conf");
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
-                         sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n\
-                         sentinel parallel-syncs {SERVICE} 1\n",
-                        dir.path().display()
-                    ),
-                )
-                .expect("write sentinel.conf");
-                let child = Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
-                    .arg(&conf)
-                    .arg("--sentinel")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("redis-server must be installed");
-                (port, child, dir)
-            })
-            .collect();
+        let sentinels = (0..3).map(|_| start_sentinel(primary_port)).collect();
         let s = Self { servers, sentinels };
         s.wait_for_replicas(replicas, Duration::from_secs(20));
         s
@@ -142,4 +117,50 @@ impl Drop for RedisSentinels {
             let _ = child.wait();
         }
     }
+}
+
+/// One sentinel watching the primary on `primary_port`, answering PING. A port found
+/// free can be taken before the sentinel binds it (it then exits at once): another one
+/// is tried, up to five.
+fn start_sentinel(primary_port: u16) -> (u16, Child, tempfile::TempDir) {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir for a sentinel");
+        let port = super::free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n\
+                 sentinel parallel-syncs {SERVICE} 1\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let mut child = Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("sentinel url");
+        loop {
+            let pong = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.is_ok() {
+                return (port, child, dir);
+            }
+            if !matches!(child.try_wait(), Ok(None)) {
+                let _ = child.wait();
+                break; // exited: its port was taken; try another
+            }
+            assert!(Instant::now() < deadline, "sentinel on port {port} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no sentinel started on five free ports");
 }

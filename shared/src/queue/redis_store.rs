@@ -766,15 +766,20 @@ impl JobStore for RedisStore {
         if settlements.is_empty() {
             return Ok(Vec::new());
         }
-        // Every queue's outcomes are sent whatever another queue (another shard) answered:
-        // one that cannot acknowledge or be reached marks only its own.
+        // Every queue's outcomes are sent at once, whatever another queue (another shard)
+        // answers: one that cannot acknowledge or be reached marks only its own.
         let mut results = vec![SettleResult::LeaseLost; settlements.len()];
         let mut not_durable = None;
         let mut unreached = None;
-        for (keys, items) in self.by_queue(settlements, |s| &s.id) {
-            self.touched(&items[0].1.id);
+        let queues = self.by_queue(settlements, |s| &s.id);
+        let answers = futures::future::join_all(queues.iter().map(|(keys, items)| async move {
             let batch: Vec<&Settlement> = items.iter().map(|(_, s)| *s).collect();
-            match self.settle_in(&keys, &batch).await {
+            self.settle_in(keys, &batch).await
+        }))
+        .await;
+        for ((_, items), answer) in queues.iter().zip(answers) {
+            self.touched(&items[0].1.id);
+            match answer {
                 Ok(rs) => {
                     for ((i, _), r) in items.iter().zip(rs) {
                         results[*i] = r;
@@ -786,7 +791,7 @@ impl JobStore for RedisStore {
                         _ => (SettleResult::Unreached, &mut unreached),
                     };
                     slot.get_or_insert(e);
-                    for (i, _) in &items {
+                    for (i, _) in items {
                         results[*i] = mark;
                     }
                 }
@@ -807,18 +812,23 @@ impl JobStore for RedisStore {
     }
 
     async fn extend_leases(&self, _kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
-        // Each queue (each shard) renews its own: one that cannot be reached leaves only
-        // its leases unrenewed; the call fails when none could be.
+        // Each queue (each shard) renews its own, all at once: one that cannot be reached
+        // leaves only its leases unrenewed; the call fails when none could be.
         let mut report = LeaseReport::default();
-        let mut conn = self.conn.clone();
         let mut failure = None;
-        for (keys, items) in self.by_queue(leases, |l| &l.0) {
+        let queues = self.by_queue(leases, |l| &l.0);
+        let answers = futures::future::join_all(queues.iter().map(|(keys, items)| {
             let mut inv = scripts::EXTEND.key(keys.ready());
             inv.arg(keys.prefix()).arg(lease.as_millis() as u64);
-            for (_, (id, token)) in &items {
+            for (_, (id, token)) in items {
                 inv.arg(id.as_str()).arg(token);
             }
-            match inv.invoke_async::<(Vec<String>, Vec<String>)>(&mut conn).await {
+            let mut conn = self.conn.clone();
+            async move { inv.invoke_async::<(Vec<String>, Vec<String>)>(&mut conn).await }
+        }))
+        .await;
+        for ((_, items), answer) in queues.iter().zip(answers) {
+            match answer {
                 Ok((lost, cancel)) => {
                     report.lost.extend(lost.into_iter().filter_map(|s| s.parse().ok()));
                     report.cancel_requested.extend(cancel.into_iter().filter_map(|s| s.parse().ok()));
@@ -836,21 +846,22 @@ impl JobStore for RedisStore {
     }
 
     async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
-        // Every queue is told even when another cannot be reached (the call then fails
-        // and is sent again: a start is recorded once however often it is sent).
-        let mut conn = self.conn.clone();
-        let mut failure = None;
-        for (keys, items) in self.by_queue(runs, |r| &r.0) {
+        // Every queue is told, all at once, even when another cannot be reached (the call
+        // then fails and is sent again: a start is recorded once however often it is sent).
+        let answers = futures::future::join_all(self.by_queue(runs, |r| &r.0).into_iter().map(|(keys, items)| {
             let mut inv = scripts::START.key(keys.ready());
             inv.arg(keys.prefix());
             for (_, (id, token)) in &items {
                 inv.arg(id.as_str()).arg(token);
             }
-            if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
-                failure.get_or_insert(e);
-            }
+            let mut conn = self.conn.clone();
+            async move { inv.invoke_async::<i64>(&mut conn).await }
+        }))
+        .await;
+        match answers.into_iter().find_map(Result::err) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
         }
-        failure.map_or(Ok(()), |e| Err(e.into()))
     }
 
     async fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> Result<bool, StoreError> {

@@ -95,9 +95,8 @@ local function remove_ready(id, acct)
   redis.call('ZREM', P .. 'ready', id)
   redis.call('ZREM', lane_key(acct), id)
 end
--- A run of `acct` ended (settled, released or reclaimed): it stops counting against
+-- Runs of `acct` ended (settled, released or reclaimed): they stop counting against
 -- the account's cap, and a lane blocked at the cap is offered again.
--- (`unstarted_done`: the caller takes it out of `unstarted` itself, in one batch.)
 local function runs_of_account_ended(acct, ...)
   redis.call('SREM', P .. 'hold:' .. acct, ...)
   if redis.call('HDEL', P .. 'blocked', acct) == 1 then
@@ -108,6 +107,8 @@ local function runs_of_account_ended(acct, ...)
     end
   end
 end
+-- One run ended (`unstarted_done`: the caller takes it out of `unstarted` itself, in
+-- one batch).
 local function run_ended(id, acct, unstarted_done)
   if not unstarted_done then redis.call('ZREM', P .. 'unstarted', id) end
   if not acct or acct == '' then return end

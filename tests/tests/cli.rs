@@ -467,7 +467,7 @@ async fn every_binary_answers_help_and_version() {
         assert!(h.contains(needle), "{needle} missing from\n{h}");
     }
     let h = run("drover-worker", &["--help"], &[]).await.stdout;
-    for needle in ["healthcheck", "config", "worker.lease_ms", "DROVER_WORKER__LEASE_MS", "3000"] {
+    for needle in ["healthcheck", "config", "worker.lease_ms", "DROVER_WORKER__LEASE_MS", "1800"] {
         assert!(h.contains(needle), "{needle} missing from\n{h}");
     }
     let bash = run("drover", &["completions", "bash"], &[]).await;

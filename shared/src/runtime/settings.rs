@@ -55,8 +55,8 @@ impl Default for WorkerSettings {
         Self {
             worker_id: Self::new_worker_id(),
             concurrency: JobKind::ALL.into_iter().map(|k| (k, 10)).collect(),
-            lease: Duration::from_secs(3),
-            heartbeat: Duration::from_millis(500),
+            lease: Duration::from_millis(1800),
+            heartbeat: Duration::from_millis(300),
             grace: Duration::from_secs(30),
             fetch_batch: 100,
             prefetch: 2,

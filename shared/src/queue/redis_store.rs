@@ -537,6 +537,32 @@ impl RedisStore {
         groups
     }
 
+    /// Calls `script` once for each queue `runs` live in — its prefix, `arg` when given,
+    /// then each run's id and token — every queue at once, so a slow or unreachable shard
+    /// delays or fails only its own runs. Each answer comes with its queue's runs.
+    async fn call_per_queue<'a, R: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        runs: &'a [(JobId, String)],
+        arg: Option<u64>,
+    ) -> Vec<(Vec<(usize, &'a (JobId, String))>, redis::RedisResult<R>)> {
+        let queues = self.by_queue(runs, |r| &r.0);
+        let answers = futures::future::join_all(queues.iter().map(|(keys, items)| {
+            let mut inv = script.key(keys.ready());
+            inv.arg(keys.prefix());
+            if let Some(a) = arg {
+                inv.arg(a);
+            }
+            for (_, (id, token)) in items {
+                inv.arg(id.as_str()).arg(token);
+            }
+            let mut conn = self.conn.clone();
+            async move { inv.invoke_async::<R>(&mut conn).await }
+        }))
+        .await;
+        queues.into_iter().map(|(_, items)| items).zip(answers).collect()
+    }
+
     /// Leases from the partitions `plan` names, at most `max` jobs in all (`max` 0 only
     /// promotes and reclaims), and notes each visit in the kind's [`Visits`]. The
     /// partitions are asked in rounds of at most `max` (each for its share of what is
@@ -812,22 +838,14 @@ impl JobStore for RedisStore {
     }
 
     async fn extend_leases(&self, _kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
-        // Each queue (each shard) renews its own, all at once: one that cannot be reached
-        // leaves only its leases unrenewed; the call fails when none could be.
+        // Each queue (each shard) renews its own: one that cannot be reached leaves only
+        // its leases unrenewed; the call fails when none could be.
         let mut report = LeaseReport::default();
         let mut failure = None;
-        let queues = self.by_queue(leases, |l| &l.0);
-        let answers = futures::future::join_all(queues.iter().map(|(keys, items)| {
-            let mut inv = scripts::EXTEND.key(keys.ready());
-            inv.arg(keys.prefix()).arg(lease.as_millis() as u64);
-            for (_, (id, token)) in items {
-                inv.arg(id.as_str()).arg(token);
-            }
-            let mut conn = self.conn.clone();
-            async move { inv.invoke_async::<(Vec<String>, Vec<String>)>(&mut conn).await }
-        }))
-        .await;
-        for ((_, items), answer) in queues.iter().zip(answers) {
+        let answers = self
+            .call_per_queue::<(Vec<String>, Vec<String>)>(&scripts::EXTEND, leases, Some(lease.as_millis() as u64))
+            .await;
+        for (items, answer) in answers {
             match answer {
                 Ok((lost, cancel)) => {
                     report.lost.extend(lost.into_iter().filter_map(|s| s.parse().ok()));
@@ -846,19 +864,10 @@ impl JobStore for RedisStore {
     }
 
     async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
-        // Every queue is told, all at once, even when another cannot be reached (the call
-        // then fails and is sent again: a start is recorded once however often it is sent).
-        let answers = futures::future::join_all(self.by_queue(runs, |r| &r.0).into_iter().map(|(keys, items)| {
-            let mut inv = scripts::START.key(keys.ready());
-            inv.arg(keys.prefix());
-            for (_, (id, token)) in &items {
-                inv.arg(id.as_str()).arg(token);
-            }
-            let mut conn = self.conn.clone();
-            async move { inv.invoke_async::<i64>(&mut conn).await }
-        }))
-        .await;
-        match answers.into_iter().find_map(Result::err) {
+        // Every queue is told even when another cannot be reached (the call then fails
+        // and is sent again: a start is recorded once however often it is sent).
+        let answers = self.call_per_queue::<i64>(&scripts::START, runs, None).await;
+        match answers.into_iter().find_map(|(_, answer)| answer.err()) {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }

@@ -34,6 +34,11 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
+    /// The default lease: a SIGKILLed worker's jobs run again within it (under 2 s).
+    pub const DEFAULT_LEASE: Duration = Duration::from_millis(1800);
+    /// The default renewal period: the keeper fences a run after `lease − heartbeat`.
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(300);
+
     pub fn new_worker_id() -> String {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let host = host.trim();
@@ -55,8 +60,8 @@ impl Default for WorkerSettings {
         Self {
             worker_id: Self::new_worker_id(),
             concurrency: JobKind::ALL.into_iter().map(|k| (k, 10)).collect(),
-            lease: Duration::from_millis(1800),
-            heartbeat: Duration::from_millis(300),
+            lease: Self::DEFAULT_LEASE,
+            heartbeat: Self::DEFAULT_HEARTBEAT,
             grace: Duration::from_secs(30),
             fetch_batch: 100,
             prefetch: 2,

@@ -61,6 +61,16 @@ pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<V
         .collect())
 }
 
+/// The account's active cooldown when it could stop a job of `kind` (no read otherwise):
+/// what a submit reads beside its enqueue, whose reply carries the queue's reason.
+pub async fn cooldown_of(state: &AppState, kind: JobKind, account: &AccountId) -> Result<Option<Cooldown>, ApiError> {
+    let Some(account) = cooled_account(kind, Some(account.as_str())) else {
+        return Ok(None);
+    };
+    let resilience = &state.accounts().resilience;
+    Ok(resilience.cooldowns(std::slice::from_ref(&account)).await?.pop().flatten())
+}
+
 /// The account whose cooldown could stop a job of `kind`, if any.
 fn cooled_account(kind: JobKind, account_id: Option<&str>) -> Option<AccountId> {
     if !stopped_by_quota_cooldown(kind) {

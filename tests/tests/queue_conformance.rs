@@ -156,6 +156,7 @@ conformance!(
         within_an_account_jobs_run_in_order,
         promotion_keeps_due_time_order,
         waiting_says_why_a_job_has_not_started,
+        an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does,
         a_job_records_what_made_it_and_a_replay_says_so,
         a_cancel_during_a_run_sticks_when_the_run_ends_in_retry,
         a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze,

@@ -4,7 +4,6 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use drover::job::{AccountId, JobId};
 use drover::queue::{EnqueueError, Enqueued, JobStore, NewJob};
 
 use crate::auth::Caller;
@@ -13,7 +12,7 @@ use crate::extract::SubmitHeaders;
 use crate::idempotency::IdempotencyClaims;
 use crate::state::AppState;
 use crate::views::{status_url, Accepted, WaitingView};
-use crate::waiting::{waiting, WaitingJob};
+use crate::waiting;
 
 pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers: SubmitHeaders) -> Result<Response, ApiError> {
     let kind = job.payload.kind();
@@ -28,11 +27,9 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     // trace id its log lines carry), so its runs can be found in the tracing UI either way.
     job.traceparent = Some(headers.traceparent.unwrap_or_else(request_traceparent));
     job.trigger.get_or_insert_with(|| "api".to_owned());
-    let account = job.payload.account_id().clone();
-    match state.store().enqueue(job).await {
-        Ok(e) => {
+    match enqueue_answering(state, job).await {
+        Ok((e, waiting)) => {
             tracing::info!(job_id = %e.id, kind = %kind, created = e.created, key = %caller.name, "job accepted");
-            let waiting = answer_waiting(state, &e.id, &account).await;
             Ok(accepted(e, waiting))
         }
         Err(EnqueueError::IdempotencyConflict { existing }) => Err(ApiError::Conflict(format!(
@@ -56,21 +53,25 @@ fn check_payload_size(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Why the accepted job waits (e.g. its account's quota cooldown). The job is stored
-/// whatever this read does: a failure leaves `waiting` out rather than failing the
-/// submit, whose answer must say the job exists.
-pub(super) async fn answer_waiting(state: &AppState, id: &JobId, account: &AccountId) -> Option<WaitingView> {
-    let job = WaitingJob {
-        id,
-        account_id: Some(account.as_str()),
-    };
-    match waiting(state, job).await {
-        Ok(w) => w.map(Into::into),
-        Err(e) => {
-            tracing::warn!(job_id = %id, error = %e, "accepted job: could not read why it waits");
+/// Enqueues `job` and says why it waits: the queue's reason comes back in the enqueue's
+/// own reply (one round trip), and the account's quota cooldown, for the kinds it stops,
+/// is read beside it. The job is stored whatever the cooldown read does: a failure leaves
+/// `waiting` out rather than failing the submit, whose answer must say the job exists.
+pub(super) async fn enqueue_answering(state: &AppState, job: NewJob) -> Result<(Enqueued, Option<WaitingView>), EnqueueError> {
+    let (kind, account) = (job.payload.kind(), job.payload.account_id().clone());
+    let (enqueued, cooldown) = tokio::join!(
+        state.store().enqueue(job.answering_waiting()),
+        waiting::cooldown_of(state, kind, &account)
+    );
+    let mut e = enqueued?;
+    let waiting = match cooldown {
+        Ok(cooldown) => waiting::combine(e.waiting.take(), cooldown.as_ref()).map(Into::into),
+        Err(err) => {
+            tracing::warn!(job_id = %e.id, error = %err, "accepted job: could not read its account's cooldown");
             None
         }
-    }
+    };
+    Ok((e, waiting))
 }
 
 /// 202 for a new job; 200 when an existing one is returned (idempotent replay, or the

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use drover::db::Account;
 use drover::job::{JobPayload, SyncPayload, SyncResource};
-use drover::queue::{EnqueueError, JobStore, NewJob, StoreError};
+use drover::queue::{EnqueueError, NewJob, StoreError};
 
-use super::enqueue::{answer_waiting, request_traceparent};
+use super::enqueue::{enqueue_answering, request_traceparent};
 use crate::state::AppState;
 use crate::views::{status_url, Accepted};
 
@@ -47,10 +47,9 @@ pub async fn queue(state: &AppState, account: &Account) -> FirstSync {
     }))
     .trigger(TRIGGER);
     job.traceparent = Some(request_traceparent());
-    let why = match tokio::time::timeout(QUEUE_TIMEOUT, state.store().enqueue(job)).await {
-        Ok(Ok(e)) => {
+    let why = match tokio::time::timeout(QUEUE_TIMEOUT, enqueue_answering(state, job)).await {
+        Ok(Ok((e, waiting))) => {
             tracing::info!(account = %account.id, job_id = %e.id, created = e.created, "first sync queued");
-            let waiting = answer_waiting(state, &e.id, &account.id).await;
             return FirstSync::Queued(Accepted {
                 status_url: status_url(&e.id),
                 id: e.id,

@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 1000;
 /// How long one `trim` call may keep removing before it yields to the next tick.
 const TRIM_BUDGET: Duration = Duration::from_millis(250);
 /// Arguments per job in the enqueue script.
-const ENQUEUE_ARGS: usize = 15;
+const ENQUEUE_ARGS: usize = 16;
 
 /// A job ready for the enqueue script: its id and script arguments.
 type Prepared = (JobId, Vec<String>);
@@ -263,6 +263,7 @@ impl RedisStore {
                 .as_ref()
                 .map(|c| base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, &c.sealed_secret))
                 .unwrap_or_default(),
+            if job.answer_waiting { "1" } else { "0" }.to_owned(),
         ];
         debug_assert_eq!(args.len(), ENQUEUE_ARGS);
         Ok((id, args))
@@ -416,9 +417,9 @@ fn bulk(v: Value) -> Result<String, StoreError> {
 
 fn parse_enqueue_replies(reply: Vec<String>) -> Vec<Result<Enqueued, EnqueueError>> {
     reply
-        .chunks(3)
+        .chunks(6)
         .map(|c| {
-            let [status, id, state] = c else {
+            let [status, id, state, reason, until, detail] = c else {
                 return Err(StoreError::Protocol(format!("enqueue reply had {} parts", c.len())).into());
             };
             let id: JobId = id.parse().map_err(parse_err)?;
@@ -428,6 +429,10 @@ fn parse_enqueue_replies(reply: Vec<String>) -> Vec<Result<Enqueued, EnqueueErro
                     id,
                     state: state.parse().map_err(parse_err)?,
                     created: status == "created",
+                    waiting: match reason.as_str() {
+                        "" => None,
+                        _ => Some(super::Waiting::from_parts(reason, until, detail)?),
+                    },
                 }),
                 other => Err(StoreError::Protocol(format!("enqueue answered {other}")).into()),
             }

@@ -21,6 +21,9 @@ pub struct NewJob {
     pub trigger: Option<String>,
     /// Called when the job ends (docs/architecture.md, "Completion callbacks").
     pub callback: Option<super::NewCallback>,
+    /// The answer says why the job waits ([`Enqueued::waiting`]), read in the same call
+    /// (a submit's answer); off, the enqueue does no more than store the job.
+    pub answer_waiting: bool,
 }
 
 impl NewJob {
@@ -36,6 +39,7 @@ impl NewJob {
             traceparent: None,
             trigger: None,
             callback: None,
+            answer_waiting: false,
         }
     }
     pub fn delay(mut self, d: Duration) -> Self {
@@ -74,6 +78,10 @@ impl NewJob {
         self.callback = Some(c);
         self
     }
+    pub fn answering_waiting(mut self) -> Self {
+        self.answer_waiting = true;
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +91,9 @@ pub struct Enqueued {
     /// False when an existing job was returned (idempotent replay, or the account
     /// already has a sync queued or running).
     pub created: bool,
+    /// Why the job waits, as the queue sees it, when [`NewJob::answer_waiting`] asked
+    /// (`None` otherwise, or when the job is running or finished).
+    pub waiting: Option<super::Waiting>,
 }
 
 #[derive(Debug, thiserror::Error)]

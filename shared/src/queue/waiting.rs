@@ -49,7 +49,7 @@ impl WaitReason {
 /// `reason`, the time it ends when known, and what the reason needs to be understood
 /// (the operation and message of a park, the cap and the runs holding an account,
 /// the position estimate of a queued job).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {
     pub reason: WaitReason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,17 +60,19 @@ pub struct Waiting {
 impl Waiting {
     /// Reads the waiting script's reply: empty for a job that is not waiting.
     pub(super) fn from_reply(reply: Vec<String>) -> Result<Option<Self>, StoreError> {
-        let [reason, until, detail] = reply.as_slice() else {
-            return if reply.is_empty() {
-                Ok(None)
-            } else {
-                Err(StoreError::Protocol(format!("waiting reply had {} parts", reply.len())))
-            };
-        };
+        match reply.as_slice() {
+            [] => Ok(None),
+            [reason, until, detail] => Self::from_parts(reason, until, detail).map(Some),
+            _ => Err(StoreError::Protocol(format!("waiting reply had {} parts", reply.len()))),
+        }
+    }
+
+    /// The three parts `waiting_of` (Lua) answers: reason, until (ms, or empty), detail JSON.
+    pub(super) fn from_parts(reason: &str, until: &str, detail: &str) -> Result<Self, StoreError> {
         let reason: WaitReason =
-            serde_json::from_value(serde_json::Value::String(reason.clone())).map_err(|e| StoreError::Protocol(e.to_string()))?;
+            serde_json::from_value(serde_json::Value::String(reason.to_owned())).map_err(|e| StoreError::Protocol(e.to_string()))?;
         let until = until.parse::<i64>().ok().map(ms_to_time);
         let detail = serde_json::from_str(detail).map_err(|e| StoreError::Protocol(e.to_string()))?;
-        Ok(Some(Self { reason, until, detail }))
+        Ok(Self { reason, until, detail })
     }
 }

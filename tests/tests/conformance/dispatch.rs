@@ -267,6 +267,48 @@ pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {
     );
 }
 
+pub async fn an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does<S: JobStore>(store: S) {
+    let plain = store.enqueue(NewJob::new(cleanup("a"))).await.unwrap();
+    assert_eq!(plain.waiting, None, "not asked, not read");
+    let asked = store.enqueue(NewJob::new(cleanup("a")).answering_waiting()).await.unwrap();
+    let w = asked.waiting.clone().expect("asked: the reason comes with the enqueue");
+    assert_eq!(w.reason, WaitReason::Queued);
+    assert_eq!(w.detail["position"], 1, "one job ahead of it");
+    assert_eq!(Some(w), store.waiting(&asked.id).await.unwrap(), "the same answer waiting gives");
+
+    // A bulk call: each answer is read once every job of the call is in place.
+    let bulk = store
+        .enqueue_bulk(vec![
+            NewJob::new(cleanup("b")).answering_waiting(),
+            NewJob::new(cleanup("b")).answering_waiting(),
+            NewJob::new(cleanup("b")).delay(Duration::from_secs(60)).answering_waiting(),
+        ])
+        .await
+        .unwrap();
+    let bulk: Vec<Enqueued> = bulk.into_iter().map(Result::unwrap).collect();
+    for e in &bulk {
+        assert_eq!(e.waiting, store.waiting(&e.id).await.unwrap(), "{e:?}");
+    }
+    assert_eq!(bulk[1].waiting.as_ref().unwrap().reason, WaitReason::Queued);
+    let scheduled = bulk[2].waiting.as_ref().unwrap();
+    assert_eq!(scheduled.reason, WaitReason::Scheduled);
+    assert!(scheduled.until.unwrap() > Utc::now() + chrono::Duration::seconds(50));
+
+    // The account's sync already queued is returned with why it waits; once it runs, none.
+    let first = store.enqueue(NewJob::new(sync("c"))).await.unwrap();
+    store.set_paused(JobKind::Sync, true).await.unwrap();
+    let again = store.enqueue(NewJob::new(sync("c")).answering_waiting()).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.waiting.unwrap().reason, WaitReason::QueuePaused);
+    store.set_paused(JobKind::Sync, false).await.unwrap();
+    let l = store.fetch(JobKind::Sync, "w1", 1, Duration::from_secs(30)).await.unwrap();
+    let run: Vec<(JobId, String)> = l.jobs.iter().map(|l| (l.id.clone(), l.token.clone())).collect();
+    store.mark_started(JobKind::Sync, &run).await.unwrap();
+    let running = store.enqueue(NewJob::new(sync("c")).answering_waiting()).await.unwrap();
+    assert_eq!((running.id, running.state, running.waiting), (first.id, JobState::Running, None));
+}
+
 pub async fn a_job_records_what_made_it_and_a_replay_says_so<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a")).trigger("schedule:nightly")).await;
     assert_eq!(store.get(&id).await.unwrap().unwrap().trigger.as_deref(), Some("schedule:nightly"));

@@ -1,8 +1,10 @@
 -- Enqueues n jobs (one for a single enqueue, many for bulk) in one call.
 -- ARGV: prefix, n, idem_ttl_s, then n times: id, payload, account, priority,
 --       max_attempts, timeout_ms, run_at_ms, delay_ms, idem_key, idem_fingerprint,
---       exclusive, traceparent, trigger, callback_url, callback_secret (sealed, base64)
--- -> n times: status ('created' | 'existing' | 'conflict'), id, state
+--       exclusive, traceparent, trigger, callback_url, callback_secret (sealed, base64),
+--       answer_waiting ('1': the reply says why the job waits, as waiting.lua would)
+-- -> n times: status ('created' | 'existing' | 'conflict'), id, state,
+--    reason|'', until_ms|'', detail_json|'' (reason '' when not asked or not waiting)
 -- A job with a callback comes with its id (the sealed secret is bound to it): an id
 -- already taken is a conflict, never an overwrite.
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -98,11 +100,17 @@ local function enqueue(b)
   return 'created', id, state
 end
 
+local ARGS = 16
+local answer = {}
 for i = 0, n - 1 do
-  local status, id, state = enqueue(4 + i * 15)
+  local status, id, state = enqueue(4 + i * ARGS)
   out[#out + 1] = status
   out[#out + 1] = id
   out[#out + 1] = state
+  out[#out + 1] = ''
+  out[#out + 1] = ''
+  out[#out + 1] = ''
+  if status ~= 'conflict' and ARGV[4 + i * ARGS + 15] == '1' then answer[#answer + 1] = #out - 5 end
 end
 if #all > 0 then
   redis.call('ZADD', P .. 'all', unpack(all))
@@ -115,6 +123,13 @@ end
 for acct, lane in pairs(lanes) do
   redis.call('ZADD', lane_key(acct), unpack(lane))
   offer_lane(acct, best[acct])
+end
+-- Why each job that asked waits, read once every job of the call is in place.
+for _, at in ipairs(answer) do
+  local reason, due, detail = waiting_of(out[at + 1])
+  if reason then
+    out[at + 3], out[at + 4], out[at + 5] = reason, due, detail
+  end
 end
 -- Wake an idle worker: for a scheduled job it learns the new earliest due time.
 if woke then wake() end

@@ -1,0 +1,50 @@
+-- Why a job that is neither running nor finished has not started: one bounded read of
+-- the job, its lane and its account (docs/architecture.md, "Waiting"). Shared by
+-- waiting.lua and enqueue.lua (which answers it with a submit).
+-- waiting_of(id) -> nil (missing, started or terminal) or reason, until_ms|'', detail_json
+-- reason: scheduled | retry_backoff | rate_limit | quota_cooldown | breaker_open |
+--         account_busy | queue_paused | queued | prefetched (leased, not yet started)
+local function waiting_of(id)
+  local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'acct', 'ra', 'er', 'w')
+  local st = f[1]
+  if st == 'running' and redis.call('ZSCORE', P .. 'unstarted', id) then
+    -- leased ahead by a worker that has not started it yet (prefetch)
+    return 'prefetched', '', cjson.encode({worker = f[5] or ''})
+  end
+  if not st or st == 'running' or is_terminal(st) then return nil end
+  local acct = f[2] or ''
+  local due = f[3] or ''
+  if st == 'retrying' then
+    return 'retry_backoff', due, '{}'
+  end
+  if st == 'scheduled' then
+    -- A job parked by its run (a snooze) names the guard it waits for in its error.
+    local reason, m = park_reason(f[4])
+    local detail = '{}'
+    if reason then
+      -- an SP-API operation name (camelCase) before a colon
+      local op = string.match(m, '(%l+%u%a*): ')
+      detail = cjson.encode({message = m, operation = op})
+    else
+      reason = 'scheduled'
+    end
+    return reason, due, detail
+  end
+  if redis.call('EXISTS', P .. 'paused') == 1 then
+    return 'queue_paused', '', '{}'
+  end
+  local cap = redis.call('HGET', P .. 'blocked', acct)
+  if cap then
+    local runs = redis.call('SRANDMEMBER', P .. 'hold:' .. acct, 100)
+    local list = '[]'
+    if #runs > 0 then list = '["' .. table.concat(runs, '","') .. '"]' end
+    return 'account_busy', '', '{"cap":' .. tonumber(cap) .. ',"running":' .. list .. '}'
+  end
+  -- Accounts take turns, so the jobs ahead are about: this lane's jobs ahead of it times
+  -- the lanes waiting, plus the lanes whose turn comes before this one's.
+  local lanes = redis.call('ZCARD', P .. 'lanes')
+  local in_lane = redis.call('ZRANK', lane_key(acct), id) or 0
+  local lane_rank = redis.call('ZRANK', P .. 'lanes', acct) or lanes
+  local position = in_lane * math.max(lanes, 1) + lane_rank
+  return 'queued', '', '{"position":' .. position .. ',"accounts_waiting":' .. lanes .. '}'
+end

@@ -3,11 +3,15 @@
 //! GCRA (the generic cell rate algorithm): one key per API key holds the "theoretical
 //! arrival time"; a request is allowed when it is at most `burst` intervals ahead of now.
 //! One small Lua script, so the check and the update are atomic, and Redis's clock is the
-//! only clock, so replicas with skewed clocks agree.
-use std::sync::LazyLock;
+//! only clock, so replicas with skewed clocks agree. Checks made while one is on the
+//! wire share the next script call (group commit): n checks of one key take n cells at
+//! once, the first ones allowed, so a busy key costs Redis one call per batch.
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use drover::group_commit::GroupCommit;
 use drover::redis_conn::RedisConn;
+use tokio::sync::oneshot;
 
 use crate::config::RateLimitConfig;
 use crate::error::ApiError;
@@ -15,22 +19,27 @@ use crate::error::ApiError;
 static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS[1]: the key's TAT. ARGV: interval ms, burst -> {allowed 0|1, retry after ms}
-local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- KEYS[1]: the key's TAT. ARGV: interval ms, burst, n (requests checked at once, in order)
+-- -> {how many of the n are allowed (the first ones), retry after ms for the rest}
+local interval, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if allow_at > now then
-  return {0, math.ceil(allow_at - now)}
+-- the j-th is allowed when tat + j * interval - burst * interval <= now
+local allowed = math.min(n, math.max(0, math.floor((now - tat) / interval + burst + 1e-9)))
+if allowed > 0 then
+  tat = tat + allowed * interval
+  redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-return {1, 0}
+if allowed == n then return {allowed, 0} end
+return {allowed, math.ceil(tat + interval - burst * interval - now)}
 ",
     )
 });
+
+/// Most checks one call answers.
+const MAX_CHECKS: usize = 512;
 
 /// Each key's budgets: writes create work, reads cost Redis time (a scoped key's
 /// filtered listings walk its own index; the budget bounds how often).
@@ -50,6 +59,24 @@ pub struct RateLimiter {
     prefix: String,
     interval_ms: f64,
     burst: u32,
+    /// Checks made while a call is on the wire share the next one (one script call per
+    /// key for all of them, answered in arrival order).
+    pending: Arc<GroupCommit<Check>>,
+}
+
+/// One request's check, waiting for a call to carry it.
+struct Check {
+    key: String,
+    reply: oneshot::Sender<Verdict>,
+}
+
+/// A check's answer: allowed, over the limit (retry after), or Redis did not answer.
+type Verdict = Result<(), Refused>;
+
+#[derive(Debug, Clone)]
+enum Refused {
+    Over(Duration),
+    Unavailable(String),
 }
 
 impl RateLimiter {
@@ -64,24 +91,69 @@ impl RateLimiter {
             prefix: format!("{namespace}:api:{name}:"),
             interval_ms: 60_000.0 / f64::from(config.per_minute),
             burst: config.burst,
+            pending: Arc::new(GroupCommit::new(MAX_CHECKS)),
         }
     }
 
     /// Count one request by `key_name`; a 429 error when it is over its limit.
     pub async fn check(&self, key_name: &str) -> Result<(), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let check = Check {
+            key: format!("{}{key_name}", self.prefix),
+            reply,
+        };
+        if self.pending.join(check) {
+            // A task of its own, so a request that gives up never strands the others.
+            tokio::spawn(self.clone().carry());
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Refused::Over(retry_after))) => Err(ApiError::RateLimited { retry_after }),
+            Ok(Err(Refused::Unavailable(cause))) => Err(ApiError::Unavailable {
+                dependency: "redis",
+                cause,
+            }),
+            Err(_) => Err(ApiError::Internal("the rate-limit check ended without an answer".into())),
+        }
+    }
+
+    /// Answers the waiting checks until none is left: per call, one script call per key
+    /// (all on the wire at once), each key's checks allowed in arrival order.
+    async fn carry(self) {
+        while let Some(batch) = self.pending.next_batch() {
+            let mut by_key: Vec<(String, Vec<oneshot::Sender<Verdict>>)> = Vec::new();
+            for c in batch {
+                match by_key.iter_mut().find(|(k, _)| *k == c.key) {
+                    Some((_, replies)) => replies.push(c.reply),
+                    None => by_key.push((c.key, vec![c.reply])),
+                }
+            }
+            let calls = by_key.iter().map(|(key, replies)| self.take(key, replies.len()));
+            let answers = futures::future::join_all(calls).await;
+            for ((_, replies), answer) in by_key.into_iter().zip(answers) {
+                for (i, reply) in replies.into_iter().enumerate() {
+                    let verdict = match &answer {
+                        Ok((allowed, _)) if i < *allowed => Ok(()),
+                        Ok((_, retry_after)) => Err(Refused::Over(*retry_after)),
+                        Err(e) => Err(e.clone()),
+                    };
+                    let _ = reply.send(verdict);
+                }
+            }
+        }
+    }
+
+    /// Takes up to `n` cells from `key`: how many were allowed, and when the rest may retry.
+    async fn take(&self, key: &str, n: usize) -> Result<(usize, Duration), Refused> {
         let mut conn = self.conn.clone();
         let (allowed, retry_ms): (i64, i64) = GCRA
-            .key(format!("{}{key_name}", self.prefix))
+            .key(key)
             .arg(self.interval_ms)
             .arg(self.burst)
+            .arg(n)
             .invoke_async(&mut conn)
-            .await?;
-        if allowed == 1 {
-            Ok(())
-        } else {
-            Err(ApiError::RateLimited {
-                retry_after: Duration::from_millis(retry_ms.max(1) as u64),
-            })
-        }
+            .await
+            .map_err(|e| Refused::Unavailable(e.to_string()))?;
+        Ok((allowed.max(0) as usize, Duration::from_millis(retry_ms.max(1) as u64)))
     }
 }

@@ -7,6 +7,7 @@
 //!   settle layer that decides each run's fate, the lease keeper, graceful shutdown.
 //! - [`error`]: the errors handlers return; the variant decides the job's fate.
 //! - [`config`]: layered, typed configuration.
+//! - [`group_commit`]: callers arriving while a call is on the wire share the next one.
 //! - [`backoff`]: doubling retry delays that log an outage once.
 //! - [`callback`]: completion callbacks — URL and target checks, signing, sealing, retry schedule.
 //! - [`shutdown`]: SIGTERM/SIGINT handling for the binaries (a second signal exits at once).
@@ -27,6 +28,7 @@ pub mod crypto;
 pub mod data;
 pub mod db;
 pub mod error;
+pub mod group_commit;
 pub mod job;
 pub mod lwa;
 pub mod probe;

@@ -129,6 +129,40 @@ async fn a_key_for_several_accounts_must_name_the_account_it_lists() {
 }
 
 #[tokio::test]
+async fn concurrent_writes_over_the_burst_get_exactly_the_burst_and_a_429_each_for_the_rest() {
+    let app = spawn_app_with(Durability::None, |c| {
+        c.rate_limit.per_minute = 60;
+        c.rate_limit.burst = 5;
+    })
+    .await;
+    // Checks that arrive together share one call to Redis: it must still count each.
+    let body = cleanup_body("acme");
+    let answers = futures::future::join_all((0..40).map(|_| app.submit(SUBMITTER, &body))).await;
+    let mut accepted = Vec::new();
+    let mut limited = 0;
+    for res in answers {
+        match res.status().as_u16() {
+            202 => accepted.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()),
+            429 => {
+                let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=2).contains(&retry_after), "one write per second comes back: {retry_after}");
+                limited += 1;
+            }
+            other => panic!("a write is accepted or limited, not {other}"),
+        }
+    }
+    assert_eq!((accepted.len(), limited), (5, 35), "the burst, and a 429 for every other");
+    for id in &accepted {
+        assert!(app.store.get(&id.parse().unwrap()).await.unwrap().is_some(), "{id} is stored");
+    }
+    assert_eq!(
+        app.store.counts(drover::job::JobKind::Cleanup).await.unwrap().queued,
+        5,
+        "nothing else was"
+    );
+}
+
+#[tokio::test]
 async fn writes_over_the_rate_limit_get_429_with_retry_after_across_replicas() {
     let app = spawn_app_with(Durability::None, |c| {
         c.rate_limit.per_minute = 60;

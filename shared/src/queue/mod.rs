@@ -12,7 +12,6 @@ mod counts;
 mod dead_groups;
 mod durability;
 mod fate;
-mod group_commit;
 mod keys;
 mod layout;
 mod listing;

@@ -6,7 +6,6 @@ use sha2::{Digest, Sha256};
 
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
 use super::durability::{self, DurableWrites};
-use super::group_commit::{GroupCommit, Waiter};
 use super::partition_health::PartitionHealth;
 use super::visits::Visits;
 use super::wake::Wakers;
@@ -14,6 +13,7 @@ use super::{
     scripts, CancelOutcome, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page, QueueCounts,
     QueueKeys, RetryOutcome, SettleAction, SettleResult, Settlement, StoreError, Trimmed,
 };
+use crate::group_commit::GroupCommit;
 use crate::job::{Job, JobId, JobKind, Progress};
 use crate::redis_conn::{query_grouped, query_grouped_each, RedisConn, RedisSource, Timeouts};
 
@@ -26,8 +26,18 @@ const TRIM_BUDGET: Duration = Duration::from_millis(250);
 /// Arguments per job in the enqueue script.
 const ENQUEUE_ARGS: usize = 16;
 
+/// Most single enqueues one group-committed call carries.
+const MAX_GROUP: usize = 256;
+
 /// A job ready for the enqueue script: its id and script arguments.
 type Prepared = (JobId, Vec<String>);
+
+/// One single enqueue's job, waiting for a group-committed call to carry it.
+struct Waiter {
+    id: JobId,
+    args: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<Enqueued, EnqueueError>>,
+}
 
 /// The Redis implementation of [`JobStore`], on a single server, a Sentinel-managed
 /// primary or a Redis Cluster; each kind's queue in `defaults.partitions` partitions.
@@ -42,7 +52,7 @@ pub struct RedisStore {
     /// Per kind: which partitions the next fetch visits.
     pub(super) visits: Arc<[std::sync::Mutex<Visits>; 3]>,
     /// Single enqueues made at the same moment share one call.
-    group: Arc<GroupCommit>,
+    group: Arc<GroupCommit<Waiter>>,
     /// Enqueues and terminal settles, waited on as `queue.durability` asks.
     durable: DurableWrites,
     /// Partitions a fetch could not serve, for logging each outage once.
@@ -83,7 +93,7 @@ impl RedisStore {
             defaults: Arc::new(defaults),
             wakers: Arc::default(),
             visits: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now)))),
-            group: Arc::default(),
+            group: Arc::new(GroupCommit::new(MAX_GROUP)),
             partition_health: Arc::default(),
         })
     }

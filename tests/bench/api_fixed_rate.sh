@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The HTTP API's load targets (issue 4), measured in one sitting (a benchmark, not a test):
+# The HTTP API's load targets (issue 19; issue 4 asked for 40 % and 10 ms), measured in one sitting (a benchmark, not a test):
 #
 #   1. direct   RedisStore::enqueue, 100 in flight, no HTTP (what `bench` calls
 #               "enqueue single, 100 in flight") — the baseline
-#   2. closed   wrk, max sustained POST /v1/jobs per second         → target (b): ≥ 40 % of 1.
+#   2. closed   wrk, max sustained POST /v1/jobs per second         → target (b): ≥ 50 % of 1.
 #   3. closed   the same with test workers draining the queue        (for reference)
 #   4. fixed    open loop, 2,000 POST /v1/jobs per second, workers draining, latency from
-#               each request's due time                             → target (a): p99 < 10 ms,
+#               each request's due time                             → target (a): p99 ≤ 3 ms,
 #                                                                      every answer a 202
 # After every phase each job id that was accepted is checked to exist in Redis; Redis is
 # then flushed so phases do not weigh on each other. Phases 1–2 run without workers, as
@@ -18,6 +18,8 @@
 #        API_LOG=info (the API's RUST_LOG; info is its production default)
 #        AOF=everysec|no  OUT=<file to copy the whole output to>
 #        CARGO_TARGET_DIR (default ./target)
+#        BIN_DIR=<dir holding release drover-api, test_worker, api_load> (no build: e.g.
+#        to compare two commits' binaries in one sitting)
 # Everything runs in release mode on 127.0.0.1; everything started here is stopped by PID.
 set -euo pipefail
 
@@ -45,11 +47,15 @@ if ! command -v wrk >/dev/null 2>&1; then
   apt-get install -y -qq wrk >/dev/null
 fi
 
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet --release -p drover-api)
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet --release -p drover-tests --bin test_worker --bin api_load)
-API_BIN="$TARGET_DIR/release/drover-api"
-WORKER_BIN="$TARGET_DIR/release/test_worker"
-LOAD_BIN="$TARGET_DIR/release/api_load"
+BIN_DIR="${BIN_DIR:-}"
+if [ -z "$BIN_DIR" ]; then
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet --release -p drover-api)
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet --release -p drover-tests --bin test_worker --bin api_load)
+  BIN_DIR="$TARGET_DIR/release"
+fi
+API_BIN="$BIN_DIR/drover-api"
+WORKER_BIN="$BIN_DIR/test_worker"
+LOAD_BIN="$BIN_DIR/api_load"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_for() { # $1: what, $2: command
@@ -74,7 +80,7 @@ trap cleanup EXIT
 
 echo "== api_fixed_rate.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "   loadavg at start: $(cat /proc/loadavg)"
-echo "   git: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- api shared tests/src/bin/api_load.rs || echo ' (+ uncommitted changes)')"
+echo "   git: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- api shared tests/src/bin/api_load.rs || echo ' (+ uncommitted changes)'); binaries: $BIN_DIR"
 
 REDIS_PORT="$(free_port)"
 if [ "$AOF" = "no" ]; then aof=(--appendonly no); else aof=(--appendonly yes --appendfsync "$AOF"); fi
@@ -262,11 +268,11 @@ echo "   HTTP closed loop        $HTTP_RPS req/s (with a worker draining: $HTTPW
 echo "   HTTP / direct           $RATIO"
 echo "   fixed rate $RATE/s      achieved $FIXED_ACH/s, p99 $FIXED_P99 ms, $FIXED_202 of $FIXED_ALL answered 202"
 verdict() { if [ "$1" = 1 ]; then echo "MET"; else echo "NOT MET"; fi; }
-a=$(python3 -c "print(int($FIXED_P99 < 10 and $FIXED_202 == $FIXED_ALL and $FIXED_ALL > 0 and $FIXED_MISSING == 0))")
-b=$(python3 -c "print(int($RATIO >= 0.40))")
+a=$(python3 -c "print(int($FIXED_P99 <= 3 and $FIXED_202 == $FIXED_ALL and $FIXED_ALL > 0 and $FIXED_MISSING == 0))")
+b=$(python3 -c "print(int($RATIO >= 0.50))")
 stored=$([ "$DIRECT_MISSING$HTTP_MISSING$HTTPW_MISSING$FIXED_MISSING" = "0000" ] && echo 1 || echo 0)
-echo "   target (a) p99 < 10 ms at $RATE/s, all 202, all stored: $(verdict "$a")"
-echo "   target (b) HTTP ≥ 40 % of direct:                    $(verdict "$b")"
+echo "   target (a) p99 ≤ 3 ms at $RATE/s, all 202, all stored:  $(verdict "$a")"
+echo "   target (b) HTTP ≥ 50 % of direct:                    $(verdict "$b")"
 echo "   every accepted job exists (all phases):              $(verdict "$stored")"
 echo "   wrk non-202 answers/errors in phase 2: $HTTP_BAD"
 echo "SUMMARY {\"direct_per_s\": $DIRECT_RPS, \"http_closed_per_s\": $HTTP_RPS, \"http_closed_with_worker_per_s\": $HTTPW_RPS, \"ratio\": $RATIO, \"fixed\": $FIXED_R, \"missing\": [$DIRECT_MISSING, $HTTP_MISSING, $HTTPW_MISSING, $FIXED_MISSING], \"target_a\": $a, \"target_b\": $b}"

@@ -15,6 +15,8 @@ local all, ready = {}, {}
 -- per account: its index entries {created, id, ...}, likewise
 local lanes, best, by_acct = {}, {}, {}
 local woke = false
+-- what a created job was stored with, so its waiting answer need not read it back
+local created = {}
 -- A queue with no job yet needs no backfill of its per-account counts (account_counts.lua).
 local fresh = redis.call('EXISTS', P .. 'all') == 0
 
@@ -73,10 +75,24 @@ local function enqueue(b)
   local state = 'queued'
   if due > now then state = 'scheduled' end
 
-  redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-    'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1')
-  if trigger ~= '' then redis.call('HSET', key, 'tg', trigger) end
-  if callback ~= '' then redis.call('HSET', key, 'cb', callback, 'cbs', callback_secret) end
+  -- one HSET with every field the job starts with
+  local fields = {'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
+    'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1'}
+  if trigger ~= '' then
+    fields[#fields + 1] = 'tg'
+    fields[#fields + 1] = trigger
+  end
+  if callback ~= '' then
+    fields[#fields + 1] = 'cb'
+    fields[#fields + 1] = callback
+    fields[#fields + 1] = 'cbs'
+    fields[#fields + 1] = callback_secret
+  end
+  if state == 'scheduled' then
+    fields[#fields + 1] = 'ra'
+    fields[#fields + 1] = due
+  end
+  redis.call('HSET', key, unpack(fields))
   if acct ~= '' then
     push_pair(by_acct, acct, now, id)
   end
@@ -87,7 +103,6 @@ local function enqueue(b)
   all[#all + 1] = id
   if state == 'scheduled' then
     tally(acct, 'scheduled', 1)
-    redis.call('HSET', key, 'ra', due)
     redis.call('ZADD', P .. 'scheduled', due, id)
   else
     local score = ready_score(prio, now)
@@ -97,6 +112,7 @@ local function enqueue(b)
     if not best[acct] or score < best[acct] then best[acct] = score end
   end
   woke = true
+  created[id] = {st = state, acct = acct, due = (state == 'scheduled') and string.format('%.0f', due) or ''}
   return 'created', id, state
 end
 
@@ -126,7 +142,7 @@ for acct, lane in pairs(lanes) do
 end
 -- Why each job that asked waits, read once every job of the call is in place.
 for _, at in ipairs(answer) do
-  local reason, due, detail = waiting_of(out[at + 1])
+  local reason, due, detail = waiting_of(out[at + 1], created[out[at + 1]])
   if reason then
     out[at + 3], out[at + 4], out[at + 5] = reason, due, detail
   end

@@ -1,11 +1,17 @@
 -- Why a job that is neither running nor finished has not started: one bounded read of
 -- the job, its lane and its account (docs/architecture.md, "Waiting"). Shared by
 -- waiting.lua and enqueue.lua (which answers it with a submit).
--- waiting_of(id) -> nil (missing, started or terminal) or reason, until_ms|'', detail_json
+-- waiting_of(id, known) -> nil (missing, started or terminal) or reason, until_ms|'', detail_json
+-- known (optional): {st, acct, due} of a job this call just stored, instead of reading it
 -- reason: scheduled | retry_backoff | rate_limit | quota_cooldown | breaker_open |
 --         account_busy | queue_paused | queued | prefetched (leased, not yet started)
-local function waiting_of(id)
-  local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'acct', 'ra', 'er', 'w')
+local function waiting_of(id, known)
+  local f
+  if known then
+    f = {known.st, known.acct, known.due, false, false}
+  else
+    f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'acct', 'ra', 'er', 'w')
+  end
   local st = f[1]
   if st == 'running' and redis.call('ZSCORE', P .. 'unstarted', id) then
     -- leased ahead by a worker that has not started it yet (prefetch)

@@ -23,8 +23,11 @@ const BATCH_WINDOW: Duration = Duration::from_millis(5);
 const MAX_PENDING: usize = 4 << 20;
 
 struct Shared<W> {
-    /// Lock order: `out` before `pending`.
+    /// Lock order: `out`, then `spare`, then `pending`.
     out: Mutex<W>,
+    /// The buffer `pending` is swapped with, taken only under `out`: the two trade places
+    /// at each write and keep their capacity, so a busy log never regrows a buffer.
+    spare: Mutex<Vec<u8>>,
     pending: Mutex<Vec<u8>>,
     wake: Condvar,
 }
@@ -51,10 +54,12 @@ impl<W: Write> Shared<W> {
     /// Write everything pending, in order (batches are taken under `out`).
     fn write_pending(&self) {
         let mut out = lock(&self.out);
-        let batch = std::mem::take(&mut *lock(&self.pending));
+        let mut batch = lock(&self.spare);
+        std::mem::swap(&mut *batch, &mut *lock(&self.pending));
         if !batch.is_empty() {
             let _ = out.write_all(&batch);
             let _ = out.flush();
+            batch.clear();
         }
     }
 
@@ -88,6 +93,7 @@ impl BatchedStdout {
         let out = File::from(io::stdout().as_fd().try_clone_to_owned()?);
         let shared = Arc::new(Shared {
             out: Mutex::new(out),
+            spare: Mutex::new(Vec::with_capacity(64 * 1024)),
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
             wake: Condvar::new(),
         });
@@ -145,6 +151,7 @@ mod tests {
     fn shared() -> Arc<Shared<Vec<u8>>> {
         Arc::new(Shared {
             out: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             wake: Condvar::new(),
         })
@@ -171,6 +178,19 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(String::from_utf8(lock(&s.out).clone()).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_two_buffers_keep_their_capacity_across_writes() {
+        let s = shared();
+        let line = "y".repeat(1000);
+        log(&s, &line);
+        s.write_pending();
+        log(&s, &line);
+        s.write_pending();
+        assert!(lock(&s.pending).capacity() >= 1000, "the buffer written first takes the next lines");
+        assert!(lock(&s.spare).capacity() >= 1000 && lock(&s.spare).is_empty());
+        assert_eq!(lock(&s.out).len(), 2000, "both batches written");
     }
 
     #[test]

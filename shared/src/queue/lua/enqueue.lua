@@ -15,7 +15,8 @@ local all, ready = {}, {}
 -- per account: its index entries {created, id, ...}, likewise
 local lanes, best, by_acct = {}, {}, {}
 local woke = false
--- what a created job was stored with, so its waiting answer need not read it back
+-- what a created job that asks for its waiting answer was stored with, so the answer
+-- need not read it back
 local created = {}
 -- A queue with no job yet needs no backfill of its per-account counts (account_counts.lua).
 local fresh = redis.call('EXISTS', P .. 'all') == 0
@@ -75,24 +76,29 @@ local function enqueue(b)
   local state = 'queued'
   if due > now then state = 'scheduled' end
 
-  -- one HSET with every field the job starts with
-  local fields = {'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-    'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1'}
-  if trigger ~= '' then
-    fields[#fields + 1] = 'tg'
-    fields[#fields + 1] = trigger
+  -- one HSET with every field the job starts with (a table only when it has extras)
+  if trigger == '' and callback == '' and state ~= 'scheduled' then
+    redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
+      'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1')
+  else
+    local fields = {'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
+      'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1'}
+    if trigger ~= '' then
+      fields[#fields + 1] = 'tg'
+      fields[#fields + 1] = trigger
+    end
+    if callback ~= '' then
+      fields[#fields + 1] = 'cb'
+      fields[#fields + 1] = callback
+      fields[#fields + 1] = 'cbs'
+      fields[#fields + 1] = callback_secret
+    end
+    if state == 'scheduled' then
+      fields[#fields + 1] = 'ra'
+      fields[#fields + 1] = due
+    end
+    redis.call('HSET', key, unpack(fields))
   end
-  if callback ~= '' then
-    fields[#fields + 1] = 'cb'
-    fields[#fields + 1] = callback
-    fields[#fields + 1] = 'cbs'
-    fields[#fields + 1] = callback_secret
-  end
-  if state == 'scheduled' then
-    fields[#fields + 1] = 'ra'
-    fields[#fields + 1] = due
-  end
-  redis.call('HSET', key, unpack(fields))
   if acct ~= '' then
     push_pair(by_acct, acct, now, id)
   end
@@ -112,7 +118,9 @@ local function enqueue(b)
     if not best[acct] or score < best[acct] then best[acct] = score end
   end
   woke = true
-  created[id] = {st = state, acct = acct, due = (state == 'scheduled') and string.format('%.0f', due) or ''}
+  if ARGV[b + 15] == '1' then
+    created[id] = {st = state, acct = acct, due = (state == 'scheduled') and string.format('%.0f', due) or ''}
+  end
   return 'created', id, state
 end
 

@@ -40,6 +40,7 @@ mod marketplace_e2e;
 mod parked_kill_process;
 mod partitions;
 mod queue_conformance;
+mod queue_upgrade;
 mod resilience;
 mod runtime_leases;
 mod sealed_secrets;

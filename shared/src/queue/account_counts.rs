@@ -63,7 +63,7 @@ impl RedisStore {
     /// whatever the number of jobs.
     pub async fn account_counts(&self, account: &str) -> Result<AccountCounts, StoreError> {
         let keys: Vec<QueueKeys> = JobKind::ALL.iter().map(|kind| self.account_keys(*kind, account)).collect();
-        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         // One round trip on one server (one pipeline per partition on a cluster).
         let replies = self
             .grouped(&tags, &[], |pipe, i| {
@@ -104,7 +104,7 @@ impl RedisStore {
     /// once all are counted (then one EXISTS per call).
     pub(super) async fn backfill_account_counts(&self, k: &QueueKeys) -> Result<bool, StoreError> {
         let done: i64 = scripts::ACCOUNT_COUNTS
-            .key(k.ready())
+            .key(k.slot_key())
             .arg(k.prefix())
             .arg("backfill")
             .arg(BACKFILL_BATCH)
@@ -121,7 +121,7 @@ impl RedisStore {
             Recount::Join => "join",
         };
         let _: i64 = scripts::ACCOUNT_COUNTS
-            .key(k.ready())
+            .key(k.slot_key())
             .arg(k.prefix())
             .arg(op)
             .arg(id.as_str())

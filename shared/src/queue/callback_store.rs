@@ -35,7 +35,7 @@ impl CallbackStore for RedisStore {
                 break;
             }
             let (claimed, wait): (Vec<Value>, i64) = scripts::CALLBACK_CLAIM
-                .key(keys.ready())
+                .key(keys.slot_key())
                 .arg(keys.prefix())
                 .arg((max.max(1) - out.len()).clamp(1, MAX_CLAIM))
                 .arg(lease.as_millis().max(1) as u64)
@@ -66,7 +66,7 @@ impl CallbackStore for RedisStore {
         let json = serde_json::to_string(record).map_err(protocol)?;
         let next_ms = next.map_or(-1, |d| d.as_millis() as i64);
         let r: String = scripts::CALLBACK_RECORD
-            .key(keys.ready())
+            .key(keys.slot_key())
             .arg(keys.prefix())
             .arg(due.job_id.as_str())
             .arg(&due.token)

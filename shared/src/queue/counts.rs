@@ -6,9 +6,9 @@ use redis::Value;
 use super::redis_store::parse_err;
 use super::{scripts, QueueCounts, QueueEvents, QueueKeys, StoreError, WaitingCounts};
 
-/// The ZCARDs read per partition, in the order [`from_reads`] expects.
-const CARDS: [&str; 9] = [
-    "ready",
+/// The ZCARDs read per partition after the `queued` counter, in the order
+/// [`from_reads`] expects.
+const CARDS: [&str; 8] = [
     "scheduled",
     "retrying",
     "active",
@@ -23,41 +23,49 @@ const CARDS: [&str; 9] = [
 /// the sums over lanes, which need a script.
 pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys) {
     pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
+                   // Recounts the queued jobs if a process of the release before the counter wrote
+                   // here (a rolling upgrade): a no-op read once none runs.
+    pipe.invoke_script(scripts::COUNT_QUEUED.key(k.slot_key()).arg(k.prefix()));
+    pipe.get(k.key("queued"));
     for suffix in CARDS {
         pipe.zcard(k.key(suffix));
     }
     pipe.exists(k.key("paused"));
-    pipe.cmd("ZRANGE").arg(k.ready()).arg(0).arg(0).arg("WITHSCORES");
     pipe.cmd("ZRANGE").arg(k.key("unstarted")).arg(0).arg(0).arg("WITHSCORES");
     pipe.hget(k.key("stats"), "succeeded");
     pipe.cmd("TIME");
-    pipe.invoke_script(scripts::QUEUE_STATS.key(k.ready()).arg(k.prefix()));
+    pipe.invoke_script(scripts::QUEUE_STATS.key(k.slot_key()).arg(k.prefix()));
 }
 
 /// One partition's counts from the replies of [`add_reads`].
 pub(super) fn from_reads(values: Vec<Value>) -> Result<QueueCounts, StoreError> {
     let mut it = values.into_iter();
     let mut next = || it.next().unwrap_or(Value::Nil);
+    let _upgraded: i64 = redis::from_redis_value(next()).map_err(parse_err)?;
     let mut c = [0u64; 9];
-    for slot in c.iter_mut() {
+    // The counter is absent before the first enqueue (and would read below zero only
+    // if a process of an older layout took from the lanes: counted as none).
+    let queued: Option<i64> = redis::from_redis_value(next()).map_err(parse_err)?;
+    c[0] = queued.unwrap_or(0).max(0) as u64;
+    for slot in c[1..].iter_mut() {
         *slot = redis::from_redis_value(next()).map_err(parse_err)?;
     }
     let paused: bool = redis::from_redis_value(next()).map_err(parse_err)?;
-    let head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
     let unstarted_head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
     let total: Option<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
     let time: (u64, u64) = redis::from_redis_value(next()).map_err(parse_err)?;
     let raw: Vec<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
     let now_ms = time.0 * 1000 + time.1 / 1000;
-    let waited = |head: &[String]| {
-        head.get(1)
-            .and_then(|s| s.parse::<f64>().ok())
-            .map(|score| now_ms.saturating_sub((score as u64) % 10_000_000_000_000))
-            .unwrap_or(0)
-    };
-    let lag_ms = waited(&head).max(waited(&unstarted_head));
+    let waited = |score: u64| now_ms.saturating_sub(score % 10_000_000_000_000);
     let stats = super::stats::StatsReply::from_reply(&raw)
         .ok_or_else(|| StoreError::Protocol(format!("queue stats reply had {} parts", raw.len())))?;
+    let unstarted_head = unstarted_head.get(1).and_then(|s| s.parse::<f64>().ok()).map(|s| s as u64);
+    let lag_ms = [(stats.head > 0).then_some(stats.head), unstarted_head]
+        .into_iter()
+        .flatten()
+        .map(waited)
+        .max()
+        .unwrap_or(0);
     let waiting = super::stats::split_waiting(c[0], c[1], c[2], c[8], paused, &stats);
     Ok(QueueCounts {
         queued: c[0],

@@ -170,7 +170,7 @@ impl RedisStore {
     pub(super) async fn backfill_dead_groups(&self, k: &QueueKeys, limit: usize) -> Result<bool, StoreError> {
         let mut conn = self.connection();
         let done: i64 = scripts::DEAD_GROUPS
-            .key(k.ready())
+            .key(k.slot_key())
             .arg(k.prefix())
             .arg("backfill")
             .arg(limit.max(1))
@@ -188,7 +188,7 @@ impl RedisStore {
             Regroup::Join => "join",
         };
         let _: i64 = scripts::DEAD_GROUPS
-            .key(k.ready())
+            .key(k.slot_key())
             .arg(k.prefix())
             .arg(op)
             .arg(id.as_str())

@@ -27,8 +27,10 @@ impl QueueKeys {
     pub fn attempts(&self, id: &JobId) -> String {
         self.key(&format!("attempts:{id}"))
     }
-    pub fn ready(&self) -> String {
-        self.key("ready")
+    /// A key in this queue's slot, named as every script's `KEYS[1]` so a Cluster client
+    /// routes the call there (nothing is stored under it).
+    pub fn slot_key(&self) -> String {
+        self.key("slot")
     }
     pub fn marker(&self) -> String {
         self.key("marker")
@@ -42,9 +44,9 @@ mod tests {
     #[test]
     fn all_keys_of_a_queue_share_one_hash_tag() {
         let k = QueueKeys::new("drover", JobKind::Sync, None);
-        assert_eq!(k.ready(), "drover:{sync}:ready");
+        assert_eq!(k.slot_key(), "drover:{sync}:slot");
         assert!(k.marker().starts_with("drover:{sync}:"));
         let p = QueueKeys::new("drover", JobKind::Cleanup, Some(7));
-        assert_eq!(p.ready(), "drover:{cleanup:7}:ready");
+        assert_eq!(p.slot_key(), "drover:{cleanup:7}:slot");
     }
 }

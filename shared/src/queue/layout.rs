@@ -4,8 +4,9 @@
 //! jobs in two different partitions. A different count is refused with the way out.
 use std::time::Duration;
 
-use super::{RedisStore, StoreError};
+use super::{scripts, RedisStore, StoreError};
 use crate::backoff::Backoff;
+use crate::job::JobKind;
 
 impl RedisStore {
     fn layout_key(&self) -> String {
@@ -58,8 +59,26 @@ impl RedisStore {
                  and worker, then run `drover-worker partitions migrate --to {ours}`",
                 self.namespace()
             ))),
-            _ => Ok(()),
+            _ => self.upgrade_queued_counts().await,
         }
+    }
+
+    /// Queues written by a release that kept a `ready` index get their `queued` counter
+    /// (`count_queued.lua`); a no-op on every later start.
+    async fn upgrade_queued_counts(&self) -> Result<(), StoreError> {
+        for kind in JobKind::ALL {
+            for keys in self.all_keys(kind) {
+                let upgraded: i64 = scripts::COUNT_QUEUED
+                    .key(keys.slot_key())
+                    .arg(keys.prefix())
+                    .invoke_async(&mut self.connection())
+                    .await?;
+                if upgraded == 1 {
+                    tracing::info!(queue = keys.prefix(), "queued jobs now counted by the lanes' counter");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// [`RedisStore::check_layout`], retried while Redis cannot be reached: returns once

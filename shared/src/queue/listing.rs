@@ -33,7 +33,9 @@ impl RedisStore {
         let (index, state_filter, account_filter) = match (&query.group, query.state, &query.account_id) {
             (Some(sig), _, acct) => (keys.key(&format!("dg:{sig}")), "", acct.as_deref().unwrap_or("")),
             (None, st, Some(acct)) => (keys.key(&format!("acct:{acct}")), st.map_or("", JobState::as_str), ""),
-            (None, Some(JobState::Queued), None) => (keys.ready(), "", ""),
+            // Queued jobs are indexed only by their lanes: read the newest jobs for them
+            // (a queue runs its oldest first, so the queued ones are near the top).
+            (None, Some(JobState::Queued), None) => (keys.key("all"), "queued", ""),
             (None, Some(JobState::Running), None) => (keys.key("active"), "", ""),
             (None, Some(JobState::Scheduled), None) => (keys.key("scheduled"), "scheduled", ""),
             (None, Some(JobState::Retrying), None) => (keys.key("retrying"), "", ""),

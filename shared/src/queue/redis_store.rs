@@ -186,10 +186,10 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let keys: Vec<QueueKeys> = ids.iter().map(|id| self.job_keys(id)).collect();
-        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         let replies = self
             .grouped(&tags, &[&scripts::WAITING], |pipe, i| {
-                let mut inv = scripts::WAITING.key(keys[i].ready());
+                let mut inv = scripts::WAITING.key(keys[i].slot_key());
                 inv.arg(keys[i].prefix()).arg(ids[i].as_str());
                 pipe.invoke_script(&inv);
             })
@@ -294,7 +294,7 @@ impl RedisStore {
                 None => groups.push((keys.prefix().to_owned(), keys, vec![i])),
             }
         }
-        let tags: Vec<String> = groups.iter().map(|(_, k, _)| k.ready()).collect();
+        let tags: Vec<String> = groups.iter().map(|(_, k, _)| k.slot_key()).collect();
         // On the durable writes' connection, each pipeline followed by the wait
         // `queue.durability` asks for (on the shard it went to).
         self.durable.ensure_supported().await?;
@@ -367,7 +367,7 @@ impl RedisStore {
     }
 
     fn enqueue_call(&self, keys: &QueueKeys, jobs: &[&[String]]) -> redis::ScriptInvocation<'static> {
-        let mut inv = scripts::ENQUEUE.key(keys.ready());
+        let mut inv = scripts::ENQUEUE.key(keys.slot_key());
         inv.arg(keys.prefix())
             .arg(jobs.len())
             .arg(self.defaults.idempotency_ttl.as_secs().max(1));
@@ -384,7 +384,7 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let keys: Vec<QueueKeys> = ids.iter().map(|id| self.job_keys(id)).collect();
-        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         let replies = self
             .grouped(&tags, &[], |pipe, i| {
                 let (id, k) = (&ids[i], &keys[i]);
@@ -484,7 +484,7 @@ impl RedisStore {
         let build = || {
             let mut pipe = redis::pipe();
             for chunk in settlements.chunks(256) {
-                let mut inv = scripts::SETTLE.key(keys.ready());
+                let mut inv = scripts::SETTLE.key(keys.slot_key());
                 inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
                 for s in chunk {
                     let (outcome, delay, data) = action_args(s);
@@ -563,7 +563,7 @@ impl RedisStore {
     ) -> Vec<(Vec<(usize, &'a (JobId, String))>, redis::RedisResult<R>)> {
         let queues = self.by_queue(runs, |r| &r.0);
         let answers = futures::future::join_all(queues.iter().map(|(keys, items)| {
-            let mut inv = script.key(keys.ready());
+            let mut inv = script.key(keys.slot_key());
             inv.arg(keys.prefix());
             if let Some(a) = arg {
                 inv.arg(a);
@@ -634,9 +634,9 @@ impl RedisStore {
     ) -> Result<(Vec<super::Leased>, Option<Duration>, Vec<usize>), StoreError> {
         let parts = self.defaults.partitions.all();
         let keys: Vec<QueueKeys> = round.iter().map(|p| self.partition_keys(kind, parts[*p])).collect();
-        let tags: Vec<String> = keys.iter().map(QueueKeys::ready).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         let add = |pipe: &mut redis::Pipeline, i: usize| {
-            let mut inv = scripts::FETCH.key(keys[i].ready());
+            let mut inv = scripts::FETCH.key(keys[i].slot_key());
             inv.arg(keys[i].prefix())
                 .arg(shares[i])
                 .arg(worker)
@@ -893,7 +893,7 @@ impl JobStore for RedisStore {
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(progress).map_err(parse_err)?;
         let n: i64 = scripts::PROGRESS
-            .key(keys.ready())
+            .key(keys.slot_key())
             .arg(keys.prefix())
             .arg(id.as_str())
             .arg(token)
@@ -907,7 +907,7 @@ impl JobStore for RedisStore {
         let keys = self.job_keys(id);
         let mut conn = self.conn.clone();
         let r: String = scripts::CANCEL
-            .key(keys.ready())
+            .key(keys.slot_key())
             .arg(keys.prefix())
             .arg(id.as_str())
             .invoke_async(&mut conn)
@@ -926,7 +926,7 @@ impl JobStore for RedisStore {
         self.touched(id);
         let exclusive = if id.kind() == JobKind::Sync { "1" } else { "0" };
         let r: String = scripts::RETRY
-            .key(keys.ready())
+            .key(keys.slot_key())
             .arg(keys.prefix())
             .arg(id.as_str())
             .arg(exclusive)
@@ -952,9 +952,11 @@ impl JobStore for RedisStore {
 
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {
         let parts = self.all_keys(kind);
-        let tags: Vec<String> = parts.iter().map(QueueKeys::ready).collect();
+        let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
         let replies = self
-            .grouped(&tags, &[&scripts::QUEUE_STATS], |pipe, i| super::counts::add_reads(pipe, &parts[i]))
+            .grouped(&tags, &[&scripts::COUNT_QUEUED, &scripts::QUEUE_STATS], |pipe, i| {
+                super::counts::add_reads(pipe, &parts[i])
+            })
             .await?;
         let mut total = QueueCounts::default();
         for values in replies {
@@ -973,7 +975,7 @@ impl JobStore for RedisStore {
                 visits.woken(p, Instant::now());
             }
         }
-        let tags: Vec<String> = parts.iter().map(QueueKeys::ready).collect();
+        let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
         self.grouped(&tags, &[], |pipe, i| {
             let k = &parts[i];
             if paused {
@@ -991,7 +993,7 @@ impl JobStore for RedisStore {
         let mut conn = self.conn.clone();
         for (k, items) in self.by_queue(ids, |id| id) {
             for chunk in items.chunks(CHUNK) {
-                let mut inv = scripts::REMOVE.key(k.ready());
+                let mut inv = scripts::REMOVE.key(k.slot_key());
                 inv.arg(k.prefix()).arg("dead").arg(0).arg(0).arg(0);
                 for (_, id) in chunk {
                     inv.arg(id.as_str());
@@ -1040,7 +1042,7 @@ impl JobStore for RedisStore {
             for (state, keep_for, keep_max) in policies {
                 loop {
                     let (removed, left): (u64, u64) = scripts::REMOVE
-                        .key(k.ready())
+                        .key(k.slot_key())
                         .arg(k.prefix())
                         .arg(state)
                         .arg(keep_for.as_millis() as u64)
@@ -1064,7 +1066,7 @@ impl JobStore for RedisStore {
         let keys = self.job_keys(id);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = scripts::WAITING
-            .key(keys.ready())
+            .key(keys.slot_key())
             .arg(keys.prefix())
             .arg(id.as_str())
             .invoke_async(&mut conn)

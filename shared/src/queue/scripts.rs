@@ -37,3 +37,4 @@ script!(CALLBACK_RECORD, "lua/callback_record.lua");
 script!(QUEUE_STATS, "lua/queue_stats.lua");
 script!(DEAD_GROUPS, "lua/dead_groups.lua");
 script!(ACCOUNT_COUNTS, "lua/account_counts.lua");
+script!(COUNT_QUEUED, "lua/count_queued.lua");

@@ -61,16 +61,19 @@ pub(super) struct StatsReply {
     pub parked: [u64; 3],
     pub account_busy: u64,
     pub events: QueueEvents,
+    /// The lowest ready score at the lanes' heads (0: no job queued).
+    pub head: u64,
 }
 
 impl StatsReply {
     pub(super) fn from_reply(v: &[u64]) -> Option<Self> {
-        let [r, q, b, busy, lost, released, late, pr, pq, pb] = v else {
+        let [r, q, b, busy, lost, released, late, pr, pq, pb, head] = v else {
             return None;
         };
         Some(Self {
             parked: [*r, *q, *b],
             account_busy: *busy,
+            head: *head,
             events: QueueEvents {
                 reclaimed_lost: *lost,
                 reclaimed_released: *released,

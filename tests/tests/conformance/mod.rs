@@ -425,6 +425,72 @@ pub async fn counts_follow_every_state<S: JobStore>(store: S) {
     assert_eq!(c.succeeded_total, 1);
 }
 
+/// The queued count is a counter kept beside the lanes (no index of its own): it must
+/// follow every way a job joins or leaves a lane, and agree with the queued listing.
+pub async fn the_queued_count_follows_every_way_into_and_out_of_the_lanes<S: JobStore>(store: S) {
+    async fn queued<S: JobStore>(store: &S) -> (u64, usize) {
+        let c = store.counts(JobKind::Cleanup).await.unwrap();
+        let listed = store
+            .list(&ListQuery {
+                state: Some(JobState::Queued),
+                kinds: vec![JobKind::Cleanup],
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .jobs;
+        assert!(listed.iter().all(|j| j.state == JobState::Queued), "{listed:?}");
+        (c.queued, listed.len())
+    }
+    assert_eq!(queued(&store).await, (0, 0), "an empty queue");
+    // single, bulk, and an idempotent repeat that adds nothing
+    let first = enqueue(&store, NewJob::new(cleanup("a1")).idempotency_key("k1")).await;
+    let bulk: Vec<NewJob> = ["a1", "a2", "a2", "a3", "a4"].iter().map(|a| NewJob::new(cleanup(a))).collect();
+    for r in store.enqueue_bulk(bulk).await.unwrap() {
+        r.unwrap();
+    }
+    assert_eq!(enqueue(&store, NewJob::new(cleanup("a1")).idempotency_key("k1")).await, first);
+    assert_eq!(queued(&store).await, (6, 6), "every job enqueued, the repeat not again");
+    // cancelled while queued
+    assert_eq!(store.cancel(&first).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(queued(&store).await, (5, 5));
+    // Fetches until `n` are leased (one fetch visits the partitions in turn).
+    async fn take<S: JobStore>(store: &S, n: usize) -> Vec<Leased> {
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            if got.len() == n {
+                break;
+            }
+            got.extend(store.fetch(JobKind::Cleanup, "w1", n - got.len(), LEASE).await.unwrap().jobs);
+        }
+        assert_eq!(got.len(), n, "{n} jobs leased");
+        got
+    }
+    // taken by a fetch, one handed back
+    let taken = take(&store, 3).await;
+    assert_eq!(queued(&store).await, (2, 2));
+    let back = Settlement::release(&taken[0]);
+    assert_eq!(store.settle(JobKind::Cleanup, &[back]).await.unwrap(), vec![SettleResult::Applied]);
+    assert_eq!(queued(&store).await, (3, 3), "a hand-back is queued again");
+    // a scheduled job joins the lanes when it falls due, on a fetch
+    enqueue(&store, NewJob::new(cleanup("a5")).delay(Duration::from_millis(50))).await;
+    assert_eq!(queued(&store).await, (3, 3), "scheduled is not queued");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let rest = take(&store, 4).await; // the three queued and the one that fell due
+    assert_eq!(queued(&store).await, (0, 0));
+    // a dead job retried is queued again
+    settle(
+        &store,
+        &rest[0],
+        SettleAction::Dead(err(ErrorClass::Permanent)),
+        AttemptOutcome::Failed,
+    )
+    .await;
+    assert_eq!(store.retry(&rest[0].id).await.unwrap(), RetryOutcome::Queued);
+    assert_eq!(queued(&store).await, (1, 1));
+}
+
 pub async fn listing_is_newest_first_and_pages_cover_every_job_once<S: JobStore>(store: S) {
     let mut ids = Vec::new();
     for i in 0..25 {

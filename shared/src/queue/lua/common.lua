@@ -65,7 +65,8 @@ end
 
 -- Per-account dispatch (docs/architecture.md, "Dispatch"). Each account's queued jobs
 -- wait in their own lane `rq:<account>` (jobs without an account share the lane `rq:`);
--- `ready` indexes every queued job for counts, lag and listings. `lanes` holds the
+-- the lanes are the only index of queued jobs, and `queued` counts their entries (every
+-- add and take goes through `lane_add` / `lane_taken`). `lanes` holds the
 -- accounts that have queued jobs and may run one now, scored
 -- `band · BAND + turn`: the best priority band waiting in the lane, then a turn number
 -- that grows each time a lane is (re)offered, so within a band accounts take turns.
@@ -86,14 +87,21 @@ local function offer_lane(acct, score)
     redis.call('ZADD', P .. 'lanes', band * BAND + tonumber(cur) % BAND, acct)
   end
 end
+-- `n` entries left the lanes (taken, cancelled or found stale).
+local function lane_taken(n)
+  if n > 0 then redis.call('DECRBY', P .. 'queued', n) end
+end
+-- Adds (score, id, ...) to the account's lane; an id already there only moves.
+local function lane_add(acct, ...)
+  local added = redis.call('ZADD', lane_key(acct), ...)
+  if added > 0 then redis.call('INCRBY', P .. 'queued', added) end
+end
 local function add_ready(id, acct, score)
-  redis.call('ZADD', P .. 'ready', score, id)
-  redis.call('ZADD', lane_key(acct), score, id)
+  lane_add(acct, score, id)
   offer_lane(acct, score)
 end
 local function remove_ready(id, acct)
-  redis.call('ZREM', P .. 'ready', id)
-  redis.call('ZREM', lane_key(acct), id)
+  lane_taken(redis.call('ZREM', lane_key(acct), id))
 end
 -- Runs of `acct` ended (settled, released or reclaimed): they stop counting against
 -- the account's cap, and a lane blocked at the cap is offered again.

@@ -10,7 +10,7 @@
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
-local all, ready = {}, {}
+local all = {}
 -- per lane: {score, id, ...} and the best score added, written once per lane at the end;
 -- per account: its index entries {created, id, ...}, likewise
 local lanes, best, by_acct = {}, {}, {}
@@ -112,8 +112,6 @@ local function enqueue(b)
     redis.call('ZADD', P .. 'scheduled', due, id)
   else
     local score = ready_score(prio, now)
-    ready[#ready + 1] = score
-    ready[#ready + 1] = id
     push_pair(lanes, acct, score, id)
     if not best[acct] or score < best[acct] then best[acct] = score end
   end
@@ -140,12 +138,11 @@ if #all > 0 then
   redis.call('ZADD', P .. 'all', unpack(all))
   if fresh then redis.call('SET', P .. 'acdone', 1) end
 end
-if #ready > 0 then redis.call('ZADD', P .. 'ready', unpack(ready)) end
 for acct, mine in pairs(by_acct) do
   redis.call('ZADD', P .. 'acct:' .. acct, unpack(mine))
 end
 for acct, lane in pairs(lanes) do
-  redis.call('ZADD', lane_key(acct), unpack(lane))
+  lane_add(acct, unpack(lane))
   offer_lane(acct, best[acct])
 end
 -- Why each job that asked waits, read once every job of the call is in place.

@@ -96,7 +96,8 @@ end
 
 local jobs = {}
 if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
-  local leases, off_ready, cancelled, unstarted = {}, {}, {}, {}
+  local leases, cancelled, unstarted = {}, {}, {}
+  local off_lanes = 0
   local n, turns = 0, 0
   -- Bounded whatever the number of accounts: each turn leases a job or sets aside
   -- one lane (empty, or its account at its cap).
@@ -120,7 +121,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
       local held = {}
       for i = 1, #popped, 2 do
         local id = popped[i]
-        off_ready[#off_ready + 1] = id
+        off_lanes = off_lanes + 1
         local key = P .. 'job:' .. id
         local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
         if f[7] == '1' then
@@ -163,7 +164,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
       end
     end
   end
-  if #off_ready > 0 then redis.call('ZREM', P .. 'ready', unpack(off_ready)) end
+  lane_taken(off_lanes)
   if #leases > 0 then redis.call('ZADD', P .. 'active', unpack(leases)) end
   if #unstarted > 0 then redis.call('ZADD', P .. 'unstarted', unpack(unstarted)) end
   if #cancelled > 0 then redis.call('ZADD', P .. 'state:cancelled', unpack(cancelled)) end

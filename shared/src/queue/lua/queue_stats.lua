@@ -1,22 +1,33 @@
 -- What /metrics shows beyond the plain counts: jobs parked per guard, jobs held back by
--- their account's cap, and the event counters of `P stats`. Every read is O(1) or
--- O(log n), except `account_busy`, which adds up the lanes of the accounts at their cap:
--- at most BUSY_LANES of them (each holds at least one run in flight, so there are no
--- more than the runs in flight); past that it extrapolates from a sample.
+-- their account's cap, the event counters of `P stats`, and the lag's head. Every read
+-- is O(1) or O(log n), except `account_busy`, which adds up the lanes of the accounts at
+-- their cap: at most LANES_READ of them (each holds at least one run in flight, so there
+-- are no more than the runs in flight); past that it extrapolates from a sample.
+-- The head is the lowest ready score (best priority band, then oldest) over the lanes'
+-- heads: those of the first LANES_READ lanes in turn order (the best band comes first)
+-- and of the capped accounts read for `account_busy`; past that many accounts it is the
+-- lowest of those read.
 -- ARGV: prefix -> {parked rate_limit, parked quota_cooldown, parked breaker_open,
 --                  account_busy jobs, reclaimed_lost, reclaimed_released, late,
---                  parks: rate_limit, quota_cooldown, breaker_open}
-local BUSY_LANES = 1000
+--                  parks: rate_limit, quota_cooldown, breaker_open, head score (0: none)}
+local LANES_READ = 1000
 local out = {}
 for _, r in ipairs(PARK_REASONS) do
   out[#out + 1] = redis.call('ZCARD', P .. 'parked:' .. r)
 end
+local head
+local function see_head(acct)
+  local h = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
+  local score = tonumber(h[2])
+  if score and (not head or score < head) then head = score end
+end
 local blocked = redis.call('HLEN', P .. 'blocked')
 local busy = 0
 if blocked > 0 then
-  local accts = redis.call('HRANDFIELD', P .. 'blocked', math.min(blocked, BUSY_LANES))
+  local accts = redis.call('HRANDFIELD', P .. 'blocked', math.min(blocked, LANES_READ))
   for _, acct in ipairs(accts) do
     busy = busy + redis.call('ZCARD', lane_key(acct))
+    see_head(acct)
   end
   if blocked > #accts then busy = math.floor(busy * blocked / #accts) end
 end
@@ -24,4 +35,8 @@ out[#out + 1] = busy
 local s = redis.call('HMGET', P .. 'stats', 'reclaimed_lost', 'reclaimed_released', 'late',
   'parked:rate_limit', 'parked:quota_cooldown', 'parked:breaker_open')
 for i = 1, #s do out[#out + 1] = tonumber(s[i]) or 0 end
+for _, acct in ipairs(redis.call('ZRANGE', P .. 'lanes', 0, LANES_READ - 1)) do
+  see_head(acct)
+end
+out[#out + 1] = head or 0
 return out

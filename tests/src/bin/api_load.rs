@@ -125,28 +125,39 @@ async fn open_loop(args: &Args) -> Result<(Vec<Sample>, Duration, Histogram<u64>
     let auth = Arc::<str>::from(format!("Bearer {}", args.key));
     let permits = Arc::new(Semaphore::new(args.connections));
     let total = ((args.warmup_s + args.duration_s) * args.rate).round() as u64;
-    let start = Instant::now();
-    // How late this loop itself issued requests: the timer's granularity (1 ms) and any
-    // stall here. Counted in every latency already; printed so it can be told apart.
-    let mut dispatch_lag = histogram();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for j in 0..total {
-        let due = start + Duration::from_secs_f64(j as f64 / args.rate);
-        tokio::time::sleep_until(due.into()).await;
-        dispatch_lag.saturating_record(due.elapsed().as_micros() as u64);
-        let (client, url, auth, permits) = (client.clone(), url.clone(), auth.clone(), permits.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("never closed");
-            let (status, id) = post(&client, &url, &auth).await;
-            Sample {
-                at: due - start,
-                latency: due.elapsed(),
-                status,
-                id,
+    let runtime = tokio::runtime::Handle::current();
+    let rate = args.rate;
+    // The schedule is kept by a thread of its own sleeping with the OS timer (tens of µs),
+    // not by a tokio timer, which wakes on 1 ms ticks and would add up to 1 ms of its own
+    // lateness to every latency. How late it still issued requests (its wake-up and any
+    // stall) is counted in every latency and printed so it can be told apart.
+    let dispatcher = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut dispatch_lag = histogram();
+        let mut tasks = Vec::with_capacity(total as usize);
+        for j in 0..total {
+            let due = start + Duration::from_secs_f64(j as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
             }
-        }));
-    }
-    let sent_for = start.elapsed();
+            dispatch_lag.saturating_record(due.elapsed().as_micros() as u64);
+            let (client, url, auth, permits) = (client.clone(), url.clone(), auth.clone(), permits.clone());
+            tasks.push(runtime.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
+                let (status, id) = post(&client, &url, &auth).await;
+                Sample {
+                    at: due - start,
+                    latency: due.elapsed(),
+                    status,
+                    id,
+                }
+            }));
+        }
+        (tasks, start.elapsed(), dispatch_lag)
+    });
+    let (tasks, sent_for, dispatch_lag) = tokio::task::spawn_blocking(move || dispatcher.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the dispatch thread panicked"))?;
     let mut samples = Vec::with_capacity(tasks.len());
     for t in tasks {
         samples.push(t.await?);

@@ -41,6 +41,7 @@ mod parked_kill_process;
 mod partitions;
 mod queue_conformance;
 mod queue_upgrade;
+mod redis_settings;
 mod resilience;
 mod runtime_leases;
 mod sealed_secrets;

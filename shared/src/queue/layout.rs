@@ -59,7 +59,10 @@ impl RedisStore {
                  and worker, then run `drover-worker partitions migrate --to {ours}`",
                 self.namespace()
             ))),
-            _ => self.upgrade_queued_counts().await,
+            _ => {
+                self.upgrade_queued_counts().await?;
+                self.check_redis_settings().await
+            }
         }
     }
 

@@ -97,6 +97,17 @@ fn now_us() -> u128 {
 }
 
 /// The i-th no-op job, in account `bench`, or `bench-<i mod accounts>`.
+/// A job as the API stores one: a real marketplace id, two SKUs, a trace context.
+fn realistic(i: usize, accounts: usize) -> NewJob {
+    let account = format!("seller-{}", i % accounts.max(1));
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": [format!("SKU-{i}-A"), format!("SKU-{i}-B")]}),
+    )
+    .expect("valid payload");
+    NewJob::new(payload).traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+}
+
 fn noop(i: usize, accounts: usize) -> NewJob {
     let account = if accounts > 1 {
         format!("bench-{}", i % accounts)
@@ -457,6 +468,36 @@ impl Bench {
             runs,
             notes: String::new(),
         });
+        // A job as the API stores one (a real marketplace id, two SKUs, a trace context)
+        // at Redis's default hash-max-listpack-value and at the one redis.conf ships.
+        for limit in [64, drover::queue::RECOMMENDED_LISTPACK_VALUE] {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("hash-max-listpack-value")
+                .arg(limit)
+                .query_async(&mut self.store.connection())
+                .await?;
+            let mut runs = vec![];
+            for _ in 0..self.args.reps {
+                self.flush().await?;
+                let before = used_memory(&self.store).await?;
+                for start in (0..n).step_by(1000) {
+                    let jobs = (start..(start + 1000).min(n)).map(|i| realistic(i, self.args.accounts)).collect();
+                    for r in self.store.enqueue_bulk(jobs).await? {
+                        r?;
+                    }
+                }
+                let after = used_memory(&self.store).await?;
+                runs.push((after - before) as f64 / n as f64);
+            }
+            self.rows.push(Row {
+                bench: "memory".into(),
+                config: format!("per queued realistic job (100k), hash-max-listpack-value {limit}"),
+                unit: "bytes",
+                runs,
+                notes: String::new(),
+            });
+        }
         Ok(())
     }
 }

@@ -302,7 +302,7 @@ local function finish(id, state, now, field, value, cb, was)
   finish_fields(id, state, now, field, value, cb, was)
   redis.call('ZADD', P .. 'state:' .. state, now, id)
 end
--- Back to the ready set. A job handed back (its worker died or shut down) goes to
+-- Back to its lane. A job handed back (its worker died or shut down) goes to
 -- the front of its priority band, ordered by creation time, instead of behind the
 -- whole backlog: it has waited once already.
 local function queue_ready(id, now, front)

@@ -9,6 +9,9 @@
 -- already taken is a conflict, never an overwrite.
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
+local now_s = ms_str(now)
+-- the ready score per priority, formatted once (see ms_str)
+local score_s = {}
 local out = {}
 local all = {}
 -- per lane: {score, id, ...} and the best score added, written once per lane at the end;
@@ -28,7 +31,7 @@ local function enqueue(b)
   local idem, fp, exclusive, traceparent = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11]
   local trigger, callback, callback_secret = ARGV[b + 12], ARGV[b + 13], ARGV[b + 14]
 
-  local idem_key = P .. 'idem:' .. idem
+  local idem_key = idem ~= '' and (P .. 'idem:' .. idem) or nil
   if idem ~= '' then
     local v = redis.call('GET', idem_key)
     if v then
@@ -79,10 +82,10 @@ local function enqueue(b)
   -- one HSET with every field the job starts with (a table only when it has extras)
   if trigger == '' and callback == '' and state ~= 'scheduled' then
     redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-      'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1')
+      'at', '0', 'to', timeout, 'ca', now_s, 'ua', now_s, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1')
   else
     local fields = {'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-      'at', 0, 'to', timeout, 'ca', now, 'ua', now, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1'}
+      'at', '0', 'to', timeout, 'ca', now_s, 'ua', now_s, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1'}
     if trigger ~= '' then
       fields[#fields + 1] = 'tg'
       fields[#fields + 1] = trigger
@@ -100,19 +103,24 @@ local function enqueue(b)
     redis.call('HSET', key, unpack(fields))
   end
   if acct ~= '' then
-    push_pair(by_acct, acct, now, id)
+    push_pair(by_acct, acct, now_s, id)
   end
   if idem ~= '' then
     redis.call('SET', idem_key, id .. '|' .. fp, 'EX', idem_ttl)
   end
-  all[#all + 1] = now
+  all[#all + 1] = now_s
   all[#all + 1] = id
   if state == 'scheduled' then
     tally(acct, 'scheduled', 1)
     redis.call('ZADD', P .. 'scheduled', due, id)
   else
     local score = ready_score(prio, now)
-    push_pair(lanes, acct, score, id)
+    local s = score_s[prio]
+    if not s then
+      s = string.format('%.0f', score)
+      score_s[prio] = s
+    end
+    push_pair(lanes, acct, s, id)
     if not best[acct] or score < best[acct] then best[acct] = score end
   end
   woke = true

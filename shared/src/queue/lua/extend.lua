@@ -4,6 +4,7 @@
 local lease_ms = tonumber(ARGV[2])
 local now = now_ms()
 note_served(now)
+local deadline_s = string.format('%.0f', now + lease_ms)
 local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
@@ -11,7 +12,7 @@ for i = 3, #ARGV, 2 do
   if f[1] ~= token then
     lost[#lost + 1] = id
   else
-    redis.call('ZADD', P .. 'active', 'XX', now + lease_ms, id)
+    redis.call('ZADD', P .. 'active', 'XX', deadline_s, id)
     -- renewed in time: a reclaim pass that marked it suspect (see fetch) forgets it
     if f[3] and f[3] ~= '' then redis.call('HSET', P .. 'job:' .. id, 'sx', '') end
     if f[2] == '1' then cancel[#cancel + 1] = id end

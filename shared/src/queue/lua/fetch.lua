@@ -10,6 +10,7 @@ local cap = tonumber(ARGV[6]) or 0
 local MAX_UNSTARTED_HANDBACKS = 3
 local reports_starts = ARGV[7] == '1'
 local now = now_ms()
+local now_s, deadline_s = ms_str(now), string.format('%.0f', now + lease_ms)
 
 -- Promotion keeps due-time order: a job joins its lane as if it had been enqueued
 -- when it fell due, ahead of anything enqueued since.
@@ -131,8 +132,9 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
           cancelled[#cancelled + 1] = id
         elseif f[2] then
           local at = tonumber(f[3]) + 1
-          local token = worker .. ':' .. at .. ':' .. now
-          redis.call('HSET', key, 'st', 'running', 'at', at, 'ls', token, 'w', worker, 'sa', now, 'ua', now, 'll', lease_ms)
+          local at_s = tostring(at)
+          local token = worker .. ':' .. at_s .. ':' .. now_s
+          redis.call('HSET', key, 'st', 'running', 'at', at_s, 'ls', token, 'w', worker, 'sa', now_s, 'ua', now_s, 'll', ARGV[4])
           if reports_starts then
             -- in `unstarted` until the worker says the run started, by ready time, so
             -- the lag still sees a job waiting in a worker's prefetch
@@ -141,7 +143,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
           end
           held[#held + 1] = id
           busy = busy + 1
-          leases[#leases + 1] = now + lease_ms
+          leases[#leases + 1] = deadline_s
           leases[#leases + 1] = id
           f[3] = at
           f[7] = now

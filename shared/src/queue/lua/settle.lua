@@ -53,7 +53,7 @@ for i = 0, n - 1 do
         done = done + 1
       end
       finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]})
-      push_pair(by_state, outcome, now, id)
+      push_pair(by_state, outcome, ms_str(now), id)
     elseif outcome == 'release' then
       redis.call('HINCRBY', key, 'at', -1)
       redis.call('HSET', key, 'ls', '', 'w', '')

@@ -152,6 +152,17 @@ fn now_us() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
 }
 
+/// What `GET /v1/jobs/{id}` answers, status and body, for a failure's message.
+async fn answer(app: &Api, id: &str) -> String {
+    match app.http.get(format!("{}/v1/jobs/{id}", app.base)).bearer_auth(ADMIN).send().await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            format!("{status} {}", res.text().await.unwrap_or_default())
+        }
+        Err(e) => format!("no answer: {e}"),
+    }
+}
+
 async fn state(app: &Api, id: &str) -> (u16, String) {
     match app.http.get(format!("{}/v1/jobs/{id}", app.base)).bearer_auth(ADMIN).send().await {
         Ok(res) => {
@@ -247,9 +258,7 @@ async fn run(mut redis: Topology, durability: DurabilityMode) -> Outcome {
         if Instant::now() >= deadline {
             let mut shown = Vec::new();
             for id in &pending {
-                let job = app.job(id).await.unwrap_or_default();
-                let runs = job["attempt_history"].as_array().map_or(0, Vec::len);
-                shown.push(format!("{id}: {} after {runs} runs ({})", job["state"], job["last_error"]));
+                shown.push(format!("{id}: GET answers {}", answer(&app, id).await));
                 if shown.len() == 10 {
                     break;
                 }
@@ -274,11 +283,10 @@ async fn run(mut redis: Topology, durability: DurabilityMode) -> Outcome {
     let workers_back = match after.iter().find(|id| !lost.contains(id)) {
         Some(id) => {
             let job = app.job(id).await.expect("the job reads");
-            let finished: chrono::DateTime<chrono::Utc> = job["finished_at"]
-                .as_str()
-                .expect("a succeeded job has finished_at")
-                .parse()
-                .unwrap();
+            let Some(finished) = job["finished_at"].as_str() else {
+                panic!("a succeeded job has finished_at; GET {id} answers {}", answer(&app, id).await);
+            };
+            let finished: chrono::DateTime<chrono::Utc> = finished.parse().unwrap();
             Some((finished - promoted_at).to_std().unwrap_or_default())
         }
         None => None,

@@ -242,8 +242,13 @@ impl Bench {
     }
 
     async fn bulk_enqueue(&self, n: usize) -> Result<()> {
+        self.bulk_enqueue_of(n, noop).await
+    }
+
+    /// `n` jobs made by `job(i, accounts)`, in bulk calls of 1000.
+    async fn bulk_enqueue_of(&self, n: usize, job: fn(usize, usize) -> NewJob) -> Result<()> {
         for start in (0..n).step_by(1000) {
-            let jobs = (start..(start + 1000).min(n)).map(|i| noop(i, self.args.accounts)).collect();
+            let jobs = (start..(start + 1000).min(n)).map(|i| job(i, self.args.accounts)).collect();
             for r in self.store.enqueue_bulk(jobs).await? {
                 r?;
             }
@@ -452,15 +457,7 @@ impl Bench {
     }
 
     async fn memory(&mut self) -> Result<()> {
-        let n = 100_000;
-        let mut runs = vec![];
-        for _ in 0..self.args.reps {
-            self.flush().await?;
-            let before = used_memory(&self.store).await?;
-            self.bulk_enqueue(n).await?;
-            let after = used_memory(&self.store).await?;
-            runs.push((after - before) as f64 / n as f64);
-        }
+        let runs = self.memory_per_job(noop).await?;
         self.rows.push(Row {
             bench: "memory".into(),
             config: "Redis used_memory per queued job (100k)".into(),
@@ -477,19 +474,7 @@ impl Bench {
                 .arg(limit)
                 .query_async(&mut self.store.connection())
                 .await?;
-            let mut runs = vec![];
-            for _ in 0..self.args.reps {
-                self.flush().await?;
-                let before = used_memory(&self.store).await?;
-                for start in (0..n).step_by(1000) {
-                    let jobs = (start..(start + 1000).min(n)).map(|i| realistic(i, self.args.accounts)).collect();
-                    for r in self.store.enqueue_bulk(jobs).await? {
-                        r?;
-                    }
-                }
-                let after = used_memory(&self.store).await?;
-                runs.push((after - before) as f64 / n as f64);
-            }
+            let runs = self.memory_per_job(realistic).await?;
             self.rows.push(Row {
                 bench: "memory".into(),
                 config: format!("per queued realistic job (100k), hash-max-listpack-value {limit}"),
@@ -499,6 +484,20 @@ impl Bench {
             });
         }
         Ok(())
+    }
+
+    /// Redis `used_memory` per queued job over 100k jobs made by `job`, once per rep.
+    async fn memory_per_job(&self, job: fn(usize, usize) -> NewJob) -> Result<Vec<f64>> {
+        let n = 100_000;
+        let mut runs = vec![];
+        for _ in 0..self.args.reps {
+            self.flush().await?;
+            let before = used_memory(&self.store).await?;
+            self.bulk_enqueue_of(n, job).await?;
+            let after = used_memory(&self.store).await?;
+            runs.push((after - before) as f64 / n as f64);
+        }
+        Ok(runs)
     }
 }
 

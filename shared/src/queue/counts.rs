@@ -23,8 +23,9 @@ const CARDS: [&str; 8] = [
 /// the sums over lanes, which need a script.
 pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys) {
     pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
-                   // Recounts the queued jobs if a process of the release before the counter wrote
-                   // here (a rolling upgrade): a no-op read once none runs.
+
+    // Recounts the queued jobs if a process of the release before the counter wrote
+    // here (a rolling upgrade): a no-op read once none runs.
     pipe.invoke_script(scripts::COUNT_QUEUED.key(k.slot_key()).arg(k.prefix()));
     pipe.get(k.key("queued"));
     for suffix in CARDS {

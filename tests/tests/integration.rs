@@ -44,6 +44,7 @@ mod queue_upgrade;
 mod redis_settings;
 mod resilience;
 mod runtime_leases;
+mod script_library;
 mod sealed_secrets;
 mod simulator;
 mod trace_context;

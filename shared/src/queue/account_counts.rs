@@ -66,7 +66,7 @@ impl RedisStore {
         let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         // One round trip on one server (one pipeline per partition on a cluster).
         let replies = self
-            .grouped(&tags, &[], |pipe, i| {
+            .grouped(&tags, None, |pipe, i| {
                 let k = &keys[i];
                 pipe.zcard(k.key(&format!("rq:{account}")))
                     .scard(k.key(&format!("hold:{account}")))

@@ -26,7 +26,7 @@ pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys) {
 
     // Recounts the queued jobs if a process of the release before the counter wrote
     // here (a rolling upgrade): a no-op read once none runs.
-    pipe.invoke_script(scripts::COUNT_QUEUED.key(k.slot_key()).arg(k.prefix()));
+    scripts::COUNT_QUEUED.key(k.slot_key()).arg(k.prefix()).add_to(pipe);
     pipe.get(k.key("queued"));
     for suffix in CARDS {
         pipe.zcard(k.key(suffix));
@@ -35,7 +35,7 @@ pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys) {
     pipe.cmd("ZRANGE").arg(k.key("unstarted")).arg(0).arg(0).arg("WITHSCORES");
     pipe.hget(k.key("stats"), "succeeded");
     pipe.cmd("TIME");
-    pipe.invoke_script(scripts::QUEUE_STATS.key(k.slot_key()).arg(k.prefix()));
+    scripts::QUEUE_STATS.key(k.slot_key()).arg(k.prefix()).add_to(pipe);
 }
 
 /// One partition's counts from the replies of [`add_reads`].

@@ -174,10 +174,10 @@ impl RedisStore {
     pub(super) async fn grouped(
         &self,
         keys: &[String],
-        scripts: &[&redis::Script],
+        library: Option<&crate::redis_conn::Library>,
         add: impl Fn(&mut redis::Pipeline, usize),
     ) -> Result<Vec<Vec<Value>>, StoreError> {
-        Ok(query_grouped(&self.conn, keys, scripts, add).await?)
+        Ok(query_grouped(&self.conn, keys, library, add).await?)
     }
 
     /// [`JobStore::waiting`] for many jobs in one round trip (listings), in order.
@@ -188,10 +188,10 @@ impl RedisStore {
         let keys: Vec<QueueKeys> = ids.iter().map(|id| self.job_keys(id)).collect();
         let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         let replies = self
-            .grouped(&tags, &[&scripts::WAITING], |pipe, i| {
+            .grouped(&tags, Some(&scripts::LIBRARY), |pipe, i| {
                 let mut inv = scripts::WAITING.key(keys[i].slot_key());
                 inv.arg(keys[i].prefix()).arg(ids[i].as_str());
-                pipe.invoke_script(&inv);
+                inv.add_to(pipe);
             })
             .await?;
         replies
@@ -304,11 +304,11 @@ impl RedisStore {
         let replies = query_grouped_each(
             &self.durable.conn(),
             &tags,
-            &[&scripts::ENQUEUE],
+            Some(&scripts::LIBRARY),
             |pipe, g| {
                 let (_, keys, idx) = &groups[g];
                 let args: Vec<&[String]> = idx.iter().map(|i| jobs[*i].1.as_slice()).collect();
-                pipe.invoke_script(&self.enqueue_call(keys, &args));
+                self.enqueue_call(keys, &args).add_to(pipe);
             },
             wait.as_ref(),
         )
@@ -366,7 +366,7 @@ impl RedisStore {
         }
     }
 
-    fn enqueue_call(&self, keys: &QueueKeys, jobs: &[&[String]]) -> redis::ScriptInvocation<'static> {
+    fn enqueue_call(&self, keys: &QueueKeys, jobs: &[&[String]]) -> crate::redis_conn::Call {
         let mut inv = scripts::ENQUEUE.key(keys.slot_key());
         inv.arg(keys.prefix())
             .arg(jobs.len())
@@ -386,7 +386,7 @@ impl RedisStore {
         let keys: Vec<QueueKeys> = ids.iter().map(|id| self.job_keys(id)).collect();
         let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         let replies = self
-            .grouped(&tags, &[], |pipe, i| {
+            .grouped(&tags, None, |pipe, i| {
                 let (id, k) = (&ids[i], &keys[i]);
                 pipe.hgetall(k.job(id));
                 if with_attempts {
@@ -495,7 +495,7 @@ impl RedisStore {
                         .unwrap_or_default();
                     inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
                 }
-                pipe.invoke_script(&inv);
+                inv.add_to(&mut pipe);
             }
             pipe
         };
@@ -507,8 +507,8 @@ impl RedisStore {
             (self.conn.clone(), &local)
         };
         let replies: Vec<Vec<String>> = match durability::query(&mut conn, build(), wanted).await {
-            Err(StoreError::Redis(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                scripts::SETTLE.load_async(&mut conn).await?;
+            Err(StoreError::Redis(e)) if crate::redis_conn::is_missing(&e) => {
+                scripts::LIBRARY.load(&mut conn).await?;
                 durability::query(&mut conn, build(), wanted).await?
             }
             r => r?,
@@ -557,7 +557,7 @@ impl RedisStore {
     /// delays or fails only its own runs. Each answer comes with its queue's runs.
     async fn call_per_queue<'a, R: redis::FromRedisValue>(
         &self,
-        script: &redis::Script,
+        script: &'static crate::redis_conn::LuaScript,
         runs: &'a [(JobId, String)],
         arg: Option<u64>,
     ) -> Vec<(Vec<(usize, &'a (JobId, String))>, redis::RedisResult<R>)> {
@@ -644,7 +644,7 @@ impl RedisStore {
                 .arg(CHUNK)
                 .arg(self.defaults.per_account[kind.index()])
                 .arg(u8::from(self.defaults.reports_starts));
-            pipe.invoke_script(&inv);
+            inv.add_to(pipe);
         };
         // With `queue.durability` above local the leases are waited for like any other
         // write: a lease that a failover or restart could forget would let the new
@@ -653,7 +653,7 @@ impl RedisStore {
         let conn = if wait.is_some() { self.durable.conn() } else { self.conn.clone() };
         // Each shard answers on its own: one that is down or cannot acknowledge does not
         // cost the leases the others made.
-        let groups = query_grouped_each(&conn, &tags, &[&scripts::FETCH], add, wait.as_ref()).await;
+        let groups = query_grouped_each(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref()).await;
         let now = Instant::now();
         let mut out = Vec::new();
         let mut give_back = Vec::new();
@@ -954,9 +954,7 @@ impl JobStore for RedisStore {
         let parts = self.all_keys(kind);
         let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
         let replies = self
-            .grouped(&tags, &[&scripts::COUNT_QUEUED, &scripts::QUEUE_STATS], |pipe, i| {
-                super::counts::add_reads(pipe, &parts[i])
-            })
+            .grouped(&tags, Some(&scripts::LIBRARY), |pipe, i| super::counts::add_reads(pipe, &parts[i]))
             .await?;
         let mut total = QueueCounts::default();
         for values in replies {
@@ -976,7 +974,7 @@ impl JobStore for RedisStore {
             }
         }
         let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
-        self.grouped(&tags, &[], |pipe, i| {
+        self.grouped(&tags, None, |pipe, i| {
             let k = &parts[i];
             if paused {
                 pipe.set(k.key("paused"), 1);

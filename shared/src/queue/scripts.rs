@@ -1,40 +1,58 @@
-//! The Lua scripts, each with the shared helpers prepended.
+//! The queue's Lua scripts, served as one Redis Functions library with the shared helpers
+//! (common.lua, waiting_of.lua) loaded once per server (redis_conn/library.rs).
 use std::sync::LazyLock;
 
-use redis::Script;
+use crate::redis_conn::{Library, LuaScript, ScriptDef};
 
-macro_rules! script {
-    ($name:ident, $file:literal) => {
-        pub static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(&format!("{}\n{}", include_str!("lua/common.lua"), include_str!($file))));
-    };
-    // A script that also answers why a job waits (`waiting_of`).
-    ($name:ident, $file:literal, waiting) => {
-        pub static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(&format!(
-                "{}\n{}\n{}",
-                include_str!("lua/common.lua"),
-                include_str!("lua/waiting_of.lua"),
-                include_str!($file)
-            ))
-        });
+const COMMON: &str = include_str!("lua/common.lua");
+const WAITING_OF: &str = include_str!("lua/waiting_of.lua");
+
+macro_rules! scripts {
+    ($($index:literal $name:ident $file:literal $helpers:expr, $reads_only:literal;)*) => {
+        const DEFS: &[ScriptDef] = &[$(ScriptDef {
+            name: $file,
+            helpers: $helpers,
+            body: include_str!(concat!("lua/", $file, ".lua")),
+            reads_only: $reads_only,
+        }),*];
+        $(pub static $name: LuaScript = LuaScript::new(&LIBRARY, $index);)*
+        #[cfg(test)]
+        const INDICES: &[usize] = &[$($index),*];
     };
 }
 
-script!(ENQUEUE, "lua/enqueue.lua", waiting);
-script!(FETCH, "lua/fetch.lua");
-script!(SETTLE, "lua/settle.lua");
-script!(EXTEND, "lua/extend.lua");
-script!(PROGRESS, "lua/progress.lua");
-script!(CANCEL, "lua/cancel.lua");
-script!(RETRY, "lua/retry.lua");
-script!(REMOVE, "lua/remove.lua");
-script!(LIST, "lua/list.lua");
-script!(WAITING, "lua/waiting.lua", waiting);
-script!(START, "lua/start.lua");
-script!(CALLBACK_CLAIM, "lua/callback_claim.lua");
-script!(CALLBACK_RECORD, "lua/callback_record.lua");
-script!(QUEUE_STATS, "lua/queue_stats.lua");
-script!(DEAD_GROUPS, "lua/dead_groups.lua");
-script!(ACCOUNT_COUNTS, "lua/account_counts.lua");
-script!(COUNT_QUEUED, "lua/count_queued.lua");
+scripts! {
+    0 ENQUEUE "enqueue" &[COMMON, WAITING_OF], false;
+    1 FETCH "fetch" &[COMMON], false;
+    2 SETTLE "settle" &[COMMON], false;
+    3 EXTEND "extend" &[COMMON], false;
+    4 PROGRESS "progress" &[COMMON], false;
+    5 CANCEL "cancel" &[COMMON], false;
+    6 RETRY "retry" &[COMMON], false;
+    7 REMOVE "remove" &[COMMON], false;
+    8 LIST "list" &[COMMON], true;
+    9 WAITING "waiting" &[COMMON, WAITING_OF], true;
+    10 START "start" &[COMMON], false;
+    11 CALLBACK_CLAIM "callback_claim" &[COMMON], false;
+    12 CALLBACK_RECORD "callback_record" &[COMMON], false;
+    13 QUEUE_STATS "queue_stats" &[COMMON], true;
+    14 DEAD_GROUPS "dead_groups" &[COMMON], false;
+    15 ACCOUNT_COUNTS "account_counts" &[COMMON], false;
+    16 COUNT_QUEUED "count_queued" &[COMMON], false;
+}
+
+/// Every queue script, as one library: each call runs `begin_call` (common.lua) first.
+pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| Library::new("drover", "begin_call(ARGV[1])", DEFS));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_script_is_its_own_function() {
+        assert_eq!(INDICES, (0..DEFS.len()).collect::<Vec<_>>());
+        for (script, name) in [(&ENQUEUE, "enqueue"), (&FETCH, "fetch"), (&COUNT_QUEUED, "count_queued")] {
+            assert_eq!(script.function_name(), format!("{}_{name}", LIBRARY.name()));
+        }
+    }
+}

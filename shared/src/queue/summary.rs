@@ -31,7 +31,7 @@ impl RedisStore {
         }
         let keys: Vec<String> = ids.iter().map(|id| self.job_keys(id).job(id)).collect();
         let replies = self
-            .grouped(&keys, &[], |pipe, i| {
+            .grouped(&keys, None, |pipe, i| {
                 pipe.cmd("HMGET").arg(&keys[i]).arg(&SUMMARY_FIELDS[..]);
                 pipe.cmd("HSTRLEN").arg(&keys[i]).arg("p");
             })

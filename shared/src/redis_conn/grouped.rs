@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
-use redis::{Cmd, Pipeline, RedisResult, Script, Value};
+use redis::{Cmd, Pipeline, RedisResult, Value};
 
+use super::library::{is_missing, Library};
 use super::RedisConn;
 
 /// The hash tag of `key` (`{…}`), or the whole key when it has none.
@@ -23,15 +24,15 @@ fn tag(key: &str) -> &str {
 
 /// Runs, for each of `keys`, the commands `add(pipe, i)` puts in the pipeline (all of
 /// them on keys with `keys[i]`'s hash tag), and returns each item's replies. When Redis
-/// does not know one of `scripts` (after a restart or `SCRIPT FLUSH`) it is loaded and the
-/// pipeline sent once more.
+/// has not got the scripts of `library` the pipeline calls (after a restart or a flush)
+/// the library is loaded and the pipeline sent once more.
 pub async fn query_grouped(
     conn: &RedisConn,
     keys: &[String],
-    scripts: &[&Script],
+    library: Option<&Library>,
     add: impl Fn(&mut Pipeline, usize),
 ) -> RedisResult<Vec<Vec<Value>>> {
-    Ok(query_grouped_then(conn, keys, scripts, add, None).await?.0)
+    Ok(query_grouped_then(conn, keys, library, add, None).await?.0)
 }
 
 /// [`query_grouped`], with `tail` sent at the end of every pipeline (on a cluster: on
@@ -42,13 +43,13 @@ pub async fn query_grouped(
 pub async fn query_grouped_then(
     conn: &RedisConn,
     keys: &[String],
-    scripts: &[&Script],
+    library: Option<&Library>,
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
 ) -> RedisResult<(Vec<Vec<Value>>, Vec<Value>)> {
     let mut out: Vec<Vec<Value>> = vec![Vec::new(); keys.len()];
     let mut tails = Vec::new();
-    for g in query_grouped_each(conn, keys, scripts, add, tail).await {
+    for g in query_grouped_each(conn, keys, library, add, tail).await {
         let (per_item, t) = g.result?;
         for (i, r) in g.items.iter().zip(per_item) {
             out[*i] = r;
@@ -71,7 +72,7 @@ pub struct GroupReply {
 pub async fn query_grouped_each(
     conn: &RedisConn,
     keys: &[String],
-    scripts: &[&Script],
+    library: Option<&Library>,
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
 ) -> Vec<GroupReply> {
@@ -90,7 +91,7 @@ pub async fn query_grouped_each(
     } else {
         vec![(0..keys.len()).collect()]
     };
-    let runs = groups.iter().map(|items| run_group(conn.clone(), items, scripts, &add, tail));
+    let runs = groups.iter().map(|items| run_group(conn.clone(), items, library, &add, tail));
     let replies = join_all(runs).await;
     groups
         .into_iter()
@@ -102,29 +103,34 @@ pub async fn query_grouped_each(
 async fn run_group(
     mut conn: RedisConn,
     items: &[usize],
-    scripts: &[&Script],
+    library: Option<&Library>,
     add: &impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
 ) -> RedisResult<(Vec<Vec<Value>>, Option<Value>)> {
     let mut counts = Vec::with_capacity(items.len());
-    let mut pipe = redis::pipe();
-    for i in items {
-        let before = pipe.cmd_iter().count();
-        add(&mut pipe, *i);
-        counts.push(pipe.cmd_iter().count() - before);
-    }
-    if let Some(t) = tail {
-        pipe.add_command(t.clone());
-    }
-    let mut flat: Vec<Value> = match pipe.query_async(&mut conn).await {
-        Ok(v) => v,
-        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-            for s in scripts {
-                s.load_async(&mut conn).await?;
-            }
-            pipe.query_async(&mut conn).await?
+    let build = |counts: &mut Vec<usize>| {
+        counts.clear();
+        let mut pipe = redis::pipe();
+        for i in items {
+            let before = pipe.cmd_iter().count();
+            add(&mut pipe, *i);
+            counts.push(pipe.cmd_iter().count() - before);
         }
-        Err(e) => return Err(e),
+        if let Some(t) = tail {
+            pipe.add_command(t.clone());
+        }
+        pipe
+    };
+    let mut flat: Vec<Value> = match build(&mut counts).query_async(&mut conn).await {
+        Ok(v) => v,
+        Err(e) => match library {
+            // built again: the calls may go by EVALSHA now (the server refused the library)
+            Some(l) if is_missing(&e) => {
+                l.load(&mut conn).await?;
+                build(&mut counts).query_async(&mut conn).await?
+            }
+            _ => return Err(e),
+        },
     };
     let tail_reply = if tail.is_some() { flat.pop() } else { None };
     let mut it = flat.into_iter();

@@ -6,6 +6,7 @@
 //! so callers do not care which it is — except that on a cluster one pipeline must stay
 //! in one slot: [`grouped`] splits a multi-slot pipeline by hash tag.
 mod grouped;
+mod library;
 mod sentinel;
 mod target;
 
@@ -18,6 +19,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 pub use grouped::{query_grouped, query_grouped_each, query_grouped_then, GroupReply};
+pub use library::{is_missing, Call, Library, LuaScript, ScriptDef};
 pub use target::{RedisTarget, TargetError};
 
 /// Timeouts of a connection: how long dialling may take and how long one reply may take

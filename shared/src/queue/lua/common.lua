@@ -1,7 +1,19 @@
--- Shared helpers, prepended to every script. Every key of a queue starts with the
--- prefix `drover:{<kind>}:` so all of them hash to one Cluster slot; KEYS[1] is always
--- one of them so a Cluster client routes the call to that slot.
-local P = ARGV[1]
+-- Shared helpers of every queue script, loaded once per server with them as one Redis
+-- Functions library (or prepended to each script where a server refuses FUNCTION LOAD;
+-- queue/scripts.rs). Every key of a queue starts with the prefix `drover:{<kind>}:` so
+-- all of them hash to one Cluster slot; KEYS[1] is always one of them so a Cluster
+-- client routes the call to that slot.
+-- Per call: the queue's prefix `P` (ARGV[1]), whether its kind de-duplicates per
+-- account (`EXCLUSIVE`), and the deferred counter moves (`tallies`, below), all set by
+-- `begin_call` before a script's body runs: in a library they outlive the call.
+local P, EXCLUSIVE, tallies
+local function begin_call(prefix)
+  P = prefix
+  -- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
+  -- is queued or running).
+  EXCLUSIVE = string.find(P, '{sync}', 1, true) ~= nil
+  tallies = nil
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -138,9 +150,6 @@ local function runs_ended(ended)
     runs_of_account_ended(acct, unpack(ids))
   end
 end
--- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
--- is queued or running).
-local EXCLUSIVE = string.find(P, '{sync}', 1, true) ~= nil
 local function release_exclusive(id, acct)
   if EXCLUSIVE and acct and acct ~= '' then
     local k = P .. 'excl:' .. acct
@@ -238,7 +247,6 @@ end
 local COUNTED = {scheduled = true, retrying = true, succeeded = true, partial = true, dead = true, cancelled = true}
 -- A script that moves many jobs (settle) defers its counter moves (`defer_tallies`)
 -- and writes each account's net moves once at its end (`flush_tallies`).
-local tallies = nil
 local function tally(acct, state, by)
   if acct and acct ~= '' and COUNTED[state] then
     if tallies then

@@ -308,3 +308,52 @@ async fn an_idempotency_key_reused_for_an_account_in_another_partition_is_a_conf
     let jobs = app.get_json(ADMIN, "/v1/jobs?kind=cleanup").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "one job: {jobs}");
 }
+
+#[tokio::test]
+async fn a_partitioned_sync_queue_forgets_an_accounts_sync_once_it_ends() {
+    // The sync that is queued or running for an account is named in `excl:<account>`;
+    // its end releases it. On a partitioned queue (prefix `drover:{sync:<p>}:`) it was
+    // never released: one stale key per account that ever synced.
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server, 4).await;
+    let payload = JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": "acme", "marketplace_id": "ATVPDKIKX0DER", "resources": ["orders"]}),
+    )
+    .unwrap();
+    let first = store.enqueue(NewJob::new(payload.clone())).await.unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let excl: Vec<String> = redis::cmd("KEYS")
+        .arg("drover:{sync:*}:excl:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(excl.len(), 1, "the queued sync is named: {excl:?}");
+    let l = store
+        .fetch(JobKind::Sync, "w1", 1, LEASE)
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .expect("the sync is leased");
+    assert_eq!(l.id, first.id);
+    let done = Settlement {
+        id: l.id.clone(),
+        token: l.token.clone(),
+        action: SettleAction::Succeeded(json!({"ok": true})),
+        attempt: None,
+    };
+    store.settle(JobKind::Sync, &[done]).await.unwrap();
+    let excl: Vec<String> = redis::cmd("KEYS")
+        .arg("drover:{sync:*}:excl:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(excl.is_empty(), "an ended sync is forgotten: {excl:?}");
+    let second = store.enqueue(NewJob::new(payload)).await.unwrap();
+    assert!(second.created && second.id != first.id, "the next sync is a new job");
+}

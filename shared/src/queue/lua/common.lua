@@ -10,8 +10,8 @@ local P, EXCLUSIVE, tallies
 local function begin_call(prefix)
   P = prefix
   -- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
-  -- is queued or running).
-  EXCLUSIVE = string.find(P, '{sync}', 1, true) ~= nil
+  -- is queued or running): the kind's queue `{sync}`, or one of its partitions `{sync:<p>}`.
+  EXCLUSIVE = string.find(P, '{sync[}:]') ~= nil
   tallies = nil
 end
 local function now_ms()

@@ -35,6 +35,22 @@ static LOADED_ECHO: LuaScript = LuaScript::new(&LOADED, 0);
 static LOADED_BUMP: LuaScript = LuaScript::new(&LOADED, 1);
 static REFUSED: LazyLock<Library> = LazyLock::new(|| Library::new("drovertest", "tag = ARGV[1]", &defs()));
 static REFUSED_BUMP: LuaScript = LuaScript::new(&REFUSED, 1);
+static NO_FCALL: LazyLock<Library> = LazyLock::new(|| Library::new("drovertest", "tag = ARGV[1]", &defs()));
+static NO_FCALL_BUMP: LuaScript = LuaScript::new(&NO_FCALL, 1);
+
+/// A connection to `server` as `user`, a user made with every permission but `denied`.
+async fn limited(server: &RedisServer, user: &str, denied: &[&str]) -> drover::redis_conn::RedisConn {
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg(&["SETUSER", user, "on", ">s3cret", "~*", "&*", "+@all"]).arg(denied);
+    let _: () = cmd.query_async(&mut raw).await.unwrap();
+    let url = format!("redis://{user}:s3cret@127.0.0.1:{}", server.port());
+    RedisSource::new(&url).unwrap().connect(Timeouts::default()).await.unwrap()
+}
 
 async fn libraries(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
     let list: Vec<Vec<redis::Value>> = redis::cmd("FUNCTION").arg("LIST").query_async(conn).await.unwrap();
@@ -94,13 +110,7 @@ async fn a_server_that_refuses_function_load_runs_the_scripts_by_evalsha() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "limited", "on", ">s3cret", "~*", "&*", "+@all", "-function"])
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let url = format!("redis://limited:s3cret@127.0.0.1:{}", server.port());
-    let conn = RedisSource::new(&url).unwrap().connect(Timeouts::default()).await.unwrap();
+    let conn = limited(&server, "limited", &["-function"]).await;
     let got: String = REFUSED_BUMP.key("n").arg("r:").invoke_async(&mut conn.clone()).await.unwrap();
     assert_eq!(got, "r:1");
     assert!(REFUSED.by_eval(), "calls go by EVALSHA from now on");
@@ -109,6 +119,16 @@ async fn a_server_that_refuses_function_load_runs_the_scripts_by_evalsha() {
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
     let got: String = REFUSED_BUMP.key("n").arg("r:").invoke_async(&mut conn.clone()).await.unwrap();
     assert_eq!(got, "r:2");
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_fcall_runs_the_scripts_by_evalsha() {
+    // As a server without Functions answers (unknown command), or an ACL without +fcall.
+    let server = RedisServer::start(Durability::None);
+    let conn = limited(&server, "nofcall", &["-function", "-fcall"]).await;
+    let got: String = NO_FCALL_BUMP.key("n").arg("f:").invoke_async(&mut conn.clone()).await.unwrap();
+    assert_eq!(got, "f:1");
+    assert!(NO_FCALL.by_eval());
 }
 
 fn cleanup(account: &str) -> JobPayload {

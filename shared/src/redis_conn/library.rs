@@ -129,22 +129,32 @@ impl Library {
 }
 
 /// Whether the server answered that it has not got a script or function a call named
-/// (it restarted, was flushed, or is a new node): load the library and call again. For a
-/// pipeline, whether any of its commands was answered so.
+/// (it restarted, was flushed, or is a new node), or that it will not take `FCALL` (no
+/// Functions, or an ACL without it): load the library — or fall back to `EVALSHA` — and
+/// call again. For a pipeline, whether any of its commands was answered so.
 pub fn is_missing(e: &RedisError) -> bool {
     let Some(errors) = e.clone().into_server_errors() else {
         return false;
     };
     errors.iter().any(|(_, err)| {
-        err.kind() == Some(redis::ServerErrorKind::NoScript)
-            || (err.kind() == Some(redis::ServerErrorKind::ResponseError)
-                && err.details().is_some_and(|d| d.starts_with("Function not found")))
+        let details = err.details().unwrap_or_default();
+        match err.kind() {
+            Some(redis::ServerErrorKind::NoScript) => true,
+            Some(redis::ServerErrorKind::NoPerm) => details.to_ascii_lowercase().contains("fcall"),
+            _ => details.starts_with("Function not found") || refuses_command(details, "fcall"),
+        }
     })
+}
+
+/// An "unknown command" answer about `command`.
+fn refuses_command(details: &str, command: &str) -> bool {
+    let d = details.to_ascii_lowercase();
+    d.contains("unknown command") && d.contains(command)
 }
 
 /// `FUNCTION LOAD` is not permitted to this user, or the server has no Functions.
 fn refuses_functions(e: &RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) || e.to_string().to_ascii_lowercase().contains("unknown command")
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) || refuses_command(&e.to_string(), "function")
 }
 
 /// One script of a [`Library`], to be called.

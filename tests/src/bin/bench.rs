@@ -7,6 +7,8 @@
 //! Redis Cluster of 3 primaries (no replicas) instead of one redis-server; add
 //! `--accounts 64` to spread the jobs over 64 accounts (one account stays in one
 //! partition, so one account's jobs all go to one primary).
+//! `bench --profile`: each enqueue and process row also notes where Redis spent its time
+//! per job in its first run (`INFO commandstats`; one redis-server, not a cluster).
 //! `bench --only durability [--secs 5] [--redis8 PATH]`: enqueue cost of each
 //! `queue.durability` mode, on servers of its own (`bench_parts/durability.rs`).
 //! Workers are separate `test_worker` processes, as the peers fork theirs.
@@ -22,6 +24,8 @@ use nix::sys::signal::Signal;
 use redis::AsyncCommands;
 use serde_json::json;
 
+#[path = "bench_parts/commandstats.rs"]
+mod commandstats;
 #[path = "bench_parts/durability.rs"]
 mod durability;
 
@@ -41,6 +45,9 @@ struct Args {
     only: Vec<String>,
     secs: u64,
     redis8: Option<String>,
+    /// Print where Redis spent its time per job in each enqueue and process row's notes
+    /// (`INFO commandstats` around its first run; one redis-server only).
+    profile: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -57,6 +64,7 @@ fn parse_args() -> Result<Args> {
         only: vec![],
         secs: 5,
         redis8: None,
+        profile: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +82,7 @@ fn parse_args() -> Result<Args> {
             "--only" => a.only = val()?.split(',').map(str::to_owned).collect(),
             "--secs" => a.secs = val()?.parse()?,
             "--redis8" => a.redis8 = Some(val()?),
+            "--profile" => a.profile = true,
             other => bail!("unknown flag {other}; see the doc comment at the top of tests/src/bin/bench.rs"),
         }
     }
@@ -260,13 +269,19 @@ impl Bench {
         let n = self.args.n;
         let mut bulk = vec![];
         let mut single = vec![];
+        let (mut bulk_notes, mut single_notes) = (String::new(), String::new());
         for _ in 0..self.args.reps {
             self.flush().await?;
+            let before = self.profile_snapshot(bulk.is_empty()).await?;
             let t = Instant::now();
             self.bulk_enqueue(n).await?;
             bulk.push(n as f64 / t.elapsed().as_secs_f64());
+            if let Some(before) = before {
+                bulk_notes = self.profile_since(&before, n).await?;
+            }
 
             self.flush().await?;
+            let before = self.profile_snapshot(single.is_empty()).await?;
             let t = Instant::now();
             let lanes = 100;
             let tasks: Vec<_> = (0..lanes)
@@ -285,20 +300,23 @@ impl Bench {
                 t.await??;
             }
             single.push(n as f64 / t.elapsed().as_secs_f64());
+            if let Some(before) = before {
+                single_notes = self.profile_since(&before, n).await?;
+            }
         }
         self.rows.push(Row {
             bench: "enqueue".into(),
             config: "bulk, batches of 1000".into(),
             unit: "jobs/s",
             runs: bulk,
-            notes: String::new(),
+            notes: bulk_notes,
         });
         self.rows.push(Row {
             bench: "enqueue".into(),
             config: "single, 100 in flight".into(),
             unit: "jobs/s",
             runs: single,
-            notes: String::new(),
+            notes: single_notes,
         });
         Ok(())
     }
@@ -307,15 +325,20 @@ impl Bench {
         let n = self.args.n;
         for (procs, conc) in [(1, 1), (1, 10), (1, 50), (2, 50)] {
             let mut runs = vec![];
+            let mut notes = String::new();
             for _ in 0..self.args.reps {
                 self.flush().await?;
                 self.bulk_enqueue(n).await?;
                 self.store_paused(true).await?;
                 let workers = self.start_workers(procs, conc, "ok", false);
+                let before = self.profile_snapshot(runs.is_empty()).await?;
                 let t0 = Instant::now();
                 self.store_paused(false).await?;
                 let t1 = self.wait_succeeded(n as u64, Duration::from_secs(600)).await?;
                 runs.push(n as f64 / (t1 - t0).as_secs_f64());
+                if let Some(before) = before {
+                    notes = self.profile_since(&before, n).await?;
+                }
                 stop(workers);
             }
             self.rows.push(Row {
@@ -323,10 +346,24 @@ impl Bench {
                 config: format!("{procs} proc x c{conc} (completed jobs kept)"),
                 unit: "jobs/s",
                 runs,
-                notes: String::new(),
+                notes,
             });
         }
         Ok(())
+    }
+
+    /// With `--profile`, on the first run of a row (`first`): Redis's command counters now.
+    async fn profile_snapshot(&self, first: bool) -> Result<Option<commandstats::Snapshot>> {
+        if !(self.args.profile && first) {
+            return Ok(None);
+        }
+        Ok(Some(commandstats::snapshot(&mut self.store.connection()).await?))
+    }
+
+    /// Where Redis spent its time per job since `before`.
+    async fn profile_since(&self, before: &commandstats::Snapshot, jobs: usize) -> Result<String> {
+        let after = commandstats::snapshot(&mut self.store.connection()).await?;
+        Ok(commandstats::per_job(before, &after, jobs as u64))
     }
 
     async fn store_paused(&self, paused: bool) -> Result<()> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use drover::job::{JobKind, JobPayload, JobState};
 use drover::queue::{JobDefaults, JobStore, ListQuery, NewJob, RedisStore, SettleAction, Settlement};
 use drover::redis_conn::{query_grouped, Library, LuaScript, RedisSource, ScriptDef, Timeouts};
-use drover_tests::harness::{Durability, RedisServer};
+use drover_tests::harness::{Durability, RedisCluster, RedisServer};
 use serde_json::json;
 
 const HELPERS: &str = "local tag\nlocal function tagged(s) return tag .. s end";
@@ -37,6 +37,8 @@ static REFUSED: LazyLock<Library> = LazyLock::new(|| Library::new("drovertest", 
 static REFUSED_BUMP: LuaScript = LuaScript::new(&REFUSED, 1);
 static NO_FCALL: LazyLock<Library> = LazyLock::new(|| Library::new("drovertest", "tag = ARGV[1]", &defs()));
 static NO_FCALL_BUMP: LuaScript = LuaScript::new(&NO_FCALL, 1);
+static ON_CLUSTER: LazyLock<Library> = LazyLock::new(|| Library::new("drovertest", "tag = ARGV[1]", &defs()));
+static ON_CLUSTER_BUMP: LuaScript = LuaScript::new(&ON_CLUSTER, 1);
 
 /// A connection to `server` as `user`, a user made with every permission but `denied`.
 async fn limited(server: &RedisServer, user: &str, denied: &[&str]) -> drover::redis_conn::RedisConn {
@@ -187,4 +189,31 @@ async fn the_queue_carries_on_after_the_server_lost_its_scripts() {
     let counts = store.counts(JobKind::Cleanup).await.unwrap();
     assert_eq!(counts.succeeded, 3, "{counts:?}");
     assert_eq!(store.get(&first.id).await.unwrap().unwrap().state, JobState::Succeeded);
+}
+
+#[tokio::test]
+async fn on_a_cluster_with_a_primary_down_the_others_load_the_library_and_serve() {
+    // A library no node has yet (a new release's, or one restarts lost) is loaded on the
+    // live primaries while one is down: its keys fail, the others' are served.
+    let mut cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let gone = cluster.primaries()[0];
+    cluster.kill(gone);
+    let conn = RedisSource::new(&cluster.url())
+        .unwrap()
+        .connect(Timeouts::default())
+        .await
+        .unwrap();
+    let mut served = 0;
+    for n in 0..30 {
+        let key = format!("{{t{n}}}:n");
+        let got: Result<String, _> = ON_CLUSTER_BUMP.key(&key).arg("c:").invoke_async(&mut conn.clone()).await;
+        if let Ok(v) = got {
+            assert_eq!(v, "c:1");
+            served += 1;
+        }
+    }
+    eprintln!("{served} of 30 keys served with a primary down");
+    assert!(served >= 10, "the keys on the two live primaries are served: {served} of 30");
+    assert!(served < 30, "the dead primary's keys are not");
 }

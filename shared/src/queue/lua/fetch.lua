@@ -100,70 +100,100 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   local leases, cancelled, unstarted = {}, {}, {}
   local off_lanes = 0
   local n, turns = 0, 0
-  -- Bounded whatever the number of accounts: each turn leases a job or sets aside
-  -- one lane (empty, or its account at its cap).
+  -- One job a lane per turn, in rounds: a round takes the lanes waiting in the best band
+  -- (lowest scores first, as many as jobs are wanted), gives each its turn, then offers
+  -- again those that still hold jobs, with new turn numbers in the same order — the
+  -- order popping them one at a time would give, with one ZPOPMIN, one INCRBY and one ZADD
+  -- on `lanes` a round instead of several calls a turn. Bounded whatever the number of
+  -- accounts: each turn leases a job or sets aside one lane (empty, or its account at
+  -- its cap).
   while n < max and turns < max + 100 do
-    turns = turns + 1
-    local lane = redis.call('ZPOPMIN', P .. 'lanes')
-    if #lane == 0 then break end
-    local acct = lane[1]
-    local capped = acct ~= '' and cap > 0
-    local hold = P .. 'hold:' .. acct
-    local busy = 0
-    local room = max - n
-    if capped then
-      busy = redis.call('SCARD', hold)
-      room = math.min(room, cap - busy)
+    local round = redis.call('ZPOPMIN', P .. 'lanes', math.min(max - n, max + 100 - turns))
+    if #round == 0 then break end
+    -- lanes of a worse band wait for the next round, unchanged
+    local band = math.floor(tonumber(round[2]) / BAND)
+    local worse = {}
+    local last = #round
+    for i = #round - 1, 3, -2 do
+      if math.floor(tonumber(round[i + 1]) / BAND) == band then break end
+      worse[#worse + 1] = round[i + 1]
+      worse[#worse + 1] = round[i]
+      last = i - 1
     end
-    if room > 0 then
-      -- One job a turn while other accounts wait; a lane alone fills the batch.
-      if redis.call('ZCARD', P .. 'lanes') > 0 then room = 1 end
-      local popped = redis.call('ZPOPMIN', lane_key(acct), room)
-      local held = {}
-      for i = 1, #popped, 2 do
-        local id = popped[i]
-        off_lanes = off_lanes + 1
-        local key = P .. 'job:' .. id
-        local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
-        if f[7] == '1' then
-          -- a cancel that arrived while it was handed back: it ends here, unrun
-          finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}', f[8])
-          cancelled[#cancelled + 1] = now
-          cancelled[#cancelled + 1] = id
-        elseif f[2] then
-          local at = tonumber(f[3]) + 1
-          local at_s = tostring(at)
-          local token = worker .. ':' .. at_s .. ':' .. now_s
-          redis.call('HSET', key, 'st', 'running', 'at', at_s, 'ls', token, 'w', worker, 'sa', now_s, 'ua', now_s, 'll', ARGV[4])
-          if reports_starts then
-            -- in `unstarted` until the worker says the run started, by ready time, so
-            -- the lag still sees a job waiting in a worker's prefetch
-            unstarted[#unstarted + 1] = tonumber(popped[i + 1]) % 1e13
-            unstarted[#unstarted + 1] = id
+    if #worse > 0 then redis.call('ZADD', P .. 'lanes', unpack(worse)) end
+    local others = redis.call('ZCARD', P .. 'lanes')
+    local again = {}
+    for r = 1, last, 2 do
+      turns = turns + 1
+      local acct = round[r]
+      local capped = acct ~= '' and cap > 0
+      local hold = P .. 'hold:' .. acct
+      local busy = 0
+      local room = max - n
+      if capped then
+        busy = redis.call('SCARD', hold)
+        room = math.min(room, cap - busy)
+      end
+      if room > 0 then
+        -- One job a turn while other accounts wait; a lane alone fills the batch.
+        if others > 0 or #again > 0 or r < last - 1 then room = 1 end
+        local popped = redis.call('ZPOPMIN', lane_key(acct), room)
+        local held = {}
+        for i = 1, #popped, 2 do
+          local id = popped[i]
+          off_lanes = off_lanes + 1
+          local key = P .. 'job:' .. id
+          local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
+          if f[7] == '1' then
+            -- a cancel that arrived while it was handed back: it ends here, unrun
+            finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}', f[8])
+            cancelled[#cancelled + 1] = now
+            cancelled[#cancelled + 1] = id
+          elseif f[2] then
+            local at = tonumber(f[3]) + 1
+            local at_s = tostring(at)
+            local token = worker .. ':' .. at_s .. ':' .. now_s
+            redis.call('HSET', key, 'st', 'running', 'at', at_s, 'ls', token, 'w', worker, 'sa', now_s, 'ua', now_s, 'll', ARGV[4])
+            if reports_starts then
+              -- in `unstarted` until the worker says the run started, by ready time, so
+              -- the lag still sees a job waiting in a worker's prefetch
+              unstarted[#unstarted + 1] = tonumber(popped[i + 1]) % 1e13
+              unstarted[#unstarted + 1] = id
+            end
+            held[#held + 1] = id
+            busy = busy + 1
+            leases[#leases + 1] = deadline_s
+            leases[#leases + 1] = id
+            f[3] = at
+            f[7] = now
+            f[8] = nil -- the callback URL stays in Redis
+            jobs[#jobs + 1] = id
+            jobs[#jobs + 1] = token
+            jobs[#jobs + 1] = f
+            n = n + 1
           end
-          held[#held + 1] = id
-          busy = busy + 1
-          leases[#leases + 1] = deadline_s
-          leases[#leases + 1] = id
-          f[3] = at
-          f[7] = now
-          f[8] = nil -- the callback URL stays in Redis
-          jobs[#jobs + 1] = id
-          jobs[#jobs + 1] = token
-          jobs[#jobs + 1] = f
-          n = n + 1
+        end
+        if acct ~= '' and #held > 0 then redis.call('SADD', hold, unpack(held)) end
+      end
+      -- The lane's next turn, or aside until one of its runs ends. It left `lanes` in
+      -- this round and is not blocked, so only its band and turn are to be set.
+      local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
+      if head[2] then
+        if capped and busy >= cap then
+          redis.call('HSET', P .. 'blocked', acct, cap)
+        else
+          again[#again + 1] = math.floor(tonumber(head[2]) / BAND)
+          again[#again + 1] = acct
         end
       end
-      if acct ~= '' and #held > 0 then redis.call('SADD', hold, unpack(held)) end
     end
-    -- The lane's next turn, or aside until one of its runs ends.
-    local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
-    if head[2] then
-      if capped and busy >= cap then
-        redis.call('HSET', P .. 'blocked', acct, cap)
-      else
-        offer_lane(acct, tonumber(head[2]))
+    if #again > 0 then
+      local turn = redis.call('INCRBY', P .. 'turn', #again / 2) - #again / 2
+      for i = 1, #again, 2 do
+        turn = turn + 1
+        again[i] = again[i] * BAND + turn
       end
+      redis.call('ZADD', P .. 'lanes', unpack(again))
     end
   end
   lane_taken(off_lanes)

@@ -86,11 +86,6 @@ impl Library {
         &self.name
     }
 
-    /// The text given to `FUNCTION LOAD`.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// Whether calls go by `EVALSHA` (a server refused `FUNCTION LOAD`).
     pub fn by_eval(&self) -> bool {
         self.by_eval.load(Ordering::Relaxed)
@@ -170,7 +165,7 @@ impl LuaScript {
     }
 
     /// The library it belongs to.
-    pub fn library(&self) -> &'static Library {
+    fn library(&self) -> &'static Library {
         LazyLock::force(self.library)
     }
 

@@ -11,10 +11,50 @@ pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{RedisSentinels, SERVICE as SENTINEL_SERVICE};
 pub use redis_server::{Durability, RedisServer};
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the caller to use).
+/// A free TCP port on 127.0.0.1 (bound, then released for the caller to use), below the
+/// kernel's ephemeral range with room for a cluster bus port (port + 10000) below it too.
+/// A port the kernel hands out as a client's own can be taken while its server is down:
+/// a client reconnecting to it may be given that very port and connect to itself (TCP
+/// simultaneous open), so the server, restarted on its port, fails to bind it.
 pub fn free_port() -> u16 {
+    let (low, _) = ephemeral_ports();
+    const FLOOR: u16 = 10_000;
+    let top = low.saturating_sub(10_000);
+    if top > FLOOR + 1_000 {
+        for _ in 0..1_000 {
+            let port = rand::random_range(FLOOR..top);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port on 127.0.0.1")
+}
+
+/// The kernel's range of ports for clients' own ends (Linux's default when unreadable).
+pub fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_with_their_bus_port() {
+        let (low, _) = ephemeral_ports();
+        for _ in 0..200 {
+            let port = free_port();
+            assert!(port + 10_000 < low, "{port} (+10000) reaches the ephemeral range from {low}");
+        }
+    }
 }

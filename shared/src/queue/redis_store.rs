@@ -390,6 +390,7 @@ impl RedisStore {
                 let (id, k) = (&ids[i], &keys[i]);
                 pipe.hgetall(k.job(id));
                 if with_attempts {
+                    // the attempt records an older release kept in a list of their own
                     pipe.lrange(k.attempts(id), 0, -1);
                     pipe.lrange(k.key(&format!("callbacks:{id}")), 0, -1);
                 }
@@ -399,13 +400,13 @@ impl RedisStore {
         for (id, values) in ids.iter().zip(replies) {
             let mut it = values.into_iter();
             let fields: Vec<String> = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
-            let (attempts, deliveries): (Vec<String>, Vec<String>) = if with_attempts {
+            let (attempts, deliveries): (Option<Vec<String>>, Vec<String>) = if with_attempts {
                 (
-                    redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?,
+                    Some(redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?),
                     redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?,
                 )
             } else {
-                (Vec::new(), Vec::new())
+                (None, Vec::new())
             };
             if fields.is_empty() {
                 out.push(None);

@@ -129,22 +129,31 @@ pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
 
 pub async fn the_attempt_history_keeps_the_newest_fifty<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
-    for _ in 0..60 {
+    for i in 0..60 {
         let l = fetch_one(&store, "w1").await.unwrap();
         settle(
             &store,
             &l,
             SettleAction::Snooze {
                 delay: Duration::ZERO,
-                error: err(ErrorClass::RateLimited),
+                error: ErrorInfo {
+                    class: ErrorClass::RateLimited,
+                    message: format!("run {i}"),
+                },
             },
             AttemptOutcome::Snoozed,
         )
         .await;
     }
     let job = store.get(&id).await.unwrap().unwrap();
-    assert_eq!(job.attempt_history.len(), 50);
     assert_eq!(job.state, JobState::Scheduled);
+    let messages: Vec<String> = job
+        .attempt_history
+        .iter()
+        .map(|a| a.error.as_ref().unwrap().message.clone())
+        .collect();
+    let newest: Vec<String> = (10..60).map(|i| format!("run {i}")).collect();
+    assert_eq!(messages, newest, "the newest 50, oldest first");
 }
 
 pub async fn trimming_catches_up_past_one_chunk<S: JobStore>(store: S) {

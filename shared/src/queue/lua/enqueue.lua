@@ -24,6 +24,14 @@ local created = {}
 -- A queue with no job yet needs no backfill of its per-account counts (account_counts.lua).
 local fresh = redis.call('EXISTS', P .. 'all') == 0
 
+-- `field`, `value` added to `fields` unless the value is empty
+local function also(fields, field, value)
+  if value ~= '' then
+    fields[#fields + 1] = field
+    fields[#fields + 1] = value
+  end
+end
+
 local function enqueue(b)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local prio, max_attempts, timeout = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
@@ -79,26 +87,24 @@ local function enqueue(b)
   local state = 'queued'
   if due > now then state = 'scheduled' end
 
-  -- one HSET with every field the job starts with (a table only when it has extras)
-  if trigger == '' and callback == '' and state ~= 'scheduled' then
+  -- one HSET with every field the job starts with (a table only when it has extras).
+  -- Fields that would be empty or say what their absence says are left out: `ua`
+  -- (updated = created until the first change), `at` (no attempt used), `tp`, `ik`.
+  if trigger == '' and callback == '' and state ~= 'scheduled' and traceparent == '' and idem == '' then
     redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-      'at', '0', 'to', timeout, 'ca', now_s, 'ua', now_s, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1')
+      'to', timeout, 'ca', now_s, 'acct', acct, 'ac', '1')
   else
     local fields = {'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-      'at', '0', 'to', timeout, 'ca', now_s, 'ua', now_s, 'acct', acct, 'tp', traceparent, 'ik', idem, 'ac', '1'}
-    if trigger ~= '' then
-      fields[#fields + 1] = 'tg'
-      fields[#fields + 1] = trigger
-    end
+      'to', timeout, 'ca', now_s, 'acct', acct, 'ac', '1'}
+    also(fields, 'tp', traceparent)
+    also(fields, 'ik', idem)
+    also(fields, 'tg', trigger)
     if callback ~= '' then
-      fields[#fields + 1] = 'cb'
-      fields[#fields + 1] = callback
-      fields[#fields + 1] = 'cbs'
-      fields[#fields + 1] = callback_secret
+      also(fields, 'cb', callback)
+      also(fields, 'cbs', callback_secret)
     end
     if state == 'scheduled' then
-      fields[#fields + 1] = 'ra'
-      fields[#fields + 1] = due
+      also(fields, 'ra', string.format('%.0f', due))
     end
     redis.call('HSET', key, unpack(fields))
   end

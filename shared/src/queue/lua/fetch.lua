@@ -150,10 +150,10 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
             cancelled[#cancelled + 1] = now
             cancelled[#cancelled + 1] = id
           elseif f[2] then
-            local at = tonumber(f[3]) + 1
+            local at = (tonumber(f[3]) or 0) + 1
             local at_s = tostring(at)
             local token = worker .. ':' .. at_s .. ':' .. now_s
-            redis.call('HSET', key, 'st', 'running', 'at', at_s, 'ls', token, 'w', worker, 'sa', now_s, 'ua', now_s, 'll', ARGV[4])
+            redis.call('HSET', key, 'st', 'running', 'at', at_s, 'ls', token, 'w', worker, 'sa', now_s, 'll', ARGV[4])
             if reports_starts then
               -- in `unstarted` until the worker says the run started, by ready time, so
               -- the lag still sees a job waiting in a worker's prefetch

@@ -1,13 +1,10 @@
-//! Upgrading queues written by older releases: the one that indexed queued jobs twice (a
-//! `ready` sorted set beside the lanes, now the `queued` counter) and the one that kept a
-//! job's attempt records in a list of their own (`attempts:<id>`, now fields of the job's
-//! hash). On a private redis-server, through the real store, with the old layout made by
-//! hand.
+//! Upgrading queues written by the release that indexed queued jobs twice (a `ready`
+//! sorted set beside the lanes) to the `queued` counter: on a private redis-server,
+//! through the real store, with the old layout made by hand.
 use std::time::Duration;
 
-use chrono::Utc;
-use drover::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
-use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore, SettleAction, Settlement};
+use drover::job::{JobKind, JobPayload};
+use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
 use drover_tests::harness::{Durability, RedisServer};
 use serde_json::json;
 
@@ -88,61 +85,4 @@ async fn the_counts_recount_the_queued_jobs_while_an_older_release_still_writes_
 
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().queued, 5, "the counts read recounts");
     assert_eq!(counter(&mut conn), (Some(5), false));
-}
-
-/// A job an older release ran once keeps that run's record in the list; the run this
-/// release settles adds its record to the job's hash (no list is written), and the job
-/// shows both, the old one first; purging the dead job removes both.
-#[tokio::test]
-async fn attempt_records_an_older_release_kept_in_a_list_come_before_the_new_ones() {
-    let server = RedisServer::start(Durability::None);
-    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
-    let id = store.enqueue(NewJob::new(cleanup("acme"))).await.unwrap().id;
-    let list = format!("{P}attempts:{id}");
-    let mut conn = server.conn();
-    let old = r#"{"number":1,"worker":"old-worker","started_ms":1764612345000,"ended_ms":1764612346000,"outcome":"released"}"#;
-    let _: i64 = redis::cmd("RPUSH").arg(&list).arg(old).query(&mut conn).unwrap();
-
-    let lease = store
-        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .jobs
-        .pop()
-        .unwrap();
-    let gone = ErrorInfo {
-        class: ErrorClass::Permanent,
-        message: "the listing is gone".into(),
-    };
-    let record = AttemptRecord {
-        number: lease.attempt,
-        worker: "w1".into(),
-        started_at: lease.started_at,
-        ended_at: Utc::now(),
-        outcome: AttemptOutcome::Failed,
-        error: Some(gone.clone()),
-        trace_id: None,
-        late: false,
-    };
-    let settled = Settlement {
-        id: id.clone(),
-        token: lease.token.clone(),
-        action: SettleAction::Dead(gone),
-        attempt: Some(record),
-    };
-    store.settle(JobKind::Cleanup, &[settled]).await.unwrap();
-
-    let job = store.get(&id).await.unwrap().unwrap();
-    let history: Vec<(&str, AttemptOutcome)> = job.attempt_history.iter().map(|a| (a.worker.as_str(), a.outcome)).collect();
-    assert_eq!(history, [("old-worker", AttemptOutcome::Released), ("w1", AttemptOutcome::Failed)]);
-    let len: i64 = redis::cmd("LLEN").arg(&list).query(&mut conn).unwrap();
-    assert_eq!(len, 1, "the new record went into the job's hash, not the list");
-
-    assert_eq!(store.purge_dead(JobKind::Cleanup, std::slice::from_ref(&id)).await.unwrap(), 1);
-    let left: i64 = redis::cmd("EXISTS")
-        .arg(&list)
-        .arg(format!("{P}job:{id}"))
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(left, 0, "the list went with the job");
 }

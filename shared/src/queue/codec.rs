@@ -88,24 +88,11 @@ impl Fields {
     fn json<T: for<'de> Deserialize<'de>>(&self, k: &str) -> Option<T> {
         self.str(k).and_then(|v| serde_json::from_str(v).ok())
     }
-    /// The attempt records kept in the hash, oldest first: field `a<k>` is the k-th
-    /// written (common.lua, `attempt_fields`).
-    fn attempt_records(&self) -> impl Iterator<Item = &str> {
-        let mut records: Vec<(u64, &str)> = self
-            .0
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix('a')?.parse().ok()?, v.as_str())))
-            .collect();
-        records.sort_unstable_by_key(|(k, _)| *k);
-        records.into_iter().map(|(_, v)| v)
-    }
 }
 
-/// Build the job view from its hash. `attempts`: None leaves the attempt history out (a
-/// listing); otherwise the list an older release kept the records in (`attempts:<id>`,
-/// empty for jobs this release ran), read before the records in the hash. Fields this version does not know are ignored and
+/// Build the job view from its hash. Fields this version does not know are ignored and
 /// missing optional ones stay empty, so a record from another version still shows.
-pub fn decode_job(id: &JobId, f: &Fields, attempts: Option<Vec<String>>, deliveries: Vec<String>) -> Result<Job, StoreError> {
+pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>, deliveries: Vec<String>) -> Result<Job, StoreError> {
     let state: JobState = f
         .str("st")
         .ok_or_else(|| StoreError::Protocol(format!("job {id} has no state")))?
@@ -116,16 +103,11 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Option<Vec<String>>, deliver
         .map(|p| serde_json::from_str(p).unwrap_or_else(|_| serde_json::Value::String(p.to_owned())))
         .unwrap_or(serde_json::Value::Null);
     let traceparent = f.str("tp").map(str::to_owned);
-    let attempt_history = match &attempts {
-        None => Vec::new(),
-        Some(old) => old
-            .iter()
-            .map(String::as_str)
-            .chain(f.attempt_records())
-            .filter_map(|a| serde_json::from_str::<StoredAttempt>(a).ok())
-            .map(AttemptRecord::from)
-            .collect(),
-    };
+    let attempt_history = attempts
+        .into_iter()
+        .filter_map(|a| serde_json::from_str::<StoredAttempt>(&a).ok())
+        .map(AttemptRecord::from)
+        .collect();
     Ok(Job {
         id: id.clone(),
         kind: id.kind(),
@@ -216,29 +198,5 @@ pub fn decode_leased(id: JobId, token: String, f: &Fields) -> Leased {
         id,
         token,
         payload,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(worker: &str) -> String {
-        format!(r#"{{"number":1,"worker":"{worker}","started_ms":1,"ended_ms":2,"outcome":"snoozed"}}"#)
-    }
-
-    #[test]
-    fn the_attempt_history_is_the_old_list_then_the_hash_records_in_numeric_order() {
-        let mut pairs = vec!["st".to_owned(), "scheduled".to_owned(), "at".to_owned(), "1".to_owned()];
-        for k in [10, 9, 11, 2] {
-            pairs.extend([format!("a{k}"), record(&format!("w{k}"))]);
-        }
-        pairs.extend(["an".to_owned(), "11".to_owned(), "acct".to_owned(), "acme".to_owned()]);
-        let id: JobId = "cleanup_01JZ0000000000000000000000".parse().unwrap();
-        let job = decode_job(&id, &Fields::from_pairs(pairs.clone()), Some(vec![record("old")]), Vec::new()).unwrap();
-        let workers: Vec<&str> = job.attempt_history.iter().map(|a| a.worker.as_str()).collect();
-        assert_eq!(workers, ["old", "w2", "w9", "w10", "w11"]);
-        let listed = decode_job(&id, &Fields::from_pairs(pairs), None, Vec::new()).unwrap();
-        assert!(listed.attempt_history.is_empty(), "a listing leaves the history out");
     }
 }

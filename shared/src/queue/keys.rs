@@ -24,8 +24,6 @@ impl QueueKeys {
     pub fn job(&self, id: &JobId) -> String {
         self.key(&format!("job:{id}"))
     }
-    /// The list an older release kept a job's attempt records in (now fields of the
-    /// job's hash): still read, and deleted with the job.
     pub fn attempts(&self, id: &JobId) -> String {
         self.key(&format!("attempts:{id}"))
     }

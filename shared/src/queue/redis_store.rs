@@ -390,7 +390,6 @@ impl RedisStore {
                 let (id, k) = (&ids[i], &keys[i]);
                 pipe.hgetall(k.job(id));
                 if with_attempts {
-                    // the attempt records an older release kept in a list of their own
                     pipe.lrange(k.attempts(id), 0, -1);
                     pipe.lrange(k.key(&format!("callbacks:{id}")), 0, -1);
                 }
@@ -400,13 +399,13 @@ impl RedisStore {
         for (id, values) in ids.iter().zip(replies) {
             let mut it = values.into_iter();
             let fields: Vec<String> = redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?;
-            let (attempts, deliveries): (Option<Vec<String>>, Vec<String>) = if with_attempts {
+            let (attempts, deliveries): (Vec<String>, Vec<String>) = if with_attempts {
                 (
-                    Some(redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?),
+                    redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?,
                     redis::from_redis_value(it.next().unwrap_or(Value::Nil)).map_err(parse_err)?,
                 )
             } else {
-                (None, Vec::new())
+                (Vec::new(), Vec::new())
             };
             if fields.is_empty() {
                 out.push(None);

@@ -45,7 +45,7 @@ impl RedisStore {
                 out.push(None);
                 continue;
             }
-            let job = decode_job(id, &Fields::from_values(&SUMMARY_FIELDS, fields), None, Vec::new())?;
+            let job = decode_job(id, &Fields::from_values(&SUMMARY_FIELDS, fields), Vec::new(), Vec::new())?;
             out.push(Some(JobSummary { job, payload_bytes }));
         }
         Ok(out)

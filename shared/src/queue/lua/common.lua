@@ -297,12 +297,12 @@ end
 -- Moves a job into a terminal state; the caller adds it to the state index (in bulk
 -- where it can). `cb`: the job's callback URL, read by the caller with what it reads
 -- anyway (false or nil: none); `was`: {state, account, ac} when the caller read them
--- too (nil: read here); `more`: further field/value pairs for the same HSET (nil: none).
-local function finish_fields(id, state, now, field, value, cb, was, more)
+-- too (nil: read here).
+local function finish_fields(id, state, now, field, value, cb, was)
   local key = P .. 'job:' .. id
   was = was or redis.call('HMGET', key, 'st', 'acct', 'ac')
   local now_s = ms_str(now)
-  redis.call('HSET', key, 'st', state, 'fa', now_s, 'ls', '', field, value, unpack(more or {}))
+  redis.call('HSET', key, 'st', state, 'fa', now_s, 'ls', '', field, value)
   recount(key, was[2], was[3], was[1], state)
   if state == 'dead' then
     dead_joined(id, value, now)
@@ -332,23 +332,14 @@ local function queue_ready(id, now, front)
   redis.call('HSET', key, 'st', 'queued', 'ua', now)
   add_ready(id, f[3], ready_score(f[1], at))
 end
--- The attempt history lives in the job's hash: record k (1-based, in the order written)
--- is field `a<k>`, and `an` is how many were written, so a settle adds its record in the
--- HSET that ends the run instead of a list of its own (a command and a key less a job).
--- The newest ATTEMPTS_KEPT are kept; `at` (attempts used) and `sn` (snoozes) keep
--- counting past it. Jobs an older release ran may also have the list `attempts:<id>`,
--- read before the fields (queue/codec.rs) and deleted with the job.
+-- The attempt history keeps the newest ATTEMPTS_KEPT records; `at` (attempts used)
+-- and `sn` (snoozes) keep counting past it.
 local ATTEMPTS_KEPT = 50
--- The field/value pairs that add `json` as the next record of the job `key`, whose
--- `an` read `written`; the record that falls out of the history goes at once.
-local function attempt_fields(key, written, json)
-  local n = (tonumber(written) or 0) + 1
-  if n > ATTEMPTS_KEPT then redis.call('HDEL', key, 'a' .. (n - ATTEMPTS_KEPT)) end
-  return {'a' .. n, json, 'an', n}
-end
 local function push_attempt(id, json)
-  local key = P .. 'job:' .. id
-  redis.call('HSET', key, unpack(attempt_fields(key, redis.call('HGET', key, 'an'), json)))
+  local key = P .. 'attempts:' .. id
+  if redis.call('RPUSH', key, json) > ATTEMPTS_KEPT then
+    redis.call('LTRIM', key, -ATTEMPTS_KEPT, -1)
+  end
 end
 -- Redis's own record of when it served this queue's workers (fetches and renewals),
 -- so a reclaim can tell a holder that stopped renewing while Redis answered everyone

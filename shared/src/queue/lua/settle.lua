@@ -21,19 +21,19 @@ for i = 0, n - 1 do
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
   -- one read for the lease check and what the outcome needs
-  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'an')
+  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac')
   local held = f[1]
   if held ~= token then
     if attempt ~= '' and held then
-      redis.call('HSET', key, unpack(attempt_fields(key, f[7], '{"late":true,' .. string.sub(attempt, 2))))
+      push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
       count_event('late')
     end
     out[#out + 1] = 'lost'
   else
     released[#released + 1] = id
-    -- the run's record goes in with the HSET that ends the run
-    local record = nil
-    if attempt ~= '' then record = attempt_fields(key, f[7], attempt) end
+    if attempt ~= '' then
+      push_attempt(id, attempt)
+    end
     if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
       outcome, data = 'cancelled', CANCELLED
     end
@@ -52,11 +52,11 @@ for i = 0, n - 1 do
         field = 'rs'
         done = done + 1
       end
-      finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]}, record)
+      finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]})
       push_pair(by_state, outcome, ms_str(now), id)
     elseif outcome == 'release' then
       redis.call('HINCRBY', key, 'at', -1)
-      redis.call('HSET', key, 'ls', '', 'w', '', unpack(record or {}))
+      redis.call('HSET', key, 'ls', '', 'w', '')
       queue_ready(id, now, true)
       wake()
     else
@@ -68,7 +68,7 @@ for i = 0, n - 1 do
         st = 'scheduled'
       end
       local due = now + delay
-      redis.call('HSET', key, 'st', st, 'ua', now, 'ra', due, 'er', data, 'ls', '', 'w', '', unpack(record or {}))
+      redis.call('HSET', key, 'st', st, 'ua', now, 'ra', due, 'er', data, 'ls', '', 'w', '')
       recount(key, f[3], f[6], 'running', st)
       redis.call('ZADD', P .. 'scheduled', due, id)
       if st == 'retrying' then

@@ -72,8 +72,8 @@ local function list_in(lists, key)
 end
 local function push_pair(lists, key, a, b)
   local list = list_in(lists, key)
-  list[#list + 1] = a
-  list[#list + 1] = b
+  local n = #list
+  list[n + 1], list[n + 2] = a, b
 end
 local function push_one(lists, key, a)
   local list = list_in(lists, key)

@@ -13,7 +13,8 @@ local now_s = ms_str(now)
 -- the ready score per priority, formatted once (see ms_str)
 local score_s = {}
 local out = {}
-local all = {}
+-- `all`'s entries {created, id, ...}, `n_all` of them (a count kept, not `#all` each time)
+local all, n_all = {}, 0
 -- per lane: {score, id, ...} and the best score added, written once per lane at the end;
 -- per account: its index entries {created, id, ...}, likewise
 local lanes, best, by_acct = {}, {}, {}
@@ -114,8 +115,8 @@ local function enqueue(b)
   if idem ~= '' then
     redis.call('SET', idem_key, id .. '|' .. fp, 'EX', idem_ttl)
   end
-  all[#all + 1] = now_s
-  all[#all + 1] = id
+  all[n_all + 1], all[n_all + 2] = now_s, id
+  n_all = n_all + 2
   if state == 'scheduled' then
     tally(acct, 'scheduled', 1)
     redis.call('ZADD', P .. 'scheduled', due, id)
@@ -140,15 +141,11 @@ local ARGS = 16
 local answer = {}
 for i = 0, n - 1 do
   local status, id, state = enqueue(4 + i * ARGS)
-  out[#out + 1] = status
-  out[#out + 1] = id
-  out[#out + 1] = state
-  out[#out + 1] = ''
-  out[#out + 1] = ''
-  out[#out + 1] = ''
-  if status ~= 'conflict' and ARGV[4 + i * ARGS + 15] == '1' then answer[#answer + 1] = #out - 5 end
+  local o = i * 6
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = status, id, state, '', '', ''
+  if status ~= 'conflict' and ARGV[4 + i * ARGS + 15] == '1' then answer[#answer + 1] = o + 1 end
 end
-if #all > 0 then
+if n_all > 0 then
   redis.call('ZADD', P .. 'all', unpack(all))
   if fresh then redis.call('SET', P .. 'acdone', 1) end
 end

@@ -157,19 +157,15 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
             if reports_starts then
               -- in `unstarted` until the worker says the run started, by ready time, so
               -- the lag still sees a job waiting in a worker's prefetch
-              unstarted[#unstarted + 1] = tonumber(popped[i + 1]) % 1e13
-              unstarted[#unstarted + 1] = id
+              unstarted[2 * n + 1], unstarted[2 * n + 2] = tonumber(popped[i + 1]) % 1e13, id
             end
             held[#held + 1] = id
             busy = busy + 1
-            leases[#leases + 1] = deadline_s
-            leases[#leases + 1] = id
+            leases[2 * n + 1], leases[2 * n + 2] = deadline_s, id
             f[3] = at
             f[7] = now
             f[8] = nil -- the callback URL stays in Redis
-            jobs[#jobs + 1] = id
-            jobs[#jobs + 1] = token
-            jobs[#jobs + 1] = f
+            jobs[3 * n + 1], jobs[3 * n + 2], jobs[3 * n + 3] = id, token, f
             n = n + 1
           end
         end

@@ -28,7 +28,7 @@ for i = 0, n - 1 do
       push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
       count_event('late')
     end
-    out[#out + 1] = 'lost'
+    out[i + 1] = 'lost'
   else
     released[#released + 1] = id
     if attempt ~= '' then
@@ -82,7 +82,7 @@ for i = 0, n - 1 do
       end
       wake()
     end
-    out[#out + 1] = 'ok'
+    out[i + 1] = 'ok'
   end
 end
 runs_ended(ended)

@@ -86,3 +86,22 @@ async fn the_counts_recount_the_queued_jobs_while_an_older_release_still_writes_
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().queued, 5, "the counts read recounts");
     assert_eq!(counter(&mut conn), (Some(5), false));
 }
+
+/// During a rolling upgrade workers of the previous release lease jobs this release
+/// enqueued. Its fetch numbers the run `tonumber(at) + 1` after it has taken the job out of
+/// its lane, so a record without `at` would fail that script midway and strand the job:
+/// a job this release enqueues still starts with `at` = 0.
+#[tokio::test]
+async fn a_job_this_release_enqueues_can_be_numbered_by_the_previous_releases_fetch() {
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
+    let id = store.enqueue(NewJob::new(cleanup("acme"))).await.unwrap().id;
+    let mut conn = server.conn();
+    let previous_fetch = "local f = redis.call('HMGET', KEYS[1], 'at'); return tonumber(f[1]) + 1";
+    let run: Result<i64, redis::RedisError> = redis::cmd("EVAL")
+        .arg(previous_fetch)
+        .arg(1)
+        .arg(format!("{P}job:{id}"))
+        .query(&mut conn);
+    assert_eq!(run.map_err(|e| e.to_string()), Ok(1), "the first run is number 1");
+}

@@ -90,13 +90,15 @@ local function enqueue(b)
 
   -- one HSET with every field the job starts with (a table only when it has extras).
   -- Fields that would be empty or say what their absence says are left out: `ua`
-  -- (updated = created until the first change), `at` (no attempt used), `tp`, `ik`.
+  -- (updated = created until the first change), `tp`, `ik`. `at` stays: the previous
+  -- release's fetch numbers a run `tonumber(at) + 1`, and its workers lease these jobs
+  -- during a rolling upgrade.
   if trigger == '' and callback == '' and state ~= 'scheduled' and traceparent == '' and idem == '' then
     redis.call('HSET', key, 'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-      'to', timeout, 'ca', now_s, 'acct', acct, 'ac', '1')
+      'at', '0', 'to', timeout, 'ca', now_s, 'acct', acct, 'ac', '1')
   else
     local fields = {'v', '1', 'st', state, 'p', payload, 'pr', prio, 'ma', max_attempts,
-      'to', timeout, 'ca', now_s, 'acct', acct, 'ac', '1'}
+      'at', '0', 'to', timeout, 'ca', now_s, 'acct', acct, 'ac', '1'}
     also(fields, 'tp', traceparent)
     also(fields, 'ik', idem)
     also(fields, 'tg', trigger)

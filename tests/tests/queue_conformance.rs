@@ -186,6 +186,7 @@ conformance!(
         a_second_sync_for_an_account_returns_the_existing_one,
         listing_filters_by_state_and_account,
         bulk_enqueue_gives_each_job_its_own_outcome,
+        a_bulk_of_plain_jobs_and_jobs_with_options_stores_each_as_given,
         concurrent_single_enqueues_each_get_their_own_outcome,
         the_same_idempotency_key_with_another_body_is_a_conflict,
     ]

@@ -23,8 +23,9 @@ const CHUNK: usize = 500;
 const MAX_BATCH: usize = 1000;
 /// How long one `trim` call may keep removing before it yields to the next tick.
 const TRIM_BUDGET: Duration = Duration::from_millis(250);
-/// Arguments per job in the enqueue script.
-const ENQUEUE_ARGS: usize = 16;
+/// Arguments per job in the enqueue script: a plain job's, and one with any option set.
+const ENQUEUE_ARGS_PLAIN: usize = 7;
+const ENQUEUE_ARGS_FULL: usize = 17;
 
 /// Most single enqueues one group-committed call carries.
 const MAX_GROUP: usize = 256;
@@ -254,28 +255,48 @@ impl RedisStore {
             None => self.new_job_id(kind, &account, idem_key),
         };
         let exclusive = matches!(kind, JobKind::Sync);
-        let args = vec![
+        let traceparent = job.traceparent.clone().unwrap_or_default();
+        let trigger = job.trigger.clone().unwrap_or_default();
+        let mut args = Vec::with_capacity(ENQUEUE_ARGS_FULL);
+        args.extend([
             id.to_string(),
             payload,
             account,
             job.priority.to_string(),
             max_attempts.to_string(),
             (timeout.as_millis() as u64).to_string(),
-            run_at.to_string(),
-            delay.to_string(),
-            idem,
-            fingerprint,
-            if exclusive { "1" } else { "0" }.to_owned(),
-            job.traceparent.clone().unwrap_or_default(),
-            job.trigger.clone().unwrap_or_default(),
-            job.callback.as_ref().map(|c| c.url.clone()).unwrap_or_default(),
-            job.callback
-                .as_ref()
-                .map(|c| base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, &c.sealed_secret))
-                .unwrap_or_default(),
-            if job.answer_waiting { "1" } else { "0" }.to_owned(),
-        ];
-        debug_assert_eq!(args.len(), ENQUEUE_ARGS);
+        ]);
+        // The rest only when one of it is set: a plain job is 7 arguments, not 17
+        // (enqueue.lua; each argument costs Redis a parse and a Lua string).
+        let plain = run_at == 0
+            && delay == 0
+            && idem.is_empty()
+            && !exclusive
+            && traceparent.is_empty()
+            && trigger.is_empty()
+            && job.callback.is_none()
+            && !job.answer_waiting;
+        if plain {
+            args.push(String::new());
+        } else {
+            args.extend([
+                "+".to_owned(),
+                run_at.to_string(),
+                delay.to_string(),
+                idem,
+                fingerprint,
+                if exclusive { "1" } else { "0" }.to_owned(),
+                traceparent,
+                trigger,
+                job.callback.as_ref().map(|c| c.url.clone()).unwrap_or_default(),
+                job.callback
+                    .as_ref()
+                    .map(|c| base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, &c.sealed_secret))
+                    .unwrap_or_default(),
+                if job.answer_waiting { "1" } else { "0" }.to_owned(),
+            ]);
+        }
+        debug_assert!(args.len() == ENQUEUE_ARGS_PLAIN || args.len() == ENQUEUE_ARGS_FULL);
         Ok((id, args))
     }
 

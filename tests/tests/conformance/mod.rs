@@ -632,6 +632,41 @@ pub async fn bulk_enqueue_gives_each_job_its_own_outcome<S: JobStore>(store: S) 
     assert!(matches!(out[3], Err(EnqueueError::Invalid(_))));
 }
 
+pub async fn a_bulk_of_plain_jobs_and_jobs_with_options_stores_each_as_given<S: JobStore>(store: S) {
+    // Plain jobs and jobs with options alternate in one call: each keeps what it was given.
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let jobs = vec![
+        NewJob::new(cleanup("a1")),
+        NewJob::new(cleanup("a2")).delay(Duration::from_secs(60)),
+        NewJob::new(cleanup("a3")).priority(7),
+        NewJob::new(cleanup("a4")).traceparent(tp).trigger("api"),
+        NewJob::new(cleanup("a5")),
+    ];
+    let out = store.enqueue_bulk(jobs).await.unwrap();
+    let mut got = Vec::new();
+    for e in &out {
+        let e = e.as_ref().unwrap();
+        assert!(e.created);
+        got.push(store.get(&e.id).await.unwrap().unwrap());
+    }
+    let accounts: Vec<&str> = got.iter().map(|j| j.account_id.as_deref().unwrap()).collect();
+    assert_eq!(accounts, ["a1", "a2", "a3", "a4", "a5"]);
+    let states: Vec<JobState> = got.iter().map(|j| j.state).collect();
+    use JobState::{Queued, Scheduled};
+    assert_eq!(states, [Queued, Scheduled, Queued, Queued, Queued]);
+    assert_eq!(got[2].priority, 7);
+    assert_eq!(got[3].traceparent.as_deref(), Some(tp));
+    assert_eq!(got[3].trigger.as_deref(), Some("api"));
+    for plain in [&got[0], &got[4]] {
+        assert_eq!(
+            (plain.priority, plain.traceparent.as_deref(), plain.trigger.as_deref()),
+            (0, None, None)
+        );
+        assert_eq!(plain.attempts, 0);
+        assert_eq!(plain.updated_at, plain.created_at, "unchanged since it was made");
+    }
+}
+
 pub async fn concurrent_single_enqueues_each_get_their_own_outcome<S: JobStore>(store: S) {
     // Callers enqueueing at the same moment may share one call to the queue; each still
     // gets its own answer, and an idempotency key is honoured across them.

@@ -1,8 +1,9 @@
 -- Enqueues n jobs (one for a single enqueue, many for bulk) in one call.
 -- ARGV: prefix, n, idem_ttl_s, then n times: id, payload, account, priority,
---       max_attempts, timeout_ms, run_at_ms, delay_ms, idem_key, idem_fingerprint,
---       exclusive, traceparent, trigger, callback_url, callback_secret (sealed, base64),
---       answer_waiting ('1': the reply says why the job waits, as waiting.lua would)
+--       max_attempts, timeout_ms, and either '' (a plain job: nothing else set) or '+'
+--       and run_at_ms, delay_ms, idem_key, idem_fingerprint, exclusive, traceparent,
+--       trigger, callback_url, callback_secret (sealed, base64), answer_waiting ('1': the
+--       reply says why the job waits, as waiting.lua would)
 -- -> n times: status ('created' | 'existing' | 'conflict'), id, state,
 --    reason|'', until_ms|'', detail_json|'' (reason '' when not asked or not waiting)
 -- A job with a callback comes with its id (the sealed secret is bound to it): an id
@@ -33,12 +34,17 @@ local function also(fields, field, value)
   end
 end
 
-local function enqueue(b)
+-- The job whose arguments start at ARGV[b]; `o`: where its options start (nil: a plain job).
+local function enqueue(b, o)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local prio, max_attempts, timeout = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local run_at, delay = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
-  local idem, fp, exclusive, traceparent = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11]
-  local trigger, callback, callback_secret = ARGV[b + 12], ARGV[b + 13], ARGV[b + 14]
+  local run_at, delay, idem, fp, exclusive, traceparent = 0, 0, '', '', '0', ''
+  local trigger, callback, callback_secret = '', '', ''
+  if o then
+    run_at, delay = tonumber(ARGV[o]), tonumber(ARGV[o + 1])
+    idem, fp, exclusive, traceparent = ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
+    trigger, callback, callback_secret = ARGV[o + 6], ARGV[o + 7], ARGV[o + 8]
+  end
 
   local idem_key = idem ~= '' and (P .. 'idem:' .. idem) or nil
   if idem ~= '' then
@@ -133,19 +139,22 @@ local function enqueue(b)
     if not best[acct] or score < best[acct] then best[acct] = score end
   end
   woke = true
-  if ARGV[b + 15] == '1' then
+  if o and ARGV[o + 9] == '1' then
     created[id] = {st = state, acct = acct, due = (state == 'scheduled') and string.format('%.0f', due) or ''}
   end
   return 'created', id, state
 end
 
-local ARGS = 16
 local answer = {}
+local b = 4
 for i = 0, n - 1 do
-  local status, id, state = enqueue(4 + i * ARGS)
+  local opts = nil
+  if ARGV[b + 6] == '+' then opts = b + 7 end
+  local status, id, state = enqueue(b, opts)
   local o = i * 6
   out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = status, id, state, '', '', ''
-  if status ~= 'conflict' and ARGV[4 + i * ARGS + 15] == '1' then answer[#answer + 1] = o + 1 end
+  if status ~= 'conflict' and opts and ARGV[opts + 9] == '1' then answer[#answer + 1] = o + 1 end
+  if opts then b = opts + 10 else b = b + 7 end
 end
 if n_all > 0 then
   redis.call('ZADD', P .. 'all', unpack(all))

@@ -11,15 +11,18 @@ pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{RedisSentinels, SERVICE as SENTINEL_SERVICE};
 pub use redis_server::{Durability, RedisServer};
 
+/// How far above a cluster node's port Redis puts its cluster bus port.
+pub const CLUSTER_BUS_OFFSET: u16 = 10_000;
+
 /// A free TCP port on 127.0.0.1 (bound, then released for the caller to use), below the
-/// kernel's ephemeral range with room for a cluster bus port (port + 10000) below it too.
+/// kernel's ephemeral range with room for a cluster bus port below it too.
 /// A port the kernel hands out as a client's own can be taken while its server is down:
 /// a client reconnecting to it may be given that very port and connect to itself (TCP
 /// simultaneous open), so the server, restarted on its port, fails to bind it.
 pub fn free_port() -> u16 {
-    let (low, _) = ephemeral_ports();
     const FLOOR: u16 = 10_000;
-    let top = low.saturating_sub(10_000);
+    let (low, _) = ephemeral_ports();
+    let top = low.saturating_sub(CLUSTER_BUS_OFFSET);
     if top > FLOOR + 1_000 {
         for _ in 0..1_000 {
             let port = rand::random_range(FLOOR..top);
@@ -54,7 +57,10 @@ mod tests {
         let (low, _) = ephemeral_ports();
         for _ in 0..200 {
             let port = free_port();
-            assert!(port + 10_000 < low, "{port} (+10000) reaches the ephemeral range from {low}");
+            assert!(
+                port + CLUSTER_BUS_OFFSET < low,
+                "{port} (+ its bus offset) reaches the ephemeral range from {low}"
+            );
         }
     }
 }

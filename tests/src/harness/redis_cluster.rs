@@ -11,11 +11,11 @@ pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
-/// A free port whose cluster bus port (port + 10000) is free as well.
+/// A free port whose cluster bus port (port + [`super::CLUSTER_BUS_OFFSET`]) is free as well.
 fn free_cluster_port() -> u16 {
     loop {
         let p = super::free_port();
-        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + super::CLUSTER_BUS_OFFSET)).is_ok() {
             return p;
         }
     }

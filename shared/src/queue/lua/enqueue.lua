@@ -108,10 +108,8 @@ local function enqueue(b, o)
     also(fields, 'tp', traceparent)
     also(fields, 'ik', idem)
     also(fields, 'tg', trigger)
-    if callback ~= '' then
-      also(fields, 'cb', callback)
-      also(fields, 'cbs', callback_secret)
-    end
+    also(fields, 'cb', callback)
+    also(fields, 'cbs', callback_secret)
     if state == 'scheduled' then
       also(fields, 'ra', string.format('%.0f', due))
     end

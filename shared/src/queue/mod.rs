@@ -11,6 +11,7 @@ mod config;
 mod counts;
 mod dead_groups;
 mod durability;
+mod enqueue_reply;
 mod fate;
 mod keys;
 mod layout;

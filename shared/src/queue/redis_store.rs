@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
 use super::durability::{self, DurableWrites};
+use super::enqueue_reply;
 use super::partition_health::PartitionHealth;
 use super::visits::Visits;
 use super::wake::Wakers;
@@ -348,7 +349,8 @@ impl RedisStore {
                     for (g, reply) in pipeline.items.iter().zip(replies) {
                         let reply: Vec<String> =
                             redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
-                        for (i, r) in groups[*g].2.iter().zip(parse_enqueue_replies(reply)) {
+                        let idx = &groups[*g].2;
+                        for (i, r) in idx.iter().zip(enqueue_reply::parse(reply, idx.iter().map(|i| &jobs[*i].0))) {
                             out[*i] = Some(r);
                         }
                     }
@@ -444,31 +446,6 @@ pub(super) fn parse_err(e: impl std::fmt::Display) -> StoreError {
 
 fn bulk(v: Value) -> Result<String, StoreError> {
     redis::from_redis_value::<String>(v).map_err(parse_err)
-}
-
-fn parse_enqueue_replies(reply: Vec<String>) -> Vec<Result<Enqueued, EnqueueError>> {
-    reply
-        .chunks(6)
-        .map(|c| {
-            let [status, id, state, reason, until, detail] = c else {
-                return Err(StoreError::Protocol(format!("enqueue reply had {} parts", c.len())).into());
-            };
-            let id: JobId = id.parse().map_err(parse_err)?;
-            match status.as_str() {
-                "conflict" => Err(EnqueueError::IdempotencyConflict { existing: id }),
-                "created" | "existing" => Ok(Enqueued {
-                    id,
-                    state: state.parse().map_err(parse_err)?,
-                    created: status == "created",
-                    waiting: match reason.as_str() {
-                        "" => None,
-                        _ => Some(super::Waiting::from_parts(reason, until, detail)?),
-                    },
-                }),
-                other => Err(StoreError::Protocol(format!("enqueue answered {other}")).into()),
-            }
-        })
-        .collect()
 }
 
 fn action_args(s: &Settlement) -> (&'static str, u64, String) {

@@ -4,8 +4,11 @@
 --       and run_at_ms, delay_ms, idem_key, idem_fingerprint, exclusive, traceparent,
 --       trigger, callback_url, callback_secret (sealed, base64), answer_waiting ('1': the
 --       reply says why the job waits, as waiting.lua would)
--- -> n times: status ('created' | 'existing' | 'conflict'), id, state,
---    reason|'', until_ms|'', detail_json|'' (reason '' when not asked or not waiting)
+-- -> per job, in order: 'q' or 's' for a job created queued or scheduled that did not
+--    ask why it waits (the caller knows the id it sent: one short string instead of six
+--    for almost every job), or else six: status ('created' | 'existing' | 'conflict'),
+--    id, state, reason|'', until_ms|'', detail_json|'' (reason '' when not asked or not
+--    waiting)
 -- A job with a callback comes with its id (the sealed secret is bound to it): an id
 -- already taken is a conflict, never an overwrite.
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -145,13 +148,21 @@ end
 
 local answer = {}
 local b = 4
-for i = 0, n - 1 do
+local n_out = 0
+for _ = 1, n do
   local opts = nil
   if ARGV[b + 6] == '+' then opts = b + 7 end
   local status, id, state = enqueue(b, opts)
-  local o = i * 6
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = status, id, state, '', '', ''
-  if status ~= 'conflict' and opts and ARGV[opts + 9] == '1' then answer[#answer + 1] = o + 1 end
+  local asks = opts and ARGV[opts + 9] == '1'
+  if status == 'created' and not asks then
+    n_out = n_out + 1
+    out[n_out] = (state == 'queued') and 'q' or 's'
+  else
+    local o = n_out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = status, id, state, '', '', ''
+    if status ~= 'conflict' and asks then answer[#answer + 1] = o + 1 end
+    n_out = o + 6
+  end
   if opts then b = opts + 10 else b = b + 7 end
 end
 if n_all > 0 then

@@ -138,9 +138,9 @@ check_ids() {
   echo "   existence check: $2 accepted, $unique distinct ids recorded, missing in Redis: $MISSING"
 }
 
-queue_left() {
-  redis-cli -p "$REDIS_PORT" EVAL "return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])" 4 \
-    "drover:{cleanup}:ready" "drover:{cleanup}:active" "drover:{cleanup}:scheduled" "drover:{cleanup}:retrying"
+queue_left() { # queued (the lanes' count) + leased + scheduled + retrying
+  redis-cli -p "$REDIS_PORT" EVAL "return tonumber(redis.call('GET', KEYS[1]) or '0') + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])" 4 \
+    "drover:{cleanup}:queued" "drover:{cleanup}:active" "drover:{cleanup}:scheduled" "drover:{cleanup}:retrying"
 }
 
 drain() { # wait (bounded) until the workers emptied the queue

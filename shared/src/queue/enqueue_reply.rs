@@ -18,14 +18,10 @@ pub(super) fn parse<'a>(reply: Vec<String>, ids: impl ExactSizeIterator<Item = &
                 waiting: None,
             })
         };
-        let r = match parts.next().as_deref() {
-            Some("q") => created(JobState::Queued),
-            Some("s") => created(JobState::Scheduled),
-            Some(status) => {
-                let status = status.to_owned();
-                let rest: Vec<String> = parts.by_ref().take(5).collect();
-                parse_one(&status, &rest)
-            }
+        let r = match parts.next() {
+            Some(letter) if letter == "q" => created(JobState::Queued),
+            Some(letter) if letter == "s" => created(JobState::Scheduled),
+            Some(status) => parse_one(&status, &parts.by_ref().take(5).collect::<Vec<_>>()),
             None => Err(StoreError::Protocol("short enqueue reply".into()).into()),
         };
         out.push(r);

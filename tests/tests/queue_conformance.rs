@@ -182,6 +182,7 @@ conformance!(
     ],
     one_partition: [
         a_higher_priority_band_goes_first_across_accounts,
+        a_short_fetch_says_the_queue_is_drained_and_when_next_due,
         accounts_take_turns_within_a_priority_band,
         a_second_sync_for_an_account_returns_the_existing_one,
         listing_filters_by_state_and_account,

@@ -587,6 +587,7 @@ impl RedisStore {
         let mut out = Vec::new();
         let mut next_due: Option<Duration> = None;
         let mut to_ask: Vec<usize> = plan.to_vec();
+        let mut failed = false;
         while !to_ask.is_empty() && (max == 0 || out.len() < max) {
             let wanted = max - out.len();
             let take = if max == 0 { to_ask.len() } else { to_ask.len().min(wanted) };
@@ -598,16 +599,20 @@ impl RedisStore {
                     .map(|i| wanted / round.len() + usize::from(i < wanted % round.len()))
                     .collect()
             };
-            let (jobs, due, full) = match self.fetch_round(kind, &round, &shares, worker, lease).await {
+            let r = match self.fetch_round(kind, &round, &shares, worker, lease).await {
                 Ok(r) => r,
                 // The runs leased in earlier rounds go ahead (dropping them would leave
                 // their leases to expire unrun); the failure is the caller's only when
                 // nothing was leased.
                 Err(e) if out.is_empty() => return Err(e),
-                Err(_) => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
             };
-            out.extend(jobs);
-            if let Some(w) = due {
+            out.extend(r.jobs);
+            failed |= r.failed;
+            if let Some(w) = r.next_due {
                 next_due = Some(next_due.map_or(w, |n| n.min(w)));
             }
             if max == 0 {
@@ -615,9 +620,16 @@ impl RedisStore {
             }
             // A partition that filled its share may hold more: it is asked again after the
             // others (each such round leases at least one job, so this ends).
-            to_ask.extend(full);
+            to_ask.extend(r.full);
         }
-        Ok(Fetched { jobs: out, next_due })
+        // Short of `max` means each partition's last answer was short of its share: their
+        // lanes held no more that could run now.
+        let drained = max > 0 && out.len() < max && !failed;
+        Ok(Fetched {
+            jobs: out,
+            next_due,
+            drained,
+        })
     }
 
     /// One round of [`RedisStore::fetch_from`]: partition `round[i]` asked for `shares[i]`
@@ -629,7 +641,7 @@ impl RedisStore {
         shares: &[usize],
         worker: &str,
         lease: Duration,
-    ) -> Result<(Vec<super::Leased>, Option<Duration>, Vec<usize>), StoreError> {
+    ) -> Result<Round, StoreError> {
         let parts = self.defaults.partitions.all();
         let keys: Vec<QueueKeys> = round.iter().map(|p| self.partition_keys(kind, parts[*p])).collect();
         let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
@@ -730,13 +742,30 @@ impl RedisStore {
         }
         // A shard's failure is the caller's only when nothing else was leased (so an idle
         // worker backs off); otherwise the runs that were leased go ahead.
+        let failed = failure.is_some();
         if let Some(e) = failure {
             if out.is_empty() {
                 return Err(e);
             }
         }
-        Ok((out, next_due, full))
+        Ok(Round {
+            jobs: out,
+            next_due,
+            full,
+            failed,
+        })
     }
+}
+
+/// What one round of a fetch leased, and what it says about the partitions asked.
+struct Round {
+    jobs: Vec<super::Leased>,
+    /// The soonest a job falls due or a lease expires in the partitions asked.
+    next_due: Option<Duration>,
+    /// Partitions that filled their share (they may hold more).
+    full: Vec<usize>,
+    /// A partition could not be served (its leases, if any, were given back).
+    failed: bool,
 }
 
 impl JobStore for RedisStore {
@@ -796,9 +825,15 @@ impl JobStore for RedisStore {
             return Ok(Fetched {
                 jobs: Vec::new(),
                 next_due: Some(wait),
+                drained: false,
             });
         }
-        self.fetch_from(kind, &plan, worker, max, lease).await
+        let mut fetched = self.fetch_from(kind, &plan, worker, max, lease).await?;
+        // Partitioned, the partitions not asked have visit times of their own, which the
+        // fetcher's next call turns into its wait (without a call to Redis when none is
+        // due): it asks again rather than wait on what this fetch saw.
+        fetched.drained &= n == 1;
+        Ok(fetched)
     }
 
     async fn settle(&self, _kind: JobKind, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {

@@ -162,6 +162,10 @@ pub struct Fetched {
     pub jobs: Vec<Leased>,
     /// How long until the next scheduled job falls due or lease expires.
     pub next_due: Option<Duration>,
+    /// An unpartitioned queue gave fewer jobs than wanted: nothing more can be leased
+    /// now, so the fetcher waits for a wake-up or `next_due` instead of asking again at
+    /// once (partitioned, never set: the next call plans the partitions' visits).
+    pub drained: bool,
 }
 
 /// What to do with a finished run.

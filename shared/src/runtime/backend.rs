@@ -154,7 +154,10 @@ async fn fetch_loop<S: JobStore>(
         }
         let got = fetched.jobs.len();
         dispatch(&shared, kind, fetched.jobs, sent, permits, &tx).await;
-        if got == 0 {
+        // Fewer than asked: the lanes are empty (or their accounts at their cap), so ask
+        // again only when woken (an enqueue, an ended run freeing an account) or when
+        // something falls due, not at once for an empty answer.
+        if got == 0 || fetched.drained {
             let wait = fetched.next_due.unwrap_or(shared.settings.idle_wait).min(shared.settings.idle_wait);
             let waited = tokio::select! {
                 _ = stop.cancelled() => break,

@@ -113,6 +113,25 @@ pub async fn a_delayed_job_is_scheduled_and_runs_only_once_due<S: JobStore>(stor
     assert_eq!(l.id, id);
 }
 
+/// On one partition, a fetch short of what it asked for says the lanes are drained and
+/// how long until something falls due (here the lease it just made), so the fetcher
+/// waits for a wake-up instead of asking again at once; a full batch says neither.
+pub async fn a_short_fetch_says_the_queue_is_drained_and_when_next_due<S: JobStore>(store: S) {
+    for _ in 0..3 {
+        enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    }
+    let full = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap();
+    assert_eq!(full.jobs.len(), 2);
+    assert!(!full.drained, "a full batch may leave more behind");
+    let short = store.fetch(JobKind::Cleanup, "w1", 5, LEASE).await.unwrap();
+    assert_eq!(short.jobs.len(), 1);
+    assert!(short.drained, "one of five wanted: nothing more is ready");
+    let due = short.next_due.expect("a short fetch says when to look again (its leases fall due)");
+    assert!(due <= LEASE, "{due:?}");
+    let empty = store.fetch(JobKind::Cleanup, "w1", 5, LEASE).await.unwrap();
+    assert!(empty.jobs.is_empty() && empty.drained);
+}
+
 pub async fn higher_priority_runs_first_and_equal_priority_in_order<S: JobStore>(store: S) {
     let low1 = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     let low2 = enqueue(&store, NewJob::new(cleanup("a1"))).await;

@@ -4,7 +4,7 @@
 --       (1: the worker marks each run started with start.lua, so a lease it never
 --       started can be handed back without using an attempt)
 -- -> {jobs, wait_ms}; jobs = {id, token, {v, p, at, ma, to, tp, sa}, ...}; wait_ms = ms
---    until the next job falls due or lease expires (-1: nothing pending)
+--    until the next job falls due or lease expires (-1: nothing pending, or a full batch)
 local max, worker, lease_ms, chunk = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local cap = tonumber(ARGV[6]) or 0
 local MAX_UNSTARTED_HANDBACKS = 3
@@ -201,9 +201,11 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   end
 end
 
--- How long the caller may sleep: only asked for when it got nothing.
+-- How long the caller may sleep: asked for when it got fewer jobs than it wanted (then
+-- the lanes it may take from are empty, and it waits for a wake-up rather than asking
+-- again at once).
 local wait = -1
-if #jobs == 0 then
+if #jobs / 3 < max or #jobs == 0 then
   local nxt = redis.call('ZRANGE', P .. 'scheduled', 0, 0, 'WITHSCORES')
   if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
   local lease = redis.call('ZRANGE', P .. 'active', 0, 0, 'WITHSCORES')

@@ -276,12 +276,15 @@ pub async fn an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does<S: JobS
     assert_eq!(w.detail["position"], 1, "one job ahead of it");
     assert_eq!(Some(w), store.waiting(&asked.id).await.unwrap(), "the same answer waiting gives");
 
-    // A bulk call: each answer is read once every job of the call is in place.
+    // A bulk call: each answer is read once every job of the call is in place (what the
+    // answers share, such as the lanes and an account's turn, once for all of them).
     let bulk = store
         .enqueue_bulk(vec![
             NewJob::new(cleanup("b")).answering_waiting(),
             NewJob::new(cleanup("b")).answering_waiting(),
             NewJob::new(cleanup("b")).delay(Duration::from_secs(60)).answering_waiting(),
+            NewJob::new(cleanup("a")).answering_waiting(),
+            NewJob::new(cleanup("b")).answering_waiting(),
         ])
         .await
         .unwrap();
@@ -290,6 +293,14 @@ pub async fn an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does<S: JobS
         assert_eq!(e.waiting, store.waiting(&e.id).await.unwrap(), "{e:?}");
     }
     assert_eq!(bulk[1].waiting.as_ref().unwrap().reason, WaitReason::Queued);
+    let positions: Vec<&serde_json::Value> = [0, 1, 4]
+        .iter()
+        .map(|i| &bulk[*i].waiting.as_ref().unwrap().detail["position"])
+        .collect();
+    assert!(
+        positions[0].as_u64() < positions[1].as_u64() && positions[1].as_u64() < positions[2].as_u64(),
+        "{positions:?}"
+    );
     let scheduled = bulk[2].waiting.as_ref().unwrap();
     assert_eq!(scheduled.reason, WaitReason::Scheduled);
     assert!(scheduled.until.unwrap() > Utc::now() + chrono::Duration::seconds(50));

@@ -623,8 +623,11 @@ impl RedisStore {
             to_ask.extend(r.full);
         }
         // Short of `max` means each partition's last answer was short of its share: their
-        // lanes held no more that could run now.
-        let drained = max > 0 && out.len() < max && !failed;
+        // lanes held no more that could run now. Partitioned, the partitions not asked have
+        // visit times of their own, which the fetcher's next call turns into its wait
+        // (without a call to Redis when none is due): it asks again rather than wait on
+        // what this fetch saw.
+        let drained = self.defaults.partitions.count() == 1 && max > 0 && out.len() < max && !failed;
         Ok(Fetched {
             jobs: out,
             next_due,
@@ -828,12 +831,7 @@ impl JobStore for RedisStore {
                 drained: false,
             });
         }
-        let mut fetched = self.fetch_from(kind, &plan, worker, max, lease).await?;
-        // Partitioned, the partitions not asked have visit times of their own, which the
-        // fetcher's next call turns into its wait (without a call to Redis when none is
-        // due): it asks again rather than wait on what this fetch saw.
-        fetched.drained &= n == 1;
-        Ok(fetched)
+        self.fetch_from(kind, &plan, worker, max, lease).await
     }
 
     async fn settle(&self, _kind: JobKind, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {

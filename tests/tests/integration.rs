@@ -22,6 +22,7 @@ mod api_schedules;
 mod api_security;
 mod api_tenants;
 mod api_waiting;
+mod attempt_layout;
 mod callbacks_e2e;
 mod chaos;
 mod cli;

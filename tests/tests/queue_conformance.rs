@@ -167,6 +167,8 @@ conformance!(
         a_sync_scheduled_for_later_does_not_swallow_one_due_now,
         a_sync_waiting_to_retry_does_not_swallow_a_new_one,
         the_attempt_history_keeps_the_newest_fifty,
+        each_runs_attempt_reads_back_as_its_worker_reported_it,
+        a_late_success_after_the_job_succeeded_is_recorded_after_that_success,
         trimming_catches_up_past_one_chunk,
         a_trimmed_jobs_idempotency_key_is_free_for_any_request,
         a_replayed_job_shows_no_stale_error_or_progress,

@@ -103,11 +103,12 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>, deliveries: Vec
         .map(|p| serde_json::from_str(p).unwrap_or_else(|_| serde_json::Value::String(p.to_owned())))
         .unwrap_or(serde_json::Value::Null);
     let traceparent = f.str("tp").map(str::to_owned);
-    let attempt_history = attempts
+    let mut attempt_history: Vec<AttemptRecord> = attempts
         .into_iter()
         .filter_map(|a| serde_json::from_str::<StoredAttempt>(&a).ok())
         .map(AttemptRecord::from)
         .collect();
+    attempt_history.extend(last_success(f));
     Ok(Job {
         id: id.clone(),
         kind: id.kind(),
@@ -136,6 +137,43 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>, deliveries: Vec
         attempt_history,
         callback: decode_callback(f, deliveries),
     })
+}
+
+/// The run that ended the job with a success, when it was kept in the job's hash
+/// (`la` = `<ended ms>[:<trace id>]`) instead of on the history list: its number,
+/// worker and start are the lease's own fields (docs/architecture.md, "Attempt history").
+fn last_success(f: &Fields) -> Option<AttemptRecord> {
+    let la = f.str("la")?;
+    let (ended, trace) = match la.split_once(':') {
+        Some((ended, trace)) => (ended, Some(trace.to_owned())),
+        None => (la, None),
+    };
+    Some(AttemptRecord {
+        number: f.num("at").unwrap_or(1),
+        worker: f.str("w").unwrap_or_default().to_owned(),
+        started_at: f.time("sa").unwrap_or_default(),
+        ended_at: ms_to_time(ended.parse().ok()?),
+        outcome: AttemptOutcome::Succeeded,
+        error: None,
+        trace_id: trace,
+        late: false,
+    })
+}
+
+/// The settle script's argument for a run's attempt: the record as JSON, or for a run
+/// that succeeded on the lease it was given (its number, worker and start are the
+/// lease token's, `<worker>:<number>:<started ms>`) only `=<ended ms>[:<trace id>]`,
+/// which the script keeps in the job's hash (see [`last_success`]).
+pub fn attempt_arg(a: &AttemptRecord, token: &str) -> String {
+    let plain = a.outcome == AttemptOutcome::Succeeded && a.error.is_none() && !a.late;
+    if plain && token == format!("{}:{}:{}", a.worker, a.number, a.started_at.timestamp_millis()) {
+        let ended = a.ended_at.timestamp_millis();
+        return match &a.trace_id {
+            Some(t) => format!("={ended}:{t}"),
+            None => format!("={ended}"),
+        };
+    }
+    serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default()
 }
 
 /// The job's callback: its URL, where its delivery stands and the tries kept.

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 use sha2::{Digest, Sha256};
 
-use super::codec::{decode_job, decode_leased, Fields, StoredAttempt, LEASED_FIELDS};
+use super::codec::{attempt_arg, decode_job, decode_leased, Fields, LEASED_FIELDS};
 use super::durability::{self, DurableWrites};
 use super::enqueue_reply;
 use super::partition_health::PartitionHealth;
@@ -486,11 +486,7 @@ impl RedisStore {
                 inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
                 for s in chunk {
                     let (outcome, delay, data) = action_args(s);
-                    let attempt = s
-                        .attempt
-                        .as_ref()
-                        .map(|a| serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default())
-                        .unwrap_or_default();
+                    let attempt = s.attempt.as_ref().map(|a| attempt_arg(a, &s.token)).unwrap_or_default();
                     inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
                 }
                 inv.add_to(&mut pipe);

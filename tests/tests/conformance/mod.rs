@@ -1,10 +1,12 @@
 //! The rules. Each takes a fresh, empty store.
 #![allow(dead_code)]
+mod attempts;
 mod callbacks;
 mod dispatch;
 mod faults;
 mod stats;
 
+pub use attempts::*;
 pub use callbacks::*;
 pub use dispatch::*;
 pub use faults::*;

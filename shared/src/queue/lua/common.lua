@@ -297,12 +297,17 @@ end
 -- Moves a job into a terminal state; the caller adds it to the state index (in bulk
 -- where it can). `cb`: the job's callback URL, read by the caller with what it reads
 -- anyway (false or nil: none); `was`: {state, account, ac} when the caller read them
--- too (nil: read here).
-local function finish_fields(id, state, now, field, value, cb, was)
+-- too (nil: read here); `last`: the succeeding run's short record (settle.lua), kept
+-- as `la` in the same write.
+local function finish_fields(id, state, now, field, value, cb, was, last)
   local key = P .. 'job:' .. id
   was = was or redis.call('HMGET', key, 'st', 'acct', 'ac')
   local now_s = ms_str(now)
-  redis.call('HSET', key, 'st', state, 'fa', now_s, 'ls', '', field, value)
+  if last then
+    redis.call('HSET', key, 'st', state, 'fa', now_s, 'ls', '', field, value, 'la', last)
+  else
+    redis.call('HSET', key, 'st', state, 'fa', now_s, 'ls', '', field, value)
+  end
   recount(key, was[2], was[3], was[1], state)
   if state == 'dead' then
     dead_joined(id, value, now)

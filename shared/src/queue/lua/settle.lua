@@ -1,6 +1,10 @@
 -- Applies the outcome of finished runs, each only while the worker still holds the
 -- lease; a late outcome is kept on the attempt history and changes nothing else.
--- ARGV: prefix, n, max_snoozes, then n times: id, token, outcome, delay_ms, attempt_json, data
+-- ARGV: prefix, n, max_snoozes, then n times: id, token, outcome, delay_ms, attempt, data
+-- attempt: the run's record as JSON, '' for none, or `=<ended_ms>[:<trace id>]` for a
+-- run that succeeded on its lease (number, worker and start are the token's,
+-- `<worker>:<number>:<started_ms>`): a success that ends the job keeps it in the job's
+-- hash as `la` instead of on the history list (docs/architecture.md, "Attempt history").
 -- outcome: succeeded | partial | retry | snooze | dead | cancelled | release
 -- A cancel requested during the run wins over retry, snooze and release: the job ends
 -- cancelled instead of running again. A snooze past `max_snoozes` ends the job dead.
@@ -15,6 +19,25 @@ local by_state = {}
 local ended = {}
 defer_tallies()
 local CANCELLED = '{"class":"cancelled","message":"cancelled while it ran"}'
+-- The whole record of a success kept short (`=<ended_ms>[:<trace id>]`), from its token.
+local function success_json(token, short)
+  local worker, number, started = string.match(token, '^(.*):(%d+):(%d+)$')
+  local ended, trace = string.match(short, '^=?(%d+):?(.*)$')
+  local a = {number = tonumber(number), worker = worker, started_ms = tonumber(started),
+    ended_ms = tonumber(ended), outcome = 'succeeded'}
+  if trace ~= '' then a.trace_id = trace end
+  return cjson.encode(a)
+end
+-- A late record joins the history after the success that ended the job, so that one
+-- moves from the hash to the list first.
+local function push_late(id, key, attempt)
+  local last = redis.call('HMGET', key, 'la', 'w', 'at', 'sa')
+  if last[1] then
+    push_attempt(id, success_json((last[2] or '') .. ':' .. (last[3] or '1') .. ':' .. (last[4] or '0'), last[1]))
+    redis.call('HDEL', key, 'la')
+  end
+  push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
+end
 for i = 0, n - 1 do
   local b = 4 + i * 6
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
@@ -23,15 +46,22 @@ for i = 0, n - 1 do
   -- one read for the lease check and what the outcome needs
   local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac')
   local held = f[1]
+  local short = string.byte(attempt, 1) == 61 -- '='
   if held ~= token then
     if attempt ~= '' and held then
-      push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
+      if short then attempt = success_json(token, attempt) end
+      push_late(id, key, attempt)
       count_event('late')
     end
     out[i + 1] = 'lost'
   else
     released[#released + 1] = id
-    if attempt ~= '' then
+    local kept -- the success kept in the hash
+    if short and outcome == 'succeeded' then
+      kept = string.sub(attempt, 2)
+    elseif short then
+      push_attempt(id, success_json(token, attempt))
+    elseif attempt ~= '' then
       push_attempt(id, attempt)
     end
     if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
@@ -52,7 +82,7 @@ for i = 0, n - 1 do
         field = 'rs'
         done = done + 1
       end
-      finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]})
+      finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]}, kept)
       push_pair(by_state, outcome, ms_str(now), id)
     elseif outcome == 'release' then
       redis.call('HINCRBY', key, 'at', -1)

@@ -1,0 +1,97 @@
+//! The attempt history: each run's record reads back as its worker reported it, in the
+//! order the records were made, however the store keeps it.
+use chrono::{DateTime, TimeZone};
+
+use super::*;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// Now, to the millisecond the store keeps.
+fn now_ms() -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(Utc::now().timestamp_millis()).unwrap()
+}
+
+fn record(l: &Leased, worker: &str, outcome: AttemptOutcome, error: Option<ErrorInfo>, trace: Option<&str>) -> AttemptRecord {
+    AttemptRecord {
+        number: l.attempt,
+        worker: worker.into(),
+        started_at: l.started_at,
+        ended_at: now_ms(),
+        outcome,
+        error,
+        trace_id: trace.map(str::to_owned),
+        late: false,
+    }
+}
+
+async fn settle_with<S: JobStore>(store: &S, l: &Leased, action: SettleAction, attempt: &AttemptRecord) -> SettleResult {
+    let s = Settlement {
+        id: l.id.clone(),
+        token: l.token.clone(),
+        action,
+        attempt: Some(attempt.clone()),
+    };
+    store.settle(l.id.kind(), &[s]).await.unwrap()[0]
+}
+
+async fn history<S: JobStore>(store: &S, id: &JobId) -> Vec<AttemptRecord> {
+    store.get(id).await.unwrap().expect("job exists").attempt_history
+}
+
+/// A failed run, then a success with a trace id, then a success whose record names
+/// another worker than the lease's: every field of every record reads back.
+pub async fn each_runs_attempt_reads_back_as_its_worker_reported_it<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let first = fetch_one(&store, "w1").await.unwrap();
+    let failed = record(&first, "w1", AttemptOutcome::Failed, Some(err(ErrorClass::Transient)), None);
+    let retry = SettleAction::Retry {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::Transient),
+    };
+    assert_eq!(settle_with(&store, &first, retry, &failed).await, SettleResult::Applied);
+    let second = fetch_one(&store, "w2").await.expect("the retry is due at once");
+    assert_eq!(second.attempt, 2);
+    let succeeded = record(&second, "w2", AttemptOutcome::Succeeded, None, Some(TRACE));
+    let done = SettleAction::Succeeded(json!({"deleted": 1}));
+    assert_eq!(settle_with(&store, &second, done, &succeeded).await, SettleResult::Applied);
+    assert_eq!(history(&store, &id).await, vec![failed, succeeded]);
+
+    let other = enqueue(&store, NewJob::new(cleanup("a2"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let named_otherwise = record(&l, "w1-renamed", AttemptOutcome::Succeeded, None, None);
+    let done = SettleAction::Succeeded(json!({}));
+    assert_eq!(settle_with(&store, &l, done, &named_otherwise).await, SettleResult::Applied);
+    assert_eq!(history(&store, &other).await, vec![named_otherwise]);
+}
+
+/// A lease reclaimed from w1 and run to success by w2; w1's success arrives after that:
+/// the history is the lost run, w2's success, then w1's late record, each whole.
+pub async fn a_late_success_after_the_job_succeeded_is_recorded_after_that_success<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let first = store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(fetch_one(&store, "w2").await.is_none(), "the first pass only marks the lease");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = fetch_one(&store, "w2").await.expect("reclaimed after its grace");
+    let w1_ended = record(&first, "w1", AttemptOutcome::Succeeded, None, Some(TRACE));
+    let w2_ended = record(&second, "w2", AttemptOutcome::Succeeded, None, None);
+    let done = SettleAction::Succeeded(json!({"by": "w2"}));
+    assert_eq!(settle_with(&store, &second, done, &w2_ended).await, SettleResult::Applied);
+    let late = SettleAction::Succeeded(json!({"by": "w1"}));
+    assert_eq!(settle_with(&store, &first, late, &w1_ended).await, SettleResult::LeaseLost);
+
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.result, Some(json!({"by": "w2"})), "the late result changes nothing");
+    let h = job.attempt_history;
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!((h[0].outcome, h[0].number, h[0].worker.as_str()), (AttemptOutcome::Lost, 1, "w1"));
+    assert_eq!(h[1], w2_ended);
+    assert_eq!(h[2], AttemptRecord { late: true, ..w1_ended });
+}

@@ -502,6 +502,14 @@ impl Bench {
             runs,
             notes: String::new(),
         });
+        let runs = self.memory_per_finished_job().await?;
+        self.rows.push(Row {
+            bench: "memory".into(),
+            config: "Redis used_memory per succeeded job (50k, kept until trimmed)".into(),
+            unit: "bytes",
+            runs,
+            notes: String::new(),
+        });
         // A job as the API stores one (a real marketplace id, two SKUs, a trace context)
         // at Redis's default hash-max-listpack-value and at the one redis.conf ships.
         for limit in [64, drover::queue::RECOMMENDED_LISTPACK_VALUE] {
@@ -531,6 +539,24 @@ impl Bench {
             self.flush().await?;
             let before = used_memory(&self.store).await?;
             self.bulk_enqueue_of(n, job).await?;
+            let after = used_memory(&self.store).await?;
+            runs.push((after - before) as f64 / n as f64);
+        }
+        Ok(runs)
+    }
+
+    /// Redis `used_memory` per job left by 50k no-op jobs that ran and succeeded (what
+    /// retention keeps), once per rep.
+    async fn memory_per_finished_job(&self) -> Result<Vec<f64>> {
+        let n = 50_000;
+        let mut runs = vec![];
+        for _ in 0..self.args.reps {
+            self.flush().await?;
+            let before = used_memory(&self.store).await?;
+            self.bulk_enqueue(n).await?;
+            let workers = self.start_workers(1, 50, "ok", false);
+            self.wait_succeeded(n as u64, Duration::from_secs(120)).await?;
+            stop(workers);
             let after = used_memory(&self.store).await?;
             runs.push((after - before) as f64 / n as f64);
         }

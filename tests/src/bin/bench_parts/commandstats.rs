@@ -1,14 +1,23 @@
-//! Where Redis spent its time during a run (`bench --profile`): `INFO commandstats` read
-//! before and after it, each command's calls and microseconds per job.
+//! Where Redis spent its time during a run (`bench --profile`): `INFO commandstats` and
+//! `INFO cpu` read before and after it, Redis's CPU time per job and each command's calls
+//! and microseconds per job.
 use std::collections::HashMap;
 
 use anyhow::Result;
 
 /// Calls and microseconds per command, as `INFO commandstats` counts them (commands a
-/// script calls are counted too, and in the script's own time).
-pub struct Snapshot(HashMap<String, (u64, u64)>);
+/// script calls are counted too, and in the script's own time), and the CPU seconds
+/// Redis's main thread has used. The command times are wall-clock: on a busy host they
+/// include the time the thread waited for a core; the CPU time does not.
+pub struct Snapshot(HashMap<String, (u64, u64)>, f64);
 
 pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike) -> Result<Snapshot> {
+    let cpu: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    let main_thread: f64 = cpu
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_sys_main_thread:") || l.starts_with("used_cpu_user_main_thread:"))
+        .filter_map(|l| l.split_once(':').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
+        .sum();
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
     let mut stats = HashMap::new();
     for line in info.lines() {
@@ -23,7 +32,7 @@ pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike) -> Result<Snap
         };
         stats.insert(name.to_owned(), (field("calls="), field("usec=")));
     }
-    Ok(Snapshot(stats))
+    Ok(Snapshot(stats, main_thread))
 }
 
 /// What `after` adds to `before`, per job: the scripts (`fcall`, `evalsha`) and the
@@ -45,5 +54,6 @@ pub fn per_job(before: &Snapshot, after: &Snapshot, jobs: u64) -> String {
     let show = |(name, calls, usec): &(String, f64, f64)| format!("{name} {usec:.2} µs ({calls:.3} calls)");
     let scripts: Vec<String> = rows.iter().filter(|r| SCRIPTS.contains(&r.0.as_str())).map(show).collect();
     let inner: Vec<String> = rows.iter().filter(|r| !SCRIPTS.contains(&r.0.as_str())).take(8).map(show).collect();
-    format!("Redis per job: {} | {}", scripts.join(", "), inner.join(", "))
+    let cpu = (after.1 - before.1) * 1e6 / jobs;
+    format!("Redis per job: CPU {cpu:.2} µs; {} | {}", scripts.join(", "), inner.join(", "))
 }

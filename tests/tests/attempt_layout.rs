@@ -1,28 +1,14 @@
 //! Where a job's attempt records live in Redis (docs/architecture.md, "Redis layout"): a
 //! run that ended the job with a success on its lease stays in the job's hash, so most
 //! finished jobs have no history list; any other record goes on the list.
-use std::time::Duration;
-
-use chrono::Utc;
-use drover::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
+use drover::job::{AttemptOutcome, ErrorClass, ErrorInfo, JobKind};
 use drover::queue::{JobDefaults, JobStore, Leased, NewJob, RedisStore, SettleAction, Settlement};
 use drover_tests::harness::{Durability, RedisServer};
 use serde_json::json;
 
-const P: &str = "drover:{cleanup}:";
+use crate::conformance::{attempt, cleanup, LEASE};
 
-fn attempt(l: &Leased, outcome: AttemptOutcome, error: Option<ErrorInfo>) -> Option<AttemptRecord> {
-    Some(AttemptRecord {
-        number: l.attempt,
-        worker: "w1".into(),
-        started_at: l.started_at,
-        ended_at: Utc::now(),
-        outcome,
-        error,
-        trace_id: None,
-        late: false,
-    })
-}
+const P: &str = "drover:{cleanup}:";
 
 /// The job's history list and its `la` field: (list length, `la` set).
 fn stored(conn: &mut redis::Connection, l: &Leased) -> (i64, bool) {
@@ -35,14 +21,9 @@ fn stored(conn: &mut redis::Connection, l: &Leased) -> (i64, bool) {
 async fn a_first_run_success_keeps_its_record_in_the_job_hash_and_a_failure_on_the_list() {
     let server = RedisServer::start(Durability::None);
     let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
-    let payload = JobPayload::from_json(
-        JobKind::Cleanup,
-        json!({"account_id": "a1", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-    )
-    .unwrap();
-    store.enqueue(NewJob::new(payload.clone())).await.unwrap();
-    store.enqueue(NewJob::new(payload)).await.unwrap();
-    let leased = store.fetch(JobKind::Cleanup, "w1", 2, Duration::from_secs(30)).await.unwrap().jobs;
+    store.enqueue(NewJob::new(cleanup("a1"))).await.unwrap();
+    store.enqueue(NewJob::new(cleanup("a1"))).await.unwrap();
+    let leased = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
     let (ok, failed) = (&leased[0], &leased[1]);
     let error = ErrorInfo {
         class: ErrorClass::Permanent,

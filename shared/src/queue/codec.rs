@@ -141,7 +141,7 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>, deliveries: Vec
 
 /// The run that ended the job with a success, when it was kept in the job's hash
 /// (`la` = `<ended ms>[:<trace id>]`) instead of on the history list: its number,
-/// worker and start are the lease's own fields (docs/architecture.md, "Attempt history").
+/// worker and start are the lease's own fields (docs/architecture.md, "Redis layout").
 fn last_success(f: &Fields) -> Option<AttemptRecord> {
     let la = f.str("la")?;
     let (ended, trace) = match la.split_once(':') {

@@ -68,17 +68,7 @@ pub async fn each_runs_attempt_reads_back_as_its_worker_reported_it<S: JobStore>
 /// the history is the lost run, w2's success, then w1's late record, each whole.
 pub async fn a_late_success_after_the_job_succeeded_is_recorded_after_that_success<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
-    let first = store
-        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(200))
-        .await
-        .unwrap()
-        .jobs
-        .pop()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(fetch_one(&store, "w2").await.is_none(), "the first pass only marks the lease");
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let second = fetch_one(&store, "w2").await.expect("reclaimed after its grace");
+    let (first, second) = leased_then_reclaimed(&store).await;
     let w1_ended = record(&first, "w1", AttemptOutcome::Succeeded, None, Some(TRACE));
     let w2_ended = record(&second, "w2", AttemptOutcome::Succeeded, None, None);
     let done = SettleAction::Succeeded(json!({"by": "w2"}));

@@ -41,7 +41,7 @@ async fn fetch_one<S: JobStore>(store: &S, worker: &str) -> Option<Leased> {
     store.fetch(JobKind::Cleanup, worker, 1, LEASE).await.unwrap().jobs.pop()
 }
 
-fn attempt(l: &Leased, outcome: AttemptOutcome, error: Option<ErrorInfo>) -> Option<AttemptRecord> {
+pub fn attempt(l: &Leased, outcome: AttemptOutcome, error: Option<ErrorInfo>) -> Option<AttemptRecord> {
     Some(AttemptRecord {
         number: l.attempt,
         worker: "w1".into(),
@@ -265,8 +265,9 @@ pub async fn running_out_of_attempts_goes_to_dead<S: JobStore>(store: S) {
     assert!(fetch_one(&store, "w1").await.is_none());
 }
 
-pub async fn an_expired_lease_is_reclaimed_and_the_late_result_changes_nothing<S: JobStore>(store: S) {
-    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+/// The only queued job leased to w1 for 200 ms, left unrenewed and reclaimed by w2
+/// after its grace: (w1's lease, w2's).
+async fn leased_then_reclaimed<S: JobStore>(store: &S) -> (Leased, Leased) {
     let first = store
         .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(200))
         .await
@@ -274,17 +275,23 @@ pub async fn an_expired_lease_is_reclaimed_and_the_late_result_changes_nothing<S
         .jobs
         .pop()
         .unwrap();
-    assert!(fetch_one(&store, "w2").await.is_none());
+    assert!(fetch_one(store, "w2").await.is_none());
     tokio::time::sleep(Duration::from_millis(250)).await;
     // The first pass past the expiry only marks it: its holder gets half a lease more.
     assert!(
-        fetch_one(&store, "w2").await.is_none(),
+        fetch_one(store, "w2").await.is_none(),
         "a lease that just ran out gets a grace period"
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let second = fetch_one(&store, "w2")
+    let second = fetch_one(store, "w2")
         .await
         .expect("the lease unrenewed through its grace is reclaimed");
+    (first, second)
+}
+
+pub async fn an_expired_lease_is_reclaimed_and_the_late_result_changes_nothing<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let (first, second) = leased_then_reclaimed(&store).await;
     assert_eq!(second.id, id);
     assert_eq!(second.attempt, 2, "a lost run counts as an attempt");
     let late = settle(

@@ -4,7 +4,7 @@
 -- attempt: the run's record as JSON, '' for none, or `=<ended_ms>[:<trace id>]` for a
 -- run that succeeded on its lease (number, worker and start are the token's,
 -- `<worker>:<number>:<started_ms>`): a success that ends the job keeps it in the job's
--- hash as `la` instead of on the history list (docs/architecture.md, "Attempt history").
+-- hash as `la` instead of on the history list (docs/architecture.md, "Redis layout").
 -- outcome: succeeded | partial | retry | snooze | dead | cancelled | release
 -- A cancel requested during the run wins over retry, snooze and release: the job ends
 -- cancelled instead of running again. A snooze past `max_snoozes` ends the job dead.

@@ -56,7 +56,8 @@ pub async fn each_runs_attempt_reads_back_as_its_worker_reported_it<S: JobStore>
     assert_eq!(settle_with(&store, &second, done, &succeeded).await, SettleResult::Applied);
     assert_eq!(history(&store, &id).await, vec![failed, succeeded]);
 
-    let other = enqueue(&store, NewJob::new(cleanup("a2"))).await;
+    // the same account, so the same partition: the one the last fetches found jobs in
+    let other = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     let l = fetch_one(&store, "w1").await.unwrap();
     let named_otherwise = record(&l, "w1-renamed", AttemptOutcome::Succeeded, None, None);
     let done = SettleAction::Succeeded(json!({}));

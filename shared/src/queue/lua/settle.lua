@@ -19,9 +19,10 @@ local by_state = {}
 local ended = {}
 defer_tallies()
 local CANCELLED = '{"class":"cancelled","message":"cancelled while it ran"}'
--- The whole record of a success kept short (`=<ended_ms>[:<trace id>]`), from its token.
-local function success_json(token, short)
-  local worker, number, started = string.match(token, '^(.*):(%d+):(%d+)$')
+-- A lease token's worker, run number and start (`<worker>:<number>:<started_ms>`).
+local TOKEN = '^(.*):(%d+):(%d+)$'
+-- The whole record of a success kept short (`[=]<ended_ms>[:<trace id>]`).
+local function success_json(short, worker, number, started)
   local ended, trace = string.match(short, '^=?(%d+):?(.*)$')
   local a = {number = tonumber(number), worker = worker, started_ms = tonumber(started),
     ended_ms = tonumber(ended), outcome = 'succeeded'}
@@ -33,7 +34,7 @@ end
 local function push_late(id, key, attempt)
   local last = redis.call('HMGET', key, 'la', 'w', 'at', 'sa')
   if last[1] then
-    push_attempt(id, success_json((last[2] or '') .. ':' .. (last[3] or '1') .. ':' .. (last[4] or '0'), last[1]))
+    push_attempt(id, success_json(last[1], last[2] or '', last[3] or '1', last[4] or '0'))
     redis.call('HDEL', key, 'la')
   end
   push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
@@ -49,7 +50,7 @@ for i = 0, n - 1 do
   local short = string.byte(attempt, 1) == 61 -- '='
   if held ~= token then
     if attempt ~= '' and held then
-      if short then attempt = success_json(token, attempt) end
+      if short then attempt = success_json(attempt, string.match(token, TOKEN)) end
       push_late(id, key, attempt)
       count_event('late')
     end
@@ -60,7 +61,7 @@ for i = 0, n - 1 do
     if short and outcome == 'succeeded' then
       kept = string.sub(attempt, 2)
     elseif short then
-      push_attempt(id, success_json(token, attempt))
+      push_attempt(id, success_json(attempt, string.match(token, TOKEN)))
     elseif attempt ~= '' then
       push_attempt(id, attempt)
     end

@@ -181,6 +181,7 @@ conformance!(
         a_job_with_a_callback_cannot_take_an_id_already_used,
         trimming_a_job_removes_its_delivery,
         a_park_that_falls_due_stops_counting_as_parked,
+        a_long_bulk_answers_as_one_call_would,
     ],
     one_partition: [
         a_higher_priority_band_goes_first_across_accounts,

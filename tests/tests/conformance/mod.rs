@@ -660,6 +660,44 @@ pub async fn bulk_enqueue_gives_each_job_its_own_outcome<S: JobStore>(store: S) 
     assert!(matches!(out[3], Err(EnqueueError::Invalid(_))));
 }
 
+pub async fn a_long_bulk_answers_as_one_call_would<S: JobStore>(store: S) {
+    // More jobs than one script call carries (1,000): a key or an account's sync
+    // repeated far apart in the bulk answers as it would next to each other, and the
+    // queue holds the jobs in the order given.
+    let n = 1100;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| match i {
+            3 | 1050 => NewJob::new(cleanup("a1")).idempotency_key("far-apart"),
+            10 | 1020 => NewJob::new(sync("s1")),
+            300 => NewJob::new(cleanup("a1")).priority(42),
+            _ => NewJob::new(cleanup("a1")),
+        })
+        .collect();
+    let out = store.enqueue_bulk(jobs).await.unwrap();
+    assert_eq!(out.len(), n);
+    assert!(matches!(out[300], Err(EnqueueError::Invalid(_))));
+    let ok = |i: usize| out[i].as_ref().unwrap_or_else(|e| panic!("job {i}: {e}"));
+    assert!(ok(3).created && !ok(1050).created, "the key's second use answers the first job");
+    assert_eq!(ok(1050).id, ok(3).id);
+    assert!(ok(10).created && !ok(1020).created, "the account's second sync answers the first");
+    assert_eq!(ok(1020).id, ok(10).id);
+    let expected: Vec<JobId> = (0..n)
+        .filter(|i| ![10, 300, 1020, 1050].contains(i))
+        .map(|i| ok(i).id.clone())
+        .collect();
+    assert_eq!(expected.iter().collect::<HashSet<_>>().len(), n - 4, "every other job is new");
+    let mut leased = Vec::new();
+    // A partitioned queue's fetch may visit a partition without jobs: bounded tries.
+    for _ in 0..200 {
+        if leased.len() >= expected.len() {
+            break;
+        }
+        let got = store.fetch(JobKind::Cleanup, "w1", 100, LEASE).await.unwrap().jobs;
+        leased.extend(got.into_iter().map(|l| l.id));
+    }
+    assert_eq!(leased, expected, "leased in the order given");
+}
+
 pub async fn a_bulk_of_plain_jobs_and_jobs_with_options_stores_each_as_given<S: JobStore>(store: S) {
     // Plain jobs and jobs with options alternate in one call: each keeps what it was given.
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

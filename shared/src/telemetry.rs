@@ -67,6 +67,7 @@ where
     }
     let exporting = provider.is_some();
     if let Some(p) = provider {
+        crate::trace_context::layer_installed();
         let _ = PROVIDER.set(p);
     }
     if let Some(e) = export_error {

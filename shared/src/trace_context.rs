@@ -7,6 +7,7 @@
 //! OpenTelemetry span ids to use, so an outgoing call continues the job's trace under a
 //! fresh span id: the upstream still sees which request its call belongs to.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
@@ -56,9 +57,46 @@ pub fn log_ids(span: &tracing::Span, traceparent: Option<&str>) -> (String, Stri
     if sc.is_valid() {
         return (sc.trace_id().to_string(), sc.span_id().to_string());
     }
+    fresh_ids(traceparent)
+}
+
+/// The `traceparent`'s trace id (or a fresh trace) under a fresh span id.
+fn fresh_ids(traceparent: Option<&str>) -> (String, String) {
     let fresh = || format!("{:032x}", rand::random::<u128>().max(1));
     let trace = traceparent.and_then(trace_id_of).map_or_else(fresh, str::to_owned);
     (trace, format!("{:016x}", rand::random::<u64>().max(1)))
+}
+
+/// Set once `telemetry::init` has installed the OpenTelemetry layer; never unset.
+static LAYER: AtomicBool = AtomicBool::new(false);
+
+/// Says the OpenTelemetry layer is installed: spans' log ids come from it from now on.
+pub(crate) fn layer_installed() {
+    LAYER.store(true, Ordering::Relaxed);
+}
+
+/// A new span's log ids when they can be known before the span exists — without the
+/// OpenTelemetry layer, [`log_ids`] is the `traceparent`'s trace (or a fresh one) under
+/// a fresh span id — so the span is made with them and no field is recorded on it
+/// later: with the JSON log format every later `record` parses and re-serialises all of
+/// the span's fields (a tenth of a worker's CPU at 25k jobs/s, two records a run).
+/// `None` with the layer: its ids exist once the span does (see [`span_log_ids`]).
+pub fn log_ids_ahead(traceparent: Option<&str>) -> Option<(String, String)> {
+    (!LAYER.load(Ordering::Relaxed)).then(|| fresh_ids(traceparent))
+}
+
+/// The log ids of `span`, made with `ahead` from [`log_ids_ahead`] as its `trace_id`
+/// and `span_id`: those, or with the layer installed, `span` continued from
+/// `traceparent` and its exported span's ids recorded on it.
+pub fn span_log_ids(span: &tracing::Span, traceparent: Option<&str>, ahead: Option<(String, String)>) -> (String, String) {
+    if let Some(ids) = ahead {
+        return ids;
+    }
+    continue_trace(span, traceparent);
+    let (trace, span_id) = log_ids(span, traceparent);
+    span.record("trace_id", trace.as_str());
+    span.record("span_id", span_id.as_str());
+    (trace, span_id)
 }
 
 /// Same trace and flags as `parent`, a new random span id.
@@ -130,6 +168,35 @@ mod tests {
             assert_ne!(span_id(&tp), span_id(TP));
             let own = call.context().span().span_context().span_id().to_string();
             assert_eq!(span_id(&tp), own);
+        });
+    }
+
+    #[test]
+    fn without_the_layer_a_spans_log_ids_are_known_before_it_is_made_and_with_it_they_are_its_exported_spans() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        // No test here installs the layer through `telemetry::init`.
+        let ahead = log_ids_ahead(Some(TP)).expect("known ahead without the layer");
+        assert_eq!(Some(ahead.0.as_str()), trace_id_of(TP));
+        assert_eq!(ahead.1.len(), 16);
+        assert_ne!(ahead.1, span_id(TP));
+        let job = tracing::info_span!("job", trace_id = ahead.0.as_str(), span_id = ahead.1.as_str());
+        assert_eq!(span_log_ids(&job, Some(TP), Some(ahead.clone())), ahead);
+        let own = log_ids_ahead(None).unwrap();
+        assert_ne!(
+            Some(own.0.as_str()),
+            trace_id_of(TP),
+            "a job without a traceparent gets a trace of its own"
+        );
+
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let job = tracing::info_span!("job", trace_id = tracing::field::Empty, span_id = tracing::field::Empty);
+            let (trace, span) = span_log_ids(&job, Some(TP), None);
+            assert_eq!(Some(trace.as_str()), trace_id_of(TP), "continued from the traceparent");
+            assert_eq!(span, job.context().span().span_context().span_id().to_string());
         });
     }
 

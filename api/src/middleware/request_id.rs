@@ -13,7 +13,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use drover::job::trace_id_of;
-use drover::trace_context::{continue_trace, log_ids, TRACEPARENT};
+use drover::trace_context::{log_ids_ahead, span_log_ids, TRACEPARENT};
 use tracing::Instrument;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -60,24 +60,22 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     // The method from a fixed set: any token is a method, so the raw one would let anyone
     // write whatever they like, at any length, into every log line of the request.
     let method = super::observe::method_label(req.method());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method,
-        path = %req.uri().path(),
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
     let incoming = req
         .headers()
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .filter(|tp| trace_id_of(tp).is_some())
         .map(str::to_owned);
-    continue_trace(&span, incoming.as_deref());
-    let (trace, span_id) = log_ids(&span, incoming.as_deref());
-    span.record("trace_id", trace.as_str());
-    span.record("span_id", span_id.as_str());
+    let ahead = log_ids_ahead(incoming.as_deref());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method,
+        path = %req.uri().path(),
+        trace_id = ahead.as_ref().map(|(t, _)| t.as_str()),
+        span_id = ahead.as_ref().map(|(_, s)| s.as_str()),
+    );
+    let (trace, span_id) = span_log_ids(&span, incoming.as_deref(), ahead);
     let scope = Arc::new(Scope {
         id: id.clone(),
         traceparent: format!("00-{trace}-{span_id}-01"),

@@ -85,20 +85,19 @@ where
         };
         // Every line logged inside the run carries these (the JSON lines' `spans`).
         let account = lease.leased.payload.as_ref().map(|p| p.account_id().as_str()).unwrap_or("");
+        let traceparent = lease.leased.traceparent.as_deref();
+        let ahead = crate::trace_context::log_ids_ahead(traceparent);
         let span = tracing::info_span!(
             "job",
             job_id = %lease.leased.id,
             kind = %self.kind,
             attempt = lease.leased.attempt,
             account,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
+            trace_id = ahead.as_ref().map(|(t, _)| t.as_str()),
+            span_id = ahead.as_ref().map(|(_, s)| s.as_str()),
         );
-        crate::trace_context::continue_trace(&span, lease.leased.traceparent.as_deref());
         // The attempt records the trace id its lines carry, so one finds the other.
-        let (trace, span_id) = crate::trace_context::log_ids(&span, lease.leased.traceparent.as_deref());
-        span.record("trace_id", trace.as_str());
-        span.record("span_id", span_id.as_str());
+        let (trace, _) = crate::trace_context::span_log_ids(&span, traceparent, ahead);
         let trace_id = Some(trace);
         // Catch a panic raised while the handler's future is being built, too.
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole system on this machine: Redis (a local redis-server unless
-# DROVER_REDIS_URL is given), PostgreSQL (DATABASE_URL, default the local server's
+# Runs the whole system on this machine: Redis (a local redis-server with the shipped
+# deploy/redis/redis.conf unless DROVER_REDIS_URL is given), PostgreSQL (DATABASE_URL, default the local server's
 # `drover` database, created if missing), the marketplace simulator with demo accounts,
 # the API and two workers. Registers the demo accounts, submits a sync, a backfill and a
 # cleanup, and prints where to look. Ctrl-C stops everything it started (by PID).
@@ -67,8 +67,7 @@ if [ -n "$cluster" ] && [ -z "${DROVER_REDIS_URL:-}" ]; then
   for i in 1 2 3 4 5 6; do
     port=$(free_cluster_port)
     mkdir -p "$run_dir/redis-node-$i"
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$run_dir/redis-node-$i" --save "" \
-      --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+    redis-server deploy/redis/redis.conf --port "$port" --bind 127.0.0.1 --dir "$run_dir/redis-node-$i" \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
       --daemonize no --logfile "$run_dir/redis-node-$i.log" &
     pids+=($!)
@@ -80,7 +79,7 @@ if [ -n "$cluster" ] && [ -z "${DROVER_REDIS_URL:-}" ]; then
   DROVER_REDIS_URL="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
 elif [ -z "${DROVER_REDIS_URL:-}" ]; then
   port=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$run_dir" --save "" --appendonly yes --appendfsync everysec \
+  redis-server deploy/redis/redis.conf --port "$port" --bind 127.0.0.1 --dir "$run_dir" \
     --daemonize no --logfile "$run_dir/redis.log" &
   pids+=($!)
   DROVER_REDIS_URL="redis://127.0.0.1:$port"

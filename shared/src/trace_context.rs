@@ -21,7 +21,7 @@ pub const TRACEPARENT: &str = "traceparent";
 
 /// Makes `span` (not yet entered) a child of the remote `traceparent`. A no-op without
 /// the OpenTelemetry layer or with a malformed header.
-pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
     let Some(tp) = traceparent.filter(|tp| trace_id_of(tp).is_some()) else {
         return;
     };
@@ -51,7 +51,7 @@ pub fn outgoing(span: &tracing::Span, job_traceparent: Option<&str>) -> Option<S
 /// OpenTelemetry context when the layer is installed (the ids its exported spans have),
 /// otherwise the stored `traceparent`'s trace id under a fresh span id, and for a job
 /// made without one (the scheduler's) a fresh trace, so its lines still share an id.
-pub fn log_ids(span: &tracing::Span, traceparent: Option<&str>) -> (String, String) {
+fn log_ids(span: &tracing::Span, traceparent: Option<&str>) -> (String, String) {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     if sc.is_valid() {

@@ -11,7 +11,8 @@
 //! per job in its first run (`INFO commandstats`; one redis-server, not a cluster).
 //! `bench --only durability [--secs 5] [--redis8 PATH]`: enqueue cost of each
 //! `queue.durability` mode, on servers of its own (`bench_parts/durability.rs`).
-//! Workers are separate `test_worker` processes, as the peers fork theirs.
+//! Workers are separate `test_worker` processes, as the peers fork theirs; each process
+//! row notes, per run, the CPU time they used per job (`bench_parts/proc_cpu.rs`).
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,8 @@ use serde_json::json;
 mod commandstats;
 #[path = "bench_parts/durability.rs"]
 mod durability;
+#[path = "bench_parts/proc_cpu.rs"]
+mod proc_cpu;
 
 struct Args {
     n: usize,
@@ -326,27 +329,43 @@ impl Bench {
         for (procs, conc) in [(1, 1), (1, 10), (1, 50), (2, 50)] {
             let mut runs = vec![];
             let mut notes = String::new();
+            let mut worker_cpu = vec![];
             for _ in 0..self.args.reps {
                 self.flush().await?;
                 self.bulk_enqueue(n).await?;
                 self.store_paused(true).await?;
                 let workers = self.start_workers(procs, conc, "ok", false);
                 let before = self.profile_snapshot(runs.is_empty()).await?;
+                // Their CPU is counted once they have started, so it is what running jobs cost.
+                for w in &workers {
+                    if !w.wait_for_log("worker started", Duration::from_secs(10)) {
+                        bail!("a worker did not start within 10 s:\n{}", w.log());
+                    }
+                }
+                let pids: Vec<u32> = workers.iter().map(ChildProcess::pid).collect();
+                let cpu_before: Vec<_> = pids.iter().map(|p| proc_cpu::used(*p)).collect();
                 let t0 = Instant::now();
                 self.store_paused(false).await?;
                 let t1 = self.wait_succeeded(n as u64, Duration::from_secs(600)).await?;
                 runs.push(n as f64 / (t1 - t0).as_secs_f64());
+                let cpu = proc_cpu::used_since(&pids, &cpu_before);
+                worker_cpu.push(format!("{:.1}", cpu.as_secs_f64() * 1e6 / n as f64));
                 if let Some(before) = before {
                     notes = self.profile_since(&before, n).await?;
                 }
                 stop(workers);
             }
+            let cpu_note = format!("worker CPU per job {} µs", worker_cpu.join(" / "));
             self.rows.push(Row {
                 bench: "process".into(),
                 config: format!("{procs} proc x c{conc} (completed jobs kept)"),
                 unit: "jobs/s",
                 runs,
-                notes,
+                notes: if notes.is_empty() {
+                    cpu_note
+                } else {
+                    format!("{cpu_note}; {notes}")
+                },
             });
         }
         Ok(())

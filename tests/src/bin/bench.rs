@@ -335,13 +335,14 @@ impl Bench {
                 self.bulk_enqueue(n).await?;
                 self.store_paused(true).await?;
                 let workers = self.start_workers(procs, conc, "ok", false);
-                let before = self.profile_snapshot(runs.is_empty()).await?;
-                // Their CPU is counted once they have started, so it is what running jobs cost.
+                // Their CPU, and Redis's with --profile, is counted once they have started,
+                // so it is what running the jobs cost.
                 for w in &workers {
                     if !w.wait_for_log("worker started", Duration::from_secs(10)) {
                         bail!("a worker did not start within 10 s:\n{}", w.log());
                     }
                 }
+                let before = self.profile_snapshot(runs.is_empty()).await?;
                 let pids: Vec<u32> = workers.iter().map(ChildProcess::pid).collect();
                 let cpu_before: Vec<_> = pids.iter().map(|p| proc_cpu::used(*p)).collect();
                 let t0 = Instant::now();

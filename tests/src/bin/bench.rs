@@ -104,11 +104,13 @@ fn sibling(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// How many accounts the many-sellers memory row spreads its 100k jobs over.
+const MANY_ACCOUNTS: usize = 1000;
+
 fn now_us() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
 }
 
-/// The i-th no-op job, in account `bench`, or `bench-<i mod accounts>`.
 /// A job as the API stores one: a real marketplace id, two SKUs, a trace context.
 fn realistic(i: usize, accounts: usize) -> NewJob {
     let account = format!("seller-{}", i % accounts.max(1));
@@ -120,6 +122,7 @@ fn realistic(i: usize, accounts: usize) -> NewJob {
     NewJob::new(payload).traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 }
 
+/// The i-th no-op job, in account `bench`, or `bench-<i mod accounts>`.
 fn noop(i: usize, accounts: usize) -> NewJob {
     let account = if accounts > 1 {
         format!("bench-{}", i % accounts)
@@ -254,13 +257,13 @@ impl Bench {
     }
 
     async fn bulk_enqueue(&self, n: usize) -> Result<()> {
-        self.bulk_enqueue_of(n, noop).await
+        self.bulk_enqueue_of(n, noop, self.args.accounts).await
     }
 
     /// `n` jobs made by `job(i, accounts)`, in bulk calls of 1000.
-    async fn bulk_enqueue_of(&self, n: usize, job: fn(usize, usize) -> NewJob) -> Result<()> {
+    async fn bulk_enqueue_of(&self, n: usize, job: fn(usize, usize) -> NewJob, accounts: usize) -> Result<()> {
         for start in (0..n).step_by(1000) {
-            let jobs = (start..(start + 1000).min(n)).map(|i| job(i, self.args.accounts)).collect();
+            let jobs = (start..(start + 1000).min(n)).map(|i| job(i, accounts)).collect();
             for r in self.store.enqueue_bulk(jobs).await? {
                 r?;
             }
@@ -514,7 +517,7 @@ impl Bench {
     }
 
     async fn memory(&mut self) -> Result<()> {
-        let runs = self.memory_per_job(noop).await?;
+        let runs = self.memory_per_job(noop, self.args.accounts).await?;
         self.rows.push(Row {
             bench: "memory".into(),
             config: "Redis used_memory per queued job (100k)".into(),
@@ -539,7 +542,7 @@ impl Bench {
                 .arg(limit)
                 .query_async(&mut self.store.connection())
                 .await?;
-            let runs = self.memory_per_job(realistic).await?;
+            let runs = self.memory_per_job(realistic, self.args.accounts).await?;
             self.rows.push(Row {
                 bench: "memory".into(),
                 config: format!("per queued realistic job (100k), hash-max-listpack-value {limit}"),
@@ -548,17 +551,32 @@ impl Bench {
                 notes: String::new(),
             });
         }
+        // The same jobs as many sellers queue them, 100 an account: each account's lane
+        // and index stay compact (a listpack up to zset-max-listpack-entries, 128), so
+        // this is the figure a deployment of many accounts sees.
+        let runs = self.memory_per_job(realistic, MANY_ACCOUNTS).await?;
+        self.rows.push(Row {
+            bench: "memory".into(),
+            config: format!(
+                "per queued realistic job (100k) over {MANY_ACCOUNTS} accounts, hash-max-listpack-value {}",
+                drover::queue::RECOMMENDED_LISTPACK_VALUE
+            ),
+            unit: "bytes",
+            runs,
+            notes: String::new(),
+        });
         Ok(())
     }
 
-    /// Redis `used_memory` per queued job over 100k jobs made by `job`, once per rep.
-    async fn memory_per_job(&self, job: fn(usize, usize) -> NewJob) -> Result<Vec<f64>> {
+    /// Redis `used_memory` per queued job over 100k jobs made by `job` over `accounts`,
+    /// once per rep.
+    async fn memory_per_job(&self, job: fn(usize, usize) -> NewJob, accounts: usize) -> Result<Vec<f64>> {
         let n = 100_000;
         let mut runs = vec![];
         for _ in 0..self.args.reps {
             self.flush().await?;
             let before = used_memory(&self.store).await?;
-            self.bulk_enqueue_of(n, job).await?;
+            self.bulk_enqueue_of(n, job, accounts).await?;
             let after = used_memory(&self.store).await?;
             runs.push((after - before) as f64 / n as f64);
         }

@@ -122,10 +122,13 @@ fn realistic(i: usize, accounts: usize) -> NewJob {
     NewJob::new(payload).traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 }
 
-/// The i-th no-op job, in account `bench`, or `bench-<i mod accounts>`.
+/// The i-th no-op job, in account `bench`, or `b<i mod accounts>` (four digits at least):
+/// as long a name as `bench` up to 10,000 accounts, so spreading the jobs does not push
+/// the payload past Redis's default `hash-max-listpack-value` (64) and change how the
+/// job's hash is stored.
 fn noop(i: usize, accounts: usize) -> NewJob {
     let account = if accounts > 1 {
-        format!("bench-{}", i % accounts)
+        format!("b{:04}", i % accounts)
     } else {
         "bench".to_owned()
     };

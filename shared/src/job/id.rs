@@ -1,3 +1,4 @@
+//! Job ids: the kind, the partition bucket and a ULID in one string, parsed and checked.
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,4 @@
+//! The kinds of job (sync, backfill, cleanup), each its own queue.
 use std::fmt;
 use std::str::FromStr;
 

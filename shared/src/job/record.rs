@@ -1,3 +1,4 @@
+//! A job as the queue reports it: its record, progress, errors and attempt history.
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -1,3 +1,4 @@
+//! The states of a job's life and their names on the wire and in Redis.
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,4 @@
+//! The Redis key names of one queue (a kind, or one partition of it) under one hash tag.
 use crate::job::{JobId, JobKind};
 
 /// Key names of one queue: a kind, or one partition of it. The hash tag (`{sync}`, or

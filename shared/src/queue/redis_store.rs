@@ -1,3 +1,5 @@
+//! The queue on Redis: enqueue, fetch, settle and every other operation of [`JobStore`] as
+//! calls of the Lua library, over one server, Sentinel or Redis Cluster.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

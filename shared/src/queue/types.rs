@@ -1,3 +1,4 @@
+//! What goes into and comes out of the queue: new jobs, leases, settlements, errors.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

@@ -1,3 +1,4 @@
+//! What a job handler gets and gives back: its context for the run, its outcome, the trait.
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

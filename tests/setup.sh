@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for Drover's tests and demo: redis-server,
-# PostgreSQL (started if not running). Safe to run again.
+# PostgreSQL (started if not running), libfaketime. Safe to run again.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -8,6 +8,8 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 
   need+=(postgresql)
 fi
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+# libfaketime: a worker test runs one process with its clock an hour behind Redis's.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -607,3 +607,116 @@ async fn one_running_three_prefetched(
     assert_eq!((ran.len(), unstarted.len()), (1, 3));
     (w, ran.into_iter().next().expect("one ran"), unstarted)
 }
+
+/// Where Debian's `faketime` package puts the library.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A worker whose wall clock is an hour behind Redis's records each attempt on Redis's
+/// clock: the start is the lease's Redis time, and the end must not come from the
+/// worker's own clock, or the attempt would end an hour before it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_clock_is_an_hour_behind_records_attempts_that_end_after_they_start() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: run tests/setup.sh (it installs Debian's faketime)"
+    );
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    // A success on its first lease (kept short in the job's hash) and a failure then a
+    // success (a full attempt record on the history list).
+    let slow = store.enqueue(job("sleep.300")).await.unwrap().id;
+    let flaky = store.enqueue(job("flaky.2")).await.unwrap().id;
+    let w = worker(
+        &server,
+        "worker-an-hour-behind",
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME", "-3600"),
+            // the process's timers and lease renewals keep the real monotonic clock
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ("DROVER_WORKER__RETRY__CLEANUP__BASE", "20"),
+            ("DROVER_WORKER__RETRY__CLEANUP__MAX", "50"),
+        ],
+    );
+    let both = [slow.clone(), flaky.clone()];
+    wait_until("both jobs succeeded", Duration::from_secs(20), || {
+        all_in_state(&store, &both, JobState::Succeeded)
+    })
+    .await;
+    for id in [&slow, &flaky] {
+        let j = store.get(id).await.unwrap().unwrap();
+        assert!(!j.attempt_history.is_empty(), "{id} keeps its attempts");
+        for a in &j.attempt_history {
+            let took = a.ended_at - a.started_at;
+            assert!(
+                took >= chrono::Duration::zero() && took < chrono::Duration::seconds(10),
+                "attempt {} of {id} started {} and ended {}: its end is not on Redis's clock",
+                a.number,
+                a.started_at,
+                a.ended_at
+            );
+        }
+    }
+    let slow_run = store.get(&slow).await.unwrap().unwrap().attempt_history[0].clone();
+    assert!(
+        slow_run.ended_at - slow_run.started_at >= chrono::Duration::milliseconds(300),
+        "the 300 ms run is at least 300 ms long: {} → {}",
+        slow_run.started_at,
+        slow_run.ended_at
+    );
+    drop(w);
+}
+
+/// A fetch also promotes due jobs and reclaims expired leases, but a worker fetches only
+/// when it has a free slot. With every slot of the only live worker taken by long runs,
+/// a delayed job that falls due must still become queued, and a killed worker's job must
+/// still be reclaimed once its lease runs out, not when a long run happens to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_every_slot_busy_still_promotes_due_jobs_and_reclaims_dead_workers_leases() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    // One slot and nothing leased ahead, so each worker holds exactly what is meant.
+    let one_slot = [("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"), ("DROVER_WORKER__PREFETCH", "0")];
+    // A job on a worker that is killed once the busy worker is full.
+    let orphan = store.enqueue(job("sleep.60000")).await.unwrap().id;
+    let doomed = worker(&server, "doomed", &one_slot);
+    wait_until("the doomed worker runs its job", Duration::from_secs(10), || {
+        all_in_state(&store, std::slice::from_ref(&orphan), JobState::Running)
+    })
+    .await;
+    // The live worker: its one slot taken by a long run.
+    let long = store.enqueue(job("sleep.30000")).await.unwrap().id;
+    let busy = worker(&server, "busy", &one_slot);
+    wait_until("the busy worker runs the long job", Duration::from_secs(10), || {
+        all_in_state(&store, std::slice::from_ref(&long), JobState::Running)
+    })
+    .await;
+    doomed.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let delayed = store
+        .enqueue(job("ok").delay(Duration::from_millis(300)))
+        .await
+        .unwrap()
+        .id;
+    wait_until(
+        "the delayed job is queued and the orphan reclaimed while every slot is busy",
+        Duration::from_secs(8),
+        || {
+            let (store, delayed, orphan) = (&store, &delayed, &orphan);
+            async move {
+                let d = store.get(delayed).await.unwrap().unwrap();
+                let o = store.get(orphan).await.unwrap().unwrap();
+                d.state == JobState::Queued
+                    && o.state == JobState::Queued
+                    && o.attempt_history.last().map(|a| a.outcome) == Some(AttemptOutcome::Lost)
+            }
+        },
+    )
+    .await;
+    eprintln!("promoted and reclaimed {} ms after the kill", killed.elapsed().as_millis());
+    assert!(
+        all_in_state(&store, std::slice::from_ref(&long), JobState::Running).await,
+        "the busy worker's one slot was taken all along"
+    );
+    drop(busy);
+}

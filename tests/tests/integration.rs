@@ -51,5 +51,6 @@ mod simulator;
 mod trace_context;
 mod ui_browser;
 mod ui_console;
+mod wake_ups;
 mod worker_metrics;
 mod worker_process;

@@ -217,6 +217,12 @@ async fn when_redis_dies_readyz_and_writes_answer_503_and_both_recover_when_it_i
             !detail.contains("refused") && !detail.contains("os error"),
             "no internals: {detail}"
         );
+        // A reply lost after the script ran looks like one never sent: the answer must
+        // not claim nothing was written (review F8).
+        assert!(
+            detail.contains("the outcome is unknown") && detail.contains("retry with the same Idempotency-Key"),
+            "a failed write says its outcome is unknown and how to retry safely: {detail}"
+        );
     }
     problem(app.get(READER, "/v1/jobs").send().await.unwrap(), 503).await;
 

@@ -13,7 +13,6 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::{RandomId, TaskId};
 use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
-use chrono::Utc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -221,7 +220,7 @@ async fn dispatch<S: JobStore>(
         let payload = match &lease.leased.payload {
             Ok(p) => p.clone(),
             Err(why) => {
-                let s = undecodable(&lease.leased, why, &shared.settings.worker_id);
+                let s = undecodable(&lease, why, &shared.settings.worker_id);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     shared.settle(kind, s).await;
@@ -258,7 +257,8 @@ async fn dispatch<S: JobStore>(
 }
 
 /// A record this version cannot decode: dead at once, with the reason, so it never loops.
-fn undecodable(leased: &Leased, why: &str, worker: &str) -> Settlement {
+fn undecodable(lease: &RunLease, why: &str, worker: &str) -> Settlement {
+    let leased = &lease.leased;
     tracing::error!(job_id = %leased.id, error = %why, "job record cannot be decoded; moving it to dead");
     let err = ErrorInfo {
         class: ErrorClass::Decode,
@@ -272,7 +272,7 @@ fn undecodable(leased: &Leased, why: &str, worker: &str) -> Settlement {
             number: leased.attempt,
             worker: worker.to_owned(),
             started_at: leased.started_at,
-            ended_at: Utc::now(),
+            ended_at: lease.now(),
             outcome: AttemptOutcome::Failed,
             error: Some(err),
             trace_id: None,

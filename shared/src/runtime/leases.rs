@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -174,6 +175,8 @@ impl Drop for LeaseGuard {
 pub(crate) struct RunLease {
     pub leased: Arc<Leased>,
     pub held: Held,
+    /// When the fetch that took the lease was sent (this process's monotonic clock).
+    leased_at: Instant,
     _guard: Arc<LeaseGuard>,
     slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
@@ -184,9 +187,17 @@ impl RunLease {
         Self {
             leased: Arc::new(leased),
             held,
+            leased_at,
             _guard: Arc::new(guard),
             slot: Arc::new(Mutex::new(Some(slot))),
         }
+    }
+
+    /// Now, on Redis's clock: the lease's Redis time plus how long this process has held
+    /// it by its monotonic clock. An attempt's start is Redis time, so its end is too —
+    /// a worker whose wall clock is off never records a run that ends before it started.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.leased.started_at + chrono::Duration::from_std(self.leased_at.elapsed()).unwrap_or_default()
     }
 
     /// The handler has ended: let the fetcher lease another job in its place.

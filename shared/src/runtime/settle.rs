@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
-use chrono::Utc;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -113,7 +112,7 @@ where
                 let planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
                 log_end(planned.error.as_ref());
                 let fate = planned.fate;
-                let settlement = settlement(planned, &lease.leased, &shared.settings.worker_id, trace_id);
+                let settlement = settlement(planned, &lease, &shared.settings.worker_id, trace_id);
                 let fate = match shared.settle(kind, settlement).await {
                     // (the settler resolves the other answers before replying)
                     SettleResult::Applied | SettleResult::NotDurable | SettleResult::Unreached => fate,
@@ -166,12 +165,13 @@ fn log_end(error: Option<&ErrorInfo>) {
 }
 
 /// The settlement that records the run's attempt and the job's fate.
-fn settlement(planned: Planned, leased: &Leased, worker: &str, trace_id: Option<String>) -> Settlement {
+fn settlement(planned: Planned, lease: &RunLease, worker: &str, trace_id: Option<String>) -> Settlement {
+    let leased = &lease.leased;
     let attempt = AttemptRecord {
         number: leased.attempt,
         worker: worker.to_owned(),
         started_at: leased.started_at,
-        ended_at: Utc::now(),
+        ended_at: lease.now(),
         outcome: planned.outcome,
         error: planned.error,
         trace_id,
@@ -248,6 +248,7 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
     use crate::job::{JobId, JobKind};
 
     fn leased(attempt: u32, max_attempts: u32) -> Leased {

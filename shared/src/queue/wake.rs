@@ -8,13 +8,30 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, Notify, OnceCell};
+use tokio::sync::{Mutex, MutexGuard, Notify, OnceCell};
 
 use super::{JobKind, RedisStore, StoreError};
 use crate::redis_conn::{RedisConn, Timeouts};
 
 /// How long a cluster watcher's BLPOP blocks before it looks whether its store is gone.
 const WATCH_BLOCK: Duration = Duration::from_secs(1);
+
+/// The blocking connection while a BLPOP is on it. Dropped before its answer (the wait
+/// timed out, or the fetcher gave it up midway, as a shutdown does), it drops the
+/// connection: Redis then unblocks that BLPOP instead of handing it the next wake-up,
+/// which nobody would read, while another fetcher sleeps on.
+struct Blocked<'a> {
+    conn: MutexGuard<'a, Option<RedisConn>>,
+    answered: bool,
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            *self.conn = None;
+        }
+    }
+}
 
 /// Per kind: the blocking connection of a single server, or the cluster watchers.
 #[derive(Default)]
@@ -33,18 +50,23 @@ impl RedisStore {
             return Ok(());
         }
         let markers: Vec<String> = self.all_keys(kind).iter().map(|k| k.marker()).collect();
-        let mut guard = self.wakers.single[kind.index()].lock().await;
-        if guard.is_none() {
-            *guard = Some(self.source.lazy(Timeouts::blocking())?);
+        let mut blocked = Blocked {
+            conn: self.wakers.single[kind.index()].lock().await,
+            answered: false,
+        };
+        if blocked.conn.is_none() {
+            *blocked.conn = Some(self.source.lazy(Timeouts::blocking())?);
         }
-        let conn = guard.as_mut().expect("set above");
+        let conn = blocked.conn.as_mut().expect("set above");
         let secs = timeout.as_secs_f64().max(0.01);
         // The client-side bound is a little longer than the server's, so a dead
         // connection cannot hang the fetcher.
         let mut cmd = redis::cmd("BLPOP");
         cmd.arg(&markers).arg(secs);
         let wait = cmd.query_async::<Option<(String, String)>>(conn);
-        match tokio::time::timeout(timeout + Duration::from_secs(2), wait).await {
+        let answer = tokio::time::timeout(timeout + Duration::from_secs(2), wait).await;
+        blocked.answered = answer.is_ok();
+        match answer {
             Ok(Ok(Some((key, _)))) => {
                 if let Some(p) = markers.iter().position(|m| *m == key) {
                     self.visits[kind.index()]
@@ -56,10 +78,9 @@ impl RedisStore {
             }
             Ok(Ok(None)) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => {
-                *guard = None; // drop the stuck connection; the next wait opens another
-                Ok(())
-            }
+            // no answer in time: `blocked` drops the stuck connection; the next wait
+            // opens another
+            Err(_) => Ok(()),
         }
     }
 

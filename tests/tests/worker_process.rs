@@ -706,9 +706,12 @@ async fn a_worker_with_every_slot_busy_still_promotes_due_jobs_and_reclaims_dead
             async move {
                 let d = store.get(delayed).await.unwrap().unwrap();
                 let o = store.get(orphan).await.unwrap().unwrap();
-                d.state == JobState::Queued
-                    && o.state == JobState::Queued
-                    && o.attempt_history.last().map(|a| a.outcome) == Some(AttemptOutcome::Lost)
+                // reclaimed: lost if its start had been reported, else handed back unused
+                let reclaimed = matches!(
+                    o.attempt_history.last().map(|a| a.outcome),
+                    Some(AttemptOutcome::Lost | AttemptOutcome::Released)
+                );
+                d.state == JobState::Queued && o.state == JobState::Queued && reclaimed
             }
         },
     )

@@ -126,10 +126,16 @@ async fn fetch_loop<S: JobStore>(
         }
         // Lease in batches of at least a quarter of the capacity when jobs are in flight.
         let batch_floor = ((room.concurrency + ahead) / 4).max(1).min(shared.settings.fetch_batch);
+        // While every slot is busy, the sweep promotes and reclaims in this fetch's stead.
+        shared.slot_waits.waiting(kind);
         let permits = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => {
+                shared.slot_waits.done(kind);
+                break;
+            }
             p = gather_permits(&slots, batch_floor, shared.settings.fetch_batch) => p,
         };
+        shared.slot_waits.done(kind);
         if stop.is_cancelled() {
             break;
         }

@@ -15,6 +15,7 @@ mod run_end;
 mod settings;
 mod settle;
 mod shared;
+mod sweep;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -69,6 +70,7 @@ where
         stop_fetching: stop_fetching.clone(),
         hard_stop: hard_stop.clone(),
         settle_tx,
+        slot_waits: sweep::SlotWaits::default(),
     });
 
     let keeper_stop = CancellationToken::new();
@@ -94,6 +96,12 @@ where
         store.clone(),
         kinds.iter().map(|(k, _)| *k).collect(),
         settings.retention,
+        stop_fetching.clone(),
+    ));
+
+    let sweeper = tokio::spawn(sweep::sweep_loop(
+        shared.clone(),
+        kinds.iter().map(|(k, _)| *k).collect(),
         stop_fetching.clone(),
     ));
 
@@ -150,6 +158,7 @@ where
         ),
     }
     trimmer.abort();
+    sweeper.abort();
     drop(shared);
     for s in settlers {
         s.abort();

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::leases::LeaseRegistry;
 use super::settings::WorkerSettings;
+use super::sweep::SlotWaits;
 use crate::backoff::Backoff;
 use crate::job::JobKind;
 use crate::queue::{JobStore, SettleResult, Settlement, StoreError};
@@ -24,6 +25,8 @@ pub(crate) struct Shared<S: JobStore> {
     /// The grace period is over: cut running jobs off and hand them back.
     pub hard_stop: CancellationToken,
     pub settle_tx: HashMap<JobKind, mpsc::UnboundedSender<SettleRequest>>,
+    /// Which kinds' fetchers wait for a free slot, and since when (for the sweep).
+    pub slot_waits: SlotWaits,
 }
 
 impl<S: JobStore> Shared<S> {

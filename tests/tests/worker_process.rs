@@ -693,11 +693,7 @@ async fn a_worker_with_every_slot_busy_still_promotes_due_jobs_and_reclaims_dead
     .await;
     doomed.signal(Signal::SIGKILL);
     let killed = Instant::now();
-    let delayed = store
-        .enqueue(job("ok").delay(Duration::from_millis(300)))
-        .await
-        .unwrap()
-        .id;
+    let delayed = store.enqueue(job("ok").delay(Duration::from_millis(300))).await.unwrap().id;
     wait_until(
         "the delayed job is queued and the orphan reclaimed while every slot is busy",
         Duration::from_secs(8),

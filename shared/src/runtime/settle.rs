@@ -248,8 +248,8 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use crate::job::{JobId, JobKind};
+    use chrono::Utc;
 
     fn leased(attempt: u32, max_attempts: u32) -> Leased {
         Leased {

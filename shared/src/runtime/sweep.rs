@@ -74,7 +74,7 @@ pub(crate) async fn sweep_loop<S: JobStore>(shared: SharedRef<S>, kinds: Vec<Job
             _ = tokio::time::sleep(every / 2) => {}
         }
         for kind in &kinds {
-            if !shared.slot_waits.waited(*kind).is_some_and(|w| w >= every) {
+            if shared.slot_waits.waited(*kind).is_none_or(|w| w < every) {
                 continue;
             }
             shared.slot_waits.swept(*kind);

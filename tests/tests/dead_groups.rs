@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::api_support;
 
 use api_support::*;
-use drover::job::{ErrorClass, JobId, JobKind};
-use drover::queue::JobStore;
+use drover::job::{ErrorClass, ErrorInfo, JobId, JobKind};
+use drover::queue::{JobStore, NewJob, SettleAction, Settlement};
 use serde_json::{json, Value};
 
 async fn groups(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
@@ -204,4 +204,59 @@ async fn dead_jobs_from_before_groups_were_kept_are_grouped_by_the_trimmers_back
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(groups(&app, ADMIN, "").await[0]["count"], 3);
+}
+
+/// A scoped key lists its own dead jobs of a group without walking other tenants' dead
+/// jobs of the same group (finding M9): with 2,500 of another account's, all newer than
+/// its one, its first page holds its job and says nothing more is there — neither
+/// slowed by nor hinting at the other tenant's failures.
+#[tokio::test]
+async fn a_scoped_keys_group_listing_never_walks_another_tenants_dead_jobs() {
+    let app = spawn_app().await;
+    let mine = sku_not_found(&app, "acme", 1).await;
+    let theirs: Vec<NewJob> = (0..2500).map(|_| NewJob::new(cleanup_payload("globex"))).collect();
+    for r in app.store.enqueue_bulk(theirs).await.unwrap() {
+        r.unwrap();
+    }
+    let mut dead = 0;
+    while dead < 2500 {
+        let leased = app
+            .store
+            .fetch(JobKind::Cleanup, "w", 500, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .jobs;
+        assert!(!leased.is_empty(), "{dead} of 2,500 dead, and nothing more to lease");
+        let settlements: Vec<Settlement> = leased
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action: SettleAction::Dead(ErrorInfo {
+                    class: ErrorClass::Permanent,
+                    message: format!(
+                        "deleteListingsItem SKU-{:05} on marketplace ATVPDKIKX0DER: 404 \"listing {i}77 not found\"",
+                        dead + i
+                    ),
+                }),
+                attempt: None,
+            })
+            .collect();
+        for chunk in settlements.chunks(200) {
+            app.store.settle(JobKind::Cleanup, chunk).await.unwrap();
+        }
+        dead += leased.len();
+    }
+    let all = groups(&app, ADMIN, "").await;
+    assert_eq!(all.len(), 1, "one failure, one group: {all:#?}");
+    assert_eq!(all[0]["count"], 2501);
+    let group = all[0]["id"].as_str().unwrap();
+
+    let page: Value = app.get_json(ACME, &format!("/v1/dead-letter?group={group}&limit=10")).await;
+    assert_eq!(ids_of(&page), [mine.to_string()], "{page}");
+    assert!(
+        page["next_cursor"].is_null(),
+        "no further page: another tenant's dead jobs are not this key's business: {page}"
+    );
 }

@@ -29,8 +29,27 @@ impl RedisStore {
     ) -> Result<(Vec<(String, String)>, Option<Position>, bool), StoreError> {
         // With an account, walk that account's own index and filter by state: a scoped
         // listing never walks (or is slowed by) another tenant's entries (finding M9).
-        // A dead-letter group's own index holds only its dead jobs; an account filters it.
+        // A dead-letter group's own index holds only its dead jobs, and each account has
+        // its own index of the group, read when it is whole: the trimmer's backfill has
+        // put the jobs grouped before those indexes into them, and it holds as many as
+        // the account's count of the group (a job killed by a previous release's script
+        // during an upgrade is counted but not indexed). Otherwise the group's index is
+        // walked and the account filters it.
+        let mut conn = self.connection();
+        let own_group_index = match (&query.group, &query.account_id) {
+            (Some(sig), Some(acct)) => {
+                let (done, indexed, counted): (i64, i64, Option<i64>) = redis::pipe()
+                    .exists(keys.key("dgjdone"))
+                    .zcard(keys.key(&format!("dgj:{sig}:{acct}")))
+                    .hget(keys.key(&format!("dga:{acct}")), sig)
+                    .query_async(&mut conn)
+                    .await?;
+                done == 1 && indexed == counted.unwrap_or(0)
+            }
+            _ => false,
+        };
         let (index, state_filter, account_filter) = match (&query.group, query.state, &query.account_id) {
+            (Some(sig), _, Some(acct)) if own_group_index => (keys.key(&format!("dgj:{sig}:{acct}")), "", ""),
             (Some(sig), _, acct) => (keys.key(&format!("dg:{sig}")), "", acct.as_deref().unwrap_or("")),
             (None, st, Some(acct)) => (keys.key(&format!("acct:{acct}")), st.map_or("", JobState::as_str), ""),
             // Queued jobs are indexed only by their lanes: read the newest jobs for them
@@ -43,7 +62,6 @@ impl RedisStore {
             (None, None, None) => (keys.key("all"), "", ""),
         };
         let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
-        let mut conn = self.connection();
         let reply: (Vec<String>, String, String, i64) = scripts::LIST
             .key(&index)
             .arg(keys.prefix())

@@ -195,6 +195,8 @@ local function dead_joined(id, err, at)
   redis.call('HSET', P .. 'dgl', sig, at)
   local acct = redis.call('HGET', key, 'acct')
   if acct and acct ~= '' then
+    -- the account's own index of the group, so a scoped listing never walks another's
+    redis.call('ZADD', P .. 'dgj:' .. sig .. ':' .. acct, at, id)
     local ak = P .. 'dga:' .. acct
     if redis.call('HINCRBY', ak, sig, 1) == 1 then
       redis.call('HSET', ak, sig .. ':f', at)
@@ -217,6 +219,7 @@ local function dead_left(id)
     redis.call('DEL', P .. 'dg:' .. sig)
   end
   if f[2] and f[2] ~= '' then
+    redis.call('ZREM', P .. 'dgj:' .. sig .. ':' .. f[2], id)
     local ak = P .. 'dga:' .. f[2]
     if redis.call('HINCRBY', ak, sig, -1) <= 0 then
       redis.call('HDEL', ak, sig, sig .. ':f', sig .. ':l')

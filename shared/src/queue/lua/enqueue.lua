@@ -26,7 +26,8 @@ local woke = false
 -- what a created job that asks for its waiting answer was stored with, so the answer
 -- need not read it back
 local created = {}
--- A queue with no job yet needs no backfill of its per-account counts (account_counts.lua).
+-- A queue with no job yet needs no backfill of its per-account counts (account_counts.lua)
+-- nor of its dead-letter groups (dead_groups.lua).
 local fresh = redis.call('EXISTS', P .. 'all') == 0
 
 -- `field`, `value` added to `fields` unless the value is empty
@@ -167,7 +168,7 @@ for _ = 1, n do
 end
 if n_all > 0 then
   redis.call('ZADD', P .. 'all', unpack(all))
-  if fresh then redis.call('SET', P .. 'acdone', 1) end
+  if fresh then redis.call('MSET', P .. 'acdone', 1, P .. 'dgdone', 1, P .. 'dgjdone', 1) end
 end
 for acct, mine in pairs(by_acct) do
   redis.call('ZADD', P .. 'acct:' .. acct, unpack(mine))

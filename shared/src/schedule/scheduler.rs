@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::counters::ScheduleCounters;
-use super::spec::{latest_tick, parse_cron};
+use super::spec::{latest_tick, parse_cron, Schedule, ScheduleError, ScheduleSpec};
 use super::store::ScheduleStore;
 use crate::job::{JobKind, JobPayload};
 use crate::queue::{EnqueueError, JobStore, NewJob};
@@ -177,6 +177,9 @@ pub struct Scheduler<S: JobStore> {
     active_read_at: Option<tokio::time::Instant>,
     /// Problems already logged, so a broken schedule is reported once, not every second.
     reported: HashMap<String, String>,
+    /// Each schedule's cron and job as last validated, reused while its definition is
+    /// unchanged: parsing a cron costs tens of µs, and every poll reads every schedule.
+    parsed: HashMap<String, (ScheduleSpec, Cron, JobPayload)>,
     /// The first poll's time: only ticks after it can be this process's misfires.
     since: Option<DateTime<Utc>>,
     counters: Arc<ScheduleCounters>,
@@ -193,6 +196,7 @@ impl<S: JobStore> Scheduler<S> {
             active: Vec::new(),
             active_read_at: None,
             reported: HashMap::new(),
+            parsed: HashMap::new(),
             since: None,
             counters: Arc::default(),
         }
@@ -289,9 +293,11 @@ impl<S: JobStore> Scheduler<S> {
         let mut out = Vec::new();
         match self.schedules.list().await {
             Ok(all) => {
+                let listed: std::collections::HashSet<String> = all.iter().flatten().map(|s| s.key()).collect();
+                self.parsed.retain(|key, _| listed.contains(key));
                 for s in all {
                     match s {
-                        Ok(s) if s.spec.enabled => match s.spec.validate(&s.name) {
+                        Ok(s) if s.spec.enabled => match self.validated(&s) {
                             Ok((cron, payload)) => {
                                 let spec = s.spec.clone();
                                 out.push(Due {
@@ -318,27 +324,29 @@ impl<S: JobStore> Scheduler<S> {
         }
         self.refresh_accounts().await;
         let d = self.config.defaults.clone();
+        // Each built-in's cron is parsed once a poll, not once per account.
+        let sync_cron = d.sync.enabled.then(|| parse_cron(&d.sync.cron).ok()).flatten();
+        let audits: Vec<(&str, Cron, i64)> = [("daily_audit", &d.daily_audit, 1), ("weekly_audit", &d.weekly_audit, 7)]
+            .into_iter()
+            .filter(|(_, b, _)| b.enabled)
+            .filter_map(|(label, b, days)| parse_cron(&b.cron).ok().map(|c| (label, c, days)))
+            .collect();
         for acct in &self.active {
-            if d.sync.enabled {
-                if let Ok(cron) = parse_cron(&d.sync.cron) {
-                    let a = acct.clone();
-                    out.push(Due {
-                        name: format!("builtin.sync.{}", acct.account_id),
-                        cron,
-                        make: Box::new(move |_tick| {
-                            let v = serde_json::json!({
-                                "account_id": a.account_id, "marketplace_id": a.marketplace_id, "resources": ["orders", "listings"]
-                            });
-                            JobPayload::from_json(JobKind::Sync, v).map(NewJob::new).map_err(|e| e.to_string())
-                        }),
-                    });
-                }
+            if let Some(cron) = &sync_cron {
+                let a = acct.clone();
+                out.push(Due {
+                    name: format!("builtin.sync.{}", acct.account_id),
+                    cron: cron.clone(),
+                    make: Box::new(move |_tick| {
+                        let v = serde_json::json!({
+                            "account_id": a.account_id, "marketplace_id": a.marketplace_id, "resources": ["orders", "listings"]
+                        });
+                        JobPayload::from_json(JobKind::Sync, v).map(NewJob::new).map_err(|e| e.to_string())
+                    }),
+                });
             }
-            for (label, b, days) in [("daily_audit", &d.daily_audit, 1), ("weekly_audit", &d.weekly_audit, 7)] {
-                if !b.enabled {
-                    continue;
-                }
-                let Ok(cron) = parse_cron(&b.cron) else { continue };
+            for (label, cron, days) in &audits {
+                let (cron, days) = (cron.clone(), *days);
                 let a = acct.clone();
                 let report_type = d.audit_report_type.clone();
                 out.push(Due {
@@ -357,6 +365,19 @@ impl<S: JobStore> Scheduler<S> {
             }
         }
         out
+    }
+
+    /// A schedule's cron and job: validated again only when its definition changed.
+    fn validated(&mut self, s: &Schedule) -> Result<(Cron, JobPayload), ScheduleError> {
+        let key = s.key();
+        if let Some((spec, cron, payload)) = self.parsed.get(&key) {
+            if *spec == s.spec {
+                return Ok((cron.clone(), payload.clone()));
+            }
+        }
+        let (cron, payload) = s.spec.validate(&s.name)?;
+        self.parsed.insert(key, (s.spec.clone(), cron.clone(), payload.clone()));
+        Ok((cron, payload))
     }
 
     async fn refresh_accounts(&mut self) {

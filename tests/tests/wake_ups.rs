@@ -1,10 +1,11 @@
 //! Waking idle fetchers (`JobStore::wait_for_work`) on a private redis-server: a wait
-//! given up midway must not keep a BLPOP blocked in Redis that takes the next wake-up.
+//! given up midway must not keep a BLPOP blocked in Redis that takes the next wake-up,
+//! on one server or on a Redis Cluster.
 use std::time::{Duration, Instant};
 
 use drover::job::{JobKind, JobPayload};
 use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
-use drover_tests::harness::{Durability, RedisServer};
+use drover_tests::harness::{Durability, RedisCluster, RedisServer};
 use serde_json::json;
 
 async fn store(server: &RedisServer) -> RedisStore {
@@ -47,5 +48,38 @@ async fn a_wait_given_up_midway_leaves_the_next_wake_up_to_a_fetcher_still_waiti
     assert!(
         waited < Duration::from_secs(2),
         "the idle fetcher woke only after {waited:?}: the given-up wait took the enqueue's wake-up"
+    );
+}
+
+/// The same on a Redis Cluster, where each process's watcher tasks block on the
+/// partitions' markers for its fetcher: once that fetcher no longer waits (busy, or
+/// stopped), its watchers must not take the wake-up another process's idle fetcher is
+/// waiting for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_process_no_longer_waiting_leaves_the_next_wake_up_to_one_that_is() {
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let stopped = RedisStore::connect(&url, "drover", JobDefaults::default()).await.unwrap();
+    let idle = RedisStore::connect(&url, "drover", JobDefaults::default()).await.unwrap();
+    // The first process's fetcher waits (its watcher blocks on the marker), then stops.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        stopped.wait_for_work(JobKind::Cleanup, Duration::from_secs(20)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "nothing was enqueued yet, so the wait was still blocked");
+
+    // The other process's fetcher waits; its watcher blocks after the first one's did.
+    let waiter = tokio::spawn(async move {
+        let t = Instant::now();
+        idle.wait_for_work(JobKind::Cleanup, Duration::from_secs(8)).await.unwrap();
+        t.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stopped.enqueue(cleanup()).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(15), waiter).await.unwrap().unwrap();
+    assert!(
+        waited < Duration::from_secs(2),
+        "the idle fetcher woke only after {waited:?}: the stopped process's watcher took the wake-up"
     );
 }

@@ -3,8 +3,9 @@
 //! on it with BLPOP. On a single server (or a Sentinel primary) one BLPOP waits on every
 //! partition's marker of a kind at once and says which one woke. A cluster refuses a
 //! BLPOP across slots, so there each partition has a watcher task on a connection of its
-//! own that blocks on its marker and wakes the kind's fetcher; the watchers end with the
-//! store.
+//! own that blocks on its marker, while one of this process's fetchers of the kind waits,
+//! and wakes it; the watchers end with the store.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,15 +38,64 @@ impl Drop for Blocked<'_> {
 #[derive(Default)]
 pub(crate) struct Wakers {
     single: [Mutex<Option<RedisConn>>; 3],
-    cluster: [OnceCell<Arc<Notify>>; 3],
+    cluster: [OnceCell<(Arc<Notify>, Arc<Waiting>)>; 3],
+}
+
+/// How many of this process's fetchers of a kind wait for work right now. A cluster
+/// watcher blocks on its marker only while one does, and a wake-up its BLPOP takes after
+/// the last one stopped waiting goes back on the marker: a busy or stopped process never
+/// keeps a wake-up another process's idle fetcher waits for.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    count: AtomicUsize,
+    /// Signalled when the first fetcher starts waiting.
+    changed: Notify,
+}
+
+impl Waiting {
+    fn some(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+
+    /// Until a fetcher waits.
+    async fn until_some(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.some() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// One fetcher's wait, counted in [`Waiting`] while it lasts.
+struct Waits<'a>(&'a Waiting);
+
+impl<'a> Waits<'a> {
+    fn begin(w: &'a Waiting) -> Self {
+        if w.count.fetch_add(1, Ordering::SeqCst) == 0 {
+            w.changed.notify_waiters();
+        }
+        Self(w)
+    }
+}
+
+impl Drop for Waits<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl RedisStore {
     pub(super) async fn wait_for(&self, kind: JobKind, timeout: Duration) -> Result<(), StoreError> {
         if self.conn.is_cluster() {
-            let notify = self.wakers.cluster[kind.index()]
+            let (notify, waiting) = self.wakers.cluster[kind.index()]
                 .get_or_init(|| async { self.start_watchers(kind) })
                 .await;
+            let _waits = Waits::begin(waiting);
             let _ = tokio::time::timeout(timeout, notify.notified()).await;
             return Ok(());
         }
@@ -85,11 +135,13 @@ impl RedisStore {
     }
 
     /// One watcher per partition of `kind`; they hold the store only weakly.
-    fn start_watchers(&self, kind: JobKind) -> Arc<Notify> {
+    fn start_watchers(&self, kind: JobKind) -> (Arc<Notify>, Arc<Waiting>) {
         let notify = Arc::new(Notify::new());
+        let waiting = Arc::new(Waiting::default());
         for (p, keys) in self.all_keys(kind).into_iter().enumerate() {
             let watch = Watch {
                 notify: Arc::downgrade(&notify),
+                waiting: waiting.clone(),
                 visits: Arc::downgrade(&self.visits),
                 source: self.source.clone(),
                 marker: keys.marker(),
@@ -98,12 +150,13 @@ impl RedisStore {
             };
             tokio::spawn(watch.run());
         }
-        notify
+        (notify, waiting)
     }
 }
 
 struct Watch {
     notify: Weak<Notify>,
+    waiting: Arc<Waiting>,
     visits: Weak<[std::sync::Mutex<super::visits::Visits>; 3]>,
     source: crate::redis_conn::RedisSource,
     marker: String,
@@ -115,6 +168,12 @@ impl Watch {
     async fn run(self) {
         let mut conn: Option<RedisConn> = None;
         while self.notify.strong_count() > 0 {
+            if !self.waiting.some() {
+                // Nobody here waits: take no wake-up, and look again within a block
+                // whether the store is gone.
+                let _ = tokio::time::timeout(WATCH_BLOCK, self.waiting.until_some()).await;
+                continue;
+            }
             if conn.is_none() {
                 match self.source.lazy(Timeouts::blocking()) {
                     Ok(c) => conn = Some(c),
@@ -129,6 +188,15 @@ impl Watch {
             cmd.arg(&self.marker).arg(WATCH_BLOCK.as_secs_f64());
             let pop = cmd.query_async::<Option<(String, String)>>(c);
             match tokio::time::timeout(WATCH_BLOCK * 3, pop).await {
+                Ok(Ok(Some(_))) if !self.waiting.some() => {
+                    // This process's fetchers stopped waiting while the BLPOP was on the
+                    // wire: the wake-up goes back for another process's (at worst one
+                    // wake-up too many).
+                    let back: redis::RedisResult<i64> = redis::cmd("LPUSH").arg(&self.marker).arg("1").query_async(c).await;
+                    if back.is_err() {
+                        conn = None;
+                    }
+                }
                 Ok(Ok(Some(_))) => {
                     if let Some(v) = self.visits.upgrade() {
                         v[self.kind.index()]

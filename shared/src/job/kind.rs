@@ -29,6 +29,12 @@ impl JobKind {
         }
     }
 
+    /// Whether an account runs at most one job of this kind at a time (sync: two syncs
+    /// of one account would race on its cursors); the enqueue and retry scripts are told.
+    pub fn is_exclusive(self) -> bool {
+        matches!(self, JobKind::Sync)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Sync => "sync",

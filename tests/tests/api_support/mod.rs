@@ -1,6 +1,5 @@
 //! One app per test: a private redis-server, the API built by the library on port 0, a
 //! reqwest client and a direct store handle (to put jobs in states a test needs).
-#![allow(dead_code)]
 use std::net::SocketAddr;
 use std::time::Duration;
 

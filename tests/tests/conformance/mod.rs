@@ -1,5 +1,4 @@
 //! The rules. Each takes a fresh, empty store.
-#![allow(dead_code)]
 mod attempts;
 mod callbacks;
 mod dispatch;

@@ -1,7 +1,6 @@
 //! A whole Drover stack for end-to-end job tests: a private redis-server, a private
 //! PostgreSQL database, the marketplace simulator (real HTTP, in this process) and real
 //! `drover-worker` processes configured to match the simulator's usage plans.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Write;

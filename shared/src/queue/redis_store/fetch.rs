@@ -1,0 +1,233 @@
+//! Fetching on Redis: which partitions a fetch visits, and the rounds of fetch-script
+//! calls that lease jobs from them (promoting due jobs and reclaiming expired leases).
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use super::{bulk, parse_err, RedisStore, CHUNK, MAX_BATCH};
+use crate::job::{JobId, JobKind};
+use crate::queue::codec::{decode_leased, Fields, LEASED_FIELDS};
+use crate::queue::{scripts, Fetched, JobStore, Leased, QueueKeys, Settlement, StoreError};
+use crate::redis_conn::query_grouped_each;
+
+impl RedisStore {
+    pub(super) async fn lease_jobs(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        // A worker whose outcomes could not be stored as durably as configured leases nothing.
+        self.durable.ensure_supported().await?;
+        let n = self.defaults.partitions.count();
+        let plan = if n == 1 {
+            vec![0]
+        } else {
+            self.visits[kind.index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .plan(Instant::now())
+        };
+        if plan.is_empty() {
+            let wait = self.visits[kind.index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_due(Instant::now());
+            return Ok(Fetched {
+                jobs: Vec::new(),
+                next_due: Some(wait),
+                drained: false,
+            });
+        }
+        self.fetch_from(kind, &plan, worker, max, lease).await
+    }
+
+    /// Leases from the partitions `plan` names, at most `max` jobs in all (`max` 0 only
+    /// promotes and reclaims), and notes each visit in the kind's [`Visits`]. The
+    /// partitions are asked in rounds of at most `max` (each for its share of what is
+    /// still wanted) until `max` are leased or no partition may hold more: one round
+    /// trip when `max` covers them all and the work is spread, and a job in the last
+    /// partition is still found by a fetch of one.
+    async fn fetch_from(&self, kind: JobKind, plan: &[usize], worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        let max = max.min(MAX_BATCH);
+        let mut out = Vec::new();
+        let mut next_due: Option<Duration> = None;
+        let mut to_ask: Vec<usize> = plan.to_vec();
+        let mut failed = false;
+        while !to_ask.is_empty() && (max == 0 || out.len() < max) {
+            let wanted = max - out.len();
+            let take = if max == 0 { to_ask.len() } else { to_ask.len().min(wanted) };
+            let round: Vec<usize> = to_ask.drain(..take).collect();
+            let shares: Vec<usize> = if max == 0 {
+                vec![0; round.len()]
+            } else {
+                (0..round.len())
+                    .map(|i| wanted / round.len() + usize::from(i < wanted % round.len()))
+                    .collect()
+            };
+            let r = match self.fetch_round(kind, &round, &shares, worker, lease).await {
+                Ok(r) => r,
+                // The runs leased in earlier rounds go ahead (dropping them would leave
+                // their leases to expire unrun); the failure is the caller's only when
+                // nothing was leased.
+                Err(e) if out.is_empty() => return Err(e),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            };
+            out.extend(r.jobs);
+            failed |= r.failed;
+            if let Some(w) = r.next_due {
+                next_due = Some(next_due.map_or(w, |n| n.min(w)));
+            }
+            if max == 0 {
+                break;
+            }
+            // A partition that filled its share may hold more: it is asked again after the
+            // others (each such round leases at least one job, so this ends).
+            to_ask.extend(r.full);
+        }
+        // Short of `max` means each partition's last answer was short of its share: their
+        // lanes held no more that could run now. Partitioned, the partitions not asked have
+        // visit times of their own, which the fetcher's next call turns into its wait
+        // (without a call to Redis when none is due): it asks again rather than wait on
+        // what this fetch saw.
+        let drained = self.defaults.partitions.count() == 1 && max > 0 && out.len() < max && !failed;
+        Ok(Fetched {
+            jobs: out,
+            next_due,
+            drained,
+        })
+    }
+
+    /// One round of [`RedisStore::fetch_from`]: partition `round[i]` asked for `shares[i]`
+    /// jobs, all in one pipeline (one per shard on a cluster).
+    async fn fetch_round(
+        &self,
+        kind: JobKind,
+        round: &[usize],
+        shares: &[usize],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Round, StoreError> {
+        let parts = self.defaults.partitions.all();
+        let keys: Vec<QueueKeys> = round.iter().map(|p| self.partition_keys(kind, parts[*p])).collect();
+        let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
+        let add = |pipe: &mut redis::Pipeline, i: usize| {
+            let mut inv = scripts::FETCH.key(keys[i].slot_key());
+            inv.arg(keys[i].prefix())
+                .arg(shares[i])
+                .arg(worker)
+                .arg(lease.as_millis() as u64)
+                .arg(CHUNK)
+                .arg(self.defaults.per_account[kind.index()])
+                .arg(u8::from(self.defaults.reports_starts));
+            inv.add_to(pipe);
+        };
+        // With `queue.durability` above local the leases are waited for like any other
+        // write: a lease that a failover or restart could forget would let the new
+        // primary hand the job to a second worker while the first still runs it.
+        let wait = self.durable.durability().wait_command();
+        let conn = if wait.is_some() { self.durable.conn() } else { self.conn.clone() };
+        // Each shard answers on its own: one that is down or cannot acknowledge does not
+        // cost the leases the others made.
+        let groups = query_grouped_each(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref()).await;
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut give_back = Vec::new();
+        let mut next_due: Option<Duration> = None;
+        let mut full = Vec::new();
+        let mut failure: Option<StoreError> = None;
+        for group in groups {
+            let (replies, durable) = match group.result {
+                Ok((replies, tail)) => {
+                    let durable = tail.map_or(Ok(()), |w| self.durable.durability().check(w));
+                    (replies, durable)
+                }
+                Err(e) => {
+                    // Whether it leased anything is unknown: such leases return when they
+                    // expire. The partitions wait for their marker or the next sweep.
+                    for i in &group.items {
+                        self.visits[kind.index()]
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .visited(round[*i], now, false, None, lease);
+                        self.partition_health.failed(kind, round[*i], &e);
+                    }
+                    failure.get_or_insert(e.into());
+                    continue;
+                }
+            };
+            for (i, reply) in group.items.iter().zip(replies) {
+                let (p, share) = (round[*i], shares[*i]);
+                let (jobs, wait): (Vec<Value>, i64) =
+                    redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+                let got = jobs.len() / 3;
+                let mut leased = Vec::with_capacity(got);
+                let mut it = jobs.into_iter();
+                while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
+                    let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
+                    let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
+                    leased.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
+                }
+                match &durable {
+                    Ok(()) => {
+                        out.extend(leased);
+                        self.partition_health.served(kind, p);
+                    }
+                    Err(e) => {
+                        // Not one of these runs starts: give the jobs back (attempts
+                        // unused) so they wait in the queue, not behind a lease nobody
+                        // will renew.
+                        give_back.extend(leased);
+                        self.partition_health.failed(kind, p, e);
+                    }
+                }
+                let wait = (wait >= 0).then(|| Duration::from_millis(wait as u64));
+                if let Some(w) = wait {
+                    next_due = Some(next_due.map_or(w, |n| n.min(w)));
+                }
+                self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner()).visited(
+                    p,
+                    now,
+                    got >= share && durable.is_ok(),
+                    wait,
+                    lease,
+                );
+                if share > 0 && got >= share && durable.is_ok() {
+                    full.push(p);
+                }
+            }
+            if let Err(e) = durable {
+                failure.get_or_insert(e);
+            }
+        }
+        if !give_back.is_empty() {
+            let release: Vec<Settlement> = give_back.iter().map(Settlement::release).collect();
+            if let Err(re) = self.settle(kind, &release).await {
+                tracing::warn!(error = %re, jobs = release.len(), "could not give back leases that were not durable; they return when the leases expire");
+            }
+        }
+        // A shard's failure is the caller's only when nothing else was leased (so an idle
+        // worker backs off); otherwise the runs that were leased go ahead.
+        let failed = failure.is_some();
+        if let Some(e) = failure {
+            if out.is_empty() {
+                return Err(e);
+            }
+        }
+        Ok(Round {
+            jobs: out,
+            next_due,
+            full,
+            failed,
+        })
+    }
+}
+
+/// What one round of a fetch leased, and what it says about the partitions asked.
+struct Round {
+    jobs: Vec<Leased>,
+    /// The soonest a job falls due or a lease expires in the partitions asked.
+    next_due: Option<Duration>,
+    /// Partitions that filled their share (they may hold more).
+    full: Vec<usize>,
+    /// A partition could not be served (its leases, if any, were given back).
+    failed: bool,
+}

@@ -1,0 +1,389 @@
+//! The queue on Redis: enqueue, fetch, settle and every other operation of [`JobStore`] as
+//! calls of the Lua library, over one server, Sentinel or Redis Cluster.
+//!
+//! Layout: this file holds the store, its keys and the small operations (cancel, retry,
+//! pause, counts); each path with more to it has its own file — `enqueue` (arguments,
+//! group commit), `fetch` (partition rounds), `settle` (outcomes, lease renewal, starts),
+//! `load` (records and waiting reasons), `trim` (retention and purge) and `workers`
+//! (heartbeats). Listing, counts, wake-ups and dead-letter groups live beside it in
+//! `queue/`.
+mod enqueue;
+mod fetch;
+mod load;
+mod settle;
+mod trim;
+mod workers;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use super::durability::DurableWrites;
+use super::partition_health::PartitionHealth;
+use super::visits::Visits;
+use super::wake::Wakers;
+use super::{
+    scripts, CancelOutcome, EnqueueError, Enqueued, Fetched, JobDefaults, JobStore, LeaseReport, ListQuery, NewJob, Page, QueueCounts,
+    QueueKeys, RetryOutcome, SettleResult, Settlement, StoreError, Trimmed,
+};
+use crate::group_commit::GroupCommit;
+use crate::job::{Job, JobId, JobKind, Progress};
+use crate::redis_conn::{query_grouped, RedisConn, RedisSource, Timeouts};
+use enqueue::{Waiter, MAX_GROUP};
+
+/// How many due jobs or expired leases one fetch handles; the rest wait for the next.
+const CHUNK: usize = 500;
+/// Most jobs one fetch leases or one enqueue call carries (keeps Lua's stack bounded).
+const MAX_BATCH: usize = 1000;
+
+/// The Redis implementation of [`JobStore`], on a single server, a Sentinel-managed
+/// primary or a Redis Cluster; each kind's queue in `defaults.partitions` partitions.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(super) source: RedisSource,
+    pub(super) conn: RedisConn,
+    namespace: Arc<str>,
+    defaults: Arc<JobDefaults>,
+    /// Blocking waits for work, on connections of their own.
+    pub(super) wakers: Arc<Wakers>,
+    /// Per kind: which partitions the next fetch visits.
+    pub(super) visits: Arc<[std::sync::Mutex<Visits>; 3]>,
+    /// Single enqueues made at the same moment share one call.
+    group: Arc<GroupCommit<Waiter>>,
+    /// Enqueues and terminal settles, waited on as `queue.durability` asks.
+    durable: DurableWrites,
+    /// Partitions a fetch could not serve, for logging each outage once.
+    partition_health: Arc<PartitionHealth>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connect to `url` (see [`crate::redis_conn::RedisTarget`]). Fails when Redis cannot
+    /// be reached now; once connected, the connection re-establishes itself after outages.
+    pub async fn connect(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
+        let store = Self::connect_lazy(url, namespace, defaults)?;
+        // Reachable is all this asks: whether Redis can provide `queue.durability` is
+        // the first durable write's (and readiness's) question.
+        let _: String = redis::cmd("PING").query_async(&mut store.connection()).await?;
+        Ok(store)
+    }
+
+    /// Like [`RedisStore::connect`], but nothing is dialled until the first command, so
+    /// a service can start (and report itself not ready) while Redis is down.
+    pub fn connect_lazy(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
+        let source = RedisSource::new(url).map_err(|e| StoreError::Setup(e.to_string()))?;
+        let conn = source.lazy(Timeouts::default())?;
+        let n = usize::from(defaults.partitions.count());
+        let now = Instant::now();
+        Ok(Self {
+            durable: DurableWrites::new(&source, &conn, defaults.durability)?,
+            source,
+            conn,
+            namespace: namespace.into(),
+            defaults: Arc::new(defaults),
+            wakers: Arc::default(),
+            visits: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now)))),
+            group: Arc::new(GroupCommit::new(MAX_GROUP)),
+            partition_health: Arc::default(),
+        })
+    }
+
+    /// The keys of one partition of `kind`'s queue (`None`: the unpartitioned queue).
+    pub fn partition_keys(&self, kind: JobKind, partition: Option<u16>) -> QueueKeys {
+        QueueKeys::new(&self.namespace, kind, partition)
+    }
+
+    /// The keys of the queue `id` lives in.
+    pub fn job_keys(&self, id: &JobId) -> QueueKeys {
+        self.partition_keys(id.kind(), self.defaults.partitions.of_job(id))
+    }
+
+    /// The keys of the queue `account`'s jobs of `kind` live in.
+    pub fn account_keys(&self, kind: JobKind, account: &str) -> QueueKeys {
+        self.job_keys(&self.new_job_id(kind, account, None))
+    }
+
+    /// The keys of every partition of `kind`, in order.
+    pub fn all_keys(&self, kind: JobKind) -> Vec<QueueKeys> {
+        self.defaults
+            .partitions
+            .all()
+            .into_iter()
+            .map(|p| self.partition_keys(kind, p))
+            .collect()
+    }
+
+    /// A new id for a job of `kind` for `account`: on a partitioned queue it names the
+    /// account's bucket, so the job lands in the account's partition.
+    pub fn new_job_id(&self, kind: JobKind, account: &str, idempotency_key: Option<&str>) -> JobId {
+        JobId::with_bucket(kind, self.defaults.partitions.bucket_for(account, idempotency_key))
+    }
+
+    pub fn defaults(&self) -> &JobDefaults {
+        &self.defaults
+    }
+
+    /// Replaces the defaults (the partition migration's view of the new layout).
+    pub(super) fn set_defaults(&mut self, defaults: JobDefaults) {
+        let n = usize::from(defaults.partitions.count());
+        let now = Instant::now();
+        self.defaults = Arc::new(defaults);
+        self.visits = Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now))));
+        self.wakers = Arc::default();
+    }
+
+    /// The store's multiplexed connection, for the caller's own use (e.g. heartbeats).
+    pub fn connection(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    /// Where the store's Redis is; opens more connections (e.g. blocking ones).
+    pub fn source(&self) -> &RedisSource {
+        &self.source
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Runs `add(pipe, i)` for each of `keys` (one queue's key per item) in as few round
+    /// trips as the deployment allows, and returns each item's replies in order.
+    pub(super) async fn grouped(
+        &self,
+        keys: &[String],
+        library: Option<&crate::redis_conn::Library>,
+        add: impl Fn(&mut redis::Pipeline, usize),
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        Ok(query_grouped(&self.conn, keys, library, add).await?)
+    }
+
+    /// This store just made work ready in `id`'s partition (an enqueue, a retry, a
+    /// settle that requeues or frees a lane): its own next fetch visits that partition
+    /// without waiting for a wake-up (other stores learn of it from the marker).
+    fn touched(&self, id: &JobId) {
+        if let Some(p) = self.defaults.partitions.of_job(id) {
+            self.visits[id.kind().index()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .woken(usize::from(p), Instant::now());
+        }
+    }
+
+    /// `items` grouped by the queue each lives in (order kept within a queue), with the
+    /// position of each in `items`.
+    fn by_queue<'a, T>(&self, items: &'a [T], id: impl Fn(&T) -> &JobId) -> Vec<(QueueKeys, Vec<(usize, &'a T)>)> {
+        let mut groups: Vec<(QueueKeys, Vec<(usize, &'a T)>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let keys = self.job_keys(id(item));
+            match groups.iter_mut().find(|(k, _)| k.prefix() == keys.prefix()) {
+                Some((_, v)) => v.push((i, item)),
+                None => groups.push((keys, vec![(i, item)])),
+            }
+        }
+        groups
+    }
+
+    /// Calls `script` once for each queue `runs` live in — its prefix, `arg` when given,
+    /// then each run's id and token — every queue at once, so a slow or unreachable shard
+    /// delays or fails only its own runs. Each answer comes with its queue's runs.
+    async fn call_per_queue<'a, R: redis::FromRedisValue>(
+        &self,
+        script: &'static crate::redis_conn::LuaScript,
+        runs: &'a [(JobId, String)],
+        arg: Option<u64>,
+    ) -> Vec<(Vec<(usize, &'a (JobId, String))>, redis::RedisResult<R>)> {
+        let queues = self.by_queue(runs, |r| &r.0);
+        let answers = futures::future::join_all(queues.iter().map(|(keys, items)| {
+            let mut inv = script.key(keys.slot_key());
+            inv.arg(keys.prefix());
+            if let Some(a) = arg {
+                inv.arg(a);
+            }
+            for (_, (id, token)) in items {
+                inv.arg(id.as_str()).arg(token);
+            }
+            let mut conn = self.conn.clone();
+            async move { inv.invoke_async::<R>(&mut conn).await }
+        }))
+        .await;
+        queues.into_iter().map(|(_, items)| items).zip(answers).collect()
+    }
+}
+
+pub(super) fn parse_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Protocol(e.to_string())
+}
+
+fn bulk(v: Value) -> Result<String, StoreError> {
+    redis::from_redis_value::<String>(v).map_err(parse_err)
+}
+
+impl JobStore for RedisStore {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        self.enqueue_one(job).await
+    }
+
+    async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        self.enqueue_all(jobs).await
+    }
+
+    async fn fetch(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
+        self.lease_jobs(kind, worker, max, lease).await
+    }
+
+    async fn settle(&self, _kind: JobKind, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+        self.settle_runs(settlements).await
+    }
+
+    async fn extend_leases(&self, _kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
+        self.renew_leases(leases, lease).await
+    }
+
+    async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
+        self.record_starts(runs).await
+    }
+
+    async fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> Result<bool, StoreError> {
+        let keys = self.job_keys(id);
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(progress).map_err(parse_err)?;
+        let n: i64 = scripts::PROGRESS
+            .key(keys.slot_key())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .arg(token)
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
+        let keys = self.job_keys(id);
+        let mut conn = self.conn.clone();
+        let r: String = scripts::CANCEL
+            .key(keys.slot_key())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match r.as_str() {
+            "missing" => CancelOutcome::NotFound,
+            "cancelled" => CancelOutcome::Cancelled,
+            "requested" => CancelOutcome::Requested,
+            other => CancelOutcome::AlreadyTerminal(other.trim_start_matches("terminal:").parse().map_err(parse_err)?),
+        })
+    }
+
+    async fn retry(&self, id: &JobId) -> Result<RetryOutcome, StoreError> {
+        let keys = self.job_keys(id);
+        let mut conn = self.conn.clone();
+        self.touched(id);
+        let exclusive = if id.kind().is_exclusive() { "1" } else { "0" };
+        let r: String = scripts::RETRY
+            .key(keys.slot_key())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .arg(exclusive)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match r.split_once(':') {
+            None if r == "queued" => RetryOutcome::Queued,
+            None => RetryOutcome::NotFound,
+            Some(("busy", holder)) => RetryOutcome::AccountBusy(holder.parse().map_err(parse_err)?),
+            Some((_, state)) => RetryOutcome::WrongState(state.parse().map_err(parse_err)?),
+        })
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.load_jobs(std::slice::from_ref(id), true).await?.pop().flatten())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let (ids, next) = self.page_ids(query).await?;
+        let jobs = self.load_jobs(&ids, false).await?.into_iter().flatten().collect();
+        Ok(Page { jobs, next })
+    }
+
+    async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {
+        let parts = self.all_keys(kind);
+        let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
+        let replies = self
+            .grouped(&tags, Some(&scripts::LIBRARY), |pipe, i| super::counts::add_reads(pipe, &parts[i]))
+            .await?;
+        let mut total = QueueCounts::default();
+        for values in replies {
+            let part = super::counts::from_reads(values)?;
+            total.lag_ms_by_partition.push(part.lag_ms);
+            total.add(&part);
+        }
+        Ok(total)
+    }
+
+    async fn set_paused(&self, kind: JobKind, paused: bool) -> Result<(), StoreError> {
+        let parts = self.all_keys(kind);
+        if !paused {
+            let mut visits = self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner());
+            for p in 0..parts.len() {
+                visits.woken(p, Instant::now());
+            }
+        }
+        let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
+        self.grouped(&tags, None, |pipe, i| {
+            let k = &parts[i];
+            if paused {
+                pipe.set(k.key("paused"), 1);
+            } else {
+                pipe.del(k.key("paused")).lpush(k.marker(), 1).ltrim(k.marker(), 0, 0);
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_dead(&self, _kind: JobKind, ids: &[JobId]) -> Result<u64, StoreError> {
+        self.purge(ids).await
+    }
+
+    async fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
+        self.trim_finished(kind, retention, limit).await
+    }
+
+    async fn waiting(&self, id: &JobId) -> Result<Option<super::Waiting>, StoreError> {
+        let keys = self.job_keys(id);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = scripts::WAITING
+            .key(keys.slot_key())
+            .arg(keys.prefix())
+            .arg(id.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        super::Waiting::from_reply(reply)
+    }
+
+    async fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> Result<(), StoreError> {
+        self.wait_for(kind, timeout).await
+    }
+
+    async fn worker_heartbeat(&self, worker: &str, info: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.heartbeat(worker, info, ttl).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        self.durable.ensure_supported().await
+    }
+
+    async fn await_durable(&self) -> Result<(), StoreError> {
+        self.durable.await_durable().await
+    }
+}

@@ -1,0 +1,159 @@
+//! Settling on Redis: runs' outcomes sent per queue (a terminal one waited on as
+//! `queue.durability` asks), leases renewed and starts recorded, each shard on its own.
+use std::time::Duration;
+
+use super::RedisStore;
+use crate::job::JobId;
+use crate::queue::codec::attempt_arg;
+use crate::queue::{durability, scripts, Durability, LeaseReport, QueueKeys, SettleAction, SettleResult, Settlement, StoreError};
+
+/// The settle script's outcome, delay (ms) and data arguments for one settlement.
+fn action_args(s: &Settlement) -> (&'static str, u64, String) {
+    let ms = |d: &Duration| d.as_millis() as u64;
+    match &s.action {
+        SettleAction::Succeeded(v) => ("succeeded", 0, v.to_string()),
+        SettleAction::Partial(v) => ("partial", 0, v.to_string()),
+        SettleAction::Retry { delay, error } => ("retry", ms(delay), json(error)),
+        SettleAction::Snooze { delay, error } => ("snooze", ms(delay), json(error)),
+        SettleAction::Dead(e) => ("dead", 0, json(e)),
+        SettleAction::Cancelled(e) => ("cancelled", 0, json(e)),
+        SettleAction::Release => ("release", 0, String::new()),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+impl RedisStore {
+    pub(super) async fn settle_runs(&self, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every queue's outcomes are sent at once, whatever another queue (another shard)
+        // answers: one that cannot acknowledge or be reached marks only its own.
+        let mut results = vec![SettleResult::LeaseLost; settlements.len()];
+        let mut not_durable = None;
+        let mut unreached = None;
+        let queues = self.by_queue(settlements, |s| &s.id);
+        let answers = futures::future::join_all(queues.iter().map(|(keys, items)| async move {
+            let batch: Vec<&Settlement> = items.iter().map(|(_, s)| *s).collect();
+            self.settle_in(keys, &batch).await
+        }))
+        .await;
+        for ((_, items), answer) in queues.iter().zip(answers) {
+            self.touched(&items[0].1.id);
+            match answer {
+                Ok(rs) => {
+                    for ((i, _), r) in items.iter().zip(rs) {
+                        results[*i] = r;
+                    }
+                }
+                Err(e) => {
+                    let (mark, slot) = match e {
+                        StoreError::NotDurable(_) => (SettleResult::NotDurable, &mut not_durable),
+                        _ => (SettleResult::Unreached, &mut unreached),
+                    };
+                    slot.get_or_insert(e);
+                    for (i, _) in items {
+                        results[*i] = mark;
+                    }
+                }
+            }
+        }
+        // Nothing else happened: the call's one answer says what (as for a single queue).
+        if results.iter().all(|r| *r == SettleResult::Unreached) {
+            if let Some(e) = unreached {
+                return Err(e);
+            }
+        }
+        if results.iter().all(|r| *r == SettleResult::NotDurable) {
+            if let Some(e) = not_durable {
+                return Err(e);
+            }
+        }
+        Ok(results)
+    }
+
+    pub(super) async fn renew_leases(&self, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
+        // Each queue (each shard) renews its own: one that cannot be reached leaves only
+        // its leases unrenewed; the call fails when none could be.
+        let mut report = LeaseReport::default();
+        let mut failure = None;
+        let answers = self
+            .call_per_queue::<(Vec<String>, Vec<String>)>(&scripts::EXTEND, leases, Some(lease.as_millis() as u64))
+            .await;
+        for (items, answer) in answers {
+            match answer {
+                Ok((lost, cancel)) => {
+                    report.lost.extend(lost.into_iter().filter_map(|s| s.parse().ok()));
+                    report.cancel_requested.extend(cancel.into_iter().filter_map(|s| s.parse().ok()));
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    report.unreached.extend(items.iter().map(|(_, (id, _))| id.clone()));
+                }
+            }
+        }
+        match failure {
+            Some(e) if report.unreached.len() == leases.len() => Err(e.into()),
+            _ => Ok(report),
+        }
+    }
+
+    pub(super) async fn record_starts(&self, runs: &[(JobId, String)]) -> Result<(), StoreError> {
+        // Every queue is told even when another cannot be reached (the call then fails
+        // and is sent again: a start is recorded once however often it is sent).
+        let answers = self.call_per_queue::<i64>(&scripts::START, runs, None).await;
+        match answers.into_iter().find_map(|(_, answer)| answer.err()) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Settle one queue's runs: one pipeline of script calls (256 runs each). Only a
+    /// job's end must not roll back (review F2): a batch holding one goes on the durable
+    /// writes' connection, followed by the wait `queue.durability` asks for; a retry,
+    /// snooze or hand-back lost in a failover is reclaimed like any lease.
+    async fn settle_in(&self, keys: &QueueKeys, settlements: &[&Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+        let build = || {
+            let mut pipe = redis::pipe();
+            for chunk in settlements.chunks(256) {
+                let mut inv = scripts::SETTLE.key(keys.slot_key());
+                inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
+                for s in chunk {
+                    let (outcome, delay, data) = action_args(s);
+                    let attempt = s.attempt.as_ref().map(|a| attempt_arg(a, &s.token)).unwrap_or_default();
+                    inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+                }
+                inv.add_to(&mut pipe);
+            }
+            pipe
+        };
+        let local = Durability::LOCAL;
+        let (mut conn, wanted) = if settlements.iter().any(|s| s.action.is_terminal()) {
+            self.durable.ensure_supported().await?;
+            (self.durable.conn(), self.durable.durability())
+        } else {
+            (self.conn.clone(), &local)
+        };
+        let replies: Vec<Vec<String>> = match durability::query(&mut conn, build(), wanted).await {
+            Err(StoreError::Redis(e)) if crate::redis_conn::is_missing(&e) => {
+                scripts::LIBRARY.load(&mut conn).await?;
+                durability::query(&mut conn, build(), wanted).await?
+            }
+            r => r?,
+        };
+        Ok(replies
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                if r == "ok" {
+                    SettleResult::Applied
+                } else {
+                    SettleResult::LeaseLost
+                }
+            })
+            .collect())
+    }
+}

@@ -148,5 +148,7 @@ mod auth;
 mod faults;
 #[path = "marketplace_client/happy.rs"]
 mod happy;
+#[path = "marketplace_client/redirects.rs"]
+mod redirects;
 #[path = "marketplace_client/secrets.rs"]
 mod secrets;

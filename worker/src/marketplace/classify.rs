@@ -32,7 +32,7 @@ pub(crate) fn disposition(status: StatusCode) -> Disposition {
         401 => Disposition::Unauthorized,
         429 => Disposition::RateLimited,
         500..=599 => Disposition::ServerError,
-        // 1xx/3xx never reach us (reqwest follows redirects); treat the rest as 4xx.
+        // 3xx reach us too (redirects are not followed: see client.rs); the rest are 4xx.
         _ => Disposition::ClientError,
     }
 }

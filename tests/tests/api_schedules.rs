@@ -337,3 +337,60 @@ async fn the_scheduler_counts_each_tick_it_made_and_each_tick_it_missed_once() {
     let seen = late_starter.counters();
     assert_eq!((seen.ticks(), seen.misfires()), (0, 0));
 }
+
+/// How many `HGETALL`s this Redis has answered.
+async fn hgetalls(conn: &mut drover::redis_conn::RedisConn) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_hgetall:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// M3: every replica's scheduler polls once a second; with no schedule changed it must not
+/// read every schedule's JSON again (one `HGETALL` of up to accounts × quota entries) on
+/// each poll, yet a schedule created, replaced or deleted is seen by the next poll.
+#[tokio::test]
+async fn the_scheduler_reads_the_schedules_again_only_after_one_changed() {
+    use chrono::{TimeZone, Utc};
+    use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let spec = |cron: &str, account: &str| ScheduleSpec {
+        cron: cron.into(),
+        kind: JobKind::Cleanup,
+        payload: cleanup_schedule(cron, account)["payload"].clone(),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    for (name, account) in [("nightly-a", "acme"), ("nightly-b", "acme"), ("nightly-c", "globex")] {
+        schedules.put(name, spec("0 3 * * *", account)).await.unwrap();
+    }
+    let config = SchedulerConfig {
+        misfire_grace_ms: 5_000,
+        ..SchedulerConfig::default()
+    };
+    let mut scheduler = Scheduler::new(store.clone(), schedules.clone(), None, config);
+    let at = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, h, m, s).unwrap();
+    let mut conn = store.connection();
+
+    let before = hgetalls(&mut conn).await;
+    for s in 0..10 {
+        assert_eq!(scheduler.tick_once(at(12, 0, s)).await, 0);
+    }
+    let reads = hgetalls(&mut conn).await - before;
+    assert!(reads <= 1, "{reads} HGETALLs of the schedules in 10 polls with nothing changed");
+
+    // Created: its first tick is enqueued.
+    schedules.put("hourly", spec("6 * * * *", "acme")).await.unwrap();
+    assert_eq!(scheduler.tick_once(at(12, 6, 1)).await, 1, "a created schedule is seen");
+    // Replaced: its new cron is used.
+    schedules.put("nightly-a", spec("7 12 * * *", "acme")).await.unwrap();
+    assert_eq!(scheduler.tick_once(at(12, 7, 1)).await, 1, "a replaced schedule is seen");
+    // Deleted: it makes no more jobs.
+    assert!(schedules.delete(Some("acme"), "hourly").await.unwrap());
+    assert_eq!(scheduler.tick_once(at(13, 6, 1)).await, 0, "a deleted schedule is seen");
+}

@@ -1,6 +1,6 @@
 -- Create a schedule unless its field exists or its account is at its quota, atomically,
 -- so concurrent creations cannot pass the quota together.
--- KEYS[1]: the schedules hash. ARGV: field, JSON, the account's field prefix
+-- KEYS[1]: the schedules hash, KEYS[2]: its version (counted up on a creation). ARGV: field, JSON, the account's field prefix
 -- ("<account>/"), the most schedules the account may have.
 -- Returns 1: created; 0: the field exists (not touched); -1: the account is at its quota.
 -- HKEYS reads every account's names: bounded by accounts x the quota, and creations are
@@ -18,4 +18,5 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
 return 1

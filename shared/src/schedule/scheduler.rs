@@ -159,6 +159,18 @@ pub trait AccountSource: Send + Sync + 'static {
     fn active_accounts(&self) -> AccountsFuture<'_>;
 }
 
+/// The longest the scheduler goes without reading every schedule again, even with the
+/// store's version unchanged (a release that did not count its writes, a lost count).
+const REREAD_EVERY: Duration = Duration::from_secs(60);
+
+/// The schedules as one read found them.
+struct Listed {
+    version: u64,
+    read_at: tokio::time::Instant,
+    /// Each schedule, or why its entry could not be read.
+    schedules: Vec<Result<Schedule, String>>,
+}
+
 /// One thing to enqueue per tick.
 struct Due {
     name: String,
@@ -180,6 +192,9 @@ pub struct Scheduler<S: JobStore> {
     /// Each schedule's cron and job as last validated, reused while its definition is
     /// unchanged: parsing a cron costs tens of µs, and every poll reads every schedule.
     parsed: HashMap<String, (ScheduleSpec, Cron, JobPayload)>,
+    /// The schedules as last read, at which store version and when: read again only when
+    /// the version moved, or [`REREAD_EVERY`] passed.
+    listed: Option<Listed>,
     /// The first poll's time: only ticks after it can be this process's misfires.
     since: Option<DateTime<Utc>>,
     counters: Arc<ScheduleCounters>,
@@ -197,6 +212,7 @@ impl<S: JobStore> Scheduler<S> {
             active_read_at: None,
             reported: HashMap::new(),
             parsed: HashMap::new(),
+            listed: None,
             since: None,
             counters: Arc::default(),
         }
@@ -291,37 +307,36 @@ impl<S: JobStore> Scheduler<S> {
 
     async fn due_list(&mut self) -> Vec<Due> {
         let mut out = Vec::new();
-        match self.schedules.list().await {
-            Ok(all) => {
-                let listed: std::collections::HashSet<String> = all.iter().flatten().map(|s| s.key()).collect();
-                self.parsed.retain(|key, _| listed.contains(key));
-                for s in all {
-                    match s {
-                        Ok(s) if s.spec.enabled => match self.validated(&s) {
-                            Ok((cron, payload)) => {
-                                let spec = s.spec.clone();
-                                out.push(Due {
-                                    // Names are per account: the key keeps two tenants'
-                                    // "daily" apart in the idempotency key and the maps.
-                                    name: s.key(),
-                                    cron,
-                                    make: Box::new(move |_tick| {
-                                        let mut job = NewJob::new(payload.clone());
-                                        job.priority = spec.priority;
-                                        job.max_attempts = spec.max_attempts;
-                                        Ok(job)
-                                    }),
-                                });
-                            }
-                            Err(e) => self.report(&s.key(), e.to_string()),
-                        },
-                        Ok(_) => {}
-                        Err(e) => self.report("schedules", e.to_string()),
-                    }
-                }
-            }
-            Err(e) => self.report("schedules", e.to_string()),
+        if let Err(e) = self.read_schedules().await {
+            self.report("schedules", e.to_string());
+            self.listed = None;
         }
+        let listed = self.listed.take();
+        for s in listed.iter().flat_map(|l| &l.schedules) {
+            match s {
+                Ok(s) if s.spec.enabled => match self.validated(s) {
+                    Ok((cron, payload)) => {
+                        let spec = s.spec.clone();
+                        out.push(Due {
+                            // Names are per account: the key keeps two tenants' "daily"
+                            // apart in the idempotency key and the maps.
+                            name: s.key(),
+                            cron,
+                            make: Box::new(move |_tick| {
+                                let mut job = NewJob::new(payload.clone());
+                                job.priority = spec.priority;
+                                job.max_attempts = spec.max_attempts;
+                                Ok(job)
+                            }),
+                        });
+                    }
+                    Err(e) => self.report(&s.key(), e.to_string()),
+                },
+                Ok(_) => {}
+                Err(e) => self.report("schedules", e.clone()),
+            }
+        }
+        self.listed = listed;
         self.refresh_accounts().await;
         let d = self.config.defaults.clone();
         // Each built-in's cron is parsed once a poll, not once per account.
@@ -365,6 +380,33 @@ impl<S: JobStore> Scheduler<S> {
             }
         }
         out
+    }
+
+    /// Reads every schedule again when the store's version moved since the last read (a
+    /// save or delete) or [`REREAD_EVERY`] passed; otherwise keeps what it has.
+    async fn read_schedules(&mut self) -> Result<(), ScheduleError> {
+        let version = self.schedules.version().await?;
+        let now = tokio::time::Instant::now();
+        if let Some(l) = &self.listed {
+            if l.version == version && now.duration_since(l.read_at) < REREAD_EVERY {
+                return Ok(());
+            }
+        }
+        let schedules: Vec<Result<Schedule, String>> = self
+            .schedules
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| s.map_err(|e| e.to_string()))
+            .collect();
+        let listed: std::collections::HashSet<String> = schedules.iter().flatten().map(|s| s.key()).collect();
+        self.parsed.retain(|key, _| listed.contains(key));
+        self.listed = Some(Listed {
+            version,
+            read_at: now,
+            schedules,
+        });
+        Ok(())
     }
 
     /// A schedule's cron and job: validated again only when its definition changed.

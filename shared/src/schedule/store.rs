@@ -2,6 +2,8 @@
 //! [`Schedule`]. Names are per account, so two tenants can each have a "daily" without
 //! learning of, or overwriting, each other's. Fields without a `/` are schedules saved
 //! before names were per account; they are still read, and moved on their next save.
+//! Every save or delete also counts up `{<ns>:schedules}:version` (same slot as the
+//! hash), so a scheduler reads the hash again only when something changed.
 use std::sync::LazyLock;
 
 use crate::redis_conn::RedisConn;
@@ -17,6 +19,8 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("cre
 pub struct ScheduleStore {
     conn: RedisConn,
     key: String,
+    /// Counted up by every save and delete, after the hash changed.
+    version_key: String,
     max_per_account: usize,
 }
 
@@ -26,6 +30,7 @@ impl ScheduleStore {
         Self {
             conn,
             key: format!("{namespace}:schedules"),
+            version_key: format!("{{{namespace}:schedules}}:version"),
             max_per_account: usize::MAX,
         }
     }
@@ -62,6 +67,7 @@ impl ScheduleStore {
             let prefix = field(account.as_deref(), "");
             let outcome: i64 = CREATE
                 .key(&self.key)
+                .key(&self.version_key)
                 .arg(&f)
                 .arg(encode(&schedule)?)
                 .arg(prefix)
@@ -79,11 +85,16 @@ impl ScheduleStore {
             if let Some(current) = self.get(account.as_deref(), name).await? {
                 schedule.created_at = current.created_at;
             }
-            let _: () = conn.hset(&self.key, &f, encode(&schedule)?).await?;
-        }
-        if legacy {
-            // A schedule saved before names were per account moves to its new field.
-            let _: u64 = conn.hdel(&self.key, name).await?;
+            let mut pipe = redis::pipe();
+            pipe.hset(&self.key, &f, encode(&schedule)?).ignore();
+            if legacy {
+                // A schedule saved before names were per account moves to its new field.
+                pipe.hdel(&self.key, name).ignore();
+            }
+            // After the hash changed, on the same connection: a reader that sees the new
+            // version reads the new hash.
+            pipe.incr(&self.version_key, 1).ignore();
+            let _: () = pipe.query_async(&mut conn).await?;
         }
         Ok((schedule, created))
     }
@@ -123,19 +134,32 @@ impl ScheduleStore {
 
     /// True when it existed.
     pub async fn delete(&self, account: Option<&str>, name: &str) -> Result<bool, ScheduleError> {
-        let mut conn = self.conn.clone();
-        let n: u64 = conn.hdel(&self.key, field(account, name)).await?;
-        if n > 0 {
+        if self.remove(&field(account, name)).await? {
             return Ok(true);
         }
-        let legacy: Option<String> = conn.hget(&self.key, name).await?;
+        let legacy: Option<String> = self.conn.clone().hget(&self.key, name).await?;
         match legacy.map(|r| decode(name, &r)).transpose()? {
-            Some(s) if s.account() == account => {
-                let n: u64 = conn.hdel(&self.key, name).await?;
-                Ok(n > 0)
-            }
+            Some(s) if s.account() == account => self.remove(name).await,
             _ => Ok(false),
         }
+    }
+
+    /// Removes one field, then counts the version up; true when it existed.
+    async fn remove(&self, field: &str) -> Result<bool, ScheduleError> {
+        let (n, _): (u64, u64) = redis::pipe()
+            .hdel(&self.key, field)
+            .incr(&self.version_key, 1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// How many saves and deletes there have been (0 before the first): unchanged means
+    /// [`Self::list`] would answer as last time, except for writes by a release that did
+    /// not count them.
+    pub async fn version(&self) -> Result<u64, ScheduleError> {
+        let v: Option<u64> = self.conn.clone().get(&self.version_key).await?;
+        Ok(v.unwrap_or(0))
     }
 
     /// All schedules by account and name; unreadable entries are reported, not hidden.

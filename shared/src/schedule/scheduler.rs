@@ -190,7 +190,7 @@ pub struct Scheduler<S: JobStore> {
     /// Problems already logged, so a broken schedule is reported once, not every second.
     reported: HashMap<String, String>,
     /// Each schedule's cron and job as last validated, reused while its definition is
-    /// unchanged: parsing a cron costs tens of µs, and every poll reads every schedule.
+    /// unchanged: parsing a cron costs tens of µs, and every poll goes through every schedule.
     parsed: HashMap<String, (ScheduleSpec, Cron, JobPayload)>,
     /// The schedules as last read, at which store version and when: read again only when
     /// the version moved, or [`REREAD_EVERY`] passed.

@@ -148,9 +148,26 @@ impl tracing::Subscriber for Capture {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-// Current-thread runtime: the thread-local subscriber sees every task's events.
-#[tokio::test]
-async fn failure_logs_name_account_op_and_status_but_never_a_secret() -> TestResult {
+rusty_fork::rusty_fork_test! {
+    #![rusty_fork(timeout_ms = 120_000)]
+
+    // In a child process of its own: with other tests running beside it, a log call site
+    // first reached by another test's thread while this subscriber was being set up
+    // could keep an interest of "never", and its events were lost (seen in CI: no
+    // "status=429" in the logs).
+    #[test]
+    fn failure_logs_name_account_op_and_status_but_never_a_secret() {
+        // Current-thread runtime: the thread-local subscriber sees every task's events.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(failures_then_the_logs())
+            .expect("the calls and the checks");
+    }
+}
+
+async fn failures_then_the_logs() -> TestResult {
     let capture = Capture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let env = env().await?;

@@ -126,16 +126,14 @@ async fn fetch_loop<S: JobStore>(
         }
         // Lease in batches of at least a quarter of the capacity when jobs are in flight.
         let batch_floor = ((room.concurrency + ahead) / 4).max(1).min(shared.settings.fetch_batch);
-        // While every slot is busy, the sweep promotes and reclaims in this fetch's stead.
-        shared.slot_waits.waiting(kind);
-        let permits = tokio::select! {
-            _ = stop.cancelled() => {
-                shared.slot_waits.done(kind);
-                break;
+        let permits = {
+            // While every slot is busy, the sweep promotes and reclaims in this fetch's stead.
+            let _waiting = shared.slot_waits.waiting(kind);
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                p = gather_permits(&slots, batch_floor, shared.settings.fetch_batch) => p,
             }
-            p = gather_permits(&slots, batch_floor, shared.settings.fetch_batch) => p,
         };
-        shared.slot_waits.done(kind);
         if stop.is_cancelled() {
             break;
         }

@@ -34,14 +34,11 @@ impl SlotWaits {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    /// `kind`'s fetcher waits for a free slot from now.
-    pub fn waiting(&self, kind: JobKind) {
+    /// `kind`'s fetcher waits for a free slot from now until the returned guard drops
+    /// (it has a slot again, or stopped).
+    pub fn waiting(&self, kind: JobKind) -> SlotWait<'_> {
         self.since[kind.index()].store(self.now(), Ordering::Relaxed);
-    }
-
-    /// `kind`'s fetcher has a slot again (or stopped).
-    pub fn done(&self, kind: JobKind) {
-        self.since[kind.index()].store(0, Ordering::Relaxed);
+        SlotWait { waits: self, kind }
     }
 
     /// How long `kind`'s fetcher has waited for a slot without a fetch being made for
@@ -55,6 +52,18 @@ impl SlotWaits {
     fn swept(&self, kind: JobKind) {
         let now = self.now();
         let _ = self.since[kind.index()].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| (s > 0).then_some(now));
+    }
+}
+
+/// One fetcher's wait for a slot, counted in [`SlotWaits`] while it lasts.
+pub(crate) struct SlotWait<'a> {
+    waits: &'a SlotWaits,
+    kind: JobKind,
+}
+
+impl Drop for SlotWait<'_> {
+    fn drop(&mut self) {
+        self.waits.since[self.kind.index()].store(0, Ordering::Relaxed);
     }
 }
 
@@ -95,14 +104,14 @@ mod tests {
     async fn a_kind_counts_as_waiting_from_when_its_fetcher_began_and_again_after_each_sweep() {
         let w = SlotWaits::default();
         assert_eq!(w.waited(JobKind::Cleanup), None);
-        w.waiting(JobKind::Cleanup);
+        let wait = w.waiting(JobKind::Cleanup);
         tokio::time::advance(Duration::from_millis(700)).await;
         assert_eq!(w.waited(JobKind::Cleanup), Some(Duration::from_millis(700)));
         assert_eq!(w.waited(JobKind::Sync), None, "kinds are apart");
         w.swept(JobKind::Cleanup);
         tokio::time::advance(Duration::from_millis(100)).await;
         assert_eq!(w.waited(JobKind::Cleanup), Some(Duration::from_millis(100)));
-        w.done(JobKind::Cleanup);
+        drop(wait);
         w.swept(JobKind::Cleanup);
         assert_eq!(w.waited(JobKind::Cleanup), None, "a sweep does not start a wait");
     }

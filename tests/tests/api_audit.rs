@@ -105,3 +105,37 @@ async fn only_keys_for_every_account_read_the_log_and_bad_parameters_are_named()
     named.sort();
     assert_eq!(named, ["before", "limit"]);
 }
+
+/// Finding N2 of this round's audit: a refused request still writes its audit row, and that
+/// row kept the request's fields whole — 1 MiB of `cron` made a 1 MiB row, and a page of the
+/// log 1 GB. What a row keeps is bounded, and says how much it left out.
+#[tokio::test]
+async fn an_audit_row_keeps_a_bounded_part_of_what_a_refused_request_sent() {
+    let app = spawn_app().await;
+    let cron = "x".repeat(200_000);
+    let name = "n".repeat(3_000);
+    let res = app
+        .client
+        .put(app.url(&format!("/v1/schedules/{name}")))
+        .bearer_auth(ACME_SUB)
+        .json(&json!({"cron": cron, "kind": "sync", "payload": {"account_id": "globex", "marketplace_id": MARKETPLACE}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    let (status, page) = audit(&app, READER, "").await;
+    assert_eq!(status, 200, "{page}");
+    let all = entries(&page);
+    assert_eq!(all.len(), 1, "{page}");
+    let row = &all[0];
+    assert_eq!((row["action"].as_str(), row["outcome"].as_str()), (Some("schedule.put"), Some("403 Forbidden")));
+    let target = row["target"].as_str().unwrap();
+    assert!(target.len() <= 300, "target kept {} bytes", target.len());
+    assert!(target.starts_with("nnnn"), "{target}");
+    let filter = row["filter"].to_string();
+    assert!(filter.len() <= 4096, "filter kept {} bytes", filter.len());
+    assert_eq!(row["filter"]["account_id"], "globex", "the small fields stay whole: {filter}");
+    let kept = row["filter"]["cron"].as_str().unwrap();
+    assert!(kept.starts_with("xxxx") && kept.contains("200000 bytes"), "{kept:.80}…");
+}

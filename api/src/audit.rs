@@ -3,7 +3,9 @@
 //! Postgres's `audit_log` once it has ended — who (the key's name), what, on which
 //! target and filter, how many jobs it touched, how it ended — and read back at
 //! `GET /v1/audit`. Requests the role guard refuses never reach an action and are not
-//! recorded (the access log has them).
+//! recorded (the access log has them). A row keeps a bounded part of what the request
+//! sent (refused requests are recorded too, so their fields are the client's to choose):
+//! a long text keeps its head and says how long it was, a long list its first entries.
 use drover::db::NewAuditEntry;
 use serde_json::Value;
 
@@ -53,8 +55,8 @@ pub async fn record(state: &AppState, caller: &Caller, what: Action, touched: u6
     let entry = NewAuditEntry {
         actor: caller.name.clone(),
         action: what.action.to_owned(),
-        target: what.target,
-        filter: what.filter,
+        target: bounded_text(what.target),
+        filter: what.filter.map(bounded),
         touched: i64::try_from(touched).unwrap_or(i64::MAX),
         outcome,
         request_id: request_id::current().unwrap_or_default(),
@@ -73,5 +75,75 @@ pub async fn record(state: &AppState, caller: &Caller, what: Action, touched: u6
             error,
             "audit log: could not record an operator action"
         );
+    }
+}
+
+/// The most of one text (a target, a string in a filter) a row keeps, in bytes.
+const TEXT_BYTES: usize = 256;
+/// The most entries of one list (ids of a replay) a row keeps.
+const LIST_ENTRIES: usize = 20;
+/// A filter still longer than this once bounded (many long fields) is replaced by a note.
+const FILTER_BYTES: usize = 4096;
+
+/// `text`, or its head and how long it was.
+fn bounded_text(text: String) -> String {
+    if text.len() <= TEXT_BYTES {
+        return text;
+    }
+    let mut end = TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// `filter` with each text and list bounded; a note instead when that is still too long.
+fn bounded(filter: Value) -> Value {
+    let kept = bounded_value(filter);
+    let bytes = kept.to_string().len();
+    if bytes <= FILTER_BYTES {
+        return kept;
+    }
+    serde_json::json!({"omitted": format!("the request's fields, {bytes} bytes once shortened")})
+}
+
+fn bounded_value(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(bounded_text(s)),
+        Value::Array(items) => {
+            let n = items.len();
+            let mut kept: Vec<Value> = items.into_iter().take(LIST_ENTRIES).map(bounded_value).collect();
+            if n > LIST_ENTRIES {
+                kept.push(Value::String(format!("… and {} more", n - LIST_ENTRIES)));
+            }
+            Value::Array(kept)
+        }
+        Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (bounded_text(k), bounded_value(v))).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn short_fields_stay_whole_and_long_ones_keep_their_head() {
+        let filter = json!({"kind": "cleanup", "ids": (0..25).collect::<Vec<_>>(), "cron": "é".repeat(300)});
+        let kept = bounded(filter);
+        assert_eq!(kept["kind"], "cleanup");
+        assert_eq!(kept["ids"].as_array().unwrap().len(), LIST_ENTRIES + 1);
+        assert_eq!(kept["ids"][LIST_ENTRIES], "… and 5 more");
+        let cron = kept["cron"].as_str().unwrap();
+        assert!(cron.ends_with("… (600 bytes)"), "{cron}");
+        assert!(cron.len() <= TEXT_BYTES + 20);
+    }
+
+    #[test]
+    fn a_filter_of_many_long_fields_becomes_a_note() {
+        let fields: serde_json::Map<String, Value> = (0..40).map(|i| (format!("f{i}"), json!("x".repeat(1000)))).collect();
+        let kept = bounded(Value::Object(fields));
+        assert!(kept["omitted"].as_str().unwrap().contains("bytes once shortened"), "{kept}");
     }
 }

@@ -96,3 +96,37 @@ async fn a_backfill_scheduled_past_the_cooldown_keeps_its_own_reason() {
     assert_eq!(v["waiting"]["reason"], "quota_cooldown", "due before the cooldown ends: {v}");
     assert_eq!(v["waiting"]["detail"]["then"], "scheduled");
 }
+
+/// Finding N3 of this stop's hostile-tenant audit: a queued job's `waiting.detail` counted
+/// the other accounts with queued work (`accounts_waiting`) and put their lanes into
+/// `position`, so a key limited to one account watched another tenant's activity come and
+/// go. A key limited to accounts sees only its own account's part (`ahead_in_account`) —
+/// in the submit's answer, `GET /v1/jobs/{id}` and the listing; an operator key still
+/// sees the whole estimate.
+#[tokio::test]
+async fn a_scoped_key_sees_its_own_place_in_line_and_nothing_of_other_accounts() {
+    let app = spawn_app().await;
+    let first = app.submit(ACME_SUB, &cleanup_body("acme")).await;
+    assert_eq!(first.status(), 202);
+    let before: Value = first.json().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(app.submit(GLOBEX_SUB, &cleanup_body("globex")).await.status(), 202);
+    }
+    let res = app.submit(ACME_SUB, &cleanup_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let second: Value = res.json().await.unwrap();
+    let id = second["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(before["waiting"]["detail"], json!({"ahead_in_account": 0}), "{before}");
+    assert_eq!(second["waiting"]["detail"], json!({"ahead_in_account": 1}), "{second}");
+    let job = app.get_json(ACME_SUB, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(job["waiting"]["detail"], json!({"ahead_in_account": 1}), "{job}");
+    let page = app.get_json(ACME_SUB, "/v1/jobs?kind=cleanup&state=queued").await;
+    let listed: Vec<&Value> = page["jobs"].as_array().unwrap().iter().map(|j| &j["waiting"]["detail"]).collect();
+    assert_eq!(listed.len(), 2, "{page}");
+    assert!(listed.iter().all(|d| d.get("ahead_in_account").is_some() && d.as_object().unwrap().len() == 1), "{page}");
+
+    let operator = app.get_json(ADMIN, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(operator["waiting"]["detail"]["accounts_waiting"], 2, "{operator}");
+    assert_eq!(operator["waiting"]["detail"]["ahead_in_account"], 1, "{operator}");
+}

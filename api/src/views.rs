@@ -214,7 +214,7 @@ pub struct WaitingView {
     /// When the wait ends, where known.
     pub until: Option<DateTime<Utc>>,
     /// The park's operation and message; the account's cap and the runs holding it; a
-    /// queued job's position estimate; an account cooldown's cause, level, start, the
+    /// queued job's place in line (a key limited to accounts: only `ahead_in_account`); an account cooldown's cause, level, start, the
     /// operations it refuses and what the job waits for after it (`then`).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
@@ -227,6 +227,28 @@ impl From<Waiting> for WaitingView {
             until: w.until,
             detail: w.detail,
         }
+    }
+}
+
+impl WaitingView {
+    /// What the caller may see: all of it for an operator's key; for a key limited to
+    /// accounts (`tenant`), of a queued job's place in line only its own account's part
+    /// (the estimate counts other accounts' queued work), and of a prefetched one not the
+    /// worker (a host name and pid). Other details are the account's own (its cap and
+    /// runs, its cooldown, its job's park).
+    pub fn seen_by(mut self, tenant: bool) -> Self {
+        if !tenant {
+            return self;
+        }
+        match self.reason {
+            WaitReason::Queued => {
+                let ahead = self.detail.get("ahead_in_account").cloned().unwrap_or(serde_json::Value::Null);
+                self.detail = serde_json::json!({ "ahead_in_account": ahead });
+            }
+            WaitReason::Prefetched => self.detail = serde_json::json!({}),
+            _ => {}
+        }
+        self
     }
 }
 

@@ -210,7 +210,10 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
         FirstSync::Off
     };
     let (first_sync_job, first_sync_error) = match first {
-        FirstSync::Queued(job) => (Some(job), None),
+        FirstSync::Queued(mut job) => {
+            job.waiting = job.waiting.map(|w| w.seen_by(caller.accounts.is_some()));
+            (Some(job), None)
+        }
         FirstSync::Off => (None, None),
         FirstSync::Failed(why) => (None, Some(why)),
     };

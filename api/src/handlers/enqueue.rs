@@ -30,7 +30,7 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     match enqueue_answering(state, job).await {
         Ok((e, waiting)) => {
             tracing::info!(job_id = %e.id, kind = %kind, created = e.created, key = %caller.name, "job accepted");
-            Ok(accepted(e, waiting))
+            Ok(accepted(e, waiting.map(|w| w.seen_by(caller.accounts.is_some()))))
         }
         Err(EnqueueError::IdempotencyConflict { existing }) => Err(ApiError::Conflict(format!(
             "this Idempotency-Key was already used with a different request (job {existing}); use a new key"

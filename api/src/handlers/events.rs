@@ -77,6 +77,7 @@ pub async fn job_events(
         seen_state: None,
         seen_progress: None,
         seen_waiting: None,
+        tenant: caller.accounts.is_some(),
         pending: VecDeque::new(),
         next: Some((Arc::new(job), None)),
         done: false,
@@ -98,6 +99,8 @@ struct Watch {
     seen_progress: Option<Progress>,
     /// The wait last sent: its reason and end (a position change alone sends nothing).
     seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>)>,
+    /// The caller's key is limited to accounts (`WaitingView::seen_by`).
+    tenant: bool,
     pending: VecDeque<Event>,
     /// A job already read (with why it waits, when known), to compare before waiting
     /// for the poll.
@@ -154,7 +157,7 @@ impl Watch {
             return;
         }
         self.seen_waiting = Some(key);
-        let view = WaitingView::from(w);
+        let view = WaitingView::from(w).seen_by(self.tenant);
         self.push("waiting", json!({"id": job.id, "state": job.state, "waiting": view}));
     }
 

@@ -11,7 +11,7 @@ use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::query;
 use crate::problem_responses::{Invalid, JobNotFound, RateLimited, Unauthorized, Unavailable};
 use crate::state::AppState;
-use crate::views::{JobPage, JobView};
+use crate::views::{JobPage, JobView, WaitingView};
 use crate::waiting::{self, WaitingJob};
 
 /// One job with its attempt history, progress, result and trace id.
@@ -44,7 +44,7 @@ pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
         // Worker names are internal host names and pids: for operators only.
         view = view.without_workers();
     }
-    view.waiting = waiting.map(Into::into);
+    view.waiting = waiting.map(|w| WaitingView::from(w).seen_by(caller.accounts.is_some()));
     Ok(Json(view))
 }
 

@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::cursor::Cursors;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::views::{JobPage, JobSummaryView};
+use crate::views::{JobPage, JobSummaryView, WaitingView};
 use crate::waiting::{waiting_many, WaitingJob};
 
 pub const DEFAULT_LIMIT: usize = 50;
@@ -140,7 +140,9 @@ pub async fn page(state: &AppState, caller: &Caller, query: &ListQuery) -> Resul
             .jobs
             .into_iter()
             .map(|s| {
-                let waiting = waits.remove(&s.job.id).map(Into::into);
+                let waiting = waits
+                    .remove(&s.job.id)
+                    .map(|w| WaitingView::from(w).seen_by(caller.accounts.is_some()));
                 let mut view = JobSummaryView::from(s);
                 view.waiting = waiting;
                 view

@@ -52,5 +52,6 @@ local function waiting_of(id, known)
   local in_lane = redis.call('ZRANK', lane_key(acct), id) or 0
   local lane_rank = redis.call('ZRANK', P .. 'lanes', acct) or lanes
   local position = in_lane * math.max(lanes, 1) + lane_rank
-  return 'queued', '', '{"position":' .. position .. ',"accounts_waiting":' .. lanes .. '}'
+  -- `ahead_in_account` is the account's own part, all a key limited to accounts is shown
+  return 'queued', '', '{"position":' .. position .. ',"accounts_waiting":' .. lanes .. ',"ahead_in_account":' .. in_lane .. '}'
 end

@@ -7,6 +7,8 @@ use crate::api_support;
 use api_support::*;
 use drover::job::{ErrorClass, JobKind};
 use drover::queue::JobStore;
+use drover_api::config::RateLimitConfig;
+use drover_tests::harness::Durability;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::Value;
@@ -366,7 +368,7 @@ async fn session_hashes(app: &TestApp) -> Vec<String> {
 #[tokio::test]
 async fn failed_sign_ins_from_one_address_get_429_with_retry_after_and_a_valid_key_works_once_it_has_passed() {
     // The default budget (api.ui.login_limit: 10 at once, then one every 6 s per address).
-    let app = spawn_app().await;
+    let app = spawn_app_with(Durability::None, |c| c.ui.login_limit = RateLimitConfig::LOGINS).await;
     let mut statuses = Vec::new();
     for n in 0..30 {
         let (status, _, _) = try_login(&app, &format!("guess-{n}"), None).await;
@@ -399,6 +401,28 @@ async fn failed_sign_ins_from_one_address_get_429_with_retry_after_and_a_valid_k
     tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
     let (status, _, _) = try_login(&app, ADMIN, None).await;
     assert_eq!(status, 303, "once the window has passed the valid key signs in");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_sign_in_budget() {
+    let app = spawn_app_with(Durability::None, |c| {
+        c.ui.login_limit = RateLimitConfig { per_minute: 1, burst: 3 };
+        c.ui.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    for n in 0..3 {
+        assert_eq!(try_login(&app, &format!("guess-{n}"), Some("203.0.113.7")).await.0, 401);
+    }
+    assert_eq!(
+        try_login(&app, ADMIN, Some("203.0.113.7")).await.0,
+        429,
+        "203.0.113.7 spent its budget"
+    );
+    // What a client writes left of the address the proxy appended is not believed.
+    let spoofed = try_login(&app, ADMIN, Some("198.51.100.1, 203.0.113.7")).await.0;
+    assert_eq!(spoofed, 429, "a forged hop does not open a fresh budget");
+    assert_eq!(try_login(&app, ADMIN, Some("203.0.113.8")).await.0, 303, "another client signs in");
+    assert_eq!(try_login(&app, ADMIN, None).await.0, 303, "the proxy's own address is a client too");
 }
 
 #[tokio::test]

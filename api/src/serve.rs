@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -15,6 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 
 /// Bounds on what one connection may hold.
 #[derive(Debug, Clone, Copy)]
@@ -42,9 +44,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             _ = shutdown.cancelled() => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed; backing off");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -54,7 +56,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, as `ConnectInfo`, for what is counted per client (sign-ins).
+        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Timeouts and resets end here; hyper logs the header timeout itself.

@@ -61,6 +61,8 @@ struct Inner {
     audit: AuditLog,
     /// The console's settings (`api.ui`).
     ui: crate::config::UiConfig,
+    /// Console sign-in attempts per client address (`api.ui.login_limit`).
+    logins: crate::ui::login_throttle::LoginThrottle,
 }
 
 /// What the accounts endpoints need.
@@ -101,6 +103,8 @@ impl AppState {
         let ReadGuards { streams, cursors } = reads;
         let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
         let audit = AuditLog::new(accounts.repo.pool().clone());
+        let ui = crate::config::UiConfig::default();
+        let logins = crate::ui::login_throttle::LoginThrottle::new(store.connection(), store.namespace(), &ui);
         Self(Arc::new(Inner {
             store,
             keys,
@@ -117,7 +121,8 @@ impl AppState {
             readiness: crate::readiness::Readiness::default(),
             callbacks: None,
             audit,
-            ui: crate::config::UiConfig::default(),
+            ui,
+            logins,
         }))
     }
 
@@ -131,12 +136,19 @@ impl AppState {
 
     /// The console's settings. Set while building, before the state is shared.
     pub fn with_ui(mut self, ui: crate::config::UiConfig) -> Self {
-        Arc::get_mut(&mut self.0).expect("the console is set before the state is shared").ui = ui;
+        let logins = crate::ui::login_throttle::LoginThrottle::new(self.store().connection(), self.store().namespace(), &ui);
+        let inner = Arc::get_mut(&mut self.0).expect("the console is set before the state is shared");
+        inner.ui = ui;
+        inner.logins = logins;
         self
     }
 
     pub fn ui(&self) -> &crate::config::UiConfig {
         &self.0.ui
+    }
+
+    pub fn login_throttle(&self) -> &crate::ui::login_throttle::LoginThrottle {
+        &self.0.logins
     }
 
     pub fn callbacks(&self) -> Option<&crate::callbacks::CallbackPolicy> {

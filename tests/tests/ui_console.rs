@@ -7,6 +7,8 @@ use crate::api_support;
 use api_support::*;
 use drover::job::{ErrorClass, JobKind};
 use drover::queue::JobStore;
+use drover_api::config::RateLimitConfig;
+use drover_tests::harness::Durability;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::Value;
@@ -338,4 +340,120 @@ async fn picked_jobs_a_filter_and_a_group_with_a_canary_are_confirmed_with_their
     }
     actions.sort();
     assert_eq!(actions, ["dlq.discard", "dlq.replay", "dlq.replay", "dlq.replay"]);
+}
+
+/// `POST /ui/login` with `key`, from a client without cookies: (status, Retry-After, body).
+async fn try_login(app: &TestApp, key: &str, forwarded_for: Option<&str>) -> (u16, Option<String>, String) {
+    let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    let mut req = http.post(app.url("/ui/login")).form(&[("key", key)]);
+    if let Some(from) = forwarded_for {
+        req = req.header("x-forwarded-for", from);
+    }
+    let res = req.send().await.unwrap();
+    let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (res.status().as_u16(), retry_after, res.text().await.unwrap())
+}
+
+/// The console's session hashes in Redis (not the index of a key's sessions).
+async fn session_hashes(app: &TestApp) -> Vec<String> {
+    let mut conn = redis::Client::open(app.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("drover:ui:*session:*").query_async(&mut conn).await.unwrap();
+    keys
+}
+
+#[tokio::test]
+async fn failed_sign_ins_from_one_address_get_429_with_retry_after_and_a_valid_key_works_once_it_has_passed() {
+    // The default budget (api.ui.login_limit: 10 at once, then one every 6 s per address).
+    let app = spawn_app_with(Durability::None, |c| c.ui.login_limit = RateLimitConfig::LOGINS).await;
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        let (status, _, _) = try_login(&app, &format!("guess-{n}"), None).await;
+        statuses.push(status);
+    }
+    let first_429 = statuses.iter().position(|s| *s == 429);
+    assert!(
+        first_429.is_some_and(|at| at <= 10 && statuses[at..].iter().all(|s| *s == 429)),
+        "30 wrong keys from one address: {statuses:?}"
+    );
+
+    // Throttled, a valid key gets the same answer as a wrong one: the 429 says nothing
+    // about the key, and X-Forwarded-For from an untrusted peer does not change the address.
+    let (valid, retry_after, valid_page) = try_login(&app, ADMIN, None).await;
+    let (wrong, _, wrong_page) = try_login(&app, "guess-again", Some("203.0.113.9")).await;
+    assert_eq!((valid, wrong), (429, 429));
+    let seconds: u64 = retry_after.expect("a Retry-After header").parse().unwrap();
+    assert!((1..=60).contains(&seconds), "Retry-After: {seconds}");
+    let shape = |page: &str| page.chars().filter(|c| !c.is_ascii_digit()).collect::<String>();
+    assert_eq!(
+        shape(&valid_page),
+        shape(&wrong_page),
+        "a 429 does not tell a valid key from a wrong one"
+    );
+    assert!(
+        valid_page.starts_with("<!DOCTYPE html>") && !valid_page.contains(ADMIN),
+        "{valid_page}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    let (status, _, _) = try_login(&app, ADMIN, None).await;
+    assert_eq!(status, 303, "once the window has passed the valid key signs in");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_sign_in_budget() {
+    let app = spawn_app_with(Durability::None, |c| {
+        c.ui.login_limit = RateLimitConfig { per_minute: 1, burst: 3 };
+        c.ui.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    for n in 0..3 {
+        assert_eq!(try_login(&app, &format!("guess-{n}"), Some("203.0.113.7")).await.0, 401);
+    }
+    assert_eq!(
+        try_login(&app, ADMIN, Some("203.0.113.7")).await.0,
+        429,
+        "203.0.113.7 spent its budget"
+    );
+    // What a client writes left of the address the proxy appended is not believed.
+    let spoofed = try_login(&app, ADMIN, Some("198.51.100.1, 203.0.113.7")).await.0;
+    assert_eq!(spoofed, 429, "a forged hop does not open a fresh budget");
+    assert_eq!(try_login(&app, ADMIN, Some("203.0.113.8")).await.0, 303, "another client signs in");
+    assert_eq!(try_login(&app, ADMIN, None).await.0, 303, "the proxy's own address is a client too");
+}
+
+#[tokio::test]
+async fn one_key_holds_at_most_its_cap_of_sessions_the_oldest_end_and_the_newest_work() {
+    // The default cap (api.ui.max_sessions_per_key): 20.
+    let app = spawn_app().await;
+    let reader = Browser::sign_in(&app, READER).await;
+    let mut admins = Vec::new();
+    for _ in 0..23 {
+        admins.push(Browser::sign_in(&app, ADMIN).await);
+    }
+    let held = session_hashes(&app).await;
+    assert!(
+        held.len() <= 21,
+        "23 sign-ins by one key and one by another left {} sessions in Redis",
+        held.len()
+    );
+    for (n, b) in admins.iter().enumerate() {
+        let want = if n < 3 { 303 } else { 200 };
+        assert_eq!(b.get("/ui").await.0, want, "session {n} of 23");
+    }
+    assert_eq!(reader.get("/ui").await.0, 200, "another key's session is not ended");
+
+    let mut conn = redis::Client::open(app.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("drover:ui:*session*").query_async(&mut conn).await.unwrap();
+    for key in keys {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
 }

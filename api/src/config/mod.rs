@@ -53,7 +53,7 @@ pub use keys::KeyEntry;
 pub use schedules::SchedulesConfig;
 pub use server::ServerConfig;
 pub use streams::StreamsConfig;
-pub use ui::UiConfig;
+pub use ui::{parse_proxy, UiConfig};
 
 /// Everything the API reads from configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -146,6 +146,9 @@ pub struct RateLimitConfig {
 }
 
 impl RateLimitConfig {
+    /// Console sign-ins: 10 at once per client address, then one every 6 s.
+    pub const LOGINS: Self = Self { per_minute: 10, burst: 10 };
+
     /// Reads: 6,000 a minute (100/s) per key, 600 at once.
     pub const READS: Self = Self {
         per_minute: 6_000,
@@ -342,7 +345,11 @@ impl ApiConfig {
                 self.events_max_ms
             ));
         }
-        for (name, limit) in [("rate_limit", &self.rate_limit), ("read_rate_limit", &self.read_rate_limit)] {
+        for (name, limit) in [
+            ("rate_limit", &self.rate_limit),
+            ("read_rate_limit", &self.read_rate_limit),
+            ("ui.login_limit", &self.ui.login_limit),
+        ] {
             if limit.per_minute == 0 || limit.per_minute > 6_000_000 {
                 errs.push(format!(
                     "api.{name}.per_minute = {} must be between 1 and 6000000",

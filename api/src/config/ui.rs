@@ -1,6 +1,8 @@
 //! `api.ui`: the operator console at `/ui` (see docs/console.md).
 use serde::{Deserialize, Serialize};
 
+use super::RateLimitConfig;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UiConfig {
@@ -11,6 +13,14 @@ pub struct UiConfig {
     pub secure_cookies: bool,
     /// How long a console session lasts without use, in minutes.
     pub session_minutes: u64,
+    /// Sign-in attempts (`POST /ui/login`, right key or wrong) per client address: a key
+    /// cannot be guessed online faster than this, across all replicas.
+    pub login_limit: RateLimitConfig,
+    /// Live console sessions one key may hold; signing in once more ends its oldest.
+    pub max_sessions_per_key: u32,
+    /// Proxies (addresses or CIDR ranges, e.g. the Ingress controller's pods) whose
+    /// `X-Forwarded-For` names the client; empty: the client is the connection's peer.
+    pub trusted_proxies: Vec<String>,
     /// A link from a job to its trace, `{trace_id}` replaced (empty: no link), e.g.
     /// `http://jaeger:16686/trace/{trace_id}`.
     pub trace_url: String,
@@ -27,6 +37,9 @@ impl Default for UiConfig {
             enabled: true,
             secure_cookies: false,
             session_minutes: 480,
+            login_limit: RateLimitConfig::LOGINS,
+            max_sessions_per_key: 20,
+            trusted_proxies: Vec::new(),
             trace_url: String::new(),
             replay_rate: 20,
             sample_secs: 60,
@@ -43,6 +56,19 @@ impl UiConfig {
                 self.session_minutes
             ));
         }
+        if !(1..=1000).contains(&self.max_sessions_per_key) {
+            errs.push(format!(
+                "api.ui.max_sessions_per_key = {} must be between 1 and 1000",
+                self.max_sessions_per_key
+            ));
+        }
+        for p in &self.trusted_proxies {
+            if parse_proxy(p).is_none() {
+                errs.push(format!(
+                    "api.ui.trusted_proxies: {p:?} is not an IP address or CIDR range (e.g. 10.0.0.0/8)"
+                ));
+            }
+        }
         if !(1..=3600).contains(&self.sample_secs) {
             errs.push(format!("api.ui.sample_secs = {} must be between 1 and 3600", self.sample_secs));
         }
@@ -54,4 +80,13 @@ impl UiConfig {
         }
         errs
     }
+}
+
+/// One `trusted_proxies` entry: an address (`10.1.2.3`) or a range (`10.0.0.0/8`).
+pub fn parse_proxy(entry: &str) -> Option<ipnet::IpNet> {
+    let entry = entry.trim();
+    entry
+        .parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }

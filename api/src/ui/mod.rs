@@ -1,23 +1,28 @@
 //! The operator console at `/ui` (docs/console.md): server-rendered pages over the same
 //! handlers, keys, roles and account scopes as the HTTP API, signed in with a session
 //! cookie; htmx and uPlot are vendored in `api/assets/` and served from the binary.
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::{Extension, Form, Router};
 use maud::html;
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::auth::sha256;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 mod accounts;
 mod audit;
 mod dead_letter;
 mod jobs;
+pub mod login_throttle;
 mod overview;
 pub mod page;
 mod queues;
@@ -75,6 +80,17 @@ fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
     )
 }
 
+/// The sign-in form again, with 429 and `Retry-After`; the same whatever key was sent.
+fn throttled(retry_after: Duration) -> Response {
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut res = login_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&format!("Too many sign-in attempts from this address: try again in {secs} s.")),
+    );
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
 async fn login_form() -> Response {
     login_page(StatusCode::OK, None)
 }
@@ -84,7 +100,20 @@ struct LoginForm {
     key: String,
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // Counted before the key is looked at, so a 429 says nothing about it.
+    let throttle = state.login_throttle();
+    let client = throttle.client(peer.map(|Extension(ConnectInfo(a))| a), &headers);
+    match throttle.check(client).await {
+        Ok(()) => {}
+        Err(ApiError::RateLimited { retry_after }) => return throttled(retry_after),
+        Err(e) => return page::error(&e),
+    }
     let presented = SecretString::from(form.key.trim().to_owned());
     let Some(principal) = state.keys().authenticate(&presented) else {
         return login_page(StatusCode::UNAUTHORIZED, Some("That key is not valid."));

@@ -2,6 +2,11 @@
 //! under the SHA-256 of the cookie and names the key by its hash, so a key removed or
 //! rotated ends its sessions; every `POST` must carry the session's CSRF token, checked
 //! here before any handler runs.
+//!
+//! A key holds at most `api.ui.max_sessions_per_key` sessions: each key's sessions are
+//! indexed by creation in a sorted set, and a new one past the cap ends the oldest in
+//! the same script. The set and the key's sessions share a hash tag derived from the key
+//! (the cookie carries it, `<tag>.<token>`), so that script runs in one slot on a Cluster.
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -10,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::page;
 use crate::auth::{sha256, Caller, Principal, Role};
@@ -28,8 +33,87 @@ pub struct Session {
     pub csrf: String,
 }
 
-fn redis_key(state: &AppState, token: &str) -> String {
-    format!("{}:ui:session:{}", state.store().namespace(), hex::encode(sha256(token.as_bytes())))
+/// Starts a session and ends the key's oldest past the cap, in one step.
+static CREATE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS[1]: the new session, KEYS[2]: its key's sessions by creation (one slot).
+-- ARGV: key hash, csrf, ttl s, most sessions per key, new session's id, sessions' key prefix
+-- -> how many older sessions were ended
+redis.call('HSET', KEYS[1], 'k', ARGV[1], 'c', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+-- forget the sessions that ended on their own (expired, signed out)
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if redis.call('EXISTS', ARGV[6] .. id) == 0 then redis.call('ZREM', KEYS[2], id) end
+end
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[5])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    redis.call('DEL', ARGV[6] .. id)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return math.max(over, 0)
+",
+    )
+});
+
+/// Reads a session and renews it and its key's index (which must outlive it).
+static LOAD: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS[1]: the session, KEYS[2]: its key's sessions. ARGV: ttl s -> the session's fields
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return fields
+",
+    )
+});
+
+/// A cookie's parts: the hash tag of its key's sessions and the secret token.
+struct Cookie<'a> {
+    tag: &'a str,
+    token: &'a str,
+}
+
+impl<'a> Cookie<'a> {
+    fn parse(value: &'a str) -> Option<Self> {
+        let (tag, token) = value.split_once('.')?;
+        let hex_tag = tag.len() == TAG_CHARS && tag.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex_tag && !token.is_empty()).then_some(Cookie { tag, token })
+    }
+
+    /// The session's id in its key's index: the SHA-256 of the token.
+    fn id(&self) -> String {
+        hex::encode(sha256(self.token.as_bytes()))
+    }
+}
+
+/// Hex characters of the hash tag (64 bits: keys are few, so tags never collide).
+const TAG_CHARS: usize = 16;
+
+/// The tag of a key's sessions: derived from the key's hash, not the hash itself, so a
+/// cookie shows nothing about the key.
+fn tag_of(key_hash: &[u8; 32]) -> String {
+    let mut input = b"drover-ui-sessions:".to_vec();
+    input.extend_from_slice(key_hash);
+    hex::encode(sha256(&input))[..TAG_CHARS].to_owned()
+}
+
+/// Where the sessions of the key tagged `tag` live: `<ns>:ui:{s-<tag>}:session:<id>`.
+fn session_prefix(state: &AppState, tag: &str) -> String {
+    format!("{}:ui:{{s-{tag}}}:session:", state.store().namespace())
+}
+
+/// The key's sessions by creation: `<ns>:ui:{s-<tag>}:sessions`.
+fn index_key(state: &AppState, tag: &str) -> String {
+    format!("{}:ui:{{s-{tag}}}:sessions", state.store().namespace())
 }
 
 fn random_token() -> String {
@@ -41,28 +125,44 @@ fn ttl_secs(state: &AppState) -> u64 {
     state.ui().session_minutes * 60
 }
 
-/// A new session for the key whose hash is `key_hash`; returns the cookie's value.
+/// A new session for the key whose hash is `key_hash`, ending the key's oldest past
+/// `api.ui.max_sessions_per_key`; returns the cookie's value.
 pub async fn create(state: &AppState, key_hash: &[u8; 32]) -> Result<String, ApiError> {
+    let tag = tag_of(key_hash);
     let token = random_token();
+    let cookie = Cookie { tag: &tag, token: &token };
+    let prefix = session_prefix(state, &tag);
     let mut conn = state.store().connection();
-    let _: () = redis::pipe()
-        .hset_multiple(redis_key(state, &token), &[("k", hex::encode(key_hash)), ("c", random_token())])
-        .expire(redis_key(state, &token), ttl_secs(state) as i64)
-        .query_async(&mut conn)
+    let ended: i64 = CREATE
+        .key(format!("{prefix}{}", cookie.id()))
+        .key(index_key(state, &tag))
+        .arg(hex::encode(key_hash))
+        .arg(random_token())
+        .arg(ttl_secs(state))
+        .arg(state.ui().max_sessions_per_key)
+        .arg(cookie.id())
+        .arg(&prefix)
+        .invoke_async(&mut conn)
         .await
         .map_err(ApiError::from)?;
-    Ok(token)
+    if ended > 0 {
+        tracing::info!(ended, "a key past api.ui.max_sessions_per_key: its oldest console sessions ended");
+    }
+    Ok(format!("{tag}.{token}"))
 }
 
 /// The session's key and CSRF token, renewing its lifetime; `None` when it has ended or
 /// its key is no longer configured.
-async fn load(state: &AppState, token: &str) -> Result<Option<(Arc<Principal>, Session)>, ApiError> {
+async fn load(state: &AppState, value: &str) -> Result<Option<(Arc<Principal>, Session)>, ApiError> {
+    let Some(cookie) = Cookie::parse(value) else {
+        return Ok(None);
+    };
     let mut conn = state.store().connection();
-    let key = redis_key(state, token);
-    let (fields, _): (HashMap<String, String>, i64) = redis::pipe()
-        .hgetall(&key)
-        .expire(&key, ttl_secs(state) as i64)
-        .query_async(&mut conn)
+    let fields: HashMap<String, String> = LOAD
+        .key(format!("{}{}", session_prefix(state, cookie.tag), cookie.id()))
+        .key(index_key(state, cookie.tag))
+        .arg(ttl_secs(state))
+        .invoke_async(&mut conn)
         .await
         .map_err(ApiError::from)?;
     let (Some(k), Some(csrf)) = (fields.get("k"), fields.get("c")) else {
@@ -76,14 +176,21 @@ async fn load(state: &AppState, token: &str) -> Result<Option<(Arc<Principal>, S
 
 /// Ends the session named by the request's cookie, if any.
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(token) = token_from(headers) {
-        let mut conn = state.store().connection();
-        let _: i64 = redis::cmd("DEL")
-            .arg(redis_key(state, &token))
-            .query_async(&mut conn)
-            .await
-            .map_err(ApiError::from)?;
-    }
+    let Some(value) = token_from(headers) else {
+        return Ok(());
+    };
+    let Some(cookie) = Cookie::parse(&value) else {
+        return Ok(());
+    };
+    let mut conn = state.store().connection();
+    let _: () = redis::pipe()
+        .del(format!("{}{}", session_prefix(state, cookie.tag), cookie.id()))
+        .ignore()
+        .zrem(index_key(state, cookie.tag), cookie.id())
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .map_err(ApiError::from)?;
     Ok(())
 }
 

@@ -71,6 +71,9 @@ pub fn test_config(redis_url: &str) -> ApiConfig {
     // Tests send bursts; the limit has its own test.
     c.rate_limit.per_minute = 1_000_000;
     c.rate_limit.burst = 100_000;
+    // Tests sign in to the console often, all from 127.0.0.1; the limit has its own test.
+    c.ui.login_limit.per_minute = 1_000_000;
+    c.ui.login_limit.burst = 100_000;
     c.jobs.max_attempts = 3;
     // Tests that want the scheduler switch it on; elsewhere a tick must not add jobs.
     c.scheduler.enabled = false;

@@ -129,7 +129,10 @@ async fn an_audit_row_keeps_a_bounded_part_of_what_a_refused_request_sent() {
     let all = entries(&page);
     assert_eq!(all.len(), 1, "{page}");
     let row = &all[0];
-    assert_eq!((row["action"].as_str(), row["outcome"].as_str()), (Some("schedule.put"), Some("403 Forbidden")));
+    assert_eq!(
+        (row["action"].as_str(), row["outcome"].as_str()),
+        (Some("schedule.put"), Some("403 Forbidden"))
+    );
     let target = row["target"].as_str().unwrap();
     assert!(target.len() <= 300, "target kept {} bytes", target.len());
     assert!(target.starts_with("nnnn"), "{target}");

@@ -124,7 +124,12 @@ async fn a_scoped_key_sees_its_own_place_in_line_and_nothing_of_other_accounts()
     let page = app.get_json(ACME_SUB, "/v1/jobs?kind=cleanup&state=queued").await;
     let listed: Vec<&Value> = page["jobs"].as_array().unwrap().iter().map(|j| &j["waiting"]["detail"]).collect();
     assert_eq!(listed.len(), 2, "{page}");
-    assert!(listed.iter().all(|d| d.get("ahead_in_account").is_some() && d.as_object().unwrap().len() == 1), "{page}");
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.get("ahead_in_account").is_some() && d.as_object().unwrap().len() == 1),
+        "{page}"
+    );
 
     let operator = app.get_json(ADMIN, &format!("/v1/jobs/{id}")).await;
     assert_eq!(operator["waiting"]["detail"]["accounts_waiting"], 2, "{operator}");

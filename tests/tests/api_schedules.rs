@@ -407,3 +407,39 @@ async fn scheduler_sees_each_change(url: &str, count_reads: bool) {
     assert!(schedules.delete(Some("acme"), "hourly").await.unwrap());
     assert_eq!(scheduler.tick_once(at(13, 6, 1)).await, 0, "a deleted schedule is seen");
 }
+
+/// Found following the README: a schedule created at 19:46:45 with `*/2 * * * *` made a
+/// job at once, for its 19:46:00 tick — a tick from before it existed, still within
+/// `misfire_grace_ms`. A schedule's first tick is the first one at or after its creation.
+#[tokio::test]
+async fn a_new_schedule_makes_no_job_for_a_tick_before_it_was_created() {
+    use chrono::{DurationRound, Utc};
+    use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    // Created after this minute's first second, so its latest tick is before it.
+    let minute = chrono::Duration::minutes(1);
+    while Utc::now() - Utc::now().duration_trunc(minute).unwrap() < chrono::Duration::seconds(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spec = ScheduleSpec {
+        cron: "0 * * * * *".into(),
+        kind: JobKind::Cleanup,
+        payload: cleanup_schedule("0 * * * * *", "acme")["payload"].clone(),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    let (created, _) = schedules.put("each-minute", spec).await.unwrap();
+    let config = SchedulerConfig {
+        misfire_grace_ms: 600_000,
+        ..SchedulerConfig::default()
+    };
+    let mut scheduler = Scheduler::new(store.clone(), schedules, None, config);
+    assert_eq!(scheduler.tick_once(Utc::now()).await, 0, "no job for the tick before its creation");
+    let next = created.created_at.duration_trunc(minute).unwrap() + minute;
+    assert_eq!(scheduler.tick_once(next + chrono::Duration::seconds(1)).await, 1, "its first tick after creation");
+}

@@ -175,6 +175,9 @@ struct Listed {
 struct Due {
     name: String,
     cron: Cron,
+    /// No tick before this one is made: a schedule's first is the first at or after its
+    /// creation (a tick within `misfire_grace_ms` before it is not its to make).
+    not_before: Option<DateTime<Utc>>,
     make: Box<dyn Fn(DateTime<Utc>) -> Result<NewJob, String> + Send + Sync>,
 }
 
@@ -252,6 +255,9 @@ impl<S: JobStore> Scheduler<S> {
         let since = *self.since.get_or_insert(now);
         for due in self.due_list().await {
             let Some(tick) = latest_tick(&due.cron, now) else { continue };
+            if due.not_before.is_some_and(|t| tick < t) {
+                continue;
+            }
             let grace = chrono::Duration::milliseconds(self.config.misfire_grace_ms as i64);
             if self.done.get(&due.name).is_some_and(|t| *t >= tick) {
                 continue;
@@ -322,6 +328,7 @@ impl<S: JobStore> Scheduler<S> {
                             // apart in the idempotency key and the maps.
                             name: s.key(),
                             cron,
+                            not_before: Some(s.created_at),
                             make: Box::new(move |_tick| {
                                 let mut job = NewJob::new(payload.clone());
                                 job.priority = spec.priority;
@@ -352,6 +359,7 @@ impl<S: JobStore> Scheduler<S> {
                 out.push(Due {
                     name: format!("builtin.sync.{}", acct.account_id),
                     cron: cron.clone(),
+                    not_before: None,
                     make: Box::new(move |_tick| {
                         let v = serde_json::json!({
                             "account_id": a.account_id, "marketplace_id": a.marketplace_id, "resources": ["orders", "listings"]
@@ -367,6 +375,7 @@ impl<S: JobStore> Scheduler<S> {
                 out.push(Due {
                     name: format!("builtin.{label}.{}", acct.account_id),
                     cron,
+                    not_before: None,
                     make: Box::new(move |tick| {
                         let v = serde_json::json!({
                             "account_id": a.account_id, "marketplace_id": a.marketplace_id, "report_type": report_type,

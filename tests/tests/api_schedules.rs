@@ -441,5 +441,9 @@ async fn a_new_schedule_makes_no_job_for_a_tick_before_it_was_created() {
     let mut scheduler = Scheduler::new(store.clone(), schedules, None, config);
     assert_eq!(scheduler.tick_once(Utc::now()).await, 0, "no job for the tick before its creation");
     let next = created.created_at.duration_trunc(minute).unwrap() + minute;
-    assert_eq!(scheduler.tick_once(next + chrono::Duration::seconds(1)).await, 1, "its first tick after creation");
+    assert_eq!(
+        scheduler.tick_once(next + chrono::Duration::seconds(1)).await,
+        1,
+        "its first tick after creation"
+    );
 }

@@ -31,12 +31,28 @@ else
 fi
 
 run_dir=$(mktemp -d /tmp/drover-run.XXXXXX)
-pids=()
+# Every child runs in a session of its own (setsid), so a Ctrl-C reaches this script only
+# and the stop goes in order: API and workers first (one SIGTERM each: a worker hands its
+# cut-off jobs back, which needs Redis), then the simulator and Redis.
+apps=()
+infra=()
+stop() {
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # Up to 45 s for a graceful stop (a worker waits up to 30 s for its running jobs, then
+  # hands them back), then SIGKILL.
+  for _ in $(seq 1 450); do
+    alive=0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+}
 cleanup() {
   trap - INT TERM EXIT
-  echo; echo "== stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo; echo "== stopping (the workers finish or hand back their running jobs: up to 30 s)"
+  stop "${apps[@]}"
+  stop "${infra[@]}"
   echo "logs kept in $run_dir"
 }
 trap cleanup INT TERM EXIT
@@ -67,10 +83,10 @@ if [ -n "$cluster" ] && [ -z "${DROVER_REDIS_URL:-}" ]; then
   for i in 1 2 3 4 5 6; do
     port=$(free_cluster_port)
     mkdir -p "$run_dir/redis-node-$i"
-    redis-server deploy/redis/redis.conf --port "$port" --bind 127.0.0.1 --dir "$run_dir/redis-node-$i" \
+    setsid redis-server deploy/redis/redis.conf --port "$port" --bind 127.0.0.1 --dir "$run_dir/redis-node-$i" \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
       --daemonize no --logfile "$run_dir/redis-node-$i.log" &
-    pids+=($!)
+    infra+=($!)
     nodes+=("127.0.0.1:$port")
   done
   sh deploy/redis/cluster-init.sh "${nodes[@]}" > "$run_dir/cluster-init.log" 2>&1 \
@@ -79,9 +95,9 @@ if [ -n "$cluster" ] && [ -z "${DROVER_REDIS_URL:-}" ]; then
   DROVER_REDIS_URL="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
 elif [ -z "${DROVER_REDIS_URL:-}" ]; then
   port=$(free_port)
-  redis-server deploy/redis/redis.conf --port "$port" --bind 127.0.0.1 --dir "$run_dir" \
+  setsid redis-server deploy/redis/redis.conf --port "$port" --bind 127.0.0.1 --dir "$run_dir" \
     --daemonize no --logfile "$run_dir/redis.log" &
-  pids+=($!)
+  infra+=($!)
   DROVER_REDIS_URL="redis://127.0.0.1:$port"
   for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 fi
@@ -95,22 +111,22 @@ fi
 export DATABASE_URL
 
 sim_port=${SIM_PORT:-9100}
-"$bin/simulator" --listen "127.0.0.1:$sim_port" --accounts 3 --rate-profile fast > "$run_dir/simulator.log" 2>&1 &
-pids+=($!)
+setsid "$bin/simulator" --listen "127.0.0.1:$sim_port" --accounts 3 --rate-profile fast > "$run_dir/simulator.log" 2>&1 &
+infra+=($!)
 
 sim="http://127.0.0.1:$sim_port"
 api_port=${API_PORT:-8080}
 DROVER_CONFIG=deploy/local/drover.toml DROVER_API__LISTEN="127.0.0.1:$api_port" DROVER_API__REDIS_URL="$DROVER_REDIS_URL" DROVER_API__DEV_MODE=true \
   DROVER_API__QUEUE__PARTITIONS="$partitions" DROVER_API__METRICS_LISTEN="127.0.0.1:9463" \
   DROVER_API__MARKETPLACE_TOKEN_URL="$sim/auth/o2/token" \
-  DROVER_LOG_FORMAT=text "$bin/drover-api" > "$run_dir/api.log" 2>&1 &
-pids+=($!)
+  DROVER_LOG_FORMAT=text setsid "$bin/drover-api" > "$run_dir/api.log" 2>&1 &
+apps+=($!)
 for i in 1 2; do
   DROVER_CONFIG=deploy/local/drover.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
     DROVER_WORKER__QUEUE__PARTITIONS="$partitions" \
     DROVER_WORKER__METRICS_LISTEN="127.0.0.1:$((9463 + i))" \
-    DROVER_WORKER__MARKETPLACE__BASE_URL="$sim" DROVER_LOG_FORMAT=text "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
-  pids+=($!)
+    DROVER_WORKER__MARKETPLACE__BASE_URL="$sim" DROVER_LOG_FORMAT=text setsid "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
+  apps+=($!)
 done
 
 api="http://127.0.0.1:$api_port"

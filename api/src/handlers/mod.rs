@@ -36,7 +36,12 @@ fn not_found(raw: &str) -> ApiError {
 }
 
 /// The job, if it exists and the caller may see it; otherwise the same 404 either way.
+/// For a key limited to accounts the job's summary (its account) is read first, so
+/// another tenant's job is refused at the cost of a missing one, whatever it holds.
 pub async fn load_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Job, ApiError> {
+    if caller.accounts.is_some() {
+        load_summary(state, caller, raw_id).await?;
+    }
     let id = parse_id(raw_id)?;
     match state.store().get(&id).await? {
         Some(job) if caller.sees_job(&job) => Ok(job),

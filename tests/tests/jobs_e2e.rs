@@ -614,3 +614,65 @@ async fn a_worker_running_the_scheduler_starts_while_redis_is_down_and_schedules
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Found by this stop's chaos run (`pg_terminate_backend` during cleanups): a Postgres
+/// error while recording one SKU ended the run at once, with up to
+/// `cleanup_parallelism` (4) deletes still in flight. Their answers were lost; the next
+/// attempt found those SKUs gone (404) and recorded them `absent`, though the job had
+/// deleted them. The first outcome written here fails once, as on a terminated
+/// connection: every SKU must still end `deleted`, as the marketplace saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_error_recording_one_sku_loses_no_answer_of_the_deletes_in_flight() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(8),
+            ..AccountSpec::new("seller-pg-error")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 300,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    // A sequence, so the count survives the failing statement's rollback.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE fail_once_seq;
+         CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF OLD.outcome = 'pending' AND NEW.outcome <> 'pending' THEN
+             IF nextval('fail_once_seq') = 1 THEN
+               RAISE EXCEPTION 'injected: the connection was lost';
+             END IF;
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_once BEFORE UPDATE ON job_items FOR EACH ROW EXECUTE FUNCTION fail_once();",
+    )
+    .execute(stack.db.pool())
+    .await
+    .unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack
+        .submit(
+            JobKind::Cleanup,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let outcomes = window_outcomes(&stack, id.as_str()).await;
+    let stats = stack.sim.admin().stats().await.unwrap();
+    let deleted_there = stats.accounts[acct.as_str()]
+        .deletes
+        .iter()
+        .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
+        .count() as i64;
+    assert_eq!(deleted_there, 8, "the marketplace deleted each SKU once");
+    assert_eq!(outcomes, vec![("deleted".to_owned(), 8)], "{job:#?}\n{}", stack.logs());
+    assert_eq!(job.state, JobState::Succeeded);
+}

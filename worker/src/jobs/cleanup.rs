@@ -16,6 +16,23 @@ use serde_json::json;
 use super::{check_cancel, db_error, Jobs, Seller, Slice};
 use crate::marketplace::{CallError, DeleteOutcome};
 
+/// Records one SKU's outcome. A delete's answer is recorded or lost, never re-asked (a
+/// rerun would see 404 and misreport it), so a failed write is tried once more on
+/// another connection (a terminated one is not reused) before the error is returned.
+async fn record(jobs: &Jobs, job_id: &str, item: &str, outcome: ItemOutcome, detail: &serde_json::Value) -> Result<(), JobError> {
+    let write = || async {
+        let mut conn = jobs.db().acquire().await?;
+        items::set(&mut conn, job_id, item, outcome, detail).await
+    };
+    match write().await {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            tracing::info!(job_id, item, error = %first, "recording a SKU failed; trying once more");
+            write().await.map_err(db_error("recording a SKU"))
+        }
+    }
+}
+
 pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
     let seller = jobs.account(&p.account_id, ctx).await?;
     let job_id = ctx.id.as_str();
@@ -81,10 +98,11 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
             }
             Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()})),
         };
-        let mut conn = jobs.db().acquire().await.map_err(db_error("recording a SKU"))?;
-        items::set(&mut conn, job_id, &item.item, outcome, &detail)
-            .await
-            .map_err(db_error("recording a SKU"))?;
+        if let Err(e) = record(jobs, job_id, &item.item, outcome, &detail).await {
+            // No new delete starts; those in flight are still awaited and recorded.
+            stop.get_or_insert(e);
+            continue;
+        }
         finished += 1;
         if finished - last_progress >= jobs.config().progress_every || finished == total {
             last_progress = finished;

@@ -447,3 +447,162 @@ async fn a_new_schedule_makes_no_job_for_a_tick_before_it_was_created() {
         "its first tick after creation"
     );
 }
+
+/// Bytes this Redis has sent its clients (`INFO stats`), replies of every command alike.
+async fn bytes_sent(conn: &mut drover::redis_conn::RedisConn) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query_async(conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// A disabled schedule of `account` whose payload is `skus` SKUs of 36 characters
+/// (about 39 bytes of JSON each).
+fn big_schedule(account: &str, skus: usize) -> Value {
+    let mut body = cleanup_schedule("0 * * * *", account);
+    body["enabled"] = json!(false);
+    body["payload"]["skus"] = json!((0..skus).map(|i| format!("SKU-{i:032}")).collect::<Vec<_>>());
+    body
+}
+
+/// The `(account_id, name)` of each schedule a listing shows, sorted.
+async fn listed(app: &TestApp, key: &str) -> Vec<(String, String)> {
+    let list = app.get_json(key, "/v1/schedules").await;
+    let mut seen = list["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["account_id"].as_str().unwrap_or("").to_owned(),
+                s["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect::<Vec<_>>();
+    seen.sort();
+    seen
+}
+
+/// N1: `GET /v1/schedules` with a key for one account read every tenant's schedules from
+/// Redis (one `HGETALL` of the whole hash) and dropped the others after parsing them, so
+/// one tenant's large schedules slowed every other tenant's listing and filled the API's
+/// memory. A scoped listing now reads its accounts' index and those schedules only: Redis
+/// sends it less than one of the other tenant's schedules.
+#[tokio::test]
+async fn a_scoped_keys_listing_reads_no_other_accounts_schedules_from_redis() {
+    let app = spawn_app().await;
+    let acme = big_schedule("acme", 1000);
+    let one = serde_json::to_vec(&acme["payload"]).unwrap().len() as u64;
+    for i in 0..10 {
+        assert_eq!(put(&app, ACME_SUB, &format!("big-{i}"), &acme).await.status(), 201);
+    }
+    assert_eq!(
+        put(&app, GLOBEX_SUB, "nightly", &cleanup_schedule("0 3 * * *", "globex"))
+            .await
+            .status(),
+        201
+    );
+    let mut conn = app.store.connection();
+    // The first listing may build the index once; the second is any listing's cost.
+    for _ in 0..2 {
+        let before = bytes_sent(&mut conn).await;
+        let seen = listed(&app, GLOBEX_SUB).await;
+        let sent = bytes_sent(&mut conn).await - before;
+        assert_eq!(seen, vec![("globex".to_owned(), "nightly".to_owned())]);
+        assert!(
+            sent < one,
+            "globex's listing made Redis send {sent} bytes; one of acme's 10 schedules is {one} bytes"
+        );
+    }
+    // Keys for several accounts, or for all, still see each of theirs.
+    assert_eq!(listed(&app, MULTI).await.len(), 11);
+    assert_eq!(listed(&app, READER).await.len(), 11);
+    assert_eq!(listed(&app, ACME).await.len(), 10);
+}
+
+/// Schedules an older release saved (before the per-account index, and before names were
+/// per account: a field without `/`) are listed for their account, also by listings
+/// that all start at once; replacing and deleting them keeps the listings right.
+#[tokio::test]
+async fn schedules_saved_by_an_older_release_are_listed_for_their_account() {
+    use drover::schedule::{Schedule, ScheduleSpec};
+    let app = spawn_app().await;
+    let old = |name: &str, account: &str| {
+        let spec: ScheduleSpec = serde_json::from_value(cleanup_schedule("0 4 * * *", account)).unwrap();
+        let now = chrono::Utc::now();
+        let s = Schedule {
+            name: name.into(),
+            spec,
+            created_at: now,
+            updated_at: now,
+        };
+        serde_json::to_string(&s).unwrap()
+    };
+    let key = format!("{}:schedules", app.store.namespace());
+    let mut conn = app.store.connection();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("acme/per-account")
+        .arg(old("per-account", "acme"))
+        .arg("before-accounts")
+        .arg(old("before-accounts", "acme"))
+        .arg("globex-before-accounts")
+        .arg(old("globex-before-accounts", "globex"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let acme = |names: &[&str]| names.iter().map(|n| ("acme".to_owned(), (*n).to_owned())).collect::<Vec<_>>();
+    let at_once = futures::future::join_all((0..8).map(|_| listed(&app, ACME))).await;
+    for seen in at_once {
+        assert_eq!(seen, acme(&["before-accounts", "per-account"]));
+    }
+    assert_eq!(
+        listed(&app, GLOBEX_SUB).await,
+        vec![("globex".to_owned(), "globex-before-accounts".to_owned())]
+    );
+    assert_eq!(listed(&app, READER).await.len(), 3);
+    // Saved again: moved to its per-account field, listed once.
+    assert_eq!(
+        put(&app, ACME_SUB, "before-accounts", &cleanup_schedule("0 5 * * *", "acme"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(listed(&app, ACME).await, acme(&["before-accounts", "per-account"]));
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/per-account"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(listed(&app, ACME).await, acme(&["before-accounts"]));
+    assert_eq!(
+        put(&app, ACME_SUB, "new", &cleanup_schedule("0 6 * * *", "acme")).await.status(),
+        201
+    );
+    assert_eq!(listed(&app, ACME).await, acme(&["before-accounts", "new"]));
+}
+
+/// N1: a schedule's payload was capped only by `api.jobs.max_payload_bytes` (1 MiB), so 50
+/// schedules let one account store 50 MiB that every listing of theirs, and the
+/// scheduler, reads. Its own cap, `api.schedules.max_payload_bytes` (64 KiB), is a 413
+/// naming it.
+#[tokio::test]
+async fn a_schedule_payload_over_api_schedules_max_payload_bytes_is_a_413_naming_it() {
+    let app = spawn_app().await;
+    // About 98 KB: under the jobs' 1 MiB, over the schedules' 64 KiB.
+    let p = problem(put(&app, ACME_SUB, "big", &big_schedule("acme", 2500)).await, 413).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("api.schedules.max_payload_bytes") && detail.contains("65536"),
+        "{detail}"
+    );
+    assert_eq!(
+        app.get(ACME, "/v1/schedules/big").send().await.unwrap().status(),
+        404,
+        "nothing stored"
+    );
+    assert_eq!(put(&app, ACME_SUB, "big", &big_schedule("acme", 1500)).await.status(), 201);
+}

@@ -36,7 +36,8 @@ pub struct ScheduleBody {
     cron: String,
     /// sync, backfill or cleanup.
     kind: String,
-    /// The job's payload, as for `POST /v1/jobs`.
+    /// The job's payload, as for `POST /v1/jobs`; at most `api.schedules.max_payload_bytes`
+    /// (default 64 KiB) of JSON.
     #[schema(value_type = Object)]
     payload: serde_json::Value,
     /// Default true.
@@ -171,7 +172,7 @@ async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Optio
         Unauthorized,
         (status = 403, description = "Not a submit key, or the payload's account is not one this key may act for", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The account already has api.schedules.max_per_account schedules", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "The payload is over api.jobs.max_payload_bytes", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "The payload is over api.schedules.max_payload_bytes (or api.jobs.max_payload_bytes, when that is smaller)", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Fields are invalid (named); the cron fires more often than api.schedules.min_interval_secs or not within a year", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited: schedule writes count against the key's write limit", body = Problem, content_type = PROBLEM_JSON),
         Unavailable,
@@ -202,8 +203,9 @@ async fn put(state: &AppState, caller: &Caller, name: &str, spec: ScheduleSpec) 
 
 /// What a schedule may cost, beyond its fields being valid: each tick is a job made with
 /// no request to rate-limit, so the cron may fire at most once per
-/// `api.schedules.min_interval_secs` and must fire within a year, and the payload is
-/// capped like `POST /v1/jobs`'s (413).
+/// `api.schedules.min_interval_secs` and must fire within a year. The payload is capped
+/// by `api.schedules.max_payload_bytes` (or the jobs' cap, when smaller; 413): each
+/// listing of the account's schedules, and each scheduler read, carries every payload.
 fn check_bounds(state: &AppState, name: &str, spec: &ScheduleSpec) -> Result<(), ApiError> {
     let mut errors = match spec.validate(name) {
         Ok(_) => Vec::new(),
@@ -219,11 +221,16 @@ fn check_bounds(state: &AppState, name: &str, spec: &ScheduleSpec) -> Result<(),
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let max = state.limits().payload_bytes;
+    let limits = state.limits();
+    let (max, setting) = if limits.schedules.max_payload_bytes <= limits.payload_bytes {
+        (limits.schedules.max_payload_bytes, "api.schedules.max_payload_bytes")
+    } else {
+        (limits.payload_bytes, "api.jobs.max_payload_bytes")
+    };
     let bytes = serde_json::to_vec(&spec.payload).map_or(usize::MAX, |v| v.len());
     if bytes > max {
         return Err(ApiError::PayloadTooLarge(format!(
-            "the schedule's payload is {bytes} bytes; at most {max} are allowed (api.jobs.max_payload_bytes)"
+            "the schedule's payload is {bytes} bytes; at most {max} are allowed ({setting})"
         )));
     }
     Ok(())
@@ -253,7 +260,8 @@ pub async fn get_schedule(
     Ok(Json(find(&store(&state), &caller, &name, q.account_id).await?.into()))
 }
 
-/// Schedules this key may see, by account and name.
+/// Schedules this key may see, by account and name. A key for some accounts reads only
+/// those accounts' schedules from Redis (their indexes), never another tenant's.
 #[utoipa::path(
     get,
     path = "/v1/schedules",
@@ -266,8 +274,16 @@ pub async fn get_schedule(
     )
 )]
 pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Result<Json<ScheduleList>, ApiError> {
+    let store = store(&state);
+    let schedules = match &caller.accounts {
+        None => store.list().await?,
+        Some(set) => {
+            let accounts: Vec<&str> = set.iter().map(|a| a.as_str()).collect();
+            store.list_accounts(&accounts).await?
+        }
+    };
     let mut out = Vec::new();
-    for s in store(&state).list().await? {
+    for s in schedules {
         match s {
             Ok(s) if visible(&caller, &s) => out.push(s.into()),
             Ok(_) => {}

@@ -4,6 +4,12 @@
 //! before names were per account; they are still read, and moved on their next save.
 //! Every save or delete also counts up `{<ns>:schedules}:version` (same slot as the
 //! hash), so a scheduler reads the hash again only when something changed.
+//!
+//! Each account's fields are also in the set `{<ns>:schedules}:account:<account>` (same
+//! slot), kept by the scripts that create, replace and delete, so listing one account's
+//! schedules reads that account's and no other's. Schedules an older release saved are
+//! put in their index once, by the first caller that needs the index
+//! (`backfill.lua`, marked done by `{<ns>:schedules}:indexed`).
 use std::sync::LazyLock;
 
 use crate::redis_conn::RedisConn;
@@ -14,6 +20,12 @@ use super::spec::{field, Schedule, ScheduleError, ScheduleSpec};
 
 /// Creates a schedule unless it exists or its account is at its quota (`create.lua`).
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
+/// Replaces a schedule, keeping its account's index (`replace.lua`).
+static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
+/// Deletes a schedule and its index entry (`delete.lua`).
+static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("delete.lua")));
+/// Indexes the schedules saved before the index, once (`backfill.lua`).
+static BACKFILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("backfill.lua")));
 
 #[derive(Clone)]
 pub struct ScheduleStore {
@@ -21,6 +33,10 @@ pub struct ScheduleStore {
     key: String,
     /// Counted up by every save and delete, after the hash changed.
     version_key: String,
+    /// An account's index is this followed by the account: the set of its fields.
+    index_prefix: String,
+    /// Set once the schedules saved before the index are in it.
+    indexed_key: String,
     max_per_account: usize,
 }
 
@@ -31,6 +47,8 @@ impl ScheduleStore {
             conn,
             key: format!("{namespace}:schedules"),
             version_key: format!("{{{namespace}:schedules}}:version"),
+            index_prefix: format!("{{{namespace}:schedules}}:account:"),
+            indexed_key: format!("{{{namespace}:schedules}}:indexed"),
             max_per_account: usize::MAX,
         }
     }
@@ -63,14 +81,16 @@ impl ScheduleStore {
         };
         let f = field(account.as_deref(), name);
         let mut conn = self.conn.clone();
+        let index = self.index_key(account.as_deref());
         let created = if existing.is_none() {
-            let prefix = field(account.as_deref(), "");
+            // The quota counts the account's index: it must hold older releases' schedules.
+            self.ensure_indexed().await?;
             let outcome: i64 = CREATE
                 .key(&self.key)
                 .key(&self.version_key)
+                .key(&index)
                 .arg(&f)
                 .arg(encode(&schedule)?)
-                .arg(prefix)
                 .arg(self.max_per_account.min(i64::MAX as usize))
                 .invoke_async(&mut conn)
                 .await?;
@@ -85,16 +105,16 @@ impl ScheduleStore {
             if let Some(current) = self.get(account.as_deref(), name).await? {
                 schedule.created_at = current.created_at;
             }
-            let mut pipe = redis::pipe();
-            pipe.hset(&self.key, &f, encode(&schedule)?).ignore();
-            if legacy {
-                // A schedule saved before names were per account moves to its new field.
-                pipe.hdel(&self.key, name).ignore();
-            }
-            // After the hash changed, on the same connection: a reader that sees the new
-            // version reads the new hash.
-            pipe.incr(&self.version_key, 1).ignore();
-            let _: () = pipe.query_async(&mut conn).await?;
+            // A schedule saved before names were per account moves to its new field.
+            let _: i64 = REPLACE
+                .key(&self.key)
+                .key(&self.version_key)
+                .key(&index)
+                .arg(&f)
+                .arg(encode(&schedule)?)
+                .arg(if legacy { name } else { "" })
+                .invoke_async(&mut conn)
+                .await?;
         }
         Ok((schedule, created))
     }
@@ -134,24 +154,44 @@ impl ScheduleStore {
 
     /// True when it existed.
     pub async fn delete(&self, account: Option<&str>, name: &str) -> Result<bool, ScheduleError> {
-        if self.remove(&field(account, name)).await? {
+        if self.remove(account, &field(account, name)).await? {
             return Ok(true);
         }
         let legacy: Option<String> = self.conn.clone().hget(&self.key, name).await?;
         match legacy.map(|r| decode(name, &r)).transpose()? {
-            Some(s) if s.account() == account => self.remove(name).await,
+            Some(s) if s.account() == account => self.remove(account, name).await,
             _ => Ok(false),
         }
     }
 
-    /// Removes one field, then counts the version up; true when it existed.
-    async fn remove(&self, field: &str) -> Result<bool, ScheduleError> {
-        let (n, _): (u64, u64) = redis::pipe()
-            .hdel(&self.key, field)
-            .incr(&self.version_key, 1)
-            .query_async(&mut self.conn.clone())
+    /// Removes one field of `account` and its index entry, then counts the version up;
+    /// true when it existed.
+    async fn remove(&self, account: Option<&str>, field: &str) -> Result<bool, ScheduleError> {
+        let n: u64 = DELETE
+            .key(&self.key)
+            .key(&self.version_key)
+            .key(self.index_key(account))
+            .arg(field)
+            .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n > 0)
+    }
+
+    /// The set of `account`'s fields (none: schedules whose payload names no account).
+    fn index_key(&self, account: Option<&str>) -> String {
+        format!("{}{}", self.index_prefix, account.unwrap_or(""))
+    }
+
+    /// Puts the schedules an older release saved into their accounts' indexes, the first
+    /// time any caller needs the index; afterwards one script call that finds the marker.
+    async fn ensure_indexed(&self) -> Result<(), ScheduleError> {
+        let _: u64 = BACKFILL
+            .key(&self.key)
+            .key(&self.indexed_key)
+            .arg(&self.index_prefix)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// How many saves and deletes there have been (0 before the first): unchanged means
@@ -163,10 +203,40 @@ impl ScheduleStore {
     }
 
     /// All schedules by account and name; unreadable entries are reported, not hidden.
+    /// Reads every account's: for the scheduler and keys that may see every account.
     pub async fn list(&self) -> Result<Vec<Result<Schedule, ScheduleError>>, ScheduleError> {
         let mut all: Vec<(String, String)> = self.conn.clone().hgetall(&self.key).await?;
         all.sort();
         Ok(all.iter().map(|(f, raw)| decode(f, raw)).collect())
+    }
+
+    /// The schedules of `accounts`, by account and name, read through their indexes: no
+    /// other account's schedule is read, so another tenant's schedules cannot slow this
+    /// or fill the caller's memory. Unreadable entries are reported, not hidden.
+    pub async fn list_accounts(&self, accounts: &[&str]) -> Result<Vec<Result<Schedule, ScheduleError>>, ScheduleError> {
+        self.ensure_indexed().await?;
+        let mut conn = self.conn.clone();
+        let mut found: Vec<(String, Result<Schedule, ScheduleError>)> = Vec::new();
+        for &account in accounts {
+            let fields: Vec<String> = conn.smembers(self.index_key(Some(account))).await?;
+            if fields.is_empty() {
+                continue;
+            }
+            let raws: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.key).arg(&fields).query_async(&mut conn).await?;
+            for (f, raw) in fields.into_iter().zip(raws) {
+                // Absent: deleted by a release that did not keep the index.
+                let Some(raw) = raw else { continue };
+                match decode(&f, &raw) {
+                    Ok(s) if s.account() == Some(account) => found.push((s.key(), Ok(s))),
+                    // A field saved before names were per account, since saved again for
+                    // another account by a release that did not keep the index.
+                    Ok(_) => {}
+                    Err(e) => found.push((f, Err(e))),
+                }
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found.into_iter().map(|(_, s)| s).collect())
     }
 }
 

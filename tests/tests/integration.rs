@@ -32,6 +32,7 @@ mod deploy_files;
 mod durability;
 mod failover;
 mod failover_api;
+mod fencing_e2e;
 mod fairness_e2e;
 mod fairness_process;
 mod jobs_e2e;

@@ -1,0 +1,168 @@
+//! A run that loses its job mid-call: the marketplace's answers to what it sent are
+//! kept (or, when lost, their effect is still reported truly), and a run whose job was
+//! taken over writes nothing more. Real worker processes, a private redis-server that is
+//! stalled with SIGSTOP, the simulator over HTTP and its own record of every delete.
+use crate::jobs_support;
+
+use std::time::{Duration, Instant};
+
+use drover::job::{JobId, JobKind, JobState};
+use drover::queue::JobStore;
+use drover_tests::sim::{AccountSpec, DeleteOutcome, FaultSpec, SimConfig};
+use jobs_support::{Stack, MARKETPLACE};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+/// Every delete answered slowly enough that it is still in flight when the test stalls
+/// Redis or the worker, and fast enough that its answer is back before the fence.
+const DELETE_LATENCY_MS: u64 = 600;
+const SKUS: usize = 8;
+
+fn sim() -> SimConfig {
+    SimConfig {
+        accounts: 0,
+        ..SimConfig::fast()
+    }
+}
+
+async fn item_rows(stack: &Stack, job: &JobId) -> Vec<(String, String, i32)> {
+    sqlx::query_as("SELECT item, outcome, tries FROM job_items WHERE job_id = $1 ORDER BY seq")
+        .bind(job.as_str())
+        .fetch_all(stack.db.pool())
+        .await
+        .expect("items")
+}
+
+fn outcome_counts(rows: &[(String, String, i32)]) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (_, outcome, _) in rows {
+        *counts.entry(outcome.clone()).or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// The marketplace's own count of listings it deleted (a 204, not a 404).
+async fn deleted_by_marketplace(stack: &Stack, account: &str) -> usize {
+    let deletes = stack.sim.admin().deletes(account).await.expect("simulator deletes");
+    deletes.iter().filter(|d| d.outcome == DeleteOutcome::Deleted).count()
+}
+
+/// A cleanup account with slow deletes, and its job submitted; returns once the job's
+/// first deletes are on the wire.
+async fn cleanup_in_flight(stack: &mut Stack, name: &str) -> (String, JobId) {
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(SKUS),
+            ..AccountSpec::new(name)
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: DELETE_LATENCY_MS,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack
+        .submit(
+            JobKind::Cleanup,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
+        )
+        .await;
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = stack.store.get(&id).await.unwrap().unwrap();
+        if job.state == JobState::Running {
+            break;
+        }
+        assert!(Instant::now() < until, "the cleanup never started: {job:#?}\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The run reads its account and seeds its SKUs, then sends its first deletes.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    (acct.as_str().to_owned(), id)
+}
+
+/// Found by the chaos run of 2026-12-02: with Redis stalled, a delete's answer came
+/// back while the call's bookkeeping (the limiter's observation, the breaker's record)
+/// waited on Redis; the keeper fenced the run, it was dropped 300 ms later with the
+/// answer unrecorded, and the next attempt found the listing gone (404) and recorded it
+/// `absent`, though this job had deleted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_answered_while_redis_stalls_is_recorded_deleted_not_absent() {
+    let mut stack = Stack::start(sim(), "").await;
+    let (acct, id) = cleanup_in_flight(&mut stack, "seller-redis-stall").await;
+    stack.redis.pause();
+    // Past the answers (600 ms) and the keeper's fence (1.25 s) and its cancel grace.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let answered_in_the_stall = deleted_by_marketplace(&stack, &acct).await;
+    stack.redis.resume();
+    assert!(
+        answered_in_the_stall > 0,
+        "no delete was answered while Redis stalled; the scenario did not happen:\n{}",
+        stack.logs()
+    );
+
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let rows = item_rows(&stack, &id).await;
+    assert_eq!(
+        deleted_by_marketplace(&stack, &acct).await,
+        SKUS,
+        "the marketplace deleted each SKU once"
+    );
+    assert_eq!(
+        outcome_counts(&rows),
+        vec![("deleted".to_owned(), SKUS)],
+        "{answered_in_the_stall} deletes were answered in the stall: {rows:?}\n{job:#?}\n{}",
+        stack.logs()
+    );
+    assert_eq!(job.state, JobState::Succeeded);
+}
+
+/// Found by the chaos run of 2026-12-02: a worker stopped (SIGSTOP) with deletes in
+/// flight lost its job to another worker; resumed (SIGCONT) after that worker had
+/// finished the job, it still wrote the answers it had been sent, over the finished
+/// job's items. The new run must report the deletes the stopped run had sent truly, and
+/// the stopped run, once resumed, must write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_resumed_after_its_job_was_taken_over_writes_none_of_its_items() {
+    let mut stack = Stack::start(sim(), "").await;
+    let (acct, id) = cleanup_in_flight(&mut stack, "seller-stopped-worker").await;
+    stack.workers[0].signal(Signal::SIGSTOP);
+    stack.spawn_worker("worker-2", &[]);
+
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let finished = item_rows(&stack, &id).await;
+    stack.workers[0].signal(Signal::SIGCONT);
+    // The resumed worker wakes with its answers waiting; its fence stops the run.
+    assert!(
+        stack.workers[0].wait_for_log("leases could not be renewed in time", Duration::from_secs(10)),
+        "the resumed worker never noticed it lost its lease:\n{}",
+        stack.workers[0].log()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = item_rows(&stack, &id).await;
+
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(
+        deleted_by_marketplace(&stack, &acct).await,
+        SKUS,
+        "the marketplace deleted each SKU once"
+    );
+    assert_eq!(
+        outcome_counts(&finished),
+        vec![("deleted".to_owned(), SKUS)],
+        "the new run's record: {finished:?}\n{}",
+        stack.logs()
+    );
+    assert_eq!(
+        after,
+        finished,
+        "the resumed worker wrote items of a job another worker had finished\n{}",
+        stack.workers[0].log()
+    );
+}

@@ -121,6 +121,28 @@ async fn connections_over_the_cap_wait_until_idle_ones_are_closed() {
     assert_eq!(res.status(), 200);
 }
 
+/// Found by the hostile-tenant audit of 2026-12-02 (N6): too many or too large request
+/// headers were refused by hyper itself with a bare 431, no problem body and no request
+/// id, the one error a client could get in another shape.
+#[tokio::test]
+async fn too_many_or_too_large_request_headers_get_a_431_problem_with_a_request_id() {
+    let app = spawn_app().await;
+    let many = (0..150).fold(app.get(ADMIN, "/v1/jobs"), |req, i| req.header(format!("x-pad-{i}"), "1"));
+    let large = app.get(ADMIN, "/v1/jobs").header("x-pad", "a".repeat(100 * 1024));
+    for (what, req) in [("150 headers", many), ("a 100 KiB header", large)] {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 431, "{what}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json", "{what}");
+        let rid = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], 431, "{what}: {body}");
+        assert_eq!(body["request_id"], rid.as_str(), "{what}: {body}");
+        assert!(!body.to_string().contains("aaaa"), "{what}: the headers are not echoed: {body}");
+    }
+    let res = app.get(ADMIN, "/v1/jobs").send().await.unwrap();
+    assert_eq!(res.status(), 200, "an ordinary request on a new connection is still served");
+}
+
 /// A made-up id of the same kind, for a job that does not exist.
 fn missing_id(kind: &str) -> String {
     format!("{kind}_{}", ulid::Ulid::generate())

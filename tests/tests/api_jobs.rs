@@ -301,6 +301,24 @@ async fn an_unusable_idempotency_key_returns_422_naming_the_header() {
     assert_eq!(fields(&problem(res, 422).await), ["Idempotency-Key"]);
 }
 
+/// Found by the newcomer audit of 2026-12-02: `?limit=abc` was a 422 naming the field
+/// `query`, not the parameter that was wrong.
+#[tokio::test]
+async fn an_unusable_query_parameter_returns_422_naming_the_parameter() {
+    let app = spawn_app().await;
+    for (path, field) in [
+        ("/v1/jobs?limit=abc", "limit"),
+        ("/v1/jobs?state=sleeping", "state"),
+        ("/v1/dead-letter?limit=-1", "limit"),
+        ("/v1/audit?limit=abc", "limit"),
+        ("/v1/accounts?limit=abc", "limit"),
+        ("/v1/dead-letter/groups?limit=1.5", "limit"),
+    ] {
+        let res = app.get(ADMIN, path).send().await.unwrap();
+        assert_eq!(fields(&problem(res, 422).await), [field], "{path}");
+    }
+}
+
 #[tokio::test]
 async fn listing_pages_through_every_job_newest_first_with_an_opaque_cursor() {
     let app = spawn_app().await;

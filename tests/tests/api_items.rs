@@ -4,6 +4,7 @@ use crate::api_support;
 
 use api_support::*;
 use drover::data::items::{self, ItemOutcome};
+use drover::data::run_fence::{self, RunFence, Write};
 use drover::db::DatabaseConfig;
 use serde_json::{json, Value};
 
@@ -13,6 +14,12 @@ async fn job_with_items(app: &TestApp) -> String {
     let mut conn = pool.acquire().await.unwrap();
     let skus: Vec<String> = (0..250).map(|i| format!("SKU-{i:03}")).collect();
     items::seed(&mut conn, id.as_str(), 0, &skus).await.unwrap();
+    // Written as one run of the job, as a worker writes them.
+    let run = RunFence {
+        job_id: id.as_str(),
+        run: 1,
+    };
+    assert_eq!(run_fence::claim(&mut conn, run).await.unwrap(), Write::Landed);
     for (i, sku) in skus.iter().enumerate() {
         let (outcome, detail) = match i % 5 {
             0 => (ItemOutcome::Failed, json!({"class": "permanent", "reason": "400 InvalidInput"})),
@@ -20,7 +27,8 @@ async fn job_with_items(app: &TestApp) -> String {
             _ => (ItemOutcome::Deleted, json!({})),
         };
         if i < 240 {
-            items::set(&mut conn, id.as_str(), sku, outcome, &detail).await.unwrap();
+            let written = items::set(&mut conn, run, sku, outcome, &detail).await.unwrap();
+            assert_eq!(written, Write::Landed);
         }
     }
     id.to_string()

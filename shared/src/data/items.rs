@@ -1,10 +1,12 @@
 //! The per-item record of a job: one row per cleanup SKU, backfill window or sync page,
 //! with its outcome and details (error, counts, report id). Rows are seeded `pending`
-//! when a job first runs, so a retry knows exactly which items are left.
+//! when a job first runs, so a retry knows exactly which items are left. Writes after
+//! the seed name their run and land only while it holds the job (`run_fence`).
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
+use super::run_fence::{RunFence, Write};
 use super::DataResult;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -83,55 +85,108 @@ pub async fn seed(conn: &mut PgConnection, job_id: &str, first_seq: i32, items: 
     Ok(done.rows_affected())
 }
 
-/// Set one item's outcome and details (and count the try). The item must exist.
-pub async fn set(conn: &mut PgConnection, job_id: &str, item: &str, outcome: ItemOutcome, detail: &serde_json::Value) -> DataResult<()> {
-    sqlx::query(
-        "UPDATE job_items SET outcome = $3, detail = $4::jsonb, tries = tries + 1, updated_at = now()
-          WHERE job_id = $1 AND item = $2",
+/// Set one item's outcome and details (and count the try), as `fence`'s run; the call
+/// the run had sent for it is answered (`sent_by` cleared). The item must exist.
+pub async fn set(
+    conn: &mut PgConnection,
+    fence: RunFence<'_>,
+    item: &str,
+    outcome: ItemOutcome,
+    detail: &serde_json::Value,
+) -> DataResult<Write> {
+    let done = sqlx::query(
+        "UPDATE job_items SET outcome = $3, detail = $4::jsonb, tries = tries + 1, sent_by = NULL, updated_at = now()
+          WHERE job_id = $1 AND item = $2
+            AND EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = $1 AND r.run = $5 FOR SHARE)",
     )
-    .bind(job_id)
+    .bind(fence.job_id)
     .bind(item)
     .bind(outcome.as_str())
     .bind(detail.to_string())
+    .bind(fence.run)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(Write::of_rows(done.rows_affected()))
+}
+
+/// What [`mark_sent`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Marked; no earlier run's call for this item is unanswered.
+    Marked,
+    /// Marked; an earlier run sent this item's call and never recorded its answer, so
+    /// that call may have taken effect (a delete that was answered while its run was
+    /// being stopped).
+    AfterUnansweredRun(i64),
+    /// A later run holds the job: send nothing.
+    Fenced,
+}
+
+/// Note, before sending an item's marketplace call, that `fence`'s run sends it. Says
+/// whether an earlier run had sent it without recording the answer.
+pub async fn mark_sent(conn: &mut PgConnection, fence: RunFence<'_>, item: &str) -> DataResult<Sent> {
+    let row: Option<(Option<i64>,)> = sqlx::query_as(
+        "UPDATE job_items i SET sent_by = $3, updated_at = now()
+           FROM (SELECT job_id, item, sent_by FROM job_items WHERE job_id = $1 AND item = $2 FOR UPDATE) before
+          WHERE i.job_id = before.job_id AND i.item = before.item
+            AND EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = $1 AND r.run = $3 FOR SHARE)
+         RETURNING before.sent_by",
+    )
+    .bind(fence.job_id)
+    .bind(item)
+    .bind(fence.run)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        None => Sent::Fenced,
+        Some((Some(earlier),)) if earlier != fence.run => Sent::AfterUnansweredRun(earlier),
+        Some(_) => Sent::Marked,
+    })
 }
 
 /// Keep notes on an item without changing its outcome (e.g. the report id of a window
-/// in progress, so a rerun polls that report instead of creating another).
-pub async fn note(conn: &mut PgConnection, job_id: &str, item: &str, detail: &serde_json::Value) -> DataResult<()> {
-    sqlx::query("UPDATE job_items SET detail = detail || $3::jsonb, updated_at = now() WHERE job_id = $1 AND item = $2")
-        .bind(job_id)
-        .bind(item)
-        .bind(detail.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
+/// in progress, so a rerun polls that report instead of creating another), as `fence`'s run.
+pub async fn note(conn: &mut PgConnection, fence: RunFence<'_>, item: &str, detail: &serde_json::Value) -> DataResult<Write> {
+    let done = sqlx::query(
+        "UPDATE job_items SET detail = detail || $3::jsonb, updated_at = now()
+          WHERE job_id = $1 AND item = $2
+            AND EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = $1 AND r.run = $4 FOR SHARE)",
+    )
+    .bind(fence.job_id)
+    .bind(item)
+    .bind(detail.to_string())
+    .bind(fence.run)
+    .execute(conn)
+    .await?;
+    Ok(Write::of_rows(done.rows_affected()))
 }
 
-/// Record an item that was not seeded in advance (sync pages), or overwrite it.
+/// Record an item that was not seeded in advance (sync pages), or overwrite it, as
+/// `fence`'s run.
 pub async fn put(
     conn: &mut PgConnection,
-    job_id: &str,
+    fence: RunFence<'_>,
     seq: i32,
     item: &str,
     outcome: ItemOutcome,
     detail: &serde_json::Value,
-) -> DataResult<()> {
-    sqlx::query(
-        "INSERT INTO job_items (job_id, seq, item, outcome, detail, tries) VALUES ($1, $2, $3, $4, $5::jsonb, 1)
+) -> DataResult<Write> {
+    let done = sqlx::query(
+        "INSERT INTO job_items (job_id, seq, item, outcome, detail, tries)
+         SELECT $1, $2, $3, $4, $5::jsonb, 1
+          WHERE EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = $1 AND r.run = $6 FOR SHARE)
          ON CONFLICT (job_id, item) DO UPDATE SET outcome = EXCLUDED.outcome, detail = EXCLUDED.detail,
                 tries = job_items.tries + 1, updated_at = now()",
     )
-    .bind(job_id)
+    .bind(fence.job_id)
     .bind(seq)
     .bind(item)
     .bind(outcome.as_str())
     .bind(detail.to_string())
+    .bind(fence.run)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(Write::of_rows(done.rows_affected()))
 }
 
 fn item_from(row: &sqlx::postgres::PgRow) -> DataResult<Item> {

@@ -5,6 +5,7 @@
 //! - [`listings`]: listings as last seen.
 //! - [`cursors`]: incremental sync positions, including a page walk in progress.
 //! - [`items`]: the per-item record of a job (cleanup SKUs, backfill windows, sync pages).
+//! - [`run_fence`]: which run of a job may still write its items.
 //! - [`last_synced`]: when each resource of an account last synced successfully.
 //!
 //! Every write is idempotent (keyed by the upstream identity) so a retried page, window
@@ -15,6 +16,7 @@ pub mod last_synced;
 pub mod listings;
 pub mod orders;
 pub mod report_lines;
+pub mod run_fence;
 
 /// Errors of this layer are sqlx's; callers decide their fate (a job treats them as
 /// transient, the API as 503).

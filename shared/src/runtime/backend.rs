@@ -234,15 +234,7 @@ async fn dispatch<S: JobStore>(
             }
         };
         let leased = &lease.leased;
-        let ctx = JobContext::new(
-            shared.store.clone(),
-            leased.id.clone(),
-            leased.token.clone(),
-            leased.attempt,
-            leased.max_attempts,
-            leased.traceparent.clone(),
-            lease.held.cancel.clone(),
-        );
+        let ctx = JobContext::new(shared.store.clone(), leased, lease.held.cancel.clone());
         let task = TaskBuilder::new(payload)
             .task_id(TaskId::from_string(leased.id.as_str().to_owned()))
             .attempt(leased.attempt.saturating_sub(1) as usize)

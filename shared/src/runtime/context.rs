@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::data::run_fence::RunFence;
 use crate::error::JobError;
 use crate::job::{JobId, JobPayload, Progress};
-use crate::queue::JobStore;
+use crate::queue::{JobStore, Leased};
 
 /// How a run that did not fail ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,10 @@ pub struct JobContext {
     /// 1-based run number.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// This run's number for fencing its writes (`data::run_fence`): when it was leased,
+    /// in ms by the queue's clock, so a later run of the job has a larger one (an
+    /// attempt number does not: a run handed back uses no attempt).
+    pub run: i64,
     pub traceparent: Option<String>,
     /// Fires when the job is cancelled (from any process) or the worker must stop.
     pub cancel: CancellationToken,
@@ -37,20 +42,15 @@ impl std::fmt::Debug for JobContext {
         f.debug_struct("JobContext")
             .field("id", &self.id)
             .field("attempt", &self.attempt)
+            .field("run", &self.run)
             .finish_non_exhaustive()
     }
 }
 
 impl JobContext {
-    pub(crate) fn new<S: JobStore>(
-        store: S,
-        id: JobId,
-        token: String,
-        attempt: u32,
-        max_attempts: u32,
-        traceparent: Option<String>,
-        cancel: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new<S: JobStore>(store: S, leased: &Leased, cancel: CancellationToken) -> Self {
+        let id = leased.id.clone();
+        let token = leased.token.clone();
         let pid = id.clone();
         let progress: ProgressFn = Arc::new(move |p: Progress| {
             let store = store.clone();
@@ -68,9 +68,10 @@ impl JobContext {
         });
         Self {
             id,
-            attempt,
-            max_attempts,
-            traceparent,
+            attempt: leased.attempt,
+            max_attempts: leased.max_attempts,
+            run: leased.started_at.timestamp_millis(),
+            traceparent: leased.traceparent.clone(),
             cancel,
             progress,
         }
@@ -92,6 +93,14 @@ impl JobContext {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// This run, as its item writes name it.
+    pub fn fence(&self) -> RunFence<'_> {
+        RunFence {
+            job_id: self.id.as_str(),
+            run: self.run,
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use drover::JobError;
 use serde_json::json;
 
 use super::report_parse::{self, ParsedReport};
-use super::{check_cancel, db_error, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, Jobs, Seller, Slice};
 use crate::marketplace::CallError;
 
 /// The windows of `[start, end)`, each `hours` long (the last may be shorter).
@@ -93,14 +93,15 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
             Err(stop) => return Err(stop),
         };
         let mut conn = jobs.db().acquire().await.map_err(db_error("recording a window"))?;
-        match end {
-            WindowEnd::Done(detail) => items::set(&mut conn, job_id, &item.item, ItemOutcome::Done, &detail).await,
+        let written = match end {
+            WindowEnd::Done(detail) => items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Done, &detail).await,
             WindowEnd::Failed(detail) => {
                 tracing::warn!(job_id, window = %item.item, detail = %detail, "backfill window failed; going on with the next");
-                items::set(&mut conn, job_id, &item.item, ItemOutcome::Failed, &detail).await
+                items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Failed, &detail).await
             }
         }
         .map_err(db_error("recording a window"))?;
+        landed(written, ctx, "recording a window")?;
         finished += 1;
         ctx.progress(Progress {
             done: finished,
@@ -154,9 +155,10 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
                 Err(e) => return window_error(e),
             };
             let mut conn = jobs.db().acquire().await.map_err(db_error("noting a report id"))?;
-            items::note(&mut conn, job_id, &item.item, &json!({"report_id": id}))
+            let written = items::note(&mut conn, ctx.fence(), &item.item, &json!({"report_id": id}))
                 .await
                 .map_err(db_error("noting a report id"))?;
+            landed(written, ctx, "noting a report id")?;
             id
         }
     };

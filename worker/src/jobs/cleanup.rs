@@ -6,31 +6,38 @@
 //! still pending or failed transiently. An open circuit breaker (or a rate-limit wait
 //! too long to sit through) pauses the job: it is snoozed until the breaker's probe
 //! time, keeps every outcome recorded so far, and resumes with what is left.
-use drover::data::items::{self, Item, ItemOutcome};
+//!
+//! A delete is noted on its SKU right before it goes out. A run stopped with deletes in
+//! flight (its lease fenced while Redis stalled, or its worker stopped) may lose their
+//! answers; the rerun, finding such a SKU gone, records it `deleted` (by that earlier
+//! run), not `absent`.
+use drover::data::items::{self, Item, ItemOutcome, Sent};
 use drover::job::{CleanupPayload, Progress, Sku};
 use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 
-use super::{check_cancel, db_error, Jobs, Seller, Slice};
-use crate::marketplace::{CallError, DeleteOutcome};
+use super::{check_cancel, db_error, landed, Jobs, Seller, Slice};
+use crate::marketplace::{BeforeSend, CallError, DeleteOutcome};
 
-/// Records one SKU's outcome. A delete's answer is recorded or lost, never re-asked (a
-/// rerun would see 404 and misreport it), so a failed write is tried once more on
-/// another connection (a terminated one is not reused) before the error is returned.
-async fn record(jobs: &Jobs, job_id: &str, item: &str, outcome: ItemOutcome, detail: &serde_json::Value) -> Result<(), JobError> {
+/// Records one SKU's outcome as this run. A delete's answer is recorded or lost, never
+/// re-asked (a rerun would see 404), so a failed write is tried once more on another
+/// connection (a terminated one is not reused) before the error is returned. A write
+/// refused because a later run holds the job stops this run.
+async fn record(jobs: &Jobs, ctx: &JobContext, item: &str, outcome: ItemOutcome, detail: &serde_json::Value) -> Result<(), JobError> {
     let write = || async {
         let mut conn = jobs.db().acquire().await?;
-        items::set(&mut conn, job_id, item, outcome, detail).await
+        items::set(&mut conn, ctx.fence(), item, outcome, detail).await
     };
-    match write().await {
-        Ok(()) => Ok(()),
+    let written = match write().await {
+        Ok(written) => written,
         Err(first) => {
-            tracing::info!(job_id, item, error = %first, "recording a SKU failed; trying once more");
-            write().await.map_err(db_error("recording a SKU"))
+            tracing::info!(job_id = %ctx.id, item, error = %first, "recording a SKU failed; trying once more");
+            write().await.map_err(db_error("recording a SKU"))?
         }
-    }
+    };
+    landed(written, ctx, "recording a SKU")
 }
 
 pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -74,13 +81,21 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         }
         while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < jobs.config().cleanup_parallelism {
             match queue.next() {
-                Some(item) => in_flight.push(delete_one(jobs, &p, &seller, item)),
+                Some(item) => in_flight.push(delete_one(jobs, &p, &seller, ctx, item)),
                 None => break,
             }
         }
-        let Some((item, result)) = in_flight.next().await else { break };
+        let Some(Answered { item, earlier, result }) = in_flight.next().await else {
+            break;
+        };
         let (outcome, detail) = match result {
             Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({})),
+            // Gone now, and an earlier run's delete of it went out unanswered: that
+            // delete removed it (its answer was lost when the run was stopped).
+            Ok(DeleteOutcome::Absent) if earlier.is_some() => (
+                ItemOutcome::Deleted,
+                json!({"deleted_by_run": earlier, "note": "an earlier run's delete was sent and its answer lost; the listing is gone"}),
+            ),
             Ok(DeleteOutcome::Absent) => (ItemOutcome::Absent, json!({})),
             Err(
                 e @ (CallError::BreakerOpen { .. } | CallError::RateLimited { .. } | CallError::Cooldown { .. } | CallError::Cancelled),
@@ -98,7 +113,7 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
             }
             Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()})),
         };
-        if let Err(e) = record(jobs, job_id, &item.item, outcome, &detail).await {
+        if let Err(e) = record(jobs, ctx, &item.item, outcome, &detail).await {
             // No new delete starts; those in flight are still awaited and recorded.
             stop.get_or_insert(e);
             continue;
@@ -149,23 +164,71 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
     }
 }
 
-async fn delete_one<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, item: &'a Item) -> (&'a Item, Result<DeleteOutcome, CallError>) {
+/// One SKU's delete as this run saw it.
+struct Answered<'a> {
+    item: &'a Item,
+    /// The earlier run whose delete of this SKU went out and was never answered.
+    earlier: Option<i64>,
+    result: Result<DeleteOutcome, CallError>,
+}
+
+/// Deletes one SKU, noting on its item, right before the request goes out, that this
+/// run sent it (`items::mark_sent`): a rerun then knows a 404 may be this job's own
+/// delete whose answer was lost.
+async fn delete_one<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &JobContext, item: &'a Item) -> Answered<'a> {
     let sku = match Sku::parse(item.item.clone()) {
         Ok(s) => s,
         Err(e) => {
-            return (
+            return Answered {
                 item,
-                Err(CallError::Permanent {
+                earlier: None,
+                result: Err(CallError::Permanent {
                     op: "deleteListingsItem",
                     status: 0,
                     reason: format!("invalid SKU: {e}"),
                 }),
-            )
+            }
         }
     };
+    let earlier = std::sync::Mutex::new(None);
+    let note: BeforeSend<'_> = Box::pin(async {
+        let mark = async {
+            let mut conn = jobs.db().acquire().await?;
+            items::mark_sent(&mut conn, ctx.fence(), &item.item).await
+        };
+        match mark.await {
+            Ok(Sent::Marked) => Ok(()),
+            Ok(Sent::AfterUnansweredRun(run)) => {
+                *earlier.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
+                Ok(())
+            }
+            Ok(Sent::Fenced) => {
+                tracing::warn!(job_id = %ctx.id, run = ctx.run, item = %item.item, "a later run of this job holds it; this delete is not sent");
+                // Not `Cancelled`: should this run's lease still stand, the job must not end.
+                Err(CallError::Transient {
+                    op: "deleteListingsItem",
+                    reason: "a later run of this job holds it".to_owned(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %ctx.id, item = %item.item, error = %e, "could not note the delete before sending it");
+                Err(CallError::Transient {
+                    op: "deleteListingsItem",
+                    reason: "database error noting the delete before sending it".to_owned(),
+                })
+            }
+        }
+    });
     let result = jobs
         .market()
-        .delete_listings_item(&seller.call, &seller.seller_id, &sku, std::slice::from_ref(&p.marketplace_id))
+        .delete_listings_item_noting(
+            &seller.call,
+            &seller.seller_id,
+            &sku,
+            std::slice::from_ref(&p.marketplace_id),
+            Some(note),
+        )
         .await;
-    (item, result)
+    let earlier = earlier.into_inner().unwrap_or_else(|e| e.into_inner());
+    Answered { item, earlier, result }
 }

@@ -4,7 +4,7 @@
 //! Shared rules: the account's credentials come from PostgreSQL (decrypted only here);
 //! every marketplace call goes through the client's guard (limiter, breaker, cooldown);
 //! per-item outcomes go to `job_items` as they happen, so a rerun does only what is
-//! left; a database error fails the run as transient (nothing is half-written: rows and
+//! left, and only the job's newest run may write them (`run_fence`); a database error fails the run as transient (nothing is half-written: rows and
 //! their item record share a transaction).
 mod backfill;
 mod cleanup;
@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use drover::crypto::SecretBox;
+use drover::data::run_fence::{self, Write};
 use drover::db::accounts::AccountRepo;
 use drover::job::{AccountId, JobPayload};
 use drover::runtime::{Handler, JobContext, Outcome};
@@ -56,6 +57,7 @@ impl Jobs {
     }
 
     async fn dispatch(self, payload: JobPayload, ctx: JobContext) -> Result<Outcome, JobError> {
+        self.claim(&ctx).await?;
         match payload {
             JobPayload::Sync(p) => sync::run(&self, p, &ctx).await,
             JobPayload::Backfill(p) => backfill::run(&self, p, &ctx).await,
@@ -81,6 +83,15 @@ impl Jobs {
             Err(e) if e.is_unavailable() => Err(JobError::transient(format!("accounts database unavailable: {e}"))),
             Err(e) => Err(JobError::permanent(format!("account {id} could not be read: {e}"))),
         }
+    }
+
+    /// Claim the job's item record for this run before touching it (`run_fence`).
+    async fn claim(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let mut conn = self.db().acquire().await.map_err(db_error("claiming the job's items"))?;
+        let claimed = run_fence::claim(&mut conn, ctx.fence())
+            .await
+            .map_err(db_error("claiming the job's items"))?;
+        landed(claimed, ctx, "claiming the job's items")
     }
 
     fn market(&self) -> &MarketplaceClient {
@@ -114,6 +125,19 @@ pub(crate) fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> JobError + '_ 
     move |e| {
         tracing::warn!(error = %e, "database error while {what}");
         JobError::transient(format!("database error while {what}"))
+    }
+}
+
+/// A fenced write that did not land: a later run of this job holds it (this worker was
+/// stopped past its lease and the job was taken over), so this run stops. Its lease is
+/// gone, so the queue keeps what it reports as a late attempt only.
+pub(crate) fn landed(write: Write, ctx: &JobContext, what: &str) -> Result<(), JobError> {
+    match write {
+        Write::Landed => Ok(()),
+        Write::Fenced => {
+            tracing::warn!(job_id = %ctx.id, run = ctx.run, "{what}: a later run of this job holds it; this run stops");
+            Err(JobError::transient(format!("{what}: a later run of this job holds it")))
+        }
     }
 }
 

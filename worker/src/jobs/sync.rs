@@ -19,7 +19,7 @@ use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use serde_json::json;
 
-use super::{check_cancel, db_error, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, Jobs, Seller, Slice};
 use crate::marketplace::OrdersQuery;
 
 const ORDERS: &str = "orders";
@@ -103,9 +103,9 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
             .await
             .map_err(db_error("writing an orders page"))?;
         let detail = json!({"resource": ORDERS, "orders": rows.len(), "written": written});
-        items::put(
+        let recorded = items::put(
             &mut tx,
-            job_id,
+            ctx.fence(),
             pages,
             &format!("orders/page-{pages:05}"),
             ItemOutcome::Done,
@@ -113,6 +113,8 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
         )
         .await
         .map_err(db_error("recording an orders page"))?;
+        // Refused: a later run holds the job, and the page's rows roll back with it.
+        landed(recorded, ctx, "recording an orders page")?;
         match &page.next_token {
             Some(next) => {
                 let walk = Walk {
@@ -232,9 +234,10 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
     let detail = json!({"resource": "listings", "checked": skus.len(), "found": found, "absent": absent});
     drop(conn);
     let mut tx = jobs.db().begin().await.map_err(db_error("recording the listings refresh"))?;
-    items::put(&mut tx, ctx.id.as_str(), seq, "listings", ItemOutcome::Done, &detail)
+    let recorded = items::put(&mut tx, ctx.fence(), seq, "listings", ItemOutcome::Done, &detail)
         .await
         .map_err(db_error("recording the listings refresh"))?;
+    landed(recorded, ctx, "recording the listings refresh")?;
     last_synced::record(&mut tx, account, SyncedResource::Listings, ctx.id.as_str())
         .await
         .map_err(db_error("recording the listings refresh"))?;

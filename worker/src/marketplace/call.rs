@@ -12,6 +12,8 @@
 //!
 //! Long waits are not slept here: they come back as `RateLimited`/`Cooldown` so the job
 //! is snoozed and the worker slot is freed.
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +48,9 @@ pub(crate) struct ApiRequest {
     pub(crate) body: Option<Vec<u8>>,
 }
 
+/// Runs once before a call's first request is sent; its error ends the call unsent.
+pub(crate) type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
+
 /// A complete answer: status, headers and the whole body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
@@ -67,6 +72,19 @@ impl MarketplaceClient {
         &self,
         acct: &AccountCtx,
         req: &ApiRequest,
+        parse: impl Fn(&Answer) -> Result<T, String>,
+    ) -> Result<T, CallError> {
+        self.call_noting(acct, req, None, parse).await
+    }
+
+    /// [`Self::call`], running `before_send` once, right before the first request goes
+    /// out (after the limiter's wait): a job notes there that a call which changes
+    /// something upstream was sent, so a rerun knows its answer may have been lost.
+    pub(crate) async fn call_noting<T>(
+        &self,
+        acct: &AccountCtx,
+        req: &ApiRequest,
+        mut before_send: Option<BeforeSend<'_>>,
         parse: impl Fn(&Answer) -> Result<T, String>,
     ) -> Result<T, CallError> {
         let op = req.op;
@@ -94,11 +112,17 @@ impl MarketplaceClient {
             metrics::limiter_waited(op, waited);
             self.check_cooldown(account, op).await?;
             let token = self.access_token(acct, name).await?;
+            if let Some(note) = before_send.take() {
+                note.await?;
+                if acct.cancel.is_cancelled() {
+                    return Err(CallError::Cancelled);
+                }
+            }
             let answer = match self.send(acct, req, &token).await {
                 Ok(answer) => answer,
                 Err(SendFail::Cancelled) => return Err(CallError::Cancelled),
                 Err(SendFail::Transport(reason)) => {
-                    self.record(account, op, CallOutcome::Failure).await;
+                    self.record(acct, op, CallOutcome::Failure).await;
                     tracing::warn!(account = %account, op = name, call_try = attempt, reason = %reason, "marketplace call failed without an answer");
                     if attempt < retries {
                         self.backoff(attempt, &acct.cancel).await?;
@@ -109,18 +133,18 @@ impl MarketplaceClient {
                 }
             };
             if let Some(rate) = classify::rate_limit(&answer.headers) {
-                self.observe_rate(account, op, rate).await;
+                unless_cancelled(&acct.cancel, self.observe_rate(account, op, rate)).await;
             }
             let status = answer.status.as_u16();
             match classify::disposition(answer.status) {
                 Disposition::Success => match parse(&answer) {
                     Ok(value) => {
-                        self.record(account, op, CallOutcome::Success).await;
+                        self.record(acct, op, CallOutcome::Success).await;
                         return Ok(value);
                     }
                     Err(why) => {
                         // A 2xx we cannot read is the service misbehaving, like a 5xx.
-                        self.record(account, op, CallOutcome::Failure).await;
+                        self.record(acct, op, CallOutcome::Failure).await;
                         let reason = format!("unreadable {status} answer: {why}");
                         tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
                         if attempt < retries {
@@ -133,11 +157,11 @@ impl MarketplaceClient {
                 },
                 Disposition::NotFound => {
                     // The service answered correctly: good news for the breaker.
-                    self.record(account, op, CallOutcome::Success).await;
+                    self.record(acct, op, CallOutcome::Success).await;
                     return Err(CallError::NotFound { op: name });
                 }
                 Disposition::Unauthorized => {
-                    self.record(account, op, CallOutcome::Success).await;
+                    self.record(acct, op, CallOutcome::Success).await;
                     let reason = classify::upstream_reason(answer.status, &answer.body);
                     tracing::warn!(account = %account, op = name, status, attempt, refreshed, reason = %reason, "marketplace refused the access token");
                     if let Err(e) = res.invalidate_token(account, &token).await {
@@ -150,7 +174,7 @@ impl MarketplaceClient {
                     return Err(CallError::Permanent { op: name, status, reason });
                 }
                 Disposition::RateLimited => {
-                    self.record(account, op, CallOutcome::Success).await;
+                    self.record(acct, op, CallOutcome::Success).await;
                     let hint = classify::retry_after(&answer.headers);
                     tracing::warn!(account = %account, op = name, status, attempt, retry_after_ms = hint.map(|d| d.as_millis() as u64), "marketplace rate limited the call");
                     if op.is_report() {
@@ -169,7 +193,7 @@ impl MarketplaceClient {
                     });
                 }
                 Disposition::ServerError => {
-                    self.record(account, op, CallOutcome::Failure).await;
+                    self.record(acct, op, CallOutcome::Failure).await;
                     let reason = format!("{status} {}", classify::upstream_reason(answer.status, &answer.body));
                     tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
                     if attempt < retries {
@@ -180,7 +204,7 @@ impl MarketplaceClient {
                     return Err(CallError::Transient { op: name, reason });
                 }
                 Disposition::ClientError => {
-                    self.record(account, op, CallOutcome::Success).await;
+                    self.record(acct, op, CallOutcome::Success).await;
                     let reason = classify::upstream_reason(answer.status, &answer.body);
                     tracing::warn!(account = %account, op = name, status, attempt, reason = %reason, "marketplace refused the request");
                     return Err(CallError::Permanent { op: name, status, reason });
@@ -323,11 +347,16 @@ impl MarketplaceClient {
         }
     }
 
-    /// Breaker bookkeeping must not fail a call that already has its answer.
-    async fn record(&self, account: &AccountId, op: Operation, outcome: CallOutcome) {
-        if let Err(e) = self.resilience().record(account, op, outcome).await {
-            tracing::warn!(account = %account, op = op.name(), error = %e, "could not record the call outcome for the circuit breaker");
-        }
+    /// Breaker bookkeeping must not fail a call that already has its answer, nor hold
+    /// the answer from a run being stopped.
+    async fn record(&self, acct: &AccountCtx, op: Operation, outcome: CallOutcome) {
+        let account = &acct.account_id;
+        unless_cancelled(&acct.cancel, async {
+            if let Err(e) = self.resilience().record(account, op, outcome).await {
+                tracing::warn!(account = %account, op = op.name(), error = %e, "could not record the call outcome for the circuit breaker");
+            }
+        })
+        .await;
     }
 
     pub(crate) async fn backoff(&self, attempt: u32, cancel: &CancellationToken) -> Result<(), CallError> {
@@ -344,6 +373,17 @@ impl MarketplaceClient {
             _ = cancel.cancelled() => Err(CallError::Cancelled),
             _ = tokio::time::sleep(wait) => Ok(()),
         }
+    }
+}
+
+/// Bookkeeping after an answer arrived (the limiter's observation, the breaker's record)
+/// waits on Redis. A run being stopped (its lease fenced while Redis stalls) has only a
+/// moment to record what it was answered, so it stops waiting for the bookkeeping.
+async fn unless_cancelled(cancel: &CancellationToken, work: impl Future<Output = ()>) {
+    tokio::select! {
+        biased;
+        () = work => {}
+        () = cancel.cancelled() => tracing::debug!("call bookkeeping skipped: the run is being stopped"),
     }
 }
 

@@ -14,7 +14,7 @@ use drover::resilience::{Operation, Resilience};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
-use super::call::{Answer, ApiRequest};
+use super::call::{Answer, ApiRequest, BeforeSend};
 use super::config::MarketplaceConfig;
 use super::error::CallError;
 use super::types::{AccountCtx, DeleteOutcome, OrdersPage, OrdersQuery};
@@ -175,6 +175,18 @@ impl MarketplaceClient {
         sku: &Sku,
         marketplace_ids: &[MarketplaceId],
     ) -> Result<DeleteOutcome, CallError> {
+        self.delete_listings_item_noting(acct, seller_id, sku, marketplace_ids, None).await
+    }
+
+    /// [`Self::delete_listings_item`], running `before_send` right before the delete goes out.
+    pub(crate) async fn delete_listings_item_noting(
+        &self,
+        acct: &AccountCtx,
+        seller_id: &str,
+        sku: &Sku,
+        marketplace_ids: &[MarketplaceId],
+        before_send: Option<BeforeSend<'_>>,
+    ) -> Result<DeleteOutcome, CallError> {
         let mut url = self.url(&["listings", "2021-08-01", "items", seller_id, sku.as_str()]);
         url.query_pairs_mut().append_pair("marketplaceIds", &join(marketplace_ids));
         let req = ApiRequest {
@@ -184,9 +196,10 @@ impl MarketplaceClient {
             body: None,
         };
         let submission = match self
-            .call(
+            .call_noting(
                 acct,
                 &req,
+                before_send,
                 json::<amazon_spapi::models::listings_items_2021_08_01::ListingsItemSubmissionResponse>,
             )
             .await
@@ -220,6 +233,20 @@ impl MarketplaceClient {
         data_end: DateTime<Utc>,
         marketplace_ids: &[MarketplaceId],
     ) -> Result<String, CallError> {
+        self.create_report_noting(acct, report_type, data_start, data_end, marketplace_ids, None)
+            .await
+    }
+
+    /// [`Self::create_report`], running `before_send` right before the request goes out.
+    pub(crate) async fn create_report_noting(
+        &self,
+        acct: &AccountCtx,
+        report_type: &str,
+        data_start: DateTime<Utc>,
+        data_end: DateTime<Utc>,
+        marketplace_ids: &[MarketplaceId],
+        before_send: Option<BeforeSend<'_>>,
+    ) -> Result<String, CallError> {
         let mut spec = CreateReportSpecification::new(
             report_type.to_owned(),
             marketplace_ids.iter().map(|m| m.as_str().to_owned()).collect(),
@@ -237,7 +264,7 @@ impl MarketplaceClient {
             url: self.url(&["reports", "2021-06-30", "reports"]),
             body: Some(body),
         };
-        self.call(acct, &req, |answer| {
+        self.call_noting(acct, &req, before_send, |answer| {
             let created: CreateReportResponse = json(answer)?;
             if created.report_id.is_empty() {
                 return Err("empty reportId".to_owned());

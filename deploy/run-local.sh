@@ -9,8 +9,8 @@
 #               on free ports (three primaries, one replica each), created with
 #               deploy/redis/cluster-init.sh; API and workers use redis+cluster://...
 #               and queue.partitions = 16 (with DROVER_REDIS_URL, that URL and 16).
-# DROVER_BIN_DIR: take drover-api, drover-worker and simulator from there instead of
-# building them (release).
+# DROVER_BIN_DIR: take drover-api, drover (the CLI), drover-worker and simulator from
+# there instead of building them (release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cluster=""
@@ -21,12 +21,12 @@ for arg in "$@"; do
   esac
 done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/drover/target}"
-bash tests/setup.sh
+bash tests/setup.sh --demo
 if [ -n "${DROVER_BIN_DIR:-}" ]; then
   bin="$DROVER_BIN_DIR"
 else
   echo "== building (release)"
-  cargo build --release --locked -p drover-api -p drover-worker -p drover-simulator --bin drover-api --bin drover-worker --bin simulator
+  cargo build --release --locked -p drover-api -p drover-worker -p drover-simulator --bin drover-api --bin drover --bin drover-worker --bin simulator
   bin="$CARGO_TARGET_DIR/release"
 fi
 
@@ -117,14 +117,16 @@ infra+=($!)
 sim="http://127.0.0.1:$sim_port"
 api_port=${API_PORT:-8080}
 DROVER_CONFIG=deploy/local/drover.toml DROVER_API__LISTEN="127.0.0.1:$api_port" DROVER_API__REDIS_URL="$DROVER_REDIS_URL" DROVER_API__DEV_MODE=true \
-  DROVER_API__QUEUE__PARTITIONS="$partitions" DROVER_API__METRICS_LISTEN="127.0.0.1:9463" \
+  DROVER_API__QUEUE__PARTITIONS="$partitions" DROVER_API__METRICS_LISTEN="127.0.0.1:9465" \
   DROVER_API__MARKETPLACE_TOKEN_URL="$sim/auth/o2/token" \
   DROVER_LOG_FORMAT=text setsid "$bin/drover-api" > "$run_dir/api.log" 2>&1 &
 apps+=($!)
+# Metrics: the API on its default port (9465), worker 1 on the worker's (9464), worker 2 on 9466.
+worker_metrics=(9464 9466)
 for i in 1 2; do
   DROVER_CONFIG=deploy/local/drover.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
     DROVER_WORKER__QUEUE__PARTITIONS="$partitions" \
-    DROVER_WORKER__METRICS_LISTEN="127.0.0.1:$((9463 + i))" \
+    DROVER_WORKER__METRICS_LISTEN="127.0.0.1:${worker_metrics[$((i - 1))]}" \
     DROVER_WORKER__MARKETPLACE__BASE_URL="$sim" DROVER_LOG_FORMAT=text setsid "$bin/drover-worker" > "$run_dir/worker-$i.log" 2>&1 &
   apps+=($!)
 done
@@ -155,7 +157,7 @@ cat <<MSG
 Drover is running (logs in $run_dir):
   API         $api        (dev key: drover-dev-key)
   OpenAPI     $api/openapi.json
-  Metrics     API http://127.0.0.1:9463/metrics   workers: http://127.0.0.1:9464/metrics, :9465/metrics
+  Metrics     API http://127.0.0.1:9465/metrics   workers: http://127.0.0.1:9464/metrics, :9466/metrics
   Queues      curl -H '$auth' $api/v1/queues
   Jobs        curl -H '$auth' '$api/v1/jobs?limit=10'
   Job items   curl -H '$auth' $api/v1/jobs/<id>/items        (SKUs, windows, pages)
@@ -163,6 +165,7 @@ Drover is running (logs in $run_dir):
   Schedules   built-in: a sync every 15 min and daily/weekly audit backfills per active account
   Submit      curl -X POST $api/v1/jobs -H '$auth' -H 'content-type: application/json' \\
                 -d '{"kind":"cleanup","payload":{"account_id":"acct-1","marketplace_id":"ATVPDKIKX0DER","skus":["SKU-00003"]}}'
+  CLI         DROVER_API=$api DROVER_API_KEY=drover-dev-key $bin/drover jobs ls
   Simulator   $sim/_admin/stats
   Redis       $DROVER_REDIS_URL   (queue.partitions $partitions)
   Postgres    $DATABASE_URL   (tables orders, report_order_lines, listings, job_items, ...)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for Drover's tests and demo: redis-server,
-# PostgreSQL (started if not running), libfaketime. Safe to run again.
+# PostgreSQL (started if not running), libfaketime; for the tests also a Redis >= 7.2 and
+# Chromium with Playwright (skipped with `--demo`). Safe to run again.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -25,6 +26,11 @@ if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1; then
       pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
     fi
   fi
+fi
+# `--demo` (deploy/run-local.sh): what the demo needs is installed by now; the rest is
+# only for the tests.
+if [ "${1:-}" = "--demo" ]; then
+  exit 0
 fi
 # A Redis >= 7.2 for the `queue.durability = aof` tests (Debian's redis-server is 7.0, no
 # WAITAOF): built once into ~/.cache/drover/redis8 (a few minutes); those tests fail,

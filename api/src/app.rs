@@ -89,6 +89,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         idempotency_ttl: valid.job_defaults.idempotency_ttl,
         payload_bytes: config.jobs.max_payload_bytes,
         schedules: config.schedules,
+        headers: config.server.header_limits(),
     };
     // Lazy too: the pool connects on first use; migrations run in the background.
     let pool = drover::db::connect_lazy(&config.database)?;
@@ -157,6 +158,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         server: ServerLimits {
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
             max_connections: config.server.max_connections,
+            headers: config.server.header_limits(),
         },
     })
 }

@@ -36,6 +36,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many request headers, or too many bytes of them.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     /// Fields that failed validation, each named.
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::HeadersTooLarge(_) => ("headers-too-large", "Request headers too large"),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Validation(_) => ("validation", "Invalid request"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
@@ -130,6 +135,7 @@ impl ApiError {
             | ApiError::Conflict(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d)
+            | ApiError::HeadersTooLarge(d)
             | ApiError::UpstreamUnavailable(d)
             | ApiError::TooManyStreams { detail: d, .. } => d.clone(),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),

@@ -14,7 +14,9 @@ use crate::handlers::{
     account_counts, account_list, accounts, audit, control, csv_upload, dead_groups, dead_letter, events, health, items, jobs, queues,
     schedules, submit,
 };
-use crate::middleware::{catch_panic::catch_panic, observe::observe, problem::as_problem, request_id::request_id, timeout::timeout};
+use crate::middleware::{
+    catch_panic::catch_panic, header_limits::header_limits, observe::observe, problem::as_problem, request_id::request_id, timeout::timeout,
+};
 use crate::openapi::{self, Document};
 use crate::state::AppState;
 
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), timeout))
         .layer(from_fn_with_state(state.clone(), observe))
         .layer(from_fn(catch_panic))
+        .layer(from_fn_with_state(limits.headers, header_limits))
         .layer(from_fn(as_problem))
         .layer(from_fn(request_id))
         .with_state(state)

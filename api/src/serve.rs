@@ -4,6 +4,10 @@
 //! connections are served at once; past the cap new connections wait in the kernel's
 //! backlog until one closes. `axum::serve` sets no timer, so hyper disables its own
 //! header timeout, and it caps nothing: one client could hold every socket (slowloris).
+//!
+//! Request headers past `server.max_headers` or `max_header_bytes` are refused by the
+//! API with a 431 problem (`middleware::header_limits`); hyper, set to several times
+//! those limits, refuses only what is larger still, with a bare 431.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +22,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
+use crate::config::HeaderLimits;
+
 /// Bounds on what one connection may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// What the API itself refuses with a 431 problem (`middleware::header_limits`);
+    /// hyper is set to let up to several times that through to it.
+    pub headers: HeaderLimits,
 }
 
 /// How long to back off when `accept` fails (out of file descriptors, usually).
@@ -38,6 +47,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // hyper's own refusal is a bare 431 (no problem body, no request id): let
+        // requests well past the API's limits through so the API refuses them itself.
+        .max_headers(limits.headers.max_headers * 2)
+        .max_buf_size((limits.headers.max_bytes * 4).max(64 * 1024))
         .keep_alive(true);
     loop {
         let slot = tokio::select! {

@@ -31,6 +31,7 @@ pub struct Limits {
     pub payload_bytes: usize,
     /// How many schedules an account may have, and how often each may fire.
     pub schedules: crate::config::SchedulesConfig,
+    pub headers: crate::config::HeaderLimits,
 }
 
 #[derive(Clone)]

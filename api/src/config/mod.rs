@@ -51,7 +51,7 @@ pub use accounts::{AccountsConfig, DEV_TOKEN_URL};
 pub use callbacks::CallbacksConfig;
 pub use keys::KeyEntry;
 pub use schedules::SchedulesConfig;
-pub use server::ServerConfig;
+pub use server::{HeaderLimits, ServerConfig};
 pub use streams::StreamsConfig;
 pub use ui::{parse_proxy, UiConfig};
 

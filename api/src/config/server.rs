@@ -10,6 +10,10 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Most connections served at once; more wait until one closes.
     pub max_connections: usize,
+    /// Most request headers (field lines) a request may carry; more is a 431 problem.
+    pub max_headers: usize,
+    /// Most bytes of request header names and values together; more is a 431 problem.
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -17,6 +21,8 @@ impl Default for ServerConfig {
         Self {
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -36,6 +42,30 @@ impl ServerConfig {
                 self.max_connections
             ));
         }
+        if !(8..=500).contains(&self.max_headers) {
+            errs.push(format!("api.server.max_headers = {} must be between 8 and 500", self.max_headers));
+        }
+        if !(4096..=1_048_576).contains(&self.max_header_bytes) {
+            errs.push(format!(
+                "api.server.max_header_bytes = {} must be between 4096 and 1048576",
+                self.max_header_bytes
+            ));
+        }
         errs
     }
+
+    /// The request header limits the API answers with a 431 problem.
+    pub fn header_limits(&self) -> HeaderLimits {
+        HeaderLimits {
+            max_headers: self.max_headers,
+            max_bytes: self.max_header_bytes,
+        }
+    }
+}
+
+/// Bounds on a request's headers (`api.server.max_headers`, `max_header_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderLimits {
+    pub max_headers: usize,
+    pub max_bytes: usize,
 }

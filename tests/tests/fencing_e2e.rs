@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use drover::job::{JobId, JobKind, JobState};
 use drover::queue::JobStore;
-use drover_tests::sim::{AccountSpec, DeleteOutcome, FaultSpec, SimConfig};
+use drover_tests::sim::{AccountSpec, DeleteOutcome, FaultSpec, Operation, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -164,5 +164,62 @@ async fn a_worker_resumed_after_its_job_was_taken_over_writes_none_of_its_items(
         finished,
         "the resumed worker wrote items of a job another worker had finished\n{}",
         stack.workers[0].log()
+    );
+}
+
+/// Found by the chaos run of 2026-12-02: a backfill whose worker was stopped with a
+/// createReport on the wire lost that report's id; the run that took the job over
+/// created a second report for the same window (one report-quota call more). The new
+/// run must find the report the stopped run created and poll it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_created_by_a_stopped_worker_is_found_and_polled_not_created_again() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(200),
+            ..AccountSpec::new("seller-stopped-backfill")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: DELETE_LATENCY_MS,
+                ops: Some(vec![Operation::CreateReport]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let end = chrono::Utc::now();
+    let start = end - chrono::Duration::days(2);
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
+        )
+        .await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while stack.store.get(&id).await.unwrap().unwrap().state != JobState::Running {
+        assert!(Instant::now() < until, "the backfill never started\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first window's createReport is on the wire (600 ms) when the worker stops.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    stack.workers[0].signal(Signal::SIGSTOP);
+    stack.spawn_worker("worker-2", &[]);
+
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    stack.workers[0].signal(Signal::SIGCONT);
+    let rows = item_rows(&stack, &id).await;
+    let stats = stack.sim.admin().stats().await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(outcome_counts(&rows), vec![("done".to_owned(), 2)], "{rows:?}");
+    assert_eq!(
+        stats.accounts[acct.as_str()].reports_created,
+        2,
+        "one report per window\n{}",
+        stack.logs()
     );
 }

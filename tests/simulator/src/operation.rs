@@ -31,19 +31,22 @@ pub enum Operation {
     CreateReport,
     GetReport,
     GetReportDocument,
+    /// `GET /reports/2021-06-30/reports`: the account's reports, filtered.
+    GetReports,
     /// The document download (S3 in real life): no access token, no rate limit.
     DownloadReportDocument,
 }
 
 impl Operation {
     /// The operations that have a token bucket, in SP-API documentation order.
-    pub const RATE_LIMITED: [Operation; 6] = [
+    pub const RATE_LIMITED: [Operation; 7] = [
         Operation::GetOrders,
         Operation::GetListingsItem,
         Operation::DeleteListingsItem,
         Operation::CreateReport,
         Operation::GetReport,
         Operation::GetReportDocument,
+        Operation::GetReports,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,13 +58,17 @@ impl Operation {
             Operation::CreateReport => "createReport",
             Operation::GetReport => "getReport",
             Operation::GetReportDocument => "getReportDocument",
+            Operation::GetReports => "getReports",
             Operation::DownloadReportDocument => "downloadReportDocument",
         }
     }
 
     /// Report operations share the account's report quota (see `quota_window` faults).
     pub fn is_report(self) -> bool {
-        matches!(self, Operation::CreateReport | Operation::GetReport | Operation::GetReportDocument)
+        matches!(
+            self,
+            Operation::CreateReport | Operation::GetReport | Operation::GetReportDocument | Operation::GetReports
+        )
     }
 
     pub fn is_rate_limited(self) -> bool {
@@ -75,6 +82,7 @@ impl Operation {
             (paths::LISTINGS_ITEM, "GET") => Operation::GetListingsItem,
             (paths::LISTINGS_ITEM, "DELETE") => Operation::DeleteListingsItem,
             (paths::REPORTS, "POST") => Operation::CreateReport,
+            (paths::REPORTS, "GET") => Operation::GetReports,
             (paths::REPORT, "GET") => Operation::GetReport,
             (paths::DOCUMENT, "GET") => Operation::GetReportDocument,
             (paths::DOWNLOAD, "GET") => Operation::DownloadReportDocument,

@@ -78,7 +78,7 @@ pub struct RateLimits(pub BTreeMap<Operation, RateLimit>);
 impl RateLimits {
     pub fn profile(profile: RateProfile) -> Self {
         use Operation::*;
-        let table: [(Operation, RateLimit); 6] = match profile {
+        let table: [(Operation, RateLimit); 7] = match profile {
             RateProfile::Spapi => [
                 (GetOrders, RateLimit::new(0.0167, 20)),
                 (GetListingsItem, RateLimit::new(5.0, 10)),
@@ -86,6 +86,7 @@ impl RateLimits {
                 (CreateReport, RateLimit::new(0.0167, 15)),
                 (GetReport, RateLimit::new(2.0, 15)),
                 (GetReportDocument, RateLimit::new(0.0167, 15)),
+                (GetReports, RateLimit::new(0.0222, 10)),
             ],
             RateProfile::Fast => [
                 (GetOrders, RateLimit::new(10.0, 20)),
@@ -94,6 +95,7 @@ impl RateLimits {
                 (CreateReport, RateLimit::new(5.0, 15)),
                 (GetReport, RateLimit::new(20.0, 40)),
                 (GetReportDocument, RateLimit::new(5.0, 15)),
+                (GetReports, RateLimit::new(5.0, 10)),
             ],
             RateProfile::Unlimited => Operation::RATE_LIMITED.map(|op| (op, RateLimit::new(1_000_000.0, 1_000_000))),
         };

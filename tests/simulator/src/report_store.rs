@@ -156,6 +156,17 @@ impl ReportStore {
         self.reports.get_mut(report_id).filter(|r| r.spec.account == account)
     }
 
+    /// `account`'s reports created at or after `since`, oldest first.
+    pub(crate) fn of_account_since(&self, account: &str, since: DateTime<Utc>) -> Vec<&SimReport> {
+        let mut found: Vec<&SimReport> = self
+            .reports
+            .values()
+            .filter(|r| r.spec.account == account && r.created >= since)
+            .collect();
+        found.sort_by_key(|r| (r.created, r.id.len(), r.id.clone()));
+        found
+    }
+
     pub(crate) fn by_document(&self, document_id: &str) -> Option<&SimReport> {
         self.documents.get(document_id).and_then(|id| self.reports.get(id))
     }

@@ -1,10 +1,10 @@
-//! Reports 2021-06-30: `createReport`, `getReport`, `getReportDocument`, and the
-//! document download the document's URL points at.
+//! Reports 2021-06-30: `createReport`, `getReport`, `getReports`, `getReportDocument`,
+//! and the document download the document's URL points at.
 use std::sync::Arc;
 
 use amazon_spapi::models::reports_2021_06_30::{
-    report::ProcessingStatus, report_document::CompressionAlgorithm, CreateReportResponse, CreateReportSpecification, Report,
-    ReportDocument,
+    report::ProcessingStatus, report_document::CompressionAlgorithm, CreateReportResponse, CreateReportSpecification, GetReportsResponse,
+    Report, ReportDocument,
 };
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,7 +14,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::extract::{parse_time, SpJson, SpPath};
+use super::extract::{parse_time, Params, SpJson, SpPath};
 use super::flatfile;
 use super::gate::Caller;
 use super::operation::paths;
@@ -107,6 +107,105 @@ pub(crate) async fn get_report(
         .ok_or_else(|| ApiError::NotFound(format!("Report {report_id} not found.")))?;
     let status = report.poll(sim.config.reports, Instant::now());
     Ok(Json(report.to_model(status)))
+}
+
+/// Most reports `getReports` answers per page, and how many when `pageSize` is absent.
+const MAX_REPORTS_PAGE: usize = 100;
+const DEFAULT_REPORTS_PAGE: usize = 10;
+
+/// `getReports`: the account's reports of the named types created since `createdSince`
+/// (default: 90 days ago), oldest first, `pageSize` at a time; `nextToken` (alone) for
+/// the next page. Reading the list does not advance a report's processing.
+pub(crate) async fn get_reports(
+    State(sim): State<Arc<Sim>>,
+    Extension(Caller(account)): Extension<Caller>,
+    params: Params,
+) -> Result<Json<GetReportsResponse>, ApiError> {
+    let query = match params.get("nextToken") {
+        Some(token) => ReportsQuery::decode(token).ok_or_else(|| ApiError::InvalidInput("Invalid nextToken.".to_owned()))?,
+        None => {
+            let types = params.list("reportTypes");
+            if types.is_empty() {
+                return Err(ApiError::InvalidInput("reportTypes is required without a nextToken.".to_owned()));
+            }
+            let page_size = params
+                .get("pageSize")
+                .map(|raw| {
+                    raw.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_REPORTS_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::InvalidInput(format!("pageSize must be a whole number from 1 to {MAX_REPORTS_PAGE}, got {raw:?}"))
+                        })
+                })
+                .transpose()?
+                .unwrap_or(DEFAULT_REPORTS_PAGE);
+            let since = params
+                .time("createdSince")?
+                .unwrap_or_else(|| Utc::now() - ChronoDuration::days(90));
+            ReportsQuery {
+                types,
+                since,
+                page_size,
+                offset: 0,
+            }
+        }
+    };
+    let inner = sim.lock();
+    let now = Instant::now();
+    let matching: Vec<Report> = inner
+        .reports
+        .of_account_since(&account, query.since)
+        .into_iter()
+        .filter(|r| query.types.iter().any(|t| t == r.spec.report_type.name()))
+        .map(|r| r.to_model(r.status(sim.config.reports, now)))
+        .collect();
+    let page: Vec<Report> = matching.iter().skip(query.offset).take(query.page_size).cloned().collect();
+    let mut response = GetReportsResponse::new(page);
+    if matching.len() > query.offset + query.page_size {
+        response.next_token = Some(
+            ReportsQuery {
+                offset: query.offset + query.page_size,
+                ..query
+            }
+            .encode(),
+        );
+    }
+    Ok(Json(response))
+}
+
+/// A `getReports` listing, as its `nextToken` carries it.
+struct ReportsQuery {
+    types: Vec<String>,
+    since: chrono::DateTime<Utc>,
+    page_size: usize,
+    offset: usize,
+}
+
+impl ReportsQuery {
+    fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.offset,
+            self.page_size,
+            self.since.timestamp_millis(),
+            self.types.join(",")
+        )
+    }
+
+    fn decode(token: &str) -> Option<Self> {
+        let mut parts = token.splitn(4, '|');
+        let offset = parts.next()?.parse().ok()?;
+        let page_size = parts.next()?.parse().ok()?;
+        let since = chrono::DateTime::from_timestamp_millis(parts.next()?.parse().ok()?)?;
+        let types = parts.next()?.split(',').map(str::to_owned).collect();
+        Some(Self {
+            types,
+            since,
+            page_size,
+            offset,
+        })
+    }
 }
 
 pub(crate) async fn get_document(

@@ -19,7 +19,7 @@ fn router(sim: Arc<Sim>) -> Router {
     let marketplace = Router::new()
         .route(paths::ORDERS, get(orders::get_orders))
         .route(paths::LISTINGS_ITEM, get(listings::get_item).delete(listings::delete_item))
-        .route(paths::REPORTS, post(reports::create_report))
+        .route(paths::REPORTS, post(reports::create_report).get(reports::get_reports))
         .route(paths::REPORT, get(reports::get_report))
         .route(paths::DOCUMENT, get(reports::get_document))
         .route(paths::DOWNLOAD, get(reports::download))

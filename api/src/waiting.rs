@@ -140,7 +140,10 @@ mod tests {
             assert_eq!(w.reason, WaitReason::QuotaCooldown);
             assert_eq!(w.until, Some(cd.until));
             assert_eq!(w.detail["then"], json!(base));
-            assert_eq!(w.detail["operations"], json!(["createReport", "getReport", "getReportDocument"]));
+            assert_eq!(
+                w.detail["operations"],
+                json!(["createReport", "getReport", "getReportDocument", "getReports"])
+            );
         }
     }
 

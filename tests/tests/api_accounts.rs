@@ -419,6 +419,7 @@ async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
         "createReport",
         "getReport",
         "getReportDocument",
+        "getReports",
     ] {
         assert!(ops.contains_key(op), "{op} missing from {v}");
     }

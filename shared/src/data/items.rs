@@ -53,6 +53,10 @@ pub struct Item {
     pub detail: serde_json::Value,
     pub tries: i32,
     pub updated_at: DateTime<Utc>,
+    /// The run whose call for this item went out and was never answered (see
+    /// [`mark_sent`]); internal, not shown to clients.
+    #[serde(skip)]
+    pub sent_by: Option<i64>,
 }
 
 /// Totals for a job's result. `skipped` counts items that needed no change (absent).
@@ -144,6 +148,18 @@ pub async fn mark_sent(conn: &mut PgConnection, fence: RunFence<'_>, item: &str)
     })
 }
 
+/// Take back [`mark_sent`]'s note: the call was answered in a way that says it changed
+/// nothing upstream (a 429), and the item stays to do.
+pub async fn unmark_sent(conn: &mut PgConnection, fence: RunFence<'_>, item: &str) -> DataResult<()> {
+    sqlx::query("UPDATE job_items SET sent_by = NULL WHERE job_id = $1 AND item = $2 AND sent_by = $3")
+        .bind(fence.job_id)
+        .bind(item)
+        .bind(fence.run)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Keep notes on an item without changing its outcome (e.g. the report id of a window
 /// in progress, so a rerun polls that report instead of creating another), as `fence`'s run.
 pub async fn note(conn: &mut PgConnection, fence: RunFence<'_>, item: &str, detail: &serde_json::Value) -> DataResult<Write> {
@@ -198,6 +214,7 @@ fn item_from(row: &sqlx::postgres::PgRow) -> DataResult<Item> {
         detail: row.try_get("detail")?,
         tries: row.try_get("tries")?,
         updated_at: row.try_get("updated_at")?,
+        sent_by: row.try_get("sent_by")?,
     })
 }
 
@@ -210,7 +227,7 @@ pub async fn page(
     limit: i64,
 ) -> DataResult<Vec<Item>> {
     let rows = sqlx::query(
-        "SELECT seq, item, outcome, detail, tries, updated_at FROM job_items
+        "SELECT seq, item, outcome, detail, tries, updated_at, sent_by FROM job_items
           WHERE job_id = $1 AND ($2::text IS NULL OR outcome = $2) AND seq > $3
           ORDER BY seq LIMIT $4",
     )
@@ -226,7 +243,7 @@ pub async fn page(
 /// Items still to do (pending, or failed on an earlier run), in order.
 pub async fn unfinished(conn: &mut PgConnection, job_id: &str) -> DataResult<Vec<Item>> {
     let rows = sqlx::query(
-        "SELECT seq, item, outcome, detail, tries, updated_at FROM job_items
+        "SELECT seq, item, outcome, detail, tries, updated_at, sent_by FROM job_items
           WHERE job_id = $1 AND outcome IN ('pending', 'failed') ORDER BY seq",
     )
     .bind(job_id)

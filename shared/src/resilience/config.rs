@@ -31,6 +31,7 @@ impl RateSpec {
             Operation::CreateReport => Self::new(0.0167, 15),
             Operation::GetReport => Self::new(2.0, 15),
             Operation::GetReportDocument => Self::new(0.0167, 15),
+            Operation::GetReports => Self::new(0.0222, 10),
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The rule for quota cooldowns: a cooldown refuses report operations only
 //! ([`Operation::is_report`]), so it stops the kinds that call one — `backfill`
-//! (createReport → getReport → getReportDocument). `sync` (getOrders, getListingsItem)
+//! (createReport → getReport → getReportDocument; getReports to find a report whose
+//! createReport answer was lost). `sync` (getOrders, getListingsItem)
 //! and `cleanup` (deleteListingsItem) go on during a cooldown.
 use super::Operation;
 use crate::job::JobKind;
@@ -12,7 +13,12 @@ use crate::job::JobKind;
 pub fn operations(kind: JobKind) -> &'static [Operation] {
     match kind {
         JobKind::Sync => &[Operation::GetOrders, Operation::GetListingsItem],
-        JobKind::Backfill => &[Operation::CreateReport, Operation::GetReport, Operation::GetReportDocument],
+        JobKind::Backfill => &[
+            Operation::CreateReport,
+            Operation::GetReport,
+            Operation::GetReportDocument,
+            Operation::GetReports,
+        ],
         JobKind::Cleanup => &[Operation::DeleteListingsItem],
     }
 }

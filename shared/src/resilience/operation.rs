@@ -21,17 +21,21 @@ pub enum Operation {
     GetReport,
     #[serde(alias = "getreportdocument")]
     GetReportDocument,
+    /// Called only to find a report whose createReport answer was lost.
+    #[serde(alias = "getreports")]
+    GetReports,
 }
 
 impl Operation {
     /// Every operation, in SP-API documentation order.
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::GetOrders,
         Operation::GetListingsItem,
         Operation::DeleteListingsItem,
         Operation::CreateReport,
         Operation::GetReport,
         Operation::GetReportDocument,
+        Operation::GetReports,
     ];
 
     /// The SP-API operation name (`getOrders`, ...), also used in Redis keys.
@@ -43,13 +47,17 @@ impl Operation {
             Operation::CreateReport => "createReport",
             Operation::GetReport => "getReport",
             Operation::GetReportDocument => "getReportDocument",
+            Operation::GetReports => "getReports",
         }
     }
 
     /// Report operations share the account's report quota, so a 429 on one of them
     /// puts the whole account into quota cooldown.
     pub fn is_report(self) -> bool {
-        matches!(self, Operation::CreateReport | Operation::GetReport | Operation::GetReportDocument)
+        matches!(
+            self,
+            Operation::CreateReport | Operation::GetReport | Operation::GetReportDocument | Operation::GetReports
+        )
     }
 }
 

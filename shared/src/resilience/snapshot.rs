@@ -64,6 +64,7 @@ impl Resilience {
             inv.key(self.key("cb", account, Some(op)));
         }
         inv.key(self.key("cd", account, None));
+        inv.arg(Operation::ALL.len());
         let row: Vec<Option<String>> = inv.invoke_async(&mut self.conn()).await?;
         let mut fields = row.into_iter();
         let mut next = move || fields.next().flatten();

@@ -7,6 +7,7 @@
 //! A quota 429 (the client has already put the account in cooldown), an open breaker or
 //! a running cooldown stops the job and snoozes it; any other window failure is recorded
 //! and the job goes on, ending `partial`. A rerun does only unfinished windows.
+use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
@@ -21,7 +22,7 @@ use drover::JobError;
 use serde_json::json;
 
 use super::report_parse::{self, ParsedReport};
-use super::{check_cancel, db_error, landed, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, Jobs, Seller, Slice};
 use crate::marketplace::CallError;
 
 /// The windows of `[start, end)`, each `hours` long (the last may be shorter).
@@ -135,6 +136,41 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     }
 }
 
+/// The report an earlier run created for this window but never learned the id of (its
+/// createReport went out and the answer was lost when the run was stopped), found with
+/// getReports among the account's reports of this type created since that run began
+/// (less a minute for the two clocks). Any report of the same type, window and
+/// marketplace will do: it holds the same rows.
+async fn lost_report(
+    jobs: &Jobs,
+    p: &BackfillPayload,
+    seller: &Seller,
+    ctx: &JobContext,
+    item: &Item,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Option<String>, CallError> {
+    let Some(run) = item.sent_by.filter(|r| *r != ctx.run) else {
+        return Ok(None);
+    };
+    let since = DateTime::from_timestamp_millis(run).unwrap_or_default() - Duration::minutes(1);
+    let reports = jobs.market().get_reports(&seller.call, &p.report_type, since).await?;
+    let at = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    Ok(reports
+        .into_iter()
+        .find(|r| {
+            at(&r.data_start_time) == Some(from)
+                && at(&r.data_end_time) == Some(to)
+                && r.marketplace_ids
+                    .as_ref()
+                    .is_some_and(|m| m.iter().any(|id| id == p.marketplace_id.as_str()))
+        })
+        .map(|r| r.report_id))
+}
+
 /// Errors that stop the whole job (snooze, cancel, database) come back as `Err`; the
 /// window's own failures as `Ok(Failed)`.
 async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobContext, item: &Item) -> Result<WindowEnd, JobError> {
@@ -150,9 +186,29 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
     let report_id = match item.detail.get("report_id").and_then(|v| v.as_str()) {
         Some(id) => id.to_owned(),
         None => {
-            let id = match market.create_report(&seller.call, &p.report_type, from, to, marketplaces).await {
-                Ok(id) => id,
+            let lost = match lost_report(jobs, p, seller, ctx, item, (from, to)).await {
+                Ok(lost) => lost,
                 Err(e) => return window_error(e),
+            };
+            let id = match lost {
+                Some(id) => {
+                    tracing::info!(job_id, window = %item.item, report_id = %id, "found the report an earlier run created for this window; polling it");
+                    id
+                }
+                None => {
+                    let earlier = Mutex::new(None);
+                    let note = note_sent(jobs, ctx, &item.item, "createReport", &earlier);
+                    match market
+                        .create_report_noting(&seller.call, &p.report_type, from, to, marketplaces, Some(note))
+                        .await
+                    {
+                        Ok(id) => id,
+                        Err(e) => {
+                            unmark_if_refused(jobs, ctx, &item.item, &e).await;
+                            return window_error(e);
+                        }
+                    }
+                }
             };
             let mut conn = jobs.db().acquire().await.map_err(db_error("noting a report id"))?;
             let written = items::note(&mut conn, ctx.fence(), &item.item, &json!({"report_id": id}))

@@ -11,15 +11,15 @@
 //! flight (its lease fenced while Redis stalled, or its worker stopped) may lose their
 //! answers; the rerun, finding such a SKU gone, records it `deleted` (by that earlier
 //! run), not `absent`.
-use drover::data::items::{self, Item, ItemOutcome, Sent};
+use drover::data::items::{self, Item, ItemOutcome};
 use drover::job::{CleanupPayload, Progress, Sku};
 use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 
-use super::{check_cancel, db_error, landed, Jobs, Seller, Slice};
-use crate::marketplace::{BeforeSend, CallError, DeleteOutcome};
+use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, Jobs, Seller, Slice};
+use crate::marketplace::{CallError, DeleteOutcome};
 
 /// Records one SKU's outcome as this run. A delete's answer is recorded or lost, never
 /// re-asked (a rerun would see 404), so a failed write is tried once more on another
@@ -101,6 +101,7 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
                 e @ (CallError::BreakerOpen { .. } | CallError::RateLimited { .. } | CallError::Cooldown { .. } | CallError::Cancelled),
             ) => {
                 // The SKU stays pending for the resumed run.
+                unmark_if_refused(jobs, ctx, &item.item, &e).await;
                 if stop.is_none() {
                     tracing::info!(job_id, error = %e, "cleanup paused; remaining SKUs stay pending");
                     stop = Some(e.into());
@@ -191,34 +192,7 @@ async fn delete_one<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &
         }
     };
     let earlier = std::sync::Mutex::new(None);
-    let note: BeforeSend<'_> = Box::pin(async {
-        let mark = async {
-            let mut conn = jobs.db().acquire().await?;
-            items::mark_sent(&mut conn, ctx.fence(), &item.item).await
-        };
-        match mark.await {
-            Ok(Sent::Marked) => Ok(()),
-            Ok(Sent::AfterUnansweredRun(run)) => {
-                *earlier.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
-                Ok(())
-            }
-            Ok(Sent::Fenced) => {
-                tracing::warn!(job_id = %ctx.id, run = ctx.run, item = %item.item, "a later run of this job holds it; this delete is not sent");
-                // Not `Cancelled`: should this run's lease still stand, the job must not end.
-                Err(CallError::Transient {
-                    op: "deleteListingsItem",
-                    reason: "a later run of this job holds it".to_owned(),
-                })
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %ctx.id, item = %item.item, error = %e, "could not note the delete before sending it");
-                Err(CallError::Transient {
-                    op: "deleteListingsItem",
-                    reason: "database error noting the delete before sending it".to_owned(),
-                })
-            }
-        }
-    });
+    let note = note_sent(jobs, ctx, &item.item, "deleteListingsItem", &earlier);
     let result = jobs
         .market()
         .delete_listings_item_noting(

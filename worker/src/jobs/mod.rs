@@ -14,9 +14,10 @@ mod sync;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use drover::crypto::SecretBox;
+use drover::data::items::{self, Sent};
 use drover::data::run_fence::{self, Write};
 use drover::db::accounts::AccountRepo;
 use drover::job::{AccountId, JobPayload};
@@ -27,7 +28,7 @@ use sqlx::PgPool;
 pub use config::JobsConfig;
 use config::Slice;
 
-use crate::marketplace::{AccountCtx, MarketplaceClient};
+use crate::marketplace::{AccountCtx, BeforeSend, CallError, MarketplaceClient};
 
 /// The handler for sync, backfill and cleanup jobs.
 #[derive(Clone)]
@@ -138,6 +139,63 @@ pub(crate) fn landed(write: Write, ctx: &JobContext, what: &str) -> Result<(), J
             tracing::warn!(job_id = %ctx.id, run = ctx.run, "{what}: a later run of this job holds it; this run stops");
             Err(JobError::transient(format!("{what}: a later run of this job holds it")))
         }
+    }
+}
+
+/// Notes on `item`, right before its `op` call goes out, that this run sent it
+/// (`items::mark_sent`); `earlier` learns the earlier run whose call for it went out
+/// unanswered, if any. A later run holding the job, or a database error, stops the call
+/// unsent (as a transient error: should this run's lease still stand, the job must not
+/// end as cancelled).
+pub(crate) fn note_sent<'a>(
+    jobs: &'a Jobs,
+    ctx: &'a JobContext,
+    item: &'a str,
+    op: &'static str,
+    earlier: &'a Mutex<Option<i64>>,
+) -> BeforeSend<'a> {
+    Box::pin(async move {
+        let mark = async {
+            let mut conn = jobs.db().acquire().await?;
+            items::mark_sent(&mut conn, ctx.fence(), item).await
+        };
+        match mark.await {
+            Ok(Sent::Marked) => Ok(()),
+            Ok(Sent::AfterUnansweredRun(run)) => {
+                *earlier.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
+                Ok(())
+            }
+            Ok(Sent::Fenced) => {
+                tracing::warn!(job_id = %ctx.id, run = ctx.run, item, op, "a later run of this job holds it; the call is not sent");
+                Err(CallError::Transient {
+                    op,
+                    reason: "a later run of this job holds it".to_owned(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %ctx.id, item, op, error = %e, "could not note the call before sending it");
+                Err(CallError::Transient {
+                    op,
+                    reason: "database error noting the call before sending it".to_owned(),
+                })
+            }
+        }
+    })
+}
+
+/// A call [`note_sent`] marked was refused with a 429 (`RateLimited`): it changed
+/// nothing upstream, so the mark is taken back and a rerun does not take the item's
+/// state for this call's effect. Best effort: a failure is logged and leaves the mark.
+pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str, err: &CallError) {
+    if !matches!(err, CallError::RateLimited { .. }) {
+        return;
+    }
+    let unmark = async {
+        let mut conn = jobs.db().acquire().await?;
+        items::unmark_sent(&mut conn, ctx.fence(), item).await
+    };
+    if let Err(e) = unmark.await {
+        tracing::warn!(job_id = %ctx.id, item, error = %e, "could not take back the note of a call refused with a 429");
     }
 }
 

@@ -51,6 +51,18 @@ pub(crate) struct ApiRequest {
 /// Runs once before a call's first request is sent; its error ends the call unsent.
 pub(crate) type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
 
+impl ApiRequest {
+    /// A GET of `url` (no body).
+    pub(crate) fn get(op: Operation, url: Url) -> Self {
+        Self {
+            op,
+            method: Method::GET,
+            url,
+            body: None,
+        }
+    }
+}
+
 /// A complete answer: status, headers and the whole body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use amazon_spapi::models::listings_items_2021_08_01::{listings_item_submission_response::Status as SubmissionStatus, Item};
 use amazon_spapi::models::orders_v0::GetOrdersResponse;
-use amazon_spapi::models::reports_2021_06_30::{CreateReportResponse, CreateReportSpecification, Report, ReportDocument};
+use amazon_spapi::models::reports_2021_06_30::{
+    CreateReportResponse, CreateReportSpecification, GetReportsResponse, Report, ReportDocument,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use drover::job::{AccountId, MarketplaceId, Sku};
 use drover::resilience::{Operation, Resilience};
@@ -119,12 +121,7 @@ impl MarketplaceClient {
                 query.append_pair("MaxResultsPerPage", &n.to_string());
             }
         }
-        let req = ApiRequest {
-            op: Operation::GetOrders,
-            method: Method::GET,
-            url,
-            body: None,
-        };
+        let req = ApiRequest::get(Operation::GetOrders, url);
         self.call(acct, &req, |answer| {
             let response: GetOrdersResponse = json(answer)?;
             let list = response.payload.ok_or("no payload in the getOrders answer")?;
@@ -153,12 +150,7 @@ impl MarketplaceClient {
         url.query_pairs_mut()
             .append_pair("marketplaceIds", &join(marketplace_ids))
             .append_pair("includedData", "summaries");
-        let req = ApiRequest {
-            op: Operation::GetListingsItem,
-            method: Method::GET,
-            url,
-            body: None,
-        };
+        let req = ApiRequest::get(Operation::GetListingsItem, url);
         match self.call(acct, &req, json::<Item>).await {
             Ok(item) => Ok(Some(item)),
             Err(CallError::NotFound { .. }) => Ok(None),
@@ -277,23 +269,28 @@ impl MarketplaceClient {
     /// Reports `getReport`: the status (IN_QUEUE, IN_PROGRESS, DONE, CANCELLED, FATAL)
     /// and, when DONE, the document id.
     pub async fn get_report(&self, acct: &AccountCtx, report_id: &str) -> Result<Report, CallError> {
-        let req = ApiRequest {
-            op: Operation::GetReport,
-            method: Method::GET,
-            url: self.url(&["reports", "2021-06-30", "reports", report_id]),
-            body: None,
-        };
+        let req = ApiRequest::get(Operation::GetReport, self.url(&["reports", "2021-06-30", "reports", report_id]));
         self.call(acct, &req, json::<Report>).await
+    }
+
+    /// Reports `getReports`: the account's reports of `report_type` created since
+    /// `created_since`, up to 100 (the first page: it is asked about a few minutes).
+    pub async fn get_reports(&self, acct: &AccountCtx, report_type: &str, created_since: DateTime<Utc>) -> Result<Vec<Report>, CallError> {
+        let mut url = self.url(&["reports", "2021-06-30", "reports"]);
+        url.query_pairs_mut()
+            .append_pair("reportTypes", report_type)
+            .append_pair("createdSince", &iso(created_since))
+            .append_pair("pageSize", "100");
+        let req = ApiRequest::get(Operation::GetReports, url);
+        self.call(acct, &req, json::<GetReportsResponse>).await.map(|r| r.reports)
     }
 
     /// Reports `getReportDocument`: where to download the document and how it is packed.
     pub async fn get_report_document(&self, acct: &AccountCtx, document_id: &str) -> Result<ReportDocument, CallError> {
-        let req = ApiRequest {
-            op: Operation::GetReportDocument,
-            method: Method::GET,
-            url: self.url(&["reports", "2021-06-30", "documents", document_id]),
-            body: None,
-        };
+        let req = ApiRequest::get(
+            Operation::GetReportDocument,
+            self.url(&["reports", "2021-06-30", "documents", document_id]),
+        );
         self.call(acct, &req, |answer| {
             let doc: ReportDocument = json(answer)?;
             if doc.url.is_empty() {

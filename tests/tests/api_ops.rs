@@ -54,11 +54,7 @@ async fn metrics_count_requests_by_route_template_and_show_queue_depth_and_lag()
 
 /// How many PINGs this Redis has answered.
 async fn pings(app: &TestApp) -> u64 {
-    let mut conn = app.store.connection();
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    command_calls(&mut app.store.connection(), "ping").await
 }
 
 /// I8: `/readyz` needs no key, so a flood of it must not become a flood of Redis and

@@ -338,14 +338,6 @@ async fn the_scheduler_counts_each_tick_it_made_and_each_tick_it_missed_once() {
     assert_eq!((seen.ticks(), seen.misfires()), (0, 0));
 }
 
-/// How many `HGETALL`s this Redis has answered.
-async fn hgetalls(conn: &mut drover::redis_conn::RedisConn) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_hgetall:calls="))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// M3: every replica's scheduler polls once a second; with no schedule changed it must not
 /// read every schedule's JSON again (one `HGETALL` of up to accounts × quota entries) on
 /// each poll, yet a schedule created, replaced or deleted is seen by the next poll.
@@ -388,12 +380,16 @@ async fn scheduler_sees_each_change(url: &str, count_reads: bool) {
     let at = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, h, m, s).unwrap();
     let mut conn = store.connection();
 
-    let before = if count_reads { hgetalls(&mut conn).await } else { 0 };
+    let before = if count_reads {
+        command_calls(&mut conn, "hgetall").await
+    } else {
+        0
+    };
     for s in 0..10 {
         assert_eq!(scheduler.tick_once(at(12, 0, s)).await, 0);
     }
     if count_reads {
-        let reads = hgetalls(&mut conn).await - before;
+        let reads = command_calls(&mut conn, "hgetall").await - before;
         assert!(reads <= 1, "{reads} HGETALLs of the schedules in 10 polls with nothing changed");
     }
 

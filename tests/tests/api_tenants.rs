@@ -800,18 +800,9 @@ async fn a_scoped_key_hammering_filtered_listings_beside_100_000_foreign_jobs_ne
     assert!(served > 0, "the scoped key is served within its budget");
 }
 
-/// How many times this Redis has answered `cmd` (`INFO commandstats`).
+/// How many times this app's Redis has answered `cmd`.
 async fn calls(app: &TestApp, cmd: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut app.store.connection())
-        .await
-        .unwrap();
-    let prefix = format!("cmdstat_{cmd}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
+    command_calls(&mut app.store.connection(), cmd).await
 }
 
 /// Finding N5 of this stop's hostile-tenant audit: `GET /v1/jobs/{id}` read another

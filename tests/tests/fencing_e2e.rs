@@ -6,9 +6,9 @@ use crate::jobs_support;
 
 use std::time::{Duration, Instant};
 
-use drover::job::{JobId, JobKind, JobState};
+use drover::job::{AccountId, JobId, JobKind, JobState};
 use drover::queue::JobStore;
-use drover_tests::sim::{AccountSpec, DeleteOutcome, FaultSpec, Operation, SimConfig};
+use drover_tests::sim::{AccountSpec, FaultSpec, Operation, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -41,15 +41,9 @@ fn outcome_counts(rows: &[(String, String, i32)]) -> Vec<(String, usize)> {
     counts.into_iter().collect()
 }
 
-/// The marketplace's own count of listings it deleted (a 204, not a 404).
-async fn deleted_by_marketplace(stack: &Stack, account: &str) -> usize {
-    let deletes = stack.sim.admin().deletes(account).await.expect("simulator deletes");
-    deletes.iter().filter(|d| d.outcome == DeleteOutcome::Deleted).count()
-}
-
 /// A cleanup account with slow deletes, and its job submitted; returns once the job's
 /// first deletes are on the wire.
-async fn cleanup_in_flight(stack: &mut Stack, name: &str) -> (String, JobId) {
+async fn cleanup_in_flight(stack: &mut Stack, name: &str) -> (AccountId, JobId) {
     let acct = stack
         .account(AccountSpec {
             skus: Some(SKUS),
@@ -67,12 +61,7 @@ async fn cleanup_in_flight(stack: &mut Stack, name: &str) -> (String, JobId) {
         )
         .await;
     stack.spawn_worker("worker-1", &[]);
-    let id = stack
-        .submit(
-            JobKind::Cleanup,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
-        )
-        .await;
+    let id = stack.submit_cleanup(&acct, &skus).await;
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let job = stack.store.get(&id).await.unwrap().unwrap();
@@ -84,7 +73,7 @@ async fn cleanup_in_flight(stack: &mut Stack, name: &str) -> (String, JobId) {
     }
     // The run reads its account and seeds its SKUs, then sends its first deletes.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    (acct.as_str().to_owned(), id)
+    (acct, id)
 }
 
 /// Found by the chaos run of 2026-12-02: with Redis stalled, a delete's answer came
@@ -99,7 +88,7 @@ async fn a_delete_answered_while_redis_stalls_is_recorded_deleted_not_absent() {
     stack.redis.pause();
     // Past the answers (600 ms) and the keeper's fence (1.25 s) and its cancel grace.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let answered_in_the_stall = deleted_by_marketplace(&stack, &acct).await;
+    let answered_in_the_stall = stack.deleted_by_marketplace(&acct).await.len();
     stack.redis.resume();
     assert!(
         answered_in_the_stall > 0,
@@ -110,7 +99,7 @@ async fn a_delete_answered_while_redis_stalls_is_recorded_deleted_not_absent() {
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     let rows = item_rows(&stack, &id).await;
     assert_eq!(
-        deleted_by_marketplace(&stack, &acct).await,
+        stack.deleted_by_marketplace(&acct).await.len(),
         SKUS,
         "the marketplace deleted each SKU once"
     );
@@ -149,7 +138,7 @@ async fn a_worker_resumed_after_its_job_was_taken_over_writes_none_of_its_items(
 
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     assert_eq!(
-        deleted_by_marketplace(&stack, &acct).await,
+        stack.deleted_by_marketplace(&acct).await.len(),
         SKUS,
         "the marketplace deleted each SKU once"
     );

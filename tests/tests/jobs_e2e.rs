@@ -414,13 +414,7 @@ async fn cleanup_of_10000_skus_records_an_outcome_per_sku_that_matches_the_marke
         .unwrap()
         .into_iter()
         .collect();
-    let stats = stack.sim.admin().stats().await.unwrap();
-    let theirs: HashSet<String> = stats.accounts[acct.as_str()]
-        .deletes
-        .iter()
-        .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
-        .map(|d| d.sku.clone())
-        .collect();
+    let theirs: HashSet<String> = stack.deleted_by_marketplace(&acct).await.into_iter().collect();
     assert_eq!(ours, theirs);
     let failed: HashSet<String> = sqlx::query_scalar("SELECT item FROM job_items WHERE job_id = $1 AND outcome = 'failed'")
         .bind(id.as_str())
@@ -470,12 +464,7 @@ async fn a_cleanup_paused_by_the_breaker_during_a_5xx_storm_finishes_after_recov
         )
         .await;
     stack.spawn_worker("worker-1", &[]);
-    let id = stack
-        .submit(
-            JobKind::Cleanup,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
-        )
-        .await;
+    let id = stack.submit_cleanup(&acct, &skus).await;
     stack.progress_at_least(&id, 300, Duration::from_secs(60)).await;
     stack
         .faults(
@@ -510,12 +499,7 @@ async fn a_cleanup_paused_by_the_breaker_during_a_5xx_storm_finishes_after_recov
     let total: i64 = outcomes.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 2000);
     let deleted: i64 = outcomes.iter().filter(|(o, _)| o == "deleted").map(|(_, n)| n).sum();
-    let stats = stack.sim.admin().stats().await.unwrap();
-    let theirs = stats.accounts[acct.as_str()]
-        .deletes
-        .iter()
-        .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
-        .count() as i64;
+    let theirs = stack.deleted_by_marketplace(&acct).await.len() as i64;
     assert_eq!(deleted, theirs, "{outcomes:?}");
 }
 
@@ -539,12 +523,7 @@ async fn a_long_cleanup_is_worked_in_time_slices_without_using_attempts() {
         )
         .await;
     stack.spawn_worker("worker-1", &[("DROVER_WORKER__JOBS__SLICE_MS", "1000")]);
-    let id = stack
-        .submit(
-            JobKind::Cleanup,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
-        )
-        .await;
+    let id = stack.submit_cleanup(&acct, &skus).await;
     let job = stack.finish(&id, Duration::from_secs(120)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
     let slices = job
@@ -658,20 +637,10 @@ async fn a_postgres_error_recording_one_sku_loses_no_answer_of_the_deletes_in_fl
     .await
     .unwrap();
     stack.spawn_worker("worker-1", &[]);
-    let id = stack
-        .submit(
-            JobKind::Cleanup,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
-        )
-        .await;
+    let id = stack.submit_cleanup(&acct, &skus).await;
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     let outcomes = window_outcomes(&stack, id.as_str()).await;
-    let stats = stack.sim.admin().stats().await.unwrap();
-    let deleted_there = stats.accounts[acct.as_str()]
-        .deletes
-        .iter()
-        .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
-        .count() as i64;
+    let deleted_there = stack.deleted_by_marketplace(&acct).await.len() as i64;
     assert_eq!(deleted_there, 8, "the marketplace deleted each SKU once");
     assert_eq!(outcomes, vec![("deleted".to_owned(), 8)], "{job:#?}\n{}", stack.logs());
     assert_eq!(job.state, JobState::Succeeded);

@@ -336,3 +336,14 @@ pub async fn problem(res: Response, status: u16) -> Value {
     assert!(!body["title"].as_str().unwrap().is_empty());
     body
 }
+
+/// How many times the Redis behind `conn` has answered `cmd` (lowercase, e.g. `hgetall`),
+/// from `INFO commandstats`.
+pub async fn command_calls(conn: &mut drover::redis_conn::RedisConn, cmd: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}

@@ -26,6 +26,7 @@ pub fn plans() -> BTreeMap<Operation, RateLimit> {
         (Operation::CreateReport, RateLimit::new(50.0, 20)),
         (Operation::GetReport, RateLimit::new(200.0, 40)),
         (Operation::GetReportDocument, RateLimit::new(50.0, 20)),
+        (Operation::GetReports, RateLimit::new(50.0, 20)),
     ])
 }
 
@@ -260,6 +261,26 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Submit a cleanup of `skus` for `account` in the test marketplace.
+    pub async fn submit_cleanup(&self, account: &AccountId, skus: &[String]) -> JobId {
+        self.submit(
+            JobKind::Cleanup,
+            serde_json::json!({"account_id": account.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
+        )
+        .await
+    }
+
+    /// The SKUs the marketplace itself deleted for `account` (answered 204, not 404),
+    /// one entry per delete, in the order they arrived.
+    pub async fn deleted_by_marketplace(&self, account: &AccountId) -> Vec<String> {
+        let deletes = self.sim.admin().deletes(account.as_str()).await.expect("simulator deletes");
+        deletes
+            .into_iter()
+            .filter(|d| d.outcome == drover_tests::sim::DeleteOutcome::Deleted)
+            .map(|d| d.sku)
+            .collect()
     }
 
     pub fn logs(&self) -> String {

@@ -41,6 +41,19 @@ fn outcome_counts(rows: &[(String, String, i32)]) -> Vec<(String, usize)> {
     counts.into_iter().collect()
 }
 
+/// Wait (up to 20 s) until a worker has leased `id`.
+async fn running(stack: &Stack, id: &JobId) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = stack.store.get(id).await.unwrap().unwrap();
+        if job.state == JobState::Running {
+            return;
+        }
+        assert!(Instant::now() < until, "the job never started: {job:#?}\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A cleanup account with slow deletes, and its job submitted; returns once the job's
 /// first deletes are on the wire.
 async fn cleanup_in_flight(stack: &mut Stack, name: &str) -> (AccountId, JobId) {
@@ -62,15 +75,7 @@ async fn cleanup_in_flight(stack: &mut Stack, name: &str) -> (AccountId, JobId) 
         .await;
     stack.spawn_worker("worker-1", &[]);
     let id = stack.submit_cleanup(&acct, &skus).await;
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let job = stack.store.get(&id).await.unwrap().unwrap();
-        if job.state == JobState::Running {
-            break;
-        }
-        assert!(Instant::now() < until, "the cleanup never started: {job:#?}\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    running(stack, &id).await;
     // The run reads its account and seeds its SKUs, then sends its first deletes.
     tokio::time::sleep(Duration::from_millis(250)).await;
     (acct, id)
@@ -189,11 +194,7 @@ async fn a_report_created_by_a_stopped_worker_is_found_and_polled_not_created_ag
                    "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
         )
         .await;
-    let until = Instant::now() + Duration::from_secs(20);
-    while stack.store.get(&id).await.unwrap().unwrap().state != JobState::Running {
-        assert!(Instant::now() < until, "the backfill never started\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    running(&stack, &id).await;
     // The first window's createReport is on the wire (600 ms) when the worker stops.
     tokio::time::sleep(Duration::from_millis(250)).await;
     stack.workers[0].signal(Signal::SIGSTOP);

@@ -5,8 +5,8 @@ use crate::api_support;
 use std::collections::HashSet;
 
 use api_support::*;
-use drover::job::JobState;
-use drover::queue::JobStore;
+use drover::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobState};
+use drover::queue::{JobStore, SettleAction, Settlement};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -498,6 +498,55 @@ async fn a_scoped_key_sees_no_worker_names_and_an_operator_key_does() {
     assert!(!tenant.to_string().contains("test-worker"), "{tenant}");
     let (_, operator) = app.job(ADMIN, id.as_str()).await;
     assert_eq!(operator["worker"], "test-worker", "{operator}");
+}
+
+/// A running job's history ends with the run under way (its number, start and worker,
+/// no end yet): a newcomer watching a job saw `running` with an empty history.
+#[tokio::test]
+async fn a_running_jobs_history_shows_the_run_under_way_after_the_runs_that_ended() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let token = app.lease(&id).await;
+    let (_, first) = app.job(ADMIN, id.as_str()).await;
+    let started = first["started_at"].clone();
+    let failed = Settlement {
+        id: id.clone(),
+        token,
+        action: SettleAction::Retry {
+            delay: std::time::Duration::ZERO,
+            error: ErrorInfo {
+                class: ErrorClass::Transient,
+                message: "upstream 503".into(),
+            },
+        },
+        attempt: Some(AttemptRecord {
+            number: 1,
+            worker: "test-worker".into(),
+            started_at: chrono::DateTime::parse_from_rfc3339(started.as_str().unwrap()).unwrap().into(),
+            ended_at: chrono::Utc::now(),
+            outcome: AttemptOutcome::Failed,
+            error: None,
+            trace_id: None,
+            late: false,
+        }),
+    };
+    app.store.settle(id.kind(), &[failed]).await.unwrap();
+    app.lease(&id).await;
+
+    let (status, job) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!((status, job["state"].as_str()), (200, Some("running")), "{job}");
+    let history = job["attempt_history"].as_array().unwrap_or_else(|| panic!("{job}"));
+    assert_eq!(history.len(), 2, "{job}");
+    assert_eq!((history[0]["number"].as_u64(), history[0]["outcome"].as_str()), (Some(1), Some("failed")), "{job}");
+    let now = &history[1];
+    assert_eq!((now["number"].as_u64(), now["outcome"].as_str()), (Some(2), Some("running")), "{job}");
+    assert_eq!(now["started_at"], job["started_at"], "{job}");
+    assert!(now["ended_at"].is_null(), "{job}");
+    assert_eq!(now["worker"], "test-worker", "{job}");
+    // A tenant's key sees the run without the worker's name.
+    let (_, tenant) = app.job(ACME, id.as_str()).await;
+    assert_eq!(tenant["attempt_history"][1]["outcome"], "running", "{tenant}");
+    assert!(tenant["attempt_history"][1]["worker"].is_null(), "{tenant}");
 }
 
 /// `error_class` filters a listing by the last error's class, in Redis, page after page.

@@ -602,3 +602,46 @@ async fn a_schedule_payload_over_api_schedules_max_payload_bytes_is_a_413_naming
     );
     assert_eq!(put(&app, ACME_SUB, "big", &big_schedule("acme", 1500)).await.status(), 201);
 }
+
+/// The built-in schedules (a sync every 15 minutes, the daily and weekly audit backfills
+/// for every active account) are listed beside the saved ones, as the scheduler that runs
+/// them is configured: a newcomer saw syncs appear every 15 minutes that no listing
+/// explained. One switched off is not listed, nor is any while no scheduler runs them.
+#[tokio::test]
+async fn the_listing_shows_the_built_in_schedules_the_running_scheduler_makes_jobs_for() {
+    let idle = spawn_app().await;
+    let list = idle.get_json(ADMIN, "/v1/schedules").await;
+    assert_eq!(list["built_in"], json!([]), "no scheduler runs, so no built-in runs: {list}");
+
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.scheduler.enabled = true;
+        c.scheduler.poll_ms = 50;
+        c.scheduler.misfire_grace_ms = 1000;
+        c.scheduler.defaults.sync.cron = "*/5 * * * *".into();
+        c.scheduler.defaults.weekly_audit.enabled = false;
+    })
+    .await;
+    let mut list = Value::Null;
+    for _ in 0..100 {
+        list = app.get_json(ACME, "/v1/schedules").await;
+        if list["built_in"].as_array().is_some_and(|b| !b.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let built_in = list["built_in"].as_array().unwrap_or_else(|| panic!("no built_in in {list}"));
+    let names: Vec<&str> = built_in.iter().filter_map(|b| b["name"].as_str()).collect();
+    assert_eq!(names, ["builtin.sync", "builtin.daily_audit"], "{list}");
+    let sync = &built_in[0];
+    assert_eq!((sync["kind"].as_str(), sync["cron"].as_str()), (Some("sync"), Some("*/5 * * * *")), "{sync}");
+    assert_eq!(sync["trigger"], "schedule:builtin.sync.<account_id>", "{sync}");
+    assert_eq!(sync["job"]["resources"], json!(["orders", "listings"]), "{sync}");
+    let next = chrono::DateTime::parse_from_rfc3339(sync["next_run_at"].as_str().unwrap()).unwrap();
+    assert_eq!(chrono::Timelike::minute(&next) % 5, 0, "{sync}");
+    let audit = &built_in[1];
+    assert_eq!((audit["kind"].as_str(), audit["cron"].as_str()), (Some("backfill"), Some("0 3 * * *")), "{audit}");
+    assert_eq!(audit["job"]["window_days"], 1, "{audit}");
+    assert!(audit["job"]["report_type"].is_string(), "{audit}");
+    // The saved schedules are listed apart, as before.
+    assert_eq!(list["schedules"], json!([]), "{list}");
+}

@@ -136,9 +136,14 @@ for _ in $(seq 1 100); do curl -fsS "$api/readyz" >/dev/null 2>&1 && break; slee
 auth="Authorization: Bearer drover-dev-key"
 json='content-type: application/json'
 echo "== registering the simulator's demo accounts (credentials checked with its LWA endpoint)"
+# Registering an account queues its first sync; acct-1's is the demo's own sync below
+# (30 days back), so it is registered without one: one sync per account runs at a time,
+# and a second would be answered with the first.
 for a in acct-1 acct-2 acct-3; do
+  first_sync=true
+  [ "$a" = acct-1 ] && first_sync=false
   code=$(curl -sS -o "$run_dir/account-$a.json" -w '%{http_code}' -X POST "$api/v1/accounts" -H "$auth" -H "$json" \
-    -d "{\"id\":\"$a\",\"seller_id\":\"$a\",\"marketplace_ids\":[\"ATVPDKIKX0DER\"],\"client_id\":\"amzn1.application-oa2-client.sim\",\"client_secret\":\"sim-client-secret\",\"refresh_token\":\"rt-$a\"}")
+    -d "{\"id\":\"$a\",\"seller_id\":\"$a\",\"marketplace_ids\":[\"ATVPDKIKX0DER\"],\"client_id\":\"amzn1.application-oa2-client.sim\",\"client_secret\":\"sim-client-secret\",\"refresh_token\":\"rt-$a\",\"first_sync\":$first_sync}")
   case "$code" in 201) echo "  $a registered";; 409) echo "  $a already registered";; *) echo "  $a: HTTP $code"; cat "$run_dir/account-$a.json"; echo;; esac
 done
 echo "== submitting demo jobs"

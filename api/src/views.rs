@@ -1,7 +1,7 @@
 //! What the API speaks: request and response bodies, documented for OpenAPI. Response
 //! views are built from the queue's records, so what is documented is what is sent.
 use chrono::{DateTime, Utc};
-use drover::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, Job, JobId, JobKind, JobState, Progress};
+use drover::job::{ErrorClass, ErrorInfo, Job, JobId, JobKind, JobState, Progress};
 use drover::queue::{WaitReason, Waiting};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -9,9 +9,11 @@ use utoipa::openapi::Object;
 use utoipa::ToSchema;
 
 mod account_counts;
+mod attempt;
 mod callback;
 mod summary;
 pub use account_counts::{AccountJobCounts, AccountKindCounts};
+pub use attempt::AttemptView;
 pub use callback::{CallbackView, DeliveryView};
 pub use summary::{JobPage, JobSummaryView};
 
@@ -121,38 +123,6 @@ impl From<ErrorInfo> for ErrorView {
     }
 }
 
-/// One run of a job.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptView {
-    pub number: u32,
-    /// The worker that ran it: shown to keys for every account only (operators).
-    pub worker: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub ended_at: DateTime<Utc>,
-    /// succeeded, partial, failed, snoozed, cancelled, lost, released.
-    #[schema(value_type = String)]
-    pub outcome: AttemptOutcome,
-    pub error: Option<ErrorView>,
-    pub trace_id: Option<String>,
-    /// The worker had lost its lease when it reported: the result was not applied.
-    pub late: bool,
-}
-
-impl From<AttemptRecord> for AttemptView {
-    fn from(a: AttemptRecord) -> Self {
-        Self {
-            number: a.number,
-            worker: Some(a.worker),
-            started_at: a.started_at,
-            ended_at: a.ended_at,
-            outcome: a.outcome,
-            error: a.error.map(Into::into),
-            trace_id: a.trace_id,
-            late: a.late,
-        }
-    }
-}
-
 /// A job as the queue knows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
@@ -190,7 +160,8 @@ pub struct JobView {
     pub cancel_requested: bool,
     /// What made the job: `api`, `schedule:<name>`, `replay` or `account_created`.
     pub trigger: Option<String>,
-    /// Every run in order (only in `GET /v1/jobs/{id}`; empty in listings).
+    /// Every run in order, the one under way last while the job runs (only in
+    /// `GET /v1/jobs/{id}`; empty in listings).
     pub attempt_history: Vec<AttemptView>,
     /// Why a job that is neither running nor finished has not started.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -264,7 +235,8 @@ impl JobView {
 }
 
 impl From<Job> for JobView {
-    fn from(j: Job) -> Self {
+    fn from(mut j: Job) -> Self {
+        let attempt_history = attempt::history(&mut j);
         Self {
             status_url: status_url(&j.id),
             id: j.id,
@@ -289,7 +261,7 @@ impl From<Job> for JobView {
             worker: j.worker,
             cancel_requested: j.cancel_requested,
             trigger: j.trigger,
-            attempt_history: j.attempt_history.into_iter().map(Into::into).collect(),
+            attempt_history,
             waiting: None,
             callback: j.callback.map(Into::into),
         }

@@ -537,9 +537,17 @@ async fn a_running_jobs_history_shows_the_run_under_way_after_the_runs_that_ende
     assert_eq!((status, job["state"].as_str()), (200, Some("running")), "{job}");
     let history = job["attempt_history"].as_array().unwrap_or_else(|| panic!("{job}"));
     assert_eq!(history.len(), 2, "{job}");
-    assert_eq!((history[0]["number"].as_u64(), history[0]["outcome"].as_str()), (Some(1), Some("failed")), "{job}");
+    assert_eq!(
+        (history[0]["number"].as_u64(), history[0]["outcome"].as_str()),
+        (Some(1), Some("failed")),
+        "{job}"
+    );
     let now = &history[1];
-    assert_eq!((now["number"].as_u64(), now["outcome"].as_str()), (Some(2), Some("running")), "{job}");
+    assert_eq!(
+        (now["number"].as_u64(), now["outcome"].as_str()),
+        (Some(2), Some("running")),
+        "{job}"
+    );
     assert_eq!(now["started_at"], job["started_at"], "{job}");
     assert!(now["ended_at"].is_null(), "{job}");
     assert_eq!(now["worker"], "test-worker", "{job}");

@@ -633,13 +633,21 @@ async fn the_listing_shows_the_built_in_schedules_the_running_scheduler_makes_jo
     let names: Vec<&str> = built_in.iter().filter_map(|b| b["name"].as_str()).collect();
     assert_eq!(names, ["builtin.sync", "builtin.daily_audit"], "{list}");
     let sync = &built_in[0];
-    assert_eq!((sync["kind"].as_str(), sync["cron"].as_str()), (Some("sync"), Some("*/5 * * * *")), "{sync}");
+    assert_eq!(
+        (sync["kind"].as_str(), sync["cron"].as_str()),
+        (Some("sync"), Some("*/5 * * * *")),
+        "{sync}"
+    );
     assert_eq!(sync["trigger"], "schedule:builtin.sync.<account_id>", "{sync}");
     assert_eq!(sync["job"]["resources"], json!(["orders", "listings"]), "{sync}");
     let next = chrono::DateTime::parse_from_rfc3339(sync["next_run_at"].as_str().unwrap()).unwrap();
     assert_eq!(chrono::Timelike::minute(&next) % 5, 0, "{sync}");
     let audit = &built_in[1];
-    assert_eq!((audit["kind"].as_str(), audit["cron"].as_str()), (Some("backfill"), Some("0 3 * * *")), "{audit}");
+    assert_eq!(
+        (audit["kind"].as_str(), audit["cron"].as_str()),
+        (Some("backfill"), Some("0 3 * * *")),
+        "{audit}"
+    );
     assert_eq!(audit["job"]["window_days"], 1, "{audit}");
     assert!(audit["job"]["report_type"].is_string(), "{audit}");
     // The saved schedules are listed apart, as before.

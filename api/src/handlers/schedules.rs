@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use drover::job::FieldError;
 use drover::schedule::cadence::check_cadence;
-use drover::schedule::spec::parse_cron;
-use drover::schedule::{Schedule, ScheduleError, ScheduleSpec, ScheduleStore};
+use drover::schedule::spec::{next_tick, parse_cron};
+use drover::schedule::{BuiltInSchedule, Schedule, ScheduleError, ScheduleSpec, ScheduleStore};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -70,6 +70,41 @@ pub struct ScheduleView {
 #[derive(Serialize, ToSchema)]
 pub struct ScheduleList {
     pub schedules: Vec<ScheduleView>,
+    /// The built-in schedules, each the same for every active account, as the running
+    /// scheduler makes them (`api.scheduler.defaults`); none while no scheduler runs them.
+    pub built_in: Vec<BuiltInView>,
+}
+
+/// A built-in schedule: one job per tick for each active (registered) account.
+#[derive(Serialize, ToSchema)]
+pub struct BuiltInView {
+    /// `builtin.sync`, `builtin.daily_audit` or `builtin.weekly_audit`; reserved, so no
+    /// saved schedule can take it.
+    pub name: String,
+    pub kind: String,
+    pub cron: String,
+    /// What each account's job holds besides its account and marketplace (an audit's
+    /// window ends at the tick and reaches `window_days` back).
+    #[schema(value_type = Object)]
+    pub job: serde_json::Value,
+    /// The trigger its jobs carry, the account's id in place of `<account_id>`.
+    #[schema(example = "schedule:builtin.sync.<account_id>")]
+    pub trigger: String,
+    /// When the next tick enqueues the jobs.
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+impl From<BuiltInSchedule> for BuiltInView {
+    fn from(b: BuiltInSchedule) -> Self {
+        Self {
+            next_run_at: parse_cron(&b.cron).ok().and_then(|c| next_tick(&c, Utc::now())),
+            trigger: b.trigger(),
+            kind: b.kind.as_str().to_owned(),
+            name: b.name,
+            cron: b.cron,
+            job: b.job,
+        }
+    }
 }
 
 impl From<Schedule> for ScheduleView {
@@ -77,9 +112,9 @@ impl From<Schedule> for ScheduleView {
         let next_run_at = s
             .spec
             .enabled
-            .then(|| drover::schedule::spec::parse_cron(&s.spec.cron).ok())
+            .then(|| parse_cron(&s.spec.cron).ok())
             .flatten()
-            .and_then(|c| drover::schedule::spec::next_tick(&c, Utc::now()));
+            .and_then(|c| next_tick(&c, Utc::now()));
         Self {
             account_id: s.account().map(str::to_owned),
             name: s.name,
@@ -260,8 +295,9 @@ pub async fn get_schedule(
     Ok(Json(find(&store(&state), &caller, &name, q.account_id).await?.into()))
 }
 
-/// Schedules this key may see, by account and name. A key for some accounts reads only
-/// those accounts' schedules from Redis (their indexes), never another tenant's.
+/// Schedules this key may see, by account and name, and the built-in ones the running
+/// scheduler makes for every active account. A key for some accounts reads only those
+/// accounts' schedules from Redis (their indexes), never another tenant's.
 #[utoipa::path(
     get,
     path = "/v1/schedules",
@@ -290,7 +326,17 @@ pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Re
             Err(e) => tracing::warn!(error = %e, "unreadable schedule skipped in listing"),
         }
     }
-    Ok(Json(ScheduleList { schedules: out }))
+    let built_in = match store.built_ins().await {
+        Ok(b) => b.into_iter().map(Into::into).collect(),
+        // Written by another release in a shape this one does not read: the saved
+        // schedules are still listed.
+        Err(e @ ScheduleError::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "built-in schedules unreadable, not listed");
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(ScheduleList { schedules: out, built_in }))
 }
 
 fn visible(caller: &Caller, s: &Schedule) -> bool {

@@ -1,5 +1,6 @@
 //! `/ui/schedules`: the schedules the key may see, with their next ticks and the last jobs
-//! they made (found among each account's newest jobs: one bounded page per account).
+//! they made (found among each account's newest jobs: one bounded page per account), and
+//! the built-in ones the running scheduler makes for every active account.
 use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{RawQuery, State};
@@ -71,6 +72,22 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
             }
         }
         @if list["schedules"].as_array().is_none_or(Vec::is_empty) { p.muted { "No schedules." } }
+        h2 { "Built-in, for every active account" }
+        table #built-in {
+            thead { tr { th { "name" } th { "kind" } th { "cron" } th { "next ticks" } th { "jobs' trigger" } } }
+            tbody {
+                @for b in list["built_in"].as_array().into_iter().flatten() {
+                    tr data-schedule=(b["name"].as_str().unwrap_or_default()) {
+                        td { (b["name"].as_str().unwrap_or_default()) }
+                        td { (b["kind"].as_str().unwrap_or_default()) }
+                        td { code { (b["cron"].as_str().unwrap_or_default()) } }
+                        td { (next_ticks(b["cron"].as_str().unwrap_or_default()).join(", ")) }
+                        td { code { (b["trigger"].as_str().unwrap_or_default()) } }
+                    }
+                }
+            }
+        }
+        @if list["built_in"].as_array().is_none_or(Vec::is_empty) { p.muted { "None: no scheduler runs the built-in schedules." } }
     };
     page::render(&viewer, Nav::Schedules, "Schedules", body)
 }

@@ -7,18 +7,21 @@
 //!   names are per account, and an account may have at most so many (`create.lua`). A
 //!   per-account index of the fields lets an account's listing read only its own.
 //! - [`scheduler`]: the loop any number of API or worker replicas run.
+//! - [`built_in`]: the built-in schedules it makes, recorded in Redis for the listings.
 //! - [`counters`]: the ticks it made and missed, for `/metrics`.
 //!
 //! Exactly one job per tick however many replicas run the loop: every replica enqueues
 //! a tick's job with the idempotency key `schedule:<account>/<name>:<tick unix seconds>`, and the
 //! queue's enqueue script returns the existing job for a key it has seen. No leader
 //! election, no lock to lose: a replica that dies mid-tick leaves nothing half-done.
+pub mod built_in;
 pub mod cadence;
 pub mod counters;
 pub mod scheduler;
 pub mod spec;
 pub mod store;
 
+pub use built_in::BuiltInSchedule;
 pub use counters::ScheduleCounters;
 pub use scheduler::{AccountSource, ActiveAccount, BuiltIn, DefaultSchedules, Scheduler, SchedulerConfig};
 pub use spec::{Schedule, ScheduleError, ScheduleSpec};

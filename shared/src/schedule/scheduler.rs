@@ -12,6 +12,7 @@ use croner::Cron;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::built_in;
 use super::counters::ScheduleCounters;
 use super::spec::{latest_tick, parse_cron, Schedule, ScheduleError, ScheduleSpec};
 use super::store::ScheduleStore;
@@ -201,6 +202,8 @@ pub struct Scheduler<S: JobStore> {
     /// The first poll's time: only ticks after it can be this process's misfires.
     since: Option<DateTime<Utc>>,
     counters: Arc<ScheduleCounters>,
+    /// When this replica last recorded its built-ins for the listings (`built_in.rs`).
+    built_ins_recorded_at: Option<tokio::time::Instant>,
 }
 
 impl<S: JobStore> Scheduler<S> {
@@ -218,6 +221,7 @@ impl<S: JobStore> Scheduler<S> {
             listed: None,
             since: None,
             counters: Arc::default(),
+            built_ins_recorded_at: None,
         }
     }
 
@@ -239,6 +243,7 @@ impl<S: JobStore> Scheduler<S> {
         tracing::info!(poll_ms = self.config.poll_ms, "scheduler started");
         let poll = Duration::from_millis(self.config.poll_ms);
         loop {
+            self.record_built_ins().await;
             self.tick_once(Utc::now()).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -302,6 +307,21 @@ impl<S: JobStore> Scheduler<S> {
             }
         }
         created
+    }
+
+    /// Records the built-ins this replica makes for the listings, every
+    /// [`built_in::RECORD_EVERY`]; none without an account source (nothing to make them for).
+    async fn record_built_ins(&mut self) {
+        if self.accounts.is_none() || self.built_ins_recorded_at.is_some_and(|t| t.elapsed() < built_in::RECORD_EVERY) {
+            return;
+        }
+        match self.schedules.record_built_ins(&built_in::built_ins(&self.config.defaults)).await {
+            Ok(()) => {
+                self.built_ins_recorded_at = Some(tokio::time::Instant::now());
+                self.reported.remove("built-ins");
+            }
+            Err(e) => self.report("built-ins", format!("cannot record the built-in schedules: {e}")),
+        }
     }
 
     fn report(&mut self, name: &str, problem: String) {

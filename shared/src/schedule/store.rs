@@ -16,6 +16,7 @@ use crate::redis_conn::RedisConn;
 use chrono::Utc;
 use redis::{AsyncCommands, Script};
 
+use super::built_in::{BuiltInSchedule, RECORD_TTL};
 use super::spec::{field, Schedule, ScheduleError, ScheduleSpec};
 
 /// Creates a schedule unless it exists or its account is at its quota (`create.lua`).
@@ -37,6 +38,8 @@ pub struct ScheduleStore {
     index_prefix: String,
     /// Set once the schedules saved before the index are in it.
     indexed_key: String,
+    /// The built-in schedules a running scheduler makes (`built_in.rs`).
+    built_in_key: String,
     max_per_account: usize,
 }
 
@@ -49,6 +52,7 @@ impl ScheduleStore {
             version_key: format!("{{{namespace}:schedules}}:version"),
             index_prefix: format!("{{{namespace}:schedules}}:account:"),
             indexed_key: format!("{{{namespace}:schedules}}:indexed"),
+            built_in_key: format!("{{{namespace}:schedules}}:builtin"),
             max_per_account: usize::MAX,
         }
     }
@@ -237,6 +241,31 @@ impl ScheduleStore {
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+impl ScheduleStore {
+    /// Records the built-in schedules this process's scheduler makes, for
+    /// [`RECORD_TTL`] (`built_in.rs`).
+    pub async fn record_built_ins(&self, built_ins: &[BuiltInSchedule]) -> Result<(), ScheduleError> {
+        let raw = serde_json::to_string(built_ins).map_err(|e| ScheduleError::Corrupt {
+            name: "built-in schedules".into(),
+            reason: e.to_string(),
+        })?;
+        let () = self.conn.clone().set_ex(&self.built_in_key, raw, RECORD_TTL.as_secs()).await?;
+        Ok(())
+    }
+
+    /// The built-in schedules a running scheduler makes; none when no scheduler recorded
+    /// them within [`RECORD_TTL`].
+    pub async fn built_ins(&self) -> Result<Vec<BuiltInSchedule>, ScheduleError> {
+        let raw: Option<String> = self.conn.clone().get(&self.built_in_key).await?;
+        raw.map_or(Ok(Vec::new()), |raw| {
+            serde_json::from_str(&raw).map_err(|e| ScheduleError::Corrupt {
+                name: "built-in schedules".into(),
+                reason: e.to_string(),
+            })
+        })
     }
 }
 

@@ -71,5 +71,16 @@ fn table(v: &Value) -> String {
             at(s, "next_run_at"),
         ]);
     }
+    // The built-ins make one job per tick for every active account.
+    for b in v["built_in"].as_array().into_iter().flatten() {
+        t.row(vec![
+            at(b, "name"),
+            "(every active)".to_owned(),
+            at(b, "kind"),
+            at(b, "cron"),
+            "true".to_owned(),
+            at(b, "next_run_at"),
+        ]);
+    }
     t.render()
 }

@@ -213,3 +213,54 @@ async fn a_report_created_by_a_stopped_worker_is_found_and_polled_not_created_ag
         stack.logs()
     );
 }
+
+/// Found by the chaos run of 2026-12-03: a window whose report was created but whose
+/// polling failed (getReport answering 503 past the in-call retries) was recorded failed
+/// without its report id, so the retry of the job created a second report for it (one
+/// report-quota call more, the first report orphaned). The retry must poll the report
+/// the window already has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_window_whose_report_polling_failed_polls_that_report_on_the_retry_not_a_new_one() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(50),
+            ..AccountSpec::new("seller-poll-failed")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                error_rate_5xx: 1.0,
+                ops: Some(vec![Operation::GetReport]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let end = chrono::Utc::now();
+    let start = end - chrono::Duration::days(1);
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
+        )
+        .await;
+    let first = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(first.state, JobState::Partial, "{first:#?}\n{}", stack.logs());
+    stack.sim.admin().clear_faults(acct.as_str()).await.unwrap();
+    stack.store.retry(&id).await.unwrap();
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let rows = item_rows(&stack, &id).await;
+    let stats = stack.sim.admin().stats().await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(outcome_counts(&rows), vec![("done".to_owned(), 1)], "{rows:?}");
+    assert_eq!(
+        stats.accounts[acct.as_str()].reports_created,
+        1,
+        "one report for the one window\n{}",
+        stack.logs()
+    );
+}

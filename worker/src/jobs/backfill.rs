@@ -3,7 +3,10 @@
 //! Each window: createReport → poll getReport (bounded, backing off) → getReportDocument
 //! → download (gunzip) → strict parse → upsert → window `done`, all recorded in
 //! `job_items`. The report id is noted on the window as soon as it exists, so a rerun
-//! after a crash or a snooze polls that report instead of spending quota on a new one.
+//! after a crash or a snooze polls that report instead of spending quota on a new one;
+//! a window that failed while polling or downloading keeps it too (a retry polls it
+//! again), and only a report that can never deliver (FATAL) is set aside
+//! (`failed_report_id`) for a new one.
 //! A quota 429 (the client has already put the account in cooldown), an open breaker or
 //! a running cooldown stops the job and snoozes it; any other window failure is recorded
 //! and the job goes on, ending `partial`. A rerun does only unfinished windows.
@@ -226,12 +229,12 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
     let document_id = loop {
         let report = match market.get_report(&seller.call, &report_id).await {
             Ok(r) => r,
-            Err(e) => return window_error(e),
+            Err(e) => return report_error(e, &report_id),
         };
         match report.processing_status {
             ProcessingStatus::Done => match report.report_document_id {
                 Some(id) => break id,
-                None => return Ok(failed(&report_id, "report DONE without a document id")),
+                None => return Ok(unusable(&report_id, "report DONE without a document id")),
             },
             // SP-API cancels a report that has no data: an empty window, not a failure.
             ProcessingStatus::Cancelled => {
@@ -239,7 +242,7 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
                     json!({"report_id": report_id, "rows": 0, "written": 0, "empty": true}),
                 ));
             }
-            ProcessingStatus::Fatal => return Ok(failed(&report_id, "report processing ended FATAL")),
+            ProcessingStatus::Fatal => return Ok(unusable(&report_id, "report processing ended FATAL")),
             ProcessingStatus::InQueue | ProcessingStatus::InProgress => {
                 if tokio::time::Instant::now() + wait > deadline {
                     return Ok(failed(&report_id, &format!("report not done within {:?}", cfg.report_poll_max())));
@@ -255,11 +258,11 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
 
     let document = match market.get_report_document(&seller.call, &document_id).await {
         Ok(d) => d,
-        Err(e) => return window_error(e),
+        Err(e) => return report_error(e, &report_id),
     };
     let bytes = match market.download_document(&document).await {
         Ok(b) => b,
-        Err(e) => return window_error(e),
+        Err(e) => return report_error(e, &report_id),
     };
     let parsed = match report_parse::parse(&bytes) {
         Ok(parsed) => parsed,
@@ -291,8 +294,16 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
     })))
 }
 
+/// A failed window that keeps its report: a rerun polls it again rather than spending
+/// report quota on a new one (it may finish, or its document download may work then).
 fn failed(report_id: &str, error: &str) -> WindowEnd {
     WindowEnd::Failed(json!({"report_id": report_id, "error": error}))
+}
+
+/// A failed window whose report can never deliver (FATAL, or DONE without a document):
+/// named as `failed_report_id`, so a rerun asks for a new one.
+fn unusable(report_id: &str, error: &str) -> WindowEnd {
+    WindowEnd::Failed(json!({"failed_report_id": report_id, "error": error}))
 }
 
 /// Quota, breaker, cooldown and cancellation stop the job; the rest fail the window.
@@ -300,6 +311,15 @@ fn window_error(e: CallError) -> Result<WindowEnd, JobError> {
     match e {
         CallError::RateLimited { .. } | CallError::BreakerOpen { .. } | CallError::Cooldown { .. } | CallError::Cancelled => Err(e.into()),
         other => Ok(WindowEnd::Failed(json!({"error": other.to_string()}))),
+    }
+}
+
+/// As [`window_error`], for a window whose report exists: a failed window keeps the
+/// report's id.
+fn report_error(e: CallError, report_id: &str) -> Result<WindowEnd, JobError> {
+    match window_error(e)? {
+        WindowEnd::Failed(detail) => Ok(failed(report_id, detail["error"].as_str().unwrap_or_default())),
+        done => Ok(done),
     }
 }
 

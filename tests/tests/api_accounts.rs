@@ -366,6 +366,21 @@ async fn invalid_fields_are_a_422_naming_each_and_unknown_fields_are_refused() {
     assert_eq!(stored_rows(&app).await, 0);
 }
 
+/// Found by this stop's hostile-tenant audit: an account id "." or ".." was stored (201)
+/// yet could never be addressed (`/v1/accounts/..` is another path once a client
+/// normalises it), and the built-in schedules ran for it. They are refused, as for SKUs
+/// and seller ids.
+#[tokio::test]
+async fn account_ids_that_are_dot_path_segments_are_a_422_naming_id() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    for id in [".", ".."] {
+        let p = problem(create(&app, ADMIN, &body(id, BOGUS_REFRESH)).await, 422).await;
+        assert_eq!(p["errors"][0]["field"], "id", "{id}: {p}");
+    }
+    assert_eq!(stored_rows(&app).await, 0);
+}
+
 #[tokio::test]
 async fn get_shows_the_account_without_secrets_and_404s_unknown_ids_and_other_accounts_alike() {
     let sim = simulator().await;

@@ -557,6 +557,56 @@ async fn a_running_jobs_history_shows_the_run_under_way_after_the_runs_that_ende
     assert!(tenant["attempt_history"][1]["worker"].is_null(), "{tenant}");
 }
 
+/// Found by this stop's newcomer audit: a job snoozed by an open breaker that then
+/// succeeded still showed the snooze's error as its `last_error` (and was listed under
+/// `error_class=rate_limited`). A job that ends well has no last error; its history
+/// keeps the run that was snoozed, with its error.
+#[tokio::test]
+async fn a_job_that_succeeds_after_a_snooze_has_no_last_error_and_keeps_it_in_its_history() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let token = app.lease(&id).await;
+    let error = ErrorInfo {
+        class: ErrorClass::RateLimited,
+        message: "circuit open until later".into(),
+    };
+    let run = |number, outcome, error: Option<ErrorInfo>| AttemptRecord {
+        number,
+        worker: "test-worker".into(),
+        started_at: chrono::Utc::now(),
+        ended_at: chrono::Utc::now(),
+        outcome,
+        error,
+        trace_id: None,
+        late: false,
+    };
+    let snoozed = Settlement {
+        id: id.clone(),
+        token,
+        action: SettleAction::Snooze {
+            delay: std::time::Duration::ZERO,
+            error: error.clone(),
+        },
+        attempt: Some(run(1, AttemptOutcome::Snoozed, Some(error))),
+    };
+    app.store.settle(id.kind(), &[snoozed]).await.unwrap();
+    let token = app.lease(&id).await;
+    let done = Settlement {
+        id: id.clone(),
+        token,
+        action: SettleAction::Succeeded(json!({"deleted": 2})),
+        attempt: Some(run(1, AttemptOutcome::Succeeded, None)),
+    };
+    app.store.settle(id.kind(), &[done]).await.unwrap();
+
+    let (_, job) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["last_error"].is_null(), "{job}");
+    assert_eq!(job["attempt_history"][0]["error"]["class"], "rate_limited", "{job}");
+    let listed = app.get_json(ADMIN, "/v1/jobs?error_class=rate_limited").await;
+    assert_eq!(listed["jobs"], json!([]), "{listed}");
+}
+
 /// `error_class` filters a listing by the last error's class, in Redis, page after page.
 #[tokio::test]
 async fn listings_filter_by_the_last_errors_class_across_pages() {

@@ -653,3 +653,27 @@ async fn the_listing_shows_the_built_in_schedules_the_running_scheduler_makes_jo
     // The saved schedules are listed apart, as before.
     assert_eq!(list["schedules"], json!([]), "{list}");
 }
+
+/// Found by this stop's hostile-tenant audit: a schedule named "." or ".." (sent as
+/// `%2E%2E`, which HTTP clients that follow the URL standard turn into a dot segment and
+/// drop, so it goes raw here) was saved (201) but cannot be addressed by such clients.
+#[tokio::test]
+async fn schedule_names_that_are_dot_path_segments_are_a_422_naming_name() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let body = cleanup_schedule("0 2 * * *", "acme").to_string();
+    for name in ["%2E", "%2E%2E"] {
+        let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let request = format!(
+            "PUT /v1/schedules/{name} HTTP/1.1\r\nHost: drover\r\nAuthorization: Bearer {ACME_SUB}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 422"), "{name}: {answer}");
+        assert!(answer.contains(r#""field":"name""#), "{name}: {answer}");
+    }
+    assert_eq!(app.get_json(ADMIN, "/v1/schedules").await["schedules"], json!([]));
+}

@@ -827,3 +827,44 @@ async fn another_tenants_job_is_refused_before_its_payload_and_attempts_are_read
     let job = app.get_json(ACME_SUB, &format!("/v1/jobs/{mine}")).await;
     assert_eq!(job["payload"]["account_id"], "acme", "{job}");
 }
+
+/// Found by this stop's hostile-tenant audit (as N5, for the dead letter): replay and
+/// discard by ids read another tenant's whole job (payload, attempts) before finding it
+/// was not the key's, so the answer took longer the more the job held. The job's summary
+/// is read first; another tenant's job costs what a missing one does.
+#[tokio::test]
+async fn dead_letter_actions_by_id_refuse_another_tenants_job_before_its_record_is_read() {
+    let app = spawn_app().await;
+    let theirs = app.submit_ok(&cleanup_body("globex")).await;
+    app.kill_job(&theirs).await;
+    for op in ["replay", "discard"] {
+        let before = (calls(&app, "lrange").await, calls(&app, "hgetall").await);
+        let res = app
+            .post(ACME, &format!("/v1/dead-letter/{op}"))
+            .json(&json!({"ids": [theirs.as_str()]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{op}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["skipped"], json!([{"id": theirs.as_str(), "reason": "not found"}]), "{op}: {v}");
+        assert_eq!(
+            (calls(&app, "lrange").await, calls(&app, "hgetall").await),
+            before,
+            "{op}: the job's record and attempts were read for a key that may not see it"
+        );
+    }
+    // The key's own dead job is replayed as before.
+    let mine = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&mine).await;
+    let v: Value = app
+        .post(ACME, "/v1/dead-letter/replay")
+        .json(&json!({"ids": [mine.as_str()]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["replayed"], json!([mine.as_str()]), "{v}");
+}

@@ -457,3 +457,25 @@ async fn one_key_holds_at_most_its_cap_of_sessions_the_oldest_end_and_the_newest
         assert!(ttl > 0, "{key} has no TTL ({ttl})");
     }
 }
+
+/// Found by this stop's hostile-tenant audit: the confirm page counted picked jobs by
+/// reading each one whole (payload, attempts) once per copy of its id, up to 10,000, so
+/// one GET with a large job's id repeated made Redis send gigabytes. The ids are counted
+/// once each, from their summaries.
+#[tokio::test]
+async fn the_confirm_page_counts_each_picked_job_once_without_reading_its_record() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&id).await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let picked: Vec<String> = (0..200).map(|_| format!("ids={id}")).collect();
+    let mut conn = app.store.connection();
+    let before = command_calls(&mut conn, "hgetall").await;
+    let (status, page) = b.get(&format!("/ui/dead-letter/confirm?op=replay&{}", picked.join("&"))).await;
+    assert_eq!((status, element(&page, "confirm-count")), (200, "1".to_owned()), "{page}");
+    assert_eq!(
+        command_calls(&mut conn, "hgetall").await,
+        before,
+        "a picked job's whole record was read"
+    );
+}

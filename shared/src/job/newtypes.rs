@@ -53,6 +53,10 @@ fn word(s: &str, max: usize) -> Result<(), &'static str> {
     if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
         return Err("may only hold letters, digits, '-', '_' and '.'");
     }
+    // A path segment (`/v1/accounts/{id}`): clients drop these, so it could not be addressed.
+    if s == "." || s == ".." {
+        return Err("must not be \".\" or \"..\"");
+    }
     Ok(())
 }
 
@@ -113,6 +117,8 @@ mod tests {
         assert!(AccountId::parse("a".repeat(65)).is_err());
         assert!(AccountId::parse("a b").is_err());
         assert!(AccountId::parse("a:b").is_err());
+        assert!(AccountId::parse(".").is_err() && AccountId::parse("..").is_err());
+        assert!(AccountId::parse("...").is_ok());
     }
 
     #[test]

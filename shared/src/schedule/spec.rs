@@ -82,13 +82,16 @@ pub fn validate_name(name: &str) -> Result<(), FieldError> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        // a path segment clients drop: the schedule could not be addressed
+        && name != "."
+        && name != ".."
         && !name.starts_with("builtin");
     if ok {
         Ok(())
     } else {
         Err(FieldError::new(
             "name",
-            "1-100 characters from A-Z a-z 0-9 - _ . (names starting with \"builtin\" are reserved)",
+            "1-100 characters from A-Z a-z 0-9 - _ ., not \".\" or \"..\" (names starting with \"builtin\" are reserved)",
         ))
     }
 }

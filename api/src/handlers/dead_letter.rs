@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use drover::job::{AccountId, Job, JobId, JobState};
+use drover::job::{AccountId, JobId, JobState};
 use drover::queue::{JobStore, ListQuery, RetryOutcome};
 use utoipa::IntoParams;
 
@@ -224,12 +224,13 @@ async fn by_ids(state: &AppState, caller: &Caller, ids: Vec<String>, out: &mut O
             out.skipped.push(skip("not a job id"));
             continue;
         };
-        match state.store().get(&id).await? {
-            // Another tenant's job reads exactly as a missing one.
+        // The summary (state and account, not the payload or attempts): another tenant's
+        // job reads exactly as a missing one, at the same cost.
+        match state.store().summary(&id).await? {
             None => out.skipped.push(skip("not found")),
-            Some(job) if !caller.sees_job(&job) => out.skipped.push(skip("not found")),
-            Some(job) if job.state != JobState::Dead => out.skipped.push(skip(&format!("not dead ({})", job.state))),
-            Some(job) => apply(state, job, out).await?,
+            Some(s) if !caller.sees_job(&s.job) => out.skipped.push(skip("not found")),
+            Some(s) if s.job.state != JobState::Dead => out.skipped.push(skip(&format!("not dead ({})", s.job.state))),
+            Some(s) => apply(state, &s.job.id, out).await?,
         }
     }
     Ok(())
@@ -279,7 +280,7 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
             if filter.error_class.is_some() && class != filter.error_class {
                 continue;
             }
-            apply(state, job, out).await?;
+            apply(state, &job.id, out).await?;
         }
         match page.next {
             Some(c) => q.cursor = Some(c),
@@ -289,18 +290,18 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
     Ok(())
 }
 
-async fn apply(state: &AppState, job: Job, out: &mut Out<'_>) -> Result<(), ApiError> {
-    let id = job.id.to_string();
+async fn apply(state: &AppState, job: &JobId, out: &mut Out<'_>) -> Result<(), ApiError> {
+    let id = job.to_string();
     let skip = |reason: String| Skipped { id: id.clone(), reason };
     match out.op {
-        Op::Replay => match state.store().retry(&job.id).await? {
+        Op::Replay => match state.store().retry(job).await? {
             RetryOutcome::Queued => out.done.push(id.clone()),
             RetryOutcome::NotFound => out.skipped.push(skip("not found".into())),
             RetryOutcome::WrongState(s) => out.skipped.push(skip(format!("not dead ({s})"))),
             RetryOutcome::AccountBusy(holder) => out.skipped.push(skip(format!("another sync of the account is active ({holder})"))),
         },
         // Removes it only if it is still dead (a replay may have taken it meanwhile).
-        Op::Discard => match state.store().purge_dead(job.id.kind(), std::slice::from_ref(&job.id)).await? {
+        Op::Discard => match state.store().purge_dead(job.kind(), std::slice::from_ref(job)).await? {
             0 => out.skipped.push(skip("no longer dead".into())),
             _ => out.done.push(id.clone()),
         },

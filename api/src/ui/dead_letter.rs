@@ -141,12 +141,14 @@ fn one<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 impl Selection {
     fn from_pairs(p: &[(String, String)]) -> Result<Selection, ApiError> {
         let account_id = one(p, "account_id").map(str::to_owned);
+        // Each picked id once, in the order first picked.
+        let mut picked = std::collections::HashSet::new();
         let ids: Vec<String> = p
             .iter()
             .filter(|(k, v)| k == "ids" && !v.is_empty())
             .flat_map(|(_, v)| v.split(','))
             .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty() && picked.insert(s.clone()))
             .collect();
         if let Some(group) = one(p, "group") {
             parse_group(group).ok_or_else(|| ApiError::field("group", NOT_A_GROUP))?;
@@ -244,13 +246,14 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<u64
             .unwrap_or(0)
             .min(MAX_JOBS as u64)),
         Selection::Ids(ids) => {
-            let mut dead = 0;
-            for id in ids {
-                if let Ok(j) = crate::handlers::jobs::get_job(State(state.clone()), caller.clone(), axum::extract::Path(id.clone())).await {
-                    dead += u64::from(j.0.state == drover::job::JobState::Dead);
-                }
-            }
-            Ok(dead)
+            // Their summaries (state and account), in one round trip: never a payload.
+            let ids: Vec<drover::job::JobId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+            let summaries = state.store().summaries(&ids).await?;
+            Ok(summaries
+                .iter()
+                .flatten()
+                .filter(|s| caller.sees_job(&s.job) && s.job.state == drover::job::JobState::Dead)
+                .count() as u64)
         }
         Selection::Filter(f) => {
             let mut n = 0u64;

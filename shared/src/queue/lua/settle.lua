@@ -45,7 +45,7 @@ for i = 0, n - 1 do
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
   -- one read for the lease check and what the outcome needs
-  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac')
+  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er')
   local held = f[1]
   local short = string.byte(attempt, 1) == 61 -- '='
   if held ~= token then
@@ -82,6 +82,8 @@ for i = 0, n - 1 do
       if outcome == 'succeeded' or outcome == 'partial' then
         field = 'rs'
         done = done + 1
+        -- a job that ends well has no last error (an earlier run's stays in its history)
+        if f[7] and f[7] ~= '' then redis.call('HSET', key, 'er', '') end
       end
       finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]}, kept)
       push_pair(by_state, outcome, ms_str(now), id)

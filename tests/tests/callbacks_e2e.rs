@@ -415,3 +415,34 @@ async fn sigterm_lets_a_callback_try_in_flight_finish_and_record_it() {
     assert_eq!(job["callback"]["status"], "delivered", "{job}");
     assert_eq!(receiver.seen().len(), 1);
 }
+
+/// Found by this stop's hostile-tenant audit: every tenant's deliveries shared a worker's
+/// slots first come, first served, so one tenant's slow receivers held all of them (each
+/// try up to its timeout) and another tenant's callback waited 22 s behind 40 of them,
+/// 190 s behind 160. A tenant's tries now hold at most `worker.callbacks.per_account`
+/// (default 2) of a worker's slots; the others stay free for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_slow_receivers_hold_only_their_share_of_the_delivery_slots() {
+    let slow = Receiver::start(Behaviour::Sleep(Duration::from_secs(6))).await;
+    let fast = Receiver::start(Behaviour::Answer(204)).await;
+    let app = app_with_hooks(&["127.0.0.1"]).await;
+    let _w = worker(&app, true, &[("DROVER_WORKER__CALLBACKS__CONCURRENCY", "4")]);
+    for _ in 0..8 {
+        submit_hooked(&app, &job_with_callback("ok_1", &slow.url())).await;
+    }
+    wait_for("the slow receiver busy", Duration::from_secs(15), async || {
+        (slow.seen().len() >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = submit_hooked(&app, &job_with_callback("ok_2", &fast.url())).await;
+    let cb = callback_when(&app, &id, "delivered", Duration::from_secs(30)).await;
+    let (_, job) = app.job(HOOKS, &id).await;
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let waited = at(&cb["deliveries"][0]["at"]) - at(&job["finished_at"]);
+    assert!(
+        waited < chrono::Duration::seconds(2),
+        "the other tenant's callback waited {waited} behind the slow receivers ({} of their tries seen)",
+        slow.seen().len()
+    );
+}

@@ -180,6 +180,7 @@ conformance!(
         a_replayed_job_that_ends_again_gets_a_delivery_of_its_own,
         a_job_with_a_callback_cannot_take_an_id_already_used,
         trimming_a_job_removes_its_delivery,
+        an_account_at_its_share_of_tries_in_flight_is_passed_over_for_the_next,
         a_park_that_falls_due_stops_counting_as_parked,
         a_long_bulk_answers_as_one_call_would,
     ],

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use redis::Value;
 
-use super::callbacks::{CallbackStore, DueCallback, Recorded};
+use super::callbacks::{AccountShare, CallbackStore, DueCallback, Recorded};
 use super::{scripts, RedisStore, StoreError};
 use crate::callback::DeliveryRecord;
 use crate::job::{JobId, JobKind};
@@ -25,8 +25,11 @@ impl CallbackStore for RedisStore {
         max: usize,
         lease: Duration,
         max_tries: u32,
+        share: &AccountShare,
     ) -> Result<(Vec<DueCallback>, Option<Duration>), StoreError> {
-        // Each partition in turn until `max` are claimed; the wait is the shortest.
+        // Each partition in turn until `max` are claimed; the wait is the shortest. An
+        // account's tries claimed in one partition count against its share in the next.
+        let mut share = share.clone();
         let mut out = Vec::new();
         let mut next: Option<Duration> = None;
         let mut conn = self.connection();
@@ -34,17 +37,21 @@ impl CallbackStore for RedisStore {
             if out.len() >= max.max(1) {
                 break;
             }
-            let (claimed, wait): (Vec<Value>, i64) = scripts::CALLBACK_CLAIM
-                .key(keys.slot_key())
-                .arg(keys.prefix())
+            let mut call = scripts::CALLBACK_CLAIM.key(keys.slot_key());
+            call.arg(keys.prefix())
                 .arg((max.max(1) - out.len()).clamp(1, MAX_CLAIM))
                 .arg(lease.as_millis().max(1) as u64)
                 .arg(worker)
                 .arg(max_tries.max(1))
-                .invoke_async(&mut conn)
-                .await?;
+                .arg(share.per_account);
+            for (account, n) in share.in_flight.iter().filter(|(_, n)| **n > 0) {
+                call.arg(account).arg(*n);
+            }
+            let (claimed, wait): (Vec<Value>, i64) = call.invoke_async(&mut conn).await?;
             for entry in claimed {
-                out.push(decode_claimed(entry)?);
+                let due = decode_claimed(entry)?;
+                *share.in_flight.entry(due.account.clone().unwrap_or_default()).or_default() += 1;
+                out.push(due);
             }
             if wait >= 0 {
                 let w = Duration::from_millis(wait as u64);

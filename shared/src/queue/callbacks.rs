@@ -2,6 +2,7 @@
 //! callbacks"): a job's callback is stored with it, every terminal transition makes a
 //! delivery due in the same script, and workers claim due deliveries with a lease and
 //! record each try.
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -51,6 +52,16 @@ impl std::fmt::Debug for DueCallback {
     }
 }
 
+/// How a worker's delivery slots are shared between accounts: an account with
+/// `per_account` tries in flight here gets no more until one ends, so one tenant's slow
+/// receivers hold only their share. `per_account` 0: no cap.
+#[derive(Debug, Clone, Default)]
+pub struct AccountShare {
+    pub per_account: usize,
+    /// Tries in flight at this worker, by account (`""`: jobs without one).
+    pub in_flight: HashMap<String, usize>,
+}
+
 /// What the store answered to a recorded try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -63,9 +74,10 @@ pub enum Recorded {
 
 /// Claiming and recording deliveries; the conformance suite holds every backend to it.
 pub trait CallbackStore: Clone + Send + Sync + 'static {
-    /// Claim up to `max` due deliveries of `kind` for `lease`. A delivery whose tries
-    /// reached `max_tries` (its last claims ran out) ends as failed instead. Also
-    /// returns, when nothing was claimed, how long until the next one falls due.
+    /// Claim up to `max` due deliveries of `kind` for `lease`, none of an account at its
+    /// `share`. A delivery whose tries reached `max_tries` (its last claims ran out) ends
+    /// as failed instead. Also returns, when nothing was claimed, how long until the next
+    /// one falls due (none when only accounts at their share have some due).
     fn claim_callbacks(
         &self,
         kind: JobKind,
@@ -73,6 +85,7 @@ pub trait CallbackStore: Clone + Send + Sync + 'static {
         max: usize,
         lease: Duration,
         max_tries: u32,
+        share: &AccountShare,
     ) -> impl Future<Output = Result<(Vec<DueCallback>, Option<Duration>), StoreError>> + Send;
 
     /// Record one try; `next`: when to try again (None: the delivery ends, `delivered`

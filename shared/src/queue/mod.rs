@@ -30,7 +30,7 @@ mod waiting;
 mod wake;
 
 pub use account_counts::{AccountCounts, AccountStateCounts};
-pub use callbacks::{CallbackStatus, CallbackStore, DueCallback, JobCallback, NewCallback, Recorded};
+pub use callbacks::{AccountShare, CallbackStatus, CallbackStore, DueCallback, JobCallback, NewCallback, Recorded};
 pub use config::QueueConfig;
 pub use dead_groups::{DeadGroup, MAX_GROUPS};
 pub use durability::{Durability, DurabilityMode, NotDurable};

@@ -24,7 +24,11 @@ fn with_callback(account: &str) -> NewJob {
 }
 
 async fn claim_all<S: CallbackStore>(store: &S, worker: &str) -> Vec<DueCallback> {
-    store.claim_callbacks(JobKind::Cleanup, worker, 100, CLAIM, 8).await.unwrap().0
+    store
+        .claim_callbacks(JobKind::Cleanup, worker, 100, CLAIM, 8, &AccountShare::default())
+        .await
+        .unwrap()
+        .0
 }
 
 fn record(due: &DueCallback, result: DeliveryResult, status: Option<u16>) -> DeliveryRecord {
@@ -139,11 +143,14 @@ pub async fn a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out
     let id = enqueue(&store, with_callback("a1")).await;
     store.cancel(&id).await.unwrap();
     let (first, _) = store
-        .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(150), 8)
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(150), 8, &AccountShare::default())
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
-    let (none, wait) = store.claim_callbacks(JobKind::Cleanup, "w2", 10, CLAIM, 8).await.unwrap();
+    let (none, wait) = store
+        .claim_callbacks(JobKind::Cleanup, "w2", 10, CLAIM, 8, &AccountShare::default())
+        .await
+        .unwrap();
     assert!(none.is_empty(), "a claimed try is not handed to a second worker");
     assert!(wait.is_some_and(|w| w <= Duration::from_millis(150)), "{wait:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -201,7 +208,7 @@ pub async fn a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_tr
     for _ in 0..2 {
         assert_eq!(
             store
-                .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(20), 2)
+                .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(20), 2, &AccountShare::default())
                 .await
                 .unwrap()
                 .0
@@ -211,7 +218,7 @@ pub async fn a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_tr
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     assert!(store
-        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 2)
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 2, &AccountShare::default())
         .await
         .unwrap()
         .0
@@ -255,6 +262,58 @@ pub async fn trimming_a_job_removes_its_delivery<S: JobStore + CallbackStore>(st
     tokio::time::sleep(Duration::from_millis(30)).await;
     let trimmed = store.trim(JobKind::Cleanup, Duration::from_millis(10), 100).await.unwrap();
     assert_eq!(trimmed.map(|t| t.removed), Some(1));
-    let (due, wait) = store.claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8).await.unwrap();
+    let (due, wait) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8, &AccountShare::default())
+        .await
+        .unwrap();
     assert!(due.is_empty() && wait.is_none(), "nothing is left to deliver: {wait:?}");
+}
+
+/// A worker's slots are shared between accounts: an account with its share of tries in
+/// flight gets none more, and the next account's due delivery is claimed past its own.
+pub async fn an_account_at_its_share_of_tries_in_flight_is_passed_over_for_the_next<S: JobStore + CallbackStore>(store: S) {
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let id = enqueue(&store, with_callback("slow")).await;
+        store.cancel(&id).await.unwrap();
+        slow.push(id);
+    }
+    let other = enqueue(&store, with_callback("other")).await;
+    store.cancel(&other).await.unwrap();
+    let share = |in_flight: &[(&str, usize)]| AccountShare {
+        per_account: 2,
+        in_flight: in_flight.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+    };
+    // Two of the slow account's tries are in flight: its three due deliveries wait.
+    let (due, wait) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8, &share(&[("slow", 2)]))
+        .await
+        .unwrap();
+    let ids: Vec<&JobId> = due.iter().map(|d| &d.job_id).collect();
+    assert_eq!(ids, [&other], "only the other account's delivery is claimed");
+    // With one in flight it gets one more, the oldest; nothing else is due but its own.
+    let (due, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8, &share(&[("slow", 1)]))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert!(slow.contains(&due[0].job_id));
+    // At its share with deliveries due, a claim finds none and names no due time from
+    // them (the caller polls again rather than at once): only the other account's claim,
+    // 30 s away, where partitions hold it.
+    let (due, next) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8, &share(&[("slow", 2)]))
+        .await
+        .unwrap();
+    assert!(
+        due.is_empty() && next.is_none_or(|w| w > Duration::from_secs(20)),
+        "{next:?} {due:?}"
+    );
+    // Without a cap one claim takes them all.
+    let (due, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8, &AccountShare::default())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2, "the slow account's other two");
+    let _ = wait;
 }

@@ -3,6 +3,7 @@
 //! ```toml
 //! [worker.callbacks]
 //! concurrency = 8               # deliveries in flight at once (0: this worker delivers none)
+//! per_account = 2               # of them, most one account's may hold (its slow receivers wait their turn)
 //! timeout_ms = 10000            # one try, connect to last byte
 //! max_tries = 8                 # first try included
 //! backoff_base_ms = 30000       # wait after try n: uniform in [c/2, c], c = min(max, base·2^(n-1))
@@ -23,6 +24,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct CallbacksConfig {
     pub concurrency: usize,
+    /// The most of this worker's tries one account may have in flight at once, so one
+    /// tenant's slow receivers cannot hold every slot (1..=1000).
+    pub per_account: usize,
     pub timeout_ms: u64,
     pub max_tries: u32,
     pub backoff_base_ms: u64,
@@ -40,6 +44,7 @@ impl Default for CallbacksConfig {
         let s = RetrySchedule::default();
         Self {
             concurrency: 8,
+            per_account: 2,
             timeout_ms: 10_000,
             max_tries: s.max_tries,
             backoff_base_ms: s.base.as_millis() as u64,
@@ -56,6 +61,12 @@ impl CallbacksConfig {
         let mut errs = Vec::new();
         if self.concurrency > 1000 {
             errs.push(format!("worker.callbacks.concurrency = {} is more than 1000", self.concurrency));
+        }
+        if !(1..=1000).contains(&self.per_account) {
+            errs.push(format!(
+                "worker.callbacks.per_account = {} must be between 1 and 1000",
+                self.per_account
+            ));
         }
         if !(100..=120_000).contains(&self.timeout_ms) {
             errs.push(format!(

@@ -1,13 +1,16 @@
 //! The delivery loop: claims due deliveries (a lease keeps other workers off each try),
 //! runs at most `concurrency` tries at once on tasks of its own — never in a job slot,
-//! so a slow receiver delays no job — and records every try with what comes next.
-use std::sync::Arc;
+//! so a slow receiver delays no job — of which one account's hold at most
+//! `per_account`, so one tenant's slow receivers delay no other tenant's callbacks; and
+//! records every try with what comes next.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover::backoff::Backoff;
 use drover::callback::{DeliveryResult, RetrySchedule, Verdict};
 use drover::job::JobKind;
-use drover::queue::{CallbackStore, DueCallback, Recorded};
+use drover::queue::{AccountShare, CallbackStore, DueCallback, Recorded};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +28,13 @@ pub async fn run<S: CallbackStore>(store: S, deliverer: Deliverer, config: Callb
     let mut tries = JoinSet::new();
     let mut outage = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut first_kind = 0;
-    tracing::info!(concurrency = config.concurrency, "callback deliveries started");
+    // Tries in flight by account (`""`: jobs without one), kept by the tries themselves.
+    let in_flight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    tracing::info!(
+        concurrency = config.concurrency,
+        per_account = config.per_account,
+        "callback deliveries started"
+    );
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => break,
@@ -40,14 +49,24 @@ pub async fn run<S: CallbackStore>(store: S, deliverer: Deliverer, config: Callb
         let mut failed = None;
         // Kinds take turns at going first, so a backlog of one cannot starve the others.
         first_kind = (first_kind + 1) % JobKind::ALL.len();
+        let mut share = AccountShare {
+            per_account: config.per_account,
+            in_flight: in_flight.lock().expect("in-flight counts").clone(),
+        };
         for i in 0..JobKind::ALL.len() {
             let room = permits.len() - claimed.len();
             if room == 0 {
                 break;
             }
             let kind = JobKind::ALL[(first_kind + i) % JobKind::ALL.len()];
-            match store.claim_callbacks(kind, &worker, room, config.lease(), config.max_tries).await {
+            match store
+                .claim_callbacks(kind, &worker, room, config.lease(), config.max_tries, &share)
+                .await
+            {
                 Ok((due, next)) => {
+                    for d in &due {
+                        *share.in_flight.entry(account_of(d)).or_default() += 1;
+                    }
                     claimed.extend(due);
                     if let Some(n) = next {
                         wait = wait.min(n);
@@ -74,8 +93,10 @@ pub async fn run<S: CallbackStore>(store: S, deliverer: Deliverer, config: Callb
         for (due, permit) in claimed.into_iter().zip(permits) {
             let (store, deliverer) = (store.clone(), deliverer.clone());
             let lease = config.lease();
+            let held = InFlight::start(&in_flight, account_of(&due));
             tries.spawn(async move {
                 deliver(&store, &deliverer, &schedule, lease, due).await;
+                drop(held);
                 drop(permit);
             });
         }
@@ -97,6 +118,38 @@ pub async fn run<S: CallbackStore>(store: S, deliverer: Deliverer, config: Callb
         tracing::warn!("callback deliveries: tries still in flight at shutdown are left to their lease");
     }
     tracing::info!("callback deliveries stopped");
+}
+
+fn account_of(due: &DueCallback) -> String {
+    due.account.clone().unwrap_or_default()
+}
+
+/// One try counted in flight for its account until dropped (also when its task panics).
+struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    account: String,
+}
+
+impl InFlight {
+    fn start(counts: &Arc<Mutex<HashMap<String, usize>>>, account: String) -> Self {
+        *counts.lock().expect("in-flight counts").entry(account.clone()).or_default() += 1;
+        Self {
+            counts: counts.clone(),
+            account,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.account);
+            }
+        }
+    }
 }
 
 /// One try and its record. The record is retried (Redis may blip) within the lease:

@@ -704,3 +704,19 @@ async fn schedules_put_ls_rm_round_trip_and_accounts_answer_not_found() {
     let limits = drover(&app, ADMIN, &["accounts", "limits", "nobody"]).await;
     assert_eq!(limits.code, 3, "{limits:?}");
 }
+
+/// Found by this stop's newcomer audit: `drover jobs ls` (and `dlq ls`) printed an error
+/// the worker wrote ("transient: …", its class first) as "transient: transient: …".
+#[tokio::test]
+async fn a_last_error_is_printed_with_its_class_once() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&id, ErrorClass::Transient, "transient: socket closed").await;
+    for args in [&["jobs", "ls"][..], &["dlq", "ls"][..]] {
+        let ls = drover(&app, ADMIN, args).await;
+        ok(&ls);
+        let line = ls.stdout.lines().find(|l| l.starts_with(id.as_str())).expect("a row for the job");
+        assert!(line.contains("transient: socket closed"), "{args:?}: {line}");
+        assert!(!line.contains("transient: transient:"), "{args:?}: {line}");
+    }
+}

@@ -487,3 +487,28 @@ async fn the_confirm_page_counts_each_picked_job_once_without_reading_its_record
         "a picked job's whole record was read"
     );
 }
+
+/// Found by this stop's newcomer audit: a sync's job page said "Progress: 1 of null" (a
+/// sync does not know its total), and an error the worker wrote ("transient: …", its
+/// class first) read "transient: transient: …".
+#[tokio::test]
+async fn a_job_page_shows_progress_without_a_total_and_an_errors_class_once() {
+    let app = spawn_app().await;
+    let running = app.submit_ok(&sync_body("acme")).await;
+    let token = app.lease(&running).await;
+    let progress = drover::job::Progress {
+        done: 3,
+        total: None,
+        message: Some("orders: 3 pages".into()),
+    };
+    assert!(app.store.set_progress(&running, &token, &progress).await.unwrap());
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&dead, ErrorClass::Transient, "transient: socket closed").await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let (_, page) = b.get(&format!("/ui/jobs/{running}")).await;
+    assert!(page.contains("Progress: 3 orders: 3 pages"), "no progress line as expected");
+    assert!(!page.contains("of null"), "a total that is not known was shown as null");
+    let (_, page) = b.get(&format!("/ui/jobs/{dead}")).await;
+    assert!(page.contains("transient: socket closed"), "the error is shown");
+    assert!(!page.contains("transient: transient:"), "the error's class was shown twice");
+}

@@ -145,10 +145,23 @@ pub fn jobs_table(rows: &[&Value], pick: bool) -> Markup {
     }
 }
 
+/// The error's class and message; once, where the worker's message already starts with
+/// its class (`transient: …`).
 fn error_text(e: &Value) -> String {
     match (e["class"].as_str(), e["message"].as_str()) {
+        (Some(c), Some(m)) if m.strip_prefix(c).is_some_and(|rest| rest.starts_with(':')) => m.to_owned(),
         (Some(c), Some(m)) => format!("{c}: {m}"),
         _ => "-".into(),
+    }
+}
+
+/// `done of total message`, or `done message` while the total is not known (a sync's).
+fn progress_text(p: &serde_json::Map<String, Value>) -> String {
+    let done = p.get("done").cloned().unwrap_or_default();
+    let message = p.get("message").and_then(Value::as_str).unwrap_or_default();
+    match p.get("total").filter(|t| !t.is_null()) {
+        Some(total) => format!("{done} of {total} {message}"),
+        None => format!("{done} {message}"),
     }
 }
 
@@ -240,7 +253,7 @@ fn live_section(job: &Value, viewer: &Viewer) -> Markup {
             " · attempts " (job["attempts"]) "/" (job["max_attempts"])
             " · updated " (page::when(&job["updated_at"])) }
         @if let Some(p) = job["progress"].as_object() {
-            p { "Progress: " (p.get("done").cloned().unwrap_or_default()) " of " (p.get("total").cloned().unwrap_or_default()) " " (p.get("message").and_then(Value::as_str).unwrap_or_default()) }
+            p { "Progress: " (progress_text(p)) }
         }
         @if !job["last_error"].is_null() { p.problem { "Last error: " (error_text(&job["last_error"])) } }
         div #job-waiting {

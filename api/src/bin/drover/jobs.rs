@@ -75,7 +75,7 @@ pub fn jobs_table(page: &Value) -> String {
     let mut t = Table::new(&["ID", "KIND", "STATE", "ACCOUNT", "ATTEMPTS", "UPDATED", "LAST ERROR"]);
     for j in page["jobs"].as_array().into_iter().flatten() {
         let error = match j.get("last_error") {
-            Some(e) if !e.is_null() => format!("{}: {}", at(e, "class"), at(e, "message")),
+            Some(e) if !e.is_null() => error_text(&at(e, "class"), &at(e, "message")),
             _ => "-".into(),
         };
         t.row(vec![
@@ -169,7 +169,7 @@ fn describe(event: &str, data: &Value) -> String {
         "state" => {
             let mut line = format!("state {} (attempts {})", at(data, "state"), at(data, "attempts"));
             if let Some(e) = data.get("last_error").filter(|e| !e.is_null()) {
-                line.push_str(&format!(", last error {}: {}", at(e, "class"), at(e, "message")));
+                line.push_str(&format!(", last error {}", error_text(&at(e, "class"), &at(e, "message"))));
             }
             line
         }
@@ -185,6 +185,15 @@ fn describe(event: &str, data: &Value) -> String {
         }
         "waiting" => format!("waiting: {} until {}", at(data, "waiting.reason"), at(data, "waiting.until")),
         other => format!("{other} {data}"),
+    }
+}
+
+/// The error's class and message; once, where the worker's message already starts with
+/// its class (`transient: …`).
+fn error_text(class: &str, message: &str) -> String {
+    match message.strip_prefix(class) {
+        Some(rest) if rest.starts_with(':') => message.to_owned(),
+        _ => format!("{class}: {message}"),
     }
 }
 

@@ -30,7 +30,7 @@ use crate::state::AppState;
 #[allow(dead_code)] // documents `ScheduleSpec`, which is what is parsed
 pub struct ScheduleBody {
     /// Five fields (minute hour day month weekday) or six with seconds first; UTC. Must
-    /// fire within a year, and at most once per `api.schedules.min_interval_secs`
+    /// fire within four years (so 29 February is allowed), and at most once per `api.schedules.min_interval_secs`
     /// (default 60).
     #[schema(example = "*/15 * * * *")]
     cron: String,
@@ -208,7 +208,7 @@ async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Optio
         (status = 403, description = "Not a submit key, or the payload's account is not one this key may act for", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The account already has api.schedules.max_per_account schedules", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The payload is over api.schedules.max_payload_bytes (or api.jobs.max_payload_bytes, when that is smaller)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Fields are invalid (named); the cron fires more often than api.schedules.min_interval_secs or not within a year", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Fields are invalid (named); the cron fires more often than api.schedules.min_interval_secs or not within four years", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited: schedule writes count against the key's write limit", body = Problem, content_type = PROBLEM_JSON),
         Unavailable,
     )
@@ -238,7 +238,7 @@ async fn put(state: &AppState, caller: &Caller, name: &str, spec: ScheduleSpec) 
 
 /// What a schedule may cost, beyond its fields being valid: each tick is a job made with
 /// no request to rate-limit, so the cron may fire at most once per
-/// `api.schedules.min_interval_secs` and must fire within a year. The payload is capped
+/// `api.schedules.min_interval_secs` and must fire within four years. The payload is capped
 /// by `api.schedules.max_payload_bytes` (or the jobs' cap, when smaller; 413): each
 /// listing of the account's schedules, and each scheduler read, carries every payload.
 fn check_bounds(state: &AppState, name: &str, spec: &ScheduleSpec) -> Result<(), ApiError> {

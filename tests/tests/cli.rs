@@ -720,3 +720,25 @@ async fn a_last_error_is_printed_with_its_class_once() {
         assert!(!line.contains("transient: transient:"), "{args:?}: {line}");
     }
 }
+
+/// Found by this stop's newcomer audit: `drover queues ls` left out the partial and
+/// cancelled counts that `GET /v1/queues` gives.
+#[tokio::test]
+async fn queues_ls_shows_every_count_the_api_gives() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    ok(&drover(&app, ADMIN, &["jobs", "cancel", id.as_str()]).await);
+    let table = drover(&app, ADMIN, &["queues", "ls"]).await;
+    ok(&table);
+    let mut lines = table.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = lines.find(|l| l.starts_with("cleanup")).unwrap().split_whitespace().collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
+    };
+    assert_eq!(row[column("CANCELLED")], "1", "{table:?}");
+    assert_eq!(row[column("PARTIAL")], "0", "{table:?}");
+}

@@ -26,10 +26,13 @@ fn table(v: &Value) -> String {
         "PAUSED",
         "QUEUED",
         "SCHEDULED",
+        "PREFETCHED",
         "RUNNING",
         "RETRYING",
-        "DEAD",
         "SUCCEEDED",
+        "PARTIAL",
+        "DEAD",
+        "CANCELLED",
         "LAG_MS",
     ]);
     for q in v["queues"].as_array().into_iter().flatten() {
@@ -38,10 +41,13 @@ fn table(v: &Value) -> String {
             at(q, "paused"),
             at(q, "counts.queued"),
             at(q, "counts.scheduled"),
+            at(q, "counts.prefetched"),
             at(q, "counts.running"),
             at(q, "counts.retrying"),
-            at(q, "counts.dead"),
             at(q, "counts.succeeded"),
+            at(q, "counts.partial"),
+            at(q, "counts.dead"),
+            at(q, "counts.cancelled"),
             at(q, "lag_ms"),
         ]);
     }

@@ -645,3 +645,41 @@ async fn a_postgres_error_recording_one_sku_loses_no_answer_of_the_deletes_in_fl
     assert_eq!(outcomes, vec![("deleted".to_owned(), 8)], "{job:#?}\n{}", stack.logs());
     assert_eq!(job.state, JobState::Succeeded);
 }
+
+/// Found by this stop's chaos run: a PostgreSQL outage was a transient error that used an
+/// attempt, so backfills whose database calls failed for 15–30 s (backends terminated
+/// again and again) went `dead` at 5 of 5 attempts, while a Redis outage uses none. A
+/// database that is unavailable now snoozes the run without using an attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backfill_rides_out_a_postgres_outage_without_using_its_attempts() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(3000),
+            ..AccountSpec::new("seller-pg-outage")
+        })
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let end = Utc::now();
+    let start = end - chrono::Duration::days(12);
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
+        )
+        .await;
+    // 20 s in which every connection of the database is ended as fast as it can be.
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        let _ = sqlx::query(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(stack.db.pool())
+        .await;
+    }
+    let job = stack.finish(&id, Duration::from_secs(90)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(job.attempts, 1, "the outage used attempts: {:?}", job.attempt_history);
+}

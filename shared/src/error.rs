@@ -17,6 +17,11 @@ pub enum JobError {
     /// The job was cancelled while it ran.
     #[error("cancelled")]
     Cancelled,
+    /// A dependency of ours (the database) cannot be reached now: the run stops and the
+    /// job runs again after `retry_after` without using an attempt, as after a Redis
+    /// outage, up to the queue's snooze cap.
+    #[error("interrupted: {reason}; runs again in {retry_after:?} without using an attempt")]
+    Unavailable { retry_after: Duration, reason: String },
 }
 
 impl JobError {
@@ -32,6 +37,7 @@ impl JobError {
             JobError::RateLimited { .. } => ErrorClass::RateLimited,
             JobError::Permanent(_) => ErrorClass::Permanent,
             JobError::Cancelled => ErrorClass::Cancelled,
+            JobError::Unavailable { .. } => ErrorClass::Interrupted,
         }
     }
 }

@@ -62,7 +62,8 @@ pub fn decide(error: &ErrorInfo, retry_after: Option<Duration>, attempt: u32, ma
             let hint = retry_after.unwrap_or(policy.base);
             Fate::Snooze(hint + hint.mul_f64(SNOOZE_JITTER * unit.clamp(0.0, 1.0)))
         }
-        ErrorClass::Interrupted => Fate::Snooze(Duration::ZERO),
+        // a shutdown's cut-off runs again at once; an unavailable dependency after its wait
+        ErrorClass::Interrupted => Fate::Snooze(retry_after.unwrap_or(Duration::ZERO)),
         ErrorClass::Permanent | ErrorClass::Decode => Fate::Dead,
         ErrorClass::Cancelled => Fate::Cancelled,
         ErrorClass::Transient | ErrorClass::Timeout | ErrorClass::Panic | ErrorClass::Lost => {
@@ -111,6 +112,17 @@ mod tests {
         let p = RetryPolicy::default();
         let hint = Duration::from_secs(7);
         assert_eq!(decide(&err(ErrorClass::RateLimited), Some(hint), 3, 3, &p, 0.0), Fate::Snooze(hint));
+    }
+
+    #[test]
+    fn an_interrupted_run_snoozes_for_its_wait_without_using_an_attempt() {
+        let p = RetryPolicy::default();
+        let wait = Duration::from_secs(2);
+        assert_eq!(decide(&err(ErrorClass::Interrupted), Some(wait), 5, 5, &p, 0.9), Fate::Snooze(wait));
+        assert_eq!(
+            decide(&err(ErrorClass::Interrupted), None, 5, 5, &p, 0.9),
+            Fate::Snooze(Duration::ZERO)
+        );
     }
 
     #[test]

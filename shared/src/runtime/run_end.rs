@@ -34,7 +34,7 @@ pub(crate) fn classify(err: BoxDynError) -> RunEnd {
     match err.downcast::<JobError>() {
         Ok(e) => {
             let retry_after = match &*e {
-                JobError::RateLimited { retry_after, .. } => Some(*retry_after),
+                JobError::RateLimited { retry_after, .. } | JobError::Unavailable { retry_after, .. } => Some(*retry_after),
                 _ => None,
             };
             RunEnd::Failed(

@@ -20,6 +20,7 @@ use drover::crypto::SecretBox;
 use drover::data::items::{self, Sent};
 use drover::data::run_fence::{self, Write};
 use drover::db::accounts::AccountRepo;
+use drover::db::DbError;
 use drover::job::{AccountId, JobPayload};
 use drover::runtime::{Handler, JobContext, Outcome};
 use drover::JobError;
@@ -81,7 +82,7 @@ impl Jobs {
             Ok(None) => Err(JobError::permanent(format!(
                 "account {id} is not registered (POST /v1/accounts first)"
             ))),
-            Err(e) if e.is_unavailable() => Err(JobError::transient(format!("accounts database unavailable: {e}"))),
+            Err(e) if e.is_unavailable() => Err(db_unavailable(format!("accounts database unavailable: {e}"))),
             Err(e) => Err(JobError::permanent(format!("account {id} could not be read: {e}"))),
         }
     }
@@ -120,12 +121,29 @@ pub(crate) struct Seller {
     pub call: AccountCtx,
 }
 
-/// A database error ends the run as transient: the job is retried, and what was
-/// committed stays committed.
+/// A database error ends the run: as transient (the job is retried, using an attempt),
+/// or, when the database cannot be reached, as interrupted (it runs again without using
+/// one). Either way what was committed stays committed.
 pub(crate) fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> JobError + '_ {
     move |e| {
         tracing::warn!(error = %e, "database error while {what}");
+        if DbError::from(e).is_unavailable() {
+            return db_unavailable(format!("database unavailable while {what}"));
+        }
         JobError::transient(format!("database error while {what}"))
+    }
+}
+
+/// How long a run stopped by an unavailable database waits before the job runs again.
+const DB_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The database cannot be reached (connections refused or ended, the server shutting
+/// down or not accepting work): the run stops and the job runs again after [`DB_RETRY`]
+/// without using an attempt, as after a Redis outage.
+fn db_unavailable(reason: String) -> JobError {
+    JobError::Unavailable {
+        retry_after: DB_RETRY,
+        reason,
     }
 }
 

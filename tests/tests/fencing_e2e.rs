@@ -6,12 +6,11 @@ use crate::jobs_support;
 
 use std::time::{Duration, Instant};
 
-use drover::job::{AccountId, JobId, JobKind, JobState};
+use drover::job::{AccountId, JobId, JobState};
 use drover::queue::JobStore;
 use drover_tests::sim::{AccountSpec, FaultSpec, Operation, SimConfig};
-use jobs_support::{Stack, MARKETPLACE};
+use jobs_support::Stack;
 use nix::sys::signal::Signal;
-use serde_json::json;
 
 /// Every delete answered slowly enough that it is still in flight when the test stalls
 /// Redis or the worker, and fast enough that its answer is back before the fence.
@@ -185,15 +184,7 @@ async fn a_report_created_by_a_stopped_worker_is_found_and_polled_not_created_ag
         )
         .await;
     stack.spawn_worker("worker-1", &[]);
-    let end = chrono::Utc::now();
-    let start = end - chrono::Duration::days(2);
-    let id = stack
-        .submit(
-            JobKind::Backfill,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
-                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
-        )
-        .await;
+    let id = stack.submit_backfill_days(&acct, 2).await;
     running(&stack, &id).await;
     // The first window's createReport is on the wire (600 ms) when the worker stops.
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -239,15 +230,7 @@ async fn a_window_whose_report_polling_failed_polls_that_report_on_the_retry_not
         )
         .await;
     stack.spawn_worker("worker-1", &[]);
-    let end = chrono::Utc::now();
-    let start = end - chrono::Duration::days(1);
-    let id = stack
-        .submit(
-            JobKind::Backfill,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
-                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
-        )
-        .await;
+    let id = stack.submit_backfill_days(&acct, 1).await;
     let first = stack.finish(&id, Duration::from_secs(60)).await;
     assert_eq!(first.state, JobState::Partial, "{first:#?}\n{}", stack.logs());
     stack.sim.admin().clear_faults(acct.as_str()).await.unwrap();

@@ -660,15 +660,7 @@ async fn a_backfill_rides_out_a_postgres_outage_without_using_its_attempts() {
         })
         .await;
     stack.spawn_worker("worker-1", &[]);
-    let end = Utc::now();
-    let start = end - chrono::Duration::days(12);
-    let id = stack
-        .submit(
-            JobKind::Backfill,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
-                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
-        )
-        .await;
+    let id = stack.submit_backfill_days(&acct, 12).await;
     // 20 s in which every connection of the database is ended as fast as it can be.
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {

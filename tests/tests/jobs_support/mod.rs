@@ -272,6 +272,19 @@ impl Stack {
         .await
     }
 
+    /// Submit a backfill of `account`'s last `days` days of orders (by order date), one
+    /// report per day.
+    pub async fn submit_backfill_days(&self, account: &AccountId, days: i64) -> JobId {
+        let end = chrono::Utc::now();
+        let start = end - chrono::Duration::days(days);
+        self.submit(
+            JobKind::Backfill,
+            serde_json::json!({"account_id": account.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
+                "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
+        )
+        .await
+    }
+
     /// The SKUs the marketplace itself deleted for `account` (answered 204, not 404),
     /// one entry per delete, in the order they arrived.
     pub async fn deleted_by_marketplace(&self, account: &AccountId) -> Vec<String> {

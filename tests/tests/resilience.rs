@@ -464,3 +464,33 @@ async fn clients_obeying_the_limiter_get_no_429_from_the_simulator_even_after_so
     // 2.5 s at 10/s, plus up to one slot per task reserved just before the deadline.
     assert!((20..=25 + 12).contains(&ours), "{ours} calls in 2.5 s at 10/s: {op:?}");
 }
+
+/// Found by this stop's chaos run: a caller that lost the half-open breaker's probe race
+/// was told to stay away until the probe's lease ran out (the whole open period, 30 s by
+/// default), so its job waited 30 s more though the probe closed the breaker at once. It
+/// is told to look again within a second (or at the lease's end, when that is sooner).
+#[tokio::test]
+async fn a_caller_that_loses_the_probe_race_looks_again_within_a_second() {
+    let redis = RedisServer::start(Durability::None);
+    let mut config = fast_breaker();
+    config.breaker.open_for = Duration::from_secs(3);
+    let procs = instances(&redis, 2, &config).await;
+    let (a, op) = (account(), Operation::GetOrders);
+    for _ in 0..4 {
+        procs[0].record(&a, op, CallOutcome::Failure).await.unwrap();
+    }
+    assert!(procs[0].breaker_permit(&a, op).await.is_err(), "open");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert!(procs[0].breaker_permit(&a, op).await.unwrap().probe, "the probe");
+    let asked = chrono::Utc::now();
+    match procs[1].breaker_permit(&a, op).await {
+        Err(ResilienceError::BreakerOpen { until, .. }) => {
+            let wait = until - asked;
+            assert!(wait <= chrono::Duration::milliseconds(1100), "told to stay away for {wait}");
+        }
+        other => panic!("not refused while the probe is out: {other:?}"),
+    }
+    // The probe succeeds: the breaker closes for everyone.
+    procs[0].record(&a, op, CallOutcome::Success).await.unwrap();
+    assert!(!procs[1].breaker_permit(&a, op).await.unwrap().probe);
+}

@@ -40,6 +40,10 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// How soon a caller refused while a half-open probe is out looks again (ms).
+#[cfg_attr(not(test), allow(dead_code))] // reference model of lua/breaker_permit.lua
+const PROBE_WAIT_MS: i64 = 1000;
+
 /// The breaker's state as kept in Redis, in milliseconds; the scripts do the same steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct BreakerCore {
@@ -70,6 +74,11 @@ impl BreakerCore {
             Phase::HalfOpen => self.probe_until_ms,
         };
         if now_ms < lease {
+            // While a probe is out, look again soon: its answer usually comes long
+            // before its lease (kept for a probe that never reports) runs out.
+            if self.phase == Phase::HalfOpen {
+                return Err(lease.min(now_ms + PROBE_WAIT_MS));
+            }
             return Err(lease);
         }
         self.phase = Phase::HalfOpen;
@@ -207,7 +216,11 @@ mod tests {
             b.record(0, CallOutcome::Failure, &c);
         }
         assert_eq!(b.permit(30_000, &c), Ok(true));
-        assert_eq!(b.permit(30_001, &c), Err(60_000), "only one probe");
+        assert_eq!(
+            b.permit(30_001, &c),
+            Err(31_001),
+            "only one probe; the others look again within a second"
+        );
         b.record(30_100, CallOutcome::Failure, &c);
         assert_eq!(b.phase, Phase::Open);
         assert_eq!(b.permit(30_200, &c), Err(60_100));

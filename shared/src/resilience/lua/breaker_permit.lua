@@ -1,7 +1,10 @@
 -- May a call go? (breaker.rs: BreakerCore::permit)
 -- KEYS[1] breaker hash {st = closed|open|half, ws, calls, fails, ou, pu} (ms)
 -- ARGV: open_for (ms), key ttl (ms)
--- Returns {1, probe 1/0} when allowed, {0, until} when not.
+-- Returns {1, probe 1/0} when allowed, {0, until} when not. While a probe is out, the
+-- others are told to look again within PROBE_WAIT: the probe's lease (open_for) is only
+-- for a probe that never reports, and its answer usually comes long before.
+local PROBE_WAIT = 1000
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -17,6 +20,7 @@ else
   lease = tonumber(redis.call('HGET', key, 'pu') or '0')
 end
 if now < lease then
+  if st == 'half' then return {0, math.min(lease, now + PROBE_WAIT)} end
   return {0, lease}
 end
 -- This caller is the single probe; the lease lets another probe if it never reports.

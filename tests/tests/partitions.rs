@@ -357,3 +357,35 @@ async fn a_partitioned_sync_queue_forgets_an_accounts_sync_once_it_ends() {
     let second = store.enqueue(NewJob::new(payload)).await.unwrap();
     assert!(second.created && second.id != first.id, "the next sync is a new job");
 }
+
+/// Found by this stop's chaos run: after Redis lost its data (restarted without
+/// persistence) nothing recorded the partition count again until a process restarted,
+/// so a worker started meanwhile with another count was not refused (and recorded its
+/// own, which then refused the correctly configured API's restart). A running API or
+/// worker records its count again within seconds.
+#[tokio::test]
+async fn a_running_api_records_the_partition_count_again_after_redis_lost_its_data() {
+    let app = crate::api_support::spawn_app().await;
+    let mut conn = app.store.connection();
+    let recorded = |conn: &mut drover::redis_conn::RedisConn| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("HGET")
+                .arg("drover:layout")
+                .arg("partitions")
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(recorded(&mut conn).await.as_deref(), Some("1"));
+    let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while recorded(&mut conn).await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the count was not recorded again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(recorded(&mut conn).await.as_deref(), Some("1"));
+    let err = store(&app.redis, 4).await.check_layout().await.unwrap_err();
+    assert!(matches!(err, StoreError::Setup(_)), "{err}");
+}

@@ -210,13 +210,9 @@ impl App {
         let app = router(self.state);
         let mut server = tokio::spawn(serve(self.listener, app, self.server, token.clone()));
         // Redis may have been away at start: the layout is checked once it answers, and
-        // an API whose partition count differs stops rather than misplace jobs.
-        let misfit = async move {
-            match store.await_layout().await {
-                Err(e) => e,
-                Ok(()) => std::future::pending().await,
-            }
-        };
+        // an API whose partition count differs stops rather than misplace jobs. The count
+        // is recorded again every few seconds (a Redis that lost its data).
+        let misfit = async move { store.keep_layout().await };
         tokio::select! {
             r = &mut server => return r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             e = misfit => {

@@ -59,12 +59,10 @@ pub async fn run_with<H: Handler>(
     let layout = store.clone();
     let layout_stop = stop.clone();
     let misfit = tokio::spawn(async move {
-        let checked = layout.await_layout().await;
-        if let Err(e) = &checked {
-            tracing::error!(error = %e, "the worker stops: its queue layout differs from the one in Redis");
-            layout_stop.cancel();
-        }
-        checked
+        let e = layout.keep_layout().await;
+        tracing::error!(error = %e, "the worker stops: its queue layout differs from the one in Redis");
+        layout_stop.cancel();
+        Err::<(), _>(e)
     });
     let settings = config.settings();
     let callbacks = start_callbacks(&store, &config, &settings.worker_id, stop.clone());

@@ -2,7 +2,12 @@
 //! kind's queue has. The first API or worker to reach Redis records its count; every
 //! later one checks its own against it, so two processes can never place one account's
 //! jobs in two different partitions. A different count is refused with the way out.
+//! A running API or worker records its count again every [`LAYOUT_EVERY`], so a Redis
+//! that lost its data (restarted without persistence) holds it again within seconds.
 use std::time::Duration;
+
+/// How often a running API or worker records its partition count again.
+const LAYOUT_EVERY: Duration = Duration::from_secs(2);
 
 use super::{scripts, RedisStore, StoreError};
 use crate::backoff::Backoff;
@@ -44,6 +49,14 @@ impl RedisStore {
     /// that it is the one recorded (a [`StoreError::Setup`] naming both and the way out
     /// if not).
     pub async fn check_layout(&self) -> Result<(), StoreError> {
+        self.claim_layout().await?;
+        self.upgrade_queued_counts().await?;
+        self.check_redis_settings().await
+    }
+
+    /// Records this store's count if Redis holds none; a [`StoreError::Setup`] if it
+    /// holds another.
+    async fn claim_layout(&self) -> Result<(), StoreError> {
         let ours = self.defaults().partitions.count();
         let mut conn = self.connection();
         let _: i64 = redis::cmd("HSETNX")
@@ -59,9 +72,21 @@ impl RedisStore {
                  and worker, then run `drover-worker partitions migrate --to {ours}`",
                 self.namespace()
             ))),
-            _ => {
-                self.upgrade_queued_counts().await?;
-                self.check_redis_settings().await
+            _ => Ok(()),
+        }
+    }
+
+    /// [`RedisStore::await_layout`], then the count recorded again every
+    /// [`LAYOUT_EVERY`] (a round Redis does not answer is skipped). Returns only with a
+    /// mismatch: another count recorded meanwhile.
+    pub async fn keep_layout(&self) -> StoreError {
+        if let Err(e) = self.await_layout().await {
+            return e;
+        }
+        loop {
+            tokio::time::sleep(LAYOUT_EVERY).await;
+            if let Err(e @ StoreError::Setup(_)) = self.claim_layout().await {
+                return e;
             }
         }
     }

@@ -742,3 +742,40 @@ async fn queues_ls_shows_every_count_the_api_gives() {
     assert_eq!(row[column("CANCELLED")], "1", "{table:?}");
     assert_eq!(row[column("PARTIAL")], "0", "{table:?}");
 }
+
+/// Found by this stop's newcomer audit: `drover jobs watch <id> | head -1` panicked
+/// ("failed printing to stdout: Broken pipe") once the reader had gone, with a backtrace
+/// and an exit code outside the documented ones. It ends quietly, as other Unix tools do.
+#[tokio::test]
+async fn a_reader_that_stops_reading_ends_the_cli_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let mut cmd = Command::new(cargo_bin("drover"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DROVER_")) {
+        cmd.env_remove(k);
+    }
+    cmd.args(["jobs", "watch", id.as_str()])
+        .env("DROVER_API", format!("http://{}", app.addr))
+        .env("DROVER_API_KEY", ADMIN)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let read = tokio::task::spawn_blocking(move || {
+        stdout.read_line(&mut first).unwrap();
+        first // the pipe's reading end closes here
+    });
+    let first = read.await.unwrap();
+    assert!(first.contains("queued"), "{first}");
+    // The next event (its cancel) is written to a pipe nobody reads.
+    ok(&drover(&app, ADMIN, &["jobs", "cancel", id.as_str()]).await);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

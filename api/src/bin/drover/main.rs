@@ -54,6 +54,7 @@ impl Out {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,6 +63,25 @@ async fn main() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+/// A reader that goes away (`drover jobs watch <id> | head -1`) ends the process
+/// quietly with 141 (128 + SIGPIPE, what a shell reports for a tool SIGPIPE ended), not
+/// with a panic and a backtrace at the next print.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {

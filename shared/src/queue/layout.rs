@@ -6,12 +6,12 @@
 //! that lost its data (restarted without persistence) holds it again within seconds.
 use std::time::Duration;
 
-/// How often a running API or worker records its partition count again.
-const LAYOUT_EVERY: Duration = Duration::from_secs(2);
-
 use super::{scripts, RedisStore, StoreError};
 use crate::backoff::Backoff;
 use crate::job::JobKind;
+
+/// How often a running API or worker records its partition count again.
+const LAYOUT_EVERY: Duration = Duration::from_secs(2);
 
 impl RedisStore {
     fn layout_key(&self) -> String {

@@ -48,7 +48,7 @@ for _, id in ipairs(due) do
       redis.call('HSET', key, 'cbt', tries + 1, 'cbl', token)
       redis.call('ZADD', P .. 'cbdue', now + lease_ms, id)
       busy[acct] = (busy[acct] or 0) + 1
-      out[#out + 1] = {id, token, tostring(tries + 1), delivery, f[1], f[2] or '', f[3], f[7] or ''}
+      out[#out + 1] = {id, token, tostring(tries + 1), delivery, f[1], f[2] or '', f[3], acct}
     end
   end
 end

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use drover::job::{JobKind, JobState};
+use drover::job::{AttemptOutcome, JobKind, JobState};
 use drover::queue::JobStore;
-use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, RateLimitBurst, SimConfig};
+use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, RateLimitBurst, ReportTiming, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -674,4 +674,68 @@ async fn a_backfill_rides_out_a_postgres_outage_without_using_its_attempts() {
     let job = stack.finish(&id, Duration::from_secs(90)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     assert_eq!(job.attempts, 1, "the outage used attempts: {:?}", job.attempt_history);
+}
+
+/// A worker told to stop while a long backfill runs hands the job back between two
+/// windows — the windows it finished stay done — instead of working on for the whole
+/// grace period (a known limit until now: Ctrl-C waited the full 30 s). The next worker
+/// does only the windows left, so no window's report is paid for twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopping_worker_hands_a_long_backfill_back_between_windows() {
+    let mut stack = Stack::start(
+        SimConfig {
+            reports: ReportTiming {
+                polls_to_done: 1,
+                min_processing: Duration::from_millis(1500),
+            },
+            ..sim()
+        },
+        "",
+    )
+    .await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(200),
+            ..AccountSpec::new("seller-stopping")
+        })
+        .await;
+    // 16 one-day windows at ≥ 1.5 s each: ≥ 24 s of work, longer than the grace period.
+    let grace = Duration::from_secs(20);
+    let w = stack.spawn_worker("worker-1", &[("DROVER_WORKER__GRACE_MS", &grace.as_millis().to_string())]);
+    let id = stack.submit_backfill_days(&acct, 16).await;
+    stack.progress_at_least(&id, 2, Duration::from_secs(30)).await;
+    stack.workers[w].signal(Signal::SIGTERM);
+    let asked = Instant::now();
+    let code = stack.workers[w].wait_exit(grace + Duration::from_secs(5));
+    let took = asked.elapsed();
+    eprintln!("the worker stopped {} ms after SIGTERM", took.as_millis());
+    assert!(code.is_some(), "the worker did not stop\n{}", stack.logs());
+    assert!(
+        took < Duration::from_secs(5),
+        "the worker worked on for {took:?} of its {grace:?} grace instead of handing the job back between windows"
+    );
+    let handed_back = stack.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(handed_back.state, JobState::Queued, "{handed_back:#?}");
+    assert_eq!(
+        handed_back.attempts, 0,
+        "a hand-back uses no attempt: {:?}",
+        handed_back.attempt_history
+    );
+    let last = handed_back.attempt_history.last().expect("the stopped run is in the history");
+    assert_eq!(last.outcome, AttemptOutcome::Released, "{last:?}");
+    let done: i64 = stack
+        .count("SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'done'", id.as_str())
+        .await;
+    assert!(done >= 2, "the windows finished before the stop stay done ({done})");
+
+    stack.spawn_worker("worker-2", &[]);
+    let job = stack.finish(&id, Duration::from_secs(90)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let stats = stack.sim.admin().stats().await.unwrap();
+    assert_eq!(
+        stats.accounts[acct.as_str()].reports_created,
+        16,
+        "one report per window, none made twice\n{}",
+        stack.logs()
+    );
 }

@@ -22,6 +22,11 @@ pub enum JobError {
     /// outage, up to the queue's snooze cap.
     #[error("interrupted: {reason}; runs again in {retry_after:?} without using an attempt")]
     Unavailable { retry_after: Duration, reason: String },
+    /// The worker is shutting down and the handler stopped between two steps (see
+    /// `JobContext::stopping`): the job goes back to the front of its lane at once,
+    /// without using an attempt.
+    #[error("the worker is stopping: {0}")]
+    Stopping(String),
 }
 
 impl JobError {
@@ -37,7 +42,7 @@ impl JobError {
             JobError::RateLimited { .. } => ErrorClass::RateLimited,
             JobError::Permanent(_) => ErrorClass::Permanent,
             JobError::Cancelled => ErrorClass::Cancelled,
-            JobError::Unavailable { .. } => ErrorClass::Interrupted,
+            JobError::Unavailable { .. } | JobError::Stopping(_) => ErrorClass::Interrupted,
         }
     }
 }

@@ -234,7 +234,12 @@ async fn dispatch<S: JobStore>(
             }
         };
         let leased = &lease.leased;
-        let ctx = JobContext::new(shared.store.clone(), leased, lease.held.cancel.clone());
+        let ctx = JobContext::new(
+            shared.store.clone(),
+            leased,
+            lease.held.cancel.clone(),
+            shared.stop_fetching.clone(),
+        );
         let task = TaskBuilder::new(payload)
             .task_id(TaskId::from_string(leased.id.as_str().to_owned()))
             .attempt(leased.attempt.saturating_sub(1) as usize)

@@ -34,6 +34,11 @@ pub struct JobContext {
     pub traceparent: Option<String>,
     /// Fires when the job is cancelled (from any process) or the worker must stop.
     pub cancel: CancellationToken,
+    /// Fires when the worker begins to shut down. A handler that works in steps may
+    /// return [`JobError::Stopping`] between two of them: the job goes back to the
+    /// queue at once without using an attempt, instead of running on into the grace
+    /// period and being cut off mid-step.
+    pub stopping: CancellationToken,
     progress: ProgressFn,
 }
 
@@ -48,7 +53,7 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    pub(crate) fn new<S: JobStore>(store: S, leased: &Leased, cancel: CancellationToken) -> Self {
+    pub(crate) fn new<S: JobStore>(store: S, leased: &Leased, cancel: CancellationToken, stopping: CancellationToken) -> Self {
         let id = leased.id.clone();
         let token = leased.token.clone();
         let pid = id.clone();
@@ -73,6 +78,7 @@ impl JobContext {
             run: leased.started_at.timestamp_millis(),
             traceparent: leased.traceparent.clone(),
             cancel,
+            stopping,
             progress,
         }
     }
@@ -93,6 +99,11 @@ impl JobContext {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Whether the worker is shutting down (see [`Self::stopping`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
     }
 
     /// This run, as its item writes name it.

@@ -22,8 +22,9 @@ pub(crate) const CANCEL_GRACE: Duration = Duration::from_millis(300);
 pub(crate) enum RunEnd {
     Done(Outcome),
     Failed(ErrorInfo, Option<Duration>),
-    /// Cut off by shutdown: hand back without using the attempt.
-    Interrupted,
+    /// Cut off by shutdown, or stopped between steps because the worker is shutting
+    /// down (the message says which): hand back without using the attempt.
+    Interrupted(String),
     /// Stopped because this process no longer holds (or cannot keep) the lease: hand
     /// back without using the attempt; if the lease is already gone the store keeps
     /// the record as a late attempt only.
@@ -32,6 +33,7 @@ pub(crate) enum RunEnd {
 
 pub(crate) fn classify(err: BoxDynError) -> RunEnd {
     match err.downcast::<JobError>() {
+        Ok(e) if matches!(*e, JobError::Stopping(_)) => RunEnd::Interrupted(format!("{e}; returned to the queue")),
         Ok(e) => {
             let retry_after = match &*e {
                 JobError::RateLimited { retry_after, .. } | JobError::Unavailable { retry_after, .. } => Some(*retry_after),
@@ -105,7 +107,7 @@ where
         Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
         Ok(Ok(Err(e))) => classify(e.into()),
         Ok(Err(p)) => panicked(p),
-        Err(Stop::Hard) => RunEnd::Interrupted,
+        Err(Stop::Hard) => RunEnd::Interrupted("cut off by worker shutdown; returned to the queue".into()),
         // Give the handler a moment to stop cleanly between steps, then drop it.
         Err(Stop::Cancel) => match tokio::time::timeout(CANCEL_GRACE, run).await {
             Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
@@ -187,8 +189,18 @@ mod tests {
         });
         let began = Instant::now();
         let end = run_to_end(never_returns(), LONG, &cancel, &hard).await;
-        assert!(matches!(end, RunEnd::Interrupted), "{end:?}");
+        assert!(matches!(end, RunEnd::Interrupted(_)), "{end:?}");
         assert_eq!(began.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_stops_between_steps_for_the_shutdown_is_handed_back() {
+        let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
+        let stopped = async { Err::<Outcome, _>(JobError::Stopping("between two windows".into())) };
+        match run_to_end(stopped, LONG, &cancel, &hard).await {
+            RunEnd::Interrupted(why) => assert!(why.contains("between two windows"), "{why}"),
+            end => panic!("{end:?}"),
+        }
     }
 
     #[tokio::test]

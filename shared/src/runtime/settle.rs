@@ -221,11 +221,7 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
             Planned::new(SettleAction::Succeeded(v), AttemptOutcome::Succeeded, None, RunFate::Succeeded)
         }
         RunEnd::Done(Outcome::Partial(v)) => Planned::new(SettleAction::Partial(v), AttemptOutcome::Partial, None, RunFate::Partial),
-        RunEnd::Interrupted => handed_back(
-            ErrorClass::Interrupted,
-            "cut off by worker shutdown; returned to the queue",
-            AttemptOutcome::Released,
-        ),
+        RunEnd::Interrupted(why) => handed_back(ErrorClass::Interrupted, &why, AttemptOutcome::Released),
         // A hand-back uses no attempt, so the record says released; the error says why.
         // (Had Redis given the lease away, the settle is refused and kept as `late`.)
         RunEnd::LeaseLost => handed_back(
@@ -274,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_run_cut_off_by_shutdown_is_handed_back() {
-        let p = plan(RunEnd::Interrupted, &leased(1, 3), &RetryPolicy::default(), 0.5);
+        let p = plan(RunEnd::Interrupted("cut off".into()), &leased(1, 3), &RetryPolicy::default(), 0.5);
         assert_eq!(p.action, SettleAction::Release);
         assert_eq!(p.outcome, AttemptOutcome::Released);
     }

@@ -75,13 +75,9 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     let slice = Slice::start(jobs.config());
     for (done_here, item) in todo.iter().enumerate() {
         check_cancel(ctx)?;
-        if slice.is_over() {
-            tracing::info!(
-                job_id,
-                windows_left = todo.len() - done_here,
-                "time slice used; handing the job back"
-            );
-            return Err(slice.hand_back());
+        if let Some(end) = slice.end(ctx) {
+            tracing::info!(job_id, windows_left = todo.len() - done_here, why = %end, "handing the job back between windows");
+            return Err(end);
         }
         let end = match window(jobs, &p, &seller, ctx, item).await {
             Ok(end) => end,

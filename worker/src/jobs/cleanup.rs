@@ -76,8 +76,8 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
     let mut last_progress = finished;
     let slice = Slice::start(jobs.config());
     loop {
-        if stop.is_none() && slice.is_over() && !queue.as_slice().is_empty() {
-            stop = Some(slice.hand_back());
+        if stop.is_none() && !queue.as_slice().is_empty() {
+            stop = slice.end(ctx);
         }
         while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < jobs.config().cleanup_parallelism {
             match queue.next() {

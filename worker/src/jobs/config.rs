@@ -1,6 +1,7 @@
 //! Settings of the three jobs.
 use std::time::Duration;
 
+use drover::runtime::JobContext;
 use drover::JobError;
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +103,9 @@ impl JobsConfig {
     }
 }
 
-/// How long one run may work before it hands the job back (see `slice_ms`).
+/// How long one run may work before it hands the job back (see `slice_ms`), and the
+/// worker's shutdown, which ends the slice at once: a handler asks [`Slice::end`] at each
+/// point where the job can be handed back (an item or page committed).
 pub(crate) struct Slice {
     started: tokio::time::Instant,
     limit: Duration,
@@ -116,18 +119,25 @@ impl Slice {
         }
     }
 
-    pub(crate) fn is_over(&self) -> bool {
-        self.started.elapsed() >= self.limit
-    }
-
-    /// The snooze that continues the job at once in a fresh run (no attempt used).
-    pub(crate) fn hand_back(&self) -> JobError {
-        JobError::RateLimited {
-            retry_after: Duration::from_millis(100),
-            reason: format!(
-                "worked for its {:?} slice; the next run continues where this one stopped",
-                self.limit
-            ),
+    /// Why the run should stop here, if it should: the worker is stopping (the job goes
+    /// back to the queue at once; the next run continues where this one stopped), or
+    /// the slice is used up (a snooze that continues it in a fresh run). Neither uses
+    /// an attempt.
+    pub(crate) fn end(&self, ctx: &JobContext) -> Option<JobError> {
+        if ctx.is_stopping() {
+            Some(JobError::Stopping(
+                "stopped between two steps; the next run continues where this one stopped".into(),
+            ))
+        } else if self.started.elapsed() >= self.limit {
+            Some(JobError::RateLimited {
+                retry_after: Duration::from_millis(100),
+                reason: format!(
+                    "worked for its {:?} slice; the next run continues where this one stopped",
+                    self.limit
+                ),
+            })
+        } else {
+            None
         }
     }
 }

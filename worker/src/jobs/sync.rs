@@ -69,9 +69,9 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
     let slice = Slice::start(jobs.config());
     loop {
         check_cancel(ctx)?;
-        if slice.is_over() && token.is_some() {
+        if let Some(end) = slice.end(ctx).filter(|_| token.is_some()) {
             // The walk's next token is committed: the next run continues from it.
-            return Err(slice.hand_back());
+            return Err(end);
         }
         let page = jobs
             .market()

@@ -378,16 +378,57 @@ pub async fn a_released_job_goes_back_to_queued_without_using_an_attempt<S: JobS
     assert_eq!(fetch_one(&store, "w2").await.unwrap().attempt, 1);
 }
 
+/// Runs `id` until it is dead, each run failing transiently and its fate decided as a
+/// worker would; the run numbers it was handed.
+async fn fail_until_dead<S: JobStore>(store: &S, id: &JobId) -> Vec<u32> {
+    let mut numbers = Vec::new();
+    while state_of(store, id).await != JobState::Dead {
+        let l = fetch_one(store, "w1").await.expect("a run is handed out");
+        numbers.push(l.attempt);
+        let fast = RetryPolicy {
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+        };
+        let action = match decide(&err(ErrorClass::Transient), None, l.attempt, l.max_attempts, &fast, 1.0) {
+            Fate::Retry(delay) => SettleAction::Retry {
+                delay,
+                error: err(ErrorClass::Transient),
+            },
+            Fate::Dead => SettleAction::Dead(err(ErrorClass::Transient)),
+            other => panic!("unexpected fate {other:?}"),
+        };
+        settle(store, &l, action, AttemptOutcome::Failed).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(numbers.len() < 20, "never dead: {numbers:?}");
+    }
+    numbers
+}
+
+/// A replay gives the job its own budget of attempts again, on top of the runs it has
+/// had: run numbers go on (no two runs of its history share a number) and
+/// `max_attempts` grows by the budget each time.
 pub async fn a_dead_job_can_be_retried_with_a_fresh_budget<S: JobStore>(store: S) {
-    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
-    let l = fetch_one(&store, "w1").await.unwrap();
-    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(2)).await;
+    assert_eq!(fail_until_dead(&store, &id).await, vec![1, 2]);
     assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
     let job = store.get(&id).await.unwrap().unwrap();
-    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
-    assert_eq!(job.attempt_history.len(), 1, "history is kept across a retry");
+    assert_eq!((job.state, job.attempts, job.max_attempts), (JobState::Queued, 2, 4));
+    assert_eq!(job.attempt_history.len(), 2, "history is kept across a retry");
     assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::WrongState(JobState::Queued));
-    assert_eq!(fetch_one(&store, "w1").await.unwrap().attempt, 1);
+    assert_eq!(fail_until_dead(&store, &id).await, vec![3, 4], "a full budget, numbered on");
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().max_attempts,
+        6,
+        "the budget, not the total, is added"
+    );
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.attempt, 5);
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    let job = store.get(&id).await.unwrap().unwrap();
+    let numbers: Vec<u32> = job.attempt_history.iter().map(|a| a.number).collect();
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5], "{:?}", job.attempt_history);
+    assert_eq!(job.attempts, 5);
 }
 
 pub async fn the_same_idempotency_key_and_body_return_the_same_job<S: JobStore>(store: S) {

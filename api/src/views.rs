@@ -137,8 +137,9 @@ pub struct JobView {
     pub payload: serde_json::Value,
     pub account_id: Option<String>,
     pub priority: u8,
-    /// Attempts used so far.
+    /// Attempts used so far, across replays (run numbers go on after a retry).
     pub attempts: u32,
+    /// Attempts it may use in all: its budget, plus the budget again at each replay.
     pub max_attempts: u32,
     pub timeout_ms: u64,
     pub created_at: DateTime<Utc>,

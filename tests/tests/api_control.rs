@@ -74,12 +74,17 @@ async fn retrying_a_dead_job_returns_202_and_queues_it_with_a_fresh_budget() {
     let app = spawn_app().await;
     let id = app.submit_ok(&cleanup_body("acme")).await;
     app.kill_job(&id).await;
+    let dead = app.store.get(&id).await.unwrap().unwrap();
     let res = app.post(ADMIN, &format!("/v1/jobs/{id}/retry")).send().await.unwrap();
     assert_eq!(res.status(), 202);
     assert_eq!(res.headers()["location"].to_str().unwrap(), format!("/v1/jobs/{id}"));
     assert_eq!(res.json::<Value>().await.unwrap()["state"], "queued");
     let job = app.store.get(&id).await.unwrap().unwrap();
-    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
+    // Run numbers go on; the budget it was submitted with is added.
+    assert_eq!(
+        (job.state, job.attempts, job.max_attempts),
+        (JobState::Queued, dead.attempts, dead.attempts + dead.max_attempts)
+    );
 
     let p = problem(app.post(ADMIN, &format!("/v1/jobs/{id}/retry")).send().await.unwrap(), 409).await;
     assert!(p["detail"].as_str().unwrap().contains("queued"), "{p}");

@@ -75,7 +75,8 @@ async fn cancel_job(state: &AppState, caller: &Caller, raw: &str) -> Result<Resp
     Ok((status, Json(body)).into_response())
 }
 
-/// Put a dead, cancelled or partial job back in the queue with a fresh attempt budget.
+/// Put a dead, cancelled or partial job back in the queue with a fresh attempt budget: its
+/// `max_attempts` grows by the budget it was submitted with, and its run numbers go on.
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/retry",

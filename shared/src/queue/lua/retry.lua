@@ -5,7 +5,7 @@ local key = P .. 'job:' .. id
 local st = redis.call('HGET', key, 'st')
 if not st then return 'missing' end
 if st ~= 'dead' and st ~= 'cancelled' and st ~= 'partial' then return 'state:' .. st end
-local acct, counted = unpack(redis.call('HMGET', key, 'acct', 'ac'))
+local acct, counted, at, ma, budget = unpack(redis.call('HMGET', key, 'acct', 'ac', 'at', 'ma', 'mb'))
 if exclusive == '1' and acct and acct ~= '' then
   local ekey = P .. 'excl:' .. acct
   local holder = redis.call('GET', ekey)
@@ -21,7 +21,14 @@ local now = now_ms()
 if st == 'dead' then dead_left(id) end
 recount(key, acct, counted, st, 'queued')
 redis.call('ZREM', P .. 'state:' .. st, id)
-redis.call('HSET', key, 'at', 0, 'tg', 'replay')
+-- Its own budget of attempts again (`mb`: the max_attempts it was enqueued with, kept
+-- at its first replay) on top of the runs it has had: run numbers go on, so no two runs
+-- of its history share a number.
+if not budget then
+  budget = ma
+  redis.call('HSET', key, 'mb', budget)
+end
+redis.call('HSET', key, 'ma', (tonumber(at) or 0) + (tonumber(budget) or 1), 'tg', 'replay')
 -- a fresh life: no stale error, progress, result, due time, start or snooze count
 redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'hb')
 -- its callback waits for the new ending, unless the last ending's delivery is still on

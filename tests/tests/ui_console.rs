@@ -512,3 +512,39 @@ async fn a_job_page_shows_progress_without_a_total_and_an_errors_class_once() {
     assert!(page.contains("transient: socket closed"), "the error is shown");
     assert!(!page.contains("transient: transient:"), "the error's class was shown twice");
 }
+
+/// Hostile-tenant finding H6: the dead-letter page showed whatever text a link put in
+/// `?notice=`, so a crafted link could show a signed-in operator any message as the
+/// console's own. Only a notice the console made for this session after an action shows.
+#[tokio::test]
+async fn the_dead_letter_page_shows_only_notices_the_console_made_for_this_session() {
+    let app = spawn_app().await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let (status, page) = b
+        .get("/ui/dead-letter?notice=Your+session+has+expired.+Call+support+on+555-0100")
+        .await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("555-0100"), "a crafted link's text was shown as a notice");
+
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&dead, ErrorClass::Permanent, "rejected").await;
+    let csrf = b.csrf().await;
+    let res = b
+        .http
+        .post(app.url("/ui/dead-letter/act"))
+        .header(COOKIE, &b.cookie)
+        .form(&[("csrf", csrf.as_str()), ("op", "discard"), ("ids", dead.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let after = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    let (_, page) = b.get(&after).await;
+    assert!(page.contains("Discarded 1 dead jobs"), "the action's own notice is shown: {page}");
+    let other = Browser::sign_in(&app, ADMIN).await;
+    let (_, page) = other.get(&after).await;
+    assert!(
+        !page.contains("Discarded 1 dead jobs"),
+        "another session's notice link shows nothing"
+    );
+}

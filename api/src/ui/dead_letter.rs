@@ -8,6 +8,7 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::notice;
 use super::page::{self, Nav, Viewer};
 use super::session::Session;
 use crate::auth::Caller;
@@ -28,6 +29,8 @@ struct Scope {
     kind: Option<String>,
     account_id: Option<String>,
     notice: Option<String>,
+    /// The notice's tag (`ui/notice.rs`): without the right one the notice is not shown.
+    ns: Option<String>,
 }
 
 fn account_of(v: &Option<String>) -> Option<&str> {
@@ -56,7 +59,7 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
         Err(e) => return page::error(&e),
     };
     let body = html! {
-        @if let Some(n) = &scope.notice { p.notice { (n) } }
+        @if let Some(n) = notice::shown(&viewer.session, scope.notice.as_deref(), scope.ns.as_deref()) { p.notice { (n) } }
         form method="get" action="/ui/dead-letter" {
             label { "account " input type="text" name="account_id" value=[account]; }
             button type="submit" { "Show" }
@@ -345,7 +348,7 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
     page::render(&viewer, Nav::DeadLetter, "Confirm", body)
 }
 
-pub async fn act(State(state): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Response {
+pub async fn act(State(state): State<AppState>, caller: Caller, session: Session, body: axum::body::Bytes) -> Response {
     let p = pairs(std::str::from_utf8(&body).unwrap_or_default());
     let sel = match Selection::from_pairs(&p) {
         Ok(s) => s,
@@ -355,7 +358,7 @@ pub async fn act(State(state): State<AppState>, caller: Caller, body: axum::body
     let canary = one(&p, "canary").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0).min(MAX_CANARY);
     match (op, &sel) {
         ("discard", _) => match discard_all(&state, &caller, &sel).await {
-            Ok(n) => notice(&format!("Discarded {n} dead jobs ({}).", sel.describe())),
+            Ok(n) => done(&session, &format!("Discarded {n} dead jobs ({}).", sel.describe())),
             Err(e) => page::error(&e),
         },
         ("replay", _) if canary > 0 => {
@@ -401,13 +404,13 @@ pub async fn act(State(state): State<AppState>, caller: Caller, body: axum::body
                     Err(e) => return page::error(&e),
                 }
             }
-            notice(&format!("Replayed {replayed} dead jobs ({}).", sel.describe()))
+            done(&session, &format!("Replayed {replayed} dead jobs ({}).", sel.describe()))
         }
         ("replay" | "rest", _) => {
             let rate = state.ui().replay_rate;
             let filter = sel.filter().unwrap_or_default();
             tokio::spawn(dead_letter::replay_paced(state.clone(), caller, filter, rate, MAX_JOBS));
-            notice(&format!("Replaying {} at {rate} jobs a second.", sel.describe()))
+            done(&session, &format!("Replaying {} at {rate} jobs a second.", sel.describe()))
         }
         _ => page::error(&ApiError::field("op", "replay, discard or rest")),
     }
@@ -449,9 +452,9 @@ async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> Resu
     Ok(discarded)
 }
 
-fn notice(text: &str) -> Response {
-    let q = serde_urlencoded::to_string([("notice", text)]).unwrap_or_default();
-    Redirect::to(&format!("/ui/dead-letter?{q}")).into_response()
+/// Back to the groups, with the action's notice for this session.
+fn done(session: &Session, text: &str) -> Response {
+    Redirect::to(&format!("/ui/dead-letter?{}", notice::query(session, text))).into_response()
 }
 
 /// The canary's jobs until they end; then the rest may follow (only if all succeeded).

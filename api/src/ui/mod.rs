@@ -23,6 +23,7 @@ mod audit;
 mod dead_letter;
 mod jobs;
 pub mod login_throttle;
+mod notice;
 mod overview;
 pub mod page;
 mod queues;

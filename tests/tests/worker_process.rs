@@ -719,3 +719,35 @@ async fn a_worker_with_every_slot_busy_still_promotes_due_jobs_and_reclaims_dead
     );
     drop(busy);
 }
+
+/// Found by this stop's regression audit (N2): a job cancelled while it waited in a
+/// worker's prefetch still started once a slot was free, and a fast handler finished it:
+/// the cancel was answered `cancel_requested` and the job ended `succeeded`. A run the
+/// worker already knows is cancelled never starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_it_waits_prefetched_never_starts() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let long = store.enqueue(job("sleep.3000")).await.unwrap().id;
+    let fast = store.enqueue(job("ok")).await.unwrap().id;
+    let _w = worker(
+        &server,
+        "worker",
+        &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"), ("DROVER_WORKER__PREFETCH", "3")],
+    );
+    wait_until("one runs and the other waits leased", Duration::from_secs(20), || async {
+        let c = store.counts(JobKind::Cleanup).await.unwrap();
+        started(&server) == 1 && c.running + c.prefetched == 2
+    })
+    .await;
+    assert!(!runs(&server).contains_key(fast.as_str()), "the fast job is the one waiting");
+    assert_eq!(store.cancel(&fast).await.unwrap(), CancelOutcome::Requested);
+    wait_until("both jobs ended", Duration::from_secs(15), || async {
+        let (a, b) = (store.get(&long).await.unwrap().unwrap(), store.get(&fast).await.unwrap().unwrap());
+        a.state.is_terminal() && b.state.is_terminal()
+    })
+    .await;
+    let j = store.get(&fast).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Cancelled, "{j:#?}");
+    assert!(!runs(&server).contains_key(fast.as_str()), "the cancelled job's handler ran");
+}

@@ -72,6 +72,17 @@ pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> RunEnd {
     )
 }
 
+/// A run whose job was cancelled while it waited prefetched, before its handler began.
+pub(crate) fn cancelled_before_start() -> RunEnd {
+    RunEnd::Failed(
+        ErrorInfo {
+            class: ErrorClass::Cancelled,
+            message: "cancelled before it started".into(),
+        },
+        None,
+    )
+}
+
 fn cancelled() -> RunEnd {
     RunEnd::Failed(
         ErrorInfo {

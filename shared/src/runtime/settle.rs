@@ -17,7 +17,7 @@ use super::context::Outcome;
 use super::leases::RunLease;
 use super::metrics::{self, RunFate, Running};
 use super::pace::RunPace;
-use super::run_end::{panicked, run_to_end, RunEnd};
+use super::run_end::{cancelled_before_start, panicked, run_to_end, RunEnd};
 use super::shared::SharedRef;
 use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
 use crate::queue::{decide, Fate, JobStore, Leased, RetryPolicy, SettleAction, SettleResult, Settlement};
@@ -103,9 +103,20 @@ where
         let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());
         Box::pin(
             async move {
-                lease.held.started();
                 let began = std::time::Instant::now();
-                let end = run(inner, &lease, &shared, kind).await;
+                let end = if lease.held.cancel.is_cancelled() {
+                    // Cancelled, or its lease lost, while it waited prefetched: the
+                    // handler never starts.
+                    drop(inner);
+                    if lease.held.is_lost() {
+                        RunEnd::LeaseLost
+                    } else {
+                        cancelled_before_start()
+                    }
+                } else {
+                    lease.held.started();
+                    run(inner, &lease, &shared, kind).await
+                };
                 lease.free_slot();
                 let took = began.elapsed();
                 pace.record(took);

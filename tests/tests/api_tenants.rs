@@ -121,6 +121,77 @@ async fn connections_over_the_cap_wait_until_idle_ones_are_closed() {
     assert_eq!(res.status(), 200);
 }
 
+/// A connection to the app from `source` (another loopback address than the tests' own
+/// client, so the two count as different clients).
+async fn connect_from(source: &str, app: &TestApp) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(app.addr).await.unwrap()
+}
+
+/// Found by this stop's regression audit (N1): one client could hold every connection
+/// slot (here 256 silent connections), so nobody else was served until the header
+/// timeout closed them. One client address now holds at most its share of the slots.
+#[tokio::test]
+async fn one_client_address_cannot_hold_every_connection_slot() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.server.max_connections = 256;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        held.push(connect_from("127.0.0.2", &app).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let res = reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        res.as_ref().is_ok_and(|r| r.status() == 200),
+        "another client was not served while one address held 300 connections: {res:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "served after {:?}", started.elapsed());
+    drop(held);
+}
+
+/// Found by this stop's regression audit (N1): a client that sends requests and never
+/// reads the answers kept its connection for good (the header timeout never starts while
+/// a response is being written). A response that makes no progress for
+/// `api.server.write_timeout_ms` (30 s) ends the connection.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.server.max_connections = 2;
+    })
+    .await;
+    let requests = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+    let mut stuck = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect_from("127.0.0.2", &app).await;
+        conn.write_all(requests.as_bytes()).await.unwrap();
+        stuck.push(conn);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let res = reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .timeout(Duration::from_secs(45))
+        .send()
+        .await;
+    assert!(
+        res.as_ref().is_ok_and(|r| r.status() == 200),
+        "the slots held by connections that never read were never freed: {res:?}"
+    );
+    eprintln!(
+        "served {} ms after two stuck connections held every slot",
+        started.elapsed().as_millis()
+    );
+    drop(stuck);
+}
+
 /// Found by the hostile-tenant audit of 2026-12-02 (N6): too many or too large request
 /// headers were refused by hyper itself with a bare 431, no problem body and no request
 /// id, the one error a client could get in another shape.

@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::client_slots::ClientSlots;
 use crate::config::{ApiConfig, DEV_KEY};
 use crate::cursor::Cursors;
 use crate::metrics::Metrics;
@@ -58,6 +59,8 @@ pub struct App {
     grace: Duration,
     scheduler: SchedulerConfig,
     server: ServerLimits,
+    /// Connections per client address on the public listener.
+    clients: Arc<ClientSlots>,
 }
 
 pub async fn build(config: ApiConfig) -> Result<App, StartError> {
@@ -158,8 +161,19 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         server: ServerLimits {
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
             max_connections: config.server.max_connections,
+            write_timeout: Duration::from_millis(config.server.write_timeout_ms),
             headers: config.server.header_limits(),
         },
+        // Validated with the configuration: an entry that does not parse stopped the start.
+        clients: ClientSlots::new(
+            config.server.max_connections_per_client,
+            config
+                .ui
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::config::parse_proxy(p))
+                .collect(),
+        ),
     })
 }
 
@@ -204,11 +218,18 @@ impl App {
         }
         if let Some((listener, _)) = self.metrics {
             let metrics = crate::metrics_listener::router(self.state.clone());
-            tokio::spawn(serve(listener, metrics, self.server, token.clone()));
+            // internal: its scrapers are few and known, so no per-client cap
+            tokio::spawn(serve(
+                listener,
+                metrics,
+                self.server,
+                ClientSlots::new(0, Vec::new()),
+                token.clone(),
+            ));
         }
         let store = self.state.store().clone();
         let app = router(self.state);
-        let mut server = tokio::spawn(serve(self.listener, app, self.server, token.clone()));
+        let mut server = tokio::spawn(serve(self.listener, app, self.server, self.clients, token.clone()));
         // Redis may have been away at start: the layout is checked once it answers, and
         // an API whose partition count differs stops rather than misplace jobs. The count
         // is recorded again every few seconds (a Redis that lost its data).

@@ -33,6 +33,7 @@ pub mod audit;
 pub mod auth;
 pub mod callbacks;
 pub mod cli;
+pub mod client_slots;
 pub mod config;
 pub mod csv_skus;
 pub mod cursor;

@@ -2,7 +2,10 @@
 //! headers within `server.header_read_timeout_ms` (that bound also closes keep-alive
 //! connections idle that long between requests), and at most `server.max_connections`
 //! connections are served at once; past the cap new connections wait in the kernel's
-//! backlog until one closes. `axum::serve` sets no timer, so hyper disables its own
+//! backlog until one closes. One client address holds at most
+//! `server.max_connections_per_client` of them (`client_slots.rs`: more are closed at
+//! once), and a response its client does not read for `server.write_timeout_ms` ends
+//! the connection, so nobody holds a slot for good by never reading. `axum::serve` sets no timer, so hyper disables its own
 //! header timeout, and it caps nothing: one client could hold every socket (slowloris).
 //!
 //! Request headers past `server.max_headers` or `max_header_bytes` are refused by the
@@ -19,9 +22,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
+use crate::client_slots::ClientSlots;
 use crate::config::HeaderLimits;
 
 /// Bounds on what one connection may hold.
@@ -29,6 +34,7 @@ use crate::config::HeaderLimits;
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub write_timeout: Duration,
     /// What the API itself refuses with a 431 problem (`middleware::header_limits`);
     /// hyper is set to let up to several times that through to it.
     pub headers: HeaderLimits,
@@ -40,7 +46,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Serve `app` on `listener` until `shutdown` is cancelled, then stop accepting and wait
 /// for the open connections to finish their in-flight requests (the caller bounds that
 /// wait with its grace period).
-pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    clients: Arc<ClientSlots>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -68,16 +80,22 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
             },
             _ = shutdown.cancelled() => break,
         };
+        // Over its client's cap: closed at once, its slot free for the next.
+        let Some(client_slot) = clients.take(peer.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
         // The peer's address, as `ConnectInfo`, for what is counted per client (sign-ins).
         let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
         tokio::spawn(async move {
             // Timeouts and resets end here; hyper logs the header timeout itself.
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(slot);
+            drop((slot, client_slot));
         });
     }
     drop(listener);

@@ -10,6 +10,12 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Most connections served at once; more wait until one closes.
     pub max_connections: usize,
+    /// Most of them one client address (an IPv6 /64) may hold; more are closed at once.
+    /// 0: no cap. Trusted proxies (`api.ui.trusted_proxies`) are not capped.
+    pub max_connections_per_client: usize,
+    /// A response that makes no progress for this long (its client does not read it)
+    /// ends its connection.
+    pub write_timeout_ms: u64,
     /// Most request headers (field lines) a request may carry; more is a 431 problem.
     pub max_headers: usize,
     /// Most bytes of request header names and values together; more is a 431 problem.
@@ -21,6 +27,8 @@ impl Default for ServerConfig {
         Self {
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
+            max_connections_per_client: 128,
+            write_timeout_ms: 30_000,
             max_headers: 100,
             max_header_bytes: 64 * 1024,
         }
@@ -40,6 +48,12 @@ impl ServerConfig {
             errs.push(format!(
                 "api.server.max_connections = {} must be between 1 and 1000000",
                 self.max_connections
+            ));
+        }
+        if !(1000..=600_000).contains(&self.write_timeout_ms) {
+            errs.push(format!(
+                "api.server.write_timeout_ms = {} must be between 1000 and 600000",
+                self.write_timeout_ms
             ));
         }
         if !(8..=500).contains(&self.max_headers) {

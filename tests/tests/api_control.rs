@@ -88,7 +88,7 @@ async fn retrying_a_dead_job_returns_202_and_queues_it_with_a_fresh_budget() {
 
     let p = problem(app.post(ADMIN, &format!("/v1/jobs/{id}/retry")).send().await.unwrap(), 409).await;
     assert!(p["detail"].as_str().unwrap().contains("queued"), "{p}");
-    problem(
+    let p = problem(
         app.post(ADMIN, "/v1/jobs/sync_01J9Z3K4M5N6P7Q8R9S0T1V2W3/retry")
             .send()
             .await
@@ -96,6 +96,8 @@ async fn retrying_a_dead_job_returns_202_and_queues_it_with_a_fresh_budget() {
         404,
     )
     .await;
+    // Found by this stop's regression audit (N7): the id was shown as `JobId("…")`.
+    assert_eq!(p["detail"], "no job with id \"sync_01J9Z3K4M5N6P7Q8R9S0T1V2W3\"", "{p}");
 }
 
 #[tokio::test]

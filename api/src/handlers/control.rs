@@ -25,7 +25,7 @@ async fn checked_id(state: &AppState, caller: &Caller, raw: &str) -> Result<JobI
 }
 
 fn gone(id: &JobId) -> ApiError {
-    ApiError::NotFound(format!("no job with id {id:?}"))
+    ApiError::NotFound(format!("no job with id {:?}", id.as_str()))
 }
 
 /// Cancel a queued, scheduled or running job.

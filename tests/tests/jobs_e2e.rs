@@ -739,3 +739,31 @@ async fn a_stopping_worker_hands_a_long_backfill_back_between_windows() {
         stack.logs()
     );
 }
+
+/// Found by this stop's fairness audit: at SP-API's real rates a sync never made its first
+/// call. getOrders allows one call a minute after its burst; the limiter starts an account
+/// it has no record of empty, so the first slot is one interval away, further than a run
+/// waits (`park_after_ms`, 1 s): the job parked until then — but the refusal stored
+/// nothing, so the next try found the slot one whole interval away again, for ever. Here
+/// getOrders allows one call every 2.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_whose_first_slot_is_further_away_than_a_run_waits_still_makes_its_call() {
+    let mut plans = jobs_support::plans();
+    plans.insert(drover_tests::sim::Operation::GetOrders, drover_tests::sim::RateLimit::new(0.4, 1));
+    let mut stack = Stack::start_with(sim(), "", plans).await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(10),
+            ..AccountSpec::new("seller-slow-orders")
+        })
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"]}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(30)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+}

@@ -47,18 +47,25 @@ pub(crate) fn initial_tat(now_us: f64, p: &GcraParams, cold: ColdStart) -> f64 {
 pub(crate) enum Reservation {
     /// Sleep `wait_us`, then call; store `tat`.
     Granted { tat: f64, wait_us: f64 },
-    /// The slot is further away than the caller may wait; nothing was reserved.
-    TooLong { wait_us: f64 },
+    /// The slot is further away than the caller may wait; nothing was reserved. `cold`:
+    /// the TAT assumed for a bucket Redis had no record of, stored so the wait counts
+    /// down (a caller that comes back after `wait_us` finds its slot); `None` when Redis
+    /// had a TAT, which stays as it was.
+    TooLong { wait_us: f64, cold: Option<f64> },
 }
 
 // The reference model of the Lua script; production runs the script, tests run both.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn reserve(tat: Option<f64>, now_us: f64, p: &GcraParams, cold: ColdStart, max_wait_us: f64) -> Reservation {
+    let stored = tat;
     let tat = tat.unwrap_or_else(|| initial_tat(now_us, p, cold));
     let slot = now_us.max(tat - p.tolerance_us);
     let wait_us = slot - now_us;
     if wait_us > max_wait_us {
-        return Reservation::TooLong { wait_us };
+        return Reservation::TooLong {
+            wait_us,
+            cold: stored.is_none().then_some(tat),
+        };
     }
     Reservation::Granted {
         tat: tat.max(now_us) + p.interval_us,
@@ -123,7 +130,7 @@ mod tests {
     fn grant(r: Reservation) -> (f64, f64) {
         match r {
             Reservation::Granted { tat, wait_us } => (tat, wait_us),
-            Reservation::TooLong { wait_us } => panic!("not granted, wait {wait_us}"),
+            Reservation::TooLong { wait_us, .. } => panic!("not granted, wait {wait_us}"),
         }
     }
 
@@ -159,6 +166,27 @@ mod tests {
         assert!(matches!(
             reserve(Some(tat), 0.0, &p, ColdStart::Full, 1_000_000.0),
             Reservation::Granted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_cold_bucket_refused_for_a_long_wait_keeps_its_start_so_the_wait_counts_down() {
+        let p = GcraParams::new(1.0, 1, &no_margin(ColdStart::Empty));
+        let Reservation::TooLong { wait_us, cold: Some(tat) } = reserve(None, 0.0, &p, ColdStart::Empty, 500_000.0) else {
+            panic!("a cold empty bucket's first slot is one interval away")
+        };
+        assert_eq!(wait_us, 1_000_000.0);
+        // Stored and asked again 600 ms later: 400 ms left, not a whole interval again.
+        assert_eq!(
+            reserve(Some(tat), 600_000.0, &p, ColdStart::Empty, 500_000.0),
+            Reservation::Granted {
+                tat: 2_000_000.0,
+                wait_us: 400_000.0
+            }
+        );
+        assert!(matches!(
+            reserve(Some(tat), 0.0, &p, ColdStart::Empty, 0.0),
+            Reservation::TooLong { cold: None, .. }
         ));
     }
 

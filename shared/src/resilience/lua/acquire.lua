@@ -8,12 +8,19 @@ local now = now_us()
 local rate = tonumber(redis.call('HGET', key, 'rate') or ARGV[1])
 local interval, tol = params(rate, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 local tat = tonumber(redis.call('HGET', key, 'tat') or '')
-if not tat then
+local cold = not tat
+if cold then
   if ARGV[5] == '1' then tat = now + tol + interval else tat = now end
 end
 local slot = math.max(now, tat - tol)
 local wait = slot - now
 if wait > tonumber(ARGV[6]) then
+  -- A bucket with no record starts now: keep that start, so a caller that comes back
+  -- after `wait` finds its slot rather than a whole interval again (gcra.rs: reserve).
+  if cold then
+    redis.call('HSET', key, 'tat', fmt(tat))
+    redis.call('PEXPIRE', key, fmt(math.ceil((tat - now) / 1000) + tonumber(ARGV[7])))
+  end
   return {0, fmt(wait)}
 end
 local new_tat = math.max(tat, now) + interval

@@ -114,6 +114,23 @@ mod tests {
         assert_eq!(decide(&err(ErrorClass::RateLimited), Some(hint), 3, 3, &p, 0.0), Fate::Snooze(hint));
     }
 
+    /// Found by this stop's fairness audit: the jitter was a fifth of the hint, so the jobs
+    /// of an account whose quota cooldown (2 h at its last step) ended woke up to 24 min
+    /// after it. The spread is bounded in time.
+    #[test]
+    fn a_long_snooze_wakes_within_a_minute_of_its_hint() {
+        let p = RetryPolicy::default();
+        let hint = Duration::from_secs(2 * 3600);
+        let Fate::Snooze(d) = decide(&err(ErrorClass::RateLimited), Some(hint), 1, 3, &p, 0.999) else {
+            panic!("a rate-limited run snoozes")
+        };
+        assert!(
+            d >= hint && d <= hint + Duration::from_secs(60),
+            "woke {:?} after the hint",
+            d - hint
+        );
+    }
+
     #[test]
     fn an_interrupted_run_snoozes_for_its_wait_without_using_an_attempt() {
         let p = RetryPolicy::default();

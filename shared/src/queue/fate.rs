@@ -54,13 +54,16 @@ pub enum Fate {
 /// many jobs of one account parked by the same guard spread out instead of waking at
 /// the same instant (never earlier than the hint).
 pub const SNOOZE_JITTER: f64 = 0.2;
+/// The most that jitter adds, whatever the hint: the jobs of an account whose 2 h quota
+/// cooldown ends still spread over a while, but none wakes long after it.
+pub const MAX_SNOOZE_JITTER: Duration = Duration::from_secs(30);
 
 /// Decide what a failure means for a job on run `attempt` of `max_attempts`.
 pub fn decide(error: &ErrorInfo, retry_after: Option<Duration>, attempt: u32, max_attempts: u32, policy: &RetryPolicy, unit: f64) -> Fate {
     match error.class {
         ErrorClass::RateLimited => {
             let hint = retry_after.unwrap_or(policy.base);
-            Fate::Snooze(hint + hint.mul_f64(SNOOZE_JITTER * unit.clamp(0.0, 1.0)))
+            Fate::Snooze(hint + hint.mul_f64(SNOOZE_JITTER).min(MAX_SNOOZE_JITTER).mul_f64(unit.clamp(0.0, 1.0)))
         }
         // a shutdown's cut-off runs again at once; an unavailable dependency after its wait
         ErrorClass::Interrupted => Fate::Snooze(retry_after.unwrap_or(Duration::ZERO)),
@@ -154,13 +157,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_snooze_wakes_no_earlier_than_the_hint_and_at_most_a_fifth_later(unit in 0.0f64..=1.0, hint_ms in 1u64..3_600_000) {
+        fn a_snooze_wakes_no_earlier_than_the_hint_and_at_most_a_fifth_or_30_s_later(unit in 0.0f64..=1.0, hint_ms in 1u64..3_600_000) {
             let hint = Duration::from_millis(hint_ms);
             let Fate::Snooze(d) = decide(&err(ErrorClass::RateLimited), Some(hint), 1, 3, &RetryPolicy::default(), unit) else {
                 panic!("a rate-limited run snoozes");
             };
             prop_assert!(d >= hint);
-            prop_assert!(d <= hint + hint.mul_f64(SNOOZE_JITTER));
+            prop_assert!(d <= hint + hint.mul_f64(SNOOZE_JITTER).min(MAX_SNOOZE_JITTER));
         }
 
         #[test]

@@ -751,3 +751,19 @@ async fn a_job_cancelled_while_it_waits_prefetched_never_starts() {
     assert_eq!(j.state, JobState::Cancelled, "{j:#?}");
     assert!(!runs(&server).contains_key(fast.as_str()), "the cancelled job's handler ran");
 }
+
+/// Found by this stop's regression audit (N5): a Redis restarted without persistence
+/// (every job and schedule gone) went unremarked. A running process notices that the
+/// queue's layout record is gone when it records it again, and says what it means.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_warns_when_redis_lost_its_data() {
+    let server = RedisServer::start(Durability::None);
+    let w = worker(&server, "worker", &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _: () = redis::cmd("FLUSHALL").query(&mut server.conn()).unwrap();
+    assert!(
+        w.wait_for_log("Redis lost its data", Duration::from_secs(8)),
+        "no warning after FLUSHALL:\n{}",
+        w.log()
+    );
+}

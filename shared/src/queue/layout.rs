@@ -49,17 +49,17 @@ impl RedisStore {
     /// that it is the one recorded (a [`StoreError::Setup`] naming both and the way out
     /// if not).
     pub async fn check_layout(&self) -> Result<(), StoreError> {
-        self.claim_layout().await?;
+        let _ = self.claim_layout().await?;
         self.upgrade_queued_counts().await?;
         self.check_redis_settings().await
     }
 
-    /// Records this store's count if Redis holds none; a [`StoreError::Setup`] if it
-    /// holds another.
-    async fn claim_layout(&self) -> Result<(), StoreError> {
+    /// Records this store's count if Redis holds none (`Ok(true)`: it was written); a
+    /// [`StoreError::Setup`] if it holds another.
+    async fn claim_layout(&self) -> Result<bool, StoreError> {
         let ours = self.defaults().partitions.count();
         let mut conn = self.connection();
-        let _: i64 = redis::cmd("HSETNX")
+        let wrote: i64 = redis::cmd("HSETNX")
             .arg(self.layout_key())
             .arg("partitions")
             .arg(ours)
@@ -72,7 +72,7 @@ impl RedisStore {
                  and worker, then run `drover-worker partitions migrate --to {ours}`",
                 self.namespace()
             ))),
-            _ => Ok(()),
+            _ => Ok(wrote == 1),
         }
     }
 
@@ -85,8 +85,16 @@ impl RedisStore {
         }
         loop {
             tokio::time::sleep(LAYOUT_EVERY).await;
-            if let Err(e @ StoreError::Setup(_)) = self.claim_layout().await {
-                return e;
+            match self.claim_layout().await {
+                Err(e @ StoreError::Setup(_)) => return e,
+                // It was recorded when this process started: something emptied Redis.
+                Ok(true) => tracing::warn!(
+                    namespace = self.namespace(),
+                    "the queue's layout record was gone from Redis and is written again: Redis lost its data \
+                     (restarted without persistence, flushed, or failed over to an empty replica); the jobs and \
+                     schedules it held are gone"
+                ),
+                _ => {}
             }
         }
     }

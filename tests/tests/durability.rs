@@ -422,3 +422,35 @@ async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Found by this stop's regression audit (N4): in `aof` mode, with AOF switched off at
+/// run time (`CONFIG SET appendonly no`), the enqueue's WAITAOF was refused and the
+/// client got "Redis did not answer" — yet the job was written and ran — while
+/// `/readyz` stayed ready. Now the answer is the not-durable 503 (retry with the same
+/// key), and the next check finds that Redis cannot give `aof` any more.
+#[tokio::test]
+async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_and_turns_not_ready() {
+    let server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
+    let mut config = test_config(&server.url());
+    config.queue.durability = DurabilityMode::Aof;
+    config.queue.durability_timeout_ms = 2000;
+    let started = start_app(config).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}", started.addr);
+    let submit = || client.post(format!("{url}/v1/jobs")).bearer_auth(ADMIN).json(&body("acme")).send();
+    id_of(submit().await.unwrap(), 202).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut server.conn())
+        .unwrap();
+    let res = submit().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let p: Value = res.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap_or_default().contains(NOT_DURABLE), "{p}");
+    assert_eq!(jobs_on(&server, JobKind::Cleanup), 2, "the second job was written");
+    let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "ready while Redis cannot give aof durability");
+    let _ = started.stop.send(());
+}

@@ -250,6 +250,29 @@ impl DurableWrites {
         }
     }
 
+    /// `e` again, unless it is Redis refusing the wait itself (`WAITAOF` once AOF was
+    /// switched off at run time): the writes before the wait were applied, so that is
+    /// [`StoreError::NotDurable`] — retry the same request — and the mode is checked again
+    /// before the next write and by readiness, which then name what Redis lacks.
+    pub fn refused_wait(&self, e: StoreError) -> StoreError {
+        let StoreError::Redis(r) = &e else { return e };
+        let text = r.to_string();
+        if self.durability.mode == DurabilityMode::Local || !(text.contains("WAITAOF") || text.contains("WAIT cannot")) {
+            return e;
+        }
+        self.support.store(UNCHECKED, Ordering::Relaxed);
+        tracing::error!(
+            error = %r,
+            durability = %self.durability.mode,
+            "Redis refused the durability wait: the writes before it were applied but are not durable"
+        );
+        StoreError::NotDurable(NotDurable {
+            mode: self.durability.mode,
+            acked: 0,
+            timeout: self.durability.timeout,
+        })
+    }
+
     /// See [`await_durable`].
     pub async fn await_durable(&self) -> Result<(), StoreError> {
         await_durable(&mut self.conn.clone(), &self.durability).await

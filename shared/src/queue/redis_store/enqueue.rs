@@ -197,10 +197,13 @@ impl RedisStore {
         }
         let mut out: Vec<Option<Result<Enqueued, EnqueueError>>> = jobs.iter().map(|_| None).collect();
         for pipeline in replies {
-            let outcome = pipeline.result.map_err(StoreError::from).and_then(|(replies, tail)| {
-                tail.map_or(Ok(()), |w| self.durable.durability().check(w))?;
-                Ok(replies)
-            });
+            let outcome = pipeline
+                .result
+                .map_err(|e| self.durable.refused_wait(e.into()))
+                .and_then(|(replies, tail)| {
+                    tail.map_or(Ok(()), |w| self.durable.durability().check(w))?;
+                    Ok(replies)
+                });
             match outcome {
                 Ok(replies) => {
                     for (g, reply) in pipeline.items.iter().zip(replies) {

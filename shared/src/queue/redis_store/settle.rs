@@ -142,7 +142,7 @@ impl RedisStore {
                 scripts::LIBRARY.load(&mut conn).await?;
                 durability::query(&mut conn, build(), wanted).await?
             }
-            r => r?,
+            r => r.map_err(|e| self.durable.refused_wait(e))?,
         };
         Ok(replies
             .into_iter()

@@ -142,22 +142,22 @@ async fn served_within(app: &TestApp, limit: Duration) -> Result<Duration, Strin
 }
 
 /// Found by this stop's regression audit (N1): one client could hold every connection
-/// slot (here 256 silent connections), so nobody else was served until the header
+/// slot (here 512 silent connections), so nobody else was served until the header
 /// timeout closed them. One client address now holds at most its share of the slots.
 #[tokio::test]
 async fn one_client_address_cannot_hold_every_connection_slot() {
     let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
-        c.server.max_connections = 256;
+        c.server.max_connections = 512;
     })
     .await;
     let mut held = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..600 {
         held.push(connect_from("127.0.0.2", &app).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let took = served_within(&app, Duration::from_secs(5))
         .await
-        .unwrap_or_else(|e| panic!("another client was not served while one address held 300 connections: {e}"));
+        .unwrap_or_else(|e| panic!("another client was not served while one address held 600 connections: {e}"));
     assert!(took < Duration::from_secs(2), "served after {took:?}");
     drop(held);
 }

@@ -27,7 +27,7 @@ impl Default for ServerConfig {
         Self {
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
-            max_connections_per_client: 128,
+            max_connections_per_client: 256,
             write_timeout_ms: 30_000,
             max_headers: 100,
             max_header_bytes: 64 * 1024,

@@ -5,8 +5,9 @@
 //! backlog until one closes. One client address holds at most
 //! `server.max_connections_per_client` of them (`client_slots.rs`: more are closed at
 //! once), and a response its client does not read for `server.write_timeout_ms` ends
-//! the connection, so nobody holds a slot for good by never reading. `axum::serve` sets no timer, so hyper disables its own
-//! header timeout, and it caps nothing: one client could hold every socket (slowloris).
+//! the connection, so nobody holds a slot for good by never reading. (`axum::serve`
+//! sets no timer, so hyper disables its own header timeout, and it caps nothing: one
+//! client could hold every socket, slowloris.)
 //!
 //! Request headers past `server.max_headers` or `max_header_bytes` are refused by the
 //! API with a 431 problem (`middleware::header_limits`); hyper, set to several times

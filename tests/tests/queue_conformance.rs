@@ -166,6 +166,7 @@ conformance!(
         a_lease_left_unrenewed_while_redis_kept_serving_is_reclaimed_without_a_grace,
         a_sync_scheduled_for_later_does_not_swallow_one_due_now,
         a_sync_waiting_to_retry_does_not_swallow_a_new_one,
+        a_sync_parked_by_the_marketplaces_limits_swallows_a_new_one,
         the_attempt_history_keeps_the_newest_fifty,
         each_runs_attempt_reads_back_as_its_worker_reported_it,
         a_late_success_after_the_job_succeeded_is_recorded_after_that_success,

@@ -107,6 +107,34 @@ pub async fn a_sync_waiting_to_retry_does_not_swallow_a_new_one<S: JobStore>(sto
     assert_ne!(second.id, first);
 }
 
+/// Found by this stop's fairness re-check: a sync parked by the marketplace's limits (a
+/// snooze: at SP-API's rates a minute for getOrders) did not swallow the next sync of its
+/// account, so five syncs submitted while one waited for its slot became three jobs, each
+/// to spend a getOrders call of a one-a-minute budget. A parked sync is the account's
+/// sync under way: it swallows new ones, as a queued or running one does.
+pub async fn a_sync_parked_by_the_marketplaces_limits_swallows_a_new_one<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(sync("a1"))).await;
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    let limited = ErrorInfo {
+        class: ErrorClass::RateLimited,
+        message: "rate limited for 60s: getOrders: rate limited (retry after 60s)".into(),
+    };
+    settle(
+        &store,
+        &l,
+        SettleAction::Snooze {
+            delay: Duration::from_secs(60),
+            error: limited,
+        },
+        AttemptOutcome::Snoozed,
+    )
+    .await;
+    assert_eq!(state_of(&store, &first).await, JobState::Scheduled);
+    let second = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(!second.created, "a second sync was made while the first waited for its slot");
+    assert_eq!(second.id, first);
+}
+
 pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     for n in 1..=4 {

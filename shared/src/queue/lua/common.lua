@@ -150,6 +150,17 @@ local function runs_ended(ended)
     runs_of_account_ended(acct, unpack(ids))
   end
 end
+-- Whether the sync `holder` (the account's `excl:` holder) is under way, so a new sync
+-- of the account is that one: queued, running, or parked by the marketplace's limits (a
+-- snooze waiting for its slot, a cooldown or a breaker). One scheduled for later or
+-- waiting to retry after a failure is not.
+local function sync_under_way(holder)
+  local f = redis.call('HMGET', P .. 'job:' .. holder, 'st', 'er')
+  local st = f[1]
+  if st == 'queued' or st == 'running' then return st end
+  if st == 'scheduled' and park_reason(f[2]) then return st end
+  return nil
+end
 local function release_exclusive(id, acct)
   if EXCLUSIVE and acct and acct ~= '' then
     local k = P .. 'excl:' .. acct

@@ -76,10 +76,11 @@ local function enqueue(b, o)
     local ekey = P .. 'excl:' .. acct
     local holder = redis.call('GET', ekey)
     if holder then
-      -- Only a sync that is queued or running swallows a new one: a sync scheduled
-      -- for later or waiting to retry must not hold back the ones due now.
-      local st = redis.call('HGET', P .. 'job:' .. holder, 'st')
-      if st == 'queued' or st == 'running' then
+      -- Only a sync under way (queued, running or parked by the marketplace's limits)
+      -- swallows a new one: a sync scheduled for later or waiting to retry must not
+      -- hold back the ones due now.
+      local st = sync_under_way(holder)
+      if st then
         if idem ~= '' then
           redis.call('SET', idem_key, holder .. '|' .. fp, 'EX', idem_ttl)
         end

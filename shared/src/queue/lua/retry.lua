@@ -9,11 +9,8 @@ local acct, counted, at, ma, budget = unpack(redis.call('HMGET', key, 'acct', 'a
 if exclusive == '1' and acct and acct ~= '' then
   local ekey = P .. 'excl:' .. acct
   local holder = redis.call('GET', ekey)
-  if holder and holder ~= id then
-    local hs = redis.call('HGET', P .. 'job:' .. holder, 'st')
-    if hs == 'queued' or hs == 'running' then
-      return 'busy:' .. holder
-    end
+  if holder and holder ~= id and sync_under_way(holder) then
+    return 'busy:' .. holder
   end
   redis.call('SET', ekey, id)
 end

@@ -140,10 +140,11 @@ impl RedisStore {
         let replies: Vec<Vec<String>> = match durability::query(&mut conn, build(), wanted).await {
             Err(StoreError::Redis(e)) if crate::redis_conn::is_missing(&e) => {
                 scripts::LIBRARY.load(&mut conn).await?;
-                durability::query(&mut conn, build(), wanted).await?
+                durability::query(&mut conn, build(), wanted).await
             }
-            r => r.map_err(|e| self.durable.refused_wait(e))?,
-        };
+            r => r,
+        }
+        .map_err(|e| self.durable.refused_wait(e))?;
         Ok(replies
             .into_iter()
             .flatten()

@@ -63,6 +63,42 @@ pub async fn a_higher_priority_band_goes_first_across_accounts<S: JobStore>(stor
     assert_eq!(fetch_one(&store, "w1").await.unwrap().id, late_urgent);
 }
 
+/// Across accounts priority weighs turns (an account whose best waiting job has priority
+/// `p` gets `p + 1` turns to a priority-0 account's one); it does not make other accounts
+/// wait for the urgent backlog to drain.
+pub async fn urgent_floods_of_other_accounts_cannot_starve_a_routine_job<S: JobStore>(store: S) {
+    for acct in ["a", "b", "c"] {
+        for _ in 0..30 {
+            enqueue(&store, NewJob::new(cleanup(acct)).priority(9)).await;
+        }
+    }
+    enqueue(&store, NewJob::new(cleanup("z"))).await;
+    let mut order = Vec::new();
+    for _ in 0..40 {
+        order.extend(fetch_accounts(&store, 1).await);
+    }
+    let at = order.iter().position(|a| a == "z");
+    assert!(
+        at.is_some_and(|i| i <= 33),
+        "three urgent accounts get ten turns each, then the routine one its first: {order:?}"
+    );
+}
+
+pub async fn an_urgent_account_gets_ten_turns_to_a_routine_accounts_one<S: JobStore>(store: S) {
+    for _ in 0..40 {
+        enqueue(&store, NewJob::new(cleanup("a")).priority(9)).await;
+        enqueue(&store, NewJob::new(cleanup("b"))).await;
+    }
+    let mut order = Vec::new();
+    for _ in 0..44 {
+        order.extend(fetch_accounts(&store, 1).await);
+    }
+    let routine = order.iter().filter(|a| *a == "b").count();
+    assert!((3..=5).contains(&routine), "about one turn in eleven for priority 0: {order:?}");
+    let first = order.iter().position(|a| a == "b");
+    assert!(first.is_some_and(|i| i <= 11), "{order:?}");
+}
+
 pub async fn within_an_account_jobs_run_in_order<S: JobStore>(store: S) {
     let mut ids = Vec::new();
     for _ in 0..3 {

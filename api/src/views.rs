@@ -57,7 +57,9 @@ pub struct SubmitJob {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
-    /// 0 to 9, higher runs first; 0 when left out.
+    /// 0 to 9; 0 when left out. Within the account, higher runs first; across accounts,
+    /// an account whose best queued job has priority p gets p + 1 turns to a priority-0
+    /// account's one.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 9)]
     pub priority: Option<u8>,

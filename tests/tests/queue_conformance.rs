@@ -232,3 +232,33 @@ async fn a_record_this_version_cannot_read_is_handed_out_with_the_reason() {
     let why = l.payload.expect_err("payload must not decode");
     assert!(why.contains("schema version"), "{why}");
 }
+
+/// Backend-specific: a lane a process of the previous release offered (in `lanes`, scored
+/// by band and turn) is served once a process of this release checks the layout, which
+/// every running API and worker does every 2 s.
+#[tokio::test]
+async fn a_lane_offered_by_the_previous_release_is_served() {
+    use drover::job::JobKind;
+    use drover::queue::{JobStore, NewJob};
+    let (server, store) = redis_store().await;
+    let id = store.enqueue(NewJob::new(cleanup("a1"))).await.unwrap().id;
+    let mut conn = server.conn();
+    // As the previous release would have left it: the lane in `lanes`, band 9, turn 7.
+    let _: () = redis::pipe()
+        .cmd("ZREM")
+        .arg("drover:{cleanup}:passes")
+        .arg("a1")
+        .cmd("ZADD")
+        .arg("drover:{cleanup}:lanes")
+        .arg(90_000_000_000_007_i64)
+        .arg("a1")
+        .query(&mut conn)
+        .unwrap();
+    let before = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap();
+    assert!(before.jobs.is_empty(), "this release takes turns from `passes` only");
+    store.check_layout().await.unwrap();
+    let after = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap();
+    assert_eq!(after.jobs.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), [id]);
+    let left: i64 = redis::cmd("ZCARD").arg("drover:{cleanup}:lanes").query(&mut conn).unwrap();
+    assert_eq!(left, 0);
+}

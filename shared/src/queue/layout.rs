@@ -51,6 +51,7 @@ impl RedisStore {
     pub async fn check_layout(&self) -> Result<(), StoreError> {
         let _ = self.claim_layout().await?;
         self.upgrade_queued_counts().await?;
+        self.adopt_old_lanes().await?;
         self.check_redis_settings().await
     }
 
@@ -96,7 +97,33 @@ impl RedisStore {
                 ),
                 _ => {}
             }
+            if let Err(e) = self.adopt_old_lanes().await {
+                tracing::debug!(error = %e, "moving lanes an earlier release offered: Redis did not answer; next round");
+            }
         }
+    }
+
+    /// Lanes a process of an earlier release offered (`lanes`, by band and turn) move to
+    /// the weighted turns (`passes`, `adopt_lanes.lua`): during a rolling upgrade every
+    /// lane is served by the newer workers within one [`LAYOUT_EVERY`].
+    async fn adopt_old_lanes(&self) -> Result<(), StoreError> {
+        for kind in JobKind::ALL {
+            for keys in self.all_keys(kind) {
+                let moved: i64 = scripts::ADOPT_LANES
+                    .key(keys.slot_key())
+                    .arg(keys.prefix())
+                    .invoke_async(&mut self.connection())
+                    .await?;
+                if moved > 0 {
+                    tracing::info!(
+                        queue = keys.prefix(),
+                        moved,
+                        "lanes offered by an earlier release now take weighted turns"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Queues written by a release that kept a `ready` index get their `queued` counter

@@ -43,6 +43,7 @@ scripts! {
     DEAD_GROUPS "dead_groups" &[COMMON], false;
     ACCOUNT_COUNTS "account_counts" &[COMMON], false;
     COUNT_QUEUED "count_queued" &[COMMON], false;
+    ADOPT_LANES "adopt_lanes" &[COMMON], false;
 }
 
 /// Every queue script, as one library: each call runs `begin_call` (common.lua) first.

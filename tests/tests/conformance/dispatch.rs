@@ -57,8 +57,14 @@ pub async fn a_higher_priority_band_goes_first_across_accounts<S: JobStore>(stor
     let urgent = enqueue(&store, NewJob::new(cleanup("b")).priority(5)).await;
     let first = fetch_one(&store, "w1").await.unwrap();
     assert_eq!(first.id, urgent);
-    // And a more urgent job joining a waiting account's lane moves the lane up.
-    enqueue(&store, NewJob::new(cleanup("c"))).await;
+    // And a more urgent job joining a waiting account's lane brings its turn forward:
+    // c, served just after a, goes before a again.
+    for _ in 0..2 {
+        enqueue(&store, NewJob::new(cleanup("c"))).await;
+    }
+    let mut order = fetch_accounts(&store, 1).await;
+    order.extend(fetch_accounts(&store, 1).await);
+    assert_eq!(order, ["a", "c"]);
     let late_urgent = enqueue(&store, NewJob::new(cleanup("c")).priority(9)).await;
     assert_eq!(fetch_one(&store, "w1").await.unwrap().id, late_urgent);
 }

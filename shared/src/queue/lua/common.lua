@@ -88,25 +88,41 @@ end
 -- Per-account dispatch (docs/architecture.md, "Dispatch"). Each account's queued jobs
 -- wait in their own lane `rq:<account>` (jobs without an account share the lane `rq:`);
 -- the lanes are the only index of queued jobs, and `queued` counts their entries (every
--- add and take goes through `lane_add` / `lane_taken`). `lanes` holds the
--- accounts that have queued jobs and may run one now, scored
--- `band · BAND + turn`: the best priority band waiting in the lane, then a turn number
--- that grows each time a lane is (re)offered, so within a band accounts take turns.
--- An account at its concurrency cap leaves `lanes` for `blocked` (account -> cap) and
+-- add and take goes through `lane_add` / `lane_taken`). `passes` holds the accounts that
+-- have queued jobs and may run one now, scored by the pass of their next turn (stride
+-- scheduling): a turn moves a lane's pass on by its stride, STRIDE / (p + 1) for p the
+-- priority of its best waiting job, so an account of priority p gets p + 1 turns to a
+-- priority-0 account's one and none waits for another's backlog to drain. `vt` is the
+-- pass of the latest turn given, plus one for each lane offered since (so lanes offered
+-- one after another never share a pass, and take turns in the order they came). A lane
+-- offered anew starts a tenth of its stride after it (its first turn comes within about
+-- one round of the busiest lanes, sooner the more urgent); a lane back from its
+-- account's cap, a whole stride after it (it had its turn).
+-- An account at its concurrency cap leaves `passes` for `blocked` (account -> cap) and
 -- comes back when one of its runs (the members of `hold:<account>`) ends.
+local STRIDE = 25200 -- a tenth of it divisible by every weight, 1..10
+-- The stride of a lane whose best job has lane score `score` (ready_score).
+local function stride_of(score)
+  return STRIDE / (10 - math.floor(score / BAND))
+end
 local function lane_key(acct)
   return P .. 'rq:' .. (acct or '')
 end
-local function offer_lane(acct, score)
+-- `score`: the lane score of a job just added to the lane (or of its head);
+-- `returning`: the lane comes back from its account's cap.
+local function offer_lane(acct, score, returning)
   acct = acct or ''
   if acct ~= '' and redis.call('HEXISTS', P .. 'blocked', acct) == 1 then return end
-  local band = math.floor(score / BAND)
-  local cur = redis.call('ZSCORE', P .. 'lanes', acct)
-  if not cur then
-    redis.call('ZADD', P .. 'lanes', band * BAND + redis.call('INCR', P .. 'turn'), acct)
-  elseif band < math.floor(tonumber(cur) / BAND) then
-    -- a more urgent job joined the lane: same turn, better band
-    redis.call('ZADD', P .. 'lanes', band * BAND + tonumber(cur) % BAND, acct)
+  local waiting = redis.call('ZSCORE', P .. 'passes', acct)
+  local stride = stride_of(score)
+  if not waiting then
+    if not returning then stride = stride / 10 end
+    redis.call('ZADD', P .. 'passes', redis.call('INCR', P .. 'vt') + stride, acct)
+  elseif score < 9 * BAND then
+    -- a more urgent job joined a waiting lane: its turn comes within its own stride
+    -- (LT: never later than it was; a priority-0 job changes nothing)
+    local vt = tonumber(redis.call('GET', P .. 'vt')) or 0
+    redis.call('ZADD', P .. 'passes', 'LT', vt + stride, acct)
   end
 end
 -- `n` entries left the lanes (taken, cancelled or found stale).
@@ -132,7 +148,7 @@ local function runs_of_account_ended(acct, ...)
   if redis.call('HDEL', P .. 'blocked', acct) == 1 then
     local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
     if head[2] then
-      offer_lane(acct, tonumber(head[2]))
+      offer_lane(acct, tonumber(head[2]), true)
       wake()
     end
   end

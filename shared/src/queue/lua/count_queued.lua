@@ -1,18 +1,20 @@
 -- Upgrades a queue from the layout that indexed queued jobs twice (a `ready` sorted set
 -- beside the lanes): the `queued` counter is set to the jobs in the lanes, counted
 -- afresh (exact whoever wrote them), and `ready` goes. A queue without `ready` is left
--- as it is. Every account with a queued job is in `lanes` or `blocked`.
+-- as it is. Every account with a queued job is in `passes`, `lanes` (where releases
+-- before the weighted turns offered it) or `blocked`.
 -- ARGV: prefix -> 1 if upgraded, else 0
 if redis.call('EXISTS', P .. 'ready') == 0 then return 0 end
-local n = 0
-for _, acct in ipairs(redis.call('ZRANGE', P .. 'lanes', 0, -1)) do
-  n = n + redis.call('ZCARD', lane_key(acct))
-end
-for _, acct in ipairs(redis.call('HKEYS', P .. 'blocked')) do
-  if not redis.call('ZSCORE', P .. 'lanes', acct) then
+local n, seen = 0, {}
+local function count(acct)
+  if not seen[acct] then
+    seen[acct] = true
     n = n + redis.call('ZCARD', lane_key(acct))
   end
 end
+for _, acct in ipairs(redis.call('ZRANGE', P .. 'passes', 0, -1)) do count(acct) end
+for _, acct in ipairs(redis.call('ZRANGE', P .. 'lanes', 0, -1)) do count(acct) end
+for _, acct in ipairs(redis.call('HKEYS', P .. 'blocked')) do count(acct) end
 redis.call('SET', P .. 'queued', n)
 redis.call('DEL', P .. 'ready')
 return 1

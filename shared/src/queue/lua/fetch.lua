@@ -100,28 +100,18 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   local leases, cancelled, unstarted = {}, {}, {}
   local off_lanes = 0
   local n, turns = 0, 0
-  -- One job a lane per turn, in rounds: a round takes the lanes waiting in the best band
-  -- (lowest scores first, as many as jobs are wanted), gives each its turn, then offers
-  -- again those that still hold jobs, with new turn numbers in the same order — the
-  -- order popping them one at a time would give, with one ZPOPMIN, one INCRBY and one ZADD
-  -- on `lanes` a round instead of several calls a turn. Bounded whatever the number of
-  -- accounts: each turn leases a job or sets aside one lane (empty, or its account at
-  -- its cap).
+  -- One job a lane per turn, in rounds: a round takes the lanes whose passes come first
+  -- (as many as jobs are wanted), gives each its turn, then offers again those that
+  -- still hold jobs, each one stride on, with one ZPOPMIN and one ZADD on `passes` a
+  -- round. Bounded whatever the number of accounts: each turn leases a job or sets aside
+  -- one lane (empty, or its account at its cap).
+  local vt
   while n < max and turns < max + 100 do
-    local round = redis.call('ZPOPMIN', P .. 'lanes', math.min(max - n, max + 100 - turns))
+    local round = redis.call('ZPOPMIN', P .. 'passes', math.min(max - n, max + 100 - turns))
     if #round == 0 then break end
-    -- lanes of a worse band wait for the next round, unchanged
-    local band = math.floor(tonumber(round[2]) / BAND)
-    local worse = {}
     local last = #round
-    for i = #round - 1, 3, -2 do
-      if math.floor(tonumber(round[i + 1]) / BAND) == band then break end
-      worse[#worse + 1] = round[i + 1]
-      worse[#worse + 1] = round[i]
-      last = i - 1
-    end
-    if #worse > 0 then redis.call('ZADD', P .. 'lanes', unpack(worse)) end
-    local others = redis.call('ZCARD', P .. 'lanes')
+    vt = math.max(vt or 0, tonumber(round[last]))
+    local others = redis.call('ZCARD', P .. 'passes')
     local again = {}
     for r = 1, last, 2 do
       turns = turns + 1
@@ -171,32 +161,29 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         end
         if acct ~= '' and #held > 0 then redis.call('SADD', hold, unpack(held)) end
       end
-      -- The lane's next turn, or aside until one of its runs ends. It left `lanes` in
-      -- this round and is not blocked, so only its band and turn are to be set.
+      -- The lane's next turn, one stride of its best waiting job on, or aside until one
+      -- of its runs ends.
       local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
       if head[2] then
         if capped and busy >= cap then
           redis.call('HSET', P .. 'blocked', acct, cap)
         else
-          again[#again + 1] = math.floor(tonumber(head[2]) / BAND)
+          again[#again + 1] = tonumber(round[r + 1]) + stride_of(tonumber(head[2]))
           again[#again + 1] = acct
         end
       end
     end
-    if #again > 0 then
-      local turn = redis.call('INCRBY', P .. 'turn', #again / 2) - #again / 2
-      for i = 1, #again, 2 do
-        turn = turn + 1
-        again[i] = again[i] * BAND + turn
-      end
-      redis.call('ZADD', P .. 'lanes', unpack(again))
-    end
+    if #again > 0 then redis.call('ZADD', P .. 'passes', unpack(again)) end
+  end
+  -- `vt` only moves on (lanes offered meanwhile have moved it past this round's passes)
+  if vt and vt > (tonumber(redis.call('GET', P .. 'vt')) or 0) then
+    redis.call('SET', P .. 'vt', string.format('%.0f', vt))
   end
   lane_taken(off_lanes)
   if #leases > 0 then redis.call('ZADD', P .. 'active', unpack(leases)) end
   if #unstarted > 0 then redis.call('ZADD', P .. 'unstarted', unpack(unstarted)) end
   if #cancelled > 0 then redis.call('ZADD', P .. 'state:cancelled', unpack(cancelled)) end
-  if n > 0 and redis.call('ZCARD', P .. 'lanes') > 0 then
+  if n > 0 and redis.call('ZCARD', P .. 'passes') > 0 then
     wake() -- more work: let the next idle worker in
   end
 end

@@ -35,7 +35,7 @@ out[#out + 1] = busy
 local s = redis.call('HMGET', P .. 'stats', 'reclaimed_lost', 'reclaimed_released', 'late',
   'parked:rate_limit', 'parked:quota_cooldown', 'parked:breaker_open')
 for i = 1, #s do out[#out + 1] = tonumber(s[i]) or 0 end
-for _, acct in ipairs(redis.call('ZRANGE', P .. 'lanes', 0, LANES_READ - 1)) do
+for _, acct in ipairs(redis.call('ZRANGE', P .. 'passes', 0, LANES_READ - 1)) do
   see_head(acct)
 end
 out[#out + 1] = head or 0

@@ -48,9 +48,9 @@ local function waiting_of(id, known)
   end
   -- Accounts take turns, so the jobs ahead are about: this lane's jobs ahead of it times
   -- the lanes waiting, plus the lanes whose turn comes before this one's.
-  local lanes = redis.call('ZCARD', P .. 'lanes')
+  local lanes = redis.call('ZCARD', P .. 'passes')
   local in_lane = redis.call('ZRANK', lane_key(acct), id) or 0
-  local lane_rank = redis.call('ZRANK', P .. 'lanes', acct) or lanes
+  local lane_rank = redis.call('ZRANK', P .. 'passes', acct) or lanes
   local position = in_lane * math.max(lanes, 1) + lane_rank
   -- `ahead_in_account` is the account's own part, all a key limited to accounts is shown
   return 'queued', '', '{"position":' .. position .. ',"accounts_waiting":' .. lanes .. ',"ahead_in_account":' .. in_lane .. '}'

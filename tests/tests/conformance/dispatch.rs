@@ -105,6 +105,24 @@ pub async fn an_urgent_account_gets_ten_turns_to_a_routine_accounts_one<S: JobSt
     assert!(first.is_some_and(|i| i <= 11), "{order:?}");
 }
 
+/// An account that had nothing waiting does not wait for a round of every account with a
+/// backlog: its first job goes at about the next free slot.
+pub async fn a_new_accounts_first_job_goes_ahead_of_the_backlogs<S: JobStore>(store: S) {
+    for acct in ["a", "b", "c", "d", "e"] {
+        for _ in 0..4 {
+            enqueue(&store, NewJob::new(cleanup(acct))).await;
+        }
+    }
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        order.extend(fetch_accounts(&store, 1).await);
+    }
+    assert_eq!(order, ["a", "b", "c", "d", "e"]);
+    enqueue(&store, NewJob::new(cleanup("z"))).await;
+    let next = fetch_accounts(&store, 1).await;
+    assert_eq!(next, ["z"], "the newcomer goes before the backlogs' second turns");
+}
+
 pub async fn within_an_account_jobs_run_in_order<S: JobStore>(store: S) {
     let mut ids = Vec::new();
     for _ in 0..3 {

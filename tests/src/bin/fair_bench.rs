@@ -2,19 +2,21 @@
 //!
 //! Starts a private redis-server, a private Postgres database, the simulator at SP-API's
 //! documented rates (deleteListingsItem 5/s, burst 10) and `--workers` release
-//! `drover-worker` processes with default settings (plus the same plans as limits). One
-//! account floods (`--flood-skus` SKUs in cleanups of `--flood-job-skus`), and after
+//! `drover-worker` processes with default settings (plus the same plans as limits).
+//! `--flood-accounts` accounts flood (each `--flood-skus` SKUs in cleanups of
+//! `--flood-job-skus`, at priority `--flood-priority`), and after
 //! `--lead-secs` `--small-accounts` other accounts submit one cleanup of `--small-skus`
 //! each. It waits until the small jobs are finished (at most `--max-wait-secs`) and then a
 //! fixed `--window-secs`, and prints: p50/p99 submit→start and submit→done of the small
 //! jobs (from each job's created_at/started_at/finished_at, plus the simulator's first
-//! delete per small account), the flooding account's delete rate against its plan
+//! delete per small account), a flooding account's mean delete rate against its plan
 //! (simulator stats), and cleanup slot utilisation (running / slots, sampled from
 //! `counts`). It never waits for the whole flood; every process it started is stopped by PID.
 //!
 //! `cargo build --release -p drover-worker -p drover-tests --bins &&
 //!  $CARGO_TARGET_DIR/release/fair_bench [--flood-skus 10000] [--flood-job-skus 100]
-//!  [--small-accounts 100] [--small-skus 3] [--workers 1] [--window-secs 30] [--max-wait-secs 180]`
+//!  [--small-accounts 100] [--small-skus 3] [--workers 1] [--window-secs 30] [--max-wait-secs 180]
+//!  [--flood-accounts 1] [--flood-priority 0]`
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +38,15 @@ use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
+    /// SKUs of each flooding account.
     #[arg(long, default_value_t = 10_000)]
     flood_skus: usize,
+    /// Accounts that flood.
+    #[arg(long, default_value_t = 1)]
+    flood_accounts: usize,
+    /// Priority of the flooding accounts' jobs (the small jobs have 0).
+    #[arg(long, default_value_t = 0)]
+    flood_priority: u8,
     /// SKUs per cleanup job of the flooding account.
     #[arg(long, default_value_t = 100)]
     flood_job_skus: usize,
@@ -88,12 +97,14 @@ async fn main() -> Result<()> {
     .await?;
     let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::for_runtime()).await?;
     println!(
-        "fair_bench: {} workers x {} cleanup slots, flood {} SKUs in jobs of {}, {} small accounts x {} SKUs, \
-         deleteListingsItem {}/s burst {}, loadavg {}",
+        "fair_bench: {} workers x {} cleanup slots, {} flooding accounts x {} SKUs in jobs of {} at priority {}, \
+         {} small accounts x {} SKUs, deleteListingsItem {}/s burst {}, loadavg {}",
         args.workers,
         args.slots,
+        args.flood_accounts,
         args.flood_skus,
         args.flood_job_skus,
+        args.flood_priority,
         args.small_accounts,
         args.small_skus,
         args.rate,
@@ -102,12 +113,19 @@ async fn main() -> Result<()> {
     );
 
     let setup = Instant::now();
-    let flood = register(&sim, &db, "flood", args.flood_skus).await?;
+    let mut flood = Vec::with_capacity(args.flood_accounts);
+    for i in 1..=args.flood_accounts.max(1) {
+        flood.push(register(&sim, &db, &format!("flood-{i:03}"), args.flood_skus).await?);
+    }
     let mut small = Vec::with_capacity(args.small_accounts);
     for i in 1..=args.small_accounts {
         small.push(register(&sim, &db, &format!("small-{i:03}"), args.small_skus).await?);
     }
-    println!("{} accounts registered in {:.1} s", small.len() + 1, setup.elapsed().as_secs_f64());
+    println!(
+        "{} accounts registered in {:.1} s",
+        small.len() + flood.len(),
+        setup.elapsed().as_secs_f64()
+    );
 
     let mut config = tempfile::Builder::new().suffix(".toml").tempfile()?;
     let mut toml = String::from("[worker]\ndev_mode = true\n[worker.resilience.limits]\n");
@@ -159,12 +177,15 @@ async fn run(
     args: &Args,
     sim: &SimHandle,
     store: &RedisStore,
-    flood: &(String, Vec<String>),
+    flood: &[(String, Vec<String>)],
     small: &[(String, Vec<String>)],
 ) -> Result<()> {
-    let flood_jobs = flood.1.chunks(args.flood_job_skus.max(1)).count();
-    for chunk in flood.1.chunks(args.flood_job_skus.max(1)) {
-        store.enqueue(cleanup(&flood.0, chunk)?).await?;
+    let mut flood_jobs = 0;
+    for (account, skus) in flood {
+        for chunk in skus.chunks(args.flood_job_skus.max(1)) {
+            store.enqueue(cleanup(account, chunk)?.priority(args.flood_priority)).await?;
+            flood_jobs += 1;
+        }
     }
     tokio::time::sleep(Duration::from_secs(args.lead_secs)).await;
 
@@ -176,7 +197,14 @@ async fn run(
         Duration::from_millis(args.sample_ms),
     ));
 
-    let deletes_of = |s: &StatsSnapshot| s.op(&flood.0, Operation::DeleteListingsItem).accepted;
+    // a flooding account's mean
+    let deletes_of = |s: &StatsSnapshot| {
+        flood
+            .iter()
+            .map(|(a, _)| s.op(a, Operation::DeleteListingsItem).accepted)
+            .sum::<u64>()
+            / flood.len() as u64
+    };
     let s0 = sim.admin().stats().await?;
     let t0 = Instant::now();
     let mut ids = Vec::with_capacity(small.len());
@@ -243,7 +271,10 @@ async fn run(
     let small_phase = rate(&s0, &s1, t1 - t0);
     let tail = rate(&s1, &s2, t2 - t1);
     let allowed = args.rate * (1.0 - RATE_MARGIN);
-    let throttled = s2.op(&flood.0, Operation::DeleteListingsItem).rate_limited;
+    let throttled: u64 = flood
+        .iter()
+        .map(|(a, _)| s2.op(a, Operation::DeleteListingsItem).rate_limited)
+        .sum();
     let util = |from: Instant, to: Instant| {
         let v: Vec<f64> = samples
             .iter()
@@ -277,8 +308,9 @@ async fn run(
         println!("  {what:<34} p50 {}  p99 {}  max {}", pct(v, 0.50), pct(v, 0.99), pct(v, 1.0));
     }
     println!(
-        "flooding account: {whole:.2} deletes/s over the whole window ({:.1} s) = {:.0} % of the plan {} /s, {:.0} % of the worker's allowed {allowed:.2} /s; \
+        "a flooding account (mean of {}): {whole:.2} deletes/s over the whole window ({:.1} s) = {:.0} % of the plan {} /s, {:.0} % of the worker's allowed {allowed:.2} /s; \
          {small_phase:.2}/s while the small jobs ran ({:.1} s), {tail:.2}/s in the {:.0} s after; {throttled} throttled (429); {} of {} SKUs deleted",
+        flood.len(),
         (t2 - t0).as_secs_f64(),
         whole / args.rate * 100.0,
         args.rate,
@@ -296,6 +328,7 @@ async fn run(
         "{}",
         json!({
             "bench": "fair", "workers": args.workers, "slots": slots, "flood_skus": args.flood_skus,
+            "flood_accounts": flood.len(), "flood_priority": args.flood_priority,
             "flood_job_skus": args.flood_job_skus, "small_accounts": args.small_accounts,
             "small_done": done.iter().filter(|(_, ok)| *ok).count(), "small_succeeded": succeeded,
             "start_p50_s": pct_num(&start, 0.5), "start_p99_s": pct_num(&start, 0.99),

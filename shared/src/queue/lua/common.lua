@@ -95,12 +95,13 @@ end
 -- priority-0 account's one and none waits for another's backlog to drain. `vt` is the
 -- pass of the latest turn given, plus one for each lane offered since (so lanes offered
 -- one after another never share a pass, and take turns in the order they came). A lane
--- offered anew starts a tenth of its stride after it (its first turn comes within about
--- one round of the busiest lanes, sooner the more urgent); a lane back from its
--- account's cap, a whole stride after it (it had its turn).
+-- offered anew starts a hundredth of its stride after it: an account that had nothing
+-- waiting goes ahead of the lanes cycling on with backlogs (its first job starts at about
+-- the next free slot, sooner the more urgent); a lane back from its account's cap, a
+-- whole stride after it (it had its turn).
 -- An account at its concurrency cap leaves `passes` for `blocked` (account -> cap) and
 -- comes back when one of its runs (the members of `hold:<account>`) ends.
-local STRIDE = 25200 -- a tenth of it divisible by every weight, 1..10
+local STRIDE = 25200 -- divisible by every weight, 1..10
 -- The stride of a lane whose best job has lane score `score` (ready_score).
 local function stride_of(score)
   return STRIDE / (10 - math.floor(score / BAND))
@@ -116,7 +117,7 @@ local function offer_lane(acct, score, returning)
   local waiting = redis.call('ZSCORE', P .. 'passes', acct)
   local stride = stride_of(score)
   if not waiting then
-    if not returning then stride = stride / 10 end
+    if not returning then stride = math.floor(stride / 100) end
     redis.call('ZADD', P .. 'passes', redis.call('INCR', P .. 'vt') + stride, acct)
   elseif score < 9 * BAND then
     -- a more urgent job joined a waiting lane: its turn comes within its own stride

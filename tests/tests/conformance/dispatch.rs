@@ -123,6 +123,38 @@ pub async fn a_new_accounts_first_job_goes_ahead_of_the_backlogs<S: JobStore>(st
     assert_eq!(next, ["z"], "the newcomer goes before the backlogs' second turns");
 }
 
+/// An account whose lane keeps emptying (it submits each job once the last is taken)
+/// gets its turns in the round like an account with a backlog, not a newcomer's head
+/// start every time.
+pub async fn an_account_that_submits_one_job_at_a_time_gets_no_more_turns_than_a_backlog<S: JobStore>(store: S) {
+    for _ in 0..30 {
+        enqueue(&store, NewJob::new(cleanup("b"))).await;
+    }
+    enqueue(&store, NewJob::new(cleanup("g"))).await;
+    let mut order = Vec::new();
+    for _ in 0..20 {
+        let got = fetch_accounts(&store, 1).await;
+        if got == ["g"] {
+            enqueue(&store, NewJob::new(cleanup("g"))).await;
+        }
+        order.extend(got);
+    }
+    let g = order.iter().filter(|a| *a == "g").count();
+    assert!((8..=12).contains(&g), "turn for turn with the backlog: {order:?}");
+}
+
+/// One fetch of many jobs gives the turns the one-at-a-time order would: the weights
+/// hold within a batch.
+pub async fn one_fetch_of_many_jobs_keeps_the_weights<S: JobStore>(store: S) {
+    for _ in 0..40 {
+        enqueue(&store, NewJob::new(cleanup("a")).priority(9)).await;
+        enqueue(&store, NewJob::new(cleanup("c"))).await;
+    }
+    let got = fetch_accounts(&store, 22).await;
+    let c = got.iter().filter(|a| *a == "c").count();
+    assert!((1..=3).contains(&c), "about one turn in eleven for priority 0: {got:?}");
+}
+
 pub async fn within_an_account_jobs_run_in_order<S: JobStore>(store: S) {
     let mut ids = Vec::new();
     for _ in 0..3 {

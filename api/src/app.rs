@@ -233,7 +233,7 @@ impl App {
         // Redis may have been away at start: the layout is checked once it answers, and
         // an API whose partition count differs stops rather than misplace jobs. The count
         // is recorded again every few seconds (a Redis that lost its data).
-        let misfit = async move { store.keep_layout().await };
+        let misfit = async move { store.keep_layout(false).await };
         tokio::select! {
             r = &mut server => return r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             e = misfit => {

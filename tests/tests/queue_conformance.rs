@@ -237,8 +237,8 @@ async fn a_record_this_version_cannot_read_is_handed_out_with_the_reason() {
 }
 
 /// Backend-specific: a lane a process of the previous release offered (in `lanes`, scored
-/// by band and turn) is served once a process of this release checks the layout, which
-/// every running API and worker does every 2 s.
+/// by band and turn) is served once a worker of this release moves it, which every
+/// running worker does every 2 s.
 #[tokio::test]
 async fn a_lane_offered_by_the_previous_release_is_served() {
     use drover::job::JobKind;
@@ -259,7 +259,7 @@ async fn a_lane_offered_by_the_previous_release_is_served() {
         .unwrap();
     let before = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap();
     assert!(before.jobs.is_empty(), "this release takes turns from `passes` only");
-    store.check_layout().await.unwrap();
+    store.adopt_old_lanes().await.unwrap();
     let after = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap();
     assert_eq!(after.jobs.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), [id]);
     let left: i64 = redis::cmd("ZCARD").arg("drover:{cleanup}:lanes").query(&mut conn).unwrap();

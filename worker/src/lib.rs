@@ -59,7 +59,7 @@ pub async fn run_with<H: Handler>(
     let layout = store.clone();
     let layout_stop = stop.clone();
     let misfit = tokio::spawn(async move {
-        let e = layout.keep_layout().await;
+        let e = layout.keep_layout(true).await;
         tracing::error!(error = %e, "the worker stops: its queue layout differs from the one in Redis");
         layout_stop.cancel();
         Err::<(), _>(e)

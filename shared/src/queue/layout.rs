@@ -51,7 +51,6 @@ impl RedisStore {
     pub async fn check_layout(&self) -> Result<(), StoreError> {
         let _ = self.claim_layout().await?;
         self.upgrade_queued_counts().await?;
-        self.adopt_old_lanes().await?;
         self.check_redis_settings().await
     }
 
@@ -78,13 +77,20 @@ impl RedisStore {
     }
 
     /// [`RedisStore::await_layout`], then the count recorded again every
-    /// [`LAYOUT_EVERY`] (a round Redis does not answer is skipped). Returns only with a
+    /// [`LAYOUT_EVERY`] (a round Redis does not answer is skipped). A process that
+    /// `serves` jobs (a worker) also moves, each round, the lanes a process of the
+    /// previous release offered ([`RedisStore::adopt_old_lanes`]). Returns only with a
     /// mismatch: another count recorded meanwhile.
-    pub async fn keep_layout(&self) -> StoreError {
+    pub async fn keep_layout(&self, serves: bool) -> StoreError {
         if let Err(e) = self.await_layout().await {
             return e;
         }
         loop {
+            if serves {
+                if let Err(e) = self.adopt_old_lanes().await {
+                    tracing::debug!(error = %e, "moving lanes an earlier release offered: Redis did not answer; next round");
+                }
+            }
             tokio::time::sleep(LAYOUT_EVERY).await;
             match self.claim_layout().await {
                 Err(e @ StoreError::Setup(_)) => return e,
@@ -97,16 +103,15 @@ impl RedisStore {
                 ),
                 _ => {}
             }
-            if let Err(e) = self.adopt_old_lanes().await {
-                tracing::debug!(error = %e, "moving lanes an earlier release offered: Redis did not answer; next round");
-            }
         }
     }
 
-    /// Lanes a process of an earlier release offered (`lanes`, by band and turn) move to
-    /// the weighted turns (`passes`, `adopt_lanes.lua`): during a rolling upgrade every
-    /// lane is served by the newer workers within one [`LAYOUT_EVERY`].
-    async fn adopt_old_lanes(&self) -> Result<(), StoreError> {
+    /// Lanes a process of the previous release offered (`lanes`, by band and turn) move
+    /// to the weighted turns (`passes`, `adopt_lanes.lua`): during a rolling upgrade
+    /// (workers first) every lane is served by the newer workers within one
+    /// [`LAYOUT_EVERY`]. Only workers run it: a lane moved while no worker of this
+    /// release runs would wait unseen by the older ones.
+    pub async fn adopt_old_lanes(&self) -> Result<(), StoreError> {
         for kind in JobKind::ALL {
             for keys in self.all_keys(kind) {
                 let moved: i64 = scripts::ADOPT_LANES

@@ -204,8 +204,8 @@ impl RedisStore {
             }
         }
         for suffix in [
-            "stats", "paused", "marker", "seen", "gaps", "turn", "lanes", "passes", "vt", "blocked", "queued", "dgdone", "dgcur", "acdone",
-            "accur", "acend",
+            "stats", "paused", "marker", "seen", "gaps", "turn", "lanes", "passes", "vt", "idle", "blocked", "queued", "dgdone", "dgcur",
+            "acdone", "accur", "acend",
         ] {
             let _: i64 = redis::cmd("DEL").arg(old.key(suffix)).query_async(&mut conn).await?;
         }

@@ -97,14 +97,18 @@ end
 -- one after another never share a pass, and take turns in the order they came). A lane
 -- offered anew starts a hundredth of its stride after it: an account that had nothing
 -- waiting goes ahead of the lanes cycling on with backlogs (its first job starts at about
--- the next free slot, sooner the more urgent); a lane back from its account's cap, a
--- whole stride after it (it had its turn).
+-- the next free slot, sooner the more urgent) — unless it had a turn lately: a lane that
+-- fetch emptied is remembered in `idle` with the pass its next turn would have had, and
+-- starts there if that is later (so submitting one job at a time gains nothing); the
+-- memory goes once `vt` passes it. A lane back from its account's cap starts a whole
+-- stride after `vt` (it had its turn).
 -- An account at its concurrency cap leaves `passes` for `blocked` (account -> cap) and
 -- comes back when one of its runs (the members of `hold:<account>`) ends.
-local STRIDE = 25200 -- divisible by every weight, 1..10
+local STRIDE = 2520000 -- divisible by 100 times every weight, 1..10
 -- The stride of a lane whose best job has lane score `score` (ready_score).
 local function stride_of(score)
-  return STRIDE / (10 - math.floor(score / BAND))
+  local band = math.min(9, math.max(0, math.floor(score / BAND)))
+  return STRIDE / (10 - band)
 end
 local function lane_key(acct)
   return P .. 'rq:' .. (acct or '')
@@ -117,8 +121,18 @@ local function offer_lane(acct, score, returning)
   local waiting = redis.call('ZSCORE', P .. 'passes', acct)
   local stride = stride_of(score)
   if not waiting then
-    if not returning then stride = math.floor(stride / 100) end
-    redis.call('ZADD', P .. 'passes', redis.call('INCR', P .. 'vt') + stride, acct)
+    local pass = redis.call('INCR', P .. 'vt')
+    if returning then
+      pass = pass + stride
+    else
+      pass = pass + stride / 100
+      local due = redis.call('ZSCORE', P .. 'idle', acct)
+      if due then
+        redis.call('ZREM', P .. 'idle', acct)
+        pass = math.max(pass, tonumber(due))
+      end
+    end
+    redis.call('ZADD', P .. 'passes', pass, acct)
   elseif score < 9 * BAND then
     -- a more urgent job joined a waiting lane: its turn comes within its own stride
     -- (LT: never later than it was; a priority-0 job changes nothing)

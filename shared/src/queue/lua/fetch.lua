@@ -101,21 +101,32 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   local off_lanes = 0
   local n, turns = 0, 0
   -- One job a lane per turn, in rounds: a round takes the lanes whose passes come first
-  -- (as many as jobs are wanted), gives each its turn, then offers again those that
-  -- still hold jobs, each one stride on, with one ZPOPMIN and one ZADD on `passes` a
-  -- round. Bounded whatever the number of accounts: each turn leases a job or sets aside
-  -- one lane (empty, or its account at its cap).
-  local vt
+  -- (as many as jobs are wanted), gives each its turn in pass order, then offers again
+  -- those that still hold jobs, each one stride on, with one ZPOPMIN and one ZADD on
+  -- `passes` a round. A popped lane whose pass is beyond a pass offered again in this
+  -- round goes back unserved with the rest of the round: one turn at a time, that lane
+  -- offered again would come first (so the weights hold within a batch). Bounded
+  -- whatever the number of accounts: each turn leases a job or sets aside one lane
+  -- (empty, or its account at its cap).
+  local vt, idle = nil, {}
   while n < max and turns < max + 100 do
     local round = redis.call('ZPOPMIN', P .. 'passes', math.min(max - n, max + 100 - turns))
     if #round == 0 then break end
     local last = #round
-    vt = math.max(vt or 0, tonumber(round[last]))
     local others = redis.call('ZCARD', P .. 'passes')
-    local again = {}
+    local again, back = {}, {}
+    local first_again
     for r = 1, last, 2 do
+      local acct, pass = round[r], tonumber(round[r + 1])
+      if first_again and pass > first_again then
+        for j = r, last, 2 do
+          back[#back + 1] = round[j + 1]
+          back[#back + 1] = round[j]
+        end
+        break
+      end
       turns = turns + 1
-      local acct = round[r]
+      vt = pass
       local capped = acct ~= '' and cap > 0
       local hold = P .. 'hold:' .. acct
       local busy = 0
@@ -124,6 +135,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         busy = redis.call('SCARD', hold)
         room = math.min(room, cap - busy)
       end
+      local served
       if room > 0 then
         -- One job a turn while other accounts wait; a lane alone fills the batch.
         if others > 0 or #again > 0 or r < last - 1 then room = 1 end
@@ -132,6 +144,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         for i = 1, #popped, 2 do
           local id = popped[i]
           off_lanes = off_lanes + 1
+          served = tonumber(popped[i + 1])
           local key = P .. 'job:' .. id
           local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
           if f[7] == '1' then
@@ -147,7 +160,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
             if reports_starts then
               -- in `unstarted` until the worker says the run started, by ready time, so
               -- the lag still sees a job waiting in a worker's prefetch
-              unstarted[2 * n + 1], unstarted[2 * n + 2] = tonumber(popped[i + 1]) % 1e13, id
+              unstarted[2 * n + 1], unstarted[2 * n + 2] = served % 1e13, id
             end
             held[#held + 1] = id
             busy = busy + 1
@@ -162,23 +175,35 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         if acct ~= '' and #held > 0 then redis.call('SADD', hold, unpack(held)) end
       end
       -- The lane's next turn, one stride of its best waiting job on, or aside until one
-      -- of its runs ends.
+      -- of its runs ends; an emptied lane's next pass is remembered (`idle`).
       local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
       if head[2] then
         if capped and busy >= cap then
           redis.call('HSET', P .. 'blocked', acct, cap)
         else
-          again[#again + 1] = tonumber(round[r + 1]) + stride_of(tonumber(head[2]))
+          local nxt = pass + stride_of(tonumber(head[2]))
+          again[#again + 1] = nxt
           again[#again + 1] = acct
+          if not first_again or nxt < first_again then first_again = nxt end
         end
+      elseif served then
+        idle[#idle + 1] = pass + stride_of(served)
+        idle[#idle + 1] = acct
       end
     end
+    if #back > 0 then redis.call('ZADD', P .. 'passes', unpack(back)) end
     if #again > 0 then redis.call('ZADD', P .. 'passes', unpack(again)) end
   end
-  -- `vt` only moves on (lanes offered meanwhile have moved it past this round's passes)
-  if vt and vt > (tonumber(redis.call('GET', P .. 'vt')) or 0) then
-    redis.call('SET', P .. 'vt', string.format('%.0f', vt))
+  if vt then
+    -- `vt` only moves on (lanes offered meanwhile may have moved it past this turn), and
+    -- the idle lanes it passed are forgotten
+    local cur = tonumber(redis.call('GET', P .. 'vt')) or 0
+    if vt > cur then
+      redis.call('SET', P .. 'vt', string.format('%.0f', vt))
+      redis.call('ZREMRANGEBYSCORE', P .. 'idle', '-inf', vt)
+    end
   end
+  if #idle > 0 then redis.call('ZADD', P .. 'idle', unpack(idle)) end
   lane_taken(off_lanes)
   if #leases > 0 then redis.call('ZADD', P .. 'active', unpack(leases)) end
   if #unstarted > 0 then redis.call('ZADD', P .. 'unstarted', unpack(unstarted)) end

@@ -4,7 +4,7 @@
 -- their cap: at most LANES_READ of them (each holds at least one run in flight, so there
 -- are no more than the runs in flight); past that it extrapolates from a sample.
 -- The head is the lowest ready score (best priority band, then oldest) over the lanes'
--- heads: those of the first LANES_READ lanes in turn order (the best band comes first)
+-- heads: those of the first LANES_READ lanes in pass order (the next to have a turn)
 -- and of the capped accounts read for `account_busy`; past that many accounts it is the
 -- lowest of those read.
 -- ARGV: prefix -> {parked rate_limit, parked quota_cooldown, parked breaker_open,

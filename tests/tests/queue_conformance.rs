@@ -192,6 +192,7 @@ conformance!(
         a_new_accounts_first_job_goes_ahead_of_the_backlogs,
         an_account_that_submits_one_job_at_a_time_gets_no_more_turns_than_a_backlog,
         one_fetch_of_many_jobs_keeps_the_weights,
+        an_urgent_first_job_goes_ahead_of_many_routine_ones_that_came_before,
         a_short_fetch_says_the_queue_is_drained_and_when_next_due,
         accounts_take_turns_within_a_priority_band,
         a_second_sync_for_an_account_returns_the_existing_one,

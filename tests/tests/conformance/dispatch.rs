@@ -155,6 +155,17 @@ pub async fn one_fetch_of_many_jobs_keeps_the_weights<S: JobStore>(store: S) {
     assert!((1..=3).contains(&c), "about one turn in eleven for priority 0: {got:?}");
 }
 
+/// The arrival order of lanes offered one after another does not outweigh priority: an
+/// urgent account's first job goes ahead of hundreds of routine accounts' single jobs
+/// that came just before it.
+pub async fn an_urgent_first_job_goes_ahead_of_many_routine_ones_that_came_before<S: JobStore>(store: S) {
+    for i in 0..300 {
+        enqueue(&store, NewJob::new(cleanup(&format!("r{i:03}")))).await;
+    }
+    enqueue(&store, NewJob::new(cleanup("u")).priority(9)).await;
+    assert_eq!(fetch_accounts(&store, 1).await, ["u"]);
+}
+
 pub async fn within_an_account_jobs_run_in_order<S: JobStore>(store: S) {
     let mut ids = Vec::new();
     for _ in 0..3 {

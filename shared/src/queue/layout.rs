@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{scripts, RedisStore, StoreError};
 use crate::backoff::Backoff;
 use crate::job::JobKind;
+use crate::redis_conn::LuaScript;
 
 /// How often a running API or worker records its partition count again.
 const LAYOUT_EVERY: Duration = Duration::from_secs(2);
@@ -112,20 +113,9 @@ impl RedisStore {
     /// [`LAYOUT_EVERY`]. Only workers run it: a lane moved while no worker of this
     /// release runs would wait unseen by the older ones.
     pub async fn adopt_old_lanes(&self) -> Result<(), StoreError> {
-        for kind in JobKind::ALL {
-            for keys in self.all_keys(kind) {
-                let moved: i64 = scripts::ADOPT_LANES
-                    .key(keys.slot_key())
-                    .arg(keys.prefix())
-                    .invoke_async(&mut self.connection())
-                    .await?;
-                if moved > 0 {
-                    tracing::info!(
-                        queue = keys.prefix(),
-                        moved,
-                        "lanes offered by an earlier release now take weighted turns"
-                    );
-                }
+        for (queue, moved) in self.on_every_queue(&scripts::ADOPT_LANES).await? {
+            if moved > 0 {
+                tracing::info!(queue = %queue, moved, "lanes offered by an earlier release now take weighted turns");
             }
         }
         Ok(())
@@ -134,19 +124,29 @@ impl RedisStore {
     /// Queues written by a release that kept a `ready` index get their `queued` counter
     /// (`count_queued.lua`); a no-op on every later start.
     async fn upgrade_queued_counts(&self) -> Result<(), StoreError> {
+        for (queue, upgraded) in self.on_every_queue(&scripts::COUNT_QUEUED).await? {
+            if upgraded == 1 {
+                tracing::info!(queue = %queue, "queued jobs now counted by the lanes' counter");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a queue script that takes only the queue's prefix on every queue (each kind,
+    /// each partition): each queue's prefix and the script's answer.
+    async fn on_every_queue(&self, script: &'static LuaScript) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
         for kind in JobKind::ALL {
             for keys in self.all_keys(kind) {
-                let upgraded: i64 = scripts::COUNT_QUEUED
+                let answer: i64 = script
                     .key(keys.slot_key())
                     .arg(keys.prefix())
                     .invoke_async(&mut self.connection())
                     .await?;
-                if upgraded == 1 {
-                    tracing::info!(queue = keys.prefix(), "queued jobs now counted by the lanes' counter");
-                }
+                out.push((keys.prefix().to_owned(), answer));
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// [`RedisStore::check_layout`], retried while Redis cannot be reached: returns once

@@ -127,7 +127,7 @@ where
         }
         let rounds = held
             .into_iter()
-            .map(|(kind, held)| renew_kind(s, kind, held, timing.lease, call_timeout));
+            .map(|(kind, held)| renew_kind(s, &registry, kind, held, timing.lease, call_timeout));
         let mut timed_out = false;
         let mut first_error = None;
         for r in join_all(rounds).await {
@@ -178,6 +178,7 @@ enum RenewError {
 /// One kind's renewal: note which leases are still ours, lost, or cancelled.
 async fn renew_kind<S: JobStore>(
     s: &S,
+    registry: &LeaseRegistry,
     kind: JobKind,
     held: Vec<(JobId, Held)>,
     lease: Duration,
@@ -195,7 +196,9 @@ async fn renew_kind<S: JobStore>(
     let by_id: HashMap<&JobId, &Held> = held.iter().map(|(id, h)| (id, h)).collect();
     for id in &report.lost {
         if let Some(h) = by_id.get(id) {
-            if h.mark_lost() {
+            // A run that settled while this renewal was on its way gave its lease back
+            // itself: nothing was lost.
+            if registry.holds(kind, id, &h.token) && h.mark_lost() {
                 tracing::warn!(job_id = %id, "lease lost; stopping the local run");
             }
         }

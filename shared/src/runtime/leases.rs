@@ -136,6 +136,11 @@ impl LeaseRegistry {
         }
     }
 
+    /// Whether `id`'s run under `token` still holds its entry (it has not ended).
+    pub fn holds(&self, kind: JobKind, id: &JobId, token: &str) -> bool {
+        self.lock().get(&kind).and_then(|m| m.get(id)).is_some_and(|h| h.token == token)
+    }
+
     /// Every held lease, by kind.
     pub fn snapshot(&self) -> Vec<(JobKind, Vec<(JobId, Held)>)> {
         self.lock()
@@ -223,6 +228,18 @@ mod tests {
         assert!(first.is_lost() && first.cancel.is_cancelled(), "the first run is told");
         assert!(!second.is_lost() && !second.cancel.is_cancelled());
         assert_eq!(reg.token_of(JobKind::Sync, &job).as_deref(), Some("T2"));
+    }
+
+    #[test]
+    fn a_lease_is_held_until_its_guard_goes_and_only_under_its_token() {
+        let reg = LeaseRegistry::default();
+        let job = id(JobKind::Cleanup);
+        let (_, g1) = reg.insert(JobKind::Cleanup, job.clone(), "T1".into(), Instant::now());
+        assert!(reg.holds(JobKind::Cleanup, &job, "T1"));
+        assert!(!reg.holds(JobKind::Cleanup, &job, "T0"), "another run's token");
+        assert!(!reg.holds(JobKind::Sync, &job, "T1"), "another kind");
+        drop(g1);
+        assert!(!reg.holds(JobKind::Cleanup, &job, "T1"), "the run ended");
     }
 
     #[test]

@@ -76,6 +76,10 @@ struct Args {
     window_secs: u64,
     #[arg(long, default_value_t = 100)]
     sample_ms: u64,
+    /// Keep the workers' logs in this file (their level: `FAIR_BENCH_WORKER_LOG`, a
+    /// `RUST_LOG` filter, default `warn,drover::runtime=info`).
+    #[arg(long)]
+    worker_log: Option<std::path::PathBuf>,
 }
 
 /// The limiter's default rate margin: workers aim at 95 % of the plan.
@@ -150,7 +154,10 @@ async fn main() -> Result<()> {
                     ("DROVER_WORKER__MARKETPLACE__BASE_URL", sim.base_url().to_owned()),
                     ("DROVER_WORKER__METRICS_LISTEN", "127.0.0.1:0".to_owned()),
                     ("DROVER_WORKER__CONCURRENCY__CLEANUP", args.slots.to_string()),
-                    ("RUST_LOG", "warn,drover::runtime=info".to_owned()),
+                    (
+                        "RUST_LOG",
+                        std::env::var("FAIR_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn,drover::runtime=info".to_owned()),
+                    ),
                 ],
             )
         })
@@ -164,6 +171,9 @@ async fn main() -> Result<()> {
     }
     let result = run(&args, &sim, &store, &flood, &small).await;
     let logs: Vec<String> = workers.iter().map(ChildProcess::log).collect();
+    if let Some(path) = &args.worker_log {
+        std::fs::write(path, logs.join("\n"))?;
+    }
     stop(workers);
     sim.shutdown().await?;
     if let Err(e) = result {

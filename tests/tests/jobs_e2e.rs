@@ -767,3 +767,66 @@ async fn a_sync_whose_first_slot_is_further_away_than_a_run_waits_still_makes_it
     let job = stack.finish(&id, Duration::from_secs(30)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
 }
+
+/// One cleanup slot, held by another account's long cleanup: a small cleanup used to wait
+/// for the whole of it, since accounts take turns by count (the fairness audit's 37–55 s
+/// behind floods of 20 s jobs). A run that has worked its turn (`jobs.turn_ms`, 5 s by
+/// default) while another job waits for a slot of its kind now hands its job back
+/// between two steps, without using an attempt, and the waiting job gets the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
+    let mut stack = Stack::start(sim(), "").await;
+    let long = stack
+        .account(AccountSpec {
+            skus: Some(60),
+            ..AccountSpec::new("seller-long")
+        })
+        .await;
+    let small = stack
+        .account(AccountSpec {
+            skus: Some(3),
+            ..AccountSpec::new("seller-small")
+        })
+        .await;
+    // 4 deletes in flight, each answered after 1 s: the long cleanup takes about 15 s.
+    stack
+        .faults(
+            &long,
+            FaultSpec {
+                latency_ms: 1000,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let long_skus = stack.sim.admin().skus(long.as_str()).await.unwrap();
+    let small_skus = stack.sim.admin().skus(small.as_str()).await.unwrap();
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "1")]);
+    let long_id = stack.submit_cleanup(&long, &long_skus).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while stack.deleted_by_marketplace(&long).await.len() < 4 {
+        assert!(Instant::now() < until, "the long cleanup made no deletes:\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let small_id = stack.submit_cleanup(&small, &small_skus).await;
+    let small_job = stack.finish(&small_id, Duration::from_secs(60)).await;
+    let long_now = stack.store.get(&long_id).await.unwrap().expect("long job");
+    // When its first delete reached the marketplace (a job's `started_at` is its lease,
+    // which a prefetch takes before the slot is free).
+    let small_deletes = stack.sim.admin().deletes(small.as_str()).await.expect("simulator deletes");
+    let first_delete = small_deletes.iter().map(|d| d.at).min().expect("the small cleanup deleted");
+    let waited = (first_delete - small_job.created_at).to_std().unwrap_or_default();
+    assert_eq!(small_job.state, JobState::Succeeded, "{small_job:#?}");
+    assert!(
+        waited < Duration::from_secs(9),
+        "the small cleanup waited {waited:?} for the slot; the long one is {:?} with {} of 60 deleted\n{}",
+        long_now.state,
+        stack.deleted_by_marketplace(&long).await.len(),
+        stack.logs()
+    );
+    let long_job = stack.finish(&long_id, Duration::from_secs(60)).await;
+    assert_eq!(long_job.state, JobState::Succeeded, "{long_job:#?}");
+    assert_eq!(long_job.attempts, 1, "handing back used an attempt: {:?}", long_job.attempt_history);
+    assert_eq!(stack.deleted_by_marketplace(&long).await.len(), 60, "each SKU deleted once");
+    let outcomes = window_outcomes(&stack, long_id.as_str()).await;
+    assert_eq!(outcomes, vec![("deleted".to_owned(), 60)]);
+}

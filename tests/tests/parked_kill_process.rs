@@ -150,20 +150,24 @@ async fn a_worker_killed_while_jobs_are_parked_loses_nothing_and_runs_nothing_tw
         );
     }
 
-    // One item row per SKU, each with its outcome: `deleted`, or `absent` for a delete
-    // the victim made but could not record before it died (at most its calls in flight).
+    // One item row per SKU, each with its outcome: `deleted`, or — for a delete the
+    // victim made but could not record before it died (at most its calls in flight),
+    // which its rerun found gone — `deleted` by that earlier run when the victim had
+    // noted the call before sending it, `absent` otherwise.
     let mut absent_rows = 0;
     for (id, (_, skus)) in &jobs {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT item, outcome FROM job_items WHERE job_id = $1")
-            .bind(id.as_str())
-            .fetch_all(stack.db.pool())
-            .await
-            .unwrap();
-        let items: HashSet<&str> = rows.iter().map(|(i, _)| i.as_str()).collect();
+        let rows: Vec<(String, String, bool)> =
+            sqlx::query_as("SELECT item, outcome, detail ? 'deleted_by_run' FROM job_items WHERE job_id = $1")
+                .bind(id.as_str())
+                .fetch_all(stack.db.pool())
+                .await
+                .unwrap();
+        let items: HashSet<&str> = rows.iter().map(|(i, _, _)| i.as_str()).collect();
         assert_eq!(rows.len(), skus.len(), "job {id}: one row per SKU");
         assert_eq!(items, skus.iter().map(String::as_str).collect(), "job {id}");
-        for (item, outcome) in &rows {
+        for (item, outcome, by_earlier_run) in &rows {
             match outcome.as_str() {
+                "deleted" if *by_earlier_run => absent_rows += 1,
                 "deleted" => {}
                 "absent" => absent_rows += 1,
                 other => panic!("job {id}: {item} ended {other}"),

@@ -92,6 +92,9 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     /// caught up or a time budget is spent; one trimmer per kind at a time. Returns how were removed and how many are still due (`None`: another process holds
     /// the kind's trim lock).
     fn trim(&self, kind: JobKind, retention: Duration, limit: usize) -> impl Future<Output = Result<Option<Trimmed>, StoreError>> + Send;
+    /// How many accounts have a job of `kind` ready for a slot: their turns on offer
+    /// (`passes`) in the partitions that are not paused.
+    fn accounts_waiting(&self, kind: JobKind) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Block until work may be there (new job, due time) or `timeout` passes.
     fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Redis answers, and can provide the configured durability.

@@ -239,6 +239,7 @@ async fn dispatch<S: JobStore>(
             leased,
             lease.held.cancel.clone(),
             shared.stop_fetching.clone(),
+            shared.contention.of(kind),
         );
         let task = TaskBuilder::new(payload)
             .task_id(TaskId::from_string(leased.id.as_str().to_owned()))

@@ -1,6 +1,7 @@
 //! What a job handler gets and gives back: its context for the run, its outcome, the trait.
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,8 @@ pub struct JobContext {
     /// queue at once without using an attempt, instead of running on into the grace
     /// period and being cut off mid-step.
     pub stopping: CancellationToken,
+    /// How many jobs of this kind wait for a slot of this process (`contention.rs`).
+    waiting: Arc<AtomicU64>,
     progress: ProgressFn,
 }
 
@@ -53,7 +56,13 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    pub(crate) fn new<S: JobStore>(store: S, leased: &Leased, cancel: CancellationToken, stopping: CancellationToken) -> Self {
+    pub(crate) fn new<S: JobStore>(
+        store: S,
+        leased: &Leased,
+        cancel: CancellationToken,
+        stopping: CancellationToken,
+        waiting: Arc<AtomicU64>,
+    ) -> Self {
         let id = leased.id.clone();
         let token = leased.token.clone();
         let pid = id.clone();
@@ -79,6 +88,7 @@ impl JobContext {
             traceparent: leased.traceparent.clone(),
             cancel,
             stopping,
+            waiting,
             progress,
         }
     }
@@ -99,6 +109,16 @@ impl JobContext {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Whether this run should hand its job back for another job of its kind that waits
+    /// for a slot (every slot of this process being taken): true for at most as many
+    /// runs as jobs wait. A handler that works in steps asks once it has worked its turn
+    /// and, on true, ends the run between two steps with a snooze that uses no attempt,
+    /// so the slot goes to the next account's turn instead of to this job for all of its
+    /// work.
+    pub fn give_way(&self) -> bool {
+        super::contention::take_one(&self.waiting)
     }
 
     /// Whether the worker is shutting down (see [`Self::stopping`]).

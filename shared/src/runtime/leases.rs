@@ -72,6 +72,11 @@ impl Held {
             .compare_exchange(Start::NotYet as u8, Start::Started as u8, Ordering::SeqCst, Ordering::SeqCst);
     }
 
+    /// Leased and handed to the worker, not yet started (waiting for a slot).
+    pub fn not_started(&self) -> bool {
+        self.start.load(Ordering::SeqCst) == Start::NotYet as u8
+    }
+
     /// Started, and Redis not yet told so.
     pub fn start_unreported(&self) -> bool {
         self.start.load(Ordering::SeqCst) == Start::Started as u8
@@ -139,6 +144,11 @@ impl LeaseRegistry {
     /// Whether `id`'s run under `token` still holds its entry (it has not ended).
     pub fn holds(&self, kind: JobKind, id: &JobId, token: &str) -> bool {
         self.lock().get(&kind).and_then(|m| m.get(id)).is_some_and(|h| h.token == token)
+    }
+
+    /// How many jobs of `kind` this process leased that wait for a slot to start.
+    pub fn not_started(&self, kind: JobKind) -> usize {
+        self.lock().get(&kind).map_or(0, |m| m.values().filter(|h| h.not_started()).count())
     }
 
     /// Every held lease, by kind.
@@ -240,6 +250,18 @@ mod tests {
         assert!(!reg.holds(JobKind::Sync, &job, "T1"), "another kind");
         drop(g1);
         assert!(!reg.holds(JobKind::Cleanup, &job, "T1"), "the run ended");
+    }
+
+    #[test]
+    fn a_lease_waits_for_a_slot_until_its_run_starts() {
+        let reg = LeaseRegistry::default();
+        assert_eq!(reg.not_started(JobKind::Cleanup), 0);
+        let (held, _g1) = reg.insert(JobKind::Cleanup, id(JobKind::Cleanup), "T1".into(), Instant::now());
+        let (_, _g2) = reg.insert(JobKind::Cleanup, id(JobKind::Cleanup), "T2".into(), Instant::now());
+        assert_eq!(reg.not_started(JobKind::Cleanup), 2);
+        assert_eq!(reg.not_started(JobKind::Sync), 0, "kinds are apart");
+        held.started();
+        assert_eq!(reg.not_started(JobKind::Cleanup), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! period, then cut the rest off and hand them back without using an attempt; past
 //! grace + [`HAND_BACK`] whatever is unsettled is left to its lease.
 mod backend;
+mod contention;
 mod context;
 mod keeper;
 mod leases;
@@ -71,6 +72,7 @@ where
         hard_stop: hard_stop.clone(),
         settle_tx,
         slot_waits: sweep::SlotWaits::default(),
+        contention: contention::Contention::default(),
     });
 
     let keeper_stop = CancellationToken::new();

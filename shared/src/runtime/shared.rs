@@ -7,6 +7,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::contention::Contention;
 use super::leases::LeaseRegistry;
 use super::settings::WorkerSettings;
 use super::sweep::SlotWaits;
@@ -27,6 +28,8 @@ pub(crate) struct Shared<S: JobStore> {
     pub settle_tx: HashMap<JobKind, mpsc::UnboundedSender<SettleRequest>>,
     /// Which kinds' fetchers wait for a free slot, and since when (for the sweep).
     pub slot_waits: SlotWaits,
+    /// Which kinds have jobs waiting for a slot while every slot is taken.
+    pub contention: Contention,
 }
 
 impl<S: JobStore> Shared<S> {

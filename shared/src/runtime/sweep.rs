@@ -1,7 +1,8 @@
 //! Due jobs promoted and expired leases reclaimed while every slot of a kind is busy. A
 //! fetch does both, but a fetcher fetches only when it has a free slot: with long runs
 //! in every slot, a delayed job would stay `scheduled` past its time and a dead worker's
-//! job `running`, until some run ended. The sweep makes the fetch without leasing.
+//! job `running`, until some run ended. The sweep makes the fetch without leasing, and
+//! notes whether jobs wait for a slot meanwhile (`contention.rs`).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -83,8 +84,16 @@ pub(crate) async fn sweep_loop<S: JobStore>(shared: SharedRef<S>, kinds: Vec<Job
             _ = tokio::time::sleep(every / 2) => {}
         }
         for kind in &kinds {
-            if shared.slot_waits.waited(*kind).is_none_or(|w| w < every) {
-                continue;
+            // Jobs leased ahead wait for a slot whether or not the fetcher does.
+            let leased_ahead = shared.leases.not_started(*kind) as u64;
+            match shared.slot_waits.waited(*kind) {
+                None => {
+                    // The fetcher has room: what waits in Redis it fetches itself.
+                    shared.contention.set(*kind, leased_ahead);
+                    continue;
+                }
+                Some(w) if w < every => continue,
+                Some(_) => {}
             }
             shared.slot_waits.swept(*kind);
             let (worker, lease) = (&shared.settings.worker_id, shared.settings.lease);
@@ -92,8 +101,18 @@ pub(crate) async fn sweep_loop<S: JobStore>(shared: SharedRef<S>, kinds: Vec<Job
                 // the fetcher logs outages when it fetches; a sweep only tries again
                 tracing::debug!(kind = %kind, error = %e, "sweep of due jobs and expired leases failed");
             }
+            shared.contention.set(*kind, leased_ahead + offered(&shared, *kind).await);
         }
     }
+}
+
+/// Every slot of `kind` is taken: how many jobs wait in Redis for one (one for each
+/// account whose turn is on offer)? An unanswered read counts as none.
+async fn offered<S: JobStore>(shared: &SharedRef<S>, kind: JobKind) -> u64 {
+    shared.store.accounts_waiting(kind).await.unwrap_or_else(|e| {
+        tracing::debug!(kind = %kind, error = %e, "could not read whether jobs wait for a slot");
+        0
+    })
 }
 
 #[cfg(test)]

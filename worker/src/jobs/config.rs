@@ -25,6 +25,11 @@ pub struct JobsConfig {
     /// takes hours, longer than any sane per-run timeout. Keep it below the job timeout
     /// (30 min by default).
     pub slice_ms: u64,
+    /// A run that has worked this long hands its job back between two steps (a snooze,
+    /// no attempt used) when another job of its kind waits for a slot of this worker
+    /// and every slot is taken: the slot goes to the next account's turn, so a small
+    /// job waits for a long one's turn, not for all of its work.
+    pub turn_ms: u64,
     /// A run whose account cannot make progress for longer than this (the limiter's
     /// next slot further away; also a cooldown or an open breaker) checkpoints and parks
     /// its job until then, handing its worker slot to another account.
@@ -44,6 +49,9 @@ pub struct KindPolicy {
     pub per_account: u32,
 }
 
+/// Longest turn: a day (a slice ends a run first anyway).
+const MAX_TURN_MS: u64 = 24 * 3600 * 1000;
+
 /// Most runs per account a cap may name: beyond it a cap means nothing on any pool.
 const MAX_PER_ACCOUNT: u32 = 10_000;
 
@@ -57,6 +65,7 @@ impl Default for JobsConfig {
             progress_every: 50,
             parse_errors_listed: 20,
             slice_ms: 20 * 60 * 1000,
+            turn_ms: 5000,
             park_after_ms: 1000,
             sync: KindPolicy { per_account: 1 },
             backfill: KindPolicy { per_account: 1 },
@@ -85,6 +94,9 @@ impl JobsConfig {
         if self.slice_ms < 1000 {
             errors.push(format!("jobs.slice_ms must be at least 1000, got {}", self.slice_ms));
         }
+        if !(1000..=MAX_TURN_MS).contains(&self.turn_ms) {
+            errors.push(format!("jobs.turn_ms must be 1000..={MAX_TURN_MS}, got {}", self.turn_ms));
+        }
         if !(100..=3_600_000).contains(&self.park_after_ms) {
             errors.push(format!("jobs.park_after_ms must be 100..=3600000, got {}", self.park_after_ms));
         }
@@ -109,6 +121,7 @@ impl JobsConfig {
 pub(crate) struct Slice {
     started: tokio::time::Instant,
     limit: Duration,
+    turn: Duration,
 }
 
 impl Slice {
@@ -116,13 +129,14 @@ impl Slice {
         Self {
             started: tokio::time::Instant::now(),
             limit: Duration::from_millis(config.slice_ms),
+            turn: Duration::from_millis(config.turn_ms),
         }
     }
 
     /// Why the run should stop here, if it should: the worker is stopping (the job goes
-    /// back to the queue at once; the next run continues where this one stopped), or
-    /// the slice is used up (a snooze that continues it in a fresh run). Neither uses
-    /// an attempt.
+    /// back to the queue at once; the next run continues where this one stopped), the
+    /// slice is used up, or the turn is and another job waits for the slot (a snooze
+    /// that continues it in a fresh run). None uses an attempt.
     pub(crate) fn end(&self, ctx: &JobContext) -> Option<JobError> {
         if ctx.is_stopping() {
             Some(JobError::Stopping(
@@ -134,6 +148,14 @@ impl Slice {
                 reason: format!(
                     "worked for its {:?} slice; the next run continues where this one stopped",
                     self.limit
+                ),
+            })
+        } else if self.started.elapsed() >= self.turn && ctx.give_way() {
+            Some(JobError::RateLimited {
+                retry_after: Duration::from_millis(100),
+                reason: format!(
+                    "worked its {:?} turn while another job waits for the slot; the next run continues where this one stopped",
+                    self.turn
                 ),
             })
         } else {
@@ -167,5 +189,20 @@ mod tests {
             errors.contains("jobs.cleanup.per_account must be 0 (no cap) ..= 10000, got 50000"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn a_turn_is_at_least_a_second_and_may_be_longer_than_the_slice() {
+        let short_turn = JobsConfig {
+            turn_ms: 10,
+            ..JobsConfig::default()
+        };
+        let errors = short_turn.validate().join("\n");
+        assert!(errors.contains("jobs.turn_ms must be 1000..=86400000, got 10"), "{errors}");
+        let short_slice = JobsConfig {
+            slice_ms: 1000,
+            ..JobsConfig::default()
+        };
+        assert!(short_slice.validate().is_empty(), "a slice shorter than the turn ends runs first");
     }
 }

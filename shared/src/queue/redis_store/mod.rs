@@ -313,6 +313,24 @@ impl JobStore for RedisStore {
         Ok(Page { jobs, next })
     }
 
+    async fn accounts_waiting(&self, kind: JobKind) -> Result<u64, StoreError> {
+        let parts = self.all_keys(kind);
+        let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
+        let replies = self
+            .grouped(&tags, None, |pipe, i| {
+                pipe.zcard(parts[i].key("passes")).exists(parts[i].key("paused"));
+            })
+            .await?;
+        let mut waiting = 0;
+        for values in replies {
+            let (offered, paused): (u64, bool) = redis::from_redis_value(Value::Array(values)).map_err(parse_err)?;
+            if !paused {
+                waiting += offered;
+            }
+        }
+        Ok(waiting)
+    }
+
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {
         let parts = self.all_keys(kind);
         let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();

@@ -830,3 +830,42 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
     let outcomes = window_outcomes(&stack, long_id.as_str()).await;
     assert_eq!(outcomes, vec![("deleted".to_owned(), 60)]);
 }
+
+/// Found by fair_bench (2026-12-03): with 20 cleanup runs of 4 deletes in flight each on
+/// a pool of 10 connections, the worker stopped for 10 s at a time. A run awaited the
+/// write of one SKU's outcome outside its deletes in flight, so those were not polled
+/// meanwhile, and one of them could hold a pool connection mid-statement (the note
+/// before its call): with every connection so held, each run waited for one of its own,
+/// until two 5 s acquire timeouts ended it `Interrupted`. On a pool of one connection
+/// the cleanup must run through without a wait for a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cleanup_on_a_pool_of_one_connection_never_waits_on_its_own_deletes() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(40),
+            ..AccountSpec::new("seller-one-conn")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 20,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__DATABASE__MAX_CONNECTIONS", "1")]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
+    let logs = stack.logs();
+    assert!(
+        !logs.contains("pool timed out"),
+        "a run waited on a connection its own deletes held:\n{logs}"
+    );
+    assert_eq!(stack.deleted_by_marketplace(&acct).await.len(), 40);
+    assert_eq!(window_outcomes(&stack, id.as_str()).await, vec![("deleted".to_owned(), 40)]);
+}

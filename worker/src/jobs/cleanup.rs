@@ -81,43 +81,27 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         }
         while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < jobs.config().cleanup_parallelism {
             match queue.next() {
-                Some(item) => in_flight.push(delete_one(jobs, &p, &seller, ctx, item)),
+                Some(item) => in_flight.push(delete_and_record(jobs, &p, &seller, ctx, item)),
                 None => break,
             }
         }
-        let Some(Answered { item, earlier, result }) = in_flight.next().await else {
+        let Some(done) = in_flight.next().await else {
             break;
         };
-        let (outcome, detail) = match result {
-            Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({})),
-            // Gone now, and an earlier run's delete of it went out unanswered: that
-            // delete removed it (its answer was lost when the run was stopped).
-            Ok(DeleteOutcome::Absent) if earlier.is_some() => (
-                ItemOutcome::Deleted,
-                json!({"deleted_by_run": earlier, "note": "an earlier run's delete was sent and its answer lost; the listing is gone"}),
-            ),
-            Ok(DeleteOutcome::Absent) => (ItemOutcome::Absent, json!({})),
-            Err(
-                e @ (CallError::BreakerOpen { .. } | CallError::RateLimited { .. } | CallError::Cooldown { .. } | CallError::Cancelled),
-            ) => {
-                // The SKU stays pending for the resumed run.
-                unmark_if_refused(jobs, ctx, &item.item, &e).await;
+        match done {
+            Done::Recorded { transient } => transient_left += u64::from(transient),
+            Done::Paused(e) => {
                 if stop.is_none() {
                     tracing::info!(job_id, error = %e, "cleanup paused; remaining SKUs stay pending");
                     stop = Some(e.into());
                 }
                 continue;
             }
-            Err(e @ CallError::Transient { .. }) => {
-                transient_left += 1;
-                (ItemOutcome::Failed, json!({"class": "transient", "reason": e.to_string()}))
+            Done::NotRecorded(e) => {
+                // No new delete starts; those in flight are still awaited and recorded.
+                stop.get_or_insert(e);
+                continue;
             }
-            Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()})),
-        };
-        if let Err(e) = record(jobs, ctx, &item.item, outcome, &detail).await {
-            // No new delete starts; those in flight are still awaited and recorded.
-            stop.get_or_insert(e);
-            continue;
         }
         finished += 1;
         if finished - last_progress >= jobs.config().progress_every || finished == total {
@@ -162,6 +146,46 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         Ok(Outcome::Partial(result))
     } else {
         Ok(Outcome::Succeeded(result))
+    }
+}
+
+/// One SKU's delete, once its outcome is written (or could not be).
+enum Done {
+    /// Its outcome is recorded; `transient` when that is a failure a later attempt retries.
+    Recorded { transient: bool },
+    /// Refused for now (open breaker, rate limit, cooldown) or cancelled: the SKU stays
+    /// pending and the run stops.
+    Paused(CallError),
+    /// Its outcome could not be written: the run stops.
+    NotRecorded(JobError),
+}
+
+/// Deletes one SKU and records its outcome, in one future: the run's loop awaits
+/// nothing else while deletes are in flight, so none of them sits unpolled holding a
+/// database connection that the loop would wait for.
+async fn delete_and_record(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &JobContext, item: &Item) -> Done {
+    let Answered { item, earlier, result } = delete_one(jobs, p, seller, ctx, item).await;
+    let (outcome, detail, transient) = match result {
+        Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({}), false),
+        // Gone now, and an earlier run's delete of it went out unanswered: that
+        // delete removed it (its answer was lost when the run was stopped).
+        Ok(DeleteOutcome::Absent) if earlier.is_some() => (
+            ItemOutcome::Deleted,
+            json!({"deleted_by_run": earlier, "note": "an earlier run's delete was sent and its answer lost; the listing is gone"}),
+            false,
+        ),
+        Ok(DeleteOutcome::Absent) => (ItemOutcome::Absent, json!({}), false),
+        Err(e @ (CallError::BreakerOpen { .. } | CallError::RateLimited { .. } | CallError::Cooldown { .. } | CallError::Cancelled)) => {
+            // The SKU stays pending for the resumed run.
+            unmark_if_refused(jobs, ctx, &item.item, &e).await;
+            return Done::Paused(e);
+        }
+        Err(e @ CallError::Transient { .. }) => (ItemOutcome::Failed, json!({"class": "transient", "reason": e.to_string()}), true),
+        Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()}), false),
+    };
+    match record(jobs, ctx, &item.item, outcome, &detail).await {
+        Ok(()) => Done::Recorded { transient },
+        Err(e) => Done::NotRecorded(e),
     }
 }
 

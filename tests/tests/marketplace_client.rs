@@ -28,8 +28,8 @@ fn anchor() -> DateTime<Utc> {
 /// client under test.
 struct Env {
     sim: SimHandle,
-    // Kept for its lifetime: the redis-server stops when this drops.
-    _redis: RedisServer,
+    // The redis-server stops when this drops.
+    redis: RedisServer,
     resilience: Resilience,
     client: MarketplaceClient,
 }
@@ -73,9 +73,18 @@ async fn env() -> anyhow::Result<Env> {
 }
 
 async fn env_with(tweak: impl FnOnce(&mut MarketplaceConfig), tweak_res: impl FnOnce(&mut ResilienceConfig)) -> anyhow::Result<Env> {
+    env_on(SimConfig::fast(), tweak, tweak_res).await
+}
+
+/// As [`env_with`], against a simulator set up as `sim` (its anchor is the tests' own).
+async fn env_on(
+    sim: SimConfig,
+    tweak: impl FnOnce(&mut MarketplaceConfig),
+    tweak_res: impl FnOnce(&mut ResilienceConfig),
+) -> anyhow::Result<Env> {
     let sim = sim::spawn(SimConfig {
         anchor: Some(anchor()),
-        ..SimConfig::fast()
+        ..sim
     })
     .await?;
     let redis = RedisServer::start(Durability::None);
@@ -88,7 +97,7 @@ async fn env_with(tweak: impl FnOnce(&mut MarketplaceConfig), tweak_res: impl Fn
     let client = MarketplaceClient::new(config, resilience.clone())?;
     Ok(Env {
         sim,
-        _redis: redis,
+        redis,
         resilience,
         client,
     })

@@ -3,8 +3,9 @@
 //! 1. report operations: the account's quota cooldown → `Cooldown` without calling
 //!    (checked again after the limiter's wait, so a cooldown entered meanwhile counts);
 //! 2. the circuit breaker → `BreakerOpen`;
-//! 3. a slot from the shared limiter (every attempt takes one: a retry is a call);
-//! 4. the access token from the shared cache (one LWA exchange across all workers);
+//! 3. the access token from the shared cache (one LWA exchange across all workers),
+//!    before the slot: a slot is the moment to send, not to start waiting;
+//! 4. a slot from the shared limiter (every attempt takes one: a retry is a call);
 //! 5. the request, with the call timeout, `x-amz-access-token` and the job's `traceparent`;
 //! 6. the answer classified: success; 404; 401 → refresh once; 429 → cooldown (report
 //!    operations) or a short in-call wait; 5xx/timeout/reset/unreadable 2xx → breaker
@@ -120,10 +121,12 @@ impl MarketplaceClient {
                 }
                 from_resilience(name, e)
             })?;
+            // The token before the slot: a slot is a moment to send, and a wait for
+            // another worker's refresh after it would send many such calls at once.
+            let token = self.access_token(acct, name).await?;
             let waited = res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
             metrics::limiter_waited(op, waited);
             self.check_cooldown(account, op).await?;
-            let token = self.access_token(acct, name).await?;
             if let Some(note) = before_send.take() {
                 note.await?;
                 if acct.cancel.is_cancelled() {

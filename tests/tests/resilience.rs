@@ -347,6 +347,58 @@ async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_f
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
 
+/// The refresh lock is held for as long as its refresher works and no longer: a slow
+/// exchange keeps it (one exchange across all processes), and a refresher that dies
+/// mid-exchange holds the others back for seconds, not the 10 s the lock used to live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_refresh_keeps_its_lock_and_a_dead_refreshers_lock_frees_within_seconds() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 2, &ResilienceConfig::default()).await;
+    let lock_ttl = ResilienceConfig::default().token.lock_ttl;
+
+    // A refresher that takes twice the lock's life: the other process waits for its token.
+    let count = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let (r, count) = (procs[0].clone(), count.clone());
+        tokio::spawn(async move {
+            r.access_token(&account(), move || async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(lock_ttl * 2).await;
+                Ok::<_, String>((SecretString::from("Atza|slow".to_owned()), Duration::from_secs(3600)))
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = procs[1].access_token(&account(), counting_fetch(&count)).await.unwrap();
+    assert_eq!(other.expose_secret(), "Atza|slow", "the other process ran an exchange of its own");
+    assert_eq!(slow.await.unwrap().unwrap().expose_secret(), "Atza|slow");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    // A refresher that dies mid-exchange (its task ends, as a killed process does).
+    let other_account = AccountId::parse("acct-2").unwrap();
+    let dying = {
+        let (r, account) = (procs[0].clone(), other_account.clone());
+        tokio::spawn(async move {
+            r.access_token(&account, || async {
+                std::future::pending::<()>().await;
+                Err::<(SecretString, Duration), String>("never".to_owned())
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dying.abort();
+    let t0 = Instant::now();
+    let t = procs[1].access_token(&other_account, counting_fetch(&count)).await.unwrap();
+    assert!(t.expose_secret().starts_with("Atza|secret-token-"));
+    assert!(
+        t0.elapsed() <= Duration::from_millis(3500),
+        "a dead refresher held the others back {:?}",
+        t0.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_refresh_releases_the_lock_and_one_waiter_retries() {
     let redis = RedisServer::start(Durability::None);

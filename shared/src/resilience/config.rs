@@ -154,7 +154,8 @@ pub struct TokenConfig {
     /// A cached token is refreshed this long before it expires.
     #[serde(with = "millis")]
     pub refresh_before: Duration,
-    /// The refresh lock's expiry, in case its holder dies mid-refresh.
+    /// The refresh lock's life, extended every third of it while the exchange runs: how
+    /// long a refresher that dies mid-exchange holds the others back.
     #[serde(with = "millis")]
     pub lock_ttl: Duration,
     /// How long a caller waits for another worker's refresh.
@@ -166,7 +167,7 @@ impl Default for TokenConfig {
     fn default() -> Self {
         Self {
             refresh_before: Duration::from_secs(60),
-            lock_ttl: Duration::from_secs(10),
+            lock_ttl: Duration::from_secs(3),
             wait_timeout: Duration::from_secs(15),
         }
     }
@@ -229,8 +230,11 @@ impl ResilienceConfig {
             errs.push("resilience.breaker.open_for must be positive".into());
         }
         let t = &self.token;
-        if t.lock_ttl.is_zero() {
-            errs.push("resilience.token.lock_ttl must be positive".into());
+        if t.lock_ttl < Duration::from_millis(300) {
+            errs.push(format!(
+                "resilience.token.lock_ttl must be at least 300 ms, got {} ms",
+                t.lock_ttl.as_millis()
+            ));
         }
         if t.wait_timeout.is_zero() {
             errs.push("resilience.token.wait_timeout must be positive".into());

@@ -21,7 +21,7 @@
 //! | `<ns>:cd:<account>` | hash `{until, reason, level, since}` | quota cooldown (ms). Kept `decay_after` past its end so a repeat 429 can climb a level. |
 //! | `<ns>:cb:<account>:<op>` | hash `{st, ws, calls, fails, ou, pu}` | breaker state (`closed`/`open`/`half`), counting window start, counts, open-until and half-open probe lease (ms). TTL 2 × max(window, open_for) + 60 s. |
 //! | `<ns>:lwa:<account>` | string | the LWA access token, sealed (`sealed_token`: `<sha256 hex>.<AES-256-GCM, base64url>`), PX = `expires_in − refresh_before`. |
-//! | `<ns>:lwa:<account>:lock` | string | refresh lock: random owner, SET NX PX `token.lock_ttl`, released by compare-and-delete. |
+//! | `<ns>:lwa:<account>:lock` | string | refresh lock: random owner, SET NX PX `token.lock_ttl` (3 s), extended every third of that while the exchange runs, released by compare-and-delete. |
 use std::fmt;
 use std::sync::Arc;
 

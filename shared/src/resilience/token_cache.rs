@@ -3,8 +3,10 @@
 //!
 //! `<ns>:lwa:<account>` holds the token with a PX expiry of `expires_in −
 //! refresh_before`, so its absence means "refresh now". The refresher holds
-//! `<ns>:lwa:<account>:lock` (SET NX PX with a random owner; released by
-//! compare-and-delete); everyone else polls for the token. Within a process a per-account
+//! `<ns>:lwa:<account>:lock` (SET NX PX with a random owner, extended every third of its
+//! life while the exchange runs, released by compare-and-delete): a slow exchange keeps
+//! it and a refresher that dies frees it within `lock_ttl`. Everyone else polls for the
+//! token. Within a process a per-account
 //! mutex keeps callers off Redis while one of them is already asking, and a local copy
 //! serves the hot path until the shared key's expiry. The shared copy is sealed
 //! (`sealed_token.rs`): Redis never holds a usable token.
@@ -22,6 +24,7 @@ use crate::job::AccountId;
 
 static PEEK: LazyLock<Script> = lua!("lua/token_peek.lua");
 static COMPARE_DELETE: LazyLock<Script> = lua!("lua/compare_delete.lua");
+static COMPARE_PEXPIRE: LazyLock<Script> = lua!("lua/compare_pexpire.lua");
 static FORGET: LazyLock<Script> = lua!("lua/token_forget.lua");
 
 /// How often a caller waiting on another worker's refresh looks again.
@@ -181,7 +184,7 @@ impl Resilience {
             return Ok(None);
         }
         let Some(fetch) = fetch.take() else { return Ok(None) };
-        let result = fetch().await;
+        let result = self.holding_lock(account, &lock_key, &owner, fetch()).await;
         let outcome = match result {
             Ok((token, expires_in)) => {
                 // Expire the shared copy `refresh_before` early so the next caller refreshes
@@ -216,5 +219,37 @@ impl Resilience {
             tracing::warn!(account = %account, error = %e, "could not release the token refresh lock; it expires by itself");
         }
         outcome
+    }
+
+    /// Runs `exchange`, extending the refresh lock every third of its life meanwhile. A
+    /// lock found gone or taken is not fought for: the exchange finishes and its token is
+    /// stored all the same (at worst a second refresher runs one too).
+    async fn holding_lock<T>(&self, account: &AccountId, lock_key: &str, owner: &str, exchange: impl Future<Output = T>) -> T {
+        let ttl = self.config().token.lock_ttl;
+        let mut renew = tokio::time::interval_at(Instant::now() + ttl / 3, ttl / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(exchange);
+        let mut held = true;
+        loop {
+            tokio::select! {
+                result = &mut exchange => return result,
+                _ = renew.tick(), if held => {
+                    let extended: Result<i64, redis::RedisError> = COMPARE_PEXPIRE
+                        .key(lock_key)
+                        .arg(owner)
+                        .arg(ttl.as_millis() as u64)
+                        .invoke_async(&mut self.conn())
+                        .await;
+                    match extended {
+                        Ok(1) => {}
+                        Ok(_) => {
+                            tracing::warn!(account = %account, "the token refresh lock expired while the exchange ran; another worker may refresh too");
+                            held = false;
+                        }
+                        Err(e) => tracing::warn!(account = %account, error = %e, "could not extend the token refresh lock"),
+                    }
+                }
+            }
+        }
     }
 }

@@ -50,7 +50,7 @@ pub(crate) struct ApiRequest {
 }
 
 /// Runs once before a call's first request is sent; its error ends the call unsent.
-pub(crate) type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
+pub type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
 
 impl ApiRequest {
     /// A GET of `url` (no body).

@@ -5,7 +5,8 @@
 //! 2. the circuit breaker → `BreakerOpen`;
 //! 3. the access token from the shared cache (one LWA exchange across all workers),
 //!    before the slot: a slot is the moment to send, not to start waiting;
-//! 4. a slot from the shared limiter (every attempt takes one: a retry is a call);
+//! 4. a slot from the shared limiter (every attempt takes one: a retry is a call; a
+//!    call that reaches its send later than half an interval after it takes a new one);
 //! 5. the request, with the call timeout, `x-amz-access-token` and the job's `traceparent`;
 //! 6. the answer classified: success; 404; 401 → refresh once; 429 → cooldown (report
 //!    operations) or a short in-call wait; 5xx/timeout/reset/unreadable 2xx → breaker
@@ -15,7 +16,7 @@
 //! is snoozed and the worker slot is freed.
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -34,6 +35,10 @@ use super::client::MarketplaceClient;
 use super::error::CallError;
 use super::types::AccountCtx;
 use crate::metrics;
+
+/// How many times a call that missed its limiter slot takes a new one before it goes
+/// out late all the same (a process starved that long is far behind anyway).
+const MAX_SLOT_RETAKES: usize = 3;
 
 /// The header SP-API reads the LWA access token from.
 const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
@@ -126,12 +131,24 @@ impl MarketplaceClient {
             let token = self.access_token(acct, name).await?;
             let waited = res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
             metrics::limiter_waited(op, waited);
+            let mut slot = Instant::now();
             self.check_cooldown(account, op).await?;
             if let Some(note) = before_send.take() {
                 note.await?;
                 if acct.cancel.is_cancelled() {
                     return Err(CallError::Cancelled);
                 }
+            }
+            // Missed its moment (a slow note, a starved process): a new slot, rather
+            // than going out beside the calls whose slots came after this one's.
+            for _ in 0..MAX_SLOT_RETAKES {
+                if slot.elapsed() <= res.slot_grace(op) {
+                    break;
+                }
+                tracing::debug!(account = %account, op = name, late_ms = slot.elapsed().as_millis() as u64, "call missed its limiter slot; taking a new one");
+                let waited = res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
+                metrics::limiter_waited(op, waited);
+                slot = Instant::now();
             }
             let answer = match self.send(acct, req, &token).await {
                 Ok(answer) => answer,

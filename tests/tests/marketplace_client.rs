@@ -161,3 +161,5 @@ mod happy;
 mod redirects;
 #[path = "marketplace_client/secrets.rs"]
 mod secrets;
+#[path = "marketplace_client/slots.rs"]
+mod slots;

@@ -51,15 +51,6 @@ impl Resilience {
         Ok(wait)
     }
 
-    /// How late after its slot a call may still go out: half an interval at the rate
-    /// the limiter keeps to. A call later than that would go out beside the calls whose
-    /// slots came after its own, so it takes a new slot instead.
-    pub fn slot_grace(&self, op: Operation) -> Duration {
-        let cfg = self.config();
-        let rate = cfg.limit(op).rate * (1.0 - cfg.limiter.rate_margin);
-        Duration::from_secs_f64(0.5 / rate)
-    }
-
     /// The marketplace announced its rate (`x-amzn-RateLimit-Limit`): adopt it for this
     /// account+operation when it differs from the rate in use (lower or higher), for all
     /// workers. The burst stays as configured; the bucket keeps its current token deficit.

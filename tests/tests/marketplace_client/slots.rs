@@ -1,7 +1,6 @@
 //! Limiter slots are moments to send: calls keep to the marketplace's plan even when
-//! something holds them back between their slot and their send.
+//! something held them back before they went out.
 use drover_tests::sim::RateLimit;
-use drover_worker::marketplace::{BeforeSend, DeleteOutcome};
 use futures::future::join_all;
 
 use super::*;
@@ -55,43 +54,5 @@ async fn calls_held_back_by_another_workers_token_refresh_keep_to_the_plan_when_
     }
     assert_eq!(stats.accepted, CALLS as u64, "{stats:?}");
     assert_eq!(env.token_grants("acct-1").await?, 1);
-    Ok(())
-}
-
-/// A call that reaches its moment to send late — its note before sending was slow, or
-/// the process was starved — takes a new slot rather than going out beside calls whose
-/// slots came after its own. (Seen under load: one such bunch drew a 429 in
-/// parked_kill_process.)
-#[tokio::test]
-async fn calls_that_miss_their_slot_take_a_new_one_and_keep_to_the_plan() -> TestResult {
-    const CALLS: usize = 12;
-    const SLOW: usize = 8;
-    let env = tight_plan(Operation::DeleteListingsItem, ResOp::DeleteListingsItem).await?;
-    let ctx = env.ctx("acct-1");
-    // The token first, so every call below is held back by its note alone.
-    env.client.get_listings_item(&ctx, "acct-1", &sku("SKU-00001"), &us()).await?;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-
-    let calls = (0..CALLS).map(|i| {
-        let (client, ctx) = (env.client.clone(), ctx.clone());
-        async move {
-            // The first calls take the first slots, then their notes take 800 ms.
-            let note: Option<BeforeSend<'static>> = (i < SLOW).then(|| -> BeforeSend<'static> {
-                Box::pin(async {
-                    tokio::time::sleep(Duration::from_millis(800)).await;
-                    Ok(())
-                })
-            });
-            let sku = sku(&format!("SKU-{:05}", i + 2));
-            client.delete_listings_item_noting(&ctx, "acct-1", &sku, &us(), note).await
-        }
-    });
-    let results = join_all(calls).await;
-    let stats = env.op_stats("acct-1", Operation::DeleteListingsItem).await?;
-    assert_eq!(stats.rate_limited, 0, "calls went out beyond the plan: {stats:?}");
-    for result in results {
-        assert_eq!(result?, DeleteOutcome::Deleted);
-    }
-    assert_eq!(stats.accepted, CALLS as u64, "{stats:?}");
     Ok(())
 }

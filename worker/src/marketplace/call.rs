@@ -5,8 +5,7 @@
 //! 2. the circuit breaker → `BreakerOpen`;
 //! 3. the access token from the shared cache (one LWA exchange across all workers),
 //!    before the slot: a slot is the moment to send, not to start waiting;
-//! 4. a slot from the shared limiter (every attempt takes one: a retry is a call; a
-//!    call that reaches its send later than half an interval after it takes a new one);
+//! 4. a slot from the shared limiter (every attempt takes one: a retry is a call);
 //! 5. the request, with the call timeout, `x-amz-access-token` and the job's `traceparent`;
 //! 6. the answer classified: success; 404; 401 → refresh once; 429 → cooldown (report
 //!    operations) or a short in-call wait; 5xx/timeout/reset/unreadable 2xx → breaker
@@ -16,7 +15,7 @@
 //! is snoozed and the worker slot is freed.
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -36,10 +35,6 @@ use super::error::CallError;
 use super::types::AccountCtx;
 use crate::metrics;
 
-/// How many times a call that missed its limiter slot takes a new one before it goes
-/// out late all the same (a process starved that long is far behind anyway).
-const MAX_SLOT_RETAKES: usize = 3;
-
 /// The header SP-API reads the LWA access token from.
 const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
 /// A 429 without `Retry-After` is waited out this long (SP-API always sends one).
@@ -55,7 +50,7 @@ pub(crate) struct ApiRequest {
 }
 
 /// Runs once before a call's first request is sent; its error ends the call unsent.
-pub type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
+pub(crate) type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
 
 impl ApiRequest {
     /// A GET of `url` (no body).
@@ -131,24 +126,12 @@ impl MarketplaceClient {
             let token = self.access_token(acct, name).await?;
             let waited = res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
             metrics::limiter_waited(op, waited);
-            let mut slot = Instant::now();
             self.check_cooldown(account, op).await?;
             if let Some(note) = before_send.take() {
                 note.await?;
                 if acct.cancel.is_cancelled() {
                     return Err(CallError::Cancelled);
                 }
-            }
-            // Missed its moment (a slow note, a starved process): a new slot, rather
-            // than going out beside the calls whose slots came after this one's.
-            for _ in 0..MAX_SLOT_RETAKES {
-                if slot.elapsed() <= res.slot_grace(op) {
-                    break;
-                }
-                tracing::debug!(account = %account, op = name, late_ms = slot.elapsed().as_millis() as u64, "call missed its limiter slot; taking a new one");
-                let waited = res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
-                metrics::limiter_waited(op, waited);
-                slot = Instant::now();
             }
             let answer = match self.send(acct, req, &token).await {
                 Ok(answer) => answer,

@@ -171,7 +171,7 @@ impl MarketplaceClient {
     }
 
     /// [`Self::delete_listings_item`], running `before_send` right before the delete goes out.
-    pub async fn delete_listings_item_noting(
+    pub(crate) async fn delete_listings_item_noting(
         &self,
         acct: &AccountCtx,
         seller_id: &str,

@@ -34,7 +34,7 @@ pub async fn waiting(state: &AppState, job: WaitingJob<'_>) -> Result<Option<Wai
 /// [`waiting`] for many jobs, in order: one round trip to the queue and one for the
 /// cooldowns of their distinct accounts, run concurrently.
 pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<Vec<Option<Waiting>>, ApiError> {
-    let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
+    let ids: Vec<(&JobId, &str)> = jobs.iter().map(|j| (j.id, j.account_id.unwrap_or(""))).collect();
     let mut accounts: Vec<AccountId> = Vec::new();
     for job in jobs {
         if let Some(account) = cooled_account(job.id.kind(), job.account_id) {

@@ -7,6 +7,22 @@ use conformance::*;
 use drover::queue::{JobDefaults, Partitions, RedisStore};
 use drover_tests::harness::{Durability, RedisServer};
 
+/// The queue scripts (their function names) that still touch keys they do not declare in
+/// KEYS (issue 16; docs/architecture.md, "What a cluster needs of the scripts").
+const STILL_UNDECLARED: &[&str] = &[
+    "account_counts",
+    "adopt_lanes",
+    "callback_claim",
+    "count_queued",
+    "dead_groups",
+    "enqueue",
+    "fetch",
+    "list",
+    "queue_stats",
+    "remove",
+    "settle",
+];
+
 async fn redis_store() -> (RedisServer, RedisStore) {
     store_with(JobDefaults {
         max_attempts: 3,
@@ -85,6 +101,47 @@ macro_rules! conformance {
             let spread = cluster.keys_per_primary();
             eprintln!("keys per primary: {spread:?}");
             assert!(spread.len() == 3 && spread.iter().all(|(_, keys)| *keys > 0), "every primary holds queue keys: {spread:?}");
+        }
+
+        /// Every rule on one server and four partitions, watched through `MONITOR`: the
+        /// scripts that touch a key they do not declare in KEYS are exactly those still
+        /// listed in `STILL_UNDECLARED` (issue 16), so a script that declares its keys
+        /// comes off the list and none goes back on it.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn the_scripts_that_touch_undeclared_keys_are_the_known_ones() {
+            let server = RedisServer::start(Durability::None);
+            let monitor = drover_tests::harness::KeyMonitor::start(server.port());
+            let defaults = JobDefaults {
+                max_attempts: 3,
+                ..Default::default()
+            };
+            let partitioned = JobDefaults {
+                partitions: Partitions::new(4).unwrap(),
+                ..defaults.clone()
+            };
+            $(
+                let ns = concat!("k-", stringify!($rule));
+                let store = RedisStore::connect(&server.url(), &ns[..ns.len().min(60)], partitioned.clone()).await.unwrap();
+                conformance::$rule(store).await;
+            )*
+            $(
+                let ns = concat!("k-", stringify!($one));
+                let store = RedisStore::connect(&server.url(), &ns[..ns.len().min(60)], defaults.clone()).await.unwrap();
+                conformance::$one(store).await;
+            )*
+            // the one script no rule runs: what a worker does at start and every 2 s
+            let store = RedisStore::connect(&server.url(), "k-adopt", defaults.clone()).await.unwrap();
+            store.adopt_old_lanes().await.unwrap();
+            let seen = monitor.finish();
+            for (script, shapes) in &seen.by_script {
+                eprintln!("{script}: {shapes:?}");
+            }
+            let called: Vec<&str> = seen.calls.keys().map(|s| s.as_str()).collect();
+            let mut every: Vec<&str> = drover::queue::SCRIPTS.script_names().collect();
+            every.sort();
+            assert_eq!(called, every, "every queue script ran ({:?} calls)", seen.calls);
+            let scripts: Vec<&str> = seen.by_script.keys().map(|s| s.as_str()).collect();
+            assert_eq!(scripts, STILL_UNDECLARED, "the scripts touching undeclared keys (above, with the keys)");
         }
 
         /// Every rule on a Sentinel-managed primary (one replica, three sentinels).

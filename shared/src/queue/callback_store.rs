@@ -74,6 +74,9 @@ impl CallbackStore for RedisStore {
         let next_ms = next.map_or(-1, |d| d.as_millis() as i64);
         let r: String = scripts::CALLBACK_RECORD
             .key(keys.slot_key())
+            .key(keys.job(&due.job_id))
+            .key(keys.key(&format!("callbacks:{}", due.job_id)))
+            .key(keys.key("cbdue"))
             .arg(keys.prefix())
             .arg(due.job_id.as_str())
             .arg(&due.token)

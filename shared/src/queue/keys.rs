@@ -28,6 +28,11 @@ impl QueueKeys {
     pub fn attempts(&self, id: &JobId) -> String {
         self.key(&format!("attempts:{id}"))
     }
+    /// One of an account's keys in this queue: `<what>:<account>` (its lane `rq`, counts
+    /// `as`, running jobs `hold`, exclusive sync `excl`, ...).
+    pub fn of_account(&self, what: &str, account: &str) -> String {
+        self.key(&format!("{what}:{account}"))
+    }
     /// A key in this queue's slot, named as every script's `KEYS[1]` so a Cluster client
     /// routes the call there (nothing is stored under it).
     pub fn slot_key(&self) -> String {

@@ -40,6 +40,7 @@ pub use migrate::Migrated;
 pub use partition::Partitions;
 pub use redis_settings::RECOMMENDED_LISTPACK_VALUE;
 pub use redis_store::RedisStore;
+pub use scripts::LIBRARY as SCRIPTS;
 pub use stats::{QueueEvents, WaitingCounts};
 pub use types::*;
 pub use waiting::{WaitReason, Waiting};

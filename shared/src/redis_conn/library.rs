@@ -86,6 +86,11 @@ impl Library {
         &self.name
     }
 
+    /// Each script's own name (its file's), in order.
+    pub fn script_names(&self) -> impl Iterator<Item = &str> {
+        self.calls.iter().map(|(f, _)| &f[self.name.len() + 1..])
+    }
+
     /// Whether calls go by `EVALSHA` (a server refused `FUNCTION LOAD`).
     pub fn by_eval(&self) -> bool {
         self.by_eval.load(Ordering::Relaxed)

@@ -1,10 +1,12 @@
 //! Test harness: real processes on random ports, each stopped by its PID.
+mod key_monitor;
 mod postgres;
 mod process;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
+pub use key_monitor::{KeyMonitor, Undeclared};
 pub use postgres::PgDatabase;
 pub use process::{cargo_bin, ChildProcess};
 pub use redis_cluster::RedisCluster;

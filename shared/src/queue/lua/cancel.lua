@@ -1,11 +1,15 @@
--- ARGV: prefix, id -> 'missing' | 'cancelled' | 'requested' | 'terminal:<state>'
+-- ARGV: prefix, id, account (the one its KEYS were named for; absent from a caller of
+-- the previous release) -> 'missing' | 'cancelled' | 'requested' | 'terminal:<state>' |
+-- 'again' (the job's account is not the one named: nothing written)
 local id = ARGV[2]
 local key = P .. 'job:' .. id
-local st = redis.call('HGET', key, 'st')
+local f = redis.call('HMGET', key, 'st', 'acct')
+local st = f[1]
 if not st then return 'missing' end
+if ARGV[3] and (f[2] or '') ~= ARGV[3] then return 'again' end
 local now = now_ms()
 if st == 'queued' or st == 'scheduled' or st == 'retrying' then
-  remove_ready(id, redis.call('HGET', key, 'acct'))
+  remove_ready(id, f[2])
   redis.call('ZREM', P .. 'scheduled', id)
   redis.call('ZREM', P .. 'retrying', id)
   if st == 'scheduled' then

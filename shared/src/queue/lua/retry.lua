@@ -1,14 +1,21 @@
 -- Puts a dead, cancelled or partial job back in the queue with a fresh attempt budget.
--- ARGV: prefix, id, exclusive -> 'queued' | 'missing' | 'state:<state>' | 'busy:<holder id>'
+-- ARGV: prefix, id, exclusive, then what its KEYS were named for (absent from a caller
+-- of the previous release): account, the account's exclusive holder, dead-letter
+-- signature ('' for none)
+-- -> 'queued' | 'missing' | 'state:<state>' | 'busy:<holder id>' | 'again' (one of those
+--    is not what was named: nothing written)
 local id, exclusive = ARGV[2], ARGV[3]
 local key = P .. 'job:' .. id
 local st = redis.call('HGET', key, 'st')
 if not st then return 'missing' end
 if st ~= 'dead' and st ~= 'cancelled' and st ~= 'partial' then return 'state:' .. st end
-local acct, counted, at, ma, budget = unpack(redis.call('HMGET', key, 'acct', 'ac', 'at', 'ma', 'mb'))
+local acct, counted, at, ma, budget, sig = unpack(redis.call('HMGET', key, 'acct', 'ac', 'at', 'ma', 'mb', 'sg'))
+local named = ARGV[4] ~= nil
+if named and ((acct or '') ~= ARGV[4] or (sig or '') ~= ARGV[6]) then return 'again' end
 if exclusive == '1' and acct and acct ~= '' then
   local ekey = P .. 'excl:' .. acct
   local holder = redis.call('GET', ekey)
+  if named and (holder or '') ~= ARGV[5] then return 'again' end
   if holder and holder ~= id and sync_under_way(holder) then
     return 'busy:' .. holder
   end

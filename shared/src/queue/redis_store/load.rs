@@ -2,23 +2,25 @@
 //! why each waits, many at once in as few round trips as the deployment allows.
 use redis::Value;
 
+use super::by_job::waiting_call;
 use super::{parse_err, RedisStore};
 use crate::job::{Job, JobId};
 use crate::queue::codec::{decode_job, Fields};
 use crate::queue::{scripts, QueueKeys, StoreError, Waiting};
 
 impl RedisStore {
-    /// [`JobStore::waiting`] for many jobs in one round trip (listings), in order.
-    pub async fn waiting_many(&self, ids: &[JobId]) -> Result<Vec<Option<Waiting>>, StoreError> {
-        if ids.is_empty() {
+    /// [`JobStore::waiting`] for many jobs, each with its account (as its record says:
+    /// a job of another account is answered `None`), in one round trip (listings), in
+    /// order.
+    pub async fn waiting_many(&self, jobs: &[(&JobId, &str)]) -> Result<Vec<Option<Waiting>>, StoreError> {
+        if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<QueueKeys> = ids.iter().map(|id| self.job_keys(id)).collect();
+        let keys: Vec<QueueKeys> = jobs.iter().map(|(id, _)| self.job_keys(id)).collect();
         let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
         let replies = self
             .grouped(&tags, Some(&scripts::LIBRARY), |pipe, i| {
-                let mut inv = scripts::WAITING.key(keys[i].slot_key());
-                inv.arg(keys[i].prefix()).arg(ids[i].as_str());
+                let inv = waiting_call(&keys[i], jobs[i].0, jobs[i].1);
                 inv.add_to(pipe);
             })
             .await?;

@@ -7,6 +7,7 @@
 //! `load` (records and waiting reasons), `trim` (retention and purge) and `workers`
 //! (heartbeats). Listing, counts, wake-ups and dead-letter groups live beside it in
 //! `queue/`.
+mod by_job;
 mod enqueue;
 mod fetch;
 mod load;
@@ -193,16 +194,25 @@ impl RedisStore {
 
     /// Calls `script` once for each queue `runs` live in — its prefix, `arg` when given,
     /// then each run's id and token — every queue at once, so a slow or unreachable shard
-    /// delays or fails only its own runs. Each answer comes with its queue's runs.
+    /// delays or fails only its own runs. Each answer comes with its queue's runs. The
+    /// call declares the queue's keys named in `uses` and each run's job record: all the
+    /// script touches.
     async fn call_per_queue<'a, R: redis::FromRedisValue>(
         &self,
         script: &'static crate::redis_conn::LuaScript,
+        uses: &[&str],
         runs: &'a [(JobId, String)],
         arg: Option<u64>,
     ) -> Vec<(Vec<(usize, &'a (JobId, String))>, redis::RedisResult<R>)> {
         let queues = self.by_queue(runs, |r| &r.0);
         let answers = futures::future::join_all(queues.iter().map(|(keys, items)| {
             let mut inv = script.key(keys.slot_key());
+            for suffix in uses {
+                inv.key(keys.key(suffix));
+            }
+            for (_, (id, _)) in items {
+                inv.key(keys.job(id));
+            }
             inv.arg(keys.prefix());
             if let Some(a) = arg {
                 inv.arg(a);
@@ -257,6 +267,7 @@ impl JobStore for RedisStore {
         let json = serde_json::to_string(progress).map_err(parse_err)?;
         let n: i64 = scripts::PROGRESS
             .key(keys.slot_key())
+            .key(keys.job(id))
             .arg(keys.prefix())
             .arg(id.as_str())
             .arg(token)
@@ -267,40 +278,11 @@ impl JobStore for RedisStore {
     }
 
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
-        let keys = self.job_keys(id);
-        let mut conn = self.conn.clone();
-        let r: String = scripts::CANCEL
-            .key(keys.slot_key())
-            .arg(keys.prefix())
-            .arg(id.as_str())
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(match r.as_str() {
-            "missing" => CancelOutcome::NotFound,
-            "cancelled" => CancelOutcome::Cancelled,
-            "requested" => CancelOutcome::Requested,
-            other => CancelOutcome::AlreadyTerminal(other.trim_start_matches("terminal:").parse().map_err(parse_err)?),
-        })
+        self.cancel_job(id).await
     }
 
     async fn retry(&self, id: &JobId) -> Result<RetryOutcome, StoreError> {
-        let keys = self.job_keys(id);
-        let mut conn = self.conn.clone();
-        self.touched(id);
-        let exclusive = if id.kind().is_exclusive() { "1" } else { "0" };
-        let r: String = scripts::RETRY
-            .key(keys.slot_key())
-            .arg(keys.prefix())
-            .arg(id.as_str())
-            .arg(exclusive)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(match r.split_once(':') {
-            None if r == "queued" => RetryOutcome::Queued,
-            None => RetryOutcome::NotFound,
-            Some(("busy", holder)) => RetryOutcome::AccountBusy(holder.parse().map_err(parse_err)?),
-            Some((_, state)) => RetryOutcome::WrongState(state.parse().map_err(parse_err)?),
-        })
+        self.retry_job(id).await
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
@@ -376,15 +358,7 @@ impl JobStore for RedisStore {
     }
 
     async fn waiting(&self, id: &JobId) -> Result<Option<super::Waiting>, StoreError> {
-        let keys = self.job_keys(id);
-        let mut conn = self.conn.clone();
-        let reply: Vec<String> = scripts::WAITING
-            .key(keys.slot_key())
-            .arg(keys.prefix())
-            .arg(id.as_str())
-            .invoke_async(&mut conn)
-            .await?;
-        super::Waiting::from_reply(reply)
+        self.waiting_of(id).await
     }
 
     async fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> Result<(), StoreError> {

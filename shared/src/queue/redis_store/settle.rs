@@ -81,7 +81,12 @@ impl RedisStore {
         let mut report = LeaseReport::default();
         let mut failure = None;
         let answers = self
-            .call_per_queue::<(Vec<String>, Vec<String>)>(&scripts::EXTEND, leases, Some(lease.as_millis() as u64))
+            .call_per_queue::<(Vec<String>, Vec<String>)>(
+                &scripts::EXTEND,
+                &["active", "seen", "gaps"],
+                leases,
+                Some(lease.as_millis() as u64),
+            )
             .await;
         for (items, answer) in answers {
             match answer {
@@ -104,7 +109,7 @@ impl RedisStore {
     pub(super) async fn record_starts(&self, runs: &[(JobId, String)]) -> Result<(), StoreError> {
         // Every queue is told even when another cannot be reached (the call then fails
         // and is sent again: a start is recorded once however often it is sent).
-        let answers = self.call_per_queue::<i64>(&scripts::START, runs, None).await;
+        let answers = self.call_per_queue::<i64>(&scripts::START, &["unstarted"], runs, None).await;
         match answers.into_iter().find_map(|(_, answer)| answer.err()) {
             Some(e) => Err(e.into()),
             None => Ok(()),

@@ -9,19 +9,7 @@ use drover_tests::harness::{Durability, RedisServer};
 
 /// The queue scripts (their function names) that still touch keys they do not declare in
 /// KEYS (issue 16; docs/architecture.md, "What a cluster needs of the scripts").
-const STILL_UNDECLARED: &[&str] = &[
-    "account_counts",
-    "adopt_lanes",
-    "callback_claim",
-    "count_queued",
-    "dead_groups",
-    "enqueue",
-    "fetch",
-    "list",
-    "queue_stats",
-    "remove",
-    "settle",
-];
+const STILL_UNDECLARED: &[&str] = &["account_counts", "dead_groups", "enqueue", "fetch", "remove", "settle"];
 
 async fn redis_store() -> (RedisServer, RedisStore) {
     store_with(JobDefaults {

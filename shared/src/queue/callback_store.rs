@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use redis::Value;
+use redis::{AsyncCommands, Value};
 
 use super::callbacks::{AccountShare, CallbackStore, DueCallback, Recorded};
 use super::{scripts, RedisStore, StoreError};
@@ -12,6 +12,9 @@ use crate::job::{JobId, JobKind};
 
 /// Most deliveries one claim takes.
 const MAX_CLAIM: usize = 100;
+/// How many due deliveries a claim looks through when accounts have shares
+/// (callback_claim.lua's `SCAN`).
+const CLAIM_SCAN: usize = 1000;
 
 fn protocol(e: impl std::fmt::Display) -> StoreError {
     StoreError::Protocol(e.to_string())
@@ -37,9 +40,20 @@ impl CallbackStore for RedisStore {
             if out.len() >= max.max(1) {
                 break;
             }
-            let mut call = scripts::CALLBACK_CLAIM.key(keys.slot_key());
+            // The entries the script may claim, read ahead so it declares their keys;
+            // none at all: nothing to claim or wait for here.
+            let count = (max.max(1) - out.len()).clamp(1, MAX_CLAIM);
+            let scan = if share.per_account > 0 { CLAIM_SCAN } else { count };
+            let ahead: Vec<String> = conn.zrange(keys.key("cbdue"), 0, scan as isize - 1).await?;
+            if ahead.is_empty() {
+                continue;
+            }
+            let mut call = scripts::CALLBACK_CLAIM.key(keys.key("cbdue"));
+            for id in &ahead {
+                call.key(keys.key(&format!("job:{id}"))).key(keys.key(&format!("callbacks:{id}")));
+            }
             call.arg(keys.prefix())
-                .arg((max.max(1) - out.len()).clamp(1, MAX_CLAIM))
+                .arg(count)
                 .arg(lease.as_millis().max(1) as u64)
                 .arg(worker)
                 .arg(max_tries.max(1))

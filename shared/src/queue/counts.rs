@@ -19,14 +19,43 @@ const CARDS: [&str; 8] = [
     "unstarted",
 ];
 
+/// How many accounts' lanes the stats read: a sample of those at their cap, and the
+/// first in `passes` (queue_stats.lua's `LANES_READ`).
+const LANES_READ: usize = 1000;
+
+/// The accounts whose lanes one partition's stats read, read ahead of [`add_reads`] so
+/// its script declares their keys.
+#[derive(Debug, Default)]
+pub(super) struct LanesAhead {
+    blocked: Vec<String>,
+    passes: Vec<String>,
+}
+
+/// Adds the reads of [`LanesAhead`] for one partition to `pipe`.
+pub(super) fn add_lanes_ahead(pipe: &mut redis::Pipeline, k: &QueueKeys) {
+    pipe.cmd("HRANDFIELD").arg(k.key("blocked")).arg(LANES_READ);
+    pipe.zrange(k.key("passes"), 0, LANES_READ as isize - 1);
+}
+
+/// [`LanesAhead`] from the replies of [`add_lanes_ahead`].
+pub(super) fn lanes_ahead(values: Vec<Value>) -> Result<LanesAhead, StoreError> {
+    let (blocked, passes): (Vec<String>, Vec<String>) = redis::from_redis_value(Value::Array(values)).map_err(parse_err)?;
+    Ok(LanesAhead { blocked, passes })
+}
+
 /// Adds one partition's reads to `pipe`: one snapshot (MULTI/EXEC) of the counts, then
 /// the sums over lanes, which need a script.
-pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys) {
+pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys, ahead: &LanesAhead) {
     pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
 
     // Recounts the queued jobs if a process of the release before the counter wrote
-    // here (a rolling upgrade): a no-op read once none runs.
-    scripts::COUNT_QUEUED.key(k.slot_key()).arg(k.prefix()).add_to(pipe);
+    // here (a rolling upgrade): a no-op read once none runs. It answers -1 when there is
+    // something to recount (it needs every lane declared: the caller then recounts).
+    let mut call = scripts::COUNT_QUEUED.key(k.slot_key());
+    for suffix in ["ready", "passes", "lanes", "blocked", "queued"] {
+        call.key(k.key(suffix));
+    }
+    call.arg(k.prefix()).add_to(pipe);
     pipe.get(k.key("queued"));
     for suffix in CARDS {
         pipe.zcard(k.key(suffix));
@@ -35,14 +64,36 @@ pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys) {
     pipe.cmd("ZRANGE").arg(k.key("unstarted")).arg(0).arg(0).arg("WITHSCORES");
     pipe.hget(k.key("stats"), "succeeded");
     pipe.cmd("TIME");
-    scripts::QUEUE_STATS.key(k.slot_key()).arg(k.prefix()).add_to(pipe);
+    let mut call = scripts::QUEUE_STATS.key(k.slot_key());
+    for suffix in [
+        "parked:rate_limit",
+        "parked:quota_cooldown",
+        "parked:breaker_open",
+        "blocked",
+        "stats",
+        "passes",
+    ] {
+        call.key(k.key(suffix));
+    }
+    for account in ahead.blocked.iter().chain(&ahead.passes) {
+        call.key(k.of_account("rq", account));
+    }
+    call.arg(k.prefix());
+    for account in &ahead.blocked {
+        call.arg(account);
+    }
+    call.add_to(pipe);
 }
 
-/// One partition's counts from the replies of [`add_reads`].
-pub(super) fn from_reads(values: Vec<Value>) -> Result<QueueCounts, StoreError> {
+/// One partition's counts from the replies of [`add_reads`]; `None` when its queued
+/// jobs must first be recounted (a process of an older layout wrote there).
+pub(super) fn from_reads(values: Vec<Value>) -> Result<Option<QueueCounts>, StoreError> {
     let mut it = values.into_iter();
     let mut next = || it.next().unwrap_or(Value::Nil);
-    let _upgraded: i64 = redis::from_redis_value(next()).map_err(parse_err)?;
+    let upgraded: i64 = redis::from_redis_value(next()).map_err(parse_err)?;
+    if upgraded < 0 {
+        return Ok(None);
+    }
     let mut c = [0u64; 9];
     // The counter is absent before the first enqueue (and would read below zero only
     // if a process of an older layout took from the lanes: counted as none).
@@ -68,7 +119,7 @@ pub(super) fn from_reads(values: Vec<Value>) -> Result<QueueCounts, StoreError> 
         .max()
         .unwrap_or(0);
     let waiting = super::stats::split_waiting(c[0], c[1], c[2], c[8], paused, &stats);
-    Ok(QueueCounts {
+    Ok(Some(QueueCounts {
         queued: c[0],
         scheduled: c[1].saturating_sub(c[2]),
         retrying: c[2],
@@ -84,7 +135,7 @@ pub(super) fn from_reads(values: Vec<Value>) -> Result<QueueCounts, StoreError> 
         succeeded_total: total.unwrap_or(0),
         waiting,
         events: stats.events,
-    })
+    }))
 }
 
 impl QueueCounts {

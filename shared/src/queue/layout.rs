@@ -113,7 +113,8 @@ impl RedisStore {
     /// [`LAYOUT_EVERY`]. Only workers run it: a lane moved while no worker of this
     /// release runs would wait unseen by the older ones.
     pub async fn adopt_old_lanes(&self) -> Result<(), StoreError> {
-        for (queue, moved) in self.on_every_queue(&scripts::ADOPT_LANES).await? {
+        let offer = ["lanes", "queued", "passes", "blocked", "vt", "idle", "marker"];
+        for (queue, moved) in self.on_every_queue(&scripts::ADOPT_LANES, &offer, &["lanes"]).await? {
             if moved > 0 {
                 tracing::info!(queue = %queue, moved, "lanes offered by an earlier release now take weighted turns");
             }
@@ -123,8 +124,10 @@ impl RedisStore {
 
     /// Queues written by a release that kept a `ready` index get their `queued` counter
     /// (`count_queued.lua`); a no-op on every later start.
-    async fn upgrade_queued_counts(&self) -> Result<(), StoreError> {
-        for (queue, upgraded) in self.on_every_queue(&scripts::COUNT_QUEUED).await? {
+    pub(super) async fn upgrade_queued_counts(&self) -> Result<(), StoreError> {
+        let indexes = ["passes", "lanes", "blocked"];
+        let uses = ["ready", "passes", "lanes", "blocked", "queued"];
+        for (queue, upgraded) in self.on_every_queue(&scripts::COUNT_QUEUED, &uses, &indexes).await? {
             if upgraded == 1 {
                 tracing::info!(queue = %queue, "queued jobs now counted by the lanes' counter");
             }
@@ -133,16 +136,46 @@ impl RedisStore {
     }
 
     /// Runs a queue script that takes only the queue's prefix on every queue (each kind,
-    /// each partition): each queue's prefix and the script's answer.
-    async fn on_every_queue(&self, script: &'static LuaScript) -> Result<Vec<(String, i64)>, StoreError> {
+    /// each partition): each queue's prefix and the script's answer. The call declares
+    /// the queue's keys named in `uses` and the lanes of the accounts in the indexes
+    /// named in `accounts_in` (sorted sets, or the hash `blocked`), read just before;
+    /// the script answers -1 when one of those changed in between, and is called again.
+    async fn on_every_queue(
+        &self,
+        script: &'static LuaScript,
+        uses: &[&str],
+        accounts_in: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
+        let mut conn = self.connection();
         for kind in JobKind::ALL {
             for keys in self.all_keys(kind) {
-                let answer: i64 = script
-                    .key(keys.slot_key())
-                    .arg(keys.prefix())
-                    .invoke_async(&mut self.connection())
-                    .await?;
+                let mut answer = -1;
+                for _ in 0..5 {
+                    let mut pipe = redis::pipe();
+                    for index in accounts_in {
+                        if *index == "blocked" {
+                            pipe.hkeys(keys.key(index));
+                        } else {
+                            pipe.zrange(keys.key(index), 0, -1);
+                        }
+                    }
+                    let lists: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+                    let mut call = script.key(keys.slot_key());
+                    for suffix in uses {
+                        call.key(keys.key(suffix));
+                    }
+                    let mut accounts: Vec<&String> = lists.iter().flatten().collect();
+                    accounts.sort();
+                    accounts.dedup();
+                    for account in accounts {
+                        call.key(keys.of_account("rq", account));
+                    }
+                    answer = call.arg(keys.prefix()).invoke_async(&mut conn).await?;
+                    if answer != -1 {
+                        break;
+                    }
+                }
                 out.push((keys.prefix().to_owned(), answer));
             }
         }

@@ -4,6 +4,10 @@
 use super::{scripts, Cursor, ListQuery, QueueKeys, RedisStore, StoreError};
 use crate::job::{JobId, JobKind, JobState};
 
+/// How many entries past a filtered page's scan cap are read ahead: entries at the
+/// cursor's own score that the page passes over again.
+const READ_AHEAD_TIES: usize = 64;
+
 /// A (score, id) position in an index.
 type Position = (String, String);
 /// One queue: a kind and a partition of it.
@@ -62,18 +66,52 @@ impl RedisStore {
             (None, None, None) => (keys.key("all"), "", ""),
         };
         let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
-        let reply: (Vec<String>, String, String, i64) = scripts::LIST
-            .key(&index)
-            .arg(keys.prefix())
-            .arg(max_score)
-            .arg(cursor_id)
-            .arg(query.limit)
-            .arg(state_filter)
-            .arg(account_filter)
-            .arg(query.limit.saturating_mul(20).max(2000))
-            .arg(query.error_class.as_deref().unwrap_or(""))
-            .invoke_async(&mut conn)
-            .await?;
+        let cap = query.limit.saturating_mul(20).max(2000);
+        let filtered = !state_filter.is_empty() || !account_filter.is_empty() || query.error_class.is_some();
+        let mut reply: (Vec<String>, String, String, i64) = Default::default();
+        // A filtered page reads each entry's record: the entries it may walk are read
+        // ahead (a few more than the cap, for the cursor's ties), so the script declares
+        // their records. Made again when every entry read ahead went meanwhile.
+        for _ in 0..3 {
+            let ahead: Vec<(String, String)> = if filtered {
+                redis::cmd("ZRANGE")
+                    .arg(&index)
+                    .arg(max_score)
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(cap + READ_AHEAD_TIES)
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            let end = match ahead.last() {
+                Some((id, score)) if ahead.len() == cap + READ_AHEAD_TIES => (score.as_str(), id.as_str()),
+                _ => ("", ""),
+            };
+            let mut call = scripts::LIST.key(&index);
+            for (id, _) in &ahead {
+                call.key(keys.key(&format!("job:{id}")));
+            }
+            call.arg(keys.prefix())
+                .arg(max_score)
+                .arg(cursor_id)
+                .arg(query.limit)
+                .arg(state_filter)
+                .arg(account_filter)
+                .arg(cap)
+                .arg(query.error_class.as_deref().unwrap_or(""))
+                .arg(end.0)
+                .arg(end.1);
+            reply = call.invoke_async(&mut conn).await?;
+            if !(reply.0.is_empty() && reply.2.is_empty() && reply.3 == 1) {
+                break;
+            }
+        }
         let (flat, last_score, last_id, more) = reply;
         let pairs = flat
             .chunks(2)

@@ -47,7 +47,7 @@ scripts! {
 }
 
 /// Every queue script, as one library: each call runs `begin_call` (common.lua) first.
-pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| Library::new("drover", "begin_call(ARGV[1])", DEFS));
+pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| Library::new("drover", "begin_call(ARGV[1], KEYS)", DEFS));
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,9 @@
 -- tries in flight at this worker (the pairs at the end of ARGV) reach it gets none
 -- more, and its due deliveries are passed over (up to SCAN of them) for the next
 -- account's, so one tenant's slow receivers cannot hold every slot.
+-- KEYS: the deliveries' index `cbdue`, then the records and try histories of the
+-- entries the caller read ahead (the index's first, by due time): one that came due
+-- since is passed over until the next call.
 -- ARGV: prefix, max, lease_ms, worker, max_tries, per_account, then pairs account,
 --       tries in flight
 -- -> {{id, token, try, ending, url, sealed secret, ended json, account}, ...}, wait_ms
@@ -23,9 +26,11 @@ local passed = false
 for _, id in ipairs(due) do
   if #out >= max then break end
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'cb', 'cbs', 'cbe', 'cbn', 'cbt', 'cbl', 'acct')
-  local acct = f[7] or ''
-  if not f[1] or f[1] == '' or not f[3] then
+  local f = declared(key) and redis.call('HMGET', key, 'cb', 'cbs', 'cbe', 'cbn', 'cbt', 'cbl', 'acct')
+  local acct = f and f[7] or ''
+  if not f then
+    passed = true
+  elseif not f[1] or f[1] == '' or not f[3] then
     redis.call('ZREM', P .. 'cbdue', id)
   elseif per_account > 0 and (busy[acct] or 0) >= per_account then
     passed = true

@@ -6,13 +6,24 @@
 -- Per call: the queue's prefix `P` (ARGV[1]), whether its kind de-duplicates per
 -- account (`EXCLUSIVE`), and the deferred counter moves (`tallies`, below), all set by
 -- `begin_call` before a script's body runs: in a library they outlive the call.
-local P, EXCLUSIVE, tallies
-local function begin_call(prefix)
+local P, EXCLUSIVE, tallies, CALL_KEYS, key_set
+local function begin_call(prefix, keys)
   P = prefix
+  CALL_KEYS, key_set = keys, nil
   -- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
   -- is queued or running): the kind's queue `{sync}`, or one of its partitions `{sync:<p>}`.
   EXCLUSIVE = string.find(P, '{sync[}:]') ~= nil
   tallies = nil
+end
+-- Whether this call declared `key` in KEYS. A script whose keys depend on what it reads
+-- (lanes, job records) is called with those its caller read ahead, and passes over (or
+-- answers `again` for) any other it meets, so it touches only declared keys (issue 16).
+local function declared(key)
+  if not key_set then
+    key_set = {}
+    for _, k in ipairs(CALL_KEYS or {}) do key_set[k] = true end
+  end
+  return key_set[key] == true
 end
 local function now_ms()
   local t = redis.call('TIME')

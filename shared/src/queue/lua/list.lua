@@ -1,12 +1,22 @@
 -- One page of an index, newest (highest score) first, resuming after a cursor.
--- KEYS[1]: the index ZSET. ARGV: prefix, max_score ('+inf' or cursor score), cursor id
--- ('' for none), limit, state filter ('' none), account filter ('' none), scan cap,
--- last error's class filter ('' none).
+-- KEYS[1]: the index ZSET; with a filter, KEYS[2..] the records of the entries the
+-- caller read ahead from the same position. ARGV: prefix, max_score ('+inf' or cursor
+-- score), cursor id ('' for none), limit, state filter ('' none), account filter (''
+-- none), scan cap, last error's class filter ('' none), the score and id of the last
+-- entry read ahead ('' when that read reached the index's end).
 -- -> {{id, score, ...}, last score, last id, more}: `more` is 1 when the index goes on.
+-- An entry whose record was not read ahead is passed over when it came in since that
+-- read (the page is as of the read), and ends the page when it lies beyond it.
 local max_score, cursor_id, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local want_state, want_acct, cap = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local want_class = ARGV[8] or ''
 local class_mark = '"class":"' .. want_class .. '"'
+local end_score, end_id = tonumber(ARGV[9] or ''), ARGV[10] or ''
+local function beyond_read(score, id)
+  if not end_score then return false end
+  local s = tonumber(score)
+  return s < end_score or (s == end_score and id < end_id)
+end
 local out = {}
 local last_score, last_id = '', ''
 local scanned, offset, more = 0, 0, 0
@@ -21,11 +31,19 @@ while true do
       break
     end
     if not (cursor_id ~= '' and score == max_score and id >= cursor_id) then
+      local keep = true
+      local key = P .. 'job:' .. id
+      local filtered = want_state ~= '' or want_acct ~= '' or want_class ~= ''
+      if filtered and not declared(key) and beyond_read(score, id) then
+        more = 1
+        break
+      end
       scanned = scanned + 1
       last_score, last_id = score, id
-      local keep = true
-      if want_state ~= '' or want_acct ~= '' or want_class ~= '' then
-        local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'acct', 'er')
+      if filtered and not declared(key) then
+        keep = false
+      elseif filtered then
+        local f = redis.call('HMGET', key, 'st', 'acct', 'er')
         if want_state ~= '' and f[1] ~= want_state then keep = false end
         if want_acct ~= '' and f[2] ~= want_acct then keep = false end
         if want_class ~= '' and not (f[3] and string.find(f[3], class_mark, 1, true)) then keep = false end

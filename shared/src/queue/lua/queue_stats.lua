@@ -7,9 +7,13 @@
 -- heads: those of the first LANES_READ lanes in pass order (the next to have a turn)
 -- and of the capped accounts read for `account_busy`; past that many accounts it is the
 -- lowest of those read.
--- ARGV: prefix -> {parked rate_limit, parked quota_cooldown, parked breaker_open,
---                  account_busy jobs, reclaimed_lost, reclaimed_released, late,
---                  parks: rate_limit, quota_cooldown, breaker_open, head score (0: none)}
+-- KEYS: the park indexes, `blocked`, `stats`, `passes`, and the lanes of the accounts
+-- the caller read ahead: a sample of `blocked` (also in ARGV) and the first LANES_READ
+-- of `passes`. A lane that was not declared is not read (an account offered since).
+-- ARGV: prefix, then the sampled accounts of `blocked`
+-- -> {parked rate_limit, parked quota_cooldown, parked breaker_open,
+--     account_busy jobs, reclaimed_lost, reclaimed_released, late,
+--     parks: rate_limit, quota_cooldown, breaker_open, head score (0: none)}
 local LANES_READ = 1000
 local out = {}
 for _, r in ipairs(PARK_REASONS) do
@@ -17,6 +21,7 @@ for _, r in ipairs(PARK_REASONS) do
 end
 local head
 local function see_head(acct)
+  if not declared(lane_key(acct)) then return end
   local h = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
   local score = tonumber(h[2])
   if score and (not head or score < head) then head = score end
@@ -24,12 +29,16 @@ end
 local blocked = redis.call('HLEN', P .. 'blocked')
 local busy = 0
 if blocked > 0 then
-  local accts = redis.call('HRANDFIELD', P .. 'blocked', math.min(blocked, LANES_READ))
-  for _, acct in ipairs(accts) do
-    busy = busy + redis.call('ZCARD', lane_key(acct))
-    see_head(acct)
+  local read = 0
+  for i = 2, #ARGV do
+    local acct = ARGV[i]
+    if declared(lane_key(acct)) and redis.call('HEXISTS', P .. 'blocked', acct) == 1 then
+      read = read + 1
+      busy = busy + redis.call('ZCARD', lane_key(acct))
+      see_head(acct)
+    end
   end
-  if blocked > #accts then busy = math.floor(busy * blocked / #accts) end
+  if read > 0 and blocked > read then busy = math.floor(busy * blocked / read) end
 end
 out[#out + 1] = busy
 local s = redis.call('HMGET', P .. 'stats', 'reclaimed_lost', 'reclaimed_released', 'late',

@@ -314,18 +314,34 @@ impl JobStore for RedisStore {
     }
 
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {
+        use super::counts::{add_lanes_ahead, add_reads, from_reads, lanes_ahead};
         let parts = self.all_keys(kind);
         let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
-        let replies = self
-            .grouped(&tags, Some(&scripts::LIBRARY), |pipe, i| super::counts::add_reads(pipe, &parts[i]))
-            .await?;
-        let mut total = QueueCounts::default();
-        for values in replies {
-            let part = super::counts::from_reads(values)?;
-            total.lag_ms_by_partition.push(part.lag_ms);
-            total.add(&part);
+        for _ in 0..2 {
+            let ahead = self.grouped(&tags, None, |pipe, i| add_lanes_ahead(pipe, &parts[i])).await?;
+            let ahead = ahead.into_iter().map(lanes_ahead).collect::<Result<Vec<_>, _>>()?;
+            let replies = self
+                .grouped(&tags, Some(&scripts::LIBRARY), |pipe, i| add_reads(pipe, &parts[i], &ahead[i]))
+                .await?;
+            let mut total = QueueCounts::default();
+            let mut recount = false;
+            for values in replies {
+                match from_reads(values)? {
+                    Some(part) => {
+                        total.lag_ms_by_partition.push(part.lag_ms);
+                        total.add(&part);
+                    }
+                    None => recount = true,
+                }
+            }
+            if !recount {
+                return Ok(total);
+            }
+            self.upgrade_queued_counts().await?;
         }
-        Ok(total)
+        Err(StoreError::Protocol(format!(
+            "the {kind} queue's counts could not be read: its queued jobs kept needing a recount"
+        )))
     }
 
     async fn set_paused(&self, kind: JobKind, paused: bool) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 //! state); and the backfill that counts jobs made before those counters existed.
 use std::collections::HashMap;
 
+use super::needs::call_declaring;
 use super::redis_store::parse_err;
 use super::{scripts, QueueKeys, RedisStore, StoreError};
 use crate::job::JobKind;
@@ -103,13 +104,15 @@ impl RedisStore {
     /// Counts up to a batch of one queue's jobs made before the counters existed; true
     /// once all are counted (then one EXISTS per call).
     pub(super) async fn backfill_account_counts(&self, k: &QueueKeys) -> Result<bool, StoreError> {
-        let done: i64 = scripts::ACCOUNT_COUNTS
-            .key(k.slot_key())
-            .arg(k.prefix())
-            .arg("backfill")
-            .arg(BACKFILL_BATCH)
-            .invoke_async(&mut self.connection())
-            .await?;
+        let done: i64 = call_declaring(&mut self.connection(), || {
+            let mut call = scripts::ACCOUNT_COUNTS.key(k.key("acdone"));
+            for suffix in ["all", "acend", "accur"] {
+                call.key(k.key(suffix));
+            }
+            call.arg(k.prefix()).arg("backfill").arg(BACKFILL_BATCH);
+            call
+        })
+        .await?;
         Ok(done == 1)
     }
 
@@ -120,13 +123,12 @@ impl RedisStore {
             Recount::Leave => "leave",
             Recount::Join => "join",
         };
-        let _: i64 = scripts::ACCOUNT_COUNTS
-            .key(k.slot_key())
-            .arg(k.prefix())
-            .arg(op)
-            .arg(id.as_str())
-            .invoke_async(&mut self.connection())
-            .await?;
+        let _: i64 = call_declaring(&mut self.connection(), || {
+            let mut call = scripts::ACCOUNT_COUNTS.key(k.job(id));
+            call.arg(k.prefix()).arg(op).arg(id.as_str());
+            call
+        })
+        .await?;
         Ok(())
     }
 }

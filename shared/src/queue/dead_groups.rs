@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::needs::call_declaring;
 use super::{scripts, ListQuery, QueueKeys, RedisStore, StoreError};
 use crate::job::{JobId, JobKind, JobState};
 
@@ -169,13 +170,15 @@ impl RedisStore {
     /// true once every dead job of the queue is grouped (then one EXISTS per call).
     pub(super) async fn backfill_dead_groups(&self, k: &QueueKeys, limit: usize) -> Result<bool, StoreError> {
         let mut conn = self.connection();
-        let done: i64 = scripts::DEAD_GROUPS
-            .key(k.slot_key())
-            .arg(k.prefix())
-            .arg("backfill")
-            .arg(limit.max(1))
-            .invoke_async(&mut conn)
-            .await?;
+        let done: i64 = call_declaring(&mut conn, || {
+            let mut call = scripts::DEAD_GROUPS.key(k.key("state:dead"));
+            for suffix in GROUP_INDEXES.into_iter().chain(["dgdone", "dgcur", "dgjdone", "dgjcur"]) {
+                call.key(k.key(suffix));
+            }
+            call.arg(k.prefix()).arg("backfill").arg(limit.max(1));
+            call
+        })
+        .await?;
         Ok(done == 1)
     }
 
@@ -187,16 +190,21 @@ impl RedisStore {
             Regroup::Leave => "leave",
             Regroup::Join => "join",
         };
-        let _: i64 = scripts::DEAD_GROUPS
-            .key(k.slot_key())
-            .arg(k.prefix())
-            .arg(op)
-            .arg(id.as_str())
-            .invoke_async(&mut conn)
-            .await?;
+        let _: i64 = call_declaring(&mut conn, || {
+            let mut call = scripts::DEAD_GROUPS.key(k.job(id));
+            for suffix in GROUP_INDEXES {
+                call.key(k.key(suffix));
+            }
+            call.arg(k.prefix()).arg(op).arg(id.as_str());
+            call
+        })
+        .await?;
         Ok(())
     }
 }
+
+/// The kind's indexes of its groups (common.lua: `dead_joined`, `dead_left`).
+const GROUP_INDEXES: [&str; 4] = ["dg", "dgm", "dgf", "dgl"];
 
 /// Which way a dead job moves for [`RedisStore::regroup_dead`].
 #[derive(Debug, Clone, Copy)]

@@ -17,6 +17,7 @@ mod keys;
 mod layout;
 mod listing;
 mod migrate;
+mod needs;
 mod partition;
 mod partition_health;
 mod redis_settings;

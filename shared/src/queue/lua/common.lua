@@ -6,10 +6,10 @@
 -- Per call: the queue's prefix `P` (ARGV[1]), whether its kind de-duplicates per
 -- account (`EXCLUSIVE`), and the deferred counter moves (`tallies`, below), all set by
 -- `begin_call` before a script's body runs: in a library they outlive the call.
-local P, EXCLUSIVE, tallies, CALL_KEYS, key_set
+local P, EXCLUSIVE, tallies, CALL_KEYS, key_set, needs
 local function begin_call(prefix, keys)
   P = prefix
-  CALL_KEYS, key_set = keys, nil
+  CALL_KEYS, key_set, needs = keys, nil, nil
   -- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
   -- is queued or running): the kind's queue `{sync}`, or one of its partitions `{sync:<p>}`.
   EXCLUSIVE = string.find(P, '{sync[}:]') ~= nil
@@ -24,6 +24,20 @@ local function declared(key)
     for _, k in ipairs(CALL_KEYS or {}) do key_set[k] = true end
   end
   return key_set[key] == true
+end
+-- A script that learns its keys only as it reads (a job's account, a dead-letter
+-- signature) notes each undeclared key it would touch with `need` and, before writing
+-- anything, answers `{'need', keys}` (`needs_answer`): its caller calls again with them
+-- declared.
+local function need(key)
+  if declared(key) then return true end
+  needs = needs or {}
+  needs[#needs + 1] = key
+  return false
+end
+local function needs_answer()
+  if needs then return {'need', needs} end
+  return nil
 end
 local function now_ms()
   local t = redis.call('TIME')
@@ -229,8 +243,8 @@ local function error_shape(message)
   m = string.gsub(m, '%s+', ' ')
   return m
 end
-local function dead_joined(id, err, at)
-  local key = P .. 'job:' .. id
+-- An error's dead-letter signature, with its class and masked message.
+local function signature_of(err)
   local class, message = 'unknown', ''
   local ok, e = pcall(cjson.decode, err or '')
   if ok and type(e) == 'table' then
@@ -238,7 +252,19 @@ local function dead_joined(id, err, at)
     if type(e.message) == 'string' then message = e.message end
   end
   local shape = error_shape(message)
-  local sig = string.sub(redis.sha1hex(class .. '\n' .. shape), 1, 16)
+  return string.sub(redis.sha1hex(class .. '\n' .. shape), 1, 16), class, shape
+end
+-- `need`s the keys of group `sig` that joining or leaving it touches for `acct`.
+local function need_group_keys(sig, acct)
+  need(P .. 'dg:' .. sig)
+  if acct and acct ~= '' then
+    need(P .. 'dgj:' .. sig .. ':' .. acct)
+    need(P .. 'dga:' .. acct)
+  end
+end
+local function dead_joined(id, err, at)
+  local key = P .. 'job:' .. id
+  local sig, class, shape = signature_of(err)
   redis.call('HSET', key, 'sg', sig)
   redis.call('ZADD', P .. 'dg:' .. sig, at, id)
   if redis.call('HINCRBY', P .. 'dg', sig, 1) == 1 then
@@ -281,8 +307,8 @@ local function dead_left(id)
 end
 -- A backfill's next batch of `index` (by score) from the position kept in `cur` up to
 -- `upto`: the ids of up to `limit` members, and every member at the batch's last score
--- (so the next call can start after it), and that score; the position moves past
--- them. nil once none is left.
+-- (so the next call can start after it), and that score. nil once none is left. The
+-- caller moves the position past them (`SET cur '(' .. last`) once it takes them.
 local function backfill_batch(index, cur, upto, limit)
   local from = redis.call('GET', cur) or '-inf'
   local batch = redis.call('ZRANGE', index, from, upto, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
@@ -291,7 +317,6 @@ local function backfill_batch(index, cur, upto, limit)
   local ids = {}
   for i = 1, #batch, 2 do ids[#ids + 1] = batch[i] end
   for _, id in ipairs(redis.call('ZRANGE', index, last, last, 'BYSCORE')) do ids[#ids + 1] = id end
-  redis.call('SET', cur, '(' .. last)
   return ids, last
 end
 -- Per-account counts by state (docs/architecture.md, "Per-account counts"). `as:<acct>`

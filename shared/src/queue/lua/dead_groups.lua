@@ -7,15 +7,40 @@
 --     each is (`dgjdone`); -> 1 once both are done, else 0.
 --   'join', id | 'leave', id: a dead job moved into or out of this queue (a partition
 --     migration) -> 1.
+-- Any call may answer {'need', keys} instead, writing nothing (common.lua: need).
 local op = ARGV[2]
+-- The record of each of `ids` with `fields` (the first three: state, error or
+-- signature, account), needing the keys of the group `sig_of` names for it (nil: none):
+-- nil for a record that was not declared.
+local function read_dead(ids, fields, sig_of)
+  local out = {}
+  for i, id in ipairs(ids) do
+    local key = P .. 'job:' .. id
+    if need(key) then
+      local f = redis.call('HMGET', key, unpack(fields))
+      out[i] = f
+      local sig = sig_of(f)
+      if sig then need_group_keys(sig, f[3]) end
+    end
+  end
+  return out
+end
+-- the signature a dead job without one joins (from its error), or nil
+local function joining(f)
+  if f[1] ~= 'dead' or f[4] then return nil end
+  return (signature_of(f[2]))
+end
 if op == 'join' then
   local id = ARGV[3]
-  local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'er', 'fa', 'sg')
+  local f = read_dead({id}, {'st', 'er', 'acct', 'sg', 'fa'}, joining)[1]
+  if needs then return needs_answer() end
   if f[1] == 'dead' and not f[4] then
-    dead_joined(id, f[2], tonumber(f[3]) or now_ms())
+    dead_joined(id, f[2], tonumber(f[5]) or now_ms())
   end
   return 1
 elseif op == 'leave' then
+  read_dead({ARGV[3]}, {'st', 'sg', 'acct'}, function(f) return f[2] or nil end)
+  if needs then return needs_answer() end
   dead_left(ARGV[3])
   return 1
 elseif op ~= 'backfill' then
@@ -26,10 +51,13 @@ if redis.call('EXISTS', P .. 'dgdone') == 0 then
   -- (`last`: the batch's last death ms, for a record without `fa`)
   local ids, last = backfill_batch(P .. 'state:dead', P .. 'dgcur', '+inf', limit)
   if ids then
-    for _, id in ipairs(ids) do
-      local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'er', 'fa', 'sg')
-      if f[1] == 'dead' and not f[4] then
-        dead_joined(id, f[2], tonumber(f[3]) or tonumber(last))
+    local jobs = read_dead(ids, {'st', 'er', 'acct', 'sg', 'fa'}, joining)
+    if needs then return needs_answer() end
+    redis.call('SET', P .. 'dgcur', '(' .. last)
+    for i, id in ipairs(ids) do
+      local f = jobs[i]
+      if f[1] == 'dead' and not f[4] and not redis.call('HGET', P .. 'job:' .. id, 'sg') then
+        dead_joined(id, f[2], tonumber(f[5]) or tonumber(last))
       end
     end
     return 0
@@ -46,8 +74,11 @@ if not ids then
   redis.call('DEL', P .. 'dgjcur')
   return 1
 end
-for _, id in ipairs(ids) do
-  local f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'sg', 'acct', 'fa')
+local jobs = read_dead(ids, {'st', 'sg', 'acct', 'fa'}, function(f) return f[1] == 'dead' and f[2] or nil end)
+if needs then return needs_answer() end
+redis.call('SET', P .. 'dgjcur', '(' .. last)
+for i, id in ipairs(ids) do
+  local f = jobs[i]
   if f[1] == 'dead' and f[2] and f[2] ~= '' and f[3] and f[3] ~= '' then
     redis.call('ZADD', P .. 'dgj:' .. f[2] .. ':' .. f[3], tonumber(f[4]) or tonumber(last), id)
   end

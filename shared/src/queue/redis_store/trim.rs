@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use super::{RedisStore, CHUNK};
 use crate::job::{JobId, JobKind};
-use crate::queue::{scripts, StoreError, Trimmed};
+use redis::AsyncCommands;
+
+use crate::queue::{scripts, QueueKeys, StoreError, Trimmed};
 
 /// How long one `trim` call may keep removing before it yields to the next tick.
 const TRIM_BUDGET: Duration = Duration::from_millis(250);
@@ -15,16 +17,70 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         for (k, items) in self.by_queue(ids, |id| id) {
             for chunk in items.chunks(CHUNK) {
-                let mut inv = scripts::REMOVE.key(k.slot_key());
-                inv.arg(k.prefix()).arg("dead").arg(0).arg(0).arg(0);
-                for (_, id) in chunk {
-                    inv.arg(id.as_str());
+                let mut todo: Vec<String> = chunk.iter().map(|(_, id)| id.to_string()).collect();
+                // A job whose keys changed between the read ahead and the call is left
+                // for the next call, which reads them again.
+                for _ in 0..5 {
+                    let (n, left) = self.remove(&mut conn, &k, "dead", Some(&todo), (0, 0, 0)).await?;
+                    removed += n;
+                    todo.drain(..todo.len() - (left as usize).min(todo.len()));
+                    if todo.is_empty() {
+                        break;
+                    }
                 }
-                let (n, _left): (u64, i64) = inv.invoke_async(&mut conn).await?;
-                removed += n;
             }
         }
         Ok(removed)
+    }
+
+    /// One call of remove.lua on `state` of queue `k`: of the jobs `named`, or of the
+    /// index's oldest as `(retention ms, limit, keep_max)` allow. Their keys (and what
+    /// those depend on: account, dead-letter signature) are read ahead and declared.
+    async fn remove(
+        &self,
+        conn: &mut crate::redis_conn::RedisConn,
+        k: &QueueKeys,
+        state: &str,
+        named: Option<&[String]>,
+        (retention_ms, limit, keep_max): (u64, usize, u64),
+    ) -> Result<(u64, u64), StoreError> {
+        let index = k.key(&format!("state:{state}"));
+        let ids: Vec<String> = match named {
+            Some(ids) => ids.to_vec(),
+            None => conn.zrange(&index, 0, limit.max(1) as isize - 1).await?,
+        };
+        if ids.is_empty() {
+            return Ok((0, 0)); // an empty index: nothing is due
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(k.key(&format!("job:{id}"))).arg("acct").arg("sg");
+        }
+        let facts: Vec<(Option<String>, Option<String>)> = pipe.query_async(conn).await?;
+        let mut call = scripts::REMOVE.key(&index);
+        for suffix in ["cbdue", "all", "dg", "dgm", "dgf", "dgl"] {
+            call.key(k.key(suffix));
+        }
+        for (id, (acct, sig)) in ids.iter().zip(&facts) {
+            for what in ["job", "attempts", "items", "callbacks"] {
+                call.key(k.key(&format!("{what}:{id}")));
+            }
+            if let Some(a) = acct {
+                for what in ["acct", "as", "dga"] {
+                    call.key(k.of_account(what, a));
+                }
+                if let Some(sig) = sig.as_deref().filter(|s| !s.is_empty()) {
+                    call.key(k.key(&format!("dg:{sig}"))).key(k.key(&format!("dgj:{sig}:{a}")));
+                }
+            }
+        }
+        call.arg(k.prefix()).arg(state).arg(retention_ms).arg(limit.max(1)).arg(keep_max);
+        if named.is_some() {
+            for id in &ids {
+                call.arg(id);
+            }
+        }
+        Ok(call.invoke_async(conn).await?)
     }
 
     pub(super) async fn trim_finished(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
@@ -63,14 +119,9 @@ impl RedisStore {
             while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
             for (state, keep_for, keep_max) in policies {
                 loop {
-                    let (removed, left): (u64, u64) = scripts::REMOVE
-                        .key(k.slot_key())
-                        .arg(k.prefix())
-                        .arg(state)
-                        .arg(keep_for.as_millis() as u64)
-                        .arg(limit.max(1))
-                        .arg(if keep_max == 0 { 0 } else { keep_max.div_ceil(n) })
-                        .invoke_async(&mut conn)
+                    let keep = if keep_max == 0 { 0 } else { keep_max.div_ceil(n) };
+                    let (removed, left) = self
+                        .remove(&mut conn, k, state, None, (keep_for.as_millis() as u64, limit, keep))
                         .await?;
                     trimmed.removed += removed;
                     if left == 0 || started.elapsed() >= TRIM_BUDGET {

@@ -9,13 +9,13 @@ use crate::redis_conn::{Call, RedisConn};
 
 /// How many times a call is made again with more keys: a backfill batch learns its
 /// records, then their accounts' and groups' keys.
-const ROUNDS: usize = 6;
+pub(super) const NEED_ROUNDS: usize = 6;
 
 /// Makes the call `build` returns, declaring the keys each answer says it needs, until
 /// the script answers.
 pub(super) async fn call_declaring<T: FromRedisValue>(conn: &mut RedisConn, build: impl Fn() -> Call) -> Result<T, StoreError> {
     let mut extra: Vec<String> = Vec::new();
-    for _ in 0..ROUNDS {
+    for _ in 0..NEED_ROUNDS {
         let mut call = build();
         for key in &extra {
             call.key(key);
@@ -33,12 +33,12 @@ pub(super) async fn call_declaring<T: FromRedisValue>(conn: &mut RedisConn, buil
         }
     }
     Err(StoreError::Protocol(format!(
-        "a queue script kept needing more keys after {ROUNDS} calls"
+        "a queue script kept needing more keys after {NEED_ROUNDS} calls"
     )))
 }
 
 /// The keys a `{'need', keys}` answer names.
-fn needed(answer: &Value) -> Option<Vec<String>> {
+pub(super) fn needed(answer: &Value) -> Option<Vec<String>> {
     let Value::Array(parts) = answer else { return None };
     match parts.as_slice() {
         [Value::BulkString(tag), Value::Array(keys)] if tag.as_slice() == b"need" => {

@@ -11,7 +11,34 @@
 --    waiting)
 -- A job with a callback comes with its id (the sealed secret is bound to it): an id
 -- already taken is a conflict, never an overwrite.
+-- KEYS: the queue's keys an enqueue touches, each job's record and idempotency key, and
+-- its account's keys (index, lane, counts, exclusive sync, running jobs). A job that an
+-- idempotency key or an account's exclusive sync names is known only once read: a call
+-- that meets one it was not given answers {'need', keys} before writing anything, and is
+-- made again with them (common.lua: need).
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+do
+  local b = 4
+  for _ = 1, n do
+    local o = ARGV[b + 6] == '+' and b + 7 or nil
+    if o then
+      local idem, acct = ARGV[o + 2], ARGV[b + 2]
+      if idem ~= '' then
+        local v = redis.call('GET', P .. 'idem:' .. idem)
+        local sep = v and string.find(v, '|', 1, true)
+        if sep then need(P .. 'job:' .. string.sub(v, 1, sep - 1)) end
+      end
+      if ARGV[o + 4] == '1' and acct ~= '' then
+        local holder = redis.call('GET', P .. 'excl:' .. acct)
+        if holder then need(P .. 'job:' .. holder) end
+      end
+      b = o + 10
+    else
+      b = b + 7
+    end
+  end
+  if needs then return needs_answer() end
+end
 local now = now_ms()
 local now_s = ms_str(now)
 -- the ready score per priority, formatted once (see ms_str)

@@ -39,13 +39,48 @@ local function push_late(id, key, attempt)
   end
   push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
 end
+-- The dead-letter error of a snooze past the cap.
+local SNOOZED_OUT = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
+-- First every run's record, once (the lease check and what the outcome needs), and the
+-- keys its end touches: its account's keys and, for a death, its dead-letter group's.
+-- The caller declares the records, histories and the accounts it knows; a call that
+-- meets another answers {'need', keys} before writing anything (common.lua: need).
+local reads = {}
+for i = 0, n - 1 do
+  local b = 4 + i * 6
+  local key = P .. 'job:' .. ARGV[b]
+  if need(key) then
+    local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er')
+    reads[i + 1] = f
+    if f[1] == ARGV[b + 1] then
+      local acct, outcome = f[3] or '', ARGV[b + 2]
+      if acct ~= '' then
+        need(P .. 'hold:' .. acct)
+        need(P .. 'as:' .. acct)
+        need(P .. 'rq:' .. acct)
+        if EXCLUSIVE then need(P .. 'excl:' .. acct) end
+      end
+      if outcome == 'dead' then
+        need_group_keys((signature_of(ARGV[b + 5])), acct)
+      elseif outcome == 'snooze' and (tonumber(f[4]) or 0) + 1 > max_snoozes then
+        need_group_keys((signature_of(SNOOZED_OUT)), acct)
+      end
+    end
+  end
+end
+if needs then return needs_answer() end
+local read_once = {}
 for i = 0, n - 1 do
   local b = 4 + i * 6
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
-  -- one read for the lease check and what the outcome needs
-  local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er')
+  -- read above, or again when the id came twice (its first outcome changed it)
+  local f = reads[i + 1]
+  if read_once[id] then
+    f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er')
+  end
+  read_once[id] = true
   local held = f[1]
   local short = string.byte(attempt, 1) == 61 -- '='
   if held ~= token then
@@ -73,7 +108,7 @@ for i = 0, n - 1 do
       snoozes = snoozes + 1
       if snoozes > max_snoozes then
         outcome = 'dead'
-        data = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
+        data = SNOOZED_OUT
       end
     end
     if f[3] and f[3] ~= '' then push_one(ended, f[3], id) end

@@ -5,12 +5,30 @@ use sha2::{Digest, Sha256};
 
 use super::{parse_err, RedisStore, MAX_BATCH};
 use crate::job::JobId;
-use crate::queue::{enqueue_reply, scripts, EnqueueError, Enqueued, NewJob, QueueKeys, StoreError};
+use crate::queue::needs::{needed, NEED_ROUNDS};
+use crate::queue::{durability, enqueue_reply, scripts, EnqueueError, Enqueued, NewJob, QueueKeys, StoreError};
 use crate::redis_conn::query_grouped_each;
 
 /// Arguments per job in the enqueue script: a plain job's, and one with any option set.
 const ENQUEUE_ARGS_PLAIN: usize = 7;
 const ENQUEUE_ARGS_FULL: usize = 17;
+
+/// The queue's own keys an enqueue touches (besides its jobs' and accounts').
+const ENQUEUE_KEYS: [&str; 13] = [
+    "all",
+    "acdone",
+    "dgdone",
+    "dgjdone",
+    "queued",
+    "passes",
+    "blocked",
+    "vt",
+    "idle",
+    "marker",
+    "scheduled",
+    "paused",
+    "unstarted",
+];
 
 /// Most single enqueues one group-committed call carries.
 pub(super) const MAX_GROUP: usize = 256;
@@ -187,7 +205,7 @@ impl RedisStore {
             |pipe, g| {
                 let (_, keys, idx) = &groups[g];
                 let args: Vec<&[String]> = idx.iter().map(|i| jobs[*i].1.as_slice()).collect();
-                self.enqueue_call(keys, &args).add_to(pipe);
+                self.enqueue_call(keys, &args, &[]).add_to(pipe);
             },
             wait.as_ref(),
         )
@@ -207,9 +225,14 @@ impl RedisStore {
             match outcome {
                 Ok(replies) => {
                     for (g, reply) in pipeline.items.iter().zip(replies) {
-                        let reply: Vec<String> =
-                            redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+                        let reply = reply.into_iter().next().unwrap_or(Value::Nil);
                         let idx = &groups[*g].2;
+                        let reply: Vec<String> = match needed(&reply) {
+                            // It met a job it had not declared (nothing was written): once
+                            // more on its own, declaring what it named.
+                            Some(extra) => self.enqueue_declaring(&groups[*g].1, idx, jobs, extra).await?,
+                            None => redis::from_redis_value(reply).map_err(parse_err)?,
+                        };
                         for (i, r) in idx.iter().zip(enqueue_reply::parse(reply, idx.iter().map(|i| &jobs[*i].0))) {
                             out[*i] = Some(r);
                         }
@@ -228,6 +251,30 @@ impl RedisStore {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(StoreError::Protocol("short enqueue reply".into()).into())))
             .collect())
+    }
+
+    /// The enqueue of `jobs[idx]` in queue `keys` made again, declaring `extra` and
+    /// whatever each answer says it needs too, waiting as `queue.durability` asks.
+    async fn enqueue_declaring(
+        &self,
+        keys: &QueueKeys,
+        idx: &[usize],
+        jobs: &[(JobId, Vec<String>)],
+        mut extra: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let args: Vec<&[String]> = idx.iter().map(|i| jobs[*i].1.as_slice()).collect();
+        let mut conn = self.durable.conn();
+        for _ in 0..NEED_ROUNDS {
+            let mut pipe = redis::pipe();
+            self.enqueue_call(keys, &args, &extra).add_to(&mut pipe);
+            let replies: Vec<Value> = durability::query(&mut conn, pipe, self.durable.durability()).await?;
+            let reply = replies.into_iter().next().unwrap_or(Value::Nil);
+            match needed(&reply) {
+                Some(more) => extra.extend(more.into_iter().filter(|k| !extra.contains(k)).collect::<Vec<_>>()),
+                None => return redis::from_redis_value(reply).map_err(parse_err),
+            }
+        }
+        Err(StoreError::Protocol("the enqueue kept meeting jobs it had not declared".into()))
     }
 
     /// Carries the single enqueues waiting in the group commit until none is left.
@@ -249,8 +296,32 @@ impl RedisStore {
         }
     }
 
-    fn enqueue_call(&self, keys: &QueueKeys, jobs: &[&[String]]) -> crate::redis_conn::Call {
+    /// The enqueue script's call for `jobs` (their arguments) in queue `keys`, declaring
+    /// every key it touches that the jobs name, and `extra` (what an earlier call
+    /// answered it needs: enqueue.lua).
+    fn enqueue_call(&self, keys: &QueueKeys, jobs: &[&[String]], extra: &[String]) -> crate::redis_conn::Call {
         let mut inv = scripts::ENQUEUE.key(keys.slot_key());
+        for suffix in ENQUEUE_KEYS {
+            inv.key(keys.key(suffix));
+        }
+        let mut accounts: Vec<&str> = Vec::new();
+        for args in jobs {
+            inv.key(keys.key(&format!("job:{}", args[0])));
+            if args.len() == ENQUEUE_ARGS_FULL && !args[9].is_empty() {
+                inv.key(keys.key(&format!("idem:{}", args[9])));
+            }
+            if !accounts.contains(&args[2].as_str()) {
+                accounts.push(&args[2]);
+            }
+        }
+        for account in accounts {
+            for what in ["acct", "rq", "as", "excl", "hold"] {
+                inv.key(keys.of_account(what, account));
+            }
+        }
+        for key in extra {
+            inv.key(key);
+        }
         inv.arg(keys.prefix())
             .arg(jobs.len())
             .arg(self.defaults.idempotency_ttl.as_secs().max(1));

@@ -166,6 +166,7 @@ impl RedisStore {
                     let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
                     leased.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
                 }
+                self.note_accounts(&leased);
                 match &durable {
                     Ok(()) => {
                         out.extend(leased);

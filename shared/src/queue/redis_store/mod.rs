@@ -56,6 +56,9 @@ pub struct RedisStore {
     durable: DurableWrites,
     /// Partitions a fetch could not serve, for logging each outage once.
     partition_health: Arc<PartitionHealth>,
+    /// The account of each job this store leased, until its run is settled: the settle
+    /// declares the account's keys without reading them first (settle.rs).
+    pub(super) leased_accounts: Arc<std::sync::Mutex<std::collections::HashMap<JobId, String>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -94,6 +97,7 @@ impl RedisStore {
             visits: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now)))),
             group: Arc::new(GroupCommit::new(MAX_GROUP)),
             partition_health: Arc::default(),
+            leased_accounts: Arc::default(),
         })
     }
 

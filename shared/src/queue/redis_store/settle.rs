@@ -5,7 +5,42 @@ use std::time::Duration;
 use super::RedisStore;
 use crate::job::JobId;
 use crate::queue::codec::attempt_arg;
-use crate::queue::{durability, scripts, Durability, LeaseReport, QueueKeys, SettleAction, SettleResult, Settlement, StoreError};
+use redis::Value;
+
+use super::parse_err;
+use crate::queue::needs::{needed, NEED_ROUNDS};
+use crate::queue::{durability, scripts, Durability, LeaseReport, Leased, QueueKeys, SettleAction, SettleResult, Settlement, StoreError};
+
+/// The queue's own keys a run's end may touch (besides its record's, its history's,
+/// its account's and its dead-letter group's).
+const SETTLE_KEYS: [&str; 23] = [
+    "active",
+    "unstarted",
+    "scheduled",
+    "retrying",
+    "parked:rate_limit",
+    "parked:quota_cooldown",
+    "parked:breaker_open",
+    "stats",
+    "state:succeeded",
+    "state:partial",
+    "state:dead",
+    "state:cancelled",
+    "cbdue",
+    "dg",
+    "dgm",
+    "dgf",
+    "dgl",
+    "queued",
+    "passes",
+    "blocked",
+    "vt",
+    "idle",
+    "marker",
+];
+
+/// Most accounts of leased jobs a store notes at once (see [`RedisStore::note_accounts`]).
+const MAX_NOTED: usize = 1_000_000;
 
 /// The settle script's outcome, delay (ms) and data arguments for one settlement.
 fn action_args(s: &Settlement) -> (&'static str, u64, String) {
@@ -116,24 +151,58 @@ impl RedisStore {
         }
     }
 
+    /// Notes the accounts of jobs just leased, for their settle to declare.
+    pub(super) fn note_accounts(&self, leased: &[Leased]) {
+        let mut accounts = self.leased_accounts.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a run never settled (its process stopped) leaves an entry behind.
+        if accounts.len() > MAX_NOTED {
+            accounts.clear();
+        }
+        for l in leased {
+            if let Ok(payload) = &l.payload {
+                accounts.insert(l.id.clone(), payload.account_id().to_string());
+            }
+        }
+    }
+
     /// Settle one queue's runs: one pipeline of script calls (256 runs each). Only a
     /// job's end must not roll back (review F2): a batch holding one goes on the durable
     /// writes' connection, followed by the wait `queue.durability` asks for; a retry,
     /// snooze or hand-back lost in a failover is reclaimed like any lease.
     async fn settle_in(&self, keys: &QueueKeys, settlements: &[&Settlement]) -> Result<Vec<SettleResult>, StoreError> {
-        let build = || {
-            let mut pipe = redis::pipe();
-            for chunk in settlements.chunks(256) {
-                let mut inv = scripts::SETTLE.key(keys.slot_key());
-                inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
-                for s in chunk {
-                    let (outcome, delay, data) = action_args(s);
-                    let attempt = s.attempt.as_ref().map(|a| attempt_arg(a, &s.token)).unwrap_or_default();
-                    inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
-                }
-                inv.add_to(&mut pipe);
+        // The keys each run's end touches: the queue's, its record and history, and
+        // its account's (as leased here; one leased elsewhere is read by the script,
+        // which then names them, and the call is made again).
+        let accounts: Vec<Option<String>> = {
+            let noted = self.leased_accounts.lock().unwrap_or_else(|e| e.into_inner());
+            settlements.iter().map(|s| noted.get(&s.id).cloned()).collect()
+        };
+        let chunks: Vec<(usize, &[&Settlement])> = settlements.chunks(256).enumerate().map(|(c, s)| (c * 256, s)).collect();
+        let call = |(first, chunk): (usize, &[&Settlement]), extra: &[String]| {
+            let mut inv = scripts::SETTLE.key(keys.slot_key());
+            for suffix in SETTLE_KEYS {
+                inv.key(keys.key(suffix));
             }
-            pipe
+            let mut seen: Vec<&str> = Vec::new();
+            for (s, account) in chunk.iter().zip(&accounts[first..]) {
+                inv.key(keys.job(&s.id)).key(keys.attempts(&s.id));
+                if let Some(a) = account.as_deref().filter(|a| !seen.contains(a)) {
+                    seen.push(a);
+                    for what in ["hold", "as", "rq", "excl"] {
+                        inv.key(keys.of_account(what, a));
+                    }
+                }
+            }
+            for key in extra {
+                inv.key(key);
+            }
+            inv.arg(keys.prefix()).arg(chunk.len()).arg(self.defaults.max_snoozes);
+            for s in chunk {
+                let (outcome, delay, data) = action_args(s);
+                let attempt = s.attempt.as_ref().map(|a| attempt_arg(a, &s.token)).unwrap_or_default();
+                inv.arg(s.id.as_str()).arg(&s.token).arg(outcome).arg(delay).arg(attempt).arg(data);
+            }
+            inv
         };
         let local = Durability::LOCAL;
         let (mut conn, wanted) = if settlements.iter().any(|s| s.action.is_terminal()) {
@@ -142,14 +211,47 @@ impl RedisStore {
         } else {
             (self.conn.clone(), &local)
         };
-        let replies: Vec<Vec<String>> = match durability::query(&mut conn, build(), wanted).await {
-            Err(StoreError::Redis(e)) if crate::redis_conn::is_missing(&e) => {
-                scripts::LIBRARY.load(&mut conn).await?;
-                durability::query(&mut conn, build(), wanted).await
+        // Every chunk at once; a chunk that answered it needs more keys (it wrote
+        // nothing) goes again with them, alone.
+        let mut answers: Vec<Option<Vec<String>>> = vec![None; chunks.len()];
+        let mut pending: Vec<(usize, Vec<String>)> = (0..chunks.len()).map(|c| (c, Vec::new())).collect();
+        for _ in 0..NEED_ROUNDS {
+            if pending.is_empty() {
+                break;
             }
-            r => r,
+            let mut pipe = redis::pipe();
+            for (c, extra) in &pending {
+                call(chunks[*c], extra).add_to(&mut pipe);
+            }
+            let replies: Vec<Value> = match durability::query(&mut conn, pipe, wanted).await {
+                Err(StoreError::Redis(e)) if crate::redis_conn::is_missing(&e) => {
+                    scripts::LIBRARY.load(&mut conn).await?;
+                    continue;
+                }
+                r => r.map_err(|e| self.durable.refused_wait(e))?,
+            };
+            let mut again = Vec::new();
+            for ((c, mut extra), reply) in pending.into_iter().zip(replies) {
+                match needed(&reply) {
+                    Some(more) => {
+                        extra.extend(more);
+                        again.push((c, extra));
+                    }
+                    None => answers[c] = Some(redis::from_redis_value(reply).map_err(parse_err)?),
+                }
+            }
+            pending = again;
         }
-        .map_err(|e| self.durable.refused_wait(e))?;
+        if !pending.is_empty() {
+            return Err(StoreError::Protocol("a settle kept meeting keys it had not declared".into()));
+        }
+        {
+            let mut noted = self.leased_accounts.lock().unwrap_or_else(|e| e.into_inner());
+            for s in settlements {
+                noted.remove(&s.id);
+            }
+        }
+        let replies = answers.into_iter().map(Option::unwrap_or_default);
         Ok(replies
             .into_iter()
             .flatten()

@@ -3,14 +3,41 @@
 -- ARGV: prefix, max, worker, lease_ms, chunk, per-account cap (0: none), reports starts
 --       (1: the worker marks each run started with start.lua, so a lease it never
 --       started can be handed back without using an attempt)
--- -> {jobs, wait_ms}; jobs = {id, token, {v, p, at, ma, to, tp, sa}, ...}; wait_ms = ms
---    until the next job falls due or lease expires (-1: nothing pending, or a full batch)
+-- KEYS: the queue's own keys a fetch touches, and the keys its caller was told to
+-- declare by its previous fetch (`hints`): job records, histories, and accounts' lanes,
+-- running jobs, counts and exclusive syncs. A due job, an expired lease or a lane whose
+-- keys were not declared waits for the next call, which declares them (issue 16).
+-- -> {jobs, wait_ms, hints, needed}; jobs = {id, token, {v, p, at, ma, to, tp, sa}, ...};
+--    wait_ms = ms until the next job falls due or lease expires (-1: nothing pending, or
+--    a full batch); hints = the keys the next call should declare; needed = 1 when this
+--    call passed over work for want of a key (the caller asks again at once)
 local max, worker, lease_ms, chunk = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local cap = tonumber(ARGV[6]) or 0
 local MAX_UNSTARTED_HANDBACKS = 3
 local reports_starts = ARGV[7] == '1'
 local now = now_ms()
 local now_s, deadline_s = ms_str(now), string.format('%.0f', now + lease_ms)
+-- keys this call declared that the next needs again (work passed over, lanes served)
+local carry = {}
+local LOST_ERR = {class = 'lost', message = 'the worker stopped renewing its lease (crashed or cut off)'}
+local LOST_JSON = cjson.encode(LOST_ERR)
+-- Whether the keys a move of one of `acct`'s jobs touches were declared: its lane and
+-- counts, and with `running` its running jobs, exclusive sync and, for a death, its
+-- dead-letter group (each one missing is needed).
+local function account_ready(acct, running)
+  acct = acct or ''
+  local before = needs and #needs or 0
+  need(lane_key(acct))
+  if acct ~= '' then
+    need(P .. 'as:' .. acct)
+    if running then
+      need(P .. 'hold:' .. acct)
+      if EXCLUSIVE then need(P .. 'excl:' .. acct) end
+    end
+  end
+  if running then need_group_keys((signature_of(LOST_JSON)), acct) end
+  return (needs and #needs or 0) == before
+end
 
 -- Promotion keeps due-time order: a job joins its lane as if it had been enqueued
 -- when it fell due, ahead of anything enqueued since.
@@ -19,17 +46,23 @@ if #due > 0 then
   local ids = {}
   for i = 1, #due, 2 do
     local id, at = due[i], tonumber(due[i + 1])
-    ids[#ids + 1] = id
     local key = P .. 'job:' .. id
-    local f = redis.call('HMGET', key, 'pr', 'acct', 'st', 'ac')
-    if f[1] then
+    local f = need(key) and redis.call('HMGET', key, 'pr', 'acct', 'st', 'ac')
+    if f and not f[1] then
+      ids[#ids + 1] = id
+    elseif f and not account_ready(f[2], false) then
+      carry[#carry + 1] = key
+    elseif f then
+      ids[#ids + 1] = id
       redis.call('HSET', key, 'st', 'queued', 'ua', now, 'ra', '')
       recount(key, f[2], f[4], f[3], 'queued')
       add_ready(id, f[2], ready_score(f[1], at))
     end
   end
-  redis.call('ZREM', P .. 'scheduled', unpack(ids))
-  redis.call('ZREM', P .. 'retrying', unpack(ids))
+  if #ids > 0 then
+    redis.call('ZREM', P .. 'scheduled', unpack(ids))
+    redis.call('ZREM', P .. 'retrying', unpack(ids))
+  end
   -- parks that fell due are parks no longer (those promoted, and any left by a chunk)
   for _, r in ipairs(PARK_REASONS) do
     redis.call('ZREMRANGEBYSCORE', P .. 'parked:' .. r, '-inf', now)
@@ -47,10 +80,14 @@ local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIM
 for e = 1, #expired, 2 do
   local id, deadline = expired[e], tonumber(expired[e + 1])
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb', 'cb')
+  local f = need(key) and need(P .. 'attempts:' .. id) and redis.call('HMGET', key, 'at', 'ma', 'cx', 'w', 'sa', 'ls', 'sx', 'acct', 'll', 'hb', 'cb')
   -- the holder's own lease (`ll`), whatever this fetcher's is
-  local ll = tonumber(f[9]) or lease_ms
-  if not f[1] then
+  local ll = f and tonumber(f[9]) or lease_ms
+  if not f or (f[1] and not account_ready(f[8], true)) then
+    -- its keys were not all declared: the next call reclaims it
+    carry[#carry + 1] = key
+    carry[#carry + 1] = P .. 'attempts:' .. id
+  elseif not f[1] then
     redis.call('ZREM', P .. 'active', id)
   elseif f[7] ~= f[6] and outage_since(deadline - ll, math.max(1, math.floor(ll / 3))) then
     local grace = math.max(1, math.floor(ll / 2))
@@ -96,7 +133,9 @@ for e = 1, #expired, 2 do
 end
 
 local jobs = {}
-if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
+-- Due jobs and expired leases go first (a reclaimed job runs ahead of the backlog): with
+-- any of them passed over, the dispatch waits for the next call too.
+if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
   local leases, cancelled, unstarted = {}, {}, {}
   local off_lanes = 0
   local n, turns = 0, 0
@@ -109,7 +148,10 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   -- whatever the number of accounts: each turn leases a job or sets aside one lane
   -- (empty, or its account at its cap).
   local vt, idle = nil, {}
-  while n < max and turns < max + 100 do
+  -- set once a lane or job was passed over for want of a declared key: the round ends
+  -- the dispatch (the next call declares them)
+  local stalled = false
+  while n < max and turns < max + 100 and not stalled do
     local round = redis.call('ZPOPMIN', P .. 'passes', math.min(max - n, max + 100 - turns))
     if #round == 0 then break end
     local last = #round
@@ -125,10 +167,20 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         end
         break
       end
-      turns = turns + 1
-      vt = pass
       local capped = acct ~= '' and cap > 0
       local hold = P .. 'hold:' .. acct
+      if not (need(lane_key(acct)) and (acct == '' or need(hold))) then
+        -- its lane's keys were not declared: it and the rest of the round keep their
+        -- passes for the next call
+        stalled = true
+        for j = r, last, 2 do
+          back[#back + 1] = round[j + 1]
+          back[#back + 1] = round[j]
+        end
+        break
+      else
+      turns = turns + 1
+      vt = pass
       local busy = 0
       local room = max - n
       if capped then
@@ -136,6 +188,7 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         room = math.min(room, cap - busy)
       end
       local served
+      local undeclared = {}
       if room > 0 then
         -- One job a turn while other accounts wait; a lane alone fills the batch.
         if others > 0 or #again > 0 or r < last - 1 then room = 1 end
@@ -143,11 +196,17 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
         local held = {}
         for i = 1, #popped, 2 do
           local id = popped[i]
-          off_lanes = off_lanes + 1
-          served = tonumber(popped[i + 1])
           local key = P .. 'job:' .. id
-          local f = redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
-          if f[7] == '1' then
+          local f = need(key) and redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
+          if f then
+            off_lanes = off_lanes + 1
+            served = tonumber(popped[i + 1])
+          end
+          if not f then
+            -- not declared: back in its lane for the next call
+            undeclared[#undeclared + 1] = popped[i + 1]
+            undeclared[#undeclared + 1] = id
+          elseif f[7] == '1' then
             -- a cancel that arrived while it was handed back: it ends here, unrun
             finish_fields(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it ran again"}', f[8])
             cancelled[#cancelled + 1] = now
@@ -173,11 +232,17 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
           end
         end
         if acct ~= '' and #held > 0 then redis.call('SADD', hold, unpack(held)) end
+        if #undeclared > 0 then redis.call('ZADD', lane_key(acct), unpack(undeclared)) end
       end
       -- The lane's next turn, one stride of its best waiting job on, or aside until one
       -- of its runs ends; an emptied lane's next pass is remembered (`idle`).
       local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
-      if head[2] then
+      if #undeclared > 0 then stalled = true end
+      if #undeclared > 0 and not served then
+        -- nothing it could take was declared: it keeps its pass for the next call
+        back[#back + 1] = pass
+        back[#back + 1] = acct
+      elseif head[2] then
         if capped and busy >= cap then
           redis.call('HSET', P .. 'blocked', acct, cap)
         else
@@ -189,6 +254,20 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
       elseif served then
         idle[#idle + 1] = pass + stride_of(served)
         idle[#idle + 1] = acct
+      end
+      if served then
+        -- its next job is likely the next call's: its lane stays declared
+        carry[#carry + 1] = lane_key(acct)
+        if acct ~= '' then carry[#carry + 1] = hold end
+      end
+      if stalled then
+        -- the rest of the round waits for the next call, passes kept
+        for j = r + 2, last, 2 do
+          back[#back + 1] = round[j + 1]
+          back[#back + 1] = round[j]
+        end
+        break
+      end
       end
     end
     if #back > 0 then redis.call('ZADD', P .. 'passes', unpack(back)) end
@@ -213,6 +292,40 @@ if max > 0 and redis.call('EXISTS', P .. 'paused') == 0 then
   end
 end
 
+-- What the next call should declare: the keys this one missed, the lanes next in turn
+-- with their first jobs (a lane's jobs are read only once it is declared), and the jobs
+-- that fall due or whose lease runs out within a second (their accounts' keys follow
+-- once their records are declared).
+local hints, hinted = {}, {}
+local function hint(key)
+  if not hinted[key] then
+    hinted[key] = true
+    hints[#hints + 1] = key
+  end
+end
+for _, k in ipairs(needs or {}) do hint(k) end
+for _, k in ipairs(carry) do hint(k) end
+local budget = 2 * math.max(max, 1) + 8
+local next_lanes = redis.call('ZRANGE', P .. 'passes', 0, math.min(budget, 64) - 1)
+local per_lane = math.max(2, math.ceil(budget / math.max(#next_lanes, 1)))
+for _, acct in ipairs(next_lanes) do
+  local lane = lane_key(acct)
+  hint(lane)
+  if acct ~= '' then hint(P .. 'hold:' .. acct) end
+  if declared(lane) and budget > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', lane, 0, math.min(per_lane, budget) - 1)) do
+      hint(P .. 'job:' .. id)
+      budget = budget - 1
+    end
+  end
+end
+for _, index in ipairs({'scheduled', 'active'}) do
+  for _, id in ipairs(redis.call('ZRANGE', P .. index, '-inf', now + 1000, 'BYSCORE', 'LIMIT', 0, 20)) do
+    hint(P .. 'job:' .. id)
+    hint(P .. 'attempts:' .. id)
+  end
+end
+
 -- How long the caller may sleep: asked for when it got fewer jobs than it wanted (then
 -- the lanes it may take from are empty, and it waits for a wake-up rather than asking
 -- again at once).
@@ -226,4 +339,5 @@ if #jobs / 3 < max or #jobs == 0 then
     if wait < 0 or w < wait then wait = w end
   end
 end
-return {jobs, wait}
+if needs then wait = 0 end
+return {jobs, wait, hints, needs and 1 or 0}

@@ -7,7 +7,38 @@ use redis::Value;
 use super::{bulk, parse_err, RedisStore, CHUNK, MAX_BATCH};
 use crate::job::{JobId, JobKind};
 use crate::queue::codec::{decode_leased, Fields, LEASED_FIELDS};
+use crate::queue::needs::NEED_ROUNDS;
 use crate::queue::{scripts, Fetched, JobStore, Leased, QueueKeys, Settlement, StoreError};
+
+/// The queue's own keys a fetch touches (besides jobs' and accounts': fetch.lua).
+const FETCH_KEYS: [&str; 26] = [
+    "scheduled",
+    "retrying",
+    "parked:rate_limit",
+    "parked:quota_cooldown",
+    "parked:breaker_open",
+    "seen",
+    "gaps",
+    "active",
+    "unstarted",
+    "stats",
+    "state:dead",
+    "state:cancelled",
+    "cbdue",
+    "dg",
+    "dgm",
+    "dgf",
+    "dgl",
+    "paused",
+    "passes",
+    "blocked",
+    "vt",
+    "idle",
+    "queued",
+    "marker",
+    "state:succeeded",
+    "state:partial",
+];
 use crate::redis_conn::query_grouped_each;
 
 impl RedisStore {
@@ -97,8 +128,56 @@ impl RedisStore {
     }
 
     /// One round of [`RedisStore::fetch_from`]: partition `round[i]` asked for `shares[i]`
-    /// jobs, all in one pipeline (one per shard on a cluster).
+    /// jobs. A partition that passed over work for want of a declared key (fetch.lua) is
+    /// asked at once for the rest of its share, declaring what it named, a bounded number
+    /// of times; its jobs keep their place in the round's order.
     async fn fetch_round(
+        &self,
+        kind: JobKind,
+        round: &[usize],
+        shares: &[usize],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Round, StoreError> {
+        let mut r = self.fetch_round_once(kind, round, shares, worker, lease).await?;
+        let parts = self.defaults.partitions.all();
+        let position = |l: &Leased| {
+            let p = self.defaults.partitions.of_job(&l.id);
+            round.iter().position(|q| parts[*q] == p).unwrap_or(round.len())
+        };
+        for _ in 0..NEED_ROUNDS {
+            if r.needy.is_empty() {
+                break;
+            }
+            let again: Vec<usize> = std::mem::take(&mut r.needy);
+            let again_shares: Vec<usize> = again
+                .iter()
+                .map(|p| {
+                    let i = round.iter().position(|q| q == p).unwrap_or(0);
+                    let got = r.jobs.iter().filter(|l| position(l) == i).count();
+                    shares[i].saturating_sub(got)
+                })
+                .collect();
+            let more = match self.fetch_round_once(kind, &again, &again_shares, worker, lease).await {
+                Ok(more) => more,
+                Err(_) => break, // what was leased goes ahead; the rest waits for the next fetch
+            };
+            r.jobs.extend(more.jobs);
+            r.jobs.sort_by_key(|l| position(l)); // stable: each partition's jobs in order
+            r.full.retain(|p| !again.contains(p));
+            r.full.extend(more.full);
+            r.needy = more.needy;
+            r.failed |= more.failed;
+            if let Some(w) = more.next_due {
+                r.next_due = Some(r.next_due.map_or(w, |n| n.min(w)));
+            }
+        }
+        Ok(r)
+    }
+
+    /// One call of the fetch script on each of `round`, all in one pipeline (one per
+    /// shard on a cluster).
+    async fn fetch_round_once(
         &self,
         kind: JobKind,
         round: &[usize],
@@ -109,8 +188,18 @@ impl RedisStore {
         let parts = self.defaults.partitions.all();
         let keys: Vec<QueueKeys> = round.iter().map(|p| self.partition_keys(kind, parts[*p])).collect();
         let tags: Vec<String> = keys.iter().map(QueueKeys::slot_key).collect();
+        let hints: Vec<Vec<String>> = {
+            let stored = self.fetch_hints.lock().unwrap_or_else(|e| e.into_inner());
+            keys.iter().map(|k| stored.get(k.prefix()).cloned().unwrap_or_default()).collect()
+        };
         let add = |pipe: &mut redis::Pipeline, i: usize| {
             let mut inv = scripts::FETCH.key(keys[i].slot_key());
+            for suffix in FETCH_KEYS {
+                inv.key(keys[i].key(suffix));
+            }
+            for key in &hints[i] {
+                inv.key(key);
+            }
             inv.arg(keys[i].prefix())
                 .arg(shares[i])
                 .arg(worker)
@@ -133,6 +222,7 @@ impl RedisStore {
         let mut give_back = Vec::new();
         let mut next_due: Option<Duration> = None;
         let mut full = Vec::new();
+        let mut needy = Vec::new();
         let mut failure: Option<StoreError> = None;
         for group in groups {
             let (replies, durable) = match group.result {
@@ -156,8 +246,15 @@ impl RedisStore {
             };
             for (i, reply) in group.items.iter().zip(replies) {
                 let (p, share) = (round[*i], shares[*i]);
-                let (jobs, wait): (Vec<Value>, i64) =
+                let (jobs, wait, next_hints, needed): (Vec<Value>, i64, Vec<String>, i64) =
                     redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+                self.fetch_hints
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(keys[*i].prefix().to_owned(), next_hints);
+                if needed == 1 {
+                    needy.push(p);
+                }
                 let got = jobs.len() / 3;
                 let mut leased = Vec::with_capacity(got);
                 let mut it = jobs.into_iter();
@@ -217,6 +314,7 @@ impl RedisStore {
             jobs: out,
             next_due,
             full,
+            needy,
             failed,
         })
     }
@@ -229,6 +327,9 @@ struct Round {
     next_due: Option<Duration>,
     /// Partitions that filled their share (they may hold more).
     full: Vec<usize>,
+    /// Partitions that passed over work for want of a declared key: asked again at once,
+    /// declaring it.
+    needy: Vec<usize>,
     /// A partition could not be served (its leases, if any, were given back).
     failed: bool,
 }

@@ -59,6 +59,8 @@ pub struct RedisStore {
     /// The account of each job this store leased, until its run is settled: the settle
     /// declares the account's keys without reading them first (settle.rs).
     pub(super) leased_accounts: Arc<std::sync::Mutex<std::collections::HashMap<JobId, String>>>,
+    /// Per queue (by prefix): the keys its last fetch said the next one should declare.
+    pub(super) fetch_hints: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -98,6 +100,7 @@ impl RedisStore {
             group: Arc::new(GroupCommit::new(MAX_GROUP)),
             partition_health: Arc::default(),
             leased_accounts: Arc::default(),
+            fetch_hints: Arc::default(),
         })
     }
 

@@ -133,6 +133,8 @@ for e = 1, #expired, 2 do
 end
 
 local jobs = {}
+-- per lane served: its head and next jobs after its last turn (for the hints)
+local lane_next = {}
 -- Due jobs and expired leases go first (a reclaimed job runs ahead of the backlog): with
 -- any of them passed over, the dispatch waits for the next call too.
 if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
@@ -189,10 +191,11 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
       end
       local served
       local undeclared = {}
+      local popped = {}
       if room > 0 then
         -- One job a turn while other accounts wait; a lane alone fills the batch.
         if others > 0 or #again > 0 or r < last - 1 then room = 1 end
-        local popped = redis.call('ZPOPMIN', lane_key(acct), room)
+        popped = redis.call('ZPOPMIN', lane_key(acct), room)
         local held = {}
         for i = 1, #popped, 2 do
           local id = popped[i]
@@ -236,7 +239,9 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
       end
       -- The lane's next turn, one stride of its best waiting job on, or aside until one
       -- of its runs ends; an emptied lane's next pass is remembered (`idle`).
-      local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
+      -- its head, and the jobs after it the next call may take (hinted below)
+      local head = redis.call('ZRANGE', lane_key(acct), 0, #popped + 1, 'WITHSCORES')
+      lane_next[acct] = head
       if #undeclared > 0 then stalled = true end
       if #undeclared > 0 and not served then
         -- nothing it could take was declared: it keeps its pass for the next call
@@ -305,24 +310,34 @@ local function hint(key)
 end
 for _, k in ipairs(needs or {}) do hint(k) end
 for _, k in ipairs(carry) do hint(k) end
-local budget = 2 * math.max(max, 1) + 8
-local next_lanes = redis.call('ZRANGE', P .. 'passes', 0, math.min(budget, 64) - 1)
-local per_lane = math.max(2, math.ceil(budget / math.max(#next_lanes, 1)))
-for _, acct in ipairs(next_lanes) do
-  local lane = lane_key(acct)
-  hint(lane)
-  if acct ~= '' then hint(P .. 'hold:' .. acct) end
-  if declared(lane) and budget > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', lane, 0, math.min(per_lane, budget) - 1)) do
-      hint(P .. 'job:' .. id)
-      budget = budget - 1
+for _, head in pairs(lane_next) do
+  for i = 1, #head, 2 do hint(P .. 'job:' .. head[i]) end
+end
+-- Short of a full batch (no backlog here, or one this call could not reach): the lanes
+-- next in turn and the work falling due soon too. A full batch's next call finds its
+-- lanes among those it served.
+if max > 0 and #jobs / 3 < max then
+  local budget = 2 * max + 8
+  local next_lanes = redis.call('ZRANGE', P .. 'passes', 0, math.min(budget, 64) - 1)
+  local per_lane = math.max(2, math.ceil(budget / math.max(#next_lanes, 1)))
+  for _, acct in ipairs(next_lanes) do
+    local lane = lane_key(acct)
+    hint(lane)
+    if acct ~= '' then hint(P .. 'hold:' .. acct) end
+    if declared(lane) and budget > 0 then
+      for _, id in ipairs(redis.call('ZRANGE', lane, 0, math.min(per_lane, budget) - 1)) do
+        hint(P .. 'job:' .. id)
+        budget = budget - 1
+      end
     end
   end
 end
-for _, index in ipairs({'scheduled', 'active'}) do
-  for _, id in ipairs(redis.call('ZRANGE', P .. index, '-inf', now + 1000, 'BYSCORE', 'LIMIT', 0, 20)) do
-    hint(P .. 'job:' .. id)
-    hint(P .. 'attempts:' .. id)
+if #jobs / 3 < max or max == 0 then
+  for _, index in ipairs({'scheduled', 'active'}) do
+    for _, id in ipairs(redis.call('ZRANGE', P .. index, '-inf', now + 1000, 'BYSCORE', 'LIMIT', 0, 20)) do
+      hint(P .. 'job:' .. id)
+      hint(P .. 'attempts:' .. id)
+    end
   end
 end
 

@@ -91,7 +91,8 @@ macro_rules! conformance {
             assert!(spread.len() == 3 && spread.iter().all(|(_, keys)| *keys > 0), "every primary holds queue keys: {spread:?}");
         }
 
-        /// Every rule on one server and four partitions, watched through `MONITOR`: the
+        /// Every rule on one server and four partitions, its stores declaring every key
+        /// as on a cluster ([`RedisStore::declaring_every_key`]), watched through `MONITOR`: the
         /// scripts that touch a key they do not declare in KEYS are exactly those still
         /// listed in `STILL_UNDECLARED` (issue 16), so a script that declares its keys
         /// comes off the list and none goes back on it.
@@ -110,15 +111,15 @@ macro_rules! conformance {
             $(
                 let ns = concat!("k-", stringify!($rule));
                 let store = RedisStore::connect(&server.url(), &ns[..ns.len().min(60)], partitioned.clone()).await.unwrap();
-                conformance::$rule(store).await;
+                conformance::$rule(store.declaring_every_key()).await;
             )*
             $(
                 let ns = concat!("k-", stringify!($one));
                 let store = RedisStore::connect(&server.url(), &ns[..ns.len().min(60)], defaults.clone()).await.unwrap();
-                conformance::$one(store).await;
+                conformance::$one(store.declaring_every_key()).await;
             )*
             // the one script no rule runs: what a worker does at start and every 2 s
-            let store = RedisStore::connect(&server.url(), "k-adopt", defaults.clone()).await.unwrap();
+            let store = RedisStore::connect(&server.url(), "k-adopt", defaults.clone()).await.unwrap().declaring_every_key();
             store.adopt_old_lanes().await.unwrap();
             let seen = monitor.finish();
             for (script, shapes) in &seen.by_script {

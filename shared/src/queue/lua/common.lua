@@ -6,10 +6,13 @@
 -- Per call: the queue's prefix `P` (ARGV[1]), whether its kind de-duplicates per
 -- account (`EXCLUSIVE`), and the deferred counter moves (`tallies`, below), all set by
 -- `begin_call` before a script's body runs: in a library they outlive the call.
-local P, EXCLUSIVE, tallies, CALL_KEYS, key_set, needs
+local P, EXCLUSIVE, tallies, CALL_KEYS, key_set, needs, ALL_DECLARED
 local function begin_call(prefix, keys)
   P = prefix
   CALL_KEYS, key_set, needs = keys, nil, nil
+  -- A call that declares only its queue's slot key (a hot script on one server, where
+  -- no slot moves: queue/redis_store/mod.rs, `strict`) reaches the keys it implies.
+  ALL_DECLARED = #keys == 1
   -- Only sync jobs are de-duplicated per account (`excl:<account>` names the sync that
   -- is queued or running): the kind's queue `{sync}`, or one of its partitions `{sync:<p>}`.
   EXCLUSIVE = string.find(P, '{sync[}:]') ~= nil
@@ -19,6 +22,7 @@ end
 -- (lanes, job records) is called with those its caller read ahead, and passes over (or
 -- answers `again` for) any other it meets, so it touches only declared keys (issue 16).
 local function declared(key)
+  if ALL_DECLARED then return true end
   if not key_set then
     key_set = {}
     for _, k in ipairs(CALL_KEYS or {}) do key_set[k] = true end

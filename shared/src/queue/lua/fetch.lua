@@ -240,8 +240,8 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
       -- The lane's next turn, one stride of its best waiting job on, or aside until one
       -- of its runs ends; an emptied lane's next pass is remembered (`idle`).
       -- its head, and the jobs after it the next call may take (hinted below)
-      local head = redis.call('ZRANGE', lane_key(acct), 0, #popped + 1, 'WITHSCORES')
-      lane_next[acct] = head
+      local head = redis.call('ZRANGE', lane_key(acct), 0, ALL_DECLARED and 0 or #popped + 1, 'WITHSCORES')
+      if not ALL_DECLARED then lane_next[acct] = head end
       if #undeclared > 0 then stalled = true end
       if #undeclared > 0 and not served then
         -- nothing it could take was declared: it keeps its pass for the next call
@@ -316,7 +316,7 @@ end
 -- Short of a full batch (no backlog here, or one this call could not reach): the lanes
 -- next in turn and the work falling due soon too. A full batch's next call finds its
 -- lanes among those it served.
-if max > 0 and #jobs / 3 < max then
+if not ALL_DECLARED and max > 0 and #jobs / 3 < max then
   local budget = 2 * max + 8
   local next_lanes = redis.call('ZRANGE', P .. 'passes', 0, math.min(budget, 64) - 1)
   local per_lane = math.max(2, math.ceil(budget / math.max(#next_lanes, 1)))
@@ -332,7 +332,7 @@ if max > 0 and #jobs / 3 < max then
     end
   end
 end
-if #jobs / 3 < max or max == 0 then
+if not ALL_DECLARED and (#jobs / 3 < max or max == 0) then
   for _, index in ipairs({'scheduled', 'active'}) do
     for _, id in ipairs(redis.call('ZRANGE', P .. index, '-inf', now + 1000, 'BYSCORE', 'LIMIT', 0, 20)) do
       hint(P .. 'job:' .. id)

@@ -301,11 +301,14 @@ impl RedisStore {
     /// answered it needs: enqueue.lua).
     fn enqueue_call(&self, keys: &QueueKeys, jobs: &[&[String]], extra: &[String]) -> crate::redis_conn::Call {
         let mut inv = scripts::ENQUEUE.key(keys.slot_key());
-        for suffix in ENQUEUE_KEYS {
-            inv.key(keys.key(suffix));
+        let declared: &[&[String]] = if self.strict || !extra.is_empty() { jobs } else { &[] };
+        if !declared.is_empty() {
+            for suffix in ENQUEUE_KEYS {
+                inv.key(keys.key(suffix));
+            }
         }
         let mut accounts: Vec<&str> = Vec::new();
-        for args in jobs {
+        for args in declared {
             inv.key(keys.key(&format!("job:{}", args[0])));
             if args.len() == ENQUEUE_ARGS_FULL && !args[9].is_empty() {
                 inv.key(keys.key(&format!("idem:{}", args[9])));

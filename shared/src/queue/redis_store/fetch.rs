@@ -130,10 +130,16 @@ impl RedisStore {
     /// A wake-up that names the job it was for (`<job id> <account>`, enqueue.lua): the
     /// next fetch of its queue declares that job's record and its account's lane.
     pub(in crate::queue) fn hint_woken(&self, keys: &QueueKeys, marker: &str) {
-        let Some((id, account)) = marker.split_once(' ') else { return };
+        let Some((id, account)) = marker.split_once(' ').filter(|_| self.strict) else {
+            return;
+        };
         let mut hints = self.fetch_hints.lock().unwrap_or_else(|e| e.into_inner());
         let list = hints.entry(keys.prefix().to_owned()).or_default();
-        for key in [keys.key(&format!("job:{id}")), keys.of_account("rq", account), keys.of_account("hold", account)] {
+        for key in [
+            keys.key(&format!("job:{id}")),
+            keys.of_account("rq", account),
+            keys.of_account("hold", account),
+        ] {
             if !list.contains(&key) {
                 list.push(key);
             }
@@ -207,11 +213,13 @@ impl RedisStore {
         };
         let add = |pipe: &mut redis::Pipeline, i: usize| {
             let mut inv = scripts::FETCH.key(keys[i].slot_key());
-            for suffix in FETCH_KEYS {
-                inv.key(keys[i].key(suffix));
-            }
-            for key in &hints[i] {
-                inv.key(key);
+            if self.strict {
+                for suffix in FETCH_KEYS {
+                    inv.key(keys[i].key(suffix));
+                }
+                for key in &hints[i] {
+                    inv.key(key);
+                }
             }
             inv.arg(keys[i].prefix())
                 .arg(shares[i])
@@ -261,10 +269,12 @@ impl RedisStore {
                 let (p, share) = (round[*i], shares[*i]);
                 let (jobs, wait, next_hints, needed): (Vec<Value>, i64, Vec<String>, i64) =
                     redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
-                self.fetch_hints
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(keys[*i].prefix().to_owned(), next_hints);
+                if self.strict {
+                    self.fetch_hints
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(keys[*i].prefix().to_owned(), next_hints);
+                }
                 if needed == 1 {
                     needy.push(p);
                 }

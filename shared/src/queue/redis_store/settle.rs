@@ -153,6 +153,9 @@ impl RedisStore {
 
     /// Notes the accounts of jobs just leased, for their settle to declare.
     pub(super) fn note_accounts(&self, leased: &[Leased]) {
+        if !self.strict {
+            return;
+        }
         let mut accounts = self.leased_accounts.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded: a run never settled (its process stopped) leaves an entry behind.
         if accounts.len() > MAX_NOTED {
@@ -173,18 +176,23 @@ impl RedisStore {
         // The keys each run's end touches: the queue's, its record and history, and
         // its account's (as leased here; one leased elsewhere is read by the script,
         // which then names them, and the call is made again).
-        let accounts: Vec<Option<String>> = {
+        let accounts: Vec<Option<String>> = if self.strict {
             let noted = self.leased_accounts.lock().unwrap_or_else(|e| e.into_inner());
             settlements.iter().map(|s| noted.get(&s.id).cloned()).collect()
+        } else {
+            vec![None; settlements.len()]
         };
         let chunks: Vec<(usize, &[&Settlement])> = settlements.chunks(256).enumerate().map(|(c, s)| (c * 256, s)).collect();
         let call = |(first, chunk): (usize, &[&Settlement]), extra: &[String]| {
             let mut inv = scripts::SETTLE.key(keys.slot_key());
-            for suffix in SETTLE_KEYS {
-                inv.key(keys.key(suffix));
+            let declared: &[&Settlement] = if self.strict || !extra.is_empty() { chunk } else { &[] };
+            if !declared.is_empty() {
+                for suffix in SETTLE_KEYS {
+                    inv.key(keys.key(suffix));
+                }
             }
             let mut seen: Vec<&str> = Vec::new();
-            for (s, account) in chunk.iter().zip(&accounts[first..]) {
+            for (s, account) in declared.iter().zip(&accounts[first..]) {
                 inv.key(keys.job(&s.id)).key(keys.attempts(&s.id));
                 if let Some(a) = account.as_deref().filter(|a| !seen.contains(a)) {
                     seen.push(a);
@@ -245,7 +253,7 @@ impl RedisStore {
         if !pending.is_empty() {
             return Err(StoreError::Protocol("a settle kept meeting keys it had not declared".into()));
         }
-        {
+        if self.strict {
             let mut noted = self.leased_accounts.lock().unwrap_or_else(|e| e.into_inner());
             for s in settlements {
                 noted.remove(&s.id);

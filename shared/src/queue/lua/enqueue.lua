@@ -17,7 +17,7 @@
 -- that meets one it was not given answers {'need', keys} before writing anything, and is
 -- made again with them (common.lua: need).
 local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
-do
+if not ALL_DECLARED then
   local b = 4
   for _ = 1, n do
     local o = ARGV[b + 6] == '+' and b + 7 or nil

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::keys::GROUP_INDEXES;
 use super::needs::call_declaring;
 use super::{scripts, ListQuery, QueueKeys, RedisStore, StoreError};
 use crate::job::{JobId, JobKind, JobState};
@@ -202,9 +203,6 @@ impl RedisStore {
         Ok(())
     }
 }
-
-/// The kind's indexes of its groups (common.lua: `dead_joined`, `dead_left`).
-const GROUP_INDEXES: [&str; 4] = ["dg", "dgm", "dgf", "dgl"];
 
 /// Which way a dead job moves for [`RedisStore::regroup_dead`].
 #[derive(Debug, Clone, Copy)]

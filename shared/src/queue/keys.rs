@@ -1,6 +1,16 @@
 //! The Redis key names of one queue (a kind, or one partition of it) under one hash tag.
 use crate::job::{JobId, JobKind};
 
+/// What offering an account's lane touches besides the lane (common.lua: `add_ready`,
+/// `offer_lane`, `wake`).
+pub(crate) const LANE_OFFER: [&str; 6] = ["queued", "passes", "blocked", "vt", "idle", "marker"];
+/// The indexes of parked jobs, one per guard (common.lua: `PARK_REASONS`).
+pub(crate) const PARKED: [&str; 3] = ["parked:rate_limit", "parked:quota_cooldown", "parked:breaker_open"];
+/// The indexes of ended jobs, one per terminal state.
+pub(crate) const TERMINAL: [&str; 4] = ["state:succeeded", "state:partial", "state:dead", "state:cancelled"];
+/// The kind's indexes of its dead-letter groups (common.lua: `dead_joined`, `dead_left`).
+pub(crate) const GROUP_INDEXES: [&str; 4] = ["dg", "dgm", "dgf", "dgl"];
+
 /// Key names of one queue: a kind, or one partition of it. The hash tag (`{sync}`, or
 /// `{sync:7}` for partition 7) puts them all in one Cluster slot.
 #[derive(Debug, Clone)]
@@ -32,6 +42,12 @@ impl QueueKeys {
     /// `as`, running jobs `hold`, exclusive sync `excl`, ...).
     pub fn of_account(&self, what: &str, account: &str) -> String {
         self.key(&format!("{what}:{account}"))
+    }
+    /// Declares in `call` this queue's keys named in each of `sets`.
+    pub(crate) fn declare(&self, call: &mut crate::redis_conn::Call, sets: &[&[&str]]) {
+        for suffix in sets.iter().flat_map(|set| set.iter()) {
+            call.key(self.key(suffix));
+        }
     }
     /// A key in this queue's slot, named as every script's `KEYS[1]` so a Cluster client
     /// routes the call there (nothing is stored under it).

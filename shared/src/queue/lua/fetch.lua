@@ -160,13 +160,17 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
     local others = redis.call('ZCARD', P .. 'passes')
     local again, back = {}, {}
     local first_again
+    -- the round's lanes from its `from`th on go back with their passes unchanged
+    local function put_back(from)
+      for j = from, last, 2 do
+        back[#back + 1] = round[j + 1]
+        back[#back + 1] = round[j]
+      end
+    end
     for r = 1, last, 2 do
       local acct, pass = round[r], tonumber(round[r + 1])
       if first_again and pass > first_again then
-        for j = r, last, 2 do
-          back[#back + 1] = round[j + 1]
-          back[#back + 1] = round[j]
-        end
+        put_back(r)
         break
       end
       local capped = acct ~= '' and cap > 0
@@ -175,10 +179,7 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
         -- its lane's keys were not declared: it and the rest of the round keep their
         -- passes for the next call
         stalled = true
-        for j = r, last, 2 do
-          back[#back + 1] = round[j + 1]
-          back[#back + 1] = round[j]
-        end
+        put_back(r)
         break
       else
       turns = turns + 1
@@ -267,10 +268,7 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
       end
       if stalled then
         -- the rest of the round waits for the next call, passes kept
-        for j = r + 2, last, 2 do
-          back[#back + 1] = round[j + 1]
-          back[#back + 1] = round[j]
-        end
+        put_back(r + 2)
         break
       end
       end

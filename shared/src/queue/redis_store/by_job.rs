@@ -4,14 +4,12 @@
 //! script answers `again` when that changed in between, so the call is made again.
 use super::{parse_err, RedisStore};
 use crate::job::JobId;
+use crate::queue::keys::{GROUP_INDEXES, LANE_OFFER, PARKED};
 use crate::queue::{scripts, CancelOutcome, QueueKeys, RetryOutcome, StoreError, Waiting};
 use crate::redis_conn::Call;
 
 /// How many times a call whose declared keys went stale is made again.
 const ATTEMPTS: usize = 5;
-
-/// The park reasons' indexes (common.lua `PARK_REASONS`).
-const PARKED: [&str; 3] = ["parked:rate_limit", "parked:quota_cooldown", "parked:breaker_open"];
 
 /// What a job's keys depend on, read before the call that declares them.
 #[derive(Debug, Default)]
@@ -115,10 +113,10 @@ impl RedisStore {
                         call.key(keys.key(&k));
                     }
                 }
-                let statics = ["state:dead", "state:cancelled", "state:partial", "dg", "dgm", "dgf", "dgl"];
-                for k in statics.into_iter().chain(LANE_OFFER) {
-                    call.key(keys.key(k));
-                }
+                keys.declare(
+                    &mut call,
+                    &[&["state:dead", "state:cancelled", "state:partial"], &GROUP_INDEXES, &LANE_OFFER],
+                );
                 call.arg(keys.prefix())
                     .arg(id.as_str())
                     .arg(if exclusive { "1" } else { "0" })
@@ -144,10 +142,6 @@ impl RedisStore {
         Waiting::from_reply(reply)
     }
 }
-
-/// What offering an account's lane touches besides the lane (common.lua: `add_ready`,
-/// `offer_lane`, `wake`).
-pub(super) const LANE_OFFER: [&str; 6] = ["queued", "passes", "blocked", "vt", "idle", "marker"];
 
 /// The waiting script's call for `id` of `account` (its answer is empty when the job's
 /// account is another).

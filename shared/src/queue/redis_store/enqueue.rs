@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::{parse_err, RedisStore, MAX_BATCH};
 use crate::job::JobId;
+use crate::queue::keys::LANE_OFFER;
 use crate::queue::needs::{needed, NEED_ROUNDS};
 use crate::queue::{durability, enqueue_reply, scripts, EnqueueError, Enqueued, NewJob, QueueKeys, StoreError};
 use crate::redis_conn::query_grouped_each;
@@ -13,22 +14,9 @@ use crate::redis_conn::query_grouped_each;
 const ENQUEUE_ARGS_PLAIN: usize = 7;
 const ENQUEUE_ARGS_FULL: usize = 17;
 
-/// The queue's own keys an enqueue touches (besides its jobs' and accounts').
-const ENQUEUE_KEYS: [&str; 13] = [
-    "all",
-    "acdone",
-    "dgdone",
-    "dgjdone",
-    "queued",
-    "passes",
-    "blocked",
-    "vt",
-    "idle",
-    "marker",
-    "scheduled",
-    "paused",
-    "unstarted",
-];
+/// The queue's own keys an enqueue touches besides those of offering a lane (and its
+/// jobs' and accounts').
+const ENQUEUE_KEYS: [&str; 7] = ["all", "acdone", "dgdone", "dgjdone", "scheduled", "paused", "unstarted"];
 
 /// Most single enqueues one group-committed call carries.
 pub(super) const MAX_GROUP: usize = 256;
@@ -303,9 +291,7 @@ impl RedisStore {
         let mut inv = scripts::ENQUEUE.key(keys.slot_key());
         let declared: &[&[String]] = if self.strict || !extra.is_empty() { jobs } else { &[] };
         if !declared.is_empty() {
-            for suffix in ENQUEUE_KEYS {
-                inv.key(keys.key(suffix));
-            }
+            keys.declare(&mut inv, &[&ENQUEUE_KEYS, &LANE_OFFER]);
         }
         let mut accounts: Vec<&str> = Vec::new();
         for args in declared {

@@ -7,37 +7,22 @@ use redis::Value;
 use super::{bulk, parse_err, RedisStore, CHUNK, MAX_BATCH};
 use crate::job::{JobId, JobKind};
 use crate::queue::codec::{decode_leased, Fields, LEASED_FIELDS};
+use crate::queue::keys::{GROUP_INDEXES, LANE_OFFER, PARKED, TERMINAL};
 use crate::queue::needs::NEED_ROUNDS;
 use crate::queue::{scripts, Fetched, JobStore, Leased, QueueKeys, Settlement, StoreError};
 
-/// The queue's own keys a fetch touches (besides jobs' and accounts': fetch.lua).
-const FETCH_KEYS: [&str; 26] = [
+/// The queue's own keys a fetch touches besides those of the shared sets it declares
+/// with them (and jobs' and accounts': fetch.lua).
+const FETCH_KEYS: [&str; 9] = [
     "scheduled",
     "retrying",
-    "parked:rate_limit",
-    "parked:quota_cooldown",
-    "parked:breaker_open",
     "seen",
     "gaps",
     "active",
     "unstarted",
     "stats",
-    "state:dead",
-    "state:cancelled",
     "cbdue",
-    "dg",
-    "dgm",
-    "dgf",
-    "dgl",
     "paused",
-    "passes",
-    "blocked",
-    "vt",
-    "idle",
-    "queued",
-    "marker",
-    "state:succeeded",
-    "state:partial",
 ];
 use crate::redis_conn::query_grouped_each;
 
@@ -214,9 +199,7 @@ impl RedisStore {
         let add = |pipe: &mut redis::Pipeline, i: usize| {
             let mut inv = scripts::FETCH.key(keys[i].slot_key());
             if self.strict {
-                for suffix in FETCH_KEYS {
-                    inv.key(keys[i].key(suffix));
-                }
+                keys[i].declare(&mut inv, &[&FETCH_KEYS, &PARKED, &TERMINAL, &GROUP_INDEXES, &LANE_OFFER]);
                 for key in &hints[i] {
                     inv.key(key);
                 }

@@ -8,36 +8,13 @@ use crate::queue::codec::attempt_arg;
 use redis::Value;
 
 use super::parse_err;
+use crate::queue::keys::{GROUP_INDEXES, LANE_OFFER, PARKED, TERMINAL};
 use crate::queue::needs::{needed, NEED_ROUNDS};
 use crate::queue::{durability, scripts, Durability, LeaseReport, Leased, QueueKeys, SettleAction, SettleResult, Settlement, StoreError};
 
-/// The queue's own keys a run's end may touch (besides its record's, its history's,
-/// its account's and its dead-letter group's).
-const SETTLE_KEYS: [&str; 23] = [
-    "active",
-    "unstarted",
-    "scheduled",
-    "retrying",
-    "parked:rate_limit",
-    "parked:quota_cooldown",
-    "parked:breaker_open",
-    "stats",
-    "state:succeeded",
-    "state:partial",
-    "state:dead",
-    "state:cancelled",
-    "cbdue",
-    "dg",
-    "dgm",
-    "dgf",
-    "dgl",
-    "queued",
-    "passes",
-    "blocked",
-    "vt",
-    "idle",
-    "marker",
-];
+/// The queue's own keys a run's end may touch besides those of the shared sets it
+/// declares with them (and its record's, history's, account's and dead-letter group's).
+const SETTLE_KEYS: [&str; 6] = ["active", "unstarted", "scheduled", "retrying", "stats", "cbdue"];
 
 /// Most accounts of leased jobs a store notes at once (see [`RedisStore::note_accounts`]).
 const MAX_NOTED: usize = 1_000_000;
@@ -187,9 +164,7 @@ impl RedisStore {
             let mut inv = scripts::SETTLE.key(keys.slot_key());
             let declared: &[&Settlement] = if self.strict || !extra.is_empty() { chunk } else { &[] };
             if !declared.is_empty() {
-                for suffix in SETTLE_KEYS {
-                    inv.key(keys.key(suffix));
-                }
+                keys.declare(&mut inv, &[&SETTLE_KEYS, &PARKED, &TERMINAL, &GROUP_INDEXES, &LANE_OFFER]);
             }
             let mut seen: Vec<&str> = Vec::new();
             for (s, account) in declared.iter().zip(&accounts[first..]) {

@@ -52,9 +52,12 @@ for i, id in ipairs(ids) do
 end
 if needs then return needs_answer() end
 redis.call('SET', P .. 'accur', '(' .. last)
+-- (a batch names the members at its last score twice: each is counted once)
+local counted = {}
 for i, id in ipairs(ids) do
   local f = jobs[i]
-  if f[1] and f[3] ~= '1' and f[2] and f[2] ~= '' then
+  if f[1] and f[3] ~= '1' and f[2] and f[2] ~= '' and not counted[id] then
+    counted[id] = true
     redis.call('HSET', P .. 'job:' .. id, 'ac', '1')
     tally(f[2], f[1], 1)
   end

@@ -117,13 +117,12 @@ impl RedisStore {
         let answer = tokio::time::timeout(timeout + Duration::from_secs(2), wait).await;
         blocked.answered = answer.is_ok();
         match answer {
-            Ok(Ok(Some((key, value)))) => {
+            Ok(Ok(Some((key, _)))) => {
                 if let Some(p) = markers.iter().position(|m| *m == key) {
                     self.visits[kind.index()]
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .woken(p, Instant::now());
-                    self.hint_woken(&self.all_keys(kind)[p], &value);
                 }
                 Ok(())
             }

@@ -62,11 +62,9 @@ local BAND = 10000000000000
 local function ready_score(priority, at)
   return (9 - tonumber(priority or 0)) * BAND + at
 end
--- `hint`: '<job id> <account>' of a job just made ready, so the fetcher it wakes can
--- declare that job's keys in its first call (nil: '1', a plain wake-up).
-local function wake(hint)
+local function wake()
   if redis.call('LLEN', P .. 'marker') == 0 then
-    redis.call('LPUSH', P .. 'marker', hint or '1')
+    redis.call('LPUSH', P .. 'marker', '1')
   end
 end
 local function is_terminal(st)

@@ -50,8 +50,6 @@ local all, n_all = {}, 0
 -- per account: its index entries {created, id, ...}, likewise
 local lanes, best, by_acct = {}, {}, {}
 local woke = false
--- the last job made ready, for the wake-up (common.lua: wake)
-local ready_hint
 -- what a created job that asks for its waiting answer was stored with, so the answer
 -- need not read it back
 local created = {}
@@ -168,7 +166,6 @@ local function enqueue(b, o)
       score_s[prio] = s
     end
     push_pair(lanes, acct, s, id)
-    ready_hint = id .. ' ' .. acct
     if not best[acct] or score < best[acct] then best[acct] = score end
   end
   woke = true
@@ -216,5 +213,5 @@ for _, at in ipairs(answer) do
   end
 end
 -- Wake an idle worker: for a scheduled job it learns the new earliest due time.
-if woke then wake(ready_hint) end
+if woke then wake() end
 return out

@@ -112,25 +112,6 @@ impl RedisStore {
         })
     }
 
-    /// A wake-up that names the job it was for (`<job id> <account>`, enqueue.lua): the
-    /// next fetch of its queue declares that job's record and its account's lane.
-    pub(in crate::queue) fn hint_woken(&self, keys: &QueueKeys, marker: &str) {
-        let Some((id, account)) = marker.split_once(' ').filter(|_| self.strict) else {
-            return;
-        };
-        let mut hints = self.fetch_hints.lock().unwrap_or_else(|e| e.into_inner());
-        let list = hints.entry(keys.prefix().to_owned()).or_default();
-        for key in [
-            keys.key(&format!("job:{id}")),
-            keys.of_account("rq", account),
-            keys.of_account("hold", account),
-        ] {
-            if !list.contains(&key) {
-                list.push(key);
-            }
-        }
-    }
-
     /// One round of [`RedisStore::fetch_from`]: partition `round[i]` asked for `shares[i]`
     /// jobs. A partition that passed over work for want of a declared key (fetch.lua) is
     /// asked at once for the rest of its share, declaring what it named, a bounded number

@@ -92,7 +92,7 @@ macro_rules! conformance {
         }
 
         /// Every rule on one server and four partitions, its stores declaring every key
-        /// as on a cluster ([`RedisStore::declaring_every_key`]), watched through `MONITOR`: the
+        /// as on a cluster (`queue.declare_every_key`), watched through `MONITOR`: the
         /// scripts that touch a key they do not declare in KEYS are exactly those still
         /// listed in `STILL_UNDECLARED` (issue 16), so a script that declares its keys
         /// comes off the list and none goes back on it.
@@ -102,6 +102,7 @@ macro_rules! conformance {
             let monitor = drover_tests::harness::KeyMonitor::start(server.port());
             let defaults = JobDefaults {
                 max_attempts: 3,
+                declare_every_key: true,
                 ..Default::default()
             };
             let partitioned = JobDefaults {
@@ -111,15 +112,15 @@ macro_rules! conformance {
             $(
                 let ns = concat!("k-", stringify!($rule));
                 let store = RedisStore::connect(&server.url(), &ns[..ns.len().min(60)], partitioned.clone()).await.unwrap();
-                conformance::$rule(store.declaring_every_key()).await;
+                conformance::$rule(store).await;
             )*
             $(
                 let ns = concat!("k-", stringify!($one));
                 let store = RedisStore::connect(&server.url(), &ns[..ns.len().min(60)], defaults.clone()).await.unwrap();
-                conformance::$one(store.declaring_every_key()).await;
+                conformance::$one(store).await;
             )*
             // the one script no rule runs: what a worker does at start and every 2 s
-            let store = RedisStore::connect(&server.url(), "k-adopt", defaults.clone()).await.unwrap().declaring_every_key();
+            let store = RedisStore::connect(&server.url(), "k-adopt", defaults.clone()).await.unwrap();
             store.adopt_old_lanes().await.unwrap();
             let seen = monitor.finish();
             for (script, shapes) in &seen.by_script {

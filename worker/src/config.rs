@@ -348,6 +348,7 @@ impl WorkerConfig {
             per_account: self.jobs.per_account(),
             partitions: self.queue.partitions(),
             durability: self.queue.durability(),
+            declare_every_key: self.queue.declare_every_key,
             ..JobDefaults::for_runtime()
         }
     }
@@ -360,6 +361,14 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn declaring_every_key_is_the_queue_sections_setting() {
+        let mut c = WorkerConfig::default();
+        assert!(!c.job_defaults().declare_every_key, "off by default: a cluster declares anyway");
+        c.queue.declare_every_key = true;
+        assert!(c.job_defaults().declare_every_key);
     }
 
     #[test]

@@ -396,6 +396,7 @@ impl ApiConfig {
                     idempotency_ttl: Duration::from_secs(self.jobs.idempotency_ttl_secs),
                     partitions: partitions.unwrap_or_default(),
                     durability: self.queue.durability(),
+                    declare_every_key: self.queue.declare_every_key,
                     ..JobDefaults::default()
                 },
                 secrets,

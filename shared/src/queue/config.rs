@@ -19,6 +19,11 @@ pub struct QueueConfig {
     pub durability: DurabilityMode,
     /// How long a write waits for `aof` or `replica` before it is answered "not yet durable".
     pub durability_timeout_ms: u64,
+    /// Whether the hot scripts (enqueue, fetch, settle) declare every key they touch on
+    /// one server or Sentinel too, as they always do on a Redis Cluster: for an engine
+    /// that refuses undeclared keys (docs/architecture.md, "What a cluster needs of the
+    /// scripts"). It costs those scripts throughput (docs/benchmarks.md).
+    pub declare_every_key: bool,
 }
 
 impl Default for QueueConfig {
@@ -27,6 +32,7 @@ impl Default for QueueConfig {
             partitions: 1,
             durability: DurabilityMode::Local,
             durability_timeout_ms: DEFAULT_TIMEOUT_MS,
+            declare_every_key: false,
         }
     }
 }

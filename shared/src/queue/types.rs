@@ -347,6 +347,9 @@ pub struct JobDefaults {
     pub partitions: super::Partitions,
     /// What a write (enqueue, terminal settle) must reach before it is reported done.
     pub durability: super::Durability,
+    /// The hot scripts declare every key they touch even where no slot can move
+    /// (`queue.declare_every_key`; always on a Redis Cluster).
+    pub declare_every_key: bool,
 }
 
 impl JobDefaults {
@@ -372,6 +375,7 @@ impl Default for JobDefaults {
             reports_starts: false,
             partitions: super::Partitions::default(),
             durability: super::Durability::default(),
+            declare_every_key: false,
         }
     }
 }

@@ -14,6 +14,7 @@ pub const POLICY: JobDefaults = JobDefaults {
     reports_starts: true,
     partitions: Partitions::ONE,
     durability: drover::queue::Durability::LOCAL,
+    declare_every_key: false,
 };
 
 fn account_of(l: &Leased) -> String {

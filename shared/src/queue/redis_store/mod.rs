@@ -61,7 +61,7 @@ pub struct RedisStore {
     pub(super) leased_accounts: Arc<std::sync::Mutex<std::collections::HashMap<JobId, String>>>,
     /// Whether the hot scripts (enqueue, fetch, settle) declare every key they touch:
     /// on a Redis Cluster (where a slot can move under them), or when asked
-    /// ([`RedisStore::declaring_every_key`]). Elsewhere they reach the keys their calls
+    /// (`queue.declare_every_key`). Elsewhere they reach the keys their calls
     /// imply from the one they declare, which costs nothing extra.
     pub(super) strict: bool,
     /// Per queue (by prefix): the keys its last fetch said the next one should declare.
@@ -94,7 +94,7 @@ impl RedisStore {
         let conn = source.lazy(Timeouts::default())?;
         let n = usize::from(defaults.partitions.count());
         let now = Instant::now();
-        let strict = conn.is_cluster();
+        let strict = conn.is_cluster() || defaults.declare_every_key;
         Ok(Self {
             durable: DurableWrites::new(&source, &conn, defaults.durability)?,
             source,
@@ -109,13 +109,6 @@ impl RedisStore {
             strict,
             fetch_hints: Arc::default(),
         })
-    }
-
-    /// The same store with its hot scripts declaring every key they touch on any
-    /// deployment (as on a Redis Cluster): for an engine that refuses undeclared keys.
-    pub fn declaring_every_key(mut self) -> Self {
-        self.strict = true;
-        self
     }
 
     /// The keys of one partition of `kind`'s queue (`None`: the unpartitioned queue).

@@ -260,7 +260,7 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
         Ok(b) => b,
         Err(e) => return report_error(e, &report_id),
     };
-    let parsed = match report_parse::parse(&bytes) {
+    let parsed = match report_parse::parse_apart(bytes).await {
         Ok(parsed) => parsed,
         Err(e) => return Ok(failed(&report_id, &e.to_string())),
     };

@@ -67,6 +67,16 @@ impl ParsedReport {
     }
 }
 
+/// [`parse`], kept off the thread that polls the runs. A worker's runs are polled on one
+/// thread (apalis drives them as one future: docs/architecture.md, "Where runs are
+/// polled"), and a document can unpack to `marketplace.max_unpacked_bytes` (256 MiB):
+/// parsed inline, it would hold every other run of the worker until it ends.
+pub async fn parse_apart(document: Vec<u8>) -> Result<ParsedReport, DocumentError> {
+    tokio::task::spawn_blocking(move || parse(&document))
+        .await
+        .map_err(|e| DocumentError(format!("the parse stopped: {e}")))?
+}
+
 /// Parse a whole document.
 pub fn parse(document: &[u8]) -> Result<ParsedReport, DocumentError> {
     let text = std::str::from_utf8(document).map_err(|e| DocumentError(format!("not UTF-8 at byte {}", e.valid_up_to())))?;
@@ -183,6 +193,31 @@ mod tests {
         }
         s.push('\n');
         s.into_bytes()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_document_is_parsed_while_the_other_runs_go_on() {
+        // One thread, as a worker's runs have: a task beside the parse must get turns
+        // while the document is parsed, not only once it is done.
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let rows: Vec<String> = (0..50_000)
+            .map(|i| row(&format!("111-{i}"), "2025-01-01T10:00:00+00:00", "1.00"))
+            .collect();
+        let document = doc(&rows);
+        let turns = Arc::new(AtomicUsize::new(0));
+        let counted = turns.clone();
+        let beside = tokio::spawn(async move {
+            loop {
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        let parsed = parse_apart(document).await.expect("readable");
+        let during = turns.load(Ordering::Relaxed);
+        beside.abort();
+        assert_eq!(parsed.lines.len(), 50_000);
+        assert!(during > 0, "the task beside the parse had no turn until the parse ended");
     }
 
     #[test]

@@ -176,6 +176,9 @@ fn is_decimal(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use super::*;
     use proptest::prelude::*;
 
@@ -199,8 +202,6 @@ mod tests {
     async fn a_document_is_parsed_while_the_other_runs_go_on() {
         // One thread, as a worker's runs have: a task beside the parse must get turns
         // while the document is parsed, not only once it is done.
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
         let rows: Vec<String> = (0..50_000)
             .map(|i| row(&format!("111-{i}"), "2025-01-01T10:00:00+00:00", "1.00"))
             .collect();

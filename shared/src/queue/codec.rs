@@ -197,7 +197,7 @@ fn decode_callback(f: &Fields, deliveries: Vec<String>) -> Option<JobCallback> {
 }
 
 /// The fields the fetch script returns for each leased job, in order.
-pub const LEASED_FIELDS: [&str; 7] = ["v", "p", "at", "ma", "to", "tp", "sa"];
+pub const LEASED_FIELDS: [&str; 8] = ["v", "p", "at", "ma", "to", "tp", "sa", "mb"];
 
 impl Fields {
     pub fn from_values(names: &[&str], values: Vec<Option<String>>) -> Self {
@@ -230,6 +230,7 @@ pub fn decode_leased(id: JobId, token: String, f: &Fields) -> Leased {
     Leased {
         attempt: f.num("at").unwrap_or(1),
         max_attempts: f.num("ma").unwrap_or(1),
+        budget: f.num("mb"),
         started_at: f.time("sa").unwrap_or_else(Utc::now),
         timeout: Duration::from_millis(f.num("to").unwrap_or(0)),
         traceparent: f.str("tp").map(str::to_owned),

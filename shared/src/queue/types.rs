@@ -151,11 +151,29 @@ pub struct Leased {
     /// The run number (1-based) this lease is for.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The attempts each life of a replayed job has (the `max_attempts` it was enqueued
+    /// with); `None` until its first replay.
+    pub budget: Option<u32>,
     pub started_at: DateTime<Utc>,
     pub timeout: Duration,
     pub traceparent: Option<String>,
     /// The typed payload, or why it could not be decoded.
     pub payload: Result<JobPayload, String>,
+}
+
+impl Leased {
+    /// This run's number within the job's current life, and that life's attempts. A
+    /// replay gives a job a fresh budget on top of the runs it has had (run numbers go
+    /// on), so its failures back off as a new job's would, from the first step.
+    pub fn life(&self) -> (u32, u32) {
+        match self.budget {
+            Some(budget) => {
+                let before = self.max_attempts.saturating_sub(budget);
+                (self.attempt.saturating_sub(before), budget.min(self.max_attempts))
+            }
+            None => (self.attempt, self.max_attempts),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

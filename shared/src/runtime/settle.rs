@@ -242,7 +242,8 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
         ),
         RunEnd::Failed(error, retry_after) => {
             let e = Some(error.clone());
-            match decide(&error, retry_after, leased.attempt, leased.max_attempts, policy, unit) {
+            let (attempt, of) = leased.life();
+            match decide(&error, retry_after, attempt, of, policy, unit) {
                 Fate::Retry(delay) => Planned::new(SettleAction::Retry { delay, error }, AttemptOutcome::Failed, e, RunFate::Retried),
                 Fate::Snooze(delay) => Planned::new(SettleAction::Snooze { delay, error }, AttemptOutcome::Snoozed, e, RunFate::Snoozed),
                 Fate::Dead => Planned::new(SettleAction::Dead(error), AttemptOutcome::Failed, e, RunFate::Dead),
@@ -264,6 +265,7 @@ mod tests {
             token: "T".into(),
             attempt,
             max_attempts,
+            budget: None,
             started_at: Utc::now(),
             timeout: Duration::ZERO,
             traceparent: None,
@@ -296,5 +298,36 @@ mod tests {
         assert_eq!(last.fate, RunFate::Dead);
         let early = plan(RunEnd::Failed(error, None), &leased(1, 3), &RetryPolicy::default(), 0.5);
         assert_eq!(early.fate, RunFate::Retried);
+    }
+
+    #[test]
+    fn a_replayed_jobs_failure_backs_off_from_the_first_step() {
+        let error = ErrorInfo {
+            class: ErrorClass::Transient,
+            message: "boom".into(),
+        };
+        let policy = RetryPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+        };
+        // Enqueued with 2 attempts, dead after both, replayed: run 3 of 4 is the first of
+        // its new life, run 4 the last.
+        let first = Leased {
+            budget: Some(2),
+            ..leased(3, 4)
+        };
+        let p = plan(RunEnd::Failed(error.clone(), None), &first, &policy, 1.0);
+        assert_eq!(
+            p.action,
+            SettleAction::Retry {
+                delay: policy.base,
+                error: error.clone()
+            }
+        );
+        let last = Leased {
+            budget: Some(2),
+            ..leased(4, 4)
+        };
+        assert_eq!(plan(RunEnd::Failed(error, None), &last, &policy, 1.0).fate, RunFate::Dead);
     }
 }

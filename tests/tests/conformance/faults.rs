@@ -266,6 +266,19 @@ pub async fn a_replayed_job_shows_no_stale_error_or_progress<S: JobStore>(store:
     assert!(job.started_at.is_none());
 }
 
+pub async fn a_replayed_jobs_runs_count_from_the_start_of_its_new_life<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(2)).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.life(), (1, 2));
+    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let again = fetch_one(&store, "w1").await.unwrap();
+    // Run numbers go on (run 2 of 3: the one used and a fresh budget of 2), but its
+    // failures back off as a first run's would.
+    assert_eq!((again.attempt, again.max_attempts), (2, 3));
+    assert_eq!(again.life(), (1, 2), "the replayed job's first run is the first of its new life");
+}
+
 pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attempt<S: JobStore>(store: S) {
     let short = Duration::from_millis(100);
     let unstarted = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(1)).await;

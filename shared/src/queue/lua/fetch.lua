@@ -7,7 +7,7 @@
 -- declare by its previous fetch (`hints`): job records, histories, and accounts' lanes,
 -- running jobs, counts and exclusive syncs. A due job, an expired lease or a lane whose
 -- keys were not declared waits for the next call, which declares them (issue 16).
--- -> {jobs, wait_ms, hints, needed}; jobs = {id, token, {v, p, at, ma, to, tp, sa}, ...};
+-- -> {jobs, wait_ms, hints, needed}; jobs = {id, token, {v, p, at, ma, to, tp, sa[, mb]}, ...};
 --    wait_ms = ms until the next job falls due or lease expires (-1: nothing pending, or
 --    a full batch); hints = the keys the next call should declare; needed = 1 when this
 --    call passed over work for want of a key (the caller asks again at once)
@@ -201,7 +201,7 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
         for i = 1, #popped, 2 do
           local id = popped[i]
           local key = P .. 'job:' .. id
-          local f = need(key) and redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb')
+          local f = need(key) and redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb', 'mb')
           if f then
             off_lanes = off_lanes + 1
             served = tonumber(popped[i + 1])
@@ -230,7 +230,9 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
             leases[2 * n + 1], leases[2 * n + 2] = deadline_s, id
             f[3] = at
             f[7] = now
-            f[8] = nil -- the callback URL stays in Redis
+            -- the callback URL stays in Redis; a replayed job's budget (`mb`) goes out, so
+            -- its retries back off from the first step of its new life
+            f[8], f[9] = f[9] or nil, nil
             jobs[3 * n + 1], jobs[3 * n + 2], jobs[3 * n + 3] = id, token, f
             n = n + 1
           end

@@ -51,6 +51,7 @@ mod script_library;
 mod sealed_secrets;
 mod simulator;
 mod trace_context;
+mod trim_cost;
 mod ui_browser;
 mod ui_console;
 mod wake_ups;

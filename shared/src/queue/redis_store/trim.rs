@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use super::{RedisStore, CHUNK};
 use crate::job::{JobId, JobKind};
-use redis::AsyncCommands;
 
 use crate::queue::{scripts, QueueKeys, StoreError, Trimmed};
 
@@ -47,10 +46,10 @@ impl RedisStore {
         let index = k.key(&format!("state:{state}"));
         let ids: Vec<String> = match named {
             Some(ids) => ids.to_vec(),
-            None => conn.zrange(&index, 0, limit.max(1) as isize - 1).await?,
+            None => due_ahead(conn, &index, (retention_ms, limit, keep_max)).await?,
         };
         if ids.is_empty() {
-            return Ok((0, 0)); // an empty index: nothing is due
+            return Ok((0, 0)); // nothing is due: no record read, no script run
         }
         let mut pipe = redis::pipe();
         for id in &ids {
@@ -82,7 +81,35 @@ impl RedisStore {
         }
         Ok(call.invoke_async(conn).await?)
     }
+}
 
+/// The oldest jobs of a state's `index` that remove.lua will find due, read the way it
+/// reads them (by Redis's clock: those that ended `retention_ms` ago or more, or the
+/// oldest beyond `keep_max`; at most `limit`), in one round trip. Nothing due reads no
+/// record: the trim loop asks every 2 s in every process. Should Redis's clock move on
+/// before the script runs, the script meets a job it was not given and ends there; the
+/// next call reads it ahead.
+async fn due_ahead(
+    conn: &mut crate::redis_conn::RedisConn,
+    index: &str,
+    (retention_ms, limit, keep_max): (u64, usize, u64),
+) -> Result<Vec<String>, StoreError> {
+    let limit = limit.max(1);
+    let ((secs, micros), held, oldest): ((u64, u64), u64, Vec<(String, f64)>) = redis::pipe()
+        .cmd("TIME")
+        .zcard(index)
+        .zrange_withscores(index, 0, limit as isize - 1)
+        .query_async(conn)
+        .await?;
+    let now_ms = secs * 1000 + micros / 1000;
+    let cutoff = now_ms.saturating_sub(retention_ms) as f64;
+    let by_age = oldest.iter().take_while(|(_, ended)| *ended <= cutoff).count();
+    let over = if keep_max > 0 { held.saturating_sub(keep_max) as usize } else { 0 };
+    let due = by_age.max(over).min(limit);
+    Ok(oldest.into_iter().take(due).map(|(id, _)| id).collect())
+}
+
+impl RedisStore {
     pub(super) async fn trim_finished(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
         let mut conn = self.conn.clone();
         // One trimmer per kind at a time; the lock outlives the budget so a crashed

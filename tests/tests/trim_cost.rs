@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use drover::job::{JobKind, JobPayload};
-use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore, SettleAction, Settlement};
+use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
 use drover_tests::harness::{Durability, RedisServer};
 use serde_json::json;
 
@@ -58,15 +58,7 @@ async fn a_trim_with_nothing_due_reads_no_job_records_and_a_due_one_removes_them
             .unwrap()
             .jobs;
         assert!(!leased.is_empty(), "every job is leased");
-        let s: Vec<Settlement> = leased
-            .iter()
-            .map(|l| Settlement {
-                id: l.id.clone(),
-                token: l.token.clone(),
-                action: SettleAction::Succeeded(json!({})),
-                attempt: None,
-            })
-            .collect();
+        let s = crate::conformance::successes(&leased);
         store.settle(JobKind::Cleanup, &s).await.unwrap();
         settled += s.len();
     }

@@ -189,16 +189,7 @@ pub async fn trimming_catches_up_past_one_chunk<S: JobStore>(store: S) {
     store.enqueue_bulk(jobs).await.unwrap();
     let leased = store.fetch(JobKind::Cleanup, "w1", 1000, LEASE).await.unwrap().jobs;
     let rest = store.fetch(JobKind::Cleanup, "w1", 1000, LEASE).await.unwrap().jobs;
-    let all: Vec<Settlement> = leased
-        .iter()
-        .chain(rest.iter())
-        .map(|l| Settlement {
-            id: l.id.clone(),
-            token: l.token.clone(),
-            action: SettleAction::Succeeded(json!({})),
-            attempt: None,
-        })
-        .collect();
+    let all = successes(leased.iter().chain(rest.iter()));
     assert_eq!(all.len(), 1200);
     store.settle(JobKind::Cleanup, &all).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -53,6 +53,19 @@ pub fn attempt(l: &Leased, outcome: AttemptOutcome, error: Option<ErrorInfo>) ->
     })
 }
 
+/// A success for each of `leased`, as its worker would report it.
+pub fn successes<'a>(leased: impl IntoIterator<Item = &'a Leased>) -> Vec<Settlement> {
+    leased
+        .into_iter()
+        .map(|l| Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: SettleAction::Succeeded(json!({})),
+            attempt: None,
+        })
+        .collect()
+}
+
 fn err(class: ErrorClass) -> ErrorInfo {
     ErrorInfo {
         class,

@@ -21,8 +21,8 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
         .map_or(0, |n| n.parse().unwrap())
 }
 
-/// Calls of the library function whose name ends with `suffix` (FCALL or EVALSHA by
-/// name), from the SLOWLOG, which logs every command while `slowlog-log-slower-than` is 0.
+/// Calls of the library function whose name ends with `suffix` (an FCALL names it), from
+/// the SLOWLOG, which logs every command while `slowlog-log-slower-than` is 0.
 fn script_calls(server: &RedisServer, suffix: &str) -> usize {
     let entries: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(-1).query(&mut server.conn()).unwrap();
     entries

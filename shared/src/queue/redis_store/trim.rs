@@ -81,35 +81,6 @@ impl RedisStore {
         }
         Ok(call.invoke_async(conn).await?)
     }
-}
-
-/// The oldest jobs of a state's `index` that remove.lua will find due, read the way it
-/// reads them (by Redis's clock: those that ended `retention_ms` ago or more, or the
-/// oldest beyond `keep_max`; at most `limit`), in one round trip. Nothing due reads no
-/// record: the trim loop asks every 2 s in every process. Should Redis's clock move on
-/// before the script runs, the script meets a job it was not given and ends there; the
-/// next call reads it ahead.
-async fn due_ahead(
-    conn: &mut crate::redis_conn::RedisConn,
-    index: &str,
-    (retention_ms, limit, keep_max): (u64, usize, u64),
-) -> Result<Vec<String>, StoreError> {
-    let limit = limit.max(1);
-    let ((secs, micros), held, oldest): ((u64, u64), u64, Vec<(String, f64)>) = redis::pipe()
-        .cmd("TIME")
-        .zcard(index)
-        .zrange_withscores(index, 0, limit as isize - 1)
-        .query_async(conn)
-        .await?;
-    let now_ms = secs * 1000 + micros / 1000;
-    let cutoff = now_ms.saturating_sub(retention_ms) as f64;
-    let by_age = oldest.iter().take_while(|(_, ended)| *ended <= cutoff).count();
-    let over = if keep_max > 0 { held.saturating_sub(keep_max) as usize } else { 0 };
-    let due = by_age.max(over).min(limit);
-    Ok(oldest.into_iter().take(due).map(|(id, _)| id).collect())
-}
-
-impl RedisStore {
     pub(super) async fn trim_finished(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
         let mut conn = self.conn.clone();
         // One trimmer per kind at a time; the lock outlives the budget so a crashed
@@ -161,4 +132,30 @@ impl RedisStore {
         let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
         Ok(Some(trimmed))
     }
+}
+
+/// The oldest jobs of a state's `index` that remove.lua will find due, read the way it
+/// reads them (by Redis's clock: those that ended `retention_ms` ago or more, or the
+/// oldest beyond `keep_max`; at most `limit`), in one round trip. Nothing due reads no
+/// record: the trim loop asks every 2 s in every process. Should Redis's clock move on
+/// before the script runs, the script meets a job it was not given and ends there; the
+/// next call reads it ahead.
+async fn due_ahead(
+    conn: &mut crate::redis_conn::RedisConn,
+    index: &str,
+    (retention_ms, limit, keep_max): (u64, usize, u64),
+) -> Result<Vec<String>, StoreError> {
+    let limit = limit.max(1);
+    let ((secs, micros), held, oldest): ((u64, u64), u64, Vec<(String, f64)>) = redis::pipe()
+        .cmd("TIME")
+        .zcard(index)
+        .zrange_withscores(index, 0, limit as isize - 1)
+        .query_async(conn)
+        .await?;
+    let now_ms = secs * 1000 + micros / 1000;
+    let cutoff = now_ms.saturating_sub(retention_ms) as f64;
+    let by_age = oldest.iter().take_while(|(_, ended)| *ended <= cutoff).count();
+    let over = if keep_max > 0 { held.saturating_sub(keep_max) as usize } else { 0 };
+    let due = by_age.max(over).min(limit);
+    Ok(oldest.into_iter().take(due).map(|(id, _)| id).collect())
 }

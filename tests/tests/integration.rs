@@ -45,6 +45,7 @@ mod partitions;
 mod queue_conformance;
 mod queue_upgrade;
 mod redis_settings;
+mod reshard;
 mod resilience;
 mod runtime_leases;
 mod script_library;

@@ -196,9 +196,6 @@ fn decode_callback(f: &Fields, deliveries: Vec<String>) -> Option<JobCallback> {
     })
 }
 
-/// The fields the fetch script returns for each leased job, in order.
-pub const LEASED_FIELDS: [&str; 8] = ["v", "p", "at", "ma", "to", "tp", "sa", "mb"];
-
 impl Fields {
     pub fn from_values(names: &[&str], values: Vec<Option<String>>) -> Self {
         Fields(
@@ -211,31 +208,68 @@ impl Fields {
     }
 }
 
-/// Build a leased job from the fields the fetch script returned. A payload that this
-/// version cannot decode is carried as an error, so the job goes to dead with the
-/// reason instead of looping or crashing the worker.
-pub fn decode_leased(id: JobId, token: String, f: &Fields) -> Leased {
-    let version = f.str("v").unwrap_or_default();
+/// Build a leased job from the three strings the fetch script returns for it: `head` =
+/// `<id> <v> <at> <ma> <to> <sa> <mb> <token>` (a field it lacks empty; the token last,
+/// whatever it holds), the traceparent (empty: none) and the payload. A payload that
+/// this version cannot decode is carried as an error, so the job goes to dead with the
+/// reason instead of looping or crashing the worker; an unreadable id is an error.
+pub fn decode_leased(head: &str, traceparent: String, payload: &str) -> Result<Leased, StoreError> {
+    let mut parts = head.splitn(8, ' ');
+    let mut next = || parts.next().unwrap_or_default();
+    let id: JobId = next().parse().map_err(|e| StoreError::Protocol(format!("leased job: {e}")))?;
+    let (version, at, ma, to, sa, mb, token) = (next(), next(), next(), next(), next(), next(), next());
     let payload = if version != SCHEMA_VERSION {
         Err(format!(
             "record schema version {version:?} is not supported by this worker (expects {SCHEMA_VERSION})"
         ))
+    } else if payload.is_empty() {
+        Err("record has no payload".to_owned())
     } else {
-        match f.str("p").map(serde_json::from_str::<serde_json::Value>) {
-            None => Err("record has no payload".to_owned()),
-            Some(Err(e)) => Err(format!("payload is not JSON: {e}")),
-            Some(Ok(v)) => JobPayload::from_json(id.kind(), v).map_err(|e| e.to_string()),
+        match serde_json::from_str::<serde_json::Value>(payload) {
+            Err(e) => Err(format!("payload is not JSON: {e}")),
+            Ok(v) => JobPayload::from_json(id.kind(), v).map_err(|e| e.to_string()),
         }
     };
-    Leased {
-        attempt: f.num("at").unwrap_or(1),
-        max_attempts: f.num("ma").unwrap_or(1),
-        budget: f.num("mb"),
-        started_at: f.time("sa").unwrap_or_else(Utc::now),
-        timeout: Duration::from_millis(f.num("to").unwrap_or(0)),
-        traceparent: f.str("tp").map(str::to_owned),
+    Ok(Leased {
+        attempt: at.parse().unwrap_or(1),
+        max_attempts: ma.parse().unwrap_or(1),
+        budget: mb.parse().ok(),
+        started_at: sa.parse::<i64>().map(ms_to_time).unwrap_or_else(|_| Utc::now()),
+        timeout: Duration::from_millis(to.parse().unwrap_or(0)),
+        traceparent: (!traceparent.is_empty()).then_some(traceparent),
         id,
-        token,
+        token: token.to_owned(),
         payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leased_jobs_head_reads_empty_fields_as_absent_and_keeps_the_whole_token() {
+        let payload = r#"{"account_id":"a1","marketplace_id":"ATVPDKIKX0DER","skus":["s1"]}"#;
+        let head = format!("cleanup_01J00000000000000000000000 {SCHEMA_VERSION} 2 5 30000 1700000000123  host a:2:1700000000123");
+        let leased = decode_leased(&head, String::new(), payload).expect("a readable head");
+        assert_eq!(leased.id.as_str(), "cleanup_01J00000000000000000000000");
+        assert_eq!((leased.attempt, leased.max_attempts, leased.budget), (2, 5, None));
+        assert_eq!(leased.timeout, Duration::from_millis(30_000));
+        assert_eq!(leased.started_at.timestamp_millis(), 1_700_000_000_123);
+        assert_eq!(leased.traceparent, None);
+        assert_eq!(leased.token, "host a:2:1700000000123");
+        assert!(leased.payload.is_ok(), "{:?}", leased.payload);
+
+        let replayed = format!("cleanup_01J00000000000000000000000 {SCHEMA_VERSION} 7 10 0 1 5 w:7:1");
+        let leased = decode_leased(&replayed, "00-trace-span-01".into(), "").expect("a readable head");
+        assert_eq!((leased.budget, leased.traceparent.as_deref()), (Some(5), Some("00-trace-span-01")));
+        assert_eq!(leased.payload.unwrap_err(), "record has no payload");
+
+        let old = decode_leased("cleanup_01J00000000000000000000000 0 1 1 0 1  w:1:1", String::new(), payload).expect("readable");
+        assert!(old.payload.unwrap_err().contains("schema version \"0\""));
+        assert!(matches!(
+            decode_leased("not-an-id 1 1 1 0 1  w", String::new(), payload),
+            Err(StoreError::Protocol(_))
+        ));
     }
 }

@@ -7,7 +7,8 @@
 -- declare by its previous fetch (`hints`): job records, histories, and accounts' lanes,
 -- running jobs, counts and exclusive syncs. A due job, an expired lease or a lane whose
 -- keys were not declared waits for the next call, which declares them (issue 16).
--- -> {jobs, wait_ms, hints, needed}; jobs = {id, token, {v, p, at, ma, to, tp, sa[, mb]}, ...};
+-- -> {jobs, wait_ms, hints, needed}; jobs = {'<id> <v> <at> <ma> <to> <sa> <mb> <token>', tp, p, ...}
+--    (an absent field empty);
 --    wait_ms = ms until the next job falls due or lease expires (-1: nothing pending, or
 --    a full batch); hints = the keys the next call should declare; needed = 1 when this
 --    call passed over work for want of a key (the caller asks again at once)
@@ -228,12 +229,14 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
             held[#held + 1] = id
             busy = busy + 1
             leases[2 * n + 1], leases[2 * n + 2] = deadline_s, id
-            f[3] = at
-            f[7] = now
-            -- the callback URL stays in Redis; a replayed job's budget (`mb`) goes out, so
-            -- its retries back off from the first step of its new life
-            f[8], f[9] = f[9] or nil, nil
-            jobs[3 * n + 1], jobs[3 * n + 2], jobs[3 * n + 3] = id, token, f
+            -- Three strings a job (the client parses each reply element on its own, so
+            -- fewer is cheaper for it): `<id> <v> <at> <ma> <to> <sa> <mb> <token>` (the
+            -- token last, whatever it holds), the traceparent, the payload. The callback
+            -- URL stays in Redis; a replayed job's budget (`mb`) goes out, so its retries
+            -- back off from the first step of its new life.
+            jobs[3 * n + 1] = id .. ' ' .. (f[1] or '') .. ' ' .. at_s .. ' ' .. (f[4] or '') .. ' ' ..
+              (f[5] or '') .. ' ' .. now_s .. ' ' .. (f[9] or '') .. ' ' .. token
+            jobs[3 * n + 2], jobs[3 * n + 3] = f[6] or '', f[2]
             n = n + 1
           end
         end

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::{bulk, parse_err, RedisStore, CHUNK, MAX_BATCH};
-use crate::job::{JobId, JobKind};
-use crate::queue::codec::{decode_leased, Fields, LEASED_FIELDS};
+use crate::job::JobKind;
+use crate::queue::codec::decode_leased;
 use crate::queue::keys::{GROUP_INDEXES, LANE_OFFER, PARKED, TERMINAL};
 use crate::queue::needs::NEED_ROUNDS;
 use crate::queue::{scripts, Fetched, JobStore, Leased, QueueKeys, Settlement, StoreError};
@@ -245,10 +245,8 @@ impl RedisStore {
                 let got = jobs.len() / 3;
                 let mut leased = Vec::with_capacity(got);
                 let mut it = jobs.into_iter();
-                while let (Some(id), Some(token), Some(fields)) = (it.next(), it.next(), it.next()) {
-                    let id: JobId = bulk(id)?.parse().map_err(parse_err)?;
-                    let values: Vec<Option<String>> = redis::from_redis_value(fields).map_err(parse_err)?;
-                    leased.push(decode_leased(id, bulk(token)?, &Fields::from_values(&LEASED_FIELDS, values)));
+                while let (Some(head), Some(traceparent), Some(payload)) = (it.next(), it.next(), it.next()) {
+                    leased.push(decode_leased(&bulk(head)?, bulk(traceparent)?, &bulk(payload)?)?);
                 }
                 self.note_accounts(&leased);
                 match &durable {

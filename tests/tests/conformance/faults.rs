@@ -193,12 +193,37 @@ pub async fn trimming_catches_up_past_one_chunk<S: JobStore>(store: S) {
     assert_eq!(all.len(), 1200);
     store.settle(JobKind::Cleanup, &all).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let removed = store.trim(JobKind::Cleanup, Duration::from_millis(1), 500).await.unwrap();
-    assert_eq!(
-        removed.map(|t| (t.removed, t.backlog)),
-        Some((1200, 0)),
-        "one trim call keeps going past its chunk size until caught up"
-    );
+    let began = std::time::Instant::now();
+    let first = store
+        .trim(JobKind::Cleanup, Duration::from_millis(1), 500)
+        .await
+        .unwrap()
+        .expect("no other trimmer");
+    assert_eq!(first.removed + first.backlog, 1200, "{first:?}");
+    if first.backlog > 0 {
+        // A call stops short of caught up only once its time budget (250 ms) is spent:
+        // on a slow or busy host one chunk may take that long.
+        assert!(
+            began.elapsed() >= Duration::from_millis(250),
+            "one trim call keeps going past its chunk size until caught up: {first:?} after {:?}",
+            began.elapsed()
+        );
+    }
+    // The rest goes in the calls after, each at least one chunk.
+    let mut left = first.backlog;
+    for _ in 0..3 {
+        if left == 0 {
+            break;
+        }
+        let next = store
+            .trim(JobKind::Cleanup, Duration::from_millis(1), 500)
+            .await
+            .unwrap()
+            .expect("no other trimmer");
+        assert!(next.removed >= left.min(500), "{next:?} with {left} left");
+        left = next.backlog;
+    }
+    assert_eq!(left, 0);
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().succeeded, 0);
 }
 

@@ -30,6 +30,7 @@ pub mod db;
 pub mod error;
 pub mod group_commit;
 pub mod job;
+pub mod log_fields;
 pub mod lwa;
 pub mod probe;
 pub mod queue;

@@ -40,7 +40,8 @@ where
             .with_writer(writer)
             .json()
             .flatten_event(true)
-            .with_current_span(true);
+            .with_current_span(true)
+            .fmt_fields(crate::log_fields::JsonSpanFields);
         (Some(layer), None)
     } else {
         (None, Some(fmt::layer().with_target(true).with_writer(writer)))

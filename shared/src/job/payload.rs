@@ -115,6 +115,24 @@ impl JobPayload {
         Ok(payload)
     }
 
+    /// Decode and validate a stored payload of a job of `kind` from its JSON text in one
+    /// pass, with no `serde_json::Value` in between (the worker reads every leased job's
+    /// payload). Text that is not JSON is `payload is not JSON: …`; anything else reads as
+    /// [`JobPayload::from_json`]'s error does.
+    pub fn from_json_text(kind: JobKind, text: &str) -> Result<Self, String> {
+        let decoded = match kind {
+            JobKind::Sync => serde_json::from_str(text).map(JobPayload::Sync),
+            JobKind::Backfill => serde_json::from_str(text).map(JobPayload::Backfill),
+            JobKind::Cleanup => serde_json::from_str(text).map(JobPayload::Cleanup),
+        };
+        let payload = decoded.map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => PayloadError(vec![serde_field_error(&e)]).to_string(),
+            _ => format!("payload is not JSON: {e}"),
+        })?;
+        payload.validate().map_err(|e| e.to_string())?;
+        Ok(payload)
+    }
+
     pub fn kind(&self) -> JobKind {
         match self {
             JobPayload::Sync(_) => JobKind::Sync,
@@ -214,6 +232,41 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_payload_read_from_its_text_reads_as_one_read_through_a_json_value() {
+        let texts = [
+            (
+                JobKind::Cleanup,
+                r#"{"account_id":"a1","marketplace_id":"ATVPDKIKX0DER","skus":["s1","s2"]}"#,
+            ),
+            (
+                JobKind::Sync,
+                r#"{"account_id":"acct-1","marketplace_id":"ATVPDKIKX0DER","resources":["orders"]}"#,
+            ),
+            (
+                JobKind::Cleanup,
+                r#"{"account_id":"a1","marketplace_id":"ATVPDKIKX0DER","skus":["s1"],"extra":1}"#,
+            ),
+            (JobKind::Cleanup, r#"{"account_id":"a1","skus":["s1"]}"#),
+            (
+                JobKind::Cleanup,
+                r#"{"account_id":7,"marketplace_id":"ATVPDKIKX0DER","skus":["s1"]}"#,
+            ),
+            (
+                JobKind::Cleanup,
+                r#"{"account_id":"a1","marketplace_id":"ATVPDKIKX0DER","skus":[]}"#,
+            ),
+            (JobKind::Backfill, r#"[1,2]"#),
+        ];
+        for (kind, text) in texts {
+            let through_value = JobPayload::from_json(kind, serde_json::from_str(text).unwrap()).map_err(|e| e.to_string());
+            assert_eq!(JobPayload::from_json_text(kind, text), through_value, "{text}");
+        }
+        let broken = JobPayload::from_json_text(JobKind::Cleanup, r#"{"account_id":"#).unwrap_err();
+        let expected = serde_json::from_str::<serde_json::Value>(r#"{"account_id":"#).unwrap_err();
+        assert_eq!(broken, format!("payload is not JSON: {expected}"));
+    }
 
     #[test]
     fn a_valid_sync_payload_decodes() {

@@ -225,10 +225,7 @@ pub fn decode_leased(head: &str, traceparent: String, payload: &str) -> Result<L
     } else if payload.is_empty() {
         Err("record has no payload".to_owned())
     } else {
-        match serde_json::from_str::<serde_json::Value>(payload) {
-            Err(e) => Err(format!("payload is not JSON: {e}")),
-            Ok(v) => JobPayload::from_json(id.kind(), v).map_err(|e| e.to_string()),
-        }
+        JobPayload::from_json_text(id.kind(), payload)
     };
     Ok(Leased {
         attempt: at.parse().unwrap_or(1),

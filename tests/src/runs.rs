@@ -30,6 +30,16 @@ pub fn pid_of(worker_id: &str) -> Option<u32> {
     worker_id.rsplit('-').nth(1).and_then(|p| p.parse().ok())
 }
 
+/// The pids of the workers whose runs of `job` the queue refused as late (the
+/// `late` set of [`overlapping_runs`] for that job).
+pub fn late_pids(job: &drover::job::Job) -> HashSet<u32> {
+    job.attempt_history
+        .iter()
+        .filter(|a| a.late)
+        .filter_map(|a| pid_of(&a.worker))
+        .collect()
+}
+
 /// Pairs of runs of one job that overlapped in time. A run that logged no end lasted
 /// until `end_of(pid)`. A pair is excused (counted, not returned) when one of its runs
 /// was by a worker in `late[job]`: the queue refused that run's result as late.

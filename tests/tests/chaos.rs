@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drover::job::{AttemptOutcome, Job, JobId, JobState};
 use drover::queue::{JobDefaults, JobStore, RedisStore};
-use drover_tests::harness::{cargo_bin, ChildProcess, Durability, RedisServer};
-use drover_tests::runs::{overlapping_runs, pid_of, read_runs};
+use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+use drover_tests::runs::{late_pids, overlapping_runs, pid_of, read_runs};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -37,13 +37,7 @@ fn worker(redis_url: &str, run_file: &Path, n: usize) -> ChildProcess {
         ("DROVER_TEST_RUN_FILE", run_file.display().to_string()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let w = ChildProcess::spawn(&format!("worker-{n}"), &cargo_bin("test_worker"), &[], &env);
-    assert!(
-        w.wait_for_log("worker started", Duration::from_secs(20)),
-        "worker {n} did not start:\n{}",
-        w.log()
-    );
-    w
+    ChildProcess::test_worker(&format!("worker-{n}"), &env)
 }
 
 /// What the chaos thread did, with wall-clock times (µs) to set against the run log.
@@ -210,18 +204,7 @@ async fn under_worker_kills_a_stopped_worker_and_a_redis_crash_no_job_is_lost_ru
 
     // No two overlapping runs of one job, unless the queue recorded one of them `late`
     // (its result was refused). A run that logged no end lasted until its worker's kill.
-    let late: HashMap<String, HashSet<u32>> = jobs
-        .iter()
-        .map(|j| {
-            let pids = j
-                .attempt_history
-                .iter()
-                .filter(|a| a.late)
-                .filter_map(|a| pid_of(&a.worker))
-                .collect();
-            (j.id.to_string(), pids)
-        })
-        .collect();
+    let late: HashMap<String, HashSet<u32>> = jobs.iter().map(|j| (j.id.to_string(), late_pids(j))).collect();
     let (overlaps, excused_overlaps) = overlapping_runs(&runs, &late, |pid| killed.get(&pid).copied().unwrap_or(finished));
     let late_runs = jobs.iter().flat_map(|j| &j.attempt_history).filter(|a| a.late).count();
     eprintln!("{excused_overlaps} overlapping pairs of runs, each with one run recorded late; {late_runs} late runs in all");

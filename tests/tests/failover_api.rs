@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use api_support::*;
 use drover::queue::{DurabilityMode, JobDefaults, JobStore, RedisStore};
 use drover_tests::harness::{cargo_bin, ChildProcess, RedisCluster, RedisSentinels};
-use drover_tests::runs::{overlapping_runs, pid_of, read_runs};
+use drover_tests::runs::{late_pids, overlapping_runs, read_runs};
 use serde_json::Value;
 
 struct Outcome {
@@ -320,13 +320,7 @@ async fn run(mut redis: Topology, durability: DurabilityMode) -> Outcome {
             assert_eq!(durability, DurabilityMode::Local, "{id}: a job the API answered for is gone");
             continue;
         };
-        let pids = job
-            .attempt_history
-            .iter()
-            .filter(|a| a.late)
-            .filter_map(|a| pid_of(&a.worker))
-            .collect();
-        late.insert(id.clone(), pids);
+        late.insert(id.clone(), late_pids(&job));
     }
     let (overlaps, excused) = overlapping_runs(&read_runs(&run_file), &late, |_| finished_us);
     eprintln!("{excused} overlapping pairs of runs with one run recorded late");

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drover::job::{Job, JobId, JobKind, JobPayload, JobState};
 use drover::queue::{JobDefaults, JobStore, NewJob, Partitions, RedisStore};
-use drover_tests::harness::{cargo_bin, ChildProcess, RedisCluster};
-use drover_tests::runs::{overlapping_runs, pid_of, read_runs, Runs};
+use drover_tests::harness::{ChildProcess, RedisCluster};
+use drover_tests::runs::{late_pids, overlapping_runs, read_runs, Runs};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -51,13 +51,7 @@ fn worker(url: &str, partitions: u16, run_file: &Path, n: usize) -> ChildProcess
         ("DROVER_TEST_RUN_FILE", run_file.display().to_string()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let w = ChildProcess::spawn(&format!("worker-{n}"), &cargo_bin("test_worker"), &[], &env);
-    assert!(
-        w.wait_for_log("worker started", Duration::from_secs(20)),
-        "worker {n} did not start:\n{}",
-        w.log()
-    );
-    w
+    ChildProcess::test_worker(&format!("worker-{n}"), &env)
 }
 
 /// Job `i`: one in twenty runs 2 s (past a lease, so its renewals meet the move), the
@@ -330,18 +324,7 @@ async fn enqueue_and_work_through_a_move(partitions: u16) {
 
     let counts = store.counts(JobKind::Cleanup).await.unwrap();
     let runs = read_runs(&run_file);
-    let late: HashMap<String, HashSet<u32>> = jobs
-        .iter()
-        .map(|j| {
-            let pids = j
-                .attempt_history
-                .iter()
-                .filter(|a| a.late)
-                .filter_map(|a| pid_of(&a.worker))
-                .collect();
-            (j.id.to_string(), pids)
-        })
-        .collect();
+    let late: HashMap<String, HashSet<u32>> = jobs.iter().map(|j| (j.id.to_string(), late_pids(j))).collect();
     let (overlaps, excused) = overlapping_runs(&runs, &late, |_| finished_us);
 
     // What the move met and what it cost.

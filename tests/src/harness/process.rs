@@ -28,6 +28,17 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
+    /// Start a `test_worker` with `env` and wait (20 s at most) until it says it started.
+    pub fn test_worker(name: &str, env: &[(&str, String)]) -> Self {
+        let w = Self::spawn(name, &cargo_bin("test_worker"), &[], env);
+        assert!(
+            w.wait_for_log("worker started", Duration::from_secs(20)),
+            "{name} did not start:\n{}",
+            w.log()
+        );
+        w
+    }
+
     /// Start `bin` with `env`, its stdout and stderr going to a log file.
     pub fn spawn(name: &str, bin: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -34,13 +34,15 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
         if object.body.is_empty() {
             return Ok(());
         }
-        let kept = current.fields.trim_end();
-        match kept.strip_suffix('}') {
-            Some(open) if open.trim_end() != "{" => {
-                let open = open.to_owned();
-                current.fields = format!("{open},{}}}", object.body);
-            }
-            _ => current.fields = object.finish(),
+        let fields = &mut current.fields;
+        if fields.len() > 2 && fields.ends_with('}') {
+            // `{…}` with fields in it: the new ones go before its closing brace.
+            fields.pop();
+            fields.push(',');
+            fields.push_str(&object.body);
+            fields.push('}');
+        } else {
+            *fields = format!("{{{}}}", object.body);
         }
         Ok(())
     }
@@ -61,10 +63,6 @@ impl Default for Object {
 }
 
 impl Object {
-    fn finish(self) -> String {
-        format!("{{{}}}", self.body)
-    }
-
     fn key(&mut self, field: &Field) {
         if !self.body.is_empty() {
             self.body.push(',');

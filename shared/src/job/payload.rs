@@ -105,12 +105,7 @@ impl JobPayload {
     /// Decode and validate the payload of a job of `kind`. Unknown fields, wrong types
     /// and values out of range all come back as field errors naming the field.
     pub fn from_json(kind: JobKind, value: serde_json::Value) -> Result<Self, PayloadError> {
-        let decoded = match kind {
-            JobKind::Sync => serde_json::from_value(value).map(JobPayload::Sync),
-            JobKind::Backfill => serde_json::from_value(value).map(JobPayload::Backfill),
-            JobKind::Cleanup => serde_json::from_value(value).map(JobPayload::Cleanup),
-        };
-        let payload = decoded.map_err(|e| PayloadError(vec![serde_field_error(&e)]))?;
+        let payload = Self::typed(kind, value).map_err(|e| PayloadError(vec![serde_field_error(&e)]))?;
         payload.validate()?;
         Ok(payload)
     }
@@ -120,17 +115,27 @@ impl JobPayload {
     /// payload). Text that is not JSON is `payload is not JSON: …`; anything else reads as
     /// [`JobPayload::from_json`]'s error does.
     pub fn from_json_text(kind: JobKind, text: &str) -> Result<Self, String> {
-        let decoded = match kind {
-            JobKind::Sync => serde_json::from_str(text).map(JobPayload::Sync),
-            JobKind::Backfill => serde_json::from_str(text).map(JobPayload::Backfill),
-            JobKind::Cleanup => serde_json::from_str(text).map(JobPayload::Cleanup),
-        };
-        let payload = decoded.map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => PayloadError(vec![serde_field_error(&e)]).to_string(),
-            _ => format!("payload is not JSON: {e}"),
-        })?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let payload = Self::typed(kind, &mut de)
+            .and_then(|p| de.end().map(|()| p))
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => PayloadError(vec![serde_field_error(&e)]).to_string(),
+                _ => format!("payload is not JSON: {e}"),
+            })?;
         payload.validate().map_err(|e| e.to_string())?;
         Ok(payload)
+    }
+
+    /// The payload type of `kind`, read from `from` (not yet validated).
+    fn typed<'de, D>(kind: JobKind, from: D) -> Result<Self, serde_json::Error>
+    where
+        D: serde::Deserializer<'de, Error = serde_json::Error>,
+    {
+        match kind {
+            JobKind::Sync => SyncPayload::deserialize(from).map(JobPayload::Sync),
+            JobKind::Backfill => BackfillPayload::deserialize(from).map(JobPayload::Backfill),
+            JobKind::Cleanup => CleanupPayload::deserialize(from).map(JobPayload::Cleanup),
+        }
     }
 
     pub fn kind(&self) -> JobKind {

@@ -133,3 +133,68 @@ async fn a_successful_job_costs_at_most_two_info_lines_and_every_line_of_a_run_n
         lines.iter().find(|l| job_span(l).is_some()).unwrap()
     );
 }
+
+/// Jobs of the lease-renewal test: short runs, so that many settle while a renewal that
+/// names them is on its way.
+const RENEWED_JOBS: usize = 6000;
+
+/// A run that ends and settles while the keeper's renewal naming it is on its way gave
+/// its lease back itself: the renewal finds it gone, and that is no lost lease. A worker
+/// that renews every 50 ms while it settles thousands of runs a second must log none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_settle_while_their_renewal_is_on_its_way_log_no_lost_lease() {
+    use drover::job::JobPayload;
+    use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+    use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+
+    let redis = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
+    let worker = ChildProcess::test_worker(
+        "renewing-worker",
+        &[
+            ("DROVER_WORKER__REDIS_URL", redis.url()),
+            ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+            ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "50".to_owned()),
+            ("DROVER_WORKER__LEASE_MS", "3000".to_owned()),
+            ("DROVER_WORKER__HEARTBEAT_MS", "50".to_owned()),
+            ("DROVER_WORKER__METRICS_LISTEN", String::new()),
+            ("RUST_LOG", "info".to_owned()),
+        ],
+    );
+    let jobs: Vec<NewJob> = (0..RENEWED_JOBS)
+        .map(|i| {
+            let payload = JobPayload::from_json(
+                JobKind::Cleanup,
+                json!({"account_id": format!("t.sleep.2_{}", i % 20), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+            )
+            .unwrap();
+            NewJob::new(payload)
+        })
+        .collect();
+    for chunk in jobs.chunks(1000) {
+        for r in store.enqueue_bulk(chunk.to_vec()).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = store.counts(JobKind::Cleanup).await.unwrap();
+        if counts.succeeded == RENEWED_JOBS as u64 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{counts:?} after 120 s:\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = worker.log();
+    let lost: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("lease lost") || l.contains("could not be renewed"))
+        .collect();
+    println!("{RENEWED_JOBS} runs of 2 ms renewed every 50 ms: {} lost-lease lines", lost.len());
+    assert!(
+        lost.is_empty(),
+        "every run kept its lease, yet the worker logged:\n{}",
+        lost.join("\n")
+    );
+}

@@ -196,9 +196,10 @@ async fn renew_kind<S: JobStore>(
     let by_id: HashMap<&JobId, &Held> = held.iter().map(|(id, h)| (id, h)).collect();
     for id in &report.lost {
         if let Some(h) = by_id.get(id) {
-            // A run that settled while this renewal was on its way gave its lease back
-            // itself: nothing was lost.
-            if registry.holds(kind, id, &h.token) && h.mark_lost() {
+            // A run that settled, or began to, while this renewal was on its way gave
+            // its lease back itself: nothing was lost (a settle that finds the lease
+            // gone says so itself).
+            if !h.is_settling() && registry.holds(kind, id, &h.token) && h.mark_lost() {
                 tracing::warn!(job_id = %id, "lease lost; stopping the local run");
             }
         }
@@ -284,7 +285,8 @@ fn fence(registry: &LeaseRegistry, now: Instant, after: Duration) -> usize {
     let mut fenced = 0;
     for (_, held) in registry.snapshot() {
         for (_, h) in held {
-            if !h.is_lost() && h.unrenewed_for(now) >= after && h.mark_lost() {
+            // A run whose outcome is on its way has nothing left to stop.
+            if !h.is_lost() && !h.is_settling() && h.unrenewed_for(now) >= after && h.mark_lost() {
                 fenced += 1;
             }
         }
@@ -323,6 +325,18 @@ mod tests {
         assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 1);
         assert!(held.is_lost() && held.cancel.is_cancelled());
         assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 0, "fenced once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_whose_outcome_is_on_its_way_is_not_fenced() {
+        let reg = LeaseRegistry::default();
+        let t = timing();
+        let id = JobId::new(JobKind::Sync);
+        let (held, _guard) = reg.insert(JobKind::Sync, id.clone(), "T".into(), Instant::now());
+        reg.settling(JobKind::Sync, &id, "T");
+        tokio::time::advance(t.lease).await;
+        assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 0);
+        assert!(!held.is_lost() && !held.cancel.is_cancelled());
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,6 +25,9 @@ pub(crate) struct Held {
     pub cancel: CancellationToken,
     /// Set when the lease is gone (reported lost, leased again, or fenced).
     lost: Arc<AtomicBool>,
+    /// Set when the run's outcome is on its way to Redis: the settle gives the lease
+    /// back, so a renewal that then finds it gone has lost nothing.
+    settling: Arc<AtomicBool>,
     /// Whether the run has started, and whether Redis has been told (see [`Start`]).
     start: Arc<AtomicU8>,
     /// When the call that last set the lease's expiry was sent (the fetch, then each
@@ -38,6 +41,7 @@ impl Held {
             token,
             cancel: CancellationToken::new(),
             lost: Arc::new(AtomicBool::new(false)),
+            settling: Arc::new(AtomicBool::new(false)),
             start: Arc::new(AtomicU8::new(Start::NotYet as u8)),
             renewed: Arc::new(Mutex::new(leased_at)),
         }
@@ -63,6 +67,11 @@ impl Held {
 
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Whether the run's outcome has been sent to Redis (its settle gives the lease back).
+    pub fn is_settling(&self) -> bool {
+        self.settling.load(Ordering::SeqCst)
     }
 
     /// The handler is about to run: from now on a crash of this process uses the attempt.
@@ -144,6 +153,16 @@ impl LeaseRegistry {
     /// Whether `id`'s run under `token` still holds its entry (it has not ended).
     pub fn holds(&self, kind: JobKind, id: &JobId, token: &str) -> bool {
         self.lock().get(&kind).and_then(|m| m.get(id)).is_some_and(|h| h.token == token)
+    }
+
+    /// `id`'s run under `token` is sending its outcome, which gives the lease back: from
+    /// now on a renewal that finds the lease gone, or a renewal that is late, stops
+    /// nothing. Its lease is still renewed until the settle is answered (an outage may
+    /// hold the settle up).
+    pub fn settling(&self, kind: JobKind, id: &JobId, token: &str) {
+        if let Some(h) = self.lock().get(&kind).and_then(|m| m.get(id)).filter(|h| h.token == token) {
+            h.settling.store(true, Ordering::SeqCst);
+        }
     }
 
     /// How many jobs of `kind` this process leased that wait for a slot to start.
@@ -274,6 +293,20 @@ mod tests {
         assert_eq!(reg.token_of(JobKind::Cleanup, &job).as_deref(), Some("T2"));
         drop(g2);
         assert_eq!(reg.token_of(JobKind::Cleanup, &job), None);
+    }
+
+    #[test]
+    fn a_run_is_settling_once_its_outcome_is_sent_and_only_under_its_token() {
+        let reg = LeaseRegistry::default();
+        let job = id(JobKind::Sync);
+        let (first, _g1) = reg.insert(JobKind::Sync, job.clone(), "T1".into(), Instant::now());
+        let (second, _g2) = reg.insert(JobKind::Sync, job.clone(), "T2".into(), Instant::now());
+        reg.settling(JobKind::Sync, &job, "T1");
+        assert!(!first.is_settling() && !second.is_settling(), "T1 is no longer the entry");
+        reg.settling(JobKind::Sync, &job, "T2");
+        assert!(second.is_settling());
+        assert!(!second.is_lost() && !second.cancel.is_cancelled(), "settling stops nothing");
+        assert!(reg.holds(JobKind::Sync, &job, "T2"), "still renewed until the settle is answered");
     }
 
     #[test]

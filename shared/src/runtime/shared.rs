@@ -36,6 +36,7 @@ impl<S: JobStore> Shared<S> {
     /// Record a run's outcome; waits until it is stored (retrying through outages).
     /// The run's lease entry goes when its `RunLease` is dropped, not here.
     pub async fn settle(&self, kind: JobKind, s: Settlement) -> SettleResult {
+        self.leases.settling(kind, &s.id, &s.token);
         let (tx, rx) = oneshot::channel();
         if self.settle_tx[&kind].send((s, tx)).is_err() {
             return SettleResult::LeaseLost;

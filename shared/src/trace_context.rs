@@ -62,9 +62,21 @@ fn log_ids(span: &tracing::Span, traceparent: Option<&str>) -> (String, String) 
 
 /// The `traceparent`'s trace id (or a fresh trace) under a fresh span id.
 fn fresh_ids(traceparent: Option<&str>) -> (String, String) {
-    let fresh = || format!("{:032x}", rand::random::<u128>().max(1));
+    let fresh = || lower_hex(&rand::random::<u128>().max(1).to_be_bytes());
     let trace = traceparent.and_then(trace_id_of).map_or_else(fresh, str::to_owned);
-    (trace, format!("{:016x}", rand::random::<u64>().max(1)))
+    (trace, lower_hex(&rand::random::<u64>().max(1).to_be_bytes()))
+}
+
+/// `bytes` as lowercase hex, as `{:032x}` writes a `u128`'s big-endian bytes, without
+/// the formatting machinery (every run makes two of these).
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// Set once `telemetry::init` has installed the OpenTelemetry layer; never unset.
@@ -133,6 +145,21 @@ mod tests {
                 .next(),
             Some("00")
         );
+    }
+
+    #[test]
+    fn fresh_ids_are_lowercase_hex_of_the_w3c_lengths_and_keep_a_parents_trace() {
+        let (trace, span) = fresh_ids(None);
+        assert_eq!((trace.len(), span.len()), (32, 16));
+        for id in [&trace, &span] {
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+            assert!(id.bytes().any(|b| b != b'0'), "never all zeros: {id}");
+        }
+        assert_ne!(fresh_ids(None), fresh_ids(None));
+        let n: u128 = 0x0af7651916cd43dd8448eb211c80319c;
+        assert_eq!(lower_hex(&n.to_be_bytes()), format!("{n:032x}"));
+        assert_eq!(lower_hex(&7u64.to_be_bytes()), format!("{:016x}", 7u64));
+        assert_eq!(fresh_ids(Some(TP)).0, "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 
     #[test]

@@ -166,14 +166,33 @@ fn last_success(f: &Fields) -> Option<AttemptRecord> {
 /// which the script keeps in the job's hash (see [`last_success`]).
 pub fn attempt_arg(a: &AttemptRecord, token: &str) -> String {
     let plain = a.outcome == AttemptOutcome::Succeeded && a.error.is_none() && !a.late;
-    if plain && token == format!("{}:{}:{}", a.worker, a.number, a.started_at.timestamp_millis()) {
-        let ended = a.ended_at.timestamp_millis();
-        return match &a.trace_id {
-            Some(t) => format!("={ended}:{t}"),
-            None => format!("={ended}"),
-        };
+    if plain && token_names(token, &a.worker, a.number, a.started_at.timestamp_millis()) {
+        let mut ended = itoa::Buffer::new();
+        let ended = ended.format(a.ended_at.timestamp_millis());
+        let trace = a.trace_id.as_deref().unwrap_or("");
+        let mut arg = String::with_capacity(2 + ended.len() + trace.len());
+        arg.push('=');
+        arg.push_str(ended);
+        if a.trace_id.is_some() {
+            arg.push(':');
+            arg.push_str(trace);
+        }
+        return arg;
     }
     serde_json::to_string(&StoredAttempt::from(a)).unwrap_or_default()
+}
+
+/// Whether `token` is `<worker>:<number>:<started_ms>` (a run's lease token).
+fn token_names(token: &str, worker: &str, number: u32, started_ms: i64) -> bool {
+    let (mut n, mut s) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (number, started) = (n.format(number), s.format(started_ms));
+    token.len() == worker.len() + number.len() + started.len() + 2
+        && token
+            .strip_prefix(worker)
+            .and_then(|t| t.strip_prefix(':'))
+            .and_then(|t| t.strip_prefix(number))
+            .and_then(|t| t.strip_prefix(':'))
+            == Some(started)
 }
 
 /// The job's callback: its URL, where its delivery stands and the tries kept.
@@ -268,5 +287,40 @@ mod tests {
             decode_leased("not-an-id 1 1 1 0 1  w", String::new(), payload),
             Err(StoreError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn a_success_on_its_own_lease_goes_short_and_any_other_attempt_as_its_json() {
+        let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        let mut a = AttemptRecord {
+            number: 3,
+            worker: "host-1:9".into(),
+            started_at: at(1_700_000_000_123),
+            ended_at: at(1_700_000_000_456),
+            outcome: AttemptOutcome::Succeeded,
+            error: None,
+            late: false,
+            trace_id: None,
+        };
+        assert_eq!(attempt_arg(&a, "host-1:9:3:1700000000123"), "=1700000000456");
+        a.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+        assert_eq!(
+            attempt_arg(&a, "host-1:9:3:1700000000123"),
+            "=1700000000456:0af7651916cd43dd8448eb211c80319c"
+        );
+        let json = serde_json::to_string(&StoredAttempt::from(&a)).unwrap();
+        // another run's token (number, start or worker differ, or more follows): the record whole
+        for token in [
+            "host-1:9:13:1700000000123",
+            "host-1:9:3:170000000012",
+            "host-1:9:3:17000000001234",
+            "host-2:9:3:1700000000123",
+            "host-1:9:3:1700000000123:x",
+            "",
+        ] {
+            assert_eq!(attempt_arg(&a, token), json, "{token}");
+        }
+        a.outcome = AttemptOutcome::Failed;
+        assert!(attempt_arg(&a, "host-1:9:3:1700000000123").starts_with('{'));
     }
 }

@@ -1,4 +1,6 @@
 //! The Redis key names of one queue (a kind, or one partition of it) under one hash tag.
+use std::sync::Arc;
+
 use crate::job::{JobId, JobKind};
 
 /// What offering an account's lane touches besides the lane (common.lua: `add_ready`,
@@ -12,10 +14,12 @@ pub(crate) const TERMINAL: [&str; 4] = ["state:succeeded", "state:partial", "sta
 pub(crate) const GROUP_INDEXES: [&str; 4] = ["dg", "dgm", "dgf", "dgl"];
 
 /// Key names of one queue: a kind, or one partition of it. The hash tag (`{sync}`, or
-/// `{sync:7}` for partition 7) puts them all in one Cluster slot.
+/// `{sync:7}` for partition 7) puts them all in one Cluster slot. Cheap to clone (the
+/// prefix is shared), and its keys are put together without `format!`: a run's settle
+/// names several of them.
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
-    prefix: String,
+    prefix: Arc<str>,
 }
 
 impl QueueKeys {
@@ -24,24 +28,33 @@ impl QueueKeys {
             None => format!("{namespace}:{{{}}}:", kind.as_str()),
             Some(p) => format!("{namespace}:{{{}:{p}}}:", kind.as_str()),
         };
-        Self { prefix }
+        Self { prefix: prefix.into() }
     }
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+    /// The prefix followed by `parts`.
+    fn joined(&self, parts: &[&str]) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+        key.push_str(&self.prefix);
+        for part in parts {
+            key.push_str(part);
+        }
+        key
+    }
     pub fn key(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
+        self.joined(&[suffix])
     }
     pub fn job(&self, id: &JobId) -> String {
-        self.key(&format!("job:{id}"))
+        self.joined(&["job:", id.as_str()])
     }
     pub fn attempts(&self, id: &JobId) -> String {
-        self.key(&format!("attempts:{id}"))
+        self.joined(&["attempts:", id.as_str()])
     }
     /// One of an account's keys in this queue: `<what>:<account>` (its lane `rq`, counts
     /// `as`, running jobs `hold`, exclusive sync `excl`, ...).
     pub fn of_account(&self, what: &str, account: &str) -> String {
-        self.key(&format!("{what}:{account}"))
+        self.joined(&[what, ":", account])
     }
     /// Declares in `call` this queue's keys named in each of `sets`.
     pub(crate) fn declare(&self, call: &mut crate::redis_conn::Call, sets: &[&[&str]]) {

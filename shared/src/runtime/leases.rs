@@ -23,16 +23,21 @@ pub(crate) struct Held {
     pub token: String,
     /// Fires when the run must stop: cancelled by a user, or its lease is gone.
     pub cancel: CancellationToken,
+    state: Arc<HeldState>,
+}
+
+/// What the run and the keeper both change, in one allocation.
+struct HeldState {
     /// Set when the lease is gone (reported lost, leased again, or fenced).
-    lost: Arc<AtomicBool>,
+    lost: AtomicBool,
     /// Set when the run's outcome is on its way to Redis: the settle gives the lease
     /// back, so a renewal that then finds it gone has lost nothing.
-    settling: Arc<AtomicBool>,
+    settling: AtomicBool,
     /// Whether the run has started, and whether Redis has been told (see [`Start`]).
-    start: Arc<AtomicU8>,
+    start: AtomicU8,
     /// When the call that last set the lease's expiry was sent (the fetch, then each
     /// renewal): Redis's expiry is at most one lease after this.
-    renewed: Arc<Mutex<Instant>>,
+    renewed: Mutex<Instant>,
 }
 
 impl Held {
@@ -40,60 +45,63 @@ impl Held {
         Self {
             token,
             cancel: CancellationToken::new(),
-            lost: Arc::new(AtomicBool::new(false)),
-            settling: Arc::new(AtomicBool::new(false)),
-            start: Arc::new(AtomicU8::new(Start::NotYet as u8)),
-            renewed: Arc::new(Mutex::new(leased_at)),
+            state: Arc::new(HeldState {
+                lost: AtomicBool::new(false),
+                settling: AtomicBool::new(false),
+                start: AtomicU8::new(Start::NotYet as u8),
+                renewed: Mutex::new(leased_at),
+            }),
         }
     }
 
     /// A renewal sent at `sent` succeeded.
     pub fn renewed(&self, sent: Instant) {
-        let mut at = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = self.state.renewed.lock().unwrap_or_else(|p| p.into_inner());
         *at = (*at).max(sent);
     }
 
     /// How long since the lease was last known to be renewed.
     pub fn unrenewed_for(&self, now: Instant) -> std::time::Duration {
-        now.saturating_duration_since(*self.renewed.lock().unwrap_or_else(|p| p.into_inner()))
+        now.saturating_duration_since(*self.state.renewed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Mark the lease gone and tell the run to stop; true the first time.
     pub fn mark_lost(&self) -> bool {
-        let first = !self.lost.swap(true, Ordering::SeqCst);
+        let first = !self.state.lost.swap(true, Ordering::SeqCst);
         self.cancel.cancel();
         first
     }
 
     pub fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.state.lost.load(Ordering::SeqCst)
     }
 
     /// Whether the run's outcome has been sent to Redis (its settle gives the lease back).
     pub fn is_settling(&self) -> bool {
-        self.settling.load(Ordering::SeqCst)
+        self.state.settling.load(Ordering::SeqCst)
     }
 
     /// The handler is about to run: from now on a crash of this process uses the attempt.
     pub fn started(&self) {
         let _ = self
+            .state
             .start
             .compare_exchange(Start::NotYet as u8, Start::Started as u8, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Leased and handed to the worker, not yet started (waiting for a slot).
     pub fn not_started(&self) -> bool {
-        self.start.load(Ordering::SeqCst) == Start::NotYet as u8
+        self.state.start.load(Ordering::SeqCst) == Start::NotYet as u8
     }
 
     /// Started, and Redis not yet told so.
     pub fn start_unreported(&self) -> bool {
-        self.start.load(Ordering::SeqCst) == Start::Started as u8
+        self.state.start.load(Ordering::SeqCst) == Start::Started as u8
     }
 
     /// Redis now knows the run started.
     pub fn start_reported(&self) {
-        self.start.store(Start::Reported as u8, Ordering::SeqCst);
+        self.state.start.store(Start::Reported as u8, Ordering::SeqCst);
     }
 }
 
@@ -108,7 +116,9 @@ enum Start {
     Reported = 2,
 }
 
-type Entries = HashMap<JobKind, HashMap<JobId, Held>>;
+/// Per kind (by `JobKind::index`), each held lease by job. Job ids are the queue's own,
+/// never a client's, so the map hashes them with a fast hasher.
+type Entries = [HashMap<JobId, Held, foldhash::fast::RandomState>; 3];
 
 #[derive(Default, Clone)]
 pub(crate) struct LeaseRegistry {
@@ -126,7 +136,7 @@ impl LeaseRegistry {
     /// lease Redis has already given away.
     pub fn insert(&self, kind: JobKind, id: JobId, token: String, leased_at: Instant) -> (Held, LeaseGuard) {
         let held = Held::new(token.clone(), leased_at);
-        let older = self.lock().entry(kind).or_default().insert(id.clone(), held.clone());
+        let older = self.lock()[kind.index()].insert(id.clone(), held.clone());
         if let Some(older) = older.filter(|o| o.token != token) {
             if older.mark_lost() {
                 tracing::warn!(job_id = %id, "job leased again by this process: its earlier run lost the lease and is stopped");
@@ -143,16 +153,16 @@ impl LeaseRegistry {
 
     /// Remove `id`'s entry only if it is still the lease under `token`.
     fn remove(&self, kind: JobKind, id: &JobId, token: &str) {
-        if let Some(m) = self.lock().get_mut(&kind) {
-            if m.get(id).is_some_and(|h| h.token == token) {
-                m.remove(id);
-            }
+        let mut entries = self.lock();
+        let m = &mut entries[kind.index()];
+        if m.get(id).is_some_and(|h| h.token == token) {
+            m.remove(id);
         }
     }
 
     /// Whether `id`'s run under `token` still holds its entry (it has not ended).
     pub fn holds(&self, kind: JobKind, id: &JobId, token: &str) -> bool {
-        self.lock().get(&kind).and_then(|m| m.get(id)).is_some_and(|h| h.token == token)
+        self.lock()[kind.index()].get(id).is_some_and(|h| h.token == token)
     }
 
     /// `id`'s run under `token` is sending its outcome, which gives the lease back: from
@@ -160,28 +170,30 @@ impl LeaseRegistry {
     /// nothing. Its lease is still renewed until the settle is answered (an outage may
     /// hold the settle up).
     pub fn settling(&self, kind: JobKind, id: &JobId, token: &str) {
-        if let Some(h) = self.lock().get(&kind).and_then(|m| m.get(id)).filter(|h| h.token == token) {
-            h.settling.store(true, Ordering::SeqCst);
+        if let Some(h) = self.lock()[kind.index()].get(id).filter(|h| h.token == token) {
+            h.state.settling.store(true, Ordering::SeqCst);
         }
     }
 
     /// How many jobs of `kind` this process leased that wait for a slot to start.
     pub fn not_started(&self, kind: JobKind) -> usize {
-        self.lock().get(&kind).map_or(0, |m| m.values().filter(|h| h.not_started()).count())
+        self.lock()[kind.index()].values().filter(|h| h.not_started()).count()
     }
 
     /// Every held lease, by kind.
     pub fn snapshot(&self) -> Vec<(JobKind, Vec<(JobId, Held)>)> {
-        self.lock()
-            .iter()
+        let entries = self.lock();
+        JobKind::ALL
+            .into_iter()
+            .zip(entries.iter())
             .filter(|(_, m)| !m.is_empty())
-            .map(|(k, m)| (*k, m.iter().map(|(id, h)| (id.clone(), h.clone())).collect()))
+            .map(|(k, m)| (k, m.iter().map(|(id, h)| (id.clone(), h.clone())).collect()))
             .collect()
     }
 
     #[cfg(test)]
     fn token_of(&self, kind: JobKind, id: &JobId) -> Option<String> {
-        self.lock().get(&kind).and_then(|m| m.get(id)).map(|h| h.token.clone())
+        self.lock()[kind.index()].get(id).map(|h| h.token.clone())
     }
 }
 

@@ -66,6 +66,14 @@ pub struct RedisStore {
     pub(super) strict: bool,
     /// Per queue (by prefix): the keys its last fetch said the next one should declare.
     pub(super) fetch_hints: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+    /// Per kind, the keys of each of its queues in partition order (`Partitions::all`):
+    /// made once, as every run's settle needs its queue's.
+    queue_keys: Arc<[Vec<QueueKeys>; 3]>,
+}
+
+/// Per kind, the keys of each of its queues under `partitions`, in partition order.
+fn queue_keys_of(namespace: &str, partitions: super::Partitions) -> Arc<[Vec<QueueKeys>; 3]> {
+    Arc::new(JobKind::ALL.map(|kind| partitions.all().into_iter().map(|p| QueueKeys::new(namespace, kind, p)).collect()))
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -92,7 +100,8 @@ impl RedisStore {
     pub fn connect_lazy(url: &str, namespace: &str, defaults: JobDefaults) -> Result<Self, StoreError> {
         let source = RedisSource::new(url).map_err(|e| StoreError::Setup(e.to_string()))?;
         let conn = source.lazy(Timeouts::default())?;
-        let n = usize::from(defaults.partitions.count());
+        let partitions = defaults.partitions;
+        let n = usize::from(partitions.count());
         let now = Instant::now();
         let strict = conn.is_cluster() || defaults.declare_every_key;
         Ok(Self {
@@ -108,12 +117,19 @@ impl RedisStore {
             leased_accounts: Arc::default(),
             strict,
             fetch_hints: Arc::default(),
+            queue_keys: queue_keys_of(namespace, partitions),
         })
     }
 
     /// The keys of one partition of `kind`'s queue (`None`: the unpartitioned queue).
     pub fn partition_keys(&self, kind: JobKind, partition: Option<u16>) -> QueueKeys {
-        QueueKeys::new(&self.namespace, kind, partition)
+        let count = self.defaults.partitions.count();
+        let made = match partition {
+            None if count == 1 => self.queue_keys[kind.index()].first(),
+            Some(p) if count > 1 => self.queue_keys[kind.index()].get(usize::from(p)),
+            _ => None,
+        };
+        made.cloned().unwrap_or_else(|| QueueKeys::new(&self.namespace, kind, partition))
     }
 
     /// The keys of the queue `id` lives in.
@@ -128,12 +144,7 @@ impl RedisStore {
 
     /// The keys of every partition of `kind`, in order.
     pub fn all_keys(&self, kind: JobKind) -> Vec<QueueKeys> {
-        self.defaults
-            .partitions
-            .all()
-            .into_iter()
-            .map(|p| self.partition_keys(kind, p))
-            .collect()
+        self.queue_keys[kind.index()].clone()
     }
 
     /// A new id for a job of `kind` for `account`: on a partitioned queue it names the
@@ -148,11 +159,13 @@ impl RedisStore {
 
     /// Replaces the defaults (the partition migration's view of the new layout).
     pub(super) fn set_defaults(&mut self, defaults: JobDefaults) {
-        let n = usize::from(defaults.partitions.count());
+        let partitions = defaults.partitions;
+        let n = usize::from(partitions.count());
         let now = Instant::now();
         self.defaults = Arc::new(defaults);
         self.visits = Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now))));
         self.wakers = Arc::default();
+        self.queue_keys = queue_keys_of(&self.namespace, partitions);
     }
 
     /// The store's multiplexed connection, for the caller's own use (e.g. heartbeats).

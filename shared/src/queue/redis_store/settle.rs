@@ -23,8 +23,8 @@ const MAX_NOTED: usize = 1_000_000;
 fn action_args(s: &Settlement) -> (&'static str, u64, String) {
     let ms = |d: &Duration| d.as_millis() as u64;
     match &s.action {
-        SettleAction::Succeeded(v) => ("succeeded", 0, v.to_string()),
-        SettleAction::Partial(v) => ("partial", 0, v.to_string()),
+        SettleAction::Succeeded(v) => ("succeeded", 0, json(v)),
+        SettleAction::Partial(v) => ("partial", 0, json(v)),
         SettleAction::Retry { delay, error } => ("retry", ms(delay), json(error)),
         SettleAction::Snooze { delay, error } => ("snooze", ms(delay), json(error)),
         SettleAction::Dead(e) => ("dead", 0, json(e)),

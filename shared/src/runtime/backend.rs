@@ -227,7 +227,7 @@ async fn dispatch<S: JobStore>(
                 let s = undecodable(&lease, why, &shared.settings.worker_id);
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    shared.settle(kind, s).await;
+                    shared.settle(kind, &lease, s).await;
                     drop(lease);
                 });
                 continue;
@@ -252,7 +252,7 @@ async fn dispatch<S: JobStore>(
             // The worker is gone: hand the job straight back.
             if let Some(lease) = task.ctx().data().get::<RunLease>().cloned() {
                 drop(task);
-                shared.settle(kind, Settlement::release(&lease.leased)).await;
+                shared.settle(kind, &lease, Settlement::release(&lease.leased)).await;
             }
         }
     }
@@ -298,7 +298,7 @@ async fn hand_back_unstarted<S: JobStore>(shared: &SharedRef<S>, kind: JobKind, 
     }
     tracing::info!(kind = %kind, jobs = unstarted.len(), "handing back jobs leased but not started");
     futures::future::join_all(unstarted.into_iter().map(|lease| async move {
-        shared.settle(kind, Settlement::release(&lease.leased)).await;
+        shared.settle(kind, &lease, Settlement::release(&lease.leased)).await;
         drop(lease);
     }))
     .await;

@@ -331,9 +331,8 @@ mod tests {
     async fn a_run_whose_outcome_is_on_its_way_is_not_fenced() {
         let reg = LeaseRegistry::default();
         let t = timing();
-        let id = JobId::new(JobKind::Sync);
-        let (held, _guard) = reg.insert(JobKind::Sync, id.clone(), "T".into(), Instant::now());
-        reg.settling(JobKind::Sync, &id, "T");
+        let (held, _guard) = reg.insert(JobKind::Sync, JobId::new(JobKind::Sync), "T".into(), Instant::now());
+        held.settling();
         tokio::time::advance(t.lease).await;
         assert_eq!(fence(&reg, Instant::now(), t.fence_after()), 0);
         assert!(!held.is_lost() && !held.cancel.is_cancelled());

@@ -76,6 +76,13 @@ impl Held {
         self.state.lost.load(Ordering::SeqCst)
     }
 
+    /// The run's outcome is being sent, which gives the lease back: from now on a
+    /// renewal that finds the lease gone, or one that is late, stops nothing. The lease
+    /// is still renewed until the settle is answered (an outage may hold it up).
+    pub fn settling(&self) {
+        self.state.settling.store(true, Ordering::SeqCst);
+    }
+
     /// Whether the run's outcome has been sent to Redis (its settle gives the lease back).
     pub fn is_settling(&self) -> bool {
         self.state.settling.load(Ordering::SeqCst)
@@ -163,16 +170,6 @@ impl LeaseRegistry {
     /// Whether `id`'s run under `token` still holds its entry (it has not ended).
     pub fn holds(&self, kind: JobKind, id: &JobId, token: &str) -> bool {
         self.lock()[kind.index()].get(id).is_some_and(|h| h.token == token)
-    }
-
-    /// `id`'s run under `token` is sending its outcome, which gives the lease back: from
-    /// now on a renewal that finds the lease gone, or a renewal that is late, stops
-    /// nothing. Its lease is still renewed until the settle is answered (an outage may
-    /// hold the settle up).
-    pub fn settling(&self, kind: JobKind, id: &JobId, token: &str) {
-        if let Some(h) = self.lock()[kind.index()].get(id).filter(|h| h.token == token) {
-            h.state.settling.store(true, Ordering::SeqCst);
-        }
     }
 
     /// How many jobs of `kind` this process leased that wait for a slot to start.
@@ -308,17 +305,15 @@ mod tests {
     }
 
     #[test]
-    fn a_run_is_settling_once_its_outcome_is_sent_and_only_under_its_token() {
+    fn a_settling_run_stops_nothing_and_keeps_its_entry() {
         let reg = LeaseRegistry::default();
         let job = id(JobKind::Sync);
-        let (first, _g1) = reg.insert(JobKind::Sync, job.clone(), "T1".into(), Instant::now());
-        let (second, _g2) = reg.insert(JobKind::Sync, job.clone(), "T2".into(), Instant::now());
-        reg.settling(JobKind::Sync, &job, "T1");
-        assert!(!first.is_settling() && !second.is_settling(), "T1 is no longer the entry");
-        reg.settling(JobKind::Sync, &job, "T2");
-        assert!(second.is_settling());
-        assert!(!second.is_lost() && !second.cancel.is_cancelled(), "settling stops nothing");
-        assert!(reg.holds(JobKind::Sync, &job, "T2"), "still renewed until the settle is answered");
+        let (held, _guard) = reg.insert(JobKind::Sync, job.clone(), "T".into(), Instant::now());
+        assert!(!held.is_settling());
+        held.settling();
+        assert!(held.is_settling());
+        assert!(!held.is_lost() && !held.cancel.is_cancelled(), "settling stops nothing");
+        assert!(reg.holds(JobKind::Sync, &job, "T"), "still renewed until the settle is answered");
     }
 
     #[test]

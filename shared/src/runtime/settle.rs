@@ -124,7 +124,7 @@ where
                 log_end(planned.error.as_ref());
                 let fate = planned.fate;
                 let settlement = settlement(planned, &lease, &shared.settings.worker_id, trace_id);
-                let fate = match shared.settle(kind, settlement).await {
+                let fate = match shared.settle(kind, &lease, settlement).await {
                     // (the settler resolves the other answers before replying)
                     SettleResult::Applied | SettleResult::NotDurable | SettleResult::Unreached => fate,
                     SettleResult::LeaseLost => RunFate::Lost,

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::contention::Contention;
-use super::leases::LeaseRegistry;
+use super::leases::{LeaseRegistry, RunLease};
 use super::settings::WorkerSettings;
 use super::sweep::SlotWaits;
 use crate::backoff::Backoff;
@@ -33,10 +33,11 @@ pub(crate) struct Shared<S: JobStore> {
 }
 
 impl<S: JobStore> Shared<S> {
-    /// Record a run's outcome; waits until it is stored (retrying through outages).
-    /// The run's lease entry goes when its `RunLease` is dropped, not here.
-    pub async fn settle(&self, kind: JobKind, s: Settlement) -> SettleResult {
-        self.leases.settling(kind, &s.id, &s.token);
+    /// Record `lease`'s outcome; waits until it is stored (retrying through outages).
+    /// The lease is marked settling first (see `Held::settling`); its entry goes when
+    /// the `RunLease` is dropped, not here.
+    pub async fn settle(&self, kind: JobKind, lease: &RunLease, s: Settlement) -> SettleResult {
+        lease.held.settling();
         let (tx, rx) = oneshot::channel();
         if self.settle_tx[&kind].send((s, tx)).is_err() {
             return SettleResult::LeaseLost;

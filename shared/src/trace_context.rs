@@ -62,21 +62,11 @@ fn log_ids(span: &tracing::Span, traceparent: Option<&str>) -> (String, String) 
 
 /// The `traceparent`'s trace id (or a fresh trace) under a fresh span id.
 fn fresh_ids(traceparent: Option<&str>) -> (String, String) {
-    let fresh = || lower_hex(&rand::random::<u128>().max(1).to_be_bytes());
+    // `hex::encode` of the big-endian bytes is what `{:032x}` writes, without the
+    // formatting machinery (every run makes two ids)
+    let fresh = || hex::encode(rand::random::<u128>().max(1).to_be_bytes());
     let trace = traceparent.and_then(trace_id_of).map_or_else(fresh, str::to_owned);
-    (trace, lower_hex(&rand::random::<u64>().max(1).to_be_bytes()))
-}
-
-/// `bytes` as lowercase hex, as `{:032x}` writes a `u128`'s big-endian bytes, without
-/// the formatting machinery (every run makes two of these).
-fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
-    String::from_utf8(out).expect("hex digits are ASCII")
+    (trace, hex::encode(rand::random::<u64>().max(1).to_be_bytes()))
 }
 
 /// Set once `telemetry::init` has installed the OpenTelemetry layer; never unset.
@@ -157,8 +147,8 @@ mod tests {
         }
         assert_ne!(fresh_ids(None), fresh_ids(None));
         let n: u128 = 0x0af7651916cd43dd8448eb211c80319c;
-        assert_eq!(lower_hex(&n.to_be_bytes()), format!("{n:032x}"));
-        assert_eq!(lower_hex(&7u64.to_be_bytes()), format!("{:016x}", 7u64));
+        assert_eq!(hex::encode(n.to_be_bytes()), format!("{n:032x}"));
+        assert_eq!(hex::encode(7u64.to_be_bytes()), format!("{:016x}", 7u64));
         assert_eq!(fresh_ids(Some(TP)).0, "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 

@@ -47,7 +47,9 @@ pub async fn queue(state: &AppState, account: &Account) -> FirstSync {
     }))
     .trigger(TRIGGER);
     job.traceparent = Some(request_traceparent());
-    let why = match tokio::time::timeout(QUEUE_TIMEOUT, enqueue_answering(state, job)).await {
+    // What the client reads says what happened, never the queue's own error text (the
+    // log line, once, carries it for the operator).
+    let (why, cause) = match tokio::time::timeout(QUEUE_TIMEOUT, enqueue_answering(state, job)).await {
         Ok(Ok((e, waiting))) => {
             tracing::info!(account = %account.id, job_id = %e.id, created = e.created, "first sync queued");
             return FirstSync::Queued(Accepted {
@@ -57,15 +59,18 @@ pub async fn queue(state: &AppState, account: &Account) -> FirstSync {
                 waiting,
             });
         }
-        Ok(Err(EnqueueError::Store(StoreError::NotDurable(e)))) => {
-            tracing::warn!(account = %account.id, error = %e, "first sync queued but not yet durable");
-            "it was queued but is not yet durable (a sync submitted while it is queued returns it)".to_owned()
+        Ok(Err(EnqueueError::Store(StoreError::NotDurable(e)))) => (
+            "it was queued but is not yet durable (a sync submitted while it is queued returns it)".to_owned(),
+            e.to_string(),
+        ),
+        Ok(Err(EnqueueError::Store(e))) => ("the queue did not take it".to_owned(), e.to_string()),
+        Ok(Err(e)) => (e.to_string(), e.to_string()),
+        Err(_) => {
+            let why = format!("the queue did not answer within {QUEUE_TIMEOUT:?}; it may have been queued");
+            (why.clone(), why)
         }
-        Ok(Err(EnqueueError::Store(e))) => format!("the queue did not take it ({e})"),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("the queue did not answer within {QUEUE_TIMEOUT:?}; it may have been queued"),
     };
-    tracing::warn!(account = %account.id, error = %why, "account created, but its first sync could not be queued");
+    tracing::warn!(account = %account.id, error = %cause, "account created, but its first sync could not be queued");
     FirstSync::Failed(format!(
         "the account is stored, but its first sync could not be queued: {why}; submit a sync with POST /v1/jobs"
     ))

@@ -144,7 +144,7 @@ impl ApiError {
                 many => format!("{} fields are invalid", many.len()),
             },
             ApiError::RateLimited { retry_after } => format!(
-                "this key sent more write requests than its limit allows; retry in {} s",
+                "this key sent more requests than its limit allows; retry in {} s",
                 retry_after_secs(*retry_after)
             ),
             ApiError::Unavailable { dependency, .. } => {

@@ -771,6 +771,11 @@ async fn a_key_over_its_read_rate_gets_429_with_retry_after_and_other_keys_are_u
             assert!(res.headers().get("retry-after").is_some());
             let p = problem(res, 429).await;
             assert!(!p.to_string().contains("globex"), "{p}");
+            let detail = p["detail"].as_str().unwrap_or_default();
+            assert!(
+                detail.contains("requests") && !detail.contains("write"),
+                "a read is not a write: {p}"
+            );
             break;
         }
     }

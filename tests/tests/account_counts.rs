@@ -319,6 +319,28 @@ async fn jobs_made_before_the_counters_existed_are_counted_by_the_trimmers_backf
 }
 
 #[tokio::test]
+async fn an_account_with_no_job_is_complete_while_another_tenants_old_jobs_wait_for_the_backfill() {
+    let server = RedisServer::start(Durability::None);
+    let store = store_on(&server, 1).await;
+    enqueue(&store, NewJob::new(cleanup("globex"))).await;
+    // As an older release left the queue: its jobs not yet counted by the backfill.
+    let mut conn = server.conn();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("drover:{*").query(&mut conn).unwrap();
+    let marks: Vec<&String> = keys.iter().filter(|k| k.ends_with("}:acdone")).collect();
+    assert!(!marks.is_empty(), "{keys:?}");
+    for k in marks {
+        let _: i64 = redis::cmd("DEL").arg(k).query(&mut conn).unwrap();
+    }
+    let (_, complete) = counted(&store, "globex").await;
+    assert!(!complete, "globex's jobs wait for the backfill");
+    // Whether acme's counts are whole depends on acme's jobs alone: a scoped key does
+    // not learn from it that another tenant has jobs in the queue.
+    let (counts, complete) = counted(&store, "acme").await;
+    assert!(counts.is_empty(), "{counts:?}");
+    assert!(complete, "acme has no job in the queue, so nothing of its is left to count");
+}
+
+#[tokio::test]
 async fn a_partition_migration_carries_the_counts_with_the_jobs() {
     let server = RedisServer::start(Durability::None);
     let one = store_on(&server, 1).await;

@@ -73,7 +73,7 @@ impl RedisStore {
                     .scard(k.key(&format!("hold:{account}")))
                     .hgetall(k.key(&format!("as:{account}")))
                     .exists(k.key("acdone"))
-                    .exists(k.key("all"));
+                    .exists(k.key(&format!("acct:{account}")));
             })
             .await?;
         let mut kinds = Vec::with_capacity(JobKind::ALL.len());
@@ -82,7 +82,8 @@ impl RedisStore {
             let (queued, running, counters, done, jobs): (u64, u64, HashMap<String, i64>, bool, bool) =
                 redis::from_redis_value(redis::Value::Array(reply)).map_err(parse_err)?;
             let n = |state: &str| counters.get(state).copied().unwrap_or(0).max(0) as u64;
-            // a queue with no job has nothing left to count
+            // an account with no job in the queue has nothing left to count, whatever
+            // other tenants' jobs wait for the backfill
             complete &= done || !jobs;
             kinds.push((
                 kind,

@@ -581,6 +581,50 @@ async fn schedules_saved_by_an_older_release_are_listed_for_their_account() {
     assert_eq!(listed(&app, ACME).await, acme(&["before-accounts", "new"]));
 }
 
+/// An unreadable schedule in the field an older release used (`<name>`, no account in
+/// it) cannot say whose it is: for a scoped key asking for that name it is as absent as
+/// any other tenant's (404, not a 500 that tells the key something is there), and the
+/// key still reads and deletes its own schedule of that name.
+#[tokio::test]
+async fn an_unreadable_schedule_of_an_older_release_is_a_404_for_a_scoped_key() {
+    let app = spawn_app().await;
+    let key = format!("{}:schedules", app.store.namespace());
+    let mut conn = app.store.connection();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("nightly")
+        .arg("{not a schedule")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let res = app.get(ACME_SUB, "/v1/schedules/nightly").send().await.unwrap();
+    let p = problem(res, 404).await;
+    assert!(!p.to_string().contains("not a schedule"), "{p}");
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/nightly"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 404);
+    assert_eq!(
+        put(&app, ACME_SUB, "nightly", &cleanup_schedule("0 4 * * *", "acme"))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(app.get(ACME_SUB, "/v1/schedules/nightly").send().await.unwrap().status(), 200);
+    let del = app
+        .client
+        .delete(app.url("/v1/schedules/nightly"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+}
+
 /// N1: a schedule's payload was capped only by `api.jobs.max_payload_bytes` (1 MiB), so 50
 /// schedules let one account store 50 MiB that every listing of theirs, and the
 /// scheduler, reads. Its own cap, `api.schedules.max_payload_bytes` (64 KiB), is a 413

@@ -139,10 +139,7 @@ impl ScheduleStore {
         if let Some(raw) = raw {
             return decode(&f, &raw).map(|s| Some((s, false)));
         }
-        match legacy.map(|r| decode(name, &r)).transpose()? {
-            Some(s) if s.account() == account => Ok(Some((s, true))),
-            _ => Ok(None),
-        }
+        Ok(legacy_of(account, name, legacy).map(|s| (s, true)))
     }
 
     /// Every account's schedule called `name` (for keys that may see every account).
@@ -162,9 +159,9 @@ impl ScheduleStore {
             return Ok(true);
         }
         let legacy: Option<String> = self.conn.clone().hget(&self.key, name).await?;
-        match legacy.map(|r| decode(name, &r)).transpose()? {
-            Some(s) if s.account() == account => self.remove(account, name).await,
-            _ => Ok(false),
+        match legacy_of(account, name, legacy) {
+            Some(_) => self.remove(account, name).await,
+            None => Ok(false),
         }
     }
 
@@ -274,6 +271,13 @@ fn encode(schedule: &Schedule) -> Result<String, ScheduleError> {
         name: schedule.key(),
         reason: e.to_string(),
     })
+}
+
+/// `account`'s schedule `name` in the field an older release used (`<name>`), if that
+/// field holds one. One that cannot be read cannot say whose it is: absent for every
+/// caller, so a scoped key learns nothing from it (the listing logs it).
+fn legacy_of(account: Option<&str>, name: &str, raw: Option<String>) -> Option<Schedule> {
+    decode(name, &raw?).ok().filter(|s| s.account() == account)
 }
 
 fn decode(field: &str, raw: &str) -> Result<Schedule, ScheduleError> {

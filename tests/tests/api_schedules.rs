@@ -85,31 +85,10 @@ async fn delete_removes_a_schedule_and_a_scoped_key_cannot_see_or_touch_another_
     assert_eq!(put(ACME, "globex-hourly", "globex").await.unwrap().status(), 403);
     assert_eq!(put(ADMIN, "globex-hourly", "globex").await.unwrap().status(), 201);
     assert_eq!(app.get(ACME, "/v1/schedules/globex-hourly").send().await.unwrap().status(), 404);
-    let del = app
-        .client
-        .delete(app.url("/v1/schedules/globex-hourly"))
-        .bearer_auth(ACME)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 404);
-    let del = app
-        .client
-        .delete(app.url("/v1/schedules/acme-hourly"))
-        .bearer_auth(ACME)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 204);
+    assert_eq!(delete(&app, ACME, "globex-hourly").await, 404);
+    assert_eq!(delete(&app, ACME, "acme-hourly").await, 204);
     assert_eq!(app.get(ACME, "/v1/schedules/acme-hourly").send().await.unwrap().status(), 404);
-    let del = app
-        .client
-        .delete(app.url("/v1/schedules/acme-hourly"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 404);
+    assert_eq!(delete(&app, ADMIN, "acme-hourly").await, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -142,14 +121,7 @@ async fn three_replicas_running_the_scheduler_make_exactly_one_job_per_tick() {
     assert_eq!(res.status(), 201);
     let from = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(7000)).await;
-    let res = app
-        .client
-        .delete(app.url("/v1/schedules/every-2s"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(delete(&app, ADMIN, "every-2s").await, 204);
     let to = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -180,6 +152,18 @@ async fn three_replicas_running_the_scheduler_make_exactly_one_job_per_tick() {
         let _ = stop.send(());
         let _ = server.await;
     }
+}
+
+/// `DELETE /v1/schedules/{name}` with `key`: the status.
+async fn delete(app: &TestApp, key: &str, name: &str) -> u16 {
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/schedules/{name}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    res.status().as_u16()
 }
 
 async fn put(app: &TestApp, key: &str, name: &str, body: &Value) -> reqwest::Response {
@@ -260,14 +244,7 @@ async fn an_account_at_its_schedule_quota_cannot_create_more_even_all_at_once() 
         201
     );
     // Deleting one frees its place.
-    let del = app
-        .client
-        .delete(app.url(&format!("/v1/schedules/{name}")))
-        .bearer_auth(ACME_SUB)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 204);
+    assert_eq!(delete(&app, ACME_SUB, &name).await, 204);
     assert_eq!(
         put(&app, ACME_SUB, "more", &cleanup_schedule("0 * * * *", "acme")).await.status(),
         201
@@ -565,14 +542,7 @@ async fn schedules_saved_by_an_older_release_are_listed_for_their_account() {
         200
     );
     assert_eq!(listed(&app, ACME).await, acme(&["before-accounts", "per-account"]));
-    let del = app
-        .client
-        .delete(app.url("/v1/schedules/per-account"))
-        .bearer_auth(ACME_SUB)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 204);
+    assert_eq!(delete(&app, ACME_SUB, "per-account").await, 204);
     assert_eq!(listed(&app, ACME).await, acme(&["before-accounts"]));
     assert_eq!(
         put(&app, ACME_SUB, "new", &cleanup_schedule("0 6 * * *", "acme")).await.status(),
@@ -600,14 +570,7 @@ async fn an_unreadable_schedule_of_an_older_release_is_a_404_for_a_scoped_key() 
     let res = app.get(ACME_SUB, "/v1/schedules/nightly").send().await.unwrap();
     let p = problem(res, 404).await;
     assert!(!p.to_string().contains("not a schedule"), "{p}");
-    let del = app
-        .client
-        .delete(app.url("/v1/schedules/nightly"))
-        .bearer_auth(ACME_SUB)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 404);
+    assert_eq!(delete(&app, ACME_SUB, "nightly").await, 404);
     assert_eq!(
         put(&app, ACME_SUB, "nightly", &cleanup_schedule("0 4 * * *", "acme"))
             .await
@@ -615,14 +578,7 @@ async fn an_unreadable_schedule_of_an_older_release_is_a_404_for_a_scoped_key() 
         201
     );
     assert_eq!(app.get(ACME_SUB, "/v1/schedules/nightly").send().await.unwrap().status(), 200);
-    let del = app
-        .client
-        .delete(app.url("/v1/schedules/nightly"))
-        .bearer_auth(ACME_SUB)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 204);
+    assert_eq!(delete(&app, ACME_SUB, "nightly").await, 204);
 }
 
 /// N1: a schedule's payload was capped only by `api.jobs.max_payload_bytes` (1 MiB), so 50

@@ -255,6 +255,44 @@ impl Drop for Paused {
     }
 }
 
+/// A lease's clock starts when Redis leased the job, not when the idle fetcher began to
+/// wait for work: a job enqueued after the worker has waited longer than a lease may go
+/// unrenewed runs to its end on one attempt, renewed, and is never stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_comes_after_a_long_idle_wait_has_its_lease_from_when_it_was_leased() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    // Each run takes 2 s: longer than the lease, so it lives on renewals.
+    let handler = reporting_handler(tx, |_| Duration::from_secs(2));
+    // A run is fenced once unrenewed for 1.2 s (lease 1.5 s, heartbeat 300 ms); the idle
+    // fetcher waits up to 3 s at a time.
+    let mut s = settings(1500, 300);
+    s.idle_wait = Duration::from_secs(3);
+    let (stop, runtime) = spawn_runtime(&server, store.clone(), s, handler);
+    // The first fetch finds nothing; the job comes 2 s into the wait after it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = store.enqueue(job()).await.unwrap().id;
+    let seen = events_for(&mut events, Duration::from_secs(5)).await;
+    assert_eq!(
+        seen,
+        vec![Event::Started { attempt: 1 }, Event::Finished { attempt: 1 }],
+        "one run, never stopped"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let j = store.get(&id).await.unwrap().unwrap();
+        if j.state == JobState::Succeeded {
+            assert_eq!(j.attempts, 1, "{j:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not succeed: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    runtime.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_lease_cannot_be_renewed_is_stopped_before_the_lease_runs_out() {
     let server = RedisServer::start(Durability::None);

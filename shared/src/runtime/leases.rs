@@ -23,6 +23,10 @@ pub(crate) struct Held {
     pub token: String,
     /// Fires when the run must stop: cancelled by a user, or its lease is gone.
     pub cancel: CancellationToken,
+    /// Fires only when the lease is gone (`cancel` is its child): the run is then
+    /// dropped at once, with no grace to wind down, since Redis may give the job to
+    /// another run as soon as the lease it last set runs out.
+    pub gone: CancellationToken,
     state: Arc<HeldState>,
 }
 
@@ -42,9 +46,11 @@ struct HeldState {
 
 impl Held {
     fn new(token: String, leased_at: Instant) -> Self {
+        let gone = CancellationToken::new();
         Self {
             token,
-            cancel: CancellationToken::new(),
+            cancel: gone.child_token(),
+            gone,
             state: Arc::new(HeldState {
                 lost: AtomicBool::new(false),
                 settling: AtomicBool::new(false),
@@ -68,7 +74,7 @@ impl Held {
     /// Mark the lease gone and tell the run to stop; true the first time.
     pub fn mark_lost(&self) -> bool {
         let first = !self.state.lost.swap(true, Ordering::SeqCst);
-        self.cancel.cancel();
+        self.gone.cancel();
         first
     }
 

@@ -15,6 +15,7 @@ use crate::job::{ErrorClass, ErrorInfo};
 
 /// How long a cancelled handler may take to wind down before it is dropped. With the
 /// keeper's beat (0.5 s) this stops an uncooperative handler within 1 s of the cancel.
+/// A run whose lease is gone gets none: it is dropped at once (see [`run_to_end`]).
 pub(crate) const CANCEL_GRACE: Duration = Duration::from_millis(300);
 
 /// How the run ended, before the policy decides the job's fate.
@@ -100,9 +101,21 @@ enum Stop {
     Hard,
 }
 
-/// Drive `run` to its end. `cancel` fires on a user's cancel or a lost lease;
-/// `hard_stop` when the shutdown grace period is over.
-pub(crate) async fn run_to_end<F, E>(run: F, timeout: Duration, cancel: &CancellationToken, hard_stop: &CancellationToken) -> RunEnd
+/// Drive `run` to its end. `cancel` fires on a user's cancel or a lost lease, `gone`
+/// on a lost lease only; `hard_stop` when the shutdown grace period is over.
+///
+/// A cancelled handler gets [`CANCEL_GRACE`] to return; one whose lease is gone (the
+/// keeper fenced it, or Redis said so) is dropped at once, even within that grace: the
+/// keeper fences a lease `lease − heartbeat` after its last renewal was sent, checked
+/// every quarter beat, so a run dropped then ends before Redis's lease can run out and
+/// another run take the job. With the grace it could end up to 300 ms after.
+pub(crate) async fn run_to_end<F, E>(
+    run: F,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    gone: &CancellationToken,
+    hard_stop: &CancellationToken,
+) -> RunEnd
 where
     F: Future<Output = Result<Outcome, E>>,
     E: Into<BoxDynError>,
@@ -119,10 +132,15 @@ where
         Ok(Ok(Err(e))) => classify(e.into()),
         Ok(Err(p)) => panicked(p),
         Err(Stop::Hard) => RunEnd::Interrupted("cut off by worker shutdown; returned to the queue".into()),
-        // Give the handler a moment to stop cleanly between steps, then drop it.
-        Err(Stop::Cancel) => match tokio::time::timeout(CANCEL_GRACE, run).await {
-            Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
-            _ => cancelled(),
+        // Give the handler a moment to stop cleanly between steps, then drop it; at
+        // once if the lease is gone, or goes meanwhile.
+        Err(Stop::Cancel) => tokio::select! {
+            biased;
+            _ = gone.cancelled() => cancelled(),
+            r = tokio::time::timeout(CANCEL_GRACE, run) => match r {
+                Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
+                _ => cancelled(),
+            },
         },
         Err(Stop::Timeout) => RunEnd::Failed(
             ErrorInfo {
@@ -157,7 +175,7 @@ mod tests {
         let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
         let asked = Instant::now();
         cancel.cancel();
-        let end = run_to_end(never_returns(), LONG, &cancel, &hard).await;
+        let end = run_to_end(never_returns(), LONG, &cancel, &CancellationToken::new(), &hard).await;
         assert_eq!(class(&end), Some(ErrorClass::Cancelled));
         // The keeper notices a cancel within one beat (0.5 s); the rest is this grace.
         assert!(
@@ -165,6 +183,37 @@ mod tests {
             "{:?}",
             asked.elapsed()
         );
+    }
+
+    /// The keeper fences a lease `lease − heartbeat` after its last renewal was sent
+    /// (default 1.5 s of 1.8 s), checked every quarter beat (75 ms): a run whose handler
+    /// ignores the stop must be dropped then, not 300 ms later, after Redis's lease has
+    /// run out and another run may hold the job (finding F1/F4's overlap).
+    #[tokio::test(start_paused = true)]
+    async fn a_run_whose_lease_is_gone_is_dropped_at_once_without_the_grace() {
+        let (gone, hard) = (CancellationToken::new(), CancellationToken::new());
+        let cancel = gone.child_token();
+        let fenced = Instant::now();
+        gone.cancel();
+        let end = run_to_end(never_returns(), LONG, &cancel, &gone, &hard).await;
+        assert_eq!(class(&end), Some(ErrorClass::Cancelled));
+        assert_eq!(fenced.elapsed(), Duration::ZERO, "dropped when fenced");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_lost_during_a_cancels_grace_ends_the_grace() {
+        let (gone, hard) = (CancellationToken::new(), CancellationToken::new());
+        let cancel = gone.child_token();
+        let asked = Instant::now();
+        cancel.cancel();
+        let g = gone.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(CANCEL_GRACE / 3).await;
+            g.cancel();
+        });
+        let end = run_to_end(never_returns(), LONG, &cancel, &gone, &hard).await;
+        assert_eq!(class(&end), Some(ErrorClass::Cancelled));
+        assert_eq!(asked.elapsed(), CANCEL_GRACE / 3, "dropped when the lease went");
     }
 
     #[tokio::test(start_paused = true)]
@@ -177,7 +226,7 @@ mod tests {
             Ok::<_, JobError>(Outcome::Succeeded(serde_json::json!({"tidy": true})))
         };
         cancel.cancel();
-        let end = run_to_end(run, LONG, &cancel, &hard).await;
+        let end = run_to_end(run, LONG, &cancel, &CancellationToken::new(), &hard).await;
         assert!(matches!(end, RunEnd::Done(Outcome::Succeeded(_))), "{end:?}");
     }
 
@@ -185,7 +234,7 @@ mod tests {
     async fn a_run_past_its_timeout_fails_with_timeout_at_the_timeout() {
         let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
         let began = Instant::now();
-        let end = run_to_end(never_returns(), Duration::from_secs(90), &cancel, &hard).await;
+        let end = run_to_end(never_returns(), Duration::from_secs(90), &cancel, &CancellationToken::new(), &hard).await;
         assert_eq!(class(&end), Some(ErrorClass::Timeout));
         assert_eq!(began.elapsed(), Duration::from_secs(90));
     }
@@ -199,7 +248,7 @@ mod tests {
             h.cancel();
         });
         let began = Instant::now();
-        let end = run_to_end(never_returns(), LONG, &cancel, &hard).await;
+        let end = run_to_end(never_returns(), LONG, &cancel, &CancellationToken::new(), &hard).await;
         assert!(matches!(end, RunEnd::Interrupted(_)), "{end:?}");
         assert_eq!(began.elapsed(), Duration::from_secs(30));
     }
@@ -208,7 +257,7 @@ mod tests {
     async fn a_handler_that_stops_between_steps_for_the_shutdown_is_handed_back() {
         let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
         let stopped = async { Err::<Outcome, _>(JobError::Stopping("between two windows".into())) };
-        match run_to_end(stopped, LONG, &cancel, &hard).await {
+        match run_to_end(stopped, LONG, &cancel, &CancellationToken::new(), &hard).await {
             RunEnd::Interrupted(why) => assert!(why.contains("between two windows"), "{why}"),
             end => panic!("{end:?}"),
         }
@@ -223,7 +272,7 @@ mod tests {
             }
             panic!("boom in handler")
         };
-        let end = run_to_end::<_, JobError>(run, LONG, &cancel, &hard).await;
+        let end = run_to_end::<_, JobError>(run, LONG, &cancel, &CancellationToken::new(), &hard).await;
         match end {
             RunEnd::Failed(e, _) => assert_eq!((e.class, e.message.as_str()), (ErrorClass::Panic, "boom in handler")),
             other => panic!("{other:?}"),

@@ -154,7 +154,7 @@ where
     };
     let end = match inner {
         Err(p) => panicked(p),
-        Ok(fut) => run_to_end(fut, timeout, &lease.held.cancel, &shared.hard_stop).await,
+        Ok(fut) => run_to_end(fut, timeout, &lease.held.cancel, &lease.held.gone, &shared.hard_stop).await,
     };
     // A run stopped because its lease went away is not the job's failure.
     match end {

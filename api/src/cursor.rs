@@ -102,7 +102,7 @@ mod tests {
         fn every_cursor_survives_the_round_trip_and_shows_nothing_of_its_positions(
             positions in prop::collection::vec((kind(), "[1-9][0-9]{9,12}", "[0-7][0-9A-HJKMNP-TV-Z]{25}"), 0..4)
         ) {
-            let c = Cursor { positions: positions.into_iter().map(|(k, s, u)| (k, None, s, format!("{}_{u}", k.as_str()))).collect() };
+            let c = Cursor { positions: positions.into_iter().map(|(k, s, u)| (k, None, s, format!("{}_{u}", k.as_str()))).collect(), by_account: Vec::new() };
             let q = query(Some("acme"));
             let s = cursors().encode(&c, "acme-sub", &q);
             prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "url-safe: {}", s);
@@ -125,6 +125,7 @@ mod tests {
     fn a_cursor_does_not_open_for_another_key_or_another_filter() {
         let c = Cursor {
             positions: vec![(JobKind::Cleanup, None, "1700000000000".into(), String::new())],
+            by_account: Vec::new(),
         };
         let s = cursors().encode(&c, "acme-sub", &query(Some("acme")));
         assert!(cursors().decode(&s, "acme-sub", &query(Some("acme"))).is_ok());

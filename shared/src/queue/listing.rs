@@ -16,6 +16,7 @@ type Queue = (JobKind, Option<u16>);
 /// How one queue's index was read for a page.
 struct Scan {
     queue: Queue,
+    by_account: bool,
     after: Option<Position>,
     offered: usize,
     last_scanned: Option<Position>,
@@ -23,25 +24,32 @@ struct Scan {
 }
 
 impl RedisStore {
-    /// Read one page of one queue's index: (id, score) pairs, the last position scanned
-    /// and whether the index goes on.
+    /// Read one page of one queue's index: (id, score) pairs, the last position scanned,
+    /// whether the index goes on and whether it was the account's index of all its jobs
+    /// standing in for its own index of a group. `by_account` is that answer from the
+    /// previous page (`None` on the first).
     async fn list_one(
         &self,
         keys: &QueueKeys,
         query: &ListQuery,
         after: Option<(&str, &str)>,
-    ) -> Result<(Vec<(String, String)>, Option<Position>, bool), StoreError> {
+        by_account: Option<bool>,
+    ) -> Result<(Vec<(String, String)>, Option<Position>, bool, bool), StoreError> {
         // With an account, walk that account's own index and filter by state: a scoped
         // listing never walks (or is slowed by) another tenant's entries (finding M9).
         // A dead-letter group's own index holds only its dead jobs, and each account has
         // its own index of the group, read when it is whole: the trimmer's backfill has
         // put the jobs grouped before those indexes into them, and it holds as many as
         // the account's count of the group (a job killed by a previous release's script
-        // during an upgrade is counted but not indexed). Otherwise the group's index is
-        // walked and the account filters it.
+        // during an upgrade is counted but not indexed). Otherwise the account's index
+        // of all its jobs is walked for its dead jobs of the group, never the group's
+        // shared index (its other tenants' entries would slow the page and its cursor
+        // would tell of them). A listing keeps to the index its first page read: the two
+        // are ordered differently (by death, by submission).
         let mut conn = self.connection();
-        let own_group_index = match (&query.group, &query.account_id) {
-            (Some(sig), Some(acct)) => {
+        let own_group_index = match (&query.group, &query.account_id, by_account) {
+            (Some(_), Some(_), Some(on_account)) => !on_account,
+            (Some(sig), Some(acct), None) => {
                 let (done, indexed, counted): (i64, i64, Option<i64>) = redis::pipe()
                     .exists(keys.key("dgjdone"))
                     .zcard(keys.key(&format!("dgj:{sig}:{acct}")))
@@ -52,9 +60,12 @@ impl RedisStore {
             }
             _ => false,
         };
+        let on_account = query.group.is_some() && query.account_id.is_some() && !own_group_index;
+        let group_filter = if on_account { query.group.as_deref().unwrap_or("") } else { "" };
         let (index, state_filter, account_filter) = match (&query.group, query.state, &query.account_id) {
             (Some(sig), _, Some(acct)) if own_group_index => (keys.key(&format!("dgj:{sig}:{acct}")), "", ""),
-            (Some(sig), _, acct) => (keys.key(&format!("dg:{sig}")), "", acct.as_deref().unwrap_or("")),
+            (Some(_), _, Some(acct)) => (keys.key(&format!("acct:{acct}")), "dead", ""),
+            (Some(sig), _, None) => (keys.key(&format!("dg:{sig}")), "", ""),
             (None, st, Some(acct)) => (keys.key(&format!("acct:{acct}")), st.map_or("", JobState::as_str), ""),
             // Queued jobs are indexed only by their lanes: read the newest jobs for them
             // (a queue runs its oldest first, so the queued ones are near the top).
@@ -67,7 +78,8 @@ impl RedisStore {
         };
         let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
         let cap = query.limit.saturating_mul(20).max(2000);
-        let filtered = !state_filter.is_empty() || !account_filter.is_empty() || query.error_class.is_some();
+        let filtered =
+            !state_filter.is_empty() || !account_filter.is_empty() || query.error_class.is_some() || on_account;
         let mut reply: (Vec<String>, String, String, i64) = Default::default();
         // A filtered page reads each entry's record: the entries it may walk are read
         // ahead (a few more than the cap, for the cursor's ties), so the script declares
@@ -106,7 +118,8 @@ impl RedisStore {
                 .arg(cap)
                 .arg(query.error_class.as_deref().unwrap_or(""))
                 .arg(end.0)
-                .arg(end.1);
+                .arg(end.1)
+                .arg(group_filter);
             reply = call.invoke_async(&mut conn).await?;
             if !(reply.0.is_empty() && reply.2.is_empty() && reply.3 == 1) {
                 break;
@@ -119,7 +132,7 @@ impl RedisStore {
             .map(|c| (c[0].clone(), c[1].clone()))
             .collect();
         let last = (!last_id.is_empty()).then_some((last_score, last_id));
-        Ok((pairs, last, more == 1))
+        Ok((pairs, last, more == 1, on_account))
     }
 
     /// The queues a listing reads: the kinds asked for, each in every partition, or only
@@ -154,27 +167,26 @@ impl RedisStore {
         let mut scans: Vec<Scan> = Vec::new();
         let mut reads = Vec::new();
         for queue in self.queues_of(query) {
-            let after = match &query.cursor {
-                None => None,
+            let (after, by_account) = match &query.cursor {
+                None => (None, None),
                 Some(c) => match c.positions.iter().find(|(k, p, _, _)| (*k, *p) == queue) {
-                    Some((_, _, score, id)) => Some((score.clone(), id.clone())),
+                    Some((_, _, score, id)) => (Some((score.clone(), id.clone())), Some(c.by_account.contains(&queue))),
                     None => continue, // this queue was exhausted on an earlier page
                 },
             };
-            reads.push((queue, after));
+            reads.push((queue, after, by_account));
         }
         // The queues are read at once: on a cluster they live on different shards.
-        let pages = futures::future::try_join_all(reads.iter().map(|(queue, after)| {
+        let pages = futures::future::try_join_all(reads.iter().map(|(queue, after, by_account)| {
             let keys = self.partition_keys(queue.0, queue.1);
-            async move {
-                self.list_one(&keys, query, after.as_ref().map(|(s, i)| (s.as_str(), i.as_str())))
-                    .await
-            }
+            let after = after.as_ref().map(|(s, i)| (s.as_str(), i.as_str()));
+            async move { self.list_one(&keys, query, after, *by_account).await }
         }))
         .await?;
-        for ((queue, after), (pairs, last, more)) in reads.into_iter().zip(pages) {
+        for ((queue, after, _), (pairs, last, more, by_account)) in reads.into_iter().zip(pages) {
             scans.push(Scan {
                 queue,
+                by_account,
                 after,
                 offered: pairs.len(),
                 last_scanned: last,
@@ -187,8 +199,10 @@ impl RedisStore {
         candidates.truncate(query.limit);
 
         let mut positions = Vec::new();
+        let mut by_account = Vec::new();
         for Scan {
             queue,
+            by_account: on_account,
             after,
             offered,
             last_scanned,
@@ -196,6 +210,9 @@ impl RedisStore {
         } in scans
         {
             let taken: Vec<&(Queue, String, String)> = candidates.iter().filter(|c| c.0 == queue).collect();
+            if on_account {
+                by_account.push(queue);
+            }
             if taken.len() < offered {
                 // Some of this queue's entries did not fit: resume right after the last one shown.
                 let pos = match taken.last() {
@@ -210,6 +227,7 @@ impl RedisStore {
             }
         }
         let ids: Vec<JobId> = candidates.iter().filter_map(|c| c.2.parse().ok()).collect();
-        Ok((ids, (!positions.is_empty()).then_some(Cursor { positions })))
+        by_account.retain(|q| positions.iter().any(|(k, p, _, _)| (*k, *p) == *q));
+        Ok((ids, (!positions.is_empty()).then_some(Cursor { positions, by_account })))
     }
 }

@@ -299,6 +299,11 @@ pub struct Cursor {
     /// (kind, partition, score, id) of the last entry seen in each queue's index; a
     /// queue that is exhausted is absent.
     pub positions: Vec<(JobKind, Option<u16>, String, String)>,
+    /// The queues of a scoped dead-letter group listing whose positions are in the
+    /// account's index of all its jobs rather than its own index of the group (that one
+    /// was not whole when the listing began): the listing keeps to the index it began on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_account: Vec<(JobKind, Option<u16>)>,
 }
 
 #[derive(Debug, Clone, Default)]

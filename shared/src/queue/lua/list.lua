@@ -3,7 +3,8 @@
 -- caller read ahead from the same position. ARGV: prefix, max_score ('+inf' or cursor
 -- score), cursor id ('' for none), limit, state filter ('' none), account filter (''
 -- none), scan cap, last error's class filter ('' none), the score and id of the last
--- entry read ahead ('' when that read reached the index's end).
+-- entry read ahead ('' when that read reached the index's end), dead-letter group
+-- filter ('' none: the job's error signature).
 -- -> {{id, score, ...}, last score, last id, more}: `more` is 1 when the index goes on.
 -- An entry whose record was not read ahead is passed over when it came in since that
 -- read (the page is as of the read), and ends the page when it lies beyond it.
@@ -12,6 +13,8 @@ local want_state, want_acct, cap = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local want_class = ARGV[8] or ''
 local class_mark = '"class":"' .. want_class .. '"'
 local end_score, end_id = tonumber(ARGV[9] or ''), ARGV[10] or ''
+local want_group = ARGV[11] or ''
+local filtered = want_state ~= '' or want_acct ~= '' or want_class ~= '' or want_group ~= ''
 local function beyond_read(score, id)
   if not end_score then return false end
   local s = tonumber(score)
@@ -33,7 +36,6 @@ while true do
     if not (cursor_id ~= '' and score == max_score and id >= cursor_id) then
       local keep = true
       local key = P .. 'job:' .. id
-      local filtered = want_state ~= '' or want_acct ~= '' or want_class ~= ''
       if filtered and not declared(key) and beyond_read(score, id) then
         more = 1
         break
@@ -43,10 +45,11 @@ while true do
       if filtered and not declared(key) then
         keep = false
       elseif filtered then
-        local f = redis.call('HMGET', key, 'st', 'acct', 'er')
+        local f = redis.call('HMGET', key, 'st', 'acct', 'er', 'sg')
         if want_state ~= '' and f[1] ~= want_state then keep = false end
         if want_acct ~= '' and f[2] ~= want_acct then keep = false end
         if want_class ~= '' and not (f[3] and string.find(f[3], class_mark, 1, true)) then keep = false end
+        if want_group ~= '' and f[4] ~= want_group then keep = false end
       end
       if keep then
         out[#out + 1] = id

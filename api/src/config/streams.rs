@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamsConfig {
-    /// Most event streams open at once in this process, all keys together.
+    /// Most event streams open at once in this process, all keys together; shared
+    /// fairly (`crate::streams`).
     pub max_open: usize,
     /// Most event streams one key may have open at once in this process.
     pub max_open_per_key: usize,

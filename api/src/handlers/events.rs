@@ -55,7 +55,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
             content_type = "text/event-stream", body = JobEvent),
         Unauthorized,
         JobNotFound,
-        (status = 429, description = "This key, or the server, has as many open event streams as it allows; or the key is over its read rate", body = Problem, content_type = PROBLEM_JSON,
+        (status = 429, description = "This key has as many open event streams as it may (its cap, or as many as any other key while the server is at its own); or the key is over its read rate", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = u64, description = "Seconds to wait before opening another stream"))),
         Unavailable,
     )
@@ -70,7 +70,7 @@ pub async fn job_events(
     let job = load_summary(&state, &caller, &id).await?.job;
     let polled = state.job_watches().subscribe(&state, &job.id);
     let watch = Watch {
-        _slot: slot,
+        slot,
         until: tokio::time::Instant::now() + state.limits().events_max,
         state,
         polled,
@@ -88,8 +88,8 @@ pub async fn job_events(
 }
 
 struct Watch {
-    /// Held for as long as the stream is open.
-    _slot: StreamSlot,
+    /// Held for as long as the stream is open; given to another key, it ends the stream.
+    slot: StreamSlot,
     /// When the stream ends even if the job has not.
     until: tokio::time::Instant,
     state: AppState,
@@ -124,6 +124,7 @@ impl Watch {
                     tokio::select! {
                         _ = self.state.shutdown().cancelled() => return None,
                         _ = tokio::time::sleep_until(self.until) => return None,
+                        _ = self.slot.ended() => return None,
                         changed = self.polled.changed() => {
                             if changed.is_err() {
                                 return None; // the poll ended: shutdown, or the job ended

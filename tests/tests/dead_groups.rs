@@ -321,7 +321,9 @@ async fn a_group_listing_keeps_to_the_index_it_began_on() {
     let _: i64 = redis::cmd("ZADD").arg(&own[0]).arg(died).arg(&mine[0]).query(&mut conn).unwrap();
     let mut cursor = first["next_cursor"].as_str().map(str::to_owned);
     while let Some(c) = cursor {
-        let page: Value = app.get_json(ACME, &format!("/v1/dead-letter?group={group}&limit=2&cursor={c}")).await;
+        let page: Value = app
+            .get_json(ACME, &format!("/v1/dead-letter?group={group}&limit=2&cursor={c}"))
+            .await;
         listed.extend(ids_of(&page));
         cursor = page["next_cursor"].as_str().map(str::to_owned);
     }

@@ -78,8 +78,7 @@ impl RedisStore {
         };
         let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
         let cap = query.limit.saturating_mul(20).max(2000);
-        let filtered =
-            !state_filter.is_empty() || !account_filter.is_empty() || query.error_class.is_some() || on_account;
+        let filtered = !state_filter.is_empty() || !account_filter.is_empty() || query.error_class.is_some() || on_account;
         let mut reply: (Vec<String>, String, String, i64) = Default::default();
         // A filtered page reads each entry's record: the entries it may walk are read
         // ahead (a few more than the cap, for the cursor's ties), so the script declares

@@ -326,7 +326,10 @@ mod tests {
                 heartbeat: Duration::from_millis(heartbeat),
             };
             assert!(t.fence_after() + t.fence_check() < t.lease, "{t:?}");
-            assert!(t.heartbeat + t.call_timeout() <= t.fence_after(), "{t:?}: a renewal in time is never fenced");
+            assert!(
+                t.heartbeat + t.call_timeout() <= t.fence_after(),
+                "{t:?}: a renewal in time is never fenced"
+            );
         }
     }
 

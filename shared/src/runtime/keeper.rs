@@ -297,6 +297,7 @@ fn fence(registry: &LeaseRegistry, now: Instant, after: Duration) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::run_end::lost_grace;
 
     fn timing() -> KeeperTiming {
         KeeperTiming {
@@ -314,10 +315,10 @@ mod tests {
         assert!(t.fence_after() < t.lease);
     }
 
-    /// A lost run is dropped as soon as it is fenced (`run_end::run_to_end`), so the
-    /// latest it ends is one fence check after `fence_after`: inside the lease Redis last
-    /// set, for the defaults and for the tightest timing the worker's config allows
-    /// (a 50 ms beat, a lease of three beats).
+    /// A fenced run is dropped `lost_grace` after it is told (`run_end::run_to_end`), so
+    /// the latest it ends is one fence check and that grace after `fence_after`: inside
+    /// the lease Redis last set, for the defaults and for the tightest timing the
+    /// worker's config allows (a 50 ms beat, a lease of three beats).
     #[test]
     fn a_fenced_run_ends_before_the_lease_redis_last_set_runs_out() {
         for (lease, heartbeat) in [(1800, 300), (3000, 500), (150, 50), (60_000, 10_000)] {
@@ -325,7 +326,7 @@ mod tests {
                 lease: Duration::from_millis(lease),
                 heartbeat: Duration::from_millis(heartbeat),
             };
-            assert!(t.fence_after() + t.fence_check() < t.lease, "{t:?}");
+            assert!(t.fence_after() + t.fence_check() + lost_grace(t.heartbeat) < t.lease, "{t:?}");
             assert!(
                 t.heartbeat + t.call_timeout() <= t.fence_after(),
                 "{t:?}: a renewal in time is never fenced"

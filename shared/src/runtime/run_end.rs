@@ -15,8 +15,17 @@ use crate::job::{ErrorClass, ErrorInfo};
 
 /// How long a cancelled handler may take to wind down before it is dropped. With the
 /// keeper's beat (0.5 s) this stops an uncooperative handler within 1 s of the cancel.
-/// A run whose lease is gone gets none: it is dropped at once (see [`run_to_end`]).
+/// A run whose lease is gone gets less: [`lost_grace`].
 pub(crate) const CANCEL_GRACE: Duration = Duration::from_millis(300);
+
+/// How long a run whose lease is gone may take to wind down: half a beat, at most
+/// [`CANCEL_GRACE`]. The keeper fences a lease `lease − heartbeat` after its last renewal
+/// was sent and looks every quarter beat at most, so a fenced run ends by
+/// `lease − heartbeat / 4` at the latest: before Redis's lease can run out and another
+/// run take the job, whatever the timing the worker's config allows.
+pub(crate) fn lost_grace(heartbeat: Duration) -> Duration {
+    (heartbeat / 2).min(CANCEL_GRACE)
+}
 
 /// How the run ended, before the policy decides the job's fate.
 #[derive(Debug)]
@@ -105,15 +114,14 @@ enum Stop {
 /// on a lost lease only; `hard_stop` when the shutdown grace period is over.
 ///
 /// A cancelled handler gets [`CANCEL_GRACE`] to return; one whose lease is gone (the
-/// keeper fenced it, or Redis said so) is dropped at once, even within that grace: the
-/// keeper fences a lease `lease − heartbeat` after its last renewal was sent, checked
-/// every quarter beat, so a run dropped then ends before Redis's lease can run out and
-/// another run take the job. With the grace it could end up to 300 ms after.
+/// keeper fenced it, or Redis said so), also while in that grace, gets no more than
+/// `lost_grace` from then ([`lost_grace`]), so it ends before Redis may give the job to
+/// another run.
 pub(crate) async fn run_to_end<F, E>(
     run: F,
     timeout: Duration,
     cancel: &CancellationToken,
-    gone: &CancellationToken,
+    (gone, lost_grace): (&CancellationToken, Duration),
     hard_stop: &CancellationToken,
 ) -> RunEnd
 where
@@ -132,16 +140,23 @@ where
         Ok(Ok(Err(e))) => classify(e.into()),
         Ok(Err(p)) => panicked(p),
         Err(Stop::Hard) => RunEnd::Interrupted("cut off by worker shutdown; returned to the queue".into()),
-        // Give the handler a moment to stop cleanly between steps, then drop it; at
-        // once if the lease is gone, or goes meanwhile.
-        Err(Stop::Cancel) => tokio::select! {
-            biased;
-            _ = gone.cancelled() => cancelled(),
-            r = tokio::time::timeout(CANCEL_GRACE, run) => match r {
-                Ok(Ok(Ok(outcome))) => RunEnd::Done(outcome),
-                _ => cancelled(),
-            },
-        },
+        // Give the handler a moment to stop cleanly between steps, then drop it; a
+        // shorter one if the lease is gone, or goes meanwhile.
+        Err(Stop::Cancel) => {
+            let until = tokio::time::Instant::now() + CANCEL_GRACE;
+            let lost = async {
+                gone.cancelled().await;
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + lost_grace)).await;
+            };
+            tokio::select! {
+                r = run => match r {
+                    Ok(Ok(outcome)) => RunEnd::Done(outcome),
+                    _ => cancelled(),
+                },
+                _ = tokio::time::sleep_until(until) => cancelled(),
+                _ = lost => cancelled(),
+            }
+        }
         Err(Stop::Timeout) => RunEnd::Failed(
             ErrorInfo {
                 class: ErrorClass::Timeout,
@@ -175,7 +190,7 @@ mod tests {
         let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
         let asked = Instant::now();
         cancel.cancel();
-        let end = run_to_end(never_returns(), LONG, &cancel, &CancellationToken::new(), &hard).await;
+        let end = run_to_end(never_returns(), LONG, &cancel, (&CancellationToken::new(), CANCEL_GRACE), &hard).await;
         assert_eq!(class(&end), Some(ErrorClass::Cancelled));
         // The keeper notices a cancel within one beat (0.5 s); the rest is this grace.
         assert!(
@@ -187,33 +202,50 @@ mod tests {
 
     /// The keeper fences a lease `lease − heartbeat` after its last renewal was sent
     /// (default 1.5 s of 1.8 s), checked every quarter beat (75 ms): a run whose handler
-    /// ignores the stop must be dropped then, not 300 ms later, after Redis's lease has
-    /// run out and another run may hold the job (finding F1/F4's overlap).
+    /// ignores the stop must be dropped within half a beat (150 ms), not after the
+    /// cancel's 300 ms, when Redis's lease may have run out and another run hold the job
+    /// (finding F1/F4's overlap).
     #[tokio::test(start_paused = true)]
-    async fn a_run_whose_lease_is_gone_is_dropped_at_once_without_the_grace() {
+    async fn a_run_whose_lease_is_gone_is_dropped_within_half_a_beat() {
         let (gone, hard) = (CancellationToken::new(), CancellationToken::new());
         let cancel = gone.child_token();
+        let beat = Duration::from_millis(300);
         let fenced = Instant::now();
         gone.cancel();
-        let end = run_to_end(never_returns(), LONG, &cancel, &gone, &hard).await;
+        let end = run_to_end(never_returns(), LONG, &cancel, (&gone, lost_grace(beat)), &hard).await;
         assert_eq!(class(&end), Some(ErrorClass::Cancelled));
-        assert_eq!(fenced.elapsed(), Duration::ZERO, "dropped when fenced");
+        assert_eq!(fenced.elapsed(), Duration::from_millis(150));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_lease_lost_during_a_cancels_grace_ends_the_grace() {
+    async fn a_lease_lost_during_a_cancels_grace_shortens_the_grace() {
         let (gone, hard) = (CancellationToken::new(), CancellationToken::new());
         let cancel = gone.child_token();
         let asked = Instant::now();
         cancel.cancel();
         let g = gone.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(CANCEL_GRACE / 3).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             g.cancel();
         });
-        let end = run_to_end(never_returns(), LONG, &cancel, &gone, &hard).await;
+        let grace = lost_grace(Duration::from_millis(200));
+        let end = run_to_end(never_returns(), LONG, &cancel, (&gone, grace), &hard).await;
         assert_eq!(class(&end), Some(ErrorClass::Cancelled));
-        assert_eq!(asked.elapsed(), CANCEL_GRACE / 3, "dropped when the lease went");
+        assert_eq!(asked.elapsed(), Duration::from_millis(200), "100 ms in, then half a beat");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_stops_when_its_lease_goes_keeps_its_outcome() {
+        let (gone, hard) = (CancellationToken::new(), CancellationToken::new());
+        let cancel = gone.child_token();
+        let c = cancel.clone();
+        let run = async move {
+            c.cancelled().await;
+            Ok::<_, JobError>(Outcome::Succeeded(serde_json::json!({"stopped": "cleanly"})))
+        };
+        gone.cancel();
+        let end = run_to_end(run, LONG, &cancel, (&gone, lost_grace(Duration::from_millis(300))), &hard).await;
+        assert!(matches!(end, RunEnd::Done(Outcome::Succeeded(_))), "{end:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -226,7 +258,7 @@ mod tests {
             Ok::<_, JobError>(Outcome::Succeeded(serde_json::json!({"tidy": true})))
         };
         cancel.cancel();
-        let end = run_to_end(run, LONG, &cancel, &CancellationToken::new(), &hard).await;
+        let end = run_to_end(run, LONG, &cancel, (&CancellationToken::new(), CANCEL_GRACE), &hard).await;
         assert!(matches!(end, RunEnd::Done(Outcome::Succeeded(_))), "{end:?}");
     }
 
@@ -234,7 +266,14 @@ mod tests {
     async fn a_run_past_its_timeout_fails_with_timeout_at_the_timeout() {
         let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
         let began = Instant::now();
-        let end = run_to_end(never_returns(), Duration::from_secs(90), &cancel, &CancellationToken::new(), &hard).await;
+        let end = run_to_end(
+            never_returns(),
+            Duration::from_secs(90),
+            &cancel,
+            (&CancellationToken::new(), CANCEL_GRACE),
+            &hard,
+        )
+        .await;
         assert_eq!(class(&end), Some(ErrorClass::Timeout));
         assert_eq!(began.elapsed(), Duration::from_secs(90));
     }
@@ -248,7 +287,7 @@ mod tests {
             h.cancel();
         });
         let began = Instant::now();
-        let end = run_to_end(never_returns(), LONG, &cancel, &CancellationToken::new(), &hard).await;
+        let end = run_to_end(never_returns(), LONG, &cancel, (&CancellationToken::new(), CANCEL_GRACE), &hard).await;
         assert!(matches!(end, RunEnd::Interrupted(_)), "{end:?}");
         assert_eq!(began.elapsed(), Duration::from_secs(30));
     }
@@ -257,7 +296,7 @@ mod tests {
     async fn a_handler_that_stops_between_steps_for_the_shutdown_is_handed_back() {
         let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
         let stopped = async { Err::<Outcome, _>(JobError::Stopping("between two windows".into())) };
-        match run_to_end(stopped, LONG, &cancel, &CancellationToken::new(), &hard).await {
+        match run_to_end(stopped, LONG, &cancel, (&CancellationToken::new(), CANCEL_GRACE), &hard).await {
             RunEnd::Interrupted(why) => assert!(why.contains("between two windows"), "{why}"),
             end => panic!("{end:?}"),
         }
@@ -272,7 +311,7 @@ mod tests {
             }
             panic!("boom in handler")
         };
-        let end = run_to_end::<_, JobError>(run, LONG, &cancel, &CancellationToken::new(), &hard).await;
+        let end = run_to_end::<_, JobError>(run, LONG, &cancel, (&CancellationToken::new(), CANCEL_GRACE), &hard).await;
         match end {
             RunEnd::Failed(e, _) => assert_eq!((e.class, e.message.as_str()), (ErrorClass::Panic, "boom in handler")),
             other => panic!("{other:?}"),

@@ -17,7 +17,7 @@ use super::context::Outcome;
 use super::leases::RunLease;
 use super::metrics::{self, RunFate, Running};
 use super::pace::RunPace;
-use super::run_end::{cancelled_before_start, panicked, run_to_end, RunEnd};
+use super::run_end::{cancelled_before_start, lost_grace, panicked, run_to_end, RunEnd};
 use super::shared::SharedRef;
 use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
 use crate::queue::{decide, Fate, JobStore, Leased, RetryPolicy, SettleAction, SettleResult, Settlement};
@@ -154,7 +154,16 @@ where
     };
     let end = match inner {
         Err(p) => panicked(p),
-        Ok(fut) => run_to_end(fut, timeout, &lease.held.cancel, &lease.held.gone, &shared.hard_stop).await,
+        Ok(fut) => {
+            run_to_end(
+                fut,
+                timeout,
+                &lease.held.cancel,
+                (&lease.held.gone, lost_grace(shared.settings.heartbeat)),
+                &shared.hard_stop,
+            )
+            .await
+        }
     };
     // A run stopped because its lease went away is not the job's failure.
     match end {

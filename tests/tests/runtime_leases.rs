@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use drover::job::{JobId, JobKind, JobPayload, JobState};
 use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
 use drover::runtime::{JobContext, Outcome, WorkerSettings};
-use drover_tests::harness::{Durability, RedisServer};
+use drover_tests::harness::{Durability, FrozenProxy, RedisServer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -112,14 +112,15 @@ async fn events_for(events: &mut mpsc::UnboundedReceiver<Event>, within: Duratio
     out
 }
 
-/// Run the real runtime for `store` until the returned sender fires (or is dropped).
+/// Run the real runtime for `store` until the returned sender fires (or is dropped);
+/// its lease keeper connects to `keeper_url`.
 fn spawn_runtime<H: drover::runtime::Handler>(
-    server: &RedisServer,
+    keeper_url: String,
     store: RedisStore,
     settings: WorkerSettings,
     handler: H,
 ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let url = server.url();
+    let url = keeper_url;
     let connect = move || {
         let url = url.clone();
         async move { RedisStore::connect(&url, "drover", JobDefaults::default()).await }
@@ -173,7 +174,7 @@ async fn a_job_leased_again_by_the_same_process_stops_the_first_run_and_keeps_re
             Duration::from_secs(6)
         }
     });
-    let (stop, runtime) = spawn_runtime(&server, store.clone(), settings(1500, 500), handler);
+    let (stop, runtime) = spawn_runtime(server.url(), store.clone(), settings(1500, 500), handler);
     assert_eq!(
         next_event(&mut events, Duration::from_secs(10)).await,
         Some(Event::Started { attempt: 1 })
@@ -269,7 +270,7 @@ async fn a_job_that_comes_after_a_long_idle_wait_has_its_lease_from_when_it_was_
     // fetcher waits up to 3 s at a time.
     let mut s = settings(1500, 300);
     s.idle_wait = Duration::from_secs(3);
-    let (stop, runtime) = spawn_runtime(&server, store.clone(), s, handler);
+    let (stop, runtime) = spawn_runtime(server.url(), store.clone(), s, handler);
     // The first fetch finds nothing; the job comes 2 s into the wait after it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let id = store.enqueue(job()).await.unwrap().id;
@@ -302,7 +303,7 @@ async fn a_run_whose_lease_cannot_be_renewed_is_stopped_before_the_lease_runs_ou
     // Run 1 would go on for 20 s; later runs end at once.
     let handler = reporting_handler(tx, |attempt| if attempt == 1 { Duration::from_secs(20) } else { Duration::ZERO });
     let lease = Duration::from_millis(1500);
-    let (stop, runtime) = spawn_runtime(&server, store.clone(), settings(1500, 300), handler);
+    let (stop, runtime) = spawn_runtime(server.url(), store.clone(), settings(1500, 300), handler);
     assert_eq!(
         next_event(&mut events, Duration::from_secs(10)).await,
         Some(Event::Started { attempt: 1 })
@@ -334,6 +335,45 @@ async fn a_run_whose_lease_cannot_be_renewed_is_stopped_before_the_lease_runs_ou
         }
         assert!(Instant::now() < deadline, "the job did not succeed after the pause: {j:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    runtime.await.unwrap();
+}
+
+/// The keeper's connection goes half-open (bytes stop, the socket stays open) on the
+/// beat that reports a run's start: the start report and the renewal share one deadline,
+/// so the keeper dials afresh and renews well inside the fence, and the run goes on.
+/// With a deadline each, the round took two call timeouts (1.5 s), as long as the fence,
+/// and every run of the process was stopped and run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keeper_connection_that_goes_half_open_as_a_run_starts_costs_the_run_nothing() {
+    let server = RedisServer::start(Durability::None);
+    let proxy = FrozenProxy::start(([127, 0, 0, 1], server.port()).into()).await;
+    let store = store(&server).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handler = reporting_handler(tx, |_| Duration::from_secs(4));
+    // The defaults: lease 1.8 s, beat 300 ms, calls time out after 750 ms, fence at 1.5 s.
+    let (stop, runtime) = spawn_runtime(proxy.url(), store.clone(), settings(1800, 300), handler);
+    // Let the keeper connect (through the relay) before there is anything to renew.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let id = store.enqueue(job()).await.unwrap().id;
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+    // The start is reported on the next beat: over a connection that no longer answers.
+    proxy.freeze_open_connections();
+    let seen = events_for(&mut events, Duration::from_secs(5)).await;
+    assert_eq!(seen, vec![Event::Finished { attempt: 1 }], "one run, never stopped");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let j = store.get(&id).await.unwrap().unwrap();
+        if j.state == JobState::Succeeded {
+            assert_eq!(j.attempts, 1, "{j:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not succeed: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop.send(());
     runtime.await.unwrap();

@@ -186,9 +186,16 @@ async fn renew_kind<S: JobStore>(
 ) -> Result<(), RenewError> {
     let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
     let sent = Instant::now();
-    // A start report that failed is sent again next beat; it never holds back renewals.
-    let starts = report_starts(s, kind, &held, call_timeout).await;
-    let report = match tokio::time::timeout(call_timeout, s.extend_leases(kind, &leases, lease)).await {
+    // The start report and the renewal go out together under one deadline, so a round
+    // takes one call timeout at most, never two (a connection gone half-open is dialled
+    // afresh that much sooner). A start report that failed is sent again next beat; it
+    // never holds back renewals.
+    let deadline = sent + call_timeout;
+    let (starts, extended) = tokio::join!(
+        report_starts(s, kind, &held, deadline),
+        tokio::time::timeout_at(deadline, s.extend_leases(kind, &leases, lease)),
+    );
+    let report = match extended {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
         Err(_) => return Err(RenewError::TimedOut(kind)),
@@ -226,13 +233,13 @@ async fn renew_kind<S: JobStore>(
 
 /// Tells Redis which runs started since the last beat, so a crash from now on uses
 /// their attempts while prefetched jobs that never started go back for free.
-async fn report_starts<S: JobStore>(s: &S, kind: JobKind, held: &[(JobId, Held)], call_timeout: Duration) -> Result<(), RenewError> {
+async fn report_starts<S: JobStore>(s: &S, kind: JobKind, held: &[(JobId, Held)], deadline: Instant) -> Result<(), RenewError> {
     let started: Vec<&(JobId, Held)> = held.iter().filter(|(_, h)| h.start_unreported()).collect();
     if started.is_empty() {
         return Ok(());
     }
     let runs: Vec<(JobId, String)> = started.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
-    match tokio::time::timeout(call_timeout, s.mark_started(kind, &runs)).await {
+    match tokio::time::timeout_at(deadline, s.mark_started(kind, &runs)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
         Err(_) => return Err(RenewError::TimedOut(kind)),

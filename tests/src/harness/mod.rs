@@ -1,4 +1,5 @@
 //! Test harness: real processes on random ports, each stopped by its PID.
+mod frozen_proxy;
 mod key_monitor;
 mod postgres;
 mod process;
@@ -6,6 +7,7 @@ mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
+pub use frozen_proxy::FrozenProxy;
 pub use key_monitor::{KeyMonitor, Undeclared};
 pub use postgres::PgDatabase;
 pub use process::{cargo_bin, ChildProcess};

@@ -1,0 +1,85 @@
+//! A TCP relay in front of a server whose open connections can be frozen: bytes stop
+//! flowing both ways while the sockets stay open (a half-open peer, as after a NAT or
+//! load balancer drops its state), and connections made after the freeze relay as usual.
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub struct FrozenProxy {
+    addr: SocketAddr,
+    /// Connections accepted before this generation are frozen.
+    generation: Arc<AtomicU64>,
+    frozen: watch::Sender<u64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FrozenProxy {
+    /// Relays 127.0.0.1:<port> to `target`, on the current tokio runtime.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the relay");
+        let addr = listener.local_addr().expect("the relay's address");
+        let generation = Arc::new(AtomicU64::new(0));
+        let (frozen, _) = watch::channel(0u64);
+        let (gen, tx) = (generation.clone(), frozen.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mine = gen.load(Ordering::SeqCst);
+                let rx = tx.subscribe();
+                tokio::spawn(relay(client, target, mine, rx));
+            }
+        });
+        Self {
+            addr,
+            generation,
+            frozen,
+            accept,
+        }
+    }
+
+    /// `redis://` URL of the relay.
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// Freezes every connection open now; later ones relay.
+    pub fn freeze_open_connections(&self) {
+        let next = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.frozen.send(next);
+    }
+}
+
+impl Drop for FrozenProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Relays one connection until either side closes, or forever silent once frozen.
+async fn relay(mut client: TcpStream, target: SocketAddr, mine: u64, mut frozen: watch::Receiver<u64>) {
+    let Ok(mut server) = TcpStream::connect(target).await else {
+        return;
+    };
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = server.split();
+    let (mut up, mut down) = ([0u8; 16 * 1024], [0u8; 16 * 1024]);
+    loop {
+        tokio::select! {
+            () = async { let _ = frozen.wait_for(|g| *g > mine).await.is_ok(); } => {
+                // Hold both sockets open and relay nothing more.
+                std::future::pending::<()>().await;
+            }
+            n = cr.read(&mut up) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if sw.write_all(&up[..n]).await.is_err() { return },
+            },
+            n = sr.read(&mut down) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if cw.write_all(&down[..n]).await.is_err() { return },
+            },
+        }
+    }
+}

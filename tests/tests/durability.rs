@@ -304,6 +304,46 @@ async fn a_terminal_settle_is_not_durable_until_a_replica_acknowledges_it() {
     assert_eq!(state_on(&replica, &id).as_deref(), Some("succeeded"));
 }
 
+/// A hand-back gives the attempt back (a release at shutdown or on a lost lease, a
+/// snooze under the marketplace's limits). One a failover forgot would leave the job
+/// running with its attempt counted, to be reclaimed as a crash — on its last attempt,
+/// dead without having failed. So it too is not reported done until a replica has it.
+#[tokio::test]
+async fn a_release_or_a_snooze_is_not_durable_until_a_replica_acknowledges_it() {
+    let (primary, replica, store) = replica_pair().await;
+    let snooze = SettleAction::Snooze {
+        delay: Duration::from_secs(60),
+        error: drover::job::ErrorInfo {
+            class: drover::job::ErrorClass::RateLimited,
+            message: "quota".into(),
+        },
+    };
+    for (action, after) in [(SettleAction::Release, "queued"), (snooze, "scheduled")] {
+        store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap();
+        // (the second round leases the job the first one gave back)
+        let leased = store
+            .fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs
+            .remove(0);
+        let id = leased.id.clone();
+        replica.pause();
+        let back = Settlement {
+            id: id.clone(),
+            token: leased.token.clone(),
+            action,
+            attempt: None,
+        };
+        let r = store.settle(JobKind::Cleanup, &[back]).await;
+        assert!(matches!(r, Err(StoreError::NotDurable(_))), "{after}: {r:?}");
+        assert_eq!(state_on(&primary, &id).as_deref(), Some(after), "applied on the primary");
+        replica.resume();
+        store.await_durable().await.unwrap();
+        assert_eq!(state_on(&replica, &id).as_deref(), Some(after));
+    }
+}
+
 /// A lease is a write like any other: one that no replica acknowledged is not handed to
 /// a handler (a failover would forget it and the new primary would give the job to a
 /// second worker while the first still ran it). The job goes back to the queue with its

@@ -213,6 +213,15 @@ impl SettleAction {
     pub fn is_terminal(&self) -> bool {
         matches!(self, Self::Succeeded(_) | Self::Partial(_) | Self::Dead(_) | Self::Cancelled(_))
     }
+
+    /// Whether the settle must be as durable as configured before it is reported done:
+    /// a loss would cost the job. A terminal outcome ends it; a release or a snooze gives
+    /// its attempt back, and one a failover forgot leaves the job running with the
+    /// attempt counted, reclaimed as a crash (on its last attempt, dead). A retry uses
+    /// the attempt either way, and a forgotten one is reclaimed after its lease.
+    pub fn must_be_durable(&self) -> bool {
+        !matches!(self, Self::Retry { .. })
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -188,7 +188,7 @@ impl RedisStore {
             inv
         };
         let local = Durability::LOCAL;
-        let (mut conn, wanted) = if settlements.iter().any(|s| s.action.is_terminal()) {
+        let (mut conn, wanted) = if settlements.iter().any(|s| s.action.must_be_durable()) {
             self.durable.ensure_supported().await?;
             (self.durable.conn(), self.durable.durability())
         } else {

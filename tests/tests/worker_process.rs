@@ -752,6 +752,24 @@ async fn a_job_cancelled_while_it_waits_prefetched_never_starts() {
     assert!(!runs(&server).contains_key(fast.as_str()), "the cancelled job's handler ran");
 }
 
+/// A worker says at start when Redis keeps nothing on disk (the harness's Redis runs with
+/// no AOF and no save points): a Redis restart would lose every job. Not with the AOF on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_warns_at_start_when_redis_keeps_nothing_on_disk() {
+    let bare = RedisServer::start(Durability::None);
+    let w = worker(&bare, "worker", &[]);
+    assert!(
+        w.wait_for_log("Redis keeps nothing on disk", Duration::from_secs(8)),
+        "no warning at start:\n{}",
+        w.log()
+    );
+    let kept = RedisServer::start(Durability::AofEverySec);
+    let w = worker(&kept, "worker", &[]);
+    // The check runs once the layout is claimed, well within this.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!w.log().contains("keeps nothing on disk"), "{}", w.log());
+}
+
 /// Found by this stop's regression audit (N5): a Redis restarted without persistence
 /// (every job and schedule gone) went unremarked. A running process notices that the
 /// queue's layout record is gone when it records it again, and says what it means.

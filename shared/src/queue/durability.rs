@@ -174,6 +174,21 @@ pub async fn check_support(conn: &mut impl ConnectionLike, mode: DurabilityMode)
     Ok(())
 }
 
+/// Why the Redis behind `conn` keeps nothing on disk (no AOF, no RDB save points), or
+/// `None` when it persists or cannot tell (a managed Redis may refuse `CONFIG`).
+pub async fn nothing_persisted(conn: &mut impl ConnectionLike) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg("persistence").query_async(conn).await.ok()?;
+    let aof = info.lines().find_map(|l| l.strip_prefix("aof_enabled:")).map(str::trim);
+    if aof != Some("0") {
+        return None;
+    }
+    let save: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("save").query_async(conn).await.ok()?;
+    match save.as_slice() {
+        [_, points] if points.trim().is_empty() => Some("appendonly is off and there are no RDB save points".into()),
+        _ => None,
+    }
+}
+
 fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {

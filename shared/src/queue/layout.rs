@@ -6,7 +6,7 @@
 //! that lost its data (restarted without persistence) holds it again within seconds.
 use std::time::Duration;
 
-use super::{scripts, RedisStore, StoreError};
+use super::{durability, scripts, DurabilityMode, RedisStore, StoreError};
 use crate::backoff::Backoff;
 use crate::job::JobKind;
 use crate::redis_conn::LuaScript;
@@ -86,6 +86,7 @@ impl RedisStore {
         if let Err(e) = self.await_layout().await {
             return e;
         }
+        self.warn_if_nothing_persists().await;
         loop {
             if serves {
                 if let Err(e) = self.adopt_old_lanes().await {
@@ -104,6 +105,23 @@ impl RedisStore {
                 ),
                 _ => {}
             }
+        }
+    }
+
+    /// Says once, at start, when `local` durability meets a Redis that keeps nothing on
+    /// disk: a Redis restart would then lose every job it holds, answered 202 or not.
+    async fn warn_if_nothing_persists(&self) {
+        if self.defaults().durability.mode != DurabilityMode::Local {
+            return; // `aof` refuses such a Redis itself; `replica` counts on the replicas
+        }
+        let mut conn = self.connection();
+        if let Some(why) = durability::nothing_persisted(&mut conn).await {
+            tracing::warn!(
+                namespace = self.namespace(),
+                redis = %why,
+                "Redis keeps nothing on disk: a Redis restart loses every job and schedule it holds; run it with \
+                 appendonly yes (deploy/redis/redis.conf) or set queue.durability to aof or replica"
+            );
         }
     }
 

@@ -90,7 +90,7 @@ pub struct Enqueued {
     pub id: JobId,
     pub state: JobState,
     /// False when an existing job was returned (idempotent replay, or the account
-    /// already has a sync queued or running).
+    /// already has a sync queued, running or parked by the marketplace's limits).
     pub created: bool,
     /// Why the job waits, as the queue sees it, when [`NewJob::answer_waiting`] asked
     /// (`None` otherwise, or when the job is running or finished).

@@ -276,18 +276,23 @@ async fn a_worker_in_replica_mode_settles_terminal_outcomes_on_the_replica_once(
     );
 }
 
+/// The next cleanup job, leased by worker `w1` for 30 s.
+async fn lease_one(store: &RedisStore) -> drover::queue::Leased {
+    store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .jobs
+        .remove(0)
+}
+
 /// The store's settle reports a terminal outcome that no replica acknowledged; waiting
 /// again after the replica is back succeeds without writing anything twice.
 #[tokio::test]
 async fn a_terminal_settle_is_not_durable_until_a_replica_acknowledges_it() {
     let (primary, replica, store) = replica_pair().await;
     let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
-    let leased = store
-        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .jobs
-        .remove(0);
+    let leased = lease_one(&store).await;
     replica.pause();
     let done = Settlement {
         id: id.clone(),
@@ -321,12 +326,7 @@ async fn a_release_or_a_snooze_is_not_durable_until_a_replica_acknowledges_it() 
     for (action, after) in [(SettleAction::Release, "queued"), (snooze, "scheduled")] {
         store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap();
         // (the second round leases the job the first one gave back)
-        let leased = store
-            .fetch(JobKind::Cleanup, "w1", 1, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .jobs
-            .remove(0);
+        let leased = lease_one(&store).await;
         let id = leased.id.clone();
         replica.pause();
         let back = Settlement {

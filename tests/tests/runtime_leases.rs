@@ -239,6 +239,20 @@ async fn a_job_leased_again_by_the_same_process_stops_the_first_run_and_keeps_re
     runtime.await.unwrap();
 }
 
+/// Waits up to 5 s for `id` to succeed, and checks it used one attempt.
+async fn succeeds_on_one_attempt(store: &RedisStore, id: &JobId) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let j = store.get(id).await.unwrap().unwrap();
+        if j.state == JobState::Succeeded {
+            assert_eq!(j.attempts, 1, "{j:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "the job did not succeed: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// SIGSTOP the server for `pause`, then SIGCONT it (always, even if the test fails).
 struct Paused(u32);
 
@@ -280,16 +294,7 @@ async fn a_job_that_comes_after_a_long_idle_wait_has_its_lease_from_when_it_was_
         vec![Event::Started { attempt: 1 }, Event::Finished { attempt: 1 }],
         "one run, never stopped"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let j = store.get(&id).await.unwrap().unwrap();
-        if j.state == JobState::Succeeded {
-            assert_eq!(j.attempts, 1, "{j:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job did not succeed: {j:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    succeeds_on_one_attempt(&store, &id).await;
     let _ = stop.send(());
     runtime.await.unwrap();
 }
@@ -365,16 +370,7 @@ async fn a_keeper_connection_that_goes_half_open_as_a_run_starts_costs_the_run_n
     proxy.freeze_open_connections();
     let seen = events_for(&mut events, Duration::from_secs(5)).await;
     assert_eq!(seen, vec![Event::Finished { attempt: 1 }], "one run, never stopped");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let j = store.get(&id).await.unwrap().unwrap();
-        if j.state == JobState::Succeeded {
-            assert_eq!(j.attempts, 1, "{j:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job did not succeed: {j:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    succeeds_on_one_attempt(&store, &id).await;
     let _ = stop.send(());
     runtime.await.unwrap();
 }

@@ -12,6 +12,19 @@ pub enum ConfigError {
 /// Load `T` from its serde defaults, then `file` (if given), then environment variables
 /// `DROVER_<SECTION>__<KEY>` (double underscore between levels).
 pub fn load<T: DeserializeOwned>(file: Option<&str>) -> Result<T, ConfigError> {
+    load_with(file, std::env::vars())
+}
+
+/// [`load`] with `vars` as the environment. Only `DROVER_` variables with a `__` are
+/// settings: `DROVER_CONFIG`, `DROVER_LOG_FORMAT` and the CLI's `DROVER_API` and
+/// `DROVER_API_KEY` name other things, and `DROVER_API` would otherwise stand for the
+/// whole `[api]` section (a URL where a table is expected: the API would not start in a
+/// shell set up for the CLI).
+fn load_with<T: DeserializeOwned>(file: Option<&str>, vars: impl IntoIterator<Item = (String, String)>) -> Result<T, ConfigError> {
+    let settings: config::Map<String, String> = vars
+        .into_iter()
+        .filter(|(k, _)| k.strip_prefix("DROVER_").is_some_and(|rest| rest.contains("__")))
+        .collect();
     let mut b = config::Config::builder();
     if let Some(path) = file {
         b = b.add_source(config::File::with_name(path).required(true));
@@ -22,7 +35,8 @@ pub fn load<T: DeserializeOwned>(file: Option<&str>) -> Result<T, ConfigError> {
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("api.keys")
-            .try_parsing(true),
+            .try_parsing(true)
+            .source(Some(settings)),
     );
     Ok(b.build()?.try_deserialize()?)
 }
@@ -162,6 +176,8 @@ pub fn settings_table(settings: &[Setting]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::redact::url_without_password as redact;
     use super::*;
 
@@ -183,5 +199,33 @@ mod tests {
         assert_eq!(find("api.rate_limit.burst").value, "60");
         assert_eq!(find("api.keys").value, "[]");
         assert_eq!(find("api.key").value, "(none)");
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Section {
+        port: u16,
+        keys: Vec<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Config {
+        api: Section,
+    }
+
+    #[test]
+    fn a_shell_set_up_for_the_cli_still_loads_the_api_settings() {
+        let env = [
+            ("DROVER_API", "https://drover.internal"),
+            ("DROVER_API_KEY", "k-secret"),
+            ("DROVER_CONFIG", "/etc/drover.toml"),
+            ("DROVER_API__PORT", "9000"),
+            ("DROVER_API__KEYS", "a,b"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c: Config = load_with(None, env).unwrap();
+        assert_eq!(c.api.port, 9000);
+        assert_eq!(c.api.keys, ["a", "b"]);
     }
 }

@@ -9,6 +9,12 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 
   need+=(postgresql)
 fi
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+# cargo's linker and the C parts of some crates; make and pkg-config build Redis 8
+# (tests/redis8.sh); curl drives the demo and the API checks.
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # libfaketime: a worker test runs one process with its clock an hour behind Redis's.
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
@@ -24,6 +30,19 @@ if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1; then
     if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
       ver=$(ls /etc/postgresql | sort -V | tail -n1)
       pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+    fi
+  fi
+  # The tests and the demo log in as user postgres over loopback without a password.
+  # Debian's own pg_hba.conf asks for one there: when that is what stops the login,
+  # let postgres in from 127.0.0.1 and ::1 (trust), and say so.
+  if pg_isready -q -h 127.0.0.1 -p 5432 && ! psql -h 127.0.0.1 -U postgres -w -tAc 'SELECT 1' >/dev/null 2>&1; then
+    hba=$(runuser -u postgres -- psql -tAc 'SHOW hba_file' 2>/dev/null || true)
+    if [ -n "$hba" ] && [ -w "$hba" ]; then
+      echo "== PostgreSQL: user postgres may now log in from 127.0.0.1 and ::1 without a password (trust, in $hba)"
+      sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+      runuser -u postgres -- psql -qtAc 'SELECT pg_reload_conf()' >/dev/null
+    else
+      echo "warning: cannot log in to PostgreSQL at 127.0.0.1 as postgres without a password; set DATABASE_URL" >&2
     fi
   fi
 fi

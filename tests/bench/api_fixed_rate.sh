@@ -44,7 +44,7 @@ fi
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package)"
-  apt-get install -y -qq wrk >/dev/null
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 
 BIN_DIR="${BIN_DIR:-}"

@@ -23,9 +23,9 @@ pub(crate) struct Held {
     pub token: String,
     /// Fires when the run must stop: cancelled by a user, or its lease is gone.
     pub cancel: CancellationToken,
-    /// Fires only when the lease is gone (`cancel` is its child): the run is then
-    /// dropped at once, with no grace to wind down, since Redis may give the job to
-    /// another run as soon as the lease it last set runs out.
+    /// Fires only when the lease is gone (`cancel` is its child): the run then gets
+    /// only `run_end::lost_grace` to wind down, since Redis may give the job to another
+    /// run as soon as the lease it last set runs out.
     pub gone: CancellationToken,
     state: Arc<HeldState>,
 }

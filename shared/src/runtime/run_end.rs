@@ -115,13 +115,13 @@ enum Stop {
 ///
 /// A cancelled handler gets [`CANCEL_GRACE`] to return; one whose lease is gone (the
 /// keeper fenced it, or Redis said so), also while in that grace, gets no more than
-/// `lost_grace` from then ([`lost_grace`]), so it ends before Redis may give the job to
-/// another run.
+/// `gone_grace` from then (the runtime passes [`lost_grace`]), so it ends before Redis
+/// may give the job to another run.
 pub(crate) async fn run_to_end<F, E>(
     run: F,
     timeout: Duration,
     cancel: &CancellationToken,
-    (gone, lost_grace): (&CancellationToken, Duration),
+    (gone, gone_grace): (&CancellationToken, Duration),
     hard_stop: &CancellationToken,
 ) -> RunEnd
 where
@@ -146,7 +146,7 @@ where
             let until = tokio::time::Instant::now() + CANCEL_GRACE;
             let lost = async {
                 gone.cancelled().await;
-                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + lost_grace)).await;
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + gone_grace)).await;
             };
             tokio::select! {
                 r = run => match r {

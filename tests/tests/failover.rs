@@ -2,12 +2,13 @@
 //! primary are SIGKILLed, a replica is promoted, and the same store (no restart, no new
 //! connection by the caller) carries on — enqueues, fetches and reads of jobs written
 //! before the failover (replicated first with WAIT, so what this shows is the client
-//! following the promotion, not durability; see the durability suite).
+//! following the promotion, not durability; see the durability suite). And a server
+//! that goes silent with its socket open costs the store one timed-out call.
 use std::time::{Duration, Instant};
 
 use drover::job::{JobKind, JobPayload, JobState};
 use drover::queue::{JobDefaults, JobStore, NewJob, Partitions, RedisStore, SettleAction, SettleResult, Settlement};
-use drover_tests::harness::{RedisCluster, RedisSentinels};
+use drover_tests::harness::{Durability, FrozenProxy, RedisCluster, RedisSentinels, RedisServer};
 use serde_json::json;
 
 fn cleanup(account: &str) -> JobPayload {
@@ -318,4 +319,27 @@ async fn an_unreachable_shard_leaves_only_its_own_leases_unrenewed() {
     assert!(!report.unreached.is_empty(), "the dead shard's leases are reported");
     assert!(report.unreached.len() < 24, "the others are renewed");
     assert!(report.lost.is_empty(), "{:?}", report.lost);
+}
+
+/// A Redis that stops answering while its socket stays open (a frozen process, a peer
+/// gone half-open): after one reply times out the store dials afresh. Found by an audit
+/// of unbounded waits: redis-rs's `ConnectionManager` reconnects on socket errors only,
+/// so every later command timed out on the same silent socket (for ~15 min, until the
+/// kernel gave up on it; forever behind this relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_goes_silent_is_dialled_afresh_after_one_timed_out_call() {
+    let server = RedisServer::start(Durability::None);
+    let proxy = FrozenProxy::start(([127, 0, 0, 1], server.port()).into()).await;
+    let store = RedisStore::connect(&proxy.url(), "drover", JobDefaults::default()).await.unwrap();
+    store.enqueue(NewJob::new(cleanup("acme"))).await.unwrap();
+    proxy.freeze_open_connections();
+    let frozen = Instant::now();
+    let first = store.enqueue(NewJob::new(cleanup("acme"))).await;
+    assert!(first.is_err(), "the silent connection's call times out");
+    let took = enqueue_until_ok(&store, "acme", Duration::from_secs(12)).await;
+    eprintln!("an enqueue succeeded {} ms after the freeze", (frozen.elapsed()).as_millis());
+    assert!(
+        took < Duration::from_secs(2),
+        "the next call goes over a fresh connection: {took:?}"
+    );
 }

@@ -1,5 +1,6 @@
 //! One Redis connection handle for every part of Drover, chosen by the URL (see
-//! [`RedisTarget`]): a single server (a reconnecting `ConnectionManager`), a Redis Cluster
+//! [`RedisTarget`]): a single server (a reconnecting `ConnectionManager`, dialled afresh
+//! after a reply times out: [`redialling`]), a Redis Cluster
 //! (redis-rs's cluster client: slot routing, MOVED/ASK, topology refresh) or a
 //! Sentinel-managed primary that is looked up again after a failover. Clones share the
 //! underlying connections. Commands and pipelines go through [`redis::aio::ConnectionLike`],
@@ -7,6 +8,7 @@
 //! in one slot: [`grouped`] splits a multi-slot pipeline by hash tag.
 mod grouped;
 mod library;
+mod redialling;
 mod sentinel;
 mod target;
 
@@ -53,6 +55,7 @@ impl Timeouts {
 #[derive(Clone)]
 pub enum RedisConn {
     Single(ConnectionManager),
+    Redialling(Arc<redialling::Redialling>),
     Cluster(ClusterConnection),
     Sentinel(Arc<sentinel::FollowingPrimary>),
 }
@@ -60,7 +63,7 @@ pub enum RedisConn {
 impl std::fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Single(_) => "RedisConn::Single",
+            Self::Single(_) | Self::Redialling(_) => "RedisConn::Single",
             Self::Cluster(_) => "RedisConn::Cluster",
             Self::Sentinel(_) => "RedisConn::Sentinel",
         })
@@ -114,10 +117,9 @@ impl RedisSource {
     /// itself not ready) while Redis is down, and re-dials after outages.
     pub fn lazy(&self, t: Timeouts) -> redis::RedisResult<RedisConn> {
         Ok(match &self.target {
-            RedisTarget::Single(url) => RedisConn::Single(ConnectionManager::new_lazy_with_config(
-                redis::Client::open(url.as_str())?,
-                manager_config(t),
-            )?),
+            RedisTarget::Single(url) => {
+                RedisConn::Redialling(Arc::new(redialling::Redialling::new(redis::Client::open(url.as_str())?, t)?))
+            }
             RedisTarget::Cluster(seeds) => {
                 let client = cluster_client(seeds, t)?;
                 RedisConn::Cluster(client.get_pending_async_connection_with_config(cluster_config(t)))
@@ -152,6 +154,7 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
+            Self::Redialling(c) => Box::pin(c.command(cmd)),
             Self::Cluster(c) => c.req_packed_command(cmd),
             Self::Sentinel(c) => Box::pin(c.command(cmd)),
         }
@@ -160,6 +163,7 @@ impl ConnectionLike for RedisConn {
     fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Redialling(c) => Box::pin(c.commands(pipeline, offset, count)),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Sentinel(c) => Box::pin(c.commands(pipeline, offset, count)),
         }
@@ -168,6 +172,7 @@ impl ConnectionLike for RedisConn {
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(c) => c.get_db(),
+            Self::Redialling(c) => c.get_db(),
             Self::Cluster(_) | Self::Sentinel(_) => 0,
         }
     }

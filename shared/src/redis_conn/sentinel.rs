@@ -57,8 +57,10 @@ impl FollowingPrimary {
             .map(|(_, c)| c.clone())
     }
 
-    /// Asks the sentinels for the primary and switches to it when it changed.
-    async fn resolve(&self) -> RedisResult<ConnectionManager> {
+    /// Asks the sentinels for the primary and switches to it when it changed, or dials it
+    /// afresh when `redial` (a reply timed out: the connection may sit on a silent
+    /// socket that `ConnectionManager` would keep).
+    async fn resolve(&self, redial: bool) -> RedisResult<ConnectionManager> {
         let mut sentinels = self.sentinels.lock().await;
         let client = tokio::time::timeout(ASK_TIMEOUT, sentinels.async_get_client())
             .await
@@ -66,12 +68,12 @@ impl FollowingPrimary {
         let addr = client.get_connection_info().addr().to_string();
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known, conn)) = current.as_ref() {
-            if *known == addr {
+            if *known == addr && !redial {
                 return Ok(conn.clone());
             }
-        }
-        if current.is_some() {
-            tracing::warn!(primary = %addr, "sentinel named a new Redis primary; switching to it");
+            if *known != addr {
+                tracing::warn!(primary = %addr, "sentinel named a new Redis primary; switching to it");
+            }
         }
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config(self.timeouts))?;
         *current = Some((addr, conn.clone()));
@@ -81,7 +83,7 @@ impl FollowingPrimary {
     async fn connection(&self) -> RedisResult<ConnectionManager> {
         match self.cached() {
             Some(c) => Ok(c),
-            None => self.resolve().await,
+            None => self.resolve(false).await,
         }
     }
 
@@ -93,7 +95,7 @@ impl FollowingPrimary {
             || e.is_timeout()
             || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
         if primary_gone {
-            if let Err(e) = self.resolve().await {
+            if let Err(e) = self.resolve(e.is_timeout()).await {
                 tracing::debug!(error = %e, "asking the sentinels for the primary failed");
             }
         }

@@ -347,6 +347,43 @@ async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_f
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
 
+/// Callers in one process behind an exchange that hangs (LWA not answering) give up after
+/// `wait_timeout`, as callers in other processes do. Found by an audit of unbounded waits:
+/// they queued on the process's own flight lock before their deadline was set, so each
+/// waited out the exchange ahead of it (up to the marketplace timeout, 30 s, each in turn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_behind_a_hung_exchange_in_the_same_process_give_up_within_the_wait_timeout() {
+    let redis = RedisServer::start(Durability::None);
+    let mut config = ResilienceConfig::default();
+    config.token.wait_timeout = Duration::from_secs(1);
+    let procs = instances(&redis, 1, &config).await;
+    let hung = {
+        let r = procs[0].clone();
+        tokio::spawn(async move {
+            r.access_token(&account(), || async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, String>((SecretString::from("Atza|late".to_owned()), Duration::from_secs(3600)))
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let began = std::time::Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..3 {
+        let (r, fetch) = (procs[0].clone(), counting_fetch(&count));
+        callers.push(tokio::spawn(async move { r.access_token(&account(), fetch).await }));
+    }
+    for c in callers {
+        let r = c.await.unwrap();
+        assert!(r.is_err(), "no token while the exchange hangs: {r:?}");
+    }
+    assert!(began.elapsed() < Duration::from_secs(3), "given up after {:?}", began.elapsed());
+    assert_eq!(count.load(Ordering::SeqCst), 0, "none ran an exchange of its own meanwhile");
+    hung.abort();
+}
+
 /// The refresh lock is held for as long as its refresher works and no longer: a slow
 /// exchange keeps it (one exchange across all processes), and a refresher that dies
 /// mid-exchange holds the others back for seconds, not the 10 s the lock used to live.

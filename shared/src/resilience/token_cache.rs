@@ -83,13 +83,20 @@ impl Resilience {
         if let Some(t) = local.get(account) {
             return Ok(t);
         }
+        // The deadline counts from the call, so waiting behind this process's own
+        // exchange is bounded as waiting behind another process's is.
+        let cfg = &self.config().token;
+        let deadline = Instant::now() + cfg.wait_timeout;
         let flight = local.flight(account);
-        let _one_per_process = flight.lock().await;
+        let Ok(_one_per_process) = tokio::time::timeout_at(deadline, flight.lock()).await else {
+            return Err(ResilienceError::Token(format!(
+                "no token from this process's refresh within {:?}",
+                cfg.wait_timeout
+            )));
+        };
         if let Some(t) = local.get(account) {
             return Ok(t);
         }
-        let cfg = &self.config().token;
-        let deadline = Instant::now() + cfg.wait_timeout;
         let mut fetch = Some(fetch);
         // A waiter whose refresher gave up (lock gone, no token) tries once itself.
         let mut retried = false;

@@ -646,6 +646,46 @@ async fn a_postgres_error_recording_one_sku_loses_no_answer_of_the_deletes_in_fl
     assert_eq!(job.state, JobState::Succeeded);
 }
 
+/// Found when the outage test below failed once in CI: a database that became unavailable
+/// just as a window's createReport was being noted (`note_sent`) failed that window as a
+/// transient error, and the backfill ended `partial`. An unavailable database there now
+/// stops the run, unsent, to run again without using an attempt. The mark fails once
+/// here with the SQLSTATE of a server shutting down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_as_a_report_call_is_noted_stops_the_run_and_fails_no_window() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(300),
+            ..AccountSpec::new("seller-pg-note")
+        })
+        .await;
+    sqlx::raw_sql(
+        "CREATE SEQUENCE fail_note_seq;
+         CREATE FUNCTION fail_note() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.sent_by IS DISTINCT FROM OLD.sent_by AND nextval('fail_note_seq') = 1 THEN
+             RAISE EXCEPTION 'injected: the server is shutting down' USING ERRCODE = '57P01';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_note BEFORE UPDATE ON job_items FOR EACH ROW EXECUTE FUNCTION fail_note();",
+    )
+    .execute(stack.db.pool())
+    .await
+    .unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_backfill_days(&acct, 3).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(job.attempts, 1, "the outage used attempts: {:?}", job.attempt_history);
+    let failed: i64 = sqlx::query_scalar("SELECT nextval('fail_note_seq')")
+        .fetch_one(stack.db.pool())
+        .await
+        .unwrap();
+    assert!(failed > 1, "the mark was refused once, as the test means");
+}
+
 /// Found by this stop's chaos run: a PostgreSQL outage was a transient error that used an
 /// attempt, so backfills whose database calls failed for 15–30 s (backends terminated
 /// again and again) went `dead` at 5 of 5 attempts, while a Redis outage uses none. A

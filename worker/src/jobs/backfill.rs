@@ -302,10 +302,15 @@ fn unusable(report_id: &str, error: &str) -> WindowEnd {
     WindowEnd::Failed(json!({"failed_report_id": report_id, "error": error}))
 }
 
-/// Quota, breaker, cooldown and cancellation stop the job; the rest fail the window.
+/// Quota, breaker, cooldown, cancellation and a call the database could not note stop
+/// the job; the rest fail the window.
 fn window_error(e: CallError) -> Result<WindowEnd, JobError> {
     match e {
-        CallError::RateLimited { .. } | CallError::BreakerOpen { .. } | CallError::Cooldown { .. } | CallError::Cancelled => Err(e.into()),
+        CallError::RateLimited { .. }
+        | CallError::BreakerOpen { .. }
+        | CallError::Cooldown { .. }
+        | CallError::Cancelled
+        | CallError::Interrupted { .. } => Err(e.into()),
         other => Ok(WindowEnd::Failed(json!({"error": other.to_string()}))),
     }
 }

@@ -175,7 +175,13 @@ async fn delete_and_record(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx
             false,
         ),
         Ok(DeleteOutcome::Absent) => (ItemOutcome::Absent, json!({}), false),
-        Err(e @ (CallError::BreakerOpen { .. } | CallError::RateLimited { .. } | CallError::Cooldown { .. } | CallError::Cancelled)) => {
+        Err(
+            e @ (CallError::BreakerOpen { .. }
+            | CallError::RateLimited { .. }
+            | CallError::Cooldown { .. }
+            | CallError::Cancelled
+            | CallError::Interrupted { .. }),
+        ) => {
             // The SKU stays pending for the resumed run.
             unmark_if_refused(jobs, ctx, &item.item, &e).await;
             return Done::Paused(e);

@@ -164,7 +164,7 @@ pub(crate) fn landed(write: Write, ctx: &JobContext, what: &str) -> Result<(), J
 /// (`items::mark_sent`); `earlier` learns the earlier run whose call for it went out
 /// unanswered, if any. A later run holding the job, or a database error, stops the call
 /// unsent (as a transient error: should this run's lease still stand, the job must not
-/// end as cancelled).
+/// end as cancelled; an unavailable database stops the run without using an attempt).
 pub(crate) fn note_sent<'a>(
     jobs: &'a Jobs,
     ctx: &'a JobContext,
@@ -192,6 +192,14 @@ pub(crate) fn note_sent<'a>(
             }
             Err(e) => {
                 tracing::warn!(job_id = %ctx.id, item, op, error = %e, "could not note the call before sending it");
+                // An outage stops the run without using an attempt, as everywhere else.
+                if DbError::from(e).is_unavailable() {
+                    return Err(CallError::Interrupted {
+                        op,
+                        reason: "database unavailable noting the call before sending it".to_owned(),
+                        retry_after: DB_RETRY,
+                    });
+                }
                 Err(CallError::Transient {
                     op,
                     reason: "database error noting the call before sending it".to_owned(),

@@ -38,6 +38,15 @@ pub enum CallError {
     Cooldown { until: DateTime<Utc>, reason: String },
     #[error("cancelled")]
     Cancelled,
+    /// The call was not sent and the run must stop, to run again after `retry_after`
+    /// without using an attempt: the database could not note the call before it went
+    /// out (`jobs::note_sent`), as in an outage.
+    #[error("{op}: not sent: {reason}")]
+    Interrupted {
+        op: &'static str,
+        reason: String,
+        retry_after: Duration,
+    },
 }
 
 impl CallError {
@@ -45,7 +54,11 @@ impl CallError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            CallError::Transient { .. } | CallError::RateLimited { .. } | CallError::BreakerOpen { .. } | CallError::Cooldown { .. }
+            CallError::Transient { .. }
+                | CallError::RateLimited { .. }
+                | CallError::BreakerOpen { .. }
+                | CallError::Cooldown { .. }
+                | CallError::Interrupted { .. }
         )
     }
     pub fn is_transient(&self) -> bool {
@@ -80,6 +93,7 @@ impl From<CallError> for JobError {
             CallError::Transient { .. } => JobError::Transient(reason),
             CallError::Permanent { .. } | CallError::NotFound { .. } => JobError::Permanent(reason),
             CallError::Cancelled => JobError::Cancelled,
+            CallError::Interrupted { retry_after, .. } => JobError::Unavailable { retry_after, reason },
         }
     }
 }

@@ -180,6 +180,29 @@ async fn a_sync_whose_worker_is_killed_mid_walk_resumes_after_the_last_committed
     );
 }
 
+/// Makes the first update of a job item for which `when` holds fail with `raise` (what
+/// follows `RAISE EXCEPTION`). A sequence counts, so the count survives the failing
+/// statement's rollback (`fail_once_seq`: past 1 once it has failed).
+async fn fail_first_item_update(stack: &Stack, when: &str, raise: &str) {
+    // Test-only SQL from this file's own literals.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SEQUENCE fail_once_seq;
+         CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF {when} THEN
+             IF nextval('fail_once_seq') = 1 THEN
+               RAISE EXCEPTION {raise};
+             END IF;
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_once BEFORE UPDATE ON job_items FOR EACH ROW EXECUTE FUNCTION fail_once();"
+    )))
+    .execute(stack.db.pool())
+    .await
+    .unwrap();
+}
+
 async fn window_outcomes(stack: &Stack, job: &str) -> Vec<(String, i64)> {
     sqlx::query_as("SELECT outcome, count(*) FROM job_items WHERE job_id = $1 GROUP BY outcome ORDER BY outcome")
         .bind(job)
@@ -619,23 +642,12 @@ async fn a_postgres_error_recording_one_sku_loses_no_answer_of_the_deletes_in_fl
             },
         )
         .await;
-    // A sequence, so the count survives the failing statement's rollback.
-    sqlx::raw_sql(
-        "CREATE SEQUENCE fail_once_seq;
-         CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF OLD.outcome = 'pending' AND NEW.outcome <> 'pending' THEN
-             IF nextval('fail_once_seq') = 1 THEN
-               RAISE EXCEPTION 'injected: the connection was lost';
-             END IF;
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER fail_once BEFORE UPDATE ON job_items FOR EACH ROW EXECUTE FUNCTION fail_once();",
+    fail_first_item_update(
+        &stack,
+        "OLD.outcome = 'pending' AND NEW.outcome <> 'pending'",
+        "'injected: the connection was lost'",
     )
-    .execute(stack.db.pool())
-    .await
-    .unwrap();
+    .await;
     stack.spawn_worker("worker-1", &[]);
     let id = stack.submit_cleanup(&acct, &skus).await;
     let job = stack.finish(&id, Duration::from_secs(60)).await;
@@ -660,26 +672,18 @@ async fn a_database_outage_as_a_report_call_is_noted_stops_the_run_and_fails_no_
             ..AccountSpec::new("seller-pg-note")
         })
         .await;
-    sqlx::raw_sql(
-        "CREATE SEQUENCE fail_note_seq;
-         CREATE FUNCTION fail_note() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF NEW.sent_by IS DISTINCT FROM OLD.sent_by AND nextval('fail_note_seq') = 1 THEN
-             RAISE EXCEPTION 'injected: the server is shutting down' USING ERRCODE = '57P01';
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER fail_note BEFORE UPDATE ON job_items FOR EACH ROW EXECUTE FUNCTION fail_note();",
+    fail_first_item_update(
+        &stack,
+        "NEW.sent_by IS DISTINCT FROM OLD.sent_by",
+        "'injected: the server is shutting down' USING ERRCODE = '57P01'",
     )
-    .execute(stack.db.pool())
-    .await
-    .unwrap();
+    .await;
     stack.spawn_worker("worker-1", &[]);
     let id = stack.submit_backfill_days(&acct, 3).await;
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     assert_eq!(job.attempts, 1, "the outage used attempts: {:?}", job.attempt_history);
-    let failed: i64 = sqlx::query_scalar("SELECT nextval('fail_note_seq')")
+    let failed: i64 = sqlx::query_scalar("SELECT nextval('fail_once_seq')")
         .fetch_one(stack.db.pool())
         .await
         .unwrap();

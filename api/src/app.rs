@@ -105,7 +105,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         .build()
         .map_err(|e| StartError::Http(e.to_string()))?;
     let accounts = Accounts {
-        repo: AccountRepo::new(pool.clone()),
+        repo: AccountRepo::new(pool.clone()).bounded_by(config.database.call_deadline()),
         secrets: valid.secrets,
         resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone(), &valid.key),
         http,

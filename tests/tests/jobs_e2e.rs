@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use drover::job::{AttemptOutcome, JobKind, JobState};
 use drover::queue::JobStore;
+use drover_tests::harness::FrozenProxy;
 use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, RateLimitBurst, ReportTiming, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
@@ -688,6 +689,92 @@ async fn a_database_outage_as_a_report_call_is_noted_stops_the_run_and_fails_no_
         .await
         .unwrap();
     assert!(failed > 1, "the mark was refused once, as the test means");
+}
+
+/// Found by an audit of waits: a database call whose connection went silent mid-reply
+/// (a half-open socket, as after a NAT or load balancer drops its state) waited for the
+/// kernel to give up on the socket, and the job's run with it, up to the job's timeout:
+/// `statement_timeout` bounds the server, not the client. Worse, sqlx's check of such a
+/// connection on its way back to the pool has no bound, so it held its place in the pool.
+/// Here the worker's database goes through a relay and has one connection; the run's
+/// first write is slowed on the server, its connection frozen while it waits. The call
+/// is now given up at its deadline (1 s acquire + 3 s statement + 2 s), the run stops
+/// without using an attempt, the silent connection is closed, and the rerun succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_connection_that_goes_silent_mid_call_costs_the_run_a_retry_not_its_timeout() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(20),
+            ..AccountSpec::new("seller-pg-silent")
+        })
+        .await;
+    let direct: sqlx::postgres::PgConnectOptions = stack.db.url().parse().expect("the test database URL");
+    let server = tokio::net::lookup_host((direct.get_host().to_owned(), direct.get_port()))
+        .await
+        .expect("the database host resolves")
+        .next()
+        .expect("an address");
+    let relay = FrozenProxy::start(server).await;
+    let host_port = format!("{}:{}", direct.get_host(), direct.get_port());
+    assert!(stack.db.url().contains(&host_port), "the test database URL names its port");
+    let relayed = stack.db.url().replacen(&host_port, &relay.addr().to_string(), 1);
+    // The first claim of a run sleeps 2 s on the server (test-only SQL).
+    sqlx::raw_sql(
+        "CREATE SEQUENCE slow_once_seq;
+         CREATE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('slow_once_seq') = 1 THEN PERFORM pg_sleep(2); END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER slow_once BEFORE INSERT OR UPDATE ON job_runs FOR EACH ROW EXECUTE FUNCTION slow_once();",
+    )
+    .execute(stack.db.pool())
+    .await
+    .unwrap();
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__DATABASE__URL", relayed.as_str()),
+            ("DROVER_WORKER__DATABASE__MAX_CONNECTIONS", "1"),
+            ("DROVER_WORKER__DATABASE__ACQUIRE_TIMEOUT_MS", "1000"),
+            ("DROVER_WORKER__DATABASE__STATEMENT_TIMEOUT_MS", "3000"),
+        ],
+    );
+    let id = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"]}),
+        )
+        .await;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sleeping: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'")
+                .fetch_one(stack.db.pool())
+                .await
+                .unwrap();
+        if sleeping > 0 {
+            break;
+        }
+        assert!(Instant::now() < until, "the run's claim never reached the server\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.freeze_open_connections();
+    let frozen_at = Instant::now();
+    let job = stack.finish(&id, Duration::from_secs(30)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(job.attempts, 1, "the silent connection used an attempt: {:?}", job.attempt_history);
+    let took = frozen_at.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the job took {took:?} after its connection went silent"
+    );
+    assert!(
+        stack.logs().contains("no reply from the database within 6000 ms"),
+        "the run did not stop for the silent connection:\n{}",
+        stack.logs()
+    );
 }
 
 /// Found by this stop's chaos run: a PostgreSQL outage was a transient error that used an

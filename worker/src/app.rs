@@ -70,9 +70,10 @@ impl App {
 
         let resilience = Resilience::new(store.connection(), &config.namespace, config.resilience.clone(), &key);
         let market = MarketplaceClient::new(config.marketplace.clone(), resilience)?;
-        let jobs = Jobs::new(market, pool.clone(), SecretBox::new(&key), config.jobs.clone());
+        let deadline = config.database.call_deadline();
+        let jobs = Jobs::new(market, pool.clone(), deadline, SecretBox::new(&key), config.jobs.clone());
         if config.scheduler.enabled {
-            let accounts: Arc<dyn AccountSource> = Arc::new(AccountRepo::new(pool));
+            let accounts: Arc<dyn AccountSource> = Arc::new(AccountRepo::new(pool).bounded_by(deadline));
             let schedules = ScheduleStore::new(store.connection(), &config.namespace);
             let scheduler = Scheduler::new(store.clone(), schedules, Some(accounts), config.scheduler.clone());
             tokio::spawn(scheduler.run(stop.clone()));

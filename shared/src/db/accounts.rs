@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 
 use super::sealed_column::{self, Column, Opened};
-use super::DbError;
+use super::{CallDeadline, DbError};
 use crate::crypto::SecretBox;
 use crate::job::{AccountId, MarketplaceId};
 use crate::lwa::LwaCredentials;
@@ -95,11 +95,21 @@ impl TryFrom<AccountRow> for Account {
 #[derive(Debug, Clone)]
 pub struct AccountRepo {
     pool: PgPool,
+    deadline: CallDeadline,
 }
 
 impl AccountRepo {
+    /// Calls bounded by the default [`CallDeadline`]; see [`Self::bounded_by`].
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            deadline: CallDeadline::default(),
+        }
+    }
+
+    /// Every call given up (as unavailable) after `deadline`.
+    pub fn bounded_by(self, deadline: CallDeadline) -> Self {
+        Self { deadline, ..self }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -109,54 +119,66 @@ impl AccountRepo {
     /// Store a new account, its secrets sealed with `secrets`. An existing id is a `Conflict`.
     pub async fn insert(&self, new: &NewAccount, secrets: &SecretBox) -> Result<Account, DbError> {
         let marketplace_ids: Vec<String> = new.marketplace_ids.iter().map(|m| m.as_str().to_owned()).collect();
-        let row: AccountRow = sqlx::query_as(concat!(
-            "INSERT INTO accounts (id, seller_id, marketplace_ids, client_id, client_secret_enc, refresh_token_enc) \
+        let row: AccountRow = self
+            .deadline
+            .bound(
+                sqlx::query_as(concat!(
+                    "INSERT INTO accounts (id, seller_id, marketplace_ids, client_id, client_secret_enc, refresh_token_enc) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-            columns!()
-        ))
-        .bind(new.id.as_str())
-        .bind(&new.seller_id)
-        .bind(&marketplace_ids)
-        .bind(&new.credentials.client_id)
-        .bind(sealed_column::seal(
-            secrets,
-            &new.id,
-            Column::ClientSecret,
-            &new.credentials.client_secret,
-        ))
-        .bind(sealed_column::seal(
-            secrets,
-            &new.id,
-            Column::RefreshToken,
-            &new.credentials.refresh_token,
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| match DbError::from(e) {
-            DbError::Conflict(_) => DbError::Conflict(format!("account {} already exists", new.id)),
-            other => other,
-        })?;
+                    columns!()
+                ))
+                .bind(new.id.as_str())
+                .bind(&new.seller_id)
+                .bind(&marketplace_ids)
+                .bind(&new.credentials.client_id)
+                .bind(sealed_column::seal(
+                    secrets,
+                    &new.id,
+                    Column::ClientSecret,
+                    &new.credentials.client_secret,
+                ))
+                .bind(sealed_column::seal(
+                    secrets,
+                    &new.id,
+                    Column::RefreshToken,
+                    &new.credentials.refresh_token,
+                ))
+                .fetch_one(&self.pool),
+            )
+            .await
+            .map_err(|e| match DbError::from(e) {
+                DbError::Conflict(_) => DbError::Conflict(format!("account {} already exists", new.id)),
+                other => other,
+            })?;
         row.try_into()
     }
 
     pub async fn get(&self, id: &AccountId) -> Result<Option<Account>, DbError> {
-        let row: Option<AccountRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM accounts WHERE id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
+        let row: Option<AccountRow> = self
+            .deadline
+            .bound(
+                sqlx::query_as(concat!("SELECT ", columns!(), " FROM accounts WHERE id = $1"))
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool),
+            )
             .await?;
         row.map(Account::try_from).transpose()
     }
 
     /// The account with its credentials opened, for calling the marketplace.
     pub async fn credentials(&self, id: &AccountId, secrets: &SecretBox) -> Result<Option<AccountCredentials>, DbError> {
-        let row: Option<SealedRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            ", client_secret_enc, refresh_token_enc FROM accounts WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<SealedRow> = self
+            .deadline
+            .bound(
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    columns!(),
+                    ", client_secret_enc, refresh_token_enc FROM accounts WHERE id = $1"
+                ))
+                .bind(id.as_str())
+                .fetch_optional(&self.pool),
+            )
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -197,7 +219,10 @@ impl AccountRepo {
             Column::ClientSecret => "UPDATE accounts SET client_secret_enc = $3 WHERE id = $1 AND client_secret_enc = $2",
             Column::RefreshToken => "UPDATE accounts SET refresh_token_enc = $3 WHERE id = $1 AND refresh_token_enc = $2",
         };
-        let done = sqlx::query(sql).bind(id.as_str()).bind(old).bind(new).execute(&self.pool).await?;
+        let done = self
+            .deadline
+            .bound(sqlx::query(sql).bind(id.as_str()).bind(old).bind(new).execute(&self.pool))
+            .await?;
         if done.rows_affected() > 0 {
             tracing::info!(account = %id, column = column.name(), "re-sealed a credential bound to its account and column");
         }
@@ -208,10 +233,10 @@ impl AccountRepo {
     /// (run once after the migrations; later reads find nothing to do). Values that open
     /// neither way are left for `credentials` to report. Returns how many were re-sealed.
     pub async fn reseal_legacy(&self, secrets: &SecretBox) -> Result<usize, DbError> {
-        let rows: Vec<(String, Vec<u8>, Vec<u8>)> =
-            sqlx::query_as("SELECT id, client_secret_enc, refresh_token_enc FROM accounts ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = self
+            .deadline
+            .bound(sqlx::query_as("SELECT id, client_secret_enc, refresh_token_enc FROM accounts ORDER BY id").fetch_all(&self.pool))
+            .await?;
         let mut done = 0;
         for (id, client_secret, refresh_token) in rows {
             let Ok(id) = AccountId::parse(id) else { continue };
@@ -226,8 +251,9 @@ impl AccountRepo {
 
     /// Active accounts, by id (what schedules fan out over).
     pub async fn list_active(&self) -> Result<Vec<Account>, DbError> {
-        let rows: Vec<AccountRow> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM accounts WHERE active ORDER BY id"))
-            .fetch_all(&self.pool)
+        let rows: Vec<AccountRow> = self
+            .deadline
+            .bound(sqlx::query_as(concat!("SELECT ", columns!(), " FROM accounts WHERE active ORDER BY id")).fetch_all(&self.pool))
             .await?;
         rows.into_iter().map(Account::try_from).collect()
     }
@@ -236,25 +262,33 @@ impl AccountRepo {
     /// key's accounts): one page of `GET /v1/accounts`.
     pub async fn page(&self, after: Option<&AccountId>, only: Option<&[AccountId]>, limit: i64) -> Result<Vec<Account>, DbError> {
         let only: Option<Vec<&str>> = only.map(|ids| ids.iter().map(AccountId::as_str).collect());
-        let rows: Vec<AccountRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM accounts WHERE ($1::text IS NULL OR id > $1) AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY id LIMIT $3"
-        ))
-        .bind(after.map(AccountId::as_str))
-        .bind(only)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<AccountRow> = self
+            .deadline
+            .bound(
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM accounts WHERE ($1::text IS NULL OR id > $1) AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY id LIMIT $3"
+                ))
+                .bind(after.map(AccountId::as_str))
+                .bind(only)
+                .bind(limit)
+                .fetch_all(&self.pool),
+            )
+            .await?;
         rows.into_iter().map(Account::try_from).collect()
     }
 
     /// Switch an account on or off; `NotFound` when there is no such account.
     pub async fn set_active(&self, id: &AccountId, active: bool) -> Result<(), DbError> {
-        let done = sqlx::query("UPDATE accounts SET active = $2, updated_at = now() WHERE id = $1")
-            .bind(id.as_str())
-            .bind(active)
-            .execute(&self.pool)
+        let done = self
+            .deadline
+            .bound(
+                sqlx::query("UPDATE accounts SET active = $2, updated_at = now() WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(active)
+                    .execute(&self.pool),
+            )
             .await?;
         if done.rows_affected() == 0 {
             return Err(DbError::NotFound(format!("no account {id}")));

@@ -68,6 +68,11 @@ impl DatabaseConfig {
         Duration::from_millis(self.acquire_timeout_ms)
     }
 
+    /// How long one call may go unanswered before it counts as unavailable.
+    pub fn call_deadline(&self) -> super::CallDeadline {
+        super::CallDeadline::from_config(self)
+    }
+
     /// Every problem at once, each naming the setting under `prefix` (e.g. `api.database`).
     pub fn validate(&self, prefix: &str) -> Result<(), Vec<String>> {
         let mut errs = Vec::new();

@@ -7,9 +7,11 @@
 //!   holds an advisory lock while migrating, so every replica may run it at start-up.
 //! - [`accounts`]: seller accounts and their encrypted marketplace credentials.
 //! - [`audit`]: the operator audit log.
+//! - [`CallDeadline`]: the client-side bound on one call, for a connection gone silent.
 //! - [`DbError`]: what went wrong, by what the caller should do about it.
 pub mod accounts;
 pub mod audit;
+mod call_deadline;
 mod config;
 pub mod sealed_column;
 
@@ -19,6 +21,7 @@ use sqlx::postgres::PgPoolOptions;
 
 pub use accounts::{Account, AccountCredentials, AccountRepo, NewAccount};
 pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
+pub use call_deadline::CallDeadline;
 pub use config::{default_url, DatabaseConfig, DEFAULT_DATABASE_URL};
 pub use sqlx::PgPool;
 
@@ -105,7 +108,10 @@ impl From<sqlx::migrate::MigrateError> for DbError {
 }
 
 /// A pool that opens connections on first use. Each new connection gets the configured
-/// `statement_timeout`, so a runaway query cannot hold a connection forever.
+/// `statement_timeout`, so a runaway query cannot hold a connection forever. A connection
+/// coming back must answer a ping within 2 s or it is closed: one whose call was given up
+/// ([`CallDeadline`]) may have gone silent, and sqlx's own check on release has no bound,
+/// so it would hold its place in the pool until the kernel gave up on the socket.
 pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
     let options = config::parse_url(&cfg.url).map_err(|why| DbError::Other(format!("database.url {why}")))?;
     let statement_timeout_ms = cfg.statement_timeout_ms;
@@ -124,6 +130,14 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
                 Ok(())
             })
         })
+        .after_release(|conn, _meta| {
+            Box::pin(async move {
+                use sqlx::Connection;
+                Ok(tokio::time::timeout(call_deadline::RELEASE_CHECK, conn.ping())
+                    .await
+                    .is_ok_and(|pinged| pinged.is_ok()))
+            })
+        })
         .connect_lazy_with(options);
     Ok(pool)
 }
@@ -139,8 +153,13 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The longest one try at the migrations may go without finishing (each statement is
+/// also bounded by the server's `statement_timeout`).
+pub const MIGRATION_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Apply the migrations, retrying with backoff (up to 30 s) while Postgres cannot be
-/// reached or fails, until done (true) or `stop` fires (false). Every replica of the API
+/// reached or fails, until done (true) or `stop` fires (false). One try that hears
+/// nothing for [`MIGRATION_DEADLINE`] (a connection gone silent) is given up and retried. Every replica of the API
 /// and the worker may do this at once: sqlx serialises them with an advisory lock.
 /// `first_attempt` hears when the first try is over, so a caller can wait briefly for a
 /// healthy start and leave a slow one to the background.
@@ -152,7 +171,13 @@ pub async fn migrate_until_done(
     let mut first_attempt = first_attempt;
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     loop {
-        let result = migrate(pool).await;
+        let result = match tokio::time::timeout(MIGRATION_DEADLINE, migrate(pool)).await {
+            Ok(result) => result,
+            Err(_) => Err(DbError::Unavailable(format!(
+                "no reply within {} s while migrating",
+                MIGRATION_DEADLINE.as_secs()
+            ))),
+        };
         if let Some(tx) = first_attempt.take() {
             let _ = tx.send(());
         }

@@ -40,6 +40,11 @@ impl FrozenProxy {
         }
     }
 
+    /// Where the relay listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `redis://` URL of the relay.
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)

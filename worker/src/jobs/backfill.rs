@@ -25,7 +25,7 @@ use drover::JobError;
 use serde_json::json;
 
 use super::report_parse::{self, ParsedReport};
-use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, Slice};
 use crate::marketplace::CallError;
 
 /// The windows of `[start, end)`, each `hours` long (the last may be shorter).
@@ -61,11 +61,18 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     let seller = jobs.account(&p.account_id, ctx).await?;
     let job_id = ctx.id.as_str();
     let all: Vec<String> = windows(p.start, p.end, p.window_hours).into_iter().map(window_key).collect();
-    let mut conn = jobs.db().acquire().await.map_err(db_error("seeding the job's windows"))?;
+    let mut conn = jobs
+        .db()
+        .acquire()
+        .within(jobs)
+        .await
+        .map_err(db_error("seeding the job's windows"))?;
     items::seed(&mut conn, job_id, 0, &all)
+        .within(jobs)
         .await
         .map_err(db_error("seeding the job's windows"))?;
     let todo = items::unfinished(&mut conn, job_id)
+        .within(jobs)
         .await
         .map_err(db_error("reading unfinished windows"))?;
     drop(conn);
@@ -92,12 +99,18 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
             }
             Err(stop) => return Err(stop),
         };
-        let mut conn = jobs.db().acquire().await.map_err(db_error("recording a window"))?;
+        let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("recording a window"))?;
         let written = match end {
-            WindowEnd::Done(detail) => items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Done, &detail).await,
+            WindowEnd::Done(detail) => {
+                items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Done, &detail)
+                    .within(jobs)
+                    .await
+            }
             WindowEnd::Failed(detail) => {
                 tracing::warn!(job_id, window = %item.item, detail = %detail, "backfill window failed; going on with the next");
-                items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Failed, &detail).await
+                items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Failed, &detail)
+                    .within(jobs)
+                    .await
             }
         }
         .map_err(db_error("recording a window"))?;
@@ -111,12 +124,17 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
         .await?;
     }
 
-    let mut conn = jobs.db().acquire().await.map_err(db_error("summarising the job"))?;
-    let summary = items::summary(&mut conn, job_id).await.map_err(db_error("summarising the job"))?;
+    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("summarising the job"))?;
+    let summary = items::summary(&mut conn, job_id)
+        .within(jobs)
+        .await
+        .map_err(db_error("summarising the job"))?;
     let failed = items::page(&mut conn, job_id, Some(ItemOutcome::Failed), None, 1000)
+        .within(jobs)
         .await
         .map_err(db_error("summarising the job"))?;
     let with_bad_rows = items::done_with_rejected_rows(&mut conn, job_id)
+        .within(jobs)
         .await
         .map_err(db_error("summarising the job"))?;
     let result = json!({
@@ -129,6 +147,7 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     } else {
         // Every window done: the account's order reports are synced as of now.
         last_synced::record(&mut conn, p.account_id.as_str(), SyncedResource::OrderReports, job_id)
+            .within(jobs)
             .await
             .map_err(db_error("recording the backfill's end"))?;
         Ok(Outcome::Succeeded(result))
@@ -209,8 +228,9 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
                     }
                 }
             };
-            let mut conn = jobs.db().acquire().await.map_err(db_error("noting a report id"))?;
+            let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("noting a report id"))?;
             let written = items::note(&mut conn, ctx.fence(), &item.item, &json!({"report_id": id}))
+                .within(jobs)
                 .await
                 .map_err(db_error("noting a report id"))?;
             landed(written, ctx, "noting a report id")?;
@@ -327,18 +347,20 @@ fn report_error(e: CallError, report_id: &str) -> Result<WindowEnd, JobError> {
 /// Write a document's lines and their orders in one transaction.
 async fn store(jobs: &Jobs, p: &BackfillPayload, job_id: &str, parsed: &ParsedReport) -> Result<u64, JobError> {
     let account = p.account_id.as_str();
-    let mut tx = jobs.db().begin().await.map_err(db_error("writing report lines"))?;
+    let mut tx = jobs.db().begin().within(jobs).await.map_err(db_error("writing report lines"))?;
     let mut written = 0;
     for chunk in parsed.lines.chunks(1000) {
         written += report_lines::upsert(&mut tx, account, &p.report_type, job_id, chunk)
+            .within(jobs)
             .await
             .map_err(db_error("writing report lines"))?;
         let rows = order_rows(chunk, p.marketplace_id.as_str());
         orders::upsert(&mut tx, account, OrderSource::Report, &rows)
+            .within(jobs)
             .await
             .map_err(db_error("writing report orders"))?;
     }
-    tx.commit().await.map_err(db_error("committing report lines"))?;
+    tx.commit().within(jobs).await.map_err(db_error("committing report lines"))?;
     Ok(written)
 }
 

@@ -18,7 +18,7 @@ use drover::JobError;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 
-use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, Slice};
 use crate::marketplace::{CallError, DeleteOutcome};
 
 /// Records one SKU's outcome as this run. A delete's answer is recorded or lost, never
@@ -30,11 +30,11 @@ async fn record(jobs: &Jobs, ctx: &JobContext, item: &str, outcome: ItemOutcome,
         let mut conn = jobs.db().acquire().await?;
         items::set(&mut conn, ctx.fence(), item, outcome, detail).await
     };
-    let written = match write().await {
+    let written = match write().within(jobs).await {
         Ok(written) => written,
         Err(first) => {
             tracing::info!(job_id = %ctx.id, item, error = %first, "recording a SKU failed; trying once more");
-            write().await.map_err(db_error("recording a SKU"))?
+            write().within(jobs).await.map_err(db_error("recording a SKU"))?
         }
     };
     landed(written, ctx, "recording a SKU")
@@ -50,13 +50,15 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         .map(|s| s.as_str().to_owned())
         .filter(|s| seen.insert(s.clone()))
         .collect();
-    let mut conn = jobs.db().acquire().await.map_err(db_error("seeding the job's SKUs"))?;
+    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("seeding the job's SKUs"))?;
     for (i, chunk) in all.chunks(5000).enumerate() {
         items::seed(&mut conn, job_id, (i * 5000) as i32, chunk)
+            .within(jobs)
             .await
             .map_err(db_error("seeding the job's SKUs"))?;
     }
     let todo: Vec<Item> = items::unfinished(&mut conn, job_id)
+        .within(jobs)
         .await
         .map_err(db_error("reading unfinished SKUs"))?
         .into_iter()
@@ -127,14 +129,18 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         return Err(stop);
     }
 
-    let mut conn = jobs.db().acquire().await.map_err(db_error("summarising the job"))?;
-    let summary = items::summary(&mut conn, job_id).await.map_err(db_error("summarising the job"))?;
+    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("summarising the job"))?;
+    let summary = items::summary(&mut conn, job_id)
+        .within(jobs)
+        .await
+        .map_err(db_error("summarising the job"))?;
     if transient_left > 0 && ctx.attempt < ctx.max_attempts {
         return Err(JobError::transient(format!(
             "{transient_left} SKUs failed transiently; the next attempt retries only those"
         )));
     }
     let failed = items::page(&mut conn, job_id, Some(ItemOutcome::Failed), None, 100)
+        .within(jobs)
         .await
         .map_err(db_error("summarising the job"))?;
     let result = json!({

@@ -20,7 +20,7 @@ use drover::crypto::SecretBox;
 use drover::data::items::{self, Sent};
 use drover::data::run_fence::{self, Write};
 use drover::db::accounts::AccountRepo;
-use drover::db::DbError;
+use drover::db::{CallDeadline, DbError};
 use drover::job::{AccountId, JobPayload};
 use drover::runtime::{Handler, JobContext, Outcome};
 use drover::JobError;
@@ -43,17 +43,20 @@ struct Inner {
     accounts: AccountRepo,
     secrets: SecretBox,
     config: JobsConfig,
+    deadline: CallDeadline,
 }
 
 impl Jobs {
-    pub fn new(market: MarketplaceClient, db: PgPool, secrets: SecretBox, config: JobsConfig) -> Self {
+    /// Every database call of a run is given up, as an unavailable database, after `deadline`.
+    pub fn new(market: MarketplaceClient, db: PgPool, deadline: CallDeadline, secrets: SecretBox, config: JobsConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                accounts: AccountRepo::new(db.clone()),
+                accounts: AccountRepo::new(db.clone()).bounded_by(deadline),
                 market,
                 db,
                 secrets,
                 config,
+                deadline,
             }),
         }
     }
@@ -89,8 +92,14 @@ impl Jobs {
 
     /// Claim the job's item record for this run before touching it (`run_fence`).
     async fn claim(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let mut conn = self.db().acquire().await.map_err(db_error("claiming the job's items"))?;
+        let mut conn = self
+            .db()
+            .acquire()
+            .within(self)
+            .await
+            .map_err(db_error("claiming the job's items"))?;
         let claimed = run_fence::claim(&mut conn, ctx.fence())
+            .within(self)
             .await
             .map_err(db_error("claiming the job's items"))?;
         landed(claimed, ctx, "claiming the job's items")
@@ -114,6 +123,16 @@ impl Handler for Jobs {
         Box::pin(self.clone().dispatch(payload, ctx))
     }
 }
+
+/// A database call of a run, given up after the call deadline: the connection may have
+/// gone silent, and then only the deadline ends the wait (it counts as unavailable).
+pub(crate) trait DbCall<T>: Future<Output = Result<T, sqlx::Error>> + Sized {
+    fn within(self, jobs: &Jobs) -> impl Future<Output = Result<T, sqlx::Error>> {
+        jobs.inner.deadline.bound(self)
+    }
+}
+
+impl<T, F: Future<Output = Result<T, sqlx::Error>>> DbCall<T> for F {}
 
 /// A registered account, as a job needs it.
 pub(crate) struct Seller {
@@ -177,7 +196,7 @@ pub(crate) fn note_sent<'a>(
             let mut conn = jobs.db().acquire().await?;
             items::mark_sent(&mut conn, ctx.fence(), item).await
         };
-        match mark.await {
+        match mark.within(jobs).await {
             Ok(Sent::Marked) => Ok(()),
             Ok(Sent::AfterUnansweredRun(run)) => {
                 *earlier.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
@@ -220,7 +239,7 @@ pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str,
         let mut conn = jobs.db().acquire().await?;
         items::unmark_sent(&mut conn, ctx.fence(), item).await
     };
-    if let Err(e) = unmark.await {
+    if let Err(e) = unmark.within(jobs).await {
         tracing::warn!(job_id = %ctx.id, item, error = %e, "could not take back the note of a call refused with a 429");
     }
 }

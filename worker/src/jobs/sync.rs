@@ -19,7 +19,7 @@ use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use serde_json::json;
 
-use super::{check_cancel, db_error, landed, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, DbCall, Jobs, Seller, Slice};
 use crate::marketplace::OrdersQuery;
 
 const ORDERS: &str = "orders";
@@ -33,8 +33,14 @@ pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result
     if p.resources.contains(&SyncResource::Listings) {
         result.insert("listings".into(), sync_listings(jobs, &p, &seller, ctx).await?);
     }
-    let mut conn = jobs.db().acquire().await.map_err(db_error("reading the job's items"))?;
+    let mut conn = jobs
+        .db()
+        .acquire()
+        .within(jobs)
+        .await
+        .map_err(db_error("reading the job's items"))?;
     let summary = items::summary(&mut conn, ctx.id.as_str())
+        .within(jobs)
         .await
         .map_err(db_error("reading the job's items"))?;
     result.insert("summary".into(), json!(summary));
@@ -44,8 +50,14 @@ pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result
 async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
     let account = p.account_id.as_str();
     let job_id = ctx.id.as_str();
-    let mut conn = jobs.db().acquire().await.map_err(db_error("loading the sync cursor"))?;
+    let mut conn = jobs
+        .db()
+        .acquire()
+        .within(jobs)
+        .await
+        .map_err(db_error("loading the sync cursor"))?;
     let stored = cursors::load(&mut conn, account, ORDERS)
+        .within(jobs)
         .await
         .map_err(db_error("loading the sync cursor"))?;
     drop(conn);
@@ -98,8 +110,9 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
         pages += 1;
         orders_seen += rows.len() as u64;
 
-        let mut tx = jobs.db().begin().await.map_err(db_error("writing an orders page"))?;
+        let mut tx = jobs.db().begin().within(jobs).await.map_err(db_error("writing an orders page"))?;
         let written = orders::upsert(&mut tx, account, OrderSource::Sync, &rows)
+            .within(jobs)
             .await
             .map_err(db_error("writing an orders page"))?;
         let detail = json!({"resource": ORDERS, "orders": rows.len(), "written": written});
@@ -111,6 +124,7 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
             ItemOutcome::Done,
             &detail,
         )
+        .within(jobs)
         .await
         .map_err(db_error("recording an orders page"))?;
         // Refused: a later run holds the job, and the page's rows roll back with it.
@@ -123,20 +137,25 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
                     pages,
                     job_id: Some(job_id.to_owned()),
                 };
-                cursors::save_walk(&mut tx, account, ORDERS, &walk).await
+                cursors::save_walk(&mut tx, account, ORDERS, &walk).within(jobs).await
             }
             // SP-API echoes the bound it applied as LastUpdatedBefore; without it, the
             // walk's start (minus SP-API's 2-minute settle time) is a safe next cursor.
             None => {
                 // The walk reached its end: the orders are synced as of this commit.
-                match cursors::finish_walk(&mut tx, account, ORDERS, before.unwrap_or(started_at - Duration::minutes(2))).await {
-                    Ok(()) => last_synced::record(&mut tx, account, SyncedResource::Orders, job_id).await,
+                let at = before.unwrap_or(started_at - Duration::minutes(2));
+                match cursors::finish_walk(&mut tx, account, ORDERS, at).within(jobs).await {
+                    Ok(()) => {
+                        last_synced::record(&mut tx, account, SyncedResource::Orders, job_id)
+                            .within(jobs)
+                            .await
+                    }
                     Err(e) => Err(e),
                 }
             }
         }
         .map_err(db_error("moving the sync cursor"))?;
-        tx.commit().await.map_err(db_error("committing an orders page"))?;
+        tx.commit().within(jobs).await.map_err(db_error("committing an orders page"))?;
         orders_written += written;
 
         ctx.progress(Progress {
@@ -173,8 +192,9 @@ fn order_row(o: &amazon_spapi::models::orders_v0::Order, marketplace: &str) -> O
 /// its order reports mention), one getListingsItem per SKU through the shared limiter.
 async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
     let account = p.account_id.as_str();
-    let mut conn = jobs.db().acquire().await.map_err(db_error("reading known SKUs"))?;
+    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("reading known SKUs"))?;
     let skus = listings::known_skus(&mut conn, account, i64::from(jobs.config().listings_per_sync))
+        .within(jobs)
         .await
         .map_err(db_error("reading known SKUs"))?;
     let (mut found, mut absent) = (0u64, 0u64);
@@ -218,6 +238,7 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
             }
         };
         listings::upsert(&mut conn, account, &row)
+            .within(jobs)
             .await
             .map_err(db_error("writing a listing"))?;
         let done = i as u64 + 1;
@@ -233,14 +254,21 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
     let seq = 100_000;
     let detail = json!({"resource": "listings", "checked": skus.len(), "found": found, "absent": absent});
     drop(conn);
-    let mut tx = jobs.db().begin().await.map_err(db_error("recording the listings refresh"))?;
+    let mut tx = jobs
+        .db()
+        .begin()
+        .within(jobs)
+        .await
+        .map_err(db_error("recording the listings refresh"))?;
     let recorded = items::put(&mut tx, ctx.fence(), seq, "listings", ItemOutcome::Done, &detail)
+        .within(jobs)
         .await
         .map_err(db_error("recording the listings refresh"))?;
     landed(recorded, ctx, "recording the listings refresh")?;
     last_synced::record(&mut tx, account, SyncedResource::Listings, ctx.id.as_str())
+        .within(jobs)
         .await
         .map_err(db_error("recording the listings refresh"))?;
-    tx.commit().await.map_err(db_error("recording the listings refresh"))?;
+    tx.commit().within(jobs).await.map_err(db_error("recording the listings refresh"))?;
     Ok(detail)
 }

@@ -432,6 +432,49 @@ async fn jobs_watch_follows_the_job_and_exits_by_its_outcome() {
     assert_eq!(missing.code, 3, "{missing:?}");
 }
 
+/// Found by an audit of waits: `drover jobs watch` read its event stream with no bound,
+/// so a connection gone half-open (a NAT or load balancer dropping its state) left it
+/// waiting forever, though the API sends a keep-alive every 15 s. A stream silent for
+/// 40 s is now taken for dead and opened again. Here the watch goes through a relay whose
+/// open connections freeze; the job then ends, and the watch hears of it on a new one.
+#[tokio::test]
+async fn jobs_watch_opens_a_stream_that_went_silent_again() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("t.sleep.100")).await.to_string();
+    let relay = drover_tests::harness::FrozenProxy::start(app.addr).await;
+    let mut watch = tokio::process::Command::new(cargo_bin("drover"))
+        .args(["jobs", "watch", &id])
+        .env("DROVER_API", format!("http://{}", relay.addr()))
+        .env("DROVER_API_KEY", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("drover runs");
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+        .await
+        .expect("the watch printed the job's state")
+        .expect("stdout");
+    assert!(first.unwrap_or_default().contains("queued"), "the first event is the job's state");
+    relay.freeze_open_connections();
+    let _worker = app.cleanup_worker(&[]);
+    wait_state(&app, &id, "succeeded").await;
+    let frozen_at = Instant::now();
+    let mut printed = Vec::new();
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            printed.push(line);
+        }
+        watch.wait().await.expect("the watch ends")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the watch still waits {:?} after its stream went silent", frozen_at.elapsed()));
+    assert!(status.success(), "{status:?}: {printed:?}");
+    assert!(printed.last().is_some_and(|l| l.contains("succeeded")), "{printed:?}");
+}
+
 #[tokio::test]
 async fn every_binary_answers_help_and_version() {
     for bin in ["drover", "drover-api", "drover-worker"] {

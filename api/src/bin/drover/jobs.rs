@@ -100,17 +100,30 @@ pub fn next_cursor(page: &Value) {
 
 const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
 
+/// The API sends a keep-alive every 15 s: a stream that is silent for longer than two
+/// of them is taken for dead.
+const SILENT_STREAM: std::time::Duration = std::time::Duration::from_secs(40);
+
 /// Follow `GET /v1/jobs/{id}/events` until the job ends, reconnecting when the stream
-/// ends first (the server's `events_max_ms`, a restart, a cut connection).
+/// ends first (the server's `events_max_ms`, a restart, a cut connection) or goes silent.
 async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
     let path = format!("/v1/jobs/{}/events", path_segment(id));
     let mut last_state: Option<String> = None;
     loop {
         let req = client.request(Method::GET, &path).header("accept", "text/event-stream");
-        let mut res = client.send(req).await?;
+        let mut res = match tokio::time::timeout(SILENT_STREAM, client.send(req)).await {
+            Ok(res) => res?,
+            Err(_) => {
+                return Err(CliError::Transport(format!(
+                    "the API did not answer within {} s",
+                    SILENT_STREAM.as_secs()
+                )))
+            }
+        };
         let mut buf = String::new();
-        // A stream cut off mid-way (a restart, a proxy's idle timeout) is reconnected below.
-        while let Ok(Some(chunk)) = res.chunk().await {
+        // A stream cut off mid-way (a restart, a proxy's idle timeout) or gone silent (a
+        // half-open connection hears nothing, not even the keep-alives) is reconnected below.
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout(SILENT_STREAM, res.chunk()).await {
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let block: String = buf.drain(..end + 2).collect();

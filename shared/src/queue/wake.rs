@@ -191,9 +191,11 @@ impl Watch {
                 Ok(Ok(Some(_))) if !self.waiting.some() => {
                     // This process's fetchers stopped waiting while the BLPOP was on the
                     // wire: the wake-up goes back for another process's (at worst one
-                    // wake-up too many).
-                    let back: redis::RedisResult<i64> = redis::cmd("LPUSH").arg(&self.marker).arg("1").query_async(c).await;
-                    if back.is_err() {
+                    // wake-up too many). This connection has no reply timeout (it
+                    // blocks), so the push is bounded here; a stuck one is dropped.
+                    let mut push = redis::cmd("LPUSH");
+                    push.arg(&self.marker).arg("1");
+                    if !matches!(tokio::time::timeout(WATCH_BLOCK, push.query_async::<i64>(c)).await, Ok(Ok(_))) {
                         conn = None;
                     }
                 }

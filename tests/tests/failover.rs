@@ -321,6 +321,101 @@ async fn an_unreachable_shard_leaves_only_its_own_leases_unrenewed() {
     assert!(report.lost.is_empty(), "{:?}", report.lost);
 }
 
+/// Found by an audit of waits: the worker's settler retried a batch until every outcome
+/// in it was stored, and answered none of its runs before. Four such batches stuck on a
+/// shard that was gone (a primary without a replica, the cluster serving partial
+/// coverage) stopped every later outcome of the kind, on every shard: the healthy
+/// shards' jobs stayed `running`, their leases renewed, for as long as the shard was
+/// down. Each run is now answered as soon as its own queue takes its outcome, and what
+/// the dead shard holds is sent again on a task of its own. Here 30 runs wait on a gate,
+/// a primary is killed, and the gate lets them end one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_shard_holds_up_no_other_shards_job_outcomes() {
+    let mut cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults.clone()).await.unwrap();
+    let mut ids = Vec::new();
+    for a in 0..30 {
+        ids.push(store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap().id);
+    }
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = {
+        let gate = gate.clone();
+        move |_: JobPayload, _: drover::runtime::JobContext| {
+            let gate = gate.clone();
+            Box::pin(async move {
+                gate.acquire().await.expect("the gate stays open").forget();
+                Ok(drover::runtime::Outcome::Succeeded(json!({})))
+            }) as futures::future::BoxFuture<'static, Result<drover::runtime::Outcome, drover::JobError>>
+        }
+    };
+    let settings = drover::runtime::WorkerSettings {
+        concurrency: [(JobKind::Cleanup, 30), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        prefetch: 0,
+        idle_wait: Duration::from_millis(200),
+        ..drover::runtime::WorkerSettings::default()
+    };
+    let url = cluster.url();
+    let connect = move || {
+        let (url, defaults) = (url.clone(), defaults.clone());
+        async move { RedisStore::connect(&url, "drover", defaults).await }
+    };
+    let runtime = tokio::spawn(drover::runtime::run(
+        store.clone(),
+        connect,
+        settings,
+        handler,
+        std::future::pending(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut running = 0;
+        for id in &ids {
+            running += usize::from(store.get(id).await.unwrap().unwrap().state == JobState::Running);
+        }
+        if running == ids.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {running} of {} runs started", ids.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.kill(busiest_primary(&cluster));
+    // One run ends every 50 ms: the dead shard's each in a batch of its own.
+    for _ in 0..ids.len() {
+        gate.add_permits(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut healthy, mut left) = (0, Vec::new());
+    for id in &ids {
+        loop {
+            match store.get(id).await {
+                // On the dead shard: nothing to see.
+                Err(_) => break,
+                Ok(job) if job.as_ref().is_some_and(|j| j.state == JobState::Succeeded) => {
+                    healthy += 1;
+                    break;
+                }
+                Ok(job) if Instant::now() > deadline => {
+                    left.push((id.clone(), job.map(|j| j.state)));
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    runtime.abort();
+    assert!(
+        left.is_empty(),
+        "outcomes on healthy shards not recorded after 15 s: {left:?} ({healthy} were)"
+    );
+    assert!(healthy >= 10, "only {healthy} of 30 jobs on the healthy shards");
+}
+
 /// A Redis that stops answering while its socket stays open (a frozen process, a peer
 /// gone half-open): after one reply times out the store dials afresh. Found by an audit
 /// of unbounded waits: redis-rs's `ConnectionManager` reconnects on socket errors only,

@@ -60,7 +60,12 @@ where
     for (kind, _) in &kinds {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         settle_tx.insert(*kind, tx);
-        settlers.push(shared::spawn_settler(store.clone(), *kind, rx));
+        settlers.push(shared::spawn_settler(
+            store.clone(),
+            *kind,
+            shared::give_up_after(settings.lease),
+            rx,
+        ));
     }
     let stop_fetching = CancellationToken::new();
     let hard_stop = CancellationToken::new();

@@ -33,7 +33,8 @@ pub(crate) struct Shared<S: JobStore> {
 }
 
 impl<S: JobStore> Shared<S> {
-    /// Record `lease`'s outcome; waits until it is stored (retrying through outages).
+    /// Record `lease`'s outcome; waits until it is stored (retrying through outages, for
+    /// at most [`give_up_after`] the lease).
     /// The lease is marked settling first (see `Held::settling`); its entry goes when
     /// the `RunLease` is dropped, not here.
     pub async fn settle(&self, kind: JobKind, lease: &RunLease, s: Settlement) -> SettleResult {
@@ -46,14 +47,23 @@ impl<S: JobStore> Shared<S> {
     }
 }
 
-/// Most settle calls in flight at once per kind: while one batch is on the wire the
-/// next one is already being collected and sent, so acks are not bound by one round trip.
+/// Most first tries in flight at once per kind: while one batch is on the wire the next
+/// one is already being collected and sent, so acks are not bound by one round trip.
 const SETTLES_IN_FLIGHT: usize = 4;
+
+/// How long a run's outcome is sent again (its queue unreachable) or waited on (written,
+/// not yet durable) before the run is let go: `max(60 s, 10 leases)`. By then its lease
+/// has long run out in Redis, so the job runs again once its queue is back; what is lost
+/// is this run's attempt record, which would have been kept as late.
+pub(crate) fn give_up_after(lease: Duration) -> Duration {
+    (lease * 10).max(Duration::from_secs(60))
+}
 
 /// Writes settlements in batches: whatever has queued up goes in the next script call.
 pub(crate) fn spawn_settler<S: JobStore>(
     store: S,
     kind: JobKind,
+    give_up: Duration,
     mut rx: mpsc::UnboundedReceiver<SettleRequest>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -72,7 +82,7 @@ pub(crate) fn spawn_settler<S: JobStore>(
                                 Err(_) => break,
                             }
                         }
-                        in_flight.push(settle_batch(store.clone(), kind, batch));
+                        in_flight.push(first_try(store.clone(), kind, give_up, batch));
                     }
                 },
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
@@ -81,63 +91,106 @@ pub(crate) fn spawn_settler<S: JobStore>(
     })
 }
 
-/// Store one batch, retrying through outages, then answer each run. Outcomes a shard
-/// could not take are sent again; outcomes written but not yet durable are waited for,
-/// never sent again.
-async fn settle_batch<S: JobStore>(store: S, kind: JobKind, batch: Vec<SettleRequest>) {
-    let (settlements, replies): (Vec<Settlement>, Vec<_>) = batch.into_iter().unzip();
+/// What one round of a batch left: outcomes not written (their queue could not be
+/// reached) and outcomes written but not yet as durable as configured.
+#[derive(Default)]
+struct Left {
+    unreached: Vec<SettleRequest>,
+    waiting: Vec<SettleRequest>,
+    error: Option<StoreError>,
+}
+
+/// One batch's first try. Each run is answered as soon as its outcome is stored; what is
+/// left goes to a task of its own, so a queue that stays down (a shard without a replica)
+/// or a wait for durability holds up no other queue's outcomes.
+async fn first_try<S: JobStore>(store: S, kind: JobKind, give_up: Duration, batch: Vec<SettleRequest>) {
+    let left = settle_round(&store, kind, batch).await;
+    if !left.unreached.is_empty() || !left.waiting.is_empty() {
+        tokio::spawn(settle_left(store, kind, give_up, left));
+    }
+}
+
+/// Send `batch` once, answering each run whose outcome was stored.
+async fn settle_round<S: JobStore>(store: &S, kind: JobKind, batch: Vec<SettleRequest>) -> Left {
+    let mut left = Left::default();
+    let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
+    match store.settle(kind, &settlements).await {
+        Ok(answers) => {
+            for (request, r) in batch.into_iter().zip(answers) {
+                match r {
+                    SettleResult::Unreached => left.unreached.push(request),
+                    SettleResult::NotDurable => left.waiting.push(request),
+                    r => answer(request, r),
+                }
+            }
+        }
+        // Written, but not yet as durable as configured: writing it again would record
+        // every attempt twice (late), so wait for the write already made.
+        Err(StoreError::NotDurable(_)) => left.waiting = batch,
+        Err(e) => {
+            left.unreached = batch;
+            left.error = Some(e);
+        }
+    }
+    left
+}
+
+fn answer((s, tx): SettleRequest, r: SettleResult) {
+    if r == SettleResult::LeaseLost {
+        tracing::warn!(job_id = %s.id, "lease was gone when the run ended; its result is kept on the attempt only");
+    }
+    let _ = tx.send(r);
+}
+
+/// Send the unreached outcomes again until their queue takes them, then wait for the
+/// written ones to be durable, each for at most `give_up` ([`give_up_after`]).
+async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, mut left: Left) {
+    let began = tokio::time::Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let mut results = vec![SettleResult::Applied; settlements.len()];
-    let mut pending: Vec<usize> = (0..settlements.len()).collect();
-    let mut waits = false;
-    while !pending.is_empty() {
-        let batch: Vec<Settlement> = pending.iter().map(|i| settlements[*i].clone()).collect();
-        match store.settle(kind, &batch).await {
-            Ok(answers) => {
-                let mut again = Vec::new();
-                for (i, r) in pending.iter().zip(answers) {
-                    match r {
-                        SettleResult::Unreached => again.push(*i),
-                        SettleResult::NotDurable => waits = true,
-                        r => results[*i] = r,
-                    }
-                }
-                if !again.is_empty() {
-                    let failure = backoff.failed();
-                    if failure.first {
-                        tracing::warn!(kind = %kind, jobs = again.len(), "could not record some job outcomes (their queue is unreachable); retrying those");
-                    }
-                    tokio::time::sleep(failure.delay).await;
-                }
-                pending = again;
-            }
-            // Written, but not yet as durable as configured: writing it again would
-            // record every attempt twice (late), so wait for the write already made.
-            Err(StoreError::NotDurable(_)) => {
-                waits = true;
-                pending.clear();
-            }
-            Err(e) => {
-                let failure = backoff.failed();
-                if failure.first {
-                    tracing::warn!(error = %e, kind = %kind, jobs = pending.len(), "could not record job outcomes; retrying until the queue is back");
-                }
-                tokio::time::sleep(failure.delay).await;
-            }
+    if !left.unreached.is_empty() {
+        let jobs = left.unreached.len();
+        match left.error.take() {
+            Some(e) => tracing::warn!(error = %e, kind = %kind, jobs, "could not record job outcomes; retrying until their queue is back"),
+            None => tracing::warn!(kind = %kind, jobs, "could not record some job outcomes (their queue is unreachable); retrying those"),
         }
     }
-    if waits {
-        tracing::warn!(kind = %kind, jobs = settlements.len(), "job outcomes recorded but not yet durable; waiting for them");
-        await_durable(&store, kind).await;
-    }
-    if backoff.succeeded() {
-        tracing::info!(kind = %kind, "job outcomes recorded after the queue came back");
-    }
-    for ((s, tx), r) in settlements.iter().zip(replies).zip(results) {
-        if r == SettleResult::LeaseLost {
-            tracing::warn!(job_id = %s.id, "lease was gone when the run ended; its result is kept on the attempt only");
+    while !left.unreached.is_empty() {
+        let delay = backoff.failed().delay;
+        if began.elapsed() + delay > give_up {
+            tracing::error!(
+                kind = %kind,
+                jobs = left.unreached.len(),
+                after_s = give_up.as_secs(),
+                "gave up recording job outcomes: their queue stayed unreachable; each job runs again once its queue is back"
+            );
+            for request in left.unreached.drain(..) {
+                answer(request, SettleResult::Unreached);
+            }
+            break;
         }
-        let _ = tx.send(r);
+        tokio::time::sleep(delay).await;
+        let round = settle_round(&store, kind, std::mem::take(&mut left.unreached)).await;
+        left.unreached = round.unreached;
+        left.waiting.extend(round.waiting);
+        if left.unreached.is_empty() {
+            tracing::info!(kind = %kind, "job outcomes recorded after their queue came back");
+        }
+    }
+    if left.waiting.is_empty() {
+        return;
+    }
+    tracing::warn!(kind = %kind, jobs = left.waiting.len(), "job outcomes recorded but not yet durable; waiting for them");
+    let rest = give_up.saturating_sub(began.elapsed());
+    if tokio::time::timeout(rest, await_durable(&store, kind)).await.is_err() {
+        tracing::error!(
+            kind = %kind,
+            jobs = left.waiting.len(),
+            after_s = give_up.as_secs(),
+            "job outcomes recorded but still not durable; letting their runs go"
+        );
+    }
+    for request in left.waiting {
+        answer(request, SettleResult::NotDurable);
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::client_slots::ClientSlots;
-use crate::config::{ApiConfig, DEV_KEY};
+use crate::config::ApiConfig;
 use crate::cursor::Cursors;
 use crate::metrics::Metrics;
 use crate::ratelimit::{KeyLimits, RateLimiter, CREDENTIAL_CHECKS};
@@ -66,10 +66,8 @@ pub struct App {
 pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     let valid = config.validate()?;
     if config.dev_mode {
-        tracing::warn!(
-            dev_key = DEV_KEY,
-            "api.dev_mode is on: the documented dev key is accepted as an admin key; never run this in production"
-        );
+        // The key itself is public (the README gives it), but keys are never logged.
+        tracing::warn!("api.dev_mode is on: the documented dev key is accepted as an admin key; never run this in production");
     }
     // Lazy: the API starts while Redis is down and says so on /readyz (503) until it is back.
     let store = RedisStore::connect_lazy(config.redis_url.expose_secret(), &config.namespace, valid.job_defaults.clone())?;

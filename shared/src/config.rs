@@ -3,10 +3,57 @@ use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// What the loader said, without the values it quoted (see [`without_values`]).
     #[error("configuration could not be read: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(String),
     #[error("configuration is invalid:\n  - {}", .0.join("\n  - "))]
     Invalid(Vec<String>),
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        ConfigError::Load(without_values(&e.to_string()))
+    }
+}
+
+/// A loader's error text without the values it quotes: a URL with a password, a key or
+/// a secret set where a table or a number was expected is quoted whole by serde
+/// (`invalid type: string "postgres://u:pw@…"`), and a TOML syntax error shows its
+/// source line. Quoted strings become `"…"` and source lines are left out; the key, the
+/// expected type, the file and the line and column stay.
+fn without_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        // A TOML excerpt: `14 | url = "…`, or its gutter `   |`.
+        let gutter = line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        if gutter.starts_with('|') {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let mut quoted = false;
+        let mut escaped = false;
+        for c in line.chars() {
+            match (quoted, c) {
+                (false, '"') => {
+                    quoted = true;
+                    out.push_str("\"…");
+                }
+                (true, '\\') if !escaped => escaped = true,
+                (true, '"') if !escaped => {
+                    quoted = false;
+                    out.push('"');
+                }
+                (true, _) => escaped = false,
+                (false, c) => out.push(c),
+            }
+        }
+        if quoted {
+            out.push('"');
+        }
+    }
+    out
 }
 
 /// Load `T` from its serde defaults, then `file` (if given), then environment variables
@@ -227,5 +274,37 @@ mod tests {
         let c: Config = load_with(None, env).unwrap();
         assert_eq!(c.api.port, 9000);
         assert_eq!(c.api.keys, ["a", "b"]);
+    }
+
+    /// Found by an audit of error texts: a URL set where a section was expected, or a
+    /// TOML syntax error on a secret's line, was printed whole, password included.
+    #[test]
+    fn a_setting_that_cannot_be_read_is_named_without_its_value() {
+        let env = [("DROVER_API__PORT", "postgres://drover:hunter2@db:5432/drover")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let e = load_with::<Config>(None, env).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("port"), "the key is named: {e}");
+
+        let env = [("DROVER_API", "x")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let dir = std::env::temp_dir().join(format!("drover-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("api.toml");
+        std::fs::write(&file, "[api]\nport = 1\nurl = \"postgres://drover:hunter2@db:5432/drover\n").unwrap();
+        let e = load_with::<Config>(Some(file.to_str().unwrap()), env).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 3"), "the line is named: {e}");
+    }
+
+    #[test]
+    fn quoted_values_and_source_lines_are_left_out() {
+        assert_eq!(
+            without_values("invalid type: string \"a\\\"b:pw@h\", expected u16 for key `api.port`"),
+            "invalid type: string \"…\", expected u16 for key `api.port`"
+        );
+        assert_eq!(
+            without_values("TOML parse error at line 3, column 7\n  |\n3 | url = \"pw\n  |       ^\ninvalid basic string"),
+            "TOML parse error at line 3, column 7\ninvalid basic string"
+        );
     }
 }

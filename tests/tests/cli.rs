@@ -475,6 +475,16 @@ async fn jobs_watch_opens_a_stream_that_went_silent_again() {
     assert!(printed.last().is_some_and(|l| l.contains("succeeded")), "{printed:?}");
 }
 
+/// Found by an audit of error texts: `--help` showed `DROVER_API`'s value, credentials
+/// and all (a base URL behind a proxy with basic auth).
+#[tokio::test]
+async fn help_never_shows_the_api_url_from_the_environment() {
+    let help = run("drover", &["--help"], &[("DROVER_API", "https://ops:hunter2@drover.internal")]).await;
+    ok(&help);
+    assert!(help.stdout.contains("DROVER_API"), "the variable is named: {help:?}");
+    assert!(!help.stdout.contains("hunter2"), "{help:?}");
+}
+
 #[tokio::test]
 async fn every_binary_answers_help_and_version() {
     for bin in ["drover", "drover-api", "drover-worker"] {

@@ -65,7 +65,11 @@ pub(super) fn validate(c: &ApiConfig, errs: &mut Vec<String>) -> Option<(SecretB
                 .into(),
         );
     } else if let Some(why) = url_problem(c.token_url(), c.dev_mode || c.insecure_marketplace_http) {
-        errs.push(format!("api.marketplace_token_url = {:?} {why}", c.token_url()));
+        // The URL may carry user:password; only its redacted form is shown.
+        errs.push(format!(
+            "api.marketplace_token_url = {:?} {why}",
+            drover::config::redact::url_without_password(c.token_url())
+        ));
     }
     if !(100..=120_000).contains(&c.marketplace_timeout_ms) {
         errs.push(format!(
@@ -170,6 +174,14 @@ mod tests {
         };
         let msg = errors(&plain);
         assert!(msg.contains("api.marketplace_token_url") && msg.contains("https"), "{msg}");
+        // Found by an audit of error texts: a refused URL was echoed with its password.
+        let with_password = ApiConfig {
+            encryption_key: key.clone(),
+            marketplace_token_url: "http://lwa:hunter2@lwa.example/auth/o2/token".into(),
+            ..Default::default()
+        };
+        let msg = errors(&with_password);
+        assert!(msg.contains("lwa.example") && !msg.contains("hunter2"), "{msg}");
         let tls = ApiConfig {
             encryption_key: key.clone(),
             marketplace_token_url: "https://api.amazon.com/auth/o2/token".into(),

@@ -24,7 +24,13 @@ never a flag, so it does not show in `ps`.";
 #[command(name = "drover", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The API's base URL.
-    #[arg(long, env = "DROVER_API", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "DROVER_API",
+        hide_env_values = true,
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub api: String,
     /// A file whose first line is the API key (instead of DROVER_API_KEY).
     #[arg(long, value_name = "PATH", global = true)]

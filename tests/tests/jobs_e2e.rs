@@ -770,10 +770,17 @@ async fn a_database_connection_that_goes_silent_mid_call_costs_the_run_a_retry_n
         took < Duration::from_secs(20),
         "the job took {took:?} after its connection went silent"
     );
+    let logs = stack.logs();
     assert!(
-        stack.logs().contains("no reply from the database within 6000 ms"),
-        "the run did not stop for the silent connection:\n{}",
-        stack.logs()
+        logs.contains("no reply from the database within 6000 ms"),
+        "the run did not stop for the silent connection:\n{logs}"
+    );
+    // Found by an audit of error texts: a database error was logged where it happened
+    // and again where the run ended.
+    assert_eq!(
+        logs.matches("while claiming the job's items").count(),
+        1,
+        "the failure is logged once:\n{logs}"
     );
 }
 

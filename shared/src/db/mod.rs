@@ -54,6 +54,8 @@ impl From<sqlx::Error> for DbError {
         use sqlx::Error as E;
         match e {
             E::RowNotFound => DbError::NotFound("no such row".into()),
+            // A timeout's text is the client's own (`CallDeadline`) or the OS's: no address.
+            E::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => DbError::Unavailable(format!("connection failed: {io}")),
             E::Io(io) => DbError::Unavailable(format!("connection failed: {}", io.kind())),
             E::Tls(_) => DbError::Unavailable("TLS handshake failed".into()),
             E::PoolTimedOut => DbError::Unavailable("no connection available within the acquire timeout".into()),

@@ -144,12 +144,13 @@ pub(crate) struct Seller {
 /// or, when the database cannot be reached, as interrupted (it runs again without using
 /// one). Either way what was committed stays committed.
 pub(crate) fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> JobError + '_ {
+    // Logged once, where the run ends; `DbError`'s text holds no SQL values.
     move |e| {
-        tracing::warn!(error = %e, "database error while {what}");
-        if DbError::from(e).is_unavailable() {
-            return db_unavailable(format!("database unavailable while {what}"));
+        let e = DbError::from(e);
+        if e.is_unavailable() {
+            return db_unavailable(format!("database unavailable while {what} ({e})"));
         }
-        JobError::transient(format!("database error while {what}"))
+        JobError::transient(format!("database error while {what} ({e})"))
     }
 }
 
@@ -209,19 +210,20 @@ pub(crate) fn note_sent<'a>(
                     reason: "a later run of this job holds it".to_owned(),
                 })
             }
+            // Logged once, where the run (or the item) ends.
             Err(e) => {
-                tracing::warn!(job_id = %ctx.id, item, op, error = %e, "could not note the call before sending it");
+                let e = DbError::from(e);
                 // An outage stops the run without using an attempt, as everywhere else.
-                if DbError::from(e).is_unavailable() {
+                if e.is_unavailable() {
                     return Err(CallError::Interrupted {
                         op,
-                        reason: "database unavailable noting the call before sending it".to_owned(),
+                        reason: format!("database unavailable noting the call before sending it ({e})"),
                         retry_after: DB_RETRY,
                     });
                 }
                 Err(CallError::Transient {
                     op,
-                    reason: "database error noting the call before sending it".to_owned(),
+                    reason: format!("database error noting the call before sending it ({e})"),
                 })
             }
         }

@@ -103,7 +103,7 @@ impl AppState {
     ) -> Self {
         let ReadGuards { streams, cursors } = reads;
         let claims = IdempotencyClaims::new(store.connection(), store.namespace(), limits.idempotency_ttl);
-        let audit = AuditLog::new(accounts.repo.pool().clone());
+        let audit = AuditLog::new(accounts.repo.pool().clone()).bounded_by(accounts.repo.deadline());
         let ui = crate::config::UiConfig::default();
         let logins = crate::ui::login_throttle::LoginThrottle::new(store.connection(), store.namespace(), &ui);
         Self(Arc::new(Inner {

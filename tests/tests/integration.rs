@@ -27,6 +27,7 @@ mod callbacks_e2e;
 mod chaos;
 mod cli;
 mod config_settings;
+mod db_deadline;
 mod dead_groups;
 mod deploy_files;
 mod durability;

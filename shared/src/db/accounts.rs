@@ -112,6 +112,10 @@ impl AccountRepo {
         Self { deadline, ..self }
     }
 
+    pub fn deadline(&self) -> CallDeadline {
+        self.deadline
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 
-use super::DbError;
+use super::{CallDeadline, DbError};
 
 /// One action as the API records it.
 #[derive(Debug, Clone)]
@@ -41,15 +41,25 @@ pub struct AuditEntry {
 #[derive(Clone)]
 pub struct AuditLog {
     pool: PgPool,
+    deadline: CallDeadline,
 }
 
 impl AuditLog {
+    /// Calls bounded by the default [`CallDeadline`]; see [`Self::bounded_by`].
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            deadline: CallDeadline::default(),
+        }
+    }
+
+    /// Every call given up (as unavailable) after `deadline`.
+    pub fn bounded_by(self, deadline: CallDeadline) -> Self {
+        Self { deadline, ..self }
     }
 
     pub async fn record(&self, e: &NewAuditEntry) -> Result<(), DbError> {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO audit_log (actor, action, target, filter, touched, outcome, request_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -60,20 +70,20 @@ impl AuditLog {
         .bind(e.touched)
         .bind(&e.outcome)
         .bind(&e.request_id)
-        .execute(&self.pool)
-        .await?;
+        .execute(&self.pool);
+        self.deadline.bound(insert).await?;
         Ok(())
     }
 
     /// Up to `limit` entries, newest first, older than `before` (an id) when given.
     pub async fn page(&self, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
-        Ok(sqlx::query_as(
+        let page = sqlx::query_as(
             "SELECT id, at, actor, action, target, filter, touched, outcome, request_id FROM audit_log \
              WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(before)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&self.pool);
+        Ok(self.deadline.bound(page).await?)
     }
 }

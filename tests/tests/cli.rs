@@ -475,6 +475,30 @@ async fn jobs_watch_opens_a_stream_that_went_silent_again() {
     assert!(printed.last().is_some_and(|l| l.contains("succeeded")), "{printed:?}");
 }
 
+/// Found by an audit of waits: the CLI's client had a connect timeout only, so a request
+/// sent without a total timeout (`schedules rm`) waited forever on an API that accepted
+/// the connection and never answered. Every read now ends after 40 s.
+#[tokio::test]
+async fn a_request_to_an_api_that_never_answers_gives_up() {
+    let app = spawn_app().await;
+    let relay = drover_tests::harness::FrozenProxy::start(app.addr).await;
+    relay.freeze_all_connections();
+    let started = Instant::now();
+    let rm = tokio::process::Command::new(cargo_bin("drover"))
+        .args(["schedules", "rm", "nightly"])
+        .env("DROVER_API", format!("http://{}", relay.addr()))
+        .env("DROVER_API_KEY", ADMIN)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), rm)
+        .await
+        .unwrap_or_else(|_| panic!("drover still waits after {:?}", started.elapsed()))
+        .expect("drover runs");
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("timed out") || stderr.contains("timeout"), "{stderr}");
+}
+
 /// Found by an audit of error texts: `--help` showed `DROVER_API`'s value, credentials
 /// and all (a base URL behind a proxy with basic auth).
 #[tokio::test]

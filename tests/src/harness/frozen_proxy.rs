@@ -2,7 +2,7 @@
 //! flowing both ways while the sockets stay open (a half-open peer, as after a NAT or
 //! load balancer drops its state), and connections made after the freeze relay as usual.
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 pub struct FrozenProxy {
     addr: SocketAddr,
+    /// Every connection, open or new, is frozen (a peer that accepts and never answers).
+    all_frozen: Arc<AtomicBool>,
     /// Connections accepted before this generation are frozen.
     generation: Arc<AtomicU64>,
     frozen: watch::Sender<u64>,
@@ -24,9 +26,19 @@ impl FrozenProxy {
         let addr = listener.local_addr().expect("the relay's address");
         let generation = Arc::new(AtomicU64::new(0));
         let (frozen, _) = watch::channel(0u64);
-        let (gen, tx) = (generation.clone(), frozen.clone());
+        let all_frozen = Arc::new(AtomicBool::new(false));
+        let (gen, tx, all) = (generation.clone(), frozen.clone(), all_frozen.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if all.load(Ordering::SeqCst) {
+                    // Held open, never answered, until the relay goes.
+                    let mut rx = tx.subscribe();
+                    tokio::spawn(async move {
+                        let _client = client;
+                        while rx.changed().await.is_ok() {}
+                    });
+                    continue;
+                }
                 let mine = gen.load(Ordering::SeqCst);
                 let rx = tx.subscribe();
                 tokio::spawn(relay(client, target, mine, rx));
@@ -34,6 +46,7 @@ impl FrozenProxy {
         });
         Self {
             addr,
+            all_frozen,
             generation,
             frozen,
             accept,
@@ -54,6 +67,13 @@ impl FrozenProxy {
     pub fn freeze_open_connections(&self) {
         let next = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.frozen.send(next);
+    }
+
+    /// Freezes every connection, those opened later too: a server that accepts
+    /// connections and never answers.
+    pub fn freeze_all_connections(&self) {
+        self.all_frozen.store(true, Ordering::SeqCst);
+        self.freeze_open_connections();
     }
 }
 

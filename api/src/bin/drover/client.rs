@@ -105,6 +105,9 @@ pub fn load_key(env: Option<String>, file: Option<&Path>) -> Result<SecretString
     }
 }
 
+/// The longest the client waits for the API's next bytes.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -116,6 +119,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("drover-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
+            // Every read: a request the API stops answering (a half-open connection)
+            // ends, whatever path sent it; an event stream hears a keep-alive every 15 s.
+            .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(transport)?;
         Ok(Self {

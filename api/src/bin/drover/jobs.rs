@@ -101,8 +101,8 @@ pub fn next_cursor(page: &Value) {
 const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
 
 /// The API sends a keep-alive every 15 s: a stream that is silent for longer than two
-/// of them is taken for dead.
-const SILENT_STREAM: std::time::Duration = std::time::Duration::from_secs(40);
+/// of them is taken for dead (the client's read timeout).
+const SILENT_STREAM: std::time::Duration = crate::client::READ_TIMEOUT;
 
 /// Follow `GET /v1/jobs/{id}/events` until the job ends, reconnecting when the stream
 /// ends first (the server's `events_max_ms`, a restart, a cut connection) or goes silent.

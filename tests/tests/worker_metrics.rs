@@ -200,3 +200,35 @@ async fn a_metrics_port_in_use_is_logged_and_the_worker_runs_anyway() {
     assert!(log.contains("metrics listener could not bind") && log.contains(&listen), "{log}");
     assert!(!log.contains("metrics listening"), "{log}");
 }
+
+/// Found by an audit of waits: the metrics listener served hyper without a timer, so a
+/// client that opened a connection and sent nothing held it (a task and a file
+/// descriptor) forever, with no cap on how many. A silent connection is now closed
+/// after 10 s, and scrapes are still served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_metrics_listener_closes_connections_that_send_nothing() {
+    use tokio::io::AsyncReadExt;
+
+    let mut stack = Stack::start_empty().await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("the listener accepts"),
+        );
+    }
+    let opened = Instant::now();
+    for conn in &mut silent {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("a silent connection still open {:?} on", opened.elapsed()));
+        assert!(matches!(read, Ok(0) | Err(_)), "the server closes it: {read:?}");
+    }
+    // And it serves scrapes after (`scrape` checks the 200).
+    scrape(port).await;
+}

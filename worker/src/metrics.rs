@@ -14,7 +14,7 @@ use drover::resilience::Operation;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::{counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,16 @@ const LIMITER_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 const RUN_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 /// Histograms are folded into their buckets at least this often between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The listener's bounds, as the API's (`api/src/serve.rs`): a client sends its request
+/// headers within 10 s (which also closes a keep-alive connection idle that long), a
+/// connection lasts at most a minute (one whose client stops reading ends), at most 32
+/// are served at once (more wait in the kernel's backlog), and a failing `accept` (out
+/// of file descriptors, usually) backs off instead of spinning.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+const MAX_CONNECTIONS: usize = 32;
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub(crate) fn upstream_answered(op: Operation, status: u16) {
     counter!(UPSTREAM_REQUESTS, "op" => op.name(), "status" => status.to_string()).increment(1);
@@ -135,29 +145,40 @@ async fn upkeep(handle: PrometheusHandle, stop: CancellationToken) {
 }
 
 async fn accept(listener: tokio::net::TcpListener, handle: PrometheusHandle, stop: CancellationToken) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
+        let slot = tokio::select! {
+            _ = stop.cancelled() => return,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let stream = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::debug!(error = %e, "metrics connection not accepted");
+                    tracing::debug!(error = %e, "metrics connection not accepted; backing off");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
         };
         let handle = handle.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |req| {
                 let handle = handle.clone();
                 async move { Ok::<_, Infallible>(respond(&handle, &req)) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
+            }),
+        );
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection ended with an error"),
+                Err(_) => tracing::debug!("metrics connection closed at its lifetime"),
+                Ok(Ok(())) => {}
             }
+            drop(slot);
         });
     }
 }

@@ -108,9 +108,10 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         resilience: Resilience::new(store.connection(), &config.namespace, config.resilience.clone(), &valid.key),
         http,
         token_url: config.token_url().to_owned(),
+        // Room is left for the insert and the first sync's enqueue (2 s) after it.
         token_timeout: Duration::from_millis(config.marketplace_timeout_ms)
-            .min(config.request_timeout().saturating_sub(Duration::from_millis(500)))
-            .max(Duration::from_millis(100)),
+            .min(config.request_timeout().saturating_sub(Duration::from_secs(3)))
+            .max(config.request_timeout() / 2),
         first_sync: config.accounts.first_sync,
         checks: RateLimiter::named(store.connection(), &config.namespace, "credential-checks", CREDENTIAL_CHECKS),
     };

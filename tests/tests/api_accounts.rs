@@ -586,6 +586,43 @@ async fn creating_an_account_queues_its_first_sync_with_trigger_account_created(
     assert_eq!(again.json::<Value>().await.unwrap()["id"], id);
 }
 
+/// Found by an audit of error texts: a request timeout that fell after the account's
+/// INSERT was sent dropped the rest of the handler: the account stored, its first sync
+/// never queued, and no answer saying so. The steps from the insert on now run to their
+/// end on a task of their own. Here the insert takes 1.5 s and the request timeout is 1 s.
+#[tokio::test]
+async fn a_request_timeout_after_the_insert_still_queues_the_first_sync() {
+    let sim = simulator().await;
+    let url = token_url(&sim);
+    let app = spawn_app_with(Durability::None, move |c| {
+        c.marketplace_token_url = url;
+        c.request_timeout_ms = 1000;
+    })
+    .await;
+    until_ready(&app).await;
+    // Test-only SQL: every insert into accounts sleeps 1.5 s on the server.
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$;
+         CREATE TRIGGER slow_insert BEFORE INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+    )
+    .execute(&pool(&app).await)
+    .await
+    .unwrap();
+    let res = create(&app, ADMIN, &body("acme", "rt-acct-1")).await;
+    assert_eq!(res.status(), 503, "the request timed out after the insert was sent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let jobs = loop {
+        let jobs = jobs_of(&app, "acme").await;
+        if !jobs.is_empty() || std::time::Instant::now() > deadline {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored_rows(&app).await, 1, "the account is stored");
+    assert_eq!(jobs.len(), 1, "its first sync is queued: {jobs:?}");
+    assert_eq!(jobs[0]["trigger"], "account_created", "{jobs:?}");
+}
+
 async fn jobs_of(app: &TestApp, account: &str) -> Vec<Value> {
     let v: Value = app
         .get(READER, &format!("/v1/jobs?account_id={account}"))

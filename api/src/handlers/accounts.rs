@@ -201,14 +201,26 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
             }
         }
     }
-    let account = repo.insert(&new, &accounts.secrets).await?;
-    tracing::info!(account = %account.id, validated = !skip_validation, by = %caller.name, "account created");
-    let location = account_url(&account.id);
-    let first = if first_sync {
-        first_sync::queue(&state, &account).await
-    } else {
-        FirstSync::Off
+    // From the insert on, the steps run to their end on a task of their own: the request
+    // timeout would otherwise drop them part-way (the account stored, its first sync
+    // never queued, and no answer saying so). The client may still hear the timeout.
+    let steps = {
+        let (state, repo, secrets, by) = (state.clone(), repo.clone(), accounts.secrets.clone(), caller.name.clone());
+        tokio::spawn(async move {
+            let account = repo.insert(&new, &secrets).await?;
+            tracing::info!(account = %account.id, validated = !skip_validation, by = %by, "account created");
+            let first = if first_sync {
+                first_sync::queue(&state, &account).await
+            } else {
+                FirstSync::Off
+            };
+            Ok::<_, ApiError>((account, first))
+        })
     };
+    let (account, first) = steps
+        .await
+        .map_err(|e| ApiError::Internal(format!("creating the account stopped: {e}")))??;
+    let location = account_url(&account.id);
     let (first_sync_job, first_sync_error) = match first {
         FirstSync::Queued(mut job) => {
             job.waiting = job.waiting.map(|w| w.seen_by(caller.accounts.is_some()));

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use drover::db::{AccountRepo, AuditLog, DatabaseConfig, DbError, NewAuditEntry};
 use drover::job::AccountId;
 use drover_tests::harness::{FrozenProxy, PgDatabase};
-use sqlx::postgres::PgConnectOptions;
 
 /// The test database, reached through a relay, with calls bounded at 0.5 s acquire +
 /// 1 s statement + 2 s.
@@ -21,19 +20,11 @@ struct Relayed {
 impl Relayed {
     async fn start() -> Relayed {
         let db = PgDatabase::create().await;
-        let direct: PgConnectOptions = db.url().parse().expect("the test database URL");
-        let server = tokio::net::lookup_host((direct.get_host().to_owned(), direct.get_port()))
-            .await
-            .expect("the database host resolves")
-            .next()
-            .expect("an address");
-        let relay = FrozenProxy::start(server).await;
-        let host_port = format!("{}:{}", direct.get_host(), direct.get_port());
-        assert!(db.url().contains(&host_port), "the test database URL names its port");
+        let relay = FrozenProxy::start(db.server_addr().await).await;
         let config = DatabaseConfig {
             acquire_timeout_ms: 500,
             statement_timeout_ms: 1000,
-            ..DatabaseConfig::with_url(db.url().replacen(&host_port, &relay.addr().to_string(), 1))
+            ..DatabaseConfig::with_url(db.url_at(relay.addr()))
         };
         Relayed { db, relay, config }
     }
@@ -52,19 +43,7 @@ impl Relayed {
             .await
             .unwrap();
         let call = tokio::spawn(call);
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-                    .fetch_one(self.db.pool())
-                    .await
-                    .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            assert!(Instant::now() < until, "the call never reached the lock");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.db.until_a_backend_waits("Lock", Duration::from_secs(10)).await;
         self.relay.freeze_open_connections();
         let frozen_at = Instant::now();
         let answer = tokio::time::timeout(Duration::from_secs(15), call)

@@ -709,16 +709,8 @@ async fn a_database_connection_that_goes_silent_mid_call_costs_the_run_a_retry_n
             ..AccountSpec::new("seller-pg-silent")
         })
         .await;
-    let direct: sqlx::postgres::PgConnectOptions = stack.db.url().parse().expect("the test database URL");
-    let server = tokio::net::lookup_host((direct.get_host().to_owned(), direct.get_port()))
-        .await
-        .expect("the database host resolves")
-        .next()
-        .expect("an address");
-    let relay = FrozenProxy::start(server).await;
-    let host_port = format!("{}:{}", direct.get_host(), direct.get_port());
-    assert!(stack.db.url().contains(&host_port), "the test database URL names its port");
-    let relayed = stack.db.url().replacen(&host_port, &relay.addr().to_string(), 1);
+    let relay = FrozenProxy::start(stack.db.server_addr().await).await;
+    let relayed = stack.db.url_at(relay.addr());
     // The first claim of a run sleeps 2 s on the server (test-only SQL).
     sqlx::raw_sql(
         "CREATE SEQUENCE slow_once_seq;
@@ -747,19 +739,7 @@ async fn a_database_connection_that_goes_silent_mid_call_costs_the_run_a_retry_n
             json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"]}),
         )
         .await;
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let sleeping: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'")
-                .fetch_one(stack.db.pool())
-                .await
-                .unwrap();
-        if sleeping > 0 {
-            break;
-        }
-        assert!(Instant::now() < until, "the run's claim never reached the server\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stack.db.until_a_backend_waits("PgSleep", Duration::from_secs(30)).await;
     relay.freeze_open_connections();
     let frozen_at = Instant::now();
     let job = stack.finish(&id, Duration::from_secs(30)).await;

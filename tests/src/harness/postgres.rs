@@ -55,6 +55,45 @@ impl PgDatabase {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// The server's address (to put a relay in front of it).
+    pub async fn server_addr(&self) -> std::net::SocketAddr {
+        let opts = options(&self.url);
+        tokio::net::lookup_host((opts.get_host().to_owned(), opts.get_port()))
+            .await
+            .expect("the database host resolves")
+            .next()
+            .expect("the database host has an address")
+    }
+
+    /// This database's URL with its server at `addr` (a relay in front of it).
+    pub fn url_at(&self, addr: std::net::SocketAddr) -> String {
+        let mut u = reqwest::Url::parse(&self.url).expect("the database URL is valid");
+        u.set_ip_host(addr.ip()).expect("the database URL names a host");
+        u.set_port(Some(addr.port())).expect("the database URL names a host");
+        u.to_string()
+    }
+
+    /// Waits until a backend of this database waits on `wait`: a `wait_event` (`PgSleep`)
+    /// or a `wait_event_type` (`Lock`). Panics after `within`.
+    pub async fn until_a_backend_waits(&self, wait: &str, within: std::time::Duration) {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND (wait_event = $1 OR wait_event_type = $1)",
+            )
+            .bind(wait)
+            .fetch_one(&self.pool)
+            .await
+            .expect("pg_stat_activity reads");
+            if waiting > 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < until, "no backend waited on {wait} within {within:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for PgDatabase {

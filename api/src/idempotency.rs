@@ -21,14 +21,31 @@ use crate::error::ApiError;
 static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS[1]: the claim. ARGV: <kind>/<account>, ttl s -> what holds the key
+-- KEYS[1]: the claim. ARGV: <kind>/<account>, ttl s -> {what holds the key, 1 if set now}
 local held = redis.call('GET', KEYS[1])
-if held then return held end
+if held then return {held, 0} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return ARGV[1]
+return {ARGV[1], 1}
 ",
     )
 });
+
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS[1]: the claim. ARGV: <kind>/<account> -> 1 if it held that and is gone
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
+/// A claim this request holds; `new` when this request made it (see [`IdempotencyClaims::release`]).
+pub struct Claim {
+    scoped: String,
+    mine: String,
+    new: bool,
+}
 
 #[derive(Clone)]
 pub struct IdempotencyClaims {
@@ -56,17 +73,21 @@ impl IdempotencyClaims {
     /// Claim `scoped` for `kind` and `account`; a 409 when it was already used for another
     /// kind or another account. (A claim an older release made names the kind alone: it
     /// holds for the kind, and the store judges the account.)
-    pub async fn claim(&self, scoped: &str, kind: JobKind, account: &str) -> Result<(), ApiError> {
+    pub async fn claim(&self, scoped: &str, kind: JobKind, account: &str) -> Result<Claim, ApiError> {
         let mut conn = self.conn.clone();
         let mine = format!("{}/{account}", kind.as_str());
-        let held: String = CLAIM
+        let (held, set): (String, i64) = CLAIM
             .key(format!("{}{scoped}", self.prefix))
             .arg(&mine)
             .arg(self.ttl.as_secs().max(1))
             .invoke_async(&mut conn)
             .await?;
         if held == mine || held == kind.as_str() {
-            return Ok(());
+            return Ok(Claim {
+                scoped: scoped.to_owned(),
+                mine,
+                new: set == 1,
+            });
         }
         let held_kind = held.split_once('/').map_or(held.as_str(), |(k, _)| k);
         if held_kind == kind.as_str() {
@@ -78,6 +99,25 @@ impl IdempotencyClaims {
         Err(ApiError::Conflict(format!(
             "this Idempotency-Key was already used for a {held_kind} job; use a new key for another request"
         )))
+    }
+
+    /// Give back a claim this request made when its submit was refused with nothing
+    /// written, so the key stays free for another request. A claim an earlier request
+    /// made is kept (its job may exist). Best effort: a failure is logged, and the claim
+    /// then runs out with its TTL.
+    pub async fn release(&self, claim: Claim) {
+        if !claim.new {
+            return;
+        }
+        let mut conn = self.conn.clone();
+        let released: Result<i64, _> = RELEASE
+            .key(format!("{}{}", self.prefix, claim.scoped))
+            .arg(&claim.mine)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "could not give back the idempotency key of a refused submit; it frees when its TTL runs out");
+        }
     }
 }
 

@@ -494,3 +494,60 @@ async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_a
     assert_eq!(ready.status(), 503, "ready while Redis cannot give aof durability");
     let _ = started.stop.send(());
 }
+
+/// Found by an audit of error texts: the API claims an idempotency key for a kind and an
+/// account before the enqueue, and kept the claim when the queue then refused the submit
+/// with nothing written (a `queue.durability` Redis cannot give). The client was told
+/// "nothing was written", yet the same key for another account was a 409 for a day. A
+/// claim the refused request made is now given back.
+#[tokio::test]
+async fn an_idempotency_key_refused_with_nothing_written_stays_free() {
+    let server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
+    let mut config = test_config(&server.url());
+    config.queue.durability = DurabilityMode::Aof;
+    config.queue.durability_timeout_ms = 2000;
+    let started = start_app(config).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}", started.addr);
+    let submit = |account: &str, key: &str| {
+        client
+            .post(format!("{url}/v1/jobs"))
+            .bearer_auth(ADMIN)
+            .header("Idempotency-Key", key)
+            .json(&body(account))
+            .send()
+    };
+    id_of(submit("acme", "k0").await.unwrap(), 202).await;
+    let appendonly = |on: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg(on)
+            .query(&mut server.conn())
+            .unwrap();
+    };
+    appendonly("no");
+    // Written, its wait refused: the next submit finds the mode gone and writes nothing.
+    assert_eq!(submit("acme", "k-written").await.unwrap().status(), 503);
+    let refused = submit("acme", "k1").await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let p: Value = refused.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap_or_default().contains("nothing was written"), "{p}");
+    assert_eq!(jobs_on(&server, JobKind::Cleanup), 2, "the refused submit wrote no job");
+
+    appendonly("yes");
+    wait_for(
+        || {
+            let info: String = redis::cmd("INFO").arg("persistence").query(&mut server.conn()).unwrap();
+            info.contains("aof_enabled:1") && info.contains("aof_rewrite_in_progress:0")
+        },
+        "AOF on again",
+    )
+    .await;
+    let other = submit("globex", "k1").await.unwrap();
+    assert_eq!(other.status(), 202, "the key is free: {:?}", other.text().await);
+    // A key whose job was written keeps its claim.
+    let taken = submit("globex", "k-written").await.unwrap();
+    assert_eq!(taken.status(), 409, "{:?}", taken.text().await);
+    let _ = started.stop.send(());
+}

@@ -4,7 +4,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use drover::queue::{EnqueueError, Enqueued, JobStore, NewJob};
+use drover::queue::{EnqueueError, Enqueued, JobStore, NewJob, StoreError};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -18,16 +18,22 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     let kind = job.payload.kind();
     caller.check_account(job.payload.account_id().as_str())?;
     check_payload_size(state, &job)?;
+    let mut claim = None;
     if let Some(key) = headers.idempotency_key {
         let scoped = IdempotencyClaims::scoped(&caller.name, &key);
-        state.claims().claim(&scoped, kind, job.payload.account_id().as_str()).await?;
+        claim = Some(state.claims().claim(&scoped, kind, job.payload.account_id().as_str()).await?);
         job.idempotency_key = Some(scoped);
     }
     // Every job gets a trace: the caller's when it sent one, the request's otherwise (the
     // trace id its log lines carry), so its runs can be found in the tracing UI either way.
     job.traceparent = Some(headers.traceparent.unwrap_or_else(request_traceparent));
     job.trigger.get_or_insert_with(|| "api".to_owned());
-    match enqueue_answering(state, job).await {
+    let enqueued = enqueue_answering(state, job).await;
+    // Refused with nothing written: the key stays free for another request.
+    if let (Some(claim), Err(EnqueueError::Invalid(_) | EnqueueError::Store(StoreError::DurabilityUnsupported(_)))) = (claim, &enqueued) {
+        state.claims().release(claim).await;
+    }
+    match enqueued {
         Ok((e, waiting)) => {
             tracing::info!(job_id = %e.id, kind = %kind, created = e.created, key = %caller.name, "job accepted");
             Ok(accepted(e, waiting.map(|w| w.seen_by(caller.accounts.is_some()))))

@@ -23,8 +23,8 @@ pub struct ItemsParams {
     /// pending, done, deleted, absent or failed.
     outcome: Option<String>,
     /// 1 to 1000, default 100.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
@@ -81,11 +81,10 @@ fn encode_cursor(seq: i32) -> String {
     URL_SAFE_NO_PAD.encode(format!("item:{seq}"))
 }
 
-fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable {
-        dependency: "postgres",
-        cause: e.to_string(),
-    }
+/// By what the caller should do: an unavailable database is a 503 with its safe text,
+/// anything else a 500 naming only its kind (`DbError` never quotes SQL values).
+fn db_error(e: impl Into<drover::db::DbError>) -> ApiError {
+    e.into().into()
 }
 
 /// Per-item results of a job, in the order the job took them.
@@ -124,10 +123,14 @@ pub async fn list_items(
             }
         },
     };
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        errors.push(drover::job::FieldError::new("limit", "must be 1 to 1000"));
-    }
+    let limit = match params.limit.as_deref().map(str::parse::<u32>) {
+        None => 100,
+        Some(Ok(l)) if (1..=1000).contains(&l) => l,
+        Some(_) => {
+            errors.push(drover::job::FieldError::new("limit", "must be a whole number from 1 to 1000"));
+            100
+        }
+    };
     let after = match params.cursor.as_deref().map(decode_cursor).transpose() {
         Ok(a) => a,
         Err(ApiError::Validation(mut e)) => {
@@ -140,11 +143,14 @@ pub async fn list_items(
         return Err(ApiError::Validation(errors));
     }
     let job = load_job(&state, &caller, &id).await?;
-    let mut conn = state.accounts().repo.pool().acquire().await.map_err(db_unavailable)?;
-    let summary = items::summary(&mut conn, job.id.as_str()).await.map_err(db_unavailable)?;
-    let mut page = items::page(&mut conn, job.id.as_str(), outcome, after, i64::from(limit) + 1)
+    let repo = &state.accounts().repo;
+    let deadline = repo.deadline();
+    let mut conn = deadline.bound(repo.pool().acquire()).await.map_err(db_error)?;
+    let summary = deadline.bound(items::summary(&mut conn, job.id.as_str())).await.map_err(db_error)?;
+    let mut page = deadline
+        .bound(items::page(&mut conn, job.id.as_str(), outcome, after, i64::from(limit) + 1))
         .await
-        .map_err(db_unavailable)?;
+        .map_err(db_error)?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let next_cursor = more.then(|| page.last().map(|i| encode_cursor(i.seq))).flatten();

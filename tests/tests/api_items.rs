@@ -101,7 +101,10 @@ async fn a_database_error_no_retry_fixes_is_a_500_not_a_503() {
         .unwrap();
     let res = app.get(READER, &format!("/v1/jobs/{id}/items")).send().await.unwrap();
     let p = problem(res, 500).await;
-    assert!(!p.to_string().contains("detail_gone") && !p.to_string().contains("column"), "no SQL text: {p}");
+    assert!(
+        !p.to_string().contains("detail_gone") && !p.to_string().contains("column"),
+        "no SQL text: {p}"
+    );
 }
 
 #[tokio::test]

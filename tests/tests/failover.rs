@@ -321,6 +321,34 @@ async fn an_unreachable_shard_leaves_only_its_own_leases_unrenewed() {
     assert!(report.lost.is_empty(), "{:?}", report.lost);
 }
 
+/// Found by an audit of waits: after the primary went away, every command that failed
+/// asked the sentinels in turn, behind one lock, each for up to 2 s when they did not
+/// answer, so the last of a burst of failing calls waited for all the asks before it.
+/// Callers that waited while another asked now take its answer. Here the primary is
+/// killed with the sentinels frozen, and eight calls fail at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_failing_calls_asks_the_sentinels_once_not_once_each() {
+    let mut sentinels = RedisSentinels::start(0);
+    let store = RedisStore::connect(&sentinels.url(), "drover", JobDefaults::default())
+        .await
+        .unwrap();
+    let id = store.enqueue(NewJob::new(cleanup("a0"))).await.unwrap().id;
+    sentinels.pause_sentinels();
+    sentinels.servers()[0].kill();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move { store.get(&id).await.is_err() })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap(), "the primary is gone");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "eight failing calls took {took:?}");
+}
+
 /// Found by an audit of waits: the worker's settler retried a batch until every outcome
 /// in it was stored, and answered none of its runs before. Four such batches stuck on a
 /// shard that was gone (a primary without a replica, the cluster serving partial

@@ -3,6 +3,7 @@
 //! reset) or has been demoted (READONLY), the sentinels are asked again and, if they name
 //! another primary, later commands go there. The failing command's error is returned
 //! as is; callers already retry Redis errors with backoff, so no restart is needed.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub struct FollowingPrimary {
     sentinels: tokio::sync::Mutex<SentinelClient>,
     /// The primary last named, and a connection to it.
     current: Mutex<Option<(String, ConnectionManager)>>,
+    /// How many times the sentinels were asked: a caller that waited while another
+    /// asked takes that answer instead of asking again.
+    asked: AtomicU64,
     timeouts: Timeouts,
 }
 
@@ -45,6 +49,7 @@ impl FollowingPrimary {
         Ok(Self {
             sentinels: tokio::sync::Mutex::new(client),
             current: Mutex::new(None),
+            asked: AtomicU64::new(0),
             timeouts,
         })
     }
@@ -60,11 +65,19 @@ impl FollowingPrimary {
     /// Asks the sentinels for the primary and switches to it when it changed, or dials it
     /// afresh when `redial` (a reply timed out: the connection may sit on a silent
     /// socket that `ConnectionManager` would keep).
+    /// One caller asks at a time; those that waited meanwhile take its answer, so a burst
+    /// of failing commands after a failover costs one ask (at most 2 s), not one each.
     async fn resolve(&self, redial: bool) -> RedisResult<ConnectionManager> {
+        let seen = self.asked.load(Ordering::Acquire);
         let mut sentinels = self.sentinels.lock().await;
-        let client = tokio::time::timeout(ASK_TIMEOUT, sentinels.async_get_client())
-            .await
-            .map_err(|_| RedisError::from((redis::ErrorKind::Io, "no sentinel answered in time")))??;
+        if self.asked.load(Ordering::Acquire) != seen {
+            if let Some(conn) = self.cached() {
+                return Ok(conn);
+            }
+        }
+        let asked = tokio::time::timeout(ASK_TIMEOUT, sentinels.async_get_client()).await;
+        self.asked.fetch_add(1, Ordering::Release);
+        let client = asked.map_err(|_| RedisError::from((redis::ErrorKind::Io, "no sentinel answered in time")))??;
         let addr = client.get_connection_info().addr().to_string();
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known, conn)) = current.as_ref() {

@@ -93,6 +93,13 @@ impl RedisSentinels {
         }
     }
 
+    /// SIGSTOPs every sentinel: they accept connections and answer nothing.
+    pub fn pause_sentinels(&self) {
+        for (_, child, _) in &self.sentinels {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP);
+        }
+    }
+
     /// SIGKILLs the current primary and waits until the sentinels name another one.
     pub fn fail_over(&mut self, within: Duration) -> u16 {
         let old = self.primary_port().expect("a primary");

@@ -198,3 +198,69 @@ async fn runs_that_settle_while_their_renewal_is_on_its_way_log_no_lost_lease() 
         lost.join("\n")
     );
 }
+
+/// Found by an audit of error texts: the API's failure lines named the request but not
+/// the key that sent it, so one tenant's failing requests could not be told from
+/// another's without the client's request id. The request span now carries the key's
+/// name (never the key) once the guard knows it. Here a job's items cannot be read (the
+/// table no longer matches: a 500, logged as "request failed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_failure_line_names_the_key_that_sent_the_request() {
+    use drover_tests::harness::{cargo_bin, ChildProcess};
+
+    let stack = Stack::start_empty().await;
+    let env: Vec<(&str, String)> = vec![
+        ("DROVER_API__LISTEN", "127.0.0.1:0".into()),
+        ("DROVER_API__METRICS_LISTEN", "127.0.0.1:0".into()),
+        ("DROVER_API__REDIS_URL", stack.redis.url()),
+        ("DROVER_API__DATABASE__URL", stack.db.url()),
+        ("DROVER_API__DEV_MODE", "true".into()),
+        ("DROVER_API__SCHEDULER__ENABLED", "false".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    let api = ChildProcess::spawn("drover-api", &cargo_bin("drover-api"), &[], &env);
+    assert!(api.wait_for_log("drover-api listening", Duration::from_secs(30)), "{}", api.log());
+    let log = api.log();
+    let addr = log
+        .lines()
+        .filter(|l| l.contains("drover-api listening"))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok()?["addr"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no address in the API's log:\n{log}"));
+    let client = reqwest::Client::new();
+    let submitted: Value = client
+        .post(format!("http://{addr}/v1/jobs"))
+        .bearer_auth("drover-dev-key")
+        .json(&json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_str().unwrap_or_else(|| panic!("not submitted: {submitted}"));
+    sqlx::query("ALTER TABLE job_items RENAME COLUMN detail TO detail_gone")
+        .execute(stack.db.pool())
+        .await
+        .unwrap();
+    let res = client
+        .get(format!("http://{addr}/v1/jobs/{id}/items"))
+        .bearer_auth("drover-dev-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert!(api.wait_for_log("request failed", Duration::from_secs(10)), "{}", api.log());
+    let log = api.log();
+    let failed: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    let request = failed[0]["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == "request"))
+        .unwrap_or_else(|| panic!("no request span: {}", failed[0]));
+    assert_eq!(request["key"], "dev", "{}", failed[0]);
+    assert!(!log.contains("drover-dev-key"), "the key itself is never logged");
+}

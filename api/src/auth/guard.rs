@@ -39,6 +39,8 @@ async fn authorize(state: &AppState, role: Role, presented: Result<SecretString,
         .keys()
         .authenticate(&presented)
         .ok_or_else(|| ApiError::Unauthorized("the API key is not valid".into()))?;
+    // Every later line of the request names the key (its name, never the key).
+    tracing::Span::current().record("key", principal.name.as_str());
     if principal.role < role {
         return Err(ApiError::Forbidden(format!(
             "this key's role is {}; this request needs {role}",

@@ -74,6 +74,8 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         path = %req.uri().path(),
         trace_id = ahead.as_ref().map(|(t, _)| t.as_str()),
         span_id = ahead.as_ref().map(|(_, s)| s.as_str()),
+        // The API key's name, once the guard knows it (`auth::guard`).
+        key = tracing::field::Empty,
     );
     let (trace, span_id) = span_log_ids(&span, incoming.as_deref(), ahead);
     let scope = Arc::new(Scope {

@@ -378,6 +378,30 @@ async fn a_slow_receiver_does_not_delay_the_next_jobs_start_with_one_job_slot() 
     assert_ne!(a["callback"]["status"], "delivered", "and had not finished");
 }
 
+/// Found by an audit of waits: a stopping worker waited for its callback tries in
+/// flight for up to their whole timeout (up to 2 min), after its jobs had stopped. Past
+/// the runtime's own stop the deliveries now get 2 s; a try not recorded is tried again
+/// after its lease. Here the receiver takes a minute and the try timeout allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_does_not_wait_out_a_slow_receiver() {
+    let receiver = Receiver::start(Behaviour::Sleep(Duration::from_secs(60))).await;
+    let app = app_with_hooks(&["127.0.0.1"]).await;
+    let mut w = worker(&app, true, &[("DROVER_WORKER__CALLBACKS__TIMEOUT_MS", "60000")]);
+    submit_hooked(&app, &job_with_callback("ok", &receiver.url())).await;
+    wait_for("the delivery under way", Duration::from_secs(15), async || {
+        (!receiver.seen().is_empty()).then_some(())
+    })
+    .await;
+    let stopping = Instant::now();
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.wait_exit(Duration::from_secs(15)), Some(0), "{}", w.log());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        stopping.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_job_is_delivered_too() {
     let receiver = Receiver::start(Behaviour::Answer(200)).await;

@@ -77,8 +77,14 @@ pub async fn run_with<H: Handler>(
     };
     let ran = drover::runtime::run(store, connect, settings, handler, stop.clone().cancelled_owned()).await;
     stop.cancel();
-    if let Some(c) = callbacks {
-        let _ = c.await;
+    // The deliveries have drained since the stop began, beside the jobs' grace; past the
+    // runtime's own stop they get 2 s more, so a slow receiver cannot hold the worker
+    // for its whole try timeout (a try not recorded is tried again after its lease).
+    if let Some(mut c) = callbacks {
+        if tokio::time::timeout(CALLBACKS_AFTER_STOP, &mut c).await.is_err() {
+            c.abort();
+            tracing::warn!("callback deliveries still in flight at exit are left to their lease");
+        }
     }
     if misfit.is_finished() {
         if let Ok(Err(e)) = misfit.await {
@@ -89,6 +95,9 @@ pub async fn run_with<H: Handler>(
     }
     ran
 }
+
+/// How long callback deliveries may go on once the runtime has stopped.
+const CALLBACKS_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Start the delivery loop, unless this worker delivers no callbacks or has no key to
 /// open their secrets with (said once, so it is not mistaken for a silent failure).

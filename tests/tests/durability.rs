@@ -463,6 +463,16 @@ async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
     }
 }
 
+/// A Redis 8 with AOF every second and an API in `aof` mode on it.
+async fn aof_app() -> (RedisServer, Started) {
+    let server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
+    let mut config = test_config(&server.url());
+    config.queue.durability = DurabilityMode::Aof;
+    config.queue.durability_timeout_ms = 2000;
+    let started = start_app(config).await;
+    (server, started)
+}
+
 /// Found by this stop's regression audit (N4): in `aof` mode, with AOF switched off at
 /// run time (`CONFIG SET appendonly no`), the enqueue's WAITAOF was refused and the
 /// client got "Redis did not answer" — yet the job was written and ran — while
@@ -470,11 +480,7 @@ async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
 /// key), and the next check finds that Redis cannot give `aof` any more.
 #[tokio::test]
 async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_and_turns_not_ready() {
-    let server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
-    let mut config = test_config(&server.url());
-    config.queue.durability = DurabilityMode::Aof;
-    config.queue.durability_timeout_ms = 2000;
-    let started = start_app(config).await;
+    let (server, started) = aof_app().await;
     let client = reqwest::Client::new();
     let url = format!("http://{}", started.addr);
     let submit = || client.post(format!("{url}/v1/jobs")).bearer_auth(ADMIN).json(&body("acme")).send();
@@ -502,11 +508,7 @@ async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_a
 /// claim the refused request made is now given back.
 #[tokio::test]
 async fn an_idempotency_key_refused_with_nothing_written_stays_free() {
-    let server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
-    let mut config = test_config(&server.url());
-    config.queue.durability = DurabilityMode::Aof;
-    config.queue.durability_timeout_ms = 2000;
-    let started = start_app(config).await;
+    let (server, started) = aof_app().await;
     let client = reqwest::Client::new();
     let url = format!("http://{}", started.addr);
     let submit = |account: &str, key: &str| {

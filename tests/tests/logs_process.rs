@@ -206,29 +206,11 @@ async fn runs_that_settle_while_their_renewal_is_on_its_way_log_no_lost_lease() 
 /// table no longer matches: a 500, logged as "request failed").
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_api_failure_line_names_the_key_that_sent_the_request() {
-    use drover_tests::harness::{cargo_bin, ChildProcess};
-
     let stack = Stack::start_empty().await;
-    let env: Vec<(&str, String)> = vec![
-        ("DROVER_API__LISTEN", "127.0.0.1:0".into()),
-        ("DROVER_API__METRICS_LISTEN", "127.0.0.1:0".into()),
-        ("DROVER_API__REDIS_URL", stack.redis.url()),
-        ("DROVER_API__DATABASE__URL", stack.db.url()),
-        ("DROVER_API__DEV_MODE", "true".into()),
-        ("DROVER_API__SCHEDULER__ENABLED", "false".into()),
-        ("RUST_LOG", "info".into()),
-    ];
-    let api = ChildProcess::spawn("drover-api", &cargo_bin("drover-api"), &[], &env);
-    assert!(api.wait_for_log("drover-api listening", Duration::from_secs(30)), "{}", api.log());
-    let log = api.log();
-    let addr = log
-        .lines()
-        .filter(|l| l.contains("drover-api listening"))
-        .find_map(|l| serde_json::from_str::<Value>(l).ok()?["addr"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("no address in the API's log:\n{log}"));
+    let (api, base) = stack.spawn_api_process(&[]);
     let client = reqwest::Client::new();
     let submitted: Value = client
-        .post(format!("http://{addr}/v1/jobs"))
+        .post(format!("{base}/v1/jobs"))
         .bearer_auth("drover-dev-key")
         .json(&json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}}))
         .send()
@@ -243,7 +225,7 @@ async fn an_api_failure_line_names_the_key_that_sent_the_request() {
         .await
         .unwrap();
     let res = client
-        .get(format!("http://{addr}/v1/jobs/{id}/items"))
+        .get(format!("{base}/v1/jobs/{id}/items"))
         .bearer_auth("drover-dev-key")
         .send()
         .await

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use chrono::Utc;
 use drover::job::{trace_id_of, AccountId, JobId, JobState};
-use drover_tests::harness::{cargo_bin, ChildProcess};
+use drover_tests::harness::ChildProcess;
 use drover_tests::sim::{AccountSpec, Operation};
 use jobs_support::{Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
@@ -184,29 +184,7 @@ async fn with_otlp_export_to_an_absent_collector_the_api_and_worker_binaries_wor
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
     let worker = stack.spawn_worker("worker-1", &otel);
-    let mut env: Vec<(&str, String)> = vec![
-        ("DROVER_API__LISTEN", "127.0.0.1:0".into()),
-        ("DROVER_API__METRICS_LISTEN", "127.0.0.1:0".into()),
-        ("DROVER_API__REDIS_URL", stack.redis.url()),
-        ("DROVER_API__DATABASE__URL", stack.db.url()),
-        ("DROVER_API__DEV_MODE", "true".into()),
-        ("DROVER_API__SCHEDULER__ENABLED", "false".into()),
-        ("RUST_LOG", "info".into()),
-    ];
-    env.extend(otel.iter().map(|(k, v)| (*k, v.to_string())));
-    let mut api_process = ChildProcess::spawn("drover-api", &cargo_bin("drover-api"), &[], &env);
-    assert!(
-        api_process.wait_for_log("drover-api listening", Duration::from_secs(30)),
-        "the API did not start:\n{}",
-        api_process.log()
-    );
-    let log = api_process.log();
-    let addr = log
-        .lines()
-        .filter(|l| l.contains("drover-api listening"))
-        .find_map(|l| serde_json::from_str::<Value>(l).ok()?["addr"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("no address in the API's log:\n{log}"));
-    let api = format!("http://{addr}");
+    let (mut api_process, api) = stack.spawn_api_process(&otel);
 
     let id = traced_sync(&stack, &api, &acct).await;
     assert_job_in_trace(&api, &id).await;

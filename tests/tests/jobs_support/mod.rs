@@ -166,6 +166,38 @@ impl Stack {
         url
     }
 
+    /// Start a `drover-api` process (dev mode: key `drover-dev-key`) on a free port, over
+    /// the same Redis and database, with `extra_env`; returns it and its base URL.
+    pub fn spawn_api_process(&self, extra_env: &[(&str, &str)]) -> (ChildProcess, String) {
+        let mut env: Vec<(&str, String)> = vec![
+            ("DROVER_API__LISTEN", "127.0.0.1:0".into()),
+            ("DROVER_API__METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("DROVER_API__REDIS_URL", self.redis.url()),
+            ("DROVER_API__DATABASE__URL", self.db.url()),
+            ("DROVER_API__DEV_MODE", "true".into()),
+            ("DROVER_API__SCHEDULER__ENABLED", "false".into()),
+            ("RUST_LOG", "info".into()),
+        ];
+        env.extend(extra_env.iter().map(|(k, v)| (*k, v.to_string())));
+        let api = ChildProcess::spawn("drover-api", &cargo_bin("drover-api"), &[], &env);
+        assert!(
+            api.wait_for_log("drover-api listening", Duration::from_secs(30)),
+            "the API did not start:\n{}",
+            api.log()
+        );
+        let log = api.log();
+        let addr = log
+            .lines()
+            .filter(|l| l.contains("drover-api listening"))
+            .find_map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).ok()?["addr"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no address in the API's log:\n{log}"));
+        (api, format!("http://{addr}"))
+    }
+
     /// Start a `drover-worker` process and wait until it runs.
     pub fn spawn_worker(&mut self, name: &str, extra_env: &[(&str, &str)]) -> usize {
         let mut env = vec![

@@ -147,6 +147,9 @@ impl ApiError {
                 "this key sent more requests than its limit allows; retry in {} s",
                 retry_after_secs(*retry_after)
             ),
+            ApiError::Unavailable { dependency, .. } if request_id::reads_only() => {
+                format!("dependency {dependency} did not answer; this read changed nothing: retry the request")
+            }
             ApiError::Unavailable { dependency, .. } => {
                 // A reply lost after the script ran looks the same as one never sent: the
                 // write may have happened (review F8).
@@ -163,6 +166,10 @@ impl ApiError {
                 "not ready: redis cannot provide the configured queue.durability (see the log)".into()
             }
             ApiError::NotReady { dependency } => format!("not ready: {dependency} did not answer"),
+            ApiError::Timeout(after) if request_id::reads_only() => format!(
+                "the request did not complete within {} ms; this read changed nothing: retry the request",
+                after.as_millis()
+            ),
             ApiError::Timeout(after) => format!(
                 "the request did not complete within {} ms; it may or may not have taken effect — \
                  retry with the same Idempotency-Key",

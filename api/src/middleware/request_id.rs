@@ -23,6 +23,8 @@ struct Scope {
     id: Arc<str>,
     /// The request's own trace context (`00-<trace>-<span>-01`).
     traceparent: String,
+    /// GET or HEAD: the request changes nothing, so a failure has nothing to be unsure of.
+    read: bool,
 }
 
 tokio::task_local! {
@@ -32,6 +34,11 @@ tokio::task_local! {
 /// The id of the request being handled by this task, if any.
 pub fn current() -> Option<String> {
     REQUEST.try_with(|s| s.id.to_string()).ok()
+}
+
+/// Whether the request being handled by this task only reads (GET or HEAD).
+pub fn reads_only() -> bool {
+    REQUEST.try_with(|s| s.read).unwrap_or(false)
 }
 
 /// The trace context of the request being handled by this task, if any: the trace its
@@ -81,6 +88,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     let scope = Arc::new(Scope {
         id: id.clone(),
         traceparent: format!("00-{trace}-{span_id}-01"),
+        read: matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD),
     });
     let mut res = REQUEST.scope(scope, next.run(req)).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -65,6 +65,7 @@ impl FollowingPrimary {
     /// Asks the sentinels for the primary and switches to it when it changed, or dials it
     /// afresh when `redial` (a reply timed out: the connection may sit on a silent
     /// socket that `ConnectionManager` would keep).
+    ///
     /// One caller asks at a time; those that waited meanwhile take its answer, so a burst
     /// of failing commands after a failover costs one ask (at most 2 s), not one each.
     async fn resolve(&self, redial: bool) -> RedisResult<ConnectionManager> {

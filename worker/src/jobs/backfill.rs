@@ -61,12 +61,7 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     let seller = jobs.account(&p.account_id, ctx).await?;
     let job_id = ctx.id.as_str();
     let all: Vec<String> = windows(p.start, p.end, p.window_hours).into_iter().map(window_key).collect();
-    let mut conn = jobs
-        .db()
-        .acquire()
-        .within(jobs)
-        .await
-        .map_err(db_error("seeding the job's windows"))?;
+    let mut conn = jobs.connection("seeding the job's windows").await?;
     items::seed(&mut conn, job_id, 0, &all)
         .within(jobs)
         .await
@@ -99,7 +94,7 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
             }
             Err(stop) => return Err(stop),
         };
-        let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("recording a window"))?;
+        let mut conn = jobs.connection("recording a window").await?;
         let written = match end {
             WindowEnd::Done(detail) => {
                 items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Done, &detail)
@@ -124,7 +119,7 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
         .await?;
     }
 
-    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("summarising the job"))?;
+    let mut conn = jobs.connection("summarising the job").await?;
     let summary = items::summary(&mut conn, job_id)
         .within(jobs)
         .await
@@ -228,7 +223,7 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
                     }
                 }
             };
-            let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("noting a report id"))?;
+            let mut conn = jobs.connection("noting a report id").await?;
             let written = items::note(&mut conn, ctx.fence(), &item.item, &json!({"report_id": id}))
                 .within(jobs)
                 .await
@@ -347,7 +342,7 @@ fn report_error(e: CallError, report_id: &str) -> Result<WindowEnd, JobError> {
 /// Write a document's lines and their orders in one transaction.
 async fn store(jobs: &Jobs, p: &BackfillPayload, job_id: &str, parsed: &ParsedReport) -> Result<u64, JobError> {
     let account = p.account_id.as_str();
-    let mut tx = jobs.db().begin().within(jobs).await.map_err(db_error("writing report lines"))?;
+    let mut tx = jobs.transaction("writing report lines").await?;
     let mut written = 0;
     for chunk in parsed.lines.chunks(1000) {
         written += report_lines::upsert(&mut tx, account, &p.report_type, job_id, chunk)

@@ -50,7 +50,7 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         .map(|s| s.as_str().to_owned())
         .filter(|s| seen.insert(s.clone()))
         .collect();
-    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("seeding the job's SKUs"))?;
+    let mut conn = jobs.connection("seeding the job's SKUs").await?;
     for (i, chunk) in all.chunks(5000).enumerate() {
         items::seed(&mut conn, job_id, (i * 5000) as i32, chunk)
             .within(jobs)
@@ -129,7 +129,7 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         return Err(stop);
     }
 
-    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("summarising the job"))?;
+    let mut conn = jobs.connection("summarising the job").await?;
     let summary = items::summary(&mut conn, job_id)
         .within(jobs)
         .await

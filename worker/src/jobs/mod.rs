@@ -24,7 +24,8 @@ use drover::db::{CallDeadline, DbError};
 use drover::job::{AccountId, JobPayload};
 use drover::runtime::{Handler, JobContext, Outcome};
 use drover::JobError;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres, Transaction};
 
 pub use config::JobsConfig;
 use config::Slice;
@@ -92,12 +93,7 @@ impl Jobs {
 
     /// Claim the job's item record for this run before touching it (`run_fence`).
     async fn claim(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let mut conn = self
-            .db()
-            .acquire()
-            .within(self)
-            .await
-            .map_err(db_error("claiming the job's items"))?;
+        let mut conn = self.connection("claiming the job's items").await?;
         let claimed = run_fence::claim(&mut conn, ctx.fence())
             .within(self)
             .await
@@ -111,6 +107,16 @@ impl Jobs {
 
     fn db(&self) -> &PgPool {
         &self.inner.db
+    }
+
+    /// A connection for `what`, within the call deadline.
+    async fn connection(&self, what: &str) -> Result<PoolConnection<Postgres>, JobError> {
+        self.db().acquire().within(self).await.map_err(db_error(what))
+    }
+
+    /// A transaction for `what`, within the call deadline.
+    async fn transaction(&self, what: &str) -> Result<Transaction<'static, Postgres>, JobError> {
+        self.db().begin().within(self).await.map_err(db_error(what))
     }
 
     fn config(&self) -> &JobsConfig {

@@ -33,12 +33,7 @@ pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result
     if p.resources.contains(&SyncResource::Listings) {
         result.insert("listings".into(), sync_listings(jobs, &p, &seller, ctx).await?);
     }
-    let mut conn = jobs
-        .db()
-        .acquire()
-        .within(jobs)
-        .await
-        .map_err(db_error("reading the job's items"))?;
+    let mut conn = jobs.connection("reading the job's items").await?;
     let summary = items::summary(&mut conn, ctx.id.as_str())
         .within(jobs)
         .await
@@ -50,12 +45,7 @@ pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result
 async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
     let account = p.account_id.as_str();
     let job_id = ctx.id.as_str();
-    let mut conn = jobs
-        .db()
-        .acquire()
-        .within(jobs)
-        .await
-        .map_err(db_error("loading the sync cursor"))?;
+    let mut conn = jobs.connection("loading the sync cursor").await?;
     let stored = cursors::load(&mut conn, account, ORDERS)
         .within(jobs)
         .await
@@ -110,7 +100,7 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
         pages += 1;
         orders_seen += rows.len() as u64;
 
-        let mut tx = jobs.db().begin().within(jobs).await.map_err(db_error("writing an orders page"))?;
+        let mut tx = jobs.transaction("writing an orders page").await?;
         let written = orders::upsert(&mut tx, account, OrderSource::Sync, &rows)
             .within(jobs)
             .await
@@ -192,7 +182,7 @@ fn order_row(o: &amazon_spapi::models::orders_v0::Order, marketplace: &str) -> O
 /// its order reports mention), one getListingsItem per SKU through the shared limiter.
 async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
     let account = p.account_id.as_str();
-    let mut conn = jobs.db().acquire().within(jobs).await.map_err(db_error("reading known SKUs"))?;
+    let mut conn = jobs.connection("reading known SKUs").await?;
     let skus = listings::known_skus(&mut conn, account, i64::from(jobs.config().listings_per_sync))
         .within(jobs)
         .await
@@ -254,12 +244,7 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
     let seq = 100_000;
     let detail = json!({"resource": "listings", "checked": skus.len(), "found": found, "absent": absent});
     drop(conn);
-    let mut tx = jobs
-        .db()
-        .begin()
-        .within(jobs)
-        .await
-        .map_err(db_error("recording the listings refresh"))?;
+    let mut tx = jobs.transaction("recording the listings refresh").await?;
     let recorded = items::put(&mut tx, ctx.fence(), seq, "listings", ItemOutcome::Done, &detail)
         .within(jobs)
         .await

@@ -10,7 +10,10 @@
 #               deploy/redis/cluster-init.sh; API and workers use redis+cluster://...
 #               and queue.partitions = 16 (with DROVER_REDIS_URL, that URL and 16).
 # DROVER_BIN_DIR: take drover-api, drover (the CLI), drover-worker and simulator from
-# there instead of building them (release).
+# there instead of building them (release). Ports: API_PORT (8080), SIM_PORT (9100),
+# API_METRICS_PORT (9465), WORKER_METRICS_PORTS ("9464 9466").
+# Ctrl-C stops the API and workers gracefully (up to 45 s), then the simulator and Redis;
+# a second Ctrl-C meanwhile ends what is left at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cluster=""
@@ -36,11 +39,14 @@ run_dir=$(mktemp -d /tmp/drover-run.XXXXXX)
 # cut-off jobs back, which needs Redis), then the simulator and Redis.
 apps=()
 infra=()
+# Set by a second Ctrl-C while stopping: what is left gets SIGKILL at once.
+hurry=""
 stop() {
   for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
   # Up to 45 s for a graceful stop (a worker waits up to 30 s for its running jobs, then
   # hands them back), then SIGKILL.
   for _ in $(seq 1 450); do
+    [ -n "$hurry" ] && break
     alive=0
     for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && break
@@ -49,7 +55,11 @@ stop() {
   for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 }
 cleanup() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C (or TERM) cuts the grace short but still ends everything started.
+  # Nothing may end the stop part-way: a Ctrl-C also kills the `sleep` it waits on.
+  set +e
+  trap - EXIT
+  trap 'hurry=1; echo "== stopping at once (SIGKILL)"' INT TERM
   echo; echo "== stopping (the workers finish or hand back their running jobs: up to 30 s)"
   stop "${apps[@]}"
   stop "${infra[@]}"
@@ -116,13 +126,14 @@ infra+=($!)
 
 sim="http://127.0.0.1:$sim_port"
 api_port=${API_PORT:-8080}
+# Metrics: the API on its default port (9465), worker 1 on the worker's (9464), worker 2 on 9466.
+api_metrics_port=${API_METRICS_PORT:-9465}
+read -r -a worker_metrics <<< "${WORKER_METRICS_PORTS:-9464 9466}"
 DROVER_CONFIG=deploy/local/drover.toml DROVER_API__LISTEN="127.0.0.1:$api_port" DROVER_API__REDIS_URL="$DROVER_REDIS_URL" DROVER_API__DEV_MODE=true \
-  DROVER_API__QUEUE__PARTITIONS="$partitions" DROVER_API__METRICS_LISTEN="127.0.0.1:9465" \
+  DROVER_API__QUEUE__PARTITIONS="$partitions" DROVER_API__METRICS_LISTEN="127.0.0.1:$api_metrics_port" \
   DROVER_API__MARKETPLACE_TOKEN_URL="$sim/auth/o2/token" \
   DROVER_LOG_FORMAT=text setsid "$bin/drover-api" > "$run_dir/api.log" 2>&1 &
 apps+=($!)
-# Metrics: the API on its default port (9465), worker 1 on the worker's (9464), worker 2 on 9466.
-worker_metrics=(9464 9466)
 for i in 1 2; do
   DROVER_CONFIG=deploy/local/drover.toml DROVER_WORKER__REDIS_URL="$DROVER_REDIS_URL" \
     DROVER_WORKER__QUEUE__PARTITIONS="$partitions" \
@@ -162,7 +173,7 @@ cat <<MSG
 Drover is running (logs in $run_dir):
   API         $api        (dev key: drover-dev-key)
   OpenAPI     $api/openapi.json
-  Metrics     API http://127.0.0.1:9465/metrics   workers: http://127.0.0.1:9464/metrics, :9466/metrics
+  Metrics     API http://127.0.0.1:$api_metrics_port/metrics   workers: http://127.0.0.1:${worker_metrics[0]}/metrics, :${worker_metrics[1]}/metrics
   Queues      curl -H '$auth' $api/v1/queues
   Jobs        curl -H '$auth' '$api/v1/jobs?limit=10'
   Job items   curl -H '$auth' $api/v1/jobs/<id>/items        (SKUs, windows, pages)

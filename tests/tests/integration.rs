@@ -48,6 +48,7 @@ mod queue_upgrade;
 mod redis_settings;
 mod reshard;
 mod resilience;
+mod run_local;
 mod runtime_leases;
 mod script_library;
 mod sealed_secrets;

@@ -12,6 +12,7 @@
 //! - [`callback`]: completion callbacks — URL and target checks, signing, sealing, retry schedule.
 //! - [`shutdown`]: SIGTERM/SIGINT handling for the binaries (a second signal exits at once).
 //! - [`telemetry`]: logging and tracing set-up.
+//! - [`panics`]: panics logged once, by their catcher or as a log line.
 //! - [`trace_context`]: W3C `traceparent` carried from the API request to the worker's upstream calls.
 //! - [`resilience`]: Redis-shared rate limiter, quota cooldown, circuit breaker and LWA token cache.
 //! - [`db`]: PostgreSQL — pool, embedded migrations, accounts (credentials sealed by [`crypto`]).
@@ -32,6 +33,7 @@ pub mod group_commit;
 pub mod job;
 pub mod log_fields;
 pub mod lwa;
+pub mod panics;
 pub mod probe;
 pub mod queue;
 pub mod redis_conn;

@@ -66,6 +66,8 @@ where
         }
         return;
     }
+    // A panic is a log line too, and a caught one is logged once, by its catcher.
+    crate::panics::install_hook();
     let exporting = provider.is_some();
     if let Some(p) = provider {
         crate::trace_context::layer_installed();

@@ -246,3 +246,48 @@ async fn an_api_failure_line_names_the_key_that_sent_the_request() {
     assert_eq!(request["key"], "dev", "{}", failed[0]);
     assert!(!log.contains("drover-dev-key"), "the key itself is never logged");
 }
+
+/// "Every failure is logged once": a job whose handler panics is one line in the
+/// worker's log, JSON like every other, inside the run's span and naming where the code
+/// panicked; not that line and the runtime's own text on stderr besides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked() {
+    use drover::job::JobPayload;
+    use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+    use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+
+    let redis = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
+    let worker = ChildProcess::test_worker(
+        "panicking-worker",
+        &[
+            ("DROVER_WORKER__REDIS_URL", redis.url()),
+            ("DROVER_WORKER__METRICS_LISTEN", String::new()),
+            ("RUST_LOG", "info".to_owned()),
+        ],
+    );
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": "t.panic", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+    )
+    .unwrap();
+    let id = store.enqueue(NewJob::new(payload).max_attempts(1)).await.unwrap().id;
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while store.get(&id).await.unwrap().map(|j| j.state) != Some(JobState::Dead) {
+        assert!(std::time::Instant::now() < until, "not dead after 30 s:\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let log = worker.log();
+    let told: Vec<&str> = log.lines().filter(|l| l.contains("simulated panic in handler")).collect();
+    assert_eq!(told.len(), 1, "the panic is logged once:\n{}", told.join("\n"));
+    let line: Value = serde_json::from_str(told[0]).unwrap_or_else(|e| panic!("not a JSON line ({e}): {}", told[0]));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    let span = job_span(&line).unwrap_or_else(|| panic!("not inside the run's span: {line}"));
+    assert_eq!(span["job_id"], id.as_str(), "{line}");
+    assert!(
+        line.to_string().contains("test_worker.rs:"),
+        "it names where the code panicked: {line}"
+    );
+}

@@ -2,16 +2,15 @@
 //! cancelled (and then gets a short grace to return), or is cut off by the end of the
 //! shutdown grace period. Pure of storage, so its timing is tested with paused time.
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use apalis_core::error::BoxDynError;
-use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Outcome;
 use crate::error::JobError;
 use crate::job::{ErrorClass, ErrorInfo};
+use crate::panics::{Caught, Panic};
 
 /// How long a cancelled handler may take to wind down before it is dropped. With the
 /// keeper's beat (0.5 s) this stops an uncooperative handler within 1 s of the cancel.
@@ -67,12 +66,15 @@ pub(crate) fn classify(err: BoxDynError) -> RunEnd {
     }
 }
 
-pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> RunEnd {
-    let message = p
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".into());
+/// A run whose handler panicked: logged here, its one line (with where it panicked; the
+/// panic hook leaves a caught panic to its catcher), and failed with the message.
+pub(crate) fn panicked(p: Panic) -> RunEnd {
+    tracing::error!(error = %p, "run panicked");
+    let message = if p.message.is_empty() {
+        "panic with a non-string payload".to_owned()
+    } else {
+        p.message
+    };
     RunEnd::Failed(
         ErrorInfo {
             class: ErrorClass::Panic,
@@ -128,7 +130,7 @@ where
     F: Future<Output = Result<Outcome, E>>,
     E: Into<BoxDynError>,
 {
-    let mut run = std::pin::pin!(AssertUnwindSafe(run).catch_unwind());
+    let mut run = std::pin::pin!(Caught::new(run));
     let first = tokio::select! {
         r = &mut run => Ok(r),
         _ = tokio::time::sleep(timeout) => Err(Stop::Timeout),

@@ -2,7 +2,6 @@
 //! cancellation, panics and the end of the shutdown grace period into outcomes, and
 //! records the run's fate — all checked against the lease in one script call.
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -99,7 +98,7 @@ where
         let (trace, _) = crate::trace_context::span_log_ids(&span, traceparent, ahead);
         let trace_id = Some(trace);
         // Catch a panic raised while the handler's future is being built, too.
-        let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(task)));
+        let inner = crate::panics::catch(|| self.inner.call(task));
         let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());
         Box::pin(
             async move {
@@ -140,7 +139,7 @@ where
 
 /// Run the handler to its end under the job's timeout, its cancellation and the
 /// shutdown's hard stop; counted in the running gauge meanwhile.
-async fn run<S: JobStore, F, E>(inner: std::thread::Result<F>, lease: &RunLease, shared: &SharedRef<S>, kind: JobKind) -> RunEnd
+async fn run<S: JobStore, F, E>(inner: Result<F, crate::panics::Panic>, lease: &RunLease, shared: &SharedRef<S>, kind: JobKind) -> RunEnd
 where
     F: Future<Output = Result<Outcome, E>>,
     E: Into<BoxDynError>,
@@ -172,10 +171,12 @@ where
     }
 }
 
-/// One log line per run that did not succeed: expected stops at info, failures at warn.
+/// One log line per run that did not succeed: expected stops at info, failures at warn
+/// (a panic's line is logged where it was caught, naming where it panicked).
 fn log_end(error: Option<&ErrorInfo>) {
     if let Some(e) = error {
         match e.class {
+            ErrorClass::Panic => {}
             ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled | ErrorClass::Lost => {
                 tracing::info!(class = ?e.class, error = %e.message, "run ended")
             }

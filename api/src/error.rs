@@ -10,7 +10,7 @@ use drover::queue::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::middleware::request_id;
+use crate::middleware::request_id::{self, Advice};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// The "dependency" `/readyz` names when Redis answers but cannot provide
@@ -147,17 +147,9 @@ impl ApiError {
                 "this key sent more requests than its limit allows; retry in {} s",
                 retry_after_secs(*retry_after)
             ),
-            ApiError::Unavailable { dependency, .. } if request_id::reads_only() => {
-                format!("dependency {dependency} did not answer; this read changed nothing: retry the request")
-            }
-            ApiError::Unavailable { dependency, .. } => {
-                // A reply lost after the script ran looks the same as one never sent: the
-                // write may have happened (review F8).
-                format!(
-                    "dependency {dependency} did not answer; the outcome is unknown (the write may have happened): \
-                     retry with the same Idempotency-Key"
-                )
-            }
+            // A reply lost after the script ran looks the same as one never sent: a write
+            // may have happened (review F8).
+            ApiError::Unavailable { dependency, .. } => format!("dependency {dependency} did not answer; {}", unsure()),
             ApiError::NotDurable { .. } => "accepted but not yet durable: retry with the same Idempotency-Key".into(),
             ApiError::DurabilityUnsupported { .. } => {
                 "the queue cannot store jobs as durably as this service is configured to; nothing was written".into()
@@ -166,15 +158,7 @@ impl ApiError {
                 "not ready: redis cannot provide the configured queue.durability (see the log)".into()
             }
             ApiError::NotReady { dependency } => format!("not ready: {dependency} did not answer"),
-            ApiError::Timeout(after) if request_id::reads_only() => format!(
-                "the request did not complete within {} ms; this read changed nothing: retry the request",
-                after.as_millis()
-            ),
-            ApiError::Timeout(after) => format!(
-                "the request did not complete within {} ms; it may or may not have taken effect — \
-                 retry with the same Idempotency-Key",
-                after.as_millis()
-            ),
+            ApiError::Timeout(after) => format!("the request did not complete within {} ms; {}", after.as_millis(), unsure()),
             ApiError::Internal(_) => "an internal error occurred; quote the request id when reporting it".into(),
         }
     }
@@ -189,6 +173,19 @@ impl ApiError {
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
+    }
+}
+
+/// What a request that got no answer may have done, and how to retry it safely.
+fn unsure() -> &'static str {
+    match request_id::advice() {
+        Advice::Retry => "this read changed nothing: retry the request",
+        Advice::RetryWithKey => "the outcome is unknown (the write may have happened): retry with the same Idempotency-Key",
+        Advice::CheckFirst { takes_key: true } => {
+            "the outcome is unknown (the write may have happened): check before you retry \
+             (send an Idempotency-Key to make a retry safe)"
+        }
+        Advice::CheckFirst { takes_key: false } => "the outcome is unknown (the change may have happened): check before you retry",
     }
 }
 

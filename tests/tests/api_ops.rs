@@ -228,6 +228,20 @@ async fn when_redis_dies_readyz_and_writes_answer_503_and_both_recover_when_it_i
         detail.contains("retry the request") && !detail.contains("Idempotency-Key"),
         "a read says plainly to retry: {detail}"
     );
+    // Nor is a write sent without an Idempotency-Key: pausing a queue takes none, and a
+    // submit without one would make a second job if retried blindly.
+    let p = problem(app.post(ADMIN, "/v1/queues/cleanup/pause").send().await.unwrap(), 503).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the outcome is unknown") && detail.contains("check") && !detail.contains("Idempotency-Key"),
+        "a write that takes no key says its outcome is unknown and to look before retrying: {detail}"
+    );
+    let p = problem(app.submit(SUBMITTER, &cleanup_body("acme")).await, 503).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the outcome is unknown") && detail.contains("check") && !detail.contains("the same Idempotency-Key"),
+        "a submit without a key is not told to retry with one it never sent: {detail}"
+    );
 
     app.redis.restart();
     until("readiness to recover", async || {

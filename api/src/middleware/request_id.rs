@@ -23,8 +23,38 @@ struct Scope {
     id: Arc<str>,
     /// The request's own trace context (`00-<trace>-<span>-01`).
     traceparent: String,
-    /// GET or HEAD: the request changes nothing, so a failure has nothing to be unsure of.
-    read: bool,
+    /// What a client that got no answer should do next.
+    advice: Advice,
+}
+
+/// What a client that got no answer (a dependency down, a timeout) should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advice {
+    /// GET or HEAD: the request changed nothing; retry it.
+    Retry,
+    /// A write sent with an `Idempotency-Key`: retry with the same key.
+    RetryWithKey,
+    /// A write sent without a key: it may have happened; look before retrying.
+    /// `takes_key`: the route takes an `Idempotency-Key`, which makes a retry safe.
+    CheckFirst { takes_key: bool },
+}
+
+/// The routes that take an `Idempotency-Key` (POST).
+const KEYED_PATHS: [&str; 2] = ["/v1/jobs", "/v1/jobs/cleanup.csv"];
+
+impl Advice {
+    fn of(req: &Request) -> Advice {
+        use axum::http::Method;
+        if matches!(*req.method(), Method::GET | Method::HEAD) {
+            Advice::Retry
+        } else if req.headers().contains_key("idempotency-key") {
+            Advice::RetryWithKey
+        } else {
+            Advice::CheckFirst {
+                takes_key: *req.method() == Method::POST && KEYED_PATHS.contains(&req.uri().path()),
+            }
+        }
+    }
 }
 
 tokio::task_local! {
@@ -36,9 +66,10 @@ pub fn current() -> Option<String> {
     REQUEST.try_with(|s| s.id.to_string()).ok()
 }
 
-/// Whether the request being handled by this task only reads (GET or HEAD).
-pub fn reads_only() -> bool {
-    REQUEST.try_with(|s| s.read).unwrap_or(false)
+/// What the client of the request being handled by this task should do when it gets no
+/// answer (outside a request: retry with the same key, the careful default).
+pub fn advice() -> Advice {
+    REQUEST.try_with(|s| s.advice).unwrap_or(Advice::RetryWithKey)
 }
 
 /// The trace context of the request being handled by this task, if any: the trace its
@@ -88,7 +119,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     let scope = Arc::new(Scope {
         id: id.clone(),
         traceparent: format!("00-{trace}-{span_id}-01"),
-        read: matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD),
+        advice: Advice::of(&req),
     });
     let mut res = REQUEST.scope(scope, next.run(req)).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -93,7 +93,8 @@ async fn poll(state: AppState, id: JobId, tx: Arc<watch::Sender<Seen>>) {
                 continue;
             }
         };
-        let waits = !job.state.is_terminal() && job.state != JobState::Running;
+        // (a running job may still wait in a worker's prefetch)
+        let waits = !job.state.is_terminal();
         let waiting = if !waits {
             waiting_read = None;
             None

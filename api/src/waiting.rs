@@ -86,7 +86,8 @@ fn cooled_account(kind: JobKind, account_id: Option<&str>) -> Option<AccountId> 
 pub fn combine(base: Option<Waiting>, cooldown: Option<&Cooldown>) -> Option<Waiting> {
     let base = base?;
     let Some(cd) = cooldown else { return Some(base) };
-    if base.reason == WaitReason::QueuePaused || base.until.is_some_and(|u| u >= cd.until) {
+    // (a prefetched job is a worker's already: the cooldown meets it once it starts)
+    if matches!(base.reason, WaitReason::QueuePaused | WaitReason::Prefetched) || base.until.is_some_and(|u| u >= cd.until) {
         return Some(base);
     }
     let report_ops: Vec<&str> = JobKind::ALL

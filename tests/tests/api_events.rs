@@ -275,3 +275,62 @@ async fn a_job_behind_its_accounts_cap_is_streamed_as_account_busy_until_the_run
     let w = next_named(&mut events, "waiting").await;
     assert_eq!(w["waiting"]["reason"], "queued", "{w}");
 }
+
+/// Runs of `fails_once` so far (only one test uses it).
+static FAILS_ONCE_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Fails its first run with a transient error, succeeds the next.
+async fn fails_once(_payload: JobPayload, _ctx: JobContext) -> Result<Outcome, JobError> {
+    if FAILS_ONCE_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        return Err(JobError::Transient("upstream said 503".into()));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(Outcome::Succeeded(json!({"deleted": 1})))
+}
+
+/// Found by an audit of job histories: the stream sent a `state` event only when the
+/// state's name changed, and a retry that falls due within one poll (or a lost lease
+/// reclaimed and leased again in one fetch) goes from running to running: the failed
+/// run and its error were never streamed. Every new run is news.
+#[tokio::test]
+async fn a_run_that_failed_and_was_retried_at_once_is_streamed_with_its_error() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let mut events = Events::new(app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap());
+    let mut config = worker_config(&app.redis.url());
+    // The retry is due at once (full jitter over 1 ms): the job is `retrying` for far
+    // less than one poll of the stream.
+    config.retry.cleanup = Some(drover::queue::RetryPolicy {
+        base: Duration::from_millis(1),
+        max: Duration::from_millis(1),
+    });
+    let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(drover_worker::run(config, fails_once, async move {
+        let _ = stopped.await;
+    }));
+
+    let mut states = Vec::new();
+    while let Some((name, data)) = events.next().await {
+        if name == "state" {
+            states.push(data);
+        }
+    }
+    let _ = stop_worker.send(());
+    worker.await.unwrap().unwrap();
+    let seen: Vec<(String, u64)> = states
+        .iter()
+        .map(|s| (s["state"].as_str().unwrap().to_owned(), s["attempts"].as_u64().unwrap()))
+        .collect();
+    let second_run = states
+        .iter()
+        .find(|s| s["state"] == "running" && s["attempts"] == 2)
+        .unwrap_or_else(|| panic!("the second run is streamed: {seen:?}"));
+    assert!(
+        second_run["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("upstream said 503")),
+        "with the first run's error: {second_run}"
+    );
+    assert_eq!(seen.last(), Some(&("succeeded".to_owned(), 2)), "{seen:?}");
+}

@@ -135,3 +135,57 @@ async fn a_scoped_key_sees_its_own_place_in_line_and_nothing_of_other_accounts()
     assert_eq!(operator["waiting"]["detail"]["accounts_waiting"], 2, "{operator}");
     assert_eq!(operator["waiting"]["detail"]["ahead_in_account"], 1, "{operator}");
 }
+
+/// Found by an audit of job histories: the queue knows a job leased into a worker's
+/// prefetch has not started (`prefetched`), but GET, the listing and the event stream
+/// never asked it for a running job, so such a job read as a run under way for as long
+/// as the run ahead of it took. The worker's name is shown to operators only.
+#[tokio::test]
+async fn a_job_waiting_in_a_workers_prefetch_says_so_until_its_run_starts() {
+    use drover::job::JobKind;
+    use drover::queue::{JobDefaults, JobStore, RedisStore};
+
+    let app = spawn_app().await;
+    let first = app.submit_ok(&cleanup_body("acme")).await;
+    let second = app.submit_ok(&cleanup_body("acme")).await;
+    // A worker's store: it reports the starts of the runs it leases.
+    let worker = RedisStore::connect(&app.redis.url(), "drover", JobDefaults::for_runtime())
+        .await
+        .unwrap();
+    let leased = worker
+        .fetch(JobKind::Cleanup, "host-1:42", 2, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .jobs;
+    assert_eq!(leased.len(), 2);
+    let run = leased.iter().find(|l| l.id == first).unwrap();
+    worker
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .await
+        .unwrap();
+
+    let (_, started) = app.job(ADMIN, first.as_str()).await;
+    assert_eq!(started["state"], "running");
+    assert!(started["waiting"].is_null(), "a started run waits for nothing: {started}");
+    let (_, held) = app.job(ADMIN, second.as_str()).await;
+    assert_eq!(held["state"], "running", "leased: {held}");
+    assert_eq!(held["waiting"]["reason"], "prefetched", "{held}");
+    assert_eq!(held["waiting"]["detail"]["worker"], "host-1:42", "{held}");
+    let (_, seen_by_tenant) = app.job(ACME, second.as_str()).await;
+    assert_eq!(seen_by_tenant["waiting"]["reason"], "prefetched", "{seen_by_tenant}");
+    assert!(
+        !seen_by_tenant.to_string().contains("host-1"),
+        "no worker name for a tenant: {seen_by_tenant}"
+    );
+    let page: Value = app
+        .get(ADMIN, "/v1/jobs?account_id=acme&kind=cleanup")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = |id: &str| page["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).cloned().unwrap();
+    assert_eq!(listed(second.as_str())["waiting"]["reason"], "prefetched", "{page}");
+    assert!(listed(first.as_str())["waiting"].is_null(), "{page}");
+}

@@ -95,7 +95,8 @@ struct Watch {
     state: AppState,
     /// The job's shared poll.
     polled: watch::Receiver<Seen>,
-    seen_state: Option<JobState>,
+    /// The state, attempts and start last sent: a new run is a new `state` event.
+    seen_state: Option<(JobState, u32, Option<DateTime<Utc>>)>,
     seen_progress: Option<Progress>,
     /// The wait last sent: its reason and end (a position change alone sends nothing).
     seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>)>,
@@ -147,12 +148,13 @@ impl Watch {
 
     /// Queue a `waiting` event when why the job waits changed.
     fn observe_waiting(&mut self, job: &Job, waiting: Option<Waiting>) {
-        if job.state == JobState::Running {
-            // The wait is over; a later park is news again.
-            self.seen_waiting = None;
+        let Some(w) = waiting else {
+            if job.state == JobState::Running {
+                // The run started: the wait is over, and a later park is news again.
+                self.seen_waiting = None;
+            }
             return;
-        }
-        let Some(w) = waiting else { return };
+        };
         let key = (w.reason, w.until);
         if self.seen_waiting == Some(key) {
             return;
@@ -170,8 +172,11 @@ impl Watch {
             let p = job.progress.as_ref().expect("checked");
             json!({"id": job.id, "done": p.done, "total": p.total, "message": p.message})
         });
-        let state = (self.seen_state != Some(job.state)).then(|| {
-            self.seen_state = Some(job.state);
+        // A new run is news even in the same state: a retry due within one poll, or a
+        // lost lease reclaimed and leased again in one fetch, goes from running to running.
+        let run = (job.state, job.attempts, job.started_at);
+        let state = (self.seen_state != Some(run)).then(|| {
+            self.seen_state = Some(run);
             json!({
                 "id": job.id,
                 "state": job.state,

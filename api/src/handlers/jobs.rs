@@ -1,7 +1,6 @@
 //! `GET /v1/jobs/{id}` and `GET /v1/jobs`.
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
-use drover::job::JobState;
 use utoipa::IntoParams;
 
 use super::listing::{self, RawList};
@@ -30,7 +29,8 @@ use crate::waiting::{self, WaitingJob};
 )]
 pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     let job = load_job(&state, &caller, &id).await?;
-    let waiting = if job.state.is_terminal() || job.state == JobState::Running {
+    // A running job may still wait: leased into a worker's prefetch, not yet started.
+    let waiting = if job.state.is_terminal() {
         None
     } else {
         let waits = WaitingJob {

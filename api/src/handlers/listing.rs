@@ -123,7 +123,8 @@ pub async fn page(state: &AppState, caller: &Caller, query: &ListQuery) -> Resul
     let waiting_jobs: Vec<WaitingJob<'_>> = page
         .jobs
         .iter()
-        .filter(|s| !s.job.state.is_terminal() && s.job.state != JobState::Running)
+        // (a running job may still wait in a worker's prefetch)
+        .filter(|s| !s.job.state.is_terminal())
         .map(|s| WaitingJob {
             id: &s.job.id,
             account_id: s.job.account_id.as_deref(),

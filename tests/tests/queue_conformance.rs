@@ -214,6 +214,7 @@ conformance!(
         a_sync_scheduled_for_later_does_not_swallow_one_due_now,
         a_sync_waiting_to_retry_does_not_swallow_a_new_one,
         a_sync_parked_by_the_marketplaces_limits_swallows_a_new_one,
+        a_sync_interrupted_by_an_outage_swallows_a_new_one_and_says_why_it_waits,
         the_attempt_history_keeps_the_newest_fifty,
         each_runs_attempt_reads_back_as_its_worker_reported_it,
         a_late_success_after_the_job_succeeded_is_recorded_after_that_success,

@@ -135,6 +135,36 @@ pub async fn a_sync_parked_by_the_marketplaces_limits_swallows_a_new_one<S: JobS
     assert_eq!(second.id, first);
 }
 
+/// Found by an audit of job histories: a sync whose run stopped because a dependency
+/// did not answer (the database: `JobError::Unavailable`) or that handed back its turn
+/// (`JobError::Stopping`) waits `scheduled` with an `interrupted` error until it resumes
+/// by itself; it is still the account's sync under way, so a new sync submitted
+/// meanwhile is that one, not a second sync of the account beside it. Its wait says why.
+pub async fn a_sync_interrupted_by_an_outage_swallows_a_new_one_and_says_why_it_waits<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(sync("a1"))).await;
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    let outage = ErrorInfo {
+        class: ErrorClass::Interrupted,
+        message: "database unavailable: pool timed out".into(),
+    };
+    settle(
+        &store,
+        &l,
+        SettleAction::Snooze {
+            delay: Duration::from_secs(2),
+            error: outage,
+        },
+        AttemptOutcome::Snoozed,
+    )
+    .await;
+    assert_eq!(state_of(&store, &first).await, JobState::Scheduled);
+    let second = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(!second.created, "a second sync was made while the first waited to resume");
+    assert_eq!(second.id, first);
+    let w = store.waiting(&first).await.unwrap().expect("it says why it waits");
+    assert_eq!(w.detail["message"], "database unavailable: pool timed out", "{w:?}");
+}
+
 pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     for n in 1..=4 {

@@ -89,6 +89,17 @@ local function park_reason(err)
   end
   return 'rate_limit', m
 end
+-- A run that stopped because a dependency it needs did not answer, or that handed back
+-- its turn (error class `interrupted`, a snooze that uses no attempt), resumes by itself
+-- when its snooze ends. The message, or nil for any other error.
+local function interrupted_message(err)
+  if not err or not string.find(err, 'interrupted', 1, true) then return nil end
+  local ok, e = pcall(cjson.decode, err)
+  if ok and type(e) == 'table' and e.class == 'interrupted' and type(e.message) == 'string' then
+    return e.message
+  end
+  return nil
+end
 -- The table kept under `key` in `lists`, made on first use: the per-lane, per-account
 -- and per-state batches (and deferred counter moves) a script writes once at its end.
 local function list_in(lists, key)
@@ -211,14 +222,15 @@ local function runs_ended(ended)
   end
 end
 -- Whether the sync `holder` (the account's `excl:` holder) is under way, so a new sync
--- of the account is that one: queued, running, or parked by the marketplace's limits (a
--- snooze waiting for its slot, a cooldown or a breaker). One scheduled for later or
+-- of the account is that one: queued, running, parked by the marketplace's limits (a
+-- snooze waiting for its slot, a cooldown or a breaker), or interrupted (a snooze until
+-- a dependency answers again, or a turn handed back). One scheduled for later or
 -- waiting to retry after a failure is not.
 local function sync_under_way(holder)
   local f = redis.call('HMGET', P .. 'job:' .. holder, 'st', 'er')
   local st = f[1]
   if st == 'queued' or st == 'running' then return st end
-  if st == 'scheduled' and park_reason(f[2]) then return st end
+  if st == 'scheduled' and (park_reason(f[2]) or interrupted_message(f[2])) then return st end
   return nil
 end
 local function release_exclusive(id, acct)

@@ -33,6 +33,9 @@ local function waiting_of(id, known)
       detail = cjson.encode({message = m, operation = op})
     else
       reason = 'scheduled'
+      -- a run interrupted by an outage (or that handed back its turn) says so
+      local why = interrupted_message(f[4])
+      if why then detail = cjson.encode({message = why, class = 'interrupted'}) end
     end
     return reason, due, detail
   end

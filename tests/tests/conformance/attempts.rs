@@ -86,3 +86,37 @@ pub async fn a_late_success_after_the_job_succeeded_is_recorded_after_that_succe
     assert_eq!(h[1], w2_ended);
     assert_eq!(h[2], AttemptRecord { late: true, ..w1_ended });
 }
+
+/// Found by an audit of job histories: a settle that Redis applied but whose reply was
+/// lost (a timeout, a reset) is sent again by the worker's settler, the same settlement.
+/// The second found the lease gone and recorded the run again, as `late`, though it had
+/// been applied: one run, two records, and the worker told its lease was lost. The same
+/// settlement again is now the one already applied, for a failure kept on the history
+/// list as for a success kept short in the job's hash.
+pub async fn a_settle_sent_again_after_its_reply_was_lost_records_the_run_once<S: JobStore>(store: S) {
+    let failing = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let first = fetch_one(&store, "w1").await.unwrap();
+    let failed = record(&first, "w1", AttemptOutcome::Failed, Some(err(ErrorClass::Transient)), None);
+    let retry = || SettleAction::Retry {
+        delay: Duration::from_secs(60),
+        error: err(ErrorClass::Transient),
+    };
+    assert_eq!(settle_with(&store, &first, retry(), &failed).await, SettleResult::Applied);
+    assert_eq!(
+        settle_with(&store, &first, retry(), &failed).await,
+        SettleResult::Applied,
+        "sent again, it is the settle already applied"
+    );
+    assert_eq!(history(&store, &failing).await, vec![failed]);
+    assert_eq!(state_of(&store, &failing).await, JobState::Retrying);
+
+    let succeeding = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let second = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(second.id, succeeding);
+    let succeeded = record(&second, "w1", AttemptOutcome::Succeeded, None, Some(TRACE));
+    let done = || SettleAction::Succeeded(json!({"deleted": 1}));
+    assert_eq!(settle_with(&store, &second, done(), &succeeded).await, SettleResult::Applied);
+    assert_eq!(settle_with(&store, &second, done(), &succeeded).await, SettleResult::Applied);
+    assert_eq!(history(&store, &succeeding).await, vec![succeeded]);
+    assert_eq!(state_of(&store, &succeeding).await, JobState::Succeeded);
+}

@@ -39,6 +39,26 @@ local function push_late(id, key, attempt)
   end
   push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
 end
+-- Whether this run's outcome was applied already: a settle sent again because its first
+-- reply was lost (a timeout, a reset) carries the same token and record. A success kept
+-- short is the hash's `la` with the token's worker, number and start; any other record
+-- is among the newest of the history list. (A record the reclaim wrote for a lost lease
+-- is the reclaim's, never the worker's: a truly late result still differs.)
+local function settled_before(id, key, token, attempt, short)
+  local worker, number, started = string.match(token, TOKEN)
+  if not worker then return false end
+  if short then
+    local f = redis.call('HMGET', key, 'la', 'w', 'at', 'sa')
+    if f[1] == string.sub(attempt, 2) and f[2] == worker and f[3] == number and f[4] == started then
+      return true
+    end
+    attempt = success_json(attempt, worker, number, started)
+  end
+  for _, a in ipairs(redis.call('LRANGE', P .. 'attempts:' .. id, -3, -1)) do
+    if a == attempt then return true end
+  end
+  return false
+end
 -- The dead-letter error of a snooze past the cap.
 local SNOOZED_OUT = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
 -- First every run's record, once (the lease check and what the outcome needs), and the
@@ -84,12 +104,16 @@ for i = 0, n - 1 do
   local held = f[1]
   local short = string.byte(attempt, 1) == 61 -- '='
   if held ~= token then
-    if attempt ~= '' and held then
-      if short then attempt = success_json(attempt, string.match(token, TOKEN)) end
-      push_late(id, key, attempt)
-      count_event('late')
-    end
     out[i + 1] = 'lost'
+    if attempt ~= '' and held then
+      if settled_before(id, key, token, attempt, short) then
+        out[i + 1] = 'ok'
+      else
+        if short then attempt = success_json(attempt, string.match(token, TOKEN)) end
+        push_late(id, key, attempt)
+        count_event('late')
+      end
+    end
   else
     released[#released + 1] = id
     local kept -- the success kept in the hash

@@ -177,14 +177,7 @@ async fn a_job_waiting_in_a_workers_prefetch_says_so_until_its_run_starts() {
         !seen_by_tenant.to_string().contains("host-1"),
         "no worker name for a tenant: {seen_by_tenant}"
     );
-    let page: Value = app
-        .get(ADMIN, "/v1/jobs?account_id=acme&kind=cleanup")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.get_json(ADMIN, "/v1/jobs?account_id=acme&kind=cleanup").await;
     let listed = |id: &str| page["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).cloned().unwrap();
     assert_eq!(listed(second.as_str())["waiting"]["reason"], "prefetched", "{page}");
     assert!(listed(first.as_str())["waiting"].is_null(), "{page}");

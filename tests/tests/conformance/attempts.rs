@@ -74,10 +74,15 @@ pub async fn a_late_success_after_the_job_succeeded_is_recorded_after_that_succe
     let w2_ended = record(&second, "w2", AttemptOutcome::Succeeded, None, None);
     let done = SettleAction::Succeeded(json!({"by": "w2"}));
     assert_eq!(settle_with(&store, &second, done, &w2_ended).await, SettleResult::Applied);
+    let ended_at = store.get(&id).await.unwrap().unwrap().updated_at;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let late = SettleAction::Succeeded(json!({"by": "w1"}));
     assert_eq!(settle_with(&store, &first, late, &w1_ended).await, SettleResult::LeaseLost);
 
     let job = store.get(&id).await.unwrap().unwrap();
+    // Found by an audit of job histories: a late record changed the history without
+    // moving `updated_at`, so a reader that re-reads on a change missed it.
+    assert!(job.updated_at > ended_at, "the late record moves updated_at");
     assert_eq!(job.state, JobState::Succeeded);
     assert_eq!(job.result, Some(json!({"by": "w2"})), "the late result changes nothing");
     let h = job.attempt_history;

@@ -28,12 +28,16 @@ pub async fn a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze<S: JobStor
     let id = cancel_then_end(&store, snooze, AttemptOutcome::Snoozed).await;
     assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
     assert!(fetch_one(&store, "w2").await.is_none());
+    // Found by an audit of job histories: the snoozed run gave its attempt back, yet
+    // the cancel that overrode it left the attempt counted.
+    assert_eq!(store.get(&id).await.unwrap().unwrap().attempts, 0, "a snooze uses no attempt");
 }
 
 pub async fn a_cancel_during_a_run_sticks_when_the_run_is_released<S: JobStore>(store: S) {
     let id = cancel_then_end(&store, SettleAction::Release, AttemptOutcome::Released).await;
     assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
     assert!(fetch_one(&store, "w2").await.is_none());
+    assert_eq!(store.get(&id).await.unwrap().unwrap().attempts, 0, "a hand-back uses no attempt");
 }
 
 pub async fn a_lease_renewed_within_its_grace_is_not_reclaimed<S: JobStore>(store: S) {

@@ -38,6 +38,8 @@ local function push_late(id, key, attempt)
     redis.call('HDEL', key, 'la')
   end
   push_attempt(id, '{"late":true,' .. string.sub(attempt, 2))
+  -- the history changed: a reader that re-reads on a change sees it
+  redis.call('HSET', key, 'ua', ms_str(now))
 end
 -- Whether this run's outcome was applied already: a settle sent again because its first
 -- reply was lost (a timeout, a reset) carries the same token and record. A success kept
@@ -125,6 +127,8 @@ for i = 0, n - 1 do
       push_attempt(id, attempt)
     end
     if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
+      -- a hand-back or a snooze gives its attempt back, also when a cancel ends the job
+      if outcome ~= 'retry' then redis.call('HINCRBY', key, 'at', -1) end
       outcome, data = 'cancelled', CANCELLED
     end
     local snoozes = tonumber(f[4]) or 0

@@ -1,7 +1,7 @@
 //! What the API speaks: request and response bodies, documented for OpenAPI. Response
 //! views are built from the queue's records, so what is documented is what is sent.
 use chrono::{DateTime, Utc};
-use drover::job::{ErrorClass, ErrorInfo, Job, JobId, JobKind, JobState, Progress};
+use drover::job::{ErrorClass, ErrorInfo, Job, JobId, JobKind, JobState, PreviousEnding, Progress};
 use drover::queue::{WaitReason, Waiting};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -161,7 +161,8 @@ pub struct JobView {
     /// The worker running it (or that ran it last): shown to keys for every account only.
     pub worker: Option<String>,
     pub cancel_requested: bool,
-    /// What made the job: `api`, `schedule:<name>`, `replay` or `account_created`.
+    /// What made the job: `api`, `schedule:<account>/<name>` (a built-in:
+    /// `schedule:builtin.<what>.<account>`), `replay` or `account_created`.
     pub trigger: Option<String>,
     /// Every run in order, the one under way last while the job runs (only in
     /// `GET /v1/jobs/{id}`; empty in listings).
@@ -173,7 +174,35 @@ pub struct JobView {
     /// absent when the job has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackView>,
+    /// How its previous life ended, once it was replayed (the latest replay's; only in
+    /// `GET /v1/jobs/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_ending: Option<PreviousEndingView>,
     pub status_url: String,
+}
+
+/// How a replayed job's previous life ended: a replay starts a fresh life (no error, end
+/// time or result), so its ending, error and what made it are kept here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviousEndingView {
+    /// dead, cancelled or partial.
+    #[schema(schema_with = state_schema)]
+    pub state: JobState,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<ErrorView>,
+    /// What made that life.
+    pub trigger: Option<String>,
+}
+
+impl From<PreviousEnding> for PreviousEndingView {
+    fn from(p: PreviousEnding) -> Self {
+        Self {
+            state: p.state,
+            finished_at: p.finished_at,
+            error: p.error.map(Into::into),
+            trigger: p.trigger,
+        }
+    }
 }
 
 /// What a waiting job waits for.
@@ -267,6 +296,7 @@ impl From<Job> for JobView {
             attempt_history,
             waiting: None,
             callback: j.callback.map(Into::into),
+            previous_ending: j.previous_ending.map(Into::into),
         }
     }
 }

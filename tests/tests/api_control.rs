@@ -85,6 +85,12 @@ async fn retrying_a_dead_job_returns_202_and_queues_it_with_a_fresh_budget() {
         (job.state, job.attempts, job.max_attempts),
         (JobState::Queued, dead.attempts, dead.attempts + dead.max_attempts)
     );
+    // How its first life ended stays on the record.
+    let (_, view) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(view["previous_ending"]["state"], "dead", "{view}");
+    assert_eq!(view["previous_ending"]["trigger"], "api", "{view}");
+    assert!(view["previous_ending"]["error"]["class"].is_string(), "{view}");
+    assert_eq!(view["trigger"], "replay");
 
     let p = problem(app.post(ADMIN, &format!("/v1/jobs/{id}/retry")).send().await.unwrap(), 409).await;
     assert!(p["detail"].as_str().unwrap().contains("queued"), "{p}");

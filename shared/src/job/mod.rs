@@ -12,5 +12,5 @@ pub use newtypes::{AccountId, MarketplaceId, Sku};
 pub use payload::{
     BackfillPayload, CleanupPayload, FieldError, JobPayload, PayloadError, SyncPayload, SyncResource, MAX_BACKFILL_DAYS, MAX_SKUS,
 };
-pub use record::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, Job, Progress};
+pub use record::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, Job, PreviousEnding, Progress};
 pub use state::{JobState, UnknownState};

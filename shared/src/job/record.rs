@@ -107,6 +107,23 @@ pub struct AttemptRecord {
     pub late: bool,
 }
 
+/// How a replayed job's previous life ended: a replay starts a fresh life (no error,
+/// end time or result), and an ending recorded only in the last error (cancelled before
+/// it ran, a cancel that overrode a hand-back, death after the snooze cap) would
+/// otherwise leave no trace, nor what first made the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousEnding {
+    /// dead, cancelled or partial.
+    pub state: JobState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    /// What made that life (`api`, a schedule, an earlier `replay`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+}
+
 /// A job as the queue knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -142,11 +159,14 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
     pub cancel_requested: bool,
-    /// What made the job (`api`, `schedule:<name>`, `replay`, `account_created`).
+    /// What made the job (`api`, `schedule:<account>/<name>`, `replay`, `account_created`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
     #[serde(default)]
     pub attempt_history: Vec<AttemptRecord>,
+    /// How its previous life ended, once it was replayed (the latest replay's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_ending: Option<PreviousEnding>,
     /// The completion callback, with its delivery history (only in a full read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<crate::callback::JobCallback>,

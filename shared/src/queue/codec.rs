@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::callback::{CallbackStatus, DeliveryRecord, JobCallback};
-use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorInfo, Job, JobId, JobPayload, JobState, Progress};
+use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorInfo, Job, JobId, JobPayload, JobState, PreviousEnding, Progress};
 
 use super::{Leased, StoreError};
 
@@ -135,7 +135,26 @@ pub fn decode_job(id: &JobId, f: &Fields, attempts: Vec<String>, deliveries: Vec
         cancel_requested: f.str("cx") == Some("1"),
         trigger: f.str("tg").map(str::to_owned),
         attempt_history,
+        previous_ending: previous_ending(f),
         callback: decode_callback(f, deliveries),
+    })
+}
+
+/// How a replayed job's previous life ended (`pe`, written by the replay).
+fn previous_ending(f: &Fields) -> Option<PreviousEnding> {
+    #[derive(Deserialize)]
+    struct Stored {
+        state: JobState,
+        finished_ms: Option<i64>,
+        error: Option<ErrorInfo>,
+        trigger: Option<String>,
+    }
+    let s: Stored = f.json("pe")?;
+    Some(PreviousEnding {
+        state: s.state,
+        finished_at: s.finished_ms.map(ms_to_time),
+        error: s.error,
+        trigger: s.trigger,
     })
 }
 

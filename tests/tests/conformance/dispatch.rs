@@ -430,5 +430,26 @@ pub async fn a_job_records_what_made_it_and_a_replay_says_so<S: JobStore>(store:
     let l = fetch_one(&store, "w1").await.unwrap();
     settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
     assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
-    assert_eq!(store.get(&id).await.unwrap().unwrap().trigger.as_deref(), Some("replay"));
+    let replayed = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(replayed.trigger.as_deref(), Some("replay"));
+    // Found by an audit of job histories: a replay cleared how the job's last life
+    // ended and what made it; an ending recorded only there (a job cancelled before it
+    // ran, a cancel that overrode a hand-back, death after the snooze cap) left no trace.
+    let before = replayed.previous_ending.expect("how the last life ended");
+    assert_eq!(before.state, JobState::Dead);
+    assert_eq!(before.error, Some(err(ErrorClass::Permanent)));
+    assert_eq!(before.trigger.as_deref(), Some("schedule:nightly"));
+    assert!(before.finished_at.is_some());
+
+    let cancelled = enqueue(&store, NewJob::new(cleanup("b"))).await;
+    assert_eq!(store.cancel(&cancelled).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(store.retry(&cancelled).await.unwrap(), RetryOutcome::Queued);
+    let job = store.get(&cancelled).await.unwrap().unwrap();
+    assert!(job.attempt_history.is_empty(), "it never ran");
+    let before = job.previous_ending.expect("how the last life ended");
+    assert_eq!(before.state, JobState::Cancelled);
+    assert!(
+        before.error.is_some_and(|e| e.class == ErrorClass::Cancelled),
+        "cancelled before it ran"
+    );
 }

@@ -32,7 +32,16 @@ if not budget then
   budget = ma
   redis.call('HSET', key, 'mb', budget)
 end
-redis.call('HSET', key, 'ma', (tonumber(at) or 0) + (tonumber(budget) or 1), 'tg', 'replay')
+-- How this life ended, kept for the record (the fields below are cleared): its state,
+-- end, error and what made it (`pe`, the latest replay's).
+local ending = redis.call('HMGET', key, 'fa', 'er', 'tg')
+local before = {state = st, finished_ms = tonumber(ending[1]), trigger = ending[3] or nil}
+if ending[2] and ending[2] ~= '' then
+  local ok, e = pcall(cjson.decode, ending[2])
+  if ok and type(e) == 'table' then before.error = e end
+end
+redis.call('HSET', key, 'ma', (tonumber(at) or 0) + (tonumber(budget) or 1), 'tg', 'replay',
+  'pe', cjson.encode(before))
 -- a fresh life: no stale error, progress, result, due time, start or snooze count
 redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'hb')
 -- its callback waits for the new ending, unless the last ending's delivery is still on

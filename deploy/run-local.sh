@@ -65,7 +65,11 @@ cleanup() {
   stop "${infra[@]}"
   echo "logs kept in $run_dir"
 }
-trap cleanup INT TERM EXIT
+# A Ctrl-C (or TERM) stops everything and ends the script, whatever step it was at; the
+# EXIT trap stops everything when a step fails.
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

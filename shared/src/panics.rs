@@ -59,7 +59,8 @@ pub fn install_hook() {
             PLACE.with(|p| *p.borrow_mut() = location);
             return;
         }
-        if !tracing::dispatcher::has_been_set() {
+        // No log to take it (not set up yet, or none on this thread): Rust's own text.
+        if !tracing::enabled!(tracing::Level::ERROR) {
             default(info);
             return;
         }
@@ -96,6 +97,8 @@ fn taken(payload: Box<dyn std::any::Any + Send>) -> Panic {
 
 /// Runs `f`, taking a panic it raises as [`Panic`].
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
+    // (a place left by a panic some inner catcher took is not this one's)
+    PLACE.with(|p| p.borrow_mut().take());
     let _catching = Catching::enter();
     std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(taken)
 }

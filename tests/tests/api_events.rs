@@ -334,3 +334,40 @@ async fn a_run_that_failed_and_was_retried_at_once_is_streamed_with_its_error() 
     );
     assert_eq!(seen.last(), Some(&("succeeded".to_owned(), 2)), "{seen:?}");
 }
+
+/// Found by a review of this stop's changes: a job leased into a worker's prefetch is
+/// streamed as waiting `prefetched`, and when its run starts nothing in its record
+/// changes, so the stream said nothing more until the run ended. The start is a
+/// `state` event.
+#[tokio::test]
+async fn a_prefetched_jobs_start_is_streamed() {
+    use drover::job::JobKind;
+    use drover::queue::{JobDefaults, RedisStore};
+
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let worker = RedisStore::connect(&app.redis.url(), "drover", JobDefaults::for_runtime())
+        .await
+        .unwrap();
+    let run = worker
+        .fetch(JobKind::Cleanup, "host-1:42", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .expect("leased");
+    let mut events = Events::new(app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap());
+    loop {
+        let (name, data) = events.next().await.expect("events until the wait");
+        if name == "waiting" {
+            assert_eq!(data["waiting"]["reason"], "prefetched", "{data}");
+            break;
+        }
+    }
+    worker
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .await
+        .unwrap();
+    let (name, data) = events.next().await.expect("an event once the run starts");
+    assert_eq!((name.as_str(), data["state"].as_str()), ("state", Some("running")), "{data}");
+}

@@ -62,6 +62,11 @@ struct Demo {
 
 impl Demo {
     async fn start() -> Demo {
+        Self::start_until("Ctrl-C stops everything").await
+    }
+
+    /// Starts the script and returns once it printed a line holding `line`.
+    async fn start_until(waited_for: &str) -> Demo {
         let db = PgDatabase::create().await;
         let bin_dir = cargo_bin("drover-api").parent().expect("the binaries' folder").to_owned();
         for name in ["drover", "drover-worker", "simulator"] {
@@ -101,7 +106,7 @@ impl Demo {
                 Ok(line) => {
                     said.push_str(&line);
                     said.push('\n');
-                    if line.contains("Ctrl-C stops everything") {
+                    if line.contains(waited_for) {
                         break;
                     }
                 }
@@ -133,13 +138,19 @@ impl Demo {
     /// Ctrl-C, `presses` times half a second apart, as a terminal sends it; then until the
     /// script ends (60 s at most) and what it started is gone (5 s more at most). Panics
     /// naming what is left. Returns what the script said while it stopped.
-    async fn ctrl_c(mut self, presses: usize) -> Vec<String> {
+    async fn ctrl_c(self, presses: usize) -> Vec<String> {
         let group = Pid::from_raw(-(self.script.id() as i32));
+        self.signalled(group, Signal::SIGINT, presses).await.1
+    }
+
+    /// `signal` sent to `to` (the script's group, or the script alone) `presses` times
+    /// half a second apart, then as [`Demo::ctrl_c`]; with how the script exited.
+    async fn signalled(mut self, to: Pid, signal: Signal, presses: usize) -> (std::process::ExitStatus, Vec<String>) {
         for press in 0..presses {
             if press > 0 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            kill(group, Signal::SIGINT).expect("Ctrl-C");
+            kill(to, signal).expect("signal the script");
         }
         let asked = Instant::now();
         let status = loop {
@@ -163,7 +174,7 @@ impl Demo {
             "still running after the script ended ({status}): {left:?}\nit said after the stop:\n{}",
             said.join("\n")
         );
-        said
+        (status, said)
     }
 }
 
@@ -180,4 +191,21 @@ async fn ctrl_c_stops_everything_it_started() {
 async fn a_second_ctrl_c_while_it_stops_still_ends_everything_it_started() {
     let said = Demo::start().await.ctrl_c(2).await;
     assert!(said.iter().any(|l| l.starts_with("logs kept in")), "it stops to the end: {said:?}");
+}
+
+/// Found by a review of this stop's change to the stop: with the stop run without
+/// errexit and no `exit` after it, a signal the script took while it set up (a TERM
+/// from a process manager; a Ctrl-C alike) stopped everything and then went on with its
+/// next steps against the stopped API, printing that Drover runs and ending 0. Stopped,
+/// it ends there: 143 for a TERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_term_while_it_sets_up_stops_everything_and_ends_the_script_there() {
+    let demo = Demo::start_until("== registering").await;
+    let script = Pid::from_raw(demo.script.id() as i32);
+    let (status, said) = demo.signalled(script, Signal::SIGTERM, 1).await;
+    assert!(
+        !said.iter().any(|l| l.contains("Drover is running")),
+        "it went on after it stopped: {said:?}"
+    );
+    assert_eq!(status.code(), Some(143), "{said:?}");
 }

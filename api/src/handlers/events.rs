@@ -149,9 +149,16 @@ impl Watch {
     /// Queue a `waiting` event when why the job waits changed.
     fn observe_waiting(&mut self, job: &Job, waiting: Option<Waiting>) {
         let Some(w) = waiting else {
-            if job.state == JobState::Running {
-                // The run started: the wait is over, and a later park is news again.
-                self.seen_waiting = None;
+            let was = if job.state == JobState::Running {
+                self.seen_waiting.take()
+            } else {
+                None
+            };
+            if matches!(was, Some((WaitReason::Prefetched, _))) {
+                // The run waited in a worker's prefetch and started: that is news (its
+                // record does not change), and a later park is news again.
+                let data = state_data(job);
+                self.push("state", data);
             }
             return;
         };
@@ -177,13 +184,7 @@ impl Watch {
         let run = (job.state, job.attempts, job.started_at);
         let state = (self.seen_state != Some(run)).then(|| {
             self.seen_state = Some(run);
-            json!({
-                "id": job.id,
-                "state": job.state,
-                "attempts": job.attempts,
-                "updated_at": job.updated_at,
-                "last_error": job.last_error,
-            })
+            state_data(job)
         });
         let terminal = job.state.is_terminal();
         if terminal {
@@ -201,4 +202,15 @@ impl Watch {
         self.pending
             .push_back(Event::default().event(name).id(self.seq.to_string()).data(data.to_string()));
     }
+}
+
+/// A `state` event's data.
+fn state_data(job: &Job) -> serde_json::Value {
+    json!({
+        "id": job.id,
+        "state": job.state,
+        "attempts": job.attempts,
+        "updated_at": job.updated_at,
+        "last_error": job.last_error,
+    })
 }

@@ -32,7 +32,7 @@ struct Scope {
 pub enum Advice {
     /// GET or HEAD: the request changed nothing; retry it.
     Retry,
-    /// A write sent with an `Idempotency-Key`: retry with the same key.
+    /// A write sent with an `Idempotency-Key` to a route that takes one: retry with it.
     RetryWithKey,
     /// A write sent without a key: it may have happened; look before retrying.
     /// `takes_key`: the route takes an `Idempotency-Key`, which makes a retry safe.
@@ -47,11 +47,12 @@ impl Advice {
         use axum::http::Method;
         if matches!(*req.method(), Method::GET | Method::HEAD) {
             Advice::Retry
-        } else if req.headers().contains_key("idempotency-key") {
-            Advice::RetryWithKey
         } else {
-            Advice::CheckFirst {
-                takes_key: *req.method() == Method::POST && KEYED_PATHS.contains(&req.uri().path()),
+            let takes_key = *req.method() == Method::POST && KEYED_PATHS.contains(&req.uri().path());
+            if takes_key && req.headers().contains_key("idempotency-key") {
+                Advice::RetryWithKey
+            } else {
+                Advice::CheckFirst { takes_key }
             }
         }
     }

@@ -153,7 +153,12 @@ where
             tokio::select! {
                 r = run => match r {
                     Ok(Ok(outcome)) => RunEnd::Done(outcome),
-                    _ => cancelled(),
+                    Err(p) => {
+                        // still its one line (the hook leaves a caught panic to us)
+                        tracing::error!(error = %p, "run panicked while it was being cancelled");
+                        cancelled()
+                    }
+                    Ok(Err(_)) => cancelled(),
                 },
                 _ = tokio::time::sleep_until(until) => cancelled(),
                 _ = lost => cancelled(),

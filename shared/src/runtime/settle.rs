@@ -105,8 +105,10 @@ where
                 let began = std::time::Instant::now();
                 let end = if lease.held.cancel.is_cancelled() {
                     // Cancelled, or its lease lost, while it waited prefetched: the
-                    // handler never starts.
-                    drop(inner);
+                    // handler never starts (a panic building it is still logged once).
+                    if let Err(p) = inner {
+                        tracing::error!(error = %p, "run panicked before it started");
+                    }
                     if lease.held.is_lost() {
                         RunEnd::LeaseLost
                     } else {

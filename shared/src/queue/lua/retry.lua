@@ -35,7 +35,8 @@ end
 -- How this life ended, kept for the record (the fields below are cleared): its state,
 -- end, error and what made it (`pe`, the latest replay's).
 local ending = redis.call('HMGET', key, 'fa', 'er', 'tg')
-local before = {state = st, finished_ms = tonumber(ending[1]), trigger = ending[3] or nil}
+local before = {state = st, finished_ms = tonumber(ending[1])}
+if ending[3] and ending[3] ~= '' then before.trigger = ending[3] end
 if ending[2] and ending[2] ~= '' then
   local ok, e = pcall(cjson.decode, ending[2])
   if ok and type(e) == 'table' then before.error = e end

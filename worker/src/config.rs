@@ -346,6 +346,7 @@ impl WorkerConfig {
     pub fn job_defaults(&self) -> JobDefaults {
         JobDefaults {
             per_account: self.jobs.per_account(),
+            max_snoozes: self.jobs.max_snoozes,
             partitions: self.queue.partitions(),
             durability: self.queue.durability(),
             declare_every_key: self.queue.declare_every_key,
@@ -361,6 +362,14 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_snooze_cap_is_the_jobs_sections_setting() {
+        let mut c = WorkerConfig::default();
+        assert_eq!(c.job_defaults().max_snoozes, 1000);
+        c.jobs.max_snoozes = 7;
+        assert_eq!(c.job_defaults().max_snoozes, 7);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct JobsConfig {
     /// next slot further away; also a cooldown or an open breaker) checkpoints and parks
     /// its job until then, handing its worker slot to another account.
     pub park_after_ms: u64,
+    /// Snoozes a job may take (parks for the marketplace's limits, cooldowns, breakers,
+    /// and waits for the database) before it is dead-lettered; a replay starts the count
+    /// again.
+    pub max_snoozes: u32,
     /// Per-kind dispatch policy: `jobs.sync.per_account` etc.
     pub sync: KindPolicy,
     pub backfill: KindPolicy,
@@ -52,6 +56,9 @@ pub struct KindPolicy {
 /// Longest turn: a day (a slice ends a run first anyway).
 const MAX_TURN_MS: u64 = 24 * 3600 * 1000;
 
+/// Most snoozes a job may be allowed: beyond it a job parked for good never ends.
+const MAX_SNOOZES: u32 = 1_000_000;
+
 /// Most runs per account a cap may name: beyond it a cap means nothing on any pool.
 const MAX_PER_ACCOUNT: u32 = 10_000;
 
@@ -67,6 +74,7 @@ impl Default for JobsConfig {
             slice_ms: 20 * 60 * 1000,
             turn_ms: 5000,
             park_after_ms: 1000,
+            max_snoozes: 1000,
             sync: KindPolicy { per_account: 1 },
             backfill: KindPolicy { per_account: 1 },
             cleanup: KindPolicy { per_account: 2 },
@@ -96,6 +104,9 @@ impl JobsConfig {
         }
         if !(1000..=MAX_TURN_MS).contains(&self.turn_ms) {
             errors.push(format!("jobs.turn_ms must be 1000..={MAX_TURN_MS}, got {}", self.turn_ms));
+        }
+        if !(1..=MAX_SNOOZES).contains(&self.max_snoozes) {
+            errors.push(format!("jobs.max_snoozes must be 1..={MAX_SNOOZES}, got {}", self.max_snoozes));
         }
         if !(100..=3_600_000).contains(&self.park_after_ms) {
             errors.push(format!("jobs.park_after_ms must be 100..=3600000, got {}", self.park_after_ms));
@@ -177,14 +188,16 @@ mod tests {
     }
 
     #[test]
-    fn a_cap_or_park_setting_out_of_range_names_the_setting() {
+    fn a_cap_park_or_snooze_setting_out_of_range_names_the_setting() {
         let c = JobsConfig {
             park_after_ms: 5,
+            max_snoozes: 0,
             cleanup: KindPolicy { per_account: 50_000 },
             ..JobsConfig::default()
         };
         let errors = c.validate().join("\n");
         assert!(errors.contains("jobs.park_after_ms must be 100..=3600000, got 5"), "{errors}");
+        assert!(errors.contains("jobs.max_snoozes must be 1..=1000000, got 0"), "{errors}");
         assert!(
             errors.contains("jobs.cleanup.per_account must be 0 (no cap) ..= 10000, got 50000"),
             "{errors}"

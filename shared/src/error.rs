@@ -27,6 +27,12 @@ pub enum JobError {
     /// without using an attempt.
     #[error("the worker is stopping: {0}")]
     Stopping(String),
+    /// The run worked its turn or its slice and hands the job back between two steps:
+    /// it runs again after `retry_after`, continuing where this run stopped, without
+    /// using an attempt. Giving way is the dispatcher's doing, not the job's failing, so
+    /// it is not counted against the snooze cap.
+    #[error("handed back: {reason}")]
+    GaveWay { retry_after: Duration, reason: String },
 }
 
 impl JobError {
@@ -42,7 +48,7 @@ impl JobError {
             JobError::RateLimited { .. } => ErrorClass::RateLimited,
             JobError::Permanent(_) => ErrorClass::Permanent,
             JobError::Cancelled => ErrorClass::Cancelled,
-            JobError::Unavailable { .. } | JobError::Stopping(_) => ErrorClass::Interrupted,
+            JobError::Unavailable { .. } | JobError::Stopping(_) | JobError::GaveWay { .. } => ErrorClass::Interrupted,
         }
     }
 }

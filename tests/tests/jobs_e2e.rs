@@ -949,6 +949,80 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
     assert_eq!(outcomes, vec![("deleted".to_owned(), 60)]);
 }
 
+/// Found by a review of the queue core (2026-12-05): a run that gave its turn away ended
+/// with a snooze, and every snooze counted against the job's cap (`jobs.max_snoozes`),
+/// so a long cleanup that made progress at every turn went `dead` ("snoozed 1000 times
+/// without finishing") after about 1,000 turns under contention, and each turn was filed
+/// as a rate-limit park. Giving way is the dispatcher's doing, not the job's failing:
+/// with the cap at 2, a cleanup that gives way more often than that still finishes, and
+/// its handed-back turns say they were interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_job_that_gives_its_turn_away_more_often_than_the_snooze_cap_still_finishes() {
+    let mut stack = Stack::start(sim(), "").await;
+    let long = stack
+        .account(AccountSpec {
+            skus: Some(40),
+            ..AccountSpec::new("seller-many-turns")
+        })
+        .await;
+    let other = stack
+        .account(AccountSpec {
+            skus: Some(30),
+            ..AccountSpec::new("seller-keeps-waiting")
+        })
+        .await;
+    // 4 deletes in flight, each answered after 0.5 s: about 5 s of work, 1 s turns.
+    stack
+        .faults(
+            &long,
+            FaultSpec {
+                latency_ms: 500,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let long_skus = stack.sim.admin().skus(long.as_str()).await.unwrap();
+    let other_skus = stack.sim.admin().skus(other.as_str()).await.unwrap();
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
+            ("DROVER_WORKER__JOBS__TURN_MS", "1000"),
+            ("DROVER_WORKER__JOBS__MAX_SNOOZES", "2"),
+        ],
+    );
+    let long_id = stack.submit_cleanup(&long, &long_skus).await;
+    // Another account's one-SKU cleanup waits for the slot, one after another, until the
+    // long cleanup has ended.
+    for sku in &other_skus {
+        let now = stack.store.get(&long_id).await.unwrap().expect("long job");
+        if now.state.is_terminal() {
+            break;
+        }
+        let id = stack.submit_cleanup(&other, std::slice::from_ref(sku)).await;
+        let waited = stack.finish(&id, Duration::from_secs(60)).await;
+        assert_eq!(waited.state, JobState::Succeeded, "{waited:#?}");
+    }
+    let long_job = stack.finish(&long_id, Duration::from_secs(60)).await;
+    let turns: Vec<_> = long_job
+        .attempt_history
+        .iter()
+        .filter(|a| a.outcome == AttemptOutcome::Snoozed)
+        .collect();
+    assert!(
+        turns.len() > 2,
+        "the long cleanup gave way {} times, not more often than the cap: {:#?}",
+        turns.len(),
+        long_job.attempt_history
+    );
+    assert_eq!(long_job.state, JobState::Succeeded, "{long_job:#?}\n{}", stack.logs());
+    assert_eq!(stack.deleted_by_marketplace(&long).await.len(), 40, "each SKU deleted once");
+    for turn in &turns {
+        let class = turn.error.as_ref().map(|e| e.class);
+        assert_eq!(class, Some(drover::job::ErrorClass::Interrupted), "{turn:#?}");
+    }
+}
+
 /// Found by fair_bench (2026-12-03): with 20 cleanup runs of 4 deletes in flight each on
 /// a pool of 10 connections, the worker stopped for 10 s at a time. A run awaited the
 /// write of one SKU's outcome outside its deletes in flight, so those were not polled

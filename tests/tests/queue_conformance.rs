@@ -260,6 +260,7 @@ conformance_with_policy!(
     capped_one_settle_of_many_runs_frees_every_accounts_slots,
     capped_queued_jobs_of_an_account_at_its_cap_say_so,
     capped_snoozes_are_counted_and_capped,
+    capped_giving_way_is_not_counted_against_the_snooze_cap,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
     capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,

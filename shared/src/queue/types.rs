@@ -206,6 +206,12 @@ pub enum SettleAction {
     Cancelled(ErrorInfo),
     /// Back to queued without using the attempt (shutdown, or leased but never started).
     Release,
+    /// Run again after `delay`, the attempt given back, like a snooze, but not counted
+    /// against `max_snoozes`: the run gave its turn or its slice away.
+    GaveWay {
+        delay: Duration,
+        error: ErrorInfo,
+    },
 }
 
 impl SettleAction {

@@ -34,6 +34,9 @@ pub(crate) enum RunEnd {
     /// Cut off by shutdown, or stopped between steps because the worker is shutting
     /// down (the message says which): hand back without using the attempt.
     Interrupted(String),
+    /// Worked its turn or slice and handed the job back (`JobError::GaveWay`): runs
+    /// again after the delay, without using the attempt or counting as a snooze.
+    GaveWay(ErrorInfo, Duration),
     /// Stopped because this process no longer holds (or cannot keep) the lease: hand
     /// back without using the attempt; if the lease is already gone the store keeps
     /// the record as a late attempt only.
@@ -41,28 +44,27 @@ pub(crate) enum RunEnd {
 }
 
 pub(crate) fn classify(err: BoxDynError) -> RunEnd {
-    match err.downcast::<JobError>() {
-        Ok(e) if matches!(*e, JobError::Stopping(_)) => RunEnd::Interrupted(format!("{e}; returned to the queue")),
-        Ok(e) => {
-            let retry_after = match &*e {
-                JobError::RateLimited { retry_after, .. } | JobError::Unavailable { retry_after, .. } => Some(*retry_after),
-                _ => None,
-            };
-            RunEnd::Failed(
+    let e = match err.downcast::<JobError>() {
+        Ok(e) => *e,
+        Err(other) => {
+            return RunEnd::Failed(
                 ErrorInfo {
-                    class: e.class(),
-                    message: e.to_string(),
+                    class: ErrorClass::Transient,
+                    message: other.to_string(),
                 },
-                retry_after,
+                None,
             )
         }
-        Err(other) => RunEnd::Failed(
-            ErrorInfo {
-                class: ErrorClass::Transient,
-                message: other.to_string(),
-            },
-            None,
-        ),
+    };
+    let info = ErrorInfo {
+        class: e.class(),
+        message: e.to_string(),
+    };
+    match e {
+        JobError::Stopping(_) => RunEnd::Interrupted(format!("{e}; returned to the queue")),
+        JobError::GaveWay { retry_after, .. } => RunEnd::GaveWay(info, retry_after),
+        JobError::RateLimited { retry_after, .. } | JobError::Unavailable { retry_after, .. } => RunEnd::Failed(info, Some(retry_after)),
+        JobError::Transient(_) | JobError::Permanent(_) | JobError::Cancelled => RunEnd::Failed(info, None),
     }
 }
 

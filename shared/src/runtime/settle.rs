@@ -245,6 +245,10 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
         }
         RunEnd::Done(Outcome::Partial(v)) => Planned::new(SettleAction::Partial(v), AttemptOutcome::Partial, None, RunFate::Partial),
         RunEnd::Interrupted(why) => handed_back(ErrorClass::Interrupted, &why, AttemptOutcome::Released),
+        RunEnd::GaveWay(error, delay) => {
+            let e = Some(error.clone());
+            Planned::new(SettleAction::GaveWay { delay, error }, AttemptOutcome::Snoozed, e, RunFate::Snoozed)
+        }
         // A hand-back uses no attempt, so the record says released; the error says why.
         // (Had Redis given the lease away, the settle is refused and kept as `late`.)
         RunEnd::LeaseLost => handed_back(
@@ -291,6 +295,22 @@ mod tests {
         assert_eq!(p.action, SettleAction::Release);
         assert_eq!((p.outcome, p.fate), (AttemptOutcome::Released, RunFate::Released));
         assert_eq!(p.error.map(|e| e.class), Some(ErrorClass::Lost));
+    }
+
+    #[test]
+    fn a_run_that_gave_its_turn_away_is_an_uncounted_snooze_even_on_its_last_attempt() {
+        let error = ErrorInfo {
+            class: ErrorClass::Interrupted,
+            message: "handed back: worked its turn".into(),
+        };
+        let end = crate::runtime::run_end::classify(Box::new(crate::JobError::GaveWay {
+            retry_after: Duration::from_millis(100),
+            reason: "worked its turn".into(),
+        }));
+        let p = plan(end, &leased(3, 3), &RetryPolicy::default(), 0.5);
+        let delay = Duration::from_millis(100);
+        assert_eq!(p.action, SettleAction::GaveWay { delay, error });
+        assert_eq!((p.outcome, p.fate), (AttemptOutcome::Snoozed, RunFate::Snoozed));
     }
 
     #[test]

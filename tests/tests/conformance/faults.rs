@@ -189,6 +189,53 @@ pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
     assert!(job.last_error.unwrap().message.contains("snoozed 3 times"));
 }
 
+/// Found by a review of the queue core (2026-12-05): a run that worked its turn or its
+/// slice hands its job back with a snooze that is not counted (`gave_way`), so a long job
+/// that keeps giving way never reaches the cap; a counted snooze afterwards still is.
+/// Its wait says it was interrupted, not parked by a limit, and a cancel still wins.
+pub async fn capped_giving_way_is_not_counted_against_the_snooze_cap<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let turn = ErrorInfo {
+        class: ErrorClass::Interrupted,
+        message: "handed back: worked its 1s turn while another job waits for the slot".into(),
+    };
+    for n in 1..=5 {
+        let l = fetch_one(&store, "w1").await.unwrap_or_else(|| panic!("run {n} leased"));
+        let gave_way = SettleAction::GaveWay {
+            delay: Duration::ZERO,
+            error: turn.clone(),
+        };
+        settle(&store, &l, gave_way, AttemptOutcome::Snoozed).await;
+    }
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Scheduled,
+        "5 turns given away are no snoozes past the cap of 3"
+    );
+    assert_eq!(job.attempts, 0, "giving way uses no attempt");
+    let w = store.waiting(&id).await.unwrap().expect("it says why it waits");
+    assert_eq!(w.reason, WaitReason::Scheduled, "{w:?}");
+    assert_eq!(w.detail["class"], "interrupted", "{w:?}");
+    let l = fetch_one(&store, "w1").await.expect("run 6 leased");
+    let snooze = SettleAction::Snooze {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::RateLimited),
+    };
+    settle(&store, &l, snooze, AttemptOutcome::Snoozed).await;
+    assert_eq!(state_of(&store, &id).await, JobState::Scheduled, "one counted snooze of 3");
+
+    let l = fetch_one(&store, "w1").await.expect("run 7 leased");
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    let gave_way = SettleAction::GaveWay {
+        delay: Duration::ZERO,
+        error: turn,
+    };
+    assert_eq!(settle(&store, &l, gave_way, AttemptOutcome::Snoozed).await, SettleResult::Applied);
+    assert_eq!(state_of(&store, &id).await, JobState::Cancelled, "a cancel wins over giving way");
+    assert_eq!(store.get(&id).await.unwrap().unwrap().attempts, 0, "giving way uses no attempt");
+}
+
 pub async fn the_attempt_history_keeps_the_newest_fifty<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     for i in 0..60 {

@@ -154,7 +154,7 @@ impl Slice {
                 "stopped between two steps; the next run continues where this one stopped".into(),
             ))
         } else if self.started.elapsed() >= self.limit {
-            Some(JobError::RateLimited {
+            Some(JobError::GaveWay {
                 retry_after: Duration::from_millis(100),
                 reason: format!(
                     "worked for its {:?} slice; the next run continues where this one stopped",
@@ -162,7 +162,7 @@ impl Slice {
                 ),
             })
         } else if self.started.elapsed() >= self.turn && ctx.give_way() {
-            Some(JobError::RateLimited {
+            Some(JobError::GaveWay {
                 retry_after: Duration::from_millis(100),
                 reason: format!(
                     "worked its {:?} turn while another job waits for the slot; the next run continues where this one stopped",

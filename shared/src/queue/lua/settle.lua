@@ -5,9 +5,10 @@
 -- run that succeeded on its lease (number, worker and start are the token's,
 -- `<worker>:<number>:<started_ms>`): a success that ends the job keeps it in the job's
 -- hash as `la` instead of on the history list (docs/architecture.md, "Redis layout").
--- outcome: succeeded | partial | retry | snooze | dead | cancelled | release
--- A cancel requested during the run wins over retry, snooze and release: the job ends
--- cancelled instead of running again. A snooze past `max_snoozes` ends the job dead.
+-- outcome: succeeded | partial | retry | snooze | gave_way | dead | cancelled | release
+-- A cancel requested during the run wins over retry, snooze, gave_way and release: the
+-- job ends cancelled instead of running again. A snooze past `max_snoozes` ends the job
+-- dead; gave_way (a run that worked its turn or slice) is a snooze that is not counted.
 -- -> list of 'ok' | 'lost'
 local n, max_snoozes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
@@ -126,7 +127,7 @@ for i = 0, n - 1 do
     elseif attempt ~= '' then
       push_attempt(id, attempt)
     end
-    if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'release') then
+    if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'gave_way' or outcome == 'release') then
       -- a hand-back or a snooze gives its attempt back, also when a cancel ends the job
       if outcome ~= 'retry' then redis.call('HINCRBY', key, 'at', -1) end
       outcome, data = 'cancelled', CANCELLED
@@ -156,11 +157,12 @@ for i = 0, n - 1 do
       queue_ready(id, now, true)
       wake()
     else
-      -- retry uses the attempt; snooze gives it back and is counted
+      -- retry uses the attempt; snooze gives it back and is counted; gave_way gives
+      -- it back uncounted
       local st = 'retrying'
-      if outcome == 'snooze' then
+      if outcome == 'snooze' or outcome == 'gave_way' then
         redis.call('HINCRBY', key, 'at', -1)
-        redis.call('HSET', key, 'sn', snoozes)
+        if outcome == 'snooze' then redis.call('HSET', key, 'sn', snoozes) end
         st = 'scheduled'
       end
       local due = now + delay

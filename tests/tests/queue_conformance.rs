@@ -229,6 +229,7 @@ conformance!(
         a_failed_try_comes_due_again_and_a_delivered_one_ends_the_delivery,
         a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_try,
         a_replayed_job_that_ends_again_gets_a_delivery_of_its_own,
+        a_job_that_ends_again_while_its_last_delivery_is_tried_gets_both_in_order,
         a_job_with_a_callback_cannot_take_an_id_already_used,
         trimming_a_job_removes_its_delivery,
         an_account_at_its_share_of_tries_in_flight_is_passed_over_for_the_next,

@@ -248,6 +248,38 @@ pub async fn a_replayed_job_that_ends_again_gets_a_delivery_of_its_own<S: JobSto
     assert_eq!(second.ended.unwrap().state, JobState::Succeeded);
 }
 
+/// Found by a review of the queue core (2026-12-05): a job replayed while its last
+/// ending's delivery was still being tried (its receiver down) and ended again before
+/// that delivery went through overwrote it: the first ending was never tried again nor
+/// recorded failed. Each ending is delivered, in order: the second waits for the first.
+pub async fn a_job_that_ends_again_while_its_last_delivery_is_tried_gets_both_in_order<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("a1")).await;
+    store.cancel(&id).await.unwrap();
+    let first = claim_all(&store, "w1").await.pop().unwrap();
+    let next = Some(Duration::from_millis(150));
+    store
+        .record_callback(&first, &record(&first, DeliveryResult::Failed, Some(503)), next, false)
+        .await
+        .unwrap();
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let l = fetch_one(&store, "w1").await.unwrap();
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = claim_all(&store, "w1").await.pop().expect("the first ending is due again");
+    assert_eq!(again.delivery_id, format!("{id}:1"), "the first ending's delivery goes on");
+    assert_eq!(again.try_number, 2);
+    assert_eq!(again.ended.clone().unwrap().state, JobState::Cancelled);
+    let r = store
+        .record_callback(&again, &record(&again, DeliveryResult::Delivered, Some(200)), None, true)
+        .await
+        .unwrap();
+    assert_eq!(r, Recorded::Applied);
+    let second = claim_all(&store, "w1").await.pop().expect("the second ending is due once the first is delivered");
+    assert_eq!(second.delivery_id, format!("{id}:2"));
+    assert_eq!(second.try_number, 1);
+    assert_eq!(second.ended.unwrap().state, JobState::Succeeded);
+}
+
 pub async fn a_job_with_a_callback_cannot_take_an_id_already_used<S: JobStore + CallbackStore>(store: S) {
     let job = with_callback("a1");
     let again = job.clone();

@@ -48,6 +48,7 @@ for _, id in ipairs(due) do
     if tries >= max_tries then
       redis.call('ZREM', P .. 'cbdue', id)
       redis.call('HSET', key, 'cbl', '', 'cbx', 'failed', 'cbw', '')
+      callback_next(id, now)
     else
       local token = worker .. ':' .. (f[4] or '1') .. ':' .. (tries + 1) .. ':' .. now
       redis.call('HSET', key, 'cbt', tries + 1, 'cbl', token)

@@ -382,14 +382,36 @@ end
 -- no ended job lacks its delivery: `cbn` counts its endings (the delivery id is
 -- `<id>:<cbn>`), `cbe` is how this ending looked (a replay later does not change it),
 -- `cbt` the tries so far, `cbl` the claim of the try in flight, `cbx` the delivery's
--- status; `cbdue` holds the kind's deliveries by when their next try is due.
+-- status; `cbdue` holds the kind's deliveries by when their next try is due. An ending
+-- while the last one's delivery is still being tried (a replayed job that ended again)
+-- waits as `cbq` until that delivery ends (`callback_next`): receivers get every ending,
+-- in order (only the newest of several waiting ones).
+local function callback_start(key, id, ended, now)
+  redis.call('HINCRBY', key, 'cbn', 1)
+  redis.call('HSET', key, 'cbe', ended, 'cbt', 0, 'cbl', '', 'cbx', 'pending', 'cbw', now)
+  redis.call('ZADD', P .. 'cbdue', now, id)
+end
 local function callback_due(id, state, now, err)
   local key = P .. 'job:' .. id
-  redis.call('HINCRBY', key, 'cbn', 1)
-  local ended = '{"state":"' .. state .. '","ended_ms":' .. now .. ',"attempts":' .. (redis.call('HGET', key, 'at') or '0')
+  local f = redis.call('HMGET', key, 'at', 'cbx')
+  local ended = '{"state":"' .. state .. '","ended_ms":' .. now .. ',"attempts":' .. (f[1] or '0')
   if err and err ~= '' then ended = ended .. ',"error":' .. err end
-  redis.call('HSET', key, 'cbe', ended .. '}', 'cbt', 0, 'cbl', '', 'cbx', 'pending', 'cbw', now)
-  redis.call('ZADD', P .. 'cbdue', now, id)
+  ended = ended .. '}'
+  if f[2] == 'pending' then
+    redis.call('HSET', key, 'cbq', ended)
+  else
+    callback_start(key, id, ended, now)
+  end
+end
+-- A delivery has ended (delivered or given up): the ending that waited for it, if any,
+-- is due now.
+local function callback_next(id, now)
+  local key = P .. 'job:' .. id
+  local waiting = redis.call('HGET', key, 'cbq')
+  if waiting then
+    redis.call('HDEL', key, 'cbq')
+    callback_start(key, id, waiting, now)
+  end
 end
 -- Moves a job into a terminal state; the caller adds it to the state index (in bulk
 -- where it can). `cb`: the job's callback URL, read by the caller with what it reads

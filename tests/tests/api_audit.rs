@@ -142,3 +142,84 @@ async fn an_audit_row_keeps_a_bounded_part_of_what_a_refused_request_sent() {
     let kept = row["filter"]["cron"].as_str().unwrap();
     assert!(kept.starts_with("xxxx") && kept.contains("200000 bytes"), "{kept:.80}…");
 }
+
+/// `n` dead cleanup jobs of `account`, made through the store.
+async fn dead_jobs(app: &TestApp, account: &str, n: usize) {
+    use drover::job::{ErrorClass, ErrorInfo, JobKind, JobPayload};
+    use drover::queue::{JobStore, NewJob, SettleAction, Settlement};
+    let payload = || JobPayload::from_json(JobKind::Cleanup, cleanup_body(account)["payload"].clone()).unwrap();
+    let made = app
+        .store
+        .enqueue_bulk((0..n).map(|_| NewJob::new(payload())).collect())
+        .await
+        .unwrap();
+    assert!(made.iter().all(Result::is_ok));
+    let mut left = n;
+    while left > 0 {
+        let leased = app
+            .store
+            .fetch(JobKind::Cleanup, "test-worker", 200, std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs;
+        assert!(!leased.is_empty(), "{left} jobs were not leased");
+        left -= leased.len();
+        let ends: Vec<Settlement> = leased
+            .into_iter()
+            .map(|l| Settlement {
+                id: l.id,
+                token: l.token,
+                action: SettleAction::Dead(ErrorInfo {
+                    class: ErrorClass::Permanent,
+                    message: "upstream said no".into(),
+                }),
+                attempt: None,
+            })
+            .collect();
+        app.store.settle(JobKind::Cleanup, &ends).await.unwrap();
+    }
+}
+
+/// Found by a review of the API (2026-12-05): a dead-letter action still at work when the
+/// request timed out was dropped part-way, so the jobs it had already deleted (or
+/// replayed) were gone with neither an audit entry nor a log line saying so. The action
+/// now runs to its end on a task of its own, and is recorded with what it did, also when
+/// its client heard only the timeout. Here the API's Redis connection freezes part-way.
+#[tokio::test]
+async fn a_dead_letter_action_cut_off_by_the_request_timeout_is_still_recorded_with_what_it_did() {
+    let (app, relay) = spawn_app_behind_relay(|c| c.request_timeout_ms = 1000).await;
+    dead_jobs(&app, "acme", 1000).await;
+    let discard = {
+        let request = app
+            .post(ADMIN, "/v1/dead-letter/discard")
+            .header("X-Request-Id", "discard-cut-off")
+            .json(&json!({"filter": {"kind": "cleanup"}, "limit": 1000}));
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    };
+    // Once it has deleted some, the API's connections to Redis stop answering.
+    let dead_count = || async {
+        use drover::queue::JobStore;
+        app.store.counts(drover::job::JobKind::Cleanup).await.unwrap().dead
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dead_count().await == 1000 {
+        assert!(std::time::Instant::now() < until, "the discard deleted nothing");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    relay.freeze_open_connections();
+    assert_eq!(discard.await.unwrap(), 503, "the request timed out");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let entry = loop {
+        let (_, page) = audit(&app, READER, "").await;
+        if let Some(e) = entries(&page).into_iter().find(|e| e["action"] == "dlq.discard") {
+            break e;
+        }
+        assert!(std::time::Instant::now() < until, "no audit entry for the discard: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(entry["request_id"], "discard-cut-off", "{entry}");
+    // Every job it deleted is counted, but for the one whose answer the freeze cut off.
+    let gone = 1000 - dead_count().await;
+    let touched = entry["touched"].as_u64().expect("touched");
+    assert!(touched > 0 && (gone - touched) <= 1, "{gone} deleted, {touched} recorded: {entry}");
+}

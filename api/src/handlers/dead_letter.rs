@@ -114,8 +114,18 @@ pub async fn discard(
 }
 
 /// Selects the dead jobs, applies `op` to each and records the action in the audit log
-/// with what it did, also when it stopped part-way; the ids done and those skipped.
+/// with what it did, also when it stopped part-way; the ids done and those skipped. It
+/// runs to its end on a task of its own: the request timeout would otherwise drop it
+/// part-way, with jobs deleted or replayed and neither the audit entry nor the log line
+/// written. The client may still hear the timeout.
 async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<(Vec<String>, Vec<Skipped>), ApiError> {
+    let (state, caller) = (state.clone(), caller.clone());
+    crate::middleware::request_id::spawn_for_request(async move { act_to_the_end(&state, &caller, req, op).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("the dead-letter action stopped: {e}")))?
+}
+
+async fn act_to_the_end(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<(Vec<String>, Vec<Skipped>), ApiError> {
     let action = match op {
         Op::Replay => "dlq.replay",
         Op::Discard => "dlq.discard",

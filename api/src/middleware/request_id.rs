@@ -79,6 +79,21 @@ pub fn traceparent() -> Option<String> {
     REQUEST.try_with(|s| s.traceparent.clone()).ok()
 }
 
+/// Spawns `work` as a task of its own that keeps the request's id, advice and trace
+/// context, and its span: work that must run to its end even when the request timeout
+/// drops the handler (its audit entry and log lines still name the request).
+pub fn spawn_for_request<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let span = tracing::Span::current();
+    match REQUEST.try_with(Arc::clone) {
+        Ok(scope) => tokio::spawn(REQUEST.scope(scope, work).instrument(span)),
+        Err(_) => tokio::spawn(work.instrument(span)),
+    }
+}
+
 /// A client's id is kept when it is 1–128 characters of `[A-Za-z0-9._:-]`, so it can go
 /// into logs and headers unescaped.
 fn sane(v: &HeaderValue) -> Option<&str> {

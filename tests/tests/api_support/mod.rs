@@ -116,6 +116,34 @@ pub async fn spawn_app_with(durability: Durability, tweak: impl FnOnce(&mut ApiC
     }
 }
 
+/// An app that reaches its Redis through a relay the test can freeze (the test's own
+/// store connects directly).
+pub async fn spawn_app_behind_relay(tweak: impl FnOnce(&mut ApiConfig)) -> (TestApp, drover_tests::harness::FrozenProxy) {
+    let redis = RedisServer::start(Durability::None);
+    let target = redis
+        .url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a host:port URL");
+    let relay = drover_tests::harness::FrozenProxy::start(target).await;
+    let mut config = test_config(&relay.url());
+    tweak(&mut config);
+    let started = start_app(config).await;
+    let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
+    let app = TestApp {
+        addr: started.addr,
+        metrics_addr: started.metrics_addr,
+        client: reqwest::Client::new(),
+        redis,
+        store,
+        database_url: started.database_url,
+        stop: Some(started.stop),
+        server: Some(started.server),
+    };
+    (app, relay)
+}
+
 /// Build and run an app; (its address, the sender that stops it, its task).
 pub async fn start(config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
     let (addr, tx, server, _) = start_with_database(config).await;

@@ -274,7 +274,10 @@ pub async fn a_job_that_ends_again_while_its_last_delivery_is_tried_gets_both_in
         .await
         .unwrap();
     assert_eq!(r, Recorded::Applied);
-    let second = claim_all(&store, "w1").await.pop().expect("the second ending is due once the first is delivered");
+    let second = claim_all(&store, "w1")
+        .await
+        .pop()
+        .expect("the second ending is due once the first is delivered");
     assert_eq!(second.delivery_id, format!("{id}:2"));
     assert_eq!(second.try_number, 1);
     assert_eq!(second.ended.unwrap().state, JobState::Succeeded);

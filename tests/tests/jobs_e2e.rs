@@ -1061,3 +1061,59 @@ async fn a_cleanup_on_a_pool_of_one_connection_never_waits_on_its_own_deletes() 
     assert_eq!(stack.deleted_by_marketplace(&acct).await.len(), 40);
     assert_eq!(window_outcomes(&stack, id.as_str()).await, vec![("deleted".to_owned(), 40)]);
 }
+
+/// Found by a review of the API (2026-12-05): when the limiter's store (Redis) failed a
+/// call, Redis's own error text ("WRONGTYPE Operation against a key …", "Connection
+/// refused (os error 111)") went into the job's error and its items' details, which a
+/// tenant reads. They now say, in our words, that the call was not sent; the text is in
+/// the worker's log, beside the job. Here the account's circuit breaker entry in Redis is
+/// made unreadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_redis_words() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(2),
+            ..AccountSpec::new("seller-store-fails")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let mut conn = redis::Client::open(stack.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("drover:cb:{{{acct}}}:deleteListingsItem"))
+        .arg("not a breaker")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let job = stack.store.get(&id).await.unwrap().expect("job");
+        if let Some(e) = job.attempt_history.iter().find_map(|a| a.error.clone()) {
+            break e;
+        }
+        assert!(Instant::now() < until, "no run ended: {job:#?}\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!error.message.contains("WRONGTYPE"), "Redis's words reached the job: {error:?}");
+    let details: Vec<(String,)> = sqlx::query_as("SELECT detail::text FROM job_items WHERE job_id = $1")
+        .bind(id.as_str())
+        .fetch_all(stack.db.pool())
+        .await
+        .unwrap();
+    assert!(!details.is_empty(), "no item was recorded");
+    for (detail,) in &details {
+        assert!(!detail.contains("WRONGTYPE"), "Redis's words reached an item: {detail}");
+        assert!(detail.contains("rate-limit store"), "{detail}");
+    }
+    assert!(
+        stack.logs().contains("WRONGTYPE"),
+        "the worker's log keeps the cause:\n{}",
+        stack.logs()
+    );
+}

@@ -417,10 +417,15 @@ fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
             op: name,
             reason: format!("access token: {text}"),
         },
-        ResilienceError::Store(text) => CallError::Transient {
-            op: name,
-            reason: format!("resilience store unavailable: {text}"),
-        },
+        // Redis's own words (and a script's id and line) stay in the log: the job and
+        // its items, which tenants read, say what happened in ours.
+        ResilienceError::Store(text) => {
+            tracing::warn!(op = name, error = %text, "the rate-limit store failed; the call was not sent");
+            CallError::Transient {
+                op: name,
+                reason: "the rate-limit store (Redis) did not answer; the call was not sent".into(),
+            }
+        }
     }
 }
 

@@ -64,6 +64,8 @@ struct Inner {
     ui: crate::config::UiConfig,
     /// Console sign-in attempts per client address (`api.ui.login_limit`).
     logins: crate::ui::login_throttle::LoginThrottle,
+    /// The console's paced dead-letter replays running here.
+    paced_replays: Arc<crate::ui::paced_replays::PacedReplays>,
 }
 
 /// What the accounts endpoints need.
@@ -124,6 +126,7 @@ impl AppState {
             audit,
             ui,
             logins,
+            paced_replays: Default::default(),
         }))
     }
 
@@ -142,6 +145,10 @@ impl AppState {
         inner.ui = ui;
         inner.logins = logins;
         self
+    }
+
+    pub fn paced_replays(&self) -> &Arc<crate::ui::paced_replays::PacedReplays> {
+        &self.0.paced_replays
     }
 
     pub fn ui(&self) -> &crate::config::UiConfig {

@@ -548,3 +548,46 @@ async fn the_dead_letter_page_shows_only_notices_the_console_made_for_this_sessi
         "another session's notice link shows nothing"
     );
 }
+
+/// Found by a review of the API (2026-12-05): every "replay" of a selection started a
+/// paced replay of its own, so asking twice (or sixty times) for one group replayed it
+/// at twice (sixty times) `api.ui.replay_rate`, long after the requests. A selection
+/// already being replayed for the key is not started again, and the console says so.
+#[tokio::test]
+async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_replay() {
+    let app = spawn_app_with(Durability::None, |c| c.ui.replay_rate = 1).await;
+    let mut dead = Vec::new();
+    for _ in 0..6 {
+        let id = app.submit_ok(&cleanup_body("globex")).await;
+        app.kill_job_with(&id, ErrorClass::Permanent, "rejected").await;
+        dead.push(id);
+    }
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+    let ask = || async {
+        let res = b
+            .http
+            .post(app.url("/ui/dead-letter/act"))
+            .header(COOKIE, &b.cookie)
+            .form(&[("csrf", csrf.as_str()), ("op", "replay"), ("account_id", "globex")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let after = res.headers()[LOCATION].to_str().unwrap().to_owned();
+        b.get(&after).await.1
+    };
+    let first = ask().await;
+    assert!(first.contains("Replaying"), "{first}");
+    let second = ask().await;
+    assert!(second.contains("Already replaying"), "a second replay was started: {second}");
+    // One job a second: after about 1.5 s, two have gone back to the queue, not four.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut queued = 0;
+    for id in &dead {
+        if state_of(&app, id).await == "queued" {
+            queued += 1;
+        }
+    }
+    assert!(queued <= 2, "{queued} replayed in 1.5 s at 1 a second");
+}

@@ -2,6 +2,7 @@
 //! a group, a filter or a selection of ids — always through a confirm page that shows the
 //! count it will touch; a replay may send a canary first (its jobs shown until they end)
 //! before the rest go at `api.ui.replay_rate` jobs a second.
+use super::paced_replays::{NotStarted, MAX_PER_KEY};
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -409,8 +410,27 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
         ("replay" | "rest", _) => {
             let rate = state.ui().replay_rate;
             let filter = sel.filter().unwrap_or_default();
-            tokio::spawn(dead_letter::replay_paced(state.clone(), caller, filter, rate, MAX_JOBS));
-            done(&session, &format!("Replaying {} at {rate} jobs a second.", sel.describe()))
+            let selection = serde_json::to_string(&filter).unwrap_or_default();
+            match state.paced_replays().start(&caller.name, &selection) {
+                Ok(running) => {
+                    tokio::spawn(async move {
+                        let _running = running;
+                        dead_letter::replay_paced(state.clone(), caller, filter, rate, MAX_JOBS).await
+                    });
+                    done(&session, &format!("Replaying {} at {rate} jobs a second.", sel.describe()))
+                }
+                Err(NotStarted::AlreadyRunning) => done(
+                    &session,
+                    &format!(
+                        "Already replaying {} at {rate} jobs a second; nothing more was started.",
+                        sel.describe()
+                    ),
+                ),
+                Err(NotStarted::TooMany) => done(
+                    &session,
+                    &format!("This key has {MAX_PER_KEY} paced replays running; start another once one has finished."),
+                ),
+            }
         }
         _ => page::error(&ApiError::field("op", "replay, discard or rest")),
     }

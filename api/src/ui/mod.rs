@@ -25,6 +25,7 @@ mod jobs;
 pub mod login_throttle;
 mod notice;
 mod overview;
+pub mod paced_replays;
 pub mod page;
 mod queues;
 mod schedules;

@@ -49,6 +49,9 @@ pub enum ApiError {
     /// Past the cap on open event streams (per key or per process).
     #[error("{detail}")]
     TooManyStreams { detail: String, retry_after: Duration },
+    /// 429: the key (or the process) has as many whole-record reads in flight as it may.
+    #[error("{detail}")]
+    TooManyInFlight { detail: String, retry_after: Duration },
     /// A dependency (Redis) did not answer: the outcome is unknown.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
@@ -89,7 +92,9 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } | ApiError::TooManyInFlight { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable { .. }
             | ApiError::NotDurable { .. }
             | ApiError::DurabilityUnsupported { .. }
@@ -115,6 +120,7 @@ impl ApiError {
             ApiError::Validation(_) => ("validation", "Invalid request"),
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
             ApiError::TooManyStreams { .. } => ("too-many-streams", "Too many open event streams"),
+            ApiError::TooManyInFlight { .. } => ("too-many-in-flight", "Too many reads in flight"),
             ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::DurabilityUnsupported { .. } => {
                 ("unavailable", "Service unavailable")
             }
@@ -137,7 +143,8 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(d)
             | ApiError::HeadersTooLarge(d)
             | ApiError::UpstreamUnavailable(d)
-            | ApiError::TooManyStreams { detail: d, .. } => d.clone(),
+            | ApiError::TooManyStreams { detail: d, .. }
+            | ApiError::TooManyInFlight { detail: d, .. } => d.clone(),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
             ApiError::Validation(errors) => match errors.as_slice() {
                 [one] => format!("{}: {}", one.field, one.message),
@@ -165,7 +172,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimited { retry_after } | ApiError::TooManyStreams { retry_after, .. } => Some(*retry_after),
+            ApiError::RateLimited { retry_after }
+            | ApiError::TooManyStreams { retry_after, .. }
+            | ApiError::TooManyInFlight { retry_after, .. } => Some(*retry_after),
             ApiError::Unavailable { .. } | ApiError::NotDurable { .. } | ApiError::NotReady { .. } | ApiError::Timeout(_) => {
                 Some(Duration::from_secs(1))
             }

@@ -49,6 +49,7 @@ pub mod openapi;
 pub mod problem_responses;
 pub mod ratelimit;
 pub mod readiness;
+pub mod record_reads;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -66,6 +66,8 @@ struct Inner {
     logins: crate::ui::login_throttle::LoginThrottle,
     /// The console's paced dead-letter replays running here.
     paced_replays: Arc<crate::ui::paced_replays::PacedReplays>,
+    /// Whole-record reads in flight, capped per key and per process.
+    record_reads: Arc<crate::record_reads::RecordReads>,
 }
 
 /// What the accounts endpoints need.
@@ -127,6 +129,7 @@ impl AppState {
             ui,
             logins,
             paced_replays: Default::default(),
+            record_reads: Default::default(),
         }))
     }
 
@@ -145,6 +148,10 @@ impl AppState {
         inner.ui = ui;
         inner.logins = logins;
         self
+    }
+
+    pub fn record_reads(&self) -> &Arc<crate::record_reads::RecordReads> {
+        &self.0.record_reads
     }
 
     pub fn paced_replays(&self) -> &Arc<crate::ui::paced_replays::PacedReplays> {

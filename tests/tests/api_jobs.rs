@@ -653,3 +653,17 @@ async fn listings_filter_by_the_last_errors_class_across_pages() {
         .unwrap();
     assert_eq!(res.status(), 422);
 }
+
+/// Reads of whole jobs are answered a few at a time per key, so one key's burst of
+/// reads of its largest jobs cannot take the API's memory (`record_reads.rs`, from a
+/// review of 2026-12-05). A burst of ordinary reads only queues for its turns: 150
+/// parallel reads of one job by one key are all answered.
+#[tokio::test]
+async fn a_burst_of_parallel_reads_of_one_job_by_one_key_is_answered_in_full() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let path = format!("/v1/jobs/{id}");
+    let answers = futures::future::join_all((0..150).map(|_| app.get(ACME, &path).send())).await;
+    let statuses: Vec<u16> = answers.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}

@@ -28,6 +28,9 @@ use crate::waiting::{self, WaitingJob};
     )
 )]
 pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    // Held until the answer is built (axum writes it out as this returns): the payload
+    // is in memory several times over.
+    let _reading = state.record_reads().start(&caller.name).await?;
     let job = load_job(&state, &caller, &id).await?;
     // A running job may still wait: leased into a worker's prefetch, not yet started.
     let waiting = if job.state.is_terminal() {

@@ -310,6 +310,9 @@ pub async fn get_schedule(
     )
 )]
 pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Result<Json<ScheduleList>, ApiError> {
+    // Held until the answer is built (axum writes it out as this returns): every
+    // schedule's payload is in memory.
+    let _reading = state.record_reads().start(&caller.name).await?;
     let store = store(&state);
     let schedules = match &caller.accounts {
         None => store.list().await?,

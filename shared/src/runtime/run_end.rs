@@ -68,23 +68,23 @@ pub(crate) fn classify(err: BoxDynError) -> RunEnd {
     }
 }
 
-/// A run whose handler panicked: logged here, its one line (with where it panicked; the
-/// panic hook leaves a caught panic to its catcher), and failed with the message.
+/// A run whose handler panicked: logged here, its one line (with the panic's message
+/// and where it panicked; the panic hook leaves a caught panic to its catcher), and
+/// failed with a sentence of ours: the panic's own text is an internal one, and tenants
+/// read a job's errors.
 pub(crate) fn panicked(p: Panic) -> RunEnd {
     tracing::error!(error = %p, "run panicked");
-    let message = if p.message.is_empty() {
-        "panic with a non-string payload".to_owned()
-    } else {
-        p.message
-    };
     RunEnd::Failed(
         ErrorInfo {
             class: ErrorClass::Panic,
-            message,
+            message: PANICKED.into(),
         },
         None,
     )
 }
+
+/// What a job's error says of a run that panicked.
+const PANICKED: &str = "the run stopped on a bug in the worker (a panic); the worker's log has it under this job's id";
 
 /// A run whose job was cancelled while it waited prefetched, before its handler began.
 pub(crate) fn cancelled_before_start() -> RunEnd {
@@ -312,7 +312,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_handler_fails_with_its_message() {
+    async fn a_panicking_handler_fails_as_a_panic_in_our_words_not_its_own() {
         let (cancel, hard) = (CancellationToken::new(), CancellationToken::new());
         let run = async {
             if cancel.is_cancelled() {
@@ -322,7 +322,7 @@ mod tests {
         };
         let end = run_to_end::<_, JobError>(run, LONG, &cancel, (&CancellationToken::new(), CANCEL_GRACE), &hard).await;
         match end {
-            RunEnd::Failed(e, _) => assert_eq!((e.class, e.message.as_str()), (ErrorClass::Panic, "boom in handler")),
+            RunEnd::Failed(e, _) => assert_eq!((e.class, e.message.as_str()), (ErrorClass::Panic, PANICKED)),
             other => panic!("{other:?}"),
         }
     }

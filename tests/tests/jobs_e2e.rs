@@ -1117,3 +1117,50 @@ async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_red
         stack.logs()
     );
 }
+
+/// From a review of 2026-12-05: a database error that ended a run put the database's own
+/// words (a SQLSTATE, a constraint's name) in the job's error, which tenants read. The
+/// job now names what failed and how in a word; the log keeps the rest, in the job's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_error_reaches_the_job_in_our_words_and_the_log_in_the_databases() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack.account(AccountSpec::new("seller-db-error")).await;
+    // Test-only SQL from this file's own literals: every new job item is refused.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_items() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = 'XX000'; END $$;
+         CREATE TRIGGER refuse_items BEFORE INSERT ON job_items FOR EACH ROW EXECUTE FUNCTION refuse_items();",
+    )
+    .execute(stack.db.pool())
+    .await
+    .unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    let end = Utc::now();
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                   "start": end - chrono::Duration::days(1), "end": end}),
+        )
+        .await;
+    let until = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let job = stack.store.get(&id).await.unwrap().expect("job");
+        if let Some(e) = job.attempt_history.iter().find_map(|a| a.error.clone()) {
+            break e;
+        }
+        assert!(Instant::now() < until, "no run ended: {job:#?}\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        !error.message.contains("SQLSTATE"),
+        "the database's words reached the job: {error:?}"
+    );
+    assert!(error.message.contains("database error while"), "{error:?}");
+    assert!(
+        stack.logs().contains("SQLSTATE XX000"),
+        "the worker's log keeps the cause:\n{}",
+        stack.logs()
+    );
+}

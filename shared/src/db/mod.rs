@@ -47,6 +47,17 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, DbError::Unavailable(_))
     }
+
+    /// The failure in a word, for what tenants read (a job's error): the text, with its
+    /// SQLSTATE or constraint name, is for the log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DbError::Unavailable(_) => "unavailable",
+            DbError::Conflict(_) => "conflict",
+            DbError::NotFound(_) => "not found",
+            DbError::Other(_) => "error",
+        }
+    }
 }
 
 impl From<sqlx::Error> for DbError {

@@ -86,8 +86,14 @@ impl Jobs {
             Ok(None) => Err(JobError::permanent(format!(
                 "account {id} is not registered (POST /v1/accounts first)"
             ))),
-            Err(e) if e.is_unavailable() => Err(db_unavailable(format!("accounts database unavailable: {e}"))),
-            Err(e) => Err(JobError::permanent(format!("account {id} could not be read: {e}"))),
+            Err(e) => {
+                log_db_error(&e, "reading the job's account");
+                if e.is_unavailable() {
+                    Err(db_unavailable("accounts database unavailable".into()))
+                } else {
+                    Err(JobError::permanent(format!("account {id} could not be read ({})", e.kind())))
+                }
+            }
         }
     }
 
@@ -150,14 +156,21 @@ pub(crate) struct Seller {
 /// or, when the database cannot be reached, as interrupted (it runs again without using
 /// one). Either way what was committed stays committed.
 pub(crate) fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> JobError + '_ {
-    // Logged once, where the run ends; `DbError`'s text holds no SQL values.
     move |e| {
         let e = DbError::from(e);
+        log_db_error(&e, what);
         if e.is_unavailable() {
-            return db_unavailable(format!("database unavailable while {what} ({e})"));
+            return db_unavailable(format!("database unavailable while {what}"));
         }
-        JobError::transient(format!("database error while {what} ({e})"))
+        JobError::transient(format!("database error while {what} ({})", e.kind()))
     }
+}
+
+/// A database error's own words (a SQLSTATE, a constraint's name; never SQL values) go
+/// to the log, in the job's span; the job's error, which tenants read, names only what
+/// failed and how, in a word.
+fn log_db_error(e: &DbError, what: &str) {
+    tracing::warn!(error = %e, during = what, "database call failed");
 }
 
 /// How long a run stopped by an unavailable database waits before the job runs again.
@@ -216,20 +229,20 @@ pub(crate) fn note_sent<'a>(
                     reason: "a later run of this job holds it".to_owned(),
                 })
             }
-            // Logged once, where the run (or the item) ends.
             Err(e) => {
                 let e = DbError::from(e);
+                log_db_error(&e, "noting the call before sending it");
                 // An outage stops the run without using an attempt, as everywhere else.
                 if e.is_unavailable() {
                     return Err(CallError::Interrupted {
                         op,
-                        reason: format!("database unavailable noting the call before sending it ({e})"),
+                        reason: "database unavailable noting the call before sending it".into(),
                         retry_after: DB_RETRY,
                     });
                 }
                 Err(CallError::Transient {
                     op,
-                    reason: format!("database error noting the call before sending it ({e})"),
+                    reason: format!("database error noting the call before sending it ({})", e.kind()),
                 })
             }
         }

@@ -1091,15 +1091,7 @@ async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_red
         .unwrap();
     stack.spawn_worker("worker-1", &[]);
     let id = stack.submit_cleanup(&acct, &skus).await;
-    let until = Instant::now() + Duration::from_secs(30);
-    let error = loop {
-        let job = stack.store.get(&id).await.unwrap().expect("job");
-        if let Some(e) = job.attempt_history.iter().find_map(|a| a.error.clone()) {
-            break e;
-        }
-        assert!(Instant::now() < until, "no run ended: {job:#?}\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let error = stack.first_run_error(&id, Duration::from_secs(30)).await;
     assert!(!error.message.contains("WRONGTYPE"), "Redis's words reached the job: {error:?}");
     let details: Vec<(String,)> = sqlx::query_as("SELECT detail::text FROM job_items WHERE job_id = $1")
         .bind(id.as_str())
@@ -1144,15 +1136,7 @@ async fn a_database_error_reaches_the_job_in_our_words_and_the_log_in_the_databa
                    "start": end - chrono::Duration::days(1), "end": end}),
         )
         .await;
-    let until = Instant::now() + Duration::from_secs(30);
-    let error = loop {
-        let job = stack.store.get(&id).await.unwrap().expect("job");
-        if let Some(e) = job.attempt_history.iter().find_map(|a| a.error.clone()) {
-            break e;
-        }
-        assert!(Instant::now() < until, "no run ended: {job:#?}\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let error = stack.first_run_error(&id, Duration::from_secs(30)).await;
     assert!(
         !error.message.contains("SQLSTATE"),
         "the database's words reached the job: {error:?}"

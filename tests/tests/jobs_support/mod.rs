@@ -279,6 +279,24 @@ impl Stack {
         self.store.enqueue(NewJob::new(payload)).await.expect("enqueued").id
     }
 
+    /// Wait until a run of the job has ended with an error, and give that error (or fail
+    /// the test after `timeout` with the job and the workers' logs).
+    pub async fn first_run_error(&self, id: &JobId, timeout: Duration) -> drover::job::ErrorInfo {
+        let until = Instant::now() + timeout;
+        loop {
+            let job = self.store.get(id).await.expect("store").expect("job exists");
+            if let Some(e) = job.attempt_history.iter().find_map(|a| a.error.clone()) {
+                return e;
+            }
+            assert!(
+                Instant::now() < until,
+                "no run of {id} ended after {timeout:?}: {job:#?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Wait until the job is in a terminal state (or `timeout`, which fails the test
     /// with the job and the workers' logs).
     pub async fn finish(&self, id: &JobId, timeout: Duration) -> Job {

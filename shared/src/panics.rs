@@ -2,9 +2,10 @@
 //! (the binaries install it with their log) logs a panic that nothing catches as an
 //! error line inside the span it happened in, naming where the code panicked, instead of
 //! Rust's own text on stderr. A panic that a catcher takes ([`Caught`], [`catch`]: a
-//! run's handler, an API request) is the catcher's to report, as the failure it turns
-//! into (the run's attempt, the request's 500), with the message and the place; the hook
-//! only hands it the place.
+//! run's handler, an API request) is the catcher's to report: one log line with the
+//! message and the place, and the failure it turns into (the run's attempt, the
+//! request's 500) in words of ours, since clients read those; the hook only hands it the
+//! place.
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

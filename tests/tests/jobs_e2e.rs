@@ -34,7 +34,7 @@ async fn order_ids_in_db(stack: &Stack, account: &str) -> HashSet<String> {
 
 async fn assert_cursor_at_end(stack: &Stack, account: &str) {
     let (cursor, token): (Option<chrono::DateTime<Utc>>, Option<String>) =
-        sqlx::query_as("SELECT cursor_at, walk_next_token FROM sync_cursors WHERE account_id = $1 AND resource = 'orders'")
+        sqlx::query_as("SELECT cursor_at, walk_next_token FROM sync_positions WHERE account_id = $1 AND resource = 'orders'")
             .bind(account)
             .fetch_one(stack.db.pool())
             .await
@@ -113,6 +113,64 @@ async fn sync_of_5000_orders_lands_every_order_exactly_once_despite_5xx_and_429_
     assert!(
         orders.server_errors > 0 && orders.rate_limited >= 3,
         "the faults happened: {orders:?}"
+    );
+}
+
+/// Found by an audit of the sync: its cursor was kept per account, but a sync is for one
+/// marketplace. An account selling in two marketplaces had one position for both, so a
+/// sync of the second started where the first had stopped (≈ now) and never fetched its
+/// older orders: 0 of 300 landed, the job `succeeded`. Each marketplace keeps its own now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_of_one_marketplace_does_not_move_the_position_of_the_accounts_other_marketplace() {
+    let mut stack = Stack::start(sim(), "[worker.jobs]\nfirst_sync_lookback_hours = 8760").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(300),
+            ..AccountSpec::new("seller-two-markets")
+        })
+        .await;
+    const OTHER: &str = "A1PA6795UKMFR9";
+    sqlx::query("UPDATE accounts SET marketplace_ids = marketplace_ids || $2::text WHERE id = $1")
+        .bind(acct.as_str())
+        .bind(OTHER)
+        .execute(stack.db.pool())
+        .await
+        .expect("second marketplace");
+    stack.spawn_worker("worker-1", &[]);
+    // The other marketplace first: the simulator's orders are all in MARKETPLACE, so this
+    // walk is one empty page, and its end is a position for OTHER only.
+    let other = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": OTHER, "resources": ["orders"]}),
+        )
+        .await;
+    let job = stack.finish(&other, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert!(order_ids_in_db(&stack, acct.as_str()).await.is_empty());
+
+    let first = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"]}),
+        )
+        .await;
+    let job = stack.finish(&first, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let upstream: HashSet<String> = stack
+        .sim
+        .admin()
+        .orders(acct.as_str())
+        .await
+        .expect("sim orders")
+        .into_iter()
+        .map(|o| o.amazon_order_id)
+        .collect();
+    assert_eq!(upstream.len(), 300);
+    assert_eq!(
+        order_ids_in_db(&stack, acct.as_str()).await,
+        upstream,
+        "MARKETPLACE's first sync looks back a year, whatever OTHER's sync did"
     );
 }
 

@@ -9,7 +9,7 @@
 //! A resource whose sync completes is recorded in `last_synced` (orders with the walk's
 //! last page, listings with the refresh's item record); a failing run records nothing.
 use chrono::{DateTime, Duration, Utc};
-use drover::data::cursors::{self, Walk};
+use drover::data::cursors::{self, Position, Walk};
 use drover::data::items::{self, ItemOutcome};
 use drover::data::last_synced::{self, SyncedResource};
 use drover::data::listings::{self, ListingRow};
@@ -45,24 +45,31 @@ pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result
 async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
     let account = p.account_id.as_str();
     let job_id = ctx.id.as_str();
+    // The marketplace's own position: a sync of another one moves only that one's.
+    let position = Position {
+        account_id: account,
+        marketplace_id: p.marketplace_id.as_str(),
+        resource: ORDERS,
+    };
     let mut conn = jobs.connection("loading the sync cursor").await?;
-    let stored = cursors::load(&mut conn, account, ORDERS)
+    let stored = cursors::load(&mut conn, position)
         .within(jobs)
         .await
         .map_err(db_error("loading the sync cursor"))?;
     drop(conn);
 
-    // Resume a walk in progress (even one another job started: the rows are the same),
-    // else start one from `since`, the cursor, or the first-sync lookback.
-    let started_at = Utc::now();
-    let (mut token, mut before, mut pages, after) = match stored.walk {
-        Some(w) => (Some(w.next_token), w.before, w.pages, None),
+    // Resume a walk in progress of this marketplace (even one another job started: the
+    // rows are the same), else start one from `since`, the cursor, or the first-sync
+    // lookback. The walk's start is its first run's (this run's for one stored without).
+    let now = Utc::now();
+    let (mut token, mut before, mut pages, after, started_at) = match stored.walk {
+        Some(w) => (Some(w.next_token), w.before, w.pages, None, w.started.unwrap_or(now)),
         None => {
             let after = p
                 .since
                 .or(stored.cursor_at)
-                .unwrap_or_else(|| started_at - Duration::hours(i64::from(jobs.config().first_sync_lookback_hours)));
-            (None, None, 0, Some(after))
+                .unwrap_or_else(|| now - Duration::hours(i64::from(jobs.config().first_sync_lookback_hours)));
+            (None, None, 0, Some(after), now)
         }
     };
     let resumed = token.is_some();
@@ -124,17 +131,18 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
                 let walk = Walk {
                     next_token: next.clone(),
                     before,
+                    started: Some(started_at),
                     pages,
                     job_id: Some(job_id.to_owned()),
                 };
-                cursors::save_walk(&mut tx, account, ORDERS, &walk).within(jobs).await
+                cursors::save_walk(&mut tx, position, &walk).within(jobs).await
             }
             // SP-API echoes the bound it applied as LastUpdatedBefore; without it, the
             // walk's start (minus SP-API's 2-minute settle time) is a safe next cursor.
             None => {
                 // The walk reached its end: the orders are synced as of this commit.
                 let at = before.unwrap_or(started_at - Duration::minutes(2));
-                match cursors::finish_walk(&mut tx, account, ORDERS, at).within(jobs).await {
+                match cursors::finish_walk(&mut tx, position, at).within(jobs).await {
                     Ok(()) => {
                         last_synced::record(&mut tx, account, SyncedResource::Orders, job_id)
                             .within(jobs)

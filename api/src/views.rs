@@ -355,6 +355,9 @@ pub struct ReplayResult {
     /// Ids put back in the queue.
     pub replayed: Vec<String>,
     pub skipped: Vec<Skipped>,
+    /// A filter's walk stopped at its bound (3 pages of at most 4,000 index entries)
+    /// before the end of the selection: more may match. Send the request again.
+    pub stopped_at_scan_limit: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -362,6 +365,8 @@ pub struct DiscardResult {
     /// Ids deleted for good.
     pub discarded: Vec<String>,
     pub skipped: Vec<Skipped>,
+    /// As for a replay: the walk stopped at its bound before the selection's end.
+    pub stopped_at_scan_limit: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -954,3 +954,38 @@ async fn dead_letter_actions_by_id_refuse_another_tenants_job_before_its_record_
         .unwrap();
     assert_eq!(v["replayed"], json!([mine.as_str()]), "{v}");
 }
+
+/// Found by this stop's audit of the API's surfaces: a filtered dead-letter action
+/// bounded the dead jobs it had looked at, not the index entries it walked, so a key
+/// scoped to one account walked that account's whole index — every job it retains — a
+/// page of 4,000 entries at a time, on a task that outlived the request. Here acme has
+/// one dead job under 40,000 queued ones: the walk now stops after 3 pages and says so.
+#[tokio::test]
+async fn a_filtered_dead_letter_action_walks_a_bounded_number_of_index_entries() {
+    use drover::queue::{JobStore, NewJob};
+    let app = spawn_app().await;
+    let deep = dead_jobs(&app, "acme", 1).await;
+    for _ in 0..40 {
+        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    for op in ["replay", "discard"] {
+        let before = calls(&app, "fcall").await;
+        let res = app
+            .post(ACME, &format!("/v1/dead-letter/{op}"))
+            .json(&json!({"filter": {"kind": "cleanup", "error_class": "timeout"}, "limit": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{op}");
+        let v: Value = res.json().await.unwrap();
+        // One `list` call a page (and none else in the request).
+        let pages = calls(&app, "fcall").await - before;
+        assert!(pages <= 3, "{op}: {pages} pages of 4,000 entries walked for one request: {v}");
+        assert_eq!(v["stopped_at_scan_limit"], true, "{op}: {v}");
+    }
+    let still = app.store.get(&deep[0]).await.unwrap().unwrap();
+    assert_eq!(still.state, drover::job::JobState::Dead, "the dead job lies deeper than the bound");
+}

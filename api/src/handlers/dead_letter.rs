@@ -21,8 +21,11 @@ use crate::views::{DiscardResult, JobPage, ReplayFilter, ReplayRequest, ReplayRe
 
 const MAX_IDS: usize = 1000;
 const DEFAULT_REPLAY_LIMIT: u32 = 100;
-/// Most dead jobs one filtered replay looks at, so a request stays bounded in time.
-const MAX_SCANNED: usize = 10_000;
+/// Most pages of the index one filtered action walks, so a request stays bounded in
+/// time: each page walks at most 4,000 index entries (the listing's cap for a page of
+/// 200), whether or not they match — a key scoped to an account walks that account's
+/// index of all its jobs for its dead ones.
+const MAX_PAGES: usize = 3;
 
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -83,8 +86,12 @@ pub async fn replay(
     caller: Caller,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<ReplayResult>, ApiError> {
-    let (replayed, skipped) = act(&state, &caller, req, Op::Replay).await?;
-    Ok(Json(ReplayResult { replayed, skipped }))
+    let (replayed, skipped, stopped_at_scan_limit) = act(&state, &caller, req, Op::Replay).await?;
+    Ok(Json(ReplayResult {
+        replayed,
+        skipped,
+        stopped_at_scan_limit,
+    }))
 }
 
 /// Delete dead jobs for good, by id or by filter (the same selection as a replay).
@@ -109,34 +116,45 @@ pub async fn discard(
     caller: Caller,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<DiscardResult>, ApiError> {
-    let (discarded, skipped) = act(&state, &caller, req, Op::Discard).await?;
-    Ok(Json(DiscardResult { discarded, skipped }))
+    let (discarded, skipped, stopped_at_scan_limit) = act(&state, &caller, req, Op::Discard).await?;
+    Ok(Json(DiscardResult {
+        discarded,
+        skipped,
+        stopped_at_scan_limit,
+    }))
 }
 
 /// Selects the dead jobs, applies `op` to each and records the action in the audit log
-/// with what it did, also when it stopped part-way; the ids done and those skipped. It
+/// with what it did, also when it stopped part-way; the ids done and those skipped, and
+/// whether a filter's walk stopped at its bound before the selection's end. It
 /// runs to its end on a task of its own: the request timeout would otherwise drop it
 /// part-way, with jobs deleted or replayed and neither the audit entry nor the log line
 /// written. The client may still hear the timeout.
-async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<(Vec<String>, Vec<Skipped>), ApiError> {
+async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<(Vec<String>, Vec<Skipped>, bool), ApiError> {
     let (state, caller) = (state.clone(), caller.clone());
     crate::middleware::request_id::spawn_for_request(async move { act_to_the_end(&state, &caller, req, op).await })
         .await
         .map_err(|e| ApiError::Internal(format!("the dead-letter action stopped: {e}")))?
 }
 
-async fn act_to_the_end(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<(Vec<String>, Vec<Skipped>), ApiError> {
+async fn act_to_the_end(
+    state: &AppState,
+    caller: &Caller,
+    req: ReplayRequest,
+    op: Op,
+) -> Result<(Vec<String>, Vec<Skipped>, bool), ApiError> {
     let action = match op {
         Op::Replay => "dlq.replay",
         Op::Discard => "dlq.discard",
     };
     let what = Action::on(action, "dead-letter").with_filter(serde_json::to_value(&req).unwrap_or_default());
     let (mut done, mut skipped) = (Vec::new(), Vec::new());
-    let result = select(state, caller, req, op, &mut done, &mut skipped).await;
+    let mut walk = Walk::default();
+    let result = select(state, caller, req, op, &mut done, &mut skipped, &mut walk).await;
     audit::record(state, caller, what, done.len() as u64, audit::outcome(&result)).await;
     result?;
     tracing::info!(action, done = done.len(), skipped = skipped.len(), key = %caller.name, "dead-letter action");
-    Ok((done, skipped))
+    Ok((done, skipped, walk.bounded))
 }
 
 /// Replays a selection (a filter, e.g. a group) at most `per_second` jobs a second until
@@ -145,6 +163,8 @@ async fn act_to_the_end(state: &AppState, caller: &Caller, req: ReplayRequest, o
 pub async fn replay_paced(state: AppState, caller: Caller, filter: ReplayFilter, per_second: u32, max: usize) -> usize {
     let what = Action::on("dlq.replay", "dead-letter").with_filter(serde_json::json!({"filter": &filter, "per_second": per_second}));
     let (mut done, mut skipped) = (Vec::new(), Vec::new());
+    // The walk goes on from tick to tick: each tick walks a bounded part of the index.
+    let mut walk = Walk::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let result = loop {
         tokio::select! {
@@ -159,11 +179,14 @@ pub async fn replay_paced(state: AppState, caller: Caller, filter: ReplayFilter,
             limit: Some(asked),
         };
         skipped.clear();
-        if let Err(e) = select(&state, &caller, req, Op::Replay, &mut done, &mut skipped).await {
+        walk.bounded = false;
+        if let Err(e) = select(&state, &caller, req, Op::Replay, &mut done, &mut skipped, &mut walk).await {
             break Err(e);
         }
-        // Fewer than asked: the selection is used up (what is left was skipped).
-        if done.len() - before < asked as usize || done.len() >= max {
+        // Fewer than asked with the walk at the index's end: the selection is used up
+        // (what is left was skipped).
+        let used_up = done.len() - before < asked as usize && !walk.bounded;
+        if used_up || done.len() >= max {
             break Ok(());
         }
     };
@@ -182,6 +205,14 @@ enum Op {
     Discard,
 }
 
+/// Where a filter's walk of the index is: the position to go on from, and whether its
+/// last part stopped at the page bound before the index's end.
+#[derive(Default)]
+struct Walk {
+    from: Option<drover::queue::Cursor>,
+    bounded: bool,
+}
+
 /// The ids the operation was applied to, and the ones skipped with why.
 struct Out<'a> {
     op: Op,
@@ -196,6 +227,7 @@ async fn select(
     op: Op,
     done: &mut Vec<String>,
     skipped: &mut Vec<Skipped>,
+    walk: &mut Walk,
 ) -> Result<(), ApiError> {
     let mut out = Out { op, done, skipped };
     let out = &mut out;
@@ -214,7 +246,7 @@ async fn select(
             if !(1..=MAX_IDS as u32).contains(&limit) {
                 return Err(ApiError::field("limit", format!("must be between 1 and {MAX_IDS}")));
             }
-            by_filter(state, caller, filter, limit as usize, out).await
+            by_filter(state, caller, filter, limit as usize, out, walk).await
         }
         _ => Err(ApiError::field("body", "give exactly one of ids or filter")),
     }
@@ -246,7 +278,14 @@ async fn by_ids(state: &AppState, caller: &Caller, ids: Vec<String>, out: &mut O
     Ok(())
 }
 
-async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limit: usize, out: &mut Out<'_>) -> Result<(), ApiError> {
+async fn by_filter(
+    state: &AppState,
+    caller: &Caller,
+    filter: ReplayFilter,
+    limit: usize,
+    out: &mut Out<'_>,
+    walk: &mut Walk,
+) -> Result<(), ApiError> {
     let account = match filter.account_id {
         None => None,
         Some(a) => Some(
@@ -275,13 +314,21 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
             .error_class
             .and_then(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_owned)),
         limit: 200,
-        cursor: None,
+        cursor: walk.from.take(),
     };
-    let mut scanned = 0;
-    while out.done.len() < limit && scanned < MAX_SCANNED {
+    for page_number in 0.. {
+        if out.done.len() >= limit {
+            // Went on from where this page began: what it held past the limit is left.
+            walk.from = q.cursor;
+            return Ok(());
+        }
+        if page_number == MAX_PAGES {
+            walk.from = q.cursor;
+            walk.bounded = true;
+            return Ok(());
+        }
         // Summaries: the payloads of the dead jobs scanned are never read.
         let page = state.store().list_summaries(&q).await?;
-        scanned += page.jobs.len();
         for job in page.jobs.into_iter().map(|s| s.job) {
             if out.done.len() >= limit {
                 break;
@@ -293,8 +340,10 @@ async fn by_filter(state: &AppState, caller: &Caller, filter: ReplayFilter, limi
             apply(state, &job.id, out).await?;
         }
         match page.next {
-            Some(c) => q.cursor = Some(c),
-            None => break,
+            Some(c) if out.done.len() < limit => q.cursor = Some(c),
+            Some(_) => {}
+            None if out.done.len() < limit => return Ok(()),
+            None => {}
         }
     }
     Ok(())

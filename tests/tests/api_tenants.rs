@@ -989,3 +989,24 @@ async fn a_filtered_dead_letter_action_walks_a_bounded_number_of_index_entries()
     let still = app.store.get(&deep[0]).await.unwrap().unwrap();
     assert_eq!(still.state, drover::job::JobState::Dead, "the dead job lies deeper than the bound");
 }
+
+/// Found by this stop's audit of the API's surfaces: `GET /v1/jobs/{id}/items`, and a
+/// cancel or retry by a key limited to accounts, read the whole job — its payload (up to
+/// 1 MiB), result, attempts and callbacks — to learn only its id and account, outside
+/// the turns that bound whole reads (`GET /v1/jobs/{id}`, `record_reads`). They read
+/// the job's summary now.
+#[tokio::test]
+async fn the_items_page_and_a_scoped_cancel_read_the_jobs_summary_not_its_record() {
+    let app = spawn_app().await;
+    let mine = app.submit_ok(&cleanup_body("acme")).await;
+    let before = (calls(&app, "lrange").await, calls(&app, "hgetall").await);
+    let res = app.get(ACME_SUB, &format!("/v1/jobs/{mine}/items")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app.post(ACME, &format!("/v1/jobs/{mine}/cancel")).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        (calls(&app, "lrange").await, calls(&app, "hgetall").await),
+        before,
+        "the job's whole record was read for its id and account"
+    );
+}

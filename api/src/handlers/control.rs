@@ -6,7 +6,7 @@ use axum::Json;
 use drover::job::{JobId, JobState};
 use drover::queue::{CancelOutcome, JobStore, RetryOutcome};
 
-use super::{load_job, parse_id};
+use super::{load_summary, parse_id};
 use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
@@ -14,11 +14,12 @@ use crate::problem_responses::{JobNotFound, RateLimited, Unauthorized, Unavailab
 use crate::state::AppState;
 use crate::views::{status_url, Accepted, Cancelled};
 
-/// The job id, after checking the caller may touch it. Keys for every account skip the
-/// read: the store's script answers "not found" itself.
+/// The job id, after checking the caller may touch it (its summary: the account, never
+/// the payload). Keys for every account skip the read: the store's script answers "not
+/// found" itself.
 async fn checked_id(state: &AppState, caller: &Caller, raw: &str) -> Result<JobId, ApiError> {
     if caller.accounts.is_some() {
-        Ok(load_job(state, caller, raw).await?.id)
+        Ok(load_summary(state, caller, raw).await?.job.id)
     } else {
         parse_id(raw)
     }

@@ -9,7 +9,7 @@ use drover::data::items::{self, ItemOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::load_job;
+use super::load_summary;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::query;
@@ -142,7 +142,8 @@ pub async fn list_items(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let job = load_job(&state, &caller, &id).await?;
+    // The summary: the page needs the job's id and account, never its payload.
+    let job = load_summary(&state, &caller, &id).await?.job;
     let repo = &state.accounts().repo;
     let deadline = repo.deadline();
     let mut conn = deadline.bound(repo.pool().acquire()).await.map_err(db_error)?;

@@ -591,3 +591,35 @@ async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_repl
     }
     assert!(queued <= 2, "{queued} replayed in 1.5 s at 1 a second");
 }
+
+/// Found by this stop's audit of the API's surfaces: the confirm and canary pages
+/// counted a filter's dead jobs a page of the listing at a time until the last page, and
+/// a page with no match went on: a key scoped to an account walked that account's index
+/// of every job it retains (20,000 entries a page), up to the request timeout, and the
+/// canary page did so again every 2 s — for read-only keys too. The count now reads at
+/// most 3 pages and says "at least", and the canary is an admin's page like the confirm.
+#[tokio::test]
+async fn the_confirm_pages_count_of_a_filter_reads_a_bounded_part_of_the_index() {
+    use drover::queue::NewJob;
+    let app = spawn_app().await;
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&dead).await;
+    for _ in 0..100 {
+        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let b = Browser::sign_in(&app, ACME).await;
+    let mut conn = app.store.connection();
+    let before = command_calls(&mut conn, "fcall").await;
+    let (status, page) = b.get("/ui/dead-letter/confirm?op=replay&account_id=acme&kind=cleanup").await;
+    let pages = command_calls(&mut conn, "fcall").await - before;
+    assert_eq!(status, 200, "{page}");
+    assert!(pages <= 3, "{pages} pages of 20,000 entries read to count one selection");
+    assert_eq!(element(&page, "confirm-count"), "at least 0", "{page}");
+
+    let reader = Browser::sign_in(&app, READER).await;
+    let (status, _) = reader.get("/ui/dead-letter/canary?account_id=acme").await;
+    assert_eq!(status, 403, "the canary page is an admin's");
+}

@@ -241,34 +241,66 @@ impl Selection {
     }
 }
 
+/// Most pages of the dead-letter listing a filter's count reads: each walks at most
+/// 20,000 index entries a queue, whether they match or not (a key scoped to an account
+/// walks its account's index of all its jobs), so a page's count stays bounded in time.
+const MAX_COUNT_PAGES: usize = 3;
+
+/// How many dead jobs a selection holds, or at least how many: a filter's count stops
+/// at [`MAX_COUNT_PAGES`] with more of the index unread.
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct Count {
+    n: u64,
+    at_least: bool,
+}
+
+impl Count {
+    fn exactly(n: u64) -> Count {
+        Count { n, at_least: false }
+    }
+}
+
+impl maud::Render for Count {
+    fn render(&self) -> maud::Markup {
+        html! { @if self.at_least { "at least " } (self.n) }
+    }
+}
+
 /// How many dead jobs the selection holds now (up to [`MAX_JOBS`]): a group's counter, a
 /// filter's matches counted a page at a time, or the picked ids that are dead.
-async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<u64, ApiError> {
+async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<Count, ApiError> {
     match sel {
-        Selection::Group { group, account_id } => Ok(group_of(state, caller, group, account_of(account_id)).await?["count"]
-            .as_u64()
-            .unwrap_or(0)
-            .min(MAX_JOBS as u64)),
+        Selection::Group { group, account_id } => Ok(Count::exactly(
+            group_of(state, caller, group, account_of(account_id)).await?["count"]
+                .as_u64()
+                .unwrap_or(0)
+                .min(MAX_JOBS as u64),
+        )),
         Selection::Ids(ids) => {
             // Their summaries (state and account), in one round trip: never a payload.
             let ids: Vec<drover::job::JobId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
             let summaries = state.store().summaries(&ids).await?;
-            Ok(summaries
-                .iter()
-                .flatten()
-                .filter(|s| caller.sees_job(&s.job) && s.job.state == drover::job::JobState::Dead)
-                .count() as u64)
+            Ok(Count::exactly(
+                summaries
+                    .iter()
+                    .flatten()
+                    .filter(|s| caller.sees_job(&s.job) && s.job.state == drover::job::JobState::Dead)
+                    .count() as u64,
+            ))
         }
         Selection::Filter(f) => {
             let mut n = 0u64;
             let mut cursor: Option<String> = None;
-            loop {
+            for _ in 0..MAX_COUNT_PAGES {
                 let mut q: Vec<(&str, String)> = vec![("limit", "1000".into())];
                 if let Some(k) = f.kind {
                     q.push(("kind", k.to_string()));
                 }
                 if let Some(a) = &f.account_id {
                     q.push(("account_id", a.clone()));
+                }
+                if let Some(c) = f.error_class {
+                    q.push(("error_class", c.as_str().to_owned()));
                 }
                 if let Some(c) = &cursor {
                     q.push(("cursor", c.clone()));
@@ -289,9 +321,10 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<u64
                     .count() as u64;
                 match page["next_cursor"].as_str() {
                     Some(c) if n < MAX_JOBS as u64 => cursor = Some(c.to_owned()),
-                    _ => return Ok(n.min(MAX_JOBS as u64)),
+                    _ => return Ok(Count::exactly(n.min(MAX_JOBS as u64))),
                 }
             }
+            Ok(Count { n, at_least: true })
         }
     }
 }
@@ -335,7 +368,7 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
         } @else {
             p { "This replays " strong #confirm-count { (count) } " dead jobs, at " (rate) " a second." }
         }
-        @if count == 0 {
+        @if count == Count::exactly(0) {
             p.muted { "Nothing to do." }
         } @else {
             form.action #confirm method="post" action="/ui/dead-letter/act" {
@@ -480,6 +513,9 @@ fn done(session: &Session, text: &str) -> Response {
 /// The canary's jobs until they end; then the rest may follow (only if all succeeded).
 pub async fn canary(State(state): State<AppState>, caller: Caller, session: Session, RawQuery(raw): RawQuery) -> Response {
     let viewer = Viewer { caller, session };
+    if !viewer.acts() {
+        return page::error(&ApiError::Forbidden("replaying and discarding need an admin key".into()));
+    }
     let p = pairs(raw.as_deref().unwrap_or_default());
     let sel = match Selection::from_pairs(&p) {
         Ok(s) => s,
@@ -503,7 +539,7 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
     let ended = |s: &str| matches!(s, "succeeded" | "partial" | "dead" | "cancelled" | "gone");
     let all_ended = rows.iter().all(|(_, s)| ended(s));
     let all_ok = rows.iter().all(|(_, s)| s == "succeeded");
-    let left = count(&state, &viewer.caller, &sel).await.unwrap_or(0);
+    let left = count(&state, &viewer.caller, &sel).await.unwrap_or(Count::exactly(0));
     let mut fields = sel.fields();
     fields.push(("op".into(), "rest".into()));
     let body = html! {
@@ -516,7 +552,7 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
             @if !all_ended {
                 p.muted { "Waiting for the canary to end…" }
             } @else if all_ok {
-                @if viewer.acts() && left > 0 {
+                @if left.n > 0 {
                     form.action #replay-rest method="post" action="/ui/dead-letter/act" {
                         (viewer.csrf())
                         @for (name, value) in &fields { input type="hidden" name=(name) value=(value); }

@@ -944,6 +944,57 @@ async fn a_sync_whose_first_slot_is_further_away_than_a_run_waits_still_makes_it
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
 }
 
+/// Found by this stop's audit of the marketplace path: a listings refresh kept no place.
+/// Each park (the next getListingsItem slot further away than a run waits) began the
+/// next run at the first SKU again, so where a run got one slot the refresh never got
+/// past it and the job died at its snooze cap; and every refresh checked the same
+/// first SKUs in SKU order. The refresh now goes on from where its last run stopped,
+/// least recently checked first. Here getListingsItem allows one call every 2.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped() {
+    let mut plans = jobs_support::plans();
+    plans.insert(
+        drover_tests::sim::Operation::GetListingsItem,
+        drover_tests::sim::RateLimit::new(0.4, 1),
+    );
+    let mut stack = Stack::start_with(sim(), "[worker.jobs]\nmax_snoozes = 6", plans).await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(4),
+            ..AccountSpec::new("seller-slow-listings")
+        })
+        .await;
+    for sku in stack.sim.admin().skus(acct.as_str()).await.unwrap() {
+        sqlx::query(
+            "INSERT INTO listings (account_id, sku, marketplace_id, status, checked_at)
+             VALUES ($1, $2, $3, 'BUYABLE', now() - interval '1 day')",
+        )
+        .bind(acct.as_str())
+        .bind(&sku)
+        .bind(MARKETPLACE)
+        .execute(stack.db.pool())
+        .await
+        .unwrap();
+    }
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["listings"]}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(job.result.as_ref().unwrap()["listings"]["checked"], 4, "{:?}", job.result);
+    let stale = stack
+        .count(
+            "SELECT count(*) FROM listings WHERE account_id = $1 AND checked_at < now() - interval '1 hour'",
+            acct.as_str(),
+        )
+        .await;
+    assert_eq!(stale, 0, "every listing was checked");
+}
+
 /// One cleanup slot, held by another account's long cleanup: a small cleanup used to wait
 /// for the whole of it, since accounts take turns by count (the fairness audit's 37–55 s
 /// behind floods of 20 s jobs). A run that has worked its turn (`jobs.turn_ms`, 5 s by

@@ -1,4 +1,5 @@
 //! Listings as getListingsItem last saw them.
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::DataResult;
@@ -32,16 +33,40 @@ pub async fn upsert(conn: &mut PgConnection, account_id: &str, row: &ListingRow)
     Ok(())
 }
 
-/// SKUs this account is known to sell: its stored listings and the SKUs of its report
-/// lines, in SKU order, at most `limit`.
-pub async fn known_skus(conn: &mut PgConnection, account_id: &str, limit: i64) -> DataResult<Vec<String>> {
+/// SKUs this account is known to sell — its stored listings and the SKUs of its report
+/// lines — not checked since `since`, least recently checked first (a report's SKU never
+/// checked before all), at most `limit`: refreshes take the account's SKUs in turn.
+pub async fn known_skus(conn: &mut PgConnection, account_id: &str, since: DateTime<Utc>, limit: i64) -> DataResult<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT sku FROM (SELECT sku FROM listings WHERE account_id = $1
-                          UNION SELECT sku FROM report_order_lines WHERE account_id = $1) s
-          ORDER BY sku LIMIT $2",
+        "SELECT sku FROM (SELECT sku, checked_at FROM listings WHERE account_id = $1
+                          UNION ALL
+                          SELECT DISTINCT r.sku, NULL::timestamptz FROM report_order_lines r
+                           WHERE r.account_id = $1
+                             AND NOT EXISTS (SELECT 1 FROM listings l WHERE l.account_id = $1 AND l.sku = r.sku)) s
+          WHERE checked_at IS NULL OR checked_at < $2
+          ORDER BY checked_at NULLS FIRST, sku LIMIT $3",
     )
     .bind(account_id)
+    .bind(since)
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// The account's listings checked since `since`: how many, and how many of them the
+/// marketplace did not have (`ABSENT`).
+pub async fn checked_since(conn: &mut PgConnection, account_id: &str, since: DateTime<Utc>) -> DataResult<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'ABSENT') FROM listings
+          WHERE account_id = $1 AND checked_at >= $2",
+    )
+    .bind(account_id)
+    .bind(since)
+    .fetch_one(conn)
+    .await
+}
+
+/// The database's clock (what `checked_at` is written by).
+pub async fn now(conn: &mut PgConnection) -> DataResult<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT now()").fetch_one(conn).await
 }

@@ -12,7 +12,7 @@ pub struct JobsConfig {
     pub orders_page_size: u32,
     /// How far back a first sync of an account looks when it has no cursor and no `since`.
     pub first_sync_lookback_hours: u32,
-    /// Most SKUs a listings sync refreshes per run.
+    /// Most SKUs a listings sync refreshes (least recently checked first, over all its runs).
     pub listings_per_sync: u32,
     /// Deletes in flight per cleanup job (the shared limiter still paces them).
     pub cleanup_parallelism: usize,

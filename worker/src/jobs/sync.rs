@@ -186,18 +186,37 @@ fn order_row(o: &amazon_spapi::models::orders_v0::Order, marketplace: &str) -> O
     })
 }
 
+/// The refresh's item record (after the orders pages): pending with its start while it
+/// goes on, done with its totals.
+const LISTINGS_SEQ: i32 = 100_000;
+const LISTINGS_ITEM: &str = "listings";
+
 /// Refresh what we know of the account's listings (its stored listings and the SKUs
-/// its order reports mention), one getListingsItem per SKU through the shared limiter.
+/// its order reports mention), one getListingsItem per SKU through the shared limiter,
+/// least recently checked first. The refresh keeps its place: its item record holds
+/// when it began (the database's clock), and a later run of the job — after a park, a
+/// turn given away or a lost lease — checks only the SKUs not checked since then.
 async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
     let account = p.account_id.as_str();
+    let began = listings_begun(jobs, ctx).await?;
     let mut conn = jobs.connection("reading known SKUs").await?;
-    let skus = listings::known_skus(&mut conn, account, i64::from(jobs.config().listings_per_sync))
+    let (before, _) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
         .await
         .map_err(db_error("reading known SKUs"))?;
-    let (mut found, mut absent) = (0u64, 0u64);
+    let left = i64::from(jobs.config().listings_per_sync).saturating_sub(before).max(0);
+    let skus = listings::known_skus(&mut conn, account, began, left)
+        .within(jobs)
+        .await
+        .map_err(db_error("reading known SKUs"))?;
+    let total = before as u64 + skus.len() as u64;
+    let slice = Slice::start(jobs.config());
     for (i, raw) in skus.iter().enumerate() {
         check_cancel(ctx)?;
+        if let Some(end) = slice.end(ctx) {
+            // Every SKU checked so far is written: the next run goes on after them.
+            return Err(end);
+        }
         let Ok(sku) = Sku::parse(raw.clone()) else { continue };
         let item = jobs
             .market()
@@ -205,7 +224,6 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
             .await?;
         let row = match item {
             Some(item) => {
-                found += 1;
                 let summary = item.summaries.as_ref().and_then(|s| s.first());
                 ListingRow {
                     sku: raw.clone(),
@@ -224,36 +242,36 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
                     raw: serde_json::to_value(&item).ok(),
                 }
             }
-            None => {
-                absent += 1;
-                ListingRow {
-                    sku: raw.clone(),
-                    marketplace_id: p.marketplace_id.as_str().to_owned(),
-                    asin: None,
-                    status: "ABSENT".to_owned(),
-                    raw: None,
-                }
-            }
+            None => ListingRow {
+                sku: raw.clone(),
+                marketplace_id: p.marketplace_id.as_str().to_owned(),
+                asin: None,
+                status: "ABSENT".to_owned(),
+                raw: None,
+            },
         };
         listings::upsert(&mut conn, account, &row)
             .within(jobs)
             .await
             .map_err(db_error("writing a listing"))?;
-        let done = i as u64 + 1;
-        if done.is_multiple_of(jobs.config().progress_every) || done == skus.len() as u64 {
+        let done = before as u64 + i as u64 + 1;
+        if done.is_multiple_of(jobs.config().progress_every) || done == total {
             ctx.progress(Progress {
                 done,
-                total: Some(skus.len() as u64),
-                message: Some(format!("listings: {done} of {} SKUs checked", skus.len())),
+                total: Some(total),
+                message: Some(format!("listings: {done} of {total} SKUs checked")),
             })
             .await?;
         }
     }
-    let seq = 100_000;
-    let detail = json!({"resource": "listings", "checked": skus.len(), "found": found, "absent": absent});
+    let (checked, absent) = listings::checked_since(&mut conn, account, began)
+        .within(jobs)
+        .await
+        .map_err(db_error("counting the listings checked"))?;
+    let detail = json!({"resource": "listings", "checked": checked, "found": checked - absent, "absent": absent});
     drop(conn);
     let mut tx = jobs.transaction("recording the listings refresh").await?;
-    let recorded = items::put(&mut tx, ctx.fence(), seq, "listings", ItemOutcome::Done, &detail)
+    let recorded = items::put(&mut tx, ctx.fence(), LISTINGS_SEQ, LISTINGS_ITEM, ItemOutcome::Done, &detail)
         .within(jobs)
         .await
         .map_err(db_error("recording the listings refresh"))?;
@@ -264,4 +282,34 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
         .map_err(db_error("recording the listings refresh"))?;
     tx.commit().within(jobs).await.map_err(db_error("recording the listings refresh"))?;
     Ok(detail)
+}
+
+/// When this job's listings refresh began: an earlier run's (its item record pending),
+/// or now, recorded before the first SKU so a later run can go on from there.
+async fn listings_begun(jobs: &Jobs, ctx: &JobContext) -> Result<DateTime<Utc>, JobError> {
+    let what = "reading where the listings refresh stands";
+    let mut conn = jobs.connection(what).await?;
+    let unfinished = items::unfinished(&mut conn, ctx.id.as_str())
+        .within(jobs)
+        .await
+        .map_err(db_error(what))?;
+    let earlier = unfinished
+        .iter()
+        .find(|i| i.item == LISTINGS_ITEM)
+        .and_then(|i| i.detail.get("began")?.as_str()?.parse::<DateTime<Utc>>().ok());
+    if let Some(began) = earlier {
+        return Ok(began);
+    }
+    let began = listings::now(&mut conn).within(jobs).await.map_err(db_error(what))?;
+    drop(conn);
+    let what = "recording the listings refresh's start";
+    let detail = json!({"resource": LISTINGS_ITEM, "began": began});
+    let mut tx = jobs.transaction(what).await?;
+    let recorded = items::put(&mut tx, ctx.fence(), LISTINGS_SEQ, LISTINGS_ITEM, ItemOutcome::Pending, &detail)
+        .within(jobs)
+        .await
+        .map_err(db_error(what))?;
+    landed(recorded, ctx, what)?;
+    tx.commit().within(jobs).await.map_err(db_error(what))?;
+    Ok(began)
 }

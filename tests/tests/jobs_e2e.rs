@@ -995,6 +995,60 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
     assert_eq!(stale, 0, "every listing was checked");
 }
 
+/// Found by this stop's audit of the marketplace path: a worker passed a rate the
+/// marketplace announced on to the shared limiter once, and never again while it
+/// announced the same rate. When the limiter's record went (its idle expiry, a Redis
+/// restart) the workers ran at their configured rate for good, into 429s. The rate is
+/// passed on again once it is 10 s old. Here the account's getListingsItem plan is 2/s,
+/// the workers' configuration 20/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_announced_rate_the_limiter_forgot_is_passed_on_again() {
+    let mut plans = jobs_support::plans();
+    plans.insert(
+        drover_tests::sim::Operation::GetListingsItem,
+        drover_tests::sim::RateLimit::new(20.0, 20),
+    );
+    let mut stack = Stack::start_with(sim(), "", plans).await;
+    let mut spec = AccountSpec {
+        skus: Some(2),
+        ..AccountSpec::new("seller-announced")
+    };
+    spec.rate_limits.insert(
+        drover_tests::sim::Operation::GetListingsItem,
+        drover_tests::sim::RateLimit::new(2.0, 5),
+    );
+    let acct = stack.account(spec).await;
+    for sku in stack.sim.admin().skus(acct.as_str()).await.unwrap() {
+        sqlx::query("INSERT INTO listings (account_id, sku, marketplace_id, status) VALUES ($1, $2, $3, 'BUYABLE')")
+            .bind(acct.as_str())
+            .bind(&sku)
+            .bind(MARKETPLACE)
+            .execute(stack.db.pool())
+            .await
+            .unwrap();
+    }
+    stack.spawn_worker("worker-1", &[]);
+    let key = format!("drover:rl:{{{}}}:getListingsItem", acct.as_str());
+    let mut redis = stack.redis.conn();
+    let sync = || {
+        stack.submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["listings"]}),
+        )
+    };
+    let id = sync().await;
+    assert_eq!(stack.finish(&id, Duration::from_secs(30)).await.state, JobState::Succeeded);
+    let rate: Option<String> = redis::cmd("HGET").arg(&key).arg("rate").query(&mut redis).unwrap();
+    assert_eq!(rate.as_deref(), Some("2.0"), "the announced rate is in use");
+    // The limiter's record goes, as with its idle expiry.
+    let _: i64 = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let id = sync().await;
+    assert_eq!(stack.finish(&id, Duration::from_secs(30)).await.state, JobState::Succeeded);
+    let rate: Option<String> = redis::cmd("HGET").arg(&key).arg("rate").query(&mut redis).unwrap();
+    assert_eq!(rate.as_deref(), Some("2.0"), "the announced rate is in use again");
+}
+
 /// One cleanup slot, held by another account's long cleanup: a small cleanup used to wait
 /// for the whole of it, since accounts take turns by count (the fairness audit's 37–55 s
 /// behind floods of 20 s jobs). A run that has worked its turn (`jobs.turn_ms`, 5 s by

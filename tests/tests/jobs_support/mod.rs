@@ -223,9 +223,13 @@ impl Stack {
     }
 
     /// Register a simulator account (with `spec`'s data) and the same account in Drover.
+    /// Its usage plans are the stack's, but for those `spec` names (the marketplace's
+    /// own for this account, which the workers' configuration does not know).
     pub async fn account(&self, spec: AccountSpec) -> AccountId {
         let mut spec = spec;
+        let own = std::mem::take(&mut spec.rate_limits);
         spec.rate_limits = self.plans.clone();
+        spec.rate_limits.extend(own);
         let info = self.sim.admin().register_account(&spec).await.expect("simulator account");
         let repo = AccountRepo::new(self.db.pool().clone());
         let key = EncryptionKey::parse(DEV_ENCRYPTION_KEY).expect("dev key");

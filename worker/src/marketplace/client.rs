@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use amazon_spapi::models::listings_items_2021_08_01::{listings_item_submission_response::Status as SubmissionStatus, Item};
 use amazon_spapi::models::orders_v0::GetOrdersResponse;
@@ -37,15 +38,18 @@ pub struct MarketplaceClient {
     inner: Arc<Inner>,
 }
 
+/// How long a rate passed on to the shared limiter is taken as known there.
+const RATE_RESEND: Duration = Duration::from_secs(10);
+
 struct Inner {
     http: reqwest::Client,
     config: MarketplaceConfig,
     base: Url,
     token_url: String,
     resilience: Resilience,
-    /// The last `x-amzn-RateLimit-Limit` passed on per account+operation, so the shared
-    /// limiter hears about a change once rather than on every call.
-    observed: Mutex<HashMap<(AccountId, Operation), f64>>,
+    /// The last `x-amzn-RateLimit-Limit` passed on per account+operation and when, so the
+    /// shared limiter hears about it once in a while rather than on every call.
+    observed: Mutex<HashMap<(AccountId, Operation), (f64, Instant)>>,
 }
 
 impl fmt::Debug for MarketplaceClient {
@@ -302,20 +306,27 @@ impl MarketplaceClient {
     }
 
     /// Tells the shared limiter about the rate SP-API announced, when it changed since
-    /// this process last did.
+    /// this process last did, or when that was [`RATE_RESEND`] ago: the limiter's record
+    /// of it goes with its idle expiry or a Redis restart, and the marketplace announces
+    /// the same rate again. Noted only once Redis has it: a call dropped on the way (its
+    /// run stopped) or failed leaves the next answer to send it.
     pub(crate) async fn observe_rate(&self, account: &AccountId, op: Operation, rate: f64) {
         let key = (account.clone(), op);
         {
-            let mut seen = self.inner.observed.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.get(&key).is_some_and(|r| r.to_bits() == rate.to_bits()) {
+            let seen = self.inner.observed.lock().unwrap_or_else(|p| p.into_inner());
+            if seen
+                .get(&key)
+                .is_some_and(|(r, at)| r.to_bits() == rate.to_bits() && at.elapsed() < RATE_RESEND)
+            {
                 return;
             }
-            seen.insert(key.clone(), rate);
         }
-        if let Err(e) = self.resilience().observe_rate_limit(account, op, rate).await {
-            tracing::warn!(account = %account, op = op.name(), error = %e, "could not pass the announced rate limit on");
-            // Try again on the next answer.
-            self.inner.observed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        match self.resilience().observe_rate_limit(account, op, rate).await {
+            Ok(_) => {
+                let mut seen = self.inner.observed.lock().unwrap_or_else(|p| p.into_inner());
+                seen.insert(key, (rate, Instant::now()));
+            }
+            Err(e) => tracing::warn!(account = %account, op = op.name(), error = %e, "could not pass the announced rate limit on"),
         }
     }
 

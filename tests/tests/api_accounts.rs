@@ -329,6 +329,25 @@ async fn a_submit_key_checks_credentials_at_a_bounded_rate() {
     assert_eq!(create(&app, ADMIN, &body("acme", "rt-acct-1")).await.status(), 201);
 }
 
+/// Found by this stop's audit of the API's surfaces: the budget exempted every admin
+/// key, also one limited to accounts — a tenant's — which could test credentials at its
+/// write rate (10 a second) instead of 10 a minute.
+#[tokio::test]
+async fn an_admin_key_limited_to_accounts_checks_credentials_at_the_tenants_rate() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let status = create(&app, ACME, &body("acme", BOGUS_REFRESH)).await.status().as_u16();
+        statuses.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "no 429 within 12 credential checks: {statuses:?}");
+}
+
 #[tokio::test]
 async fn a_duplicate_id_is_a_409_and_the_first_account_is_kept() {
     let sim = simulator().await;

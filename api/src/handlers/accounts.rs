@@ -183,9 +183,10 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
         return Err(ApiError::Conflict(format!("account {} already exists", new.id)));
     }
     if !skip_validation {
-        // Each check asks the marketplace about the credentials: bounded per tenant key,
-        // so it cannot be used to test credentials in bulk.
-        if caller.role < Role::Admin {
+        // Each check asks the marketplace about the credentials: bounded per tenant key
+        // (any key limited to accounts, an admin's too), so it cannot be used to test
+        // credentials in bulk.
+        if caller.role < Role::Admin || caller.accounts.is_some() {
             accounts.checks.check(&caller.name).await?;
         }
         match drover::lwa::exchange_with_timeout(&accounts.http, &accounts.token_url, &new.credentials, accounts.token_timeout).await {

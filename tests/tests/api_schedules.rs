@@ -677,3 +677,43 @@ async fn schedule_names_that_are_dot_path_segments_are_a_422_naming_name() {
     }
     assert_eq!(app.get_json(ADMIN, "/v1/schedules").await["schedules"], json!([]));
 }
+
+/// Found by this stop's audit of the API's surfaces: a replace chose "replace" from a
+/// read before its write, so a schedule deleted in between came back — unasked, and
+/// without the quota check of a creation: with a creation racing the two, an account went
+/// past `max_per_account`. A replace of a schedule that is gone is now a creation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replace_racing_a_delete_never_takes_an_account_past_its_quota() {
+    use drover::schedule::{ScheduleSpec, ScheduleStore};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = ScheduleStore::new(store.connection(), "drover").with_max_per_account(2);
+    let spec = || ScheduleSpec {
+        cron: "0 3 * * *".into(),
+        kind: JobKind::Cleanup,
+        payload: cleanup_schedule("0 3 * * *", "acme")["payload"].clone(),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    schedules.put("b", spec()).await.unwrap();
+    let mut most = 0;
+    for i in 0..300 {
+        schedules.put("a", spec()).await.unwrap();
+        let extra = format!("n{i}");
+        let (s1, s2, s3) = (schedules.clone(), schedules.clone(), schedules.clone());
+        let (sp1, sp2) = (spec(), spec());
+        let extra2 = extra.clone();
+        let replace = tokio::spawn(async move { s1.put("a", sp1).await.map(|_| ()) });
+        let delete = tokio::spawn(async move { s2.delete(Some("acme"), "a").await.map(|_| ()) });
+        let create = tokio::spawn(async move { s3.put(&extra2, sp2).await.map(|_| ()) });
+        let _ = (replace.await.unwrap(), delete.await.unwrap(), create.await.unwrap());
+        let held = schedules.list_accounts(&["acme"]).await.unwrap().len();
+        most = most.max(held);
+        schedules.delete(Some("acme"), &extra).await.unwrap();
+        schedules.delete(Some("acme"), "a").await.unwrap();
+    }
+    assert!(most <= 2, "the account held {most} schedules with a quota of 2");
+}

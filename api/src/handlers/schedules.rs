@@ -148,6 +148,7 @@ impl From<ScheduleError> for ApiError {
                  delete one first, or replace an existing one"
             )),
             ScheduleError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+            ScheduleError::Contended { .. } => ApiError::Conflict(format!("{e}; send it again")),
         }
     }
 }

@@ -75,6 +75,9 @@ pub enum ScheduleError {
     Quota { max: usize },
     #[error("stored schedule {name:?} is unreadable: {reason}")]
     Corrupt { name: String, reason: String },
+    /// Created and deleted by others while this request tried to put it, again and again.
+    #[error("the schedule was created and deleted {tries} times while this request put it")]
+    Contended { tries: usize },
 }
 
 /// Names are path segments and parts of idempotency keys: keep them plain.

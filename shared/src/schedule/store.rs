@@ -28,6 +28,10 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("del
 /// Indexes the schedules saved before the index, once (`backfill.lua`).
 static BACKFILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("backfill.lua")));
 
+/// Tries of a put whose schedule others keep deleting and creating between its read and
+/// its write, before it gives up ([`ScheduleError::Contended`]).
+const PUT_TRIES: usize = 4;
+
 #[derive(Clone)]
 pub struct ScheduleStore {
     conn: RedisConn,
@@ -69,8 +73,22 @@ impl ScheduleStore {
     /// ever stored. Creation is a compare-and-set in one script: two concurrent creations
     /// of one name cannot both be told "created", and an account at its quota
     /// ([`Self::with_max_per_account`]) gets [`ScheduleError::Quota`].
+    ///
+    /// A replace whose schedule was deleted since it was read writes nothing, and the put
+    /// starts again as a creation: a deleted schedule is never brought back past the quota.
     pub async fn put(&self, name: &str, spec: ScheduleSpec) -> Result<(Schedule, bool), ScheduleError> {
         spec.validate(name)?;
+        for _ in 0..PUT_TRIES {
+            if let Some(put) = self.try_put(name, &spec).await? {
+                return Ok(put);
+            }
+        }
+        Err(ScheduleError::Contended { tries: PUT_TRIES })
+    }
+
+    /// One try of [`Self::put`]: `None` when the schedule it read went before its write.
+    async fn try_put(&self, name: &str, spec: &ScheduleSpec) -> Result<Option<(Schedule, bool)>, ScheduleError> {
+        let spec = spec.clone();
         let account = spec.account().map(str::to_owned);
         let (existing, legacy) = match self.lookup(account.as_deref(), name).await? {
             Some((s, legacy)) => (Some(s), legacy),
@@ -110,7 +128,7 @@ impl ScheduleStore {
                 schedule.created_at = current.created_at;
             }
             // A schedule saved before names were per account moves to its new field.
-            let _: i64 = REPLACE
+            let replaced: i64 = REPLACE
                 .key(&self.key)
                 .key(&self.version_key)
                 .key(&index)
@@ -119,8 +137,11 @@ impl ScheduleStore {
                 .arg(if legacy { name } else { "" })
                 .invoke_async(&mut conn)
                 .await?;
+            if replaced == 0 {
+                return Ok(None);
+            }
         }
-        Ok((schedule, created))
+        Ok(Some((schedule, created)))
     }
 
     /// The schedule `name` of `account`.

@@ -1,7 +1,9 @@
 //! How often a cron expression fires, checked when a schedule is saved: every tick is a
 //! job made without a request to rate-limit, so a schedule may fire at most once per
-//! minimum interval, and must fire at all (a cron that never matches, such as 31
-//! February, sends `croner` searching thousands of years on every read).
+//! minimum interval, and must fire at all, at least once in four years (a cron that
+//! never matches, such as 31 February, sends `croner` searching thousands of years on
+//! every read, and one that fires once in decades, such as the fifth Tuesday of
+//! February, a day at a time back to its last tick on every poll of the scheduler).
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,12 +21,17 @@ const TICKS_CHECKED: usize = 100;
 const HORIZON_DAYS: i64 = 4 * 365 + 2;
 
 /// `Err` (a sentence for the `cron` field) when `cron` has no tick within four years of
-/// `now`, or two of its next ticks are less than `min_interval` apart.
+/// `now`, its second tick is more than four years after its first, or two of its next
+/// ticks are less than `min_interval` apart.
 pub fn check_cadence(cron: &Cron, now: DateTime<Utc>, min_interval: Duration) -> Result<(), String> {
     let horizon = now + chrono::Duration::days(HORIZON_DAYS);
     let Some(mut prev) = next_tick(cron, now).filter(|t| *t <= horizon) else {
         return Err("never fires (no tick within the next four years)".into());
     };
+    let gap = chrono::Duration::days(HORIZON_DAYS);
+    if next_tick(cron, prev).is_none_or(|second| second - prev > gap) {
+        return Err(format!("fires once at {prev}, then not again within four years"));
+    }
     let min = chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::MAX);
     for _ in 0..TICKS_CHECKED {
         let Some(next) = next_tick(cron, prev) else { break };
@@ -77,5 +84,16 @@ mod tests {
             assert!(e.contains("at least 60 s apart"), "{fast}: {e}");
         }
         assert_eq!(check("0 0 31 2 *"), Err("never fires (no tick within the next four years)".into()));
+    }
+
+    /// Found by this stop's audit of the API's surfaces: the fifth Tuesday of February
+    /// (29 February on a Tuesday: 2028, then 2056) passed, and each poll of the scheduler
+    /// searched back a day at a time to its last tick, in 2000.
+    #[test]
+    fn a_cron_that_fires_less_often_than_once_in_four_years_is_refused() {
+        for sparse in ["0 0 * 2 2#5", "0 0 29 2 +2"] {
+            let e = check(sparse).expect_err(sparse);
+            assert!(e.contains("not again within four years"), "{sparse}: {e}");
+        }
     }
 }

@@ -1049,6 +1049,54 @@ async fn an_announced_rate_the_limiter_forgot_is_passed_on_again() {
     assert_eq!(rate.as_deref(), Some("2.0"), "the announced rate is in use again");
 }
 
+/// Found by this stop's audit of the marketplace path: a delete whose answer was lost
+/// (the marketplace applied it, then its answer timed out) and whose next try, in the
+/// same call, got a 404 was recorded `absent` — skipped, as if the job had not deleted
+/// it. The try that went out unanswered is now taken for the delete it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_whose_answer_was_lost_and_whose_retry_found_nothing_is_recorded_deleted() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(1),
+            ..AccountSpec::new("seller-lost-answer")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    // The delete is applied, then its answer trickles out for longer than a call waits.
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                slow_body_ms: 8000,
+                ops: Some(vec![drover_tests::sim::Operation::DeleteListingsItem]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while stack.deleted_by_marketplace(&acct).await.is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the delete never reached the marketplace:\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.faults(&acct, FaultSpec::default()).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let deleted = stack
+        .count(
+            "SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'deleted'",
+            job.id.as_str(),
+        )
+        .await;
+    assert_eq!(deleted, 1, "the job's own delete is recorded as its delete:\n{}", stack.logs());
+}
+
 /// One cleanup slot, held by another account's long cleanup: a small cleanup used to wait
 /// for the whole of it, since accounts take turns by count (the fairness audit's 37–55 s
 /// behind floods of 20 s jobs). A run that has worked its turn (`jobs.turn_ms`, 5 s by

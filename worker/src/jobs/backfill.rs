@@ -10,7 +10,6 @@
 //! A quota 429 (the client has already put the account in cooldown), an open breaker or
 //! a running cooldown stops the job and snoozes it; any other window failure is recorded
 //! and the job goes on, ending `partial`. A rerun does only unfinished windows.
-use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
@@ -25,7 +24,7 @@ use drover::JobError;
 use serde_json::json;
 
 use super::report_parse::{self, ParsedReport};
-use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, SentNote, Slice};
 use crate::marketplace::CallError;
 
 /// The windows of `[start, end)`, each `hours` long (the last may be shorter).
@@ -209,15 +208,15 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
                     id
                 }
                 None => {
-                    let earlier = Mutex::new(None);
-                    let note = note_sent(jobs, ctx, &item.item, "createReport", &earlier);
+                    let sent = SentNote::default();
+                    let note = note_sent(jobs, ctx, &item.item, "createReport", &sent);
                     match market
                         .create_report_noting(&seller.call, &p.report_type, from, to, marketplaces, Some(note))
                         .await
                     {
                         Ok(id) => id,
                         Err(e) => {
-                            unmark_if_refused(jobs, ctx, &item.item, &e).await;
+                            unmark_if_refused(jobs, ctx, &item.item, &e, &sent).await;
                             return window_error(e);
                         }
                     }

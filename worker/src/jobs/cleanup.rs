@@ -18,7 +18,7 @@ use drover::JobError;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 
-use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, Slice};
+use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, SentNote, Slice};
 use crate::marketplace::{CallError, DeleteOutcome};
 
 /// Records one SKU's outcome as this run. A delete's answer is recorded or lost, never
@@ -173,11 +173,12 @@ async fn delete_and_record(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx
     let Answered { item, earlier, result } = delete_one(jobs, p, seller, ctx, item).await;
     let (outcome, detail, transient) = match result {
         Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({}), false),
-        // Gone now, and an earlier run's delete of it went out unanswered: that
-        // delete removed it (its answer was lost when the run was stopped).
+        // Gone now, and an earlier delete of it went out unanswered — an earlier run's
+        // (its answer lost when the run was stopped) or an earlier try of this one (a
+        // timeout or reset after it was sent): that delete removed it.
         Ok(DeleteOutcome::Absent) if earlier.is_some() => (
             ItemOutcome::Deleted,
-            json!({"deleted_by_run": earlier, "note": "an earlier run's delete was sent and its answer lost; the listing is gone"}),
+            json!({"deleted_by_run": earlier, "note": "an earlier delete was sent and its answer lost; the listing is gone"}),
             false,
         ),
         Ok(DeleteOutcome::Absent) => (ItemOutcome::Absent, json!({}), false),
@@ -189,7 +190,6 @@ async fn delete_and_record(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx
             | CallError::Interrupted { .. }),
         ) => {
             // The SKU stays pending for the resumed run.
-            unmark_if_refused(jobs, ctx, &item.item, &e).await;
             return Done::Paused(e);
         }
         Err(e @ CallError::Transient { .. }) => (ItemOutcome::Failed, json!({"class": "transient", "reason": e.to_string()}), true),
@@ -227,8 +227,8 @@ async fn delete_one<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &
             }
         }
     };
-    let earlier = std::sync::Mutex::new(None);
-    let note = note_sent(jobs, ctx, &item.item, "deleteListingsItem", &earlier);
+    let sent = SentNote::default();
+    let note = note_sent(jobs, ctx, &item.item, "deleteListingsItem", &sent);
     let result = jobs
         .market()
         .delete_listings_item_noting(
@@ -239,6 +239,9 @@ async fn delete_one<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &
             Some(note),
         )
         .await;
-    let earlier = earlier.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = &result {
+        unmark_if_refused(jobs, ctx, &item.item, e, &sent).await;
+    }
+    let earlier = sent.sent_unanswered_by(ctx);
     Answered { item, earlier, result }
 }

@@ -14,6 +14,7 @@ mod sync;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use drover::crypto::SecretBox;
@@ -30,7 +31,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 pub use config::JobsConfig;
 use config::Slice;
 
-use crate::marketplace::{AccountCtx, BeforeSend, CallError, MarketplaceClient};
+use crate::marketplace::{AccountCtx, CallError, MarketplaceClient, Noting};
 
 /// The handler for sync, backfill and cleanup jobs.
 #[derive(Clone)]
@@ -199,19 +200,34 @@ pub(crate) fn landed(write: Write, ctx: &JobContext, what: &str) -> Result<(), J
     }
 }
 
+/// What a noted call leaves to know once it has ended: whether a call for the item went
+/// out unanswered before it — in an earlier run, or in an earlier try of this call.
+#[derive(Default)]
+pub(crate) struct SentNote {
+    /// The earlier run whose call for the item went out unanswered.
+    earlier: Mutex<Option<i64>>,
+    /// A try of this call may have reached the marketplace without an answer read.
+    unanswered: AtomicBool,
+}
+
+impl SentNote {
+    /// The earlier run whose call went out unanswered, or this run when one of this
+    /// call's own tries did: a 404 or 429 that follows may be that call's doing.
+    pub(crate) fn sent_unanswered_by(&self, ctx: &JobContext) -> Option<i64> {
+        let earlier = *self.earlier.lock().unwrap_or_else(|e| e.into_inner());
+        earlier.or_else(|| self.unanswered.load(Ordering::Relaxed).then_some(ctx.run))
+    }
+}
+
 /// Notes on `item`, right before its `op` call goes out, that this run sent it
-/// (`items::mark_sent`); `earlier` learns the earlier run whose call for it went out
-/// unanswered, if any. A later run holding the job, or a database error, stops the call
-/// unsent (as a transient error: should this run's lease still stand, the job must not
-/// end as cancelled; an unavailable database stops the run without using an attempt).
-pub(crate) fn note_sent<'a>(
-    jobs: &'a Jobs,
-    ctx: &'a JobContext,
-    item: &'a str,
-    op: &'static str,
-    earlier: &'a Mutex<Option<i64>>,
-) -> BeforeSend<'a> {
-    Box::pin(async move {
+/// (`items::mark_sent`); `sent` learns the earlier run whose call for it went out
+/// unanswered, if any, and whether a try of this call did. A later run holding the job,
+/// or a database error, stops the call unsent (as a transient error: should this run's
+/// lease still stand, the job must not end as cancelled; an unavailable database stops
+/// the run without using an attempt).
+pub(crate) fn note_sent<'a>(jobs: &'a Jobs, ctx: &'a JobContext, item: &'a str, op: &'static str, sent: &'a SentNote) -> Noting<'a> {
+    let earlier = &sent.earlier;
+    let before_send = Box::pin(async move {
         let mark = async {
             let mut conn = jobs.db().acquire().await?;
             items::mark_sent(&mut conn, ctx.fence(), item).await
@@ -246,14 +262,19 @@ pub(crate) fn note_sent<'a>(
                 })
             }
         }
-    })
+    });
+    Noting {
+        before_send,
+        unanswered: &sent.unanswered,
+    }
 }
 
 /// A call [`note_sent`] marked was refused with a 429 (`RateLimited`): it changed
 /// nothing upstream, so the mark is taken back and a rerun does not take the item's
-/// state for this call's effect. Best effort: a failure is logged and leaves the mark.
-pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str, err: &CallError) {
-    if !matches!(err, CallError::RateLimited { .. }) {
+/// state for this call's effect — unless an earlier try of the call went out
+/// unanswered, which may have. Best effort: a failure is logged and leaves the mark.
+pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str, err: &CallError, sent: &SentNote) {
+    if !matches!(err, CallError::RateLimited { .. }) || sent.unanswered.load(Ordering::Relaxed) {
         return;
     }
     let unmark = async {

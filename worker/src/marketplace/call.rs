@@ -15,6 +15,7 @@
 //! is snoozed and the worker slot is freed.
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,6 +53,16 @@ pub(crate) struct ApiRequest {
 /// Runs once before a call's first request is sent; its error ends the call unsent.
 pub(crate) type BeforeSend<'a> = Pin<Box<dyn Future<Output = Result<(), CallError>> + Send + 'a>>;
 
+/// A call that changes something upstream, noted before it goes out: `before_send`
+/// notes it, and the call sets `unanswered` when one of its tries may have reached the
+/// marketplace without an answer read (a timeout or reset after the request was sent,
+/// an unreadable 2xx; a 5xx is an answer that it was not done), so that a later 404 or
+/// 429 of the same call is not taken for the whole story.
+pub(crate) struct Noting<'a> {
+    pub(crate) before_send: BeforeSend<'a>,
+    pub(crate) unanswered: &'a AtomicBool,
+}
+
 impl ApiRequest {
     /// A GET of `url` (no body).
     pub(crate) fn get(op: Operation, url: Url) -> Self {
@@ -75,7 +86,12 @@ pub(crate) struct Answer {
 pub(crate) enum SendFail {
     Cancelled,
     /// Timeout, refused or reset connection, truncated body: the text names which.
-    Transport(String),
+    /// `maybe_sent`: the request may have reached the marketplace (all but a refused
+    /// connection or a request never built).
+    Transport {
+        reason: String,
+        maybe_sent: bool,
+    },
 }
 
 impl MarketplaceClient {
@@ -90,16 +106,26 @@ impl MarketplaceClient {
         self.call_noting(acct, req, None, parse).await
     }
 
-    /// [`Self::call`], running `before_send` once, right before the first request goes
-    /// out (after the limiter's wait): a job notes there that a call which changes
-    /// something upstream was sent, so a rerun knows its answer may have been lost.
+    /// [`Self::call`], running `noting.before_send` once, right before the first request
+    /// goes out (after the limiter's wait): a job notes there that a call which changes
+    /// something upstream was sent, so a rerun knows its answer may have been lost; and
+    /// setting `noting.unanswered` when a try may have gone out without an answer.
     pub(crate) async fn call_noting<T>(
         &self,
         acct: &AccountCtx,
         req: &ApiRequest,
-        mut before_send: Option<BeforeSend<'_>>,
+        noting: Option<Noting<'_>>,
         parse: impl Fn(&Answer) -> Result<T, String>,
     ) -> Result<T, CallError> {
+        let (mut before_send, unanswered) = match noting {
+            Some(n) => (Some(n.before_send), Some(n.unanswered)),
+            None => (None, None),
+        };
+        let lost = || {
+            if let Some(u) = unanswered {
+                u.store(true, Ordering::Relaxed);
+            }
+        };
         let op = req.op;
         let name = op.name();
         let account = &acct.account_id;
@@ -136,7 +162,10 @@ impl MarketplaceClient {
             let answer = match self.send(acct, req, &token).await {
                 Ok(answer) => answer,
                 Err(SendFail::Cancelled) => return Err(CallError::Cancelled),
-                Err(SendFail::Transport(reason)) => {
+                Err(SendFail::Transport { reason, maybe_sent }) => {
+                    if maybe_sent {
+                        lost();
+                    }
                     self.record(acct, op, CallOutcome::Failure).await;
                     tracing::warn!(account = %account, op = name, call_try = attempt, reason = %reason, "marketplace call failed without an answer");
                     if attempt < retries {
@@ -159,6 +188,7 @@ impl MarketplaceClient {
                     }
                     Err(why) => {
                         // A 2xx we cannot read is the service misbehaving, like a 5xx.
+                        lost();
                         self.record(acct, op, CallOutcome::Failure).await;
                         let reason = format!("unreadable {status} answer: {why}");
                         tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
@@ -208,6 +238,7 @@ impl MarketplaceClient {
                     });
                 }
                 Disposition::ServerError => {
+                    // An answer: the marketplace says it did not do it (not `lost`).
                     self.record(acct, op, CallOutcome::Failure).await;
                     let reason = format!("{status} {}", classify::upstream_reason(answer.status, &answer.body));
                     tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
@@ -277,8 +308,10 @@ impl MarketplaceClient {
 
     /// One attempt: send, read the whole body, within the call timeout; cancellable.
     async fn send(&self, acct: &AccountCtx, req: &ApiRequest, token: &SecretString) -> Result<Answer, SendFail> {
-        let mut token_value = HeaderValue::from_str(token.expose_secret())
-            .map_err(|_| SendFail::Transport("access token is not a valid header value".into()))?;
+        let mut token_value = HeaderValue::from_str(token.expose_secret()).map_err(|_| SendFail::Transport {
+            reason: "access token is not a valid header value".into(),
+            maybe_sent: false,
+        })?;
         token_value.set_sensitive(true);
         let mut builder = self
             .http()
@@ -302,7 +335,10 @@ impl MarketplaceClient {
         }
         let unanswered = |e: reqwest::Error| {
             metrics::upstream_unanswered(req.op, e.is_timeout());
-            SendFail::Transport(describe(&e))
+            SendFail::Transport {
+                reason: describe(&e),
+                maybe_sent: !e.is_connect(),
+            }
         };
         let exchange = async {
             let response = builder.send().await.map_err(unanswered)?;

@@ -17,7 +17,7 @@ use drover::resilience::{Operation, Resilience};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
-use super::call::{Answer, ApiRequest, BeforeSend};
+use super::call::{Answer, ApiRequest, Noting};
 use super::config::MarketplaceConfig;
 use super::error::CallError;
 use super::types::{AccountCtx, DeleteOutcome, OrdersPage, OrdersQuery};
@@ -174,14 +174,14 @@ impl MarketplaceClient {
         self.delete_listings_item_noting(acct, seller_id, sku, marketplace_ids, None).await
     }
 
-    /// [`Self::delete_listings_item`], running `before_send` right before the delete goes out.
+    /// [`Self::delete_listings_item`], noting the delete (`noting`) as it goes out.
     pub(crate) async fn delete_listings_item_noting(
         &self,
         acct: &AccountCtx,
         seller_id: &str,
         sku: &Sku,
         marketplace_ids: &[MarketplaceId],
-        before_send: Option<BeforeSend<'_>>,
+        noting: Option<Noting<'_>>,
     ) -> Result<DeleteOutcome, CallError> {
         let mut url = self.url(&["listings", "2021-08-01", "items", seller_id, sku.as_str()]);
         url.query_pairs_mut().append_pair("marketplaceIds", &join(marketplace_ids));
@@ -195,7 +195,7 @@ impl MarketplaceClient {
             .call_noting(
                 acct,
                 &req,
-                before_send,
+                noting,
                 json::<amazon_spapi::models::listings_items_2021_08_01::ListingsItemSubmissionResponse>,
             )
             .await
@@ -233,7 +233,7 @@ impl MarketplaceClient {
             .await
     }
 
-    /// [`Self::create_report`], running `before_send` right before the request goes out.
+    /// [`Self::create_report`], noting the request (`noting`) as it goes out.
     pub(crate) async fn create_report_noting(
         &self,
         acct: &AccountCtx,
@@ -241,7 +241,7 @@ impl MarketplaceClient {
         data_start: DateTime<Utc>,
         data_end: DateTime<Utc>,
         marketplace_ids: &[MarketplaceId],
-        before_send: Option<BeforeSend<'_>>,
+        noting: Option<Noting<'_>>,
     ) -> Result<String, CallError> {
         let mut spec = CreateReportSpecification::new(
             report_type.to_owned(),
@@ -260,7 +260,7 @@ impl MarketplaceClient {
             url: self.url(&["reports", "2021-06-30", "reports"]),
             body: Some(body),
         };
-        self.call_noting(acct, &req, before_send, |answer| {
+        self.call_noting(acct, &req, noting, |answer| {
             let created: CreateReportResponse = json(answer)?;
             if created.report_id.is_empty() {
                 return Err("empty reportId".to_owned());

@@ -15,7 +15,7 @@ mod download;
 pub mod error;
 pub mod types;
 
-pub(crate) use call::BeforeSend;
+pub(crate) use call::Noting;
 pub use client::{ClientBuildError, MarketplaceClient};
 pub use config::MarketplaceConfig;
 pub use error::CallError;

@@ -995,6 +995,48 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
     assert_eq!(stale, 0, "every listing was checked");
 }
 
+/// Found by this stop's fairness audit: a sync of orders and listings whose listings
+/// refresh parked (or gave its turn away) walked orders again on each later run, one
+/// getOrders call a run — SP-API allows one a minute — for orders already synced. A
+/// later run of a sync whose listings refresh has begun goes on with the listings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_whose_listings_refresh_parks_walks_its_orders_once() {
+    let mut plans = jobs_support::plans();
+    plans.insert(
+        drover_tests::sim::Operation::GetListingsItem,
+        drover_tests::sim::RateLimit::new(0.4, 1),
+    );
+    let mut stack = Stack::start_with(sim(), "", plans).await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(4),
+            orders: Some(20),
+            ..AccountSpec::new("seller-orders-once")
+        })
+        .await;
+    for sku in stack.sim.admin().skus(acct.as_str()).await.unwrap() {
+        sqlx::query("INSERT INTO listings (account_id, sku, marketplace_id, status) VALUES ($1, $2, $3, 'BUYABLE')")
+            .bind(acct.as_str())
+            .bind(&sku)
+            .bind(MARKETPLACE)
+            .execute(stack.db.pool())
+            .await
+            .unwrap();
+    }
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders", "listings"]}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let stats = stack.sim.admin().stats().await.expect("stats");
+    let orders = &stats.accounts[acct.as_str()].operations[&drover_tests::sim::Operation::GetOrders];
+    assert_eq!(orders.calls, 1, "one orders walk of one page for the whole job: {orders:?}");
+}
+
 /// Found by this stop's audit of the marketplace path: a worker passed a rate the
 /// marketplace announced on to the shared limiter once, and never again while it
 /// announced the same rate. When the limiter's record went (its idle expiry, a Redis

@@ -27,11 +27,21 @@ const ORDERS: &str = "orders";
 pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
     let seller = jobs.account(&p.account_id, ctx).await?;
     let mut result = serde_json::Map::new();
+    // A refresh an earlier run of this job began: its orders walk ended before it.
+    let listings_began = if p.resources.contains(&SyncResource::Listings) {
+        listings_begun_earlier(jobs, ctx).await?
+    } else {
+        None
+    };
     if p.resources.contains(&SyncResource::Orders) {
-        result.insert("orders".into(), sync_orders(jobs, &p, &seller, ctx).await?);
+        let orders = match listings_began {
+            Some(_) => json!({"walked_by_an_earlier_run": true}),
+            None => sync_orders(jobs, &p, &seller, ctx).await?,
+        };
+        result.insert("orders".into(), orders);
     }
     if p.resources.contains(&SyncResource::Listings) {
-        result.insert("listings".into(), sync_listings(jobs, &p, &seller, ctx).await?);
+        result.insert("listings".into(), sync_listings(jobs, &p, &seller, ctx, listings_began).await?);
     }
     let mut conn = jobs.connection("reading the job's items").await?;
     let summary = items::summary(&mut conn, ctx.id.as_str())
@@ -196,9 +206,18 @@ const LISTINGS_ITEM: &str = "listings";
 /// least recently checked first. The refresh keeps its place: its item record holds
 /// when it began (the database's clock), and a later run of the job — after a park, a
 /// turn given away or a lost lease — checks only the SKUs not checked since then.
-async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
+async fn sync_listings(
+    jobs: &Jobs,
+    p: &SyncPayload,
+    seller: &Seller,
+    ctx: &JobContext,
+    began: Option<DateTime<Utc>>,
+) -> Result<serde_json::Value, JobError> {
     let account = p.account_id.as_str();
-    let began = listings_begun(jobs, ctx).await?;
+    let began = match began {
+        Some(t) => t,
+        None => begin_listings(jobs, ctx).await?,
+    };
     let mut conn = jobs.connection("reading known SKUs").await?;
     let (before, _) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
@@ -284,25 +303,28 @@ async fn sync_listings(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobC
     Ok(detail)
 }
 
-/// When this job's listings refresh began: an earlier run's (its item record pending),
-/// or now, recorded before the first SKU so a later run can go on from there.
-async fn listings_begun(jobs: &Jobs, ctx: &JobContext) -> Result<DateTime<Utc>, JobError> {
+/// When an earlier run of this job began its listings refresh (its item record is
+/// pending with the start), if one did.
+async fn listings_begun_earlier(jobs: &Jobs, ctx: &JobContext) -> Result<Option<DateTime<Utc>>, JobError> {
     let what = "reading where the listings refresh stands";
     let mut conn = jobs.connection(what).await?;
     let unfinished = items::unfinished(&mut conn, ctx.id.as_str())
         .within(jobs)
         .await
         .map_err(db_error(what))?;
-    let earlier = unfinished
+    Ok(unfinished
         .iter()
         .find(|i| i.item == LISTINGS_ITEM)
-        .and_then(|i| i.detail.get("began")?.as_str()?.parse::<DateTime<Utc>>().ok());
-    if let Some(began) = earlier {
-        return Ok(began);
-    }
+        .and_then(|i| i.detail.get("began")?.as_str()?.parse::<DateTime<Utc>>().ok()))
+}
+
+/// Begins the listings refresh now (the database's clock), recorded before the first
+/// SKU so a later run of the job can go on from there.
+async fn begin_listings(jobs: &Jobs, ctx: &JobContext) -> Result<DateTime<Utc>, JobError> {
+    let what = "recording the listings refresh's start";
+    let mut conn = jobs.connection(what).await?;
     let began = listings::now(&mut conn).within(jobs).await.map_err(db_error(what))?;
     drop(conn);
-    let what = "recording the listings refresh's start";
     let detail = json!({"resource": LISTINGS_ITEM, "began": began});
     let mut tx = jobs.transaction(what).await?;
     let recorded = items::put(&mut tx, ctx.fence(), LISTINGS_SEQ, LISTINGS_ITEM, ItemOutcome::Pending, &detail)

@@ -40,6 +40,18 @@ pub async fn a_cancel_during_a_run_sticks_when_the_run_is_released<S: JobStore>(
     assert_eq!(store.get(&id).await.unwrap().unwrap().attempts, 0, "a hand-back uses no attempt");
 }
 
+/// Found by an audit of the queue core (2026-12-05): a cancel requested while a run was
+/// failing for the last time (or for good) lost to that failure: the job ended `dead`,
+/// in the dead letter a replay by filter runs again, while a reclaim of the same job
+/// ended it `cancelled`.
+pub async fn a_cancel_during_a_run_sticks_when_the_run_ends_dead<S: JobStore>(store: S) {
+    let id = cancel_then_end(&store, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
+    assert!(fetch_one(&store, "w2").await.is_none());
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 1, "the failed run used its attempt");
+}
+
 pub async fn a_lease_renewed_within_its_grace_is_not_reclaimed<S: JobStore>(store: S) {
     // A live worker that could not reach Redis for longer than its lease (a restart, a
     // pause) renews as soon as it can: that must not cost an attempt or a second run.

@@ -127,9 +127,10 @@ for i = 0, n - 1 do
     elseif attempt ~= '' then
       push_attempt(id, attempt)
     end
-    if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'gave_way' or outcome == 'release') then
-      -- a hand-back or a snooze gives its attempt back, also when a cancel ends the job
-      if outcome ~= 'retry' then redis.call('HINCRBY', key, 'at', -1) end
+    if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'gave_way' or outcome == 'release' or outcome == 'dead') then
+      -- a hand-back or a snooze gives its attempt back, also when a cancel ends the job;
+      -- a failure, last or for good, keeps it (the cancel wins there too, as in a reclaim)
+      if outcome ~= 'retry' and outcome ~= 'dead' then redis.call('HINCRBY', key, 'at', -1) end
       outcome, data = 'cancelled', CANCELLED
     end
     local snoozes = tonumber(f[4]) or 0

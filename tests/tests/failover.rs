@@ -466,3 +466,44 @@ async fn a_connection_that_goes_silent_is_dialled_afresh_after_one_timed_out_cal
         "the next call goes over a fresh connection: {took:?}"
     );
 }
+
+/// Found by an audit of the queue core (2026-12-05): the cluster client sends a command
+/// again when its connection drops before the reply is read — after Redis ran it — and
+/// an enqueue of a job without a callback wrote the same job again: back to queued with
+/// no attempts used whatever it had become, and counted again. Here each reply is over
+/// the servers' output limit, so every send of the batch runs and loses its reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_the_cluster_client_sends_again_writes_its_jobs_once() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let store = RedisStore::connect(&cluster.url(), "drover", Default::default()).await.unwrap();
+    store.enqueue(NewJob::new(cleanup("a0"))).await.unwrap();
+    let set_limit = |cluster: &mut RedisCluster, limit: &str| {
+        for node in cluster.nodes() {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("client-output-buffer-limit")
+                .arg(limit)
+                .query(&mut node.conn())
+                .unwrap();
+        }
+    };
+    set_limit(&mut cluster, "normal 8kb 0 0");
+    let batch: Vec<NewJob> = (0..1000)
+        .map(|_| {
+            let mut job = NewJob::new(cleanup("a1")).answering_waiting();
+            job.delay = Some(Duration::from_secs(600));
+            job
+        })
+        .collect();
+    let sent = store.enqueue_bulk(batch).await;
+    set_limit(&mut cluster, "normal 0 0 0");
+    eprintln!(
+        "the batch's answer: {:?}",
+        sent.as_ref().map(|r| r.len()).map_err(|e| e.to_string())
+    );
+    let counts = store.account_counts("a1").await.unwrap();
+    let cleanup_counts = counts.kinds.iter().find(|(k, _)| *k == JobKind::Cleanup).unwrap().1;
+    let scheduled = store.counts(JobKind::Cleanup).await.unwrap().scheduled;
+    assert_eq!(scheduled, 1000, "each job is scheduled once");
+    assert_eq!(cleanup_counts.scheduled, 1000, "each job is counted once: {cleanup_counts:?}");
+}

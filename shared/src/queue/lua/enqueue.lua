@@ -95,8 +95,12 @@ local function enqueue(b, o)
   end
 
   local key = P .. 'job:' .. id
-  if callback ~= '' and redis.call('EXISTS', key) == 1 then
-    return 'conflict', id, ''
+  -- Ids are new for each job, so a record under this one is this very job: the same call
+  -- sent again after its reply was lost (a cluster client does that). It is answered as
+  -- it stands, never written again: back to queued, counted twice, run twice.
+  local now_st = redis.call('HGET', key, 'st')
+  if now_st then
+    return 'existing', id, now_st
   end
 
   if exclusive == '1' and acct ~= '' then

@@ -1037,6 +1037,40 @@ async fn a_sync_whose_listings_refresh_parks_walks_its_orders_once() {
     assert_eq!(orders.calls, 1, "one orders walk of one page for the whole job: {orders:?}");
 }
 
+/// Found by this stop's fairness audit: with the defaults (2 runs of a seller's cleanups
+/// at once, 4 deletes in flight each) at SP-API's deleteListingsItem rate (5/s), the
+/// seller's 8 deletes waiting on its limiter put the next slot further away than a run
+/// waits (1 s): one of the runs parked every few deletes, each park counted against the
+/// snooze cap, and large cleanups ended dead with no 429 at all. A run whose delete
+/// finds no slot soon while its others are in flight now keeps one fewer in flight and
+/// sends that SKU once one ends; it parks only with none in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_cleanups_of_one_seller_share_its_rate_without_parking_each_other() {
+    let mut plans = jobs_support::plans();
+    plans.insert(
+        drover_tests::sim::Operation::DeleteListingsItem,
+        drover_tests::sim::RateLimit::new(5.0, 10),
+    );
+    let mut stack = Stack::start_with(sim(), "[worker.jobs]\nmax_snoozes = 3", plans).await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(80),
+            ..AccountSpec::new("seller-two-cleanups")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    let first = stack.submit_cleanup(&acct, &skus[..40]).await;
+    let second = stack.submit_cleanup(&acct, &skus[40..]).await;
+    for id in [first, second] {
+        let job = stack.finish(&id, Duration::from_secs(90)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    }
+    let stats = stack.sim.admin().stats().await.expect("stats");
+    let deletes = &stats.accounts[acct.as_str()].operations[&drover_tests::sim::Operation::DeleteListingsItem];
+    assert_eq!(deletes.rate_limited, 0, "{deletes:?}");
+}
+
 /// Found by this stop's audit of the marketplace path: a worker passed a rate the
 /// marketplace announced on to the shared limiter once, and never again while it
 /// announced the same rate. When the limiter's record went (its idle expiry, a Redis

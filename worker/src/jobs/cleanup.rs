@@ -74,15 +74,19 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
     // delete starts but those in flight are awaited and recorded: a delete that reached
     // the marketplace is never left pending (its rerun would see 404 and misreport it).
     let mut queue = todo.iter();
+    // SKUs whose delete found no limiter slot soon while others were in flight: sent
+    // again, first, as a delete in flight ends.
+    let mut again: Vec<&Item> = Vec::new();
+    let mut parallelism = jobs.config().cleanup_parallelism;
     let mut in_flight = FuturesUnordered::new();
     let mut last_progress = finished;
     let slice = Slice::start(jobs.config());
     loop {
-        if stop.is_none() && !queue.as_slice().is_empty() {
+        if stop.is_none() && !(queue.as_slice().is_empty() && again.is_empty()) {
             stop = slice.end(ctx);
         }
-        while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < jobs.config().cleanup_parallelism {
-            match queue.next() {
+        while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < parallelism {
+            match again.pop().or_else(|| queue.next()) {
                 Some(item) => in_flight.push(delete_and_record(jobs, &p, &seller, ctx, item)),
                 None => break,
             }
@@ -92,7 +96,15 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         };
         match done {
             Done::Recorded { transient } => transient_left += u64::from(transient),
-            Done::Paused(e) => {
+            // The seller's limiter has no slot soon for this many deletes at once (this
+            // run's and its other runs'): one fewer in flight from now on, and the SKU goes
+            // again as one ends. A run parks only when it has none in flight.
+            Done::Paused(CallError::RateLimited { .. }, item) if stop.is_none() && !in_flight.is_empty() => {
+                parallelism = in_flight.len();
+                again.push(item);
+                continue;
+            }
+            Done::Paused(e, _) => {
                 if stop.is_none() {
                     tracing::info!(job_id, error = %e, "cleanup paused; remaining SKUs stay pending");
                     stop = Some(e.into());
@@ -156,12 +168,12 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
 }
 
 /// One SKU's delete, once its outcome is written (or could not be).
-enum Done {
+enum Done<'a> {
     /// Its outcome is recorded; `transient` when that is a failure a later attempt retries.
     Recorded { transient: bool },
     /// Refused for now (open breaker, rate limit, cooldown) or cancelled: the SKU stays
-    /// pending and the run stops.
-    Paused(CallError),
+    /// pending (and may go again in this run, for a rate limit) or the run stops.
+    Paused(CallError, &'a Item),
     /// Its outcome could not be written: the run stops.
     NotRecorded(JobError),
 }
@@ -169,7 +181,7 @@ enum Done {
 /// Deletes one SKU and records its outcome, in one future: the run's loop awaits
 /// nothing else while deletes are in flight, so none of them sits unpolled holding a
 /// database connection that the loop would wait for.
-async fn delete_and_record(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &JobContext, item: &Item) -> Done {
+async fn delete_and_record<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &JobContext, item: &'a Item) -> Done<'a> {
     let Answered { item, earlier, result } = delete_one(jobs, p, seller, ctx, item).await;
     let (outcome, detail, transient) = match result {
         Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({}), false),
@@ -190,7 +202,7 @@ async fn delete_and_record(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx
             | CallError::Interrupted { .. }),
         ) => {
             // The SKU stays pending for the resumed run.
-            return Done::Paused(e);
+            return Done::Paused(e, item);
         }
         Err(e @ CallError::Transient { .. }) => (ItemOutcome::Failed, json!({"class": "transient", "reason": e.to_string()}), true),
         Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()}), false),

@@ -66,6 +66,9 @@ local function also(fields, field, value)
 end
 
 -- The job whose arguments start at ARGV[b]; `o`: where its options start (nil: a plain job).
+-- No job of the call has come to its write yet; the call was sent before (the first
+-- job it would write has its record).
+local first, sent_again = true, false
 local function enqueue(b, o)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local prio, max_attempts, timeout = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
@@ -94,15 +97,6 @@ local function enqueue(b, o)
     end
   end
 
-  local key = P .. 'job:' .. id
-  -- Ids are new for each job, so a record under this one is this very job: the same call
-  -- sent again after its reply was lost (a cluster client does that). It is answered as
-  -- it stands, never written again: back to queued, counted twice, run twice.
-  local now_st = redis.call('HGET', key, 'st')
-  if now_st then
-    return 'existing', id, now_st
-  end
-
   if exclusive == '1' and acct ~= '' then
     local ekey = P .. 'excl:' .. acct
     local holder = redis.call('GET', ekey)
@@ -119,6 +113,25 @@ local function enqueue(b, o)
       end
     end
     redis.call('SET', ekey, id)
+  end
+
+  local key = P .. 'job:' .. id
+  -- Ids are new for each job, so a record under this one is this very job: the same call
+  -- sent again after its reply was lost (a cluster client does that). It is answered as
+  -- it stands, never written again: back to queued, counted twice, run twice. A call is
+  -- sent again whole and its jobs were written together, so the first job it would
+  -- write tells for all (one read a call); a job whose id was made before (a
+  -- callback's) is looked at itself.
+  if first or callback ~= '' then
+    local now_st = redis.call('HGET', key, 'st')
+    if first then
+      first, sent_again = false, now_st ~= false and now_st ~= nil
+    end
+    if now_st then
+      return 'existing', id, now_st
+    end
+  elseif sent_again then
+    return 'existing', id, redis.call('HGET', key, 'st') or ''
   end
 
   local due = now

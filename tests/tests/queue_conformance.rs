@@ -261,6 +261,7 @@ conformance_with_policy!(
     capped_a_released_or_reclaimed_run_frees_its_accounts_slot,
     capped_one_settle_of_many_runs_frees_every_accounts_slots,
     capped_queued_jobs_of_an_account_at_its_cap_say_so,
+    capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_busy,
     capped_snoozes_are_counted_and_capped,
     capped_giving_way_is_not_counted_against_the_snooze_cap,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,

@@ -313,6 +313,29 @@ pub async fn capped_queued_jobs_of_an_account_at_its_cap_say_so<S: JobStore>(sto
     assert!(store.waiting(&a1).await.unwrap().is_none(), "a running job is not waiting");
 }
 
+/// Found by the fairness audit of 2026-12-05: a job that came for an account whose lane
+/// a fetch had emptied while taking it to its cap was offered as if it could run — it
+/// said `queued` (position 0), and counted as an account waiting, for which another
+/// account's run gives its turn away for nothing.
+pub async fn capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_busy<S: JobStore>(store: S) {
+    enqueue(&store, NewJob::new(cleanup("a"))).await;
+    enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let got = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs;
+    assert_eq!(got.len(), 2, "the account's lane is empty, its cap reached");
+    let late = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let w = store.waiting(&late).await.unwrap().expect("a queued job waits");
+    assert_eq!(w.reason, WaitReason::AccountBusy, "{w:?}");
+    assert_eq!(store.accounts_waiting(JobKind::Cleanup).await.unwrap(), 0, "no account can run a job now");
+    // A run's end lets it go.
+    let l = &got[0];
+    assert_eq!(
+        settle(&store, l, SettleAction::Succeeded(serde_json::json!({})), AttemptOutcome::Succeeded).await,
+        SettleResult::Applied
+    );
+    let next = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs;
+    assert_eq!(next.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), vec![late]);
+}
+
 pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {
     let later = enqueue(&store, NewJob::new(cleanup("a")).delay(Duration::from_secs(60))).await;
     let w = store.waiting(&later).await.unwrap().unwrap();

@@ -265,6 +265,9 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
       elseif served then
         idle[#idle + 1] = pass + stride_of(served)
         idle[#idle + 1] = acct
+        -- emptied at its cap: a job that comes before one of its runs ends waits aside
+        -- (account busy), not offered as if it could run
+        if capped and busy >= cap then redis.call('HSET', P .. 'blocked', acct, cap) end
       end
       if served then
         -- its next job is likely the next call's: its lane stays declared

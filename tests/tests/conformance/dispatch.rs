@@ -325,7 +325,11 @@ pub async fn capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_
     let late = enqueue(&store, NewJob::new(cleanup("a"))).await;
     let w = store.waiting(&late).await.unwrap().expect("a queued job waits");
     assert_eq!(w.reason, WaitReason::AccountBusy, "{w:?}");
-    assert_eq!(store.accounts_waiting(JobKind::Cleanup).await.unwrap(), 0, "no account can run a job now");
+    assert_eq!(
+        store.accounts_waiting(JobKind::Cleanup).await.unwrap(),
+        0,
+        "no account can run a job now"
+    );
     // A run's end lets it go.
     let l = &got[0];
     assert_eq!(

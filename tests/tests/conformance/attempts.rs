@@ -92,6 +92,22 @@ pub async fn a_late_success_after_the_job_succeeded_is_recorded_after_that_succe
     assert_eq!(h[2], AttemptRecord { late: true, ..w1_ended });
 }
 
+/// Found by an audit of the queue core (2026-12-05): a late settle sent again after its
+/// reply was lost was recorded again — a second late record and a second `late` event:
+/// the check for a settle applied before looked for the record as sent, not as the late
+/// record it had become.
+pub async fn a_late_settle_sent_again_is_recorded_once<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let (first, _second) = leased_then_reclaimed(&store).await;
+    let w1_ended = record(&first, "w1", AttemptOutcome::Succeeded, None, Some(TRACE));
+    let late = || SettleAction::Succeeded(json!({"by": "w1"}));
+    assert_eq!(settle_with(&store, &first, late(), &w1_ended).await, SettleResult::LeaseLost);
+    assert_eq!(settle_with(&store, &first, late(), &w1_ended).await, SettleResult::LeaseLost);
+    let h = store.get(&id).await.unwrap().unwrap().attempt_history;
+    assert_eq!(h.iter().filter(|a| a.late).count(), 1, "{h:?}");
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().events.late, 1);
+}
+
 /// Found by an audit of job histories: a settle that Redis applied but whose reply was
 /// lost (a timeout, a reset) is sent again by the worker's settler, the same settlement.
 /// The second found the lease gone and recorded the run again, as `late`, though it had

@@ -62,6 +62,15 @@ local function settled_before(id, key, token, attempt, short)
   end
   return false
 end
+-- Whether `attempt` is among the newest records already, as the late record a settle
+-- sent before made of it.
+local function recorded_late(id, attempt)
+  local late = '{"late":true,' .. string.sub(attempt, 2)
+  for _, a in ipairs(redis.call('LRANGE', P .. 'attempts:' .. id, -3, -1)) do
+    if a == late then return true end
+  end
+  return false
+end
 -- The dead-letter error of a snooze past the cap.
 local SNOOZED_OUT = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
 -- First every run's record, once (the lease check and what the outcome needs), and the
@@ -113,8 +122,11 @@ for i = 0, n - 1 do
         out[i + 1] = 'ok'
       else
         if short then attempt = success_json(attempt, string.match(token, TOKEN)) end
-        push_late(id, key, attempt)
-        count_event('late')
+        -- a late settle sent again finds its late record among the newest
+        if not recorded_late(id, attempt) then
+          push_late(id, key, attempt)
+          count_event('late')
+        end
       end
     end
   else

@@ -32,6 +32,23 @@ async fn order_ids_in_db(stack: &Stack, account: &str) -> HashSet<String> {
         .collect()
 }
 
+/// Every SKU the simulator holds for `account`, as listings Drover knows, last checked a
+/// day ago (what a listings refresh goes over).
+async fn known_listings(stack: &Stack, account: &drover::job::AccountId) {
+    for sku in stack.sim.admin().skus(account.as_str()).await.unwrap() {
+        sqlx::query(
+            "INSERT INTO listings (account_id, sku, marketplace_id, status, checked_at)
+             VALUES ($1, $2, $3, 'BUYABLE', now() - interval '1 day')",
+        )
+        .bind(account.as_str())
+        .bind(&sku)
+        .bind(MARKETPLACE)
+        .execute(stack.db.pool())
+        .await
+        .unwrap();
+    }
+}
+
 async fn assert_cursor_at_end(stack: &Stack, account: &str) {
     let (cursor, token): (Option<chrono::DateTime<Utc>>, Option<String>) =
         sqlx::query_as("SELECT cursor_at, walk_next_token FROM sync_positions WHERE account_id = $1 AND resource = 'orders'")
@@ -964,18 +981,7 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
             ..AccountSpec::new("seller-slow-listings")
         })
         .await;
-    for sku in stack.sim.admin().skus(acct.as_str()).await.unwrap() {
-        sqlx::query(
-            "INSERT INTO listings (account_id, sku, marketplace_id, status, checked_at)
-             VALUES ($1, $2, $3, 'BUYABLE', now() - interval '1 day')",
-        )
-        .bind(acct.as_str())
-        .bind(&sku)
-        .bind(MARKETPLACE)
-        .execute(stack.db.pool())
-        .await
-        .unwrap();
-    }
+    known_listings(&stack, &acct).await;
     stack.spawn_worker("worker-1", &[]);
     let id = stack
         .submit(
@@ -1014,15 +1020,7 @@ async fn a_sync_whose_listings_refresh_parks_walks_its_orders_once() {
             ..AccountSpec::new("seller-orders-once")
         })
         .await;
-    for sku in stack.sim.admin().skus(acct.as_str()).await.unwrap() {
-        sqlx::query("INSERT INTO listings (account_id, sku, marketplace_id, status) VALUES ($1, $2, $3, 'BUYABLE')")
-            .bind(acct.as_str())
-            .bind(&sku)
-            .bind(MARKETPLACE)
-            .execute(stack.db.pool())
-            .await
-            .unwrap();
-    }
+    known_listings(&stack, &acct).await;
     stack.spawn_worker("worker-1", &[]);
     let id = stack
         .submit(
@@ -1094,15 +1092,7 @@ async fn an_announced_rate_the_limiter_forgot_is_passed_on_again() {
         drover_tests::sim::RateLimit::new(2.0, 5),
     );
     let acct = stack.account(spec).await;
-    for sku in stack.sim.admin().skus(acct.as_str()).await.unwrap() {
-        sqlx::query("INSERT INTO listings (account_id, sku, marketplace_id, status) VALUES ($1, $2, $3, 'BUYABLE')")
-            .bind(acct.as_str())
-            .bind(&sku)
-            .bind(MARKETPLACE)
-            .execute(stack.db.pool())
-            .await
-            .unwrap();
-    }
+    known_listings(&stack, &acct).await;
     stack.spawn_worker("worker-1", &[]);
     let key = format!("drover:rl:{{{}}}:getListingsItem", acct.as_str());
     let mut redis = stack.redis.conn();

@@ -210,6 +210,7 @@ conformance!(
         a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze,
         a_cancel_during_a_run_sticks_when_the_run_is_released,
         a_cancel_during_a_run_sticks_when_the_run_ends_dead,
+        a_job_that_gave_its_turn_away_comes_back_at_the_front_of_its_account,
         a_lease_renewed_within_its_grace_is_not_reclaimed,
         a_lease_left_unrenewed_while_redis_kept_serving_is_reclaimed_without_a_grace,
         a_sync_scheduled_for_later_does_not_swallow_one_due_now,

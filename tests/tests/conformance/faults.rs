@@ -205,6 +205,30 @@ pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
 /// slice hands its job back with a snooze that is not counted (`gave_way`), so a long job
 /// that keeps giving way never reaches the cap; a counted snooze afterwards still is.
 /// Its wait says it was interrupted, not parked by a limit, and a cancel still wins.
+/// Found by the fairness audit of 2026-12-05: a run that gave its turn away came back
+/// behind every job its account had queued meanwhile (promotion scores a job by when it
+/// fell due), so an account's own jobs took turns among themselves instead of running
+/// oldest first. It comes back where it was, at the front of its account's lane.
+pub async fn a_job_that_gave_its_turn_away_comes_back_at_the_front_of_its_account<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    enqueue(&store, NewJob::new(cleanup("a"))).await;
+    enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.id, first);
+    let gave_way = SettleAction::GaveWay {
+        delay: Duration::from_millis(100),
+        error: ErrorInfo {
+            class: ErrorClass::Interrupted,
+            message: "handed back: worked its 1s turn while another job waits for the slot".into(),
+        },
+    };
+    settle(&store, &l, gave_way, AttemptOutcome::Snoozed).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let next = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(next.id, first, "the job that gave way runs before its account's later jobs");
+}
+
 pub async fn capped_giving_way_is_not_counted_against_the_snooze_cap<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     let turn = ErrorInfo {

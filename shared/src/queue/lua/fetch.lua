@@ -41,14 +41,15 @@ local function account_ready(acct, running)
 end
 
 -- Promotion keeps due-time order: a job joins its lane as if it had been enqueued
--- when it fell due, ahead of anything enqueued since.
+-- when it fell due, ahead of anything enqueued since. A job that gave its turn away
+-- (`gw`) joins where it was: as if enqueued when it was created.
 local due = redis.call('ZRANGE', P .. 'scheduled', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk, 'WITHSCORES')
 if #due > 0 then
   local ids = {}
   for i = 1, #due, 2 do
     local id, at = due[i], tonumber(due[i + 1])
     local key = P .. 'job:' .. id
-    local f = need(key) and redis.call('HMGET', key, 'pr', 'acct', 'st', 'ac')
+    local f = need(key) and redis.call('HMGET', key, 'pr', 'acct', 'st', 'ac', 'gw', 'ca')
     if f and not f[1] then
       ids[#ids + 1] = id
     elseif f and not account_ready(f[2], false) then
@@ -56,6 +57,10 @@ if #due > 0 then
     elseif f then
       ids[#ids + 1] = id
       redis.call('HSET', key, 'st', 'queued', 'ua', now, 'ra', '')
+      if f[5] then
+        redis.call('HDEL', key, 'gw')
+        at = tonumber(f[6]) or at
+      end
       recount(key, f[2], f[4], f[3], 'queued')
       add_ready(id, f[2], ready_score(f[1], at))
     end

@@ -180,6 +180,8 @@ for i = 0, n - 1 do
       end
       local due = now + delay
       redis.call('HSET', key, 'st', st, 'ua', now, 'ra', due, 'er', data, 'ls', '', 'w', '')
+      -- a turn given away comes back at the front of its account's lane (fetch.lua)
+      if outcome == 'gave_way' then redis.call('HSET', key, 'gw', '1') end
       recount(key, f[3], f[6], 'running', st)
       redis.call('ZADD', P .. 'scheduled', due, id)
       if st == 'retrying' then

@@ -941,8 +941,7 @@ async fn a_stopping_worker_hands_a_long_backfill_back_between_windows() {
 /// getOrders allows one call every 2.5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sync_whose_first_slot_is_further_away_than_a_run_waits_still_makes_its_call() {
-    let mut plans = jobs_support::plans();
-    plans.insert(drover_tests::sim::Operation::GetOrders, drover_tests::sim::RateLimit::new(0.4, 1));
+    let plans = jobs_support::plans_with(drover_tests::sim::Operation::GetOrders, drover_tests::sim::RateLimit::new(0.4, 1));
     let mut stack = Stack::start_with(sim(), "", plans).await;
     let acct = stack
         .account(AccountSpec {
@@ -969,8 +968,7 @@ async fn a_sync_whose_first_slot_is_further_away_than_a_run_waits_still_makes_it
 /// least recently checked first. Here getListingsItem allows one call every 2.5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped() {
-    let mut plans = jobs_support::plans();
-    plans.insert(
+    let plans = jobs_support::plans_with(
         drover_tests::sim::Operation::GetListingsItem,
         drover_tests::sim::RateLimit::new(0.4, 1),
     );
@@ -983,12 +981,7 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
         .await;
     known_listings(&stack, &acct).await;
     stack.spawn_worker("worker-1", &[]);
-    let id = stack
-        .submit(
-            JobKind::Sync,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["listings"]}),
-        )
-        .await;
+    let id = stack.submit_sync(&acct, &["listings"]).await;
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     assert_eq!(job.result.as_ref().unwrap()["listings"]["checked"], 4, "{:?}", job.result);
@@ -1007,8 +1000,7 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
 /// later run of a sync whose listings refresh has begun goes on with the listings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sync_whose_listings_refresh_parks_walks_its_orders_once() {
-    let mut plans = jobs_support::plans();
-    plans.insert(
+    let plans = jobs_support::plans_with(
         drover_tests::sim::Operation::GetListingsItem,
         drover_tests::sim::RateLimit::new(0.4, 1),
     );
@@ -1022,16 +1014,10 @@ async fn a_sync_whose_listings_refresh_parks_walks_its_orders_once() {
         .await;
     known_listings(&stack, &acct).await;
     stack.spawn_worker("worker-1", &[]);
-    let id = stack
-        .submit(
-            JobKind::Sync,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders", "listings"]}),
-        )
-        .await;
+    let id = stack.submit_sync(&acct, &["orders", "listings"]).await;
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
-    let stats = stack.sim.admin().stats().await.expect("stats");
-    let orders = &stats.accounts[acct.as_str()].operations[&drover_tests::sim::Operation::GetOrders];
+    let orders = stack.op_stats(&acct, drover_tests::sim::Operation::GetOrders).await;
     assert_eq!(orders.calls, 1, "one orders walk of one page for the whole job: {orders:?}");
 }
 
@@ -1044,8 +1030,7 @@ async fn a_sync_whose_listings_refresh_parks_walks_its_orders_once() {
 /// sends that SKU once one ends; it parks only with none in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_cleanups_of_one_seller_share_its_rate_without_parking_each_other() {
-    let mut plans = jobs_support::plans();
-    plans.insert(
+    let plans = jobs_support::plans_with(
         drover_tests::sim::Operation::DeleteListingsItem,
         drover_tests::sim::RateLimit::new(5.0, 10),
     );
@@ -1064,8 +1049,7 @@ async fn two_cleanups_of_one_seller_share_its_rate_without_parking_each_other() 
         let job = stack.finish(&id, Duration::from_secs(90)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     }
-    let stats = stack.sim.admin().stats().await.expect("stats");
-    let deletes = &stats.accounts[acct.as_str()].operations[&drover_tests::sim::Operation::DeleteListingsItem];
+    let deletes = stack.op_stats(&acct, drover_tests::sim::Operation::DeleteListingsItem).await;
     assert_eq!(deletes.rate_limited, 0, "{deletes:?}");
 }
 
@@ -1077,8 +1061,7 @@ async fn two_cleanups_of_one_seller_share_its_rate_without_parking_each_other() 
 /// the workers' configuration 20/s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_announced_rate_the_limiter_forgot_is_passed_on_again() {
-    let mut plans = jobs_support::plans();
-    plans.insert(
+    let plans = jobs_support::plans_with(
         drover_tests::sim::Operation::GetListingsItem,
         drover_tests::sim::RateLimit::new(20.0, 20),
     );
@@ -1096,20 +1079,14 @@ async fn an_announced_rate_the_limiter_forgot_is_passed_on_again() {
     stack.spawn_worker("worker-1", &[]);
     let key = format!("drover:rl:{{{}}}:getListingsItem", acct.as_str());
     let mut redis = stack.redis.conn();
-    let sync = || {
-        stack.submit(
-            JobKind::Sync,
-            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["listings"]}),
-        )
-    };
-    let id = sync().await;
+    let id = stack.submit_sync(&acct, &["listings"]).await;
     assert_eq!(stack.finish(&id, Duration::from_secs(30)).await.state, JobState::Succeeded);
     let rate: Option<String> = redis::cmd("HGET").arg(&key).arg("rate").query(&mut redis).unwrap();
     assert_eq!(rate.as_deref(), Some("2.0"), "the announced rate is in use");
     // The limiter's record goes, as with its idle expiry.
     let _: i64 = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let id = sync().await;
+    let id = stack.submit_sync(&acct, &["listings"]).await;
     assert_eq!(stack.finish(&id, Duration::from_secs(30)).await.state, JobState::Succeeded);
     let rate: Option<String> = redis::cmd("HGET").arg(&key).arg("rate").query(&mut redis).unwrap();
     assert_eq!(rate.as_deref(), Some("2.0"), "the announced rate is in use again");

@@ -316,7 +316,7 @@ async fn by_filter(
         limit: 200,
         cursor: walk.from.take(),
     };
-    for page_number in 0.. {
+    for page_number in 0..=MAX_PAGES {
         if out.done.len() >= limit {
             // Went on from where this page began: what it held past the limit is left.
             walk.from = q.cursor;
@@ -339,11 +339,13 @@ async fn by_filter(
             }
             apply(state, &job.id, out).await?;
         }
+        if out.done.len() >= limit {
+            // the next turn of the loop keeps this page's start
+            continue;
+        }
         match page.next {
-            Some(c) if out.done.len() < limit => q.cursor = Some(c),
-            Some(_) => {}
-            None if out.done.len() < limit => return Ok(()),
-            None => {}
+            Some(c) => q.cursor = Some(c),
+            None => return Ok(()),
         }
     }
     Ok(())

@@ -30,6 +30,13 @@ pub fn plans() -> BTreeMap<Operation, RateLimit> {
     ])
 }
 
+/// [`plans`] with `op`'s plan replaced (for simulator and workers alike).
+pub fn plans_with(op: Operation, limit: RateLimit) -> BTreeMap<Operation, RateLimit> {
+    let mut plans = plans();
+    plans.insert(op, limit);
+    plans
+}
+
 pub struct Stack {
     pub redis: RedisServer,
     pub db: PgDatabase,
@@ -276,6 +283,21 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// What the simulator saw of `account`'s calls of `op`.
+    pub async fn op_stats(&self, account: &AccountId, op: Operation) -> drover_tests::sim::OpStats {
+        let stats = self.sim.admin().stats().await.expect("simulator stats");
+        stats.accounts[account.as_str()].operations[&op].clone()
+    }
+
+    /// A sync of `account`'s `resources` in the stack's marketplace.
+    pub async fn submit_sync(&self, account: &AccountId, resources: &[&str]) -> JobId {
+        self.submit(
+            JobKind::Sync,
+            serde_json::json!({"account_id": account.as_str(), "marketplace_id": MARKETPLACE, "resources": resources}),
+        )
+        .await
     }
 
     pub async fn submit(&self, kind: JobKind, payload: serde_json::Value) -> JobId {

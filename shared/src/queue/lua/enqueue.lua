@@ -125,7 +125,7 @@ local function enqueue(b, o)
   if first or callback ~= '' then
     local now_st = redis.call('HGET', key, 'st')
     if first then
-      first, sent_again = false, now_st ~= false and now_st ~= nil
+      first, sent_again = false, now_st ~= false
     end
     if now_st then
       return 'existing', id, now_st

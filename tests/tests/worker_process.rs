@@ -175,6 +175,64 @@ async fn a_sigkilled_workers_jobs_run_again_within_seconds_and_never_twice_at_on
     );
 }
 
+/// Found by the chaos audit of 2026-12-05: a survivor with nothing to do slept out its
+/// idle wait (5 s) before it fetched again, and its fetch then took the quiet since the
+/// dead holder's last renewal for a Redis outage and gave the dead lease a grace, so the
+/// job ran again 4–6 s after the kill. Each idle worker now beats on its queues: Redis
+/// sees it served them, and a lease that runs out wakes a fetcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_survivor_runs_a_killed_workers_job_again_one_lease_after_the_kill() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let one = [("DROVER_WORKER__CONCURRENCY__CLEANUP", "1")];
+    let mut a = worker(&server, "worker-a", &one);
+    let mut b = worker(&server, "worker-b", &one);
+    // both idle, each asleep on its idle wait
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let id = store.enqueue(job("sleep.20000")).await.unwrap().id;
+    let mut first = None;
+    wait_until("the job started", Duration::from_secs(10), || {
+        let started = runs(&server).get(id.as_str()).and_then(|rs| rs.first().map(|r| r.0));
+        first = started;
+        async move { started.is_some() }
+    })
+    .await;
+    let holder = first.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if a.pid() == holder {
+        a.kill();
+    } else {
+        b.kill();
+    }
+    let killed_at = now_us();
+    wait_until("the job started again", Duration::from_secs(15), || {
+        let again = runs(&server)
+            .get(id.as_str())
+            .is_some_and(|rs| rs.iter().any(|(pid, start, _)| *pid != holder && *start > killed_at));
+        async move { again }
+    })
+    .await;
+    let restarted = runs(&server)[id.as_str()]
+        .iter()
+        .filter(|(pid, start, _)| *pid != holder && *start > killed_at)
+        .map(|(_, s, _)| s - killed_at)
+        .min()
+        .unwrap();
+    eprintln!("recovery: the job restarted {} ms after the kill", restarted / 1000);
+    // one lease (1.8 s) after the last renewal, a beat (300 ms) to notice, a fetch
+    assert!(
+        restarted < 3_000_000,
+        "the idle survivor must run the job again about one lease after the kill, took {} ms",
+        restarted / 1000
+    );
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert!(
+        job.attempt_history.iter().any(|a| a.outcome == AttemptOutcome::Lost),
+        "the dead holder's run is recorded lost: {:?}",
+        job.attempt_history
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_longer_than_its_lease_on_a_live_worker_is_never_taken_by_another() {
     let server = RedisServer::start(Durability::None);

@@ -72,6 +72,11 @@ pub trait JobStore: Clone + Send + Sync + 'static {
         leases: &[(JobId, String)],
         lease: Duration,
     ) -> impl Future<Output = Result<LeaseReport, StoreError>> + Send;
+    /// A live worker's beat on the queues of a kind where it holds no lease: Redis notes
+    /// that it served them (so a reclaim tells a dead holder from a Redis outage) and an
+    /// idle fetcher is woken when a lease there has run out, so a dead worker's jobs run
+    /// again one beat after their leases end.
+    fn beat(&self, kind: JobKind) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Record that these leased runs have started (a lease that never started is handed
     /// back without using an attempt if its worker dies).
     fn mark_started(&self, kind: JobKind, runs: &[(JobId, String)]) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
+use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +51,7 @@ impl KeeperTiming {
 /// keeper's own store on the keeper's own runtime.
 pub(crate) fn spawn_keeper<S, C, Fut>(
     registry: LeaseRegistry,
+    kinds: Vec<JobKind>,
     worker: (String, String),
     connect: C,
     timing: KeeperTiming,
@@ -69,14 +71,20 @@ where
                 .expect("lease keeper runtime");
             rt.block_on(async move {
                 tokio::spawn(fence_loop(registry.clone(), timing, stop.clone()));
-                renew_loop(registry, worker, connect, timing, stop).await;
+                renew_loop(registry, kinds, worker, connect, timing, stop).await;
             });
         })
         .expect("spawn lease keeper thread")
 }
 
-async fn renew_loop<S, C, Fut>(registry: LeaseRegistry, worker: (String, String), connect: C, timing: KeeperTiming, stop: CancellationToken)
-where
+async fn renew_loop<S, C, Fut>(
+    registry: LeaseRegistry,
+    kinds: Vec<JobKind>,
+    worker: (String, String),
+    connect: C,
+    timing: KeeperTiming,
+    stop: CancellationToken,
+) where
     S: JobStore,
     C: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>>,
@@ -122,15 +130,25 @@ where
         }
         let Some(s) = store.as_ref() else { continue };
         let held = registry.snapshot();
-        if held.is_empty() {
-            continue;
-        }
+        // The kinds with no lease here get a beat: without it, a survivor that only
+        // fetches now and then would see the quiet after a dead holder's last renewal
+        // as an outage (and give the dead lease a grace), and would sleep out its idle
+        // wait before it fetched the job again.
+        let idle: Vec<JobKind> = kinds.iter().copied().filter(|k| !held.iter().any(|(h, _)| h == k)).collect();
+        let beats = join_all(idle.into_iter().map(|kind| async move {
+            match tokio::time::timeout(call_timeout, s.beat(kind)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(kind = %kind, error = %e, "beat on an idle queue not written"),
+                Err(_) => tracing::debug!(kind = %kind, "beat on an idle queue not answered in time"),
+            }
+        }));
         let rounds = held
             .into_iter()
             .map(|(kind, held)| renew_kind(s, &registry, kind, held, timing.lease, call_timeout));
+        let (renewed, ()) = tokio::join!(join_all(rounds), beats.map(|_| ()));
         let mut timed_out = false;
         let mut first_error = None;
-        for r in join_all(rounds).await {
+        for r in renewed {
             match r {
                 Ok(()) => {}
                 Err(RenewError::TimedOut(kind)) => {

@@ -93,6 +93,7 @@ where
     .to_string();
     let keeper = keeper::spawn_keeper(
         shared.leases.clone(),
+        kinds.iter().map(|(k, _)| *k).collect(),
         (settings.worker_id.clone(), info),
         connect,
         timing,

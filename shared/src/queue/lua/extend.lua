@@ -1,5 +1,7 @@
 -- Renews the leases a live worker holds and tells it which of its jobs were cancelled
--- and which leases it no longer holds.
+-- and which leases it no longer holds. With no pairs it is a live worker's beat on a
+-- queue where it holds no lease: Redis notes that it served the queue (a reclaim tells
+-- a dead holder from an outage by the gaps, see note_served).
 -- ARGV: prefix, lease_ms, then pairs id, token -> {lost ids, cancel ids}
 local lease_ms = tonumber(ARGV[2])
 local now = now_ms()
@@ -18,4 +20,7 @@ for i = 3, #ARGV, 2 do
     if f[2] == '1' then cancel[#cancel + 1] = id end
   end
 end
+-- A lease that ran out (its holder died) waits for a fetch to reclaim it: wake an idle
+-- fetcher, which would otherwise sleep out its own wait (up to the idle wait, 5 s).
+if redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIMIT', 0, 1)[1] then wake() end
 return {lost, cancel}

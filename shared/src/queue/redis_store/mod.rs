@@ -284,6 +284,10 @@ impl JobStore for RedisStore {
         self.renew_leases(leases, lease).await
     }
 
+    async fn beat(&self, kind: JobKind) -> Result<(), StoreError> {
+        self.beat_queues(kind).await
+    }
+
     async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
         self.record_starts(runs).await
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::RedisStore;
-use crate::job::JobId;
+use crate::job::{JobId, JobKind};
 use crate::queue::codec::attempt_arg;
 use redis::Value;
 
@@ -96,7 +96,7 @@ impl RedisStore {
         let answers = self
             .call_per_queue::<(Vec<String>, Vec<String>)>(
                 &scripts::EXTEND,
-                &["active", "seen", "gaps"],
+                &["active", "seen", "gaps", "marker"],
                 leases,
                 Some(lease.as_millis() as u64),
             )
@@ -116,6 +116,25 @@ impl RedisStore {
         match failure {
             Some(e) if report.unreached.len() == leases.len() => Err(e.into()),
             _ => Ok(report),
+        }
+    }
+
+    /// A live worker's beat on every queue of `kind`: each notes that Redis served it
+    /// and wakes an idle fetcher when a lease there has run out (extend.lua, no leases).
+    pub(super) async fn beat_queues(&self, kind: JobKind) -> Result<(), StoreError> {
+        let answers = futures::future::join_all(self.all_keys(kind).iter().map(|keys| {
+            let mut inv = scripts::EXTEND.key(keys.slot_key());
+            for suffix in ["active", "seen", "gaps", "marker"] {
+                inv.key(keys.key(suffix));
+            }
+            inv.arg(keys.prefix()).arg(0);
+            let mut conn = self.conn.clone();
+            async move { inv.invoke_async::<(Vec<String>, Vec<String>)>(&mut conn).await }
+        }))
+        .await;
+        match answers.into_iter().find_map(Result::err) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
         }
     }
 

@@ -211,6 +211,7 @@ conformance!(
         a_cancel_during_a_run_sticks_when_the_run_is_released,
         a_cancel_during_a_run_sticks_when_the_run_ends_dead,
         a_job_that_gave_its_turn_away_comes_back_at_the_front_of_its_account,
+        a_replayed_job_forgets_a_turn_it_gave_away_in_its_earlier_life,
         a_lease_renewed_within_its_grace_is_not_reclaimed,
         a_lease_left_unrenewed_while_redis_kept_serving_is_reclaimed_without_a_grace,
         a_sync_scheduled_for_later_does_not_swallow_one_due_now,
@@ -269,6 +270,7 @@ conformance_with_policy!(
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
     capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,
+    capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attempt,
     capped_counts_say_how_many_jobs_wait_for_each_reason,
     capped_reclaims_and_late_results_are_counted,
 );

@@ -229,6 +229,36 @@ pub async fn a_job_that_gave_its_turn_away_comes_back_at_the_front_of_its_accoun
     assert_eq!(next.id, first, "the job that gave way runs before its account's later jobs");
 }
 
+/// Found by the visibility audit of 2026-12-05: the mark of a turn given away outlived a
+/// cancel and a replay, so the replayed job's later retry came back at its creation time,
+/// ahead of a job its account queued meanwhile, instead of when it fell due.
+pub async fn a_replayed_job_forgets_a_turn_it_gave_away_in_its_earlier_life<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let gave_way = SettleAction::GaveWay {
+        delay: Duration::from_secs(60),
+        error: ErrorInfo {
+            class: ErrorClass::Interrupted,
+            message: "handed back: worked its 1s turn while another job waits for the slot".into(),
+        },
+    };
+    settle(&store, &l, gave_way, AttemptOutcome::Snoozed).await;
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.id, id);
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let later = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let retry = SettleAction::Retry {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::Transient),
+    };
+    settle(&store, &l, retry, AttemptOutcome::Failed).await;
+    let next = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(next.id, later, "the retry fell due after the later job was queued: it runs second");
+}
+
 pub async fn capped_giving_way_is_not_counted_against_the_snooze_cap<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     let turn = ErrorInfo {
@@ -440,6 +470,41 @@ pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attemp
         JobState::Dead,
         "a started run that was lost used its only attempt"
     );
+}
+
+/// Found by the visibility audit of 2026-12-05: a job cancelled while it waited in a
+/// worker's prefetch never ran, yet ended with an attempt used (every other way a lease
+/// ends unstarted uses none).
+pub async fn capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attempt<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let second = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let leased = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 2);
+    let run = leased.iter().find(|l| l.id == first).unwrap();
+    store
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .await
+        .unwrap();
+    assert_eq!(store.cancel(&second).await.unwrap(), CancelOutcome::Requested);
+    let waiting = leased.iter().find(|l| l.id == second).unwrap();
+    let cancelled = ErrorInfo {
+        class: ErrorClass::Cancelled,
+        message: "cancelled before it started".into(),
+    };
+    settle(&store, waiting, SettleAction::Cancelled(cancelled), AttemptOutcome::Cancelled).await;
+    let job = store.get(&second).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.attempts, 0, "a run that never started uses no attempt");
+    // A run that did start and is cancelled keeps its attempt.
+    assert_eq!(store.cancel(&first).await.unwrap(), CancelOutcome::Requested);
+    settle(
+        &store,
+        run,
+        SettleAction::Cancelled(err(ErrorClass::Cancelled)),
+        AttemptOutcome::Cancelled,
+    )
+    .await;
+    assert_eq!(store.get(&first).await.unwrap().unwrap().attempts, 1);
 }
 
 pub async fn capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so<S: JobStore>(store: S) {

@@ -43,8 +43,9 @@ if ending[2] and ending[2] ~= '' then
 end
 redis.call('HSET', key, 'ma', (tonumber(at) or 0) + (tonumber(budget) or 1), 'tg', 'replay',
   'pe', cjson.encode(before))
--- a fresh life: no stale error, progress, result, due time, start or snooze count
-redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'hb')
+-- a fresh life: no stale error, progress, result, due time, start, snooze count or turn
+-- given away
+redis.call('HDEL', key, 'fa', 'cx', 'ls', 'w', 'rs', 'er', 'pg', 'ra', 'sa', 'sn', 'sx', 'hb', 'gw')
 -- its callback waits for the new ending, unless the last ending's delivery is still on
 -- its way (that one is delivered as it was)
 if redis.call('HGET', key, 'cbx') ~= 'pending' then

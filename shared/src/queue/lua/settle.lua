@@ -145,6 +145,11 @@ for i = 0, n - 1 do
       if outcome ~= 'retry' and outcome ~= 'dead' then redis.call('HINCRBY', key, 'at', -1) end
       outcome, data = 'cancelled', CANCELLED
     end
+    if outcome == 'cancelled' and redis.call('ZSCORE', P .. 'unstarted', id) then
+      -- cancelled while it waited in a prefetch: it never ran, so its attempt goes back
+      -- (as a lease handed back unstarted)
+      redis.call('HINCRBY', key, 'at', -1)
+    end
     local snoozes = tonumber(f[4]) or 0
     if outcome == 'snooze' then
       snoozes = snoozes + 1

@@ -256,6 +256,17 @@ impl WaitingView {
 }
 
 impl JobView {
+    /// The job's wait. A job leased into a worker's prefetch (`prefetched`) has not
+    /// started: the lease's time is no start and no run of its history is under way.
+    pub fn with_waiting(mut self, waiting: Option<WaitingView>) -> Self {
+        if waiting.as_ref().is_some_and(|w| w.reason == WaitReason::Prefetched) {
+            self.started_at = None;
+            self.attempt_history.retain(|a| a.ended_at.is_some());
+        }
+        self.waiting = waiting;
+        self
+    }
+
     /// Drop worker names (host names and pids, internal) for a tenant's key.
     pub fn without_workers(mut self) -> Self {
         self.worker = None;
@@ -418,7 +429,7 @@ pub struct Health {
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)] // documents the events axum's `Sse` writes
 pub struct JobEvent {
-    /// `state` (data: `{id, state, attempts, updated_at, last_error}`), `progress`
+    /// `state` (data: `{id, state, attempts, cancel_requested, updated_at, last_error}`), `progress`
     /// (data: `{id, done, total, message}`) or `waiting` (data: `{id, state, waiting:
     /// {reason, until, detail}}`, sent while the job waits, when the reason or its end
     /// changes).

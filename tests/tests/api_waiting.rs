@@ -171,6 +171,19 @@ async fn a_job_waiting_in_a_workers_prefetch_says_so_until_its_run_starts() {
     assert_eq!(held["state"], "running", "leased: {held}");
     assert_eq!(held["waiting"]["reason"], "prefetched", "{held}");
     assert_eq!(held["waiting"]["detail"]["worker"], "host-1:42", "{held}");
+    // Found by the visibility audit of 2026-12-05: the lease's time stood as the run's
+    // start, and the history showed a run under way that had not started.
+    assert!(held["started_at"].is_null(), "a prefetched job has not started: {held}");
+    assert!(
+        held["attempt_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["outcome"] != "running"),
+        "no run is under way while the job waits in a prefetch: {held}"
+    );
+    assert!(!started["started_at"].is_null(), "a started run says when: {started}");
+    assert_eq!(started["attempt_history"][0]["outcome"], "running", "{started}");
     let (_, seen_by_tenant) = app.job(ACME, second.as_str()).await;
     assert_eq!(seen_by_tenant["waiting"]["reason"], "prefetched", "{seen_by_tenant}");
     assert!(

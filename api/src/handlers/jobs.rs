@@ -47,8 +47,9 @@ pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
         // Worker names are internal host names and pids: for operators only.
         view = view.without_workers();
     }
-    view.waiting = waiting.map(|w| WaitingView::from(w).seen_by(caller.accounts.is_some()));
-    Ok(Json(view))
+    Ok(Json(view.with_waiting(
+        waiting.map(|w| WaitingView::from(w).seen_by(caller.accounts.is_some())),
+    )))
 }
 
 #[derive(IntoParams)]

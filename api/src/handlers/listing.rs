@@ -144,9 +144,7 @@ pub async fn page(state: &AppState, caller: &Caller, query: &ListQuery) -> Resul
                 let waiting = waits
                     .remove(&s.job.id)
                     .map(|w| WaitingView::from(w).seen_by(caller.accounts.is_some()));
-                let mut view = JobSummaryView::from(s);
-                view.waiting = waiting;
-                view
+                JobSummaryView::from(s).with_waiting(waiting)
             })
             .collect(),
         next_cursor: page.next.as_ref().map(|c| state.cursors().encode(c, &caller.name, query)),

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use drover::job::{JobId, JobKind, JobState};
 use drover::queue::summary::JobSummary;
+use drover::queue::WaitReason;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -67,6 +68,17 @@ impl From<JobSummary> for JobSummaryView {
             trigger: j.trigger,
             waiting: None,
         }
+    }
+}
+
+impl JobSummaryView {
+    /// The job's wait; a prefetched job has not started (as `JobView::with_waiting`).
+    pub fn with_waiting(mut self, waiting: Option<WaitingView>) -> Self {
+        if waiting.as_ref().is_some_and(|w| w.reason == WaitReason::Prefetched) {
+            self.started_at = None;
+        }
+        self.waiting = waiting;
+        self
     }
 }
 

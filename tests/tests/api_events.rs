@@ -371,3 +371,40 @@ async fn a_prefetched_jobs_start_is_streamed() {
     let (name, data) = events.next().await.expect("an event once the run starts");
     assert_eq!((name.as_str(), data["state"].as_str()), ("state", Some("running")), "{data}");
 }
+
+/// Found by the visibility audit of 2026-12-05: a cancel accepted for a running job
+/// (202, `cancel_requested` in `GET` at once) sent nothing on the job's stream until
+/// the job ended, which for a prefetched job is after the run ahead of it.
+#[tokio::test]
+async fn a_cancel_accepted_for_a_running_job_is_streamed_at_once() {
+    use drover::job::JobKind;
+    use drover::queue::{JobDefaults, RedisStore};
+
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let worker = RedisStore::connect(&app.redis.url(), "drover", JobDefaults::for_runtime())
+        .await
+        .unwrap();
+    let run = worker
+        .fetch(JobKind::Cleanup, "host-1:42", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .expect("leased");
+    worker
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .await
+        .unwrap();
+    let mut events = Events::new(app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap());
+    let first = next_named(&mut events, "state").await;
+    assert_eq!(first["state"], "running", "{first}");
+    let r = app.post(ADMIN, &format!("/v1/jobs/{id}/cancel")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let next = next_named(&mut events, "state").await;
+    assert_eq!(
+        (next["state"].as_str(), next["cancel_requested"].as_bool()),
+        (Some("running"), Some(true)),
+        "{next}"
+    );
+}

@@ -49,7 +49,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "`event: state` with `{id, state, attempts, updated_at, last_error}`, \
+        (status = 200, description = "`event: state` with `{id, state, attempts, cancel_requested, updated_at, last_error}` (also when a cancel is accepted while it runs), \
             `event: progress` with `{id, done, total, message}` and, while the job waits, `event: waiting` with \
             `{id, state, waiting: {reason, until, detail}}` whenever the reason or its end changes; ends after a terminal state",
             content_type = "text/event-stream", body = JobEvent),
@@ -96,7 +96,7 @@ struct Watch {
     /// The job's shared poll.
     polled: watch::Receiver<Seen>,
     /// The state, attempts and start last sent: a new run is a new `state` event.
-    seen_state: Option<(JobState, u32, Option<DateTime<Utc>>)>,
+    seen_state: Option<(JobState, u32, Option<DateTime<Utc>>, bool)>,
     seen_progress: Option<Progress>,
     /// The wait last sent: its reason and end (a position change alone sends nothing).
     seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>)>,
@@ -181,7 +181,8 @@ impl Watch {
         });
         // A new run is news even in the same state: a retry due within one poll, or a
         // lost lease reclaimed and leased again in one fetch, goes from running to running.
-        let run = (job.state, job.attempts, job.started_at);
+        // So is a cancel accepted while it runs (the run ends when its handler stops).
+        let run = (job.state, job.attempts, job.started_at, job.cancel_requested);
         let state = (self.seen_state != Some(run)).then(|| {
             self.seen_state = Some(run);
             state_data(job)
@@ -210,6 +211,7 @@ fn state_data(job: &Job) -> serde_json::Value {
         "id": job.id,
         "state": job.state,
         "attempts": job.attempts,
+        "cancel_requested": job.cancel_requested,
         "updated_at": job.updated_at,
         "last_error": job.last_error,
     })

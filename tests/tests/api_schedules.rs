@@ -493,6 +493,52 @@ async fn a_scoped_keys_listing_reads_no_other_accounts_schedules_from_redis() {
     assert_eq!(listed(&app, ACME).await.len(), 10);
 }
 
+/// Found by the hostile-tenant audit of 2026-12-05: a schedule asked for by name read
+/// more than that name's schedules. A scoped key's `GET /v1/schedules/globex%2Fnightly`
+/// (a name that can never be saved) made the API read and parse globex's schedule
+/// through the older release's field before answering 404, so the cost told whether it
+/// existed; and a key for every account read every tenant's schedule, whole, for any
+/// name, even one nobody uses.
+#[tokio::test]
+async fn a_schedule_asked_for_by_name_reads_only_that_names_schedules() {
+    let app = spawn_app().await;
+    let big = big_schedule("globex", 1000);
+    let one = serde_json::to_vec(&big["payload"]).unwrap().len() as u64;
+    assert_eq!(put(&app, GLOBEX_SUB, "nightly", &big).await.status(), 201);
+    for i in 0..5 {
+        assert_eq!(
+            put(&app, ACME_SUB, &format!("big-{i}"), &big_schedule("acme", 1000)).await.status(),
+            201
+        );
+    }
+    let mut conn = app.store.connection();
+    // A 404 reads no schedule; the one found is read once.
+    for (key, path, status, schedules_read) in [
+        (ACME_SUB, "/v1/schedules/globex%2Fnightly", 404, 0),
+        (ACME_SUB, "/v1/schedules/globex%2Fnope", 404, 0),
+        (READER, "/v1/schedules/nope", 404, 0),
+        (READER, "/v1/schedules/big-3", 200, 1),
+    ] {
+        let before = bytes_sent(&mut conn).await;
+        let r = app.get(key, path).send().await.unwrap();
+        let sent = bytes_sent(&mut conn).await - before;
+        assert_eq!(r.status(), status, "{path}");
+        assert!(
+            sent < schedules_read * one + one / 2,
+            "{path}: Redis sent {sent} bytes; one schedule is {one} bytes, six are stored"
+        );
+    }
+    let r = app
+        .client
+        .delete(app.url("/v1/schedules/globex%2Fnightly"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(app.get(GLOBEX_SUB, "/v1/schedules/nightly").send().await.unwrap().status(), 200);
+}
+
 /// Schedules an older release saved (before the per-account index, and before names were
 /// per account: a field without `/`) are listed for their account, also by listings
 /// that all start at once; replacing and deleting them keeps the listings right.

@@ -170,6 +170,11 @@ fn not_found(name: &str) -> ApiError {
 /// tenant's schedule of the same name is invisible: the answer is the same 404 as for a
 /// name nobody uses.
 async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Option<String>) -> Result<Schedule, ApiError> {
+    // A name that could never be saved (`globex/nightly`, once its `%2F` is decoded) is
+    // no schedule, and is looked for nowhere: looking would read fields of other names.
+    if drover::schedule::spec::validate_name(name).is_err() {
+        return Err(not_found(name));
+    }
     let mut found = match (&caller.accounts, account) {
         (_, Some(a)) if !caller.allows_account(&a) => Vec::new(),
         (_, Some(a)) => store.get(Some(&a), name).await?.into_iter().collect(),

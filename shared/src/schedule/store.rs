@@ -163,13 +163,24 @@ impl ScheduleStore {
         Ok(legacy_of(account, name, legacy).map(|s| (s, true)))
     }
 
-    /// Every account's schedule called `name` (for keys that may see every account).
+    /// Every account's schedule called `name` (for keys that may see every account):
+    /// the fields' names are read, then only the records of this name's fields (its
+    /// per-account fields and an older release's bare field), never another name's.
     pub async fn find(&self, name: &str) -> Result<Vec<Schedule>, ScheduleError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter_map(Result::ok)
+        let mut conn = self.conn.clone();
+        let fields: Vec<String> = conn.hkeys(&self.key).await?;
+        let mine: Vec<&String> = fields
+            .iter()
+            .filter(|f| f.rsplit_once('/').map_or(f.as_str(), |(_, n)| n) == name)
+            .collect();
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.key).arg(&mine).query_async(&mut conn).await?;
+        Ok(mine
+            .iter()
+            .zip(raws)
+            .filter_map(|(f, raw)| decode(f, &raw?).ok())
             .filter(|s| s.name == name)
             .collect())
     }

@@ -365,6 +365,37 @@ async fn session_hashes(app: &TestApp) -> Vec<String> {
     keys
 }
 
+/// Found by the hostile-tenant audit of 2026-12-05: the sign-in form's body (up to the
+/// API's 1 MiB limit) was read before the throttle was asked, so an address past its
+/// budget still made the API wait for and hold a megabyte per connection, without a key.
+/// The throttle answers first, and a sign-in body is a few kilobytes at most.
+#[tokio::test]
+async fn a_throttled_sign_in_is_refused_before_its_body_is_read_and_a_big_one_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(Durability::None, |c| c.ui.login_limit = RateLimitConfig::LOGINS).await;
+    let (status, _, _) = try_login(&app, &"k".repeat(64 * 1024), None).await;
+    assert_eq!(status, 413, "a sign-in body of 64 KiB is refused");
+    for n in 0..30 {
+        if try_login(&app, &format!("guess-{n}"), None).await.0 == 429 {
+            break;
+        }
+    }
+    // Headers that promise a megabyte, and no body: the throttle answers at once.
+    let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    raw.write_all(
+        b"POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1048576\r\n\r\nkey=",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(2), raw.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+}
+
 #[tokio::test]
 async fn failed_sign_ins_from_one_address_get_429_with_retry_after_and_a_valid_key_works_once_it_has_passed() {
     // The default budget (api.ui.login_limit: 10 at once, then one every 6 s per address).

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -61,11 +61,19 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/queues/{kind}/resume", post(queues::resume))
         .route_layer(from_fn_with_state(state.clone(), session::admin));
     Router::new()
-        .route("/ui/login", get(login_form).post(login))
+        // A key is a few dozen bytes: a sign-in body, read before any key is known, is
+        // held to a few kilobytes.
+        .route(
+            "/ui/login",
+            get(login_form).post(login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
         .route("/ui/assets/{file}", get(asset))
         .merge(read)
         .merge(admin)
 }
+
+/// Most bytes a sign-in form may have.
+const LOGIN_BODY_LIMIT: usize = 4096;
 
 fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
     page::bare(
@@ -106,9 +114,10 @@ async fn login(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    request: Request,
 ) -> Response {
-    // Counted before the key is looked at, so a 429 says nothing about it.
+    // Counted before the key is looked at, so a 429 says nothing about it; and before
+    // the body is read, so an address past its budget makes the API wait for nothing.
     let throttle = state.login_throttle();
     let client = throttle.client(peer.map(|Extension(ConnectInfo(a))| a), &headers);
     match throttle.check(client).await {
@@ -116,6 +125,10 @@ async fn login(
         Err(ApiError::RateLimited { retry_after }) => return throttled(retry_after),
         Err(e) => return page::error(&e),
     }
+    let form: LoginForm = match Form::from_request(request, &state).await {
+        Ok(Form(form)) => form,
+        Err(rejected) => return login_page(rejected.status(), Some("The sign-in form could not be read.")),
+    };
     let presented = SecretString::from(form.key.trim().to_owned());
     let Some(principal) = state.keys().authenticate(&presented) else {
         return login_page(StatusCode::UNAUTHORIZED, Some("That key is not valid."));

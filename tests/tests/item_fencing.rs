@@ -28,6 +28,45 @@ async fn outcome_of(conn: &mut sqlx::PgConnection, item: &str) -> (String, i32) 
         .unwrap()
 }
 
+/// Found by the chaos audit of 2026-12-05: a sync's listing rows were written without
+/// the fence, so a worker resumed after its job was taken over wrote a stale listing
+/// that the newer run then counted as checked; and the fence could not be held for a
+/// write outside the item record (the backfill's `last_synced`).
+#[tokio::test]
+async fn a_superseded_run_writes_no_listing_and_cannot_hold_the_job() {
+    use drover::data::listings::{self, ListingRow};
+    let db = PgDatabase::create().await;
+    let mut conn = db.pool().acquire().await.unwrap();
+    let row = |status: &str| ListingRow {
+        sku: "SKU-1".into(),
+        marketplace_id: "ATVPDKIKX0DER".into(),
+        asin: None,
+        status: status.into(),
+        raw: None,
+    };
+    assert_eq!(run_fence::claim(&mut conn, run(100)).await.unwrap(), Write::Landed);
+    assert_eq!(
+        listings::upsert(&mut conn, run(100), "acme", &row("BUYABLE")).await.unwrap(),
+        Write::Landed
+    );
+    assert_eq!(run_fence::claim(&mut conn, run(200)).await.unwrap(), Write::Landed);
+    assert_eq!(
+        listings::upsert(&mut conn, run(200), "acme", &row("DISCOVERABLE")).await.unwrap(),
+        Write::Landed
+    );
+    assert_eq!(
+        listings::upsert(&mut conn, run(100), "acme", &row("BUYABLE")).await.unwrap(),
+        Write::Fenced
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM listings WHERE account_id = 'acme' AND sku = 'SKU-1'")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(status, "DISCOVERABLE", "the later run's listing stands");
+    assert_eq!(run_fence::hold(&mut conn, run(100)).await.unwrap(), Write::Fenced);
+    assert_eq!(run_fence::hold(&mut conn, run(200)).await.unwrap(), Write::Landed);
+}
+
 #[tokio::test]
 async fn a_run_superseded_by_a_later_claim_writes_nothing_and_cannot_claim_back() {
     let db = PgDatabase::create().await;

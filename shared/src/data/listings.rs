@@ -2,6 +2,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use super::run_fence::{RunFence, Write};
 use super::DataResult;
 
 #[derive(Debug, Clone)]
@@ -14,10 +15,14 @@ pub struct ListingRow {
     pub raw: Option<serde_json::Value>,
 }
 
-pub async fn upsert(conn: &mut PgConnection, account_id: &str, row: &ListingRow) -> DataResult<()> {
-    sqlx::query(
+/// Writes what getListingsItem saw, only while `fence`'s run is the job's newest claim
+/// (run_fence.rs): a worker resumed after its job was taken over writes no stale listing
+/// that the newer run would then count as checked.
+pub async fn upsert(conn: &mut PgConnection, fence: RunFence<'_>, account_id: &str, row: &ListingRow) -> DataResult<Write> {
+    let done = sqlx::query(
         "INSERT INTO listings (account_id, sku, marketplace_id, asin, status, raw, checked_at)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, now())
+         SELECT $1, $2, $3, $4, $5, $6::jsonb, now()
+          WHERE EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = $7 AND r.run = $8 FOR SHARE)
          ON CONFLICT (account_id, sku) DO UPDATE SET
                 marketplace_id = EXCLUDED.marketplace_id, asin = COALESCE(EXCLUDED.asin, listings.asin),
                 status = EXCLUDED.status, raw = COALESCE(EXCLUDED.raw, listings.raw), checked_at = now()",
@@ -28,9 +33,11 @@ pub async fn upsert(conn: &mut PgConnection, account_id: &str, row: &ListingRow)
     .bind(&row.asin)
     .bind(&row.status)
     .bind(row.raw.as_ref().map(|v| v.to_string()))
+    .bind(fence.job_id)
+    .bind(fence.run)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(Write::of_rows(done.rows_affected()))
 }
 
 /// SKUs this account is known to sell — its stored listings and the SKUs of its report

@@ -36,6 +36,18 @@ impl Write {
     }
 }
 
+/// Whether `fence`'s run is still the job's newest claim, its claim held to the end of
+/// the transaction `conn` is in (a later claim waits for it): what the transaction
+/// writes next lands only for the run that holds the job.
+pub async fn hold(conn: &mut PgConnection, fence: RunFence<'_>) -> DataResult<Write> {
+    let held: Option<i32> = sqlx::query_scalar("SELECT 1 FROM job_runs WHERE job_id = $1 AND run = $2 FOR SHARE")
+        .bind(fence.job_id)
+        .bind(fence.run)
+        .fetch_optional(conn)
+        .await?;
+    Ok(if held.is_some() { Write::Landed } else { Write::Fenced })
+}
+
 /// Claim the job for `fence.run`. `Fenced` when a later run already holds it.
 pub async fn claim(conn: &mut PgConnection, fence: RunFence<'_>) -> DataResult<Write> {
     let done = sqlx::query(

@@ -18,6 +18,7 @@ use drover::data::items::{self, Item, ItemOutcome};
 use drover::data::last_synced::{self, SyncedResource};
 use drover::data::orders::{self, OrderRow, OrderSource};
 use drover::data::report_lines::{self, ReportLine};
+use drover::data::run_fence;
 use drover::job::{BackfillPayload, Progress};
 use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
@@ -139,11 +140,18 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
     if summary.failed > 0 || with_bad_rows > 0 {
         Ok(Outcome::Partial(result))
     } else {
-        // Every window done: the account's order reports are synced as of now.
-        last_synced::record(&mut conn, p.account_id.as_str(), SyncedResource::OrderReports, job_id)
+        // Every window done: the account's order reports are synced as of now (by the
+        // run that holds the job: a resumed older run records nothing).
+        drop(conn);
+        let what = "recording the backfill's end";
+        let mut tx = jobs.transaction(what).await?;
+        let held = run_fence::hold(&mut tx, ctx.fence()).within(jobs).await.map_err(db_error(what))?;
+        landed(held, ctx, what)?;
+        last_synced::record(&mut tx, p.account_id.as_str(), SyncedResource::OrderReports, job_id)
             .within(jobs)
             .await
-            .map_err(db_error("recording the backfill's end"))?;
+            .map_err(db_error(what))?;
+        tx.commit().within(jobs).await.map_err(db_error(what))?;
         Ok(Outcome::Succeeded(result))
     }
 }

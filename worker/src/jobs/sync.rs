@@ -269,10 +269,11 @@ async fn sync_listings(
                 raw: None,
             },
         };
-        listings::upsert(&mut conn, account, &row)
+        let written = listings::upsert(&mut conn, ctx.fence(), account, &row)
             .within(jobs)
             .await
             .map_err(db_error("writing a listing"))?;
+        landed(written, ctx, "writing a listing")?;
         let done = before as u64 + i as u64 + 1;
         if done.is_multiple_of(jobs.config().progress_every) || done == total {
             ctx.progress(Progress {

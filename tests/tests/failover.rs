@@ -444,6 +444,70 @@ async fn a_dead_shard_holds_up_no_other_shards_job_outcomes() {
     assert!(healthy >= 10, "only {healthy} of 30 jobs on the healthy shards");
 }
 
+/// A worker started while one primary of the cluster is down runs the healthy shards'
+/// jobs to the end, its leases renewed (the chaos audit of 2026-12-05 suspected that its
+/// lease keeper's first PING, sent to every primary, would fail and fence every run; it
+/// does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_while_a_primary_is_down_runs_the_healthy_shards_jobs_to_the_end() {
+    use drover::job::AttemptOutcome;
+    use drover_tests::harness::{cargo_bin, ChildProcess};
+    let mut cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let mut ids = Vec::new();
+    for a in 0..30 {
+        ids.push(store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap().id);
+    }
+    cluster.kill(busiest_primary(&cluster));
+    let env = vec![
+        ("DROVER_WORKER__REDIS_URL", cluster.url()),
+        ("DROVER_WORKER__QUEUE__PARTITIONS", "6".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__CLEANUP", "30".to_owned()),
+        // each run outlasts the fence (lease − heartbeat: 1.5 s)
+        ("DROVER_TEST_BEHAVIOUR", "sleep.2500".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let w = ChildProcess::spawn("worker", &cargo_bin("test_worker"), &[], &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut healthy, mut left) = (0, Vec::new());
+    for id in &ids {
+        loop {
+            match store.get(id).await {
+                // On the dead shard: nothing to see.
+                Err(_) => break,
+                Ok(Some(job)) if job.state.is_terminal() => {
+                    assert_eq!(job.state, JobState::Succeeded, "{id}: {:?}", job.attempt_history);
+                    assert!(
+                        job.attempt_history.iter().all(|a| a.outcome != AttemptOutcome::Released),
+                        "{id} was handed back: {:?}",
+                        job.attempt_history
+                    );
+                    healthy += 1;
+                    break;
+                }
+                Ok(job) if Instant::now() > deadline => {
+                    left.push((id.clone(), job.map(|j| j.state)));
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "jobs on healthy shards not run to the end after 30 s: {left:?} ({healthy} were)\n{}",
+        w.log()
+    );
+    assert!(healthy >= 10, "only {healthy} of 30 jobs on the healthy shards");
+}
+
 /// A Redis that stops answering while its socket stays open (a frozen process, a peer
 /// gone half-open): after one reply times out the store dials afresh. Found by an audit
 /// of unbounded waits: redis-rs's `ConnectionManager` reconnects on socket errors only,

@@ -14,18 +14,31 @@
   redis-node-N; api-cluster and worker-cluster name every node in their
   redis+cluster:// URL and set the same queue.partitions (> 1); no two services publish
   the same host port.
+- docker-compose.yml: a service whose environment names another service's address
+  (`http://simulator:9100`, `...@postgres:5432`) depends on it, directly or through
+  another, so `docker compose up <service>` starts what it talks to.
 - The Dockerfile's final stage is a slim base, runs as a numeric non-root user (so
   Kubernetes' runAsNonRoot can check it) and has a HEALTHCHECK that uses no tool the
   image lacks (no curl or wget: the binaries' `healthcheck` subcommands).
+- Every Kubernetes overlay in deploy/k8s/overlays, built with `kubectl kustomize`: every
+  namespaced object is in one namespace, the one the overlay's kustomization.yaml names
+  (an object with none lands in whatever namespace kubectl's context has, away from the
+  rest: a component's HPA once did), and the build holds that Namespace object, so
+  `kubectl apply -k` works on a fresh cluster.
 
 Run from the repository root: python3 deploy/check_deploy.py [--dashboard-rules FILE]
-(needs PyYAML). Exits 1 with one line per problem. With --dashboard-rules it also writes
-every dashboard expression, Grafana variables filled in, as a recording rule to FILE, so
-`promtool check rules FILE` checks their PromQL syntax.
+[--kubectl PATH] (needs PyYAML). Exits 1 with one line per problem. With --dashboard-rules
+it also writes every dashboard expression, Grafana variables filled in, as a recording
+rule to FILE, so `promtool check rules FILE` checks their PromQL syntax. The overlays are
+built with --kubectl PATH (deploy/validate.sh passes its own), else with `kubectl` from
+PATH; with neither, that check is skipped with a warning.
 """
+import argparse
 import json
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
 
 import yaml
@@ -38,6 +51,14 @@ DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
 SCALERS = [ROOT / "deploy/k8s/base/worker-scaledobject.yaml", ROOT / "deploy/k8s/components/worker-hpa/worker-hpa.yaml"]
 RUNBOOK = ROOT / "docs/operations.md"
 COMPOSE = ROOT / "docker-compose.yml"
+OVERLAYS = sorted(p.parent for p in (ROOT / "deploy/k8s/overlays").glob("*/kustomization.yaml"))
+# Kinds that live in no namespace; every other kind (ScaledObject included) is namespaced.
+CLUSTER_SCOPED = {
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass",
+    "StorageClass", "PersistentVolume", "IngressClass", "RuntimeClass", "APIService", "CSIDriver",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "ClusterIssuer",
+}
 DOCKERFILE = ROOT / "deploy/Dockerfile"
 MONITORING = {"otel-collector", "jaeger", "redis-exporter", "prometheus", "grafana"}
 REDIS_NODES = {f"redis-node-{i}" for i in range(1, 7)}
@@ -187,6 +208,49 @@ def dockerfile_problems():
     return problems
 
 
+def overlay_namespace_problems(kubectl):
+    """Each built overlay: one namespace for every namespaced object, the overlay's own."""
+
+    def says(ns):
+        return f"namespace {ns}" if ns else "no namespace (kubectl's current one)"
+
+    problems = []
+    for overlay in OVERLAYS:
+        where = overlay.relative_to(ROOT)
+        declared = (yaml.safe_load((overlay / "kustomization.yaml").read_text()) or {}).get("namespace")
+        try:
+            built = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True)
+        except OSError as e:
+            sys.exit(f"check_deploy: cannot run {kubectl} to build the overlays: {e}")
+        if built.returncode != 0:
+            problems.append(f"{where}: kubectl kustomize failed: {built.stderr.strip()}")
+            continue
+        objects = [d for d in yaml.safe_load_all(built.stdout) if d]
+        found = {}
+        for o in objects:
+            if o.get("kind") in CLUSTER_SCOPED:
+                continue
+            meta = o.get("metadata", {})
+            found.setdefault(meta.get("namespace"), []).append(f"{o.get('kind')} {meta.get('name')}")
+        if declared:
+            expected = declared
+            for ns, names in sorted(found.items(), key=lambda kv: str(kv[0])):
+                if ns != declared:
+                    problems.append(f"{where}: {', '.join(names)} in {says(ns)}, not the overlay's {declared}")
+        elif len(found) == 1 and None not in found:
+            expected = next(iter(found))
+        else:
+            expected = None
+            spread = "; ".join(
+                f"{says(ns)}: " + (", ".join(names) if len(names) <= 3 else f"{len(names)} objects")
+                for ns, names in sorted(found.items(), key=lambda kv: str(kv[0]))
+            )
+            problems.append(f"{where}: sets no `namespace:` and its objects are not all in one: {spread}")
+        if expected and not any(o.get("kind") == "Namespace" and o.get("metadata", {}).get("name") == expected for o in objects):
+            problems.append(f"{where}: no Namespace {expected} in the build: `kubectl apply -k` fails on a cluster without it")
+    return problems
+
+
 def anchor(heading):
     """GitHub's anchor for a Markdown heading."""
     a = heading.strip().lower()
@@ -195,8 +259,12 @@ def anchor(heading):
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--dashboard-rules":
-        write_dashboard_rules(sys.argv[2])
+    parser = argparse.ArgumentParser(description="Offline checks of Drover's deploy files.")
+    parser.add_argument("--dashboard-rules", metavar="FILE", help="write the dashboard's PromQL as recording rules to FILE")
+    parser.add_argument("--kubectl", metavar="PATH", help="the kubectl that builds the overlays (default: kubectl on PATH)")
+    args = parser.parse_args()
+    if args.dashboard_rules:
+        write_dashboard_rules(args.dashboard_rules)
     problems = []
     known = recorded_metrics() | external_metrics()
     rules = yaml.safe_load(RULES.read_text())
@@ -242,14 +310,23 @@ def main():
     if not MONITORING <= services.keys():
         problems.append(f"docker-compose.yml: missing {sorted(MONITORING - services.keys())}")
     problems += compose_cluster_problems(services)
+    problems += compose_dependency_problems(services)
 
     problems += dockerfile_problems()
+
+    kubectl = args.kubectl or shutil.which("kubectl")
+    if kubectl:
+        problems += overlay_namespace_problems(kubectl)
+        overlays = f", {len(OVERLAYS)} overlays' namespaces"
+    else:
+        print("check_deploy: warning: no kubectl on PATH (or --kubectl): the overlays' namespaces are not checked", file=sys.stderr)
+        overlays = ""
 
     for p in problems:
         print(p)
     if problems:
         sys.exit(1)
-    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts, Dockerfile OK")
+    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts, Dockerfile{overlays} OK")
 
 
 def compose_cluster_problems(services):
@@ -298,6 +375,30 @@ def compose_cluster_problems(services):
             if host in published:
                 problems.append(f"docker-compose.yml services {published[host]} and {name} both publish {host}")
             published[host] = name
+    return problems
+
+
+def compose_dependency_problems(services):
+    """Every service another one's environment names is among its (transitive) depends_on."""
+
+    def deps(name):
+        d = services.get(name, {}).get("depends_on", [])
+        return set(d if isinstance(d, list) else d.keys())
+
+    problems = []
+    for name, svc in services.items():
+        reach, todo = set(), list(deps(name))
+        while todo:
+            dep = todo.pop()
+            if dep not in reach:
+                reach.add(dep)
+                todo += deps(dep)
+        env = svc.get("environment", {})
+        items = env.items() if isinstance(env, dict) else (e.partition("=")[::2] for e in env)
+        for var, value in items:
+            for host in re.findall(r"(?:://|@|,)([A-Za-z0-9_.-]+):\d+", str(value or "")):
+                if host in services and host != name and host not in reach:
+                    problems.append(f"docker-compose.yml service {name}: {var} names {host}, which it does not depend on")
     return problems
 
 

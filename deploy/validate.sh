@@ -4,7 +4,9 @@
 #     (promtool from Debian's `prometheus` package, unpacked into the cache: no service);
 #   - deploy/check_deploy.py: every metric an alert or the Grafana dashboard names exists
 #     in the code, every alert has a firing and a non-firing test, every runbook link
-#     resolves; the dashboard's PromQL goes through `promtool check rules` too;
+#     resolves, every namespaced object of each built overlay is in the overlay's
+#     namespace (and that Namespace is in the build); the dashboard's PromQL goes through
+#     `promtool check rules` too;
 #   - docker-compose.yml, the default, monitoring and cluster profiles: `docker-compose
 #     config` (PyPI); the monitoring profile's Prometheus config: `promtool check config`;
 #     the cluster profile's wiring: check_deploy.py; deploy/redis/cluster-init.sh: `sh -n`;
@@ -56,7 +58,7 @@ echo "== alert rules and dashboard"
 # as recording rules so promtool checks its syntax. kubernetes-validate's venv has PyYAML.
 dash_rules="$(mktemp --suffix=.yml)"
 trap 'rm -f "$dash_rules"' EXIT
-"$cache/k8s/bin/python" deploy/check_deploy.py --dashboard-rules "$dash_rules"
+"$cache/k8s/bin/python" deploy/check_deploy.py --dashboard-rules "$dash_rules" --kubectl "$cache/k8s/bin/kubectl"
 "$promtool" check rules "$dash_rules" >/dev/null
 echo "dashboard PromQL: valid"
 "$promtool" check config deploy/prometheus/prometheus.yml >/dev/null

@@ -24,13 +24,31 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # PostgreSQL: start the local cluster when nothing answers on 5432 and no DATABASE_URL
-# points elsewhere.
+# points elsewhere; stop, saying what to do, when it still does not answer.
 if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
       ver=$(ls /etc/postgresql | sort -V | tail -n1)
       pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
     fi
+  fi
+  # Every test and the demo use a database on this server: without one answering, nothing
+  # can run, so stop here and say what to do.
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    {
+      echo "error: PostgreSQL is not answering on 127.0.0.1:5432, and the tests and the demo need it."
+      if command -v pg_lsclusters >/dev/null 2>&1; then
+        echo "  its clusters (pg_lsclusters):"
+        pg_lsclusters 2>&1 | sed 's/^/    /'
+        echo "  Start one: pg_ctlcluster <version> <cluster> start (its log is in /var/log/postgresql/);"
+        echo "  a cluster on another port works too: set DATABASE_URL (below) to it."
+      else
+        echo "  Start the local server (pg_ctl start -D <data dir>)."
+      fi
+      echo "  Or point DATABASE_URL at a server where user postgres logs in without a password, e.g."
+      echo "  DATABASE_URL=postgres://postgres@127.0.0.1:5433/postgres, and run again."
+    } >&2
+    exit 1
   fi
   # The tests and the demo log in as user postgres over loopback without a password.
   # Debian's own pg_hba.conf asks for one there: when that is what stops the login,
@@ -42,7 +60,9 @@ if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1; then
       sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
       runuser -u postgres -- psql -qtAc 'SELECT pg_reload_conf()' >/dev/null
     else
-      echo "warning: cannot log in to PostgreSQL at 127.0.0.1 as postgres without a password; set DATABASE_URL" >&2
+      echo "warning: cannot log in to PostgreSQL at 127.0.0.1:5432 as user postgres without a password," \
+        "and its pg_hba.conf is out of reach: let postgres in from 127.0.0.1 (trust), or set DATABASE_URL" \
+        "(postgres://<user>:<password>@127.0.0.1:5432/postgres, a user that may create databases)" >&2
     fi
   fi
 fi

@@ -667,3 +667,31 @@ async fn a_burst_of_parallel_reads_of_one_job_by_one_key_is_answered_in_full() {
     let statuses: Vec<u16> = answers.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+/// Found by the submit-path audit of 2026-12-05: a bad value inside `payload` (a date
+/// that is not one, a negative window, one bad SKU of many) was named only `payload`.
+#[tokio::test]
+async fn a_bad_value_inside_the_payload_is_named_by_where_it_is() {
+    let app = spawn_app().await;
+    let backfill = |extra: Value| {
+        let mut p = json!({"account_id": "acme", "marketplace_id": MARKETPLACE, "report_type": "GET_X",
+            "start": "2025-01-01T00:00:00Z", "end": "2025-01-02T00:00:00Z"});
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"kind": "backfill", "payload": p})
+    };
+    for (body, want) in [
+        (backfill(json!({"start": "yesterday"})), "payload.start"),
+        (backfill(json!({"window_hours": -1})), "payload.window_hours"),
+        (
+            json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": ["ok", " bad"]}}),
+            "payload.skus[1]",
+        ),
+        (
+            json!({"kind": "sync", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "resources": ["orders", "foo"]}}),
+            "payload.resources[1]",
+        ),
+    ] {
+        let p = problem(app.submit(ADMIN, &body).await, 422).await;
+        assert_eq!(fields(&p), [want], "{body}: {p}");
+    }
+}

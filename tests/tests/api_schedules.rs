@@ -63,7 +63,12 @@ async fn a_schedule_with_a_bad_cron_or_payload_is_a_422_naming_each_field() {
     let f = fields(&problem);
     assert!(f.contains(&"cron".to_owned()), "{f:?}");
     assert!(f.contains(&"priority".to_owned()), "{f:?}");
-    assert!(f.iter().any(|f| f.starts_with("payload.")), "{f:?}");
+    // Found by the submit-path audit of 2026-12-05: named `payload.payload.marketplace_id`.
+    assert!(
+        f.contains(&"payload.marketplace_id".to_owned()),
+        "named as POST /v1/jobs names it: {f:?}"
+    );
+    assert!(f.iter().all(|f| !f.starts_with("payload.payload")), "{f:?}");
     assert_eq!(
         app.get(ADMIN, "/v1/schedules/bad").send().await.unwrap().status(),
         404,

@@ -105,7 +105,11 @@ impl JobPayload {
     /// Decode and validate the payload of a job of `kind`. Unknown fields, wrong types
     /// and values out of range all come back as field errors naming the field.
     pub fn from_json(kind: JobKind, value: serde_json::Value) -> Result<Self, PayloadError> {
-        let payload = Self::typed(kind, value).map_err(|e| PayloadError(vec![serde_field_error(&e)]))?;
+        // Read through the path tracker, so a bad value deep inside is named by where it
+        // is (`payload.skus[1]`, `payload.start`), not only as `payload`.
+        let mut track = serde_path_to_error::Track::new();
+        let payload = Self::typed(kind, serde_path_to_error::Deserializer::new(value, &mut track))
+            .map_err(|e| PayloadError(vec![serde_field_error_at(&track.path(), &e)]))?;
         payload.validate()?;
         Ok(payload)
     }
@@ -216,6 +220,17 @@ impl JobPayload {
             Err(PayloadError(errors))
         }
     }
+}
+
+/// As [`serde_field_error`], with where in the payload the error arose: a value the
+/// message does not name a field for is named by its path.
+fn serde_field_error_at(path: &serde_path_to_error::Path, e: &serde_json::Error) -> FieldError {
+    let mut f = serde_field_error(e);
+    let at = path.to_string();
+    if f.field == "payload" && at != "." && !at.is_empty() {
+        f.field = format!("payload.{at}");
+    }
+    f
 }
 
 /// Turn serde's message into a field error: the field is named when serde names it.

@@ -120,7 +120,8 @@ impl ScheduleSpec {
         let payload = match JobPayload::from_json(self.kind, self.payload.clone()) {
             Ok(p) => Some(p),
             Err(e) => {
-                errors.extend(e.0.into_iter().map(|f| FieldError::new(format!("payload.{}", f.field), f.message)));
+                // named as `POST /v1/jobs` names them (`payload.skus`)
+                errors.extend(e.0);
                 None
             }
         };

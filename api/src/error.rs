@@ -157,7 +157,13 @@ impl ApiError {
             // A reply lost after the script ran looks the same as one never sent: a write
             // may have happened (review F8).
             ApiError::Unavailable { dependency, .. } => format!("dependency {dependency} did not answer; {}", unsure()),
-            ApiError::NotDurable { .. } => "accepted but not yet durable: retry with the same Idempotency-Key".into(),
+            // The write stays applied: only a retry with its key is a safe one.
+            ApiError::NotDurable { .. } => match request_id::advice() {
+                Advice::RetryWithKey => "accepted but not yet durable: retry with the same Idempotency-Key".into(),
+                _ => "accepted but not yet durable: the job was written and may be lost if Redis fails now; \
+                      check before you retry (a retry without an Idempotency-Key makes another job)"
+                    .into(),
+            },
             ApiError::DurabilityUnsupported { .. } => {
                 "the queue cannot store jobs as durably as this service is configured to; nothing was written".into()
             }
@@ -175,9 +181,9 @@ impl ApiError {
             ApiError::RateLimited { retry_after }
             | ApiError::TooManyStreams { retry_after, .. }
             | ApiError::TooManyInFlight { retry_after, .. } => Some(*retry_after),
-            ApiError::Unavailable { .. } | ApiError::NotDurable { .. } | ApiError::NotReady { .. } | ApiError::Timeout(_) => {
-                Some(Duration::from_secs(1))
-            }
+            // A retry of a write not yet durable is asked for only with its key.
+            ApiError::NotDurable { .. } => (request_id::advice() == Advice::RetryWithKey).then_some(Duration::from_secs(1)),
+            ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
             ApiError::DurabilityUnsupported { .. } => Some(Duration::from_secs(30)),
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,

@@ -178,6 +178,29 @@ async fn in_replica_mode_with_no_replica_every_enqueue_is_not_durable() {
     );
 }
 
+/// Found by the submit-path audit of 2026-12-05: a submit without an Idempotency-Key
+/// that was written but not yet durable was told "retry with the same Idempotency-Key"
+/// with a `Retry-After`; the write stays applied, so a client that retried made a
+/// second job. Without a key it is told to check first, and no `Retry-After`.
+#[tokio::test]
+async fn a_submit_without_a_key_not_yet_durable_is_told_to_check_before_it_retries() {
+    let app = app_in(DurabilityMode::Replica).await;
+    let res = app.submit(ADMIN, &body("acme")).await;
+    assert!(res.headers().get("retry-after").is_none(), "{:?}", res.headers());
+    let p = problem(res, 503).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.starts_with("accepted but not yet durable"), "{p}");
+    assert!(detail.contains("check before you retry"), "{p}");
+    assert!(!detail.contains("retry with the same Idempotency-Key"), "{p}");
+    // With a key it is still told to retry with it, after a second.
+    let res = submit_with_key(&app, "k1", &body("acme")).await;
+    assert_eq!(
+        res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()).as_deref(),
+        Some("1")
+    );
+    assert_eq!(problem(res, 503).await["detail"], NOT_DURABLE);
+}
+
 fn defaults(durability: QueueDurability) -> JobDefaults {
     JobDefaults {
         durability,
@@ -476,8 +499,8 @@ async fn aof_app() -> (RedisServer, Started) {
 /// Found by this stop's regression audit (N4): in `aof` mode, with AOF switched off at
 /// run time (`CONFIG SET appendonly no`), the enqueue's WAITAOF was refused and the
 /// client got "Redis did not answer" — yet the job was written and ran — while
-/// `/readyz` stayed ready. Now the answer is the not-durable 503 (retry with the same
-/// key), and the next check finds that Redis cannot give `aof` any more.
+/// `/readyz` stayed ready. Now the answer is the not-durable 503, and the next check
+/// finds that Redis cannot give `aof` any more.
 #[tokio::test]
 async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_and_turns_not_ready() {
     let (server, started) = aof_app().await;
@@ -494,7 +517,11 @@ async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_a
     let res = submit().await.unwrap();
     assert_eq!(res.status(), 503);
     let p: Value = res.json().await.unwrap();
-    assert!(p["detail"].as_str().unwrap_or_default().contains(NOT_DURABLE), "{p}");
+    // (sent without a key: told to check before it retries)
+    assert!(
+        p["detail"].as_str().unwrap_or_default().starts_with("accepted but not yet durable"),
+        "{p}"
+    );
     assert_eq!(jobs_on(&server, JobKind::Cleanup), 2, "the second job was written");
     let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "ready while Redis cannot give aof durability");

@@ -291,3 +291,78 @@ async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked()
         "it names where the code panicked: {line}"
     );
 }
+
+/// WARN lines of a worker's `log`, from "worker started" on, whose message contains `text`.
+fn warns_with(log: &str, text: &str) -> Vec<String> {
+    lines_after_start(log)
+        .into_iter()
+        .filter(|v| v["level"] == "WARN" && v["message"].as_str().is_some_and(|m| m.contains(text)))
+        .map(|v| v.to_string())
+        .collect()
+}
+
+/// Found by the logging audit of 2026-12-05: with the database unreachable every run of
+/// every job (each runs again every 2 s without using an attempt) logged a WARN
+/// "database call failed", for the whole outage. The outage is logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_database_is_logged_once_an_outage_not_once_a_run() {
+    let mut stack = Stack::start_empty().await;
+    let acct = stack.account(AccountSpec::new("seller-pg-down")).await;
+    for _ in 0..6 {
+        stack
+            .submit(
+                JobKind::Cleanup,
+                json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+            )
+            .await;
+    }
+    // A worker whose database is a closed port: every run's first read fails.
+    stack.spawn_worker(
+        "pg-down",
+        &[("DROVER_WORKER__DATABASE__URL", "postgres://postgres@127.0.0.1:1/drover")],
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let log = stack.logs();
+    let failed = warns_with(&log, "database");
+    assert!(!failed.is_empty(), "the outage is logged:\n{log}");
+    assert!(
+        failed.len() <= 1,
+        "{} WARN lines for one database outage:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// Found by the logging audit of 2026-12-05: a Redis that stopped answering while its
+/// sockets stayed open (a frozen process) made each connection log a WARN every time a
+/// reply timed out and it dialled afresh, for the whole stall. It is logged once, and
+/// its end once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_stops_answering_is_logged_once_a_stall() {
+    use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+
+    let redis = RedisServer::start(Durability::None);
+    let worker = ChildProcess::test_worker(
+        "stalled-worker",
+        &[
+            ("DROVER_WORKER__REDIS_URL", redis.url()),
+            ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+            ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+            ("DROVER_WORKER__METRICS_LISTEN", String::new()),
+            ("RUST_LOG", "info".to_owned()),
+        ],
+    );
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    redis.resume();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = worker.log();
+    let silent = warns_with(&log, "did not answer in time");
+    assert!(!silent.is_empty(), "the stall is logged:\n{log}");
+    assert!(
+        silent.len() <= 1,
+        "{} WARN lines for one stall:\n{}",
+        silent.len(),
+        silent.join("\n")
+    );
+}

@@ -3,12 +3,25 @@
 //! times out; a server that stops answering while its socket stays open (a frozen
 //! process, a peer gone half-open) would leave every later command timing out on that
 //! same socket until the kernel gives up on it, some 15 minutes on.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
 
 use super::{manager_config, Timeouts};
+
+/// A reply timed out and none has come since, on any connection of this process: a
+/// silent Redis is logged once (every connection, and every command on it, meets it),
+/// then its end once.
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// A reply came: a silence logged before has ended.
+fn answered() {
+    if SILENT.load(Ordering::Relaxed) && SILENT.swap(false, Ordering::Relaxed) {
+        tracing::info!("Redis answers again");
+    }
+}
 
 pub struct Redialling {
     client: redis::Client,
@@ -45,7 +58,14 @@ impl Redialling {
         }
         match ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config(self.timeouts)) {
             Ok(fresh) => {
-                tracing::warn!(error = %e, "Redis did not answer in time; dialling a fresh connection");
+                if SILENT.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(error = %e, "Redis still silent; dialling a fresh connection");
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        "Redis did not answer in time; dialling a fresh connection (logged again when it answers)"
+                    );
+                }
                 *current = (dialled + 1, fresh);
             }
             Err(e) => tracing::warn!(error = %e, "Redis did not answer in time and a fresh connection could not be made"),
@@ -55,8 +75,9 @@ impl Redialling {
     pub(super) async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
         let (dialled, mut conn) = self.current();
         let r = conn.req_packed_command(cmd).await;
-        if let Err(e) = &r {
-            self.after(dialled, e);
+        match &r {
+            Ok(_) => answered(),
+            Err(e) => self.after(dialled, e),
         }
         r
     }
@@ -64,8 +85,9 @@ impl Redialling {
     pub(super) async fn commands(&self, pipeline: &Pipeline, offset: usize, count: usize) -> RedisResult<Vec<Value>> {
         let (dialled, mut conn) = self.current();
         let r = conn.req_packed_commands(pipeline, offset, count).await;
-        if let Err(e) = &r {
-            self.after(dialled, e);
+        match &r {
+            Ok(_) => answered(),
+            Err(e) => self.after(dialled, e),
         }
         r
     }

@@ -9,6 +9,7 @@
 mod backfill;
 mod cleanup;
 mod config;
+mod db_outage;
 pub mod report_parse;
 mod sync;
 
@@ -141,7 +142,14 @@ impl Handler for Jobs {
 /// gone silent, and then only the deadline ends the wait (it counts as unavailable).
 pub(crate) trait DbCall<T>: Future<Output = Result<T, sqlx::Error>> + Sized {
     fn within(self, jobs: &Jobs) -> impl Future<Output = Result<T, sqlx::Error>> {
-        jobs.inner.deadline.bound(self)
+        let call = jobs.inner.deadline.bound(self);
+        async move {
+            let r = call.await;
+            if r.is_ok() {
+                db_outage::answered();
+            }
+            r
+        }
     }
 }
 
@@ -170,8 +178,13 @@ pub(crate) fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> JobError + '_ 
 /// A database error's own words (a SQLSTATE, a constraint's name; never SQL values) go
 /// to the log, in the job's span; the job's error, which tenants read, names only what
 /// failed and how, in a word.
+/// An unreachable database is logged once an outage (`db_outage`), not once a run.
 fn log_db_error(e: &DbError, what: &str) {
-    tracing::warn!(error = %e, during = what, "database call failed");
+    if e.is_unavailable() {
+        db_outage::unreachable(e, what);
+    } else {
+        tracing::warn!(error = %e, during = what, "database call failed");
+    }
 }
 
 /// How long a run stopped by an unavailable database waits before the job runs again.

@@ -167,12 +167,14 @@ impl MarketplaceClient {
                         lost();
                     }
                     self.record(acct, op, CallOutcome::Failure).await;
-                    tracing::warn!(account = %account, op = name, call_try = attempt, reason = %reason, "marketplace call failed without an answer");
+                    // One WARN a failed call, at its last try; the tries before at debug.
                     if attempt < retries {
+                        tracing::debug!(account = %account, op = name, call_try = attempt, reason = %reason, "marketplace call failed without an answer; trying again");
                         self.backoff(attempt, &acct.cancel).await?;
                         attempt += 1;
                         continue;
                     }
+                    tracing::warn!(account = %account, op = name, tries = attempt + 1, reason = %reason, "marketplace call failed without an answer");
                     return Err(CallError::Transient { op: name, reason });
                 }
             };
@@ -191,12 +193,13 @@ impl MarketplaceClient {
                         lost();
                         self.record(acct, op, CallOutcome::Failure).await;
                         let reason = format!("unreadable {status} answer: {why}");
-                        tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
                         if attempt < retries {
+                            tracing::debug!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed; trying again");
                             self.backoff(attempt, &acct.cancel).await?;
                             attempt += 1;
                             continue;
                         }
+                        tracing::warn!(account = %account, op = name, status, tries = attempt + 1, reason = %reason, "marketplace call failed");
                         return Err(CallError::Transient { op: name, reason });
                     }
                 },
@@ -241,12 +244,13 @@ impl MarketplaceClient {
                     // An answer: the marketplace says it did not do it (not `lost`).
                     self.record(acct, op, CallOutcome::Failure).await;
                     let reason = format!("{status} {}", classify::upstream_reason(answer.status, &answer.body));
-                    tracing::warn!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed");
                     if attempt < retries {
+                        tracing::debug!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed; trying again");
                         self.backoff(attempt, &acct.cancel).await?;
                         attempt += 1;
                         continue;
                     }
+                    tracing::warn!(account = %account, op = name, status, tries = attempt + 1, reason = %reason, "marketplace call failed");
                     return Err(CallError::Transient { op: name, reason });
                 }
                 Disposition::ClientError => {
@@ -456,13 +460,40 @@ fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
         // Redis's own words (and a script's id and line) stay in the log: the job and
         // its items, which tenants read, say what happened in ours.
         ResilienceError::Store(text) => {
-            tracing::warn!(op = name, error = %text, "the rate-limit store failed; the call was not sent");
+            // Every call meets a store that is down (a cleanup's every SKU): a WARN a minute
+            // at most, the rest at debug.
+            if store_failure_is_news() {
+                tracing::warn!(
+                    op = name,
+                    error = %text,
+                    "the rate-limit store failed; the call was not sent (further failures within a minute at debug)"
+                );
+            } else {
+                tracing::debug!(op = name, error = %text, "the rate-limit store failed; the call was not sent");
+            }
             CallError::Transient {
                 op: name,
                 reason: "the rate-limit store (Redis) did not answer; the call was not sent".into(),
             }
         }
     }
+}
+
+/// When the rate-limit store's failure was last logged at WARN (Unix seconds).
+static STORE_FAILURE_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a failure of the rate-limit store now should be logged at WARN: the first in
+/// a minute.
+fn store_failure_is_news() -> bool {
+    use std::sync::atomic::Ordering;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = STORE_FAILURE_LOGGED.load(Ordering::Relaxed);
+    now >= last + 60
+        && STORE_FAILURE_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// A transport failure without its URL (see `drover::lwa::describe_transport_error`).

@@ -134,7 +134,40 @@ pub mod redact {
         s.serialize_str(&url_without_password(v.expose_secret()))
     }
 
+    /// A URL with the password of its user info and of its query (`?password=`, which
+    /// libpq and redis-rs read too) replaced.
     pub fn url_without_password(url: &str) -> String {
+        let (url, query) = match url.split_once('?') {
+            Some((head, query)) => (head, Some(query)),
+            None => (url, None),
+        };
+        let mut shown = user_info_without_password(url);
+        if let Some(query) = query {
+            shown.push('?');
+            shown.push_str(&query_without_password(query));
+        }
+        shown
+    }
+
+    /// The query's parameters as they were, but those that hold a password.
+    fn query_without_password(query: &str) -> String {
+        let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+        let mut out = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("pass") => format!("{k}={SHOWN}"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+        out
+    }
+
+    fn user_info_without_password(url: &str) -> String {
         let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
             // Not a URL we can take apart: it may be anything, so show nothing.
             return if url.is_empty() { String::new() } else { SHOWN.to_owned() };
@@ -235,6 +268,12 @@ mod tests {
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("rediss://user@h/1?x=@"), "rediss://user@h/1?x=@");
         assert_eq!(redact("not a url"), "<secret>");
+        // Found by the logging audit of 2026-12-05: a password in the query was shown.
+        assert_eq!(
+            redact("postgres://app@db/drover?sslmode=require&password=hunter2"),
+            "postgres://app@db/drover?sslmode=require&password=<secret>"
+        );
+        assert_eq!(redact("postgres://db/d?sslpassword=x#f"), "postgres://db/d?sslpassword=<secret>#f");
     }
 
     #[test]

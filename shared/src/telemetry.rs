@@ -74,7 +74,19 @@ where
         let _ = PROVIDER.set(p);
     }
     if let Some(e) = export_error {
-        tracing::warn!(service, error = %e, "OTLP trace export is configured but could not start; running without it");
+        // The exporter's error quotes the endpoint as configured: its password, if it has
+        // one, is not shown.
+        let e: Vec<String> = e
+            .split(' ')
+            .map(|w| {
+                if w.contains("://") {
+                    crate::config::redact::url_without_password(w)
+                } else {
+                    w.to_owned()
+                }
+            })
+            .collect();
+        tracing::warn!(service, error = %e.join(" "), "OTLP trace export is configured but could not start; running without it");
     }
     tracing::debug!(service, otlp = exporting, "logging initialised");
 }

@@ -123,7 +123,16 @@ impl JobPayload {
         let payload = Self::typed(kind, &mut de)
             .and_then(|p| de.end().map(|()| p))
             .map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => PayloadError(vec![serde_field_error(&e)]).to_string(),
+                // read again, tracking where: the path costs only a payload that fails
+                serde_json::error::Category::Data => {
+                    let mut again = serde_json::Deserializer::from_str(text);
+                    let mut track = serde_path_to_error::Track::new();
+                    let at = match Self::typed(kind, serde_path_to_error::Deserializer::new(&mut again, &mut track)) {
+                        Err(e) => serde_field_error_at(&track.path(), &e),
+                        Ok(_) => serde_field_error(&e),
+                    };
+                    PayloadError(vec![at]).to_string()
+                }
                 _ => format!("payload is not JSON: {e}"),
             })?;
         payload.validate().map_err(|e| e.to_string())?;

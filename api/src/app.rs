@@ -91,6 +91,7 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
         payload_bytes: config.jobs.max_payload_bytes,
         schedules: config.schedules,
         headers: config.server.header_limits(),
+        body_bytes_in_flight: config.server.max_body_bytes_in_flight,
     };
     // Lazy too: the pool connects on first use; migrations run in the background.
     let pool = drover::db::connect_lazy(&config.database)?;

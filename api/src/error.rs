@@ -52,6 +52,10 @@ pub enum ApiError {
     /// 429: the key (or the process) has as many whole-record reads in flight as it may.
     #[error("{detail}")]
     TooManyInFlight { detail: String, retry_after: Duration },
+    /// 503: the process holds as many request bodies in flight as it may
+    /// (`body_budget.rs`); nothing was read or done.
+    #[error("{0}")]
+    Busy(String),
     /// A dependency (Redis) did not answer: the outcome is unknown.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
@@ -96,6 +100,7 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Unavailable { .. }
+            | ApiError::Busy(_)
             | ApiError::NotDurable { .. }
             | ApiError::DurabilityUnsupported { .. }
             | ApiError::NotReady { .. }
@@ -124,6 +129,7 @@ impl ApiError {
             ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::DurabilityUnsupported { .. } => {
                 ("unavailable", "Service unavailable")
             }
+            ApiError::Busy(_) => ("busy", "Too many request bodies in flight"),
             ApiError::NotDurable { .. } => ("not-durable", "Accepted but not yet durable"),
             ApiError::UpstreamUnavailable(_) => ("upstream-unavailable", "Upstream service unavailable"),
             ApiError::Timeout(_) => ("timeout", "Request timed out"),
@@ -145,6 +151,7 @@ impl ApiError {
             | ApiError::UpstreamUnavailable(d)
             | ApiError::TooManyStreams { detail: d, .. }
             | ApiError::TooManyInFlight { detail: d, .. } => d.clone(),
+            ApiError::Busy(d) => d.clone(),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
             ApiError::Validation(errors) => match errors.as_slice() {
                 [one] => format!("{}: {}", one.field, one.message),
@@ -183,7 +190,9 @@ impl ApiError {
             | ApiError::TooManyInFlight { retry_after, .. } => Some(*retry_after),
             // A retry of a write not yet durable is asked for only with its key.
             ApiError::NotDurable { .. } => (request_id::advice() == Advice::RetryWithKey).then_some(Duration::from_secs(1)),
-            ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::Timeout(_) => Some(Duration::from_secs(1)),
+            ApiError::Unavailable { .. } | ApiError::Busy(_) | ApiError::NotReady { .. } | ApiError::Timeout(_) => {
+                Some(Duration::from_secs(1))
+            }
             ApiError::DurabilityUnsupported { .. } => Some(Duration::from_secs(30)),
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,

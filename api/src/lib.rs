@@ -31,6 +31,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod body_budget;
 pub mod callbacks;
 pub mod cli;
 pub mod client_slots;

@@ -32,6 +32,8 @@ pub struct Limits {
     /// How many schedules an account may have, and how often each may fire.
     pub schedules: crate::config::SchedulesConfig,
     pub headers: crate::config::HeaderLimits,
+    /// Most bytes of request bodies held at once (`api.server.max_body_bytes_in_flight`).
+    pub body_bytes_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -68,6 +70,8 @@ struct Inner {
     paced_replays: Arc<crate::ui::paced_replays::PacedReplays>,
     /// Whole-record reads in flight, capped per key and per process.
     record_reads: Arc<crate::record_reads::RecordReads>,
+    /// Request bodies in flight, in bytes, capped per process and per key.
+    body_budget: Arc<crate::body_budget::BodyBudget>,
 }
 
 /// What the accounts endpoints need.
@@ -130,6 +134,7 @@ impl AppState {
             logins,
             paced_replays: Default::default(),
             record_reads: Default::default(),
+            body_budget: crate::body_budget::BodyBudget::new(limits.body_bytes_in_flight),
         }))
     }
 
@@ -152,6 +157,10 @@ impl AppState {
 
     pub fn record_reads(&self) -> &Arc<crate::record_reads::RecordReads> {
         &self.0.record_reads
+    }
+
+    pub fn body_budget(&self) -> &Arc<crate::body_budget::BodyBudget> {
+        &self.0.body_budget
     }
 
     pub fn paced_replays(&self) -> &Arc<crate::ui::paced_replays::PacedReplays> {

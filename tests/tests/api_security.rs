@@ -308,3 +308,58 @@ async fn the_token_exchange_follows_no_redirect_with_the_credentials() {
     assert_ne!(status, 201, "the redirect was followed to the real token endpoint: {text}");
     assert!(!text.contains("sim-client-secret") && !text.contains("127.0.0.1"), "{text}");
 }
+
+/// Sends a CSV upload's headers announcing `bytes` and `sent` bytes of its body, then
+/// stalls; returns the connection.
+async fn stalled_upload(app: &TestApp, key: &str, bytes: usize, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/jobs/cleanup.csv?account_id=acme&marketplace_id={MARKETPLACE} HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {key}\r\nContent-Type: text/csv\r\nContent-Length: {bytes}\r\n\r\nsku\n"
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    raw.write_all(&vec![b'a'; sent]).await.unwrap();
+    raw
+}
+
+/// The status line the API answers on `raw` within 2 s (None: no answer yet).
+async fn answer_within_2s(raw: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 256];
+    match tokio::time::timeout(Duration::from_secs(2), raw.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned()),
+        _ => None,
+    }
+}
+
+/// Found by the hostile-tenant audit of 2026-12-05: request bodies were bounded per
+/// request only, so uploads sent slowly held their size each (CSV: 10 MiB) until the
+/// request timeout, and enough of them took the API past its memory. A request reserves
+/// its body's bytes before it is read, from a budget for the process (one key a
+/// quarter of it); one that finds no room is a 503 at once.
+#[tokio::test]
+async fn request_bodies_in_flight_are_bounded_for_the_process_and_for_each_key() {
+    let app = spawn_app_with(Durability::None, |c| c.server.max_body_bytes_in_flight = 1 << 20).await;
+    // acme's first upload holds 600 KB of the 1 MiB, stalled.
+    let mut first = stalled_upload(&app, ACME_SUB, 600_000, 1000).await;
+    assert_eq!(answer_within_2s(&mut first).await, None, "it waits for its body");
+    // acme's second is past its quarter; globex's would take the process past its budget.
+    let mut again = stalled_upload(&app, ACME_SUB, 100_000, 0).await;
+    let mut other = stalled_upload(&app, GLOBEX_SUB, 600_000, 0).await;
+    for raw in [&mut again, &mut other] {
+        let status = answer_within_2s(raw).await;
+        assert_eq!(status.as_deref(), Some("HTTP/1.1 503 Service Unavailable"), "refused at once");
+    }
+    // Once the stalled upload has gone, there is room again.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = app
+        .post(GLOBEX_SUB, "/v1/jobs/cleanup.csv?account_id=globex&marketplace_id=ATVPDKIKX0DER")
+        .header("content-type", "text/csv")
+        .body("sku\nSKU-1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+}

@@ -13,6 +13,9 @@ pub async fn require_read(State(state): State<AppState>, req: Request, next: Nex
     guard(state, Role::Read, req, next).await
 }
 
+/// The route whose bodies may be `api.csv_limit_bytes` (the others `api.body_limit_bytes`).
+const CSV_PATH: &str = "/v1/jobs/cleanup.csv";
+
 pub async fn require_submit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     guard(state, Role::Submit, req, next).await
 }
@@ -26,6 +29,21 @@ async fn guard(state: AppState, role: Role, mut req: Request, next: Next) -> Res
     let presented = bearer(req.headers());
     match authorize(&state, role, presented).await {
         Ok(caller) => {
+            // Its body's bytes, reserved before it is read (`body_budget.rs`), for as
+            // long as the request runs.
+            let limits = state.limits();
+            let limit = if req.uri().path() == CSV_PATH {
+                limits.csv_bytes
+            } else {
+                limits.body_bytes
+            };
+            let _body = match crate::body_budget::announced(req.headers(), limit) {
+                0 => None,
+                bytes => match state.body_budget().reserve(&caller.name, bytes) {
+                    Ok(r) => Some(r),
+                    Err(e) => return e.into_response(),
+                },
+            };
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

@@ -20,6 +20,10 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Most bytes of request header names and values together; more is a 431 problem.
     pub max_header_bytes: usize,
+    /// Most bytes of request bodies the process holds at once (each request reserves what
+    /// it announces before it is read; one key a quarter); a request that finds no room
+    /// is a 503 (`body_budget.rs`).
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +35,7 @@ impl Default for ServerConfig {
             write_timeout_ms: 30_000,
             max_headers: 100,
             max_header_bytes: 64 * 1024,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
         }
     }
 }
@@ -63,6 +68,12 @@ impl ServerConfig {
             errs.push(format!(
                 "api.server.max_header_bytes = {} must be between 4096 and 1048576",
                 self.max_header_bytes
+            ));
+        }
+        if !(1 << 20..=1 << 34).contains(&self.max_body_bytes_in_flight) {
+            errs.push(format!(
+                "api.server.max_body_bytes_in_flight = {} must be between 1048576 (1 MiB) and 17179869184 (16 GiB)",
+                self.max_body_bytes_in_flight
             ));
         }
         errs

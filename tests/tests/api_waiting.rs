@@ -195,3 +195,21 @@ async fn a_job_waiting_in_a_workers_prefetch_says_so_until_its_run_starts() {
     assert_eq!(listed(second.as_str())["waiting"]["reason"], "prefetched", "{page}");
     assert!(listed(first.as_str())["waiting"].is_null(), "{page}");
 }
+
+/// Found by the visibility audit of 2026-12-05: a job scheduled for later in a paused
+/// queue answered `scheduled` with its `until`, and nothing said that at that time it
+/// would only wait on, paused. Its detail says what comes then.
+#[tokio::test]
+async fn a_scheduled_job_in_a_paused_queue_says_the_pause_comes_after_its_wait() {
+    let app = spawn_app().await;
+    assert_eq!(app.post(ADMIN, "/v1/queues/cleanup/pause").send().await.unwrap().status(), 200);
+    let mut later = cleanup_body("acme");
+    later["delay_ms"] = json!(60_000);
+    let id = app.submit_ok(&later).await;
+    let (_, job) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(job["waiting"]["reason"], "scheduled", "{job}");
+    assert_eq!(job["waiting"]["detail"]["then"], "queue_paused", "{job}");
+    assert_eq!(app.post(ADMIN, "/v1/queues/cleanup/resume").send().await.unwrap().status(), 200);
+    let (_, job) = app.job(ADMIN, id.as_str()).await;
+    assert!(job["waiting"]["detail"]["then"].is_null(), "{job}");
+}

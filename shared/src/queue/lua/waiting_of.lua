@@ -20,24 +20,26 @@ local function waiting_of(id, known)
   if not st or st == 'running' or is_terminal(st) then return nil end
   local acct = f[2] or ''
   local due = f[3] or ''
+  -- A wait with an end in a paused queue ends in the pause: it says so (`then`).
+  local paused = (st == 'retrying' or st == 'scheduled') and redis.call('EXISTS', P .. 'paused') == 1
   if st == 'retrying' then
-    return 'retry_backoff', due, '{}'
+    return 'retry_backoff', due, paused and '{"then":"queue_paused"}' or '{}'
   end
   if st == 'scheduled' then
     -- A job parked by its run (a snooze) names the guard it waits for in its error.
     local reason, m = park_reason(f[4])
-    local detail = '{}'
+    local detail = {}
     if reason then
       -- an SP-API operation name (camelCase) before a colon
-      local op = string.match(m, '(%l+%u%a*): ')
-      detail = cjson.encode({message = m, operation = op})
+      detail = {message = m, operation = string.match(m, '(%l+%u%a*): ')}
     else
       reason = 'scheduled'
       -- a run interrupted by an outage (or that handed back its turn) says so
       local why = interrupted_message(f[4])
-      if why then detail = cjson.encode({message = why, class = 'interrupted'}) end
+      if why then detail = {message = why, class = 'interrupted'} end
     end
-    return reason, due, detail
+    if paused then detail['then'] = 'queue_paused' end
+    return reason, due, next(detail) ~= nil and cjson.encode(detail) or '{}'
   end
   if redis.call('EXISTS', P .. 'paused') == 1 then
     return 'queue_paused', '', '{}'

@@ -335,17 +335,11 @@ async fn a_run_that_failed_and_was_retried_at_once_is_streamed_with_its_error() 
     assert_eq!(seen.last(), Some(&("succeeded".to_owned(), 2)), "{seen:?}");
 }
 
-/// Found by a review of this stop's changes: a job leased into a worker's prefetch is
-/// streamed as waiting `prefetched`, and when its run starts nothing in its record
-/// changes, so the stream said nothing more until the run ended. The start is a
-/// `state` event.
-#[tokio::test]
-async fn a_prefetched_jobs_start_is_streamed() {
+/// The queue's next cleanup, leased (not yet started) by a worker's store that reports
+/// its runs' starts.
+async fn leased_by_a_worker(app: &TestApp) -> (drover::queue::RedisStore, drover::queue::Leased) {
     use drover::job::JobKind;
     use drover::queue::{JobDefaults, RedisStore};
-
-    let app = spawn_app().await;
-    let id = app.submit_ok(&cleanup_body("acme")).await;
     let worker = RedisStore::connect(&app.redis.url(), "drover", JobDefaults::for_runtime())
         .await
         .unwrap();
@@ -356,6 +350,20 @@ async fn a_prefetched_jobs_start_is_streamed() {
         .jobs
         .pop()
         .expect("leased");
+    (worker, run)
+}
+
+/// Found by a review of this stop's changes: a job leased into a worker's prefetch is
+/// streamed as waiting `prefetched`, and when its run starts nothing in its record
+/// changes, so the stream said nothing more until the run ended. The start is a
+/// `state` event.
+#[tokio::test]
+async fn a_prefetched_jobs_start_is_streamed() {
+    use drover::job::JobKind;
+
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let (worker, run) = leased_by_a_worker(&app).await;
     let mut events = Events::new(app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap());
     loop {
         let (name, data) = events.next().await.expect("events until the wait");
@@ -378,20 +386,10 @@ async fn a_prefetched_jobs_start_is_streamed() {
 #[tokio::test]
 async fn a_cancel_accepted_for_a_running_job_is_streamed_at_once() {
     use drover::job::JobKind;
-    use drover::queue::{JobDefaults, RedisStore};
 
     let app = spawn_app().await;
     let id = app.submit_ok(&cleanup_body("acme")).await;
-    let worker = RedisStore::connect(&app.redis.url(), "drover", JobDefaults::for_runtime())
-        .await
-        .unwrap();
-    let run = worker
-        .fetch(JobKind::Cleanup, "host-1:42", 1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .jobs
-        .pop()
-        .expect("leased");
+    let (worker, run) = leased_by_a_worker(&app).await;
     worker
         .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
         .await

@@ -63,6 +63,19 @@ fn busiest_primary(cluster: &RedisCluster) -> u16 {
         .unwrap()
 }
 
+/// A cluster of three primaries without replicas that serves while one is down, and a
+/// store on it with six partitions.
+async fn partial_cluster() -> (RedisCluster, RedisStore) {
+    let cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    (cluster, store)
+}
+
 /// Enqueues `n` jobs (accounts `a0`…) and leases them all, for longer than a test runs.
 async fn enqueue_and_lease(store: &RedisStore, n: usize) -> Vec<drover::queue::Leased> {
     for a in 0..n {
@@ -300,13 +313,7 @@ async fn outcomes_over_several_shards_are_each_written_when_one_shard_cannot_ack
 /// lease ran out, on healthy shards too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_shard_leaves_only_its_own_leases_unrenewed() {
-    let mut cluster = RedisCluster::start(3, 0);
-    cluster.serve_partial_coverage();
-    let defaults = JobDefaults {
-        partitions: Partitions::new(6).unwrap(),
-        ..Default::default()
-    };
-    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let (mut cluster, store) = partial_cluster().await;
     let leased = enqueue_and_lease(&store, 24).await;
     let gone = busiest_primary(&cluster);
     cluster.kill(gone);
@@ -359,13 +366,8 @@ async fn a_burst_of_failing_calls_asks_the_sentinels_once_not_once_each() {
 /// a primary is killed, and the gate lets them end one by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_shard_holds_up_no_other_shards_job_outcomes() {
-    let mut cluster = RedisCluster::start(3, 0);
-    cluster.serve_partial_coverage();
-    let defaults = JobDefaults {
-        partitions: Partitions::new(6).unwrap(),
-        ..Default::default()
-    };
-    let store = RedisStore::connect(&cluster.url(), "drover", defaults.clone()).await.unwrap();
+    let (mut cluster, store) = partial_cluster().await;
+    let defaults = store.defaults().clone();
     let mut ids = Vec::new();
     for a in 0..30 {
         ids.push(store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap().id);
@@ -452,13 +454,7 @@ async fn a_dead_shard_holds_up_no_other_shards_job_outcomes() {
 async fn a_worker_started_while_a_primary_is_down_runs_the_healthy_shards_jobs_to_the_end() {
     use drover::job::AttemptOutcome;
     use drover_tests::harness::{cargo_bin, ChildProcess};
-    let mut cluster = RedisCluster::start(3, 0);
-    cluster.serve_partial_coverage();
-    let defaults = JobDefaults {
-        partitions: Partitions::new(6).unwrap(),
-        ..Default::default()
-    };
-    let store = RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap();
+    let (mut cluster, store) = partial_cluster().await;
     let mut ids = Vec::new();
     for a in 0..30 {
         ids.push(store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap().id);

@@ -76,6 +76,34 @@ async fn partial_cluster() -> (RedisCluster, RedisStore) {
     (cluster, store)
 }
 
+/// Each job's end, waited for up to `within` in all: the jobs that ended, and those not
+/// ended by then with their state (a dead shard's jobs, unreadable, are in neither).
+async fn ends_on_healthy_shards(
+    store: &RedisStore,
+    ids: &[drover::job::JobId],
+    within: Duration,
+) -> (Vec<drover::job::Job>, Vec<(drover::job::JobId, Option<JobState>)>) {
+    let deadline = Instant::now() + within;
+    let (mut ended, mut left) = (Vec::new(), Vec::new());
+    for id in ids {
+        loop {
+            match store.get(id).await {
+                Err(_) => break,
+                Ok(Some(job)) if job.state.is_terminal() => {
+                    ended.push(job);
+                    break;
+                }
+                Ok(job) if Instant::now() > deadline => {
+                    left.push((id.clone(), job.map(|j| j.state)));
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    (ended, left)
+}
+
 /// Enqueues `n` jobs (accounts `a0`…) and leases them all, for longer than a test runs.
 async fn enqueue_and_lease(store: &RedisStore, n: usize) -> Vec<drover::queue::Leased> {
     for a in 0..n {
@@ -419,26 +447,10 @@ async fn a_dead_shard_holds_up_no_other_shards_job_outcomes() {
         gate.add_permits(1);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (mut healthy, mut left) = (0, Vec::new());
-    for id in &ids {
-        loop {
-            match store.get(id).await {
-                // On the dead shard: nothing to see.
-                Err(_) => break,
-                Ok(job) if job.as_ref().is_some_and(|j| j.state == JobState::Succeeded) => {
-                    healthy += 1;
-                    break;
-                }
-                Ok(job) if Instant::now() > deadline => {
-                    left.push((id.clone(), job.map(|j| j.state)));
-                    break;
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
+    let (ended, left) = ends_on_healthy_shards(&store, &ids, Duration::from_secs(15)).await;
     runtime.abort();
+    assert!(ended.iter().all(|j| j.state == JobState::Succeeded), "{ended:?}");
+    let healthy = ended.len();
     assert!(
         left.is_empty(),
         "outcomes on healthy shards not recorded after 15 s: {left:?} ({healthy} were)"
@@ -471,31 +483,17 @@ async fn a_worker_started_while_a_primary_is_down_runs_the_healthy_shards_jobs_t
         ("RUST_LOG", "info".to_owned()),
     ];
     let w = ChildProcess::spawn("worker", &cargo_bin("test_worker"), &[], &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut healthy, mut left) = (0, Vec::new());
-    for id in &ids {
-        loop {
-            match store.get(id).await {
-                // On the dead shard: nothing to see.
-                Err(_) => break,
-                Ok(Some(job)) if job.state.is_terminal() => {
-                    assert_eq!(job.state, JobState::Succeeded, "{id}: {:?}", job.attempt_history);
-                    assert!(
-                        job.attempt_history.iter().all(|a| a.outcome != AttemptOutcome::Released),
-                        "{id} was handed back: {:?}",
-                        job.attempt_history
-                    );
-                    healthy += 1;
-                    break;
-                }
-                Ok(job) if Instant::now() > deadline => {
-                    left.push((id.clone(), job.map(|j| j.state)));
-                    break;
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+    let (ended, left) = ends_on_healthy_shards(&store, &ids, Duration::from_secs(30)).await;
+    for job in &ended {
+        assert_eq!(job.state, JobState::Succeeded, "{}: {:?}", job.id, job.attempt_history);
+        assert!(
+            job.attempt_history.iter().all(|a| a.outcome != AttemptOutcome::Released),
+            "{} was handed back: {:?}",
+            job.id,
+            job.attempt_history
+        );
     }
+    let healthy = ended.len();
     assert!(
         left.is_empty(),
         "jobs on healthy shards not run to the end after 30 s: {left:?} ({healthy} were)\n{}",

@@ -238,6 +238,7 @@ conformance!(
         trimming_a_job_removes_its_delivery,
         an_account_at_its_share_of_tries_in_flight_is_passed_over_for_the_next,
         a_park_that_falls_due_stops_counting_as_parked,
+        a_park_a_fetch_has_not_promoted_yet_still_counts_as_parked,
         a_long_bulk_answers_as_one_call_would,
     ],
     one_partition: [

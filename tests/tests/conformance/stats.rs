@@ -85,6 +85,47 @@ pub async fn a_park_that_falls_due_stops_counting_as_parked<S: JobStore>(store: 
     assert_eq!((c.waiting.rate_limit, c.waiting.scheduled), (0, 0), "{:?}", c.waiting);
 }
 
+/// Found by the visibility audit of 2026-12-05: a fetch promotes at most 500 due jobs a
+/// call, yet it took every due park out of the per-reason counts, so the parks it had
+/// not promoted yet were counted `scheduled` while the job itself still said it waited
+/// for the limit.
+pub async fn a_park_a_fetch_has_not_promoted_yet_still_counts_as_parked<S: JobStore>(store: S) {
+    let n = 501;
+    let jobs = (0..n).map(|i| NewJob::new(cleanup(&format!("a{i}")))).collect();
+    for r in store.enqueue_bulk(jobs).await.unwrap() {
+        r.unwrap();
+    }
+    let mut leased = Vec::new();
+    while leased.len() < n {
+        let got = store.fetch(JobKind::Cleanup, "w1", 200, LEASE).await.unwrap().jobs;
+        assert!(!got.is_empty(), "only {} leased", leased.len());
+        leased.extend(got);
+    }
+    for l in &leased {
+        let snooze = SettleAction::Snooze {
+            delay: Duration::from_millis(30),
+            error: ErrorInfo {
+                class: ErrorClass::RateLimited,
+                message: "deleteListingsItem: rate limited (retry after 30ms)".into(),
+            },
+        };
+        settle(&store, l, snooze, AttemptOutcome::Snoozed).await;
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // One call promotes a chunk of 500 a queue; the rest are still parked, and say so.
+    store.fetch(JobKind::Cleanup, "w2", 0, LEASE).await.unwrap();
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    let mut parked = 0;
+    for l in &leased {
+        if let Some(w) = store.waiting(&l.id).await.unwrap() {
+            parked += u64::from(w.reason == WaitReason::RateLimit);
+        }
+    }
+    // (on one partition one job of 501 is left; on several each promotes its own)
+    assert_eq!(c.waiting.rate_limit, parked, "{:?}", c.waiting);
+    assert_eq!(c.waiting.scheduled, 0, "{:?}", c.waiting);
+}
+
 pub async fn capped_reclaims_and_late_results_are_counted<S: JobStore>(store: S) {
     let short = Duration::from_millis(100);
     let unstarted = enqueue(&store, NewJob::new(cleanup("a1"))).await;

@@ -68,10 +68,14 @@ if #due > 0 then
   if #ids > 0 then
     redis.call('ZREM', P .. 'scheduled', unpack(ids))
     redis.call('ZREM', P .. 'retrying', unpack(ids))
+    -- the parks promoted are parks no longer; those a chunk left wait, still parked
+    for _, r in ipairs(PARK_REASONS) do
+      redis.call('ZREM', P .. 'parked:' .. r, unpack(ids))
+    end
   end
-  -- parks that fell due are parks no longer (those promoted, and any left by a chunk)
+  -- (and any park a minute overdue: what an older release left)
   for _, r in ipairs(PARK_REASONS) do
-    redis.call('ZREMRANGEBYSCORE', P .. 'parked:' .. r, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', P .. 'parked:' .. r, '-inf', now - 60000)
   end
 end
 

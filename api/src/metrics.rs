@@ -1,7 +1,6 @@
 //! Prometheus metrics. Each app owns its recorder (no global), so several apps can run
 //! in one process (tests). Queue depth and lag are read from Redis at scrape time, so
 //! they are never stale and cost nothing between scrapes.
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use metrics::{counter, gauge, histogram, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 /// `/metrics` could not read the queue counts last time (an outage logged once).
-static COUNTS_DOWN: AtomicBool = AtomicBool::new(false);
+static COUNTS_DOWN: drover::outage::Outage = drover::outage::Outage::new();
 
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -79,17 +78,17 @@ impl Metrics {
                 Ok(c) => counts.push((kind, c)),
                 Err(e) => {
                     // Once an outage, not once a scrape (`drover_redis_up` says it meanwhile).
-                    if COUNTS_DOWN.swap(true, Ordering::Relaxed) {
-                        tracing::debug!(error = %e, "queue counts still unavailable for /metrics");
-                    } else {
+                    if COUNTS_DOWN.failed() {
                         tracing::warn!(error = %e, "queue counts unavailable for /metrics (logged again when they are back)");
+                    } else {
+                        tracing::debug!(error = %e, "queue counts still unavailable for /metrics");
                     }
                     up = false;
                     break;
                 }
             }
         }
-        if up && COUNTS_DOWN.swap(false, Ordering::Relaxed) {
+        if up && COUNTS_DOWN.answered() {
             tracing::info!("queue counts available for /metrics again");
         }
         with_local_recorder(self.recorder.as_ref(), || {

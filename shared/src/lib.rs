@@ -33,6 +33,7 @@ pub mod group_commit;
 pub mod job;
 pub mod log_fields;
 pub mod lwa;
+pub mod outage;
 pub mod panics;
 pub mod probe;
 pub mod queue;

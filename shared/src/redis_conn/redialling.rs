@@ -3,7 +3,6 @@
 //! times out; a server that stops answering while its socket stays open (a frozen
 //! process, a peer gone half-open) would leave every later command timing out on that
 //! same socket until the kernel gives up on it, some 15 minutes on.
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -14,11 +13,11 @@ use super::{manager_config, Timeouts};
 /// A reply timed out and none has come since, on any connection of this process: a
 /// silent Redis is logged once (every connection, and every command on it, meets it),
 /// then its end once.
-static SILENT: AtomicBool = AtomicBool::new(false);
+static SILENT: crate::outage::Outage = crate::outage::Outage::new();
 
 /// A reply came: a silence logged before has ended.
 fn answered() {
-    if SILENT.load(Ordering::Relaxed) && SILENT.swap(false, Ordering::Relaxed) {
+    if SILENT.answered() {
         tracing::info!("Redis answers again");
     }
 }
@@ -58,13 +57,13 @@ impl Redialling {
         }
         match ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config(self.timeouts)) {
             Ok(fresh) => {
-                if SILENT.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(error = %e, "Redis still silent; dialling a fresh connection");
-                } else {
+                if SILENT.failed() {
                     tracing::warn!(
                         error = %e,
                         "Redis did not answer in time; dialling a fresh connection (logged again when it answers)"
                     );
+                } else {
+                    tracing::debug!(error = %e, "Redis still silent; dialling a fresh connection");
                 }
                 *current = (dialled + 1, fresh);
             }

@@ -240,6 +240,7 @@ conformance!(
         a_park_that_falls_due_stops_counting_as_parked,
         a_park_a_fetch_has_not_promoted_yet_still_counts_as_parked,
         a_long_bulk_answers_as_one_call_would,
+        cancelling_an_accounts_last_queued_jobs_takes_its_turn_off_offer,
     ],
     one_partition: [
         a_higher_priority_band_goes_first_across_accounts,
@@ -294,6 +295,39 @@ async fn a_record_this_version_cannot_read_is_handed_out_with_the_reason() {
     assert_eq!(l.id, id);
     let why = l.payload.expect_err("payload must not decode");
     assert!(why.contains("schema version"), "{why}");
+}
+
+/// Backend-specific: lanes left on offer with nothing in them (as cancels of the previous
+/// release left them) use up a fetch's turns; a fetch that leased nothing for that says
+/// to ask again at once, not to wait for a wake-up, so the job queued behind them starts.
+#[tokio::test]
+async fn a_fetch_whose_turns_went_to_empty_lanes_asks_again_at_once() {
+    use drover::job::JobKind;
+    use drover::queue::{JobStore, NewJob};
+    let (server, store) = redis_store().await;
+    let mut conn = server.conn();
+    let mut stale = redis::cmd("ZADD");
+    stale.arg("drover:{cleanup}:passes");
+    for i in 0..300 {
+        stale.arg(i).arg(format!("gone{i}"));
+    }
+    let _: () = stale.query(&mut conn).unwrap();
+    let id = store.enqueue(NewJob::new(cleanup("b"))).await.unwrap().id;
+    let mut calls = 0;
+    let leased = loop {
+        calls += 1;
+        let f = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap();
+        if let Some(l) = f.jobs.into_iter().next() {
+            break l.id;
+        }
+        assert_eq!(
+            f.next_due,
+            Some(std::time::Duration::ZERO),
+            "call {calls} leased nothing and must say to ask again now"
+        );
+        assert!(calls < 5, "each call sets aside a hundred empty lanes");
+    };
+    assert_eq!(leased, id);
 }
 
 /// Backend-specific: a lane a process of the previous release offered (in `lanes`, scored

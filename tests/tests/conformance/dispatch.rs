@@ -106,6 +106,32 @@ pub async fn an_urgent_account_gets_ten_turns_to_a_routine_accounts_one<S: JobSt
     assert!(first.is_some_and(|i| i <= 11), "{order:?}");
 }
 
+/// Found by the audits of 2026-12-05: an account whose queued jobs were all cancelled
+/// kept its turn on offer. It counted as an account waiting (other accounts' runs gave
+/// their turns away for it), and a fetch spent a turn on each such lane: past a hundred
+/// of them it leased nothing, and the worker slept out its idle wait with a job queued.
+pub async fn cancelling_an_accounts_last_queued_jobs_takes_its_turn_off_offer<S: JobStore>(store: S) {
+    let mut gone = Vec::new();
+    for i in 0..150 {
+        gone.push(enqueue(&store, NewJob::new(cleanup(&format!("gone{i}")))).await);
+    }
+    for id in &gone {
+        assert_eq!(store.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
+    }
+    assert_eq!(
+        store.accounts_waiting(JobKind::Cleanup).await.unwrap(),
+        0,
+        "no account has a job queued"
+    );
+    let b = enqueue(&store, NewJob::new(cleanup("b"))).await;
+    let got = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap().jobs;
+    assert_eq!(
+        got.iter().map(|l| l.id.clone()).collect::<Vec<_>>(),
+        [b],
+        "the one queued job is leased at once"
+    );
+}
+
 /// An account that had nothing waiting does not wait for a round of every account with a
 /// backlog: its first job goes at about the next free slot.
 pub async fn a_new_accounts_first_job_goes_ahead_of_the_backlogs<S: JobStore>(store: S) {

@@ -193,8 +193,19 @@ local function add_ready(id, acct, score)
   lane_add(acct, score, id)
   offer_lane(acct, score)
 end
+-- A job leaves its lane other than by a turn (a cancel). The lane it empties leaves
+-- `passes` (it has nothing to offer, and no account waits there), its pass remembered in
+-- `idle` as a fetch remembers a lane it emptied: a job that comes for it later starts no
+-- earlier than the turn it had, so cancelling gains an account nothing.
 local function remove_ready(id, acct)
   lane_taken(redis.call('ZREM', lane_key(acct), id))
+  acct = acct or ''
+  if redis.call('EXISTS', lane_key(acct)) == 1 then return end
+  local pass = redis.call('ZSCORE', P .. 'passes', acct)
+  if pass then
+    redis.call('ZREM', P .. 'passes', acct)
+    redis.call('ZADD', P .. 'idle', pass, acct)
+  end
 end
 -- Runs of `acct` ended (settled, released or reclaimed): they stop counting against
 -- the account's cap, and a lane blocked at the cap is offered again.

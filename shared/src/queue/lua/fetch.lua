@@ -10,7 +10,7 @@
 -- -> {jobs, wait_ms, hints, needed}; jobs = {'<id> <v> <at> <ma> <to> <sa> <mb> <token>', tp, p, ...}
 --    (an absent field empty);
 --    wait_ms = ms until the next job falls due or lease expires (-1: nothing pending, or
---    a full batch); hints = the keys the next call should declare; needed = 1 when this
+--    a full batch; 0: ask again now); hints = the keys the next call should declare; needed = 1 when this
 --    call passed over work for want of a key (the caller asks again at once)
 local max, worker, lease_ms, chunk = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local cap = tonumber(ARGV[6]) or 0
@@ -143,6 +143,9 @@ for e = 1, #expired, 2 do
 end
 
 local jobs = {}
+-- set when the turns ran out with lanes still on offer (lanes set aside empty or capped
+-- used them): the caller asks again at once rather than wait for a wake-up
+local turns_ran_out = false
 -- per lane served: its head and next jobs after its last turn (for the hints)
 local lane_next = {}
 -- Due jobs and expired leases go first (a reclaimed job runs ahead of the backlog): with
@@ -293,6 +296,7 @@ if max > 0 and not needs and redis.call('EXISTS', P .. 'paused') == 0 then
     if #back > 0 then redis.call('ZADD', P .. 'passes', unpack(back)) end
     if #again > 0 then redis.call('ZADD', P .. 'passes', unpack(again)) end
   end
+  turns_ran_out = n < max and turns >= max + 100 and not stalled and redis.call('ZCARD', P .. 'passes') > 0
   if vt then
     -- `vt` only moves on (lanes offered meanwhile may have moved it past this turn), and
     -- the idle lanes it passed are forgotten
@@ -369,5 +373,5 @@ if #jobs / 3 < max or #jobs == 0 then
     if wait < 0 or w < wait then wait = w end
   end
 end
-if needs then wait = 0 end
+if needs or turns_ran_out then wait = 0 end
 return {jobs, wait, hints, needs and 1 or 0}

@@ -76,7 +76,7 @@ impl RedisStore {
                 for k in [keys.of_account("rq", a), keys.of_account("as", a), keys.of_account("excl", a)] {
                     call.key(k);
                 }
-                for k in ["queued", "scheduled", "retrying", "state:cancelled", "cbdue"]
+                for k in ["queued", "passes", "idle", "scheduled", "retrying", "state:cancelled", "cbdue"]
                     .into_iter()
                     .chain(PARKED)
                 {

@@ -734,6 +734,67 @@ async fn a_postgres_error_recording_one_sku_loses_no_answer_of_the_deletes_in_fl
     assert_eq!(job.state, JobState::Succeeded);
 }
 
+/// Found by the audits of 2026-12-05: a cancel of a running cleanup cut off the deletes
+/// it had already sent. The marketplace removed those listings, and their SKUs stayed
+/// `pending`, the job's record saying nothing of what happened to them. A delete on the
+/// wire now runs to its answer (within the call's timeout) and is recorded, though the
+/// run has ended; no new delete starts once the cancel is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_cleanup_records_the_deletes_it_had_sent() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(40),
+            ..AccountSpec::new("seller-cancel")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    // Each delete is done at once; its answer's body takes 1.5 s to arrive.
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                slow_body_ms: 1500,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__JOBS__CLEANUP_PARALLELISM", "4")]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while stack.deleted_by_marketplace(&acct).await.is_empty() {
+        assert!(Instant::now() < until, "no delete reached the marketplace:\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stack.store.cancel(&id).await.unwrap(), drover::queue::CancelOutcome::Requested);
+    let job = stack.finish(&id, Duration::from_secs(10)).await;
+    assert_eq!(job.state, JobState::Cancelled, "{job:#?}");
+    // Every delete the marketplace did is recorded, once its answer arrived.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let deleted = stack.deleted_by_marketplace(&acct).await;
+        let recorded: HashSet<String> =
+            sqlx::query_scalar::<_, String>("SELECT item FROM job_items WHERE job_id = $1 AND outcome = 'deleted'")
+                .bind(id.as_str())
+                .fetch_all(stack.db.pool())
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        let unrecorded: Vec<&String> = deleted.iter().filter(|s| !recorded.contains(*s)).collect();
+        if unrecorded.is_empty() {
+            assert!(deleted.len() < skus.len(), "the cancel stopped the run before its end");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "deleted by the marketplace, not recorded: {unrecorded:?}\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Found when the outage test below failed once in CI: a database that became unavailable
 /// just as a window's createReport was being noted (`note_sent`) failed that window as a
 /// transient error, and the backfill ended `partial`. An unavailable database there now

@@ -7,16 +7,21 @@
 //! too long to sit through) pauses the job: it is snoozed until the breaker's probe
 //! time, keeps every outcome recorded so far, and resumes with what is left.
 //!
-//! A delete is noted on its SKU right before it goes out. A run stopped with deletes in
-//! flight (its lease fenced while Redis stalled, or its worker stopped) may lose their
-//! answers; the rerun, finding such a SKU gone, records it `deleted` (by that earlier
-//! run), not `absent`.
+//! A delete is noted on its SKU right before it goes out, and runs on a task of its own:
+//! once sent it is not cut off by a cancel (or the run's end), but read to its answer
+//! within the call's timeout and recorded, so a cancelled run leaves no SKU `pending`
+//! that the marketplace deleted. A run stopped with deletes in flight otherwise (its
+//! worker killed) may lose their answers; the rerun, finding such a SKU gone, records it
+//! `deleted` (by that earlier run), not `absent`.
+use std::sync::Arc;
+
 use drover::data::items::{self, Item, ItemOutcome};
-use drover::job::{CleanupPayload, Progress, Sku};
+use drover::job::{CleanupPayload, MarketplaceId, Progress, Sku};
 use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, SentNote, Slice};
 use crate::marketplace::{CallError, DeleteOutcome};
@@ -40,8 +45,22 @@ async fn record(jobs: &Jobs, ctx: &JobContext, item: &str, outcome: ItemOutcome,
     landed(written, ctx, "recording a SKU")
 }
 
+/// What every delete of one run needs, shared with the tasks the deletes run on.
+struct Run {
+    jobs: Jobs,
+    ctx: JobContext,
+    seller: Seller,
+    marketplace: MarketplaceId,
+}
+
 pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
     let seller = jobs.account(&p.account_id, ctx).await?;
+    let shared = Arc::new(Run {
+        jobs: jobs.clone(),
+        ctx: ctx.clone(),
+        seller,
+        marketplace: p.marketplace_id.clone(),
+    });
     let job_id = ctx.id.as_str();
     let mut seen = std::collections::HashSet::new();
     let all: Vec<String> = p
@@ -76,7 +95,7 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
     let mut queue = todo.iter();
     // SKUs whose delete found no limiter slot soon while others were in flight: sent
     // again, first, as a delete in flight ends.
-    let mut again: Vec<&Item> = Vec::new();
+    let mut again: Vec<Item> = Vec::new();
     let mut parallelism = jobs.config().cleanup_parallelism;
     let mut in_flight = FuturesUnordered::new();
     let mut last_progress = finished;
@@ -86,12 +105,18 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
             stop = slice.end(ctx);
         }
         while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < parallelism {
-            match again.pop().or_else(|| queue.next()) {
-                Some(item) => in_flight.push(delete_and_record(jobs, &p, &seller, ctx, item)),
+            match again.pop().or_else(|| queue.next().cloned()) {
+                Some(item) => in_flight.push(Delete(tokio::spawn(delete_and_record(shared.clone(), item)))),
                 None => break,
             }
         }
-        let Some(done) = in_flight.next().await else {
+        // A cancel ends the run at once: the deletes in flight go on, each recording its
+        // answer on its own task.
+        let done = tokio::select! {
+            done = in_flight.next() => done,
+            _ = ctx.cancel.cancelled() => None,
+        };
+        let Some(done) = done else {
             break;
         };
         match done {
@@ -168,21 +193,38 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
 }
 
 /// One SKU's delete, once its outcome is written (or could not be).
-enum Done<'a> {
+enum Done {
     /// Its outcome is recorded; `transient` when that is a failure a later attempt retries.
     Recorded { transient: bool },
     /// Refused for now (open breaker, rate limit, cooldown) or cancelled: the SKU stays
     /// pending (and may go again in this run, for a rate limit) or the run stops.
-    Paused(CallError, &'a Item),
+    Paused(CallError, Item),
     /// Its outcome could not be written: the run stops.
     NotRecorded(JobError),
 }
 
-/// Deletes one SKU and records its outcome, in one future: the run's loop awaits
-/// nothing else while deletes are in flight, so none of them sits unpolled holding a
-/// database connection that the loop would wait for.
-async fn delete_and_record<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &JobContext, item: &'a Item) -> Done<'a> {
-    let Answered { item, earlier, result } = delete_one(jobs, p, seller, ctx, item).await;
+/// A delete on its task: dropping it leaves the delete to run to its end.
+struct Delete(JoinHandle<Done>);
+
+impl std::future::Future for Delete {
+    type Output = Done;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Done> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            // A panic was logged where it happened (the panic hook): the run stops, its
+            // SKU left as it was.
+            joined.unwrap_or_else(|e| Done::NotRecorded(JobError::transient(format!("a delete's task ended without an answer ({e})"))))
+        })
+    }
+}
+
+/// Deletes one SKU and records its outcome, on a task of its own (so a cancelled run's
+/// deletes on the wire are still read and recorded); the run's loop awaits nothing else
+/// while deletes are in flight, so none of them sits unpolled holding a database
+/// connection that the loop would wait for.
+async fn delete_and_record(run: Arc<Run>, item: Item) -> Done {
+    let Run { jobs, ctx, .. } = &*run;
+    let Answered { earlier, result } = delete_one(&run, &item).await;
     let (outcome, detail, transient) = match result {
         Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({}), false),
         // Gone now, and an earlier delete of it went out unanswered — an earlier run's
@@ -214,8 +256,7 @@ async fn delete_and_record<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller,
 }
 
 /// One SKU's delete as this run saw it.
-struct Answered<'a> {
-    item: &'a Item,
+struct Answered {
     /// The earlier run whose delete of this SKU went out and was never answered.
     earlier: Option<i64>,
     result: Result<DeleteOutcome, CallError>,
@@ -224,12 +265,17 @@ struct Answered<'a> {
 /// Deletes one SKU, noting on its item, right before the request goes out, that this
 /// run sent it (`items::mark_sent`): a rerun then knows a 404 may be this job's own
 /// delete whose answer was lost.
-async fn delete_one<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &JobContext, item: &'a Item) -> Answered<'a> {
+async fn delete_one(run: &Run, item: &Item) -> Answered {
+    let Run {
+        jobs,
+        ctx,
+        seller,
+        marketplace,
+    } = run;
     let sku = match Sku::parse(item.item.clone()) {
         Ok(s) => s,
         Err(e) => {
             return Answered {
-                item,
                 earlier: None,
                 result: Err(CallError::Permanent {
                     op: "deleteListingsItem",
@@ -243,17 +289,11 @@ async fn delete_one<'a>(jobs: &Jobs, p: &CleanupPayload, seller: &Seller, ctx: &
     let note = note_sent(jobs, ctx, &item.item, "deleteListingsItem", &sent);
     let result = jobs
         .market()
-        .delete_listings_item_noting(
-            &seller.call,
-            &seller.seller_id,
-            &sku,
-            std::slice::from_ref(&p.marketplace_id),
-            Some(note),
-        )
+        .delete_listings_item_noting(&seller.call, &seller.seller_id, &sku, std::slice::from_ref(marketplace), Some(note))
         .await;
     if let Err(e) = &result {
         unmark_if_refused(jobs, ctx, &item.item, e, &sent).await;
     }
     let earlier = sent.sent_unanswered_by(ctx);
-    Answered { item, earlier, result }
+    Answered { earlier, result }
 }

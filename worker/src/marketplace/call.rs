@@ -159,7 +159,9 @@ impl MarketplaceClient {
                     return Err(CallError::Cancelled);
                 }
             }
-            let answer = match self.send(acct, req, &token).await {
+            // A noted call changes something upstream: once sent, a cancel does not cut
+            // it off (its answer says what happened; the call's timeout bounds the wait).
+            let answer = match self.send(acct, req, &token, unanswered.is_none()).await {
                 Ok(answer) => answer,
                 Err(SendFail::Cancelled) => return Err(CallError::Cancelled),
                 Err(SendFail::Transport { reason, maybe_sent }) => {
@@ -310,8 +312,9 @@ impl MarketplaceClient {
         })
     }
 
-    /// One attempt: send, read the whole body, within the call timeout; cancellable.
-    async fn send(&self, acct: &AccountCtx, req: &ApiRequest, token: &SecretString) -> Result<Answer, SendFail> {
+    /// One attempt: send, read the whole body, within the call timeout; cut off by the
+    /// account's cancel when `cancellable`.
+    async fn send(&self, acct: &AccountCtx, req: &ApiRequest, token: &SecretString, cancellable: bool) -> Result<Answer, SendFail> {
         let mut token_value = HeaderValue::from_str(token.expose_secret()).map_err(|_| SendFail::Transport {
             reason: "access token is not a valid header value".into(),
             maybe_sent: false,
@@ -354,6 +357,9 @@ impl MarketplaceClient {
             Ok(Answer { status, headers, body })
         }
         .instrument(span);
+        if !cancellable {
+            return exchange.await;
+        }
         tokio::select! {
             _ = acct.cancel.cancelled() => Err(SendFail::Cancelled),
             answer = exchange => answer,

@@ -29,7 +29,7 @@ pub struct Limits {
     pub idempotency_ttl: Duration,
     /// Largest payload a job may store, as JSON.
     pub payload_bytes: usize,
-    /// How many schedules an account may have, and how often each may fire.
+    /// How many schedules an account (and an API key) may have, and how often each may fire.
     pub schedules: crate::config::SchedulesConfig,
     pub headers: crate::config::HeaderLimits,
     /// Most bytes of request bodies held at once (`api.server.max_body_bytes_in_flight`).

@@ -256,6 +256,104 @@ async fn an_account_at_its_schedule_quota_cannot_create_more_even_all_at_once() 
     );
 }
 
+/// Found by the second set of audits of 2026-12-05: the quota was per account id, and a
+/// key for every account may name accounts nobody registered (as `POST /v1/jobs` accepts
+/// them), so one key could hold `max_per_account` schedules for each account id it made
+/// up, and every scheduler reads the whole hash again after each write. A key's
+/// creations are bounded across all its accounts (`api.schedules.max_per_key`), even all
+/// at once; another key has its own bound, and the refusal speaks only of the caller's.
+#[tokio::test]
+async fn a_key_making_up_accounts_is_refused_past_its_own_schedule_quota_and_other_keys_are_not() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.schedules.max_per_key = 3).await;
+    // One schedule each for 8 made-up accounts: each far below its account's quota (50).
+    let names: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let bodies: Vec<Value> = (0..8).map(|i| cleanup_schedule("0 * * * *", &format!("made-up-{i}"))).collect();
+    let statuses: Vec<u16> = futures::future::join_all(names.iter().zip(&bodies).map(|(n, b)| put(&app, SUBMITTER, n, b)))
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 5, "{statuses:?}");
+    let p = problem(put(&app, SUBMITTER, "more", &cleanup_schedule("0 * * * *", "made-up-9")).await, 409).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("3 schedules") && detail.contains("api.schedules.max_per_key") && detail.contains("delete one"),
+        "{detail}"
+    );
+    assert!(!detail.contains("made-up"), "{detail}");
+    let listed = app.get_json(ADMIN, "/v1/schedules").await;
+    assert_eq!(
+        listed["schedules"].as_array().unwrap().len(),
+        3,
+        "nothing stored past the bound: {listed}"
+    );
+
+    // Other keys are unaffected: a key for every account, and a tenant's key for its own.
+    assert_eq!(
+        put(&app, ADMIN, "more", &cleanup_schedule("0 * * * *", "made-up-9")).await.status(),
+        201
+    );
+    for i in 0..3 {
+        let res = put(&app, ACME_SUB, &format!("a{i}"), &cleanup_schedule("0 * * * *", "acme")).await;
+        assert_eq!(res.status(), 201);
+    }
+    // A tenant's key at its own bound is told of its own count only.
+    let p = problem(put(&app, ACME_SUB, "a3", &cleanup_schedule("0 * * * *", "acme")).await, 409).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("this API key already holds 3 schedules"), "{detail}");
+    assert!(!detail.contains("made-up") && !detail.contains("max_per_account"), "{detail}");
+
+    // Replacing one is not a new one; deleting one, even with another key, frees its place.
+    let created: Vec<usize> = (0..8).filter(|i| statuses[*i] == 201).collect();
+    let (kept, freed) = (format!("s{}", created[0]), format!("s{}", created[1]));
+    let account = format!("made-up-{}", created[0]);
+    assert_eq!(
+        put(&app, SUBMITTER, &kept, &cleanup_schedule("5 * * * *", &account)).await.status(),
+        200
+    );
+    assert_eq!(delete(&app, ADMIN, &freed).await, 204);
+    assert_eq!(
+        put(&app, SUBMITTER, "again", &cleanup_schedule("0 * * * *", "made-up-10"))
+            .await
+            .status(),
+        201
+    );
+    problem(
+        put(&app, SUBMITTER, "past", &cleanup_schedule("0 * * * *", "made-up-11")).await,
+        409,
+    )
+    .await;
+}
+
+/// The key's index and the hash of creators share the schedules' slot: on a cluster a
+/// creation counted against a key, and a delete by another, are one script each.
+#[tokio::test]
+async fn on_a_cluster_a_keys_schedules_are_counted_and_freed() {
+    use drover::schedule::{ScheduleError, ScheduleSpec, ScheduleStore};
+    let cluster = drover_tests::harness::RedisCluster::start(3, 0);
+    let store = drover::queue::RedisStore::connect(&cluster.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let spec = |account: &str| ScheduleSpec {
+        cron: "0 3 * * *".into(),
+        kind: JobKind::Cleanup,
+        payload: cleanup_schedule("0 3 * * *", account)["payload"].clone(),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    let producer = ScheduleStore::new(store.connection(), "drover").with_max_per_key("producer", 2);
+    producer.put("daily", spec("made-up-1")).await.unwrap();
+    producer.put("daily", spec("made-up-2")).await.unwrap();
+    let refused = producer.put("daily", spec("made-up-3")).await;
+    assert!(matches!(refused, Err(ScheduleError::KeyQuota { max: 2 })), "{refused:?}");
+    let other = ScheduleStore::new(store.connection(), "drover").with_max_per_key("other", 2);
+    other.put("daily", spec("made-up-3")).await.unwrap();
+    assert!(other.delete(Some("made-up-1"), "daily").await.unwrap());
+    producer.put("daily", spec("made-up-4")).await.unwrap();
+}
+
 #[tokio::test]
 async fn schedule_writes_count_against_the_keys_write_rate_limit() {
     let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {

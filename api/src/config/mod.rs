@@ -126,7 +126,8 @@ pub struct ApiConfig {
     pub resilience: ResilienceConfig,
     /// Periodic jobs: every replica runs the loop; each tick still makes one job.
     pub scheduler: SchedulerConfig,
-    /// What one account's schedules may cost: how many, and how often each fires.
+    /// What one account's schedules may cost: how many, and how often each fires; and
+    /// how many one key may create across every account.
     pub schedules: SchedulesConfig,
     /// Completion callbacks beyond each key's own hosts and secret.
     pub callbacks: CallbacksConfig,

@@ -147,6 +147,11 @@ impl From<ScheduleError> for ApiError {
                 "the account already has {max} schedules, the most allowed (api.schedules.max_per_account): \
                  delete one first, or replace an existing one"
             )),
+            // Only the caller's own count: a scoped key learns nothing of other keys.
+            ScheduleError::KeyQuota { max } => ApiError::Conflict(format!(
+                "this API key already holds {max} schedules, the most one key may create across all \
+                 accounts (api.schedules.max_per_key): delete one first, or replace an existing one"
+            )),
             ScheduleError::Corrupt { .. } => ApiError::Internal(e.to_string()),
             ScheduleError::Contended { .. } => ApiError::Conflict(format!("{e}; send it again")),
         }
@@ -199,7 +204,8 @@ async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Optio
 
 /// Create or replace the schedule `name` of the payload's account. 201 when new, 200
 /// when replaced. Names are per account: another tenant's schedule of the same name is
-/// neither seen nor touched.
+/// neither seen nor touched. A creation counts against the account's quota and against
+/// the calling key's, across all its accounts; a replace against neither.
 #[utoipa::path(
     put,
     path = "/v1/schedules/{name}",
@@ -212,7 +218,7 @@ async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Optio
         BadRequest,
         Unauthorized,
         (status = 403, description = "Not a submit key, or the payload's account is not one this key may act for", body = Problem, content_type = PROBLEM_JSON),
-        (status = 409, description = "The account already has api.schedules.max_per_account schedules", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The account already has api.schedules.max_per_account schedules, or the key already holds api.schedules.max_per_key (across all accounts)", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The payload is over api.schedules.max_payload_bytes (or api.jobs.max_payload_bytes, when that is smaller)", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Fields are invalid (named); the cron fires more often than api.schedules.min_interval_secs or not within four years", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited: schedule writes count against the key's write limit", body = Problem, content_type = PROBLEM_JSON),
@@ -237,7 +243,11 @@ async fn put(state: &AppState, caller: &Caller, name: &str, spec: ScheduleSpec) 
         None => caller.require_unscoped("schedules without an account")?,
     }
     check_bounds(state, name, &spec)?;
-    let (schedule, created) = store(state).put(name, spec).await?;
+    // Counted against the key too: a key for every account may name accounts that are
+    // not registered (as `POST /v1/jobs` accepts them), so the per-account quota alone
+    // would let it hold `max_per_account` for every account id it makes up.
+    let max_per_key = state.limits().schedules.max_per_key;
+    let (schedule, created) = store(state).with_max_per_key(&caller.name, max_per_key).put(name, spec).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ScheduleView::from(schedule))).into_response())
 }

@@ -1,12 +1,17 @@
--- Create a schedule unless its field exists or its account is at its quota, atomically,
--- so concurrent creations cannot pass the quota together.
+-- Create a schedule unless its field exists, its account is at its quota or the API key
+-- creating it is at its own, atomically, so concurrent creations cannot pass either
+-- quota together.
 -- KEYS[1]: the schedules hash, KEYS[2]: its version (counted up on a creation), KEYS[3]:
--- the account's index (the set of its fields). ARGV: field, JSON, the most schedules the
--- account may have.
--- Returns 1: created; 0: the field exists (not touched); -1: the account is at its quota.
--- Only the account's own fields are counted (its index, not every account's names); an
--- entry whose schedule is gone (deleted by a release that did not keep the index) is
--- dropped, so it holds no place.
+-- the account's index (the set of its fields), KEYS[4]: which key created each field
+-- (a hash, field -> key name), KEYS[5] (only when a key creates it): that key's index
+-- (the set of the fields it created). ARGV: field, JSON, the most schedules the account
+-- may have, the key's name and the most schedules it may hold (both only with KEYS[5]).
+-- Returns 1: created; 0: the field exists (not touched); -1: the account is at its
+-- quota; -2: the key is at its quota.
+-- Only the account's own fields are counted (its index, not every account's names), and
+-- only the key's own (its index); an entry whose schedule is gone (deleted by a release
+-- that did not keep the index), or was since created again by another key, is dropped,
+-- so it holds no place.
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   return 0
 end
@@ -20,6 +25,25 @@ for _, f in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   else
     redis.call('SREM', KEYS[3], f)
   end
+end
+if KEYS[5] then
+  local max_key, mine = tonumber(ARGV[5]), 0
+  for _, f in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    if redis.call('HEXISTS', KEYS[1], f) == 1 and redis.call('HGET', KEYS[4], f) == ARGV[4] then
+      mine = mine + 1
+      if mine >= max_key then
+        return -2
+      end
+    else
+      redis.call('SREM', KEYS[5], f)
+    end
+  end
+  redis.call('SADD', KEYS[5], ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+else
+  -- Created through no key (a store without one: tools, tests): whoever created this field
+  -- before it was deleted no longer holds it.
+  redis.call('HDEL', KEYS[4], ARGV[1])
 end
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])

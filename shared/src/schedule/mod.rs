@@ -4,8 +4,9 @@
 //! - [`spec`]: a schedule (name, cron expression, the job it makes) and its validation.
 //! - [`cadence`]: how often a cron fires, checked when a schedule is saved.
 //! - [`store`]: schedules in one Redis hash, `<ns>:schedules` (`<account>/<name>` → JSON):
-//!   names are per account, and an account may have at most so many (`create.lua`). A
-//!   per-account index of the fields lets an account's listing read only its own.
+//!   names are per account, an account may have at most so many, and so may the API key
+//!   that created them, whatever their accounts (`create.lua`). A per-account index of
+//!   the fields lets an account's listing read only its own.
 //! - [`scheduler`]: the loop any number of API or worker replicas run.
 //! - [`built_in`]: the built-in schedules it makes, recorded in Redis for the listings.
 //! - [`counters`]: the ticks it made and missed, for `/metrics`.

@@ -5,6 +5,8 @@
 -- remove ('' when none).
 -- -> 1, or 0 with nothing written when the schedule is gone (deleted since the caller
 -- read it): putting it again is a creation, with the account's quota checked.
+-- The schedule stays counted against the API key that created it (`create.lua`), whoever
+-- replaces it: the creator's index and `creator` are not touched.
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and (ARGV[3] == '' or redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0) then
   return 0
 end

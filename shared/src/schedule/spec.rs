@@ -73,6 +73,10 @@ pub enum ScheduleError {
     /// The account already has `max` schedules (`api.schedules.max_per_account`).
     #[error("the account already has {max} schedules")]
     Quota { max: usize },
+    /// The API key creating it already holds `max` schedules, whatever their accounts
+    /// (`api.schedules.max_per_key`).
+    #[error("this key already holds {max} schedules")]
+    KeyQuota { max: usize },
     #[error("stored schedule {name:?} is unreadable: {reason}")]
     Corrupt { name: String, reason: String },
     /// Created and deleted by others while this request tried to put it, again and again.

@@ -10,6 +10,14 @@
 //! schedules reads that account's and no other's. Schedules an older release saved are
 //! put in their index once, by the first caller that needs the index
 //! (`backfill.lua`, marked done by `{<ns>:schedules}:indexed`).
+//!
+//! A schedule created through an API key also counts against that key, whatever its
+//! account, so a key that may name any account cannot hold unbounded schedules by
+//! inventing account ids: the hash `{<ns>:schedules}:creator` (field → the key's name,
+//! never its secret) says which key created each field, and the set
+//! `{<ns>:schedules}:key:<key name>` holds the fields that key created (both in the same
+//! slot). The schedule stays the creator's until deleted, whoever replaces it; schedules
+//! saved before this count against no key.
 use std::sync::LazyLock;
 
 use crate::redis_conn::RedisConn;
@@ -19,11 +27,12 @@ use redis::{AsyncCommands, Script};
 use super::built_in::{BuiltInSchedule, RECORD_TTL};
 use super::spec::{field, Schedule, ScheduleError, ScheduleSpec};
 
-/// Creates a schedule unless it exists or its account is at its quota (`create.lua`).
+/// Creates a schedule unless it exists, or its account or its creating key is at its
+/// quota (`create.lua`).
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("create.lua")));
 /// Replaces a schedule, keeping its account's index (`replace.lua`).
 static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replace.lua")));
-/// Deletes a schedule and its index entry (`delete.lua`).
+/// Deletes a schedule and its index entries, its account's and its creator's (`delete.lua`).
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("delete.lua")));
 /// Indexes the schedules saved before the index, once (`backfill.lua`).
 static BACKFILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("backfill.lua")));
@@ -44,7 +53,14 @@ pub struct ScheduleStore {
     indexed_key: String,
     /// The built-in schedules a running scheduler makes (`built_in.rs`).
     built_in_key: String,
+    /// Which API key created each field: field → the key's name.
+    creator_key: String,
+    /// A key's index is this followed by the key's name: the set of fields it created.
+    key_index_prefix: String,
     max_per_account: usize,
+    /// The API key this store creates schedules for, and the most it may hold; `None`
+    /// (the scheduler, tools): creations count against no key.
+    creator: Option<(String, usize)>,
 }
 
 impl ScheduleStore {
@@ -57,7 +73,10 @@ impl ScheduleStore {
             index_prefix: format!("{{{namespace}:schedules}}:account:"),
             indexed_key: format!("{{{namespace}:schedules}}:indexed"),
             built_in_key: format!("{{{namespace}:schedules}}:builtin"),
+            creator_key: format!("{{{namespace}:schedules}}:creator"),
+            key_index_prefix: format!("{{{namespace}:schedules}}:key:"),
             max_per_account: usize::MAX,
+            creator: None,
         }
     }
 
@@ -68,11 +87,20 @@ impl ScheduleStore {
         self
     }
 
+    /// Count the schedules this store creates against the API key named `key` (its
+    /// configured name: stable, and never the secret), and refuse to create more than
+    /// `max` for it in total, whatever their accounts. Replacing one is always allowed.
+    pub fn with_max_per_key(mut self, key: &str, max: usize) -> Self {
+        self.creator = Some((key.to_owned(), max));
+        self
+    }
+
     /// Create or replace the schedule `name` of the spec's account; returns the stored
     /// schedule and whether it is new. The spec is validated first, so nothing invalid is
     /// ever stored. Creation is a compare-and-set in one script: two concurrent creations
-    /// of one name cannot both be told "created", and an account at its quota
-    /// ([`Self::with_max_per_account`]) gets [`ScheduleError::Quota`].
+    /// of one name cannot both be told "created", an account at its quota
+    /// ([`Self::with_max_per_account`]) gets [`ScheduleError::Quota`] and a key at its own
+    /// ([`Self::with_max_per_key`]) gets [`ScheduleError::KeyQuota`].
     ///
     /// A replace whose schedule was deleted since it was read writes nothing, and the put
     /// starts again as a creation: a deleted schedule is never brought back past the quota.
@@ -107,17 +135,26 @@ impl ScheduleStore {
         let created = if existing.is_none() {
             // The quota counts the account's index: it must hold older releases' schedules.
             self.ensure_indexed().await?;
-            let outcome: i64 = CREATE
+            let mut create = CREATE.prepare_invoke();
+            create
                 .key(&self.key)
                 .key(&self.version_key)
                 .key(&index)
+                .key(&self.creator_key)
                 .arg(&f)
                 .arg(encode(&schedule)?)
-                .arg(self.max_per_account.min(i64::MAX as usize))
-                .invoke_async(&mut conn)
-                .await?;
-            if outcome < 0 {
-                return Err(ScheduleError::Quota { max: self.max_per_account });
+                .arg(self.max_per_account.min(i64::MAX as usize));
+            if let Some((key, max)) = &self.creator {
+                create.key(self.key_index(key)).arg(key).arg((*max).min(i64::MAX as usize));
+            }
+            let outcome: i64 = create.invoke_async(&mut conn).await?;
+            match outcome {
+                -1 => return Err(ScheduleError::Quota { max: self.max_per_account }),
+                -2 => {
+                    let max = self.creator.as_ref().map_or(usize::MAX, |(_, max)| *max);
+                    return Err(ScheduleError::KeyQuota { max });
+                }
+                _ => {}
             }
             outcome == 1
         } else {
@@ -197,22 +234,35 @@ impl ScheduleStore {
         }
     }
 
-    /// Removes one field of `account` and its index entry, then counts the version up;
-    /// true when it existed.
+    /// Removes one field of `account`, its index entry and its entry in the index of the
+    /// key that created it, then counts the version up; true when it existed.
     async fn remove(&self, account: Option<&str>, field: &str) -> Result<bool, ScheduleError> {
-        let n: u64 = DELETE
+        let mut conn = self.conn.clone();
+        // Read first so the script declares every key it touches (a cluster needs them);
+        // a creator that changed in between is left to its next creation (`delete.lua`).
+        let creator: Option<String> = conn.hget(&self.creator_key, field).await?;
+        let mut delete = DELETE.prepare_invoke();
+        delete
             .key(&self.key)
             .key(&self.version_key)
             .key(self.index_key(account))
-            .arg(field)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .key(&self.creator_key)
+            .arg(field);
+        if let Some(creator) = &creator {
+            delete.key(self.key_index(creator)).arg(creator);
+        }
+        let n: u64 = delete.invoke_async(&mut conn).await?;
         Ok(n > 0)
     }
 
     /// The set of `account`'s fields (none: schedules whose payload names no account).
     fn index_key(&self, account: Option<&str>) -> String {
         format!("{}{}", self.index_prefix, account.unwrap_or(""))
+    }
+
+    /// The set of the fields the API key named `key` created.
+    fn key_index(&self, key: &str) -> String {
+        format!("{}{key}", self.key_index_prefix)
     }
 
     /// Puts the schedules an older release saved into their accounts' indexes, the first

@@ -31,6 +31,8 @@ pub mod db;
 pub mod error;
 pub mod group_commit;
 pub mod job;
+#[cfg(test)]
+mod log_capture;
 pub mod log_fields;
 pub mod lwa;
 pub mod outage;

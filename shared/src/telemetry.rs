@@ -6,6 +6,10 @@
 //!
 //! Spans leave through the SDK's batch processor, on a thread of its own with a bounded
 //! queue: a slow or absent collector costs dropped spans, never a slower request or job.
+//! An absent collector is logged once, as an outage (`telemetry/export_outage.rs`), not
+//! once an export.
+mod export_outage;
+
 use std::sync::OnceLock;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -55,6 +59,10 @@ where
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
     let result = tracing_subscriber::registry()
         .with(filter)
+        // The exporter's outage is ours to log, once (whatever `RUST_LOG` says).
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            !export_outage::sdk_line_per_export(meta)
+        }))
         .with(json_layer)
         .with(text_layer)
         .with(otel_layer)
@@ -115,6 +123,7 @@ fn exporter(service: &'static str) -> Result<Option<SdkTracerProvider>, String> 
     if std::env::var("OTEL_SERVICE_NAME").map_or(true, |v| v.trim().is_empty()) {
         resource = resource.with_service_name(service);
     }
+    let exporter = export_outage::Watched::new(exporter, export_outage::endpoint_from_env());
     Ok(Some(
         SdkTracerProvider::builder()
             .with_batch_exporter(exporter)

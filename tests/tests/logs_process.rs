@@ -247,11 +247,16 @@ async fn an_api_failure_line_names_the_key_that_sent_the_request() {
     assert!(!log.contains("drover-dev-key"), "the key itself is never logged");
 }
 
-/// "Every failure is logged once": a job whose handler panics is one line in the
-/// worker's log, JSON like every other, inside the run's span and naming where the code
-/// panicked; not that line and the runtime's own text on stderr besides.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked() {
+/// A test worker (Redis only) and the job it ran for account `t.<behaviour>`, with one
+/// attempt, once it is dead.
+struct DeadJob {
+    worker: drover_tests::harness::ChildProcess,
+    store: drover::queue::RedisStore,
+    id: JobId,
+    _redis: drover_tests::harness::RedisServer,
+}
+
+async fn run_until_dead(name: &str, behaviour: &str) -> DeadJob {
     use drover::job::JobPayload;
     use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
     use drover_tests::harness::{ChildProcess, Durability, RedisServer};
@@ -259,7 +264,7 @@ async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked()
     let redis = RedisServer::start(Durability::None);
     let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
     let worker = ChildProcess::test_worker(
-        "panicking-worker",
+        name,
         &[
             ("DROVER_WORKER__REDIS_URL", redis.url()),
             ("DROVER_WORKER__METRICS_LISTEN", String::new()),
@@ -268,7 +273,7 @@ async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked()
     );
     let payload = JobPayload::from_json(
         JobKind::Cleanup,
-        json!({"account_id": "t.panic", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+        json!({"account_id": format!("t.{behaviour}"), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
     )
     .unwrap();
     let id = store.enqueue(NewJob::new(payload).max_attempts(1)).await.unwrap().id;
@@ -278,9 +283,18 @@ async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    DeadJob {
+        worker,
+        store,
+        id,
+        _redis: redis,
+    }
+}
 
-    let log = worker.log();
-    let told: Vec<&str> = log.lines().filter(|l| l.contains("simulated panic in handler")).collect();
+/// The one line of `log` that mentions `text`: JSON, at ERROR, inside the run of `id`'s
+/// span, and naming where the test worker's code panicked.
+fn one_panic_line(log: &str, text: &str, id: &JobId) -> Value {
+    let told: Vec<&str> = log.lines().filter(|l| l.contains(text)).collect();
     assert_eq!(told.len(), 1, "the panic is logged once:\n{}", told.join("\n"));
     let line: Value = serde_json::from_str(told[0]).unwrap_or_else(|e| panic!("not a JSON line ({e}): {}", told[0]));
     assert_eq!(line["level"], "ERROR", "{line}");
@@ -289,6 +303,43 @@ async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked()
     assert!(
         line.to_string().contains("test_worker.rs:"),
         "it names where the code panicked: {line}"
+    );
+    line
+}
+
+/// "Every failure is logged once": a job whose handler panics is one line in the
+/// worker's log, JSON like every other, inside the run's span and naming where the code
+/// panicked; not that line and the runtime's own text on stderr besides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_run_is_one_json_line_naming_its_job_and_where_it_panicked() {
+    let dead = run_until_dead("panicking-worker", "panic").await;
+    one_panic_line(&dead.worker.log(), "simulated panic in handler", &dead.id);
+}
+
+/// Found by the logging audit of 2026-12-05: a panic in a task a run spawned (the worker
+/// parses and gunzips report documents on blocking tasks) was logged by the panic hook
+/// on the task's thread, outside the run's span, and again by the run as its failure,
+/// whose error (which tenants read) quoted the panic. It is the run's own panic now: one
+/// line, inside the run's span, naming where the task panicked, and the attempt says it
+/// in our words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_task_a_run_spawned_is_one_line_the_runs() {
+    use drover::job::ErrorClass;
+    use drover::queue::JobStore;
+
+    let dead = run_until_dead("task-panicking-worker", "taskpanic").await;
+    let line = one_panic_line(&dead.worker.log(), "simulated panic in a task the run spawned", &dead.id);
+    assert_eq!(line["message"], "run panicked", "{line}");
+    let job = dead.store.get(&dead.id).await.unwrap().expect("the job");
+    let error = job
+        .attempt_history
+        .last()
+        .and_then(|a| a.error.clone())
+        .unwrap_or_else(|| panic!("no attempt error: {job:#?}"));
+    assert_eq!(error.class, ErrorClass::Panic, "{error:?}");
+    assert!(
+        !error.message.contains("simulated panic"),
+        "the panic's text stays in the log, out of the job: {error:?}"
     );
 }
 
@@ -365,4 +416,196 @@ async fn a_redis_that_stops_answering_is_logged_once_a_stall() {
         silent.len(),
         silent.join("\n")
     );
+}
+
+/// Found by the logging audit of 2026-12-05: a backfill window whose report document had
+/// too many bad rows was logged by the parse step ("more than 1% bad rows") and again as
+/// the window's failure. It is one line, the window's, which names the report and where
+/// the bad rows are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_backfill_window_is_one_line_naming_its_report_and_bad_rows() {
+    let mut stack = Stack::start_empty().await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(3000),
+            ..AccountSpec::new("seller-bad-rows")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                malformed_rows: 1,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    // Two 6-hour windows (~12 rows each: 1 bad row is over 1%, so both fail), as in
+    // jobs_e2e::malformed_report_rows_end_the_backfill_partial_with_each_parse_error_located.
+    let start = chrono::Utc::now() - chrono::Duration::days(40);
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 6,
+                   "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                   "start": start, "end": start + chrono::Duration::hours(12)}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Partial, "{job:#?}\n{}", stack.logs());
+    let result = job.result.clone().expect("result");
+    assert_eq!(result["failed"], 2, "{result}");
+
+    // Every WARN or ERROR line that names a window, by window.
+    let mut by_window: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for line in lines_after_start(&stack.logs()) {
+        let failure = line["level"] == "WARN" || line["level"] == "ERROR";
+        let Some(window) = line["window"].as_str().filter(|_| failure).map(str::to_owned) else {
+            continue;
+        };
+        by_window.entry(window).or_default().push(line);
+    }
+    assert_eq!(by_window.len(), 2, "both failed windows are logged: {by_window:#?}");
+    for (window, lines) in &by_window {
+        assert_eq!(
+            lines.len(),
+            1,
+            "window {window} is logged {} times:\n{}",
+            lines.len(),
+            lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+        );
+        let line = &lines[0];
+        assert_eq!(line["message"], "backfill window failed; going on with the next", "{line}");
+        let detail: Value =
+            serde_json::from_str(line["detail"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("no detail ({e}): {line}"));
+        assert!(detail["report_id"].is_string(), "{line}");
+        assert!(detail["bad_rows"].as_u64().is_some_and(|n| n >= 1), "{line}");
+        assert!(
+            detail["error"].as_str().is_some_and(|e| e.contains("could not be parsed")),
+            "{line}"
+        );
+        assert!(
+            detail["parse_errors"][0]["line"].as_u64().is_some_and(|n| n >= 2),
+            "where the bad row is: {line}"
+        );
+    }
+}
+
+/// Found by the logging audit of 2026-12-05: while the OTLP collector could not be
+/// reached, the SDK logged every export that failed (an ERROR from the batch processor
+/// and a WARN from the exporter once its retries were spent: every 5 s, more under
+/// load). The outage is logged once, naming the endpoint without its password, and its
+/// end once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_otlp_collector_is_logged_once_an_outage_not_once_an_export() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use drover::job::JobPayload;
+    use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+    use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+
+    // A collector that is down: it takes each connection and closes it unanswered.
+    let down = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = down.local_addr().unwrap();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counted = tries.clone();
+    let refusing = tokio::spawn(async move {
+        while let Ok((conn, _)) = down.accept().await {
+            drop(conn);
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+
+    let redis = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&redis.url(), "drover", JobDefaults::default()).await.unwrap();
+    let worker = ChildProcess::test_worker(
+        "otlp-down-worker",
+        &[
+            ("DROVER_WORKER__REDIS_URL", redis.url()),
+            ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+            ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+            ("DROVER_WORKER__METRICS_LISTEN", String::new()),
+            ("RUST_LOG", "info".to_owned()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://drover:hunter2@{addr}")),
+            // An export every 100 ms rather than every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ],
+    );
+    // Runs, whose spans are exported, for as long as the test goes on.
+    let feeding = tokio::spawn(async move {
+        let payload = JobPayload::from_json(
+            JobKind::Cleanup,
+            json!({"account_id": "t.ok", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+        )
+        .unwrap();
+        loop {
+            store.enqueue(NewJob::new(payload.clone())).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    // Several exports fail (each tries the collector 4 times before it gives up).
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while tries.load(Ordering::Relaxed) < 12 {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} tries in 60 s:\n{}",
+            tries.load(Ordering::Relaxed),
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = export_failures(&worker.log());
+    assert_eq!(
+        failed.len(),
+        1,
+        "{} WARN or ERROR lines for one outage of the collector:\n{}",
+        failed.len(),
+        failed.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(failed[0]["level"], "WARN", "{}", failed[0]);
+    assert_eq!(
+        failed[0]["endpoint"],
+        format!("http://drover:<secret>@{addr}/v1/traces"),
+        "{}",
+        failed[0]
+    );
+
+    // The collector comes back, at the same address.
+    refusing.abort();
+    let _ = refusing.await;
+    let up = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { axum::http::StatusCode::OK }));
+    tokio::spawn(async move { axum::serve(up, app).await });
+    assert!(
+        worker.wait_for_log("OTLP trace export works again", Duration::from_secs(30)),
+        "the end of the outage is logged:\n{}",
+        worker.log()
+    );
+    feeding.abort();
+
+    let log = worker.log();
+    assert_eq!(export_failures(&log).len(), 1, "still the one line:\n{log}");
+    assert!(!log.contains("hunter2"), "the endpoint's password is never logged:\n{log}");
+    let back: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "OTLP trace export works again")
+        .collect();
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0]["level"], "INFO", "{}", back[0]);
+}
+
+/// The WARN and ERROR lines of `log` about exporting spans: the SDK's own, and ours.
+fn export_failures(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["level"] == "WARN" || v["level"] == "ERROR")
+        .filter(|v| {
+            v["target"].as_str().is_some_and(|t| t.starts_with("opentelemetry"))
+                || v["message"].as_str().is_some_and(|m| m.contains("OTLP"))
+        })
+        .collect()
 }

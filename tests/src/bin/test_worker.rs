@@ -3,7 +3,8 @@
 //! (`t.<behaviour>`), or for the whole process with `DROVER_TEST_BEHAVIOUR`.
 //!
 //! Behaviours: `ok`, `sleep.<ms>`, `block.<ms>` (blocks its thread), `transient`,
-//! `permanent`, `panic`, `ratelimited.<ms>`, `flaky.<n>` (fails the first n-1 runs),
+//! `permanent`, `panic`, `taskpanic` (panics in a blocking task the run spawned, as the
+//! worker's parse and gunzip do), `ratelimited.<ms>`, `flaky.<n>` (fails the first n-1 runs),
 //! `cancellable.<ms>` (sleeps in steps, stopping when cancelled), `latency` (records
 //! now − the enqueue time carried in the first SKU as `t<unix µs>`, and prints a
 //! summary line `LATENCY {json}` when the worker stops; used by the benchmark).
@@ -110,6 +111,12 @@ async fn behave(behaviour: &str, ctx: &JobContext) -> Result<Outcome, JobError> 
         "transient" => Err(JobError::transient("simulated transient failure")),
         "permanent" => Err(JobError::permanent("simulated permanent failure")),
         "panic" => panic!("simulated panic in handler"),
+        "taskpanic" => {
+            let n = drover::panics::spawn_blocking(|| -> u64 { panic!("simulated panic in a task the run spawned") })
+                .await
+                .map_err(|e| JobError::transient(format!("the task stopped: {e}")))?;
+            Ok(Outcome::Succeeded(serde_json::json!({"task": n})))
+        }
         "ratelimited" => Err(JobError::RateLimited {
             retry_after: Duration::from_millis(n),
             reason: "simulated 429".into(),

@@ -102,6 +102,8 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
                     .await
             }
             WindowEnd::Failed(detail) => {
+                // The one line of a failed window: its steps leave it to this one (a
+                // failed marketplace call also has its own, with the marketplace's words).
                 tracing::warn!(job_id, window = %item.item, detail = %detail, "backfill window failed; going on with the next");
                 items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Failed, &detail)
                     .within(jobs)
@@ -293,13 +295,8 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
         .map(|e| json!({"line": e.line, "column": e.column, "column_name": e.column_name, "message": e.message}))
         .collect();
     if parsed.too_many_errors() {
-        tracing::warn!(
-            job_id,
-            window = %item.item,
-            bad_rows = parsed.errors.len(),
-            rows = parsed.rows(),
-            "report document has more than 1% bad rows; window marked failed and nothing from it written"
-        );
+        // Logged once, as the window's failure (its detail has the report, the counts
+        // and where the first bad rows are).
         return Ok(WindowEnd::Failed(json!({
             "report_id": report_id, "rows": parsed.rows(), "bad_rows": parsed.errors.len(),
             "error": format!("{} of {} rows could not be parsed (more than 1%)", parsed.errors.len(), parsed.rows()),

@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use drover::data::items::{self, Item, ItemOutcome};
 use drover::job::{CleanupPayload, MarketplaceId, Progress, Sku};
+use drover::panics;
 use drover::runtime::{JobContext, Outcome};
 use drover::JobError;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
-use tokio::task::JoinHandle;
 
 use super::{check_cancel, db_error, landed, note_sent, unmark_if_refused, DbCall, Jobs, Seller, SentNote, Slice};
 use crate::marketplace::{CallError, DeleteOutcome};
@@ -106,7 +106,8 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
         }
         while stop.is_none() && !ctx.is_cancelled() && in_flight.len() < parallelism {
             match again.pop().or_else(|| queue.next().cloned()) {
-                Some(item) => in_flight.push(Delete(tokio::spawn(delete_and_record(shared.clone(), item)))),
+                // (a panic there is raised again here, the run's: `panics::spawn`)
+                Some(item) => in_flight.push(panics::spawn(delete_and_record(shared.clone(), item))),
                 None => break,
             }
         }
@@ -116,8 +117,11 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
             done = in_flight.next() => done,
             _ = ctx.cancel.cancelled() => None,
         };
-        let Some(done) = done else {
-            break;
+        let done = match done {
+            None => break,
+            Some(Ok(done)) => done,
+            // (the runtime is shutting down)
+            Some(Err(_)) => Done::NotRecorded(JobError::transient("a delete's task was stopped before its answer")),
         };
         match done {
             Done::Recorded { transient } => transient_left += u64::from(transient),
@@ -201,21 +205,6 @@ enum Done {
     Paused(CallError, Item),
     /// Its outcome could not be written: the run stops.
     NotRecorded(JobError),
-}
-
-/// A delete on its task: dropping it leaves the delete to run to its end.
-struct Delete(JoinHandle<Done>);
-
-impl std::future::Future for Delete {
-    type Output = Done;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Done> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
-            // A panic was logged where it happened (the panic hook): the run stops, its
-            // SKU left as it was.
-            joined.unwrap_or_else(|e| Done::NotRecorded(JobError::transient(format!("a delete's task ended without an answer ({e})"))))
-        })
-    }
 }
 
 /// Deletes one SKU and records its outcome, on a task of its own (so a cancelled run's

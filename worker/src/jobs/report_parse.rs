@@ -70,9 +70,10 @@ impl ParsedReport {
 /// [`parse`], kept off the thread that polls the runs. A worker's runs are polled on one
 /// thread (apalis drives them as one future: docs/architecture.md, "Where runs are
 /// polled"), and a document can unpack to `marketplace.max_unpacked_bytes` (256 MiB):
-/// parsed inline, it would hold every other run of the worker until it ends.
+/// parsed inline, it would hold every other run of the worker until it ends. A panic in
+/// the parse is the run's (logged once, by the run).
 pub async fn parse_apart(document: Vec<u8>) -> Result<ParsedReport, DocumentError> {
-    tokio::task::spawn_blocking(move || parse(&document))
+    drover::panics::spawn_blocking(move || parse(&document))
         .await
         .map_err(|e| DocumentError(format!("the parse stopped: {e}")))?
 }

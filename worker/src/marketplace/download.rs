@@ -52,10 +52,13 @@ impl MarketplaceClient {
                 Err(Fetch::TooLarge(reason)) => return Err(too_large(reason)),
                 Err(Fetch::Failed(reason)) => reason,
             };
-            tracing::warn!(op = OP, document_id = %doc.report_document_id, attempt, reason = %failure, "report document download failed");
+            // One WARN a failed download, at its last try, as a failed call; the tries
+            // before at debug.
             if attempt >= retries {
+                tracing::warn!(op = OP, document_id = %doc.report_document_id, tries = attempt + 1, reason = %failure, "report document download failed");
                 return Err(CallError::Transient { op: OP, reason: failure });
             }
+            tracing::debug!(op = OP, document_id = %doc.report_document_id, call_try = attempt, reason = %failure, "report document download failed; trying again");
             self.backoff(attempt, &never).await?;
             attempt += 1;
         }
@@ -121,8 +124,9 @@ async fn unpack(doc: &ReportDocument, body: Vec<u8>, max: u64) -> Result<Vec<u8>
     if doc.compression_algorithm != Some(CompressionAlgorithm::Gzip) || !body.starts_with(&GZIP_MAGIC) {
         return Ok(body);
     }
-    // Inflating megabytes is CPU work; keep it off the async threads.
-    tokio::task::spawn_blocking(move || gunzip_at_most(&body, max))
+    // Inflating megabytes is CPU work; keep it off the async threads (a panic there is
+    // the run's, logged once by the run).
+    drover::panics::spawn_blocking(move || gunzip_at_most(&body, max))
         .await
         .map_err(|e| Unpack::Failed(format!("gunzip task failed: {e}")))?
 }

@@ -1,6 +1,7 @@
 //! Extractors that turn every bad input into the right problem: a wrong content type is
 //! 415, a body over the limit 413, JSON that does not parse 400, and JSON that parses but
-//! does not fit (unknown field, wrong type, missing field) 422 naming the field.
+//! does not fit (unknown field, wrong type, missing field, a number out of range) 422
+//! naming the field.
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -79,7 +80,7 @@ const SECRET_FIELDS: &[&str] = &["client_secret", "refresh_token"];
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
     let inner = e.into_inner();
-    if !inner.is_data() {
+    if !inner.is_data() && !is_number_out_of_range(&inner) {
         return ApiError::BadRequest(format!("the body is not valid JSON: {}", strip_position(&inner.to_string())));
     }
     let path = if path == "." { String::new() } else { path };
@@ -101,6 +102,16 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         (None, false) => path,
     };
     ApiError::Validation(vec![FieldError::new(field, message)])
+}
+
+/// A number beyond what its type holds (`1e400`, too large for a float): serde_json
+/// stops on it while it reads the text, so it counts as a syntax error there, but the
+/// JSON is well formed and the path says whose value it was (serde_path_to_error follows
+/// the value being read, a `serde_json::Value` payload's too), so it is a 422 naming
+/// that field like any other value that does not fit. serde_json names the case only in
+/// its message.
+fn is_number_out_of_range(e: &serde_json::Error) -> bool {
+    e.is_syntax() && e.to_string().starts_with("number out of range")
 }
 
 fn strip_position(msg: &str) -> String {
@@ -200,6 +211,33 @@ mod tests {
         assert_eq!(field_of(r#"{"kind":"a","inner":{"n":1,"m":2}}"#).0, "inner.m");
         assert_eq!(field_of(r#"[]"#).0, "body");
         assert!(!field_of(r#"{"kind":1}"#).1.contains("line"), "positions are not shown");
+    }
+
+    /// Found by the submit-path audits of 2026-12-05: `1e400` was a 400 "not valid JSON"
+    /// naming no field.
+    #[test]
+    fn a_number_out_of_range_names_its_field() {
+        assert_eq!(
+            field_of(r#"{"kind":"a","inner":{"n":1e400}}"#),
+            ("inner.n".to_owned(), "number out of range".to_owned())
+        );
+        assert_eq!(field_of(r#"{"kind":-1e400}"#).0, "kind");
+        assert_eq!(field_of(r#"1e400"#).0, "body");
+
+        #[allow(dead_code)]
+        #[derive(Debug, Deserialize)]
+        struct Loose {
+            payload: serde_json::Value,
+        }
+        match parse_json::<Loose>(br#"{"payload":{"skus":["a",1e400]}}"#) {
+            Err(ApiError::Validation(e)) => assert_eq!(e[0].field, "payload.skus[1]", "{e:?}"),
+            other => panic!("expected a 422, got {other:?}"),
+        }
+        // A number cut short is still not JSON.
+        assert!(matches!(
+            parse_json::<Body>(br#"{"kind":"a","inner":{"n":1e}}"#),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     /// I5: serde's message repeats a non-string value; for a secret field that would send

@@ -143,6 +143,46 @@ async fn malformed_json_returns_400() {
     assert!(p["detail"].as_str().unwrap().contains("not valid JSON"), "{p}");
 }
 
+/// Found by the second submit-path audit of 2026-12-05: a number too large for a float
+/// (`1e400`) was a 400 "not valid JSON" naming no field, though the body is well-formed
+/// JSON with one value out of range, like `"priority": 300`.
+#[tokio::test]
+async fn a_number_too_large_for_a_float_returns_422_naming_where_it_is() {
+    let app = spawn_app().await;
+    let payload = format!(r#"{{"account_id":"acme","marketplace_id":"{MARKETPLACE}","skus":["SKU-1"]}}"#);
+    for (body, want) in [
+        (format!(r#"{{"kind":"cleanup","payload":{payload},"priority":1e400}}"#), "priority"),
+        (format!(r#"{{"kind":"cleanup","payload":{payload},"delay_ms":-1e400}}"#), "delay_ms"),
+        (
+            format!(r#"{{"kind":"cleanup","payload":{{"account_id":"acme","marketplace_id":"{MARKETPLACE}","skus":["SKU-1",1e400]}}}}"#),
+            "payload.skus[1]",
+        ),
+        (
+            format!(
+                r#"{{"kind":"backfill","payload":{{"account_id":"acme","marketplace_id":"{MARKETPLACE}","report_type":"GET_X",
+                    "start":"2025-01-01T00:00:00Z","end":"2025-01-02T00:00:00Z","window_hours":1e400}}}}"#
+            ),
+            "payload.window_hours",
+        ),
+    ] {
+        let res = app
+            .post(ADMIN, "/v1/jobs")
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let p = problem(res, 422).await;
+        assert_eq!(fields(&p), [want], "{body}: {p}");
+        assert!(!p.to_string().contains("not valid JSON"), "{p}");
+    }
+    assert_eq!(
+        app.store.list(&Default::default()).await.unwrap().jobs.len(),
+        0,
+        "nothing was enqueued"
+    );
+}
+
 #[tokio::test]
 async fn a_body_with_a_missing_or_wrong_content_type_returns_415() {
     let app = spawn_app().await;

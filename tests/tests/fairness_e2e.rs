@@ -1,13 +1,14 @@
 //! Tenant-fair dispatch with real `drover-worker` processes, PostgreSQL and the
 //! simulator at SP-API's documented deleteListingsItem rate (5/s, burst 10): one seller's
-//! flood never makes another seller wait, and the flooding seller keeps its full rate.
+//! flood never makes another seller wait, and the flooding seller keeps its full rate;
+//! a seller the marketplace throttles (a quota cooldown, a 429) gives its slot away.
 use crate::jobs_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use drover::job::{JobKind, JobState};
 use drover::queue::JobStore;
-use drover_tests::sim::{AccountSpec, Operation, RateLimit, SimConfig};
+use drover_tests::sim::{AccountSpec, FaultSpec, Operation, RateLimit, RateLimitBurst, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use serde_json::json;
 
@@ -145,4 +146,88 @@ async fn an_account_in_quota_cooldown_holds_no_worker_slot_and_its_jobs_resume_a
     assert_eq!(resumed.attempts, 1, "parking used no attempt");
     let stats = stack.sim.admin().stats().await.unwrap();
     assert_eq!(stats.op(cooling.as_str(), Operation::CreateReport).rate_limited, 0);
+}
+
+/// Found by the audits of 2026-12-05: a 429 whose `Retry-After` was within the in-call
+/// budget (`marketplace.retry_max_ms`, 5 s) was slept in the call, so the run kept its
+/// worker slot and other sellers' jobs waited for it. A wait longer than
+/// `jobs.park_after_ms` (1 s) now parks the run until the `Retry-After`, as a limiter
+/// wait that long does, and the slot goes to the next seller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sellers_429_longer_than_the_park_threshold_gives_its_slot_to_another_seller_until_the_retry_after() {
+    let mut stack = Stack::start(sim(), "").await;
+    let throttled = stack
+        .account(AccountSpec {
+            skus: Some(3),
+            ..AccountSpec::new("seller-throttled")
+        })
+        .await;
+    let other = stack
+        .account(AccountSpec {
+            skus: Some(2),
+            ..AccountSpec::new("seller-other")
+        })
+        .await;
+    let throttled_skus = stack.sim.admin().skus(throttled.as_str()).await.unwrap();
+    let other_skus = stack.sim.admin().skus(other.as_str()).await.unwrap();
+    stack
+        .faults(
+            &throttled,
+            FaultSpec {
+                rate_limit_burst: Some(RateLimitBurst {
+                    count: 1,
+                    retry_after_s: 3,
+                }),
+                ops: Some(vec![Operation::DeleteListingsItem]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    // One cleanup slot in the pool, one delete in flight per run, and the in-call budget
+    // at its default (the stack's is 200 ms), which a 3 s `Retry-After` is within.
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "1"),
+            ("DROVER_WORKER__JOBS__CLEANUP_PARALLELISM", "1"),
+            ("DROVER_WORKER__MARKETPLACE__RETRY_MAX_MS", "5000"),
+        ],
+    );
+
+    let throttled_job = stack.submit_cleanup(&throttled, &throttled_skus).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let deletes = stack.sim.admin().deletes(throttled.as_str()).await.unwrap();
+        if let Some(d) = deletes.into_iter().find(|d| d.status == 429) {
+            break d;
+        }
+        assert!(Instant::now() < until, "no delete was refused:\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let other_job = stack.submit_cleanup(&other, &other_skus).await;
+    let done = stack.finish(&other_job, Duration::from_secs(20)).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    let resumed = stack.finish(&throttled_job, Duration::from_secs(30)).await;
+    assert_eq!(resumed.state, JobState::Succeeded, "{resumed:#?}");
+    assert_eq!(resumed.attempts, 1, "parking used no attempt");
+
+    // The other seller's deletes all went out while the throttled one waited out its
+    // `Retry-After` (before, they waited for the call's sleep and its run's end), and the
+    // throttled seller sent nothing more until it ended.
+    let retry_at = refused.at + chrono::Duration::seconds(3);
+    let other_deletes = stack.sim.admin().deletes(other.as_str()).await.unwrap();
+    assert_eq!(other_deletes.len(), other_skus.len(), "{other_deletes:?}");
+    assert!(
+        other_deletes.iter().all(|d| d.at < retry_at),
+        "the other seller waited for the 429's Retry-After (429 at {}): {other_deletes:?}",
+        refused.at
+    );
+    let throttled_deletes = stack.sim.admin().deletes(throttled.as_str()).await.unwrap();
+    let sent_again: Vec<_> = throttled_deletes.iter().filter(|d| d.status != 429).collect();
+    assert_eq!(sent_again.len(), throttled_skus.len(), "{throttled_deletes:?}");
+    assert!(
+        sent_again.iter().all(|d| d.at >= retry_at),
+        "a delete went before the Retry-After (429 at {}): {throttled_deletes:?}",
+        refused.at
+    );
 }

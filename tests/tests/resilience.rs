@@ -144,6 +144,55 @@ async fn an_announced_rate_is_adopted_by_every_instance_and_reverting_clears_it(
     assert!(!snap.operations[&Operation::GetListingsItem].adapted);
 }
 
+/// Found by the audits of 2026-12-05: a 429's `Retry-After` stayed with the call that
+/// got it, so every other worker of the account sent into the same wait and was refused
+/// in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_after_a_429_gives_no_instance_a_slot_before_its_end() {
+    let redis = RedisServer::start(Durability::None);
+    let mut config = with_limit(Operation::DeleteListingsItem, 50.0, 10);
+    config.max_wait = Duration::from_millis(500);
+    config.limiter.cold_start = ColdStart::Full;
+    let procs = instances(&redis, 2, &config).await;
+    let cancel = CancellationToken::new();
+    // A full bucket: slots at once, until the marketplace says otherwise.
+    assert_eq!(
+        procs[1].acquire(&account(), Operation::DeleteListingsItem, &cancel).await.unwrap(),
+        Duration::ZERO
+    );
+    procs[0]
+        .hold_off(&account(), Operation::DeleteListingsItem, Duration::from_secs(3))
+        .await
+        .unwrap();
+    // The other instance may not wait that long: it is told when the slot comes, to park.
+    let err = procs[1]
+        .acquire(&account(), Operation::DeleteListingsItem, &cancel)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ResilienceError::WaitTooLong(d) if d > Duration::from_millis(2_800) && d <= Duration::from_secs(3)),
+        "{err}"
+    );
+    // A shorter hold never brings the slot nearer.
+    procs[1]
+        .hold_off(&account(), Operation::DeleteListingsItem, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let err = procs[0]
+        .acquire(&account(), Operation::DeleteListingsItem, &cancel)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ResilienceError::WaitTooLong(d) if d > Duration::from_millis(2_800)),
+        "{err}"
+    );
+    // Another operation of the account is not held.
+    assert_eq!(
+        procs[1].acquire(&account(), Operation::GetListingsItem, &cancel).await.unwrap(),
+        Duration::ZERO
+    );
+}
+
 fn short_cooldowns() -> ResilienceConfig {
     ResilienceConfig {
         cooldown: CooldownConfig {

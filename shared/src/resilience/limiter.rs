@@ -12,6 +12,7 @@ use crate::job::AccountId;
 
 static ACQUIRE: LazyLock<Script> = lua!("lua/limiter_common.lua", "lua/acquire.lua");
 static OBSERVE: LazyLock<Script> = lua!("lua/limiter_common.lua", "lua/observe.lua");
+static HOLD: LazyLock<Script> = lua!("lua/limiter_common.lua", "lua/hold.lua");
 
 impl Resilience {
     /// Wait (sleeping, cancellable) until this account+operation may make one call,
@@ -74,6 +75,28 @@ impl Resilience {
         if changed == 1 {
             tracing::info!(account = %account, op = %op, rate, configured = spec.rate, "adopted the marketplace's rate limit");
         }
+        Ok(())
+    }
+
+    /// The marketplace refused a call of this account+operation (429) and asked for
+    /// `wait`: no caller in any process gets a slot before then (a caller that may not
+    /// wait that long is told `WaitTooLong` and parks), and the bucket refills from
+    /// empty after it. A slot already further away stays where it is.
+    pub async fn hold_off(&self, account: &AccountId, op: Operation, wait: Duration) -> Result<(), ResilienceError> {
+        let cfg = self.config();
+        let spec = cfg.limit(op);
+        let l = &cfg.limiter;
+        let _: i64 = HOLD
+            .key(self.key("rl", account, Some(op)))
+            .arg(spec.rate)
+            .arg(spec.burst)
+            .arg(l.rate_margin)
+            .arg(l.burst_reserve)
+            .arg(u8::from(l.cold_start == ColdStart::Empty))
+            .arg(wait.as_micros() as u64)
+            .arg(l.idle_ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 }

@@ -101,6 +101,53 @@ async fn a_429_with_a_long_retry_after_returns_rate_limited_for_a_snooze() -> Te
     Ok(())
 }
 
+/// Found by the audits of 2026-12-05: a 429 whose `Retry-After` was within `retry_max`
+/// (5 s) was slept in the call even when the run would have parked for a limiter wait
+/// that long (`jobs.park_after_ms`, the limiter's `max_wait`), holding the worker slot
+/// other accounts' jobs wait for.
+#[tokio::test]
+async fn a_429_longer_than_the_park_threshold_is_not_slept_in_the_call_and_holds_the_limiter() -> TestResult {
+    let env = env_with(|_| {}, |r| r.max_wait = Duration::from_millis(500)).await?;
+    env.faults(
+        "acct-1",
+        FaultSpec {
+            rate_limit_burst: Some(RateLimitBurst {
+                count: 1,
+                retry_after_s: 1,
+            }),
+            ops: Some(vec![Operation::GetOrders]),
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    let ctx = env.ctx("acct-1");
+    let started = std::time::Instant::now();
+    let err = env.client.get_orders(&ctx, &faults_query()).await.unwrap_err();
+    assert_eq!(
+        err,
+        CallError::RateLimited {
+            op: "getOrders",
+            retry_after: Duration::from_secs(1),
+            quota: false
+        }
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "slept {:?} in the call",
+        started.elapsed()
+    );
+    assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 1);
+    // The shared limiter heard of it: a call right after is refused before it is sent,
+    // naming about the rest of the second.
+    let next = env.client.get_orders(&ctx, &faults_query()).await.unwrap_err();
+    assert!(
+        matches!(next, CallError::RateLimited { retry_after, quota: false, .. } if retry_after > Duration::from_millis(500)),
+        "{next:?}"
+    );
+    assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 1, "not sent");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_quota_429_on_create_report_enters_the_account_cooldown_and_the_next_call_never_leaves() -> TestResult {
     let env = env().await?;

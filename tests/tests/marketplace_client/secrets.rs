@@ -33,9 +33,11 @@ async fn no_error_variant_nor_the_client_nor_the_context_prints_a_secret() -> Te
     let access = access.expose_secret().to_owned();
     assert!(access.starts_with("Atza|"));
 
-    // RateLimited (a 429 longer than the in-call budget).
+    // RateLimited (a 429 longer than the in-call budget), on another account: its
+    // `Retry-After` holds the account's getOrders slots, so acct-1's calls below would not
+    // be sent at all.
     env.faults(
-        "acct-1",
+        "acct-3",
         FaultSpec {
             rate_limit_burst: Some(RateLimitBurst {
                 count: 1,
@@ -46,7 +48,8 @@ async fn no_error_variant_nor_the_client_nor_the_context_prints_a_secret() -> Te
         },
     )
     .await?;
-    errors.push(env.client.get_orders(&ctx, &faults_query()).await.unwrap_err());
+    errors.push(env.client.get_orders(&env.ctx("acct-3"), &faults_query()).await.unwrap_err());
+    assert!(matches!(errors.last(), Some(CallError::RateLimited { .. })), "{errors:#?}");
 
     // Transient, then BreakerOpen once failures pass the ratio.
     env.faults(

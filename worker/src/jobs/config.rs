@@ -31,8 +31,9 @@ pub struct JobsConfig {
     /// job waits for a long one's turn, not for all of its work.
     pub turn_ms: u64,
     /// A run whose account cannot make progress for longer than this (the limiter's
-    /// next slot further away; also a cooldown or an open breaker) checkpoints and parks
-    /// its job until then, handing its worker slot to another account.
+    /// next slot further away; also a cooldown, an open breaker or a 429's `Retry-After`)
+    /// checkpoints and parks its job until then, handing its worker slot to another
+    /// account.
     pub park_after_ms: u64,
     /// Snoozes a job may take (parks for the marketplace's limits, cooldowns, breakers,
     /// and waits for the database) before it is dead-lettered; a replay starts the count

@@ -8,11 +8,13 @@
 //! 4. a slot from the shared limiter (every attempt takes one: a retry is a call);
 //! 5. the request, with the call timeout, `x-amz-access-token` and the job's `traceparent`;
 //! 6. the answer classified: success; 404; 401 → refresh once; 429 → cooldown (report
-//!    operations) or a short in-call wait; 5xx/timeout/reset/unreadable 2xx → breaker
-//!    failure and jittered in-call retries; other 4xx → permanent.
+//!    operations), else the shared limiter held until its `Retry-After` and a short
+//!    in-call wait; 5xx/timeout/reset/unreadable 2xx → breaker failure and jittered
+//!    in-call retries; other 4xx → permanent.
 //!
 //! Long waits are not slept here: they come back as `RateLimited`/`Cooldown` so the job
-//! is snoozed and the worker slot is freed.
+//! is snoozed and the worker slot is freed. A 429's wait is long past `retry_max` or the
+//! limiter's `max_wait` (`jobs.park_after_ms`, when a run parks), whichever is shorter.
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,7 +233,14 @@ impl MarketplaceClient {
                         return Err(self.enter_cooldown(account, name, hint).await);
                     }
                     let wait = hint.unwrap_or(DEFAULT_RETRY_AFTER);
-                    if attempt < retries && wait <= self.config().retry_max() {
+                    // Every worker's next slot of this account and operation waits too,
+                    // rather than each learning of the 429 from its own.
+                    unless_cancelled(&acct.cancel, self.hold_off(account, op, wait)).await;
+                    // Waited out here only if it is short enough that the run would not
+                    // park for it (`jobs.park_after_ms`, the limiter's `max_wait`): a
+                    // longer wait here would hold the worker slot other accounts need.
+                    let in_call = self.config().retry_max().min(res.config().max_wait);
+                    if attempt < retries && wait <= in_call {
                         self.sleep(wait, &acct.cancel).await?;
                         attempt += 1;
                         continue;
@@ -387,6 +396,15 @@ impl MarketplaceClient {
                 })
             }
             None => Ok(()),
+        }
+    }
+
+    /// A 429 named how long to wait: the shared limiter gives no slot of `op` before
+    /// then. A failure only loses the warning to other workers (each learns from its own
+    /// 429), so it is logged and the call goes on.
+    async fn hold_off(&self, account: &AccountId, op: Operation, wait: Duration) {
+        if let Err(e) = self.resilience().hold_off(account, op, wait).await {
+            tracing::warn!(account = %account, op = op.name(), error = %e, "could not pass the marketplace's Retry-After on to the shared limiter");
         }
     }
 

@@ -33,7 +33,9 @@ pub struct MarketplaceConfig {
     pub retries: u32,
     /// Full-jitter exponential backoff between in-call retries: base × 2^attempt, capped.
     pub retry_base_ms: u64,
-    /// Also the longest `Retry-After` a non-report 429 is waited out in-call.
+    /// Also the longest `Retry-After` a non-report 429 is waited out in-call, and never
+    /// longer than the limiter's `max_wait` (`jobs.park_after_ms`): a longer one parks
+    /// the job instead.
     pub retry_max_ms: u64,
     /// For the backfill handler: how often to poll a report, and for how long at most.
     pub report_poll_interval_ms: u64,

@@ -250,8 +250,9 @@ impl From<drover::db::DbError> for ApiError {
 
 impl From<drover::resilience::ResilienceError> for ApiError {
     fn from(e: drover::resilience::ResilienceError) -> Self {
+        use drover::resilience::ResilienceError;
         match e {
-            drover::resilience::ResilienceError::Store(cause) => ApiError::Unavailable {
+            ResilienceError::Store(cause) | ResilienceError::Unavailable(cause) => ApiError::Unavailable {
                 dependency: "redis",
                 cause,
             },

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use drover::job::{AttemptOutcome, JobKind, JobState};
+use drover::job::{AttemptOutcome, ErrorClass, JobKind, JobState};
 use drover::queue::JobStore;
-use drover_tests::harness::FrozenProxy;
+use drover_tests::harness::{Durability, FrozenProxy, RedisServer};
 use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, RateLimitBurst, ReportTiming, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
@@ -1382,7 +1382,8 @@ async fn a_cleanup_on_a_pool_of_one_connection_never_waits_on_its_own_deletes() 
 /// refused (os error 111)") went into the job's error and its items' details, which a
 /// tenant reads. They now say, in our words, that the call was not sent; the text is in
 /// the worker's log, beside the job. Here the account's circuit breaker entry in Redis is
-/// made unreadable.
+/// made unreadable (a store that answers so fails the call; one that cannot be reached
+/// stops the run: `a_cleanup_rides_out_a_rate_limit_store_outage_without_using_its_attempts`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_redis_words() {
     let mut stack = Stack::start(sim(), "").await;
@@ -1423,6 +1424,97 @@ async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_red
         "the worker's log keeps the cause:\n{}",
         stack.logs()
     );
+}
+
+/// Found by the second audits of 2026-12-05 (a known limit until now): a rate-limit
+/// store (Redis) that could not be reached made each cleanup SKU fail transiently in
+/// turn, and the job used an attempt a run, so an outage of a few seconds took it to
+/// dead. Now the run stops between SKUs — those it meets stay pending, unsent: no
+/// delete goes out without its slot — and the job runs again every 2 s without using an
+/// attempt, as in a database outage, until the store answers. Here the store is a Redis
+/// of its own (as one shard of a cluster can fail alone), killed mid-run and started
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cleanup_rides_out_a_rate_limit_store_outage_without_using_its_attempts() {
+    let stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(200),
+            ..AccountSpec::new("seller-store-outage")
+        })
+        .await;
+    // 4 deletes in flight, 100 ms each: about 5 s for all, time to cut the store mid-run.
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 100,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let mut limiter = RedisServer::start(Durability::None);
+    let _worker = stack.run_worker_with_limiter_store(&limiter.url());
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while stack.deleted_by_marketplace(&acct).await.len() < 20 {
+        assert!(Instant::now() < until, "the cleanup did not start deleting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    limiter.kill();
+    let cut = stack.deleted_by_marketplace(&acct).await.len();
+    assert!(cut < skus.len(), "the cleanup ended before the store went down");
+
+    // Three runs meet the outage, about 2 s apart (or one that used its attempt ends).
+    let until = Instant::now() + Duration::from_secs(45);
+    let during = loop {
+        let job = stack.store.get(&id).await.unwrap().unwrap();
+        let used = job.attempt_history.iter().any(|run| run.outcome != AttemptOutcome::Snoozed);
+        if job.attempt_history.len() >= 3 || used || job.state.is_terminal() {
+            break job;
+        }
+        assert!(Instant::now() < until, "no run met the outage: {job:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!during.state.is_terminal(), "the outage ended the job: {during:#?}");
+    for run in &during.attempt_history {
+        let error = run.error.as_ref().expect("a run stopped by the outage says why");
+        assert!(
+            run.outcome == AttemptOutcome::Snoozed && error.class == ErrorClass::Interrupted,
+            "a run the outage stopped used an attempt: {:#?}",
+            during.attempt_history
+        );
+        assert!(error.message.contains("rate-limit store"), "{error:?}");
+    }
+    let failed = stack
+        .count(
+            "SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'failed'",
+            id.as_str(),
+        )
+        .await;
+    assert_eq!(
+        failed,
+        0,
+        "the outage failed SKUs: {:?}",
+        window_outcomes(&stack, id.as_str()).await
+    );
+    // Only the deletes in flight when it went down (4 at most) went out after it.
+    let sent = stack.deleted_by_marketplace(&acct).await.len();
+    assert!(sent <= cut + 4, "{} deletes went out without the store", sent - cut);
+
+    limiter.restart();
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
+    assert_eq!(job.attempts, 1, "the outage used attempts: {:#?}", job.attempt_history);
+    let deletes = stack.sim.admin().deletes(acct.as_str()).await.unwrap();
+    assert_eq!(deletes.len(), skus.len(), "every SKU deleted once, none sent twice");
+    let mut deleted = stack.deleted_by_marketplace(&acct).await;
+    deleted.sort();
+    let mut expected = skus.clone();
+    expected.sort();
+    assert_eq!(deleted, expected);
+    assert_eq!(window_outcomes(&stack, id.as_str()).await, vec![("deleted".to_owned(), 200)]);
 }
 
 /// From a review of 2026-12-05: a database error that ended a run put the database's own

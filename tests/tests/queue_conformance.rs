@@ -359,3 +359,68 @@ async fn a_lane_offered_by_the_previous_release_is_served() {
     let left: i64 = redis::cmd("ZCARD").arg("drover:{cleanup}:lanes").query(&mut conn).unwrap();
     assert_eq!(left, 0);
 }
+
+/// Backend-specific, found by the second audits of 2026-12-05 (a known limit until
+/// now): one job in a fetch's reply that could not be read (here its record's `v` holds
+/// bytes that are not UTF-8, so the head of its reply element is not text) failed the
+/// whole reply, and the other jobs leased by the same call were handed to nobody: they
+/// came back only when their leases ran out, a hand-back each. Now each job is read on
+/// its own: the others go out as usual, and the unreadable one goes out with the
+/// reason, on a lease that settles, so the runtime puts it in dead at once instead of
+/// leaving it leased.
+#[tokio::test]
+async fn an_unreadable_job_in_a_fetch_costs_the_other_jobs_of_the_call_nothing() {
+    use drover::job::{ErrorClass, ErrorInfo, JobKind, JobState};
+    use drover::queue::{JobStore, NewJob, SettleAction, SettleResult, Settlement};
+    let (server, store) = redis_store().await;
+    let mut ids = Vec::new();
+    for account in ["a1", "a2", "a3"] {
+        ids.push(store.enqueue(NewJob::new(cleanup(account))).await.unwrap().id);
+    }
+    let bad = ids[1].clone();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("drover:{{cleanup}}:job:{bad}"))
+        .arg("v")
+        .arg(b"1\xff".to_vec())
+        .query(&mut server.conn())
+        .unwrap();
+    let fetched = store
+        .fetch(JobKind::Cleanup, "w1", 10, LEASE)
+        .await
+        .expect("one unreadable job does not fail the fetch");
+    let mut got: Vec<_> = fetched.jobs.iter().map(|l| l.id.clone()).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want, "every job the call leased is handed out");
+    for l in &fetched.jobs {
+        if l.id == bad {
+            let why = l.payload.as_ref().expect_err("its record cannot be read");
+            assert!(why.contains("not UTF-8"), "{why}");
+        } else {
+            assert!(l.payload.is_ok(), "{:?}", l.payload);
+        }
+    }
+    // As the runtime does with it: dead, with the reason, on the lease it was handed.
+    let leased = fetched.jobs.iter().find(|l| l.id == bad).unwrap();
+    let dead = Settlement {
+        id: leased.id.clone(),
+        token: leased.token.clone(),
+        action: SettleAction::Dead(ErrorInfo {
+            class: ErrorClass::Decode,
+            message: leased.payload.clone().unwrap_err(),
+        }),
+        attempt: None,
+    };
+    assert_eq!(store.settle(JobKind::Cleanup, &[dead]).await.unwrap(), [SettleResult::Applied]);
+    // (its record is read in Redis: it is still one this version cannot read)
+    let state: String = redis::cmd("HGET")
+        .arg(format!("drover:{{cleanup}}:job:{bad}"))
+        .arg("st")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(state, "dead");
+    for id in ids.iter().filter(|id| **id != bad) {
+        assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Running, "{id}");
+    }
+}

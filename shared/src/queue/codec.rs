@@ -278,9 +278,65 @@ pub fn decode_leased(head: &str, traceparent: String, payload: &str) -> Result<L
     })
 }
 
+/// [`decode_leased`] from the raw bytes of the three strings, as a fetch's reply holds
+/// them: a job whose strings are not all text (bytes that are not UTF-8, in a record
+/// damaged in Redis) is still handed out, with the reason as its payload's error, so the
+/// runtime puts it in dead at once and the other jobs of the same reply go out as usual.
+/// `Err` (the head as far as it reads, cut short) only when not even the job's id can be
+/// read: such a job cannot be addressed at all.
+pub fn decode_leased_bytes(head: &[u8], traceparent: &[u8], payload: &[u8]) -> Result<Leased, String> {
+    let unreadable = [("head", head), ("traceparent", traceparent), ("payload", payload)]
+        .into_iter()
+        .find(|(_, bytes)| std::str::from_utf8(bytes).is_err())
+        .map(|(what, _)| format!("the record's {what} is not UTF-8 text: this version cannot read it"));
+    // The id comes first and the token last (the fetch script writes both): what lies
+    // between, unreadable or not, does not move them.
+    let head = String::from_utf8_lossy(head);
+    let mut leased = match unreadable {
+        None => decode_leased(
+            &head,
+            String::from_utf8_lossy(traceparent).into_owned(),
+            &String::from_utf8_lossy(payload),
+        ),
+        Some(_) => decode_leased(&head, String::new(), ""),
+    }
+    .map_err(|_| head.chars().take(80).collect::<String>())?;
+    if let Some(why) = unreadable {
+        leased.payload = Err(why);
+    }
+    Ok(leased)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leased_job_whose_strings_are_not_text_is_handed_out_with_the_reason_unless_its_id_is_lost() {
+        let payload = br#"{"account_id":"a1","marketplace_id":"ATVPDKIKX0DER","skus":["s1"]}"#;
+        let id = "cleanup_01J00000000000000000000000";
+        let head = |v: &[u8]| {
+            [
+                format!("{id} ").as_bytes(),
+                v,
+                &b" 2 5 30000 1700000000123  host a:2:1700000000123"[..],
+            ]
+            .concat()
+        };
+        let good = decode_leased_bytes(&head(SCHEMA_VERSION.as_bytes()), b"", payload).expect("a readable job");
+        assert!(good.payload.is_ok(), "{:?}", good.payload);
+
+        let bad_head = decode_leased_bytes(&head(b"1\xff".as_slice()), b"", payload).expect("its id still reads");
+        assert_eq!((bad_head.id.as_str(), bad_head.token.as_str()), (id, "host a:2:1700000000123"));
+        assert!(bad_head.payload.unwrap_err().contains("head is not UTF-8"));
+        let bad_payload = decode_leased_bytes(&head(SCHEMA_VERSION.as_bytes()), b"", b"{\"a\xfe\"}").expect("its id reads");
+        assert!(bad_payload.payload.unwrap_err().contains("payload is not UTF-8"));
+        let bad_trace = decode_leased_bytes(&head(SCHEMA_VERSION.as_bytes()), b"00-\xc3", payload).expect("its id reads");
+        assert!(bad_trace.payload.unwrap_err().contains("traceparent is not UTF-8"));
+
+        let lost = decode_leased_bytes(b"cleanup_01J0000000000\xff0000000000000 1 2 5 0 1  w:2:1", b"", payload);
+        assert!(lost.expect_err("no id, no job").starts_with("cleanup_01J0000000000"));
+    }
 
     #[test]
     fn a_leased_jobs_head_reads_empty_fields_as_absent_and_keeps_the_whole_token() {

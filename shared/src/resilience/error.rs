@@ -22,13 +22,77 @@ pub enum ResilienceError {
     /// The token fetch failed (its error as text; the fetch must not put secrets in it).
     #[error("token refresh failed: {0}")]
     Token(String),
-    /// Redis did not answer: worth a retry later.
-    #[error("resilience store unavailable: {0}")]
+    /// Redis answered with an error (a key of the wrong type, a script that failed):
+    /// worth a retry later, but waiting alone may not cure it.
+    #[error("resilience store failed: {0}")]
     Store(String),
+    /// Redis cannot be reached or is not serving now (refused, dropped or timed out;
+    /// loading, failing over, cluster down): an outage, which waiting cures. Nothing can
+    /// be known or reserved meanwhile, so the caller stops and comes back.
+    #[error("resilience store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<redis::RedisError> for ResilienceError {
     fn from(e: redis::RedisError) -> Self {
-        ResilienceError::Store(e.to_string())
+        if is_outage(&e) {
+            ResilienceError::Unavailable(e.to_string())
+        } else {
+            ResilienceError::Store(e.to_string())
+        }
+    }
+}
+
+/// Whether `e` says Redis cannot serve now, rather than that it refused this command:
+/// the connection failed (refused, dropped, timed out; a cluster node or a Sentinel
+/// primary not found), or the server is not serving yet (loading its data, a failover or
+/// a resharding under way, the cluster down).
+fn is_outage(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    // A connection refused, reset, dropped or timed out is an `Io` error.
+    e.is_io_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::NoValidReplicasFoundBySentinel
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    #[test]
+    fn a_redis_that_cannot_be_reached_is_an_outage_and_one_that_refuses_a_command_is_not() {
+        let outages = [
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "LOADING")),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ClusterDown), "CLUSTERDOWN")),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "READONLY")),
+        ];
+        for e in outages {
+            let text = e.to_string();
+            assert!(matches!(ResilienceError::from(e), ResilienceError::Unavailable(_)), "{text}");
+        }
+        let refusals = [
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "WRONGTYPE")),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "NOPERM")),
+            RedisError::from((ErrorKind::UnexpectedReturnType, "not a number")),
+        ];
+        for e in refusals {
+            let text = e.to_string();
+            assert!(matches!(ResilienceError::from(e), ResilienceError::Store(_)), "{text}");
+        }
     }
 }

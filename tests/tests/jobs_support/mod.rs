@@ -229,6 +229,46 @@ impl Stack {
         self.workers.len() - 1
     }
 
+    /// A worker in this process, wired as the real one (`drover_worker::app::App`) from the
+    /// workers' configuration over the stack's queue, database and simulator, but for its
+    /// rate-limit store (limiter, breaker, cooldown, token cache), which is the Redis at
+    /// `store_url` rather than the queue's: a test can make that store fail while the
+    /// queue's Redis stays up (as one shard of a cluster can). It stops when the returned
+    /// sender is dropped (or the test ends).
+    pub fn run_worker_with_limiter_store(&self, store_url: &str) -> tokio::sync::oneshot::Sender<()> {
+        use drover::redis_conn::{RedisSource, Timeouts};
+        use drover::resilience::Resilience;
+        use drover_worker::jobs::Jobs;
+        use drover_worker::marketplace::MarketplaceClient;
+
+        let path = self.config.path().to_str().expect("a UTF-8 temp path").to_owned();
+        let mut config = drover_worker::WorkerConfig::load(Some(path.as_str())).expect("the workers' configuration");
+        config.redis_url = self.redis.url().into();
+        config.namespace = "drover".into();
+        config.database.url = self.db.url().into();
+        config.marketplace.base_url = self.sim.base_url().to_owned();
+        let key = config.validate_jobs().expect("a valid worker configuration");
+        let pool = drover::db::connect_lazy(&config.database).expect("a database pool");
+        let store = RedisSource::new(store_url)
+            .expect("the store's URL")
+            .lazy(Timeouts::default())
+            .expect("a connection to the store");
+        let resilience = Resilience::new(store, &config.namespace, config.resilience.clone(), &key);
+        let market = MarketplaceClient::new(config.marketplace.clone(), resilience).expect("the marketplace client");
+        let jobs = Jobs::new(
+            market,
+            pool,
+            config.database.call_deadline(),
+            SecretBox::new(&key),
+            config.jobs.clone(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(drover_worker::run(config, jobs, async move {
+            let _ = stopped.await;
+        }));
+        stop
+    }
+
     /// Register a simulator account (with `spec`'s data) and the same account in Drover.
     /// Its usage plans are the stack's, but for those `spec` names (the marketplace's
     /// own for this account, which the workers' configuration does not know).

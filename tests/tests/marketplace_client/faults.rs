@@ -385,3 +385,55 @@ async fn cancelling_the_job_ends_a_retry_after_wait_at_once() -> TestResult {
     assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 1);
     Ok(())
 }
+
+/// Found by the second audits of 2026-12-05 (a known limit until now): a call that
+/// found its rate-limit store (Redis) down failed as transient, so a cleanup recorded
+/// each SKU failed in turn and its job used an attempt (a long outage took it to dead).
+/// A store that cannot be reached now stops the call unsent as `Interrupted` — the run
+/// stops and its job runs again without using an attempt — whichever guard meets it
+/// first: the breaker of getOrders and deleteListingsItem, the quota cooldown of
+/// createReport. The client's store is on the connection the worker uses (dialled
+/// afresh, a few hundred ms a try).
+#[tokio::test]
+async fn a_call_whose_rate_limit_store_cannot_be_reached_is_interrupted_unsent() -> TestResult {
+    let mut env = env().await?;
+    let conn = drover::redis_conn::RedisSource::new(&env.redis.url())?.lazy(drover::redis_conn::Timeouts::default())?;
+    let resilience = Resilience::new(conn, "t", resilience_config(), &drover::crypto::EncryptionKey::dev());
+    let client = MarketplaceClient::new(client_config(&env.sim), resilience)?;
+    env.redis.kill();
+    let ctx = env.ctx("acct-1");
+    let marketplaces = us();
+    let ends = [
+        client.get_orders(&ctx, &faults_query()).await.map(|_| ()),
+        client
+            .delete_listings_item(&ctx, "acct-1", &sku("SKU-00003"), &marketplaces)
+            .await
+            .map(|_| ()),
+        client
+            .create_report(
+                &ctx,
+                "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                anchor() - chrono::Duration::days(3),
+                anchor(),
+                &marketplaces,
+            )
+            .await
+            .map(|_| ()),
+    ];
+    for end in ends {
+        let err = end.expect_err("no call succeeds without its store");
+        assert!(
+            matches!(&err, CallError::Interrupted { reason, .. } if reason.contains("rate-limit store")),
+            "{err:?}"
+        );
+        // Redis's own words stay in the log.
+        let text = err.to_string();
+        assert!(!text.contains("refused") && !text.contains("os error"), "{text}");
+        assert!(matches!(JobError::from(err), JobError::Unavailable { .. }));
+    }
+    for op in [Operation::GetOrders, Operation::DeleteListingsItem, Operation::CreateReport] {
+        assert_eq!(env.op_stats("acct-1", op).await?.calls, 0, "{op:?} went out without its slot");
+    }
+    assert_eq!(env.token_grants("acct-1").await?, 0, "no token was asked for either");
+    Ok(())
+}

@@ -8,8 +8,10 @@
 //! again), and only a report that can never deliver (FATAL) is set aside
 //! (`failed_report_id`) for a new one.
 //! A quota 429 (the client has already put the account in cooldown), an open breaker or
-//! a running cooldown stops the job and snoozes it; any other window failure is recorded
-//! and the job goes on, ending `partial`. A rerun does only unfinished windows.
+//! a running cooldown stops the job and snoozes it, and so does an outage of the database
+//! or of the rate-limit store (without using an attempt; the window is not failed); any
+//! other window failure is recorded and the job goes on, ending `partial`. A rerun does
+//! only unfinished windows.
 use std::time::Duration as StdDuration;
 
 use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
@@ -321,8 +323,9 @@ fn unusable(report_id: &str, error: &str) -> WindowEnd {
     WindowEnd::Failed(json!({"failed_report_id": report_id, "error": error}))
 }
 
-/// Quota, breaker, cooldown, cancellation and a call the database could not note stop
-/// the job; the rest fail the window.
+/// Quota, breaker, cooldown, cancellation and a call not sent for an outage (the
+/// database could not note it, the rate-limit store could not be reached) stop the job;
+/// the rest fail the window.
 fn window_error(e: CallError) -> Result<WindowEnd, JobError> {
     match e {
         CallError::RateLimited { .. }
@@ -407,6 +410,17 @@ mod tests {
         assert_eq!(w.len(), 120);
         assert_eq!(w[0], (day(1), day(1) + Duration::hours(6)));
         assert_eq!(w[119].1, day(31));
+    }
+
+    #[test]
+    fn a_call_not_sent_for_an_outage_stops_the_backfill_and_fails_no_window() {
+        let interrupted = CallError::Interrupted {
+            op: "createReport",
+            reason: "the rate-limit store (Redis) cannot be reached".into(),
+            retry_after: StdDuration::from_secs(2),
+        };
+        assert!(matches!(window_error(interrupted.clone()), Err(JobError::Unavailable { .. })));
+        assert!(matches!(report_error(interrupted, "r-1"), Err(JobError::Unavailable { .. })));
     }
 
     #[test]

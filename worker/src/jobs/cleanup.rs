@@ -5,7 +5,9 @@
 //! in-call retries) are retried by a later attempt of the job, which does only SKUs
 //! still pending or failed transiently. An open circuit breaker (or a rate-limit wait
 //! too long to sit through) pauses the job: it is snoozed until the breaker's probe
-//! time, keeps every outcome recorded so far, and resumes with what is left.
+//! time, keeps every outcome recorded so far, and resumes with what is left. So does an
+//! outage of the database or of the rate-limit store (the job runs again in 2 s without
+//! using an attempt): the SKUs it meets stay pending, unsent, rather than each failing.
 //!
 //! A delete is noted on its SKU right before it goes out, and runs on a task of its own:
 //! once sent it is not cut off by a cancel (or the run's end), but read to its answer
@@ -200,8 +202,9 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
 enum Done {
     /// Its outcome is recorded; `transient` when that is a failure a later attempt retries.
     Recorded { transient: bool },
-    /// Refused for now (open breaker, rate limit, cooldown) or cancelled: the SKU stays
-    /// pending (and may go again in this run, for a rate limit) or the run stops.
+    /// Refused for now (open breaker, rate limit, cooldown), not sent for an outage
+    /// (`Interrupted`) or cancelled: the SKU stays pending (and may go again in this
+    /// run, for a rate limit) or the run stops.
     Paused(CallError, Item),
     /// Its outcome could not be written: the run stops.
     NotRecorded(JobError),

@@ -36,6 +36,7 @@ use super::classify::{self, Disposition};
 use super::client::MarketplaceClient;
 use super::error::CallError;
 use super::types::AccountCtx;
+use super::verdicts::from_resilience;
 use crate::metrics;
 
 /// The header SP-API reads the LWA access token from.
@@ -464,60 +465,6 @@ async fn unless_cancelled(cancel: &CancellationToken, work: impl Future<Output =
         () = work => {}
         () = cancel.cancelled() => tracing::debug!("call bookkeeping skipped: the run is being stopped"),
     }
-}
-
-/// The resilience layer's verdicts in call terms.
-fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
-    match e {
-        ResilienceError::BreakerOpen { until, .. } => CallError::BreakerOpen { op: name, until },
-        ResilienceError::Cooldown { until, reason } => CallError::Cooldown { until, reason },
-        ResilienceError::WaitTooLong(wait) => CallError::RateLimited {
-            op: name,
-            retry_after: wait,
-            quota: false,
-        },
-        ResilienceError::Cancelled => CallError::Cancelled,
-        ResilienceError::Token(text) => CallError::Transient {
-            op: name,
-            reason: format!("access token: {text}"),
-        },
-        // Redis's own words (and a script's id and line) stay in the log: the job and
-        // its items, which tenants read, say what happened in ours.
-        ResilienceError::Store(text) => {
-            // Every call meets a store that is down (a cleanup's every SKU): a WARN a minute
-            // at most, the rest at debug.
-            if store_failure_is_news() {
-                tracing::warn!(
-                    op = name,
-                    error = %text,
-                    "the rate-limit store failed; the call was not sent (further failures within a minute at debug)"
-                );
-            } else {
-                tracing::debug!(op = name, error = %text, "the rate-limit store failed; the call was not sent");
-            }
-            CallError::Transient {
-                op: name,
-                reason: "the rate-limit store (Redis) did not answer; the call was not sent".into(),
-            }
-        }
-    }
-}
-
-/// When the rate-limit store's failure was last logged at WARN (Unix seconds).
-static STORE_FAILURE_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Whether a failure of the rate-limit store now should be logged at WARN: the first in
-/// a minute.
-fn store_failure_is_news() -> bool {
-    use std::sync::atomic::Ordering;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = STORE_FAILURE_LOGGED.load(Ordering::Relaxed);
-    now >= last + 60
-        && STORE_FAILURE_LOGGED
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
 }
 
 /// A transport failure without its URL (see `drover::lwa::describe_transport_error`).

@@ -40,7 +40,8 @@ pub enum CallError {
     Cancelled,
     /// The call was not sent and the run must stop, to run again after `retry_after`
     /// without using an attempt: the database could not note the call before it went
-    /// out (`jobs::note_sent`), as in an outage.
+    /// out (`jobs::note_sent`), or the rate-limit store could not be reached for its
+    /// slot, breaker or cooldown (`verdicts::from_resilience`), as in an outage.
     #[error("{op}: not sent: {reason}")]
     Interrupted {
         op: &'static str,

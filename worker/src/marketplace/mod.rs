@@ -5,6 +5,8 @@
 //!   shared rate limiter, shared LWA token, timeout, classification, in-call retries.
 //! - `classify`: pure decisions about an answer (disposition, headers, backoff).
 //! - `download`: report document downloads (pre-signed URLs, gzip).
+//! - `verdicts`: the resilience layer's errors as [`CallError`]s (a store outage stops
+//!   the run), and the store's failures logged at most once a minute.
 //! - [`config`]: [`MarketplaceConfig`]; [`error`]: [`CallError`] and its job fate;
 //!   [`types`]: what the methods take and give.
 mod call;
@@ -14,6 +16,7 @@ pub mod config;
 mod download;
 pub mod error;
 pub mod types;
+mod verdicts;
 
 pub(crate) use call::Noting;
 pub use client::{ClientBuildError, MarketplaceClient};

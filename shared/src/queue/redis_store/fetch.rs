@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use super::{bulk, parse_err, RedisStore, CHUNK, MAX_BATCH};
+use super::{parse_err, RedisStore, CHUNK, MAX_BATCH};
 use crate::job::JobKind;
-use crate::queue::codec::decode_leased;
+use crate::queue::codec::decode_leased_bytes;
 use crate::queue::keys::{GROUP_INDEXES, LANE_OFFER, PARKED, TERMINAL};
 use crate::queue::needs::NEED_ROUNDS;
 use crate::queue::{scripts, Fetched, JobStore, Leased, QueueKeys, Settlement, StoreError};
@@ -245,8 +245,18 @@ impl RedisStore {
                 let got = jobs.len() / 3;
                 let mut leased = Vec::with_capacity(got);
                 let mut it = jobs.into_iter();
+                // Each job on its own: one this version cannot read must not cost the others
+                // leased by the same call their leases. It goes out with the reason (the
+                // runtime puts it in dead, logging it once) unless its very id is lost.
                 while let (Some(head), Some(traceparent), Some(payload)) = (it.next(), it.next(), it.next()) {
-                    leased.push(decode_leased(&bulk(head)?, bulk(traceparent)?, &bulk(payload)?)?);
+                    match decode_leased_bytes(&raw(head), &raw(traceparent), &raw(payload)) {
+                        Ok(l) => leased.push(l),
+                        Err(head) => tracing::error!(
+                            kind = %kind,
+                            head = %head,
+                            "a leased job's id cannot be read; it returns when its lease runs out, the other jobs of the fetch go out"
+                        ),
+                    }
                 }
                 self.note_accounts(&leased);
                 match &durable {
@@ -317,4 +327,14 @@ struct Round {
     needy: Vec<usize>,
     /// A partition could not be served (its leases, if any, were given back).
     failed: bool,
+}
+
+/// A reply string's bytes as the script sent them (it sends strings; anything else is
+/// read as its text, or as nothing).
+fn raw(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(bytes) => bytes,
+        Value::SimpleString(text) => text.into_bytes(),
+        other => redis::from_redis_value::<String>(other).map(String::into_bytes).unwrap_or_default(),
+    }
 }

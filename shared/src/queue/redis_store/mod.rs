@@ -259,10 +259,6 @@ pub(super) fn parse_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Protocol(e.to_string())
 }
 
-fn bulk(v: Value) -> Result<String, StoreError> {
-    redis::from_redis_value::<String>(v).map_err(parse_err)
-}
-
 impl JobStore for RedisStore {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
         self.enqueue_one(job).await

@@ -165,33 +165,11 @@ fn escape_into(out: &mut String, s: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::fmt::format::JsonFields;
-    use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use crate::log_capture::Lines;
 
     /// The lines a span with every kind of field, recorded at once and later, gives.
     fn logged<N>(fields: N) -> Vec<serde_json::Value>
@@ -231,10 +209,10 @@ mod tests {
             bare.in_scope(|| tracing::info!("third"));
             bare.record("nothing", 1);
         });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| {
-                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+        lines
+            .lines()
+            .into_iter()
+            .map(|mut v| {
                 v.as_object_mut().unwrap().remove("timestamp");
                 v
             })

@@ -156,35 +156,18 @@ async fn an_account_in_quota_cooldown_holds_no_worker_slot_and_its_jobs_resume_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sellers_429_longer_than_the_park_threshold_gives_its_slot_to_another_seller_until_the_retry_after() {
     let mut stack = Stack::start(sim(), "").await;
-    let throttled = stack
-        .account(AccountSpec {
-            skus: Some(3),
-            ..AccountSpec::new("seller-throttled")
-        })
-        .await;
-    let other = stack
-        .account(AccountSpec {
-            skus: Some(2),
-            ..AccountSpec::new("seller-other")
-        })
-        .await;
-    let throttled_skus = stack.sim.admin().skus(throttled.as_str()).await.unwrap();
-    let other_skus = stack.sim.admin().skus(other.as_str()).await.unwrap();
-    stack
-        .faults(
-            &throttled,
-            FaultSpec {
-                rate_limit_burst: Some(RateLimitBurst {
-                    count: 1,
-                    retry_after_s: 3,
-                }),
-                ops: Some(vec![Operation::DeleteListingsItem]),
-                ..FaultSpec::default()
-            },
-        )
-        .await;
+    let one_429 = FaultSpec {
+        rate_limit_burst: Some(RateLimitBurst {
+            count: 1,
+            retry_after_s: 5,
+        }),
+        ops: Some(vec![Operation::DeleteListingsItem]),
+        ..FaultSpec::default()
+    };
+    let (throttled, throttled_skus) = stack.seller("seller-throttled", 3, one_429).await;
+    let (other, other_skus) = stack.seller("seller-other", 2, FaultSpec::default()).await;
     // One cleanup slot in the pool, one delete in flight per run, and the in-call budget
-    // at its default (the stack's is 200 ms), which a 3 s `Retry-After` is within.
+    // at its default (the stack's is 200 ms), which a 5 s `Retry-After` is within.
     stack.spawn_worker(
         "worker-1",
         &[
@@ -214,7 +197,7 @@ async fn a_sellers_429_longer_than_the_park_threshold_gives_its_slot_to_another_
     // The other seller's deletes all went out while the throttled one waited out its
     // `Retry-After` (before, they waited for the call's sleep and its run's end), and the
     // throttled seller sent nothing more until it ended.
-    let retry_at = refused.at + chrono::Duration::seconds(3);
+    let retry_at = refused.at + chrono::Duration::seconds(5);
     let other_deletes = stack.sim.admin().deletes(other.as_str()).await.unwrap();
     assert_eq!(other_deletes.len(), other_skus.len(), "{other_deletes:?}");
     assert!(

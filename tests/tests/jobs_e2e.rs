@@ -7,11 +7,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use drover::job::JobPayload;
 use drover::job::{AttemptOutcome, ErrorClass, JobKind, JobState};
-use drover::queue::JobStore;
+use drover::queue::{JobStore, NewJob};
 use drover_tests::harness::{Durability, FrozenProxy, RedisServer};
-use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, RateLimitBurst, ReportTiming, SimConfig};
-use jobs_support::{Stack, MARKETPLACE};
+use drover_tests::sim::{AccountSpec, Burst5xx, FaultSpec, Operation, RateLimit, RateLimitBurst, ReportTiming, SimConfig};
+use jobs_support::{plans_with, Stack, MARKETPLACE};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -742,23 +743,12 @@ async fn a_postgres_error_recording_one_sku_loses_no_answer_of_the_deletes_in_fl
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_cleanup_records_the_deletes_it_had_sent() {
     let mut stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(40),
-            ..AccountSpec::new("seller-cancel")
-        })
-        .await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
     // Each delete is done at once; its answer's body takes 1.5 s to arrive.
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                slow_body_ms: 1500,
-                ..FaultSpec::default()
-            },
-        )
-        .await;
+    let slow_answers = FaultSpec {
+        slow_body_ms: 1500,
+        ..FaultSpec::default()
+    };
+    let (acct, skus) = stack.seller("seller-cancel", 40, slow_answers).await;
     stack.spawn_worker("worker-1", &[("DROVER_WORKER__JOBS__CLEANUP_PARALLELISM", "4")]);
     let id = stack.submit_cleanup(&acct, &skus).await;
     let until = Instant::now() + Duration::from_secs(30);
@@ -793,6 +783,46 @@ async fn a_cancelled_cleanup_records_the_deletes_it_had_sent() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Found by the review of the change above: a run that ended other than by a cancel (its
+/// timeout, the end of the shutdown grace, a panic) left its delete tasks going, and
+/// those waiting for a limiter slot sent their deletes after the run had ended. The
+/// tasks stop with the run however it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cleanup_that_runs_out_of_time_sends_no_delete_after_its_run_ended() {
+    // Two deletes a second: four in flight wait for their slots.
+    let slow_plan = plans_with(Operation::DeleteListingsItem, RateLimit::new(2.0, 1));
+    let mut stack = Stack::start_with(sim(), "", slow_plan).await;
+    let (acct, skus) = stack.seller("seller-timeout", 20, FaultSpec::default()).await;
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__JOBS__CLEANUP_PARALLELISM", "4"),
+            // (waits for a slot, rather than parking the run)
+            ("DROVER_WORKER__JOBS__PARK_AFTER_MS", "60000"),
+        ],
+    );
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": skus}),
+    )
+    .unwrap();
+    let job = NewJob::new(payload).timeout(Duration::from_millis(1500)).max_attempts(1);
+    let id = stack.store.enqueue(job).await.unwrap().id;
+    let job = stack.finish(&id, Duration::from_secs(30)).await;
+    assert_eq!(job.state, JobState::Dead, "{job:#?}");
+    assert_eq!(job.last_error.as_ref().map(|e| e.class), Some(ErrorClass::Timeout), "{job:#?}");
+    let ended = job.attempt_history[0].ended_at;
+    // Long enough for the slots the tasks waited for to come.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deletes = stack.sim.admin().deletes(acct.as_str()).await.unwrap();
+    assert!(!deletes.is_empty(), "the run deleted before its time ran out");
+    let late: Vec<_> = deletes
+        .iter()
+        .filter(|d| d.at > ended + chrono::Duration::milliseconds(300))
+        .collect();
+    assert!(late.is_empty(), "sent after the run ended at {ended}: {late:?}");
 }
 
 /// Found when the outage test below failed once in CI: a database that became unavailable
@@ -1437,23 +1467,12 @@ async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_red
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cleanup_rides_out_a_rate_limit_store_outage_without_using_its_attempts() {
     let stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(200),
-            ..AccountSpec::new("seller-store-outage")
-        })
-        .await;
     // 4 deletes in flight, 100 ms each: about 5 s for all, time to cut the store mid-run.
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                latency_ms: 100,
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let slow = FaultSpec {
+        latency_ms: 100,
+        ..FaultSpec::default()
+    };
+    let (acct, skus) = stack.seller("seller-store-outage", 200, slow).await;
     let mut limiter = RedisServer::start(Durability::None);
     let _worker = stack.run_worker_with_limiter_store(&limiter.url());
     let id = stack.submit_cleanup(&acct, &skus).await;

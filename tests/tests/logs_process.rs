@@ -598,11 +598,14 @@ async fn an_unreachable_otlp_collector_is_logged_once_an_outage_not_once_an_expo
     assert_eq!(back[0]["level"], "INFO", "{}", back[0]);
 }
 
-/// The WARN and ERROR lines of `log` about exporting spans: the SDK's own, and ours.
+/// The WARN and ERROR lines of `log` about exporting spans: the SDK's own, and ours
+/// (not the SDK's one line that spans are being dropped, which a slow outage on a loaded
+/// machine may bring, once).
 fn export_failures(log: &str) -> Vec<Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["level"] == "WARN" || v["level"] == "ERROR")
+        .filter(|v| v["name"] != "BatchSpanProcessor.SpanDroppingStarted")
         .filter(|v| {
             v["target"].as_str().is_some_and(|t| t.starts_with("opentelemetry"))
                 || v["message"].as_str().is_some_and(|m| m.contains("OTLP"))

@@ -24,18 +24,8 @@ impl Resilience {
             return Err(ResilienceError::Cancelled);
         }
         let cfg = self.config();
-        let spec = cfg.limit(op);
-        let l = &cfg.limiter;
-        let max_wait_us = cfg.max_wait.as_micros() as u64;
-        let (granted, wait_us): (i64, String) = ACQUIRE
-            .key(self.key("rl", account, Some(op)))
-            .arg(spec.rate)
-            .arg(spec.burst)
-            .arg(l.rate_margin)
-            .arg(l.burst_reserve)
-            .arg(u8::from(l.cold_start == ColdStart::Empty))
-            .arg(max_wait_us)
-            .arg(l.idle_ttl.as_millis() as u64)
+        let (granted, wait_us): (i64, String) = self
+            .bucket_call(&ACQUIRE, account, op, cfg.max_wait)
             .invoke_async(&mut self.conn())
             .await?;
         let wait = Duration::from_micros(wait_us.parse::<f64>().unwrap_or(0.0).max(0.0) as u64);
@@ -83,20 +73,24 @@ impl Resilience {
     /// wait that long is told `WaitTooLong` and parks), and the bucket refills from
     /// empty after it. A slot already further away stays where it is.
     pub async fn hold_off(&self, account: &AccountId, op: Operation, wait: Duration) -> Result<(), ResilienceError> {
+        let _: i64 = self.bucket_call(&HOLD, account, op, wait).invoke_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// A call of acquire.lua or hold.lua on this account+operation's bucket: its
+    /// configured rate and burst, the margins, the cold start, `wait` and the idle TTL.
+    fn bucket_call<'a>(&self, script: &'a Script, account: &AccountId, op: Operation, wait: Duration) -> redis::ScriptInvocation<'a> {
         let cfg = self.config();
         let spec = cfg.limit(op);
         let l = &cfg.limiter;
-        let _: i64 = HOLD
-            .key(self.key("rl", account, Some(op)))
-            .arg(spec.rate)
+        let mut call = script.key(self.key("rl", account, Some(op)));
+        call.arg(spec.rate)
             .arg(spec.burst)
             .arg(l.rate_margin)
             .arg(l.burst_reserve)
             .arg(u8::from(l.cold_start == ColdStart::Empty))
             .arg(wait.as_micros() as u64)
-            .arg(l.idle_ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(())
+            .arg(l.idle_ttl.as_millis() as u64);
+        call
     }
 }

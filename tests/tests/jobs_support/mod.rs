@@ -299,6 +299,20 @@ impl Stack {
         id
     }
 
+    /// A seller of `skus` listings in the simulator, suffering `faults`: its account and
+    /// its SKUs.
+    pub async fn seller(&self, name: &str, skus: usize, faults: FaultSpec) -> (AccountId, Vec<String>) {
+        let acct = self
+            .account(AccountSpec {
+                skus: Some(skus),
+                ..AccountSpec::new(name)
+            })
+            .await;
+        let listed = self.sim.admin().skus(acct.as_str()).await.expect("simulator SKUs");
+        self.faults(&acct, faults).await;
+        (acct, listed)
+    }
+
     /// Replace the account's faults in the simulator.
     pub async fn faults(&self, account: &AccountId, spec: FaultSpec) {
         self.sim

@@ -111,9 +111,10 @@ async fn a_429_longer_than_the_park_threshold_is_not_slept_in_the_call_and_holds
     env.faults(
         "acct-1",
         FaultSpec {
+            // within the in-call budget (`retry_max` 2 s), past the park threshold
             rate_limit_burst: Some(RateLimitBurst {
                 count: 1,
-                retry_after_s: 1,
+                retry_after_s: 2,
             }),
             ops: Some(vec![Operation::GetOrders]),
             ..FaultSpec::default()
@@ -121,24 +122,19 @@ async fn a_429_longer_than_the_park_threshold_is_not_slept_in_the_call_and_holds
     )
     .await?;
     let ctx = env.ctx("acct-1");
-    let started = std::time::Instant::now();
+    // (slept in the call, it would have been sent again and succeeded)
     let err = env.client.get_orders(&ctx, &faults_query()).await.unwrap_err();
     assert_eq!(
         err,
         CallError::RateLimited {
             op: "getOrders",
-            retry_after: Duration::from_secs(1),
+            retry_after: Duration::from_secs(2),
             quota: false
         }
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "slept {:?} in the call",
-        started.elapsed()
-    );
     assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 1);
     // The shared limiter heard of it: a call right after is refused before it is sent,
-    // naming about the rest of the second.
+    // naming about the rest of the two seconds.
     let next = env.client.get_orders(&ctx, &faults_query()).await.unwrap_err();
     assert!(
         matches!(next, CallError::RateLimited { retry_after, quota: false, .. } if retry_after > Duration::from_millis(500)),

@@ -56,7 +56,13 @@ struct Run {
 }
 
 pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
-    let seller = jobs.account(&p.account_id, ctx).await?;
+    let mut seller = jobs.account(&p.account_id, ctx).await?;
+    // The deletes stop with the job's cancel, and with this run however it ends (a
+    // timeout, a hard stop or a panic drop it without a cancel): a delete not yet sent
+    // stops; one on the wire is read to its answer (a noted call, `call.rs`).
+    let deletes_stop = ctx.cancel.child_token();
+    let _stop_deletes_with_the_run = deletes_stop.clone().drop_guard();
+    seller.call.cancel = deletes_stop;
     let shared = Arc::new(Run {
         jobs: jobs.clone(),
         ctx: ctx.clone(),

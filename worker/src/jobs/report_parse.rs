@@ -71,11 +71,18 @@ impl ParsedReport {
 /// thread (apalis drives them as one future: docs/architecture.md, "Where runs are
 /// polled"), and a document can unpack to `marketplace.max_unpacked_bytes` (256 MiB):
 /// parsed inline, it would hold every other run of the worker until it ends. A panic in
-/// the parse is the run's (logged once, by the run).
+/// the parse (a bug) fails the document's window, not the run (the job goes on with its
+/// other windows): logged here, in the run's span, with its place; the window's error,
+/// which tenants read, says only that the worker stopped on a bug.
 pub async fn parse_apart(document: Vec<u8>) -> Result<ParsedReport, DocumentError> {
-    drover::panics::spawn_blocking(move || parse(&document))
-        .await
-        .map_err(|e| DocumentError(format!("the parse stopped: {e}")))?
+    match drover::panics::spawn_blocking(move || drover::panics::catch(|| parse(&document))).await {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(p)) => {
+            tracing::error!(error = %p, "report parse panicked; its window fails");
+            Err(DocumentError("the parse stopped on a bug in the worker".into()))
+        }
+        Err(e) => Err(DocumentError(format!("the parse stopped: {e}"))),
+    }
 }
 
 /// Parse a whole document.

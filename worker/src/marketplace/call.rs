@@ -43,6 +43,10 @@ use crate::metrics;
 const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
 /// A 429 without `Retry-After` is waited out this long (SP-API always sends one).
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest a 429's `Retry-After` holds every worker's slots of its account and
+/// operation: a stray header asking for hours holds them a minute (its own run still
+/// parks for the whole wait), and the next 429 holds them again.
+const MAX_HOLD: Duration = Duration::from_secs(60);
 
 /// One SP-API request, ready to send (possibly several times).
 pub(crate) struct ApiRequest {
@@ -404,7 +408,7 @@ impl MarketplaceClient {
     /// then. A failure only loses the warning to other workers (each learns from its own
     /// 429), so it is logged and the call goes on.
     async fn hold_off(&self, account: &AccountId, op: Operation, wait: Duration) {
-        if let Err(e) = self.resilience().hold_off(account, op, wait).await {
+        if let Err(e) = self.resilience().hold_off(account, op, wait.min(MAX_HOLD)).await {
             tracing::warn!(account = %account, op = op.name(), error = %e, "could not pass the marketplace's Retry-After on to the shared limiter");
         }
     }

@@ -124,11 +124,16 @@ async fn unpack(doc: &ReportDocument, body: Vec<u8>, max: u64) -> Result<Vec<u8>
     if doc.compression_algorithm != Some(CompressionAlgorithm::Gzip) || !body.starts_with(&GZIP_MAGIC) {
         return Ok(body);
     }
-    // Inflating megabytes is CPU work; keep it off the async threads (a panic there is
-    // the run's, logged once by the run).
-    drover::panics::spawn_blocking(move || gunzip_at_most(&body, max))
-        .await
-        .map_err(|e| Unpack::Failed(format!("gunzip task failed: {e}")))?
+    // Inflating megabytes is CPU work; keep it off the async threads. A panic there (a
+    // bug) fails the document, not the run: logged here, in the run's span.
+    match drover::panics::spawn_blocking(move || drover::panics::catch(|| gunzip_at_most(&body, max))).await {
+        Ok(Ok(unpacked)) => unpacked,
+        Ok(Err(p)) => {
+            tracing::error!(error = %p, "gunzip panicked; the document is not read");
+            Err(Unpack::Failed("gunzip stopped on a bug in the worker".into()))
+        }
+        Err(e) => Err(Unpack::Failed(format!("gunzip task failed: {e}"))),
+    }
 }
 
 /// Gunzip, stopping once the output passes `max` bytes.

@@ -202,6 +202,22 @@ async fn a_cron_firing_more_often_than_once_a_minute_or_never_is_a_422_on_cron()
     );
 }
 
+/// Found by the audits of 2026-12-05: a key limited to accounts met the account check
+/// before the schedule was validated, so a malformed account id was a 403 ("may not act
+/// for this account") rather than a 422 naming the field, as `POST /v1/jobs` answers it.
+/// Validation comes first; it says nothing of any tenant.
+#[tokio::test]
+async fn a_scoped_keys_malformed_account_id_is_a_422_naming_it() {
+    let app = spawn_app().await;
+    let p = problem(put(&app, ACME_SUB, "s", &cleanup_schedule("0 * * * *", "not an id!")).await, 422).await;
+    assert_eq!(fields(&p), vec!["payload.account_id".to_owned()], "{p}");
+    // A well-formed account that is not the key's is still refused, whatever it is.
+    assert_eq!(
+        put(&app, ACME_SUB, "s", &cleanup_schedule("0 * * * *", "globex")).await.status(),
+        403
+    );
+}
+
 #[tokio::test]
 async fn a_schedules_job_template_is_bounded_like_post_jobs() {
     let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.jobs.max_payload_bytes = 2048).await;

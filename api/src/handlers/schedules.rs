@@ -238,11 +238,13 @@ pub async fn put_schedule(
 }
 
 async fn put(state: &AppState, caller: &Caller, name: &str, spec: ScheduleSpec) -> Result<Response, ApiError> {
+    // Validation first (a malformed account id is a 422 naming it, as for `POST /v1/jobs`;
+    // it says nothing of any tenant), then whether the key may act for the account.
+    check_bounds(state, name, &spec)?;
     match spec.account() {
         Some(a) => caller.check_account(a)?,
         None => caller.require_unscoped("schedules without an account")?,
     }
-    check_bounds(state, name, &spec)?;
     // Counted against the key too: a key for every account may name accounts that are
     // not registered (as `POST /v1/jobs` accepts them), so the per-account quota alone
     // would let it hold `max_per_account` for every account id it makes up.

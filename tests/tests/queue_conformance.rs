@@ -247,6 +247,7 @@ conformance!(
         urgent_floods_of_other_accounts_cannot_starve_a_routine_job,
         an_urgent_account_gets_ten_turns_to_a_routine_accounts_one,
         a_new_accounts_first_job_goes_ahead_of_the_backlogs,
+        an_urgent_job_for_a_lane_just_emptied_comes_within_its_own_stride,
         an_account_that_submits_one_job_at_a_time_gets_no_more_turns_than_a_backlog,
         one_fetch_of_many_jobs_keeps_the_weights,
         an_urgent_first_job_goes_ahead_of_many_routine_ones_that_came_before,

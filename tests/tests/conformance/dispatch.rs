@@ -132,6 +132,32 @@ pub async fn cancelling_an_accounts_last_queued_jobs_takes_its_turn_off_offer<S:
     );
 }
 
+/// Found by the audits of 2026-12-05: an urgent job for an account whose lane a fetch
+/// had just emptied waited for the turn the lane's routine job left (a round of the
+/// accounts with backlogs), not its own stride: a more urgent job never comes later than
+/// one stride of its own.
+pub async fn an_urgent_job_for_a_lane_just_emptied_comes_within_its_own_stride<S: JobStore>(store: S) {
+    for acct in ["b", "c", "d", "e", "f"] {
+        for _ in 0..4 {
+            enqueue(&store, NewJob::new(cleanup(acct))).await;
+        }
+    }
+    enqueue(&store, NewJob::new(cleanup("a"))).await;
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        order.extend(fetch_accounts(&store, 1).await);
+    }
+    assert_eq!(order, ["b", "c", "d", "e", "f", "a"], "a's lane is empty now");
+    enqueue(&store, NewJob::new(cleanup("a")).priority(9)).await;
+    assert_eq!(
+        fetch_accounts(&store, 1).await,
+        ["a"],
+        "the urgent job goes before the backlogs' second turns"
+    );
+    // A routine job for a lane just emptied keeps the turn it had: no head start.
+    assert_eq!(fetch_accounts(&store, 5).await, ["b", "c", "d", "e", "f"]);
+}
+
 /// An account that had nothing waiting does not wait for a round of every account with a
 /// backlog: its first job goes at about the next free slot.
 pub async fn a_new_accounts_first_job_goes_ahead_of_the_backlogs<S: JobStore>(store: S) {

@@ -168,8 +168,10 @@ local function offer_lane(acct, score, returning)
       pass = pass + stride / 100
       local due = redis.call('ZSCORE', P .. 'idle', acct)
       if due then
+        -- its remembered turn, but never later than its own stride from now: an urgent
+        -- job does not wait out the turn a routine one left
         redis.call('ZREM', P .. 'idle', acct)
-        pass = math.max(pass, tonumber(due))
+        pass = math.max(pass, math.min(tonumber(due), pass - stride / 100 + stride))
       end
     end
     redis.call('ZADD', P .. 'passes', pass, acct)

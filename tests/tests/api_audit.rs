@@ -122,7 +122,8 @@ async fn an_audit_row_keeps_a_bounded_part_of_what_a_refused_request_sent() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 403);
+    // (refused as invalid: a schedule is validated before the key's accounts are checked)
+    assert_eq!(res.status(), 422);
 
     let (status, page) = audit(&app, READER, "").await;
     assert_eq!(status, 200, "{page}");
@@ -131,7 +132,7 @@ async fn an_audit_row_keeps_a_bounded_part_of_what_a_refused_request_sent() {
     let row = &all[0];
     assert_eq!(
         (row["action"].as_str(), row["outcome"].as_str()),
-        (Some("schedule.put"), Some("403 Forbidden"))
+        (Some("schedule.put"), Some("422 Unprocessable Entity"))
     );
     let target = row["target"].as_str().unwrap();
     assert!(target.len() <= 300, "target kept {} bytes", target.len());

@@ -15,28 +15,34 @@
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   return 0
 end
-local max, n = tonumber(ARGV[3]), 0
-for _, f in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  if redis.call('HEXISTS', KEYS[1], f) == 1 then
-    n = n + 1
-    if n >= max then
-      return -1
-    end
-  else
-    redis.call('SREM', KEYS[3], f)
-  end
-end
-if KEYS[5] then
-  local max_key, mine = tonumber(ARGV[5]), 0
-  for _, f in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-    if redis.call('HEXISTS', KEYS[1], f) == 1 and redis.call('HGET', KEYS[4], f) == ARGV[4] then
-      mine = mine + 1
-      if mine >= max_key then
-        return -2
+-- Whether `index` holds `max` fields that still count (`counts(f)`); one that does not
+-- is dropped from it.
+local function full(index, max, counts)
+  local n = 0
+  for _, f in ipairs(redis.call('SMEMBERS', index)) do
+    if counts(f) then
+      n = n + 1
+      if n >= max then
+        return true
       end
     else
-      redis.call('SREM', KEYS[5], f)
+      redis.call('SREM', index, f)
     end
+  end
+  return false
+end
+local function exists(f)
+  return redis.call('HEXISTS', KEYS[1], f) == 1
+end
+if full(KEYS[3], tonumber(ARGV[3]), exists) then
+  return -1
+end
+if KEYS[5] then
+  local function mine(f)
+    return exists(f) and redis.call('HGET', KEYS[4], f) == ARGV[4]
+  end
+  if full(KEYS[5], tonumber(ARGV[5]), mine) then
+    return -2
   end
   redis.call('SADD', KEYS[5], ARGV[1])
   redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])

@@ -10,6 +10,15 @@ use drover_worker::marketplace::CallError;
 
 use super::*;
 
+/// A fault spec: the next getOrders call answers 429, asking for `retry_after_s`.
+fn one_429_on_get_orders(retry_after_s: u64) -> FaultSpec {
+    FaultSpec {
+        rate_limit_burst: Some(RateLimitBurst { count: 1, retry_after_s }),
+        ops: Some(vec![Operation::GetOrders]),
+        ..FaultSpec::default()
+    }
+}
+
 #[tokio::test]
 async fn a_5xx_burst_shorter_than_the_retries_is_absorbed_in_the_call() -> TestResult {
     let env = env().await?;
@@ -52,18 +61,7 @@ async fn only_5xx_answers_end_transient_after_retries_plus_one_calls() -> TestRe
 #[tokio::test]
 async fn a_429_with_a_short_retry_after_is_waited_out_and_the_call_succeeds() -> TestResult {
     let env = env().await?;
-    env.faults(
-        "acct-1",
-        FaultSpec {
-            rate_limit_burst: Some(RateLimitBurst {
-                count: 1,
-                retry_after_s: 1,
-            }),
-            ops: Some(vec![Operation::GetOrders]),
-            ..FaultSpec::default()
-        },
-    )
-    .await?;
+    env.faults("acct-1", one_429_on_get_orders(1)).await?;
     let started = std::time::Instant::now();
     env.client.get_orders(&env.ctx("acct-1"), &faults_query()).await?;
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
@@ -75,18 +73,7 @@ async fn a_429_with_a_short_retry_after_is_waited_out_and_the_call_succeeds() ->
 #[tokio::test]
 async fn a_429_with_a_long_retry_after_returns_rate_limited_for_a_snooze() -> TestResult {
     let env = env().await?;
-    env.faults(
-        "acct-1",
-        FaultSpec {
-            rate_limit_burst: Some(RateLimitBurst {
-                count: 1,
-                retry_after_s: 30,
-            }),
-            ops: Some(vec![Operation::GetOrders]),
-            ..FaultSpec::default()
-        },
-    )
-    .await?;
+    env.faults("acct-1", one_429_on_get_orders(30)).await?;
     let err = env.client.get_orders(&env.ctx("acct-1"), &faults_query()).await.unwrap_err();
     assert_eq!(
         err,
@@ -110,15 +97,8 @@ async fn a_429_longer_than_the_park_threshold_is_not_slept_in_the_call_and_holds
     let env = env_with(|_| {}, |r| r.max_wait = Duration::from_millis(500)).await?;
     env.faults(
         "acct-1",
-        FaultSpec {
-            // within the in-call budget (`retry_max` 2 s), past the park threshold
-            rate_limit_burst: Some(RateLimitBurst {
-                count: 1,
-                retry_after_s: 2,
-            }),
-            ops: Some(vec![Operation::GetOrders]),
-            ..FaultSpec::default()
-        },
+        // within the in-call budget (`retry_max` 2 s), past the park threshold
+        one_429_on_get_orders(2),
     )
     .await?;
     let ctx = env.ctx("acct-1");
@@ -356,18 +336,7 @@ async fn an_open_breaker_refuses_calls_without_reaching_the_marketplace() -> Tes
 #[tokio::test]
 async fn cancelling_the_job_ends_a_retry_after_wait_at_once() -> TestResult {
     let env = env().await?;
-    env.faults(
-        "acct-1",
-        FaultSpec {
-            rate_limit_burst: Some(RateLimitBurst {
-                count: 1,
-                retry_after_s: 2,
-            }),
-            ops: Some(vec![Operation::GetOrders]),
-            ..FaultSpec::default()
-        },
-    )
-    .await?;
+    env.faults("acct-1", one_429_on_get_orders(2)).await?;
     let ctx = env.ctx("acct-1");
     let cancel = ctx.cancel.clone();
     tokio::spawn(async move {

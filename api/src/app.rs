@@ -189,6 +189,14 @@ async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: one
             Ok(n) => tracing::info!(resealed = n, "credentials re-sealed, bound to their account and column"),
             Err(e) => tracing::warn!(error = %e, "re-sealing credentials failed; the next start tries again (they still open)"),
         }
+        // Accounts registered before their seller's limits could be shared.
+        match accounts.repo.fill_seller_limits(&accounts.secrets).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(accounts = n, "accounts given the seller whose marketplace limits they share"),
+            Err(e) => {
+                tracing::warn!(error = %e, "finding which accounts share a seller's limits failed; the next start tries again (each keeps its own until then)")
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Why a job waits, as the API answers it (`waiting` on submit, `GET /v1/jobs/{id}`,
 //! listings and event streams): the queue's own reason (`waiting.lua`), overridden by
-//! the account's quota cooldown for the kinds a cooldown stops.
+//! the account's quota cooldown for the kinds a cooldown stops (its seller's, when
+//! accounts share one's credentials: `accounts.limits_of`).
 //!
 //! The cooldown lives under the resilience keys (`<ns>:cd:<account>`), outside the
 //! queue's hash tag, so the queue's script cannot read it; it is read here, next to the
@@ -9,6 +10,7 @@
 //! [`drover::resilience::kind_operations`]' rule: those calling a report operation
 //! (backfill).
 use std::collections::HashMap;
+use std::time::Duration;
 
 use drover::job::{AccountId, JobId, JobKind};
 use drover::queue::{WaitReason, Waiting};
@@ -44,7 +46,11 @@ pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<V
         }
     }
     let resilience = &state.accounts().resilience;
-    let (bases, cooldowns) = tokio::join!(state.store().waiting_many(&ids), resilience.cooldowns(&accounts));
+    let cooldowns = async {
+        let limits = limits_of(state, &accounts).await;
+        resilience.cooldowns(&limits).await
+    };
+    let (bases, cooldowns) = tokio::join!(state.store().waiting_many(&ids), cooldowns);
     let bases = bases?;
     let cooldowns: HashMap<AccountId, Cooldown> = accounts
         .into_iter()
@@ -68,7 +74,39 @@ pub async fn cooldown_of(state: &AppState, kind: JobKind, account: &AccountId) -
         return Ok(None);
     };
     let resilience = &state.accounts().resilience;
-    Ok(resilience.cooldowns(std::slice::from_ref(&account)).await?.pop().flatten())
+    let limits = limits_of(state, std::slice::from_ref(&account)).await;
+    Ok(resilience.cooldowns(&limits).await?.pop().flatten())
+}
+
+/// How long the answer waits for the database to say which accounts share a seller's
+/// limits: a submit's job is stored by then, and its answer must not wait on a slow
+/// database (nor time out, telling the client nothing was made).
+const LIMITS_READ: Duration = Duration::from_millis(250);
+
+/// The account whose limits (and so cooldown) each of `accounts` counts against, in
+/// order: the seller's first account when several share its credentials
+/// (`accounts.limits_of`). Without an answer from the database within [`LIMITS_READ`],
+/// the account itself: the answer then misses only a cooldown entered under the
+/// seller's other account.
+async fn limits_of(state: &AppState, accounts: &[AccountId]) -> Vec<AccountId> {
+    if accounts.is_empty() || !state.migrated() {
+        return accounts.to_vec();
+    }
+    let shared = match tokio::time::timeout(LIMITS_READ, state.accounts().repo.limits_of(accounts)).await {
+        Ok(Ok(shared)) => shared,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "could not read which accounts share a seller's limits; using their own");
+            HashMap::new()
+        }
+        Err(_) => {
+            tracing::debug!(
+                waited_ms = LIMITS_READ.as_millis() as u64,
+                "no answer on which accounts share a seller's limits; using their own"
+            );
+            HashMap::new()
+        }
+    };
+    accounts.iter().map(|a| shared.get(a).unwrap_or(a).clone()).collect()
 }
 
 /// The account whose cooldown could stop a job of `kind`, if any.

@@ -482,6 +482,47 @@ async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
     assert_eq!(v["cooldown"]["level"], 1);
     assert!(v["cooldown"]["until"].is_string());
 
+    // The same seller registered again with the same credentials shares its limits (the
+    // marketplace counts per seller and application), shown under its own id; another
+    // authorization (refresh token) of the same seller id does not.
+    for (id, token) in [("acme-ca", "rt-acct-1"), ("acme-other", "rt-acct-2")] {
+        let mut b = body(id, token);
+        b["skip_validation"] = true.into();
+        assert_eq!(create(&app, ADMIN, &b).await.status(), 201);
+    }
+    let limits = |id: &'static str| {
+        let app = &app;
+        async move {
+            let v: Value = app
+                .get(ADMIN, &format!("/v1/accounts/{id}/limits"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let shared = limits("acme-ca").await;
+    assert_eq!(shared["account"], "acme-ca", "{shared}");
+    assert_eq!(shared["cooldown"]["reason"], "429 on createReport", "{shared}");
+    let other = limits("acme-other").await;
+    assert_eq!(other["cooldown"], Value::Null, "{other}");
+    // and a backfill of the account registered again waits for the seller's cooldown
+    let end = chrono::Utc::now();
+    let backfill = |account: &str| {
+        json!({"kind": "backfill", "payload": {"account_id": account, "marketplace_id": MARKETPLACE,
+            "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+            "start": end - chrono::Duration::days(2), "end": end}})
+    };
+    for (account, reason) in [("acme-ca", "quota_cooldown"), ("acme-other", "queued")] {
+        let res = app.submit(ADMIN, &backfill(account)).await;
+        assert_eq!(res.status(), 202);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["waiting"]["reason"], reason, "{account}: {v}");
+    }
+
     problem(app.get(READER, "/v1/accounts/nobody/limits").send().await.unwrap(), 404).await;
 }
 

@@ -52,6 +52,7 @@ mod run_local;
 mod runtime_leases;
 mod script_library;
 mod sealed_secrets;
+mod seller_limits;
 mod simulator;
 mod trace_context;
 mod trim_cost;

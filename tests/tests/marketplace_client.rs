@@ -109,6 +109,7 @@ impl Env {
         let creds = self.sim.credentials(account).expect("a demo account");
         AccountCtx {
             account_id: AccountId::parse(account).expect("valid id"),
+            limits: AccountId::parse(account).expect("valid id"),
             credentials: LwaCredentials {
                 client_id: creds.client_id,
                 client_secret: SecretString::from(creds.client_secret),

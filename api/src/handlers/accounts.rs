@@ -262,7 +262,8 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 
 /// The account's marketplace limits as every worker sees them: per operation the rate in
 /// use, burst, tokens available and next slot, and the circuit breaker; and the quota
-/// cooldown (`null` when none).
+/// cooldown (`null` when none). An account registered with the same credentials as an
+/// earlier one shares that seller's limits, and shows them.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{id}/limits",
@@ -278,7 +279,12 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 )]
 pub async fn limits(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let account = load(&state, &caller, &id).await?;
-    let snapshot = state.accounts().resilience.snapshot(&account.id).await?;
+    // An account registered with another's credentials shows the seller's shared
+    // limits, under its own id.
+    let shared = repo(&state)?.limits_of(std::slice::from_ref(&account.id)).await?;
+    let limits = shared.get(&account.id).unwrap_or(&account.id);
+    let mut snapshot = state.accounts().resilience.snapshot(limits).await?;
+    snapshot.account = account.id;
     Ok(Json(snapshot).into_response())
 }
 

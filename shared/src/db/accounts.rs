@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 
 use super::sealed_column::{self, Column, Opened};
+use super::seller_limits;
 use super::{CallDeadline, DbError};
 use crate::crypto::SecretBox;
 use crate::job::{AccountId, MarketplaceId};
@@ -40,6 +41,9 @@ pub struct NewAccount {
 pub struct AccountCredentials {
     pub account: Account,
     pub credentials: LwaCredentials,
+    /// The account whose marketplace limits this one counts against: itself, or the
+    /// first account registered with the same credentials (`seller_limits.rs`).
+    pub limits_of: AccountId,
 }
 
 /// The columns of [`AccountRow`] (a macro so queries stay `&'static str`, never built at run time).
@@ -66,6 +70,7 @@ struct SealedRow {
     account: AccountRow,
     client_secret_enc: Vec<u8>,
     refresh_token_enc: Vec<u8>,
+    limits_of: String,
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -121,34 +126,45 @@ impl AccountRepo {
     }
 
     /// Store a new account, its secrets sealed with `secrets`. An existing id is a `Conflict`.
+    /// An account with the same credentials as one stored before (the same seller and
+    /// application) shares that one's marketplace limits (`seller_limits.rs`).
     pub async fn insert(&self, new: &NewAccount, secrets: &SecretBox) -> Result<Account, DbError> {
         let marketplace_ids: Vec<String> = new.marketplace_ids.iter().map(|m| m.as_str().to_owned()).collect();
+        let creds = &new.credentials;
+        let digest = seller_limits::credentials_digest(&creds.client_id, &creds.refresh_token);
+        let client_secret = sealed_column::seal(secrets, &new.id, Column::ClientSecret, &creds.client_secret);
+        let refresh_token = sealed_column::seal(secrets, &new.id, Column::RefreshToken, &creds.refresh_token);
         let row: AccountRow = self
             .deadline
-            .bound(
-                sqlx::query_as(concat!(
-                    "INSERT INTO accounts (id, seller_id, marketplace_ids, client_id, client_secret_enc, refresh_token_enc) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            .bound(async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(seller_limits::lock_key(&digest))
+                    .execute(&mut *tx)
+                    .await?;
+                let shared: Option<(String,)> = sqlx::query_as(seller_limits::SHARED_WITH)
+                    .bind(&digest)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let limits_of = shared.map_or_else(|| new.id.as_str().to_owned(), |(of,)| of);
+                let row = sqlx::query_as(concat!(
+                    "INSERT INTO accounts (id, seller_id, marketplace_ids, client_id, client_secret_enc, refresh_token_enc, \
+                     credentials_digest, limits_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
                     columns!()
                 ))
                 .bind(new.id.as_str())
                 .bind(&new.seller_id)
                 .bind(&marketplace_ids)
-                .bind(&new.credentials.client_id)
-                .bind(sealed_column::seal(
-                    secrets,
-                    &new.id,
-                    Column::ClientSecret,
-                    &new.credentials.client_secret,
-                ))
-                .bind(sealed_column::seal(
-                    secrets,
-                    &new.id,
-                    Column::RefreshToken,
-                    &new.credentials.refresh_token,
-                ))
-                .fetch_one(&self.pool),
-            )
+                .bind(&creds.client_id)
+                .bind(client_secret)
+                .bind(refresh_token)
+                .bind(&digest)
+                .bind(limits_of)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(row)
+            })
             .await
             .map_err(|e| match DbError::from(e) {
                 DbError::Conflict(_) => DbError::Conflict(format!("account {} already exists", new.id)),
@@ -177,7 +193,7 @@ impl AccountRepo {
                 sqlx::query_as(concat!(
                     "SELECT ",
                     columns!(),
-                    ", client_secret_enc, refresh_token_enc FROM accounts WHERE id = $1"
+                    ", client_secret_enc, refresh_token_enc, COALESCE(limits_of, id) AS limits_of FROM accounts WHERE id = $1"
                 ))
                 .bind(id.as_str())
                 .fetch_optional(&self.pool),
@@ -187,6 +203,7 @@ impl AccountRepo {
             return Ok(None);
         };
         let account = Account::try_from(row.account)?;
+        let limits_of = AccountId::parse(row.limits_of).map_err(|_| DbError::Other("an accounts row holds an invalid limits_of".into()))?;
         let client_secret = self.open(secrets, id, Column::ClientSecret, &row.client_secret_enc).await?;
         let refresh_token = self.open(secrets, id, Column::RefreshToken, &row.refresh_token_enc).await?;
         let credentials = LwaCredentials {
@@ -194,7 +211,11 @@ impl AccountRepo {
             client_secret,
             refresh_token,
         };
-        Ok(Some(AccountCredentials { account, credentials }))
+        Ok(Some(AccountCredentials {
+            account,
+            credentials,
+            limits_of,
+        }))
     }
 
     /// Open one sealed column of `id`'s row. A value sealed before values were bound to

@@ -5,7 +5,8 @@
 //!   Postgres is down and say so on their readiness probe.
 //! - [`migrate`]: the migrations in `shared/migrations`, embedded at compile time. sqlx
 //!   holds an advisory lock while migrating, so every replica may run it at start-up.
-//! - [`accounts`]: seller accounts and their encrypted marketplace credentials.
+//! - [`accounts`]: seller accounts and their encrypted marketplace credentials; which of
+//!   them share a seller's marketplace limits (`seller_limits.rs`).
 //! - [`audit`]: the operator audit log.
 //! - [`CallDeadline`]: the client-side bound on one call, for a connection gone silent.
 //! - [`DbError`]: what went wrong, by what the caller should do about it.
@@ -14,6 +15,7 @@ pub mod audit;
 mod call_deadline;
 mod config;
 pub mod sealed_column;
+mod seller_limits;
 
 use std::time::Duration;
 

@@ -278,9 +278,33 @@ impl Stack {
         spec.rate_limits = self.plans.clone();
         spec.rate_limits.extend(own);
         let info = self.sim.admin().register_account(&spec).await.expect("simulator account");
+        let id = AccountId::parse(info.account_id.clone()).expect("account id");
+        self.store_account(&id, &info).await;
+        id
+    }
+
+    /// Another Drover account, `id`, for the simulator seller behind `of`, with the very
+    /// same credentials (one seller registered twice, as for two of its marketplaces):
+    /// the marketplace counts both accounts' calls against that seller's one plan.
+    pub async fn same_seller_as(&self, id: &str, of: &AccountId) -> AccountId {
+        let info = self
+            .sim
+            .admin()
+            .accounts()
+            .await
+            .expect("simulator accounts")
+            .into_iter()
+            .find(|a| a.account_id == of.as_str())
+            .expect("the seller is in the simulator");
+        let id = AccountId::parse(id).expect("account id");
+        self.store_account(&id, &info).await;
+        id
+    }
+
+    /// Store Drover account `id` with the simulator account `info`'s credentials.
+    async fn store_account(&self, id: &AccountId, info: &drover_tests::sim::AccountInfo) {
         let repo = AccountRepo::new(self.db.pool().clone());
         let key = EncryptionKey::parse(DEV_ENCRYPTION_KEY).expect("dev key");
-        let id = AccountId::parse(info.account_id.clone()).expect("account id");
         repo.insert(
             &NewAccount {
                 id: id.clone(),
@@ -296,7 +320,6 @@ impl Stack {
         )
         .await
         .expect("account stored");
-        id
     }
 
     /// A seller of `skus` listings in the simulator, suffering `faults`: its account and

@@ -86,9 +86,9 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
         let end = match window(jobs, &p, &seller, ctx, item).await {
             Ok(end) => end,
             Err(JobError::RateLimited { retry_after, reason }) => {
-                // A quota 429 has put the account in cooldown: sleep until it ends, not
+                // A quota 429 has put the seller in cooldown: sleep until it ends, not
                 // just for the response's hint, so the job wakes once.
-                let cooldown = jobs.market().resilience().cooldown(&p.account_id).await.ok().flatten();
+                let cooldown = jobs.market().resilience().cooldown(&seller.call.limits).await.ok().flatten();
                 let until_end = cooldown.and_then(|c| (c.until - Utc::now()).to_std().ok());
                 let retry_after = until_end.filter(|w| *w > retry_after).unwrap_or(retry_after);
                 tracing::info!(job_id, window = %item.item, ?retry_after, %reason, "backfill paused by the marketplace's limits");

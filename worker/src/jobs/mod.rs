@@ -80,6 +80,7 @@ impl Jobs {
                 seller_id: found.account.seller_id.clone(),
                 call: AccountCtx {
                     account_id: id.clone(),
+                    limits: found.limits_of,
                     credentials: found.credentials,
                     cancel: ctx.cancel.clone(),
                     traceparent: ctx.traceparent.clone(),

@@ -136,6 +136,8 @@ impl MarketplaceClient {
         let op = req.op;
         let name = op.name();
         let account = &acct.account_id;
+        // the limits the call counts against: the seller's, shared by its accounts
+        let limits = &acct.limits;
         let res = self.resilience();
         let retries = self.config().retries;
         let mut attempt: u32 = 0;
@@ -147,8 +149,8 @@ impl MarketplaceClient {
             // Checked before taking a breaker probe or a limiter slot, and again after
             // the limiter's wait, so a cooldown another worker entered meanwhile stops
             // this call too (a probe left unused expires with its lease).
-            self.check_cooldown(account, op).await?;
-            res.breaker_permit(account, op).await.map_err(|e| {
+            self.check_cooldown(limits, op).await?;
+            res.breaker_permit(limits, op).await.map_err(|e| {
                 if matches!(e, ResilienceError::BreakerOpen { .. }) {
                     metrics::breaker_refused(op);
                 }
@@ -157,9 +159,9 @@ impl MarketplaceClient {
             // The token before the slot: a slot is a moment to send, and a wait for
             // another worker's refresh after it would send many such calls at once.
             let token = self.access_token(acct, name).await?;
-            let waited = res.acquire(account, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
+            let waited = res.acquire(limits, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
             metrics::limiter_waited(op, waited);
-            self.check_cooldown(account, op).await?;
+            self.check_cooldown(limits, op).await?;
             if let Some(note) = before_send.take() {
                 note.await?;
                 if acct.cancel.is_cancelled() {
@@ -188,7 +190,7 @@ impl MarketplaceClient {
                 }
             };
             if let Some(rate) = classify::rate_limit(&answer.headers) {
-                unless_cancelled(&acct.cancel, self.observe_rate(account, op, rate)).await;
+                unless_cancelled(&acct.cancel, self.observe_rate(limits, op, rate)).await;
             }
             let status = answer.status.as_u16();
             match classify::disposition(answer.status) {
@@ -235,12 +237,12 @@ impl MarketplaceClient {
                     let hint = classify::retry_after(&answer.headers);
                     tracing::warn!(account = %account, op = name, status, attempt, retry_after_ms = hint.map(|d| d.as_millis() as u64), "marketplace rate limited the call");
                     if op.is_report() {
-                        return Err(self.enter_cooldown(account, name, hint).await);
+                        return Err(self.enter_cooldown(acct, name, hint).await);
                     }
                     let wait = hint.unwrap_or(DEFAULT_RETRY_AFTER);
                     // Every worker's next slot of this account and operation waits too,
                     // rather than each learning of the 429 from its own.
-                    unless_cancelled(&acct.cancel, self.hold_off(account, op, wait)).await;
+                    unless_cancelled(&acct.cancel, self.hold_off(acct, op, wait)).await;
                     // Waited out here only if it is short enough that the run would not
                     // park for it (`jobs.park_after_ms`, the limiter's `max_wait`): a
                     // longer wait here would hold the worker slot other accounts need.
@@ -380,16 +382,16 @@ impl MarketplaceClient {
         }
     }
 
-    /// A report operation hit the quota: the whole account waits (shared with every
-    /// worker), and this call reports how long.
-    /// `Err(Cooldown)` when `op` is a report operation and the account is cooling down.
-    async fn check_cooldown(&self, account: &AccountId, op: Operation) -> Result<(), CallError> {
+    /// A report operation hit the quota: the whole seller waits (shared with every
+    /// worker and with the seller's other accounts), and this call reports how long.
+    /// `Err(Cooldown)` when `op` is a report operation and `limits` is cooling down.
+    async fn check_cooldown(&self, limits: &AccountId, op: Operation) -> Result<(), CallError> {
         if !op.is_report() {
             return Ok(());
         }
         match self
             .resilience()
-            .cooldown(account)
+            .cooldown(limits)
             .await
             .map_err(|e| from_resilience(op.name(), e))?
         {
@@ -407,14 +409,19 @@ impl MarketplaceClient {
     /// A 429 named how long to wait: the shared limiter gives no slot of `op` before
     /// then. A failure only loses the warning to other workers (each learns from its own
     /// 429), so it is logged and the call goes on.
-    async fn hold_off(&self, account: &AccountId, op: Operation, wait: Duration) {
-        if let Err(e) = self.resilience().hold_off(account, op, wait.min(MAX_HOLD)).await {
-            tracing::warn!(account = %account, op = op.name(), error = %e, "could not pass the marketplace's Retry-After on to the shared limiter");
+    async fn hold_off(&self, acct: &AccountCtx, op: Operation, wait: Duration) {
+        if let Err(e) = self.resilience().hold_off(&acct.limits, op, wait.min(MAX_HOLD)).await {
+            tracing::warn!(account = %acct.account_id, op = op.name(), error = %e, "could not pass the marketplace's Retry-After on to the shared limiter");
         }
     }
 
-    async fn enter_cooldown(&self, account: &AccountId, name: &'static str, hint: Option<Duration>) -> CallError {
-        let retry_after = match self.resilience().enter_cooldown(account, &format!("429 on {name}"), hint).await {
+    async fn enter_cooldown(&self, acct: &AccountCtx, name: &'static str, hint: Option<Duration>) -> CallError {
+        let account = &acct.account_id;
+        let retry_after = match self
+            .resilience()
+            .enter_cooldown(&acct.limits, &format!("429 on {name}"), hint)
+            .await
+        {
             Ok(c) => {
                 metrics::cooldown_entered();
                 (c.until - Utc::now()).to_std().unwrap_or_default()
@@ -434,10 +441,9 @@ impl MarketplaceClient {
     /// Breaker bookkeeping must not fail a call that already has its answer, nor hold
     /// the answer from a run being stopped.
     async fn record(&self, acct: &AccountCtx, op: Operation, outcome: CallOutcome) {
-        let account = &acct.account_id;
         unless_cancelled(&acct.cancel, async {
-            if let Err(e) = self.resilience().record(account, op, outcome).await {
-                tracing::warn!(account = %account, op = op.name(), error = %e, "could not record the call outcome for the circuit breaker");
+            if let Err(e) = self.resilience().record(&acct.limits, op, outcome).await {
+                tracing::warn!(account = %acct.account_id, op = op.name(), error = %e, "could not record the call outcome for the circuit breaker");
             }
         })
         .await;

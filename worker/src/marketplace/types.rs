@@ -10,6 +10,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct AccountCtx {
     pub account_id: AccountId,
+    /// The account whose limiter, cooldowns and breakers the calls count against: the
+    /// marketplace counts per seller and application, so an account registered with
+    /// another's credentials shares that one's (`accounts.limits_of`); else itself.
+    pub limits: AccountId,
     pub credentials: LwaCredentials,
     /// Cancels waits for a rate-limit slot, backoffs and the request in flight.
     pub cancel: CancellationToken,

@@ -1,0 +1,123 @@
+//! One seller registered as two accounts (as for two of its marketplaces, with the same
+//! credentials): the marketplace counts both accounts' calls against the seller's one
+//! usage plan, so the workers' limiter must too — real `drover-worker` processes, the
+//! simulator at SP-API's deleteListingsItem plan (5/s, burst 10), PostgreSQL and Redis.
+use crate::jobs_support;
+
+use std::time::Duration;
+
+use drover::crypto::{EncryptionKey, SecretBox, DEV_ENCRYPTION_KEY};
+use drover::db::{AccountRepo, NewAccount};
+use drover::job::{AccountId, JobState, MarketplaceId};
+use drover::lwa::LwaCredentials;
+use drover_tests::harness::PgDatabase;
+use drover_tests::sim::{AccountSpec, Operation, RateLimit, SimConfig};
+use jobs_support::Stack;
+
+/// SP-API's published deleteListingsItem plan.
+const DELETE_RATE: f64 = 5.0;
+
+/// Found by the audits of 2026-12-05: each account had its own limiter, so one seller
+/// registered twice was sent twice its plan and answered 429s (its jobs parked and
+/// finished late). Both accounts now share the seller's limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_registered_as_two_accounts_is_sent_its_one_plan_and_never_throttled() {
+    let plans = jobs_support::plans_with(Operation::DeleteListingsItem, RateLimit::new(DELETE_RATE, 10));
+    let mut stack = Stack::start_with(
+        SimConfig {
+            accounts: 0,
+            ..SimConfig::fast()
+        },
+        "",
+        plans,
+    )
+    .await;
+    let us = stack
+        .account(AccountSpec {
+            skus: Some(40),
+            ..AccountSpec::new("seller-us")
+        })
+        .await;
+    let ca = stack.same_seller_as("seller-ca", &us).await;
+    let skus = stack.sim.admin().skus(us.as_str()).await.unwrap();
+    stack.spawn_worker("worker-1", &[]);
+    stack.spawn_worker("worker-2", &[]);
+
+    let (first, second) = skus.split_at(skus.len() / 2);
+    let jobs = [stack.submit_cleanup(&us, first).await, stack.submit_cleanup(&ca, second).await];
+    for id in &jobs {
+        let job = stack.finish(id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    }
+
+    let stats = stack.sim.admin().stats().await.unwrap();
+    let deletes = stats.op(us.as_str(), Operation::DeleteListingsItem);
+    println!("one seller, two accounts: {deletes:?}");
+    assert_eq!(deletes.accepted as usize, skus.len(), "{deletes:?}");
+    assert_eq!(
+        deletes.rate_limited, 0,
+        "the seller was sent more than its plan and throttled: {deletes:?}"
+    );
+}
+
+fn registration(id: &str, client_id: &str, refresh: &str) -> NewAccount {
+    NewAccount {
+        id: AccountId::parse(id).unwrap(),
+        seller_id: "A1SELLER".into(),
+        marketplace_ids: vec![MarketplaceId::parse("ATVPDKIKX0DER").unwrap()],
+        credentials: LwaCredentials {
+            client_id: client_id.into(),
+            client_secret: "secret".into(),
+            refresh_token: refresh.into(),
+        },
+    }
+}
+
+fn id(s: &str) -> AccountId {
+    AccountId::parse(s).unwrap()
+}
+
+/// Which accounts share limits: the same client id and refresh token (the marketplace's
+/// seller and application) share the first registration's; another application or
+/// another authorization keeps its own; a seller id alone shares nothing (it is no
+/// secret: another tenant could name it). Rows from before the migration get theirs at
+/// the API's next start, the oldest registration leading.
+#[tokio::test]
+async fn accounts_share_limits_only_with_the_same_credentials_and_older_rows_get_theirs_at_start_up() {
+    let db = PgDatabase::create().await;
+    drover::db::migrate(db.pool()).await.unwrap();
+    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
+    let repo = AccountRepo::new(db.pool().clone());
+    for (account, client, refresh) in [
+        ("acme-us", "app", "Atzr|one"),
+        ("acme-ca", "app", "Atzr|one"),
+        ("acme-mx", "app", "Atzr|one"),
+        ("acme-other-app", "another-app", "Atzr|one"),
+        ("acme-reauthorized", "app", "Atzr|two"),
+    ] {
+        repo.insert(&registration(account, client, refresh), &secrets).await.unwrap();
+    }
+    let all: Vec<AccountId> = ["acme-us", "acme-ca", "acme-mx", "acme-other-app", "acme-reauthorized"]
+        .into_iter()
+        .map(id)
+        .collect();
+    let shared = repo.limits_of(&all).await.unwrap();
+    assert_eq!(shared[&id("acme-us")], id("acme-us"));
+    assert_eq!(shared[&id("acme-ca")], id("acme-us"));
+    assert_eq!(shared[&id("acme-mx")], id("acme-us"));
+    assert_eq!(shared[&id("acme-other-app")], id("acme-other-app"));
+    assert_eq!(shared[&id("acme-reauthorized")], id("acme-reauthorized"));
+    let creds = repo.credentials(&id("acme-ca"), &secrets).await.unwrap().unwrap();
+    assert_eq!(creds.limits_of, id("acme-us"), "what the worker's calls count against");
+
+    // Rows as the release before migration 0007 left them.
+    sqlx::query("UPDATE accounts SET credentials_digest = NULL, limits_of = NULL")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let own = repo.limits_of(&all).await.unwrap();
+    assert!(own.iter().all(|(a, of)| a == of), "until filled each keeps its own: {own:?}");
+    assert_eq!(repo.fill_seller_limits(&secrets).await.unwrap(), 5);
+    assert_eq!(repo.limits_of(&all).await.unwrap(), shared, "filled as if registered now");
+    assert_eq!(repo.fill_seller_limits(&secrets).await.unwrap(), 0, "nothing left to fill");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use drover::job::{JobKind, JobState};
 use drover::queue::JobStore;
-use drover_tests::sim::{AccountSpec, FaultSpec, Operation, RateLimit, RateLimitBurst, SimConfig};
+use drover_tests::sim::{AccountSpec, FaultSpec, Operation, RateLimit, RateLimitBurst, ReportTiming, SimConfig};
 use jobs_support::{Stack, MARKETPLACE};
 use serde_json::json;
 
@@ -213,4 +213,135 @@ async fn a_sellers_429_longer_than_the_park_threshold_gives_its_slot_to_another_
         "a delete went before the Retry-After (429 at {}): {throttled_deletes:?}",
         refused.at
     );
+}
+
+/// Found by this stop's review of the backfill: at SP-API's pace a report takes minutes
+/// to prepare, and a backfill's run held its worker slot while it polled, so another
+/// seller's backfill waited for the whole window (here 8 s; "Known limits" said a window
+/// is never cut short). A run that has worked its turn now gives the slot away between
+/// two polls while another job waits for it; the next run polls the same report (no
+/// second createReport) within the same deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_waiting_for_its_report_gives_its_slot_to_another_sellers_backfill() {
+    let report_takes = Duration::from_secs(8);
+    let mut stack = Stack::start(
+        SimConfig {
+            reports: ReportTiming {
+                polls_to_done: 1,
+                min_processing: report_takes,
+            },
+            ..sim()
+        },
+        "",
+    )
+    .await;
+    let slow = stack
+        .account(AccountSpec {
+            orders: Some(20),
+            ..AccountSpec::new("seller-first")
+        })
+        .await;
+    let other = stack
+        .account(AccountSpec {
+            orders: Some(20),
+            ..AccountSpec::new("seller-second")
+        })
+        .await;
+    // One backfill slot, and a turn of a second.
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__BACKFILL", "1"),
+            ("DROVER_WORKER__JOBS__TURN_MS", "1000"),
+        ],
+    );
+    let reports = |stats: &drover_tests::sim::StatsSnapshot, acct: &drover::job::AccountId| {
+        stats.accounts.get(acct.as_str()).map_or(0, |a| a.reports_created)
+    };
+    let first = stack.submit_backfill_days(&slow, 1).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while reports(&stack.sim.admin().stats().await.unwrap(), &slow) == 0 {
+        assert!(Instant::now() < until, "the first report was never requested\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let submitted = Instant::now();
+    let second = stack.submit_backfill_days(&other, 1).await;
+    while reports(&stack.sim.admin().stats().await.unwrap(), &other) == 0 {
+        assert!(
+            Instant::now() < until + report_takes,
+            "the second report was never requested\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = submitted.elapsed();
+    println!("the second seller's report was requested {waited:?} after its backfill was submitted");
+    assert!(
+        waited < Duration::from_secs(4),
+        "the second seller waited {waited:?} for the first one's report ({report_takes:?})"
+    );
+
+    for id in [&first, &second] {
+        let job = stack.finish(id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+        assert_eq!(job.attempts, 1, "giving way used no attempt: {:?}", job.attempt_history);
+    }
+    let stats = stack.sim.admin().stats().await.unwrap();
+    assert_eq!(reports(&stats, &slow), 1, "the next run polled the same report");
+    assert_eq!(reports(&stats, &other), 1);
+}
+
+/// The other side of giving way between polls: a report that never gets done still ends
+/// its window after `report_poll_max_ms` from its request, however often the runs
+/// polling it gave their slot away (each new run used to start the deadline again, so
+/// two such backfills handed one slot back and forth for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_polled_across_runs_that_gave_way_still_fails_its_window_at_the_deadline() {
+    let mut stack = Stack::start(
+        SimConfig {
+            reports: ReportTiming {
+                polls_to_done: 1,
+                min_processing: Duration::from_secs(600),
+            },
+            ..sim()
+        },
+        "",
+    )
+    .await;
+    let mut ids = Vec::new();
+    for name in ["seller-first", "seller-second"] {
+        let acct = stack
+            .account(AccountSpec {
+                orders: Some(5),
+                ..AccountSpec::new(name)
+            })
+            .await;
+        ids.push(stack.submit_backfill_days(&acct, 1).await);
+    }
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__BACKFILL", "1"),
+            ("DROVER_WORKER__JOBS__TURN_MS", "1000"),
+            ("DROVER_WORKER__MARKETPLACE__REPORT_POLL_MAX_MS", "4000"),
+        ],
+    );
+    for id in &ids {
+        let job = stack.finish(id, Duration::from_secs(30)).await;
+        assert_eq!(job.state, JobState::Partial, "{job:#?}\n{}", stack.logs());
+        let result = job.result.clone().expect("a result");
+        let error = result["failed_windows"][0]["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains("report not done within"), "{result}");
+        let gave_way = job
+            .attempt_history
+            .iter()
+            .filter(|a| a.error.as_ref().is_some_and(|e| e.message.contains("turn")))
+            .count();
+        println!("{id}: {gave_way} runs gave way before its window failed");
+        assert!(
+            gave_way >= 1,
+            "the runs polling the report never gave way: {:?}",
+            job.attempt_history
+        );
+    }
 }

@@ -6,7 +6,9 @@
 //! after a crash or a snooze polls that report instead of spending quota on a new one;
 //! a window that failed while polling or downloading keeps it too (a retry polls it
 //! again), and only a report that can never deliver (FATAL) is set aside
-//! (`failed_report_id`) for a new one.
+//! (`failed_report_id`) for a new one. While the marketplace prepares a report the run
+//! gives its slot away between two polls once it has worked its turn and another job
+//! waits (the next run polls the same report, within the same deadline).
 //! A quota 429 (the client has already put the account in cooldown), an open breaker or
 //! a running cooldown stops the job and snoozes it, and so does an outage of the database
 //! or of the rate-limit store (without using an attempt; the window is not failed); any
@@ -15,7 +17,7 @@
 use std::time::Duration as StdDuration;
 
 use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use drover::data::items::{self, Item, ItemOutcome};
 use drover::data::last_synced::{self, SyncedResource};
 use drover::data::orders::{self, OrderRow, OrderSource};
@@ -83,7 +85,7 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
             tracing::info!(job_id, windows_left = todo.len() - done_here, why = %end, "handing the job back between windows");
             return Err(end);
         }
-        let end = match window(jobs, &p, &seller, ctx, item).await {
+        let end = match window(jobs, &p, &seller, ctx, &slice, item).await {
             Ok(end) => end,
             Err(JobError::RateLimited { retry_after, reason }) => {
                 // A quota 429 has put the seller in cooldown: sleep until it ends, not
@@ -195,9 +197,16 @@ async fn lost_report(
         .map(|r| r.report_id))
 }
 
-/// Errors that stop the whole job (snooze, cancel, database) come back as `Err`; the
-/// window's own failures as `Ok(Failed)`.
-async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobContext, item: &Item) -> Result<WindowEnd, JobError> {
+/// Errors that stop the whole job (snooze, cancel, database, a turn given away) come
+/// back as `Err`; the window's own failures as `Ok(Failed)`.
+async fn window(
+    jobs: &Jobs,
+    p: &BackfillPayload,
+    seller: &Seller,
+    ctx: &JobContext,
+    slice: &Slice,
+    item: &Item,
+) -> Result<WindowEnd, JobError> {
     let Some((from, to)) = parse_key(&item.item) else {
         return Ok(WindowEnd::Failed(
             json!({"error": format!("unreadable window key {:?}", item.item)}),
@@ -235,18 +244,35 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
                 }
             };
             let mut conn = jobs.connection("noting a report id").await?;
-            let written = items::note(&mut conn, ctx.fence(), &item.item, &json!({"report_id": id}))
-                .within(jobs)
-                .await
-                .map_err(db_error("noting a report id"))?;
+            let requested = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+            let written = items::note(
+                &mut conn,
+                ctx.fence(),
+                &item.item,
+                &json!({"report_id": id, REQUESTED_AT: requested}),
+            )
+            .within(jobs)
+            .await
+            .map_err(db_error("noting a report id"))?;
             landed(written, ctx, "noting a report id")?;
             id
         }
     };
 
-    // Poll until the report is done, backing off from the configured interval.
+    // Poll until the report is done, backing off from the configured interval, within
+    // `report_poll_max` of its request: a run that gave its slot away between two polls
+    // does not give the report a new deadline (a retry of a failed window does).
     let cfg = market.config();
-    let deadline = tokio::time::Instant::now() + cfg.report_poll_max();
+    let max = cfg.report_poll_max();
+    let left = match requested_at(item) {
+        // past: polled once more, then the window fails
+        Some(at) => (at + Duration::milliseconds(max.as_millis() as i64) - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .min(max),
+        None => max,
+    };
+    let deadline = tokio::time::Instant::now() + left;
     let mut wait = cfg.report_poll_interval();
     let document_id = loop {
         let report = match market.get_report(&seller.call, &report_id).await {
@@ -269,10 +295,7 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
                 if tokio::time::Instant::now() + wait > deadline {
                     return Ok(failed(&report_id, &format!("report not done within {:?}", cfg.report_poll_max())));
                 }
-                tokio::select! {
-                    _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
-                    _ = tokio::time::sleep(wait) => {}
-                }
+                between_polls(ctx, slice, wait).await?;
                 wait = (wait * 3 / 2).min(StdDuration::from_secs(30));
             }
         }
@@ -309,6 +332,41 @@ async fn window(jobs: &Jobs, p: &BackfillPayload, seller: &Seller, ctx: &JobCont
     Ok(WindowEnd::Done(json!({
         "report_id": report_id, "rows": parsed.rows(), "written": written, "bad_rows": parsed.errors.len(), "parse_errors": listed,
     })))
+}
+
+/// Where a window's detail keeps when its report was requested (the poll deadline's start).
+const REQUESTED_AT: &str = "report_requested_at";
+
+/// When the window's report was requested, as an earlier run of this life noted it (a
+/// failed window's detail no longer holds it: its retry polls with a deadline of its own).
+fn requested_at(item: &Item) -> Option<DateTime<Utc>> {
+    let at = item.detail.get(REQUESTED_AT)?.as_str()?;
+    DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// How often a wait between two polls looks whether the run should end early.
+const POLL_CHECK: StdDuration = StdDuration::from_millis(250);
+
+/// Waits `wait` between two polls of a report. The marketplace is preparing it, so the
+/// slot has nothing to do meanwhile: once the run has worked its turn and another job
+/// waits for the slot (or the worker stops, or the slice is used up) the run ends here
+/// (`Slice::end`, no attempt used), and its next run polls the same report.
+async fn between_polls(ctx: &JobContext, slice: &Slice, wait: StdDuration) -> Result<(), JobError> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(end) = slice.end(ctx) {
+            return Err(end);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
+            _ = ctx.stopping.cancelled() => {}
+            _ = tokio::time::sleep((until - now).min(POLL_CHECK)) => {}
+        }
+    }
 }
 
 /// A failed window that keeps its report: a rerun polls it again rather than spending

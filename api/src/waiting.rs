@@ -79,9 +79,9 @@ pub async fn cooldown_of(state: &AppState, kind: JobKind, account: &AccountId) -
 }
 
 /// How long the answer waits for the database to say which accounts share a seller's
-/// limits: a submit's job is stored by then, and its answer must not wait on a slow
+/// limits (once an account; see `AccountRepo::limits_of`): a submit's job is stored by then, and its answer must not wait on a slow
 /// database (nor time out, telling the client nothing was made).
-const LIMITS_READ: Duration = Duration::from_millis(250);
+const LIMITS_READ: Duration = Duration::from_millis(500);
 
 /// The account whose limits (and so cooldown) each of `accounts` counts against, in
 /// order: the seller's first account when several share its credentials

@@ -110,14 +110,43 @@ async fn accounts_share_limits_only_with_the_same_credentials_and_older_rows_get
     let creds = repo.credentials(&id("acme-ca"), &secrets).await.unwrap().unwrap();
     assert_eq!(creds.limits_of, id("acme-us"), "what the worker's calls count against");
 
-    // Rows as the release before migration 0007 left them.
+    // Rows as the release before migration 0007 left them, read by a fresh process.
     sqlx::query("UPDATE accounts SET credentials_digest = NULL, limits_of = NULL")
         .execute(db.pool())
         .await
         .unwrap();
+    let repo = AccountRepo::new(db.pool().clone());
     let own = repo.limits_of(&all).await.unwrap();
     assert!(own.iter().all(|(a, of)| a == of), "until filled each keeps its own: {own:?}");
-    assert_eq!(repo.fill_seller_limits(&secrets).await.unwrap(), 5);
-    assert_eq!(repo.limits_of(&all).await.unwrap(), shared, "filled as if registered now");
+    // A worker's run fills the row it reads; the API's start-up fills the rest.
+    let creds = repo.credentials(&id("acme-mx"), &secrets).await.unwrap().unwrap();
+    assert_eq!(creds.limits_of, id("acme-mx"), "the first of its seller to be filled");
+    assert_eq!(repo.fill_seller_limits(&secrets).await.unwrap(), 4);
+    let filled = repo.limits_of(&all).await.unwrap();
+    for a in ["acme-us", "acme-ca", "acme-mx"] {
+        assert_eq!(filled[&id(a)], id("acme-mx"), "{a}: {filled:?}");
+    }
+    assert_eq!(filled[&id("acme-other-app")], id("acme-other-app"));
+    assert_eq!(filled[&id("acme-reauthorized")], id("acme-reauthorized"));
     assert_eq!(repo.fill_seller_limits(&secrets).await.unwrap(), 0, "nothing left to fill");
+}
+
+/// Found by the review of this change: a worker of this release starts leasing while it
+/// applies migration 0007 in the background, and its first runs read a schema without
+/// the new columns. That read was a permanent error (the job failed, "could not be
+/// read"); it is now an outage (the run stops without using an attempt and comes back).
+#[tokio::test]
+async fn reading_credentials_before_the_migration_ran_is_an_outage_not_a_failure() {
+    let db = PgDatabase::create().await;
+    drover::db::migrate(db.pool()).await.unwrap();
+    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
+    let repo = AccountRepo::new(db.pool().clone());
+    repo.insert(&registration("acme", "app", "Atzr|one"), &secrets).await.unwrap();
+    sqlx::query("ALTER TABLE accounts DROP COLUMN limits_of, DROP COLUMN credentials_digest")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let e = repo.credentials(&id("acme"), &secrets).await.unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    assert!(e.to_string().contains("migrations not applied yet"), "{e}");
 }

@@ -2,6 +2,8 @@
 //! are sealed with [`SecretBox`], bound to their account and column (`sealed_column.rs`),
 //! before they reach the database, and opened only by [`AccountRepo::credentials`], for
 //! the workers that call the marketplace.
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -71,6 +73,7 @@ struct SealedRow {
     client_secret_enc: Vec<u8>,
     refresh_token_enc: Vec<u8>,
     limits_of: String,
+    credentials_digest: Option<Vec<u8>>,
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -101,6 +104,8 @@ impl TryFrom<AccountRow> for Account {
 pub struct AccountRepo {
     pool: PgPool,
     deadline: CallDeadline,
+    /// Which accounts' shared limits are known for good (`seller_limits.rs`).
+    settled: Arc<seller_limits::Settled>,
 }
 
 impl AccountRepo {
@@ -109,6 +114,7 @@ impl AccountRepo {
         Self {
             pool,
             deadline: CallDeadline::default(),
+            settled: Arc::default(),
         }
     }
 
@@ -125,6 +131,10 @@ impl AccountRepo {
         &self.pool
     }
 
+    pub(crate) fn settled(&self) -> &seller_limits::Settled {
+        &self.settled
+    }
+
     /// Store a new account, its secrets sealed with `secrets`. An existing id is a `Conflict`.
     /// An account with the same credentials as one stored before (the same seller and
     /// application) shares that one's marketplace limits (`seller_limits.rs`).
@@ -138,15 +148,9 @@ impl AccountRepo {
             .deadline
             .bound(async {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(seller_limits::lock_key(&digest))
-                    .execute(&mut *tx)
-                    .await?;
-                let shared: Option<(String,)> = sqlx::query_as(seller_limits::SHARED_WITH)
-                    .bind(&digest)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let limits_of = shared.map_or_else(|| new.id.as_str().to_owned(), |(of,)| of);
+                let limits_of = seller_limits::shared_with(&mut tx, &digest)
+                    .await?
+                    .unwrap_or_else(|| new.id.as_str().to_owned());
                 let row = sqlx::query_as(concat!(
                     "INSERT INTO accounts (id, seller_id, marketplace_ids, client_id, client_secret_enc, refresh_token_enc, \
                      credentials_digest, limits_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
@@ -193,19 +197,33 @@ impl AccountRepo {
                 sqlx::query_as(concat!(
                     "SELECT ",
                     columns!(),
-                    ", client_secret_enc, refresh_token_enc, COALESCE(limits_of, id) AS limits_of FROM accounts WHERE id = $1"
+                    ", client_secret_enc, refresh_token_enc, COALESCE(limits_of, id) AS limits_of, credentials_digest \
+                     FROM accounts WHERE id = $1"
                 ))
                 .bind(id.as_str())
                 .fetch_optional(&self.pool),
             )
-            .await?;
+            .await
+            .map_err(super::schema_behind_is_unavailable)?;
         let Some(row) = row else {
             return Ok(None);
         };
         let account = Account::try_from(row.account)?;
-        let limits_of = AccountId::parse(row.limits_of).map_err(|_| DbError::Other("an accounts row holds an invalid limits_of".into()))?;
         let client_secret = self.open(secrets, id, Column::ClientSecret, &row.client_secret_enc).await?;
         let refresh_token = self.open(secrets, id, Column::RefreshToken, &row.refresh_token_enc).await?;
+        // A row a release before migration 0007 registered shares its seller's limits
+        // from its first use here on (until then, and if this fails, its own).
+        let limits_of = match row.credentials_digest {
+            Some(_) => row.limits_of,
+            None => match self.fill_row(id.as_str(), &account.client_id, &refresh_token).await {
+                Ok((of, _)) => of,
+                Err(e) => {
+                    tracing::warn!(account = %id, error = %e, "could not find which accounts share this seller's limits; using its own");
+                    row.limits_of
+                }
+            },
+        };
+        let limits_of = AccountId::parse(limits_of).map_err(|_| DbError::Other("an accounts row holds an invalid limits_of".into()))?;
         let credentials = LwaCredentials {
             client_id: account.client_id.clone(),
             client_secret,

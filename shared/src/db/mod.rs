@@ -100,6 +100,19 @@ fn from_sqlstate(code: &str, constraint: Option<&str>) -> DbError {
     }
 }
 
+/// `e` as a worker reading the accounts sees it: a column or table this release reads
+/// that the database does not have yet means its migrations have not run (a worker of
+/// this release starts beside the previous release's schema and applies them in the
+/// background), which passes like an outage; elsewhere such an error is a bug (500).
+pub(crate) fn schema_behind_is_unavailable(e: sqlx::Error) -> DbError {
+    match e.as_database_error().and_then(|d| d.code()) {
+        Some(code) if code == "42703" || code == "42P01" => DbError::Unavailable(format!(
+            "the schema is older than this release: migrations not applied yet (SQLSTATE {code})"
+        )),
+        _ => e.into(),
+    }
+}
+
 fn variant_name(e: &sqlx::Error) -> &'static str {
     use sqlx::Error as E;
     match e {

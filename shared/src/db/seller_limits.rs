@@ -3,9 +3,11 @@
 //! so accounts registered with the same client id and refresh token share one limiter,
 //! one set of cooldowns and breakers, keyed by the first such account's id.
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
 
 use super::sealed_column::{self, Column, Opened};
 use super::{AccountRepo, DbError};
@@ -26,43 +28,128 @@ pub(crate) fn credentials_digest(client_id: &str, refresh_token: &SecretString) 
 
 /// A transaction-scoped advisory lock key for `digest`: registrations of one seller
 /// take turns, so two at once cannot both find none and each keep its own limits.
-pub(crate) fn lock_key(digest: &[u8]) -> i64 {
+fn lock_key(digest: &[u8]) -> i64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(b)
 }
 
-/// The account whose limits a new row with `digest` shares: the first one registered
-/// with the same digest, if any. Run in the inserting transaction, under [`lock_key`].
-pub(crate) const SHARED_WITH: &str =
-    "SELECT COALESCE(limits_of, id) FROM accounts WHERE credentials_digest = $1 ORDER BY created_at, id LIMIT 1";
+/// How long the server lets a transaction holding that lock sit idle: one whose client
+/// went silent between its statements (past the call deadline) would otherwise hold the
+/// lock, and every registration of that seller, until TCP gave up on it.
+const IDLE_LIMIT: &str = "5000";
+
+/// Takes `digest`'s turn (until `tx` ends) and answers the account whose limits a row
+/// with `digest` shares: the first one registered with it, if any.
+pub(crate) async fn shared_with(tx: &mut PgConnection, digest: &[u8]) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $2, true), pg_advisory_xact_lock($1)")
+        .bind(lock_key(digest))
+        .bind(IDLE_LIMIT)
+        .execute(&mut *tx)
+        .await?;
+    let shared: Option<(String,)> =
+        sqlx::query_as("SELECT COALESCE(limits_of, id) FROM accounts WHERE credentials_digest = $1 ORDER BY created_at, id LIMIT 1")
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(shared.map(|(of,)| of))
+}
+
+/// Which accounts' limits are known for good: a row's `limits_of` never changes once
+/// set (credentials cannot be changed, rows are never deleted), so the API asks the
+/// database once per account. Bounded: emptied when full.
+#[derive(Debug, Default)]
+pub(crate) struct Settled(Mutex<HashMap<AccountId, AccountId>>);
+
+/// Accounts [`Settled`] remembers before it starts again.
+const SETTLED_MAX: usize = 100_000;
+
+impl Settled {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, AccountId>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 impl AccountRepo {
     /// The account whose limits each of `ids` counts against (itself unless it shares
     /// a seller's); ids with no row are left out.
     pub async fn limits_of(&self, ids: &[AccountId]) -> Result<HashMap<AccountId, AccountId>, DbError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
+        let mut found = HashMap::new();
+        let mut ask: Vec<&str> = Vec::new();
+        {
+            let settled = self.settled().lock();
+            for id in ids {
+                match settled.get(id) {
+                    Some(of) => {
+                        found.insert(id.clone(), of.clone());
+                    }
+                    None => ask.push(id.as_str()),
+                }
+            }
         }
-        let names: Vec<&str> = ids.iter().map(AccountId::as_str).collect();
-        let rows: Vec<(String, String)> = self
+        if ask.is_empty() {
+            return Ok(found);
+        }
+        let rows: Vec<(String, String, bool)> = self
             .deadline()
             .bound(
-                sqlx::query_as("SELECT id, COALESCE(limits_of, id) FROM accounts WHERE id = ANY($1)")
-                    .bind(&names)
+                sqlx::query_as("SELECT id, COALESCE(limits_of, id), limits_of IS NOT NULL FROM accounts WHERE id = ANY($1)")
+                    .bind(&ask)
                     .fetch_all(self.pool()),
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, of)| Some((AccountId::parse(id).ok()?, AccountId::parse(of).ok()?)))
-            .collect())
+        let mut settled = self.settled().lock();
+        if settled.len() >= SETTLED_MAX {
+            settled.clear();
+        }
+        for (id, of, set) in rows {
+            let (Ok(id), Ok(of)) = (AccountId::parse(id), AccountId::parse(of)) else {
+                continue;
+            };
+            if set {
+                settled.insert(id.clone(), of.clone());
+            }
+            found.insert(id, of);
+        }
+        Ok(found)
+    }
+
+    /// Give row `id`, registered by a release before migration 0007, its digest and the
+    /// account whose limits it shares. Answers what the row holds then (another process
+    /// may have filled it first) and whether this call filled it.
+    pub(crate) async fn fill_row(&self, id: &str, client_id: &str, token: &SecretString) -> Result<(String, bool), DbError> {
+        let digest = credentials_digest(client_id, token);
+        let filled = self
+            .deadline()
+            .bound(async {
+                let mut tx = self.pool().begin().await?;
+                let of = shared_with(&mut tx, &digest).await?.unwrap_or_else(|| id.to_owned());
+                let done =
+                    sqlx::query("UPDATE accounts SET credentials_digest = $2, limits_of = $3 WHERE id = $1 AND credentials_digest IS NULL")
+                        .bind(id)
+                        .bind(&digest)
+                        .bind(&of)
+                        .execute(&mut *tx)
+                        .await?;
+                let (now,): (String,) = sqlx::query_as("SELECT COALESCE(limits_of, id) FROM accounts WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok((now, done.rows_affected() > 0))
+            })
+            .await?;
+        if filled.1 {
+            tracing::info!(account = %id, limits_of = %filled.0, "account given the seller whose marketplace limits it shares");
+        }
+        Ok(filled)
     }
 
     /// Give every row registered before migration 0007 its digest and the account whose
-    /// limits it shares (run once after the migrations, as [`Self::reseal_legacy`];
-    /// later runs find nothing to do). A row whose refresh token does not open is left
-    /// on its own limits, for `credentials` to report. Returns how many rows it filled.
+    /// limits it shares (the API runs it once after the migrations; a worker fills a row
+    /// it meets unfilled, [`Self::credentials`]). A row whose refresh token does not
+    /// open is left on its own limits, for `credentials` to report. Returns how many
+    /// rows it filled.
     pub async fn fill_seller_limits(&self, secrets: &SecretBox) -> Result<usize, DbError> {
         let rows: Vec<(String, String, Vec<u8>)> = self
             .deadline()
@@ -80,30 +167,7 @@ impl AccountRepo {
                 Ok(Opened::Bound(t) | Opened::Legacy(t)) => t,
                 Err(_) => continue,
             };
-            let digest = credentials_digest(&client_id, &token);
-            let done = self
-                .deadline()
-                .bound(async {
-                    let mut tx = self.pool().begin().await?;
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                        .bind(lock_key(&digest))
-                        .execute(&mut *tx)
-                        .await?;
-                    let shared: Option<(String,)> = sqlx::query_as(SHARED_WITH).bind(&digest).fetch_optional(&mut *tx).await?;
-                    let of = shared.map_or(id.clone(), |(of,)| of);
-                    let done = sqlx::query(
-                        "UPDATE accounts SET credentials_digest = $2, limits_of = $3 WHERE id = $1 AND credentials_digest IS NULL",
-                    )
-                    .bind(&id)
-                    .bind(&digest)
-                    .bind(&of)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    Ok(done.rows_affected())
-                })
-                .await?;
-            filled += done as usize;
+            filled += usize::from(self.fill_row(&id, &client_id, &token).await?.1);
         }
         Ok(filled)
     }

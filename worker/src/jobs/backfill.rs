@@ -75,6 +75,10 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
         .await
         .map_err(db_error("reading unfinished windows"))?;
     drop(conn);
+    // A window that failed in this attempt is the next attempt's to retry: a run of this
+    // attempt that comes back after giving its slot away goes on with the windows after
+    // it (doing it again in each such run could hold the job on one window for ever).
+    let todo: Vec<Item> = todo.into_iter().filter(|i| !failed_in(i, ctx.attempt)).collect();
 
     let total = all.len() as u64;
     let mut finished = total - todo.len() as u64;
@@ -105,7 +109,10 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
                     .within(jobs)
                     .await
             }
-            WindowEnd::Failed(detail) => {
+            WindowEnd::Failed(mut detail) => {
+                if let Some(d) = detail.as_object_mut() {
+                    d.insert(FAILED_IN.to_owned(), json!(ctx.attempt));
+                }
                 // The one line of a failed window: its steps leave it to this one (a
                 // failed marketplace call also has its own, with the marketplace's words).
                 tracing::warn!(job_id, window = %item.item, detail = %detail, "backfill window failed; going on with the next");
@@ -216,6 +223,7 @@ async fn window(
     let marketplaces = std::slice::from_ref(&p.marketplace_id);
     let job_id = ctx.id.as_str();
 
+    let mut requested = requested_at(item);
     let report_id = match item.detail.get("report_id").and_then(|v| v.as_str()) {
         Some(id) => id.to_owned(),
         None => {
@@ -244,18 +252,35 @@ async fn window(
                 }
             };
             let mut conn = jobs.connection("noting a report id").await?;
-            let requested = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+            let now = Utc::now();
             let written = items::note(
                 &mut conn,
                 ctx.fence(),
                 &item.item,
-                &json!({"report_id": id, REQUESTED_AT: requested}),
+                &json!({"report_id": id, REQUESTED_AT: stamp(now)}),
             )
             .within(jobs)
             .await
             .map_err(db_error("noting a report id"))?;
             landed(written, ctx, "noting a report id")?;
+            requested = Some(now);
             id
+        }
+    };
+    // A report polled again with no request time noted (a failed window's retry, or a
+    // window a release before this one noted): its deadline starts now, noted, so the
+    // runs of this attempt share it.
+    let requested = match requested {
+        Some(at) => at,
+        None => {
+            let now = Utc::now();
+            let mut conn = jobs.connection("noting when a report was polled from").await?;
+            let written = items::note(&mut conn, ctx.fence(), &item.item, &json!({REQUESTED_AT: stamp(now)}))
+                .within(jobs)
+                .await
+                .map_err(db_error("noting when a report was polled from"))?;
+            landed(written, ctx, "noting when a report was polled from")?;
+            now
         }
     };
 
@@ -264,14 +289,11 @@ async fn window(
     // does not give the report a new deadline (a retry of a failed window does).
     let cfg = market.config();
     let max = cfg.report_poll_max();
-    let left = match requested_at(item) {
-        // past: polled once more, then the window fails
-        Some(at) => (at + Duration::milliseconds(max.as_millis() as i64) - Utc::now())
-            .to_std()
-            .unwrap_or_default()
-            .min(max),
-        None => max,
-    };
+    // past: polled once more, then the window fails
+    let left = (requested + Duration::milliseconds(max.as_millis() as i64) - Utc::now())
+        .to_std()
+        .unwrap_or_default()
+        .min(max);
     let deadline = tokio::time::Instant::now() + left;
     let mut wait = cfg.report_poll_interval();
     let document_id = loop {
@@ -337,11 +359,25 @@ async fn window(
 /// Where a window's detail keeps when its report was requested (the poll deadline's start).
 const REQUESTED_AT: &str = "report_requested_at";
 
-/// When the window's report was requested, as an earlier run of this life noted it (a
-/// failed window's detail no longer holds it: its retry polls with a deadline of its own).
+/// When the window's report was requested (or first polled), as an earlier run of this
+/// attempt noted it (a failed window's detail no longer holds it: its retry polls with a
+/// deadline of its own).
 fn requested_at(item: &Item) -> Option<DateTime<Utc>> {
     let at = item.detail.get(REQUESTED_AT)?.as_str()?;
     DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Where a failed window's detail keeps the attempt it failed in.
+const FAILED_IN: &str = "attempt";
+
+/// Whether `item` is a window that failed in `attempt` (attempt numbers go on across
+/// replays, so a replay's first attempt retries it).
+fn failed_in(item: &Item, attempt: u32) -> bool {
+    item.outcome == ItemOutcome::Failed && item.detail.get(FAILED_IN).and_then(|v| v.as_u64()) == Some(u64::from(attempt))
 }
 
 /// How often a wait between two polls looks whether the run should end early.

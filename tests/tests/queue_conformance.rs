@@ -227,6 +227,7 @@ conformance!(
         a_trimmed_jobs_idempotency_key_is_free_for_any_request,
         a_replayed_job_shows_no_stale_error_or_progress,
         a_replayed_jobs_runs_count_from_the_start_of_its_new_life,
+        a_replay_after_a_snoozed_run_was_cancelled_numbers_its_runs_on,
         a_job_with_a_callback_that_ends_in_any_way_is_due_for_delivery_with_how_it_ended,
         a_cancel_requested_during_a_run_delivers_once_the_run_ends,
         a_claimed_delivery_goes_to_no_other_worker_until_its_claim_runs_out,

@@ -80,10 +80,10 @@ fn id(s: &str) -> AccountId {
 /// Which accounts share limits: the same client id and refresh token (the marketplace's
 /// seller and application) share the first registration's; another application or
 /// another authorization keeps its own; a seller id alone shares nothing (it is no
-/// secret: another tenant could name it). Rows from before the migration get theirs at
-/// the API's next start, the oldest registration leading.
+/// secret: another tenant could name it). Rows from before the migration get theirs when
+/// a worker first reads one or at the API's next start, the first filled leading.
 #[tokio::test]
-async fn accounts_share_limits_only_with_the_same_credentials_and_older_rows_get_theirs_at_start_up() {
+async fn accounts_share_limits_only_with_the_same_credentials_and_older_rows_get_theirs_on_first_use() {
     let db = PgDatabase::create().await;
     drover::db::migrate(db.pool()).await.unwrap();
     let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());

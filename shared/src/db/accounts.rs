@@ -212,11 +212,13 @@ impl AccountRepo {
         let client_secret = self.open(secrets, id, Column::ClientSecret, &row.client_secret_enc).await?;
         let refresh_token = self.open(secrets, id, Column::RefreshToken, &row.refresh_token_enc).await?;
         // A row a release before migration 0007 registered shares its seller's limits
-        // from its first use here on (until then, and if this fails, its own).
+        // from its first use here on. An outage stops the run as any other read's does;
+        // another failure leaves it on its own limits (logged).
         let limits_of = match row.credentials_digest {
             Some(_) => row.limits_of,
             None => match self.fill_row(id.as_str(), &account.client_id, &refresh_token).await {
                 Ok((of, _)) => of,
+                Err(e) if e.is_unavailable() => return Err(e),
                 Err(e) => {
                     tracing::warn!(account = %id, error = %e, "could not find which accounts share this seller's limits; using its own");
                     row.limits_of

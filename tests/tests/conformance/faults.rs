@@ -442,6 +442,25 @@ pub async fn a_replayed_jobs_runs_count_from_the_start_of_its_new_life<S: JobSto
     assert_eq!(again.life(), (1, 2), "the replayed job's first run is the first of its new life");
 }
 
+/// Found by the review of 2026-12-05: a run that snoozed gives its attempt back, and a
+/// cancel while the job waited left its count one below that run's number, so a replay's
+/// first run had the same number as the snoozed one (a backfill names the attempt that
+/// failed a window by its number, and skipped that window in the replay).
+pub async fn a_replay_after_a_snoozed_run_was_cancelled_numbers_its_runs_on<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.attempt, 1);
+    let snooze = SettleAction::Snooze {
+        delay: Duration::from_secs(60),
+        error: err(ErrorClass::RateLimited),
+    };
+    settle(&store, &l, snooze, AttemptOutcome::Snoozed).await;
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let again = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(again.attempt, 2, "the replay's first run comes after the snoozed run 1");
+}
+
 pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attempt<S: JobStore>(store: S) {
     let short = Duration::from_millis(100);
     let unstarted = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(1)).await;

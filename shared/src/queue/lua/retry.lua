@@ -22,6 +22,19 @@ if exclusive == '1' and acct and acct ~= '' then
   redis.call('SET', ekey, id)
 end
 local now = now_ms()
+-- Run numbers go on from the newest run's, also when the life before ended with its
+-- attempt given back (a snooze or a hand-back that a cancel ended lowered `at`): no run
+-- of the new life shares a number with one of the last (a backfill's failed windows
+-- name the attempt that failed them).
+local newest = redis.call('LINDEX', P .. 'attempts:' .. id, -1)
+if newest then
+  local ok, rec = pcall(cjson.decode, newest)
+  local number = ok and type(rec) == 'table' and tonumber(rec.number)
+  if number and number > (tonumber(at) or 0) then
+    at = number
+    redis.call('HSET', key, 'at', at)
+  end
+end
 if st == 'dead' then dead_left(id) end
 recount(key, acct, counted, st, 'queued')
 redis.call('ZREM', P .. 'state:' .. st, id)

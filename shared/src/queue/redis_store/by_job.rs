@@ -102,6 +102,7 @@ impl RedisStore {
             .with_facts(&keys, id, exclusive, |f| {
                 let (a, sig) = (f.account.as_str(), f.signature.as_str());
                 let mut call = scripts::RETRY.key(keys.job(id));
+                call.key(keys.attempts(id));
                 for k in [keys.of_account("rq", a), keys.of_account("as", a), keys.of_account("excl", a)] {
                     call.key(k);
                 }

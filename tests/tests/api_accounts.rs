@@ -490,24 +490,10 @@ async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
         b["skip_validation"] = true.into();
         assert_eq!(create(&app, ADMIN, &b).await.status(), 201);
     }
-    let limits = |id: &'static str| {
-        let app = &app;
-        async move {
-            let v: Value = app
-                .get(ADMIN, &format!("/v1/accounts/{id}/limits"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }
-    };
-    let shared = limits("acme-ca").await;
+    let shared = app.get_json(ADMIN, "/v1/accounts/acme-ca/limits").await;
     assert_eq!(shared["account"], "acme-ca", "{shared}");
     assert_eq!(shared["cooldown"]["reason"], "429 on createReport", "{shared}");
-    let other = limits("acme-other").await;
+    let other = app.get_json(ADMIN, "/v1/accounts/acme-other/limits").await;
     assert_eq!(other["cooldown"], Value::Null, "{other}");
     // and a backfill of the account registered again waits for the seller's cooldown
     let end = chrono::Utc::now();

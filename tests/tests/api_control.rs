@@ -39,7 +39,12 @@ async fn cancelling_a_running_job_returns_202_and_tells_its_worker() {
     );
     let report = app
         .store
-        .extend_leases(JobKind::Cleanup, &[(id.clone(), token)], std::time::Duration::from_secs(30))
+        .extend_leases(
+            JobKind::Cleanup,
+            &[(id.clone(), token)],
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -378,7 +378,7 @@ async fn a_prefetched_jobs_start_is_streamed() {
         }
     }
     worker
-        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())], Duration::from_secs(5))
         .await
         .unwrap();
     let (name, data) = events.next().await.expect("an event once the run starts");
@@ -396,7 +396,7 @@ async fn a_cancel_accepted_for_a_running_job_is_streamed_at_once() {
     let id = app.submit_ok(&cleanup_body("acme")).await;
     let (worker, run) = leased_by_a_worker(&app).await;
     worker
-        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())], Duration::from_secs(5))
         .await
         .unwrap();
     let mut events = Events::new(app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap());

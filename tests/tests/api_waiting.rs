@@ -160,7 +160,7 @@ async fn a_job_waiting_in_a_workers_prefetch_says_so_until_its_run_starts() {
     assert_eq!(leased.len(), 2);
     let run = leased.iter().find(|l| l.id == first).unwrap();
     worker
-        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())], Duration::from_secs(5))
         .await
         .unwrap();
 

@@ -347,7 +347,7 @@ async fn an_unreachable_shard_leaves_only_its_own_leases_unrenewed() {
     cluster.kill(gone);
     let leases: Vec<(drover::job::JobId, String)> = leased.iter().map(|l| (l.id.clone(), l.token.clone())).collect();
     let report = store
-        .extend_leases(JobKind::Cleanup, &leases, Duration::from_secs(600))
+        .extend_leases(JobKind::Cleanup, &leases, Duration::from_secs(600), Duration::from_secs(5))
         .await
         .expect("the reachable shards renew");
     eprintln!("{} of 24 leases unreached", report.unreached.len());

@@ -53,6 +53,7 @@ mod runtime_leases;
 mod script_library;
 mod sealed_secrets;
 mod seller_limits;
+mod shard_hang;
 mod simulator;
 mod trace_context;
 mod trim_cost;

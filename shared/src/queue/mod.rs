@@ -65,12 +65,16 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     /// that did not acknowledge or could not be reached while others did; the call fails
     /// only when every outcome met the same failure.
     fn settle(&self, kind: JobKind, settlements: &[Settlement]) -> impl Future<Output = Result<Vec<SettleResult>, StoreError>> + Send;
-    /// Renew leases; reports leases lost and jobs whose cancellation was requested.
+    /// Renew leases; reports leases lost and jobs whose cancellation was requested. Each
+    /// queue (each shard) answers for its own leases: those of a queue that cannot be
+    /// reached or does not answer `within` are reported unreached, so a shard that hangs
+    /// holds up no other's renewals; the call fails only when no queue answered.
     fn extend_leases(
         &self,
         kind: JobKind,
         leases: &[(JobId, String)],
         lease: Duration,
+        within: Duration,
     ) -> impl Future<Output = Result<LeaseReport, StoreError>> + Send;
     /// A live worker's beat on the queues of a kind where it holds no lease: Redis notes
     /// that it served them (so a reclaim tells a dead holder from a Redis outage) and an
@@ -78,8 +82,15 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     /// again one beat after their leases end.
     fn beat(&self, kind: JobKind) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Record that these leased runs have started (a lease that never started is handed
-    /// back without using an attempt if its worker dies).
-    fn mark_started(&self, kind: JobKind, runs: &[(JobId, String)]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// back without using an attempt if its worker dies). Each queue records its own
+    /// runs' starts; returns the runs whose queue could not be reached or did not answer
+    /// `within` (to be sent again), and fails only when no queue answered.
+    fn mark_started(
+        &self,
+        kind: JobKind,
+        runs: &[(JobId, String)],
+        within: Duration,
+    ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
     /// Record progress; false when the caller no longer holds the lease.
     fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn cancel(&self, id: &JobId) -> impl Future<Output = Result<CancelOutcome, StoreError>> + Send;

@@ -140,6 +140,11 @@ impl StoreError {
             Self::DurabilityUnsupported(m) => Self::DurabilityUnsupported(m.clone()),
         }
     }
+
+    /// Redis did not answer in time (the connection may have gone silent).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Redis(e) if e.is_timeout())
+    }
 }
 
 /// A job leased to a worker.

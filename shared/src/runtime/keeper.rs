@@ -34,6 +34,13 @@ impl KeeperTiming {
         (self.lease.saturating_sub(self.heartbeat) / 2).max(Duration::from_millis(10))
     }
 
+    /// Longest one queue (one shard) may take to answer within a call: shorter than the
+    /// call's own bound, so a shard that hangs rather than refuses is reported unreached
+    /// on its own while the others' answers are counted.
+    pub fn queue_timeout(&self) -> Duration {
+        self.call_timeout() * 4 / 5
+    }
+
     /// How long a lease may go unrenewed before its run is stopped. A healthy lease is
     /// at most one beat plus one call old, i.e. `(lease + heartbeat) / 2`; this leaves
     /// one beat for the run to stop before Redis's expiry.
@@ -142,9 +149,7 @@ async fn renew_loop<S, C, Fut>(
                 Err(_) => tracing::debug!(kind = %kind, "beat on an idle queue not answered in time"),
             }
         }));
-        let rounds = held
-            .into_iter()
-            .map(|(kind, held)| renew_kind(s, &registry, kind, held, timing.lease, call_timeout));
+        let rounds = held.into_iter().map(|(kind, held)| renew_kind(s, &registry, kind, held, timing));
         let (renewed, ()) = tokio::join!(join_all(rounds), beats.map(|_| ()));
         let mut timed_out = false;
         let mut first_error = None;
@@ -199,22 +204,25 @@ async fn renew_kind<S: JobStore>(
     registry: &LeaseRegistry,
     kind: JobKind,
     held: Vec<(JobId, Held)>,
-    lease: Duration,
-    call_timeout: Duration,
+    timing: KeeperTiming,
 ) -> Result<(), RenewError> {
     let leases: Vec<(JobId, String)> = held.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
     let sent = Instant::now();
     // The start report and the renewal go out together under one deadline, so a round
     // takes one call timeout at most, never two (a connection gone half-open is dialled
     // afresh that much sooner). A start report that failed is sent again next beat; it
-    // never holds back renewals.
-    let deadline = sent + call_timeout;
+    // never holds back renewals. Each queue answers within its own bound, inside the
+    // round's: a shard that hangs leaves only its own leases unrenewed.
+    let deadline = sent + timing.call_timeout();
+    let within = timing.queue_timeout();
     let (starts, extended) = tokio::join!(
-        report_starts(s, kind, &held, deadline),
-        tokio::time::timeout_at(deadline, s.extend_leases(kind, &leases, lease)),
+        report_starts(s, kind, &held, deadline, within),
+        tokio::time::timeout_at(deadline, s.extend_leases(kind, &leases, timing.lease, within)),
     );
     let report = match extended {
         Ok(Ok(r)) => r,
+        // No queue answered in time: the connection may have gone silent.
+        Ok(Err(e)) if e.is_timeout() => return Err(RenewError::TimedOut(kind)),
         Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
         Err(_) => return Err(RenewError::TimedOut(kind)),
     };
@@ -250,20 +258,30 @@ async fn renew_kind<S: JobStore>(
 }
 
 /// Tells Redis which runs started since the last beat, so a crash from now on uses
-/// their attempts while prefetched jobs that never started go back for free.
-async fn report_starts<S: JobStore>(s: &S, kind: JobKind, held: &[(JobId, Held)], deadline: Instant) -> Result<(), RenewError> {
+/// their attempts while prefetched jobs that never started go back for free. A run whose
+/// queue did not answer is reported again next beat. Only the renewal's silence has the
+/// keeper dial afresh: the start report shares its connection.
+async fn report_starts<S: JobStore>(
+    s: &S,
+    kind: JobKind,
+    held: &[(JobId, Held)],
+    deadline: Instant,
+    within: Duration,
+) -> Result<(), RenewError> {
     let started: Vec<&(JobId, Held)> = held.iter().filter(|(_, h)| h.start_unreported()).collect();
     if started.is_empty() {
         return Ok(());
     }
     let runs: Vec<(JobId, String)> = started.iter().map(|(id, h)| (id.clone(), h.token.clone())).collect();
-    match tokio::time::timeout_at(deadline, s.mark_started(kind, &runs)).await {
-        Ok(Ok(())) => {}
+    let unreached = match tokio::time::timeout_at(deadline, s.mark_started(kind, &runs, within)).await {
+        Ok(Ok(unreached)) => unreached,
         Ok(Err(e)) => return Err(RenewError::Store(kind, e)),
         Err(_) => return Err(RenewError::TimedOut(kind)),
-    }
-    for (_, h) in started {
-        h.start_reported();
+    };
+    for (id, h) in started {
+        if !unreached.contains(id) {
+            h.start_reported();
+        }
     }
     Ok(())
 }
@@ -338,6 +356,8 @@ mod tests {
         // The oldest a renewed lease gets: one beat, then one slow call that succeeds.
         assert!(t.heartbeat + t.call_timeout() < t.fence_after());
         assert!(t.fence_after() < t.lease);
+        // A shard that hangs answers its timeout before the round's own deadline.
+        assert_eq!(t.queue_timeout(), Duration::from_millis(1000));
     }
 
     /// A fenced run is dropped `lost_grace` after it is told (`run_end::run_to_end`), so

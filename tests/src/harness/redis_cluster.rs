@@ -1,7 +1,7 @@
 //! A private Redis Cluster per test: `masters` primaries with `replicas` replicas each,
 //! started as cluster-mode redis-servers on free ports (each with its bus port free
 //! too), joined with `redis-cli --cluster create`, and stopped by PID. A primary can be
-//! SIGKILLed to make its replica take over.
+//! SIGKILLed to make its replica take over, or SIGSTOPped to hang with its sockets open.
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,24 @@ impl RedisCluster {
         if let Some(n) = self.nodes.iter_mut().find(|n| n.port() == port) {
             n.kill();
         }
+    }
+
+    /// SIGSTOP the node on `port`: it hangs with its sockets open (a frozen process, a
+    /// peer gone half-open) until [`RedisCluster::resume`].
+    pub fn pause(&self, port: u16) {
+        self.node(port).pause();
+    }
+
+    /// SIGCONT the node [`RedisCluster::pause`] stopped.
+    pub fn resume(&self, port: u16) {
+        self.node(port).resume();
+    }
+
+    fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
     }
 
     /// Keys per primary (`DBSIZE`), by port.

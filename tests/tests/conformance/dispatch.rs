@@ -361,7 +361,10 @@ pub async fn capped_queued_jobs_of_an_account_at_its_cap_say_so<S: JobStore>(sto
         "leased, not yet started"
     );
     let runs: Vec<(JobId, String)> = got.iter().map(|l| (l.id.clone(), l.token.clone())).collect();
-    store.mark_started(JobKind::Cleanup, &runs).await.unwrap();
+    store
+        .mark_started(JobKind::Cleanup, &runs, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(store.waiting(&a1).await.unwrap().is_none(), "a running job is not waiting");
 }
 
@@ -498,7 +501,10 @@ pub async fn an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does<S: JobS
     store.set_paused(JobKind::Sync, false).await.unwrap();
     let l = store.fetch(JobKind::Sync, "w1", 1, Duration::from_secs(30)).await.unwrap();
     let run: Vec<(JobId, String)> = l.jobs.iter().map(|l| (l.id.clone(), l.token.clone())).collect();
-    store.mark_started(JobKind::Sync, &run).await.unwrap();
+    store
+        .mark_started(JobKind::Sync, &run, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
     let running = store.enqueue(NewJob::new(sync("c")).answering_waiting()).await.unwrap();
     assert_eq!((running.id, running.state, running.waiting), (first.id, JobState::Running, None));
 }

@@ -61,7 +61,12 @@ pub async fn a_lease_renewed_within_its_grace_is_not_reclaimed<S: JobStore>(stor
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(fetch_one(&store, "w2").await.is_none(), "the first pass only marks the lease");
     let report = store
-        .extend_leases(JobKind::Cleanup, &[(id.clone(), l.token.clone())], lease)
+        .extend_leases(
+            JobKind::Cleanup,
+            &[(id.clone(), l.token.clone())],
+            lease,
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert!(report.lost.is_empty(), "the holder kept its lease");
@@ -469,7 +474,11 @@ pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attemp
     assert_eq!(leased.len(), 2);
     let run = leased.iter().find(|l| l.id == started).unwrap();
     store
-        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .mark_started(
+            JobKind::Cleanup,
+            &[(run.id.clone(), run.token.clone())],
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     // w1 dies: both leases run out, through their grace.
@@ -501,7 +510,11 @@ pub async fn capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attemp
     assert_eq!(leased.len(), 2);
     let run = leased.iter().find(|l| l.id == first).unwrap();
     store
-        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .mark_started(
+            JobKind::Cleanup,
+            &[(run.id.clone(), run.token.clone())],
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(store.cancel(&second).await.unwrap(), CancelOutcome::Requested);
@@ -537,7 +550,11 @@ pub async fn capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_s
     assert!(c.lag_ms >= 30, "the lag sees jobs waiting in a prefetch: {} ms", c.lag_ms);
     let run = leased.iter().find(|l| l.id == first).unwrap();
     store
-        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .mark_started(
+            JobKind::Cleanup,
+            &[(run.id.clone(), run.token.clone())],
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     let c = store.counts(JobKind::Cleanup).await.unwrap();

@@ -333,7 +333,7 @@ pub async fn a_renewed_lease_is_never_reclaimed<S: JobStore>(store: S) {
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let report = store
-            .extend_leases(JobKind::Cleanup, &[(l.id.clone(), l.token.clone())], lease)
+            .extend_leases(JobKind::Cleanup, &[(l.id.clone(), l.token.clone())], lease, Duration::from_secs(5))
             .await
             .unwrap();
         assert!(report.lost.is_empty());
@@ -362,7 +362,7 @@ pub async fn cancelling_a_running_job_tells_its_worker<S: JobStore>(store: S) {
     let l = fetch_one(&store, "w1").await.unwrap();
     assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
     let report = store
-        .extend_leases(JobKind::Cleanup, &[(l.id.clone(), l.token.clone())], LEASE)
+        .extend_leases(JobKind::Cleanup, &[(l.id.clone(), l.token.clone())], LEASE, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(report.cancel_requested, vec![id.clone()]);

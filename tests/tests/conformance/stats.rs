@@ -133,7 +133,11 @@ pub async fn capped_reclaims_and_late_results_are_counted<S: JobStore>(store: S)
     let leased = store.fetch(JobKind::Cleanup, "w1", 2, short).await.unwrap().jobs;
     let run = leased.iter().find(|l| l.id == started).unwrap().clone();
     store
-        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())])
+        .mark_started(
+            JobKind::Cleanup,
+            &[(run.id.clone(), run.token.clone())],
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     let before = store.counts(JobKind::Cleanup).await.unwrap().events;

@@ -221,15 +221,17 @@ impl RedisStore {
 
     /// Calls `script` once for each queue `runs` live in — its prefix, `arg` when given,
     /// then each run's id and token — every queue at once, so a slow or unreachable shard
-    /// delays or fails only its own runs. Each answer comes with its queue's runs. The
-    /// call declares the queue's keys named in `uses` and each run's job record: all the
-    /// script touches.
+    /// delays or fails only its own runs. Each answer comes with its queue's runs; a
+    /// queue that has not answered `within` (a shard that hangs rather than refuses)
+    /// answers a timeout, so it holds up no other queue's answer. The call declares the
+    /// queue's keys named in `uses` and each run's job record: all the script touches.
     async fn call_per_queue<'a, R: redis::FromRedisValue>(
         &self,
         script: &'static crate::redis_conn::LuaScript,
         uses: &[&str],
         runs: &'a [(JobId, String)],
         arg: Option<u64>,
+        within: Option<Duration>,
     ) -> Vec<(Vec<(usize, &'a (JobId, String))>, redis::RedisResult<R>)> {
         let queues = self.by_queue(runs, |r| &r.0);
         let answers = futures::future::join_all(queues.iter().map(|(keys, items)| {
@@ -248,11 +250,24 @@ impl RedisStore {
                 inv.arg(id.as_str()).arg(token);
             }
             let mut conn = self.conn.clone();
-            async move { inv.invoke_async::<R>(&mut conn).await }
+            async move {
+                let answer = inv.invoke_async::<R>(&mut conn);
+                match within {
+                    None => answer.await,
+                    Some(within) => tokio::time::timeout(within, answer)
+                        .await
+                        .unwrap_or_else(|_| Err(no_answer_within(within))),
+                }
+            }
         }))
         .await;
         queues.into_iter().map(|(_, items)| items).zip(answers).collect()
     }
+}
+
+/// A queue's call that got no answer in time: a timeout, as redis-rs reports its own.
+fn no_answer_within(within: Duration) -> redis::RedisError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} ms", within.as_millis())).into()
 }
 
 pub(super) fn parse_err(e: impl std::fmt::Display) -> StoreError {
@@ -276,16 +291,22 @@ impl JobStore for RedisStore {
         self.settle_runs(settlements).await
     }
 
-    async fn extend_leases(&self, _kind: JobKind, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
-        self.renew_leases(leases, lease).await
+    async fn extend_leases(
+        &self,
+        _kind: JobKind,
+        leases: &[(JobId, String)],
+        lease: Duration,
+        within: Duration,
+    ) -> Result<LeaseReport, StoreError> {
+        self.renew_leases(leases, lease, within).await
     }
 
     async fn beat(&self, kind: JobKind) -> Result<(), StoreError> {
         self.beat_queues(kind).await
     }
 
-    async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)]) -> Result<(), StoreError> {
-        self.record_starts(runs).await
+    async fn mark_started(&self, _kind: JobKind, runs: &[(JobId, String)], within: Duration) -> Result<Vec<JobId>, StoreError> {
+        self.record_starts(runs, within).await
     }
 
     async fn set_progress(&self, id: &JobId, token: &str, progress: &Progress) -> Result<bool, StoreError> {

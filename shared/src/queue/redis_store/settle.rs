@@ -88,9 +88,15 @@ impl RedisStore {
         Ok(results)
     }
 
-    pub(super) async fn renew_leases(&self, leases: &[(JobId, String)], lease: Duration) -> Result<LeaseReport, StoreError> {
-        // Each queue (each shard) renews its own: one that cannot be reached leaves only
-        // its leases unrenewed; the call fails when none could be.
+    pub(super) async fn renew_leases(
+        &self,
+        leases: &[(JobId, String)],
+        lease: Duration,
+        within: Duration,
+    ) -> Result<LeaseReport, StoreError> {
+        // Each queue (each shard) renews its own: one that cannot be reached, or does not
+        // answer `within`, leaves only its leases unrenewed; the call fails when none could
+        // be.
         let mut report = LeaseReport::default();
         let mut failure = None;
         let answers = self
@@ -99,6 +105,7 @@ impl RedisStore {
                 &["active", "seen", "gaps", "marker"],
                 leases,
                 Some(lease.as_millis() as u64),
+                Some(within),
             )
             .await;
         for (items, answer) in answers {
@@ -138,13 +145,24 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn record_starts(&self, runs: &[(JobId, String)]) -> Result<(), StoreError> {
-        // Every queue is told even when another cannot be reached (the call then fails
-        // and is sent again: a start is recorded once however often it is sent).
-        let answers = self.call_per_queue::<i64>(&scripts::START, &["unstarted"], runs, None).await;
-        match answers.into_iter().find_map(|(_, answer)| answer.err()) {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+    /// Records the runs' starts, each queue its own; returns the runs whose queue could
+    /// not be reached or did not answer `within` (sent again later: a start is recorded
+    /// once however often it is sent). Fails when no queue answered.
+    pub(super) async fn record_starts(&self, runs: &[(JobId, String)], within: Duration) -> Result<Vec<JobId>, StoreError> {
+        let answers = self
+            .call_per_queue::<i64>(&scripts::START, &["unstarted"], runs, None, Some(within))
+            .await;
+        let mut unreached = Vec::new();
+        let mut failure = None;
+        for (items, answer) in answers {
+            if let Err(e) = answer {
+                failure.get_or_insert(e);
+                unreached.extend(items.iter().map(|(_, (id, _))| id.clone()));
+            }
+        }
+        match failure {
+            Some(e) if unreached.len() == runs.len() => Err(e.into()),
+            _ => Ok(unreached),
         }
     }
 

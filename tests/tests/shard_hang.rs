@@ -1,0 +1,169 @@
+//! A Redis Cluster primary that hangs (SIGSTOP: its sockets stay open, nothing answers)
+//! under a live worker runtime: only the runs whose jobs live on that shard lose their
+//! leases; the runs on the healthy shards are renewed and end on their first attempt.
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use drover::job::{JobId, JobKind, JobPayload, JobState};
+use drover::queue::{JobDefaults, JobStore, NewJob, Partitions, RedisStore};
+use drover::runtime::{JobContext, Outcome, WorkerSettings};
+use drover_tests::harness::RedisCluster;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const JOBS: usize = 12;
+/// How long a run goes on unless it is told to stop.
+const RUN: Duration = Duration::from_secs(8);
+
+fn defaults() -> JobDefaults {
+    JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        ..Default::default()
+    }
+}
+
+fn job(account: &str) -> NewJob {
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap();
+    NewJob::new(payload).max_attempts(5)
+}
+
+/// The runtime's defaults (lease 1.8 s, a beat every 300 ms, calls bounded at 750 ms,
+/// a run fenced after 1.5 s unrenewed), with a slot for every job.
+fn settings() -> WorkerSettings {
+    WorkerSettings {
+        concurrency: [(JobKind::Cleanup, JOBS), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        grace: Duration::from_millis(500),
+        prefetch: 0,
+        ..WorkerSettings::default()
+    }
+}
+
+/// What a run saw: `(job, attempt, told to stop)`, sent when it ends.
+type Ended = (JobId, u32, bool);
+
+fn handler(
+    ends: mpsc::UnboundedSender<Ended>,
+    starts: mpsc::UnboundedSender<JobId>,
+) -> impl Fn(JobPayload, JobContext) -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> + Send + Sync + 'static {
+    move |_payload, ctx: JobContext| {
+        let (ends, starts) = (ends.clone(), starts.clone());
+        Box::pin(async move {
+            let _ = starts.send(ctx.id.clone());
+            let stopped = tokio::time::timeout(RUN, ctx.cancel.cancelled()).await.is_ok();
+            let _ = ends.send((ctx.id.clone(), ctx.attempt, stopped));
+            if stopped {
+                return Err(drover::JobError::Cancelled);
+            }
+            Ok(Outcome::Succeeded(json!({})))
+        })
+    }
+}
+
+/// The jobs a store cannot read within 300 ms: those on the hung shard.
+async fn unreadable(store: &RedisStore, ids: &[JobId]) -> HashSet<JobId> {
+    let reads = ids.iter().map(|id| async move {
+        let read = tokio::time::timeout(Duration::from_millis(300), store.get(id)).await;
+        (id.clone(), matches!(read, Ok(Ok(Some(_)))))
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|(_, read)| !read)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Found by the audit of 2026-12-05 (docs/architecture.md, "Known limits"): a keeper
+/// round's one deadline (750 ms) covered a kind's renewals on every shard, so a shard
+/// that hung rather than refused held up every renewal: after 1.5 s every run of the
+/// process was fenced, the healthy shards' too, and ran again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_shard_costs_only_its_own_runs_their_leases() {
+    let cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
+    let mut ids = Vec::new();
+    for a in 0..JOBS {
+        ids.push(store.enqueue(job(&format!("a{a}"))).await.unwrap().id);
+    }
+    let (ends_tx, mut ends) = mpsc::unbounded_channel();
+    let (starts_tx, mut starts) = mpsc::unbounded_channel();
+    let url = cluster.url();
+    let connect = move || {
+        let url = url.clone();
+        async move { RedisStore::connect(&url, "drover", defaults()).await }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::spawn(drover::runtime::run(
+        store.clone(),
+        connect,
+        settings(),
+        handler(ends_tx, starts_tx),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut started = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while started.len() < JOBS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, starts.recv()).await {
+            Ok(Some(id)) => {
+                started.insert(id);
+            }
+            _ => panic!("only {} of {JOBS} runs started", started.len()),
+        }
+    }
+    // Every start reported and renewed at least once before the hang.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let hung = cluster.primaries()[0];
+    cluster.pause(hung);
+    let paused_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let on_hung = unreadable(&store, &ids).await;
+    // Three leases' worth of hanging: long past the fence and Redis's own expiry.
+    let mut stopped_runs = Vec::new();
+    while paused_at.elapsed() < Duration::from_millis(5400) {
+        if let Ok(Some(end)) = tokio::time::timeout(Duration::from_millis(100), ends.recv()).await {
+            stopped_runs.push(end);
+        }
+    }
+    cluster.resume(hung);
+    eprintln!(
+        "{} of {JOBS} jobs on the hung shard; runs ended during the hang: {stopped_runs:?}",
+        on_hung.len()
+    );
+    assert!(
+        !on_hung.is_empty() && on_hung.len() < JOBS,
+        "the jobs spread over the shards: {} on the hung one",
+        on_hung.len()
+    );
+    let healthy_stopped: Vec<&Ended> = stopped_runs.iter().filter(|(id, _, _)| !on_hung.contains(id)).collect();
+    assert!(
+        healthy_stopped.is_empty(),
+        "runs on healthy shards were stopped while another shard hung: {healthy_stopped:?}"
+    );
+
+    // The healthy shards' jobs end on their first attempt.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in ids.iter().filter(|id| !on_hung.contains(*id)) {
+        loop {
+            let job = store.get(id).await.unwrap().unwrap();
+            if job.state.is_terminal() {
+                assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
+                assert_eq!(job.attempts, 1, "one attempt: {job:#?}");
+                assert!(job.attempt_history.len() <= 1, "one run: {job:#?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never ended: {job:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let _ = stop.send(());
+    runtime.await.unwrap().unwrap();
+}

@@ -528,6 +528,39 @@ async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_a
     let _ = started.stop.send(());
 }
 
+/// Found by the chaos audit of 2026-12-05: in `aof` mode with AOF switched off at run
+/// time, a fetch's WAITAOF was refused and the whole pipeline's reply with it, so the
+/// leases the fetch script had made were neither handed to a run nor given back: the
+/// job sat `running` with nobody on it, and every idle round leased it again until its
+/// attempts were spent and it went dead, never run. Now the leases are given back
+/// (attempts unused) and the next fetch is refused, naming what Redis lacks.
+#[tokio::test]
+async fn aof_mode_with_appendonly_switched_off_at_run_time_leases_nothing_and_gives_the_jobs_back() {
+    let server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
+    let mut durability = mode(DurabilityMode::Aof);
+    durability.timeout = Duration::from_secs(2);
+    let store = RedisStore::connect(&server.url(), "drover", defaults(durability)).await.unwrap();
+    let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut server.conn())
+        .unwrap();
+    let r = store.fetch(JobKind::Cleanup, "w1", 4, Duration::from_secs(30)).await;
+    assert!(r.is_err(), "no lease handed out: {:?}", r.map(|f| f.jobs.len()));
+    assert_eq!(state_on(&server, &id).as_deref(), Some("queued"), "given back");
+    let again = store.fetch(JobKind::Cleanup, "w1", 4, Duration::from_secs(30)).await;
+    assert!(
+        matches!(again, Err(StoreError::DurabilityUnsupported(ref why)) if why.contains("appendonly")),
+        "{:?}",
+        again.map(|f| f.jobs.len())
+    );
+    assert_eq!(state_on(&server, &id).as_deref(), Some("queued"));
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 0, "no attempt used: {job:#?}");
+}
+
 /// Found by an audit of error texts: the API claims an idempotency key for a kind and an
 /// account before the enqueue, and kept the claim when the queue then refused the submit
 /// with nothing written (a `queue.durability` Redis cannot give). The client was told

@@ -288,6 +288,16 @@ impl DurableWrites {
         })
     }
 
+    /// What the wait sent after a pipeline's writes answered: the writes are as durable
+    /// as the mode asks, or not ([`StoreError::NotDurable`], also when Redis refused the
+    /// wait itself: see [`Self::refused_wait`]).
+    pub fn check(&self, reply: Value) -> Result<(), StoreError> {
+        match reply {
+            Value::ServerError(e) => Err(self.refused_wait(StoreError::Redis(e.into()))),
+            reply => self.durability.check(reply),
+        }
+    }
+
     /// See [`await_durable`].
     pub async fn await_durable(&self) -> Result<(), StoreError> {
         await_durable(&mut self.conn.clone(), &self.durability).await

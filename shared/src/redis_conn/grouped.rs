@@ -117,22 +117,32 @@ async fn run_group(
             counts.push(pipe.cmd_iter().count() - before);
         }
         if let Some(t) = tail {
-            pipe.add_command(t.clone());
+            // The tail's own refusal (a WAITAOF once AOF is off) must not hide what the
+            // writes before it answered: it comes back as its reply, for the caller.
+            pipe.add_command(t.clone()).ignore_errors();
         }
         pipe
     };
-    let mut flat: Vec<Value> = match build(&mut counts).query_async(&mut conn).await {
+    let send = |pipe: Pipeline, mut conn: RedisConn| async move {
+        let mut flat: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let tail_reply = if tail.is_some() { flat.pop() } else { None };
+        // With the tail's errors let through, the writes' own still fail the pipeline.
+        if let Some(Value::ServerError(e)) = flat.iter().find(|v| matches!(v, Value::ServerError(_))) {
+            return Err(e.clone().into());
+        }
+        Ok((flat, tail_reply))
+    };
+    let (flat, tail_reply) = match send(build(&mut counts), conn.clone()).await {
         Ok(v) => v,
         Err(e) => match library {
             // built again: the calls may go by EVALSHA now (the server refused the library)
             Some(l) if is_missing(&e) => {
                 l.load(&mut conn).await?;
-                build(&mut counts).query_async(&mut conn).await?
+                send(build(&mut counts), conn).await?
             }
             _ => return Err(e),
         },
     };
-    let tail_reply = if tail.is_some() { flat.pop() } else { None };
     let mut it = flat.into_iter();
     Ok((counts.into_iter().map(|n| it.by_ref().take(n).collect()).collect(), tail_reply))
 }

@@ -207,7 +207,7 @@ impl RedisStore {
                 .result
                 .map_err(|e| self.durable.refused_wait(e.into()))
                 .and_then(|(replies, tail)| {
-                    tail.map_or(Ok(()), |w| self.durable.durability().check(w))?;
+                    tail.map_or(Ok(()), |w| self.durable.check(w))?;
                     Ok(replies)
                 });
             match outcome {

@@ -9,7 +9,7 @@ use crate::job::JobKind;
 use crate::queue::codec::decode_leased_bytes;
 use crate::queue::keys::{GROUP_INDEXES, LANE_OFFER, PARKED, TERMINAL};
 use crate::queue::needs::NEED_ROUNDS;
-use crate::queue::{scripts, Fetched, JobStore, Leased, QueueKeys, Settlement, StoreError};
+use crate::queue::{scripts, Fetched, Leased, QueueKeys, Settlement, StoreError};
 
 /// The queue's own keys a fetch touches besides those of the shared sets it declares
 /// with them (and jobs' and accounts': fetch.lua).
@@ -212,7 +212,7 @@ impl RedisStore {
         for group in groups {
             let (replies, durable) = match group.result {
                 Ok((replies, tail)) => {
-                    let durable = tail.map_or(Ok(()), |w| self.durable.durability().check(w));
+                    let durable = tail.map_or(Ok(()), |w| self.durable.check(w));
                     (replies, durable)
                 }
                 Err(e) => {
@@ -293,7 +293,7 @@ impl RedisStore {
         }
         if !give_back.is_empty() {
             let release: Vec<Settlement> = give_back.iter().map(Settlement::release).collect();
-            if let Err(re) = self.settle(kind, &release).await {
+            if let Err(re) = self.give_back(&release).await {
                 tracing::warn!(error = %re, jobs = release.len(), "could not give back leases that were not durable; they return when the leases expire");
             }
         }

@@ -38,8 +38,27 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+/// Whether a settle waits for `queue.durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    AsConfigured,
+    Nothing,
+}
+
 impl RedisStore {
     pub(super) async fn settle_runs(&self, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+        self.settle_each(settlements, Wait::AsConfigured).await
+    }
+
+    /// Gives back leases that were never durable (their wait fell short or was refused):
+    /// the hand-back waits for nothing, so it is written even when Redis can no longer
+    /// give the configured durability. A failover that forgets it forgets a lease no
+    /// run holds, which is handed back when it runs out, as unstarted.
+    pub(super) async fn give_back(&self, settlements: &[Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+        self.settle_each(settlements, Wait::Nothing).await
+    }
+
+    async fn settle_each(&self, settlements: &[Settlement], wait: Wait) -> Result<Vec<SettleResult>, StoreError> {
         if settlements.is_empty() {
             return Ok(Vec::new());
         }
@@ -51,7 +70,7 @@ impl RedisStore {
         let queues = self.by_queue(settlements, |s| &s.id);
         let answers = futures::future::join_all(queues.iter().map(|(keys, items)| async move {
             let batch: Vec<&Settlement> = items.iter().map(|(_, s)| *s).collect();
-            self.settle_in(keys, &batch).await
+            self.settle_in(keys, &batch, wait).await
         }))
         .await;
         for ((_, items), answer) in queues.iter().zip(answers) {
@@ -187,7 +206,7 @@ impl RedisStore {
     /// job's end must not roll back (review F2): a batch holding one goes on the durable
     /// writes' connection, followed by the wait `queue.durability` asks for; a retry,
     /// snooze or hand-back lost in a failover is reclaimed like any lease.
-    async fn settle_in(&self, keys: &QueueKeys, settlements: &[&Settlement]) -> Result<Vec<SettleResult>, StoreError> {
+    async fn settle_in(&self, keys: &QueueKeys, settlements: &[&Settlement], wait: Wait) -> Result<Vec<SettleResult>, StoreError> {
         // The keys each run's end touches: the queue's, its record and history, and
         // its account's (as leased here; one leased elsewhere is read by the script,
         // which then names them, and the call is made again).
@@ -226,7 +245,7 @@ impl RedisStore {
             inv
         };
         let local = Durability::LOCAL;
-        let (mut conn, wanted) = if settlements.iter().any(|s| s.action.must_be_durable()) {
+        let (mut conn, wanted) = if wait == Wait::AsConfigured && settlements.iter().any(|s| s.action.must_be_durable()) {
             self.durable.ensure_supported().await?;
             (self.durable.conn(), self.durable.durability())
         } else {

@@ -218,6 +218,25 @@ async fn a_scoped_keys_malformed_account_id_is_a_422_naming_it() {
     );
 }
 
+/// Found by the hostile-tenant audit of 2026-12-05: only the payload was bounded, and a
+/// cron of five fields with a megabyte of spaces between them was stored and listed as
+/// sent (50 schedules: 50 MiB in Redis for one account, re-read by every scheduler).
+#[tokio::test]
+async fn a_cron_padded_past_its_bound_is_a_422_on_cron_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let cron = format!("0{}4 * * *", " ".repeat(100_000));
+    let p = problem(put(&app, ACME_SUB, "wide", &cleanup_schedule(&cron, "acme")).await, 422).await;
+    assert_eq!(fields(&p), vec!["cron".to_owned()], "{p}");
+    assert!(!p.to_string().contains("          "), "the padding is not echoed: {p}");
+    let res = app.get(ACME_SUB, "/v1/schedules/wide").send().await.unwrap();
+    assert_eq!(res.status(), 404, "nothing was stored");
+    // The longest cron a real schedule needs (every minute listed) is still taken.
+    let every_minute = (0..60).map(|m| m.to_string()).collect::<Vec<_>>().join(",");
+    let listed = format!("0 {every_minute} 4 * * *");
+    let res = put(&app, ACME_SUB, "listed", &cleanup_schedule(&listed, "acme")).await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+}
+
 #[tokio::test]
 async fn a_schedules_job_template_is_bounded_like_post_jobs() {
     let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.jobs.max_payload_bytes = 2048).await;

@@ -103,7 +103,14 @@ pub fn validate_name(name: &str) -> Result<(), FieldError> {
     }
 }
 
+/// The longest cron expression taken: every minute of an hour listed (`0,1,…,59`) in a
+/// field fits, and a schedule stays the size its payload cap says, however it is padded.
+pub const MAX_CRON_BYTES: usize = 256;
+
 pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    if expr.len() > MAX_CRON_BYTES {
+        return Err(format!("{} bytes; at most {MAX_CRON_BYTES} are allowed", expr.len()));
+    }
     let fields = expr.split_whitespace().count();
     if !(5..=6).contains(&fields) {
         return Err(format!(

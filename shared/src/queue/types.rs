@@ -141,6 +141,16 @@ impl StoreError {
         }
     }
 
+    /// Redis is at its memory limit (`maxmemory`) and refused a write before it ran.
+    pub fn is_out_of_memory(&self) -> bool {
+        let Self::Redis(e) = self else { return false };
+        // a pipeline's refusal carries its commands' errors
+        e.code() == Some("OOM")
+            || e.clone()
+                .into_server_errors()
+                .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "OOM"))
+    }
+
     /// Redis did not answer in time (the connection may have gone silent).
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Redis(e) if e.is_timeout())
@@ -277,6 +287,9 @@ pub struct LeaseReport {
     pub cancel_requested: Vec<JobId>,
     /// Not renewed: their queue (their shard) could not be reached while others were.
     pub unreached: Vec<JobId>,
+    /// Some queue did not answer in time (not refused): its connection may have gone
+    /// silent, which only dialling afresh cures.
+    pub silent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,7 +67,7 @@ pub(crate) fn spawn_keeper<S, C, Fut>(
 where
     S: JobStore,
     C: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>>,
+    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>> + 'static,
 {
     std::thread::Builder::new()
         .name("drover-leases".into())
@@ -76,7 +76,9 @@ where
                 .enable_all()
                 .build()
                 .expect("lease keeper runtime");
-            rt.block_on(async move {
+            // Local tasks: a store dialled afresh in the background (`Redial`).
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
                 tokio::spawn(fence_loop(registry.clone(), timing, stop.clone()));
                 renew_loop(registry, kinds, worker, connect, timing, stop).await;
             });
@@ -94,18 +96,29 @@ async fn renew_loop<S, C, Fut>(
 ) where
     S: JobStore,
     C: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>>,
+    Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>> + 'static,
 {
     let call_timeout = timing.call_timeout();
     let mut store: Option<S> = None;
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
     let mut failing = false;
+    let mut redial = Redial::default();
     let mut tick = tokio::time::interval(timing.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        if let Some(s) = redial.take_dialled().await {
+            tracing::info!("lease keeper dialled the queue afresh: a shard had stopped answering");
+            store = Some(s);
+            if let Some(h) = heartbeat.take() {
+                h.abort();
+            }
+        }
+        if let Some(s) = store.as_ref().filter(|_| heartbeat.is_none()) {
+            heartbeat = Some(tokio::spawn(heartbeat_loop(s.clone(), worker.clone(), timing, stop.clone())));
         }
         if store.is_none() {
             match tokio::time::timeout(call_timeout, connect()).await {
@@ -152,6 +165,7 @@ async fn renew_loop<S, C, Fut>(
         let rounds = held.into_iter().map(|(kind, held)| renew_kind(s, &registry, kind, held, timing));
         let (renewed, ()) = tokio::join!(join_all(rounds), beats.map(|_| ()));
         let mut timed_out = false;
+        let mut silent = false;
         let mut first_error = None;
         for r in renewed {
             match r {
@@ -163,11 +177,21 @@ async fn renew_loop<S, C, Fut>(
                 Err(RenewError::Store(kind, e)) => {
                     first_error.get_or_insert_with(|| format!("{kind}: {e}"));
                 }
-                Err(RenewError::Unreached(kind, n)) => {
-                    first_error.get_or_insert_with(|| format!("{kind}: {n} leases on a partition that cannot be reached"));
+                Err(RenewError::Unreached {
+                    kind,
+                    leases,
+                    silent: quiet,
+                }) => {
+                    silent |= quiet;
+                    first_error.get_or_insert_with(|| format!("{kind}: {leases} leases on a partition that cannot be reached"));
                 }
             }
         }
+        // One shard silent while the others answer: its socket may have gone half-open,
+        // which redis-rs does not notice (the call was dropped at its bound, not failed).
+        // A fresh store is dialled beside the one in use, which goes on renewing the
+        // healthy shards' leases until the fresh one is ready.
+        redial.after_round(silent, &connect);
         match first_error {
             None if failing => {
                 tracing::info!("lease keeper reaches the queue again");
@@ -194,8 +218,71 @@ enum RenewError {
     TimedOut(JobKind),
     Store(JobKind, crate::queue::StoreError),
     /// The kind's other leases were renewed; these many, on a queue that could not be
-    /// reached, were not.
-    Unreached(JobKind, usize),
+    /// reached (`silent`: that did not answer in time), were not.
+    Unreached {
+        kind: JobKind,
+        leases: usize,
+        silent: bool,
+    },
+}
+
+/// A fresh store dialled in the background while one shard stays silent: after
+/// [`SILENT_ROUNDS`] rounds in a row, at most once every [`REDIAL_EVERY`], each dial
+/// bounded by [`REDIAL_WITHIN`]; the keeper takes it once it is ready.
+struct Redial<S: 'static> {
+    silent_rounds: u32,
+    last: Option<Instant>,
+    dialling: Option<tokio::task::JoinHandle<Option<S>>>,
+}
+
+impl<S: 'static> Default for Redial<S> {
+    fn default() -> Self {
+        Self {
+            silent_rounds: 0,
+            last: None,
+            dialling: None,
+        }
+    }
+}
+
+const SILENT_ROUNDS: u32 = 2;
+const REDIAL_EVERY: Duration = Duration::from_secs(5);
+const REDIAL_WITHIN: Duration = Duration::from_secs(5);
+
+impl<S: 'static> Redial<S> {
+    fn after_round<C, Fut>(&mut self, silent: bool, connect: &C)
+    where
+        C: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<S, crate::queue::StoreError>> + 'static,
+    {
+        self.silent_rounds = if silent { self.silent_rounds + 1 } else { 0 };
+        let due = self.last.is_none_or(|at| at.elapsed() >= REDIAL_EVERY);
+        if self.silent_rounds >= SILENT_ROUNDS && self.dialling.is_none() && due {
+            self.last = Some(Instant::now());
+            let dial = connect();
+            self.dialling = Some(tokio::task::spawn_local(async move {
+                match tokio::time::timeout(REDIAL_WITHIN, dial).await {
+                    Ok(Ok(s)) => Some(s),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "lease keeper could not dial the queue afresh; keeps the store it has");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!("lease keeper's fresh dial did not answer in time; keeps the store it has");
+                        None
+                    }
+                }
+            }));
+        }
+    }
+
+    /// The fresh store, once its dial has ended well.
+    async fn take_dialled(&mut self) -> Option<S> {
+        if !self.dialling.as_ref().is_some_and(|h| h.is_finished()) {
+            return None;
+        }
+        self.dialling.take()?.await.ok().flatten()
+    }
 }
 
 /// One kind's renewal: note which leases are still ours, lost, or cancelled.
@@ -252,7 +339,11 @@ async fn renew_kind<S: JobStore>(
     }
     starts?;
     if !report.unreached.is_empty() {
-        return Err(RenewError::Unreached(kind, report.unreached.len()));
+        return Err(RenewError::Unreached {
+            kind,
+            leases: report.unreached.len(),
+            silent: report.silent,
+        });
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ where
     S: JobStore,
     H: Handler,
     C: Fn() -> CF + Send + 'static,
-    CF: Future<Output = Result<S, StoreError>>,
+    CF: Future<Output = Result<S, StoreError>> + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let handler: Arc<dyn Handler> = Arc::new(handler);

@@ -134,7 +134,11 @@ impl RedisStore {
                     report.cancel_requested.extend(cancel.into_iter().filter_map(|s| s.parse().ok()));
                 }
                 Err(e) => {
-                    failure.get_or_insert(e);
+                    report.silent |= e.is_timeout();
+                    // A silence says more than a refusal: the caller dials afresh on it.
+                    if failure.is_none() || e.is_timeout() {
+                        failure = Some(e);
+                    }
                     report.unreached.extend(items.iter().map(|(_, (id, _))| id.clone()));
                 }
             }

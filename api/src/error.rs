@@ -56,6 +56,10 @@ pub enum ApiError {
     /// (`body_budget.rs`); nothing was read or done.
     #[error("{0}")]
     Busy(String),
+    /// Redis is at its memory limit (`maxmemory`) and refused the write before it ran:
+    /// nothing was written. Reads still answer.
+    #[error("the queue is out of memory: {cause}")]
+    QueueFull { cause: String },
     /// A dependency (Redis) did not answer: the outcome is unknown.
     #[error("{dependency} unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
@@ -100,6 +104,7 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Unavailable { .. }
+            | ApiError::QueueFull { .. }
             | ApiError::Busy(_)
             | ApiError::NotDurable { .. }
             | ApiError::DurabilityUnsupported { .. }
@@ -130,6 +135,7 @@ impl ApiError {
                 ("unavailable", "Service unavailable")
             }
             ApiError::Busy(_) => ("busy", "Too many request bodies in flight"),
+            ApiError::QueueFull { .. } => ("queue-full", "Queue out of memory"),
             ApiError::NotDurable { .. } => ("not-durable", "Accepted but not yet durable"),
             ApiError::UpstreamUnavailable(_) => ("upstream-unavailable", "Upstream service unavailable"),
             ApiError::Timeout(_) => ("timeout", "Request timed out"),
@@ -174,6 +180,9 @@ impl ApiError {
             ApiError::DurabilityUnsupported { .. } => {
                 "the queue cannot store jobs as durably as this service is configured to; nothing was written".into()
             }
+            ApiError::QueueFull { .. } => "the queue is at its memory limit and takes no new writes now; \
+                                           nothing was written: retry later (reads still answer)"
+                .into(),
             ApiError::NotReady { dependency: DURABILITY } => {
                 "not ready: redis cannot provide the configured queue.durability (see the log)".into()
             }
@@ -194,6 +203,7 @@ impl ApiError {
                 Some(Duration::from_secs(1))
             }
             ApiError::DurabilityUnsupported { .. } => Some(Duration::from_secs(30)),
+            ApiError::QueueFull { .. } => Some(Duration::from_secs(5)),
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -221,6 +231,7 @@ fn retry_after_secs(d: Duration) -> u64 {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            e if e.is_out_of_memory() => ApiError::QueueFull { cause: e.to_string() },
             StoreError::Redis(e) => ApiError::Unavailable {
                 dependency: "redis",
                 cause: e.to_string(),
@@ -296,6 +307,9 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => tracing::error!(%request_id, status = status.as_u16(), cause = %cause, "request failed"),
             ApiError::Unavailable { dependency, cause } => {
                 tracing::warn!(%request_id, status = status.as_u16(), dependency, cause = %cause, "dependency unavailable")
+            }
+            ApiError::QueueFull { cause } => {
+                tracing::warn!(%request_id, status = status.as_u16(), cause = %cause, "Redis is at its memory limit (maxmemory); the write was refused")
             }
             ApiError::NotDurable { cause } => {
                 tracing::warn!(%request_id, status = status.as_u16(), cause = %cause, "write accepted but not yet durable; the client is told to retry")

@@ -18,7 +18,9 @@ use crate::error::ApiError;
 
 static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        r"
+        r"#!lua flags=allow-oom
+-- allow-oom: a key's cell is taken at Redis's memory limit too, so its reads still
+-- answer there (a few bytes a key, kept for at most the burst's span).
 -- KEYS[1]: the key's TAT. ARGV: interval ms, burst, n (requests checked at once, in order)
 -- -> {how many of the n are allowed (the first ones), retry after ms for the rest}
 local interval, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

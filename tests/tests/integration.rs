@@ -41,6 +41,7 @@ mod jobs_e2e;
 mod logs_process;
 mod marketplace_client;
 mod marketplace_e2e;
+mod memory_limit;
 mod parked_kill_process;
 mod partitions;
 mod queue_conformance;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use drover::job::{JobKind, JobPayload, JobState};
 use drover::queue::{JobDefaults, JobStore, ListQuery, NewJob, RedisStore, SettleAction, Settlement};
-use drover::redis_conn::{query_grouped, Library, LuaScript, RedisSource, ScriptDef, Timeouts};
+use drover::redis_conn::{query_grouped, Access, Library, LuaScript, RedisSource, ScriptDef, Timeouts};
 use drover_tests::harness::{Durability, RedisCluster, RedisServer};
 use serde_json::json;
 
@@ -18,13 +18,13 @@ fn defs() -> [ScriptDef; 2] {
             name: "echo",
             helpers: &[HELPERS],
             body: "return tagged(ARGV[2])",
-            reads_only: true,
+            access: Access::ReadsOnly,
         },
         ScriptDef {
             name: "bump",
             helpers: &[HELPERS],
             body: "return tagged(tostring(redis.call('INCR', KEYS[1])))",
-            reads_only: false,
+            access: Access::Writes,
         },
     ]
 }

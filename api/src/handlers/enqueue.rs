@@ -30,7 +30,12 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     job.trigger.get_or_insert_with(|| "api".to_owned());
     let enqueued = enqueue_answering(state, job).await;
     // Refused with nothing written: the key stays free for another request.
-    if let (Some(claim), Err(EnqueueError::Invalid(_) | EnqueueError::Store(StoreError::DurabilityUnsupported(_)))) = (claim, &enqueued) {
+    let refused = match &enqueued {
+        Err(EnqueueError::Invalid(_) | EnqueueError::Store(StoreError::DurabilityUnsupported(_))) => true,
+        Err(EnqueueError::Store(e)) => e.is_out_of_memory(),
+        _ => false,
+    };
+    if let (Some(claim), true) = (claim, refused) {
         state.claims().release(claim).await;
     }
     match enqueued {

@@ -2,18 +2,18 @@
 //! (common.lua, waiting_of.lua) loaded once per server (redis_conn/library.rs).
 use std::sync::LazyLock;
 
-use crate::redis_conn::{Library, LuaScript, ScriptDef};
+use crate::redis_conn::{Access, Library, LuaScript, ScriptDef};
 
 const COMMON: &str = include_str!("lua/common.lua");
 const WAITING_OF: &str = include_str!("lua/waiting_of.lua");
 
 macro_rules! scripts {
-    ($($name:ident $file:literal $helpers:expr, $reads_only:literal;)*) => {
+    ($($name:ident $file:literal $helpers:expr, $access:ident;)*) => {
         const DEFS: &[ScriptDef] = &[$(ScriptDef {
             name: $file,
             helpers: $helpers,
             body: include_str!(concat!("lua/", $file, ".lua")),
-            reads_only: $reads_only,
+            access: Access::$access,
         }),*];
         /// Each script's place in `DEFS`.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
@@ -24,26 +24,26 @@ macro_rules! scripts {
     };
 }
 
-// name, file (lua/<file>.lua), the helpers it needs, whether it only reads
+// name, file (lua/<file>.lua), the helpers it needs, what it does to the data (`Access`)
 scripts! {
-    ENQUEUE "enqueue" &[COMMON, WAITING_OF], false;
-    FETCH "fetch" &[COMMON], false;
-    SETTLE "settle" &[COMMON], false;
-    EXTEND "extend" &[COMMON], false;
-    PROGRESS "progress" &[COMMON], false;
-    CANCEL "cancel" &[COMMON], false;
-    RETRY "retry" &[COMMON], false;
-    REMOVE "remove" &[COMMON], false;
-    LIST "list" &[COMMON], true;
-    WAITING "waiting" &[COMMON, WAITING_OF], true;
-    START "start" &[COMMON], false;
-    CALLBACK_CLAIM "callback_claim" &[COMMON], false;
-    CALLBACK_RECORD "callback_record" &[COMMON], false;
-    QUEUE_STATS "queue_stats" &[COMMON], true;
-    DEAD_GROUPS "dead_groups" &[COMMON], false;
-    ACCOUNT_COUNTS "account_counts" &[COMMON], false;
-    COUNT_QUEUED "count_queued" &[COMMON], false;
-    ADOPT_LANES "adopt_lanes" &[COMMON], false;
+    ENQUEUE "enqueue" &[COMMON, WAITING_OF], Writes;
+    FETCH "fetch" &[COMMON], Writes;
+    SETTLE "settle" &[COMMON], Writes;
+    EXTEND "extend" &[COMMON], Writes;
+    PROGRESS "progress" &[COMMON], Writes;
+    CANCEL "cancel" &[COMMON], Writes;
+    RETRY "retry" &[COMMON], Writes;
+    REMOVE "remove" &[COMMON], Frees;
+    LIST "list" &[COMMON], ReadsOnly;
+    WAITING "waiting" &[COMMON, WAITING_OF], ReadsOnly;
+    START "start" &[COMMON], Writes;
+    CALLBACK_CLAIM "callback_claim" &[COMMON], Writes;
+    CALLBACK_RECORD "callback_record" &[COMMON], Writes;
+    QUEUE_STATS "queue_stats" &[COMMON], ReadsOnly;
+    DEAD_GROUPS "dead_groups" &[COMMON], Writes;
+    ACCOUNT_COUNTS "account_counts" &[COMMON], Writes;
+    COUNT_QUEUED "count_queued" &[COMMON], Writes;
+    ADOPT_LANES "adopt_lanes" &[COMMON], Writes;
 }
 
 /// Every queue script, as one library: each call runs `begin_call` (common.lua) first.

@@ -17,12 +17,35 @@ use sha2::{Digest, Sha256};
 
 /// One script of a library: its name, the helpers it needs (each a piece of Lua that
 /// only defines locals; pieces shared by several scripts appear once in the library),
-/// its body, and whether it only reads (served under `maxmemory` pressure too).
+/// its body, and what it does to the data (which says whether Redis runs it at its
+/// memory limit).
 pub struct ScriptDef {
     pub name: &'static str,
     pub helpers: &'static [&'static str],
     pub body: &'static str,
-    pub reads_only: bool,
+    pub access: Access,
+}
+
+/// What a script does to the data, as its function's flags tell Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Writes: refused at `maxmemory`, before it runs.
+    Writes,
+    /// Only reads (`no-writes`): served at `maxmemory` too.
+    ReadsOnly,
+    /// Removes data, writing a little on the way (`allow-oom`): served at `maxmemory`,
+    /// where it is what frees memory.
+    Frees,
+}
+
+impl Access {
+    fn flags(self) -> &'static str {
+        match self {
+            Access::Writes => "{}",
+            Access::ReadsOnly => "{'no-writes'}",
+            Access::Frees => "{'allow-oom'}",
+        }
+    }
 }
 
 /// A set of scripts, loaded as one library or, where a server refuses that, one by one.
@@ -52,14 +75,14 @@ impl Library {
             hasher.update(h);
         }
         for d in defs {
-            hasher.update([u8::from(d.reads_only)]);
+            hasher.update([d.access as u8]);
             hasher.update(d.name);
             hasher.update(d.body);
         }
         let name = format!("{prefix}_{}", &hex::encode(hasher.finalize())[..12]);
         let mut source = format!("#!lua name={name}\n{}", helpers.join("\n"));
         for d in defs {
-            let flags = if d.reads_only { "{'no-writes'}" } else { "{}" };
+            let flags = d.access.flags();
             source.push_str(&format!(
                 "\nredis.register_function{{function_name = '{name}_{script}', flags = {flags}, callback = function(KEYS, ARGV)\n{begin}\n{body}\nend}}\n",
                 script = d.name,

@@ -21,7 +21,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 pub use grouped::{query_grouped, query_grouped_each, query_grouped_then, GroupReply};
-pub use library::{is_missing, Call, Library, LuaScript, ScriptDef};
+pub use library::{is_missing, Access, Call, Library, LuaScript, ScriptDef};
 pub use target::{RedisTarget, TargetError};
 
 /// Timeouts of a connection: how long dialling may take and how long one reply may take

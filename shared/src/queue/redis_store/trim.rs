@@ -84,20 +84,26 @@ impl RedisStore {
     pub(super) async fn trim_finished(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
         let mut conn = self.conn.clone();
         // One trimmer per kind at a time; the lock outlives the budget so a crashed
-        // trimmer frees it on its own.
+        // trimmer frees it on its own. At Redis's memory limit the lock cannot be written:
+        // the trim goes on without it (two trimmers at once only repeat each other's
+        // reads), since it is what frees memory there.
         let lock = self.partition_keys(kind, None).key("trim:lock");
         let owner = format!("{}", std::process::id());
-        let got: Option<String> = redis::cmd("SET")
+        let got: Result<Option<String>, StoreError> = redis::cmd("SET")
             .arg(&lock)
             .arg(&owner)
             .arg("NX")
             .arg("PX")
             .arg((TRIM_BUDGET * 4).as_millis() as u64)
             .query_async(&mut conn)
-            .await?;
-        if got.is_none() {
-            return Ok(None);
-        }
+            .await
+            .map_err(StoreError::from);
+        let full = match got {
+            Ok(Some(_)) => false,
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_out_of_memory() => true,
+            Err(e) => return Err(e),
+        };
         let started = std::time::Instant::now();
         let mut trimmed = Trimmed::default();
         let policies = [
@@ -111,10 +117,13 @@ impl RedisStore {
         let n = parts.len() as u64;
         for k in &parts {
             // Dead jobs from before dead-letter groups were kept join their groups, a
-            // batch per pass, oldest first (one EXISTS per pass once done).
-            while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
-            // Likewise jobs made before per-account counts were kept are counted.
-            while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
+            // batch per pass, oldest first (one EXISTS per pass once done). Likewise jobs
+            // made before per-account counts were kept are counted. Both write, so at the
+            // memory limit they wait for a trim that has freed some.
+            if !full {
+                while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
+                while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
+            }
             for (state, keep_for, keep_max) in policies {
                 loop {
                     let keep = if keep_max == 0 { 0 } else { keep_max.div_ceil(n) };
@@ -129,7 +138,9 @@ impl RedisStore {
                 }
             }
         }
-        let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
+        if !full {
+            let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
+        }
         Ok(Some(trimmed))
     }
 }

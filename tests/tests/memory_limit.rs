@@ -1,0 +1,128 @@
+//! Redis at its memory limit (`maxmemory` with `noeviction`, as deployed): the API still
+//! answers reads, refuses writes saying why, and serves again once memory is freed; the
+//! retention trim still frees memory. A private redis-server per test.
+use crate::api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use drover::job::{JobKind, JobPayload};
+use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+use drover_tests::harness::{Durability, RedisServer};
+use serde_json::json;
+
+fn used_memory(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut server.conn()).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sets `maxmemory` a little above what Redis uses, then writes filler keys until a write
+/// is refused for memory: Redis is at its limit. Returns how many filler keys it took.
+fn fill_to_the_limit(server: &RedisServer) -> usize {
+    let mut c = server.conn();
+    let limit = used_memory(server) + 512 * 1024;
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(limit).query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut c)
+        .unwrap();
+    let filler = "x".repeat(16 * 1024);
+    for n in 0..10_000 {
+        let set: redis::RedisResult<()> = redis::cmd("SET").arg(format!("filler:{n}")).arg(&filler).query(&mut c);
+        if let Err(e) = set {
+            assert_eq!(e.code(), Some("OOM"), "{e}");
+            return n;
+        }
+    }
+    panic!("Redis never reached its memory limit");
+}
+
+fn free_filler(server: &RedisServer, n: usize) {
+    let mut c = server.conn();
+    for i in 0..=n {
+        let _: () = redis::cmd("DEL").arg(format!("filler:{i}")).query(&mut c).unwrap();
+    }
+}
+
+/// Found by the chaos audit of 2026-12-05: every keyed request first takes a cell of its
+/// key's rate limit, a script that writes; at the memory limit Redis refused it, so
+/// reads (a job, a listing) answered 503 "dependency redis did not answer" like writes,
+/// though Redis answered, and nothing told a client or an operator that memory was the
+/// cause.
+#[tokio::test]
+async fn at_the_memory_limit_reads_answer_and_a_submit_is_told_the_queue_is_full() {
+    let app = spawn_app().await;
+    let id = app
+        .submit_ok(&json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}}))
+        .await;
+    let filler = fill_to_the_limit(&app.redis);
+
+    let job = app.get(ADMIN, &format!("/v1/jobs/{id}")).send().await.unwrap();
+    assert_eq!(job.status(), 200, "{}", job.text().await.unwrap());
+    let listed = app.get(ADMIN, "/v1/jobs?kind=cleanup").send().await.unwrap();
+    assert_eq!(listed.status(), 200, "{}", listed.text().await.unwrap());
+
+    let body = json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-2"]}});
+    let res = app.submit(ADMIN, &body).await;
+    let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let p = problem(res, 503).await;
+    assert_eq!(p["type"], "urn:drover:problem:queue-full", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("memory"), "{p}");
+    assert!(!p.to_string().contains("OOM command"), "Redis's own words stay in the log: {p}");
+    assert!(retry_after.is_some(), "told when to retry: {p}");
+
+    free_filler(&app.redis, filler);
+    let res = app.submit(ADMIN, &body).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+}
+
+/// Found by the chaos audit of 2026-12-05: the retention trim began with a `SET NX`
+/// lock and scripts without `allow-oom`, all refused at the memory limit, so when
+/// finished jobs had filled Redis the trim that would free it never ran.
+#[tokio::test]
+async fn at_the_memory_limit_the_trim_still_frees_finished_jobs() {
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
+    const JOBS: usize = 300;
+    for i in 0..JOBS {
+        let payload = JobPayload::from_json(
+            JobKind::Cleanup,
+            json!({"account_id": format!("seller-{}", i % 7), "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+        )
+        .unwrap();
+        store.enqueue(NewJob::new(payload)).await.unwrap();
+    }
+    let mut settled = 0;
+    while settled < JOBS {
+        let leased = store
+            .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs;
+        assert!(!leased.is_empty(), "every job is leased");
+        let s = crate::conformance::successes(&leased);
+        store.settle(JobKind::Cleanup, &s).await.unwrap();
+        settled += s.len();
+    }
+    fill_to_the_limit(&server);
+    let before = used_memory(&server);
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t = store
+        .trim(JobKind::Cleanup, Duration::from_millis(1), 500)
+        .await
+        .expect("the trim runs at the memory limit")
+        .expect("no other trimmer");
+    assert_eq!((t.removed, t.backlog), (JOBS as u64, 0));
+    let after = used_memory(&server);
+    eprintln!("used_memory {before} -> {after}");
+    assert!(after < before, "the trim freed memory: {before} -> {after}");
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().succeeded, 0);
+}

@@ -654,3 +654,42 @@ async fn the_confirm_pages_count_of_a_filter_reads_a_bounded_part_of_the_index()
     let (status, _) = reader.get("/ui/dead-letter/canary?account_id=acme").await;
     assert_eq!(status, 403, "the canary page is an admin's");
 }
+
+/// A console `POST` whose body arrives slowly: `Content-Length` bytes announced, a few
+/// sent, then nothing. The raw connection.
+async fn stalled_form(app: &TestApp, cookie: &str, path: &str, bytes: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {bytes}\r\n\r\ncsrf="
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    raw
+}
+
+/// Found by the hostile-tenant audit of 2026-12-05: the console's forms were read
+/// outside the request-body budget the API's routes reserve from, so a signed-in key
+/// (a read-only one too: it may sign out) could hold a form's 64 KiB per stalled
+/// `POST /ui/logout` until the request timeout, as many as it opened. They now reserve
+/// from the same budget: past the key's quarter a form is refused at once.
+#[tokio::test]
+async fn console_forms_sent_slowly_are_bounded_by_the_request_body_budget() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_with(Durability::None, |c| c.server.max_body_bytes_in_flight = 1 << 20).await;
+    let browser = Browser::sign_in(&app, ACME_SUB).await;
+    // A key's quarter of 1 MiB holds four forms of 60,000 bytes.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(stalled_form(&app, &browser.cookie, "/ui/logout", 60_000).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut fifth = stalled_form(&app, &browser.cookie, "/ui/logout", 60_000).await;
+    let mut buf = vec![0u8; 256];
+    let answer = match tokio::time::timeout(std::time::Duration::from_secs(2), fifth.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    assert_eq!(answer, "HTTP/1.1 503 Service Unavailable", "refused at once, not held");
+    drop(held);
+}

@@ -265,6 +265,15 @@ async fn signed_in(state: AppState, role: Role, req: Request, next: Next) -> Res
         )));
     }
     let mut req = req;
+    // A form's bytes, reserved before it is read from the budget the API's bodies share
+    // (`body_budget.rs`), for as long as the request runs.
+    let _body = match is_post.then(|| crate::body_budget::announced(req.headers(), FORM_BYTES)) {
+        None | Some(0) => None,
+        Some(bytes) => match state.body_budget().reserve(&principal.name, bytes) {
+            Ok(r) => Some(r),
+            Err(e) => return page::error(&e),
+        },
+    };
     if is_post {
         req = match with_csrf_checked(req, &session.csrf).await {
             Ok(r) => r,

@@ -130,7 +130,12 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
     // Wait briefly for the first attempt, so a healthy start is ready at once; when
     // Postgres is down or slow the attempts go on in the background.
     let (first_attempt, attempted) = oneshot::channel();
-    tokio::spawn(migrate_in_background(pool, state.clone(), first_attempt));
+    tokio::spawn(migrate_in_background(
+        pool,
+        state.clone(),
+        first_attempt,
+        config.audit_retention_days,
+    ));
     let _ = tokio::time::timeout(FIRST_MIGRATION_WAIT, attempted).await;
     let listener = TcpListener::bind(valid.listen).await.map_err(|source| StartError::Bind {
         addr: valid.listen,
@@ -179,9 +184,10 @@ pub async fn build(config: ApiConfig) -> Result<App, StartError> {
 
 /// Apply the migrations in the background until done or shut down, then mark the
 /// state ready for requests that need the schema.
-async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: oneshot::Sender<()>) {
+async fn migrate_in_background(pool: PgPool, state: AppState, first_attempt: oneshot::Sender<()>, audit_retention_days: u32) {
     if drover::db::migrate_until_done(&pool, state.shutdown(), Some(first_attempt)).await {
         state.set_migrated();
+        tokio::spawn(crate::audit::trim_loop(state.clone(), audit_retention_days));
         // Credentials sealed before they were bound to their row and column.
         let accounts = state.accounts();
         match accounts.repo.reseal_legacy(&accounts.secrets).await {

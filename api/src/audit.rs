@@ -6,6 +6,10 @@
 //! recorded (the access log has them). A row keeps a bounded part of what the request
 //! sent (refused requests are recorded too, so their fields are the client's to choose):
 //! a long text keeps its head and says how long it was, a long list its first entries.
+//! Entries past `api.audit_retention_days` are removed hourly by every replica, so what
+//! a key's requests (refused ones included) add to the log is bounded in time.
+use std::time::{Duration, Instant};
+
 use drover::db::NewAuditEntry;
 use serde_json::Value;
 
@@ -120,6 +124,44 @@ fn bounded_value(value: Value) -> Value {
         }
         Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (bounded_text(k), bounded_value(v))).collect()),
         other => other,
+    }
+}
+
+/// How often each replica removes the entries past their retention.
+const TRIM_EVERY: Duration = Duration::from_secs(3600);
+/// Most entries one statement removes; a round goes on until none is left or it has run
+/// for [`TRIM_BUDGET`].
+const TRIM_BATCH: i64 = 10_000;
+const TRIM_BUDGET: Duration = Duration::from_secs(30);
+
+/// Removes the entries recorded more than `keep_days` ago, at once and then every
+/// [`TRIM_EVERY`], until the API shuts down.
+pub async fn trim_loop(state: AppState, keep_days: u32) {
+    let shutdown = state.shutdown().clone();
+    loop {
+        let began = Instant::now();
+        let mut removed = 0;
+        loop {
+            match state.audit().trim(keep_days, TRIM_BATCH).await {
+                Ok(n) => {
+                    removed += n;
+                    if n < TRIM_BATCH as u64 || began.elapsed() >= TRIM_BUDGET {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, keep_days, "could not remove audit log entries past their retention; trying again in an hour");
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, keep_days, "audit log entries past their retention removed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TRIM_EVERY) => {}
+        }
     }
 }
 

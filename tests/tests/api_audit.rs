@@ -224,3 +224,69 @@ async fn a_dead_letter_action_cut_off_by_the_request_timeout_is_still_recorded_w
     let touched = entry["touched"].as_u64().expect("touched");
     assert!(touched > 0 && (gone - touched) <= 1, "{gone} deleted, {touched} recorded: {entry}");
 }
+
+/// Found by the hostile-tenant audit of 2026-12-05: a submit key's refused requests are
+/// recorded too (a `DELETE /v1/schedules/…` of a schedule that is not there: 404), and
+/// the log could only be read newest first, all of it: a tenant's flood of them buried
+/// the operators' own entries, and nothing ever removed an entry. The log now reads one
+/// key's or one action's entries, and each replica removes those past
+/// `api.audit_retention_days`.
+#[tokio::test]
+async fn the_log_reads_one_keys_or_one_actions_entries_past_a_flood_and_forgets_old_ones() {
+    let app = spawn_app().await;
+    assert_eq!(app.post(ADMIN, "/v1/queues/cleanup/pause").send().await.unwrap().status(), 200);
+    for n in 0..30 {
+        let res = app
+            .client
+            .delete(app.url(&format!("/v1/schedules/x-{n}")))
+            .bearer_auth(ACME_SUB)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+    }
+    let (_, page) = audit(&app, READER, "?limit=10").await;
+    assert!(
+        entries(&page).iter().all(|e| e["actor"] == "acme-sub"),
+        "the flood fills the newest page"
+    );
+
+    let (status, page) = audit(&app, READER, "?actor=admin&limit=10").await;
+    assert_eq!(status, 200, "{page}");
+    let mine: Vec<String> = entries(&page).iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(mine, ["queue.pause"], "{page}");
+    let (_, page) = audit(&app, READER, "?action=queue.pause").await;
+    assert_eq!(entries(&page).len(), 1, "{page}");
+    assert_eq!(entries(&page)[0]["actor"], "admin");
+    let (_, page) = audit(&app, READER, "?actor=acme-sub&action=schedule.delete&limit=1000").await;
+    assert_eq!(entries(&page).len(), 30, "{page}");
+    let (status, page) = audit(&app, READER, &format!("?actor={}", "a".repeat(201))).await;
+    assert_eq!(status, 422, "{page}");
+    let (status, page) = audit(&app, READER, "?action=a%00b").await;
+    assert_eq!(status, 422, "a NUL never reaches Postgres: {page}");
+
+    // The tenant's entries are past the retention (90 days): the next replica to start
+    // removes them, and keeps the operator's.
+    let db = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    sqlx::query("UPDATE audit_log SET at = now() - interval '91 days' WHERE actor = 'acme-sub'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut config = test_config(&app.redis.url());
+    config.database.url = app.database_url.clone().into();
+    let second = start_app(config).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = audit(&app, READER, "?limit=1000").await;
+        let left: Vec<String> = entries(&page).iter().map(|e| e["actor"].as_str().unwrap().to_owned()).collect();
+        if left == ["admin"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entries past their retention are kept: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = second.stop.send(());
+}

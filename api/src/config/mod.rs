@@ -131,6 +131,9 @@ pub struct ApiConfig {
     pub schedules: SchedulesConfig,
     /// Completion callbacks beyond each key's own hosts and secret.
     pub callbacks: CallbacksConfig,
+    /// How long the audit log keeps an entry (days, 1 to 3650): every replica removes
+    /// older ones hourly, so what a key's requests can add to it is bounded in time.
+    pub audit_retention_days: u32,
 }
 
 /// The key accepted in `dev_mode`, documented so local tools can use it.
@@ -224,6 +227,7 @@ impl Default for ApiConfig {
             scheduler: SchedulerConfig::default(),
             schedules: SchedulesConfig::default(),
             callbacks: CallbacksConfig::default(),
+            audit_retention_days: 90,
         }
     }
 }
@@ -320,6 +324,12 @@ impl ApiConfig {
             errs.push(format!(
                 "api.csv_limit_bytes = {} must be between 1024 and 536870912",
                 self.csv_limit_bytes
+            ));
+        }
+        if !(1..=3650).contains(&self.audit_retention_days) {
+            errs.push(format!(
+                "api.audit_retention_days = {} must be between 1 and 3650",
+                self.audit_retention_days
             ));
         }
         if !(1..=MAX_SKUS).contains(&self.csv_max_rows) {

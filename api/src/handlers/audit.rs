@@ -1,9 +1,10 @@
-//! `GET /v1/audit`: the operator audit log, newest first, a page at a time (keys for
-//! every account only: the log names other tenants' jobs and accounts).
+//! `GET /v1/audit`: the operator audit log, newest first, a page at a time, all of it or
+//! one key's or one action's entries (keys for every account only: the log names other
+//! tenants' jobs and accounts).
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use drover::db::AuditEntry;
+use drover::db::{AuditEntry, AuditFilter};
 use drover::job::FieldError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,12 +17,16 @@ use crate::state::AppState;
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;
+/// Longest `actor` or `action` asked for (a key's name, an action's, are shorter).
+const MAX_NAME: usize = 200;
 
 /// Query parameters as sent; an empty value is taken as absent.
 #[derive(Debug, Default, Deserialize)]
 struct RawParams {
     limit: Option<String>,
     before: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
 }
 
 #[derive(IntoParams)]
@@ -34,6 +39,10 @@ pub struct AuditParams {
     /// `next_before` of the previous page: older entries.
     #[param(minimum = 1)]
     before: Option<i64>,
+    /// Only this key's entries (its name, as `actor` shows it).
+    actor: Option<String>,
+    /// Only this action's entries, e.g. `dlq.discard`.
+    action: Option<String>,
 }
 
 /// One operator action.
@@ -121,6 +130,21 @@ pub async fn list_audit(State(state): State<AppState>, caller: Caller, RawQuery(
             }
         },
     };
+    let mut name = |field: &str, value: Option<String>| {
+        let value = value.filter(|v| !v.is_empty());
+        if value
+            .as_ref()
+            .is_some_and(|v| v.len() > MAX_NAME || v.chars().any(char::is_control))
+        {
+            errors.push(FieldError::new(field, format!("at most {MAX_NAME} bytes, no control characters")));
+            return None;
+        }
+        value
+    };
+    let only = AuditFilter {
+        actor: name("actor", raw.actor),
+        action: name("action", raw.action),
+    };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -131,7 +155,7 @@ pub async fn list_audit(State(state): State<AppState>, caller: Caller, RawQuery(
         });
     }
     // One more than asked for says whether there is a next page.
-    let mut entries = state.audit().page(before, limit + 1).await?;
+    let mut entries = state.audit().page(before, limit + 1, &only).await?;
     let next_before = if entries.len() as i64 > limit {
         entries.truncate(limit as usize);
         entries.last().map(|e| e.id)

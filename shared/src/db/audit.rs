@@ -1,5 +1,6 @@
 //! The operator audit log (`audit_log`): one row per action an operator took through
-//! the API, appended after the action and never changed, read newest first.
+//! the API, appended after the action and never changed, read newest first (all of it,
+//! or one key's or one action's rows), and removed once past its retention.
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgPool};
@@ -36,6 +37,13 @@ pub struct AuditEntry {
     pub touched: i64,
     pub outcome: String,
     pub request_id: String,
+}
+
+/// Which entries a page holds: every one, or only one key's, or one action's, or both.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
 }
 
 #[derive(Clone)]
@@ -75,15 +83,32 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Up to `limit` entries, newest first, older than `before` (an id) when given.
-    pub async fn page(&self, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+    /// Up to `limit` entries, newest first, older than `before` (an id) when given, and
+    /// only those of `only`'s actor and action when it names them.
+    pub async fn page(&self, before: Option<i64>, limit: i64, only: &AuditFilter) -> Result<Vec<AuditEntry>, DbError> {
         let page = sqlx::query_as(
             "SELECT id, at, actor, action, target, filter, touched, outcome, request_id FROM audit_log \
-             WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+             WHERE ($1::bigint IS NULL OR id < $1) AND ($3::text IS NULL OR actor = $3) \
+             AND ($4::text IS NULL OR action = $4) ORDER BY id DESC LIMIT $2",
         )
         .bind(before)
         .bind(limit)
+        .bind(&only.actor)
+        .bind(&only.action)
         .fetch_all(&self.pool);
         Ok(self.deadline.bound(page).await?)
+    }
+
+    /// Removes up to `batch` of the oldest entries recorded more than `keep_days` days
+    /// ago (by the database's clock); how many it removed.
+    pub async fn trim(&self, keep_days: u32, batch: i64) -> Result<u64, DbError> {
+        let trim = sqlx::query(
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+             WHERE at < now() - make_interval(days => $1) ORDER BY id LIMIT $2)",
+        )
+        .bind(keep_days as i32)
+        .bind(batch)
+        .execute(&self.pool);
+        Ok(self.deadline.bound(trim).await?.rows_affected())
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 
 pub use accounts::{Account, AccountCredentials, AccountRepo, NewAccount};
-pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
+pub use audit::{AuditEntry, AuditFilter, AuditLog, NewAuditEntry};
 pub use call_deadline::CallDeadline;
 pub use config::{default_url, DatabaseConfig, DEFAULT_DATABASE_URL};
 pub use sqlx::PgPool;

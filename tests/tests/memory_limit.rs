@@ -68,6 +68,9 @@ async fn at_the_memory_limit_reads_answer_and_a_submit_is_told_the_queue_is_full
     assert_eq!(job.status(), 200, "{}", job.text().await.unwrap());
     let listed = app.get(ADMIN, "/v1/jobs?kind=cleanup").send().await.unwrap();
     assert_eq!(listed.status(), 200, "{}", listed.text().await.unwrap());
+    // The counts are a MULTI and a script that may write, both refused at the limit.
+    let queues = app.get_json(ADMIN, "/v1/queues").await;
+    assert!(queues.to_string().contains("\"queued\":1"), "{queues}");
 
     let body = json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-2"]}});
     let res = app.submit(ADMIN, &body).await;

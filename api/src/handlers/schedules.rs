@@ -139,10 +139,8 @@ impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {
         match e {
             ScheduleError::Invalid(fields) => ApiError::Validation(fields),
-            ScheduleError::Store(e) => ApiError::Unavailable {
-                dependency: "redis",
-                cause: e.to_string(),
-            },
+            // as the queue's own errors say it (a refusal at the memory limit wrote nothing)
+            ScheduleError::Store(e) => drover::queue::StoreError::Redis(e).into(),
             ScheduleError::Quota { max } => ApiError::Conflict(format!(
                 "the account already has {max} schedules, the most allowed (api.schedules.max_per_account): \
                  delete one first, or replace an existing one"

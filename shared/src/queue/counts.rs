@@ -44,18 +44,26 @@ pub(super) fn lanes_ahead(values: Vec<Value>) -> Result<LanesAhead, StoreError> 
 }
 
 /// Adds one partition's reads to `pipe`: one snapshot (MULTI/EXEC) of the counts, then
-/// the sums over lanes, which need a script.
-pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys, ahead: &LanesAhead) {
-    pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
+/// the sums over lanes, which need a script. `at_limit`: Redis is at its memory limit,
+/// where it refuses every command of a MULTI and every script that may write: the same
+/// reads then go one by one, and a queue an older release wrote is not recounted (its
+/// counter is read as it stands).
+pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys, ahead: &LanesAhead, at_limit: bool) {
+    if at_limit {
+        // in the place of the recount's answer: 0 (nothing to recount) or 1
+        pipe.exists(k.key("ready"));
+    } else {
+        pipe.atomic(); // `running` is `active` less `unstarted`: one snapshot
 
-    // Recounts the queued jobs if a process of the release before the counter wrote
-    // here (a rolling upgrade): a no-op read once none runs. It answers -1 when there is
-    // something to recount (it needs every lane declared: the caller then recounts).
-    let mut call = scripts::COUNT_QUEUED.key(k.slot_key());
-    for suffix in ["ready", "passes", "lanes", "blocked", "queued"] {
-        call.key(k.key(suffix));
+        // Recounts the queued jobs if a process of the release before the counter wrote
+        // here (a rolling upgrade): a no-op read once none runs. It answers -1 when there
+        // is something to recount (it needs every lane declared: the caller then recounts).
+        let mut call = scripts::COUNT_QUEUED.key(k.slot_key());
+        for suffix in ["ready", "passes", "lanes", "blocked", "queued"] {
+            call.key(k.key(suffix));
+        }
+        call.arg(k.prefix()).add_to(pipe);
     }
-    call.arg(k.prefix()).add_to(pipe);
     pipe.get(k.key("queued"));
     for suffix in CARDS {
         pipe.zcard(k.key(suffix));

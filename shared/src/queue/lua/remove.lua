@@ -42,9 +42,12 @@ for i, id in ipairs(ids) do
     break
   end
   if f[1] == state then
+    -- Removals first: at Redis's memory limit a script run without flags (the EVALSHA
+    -- fallback) is refused at its first write that may grow memory unless it has
+    -- written already; the function itself carries allow-oom.
+    if f[2] then redis.call('ZREM', P .. 'acct:' .. f[2], id) end
     if state == 'dead' then dead_left(id) end
     if f[3] == '1' then tally(f[2], state, -1) end
-    if f[2] then redis.call('ZREM', P .. 'acct:' .. f[2], id) end
     redis.call('DEL', key, P .. 'attempts:' .. id, P .. 'items:' .. id, P .. 'callbacks:' .. id)
     redis.call('ZREM', P .. 'cbdue', id)
     redis.call('ZREM', P .. 'all', id)

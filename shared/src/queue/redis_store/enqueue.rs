@@ -227,6 +227,14 @@ impl RedisStore {
                     }
                 }
                 Err(e) => {
+                    // Redis weighs its memory limit command by command: a pipeline of
+                    // several queues' calls refused for memory may have written those
+                    // before the refusal, so its outcome is unknown, as for a lost reply.
+                    let e = if e.is_out_of_memory() && pipeline.items.len() > 1 {
+                        StoreError::Redis(std::io::Error::other(format!("a pipeline was partly refused for memory: {e}")).into())
+                    } else {
+                        e
+                    };
                     for g in &pipeline.items {
                         for i in &groups[*g].2 {
                             out[*i] = Some(Err(e.duplicate().into()));

@@ -368,9 +368,16 @@ impl JobStore for RedisStore {
         for _ in 0..2 {
             let ahead = self.grouped(&tags, None, |pipe, i| add_lanes_ahead(pipe, &parts[i])).await?;
             let ahead = ahead.into_iter().map(lanes_ahead).collect::<Result<Vec<_>, _>>()?;
-            let replies = self
-                .grouped(&tags, Some(&scripts::LIBRARY), |pipe, i| add_reads(pipe, &parts[i], &ahead[i]))
-                .await?;
+            let (parts, ahead) = (&parts, &ahead);
+            let reads = |at_limit| {
+                self.grouped(&tags, Some(&scripts::LIBRARY), move |pipe, i| {
+                    add_reads(pipe, &parts[i], &ahead[i], at_limit)
+                })
+            };
+            let replies = match reads(false).await {
+                Err(e) if e.is_out_of_memory() => reads(true).await?,
+                r => r?,
+            };
             let mut total = QueueCounts::default();
             let mut recount = false;
             for values in replies {

@@ -693,3 +693,20 @@ async fn console_forms_sent_slowly_are_bounded_by_the_request_body_budget() {
     assert_eq!(answer, "HTTP/1.1 503 Service Unavailable", "refused at once, not held");
     drop(held);
 }
+
+/// Found by the review of 7df120f: the audit page's "Older →" link dropped the page's
+/// `actor` and `action`, so a filtered view's next page showed every entry.
+#[tokio::test]
+async fn the_audit_pages_older_link_keeps_its_filters() {
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        assert_eq!(app.post(ADMIN, "/v1/queues/cleanup/pause").send().await.unwrap().status(), 200);
+    }
+    let browser = Browser::sign_in(&app, ADMIN).await;
+    let (status, html) = browser.get("/ui/audit?actor=admin&action=queue.pause&limit=1").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("&amp;actor=admin&amp;action=queue.pause\"") || html.contains("&actor=admin&action=queue.pause\""),
+        "the next page's link keeps the filters: {html}"
+    );
+}

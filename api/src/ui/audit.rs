@@ -11,6 +11,16 @@ use crate::state::AppState;
 
 pub async fn page(State(state): State<AppState>, caller: Caller, session: Session, RawQuery(raw): RawQuery) -> Response {
     let viewer = Viewer { caller, session };
+    // The next page keeps the filters the page was asked for.
+    let filters: Vec<(String, String)> = serde_urlencoded::from_str::<Vec<(String, String)>>(raw.as_deref().unwrap_or_default())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, v)| (k == "actor" || k == "action") && !v.is_empty())
+        .collect();
+    let kept = match serde_urlencoded::to_string(&filters) {
+        Ok(q) if !q.is_empty() => format!("&{q}"),
+        _ => String::new(),
+    };
     let log = match list_audit(State(state.clone()), viewer.caller.clone(), RawQuery(raw)).await {
         Ok(l) => serde_json::to_value(l.0).unwrap_or_default(),
         Err(e) => return page::error(&e),
@@ -33,7 +43,7 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
                 }
             }
         }
-        @if let Some(b) = log["next_before"].as_i64() { p { a #next-page href={"/ui/audit?before=" (b)} { "Older →" } } }
+        @if let Some(b) = log["next_before"].as_i64() { p { a #next-page href={"/ui/audit?before=" (b) (kept)} { "Older →" } } }
     };
     page::render(&viewer, Nav::Audit, "Audit log", body)
 }

@@ -99,12 +99,14 @@ impl AuditLog {
         Ok(self.deadline.bound(page).await?)
     }
 
-    /// Removes up to `batch` of the oldest entries recorded more than `keep_days` days
-    /// ago (by the database's clock); how many it removed.
+    /// Removes those of the `batch` oldest entries (by id, which follows the time they
+    /// were recorded) recorded more than `keep_days` days ago by the database's clock;
+    /// how many it removed (fewer than `batch`: none older is left). Each call reads at
+    /// most `batch` rows, however long the log.
     pub async fn trim(&self, keep_days: u32, batch: i64) -> Result<u64, DbError> {
         let trim = sqlx::query(
-            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
-             WHERE at < now() - make_interval(days => $1) ORDER BY id LIMIT $2)",
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log ORDER BY id LIMIT $2) \
+             AND at < now() - make_interval(days => $1)",
         )
         .bind(keep_days as i32)
         .bind(batch)

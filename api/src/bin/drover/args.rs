@@ -73,6 +73,12 @@ pub struct AuditArgs {
     /// The `--before` a previous page printed: older entries.
     #[arg(long)]
     pub before: Option<i64>,
+    /// Only this key's entries (its name, as ACTOR shows it).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action's entries, e.g. `dlq.discard`.
+    #[arg(long)]
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,12 @@ pub async fn run(client: &Client, out: &Out, args: AuditArgs) -> Result<(), CliE
     if let Some(before) = args.before {
         query.push(("before", before.to_string()));
     }
+    if let Some(actor) = args.actor {
+        query.push(("actor", actor));
+    }
+    if let Some(action) = args.action {
+        query.push(("action", action));
+    }
     let page = client.get("/v1/audit", &query).await?;
     out.print(&page, || table(&page));
     if let Some(next) = page["next_before"].as_i64() {

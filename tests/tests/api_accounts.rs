@@ -947,3 +947,24 @@ mod repository {
         assert!(!exists(&name).await, "{name} was dropped while unwinding");
     }
 }
+
+/// Found by the audits of 2026-12-05 (docs/architecture.md, "Known limits"): registering
+/// an account checked a scoped key's accounts before it validated the body, so a
+/// malformed id was a 403 while `POST /v1/jobs` and schedules answered 422 naming it.
+/// The body is validated first now; a well-formed account that is not the key's is
+/// still a 403, and nothing is stored either way.
+#[tokio::test]
+async fn a_scoped_keys_malformed_account_is_a_422_naming_its_fields() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    let p = problem(create(&app, ACME_SUB, &body("not an id!", "rt-acct-1")).await, 422).await;
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["id"], "{p}");
+    problem(create(&app, ACME_SUB, &body("globex", "rt-acct-1")).await, 403).await;
+    assert_eq!(stored_rows(&app).await, 0);
+}

@@ -160,8 +160,12 @@ pub fn account_url(id: &AccountId) -> String {
     )
 )]
 pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req): JsonBody<CreateAccount>) -> Result<Response, ApiError> {
-    // The scope first: what the key may not do costs nothing but this comparison.
-    caller.check_account(&req.id)?;
+    // The body first, as `POST /v1/jobs` and schedules do: a malformed id is a 422 naming
+    // it whatever the key (nothing in it depends on other tenants), then the scope.
+    let skip_validation = req.skip_validation;
+    let first_sync = req.first_sync && state.accounts().first_sync;
+    let new = new_account(req)?;
+    caller.check_account(new.id.as_str())?;
     // A submit key for every account (a producer service) registers none: the built-in
     // schedules would run for whatever it registered (finding I4).
     if caller.role < Role::Admin && caller.accounts.is_none() {
@@ -169,9 +173,6 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
             "registering an account needs an admin key, or a submit key limited to that account".into(),
         ));
     }
-    let skip_validation = req.skip_validation;
-    let first_sync = req.first_sync && state.accounts().first_sync;
-    let new = new_account(req)?;
     if skip_validation && caller.role < Role::Admin {
         return Err(ApiError::Forbidden("skip_validation needs an admin key".into()));
     }

@@ -100,6 +100,7 @@ async fn the_event_stream_delivers_queued_running_succeeded_for_a_job_run_by_a_r
     let mut states = vec!["queued".to_owned()];
     let mut progress = Vec::new();
     let mut last = String::new();
+    let mut prefetched = false;
     while let Some((name, data)) = events.next().await {
         assert_eq!(data["id"], id.as_str());
         match name.as_str() {
@@ -108,15 +109,23 @@ async fn the_event_stream_delivers_queued_running_succeeded_for_a_job_run_by_a_r
             // Why it waits while it is queued: its turn (no other reason here); once
             // leased, until the worker's keeper reports the run's start (within a
             // heartbeat), it waits in the worker's prefetch.
-            "waiting" => assert!(
-                ["queued", "prefetched"].contains(&data["waiting"]["reason"].as_str().unwrap_or_default()),
-                "{data}"
-            ),
+            "waiting" => {
+                let reason = data["waiting"]["reason"].as_str().unwrap_or_default();
+                assert!(["queued", "prefetched"].contains(&reason), "{data}");
+                prefetched |= reason == "prefetched";
+            }
             other => panic!("unexpected event {other}"),
         }
         last = name;
     }
-    assert_eq!(states, ["queued", "running", "succeeded"]);
+    // A stream that saw the run wait in the prefetch also hears when it starts (a state
+    // event in the same state): under load a poll can fall in that window.
+    let want: &[&str] = if prefetched {
+        &["queued", "running", "running", "succeeded"]
+    } else {
+        &["queued", "running", "succeeded"]
+    };
+    assert_eq!(states, want);
     assert!(!progress.is_empty(), "progress is streamed");
     assert!(
         progress.windows(2).all(|w| w[0] < w[1]),

@@ -34,11 +34,12 @@ impl KeeperTiming {
         (self.lease.saturating_sub(self.heartbeat) / 2).max(Duration::from_millis(10))
     }
 
-    /// Longest one queue (one shard) may take to answer within a call: shorter than the
-    /// call's own bound, so a shard that hangs rather than refuses is reported unreached
-    /// on its own while the others' answers are counted.
+    /// Longest one queue (one shard) may take to answer within a call: just inside the
+    /// call's own bound (which then never cuts a round short), so a shard that hangs
+    /// rather than refuses is reported unreached on its own while the others' answers
+    /// are counted, and a single queue waits almost as long as the whole call did.
     pub fn queue_timeout(&self) -> Duration {
-        self.call_timeout() * 4 / 5
+        self.call_timeout() * 19 / 20
     }
 
     /// How long a lease may go unrenewed before its run is stopped. A healthy lease is
@@ -448,7 +449,7 @@ mod tests {
         assert!(t.heartbeat + t.call_timeout() < t.fence_after());
         assert!(t.fence_after() < t.lease);
         // A shard that hangs answers its timeout before the round's own deadline.
-        assert_eq!(t.queue_timeout(), Duration::from_millis(1000));
+        assert_eq!(t.queue_timeout(), Duration::from_micros(1_187_500));
     }
 
     /// A fenced run is dropped `lost_grace` after it is told (`run_end::run_to_end`), so

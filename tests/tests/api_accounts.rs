@@ -280,13 +280,7 @@ async fn the_account_listing_pages_by_id_and_shows_a_scoped_key_only_its_account
 
     let (status, p) = page(READER, "?limit=0&after=no%20such").await;
     assert_eq!(status, 422, "{p}");
-    let fields: Vec<&str> = p["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["limit", "after"]);
+    assert_eq!(fields(&p), ["limit", "after"]);
 }
 
 #[tokio::test]
@@ -958,13 +952,7 @@ async fn a_scoped_keys_malformed_account_is_a_422_naming_its_fields() {
     let app = app_without_marketplace().await;
     until_ready(&app).await;
     let p = problem(create(&app, ACME_SUB, &body("not an id!", "rt-acct-1")).await, 422).await;
-    let fields: Vec<&str> = p["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["id"], "{p}");
+    assert_eq!(fields(&p), ["id"], "{p}");
     problem(create(&app, ACME_SUB, &body("globex", "rt-acct-1")).await, 403).await;
     assert_eq!(stored_rows(&app).await, 0);
 }

@@ -486,6 +486,16 @@ async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
     }
 }
 
+/// Switches AOF off at run time (`CONFIG SET appendonly no`).
+fn appendonly_off(server: &RedisServer) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut server.conn())
+        .unwrap();
+}
+
 /// A Redis 8 with AOF every second and an API in `aof` mode on it.
 async fn aof_app() -> (RedisServer, Started) {
     let server = RedisServer::start_binary(&redis8(), Durability::AofEverySec);
@@ -508,12 +518,7 @@ async fn aof_mode_with_appendonly_switched_off_at_run_time_answers_not_durable_a
     let url = format!("http://{}", started.addr);
     let submit = || client.post(format!("{url}/v1/jobs")).bearer_auth(ADMIN).json(&body("acme")).send();
     id_of(submit().await.unwrap(), 202).await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("appendonly")
-        .arg("no")
-        .query(&mut server.conn())
-        .unwrap();
+    appendonly_off(&server);
     let res = submit().await.unwrap();
     assert_eq!(res.status(), 503);
     let p: Value = res.json().await.unwrap();
@@ -541,12 +546,7 @@ async fn aof_mode_with_appendonly_switched_off_at_run_time_leases_nothing_and_gi
     durability.timeout = Duration::from_secs(2);
     let store = RedisStore::connect(&server.url(), "drover", defaults(durability)).await.unwrap();
     let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("appendonly")
-        .arg("no")
-        .query(&mut server.conn())
-        .unwrap();
+    appendonly_off(&server);
     let r = store.fetch(JobKind::Cleanup, "w1", 4, Duration::from_secs(30)).await;
     assert!(r.is_err(), "no lease handed out: {:?}", r.map(|f| f.jobs.len()));
     assert_eq!(state_on(&server, &id).as_deref(), Some("queued"), "given back");

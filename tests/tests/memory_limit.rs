@@ -6,8 +6,8 @@ use crate::api_support;
 use std::time::Duration;
 
 use api_support::*;
-use drover::job::{JobKind, JobPayload};
-use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+use drover::job::JobKind;
+use drover::queue::{JobDefaults, JobStore, RedisStore};
 use drover_tests::harness::{Durability, RedisServer};
 use serde_json::json;
 
@@ -94,26 +94,7 @@ async fn at_the_memory_limit_the_trim_still_frees_finished_jobs() {
     let server = RedisServer::start(Durability::None);
     let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
     const JOBS: usize = 300;
-    for i in 0..JOBS {
-        let payload = JobPayload::from_json(
-            JobKind::Cleanup,
-            json!({"account_id": format!("seller-{}", i % 7), "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-        )
-        .unwrap();
-        store.enqueue(NewJob::new(payload)).await.unwrap();
-    }
-    let mut settled = 0;
-    while settled < JOBS {
-        let leased = store
-            .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .jobs;
-        assert!(!leased.is_empty(), "every job is leased");
-        let s = crate::conformance::successes(&leased);
-        store.settle(JobKind::Cleanup, &s).await.unwrap();
-        settled += s.len();
-    }
+    crate::conformance::succeeded_jobs(&store, JOBS).await;
     fill_to_the_limit(&server);
     let before = used_memory(&server);
 

@@ -4,10 +4,9 @@
 //! commands, not a read of the oldest jobs' records.
 use std::time::Duration;
 
-use drover::job::{JobKind, JobPayload};
-use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+use drover::job::JobKind;
+use drover::queue::{JobDefaults, JobStore, RedisStore};
 use drover_tests::harness::{Durability, RedisServer};
-use serde_json::json;
 
 const JOBS: usize = 200;
 
@@ -42,26 +41,7 @@ fn script_calls(server: &RedisServer, suffix: &str) -> usize {
 async fn a_trim_with_nothing_due_reads_no_job_records_and_a_due_one_removes_them_all() {
     let server = RedisServer::start(Durability::None);
     let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
-    for i in 0..JOBS {
-        let payload = JobPayload::from_json(
-            JobKind::Cleanup,
-            json!({"account_id": format!("seller-{}", i % 7), "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-        )
-        .unwrap();
-        store.enqueue(NewJob::new(payload)).await.unwrap();
-    }
-    let mut settled = 0;
-    while settled < JOBS {
-        let leased = store
-            .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .jobs;
-        assert!(!leased.is_empty(), "every job is leased");
-        let s = crate::conformance::successes(&leased);
-        store.settle(JobKind::Cleanup, &s).await.unwrap();
-        settled += s.len();
-    }
+    crate::conformance::succeeded_jobs(&store, JOBS).await;
 
     // Kept for an hour: nothing is due.
     let mut c = server.conn();

@@ -66,6 +66,31 @@ pub fn successes<'a>(leased: impl IntoIterator<Item = &'a Leased>) -> Vec<Settle
         .collect()
 }
 
+/// Enqueues `n` cleanup jobs over seven sellers and settles each one succeeded: finished
+/// jobs for the retention trim to find.
+pub async fn succeeded_jobs<S: JobStore>(store: &S, n: usize) {
+    for i in 0..n {
+        let payload = JobPayload::from_json(
+            JobKind::Cleanup,
+            json!({"account_id": format!("seller-{}", i % 7), "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+        )
+        .unwrap();
+        store.enqueue(NewJob::new(payload)).await.unwrap();
+    }
+    let mut settled = 0;
+    while settled < n {
+        let leased = store
+            .fetch(JobKind::Cleanup, "w1", 100, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs;
+        assert!(!leased.is_empty(), "every job is leased");
+        let s = successes(&leased);
+        store.settle(JobKind::Cleanup, &s).await.unwrap();
+        settled += s.len();
+    }
+}
+
 fn err(class: ErrorClass) -> ErrorInfo {
     ErrorInfo {
         class,

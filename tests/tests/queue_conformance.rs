@@ -217,6 +217,7 @@ conformance!(
         a_sync_scheduled_for_later_does_not_swallow_one_due_now,
         a_sync_waiting_to_retry_does_not_swallow_a_new_one,
         a_sync_parked_by_the_marketplaces_limits_swallows_a_new_one,
+        a_running_sync_being_cancelled_does_not_swallow_a_new_one,
         a_sync_interrupted_by_an_outage_swallows_a_new_one_and_says_why_it_waits,
         the_attempt_history_keeps_the_newest_fifty,
         each_runs_attempt_reads_back_as_its_worker_reported_it,
@@ -275,6 +276,7 @@ conformance_with_policy!(
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
     capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,
     capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attempt,
+    capped_a_cancelled_job_handed_back_before_it_started_gives_its_attempt_back_once,
     capped_counts_say_how_many_jobs_wait_for_each_reason,
     capped_reclaims_and_late_results_are_counted,
 );

@@ -128,6 +128,29 @@ pub async fn a_sync_waiting_to_retry_does_not_swallow_a_new_one<S: JobStore>(sto
     assert_ne!(second.id, first);
 }
 
+/// Found by the audit of 2026-12-05: a running sync whose cancel was pending still
+/// swallowed a new sync of its account, so "cancel, then submit again" (or a schedule's
+/// tick meanwhile) answered with the job about to end cancelled and no sync ran.
+pub async fn a_running_sync_being_cancelled_does_not_swallow_a_new_one<S: JobStore>(store: S) {
+    let first = enqueue(&store, NewJob::new(sync("a1"))).await;
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(store.cancel(&first).await.unwrap(), CancelOutcome::Requested);
+    let second = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(second.created, "the new sync is made, not the one being cancelled");
+    assert_ne!(second.id, first);
+    settle(
+        &store,
+        &l,
+        SettleAction::Cancelled(err(ErrorClass::Cancelled)),
+        AttemptOutcome::Cancelled,
+    )
+    .await;
+    assert_eq!(state_of(&store, &first).await, JobState::Cancelled);
+    // The new one is the account's sync under way: it swallows the next.
+    let third = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert_eq!(third.id, second.id);
+}
+
 /// Found by this stop's fairness re-check: a sync parked by the marketplace's limits (a
 /// snooze: at SP-API's rates a minute for getOrders) did not swallow the next sync of its
 /// account, so five syncs submitted while one waited for its slot became three jobs, each
@@ -537,6 +560,27 @@ pub async fn capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attemp
     )
     .await;
     assert_eq!(store.get(&first).await.unwrap().unwrap().attempts, 1);
+}
+
+/// Found by the audit of 2026-12-05: a lease handed back unstarted (a shutdown, a fetch
+/// that could not make it durable) while a cancel was pending gave its attempt back twice,
+/// so the job ended with -1 attempts: its callback's ending did not parse and a replay had
+/// one run fewer.
+pub async fn capped_a_cancelled_job_handed_back_before_it_started_gives_its_attempt_back_once<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(2)).await;
+    let leased = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    // As a shutdown hands a prefetched lease back: no attempt record.
+    store.settle(JobKind::Cleanup, &[Settlement::release(&leased[0])]).await.unwrap();
+    assert_eq!(store.get(&id).await.unwrap().unwrap().state, JobState::Cancelled);
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let again = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(
+        (again.attempt, again.max_attempts),
+        (1, 2),
+        "the replayed job's first run is run 1 of its whole budget"
+    );
 }
 
 pub async fn capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so<S: JobStore>(store: S) {

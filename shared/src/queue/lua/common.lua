@@ -238,10 +238,12 @@ end
 -- of the account is that one: queued, running, parked by the marketplace's limits (a
 -- snooze waiting for its slot, a cooldown or a breaker), or interrupted (a snooze until
 -- a dependency answers again, or a turn handed back). One scheduled for later or
--- waiting to retry after a failure is not.
+-- waiting to retry after a failure is not, nor is one whose cancel is pending (it is
+-- about to end cancelled).
 local function sync_under_way(holder)
-  local f = redis.call('HMGET', P .. 'job:' .. holder, 'st', 'er')
+  local f = redis.call('HMGET', P .. 'job:' .. holder, 'st', 'er', 'cx')
   local st = f[1]
+  if f[3] == '1' then return nil end
   if st == 'queued' or st == 'running' then return st end
   if st == 'scheduled' and (park_reason(f[2]) or interrupted_message(f[2])) then return st end
   return nil

@@ -139,13 +139,18 @@ for i = 0, n - 1 do
     elseif attempt ~= '' then
       push_attempt(id, attempt)
     end
+    -- the run's attempt is given back (once, whichever of the two reasons below holds)
+    local gave_back = false
     if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'gave_way' or outcome == 'release' or outcome == 'dead') then
       -- a hand-back or a snooze gives its attempt back, also when a cancel ends the job;
       -- a failure, last or for good, keeps it (the cancel wins there too, as in a reclaim)
-      if outcome ~= 'retry' and outcome ~= 'dead' then redis.call('HINCRBY', key, 'at', -1) end
+      if outcome ~= 'retry' and outcome ~= 'dead' then
+        redis.call('HINCRBY', key, 'at', -1)
+        gave_back = true
+      end
       outcome, data = 'cancelled', CANCELLED
     end
-    if outcome == 'cancelled' and redis.call('ZSCORE', P .. 'unstarted', id) then
+    if outcome == 'cancelled' and not gave_back and redis.call('ZSCORE', P .. 'unstarted', id) then
       -- cancelled while it waited in a prefetch: it never ran, so its attempt goes back
       -- (as a lease handed back unstarted)
       redis.call('HINCRBY', key, 'at', -1)

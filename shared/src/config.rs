@@ -85,8 +85,23 @@ fn load_with<T: DeserializeOwned>(file: Option<&str>, vars: impl IntoIterator<It
             .try_parsing(true)
             .source(Some(settings)),
     );
-    Ok(b.build()?.try_deserialize()?)
+    let built = b.build()?;
+    // Both binaries read one file, each its own section: anything beside them is a
+    // setting neither reads (a `[queue]` meant as `[api.queue]` and `[worker.queue]`).
+    let top: config::Map<String, config::Value> = built.clone().try_deserialize()?;
+    let stray: Vec<String> = top
+        .keys()
+        .filter(|k| !SECTIONS.contains(&k.as_str()))
+        .map(|k| format!("[{k}] is not a section Drover reads: settings go under [api.{k}] or [worker.{k}] (environment: DROVER_API__… or DROVER_WORKER__…)"))
+        .collect();
+    if !stray.is_empty() {
+        return Err(ConfigError::Invalid(stray));
+    }
+    Ok(built.try_deserialize()?)
 }
+
+/// The top-level sections of the configuration: the API's and the worker's.
+const SECTIONS: [&str; 2] = ["api", "worker"];
 
 /// `Duration` as a whole number of milliseconds in config files and env vars.
 pub mod millis {
@@ -333,6 +348,26 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(e.contains("line 3"), "the line is named: {e}");
+    }
+
+    /// Found by the newcomer audit of 2026-12-05: the README named a `[queue]` table,
+    /// which both binaries dropped without a word (the settings are `[api.queue]` and
+    /// `[worker.queue]`), so a Redis Cluster ran on one partition.
+    #[test]
+    fn a_section_outside_api_and_worker_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("drover-config-top-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("drover.toml");
+        std::fs::write(&file, "[api]\nport = 1\n[worker]\nx = 1\n[queue]\npartitions = 16\n").unwrap();
+        let e = load_with::<Config>(Some(file.to_str().unwrap()), []).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("[queue]") && e.contains("[api.queue]"), "{e}");
+        let env = [("DROVER_QUEUE__PARTITIONS", "16")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let e = load_with::<Config>(None, env).unwrap_err().to_string();
+        assert!(e.contains("[queue]"), "{e}");
+        // Both binaries' sections live in one file.
+        let env = [("DROVER_API__PORT", "2"), ("DROVER_WORKER__X", "1")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(load_with::<Config>(None, env).unwrap().api.port, 2);
     }
 
     #[test]

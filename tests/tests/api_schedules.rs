@@ -901,3 +901,38 @@ async fn a_replace_racing_a_delete_never_takes_an_account_past_its_quota() {
     }
     assert!(most <= 2, "the account held {most} schedules with a quota of 2");
 }
+
+/// Found by the newcomer audit of 2026-12-05: `GET /v1/schedules?account_id=` (what
+/// `drover schedules ls --account` sends) ignored the account and listed every schedule
+/// the key could see.
+#[tokio::test]
+async fn a_listing_for_one_account_shows_only_its_schedules() {
+    let app = spawn_app().await;
+    for (name, account) in [("nightly", "acme"), ("weekly", "acme"), ("nightly", "globex")] {
+        assert_eq!(put(&app, ADMIN, name, &cleanup_schedule("0 3 * * *", account)).await.status(), 201);
+    }
+    let names = |v: &Value| -> Vec<(String, String)> {
+        let mut seen: Vec<_> = v["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["account_id"].as_str().unwrap().to_owned(), s["name"].as_str().unwrap().to_owned()))
+            .collect();
+        seen.sort();
+        seen
+    };
+    let acme = app.get_json(READER, "/v1/schedules?account_id=acme").await;
+    assert_eq!(
+        names(&acme),
+        [("acme".to_owned(), "nightly".to_owned()), ("acme".to_owned(), "weekly".to_owned())]
+    );
+    let globex = app.get_json(MULTI, "/v1/schedules?account_id=globex").await;
+    assert_eq!(names(&globex), [("globex".to_owned(), "nightly".to_owned())]);
+    // A key limited to acme asking for globex, or for an account nobody has, is refused
+    // alike: it learns nothing of who exists.
+    let other = app.get(ACME_SUB, "/v1/schedules?account_id=globex").send().await.unwrap().status();
+    let nobody = app.get(ACME_SUB, "/v1/schedules?account_id=nobody").send().await.unwrap().status();
+    assert_eq!((other.as_u16(), nobody.as_u16()), (403, 403));
+    let bad = app.get(READER, "/v1/schedules?account_id=a%20b").send().await.unwrap();
+    assert_eq!(bad.status(), 422);
+}

@@ -11,7 +11,7 @@ use axum::Json;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use drover::job::FieldError;
+use drover::job::{AccountId, FieldError};
 use drover::schedule::cadence::check_cadence;
 use drover::schedule::spec::{next_tick, parse_cron};
 use drover::schedule::{BuiltInSchedule, Schedule, ScheduleError, ScheduleSpec, ScheduleStore};
@@ -162,6 +162,14 @@ impl From<ScheduleError> for ApiError {
 pub struct ScheduleQuery {
     /// The account whose schedule this is; needed only when several accounts this key may
     /// see have a schedule with this name.
+    pub account_id: Option<String>,
+}
+
+/// `GET /v1/schedules?account_id=`: only this account's schedules.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScheduleListQuery {
+    /// List only this account's schedules (one this key may see).
     pub account_id: Option<String>,
 }
 
@@ -318,21 +326,38 @@ pub async fn get_schedule(
     get,
     path = "/v1/schedules",
     tag = "schedules",
+    params(ScheduleListQuery),
     responses(
         (status = 200, body = ScheduleList),
         Unauthorized,
+        (status = 403, description = "The account is not one this key may see", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A malformed account_id", body = Problem, content_type = PROBLEM_JSON),
         RateLimited,
         Unavailable,
     )
 )]
-pub async fn list_schedules(State(state): State<AppState>, caller: Caller) -> Result<Json<ScheduleList>, ApiError> {
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ScheduleList>, ApiError> {
+    let q: ScheduleListQuery = query(raw.as_deref())?;
+    let account = match q.account_id.filter(|a| !a.is_empty()) {
+        Some(a) => {
+            let a = AccountId::parse(a).map_err(|e| ApiError::field("account_id", e))?;
+            caller.check_account(a.as_str())?;
+            Some(a)
+        }
+        None => None,
+    };
     // Held until the answer is built (axum writes it out as this returns): every
     // schedule's payload is in memory.
     let _reading = state.record_reads().start(&caller.name).await?;
     let store = store(&state);
-    let schedules = match &caller.accounts {
-        None => store.list().await?,
-        Some(set) => {
+    let schedules = match (&account, &caller.accounts) {
+        (Some(a), _) => store.list_accounts(&[a.as_str()]).await?,
+        (None, None) => store.list().await?,
+        (None, Some(set)) => {
             let accounts: Vec<&str> = set.iter().map(|a| a.as_str()).collect();
             store.list_accounts(&accounts).await?
         }

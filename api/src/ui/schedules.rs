@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 pub async fn page(State(state): State<AppState>, caller: Caller, session: Session) -> Response {
     let viewer = Viewer { caller, session };
-    let list = match list_schedules(State(state.clone()), viewer.caller.clone()).await {
+    let list = match list_schedules(State(state.clone()), viewer.caller.clone(), axum::extract::RawQuery(None)).await {
         Ok(l) => serde_json::to_value(l.0).unwrap_or_default(),
         Err(e) => return page::error(&e),
     };

@@ -306,6 +306,9 @@ Drover is running (logs in $run_dir):
   Job items   curl -H '$auth' $api/v1/jobs/<id>/items        (SKUs, windows, pages)
   Limits      curl -H '$auth' $api/v1/accounts/acct-1/limits (rate limits, cooldown, breakers)
   Schedules   built-in: a sync every 15 min and daily/weekly audit backfills per active account
+  Register    curl -X POST $api/v1/accounts -H '$auth' -H 'content-type: application/json' \\
+                -d '{"id":"acct-1","seller_id":"acct-1","marketplace_ids":["ATVPDKIKX0DER"],"client_id":"amzn1.application-oa2-client.sim","client_secret":"sim-client-secret","refresh_token":"rt-acct-1"}'
+              (done above for acct-1..3; a job for an account not registered fails for good)
   Submit      curl -X POST $api/v1/jobs -H '$auth' -H 'content-type: application/json' \\
                 -d '{"kind":"cleanup","payload":{"account_id":"acct-1","marketplace_id":"ATVPDKIKX0DER","skus":["SKU-00003"]}}'
   CLI         DROVER_API=$api DROVER_API_KEY=drover-dev-key $bin/drover jobs ls

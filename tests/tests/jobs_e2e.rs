@@ -1294,6 +1294,64 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
     assert_eq!(outcomes, vec![("deleted".to_owned(), 60)]);
 }
 
+/// Found by the fairness audit of 2026-12-05: a worker whose slots were all busy still
+/// leased jobs ahead (`worker.prefetch`, 2 by default) and started them in the order it
+/// leased them, so the flooding seller's own next cleanup, leased before the small
+/// seller's, took the slot its first one gave way and the small cleanup waited two turns
+/// (and, with several processes, sat in a busy worker's prefetch while another had idle
+/// slots). By default a worker now leases ahead only for runs fast enough that the wait
+/// is a few milliseconds; the small cleanup waits for one turn at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_cleanup_waits_for_one_turn_behind_a_flood_of_long_ones() {
+    let mut stack = Stack::start(sim(), "").await;
+    let long = stack
+        .account(AccountSpec {
+            skus: Some(60),
+            ..AccountSpec::new("seller-flood")
+        })
+        .await;
+    let small = stack
+        .account(AccountSpec {
+            skus: Some(3),
+            ..AccountSpec::new("seller-small")
+        })
+        .await;
+    // 4 deletes in flight, each answered after 1 s: each long cleanup takes about 15 s.
+    stack
+        .faults(
+            &long,
+            FaultSpec {
+                latency_ms: 1000,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let long_skus = stack.sim.admin().skus(long.as_str()).await.unwrap();
+    let small_skus = stack.sim.admin().skus(small.as_str()).await.unwrap();
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "1")]);
+    for _ in 0..4 {
+        stack.submit_cleanup(&long, &long_skus).await;
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while stack.deleted_by_marketplace(&long).await.len() < 4 {
+        assert!(Instant::now() < until, "the long cleanups made no deletes:\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let small_id = stack.submit_cleanup(&small, &small_skus).await;
+    let small_job = stack.finish(&small_id, Duration::from_secs(60)).await;
+    assert_eq!(small_job.state, JobState::Succeeded, "{small_job:#?}");
+    let small_deletes = stack.sim.admin().deletes(small.as_str()).await.expect("simulator deletes");
+    let first_delete = small_deletes.iter().map(|d| d.at).min().expect("the small cleanup deleted");
+    let waited = (first_delete - small_job.created_at).to_std().unwrap_or_default();
+    // One turn (5 s) less the second already worked, the sweep's period and the step
+    // in progress (a 1 s delete): about 6 s; two turns would be about 10 s.
+    assert!(
+        waited < Duration::from_millis(8_000),
+        "the small cleanup waited {waited:?} behind the flood's turns\n{}",
+        stack.logs()
+    );
+}
+
 /// Found by a review of the queue core (2026-12-05): a run that gave its turn away ended
 /// with a snooze, and every snooze counted against the job's cap (`jobs.max_snoozes`),
 /// so a long cleanup that made progress at every turn went `dead` ("snoozed 1000 times

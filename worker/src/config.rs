@@ -58,7 +58,9 @@ pub struct WorkerConfig {
     pub heartbeat_ms: u64,
     pub grace_ms: u64,
     pub fetch_batch: usize,
-    /// Jobs leased ahead of free slots per kind (0 = none).
+    /// Jobs leased ahead of free slots per kind while runs are slow or their pace unknown
+    /// (default 0: a job leased ahead waits behind this process's runs, where no idle
+    /// worker and no other seller's turn can reach it).
     pub prefetch: usize,
     pub idle_wait_ms: u64,
     pub retention_hours: u64,
@@ -101,7 +103,7 @@ impl Default for WorkerConfig {
             heartbeat_ms: WorkerSettings::DEFAULT_HEARTBEAT.as_millis() as u64,
             grace_ms: 30_000,
             fetch_batch: 100,
-            prefetch: 2,
+            prefetch: 0,
             idle_wait_ms: 5000,
             retention_hours: 24 * 7,
             retry: RetryPolicies::default(),

@@ -22,8 +22,8 @@ pub struct WorkerSettings {
     /// Most jobs leased in one fetch.
     pub fetch_batch: usize,
     /// Jobs leased ahead of free slots, per kind, while runs are slow or their pace is
-    /// unknown (default 2): a prefetched job waits in this process, where no idle worker
-    /// can take it. Fast runs lease further ahead (see `pace.rs`). They go back to the
+    /// unknown (default 0): a prefetched job waits in this process behind its runs, where
+    /// no idle worker can take it and its seller's turn is not weighed against others'. Fast runs lease further ahead (see `pace.rs`). They go back to the
     /// queue untouched as soon as fetching stops.
     pub prefetch: usize,
     /// Longest blocking wait for new work before fetching again anyway.
@@ -64,7 +64,7 @@ impl Default for WorkerSettings {
             heartbeat: Self::DEFAULT_HEARTBEAT,
             grace: Duration::from_secs(30),
             fetch_batch: 100,
-            prefetch: 2,
+            prefetch: 0,
             idle_wait: Duration::from_secs(5),
             retry: HashMap::new(),
             retention: Duration::from_secs(7 * 24 * 3600),

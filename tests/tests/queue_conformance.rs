@@ -428,3 +428,18 @@ async fn an_unreadable_job_in_a_fetch_costs_the_other_jobs_of_the_call_nothing()
         assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Running, "{id}");
     }
 }
+
+/// Found by the queue-core audit of 2026-12-05: the dead cap (`dead_max`, per kind) was
+/// split evenly over the partitions, and an account's jobs all live in one, so with 4
+/// partitions and a cap of 8 an account's third dead job trimmed its first though the
+/// kind held 6. The cap now holds for the kind: the globally oldest go past it.
+#[tokio::test]
+async fn the_dead_cap_holds_for_the_kind_across_partitions() {
+    let (_server, store) = store_with(JobDefaults {
+        dead_max: 8,
+        partitions: Partitions::new(4).unwrap(),
+        ..conformance::POLICY
+    })
+    .await;
+    capped_the_dead_cap_of_eight_holds_for_the_kind(store).await;
+}

@@ -421,6 +421,33 @@ pub async fn capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first<S: JobS
     }
 }
 
+/// With `dead_max` 8: six dead jobs of one account are under the kind's cap, whatever
+/// the partitions; ten are two over it, and the two oldest go.
+pub async fn capped_the_dead_cap_of_eight_holds_for_the_kind<S: JobStore>(store: S) {
+    let mut dead = Vec::new();
+    for account in ["a1", "a1", "a1", "a1", "a1", "a1", "b2", "c3", "d4", "e5"] {
+        let id = enqueue(&store, NewJob::new(cleanup(account))).await;
+        let l = fetch_one(&store, "w1").await.unwrap();
+        assert_eq!(l.id, id);
+        settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+        dead.push(id);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        if dead.len() == 6 {
+            let trimmed = store.trim(JobKind::Cleanup, Duration::from_secs(3600), 500).await.unwrap();
+            assert_eq!(trimmed.map(|t| t.removed), Some(0), "6 dead jobs are under the kind's cap of 8");
+        }
+    }
+    let trimmed = store.trim(JobKind::Cleanup, Duration::from_secs(3600), 500).await.unwrap();
+    assert_eq!(trimmed.map(|t| t.removed), Some(2), "10 dead jobs, 8 kept");
+    for (i, id) in dead.iter().enumerate() {
+        assert_eq!(
+            store.get(id).await.unwrap().is_some(),
+            i >= 2,
+            "the two oldest go, whatever their partition: job {i}"
+        );
+    }
+}
+
 pub async fn a_trimmed_jobs_idempotency_key_is_free_for_any_request<S: JobStore>(store: S) {
     let first = enqueue(&store, NewJob::new(cleanup("a1")).idempotency_key("k1")).await;
     let l = fetch_one(&store, "w1").await.unwrap();

@@ -112,9 +112,13 @@ impl RedisStore {
             ("cancelled", retention, 0),
             ("dead", self.defaults.dead_retention, self.defaults.dead_max),
         ];
-        // `dead_max` is per kind: each partition keeps its share.
         let parts = self.all_keys(kind);
-        let n = parts.len() as u64;
+        // `dead_max` is per kind. On one partition the script caps it; over several, an
+        // account's dead jobs all sit in one partition, so an even share would trim one
+        // tenant's recent dead jobs while the kind is far below its cap: the globally
+        // oldest past it go instead (`trim_dead_over_cap`), and each partition trims its
+        // dead jobs by age only.
+        let one = parts.len() == 1;
         for k in &parts {
             // Dead jobs from before dead-letter groups were kept join their groups, a
             // batch per pass, oldest first (one EXISTS per pass once done). Likewise jobs
@@ -126,7 +130,7 @@ impl RedisStore {
             }
             for (state, keep_for, keep_max) in policies {
                 loop {
-                    let keep = if keep_max == 0 { 0 } else { keep_max.div_ceil(n) };
+                    let keep = if one { keep_max } else { 0 };
                     let (removed, left) = self
                         .remove(&mut conn, k, state, None, (keep_for.as_millis() as u64, limit, keep))
                         .await?;
@@ -138,10 +142,74 @@ impl RedisStore {
                 }
             }
         }
+        if !one && self.defaults.dead_max > 0 {
+            loop {
+                let (removed, over) = self.trim_dead_over_cap(&mut conn, &parts, limit).await?;
+                trimmed.removed += removed;
+                if over == 0 || removed == 0 || started.elapsed() >= TRIM_BUDGET {
+                    trimmed.backlog += over;
+                    break;
+                }
+            }
+        }
         if !full {
             let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
         }
         Ok(Some(trimmed))
+    }
+
+    /// Past the kind's dead cap (`dead_max`, every partition together), removes the
+    /// globally oldest dead jobs, at most `limit` a call, each through remove.lua as a
+    /// purge does (a job replayed meanwhile is not dead and stays). Returns what it
+    /// removed and how many are still over the cap.
+    async fn trim_dead_over_cap(
+        &self,
+        conn: &mut crate::redis_conn::RedisConn,
+        parts: &[QueueKeys],
+        limit: usize,
+    ) -> Result<(u64, u64), StoreError> {
+        // One call per partition (their keys are in different cluster slots), all at once.
+        let held = futures::future::try_join_all(parts.iter().map(|k| {
+            let mut conn = conn.clone();
+            async move { redis::cmd("ZCARD").arg(k.key("state:dead")).query_async::<u64>(&mut conn).await }
+        }))
+        .await?;
+        let over = held.iter().sum::<u64>().saturating_sub(self.defaults.dead_max);
+        if over == 0 {
+            return Ok((0, 0));
+        }
+        let take = (over as usize).min(limit.max(1));
+        let oldest = futures::future::try_join_all(parts.iter().zip(&held).map(|(k, &n)| {
+            let mut conn = conn.clone();
+            async move {
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                redis::cmd("ZRANGE")
+                    .arg(k.key("state:dead"))
+                    .arg(0)
+                    .arg(take - 1)
+                    .arg("WITHSCORES")
+                    .query_async::<Vec<(String, f64)>>(&mut conn)
+                    .await
+            }
+        }))
+        .await?;
+        let mut by_age: Vec<(f64, usize, String)> = oldest
+            .into_iter()
+            .enumerate()
+            .flat_map(|(p, jobs)| jobs.into_iter().map(move |(id, ended)| (ended, p, id)))
+            .collect();
+        by_age.sort_by(|a, b| a.0.total_cmp(&b.0));
+        by_age.truncate(take);
+        let mut removed = 0;
+        for (p, k) in parts.iter().enumerate() {
+            let ids: Vec<String> = by_age.iter().filter(|(_, q, _)| *q == p).map(|(_, _, id)| id.clone()).collect();
+            if !ids.is_empty() {
+                removed += self.remove(conn, k, "dead", Some(&ids), (0, 0, 0)).await?.0;
+            }
+        }
+        Ok((removed, over.saturating_sub(removed)))
     }
 }
 

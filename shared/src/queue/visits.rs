@@ -25,12 +25,18 @@ impl Visits {
         }
     }
 
-    /// The partitions to visit now, the turn's first.
+    /// The partitions to visit now, the turn's first: the turn goes round the due
+    /// partitions, the one after the last served first, so two busy partitions among
+    /// idle ones take turns one for one (moving the start over every partition gave the
+    /// one after a run of idle partitions as many turns as that run is long).
     pub(super) fn plan(&mut self, now: Instant) -> Vec<usize> {
         let n = self.due.len();
         let start = self.turn % n;
-        self.turn = self.turn.wrapping_add(1);
-        (0..n).map(|i| (start + i) % n).filter(|p| self.due[*p] <= now).collect()
+        let plan: Vec<usize> = (0..n).map(|i| (start + i) % n).filter(|p| self.due[*p] <= now).collect();
+        if let Some(first) = plan.first() {
+            self.turn = first + 1;
+        }
+        plan
     }
 
     /// After a visit to `p`: a full batch means more may be ready. A partition with
@@ -91,6 +97,26 @@ mod tests {
         let mut v = Visits::new(3, t0);
         let firsts: Vec<usize> = (0..3).map(|_| v.plan(t0)[0]).collect();
         assert_eq!(firsts, vec![0, 1, 2]);
+    }
+
+    /// Found by the fairness audit of 2026-12-05: with 16 partitions and two of them busy
+    /// (0 and 1), partition 0 came first in 15 plans of 16: a one-slot fetch asks only
+    /// the first, so partition 1's accounts had a sixteenth of the turns.
+    #[test]
+    fn busy_partitions_among_idle_ones_take_turns_one_for_one() {
+        let t0 = Instant::now();
+        let lease = Duration::from_secs(3);
+        let mut v = Visits::new(16, t0);
+        let mut firsts = [0usize; 16];
+        for _ in 0..32 {
+            let plan = v.plan(t0);
+            firsts[plan[0]] += 1;
+            for p in plan {
+                // 0 and 1 fill their batch; every other partition is idle.
+                v.visited(p, t0, p < 2, None, lease);
+            }
+        }
+        assert_eq!((firsts[0], firsts[1]), (16, 16), "{firsts:?}");
     }
 
     #[test]

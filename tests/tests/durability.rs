@@ -613,3 +613,46 @@ async fn an_idempotency_key_refused_with_nothing_written_stays_free() {
     assert_eq!(taken.status(), 409, "{:?}", taken.text().await);
     let _ = started.stop.send(());
 }
+
+/// Found by the queue-core audit of 2026-12-05: a Redis restarted from a snapshot older
+/// than a lease (RDB only; an AOF write Redis postponed; a failover to a replica that
+/// lags) has the job back in its lane while its holder, not yet fenced, still runs it,
+/// and the next fetch leased it at once: two runs of one job at the same time. After a
+/// restart nothing is leased until a lease (and a second) has passed since Redis started,
+/// by which time the holder's keeper has found its lease gone or fenced itself.
+#[tokio::test]
+async fn after_a_restart_that_lost_a_lease_the_job_is_not_leased_again_within_a_lease() {
+    let lease = Duration::from_millis(1800);
+    let mut server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": "a1", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap();
+    // A fetch before the snapshot, as any worker makes: the queue has been served.
+    assert!(store.fetch(JobKind::Cleanup, "w0", 1, lease).await.unwrap().jobs.is_empty());
+    let id = store.enqueue(NewJob::new(payload)).await.unwrap().id;
+    let _: () = redis::cmd("SAVE").query(&mut server.conn()).unwrap();
+    let first = store.fetch(JobKind::Cleanup, "w1", 1, lease).await.unwrap().jobs;
+    assert_eq!(first.len(), 1, "w1 runs the job");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Redis dies and comes back from its snapshot, where the job is still queued.
+    server.restart();
+    let restarted = Instant::now();
+    assert_eq!(state_on(&server, &id).as_deref(), Some("queued"), "the snapshot lost the lease");
+    let mut again = None;
+    while again.is_none() && restarted.elapsed() < Duration::from_secs(8) {
+        // The store's connection comes back by itself; a call on the dead one may fail.
+        if let Ok(f) = store.fetch(JobKind::Cleanup, "w2", 1, lease).await {
+            again = f.jobs.into_iter().next().map(|l| (l.id, restarted.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (again, after) = again.expect("the job is leased again once the hold ends");
+    assert_eq!(again, id);
+    assert!(
+        after >= lease,
+        "w2 leased the job {after:?} after the restart, while w1's lease ({lease:?}) could still be running it"
+    );
+}

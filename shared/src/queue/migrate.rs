@@ -204,8 +204,25 @@ impl RedisStore {
             }
         }
         for suffix in [
-            "stats", "paused", "marker", "seen", "gaps", "turn", "lanes", "passes", "vt", "idle", "blocked", "queued", "dgdone", "dgcur",
-            "acdone", "accur", "acend",
+            "stats",
+            "paused",
+            "marker",
+            "seen",
+            "gaps",
+            "runid",
+            "restarted",
+            "turn",
+            "lanes",
+            "passes",
+            "vt",
+            "idle",
+            "blocked",
+            "queued",
+            "dgdone",
+            "dgcur",
+            "acdone",
+            "accur",
+            "acend",
         ] {
             let _: i64 = redis::cmd("DEL").arg(old.key(suffix)).query_async(&mut conn).await?;
         }

@@ -105,7 +105,7 @@ fn keys_of(args: &[String]) -> Vec<String> {
     let cmd = args.first().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
     let rest = &args[1.min(args.len())..];
     match cmd.as_str() {
-        "TIME" | "PING" => vec![],
+        "TIME" | "PING" | "INFO" => vec![],
         "DEL" | "UNLINK" | "EXISTS" | "MGET" | "TOUCH" => rest.to_vec(),
         "MSET" | "MSETNX" => rest.iter().step_by(2).cloned().collect(),
         "HSET" | "HGET" | "HMGET" | "HDEL" | "HINCRBY" | "HINCRBYFLOAT" | "HEXISTS" | "HGETALL" | "HLEN" | "HKEYS" | "HVALS" | "HSETNX"

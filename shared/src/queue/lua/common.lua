@@ -492,6 +492,7 @@ local function note_served(now)
     redis.call('ZADD', P .. 'gaps', now, now .. ':' .. gap)
     redis.call('ZREMRANGEBYRANK', P .. 'gaps', 0, -33)
   end
+  return gap
 end
 -- Whether Redis stopped serving this queue for `len` ms or more after `since`.
 local function outage_since(since, len)

@@ -13,7 +13,7 @@ use crate::queue::{scripts, Fetched, Leased, QueueKeys, Settlement, StoreError};
 
 /// The queue's own keys a fetch touches besides those of the shared sets it declares
 /// with them (and jobs' and accounts': fetch.lua).
-const FETCH_KEYS: [&str; 9] = [
+const FETCH_KEYS: [&str; 11] = [
     "scheduled",
     "retrying",
     "seen",
@@ -23,6 +23,8 @@ const FETCH_KEYS: [&str; 9] = [
     "stats",
     "cbdue",
     "paused",
+    "runid",
+    "restarted",
 ];
 use crate::redis_conn::query_grouped_each;
 

@@ -516,6 +516,40 @@ pub async fn a_replay_after_a_snoozed_run_was_cancelled_numbers_its_runs_on<S: J
     assert_eq!(again.attempt, 2, "the replay's first run comes after the snoozed run 1");
 }
 
+/// Found by the queue-core audit of 2026-12-05: a job cancelled while it waited in the
+/// prefetch of a worker that then died was reclaimed as a lost run: an attempt used and
+/// a `lost` run recorded that never happened. It never started: it ends cancelled with
+/// no attempt used and no run in its history, as when its live worker settles it.
+pub async fn capped_a_job_cancelled_in_a_dead_workers_prefetch_ends_cancelled_without_a_run<S: JobStore>(store: S) {
+    let short = Duration::from_millis(100);
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let leased = store.fetch(JobKind::Cleanup, "w1", 1, short).await.unwrap().jobs;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    // w1 dies before the run starts: the lease runs out.
+    let mut ended = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.fetch(JobKind::Cleanup, "w2", 1, LEASE).await.unwrap();
+        let job = store.get(&id).await.unwrap().unwrap();
+        if job.state != JobState::Running {
+            ended = Some(job);
+            break;
+        }
+    }
+    let job = ended.expect("the lease was reclaimed");
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.attempts, 0, "a run that never started uses no attempt");
+    assert!(
+        job.attempt_history.iter().all(|a| a.outcome != AttemptOutcome::Lost),
+        "no lost run is recorded for a run that never started: {:?}",
+        job.attempt_history
+    );
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let again = fetch_one(&store, "w2").await.unwrap();
+    assert_eq!(again.attempt, 1, "the replay's first run is run 1");
+}
+
 pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attempt<S: JobStore>(store: S) {
     let short = Duration::from_millis(100);
     let unstarted = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(1)).await;

@@ -123,6 +123,16 @@ for e = 1, #expired, 2 do
     local grace = math.max(1, math.floor(ll / 2))
     redis.call('HSET', key, 'sx', f[6] or '')
     redis.call('ZADD', P .. 'active', now + grace, id)
+  elseif f[3] == '1' and redis.call('ZSCORE', P .. 'unstarted', id) then
+    -- Cancelled while it waited in the prefetch of a worker that died: it never ran, so
+    -- it ends cancelled with its attempt given back and no run recorded (as its worker's
+    -- settle would have ended it).
+    redis.call('ZREM', P .. 'active', id)
+    redis.call('HINCRBY', key, 'at', -1)
+    redis.call('HSET', key, 'w', '', 'sx', '')
+    count_event('reclaimed_released')
+    finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it started"}', f[11])
+    run_ended(id, f[8])
   elseif (tonumber(f[10]) or 0) < MAX_UNSTARTED_HANDBACKS and f[3] ~= '1'
     and redis.call('ZSCORE', P .. 'unstarted', id) then
     -- Leased but never started (prefetched by a worker that died): it goes back to

@@ -374,3 +374,56 @@ async fn a_keeper_connection_that_goes_half_open_as_a_run_starts_costs_the_run_n
     let _ = stop.send(());
     runtime.await.unwrap();
 }
+
+/// Found by the fairness audit of 2026-12-05: while every slot is busy the sweep promotes
+/// due jobs for the fetcher, one chunk (500) a sweep, in due order across accounts, so one
+/// seller's thousands of jobs falling due at once held every other seller's due job (a
+/// delay, a retry, a turn given away) out of its lane for a sweep period per chunk. A
+/// sweep now goes on promoting while more are due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_one_sellers_due_jobs_does_not_hold_another_sellers_out_of_its_lane() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let cleanup = |account: &str| {
+        JobPayload::from_json(
+            JobKind::Cleanup,
+            json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+        )
+        .unwrap()
+    };
+    // One slot, held by a run that outlasts the test.
+    store.enqueue(NewJob::new(cleanup("t.busy"))).await.unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handler = reporting_handler(tx, |_| Duration::from_secs(30));
+    let one_slot = WorkerSettings {
+        concurrency: [(JobKind::Cleanup, 1), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        ..settings(1800, 300)
+    };
+    let (stop, task) = spawn_runtime(server.url(), store.clone(), one_slot, handler);
+    assert!(matches!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { .. })
+    ));
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    let flood: Vec<NewJob> = (0..4000).map(|_| NewJob::new(cleanup("t.flood")).run_at(due)).collect();
+    for r in store.enqueue_bulk(flood).await.unwrap() {
+        r.unwrap();
+    }
+    let small = store
+        .enqueue(NewJob::new(cleanup("t.small")).run_at(due + chrono::Duration::milliseconds(10)))
+        .await
+        .unwrap()
+        .id;
+    // Due in 0.5 s; a sweep comes every 0.9 s: queued within 2 s (before, 8 sweeps: 7 s).
+    let until = Instant::now() + Duration::from_secs(2);
+    let state = loop {
+        let state = store.get(&small).await.unwrap().unwrap().state;
+        if state != JobState::Scheduled || Instant::now() > until {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(state, JobState::Queued, "the small seller's due job is still out of its lane");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}

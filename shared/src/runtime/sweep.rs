@@ -68,6 +68,10 @@ impl Drop for SlotWait<'_> {
     }
 }
 
+/// Most calls one sweep of a kind makes while jobs are still due (each promotes up to a
+/// chunk of them: 20 calls are 10,000 jobs).
+const SWEEP_CALLS: usize = 20;
+
 /// How often a kind whose fetcher waits for a slot is swept: half a lease, so a dead
 /// worker's job is reclaimed about as soon as a fetch would have reclaimed it.
 fn period(lease: Duration) -> Duration {
@@ -97,9 +101,20 @@ pub(crate) async fn sweep_loop<S: JobStore>(shared: SharedRef<S>, kinds: Vec<Job
             }
             shared.slot_waits.swept(*kind);
             let (worker, lease) = (&shared.settings.worker_id, shared.settings.lease);
-            if let Err(e) = shared.store.fetch(*kind, worker, 0, lease).await {
-                // the fetcher logs outages when it fetches; a sweep only tries again
-                tracing::debug!(kind = %kind, error = %e, "sweep of due jobs and expired leases failed");
+            // A call promotes one chunk of due jobs, in due order across accounts: while
+            // more are due the sweep goes on, so one seller's thousands falling due at
+            // once do not hold every other seller's due job out of its lane for a sweep
+            // period per chunk.
+            for _ in 0..SWEEP_CALLS {
+                match shared.store.fetch(*kind, worker, 0, lease).await {
+                    Ok(f) if f.next_due == Some(Duration::ZERO) => {}
+                    Ok(_) => break,
+                    Err(e) => {
+                        // the fetcher logs outages when it fetches; a sweep only tries again
+                        tracing::debug!(kind = %kind, error = %e, "sweep of due jobs and expired leases failed");
+                        break;
+                    }
+                }
             }
             shared.contention.set(*kind, leased_ahead + offered(&shared, *kind).await);
         }

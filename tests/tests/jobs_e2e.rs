@@ -1238,46 +1238,8 @@ async fn a_delete_whose_answer_was_lost_and_whose_retry_found_nothing_is_recorde
 /// between two steps, without using an attempt, and the waiting job gets the slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
-    let mut stack = Stack::start(sim(), "").await;
-    let long = stack
-        .account(AccountSpec {
-            skus: Some(60),
-            ..AccountSpec::new("seller-long")
-        })
-        .await;
-    let small = stack
-        .account(AccountSpec {
-            skus: Some(3),
-            ..AccountSpec::new("seller-small")
-        })
-        .await;
-    // 4 deletes in flight, each answered after 1 s: the long cleanup takes about 15 s.
-    stack
-        .faults(
-            &long,
-            FaultSpec {
-                latency_ms: 1000,
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    let long_skus = stack.sim.admin().skus(long.as_str()).await.unwrap();
-    let small_skus = stack.sim.admin().skus(small.as_str()).await.unwrap();
-    stack.spawn_worker("worker-1", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "1")]);
-    let long_id = stack.submit_cleanup(&long, &long_skus).await;
-    let until = Instant::now() + Duration::from_secs(20);
-    while stack.deleted_by_marketplace(&long).await.len() < 4 {
-        assert!(Instant::now() < until, "the long cleanup made no deletes:\n{}", stack.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let small_id = stack.submit_cleanup(&small, &small_skus).await;
-    let small_job = stack.finish(&small_id, Duration::from_secs(60)).await;
+    let (stack, long, long_id, small_job, waited) = small_cleanup_behind_long_ones(1).await;
     let long_now = stack.store.get(&long_id).await.unwrap().expect("long job");
-    // When its first delete reached the marketplace (a job's `started_at` is its lease,
-    // which a prefetch takes before the slot is free).
-    let small_deletes = stack.sim.admin().deletes(small.as_str()).await.expect("simulator deletes");
-    let first_delete = small_deletes.iter().map(|d| d.at).min().expect("the small cleanup deleted");
-    let waited = (first_delete - small_job.created_at).to_std().unwrap_or_default();
     assert_eq!(small_job.state, JobState::Succeeded, "{small_job:#?}");
     assert!(
         waited < Duration::from_secs(9),
@@ -1303,11 +1265,29 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
 /// is a few milliseconds; the small cleanup waits for one turn at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_cleanup_waits_for_one_turn_behind_a_flood_of_long_ones() {
+    let (stack, _, _, small_job, waited) = small_cleanup_behind_long_ones(4).await;
+    assert_eq!(small_job.state, JobState::Succeeded, "{small_job:#?}");
+    // One turn (5 s) less the second already worked, the sweep's period and the step
+    // in progress (a 1 s delete): about 6 s; two turns would be about 10 s.
+    assert!(
+        waited < Duration::from_millis(8_000),
+        "the small cleanup waited {waited:?} behind the flood's turns\n{}",
+        stack.logs()
+    );
+}
+
+/// A 60-SKU seller whose deletes are answered after 1 s (4 in flight: about 15 s a
+/// cleanup) submits `long_jobs` cleanups to one worker with one cleanup slot; once they
+/// have made 4 deletes, a 3-SKU seller submits one. The stack, the long seller, its first
+/// job, the small job once ended, and how long it waited for its first delete.
+async fn small_cleanup_behind_long_ones(
+    long_jobs: usize,
+) -> (Stack, drover::job::AccountId, drover::job::JobId, drover::job::Job, Duration) {
     let mut stack = Stack::start(sim(), "").await;
     let long = stack
         .account(AccountSpec {
             skus: Some(60),
-            ..AccountSpec::new("seller-flood")
+            ..AccountSpec::new("seller-long")
         })
         .await;
     let small = stack
@@ -1316,7 +1296,6 @@ async fn a_small_cleanup_waits_for_one_turn_behind_a_flood_of_long_ones() {
             ..AccountSpec::new("seller-small")
         })
         .await;
-    // 4 deletes in flight, each answered after 1 s: each long cleanup takes about 15 s.
     stack
         .faults(
             &long,
@@ -1329,8 +1308,9 @@ async fn a_small_cleanup_waits_for_one_turn_behind_a_flood_of_long_ones() {
     let long_skus = stack.sim.admin().skus(long.as_str()).await.unwrap();
     let small_skus = stack.sim.admin().skus(small.as_str()).await.unwrap();
     stack.spawn_worker("worker-1", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "1")]);
-    for _ in 0..4 {
-        stack.submit_cleanup(&long, &long_skus).await;
+    let mut long_ids = Vec::new();
+    for _ in 0..long_jobs {
+        long_ids.push(stack.submit_cleanup(&long, &long_skus).await);
     }
     let until = Instant::now() + Duration::from_secs(20);
     while stack.deleted_by_marketplace(&long).await.len() < 4 {
@@ -1339,17 +1319,11 @@ async fn a_small_cleanup_waits_for_one_turn_behind_a_flood_of_long_ones() {
     }
     let small_id = stack.submit_cleanup(&small, &small_skus).await;
     let small_job = stack.finish(&small_id, Duration::from_secs(60)).await;
-    assert_eq!(small_job.state, JobState::Succeeded, "{small_job:#?}");
+    // When its first delete reached the marketplace (a job's `started_at` is its lease).
     let small_deletes = stack.sim.admin().deletes(small.as_str()).await.expect("simulator deletes");
     let first_delete = small_deletes.iter().map(|d| d.at).min().expect("the small cleanup deleted");
     let waited = (first_delete - small_job.created_at).to_std().unwrap_or_default();
-    // One turn (5 s) less the second already worked, the sweep's period and the step
-    // in progress (a 1 s delete): about 6 s; two turns would be about 10 s.
-    assert!(
-        waited < Duration::from_millis(8_000),
-        "the small cleanup waited {waited:?} behind the flood's turns\n{}",
-        stack.logs()
-    );
+    (stack, long, long_ids.remove(0), small_job, waited)
 }
 
 /// Found by a review of the queue core (2026-12-05): a run that gave its turn away ended

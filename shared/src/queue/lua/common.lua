@@ -485,14 +485,26 @@ end
 -- (dead or cut off: reclaim at once) from a Redis that stopped serving (a restart or
 -- a pause: give the holder a grace to renew). Gaps of 50 ms or more are kept, the
 -- newest 32, as `<end>` scored members `<end>:<length>`.
+--
+-- After a gap, whichever call comes first (a fetch or a renewal) also looks at whether
+-- Redis restarted since it last served the queue (its run id, kept in `runid`, changed:
+-- a restart from an RDB snapshot or an AOF, a failover to a replica). Leases written
+-- just before it went down may be lost, so `restarted` keeps when that was seen: a
+-- fetch leases nothing for a lease and a second after it (fetch.lua). INFO is refused
+-- to a user without @dangerous: then no restart is seen.
 local function note_served(now)
   local prev = tonumber(redis.call('SET', P .. 'seen', now, 'GET'))
   local gap = prev and (now - prev) or 1e12
   if gap >= 50 then
     redis.call('ZADD', P .. 'gaps', now, now .. ':' .. gap)
     redis.call('ZREMRANGEBYRANK', P .. 'gaps', 0, -33)
+    local ok, info = pcall(redis.call, 'INFO', 'server')
+    local id = ok and type(info) == 'string' and string.match(info, 'run_id:(%x+)')
+    if id then
+      local was = redis.call('SET', P .. 'runid', id, 'GET')
+      if was and was ~= id then redis.call('SET', P .. 'restarted', ms_str(now)) end
+    end
   end
-  return gap
 end
 -- Whether Redis stopped serving this queue for `len` ms or more after `since`.
 local function outage_since(since, len)

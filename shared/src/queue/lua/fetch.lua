@@ -85,27 +85,7 @@ end
 -- the lease) is first marked (`sx` = its token) and given a grace of half its lease:
 -- a live worker that could not reach Redis renews it then and keeps its run. Only a
 -- lease still unrenewed after that is reclaimed.
---
--- A Redis that restarted since it last served this queue (its run id changed: a restart
--- from an RDB snapshot or an AOF, a failover to a replica) may have lost leases written
--- before it went down: such a job is back in its lane while its holder, not yet fenced,
--- still runs it. So after a restart nothing is leased until a lease and a second have
--- passed since Redis started: every live holder's keeper has found its lease gone (or
--- fenced itself) by then. Reclaim and promotion go on. Looked at only after a gap in
--- service (a restart is one), so a busy queue pays nothing for it.
-if note_served(now) >= 50 then
-  local info = redis.call('INFO', 'server')
-  local id = string.match(info, 'run_id:(%x+)')
-  local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or 0
-  if id then
-    local was = redis.call('SET', P .. 'runid', id, 'GET')
-    -- uptime is whole seconds, so Redis started no later than `up` seconds ago
-    local hold = lease_ms + 1000 - up * 1000
-    if was and was ~= id and hold > 0 then
-      redis.call('SET', P .. 'restarted', id, 'PX', hold)
-    end
-  end
-end
+note_served(now)
 local expired = redis.call('ZRANGE', P .. 'active', '-inf', now, 'BYSCORE', 'LIMIT', 0, chunk, 'WITHSCORES')
 for e = 1, #expired, 2 do
   local id, deadline = expired[e], tonumber(expired[e + 1])
@@ -180,8 +160,21 @@ local turns_ran_out = false
 local lane_next = {}
 -- Due jobs and expired leases go first (a reclaimed job runs ahead of the backlog): with
 -- any of them passed over, the dispatch waits for the next call too.
--- paused, or held after a restart (above)
-local held = max > 0 and not needs and redis.call('EXISTS', P .. 'paused', P .. 'restarted') > 0
+-- Paused, or held after a restart (note_served): a Redis that restarted may have lost
+-- leases written before it went down, and such a job is back in its lane while its
+-- holder, not yet fenced, still runs it. Nothing is leased until a lease and a second
+-- after the restart was first seen: every live holder's keeper has found its lease gone
+-- (or fenced itself) by then. Reclaim and promotion go on.
+local held, hold_left = false, -1
+if max > 0 and not needs and redis.call('EXISTS', P .. 'paused', P .. 'restarted') > 0 then
+  local seen_at = tonumber(redis.call('GET', P .. 'restarted'))
+  if seen_at and now < seen_at + lease_ms + 1000 then
+    held, hold_left = true, seen_at + lease_ms + 1000 - now
+  elseif seen_at then
+    redis.call('DEL', P .. 'restarted')
+  end
+  held = held or redis.call('EXISTS', P .. 'paused') > 0
+end
 if max > 0 and not needs and not held then
   local leases, cancelled, unstarted = {}, {}, {}
   local off_lanes = 0
@@ -406,9 +399,8 @@ if #jobs / 3 < max or #jobs == 0 then
   end
 end
 if needs or turns_ran_out then wait = 0 end
-if held then
+if hold_left > 0 and (wait < 0 or hold_left < wait) then
   -- held after a restart: ask again when the hold ends
-  local left = redis.call('PTTL', P .. 'restarted')
-  if left > 0 and (wait < 0 or left < wait) then wait = left end
+  wait = hold_left
 end
 return {jobs, wait, hints, needs and 1 or 0}

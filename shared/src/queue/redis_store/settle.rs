@@ -121,7 +121,7 @@ impl RedisStore {
         let answers = self
             .call_per_queue::<(Vec<String>, Vec<String>)>(
                 &scripts::EXTEND,
-                &["active", "seen", "gaps", "marker"],
+                &["active", "seen", "gaps", "marker", "runid", "restarted"],
                 leases,
                 Some(lease.as_millis() as u64),
                 Some(within),
@@ -154,7 +154,7 @@ impl RedisStore {
     pub(super) async fn beat_queues(&self, kind: JobKind) -> Result<(), StoreError> {
         let answers = futures::future::join_all(self.all_keys(kind).iter().map(|keys| {
             let mut inv = scripts::EXTEND.key(keys.slot_key());
-            for suffix in ["active", "seen", "gaps", "marker"] {
+            for suffix in ["active", "seen", "gaps", "marker", "runid", "restarted"] {
                 inv.key(keys.key(suffix));
             }
             inv.arg(keys.prefix()).arg(0);

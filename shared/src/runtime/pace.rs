@@ -1,7 +1,8 @@
 //! How far ahead of its free slots a worker leases: by how long its runs take.
 //!
-//! A job leased ahead waits inside this worker, where an idle worker cannot take it. For
-//! slow runs that wait is long, so the worker leases only `prefetch` (default 2) ahead.
+//! A job leased ahead waits inside this worker, where an idle worker cannot take it and
+//! its account's turn is not weighed against others'. For slow runs that wait is long,
+//! so the worker leases only `prefetch` (default 0) ahead.
 //! For fast runs it is short, and a lease round trip between every two runs would be
 //! what limits throughput (no-op jobs at concurrency 1 ran at a third of the speed with a
 //! prefetch of 2), so the worker leases as many ahead as its recent runs would get

@@ -671,3 +671,45 @@ async fn after_a_restart_that_lost_a_lease_the_job_is_not_leased_again_within_a_
         "w2 leased the job {after:?} after the restart, while w1's lease ({lease:?}) could still be running it"
     );
 }
+
+/// Found by the chaos audit of 2026-12-05: the restart check ran only after a gap of
+/// 50 ms or more since Redis last served the queue, and a gap below zero counted as none.
+/// A failover to a replica whose clock is behind the old primary's (or a clock stepped
+/// back) is such a gap: the new run id went unseen, and a lease the replica never
+/// received was given to a second worker at once.
+#[tokio::test]
+async fn a_restart_seen_through_a_clock_that_went_back_still_holds_the_leases() {
+    let lease = Duration::from_millis(1800);
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
+    let payload = JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": "a1", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap();
+    // The queue has been served (its run id is known), and a job is queued.
+    assert!(store.fetch(JobKind::Cleanup, "w0", 1, lease).await.unwrap().jobs.is_empty());
+    store.enqueue(NewJob::new(payload)).await.unwrap();
+    // As this server finds it after a failover: the run id is the old primary's, and the
+    // old primary last served the queue 10 s ahead of this server's clock.
+    let now_ms: (u64, u64) = redis::cmd("TIME").query(&mut server.conn()).unwrap();
+    let ahead = now_ms.0 * 1000 + now_ms.1 / 1000 + 10_000;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("drover:{cleanup}:runid")
+        .arg("0123456789abcdef0123456789abcdef01234567")
+        .ignore()
+        .cmd("SET")
+        .arg("drover:{cleanup}:seen")
+        .arg(ahead)
+        .ignore()
+        .query(&mut server.conn())
+        .unwrap();
+    let leased = store.fetch(JobKind::Cleanup, "w2", 1, lease).await.unwrap().jobs;
+    assert!(leased.is_empty(), "a job was leased right after a restart: {leased:?}");
+    let held: bool = redis::cmd("EXISTS")
+        .arg("drover:{cleanup}:restarted")
+        .query(&mut server.conn())
+        .unwrap();
+    assert!(held, "the restart was not noted");
+}

@@ -495,6 +495,9 @@ end
 local function note_served(now)
   local prev = tonumber(redis.call('SET', P .. 'seen', now, 'GET'))
   local gap = prev and (now - prev) or 1e12
+  -- A clock behind the last serve's (a failover to a replica whose clock is behind, a
+  -- clock stepped back): how long Redis was away is unknown, so it counts as an outage.
+  if gap < 0 then gap = 1e12 end
   if gap >= 50 then
     redis.call('ZADD', P .. 'gaps', now, now .. ':' .. gap)
     redis.call('ZREMRANGEBYRANK', P .. 'gaps', 0, -33)

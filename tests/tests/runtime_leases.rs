@@ -427,3 +427,94 @@ async fn a_burst_of_one_sellers_due_jobs_does_not_hold_another_sellers_out_of_it
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
+
+/// Found by the chaos audit of 2026-12-05: a run's hand-back that could not reach Redis
+/// was given up after a minute (`give_up_after`), and its lease dropped from the
+/// keeper's list. When Redis came back nobody renewed the lease in its grace, so the
+/// reclaim charged the outage to the job: an attempt used, and on its last attempt the
+/// job went dead without having failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_longer_than_a_minute_uses_no_attempt_of_a_job_that_was_running() {
+    let mut server = RedisServer::start(Durability::AofAlways);
+    let store = store(&server).await;
+    let id = store.enqueue(job().max_attempts(1)).await.unwrap().id;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    // Run 1 goes on until it is stopped; a later run ends at once.
+    let handler = reporting_handler(tx, |attempt| if attempt == 1 { Duration::from_secs(120) } else { Duration::ZERO });
+    let (stop, runtime) = spawn_runtime(server.url(), store.clone(), settings(1500, 300), handler);
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Redis is down for longer than the minute the hand-back was retried for (killed:
+    // every call is refused at once), then comes back with everything it had written.
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(63)).await;
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let j = loop {
+        // (the test's own connection may take a moment to be dialled again)
+        match store.get(&id).await {
+            Ok(Some(j)) if j.state.is_terminal() => break j,
+            r => assert!(Instant::now() < deadline, "the job did not end after the outage: {r:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("history: {:?}", j.attempt_history);
+    assert_eq!(j.state, JobState::Succeeded, "the outage was charged to the job: {j:?}");
+    assert!(
+        j.attempt_history.iter().all(|a| a.outcome != drover::job::AttemptOutcome::Lost),
+        "a live worker's run was recorded lost: {:?}",
+        j.attempt_history
+    );
+    let _ = stop.send(());
+    runtime.await.unwrap();
+}
+
+/// Found by the chaos audit of 2026-12-05: at Redis's memory limit the renewal script
+/// was refused like any write (it writes only fixed-size fields), so every running job
+/// was stopped within a lease and its work done again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_its_lease_while_redis_is_at_its_memory_limit() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job()).await.unwrap().id;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    // Each run takes 4 s unless it is stopped.
+    let handler = reporting_handler(tx, |_| Duration::from_secs(4));
+    let (stop, runtime) = spawn_runtime(server.url(), store.clone(), settings(1500, 300), handler);
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+    // The start is reported on the next beat; then Redis is over its memory limit for
+    // 3 s (twice the lease): every write that may grow the data is refused.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let limit = |bytes: u64| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .arg("maxmemory")
+            .arg(bytes)
+            .query(&mut server.conn())
+            .unwrap();
+    };
+    limit(1);
+    let full = store.enqueue(job()).await;
+    assert!(full.is_err(), "Redis is not at its limit: {full:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    limit(0);
+    let seen = events_for(&mut events, Duration::from_secs(3)).await;
+    assert_eq!(
+        seen,
+        vec![Event::Finished { attempt: 1 }],
+        "the run was stopped at the memory limit"
+    );
+    succeeds_on_one_attempt(&store, &id).await;
+    let j = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(j.attempt_history.len(), 1, "{:?}", j.attempt_history);
+    let _ = stop.send(());
+    runtime.await.unwrap();
+}

@@ -29,14 +29,14 @@ scripts! {
     ENQUEUE "enqueue" &[COMMON, WAITING_OF], Writes;
     FETCH "fetch" &[COMMON], Writes;
     SETTLE "settle" &[COMMON], Writes;
-    EXTEND "extend" &[COMMON], Writes;
+    EXTEND "extend" &[COMMON], Bounded;
     PROGRESS "progress" &[COMMON], Writes;
     CANCEL "cancel" &[COMMON], Writes;
     RETRY "retry" &[COMMON], Writes;
     REMOVE "remove" &[COMMON], Frees;
     LIST "list" &[COMMON], ReadsOnly;
     WAITING "waiting" &[COMMON, WAITING_OF], ReadsOnly;
-    START "start" &[COMMON], Writes;
+    START "start" &[COMMON], Bounded;
     CALLBACK_CLAIM "callback_claim" &[COMMON], Writes;
     CALLBACK_RECORD "callback_record" &[COMMON], Writes;
     QUEUE_STATS "queue_stats" &[COMMON], ReadsOnly;

@@ -36,6 +36,10 @@ pub enum Access {
     /// Removes data, writing a little on the way (`allow-oom`): served at `maxmemory`,
     /// where it is what frees memory.
     Frees,
+    /// Writes only a few fixed-size values that keep what is already there, such as a
+    /// lease's renewal (`allow-oom`): served at `maxmemory`, so running jobs keep their
+    /// leases while the queue is full.
+    Bounded,
 }
 
 impl Access {
@@ -43,7 +47,7 @@ impl Access {
         match self {
             Access::Writes => "{}",
             Access::ReadsOnly => "{'no-writes'}",
-            Access::Frees => "{'allow-oom'}",
+            Access::Frees | Access::Bounded => "{'allow-oom'}",
         }
     }
 }

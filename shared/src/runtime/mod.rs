@@ -57,6 +57,8 @@ where
 
     let mut settle_tx = HashMap::new();
     let mut settlers = Vec::new();
+    // Outcomes their queue has not taken are sent again until the runtime ends.
+    let settles_ended = CancellationToken::new();
     for (kind, _) in &kinds {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         settle_tx.insert(*kind, tx);
@@ -64,6 +66,7 @@ where
             store.clone(),
             *kind,
             shared::give_up_after(settings.lease),
+            settles_ended.clone(),
             rx,
         ));
     }
@@ -171,6 +174,7 @@ where
     for s in settlers {
         s.abort();
     }
+    settles_ended.cancel();
     keeper_stop.cancel();
     // The keeper's calls are bounded, so it ends within one call; never wait longer.
     let (joined, keeper_done) = tokio::sync::oneshot::channel();

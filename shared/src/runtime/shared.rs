@@ -33,8 +33,9 @@ pub(crate) struct Shared<S: JobStore> {
 }
 
 impl<S: JobStore> Shared<S> {
-    /// Record `lease`'s outcome; waits until it is stored (retrying through outages, for
-    /// at most [`give_up_after`] the lease).
+    /// Record `lease`'s outcome; waits until it is stored (retrying through an outage of
+    /// any length while the runtime runs, the lease kept renewed meanwhile) and, once
+    /// written, durable (for at most [`give_up_after`] the lease).
     /// The lease is marked settling first (see `Held::settling`); its entry goes when
     /// the `RunLease` is dropped, not here.
     pub async fn settle(&self, kind: JobKind, lease: &RunLease, s: Settlement) -> SettleResult {
@@ -51,19 +52,22 @@ impl<S: JobStore> Shared<S> {
 /// one is already being collected and sent, so acks are not bound by one round trip.
 const SETTLES_IN_FLIGHT: usize = 4;
 
-/// How long a run's outcome is sent again (its queue unreachable) or waited on (written,
-/// not yet durable) before the run is let go: `max(60 s, 10 leases)`. By then its lease
-/// has long run out in Redis, so the job runs again once its queue is back; what is lost
-/// is this run's attempt record, which would have been kept as late.
+/// How long a run's outcome, written but not yet as durable as configured, is waited on
+/// before the run is let go: `max(60 s, 10 leases)`. (An outcome its queue did not take
+/// is sent again for as long as the runtime runs: letting its run go would stop the
+/// renewals, and the job's lease, reclaimed once Redis is back, would be charged an
+/// attempt for the outage.)
 pub(crate) fn give_up_after(lease: Duration) -> Duration {
     (lease * 10).max(Duration::from_secs(60))
 }
 
 /// Writes settlements in batches: whatever has queued up goes in the next script call.
+/// Outcomes still unwritten when `ended` fires are answered `Unreached`.
 pub(crate) fn spawn_settler<S: JobStore>(
     store: S,
     kind: JobKind,
     give_up: Duration,
+    ended: CancellationToken,
     mut rx: mpsc::UnboundedReceiver<SettleRequest>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -82,7 +86,7 @@ pub(crate) fn spawn_settler<S: JobStore>(
                                 Err(_) => break,
                             }
                         }
-                        in_flight.push(first_try(store.clone(), kind, give_up, batch));
+                        in_flight.push(first_try(store.clone(), kind, give_up, ended.clone(), batch));
                     }
                 },
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
@@ -103,10 +107,10 @@ struct Left {
 /// One batch's first try. Each run is answered as soon as its outcome is stored; what is
 /// left goes to a task of its own, so a queue that stays down (a shard without a replica)
 /// or a wait for durability holds up no other queue's outcomes.
-async fn first_try<S: JobStore>(store: S, kind: JobKind, give_up: Duration, batch: Vec<SettleRequest>) {
+async fn first_try<S: JobStore>(store: S, kind: JobKind, give_up: Duration, ended: CancellationToken, batch: Vec<SettleRequest>) {
     let left = settle_round(&store, kind, batch).await;
     if !left.unreached.is_empty() || !left.waiting.is_empty() {
-        tokio::spawn(settle_left(store, kind, give_up, left));
+        tokio::spawn(settle_left(store, kind, give_up, ended, left));
     }
 }
 
@@ -142,10 +146,10 @@ fn answer((s, tx): SettleRequest, r: SettleResult) {
     let _ = tx.send(r);
 }
 
-/// Send the unreached outcomes again until their queue takes them, then wait for the
-/// written ones to be durable, each for at most `give_up` ([`give_up_after`]).
-async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, mut left: Left) {
-    let began = tokio::time::Instant::now();
+/// Send the unreached outcomes again until their queue takes them (or the runtime
+/// ends), then wait for the written ones to be durable for at most `give_up`
+/// ([`give_up_after`]).
+async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, ended: CancellationToken, mut left: Left) {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     if !left.unreached.is_empty() {
         let jobs = left.unreached.len();
@@ -156,19 +160,20 @@ async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, mu
     }
     while !left.unreached.is_empty() {
         let delay = backoff.failed().delay;
-        if began.elapsed() + delay > give_up {
-            tracing::error!(
-                kind = %kind,
-                jobs = left.unreached.len(),
-                after_s = give_up.as_secs(),
-                "gave up recording job outcomes: their queue stayed unreachable; each job runs again once its queue is back"
-            );
-            for request in left.unreached.drain(..) {
-                answer(request, SettleResult::Unreached);
+        tokio::select! {
+            _ = ended.cancelled() => {
+                tracing::error!(
+                    kind = %kind,
+                    jobs = left.unreached.len(),
+                    "the worker stopped before its queue took these job outcomes; each job runs again once its lease runs out"
+                );
+                for request in left.unreached.drain(..) {
+                    answer(request, SettleResult::Unreached);
+                }
+                break;
             }
-            break;
+            _ = tokio::time::sleep(delay) => {}
         }
-        tokio::time::sleep(delay).await;
         let round = settle_round(&store, kind, std::mem::take(&mut left.unreached)).await;
         left.unreached = round.unreached;
         left.waiting.extend(round.waiting);
@@ -180,8 +185,7 @@ async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, mu
         return;
     }
     tracing::warn!(kind = %kind, jobs = left.waiting.len(), "job outcomes recorded but not yet durable; waiting for them");
-    let rest = give_up.saturating_sub(began.elapsed());
-    if tokio::time::timeout(rest, await_durable(&store, kind)).await.is_err() {
+    if tokio::time::timeout(give_up, await_durable(&store, kind)).await.is_err() {
         tracing::error!(
             kind = %kind,
             jobs = left.waiting.len(),

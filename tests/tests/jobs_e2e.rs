@@ -1606,3 +1606,51 @@ async fn a_database_error_reaches_the_job_in_our_words_and_the_log_in_the_databa
         stack.logs()
     );
 }
+
+/// Found by the chaos audit of 2026-12-06: a sync's listings refresh held a database
+/// connection across every getListingsItem call (minutes at SP-API's rates), so as many
+/// refreshes as the pool has connections starved every other run of the worker, which
+/// waited out the acquire timeout, was told "database unavailable" and snoozed until a
+/// refresh ended. Here the pool has one connection and the refresh takes about 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listings_refresh_holds_no_database_connection_while_it_waits_on_the_marketplace() {
+    let plans = jobs_support::plans_with(
+        drover_tests::sim::Operation::GetListingsItem,
+        drover_tests::sim::RateLimit::new(2.0, 1),
+    );
+    let mut stack = Stack::start_with(sim(), "[worker.jobs]\nprogress_every = 1", plans).await;
+    let slow = stack
+        .account(AccountSpec {
+            skus: Some(30),
+            ..AccountSpec::new("seller-many-listings")
+        })
+        .await;
+    known_listings(&stack, &slow).await;
+    let other = stack
+        .account(AccountSpec {
+            skus: Some(1),
+            ..AccountSpec::new("seller-one-sku")
+        })
+        .await;
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__DATABASE__MAX_CONNECTIONS", "1")]);
+    let sync = stack.submit_sync(&slow, &["listings"]).await;
+    // The refresh is under way: it has checked two SKUs.
+    stack.progress_at_least(&sync, 2, Duration::from_secs(30)).await;
+    let skus = stack.sim.admin().skus(other.as_str()).await.unwrap();
+    let cleanup = stack.submit_cleanup(&other, &skus).await;
+    let job = stack.finish(&cleanup, Duration::from_secs(40)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let refresh = stack.store.get(&sync).await.unwrap().unwrap();
+    assert!(
+        !refresh.state.is_terminal(),
+        "the cleanup waited for the listings refresh to end: {:?}",
+        refresh.progress
+    );
+    assert!(
+        !stack.logs().contains("database unreachable"),
+        "a healthy database was reported unreachable:\n{}",
+        stack.logs()
+    );
+    let sync = stack.finish(&sync, Duration::from_secs(60)).await;
+    assert_eq!(sync.state, JobState::Succeeded, "{sync:#?}");
+}

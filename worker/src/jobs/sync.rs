@@ -218,6 +218,9 @@ async fn sync_listings(
         Some(t) => t,
         None => begin_listings(jobs, ctx).await?,
     };
+    // A connection is held only around each database call, never across a marketplace
+    // call: a refresh takes minutes at SP-API's rates, and the worker's other runs share
+    // the pool.
     let mut conn = jobs.connection("reading known SKUs").await?;
     let (before, _) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
@@ -228,6 +231,7 @@ async fn sync_listings(
         .within(jobs)
         .await
         .map_err(db_error("reading known SKUs"))?;
+    drop(conn);
     let total = before as u64 + skus.len() as u64;
     let slice = Slice::start(jobs.config());
     for (i, raw) in skus.iter().enumerate() {
@@ -269,10 +273,12 @@ async fn sync_listings(
                 raw: None,
             },
         };
+        let mut conn = jobs.connection("writing a listing").await?;
         let written = listings::upsert(&mut conn, ctx.fence(), account, &row)
             .within(jobs)
             .await
             .map_err(db_error("writing a listing"))?;
+        drop(conn);
         landed(written, ctx, "writing a listing")?;
         let done = before as u64 + i as u64 + 1;
         if done.is_multiple_of(jobs.config().progress_every) || done == total {
@@ -284,6 +290,7 @@ async fn sync_listings(
             .await?;
         }
     }
+    let mut conn = jobs.connection("counting the listings checked").await?;
     let (checked, absent) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
         .await

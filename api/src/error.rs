@@ -192,7 +192,9 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// When the client may try again, as `Retry-After` says it (the API's problem and the
+    /// console's error page alike).
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::RateLimited { retry_after }
             | ApiError::TooManyStreams { retry_after, .. }
@@ -224,7 +226,7 @@ fn unsure() -> &'static str {
 }
 
 /// Whole seconds, rounded up, at least 1 (what `Retry-After` can say).
-fn retry_after_secs(d: Duration) -> u64 {
+pub fn retry_after_secs(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64
 }
 

@@ -710,3 +710,62 @@ async fn the_audit_pages_older_link_keeps_its_filters() {
         "the next page's link keeps the filters: {html}"
     );
 }
+
+/// Found by the hostile-tenant audit of 2026-12-06: the console's error page dropped the
+/// `Retry-After` the API's error carries, so a session over its rate (or at its stream
+/// cap) was told 429 with no hint of when to come back.
+#[tokio::test]
+async fn a_console_page_refused_for_the_sessions_rate_says_when_to_retry() {
+    let app = spawn_app_with(Durability::None, |c| {
+        c.read_rate_limit = RateLimitConfig { per_minute: 60, burst: 2 }
+    })
+    .await;
+    let b = Browser::sign_in(&app, READER).await;
+    let mut refused = None;
+    for _ in 0..10 {
+        let res = b.http.get(app.url("/ui")).header(COOKIE, &b.cookie).send().await.unwrap();
+        if res.status() == 429 {
+            refused = Some(res);
+            break;
+        }
+    }
+    let res = refused.expect("the session ran over its read rate");
+    let retry_after = res
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let secs: u64 = retry_after.as_deref().unwrap_or_default().parse().unwrap_or(0);
+    assert!(secs >= 1, "no Retry-After on the console's 429: {retry_after:?}");
+    assert!(res.text().await.unwrap().starts_with("<!DOCTYPE html>"), "a page, not JSON");
+}
+
+/// Found by the hostile-tenant audit of 2026-12-06: `/ui/schedules` looked up the last
+/// jobs of up to 50 accounts, a job listing each, and was charged one read for all of
+/// them: one unit of a key's read budget bought fifty listings' Redis work.
+#[tokio::test]
+async fn the_schedules_page_charges_a_read_for_each_accounts_listing_it_makes() {
+    let app = spawn_app_with(Durability::None, |c| {
+        c.read_rate_limit = RateLimitConfig { per_minute: 60, burst: 5 }
+    })
+    .await;
+    for n in 0..20 {
+        let body = serde_json::json!({"cron": "0 2 * * *", "kind": "cleanup",
+            "payload": {"account_id": format!("acct-{n}"), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}});
+        let res = app
+            .client
+            .put(app.url(&format!("/v1/schedules/nightly-{n}")))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    }
+    let b = Browser::sign_in(&app, READER).await;
+    let (status, page) = b.get("/ui/schedules").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("nightly-19"), "every schedule is shown");
+    // The page's listings used the key's burst: its next API read is refused.
+    let res = app.get(READER, "/v1/jobs?account_id=acct-0").send().await.unwrap();
+    assert_eq!(res.status(), 429, "one page bought twenty listings for one read");
+}

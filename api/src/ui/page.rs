@@ -137,7 +137,7 @@ pub fn error(e: &ApiError) -> Response {
         tracing::error!(error = %e, "console request failed");
     }
     let (_, title) = e.kind();
-    bare(
+    let mut res = bare(
         status,
         title,
         html! {
@@ -145,7 +145,12 @@ pub fn error(e: &ApiError) -> Response {
             @if let Some(id) = request_id::current() { p.muted { "Request id " code { (id) } } }
             p { a href="/ui" { "Back to the overview" } }
         },
-    )
+    );
+    if let Some(after) = e.retry_after() {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, crate::error::retry_after_secs(after).into());
+    }
+    res
 }
 
 pub fn time(at: &DateTime<Utc>) -> String {

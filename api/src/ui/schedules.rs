@@ -29,7 +29,13 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
         .flatten()
         .filter_map(|s| s["account_id"].as_str())
         .collect();
+    // Each listing is charged a read of the key's own budget (the session's check paid
+    // for the page): once the budget is spent, the accounts left show no last jobs.
+    let reads = &state.limits_per_key().reads;
     for account in accounts.into_iter().take(50) {
+        if reads.check(&viewer.caller.name).await.is_err() {
+            break;
+        }
         let q = serde_urlencoded::to_string([("account_id", account), ("limit", "500")]).unwrap_or_default();
         let Ok(page_json) = list_jobs(State(state.clone()), viewer.caller.clone(), RawQuery(Some(q))).await else {
             continue;

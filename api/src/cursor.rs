@@ -57,6 +57,29 @@ impl Cursors {
     }
 }
 
+impl Cursors {
+    /// The cursor of a listing other than jobs' (`listing` names it and its filters) for
+    /// the page after the one that ended at `after`, as asked by key `key`.
+    pub fn encode_after(&self, after: &str, key: &str, listing: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.sealer.seal(after.as_bytes(), &after_binding(key, listing)))
+    }
+
+    /// Where the listing goes on, if this app made `s` for the same key and listing.
+    pub fn decode_after(&self, s: &str, key: &str, listing: &str) -> Result<String, ApiError> {
+        let bad = || ApiError::field("cursor", Self::INVALID);
+        if !Self::well_formed(s) {
+            return Err(bad());
+        }
+        let sealed = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        let after = self.sealer.open(&sealed, &after_binding(key, listing)).map_err(|_| bad())?;
+        String::from_utf8(after).map_err(|_| bad())
+    }
+}
+
+fn after_binding(key: &str, listing: &str) -> Vec<u8> {
+    format!("drover after cursor v1\0{key}\0{listing}").into_bytes()
+}
+
 /// What a cursor is bound to: the key that asked and every filter of the listing.
 fn binding(key: &str, q: &ListQuery) -> Vec<u8> {
     let kinds: Vec<&str> = q.kinds.iter().map(|k| k.as_str()).collect();

@@ -894,7 +894,7 @@ async fn a_replace_racing_a_delete_never_takes_an_account_past_its_quota() {
         let delete = tokio::spawn(async move { s2.delete(Some("acme"), "a").await.map(|_| ()) });
         let create = tokio::spawn(async move { s3.put(&extra2, sp2).await.map(|_| ()) });
         let _ = (replace.await.unwrap(), delete.await.unwrap(), create.await.unwrap());
-        let held = schedules.list_accounts(&["acme"]).await.unwrap().len();
+        let held = schedules.page(Some(&["acme"]), None, 100).await.unwrap().schedules.len();
         most = most.max(held);
         schedules.delete(Some("acme"), &extra).await.unwrap();
         schedules.delete(Some("acme"), "a").await.unwrap();
@@ -935,4 +935,67 @@ async fn a_listing_for_one_account_shows_only_its_schedules() {
     assert_eq!((other.as_u16(), nobody.as_u16()), (403, 403));
     let bad = app.get(READER, "/v1/schedules?account_id=a%20b").send().await.unwrap();
     assert_eq!(bad.status(), 422);
+}
+
+/// Found by the hostile-tenant audit of 2026-12-06: `GET /v1/schedules` took no page size
+/// and answered every schedule the key may see with its payload (up to 500 of 64 KiB for
+/// one key, and every key's for a key that sees every account): tens of MiB in one
+/// answer, a few of them in parallel past the API's memory. A page holds at most 100,
+/// and `next_cursor` goes on, bound to the key and the account filter.
+#[tokio::test]
+async fn the_schedule_listing_comes_in_pages_of_at_most_a_hundred() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.rate_limit.per_minute = 100_000;
+        c.rate_limit.burst = 1_000;
+    })
+    .await;
+    for n in 0..120 {
+        let account = format!("acct-{}", n % 3);
+        let res = put(&app, ADMIN, &format!("s{n:03}"), &cleanup_schedule("0 2 * * *", &account)).await;
+        assert_eq!(res.status(), 201);
+    }
+    let list = app.get_json(ADMIN, "/v1/schedules").await;
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 100, "the default page is 100");
+    assert!(list["next_cursor"].is_string(), "{}", list["next_cursor"]);
+
+    let (mut seen, mut sizes, mut cursor) = (Vec::new(), Vec::new(), None::<String>);
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/schedules?limit=50&cursor={c}"),
+            None => "/v1/schedules?limit=50".to_owned(),
+        };
+        let page = app.get_json(ADMIN, &path).await;
+        let schedules = page["schedules"].as_array().unwrap();
+        sizes.push(schedules.len());
+        seen.extend(
+            schedules
+                .iter()
+                .map(|s| format!("{}/{}", s["account_id"].as_str().unwrap(), s["name"].as_str().unwrap())),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+        assert!(sizes.len() < 10, "the pages never end");
+    }
+    assert_eq!(sizes, vec![50, 50, 20]);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "each schedule once, in order");
+    assert_eq!(seen.len(), 120);
+
+    let first = app.get_json(ADMIN, "/v1/schedules?limit=1").await;
+    let c = first["next_cursor"].as_str().unwrap();
+    for (key, path) in [
+        (READER, format!("/v1/schedules?limit=1&cursor={c}")),
+        (ADMIN, format!("/v1/schedules?limit=1&account_id=acct-0&cursor={c}")),
+    ] {
+        let p = problem(app.get(key, &path).send().await.unwrap(), 422).await;
+        assert!(fields(&p).contains(&"cursor".to_owned()), "{key} {path}: {p}");
+    }
+    for bad in ["0", "101", "x"] {
+        let p = problem(app.get(ADMIN, &format!("/v1/schedules?limit={bad}")).send().await.unwrap(), 422).await;
+        assert!(fields(&p).contains(&"limit".to_owned()), "limit={bad}: {p}");
+    }
 }

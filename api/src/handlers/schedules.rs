@@ -70,6 +70,8 @@ pub struct ScheduleView {
 #[derive(Serialize, ToSchema)]
 pub struct ScheduleList {
     pub schedules: Vec<ScheduleView>,
+    /// Pass as `cursor` for the next page of `schedules`; null on the last page.
+    pub next_cursor: Option<String>,
     /// The built-in schedules, each the same for every active account, as the running
     /// scheduler makes them (`api.scheduler.defaults`); none while no scheduler runs them.
     pub built_in: Vec<BuiltInView>,
@@ -165,13 +167,22 @@ pub struct ScheduleQuery {
     pub account_id: Option<String>,
 }
 
-/// `GET /v1/schedules?account_id=`: only this account's schedules.
+/// `GET /v1/schedules?account_id=&limit=&cursor=`: a page of schedules.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScheduleListQuery {
     /// List only this account's schedules (one this key may see).
     pub account_id: Option<String>,
+    /// 1 to 100, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page, with the same key and account_id (else 422).
+    pub cursor: Option<String>,
 }
+
+/// The most schedules a page holds (the default): each record may be up to the payload
+/// limit, so a page is bounded in bytes as well as in count.
+pub const MAX_SCHEDULES_PAGE: usize = 100;
 
 fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("no schedule named {:?}", name.chars().take(100).collect::<String>()))
@@ -342,6 +353,18 @@ pub async fn list_schedules(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ScheduleList>, ApiError> {
     let q: ScheduleListQuery = query(raw.as_deref())?;
+    let limit = match q.limit.filter(|l| !l.is_empty()) {
+        None => MAX_SCHEDULES_PAGE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_SCHEDULES_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::field(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_SCHEDULES_PAGE}"),
+                ))
+            }
+        },
+    };
     let account = match q.account_id.filter(|a| !a.is_empty()) {
         Some(a) => {
             let a = AccountId::parse(a).map_err(|e| ApiError::field("account_id", e))?;
@@ -350,20 +373,28 @@ pub async fn list_schedules(
         }
         None => None,
     };
-    // Held until the answer is built (axum writes it out as this returns): every
-    // schedule's payload is in memory.
+    // A cursor is bound to the key and the account filter.
+    let listing = format!("schedules\0{}", account.as_ref().map_or("", |a| a.as_str()));
+    let after = match q.cursor.filter(|c| !c.is_empty()) {
+        Some(c) => Some(state.cursors().decode_after(&c, &caller.name, &listing)?),
+        None => None,
+    };
+    // Held until the answer is built (axum writes it out as this returns): the page's
+    // payloads are in memory.
     let _reading = state.record_reads().start(&caller.name).await?;
     let store = store(&state);
-    let schedules = match (&account, &caller.accounts) {
-        (Some(a), _) => store.list_accounts(&[a.as_str()]).await?,
-        (None, None) => store.list().await?,
+    let after = after.as_deref();
+    let page = match (&account, &caller.accounts) {
+        (Some(a), _) => store.page(Some(&[a.as_str()]), after, limit).await?,
+        (None, None) => store.page(None, after, limit).await?,
         (None, Some(set)) => {
             let accounts: Vec<&str> = set.iter().map(|a| a.as_str()).collect();
-            store.list_accounts(&accounts).await?
+            store.page(Some(&accounts), after, limit).await?
         }
     };
+    let next_cursor = page.next.map(|after| state.cursors().encode_after(&after, &caller.name, &listing));
     let mut out = Vec::new();
-    for s in schedules {
+    for s in page.schedules {
         match s {
             Ok(s) if visible(&caller, &s) => out.push(s.into()),
             Ok(_) => {}
@@ -380,7 +411,11 @@ pub async fn list_schedules(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Json(ScheduleList { schedules: out, built_in }))
+    Ok(Json(ScheduleList {
+        schedules: out,
+        next_cursor,
+        built_in,
+    }))
 }
 
 fn visible(caller: &Caller, s: &Schedule) -> bool {

@@ -15,9 +15,15 @@ use crate::handlers::jobs::list_jobs;
 use crate::handlers::schedules::list_schedules;
 use crate::state::AppState;
 
-pub async fn page(State(state): State<AppState>, caller: Caller, session: Session) -> Response {
+pub async fn page(State(state): State<AppState>, caller: Caller, session: Session, RawQuery(raw): RawQuery) -> Response {
     let viewer = Viewer { caller, session };
-    let list = match list_schedules(State(state.clone()), viewer.caller.clone(), axum::extract::RawQuery(None)).await {
+    // Only the page's own cursor goes on to the listing (100 schedules a page).
+    let cursor: Option<String> = raw
+        .as_deref()
+        .and_then(|q| serde_urlencoded::from_str::<HashMap<String, String>>(q).ok())
+        .and_then(|mut q| q.remove("cursor"));
+    let q = cursor.map(|c| serde_urlencoded::to_string([("cursor", c)]).unwrap_or_default());
+    let list = match list_schedules(State(state.clone()), viewer.caller.clone(), RawQuery(q)).await {
         Ok(l) => serde_json::to_value(l.0).unwrap_or_default(),
         Err(e) => return page::error(&e),
     };
@@ -78,6 +84,9 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
             }
         }
         @if list["schedules"].as_array().is_none_or(Vec::is_empty) { p.muted { "No schedules." } }
+        @if let Some(next) = list["next_cursor"].as_str() {
+            p { a href={"/ui/schedules?" (serde_urlencoded::to_string([("cursor", next)]).unwrap_or_default())} { "Next schedules" } }
+        }
         h2 { "Built-in, for every active account" }
         table #built-in {
             thead { tr { th { "name" } th { "kind" } th { "cron" } th { "next ticks" } th { "jobs' trigger" } } }

@@ -293,34 +293,68 @@ impl ScheduleStore {
         Ok(all.iter().map(|(f, raw)| decode(f, raw)).collect())
     }
 
-    /// The schedules of `accounts`, by account and name, read through their indexes: no
-    /// other account's schedule is read, so another tenant's schedules cannot slow this
-    /// or fill the caller's memory. Unreadable entries are reported, not hidden.
-    pub async fn list_accounts(&self, accounts: &[&str]) -> Result<Vec<Result<Schedule, ScheduleError>>, ScheduleError> {
-        self.ensure_indexed().await?;
+    /// One page of schedules by their field (`<account>/<name>`), those after `after`, at
+    /// most `limit`, and the field to go on after when there are more. `accounts`: only
+    /// theirs, read through their indexes, so another tenant's schedules can neither slow
+    /// this nor fill the caller's memory; none: every account's. Only the page's records
+    /// are read (names are small, a record up to the payload limit). Unreadable entries
+    /// are reported, not hidden.
+    pub async fn page(&self, accounts: Option<&[&str]>, after: Option<&str>, limit: usize) -> Result<SchedulePage, ScheduleError> {
         let mut conn = self.conn.clone();
-        let mut found: Vec<(String, Result<Schedule, ScheduleError>)> = Vec::new();
-        for &account in accounts {
-            let fields: Vec<String> = conn.smembers(self.index_key(Some(account))).await?;
-            if fields.is_empty() {
-                continue;
+        // Each field with the account whose index listed it.
+        let mut fields: Vec<(String, Option<&str>)> = match accounts {
+            None => {
+                let all: Vec<String> = conn.hkeys(&self.key).await?;
+                all.into_iter().map(|f| (f, None)).collect()
             }
-            let raws: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.key).arg(&fields).query_async(&mut conn).await?;
-            for (f, raw) in fields.into_iter().zip(raws) {
-                // Absent: deleted by a release that did not keep the index.
-                let Some(raw) = raw else { continue };
-                match decode(&f, &raw) {
-                    Ok(s) if s.account() == Some(account) => found.push((s.key(), Ok(s))),
-                    // A field saved before names were per account, since saved again for
-                    // another account by a release that did not keep the index.
-                    Ok(_) => {}
-                    Err(e) => found.push((f, Err(e))),
+            Some(accounts) => {
+                self.ensure_indexed().await?;
+                let mut all = Vec::new();
+                for &account in accounts {
+                    let listed: Vec<String> = conn.smembers(self.index_key(Some(account))).await?;
+                    all.extend(listed.into_iter().map(|f| (f, Some(account))));
                 }
+                all
+            }
+        };
+        fields.sort();
+        fields.dedup_by(|a, b| a.0 == b.0);
+        let from = after.map_or(0, |after| fields.partition_point(|(f, _)| f.as_str() <= after));
+        let mut page: Vec<(String, Option<&str>)> = fields.into_iter().skip(from).take(limit + 1).collect();
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
+            page.last().map(|(f, _)| f.clone()).unwrap_or_default()
+        });
+        if page.is_empty() {
+            return Ok(SchedulePage {
+                schedules: Vec::new(),
+                next,
+            });
+        }
+        let names: Vec<&str> = page.iter().map(|(f, _)| f.as_str()).collect();
+        let raws: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.key).arg(&names).query_async(&mut conn).await?;
+        let mut schedules = Vec::with_capacity(page.len());
+        for ((f, account), raw) in page.iter().zip(raws) {
+            // Absent: deleted since its name was read, or by a release that did not keep
+            // the index.
+            let Some(raw) = raw else { continue };
+            match decode(f, &raw) {
+                // A field saved before names were per account, since saved again for
+                // another account by a release that did not keep the index.
+                Ok(s) if account.is_some() && s.account() != *account => {}
+                r => schedules.push(r),
             }
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(found.into_iter().map(|(_, s)| s).collect())
+        Ok(SchedulePage { schedules, next })
     }
+}
+
+/// One page of [`ScheduleStore::page`].
+#[derive(Debug)]
+pub struct SchedulePage {
+    pub schedules: Vec<Result<Schedule, ScheduleError>>,
+    /// The field to list after for the next page; none when this page is the last.
+    pub next: Option<String>,
 }
 
 impl ScheduleStore {

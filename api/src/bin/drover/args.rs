@@ -260,10 +260,16 @@ pub enum AccountsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum SchedulesCmd {
-    /// The schedules this key may see.
+    /// The schedules this key may see, a page at a time.
     Ls {
         #[arg(long = "account", value_name = "ACCOUNT_ID")]
         account: Option<String>,
+        /// Schedules per page, 1 to 100.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: u32,
+        /// The `next_cursor` a previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Create or replace a schedule.
     Put {

@@ -4,16 +4,19 @@ use serde_json::{json, Value};
 
 use crate::args::SchedulesCmd;
 use crate::client::{with_query, CliError, Client};
-use crate::jobs::path_segment;
+use crate::jobs::{next_cursor, path_segment};
 use crate::table::{at, Table};
 use crate::Out;
 
 pub async fn run(client: &Client, out: &Out, cmd: SchedulesCmd) -> Result<(), CliError> {
     match cmd {
-        SchedulesCmd::Ls { account } => {
-            let q: Vec<(&str, String)> = account.map(|a| ("account_id", a)).into_iter().collect();
+        SchedulesCmd::Ls { account, limit, cursor } => {
+            let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+            q.extend(account.map(|a| ("account_id", a)));
+            q.extend(cursor.map(|c| ("cursor", c)));
             let v = client.get("/v1/schedules", &q).await?;
             out.print(&v, || table(&v));
+            next_cursor(&v);
         }
         SchedulesCmd::Put {
             name,

@@ -420,3 +420,28 @@ async fn a_cancel_accepted_for_a_running_job_is_streamed_at_once() {
         "{next}"
     );
 }
+
+/// Found by the visibility audit of 2026-12-06: a second stream on a job sent the job as
+/// it read it, then the shared poll's last snapshot, up to a poll older: a job that had
+/// just started was streamed `running`, then `queued`, then `running` again.
+#[tokio::test]
+async fn a_second_stream_on_a_job_never_sends_its_state_going_back() {
+    use drover::job::JobKind;
+
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.events_poll_ms = 3000).await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    // The first stream starts the job's shared poll, which reads it queued.
+    let mut first = Events::new(app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap());
+    assert_eq!(next_named(&mut first, "state").await["state"], "queued");
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let (worker, run) = leased_by_a_worker(&app).await;
+    worker
+        .mark_started(JobKind::Cleanup, &[(run.id.clone(), run.token.clone())], Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Before the poll reads it again, a second stream opens on the running job.
+    let mut second = Events::new(app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap());
+    assert_eq!(next_named(&mut second, "state").await["state"], "running");
+    let later = tokio::time::timeout(Duration::from_millis(1500), next_named(&mut second, "state")).await;
+    assert!(later.is_err(), "the second stream went back to {later:?}");
+}

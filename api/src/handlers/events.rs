@@ -77,6 +77,7 @@ pub async fn job_events(
         seen_state: None,
         seen_progress: None,
         seen_waiting: None,
+        seen_updated: Some(job.updated_at),
         tenant: caller.accounts.is_some(),
         pending: VecDeque::new(),
         next: Some((Arc::new(job), None)),
@@ -100,6 +101,10 @@ struct Watch {
     seen_progress: Option<Progress>,
     /// The wait last sent: its reason and end (a position change alone sends nothing).
     seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>)>,
+    /// When the job this stream read itself had last changed, until the shared poll's
+    /// first snapshot is in: that one may have been taken before, and is then not news.
+    /// (Only that one: a later snapshot is newer whatever Redis's clock did.)
+    seen_updated: Option<DateTime<Utc>>,
     /// The caller's key is limited to accounts (`WaitingView::seen_by`).
     tenant: bool,
     pending: VecDeque<Event>,
@@ -135,6 +140,7 @@ impl Watch {
                     match &*self.polled.borrow_and_update() {
                         Seen::Nothing => continue,
                         Seen::Gone => return None, // trimmed or purged
+                        Seen::Job(job, _) if self.seen_updated.take().is_some_and(|u| job.updated_at < u) => continue,
                         Seen::Job(job, waiting) => (job.clone(), waiting.clone()),
                     }
                 }

@@ -193,6 +193,7 @@ conformance!(
         the_same_idempotency_key_and_body_return_the_same_job,
         a_paused_queue_hands_out_nothing_until_resumed,
         counts_follow_every_state,
+        a_settle_the_queue_ends_otherwise_says_how_it_ended,
         the_queued_count_follows_every_way_into_and_out_of_the_lanes,
         listing_is_newest_first_and_pages_cover_every_job_once,
         a_listing_by_account_and_state_walks_only_that_accounts_jobs,

@@ -270,6 +270,9 @@ impl Settlement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettleResult {
     Applied,
+    /// Applied, and the job ended otherwise than asked: cancelled (a cancel was pending)
+    /// or dead (a snooze past `max_snoozes`).
+    AppliedAs(JobState),
     /// The lease was gone: the outcome was recorded as late and nothing else changed.
     LeaseLost,
     /// Written, but its queue (its shard) did not acknowledge it as durably as

@@ -18,7 +18,7 @@ use super::metrics::{self, RunFate, Running};
 use super::pace::RunPace;
 use super::run_end::{cancelled_before_start, lost_grace, panicked, run_to_end, RunEnd};
 use super::shared::SharedRef;
-use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
+use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload, JobState};
 use crate::queue::{decide, Fate, JobStore, Leased, RetryPolicy, SettleAction, SettleResult, Settlement};
 
 pub struct SettleLayer<S: JobStore> {
@@ -128,6 +128,9 @@ where
                 let fate = match shared.settle(kind, &lease, settlement).await {
                     // (the settler resolves the other answers before replying)
                     SettleResult::Applied | SettleResult::NotDurable | SettleResult::Unreached => fate,
+                    SettleResult::AppliedAs(JobState::Cancelled) => RunFate::Cancelled,
+                    SettleResult::AppliedAs(JobState::Dead) => RunFate::Dead,
+                    SettleResult::AppliedAs(_) => fate,
                     SettleResult::LeaseLost => RunFate::Lost,
                 };
                 metrics::run_finished(kind, fate, took);

@@ -6,7 +6,11 @@ async fn cancel_then_end<S: JobStore>(store: &S, action: SettleAction, outcome: 
     let id = enqueue(store, NewJob::new(cleanup("a1"))).await;
     let l = fetch_one(store, "w1").await.unwrap();
     assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
-    assert_eq!(settle(store, &l, action, outcome).await, SettleResult::Applied);
+    // (the worker is told the job ended cancelled, not as it asked)
+    assert_eq!(
+        settle(store, &l, action, outcome).await,
+        SettleResult::AppliedAs(JobState::Cancelled)
+    );
     id
 }
 
@@ -325,7 +329,10 @@ pub async fn capped_giving_way_is_not_counted_against_the_snooze_cap<S: JobStore
         delay: Duration::ZERO,
         error: turn,
     };
-    assert_eq!(settle(&store, &l, gave_way, AttemptOutcome::Snoozed).await, SettleResult::Applied);
+    assert_eq!(
+        settle(&store, &l, gave_way, AttemptOutcome::Snoozed).await,
+        SettleResult::AppliedAs(JobState::Cancelled)
+    );
     assert_eq!(state_of(&store, &id).await, JobState::Cancelled, "a cancel wins over giving way");
     assert_eq!(store.get(&id).await.unwrap().unwrap().attempts, 0, "giving way uses no attempt");
 }

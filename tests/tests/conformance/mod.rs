@@ -401,6 +401,25 @@ pub async fn cancelling_a_running_job_tells_its_worker<S: JobStore>(store: S) {
     assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
 }
 
+/// Found by the visibility audit of 2026-12-06: a run that ended in a failure while a
+/// cancel was pending was answered `Applied`, and its worker counted the job dead
+/// (`drover_jobs_finished_total{outcome="dead"}`, the dead-letter alert's input) though
+/// the queue ended it cancelled. The answer says how the job ended when that differs.
+pub async fn a_settle_the_queue_ends_otherwise_says_how_it_ended<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    let r = settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(r, SettleResult::AppliedAs(JobState::Cancelled));
+    assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
+    // As asked: plain `Applied`.
+    let id = enqueue(&store, NewJob::new(cleanup("a2"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    let r = settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(r, SettleResult::Applied);
+    assert_eq!(state_of(&store, &id).await, JobState::Dead);
+}
+
 pub async fn a_released_job_goes_back_to_queued_without_using_an_attempt<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     let l = fetch_one(&store, "w1").await.unwrap();
@@ -529,6 +548,11 @@ pub async fn counts_follow_every_state<S: JobStore>(store: S) {
     let c = store.counts(JobKind::Cleanup).await.unwrap();
     assert_eq!((c.queued, c.scheduled, c.running, c.succeeded, c.dead), (1, 1, 1, 1, 0));
     assert_eq!(c.succeeded_total, 1);
+    // A partial ending is not a success (the visibility audit of 2026-12-06 found it
+    // counted as one in `succeeded_total`).
+    settle(&store, &running[1], SettleAction::Partial(json!({})), AttemptOutcome::Partial).await;
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!((c.running, c.succeeded, c.succeeded_total), (0, 1, 1));
 }
 
 /// The queued count is a counter kept beside the lanes (no index of its own): it must

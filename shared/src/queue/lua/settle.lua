@@ -105,6 +105,7 @@ local read_once = {}
 for i = 0, n - 1 do
   local b = 4 + i * 6
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local asked = outcome
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
   -- read above, or again when the id came twice (its first outcome changed it)
@@ -168,7 +169,8 @@ for i = 0, n - 1 do
       local field = 'er'
       if outcome == 'succeeded' or outcome == 'partial' then
         field = 'rs'
-        done = done + 1
+        -- (a partial ending is not counted a success)
+        if outcome == 'succeeded' then done = done + 1 end
         -- a job that ends well has no last error (an earlier run's stays in its history)
         if f[7] and f[7] ~= '' then redis.call('HSET', key, 'er', '') end
       end
@@ -205,7 +207,9 @@ for i = 0, n - 1 do
       end
       wake()
     end
-    out[i + 1] = 'ok'
+    -- ended otherwise than asked (a pending cancel, the snooze cap): the worker counts
+    -- what the queue did
+    out[i + 1] = outcome == asked and 'ok' or ('as:' .. outcome)
   end
 end
 runs_ended(ended)

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::RedisStore;
-use crate::job::{JobId, JobKind};
+use crate::job::{JobId, JobKind, JobState};
 use crate::queue::codec::attempt_arg;
 use redis::Value;
 
@@ -299,12 +299,14 @@ impl RedisStore {
         Ok(replies
             .into_iter()
             .flatten()
-            .map(|r| {
-                if r == "ok" {
-                    SettleResult::Applied
-                } else {
-                    SettleResult::LeaseLost
-                }
+            .map(|r| match r.strip_prefix("as:") {
+                _ if r == "ok" => SettleResult::Applied,
+                Some(ended) => match ended.parse::<JobState>() {
+                    Ok(state) => SettleResult::AppliedAs(state),
+                    // (a script newer than this release: it was applied)
+                    Err(_) => SettleResult::Applied,
+                },
+                None => SettleResult::LeaseLost,
             })
             .collect())
     }

@@ -518,3 +518,25 @@ async fn a_run_keeps_its_lease_while_redis_is_at_its_memory_limit() {
     let _ = stop.send(());
     runtime.await.unwrap();
 }
+
+/// An outcome Redis cannot take for an outage is sent again for as long as the worker
+/// runs; one it refuses for another reason (a script's error) only for a bounded time:
+/// the two are told apart by the error.
+#[tokio::test]
+async fn an_outage_is_told_from_an_error_that_would_come_again() {
+    use drover::queue::StoreError;
+    let server = RedisServer::start(Durability::None);
+    let mut c = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query_async(&mut c).await.unwrap();
+    let wrong: redis::RedisResult<()> = redis::cmd("HGET").arg("k").arg("f").query_async(&mut c).await;
+    assert!(!StoreError::from(wrong.unwrap_err()).is_outage(), "WRONGTYPE would come again");
+    assert!(!StoreError::Protocol("a reply this release cannot read".into()).is_outage());
+    let url = server.url();
+    drop(server);
+    let refused = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await;
+    assert!(StoreError::from(refused.unwrap_err()).is_outage(), "a refused connection is an outage");
+}

@@ -155,6 +155,24 @@ impl StoreError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Redis(e) if e.is_timeout())
     }
+
+    /// Redis was out of reach or could not serve for now (a connection refused, dropped or
+    /// silent, a cluster or replica in the middle of a change, a server loading its data,
+    /// busy with a script, or at its memory limit): the same call may succeed later.
+    /// Anything else (a script's error, a reply this release cannot read) would fail again.
+    pub fn is_outage(&self) -> bool {
+        let Self::Redis(e) = self else { return false };
+        e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_cluster_error()
+            || self.is_out_of_memory()
+            || matches!(
+                e.code(),
+                Some("TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "READONLY" | "BUSY" | "MASTERDOWN" | "NOREPLICAS")
+            )
+    }
 }
 
 /// A job leased to a worker.

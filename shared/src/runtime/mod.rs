@@ -57,8 +57,10 @@ where
 
     let mut settle_tx = HashMap::new();
     let mut settlers = Vec::new();
-    // Outcomes their queue has not taken are sent again until the runtime ends.
+    // Outcomes their queue has not taken are sent again until the runtime ends (or its
+    // future is dropped).
     let settles_ended = CancellationToken::new();
+    let _settles_end = settles_ended.clone().drop_guard();
     for (kind, _) in &kinds {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         settle_tx.insert(*kind, tx);
@@ -174,7 +176,6 @@ where
     for s in settlers {
         s.abort();
     }
-    settles_ended.cancel();
     keeper_stop.cancel();
     // The keeper's calls are bounded, so it ends within one call; never wait longer.
     let (joined, keeper_done) = tokio::sync::oneshot::channel();

@@ -52,11 +52,12 @@ impl<S: JobStore> Shared<S> {
 /// one is already being collected and sent, so acks are not bound by one round trip.
 const SETTLES_IN_FLIGHT: usize = 4;
 
-/// How long a run's outcome, written but not yet as durable as configured, is waited on
-/// before the run is let go: `max(60 s, 10 leases)`. (An outcome its queue did not take
-/// is sent again for as long as the runtime runs: letting its run go would stop the
-/// renewals, and the job's lease, reclaimed once Redis is back, would be charged an
-/// attempt for the outage.)
+/// How long a run's outcome, written but not yet as durable as configured, is waited on,
+/// or refused by Redis for a reason other than an outage (a script's error) sent again,
+/// before the run is let go: `max(60 s, 10 leases)`. (An outcome its queue could not take
+/// for an outage is sent again for as long as the runtime runs: letting its run go would
+/// stop the renewals, and the job's lease, reclaimed once Redis is back, would be charged
+/// an attempt for the outage.)
 pub(crate) fn give_up_after(lease: Duration) -> Duration {
     (lease * 10).max(Duration::from_secs(60))
 }
@@ -147,19 +148,36 @@ fn answer((s, tx): SettleRequest, r: SettleResult) {
 }
 
 /// Send the unreached outcomes again until their queue takes them (or the runtime
-/// ends), then wait for the written ones to be durable for at most `give_up`
-/// ([`give_up_after`]).
+/// ends; for at most `give_up` while Redis refuses them for a reason other than an
+/// outage, each then sent alone, so one bad outcome holds up no other), then wait for
+/// the written ones to be durable for at most `give_up` ([`give_up_after`]).
 async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, ended: CancellationToken, mut left: Left) {
+    let began = tokio::time::Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     if !left.unreached.is_empty() {
         let jobs = left.unreached.len();
-        match left.error.take() {
+        match &left.error {
             Some(e) => tracing::warn!(error = %e, kind = %kind, jobs, "could not record job outcomes; retrying until their queue is back"),
             None => tracing::warn!(kind = %kind, jobs, "could not record some job outcomes (their queue is unreachable); retrying those"),
         }
     }
     while !left.unreached.is_empty() {
         let delay = backoff.failed().delay;
+        let refused = left.error.as_ref().filter(|e| !e.is_outage());
+        if let Some(e) = refused.filter(|_| began.elapsed() + delay > give_up) {
+            tracing::error!(
+                kind = %kind,
+                jobs = left.unreached.len(),
+                after_s = give_up.as_secs(),
+                error = %e,
+                "gave up recording job outcomes Redis kept refusing; each job runs again once its lease runs out"
+            );
+            for request in left.unreached.drain(..) {
+                answer(request, SettleResult::Unreached);
+            }
+            break;
+        }
+        let one_by_one = refused.is_some();
         tokio::select! {
             _ = ended.cancelled() => {
                 tracing::error!(
@@ -174,9 +192,22 @@ async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, en
             }
             _ = tokio::time::sleep(delay) => {}
         }
-        let round = settle_round(&store, kind, std::mem::take(&mut left.unreached)).await;
+        let batch = std::mem::take(&mut left.unreached);
+        let round = if one_by_one {
+            let mut round = Left::default();
+            for request in batch {
+                let one = settle_round(&store, kind, vec![request]).await;
+                round.unreached.extend(one.unreached);
+                round.waiting.extend(one.waiting);
+                round.error = one.error.or(round.error);
+            }
+            round
+        } else {
+            settle_round(&store, kind, batch).await
+        };
         left.unreached = round.unreached;
         left.waiting.extend(round.waiting);
+        left.error = round.error;
         if left.unreached.is_empty() {
             tracing::info!(kind = %kind, "job outcomes recorded after their queue came back");
         }

@@ -42,11 +42,7 @@ impl Cursors {
     /// The cursor `s`, if this app made it for the same key and filter as `query`'s.
     pub fn decode(&self, s: &str, key: &str, query: &ListQuery) -> Result<Cursor, ApiError> {
         let bad = || ApiError::field("cursor", Self::INVALID);
-        if !Self::well_formed(s) {
-            return Err(bad());
-        }
-        let sealed = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        let json = self.sealer.open(&sealed, &binding(key, query)).map_err(|_| bad())?;
+        let json = self.open(s, &binding(key, query))?;
         let cursor: Cursor = serde_json::from_slice(&json).map_err(|_| bad())?;
         // Only we seal cursors, so this holds; checked anyway, as the store would pass a
         // bad score to Redis and report its refusal as an outage.
@@ -55,9 +51,7 @@ impl Cursors {
         });
         sane.then_some(cursor).ok_or_else(bad)
     }
-}
 
-impl Cursors {
     /// The cursor of a listing other than jobs' (`listing` names it and its filters) for
     /// the page after the one that ended at `after`, as asked by key `key`.
     pub fn encode_after(&self, after: &str, key: &str, listing: &str) -> String {
@@ -66,13 +60,18 @@ impl Cursors {
 
     /// Where the listing goes on, if this app made `s` for the same key and listing.
     pub fn decode_after(&self, s: &str, key: &str, listing: &str) -> Result<String, ApiError> {
+        let after = self.open(s, &after_binding(key, listing))?;
+        String::from_utf8(after).map_err(|_| ApiError::field("cursor", Self::INVALID))
+    }
+
+    /// What `s` seals under `binding`; a 422 on `cursor` when it was not made so.
+    fn open(&self, s: &str, binding: &[u8]) -> Result<Vec<u8>, ApiError> {
         let bad = || ApiError::field("cursor", Self::INVALID);
         if !Self::well_formed(s) {
             return Err(bad());
         }
         let sealed = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        let after = self.sealer.open(&sealed, &after_binding(key, listing)).map_err(|_| bad())?;
-        String::from_utf8(after).map_err(|_| bad())
+        self.sealer.open(&sealed, binding).map_err(|_| bad())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Caps on reads of whole records in flight (`GET /v1/jobs/{id}` with its payload of up
-//! to `max_payload_bytes`, `GET /v1/schedules` with every schedule's): each holds Redis's
+//! to `max_payload_bytes`, `GET /v1/schedules` with its page's): each holds Redis's
 //! reply, the parsed record and the answer in memory at once, several times the payload.
 //! The rate limits count requests, not bytes, so without a cap one key's burst of such
 //! reads of its largest jobs could take the process's memory from every tenant. A key

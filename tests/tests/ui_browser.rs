@@ -88,19 +88,6 @@ fn sku_not_found(n: u32) -> String {
     format!("deleteListingsItem SKU-{n:05} on marketplace ATVPDKIKX0DER: 404 \"listing {n}77 not found\"")
 }
 
-async fn schedule(app: &TestApp, name: &str, account: &str) {
-    let body = json!({"cron": "0 2 * * *", "kind": "cleanup", "payload": cleanup_body(account)["payload"]});
-    let res = app
-        .client
-        .put(app.url(&format!("/v1/schedules/{name}")))
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-}
-
 async fn wait_succeeded(app: &TestApp, ids: &[JobId]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in ids {
@@ -178,8 +165,8 @@ async fn the_console_shows_and_acts_as_the_api_does_for_admin_read_and_scoped_ke
 
     let acme_sync = register(&app, "acme", "acct-1").await;
     register(&app, "globex", "acct-2").await;
-    schedule(&app, "acme-nightly", "acme").await;
-    schedule(&app, "globex-nightly", "globex").await;
+    app.schedule_ok("acme-nightly", "acme").await;
+    app.schedule_ok("globex-nightly", "globex").await;
 
     // Dead before any worker runs: six differing only by SKU (both accounts), two timeouts
     // of acme, two refusals of globex.

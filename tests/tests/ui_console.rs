@@ -749,17 +749,7 @@ async fn the_schedules_page_charges_a_read_for_each_accounts_listing_it_makes() 
     })
     .await;
     for n in 0..20 {
-        let body = serde_json::json!({"cron": "0 2 * * *", "kind": "cleanup",
-            "payload": {"account_id": format!("acct-{n}"), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}});
-        let res = app
-            .client
-            .put(app.url(&format!("/v1/schedules/nightly-{n}")))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        app.schedule_ok(&format!("nightly-{n}"), &format!("acct-{n}")).await;
     }
     let b = Browser::sign_in(&app, READER).await;
     let (status, page) = b.get("/ui/schedules").await;

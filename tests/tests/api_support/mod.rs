@@ -259,6 +259,20 @@ impl TestApp {
         v["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Save a nightly cleanup schedule `name` for `account` with the admin key; expect 201.
+    pub async fn schedule_ok(&self, name: &str, account: &str) {
+        let body = json!({"cron": "0 2 * * *", "kind": "cleanup", "payload": cleanup_body(account)["payload"]});
+        let res = self
+            .client
+            .put(self.url(&format!("/v1/schedules/{name}")))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    }
+
     pub async fn job(&self, key: &str, id: &str) -> (u16, Value) {
         let res = self.get(key, &format!("/v1/jobs/{id}")).send().await.unwrap();
         (res.status().as_u16(), res.json().await.unwrap())

@@ -538,5 +538,8 @@ async fn an_outage_is_told_from_an_error_that_would_come_again() {
     let url = server.url();
     drop(server);
     let refused = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await;
-    assert!(StoreError::from(refused.unwrap_err()).is_outage(), "a refused connection is an outage");
+    assert!(
+        StoreError::from(refused.unwrap_err()).is_outage(),
+        "a refused connection is an outage"
+    );
 }

@@ -305,6 +305,10 @@ async fn a_host_that_resolves_to_loopback_is_refused_at_delivery_and_the_receive
         (Some("gave_up"), Some("refused_target"))
     );
     assert!(tries[0]["message"].as_str().unwrap().contains("loopback"), "{cb}");
+    // The kind of address, never the address the worker's resolver found (the callbacks
+    // audit of 2026-12-06: a tenant could read how internal names resolve).
+    let message = tries[0]["message"].as_str().unwrap();
+    assert!(!message.contains("127.0.0.1") && !message.contains("::1"), "{message}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.seen().is_empty(), "no request reached the receiver");
     // Logged once, with the job and the host, never the URL's path.
@@ -469,4 +473,35 @@ async fn one_tenants_slow_receivers_hold_only_their_share_of_the_delivery_slots(
         "the other tenant's callback waited {waited} behind the slow receivers ({} of their tries seen)",
         slow.seen().len()
     );
+}
+
+/// Found by the callbacks audit of 2026-12-06: a worker whose encryption key differs
+/// from the API's (one pod deployed with the wrong Secret, a rolling update) could not
+/// open a delivery's signing secret and gave the delivery up for good on its first
+/// try, though a worker with the right key could have made it. It is tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_another_encryption_key_leaves_the_delivery_to_one_that_can_sign_it() {
+    let receiver = Receiver::start(Behaviour::Answer(204)).await;
+    let app = app_with_hooks(&["127.0.0.1"]).await;
+    // 32 bytes of 0x01: a valid key, not the API's.
+    let wrong = worker(
+        &app,
+        true,
+        &[("DROVER_WORKER__ENCRYPTION_KEY", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")],
+    );
+    let id = submit_hooked(&app, &job_with_callback("ok", &receiver.url())).await;
+    let cb = wait_for("a try by the worker with the wrong key", Duration::from_secs(15), async || {
+        let (_, job) = app.job(HOOKS, &id).await;
+        let tries = job["callback"]["deliveries"].as_array().cloned().unwrap_or_default();
+        (!tries.is_empty()).then(|| job["callback"].clone())
+    })
+    .await;
+    assert_eq!(cb["deliveries"][0]["error"], "secret", "{cb}");
+    assert_ne!(cb["status"], "failed", "given up on the first try: {cb}");
+    drop(wrong);
+    let _right = worker(&app, true, &[]);
+    // (a claim the killed worker held runs out first)
+    callback_when(&app, &id, "delivered", Duration::from_secs(45)).await;
+    assert_eq!(receiver.seen().len(), 1);
+    assert!(signature_is_valid(&receiver.seen()[0]));
 }

@@ -83,6 +83,13 @@ pub(super) fn grant(k: &KeyEntry, at: &str, errs: &mut Vec<String>) -> Option<Ca
                 ));
                 return None;
             }
+            // Published in the docs for dev mode: anyone could sign with it.
+            if secret.expose_secret() == drover::callback::DEV_CALLBACK_SECRET {
+                errs.push(format!(
+                    "{at}: callback_secret is the published dev-mode secret; make one of your own (e.g. `openssl rand -base64 32`)"
+                ));
+                return None;
+            }
             Some(CallbackGrant {
                 hosts,
                 secret: secret.clone(),
@@ -129,5 +136,25 @@ mod tests {
         assert!(msg.contains("api.keys[1] (\"b\"): callback_secret must be at least 32"), "{msg}");
         assert!(!msg.contains("api.keys[2]"), "{msg}");
         assert!(!msg.contains("tooshort-secret"), "{msg}");
+    }
+
+    /// Found by the callbacks audit of 2026-12-06: the dev API key and encryption key
+    /// were refused outside dev mode, but a key's callback_secret could be the one
+    /// published for dev mode, with which anyone can sign a delivery.
+    #[test]
+    fn the_published_dev_callback_secret_is_refused_for_a_configured_key() {
+        let mut k = key("a");
+        k.callback_hosts = Some(vec!["hooks.acme.com".into()]);
+        k.callback_secret = Some(SecretString::from(drover::callback::DEV_CALLBACK_SECRET));
+        let c = ApiConfig {
+            keys: vec![k],
+            ..Default::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("api.keys[0] (\"a\"): callback_secret is the published dev-mode secret"),
+            "{msg}"
+        );
+        assert!(!msg.contains(drover::callback::DEV_CALLBACK_SECRET), "{msg}");
     }
 }

@@ -101,8 +101,16 @@ impl Deliverer {
         let secret = match self.sealer.open(&due.job_id, &due.url, &due.sealed_secret) {
             Ok(s) => s,
             Err(_) => {
+                // This worker's key, not the delivery, is wrong (a worker deployed with
+                // another worker.encryption_key than the API's): tried again later, by
+                // whichever worker claims it, up to the delivery's tries.
+                tracing::error!(
+                    job_id = %due.job_id,
+                    "a callback's signing secret does not open with this worker's encryption key: \
+                     check worker.encryption_key against the API's"
+                );
                 let msg = "the signing secret does not open with this worker's encryption key".to_owned();
-                return tried(Verdict::GiveUp, None, Some("secret"), Some(msg), host);
+                return tried(Verdict::Retry, None, Some("secret"), Some(msg), host);
             }
         };
         let body = DeliveryBody {

@@ -1,7 +1,7 @@
 //! The delivery loop: claims due deliveries (a lease keeps other workers off each try),
 //! runs at most `concurrency` tries at once on tasks of its own — never in a job slot,
 //! so a slow receiver delays no job — of which one account's hold at most
-//! `per_account`, so one tenant's slow receivers delay no other tenant's callbacks; and
+//! `per_account`, so one account's slow receivers hold only its share of the slots; and
 //! records every try with what comes next.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

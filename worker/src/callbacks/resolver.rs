@@ -7,9 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use drover::callback::target::refused_range;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// The host resolved to an address callbacks may not reach.
+/// The host resolved to an address callbacks may not reach. What the tenant is told
+/// names the kind of address, never the address: it was found by the worker's
+/// resolver, which may see internal names.
 #[derive(Debug, thiserror::Error)]
-#[error("the host resolves to {addr}, {why}: callbacks go to public addresses only")]
+#[error("the host resolves to {why}: callbacks go to public addresses only")]
 pub struct TargetRefused {
     pub addr: IpAddr,
     pub why: &'static str,

@@ -614,6 +614,15 @@ async fn an_idempotency_key_refused_with_nothing_written_stays_free() {
     let _ = started.stop.send(());
 }
 
+/// Account a1's cleanup of one SKU.
+fn one_sku_cleanup() -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Cleanup,
+        json!({"account_id": "a1", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    )
+    .unwrap()
+}
+
 /// Found by the queue-core audit of 2026-12-05: a Redis restarted from a snapshot older
 /// than a lease (RDB only; an AOF write Redis postponed; a failover to a replica that
 /// lags) has the job back in its lane while its holder, not yet fenced, still runs it,
@@ -625,11 +634,7 @@ async fn after_a_restart_that_lost_a_lease_the_job_is_not_leased_again_within_a_
     let lease = Duration::from_millis(1800);
     let mut server = RedisServer::start(Durability::None);
     let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
-    let payload = JobPayload::from_json(
-        JobKind::Cleanup,
-        json!({"account_id": "a1", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-    )
-    .unwrap();
+    let payload = one_sku_cleanup();
     // A fetch before the snapshot, as any worker makes: the queue has been served.
     assert!(store.fetch(JobKind::Cleanup, "w0", 1, lease).await.unwrap().jobs.is_empty());
     let id = store.enqueue(NewJob::new(payload)).await.unwrap().id;
@@ -682,11 +687,7 @@ async fn a_restart_seen_through_a_clock_that_went_back_still_holds_the_leases() 
     let lease = Duration::from_millis(1800);
     let server = RedisServer::start(Durability::None);
     let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
-    let payload = JobPayload::from_json(
-        JobKind::Cleanup,
-        json!({"account_id": "a1", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-    )
-    .unwrap();
+    let payload = one_sku_cleanup();
     // The queue has been served (its run id is known), and a job is queued.
     assert!(store.fetch(JobKind::Cleanup, "w0", 1, lease).await.unwrap().jobs.is_empty());
     store.enqueue(NewJob::new(payload)).await.unwrap();

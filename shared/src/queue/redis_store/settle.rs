@@ -299,14 +299,11 @@ impl RedisStore {
         Ok(replies
             .into_iter()
             .flatten()
-            .map(|r| match r.strip_prefix("as:") {
-                _ if r == "ok" => SettleResult::Applied,
-                Some(ended) => match ended.parse::<JobState>() {
-                    Ok(state) => SettleResult::AppliedAs(state),
-                    // (a script newer than this release: it was applied)
-                    Err(_) => SettleResult::Applied,
-                },
-                None => SettleResult::LeaseLost,
+            .map(|r| match (r.as_str(), r.strip_prefix("as:")) {
+                ("ok", _) => SettleResult::Applied,
+                // (a state a newer script names: it was applied all the same)
+                (_, Some(ended)) => ended.parse::<JobState>().map_or(SettleResult::Applied, SettleResult::AppliedAs),
+                _ => SettleResult::LeaseLost,
             })
             .collect())
     }

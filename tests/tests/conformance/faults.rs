@@ -215,22 +215,29 @@ pub async fn a_sync_interrupted_by_an_outage_swallows_a_new_one_and_says_why_it_
 
 pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let mut last = None;
     for n in 1..=4 {
         let l = fetch_one(&store, "w1").await.unwrap_or_else(|| panic!("run {n} leased"));
-        settle(
-            &store,
-            &l,
-            SettleAction::Snooze {
+        let s = Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: SettleAction::Snooze {
                 delay: Duration::ZERO,
                 error: err(ErrorClass::RateLimited),
             },
-            AttemptOutcome::Snoozed,
-        )
-        .await;
+            attempt: attempt(&l, AttemptOutcome::Snoozed, Some(err(ErrorClass::RateLimited))),
+        };
+        last = Some((store.settle(JobKind::Cleanup, std::slice::from_ref(&s)).await.unwrap(), s));
     }
     let job = store.get(&id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Dead, "the 4th snooze is past the cap of 3");
     assert!(job.last_error.unwrap().message.contains("snoozed 3 times"));
+    let (answer, s) = last.unwrap();
+    assert_eq!(answer, vec![SettleResult::AppliedAs(JobState::Dead)]);
+    // Sent again (its first reply was lost), it says the same (found by the review of
+    // 2026-12-06's diffs: plain `Applied`, and the worker counted a snooze).
+    let again = store.settle(JobKind::Cleanup, std::slice::from_ref(&s)).await.unwrap();
+    assert_eq!(again, vec![SettleResult::AppliedAs(JobState::Dead)]);
 }
 
 /// Found by a review of the queue core (2026-12-05): a run that worked its turn or its

@@ -409,9 +409,20 @@ pub async fn a_settle_the_queue_ends_otherwise_says_how_it_ended<S: JobStore>(st
     let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
     let l = fetch_one(&store, "w1").await.unwrap();
     assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
-    let r = settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
-    assert_eq!(r, SettleResult::AppliedAs(JobState::Cancelled));
+    let s = Settlement {
+        id: l.id.clone(),
+        token: l.token.clone(),
+        action: SettleAction::Dead(err(ErrorClass::Permanent)),
+        attempt: attempt(&l, AttemptOutcome::Failed, Some(err(ErrorClass::Permanent))),
+    };
+    let r = store.settle(JobKind::Cleanup, std::slice::from_ref(&s)).await.unwrap();
+    assert_eq!(r, vec![SettleResult::AppliedAs(JobState::Cancelled)]);
     assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
+    // The same settle sent again (its first reply was lost) says the same (found by the
+    // review of 2026-12-06's diffs: it answered plain `Applied`, and the worker counted
+    // a death the queue never recorded).
+    let again = store.settle(JobKind::Cleanup, std::slice::from_ref(&s)).await.unwrap();
+    assert_eq!(again, vec![SettleResult::AppliedAs(JobState::Cancelled)]);
     // As asked: plain `Applied`.
     let id = enqueue(&store, NewJob::new(cleanup("a2"))).await;
     let l = fetch_one(&store, "w1").await.unwrap();

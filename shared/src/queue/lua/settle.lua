@@ -9,7 +9,7 @@
 -- A cancel requested during the run wins over retry, snooze, gave_way and release: the
 -- job ends cancelled instead of running again. A snooze past `max_snoozes` ends the job
 -- dead; gave_way (a run that worked its turn or slice) is a snooze that is not counted.
--- -> list of 'ok' | 'lost'
+-- -> list of 'ok' | 'as:<state>' (ended otherwise than asked) | 'lost'
 local n, max_snoozes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
@@ -120,7 +120,15 @@ for i = 0, n - 1 do
     out[i + 1] = 'lost'
     if attempt ~= '' and held then
       if settled_before(id, key, token, attempt, short) then
+        -- sent again: it says how the first one ended the job when that was otherwise
+        -- than asked (a pending cancel, the snooze cap; both end it, so `st` still says)
         out[i + 1] = 'ok'
+        local st = redis.call('HGET', key, 'st')
+        if st == 'cancelled' and asked ~= 'cancelled' and asked ~= 'succeeded' and asked ~= 'partial' then
+          out[i + 1] = 'as:cancelled'
+        elseif st == 'dead' and asked == 'snooze' then
+          out[i + 1] = 'as:dead'
+        end
       else
         if short then attempt = success_json(attempt, string.match(token, TOKEN)) end
         -- a late settle sent again finds its late record among the newest

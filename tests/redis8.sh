@@ -27,7 +27,11 @@ if [ ! -x "$REDIS8_DIR/bin/redis-server" ]; then
   APTO=(-o Dir::Etc::SourceList="$src/apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
         -o Dir::State::Lists="$src/apt/lists" -o Dir::Cache="$src/apt/cache" -o APT::Sandbox::User=root)
   apt-get "${APTO[@]}" update >/dev/null
-  (cd "$src" && apt-get "${APTO[@]}" source --download-only "redis=$REDIS8_DEB" >/dev/null)
+  # The pinned version, or (once it has left the archive) the newest of sid and
+  # experimental, which is newer still.
+  (cd "$src" && { apt-get "${APTO[@]}" source --download-only "redis=$REDIS8_DEB" >/dev/null 2>&1 ||
+    { echo "redis=$REDIS8_DEB is gone from Debian's archive; building the newest of sid and experimental" >&2;
+      apt-get "${APTO[@]}" source --download-only redis >/dev/null; }; })
   tar xzf "$src"/redis_*.orig.tar.gz -C "$src"
   dir=$(find "$src" -maxdepth 1 -type d -name 'redis-[0-9]*' | head -1)
   make -C "$dir" -j"$(nproc)" BUILD_TLS=no USE_SYSTEMD=no >"$src/build.log" 2>&1 || { tail -30 "$src/build.log" >&2; exit 1; }

@@ -209,8 +209,9 @@ impl From<PreviousEnding> for PreviousEndingView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WaitingView {
     /// scheduled, retry_backoff, rate_limit, quota_cooldown, breaker_open,
-    /// account_busy, queue_paused, queued or prefetched (leased by a worker, not yet
-    /// started). A job of a kind the account's quota cooldown stops (backfill) waits
+    /// account_busy, queue_paused, no_worker (no live worker has served the kind's
+    /// queue for 15 s), restart_hold (Redis restarted: nothing is leased for a lease and
+    /// a second), queued or prefetched (leased by a worker, not yet started). A job of a kind the account's quota cooldown stops (backfill) waits
     /// for `quota_cooldown` while it lasts.
     #[schema(value_type = String, example = "account_busy")]
     pub reason: WaitReason,

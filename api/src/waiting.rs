@@ -119,13 +119,15 @@ fn cooled_account(kind: JobKind, account_id: Option<&str>) -> Option<AccountId> 
 
 /// The queue's reason, unless the account's active cooldown outlasts it: a queued or
 /// account-busy job, or one due before the cooldown ends, then waits for the cooldown
-/// (`detail.then` says what it waits for after). A paused queue and waits that end
-/// later than the cooldown keep their own reason.
+/// (`detail.then` says what it waits for after). A paused queue, one without a live
+/// worker and waits that end later than the cooldown keep their own reason.
 pub fn combine(base: Option<Waiting>, cooldown: Option<&Cooldown>) -> Option<Waiting> {
     let base = base?;
     let Some(cd) = cooldown else { return Some(base) };
     // (a prefetched job is a worker's already: the cooldown meets it once it starts)
-    if matches!(base.reason, WaitReason::QueuePaused | WaitReason::Prefetched) || base.until.is_some_and(|u| u >= cd.until) {
+    if matches!(base.reason, WaitReason::QueuePaused | WaitReason::NoWorker | WaitReason::Prefetched)
+        || base.until.is_some_and(|u| u >= cd.until)
+    {
         return Some(base);
     }
     let report_ops: Vec<&str> = JobKind::ALL

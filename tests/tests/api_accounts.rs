@@ -425,6 +425,7 @@ async fn get_shows_the_account_without_secrets_and_404s_unknown_ids_and_other_ac
 #[tokio::test]
 async fn limits_show_every_operation_and_the_cooldown_the_workers_entered() {
     let app = app_without_marketplace().await;
+    app.worker_beat().await;
     until_ready(&app).await;
     let mut b = body("acme", "rt-acct-1");
     b["skip_validation"] = true.into();
@@ -594,6 +595,7 @@ async fn every_secret_flow_then_the_logs() {
 async fn creating_an_account_queues_its_first_sync_with_trigger_account_created() {
     let sim = simulator().await;
     let app = app_with(&sim).await;
+    app.worker_beat().await;
     until_ready(&app).await;
     let res = create(&app, ADMIN, &body("acme", "rt-acct-1")).await;
     assert_eq!(res.status(), 201);

@@ -37,6 +37,7 @@ fn until(w: &Value) -> DateTime<Utc> {
 #[tokio::test]
 async fn a_backfill_submitted_during_a_quota_cooldown_is_accepted_and_waits_for_its_end() {
     let app = spawn_app().await;
+    app.worker_beat().await;
     let cooldown = cool_down(&app, "acme", Duration::from_secs(3)).await;
 
     let res = app.submit(ACME_SUB, &backfill_body("acme")).await;
@@ -106,6 +107,7 @@ async fn a_backfill_scheduled_past_the_cooldown_keeps_its_own_reason() {
 #[tokio::test]
 async fn a_scoped_key_sees_its_own_place_in_line_and_nothing_of_other_accounts() {
     let app = spawn_app().await;
+    app.worker_beat().await;
     let first = app.submit(ACME_SUB, &cleanup_body("acme")).await;
     assert_eq!(first.status(), 202);
     let before: Value = first.json().await.unwrap();
@@ -212,4 +214,48 @@ async fn a_scheduled_job_in_a_paused_queue_says_the_pause_comes_after_its_wait()
     assert_eq!(app.post(ADMIN, "/v1/queues/cleanup/resume").send().await.unwrap().status(), 200);
     let (_, job) = app.job(ADMIN, id.as_str()).await;
     assert!(job["waiting"]["detail"]["then"].is_null(), "{job}");
+}
+
+/// Found by the visibility audit of 2026-12-06: with no worker running (or none serving
+/// the kind), a queued job answered `queued` with its place in line, as if a slot were
+/// all it waited for, and a delayed job whose time had come its passed `until`. Both
+/// now say that no worker serves the queue, and `/metrics` counts them so.
+#[tokio::test]
+async fn a_job_in_a_queue_no_worker_serves_says_it_waits_for_one() {
+    let app = spawn_app().await;
+    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let accepted: Value = res.json().await.unwrap();
+    assert_eq!(accepted["waiting"]["reason"], "no_worker", "{accepted}");
+    assert!(
+        accepted["waiting"]["detail"]["last_served_ms"].is_null(),
+        "never served: {accepted}"
+    );
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let mut due = cleanup_body("acme");
+    due["delay_ms"] = json!(1);
+    let delayed = app.submit_ok(&due).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let (_, job) = app.job(ACME, &id).await;
+    assert_eq!(job["waiting"], accepted["waiting"], "GET says the same, to a tenant too: {job}");
+    let (_, late) = app.job(ADMIN, delayed.as_str()).await;
+    assert_eq!(late["waiting"]["reason"], "scheduled", "{late}");
+    assert_eq!(late["waiting"]["detail"]["then"], "no_worker", "its time has come: {late}");
+    let metrics = app.client.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"drover_queue_waiting_jobs{kind="cleanup",reason="no_worker"} 1"#),
+        "{metrics}"
+    );
+
+    // A worker comes: the job waits for a slot.
+    app.worker_beat().await;
+    let (_, job) = app.job(ADMIN, &id).await;
+    assert_eq!(job["waiting"]["reason"], "queued", "{job}");
+    assert!(job["waiting"]["detail"]["position"].is_number(), "{job}");
+    let metrics = app.client.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"drover_queue_waiting_jobs{kind="cleanup",reason="no_worker"} 0"#),
+        "{metrics}"
+    );
 }

@@ -10,7 +10,7 @@ use api_support::*;
 use drover::job::{JobId, JobKind, JobPayload, JobState};
 use drover::queue::{
     Durability as QueueDurability, DurabilityMode, EnqueueError, JobDefaults, JobStore, NewJob, QueueKeys, RedisStore, SettleAction,
-    Settlement, StoreError,
+    Settlement, StoreError, WaitReason,
 };
 use drover::runtime::{JobContext, Outcome, WorkerSettings};
 use drover_tests::harness::{Durability, RedisServer};
@@ -661,6 +661,10 @@ async fn after_a_restart_that_lost_a_lease_the_job_is_not_leased_again_within_a_
         vec![id.clone()],
         "w1 learns its lease is gone"
     );
+    // Why the job waits says so (found by the visibility audit of 2026-12-06: it showed
+    // its place in line, as if a slot were all it waited for).
+    let waiting = store.waiting(&id).await.unwrap().expect("the job waits");
+    assert_eq!(waiting.reason, WaitReason::RestartHold, "{waiting:?}");
     let mut again = None;
     while again.is_none() && restarted.elapsed() < Duration::from_secs(8) {
         // The store's connection comes back by itself; a call on the dead one may fail.
@@ -675,6 +679,10 @@ async fn after_a_restart_that_lost_a_lease_the_job_is_not_leased_again_within_a_
         after >= lease,
         "w2 leased the job {after:?} after the restart, while w1's lease ({lease:?}) could still be running it"
     );
+    // Once the hold is over, a queued job no longer names it.
+    let next = store.enqueue(NewJob::new(one_sku_cleanup())).await.unwrap().id;
+    let waiting = store.waiting(&next).await.unwrap().expect("the job waits");
+    assert_eq!(waiting.reason, WaitReason::Queued, "{waiting:?}");
 }
 
 /// Found by the chaos audit of 2026-12-05: the restart check ran only after a gap of

@@ -4,6 +4,7 @@
 use redis::Value;
 
 use super::redis_store::parse_err;
+use super::stats::QueueHold;
 use super::{scripts, QueueCounts, QueueEvents, QueueKeys, StoreError, WaitingCounts};
 
 /// The ZCARDs read per partition after the `queued` counter, in the order
@@ -72,6 +73,8 @@ pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys, ahead: &Lanes
     pipe.cmd("ZRANGE").arg(k.key("unstarted")).arg(0).arg(0).arg("WITHSCORES");
     pipe.hget(k.key("stats"), "succeeded");
     pipe.cmd("TIME");
+    pipe.get(k.key("seen"));
+    pipe.exists(k.key("restarted"));
     let mut call = scripts::QUEUE_STATS.key(k.slot_key());
     for suffix in [
         "parked:rate_limit",
@@ -114,6 +117,8 @@ pub(super) fn from_reads(values: Vec<Value>) -> Result<Option<QueueCounts>, Stor
     let unstarted_head: Vec<String> = redis::from_redis_value(next()).map_err(parse_err)?;
     let total: Option<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
     let time: (u64, u64) = redis::from_redis_value(next()).map_err(parse_err)?;
+    let seen: Option<String> = redis::from_redis_value(next()).map_err(parse_err)?;
+    let restarted: bool = redis::from_redis_value(next()).map_err(parse_err)?;
     let raw: Vec<u64> = redis::from_redis_value(next()).map_err(parse_err)?;
     let now_ms = time.0 * 1000 + time.1 / 1000;
     let waited = |score: u64| now_ms.saturating_sub(score % 10_000_000_000_000);
@@ -126,7 +131,19 @@ pub(super) fn from_reads(values: Vec<Value>) -> Result<Option<QueueCounts>, Stor
         .map(waited)
         .max()
         .unwrap_or(0);
-    let waiting = super::stats::split_waiting(c[0], c[1], c[2], c[8], paused, &stats);
+    let served = seen
+        .and_then(|s| s.parse::<f64>().ok())
+        .is_some_and(|seen| (now_ms as f64 - seen) < super::waiting::NO_WORKER.as_millis() as f64);
+    let hold = if paused {
+        QueueHold::Paused
+    } else if !served {
+        QueueHold::NoWorker
+    } else if restarted {
+        QueueHold::RestartHold
+    } else {
+        QueueHold::None
+    };
+    let waiting = super::stats::split_waiting(c[0], c[1], c[2], c[8], hold, &stats);
     Ok(Some(QueueCounts {
         queued: c[0],
         scheduled: c[1].saturating_sub(c[2]),
@@ -175,6 +192,8 @@ impl WaitingCounts {
         self.breaker_open += o.breaker_open;
         self.account_busy += o.account_busy;
         self.queue_paused += o.queue_paused;
+        self.no_worker += o.no_worker;
+        self.restart_hold += o.restart_hold;
         self.queued += o.queued;
         self.prefetched += o.prefetched;
     }

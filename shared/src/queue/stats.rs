@@ -18,13 +18,15 @@ pub struct WaitingCounts {
     pub breaker_open: u64,
     pub account_busy: u64,
     pub queue_paused: u64,
+    pub no_worker: u64,
+    pub restart_hold: u64,
     pub queued: u64,
     pub prefetched: u64,
 }
 
 impl WaitingCounts {
     /// Every reason with its count, zeros included (so each series always exists).
-    pub fn by_reason(&self) -> [(WaitReason, u64); 9] {
+    pub fn by_reason(&self) -> [(WaitReason, u64); 11] {
         [
             (WaitReason::Scheduled, self.scheduled),
             (WaitReason::RetryBackoff, self.retry_backoff),
@@ -33,6 +35,8 @@ impl WaitingCounts {
             (WaitReason::BreakerOpen, self.breaker_open),
             (WaitReason::AccountBusy, self.account_busy),
             (WaitReason::QueuePaused, self.queue_paused),
+            (WaitReason::NoWorker, self.no_worker),
+            (WaitReason::RestartHold, self.restart_hold),
             (WaitReason::Queued, self.queued),
             (WaitReason::Prefetched, self.prefetched),
         ]
@@ -86,20 +90,31 @@ impl StatsReply {
     }
 }
 
+/// What holds every queued job of a queue back, in the order `waiting_of.lua` asks:
+/// a pause, no live worker, the hold after a Redis restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum QueueHold {
+    None,
+    Paused,
+    NoWorker,
+    RestartHold,
+}
+
 /// Splits the jobs not running by reason, the way `waiting.lua` decides one job's:
 /// scheduled jobs are retrying, parked or plainly scheduled; queued jobs wait for a
-/// paused queue, for their account's cap, or for a slot.
+/// paused queue, a worker, the end of a restart's hold, their account's cap, or a slot.
 pub(super) fn split_waiting(
     queued: u64,
     scheduled_all: u64,
     retrying: u64,
     prefetched: u64,
-    paused: bool,
+    hold: QueueHold,
     s: &StatsReply,
 ) -> WaitingCounts {
     let [rate_limit, quota_cooldown, breaker_open] = s.parked;
     let parked = rate_limit + quota_cooldown + breaker_open;
-    let busy = if paused { 0 } else { s.account_busy.min(queued) };
+    let held = |h: QueueHold| if hold == h { queued } else { 0 };
+    let busy = if hold == QueueHold::None { s.account_busy.min(queued) } else { 0 };
     WaitingCounts {
         scheduled: scheduled_all.saturating_sub(retrying).saturating_sub(parked),
         retry_backoff: retrying,
@@ -107,8 +122,10 @@ pub(super) fn split_waiting(
         quota_cooldown,
         breaker_open,
         account_busy: busy,
-        queue_paused: if paused { queued } else { 0 },
-        queued: if paused { 0 } else { queued - busy },
+        queue_paused: held(QueueHold::Paused),
+        no_worker: held(QueueHold::NoWorker),
+        restart_hold: held(QueueHold::RestartHold),
+        queued: if hold == QueueHold::None { queued - busy } else { 0 },
         prefetched,
     }
 }
@@ -127,7 +144,7 @@ mod tests {
 
     #[test]
     fn every_waiting_job_is_counted_under_exactly_one_reason() {
-        let w = split_waiting(10, 9, 2, 3, false, &reply([1, 2, 1], 4));
+        let w = split_waiting(10, 9, 2, 3, QueueHold::None, &reply([1, 2, 1], 4));
         let total: u64 = w.by_reason().iter().map(|(_, n)| n).sum();
         assert_eq!(total, 10 + 9 + 3);
         assert_eq!((w.scheduled, w.retry_backoff, w.account_busy, w.queued), (3, 2, 4, 6));
@@ -135,13 +152,21 @@ mod tests {
 
     #[test]
     fn a_paused_queue_holds_every_queued_job_whatever_the_caps() {
-        let w = split_waiting(10, 0, 0, 0, true, &reply([0, 0, 0], 4));
+        let w = split_waiting(10, 0, 0, 0, QueueHold::Paused, &reply([0, 0, 0], 4));
         assert_eq!((w.queue_paused, w.account_busy, w.queued), (10, 0, 0));
     }
 
     #[test]
+    fn a_queue_without_a_worker_or_in_a_restarts_hold_holds_every_queued_job() {
+        let w = split_waiting(10, 0, 0, 0, QueueHold::NoWorker, &reply([0, 0, 0], 4));
+        assert_eq!((w.no_worker, w.restart_hold, w.account_busy, w.queued), (10, 0, 0, 0));
+        let w = split_waiting(10, 0, 0, 0, QueueHold::RestartHold, &reply([0, 0, 0], 4));
+        assert_eq!((w.no_worker, w.restart_hold, w.account_busy, w.queued), (0, 10, 0, 0));
+    }
+
+    #[test]
     fn counts_read_at_different_moments_never_go_below_zero() {
-        let w = split_waiting(1, 1, 1, 0, false, &reply([5, 0, 0], 9));
+        let w = split_waiting(1, 1, 1, 0, QueueHold::None, &reply([5, 0, 0], 9));
         assert_eq!((w.scheduled, w.account_busy, w.queued), (0, 1, 0));
     }
 }

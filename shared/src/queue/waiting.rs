@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 use super::codec::ms_to_time;
 use super::StoreError;
 
+/// How long a queue Redis has not served (no fetch, renewal or beat: every live worker
+/// makes one on each queue it serves every heartbeat) has been without a live worker
+/// (`NO_WORKER_MS` in waiting_of.lua).
+pub const NO_WORKER: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What a queued, scheduled or retrying job waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -23,6 +28,12 @@ pub enum WaitReason {
     AccountBusy,
     /// The kind's queue is paused.
     QueuePaused,
+    /// No live worker has served the kind's queue for [`NO_WORKER`] (none runs, or
+    /// none serves the kind): it starts once one does.
+    NoWorker,
+    /// Redis restarted and may have lost leases: nothing is leased until every live
+    /// worker has found its lease gone, a lease and a second after the restart was seen.
+    RestartHold,
     /// Waiting for a worker slot, taking turns with other accounts.
     Queued,
     /// Leased by a worker ahead of a free slot (its prefetch); starts when one frees.
@@ -40,6 +51,8 @@ impl WaitReason {
             WaitReason::BreakerOpen => "breaker_open",
             WaitReason::AccountBusy => "account_busy",
             WaitReason::QueuePaused => "queue_paused",
+            WaitReason::NoWorker => "no_worker",
+            WaitReason::RestartHold => "restart_hold",
             WaitReason::Queued => "queued",
             WaitReason::Prefetched => "prefetched",
         }
@@ -74,5 +87,16 @@ impl Waiting {
         let until = until.parse::<i64>().ok().map(ms_to_time);
         let detail = serde_json::from_str(detail).map_err(|e| StoreError::Protocol(e.to_string()))?;
         Ok(Self { reason, until, detail })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_call_a_queue_unserved_after_the_same_time() {
+        let lua = include_str!("lua/waiting_of.lua");
+        assert!(lua.contains(&format!("local NO_WORKER_MS = {}\n", NO_WORKER.as_millis())));
     }
 }

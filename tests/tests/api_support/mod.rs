@@ -204,6 +204,16 @@ impl TestApp {
     }
 
     /// `/metrics` on the internal listener.
+    /// What a live worker does on every queue it serves each heartbeat (a beat): the
+    /// queues count as served for the next 15 s, so a queued job waits for a slot, not
+    /// for a worker (`waiting.reason` `queued`, not `no_worker`).
+    pub async fn worker_beat(&self) {
+        use drover::queue::JobStore;
+        for kind in drover::job::JobKind::ALL {
+            self.store.beat(kind).await.unwrap();
+        }
+    }
+
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics_addr.expect("metrics are on in tests"))
     }

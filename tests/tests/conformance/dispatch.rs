@@ -396,6 +396,8 @@ pub async fn capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_
 }
 
 pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {
+    // A live worker serves the queue (without one, a job that could start waits for one).
+    store.beat(JobKind::Cleanup).await.unwrap();
     let later = enqueue(&store, NewJob::new(cleanup("a")).delay(Duration::from_secs(60))).await;
     let w = store.waiting(&later).await.unwrap().unwrap();
     assert_eq!(w.reason, WaitReason::Scheduled);
@@ -454,6 +456,7 @@ pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {
 }
 
 pub async fn an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does<S: JobStore>(store: S) {
+    store.beat(JobKind::Cleanup).await.unwrap();
     let plain = store.enqueue(NewJob::new(cleanup("a"))).await.unwrap();
     assert_eq!(plain.waiting, None, "not asked, not read");
     let asked = store.enqueue(NewJob::new(cleanup("a")).answering_waiting()).await.unwrap();

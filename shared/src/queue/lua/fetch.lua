@@ -164,12 +164,18 @@ local lane_next = {}
 -- leases written before it went down, and such a job is back in its lane while its
 -- holder, not yet fenced, still runs it. Nothing is leased until a lease and a second
 -- after the restart was first seen: every live holder's keeper has found its lease gone
--- (or fenced itself) by then. Reclaim and promotion go on.
+-- (or fenced itself) by then. Reclaim and promotion go on; a sweep (max 0) sees the
+-- hold too.
 local held, hold_left = false, -1
-if max > 0 and not needs and redis.call('EXISTS', P .. 'paused', P .. 'restarted') > 0 then
+if not needs and redis.call('EXISTS', P .. 'paused', P .. 'restarted') > 0 then
   local seen_at = tonumber(redis.call('GET', P .. 'restarted'))
   if seen_at and now < seen_at + lease_ms + 1000 then
     held, hold_left = true, seen_at + lease_ms + 1000 - now
+    -- `restarted` ends with the hold (the longest any fetcher's lease gives it), so why
+    -- a job waits (waiting_of) names the hold only while it lasts
+    if redis.call('PTTL', P .. 'restarted') < hold_left then
+      redis.call('PEXPIRE', P .. 'restarted', hold_left)
+    end
   elseif seen_at then
     redis.call('DEL', P .. 'restarted')
   end

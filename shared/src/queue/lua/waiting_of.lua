@@ -4,7 +4,20 @@
 -- waiting_of(id, known) -> nil (missing, started or terminal) or reason, until_ms|'', detail_json
 -- known (optional): {st, acct, due} of a job this call just stored, instead of reading it
 -- reason: scheduled | retry_backoff | rate_limit | quota_cooldown | breaker_open |
---         account_busy | queue_paused | queued | prefetched (leased, not yet started)
+--         account_busy | queue_paused | no_worker | restart_hold | queued |
+--         prefetched (leased, not yet started)
+--
+-- Every live worker calls each queue it serves every heartbeat (a fetch, a renewal or a
+-- beat: note_served sets `seen`), so a queue Redis has not served for NO_WORKER_MS has
+-- no live worker: a job that could start waits for one to come (`no_worker`), and one
+-- whose wait has ended says so in `then`.
+local NO_WORKER_MS = 15000
+-- nil while a worker serves the queue; else {last_served_ms} (cjson null: never served)
+local function unserved()
+  local seen = tonumber(redis.call('GET', P .. 'seen'))
+  if seen and now_ms() - seen < NO_WORKER_MS then return nil end
+  return {last_served_ms = seen or cjson.null}
+end
 local function waiting_of(id, known)
   local f
   if known then
@@ -22,7 +35,14 @@ local function waiting_of(id, known)
   local due = f[3] or ''
   -- A wait with an end in a paused queue ends in the pause: it says so (`then`).
   local paused = (st == 'retrying' or st == 'scheduled') and redis.call('EXISTS', P .. 'paused') == 1
+  -- A wait that has ended in a queue no worker serves: it waits for one now.
+  local unserved_due = not paused and (st == 'retrying' or st == 'scheduled')
+    and tonumber(due) and tonumber(due) <= now_ms() and unserved()
   if st == 'retrying' then
+    if unserved_due then
+      unserved_due['then'] = 'no_worker'
+      return 'retry_backoff', due, cjson.encode(unserved_due)
+    end
     return 'retry_backoff', due, paused and '{"then":"queue_paused"}' or '{}'
   end
   if st == 'scheduled' then
@@ -39,10 +59,21 @@ local function waiting_of(id, known)
       if why then detail = {message = why, class = 'interrupted'} end
     end
     if paused then detail['then'] = 'queue_paused' end
+    if unserved_due then
+      detail['then'], detail.last_served_ms = 'no_worker', unserved_due.last_served_ms
+    end
     return reason, due, next(detail) ~= nil and cjson.encode(detail) or '{}'
   end
   if redis.call('EXISTS', P .. 'paused') == 1 then
     return 'queue_paused', '', '{}'
+  end
+  local nobody = unserved()
+  if nobody then return 'no_worker', '', cjson.encode(nobody) end
+  -- Redis restarted and may have lost leases: nothing is leased until every live holder
+  -- has found its lease gone (fetch.lua), a lease and a second after it was seen.
+  local restarted = tonumber(redis.call('GET', P .. 'restarted'))
+  if restarted then
+    return 'restart_hold', '', '{"restart_seen_ms":' .. ms_str(restarted) .. '}'
   end
   local cap = redis.call('HGET', P .. 'blocked', acct)
   if cap then

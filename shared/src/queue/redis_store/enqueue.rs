@@ -16,7 +16,17 @@ const ENQUEUE_ARGS_FULL: usize = 17;
 
 /// The queue's own keys an enqueue touches besides those of offering a lane (and its
 /// jobs' and accounts').
-const ENQUEUE_KEYS: [&str; 7] = ["all", "acdone", "dgdone", "dgjdone", "scheduled", "paused", "unstarted"];
+const ENQUEUE_KEYS: [&str; 9] = [
+    "all",
+    "acdone",
+    "dgdone",
+    "dgjdone",
+    "scheduled",
+    "paused",
+    "unstarted",
+    "seen",
+    "restarted",
+];
 
 /// Most single enqueues one group-committed call carries.
 pub(super) const MAX_GROUP: usize = 256;

@@ -565,3 +565,86 @@ async fn an_enqueue_the_cluster_client_sends_again_writes_its_jobs_once() {
     assert_eq!(scheduled, 1000, "each job is scheduled once");
     assert_eq!(cleanup_counts.scheduled, 1000, "each job is counted once: {cleanup_counts:?}");
 }
+
+fn sync(account: &str) -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "resources": ["orders"]}),
+    )
+    .unwrap()
+}
+
+/// Found by the audit of the queue's scripts of 2026-12-06: an enqueue sent again (its
+/// reply lost) told whether it had run before from the first job of the call that came
+/// to its write. A sync merged into its account's sync under way on the first send is
+/// written on the second when that sync has ended meanwhile; it then stood for the whole
+/// call ("not run before"), and every later job of the call was written again: one
+/// retrying went back to queued, still due in `scheduled`, and was run by two workers.
+#[tokio::test]
+async fn an_enqueue_sent_again_after_the_queue_moved_on_writes_none_of_its_jobs_again() {
+    let lease = Duration::from_secs(30);
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
+    let relay = FrozenProxy::start(([127, 0, 0, 1], server.port()).into()).await;
+    let client = RedisStore::connect(&relay.url(), "drover", JobDefaults::default()).await.unwrap();
+    client.enqueue(NewJob::new(cleanup("warm-up"))).await.unwrap();
+    // Account a's sync runs.
+    let under_way = store.enqueue(NewJob::new(sync("a"))).await.unwrap().id;
+    let a_run = store.fetch(JobKind::Sync, "w0", 1, lease).await.unwrap().jobs.remove(0);
+    assert_eq!(a_run.id, under_way);
+
+    relay.record();
+    let sent: Vec<_> = client
+        .enqueue_bulk(vec![NewJob::new(sync("a")), NewJob::new(sync("b"))])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!((&sent[0].id, sent[0].created), (&under_way, false), "merged into a's sync");
+    let b = sent[1].id.clone();
+    // b's sync runs and fails (it retries in 300 ms); a's sync ends.
+    let run = store.fetch(JobKind::Sync, "w1", 1, lease).await.unwrap().jobs.remove(0);
+    assert_eq!(run.id, b);
+    let retry = SettleAction::Retry {
+        delay: Duration::from_millis(300),
+        error: drover::job::ErrorInfo {
+            class: drover::job::ErrorClass::Transient,
+            message: "503 from getOrders".into(),
+        },
+    };
+    let ended = store
+        .settle(
+            JobKind::Sync,
+            &[
+                Settlement {
+                    id: b.clone(),
+                    token: run.token.clone(),
+                    action: retry,
+                    attempt: None,
+                },
+                Settlement {
+                    id: under_way.clone(),
+                    token: a_run.token.clone(),
+                    action: SettleAction::Succeeded(json!({})),
+                    attempt: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, vec![SettleResult::Applied, SettleResult::Applied]);
+
+    // The client sends its enqueue again.
+    let reply = relay.send_recorded_again().await;
+    assert!(!reply.starts_with(b"-"), "{}", String::from_utf8_lossy(&reply));
+    let job = store.get(&b).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Retrying, 1), "b's sync is left as it stands");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut runs_of_b = 0;
+    for worker in ["w2", "w3"] {
+        let leased = store.fetch(JobKind::Sync, worker, 10, lease).await.unwrap().jobs;
+        runs_of_b += leased.iter().filter(|l| l.id == b).count();
+    }
+    assert_eq!(runs_of_b, 1, "b's sync is run by one worker at a time");
+}

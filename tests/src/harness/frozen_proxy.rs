@@ -1,9 +1,11 @@
 //! A TCP relay in front of a server whose open connections can be frozen: bytes stop
 //! flowing both ways while the sockets stay open (a half-open peer, as after a NAT or
 //! load balancer drops its state), and connections made after the freeze relay as usual.
+//! It can also record what clients send, to be sent to the server again later: what a
+//! client that resends a command after losing its reply does.
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,8 +18,13 @@ pub struct FrozenProxy {
     /// Connections accepted before this generation are frozen.
     generation: Arc<AtomicU64>,
     frozen: watch::Sender<u64>,
+    /// While `Some`, every byte a client sends is also appended here.
+    recording: Recording,
+    target: SocketAddr,
     accept: tokio::task::JoinHandle<()>,
 }
+
+type Recording = Arc<Mutex<Option<Vec<u8>>>>;
 
 impl FrozenProxy {
     /// Relays 127.0.0.1:<port> to `target`, on the current tokio runtime.
@@ -27,7 +34,8 @@ impl FrozenProxy {
         let generation = Arc::new(AtomicU64::new(0));
         let (frozen, _) = watch::channel(0u64);
         let all_frozen = Arc::new(AtomicBool::new(false));
-        let (gen, tx, all) = (generation.clone(), frozen.clone(), all_frozen.clone());
+        let recording: Recording = Arc::default();
+        let (gen, tx, all, rec) = (generation.clone(), frozen.clone(), all_frozen.clone(), recording.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if all.load(Ordering::SeqCst) {
@@ -41,7 +49,7 @@ impl FrozenProxy {
                 }
                 let mine = gen.load(Ordering::SeqCst);
                 let rx = tx.subscribe();
-                tokio::spawn(relay(client, target, mine, rx));
+                tokio::spawn(relay(client, target, mine, rx, rec.clone()));
             }
         });
         Self {
@@ -49,8 +57,32 @@ impl FrozenProxy {
             all_frozen,
             generation,
             frozen,
+            recording,
+            target,
             accept,
         }
+    }
+
+    /// Starts recording what clients send (from the next byte on).
+    pub fn record(&self) {
+        *self.recording.lock().expect("recording") = Some(Vec::new());
+    }
+
+    /// Stops recording and sends what was recorded to the server again on a connection
+    /// of its own, as a client does that lost its replies; returns the server's first
+    /// answer bytes (within 5 s).
+    pub async fn send_recorded_again(&self) -> Vec<u8> {
+        let bytes = self.recording.lock().expect("recording").take().unwrap_or_default();
+        assert!(!bytes.is_empty(), "nothing was recorded");
+        let mut server = TcpStream::connect(self.target).await.expect("connect to the server");
+        server.write_all(&bytes).await.expect("send again");
+        let mut reply = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), server.read(&mut reply))
+            .await
+            .expect("the server answers")
+            .expect("read the answer");
+        reply.truncate(n);
+        reply
     }
 
     /// Where the relay listens.
@@ -84,7 +116,7 @@ impl Drop for FrozenProxy {
 }
 
 /// Relays one connection until either side closes, or forever silent once frozen.
-async fn relay(mut client: TcpStream, target: SocketAddr, mine: u64, mut frozen: watch::Receiver<u64>) {
+async fn relay(mut client: TcpStream, target: SocketAddr, mine: u64, mut frozen: watch::Receiver<u64>, recording: Recording) {
     let Ok(mut server) = TcpStream::connect(target).await else {
         return;
     };
@@ -99,7 +131,12 @@ async fn relay(mut client: TcpStream, target: SocketAddr, mine: u64, mut frozen:
             }
             n = cr.read(&mut up) => match n {
                 Ok(0) | Err(_) => return,
-                Ok(n) => if sw.write_all(&up[..n]).await.is_err() { return },
+                Ok(n) => {
+                    if let Some(r) = recording.lock().expect("recording").as_mut() {
+                        r.extend_from_slice(&up[..n]);
+                    }
+                    if sw.write_all(&up[..n]).await.is_err() { return }
+                }
             },
             n = sr.read(&mut down) => match n {
                 Ok(0) | Err(_) => return,

@@ -65,10 +65,26 @@ local function also(fields, field, value)
   end
 end
 
+-- Whether this call ran before: the same call sent again after its reply was lost (a
+-- cluster client does that). Ids are new for each job and a call runs whole, so a job of
+-- it that is written whatever the queue holds (no idempotency key, not de-duplicated,
+-- its id not made before: a plain job) tells for all with one read. A call without such
+-- a job looks at each job's own record (nil: not known). Not a job that merely came
+-- first to its write: whether a job merges into its account's sync under way, or into
+-- an idempotency key's job, can differ between the two sends.
+local sent_again
+do
+  local b = 4
+  for _ = 1, n do
+    local o = ARGV[b + 6] == '+' and b + 7 or nil
+    if not o or (ARGV[o + 2] == '' and ARGV[o + 4] ~= '1' and ARGV[o + 7] == '') then
+      sent_again = redis.call('EXISTS', P .. 'job:' .. ARGV[b]) == 1
+      break
+    end
+    b = o + 10
+  end
+end
 -- The job whose arguments start at ARGV[b]; `o`: where its options start (nil: a plain job).
--- No job of the call has come to its write yet; the call was sent before (the first
--- job it would write has its record).
-local first, sent_again = true, false
 local function enqueue(b, o)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local prio, max_attempts, timeout = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
@@ -78,6 +94,18 @@ local function enqueue(b, o)
     run_at, delay = tonumber(ARGV[o]), tonumber(ARGV[o + 1])
     idem, fp, exclusive, traceparent = ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
     trigger, callback, callback_secret = ARGV[o + 6], ARGV[o + 7], ARGV[o + 8]
+  end
+
+  local key = P .. 'job:' .. id
+  -- A record under this id is this very job, written by the first send of this call (or,
+  -- for an id made before, a callback's, one already taken): it is answered as it
+  -- stands, before anything is written for it — never written again (back to queued,
+  -- counted twice, run twice), nor its account's sync pointed at it.
+  if sent_again ~= false or callback ~= '' then
+    local now_st = redis.call('HGET', key, 'st')
+    if now_st then
+      return 'existing', id, now_st
+    end
   end
 
   local idem_key = idem ~= '' and (P .. 'idem:' .. idem) or nil
@@ -113,25 +141,6 @@ local function enqueue(b, o)
       end
     end
     redis.call('SET', ekey, id)
-  end
-
-  local key = P .. 'job:' .. id
-  -- Ids are new for each job, so a record under this one is this very job: the same call
-  -- sent again after its reply was lost (a cluster client does that). It is answered as
-  -- it stands, never written again: back to queued, counted twice, run twice. A call is
-  -- sent again whole and its jobs were written together, so the first job it would
-  -- write tells for all (one read a call); a job whose id was made before (a
-  -- callback's) is looked at itself.
-  if first or callback ~= '' then
-    local now_st = redis.call('HGET', key, 'st')
-    if first then
-      first, sent_again = false, now_st ~= false
-    end
-    if now_st then
-      return 'existing', id, now_st
-    end
-  elseif sent_again then
-    return 'existing', id, redis.call('HGET', key, 'st') or ''
   end
 
   local due = now

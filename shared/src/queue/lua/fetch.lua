@@ -50,7 +50,10 @@ if #due > 0 then
     local id, at = due[i], tonumber(due[i + 1])
     local key = P .. 'job:' .. id
     local f = need(key) and redis.call('HMGET', key, 'pr', 'acct', 'st', 'ac', 'gw', 'ca')
-    if f and not f[1] then
+    if f and (not f[1] or (f[3] ~= 'scheduled' and f[3] ~= 'retrying')) then
+      -- gone, or no longer waiting (an entry left by a write that should have taken it
+      -- out): it leaves the index, and the job is not touched — never queued beside a
+      -- run of it
       ids[#ids + 1] = id
     elseif f and not account_ready(f[2], false) then
       carry[#carry + 1] = key

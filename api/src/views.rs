@@ -249,8 +249,14 @@ impl WaitingView {
                 let ahead = self.detail.get("ahead_in_account").cloned().unwrap_or(serde_json::Value::Null);
                 self.detail = serde_json::json!({ "ahead_in_account": ahead });
             }
-            WaitReason::Prefetched => self.detail = serde_json::json!({}),
-            _ => {}
+            // (when Redis restarted, when a worker last served the queue: the queue's
+            // own state, not the account's)
+            WaitReason::Prefetched | WaitReason::NoWorker | WaitReason::RestartHold => self.detail = serde_json::json!({}),
+            _ => {
+                if let Some(d) = self.detail.as_object_mut() {
+                    d.remove("last_served_ms");
+                }
+            }
         }
         self
     }

@@ -237,11 +237,20 @@ async fn a_job_in_a_queue_no_worker_serves_says_it_waits_for_one() {
     let delayed = app.submit_ok(&due).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    let (_, job) = app.job(ACME, &id).await;
-    assert_eq!(job["waiting"], accepted["waiting"], "GET says the same, to a tenant too: {job}");
+    let (_, job) = app.job(ADMIN, &id).await;
+    assert_eq!(job["waiting"], accepted["waiting"], "GET says the same: {job}");
+    // A key limited to accounts learns the reason, not the queue's history.
+    let (_, seen) = app.job(ACME, &id).await;
+    assert_eq!(
+        seen["waiting"],
+        json!({"reason": "no_worker", "until": null, "detail": {}}),
+        "{seen}"
+    );
     let (_, late) = app.job(ADMIN, delayed.as_str()).await;
     assert_eq!(late["waiting"]["reason"], "scheduled", "{late}");
     assert_eq!(late["waiting"]["detail"]["then"], "no_worker", "its time has come: {late}");
+    let (_, seen) = app.job(ACME, delayed.as_str()).await;
+    assert_eq!(seen["waiting"]["detail"], json!({"then": "no_worker"}), "{seen}");
     let metrics = app.client.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains(r#"drover_queue_waiting_jobs{kind="cleanup",reason="no_worker"} 1"#),

@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod middleware;
 pub mod openapi;
+pub mod paced_writes;
 pub mod problem_responses;
 pub mod ratelimit;
 pub mod readiness;

@@ -4,8 +4,9 @@
 //! connections are served at once; past the cap new connections wait in the kernel's
 //! backlog until one closes. One client address holds at most
 //! `server.max_connections_per_client` of them (`client_slots.rs`: more are closed at
-//! once), and a response its client does not read for `server.write_timeout_ms` ends
-//! the connection, so nobody holds a slot for good by never reading. (`axum::serve`
+//! once), and a client that reads its answers slower than 1 KiB/s over a
+//! `server.write_timeout_ms` ends its connection (`paced_writes.rs`), so nobody holds a
+//! slot for good by never reading, nor by reading a byte now and then. (`axum::serve`
 //! sets no timer, so hyper disables its own header timeout, and it caps nothing: one
 //! client could hold every socket, slowloris.)
 //!
@@ -23,12 +24,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
 use crate::client_slots::ClientSlots;
 use crate::config::HeaderLimits;
+use crate::paced_writes::PacedWrites;
 
 /// Bounds on what one connection may hold.
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +87,8 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_write_timeout(Some(limits.write_timeout));
+        // A client that reads its answers slower than a minimum pace loses the connection.
+        let stream = PacedWrites::new(stream, limits.write_timeout);
         // The peer's address, as `ConnectInfo`, for what is counted per client (sign-ins).
         let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));

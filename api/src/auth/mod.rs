@@ -82,6 +82,11 @@ impl fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
+    /// The hashes of every configured key.
+    pub fn hashes(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.keys.iter().map(|k| &k.hash)
+    }
+
     pub fn add(&mut self, name: &str, hash: [u8; 32], role: Role, accounts: Option<Vec<AccountId>>) -> Result<(), String> {
         self.add_with_callbacks(name, hash, role, accounts, None)
     }

@@ -86,7 +86,15 @@ impl<'a> Cookie<'a> {
     fn parse(value: &'a str) -> Option<Self> {
         let (tag, token) = value.split_once('.')?;
         let hex_tag = tag.len() == TAG_CHARS && tag.bytes().all(|b| b.is_ascii_hexdigit());
-        (hex_tag && !token.is_empty()).then_some(Cookie { tag, token })
+        // what `random_token` makes: 32 bytes in unpadded URL-safe base64
+        let token_ok = token.len() == TOKEN_CHARS && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (hex_tag && token_ok).then_some(Cookie { tag, token })
+    }
+
+    /// Whether the cookie's tag is a configured key's: only then is there a session to
+    /// look up (one Redis call a request, which a made-up cookie must not buy).
+    fn of_a_configured_key(&self, keys: &crate::auth::KeyRing) -> bool {
+        keys.hashes().any(|h| tag_of(h) == self.tag)
     }
 
     /// The session's id in its key's index: the SHA-256 of the token.
@@ -97,6 +105,8 @@ impl<'a> Cookie<'a> {
 
 /// Hex characters of the hash tag (64 bits: keys are few, so tags never collide).
 const TAG_CHARS: usize = 16;
+/// Characters of a session token (32 random bytes, unpadded URL-safe base64).
+const TOKEN_CHARS: usize = 43;
 
 /// The tag of a key's sessions: derived from the key's hash, not the hash itself, so a
 /// cookie shows nothing about the key.
@@ -154,7 +164,7 @@ pub async fn create(state: &AppState, key_hash: &[u8; 32]) -> Result<String, Api
 /// The session's key and CSRF token, renewing its lifetime; `None` when it has ended or
 /// its key is no longer configured.
 async fn load(state: &AppState, value: &str) -> Result<Option<(Arc<Principal>, Session)>, ApiError> {
-    let Some(cookie) = Cookie::parse(value) else {
+    let Some(cookie) = Cookie::parse(value).filter(|c| c.of_a_configured_key(state.keys())) else {
         return Ok(None);
     };
     let mut conn = state.store().connection();
@@ -179,7 +189,7 @@ pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     let Some(value) = token_from(headers) else {
         return Ok(());
     };
-    let Some(cookie) = Cookie::parse(&value) else {
+    let Some(cookie) = Cookie::parse(&value).filter(|c| c.of_a_configured_key(state.keys())) else {
         return Ok(());
     };
     let mut conn = state.store().connection();

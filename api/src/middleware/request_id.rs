@@ -125,7 +125,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method,
-        path = %req.uri().path(),
+        path = %logged_path(req.uri().path()),
         trace_id = ahead.as_ref().map(|(t, _)| t.as_str()),
         span_id = ahead.as_ref().map(|(_, s)| s.as_str()),
         // The API key's name, once the guard knows it (`auth::guard`).
@@ -144,9 +144,35 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     res
 }
 
+/// Most bytes of a request's path its log lines carry: a path is the client's to make
+/// as long as hyper takes (64 KiB), and every line of the request repeats it.
+const LOGGED_PATH_BYTES: usize = 256;
+
+/// The path as logged: at most [`LOGGED_PATH_BYTES`], cut on a character, with `…` and
+/// the length when cut.
+fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= LOGGED_PATH_BYTES {
+        return path.into();
+    }
+    let mut end = LOGGED_PATH_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &path[..end], path.len()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_path_is_logged_cut_with_its_length() {
+        assert_eq!(logged_path("/v1/jobs/x"), "/v1/jobs/x");
+        let long = format!("/v1/{}", "é".repeat(10_000));
+        let logged = logged_path(&long);
+        assert!(logged.len() < 300, "{}", logged.len());
+        assert!(logged.ends_with(&format!("…({} bytes)", long.len())), "{logged}");
+    }
 
     #[test]
     fn only_short_plain_ids_are_kept() {

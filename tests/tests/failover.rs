@@ -648,3 +648,143 @@ async fn an_enqueue_sent_again_after_the_queue_moved_on_writes_none_of_its_jobs_
     }
     assert_eq!(runs_of_b, 1, "b's sync is run by one worker at a time");
 }
+
+/// The primary of `cluster` that serves `key`'s slot.
+fn primary_serving(cluster: &mut RedisCluster, key: &str) -> u16 {
+    let mut conn = cluster.nodes()[0].conn();
+    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut conn).unwrap();
+    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn).unwrap();
+    for range in ranges {
+        let r: (i64, i64, (String, i64)) = match redis::from_redis_value::<Vec<redis::Value>>(range) {
+            Ok(mut v) if v.len() >= 3 => {
+                let primary = v.swap_remove(2);
+                let (start, end) = (&v[0], &v[1]);
+                (
+                    redis::from_redis_value(start.clone()).unwrap(),
+                    redis::from_redis_value(end.clone()).unwrap(),
+                    redis::from_redis_value::<Vec<redis::Value>>(primary)
+                        .map(|node| {
+                            let port: i64 = redis::from_redis_value(node[1].clone()).unwrap();
+                            (String::new(), port)
+                        })
+                        .unwrap(),
+                )
+            }
+            _ => continue,
+        };
+        if r.0 <= slot && slot <= r.1 {
+            return r.2 .1 as u16;
+        }
+    }
+    panic!("no primary serves slot {slot}")
+}
+
+/// `n` cleanup jobs, one account each, run and ended (succeeded), spread over the
+/// store's partitions; with `callbacks`, each has a completion callback, due.
+async fn ended_jobs(store: &RedisStore, n: usize, callbacks: bool) {
+    use drover::job::bucket_of;
+    use drover::queue::NewCallback;
+    for a in 0..n {
+        let account = format!("cb{a}");
+        let id = drover::job::JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(&account)));
+        let mut job = NewJob::new(cleanup(&account));
+        if callbacks {
+            job = job.callback(NewCallback {
+                job_id: id,
+                url: "https://hooks.example.com/drover".into(),
+                sealed_secret: vec![1, 2, 3],
+            });
+        }
+        store.enqueue(job).await.unwrap();
+    }
+    let leased = store.fetch(JobKind::Cleanup, "w0", n, Duration::from_secs(30)).await.unwrap().jobs;
+    assert_eq!(leased.len(), n);
+    let ends: Vec<Settlement> = leased
+        .iter()
+        .map(|l| Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: SettleAction::Succeeded(json!({})),
+            attempt: None,
+        })
+        .collect();
+    let results = store.settle(JobKind::Cleanup, &ends).await.unwrap();
+    assert!(results.iter().all(|r| *r == SettleResult::Applied), "{results:?}");
+}
+
+/// Kills a primary serving some of `store`'s cleanup partitions: not the first's, nor
+/// the trim lock's, and one with a partition served by a live primary after its own, so
+/// a call that goes through the partitions in turn meets it between live ones. Returns
+/// the live partitions.
+fn kill_a_primary_between_partitions(cluster: &mut RedisCluster, store: &RedisStore) -> Vec<drover::queue::QueueKeys> {
+    let parts = store.all_keys(JobKind::Cleanup);
+    let owners: Vec<u16> = parts.iter().map(|k| primary_serving(cluster, &k.slot_key())).collect();
+    let lock = primary_serving(cluster, &store.partition_keys(JobKind::Cleanup, None).key("trim:lock"));
+    let dead = owners
+        .iter()
+        .enumerate()
+        .find(|(i, o)| **o != owners[0] && **o != lock && owners[i + 1..].iter().any(|later| later != *o))
+        .map(|(_, o)| *o)
+        .unwrap_or_else(|| panic!("no primary between live ones: {owners:?}"));
+    cluster.kill(dead);
+    parts
+        .into_iter()
+        .zip(&owners)
+        .filter(|(_, o)| **o != dead)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Found by the audit of the queue's scripts of 2026-12-06: a claim of completion
+/// callbacks went through the partitions in turn and, when one failed (its shard down),
+/// failed whole, dropping the deliveries it had claimed in the partitions before it:
+/// their claims were written, so each ran out 30 s later as a `lost` try, and after the
+/// last try ended `failed` without ever being sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shard_down_the_other_partitions_still_hand_out_their_callbacks() {
+    use drover::queue::{AccountShare, CallbackStore};
+    let (mut cluster, store) = partial_cluster().await;
+    ended_jobs(&store, 30, true).await;
+    let live = kill_a_primary_between_partitions(&mut cluster, &store);
+    let claimed = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 100, Duration::from_secs(30), 8, &AccountShare::default())
+        .await
+        .map(|(due, _)| due.len());
+    let mut due_on_live = 0;
+    for k in &live {
+        let mut conn = store.connection();
+        due_on_live += redis::cmd("ZCARD")
+            .arg(k.key("cbdue"))
+            .query_async::<usize>(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert!(due_on_live > 0);
+    assert_eq!(claimed.ok(), Some(due_on_live), "every live partition's deliveries are handed out");
+}
+
+/// Found with the one above: a trim pass stopped at the first failing partition, so the
+/// partitions after it were never trimmed while the shard was down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shard_down_the_other_partitions_are_still_trimmed() {
+    let (mut cluster, store) = partial_cluster().await;
+    ended_jobs(&store, 30, false).await;
+    let live = kill_a_primary_between_partitions(&mut cluster, &store);
+    // Retention 0: every succeeded job of a live partition goes. (The cluster client may
+    // fail a first call or two while it learns the node is gone: the trimmer runs
+    // every tick, so a few passes.)
+    for _ in 0..5 {
+        let trimmed = store.trim(JobKind::Cleanup, Duration::ZERO, 500).await;
+        assert!(trimmed.is_err(), "the pass says a partition failed: {trimmed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for k in &live {
+        let mut conn = store.connection();
+        let left: usize = redis::cmd("ZCARD")
+            .arg(k.key("state:succeeded"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{} was not trimmed", k.prefix());
+    }
+}

@@ -32,47 +32,37 @@ impl CallbackStore for RedisStore {
     ) -> Result<(Vec<DueCallback>, Option<Duration>), StoreError> {
         // Each partition in turn until `max` are claimed; the wait is the shortest. An
         // account's tries claimed in one partition count against its share in the next.
+        // A partition that fails (its shard is down) is passed over: what the others
+        // claimed is handed out, never dropped (their claims are written: dropped, they
+        // would run out as `lost` tries); it fails the call only when nothing was claimed.
         let mut share = share.clone();
         let mut out = Vec::new();
         let mut next: Option<Duration> = None;
-        let mut conn = self.connection();
+        let mut failed = None;
         for keys in self.all_keys(kind) {
             if out.len() >= max.max(1) {
                 break;
             }
-            // The entries the script may claim, read ahead so it declares their keys;
-            // none at all: nothing to claim or wait for here.
             let count = (max.max(1) - out.len()).clamp(1, MAX_CLAIM);
-            let scan = if share.per_account > 0 { CLAIM_SCAN } else { count };
-            let ahead: Vec<String> = conn.zrange(keys.key("cbdue"), 0, scan as isize - 1).await?;
-            if ahead.is_empty() {
-                continue;
-            }
-            let mut call = scripts::CALLBACK_CLAIM.key(keys.key("cbdue"));
-            for id in &ahead {
-                call.key(keys.key(&format!("job:{id}"))).key(keys.key(&format!("callbacks:{id}")));
-            }
-            call.arg(keys.prefix())
-                .arg(count)
-                .arg(lease.as_millis().max(1) as u64)
-                .arg(worker)
-                .arg(max_tries.max(1))
-                .arg(share.per_account);
-            for (account, n) in share.in_flight.iter().filter(|(_, n)| **n > 0) {
-                call.arg(account).arg(*n);
-            }
-            let (claimed, wait): (Vec<Value>, i64) = call.invoke_async(&mut conn).await?;
-            for entry in claimed {
-                let due = decode_claimed(entry)?;
-                *share.in_flight.entry(due.account.clone().unwrap_or_default()).or_default() += 1;
-                out.push(due);
-            }
-            if wait >= 0 {
-                let w = Duration::from_millis(wait as u64);
-                next = Some(next.map_or(w, |n| n.min(w)));
+            match self.claim_in(&keys, count, lease, worker, max_tries, &share).await {
+                Ok((claimed, wait)) => {
+                    for due in claimed {
+                        *share.in_flight.entry(due.account.clone().unwrap_or_default()).or_default() += 1;
+                        out.push(due);
+                    }
+                    if let Some(w) = wait {
+                        next = Some(next.map_or(w, |n| n.min(w)));
+                    }
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok((out, next))
+        match failed {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok((out, next)),
+        }
     }
 
     async fn record_callback(
@@ -104,6 +94,46 @@ impl CallbackStore for RedisStore {
             "stale" => Recorded::Stale,
             _ => Recorded::Missing,
         })
+    }
+}
+
+impl RedisStore {
+    /// One partition's claim: the due deliveries it claimed, and how long until the next
+    /// falls due when it claimed none (`None`: none pending, or only accounts at their
+    /// share are due).
+    async fn claim_in(
+        &self,
+        keys: &super::QueueKeys,
+        count: usize,
+        lease: Duration,
+        worker: &str,
+        max_tries: u32,
+        share: &AccountShare,
+    ) -> Result<(Vec<DueCallback>, Option<Duration>), StoreError> {
+        // The entries the script may claim, read ahead so it declares their keys;
+        // none at all: nothing to claim or wait for here.
+        let scan = if share.per_account > 0 { CLAIM_SCAN } else { count };
+        let mut conn = self.connection();
+        let ahead: Vec<String> = conn.zrange(keys.key("cbdue"), 0, scan as isize - 1).await?;
+        if ahead.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let mut call = scripts::CALLBACK_CLAIM.key(keys.key("cbdue"));
+        for id in &ahead {
+            call.key(keys.key(&format!("job:{id}"))).key(keys.key(&format!("callbacks:{id}")));
+        }
+        call.arg(keys.prefix())
+            .arg(count)
+            .arg(lease.as_millis().max(1) as u64)
+            .arg(worker)
+            .arg(max_tries.max(1))
+            .arg(share.per_account);
+        for (account, n) in share.in_flight.iter().filter(|(_, n)| **n > 0) {
+            call.arg(account).arg(*n);
+        }
+        let (claimed, wait): (Vec<Value>, i64) = call.invoke_async(&mut conn).await?;
+        let claimed = claimed.into_iter().map(decode_claimed).collect::<Result<Vec<_>, _>>()?;
+        Ok((claimed, (wait >= 0).then(|| Duration::from_millis(wait as u64))))
     }
 }
 

@@ -119,30 +119,41 @@ impl RedisStore {
         // oldest past it go instead (`trim_dead_over_cap`), and each partition trims its
         // dead jobs by age only.
         let one = parts.len() == 1;
+        // A partition that fails (its shard is down) is passed over: the others are
+        // trimmed all the same, and the pass then fails with its error.
+        let mut failed = None;
         for k in &parts {
-            // Dead jobs from before dead-letter groups were kept join their groups, a
-            // batch per pass, oldest first (one EXISTS per pass once done). Likewise jobs
-            // made before per-account counts were kept are counted. Both write, so at the
-            // memory limit they wait for a trim that has freed some.
-            if !full {
-                while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
-                while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
-            }
-            for (state, keep_for, keep_max) in policies {
-                loop {
-                    let keep = if one { keep_max } else { 0 };
-                    let (removed, left) = self
-                        .remove(&mut conn, k, state, None, (keep_for.as_millis() as u64, limit, keep))
-                        .await?;
-                    trimmed.removed += removed;
-                    if left == 0 || started.elapsed() >= TRIM_BUDGET {
-                        trimmed.backlog += left;
-                        break;
+            let pass = async {
+                // Dead jobs from before dead-letter groups were kept join their groups, a
+                // batch per pass, oldest first (one EXISTS per pass once done). Likewise
+                // jobs made before per-account counts were kept are counted. Both write,
+                // so at the memory limit they wait for a trim that has freed some.
+                if !full {
+                    while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
+                    while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
+                }
+                let mut conn = conn.clone();
+                for (state, keep_for, keep_max) in policies {
+                    loop {
+                        let keep = if one { keep_max } else { 0 };
+                        let (removed, left) = self
+                            .remove(&mut conn, k, state, None, (keep_for.as_millis() as u64, limit, keep))
+                            .await?;
+                        trimmed.removed += removed;
+                        if left == 0 || started.elapsed() >= TRIM_BUDGET {
+                            trimmed.backlog += left;
+                            break;
+                        }
                     }
                 }
+                Ok::<(), StoreError>(())
+            };
+            if let Err(e) = pass.await {
+                failed.get_or_insert(e);
             }
         }
-        if !one && self.defaults.dead_max > 0 {
+        // The kind's dead cap counts every partition: not while one cannot be read.
+        if !one && self.defaults.dead_max > 0 && failed.is_none() {
             loop {
                 let (removed, over) = self.trim_dead_over_cap(&mut conn, &parts, limit).await?;
                 trimmed.removed += removed;
@@ -155,7 +166,10 @@ impl RedisStore {
         if !full {
             let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
         }
-        Ok(Some(trimmed))
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Some(trimmed)),
+        }
     }
 
     /// Past the kind's dead cap (`dead_max`, every partition together), removes the

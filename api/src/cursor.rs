@@ -11,8 +11,11 @@ use drover::queue::{Cursor, ListQuery};
 
 use crate::error::ApiError;
 
-/// A cursor longer than this was not made by us.
-const MAX_LEN: usize = 4096;
+/// A cursor longer than this was not made by us. A job listing's cursor holds a
+/// position for each kind and partition with more to show (about 30 characters each):
+/// 64 KiB is room for every kind of several hundred partitions (4 KiB, before
+/// 2026-12-06, refused the next page past about 40).
+const MAX_LEN: usize = 64 * 1024;
 
 /// Seals and opens cursors; one per app, from the configured key.
 #[derive(Clone, Debug)]

@@ -389,3 +389,64 @@ async fn a_running_api_records_the_partition_count_again_after_redis_lost_its_da
     let err = store(&app.redis, 4).await.check_layout().await.unwrap_err();
     assert!(matches!(err, StoreError::Setup(_)), "{err}");
 }
+
+/// Found by the API audit of 2026-12-06: a job listing's cursor holds a position for
+/// each kind and partition with more to show, and the API refused any cursor over
+/// 4,096 characters as not its own: over 64 partitions a listing of every kind made a
+/// longer one, and its next page was a 422 ("is not a cursor this API returned").
+#[tokio::test]
+async fn a_listing_over_sixty_four_partitions_of_every_kind_pages_on() {
+    use crate::api_support::{spawn_app_with, ADMIN};
+    let app = spawn_app_with(Durability::None, |c| c.queue.partitions = 64).await;
+    let server_store = {
+        let defaults = JobDefaults {
+            partitions: Partitions::new(64).unwrap(),
+            ..Default::default()
+        };
+        RedisStore::connect(&app.redis.url(), "drover", defaults).await.unwrap()
+    };
+    let end = chrono::Utc::now();
+    let mut jobs = Vec::new();
+    for a in 0..320 {
+        let account = format!("acct-{a}");
+        jobs.push(NewJob::new(cleanup(&account)));
+        jobs.push(NewJob::new(
+            JobPayload::from_json(
+                JobKind::Sync,
+                json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "resources": ["orders"]}),
+            )
+            .unwrap(),
+        ));
+        jobs.push(NewJob::new(
+            JobPayload::from_json(
+                JobKind::Backfill,
+                json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER",
+                    "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                    "start": end - chrono::Duration::days(1), "end": end}),
+            )
+            .unwrap(),
+        ));
+    }
+    for r in server_store.enqueue_bulk(jobs).await.unwrap() {
+        r.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut path = "/v1/jobs?limit=100".to_owned();
+    let mut longest = 0;
+    for _ in 0..20 {
+        let res = app.get(ADMIN, &path).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}: {}", res.text().await.unwrap());
+        let page: serde_json::Value = res.json().await.unwrap();
+        for j in page["jobs"].as_array().unwrap() {
+            assert!(seen.insert(j["id"].as_str().unwrap().to_owned()), "a job listed twice");
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                longest = longest.max(c.len());
+                path = format!("/v1/jobs?limit=100&cursor={c}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 960, "every job, once (the longest cursor: {longest} characters)");
+}

@@ -200,15 +200,19 @@ impl ScheduleStore {
         Ok(legacy_of(account, name, legacy).map(|s| (s, true)))
     }
 
-    /// Every account's schedule called `name` (for keys that may see every account):
-    /// the fields' names are read, then only the records of this name's fields (its
-    /// per-account fields and an older release's bare field), never another name's.
-    pub async fn find(&self, name: &str) -> Result<Vec<Schedule>, ScheduleError> {
+    /// Accounts' schedules called `name`, at most `at_most` of them (for keys that may
+    /// see every account): the fields' names are read, then only the records of this
+    /// name's first fields (its per-account fields and an older release's bare field),
+    /// never another name's. Bounded: every tenant may have a schedule of this name, each
+    /// up to 64 KiB, and a caller asking which one it means needs to know only whether
+    /// there are several.
+    pub async fn find(&self, name: &str, at_most: usize) -> Result<Vec<Schedule>, ScheduleError> {
         let mut conn = self.conn.clone();
         let fields: Vec<String> = conn.hkeys(&self.key).await?;
         let mine: Vec<&String> = fields
             .iter()
             .filter(|f| f.rsplit_once('/').map_or(f.as_str(), |(_, n)| n) == name)
+            .take(at_most)
             .collect();
         if mine.is_empty() {
             return Ok(Vec::new());

@@ -804,3 +804,57 @@ async fn a_made_up_session_cookie_costs_redis_nothing() {
     let browser = Browser::sign_in(&app, ADMIN).await;
     assert_eq!(browser.get("/ui").await.0, 200);
 }
+
+/// Found by the API audit of 2026-12-06: a console action on the dead letters (a discard
+/// or replay of a filter, up to 10,000 jobs in calls of 1,000) was charged one write,
+/// where the API charges each call of 1,000: one unit of a key's write budget bought ten
+/// calls' work. Each chunk after the first now costs a write.
+#[tokio::test]
+async fn a_console_discard_of_thousands_costs_a_write_for_each_thousand() {
+    use drover::job::{ErrorInfo, JobPayload};
+    use drover::queue::{NewJob, SettleAction, Settlement};
+    let app = spawn_app_with(Durability::None, |c| c.rate_limit = RateLimitConfig { per_minute: 1, burst: 2 }).await;
+    let payload = JobPayload::from_json(JobKind::Cleanup, cleanup_body("acme")["payload"].clone()).unwrap();
+    let jobs = (0..2500).map(|_| NewJob::new(payload.clone())).collect();
+    for r in app.store.enqueue_bulk(jobs).await.unwrap() {
+        r.unwrap();
+    }
+    loop {
+        let leased = app
+            .store
+            .fetch(JobKind::Cleanup, "w1", 500, std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs;
+        if leased.is_empty() {
+            break;
+        }
+        let ends: Vec<Settlement> = leased
+            .iter()
+            .map(|l| Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action: SettleAction::Dead(ErrorInfo {
+                    class: ErrorClass::Permanent,
+                    message: "SKU rejected".into(),
+                }),
+                attempt: None,
+            })
+            .collect();
+        app.store.settle(JobKind::Cleanup, &ends).await.unwrap();
+    }
+    assert_eq!(app.store.counts(JobKind::Cleanup).await.unwrap().dead, 2500);
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+    let res = b
+        .http
+        .post(app.url("/ui/dead-letter/act"))
+        .header(COOKIE, &b.cookie)
+        .form(&[("csrf", csrf.as_str()), ("op", "discard"), ("account_id", "acme")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429, "the third call is over the key's budget of two writes");
+    let left = app.store.counts(JobKind::Cleanup).await.unwrap().dead;
+    assert!(0 < left && left < 2500, "two calls' worth discarded, the rest kept: {left} left");
+}

@@ -166,10 +166,21 @@ pub async fn replay_paced(state: AppState, caller: Caller, filter: ReplayFilter,
     // The walk goes on from tick to tick: each tick walks a bounded part of the index.
     let mut walk = Walk::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    // One write of the key's budget for each 1,000 jobs after the first (the request
+    // that started it paid for those), as the API charges each call of 1,000; over the
+    // budget, the replay waits until it may go on.
+    let mut charged = 1;
     let result = loop {
         tokio::select! {
             _ = state.shutdown().cancelled() => break Ok(()),
             _ = tick.tick() => {}
+        }
+        if done.len() >= charged * 1000 {
+            match state.limits_per_key().writes.check(&caller.name).await {
+                Ok(()) => charged += 1,
+                Err(ApiError::RateLimited { .. }) => continue,
+                Err(e) => break Err(e),
+            }
         }
         let before = done.len();
         let asked = per_second.min((max - before) as u32).max(1);

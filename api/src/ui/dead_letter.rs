@@ -427,7 +427,10 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
         }
         ("replay" | "rest", Selection::Ids(ids)) => {
             let mut replayed = 0;
-            for chunk in ids.chunks(1000) {
+            for (n, chunk) in ids.chunks(1000).enumerate() {
+                if let Err(e) = charge_chunk(&state, &caller, n).await {
+                    return page::error(&e);
+                }
                 let req = ReplayRequest {
                     ids: Some(chunk.to_vec()),
                     filter: None,
@@ -472,7 +475,8 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
 async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> Result<usize, ApiError> {
     let mut discarded = 0;
     if let Selection::Ids(ids) = sel {
-        for chunk in ids.chunks(1000) {
+        for (n, chunk) in ids.chunks(1000).enumerate() {
+            charge_chunk(state, caller, n).await?;
             let req = ReplayRequest {
                 ids: Some(chunk.to_vec()),
                 filter: None,
@@ -486,7 +490,11 @@ async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> Resu
         }
         return Ok(discarded);
     }
-    while discarded < MAX_JOBS {
+    for n in 0.. {
+        if discarded >= MAX_JOBS {
+            break;
+        }
+        charge_chunk(state, caller, n).await?;
         let req = ReplayRequest {
             ids: None,
             filter: sel.filter(),
@@ -503,6 +511,16 @@ async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> Resu
         discarded += done;
     }
     Ok(discarded)
+}
+
+/// One write of the key's budget for each chunk of 1,000 jobs after the first (the
+/// request paid for that one), as the API charges each call of 1,000: one console
+/// action is not ten calls' work for the price of one.
+async fn charge_chunk(state: &AppState, caller: &Caller, chunk: usize) -> Result<(), ApiError> {
+    if chunk == 0 {
+        return Ok(());
+    }
+    state.limits_per_key().writes.check(&caller.name).await
 }
 
 /// Back to the groups, with the action's notice for this session.

@@ -858,3 +858,33 @@ async fn a_console_discard_of_thousands_costs_a_write_for_each_thousand() {
     let left = app.store.counts(JobKind::Cleanup).await.unwrap().dead;
     assert!(0 < left && left < 2500, "two calls' worth discarded, the rest kept: {left} left");
 }
+
+/// Found by the API audit of 2026-12-06: the sign-in form had no check of where it came
+/// from, so another site's page could post its own key to `/ui/login` and sign the
+/// victim's browser in to the console as that key (login CSRF). A browser's sign-in from
+/// another site is refused; this site's, and a client that is no browser, are not.
+#[tokio::test]
+async fn a_sign_in_posted_by_another_sites_page_is_refused() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    let post = |extra: &'static [(&'static str, &'static str)]| {
+        let mut req = client.post(app.url("/ui/login")).form(&[("key", ADMIN)]);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    for from_elsewhere in [
+        &[("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")][..],
+        &[("origin", "https://evil.example")][..],
+    ] {
+        let res = post(from_elsewhere).await.unwrap();
+        assert_eq!(res.status(), 403, "{from_elsewhere:?}");
+        assert!(res.headers().get(SET_COOKIE).is_none(), "no session for {from_elsewhere:?}");
+    }
+    let res = post(&[("sec-fetch-site", "same-origin")]).await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(res.headers().get(SET_COOKIE).is_some());
+    let res = post(&[]).await.unwrap();
+    assert_eq!(res.status(), 303, "no browser headers: not refused");
+}

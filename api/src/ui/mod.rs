@@ -116,6 +116,11 @@ async fn login(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
+    // A sign-in another site's page posted (login CSRF: the browser would be signed in
+    // with the other site's key) is refused before anything else.
+    if from_another_site(&headers) {
+        return login_page(StatusCode::FORBIDDEN, Some("The sign-in form was sent from another site."));
+    }
     // Counted before the key is looked at, so a 429 says nothing about it; and before
     // the body is read, so an address past its budget makes the API wait for nothing.
     let throttle = state.login_throttle();
@@ -146,6 +151,27 @@ async fn login(
     }
 }
 
+/// Whether a browser says the request was made by another site's page: `Sec-Fetch-Site`
+/// other than `same-origin` or `none` (typed or bookmarked), or else an `Origin` whose
+/// host is not the request's. A request that carries neither (not a browser's, or an
+/// old one) is not refused: the form's own pages always come from this origin.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest).trim_end_matches('/');
+    // The host the browser asked for: `Host`, or the one a proxy in front says it was
+    // (a form another site posts cannot set that header).
+    let asked = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
+        .map(|v| v.split(',').next().unwrap_or_default().trim());
+    origin_host.is_empty() || !asked.into_iter().any(|h| origin_host.eq_ignore_ascii_case(h))
+}
+
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(e) = session::end(&state, &headers).await {
         return page::error(&e);
@@ -172,4 +198,39 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_sign_in_from_another_sites_page_is_told_from_this_ones() {
+        assert!(!from_another_site(&headers(&[])), "not a browser");
+        assert!(!from_another_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!from_another_site(&headers(&[("sec-fetch-site", "none")])));
+        assert!(from_another_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(from_another_site(&headers(&[("sec-fetch-site", "same-site")])));
+        let here = [("host", "drover.example.com:8080")];
+        assert!(!from_another_site(&headers(&[
+            here[0],
+            ("origin", "https://drover.example.com:8080")
+        ])));
+        assert!(from_another_site(&headers(&[here[0], ("origin", "https://evil.example")])));
+        assert!(from_another_site(&headers(&[here[0], ("origin", "null")])));
+        let proxied = [("host", "10.0.0.7:8080"), ("x-forwarded-host", "drover.example.com")];
+        assert!(!from_another_site(&headers(&[
+            proxied[0],
+            proxied[1],
+            ("origin", "https://drover.example.com")
+        ])));
+    }
 }

@@ -16,6 +16,10 @@ const MAX_CLAIM: usize = 100;
 /// (callback_claim.lua's `SCAN`).
 const CLAIM_SCAN: usize = 1000;
 
+/// Partitions passed over by claims while others claimed (logged once an outage; a
+/// claim that claimed nothing fails, and its caller logs that).
+static PARTITION_DOWN: crate::outage::Outage = crate::outage::Outage::new();
+
 fn protocol(e: impl std::fmt::Display) -> StoreError {
     StoreError::Protocol(e.to_string())
 }
@@ -61,7 +65,18 @@ impl CallbackStore for RedisStore {
         }
         match failed {
             Some(e) if out.is_empty() => Err(e),
-            _ => Ok((out, next)),
+            Some(e) => {
+                if PARTITION_DOWN.failed() {
+                    tracing::warn!(kind = %kind, error = %e, "callback claims: partitions whose shard does not answer are passed over");
+                }
+                Ok((out, next))
+            }
+            None => {
+                if PARTITION_DOWN.answered() {
+                    tracing::info!(kind = %kind, "callback claims: every partition answers again");
+                }
+                Ok((out, next))
+            }
         }
     }
 

@@ -10,6 +10,9 @@ use crate::queue::{scripts, QueueKeys, StoreError, Trimmed};
 /// How long one `trim` call may keep removing before it yields to the next tick.
 const TRIM_BUDGET: Duration = Duration::from_millis(250);
 
+/// Partitions passed over by trim passes (logged once an outage).
+static PARTITION_DOWN: crate::outage::Outage = crate::outage::Outage::new();
+
 impl RedisStore {
     pub(super) async fn purge(&self, ids: &[JobId]) -> Result<u64, StoreError> {
         let mut removed = 0;
@@ -98,10 +101,15 @@ impl RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from);
-        let full = match got {
-            Ok(Some(_)) => false,
+        // `full`: at the memory limit (the backfills, which write, wait); `locked`: the
+        // lock is this pass's to delete. With several partitions, a lock whose shard does
+        // not answer holds nobody off the others: they are trimmed without it.
+        let parts = self.all_keys(kind);
+        let (full, locked) = match got {
+            Ok(Some(_)) => (false, true),
             Ok(None) => return Ok(None),
-            Err(e) if e.is_out_of_memory() => true,
+            Err(e) if e.is_out_of_memory() => (true, false),
+            Err(e) if e.is_outage() && parts.len() > 1 => (false, false),
             Err(e) => return Err(e),
         };
         let started = std::time::Instant::now();
@@ -112,7 +120,6 @@ impl RedisStore {
             ("cancelled", retention, 0),
             ("dead", self.defaults.dead_retention, self.defaults.dead_max),
         ];
-        let parts = self.all_keys(kind);
         // `dead_max` is per kind. On one partition the script caps it; over several, an
         // account's dead jobs all sit in one partition, so an even share would trim one
         // tenant's recent dead jobs while the kind is far below its cap: the globally
@@ -120,8 +127,10 @@ impl RedisStore {
         // dead jobs by age only.
         let one = parts.len() == 1;
         // A partition that fails (its shard is down) is passed over: the others are
-        // trimmed all the same, and the pass then fails with its error.
+        // trimmed all the same (logged once an outage; the pass fails only when every
+        // partition did).
         let mut failed = None;
+        let mut failures = 0;
         for k in &parts {
             let pass = async {
                 // Dead jobs from before dead-letter groups were kept join their groups, a
@@ -149,6 +158,7 @@ impl RedisStore {
                 Ok::<(), StoreError>(())
             };
             if let Err(e) = pass.await {
+                failures += 1;
                 failed.get_or_insert(e);
             }
         }
@@ -163,12 +173,23 @@ impl RedisStore {
                 }
             }
         }
-        if !full {
+        if locked {
             let _: i64 = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
         }
         match failed {
-            Some(e) => Err(e),
-            None => Ok(Some(trimmed)),
+            Some(e) if failures == parts.len() => Err(e),
+            Some(e) => {
+                if PARTITION_DOWN.failed() {
+                    tracing::warn!(kind = %kind, partitions = failures, error = %e, "trim: partitions whose shard does not answer are passed over; the others are trimmed");
+                }
+                Ok(Some(trimmed))
+            }
+            None => {
+                if PARTITION_DOWN.answered() {
+                    tracing::info!(kind = %kind, "trim: every partition answers again");
+                }
+                Ok(Some(trimmed))
+            }
         }
     }
 

@@ -392,8 +392,16 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
     let canary = one(&p, "canary").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0).min(MAX_CANARY);
     match (op, &sel) {
         ("discard", _) => match discard_all(&state, &caller, &sel).await {
-            Ok(n) => done(&session, &format!("Discarded {n} dead jobs ({}).", sel.describe())),
-            Err(e) => page::error(&e),
+            (n, None) => done(&session, &format!("Discarded {n} dead jobs ({}).", sel.describe())),
+            (n, Some(ApiError::RateLimited { retry_after })) => done(
+                &session,
+                &format!(
+                    "Discarded {n} dead jobs ({}); the rest is past this key's write budget: discard again in {} s.",
+                    sel.describe(),
+                    retry_after.as_secs().max(1)
+                ),
+            ),
+            (_, Some(e)) => page::error(&e),
         },
         ("replay", _) if canary > 0 => {
             let req = match &sel {
@@ -429,7 +437,17 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
             let mut replayed = 0;
             for (n, chunk) in ids.chunks(1000).enumerate() {
                 if let Err(e) = charge_chunk(&state, &caller, n).await {
-                    return page::error(&e);
+                    let retry = match e {
+                        ApiError::RateLimited { retry_after } => retry_after.as_secs().max(1),
+                        e => return page::error(&e),
+                    };
+                    return done(
+                        &session,
+                        &format!(
+                            "Replayed {replayed} dead jobs ({}); the rest is past this key's write budget: replay again in {retry} s.",
+                            sel.describe()
+                        ),
+                    );
                 }
                 let req = ReplayRequest {
                     ids: Some(chunk.to_vec()),
@@ -472,45 +490,51 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
     }
 }
 
-async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> Result<usize, ApiError> {
+/// Discards the selection in calls of 1,000 (each after the first costs a write, made
+/// only when the call before said there may be more): how many went, and what stopped
+/// it short (a 429 over the key's budget: what went is kept and said).
+async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> (usize, Option<ApiError>) {
     let mut discarded = 0;
     if let Selection::Ids(ids) = sel {
         for (n, chunk) in ids.chunks(1000).enumerate() {
-            charge_chunk(state, caller, n).await?;
+            if let Err(e) = charge_chunk(state, caller, n).await {
+                return (discarded, Some(e));
+            }
             let req = ReplayRequest {
                 ids: Some(chunk.to_vec()),
                 filter: None,
                 limit: None,
             };
-            discarded += dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req))
-                .await?
-                .0
-                .discarded
-                .len();
+            match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
+                Ok(r) => discarded += r.0.discarded.len(),
+                Err(e) => return (discarded, Some(e)),
+            }
         }
-        return Ok(discarded);
+        return (discarded, None);
     }
     for n in 0.. {
         if discarded >= MAX_JOBS {
             break;
         }
-        charge_chunk(state, caller, n).await?;
+        if let Err(e) = charge_chunk(state, caller, n).await {
+            return (discarded, Some(e));
+        }
         let req = ReplayRequest {
             ids: None,
             filter: sel.filter(),
             limit: Some(1000),
         };
-        let done = dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req))
-            .await?
-            .0
-            .discarded
-            .len();
-        if done == 0 {
+        let r = match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
+            Ok(r) => r.0,
+            Err(e) => return (discarded, Some(e)),
+        };
+        discarded += r.discarded.len();
+        // Fewer than asked, with the walk at the index's end: nothing more matches.
+        if r.discarded.is_empty() || (r.discarded.len() < 1000 && !r.stopped_at_scan_limit) {
             break;
         }
-        discarded += done;
     }
-    Ok(discarded)
+    (discarded, None)
 }
 
 /// One write of the key's budget for each chunk of 1,000 jobs after the first (the

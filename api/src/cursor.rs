@@ -12,9 +12,9 @@ use drover::queue::{Cursor, ListQuery};
 use crate::error::ApiError;
 
 /// A cursor longer than this was not made by us. A job listing's cursor holds a
-/// position for each kind and partition with more to show (about 30 characters each):
-/// 64 KiB is room for every kind of several hundred partitions (4 KiB, before
-/// 2026-12-06, refused the next page past about 40).
+/// position for each kind and partition with more to show (up to about 100 characters
+/// each, sealed and encoded): 64 KiB is room for every kind of about 200 partitions
+/// (4 KiB, before 2026-12-06, refused a listing's second page over 64 partitions).
 const MAX_LEN: usize = 64 * 1024;
 
 /// Seals and opens cursors; one per app, from the configured key.

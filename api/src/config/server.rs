@@ -13,8 +13,8 @@ pub struct ServerConfig {
     /// Most of them one client address (an IPv6 /64) may hold; more are closed at once.
     /// 0: no cap. Trusted proxies (`api.ui.trusted_proxies`) are not capped.
     pub max_connections_per_client: usize,
-    /// A response that makes no progress for this long (its client does not read it)
-    /// ends its connection.
+    /// A client whose answers block (it does not read them) and leave at under 1 KiB/s
+    /// over this long loses its connection (`paced_writes.rs`).
     pub write_timeout_ms: u64,
     /// Most request headers (field lines) a request may carry; more is a 431 problem.
     pub max_headers: usize,

@@ -162,14 +162,31 @@ fn from_another_site(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest).trim_end_matches('/');
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return true; // `null` (a sandboxed or privacy-stripped page) or no origin at all
+    };
+    let origin_host = without_default_port(rest.trim_end_matches('/'), scheme);
     // The host the browser asked for: `Host`, or the one a proxy in front says it was
-    // (a form another site posts cannot set that header).
+    // (`X-Forwarded-Host`, `Forwarded: host=`; a form another site posts cannot set them).
+    let forwarded = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split([';', ',']).find_map(|p| p.trim().strip_prefix("host=")))
+        .map(|h| h.trim_matches('"'));
     let asked = [header::HOST.as_str(), "x-forwarded-host"]
         .into_iter()
         .filter_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
-        .map(|v| v.split(',').next().unwrap_or_default().trim());
-    origin_host.is_empty() || !asked.into_iter().any(|h| origin_host.eq_ignore_ascii_case(h))
+        .map(|v| v.split(',').next().unwrap_or_default().trim())
+        .chain(forwarded);
+    let mut asked = asked.map(|h| without_default_port(h, scheme));
+    origin_host.is_empty() || !asked.any(|h| origin_host.eq_ignore_ascii_case(h))
+}
+
+/// `host[:port]` without the scheme's default port (a browser leaves it out of `Origin`,
+/// a client may put it in `Host`).
+fn without_default_port<'a>(host: &'a str, scheme: &str) -> &'a str {
+    let default = if scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" };
+    host.strip_suffix(default).unwrap_or(host)
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -231,6 +248,24 @@ mod tests {
             proxied[0],
             proxied[1],
             ("origin", "https://drover.example.com")
+        ])));
+        let forwarded = [
+            ("host", "10.0.0.7:8080"),
+            ("forwarded", "for=192.0.2.60;proto=https;host=drover.example.com"),
+        ];
+        assert!(!from_another_site(&headers(&[
+            forwarded[0],
+            forwarded[1],
+            ("origin", "https://drover.example.com")
+        ])));
+        let default_port = ("host", "drover.example.com:443");
+        assert!(!from_another_site(&headers(&[
+            default_port,
+            ("origin", "https://drover.example.com")
+        ])));
+        assert!(from_another_site(&headers(&[
+            default_port,
+            ("origin", "https://drover.example.com.evil.example")
         ])));
     }
 }

@@ -212,18 +212,25 @@ impl ScheduleStore {
         let mine: Vec<&String> = fields
             .iter()
             .filter(|f| f.rsplit_once('/').map_or(f.as_str(), |(_, n)| n) == name)
-            .take(at_most)
             .collect();
-        if mine.is_empty() {
-            return Ok(Vec::new());
+        // In reads of `at_most` fields until that many decode (one that does not is no
+        // schedule, and must not hide the next).
+        let mut found = Vec::new();
+        for batch in mine.chunks(at_most.max(1)) {
+            let raws: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.key).arg(batch).query_async(&mut conn).await?;
+            found.extend(
+                batch
+                    .iter()
+                    .zip(raws)
+                    .filter_map(|(f, raw)| decode(f, &raw?).ok())
+                    .filter(|s| s.name == name),
+            );
+            if found.len() >= at_most {
+                found.truncate(at_most);
+                break;
+            }
         }
-        let raws: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.key).arg(&mine).query_async(&mut conn).await?;
-        Ok(mine
-            .iter()
-            .zip(raws)
-            .filter_map(|(f, raw)| decode(f, &raw?).ok())
-            .filter(|s| s.name == name)
-            .collect())
+        Ok(found)
     }
 
     /// True when it existed.

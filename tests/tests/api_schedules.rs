@@ -1000,15 +1000,6 @@ async fn the_schedule_listing_comes_in_pages_of_at_most_a_hundred() {
     }
 }
 
-/// Bytes the app's Redis has sent its clients so far.
-fn redis_output_bytes(app: &TestApp) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query(&mut app.redis.conn()).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("INFO stats has the count")
-}
-
 /// Found by the API audit of 2026-12-06: an operator's `GET /v1/schedules/{name}`
 /// without an account read and parsed every account's schedule of that name (each up to
 /// 64 KiB, as many as there are tenants, with no read permit) only to answer that the
@@ -1024,10 +1015,10 @@ async fn an_operators_lookup_of_a_name_many_accounts_use_reads_two_schedules_at_
         let res = put(&app, ADMIN, "nightly", &body).await;
         assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     }
-    let before = redis_output_bytes(&app);
+    let before = app.redis_stat("total_net_output_bytes");
     let res = app.get(ADMIN, "/v1/schedules/nightly").send().await.unwrap();
     assert_eq!(res.status(), 422, "several accounts: name one");
-    let read = redis_output_bytes(&app) - before;
+    let read = app.redis_stat("total_net_output_bytes") - before;
     assert!(
         read < 250_000,
         "the lookup read {read} bytes from Redis (each schedule is about 45,000)"

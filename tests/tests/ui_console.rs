@@ -760,15 +760,6 @@ async fn the_schedules_page_charges_a_read_for_each_accounts_listing_it_makes() 
     assert_eq!(res.status(), 429, "one page bought twenty listings for one read");
 }
 
-/// Commands the app's Redis has processed so far.
-fn commands_processed(app: &TestApp) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query(&mut app.redis.conn()).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("INFO stats has the count")
-}
-
 /// Found by the API audit of 2026-12-06: every console request with a session cookie,
 /// made up or not, ran the session's lookup script before any key was known or any rate
 /// limit applied, so anyone could buy Redis calls with `Cookie: drover_session=<16 hex>.x`.
@@ -782,23 +773,23 @@ async fn a_made_up_session_cookie_costs_redis_nothing() {
         format!("drover_session=0123456789abcdef.{}", "A".repeat(43)),
     ];
     // Once the app's start-up writes are done (its background makes a few a second).
-    let mut last = commands_processed(&app);
+    let mut last = app.redis_stat("total_commands_processed");
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let now = commands_processed(&app);
+        let now = app.redis_stat("total_commands_processed");
         if now - last < 5 {
             break;
         }
         last = now;
     }
-    let before = commands_processed(&app);
+    let before = app.redis_stat("total_commands_processed");
     for cookie in made_up.iter().cycle().take(100) {
         let res = client.get(app.url("/ui")).header(COOKIE, cookie).send().await.unwrap();
         assert_eq!(res.status(), 303, "to the sign-in page");
         let res = client.post(app.url("/ui/logout")).header(COOKIE, cookie).send().await.unwrap();
         assert!(res.status().is_redirection() || res.status() == 403, "{}", res.status());
     }
-    let used = commands_processed(&app) - before;
+    let used = app.redis_stat("total_commands_processed") - before;
     assert!(used < 40, "200 requests with made-up cookies made {used} Redis commands");
     // A real session still works.
     let browser = Browser::sign_in(&app, ADMIN).await;

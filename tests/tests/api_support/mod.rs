@@ -214,6 +214,16 @@ impl TestApp {
         }
     }
 
+    /// A counter of the app's Redis from `INFO stats` (`total_commands_processed`,
+    /// `total_net_output_bytes`, …).
+    pub fn redis_stat(&self, field: &str) -> u64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut self.redis.conn()).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("INFO stats has no {field}"))
+    }
+
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics_addr.expect("metrics are on in tests"))
     }

@@ -26,6 +26,10 @@ pub struct PacedWrites<S> {
     inner: S,
     timeout: Duration,
     stall: Option<Stall>,
+    /// The last write or flush blocked, and none has gone through whole since: a
+    /// connection woken only by its window's end (its client reads nothing) is still in
+    /// its stall, however long ago the block began.
+    blocking: bool,
 }
 
 /// A stall under way: its current window (when it started, its end as a timer) and the
@@ -43,6 +47,7 @@ impl<S> PacedWrites<S> {
             inner,
             timeout,
             stall: None,
+            blocking: false,
         }
     }
 
@@ -53,6 +58,7 @@ impl<S> PacedWrites<S> {
             stall.sent += n as u64;
         }
         if whole {
+            self.blocking = false;
             Ok(())
         } else {
             self.blocked(cx)
@@ -64,8 +70,9 @@ impl<S> PacedWrites<S> {
     fn blocked(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let now = Instant::now();
         let timeout = self.timeout;
+        let blocking = std::mem::replace(&mut self.blocking, true);
         let stall = match self.stall.as_mut() {
-            Some(stall) if now.duration_since(stall.last_blocked) < timeout => stall,
+            Some(stall) if blocking || now.duration_since(stall.last_blocked) < timeout => stall,
             _ => self.stall.insert(Stall::new(now, timeout)),
         };
         stall.last_blocked = now;
@@ -137,6 +144,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PacedWrites<S> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
             Poll::Pending => this.pending(cx),
+            Poll::Ready(Ok(())) => {
+                this.blocking = false;
+                Poll::Ready(Ok(()))
+            }
             ready => ready,
         }
     }
@@ -167,6 +178,24 @@ mod tests {
             }
         });
         (PacedWrites::new(near, Duration::from_millis(500)), reader)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_reads_nothing_loses_the_connection_after_a_window() {
+        // Nothing wakes the write but its window's end (found by
+        // api_tenants::a_client_that_never_reads_its_answers_loses_its_connection: the
+        // block then looked a timeout old, as if the connection had been idle).
+        let (near, _far) = tokio::io::duplex(1024);
+        let mut paced = PacedWrites::new(near, Duration::from_millis(500));
+        let started = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(10), paced.write_all(&vec![7u8; 1 << 20])).await;
+        let e = r.expect("ended within 10 s").expect_err("the connection ends");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(
+            started.elapsed() <= Duration::from_millis(600),
+            "after one window: {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -649,36 +649,6 @@ async fn an_enqueue_sent_again_after_the_queue_moved_on_writes_none_of_its_jobs_
     assert_eq!(runs_of_b, 1, "b's sync is run by one worker at a time");
 }
 
-/// The primary of `cluster` that serves `key`'s slot.
-fn primary_serving(cluster: &mut RedisCluster, key: &str) -> u16 {
-    let mut conn = cluster.nodes()[0].conn();
-    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut conn).unwrap();
-    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn).unwrap();
-    for range in ranges {
-        let r: (i64, i64, (String, i64)) = match redis::from_redis_value::<Vec<redis::Value>>(range) {
-            Ok(mut v) if v.len() >= 3 => {
-                let primary = v.swap_remove(2);
-                let (start, end) = (&v[0], &v[1]);
-                (
-                    redis::from_redis_value(start.clone()).unwrap(),
-                    redis::from_redis_value(end.clone()).unwrap(),
-                    redis::from_redis_value::<Vec<redis::Value>>(primary)
-                        .map(|node| {
-                            let port: i64 = redis::from_redis_value(node[1].clone()).unwrap();
-                            (String::new(), port)
-                        })
-                        .unwrap(),
-                )
-            }
-            _ => continue,
-        };
-        if r.0 <= slot && slot <= r.1 {
-            return r.2 .1 as u16;
-        }
-    }
-    panic!("no primary serves slot {slot}")
-}
-
 /// `n` cleanup jobs, one account each, run and ended (succeeded), spread over the
 /// store's partitions; with `callbacks`, each has a completion callback, due.
 async fn ended_jobs(store: &RedisStore, n: usize, callbacks: bool) {
@@ -718,8 +688,8 @@ async fn ended_jobs(store: &RedisStore, n: usize, callbacks: bool) {
 /// in turn meets it between live ones. Returns the live partitions.
 fn kill_a_primary_between_partitions(cluster: &mut RedisCluster, store: &RedisStore, lock_too: bool) -> Vec<drover::queue::QueueKeys> {
     let parts = store.all_keys(JobKind::Cleanup);
-    let owners: Vec<u16> = parts.iter().map(|k| primary_serving(cluster, &k.slot_key())).collect();
-    let lock = primary_serving(cluster, &store.partition_keys(JobKind::Cleanup, None).key("trim:lock"));
+    let owners: Vec<u16> = parts.iter().map(|k| cluster.primary_serving(&k.slot_key())).collect();
+    let lock = cluster.primary_serving(&store.partition_keys(JobKind::Cleanup, None).key("trim:lock"));
     let dead = if lock_too {
         lock
     } else {

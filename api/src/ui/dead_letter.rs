@@ -391,18 +391,7 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
     let op = one(&p, "op").unwrap_or_default();
     let canary = one(&p, "canary").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0).min(MAX_CANARY);
     match (op, &sel) {
-        ("discard", _) => match discard_all(&state, &caller, &sel).await {
-            (n, None) => done(&session, &format!("Discarded {n} dead jobs ({}).", sel.describe())),
-            (n, Some(ApiError::RateLimited { retry_after })) => done(
-                &session,
-                &format!(
-                    "Discarded {n} dead jobs ({}); the rest is past this key's write budget: discard again in {} s.",
-                    sel.describe(),
-                    retry_after.as_secs().max(1)
-                ),
-            ),
-            (_, Some(e)) => page::error(&e),
-        },
+        ("discard", _) => finished(&session, &sel, ("Discarded", "discard"), discard_all(&state, &caller, &sel).await),
         ("replay", _) if canary > 0 => {
             let req = match &sel {
                 Selection::Ids(ids) => ReplayRequest {
@@ -434,32 +423,7 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
             }
         }
         ("replay" | "rest", Selection::Ids(ids)) => {
-            let mut replayed = 0;
-            for (n, chunk) in ids.chunks(1000).enumerate() {
-                if let Err(e) = charge_chunk(&state, &caller, n).await {
-                    let retry = match e {
-                        ApiError::RateLimited { retry_after } => retry_after.as_secs().max(1),
-                        e => return page::error(&e),
-                    };
-                    return done(
-                        &session,
-                        &format!(
-                            "Replayed {replayed} dead jobs ({}); the rest is past this key's write budget: replay again in {retry} s.",
-                            sel.describe()
-                        ),
-                    );
-                }
-                let req = ReplayRequest {
-                    ids: Some(chunk.to_vec()),
-                    filter: None,
-                    limit: None,
-                };
-                match dead_letter::replay(State(state.clone()), caller.clone(), JsonBody(req)).await {
-                    Ok(r) => replayed += r.0.replayed.len(),
-                    Err(e) => return page::error(&e),
-                }
-            }
-            done(&session, &format!("Replayed {replayed} dead jobs ({}).", sel.describe()))
+            finished(&session, &sel, ("Replayed", "replay"), replay_ids(&state, &caller, ids).await)
         }
         ("replay" | "rest", _) => {
             let rate = state.ui().replay_rate;
@@ -488,6 +452,44 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
         }
         _ => page::error(&ApiError::field("op", "replay, discard or rest")),
     }
+}
+
+/// The notice of an action that did `n` jobs: stopped short by the key's write budget,
+/// it says so and when to go on; stopped by another error, that error's page.
+fn finished(session: &Session, sel: &Selection, (did, verb): (&str, &str), (n, stopped): (usize, Option<ApiError>)) -> Response {
+    match stopped {
+        None => done(session, &format!("{did} {n} dead jobs ({}).", sel.describe())),
+        Some(ApiError::RateLimited { retry_after }) => done(
+            session,
+            &format!(
+                "{did} {n} dead jobs ({}); the rest is past this key's write budget: {verb} again in {} s.",
+                sel.describe(),
+                retry_after.as_secs().max(1)
+            ),
+        ),
+        Some(e) => page::error(&e),
+    }
+}
+
+/// Replays the picked jobs in calls of 1,000 (each after the first costs a write): how
+/// many went, and what stopped it short.
+async fn replay_ids(state: &AppState, caller: &Caller, ids: &[String]) -> (usize, Option<ApiError>) {
+    let mut replayed = 0;
+    for (n, chunk) in ids.chunks(1000).enumerate() {
+        if let Err(e) = charge_chunk(state, caller, n).await {
+            return (replayed, Some(e));
+        }
+        let req = ReplayRequest {
+            ids: Some(chunk.to_vec()),
+            filter: None,
+            limit: None,
+        };
+        match dead_letter::replay(State(state.clone()), caller.clone(), JsonBody(req)).await {
+            Ok(r) => replayed += r.0.replayed.len(),
+            Err(e) => return (replayed, Some(e)),
+        }
+    }
+    (replayed, None)
 }
 
 /// Discards the selection in calls of 1,000 (each after the first costs a write, made

@@ -154,6 +154,14 @@ impl RedisCluster {
         }
     }
 
+    /// The port of the primary that serves `key`'s slot (the others answer `MOVED`).
+    pub fn primary_serving(&self, key: &str) -> u16 {
+        self.primaries()
+            .into_iter()
+            .find(|port| ask::<i64>(self.node(*port), redis::cmd("EXISTS").arg(key)).is_some())
+            .unwrap_or_else(|| panic!("no live primary serves {key}"))
+    }
+
     /// SIGKILL the node on `port`.
     pub fn kill(&mut self, port: u16) {
         if let Some(n) = self.nodes.iter_mut().find(|n| n.port() == port) {

@@ -12,8 +12,11 @@ use api_support::*;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use drover::job::JobKind;
+use drover::queue::JobStore;
 use drover_api::{ApiConfig, KeyEntry, Role};
 use drover_tests::harness::{cargo_bin, free_port, ChildProcess, Durability};
+use futures::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 
@@ -476,6 +479,43 @@ async fn one_tenants_slow_receivers_hold_only_their_share_of_the_delivery_slots(
         waited < chrono::Duration::seconds(2),
         "the other tenant's callback waited {waited} behind the slow receivers ({} of their tries seen)",
         slow.seen().len()
+    );
+}
+
+/// Found in docs/architecture.md's "Known limits": a claim looked through the 1,000
+/// oldest due deliveries of a kind only, passing over those of an account at its share,
+/// so a tenant keeping more than 1,000 due (its receiver slow) held every later delivery
+/// of the kind until its own backlog drained: here 1,050 tries to a receiver that takes
+/// 8 s each, two at a time, about 70 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_with_over_a_thousand_deliveries_due_holds_no_other_tenants_callback() {
+    let slow = Receiver::start(Behaviour::Sleep(Duration::from_secs(8))).await;
+    let fast = Receiver::start(Behaviour::Answer(204)).await;
+    let app = app_with_hooks(&["127.0.0.1"]).await;
+    let _w = worker(&app, true, &[("DROVER_WORKER__CALLBACKS__CONCURRENCY", "4")]);
+    let flood = job_with_callback("ok_1", &slow.url());
+    futures::stream::iter(0..1_050)
+        .for_each_concurrent(8, |_| async {
+            submit_hooked(&app, &flood).await;
+        })
+        .await;
+    wait_for("the flood's jobs to end", Duration::from_secs(60), async || {
+        let c = app.store.counts(JobKind::Cleanup).await.unwrap();
+        (c.succeeded >= 1_050).then_some(())
+    })
+    .await;
+    wait_for("the slow receiver busy", Duration::from_secs(15), async || {
+        (slow.seen().len() >= 2).then_some(())
+    })
+    .await;
+    let id = submit_hooked(&app, &job_with_callback("ok_2", &fast.url())).await;
+    let cb = callback_when(&app, &id, "delivered", Duration::from_secs(30)).await;
+    let (_, job) = app.job(HOOKS, &id).await;
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let waited = at(&cb["deliveries"][0]["at"]) - at(&job["finished_at"]);
+    assert!(
+        waited < chrono::Duration::seconds(3),
+        "the other tenant's callback waited {waited} behind 1,050 due deliveries"
     );
 }
 

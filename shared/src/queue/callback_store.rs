@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use redis::{AsyncCommands, Value};
+use redis::Value;
 
 use super::callbacks::{AccountShare, CallbackStore, DueCallback, Recorded};
 use super::{scripts, RedisStore, StoreError};
@@ -15,6 +15,9 @@ const MAX_CLAIM: usize = 100;
 /// How many due deliveries a claim looks through when accounts have shares
 /// (callback_claim.lua's `SCAN`).
 const CLAIM_SCAN: usize = 1000;
+/// How many accounts with held deliveries a claim looks at (callback_claim.lua's
+/// `HELD_SCAN`).
+const HELD_SCAN: usize = 100;
 
 /// Partitions passed over by claims while others claimed (logged once an outage; a
 /// claim that claimed nothing fails, and its caller logs that).
@@ -125,17 +128,53 @@ impl RedisStore {
         max_tries: u32,
         share: &AccountShare,
     ) -> Result<(Vec<DueCallback>, Option<Duration>), StoreError> {
-        // The entries the script may claim, read ahead so it declares their keys;
-        // none at all: nothing to claim or wait for here.
+        // The entries the script may claim, read ahead so it declares their keys: the
+        // first due, and the first held ones of each held account with room here; none
+        // at all: nothing to claim or wait for here.
         let scan = if share.per_account > 0 { CLAIM_SCAN } else { count };
         let mut conn = self.connection();
-        let ahead: Vec<String> = conn.zrange(keys.key("cbdue"), 0, scan as isize - 1).await?;
-        if ahead.is_empty() {
+        let (ahead, held): (Vec<String>, Vec<String>) = redis::pipe()
+            .zrange(keys.key("cbdue"), 0, scan as isize - 1)
+            .zrange(keys.key("cbheld"), 0, HELD_SCAN as isize - 1)
+            .query_async(&mut conn)
+            .await?;
+        if ahead.is_empty() && held.is_empty() {
             return Ok((Vec::new(), None));
         }
+        let in_flight = |a: &str| share.in_flight.get(a).copied().unwrap_or(0);
+        let open: Vec<(&String, usize)> = held
+            .iter()
+            .map(|a| {
+                let room = if share.per_account > 0 {
+                    share.per_account.saturating_sub(in_flight(a))
+                } else {
+                    count
+                };
+                (a, room.min(count))
+            })
+            .filter(|(_, room)| *room > 0)
+            .collect();
+        let heads: Vec<Vec<String>> = if open.is_empty() {
+            Vec::new()
+        } else {
+            let mut pipe = redis::pipe();
+            for (a, room) in &open {
+                pipe.zrange(keys.of_account("cbheld", a), 0, *room as isize - 1);
+            }
+            pipe.query_async(&mut conn).await?
+        };
         let mut call = scripts::CALLBACK_CLAIM.key(keys.key("cbdue"));
-        for id in &ahead {
+        call.key(keys.key("cbheld"));
+        for id in ahead.iter().chain(heads.iter().flatten()) {
             call.key(keys.key(&format!("job:{id}"))).key(keys.key(&format!("callbacks:{id}")));
+        }
+        // Where the held ones are, and where those of an account at its share go.
+        let full = share
+            .in_flight
+            .iter()
+            .filter(|(_, n)| share.per_account > 0 && **n >= share.per_account);
+        for a in open.iter().map(|(a, _)| a.as_str()).chain(full.map(|(a, _)| a.as_str())) {
+            call.key(keys.of_account("cbheld", a));
         }
         call.arg(keys.prefix())
             .arg(count)

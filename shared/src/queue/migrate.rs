@@ -85,8 +85,20 @@ impl RedisStore {
             let c = self.counts(kind).await?;
             unfinished += c.queued + c.scheduled + c.retrying + c.running + c.prefetched;
             for k in self.all_keys(kind) {
-                let n: u64 = redis::cmd("ZCARD").arg(k.key("cbdue")).query_async(&mut self.connection()).await?;
+                let mut conn = self.connection();
+                let (n, held): (u64, Vec<String>) = redis::pipe()
+                    .zcard(k.key("cbdue"))
+                    .zrange(k.key("cbheld"), 0, -1)
+                    .query_async(&mut conn)
+                    .await?;
                 due_callbacks += n;
+                for account in held {
+                    let n: u64 = redis::cmd("ZCARD")
+                        .arg(k.of_account("cbheld", &account))
+                        .query_async(&mut conn)
+                        .await?;
+                    due_callbacks += n;
+                }
             }
         }
         if unfinished > 0 || due_callbacks > 0 {

@@ -360,3 +360,53 @@ pub async fn an_account_at_its_share_of_tries_in_flight_is_passed_over_for_the_n
     assert_eq!(due.len(), 2, "the slow account's other two");
     let _ = wait;
 }
+
+/// One account keeping more deliveries due than a claim reads (1,000), at its share:
+/// the next account's delivery is still claimed (before, a claim read the 1,000 oldest
+/// due, all the first account's, and claimed nothing), and the held ones come back
+/// once the account has room again.
+pub async fn an_account_keeping_more_deliveries_due_than_a_claim_reads_holds_no_other<S: JobStore + CallbackStore>(store: S) {
+    let jobs: Vec<NewJob> = (0..1_005).map(|_| with_callback("slow")).collect();
+    let mut slow = Vec::new();
+    for e in store.enqueue_bulk(jobs).await.unwrap() {
+        let id = e.unwrap().id;
+        store.cancel(&id).await.unwrap();
+        slow.push(id);
+    }
+    let other = enqueue(&store, with_callback("other")).await;
+    store.cancel(&other).await.unwrap();
+    let share = |in_flight: usize| AccountShare {
+        per_account: 2,
+        in_flight: [("slow".to_string(), in_flight)].into_iter().collect(),
+    };
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        let (due, _) = store
+            .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8, &share(2))
+            .await
+            .unwrap();
+        claimed.extend(due.into_iter().map(|d| d.job_id));
+        if !claimed.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(claimed, [other], "the other account's delivery, within three claims");
+    let (due, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, CLAIM, 8, &share(1))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "with room for one, one: {due:?}");
+    assert!(slow.contains(&due[0].job_id));
+    let mut rest = 0;
+    loop {
+        let (due, _) = store
+            .claim_callbacks(JobKind::Cleanup, "w1", 100, CLAIM, 8, &AccountShare::default())
+            .await
+            .unwrap();
+        if due.is_empty() {
+            break;
+        }
+        rest += due.len();
+    }
+    assert_eq!(rest, 1_004, "every held delivery comes back");
+}

@@ -32,10 +32,10 @@ fn job(account: &str) -> NewJob {
 }
 
 /// The runtime's defaults (lease 1.8 s, a beat every 300 ms, calls bounded at 750 ms,
-/// a run fenced after 1.5 s unrenewed), with a slot for every job.
-fn settings() -> WorkerSettings {
+/// a run fenced after 1.5 s unrenewed), with a slot for every job (`syncs` of them sync).
+fn settings(syncs: usize) -> WorkerSettings {
     WorkerSettings {
-        concurrency: [(JobKind::Cleanup, JOBS), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        concurrency: [(JobKind::Cleanup, JOBS), (JobKind::Sync, syncs), (JobKind::Backfill, 0)].into(),
         grace: Duration::from_millis(500),
         prefetch: 0,
         ..WorkerSettings::default()
@@ -83,10 +83,38 @@ async fn unreadable(store: &RedisStore, ids: &[JobId]) -> HashSet<JobId> {
 /// process was fenced, the healthy shards' too, and ran again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hanging_shard_costs_only_its_own_runs_their_leases() {
+    hang_a_shard(false).await;
+}
+
+/// Found by the chaos audit of 2026-12-06: when every lease of one kind (here the one
+/// sync) sat on the hung shard, that kind's renewal timed out whole and the keeper
+/// dropped its store — the healthy shards' renewals of the round with it — and dialled
+/// afresh, which cannot end while a primary hangs: no lease of the process was renewed,
+/// and every run on the healthy shards was fenced too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kind_whose_every_lease_is_on_a_hanging_shard_costs_the_other_kinds_nothing() {
+    hang_a_shard(true).await;
+}
+
+/// Runs [`JOBS`] cleanups (and, with `sync`, one sync job, on the shard that hangs) on
+/// a live runtime, hangs one primary for three leases' worth, and checks that only the
+/// runs on it were stopped.
+async fn hang_a_shard(sync: bool) {
     let cluster = RedisCluster::start(3, 0);
     cluster.serve_partial_coverage();
     let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
     let mut ids = Vec::new();
+    let mut hung = cluster.primaries()[0];
+    if sync {
+        let payload = JobPayload::from_json(
+            JobKind::Sync,
+            json!({"account_id": "s0", "marketplace_id": "ATVPDKIKX0DER", "resources": ["orders"]}),
+        )
+        .unwrap();
+        let id = store.enqueue(NewJob::new(payload).max_attempts(5)).await.unwrap().id;
+        hung = cluster.primary_serving(&store.job_keys(&id).job(&id));
+        ids.push(id);
+    }
     for a in 0..JOBS {
         ids.push(store.enqueue(job(&format!("a{a}"))).await.unwrap().id);
     }
@@ -101,7 +129,7 @@ async fn a_hanging_shard_costs_only_its_own_runs_their_leases() {
     let runtime = tokio::spawn(drover::runtime::run(
         store.clone(),
         connect,
-        settings(),
+        settings(usize::from(sync)),
         handler(ends_tx, starts_tx),
         async move {
             let _ = stopped.await;
@@ -109,19 +137,18 @@ async fn a_hanging_shard_costs_only_its_own_runs_their_leases() {
     ));
     let mut started = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while started.len() < JOBS {
+    while started.len() < ids.len() {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, starts.recv()).await {
             Ok(Some(id)) => {
                 started.insert(id);
             }
-            _ => panic!("only {} of {JOBS} runs started", started.len()),
+            _ => panic!("only {} of {} runs started", started.len(), ids.len()),
         }
     }
     // Every start reported and renewed at least once before the hang.
     tokio::time::sleep(Duration::from_millis(700)).await;
 
-    let hung = cluster.primaries()[0];
     cluster.pause(hung);
     let paused_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -140,7 +167,7 @@ async fn a_hanging_shard_costs_only_its_own_runs_their_leases() {
         on_hung.len()
     );
     assert!(
-        !on_hung.is_empty() && on_hung.len() < JOBS,
+        !on_hung.is_empty() && on_hung.len() < ids.len(),
         "the jobs spread over the shards: {} on the hung one",
         on_hung.len()
     );
@@ -168,6 +195,68 @@ async fn a_hanging_shard_costs_only_its_own_runs_their_leases() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    let _ = stop.send(());
+    runtime.await.unwrap().unwrap();
+}
+
+/// Jobs submitted while one shard hangs, to partitions on the others, run once each.
+/// (The chaos audit of 2026-12-06 read that a fetch waits for every shard's answer
+/// before handing any lease on, so the healthy shards' leases would arrive fenced; this
+/// run of the whole runtime shows they do not.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
+    use drover::job::bucket_of;
+    use drover::queue::QueueKeys;
+
+    let cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
+    let hung = cluster.primaries()[0];
+    let partition = |a: &str| {
+        defaults()
+            .partitions
+            .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(a))))
+    };
+    let healthy: Vec<String> = (0..200)
+        .map(|a| format!("h{a}"))
+        .filter(|a| cluster.primary_serving(&QueueKeys::new("drover", JobKind::Cleanup, partition(a)).slot_key()) != hung)
+        .take(JOBS)
+        .collect();
+    let url = cluster.url();
+    let connect = move || {
+        let url = url.clone();
+        async move { RedisStore::connect(&url, "drover", defaults()).await }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let fast = |_payload: JobPayload, _ctx: JobContext| -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(Outcome::Succeeded(json!({})))
+        })
+    };
+    let runtime = tokio::spawn(drover::runtime::run(store.clone(), connect, settings(0), fast, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.pause(hung);
+    let mut ids = Vec::new();
+    for a in &healthy {
+        ids.push(store.enqueue(job(a)).await.unwrap().id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in &ids {
+        loop {
+            let job = store.get(id).await.unwrap().unwrap();
+            if job.state.is_terminal() {
+                assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
+                assert_eq!(job.attempt_history.len(), 1, "one run, no hand-backs: {job:#?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} did not run while another shard hung: {job:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    cluster.resume(hung);
     let _ = stop.send(());
     runtime.await.unwrap().unwrap();
 }

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -158,19 +157,28 @@ async fn renew_loop<S, C, Fut>(
         let idle: Vec<JobKind> = kinds.iter().copied().filter(|k| !held.iter().any(|(h, _)| h == k)).collect();
         let beats = join_all(idle.into_iter().map(|kind| async move {
             match tokio::time::timeout(call_timeout, s.beat(kind)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(kind = %kind, error = %e, "beat on an idle queue not written"),
-                Err(_) => tracing::debug!(kind = %kind, "beat on an idle queue not answered in time"),
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::debug!(kind = %kind, error = %e, "beat on an idle queue not written");
+                    false
+                }
+                Err(_) => {
+                    tracing::debug!(kind = %kind, "beat on an idle queue not answered in time");
+                    false
+                }
             }
         }));
         let rounds = held.into_iter().map(|(kind, held)| renew_kind(s, &registry, kind, held, timing));
-        let (renewed, ()) = tokio::join!(join_all(rounds), beats.map(|_| ()));
+        let (renewed, beaten) = tokio::join!(join_all(rounds), beats);
         let mut timed_out = false;
         let mut silent = false;
+        // Whether any queue answered this round: then the connection works, and a kind
+        // that timed out has its leases on a shard that does not answer.
+        let mut answered = beaten.into_iter().any(|b| b);
         let mut first_error = None;
         for r in renewed {
             match r {
-                Ok(()) => {}
+                Ok(()) => answered = true,
                 Err(RenewError::TimedOut(kind)) => {
                     timed_out = true;
                     first_error.get_or_insert_with(|| format!("{kind}: no answer within {} ms", call_timeout.as_millis()));
@@ -184,9 +192,18 @@ async fn renew_loop<S, C, Fut>(
                     silent: quiet,
                 }) => {
                     silent |= quiet;
+                    answered = true;
                     first_error.get_or_insert_with(|| format!("{kind}: {leases} leases on a partition that cannot be reached"));
                 }
             }
+        }
+        // A kind whose every lease is on a silent shard times out whole while the others
+        // answer: that shard is silent, and the store in use goes on renewing the rest
+        // (before 2026-12-06 it was dropped, and dialling afresh waits on every primary,
+        // so while one hung no lease of the process was renewed).
+        if timed_out && answered {
+            silent = true;
+            timed_out = false;
         }
         // One shard silent while the others answer: its socket may have gone half-open,
         // which redis-rs does not notice (the call was dropped at its bound, not failed).
@@ -205,7 +222,8 @@ async fn renew_loop<S, C, Fut>(
             }
             Some(_) => {}
         }
-        // A call that never answers may sit on a half-open socket: dial afresh.
+        // No queue answered: the connection itself may sit on a half-open socket: dial
+        // afresh.
         if timed_out {
             store = None;
         }

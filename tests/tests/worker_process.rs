@@ -846,3 +846,35 @@ async fn a_worker_warns_when_redis_lost_its_data() {
         w.log()
     );
 }
+
+/// Found by the fairness audit of 2026-12-06: every run's length fed the pace that
+/// decides how far ahead a worker leases, also runs that failed in a millisecond. After
+/// a burst of jobs that died at once (accounts never registered, a guard's outage) the
+/// worker leased dozens of slow jobs ahead of its one slot, where no idle worker could
+/// take them and their accounts' turns were no longer weighed. Only runs that did their
+/// work set the pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_fail_at_once_do_not_make_a_worker_lease_slow_jobs_ahead() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let _w = worker(&server, "w1", &[("DROVER_WORKER__CONCURRENCY__CLEANUP", "1")]);
+    let mut failing = Vec::new();
+    for _ in 0..60 {
+        failing.push(store.enqueue(job("permanent")).await.unwrap().id);
+    }
+    wait_until("the failing jobs to die", Duration::from_secs(30), || {
+        all_in_state(&store, &failing, JobState::Dead)
+    })
+    .await;
+    for n in 0..8 {
+        store.enqueue(job(&format!("sleep.3000_{n}"))).await.unwrap();
+    }
+    let mut most = 0;
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        most = most.max(store.counts(JobKind::Cleanup).await.unwrap().prefetched);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // (the job leased for the free slot counts as prefetched until its start is reported)
+    assert!(most <= 1, "{most} slow jobs leased ahead of the worker's one slot");
+}

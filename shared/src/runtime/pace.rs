@@ -1,4 +1,5 @@
-//! How far ahead of its free slots a worker leases: by how long its runs take.
+//! How far ahead of its free slots a worker leases: by how long its runs take (those
+//! that did their work: one that fails at once says nothing of how long the next takes).
 //!
 //! A job leased ahead waits inside this worker, where an idle worker cannot take it and
 //! its account's turn is not weighed against others'. For slow runs that wait is long,

@@ -119,8 +119,13 @@ where
                     run(inner, &lease, &shared, kind).await
                 };
                 lease.free_slot();
+                // Only a run that did its work sets the pace: runs that fail at once (an
+                // account never registered, a guard's outage) would make slow jobs look
+                // fast, and the worker would lease them ahead of its slots.
                 let took = began.elapsed();
-                pace.record(took);
+                if matches!(end, RunEnd::Done(_)) {
+                    pace.record(took);
+                }
                 let planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
                 log_end(planned.error.as_ref());
                 let fate = planned.fate;

@@ -18,11 +18,15 @@ use crate::job::AccountId;
 
 static PERMIT: LazyLock<Script> = lua!("lua/breaker_permit.lua");
 static RECORD: LazyLock<Script> = lua!("lua/breaker_record.lua");
+static UNPROBE: LazyLock<Script> = lua!("lua/breaker_unprobe.lua");
 
-/// Leave to call. `probe` is true for the single half-open probe.
+/// Leave to call. `probe` is true for the single half-open probe: one not sent is handed
+/// back with [`Resilience::unprobe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerPermit {
     pub probe: bool,
+    /// The probe's lease end (ms; 0 for no probe): which probe to hand back.
+    lease_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,16 +139,40 @@ impl Resilience {
     /// probe; `Err(BreakerOpen)` otherwise. Read from Redis every time (no local cache).
     pub async fn breaker_permit(&self, account: &AccountId, op: Operation) -> Result<BreakerPermit, ResilienceError> {
         let cfg = &self.config().breaker;
-        let (allowed, x): (i64, i64) = PERMIT
+        let reply: Vec<i64> = PERMIT
             .key(self.key("cb", account, Some(op)))
             .arg(cfg.open_for.as_millis() as u64)
             .arg(key_ttl_ms(cfg))
             .invoke_async(&mut self.conn())
             .await?;
-        if allowed == 1 {
-            Ok(BreakerPermit { probe: x == 1 })
-        } else {
-            Err(ResilienceError::BreakerOpen { op, until: ms_to_time(x) })
+        match reply[..] {
+            [1, probe, ..] => Ok(BreakerPermit {
+                probe: probe == 1,
+                lease_ms: reply.get(2).copied().unwrap_or(0),
+            }),
+            [_, until, ..] => Err(ResilienceError::BreakerOpen {
+                op,
+                until: ms_to_time(until),
+            }),
+            _ => Err(ResilienceError::Store("breaker permit: a reply of fewer than two numbers".into())),
+        }
+    }
+
+    /// Hands back a half-open probe its caller never sent (its token refused, no slot in
+    /// time, a cooldown, a cancel): the next caller probes at once, not after the probe's
+    /// lease (`open_for`), during which every other caller is refused. Best effort: a
+    /// probe not handed back still runs out with its lease.
+    pub async fn unprobe(&self, account: &AccountId, op: Operation, permit: BreakerPermit) {
+        if !permit.probe {
+            return;
+        }
+        let handed: Result<i64, _> = UNPROBE
+            .key(self.key("cb", account, Some(op)))
+            .arg(permit.lease_ms)
+            .invoke_async(&mut self.conn())
+            .await;
+        if let Err(e) = handed {
+            tracing::debug!(account = %account, op = %op, error = %e, "could not hand back an unsent breaker probe; it runs out with its lease");
         }
     }
 

@@ -333,6 +333,51 @@ async fn an_open_breaker_refuses_calls_without_reaching_the_marketplace() -> Tes
     Ok(())
 }
 
+/// Found by the fairness audit of 2026-12-06: a caller that won the half-open breaker's
+/// probe and then returned before sending it (its access token refused, no limiter slot
+/// in time, a cooldown, a cancel) kept the probe's lease for the whole open period, and
+/// every other caller of the seller and operation was refused (and its run parked) until
+/// it ran out. A probe not sent is handed back: the next caller probes at once.
+#[tokio::test]
+async fn a_breaker_probe_its_caller_never_sent_goes_to_the_next_caller() -> TestResult {
+    let env = env_with(
+        |c| c.retries = 0,
+        |r| {
+            r.breaker = BreakerConfig {
+                min_calls: 2,
+                failure_ratio: 0.5,
+                open_for: Duration::from_secs(1),
+                ..BreakerConfig::default()
+            }
+        },
+    )
+    .await?;
+    env.faults(
+        "acct-1",
+        FaultSpec {
+            error_rate_5xx: 1.0,
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    let ctx = env.ctx("acct-1");
+    for _ in 0..2 {
+        assert!(env.client.get_orders(&ctx, &faults_query()).await.unwrap_err().is_transient());
+    }
+    env.faults("acct-1", FaultSpec::default()).await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Another account on the same seller's limits, whose refresh token is refused: it
+    // wins the probe and fails before sending it.
+    let mut refused = env.ctx("acct-1");
+    refused.account_id = AccountId::parse("acct-other").unwrap();
+    refused.credentials.refresh_token = SecretString::from("not-a-token".to_owned());
+    let err = env.client.get_orders(&refused, &faults_query()).await.unwrap_err();
+    assert!(!matches!(err, CallError::BreakerOpen { .. }), "it won the probe: {err:?}");
+    let page = env.client.get_orders(&ctx, &faults_query()).await;
+    assert!(page.is_ok(), "the next caller probes at once: {:?}", page.err());
+    Ok(())
+}
+
 #[tokio::test]
 async fn cancelling_the_job_ends_a_retry_after_wait_at_once() -> TestResult {
     let env = env().await?;

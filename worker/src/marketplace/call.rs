@@ -148,26 +148,37 @@ impl MarketplaceClient {
             }
             // Checked before taking a breaker probe or a limiter slot, and again after
             // the limiter's wait, so a cooldown another worker entered meanwhile stops
-            // this call too (a probe left unused expires with its lease).
+            // this call too.
             self.check_cooldown(limits, op).await?;
-            res.breaker_permit(limits, op).await.map_err(|e| {
+            let permit = res.breaker_permit(limits, op).await.map_err(|e| {
                 if matches!(e, ResilienceError::BreakerOpen { .. }) {
                     metrics::breaker_refused(op);
                 }
                 from_resilience(name, e)
             })?;
-            // The token before the slot: a slot is a moment to send, and a wait for
-            // another worker's refresh after it would send many such calls at once.
-            let token = self.access_token(acct, name).await?;
-            let waited = res.acquire(limits, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
-            metrics::limiter_waited(op, waited);
-            self.check_cooldown(limits, op).await?;
-            if let Some(note) = before_send.take() {
-                note.await?;
-                if acct.cancel.is_cancelled() {
-                    return Err(CallError::Cancelled);
+            let ready = async {
+                // The token before the slot: a slot is a moment to send, and a wait for
+                // another worker's refresh after it would send many such calls at once.
+                let token = self.access_token(acct, name).await?;
+                let waited = res.acquire(limits, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
+                metrics::limiter_waited(op, waited);
+                self.check_cooldown(limits, op).await?;
+                if let Some(note) = before_send.take() {
+                    note.await?;
+                    if acct.cancel.is_cancelled() {
+                        return Err(CallError::Cancelled);
+                    }
                 }
-            }
+                Ok::<_, CallError>(token)
+            };
+            let token = match ready.await {
+                Ok(token) => token,
+                Err(e) => {
+                    // A half-open probe not sent goes to the next caller at once.
+                    res.unprobe(limits, op, permit).await;
+                    return Err(e);
+                }
+            };
             // A noted call changes something upstream: once sent, a cancel does not cut
             // it off (its answer says what happened; the call's timeout bounds the wait).
             let answer = match self.send(acct, req, &token, unanswered.is_none()).await {

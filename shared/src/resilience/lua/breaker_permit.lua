@@ -1,7 +1,7 @@
 -- May a call go? (breaker.rs: BreakerCore::permit)
 -- KEYS[1] breaker hash {st = closed|open|half, ws, calls, fails, ou, pu} (ms)
 -- ARGV: open_for (ms), key ttl (ms)
--- Returns {1, probe 1/0} when allowed, {0, until} when not. While a probe is out, the
+-- Returns {1, probe 1/0, the probe's lease end} when allowed, {0, until} when not. While a probe is out, the
 -- others are told to look again within PROBE_WAIT: the probe's lease (open_for) is only
 -- for a probe that never reports, and its answer usually comes long before.
 local PROBE_WAIT = 1000
@@ -24,6 +24,7 @@ if now < lease then
   return {0, lease}
 end
 -- This caller is the single probe; the lease lets another probe if it never reports.
-redis.call('HSET', key, 'st', 'half', 'pu', now + open_for)
+local probe_until = now + open_for
+redis.call('HSET', key, 'st', 'half', 'pu', probe_until)
 redis.call('PEXPIRE', key, ARGV[2])
-return {1, 1}
+return {1, 1, probe_until}

@@ -735,3 +735,45 @@ async fn a_bad_value_inside_the_payload_is_named_by_where_it_is() {
         assert_eq!(fields(&p), [want], "{body}: {p}");
     }
 }
+
+/// Found by the job-story audit of 2026-12-06: an operator's listing of running jobs
+/// walked the index of leases by expiry, which every renewal moves, so a page fetched a
+/// heartbeat after the last came back short with no cursor: most running jobs were
+/// never listed. Running jobs are paged by when they were made.
+#[tokio::test]
+async fn every_running_job_is_listed_once_however_often_its_lease_is_renewed() {
+    use drover::job::JobKind;
+    use std::time::Duration;
+
+    let app = spawn_app().await;
+    let mut leases = Vec::new();
+    for account in ["acme", "globex", "initech"] {
+        let id = app.submit_ok(&cleanup_body(account)).await;
+        let token = app.lease(&id).await;
+        leases.push((id, token));
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/jobs?state=running&limit=1".to_owned();
+    loop {
+        let page = app.get_json(ADMIN, &path).await;
+        seen.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_owned()),
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        app.store
+            .extend_leases(JobKind::Cleanup, &leases, Duration::from_secs(60), Duration::from_secs(1))
+            .await
+            .unwrap();
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/jobs?state=running&limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut want: Vec<String> = leases.iter().map(|(id, _)| id.to_string()).collect();
+    want.reverse();
+    assert_eq!(seen, want, "each running job once, newest first");
+}

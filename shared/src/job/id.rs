@@ -65,6 +65,12 @@ impl JobId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the id was made (its ULID's milliseconds since the Unix epoch).
+    pub fn made_ms(&self) -> u64 {
+        let ulid = self.0.rsplit('_').next().unwrap_or_default();
+        ulid::Ulid::from_string(ulid).map_or(0, |u| u.timestamp_ms())
+    }
 }
 
 impl FromStr for JobId {

@@ -7,6 +7,8 @@ use crate::job::{JobId, JobKind, JobState};
 /// How many entries past a filtered page's scan cap are read ahead: entries at the
 /// cursor's own score that the page passes over again.
 const READ_AHEAD_TIES: usize = 64;
+/// Most running jobs of one queue a listing of running jobs reads.
+const MAX_RUNNING: isize = 10_000;
 
 /// A (score, id) position in an index.
 type Position = (String, String);
@@ -46,6 +48,9 @@ impl RedisStore {
         // shared index (its other tenants' entries would slow the page and its cursor
         // would tell of them). A listing keeps to the index its first page read: the two
         // are ordered differently (by death, by submission).
+        if query.state == Some(JobState::Running) && query.account_id.is_none() && query.group.is_none() {
+            return self.list_running(keys, query, after).await;
+        }
         let mut conn = self.connection();
         let own_group_index = match (&query.group, &query.account_id, by_account) {
             (Some(_), Some(_), Some(on_account)) => !on_account,
@@ -70,7 +75,6 @@ impl RedisStore {
             // Queued jobs are indexed only by their lanes: read the newest jobs for them
             // (a queue runs its oldest first, so the queued ones are near the top).
             (None, Some(JobState::Queued), None) => (keys.key("all"), "queued", ""),
-            (None, Some(JobState::Running), None) => (keys.key("active"), "", ""),
             (None, Some(JobState::Scheduled), None) => (keys.key("scheduled"), "scheduled", ""),
             (None, Some(JobState::Retrying), None) => (keys.key("retrying"), "", ""),
             (None, Some(st), None) => (keys.key(&format!("state:{st}")), "", ""),
@@ -132,6 +136,54 @@ impl RedisStore {
             .collect();
         let last = (!last_id.is_empty()).then_some((last_score, last_id));
         Ok((pairs, last, more == 1, on_account))
+    }
+
+    /// One page of one queue's running jobs (leased, started or not), newest first by
+    /// when they were made. Their index, `active`, is ordered by lease expiry, which
+    /// every renewal moves: a position in it means nothing a heartbeat later (before
+    /// 2026-12-06 later pages missed most running jobs). So each page reads the whole
+    /// index — the leases in flight, bounded by the workers' slots; [`MAX_RUNNING`] of
+    /// them at most — and orders it by the ids' time.
+    async fn list_running(
+        &self,
+        keys: &QueueKeys,
+        query: &ListQuery,
+        after: Option<(&str, &str)>,
+    ) -> Result<(Vec<(String, String)>, Option<Position>, bool, bool), StoreError> {
+        let mut conn = self.connection();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys.key("active"))
+            .arg(0)
+            .arg(MAX_RUNNING - 1)
+            .query_async(&mut conn)
+            .await?;
+        let after = after.and_then(|(score, id)| Some((score.parse::<u64>().ok()?, id.to_owned())));
+        let mut entries: Vec<(u64, JobId)> = ids
+            .into_iter()
+            .filter_map(|id| id.parse::<JobId>().ok())
+            .map(|id| (id.made_ms(), id))
+            .filter(|(ms, id)| after.as_ref().is_none_or(|(s, a)| (*ms, id.as_str()) < (*s, a.as_str())))
+            .collect();
+        entries.sort_by(|a, b| b.cmp(a));
+        if let Some(class) = &query.error_class {
+            let mark = format!("\"class\":\"{class}\"");
+            let mut pipe = redis::pipe();
+            for (_, id) in &entries {
+                pipe.hget(keys.job(id), "er");
+            }
+            let errors: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            let mut errors = errors.into_iter();
+            entries.retain(|_| errors.next().flatten().is_some_and(|e| e.contains(&mark)));
+        }
+        let more = entries.len() > query.limit;
+        entries.truncate(query.limit);
+        let last = entries.last().map(|(ms, id)| (ms.to_string(), id.to_string()));
+        Ok((
+            entries.into_iter().map(|(ms, id)| (id.to_string(), ms.to_string())).collect(),
+            last,
+            more,
+            false,
+        ))
     }
 
     /// The queues a listing reads: the kinds asked for, each in every partition, or only

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Each app owns its recorder (no global), so several apps can run
-//! in one process (tests). Queue depth and lag are read from Redis at scrape time, so
-//! they are never stale and cost nothing between scrapes.
+//! in one process (tests). Queue depth and lag are read from Redis at scrape time into
+//! a recorder of that scrape's own, so they are never stale: what could not be read is
+//! left out, not served from an earlier scrape. They cost nothing between scrapes.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,7 +92,8 @@ impl Metrics {
         if up && COUNTS_DOWN.answered() {
             tracing::info!("queue counts available for /metrics again");
         }
-        with_local_recorder(self.recorder.as_ref(), || {
+        let scrape = PrometheusBuilder::new().build_recorder();
+        with_local_recorder(&scrape, || {
             gauge!("drover_redis_up").set(if up { 1.0 } else { 0.0 });
             for (kind, c) in &counts {
                 let k = kind.as_str();
@@ -136,6 +138,8 @@ impl Metrics {
             counter!(TICKS).absolute(self.schedule.ticks());
             counter!(MISFIRES).absolute(self.schedule.misfires());
         });
-        self.recorder.handle().render()
+        let mut text = self.recorder.handle().render();
+        text.push_str(&scrape.handle().render());
+        text
     }
 }

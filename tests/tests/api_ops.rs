@@ -52,6 +52,31 @@ async fn metrics_count_requests_by_route_template_and_show_queue_depth_and_lag()
     assert!(has("drover_redis_up 1"));
 }
 
+/// Found by the job-story audit of 2026-12-06: once Redis stopped answering, `/metrics`
+/// said `drover_redis_up 0` but served every queue series at its last value, so a lag
+/// alert could neither fire nor clear while the queue stood still. Figures that could
+/// not be read this scrape are left out.
+#[tokio::test]
+async fn metrics_leave_out_the_queue_figures_they_cannot_read() {
+    let mut app = spawn_app().await;
+    app.submit_ok(&cleanup_body("acme")).await;
+    let scrape = async |app: &TestApp| app.client.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
+    let text = scrape(&app).await;
+    assert!(text.contains(r#"drover_queue_jobs{kind="cleanup",state="queued"} 1"#), "{text}");
+    app.redis.kill();
+    let text = scrape(&app).await;
+    assert!(text.lines().any(|l| l == "drover_redis_up 0"), "{text}");
+    for series in [
+        "drover_queue_jobs{",
+        "drover_queue_lag_seconds{",
+        "drover_queue_waiting_jobs{",
+        "drover_queue_paused{",
+    ] {
+        assert!(!text.contains(series), "{series} served from an earlier scrape:\n{text}");
+    }
+    assert!(text.contains("http_requests_total"), "the API's own figures stay: {text}");
+}
+
 /// How many PINGs this Redis has answered.
 async fn pings(app: &TestApp) -> u64 {
     command_calls(&mut app.store.connection(), "ping").await

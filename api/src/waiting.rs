@@ -120,12 +120,16 @@ fn cooled_account(kind: JobKind, account_id: Option<&str>) -> Option<AccountId> 
 /// The queue's reason, unless the account's active cooldown outlasts it: a queued or
 /// account-busy job, or one due before the cooldown ends, then waits for the cooldown
 /// (`detail.then` says what it waits for after). A paused queue, one without a live
-/// worker and waits that end later than the cooldown keep their own reason.
+/// worker (also after a wait, as the queue's `detail.then`) and waits that end later
+/// than the cooldown keep their own reason.
 pub fn combine(base: Option<Waiting>, cooldown: Option<&Cooldown>) -> Option<Waiting> {
     let base = base?;
     let Some(cd) = cooldown else { return Some(base) };
-    // (a prefetched job is a worker's already: the cooldown meets it once it starts)
+    // (a prefetched job is a worker's already: the cooldown meets it once it starts; a
+    // wait that ends in a paused queue, or one no worker serves, goes on past it)
+    let then = base.detail.get("then").and_then(|t| t.as_str());
     if matches!(base.reason, WaitReason::QueuePaused | WaitReason::NoWorker | WaitReason::Prefetched)
+        || matches!(then, Some("queue_paused" | "no_worker"))
         || base.until.is_some_and(|u| u >= cd.until)
     {
         return Some(base);
@@ -198,6 +202,20 @@ mod tests {
         let paused = wait(WaitReason::QueuePaused, None);
         assert_eq!(combine(Some(paused.clone()), Some(&cd)), Some(paused));
         assert_eq!(combine(None, Some(&cd)), None, "a running job does not wait");
+    }
+
+    /// Found by the job-story audit of 2026-12-06: a scheduled or retrying backfill due
+    /// before its account's cooldown ended was told the cooldown, then `scheduled`,
+    /// though its queue was paused (or had no worker) and it waited on for that: the
+    /// queue's `detail.then` was dropped.
+    #[test]
+    fn a_wait_whose_queue_is_paused_or_unserved_after_it_keeps_its_reason() {
+        let cd = cooldown(60);
+        for then in ["queue_paused", "no_worker"] {
+            let mut base = wait(WaitReason::Scheduled, Some(cd.until - Duration::seconds(30)));
+            base.detail = json!({"then": then});
+            assert_eq!(combine(Some(base.clone()), Some(&cd)), Some(base), "then {then}");
+        }
     }
 
     #[test]

@@ -900,3 +900,43 @@ async fn a_sign_in_posted_by_another_sites_page_is_refused() {
     let res = post(&[]).await.unwrap();
     assert_eq!(res.status(), 303, "no browser headers: not refused");
 }
+
+/// Found by the job-story audit of 2026-12-06: a job page listed its first 100 items
+/// with no way to the rest and a summary of total, succeeded and failed only, so a
+/// cleanup of 150 SKUs read "150 items: 0 succeeded, 0 failed" with the skipped and
+/// pending ones nowhere. The summary names every outcome and the table pages on.
+#[tokio::test]
+async fn a_job_page_counts_every_items_outcome_and_pages_through_them() {
+    use drover::data::items::{self, ItemOutcome};
+    use drover::data::run_fence::{self, RunFence, Write};
+
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let pool = drover::db::connect_lazy(&drover::db::DatabaseConfig::with_url(app.database_url.clone())).unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let skus: Vec<String> = (0..150).map(|i| format!("SKU-{i:03}")).collect();
+    items::seed(&mut conn, id.as_str(), 0, &skus).await.unwrap();
+    let run = RunFence {
+        job_id: id.as_str(),
+        run: 1,
+    };
+    assert_eq!(run_fence::claim(&mut conn, run).await.unwrap(), Write::Landed);
+    for sku in &skus[..100] {
+        let written = items::set(&mut conn, run, sku, ItemOutcome::Absent, &serde_json::json!({})).await;
+        assert_eq!(written.unwrap(), Write::Landed);
+    }
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let (_, page) = b.get(&format!("/ui/jobs/{id}")).await;
+    assert!(page.contains("100 skipped"), "the skipped items are counted");
+    assert!(page.contains("50 pending"), "the pending items are counted");
+    let next = page
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("cursor="))
+        .expect("a link to the next items")
+        .replace("&amp;", "&");
+    let (status, rest) = b.get(&next).await;
+    assert_eq!(status, 200);
+    assert!(rest.contains("SKU-149"), "the next page holds the last items");
+    assert!(!rest.contains("SKU-000<"), "and not the first");
+}

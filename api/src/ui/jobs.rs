@@ -190,9 +190,13 @@ pub async fn show(
         Err(e) => return page::error(&e),
     };
     let outcome: ItemsFilter = query(raw.as_deref()).unwrap_or_default();
-    let items_query = set(&outcome.outcome)
-        .map(|o| format!("outcome={}&limit=100", urlencode(o)))
-        .unwrap_or_else(|| "limit=100".into());
+    let filter = set(&outcome.outcome)
+        .map(|o| format!("outcome={}&", urlencode(o)))
+        .unwrap_or_default();
+    let items_query = match set(&outcome.cursor) {
+        Some(c) => format!("{filter}limit=100&cursor={}", urlencode(c)),
+        None => format!("{filter}limit=100"),
+    };
     let items = items::list_items(
         State(state.clone()),
         viewer.caller.clone(),
@@ -221,7 +225,8 @@ pub async fn show(
         h2 { "Payload" }
         pre.payload { (summary(&job["payload"])) }
         h2 { "Items" }
-        p { (items["summary"]["total"]) " items: " (items["summary"]["succeeded"]) " succeeded, " (items["summary"]["failed"]) " failed" }
+        p { (items["summary"]["total"]) " items: " (items["summary"]["succeeded"]) " succeeded, " (items["summary"]["failed"]) " failed, "
+            (items["summary"]["skipped"]) " skipped, " (items["summary"]["pending"]) " pending" }
         form method="get" action={"/ui/jobs/" (id)} {
             (select("outcome", &["pending", "done", "deleted", "absent", "failed"], set(&outcome.outcome)))
             button type="submit" { "Show" }
@@ -234,6 +239,9 @@ pub async fn show(
                 }
             }
         }
+        @if let Some(next) = items["next_cursor"].as_str() {
+            p { a #items-next href={"/ui/jobs/" (id) "?" (filter) "cursor=" (urlencode(next))} { "Next 100 items" } }
+        }
     };
     page::render(&viewer, Nav::Jobs, "Job", body)
 }
@@ -241,6 +249,8 @@ pub async fn show(
 #[derive(Debug, Default, Deserialize)]
 struct ItemsFilter {
     outcome: Option<String>,
+    /// Where the items table goes on (the items listing's `next_cursor`).
+    cursor: Option<String>,
 }
 
 /// The part of a job page that changes while it runs: state, progress, why it waits,

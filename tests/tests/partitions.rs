@@ -450,3 +450,38 @@ async fn a_listing_over_sixty_four_partitions_of_every_kind_pages_on() {
     }
     assert_eq!(seen.len(), 960, "every job, once (the longest cursor: {longest} characters)");
 }
+
+/// Found by the chaos audit of 2026-12-06: on one server the partitions' fetches go out
+/// in one pipeline, and a refusal for one partition (at the memory limit, the fetch
+/// that another fetch of the pipeline pushed over it; here a key of the wrong type)
+/// failed the whole pipeline: the other partitions' leases were neither handed out nor
+/// given back, and their jobs waited out the leases (after three such hand-backs a
+/// job's next expiry is a lost run, with an attempt used). Each partition's answer
+/// stands on its own.
+#[tokio::test]
+async fn a_fetch_refused_for_one_partition_hands_out_the_others_leases() {
+    use drover::job::bucket_of;
+    use drover::queue::QueueKeys;
+
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server, 4).await;
+    let partition = |a: &str| {
+        Partitions::new(4)
+            .unwrap()
+            .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(a))))
+    };
+    let accounts: Vec<String> = (0..100).map(|a| format!("acct-{a}")).collect();
+    let ok = &accounts[0];
+    let broken = accounts.iter().find(|a| partition(a) != partition(ok)).unwrap();
+    let ok_id = store.enqueue(NewJob::new(cleanup(ok))).await.unwrap().id;
+    store.enqueue(NewJob::new(cleanup(broken))).await.unwrap();
+    let scheduled = QueueKeys::new("drover", JobKind::Cleanup, partition(broken)).key("scheduled");
+    let _: () = redis::cmd("SET")
+        .arg(&scheduled)
+        .arg("not-a-set")
+        .query(&mut server.conn())
+        .unwrap();
+    let fetched = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await;
+    let ids: Vec<JobId> = fetched.map(|f| f.jobs.into_iter().map(|l| l.id).collect()).unwrap_or_default();
+    assert_eq!(ids, [ok_id], "the healthy partition's job is handed out");
+}

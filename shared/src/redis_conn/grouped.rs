@@ -76,6 +76,40 @@ pub async fn query_grouped_each(
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
 ) -> Vec<GroupReply> {
+    grouped(conn, keys, library, add, tail, Refusals::FailThePipeline).await
+}
+
+/// Like [`query_grouped_each`], but a command Redis refuses (a script's error, a write
+/// refused at the memory limit) fails only its own item: its reply is the
+/// `Value::ServerError`, for the caller, and the other items' replies stand. (On one
+/// server every queue's commands share one pipeline, and one queue's refusal must not
+/// hide what the others did.) Scripts the server has not got still fail the pipeline,
+/// which is sent again once they are loaded.
+pub async fn query_grouped_items(
+    conn: &RedisConn,
+    keys: &[String],
+    library: Option<&Library>,
+    add: impl Fn(&mut Pipeline, usize),
+    tail: Option<&Cmd>,
+) -> Vec<GroupReply> {
+    grouped(conn, keys, library, add, tail, Refusals::PerItem).await
+}
+
+/// What a command's refusal fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refusals {
+    FailThePipeline,
+    PerItem,
+}
+
+async fn grouped(
+    conn: &RedisConn,
+    keys: &[String],
+    library: Option<&Library>,
+    add: impl Fn(&mut Pipeline, usize),
+    tail: Option<&Cmd>,
+    refusals: Refusals,
+) -> Vec<GroupReply> {
     let groups: Vec<Vec<usize>> = if conn.is_cluster() {
         let mut by_tag: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut order = Vec::new();
@@ -91,7 +125,9 @@ pub async fn query_grouped_each(
     } else {
         vec![(0..keys.len()).collect()]
     };
-    let runs = groups.iter().map(|items| run_group(conn.clone(), items, library, &add, tail));
+    let runs = groups
+        .iter()
+        .map(|items| run_group(conn.clone(), items, library, &add, tail, refusals));
     let replies = join_all(runs).await;
     groups
         .into_iter()
@@ -106,6 +142,7 @@ async fn run_group(
     library: Option<&Library>,
     add: &impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
+    refusals: Refusals,
 ) -> RedisResult<(Vec<Vec<Value>>, Option<Value>)> {
     let mut counts = Vec::with_capacity(items.len());
     let build = |counts: &mut Vec<usize>| {
@@ -121,14 +158,24 @@ async fn run_group(
             // writes before it answered: it comes back as its reply, for the caller.
             pipe.add_command(t.clone()).ignore_errors();
         }
+        if refusals == Refusals::PerItem {
+            // (for the whole pipeline: each refusal comes back as its item's reply)
+            pipe.ignore_errors();
+        }
         pipe
     };
     let send = |pipe: Pipeline, mut conn: RedisConn| async move {
         let mut flat: Vec<Value> = pipe.query_async(&mut conn).await?;
         let tail_reply = if tail.is_some() { flat.pop() } else { None };
-        // With the tail's errors let through, the writes' own still fail the pipeline.
-        if let Some(Value::ServerError(e)) = flat.iter().find(|v| matches!(v, Value::ServerError(_))) {
-            return Err(e.clone().into());
+        // With the tail's errors let through, the writes' own still fail the pipeline
+        // (per item, only a script the server has not got does).
+        for v in &flat {
+            if let Value::ServerError(e) = v {
+                let e: redis::RedisError = e.clone().into();
+                if refusals == Refusals::FailThePipeline || is_missing(&e) {
+                    return Err(e);
+                }
+            }
         }
         Ok((flat, tail_reply))
     };

@@ -26,7 +26,7 @@ const FETCH_KEYS: [&str; 11] = [
     "runid",
     "restarted",
 ];
-use crate::redis_conn::query_grouped_each;
+use crate::redis_conn::query_grouped_items;
 
 impl RedisStore {
     pub(super) async fn lease_jobs(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
@@ -201,9 +201,10 @@ impl RedisStore {
         // primary hand the job to a second worker while the first still runs it.
         let wait = self.durable.durability().wait_command();
         let conn = if wait.is_some() { self.durable.conn() } else { self.conn.clone() };
-        // Each shard answers on its own: one that is down or cannot acknowledge does not
-        // cost the leases the others made.
-        let groups = query_grouped_each(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref()).await;
+        // Each shard answers on its own, and each partition within it: one that is down,
+        // cannot acknowledge or refuses its fetch (at the memory limit) does not cost the
+        // leases the others made.
+        let groups = query_grouped_items(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref()).await;
         let now = Instant::now();
         let mut out = Vec::new();
         let mut give_back = Vec::new();
@@ -233,8 +234,22 @@ impl RedisStore {
             };
             for (i, reply) in group.items.iter().zip(replies) {
                 let (p, share) = (round[*i], shares[*i]);
+                let reply = reply.into_iter().next().unwrap_or(Value::Nil);
+                if let Value::ServerError(e) = reply {
+                    // Refused for this partition alone: it waits for its marker or the
+                    // next sweep like one whose shard is down (a script refused part-way
+                    // may have leased: such leases return when they expire).
+                    let e = redis::RedisError::from(e);
+                    self.visits[kind.index()]
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .visited(p, now, false, None, lease);
+                    self.partition_health.failed(kind, p, &e);
+                    failure.get_or_insert(e.into());
+                    continue;
+                }
                 let (jobs, wait, next_hints, needed): (Vec<Value>, i64, Vec<String>, i64) =
-                    redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil)).map_err(parse_err)?;
+                    redis::from_redis_value(reply).map_err(parse_err)?;
                 if self.strict {
                     self.fetch_hints
                         .lock()

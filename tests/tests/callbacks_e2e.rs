@@ -499,7 +499,7 @@ async fn a_tenant_with_over_a_thousand_deliveries_due_holds_no_other_tenants_cal
             submit_hooked(&app, &flood).await;
         })
         .await;
-    wait_for("the flood's jobs to end", Duration::from_secs(60), async || {
+    wait_for("the flood's jobs to end", Duration::from_secs(120), async || {
         let c = app.store.counts(JobKind::Cleanup).await.unwrap();
         (c.succeeded >= 1_050).then_some(())
     })

@@ -241,6 +241,7 @@ conformance!(
         trimming_a_job_removes_its_delivery,
         an_account_at_its_share_of_tries_in_flight_is_passed_over_for_the_next,
         an_account_keeping_more_deliveries_due_than_a_claim_reads_holds_no_other,
+        a_held_delivery_a_late_try_recorded_delivered_is_not_tried_again,
         a_park_that_falls_due_stops_counting_as_parked,
         a_park_a_fetch_has_not_promoted_yet_still_counts_as_parked,
         a_long_bulk_answers_as_one_call_would,

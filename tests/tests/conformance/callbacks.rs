@@ -410,3 +410,37 @@ pub async fn an_account_keeping_more_deliveries_due_than_a_claim_reads_holds_no_
     }
     assert_eq!(rest, 1_004, "every held delivery comes back");
 }
+
+/// Found by this change's review: a delivery held back (its account at its share) while
+/// its last try ran past its claim, and then recorded delivered by that try, was taken
+/// from the held ones again and sent a second time (a failure of that second try then
+/// showed the delivered ending as failed). A held delivery no longer pending is dropped.
+pub async fn a_held_delivery_a_late_try_recorded_delivered_is_not_tried_again<S: JobStore + CallbackStore>(store: S) {
+    let id = enqueue(&store, with_callback("slow")).await;
+    store.cancel(&id).await.unwrap();
+    let share = |in_flight: usize| AccountShare {
+        per_account: 2,
+        in_flight: [("slow".to_string(), in_flight)].into_iter().collect(),
+    };
+    let (first, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(20), 8, &AccountShare::default())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Due again, and met while the account is at its share: held.
+    let (held, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w2", 10, CLAIM, 8, &share(2))
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "{held:?}");
+    // The first try's answer lands late; no claim took the delivery over meanwhile.
+    let rec = record(&first[0], DeliveryResult::Delivered, Some(204));
+    assert_eq!(store.record_callback(&first[0], &rec, None, true).await.unwrap(), Recorded::Applied);
+    let (again, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w2", 10, CLAIM, 8, &share(0))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a delivered ending is tried again: {again:?}");
+    assert_eq!(callback_of(&store, &id).await.status, CallbackStatus::Delivered);
+}

@@ -29,7 +29,7 @@ local out = {}
 local passed = false
 local function read(id)
   local key = P .. 'job:' .. id
-  return key, declared(key) and redis.call('HMGET', key, 'cb', 'cbs', 'cbe', 'cbn', 'cbt', 'cbl', 'acct')
+  return key, declared(key) and redis.call('HMGET', key, 'cb', 'cbs', 'cbe', 'cbn', 'cbt', 'cbl', 'acct', 'cbx')
 end
 -- Claims delivery `id` (its record's fields `f`), or ends it: gone, or out of tries.
 local function take(id, key, f)
@@ -78,8 +78,9 @@ for _, acct in ipairs(redis.call('ZRANGE', P .. 'cbheld', 0, HELD_SCAN - 1)) do
         passed = true
       else
         redis.call('ZREM', hkey, id)
-        -- (a try recorded after its claim ran out put it back in `cbdue` meanwhile)
-        if not redis.call('ZSCORE', P .. 'cbdue', id) then take(id, key, f) end
+        -- A try recorded after its claim ran out ended the delivery meanwhile, or put
+        -- it back in `cbdue` (in flight or due again, it is there): dropped here.
+        if f[8] == 'pending' and not redis.call('ZSCORE', P .. 'cbdue', id) then take(id, key, f) end
       end
     end
     local first = redis.call('ZRANGE', hkey, 0, 0, 'WITHSCORES')

@@ -777,3 +777,17 @@ async fn every_running_job_is_listed_once_however_often_its_lease_is_renewed() {
     want.reverse();
     assert_eq!(seen, want, "each running job once, newest first");
 }
+
+/// Found by this change's review: with an error class, the listing of running jobs read
+/// each candidate's last error in a pipeline, which it sent empty for every queue with
+/// nothing running — an error Redis's client refuses — so the listing failed.
+#[tokio::test]
+async fn a_listing_of_running_jobs_by_error_class_answers_for_queues_with_nothing_running() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.lease(&id).await;
+    let res = app.get(ADMIN, "/v1/jobs?state=running&error_class=transient").send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(page["jobs"], json!([]), "a run with no error is not listed: {page}");
+}

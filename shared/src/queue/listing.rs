@@ -165,7 +165,7 @@ impl RedisStore {
             .filter(|(ms, id)| after.as_ref().is_none_or(|(s, a)| (*ms, id.as_str()) < (*s, a.as_str())))
             .collect();
         entries.sort_by(|a, b| b.cmp(a));
-        if let Some(class) = &query.error_class {
+        if let Some(class) = query.error_class.as_ref().filter(|_| !entries.is_empty()) {
             let mark = format!("\"class\":\"{class}\"");
             let mut pipe = redis::pipe();
             for (_, id) in &entries {

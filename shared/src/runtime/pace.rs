@@ -41,6 +41,16 @@ impl RunPace {
         self.mean_us.store(new, Ordering::Relaxed);
     }
 
+    /// A run that did not do its work (failed, parked, gave way, handed back) took
+    /// `took`: it counts only when slower than the mean, so runs that fail at once never
+    /// make slow jobs look fast, and runs that time out still slow the pace.
+    pub fn record_if_slower(&self, took: Duration) {
+        let mean = self.mean_us.load(Ordering::Relaxed);
+        if mean != u64::MAX && took.as_micros() > u128::from(mean) {
+            self.record(took);
+        }
+    }
+
     /// How many jobs to lease ahead of `concurrency` slots: `base` for slow or unknown
     /// runs, more for fast ones, never more than [`MAX_AHEAD`].
     pub fn ahead(&self, concurrency: usize, base: usize) -> usize {
@@ -57,6 +67,22 @@ impl RunPace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_that_did_not_do_their_work_only_ever_slow_the_pace() {
+        let pace = RunPace::default();
+        pace.record_if_slower(Duration::from_micros(50));
+        assert_eq!(pace.ahead(1, 0), 0, "a failure alone sets no pace");
+        pace.record(Duration::from_millis(1));
+        for _ in 0..50 {
+            pace.record_if_slower(Duration::from_micros(50));
+        }
+        assert_eq!(pace.ahead(1, 0), 20, "fast failures leave the pace of the work");
+        for _ in 0..50 {
+            pace.record_if_slower(Duration::from_secs(30));
+        }
+        assert_eq!(pace.ahead(1, 0), 0, "runs that time out slow it");
+    }
 
     #[test]
     fn slow_or_unknown_runs_lease_only_the_base_prefetch_ahead() {

@@ -119,12 +119,15 @@ where
                     run(inner, &lease, &shared, kind).await
                 };
                 lease.free_slot();
-                // Only a run that did its work sets the pace: runs that fail at once (an
-                // account never registered, a guard's outage) would make slow jobs look
-                // fast, and the worker would lease them ahead of its slots.
+                // A run that did its work sets the pace; the others only slow it: runs
+                // that fail at once (an account never registered, a guard's outage) would
+                // make slow jobs look fast, and the worker would lease them ahead of its
+                // slots, while runs that time out say the kind has become slow.
                 let took = began.elapsed();
                 if matches!(end, RunEnd::Done(_)) {
                     pace.record(took);
+                } else {
+                    pace.record_if_slower(took);
                 }
                 let planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
                 log_end(planned.error.as_ref());

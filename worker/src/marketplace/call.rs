@@ -183,7 +183,10 @@ impl MarketplaceClient {
             // it off (its answer says what happened; the call's timeout bounds the wait).
             let answer = match self.send(acct, req, &token, unanswered.is_none()).await {
                 Ok(answer) => answer,
-                Err(SendFail::Cancelled) => return Err(CallError::Cancelled),
+                Err(SendFail::Cancelled) => {
+                    res.unprobe(limits, op, permit).await;
+                    return Err(CallError::Cancelled);
+                }
                 Err(SendFail::Transport { reason, maybe_sent }) => {
                     if maybe_sent {
                         lost();

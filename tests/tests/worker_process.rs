@@ -878,3 +878,23 @@ async fn runs_that_fail_at_once_do_not_make_a_worker_lease_slow_jobs_ahead() {
     // (the job leased for the free slot counts as prefetched until its start is reported)
     assert!(most <= 1, "{most} slow jobs leased ahead of the worker's one slot");
 }
+
+/// Found by the audit of 2026-12-06: a trim that kept failing was logged at debug only
+/// (the default filter is info), so retention silently stopped while Redis's memory
+/// grew. It is logged once, at warn, when it starts failing (here the index of partial
+/// jobs is a key of the wrong type; nothing else touches it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_that_keeps_failing_is_logged_once_at_warn() {
+    let server = RedisServer::start(Durability::None);
+    let _: () = redis::cmd("SET")
+        .arg("drover:{cleanup}:state:partial")
+        .arg("not-a-sorted-set")
+        .query(&mut server.conn())
+        .unwrap();
+    let w = worker(&server, "w1", &[]);
+    // The trim ticks every 2 s while it finds nothing to do: three failures or more.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let log = w.log();
+    let warned = log.lines().filter(|l| l.contains("trimming failed") && l.contains("WARN")).count();
+    assert_eq!(warned, 1, "one warning for the failing trim:\n{log}");
+}

@@ -35,6 +35,9 @@ pub use settings::WorkerSettings;
 use crate::job::{JobKind, JobPayload};
 use crate::queue::{JobStore, StoreError};
 
+/// Kinds whose trim is failing (an outage logged once; indexed by [`JobKind::index`]).
+static TRIM_FAILING: [crate::outage::Outage; JobKind::ALL.len()] = [const { crate::outage::Outage::new() }; JobKind::ALL.len()];
+
 /// Longest the runtime keeps trying to hand jobs back to Redis once the grace period
 /// is over; jobs still unsettled then are reclaimed when their leases expire.
 pub const HAND_BACK: Duration = Duration::from_secs(2);
@@ -206,11 +209,18 @@ async fn trim_loop<S: JobStore>(store: S, kinds: Vec<JobKind>, retention: Durati
         for kind in &kinds {
             match store.trim(*kind, retention, 500).await {
                 Ok(Some(t)) => {
+                    if TRIM_FAILING[kind.index()].answered() {
+                        tracing::info!(kind = %kind, "trimming works again");
+                    }
                     removed += t.removed;
                     metrics::trim_backlog(*kind, t.backlog);
                 }
                 Ok(None) => {} // another worker is trimming this kind
-                Err(e) => tracing::debug!(kind = %kind, error = %e, "trim skipped"),
+                // Once a failure, not once a tick: retention is not kept meanwhile.
+                Err(e) if TRIM_FAILING[kind.index()].failed() => {
+                    tracing::warn!(kind = %kind, error = %e, "trimming failed: retention is not kept for this kind until it works (logged again when it does)");
+                }
+                Err(e) => tracing::debug!(kind = %kind, error = %e, "trim failed again"),
             }
         }
         if removed > 0 {

@@ -1026,3 +1026,55 @@ async fn an_operators_lookup_of_a_name_many_accounts_use_reads_two_schedules_at_
     let res = app.get(ADMIN, "/v1/schedules/nightly?account_id=acct-7").send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Found by the audit of 2026-12-06: the scheduler logged every unreadable schedule
+/// under one name, "schedules", and logs a problem again only when it changes, so two
+/// unreadable entries took turns and each poll logged one: two warnings a second per
+/// replica, for ever (an older release meeting schedules saved with a newer field does
+/// this). Each is logged once.
+#[tokio::test]
+async fn two_unreadable_schedules_are_logged_once_each_not_at_every_poll() {
+    use chrono::{TimeZone, Utc};
+    use drover::schedule::{ScheduleStore, Scheduler, SchedulerConfig};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("drover:schedules")
+        .arg("acme/a")
+        .arg("{")
+        .arg("acme/b")
+        .arg("\"x\"")
+        .query(&mut redis.conn())
+        .unwrap();
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let mut scheduler = Scheduler::new(store.clone(), schedules, None, SchedulerConfig::default());
+    for s in 0..10 {
+        scheduler.tick_once(Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, s).unwrap()).await;
+    }
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let warned = text.lines().filter(|l| l.contains("schedule skipped this round")).count();
+    assert_eq!(warned, 2, "one warning for each unreadable schedule:\n{text}");
+}

@@ -394,6 +394,14 @@ impl ApiConfig {
         if self.jobs.idempotency_ttl_secs == 0 {
             errs.push("api.jobs.idempotency_ttl_secs must be at least 1".into());
         }
+        // A tick is enqueued once by its idempotency key: a tick still within the grace
+        // once its key has expired (a replica started then) would be enqueued again.
+        if self.scheduler.misfire_grace_ms / 1000 >= self.jobs.idempotency_ttl_secs {
+            errs.push(format!(
+                "api.scheduler.misfire_grace_ms = {} must be shorter than api.jobs.idempotency_ttl_secs = {} (in ms):                  a tick caught up after its idempotency key expired would run twice",
+                self.scheduler.misfire_grace_ms, self.jobs.idempotency_ttl_secs
+            ));
+        }
         let keys = self.validate_keys(&mut errs);
         let secrets = accounts::validate(self, &mut errs);
         if let (true, Some((secrets, cursors, key))) = (errs.is_empty(), secrets) {
@@ -551,6 +559,28 @@ mod tests {
         let v = c.validate().unwrap();
         assert_eq!(v.listen.port(), 8080);
         assert_eq!(v.keys.len(), 1);
+    }
+
+    /// Found by the audit of 2026-12-06: a grace longer than the idempotency keys live
+    /// was accepted, and a replica started after a tick's key expired (but within the
+    /// grace) enqueued the tick again; a grace of u64::MAX cast to -1 ms and no schedule
+    /// ever fired.
+    #[test]
+    fn a_misfire_grace_as_long_as_the_idempotency_keys_live_is_refused() {
+        for grace in [25 * 3600 * 1000, u64::MAX] {
+            let mut c = ApiConfig {
+                keys: vec![key("ops", Role::Admin)],
+                encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+                marketplace_token_url: "https://api.amazon.com/auth/o2/token".into(),
+                ..Default::default()
+            };
+            c.scheduler.misfire_grace_ms = grace;
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(
+                msg.contains("api.scheduler.misfire_grace_ms") && msg.contains("api.jobs.idempotency_ttl_secs"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

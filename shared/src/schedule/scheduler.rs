@@ -98,6 +98,9 @@ impl Default for DefaultSchedules {
     }
 }
 
+/// The longest `misfire_grace_ms` (30 days).
+const MAX_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
@@ -132,6 +135,9 @@ impl SchedulerConfig {
         }
         if self.misfire_grace_ms < self.poll_ms {
             errors.push("scheduler.misfire_grace_ms must be at least poll_ms".to_owned());
+        }
+        if self.misfire_grace_ms > MAX_GRACE_MS {
+            errors.push(format!("scheduler.misfire_grace_ms must be at most {MAX_GRACE_MS} (30 days)"));
         }
         for (name, b) in [
             ("sync", &self.defaults.sync),
@@ -360,7 +366,9 @@ impl<S: JobStore> Scheduler<S> {
                     Err(e) => self.report(&s.key(), e.to_string()),
                 },
                 Ok(_) => {}
-                Err(e) => self.report("schedules", e.clone()),
+                // Each unreadable entry under its own name: under one, two of them took
+                // turns as "changed" and were logged every poll.
+                Err(e) => self.report(&format!("unreadable: {e}"), e.clone()),
             }
         }
         self.listed = listed;

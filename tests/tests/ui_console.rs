@@ -940,3 +940,31 @@ async fn a_job_page_counts_every_items_outcome_and_pages_through_them() {
     assert!(rest.contains("SKU-149"), "the next page holds the last items");
     assert!(!rest.contains("SKU-000<"), "and not the first");
 }
+
+/// Found by the hostile-tenant audit of 2026-12-06: the canary page, charged one read of
+/// the key's budget and refreshed every 2 s, read the whole record (payload and all) of
+/// each of up to 20 ids the link names: 20 full reads of up to 1 MiB for one charge. It
+/// reads each job's state only.
+#[tokio::test]
+async fn the_canary_page_reads_its_jobs_states_not_their_whole_records() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = app.submit_ok(&cleanup_body("acme")).await;
+        app.kill_job(&id).await;
+        ids.push(id.to_string());
+    }
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let before = command_calls(&mut app.store.connection(), "hgetall").await;
+    let (status, page) = b
+        .get(&format!(
+            "/ui/dead-letter/canary?kind=cleanup&account_id=acme&canary_ids={}",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&ids[4]), "the canary's jobs are listed");
+    let reads = command_calls(&mut app.store.connection(), "hgetall").await - before;
+    // (one: the session's own, read by its script)
+    assert_eq!(reads, 1, "{reads} whole hashes read for a page of five states");
+}

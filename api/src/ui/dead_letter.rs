@@ -572,9 +572,11 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
         .filter(|s| !s.is_empty())
         .take(MAX_CANARY as usize)
     {
-        let st = match crate::handlers::jobs::get_job(State(state.clone()), viewer.caller.clone(), axum::extract::Path(id.to_owned())).await
-        {
-            Ok(j) => j.0.state.to_string(),
+        // The state only: a summary, at a cost that does not grow with the payload (the
+        // whole record, read for each of up to 20 ids at every refresh, cost a key one
+        // read of its budget for 20 reads of up to 1 MiB each).
+        let st = match crate::handlers::load_summary(&state, &viewer.caller, id).await {
+            Ok(s) => s.job.state.to_string(),
             Err(ApiError::NotFound(_)) => "gone".to_owned(),
             Err(e) => return page::error(&e),
         };

@@ -1078,3 +1078,41 @@ async fn two_unreadable_schedules_are_logged_once_each_not_at_every_poll() {
     let warned = text.lines().filter(|l| l.contains("schedule skipped this round")).count();
     assert_eq!(warned, 2, "one warning for each unreadable schedule:\n{text}");
 }
+
+/// Found by the audit of 2026-12-06: the scheduler looks at each schedule's latest tick
+/// only, so ticks overtaken by a later one before they could be enqueued (an outage
+/// longer than the cadence) were neither run nor counted: `drover_schedule_misfires_total`
+/// stayed 0 and nothing was logged. Each overtaken tick is counted as a misfire, once.
+#[tokio::test]
+async fn ticks_overtaken_before_they_could_be_enqueued_are_counted_as_misfires() {
+    use chrono::{TimeZone, Utc};
+    use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let spec = ScheduleSpec {
+        cron: "10 * * * * *".into(),
+        kind: JobKind::Cleanup,
+        payload: cleanup_schedule("10 * * * * *", "acme")["payload"].clone(),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    schedules.put("each-minute", spec).await.unwrap();
+    let config = SchedulerConfig {
+        misfire_grace_ms: 1000,
+        ..SchedulerConfig::default()
+    };
+    let mut scheduler = Scheduler::new(store.clone(), schedules, None, config);
+    let counters = scheduler.counters();
+    let at = |m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, 12, m, s).unwrap();
+    // Started at 12:00:05; the next poll comes at 12:03:10 (the loop stalled, Redis was
+    // down): the ticks of 12:00:10, 12:01:10 and 12:02:10 were overtaken.
+    assert_eq!(scheduler.tick_once(at(0, 5)).await, 0);
+    assert_eq!(scheduler.tick_once(at(3, 10)).await, 1, "the latest tick is enqueued");
+    assert_eq!((counters.ticks(), counters.misfires()), (1, 3));
+    assert_eq!(scheduler.tick_once(at(3, 11)).await, 0);
+    assert_eq!(counters.misfires(), 3, "counted once");
+}

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::built_in;
 use super::counters::ScheduleCounters;
-use super::spec::{latest_tick, parse_cron, Schedule, ScheduleError, ScheduleSpec};
+use super::spec::{latest_tick, next_tick, parse_cron, Schedule, ScheduleError, ScheduleSpec};
 use super::store::ScheduleStore;
 use crate::job::{JobKind, JobPayload};
 use crate::queue::{EnqueueError, JobStore, NewJob};
@@ -98,6 +98,8 @@ impl Default for DefaultSchedules {
     }
 }
 
+/// Most overtaken ticks of one schedule counted at once (a per-minute cron over a week).
+const MAX_OVERTAKEN: u64 = 10_080;
 /// The longest `misfire_grace_ms` (30 days).
 const MAX_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
 
@@ -195,6 +197,8 @@ pub struct Scheduler<S: JobStore> {
     config: SchedulerConfig,
     /// Last tick this replica enqueued (or counted as missed), per schedule name.
     done: HashMap<String, DateTime<Utc>>,
+    /// The last tick counted as overtaken, per schedule name.
+    overtaken_to: HashMap<String, DateTime<Utc>>,
     active: Vec<ActiveAccount>,
     active_read_at: Option<tokio::time::Instant>,
     /// Problems already logged, so a broken schedule is reported once, not every second.
@@ -220,6 +224,7 @@ impl<S: JobStore> Scheduler<S> {
             accounts,
             config,
             done: HashMap::new(),
+            overtaken_to: HashMap::new(),
             active: Vec::new(),
             active_read_at: None,
             reported: HashMap::new(),
@@ -273,6 +278,7 @@ impl<S: JobStore> Scheduler<S> {
             if self.done.get(&due.name).is_some_and(|t| *t >= tick) {
                 continue;
             }
+            self.count_overtaken(&due, since, tick);
             if now - tick > grace {
                 // Due while this process ran, yet never enqueued in time (Redis down,
                 // the loop stalled): a misfire, counted once. One due before this process
@@ -313,6 +319,39 @@ impl<S: JobStore> Scheduler<S> {
             }
         }
         created
+    }
+
+    /// Counts as misfires, once, the ticks of `due` that fell due while this process ran
+    /// and were overtaken by `latest` before they could be enqueued (only the latest tick
+    /// is ever enqueued): after the last tick handled (or this process's start, or the
+    /// schedule's, or the last tick counted so), before `latest`. At most
+    /// [`MAX_OVERTAKEN`] a call.
+    fn count_overtaken(&mut self, due: &Due, since: DateTime<Utc>, latest: DateTime<Utc>) {
+        let mut from = self.done.get(&due.name).copied().unwrap_or(since).max(since);
+        if let Some(t) = self.overtaken_to.get(&due.name) {
+            from = from.max(*t);
+        }
+        if let Some(first) = due.not_before {
+            from = from.max(first - chrono::Duration::seconds(1));
+        }
+        let mut missed = 0u64;
+        let mut at = from;
+        while missed < MAX_OVERTAKEN {
+            match next_tick(&due.cron, at) {
+                Some(t) if t < latest => {
+                    missed += 1;
+                    at = t;
+                }
+                _ => break,
+            }
+        }
+        if missed > 0 {
+            for _ in 0..missed {
+                self.counters.missed();
+            }
+            self.overtaken_to.insert(due.name.clone(), at);
+            tracing::warn!(schedule = %due.name, missed, after = %from, before = %latest, "schedule ticks missed: overtaken by a later tick before they could be enqueued, skipped");
+        }
     }
 
     /// Records the built-ins this replica makes for the listings, every

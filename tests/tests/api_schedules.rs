@@ -361,6 +361,37 @@ async fn a_key_making_up_accounts_is_refused_past_its_own_schedule_quota_and_oth
     .await;
 }
 
+/// A private Redis whose store holds the schedule `each-minute` (a cleanup at second 10
+/// of every minute), and a scheduler configuration with a grace of one second.
+async fn each_minute_schedule() -> (
+    drover_tests::harness::RedisServer,
+    drover::queue::RedisStore,
+    drover::schedule::SchedulerConfig,
+) {
+    use drover::schedule::{ScheduleSpec, ScheduleStore, SchedulerConfig};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let spec = ScheduleSpec {
+        cron: "10 * * * * *".into(),
+        kind: JobKind::Cleanup,
+        payload: cleanup_schedule("10 * * * * *", "acme")["payload"].clone(),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    ScheduleStore::new(store.connection(), "drover")
+        .put("each-minute", spec)
+        .await
+        .unwrap();
+    let config = SchedulerConfig {
+        misfire_grace_ms: 1000,
+        ..SchedulerConfig::default()
+    };
+    (redis, store, config)
+}
+
 /// The key's index and the hash of creators share the schedules' slot: on a cluster a
 /// creation counted against a key, and a delete by another, are one script each.
 #[tokio::test]
@@ -413,25 +444,9 @@ async fn schedule_writes_count_against_the_keys_write_rate_limit() {
 #[tokio::test]
 async fn the_scheduler_counts_each_tick_it_made_and_each_tick_it_missed_once() {
     use chrono::{TimeZone, Utc};
-    use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
-    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
-    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
-        .await
-        .unwrap();
+    use drover::schedule::{ScheduleStore, Scheduler};
+    let (_redis, store, config) = each_minute_schedule().await;
     let schedules = ScheduleStore::new(store.connection(), "drover");
-    let spec = ScheduleSpec {
-        cron: "10 * * * * *".into(),
-        kind: JobKind::Cleanup,
-        payload: cleanup_schedule("10 * * * * *", "acme")["payload"].clone(),
-        enabled: true,
-        priority: 0,
-        max_attempts: None,
-    };
-    schedules.put("each-minute", spec).await.unwrap();
-    let config = SchedulerConfig {
-        misfire_grace_ms: 1000,
-        ..SchedulerConfig::default()
-    };
     let mut scheduler = Scheduler::new(store.clone(), schedules, None, config.clone());
     let counters = scheduler.counters();
     let at = |m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, 12, m, s).unwrap();
@@ -1086,25 +1101,9 @@ async fn two_unreadable_schedules_are_logged_once_each_not_at_every_poll() {
 #[tokio::test]
 async fn ticks_overtaken_before_they_could_be_enqueued_are_counted_as_misfires() {
     use chrono::{TimeZone, Utc};
-    use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
-    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
-    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
-        .await
-        .unwrap();
+    use drover::schedule::{ScheduleStore, Scheduler};
+    let (_redis, store, config) = each_minute_schedule().await;
     let schedules = ScheduleStore::new(store.connection(), "drover");
-    let spec = ScheduleSpec {
-        cron: "10 * * * * *".into(),
-        kind: JobKind::Cleanup,
-        payload: cleanup_schedule("10 * * * * *", "acme")["payload"].clone(),
-        enabled: true,
-        priority: 0,
-        max_attempts: None,
-    };
-    schedules.put("each-minute", spec).await.unwrap();
-    let config = SchedulerConfig {
-        misfire_grace_ms: 1000,
-        ..SchedulerConfig::default()
-    };
     let mut scheduler = Scheduler::new(store.clone(), schedules, None, config);
     let counters = scheduler.counters();
     let at = |m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, 12, m, s).unwrap();

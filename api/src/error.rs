@@ -52,6 +52,10 @@ pub enum ApiError {
     /// 429: the key (or the process) has as many whole-record reads in flight as it may.
     #[error("{detail}")]
     TooManyInFlight { detail: String, retry_after: Duration },
+    /// 429: the job's account keeps as many unfinished jobs of its kind as it may
+    /// (`api.jobs.max_unfinished_per_account`); nothing was written.
+    #[error("{0}")]
+    AccountFull(String),
     /// 503: the process holds as many request bodies in flight as it may
     /// (`body_budget.rs`); nothing was read or done.
     #[error("{0}")]
@@ -100,9 +104,10 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } | ApiError::TooManyInFlight { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::TooManyStreams { .. }
+            | ApiError::TooManyInFlight { .. }
+            | ApiError::AccountFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. }
             | ApiError::QueueFull { .. }
             | ApiError::Busy(_)
@@ -131,6 +136,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => ("rate-limited", "Too many requests"),
             ApiError::TooManyStreams { .. } => ("too-many-streams", "Too many open event streams"),
             ApiError::TooManyInFlight { .. } => ("too-many-in-flight", "Too many reads in flight"),
+            ApiError::AccountFull(_) => ("account-full", "Too many unfinished jobs for this account"),
             ApiError::Unavailable { .. } | ApiError::NotReady { .. } | ApiError::DurabilityUnsupported { .. } => {
                 ("unavailable", "Service unavailable")
             }
@@ -154,6 +160,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::HeadersTooLarge(d)
+            | ApiError::AccountFull(d)
             | ApiError::UpstreamUnavailable(d)
             | ApiError::TooManyStreams { detail: d, .. }
             | ApiError::TooManyInFlight { detail: d, .. } => d.clone(),
@@ -206,6 +213,8 @@ impl ApiError {
             }
             ApiError::DurabilityUnsupported { .. } => Some(Duration::from_secs(30)),
             ApiError::QueueFull { .. } => Some(Duration::from_secs(5)),
+            // room comes back as the account's jobs end: no sooner than a run or two
+            ApiError::AccountFull(_) => Some(Duration::from_secs(30)),
             ApiError::UpstreamUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }

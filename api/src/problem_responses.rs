@@ -84,6 +84,18 @@ pub struct Invalid(Problem);
 )]
 pub struct RateLimited(Problem);
 
+/// `ApiError::RateLimited` or `ApiError::AccountFull`: what a submit may be refused for.
+#[derive(IntoResponses)]
+#[response(
+    status = 429,
+    description = "`type` `urn:drover:problem:rate-limited`: this key sent more writes than its limit allows. \
+        `type` `urn:drover:problem:account-full`: the job's account keeps as many unfinished jobs of \
+        the kind as it may (`api.jobs.max_unfinished_per_account`); nothing was written. See Retry-After",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+)]
+pub struct SubmitLimited(Problem);
+
 /// `ApiError::Unavailable`, `ApiError::Timeout`, `ApiError::NotDurable` or
 /// `ApiError::DurabilityUnsupported`.
 #[derive(IntoResponses)]

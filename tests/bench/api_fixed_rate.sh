@@ -104,6 +104,7 @@ DROVER_API__REDIS_URL="$REDIS_URL" \
 DROVER_API__KEYS="bench:submit:$("$API_BIN" hash-key "$KEY")" \
 DROVER_API__RATE_LIMIT__PER_MINUTE=6000000 \
 DROVER_API__RATE_LIMIT__BURST=1000000 \
+DROVER_API__JOBS__MAX_UNFINISHED_PER_ACCOUNT=100000000 \
 DROVER_API__DEV_MODE=false \
 DROVER_API__METRICS_LISTEN="" \
 DROVER_API__MARKETPLACE_TOKEN_URL="https://api.amazon.com/auth/o2/token" \
@@ -115,7 +116,7 @@ API_PID=$!
 PIDS+=("$API_PID")
 wait_for drover-api "curl -sf http://127.0.0.1:$API_PORT/readyz" || { cat "$WORK/api.log"; exit 1; }
 API_URL="http://127.0.0.1:$API_PORT"
-echo "   drover-api pid $API_PID on $API_URL, RUST_LOG=$API_LOG (rate limiter on, limit raised out of the way)"
+echo "   drover-api pid $API_PID on $API_URL, RUST_LOG=$API_LOG (rate limiter and the cap on an account's unfinished jobs on, raised out of the way)"
 
 start_workers() {
   DROVER_WORKER__REDIS_URL="$REDIS_URL" \

@@ -807,9 +807,11 @@ async fn a_scoped_key_hammering_filtered_listings_beside_100_000_foreign_jobs_ne
     use drover::queue::{JobStore, NewJob};
     use std::sync::atomic::{AtomicBool, Ordering};
     let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
-        // The enqueuing tenant's 300 requests stay inside its write budget.
+        // The enqueuing tenant's 300 requests stay inside its write budget, and its
+        // account, given 100,000 jobs straight into the store, under its cap.
         c.rate_limit.per_minute = 60_000;
         c.rate_limit.burst = 1_000;
+        c.jobs.max_unfinished_per_account = 1_000_000;
     })
     .await;
     for _ in 0..100 {
@@ -1011,5 +1013,65 @@ async fn the_items_page_and_a_scoped_cancel_read_the_jobs_summary_not_its_record
         (calls(&app, "lrange").await, calls(&app, "hgetall").await),
         before,
         "the job's whole record was read for its id and account"
+    );
+}
+
+/// Found by the hostile-tenant audit of 2026-12-06: nothing capped how many jobs an
+/// account kept unfinished, so a tenant submitting cleanups delayed a year (within its
+/// write rate) could fill Redis to its memory limit, after which every tenant's submits
+/// were refused. Past `api.jobs.max_unfinished_per_account` a submit is a 429
+/// `account-full` naming the setting, nothing is written and its Idempotency-Key stays
+/// free; other tenants and the account's other kinds are not held, and a job that ends
+/// gives its place back.
+#[tokio::test]
+async fn a_tenant_at_its_cap_of_unfinished_jobs_is_refused_and_no_other_tenant_is() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.jobs.max_unfinished_per_account = 3).await;
+    let run_at = (chrono::Utc::now() + chrono::Duration::days(360)).to_rfc3339();
+    let later = |account: &str| {
+        let mut body = cleanup_body(account);
+        body["run_at"] = json!(run_at);
+        body
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let res = app.submit(ACME_SUB, &later("acme")).await;
+        assert_eq!(res.status(), 202);
+        ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let res = app
+        .post(ACME_SUB, "/v1/jobs")
+        .header("Idempotency-Key", "fourth")
+        .json(&later("acme"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let p = problem(res, 429).await;
+    assert_eq!(p["type"], "urn:drover:problem:account-full", "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("max_unfinished_per_account") && detail.contains('3'), "{detail}");
+    assert!(retry_after.is_some(), "a 429 says when to try again");
+    let counts = app.store.account_counts("acme").await.unwrap();
+    let cleanup = counts.kinds.iter().find(|(k, _)| *k == drover::job::JobKind::Cleanup).unwrap().1;
+    assert_eq!(cleanup.scheduled, 3, "nothing written for the refused job: {counts:?}");
+
+    let res = app.submit(GLOBEX_SUB, &later("globex")).await;
+    assert_eq!(res.status(), 202, "another tenant is not held");
+    let res = app.submit(ACME_SUB, &sync_body("acme")).await;
+    assert_eq!(res.status(), 202, "the cap is per kind");
+
+    let res = app.post(ACME, &format!("/v1/jobs/{}/cancel", ids[0])).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = app
+        .post(ACME_SUB, "/v1/jobs")
+        .header("Idempotency-Key", "fourth")
+        .json(&later("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        202,
+        "a cancelled job gives its place back, and the refused key is free"
     );
 }

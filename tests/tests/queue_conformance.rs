@@ -447,3 +447,17 @@ async fn the_dead_cap_holds_for_the_kind_across_partitions() {
     .await;
     capped_the_dead_cap_of_eight_holds_for_the_kind(store).await;
 }
+
+/// The cap on an account's unfinished jobs, on one server and over four partitions.
+#[tokio::test]
+async fn an_account_past_its_cap_of_unfinished_jobs_is_refused_with_nothing_written() {
+    for partitions in [1, 4] {
+        let (_server, store) = store_with(JobDefaults {
+            max_unfinished_per_account: conformance::FULL_AT,
+            partitions: Partitions::new(partitions).unwrap(),
+            ..conformance::POLICY
+        })
+        .await;
+        conformance::full_an_account_past_its_cap_of_unfinished_jobs_is_refused_with_nothing_written(store).await;
+    }
+}

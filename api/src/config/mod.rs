@@ -169,6 +169,10 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// `api.jobs.max_unfinished_per_account` unless set, and the most it may be set to.
+const DEFAULT_MAX_UNFINISHED: u64 = 10_000;
+const MAX_MAX_UNFINISHED: u64 = 100_000_000;
+
 /// Defaults applied to jobs whose request leaves them out.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -179,6 +183,10 @@ pub struct JobDefaultsConfig {
     pub idempotency_ttl_secs: u64,
     /// Largest payload a job may store, as JSON: a larger one is a 413.
     pub max_payload_bytes: usize,
+    /// Most jobs of one kind an account may keep unfinished (queued, scheduled, running,
+    /// retrying): a submit past it is a 429 `account-full` and nothing is written, so no
+    /// tenant fills Redis for the others.
+    pub max_unfinished_per_account: u64,
 }
 
 impl Default for JobDefaultsConfig {
@@ -189,6 +197,7 @@ impl Default for JobDefaultsConfig {
             timeout_ms: d.timeout.as_millis() as u64,
             idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
             max_payload_bytes: 1024 * 1024,
+            max_unfinished_per_account: DEFAULT_MAX_UNFINISHED,
         }
     }
 }
@@ -391,6 +400,12 @@ impl ApiConfig {
                 self.jobs.max_payload_bytes
             ));
         }
+        if !(1..=MAX_MAX_UNFINISHED).contains(&self.jobs.max_unfinished_per_account) {
+            errs.push(format!(
+                "api.jobs.max_unfinished_per_account = {} must be between 1 and {MAX_MAX_UNFINISHED}",
+                self.jobs.max_unfinished_per_account
+            ));
+        }
         if self.jobs.idempotency_ttl_secs == 0 {
             errs.push("api.jobs.idempotency_ttl_secs must be at least 1".into());
         }
@@ -416,6 +431,7 @@ impl ApiConfig {
                     partitions: partitions.unwrap_or_default(),
                     durability: self.queue.durability(),
                     declare_every_key: self.queue.declare_every_key,
+                    max_unfinished_per_account: self.jobs.max_unfinished_per_account,
                     ..JobDefaults::default()
                 },
                 secrets,

@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::csv_skus::{parse_skus, CsvError};
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{query, CsvBody, SubmitHeaders};
-use crate::problem_responses::{Forbidden, RateLimited, Unauthorized};
+use crate::problem_responses::{Forbidden, SubmitLimited, Unauthorized};
 use crate::state::AppState;
 use crate::views::Accepted;
 
@@ -45,7 +45,7 @@ pub struct CsvParams {
         (status = 413, description = "Body over the CSV size limit, or the payload over api.jobs.max_payload_bytes once stored", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Not text/csv", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Bad query parameters, too many rows, or bad rows (named by line)", body = Problem, content_type = PROBLEM_JSON),
-        RateLimited,
+        SubmitLimited,
         (status = 503, description = "Redis did not answer; the outcome is unknown: retry with the same Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
     )
 )]

@@ -15,13 +15,13 @@ use crate::views::{status_url, Accepted, WaitingView};
 use crate::waiting;
 
 pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers: SubmitHeaders) -> Result<Response, ApiError> {
-    let kind = job.payload.kind();
-    caller.check_account(job.payload.account_id().as_str())?;
+    let (kind, account) = (job.payload.kind(), job.payload.account_id().clone());
+    caller.check_account(account.as_str())?;
     check_payload_size(state, &job)?;
     let mut claim = None;
     if let Some(key) = headers.idempotency_key {
         let scoped = IdempotencyClaims::scoped(&caller.name, &key);
-        claim = Some(state.claims().claim(&scoped, kind, job.payload.account_id().as_str()).await?);
+        claim = Some(state.claims().claim(&scoped, kind, account.as_str()).await?);
         job.idempotency_key = Some(scoped);
     }
     // Every job gets a trace: the caller's when it sent one, the request's otherwise (the
@@ -31,7 +31,9 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
     let enqueued = enqueue_answering(state, job).await;
     // Refused with nothing written: the key stays free for another request.
     let refused = match &enqueued {
-        Err(EnqueueError::Invalid(_) | EnqueueError::Store(StoreError::DurabilityUnsupported(_))) => true,
+        Err(EnqueueError::Invalid(_) | EnqueueError::AccountFull { .. } | EnqueueError::Store(StoreError::DurabilityUnsupported(_))) => {
+            true
+        }
         Err(EnqueueError::Store(e)) => e.is_out_of_memory(),
         _ => false,
     };
@@ -47,6 +49,13 @@ pub async fn enqueue(state: &AppState, caller: &Caller, mut job: NewJob, headers
             "this Idempotency-Key was already used with a different request (job {existing}); use a new key"
         ))),
         Err(EnqueueError::Invalid(why)) => Err(ApiError::field("body", why)),
+        Err(EnqueueError::AccountFull { unfinished }) => {
+            tracing::info!(kind = %kind, account = %account, unfinished, key = %caller.name, "job refused: its account is full");
+            Err(ApiError::AccountFull(format!(
+                "account {account} already has {unfinished} unfinished {kind} jobs, the most it may keep \
+                 (api.jobs.max_unfinished_per_account); nothing was written: submit again once some have ended"
+            )))
+        }
         Err(EnqueueError::Store(e)) => Err(e.into()),
     }
 }

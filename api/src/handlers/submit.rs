@@ -12,7 +12,7 @@ use crate::auth::{Caller, Principal};
 use crate::callbacks::CallbackPolicy;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{JsonBody, SubmitHeaders};
-use crate::problem_responses::{BadRequest, Forbidden, Invalid, RateLimited, Unauthorized};
+use crate::problem_responses::{BadRequest, Forbidden, Invalid, SubmitLimited, Unauthorized};
 use crate::state::AppState;
 use crate::views::{Accepted, SubmitJob};
 
@@ -39,7 +39,7 @@ const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
         (status = 413, description = "Body too large, or the payload over api.jobs.max_payload_bytes once stored", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         Invalid,
-        RateLimited,
+        SubmitLimited,
         (status = 503, description = "Redis did not answer; the outcome is unknown: retry with the same Idempotency-Key", body = Problem, content_type = PROBLEM_JSON),
     )
 )]

@@ -37,6 +37,10 @@ fn parse_one(status: &str, rest: &[String]) -> Result<Enqueued, EnqueueError> {
     let id: JobId = id.parse().map_err(parse_err)?;
     match status {
         "conflict" => Err(EnqueueError::IdempotencyConflict { existing: id }),
+        // the state's place holds how many unfinished jobs the account keeps
+        "full" => Err(EnqueueError::AccountFull {
+            unfinished: state.parse().map_err(parse_err)?,
+        }),
         "created" | "existing" => Ok(Enqueued {
             id,
             state: state.parse().map_err(parse_err)?,
@@ -61,7 +65,7 @@ mod tests {
 
     #[test]
     fn letters_and_six_part_answers_are_read_in_the_order_the_jobs_were_sent() {
-        let ids: Vec<JobId> = (0..4).map(|_| JobId::new(JobKind::Sync)).collect();
+        let ids: Vec<JobId> = (0..5).map(|_| JobId::new(JobKind::Sync)).collect();
         let existing = JobId::new(JobKind::Sync);
         let e = existing.as_str();
         let reply = [
@@ -69,10 +73,11 @@ mod tests {
             strings(&["existing", e, "running", "", "", ""]),
             strings(&["s"]),
             strings(&["conflict", e, "", "", "", ""]),
+            strings(&["full", ids[4].as_str(), "7", "", "", ""]),
         ]
         .concat();
         let out = parse(reply, ids.iter());
-        assert_eq!(out.len(), 4);
+        assert_eq!(out.len(), 5);
         let first = out[0].as_ref().expect("created");
         assert_eq!((&first.id, first.state, first.created), (&ids[0], JobState::Queued, true));
         let second = out[1].as_ref().expect("existing");
@@ -84,6 +89,7 @@ mod tests {
             "{:?}",
             out[3]
         );
+        assert!(matches!(&out[4], Err(EnqueueError::AccountFull { unfinished: 7 })), "{:?}", out[4]);
     }
 
     #[test]

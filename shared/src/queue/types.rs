@@ -103,6 +103,10 @@ pub enum EnqueueError {
     IdempotencyConflict { existing: JobId },
     #[error("invalid job: {0}")]
     Invalid(String),
+    /// The job's account already keeps [`JobDefaults::max_unfinished_per_account`] jobs of
+    /// its kind that have not ended (`unfinished` of them): nothing was written.
+    #[error("the account already has {unfinished} unfinished jobs of this kind, the most it may keep")]
+    AccountFull { unfinished: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -427,6 +431,10 @@ pub struct JobDefaults {
     /// The hot scripts declare every key they touch even where no slot can move
     /// (`queue.declare_every_key`; always on a Redis Cluster).
     pub declare_every_key: bool,
+    /// Most jobs of one kind an account may keep unfinished (queued, scheduled, running,
+    /// retrying): an enqueue past it is refused, [`EnqueueError::AccountFull`]; 0 = no
+    /// cap (docs/architecture.md, "Per-account counts").
+    pub max_unfinished_per_account: u64,
 }
 
 impl JobDefaults {
@@ -453,6 +461,7 @@ impl Default for JobDefaults {
             partitions: super::Partitions::default(),
             durability: super::Durability::default(),
             declare_every_key: false,
+            max_unfinished_per_account: 0,
         }
     }
 }

@@ -15,6 +15,7 @@ pub const POLICY: JobDefaults = JobDefaults {
     partitions: Partitions::ONE,
     durability: drover::queue::Durability::LOCAL,
     declare_every_key: false,
+    max_unfinished_per_account: 0,
 };
 
 fn account_of(l: &Leased) -> String {

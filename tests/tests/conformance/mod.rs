@@ -1,10 +1,12 @@
 //! The rules. Each takes a fresh, empty store.
+mod account_cap;
 mod attempts;
 mod callbacks;
 mod dispatch;
 mod faults;
 mod stats;
 
+pub use account_cap::*;
 pub use attempts::*;
 pub use callbacks::*;
 pub use dispatch::*;

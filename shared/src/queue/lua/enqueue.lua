@@ -1,5 +1,6 @@
 -- Enqueues n jobs (one for a single enqueue, many for bulk) in one call.
--- ARGV: prefix, n, idem_ttl_s, then n times: id, payload, account, priority,
+-- ARGV: prefix, n, idem_ttl_s, cap (most unfinished jobs an account may keep in this
+--       queue; 0: no cap), then n times: id, payload, account, priority,
 --       max_attempts, timeout_ms, and either '' (a plain job: nothing else set) or '+'
 --       and run_at_ms, delay_ms, idem_key, idem_fingerprint, exclusive, traceparent,
 --       trigger, callback_url, callback_secret (sealed, base64), answer_waiting ('1': the
@@ -8,7 +9,8 @@
 --    ask why it waits (the caller knows the id it sent: one short string instead of six
 --    for almost every job), or else six: status ('created' | 'existing' | 'conflict'),
 --    id, state, reason|'', until_ms|'', detail_json|'' (reason '' when not asked or not
---    waiting)
+--    waiting). Status 'full': the job's account keeps `cap` unfinished jobs (the count in
+--    state's place); nothing was written for it.
 -- A job with a callback comes with its id (the sealed secret is bound to it): an id
 -- already taken is a conflict, never an overwrite.
 -- KEYS: the queue's keys an enqueue touches, each job's record and idempotency key, and
@@ -16,9 +18,9 @@
 -- idempotency key or an account's exclusive sync names is known only once read: a call
 -- that meets one it was not given answers {'need', keys} before writing anything, and is
 -- made again with them (common.lua: need).
-local n, idem_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local n, idem_ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if not ALL_DECLARED then
-  local b = 4
+  local b = 5
   for _ = 1, n do
     local o = ARGV[b + 6] == '+' and b + 7 or nil
     if o then
@@ -74,7 +76,7 @@ end
 -- an idempotency key's job, can differ between the two sends.
 local sent_again
 do
-  local b = 4
+  local b = 5
   for _ = 1, n do
     local o = ARGV[b + 6] == '+' and b + 7 or nil
     if not o or (ARGV[o + 2] == '' and ARGV[o + 4] ~= '1' and ARGV[o + 7] == '') then
@@ -84,6 +86,29 @@ do
     b = o + 10
   end
 end
+-- The cap on unfinished jobs per account: room[acct] is how many more this call may
+-- create. An account's unfinished jobs are those in its index that have not ended: the
+-- index's ZCARD less its ended counts (`as:`). Counts a backfill has yet to complete
+-- (no `acdone`) would be too low, so the cap waits for them.
+local room = {}
+local counted = cap > 0 and (fresh or redis.call('EXISTS', P .. 'acdone') == 1)
+-- Takes one place of `acct`'s room; false (and how many it keeps) when it has none.
+local function take_room(acct)
+  if not counted or acct == '' then return true end
+  local r = room[acct]
+  if not r then
+    local ended = redis.call('HMGET', P .. 'as:' .. acct, 'succeeded', 'partial', 'dead', 'cancelled')
+    r = cap - redis.call('ZCARD', P .. 'acct:' .. acct)
+    for _, c in ipairs(ended) do r = r + (tonumber(c) or 0) end
+  end
+  if r <= 0 then
+    room[acct] = r
+    return false, cap - r
+  end
+  room[acct] = r - 1
+  return true
+end
+
 -- The job whose arguments start at ARGV[b]; `o`: where its options start (nil: a plain job).
 local function enqueue(b, o)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
@@ -125,8 +150,9 @@ local function enqueue(b, o)
     end
   end
 
+  local ekey
   if exclusive == '1' and acct ~= '' then
-    local ekey = P .. 'excl:' .. acct
+    ekey = P .. 'excl:' .. acct
     local holder = redis.call('GET', ekey)
     if holder then
       -- Only a sync under way (queued, running or parked by the marketplace's limits)
@@ -140,8 +166,12 @@ local function enqueue(b, o)
         return 'existing', holder, st
       end
     end
-    redis.call('SET', ekey, id)
   end
+  local has_room, keeps = take_room(acct)
+  if not has_room then
+    return 'full', id, tostring(keeps)
+  end
+  if ekey then redis.call('SET', ekey, id) end
 
   local due = now
   if run_at > 0 then
@@ -202,7 +232,7 @@ local function enqueue(b, o)
 end
 
 local answer = {}
-local b = 4
+local b = 5
 local n_out = 0
 for _ = 1, n do
   local opts = nil
@@ -215,7 +245,7 @@ for _ = 1, n do
   else
     local o = n_out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = status, id, state, '', '', ''
-    if status ~= 'conflict' and asks then answer[#answer + 1] = o + 1 end
+    if (status == 'created' or status == 'existing') and asks then answer[#answer + 1] = o + 1 end
     n_out = o + 6
   end
   if opts then b = opts + 10 else b = b + 7 end

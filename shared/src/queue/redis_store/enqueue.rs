@@ -331,7 +331,8 @@ impl RedisStore {
         }
         inv.arg(keys.prefix())
             .arg(jobs.len())
-            .arg(self.defaults.idempotency_ttl.as_secs().max(1));
+            .arg(self.defaults.idempotency_ttl.as_secs().max(1))
+            .arg(self.defaults.max_unfinished_per_account);
         for args in jobs {
             for a in *args {
                 inv.arg(a);

@@ -179,7 +179,10 @@ async fn dead_jobs_from_before_groups_were_kept_are_grouped_by_the_trimmers_back
     let keys: Vec<String> = redis::cmd("KEYS").arg("*{cleanup*").query(&mut conn).unwrap();
     for k in &keys {
         let suffix = k.rsplit_once("}:").map(|(_, s)| s).unwrap_or_default();
-        if ["dg", "dgm", "dgf", "dgl", "dgdone", "dgcur", "dgjdone", "dgjcur"].contains(&suffix)
+        if [
+            "dg", "dgm", "dgf", "dgl", "dgn", "dgdone", "dgcur", "dgjdone", "dgjcur", "dgndone", "dgncur",
+        ]
+        .contains(&suffix)
             || suffix.starts_with("dg:")
             || suffix.starts_with("dga:")
             || suffix.starts_with("dgj:")
@@ -189,9 +192,14 @@ async fn dead_jobs_from_before_groups_were_kept_are_grouped_by_the_trimmers_back
     }
     for id in &ids {
         let key = keys.iter().find(|k| k.ends_with(&format!("job:{id}"))).expect("the job's record");
-        let _: i64 = redis::cmd("HDEL").arg(key).arg("sg").query(&mut conn).unwrap();
+        let _: i64 = redis::cmd("HDEL").arg(key).arg("sg").arg("dn").query(&mut conn).unwrap();
     }
     assert!(groups(&app, ADMIN, "").await.is_empty(), "nothing grouped yet");
+    let ranked = |conn: &mut redis::Connection| -> Option<f64> {
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*{cleanup*dgn").query(conn).unwrap();
+        let key = keys.first()?;
+        redis::cmd("ZSCORE").arg(key).arg("acme").query(conn).unwrap()
+    };
 
     let trimmed = app.store.trim(JobKind::Cleanup, Duration::from_secs(3600), 2).await.unwrap();
     assert!(trimmed.is_some(), "this test's trimmer held the lock");
@@ -204,6 +212,11 @@ async fn dead_jobs_from_before_groups_were_kept_are_grouped_by_the_trimmers_back
     assert_eq!(own.len(), 1, "{own:?}");
     let n: i64 = redis::cmd("ZCARD").arg(&own[0]).query(&mut conn).unwrap();
     assert_eq!(n, 4);
+    assert_eq!(
+        ranked(&mut conn),
+        Some(4.0),
+        "and counted among the account's dead jobs, for the dead cap"
+    );
     let group = after[0]["id"].as_str().unwrap();
     let page: Value = app.get_json(ACME, &format!("/v1/dead-letter?group={group}")).await;
     assert_eq!(ids_of(&page).len(), 4, "{page}");
@@ -216,6 +229,7 @@ async fn dead_jobs_from_before_groups_were_kept_are_grouped_by_the_trimmers_back
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(groups(&app, ADMIN, "").await[0]["count"], 3);
+    assert_eq!(ranked(&mut conn), Some(3.0));
 }
 
 /// A scoped key lists its own dead jobs of a group without walking other tenants' dead

@@ -276,6 +276,7 @@ conformance_with_policy!(
     capped_snoozes_are_counted_and_capped,
     capped_giving_way_is_not_counted_against_the_snooze_cap,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
+    capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
     capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,
     capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attempt,
@@ -460,4 +461,15 @@ async fn an_account_past_its_cap_of_unfinished_jobs_is_refused_with_nothing_writ
         .await;
         conformance::full_an_account_past_its_cap_of_unfinished_jobs_is_refused_with_nothing_written(store).await;
     }
+}
+
+/// The dead cap taken from the account holding the most, over four partitions.
+#[tokio::test]
+async fn the_dead_cap_trims_the_account_holding_the_most_dead_jobs_across_partitions() {
+    let (_server, store) = store_with(JobDefaults {
+        partitions: Partitions::new(4).unwrap(),
+        ..conformance::POLICY
+    })
+    .await;
+    conformance::capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs(store).await;
 }

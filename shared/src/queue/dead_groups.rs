@@ -173,7 +173,10 @@ impl RedisStore {
         let mut conn = self.connection();
         let done: i64 = call_declaring(&mut conn, || {
             let mut call = scripts::DEAD_GROUPS.key(k.key("state:dead"));
-            for suffix in GROUP_INDEXES.into_iter().chain(["dgdone", "dgcur", "dgjdone", "dgjcur"]) {
+            for suffix in GROUP_INDEXES
+                .into_iter()
+                .chain(["dgdone", "dgcur", "dgjdone", "dgjcur", "dgndone", "dgncur"])
+            {
                 call.key(k.key(suffix));
             }
             call.arg(k.prefix()).arg("backfill").arg(limit.max(1));

@@ -10,8 +10,9 @@ pub(crate) const LANE_OFFER: [&str; 6] = ["queued", "passes", "blocked", "vt", "
 pub(crate) const PARKED: [&str; 3] = ["parked:rate_limit", "parked:quota_cooldown", "parked:breaker_open"];
 /// The indexes of ended jobs, one per terminal state.
 pub(crate) const TERMINAL: [&str; 4] = ["state:succeeded", "state:partial", "state:dead", "state:cancelled"];
-/// The kind's indexes of its dead-letter groups (common.lua: `dead_joined`, `dead_left`).
-pub(crate) const GROUP_INDEXES: [&str; 4] = ["dg", "dgm", "dgf", "dgl"];
+/// The kind's indexes of its dead-letter groups, and its accounts ranked by their dead
+/// jobs (`dgn`, for the dead cap) (common.lua: `dead_joined`, `dead_left`).
+pub(crate) const GROUP_INDEXES: [&str; 5] = ["dg", "dgm", "dgf", "dgl", "dgn"];
 
 /// Key names of one queue: a kind, or one partition of it. The hash tag (`{sync}`, or
 /// `{sync:7}` for partition 7) puts them all in one Cluster slot. Cheap to clone (the

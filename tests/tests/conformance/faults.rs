@@ -435,6 +435,31 @@ pub async fn capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first<S: JobS
     }
 }
 
+/// Found by the hostile-tenant audit of 2026-12-06: past the dead cap (`dead_max`, 2
+/// here) the kind's oldest dead jobs went whoever they belonged to, so one tenant's
+/// deaths trimmed another tenant's dead letter. The account holding the most goes first.
+pub async fn capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs<S: JobStore>(store: S) {
+    let mut dead = Vec::new();
+    // b2's one dead job is the oldest; then four of a1's die: three over the cap
+    for account in ["b2", "a1", "a1", "a1", "a1"] {
+        let id = enqueue(&store, NewJob::new(cleanup(account))).await;
+        let l = fetch_one(&store, "w1").await.unwrap();
+        assert_eq!(l.id, id);
+        settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+        dead.push(id);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let trimmed = store.trim(JobKind::Cleanup, Duration::from_secs(3600), 500).await.unwrap();
+    assert_eq!(trimmed.map(|t| t.removed), Some(3), "5 dead jobs, 2 kept");
+    assert!(
+        store.get(&dead[0]).await.unwrap().is_some(),
+        "b2's dead job stays: a1 holds the most"
+    );
+    for (i, id) in dead.iter().enumerate().skip(1) {
+        assert_eq!(store.get(id).await.unwrap().is_some(), i == 4, "a1's oldest three go: job {i}");
+    }
+}
+
 /// With `dead_max` 8: six dead jobs of one account are under the kind's cap, whatever
 /// the partitions; ten are two over it, and the two oldest go.
 pub async fn capped_the_dead_cap_of_eight_holds_for_the_kind<S: JobStore>(store: S) {

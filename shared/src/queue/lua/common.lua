@@ -296,14 +296,20 @@ end
 local function dead_joined(id, err, at)
   local key = P .. 'job:' .. id
   local sig, class, shape = signature_of(err)
-  redis.call('HSET', key, 'sg', sig)
+  local acct = redis.call('HGET', key, 'acct')
+  if acct and acct ~= '' then
+    -- counted among its account's dead jobs (`dgn`; `dn` says so, for dead_left)
+    redis.call('HSET', key, 'sg', sig, 'dn', '1')
+    redis.call('ZINCRBY', P .. 'dgn', 1, acct)
+  else
+    redis.call('HSET', key, 'sg', sig)
+  end
   redis.call('ZADD', P .. 'dg:' .. sig, at, id)
   if redis.call('HINCRBY', P .. 'dg', sig, 1) == 1 then
     redis.call('HSET', P .. 'dgm', sig, cjson.encode({class = class, message = shape}))
     redis.call('HSET', P .. 'dgf', sig, at)
   end
   redis.call('HSET', P .. 'dgl', sig, at)
-  local acct = redis.call('HGET', key, 'acct')
   if acct and acct ~= '' then
     -- the account's own index of the group, so a scoped listing never walks another's
     redis.call('ZADD', P .. 'dgj:' .. sig .. ':' .. acct, at, id)
@@ -316,10 +322,13 @@ local function dead_joined(id, err, at)
 end
 local function dead_left(id)
   local key = P .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'sg', 'acct')
+  local f = redis.call('HMGET', key, 'sg', 'acct', 'dn')
   local sig = f[1]
   if not sig or sig == '' then return end
-  redis.call('HDEL', key, 'sg')
+  redis.call('HDEL', key, 'sg', 'dn')
+  if f[3] == '1' and f[2] and f[2] ~= '' and tonumber(redis.call('ZINCRBY', P .. 'dgn', -1, f[2])) <= 0 then
+    redis.call('ZREM', P .. 'dgn', f[2])
+  end
   redis.call('ZREM', P .. 'dg:' .. sig, id)
   if redis.call('HINCRBY', P .. 'dg', sig, -1) <= 0 then
     redis.call('HDEL', P .. 'dg', sig)

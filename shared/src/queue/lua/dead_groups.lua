@@ -4,7 +4,8 @@
 --     before groups were kept), oldest first from where the last call stopped
 --     (`dgcur`), until every dead job is grouped (`dgdone`); then adds up to `limit`
 --     grouped dead jobs to their account's index of the group (`dgj`, kept since), until
---     each is (`dgjdone`); -> 1 once both are done, else 0.
+--     each is (`dgjdone`); then counts up to `limit` of them among their account's dead
+--     jobs (`dgn`), until each is (`dgndone`); -> 1 once all three are done, else 0.
 --   'join', id | 'leave', id: a dead job moved into or out of this queue (a partition
 --     migration) -> 1.
 -- Any call may answer {'need', keys} instead, writing nothing (common.lua: need).
@@ -67,12 +68,34 @@ if redis.call('EXISTS', P .. 'dgdone') == 0 then
 end
 -- Then the jobs grouped before each account had its own index of a group (`dgj`) join
 -- it, likewise in batches (`dgjcur`), once (`dgjdone`).
-if redis.call('EXISTS', P .. 'dgjdone') == 1 then return 1 end
+if redis.call('EXISTS', P .. 'dgjdone') == 1 then
+  -- Last, the dead jobs grouped before the accounts were ranked by their dead jobs
+  -- (`dgn`, for the dead cap) are counted there (`dn`), in batches (`dgncur`), once
+  -- (`dgndone`).
+  if redis.call('EXISTS', P .. 'dgndone') == 1 then return 1 end
+  local ids, last = backfill_batch(P .. 'state:dead', P .. 'dgncur', '+inf', limit)
+  if not ids then
+    redis.call('SET', P .. 'dgndone', 1)
+    redis.call('DEL', P .. 'dgncur')
+    return 1
+  end
+  local jobs = read_dead(ids, {'st', 'sg', 'acct', 'dn'}, function() return nil end)
+  if needs then return needs_answer() end
+  redis.call('SET', P .. 'dgncur', '(' .. last)
+  for i, id in ipairs(ids) do
+    local f = jobs[i]
+    if f[1] == 'dead' and f[2] and f[2] ~= '' and f[3] and f[3] ~= '' and not f[4] then
+      redis.call('HSET', P .. 'job:' .. id, 'dn', '1')
+      redis.call('ZINCRBY', P .. 'dgn', 1, f[3])
+    end
+  end
+  return 0
+end
 local ids, last = backfill_batch(P .. 'state:dead', P .. 'dgjcur', '+inf', limit)
 if not ids then
   redis.call('SET', P .. 'dgjdone', 1)
   redis.call('DEL', P .. 'dgjcur')
-  return 1
+  return 0
 end
 local jobs = read_dead(ids, {'st', 'sg', 'acct', 'fa'}, function(f) return f[1] == 'dead' and f[2] or nil end)
 if needs then return needs_answer() end

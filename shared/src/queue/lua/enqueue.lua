@@ -252,7 +252,7 @@ for _ = 1, n do
 end
 if n_all > 0 then
   redis.call('ZADD', P .. 'all', unpack(all))
-  if fresh then redis.call('MSET', P .. 'acdone', 1, P .. 'dgdone', 1, P .. 'dgjdone', 1) end
+  if fresh then redis.call('MSET', P .. 'acdone', 1, P .. 'dgdone', 1, P .. 'dgjdone', 1, P .. 'dgndone', 1) end
 end
 for acct, mine in pairs(by_acct) do
   redis.call('ZADD', P .. 'acct:' .. acct, unpack(mine))

@@ -60,7 +60,7 @@ impl RedisStore {
         }
         let facts: Vec<(Option<String>, Option<String>)> = pipe.query_async(conn).await?;
         let mut call = scripts::REMOVE.key(&index);
-        for suffix in ["cbdue", "all", "dg", "dgm", "dgf", "dgl"] {
+        for suffix in ["cbdue", "all", "dg", "dgm", "dgf", "dgl", "dgn"] {
             call.key(k.key(suffix));
         }
         for (id, (acct, sig)) in ids.iter().zip(&facts) {
@@ -120,12 +120,15 @@ impl RedisStore {
             ("cancelled", retention, 0),
             ("dead", self.defaults.dead_retention, self.defaults.dead_max),
         ];
-        // `dead_max` is per kind. On one partition the script caps it; over several, an
-        // account's dead jobs all sit in one partition, so an even share would trim one
-        // tenant's recent dead jobs while the kind is far below its cap: the globally
-        // oldest past it go instead (`trim_dead_over_cap`), and each partition trims its
-        // dead jobs by age only.
+        // `dead_max` is per kind, and the dead jobs past it are taken from the account
+        // holding the most (`trim_dead_over_cap`): one tenant's deaths never trim
+        // another's dead letter. Each partition trims its dead jobs by age only. Until
+        // a queue's dead jobs are ranked by account (`ranked`: an upgrade's backfill) the
+        // oldest go instead — the script caps one partition; over several the globally
+        // oldest (an even share would trim a tenant's recent dead jobs while the kind is
+        // far below its cap).
         let one = parts.len() == 1;
+        let mut ranked = !full;
         // A partition that fails (its shard is down) is passed over: the others are
         // trimmed all the same (logged once an outage; the pass fails only when every
         // partition did).
@@ -137,14 +140,17 @@ impl RedisStore {
                 // batch per pass, oldest first (one EXISTS per pass once done). Likewise
                 // jobs made before per-account counts were kept are counted. Both write,
                 // so at the memory limit they wait for a trim that has freed some.
+                let mut grouped = false;
                 if !full {
-                    while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
+                    while !grouped && started.elapsed() < TRIM_BUDGET {
+                        grouped = self.backfill_dead_groups(k, limit).await?;
+                    }
                     while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
                 }
                 let mut conn = conn.clone();
                 for (state, keep_for, keep_max) in policies {
                     loop {
-                        let keep = if one { keep_max } else { 0 };
+                        let keep = if one && !grouped { keep_max } else { 0 };
                         let (removed, left) = self
                             .remove(&mut conn, k, state, None, (keep_for.as_millis() as u64, limit, keep))
                             .await?;
@@ -155,17 +161,20 @@ impl RedisStore {
                         }
                     }
                 }
-                Ok::<(), StoreError>(())
+                Ok::<bool, StoreError>(grouped)
             };
-            if let Err(e) = pass.await {
-                failures += 1;
-                failed.get_or_insert(e);
+            match pass.await {
+                Ok(grouped) => ranked &= grouped,
+                Err(e) => {
+                    failures += 1;
+                    failed.get_or_insert(e);
+                }
             }
         }
         // The kind's dead cap counts every partition: not while one cannot be read.
-        if !one && self.defaults.dead_max > 0 && failed.is_none() {
+        if (!one || ranked) && self.defaults.dead_max > 0 && failed.is_none() {
             loop {
-                let (removed, over) = self.trim_dead_over_cap(&mut conn, &parts, limit).await?;
+                let (removed, over) = self.trim_dead_over_cap(&mut conn, &parts, limit, ranked).await?;
                 trimmed.removed += removed;
                 if over == 0 || removed == 0 || started.elapsed() >= TRIM_BUDGET {
                     trimmed.backlog += over;
@@ -193,15 +202,17 @@ impl RedisStore {
         }
     }
 
-    /// Past the kind's dead cap (`dead_max`, every partition together), removes the
-    /// globally oldest dead jobs, at most `limit` a call, each through remove.lua as a
-    /// purge does (a job replayed meanwhile is not dead and stays). Returns what it
-    /// removed and how many are still over the cap.
+    /// Past the kind's dead cap (`dead_max`, every partition together), removes dead
+    /// jobs, at most `limit` a call, each through remove.lua as a purge does (a job
+    /// replayed meanwhile is not dead and stays): when `ranked`, the oldest of the
+    /// account holding the most ([`Self::most_dead_oldest`]), else the globally oldest.
+    /// Returns what it removed and how many are still over the cap.
     async fn trim_dead_over_cap(
         &self,
         conn: &mut crate::redis_conn::RedisConn,
         parts: &[QueueKeys],
         limit: usize,
+        ranked: bool,
     ) -> Result<(u64, u64), StoreError> {
         // One call per partition (their keys are in different cluster slots), all at once.
         let held = futures::future::try_join_all(parts.iter().map(|k| {
@@ -214,6 +225,20 @@ impl RedisStore {
             return Ok((0, 0));
         }
         let take = (over as usize).min(limit.max(1));
+        if ranked {
+            let picked = self.most_dead_oldest(conn, parts, take).await?;
+            if !picked.is_empty() {
+                let mut removed = 0;
+                for (p, k) in parts.iter().enumerate() {
+                    let ids: Vec<String> = picked.iter().filter(|(q, _)| *q == p).map(|(_, id)| id.clone()).collect();
+                    if !ids.is_empty() {
+                        removed += self.remove(conn, k, "dead", Some(&ids), (0, 0, 0)).await?.0;
+                    }
+                }
+                return Ok((removed, over.saturating_sub(removed)));
+            }
+            // no account ranked (dead jobs without one): the oldest go
+        }
         let oldest = futures::future::try_join_all(parts.iter().zip(&held).map(|(k, &n)| {
             let mut conn = conn.clone();
             async move {
@@ -245,6 +270,58 @@ impl RedisStore {
             }
         }
         Ok((removed, over.saturating_sub(removed)))
+    }
+
+    /// The oldest dead jobs of the account holding the most in the kind (`dgn` of each
+    /// partition; an account's jobs are all in one), as (partition, id): at most `take`,
+    /// and no more than bring it down to the next account's count (at least one), so
+    /// a cap shared by many accounts trims the largest first and evens them out. None
+    /// when no account is ranked.
+    async fn most_dead_oldest(
+        &self,
+        conn: &mut crate::redis_conn::RedisConn,
+        parts: &[QueueKeys],
+        take: usize,
+    ) -> Result<Vec<(usize, String)>, StoreError> {
+        let tops = futures::future::try_join_all(parts.iter().map(|k| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("ZREVRANGE")
+                    .arg(k.key("dgn"))
+                    .arg(0)
+                    .arg(1)
+                    .arg("WITHSCORES")
+                    .query_async::<Vec<(String, f64)>>(&mut conn)
+                    .await
+            }
+        }))
+        .await?;
+        let mut ranked: Vec<(f64, usize, String)> = tops
+            .into_iter()
+            .enumerate()
+            .flat_map(|(p, top)| top.into_iter().map(move |(account, n)| (n, p, account)))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let Some((most, p, account)) = ranked.first().cloned() else {
+            return Ok(Vec::new());
+        };
+        let next = ranked.get(1).map_or(0.0, |r| r.0);
+        let take = take.min(((most - next) as usize).max(1));
+        let k = &parts[p];
+        // its groups, then the oldest `take` of each group's index of it
+        let groups: Vec<String> = redis::cmd("HKEYS").arg(k.of_account("dga", &account)).query_async(conn).await?;
+        let sigs: Vec<&String> = groups.iter().filter(|f| !f.contains(':')).collect();
+        if sigs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for sig in &sigs {
+            pipe.zrange_withscores(k.key(&format!("dgj:{sig}:{account}")), 0, take as isize - 1);
+        }
+        let heads: Vec<Vec<(String, f64)>> = pipe.query_async(conn).await?;
+        let mut oldest: Vec<(f64, String)> = heads.into_iter().flatten().map(|(id, at)| (at, id)).collect();
+        oldest.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(oldest.into_iter().take(take).map(|(_, id)| (p, id)).collect())
     }
 }
 

@@ -856,3 +856,62 @@ async fn a_reader_that_stops_reading_ends_the_cli_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Found by the audit of 2026-12-06 (schedules, config, CLI): `drover dlq replay` stopped
+/// with Ctrl-C printed nothing of the batches it had sent, so an operator could not tell
+/// what had been replayed. It now prints its summary so far (here as JSON) and exits 130;
+/// what it says was replayed is exactly what left the dead letter.
+#[tokio::test]
+async fn a_dlq_replay_stopped_with_ctrl_c_prints_what_it_replayed() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let app = spawn_app().await;
+    let mut dead = Vec::new();
+    for _ in 0..8 {
+        let id = app.submit_ok(&cleanup_body("t.ok")).await;
+        app.kill_job(&id).await;
+        dead.push(id.to_string());
+    }
+    let mut cmd = tokio::process::Command::new(cargo_bin("drover"));
+    cmd.args(["--json", "dlq", "replay", "--account", "t.ok", "--rate", "1"])
+        .env("DROVER_API", format!("http://{}", app.addr))
+        .env("DROVER_API_KEY", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("drover runs");
+    // one job a second: a few batches in, the rest still to come
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGINT).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("the replay ends at Ctrl-C")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("Ctrl-C"), "{stderr}");
+    let printed: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("a summary ({e}): {stdout:?}"));
+    let replayed: Vec<&str> = printed["replayed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!((2..8).contains(&replayed.len()), "some batches, not all: {printed}");
+    let still: Value = app.get_json(ADMIN, "/v1/dead-letter?account_id=t.ok").await;
+    let still: Vec<&str> = still["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    for id in &dead {
+        assert_eq!(
+            replayed.contains(&id.as_str()),
+            !still.contains(&id.as_str()),
+            "{id}: printed as replayed exactly when it left the dead letter"
+        );
+    }
+}

@@ -14,6 +14,7 @@ Exit codes:
   4  no key, an unknown key (401), or a key without the role (403)
   5  conflict: the job's state does not allow it (409)
   6  the watched job, or a replay canary, ended other than succeeded
+  130  stopped by Ctrl-C part way (dlq replay, dlq discard: what was done is printed)
   141  the reader of its output went away (drover jobs watch ID | head -1)
 
 The key is read from DROVER_API_KEY, or from the first line of --key-file PATH; it is

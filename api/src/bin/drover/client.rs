@@ -30,6 +30,9 @@ pub enum CliError {
     /// A job (watched, or a replay canary) ended other than `succeeded`.
     #[error("{0}")]
     JobFailed(String),
+    /// Stopped by Ctrl-C (SIGINT) part way; the message says what was done.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 fn problem_line(status: &StatusCode, title: &str, detail: &str, request_id: &Option<String>) -> String {
@@ -56,6 +59,8 @@ pub mod exit {
     pub const CONFLICT: u8 = 5;
     /// The watched job, or a replay canary, ended other than `succeeded`.
     pub const JOB_FAILED: u8 = 6;
+    /// Stopped by Ctrl-C (SIGINT), as a shell reports for a tool SIGINT ended.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 impl CliError {
@@ -72,6 +77,7 @@ impl CliError {
             CliError::Key(_) => exit::AUTH,
             CliError::Usage(_) => exit::USAGE,
             CliError::JobFailed(_) => exit::JOB_FAILED,
+            CliError::Interrupted(_) => exit::INTERRUPTED,
         })
     }
 }

@@ -72,11 +72,8 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
                 canary_timeout: Duration::from_secs(canary_timeout),
                 rate,
             };
-            let result = replay(client, out, &chosen, &plan).await;
-            let (done, failure) = match result {
-                Ok(done) => (done, None),
-                Err((done, e)) => (done, Some(e)),
-            };
+            let mut done = json!({"replayed": [], "skipped": []});
+            let failure = until_interrupted(replay(client, out, &chosen, &plan, &mut done), "replay").await;
             out.print(&done, || summary(&done, "replayed"));
             failure.map_or(Ok(()), Err)
         }
@@ -100,18 +97,16 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
                 )));
             }
             let mut done = json!({"discarded": [], "skipped": []});
-            for chunk in chosen.chunks(BATCH) {
-                let answer = client.post("/v1/dead-letter/discard", Some(&json!({ "ids": chunk }))).await;
-                match answer {
-                    Ok(a) => merge(&mut done, &a),
-                    Err(e) => {
-                        out.print(&done, || summary(&done, "discarded"));
-                        return Err(e);
-                    }
+            let discard = async {
+                for chunk in chosen.chunks(BATCH) {
+                    let answer = client.post("/v1/dead-letter/discard", Some(&json!({ "ids": chunk }))).await?;
+                    merge(&mut done, &answer);
                 }
-            }
+                Ok(())
+            };
+            let failure = until_interrupted(discard, "discard").await;
             out.print(&done, || summary(&done, "discarded"));
-            Ok(())
+            failure.map_or(Ok(()), Err)
         }
     }
 }
@@ -203,6 +198,18 @@ async fn matching(client: &Client, filter: &DlqFilter, limit: usize) -> Result<V
     }
 }
 
+/// Runs `work` until it ends or Ctrl-C (SIGINT) comes: its error, or
+/// [`CliError::Interrupted`] (what it did so far is in what it writes to as it goes).
+async fn until_interrupted(work: impl std::future::Future<Output = Result<(), CliError>>, what: &str) -> Option<CliError> {
+    tokio::select! {
+        r = work => r.err(),
+        _ = tokio::signal::ctrl_c() => Some(CliError::Interrupted(format!(
+            "{what} stopped by Ctrl-C: what it did until then is above; a request in flight then \
+             may or may not have been applied (`drover dlq ls` shows what is still dead)"
+        ))),
+    }
+}
+
 struct Plan {
     canary: usize,
     canary_timeout: Duration,
@@ -210,29 +217,27 @@ struct Plan {
 }
 
 /// Replay the canaries, wait for them, then the rest at the rate asked for. What was
-/// done, in the shape of the API's answer (`{replayed, skipped}`), also when it stopped.
-async fn replay(client: &Client, out: &Out, ids: &[String], plan: &Plan) -> Result<Value, (Value, CliError)> {
-    let mut done = json!({"replayed": [], "skipped": []});
+/// done goes into `done` as each answer comes, in the shape of the API's answer
+/// (`{replayed, skipped}`), so it holds it also when the replay stops part way.
+async fn replay(client: &Client, out: &Out, ids: &[String], plan: &Plan, done: &mut Value) -> Result<(), CliError> {
     let (canaries, rest) = ids.split_at(plan.canary);
     if !canaries.is_empty() {
-        let answer = post_replay(client, canaries).await.map_err(|e| (done.clone(), e))?;
-        merge(&mut done, &answer);
+        let answer = post_replay(client, canaries).await?;
+        merge(done, &answer);
         let replayed: Vec<String> = strings(&answer["replayed"]);
         if replayed.is_empty() {
-            let e = CliError::JobFailed("no canary could be replayed (see skipped); nothing else was".into());
-            return Err((done, e));
+            return Err(CliError::JobFailed(
+                "no canary could be replayed (see skipped); nothing else was".into(),
+            ));
         }
         out.note(&format!("replayed {} canaries; waiting for them to end", replayed.len()));
-        let failed = wait_for(client, &replayed, plan.canary_timeout)
-            .await
-            .map_err(|e| (done.clone(), e))?;
+        let failed = wait_for(client, &replayed, plan.canary_timeout).await?;
         if !failed.is_empty() {
-            let e = CliError::JobFailed(format!(
+            return Err(CliError::JobFailed(format!(
                 "canaries did not succeed ({}); the other {} jobs were not replayed",
                 failed.join(", "),
                 rest.len()
-            ));
-            return Err((done, e));
+            )));
         }
     }
     // With a rate, batches of about one second's worth, one every batch / rate seconds.
@@ -244,10 +249,10 @@ async fn replay(client: &Client, out: &Out, ids: &[String], plan: &Plan) -> Resu
             tokio::time::sleep_until(next.into()).await;
             next += every;
         }
-        let answer = post_replay(client, chunk).await.map_err(|e| (done.clone(), e))?;
-        merge(&mut done, &answer);
+        let answer = post_replay(client, chunk).await?;
+        merge(done, &answer);
     }
-    Ok(done)
+    Ok(())
 }
 
 async fn post_replay(client: &Client, ids: &[String]) -> Result<Value, CliError> {

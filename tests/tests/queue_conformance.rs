@@ -473,3 +473,27 @@ async fn the_dead_cap_trims_the_account_holding_the_most_dead_jobs_across_partit
     .await;
     conformance::capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs(store).await;
 }
+
+/// From the review of 2026-12-06: during a rolling upgrade an older release's replay or
+/// trim takes a job out of the dead letter without taking it out of its account's rank
+/// (`dgn`), so a rank can stay too high; the account would then stay on top and be
+/// trimmed of every dead job. The trimmer checks each candidate against the account's
+/// dead count and sets the rank right.
+#[tokio::test]
+async fn a_dead_rank_left_too_high_does_not_make_the_dead_cap_trim_its_account() {
+    let (server, store) = store_with(conformance::POLICY).await;
+    let dead = conformance::one_then_four_dead(&store).await;
+    let _: f64 = redis::cmd("ZINCRBY")
+        .arg("drover:{cleanup}:dgn")
+        .arg(10)
+        .arg("b2")
+        .query(&mut server.conn())
+        .unwrap();
+    conformance::the_dead_cap_took_the_account_holding_the_most(&store, &dead).await;
+    let b2: Option<f64> = redis::cmd("ZSCORE")
+        .arg("drover:{cleanup}:dgn")
+        .arg("b2")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(b2, Some(1.0), "b2's rank is its one dead job again");
+}

@@ -349,6 +349,7 @@ impl WorkerConfig {
         JobDefaults {
             per_account: self.jobs.per_account(),
             max_snoozes: self.jobs.max_snoozes,
+            max_unfinished_per_account: self.jobs.max_unfinished_per_account,
             partitions: self.queue.partitions(),
             durability: self.queue.durability(),
             declare_every_key: self.queue.declare_every_key,

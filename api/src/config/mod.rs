@@ -169,10 +169,6 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// `api.jobs.max_unfinished_per_account` unless set, and the most it may be set to.
-const DEFAULT_MAX_UNFINISHED: u64 = 10_000;
-const MAX_MAX_UNFINISHED: u64 = 100_000_000;
-
 /// Defaults applied to jobs whose request leaves them out.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -185,7 +181,8 @@ pub struct JobDefaultsConfig {
     pub max_payload_bytes: usize,
     /// Most jobs of one kind an account may keep unfinished (queued, scheduled, running,
     /// retrying): a submit past it is a 429 `account-full` and nothing is written, so no
-    /// tenant fills Redis for the others.
+    /// tenant's waiting jobs fill Redis for the others (ended jobs are bounded by the
+    /// retention and the write rate).
     pub max_unfinished_per_account: u64,
 }
 
@@ -197,7 +194,7 @@ impl Default for JobDefaultsConfig {
             timeout_ms: d.timeout.as_millis() as u64,
             idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
             max_payload_bytes: 1024 * 1024,
-            max_unfinished_per_account: DEFAULT_MAX_UNFINISHED,
+            max_unfinished_per_account: drover::queue::DEFAULT_MAX_UNFINISHED_PER_ACCOUNT,
         }
     }
 }
@@ -400,10 +397,11 @@ impl ApiConfig {
                 self.jobs.max_payload_bytes
             ));
         }
-        if !(1..=MAX_MAX_UNFINISHED).contains(&self.jobs.max_unfinished_per_account) {
+        if !(1..=drover::queue::MAX_MAX_UNFINISHED_PER_ACCOUNT).contains(&self.jobs.max_unfinished_per_account) {
             errs.push(format!(
-                "api.jobs.max_unfinished_per_account = {} must be between 1 and {MAX_MAX_UNFINISHED}",
-                self.jobs.max_unfinished_per_account
+                "api.jobs.max_unfinished_per_account = {} must be between 1 and {}",
+                self.jobs.max_unfinished_per_account,
+                drover::queue::MAX_MAX_UNFINISHED_PER_ACCOUNT
             ));
         }
         if self.jobs.idempotency_ttl_secs == 0 {

@@ -406,6 +406,11 @@ pub struct Trimmed {
     pub backlog: u64,
 }
 
+/// `max_unfinished_per_account` as the API and the workers' scheduler set it unless told
+/// otherwise, and the most either may be set to.
+pub const DEFAULT_MAX_UNFINISHED_PER_ACCOUNT: u64 = 10_000;
+pub const MAX_MAX_UNFINISHED_PER_ACCOUNT: u64 = 100_000_000;
+
 /// Job defaults applied at enqueue when a request leaves them out, and the queue
 /// policies the store applies for every caller.
 #[derive(Debug, Clone)]

@@ -439,16 +439,26 @@ pub async fn capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first<S: JobS
 /// here) the kind's oldest dead jobs went whoever they belonged to, so one tenant's
 /// deaths trimmed another tenant's dead letter. The account holding the most goes first.
 pub async fn capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs<S: JobStore>(store: S) {
+    let dead = one_then_four_dead(&store).await;
+    the_dead_cap_took_the_account_holding_the_most(&store, &dead).await;
+}
+
+/// b2's one dead job, the oldest, then four of a1's: three over a dead cap of 2.
+pub async fn one_then_four_dead<S: JobStore>(store: &S) -> Vec<JobId> {
     let mut dead = Vec::new();
-    // b2's one dead job is the oldest; then four of a1's die: three over the cap
     for account in ["b2", "a1", "a1", "a1", "a1"] {
-        let id = enqueue(&store, NewJob::new(cleanup(account))).await;
-        let l = fetch_one(&store, "w1").await.unwrap();
+        let id = enqueue(store, NewJob::new(cleanup(account))).await;
+        let l = fetch_one(store, "w1").await.unwrap();
         assert_eq!(l.id, id);
-        settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+        settle(store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
         dead.push(id);
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
+    dead
+}
+
+/// The trim of [`one_then_four_dead`]'s jobs took a1's three oldest and kept b2's.
+pub async fn the_dead_cap_took_the_account_holding_the_most<S: JobStore>(store: &S, dead: &[JobId]) {
     let trimmed = store.trim(JobKind::Cleanup, Duration::from_secs(3600), 500).await.unwrap();
     assert_eq!(trimmed.map(|t| t.removed), Some(3), "5 dead jobs, 2 kept");
     assert!(

@@ -39,6 +39,10 @@ pub struct JobsConfig {
     /// and waits for the database) before it is dead-lettered; a replay starts the count
     /// again.
     pub max_snoozes: u32,
+    /// Most jobs of one kind an account may keep unfinished: what this worker's
+    /// scheduler (`scheduler.enabled`) may enqueue, as `api.jobs.max_unfinished_per_account`
+    /// bounds the API's (a tick past it is refused, then a misfire).
+    pub max_unfinished_per_account: u64,
     /// Per-kind dispatch policy: `jobs.sync.per_account` etc.
     pub sync: KindPolicy,
     pub backfill: KindPolicy,
@@ -76,6 +80,7 @@ impl Default for JobsConfig {
             turn_ms: 5000,
             park_after_ms: 1000,
             max_snoozes: 1000,
+            max_unfinished_per_account: drover::queue::DEFAULT_MAX_UNFINISHED_PER_ACCOUNT,
             sync: KindPolicy { per_account: 1 },
             backfill: KindPolicy { per_account: 1 },
             cleanup: KindPolicy { per_account: 2 },
@@ -119,6 +124,13 @@ impl JobsConfig {
                     p.per_account
                 ));
             }
+        }
+        if !(1..=drover::queue::MAX_MAX_UNFINISHED_PER_ACCOUNT).contains(&self.max_unfinished_per_account) {
+            errors.push(format!(
+                "jobs.max_unfinished_per_account must be 1..={}, got {}",
+                drover::queue::MAX_MAX_UNFINISHED_PER_ACCOUNT,
+                self.max_unfinished_per_account
+            ));
         }
         if self.progress_every == 0 {
             errors.push("jobs.progress_every must be at least 1".to_owned());

@@ -203,7 +203,7 @@ async fn matching(client: &Client, filter: &DlqFilter, limit: usize) -> Result<V
 async fn until_interrupted(work: impl std::future::Future<Output = Result<(), CliError>>, what: &str) -> Option<CliError> {
     tokio::select! {
         r = work => r.err(),
-        _ = tokio::signal::ctrl_c() => Some(CliError::Interrupted(format!(
+        Ok(()) = tokio::signal::ctrl_c() => Some(CliError::Interrupted(format!(
             "{what} stopped by Ctrl-C: what it did until then is above; a request in flight then \
              may or may not have been applied (`drover dlq ls` shows what is still dead)"
         ))),

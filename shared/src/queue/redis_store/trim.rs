@@ -10,6 +10,12 @@ use crate::queue::{scripts, QueueKeys, StoreError, Trimmed};
 /// How long one `trim` call may keep removing before it yields to the next tick.
 const TRIM_BUDGET: Duration = Duration::from_millis(250);
 
+/// Accounts of each partition's dead-job rank read as candidates for the dead cap.
+const CANDIDATES: isize = 4;
+/// Fewest dead jobs the dead cap takes from the top account in one go when the next
+/// holds as many or nearly (tied accounts are evened out a step at a time).
+const TIED_STEP: usize = 50;
+
 /// Partitions passed over by trim passes (logged once an outage).
 static PARTITION_DOWN: crate::outage::Outage = crate::outage::Outage::new();
 
@@ -123,12 +129,12 @@ impl RedisStore {
         // `dead_max` is per kind, and the dead jobs past it are taken from the account
         // holding the most (`trim_dead_over_cap`): one tenant's deaths never trim
         // another's dead letter. Each partition trims its dead jobs by age only. Until
-        // a queue's dead jobs are ranked by account (`ranked`: an upgrade's backfill) the
-        // oldest go instead — the script caps one partition; over several the globally
-        // oldest (an even share would trim a tenant's recent dead jobs while the kind is
-        // far below its cap).
+        // every partition's dead jobs are ranked by account (`ranked`: an upgrade's
+        // backfill) the oldest go instead — the script caps one partition; over several
+        // the globally oldest (an even share would trim a tenant's recent dead jobs while
+        // the kind is far below its cap).
         let one = parts.len() == 1;
-        let mut ranked = !full;
+        let mut ranked = true;
         // A partition that fails (its shard is down) is passed over: the others are
         // trimmed all the same (logged once an outage; the pass fails only when every
         // partition did).
@@ -140,17 +146,15 @@ impl RedisStore {
                 // batch per pass, oldest first (one EXISTS per pass once done). Likewise
                 // jobs made before per-account counts were kept are counted. Both write,
                 // so at the memory limit they wait for a trim that has freed some.
-                let mut grouped = false;
                 if !full {
-                    while !grouped && started.elapsed() < TRIM_BUDGET {
-                        grouped = self.backfill_dead_groups(k, limit).await?;
-                    }
+                    while !self.backfill_dead_groups(k, limit).await? && started.elapsed() < TRIM_BUDGET {}
                     while !self.backfill_account_counts(k).await? && started.elapsed() < TRIM_BUDGET {}
                 }
+                let here = self.dead_ranked(k).await;
                 let mut conn = conn.clone();
                 for (state, keep_for, keep_max) in policies {
                     loop {
-                        let keep = if one && !grouped { keep_max } else { 0 };
+                        let keep = if one && !here { keep_max } else { 0 };
                         let (removed, left) = self
                             .remove(&mut conn, k, state, None, (keep_for.as_millis() as u64, limit, keep))
                             .await?;
@@ -161,10 +165,10 @@ impl RedisStore {
                         }
                     }
                 }
-                Ok::<bool, StoreError>(grouped)
+                Ok::<bool, StoreError>(here)
             };
             match pass.await {
-                Ok(grouped) => ranked &= grouped,
+                Ok(here) => ranked &= here,
                 Err(e) => {
                     failures += 1;
                     failed.get_or_insert(e);
@@ -272,11 +276,27 @@ impl RedisStore {
         Ok((removed, over.saturating_sub(removed)))
     }
 
-    /// The oldest dead jobs of the account holding the most in the kind (`dgn` of each
-    /// partition; an account's jobs are all in one), as (partition, id): at most `take`,
-    /// and no more than bring it down to the next account's count (at least one), so
-    /// a cap shared by many accounts trims the largest first and evens them out. None
-    /// when no account is ranked.
+    /// Whether partition `k`'s dead jobs are ranked by account (`dgndone`: set by the
+    /// dead-letter backfill, or by a queue's first enqueue) and counted per account
+    /// (`acdone`: the ranks are checked against those counts). Read, not left to the
+    /// backfills' answers, which a pass short of budget or at the memory limit does not
+    /// reach; a partition that cannot be read counts as not ranked.
+    async fn dead_ranked(&self, k: &QueueKeys) -> bool {
+        let done: Result<u64, _> = redis::cmd("EXISTS")
+            .arg(k.key("dgndone"))
+            .arg(k.key("acdone"))
+            .query_async(&mut self.conn.clone())
+            .await;
+        done.is_ok_and(|n| n == 2)
+    }
+
+    /// The oldest dead jobs of the account holding the most in the kind, as (partition,
+    /// id): at most `take`, and no more than bring it down to the next account's count
+    /// (at least [`TIED_STEP`]), so a cap shared by many accounts trims the largest first
+    /// and evens them out. Candidates are the top [`CANDIDATES`] of each partition's
+    /// `dgn` (an account's jobs are all in one), each checked against its dead count in
+    /// `as:` (which every release keeps): a rank a mixed-release upgrade left off is set
+    /// right, so it cannot keep an account on top. None when no account is ranked.
     async fn most_dead_oldest(
         &self,
         conn: &mut crate::redis_conn::RedisConn,
@@ -286,27 +306,56 @@ impl RedisStore {
         let tops = futures::future::try_join_all(parts.iter().map(|k| {
             let mut conn = conn.clone();
             async move {
-                redis::cmd("ZREVRANGE")
+                let top: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
                     .arg(k.key("dgn"))
                     .arg(0)
-                    .arg(1)
+                    .arg(CANDIDATES - 1)
                     .arg("WITHSCORES")
-                    .query_async::<Vec<(String, f64)>>(&mut conn)
-                    .await
+                    .query_async(&mut conn)
+                    .await?;
+                if top.is_empty() {
+                    return Ok::<_, redis::RedisError>(Vec::new());
+                }
+                let mut pipe = redis::pipe();
+                for (account, _) in &top {
+                    pipe.hget(k.of_account("as", account), "dead");
+                }
+                let counted: Vec<Option<i64>> = pipe.query_async(&mut conn).await?;
+                let mut fixes = redis::pipe();
+                let mut wrong = false;
+                let mut out = Vec::with_capacity(top.len());
+                for ((account, ranked), dead) in top.into_iter().zip(counted) {
+                    let dead = dead.unwrap_or(0).max(0);
+                    if dead as f64 != ranked {
+                        wrong = true;
+                        if dead == 0 {
+                            fixes.zrem(k.key("dgn"), &account).ignore();
+                        } else {
+                            fixes.cmd("ZADD").arg(k.key("dgn")).arg("XX").arg(dead).arg(&account).ignore();
+                        }
+                    }
+                    if dead > 0 {
+                        out.push((dead as u64, account));
+                    }
+                }
+                if wrong {
+                    let _: () = fixes.query_async(&mut conn).await?;
+                }
+                Ok(out)
             }
         }))
         .await?;
-        let mut ranked: Vec<(f64, usize, String)> = tops
+        let mut ranked: Vec<(u64, usize, String)> = tops
             .into_iter()
             .enumerate()
-            .flat_map(|(p, top)| top.into_iter().map(move |(account, n)| (n, p, account)))
+            .flat_map(|(p, top)| top.into_iter().map(move |(n, account)| (n, p, account)))
             .collect();
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
         let Some((most, p, account)) = ranked.first().cloned() else {
             return Ok(Vec::new());
         };
-        let next = ranked.get(1).map_or(0.0, |r| r.0);
-        let take = take.min(((most - next) as usize).max(1));
+        let next = ranked.get(1).map_or(0, |r| r.0);
+        let take = take.min(((most - next) as usize).max(TIED_STEP));
         let k = &parts[p];
         // its groups, then the oldest `take` of each group's index of it
         let groups: Vec<String> = redis::cmd("HKEYS").arg(k.of_account("dga", &account)).query_async(conn).await?;

@@ -1115,3 +1115,84 @@ async fn ticks_overtaken_before_they_could_be_enqueued_are_counted_as_misfires()
     assert_eq!(scheduler.tick_once(at(3, 11)).await, 0);
     assert_eq!(counters.misfires(), 3, "counted once");
 }
+
+/// Found by the audit of 2026-12-06 (schedules): the scheduler read ticks on its own
+/// replica's clock while jobs, leases and every other replica go by Redis's, so a
+/// replica whose clock ran ahead enqueued each tick early (by as much as its clock was
+/// off). It now reads Redis's clock (`TIME`), and a schedule's start too. Here a
+/// `drover-api` process runs with its clock 20 s ahead (libfaketime) and a schedule
+/// ticking every 2 s: every tick's job is created at or after its tick, on Redis's clock
+/// (before, each was created about 20 s before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_whose_clock_runs_ahead_of_redis_enqueues_no_tick_early() {
+    use drover_tests::harness::{cargo_bin, free_port, ChildProcess, Durability, PgDatabase, RedisServer, LIBFAKETIME};
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: run tests/setup.sh"
+    );
+    let server = RedisServer::start(Durability::None);
+    let db = PgDatabase::create().await;
+    let port = free_port();
+    let env = [
+        ("LD_PRELOAD", LIBFAKETIME.to_owned()),
+        ("FAKETIME", "+20".to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ("DROVER_API__LISTEN", format!("127.0.0.1:{port}")),
+        ("DROVER_API__METRICS_LISTEN", String::new()),
+        ("DROVER_API__REDIS_URL", server.url()),
+        ("DROVER_API__KEYS", format!("ops:admin:{}", drover_api::hash_key(&ADMIN.into()))),
+        ("DROVER_API__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.to_owned()),
+        (
+            "DROVER_API__MARKETPLACE_TOKEN_URL",
+            "https://api.amazon.com/auth/o2/token".to_owned(),
+        ),
+        ("DROVER_API__SCHEDULES__MIN_INTERVAL_SECS", "1".to_owned()),
+        ("DROVER_API__SCHEDULER__POLL_MS", "100".to_owned()),
+        ("DROVER_API__SCHEDULER__MISFIRE_GRACE_MS", "5000".to_owned()),
+        ("DATABASE_URL", db.url()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let api = ChildProcess::spawn("api-20s-ahead", &cargo_bin("drover-api"), &[], &env);
+    assert!(api.wait_for_log("drover-api listening", Duration::from_secs(30)), "{}", api.log());
+    let res = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{port}/v1/schedules/every-2s"))
+        .bearer_auth(ADMIN)
+        .json(&cleanup_schedule("*/2 * * * * *", "acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let mut conn = server.conn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ids: Vec<String> = loop {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg("drover:{cleanup}:all")
+            .arg(0)
+            .arg(-1)
+            .query(&mut conn)
+            .unwrap();
+        if ids.len() >= 3 {
+            break ids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three ticks' jobs within 30 s: {ids:?}\n{}",
+            api.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for id in ids {
+        let (tick_key, created): (String, u64) = redis::cmd("HMGET")
+            .arg(format!("drover:{{cleanup}}:job:{id}"))
+            .arg("ik")
+            .arg("ca")
+            .query(&mut conn)
+            .unwrap();
+        let tick: u64 = tick_key.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(
+            created >= tick * 1000,
+            "job {id} of tick {tick} was created {} ms before it, on Redis's clock",
+            tick * 1000 - created
+        );
+    }
+}

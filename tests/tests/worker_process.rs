@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::Utc;
 use drover::job::{AttemptOutcome, ErrorClass, JobId, JobKind, JobPayload, JobState};
 use drover::queue::{CancelOutcome, JobDefaults, JobStore, NewJob, RedisStore};
-use drover_tests::harness::{cargo_bin, ChildProcess, Durability, RedisServer};
+use drover_tests::harness::{cargo_bin, ChildProcess, Durability, RedisServer, LIBFAKETIME};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -668,9 +668,6 @@ async fn one_running_three_prefetched(
     assert_eq!((ran.len(), unstarted.len()), (1, 3));
     (w, ran.into_iter().next().expect("one ran"), unstarted)
 }
-
-/// Where Debian's `faketime` package puts the library.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// A worker whose wall clock is an hour behind Redis's records each attempt on Redis's
 /// clock: the start is the lease's Redis time, and the end must not come from the

@@ -255,7 +255,11 @@ impl<S: JobStore> Scheduler<S> {
         let poll = Duration::from_millis(self.config.poll_ms);
         loop {
             self.record_built_ins().await;
-            self.tick_once(Utc::now()).await;
+            // Ticks are read on Redis's clock, as the jobs' times are: a replica whose own
+            // clock runs ahead would enqueue them early. Redis not answering, its own
+            // clock (the enqueue then fails and says so).
+            let now = self.schedules.server_time().await.unwrap_or_else(|_| Utc::now());
+            self.tick_once(now).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(poll) => {}

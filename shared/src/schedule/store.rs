@@ -21,7 +21,7 @@
 use std::sync::LazyLock;
 
 use crate::redis_conn::RedisConn;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use redis::{AsyncCommands, Script};
 
 use super::built_in::{BuiltInSchedule, RECORD_TTL};
@@ -122,7 +122,8 @@ impl ScheduleStore {
             Some((s, legacy)) => (Some(s), legacy),
             None => (None, false),
         };
-        let now = Utc::now();
+        // on Redis's clock, as the scheduler reads ticks (a replica's own may run ahead)
+        let now = self.server_time().await?;
         let mut schedule = Schedule {
             name: name.to_owned(),
             spec,
@@ -291,6 +292,12 @@ impl ScheduleStore {
     /// How many saves and deletes there have been (0 before the first): unchanged means
     /// [`Self::list`] would answer as last time, except for writes by a release that did
     /// not count them.
+    /// Redis's clock (`TIME`): the one clock every replica and every queue script share.
+    pub async fn server_time(&self) -> Result<DateTime<Utc>, ScheduleError> {
+        let (secs, micros): (i64, u32) = redis::cmd("TIME").query_async(&mut self.conn.clone()).await?;
+        Ok(DateTime::from_timestamp(secs, micros * 1000).unwrap_or_else(Utc::now))
+    }
+
     pub async fn version(&self) -> Result<u64, ScheduleError> {
         let v: Option<u64> = self.conn.clone().get(&self.version_key).await?;
         Ok(v.unwrap_or(0))

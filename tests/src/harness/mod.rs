@@ -15,6 +15,10 @@ pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{RedisSentinels, SERVICE as SENTINEL_SERVICE};
 pub use redis_server::{Durability, RedisServer};
 
+/// Where Debian's `faketime` package puts the library (tests/setup.sh installs it): a
+/// process started with it in `LD_PRELOAD` and `FAKETIME=+20` has its clock 20 s ahead.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 /// How far above a cluster node's port Redis puts its cluster bus port.
 pub const CLUSTER_BUS_OFFSET: u16 = 10_000;
 

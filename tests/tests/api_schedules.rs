@@ -1196,3 +1196,39 @@ async fn a_scheduler_whose_clock_runs_ahead_of_redis_enqueues_no_tick_early() {
         );
     }
 }
+
+/// From the hostile-tenant audit of 2026-12-06: a tick refused because its account keeps
+/// as many unfinished jobs as it may was sent again every poll until its grace ran out
+/// (up to 60 sends of its payload a tick at the defaults, for each of the account's
+/// schedules, on every replica). It is now skipped at once and counted as a misfire.
+#[tokio::test]
+async fn a_tick_refused_for_an_account_at_its_cap_is_a_misfire_not_sent_again() {
+    use chrono::{TimeZone, Utc};
+    use drover::queue::{JobDefaults, NewJob, RedisStore};
+    use drover::schedule::{ScheduleStore, Scheduler};
+    let (redis, _store, config) = each_minute_schedule().await;
+    let capped = JobDefaults {
+        max_unfinished_per_account: 1,
+        ..JobDefaults::default()
+    };
+    let store = RedisStore::connect(&redis.url(), "drover", capped).await.unwrap();
+    store
+        .enqueue(NewJob::new(cleanup_payload("acme")).delay(Duration::from_secs(86_400)))
+        .await
+        .unwrap();
+    let mut scheduler = Scheduler::new(store.clone(), ScheduleStore::new(store.connection(), "drover"), None, config);
+    let counters = scheduler.counters();
+    let at = |m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, 12, m, s).unwrap();
+    let mut conn = store.connection();
+    let scripts = |conn: &mut drover::redis_conn::RedisConn| {
+        let mut conn = conn.clone();
+        async move { command_calls(&mut conn, "fcall").await + command_calls(&mut conn, "evalsha").await }
+    };
+    assert_eq!(scheduler.tick_once(at(0, 5)).await, 0);
+    assert_eq!(scheduler.tick_once(at(0, 10)).await, 0, "acme is at its cap: the tick is refused");
+    let sent = scripts(&mut conn).await;
+    assert_eq!(counters.misfires(), 1, "and counted as a misfire at once");
+    assert_eq!(scheduler.tick_once(at(0, 11)).await, 0);
+    assert_eq!(scripts(&mut conn).await, sent, "the refused tick is not sent again");
+    assert_eq!((counters.ticks(), counters.misfires()), (0, 1));
+}

@@ -319,6 +319,19 @@ impl<S: JobStore> Scheduler<S> {
                     self.done.insert(due.name.clone(), tick);
                     tracing::info!(schedule = %due.name, tick = %tick, job_id = %existing, "tick already enqueued by another replica");
                 }
+                Err(EnqueueError::AccountFull { unfinished }) => {
+                    // Its account keeps as many unfinished jobs of the kind as it may:
+                    // the tick is skipped and counted as a misfire, not sent again every
+                    // poll until its grace runs out.
+                    self.done.insert(due.name.clone(), tick);
+                    self.counters.missed();
+                    tracing::warn!(
+                        schedule = %due.name,
+                        tick = %tick,
+                        unfinished,
+                        "schedule tick skipped: its account is at its cap of unfinished jobs (max_unfinished_per_account); counted as a misfire"
+                    );
+                }
                 Err(e) => self.report(&due.name, format!("enqueue failed: {e}")),
             }
         }

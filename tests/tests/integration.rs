@@ -37,6 +37,7 @@ mod fairness_e2e;
 mod fairness_process;
 mod fencing_e2e;
 mod item_fencing;
+mod items_retention;
 mod jobs_e2e;
 mod logs_process;
 mod marketplace_client;

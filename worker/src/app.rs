@@ -9,6 +9,7 @@
 //! run in the background.
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use drover::crypto::{EncryptionKey, SecretBox};
 use drover::db::accounts::AccountRepo;
@@ -72,6 +73,8 @@ impl App {
         let market = MarketplaceClient::new(config.marketplace.clone(), resilience)?;
         let deadline = config.database.call_deadline();
         let jobs = Jobs::new(market, pool.clone(), deadline, SecretBox::new(&key), config.jobs.clone());
+        let keep_items = Duration::from_secs(config.items_retention_days * 86_400);
+        tokio::spawn(crate::items_retention::run(pool.clone(), keep_items, stop.clone()));
         if config.scheduler.enabled {
             let accounts: Arc<dyn AccountSource> = Arc::new(AccountRepo::new(pool).bounded_by(deadline));
             let schedules = ScheduleStore::new(store.connection(), &config.namespace);

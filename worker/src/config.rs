@@ -64,6 +64,10 @@ pub struct WorkerConfig {
     pub prefetch: usize,
     pub idle_wait_ms: u64,
     pub retention_hours: u64,
+    /// How long a job's per-item record (`job_items`, `job_runs` in Postgres) is kept
+    /// after its newest run: at least as long as ended jobs are (`retention_hours`);
+    /// the default, 30 days, is as long as dead jobs are.
+    pub items_retention_days: u64,
     pub retry: RetryPolicies,
     /// Where synced data and accounts live.
     pub database: DatabaseConfig,
@@ -106,6 +110,7 @@ impl Default for WorkerConfig {
             prefetch: 0,
             idle_wait_ms: 5000,
             retention_hours: 24 * 7,
+            items_retention_days: 30,
             retry: RetryPolicies::default(),
             database: DatabaseConfig::default(),
             encryption_key: None,
@@ -248,6 +253,12 @@ impl WorkerConfig {
             errs.extend(e.into_iter().map(|m| format!("worker.resilience: {m}")));
         }
         errs.extend(self.jobs.validate().into_iter().map(|m| format!("worker.{m}")));
+        if !(1..=3650).contains(&self.items_retention_days) || self.items_retention_days * 24 < self.retention_hours {
+            errs.push(format!(
+                "worker.items_retention_days = {} must be 1-3650 and keep items as long as worker.retention_hours = {} keeps ended jobs",
+                self.items_retention_days, self.retention_hours
+            ));
+        }
         errs.extend(self.scheduler.validate().into_iter().map(|m| format!("worker.{m}")));
         if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
             errs.push(format!(

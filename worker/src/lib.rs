@@ -16,6 +16,7 @@ pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod healthcheck;
+pub mod items_retention;
 pub mod jobs;
 pub mod marketplace;
 pub mod metrics;

@@ -6,12 +6,14 @@
 //! - [`cursors`]: incremental sync positions, including a page walk in progress.
 //! - [`items`]: the per-item record of a job (cleanup SKUs, backfill windows, sync pages).
 //! - [`run_fence`]: which run of a job may still write its items.
+//! - [`items_retention`]: the per-item record of jobs long gone, removed.
 //! - [`last_synced`]: when each resource of an account last synced successfully.
 //!
 //! Every write is idempotent (keyed by the upstream identity) so a retried page, window
 //! or SKU never duplicates rows. The schema is in `shared/migrations/`.
 pub mod cursors;
 pub mod items;
+pub mod items_retention;
 pub mod last_synced;
 pub mod listings;
 pub mod orders;

@@ -1,0 +1,66 @@
+//! The per-item record's retention loop: every ten minutes, the `job_items` and
+//! `job_runs` rows of jobs whose newest run claimed them more than
+//! `worker.items_retention_days` ago are removed (`drover::data::items_retention`),
+//! batch after batch for at most a few seconds a pass.
+use std::time::{Duration, Instant};
+
+use drover::data::items_retention::{remove_stale, Removed};
+use drover::outage::Outage;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// How often a pass runs.
+const EVERY: Duration = Duration::from_secs(600);
+/// Jobs a batch looks at.
+const BATCH: i64 = 100;
+/// How long one pass may keep removing before it waits for the next.
+const BUDGET: Duration = Duration::from_secs(5);
+
+/// Passes that failed (logged once an outage).
+static FAILING: Outage = Outage::new();
+
+/// Runs passes until `stop` fires.
+pub async fn run(pool: PgPool, keep: Duration, stop: CancellationToken) {
+    loop {
+        pass(&pool, keep).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
+
+/// One pass: batches until none is full or the budget is spent.
+pub async fn pass(pool: &PgPool, keep: Duration) -> Removed {
+    let began = Instant::now();
+    let mut total = Removed::default();
+    loop {
+        match remove_stale(pool, keep, BATCH).await {
+            Ok(r) => {
+                total.jobs += r.jobs;
+                total.items += r.items;
+                if FAILING.answered() {
+                    tracing::info!("the per-item record's retention works again");
+                }
+                if r.jobs < BATCH as u64 || began.elapsed() >= BUDGET {
+                    break;
+                }
+            }
+            Err(e) => {
+                if FAILING.failed() {
+                    tracing::warn!(error = %e, "could not remove the per-item record of jobs past worker.items_retention_days; trying again every 10 min");
+                }
+                break;
+            }
+        }
+    }
+    if total.jobs > 0 {
+        tracing::info!(
+            jobs = total.jobs,
+            items = total.items,
+            keep_days = keep.as_secs() / 86_400,
+            "per-item record of old jobs removed"
+        );
+    }
+    total
+}

@@ -1038,13 +1038,15 @@ async fn a_tenant_at_its_cap_of_unfinished_jobs_is_refused_and_no_other_tenant_i
         assert_eq!(res.status(), 202);
         ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
-    let res = app
-        .post(ACME_SUB, "/v1/jobs")
-        .header("Idempotency-Key", "fourth")
-        .json(&later("acme"))
-        .send()
-        .await
-        .unwrap();
+    let fourth = || async {
+        app.post(ACME_SUB, "/v1/jobs")
+            .header("Idempotency-Key", "fourth")
+            .json(&later("acme"))
+            .send()
+            .await
+            .unwrap()
+    };
+    let res = fourth().await;
     let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
     let p = problem(res, 429).await;
     assert_eq!(p["type"], "urn:drover:problem:account-full", "{p}");
@@ -1062,13 +1064,7 @@ async fn a_tenant_at_its_cap_of_unfinished_jobs_is_refused_and_no_other_tenant_i
 
     let res = app.post(ACME, &format!("/v1/jobs/{}/cancel", ids[0])).send().await.unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let res = app
-        .post(ACME_SUB, "/v1/jobs")
-        .header("Idempotency-Key", "fourth")
-        .json(&later("acme"))
-        .send()
-        .await
-        .unwrap();
+    let res = fourth().await;
     assert_eq!(
         res.status(),
         202,

@@ -88,17 +88,19 @@ do
 end
 -- The cap on unfinished jobs per account: room[acct] is how many more this call may
 -- create. An account's unfinished jobs are those in its index that have not ended: the
--- index's ZCARD less its ended counts (`as:`). Counts a backfill has yet to complete
--- (no `acdone`) would be too low, so the cap waits for them.
-local room = {}
+-- index's ZCARD less its ended counts (`as:`). The ZCARD alone bounds them from above,
+-- so the ended counts are read only for an account it puts at the cap (`exact`): one
+-- read per account and call for most. Counts a backfill has yet to complete (no
+-- `acdone`) would be too low, so the cap waits for them.
+local room, exact = {}, {}
 local counted = cap > 0 and (fresh or redis.call('EXISTS', P .. 'acdone') == 1)
 -- Takes one place of `acct`'s room; false (and how many it keeps) when it has none.
 local function take_room(acct)
   if not counted or acct == '' then return true end
-  local r = room[acct]
-  if not r then
+  local r = room[acct] or (cap - redis.call('ZCARD', P .. 'acct:' .. acct))
+  if r <= 0 and not exact[acct] then
+    exact[acct] = true
     local ended = redis.call('HMGET', P .. 'as:' .. acct, 'succeeded', 'partial', 'dead', 'cancelled')
-    r = cap - redis.call('ZCARD', P .. 'acct:' .. acct)
     for _, c in ipairs(ended) do r = r + (tonumber(c) or 0) end
   end
   if r <= 0 then

@@ -51,3 +51,41 @@ async fn the_per_item_record_of_jobs_past_the_retention_is_removed_and_the_other
     let again = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400)).await;
     assert_eq!((again.jobs, again.items), (0, 0), "nothing more is due");
 }
+
+/// From the review of 2026-12-06: a pass removed a stale job's items in chunks without
+/// holding its claim, so a run claiming the job again meanwhile (a paused queue resumed
+/// after weeks, a replay) could seed its items and see them deleted, then find nothing
+/// left to do and succeed without doing it. A job whose claim row a run holds is passed
+/// over, and keeps its record whole.
+#[tokio::test]
+async fn a_stale_job_claimed_again_during_a_pass_keeps_its_items() {
+    let db = PgDatabase::create().await;
+    let pool = db.pool();
+    let mut conn = pool.acquire().await.unwrap();
+    job_with_items(&mut conn, "cleanup:old-a", 3).await;
+    sqlx::query("UPDATE job_runs SET claimed_at = now() - interval '40 days'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut run = pool.begin().await.unwrap();
+    let fence = RunFence {
+        job_id: "cleanup:old-a",
+        run: 2,
+    };
+    assert_eq!(run_fence::claim(&mut run, fence).await.unwrap(), Write::Landed);
+    let sweeping = {
+        let pool = pool.clone();
+        tokio::spawn(async move { drover_worker::items_retention::pass(&pool, Duration::from_secs(30 * 86_400)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run.commit().await.unwrap();
+    let removed = tokio::time::timeout(Duration::from_secs(20), sweeping)
+        .await
+        .expect("the pass ends once the claim is committed")
+        .unwrap();
+    assert_eq!((removed.jobs, removed.items), (0, 0), "the job its run holds is passed over");
+    assert_eq!(count(pool, "job_items", "cleanup:old-a").await, 3, "its run finds its items whole");
+    let again = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400)).await;
+    assert_eq!(again.jobs, 0, "claimed again: no longer stale");
+    assert_eq!(count(pool, "job_runs", "cleanup:old-a").await, 1);
+}

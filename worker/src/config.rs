@@ -65,8 +65,9 @@ pub struct WorkerConfig {
     pub idle_wait_ms: u64,
     pub retention_hours: u64,
     /// How long a job's per-item record (`job_items`, `job_runs` in Postgres) is kept
-    /// after its newest run: at least as long as ended jobs are (`retention_hours`);
-    /// the default, 30 days, is as long as dead jobs are.
+    /// after its newest run started: a day longer than ended jobs are at least
+    /// (`retention_hours`, counted from their end); the default, 31 days, outlasts dead
+    /// jobs' 30, so a dead job replayed keeps its items done.
     pub items_retention_days: u64,
     pub retry: RetryPolicies,
     /// Where synced data and accounts live.
@@ -110,7 +111,7 @@ impl Default for WorkerConfig {
             prefetch: 0,
             idle_wait_ms: 5000,
             retention_hours: 24 * 7,
-            items_retention_days: 30,
+            items_retention_days: 31,
             retry: RetryPolicies::default(),
             database: DatabaseConfig::default(),
             encryption_key: None,
@@ -253,9 +254,9 @@ impl WorkerConfig {
             errs.extend(e.into_iter().map(|m| format!("worker.resilience: {m}")));
         }
         errs.extend(self.jobs.validate().into_iter().map(|m| format!("worker.{m}")));
-        if !(1..=3650).contains(&self.items_retention_days) || self.items_retention_days * 24 < self.retention_hours {
+        if !(2..=3650).contains(&self.items_retention_days) || self.items_retention_days * 24 < self.retention_hours + 24 {
             errs.push(format!(
-                "worker.items_retention_days = {} must be 1-3650 and keep items as long as worker.retention_hours = {} keeps ended jobs",
+                "worker.items_retention_days = {} must be 2-3650 and keep items a day longer than worker.retention_hours = {} keeps ended jobs",
                 self.items_retention_days, self.retention_hours
             ));
         }

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 const EVERY: Duration = Duration::from_secs(600);
 /// Jobs a batch looks at.
 const BATCH: i64 = 100;
-/// How long one pass may keep removing before it waits for the next.
+/// How long one pass may keep removing before it waits for the next (checked between
+/// jobs: one job's items go in one transaction).
 const BUDGET: Duration = Duration::from_secs(5);
 
 /// Passes that failed (logged once an outage).
@@ -30,19 +31,21 @@ pub async fn run(pool: PgPool, keep: Duration, stop: CancellationToken) {
     }
 }
 
-/// One pass: batches until none is full or the budget is spent.
+/// One pass: batches until one finds fewer stale jobs than it asked for, or the budget
+/// is spent.
 pub async fn pass(pool: &PgPool, keep: Duration) -> Removed {
-    let began = Instant::now();
+    let deadline = Instant::now() + BUDGET;
     let mut total = Removed::default();
     loop {
-        match remove_stale(pool, keep, BATCH).await {
+        match remove_stale(pool, keep, BATCH, deadline).await {
             Ok(r) => {
                 total.jobs += r.jobs;
                 total.items += r.items;
+                total.seen += r.seen;
                 if FAILING.answered() {
                     tracing::info!("the per-item record's retention works again");
                 }
-                if r.jobs < BATCH as u64 || began.elapsed() >= BUDGET {
+                if r.seen < BATCH as u64 || r.jobs == 0 || Instant::now() >= deadline {
                     break;
                 }
             }

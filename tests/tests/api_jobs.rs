@@ -791,3 +791,19 @@ async fn a_listing_of_running_jobs_by_error_class_answers_for_queues_with_nothin
     let page: Value = res.json().await.unwrap();
     assert_eq!(page["jobs"], json!([]), "a run with no error is not listed: {page}");
 }
+
+/// From the hostile-tenant audit of 2026-12-06 (second pass): `POST /v1/jobs` stored a
+/// cleanup's SKUs as sent, so one SKU repeated 100,000 times kept about a megabyte for a
+/// run that deletes it once (the CSV upload and the worker drop repeats). A SKU named
+/// again is now stored once, in the order first named.
+#[tokio::test]
+async fn a_cleanup_naming_a_sku_again_stores_it_once() {
+    let app = spawn_app().await;
+    let mut skus = vec!["SKU-B"; 5_000];
+    skus.extend(["SKU-A", "SKU-B", "SKU-C", "SKU-A"]);
+    let body = json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": skus}});
+    let id = app.submit_ok(&body).await;
+    let (status, job) = app.job(READER, id.as_str()).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["payload"]["skus"], json!(["SKU-B", "SKU-A", "SKU-C"]));
+}

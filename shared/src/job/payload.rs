@@ -108,9 +108,16 @@ impl JobPayload {
         // Read through the path tracker, so a bad value deep inside is named by where it
         // is (`payload.skus[1]`, `payload.start`), not only as `payload`.
         let mut track = serde_path_to_error::Track::new();
-        let payload = Self::typed(kind, serde_path_to_error::Deserializer::new(value, &mut track))
+        let mut payload = Self::typed(kind, serde_path_to_error::Deserializer::new(value, &mut track))
             .map_err(|e| PayloadError(vec![serde_field_error_at(&track.path(), &e)]))?;
         payload.validate()?;
+        // A cleanup's SKU named again is stored once, as a CSV upload's is: the run
+        // deletes each once anyway, and a payload repeating one SKU 100,000 times would
+        // cost a megabyte kept for one delete.
+        if let Self::Cleanup(p) = &mut payload {
+            let mut seen = std::collections::HashSet::with_capacity(p.skus.len());
+            p.skus.retain(|sku| seen.insert(sku.clone()));
+        }
         Ok(payload)
     }
 

@@ -229,46 +229,18 @@ impl RedisStore {
             return Ok((0, 0));
         }
         let take = (over as usize).min(limit.max(1));
-        if ranked {
-            let picked = self.most_dead_oldest(conn, parts, take).await?;
-            if !picked.is_empty() {
-                let mut removed = 0;
-                for (p, k) in parts.iter().enumerate() {
-                    let ids: Vec<String> = picked.iter().filter(|(q, _)| *q == p).map(|(_, id)| id.clone()).collect();
-                    if !ids.is_empty() {
-                        removed += self.remove(conn, k, "dead", Some(&ids), (0, 0, 0)).await?.0;
-                    }
-                }
-                return Ok((removed, over.saturating_sub(removed)));
-            }
-            // no account ranked (dead jobs without one): the oldest go
+        let mut picked = if ranked {
+            self.most_dead_oldest(conn, parts, take).await?
+        } else {
+            Vec::new()
+        };
+        if picked.is_empty() {
+            // not ranked, or no account is (dead jobs without one): the oldest go
+            picked = oldest_dead(conn, parts, &held, take).await?;
         }
-        let oldest = futures::future::try_join_all(parts.iter().zip(&held).map(|(k, &n)| {
-            let mut conn = conn.clone();
-            async move {
-                if n == 0 {
-                    return Ok(Vec::new());
-                }
-                redis::cmd("ZRANGE")
-                    .arg(k.key("state:dead"))
-                    .arg(0)
-                    .arg(take - 1)
-                    .arg("WITHSCORES")
-                    .query_async::<Vec<(String, f64)>>(&mut conn)
-                    .await
-            }
-        }))
-        .await?;
-        let mut by_age: Vec<(f64, usize, String)> = oldest
-            .into_iter()
-            .enumerate()
-            .flat_map(|(p, jobs)| jobs.into_iter().map(move |(id, ended)| (ended, p, id)))
-            .collect();
-        by_age.sort_by(|a, b| a.0.total_cmp(&b.0));
-        by_age.truncate(take);
         let mut removed = 0;
         for (p, k) in parts.iter().enumerate() {
-            let ids: Vec<String> = by_age.iter().filter(|(_, q, _)| *q == p).map(|(_, _, id)| id.clone()).collect();
+            let ids: Vec<String> = picked.iter().filter(|(q, _)| *q == p).map(|(_, id)| id.clone()).collect();
             if !ids.is_empty() {
                 removed += self.remove(conn, k, "dead", Some(&ids), (0, 0, 0)).await?.0;
             }
@@ -372,6 +344,39 @@ impl RedisStore {
         oldest.sort_by(|a, b| a.0.total_cmp(&b.0));
         Ok(oldest.into_iter().take(take).map(|(_, id)| (p, id)).collect())
     }
+}
+
+/// The kind's `take` oldest dead jobs over every partition (`held`: each one's dead
+/// count), as (partition, id).
+async fn oldest_dead(
+    conn: &crate::redis_conn::RedisConn,
+    parts: &[QueueKeys],
+    held: &[u64],
+    take: usize,
+) -> Result<Vec<(usize, String)>, StoreError> {
+    let oldest = futures::future::try_join_all(parts.iter().zip(held).map(|(k, &n)| {
+        let mut conn = conn.clone();
+        async move {
+            if n == 0 {
+                return Ok(Vec::new());
+            }
+            redis::cmd("ZRANGE")
+                .arg(k.key("state:dead"))
+                .arg(0)
+                .arg(take - 1)
+                .arg("WITHSCORES")
+                .query_async::<Vec<(String, f64)>>(&mut conn)
+                .await
+        }
+    }))
+    .await?;
+    let mut by_age: Vec<(f64, usize, String)> = oldest
+        .into_iter()
+        .enumerate()
+        .flat_map(|(p, jobs)| jobs.into_iter().map(move |(id, ended)| (ended, p, id)))
+        .collect();
+    by_age.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(by_age.into_iter().take(take).map(|(_, p, id)| (p, id)).collect())
 }
 
 /// The oldest jobs of a state's `index` that remove.lua will find due, read the way it

@@ -89,8 +89,14 @@ const LIST_ENTRIES: usize = 20;
 /// A filter still longer than this once bounded (many long fields) is replaced by a note.
 const FILTER_BYTES: usize = 4096;
 
-/// `text`, or its head and how long it was.
+/// `text`, or its head and how long it was; a NUL, which Postgres keeps in neither a
+/// text nor a jsonb (the whole row would be refused), reads U+FFFD.
 fn bounded_text(text: String) -> String {
+    let text = if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    };
     if text.len() <= TEXT_BYTES {
         return text;
     }

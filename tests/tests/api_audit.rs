@@ -144,6 +144,47 @@ async fn an_audit_row_keeps_a_bounded_part_of_what_a_refused_request_sent() {
     assert!(kept.starts_with("xxxx") && kept.contains("200000 bytes"), "{kept:.80}…");
 }
 
+/// Hostile-tenant audit of 2026-12-06: Postgres keeps no NUL in a text and refuses
+/// `\u0000` in a jsonb, and the log kept what a request sent as it was: a discard whose
+/// ids held one deleted the job it named and lost its entry (the insert failed after the
+/// action), and so did any refused request with one in its target.
+#[tokio::test]
+async fn an_action_whose_request_holds_a_nul_is_still_recorded() {
+    let app = spawn_app().await;
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&dead).await;
+    let body = json!({"ids": [dead.as_str(), "\u{0}"]});
+    let res = app.post(ACME, "/v1/dead-letter/discard").json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["discarded"], json!([dead.as_str()]), "{v}");
+    // A refused schedule write whose name holds one.
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/daily%00"))
+        .bearer_auth(ACME_SUB)
+        .json(&json!({"cron": "0 0 * * * *", "kind": "sync", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+
+    let (status, page) = audit(&app, READER, "").await;
+    assert_eq!(status, 200, "{page}");
+    let all = entries(&page);
+    let discard = all
+        .iter()
+        .find(|e| e["action"] == "dlq.discard")
+        .unwrap_or_else(|| panic!("no discard entry: {page}"));
+    assert_eq!(discard["touched"], 1, "{discard}");
+    assert!(discard["filter"].to_string().contains(dead.as_str()), "{discard}");
+    let put = all
+        .iter()
+        .find(|e| e["action"] == "schedule.put")
+        .unwrap_or_else(|| panic!("no schedule entry: {page}"));
+    assert!(put["target"].as_str().unwrap().starts_with("daily"), "{put}");
+}
+
 /// `n` dead cleanup jobs of `account`, made through the store.
 async fn dead_jobs(app: &TestApp, account: &str, n: usize) {
     use drover::job::{ErrorClass, ErrorInfo, JobKind, JobPayload};

@@ -649,6 +649,51 @@ async fn an_enqueue_sent_again_after_the_queue_moved_on_writes_none_of_its_jobs_
     assert_eq!(runs_of_b, 1, "b's sync is run by one worker at a time");
 }
 
+/// Queue-core audit of 2026-12-06 (F1): whether a call ran before is told by its first
+/// plain job's record, which the first send writes whatever the queue holds — but since
+/// the cap on an account's unfinished jobs, not when that job's account is full. Such a
+/// call sent again took itself for a first send and wrote its other jobs again: one
+/// running went back to queued, and a second worker leased it.
+#[tokio::test]
+async fn an_enqueue_sent_again_whose_first_job_was_refused_full_writes_none_of_its_jobs_again() {
+    let lease = Duration::from_secs(30);
+    let defaults = JobDefaults {
+        max_unfinished_per_account: 2,
+        ..JobDefaults::default()
+    };
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", defaults.clone()).await.unwrap();
+    let relay = FrozenProxy::start(([127, 0, 0, 1], server.port()).into()).await;
+    let client = RedisStore::connect(&relay.url(), "drover", defaults).await.unwrap();
+    // Account x keeps its two unfinished jobs (y keeps room for one more than the call's).
+    for _ in 0..2 {
+        client.enqueue(NewJob::new(cleanup("x"))).await.unwrap();
+    }
+
+    relay.record();
+    let sent = client
+        .enqueue_bulk(vec![NewJob::new(cleanup("x")), NewJob::new(cleanup("y"))])
+        .await
+        .unwrap();
+    assert!(
+        matches!(sent[0], Err(drover::queue::EnqueueError::AccountFull { .. })),
+        "{:?}",
+        sent[0]
+    );
+    let y = sent[1].as_ref().unwrap().id.clone();
+    let run = store.fetch(JobKind::Cleanup, "w1", 10, lease).await.unwrap().jobs;
+    assert!(run.iter().any(|l| l.id == y), "y's job runs");
+
+    // The client sends its enqueue again.
+    let reply = relay.send_recorded_again().await;
+    assert!(!reply.starts_with(b"-"), "{}", String::from_utf8_lossy(&reply));
+    let job = store.get(&y).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Running, 1), "y's job is left as it stands");
+    let again = store.fetch(JobKind::Cleanup, "w2", 10, lease).await.unwrap().jobs;
+    assert!(again.iter().all(|l| l.id != y), "y's job is run by one worker at a time");
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().queued, 0, "nothing is queued twice");
+}
+
 /// `n` cleanup jobs, one account each, run and ended (succeeded), spread over the
 /// store's partitions; with `callbacks`, each has a completion callback, due.
 async fn ended_jobs(store: &RedisStore, n: usize, callbacks: bool) {

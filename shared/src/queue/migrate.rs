@@ -235,6 +235,7 @@ impl RedisStore {
             "acdone",
             "accur",
             "acend",
+            "refused",
         ] {
             let _: i64 = redis::cmd("DEL").arg(old.key(suffix)).query_async(&mut conn).await?;
         }

@@ -73,14 +73,19 @@ end
 -- its id not made before: a plain job) tells for all with one read. A call without such
 -- a job looks at each job's own record (nil: not known). Not a job that merely came
 -- first to its write: whether a job merges into its account's sync under way, or into
--- an idempotency key's job, can differ between the two sends.
-local sent_again
+-- an idempotency key's job, can differ between the two sends. Nor is such a job written
+-- when its account is at its cap (take_room): the first send then notes its id in
+-- `refused` (a few minutes, see REFUSED_MS), which the second reads too.
+local REFUSED_MS = 300000
+local sent_again, marker
 do
   local b = 5
   for _ = 1, n do
     local o = ARGV[b + 6] == '+' and b + 7 or nil
     if not o or (ARGV[o + 2] == '' and ARGV[o + 4] ~= '1' and ARGV[o + 7] == '') then
-      sent_again = redis.call('EXISTS', P .. 'job:' .. ARGV[b]) == 1
+      marker = ARGV[b]
+      sent_again = redis.call('EXISTS', P .. 'job:' .. marker) == 1
+        or redis.call('ZSCORE', P .. 'refused', marker) ~= false
       break
     end
     b = o + 10
@@ -171,6 +176,10 @@ local function enqueue(b, o)
   end
   local has_room, keeps = take_room(acct)
   if not has_room then
+    if id == marker then
+      redis.call('ZREMRANGEBYSCORE', P .. 'refused', '-inf', now - REFUSED_MS)
+      redis.call('ZADD', P .. 'refused', now, id)
+    end
     return 'full', id, tostring(keeps)
   end
   if ekey then redis.call('SET', ekey, id) end

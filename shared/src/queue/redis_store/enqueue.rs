@@ -16,8 +16,9 @@ const ENQUEUE_ARGS_FULL: usize = 17;
 
 /// The queue's own keys an enqueue touches besides those of offering a lane (and its
 /// jobs' and accounts').
-const ENQUEUE_KEYS: [&str; 10] = [
+const ENQUEUE_KEYS: [&str; 11] = [
     "all",
+    "refused",
     "acdone",
     "dgdone",
     "dgjdone",

@@ -40,6 +40,21 @@ return {allowed, math.ceil(tat + interval - burst * interval - now)}
     )
 });
 
+static CHARGE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"#!lua flags=allow-oom
+-- Charges n cells for work a request was allowed before its cost was known (a listing's
+-- walk): taken whatever is left, so the key may owe them, and its next requests wait.
+-- KEYS[1]: the key's TAT. ARGV: interval ms, n
+local interval, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0')) + n * interval
+redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+",
+    )
+});
+
 /// Most checks one call answers.
 const MAX_CHECKS: usize = 512;
 
@@ -116,6 +131,26 @@ impl RateLimiter {
                 cause,
             }),
             Err(_) => Err(ApiError::Internal("the rate-limit check ended without an answer".into())),
+        }
+    }
+
+    /// Charges `key_name` `n` requests more, after the fact: for the work of a request
+    /// its own check let through (a listing that walked thousands of entries). Taken
+    /// even past the budget, so the key's next requests wait until it is paid off. A
+    /// Redis error is logged and not charged: the request's answer stands.
+    pub async fn charge(&self, key_name: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut conn = self.conn.clone();
+        let charged: Result<(), redis::RedisError> = CHARGE
+            .key(format!("{}{key_name}", self.prefix))
+            .arg(self.interval_ms)
+            .arg(n)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = charged {
+            tracing::warn!(key = key_name, requests = n, error = %e, "could not charge a request's work to its key's budget");
         }
     }
 

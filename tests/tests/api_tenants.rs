@@ -802,6 +802,51 @@ async fn a_key_over_its_read_rate_gets_429_with_retry_after_and_other_keys_are_u
     assert_eq!(other.status(), 200, "another key has its own budget");
 }
 
+/// Finding of the second hostile-tenant audit of 2026-12-06: a filtered listing that
+/// matches little walks up to 2,000 entries a kind (reading each one's record) and was
+/// charged one read, so a key's read budget bought seconds of Redis a second. A page is
+/// charged a read for every `ENTRIES_PER_READ` entries it walked past the first ones.
+#[tokio::test]
+async fn a_filtered_listing_that_walks_thousands_of_entries_is_charged_for_them() {
+    use drover::queue::{JobStore, NewJob};
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.read_rate_limit.per_minute = 60;
+        c.read_rate_limit.burst = 30;
+        c.jobs.max_unfinished_per_account = 1_000_000;
+    })
+    .await;
+    for _ in 0..3 {
+        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    // None of acme's 3,000 jobs is dead: each page walks 2,000 of them and shows none.
+    let mut served = 0;
+    for _ in 0..30 {
+        let res = app.get(ACME, "/v1/jobs?state=dead&limit=100").send().await.unwrap();
+        if res.status() == 429 {
+            assert!(res.headers().get("retry-after").is_some());
+            problem(res, 429).await;
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap();
+        assert!(page["jobs"].as_array().unwrap().is_empty(), "{page}");
+        assert!(page["next_cursor"].is_string(), "the walk goes on: {page}");
+        served += 1;
+    }
+    assert!(
+        (1..=5).contains(&served),
+        "a budget of 30 reads pays for a few pages walking 2,000 entries each, not 30: {served} served"
+    );
+    // A listing that walks little costs one read: another key's 25 are all served.
+    for i in 0..25 {
+        let res = app.get(MULTI, "/v1/jobs?account_id=globex&state=dead").send().await.unwrap();
+        assert_eq!(res.status(), 200, "cheap listing {i}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scoped_key_hammering_filtered_listings_beside_100_000_foreign_jobs_never_sees_them_or_stops_another_tenants_enqueues() {
     use drover::queue::{JobStore, NewJob};

@@ -17,6 +17,9 @@ use crate::waiting::{waiting_many, WaitingJob};
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
+/// Job records a listing may read for one read of its key's budget: a page reading more
+/// (its filter's walk and the jobs it shows) is charged one read for each such many more.
+pub const RECORDS_PER_READ: u64 = 200;
 
 /// Query parameters as sent; each is checked and named when wrong. An empty value is
 /// taken as absent.
@@ -118,6 +121,11 @@ pub fn to_query(raw: RawList, caller: &Caller, cursors: &Cursors, forced_state: 
 /// costs the same whatever tenants put in them.
 pub async fn page(state: &AppState, caller: &Caller, query: &ListQuery) -> Result<JobPage, ApiError> {
     let page = state.store().list_summaries(query).await?;
+    // The request's check paid for its first records; the rest are charged (a filter
+    // that matches little reads up to 20 times its limit a kind).
+    let records = page.records_read + page.jobs.len() as u64;
+    let extra = records.saturating_sub(RECORDS_PER_READ) / RECORDS_PER_READ;
+    state.limits_per_key().reads.charge(&caller.name, extra).await;
     // Why each waiting job waits: one bounded script per waiting job in one round trip,
     // and the quota cooldowns of their accounts in another.
     let waiting_jobs: Vec<WaitingJob<'_>> = page

@@ -118,7 +118,7 @@ impl RedisStore {
                 limit: SAMPLES,
                 cursor: None,
             };
-            g.samples = self.page_ids(&q).await?.0;
+            g.samples = self.page_ids(&q).await?.ids;
         }
         Ok(groups)
     }

@@ -15,6 +15,20 @@ type Position = (String, String);
 /// One queue: a kind and a partition of it.
 type Queue = (JobKind, Option<u16>);
 
+/// One queue's page as its index was read: (id, score) pairs, the last position scanned,
+/// whether the index goes on, whether the account's index of all its jobs stood in for
+/// its own index of a group, and how many records a filter read to choose the pairs.
+type QueuePage = (Vec<(String, String)>, Option<Position>, bool, bool, u64);
+
+/// One page of a listing: its job ids, the next page's cursor, and how many job records
+/// its filter read to choose them (none when unfiltered): the work a key's read budget
+/// is charged for.
+pub(super) struct PageIds {
+    pub ids: Vec<JobId>,
+    pub next: Option<Cursor>,
+    pub records_read: u64,
+}
+
 /// How one queue's index was read for a page.
 struct Scan {
     queue: Queue,
@@ -26,17 +40,15 @@ struct Scan {
 }
 
 impl RedisStore {
-    /// Read one page of one queue's index: (id, score) pairs, the last position scanned,
-    /// whether the index goes on and whether it was the account's index of all its jobs
-    /// standing in for its own index of a group. `by_account` is that answer from the
-    /// previous page (`None` on the first).
+    /// Read one page of one queue's index ([`QueuePage`]). `by_account` is whether the
+    /// account's index stood in for its group's on the previous page (`None` on the first).
     async fn list_one(
         &self,
         keys: &QueueKeys,
         query: &ListQuery,
         after: Option<(&str, &str)>,
         by_account: Option<bool>,
-    ) -> Result<(Vec<(String, String)>, Option<Position>, bool, bool), StoreError> {
+    ) -> Result<QueuePage, StoreError> {
         // With an account, walk that account's own index and filter by state: a scoped
         // listing never walks (or is slowed by) another tenant's entries (finding M9).
         // A dead-letter group's own index holds only its dead jobs, and each account has
@@ -83,7 +95,7 @@ impl RedisStore {
         let (max_score, cursor_id) = after.unwrap_or(("+inf", ""));
         let cap = query.limit.saturating_mul(20).max(2000);
         let filtered = !state_filter.is_empty() || !account_filter.is_empty() || query.error_class.is_some() || on_account;
-        let mut reply: (Vec<String>, String, String, i64) = Default::default();
+        let mut reply: (Vec<String>, String, String, i64, u64) = Default::default();
         // A filtered page reads each entry's record: the entries it may walk are read
         // ahead (a few more than the cap, for the cursor's ties), so the script declares
         // their records. Made again when every entry read ahead went meanwhile.
@@ -128,14 +140,15 @@ impl RedisStore {
                 break;
             }
         }
-        let (flat, last_score, last_id, more) = reply;
+        let (flat, last_score, last_id, more, walked) = reply;
         let pairs = flat
             .chunks(2)
             .filter(|c| c.len() == 2)
             .map(|c| (c[0].clone(), c[1].clone()))
             .collect();
         let last = (!last_id.is_empty()).then_some((last_score, last_id));
-        Ok((pairs, last, more == 1, on_account))
+        let records_read = if filtered { walked } else { 0 };
+        Ok((pairs, last, more == 1, on_account, records_read))
     }
 
     /// One page of one queue's running jobs (leased, started or not), newest first by
@@ -144,12 +157,7 @@ impl RedisStore {
     /// 2026-12-06 later pages missed most running jobs). So each page reads the whole
     /// index — the leases in flight, bounded by the workers' slots; [`MAX_RUNNING`] of
     /// them at most — and orders it by the ids' time.
-    async fn list_running(
-        &self,
-        keys: &QueueKeys,
-        query: &ListQuery,
-        after: Option<(&str, &str)>,
-    ) -> Result<(Vec<(String, String)>, Option<Position>, bool, bool), StoreError> {
+    async fn list_running(&self, keys: &QueueKeys, query: &ListQuery, after: Option<(&str, &str)>) -> Result<QueuePage, StoreError> {
         let mut conn = self.connection();
         let ids: Vec<String> = redis::cmd("ZRANGE")
             .arg(keys.key("active"))
@@ -165,6 +173,7 @@ impl RedisStore {
             .filter(|(ms, id)| after.as_ref().is_none_or(|(s, a)| (*ms, id.as_str()) < (*s, a.as_str())))
             .collect();
         entries.sort_by(|a, b| b.cmp(a));
+        let mut records_read = 0;
         if let Some(class) = query.error_class.as_ref().filter(|_| !entries.is_empty()) {
             let mark = format!("\"class\":\"{class}\"");
             let mut pipe = redis::pipe();
@@ -172,6 +181,7 @@ impl RedisStore {
                 pipe.hget(keys.job(id), "er");
             }
             let errors: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            records_read = errors.len() as u64;
             let mut errors = errors.into_iter();
             entries.retain(|_| errors.next().flatten().is_some_and(|e| e.contains(&mark)));
         }
@@ -183,6 +193,7 @@ impl RedisStore {
             last,
             more,
             false,
+            records_read,
         ))
     }
 
@@ -208,10 +219,9 @@ impl RedisStore {
         out
     }
 
-    /// One page of `query` across its queues, newest first: the ids to show and the
-    /// cursor of the next page. Both listings (full jobs and summaries) read their jobs
-    /// after it.
-    pub(super) async fn page_ids(&self, query: &ListQuery) -> Result<(Vec<JobId>, Option<Cursor>), StoreError> {
+    /// One page of `query` across its queues, newest first ([`PageIds`]). Both listings
+    /// (full jobs and summaries) read their jobs after it.
+    pub(super) async fn page_ids(&self, query: &ListQuery) -> Result<PageIds, StoreError> {
         let mut candidates: Vec<(Queue, String, String)> = Vec::new();
         // Per queue: where it started, how many entries it offered, where its scan
         // ended, and whether its index goes on past that.
@@ -234,7 +244,9 @@ impl RedisStore {
             async move { self.list_one(&keys, query, after, *by_account).await }
         }))
         .await?;
-        for ((queue, after, _), (pairs, last, more, by_account)) in reads.into_iter().zip(pages) {
+        let mut records_read = 0;
+        for ((queue, after, _), (pairs, last, more, by_account, read)) in reads.into_iter().zip(pages) {
+            records_read += read;
             scans.push(Scan {
                 queue,
                 by_account,
@@ -279,6 +291,10 @@ impl RedisStore {
         }
         let ids: Vec<JobId> = candidates.iter().filter_map(|c| c.2.parse().ok()).collect();
         by_account.retain(|q| positions.iter().any(|(k, p, _, _)| (*k, *p) == *q));
-        Ok((ids, (!positions.is_empty()).then_some(Cursor { positions, by_account })))
+        Ok(PageIds {
+            ids,
+            next: (!positions.is_empty()).then_some(Cursor { positions, by_account }),
+            records_read,
+        })
     }
 }

@@ -57,21 +57,24 @@ impl RedisStore {
     }
 }
 
-/// One page of summaries, newest first.
+/// One page of summaries, newest first, and how many job records its filter read to
+/// choose them (none when unfiltered: the API charges a key's read budget for them).
 #[derive(Debug, Clone, Default)]
 pub struct SummaryPage {
     pub jobs: Vec<JobSummary>,
     pub next: Option<Cursor>,
+    pub records_read: u64,
 }
 
 impl RedisStore {
     /// [`JobStore::list`](super::JobStore::list), reading summaries: the payload and the
     /// result are never loaded, however large.
     pub async fn list_summaries(&self, query: &ListQuery) -> Result<SummaryPage, StoreError> {
-        let (ids, next) = self.page_ids(query).await?;
+        let page = self.page_ids(query).await?;
         Ok(SummaryPage {
-            jobs: self.summaries(&ids).await?.into_iter().flatten().collect(),
-            next,
+            jobs: self.summaries(&page.ids).await?.into_iter().flatten().collect(),
+            next: page.next,
+            records_read: page.records_read,
         })
     }
 }

@@ -5,7 +5,9 @@
 -- none), scan cap, last error's class filter ('' none), the score and id of the last
 -- entry read ahead ('' when that read reached the index's end), dead-letter group
 -- filter ('' none: the job's error signature).
--- -> {{id, score, ...}, last score, last id, more}: `more` is 1 when the index goes on.
+-- -> {{id, score, ...}, last score, last id, more, walked}: `more` is 1 when the index
+-- goes on; `walked`: how many entries the page passed through (with a filter, each one's
+-- record read), which the API charges to the key's read budget.
 -- An entry whose record was not read ahead is passed over when it came in since that
 -- read (the page is as of the read), and ends the page when it lies beyond it.
 local max_score, cursor_id, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -60,4 +62,4 @@ while true do
   if more == 1 or #batch < batch_size * 2 then break end
   offset = offset + batch_size
 end
-return {out, last_score, last_id, more}
+return {out, last_score, last_id, more, scanned}

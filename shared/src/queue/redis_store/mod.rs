@@ -338,9 +338,9 @@ impl JobStore for RedisStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let (ids, next) = self.page_ids(query).await?;
-        let jobs = self.load_jobs(&ids, false).await?.into_iter().flatten().collect();
-        Ok(Page { jobs, next })
+        let page = self.page_ids(query).await?;
+        let jobs = self.load_jobs(&page.ids, false).await?.into_iter().flatten().collect();
+        Ok(Page { jobs, next: page.next })
     }
 
     async fn accounts_waiting(&self, kind: JobKind) -> Result<u64, StoreError> {

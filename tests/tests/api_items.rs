@@ -143,3 +143,45 @@ async fn a_key_limited_to_other_accounts_cannot_read_a_jobs_items_and_is_told_it
     let res = app.get(ACME, &format!("/v1/jobs/{globex}/items")).send().await.unwrap();
     problem(res, 404).await;
 }
+
+/// Hostile-tenant audit of 2026-12-06: every page of a job's items counts all of them
+/// by outcome in Postgres (up to 100,000 for a cleanup), and cost one read of the key's
+/// budget whatever the count, so a key's 600-read burst held the API's database pool.
+/// A page is charged a read for each `ITEMS_COUNTED_PER_READ` items counted past the
+/// first ones.
+#[tokio::test]
+async fn a_page_of_a_job_with_many_items_is_charged_for_counting_them() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.read_rate_limit.per_minute = 60;
+        c.read_rate_limit.burst = 30;
+    })
+    .await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let pool = drover::db::connect_lazy(&DatabaseConfig::with_url(app.database_url.clone())).unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let skus: Vec<String> = (0..20_000).map(|i| format!("SKU-{i:05}")).collect();
+    items::seed(&mut conn, id.as_str(), 0, &skus).await.unwrap();
+    let mut served = 0;
+    for _ in 0..30 {
+        let res = app.get(ACME, &format!("/v1/jobs/{id}/items?limit=1")).send().await.unwrap();
+        if res.status() == 429 {
+            assert!(res.headers().get("retry-after").is_some());
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap();
+        assert_eq!(page["summary"]["total"], 20_000, "{page}");
+        served += 1;
+    }
+    assert!(
+        (1..=5).contains(&served),
+        "a budget of 30 reads pays for a few counts of 20,000 items, not 30: {served} served"
+    );
+    // A small job's page costs one read: another key's 25 are all served.
+    let small = app.submit_ok(&cleanup_body("globex")).await;
+    items::seed(&mut conn, small.as_str(), 0, &skus[..10]).await.unwrap();
+    for i in 0..25 {
+        let res = app.get(MULTI, &format!("/v1/jobs/{small}/items")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "small page {i}");
+    }
+}

@@ -87,6 +87,11 @@ fn db_error(e: impl Into<drover::db::DbError>) -> ApiError {
     e.into().into()
 }
 
+/// Items a page's totals may count for one read of the key's budget: every page counts
+/// all of the job's items by outcome (up to 100,000 for a cleanup), and is charged one
+/// read for each such many more.
+pub const ITEMS_COUNTED_PER_READ: u64 = 2000;
+
 /// Per-item results of a job, in the order the job took them.
 #[utoipa::path(
     get,
@@ -148,6 +153,10 @@ pub async fn list_items(
     let deadline = repo.deadline();
     let mut conn = deadline.bound(repo.pool().acquire()).await.map_err(db_error)?;
     let summary = deadline.bound(items::summary(&mut conn, job.id.as_str())).await.map_err(db_error)?;
+    // The request's check paid for counting its first items; the rest are charged.
+    let counted = u64::try_from(summary.total).unwrap_or(0);
+    let extra = counted.saturating_sub(ITEMS_COUNTED_PER_READ) / ITEMS_COUNTED_PER_READ;
+    state.limits_per_key().reads.charge(&caller.name, extra).await;
     let mut page = deadline
         .bound(items::page(&mut conn, job.id.as_str(), outcome, after, i64::from(limit) + 1))
         .await

@@ -275,6 +275,12 @@ impl JobView {
     }
 
     /// Drop worker names (host names and pids, internal) for a tenant's key.
+    /// The job's callback as `caller` may see it ([`CallbackView::seen_by`]).
+    pub fn callback_seen_by(mut self, caller: &crate::auth::Principal) -> Self {
+        self.callback = self.callback.map(|c| c.seen_by(caller));
+        self
+    }
+
     pub fn without_workers(mut self) -> Self {
         self.worker = None;
         for a in &mut self.attempt_history {

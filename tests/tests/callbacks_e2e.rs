@@ -267,6 +267,46 @@ async fn an_http_callback_url_is_refused_outside_dev_mode() {
     assert_eq!(ok.status(), 202);
 }
 
+/// Hostile-tenant audit of 2026-12-06: a job's callback URL, whose path and query may
+/// hold its receiver's token, was shown whole to every key that may see the job — so a
+/// tenant's key read the token of a callback an operator's key had set on its job. A key
+/// for some accounts sees a callback URL whole only when the URL's host is one of its own
+/// `callback_hosts` (it may have set it); else only where it goes (scheme and host).
+#[tokio::test]
+async fn a_tenants_key_sees_only_the_host_of_a_callback_another_key_set_on_its_job() {
+    let app = spawn_app_with(Durability::None, |c: &mut ApiConfig| {
+        c.keys.push(hooks_key(&["hooks.ops.example"]));
+        let mut tenant = hooks_key(&["hooks.acme.example"]);
+        tenant.name = "acme-hooks".into();
+        tenant.key_sha256 = drover_api::hash_key(&"k-acme-hooks".into());
+        tenant.accounts = Some(vec!["acme".into()]);
+        c.keys.push(tenant);
+    })
+    .await;
+    let mut body = cleanup_body("acme");
+    body["callback_url"] = json!("https://hooks.ops.example/drover/S3CRET-PATH?token=S3CRET-QUERY");
+    let theirs = submit_hooked(&app, &body).await;
+    let (status, job) = app.job(ACME, &theirs).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["callback"]["url"], "https://hooks.ops.example/", "{job}");
+    assert!(!job.to_string().contains("S3CRET"), "{job}");
+    // The key that set it, and any key for every account, see it whole.
+    for key in [HOOKS, READER] {
+        let (_, job) = app.job(key, &theirs).await;
+        assert_eq!(
+            job["callback"]["url"], "https://hooks.ops.example/drover/S3CRET-PATH?token=S3CRET-QUERY",
+            "{key}: {job}"
+        );
+    }
+    // A tenant's own callback, on its own host, is shown to it whole.
+    body["callback_url"] = json!("https://hooks.acme.example/in?t=mine");
+    let res = app.submit("k-acme-hooks", &body).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let own = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (_, job) = app.job("k-acme-hooks", &own).await;
+    assert_eq!(job["callback"]["url"], "https://hooks.acme.example/in?t=mine", "{job}");
+}
+
 #[tokio::test]
 async fn a_host_outside_the_keys_allowlist_is_refused_without_naming_other_keys() {
     let app = spawn_app_with(Durability::None, |c: &mut ApiConfig| {

@@ -42,7 +42,7 @@ pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
         };
         waiting::waiting(&state, waits).await?
     };
-    let mut view = JobView::from(job);
+    let mut view = JobView::from(job).callback_seen_by(&caller);
     if caller.accounts.is_some() {
         // Worker names are internal host names and pids: for operators only.
         view = view.without_workers();

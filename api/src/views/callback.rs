@@ -1,9 +1,12 @@
-//! A job's completion callback as `GET /v1/jobs/{id}` shows it: the URL (the tenant's
-//! own), where its delivery stands and the newest tries. Never the secret or a signature.
+//! A job's completion callback as `GET /v1/jobs/{id}` shows it: the URL (whole to the
+//! keys that may have set it), where its delivery stands and the newest tries. Never the
+//! secret or a signature.
 use chrono::{DateTime, TimeZone, Utc};
-use drover::callback::{CallbackStatus, DeliveryRecord, DeliveryResult, JobCallback};
+use drover::callback::{CallbackStatus, CallbackUrl, DeliveryRecord, DeliveryResult, JobCallback};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::auth::Principal;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallbackView {
@@ -52,6 +55,30 @@ impl From<DeliveryRecord> for DeliveryView {
             message: d.message,
             duration_ms: d.duration_ms,
         }
+    }
+}
+
+impl CallbackView {
+    /// The view as `caller` may see it. The URL's path and query may hold its receiver's
+    /// token: a key for some accounts sees the URL whole only when its host is one of the
+    /// key's own `callback_hosts` (the key may have set it), else its scheme and host
+    /// only — another key (an operator's) may have set it on the tenant's job.
+    pub fn seen_by(mut self, caller: &Principal) -> Self {
+        if caller.accounts.is_none() {
+            return self;
+        }
+        let url = CallbackUrl::parse(&self.url, true).ok();
+        let own = url.as_ref().is_some_and(|u| {
+            let host = u.host();
+            caller
+                .callbacks
+                .as_ref()
+                .is_some_and(|grant| grant.hosts.iter().any(|p| p.matches(&host)))
+        });
+        if !own {
+            self.url = url.map_or_else(String::new, |u| format!("{}/", u.as_url().origin().ascii_serialization()));
+        }
+        self
     }
 }
 

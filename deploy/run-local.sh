@@ -299,6 +299,7 @@ cat <<MSG
 
 Drover is running (logs in $run_dir):
   API         $api        (dev key: drover-dev-key)
+  Console     $api/ui   (sign in with drover-dev-key)
   OpenAPI     $api/openapi.json
   Metrics     API http://127.0.0.1:$api_metrics_port/metrics   workers: http://127.0.0.1:${worker_metrics[0]}/metrics, :${worker_metrics[1]}/metrics
   Queues      curl -H '$auth' $api/v1/queues

@@ -543,3 +543,66 @@ async fn an_outage_is_told_from_an_error_that_would_come_again() {
         "a refused connection is an outage"
     );
 }
+
+/// Fairness and runtime audit of 2026-12-06: a worker leases ahead of its free slots as
+/// far as the pace of its runs allows, and holds the rest of its permits back while runs
+/// are slow — but only permits it found free at the top of a fetch. Once fast runs had
+/// let it lease far ahead and slow ones followed, every slot a run freed went to the
+/// next fetch: the worker kept leasing jobs it could not start (up to 64 more than its
+/// slots, for minutes), while another worker could have run them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_cannot_start() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let cleanup = |account: String| {
+        NewJob::new(
+            JobPayload::from_json(
+                JobKind::Cleanup,
+                json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+            )
+            .unwrap(),
+        )
+    };
+    // The first run is fast (the pace then says "lease far ahead"); every later one
+    // takes 400 ms.
+    let first = Arc::new(AtomicBool::new(true));
+    let handler = move |_payload: JobPayload, _ctx: JobContext| {
+        let fast = first.swap(false, Ordering::SeqCst);
+        Box::pin(async move {
+            if !fast {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            Ok(Outcome::Succeeded(json!({})))
+        }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
+    };
+    let two_slots = WorkerSettings {
+        concurrency: [(JobKind::Cleanup, 2), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        ..settings(30_000, 1000)
+    };
+    let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
+    let quick = store.enqueue(cleanup("t.quick".into())).await.unwrap().id;
+    succeeds_on_one_attempt(&store, &quick).await;
+    let jobs: Vec<NewJob> = (0..200).map(|i| cleanup(format!("t.{i}"))).collect();
+    for r in store.enqueue_bulk(jobs).await.unwrap() {
+        r.unwrap();
+    }
+    let queued = || async { store.counts(JobKind::Cleanup).await.unwrap().queued };
+    // The first slow runs end within a second; from then on the pace says "slow".
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let after_first_slow_runs = queued().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = queued().await;
+    let counts = store.counts(JobKind::Cleanup).await.unwrap();
+    assert!(
+        after_first_slow_runs < 200 && counts.running + counts.prefetched > 10,
+        "it leased ahead while its runs were fast: {counts:?}"
+    );
+    assert_eq!(
+        later, after_first_slow_runs,
+        "while it holds more jobs than its 2 slots, it leases no more ({counts:?})"
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}

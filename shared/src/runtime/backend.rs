@@ -126,7 +126,7 @@ async fn fetch_loop<S: JobStore>(
         }
         // Lease in batches of at least a quarter of the capacity when jobs are in flight.
         let batch_floor = ((room.concurrency + ahead) / 4).max(1).min(shared.settings.fetch_batch);
-        let permits = {
+        let mut permits = {
             // While every slot is busy, the sweep promotes and reclaims in this fetch's stead.
             let _waiting = shared.slot_waits.waiting(kind);
             tokio::select! {
@@ -136,6 +136,20 @@ async fn fetch_loop<S: JobStore>(
         };
         if stop.is_cancelled() {
             break;
+        }
+        // Runs may have turned slow while it waited: the slots that came free are held
+        // back first (before 2026-12-06 only the ones found free at the top of a fetch
+        // were, so once runs slowed every freed slot went to the next lease and the
+        // worker kept leasing jobs it could not start, far ahead of its runs).
+        let hold = most_ahead - room.pace.ahead(room.concurrency, room.prefetch);
+        while held_back.len() < hold {
+            match permits.pop() {
+                Some(p) => held_back.push(p),
+                None => break,
+            }
+        }
+        if permits.is_empty() {
+            continue;
         }
         let sent = tokio::time::Instant::now();
         let fetched = match shared

@@ -527,6 +527,47 @@ async fn a_failed_refresh_releases_the_lock_and_one_waiter_retries() {
     assert!(t0.elapsed() < Duration::from_secs(5), "nobody waited for the timeout");
 }
 
+/// Fairness and runtime audit of 2026-12-06: a refresh that failed left no trace, so
+/// against a token service that keeps failing every caller of the account ran an exchange
+/// of its own, one after another (a process's callers take turns, each finding no token
+/// and nobody refreshing): ten calls, ten exchanges sent to a failing service, each
+/// waited for. After a second failure within a second, callers are told so at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_service_that_keeps_failing_is_asked_at_most_twice_a_second() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 2, &ResilienceConfig::default()).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut callers = Vec::new();
+    for i in 0..10 {
+        let r = procs[i % 2].clone();
+        let count = count.clone();
+        callers.push(tokio::spawn(async move {
+            r.access_token(&account(), move || async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err::<(SecretString, Duration), _>("LWA said 503".to_owned())
+            })
+            .await
+        }));
+    }
+    for c in callers {
+        match c.await.unwrap() {
+            Err(ResilienceError::Token(msg)) => assert!(msg.contains("503"), "{msg}"),
+            other => panic!("{:?}", other.map(|_| "a token")),
+        }
+    }
+    assert!(count.load(Ordering::SeqCst) <= 2, "{} exchanges", count.load(Ordering::SeqCst));
+    // A second later the service is asked again, and its token is kept.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = procs[0]
+        .access_token(&account(), || async {
+            Ok::<_, String>((SecretString::from("Atza|back".to_owned()), Duration::from_secs(3600)))
+        })
+        .await
+        .unwrap();
+    assert_eq!(fresh.expose_secret(), "Atza|back");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_snapshot_shows_every_operation_the_breaker_and_the_cooldown_but_never_the_token() {
     let redis = RedisServer::start(Durability::None);

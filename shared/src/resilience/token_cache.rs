@@ -9,7 +9,9 @@
 //! token. Within a process a per-account
 //! mutex keeps callers off Redis while one of them is already asking, and a local copy
 //! serves the hot path until the shared key's expiry. The shared copy is sealed
-//! (`sealed_token.rs`): Redis never holds a usable token.
+//! (`sealed_token.rs`): Redis never holds a usable token. A failed refresh is noted in
+//! `<ns>:lwa:<account>:failed` for a second: after two, callers get the last error at
+//! once rather than each asking a failing token service again.
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -29,6 +31,11 @@ static FORGET: LazyLock<Script> = lua!("lua/token_forget.lua");
 
 /// How often a caller waiting on another worker's refresh looks again.
 const POLL: Duration = Duration::from_millis(25);
+/// A refresh that failed is remembered this long (`<ns>:lwa:<account>:failed`)...
+const FAILED_FOR: Duration = Duration::from_secs(1);
+/// ...and once this many have failed within it, callers get the last one's error at once
+/// instead of asking the token service again (the first failure's waiters try once).
+const FAILED_REFRESHES: u64 = 2;
 
 /// In-process part of the cache. Never printed: it holds secrets.
 #[derive(Default)]
@@ -66,7 +73,12 @@ impl LocalTokens {
 enum Peek {
     Token(SecretString, Duration),
     Refreshing,
-    Missing,
+    /// No token and nobody refreshing: how many refreshes failed within [`FAILED_FOR`],
+    /// and the last one's error.
+    Missing {
+        failed: u64,
+        last: String,
+    },
 }
 
 impl Resilience {
@@ -107,7 +119,10 @@ impl Resilience {
                     local.put(account, &t, ttl);
                     return Ok(t);
                 }
-                Peek::Missing if first || !retried => {
+                Peek::Missing { failed, last } if failed >= FAILED_REFRESHES => {
+                    return Err(ResilienceError::Token(last));
+                }
+                Peek::Missing { .. } if first || !retried => {
                     if !first {
                         retried = true;
                     }
@@ -115,7 +130,7 @@ impl Resilience {
                         return Ok(t);
                     }
                 }
-                Peek::Missing => {
+                Peek::Missing { .. } => {
                     return Err(ResilienceError::Token("another worker's token refresh failed".into()));
                 }
                 Peek::Refreshing => {}
@@ -145,9 +160,10 @@ impl Resilience {
 
     async fn peek_token(&self, account: &AccountId) -> Result<Peek, ResilienceError> {
         let token_key = self.key("lwa", account, None);
-        let (token, pttl, held): (String, i64, i64) = PEEK
+        let (token, pttl, held, failed, last): (String, i64, i64, u64, String) = PEEK
             .key(&token_key)
             .key(format!("{token_key}:lock"))
+            .key(format!("{token_key}:failed"))
             .invoke_async(&mut self.conn())
             .await?;
         // A value that does not open (stored before tokens were sealed, or under another
@@ -160,7 +176,7 @@ impl Resilience {
         } else if held == 1 {
             Peek::Refreshing
         } else {
-            Peek::Missing
+            Peek::Missing { failed, last }
         })
     }
 
@@ -218,7 +234,21 @@ impl Resilience {
             }
             Err(e) => {
                 tracing::warn!(account = %account, error = %e, "access token refresh failed");
-                Err(ResilienceError::Token(e.to_string()))
+                let text = e.to_string();
+                let failed_key = format!("{token_key}:failed");
+                let noted: Result<(), redis::RedisError> = redis::pipe()
+                    .hincr(&failed_key, "n", 1)
+                    .ignore()
+                    .hset(&failed_key, "last", &text)
+                    .ignore()
+                    .pexpire(&failed_key, FAILED_FOR.as_millis() as i64)
+                    .ignore()
+                    .query_async(&mut self.conn())
+                    .await;
+                if let Err(e) = noted {
+                    tracing::debug!(account = %account, error = %e, "could not note the failed token refresh");
+                }
+                Err(ResilienceError::Token(text))
             }
         };
         let released: Result<i64, redis::RedisError> = COMPARE_DELETE.key(&lock_key).arg(&owner).invoke_async(&mut self.conn()).await;

@@ -82,3 +82,59 @@ async fn a_trim_with_nothing_due_reads_no_job_records_and_a_due_one_removes_them
     );
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().succeeded, 0);
 }
+
+/// Queue-core audit of 2026-12-06 (F2): the trim lock (one trimmer per kind, 1 s) was
+/// written with the process id and deleted at the end of a pass without a look at who
+/// held it then; a pass that outlasted it (many partitions, a slow Redis) deleted the
+/// next trimmer's lock, so a third could start beside that one and both take the dead
+/// cap's surplus. Here Redis stops for longer than the lock while a pass runs, and
+/// another trimmer takes the lock as Redis comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_pass_that_outlasted_its_lock_leaves_the_next_trimmers_lock_alone() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
+    crate::conformance::succeeded_jobs(&store, 3000).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let lock = store.partition_keys(JobKind::Cleanup, None).key("trim:lock");
+    // One job a call: the pass goes on for its whole budget.
+    let pass = {
+        let store = store.clone();
+        tokio::spawn(async move { store.trim(JobKind::Cleanup, Duration::from_millis(1), 1).await })
+    };
+    let mut c = server.conn();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !redis::cmd("EXISTS").arg(&lock).query::<bool>(&mut c).unwrap() {
+        assert!(std::time::Instant::now() < until, "the pass never took the lock");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut other = server.conn();
+    let pid = Pid::from_raw(server.pid().expect("redis-server runs") as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // Another trimmer takes the lock, which has run out, as Redis comes back: its SET is
+    // on the wire before Redis answers the pass's call in flight.
+    let taker = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            let _: () = redis::cmd("SET")
+                .arg(&lock)
+                .arg("another-trimmer")
+                .arg("PX")
+                .arg(60_000)
+                .query(&mut other)
+                .unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    kill(pid, Signal::SIGCONT).unwrap();
+    taker.join().unwrap();
+    let _ = pass.await.unwrap();
+    let holder: Option<String> = redis::cmd("GET").arg(&lock).query(&mut c).unwrap();
+    assert_eq!(
+        holder.as_deref(),
+        Some("another-trimmer"),
+        "the pass deleted the next trimmer's lock"
+    );
+}

@@ -13,6 +13,17 @@ async fn audit(app: &TestApp, key: &str, query: &str) -> (u16, Value) {
     (status, res.json().await.unwrap_or_default())
 }
 
+/// `PUT /v1/schedules/{name}` by `key` (`name` as it goes in the path).
+async fn put_schedule(app: &TestApp, key: &str, name: &str, body: Value) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/v1/schedules/{name}")))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn entries(page: &Value) -> Vec<Value> {
     page["entries"].as_array().cloned().unwrap_or_default()
 }
@@ -114,14 +125,13 @@ async fn an_audit_row_keeps_a_bounded_part_of_what_a_refused_request_sent() {
     let app = spawn_app().await;
     let cron = "x".repeat(200_000);
     let name = "n".repeat(3_000);
-    let res = app
-        .client
-        .put(app.url(&format!("/v1/schedules/{name}")))
-        .bearer_auth(ACME_SUB)
-        .json(&json!({"cron": cron, "kind": "sync", "payload": {"account_id": "globex", "marketplace_id": MARKETPLACE}}))
-        .send()
-        .await
-        .unwrap();
+    let res = put_schedule(
+        &app,
+        ACME_SUB,
+        &name,
+        json!({"cron": cron, "kind": "sync", "payload": {"account_id": "globex", "marketplace_id": MARKETPLACE}}),
+    )
+    .await;
     // (refused as invalid: a schedule is validated before the key's accounts are checked)
     assert_eq!(res.status(), 422);
 
@@ -159,14 +169,13 @@ async fn an_action_whose_request_holds_a_nul_is_still_recorded() {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["discarded"], json!([dead.as_str()]), "{v}");
     // A refused schedule write whose name holds one.
-    let res = app
-        .client
-        .put(app.url("/v1/schedules/daily%00"))
-        .bearer_auth(ACME_SUB)
-        .json(&json!({"cron": "0 0 * * * *", "kind": "sync", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE}}))
-        .send()
-        .await
-        .unwrap();
+    let res = put_schedule(
+        &app,
+        ACME_SUB,
+        "daily%00",
+        json!({"cron": "0 0 * * * *", "kind": "sync", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE}}),
+    )
+    .await;
     assert_eq!(res.status(), 422);
 
     let (status, page) = audit(&app, READER, "").await;

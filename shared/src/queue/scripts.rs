@@ -44,6 +44,7 @@ scripts! {
     ACCOUNT_COUNTS "account_counts" &[COMMON], Writes;
     COUNT_QUEUED "count_queued" &[COMMON], Writes;
     ADOPT_LANES "adopt_lanes" &[COMMON], Writes;
+    TRIM_LOCK "trim_lock" &[COMMON], Bounded;
 }
 
 /// Every queue script, as one library: each call runs `begin_call` (common.lua) first.

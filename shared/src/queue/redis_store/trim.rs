@@ -19,17 +19,6 @@ const TIED_STEP: usize = 50;
 /// Partitions passed over by trim passes (logged once an outage).
 static PARTITION_DOWN: crate::outage::Outage = crate::outage::Outage::new();
 
-/// The trim lock while it still holds this pass's token (ARGV[1]): extended to ARGV[2] ms
-/// (1: it was), or with ARGV[2] = 0 deleted. A pass that outlasted its lock must neither
-/// free nor take over the next trimmer's.
-static LOCK_HELD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])",
-    )
-});
-
 impl RedisStore {
     pub(super) async fn purge(&self, ids: &[JobId]) -> Result<u64, StoreError> {
         let mut removed = 0;
@@ -107,7 +96,8 @@ impl RedisStore {
         // trimmer frees it on its own. At Redis's memory limit the lock cannot be written:
         // the trim goes on without it (two trimmers at once only repeat each other's
         // reads), since it is what frees memory there.
-        let lock = self.partition_keys(kind, None).key("trim:lock");
+        let lock_queue = self.partition_keys(kind, None);
+        let lock = lock_queue.key("trim:lock");
         let owner = format!("{}:{:016x}", std::process::id(), rand::random::<u64>());
         let lock_ttl = (TRIM_BUDGET * 4).as_millis() as u64;
         let got: Result<Option<String>, StoreError> = redis::cmd("SET")
@@ -190,7 +180,7 @@ impl RedisStore {
         // The kind's dead cap counts every partition: not while one cannot be read, nor
         // once the pass has outlasted its lock (another trimmer may be taking the same
         // surplus: both would remove it).
-        let still_locked = !locked || self.lock_held(&mut conn, &lock, &owner, lock_ttl).await?;
+        let still_locked = !locked || self.lock_held(&mut conn, &lock_queue, &owner, lock_ttl).await?;
         if (!one || ranked) && self.defaults.dead_max > 0 && failed.is_none() && still_locked {
             loop {
                 let (removed, over) = self.trim_dead_over_cap(&mut conn, &parts, limit, ranked).await?;
@@ -202,7 +192,7 @@ impl RedisStore {
             }
         }
         if locked {
-            self.lock_held(&mut conn, &lock, &owner, 0).await?;
+            self.lock_held(&mut conn, &lock_queue, &owner, 0).await?;
         }
         match failed {
             Some(e) if failures == parts.len() => Err(e),
@@ -268,10 +258,22 @@ impl RedisStore {
     /// (`acdone`: the ranks are checked against those counts). Read, not left to the
     /// backfills' answers, which a pass short of budget or at the memory limit does not
     /// reach; a partition that cannot be read counts as not ranked.
-    /// Whether the trim `lock` still holds `owner`'s token; if so it is extended to
-    /// `ttl_ms`, or deleted with 0.
-    async fn lock_held(&self, conn: &mut crate::redis_conn::RedisConn, lock: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        let held: i64 = LOCK_HELD.key(lock).arg(owner).arg(ttl_ms).invoke_async(conn).await?;
+    /// Whether `queue`'s trim lock still holds `owner`'s token; if so it is extended to
+    /// `ttl_ms`, or deleted with 0 (`trim_lock.lua`).
+    async fn lock_held(
+        &self,
+        conn: &mut crate::redis_conn::RedisConn,
+        queue: &QueueKeys,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let held: i64 = scripts::TRIM_LOCK
+            .key(queue.key("trim:lock"))
+            .arg(queue.prefix())
+            .arg(owner)
+            .arg(ttl_ms)
+            .invoke_async(conn)
+            .await?;
         Ok(held == 1)
     }
 

@@ -606,3 +606,66 @@ async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_c
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
+
+/// Fairness and runtime audit of 2026-12-06: the count of jobs waiting for a slot is set
+/// again by each sweep, and a run that took one to give way still drains its calls in
+/// flight (a cleanup's deletes) before its slot comes free, so the next sweep counted the
+/// same waiting job again and a second run gave way for it. Here two long runs fill both
+/// slots, one small job comes, and a run that gives way takes 2 s to hand its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_waiting_for_a_slot_makes_one_run_give_way() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let cleanup = |account: &str| {
+        NewJob::new(
+            JobPayload::from_json(
+                JobKind::Cleanup,
+                json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+            )
+            .unwrap(),
+        )
+    };
+    let gave_way = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let gave_way = gave_way.clone();
+        move |payload: JobPayload, ctx: JobContext| {
+            let gave_way = gave_way.clone();
+            Box::pin(async move {
+                if payload.account_id().as_str() == "t.small" {
+                    return Ok(Outcome::Succeeded(json!({})));
+                }
+                // Steps of 100 ms, for up to 20 s; a run that gives way drains for 2 s.
+                for _ in 0..200 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if ctx.give_way() {
+                        gave_way.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        return Err(drover::JobError::GaveWay {
+                            retry_after: Duration::from_secs(30),
+                            reason: "gave way".into(),
+                        });
+                    }
+                }
+                Ok(Outcome::Succeeded(json!({})))
+            }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
+        }
+    };
+    let two_slots = WorkerSettings {
+        concurrency: [(JobKind::Cleanup, 2), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        ..settings(1800, 300)
+    };
+    let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
+    for account in ["t.long-1", "t.long-2"] {
+        store.enqueue(cleanup(account)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let small = store.enqueue(cleanup("t.small")).await.unwrap().id;
+    succeeds_on_one_attempt(&store, &small).await;
+    // Time for a second sweep's count to have been taken too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(gave_way.load(Ordering::SeqCst), 1, "one waiting job, one run giving way");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}

@@ -2,33 +2,82 @@
 //! taken: that many runs that have worked their turn hand their jobs back between two
 //! steps ([`super::JobContext::give_way`]), so a long job holds a slot for a turn, not for
 //! the whole of its work.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::job::JobKind;
 
-/// One count per kind, set by the sweep (`sweep.rs`) and taken from by the runs.
+/// One kind's count, set by the sweep (`sweep.rs`) and taken from by the runs.
 #[derive(Default)]
 pub(crate) struct Contention {
-    waiting: [Arc<AtomicU64>; 3],
+    kinds: [Arc<KindContention>; 3],
+}
+
+/// Jobs of one kind waiting for a slot, and the runs that took one of them to give way
+/// and have not ended yet (they still drain their calls in flight: their slots are not
+/// free yet, and the job each gives way to still waits).
+#[derive(Default)]
+pub(crate) struct KindContention {
+    waiting: AtomicU64,
+    yielding: AtomicU64,
 }
 
 impl Contention {
+    /// `waiting` jobs wait for a slot: as many runs give way, less those giving way now
+    /// (before 2026-12-06 each sweep counted them afresh, so one waiting job made a second
+    /// run give way while the first drained).
     pub fn set(&self, kind: JobKind, waiting: u64) {
-        self.waiting[kind.index()].store(waiting, Ordering::Relaxed);
+        let k = &self.kinds[kind.index()];
+        let yielding = k.yielding.load(Ordering::Relaxed);
+        k.waiting.store(waiting.saturating_sub(yielding), Ordering::Relaxed);
     }
 
     /// The count a run of `kind` takes from.
-    pub fn of(&self, kind: JobKind) -> Arc<AtomicU64> {
-        self.waiting[kind.index()].clone()
+    pub fn of(&self, kind: JobKind) -> Arc<KindContention> {
+        self.kinds[kind.index()].clone()
     }
 }
 
-/// Take one waiting job off `count`: true when there was one to give way to.
-pub(crate) fn take_one(count: &AtomicU64) -> bool {
-    count
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_ok()
+/// One run's part in its kind's count: whether it took a waiting job to give way. It is
+/// counted as giving way until it is dropped, with the run's last context.
+pub(crate) struct RunTurn {
+    kind: Arc<KindContention>,
+    took: AtomicBool,
+}
+
+impl RunTurn {
+    pub fn new(kind: Arc<KindContention>) -> Self {
+        Self {
+            kind,
+            took: AtomicBool::new(false),
+        }
+    }
+
+    /// True when this run should give way: it took one waiting job off the count (or had
+    /// already taken one).
+    pub fn give_way(&self) -> bool {
+        if self.took.load(Ordering::Relaxed) {
+            return true;
+        }
+        let taken = self
+            .kind
+            .waiting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if taken {
+            self.kind.yielding.fetch_add(1, Ordering::Relaxed);
+            self.took.store(true, Ordering::Relaxed);
+        }
+        taken
+    }
+}
+
+impl Drop for RunTurn {
+    fn drop(&mut self) {
+        if *self.took.get_mut() {
+            self.kind.yielding.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -38,15 +87,31 @@ mod tests {
     #[test]
     fn as_many_runs_give_way_as_jobs_wait_and_kinds_are_apart() {
         let c = Contention::default();
-        let cleanup = c.of(JobKind::Cleanup);
-        assert!(!take_one(&cleanup), "nothing waits");
+        let run = || RunTurn::new(c.of(JobKind::Cleanup));
+        assert!(!run().give_way(), "nothing waits");
         c.set(JobKind::Cleanup, 2);
-        assert!(take_one(&cleanup));
-        assert!(take_one(&cleanup));
-        assert!(!take_one(&cleanup), "two waited: two runs give way");
-        c.set(JobKind::Cleanup, 1);
-        assert!(!take_one(&c.of(JobKind::Sync)), "kinds are apart");
+        let (a, b, d) = (run(), run(), run());
+        assert!(a.give_way() && a.give_way(), "a run that gives way is told so again");
+        assert!(b.give_way());
+        assert!(!d.give_way(), "two waited: two runs give way");
+        assert!(!RunTurn::new(c.of(JobKind::Sync)).give_way(), "kinds are apart");
+        drop((a, b));
         c.set(JobKind::Cleanup, 0);
-        assert!(!take_one(&cleanup), "the next sweep found none waiting");
+        assert!(!d.give_way(), "the next sweep found none waiting");
+    }
+
+    #[test]
+    fn a_sweep_does_not_count_again_a_job_a_run_is_giving_way_to() {
+        let c = Contention::default();
+        c.set(JobKind::Cleanup, 1);
+        let first = RunTurn::new(c.of(JobKind::Cleanup));
+        assert!(first.give_way());
+        // The next sweep still sees the job waiting: the first run has not ended.
+        c.set(JobKind::Cleanup, 1);
+        let second = RunTurn::new(c.of(JobKind::Cleanup));
+        assert!(!second.give_way(), "the job is already given way to");
+        drop(first);
+        c.set(JobKind::Cleanup, 1);
+        assert!(second.give_way(), "a job waiting after that run ended is another");
     }
 }

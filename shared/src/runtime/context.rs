@@ -1,11 +1,11 @@
 //! What a job handler gets and gives back: its context for the run, its outcome, the trait.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::contention::{KindContention, RunTurn};
 use crate::data::run_fence::RunFence;
 use crate::error::JobError;
 use crate::job::{JobId, JobPayload, Progress};
@@ -40,8 +40,9 @@ pub struct JobContext {
     /// queue at once without using an attempt, instead of running on into the grace
     /// period and being cut off mid-step.
     pub stopping: CancellationToken,
-    /// How many jobs of this kind wait for a slot of this process (`contention.rs`).
-    waiting: Arc<AtomicU64>,
+    /// This run's part in how many jobs of its kind wait for a slot of this process
+    /// (`contention.rs`).
+    turn: Arc<RunTurn>,
     progress: ProgressFn,
 }
 
@@ -61,7 +62,7 @@ impl JobContext {
         leased: &Leased,
         cancel: CancellationToken,
         stopping: CancellationToken,
-        waiting: Arc<AtomicU64>,
+        waiting: Arc<KindContention>,
     ) -> Self {
         let id = leased.id.clone();
         let token = leased.token.clone();
@@ -88,7 +89,7 @@ impl JobContext {
             traceparent: leased.traceparent.clone(),
             cancel,
             stopping,
-            waiting,
+            turn: Arc::new(RunTurn::new(waiting)),
             progress,
         }
     }
@@ -118,7 +119,7 @@ impl JobContext {
     /// so the slot goes to the next account's turn instead of to this job for all of its
     /// work.
     pub fn give_way(&self) -> bool {
-        super::contention::take_one(&self.waiting)
+        self.turn.give_way()
     }
 
     /// Whether the worker is shutting down (see [`Self::stopping`]).

@@ -29,12 +29,18 @@ enum Event {
 }
 
 fn job() -> NewJob {
-    let payload = JobPayload::from_json(
-        JobKind::Cleanup,
-        json!({"account_id": "t.leases", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+    cleanup_for("t.leases").max_attempts(5)
+}
+
+/// A cleanup job of `account`.
+fn cleanup_for(account: &str) -> NewJob {
+    NewJob::new(
+        JobPayload::from_json(
+            JobKind::Cleanup,
+            json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+        )
+        .unwrap(),
     )
-    .unwrap();
-    NewJob::new(payload).max_attempts(5)
 }
 
 async fn store(server: &RedisServer) -> RedisStore {
@@ -384,15 +390,8 @@ async fn a_keeper_connection_that_goes_half_open_as_a_run_starts_costs_the_run_n
 async fn a_burst_of_one_sellers_due_jobs_does_not_hold_another_sellers_out_of_its_lane() {
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
-    let cleanup = |account: &str| {
-        JobPayload::from_json(
-            JobKind::Cleanup,
-            json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-        )
-        .unwrap()
-    };
     // One slot, held by a run that outlasts the test.
-    store.enqueue(NewJob::new(cleanup("t.busy"))).await.unwrap();
+    store.enqueue(cleanup_for("t.busy")).await.unwrap();
     let (tx, mut events) = mpsc::unbounded_channel();
     let handler = reporting_handler(tx, |_| Duration::from_secs(30));
     let one_slot = WorkerSettings {
@@ -405,12 +404,12 @@ async fn a_burst_of_one_sellers_due_jobs_does_not_hold_another_sellers_out_of_it
         Some(Event::Started { .. })
     ));
     let due = chrono::Utc::now() + chrono::Duration::milliseconds(500);
-    let flood: Vec<NewJob> = (0..4000).map(|_| NewJob::new(cleanup("t.flood")).run_at(due)).collect();
+    let flood: Vec<NewJob> = (0..4000).map(|_| cleanup_for("t.flood").run_at(due)).collect();
     for r in store.enqueue_bulk(flood).await.unwrap() {
         r.unwrap();
     }
     let small = store
-        .enqueue(NewJob::new(cleanup("t.small")).run_at(due + chrono::Duration::milliseconds(10)))
+        .enqueue(cleanup_for("t.small").run_at(due + chrono::Duration::milliseconds(10)))
         .await
         .unwrap()
         .id;
@@ -556,15 +555,6 @@ async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_c
     use std::sync::Arc;
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
-    let cleanup = |account: String| {
-        NewJob::new(
-            JobPayload::from_json(
-                JobKind::Cleanup,
-                json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-            )
-            .unwrap(),
-        )
-    };
     // The first run is fast (the pace then says "lease far ahead"); every later one
     // takes 400 ms.
     let first = Arc::new(AtomicBool::new(true));
@@ -582,9 +572,9 @@ async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_c
         ..settings(30_000, 1000)
     };
     let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
-    let quick = store.enqueue(cleanup("t.quick".into())).await.unwrap().id;
+    let quick = store.enqueue(cleanup_for("t.quick")).await.unwrap().id;
     succeeds_on_one_attempt(&store, &quick).await;
-    let jobs: Vec<NewJob> = (0..200).map(|i| cleanup(format!("t.{i}"))).collect();
+    let jobs: Vec<NewJob> = (0..200).map(|i| cleanup_for(&format!("t.{i}"))).collect();
     for r in store.enqueue_bulk(jobs).await.unwrap() {
         r.unwrap();
     }
@@ -618,15 +608,6 @@ async fn one_job_waiting_for_a_slot_makes_one_run_give_way() {
     use std::sync::Arc;
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
-    let cleanup = |account: &str| {
-        NewJob::new(
-            JobPayload::from_json(
-                JobKind::Cleanup,
-                json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
-            )
-            .unwrap(),
-        )
-    };
     let gave_way = Arc::new(AtomicUsize::new(0));
     let handler = {
         let gave_way = gave_way.clone();
@@ -658,10 +639,10 @@ async fn one_job_waiting_for_a_slot_makes_one_run_give_way() {
     };
     let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
     for account in ["t.long-1", "t.long-2"] {
-        store.enqueue(cleanup(account)).await.unwrap();
+        store.enqueue(cleanup_for(account)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let small = store.enqueue(cleanup("t.small")).await.unwrap().id;
+    let small = store.enqueue(cleanup_for("t.small")).await.unwrap().id;
     succeeds_on_one_attempt(&store, &small).await;
     // Time for a second sweep's count to have been taken too.
     tokio::time::sleep(Duration::from_secs(2)).await;

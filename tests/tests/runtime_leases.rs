@@ -59,6 +59,14 @@ fn settings(lease_ms: u64, heartbeat_ms: u64) -> WorkerSettings {
     }
 }
 
+/// `base` with `slots` for cleanup jobs and none for the other kinds.
+fn cleanup_slots(slots: usize, base: WorkerSettings) -> WorkerSettings {
+    WorkerSettings {
+        concurrency: [(JobKind::Cleanup, slots), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        ..base
+    }
+}
+
 /// Tells the test when a run ends without returning (its future was dropped).
 struct Dropped {
     events: mpsc::UnboundedSender<Event>,
@@ -394,10 +402,7 @@ async fn a_burst_of_one_sellers_due_jobs_does_not_hold_another_sellers_out_of_it
     store.enqueue(cleanup_for("t.busy")).await.unwrap();
     let (tx, mut events) = mpsc::unbounded_channel();
     let handler = reporting_handler(tx, |_| Duration::from_secs(30));
-    let one_slot = WorkerSettings {
-        concurrency: [(JobKind::Cleanup, 1), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
-        ..settings(1800, 300)
-    };
+    let one_slot = cleanup_slots(1, settings(1800, 300));
     let (stop, task) = spawn_runtime(server.url(), store.clone(), one_slot, handler);
     assert!(matches!(
         next_event(&mut events, Duration::from_secs(10)).await,
@@ -567,10 +572,7 @@ async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_c
             Ok(Outcome::Succeeded(json!({})))
         }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
     };
-    let two_slots = WorkerSettings {
-        concurrency: [(JobKind::Cleanup, 2), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
-        ..settings(30_000, 1000)
-    };
+    let two_slots = cleanup_slots(2, settings(30_000, 1000));
     let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
     let quick = store.enqueue(cleanup_for("t.quick")).await.unwrap().id;
     succeeds_on_one_attempt(&store, &quick).await;
@@ -633,10 +635,7 @@ async fn one_job_waiting_for_a_slot_makes_one_run_give_way() {
             }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
         }
     };
-    let two_slots = WorkerSettings {
-        concurrency: [(JobKind::Cleanup, 2), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
-        ..settings(1800, 300)
-    };
+    let two_slots = cleanup_slots(2, settings(1800, 300));
     let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
     for account in ["t.long-1", "t.long-2"] {
         store.enqueue(cleanup_for(account)).await.unwrap();

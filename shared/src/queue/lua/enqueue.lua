@@ -85,7 +85,7 @@ do
     if not o or (ARGV[o + 2] == '' and ARGV[o + 4] ~= '1' and ARGV[o + 7] == '') then
       marker = ARGV[b]
       sent_again = redis.call('EXISTS', P .. 'job:' .. marker) == 1
-        or redis.call('ZSCORE', P .. 'refused', marker) ~= false
+        or (cap > 0 and redis.call('ZSCORE', P .. 'refused', marker) ~= false)
       break
     end
     b = o + 10

@@ -599,6 +599,60 @@ async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_c
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
 
+/// Queue-core audit of 2026-12-06, a regression of the fix above: while a worker works
+/// through the jobs it leased ahead, each slot a run frees is held back and no fetch is
+/// made, and the sweep — which promotes and reclaims in the fetch's stead while the
+/// fetcher waits for a slot — counted that wait afresh each time a run ended. With runs
+/// ending more often than half a lease, due jobs stayed `scheduled` and a dead worker's
+/// jobs `running` for as long as the jobs leased ahead lasted (here about 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_working_through_jobs_leased_ahead_still_promotes_due_jobs_and_reclaims_dead_leases() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let first = Arc::new(AtomicBool::new(true));
+    let handler = move |_payload: JobPayload, _ctx: JobContext| {
+        let fast = first.swap(false, Ordering::SeqCst);
+        Box::pin(async move {
+            if !fast {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            Ok(Outcome::Succeeded(json!({})))
+        }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
+    };
+    let lease = Duration::from_millis(1800);
+    let (stop, task) = spawn_runtime(server.url(), store.clone(), cleanup_slots(2, settings(1800, 300)), handler);
+    let quick = store.enqueue(cleanup_for("t.quick")).await.unwrap().id;
+    succeeds_on_one_attempt(&store, &quick).await;
+    let jobs: Vec<NewJob> = (0..200).map(|i| cleanup_for(&format!("t.{i}"))).collect();
+    for r in store.enqueue_bulk(jobs).await.unwrap() {
+        r.unwrap();
+    }
+    // Slow runs from now on: the worker holds jobs it leased ahead and fetches no more.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let counts = store.counts(JobKind::Cleanup).await.unwrap();
+    assert!(counts.running + counts.prefetched > 10, "it leased ahead while its runs were fast: {counts:?}");
+    // A worker that dies holding a job, and a job that falls due in 300 ms.
+    let ghost = store.fetch(JobKind::Cleanup, "ghost", 1, lease).await.unwrap();
+    let ghosts = ghost.jobs[0].id.clone();
+    let later = store.enqueue(cleanup_for("t.later").delay(Duration::from_millis(300))).await.unwrap().id;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut reclaimed, mut promoted) = (false, false);
+    while !(reclaimed && promoted) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reclaimed |= store.get(&ghosts).await.unwrap().unwrap().state != JobState::Running;
+        promoted |= store.get(&later).await.unwrap().unwrap().state != JobState::Scheduled;
+    }
+    let counts = store.counts(JobKind::Cleanup).await.unwrap();
+    assert!(
+        reclaimed && promoted,
+        "within 5 s (a lease of 1.8 s): the dead worker's job reclaimed {reclaimed}, the due job promoted {promoted} ({counts:?})"
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
 /// Fairness and runtime audit of 2026-12-06: the count of jobs waiting for a slot is set
 /// again by each sweep, and a run that took one to give way still drains its calls in
 /// flight (a cleanup's deletes) before its slot comes free, so the next sweep counted the

@@ -114,6 +114,12 @@ async fn fetch_loop<S: JobStore>(
     // Permits held back while the runs are too slow to lease that far ahead.
     let mut held_back: Vec<OwnedSemaphorePermit> = Vec::new();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    // While every slot is busy, the sweep promotes and reclaims in this fetch's stead. The
+    // wait lasts until a fetch is made: slots that came free only to be held back do not
+    // end it (before, found by the queue-core audit of 2026-12-06, each did, so with runs
+    // ending more often than half a lease a worker working through the jobs it leased
+    // ahead neither fetched nor swept).
+    let mut waiting = None;
     loop {
         let ahead = room.pace.ahead(room.concurrency, room.prefetch);
         let hold = most_ahead - ahead;
@@ -126,13 +132,10 @@ async fn fetch_loop<S: JobStore>(
         }
         // Lease in batches of at least a quarter of the capacity when jobs are in flight.
         let batch_floor = ((room.concurrency + ahead) / 4).max(1).min(shared.settings.fetch_batch);
-        let mut permits = {
-            // While every slot is busy, the sweep promotes and reclaims in this fetch's stead.
-            let _waiting = shared.slot_waits.waiting(kind);
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                p = gather_permits(&slots, batch_floor, shared.settings.fetch_batch) => p,
-            }
+        waiting.get_or_insert_with(|| shared.slot_waits.waiting(kind));
+        let mut permits = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = gather_permits(&slots, batch_floor, shared.settings.fetch_batch) => p,
         };
         if stop.is_cancelled() {
             break;
@@ -151,6 +154,7 @@ async fn fetch_loop<S: JobStore>(
         if permits.is_empty() {
             continue;
         }
+        waiting = None;
         let sent = tokio::time::Instant::now();
         let fetched = match shared
             .store

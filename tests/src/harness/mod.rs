@@ -1,6 +1,7 @@
 //! Test harness: real processes on random ports, each stopped by its PID.
 mod frozen_proxy;
 mod key_monitor;
+mod port_claims;
 mod postgres;
 mod process;
 mod redis_cluster;
@@ -23,7 +24,9 @@ pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so
 pub const CLUSTER_BUS_OFFSET: u16 = 10_000;
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the caller to use), below the
-/// kernel's ephemeral range with room for a cluster bus port below it too.
+/// kernel's ephemeral range with room for a cluster bus port below it too. The port and
+/// its bus port are claimed for the calling process's life, so no other test (nor this
+/// one again) is given either while it runs.
 /// A port the kernel hands out as a client's own can be taken while its server is down:
 /// a client reconnecting to it may be given that very port and connect to itself (TCP
 /// simultaneous open), so the server, restarted on its port, fails to bind it.
@@ -34,7 +37,10 @@ pub fn free_port() -> u16 {
     if top > FLOOR + 1_000 {
         for _ in 0..1_000 {
             let port = rand::random_range(FLOOR..top);
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            if port_claims::claim(port)
+                && port_claims::claim(port + CLUSTER_BUS_OFFSET)
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
                 return port;
             }
         }
@@ -69,6 +75,19 @@ mod tests {
                 port + CLUSTER_BUS_OFFSET < low,
                 "{port} (+ its bus offset) reaches the ephemeral range from {low}"
             );
+        }
+    }
+
+    #[test]
+    fn a_port_handed_out_is_not_handed_out_again_while_its_taker_runs() {
+        let mut given = std::collections::HashSet::new();
+        for _ in 0..1_000 {
+            let port = free_port();
+            assert!(given.insert(port), "{port} was handed out twice");
+        }
+        for port in &given {
+            let bus = port + CLUSTER_BUS_OFFSET;
+            assert!(!given.contains(&bus), "{bus} was handed out, and it is {port}'s bus port");
         }
     }
 }

@@ -55,6 +55,21 @@ redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now
     )
 });
 
+static OWING: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"#!lua flags=no-writes,allow-oom
+-- How far past its budget charges put a key (ms; 0 when it owes nothing): a key owes
+-- when its TAT is beyond what its own checks can take it to (burst intervals ahead).
+-- KEYS[1]: the key's TAT. ARGV: interval ms, burst
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+return math.max(0, math.ceil(tat - now - burst * interval))
+",
+    )
+});
+
 /// Most checks one call answers.
 const MAX_CHECKS: usize = 512;
 
@@ -152,6 +167,28 @@ impl RateLimiter {
         if let Err(e) = charged {
             tracing::warn!(key = key_name, requests = n, error = %e, "could not charge a request's work to its key's budget");
         }
+    }
+
+    /// A 429 while `key_name` owes for work charged after the fact ([`Self::charge`]):
+    /// asked before more such work, whose own check may have been let through with
+    /// many others at once, before the charges of the first ones landed.
+    pub async fn owing(&self, key_name: &str) -> Result<(), ApiError> {
+        let mut conn = self.conn.clone();
+        let owed_ms: i64 = OWING
+            .key(format!("{}{key_name}", self.prefix))
+            .arg(self.interval_ms)
+            .arg(self.burst)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| ApiError::Unavailable {
+                dependency: "redis",
+                cause: e.to_string(),
+            })?;
+        if owed_ms > 0 {
+            let retry_after = Duration::from_millis(owed_ms as u64 + self.interval_ms.ceil() as u64);
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        Ok(())
     }
 
     /// Answers the waiting checks until none is left: per call, one script call per key

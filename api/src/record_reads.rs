@@ -5,7 +5,8 @@
 //! reads of its largest jobs could take the process's memory from every tenant. A key
 //! has at most [`PER_KEY`] in flight and the process [`IN_PROCESS`]; a read past either
 //! waits its turn, and one that would wait longer than [`WAIT`] is refused (429). A burst
-//! of small reads only queues for a moment: each takes about a millisecond.
+//! of small reads only queues for a moment: each takes about a millisecond. The same
+//! turns bound a key's walks ([`RecordReads::walks`]).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,19 +22,24 @@ pub const IN_PROCESS: usize = 64;
 /// How long a read waits for its turn before it is refused.
 pub const WAIT: Duration = Duration::from_secs(2);
 
+/// Walks (a filtered listing, a count of a job's items, a dead-letter selection) one key
+/// may have in flight: each is charged to the key's budget only once it knows what it
+/// read, so the next one waits for that charge (see `handlers/listing.rs`).
+pub const WALKS_PER_KEY: usize = 2;
+
 #[derive(Debug)]
 pub struct RecordReads {
     in_process: Arc<Semaphore>,
     /// One per key name (the keys are the configured ones: a bounded set).
     per_key: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_key_turns: usize,
+    /// What the turns are for, as a refusal names it.
+    what: &'static str,
 }
 
 impl Default for RecordReads {
     fn default() -> Self {
-        Self {
-            in_process: Arc::new(Semaphore::new(IN_PROCESS)),
-            per_key: Mutex::default(),
-        }
+        Self::new(PER_KEY, IN_PROCESS, "reads of whole jobs or schedules")
     }
 }
 
@@ -45,13 +51,31 @@ pub struct Reading {
 }
 
 impl RecordReads {
+    fn new(per_key_turns: usize, in_process: usize, what: &'static str) -> Self {
+        Self {
+            in_process: Arc::new(Semaphore::new(in_process)),
+            per_key: Mutex::default(),
+            per_key_turns,
+            what,
+        }
+    }
+
+    /// Turns for walks: [`WALKS_PER_KEY`] a key, [`IN_PROCESS`] in all.
+    pub fn walks() -> Self {
+        Self::new(
+            WALKS_PER_KEY,
+            IN_PROCESS,
+            "walks of an index or of a job's items (filtered listings, item pages, dead-letter selections)",
+        )
+    }
+
     /// A turn for one more whole-record read of `key`, waited for up to [`WAIT`].
     pub async fn start(&self, key: &str) -> Result<Reading, ApiError> {
         let mine = {
             let mut per_key = self.per_key.lock().unwrap_or_else(PoisonError::into_inner);
             per_key
                 .entry(key.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_KEY)))
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_key_turns)))
                 .clone()
         };
         let turns = async {
@@ -66,7 +90,9 @@ impl RecordReads {
             Ok(Some(reading)) => Ok(reading),
             _ => Err(ApiError::TooManyInFlight {
                 detail: format!(
-                    "reads of whole jobs or schedules are answered {PER_KEY} at a time per key, and this one waited {} s for its turn; retry shortly",
+                    "{} are answered {} at a time per key, and this one waited {} s for its turn; retry shortly",
+                    self.what,
+                    self.per_key_turns,
                     WAIT.as_secs()
                 ),
                 retry_after: Duration::from_secs(1),

@@ -70,6 +70,7 @@ struct Inner {
     paced_replays: Arc<crate::ui::paced_replays::PacedReplays>,
     /// Whole-record reads in flight, capped per key and per process.
     record_reads: Arc<crate::record_reads::RecordReads>,
+    walks: Arc<crate::record_reads::RecordReads>,
     /// Request bodies in flight, in bytes, capped per process and per key.
     body_budget: Arc<crate::body_budget::BodyBudget>,
 }
@@ -134,6 +135,7 @@ impl AppState {
             logins,
             paced_replays: Default::default(),
             record_reads: Default::default(),
+            walks: Arc::new(crate::record_reads::RecordReads::walks()),
             body_budget: crate::body_budget::BodyBudget::new(limits.body_bytes_in_flight),
         }))
     }
@@ -157,6 +159,10 @@ impl AppState {
 
     pub fn record_reads(&self) -> &Arc<crate::record_reads::RecordReads> {
         &self.0.record_reads
+    }
+    /// Turns for walks charged after the fact (`handlers/listing.rs`).
+    pub fn walks(&self) -> &Arc<crate::record_reads::RecordReads> {
+        &self.0.walks
     }
 
     pub fn body_budget(&self) -> &Arc<crate::body_budget::BodyBudget> {

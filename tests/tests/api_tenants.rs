@@ -847,6 +847,92 @@ async fn a_filtered_listing_that_walks_thousands_of_entries_is_charged_for_them(
     }
 }
 
+/// Hostile-tenant audit of 2026-12-06 (third): a listing's walk is charged once it is
+/// done, and checks that arrive together are let through at once, so a burst of such
+/// listings sent together all walked on one read each before any charge landed (30 of
+/// 30 here; 256 at once could walk 15 million records). A key's walks take turns, and one
+/// that finds its key owing for the walks before it is refused before it walks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_listings_sent_all_at_once_are_charged_before_most_of_them_walk() {
+    use drover::queue::{JobStore, NewJob};
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.read_rate_limit.per_minute = 60;
+        c.read_rate_limit.burst = 30;
+        c.jobs.max_unfinished_per_account = 1_000_000;
+    })
+    .await;
+    for _ in 0..3 {
+        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let listings = (0..30).map(|_| async {
+        let res = app.get(ACME, "/v1/jobs?state=dead&limit=100").send().await.unwrap();
+        let status = res.status().as_u16();
+        if status == 429 {
+            assert!(res.headers().get("retry-after").is_some());
+            problem(res, 429).await;
+        }
+        status
+    });
+    let statuses = futures::future::join_all(listings).await;
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "each walked or was refused: {statuses:?}"
+    );
+    assert!(
+        (1..=5).contains(&served),
+        "30 listings walking 2,000 entries each, sent at once on a budget of 30 reads: {served} walked"
+    );
+}
+
+/// Hostile-tenant audit of 2026-12-06 (third): a dead-letter replay or discard by filter
+/// walks up to 3 pages of 4,000 entries a kind and was charged nothing for it (one write
+/// of the key's budget for the request), so a key walked hundreds of thousands of records a
+/// second. It is charged like a listing, and refused while its key owes for walks.
+#[tokio::test]
+async fn a_dead_letter_action_by_filter_is_charged_for_the_entries_it_walks() {
+    use drover::queue::{JobStore, NewJob};
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.read_rate_limit.per_minute = 60;
+        c.read_rate_limit.burst = 30;
+        c.jobs.max_unfinished_per_account = 1_000_000;
+    })
+    .await;
+    for _ in 0..3 {
+        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let mut served = 0;
+    for i in 0..30 {
+        let op = if i % 2 == 0 { "replay" } else { "discard" };
+        let res = app
+            .post(ACME, &format!("/v1/dead-letter/{op}"))
+            .json(&json!({"filter": {"kind": "cleanup", "error_class": "timeout"}, "limit": 1}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            assert!(res.headers().get("retry-after").is_some());
+            problem(res, 429).await;
+            break;
+        }
+        assert_eq!(res.status(), 200, "{op}");
+        served += 1;
+    }
+    assert!(
+        (1..=5).contains(&served),
+        "a budget of 30 reads pays for a few selections walking 3,000 entries each, not 30: {served} served"
+    );
+    // Another tenant's key is not held back by acme's walks.
+    let res = app.get(MULTI, "/v1/jobs?account_id=globex&state=dead").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scoped_key_hammering_filtered_listings_beside_100_000_foreign_jobs_never_sees_them_or_stops_another_tenants_enqueues() {
     use drover::queue::{JobStore, NewJob};

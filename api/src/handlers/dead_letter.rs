@@ -5,12 +5,13 @@ use std::collections::HashSet;
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use drover::job::{AccountId, JobId, JobState};
+use drover::job::{AccountId, ErrorClass, JobId, JobState};
 use drover::queue::{JobStore, ListQuery, RetryOutcome};
 use utoipa::IntoParams;
 
 use super::dead_groups::{parse_group, NOT_A_GROUP};
-use super::listing::{self, RawList};
+use super::listing::{self, RawList, RECORDS_PER_READ};
+use super::walks;
 use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -191,8 +192,12 @@ pub async fn replay_paced(state: AppState, caller: Caller, filter: ReplayFilter,
         };
         skipped.clear();
         walk.bounded = false;
-        if let Err(e) = select(&state, &caller, req, Op::Replay, &mut done, &mut skipped, &mut walk).await {
-            break Err(e);
+        match select(&state, &caller, req, Op::Replay, &mut done, &mut skipped, &mut walk).await {
+            Ok(()) => {}
+            // The key owes for its walks (this replay's among them), or its other walks
+            // hold its turns: the replay waits, and its walk goes on from where it was.
+            Err(ApiError::RateLimited { .. } | ApiError::TooManyInFlight { .. }) => continue,
+            Err(e) => break Err(e),
         }
         // Fewer than asked with the walk at the index's end: the selection is used up
         // (what is left was skipped).
@@ -325,8 +330,29 @@ async fn by_filter(
             .error_class
             .and_then(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_owned)),
         limit: 200,
-        cursor: walk.from.take(),
+        cursor: None,
     };
+    // Charged for the records it walks, like a listing (before, found by the hostile-tenant
+    // audit of 2026-12-06, a selection walking 12,000 records cost one write).
+    let turn = walks::start(state, caller).await?;
+    q.cursor = walk.from.take();
+    let mut records = 0;
+    let walked = walk_pages(state, filter.error_class, q, limit, out, walk, &mut records).await;
+    turn.charge(records, RECORDS_PER_READ).await;
+    walked
+}
+
+/// Up to [`MAX_PAGES`] pages of the dead jobs `q` selects, each one of `error_class`
+/// (if given) replayed or discarded until `limit` are; `records` counts the records walked.
+async fn walk_pages(
+    state: &AppState,
+    error_class: Option<ErrorClass>,
+    mut q: ListQuery,
+    limit: usize,
+    out: &mut Out<'_>,
+    walk: &mut Walk,
+    records: &mut u64,
+) -> Result<(), ApiError> {
     for page_number in 0..=MAX_PAGES {
         if out.done.len() >= limit {
             // Went on from where this page began: what it held past the limit is left.
@@ -340,12 +366,13 @@ async fn by_filter(
         }
         // Summaries: the payloads of the dead jobs scanned are never read.
         let page = state.store().list_summaries(&q).await?;
+        *records += page.records_read + page.jobs.len() as u64;
         for job in page.jobs.into_iter().map(|s| s.job) {
             if out.done.len() >= limit {
                 break;
             }
             let class = job.last_error.as_ref().map(|e| e.class);
-            if filter.error_class.is_some() && class != filter.error_class {
+            if error_class.is_some() && class != error_class {
                 continue;
             }
             apply(state, &job.id, out).await?;

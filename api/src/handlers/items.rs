@@ -9,7 +9,7 @@ use drover::data::items::{self, ItemOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::load_summary;
+use super::{load_summary, walks};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::query;
@@ -149,14 +149,13 @@ pub async fn list_items(
     }
     // The summary: the page needs the job's id and account, never its payload.
     let job = load_summary(&state, &caller, &id).await?.job;
+    let walk = walks::start(&state, &caller).await?;
     let repo = &state.accounts().repo;
     let deadline = repo.deadline();
     let mut conn = deadline.bound(repo.pool().acquire()).await.map_err(db_error)?;
     let summary = deadline.bound(items::summary(&mut conn, job.id.as_str())).await.map_err(db_error)?;
     // The request's check paid for counting its first items; the rest are charged.
-    let counted = u64::try_from(summary.total).unwrap_or(0);
-    let extra = counted.saturating_sub(ITEMS_COUNTED_PER_READ) / ITEMS_COUNTED_PER_READ;
-    state.limits_per_key().reads.charge(&caller.name, extra).await;
+    walk.charge(u64::try_from(summary.total).unwrap_or(0), ITEMS_COUNTED_PER_READ).await;
     let mut page = deadline
         .bound(items::page(&mut conn, job.id.as_str(), outcome, after, i64::from(limit) + 1))
         .await

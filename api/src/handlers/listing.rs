@@ -8,6 +8,7 @@ use drover::queue::{ListQuery, Waiting};
 use serde::Deserialize;
 
 use super::dead_groups::{parse_group, NOT_A_GROUP};
+use super::walks;
 use crate::auth::Caller;
 use crate::cursor::Cursors;
 use crate::error::ApiError;
@@ -120,12 +121,11 @@ pub fn to_query(raw: RawList, caller: &Caller, cursors: &Cursors, forced_state: 
 /// A page of summaries: payloads and results are neither read nor returned, so a page
 /// costs the same whatever tenants put in them.
 pub async fn page(state: &AppState, caller: &Caller, query: &ListQuery) -> Result<JobPage, ApiError> {
+    let walk = walks::start(state, caller).await?;
     let page = state.store().list_summaries(query).await?;
     // The request's check paid for its first records; the rest are charged (a filter
     // that matches little reads up to 20 times its limit a kind).
-    let records = page.records_read + page.jobs.len() as u64;
-    let extra = records.saturating_sub(RECORDS_PER_READ) / RECORDS_PER_READ;
-    state.limits_per_key().reads.charge(&caller.name, extra).await;
+    walk.charge(page.records_read + page.jobs.len() as u64, RECORDS_PER_READ).await;
     // Why each waiting job waits: one bounded script per waiting job in one round trip,
     // and the quota cooldowns of their accounts in another.
     let waiting_jobs: Vec<WaitingJob<'_>> = page

@@ -17,6 +17,7 @@ mod listing;
 pub mod queues;
 pub mod schedules;
 pub mod submit;
+mod walks;
 
 use drover::job::{Job, JobId};
 use drover::queue::summary::JobSummary;

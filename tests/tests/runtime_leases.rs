@@ -632,11 +632,18 @@ async fn a_worker_working_through_jobs_leased_ahead_still_promotes_due_jobs_and_
     // Slow runs from now on: the worker holds jobs it leased ahead and fetches no more.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let counts = store.counts(JobKind::Cleanup).await.unwrap();
-    assert!(counts.running + counts.prefetched > 10, "it leased ahead while its runs were fast: {counts:?}");
+    assert!(
+        counts.running + counts.prefetched > 10,
+        "it leased ahead while its runs were fast: {counts:?}"
+    );
     // A worker that dies holding a job, and a job that falls due in 300 ms.
     let ghost = store.fetch(JobKind::Cleanup, "ghost", 1, lease).await.unwrap();
     let ghosts = ghost.jobs[0].id.clone();
-    let later = store.enqueue(cleanup_for("t.later").delay(Duration::from_millis(300))).await.unwrap().id;
+    let later = store
+        .enqueue(cleanup_for("t.later").delay(Duration::from_millis(300)))
+        .await
+        .unwrap()
+        .id;
     let deadline = Instant::now() + Duration::from_secs(5);
     let (mut reclaimed, mut promoted) = (false, false);
     while !(reclaimed && promoted) && Instant::now() < deadline {

@@ -13,7 +13,12 @@ pub(super) fn claim(port: u16) -> bool {
     if std::fs::create_dir_all(&dir).is_err() {
         return true; // no place to note claims: bind checks alone, as before
     }
-    let Ok(file) = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string())) else {
+    let Ok(file) = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
         return true;
     };
     // A lock belongs to its open file, so a second open in this process is refused too.

@@ -125,6 +125,7 @@ async fn seed_every_state(store: &RedisStore) {
     let snooze = SettleAction::Snooze {
         delay: Duration::from_secs(600),
         error: err(ErrorClass::RateLimited),
+        advanced: false,
     };
     settle(store, acme[3], snooze).await;
     settle(store, acme[4], SettleAction::Dead(err(ErrorClass::Permanent))).await;

@@ -232,6 +232,7 @@ async fn the_stream_says_why_a_job_waits_and_again_whenever_that_changes() {
                 class: drover::job::ErrorClass::RateLimited,
                 message: "createReport: rate limited (retry after 30s)".into(),
             },
+            advanced: false,
         },
         attempt: None,
     };

@@ -626,6 +626,7 @@ async fn a_job_that_succeeds_after_a_snooze_has_no_last_error_and_keeps_it_in_it
         action: SettleAction::Snooze {
             delay: std::time::Duration::ZERO,
             error: error.clone(),
+            advanced: false,
         },
         attempt: Some(run(1, AttemptOutcome::Snoozed, Some(error))),
     };

@@ -345,6 +345,7 @@ async fn a_release_or_a_snooze_is_not_durable_until_a_replica_acknowledges_it() 
             class: drover::job::ErrorClass::RateLimited,
             message: "quota".into(),
         },
+        advanced: false,
     };
     for (action, after) in [(SettleAction::Release, "queued"), (snooze, "scheduled")] {
         store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap();

@@ -1085,6 +1085,33 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
     assert_eq!(stale, 0, "every listing was checked");
 }
 
+/// Found by the fairness audit of 2026-12-06 (third): every park was counted against the
+/// snooze cap whether or not its run advanced, so a job parking between steps while it
+/// works through them at its seller's allowed rate — an orders sync at SP-API's one
+/// getOrders call a minute parks on every page — was dead after `max_snoozes` pages
+/// (1,000: about 100,000 orders, 19 hours in). A park after the run advanced starts the
+/// count again. Here a listings refresh of 6 SKUs parks after each one, with a cap of 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_parks_after_every_step_it_advances_is_never_dead_at_the_snooze_cap() {
+    let plans = jobs_support::plans_with(
+        drover_tests::sim::Operation::GetListingsItem,
+        drover_tests::sim::RateLimit::new(0.5, 1),
+    );
+    let mut stack = Stack::start_with(sim(), "[worker.jobs]\nmax_snoozes = 2", plans).await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(6),
+            ..AccountSpec::new("seller-parks-each-step")
+        })
+        .await;
+    known_listings(&stack, &acct).await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_sync(&acct, &["listings"]).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(job.result.as_ref().unwrap()["listings"]["checked"], 6, "{:?}", job.result);
+}
+
 /// Found by this stop's fairness audit: a sync of orders and listings whose listings
 /// refresh parked (or gave its turn away) walked orders again on each later run, one
 /// getOrders call a run — SP-API allows one a minute — for orders already synced. A

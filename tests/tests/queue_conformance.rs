@@ -274,6 +274,7 @@ conformance_with_policy!(
     capped_queued_jobs_of_an_account_at_its_cap_say_so,
     capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_busy,
     capped_snoozes_are_counted_and_capped,
+    capped_a_snooze_after_the_run_advanced_starts_the_count_again,
     capped_giving_way_is_not_counted_against_the_snooze_cap,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs,

@@ -234,10 +234,12 @@ pub enum SettleAction {
         delay: Duration,
         error: ErrorInfo,
     },
-    /// Run again after `delay`; the attempt is given back.
+    /// Run again after `delay`; the attempt is given back. Counted against
+    /// `max_snoozes`: from one again when the run `advanced` (did some of its work).
     Snooze {
         delay: Duration,
         error: ErrorInfo,
+        advanced: bool,
     },
     Dead(ErrorInfo),
     Cancelled(ErrorInfo),

@@ -1,6 +1,7 @@
 //! What a job handler gets and gives back: its context for the run, its outcome, the trait.
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,8 @@ pub struct JobContext {
     /// (`contention.rs`).
     turn: Arc<RunTurn>,
     progress: ProgressFn,
+    /// Set once the run has done some of its work ([`Self::advanced`]).
+    advanced: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -91,6 +94,7 @@ impl JobContext {
             stopping,
             turn: Arc::new(RunTurn::new(waiting)),
             progress,
+            advanced: Arc::default(),
         }
     }
 
@@ -101,11 +105,27 @@ impl JobContext {
             return Err(JobError::Cancelled);
         }
         if (self.progress)(progress).await {
+            self.advanced();
             Ok(())
         } else {
             self.cancel.cancel();
             Err(JobError::Cancelled)
         }
+    }
+
+    /// Note that this run has done some of its work (a page written, an item recorded;
+    /// recorded progress counts too). A run that advanced and then parks (a snooze: a
+    /// limiter's slot far away, a cooldown) starts its job's count of snoozes afresh, so a
+    /// job that parks between steps while it works through them at its seller's allowed
+    /// rate never reaches the snooze cap (`max_snoozes`), which ends only jobs that park
+    /// again and again without advancing.
+    pub fn advanced(&self) {
+        self.advanced.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this run has advanced (see [`Self::advanced`]), read once it has ended.
+    pub(crate) fn advanced_flag(&self) -> Arc<AtomicBool> {
+        self.advanced.clone()
     }
 
     pub fn is_cancelled(&self) -> bool {

@@ -12,7 +12,7 @@ use apalis_core::task::Task;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::context::Outcome;
+use super::context::{JobContext, Outcome};
 use super::leases::RunLease;
 use super::metrics::{self, RunFate, Running};
 use super::pace::RunPace;
@@ -97,6 +97,7 @@ where
         // The attempt records the trace id its lines carry, so one finds the other.
         let (trace, _) = crate::trace_context::span_log_ids(&span, traceparent, ahead);
         let trace_id = Some(trace);
+        let advanced = task.ctx().data().get::<JobContext>().map(JobContext::advanced_flag);
         // Catch a panic raised while the handler's future is being built, too.
         let inner = crate::panics::catch(|| self.inner.call(task));
         let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());
@@ -129,7 +130,10 @@ where
                 } else {
                     pace.record_if_slower(took);
                 }
-                let planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
+                let mut planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
+                if let SettleAction::Snooze { advanced: a, .. } = &mut planned.action {
+                    *a = advanced.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
+                }
                 log_end(planned.error.as_ref());
                 let fate = planned.fate;
                 let settlement = settlement(planned, &lease, &shared.settings.worker_id, trace_id);
@@ -272,7 +276,14 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
             let (attempt, of) = leased.life();
             match decide(&error, retry_after, attempt, of, policy, unit) {
                 Fate::Retry(delay) => Planned::new(SettleAction::Retry { delay, error }, AttemptOutcome::Failed, e, RunFate::Retried),
-                Fate::Snooze(delay) => Planned::new(SettleAction::Snooze { delay, error }, AttemptOutcome::Snoozed, e, RunFate::Snoozed),
+                Fate::Snooze(delay) => {
+                    let action = SettleAction::Snooze {
+                        delay,
+                        error,
+                        advanced: false,
+                    };
+                    Planned::new(action, AttemptOutcome::Snoozed, e, RunFate::Snoozed)
+                }
                 Fate::Dead => Planned::new(SettleAction::Dead(error), AttemptOutcome::Failed, e, RunFate::Dead),
                 Fate::Cancelled => Planned::new(SettleAction::Cancelled(error), AttemptOutcome::Cancelled, e, RunFate::Cancelled),
             }

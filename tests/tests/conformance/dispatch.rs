@@ -442,6 +442,7 @@ pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {
         SettleAction::Snooze {
             delay: Duration::from_secs(20),
             error: parked,
+            advanced: false,
         },
         AttemptOutcome::Snoozed,
     )

@@ -28,6 +28,7 @@ pub async fn a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze<S: JobStor
     let snooze = SettleAction::Snooze {
         delay: Duration::ZERO,
         error: err(ErrorClass::RateLimited),
+        advanced: false,
     };
     let id = cancel_then_end(&store, snooze, AttemptOutcome::Snoozed).await;
     assert_eq!(state_of(&store, &id).await, JobState::Cancelled);
@@ -173,6 +174,7 @@ pub async fn a_sync_parked_by_the_marketplaces_limits_swallows_a_new_one<S: JobS
         SettleAction::Snooze {
             delay: Duration::from_secs(60),
             error: limited,
+            advanced: false,
         },
         AttemptOutcome::Snoozed,
     )
@@ -201,6 +203,7 @@ pub async fn a_sync_interrupted_by_an_outage_swallows_a_new_one_and_says_why_it_
         SettleAction::Snooze {
             delay: Duration::from_secs(2),
             error: outage,
+            advanced: false,
         },
         AttemptOutcome::Snoozed,
     )
@@ -224,6 +227,7 @@ pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
             action: SettleAction::Snooze {
                 delay: Duration::ZERO,
                 error: err(ErrorClass::RateLimited),
+                advanced: false,
             },
             attempt: attempt(&l, AttemptOutcome::Snoozed, Some(err(ErrorClass::RateLimited))),
         };
@@ -238,6 +242,32 @@ pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
     // 2026-12-06's diffs: plain `Applied`, and the worker counted a snooze).
     let again = store.settle(JobKind::Cleanup, std::slice::from_ref(&s)).await.unwrap();
     assert_eq!(again, vec![SettleResult::AppliedAs(JobState::Dead)]);
+}
+
+/// Found by the fairness audit of 2026-12-06 (third): every snooze was counted, whether
+/// or not its run advanced, so a sync whose every page parks for the seller's getOrders
+/// slot (one a minute at SP-API's rate) was dead after 1,000 pages while running at
+/// exactly its allowed rate. A snooze of a run that did some of its work starts the count
+/// again: only a job parking again and again without advancing reaches the cap.
+pub async fn capped_a_snooze_after_the_run_advanced_starts_the_count_again<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let snooze = |advanced| SettleAction::Snooze {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::RateLimited),
+        advanced,
+    };
+    // The cap is 3: three snoozes, one that advanced, then three more are all below it.
+    for (n, advanced) in [false, false, false, true, false, false].into_iter().enumerate() {
+        let l = fetch_one(&store, "w1").await.unwrap_or_else(|| panic!("run {} leased", n + 1));
+        settle(&store, &l, snooze(advanced), AttemptOutcome::Snoozed).await;
+        let job = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Scheduled, "snooze {} (advanced: {advanced})", n + 1);
+    }
+    // The fourth snooze in a row without advancing is past it.
+    let l = fetch_one(&store, "w1").await.expect("run 7 leased");
+    settle(&store, &l, snooze(false), AttemptOutcome::Snoozed).await;
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead, "three snoozes since the one that advanced, and one more");
 }
 
 /// Found by a review of the queue core (2026-12-05): a run that worked its turn or its
@@ -326,6 +356,7 @@ pub async fn capped_giving_way_is_not_counted_against_the_snooze_cap<S: JobStore
     let snooze = SettleAction::Snooze {
         delay: Duration::ZERO,
         error: err(ErrorClass::RateLimited),
+        advanced: false,
     };
     settle(&store, &l, snooze, AttemptOutcome::Snoozed).await;
     assert_eq!(state_of(&store, &id).await, JobState::Scheduled, "one counted snooze of 3");
@@ -357,6 +388,7 @@ pub async fn the_attempt_history_keeps_the_newest_fifty<S: JobStore>(store: S) {
                     class: ErrorClass::RateLimited,
                     message: format!("run {i}"),
                 },
+                advanced: false,
             },
             AttemptOutcome::Snoozed,
         )
@@ -557,6 +589,7 @@ pub async fn a_replay_after_a_snoozed_run_was_cancelled_numbers_its_runs_on<S: J
     let snooze = SettleAction::Snooze {
         delay: Duration::from_secs(60),
         error: err(ErrorClass::RateLimited),
+        advanced: false,
     };
     settle(&store, &l, snooze, AttemptOutcome::Snoozed).await;
     assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Cancelled);

@@ -243,6 +243,7 @@ pub async fn a_rate_limited_run_is_snoozed_without_using_an_attempt<S: JobStore>
     let action = SettleAction::Snooze {
         delay: Duration::from_millis(200),
         error: err(ErrorClass::RateLimited),
+        advanced: false,
     };
     settle(&store, &l, action, AttemptOutcome::Snoozed).await;
     let job = store.get(&id).await.unwrap().unwrap();

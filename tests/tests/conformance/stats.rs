@@ -18,6 +18,7 @@ pub async fn capped_counts_say_how_many_jobs_wait_for_each_reason<S: JobStore>(s
     let snooze = SettleAction::Snooze {
         delay: Duration::from_secs(60),
         error: breaker_park(),
+        advanced: false,
     };
     settle(&store, &l, snooze, AttemptOutcome::Snoozed).await;
     enqueue(&store, NewJob::new(cleanup("retrier"))).await;
@@ -74,6 +75,7 @@ pub async fn a_park_that_falls_due_stops_counting_as_parked<S: JobStore>(store: 
             class: ErrorClass::RateLimited,
             message: "getOrders: rate limited (retry after 50ms)".into(),
         },
+        advanced: false,
     };
     settle(&store, &l, snooze, AttemptOutcome::Snoozed).await;
     let c = store.counts(JobKind::Cleanup).await.unwrap();
@@ -108,6 +110,7 @@ pub async fn a_park_a_fetch_has_not_promoted_yet_still_counts_as_parked<S: JobSt
                 class: ErrorClass::RateLimited,
                 message: "deleteListingsItem: rate limited (retry after 30ms)".into(),
             },
+            advanced: false,
         };
         settle(&store, l, snooze, AttemptOutcome::Snoozed).await;
     }

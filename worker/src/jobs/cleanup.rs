@@ -132,7 +132,13 @@ pub(super) async fn run(jobs: &Jobs, p: CleanupPayload, ctx: &JobContext) -> Res
             Some(Err(_)) => Done::NotRecorded(JobError::transient("a delete's task was stopped before its answer")),
         };
         match done {
-            Done::Recorded { transient } => transient_left += u64::from(transient),
+            Done::Recorded { transient } => {
+                transient_left += u64::from(transient);
+                if !transient {
+                    // a SKU settled: a park after this starts the count of snoozes again
+                    ctx.advanced();
+                }
+            }
             // The seller's limiter has no slot soon for this many deletes at once (this
             // run's and its other runs'): one fewer in flight from now on, and the SKU goes
             // again as one ends. A run parks only when it has none in flight.

@@ -280,6 +280,8 @@ async fn sync_listings(
             .map_err(db_error("writing a listing"))?;
         drop(conn);
         landed(written, ctx, "writing a listing")?;
+        // (a park after this starts the job's count of snoozes again)
+        ctx.advanced();
         let done = before as u64 + i as u64 + 1;
         if done.is_multiple_of(jobs.config().progress_every) || done == total {
             ctx.progress(Progress {

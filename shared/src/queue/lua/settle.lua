@@ -5,7 +5,9 @@
 -- run that succeeded on its lease (number, worker and start are the token's,
 -- `<worker>:<number>:<started_ms>`): a success that ends the job keeps it in the job's
 -- hash as `la` instead of on the history list (docs/architecture.md, "Redis layout").
--- outcome: succeeded | partial | retry | snooze | gave_way | dead | cancelled | release
+-- outcome: succeeded | partial | retry | snooze | snooze_advanced | gave_way | dead |
+-- cancelled | release (snooze_advanced: a snooze of a run that did some of its work,
+-- whose job's count of snoozes starts again from this one)
 -- A cancel requested during the run wins over retry, snooze, gave_way and release: the
 -- job ends cancelled instead of running again. A snooze past `max_snoozes` ends the job
 -- dead; gave_way (a run that worked its turn or slice) is a snooze that is not counted.
@@ -94,7 +96,8 @@ for i = 0, n - 1 do
       end
       if outcome == 'dead' then
         need_group_keys((signature_of(ARGV[b + 5])), acct)
-      elseif outcome == 'snooze' and (tonumber(f[4]) or 0) + 1 > max_snoozes then
+      elseif (outcome == 'snooze' and (tonumber(f[4]) or 0) + 1 > max_snoozes)
+        or (outcome == 'snooze_advanced' and 1 > max_snoozes) then
         need_group_keys((signature_of(SNOOZED_OUT)), acct)
       end
     end
@@ -105,6 +108,8 @@ local read_once = {}
 for i = 0, n - 1 do
   local b = 4 + i * 6
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local advanced = outcome == 'snooze_advanced'
+  if advanced then outcome = 'snooze' end
   local asked = outcome
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
@@ -166,6 +171,7 @@ for i = 0, n - 1 do
     end
     local snoozes = tonumber(f[4]) or 0
     if outcome == 'snooze' then
+      if advanced then snoozes = 0 end
       snoozes = snoozes + 1
       if snoozes > max_snoozes then
         outcome = 'dead'

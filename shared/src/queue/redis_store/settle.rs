@@ -26,7 +26,16 @@ fn action_args(s: &Settlement) -> (&'static str, u64, String) {
         SettleAction::Succeeded(v) => ("succeeded", 0, json(v)),
         SettleAction::Partial(v) => ("partial", 0, json(v)),
         SettleAction::Retry { delay, error } => ("retry", ms(delay), json(error)),
-        SettleAction::Snooze { delay, error } => ("snooze", ms(delay), json(error)),
+        SettleAction::Snooze {
+            delay,
+            error,
+            advanced: false,
+        } => ("snooze", ms(delay), json(error)),
+        SettleAction::Snooze {
+            delay,
+            error,
+            advanced: true,
+        } => ("snooze_advanced", ms(delay), json(error)),
         SettleAction::GaveWay { delay, error } => ("gave_way", ms(delay), json(error)),
         SettleAction::Dead(e) => ("dead", 0, json(e)),
         SettleAction::Cancelled(e) => ("cancelled", 0, json(e)),

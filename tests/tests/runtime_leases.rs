@@ -389,6 +389,39 @@ async fn a_keeper_connection_that_goes_half_open_as_a_run_starts_costs_the_run_n
     runtime.await.unwrap();
 }
 
+/// Queue-core audit of 2026-12-06 (third): a fetch whose reply reached the worker after
+/// the lease it took had run out in Redis (a reply held up on the network, by TCP
+/// retransmissions say; the store waits up to 5 s for one) still started the run — only
+/// the fence, every few tens of ms, looked at a lease's age, and by then the handler had
+/// begun, while Redis could already have given the job to another worker. A lease as
+/// old as the fence stops runs at is taken for lost before its handler starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_fetch_reply_came_after_its_lease_ran_out_is_not_started() {
+    let server = RedisServer::start(Durability::None);
+    let proxy = FrozenProxy::start(([127, 0, 0, 1], server.port()).into()).await;
+    let slow = RedisStore::connect(&proxy.url(), "drover", JobDefaults::default()).await.unwrap();
+    let store = store(&server).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handler = reporting_handler(tx, |_| Duration::ZERO);
+    // Lease 1.8 s, beat 300 ms: the fence stops runs at 1.5 s. The keeper's own
+    // connection is direct.
+    let (stop, runtime) = spawn_runtime(server.url(), slow, settings(1800, 300), handler);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.delay_replies(Duration::from_millis(2200));
+    let id = store.enqueue(job()).await.unwrap().id;
+    let seen = events_for(&mut events, Duration::from_secs(6)).await;
+    assert_eq!(seen, vec![], "no run starts on a lease that ran out before its fetch answered");
+    // Replies on time again: the job runs once.
+    proxy.delay_replies(Duration::ZERO);
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+    succeeds_on_one_attempt(&store, &id).await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), runtime).await;
+}
+
 /// Found by the fairness audit of 2026-12-05: while every slot is busy the sweep promotes
 /// due jobs for the fetcher, one chunk (500) a sweep, in due order across accounts, so one
 /// seller's thousands of jobs falling due at once held every other seller's due job (a

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::context::{JobContext, Outcome};
+use super::keeper::KeeperTiming;
 use super::leases::RunLease;
 use super::metrics::{self, RunFate, Running};
 use super::pace::RunPace;
@@ -104,6 +105,17 @@ where
         Box::pin(
             async move {
                 let began = std::time::Instant::now();
+                // A lease whose fetch answered late (a reply held up on the network) may
+                // have run out in Redis and been given to another worker: as old as the
+                // fence stops runs at, it is taken for lost before its handler starts
+                // (the fence looks only every few tens of ms, after the run has begun).
+                let timing = KeeperTiming {
+                    lease: shared.settings.lease,
+                    heartbeat: shared.settings.heartbeat,
+                };
+                if lease.held.unrenewed_for(tokio::time::Instant::now()) >= timing.fence_after() {
+                    lease.held.mark_lost();
+                }
                 let end = if lease.held.cancel.is_cancelled() {
                     // Cancelled, or its lease lost, while it waited prefetched: the
                     // handler never starts (a panic building it is still logged once).

@@ -2,7 +2,8 @@
 //! flowing both ways while the sockets stay open (a half-open peer, as after a NAT or
 //! load balancer drops its state), and connections made after the freeze relay as usual.
 //! It can also record what clients send, to be sent to the server again later: what a
-//! client that resends a command after losing its reply does.
+//! client that resends a command after losing its reply does. Its replies can be held
+//! up for a while each (a reply delayed on the network, by retransmissions say).
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ pub struct FrozenProxy {
     frozen: watch::Sender<u64>,
     /// While `Some`, every byte a client sends is also appended here.
     recording: Recording,
+    /// How long each reply from the server is held before the client gets it (ms).
+    reply_delay: Arc<AtomicU64>,
     target: SocketAddr,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -35,7 +38,9 @@ impl FrozenProxy {
         let (frozen, _) = watch::channel(0u64);
         let all_frozen = Arc::new(AtomicBool::new(false));
         let recording: Recording = Arc::default();
+        let reply_delay = Arc::new(AtomicU64::new(0));
         let (gen, tx, all, rec) = (generation.clone(), frozen.clone(), all_frozen.clone(), recording.clone());
+        let delay = reply_delay.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if all.load(Ordering::SeqCst) {
@@ -49,7 +54,7 @@ impl FrozenProxy {
                 }
                 let mine = gen.load(Ordering::SeqCst);
                 let rx = tx.subscribe();
-                tokio::spawn(relay(client, target, mine, rx, rec.clone()));
+                tokio::spawn(relay(client, target, mine, rx, rec.clone(), delay.clone()));
             }
         });
         Self {
@@ -58,6 +63,7 @@ impl FrozenProxy {
             generation,
             frozen,
             recording,
+            reply_delay,
             target,
             accept,
         }
@@ -95,6 +101,12 @@ impl FrozenProxy {
         format!("redis://{}/", self.addr)
     }
 
+    /// From now on each reply from the server reaches its client `delay` late (and the
+    /// connection relays nothing else meanwhile); zero relays at once again.
+    pub fn delay_replies(&self, delay: std::time::Duration) {
+        self.reply_delay.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Freezes every connection open now; later ones relay.
     pub fn freeze_open_connections(&self) {
         let next = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -116,7 +128,14 @@ impl Drop for FrozenProxy {
 }
 
 /// Relays one connection until either side closes, or forever silent once frozen.
-async fn relay(mut client: TcpStream, target: SocketAddr, mine: u64, mut frozen: watch::Receiver<u64>, recording: Recording) {
+async fn relay(
+    mut client: TcpStream,
+    target: SocketAddr,
+    mine: u64,
+    mut frozen: watch::Receiver<u64>,
+    recording: Recording,
+    reply_delay: Arc<AtomicU64>,
+) {
     let Ok(mut server) = TcpStream::connect(target).await else {
         return;
     };
@@ -140,7 +159,13 @@ async fn relay(mut client: TcpStream, target: SocketAddr, mine: u64, mut frozen:
             },
             n = sr.read(&mut down) => match n {
                 Ok(0) | Err(_) => return,
-                Ok(n) => if cw.write_all(&down[..n]).await.is_err() { return },
+                Ok(n) => {
+                    let delay = reply_delay.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    }
+                    if cw.write_all(&down[..n]).await.is_err() { return }
+                }
             },
         }
     }

@@ -3,15 +3,27 @@
 use std::fs::{File, OpenOptions};
 use std::sync::Mutex;
 
-/// The claims this process holds; each lock lasts as long as its file stays open, so
+/// The claims this process keeps; each lock lasts as long as its file stays open, so
 /// the kernel lets a claim go when its process ends, however it ends.
-static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
+static KEPT: Mutex<Vec<File>> = Mutex::new(Vec::new());
 
-/// Claim `port` for this process; false if any process (this one too) holds it.
-pub(super) fn claim(port: u16) -> bool {
+/// A port claimed for this process; dropped without [`Claim::keep`], it lets the port go.
+pub(super) struct Claim(Option<File>);
+
+impl Claim {
+    /// Keep the claim for this process's life.
+    pub(super) fn keep(self) {
+        if let Some(file) = self.0 {
+            KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+        }
+    }
+}
+
+/// Claim `port`; `None` if a process (this one too) holds it.
+pub(super) fn claim(port: u16) -> Option<Claim> {
     let dir = std::env::temp_dir().join("drover-test-ports");
     if std::fs::create_dir_all(&dir).is_err() {
-        return true; // no place to note claims: bind checks alone, as before
+        return Some(Claim(None)); // no place to note claims: bind checks alone, as before
     }
     let Ok(file) = OpenOptions::new()
         .create(true)
@@ -19,12 +31,8 @@ pub(super) fn claim(port: u16) -> bool {
         .write(true)
         .open(dir.join(port.to_string()))
     else {
-        return true;
+        return Some(Claim(None));
     };
     // A lock belongs to its open file, so a second open in this process is refused too.
-    if file.try_lock().is_err() {
-        return false;
-    }
-    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
-    true
+    file.try_lock().ok().map(|()| Claim(Some(file)))
 }

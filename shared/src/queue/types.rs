@@ -423,7 +423,8 @@ pub struct JobDefaults {
     /// Runs one account may have at once, per kind (by [`JobKind::index`]); 0 = no cap.
     /// Held in Redis across every worker process (docs/architecture.md, "Dispatch").
     pub per_account: [u32; 3],
-    /// Snoozes a job may take before it is dead-lettered.
+    /// Snoozes in a row a job may take without advancing before it is dead-lettered (a
+    /// snooze of a run that advanced counts from one again).
     pub max_snoozes: u32,
     /// Dead jobs are kept this long, and at most `dead_max` of them per kind.
     pub dead_retention: Duration,

@@ -105,7 +105,6 @@ impl JobContext {
             return Err(JobError::Cancelled);
         }
         if (self.progress)(progress).await {
-            self.advanced();
             Ok(())
         } else {
             self.cancel.cancel();
@@ -113,8 +112,8 @@ impl JobContext {
         }
     }
 
-    /// Note that this run has done some of its work (a page written, an item recorded;
-    /// recorded progress counts too). A run that advanced and then parks (a snooze: a
+    /// Note that this run has done some of its work (a page written, an item settled for
+    /// good — not one that failed for now and will be tried again). A run that advanced and then parks (a snooze: a
     /// limiter's slot far away, a cooldown) starts its job's count of snoozes afresh, so a
     /// job that parks between steps while it works through them at its seller's allowed
     /// rate never reaches the snooze cap (`max_snoozes`), which ends only jobs that park

@@ -259,7 +259,17 @@ pub async fn capped_a_snooze_after_the_run_advanced_starts_the_count_again<S: Jo
     // The cap is 3: three snoozes, one that advanced, then three more are all below it.
     for (n, advanced) in [false, false, false, true, false, false].into_iter().enumerate() {
         let l = fetch_one(&store, "w1").await.unwrap_or_else(|| panic!("run {} leased", n + 1));
-        settle(&store, &l, snooze(advanced), AttemptOutcome::Snoozed).await;
+        let s = Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: snooze(advanced),
+            attempt: attempt(&l, AttemptOutcome::Snoozed, Some(err(ErrorClass::RateLimited))),
+        };
+        let first = store.settle(JobKind::Cleanup, std::slice::from_ref(&s)).await.unwrap();
+        assert_eq!(first, vec![SettleResult::Applied]);
+        // Sent again (its first reply lost), it changes nothing: the count stays.
+        let again = store.settle(JobKind::Cleanup, std::slice::from_ref(&s)).await.unwrap();
+        assert_eq!(again, vec![SettleResult::Applied], "snooze {} sent again", n + 1);
         let job = store.get(&id).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Scheduled, "snooze {} (advanced: {advanced})", n + 1);
     }

@@ -123,6 +123,8 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
         }
         .map_err(db_error("recording a window"))?;
         landed(written, ctx, "recording a window")?;
+        // (a park after this starts the job's count of snoozes again)
+        ctx.advanced();
         finished += 1;
         ctx.progress(Progress {
             done: finished,

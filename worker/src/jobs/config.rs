@@ -35,9 +35,10 @@ pub struct JobsConfig {
     /// checkpoints and parks its job until then, handing its worker slot to another
     /// account.
     pub park_after_ms: u64,
-    /// Snoozes a job may take (parks for the marketplace's limits, cooldowns, breakers,
-    /// and waits for the database) before it is dead-lettered; a replay starts the count
-    /// again.
+    /// Snoozes in a row a job may take without advancing (parks for the marketplace's
+    /// limits, cooldowns, breakers, and waits for the database) before it is
+    /// dead-lettered; a run that advanced before it parked, or a replay, starts the
+    /// count again.
     pub max_snoozes: u32,
     /// Most jobs of one kind an account may keep unfinished: what this worker's
     /// scheduler (`scheduler.enabled`) may enqueue, as `api.jobs.max_unfinished_per_account`

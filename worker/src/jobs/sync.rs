@@ -165,6 +165,8 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
         .map_err(db_error("moving the sync cursor"))?;
         tx.commit().within(jobs).await.map_err(db_error("committing an orders page"))?;
         orders_written += written;
+        // (a park after this starts the job's count of snoozes again)
+        ctx.advanced();
 
         ctx.progress(Progress {
             done: u64::try_from(pages).unwrap_or_default(),

@@ -74,7 +74,7 @@ local function recorded_late(id, attempt)
   return false
 end
 -- The dead-letter error of a snooze past the cap.
-local SNOOZED_OUT = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times without finishing'})
+local SNOOZED_OUT = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times in a row without advancing'})
 -- First every run's record, once (the lease check and what the outcome needs), and the
 -- keys its end touches: its account's keys and, for a death, its dead-letter group's.
 -- The caller declares the records, histories and the accounts it knows; a call that

@@ -574,6 +574,75 @@ async fn a_new_schedule_makes_no_job_for_a_tick_before_it_was_created() {
     );
 }
 
+/// A schedule of acme's ticking every second, `kind` (cleanup or sync), enabled or not.
+fn each_second(kind: JobKind, enabled: bool) -> drover::schedule::ScheduleSpec {
+    let payload = match kind {
+        JobKind::Sync => json!({"account_id": "acme", "marketplace_id": MARKETPLACE, "resources": ["orders"]}),
+        _ => cleanup_schedule("* * * * * *", "acme")["payload"].clone(),
+    };
+    drover::schedule::ScheduleSpec {
+        cron: "* * * * * *".into(),
+        kind,
+        payload,
+        enabled,
+        priority: 0,
+        max_attempts: None,
+    }
+}
+
+/// Console audit of 2026-12-06: the scheduler makes a tick's job once by its idempotency
+/// key, which the queue keeps per kind, so a schedule whose kind was changed right after a
+/// tick had its job made the tick's job again, of the new kind, on any replica that had
+/// not made it (or restarted within the grace). A put that changes a schedule's kind (or
+/// cron) takes effect from then: no tick before it is made again.
+#[tokio::test]
+async fn a_schedule_whose_kind_changed_after_a_tick_makes_no_second_job_for_it() {
+    use chrono::Utc;
+    use drover::schedule::{ScheduleStore, Scheduler, SchedulerConfig};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = || ScheduleStore::new(store.connection(), "drover");
+    schedules().put("each-second", each_second(JobKind::Cleanup, true)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let now = Utc::now();
+    let mut a = Scheduler::new(store.clone(), schedules(), None, SchedulerConfig::default());
+    assert_eq!(a.tick_once(now).await, 1, "replica A makes the tick's cleanup");
+    schedules().put("each-second", each_second(JobKind::Sync, true)).await.unwrap();
+    let mut b = Scheduler::new(store.clone(), schedules(), None, SchedulerConfig::default());
+    assert_eq!(b.tick_once(now).await, 0, "replica B makes no sync for a tick that has its job");
+    assert_eq!(store.counts(JobKind::Sync).await.unwrap().queued, 0);
+}
+
+/// Console audit of 2026-12-06: a schedule enabled again made a job for a tick that fell
+/// while it was disabled (within the grace), and every replica counted the ticks of the
+/// disabled time as misfires ("their jobs never ran"). Enabling a schedule again takes
+/// effect from then: no tick before it is made or counted.
+#[tokio::test]
+async fn a_schedule_enabled_again_makes_no_job_for_a_tick_while_it_was_disabled_nor_counts_one_missed() {
+    use chrono::Utc;
+    use drover::schedule::{ScheduleStore, Scheduler, SchedulerConfig};
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = || ScheduleStore::new(store.connection(), "drover");
+    schedules().put("each-second", each_second(JobKind::Cleanup, true)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut scheduler = Scheduler::new(store.clone(), schedules(), None, SchedulerConfig::default());
+    let counters = scheduler.counters();
+    assert_eq!(scheduler.tick_once(Utc::now()).await, 1);
+    schedules().put("each-second", each_second(JobKind::Cleanup, false)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (enabled, _) = schedules().put("each-second", each_second(JobKind::Cleanup, true)).await.unwrap();
+    let at = enabled.updated_at;
+    // Its latest tick at `at` fell while it was disabled (unless `at` is a whole second).
+    let on_a_tick = at.timestamp_subsec_millis() == 0;
+    assert_eq!(scheduler.tick_once(at).await, usize::from(on_a_tick), "a tick of the disabled time");
+    assert_eq!(counters.misfires(), 0, "the disabled time's ticks are no misfires");
+}
+
 /// Bytes this Redis has sent its clients (`INFO stats`), replies of every command alike.
 async fn bytes_sent(conn: &mut drover::redis_conn::RedisConn) -> u64 {
     let info: String = redis::cmd("INFO").arg("stats").query_async(conn).await.unwrap();
@@ -707,6 +776,7 @@ async fn schedules_saved_by_an_older_release_are_listed_for_their_account() {
             spec,
             created_at: now,
             updated_at: now,
+            effective_at: None,
         };
         serde_json::to_string(&s).unwrap()
     };

@@ -261,6 +261,16 @@ impl WorkerConfig {
             ));
         }
         errs.extend(self.scheduler.validate().into_iter().map(|m| format!("worker.{m}")));
+        // A tick is enqueued once by its idempotency key: a tick still within the grace
+        // once its key has expired (a worker started then) would be enqueued again.
+        let key_ttl = self.job_defaults().idempotency_ttl;
+        if Duration::from_millis(self.scheduler.misfire_grace_ms) >= key_ttl {
+            errs.push(format!(
+                "worker.scheduler.misfire_grace_ms = {} must be shorter than the queue's idempotency keys live ({} s): a tick caught up after its key expired would run twice",
+                self.scheduler.misfire_grace_ms,
+                key_ttl.as_secs()
+            ));
+        }
         if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
             errs.push(format!(
                 "worker.metrics_listen = {:?} is not an address like 0.0.0.0:9464 (empty turns metrics off)",
@@ -377,6 +387,22 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         WorkerConfig::default().validate().unwrap();
+    }
+
+    /// Console audit of 2026-12-06: the API refused a misfire grace at or past its
+    /// idempotency keys' lifetime, the worker (which may run the scheduler too) took up to
+    /// 30 days while its keys live 24 h, so a tick caught up after its key expired ran twice.
+    #[test]
+    fn a_scheduler_grace_as_long_as_the_idempotency_keys_live_is_refused() {
+        let mut c = WorkerConfig {
+            dev_mode: true,
+            ..Default::default()
+        };
+        c.scheduler.misfire_grace_ms = 2 * 24 * 3600 * 1000;
+        let errs = c.validate_jobs().unwrap_err().to_string();
+        assert!(errs.contains("worker.scheduler.misfire_grace_ms"), "{errs}");
+        c.scheduler.misfire_grace_ms = 3600 * 1000;
+        c.validate_jobs().unwrap();
     }
 
     #[test]

@@ -411,7 +411,7 @@ impl ApiConfig {
         // once its key has expired (a replica started then) would be enqueued again.
         if self.scheduler.misfire_grace_ms / 1000 >= self.jobs.idempotency_ttl_secs {
             errs.push(format!(
-                "api.scheduler.misfire_grace_ms = {} must be shorter than api.jobs.idempotency_ttl_secs = {} (in ms):                  a tick caught up after its idempotency key expired would run twice",
+                "api.scheduler.misfire_grace_ms = {} must be shorter than api.jobs.idempotency_ttl_secs = {} (in ms): a tick caught up after its idempotency key expired would run twice",
                 self.scheduler.misfire_grace_ms, self.jobs.idempotency_ttl_secs
             ));
         }

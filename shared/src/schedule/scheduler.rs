@@ -185,7 +185,9 @@ struct Due {
     name: String,
     cron: Cron,
     /// No tick before this one is made: a schedule's first is the first at or after its
-    /// creation (a tick within `misfire_grace_ms` before it is not its to make).
+    /// creation (a tick within `misfire_grace_ms` before it is not its to make), or after
+    /// the put that last changed its cron or kind or enabled it again
+    /// ([`Schedule::effective_from`]).
     not_before: Option<DateTime<Utc>>,
     make: Box<dyn Fn(DateTime<Utc>) -> Result<NewJob, String> + Send + Sync>,
 }
@@ -410,7 +412,7 @@ impl<S: JobStore> Scheduler<S> {
                             // apart in the idempotency key and the maps.
                             name: s.key(),
                             cron,
-                            not_before: Some(s.created_at),
+                            not_before: Some(s.effective_from()),
                             make: Box::new(move |_tick| {
                                 let mut job = NewJob::new(payload.clone());
                                 job.priority = spec.priority;

@@ -35,6 +35,11 @@ pub struct Schedule {
     pub spec: ScheduleSpec,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When its current definition took effect: its creation, or the last put that
+    /// changed its cron or kind or enabled it again (see [`Schedule::effective_from`]).
+    /// Absent in what older releases stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// The hash field of the schedule `name` of `account` (none: a schedule whose payload
@@ -47,6 +52,24 @@ impl Schedule {
     /// The account its jobs act for.
     pub fn account(&self) -> Option<&str> {
         self.spec.account()
+    }
+
+    /// No tick before this is the schedule's to make: its definition as it stands did not
+    /// exist then (a tick of a cron since edited, of another kind, or that fell while the
+    /// schedule was disabled), nor is such a tick a misfire.
+    pub fn effective_from(&self) -> DateTime<Utc> {
+        self.effective_at.unwrap_or(self.created_at).max(self.created_at)
+    }
+
+    /// When a put of `spec` over this schedule at `now` takes effect: now if it changes
+    /// which ticks fire or what kind of job they make, or enables it again.
+    pub fn effective_after(&self, spec: &ScheduleSpec, now: DateTime<Utc>) -> DateTime<Utc> {
+        let old = &self.spec;
+        if old.cron != spec.cron || old.kind != spec.kind || (!old.enabled && spec.enabled) {
+            now
+        } else {
+            self.effective_from()
+        }
     }
 
     /// What identifies it across accounts: `<account>/<name>`.

@@ -124,11 +124,13 @@ impl ScheduleStore {
         };
         // on Redis's clock, as the scheduler reads ticks (a replica's own may run ahead)
         let now = self.server_time().await?;
+        let effective_at = Some(existing.as_ref().map_or(now, |s| s.effective_after(&spec, now)));
         let mut schedule = Schedule {
             name: name.to_owned(),
             spec,
             created_at: existing.as_ref().map_or(now, |s| s.created_at),
             updated_at: now,
+            effective_at,
         };
         let f = field(account.as_deref(), name);
         let mut conn = self.conn.clone();
@@ -164,6 +166,7 @@ impl ScheduleStore {
         if !created {
             if let Some(current) = self.get(account.as_deref(), name).await? {
                 schedule.created_at = current.created_at;
+                schedule.effective_at = Some(current.effective_after(&schedule.spec, now));
             }
             // A schedule saved before names were per account moves to its new field.
             let replaced: i64 = REPLACE

@@ -760,6 +760,49 @@ async fn the_schedules_page_charges_a_read_for_each_accounts_listing_it_makes() 
     assert_eq!(res.status(), 429, "one page bought twenty listings for one read");
 }
 
+/// Found by the console audit of 2026-12-06: the schedules page filed each job a schedule
+/// made under `<account>/<account>/<name>` (its trigger already names the account) and
+/// looked it up under `<account>/<name>`, so the "last jobs" column was always empty; and
+/// a disabled schedule showed next ticks it will not make.
+#[tokio::test]
+async fn the_schedules_page_links_the_jobs_each_schedule_made_and_no_ticks_of_a_disabled_one() {
+    use drover::queue::NewJob;
+    let app = spawn_app().await;
+    app.schedule_ok("nightly", "acme").await;
+    let made = app
+        .store
+        .enqueue(NewJob::new(cleanup_payload("acme")).trigger("schedule:acme/nightly"))
+        .await
+        .unwrap()
+        .id;
+    let mut off = serde_json::json!({"cron": "0 3 * * *", "kind": "cleanup", "payload": cleanup_body("acme")["payload"]});
+    off["enabled"] = serde_json::json!(false);
+    let res = app
+        .client
+        .put(app.url("/v1/schedules/paused-one"))
+        .bearer_auth(ADMIN)
+        .json(&off)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let b = Browser::sign_in(&app, READER).await;
+    let (status, page) = b.get("/ui/schedules").await;
+    assert_eq!(status, 200, "{page}");
+    let row = |name: &str| {
+        let at = page
+            .find(&format!("data-schedule=\"{name}\""))
+            .unwrap_or_else(|| panic!("no row {name}: {page}"));
+        page[at..at + page[at..].find("</tr>").unwrap()].to_owned()
+    };
+    assert!(
+        row("nightly").contains(&format!("/ui/jobs/{made}")),
+        "the job it made is linked: {}",
+        row("nightly")
+    );
+    assert!(row("paused-one").contains("none: disabled"), "{}", row("paused-one"));
+}
+
 /// Found by the API audit of 2026-12-06: every console request with a session cookie,
 /// made up or not, ran the session's lookup script before any key was known or any rate
 /// limit applied, so anyone could buy Redis calls with `Cookie: drover_session=<16 hex>.x`.
@@ -866,7 +909,7 @@ async fn a_console_discard_of_thousands_costs_a_write_for_each_thousand() {
     assert!(0 < left && left < 2500, "one call's worth discarded, the rest kept: {left} left");
     let (_, page) = b.get(res.headers()[LOCATION].to_str().unwrap()).await;
     assert!(
-        page.contains("past this key&#x27;s write budget") || page.contains("past this key's write budget"),
+        page.contains("past this key&#x27;s budget") || page.contains("past this key's budget"),
         "{page}"
     );
 }

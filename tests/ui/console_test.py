@@ -444,13 +444,20 @@ def check_job_page_is_live(page):
         fail(f"/ui/jobs/{job_id} loaded a new document to show the new state (expected a live update)")
     if job_state(job_id) != "succeeded":
         fail(f"the page says succeeded but the API says {job_state(job_id)}")
+    # The job has ended, and so has its event stream: the page opens it no more (it was
+    # opened again every few seconds before, for as long as the page stayed open).
+    reopened = []
+    page.on("request", lambda r: reopened.append(r.url) if r.url.endswith(f"/ui/jobs/{job_id}/events") else None)
+    page.wait_for_timeout(8000)
+    if reopened:
+        fail(f"/ui/jobs/{job_id}: the ended job's event stream was opened {len(reopened)} times in 8 s after it ended")
     # Loaded again, the page shows the run that ended it.
     goto(page, f"/ui/jobs/{job_id}")
     attempts = page.locator("table#attempts tr:has(td)")
     if attempts.count() != 1:
         fail(f"/ui/jobs/{job_id}: table#attempts has {attempts.count()} rows after one run")
     screenshot(page, "job.png")
-    print(f"ok  job: #job-state went from {first!r} to succeeded without a reload; its one attempt is listed")
+    print(f"ok  job: #job-state went from {first!r} to succeeded without a reload, its stream stayed closed; its one attempt is listed")
 
 
 def queue_row(page, kind):

@@ -291,7 +291,7 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<Cou
         Selection::Filter(f) => {
             let mut n = 0u64;
             let mut cursor: Option<String> = None;
-            for _ in 0..MAX_COUNT_PAGES {
+            for page_number in 0..MAX_COUNT_PAGES {
                 let mut q: Vec<(&str, String)> = vec![("limit", "1000".into())];
                 if let Some(k) = f.kind {
                     q.push(("kind", k.to_string()));
@@ -306,12 +306,16 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<Cou
                     q.push(("cursor", c.clone()));
                 }
                 let raw = serde_urlencoded::to_string(&q).unwrap_or_default();
-                let page = serde_json::to_value(
-                    dead_letter::list_dead(State(state.clone()), caller.clone(), RawQuery(Some(raw)))
-                        .await?
-                        .0,
-                )
-                .unwrap_or_default();
+                let listed = match dead_letter::list_dead(State(state.clone()), caller.clone(), RawQuery(Some(raw))).await {
+                    Ok(listed) => listed,
+                    // A page after the first refused by the key's budget (each page's walk
+                    // is charged): what was counted so far is a floor.
+                    Err(ApiError::RateLimited { .. } | ApiError::TooManyInFlight { .. }) if page_number > 0 => {
+                        return Ok(Count { n, at_least: true })
+                    }
+                    Err(e) => return Err(e),
+                };
+                let page = serde_json::to_value(listed.0).unwrap_or_default();
                 let class = f.error_class.map(|c| c.as_str());
                 n += page["jobs"]
                     .as_array()
@@ -462,7 +466,7 @@ fn finished(session: &Session, sel: &Selection, (did, verb): (&str, &str), (n, s
         Some(ApiError::RateLimited { retry_after }) => done(
             session,
             &format!(
-                "{did} {n} dead jobs ({}); the rest is past this key's write budget: {verb} again in {} s.",
+                "{did} {n} dead jobs ({}); the rest is past this key's budget (its writes, or its reads for walking the dead letter): {verb} again in {} s.",
                 sel.describe(),
                 retry_after.as_secs().max(1)
             ),
@@ -585,12 +589,16 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
     let ended = |s: &str| matches!(s, "succeeded" | "partial" | "dead" | "cancelled" | "gone");
     let all_ended = rows.iter().all(|(_, s)| ended(s));
     let all_ok = rows.iter().all(|(_, s)| s == "succeeded");
-    let left = count(&state, &viewer.caller, &sel).await.unwrap_or(Count::exactly(0));
+    // Not counted (the key's budget, Redis): said so, never shown as none left.
+    let left = count(&state, &viewer.caller, &sel).await.map_err(|e| e.detail());
     let mut fields = sel.fields();
     fields.push(("op".into(), "rest".into()));
     let body = html! {
-        section #canary-live hx-get="" hx-select="#canary-live" hx-trigger=[(!all_ended).then_some("every 2s")] hx-swap="outerHTML" {
-            p { "Canary of " (sel.describe()) "; " strong #group-left { (left) } " other dead jobs wait." }
+        section #canary-live hx-get="" hx-select="#canary-live" hx-trigger=[(!all_ended || left.is_err()).then_some("every 2s")] hx-swap="outerHTML" {
+            @match &left {
+                Ok(left) => p { "Canary of " (sel.describe()) "; " strong #group-left { (left) } " other dead jobs wait." },
+                Err(why) => p { "Canary of " (sel.describe()) "; the other dead jobs could not be counted just now (" (why) "): looking again." },
+            }
             table #canary {
                 thead { tr { th { "job" } th { "state" } } }
                 tbody { @for (id, st) in &rows { tr data-job-id=(id) { td { a href={"/ui/jobs/" (id)} { code { (id) } } } td data-state=(st) { (st) } } } }
@@ -598,11 +606,13 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
             @if !all_ended {
                 p.muted { "Waiting for the canary to end…" }
             } @else if all_ok {
-                @if left.n > 0 {
-                    form.action #replay-rest method="post" action="/ui/dead-letter/act" {
-                        (viewer.csrf())
-                        @for (name, value) in &fields { input type="hidden" name=(name) value=(value); }
-                        button type="submit" { "Replay the other " (left) }
+                @if let Ok(left) = &left {
+                    @if left.n > 0 {
+                        form.action #replay-rest method="post" action="/ui/dead-letter/act" {
+                            (viewer.csrf())
+                            @for (name, value) in &fields { input type="hidden" name=(name) value=(value); }
+                            button type="submit" { "Replay the other " (left) }
+                        }
                     }
                 }
             } @else {

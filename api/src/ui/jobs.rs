@@ -204,9 +204,18 @@ pub async fn show(
         RawQuery(Some(items_query)),
     )
     .await
-    .map(|p| serde_json::to_value(p.0).unwrap_or_default())
-    .unwrap_or_default();
-    let terminal = matches!(job["state"].as_str(), Some("succeeded" | "partial" | "dead" | "cancelled"));
+    .map(|p| serde_json::to_value(p.0).unwrap_or_default());
+    // A page of items refused (the key's read budget, its turns for walks) or failed is
+    // said so, never shown as "null items" (console audit of 2026-12-06).
+    let (items, items_problem) = match items {
+        Ok(v) => (v, None),
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(job_id = %id, error = %e, "console job page: its items could not be read");
+            }
+            (Value::Null, Some(format!("{}: {}", e.kind().1, e.detail())))
+        }
+    };
     let trace = job["trace_id"]
         .as_str()
         .filter(|_| !state.ui().trace_url.is_empty())
@@ -215,18 +224,16 @@ pub async fn show(
         p { code { (id) } " · " (job["kind"].as_str().unwrap_or_default()) " · account " (job["account_id"].as_str().unwrap_or("-"))
             " · trigger " (job["trigger"].as_str().unwrap_or("-"))
             @if let Some(t) = &trace { " · " a #trace-link href=(t) { "trace" } } }
-        @if terminal {
-            section #job-live { (live_section(&job, &viewer)) }
-        } @else {
-            section #job-live hx-ext="sse" sse-connect={"/ui/jobs/" (id) "/events"} hx-get={"/ui/jobs/" (id) "/live"} hx-trigger="sse:state, sse:progress, sse:waiting" hx-swap="innerHTML" {
-                (live_section(&job, &viewer))
-            }
-        }
+        (live_block(&job, &viewer))
         h2 { "Payload" }
         pre.payload { (summary(&job["payload"])) }
         h2 { "Items" }
-        p { (items["summary"]["total"]) " items: " (items["summary"]["succeeded"]) " succeeded, " (items["summary"]["failed"]) " failed, "
-            (items["summary"]["skipped"]) " skipped, " (items["summary"]["pending"]) " pending" }
+        @if let Some(problem) = &items_problem {
+            p.problem { "Items not shown: " (problem) }
+        } @else {
+            p { (items["summary"]["total"]) " items: " (items["summary"]["succeeded"]) " succeeded, " (items["summary"]["failed"]) " failed, "
+                (items["summary"]["skipped"]) " skipped, " (items["summary"]["pending"]) " pending" }
+        }
         form method="get" action={"/ui/jobs/" (id)} {
             (select("outcome", &["pending", "done", "deleted", "absent", "failed"], set(&outcome.outcome)))
             button type="submit" { "Show" }
@@ -255,9 +262,33 @@ struct ItemsFilter {
 
 /// The part of a job page that changes while it runs: state, progress, why it waits,
 /// the actions its state allows, and its attempts.
+/// The job's live section: while the job has not ended it follows the job's event stream
+/// and is replaced whole by `/live` on each event, so once the job ends the section that
+/// replaces it has no stream and the browser's is closed. (Before, found by the console
+/// audit of 2026-12-06, only its inside was replaced: the stream, which ends with the
+/// job, was opened again every few seconds for as long as the page stayed open.)
+fn live_block(job: &Value, viewer: &Viewer) -> Markup {
+    let id = job["id"].as_str().unwrap_or_default();
+    let terminal = ended(job);
+    html! {
+        @if terminal {
+            section #job-live { (live_section(job, viewer)) }
+        } @else {
+            section #job-live hx-ext="sse" sse-connect={"/ui/jobs/" (id) "/events"} hx-get={"/ui/jobs/" (id) "/live"} hx-trigger="sse:state, sse:progress, sse:waiting" hx-swap="outerHTML" {
+                (live_section(job, viewer))
+            }
+        }
+    }
+}
+
+/// Whether the job (as the API shows it) has ended.
+fn ended(job: &Value) -> bool {
+    matches!(job["state"].as_str(), Some("succeeded" | "partial" | "dead" | "cancelled"))
+}
+
 fn live_section(job: &Value, viewer: &Viewer) -> Markup {
     let id = job["id"].as_str().unwrap_or_default();
-    let terminal = matches!(job["state"].as_str(), Some("succeeded" | "partial" | "dead" | "cancelled"));
+    let terminal = ended(job);
     html! {
         p { "State: " strong #job-state { (job["state"].as_str().unwrap_or_default()) }
             " · attempts " (job["attempts"]) "/" (job["max_attempts"])
@@ -320,7 +351,7 @@ fn summary(payload: &Value) -> String {
 pub async fn live(State(state): State<AppState>, caller: Caller, session: Session, Path(id): Path<String>) -> Response {
     let viewer = Viewer { caller, session };
     match load(&state, &viewer.caller, &id).await {
-        Ok(job) => axum::response::Html(live_section(&job, &viewer).into_string()).into_response(),
+        Ok(job) => axum::response::Html(live_block(&job, &viewer).into_string()).into_response(),
         Err(e) => page::error(&e),
     }
 }

@@ -51,8 +51,10 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
             .into_iter()
             .flatten()
         {
-            if let Some(name) = j["trigger"].as_str().and_then(|t| t.strip_prefix("schedule:")) {
-                let seen = made.entry(format!("{account}/{name}")).or_default();
+            // The trigger names `<account>/<name>` already (before, found by the console
+            // audit of 2026-12-06, the account was put in front again and no row matched).
+            if let Some(key) = j["trigger"].as_str().and_then(|t| t.strip_prefix("schedule:")) {
+                let seen = made.entry(key.to_owned()).or_default();
                 if seen.len() < 3 {
                     seen.push(j.clone());
                 }
@@ -72,7 +74,13 @@ pub async fn page(State(state): State<AppState>, caller: Caller, session: Sessio
                         td { (s["kind"].as_str().unwrap_or_default()) }
                         td { code { (s["cron"].as_str().unwrap_or_default()) } }
                         td { (s["enabled"]) }
-                        td { (next_ticks(s["cron"].as_str().unwrap_or_default()).join(", ")) }
+                        td {
+                            @if s["enabled"].as_bool() == Some(false) {
+                                span.muted { "none: disabled" }
+                            } @else {
+                                (next_ticks(s["cron"].as_str().unwrap_or_default()).join(", "))
+                            }
+                        }
                         td {
                             @for j in made.get(&format!("{account}/{name}")).into_iter().flatten() {
                                 a href={"/ui/jobs/" (j["id"].as_str().unwrap_or_default())} { (j["state"].as_str().unwrap_or_default()) } " "

@@ -802,12 +802,9 @@ async fn a_key_over_its_read_rate_gets_429_with_retry_after_and_other_keys_are_u
     assert_eq!(other.status(), 200, "another key has its own budget");
 }
 
-/// Finding of the second hostile-tenant audit of 2026-12-06: a filtered listing that
-/// matches little walks up to 2,000 entries a kind (reading each one's record) and was
-/// charged one read, so a key's read budget bought seconds of Redis a second. A page is
-/// charged a read for every `ENTRIES_PER_READ` entries it walked past the first ones.
-#[tokio::test]
-async fn a_filtered_listing_that_walks_thousands_of_entries_is_charged_for_them() {
+/// An app whose keys have a budget of 30 reads (60 a minute) and whose account `acme`
+/// holds 3,000 queued cleanups, none of them dead: a filter on dead jobs walks them all.
+async fn app_with_3000_queued_acme_jobs_and_30_reads() -> TestApp {
     use drover::queue::{JobStore, NewJob};
     let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
         c.read_rate_limit.per_minute = 60;
@@ -821,6 +818,16 @@ async fn a_filtered_listing_that_walks_thousands_of_entries_is_charged_for_them(
             r.unwrap();
         }
     }
+    app
+}
+
+/// Finding of the second hostile-tenant audit of 2026-12-06: a filtered listing that
+/// matches little walks up to 2,000 entries a kind (reading each one's record) and was
+/// charged one read, so a key's read budget bought seconds of Redis a second. A page is
+/// charged a read for every `ENTRIES_PER_READ` entries it walked past the first ones.
+#[tokio::test]
+async fn a_filtered_listing_that_walks_thousands_of_entries_is_charged_for_them() {
+    let app = app_with_3000_queued_acme_jobs_and_30_reads().await;
     // None of acme's 3,000 jobs is dead: each page walks 2,000 of them and shows none.
     let mut served = 0;
     for _ in 0..30 {
@@ -854,19 +861,7 @@ async fn a_filtered_listing_that_walks_thousands_of_entries_is_charged_for_them(
 /// that finds its key owing for the walks before it is refused before it walks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_listings_sent_all_at_once_are_charged_before_most_of_them_walk() {
-    use drover::queue::{JobStore, NewJob};
-    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
-        c.read_rate_limit.per_minute = 60;
-        c.read_rate_limit.burst = 30;
-        c.jobs.max_unfinished_per_account = 1_000_000;
-    })
-    .await;
-    for _ in 0..3 {
-        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
-        for r in app.store.enqueue_bulk(batch).await.unwrap() {
-            r.unwrap();
-        }
-    }
+    let app = app_with_3000_queued_acme_jobs_and_30_reads().await;
     let listings = (0..30).map(|_| async {
         let res = app.get(ACME, "/v1/jobs?state=dead&limit=100").send().await.unwrap();
         let status = res.status().as_u16();
@@ -894,19 +889,7 @@ async fn filtered_listings_sent_all_at_once_are_charged_before_most_of_them_walk
 /// second. It is charged like a listing, and refused while its key owes for walks.
 #[tokio::test]
 async fn a_dead_letter_action_by_filter_is_charged_for_the_entries_it_walks() {
-    use drover::queue::{JobStore, NewJob};
-    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
-        c.read_rate_limit.per_minute = 60;
-        c.read_rate_limit.burst = 30;
-        c.jobs.max_unfinished_per_account = 1_000_000;
-    })
-    .await;
-    for _ in 0..3 {
-        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
-        for r in app.store.enqueue_bulk(batch).await.unwrap() {
-            r.unwrap();
-        }
-    }
+    let app = app_with_3000_queued_acme_jobs_and_30_reads().await;
     let mut served = 0;
     for i in 0..30 {
         let op = if i % 2 == 0 { "replay" } else { "discard" };

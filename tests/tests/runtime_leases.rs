@@ -581,6 +581,24 @@ async fn an_outage_is_told_from_an_error_that_would_come_again() {
     );
 }
 
+/// A handler whose first run is fast (the pace then says "lease far ahead") and every
+/// later one takes 400 ms.
+fn fast_then_slow(
+) -> impl Fn(JobPayload, JobContext) -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> + Send + Sync + 'static {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let first = Arc::new(AtomicBool::new(true));
+    move |_payload: JobPayload, _ctx: JobContext| {
+        let fast = first.swap(false, Ordering::SeqCst);
+        Box::pin(async move {
+            if !fast {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            Ok(Outcome::Succeeded(json!({})))
+        })
+    }
+}
+
 /// Fairness and runtime audit of 2026-12-06: a worker leases ahead of its free slots as
 /// far as the pace of its runs allows, and holds the rest of its permits back while runs
 /// are slow — but only permits it found free at the top of a fetch. Once fast runs had
@@ -589,22 +607,9 @@ async fn an_outage_is_told_from_an_error_that_would_come_again() {
 /// slots, for minutes), while another worker could have run them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_cannot_start() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
-    // The first run is fast (the pace then says "lease far ahead"); every later one
-    // takes 400 ms.
-    let first = Arc::new(AtomicBool::new(true));
-    let handler = move |_payload: JobPayload, _ctx: JobContext| {
-        let fast = first.swap(false, Ordering::SeqCst);
-        Box::pin(async move {
-            if !fast {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-            }
-            Ok(Outcome::Succeeded(json!({})))
-        }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
-    };
+    let handler = fast_then_slow();
     let two_slots = cleanup_slots(2, settings(30_000, 1000));
     let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
     let quick = store.enqueue(cleanup_for("t.quick")).await.unwrap().id;
@@ -640,20 +645,9 @@ async fn a_worker_whose_runs_turned_slow_leases_no_more_while_it_holds_jobs_it_c
 /// jobs `running` for as long as the jobs leased ahead lasted (here about 10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_working_through_jobs_leased_ahead_still_promotes_due_jobs_and_reclaims_dead_leases() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
-    let first = Arc::new(AtomicBool::new(true));
-    let handler = move |_payload: JobPayload, _ctx: JobContext| {
-        let fast = first.swap(false, Ordering::SeqCst);
-        Box::pin(async move {
-            if !fast {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-            }
-            Ok(Outcome::Succeeded(json!({})))
-        }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
-    };
+    let handler = fast_then_slow();
     let lease = Duration::from_millis(1800);
     let (stop, task) = spawn_runtime(server.url(), store.clone(), cleanup_slots(2, settings(1800, 300)), handler);
     let quick = store.enqueue(cleanup_for("t.quick")).await.unwrap().id;

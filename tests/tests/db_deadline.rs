@@ -86,3 +86,55 @@ async fn an_account_read_whose_connection_goes_silent_is_given_up_at_the_deadlin
     assert!(answer.as_ref().is_err_and(DbError::is_unavailable), "{answer:?}");
     assert!(took < Duration::from_secs(5), "answered {took:?} after the connection went silent");
 }
+
+/// Data audit of 2026-12-06: the pool set only `statement_timeout`, so a transaction whose
+/// connection went silent between its statements (its COMMIT never reached the server)
+/// stayed open on the server until TCP gave up on it (about 2 h), and its locks — here a
+/// job's run claim — held every later run of the job. The server now ends a transaction
+/// left idle longer than one call's deadline (3.5 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_connection_went_silent_lets_its_locks_go_soon_after_the_deadline() {
+    use drover::data::run_fence::{claim, RunFence, Write};
+    let relayed = Relayed::start().await;
+    let pool = drover::db::connect_lazy(&relayed.config).unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let first = RunFence {
+        job_id: "cleanup_silent",
+        run: 100,
+    };
+    assert_eq!(claim(&mut tx, first).await.unwrap(), Write::Landed);
+    relayed.relay.freeze_open_connections();
+    let _ = tokio::time::timeout(Duration::from_secs(1), tx.commit()).await;
+    // A later run claims the job on a connection of its own.
+    let started = Instant::now();
+    let mut direct = relayed.db.pool().acquire().await.unwrap();
+    let later = RunFence {
+        job_id: "cleanup_silent",
+        run: 200,
+    };
+    let claimed = tokio::time::timeout(Duration::from_secs(20), claim(&mut direct, later)).await;
+    assert!(
+        matches!(claimed, Ok(Ok(Write::Landed))),
+        "the later run's claim: {claimed:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited {:?}", started.elapsed());
+}
+
+/// Data audit of 2026-12-06: the items retention called the pool with no bound of its
+/// own, so a pass whose connection went silent waited forever and the loop never ran
+/// again (`job_items` grew without end). A batch is given up after its budget and one
+/// call's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_items_retention_pass_whose_connection_goes_silent_is_given_up() {
+    let relayed = Relayed::start().await;
+    let pool = drover::db::connect_lazy(&relayed.config).unwrap();
+    let call = relayed.config.call_deadline();
+    let (removed, took) = relayed
+        .silent("job_runs", async move {
+            Ok::<_, DbError>(drover_worker::items_retention::pass(&pool, Duration::from_secs(86_400), call).await)
+        })
+        .await;
+    assert_eq!(removed.unwrap().jobs, 0);
+    assert!(took < Duration::from_secs(12), "answered {took:?} after the connection went silent");
+}

@@ -42,13 +42,13 @@ async fn the_per_item_record_of_jobs_past_the_retention_is_removed_and_the_other
         .await
         .unwrap();
 
-    let removed = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400)).await;
+    let removed = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400), Default::default()).await;
     assert_eq!((removed.jobs, removed.items), (151, 150 * 3 + 25_000));
     assert_eq!(count(pool, "job_items", "cleanup:old-%").await, 0);
     assert_eq!(count(pool, "job_runs", "cleanup:old-%").await, 0);
     assert_eq!(count(pool, "job_items", "cleanup:recent").await, 3, "a recent job keeps its items");
     assert_eq!(count(pool, "job_runs", "cleanup:recent").await, 1);
-    let again = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400)).await;
+    let again = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400), Default::default()).await;
     assert_eq!((again.jobs, again.items), (0, 0), "nothing more is due");
 }
 
@@ -75,7 +75,7 @@ async fn a_stale_job_claimed_again_during_a_pass_keeps_its_items() {
     assert_eq!(run_fence::claim(&mut run, fence).await.unwrap(), Write::Landed);
     let sweeping = {
         let pool = pool.clone();
-        tokio::spawn(async move { drover_worker::items_retention::pass(&pool, Duration::from_secs(30 * 86_400)).await })
+        tokio::spawn(async move { drover_worker::items_retention::pass(&pool, Duration::from_secs(30 * 86_400), Default::default()).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     run.commit().await.unwrap();
@@ -85,7 +85,7 @@ async fn a_stale_job_claimed_again_during_a_pass_keeps_its_items() {
         .unwrap();
     assert_eq!((removed.jobs, removed.items), (0, 0), "the job its run holds is passed over");
     assert_eq!(count(pool, "job_items", "cleanup:old-a").await, 3, "its run finds its items whole");
-    let again = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400)).await;
+    let again = drover_worker::items_retention::pass(pool, Duration::from_secs(30 * 86_400), Default::default()).await;
     assert_eq!(again.jobs, 0, "claimed again: no longer stale");
     assert_eq!(count(pool, "job_runs", "cleanup:old-a").await, 1);
 }

@@ -74,7 +74,7 @@ impl App {
         let deadline = config.database.call_deadline();
         let jobs = Jobs::new(market, pool.clone(), deadline, SecretBox::new(&key), config.jobs.clone());
         let keep_items = Duration::from_secs(config.items_retention_days * 86_400);
-        tokio::spawn(crate::items_retention::run(pool.clone(), keep_items, stop.clone()));
+        tokio::spawn(crate::items_retention::run(pool.clone(), keep_items, deadline, stop.clone()));
         if config.scheduler.enabled {
             let accounts: Arc<dyn AccountSource> = Arc::new(AccountRepo::new(pool).bounded_by(deadline));
             let schedules = ScheduleStore::new(store.connection(), &config.namespace);

@@ -254,9 +254,15 @@ impl WorkerConfig {
             errs.extend(e.into_iter().map(|m| format!("worker.resilience: {m}")));
         }
         errs.extend(self.jobs.validate().into_iter().map(|m| format!("worker.{m}")));
-        if !(2..=3650).contains(&self.items_retention_days) || self.items_retention_days * 24 < self.retention_hours + 24 {
+        // Items outlive every job they belong to: an ended job's retention, and a dead
+        // job's in the dead letter (a replay goes on from its items; before, found by the
+        // data audit of 2026-12-06, 8 days were taken against 30 days of dead jobs, and a
+        // dead cleanup replayed after its items were gone sent every delete again).
+        let dead_hours = self.job_defaults().dead_retention.as_secs() / 3600;
+        let kept_hours = self.retention_hours.max(dead_hours);
+        if !(2..=3650).contains(&self.items_retention_days) || self.items_retention_days * 24 < kept_hours + 24 {
             errs.push(format!(
-                "worker.items_retention_days = {} must be 2-3650 and keep items a day longer than worker.retention_hours = {} keeps ended jobs",
+                "worker.items_retention_days = {} must be 2-3650 and keep items a day longer than ended jobs are kept (worker.retention_hours = {}) and dead jobs ({dead_hours} h)",
                 self.items_retention_days, self.retention_hours
             ));
         }
@@ -403,6 +409,25 @@ mod tests {
         assert!(errs.contains("worker.scheduler.misfire_grace_ms"), "{errs}");
         c.scheduler.misfire_grace_ms = 3600 * 1000;
         c.validate_jobs().unwrap();
+    }
+
+    #[test]
+    fn items_are_kept_longer_than_dead_jobs_are() {
+        let short = WorkerConfig {
+            dev_mode: true,
+            retention_hours: 168,
+            items_retention_days: 8,
+            ..Default::default()
+        };
+        let errs = short.validate_jobs().unwrap_err().to_string();
+        assert!(errs.contains("worker.items_retention_days = 8"), "{errs}");
+        let long = WorkerConfig {
+            dev_mode: true,
+            retention_hours: 168,
+            items_retention_days: 31,
+            ..Default::default()
+        };
+        long.validate_jobs().unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use drover::data::items_retention::{remove_stale, Removed};
+use drover::db::CallDeadline;
 use drover::outage::Outage;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -21,9 +22,9 @@ const BUDGET: Duration = Duration::from_secs(5);
 static FAILING: Outage = Outage::new();
 
 /// Runs passes until `stop` fires.
-pub async fn run(pool: PgPool, keep: Duration, stop: CancellationToken) {
+pub async fn run(pool: PgPool, keep: Duration, call: CallDeadline, stop: CancellationToken) {
     loop {
-        pass(&pool, keep).await;
+        pass(&pool, keep, call).await;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(EVERY) => {}
@@ -32,12 +33,22 @@ pub async fn run(pool: PgPool, keep: Duration, stop: CancellationToken) {
 }
 
 /// One pass: batches until one finds fewer stale jobs than it asked for, or the budget
-/// is spent.
-pub async fn pass(pool: &PgPool, keep: Duration) -> Removed {
+/// is spent. A batch that hears nothing for its budget and one call's deadline (`call`)
+/// is given up: its connection went silent, and sqlx has no read timeout of its own
+/// (before, found by the data audit of 2026-12-06, such a pass waited forever and the
+/// loop never ran again).
+pub async fn pass(pool: &PgPool, keep: Duration, call: CallDeadline) -> Removed {
     let deadline = Instant::now() + BUDGET;
     let mut total = Removed::default();
     loop {
-        match remove_stale(pool, keep, BATCH, deadline).await {
+        let batch = tokio::time::timeout(BUDGET + call.limit(), remove_stale(pool, keep, BATCH, deadline));
+        let answer = batch.await.unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no reply from the database within {} ms", (BUDGET + call.limit()).as_millis()),
+            )))
+        });
+        match answer {
             Ok(r) => {
                 total.jobs += r.jobs;
                 total.items += r.items;

@@ -137,12 +137,18 @@ impl From<sqlx::migrate::MigrateError> for DbError {
 
 /// A pool that opens connections on first use. Each new connection gets the configured
 /// `statement_timeout`, so a runaway query cannot hold a connection forever. A connection
-/// coming back must answer a ping within 2 s or it is closed: one whose call was given up
+/// coming back must answer a ping within 2 s or it is closed (and the server ends a
+/// transaction left idle longer than one call's deadline): one whose call was given up
 /// ([`CallDeadline`]) may have gone silent, and sqlx's own check on release has no bound,
 /// so it would hold its place in the pool until the kernel gave up on the socket.
 pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
     let options = config::parse_url(&cfg.url).map_err(|why| DbError::Other(format!("database.url {why}")))?;
     let statement_timeout_ms = cfg.statement_timeout_ms;
+    // A transaction whose client went silent between its statements (its call given up at
+    // the deadline) is ended by the server soon after, not when TCP gives up on it (about
+    // 2 h): its locks (a job's run claim, its sync position) held every later run of the
+    // job meanwhile (found by the data audit of 2026-12-06).
+    let idle_in_transaction_ms = cfg.call_deadline().limit().as_millis() as u64;
     let pool = PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .min_connections(cfg.min_connections)
@@ -151,10 +157,13 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 // `SET statement_timeout = …` takes no bind parameters; set_config does.
-                sqlx::query("SELECT set_config('statement_timeout', $1, false)")
-                    .bind(statement_timeout_ms.to_string())
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query(
+                    "SELECT set_config('statement_timeout', $1, false), set_config('idle_in_transaction_session_timeout', $2, false)",
+                )
+                .bind(statement_timeout_ms.to_string())
+                .bind(idle_in_transaction_ms.to_string())
+                .execute(&mut *conn)
+                .await?;
                 Ok(())
             })
         })

@@ -247,3 +247,73 @@ async fn a_window_whose_report_polling_failed_polls_that_report_on_the_retry_not
         stack.logs()
     );
 }
+
+/// Found by the data audit of 2026-12-06: a backfill window's report rows were committed
+/// in a transaction of their own, without the run fence, and the window's record after
+/// them, so a worker stopped with the document's download on the wire and resumed after
+/// another worker had taken the job over (and written the same rows) wrote its rows again
+/// in its wind-down grace; only its window record was refused. The rows, the orders and
+/// the window's record now go in one transaction that holds the run's claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backfill_worker_resumed_after_its_job_was_taken_over_writes_none_of_its_rows() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            // about 50 a day: the one-day window's report has rows
+            orders: Some(3000),
+            ..AccountSpec::new("seller-stopped-download")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 1500,
+                ops: Some(vec![Operation::DownloadReportDocument]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_backfill_days(&acct, 1).await;
+    running(&stack, &id).await;
+    // The window's document is on its way (1.5 s) when the worker stops: the report is
+    // done at its second poll, and its document is asked for and downloaded at once.
+    let until = Instant::now() + Duration::from_secs(30);
+    let polls = || async {
+        let stats = stack.sim.admin().stats().await.expect("simulator stats");
+        stats.accounts[acct.as_str()]
+            .operations
+            .get(&Operation::GetReport)
+            .map_or(0, |s| s.calls)
+    };
+    while polls().await < 2 {
+        assert!(Instant::now() < until, "the report was never done\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.workers[0].signal(Signal::SIGSTOP);
+    stack.spawn_worker("worker-2", &[]);
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let rows_as_written = || async {
+        let (n, last): (i64, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT count(*), max(updated_at) FROM report_order_lines WHERE account_id = $1")
+                .bind(acct.as_str())
+                .fetch_one(stack.db.pool())
+                .await
+                .expect("report lines");
+        (n, last)
+    };
+    let taken_over = rows_as_written().await;
+    assert!(taken_over.0 > 0, "the run that took the job over wrote its rows");
+    // The stopped worker resumes: its download's answer is there, its lease is not.
+    stack.workers[0].signal(Signal::SIGCONT);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        rows_as_written().await,
+        taken_over,
+        "the resumed run wrote report rows after the job was taken over\n{}",
+        stack.logs()
+    );
+}

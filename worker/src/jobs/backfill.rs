@@ -59,6 +59,8 @@ fn parse_key(key: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
 enum WindowEnd {
     Done(serde_json::Value),
     Failed(serde_json::Value),
+    /// Done, and recorded with its rows in their transaction (see [`store`]).
+    Recorded,
 }
 
 pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Result<Outcome, JobError> {
@@ -104,6 +106,7 @@ pub(super) async fn run(jobs: &Jobs, p: BackfillPayload, ctx: &JobContext) -> Re
         };
         let mut conn = jobs.connection("recording a window").await?;
         let written = match end {
+            WindowEnd::Recorded => Ok(run_fence::Write::Landed),
             WindowEnd::Done(detail) => {
                 items::set(&mut conn, ctx.fence(), &item.item, ItemOutcome::Done, &detail)
                     .within(jobs)
@@ -352,10 +355,13 @@ async fn window(
             "parse_errors": listed,
         })));
     }
-    let written = store(jobs, p, job_id, &parsed).await?;
-    Ok(WindowEnd::Done(json!({
-        "report_id": report_id, "rows": parsed.rows(), "written": written, "bad_rows": parsed.errors.len(), "parse_errors": listed,
-    })))
+    let detail = |written| {
+        json!({
+            "report_id": report_id, "rows": parsed.rows(), "written": written, "bad_rows": parsed.errors.len(), "parse_errors": listed,
+        })
+    };
+    store(jobs, p, ctx, &item.item, &parsed, detail).await?;
+    Ok(WindowEnd::Recorded)
 }
 
 /// Where a window's detail keeps when its report was requested (the poll deadline's start).
@@ -442,10 +448,26 @@ fn report_error(e: CallError, report_id: &str) -> Result<WindowEnd, JobError> {
     }
 }
 
-/// Write a document's lines and their orders in one transaction.
-async fn store(jobs: &Jobs, p: &BackfillPayload, job_id: &str, parsed: &ParsedReport) -> Result<u64, JobError> {
+/// Write a document's lines and their orders, and the window's record (`window`, done,
+/// with `detail` of how many were written), in one transaction, only while this run holds
+/// the job: a run stopped past its lease and resumed after another took the job over
+/// writes none of them, and a failure between them leaves none written (before, found by
+/// the data audit of 2026-12-06, the rows were committed on their own, unfenced, and the
+/// window's record after them).
+async fn store(
+    jobs: &Jobs,
+    p: &BackfillPayload,
+    ctx: &JobContext,
+    window: &str,
+    parsed: &ParsedReport,
+    detail: impl FnOnce(u64) -> serde_json::Value,
+) -> Result<(), JobError> {
     let account = p.account_id.as_str();
-    let mut tx = jobs.transaction("writing report lines").await?;
+    let job_id = ctx.id.as_str();
+    let what = "writing report lines";
+    let mut tx = jobs.transaction(what).await?;
+    let held = run_fence::hold(&mut tx, ctx.fence()).within(jobs).await.map_err(db_error(what))?;
+    landed(held, ctx, what)?;
     let mut written = 0;
     for chunk in parsed.lines.chunks(1000) {
         written += report_lines::upsert(&mut tx, account, &p.report_type, job_id, chunk)
@@ -458,8 +480,13 @@ async fn store(jobs: &Jobs, p: &BackfillPayload, job_id: &str, parsed: &ParsedRe
             .await
             .map_err(db_error("writing report orders"))?;
     }
+    let recorded = items::set(&mut tx, ctx.fence(), window, ItemOutcome::Done, &detail(written))
+        .within(jobs)
+        .await
+        .map_err(db_error("recording a window"))?;
+    landed(recorded, ctx, "recording a window")?;
     tx.commit().within(jobs).await.map_err(db_error("committing report lines"))?;
-    Ok(written)
+    Ok(())
 }
 
 /// One order row per order id in the lines (the report has a line per order item).

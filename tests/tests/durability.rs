@@ -723,3 +723,33 @@ async fn a_restart_seen_through_a_clock_that_went_back_still_holds_the_leases() 
         .unwrap();
     assert!(held, "the restart was not noted");
 }
+
+/// Redis failover audit of 2026-12-06: `WAIT` waits for the replicas to acknowledge the
+/// last write of its own connection, and a replay (the same Idempotency-Key) writes
+/// nothing, so a retry after "not yet durable" sent by another process (another API
+/// replica, or this one after its connection was dialled again) waited for nothing and
+/// was answered at once: a 200 for a job that a failover could still lose. A replay now
+/// writes (its key again, unchanged), so its wait covers the job's first write.
+#[tokio::test]
+async fn a_replay_from_another_connection_is_not_durable_until_the_replica_has_the_job() {
+    let (primary, replica, first) = replica_pair().await;
+    // Another process: its connections reach the primary by another address.
+    let relay = drover_tests::harness::FrozenProxy::start(([127, 0, 0, 1], primary.port()).into()).await;
+    let other = RedisStore::connect(&relay.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    let job = || NewJob::new(cleanup_payload("acme")).idempotency_key("order-8");
+    replica.pause();
+    let sent = first.enqueue(job()).await;
+    assert!(matches!(sent, Err(EnqueueError::Store(StoreError::NotDurable(_)))), "{sent:?}");
+    let again = other.enqueue(job()).await;
+    replica.resume();
+    assert!(
+        matches!(again, Err(EnqueueError::Store(StoreError::NotDurable(_)))),
+        "a replay while the replica has not the job: {again:?}"
+    );
+    // Once the replica has it, the replay is answered with the job, once.
+    let later = other.enqueue(job()).await.expect("durable now");
+    assert!(!later.created, "the same job");
+    assert_eq!(jobs_on(&primary, JobKind::Cleanup), 1);
+}

@@ -753,3 +753,43 @@ async fn a_replay_from_another_connection_is_not_durable_until_the_replica_has_t
     assert!(!later.created, "the same job");
     assert_eq!(jobs_on(&primary, JobKind::Cleanup), 1);
 }
+
+/// Redis failover audit of 2026-12-06: a settle sent to a primary just demoted to a replica
+/// (a planned failover, Sentinel's reconfiguration) is refused (`READONLY`), and so is its
+/// wait ("WAIT cannot be used with replica instances"); the store took the wait's refusal
+/// for "the writes before it were applied" and answered not durable — a settle that never
+/// happened counted as applied, the job left running to be reclaimed and run again. A
+/// refused write is an error of its own now, sent again by the settler.
+#[tokio::test]
+async fn a_settle_refused_by_a_demoted_primary_is_not_taken_for_applied() {
+    let (primary, replica, store) = replica_pair().await;
+    let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
+    let leased = lease_one(&store).await;
+    // The replica takes over; the old primary follows it, and the store still talks to it.
+    detach(&replica);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(replica.port())
+        .query(&mut primary.conn())
+        .unwrap();
+    wait_for(
+        || {
+            let info: String = redis::cmd("INFO").arg("replication").query(&mut primary.conn()).unwrap();
+            info.contains("master_link_status:up")
+        },
+        "the old primary follows the new one",
+    )
+    .await;
+    let done = Settlement {
+        id: id.clone(),
+        token: leased.token.clone(),
+        action: SettleAction::Succeeded(json!({})),
+        attempt: None,
+    };
+    let r = store.settle(JobKind::Cleanup, &[done]).await;
+    assert!(
+        !matches!(r, Ok(_) | Err(StoreError::NotDurable(_))),
+        "a settle the demoted primary refused: {r:?}"
+    );
+    assert_eq!(state_on(&replica, &id).as_deref(), Some("running"), "nothing was applied");
+}

@@ -275,6 +275,13 @@ impl DurableWrites {
         if self.durability.mode == DurabilityMode::Local || !(text.contains("WAITAOF") || text.contains("WAIT cannot")) {
             return e;
         }
+        // A replica (a primary just demoted) refuses the writes before the wait too (the
+        // pipeline's error is then theirs, READONLY): nothing was applied, and the error
+        // stands (before, found by the Redis failover audit of 2026-12-06, a settle refused
+        // so was taken for applied, not durable, and never sent again).
+        if r.code() == Some("READONLY") {
+            return e;
+        }
         self.support.store(UNCHECKED, Ordering::Relaxed);
         tracing::error!(
             error = %r,

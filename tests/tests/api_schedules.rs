@@ -590,6 +590,21 @@ fn each_second(kind: JobKind, enabled: bool) -> drover::schedule::ScheduleSpec {
     }
 }
 
+/// A queue whose account acme has the schedule `each-second` (a cleanup every second),
+/// created over a second ago: its latest tick is its own.
+async fn with_a_cleanup_each_second() -> (drover_tests::harness::RedisServer, drover::queue::RedisStore) {
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    drover::schedule::ScheduleStore::new(store.connection(), "drover")
+        .put("each-second", each_second(JobKind::Cleanup, true))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    (redis, store)
+}
+
 /// Console audit of 2026-12-06: the scheduler makes a tick's job once by its idempotency
 /// key, which the queue keeps per kind, so a schedule whose kind was changed right after a
 /// tick had its job made the tick's job again, of the new kind, on any replica that had
@@ -599,13 +614,8 @@ fn each_second(kind: JobKind, enabled: bool) -> drover::schedule::ScheduleSpec {
 async fn a_schedule_whose_kind_changed_after_a_tick_makes_no_second_job_for_it() {
     use chrono::Utc;
     use drover::schedule::{ScheduleStore, Scheduler, SchedulerConfig};
-    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
-    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
-        .await
-        .unwrap();
+    let (_redis, store) = with_a_cleanup_each_second().await;
     let schedules = || ScheduleStore::new(store.connection(), "drover");
-    schedules().put("each-second", each_second(JobKind::Cleanup, true)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let now = Utc::now();
     let mut a = Scheduler::new(store.clone(), schedules(), None, SchedulerConfig::default());
     assert_eq!(a.tick_once(now).await, 1, "replica A makes the tick's cleanup");
@@ -623,13 +633,8 @@ async fn a_schedule_whose_kind_changed_after_a_tick_makes_no_second_job_for_it()
 async fn a_schedule_enabled_again_makes_no_job_for_a_tick_while_it_was_disabled_nor_counts_one_missed() {
     use chrono::Utc;
     use drover::schedule::{ScheduleStore, Scheduler, SchedulerConfig};
-    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
-    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
-        .await
-        .unwrap();
+    let (_redis, store) = with_a_cleanup_each_second().await;
     let schedules = || ScheduleStore::new(store.connection(), "drover");
-    schedules().put("each-second", each_second(JobKind::Cleanup, true)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut scheduler = Scheduler::new(store.clone(), schedules(), None, SchedulerConfig::default());
     let counters = scheduler.counters();
     assert_eq!(scheduler.tick_once(Utc::now()).await, 1);

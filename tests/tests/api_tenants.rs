@@ -802,6 +802,15 @@ async fn a_key_over_its_read_rate_gets_429_with_retry_after_and_other_keys_are_u
     assert_eq!(other.status(), 200, "another key has its own budget");
 }
 
+/// `op` (replay or discard) of one of acme's dead cleanups that timed out, by filter.
+async fn timeouts_of_acme(app: &TestApp, op: &str) -> reqwest::Response {
+    app.post(ACME, &format!("/v1/dead-letter/{op}"))
+        .json(&json!({"filter": {"kind": "cleanup", "error_class": "timeout"}, "limit": 1}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// An app whose keys have a budget of 30 reads (60 a minute) and whose account `acme`
 /// holds 3,000 queued cleanups, none of them dead: a filter on dead jobs walks them all.
 async fn app_with_3000_queued_acme_jobs_and_30_reads() -> TestApp {
@@ -893,12 +902,7 @@ async fn a_dead_letter_action_by_filter_is_charged_for_the_entries_it_walks() {
     let mut served = 0;
     for i in 0..30 {
         let op = if i % 2 == 0 { "replay" } else { "discard" };
-        let res = app
-            .post(ACME, &format!("/v1/dead-letter/{op}"))
-            .json(&json!({"filter": {"kind": "cleanup", "error_class": "timeout"}, "limit": 1}))
-            .send()
-            .await
-            .unwrap();
+        let res = timeouts_of_acme(&app, op).await;
         if res.status() == 429 {
             assert!(res.headers().get("retry-after").is_some());
             problem(res, 429).await;
@@ -1092,12 +1096,7 @@ async fn a_filtered_dead_letter_action_walks_a_bounded_number_of_index_entries()
     }
     for op in ["replay", "discard"] {
         let before = calls(&app, "fcall").await;
-        let res = app
-            .post(ACME, &format!("/v1/dead-letter/{op}"))
-            .json(&json!({"filter": {"kind": "cleanup", "error_class": "timeout"}, "limit": 1}))
-            .send()
-            .await
-            .unwrap();
+        let res = timeouts_of_acme(&app, op).await;
         assert_eq!(res.status(), 200, "{op}");
         let v: Value = res.json().await.unwrap();
         // One `list` call a page (and none else in the request).

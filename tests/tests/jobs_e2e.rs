@@ -1051,6 +1051,28 @@ async fn a_sync_whose_first_slot_is_further_away_than_a_run_waits_still_makes_it
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
 }
 
+/// A listings refresh of `account`'s `skus` known listings by one worker, getListingsItem
+/// allowing `rate` calls a second (burst 1) and `max_snoozes` parks in a row: the stack,
+/// the account and the job as it ended (within 60 s).
+async fn listings_refresh_at(rate: f64, skus: usize, max_snoozes: u32, account: &str) -> (Stack, drover::job::AccountId, drover::job::Job) {
+    let plans = jobs_support::plans_with(
+        drover_tests::sim::Operation::GetListingsItem,
+        drover_tests::sim::RateLimit::new(rate, 1),
+    );
+    let mut stack = Stack::start_with(sim(), &format!("[worker.jobs]\nmax_snoozes = {max_snoozes}"), plans).await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(skus),
+            ..AccountSpec::new(account)
+        })
+        .await;
+    known_listings(&stack, &acct).await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_sync(&acct, &["listings"]).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    (stack, acct, job)
+}
+
 /// Found by this stop's audit of the marketplace path: a listings refresh kept no place.
 /// Each park (the next getListingsItem slot further away than a run waits) began the
 /// next run at the first SKU again, so where a run got one slot the refresh never got
@@ -1059,21 +1081,7 @@ async fn a_sync_whose_first_slot_is_further_away_than_a_run_waits_still_makes_it
 /// least recently checked first. Here getListingsItem allows one call every 2.5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped() {
-    let plans = jobs_support::plans_with(
-        drover_tests::sim::Operation::GetListingsItem,
-        drover_tests::sim::RateLimit::new(0.4, 1),
-    );
-    let mut stack = Stack::start_with(sim(), "[worker.jobs]\nmax_snoozes = 6", plans).await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(4),
-            ..AccountSpec::new("seller-slow-listings")
-        })
-        .await;
-    known_listings(&stack, &acct).await;
-    stack.spawn_worker("worker-1", &[]);
-    let id = stack.submit_sync(&acct, &["listings"]).await;
-    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let (stack, acct, job) = listings_refresh_at(0.4, 4, 6, "seller-slow-listings").await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     assert_eq!(job.result.as_ref().unwrap()["listings"]["checked"], 4, "{:?}", job.result);
     let stale = stack
@@ -1093,21 +1101,7 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
 /// count again. Here a listings refresh of 6 SKUs parks after each one, with a cap of 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_parks_after_every_step_it_advances_is_never_dead_at_the_snooze_cap() {
-    let plans = jobs_support::plans_with(
-        drover_tests::sim::Operation::GetListingsItem,
-        drover_tests::sim::RateLimit::new(0.5, 1),
-    );
-    let mut stack = Stack::start_with(sim(), "[worker.jobs]\nmax_snoozes = 2", plans).await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(6),
-            ..AccountSpec::new("seller-parks-each-step")
-        })
-        .await;
-    known_listings(&stack, &acct).await;
-    stack.spawn_worker("worker-1", &[]);
-    let id = stack.submit_sync(&acct, &["listings"]).await;
-    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let (stack, _acct, job) = listings_refresh_at(0.5, 6, 2, "seller-parks-each-step").await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     assert_eq!(job.result.as_ref().unwrap()["listings"]["checked"], 6, "{:?}", job.result);
 }

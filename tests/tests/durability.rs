@@ -13,7 +13,7 @@ use drover::queue::{
     Settlement, StoreError, WaitReason,
 };
 use drover::runtime::{JobContext, Outcome, WorkerSettings};
-use drover_tests::harness::{Durability, RedisServer};
+use drover_tests::harness::{Durability, FrozenProxy, RedisServer};
 use redis::Commands;
 use serde_json::{json, Value};
 
@@ -297,6 +297,84 @@ async fn a_worker_in_replica_mode_settles_terminal_outcomes_on_the_replica_once(
         "the outcome was written once (no late copy): {:?}",
         job.attempt_history
     );
+}
+
+/// Found by the Redis failover audit of 2026-12-06: a worker whose settle fell short of
+/// `replica` waited for it with a lone `WAIT` and never sent it again; when the primary
+/// then died and the connection was re-dialled to the replica promoted (which never got
+/// the settle), that `WAIT` had nothing to wait for and passed, the run was let go and its
+/// job, still running there, was reclaimed and run a second time. Now the outcome is sent
+/// again with each wait (`settle.lua` applies it once): the promoted replica records the
+/// one run.
+#[tokio::test]
+async fn a_settle_that_fell_short_before_a_failover_is_written_to_the_new_primary_not_run_again() {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn counted(payload: JobPayload, ctx: JobContext) -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> {
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        succeed(payload, ctx)
+    }
+    let mut primary = RedisServer::start(Durability::None);
+    let promoted = RedisServer::start_replica_of(&primary);
+    let other = RedisServer::start_replica_of(&primary);
+    let relay = FrozenProxy::start(format!("127.0.0.1:{}", primary.port()).parse().unwrap()).await;
+    let url = relay.url();
+    let connect = move || {
+        let url = url.clone();
+        async move { RedisStore::connect(&url, "drover", defaults(mode(DurabilityMode::Replica))).await }
+    };
+    let store = connect().await.unwrap();
+    let id = store.enqueue(NewJob::new(cleanup_payload("slow"))).await.unwrap().id;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::spawn(drover::runtime::run(store.clone(), connect, settings(), counted, async move {
+        let _ = stopped.await;
+    }));
+    wait_for(
+        || state_on(&promoted, &id).as_deref() == Some("running"),
+        "the lease on the replicas",
+    )
+    .await;
+
+    // Both replicas are cut off the primary while the run goes on (the one to be promoted
+    // keeps the other as its replica), so its settle reaches the primary only.
+    detach(&promoted);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(promoted.port())
+        .query(&mut other.conn())
+        .unwrap();
+    wait_for(
+        || {
+            let info: String = redis::cmd("INFO").arg("replication").query(&mut other.conn()).unwrap();
+            info.contains("master_link_status:up")
+        },
+        "the other replica follows the one to be promoted",
+    )
+    .await;
+    wait_for(
+        || state_on(&primary, &id).as_deref() == Some("succeeded"),
+        "the settle on the primary",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(TIMEOUT_MS * 3)).await; // its waits fall short
+
+    relay.retarget(format!("127.0.0.1:{}", promoted.port()).parse().unwrap());
+    primary.kill();
+    wait_for(
+        || state_on(&promoted, &id).as_deref() == Some("succeeded"),
+        "the job succeeded on the new primary",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(4000)).await; // more than a lease: a reclaim would have come
+    let _ = stop.send(());
+    runtime.await.unwrap().unwrap();
+    assert_eq!(RUNS.load(std::sync::atomic::Ordering::SeqCst), 1, "the job ran once");
+    let raw = RedisStore::connect(&promoted.url(), "drover", JobDefaults::default())
+        .await
+        .unwrap();
+    let job = raw.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.attempt_history.len(), 1, "one run recorded: {:?}", job.attempt_history);
+    assert_eq!(state_on(&other, &id).as_deref(), Some("succeeded"), "and durable on its replica");
 }
 
 /// The next cleanup job, leased by worker `w1` for 30 s.

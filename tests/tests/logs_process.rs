@@ -384,6 +384,71 @@ async fn an_unreachable_database_is_logged_once_an_outage_not_once_a_run() {
     );
 }
 
+/// Found by the chaos audit of 2026-12-06: each batch of outcomes that met a Redis outage
+/// logged it (a busy worker's runs end at different times, so one restart gave a WARN
+/// per batch), and a fetch over several partitions in one pipeline logged a line per
+/// partition. One outage is one WARN of each, and its end one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_restart_under_a_busy_worker_is_logged_once_not_once_a_batch() {
+    use drover::job::JobPayload;
+    use drover::queue::{JobDefaults, JobStore, NewJob, RedisStore};
+    use drover_tests::harness::{ChildProcess, Durability, RedisServer};
+
+    let mut redis = RedisServer::start(Durability::AofEverySec);
+    let defaults = JobDefaults {
+        partitions: drover::queue::Partitions::new(4).unwrap(),
+        ..JobDefaults::default()
+    };
+    let store = RedisStore::connect(&redis.url(), "drover", defaults).await.unwrap();
+    let env = [
+        ("DROVER_WORKER__REDIS_URL", redis.url()),
+        ("DROVER_WORKER__QUEUE__PARTITIONS", "4".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__SYNC", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__BACKFILL", "0".to_owned()),
+        ("DROVER_WORKER__CONCURRENCY__CLEANUP", "10".to_owned()),
+        ("DROVER_WORKER__METRICS_LISTEN", String::new()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let worker = ChildProcess::test_worker("restarted-redis-worker", &env);
+    for i in 0..20u64 {
+        let payload = JobPayload::from_json(
+            JobKind::Cleanup,
+            json!({"account_id": format!("t.sleep.{}_{i}", 300 + 60 * i), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+        )
+        .unwrap();
+        store.enqueue(NewJob::new(payload)).await.unwrap();
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while store.counts(JobKind::Cleanup).await.unwrap().running < 5 {
+        assert!(std::time::Instant::now() < until, "no runs:\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the leases reach the AOF
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(4)).await; // every run ends in the outage
+    redis.restart();
+    let until = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let counts = store.counts(JobKind::Cleanup).await;
+        if counts.as_ref().is_ok_and(|c| c.succeeded == 20) {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{counts:?} after 90 s:\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = worker.log();
+    for text in ["could not record", "cannot lease from"] {
+        let lines = warns_with(&log, text);
+        assert!(!lines.is_empty(), "the outage is logged ({text}):\n{log}");
+        assert!(lines.len() == 1, "{} WARN lines for one outage:\n{}", lines.len(), lines.join("\n"));
+    }
+    let back = log
+        .lines()
+        .filter(|l| l.contains("job outcomes recorded after their queue came back"))
+        .count();
+    assert_eq!(back, 1, "its end is logged once:\n{log}");
+}
+
 /// Found by the logging audit of 2026-12-05: a Redis that stopped answering while its
 /// sockets stayed open (a frozen process) made each connection log a WARN every time a
 /// reply timed out and it dialled afresh, for the whole stall. It is logged once, and

@@ -118,7 +118,9 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     /// Redis answers, and can provide the configured durability.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Wait until this store's earlier writes are as durable as configured, after a
-    /// [`StoreError::NotDurable`] (which leaves the write applied: never repeat it).
+    /// [`StoreError::NotDurable`] (which leaves the write applied). A wait on a connection
+    /// re-dialled since (a failover) counts no write and passes at once: the runtime
+    /// sends its settles again instead.
     fn await_durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Announce a live worker (`<namespace>:workers:<id>`, expiring after `ttl`).
     fn worker_heartbeat(&self, worker: &str, info: &str, ttl: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -124,7 +124,7 @@ pub enum StoreError {
     Setup(String),
     /// The write was applied but did not reach `queue.durability` in time; it stays
     /// applied, so the caller retries the same request (same idempotency key) or, for a
-    /// settle, waits again without writing twice ([`super::JobStore::await_durable`]).
+    /// settle, sends it again with its wait (`settle.lua` records a run once).
     #[error(transparent)]
     NotDurable(#[from] super::durability::NotDurable),
     /// Redis cannot provide the configured `queue.durability` (too old, AOF off): nothing
@@ -300,8 +300,9 @@ pub enum SettleResult {
     /// The lease was gone: the outcome was recorded as late and nothing else changed.
     LeaseLost,
     /// Written, but its queue (its shard) did not acknowledge it as durably as
-    /// `queue.durability` asks in time: wait for it ([`super::JobStore::await_durable`]);
-    /// never send it again (that would record the attempt twice).
+    /// `queue.durability` asks in time: send it again (with its wait) until the wait
+    /// passes — `settle.lua` finds the run it recorded and writes nothing twice, and after
+    /// a failover it writes the outcome the promoted replica lacked.
     NotDurable,
     /// Not written: its queue could not be reached while others in the same call were.
     /// Send it again.

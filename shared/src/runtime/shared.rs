@@ -1,5 +1,6 @@
 //! State one worker process shares between its fetchers, settle layers and keeper.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,13 @@ pub(crate) fn spawn_settler<S: JobStore>(
     ended: CancellationToken,
     mut rx: mpsc::UnboundedReceiver<SettleRequest>,
 ) -> tokio::task::JoinHandle<()> {
+    let settler = Settler {
+        store,
+        kind,
+        give_up,
+        ended,
+        spells: Arc::default(),
+    };
     tokio::spawn(async move {
         let mut in_flight = FuturesUnordered::new();
         let mut open = true;
@@ -87,13 +95,52 @@ pub(crate) fn spawn_settler<S: JobStore>(
                                 Err(_) => break,
                             }
                         }
-                        in_flight.push(first_try(store.clone(), kind, give_up, ended.clone(), batch));
+                        in_flight.push(first_try(settler.clone(), batch));
                     }
                 },
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             }
         }
     })
+}
+
+/// What a kind's settle tasks share: where outcomes go, how long one is tried, when the
+/// runtime has ended, and which spells its batches are in.
+#[derive(Clone)]
+struct Settler<S: JobStore> {
+    store: S,
+    kind: JobKind,
+    give_up: Duration,
+    ended: CancellationToken,
+    spells: Arc<Spells>,
+}
+
+/// The spells a kind's outcomes go through, each logged once however many batches meet
+/// it: before (chaos audit of 2026-12-06), every batch that met an outage logged it, so
+/// a busy worker logged one Redis restart several times.
+#[derive(Default)]
+struct Spells {
+    /// Batches whose queue cannot be reached.
+    unreached: Spell,
+    /// Batches written but not yet as durable as configured.
+    waiting: Spell,
+}
+
+/// How many batches are in one spell: the first to enter says it began, the last to
+/// leave that it ended.
+#[derive(Default)]
+struct Spell(AtomicUsize);
+
+impl Spell {
+    /// True for the first batch in.
+    fn enter(&self) -> bool {
+        self.0.fetch_add(1, Ordering::SeqCst) == 0
+    }
+
+    /// True for the last batch out.
+    fn leave(&self) -> bool {
+        self.0.fetch_sub(1, Ordering::SeqCst) == 1
+    }
 }
 
 /// What one round of a batch left: outcomes not written (their queue could not be
@@ -108,15 +155,16 @@ struct Left {
 /// One batch's first try. Each run is answered as soon as its outcome is stored; what is
 /// left goes to a task of its own, so a queue that stays down (a shard without a replica)
 /// or a wait for durability holds up no other queue's outcomes.
-async fn first_try<S: JobStore>(store: S, kind: JobKind, give_up: Duration, ended: CancellationToken, batch: Vec<SettleRequest>) {
-    let left = settle_round(&store, kind, batch).await;
+async fn first_try<S: JobStore>(settler: Settler<S>, batch: Vec<SettleRequest>) {
+    let left = settle_round(&settler.store, settler.kind, batch, false).await;
     if !left.unreached.is_empty() || !left.waiting.is_empty() {
-        tokio::spawn(settle_left(store, kind, give_up, ended, left));
+        tokio::spawn(settle_left(settler, left));
     }
 }
 
-/// Send `batch` once, answering each run whose outcome was stored.
-async fn settle_round<S: JobStore>(store: &S, kind: JobKind, batch: Vec<SettleRequest>) -> Left {
+/// Send `batch` once, answering each run whose outcome was stored. `again`: the batch
+/// may have been applied already (its reply lost, or its durability wait fell short).
+async fn settle_round<S: JobStore>(store: &S, kind: JobKind, batch: Vec<SettleRequest>, again: bool) -> Left {
     let mut left = Left::default();
     let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
     match store.settle(kind, &settlements).await {
@@ -125,12 +173,16 @@ async fn settle_round<S: JobStore>(store: &S, kind: JobKind, batch: Vec<SettleRe
                 match r {
                     SettleResult::Unreached => left.unreached.push(request),
                     SettleResult::NotDurable => left.waiting.push(request),
+                    // A hand-back records no run, so `settle.lua` cannot tell one it
+                    // applied before from a lease gone: either way the lease is over and
+                    // the job back in its queue (or reclaimed into it).
+                    SettleResult::LeaseLost if again && request.0.attempt.is_none() => answer(request, SettleResult::Applied),
                     r => answer(request, r),
                 }
             }
         }
-        // Written, but not yet as durable as configured: writing it again would record
-        // every attempt twice (late), so wait for the write already made.
+        // Written, but not yet as durable as configured: sent again with the next wait
+        // (`settle.lua` recognises a run it has recorded, so nothing is written twice).
         Err(StoreError::NotDurable(_)) => left.waiting = batch,
         Err(e) => {
             left.unreached = batch;
@@ -151,16 +203,25 @@ fn answer((s, tx): SettleRequest, r: SettleResult) {
 /// ends; for at most `give_up` while Redis refuses them for a reason other than an
 /// outage, each then sent alone, so one bad outcome holds up no other), then wait for
 /// the written ones to be durable for at most `give_up` ([`give_up_after`]).
-async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, ended: CancellationToken, mut left: Left) {
+async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
+    let Settler {
+        store,
+        kind,
+        give_up,
+        ended,
+        spells,
+    } = settler;
     let began = tokio::time::Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    if !left.unreached.is_empty() {
+    let unreached = !left.unreached.is_empty();
+    if unreached && spells.unreached.enter() {
         let jobs = left.unreached.len();
         match &left.error {
             Some(e) => tracing::warn!(error = %e, kind = %kind, jobs, "could not record job outcomes; retrying until their queue is back"),
             None => tracing::warn!(kind = %kind, jobs, "could not record some job outcomes (their queue is unreachable); retrying those"),
         }
     }
+    let mut recorded = true;
     while !left.unreached.is_empty() {
         let delay = backoff.failed().delay;
         let refused = left.error.as_ref().filter(|e| !e.is_outage());
@@ -175,6 +236,7 @@ async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, en
             for request in left.unreached.drain(..) {
                 answer(request, SettleResult::Unreached);
             }
+            recorded = false;
             break;
         }
         let one_by_one = refused.is_some();
@@ -188,6 +250,7 @@ async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, en
                 for request in left.unreached.drain(..) {
                     answer(request, SettleResult::Unreached);
                 }
+                recorded = false;
                 break;
             }
             _ = tokio::time::sleep(delay) => {}
@@ -196,51 +259,60 @@ async fn settle_left<S: JobStore>(store: S, kind: JobKind, give_up: Duration, en
         let round = if one_by_one {
             let mut round = Left::default();
             for request in batch {
-                let one = settle_round(&store, kind, vec![request]).await;
+                let one = settle_round(&store, kind, vec![request], true).await;
                 round.unreached.extend(one.unreached);
                 round.waiting.extend(one.waiting);
                 round.error = one.error.or(round.error);
             }
             round
         } else {
-            settle_round(&store, kind, batch).await
+            settle_round(&store, kind, batch, true).await
         };
         left.unreached = round.unreached;
         left.waiting.extend(round.waiting);
         left.error = round.error;
-        if left.unreached.is_empty() {
-            tracing::info!(kind = %kind, "job outcomes recorded after their queue came back");
-        }
+    }
+    if unreached && spells.unreached.leave() && recorded {
+        tracing::info!(kind = %kind, "job outcomes recorded after their queue came back");
     }
     if left.waiting.is_empty() {
         return;
     }
-    tracing::warn!(kind = %kind, jobs = left.waiting.len(), "job outcomes recorded but not yet durable; waiting for them");
-    if tokio::time::timeout(give_up, await_durable(&store, kind)).await.is_err() {
-        tracing::error!(
-            kind = %kind,
-            jobs = left.waiting.len(),
-            after_s = give_up.as_secs(),
-            "job outcomes recorded but still not durable; letting their runs go"
-        );
+    if spells.waiting.enter() {
+        tracing::warn!(kind = %kind, jobs = left.waiting.len(), "job outcomes recorded but not yet durable; waiting for them");
     }
-    for request in left.waiting {
-        answer(request, SettleResult::NotDurable);
-    }
-}
-
-/// Wait (retrying) until the store's earlier writes are as durable as configured. The
-/// runs wait with their leases renewed; a run's lease entry goes once this returns.
-async fn await_durable<S: JobStore>(store: &S, kind: JobKind) {
+    let deadline = began + give_up;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    while let Err(e) = store.await_durable().await {
-        let failure = backoff.failed();
-        if failure.first && !matches!(e, StoreError::NotDurable(_)) {
+    let (mut waiting, mut logged, mut durable) = (left.waiting, false, true);
+    while !waiting.is_empty() {
+        let delay = backoff.failed().delay;
+        if tokio::time::Instant::now() + delay > deadline {
+            tracing::error!(
+                kind = %kind,
+                jobs = waiting.len(),
+                after_s = give_up.as_secs(),
+                "job outcomes recorded but still not durable; letting their runs go"
+            );
+            for request in waiting.drain(..) {
+                answer(request, SettleResult::NotDurable);
+            }
+            durable = false;
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        // Sent again with its wait, not waited for alone: a lone wait on a connection
+        // re-dialled after a failover counts no write and passes at once, although the
+        // replica promoted may never have received the outcome (before, found by the
+        // Redis failover audit of 2026-12-06, its job was then reclaimed and run again).
+        let round = settle_round(&store, kind, waiting, true).await;
+        if let Some(e) = round.error.as_ref().filter(|_| !logged) {
+            logged = true;
             tracing::warn!(error = %e, kind = %kind, "could not wait for job outcomes to be durable; retrying");
         }
-        tokio::time::sleep(failure.delay).await;
+        waiting = round.waiting;
+        waiting.extend(round.unreached);
     }
-    if backoff.succeeded() {
+    if spells.waiting.leave() && durable {
         tracing::info!(kind = %kind, "job outcomes are durable");
     }
 }

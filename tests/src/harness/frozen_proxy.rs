@@ -3,7 +3,9 @@
 //! load balancer drops its state), and connections made after the freeze relay as usual.
 //! It can also record what clients send, to be sent to the server again later: what a
 //! client that resends a command after losing its reply does. Its replies can be held
-//! up for a while each (a reply delayed on the network, by retransmissions say).
+//! up for a while each (a reply delayed on the network, by retransmissions say), and it
+//! can be pointed at another server for the connections made from then on (what a
+//! client re-dialling after a failover reaches).
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,8 @@ pub struct FrozenProxy {
     recording: Recording,
     /// How long each reply from the server is held before the client gets it (ms).
     reply_delay: Arc<AtomicU64>,
-    target: SocketAddr,
+    /// Where new connections are relayed to.
+    target: Arc<Mutex<SocketAddr>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -39,8 +42,9 @@ impl FrozenProxy {
         let all_frozen = Arc::new(AtomicBool::new(false));
         let recording: Recording = Arc::default();
         let reply_delay = Arc::new(AtomicU64::new(0));
+        let target = Arc::new(Mutex::new(target));
         let (gen, tx, all, rec) = (generation.clone(), frozen.clone(), all_frozen.clone(), recording.clone());
-        let delay = reply_delay.clone();
+        let (delay, to) = (reply_delay.clone(), target.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if all.load(Ordering::SeqCst) {
@@ -54,6 +58,7 @@ impl FrozenProxy {
                 }
                 let mine = gen.load(Ordering::SeqCst);
                 let rx = tx.subscribe();
+                let target = *to.lock().expect("target");
                 tokio::spawn(relay(client, target, mine, rx, rec.clone(), delay.clone()));
             }
         });
@@ -80,7 +85,8 @@ impl FrozenProxy {
     pub async fn send_recorded_again(&self) -> Vec<u8> {
         let bytes = self.recording.lock().expect("recording").take().unwrap_or_default();
         assert!(!bytes.is_empty(), "nothing was recorded");
-        let mut server = TcpStream::connect(self.target).await.expect("connect to the server");
+        let target = *self.target.lock().expect("target");
+        let mut server = TcpStream::connect(target).await.expect("connect to the server");
         server.write_all(&bytes).await.expect("send again");
         let mut reply = vec![0u8; 64 * 1024];
         let n = tokio::time::timeout(std::time::Duration::from_secs(5), server.read(&mut reply))
@@ -105,6 +111,12 @@ impl FrozenProxy {
     /// connection relays nothing else meanwhile); zero relays at once again.
     pub fn delay_replies(&self, delay: std::time::Duration) {
         self.reply_delay.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Relays the connections made from now on to `target` (those open stay where they
+    /// are).
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().expect("target") = target;
     }
 
     /// Freezes every connection open now; later ones relay.

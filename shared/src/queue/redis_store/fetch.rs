@@ -221,13 +221,14 @@ impl RedisStore {
                 Err(e) => {
                     // Whether it leased anything is unknown: such leases return when they
                     // expire. The partitions wait for their marker or the next sweep.
-                    for i in &group.items {
+                    let partitions: Vec<usize> = group.items.iter().map(|i| round[*i]).collect();
+                    for p in &partitions {
                         self.visits[kind.index()]
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .visited(round[*i], now, false, None, lease);
-                        self.partition_health.failed(kind, round[*i], &e);
+                            .visited(*p, now, false, None, lease);
                     }
+                    self.partition_health.all_failed(kind, &partitions, &e);
                     failure.get_or_insert(e.into());
                     continue;
                 }

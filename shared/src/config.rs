@@ -73,15 +73,18 @@ fn load_with<T: DeserializeOwned>(file: Option<&str>, vars: impl IntoIterator<It
         .filter(|(k, _)| k.strip_prefix("DROVER_").is_some_and(|rest| rest.contains("__")))
         .collect();
     let mut b = config::Config::builder();
+    let mut environment = config::Environment::with_prefix("DROVER");
+    for key in LISTS {
+        environment = environment.with_list_parse_key(key);
+    }
     if let Some(path) = file {
         b = b.add_source(config::File::with_name(path).required(true));
     }
     b = b.add_source(
-        config::Environment::with_prefix("DROVER")
+        environment
             .prefix_separator("_")
             .separator("__")
             .list_separator(",")
-            .with_list_parse_key("api.keys")
             .try_parsing(true)
             .source(Some(settings)),
     );
@@ -99,6 +102,16 @@ fn load_with<T: DeserializeOwned>(file: Option<&str>, vars: impl IntoIterator<It
     }
     Ok(built.try_deserialize()?)
 }
+
+/// The settings that are lists: their variables are read comma-separated (any other
+/// variable is one value, commas and all). A list left out here is refused when set
+/// through its variable (`config_settings` sends every list `--help` shows).
+const LISTS: [&str; 4] = [
+    "api.keys",
+    "api.ui.trusted_proxies",
+    "api.resilience.cooldown.steps",
+    "worker.resilience.cooldown.steps",
+];
 
 /// The top-level sections of the configuration: the API's and the worker's.
 const SECTIONS: [&str; 2] = ["api", "worker"];

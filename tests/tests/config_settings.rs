@@ -23,6 +23,24 @@ fn other_value(s: &Setting) -> Option<String> {
     None
 }
 
+/// A list as an environment variable spells it (comma-separated), other than `default`,
+/// and the value `--help` shows for it once loaded: numbers each one more, an empty list
+/// of addresses two of them. `None` for lists of tables (the API's keys) and of anything
+/// else.
+fn other_list(s: &Setting) -> Option<(String, String)> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(&s.value).ok()?;
+    if items.is_empty() && s.key.ends_with("trusted_proxies") {
+        return Some(("10.0.0.0/8,192.168.1.7".into(), r#"["10.0.0.0/8","192.168.1.7"]"#.into()));
+    }
+    let numbers: Vec<u64> = items.iter().map(serde_json::Value::as_u64).collect::<Option<_>>()?;
+    if numbers.is_empty() {
+        return None;
+    }
+    let other: Vec<u64> = numbers.iter().map(|n| n + 1).collect();
+    let sent = other.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    Some((sent, serde_json::to_string(&other).unwrap()))
+}
+
 /// Strings that must keep a shape (URLs, addresses, crons, enums): another valid value.
 fn other_string(key: &str) -> Option<&'static str> {
     Some(match key.rsplit('.').next()? {
@@ -43,8 +61,16 @@ fn round_trip(section: &str, defaults: Vec<Setting>, load: impl Fn() -> Result<V
     let mut checked = 0;
     let mut accepted_only = Vec::new();
     for s in &defaults {
-        let value = other_value(s).or_else(|| other_string(&s.key).map(str::to_owned));
-        let sent = value.clone().unwrap_or_else(|| s.value.clone());
+        // (a list is sent comma-separated: before, found by the newcomer audit of
+        // 2026-12-06, only `api.keys` was read as a list, and setting
+        // DROVER_API__UI__TRUSTED_PROXIES as the console's guide says stopped the API)
+        let list = other_list(s);
+        let value = list
+            .as_ref()
+            .map(|(_, shown)| shown.clone())
+            .or_else(|| other_value(s))
+            .or_else(|| other_string(&s.key).map(str::to_owned));
+        let sent = list.map(|(sent, _)| sent).or(value.clone()).unwrap_or_else(|| s.value.clone());
         if sent.starts_with('[') || sent.starts_with('{') || sent == "(none)" || sent == "<secret>" {
             accepted_only.push(s.key.clone());
             continue;
@@ -69,8 +95,8 @@ fn round_trip(section: &str, defaults: Vec<Setting>, load: impl Fn() -> Result<V
             .iter()
             .find(|l| l.key == s.key)
             .unwrap_or_else(|| panic!("{} is gone", s.key));
-        if value.is_some() {
-            let same = got.value == sent || got.value.parse::<f64>().ok() == sent.parse::<f64>().ok() && sent.parse::<f64>().is_ok();
+        if let Some(value) = &value {
+            let same = got.value == *value || got.value.parse::<f64>().ok() == sent.parse::<f64>().ok() && sent.parse::<f64>().is_ok();
             assert!(same, "{} = {sent:?} came back as {:?}", s.env, got.value);
             checked += 1;
         } else {

@@ -42,6 +42,8 @@ impl ClientSlots {
 
     /// A slot for a connection from `peer`, or `None` when that client holds its cap.
     pub fn take(self: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
+        // A dual-stack listener sees an IPv4 peer as ::ffff:a.b.c.d.
+        let peer = peer.to_canonical();
         if self.cap == 0 || self.exempt.iter().any(|net| net.contains(&peer)) {
             return Some(ClientSlot {
                 slots: self.clone(),
@@ -124,6 +126,11 @@ mod tests {
         assert!(slots.take(ip("2001:db8:1:3::1")).is_some(), "another /64");
         let proxied: Vec<_> = (0..10).map(|_| slots.take(ip("10.9.1.1"))).collect();
         assert!(proxied.iter().all(Option::is_some), "a trusted proxy is not capped");
+        // (found by the hostile-tenant audit of 2026-12-06: on a dual-stack listener an
+        // IPv4 proxy connects as ::ffff:a.b.c.d, which no IPv4 range contains, so it
+        // was capped like any client)
+        let mapped: Vec<_> = (0..10).map(|_| slots.take(ip("::ffff:10.9.1.1"))).collect();
+        assert!(mapped.iter().all(Option::is_some), "nor is one seen through a dual-stack socket");
         let none = ClientSlots::new(0, Vec::new());
         let all: Vec<_> = (0..10).map(|_| none.take(ip("10.0.0.1"))).collect();
         assert!(all.iter().all(Option::is_some), "0 is no cap");

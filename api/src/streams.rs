@@ -50,30 +50,22 @@ impl StreamSlots {
         })
     }
 
+    /// Whether one more stream of `key` would be let in now, with no side effect: a
+    /// request is checked before its job is read (past the cap it costs no Redis read)
+    /// and takes its slot with [`Self::open`] only once the job is found, so a request
+    /// answered 404 ends nobody's stream (before, found by the hostile-tenant audit of
+    /// 2026-12-06, a key holding no stream could end another key's streams one by one
+    /// with made-up ids).
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        self.admit(&open, key).map(|_| ())
+    }
+
     /// A slot for one more stream of `key`, or 429 when the key holds its cap, or holds
     /// as many as any other key while the process is at its cap.
     pub fn open(self: &Arc<Self>, key: &str) -> Result<StreamSlot, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = open.per_key.get(key).map_or(0, VecDeque::len);
-        let refused = || ApiError::TooManyStreams {
-            detail: format!("this key has {mine} open event streams, as many as it may have open now; close one or retry later"),
-            retry_after: RETRY_AFTER,
-        };
-        if mine >= self.max_per_key {
-            return Err(refused());
-        }
-        if open.total >= self.max_open {
-            // The key holding the most gives up its oldest, if it holds at least two
-            // more than this key does: the shares even out, never flip.
-            let richest = open
-                .per_key
-                .iter()
-                .filter(|(k, held)| k.as_str() != key && held.len() > mine + 1)
-                .max_by_key(|(_, held)| held.len())
-                .map(|(k, _)| k.clone());
-            let Some(richest) = richest else {
-                return Err(refused());
-            };
+        if let Some(richest) = self.admit(&open, key)? {
             let held = open.per_key.get_mut(&richest).expect("just found");
             if let Some((_, ended)) = held.pop_front() {
                 ended.cancel();
@@ -91,6 +83,30 @@ impl StreamSlots {
             id,
             ended,
         })
+    }
+
+    /// Whether `key` may have one more stream, and which key gives up its oldest for it
+    /// (at the process cap).
+    fn admit(&self, open: &Open, key: &str) -> Result<Option<String>, ApiError> {
+        let mine = open.per_key.get(key).map_or(0, VecDeque::len);
+        let refused = || ApiError::TooManyStreams {
+            detail: format!("this key has {mine} open event streams, as many as it may have open now; close one or retry later"),
+            retry_after: RETRY_AFTER,
+        };
+        if mine >= self.max_per_key {
+            return Err(refused());
+        }
+        if open.total < self.max_open {
+            return Ok(None);
+        }
+        // The key holding the most gives up its oldest, if it holds at least two more
+        // than this key does: the shares even out, never flip.
+        open.per_key
+            .iter()
+            .filter(|(k, held)| k.as_str() != key && held.len() > mine + 1)
+            .max_by_key(|(_, held)| held.len())
+            .map(|(k, _)| Some(k.clone()))
+            .ok_or_else(refused)
     }
 
     /// How many streams are open (all keys).
@@ -149,9 +165,15 @@ mod tests {
         assert!(a[0].ended.is_cancelled(), "a's oldest gave way");
         assert!(!a[1].ended.is_cancelled());
         assert_eq!(slots.open_count(), 4);
+        // a check takes nothing: it would be let in, and a's next stream stays open
+        slots.check("b").unwrap();
+        slots.check("c").unwrap();
+        assert!(!a[1].ended.is_cancelled(), "a check ends no stream");
+        assert_eq!(slots.open_count(), 4);
         let _b2 = slots.open("b").unwrap();
         assert!(a[1].ended.is_cancelled());
         // two each: b would then hold more than a, so it is refused, about itself
+        assert!(slots.check("b").is_err());
         let Err(ApiError::TooManyStreams { detail, .. }) = slots.open("b") else {
             panic!("b holds as many as a");
         };

@@ -405,6 +405,39 @@ async fn redis_commands(app: &TestApp) -> u64 {
         .unwrap()
 }
 
+/// Found by the hostile-tenant audit of 2026-12-06: the stream slot was taken (ending
+/// the oldest stream of the key holding the most, at the process cap) before the job was
+/// looked up, so a key that never held a stream could end another key's streams one by
+/// one with made-up ids, each answered 404. A request answered 404 ends no stream.
+#[tokio::test]
+async fn a_stream_request_answered_404_ends_nobody_elses_stream() {
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.streams.max_open_per_key = 4;
+        c.streams.max_open = 4;
+    })
+    .await;
+    let id = job_that_never_ends(&app, ACME_SUB, "acme").await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let res = app.get(ACME_SUB, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        open.push(res);
+    }
+    for _ in 0..5 {
+        let path = format!("/v1/jobs/{}/events", missing_id("cleanup"));
+        problem(app.get(GLOBEX_SUB, &path).send().await.unwrap(), 404).await;
+    }
+    for (i, mut stream) in open.into_iter().enumerate() {
+        let ended = tokio::time::timeout(Duration::from_millis(1500), async {
+            while let Some(chunk) = stream.chunk().await.unwrap() {
+                drop(chunk);
+            }
+        })
+        .await;
+        assert!(ended.is_err(), "stream {i} of acme ended for another key's 404s");
+    }
+}
+
 #[tokio::test]
 async fn two_hundred_event_streams_on_one_job_stop_at_the_per_key_cap_and_the_process_cap_is_shared_fairly() {
     let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {

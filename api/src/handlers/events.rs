@@ -65,9 +65,11 @@ pub async fn job_events(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // The cap first: past it, the request costs no Redis read.
-    let slot = state.streams().open(&caller.name)?;
+    // The cap first: past it, the request costs no Redis read; the slot is taken (which
+    // may end another key's oldest stream) only for a job found.
+    state.streams().check(&caller.name)?;
     let job = load_summary(&state, &caller, &id).await?.job;
+    let slot = state.streams().open(&caller.name)?;
     let polled = state.job_watches().subscribe(&state, &job.id);
     let watch = Watch {
         slot,

@@ -19,18 +19,26 @@ impl PartitionHealth {
         self.all_failed(kind, &[p], error);
     }
 
-    /// A fetch could not use `partitions` of `kind` for one reason (one pipeline, one
-    /// shard): one line for those newly failing, not one each (before, found by the chaos
-    /// audit of 2026-12-06, a restart of the one Redis logged a line per partition).
+    /// A fetch could not use `partitions` of `kind`. One WARN when the kind's first
+    /// partitions start failing; partitions that join them while any still fails are
+    /// the same outage as far as the log goes (at debug): a fetch tries only some
+    /// partitions each round, so one Redis restart meets them a few at a time (before,
+    /// found by the chaos audit of 2026-12-06, each partition logged its own line).
     pub fn all_failed(&self, kind: JobKind, partitions: &[usize], error: &impl Display) {
-        let new: Vec<usize> = {
+        let (new, first): (Vec<usize>, bool) = {
             let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-            partitions.iter().copied().filter(|p| failing.insert((kind, *p))).collect()
+            let first = !failing.iter().any(|(k, _)| *k == kind);
+            (partitions.iter().copied().filter(|p| failing.insert((kind, *p))).collect(), first)
         };
         match new.as_slice() {
             [] => {}
-            [p] => tracing::warn!(kind = %kind, partition = p, error = %error, "cannot lease from this partition; any others go on"),
-            _ => tracing::warn!(kind = %kind, partitions = ?new, error = %error, "cannot lease from these partitions; any others go on"),
+            [p] if first => {
+                tracing::warn!(kind = %kind, partition = p, error = %error, "cannot lease from this partition; any others go on")
+            }
+            _ if first => {
+                tracing::warn!(kind = %kind, partitions = ?new, error = %error, "cannot lease from these partitions; any others go on")
+            }
+            _ => tracing::debug!(kind = %kind, partitions = ?new, error = %error, "cannot lease from these partitions either"),
         }
     }
 
@@ -38,7 +46,11 @@ impl PartitionHealth {
     pub fn served(&self, kind: JobKind, p: usize) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if !failing.is_empty() && failing.remove(&(kind, p)) {
-            tracing::info!(kind = %kind, partition = p, "leasing from this partition again");
+            if failing.iter().any(|(k, _)| *k == kind) {
+                tracing::debug!(kind = %kind, partition = p, "leasing from this partition again");
+            } else {
+                tracing::info!(kind = %kind, "leasing from every partition again");
+            }
         }
     }
 }

@@ -947,8 +947,10 @@ mod repository {
 /// Found by the audits of 2026-12-05 (docs/architecture.md, "Known limits"): registering
 /// an account checked a scoped key's accounts before it validated the body, so a
 /// malformed id was a 403 while `POST /v1/jobs` and schedules answered 422 naming it.
-/// The body is validated first now; a well-formed account that is not the key's is
-/// still a 403, and nothing is stored either way.
+/// A malformed id is a 422 naming it now; a well-formed account that is not the key's is
+/// still a 403 (before the other fields are looked at: `api_tenants::
+/// a_huge_marketplace_list_is_refused_before_any_per_element_work`), and nothing is
+/// stored either way.
 #[tokio::test]
 async fn a_scoped_keys_malformed_account_is_a_422_naming_its_fields() {
     let app = app_without_marketplace().await;

@@ -813,3 +813,62 @@ async fn with_a_shard_down_the_other_partitions_are_still_trimmed() {
         }
     }
 }
+
+/// Found by the chaos audit of 2026-12-06: behind Sentinel, looking the primary up takes
+/// at least 1 s while the first sentinel listed accepts connections and answers nothing
+/// (redis-rs reads the sentinels' answers in list order), and the lease keeper dialled
+/// under its call bound (750 ms with a 1.8 s lease): it never connected, so every run
+/// was fenced 1.5 s after it started and a 4 s job never finished. The keeper's dial has
+/// a bound of its own now; the job runs once, its lease renewed throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_first_sentinel_hangs_keeps_its_leases() {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let sentinels = RedisSentinels::start(0);
+    sentinels.pause_sentinel(0);
+    let url = sentinels.url();
+    let connect = move || {
+        let url = url.clone();
+        async move { RedisStore::connect(&url, "drover", JobDefaults::default()).await }
+    };
+    let store = connect().await.unwrap();
+    let id = store.enqueue(NewJob::new(cleanup("slow"))).await.unwrap().id;
+    let handler = |_: JobPayload, _: drover::runtime::JobContext| {
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            Ok(drover::runtime::Outcome::Succeeded(json!({})))
+        }) as futures::future::BoxFuture<'static, Result<drover::runtime::Outcome, drover::JobError>>
+    };
+    let settings = drover::runtime::WorkerSettings {
+        concurrency: [(JobKind::Cleanup, 2), (JobKind::Sync, 0), (JobKind::Backfill, 0)].into(),
+        lease: Duration::from_millis(1800),
+        heartbeat: Duration::from_millis(300),
+        prefetch: 0,
+        idle_wait: Duration::from_millis(200),
+        ..drover::runtime::WorkerSettings::default()
+    };
+    let runtime = tokio::spawn(drover::runtime::run(
+        store.clone(),
+        connect,
+        settings,
+        handler,
+        std::future::pending(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let job = loop {
+        let job = store.get(&id).await.unwrap().unwrap();
+        if job.state == JobState::Succeeded {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not done after 25 s ({} runs): {:?}",
+            RUNS.load(std::sync::atomic::Ordering::SeqCst),
+            job.attempt_history
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    runtime.abort();
+    assert_eq!(RUNS.load(std::sync::atomic::Ordering::SeqCst), 1, "{:?}", job.attempt_history);
+    assert_eq!(job.attempt_history.len(), 1, "{:?}", job.attempt_history);
+}

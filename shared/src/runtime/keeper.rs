@@ -121,7 +121,16 @@ async fn renew_loop<S, C, Fut>(
             heartbeat = Some(tokio::spawn(heartbeat_loop(s.clone(), worker.clone(), timing, stop.clone())));
         }
         if store.is_none() {
-            match tokio::time::timeout(call_timeout, connect()).await {
+            // A dial has a bound of its own, not a call's: behind Sentinel it looks the
+            // primary up, which takes a second or more while the first sentinel listed
+            // hangs, and a keeper cut off at its call bound never connected (before,
+            // found by the chaos audit of 2026-12-06, every run was then fenced 1.5 s
+            // after it started). With no store there is nothing to renew meanwhile.
+            let dialled = tokio::select! {
+                _ = stop.cancelled() => break,
+                dialled = tokio::time::timeout(REDIAL_WITHIN, connect()) => dialled,
+            };
+            match dialled {
                 Ok(Ok(s)) => {
                     if let Some(h) = heartbeat.take() {
                         h.abort();
@@ -139,7 +148,7 @@ async fn renew_loop<S, C, Fut>(
                 Err(_) => {
                     if !failing {
                         tracing::warn!(
-                            timeout_ms = call_timeout.as_millis() as u64,
+                            timeout_ms = REDIAL_WITHIN.as_millis() as u64,
                             "lease keeper cannot reach the queue (no answer); retrying"
                         );
                         failing = true;

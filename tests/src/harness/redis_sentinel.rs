@@ -100,6 +100,12 @@ impl RedisSentinels {
         }
     }
 
+    /// SIGSTOPs sentinel `i` (the `i`-th in [`Self::url`]): it accepts connections and
+    /// answers nothing, while the others go on.
+    pub fn pause_sentinel(&self, i: usize) {
+        let _ = kill(Pid::from_raw(self.sentinels[i].1.id() as i32), Signal::SIGSTOP);
+    }
+
     /// SIGKILLs the current primary and waits until the sentinels name another one.
     pub fn fail_over(&mut self, within: Duration) -> u16 {
         let old = self.primary_port().expect("a primary");

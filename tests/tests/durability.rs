@@ -243,8 +243,8 @@ fn succeed(payload: JobPayload, _: JobContext) -> futures::future::BoxFuture<'st
 }
 
 /// A worker in `replica` mode whose replica stalls records the outcome on the primary,
-/// waits for the replica (without writing the outcome again), and the replica ends up
-/// with the job succeeded and its one attempt.
+/// sends it again with each wait until the replica has it (recorded once: no late
+/// copy), and the replica ends up with the job succeeded and its one attempt.
 #[tokio::test]
 async fn a_worker_in_replica_mode_settles_terminal_outcomes_on_the_replica_once() {
     let (primary, replica, store) = replica_pair().await;
@@ -356,6 +356,11 @@ async fn a_settle_that_fell_short_before_a_failover_is_written_to_the_new_primar
     )
     .await;
     tokio::time::sleep(Duration::from_millis(TIMEOUT_MS * 3)).await; // its waits fall short
+    assert_eq!(
+        state_on(&promoted, &id).as_deref(),
+        Some("running"),
+        "the replica to be promoted never got the end"
+    );
 
     relay.retarget(format!("127.0.0.1:{}", promoted.port()).parse().unwrap());
     primary.kill();
@@ -408,6 +413,61 @@ async fn a_terminal_settle_is_not_durable_until_a_replica_acknowledges_it() {
     replica.resume();
     store.await_durable().await.unwrap();
     assert_eq!(state_on(&replica, &id).as_deref(), Some("succeeded"));
+}
+
+/// A settle sent again on a connection dialled afresh (every client connection killed)
+/// while the replica is paused is still not durable, and once the replica is back it is,
+/// recorded once. (The review of this stop's diffs reasoned that such a settle, finding
+/// its run recorded, wrote nothing, so its wait had nothing to wait for; the settle
+/// script now writes the job's state again unchanged. This test passed before that too:
+/// something else on the fresh connection gave its wait a write.)
+#[tokio::test]
+async fn a_settle_sent_again_on_a_redialled_connection_still_waits_for_the_replica() {
+    let (primary, replica, store) = replica_pair().await;
+    let id = store.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
+    let leased = lease_one(&store).await;
+    replica.pause();
+    let done = Settlement {
+        id: id.clone(),
+        token: leased.token.clone(),
+        action: SettleAction::Succeeded(json!({})),
+        attempt: Some(drover::job::AttemptRecord {
+            number: 1,
+            worker: "w1".into(),
+            started_at: chrono::Utc::now(),
+            ended_at: chrono::Utc::now(),
+            outcome: drover::job::AttemptOutcome::Succeeded,
+            error: None,
+            trace_id: None,
+            late: false,
+        }),
+    };
+    let r = store.settle(JobKind::Cleanup, std::slice::from_ref(&done)).await;
+    assert!(matches!(r, Err(StoreError::NotDurable(_))), "{r:?}");
+    // Every client connection dropped: the store dials afresh.
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut primary.conn())
+        .unwrap();
+    let again = loop {
+        match store.settle(JobKind::Cleanup, std::slice::from_ref(&done)).await {
+            Err(e) if e.is_outage() => tokio::time::sleep(Duration::from_millis(50)).await,
+            r => break r,
+        }
+    };
+    assert!(
+        matches!(again, Err(StoreError::NotDurable(_))),
+        "the replica still lacks the outcome: {again:?}"
+    );
+    replica.resume();
+    let r = store.settle(JobKind::Cleanup, std::slice::from_ref(&done)).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(state_on(&replica, &id).as_deref(), Some("succeeded"));
+    let raw = RedisStore::connect(&primary.url(), "drover", JobDefaults::default()).await.unwrap();
+    let job = raw.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.attempt_history.len(), 1, "recorded once: {:?}", job.attempt_history);
 }
 
 /// A hand-back gives the attempt back (a release at shutdown or on a lost lease, a

@@ -140,7 +140,8 @@ pub async fn query<T: FromRedisValue>(
 }
 
 /// Waits, on `conn`, until the writes sent on it so far are as durable as `durability`
-/// asks (used after [`StoreError::NotDurable`], so the write itself is never repeated).
+/// asks. A connection re-dialled since has written nothing and passes at once: the
+/// runtime sends a settle again with its wait instead (`runtime::shared`).
 pub async fn await_durable(conn: &mut impl ConnectionLike, durability: &Durability) -> Result<(), StoreError> {
     match durability.wait_command() {
         None => Ok(()),

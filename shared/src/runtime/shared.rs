@@ -256,18 +256,7 @@ async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
             _ = tokio::time::sleep(delay) => {}
         }
         let batch = std::mem::take(&mut left.unreached);
-        let round = if one_by_one {
-            let mut round = Left::default();
-            for request in batch {
-                let one = settle_round(&store, kind, vec![request], true).await;
-                round.unreached.extend(one.unreached);
-                round.waiting.extend(one.waiting);
-                round.error = one.error.or(round.error);
-            }
-            round
-        } else {
-            settle_round(&store, kind, batch, true).await
-        };
+        let round = send_again(&store, kind, batch, one_by_one).await;
         left.unreached = round.unreached;
         left.waiting.extend(round.waiting);
         left.error = round.error;
@@ -278,12 +267,15 @@ async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
     if left.waiting.is_empty() {
         return;
     }
-    if spells.waiting.enter() {
+    // The first batch of a spell says so, and what keeps it from ending.
+    let (first, mut logged) = (spells.waiting.enter(), false);
+    if first {
         tracing::warn!(kind = %kind, jobs = left.waiting.len(), "job outcomes recorded but not yet durable; waiting for them");
     }
-    let deadline = began + give_up;
+    // The wait has its own `give_up` from now, however long the outage before it lasted.
+    let deadline = tokio::time::Instant::now() + give_up;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let (mut waiting, mut logged, mut durable) = (left.waiting, false, true);
+    let (mut waiting, mut durable, mut refused) = (left.waiting, true, false);
     while !waiting.is_empty() {
         let delay = backoff.failed().delay;
         if tokio::time::Instant::now() + delay > deadline {
@@ -304,17 +296,36 @@ async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
         // re-dialled after a failover counts no write and passes at once, although the
         // replica promoted may never have received the outcome (before, found by the
         // Redis failover audit of 2026-12-06, its job was then reclaimed and run again).
-        let round = settle_round(&store, kind, waiting, true).await;
-        if let Some(e) = round.error.as_ref().filter(|_| !logged) {
+        // Refused for a reason other than an outage: each sent alone from then on, so one
+        // bad outcome holds up no other.
+        let round = send_again(&store, kind, waiting, refused).await;
+        if let Some(e) = round.error.as_ref().filter(|_| first && !logged) {
             logged = true;
             tracing::warn!(error = %e, kind = %kind, "could not wait for job outcomes to be durable; retrying");
         }
+        refused = round.error.as_ref().is_some_and(|e| !e.is_outage());
         waiting = round.waiting;
         waiting.extend(round.unreached);
     }
     if spells.waiting.leave() && durable {
         tracing::info!(kind = %kind, "job outcomes are durable");
     }
+}
+
+/// Send outcomes that may have been applied already once more, in one call or each
+/// alone (`one_by_one`: Redis refused the last call for a reason other than an outage).
+async fn send_again<S: JobStore>(store: &S, kind: JobKind, batch: Vec<SettleRequest>, one_by_one: bool) -> Left {
+    if !one_by_one {
+        return settle_round(store, kind, batch, true).await;
+    }
+    let mut round = Left::default();
+    for request in batch {
+        let one = settle_round(store, kind, vec![request], true).await;
+        round.unreached.extend(one.unreached);
+        round.waiting.extend(one.waiting);
+        round.error = one.error.or(round.error);
+    }
+    round
 }
 
 pub(crate) type SharedRef<S> = Arc<Shared<S>>;

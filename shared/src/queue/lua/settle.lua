@@ -129,6 +129,11 @@ for i = 0, n - 1 do
         -- than asked (a pending cancel, the snooze cap; both end it, so `st` still says)
         out[i + 1] = 'ok'
         local st = redis.call('HGET', key, 'st')
+        -- A write, though it changes nothing: the durability wait that follows counts
+        -- its connection's writes, and one re-dialled since (a failover to a replica
+        -- that had the first settle) would otherwise wait for nothing. Replicas apply
+        -- writes in order, so one that has this has the record before it.
+        if st then redis.call('HSET', key, 'st', st) end
         if st == 'cancelled' and asked ~= 'cancelled' and asked ~= 'succeeded' and asked ~= 'partial' then
           out[i + 1] = 'as:cancelled'
         elseif st == 'dead' and asked == 'snooze' then

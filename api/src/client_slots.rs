@@ -42,9 +42,10 @@ impl ClientSlots {
 
     /// A slot for a connection from `peer`, or `None` when that client holds its cap.
     pub fn take(self: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
-        // A dual-stack listener sees an IPv4 peer as ::ffff:a.b.c.d.
-        let peer = peer.to_canonical();
-        if self.cap == 0 || self.exempt.iter().any(|net| net.contains(&peer)) {
+        // A dual-stack listener sees an IPv4 peer as ::ffff:a.b.c.d (a range written in
+        // that form still matches it as seen).
+        let (seen, peer) = (peer, peer.to_canonical());
+        if self.cap == 0 || self.exempt.iter().any(|net| net.contains(&peer) || net.contains(&seen)) {
             return Some(ClientSlot {
                 slots: self.clone(),
                 client: None,

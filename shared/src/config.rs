@@ -103,9 +103,10 @@ fn load_with<T: DeserializeOwned>(file: Option<&str>, vars: impl IntoIterator<It
     Ok(built.try_deserialize()?)
 }
 
-/// The settings that are lists: their variables are read comma-separated (any other
-/// variable is one value, commas and all). A list left out here is refused when set
-/// through its variable (`config_settings` sends every list `--help` shows).
+/// The settings that are lists: their variables are read comma-separated, with no spaces
+/// (any other variable is one value, commas and all). A list left out here is refused
+/// when set through its variable (`config_settings` sends the lists of numbers and the
+/// proxies `--help` shows; a new list of another kind needs a value there too).
 const LISTS: [&str; 4] = [
     "api.keys",
     "api.ui.trusted_proxies",

@@ -161,10 +161,11 @@ pub fn account_url(id: &AccountId) -> String {
 )]
 pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req): JsonBody<CreateAccount>) -> Result<Response, ApiError> {
     // The key's scope first, on a well-formed id alone: a key limited to other accounts
-    // is refused before any other field is looked at, whatever the body holds (the
-    // review's M5 asked for this order; before 2026-12-06 the body was validated first,
-    // so such a key got a 422 on the body's fields). The answer depends on the key and
-    // the id only; a malformed id is a 422 naming it, as `POST /v1/jobs` answers.
+    // is refused before the other fields' values are checked (the review's M5 asked for
+    // this order; before 2026-12-06 they were checked first, so such a key got a 422 on
+    // them; a body not shaped like an account is still refused by its extractor). The
+    // answer depends on the key and the id only; a malformed id is a 422 naming it, as
+    // `POST /v1/jobs` answers.
     if AccountId::parse(req.id.as_str()).is_ok() {
         caller.check_account(&req.id)?;
     }

@@ -61,12 +61,12 @@ pub const MAX_SNOOZE_JITTER: Duration = Duration::from_secs(30);
 /// Decide what a failure means for a job on run `attempt` of `max_attempts`.
 pub fn decide(error: &ErrorInfo, retry_after: Option<Duration>, attempt: u32, max_attempts: u32, policy: &RetryPolicy, unit: f64) -> Fate {
     match error.class {
-        ErrorClass::RateLimited => {
-            let hint = retry_after.unwrap_or(policy.base);
-            Fate::Snooze(hint + hint.mul_f64(SNOOZE_JITTER).min(MAX_SNOOZE_JITTER).mul_f64(unit.clamp(0.0, 1.0)))
-        }
-        // a shutdown's cut-off runs again at once; an unavailable dependency after its wait
-        ErrorClass::Interrupted => Fate::Snooze(retry_after.unwrap_or(Duration::ZERO)),
+        ErrorClass::RateLimited => Fate::Snooze(jittered(retry_after.unwrap_or(policy.base), unit)),
+        // a shutdown's cut-off runs again at once; an unavailable dependency after its
+        // wait, spread like a guard's (before, found when the queue review was checked
+        // again on 2026-12-06, every job stopped by one database outage woke at the same
+        // instant)
+        ErrorClass::Interrupted => Fate::Snooze(jittered(retry_after.unwrap_or(Duration::ZERO), unit)),
         ErrorClass::Permanent | ErrorClass::Decode => Fate::Dead,
         ErrorClass::Cancelled => Fate::Cancelled,
         ErrorClass::Transient | ErrorClass::Timeout | ErrorClass::Panic | ErrorClass::Lost => {
@@ -77,6 +77,11 @@ pub fn decide(error: &ErrorInfo, retry_after: Option<Duration>, attempt: u32, ma
             }
         }
     }
+}
+
+/// `hint`, up to a fifth (at most [`MAX_SNOOZE_JITTER`]) later by `unit` in [0, 1].
+fn jittered(hint: Duration, unit: f64) -> Duration {
+    hint + hint.mul_f64(SNOOZE_JITTER).min(MAX_SNOOZE_JITTER).mul_f64(unit.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -138,7 +143,12 @@ mod tests {
     fn an_interrupted_run_snoozes_for_its_wait_without_using_an_attempt() {
         let p = RetryPolicy::default();
         let wait = Duration::from_secs(2);
-        assert_eq!(decide(&err(ErrorClass::Interrupted), Some(wait), 5, 5, &p, 0.9), Fate::Snooze(wait));
+        assert_eq!(decide(&err(ErrorClass::Interrupted), Some(wait), 5, 5, &p, 0.0), Fate::Snooze(wait));
+        // the jobs one outage stopped spread over a fifth of the wait
+        assert_eq!(
+            decide(&err(ErrorClass::Interrupted), Some(wait), 5, 5, &p, 1.0),
+            Fate::Snooze(Duration::from_millis(2400))
+        );
         assert_eq!(
             decide(&err(ErrorClass::Interrupted), None, 5, 5, &p, 0.9),
             Fate::Snooze(Duration::ZERO)

@@ -51,6 +51,23 @@ fn fail_over(primary: &mut RedisServer, replica: &RedisServer) {
     detach(replica);
 }
 
+/// Make `server` a replica of `primary`, once its link is up (its sync done).
+async fn follow(server: &RedisServer, primary: &RedisServer, what: &str) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port())
+        .query(&mut server.conn())
+        .unwrap();
+    wait_for(
+        || {
+            let info: String = redis::cmd("INFO").arg("replication").query(&mut server.conn()).unwrap();
+            info.contains("master_link_status:up")
+        },
+        what,
+    )
+    .await;
+}
+
 /// Cut the replica off its primary (a partition): it keeps what it had.
 fn detach(replica: &RedisServer) {
     let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query(&mut replica.conn()).unwrap();
@@ -337,19 +354,7 @@ async fn a_settle_that_fell_short_before_a_failover_is_written_to_the_new_primar
     // Both replicas are cut off the primary while the run goes on (the one to be promoted
     // keeps the other as its replica), so its settle reaches the primary only.
     detach(&promoted);
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(promoted.port())
-        .query(&mut other.conn())
-        .unwrap();
-    wait_for(
-        || {
-            let info: String = redis::cmd("INFO").arg("replication").query(&mut other.conn()).unwrap();
-            info.contains("master_link_status:up")
-        },
-        "the other replica follows the one to be promoted",
-    )
-    .await;
+    follow(&other, &promoted, "the other replica follows the one to be promoted").await;
     wait_for(
         || state_on(&primary, &id).as_deref() == Some("succeeded"),
         "the settle on the primary",
@@ -905,19 +910,7 @@ async fn a_settle_refused_by_a_demoted_primary_is_not_taken_for_applied() {
     let leased = lease_one(&store).await;
     // The replica takes over; the old primary follows it, and the store still talks to it.
     detach(&replica);
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(replica.port())
-        .query(&mut primary.conn())
-        .unwrap();
-    wait_for(
-        || {
-            let info: String = redis::cmd("INFO").arg("replication").query(&mut primary.conn()).unwrap();
-            info.contains("master_link_status:up")
-        },
-        "the old primary follows the new one",
-    )
-    .await;
+    follow(&primary, &replica, "the old primary follows the new one").await;
     let done = Settlement {
         id: id.clone(),
         token: leased.token.clone(),

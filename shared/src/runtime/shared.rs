@@ -199,11 +199,20 @@ fn answer((s, tx): SettleRequest, r: SettleResult) {
     let _ = tx.send(r);
 }
 
+/// Record what a batch's first try left: the unreached outcomes, then the written ones
+/// until they are durable.
+async fn settle_left<S: JobStore>(settler: Settler<S>, left: Left) {
+    let waiting = record_unreached(&settler, left).await;
+    if !waiting.is_empty() {
+        await_durable(&settler, waiting).await;
+    }
+}
+
 /// Send the unreached outcomes again until their queue takes them (or the runtime
 /// ends; for at most `give_up` while Redis refuses them for a reason other than an
-/// outage, each then sent alone, so one bad outcome holds up no other), then wait for
-/// the written ones to be durable for at most `give_up` ([`give_up_after`]).
-async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
+/// outage, each then sent alone, so one bad outcome holds up no other); the outcomes
+/// written but not yet durable, to wait for.
+async fn record_unreached<S: JobStore>(settler: &Settler<S>, mut left: Left) -> Vec<SettleRequest> {
     let Settler {
         store,
         kind,
@@ -211,6 +220,7 @@ async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
         ended,
         spells,
     } = settler;
+    let (kind, give_up) = (*kind, *give_up);
     let began = tokio::time::Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let unreached = !left.unreached.is_empty();
@@ -256,7 +266,7 @@ async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
             _ = tokio::time::sleep(delay) => {}
         }
         let batch = std::mem::take(&mut left.unreached);
-        let round = send_again(&store, kind, batch, one_by_one).await;
+        let round = send_again(store, kind, batch, one_by_one).await;
         left.unreached = round.unreached;
         left.waiting.extend(round.waiting);
         left.error = round.error;
@@ -264,18 +274,30 @@ async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
     if unreached && spells.unreached.leave() && recorded {
         tracing::info!(kind = %kind, "job outcomes recorded after their queue came back");
     }
-    if left.waiting.is_empty() {
-        return;
-    }
+    left.waiting
+}
+
+/// Send outcomes written but not yet as durable as configured again, each time with
+/// the wait, until it passes or `give_up` has gone by ([`give_up_after`]); the runs wait
+/// with their leases renewed.
+async fn await_durable<S: JobStore>(settler: &Settler<S>, waiting: Vec<SettleRequest>) {
+    let Settler {
+        store,
+        kind,
+        give_up,
+        spells,
+        ..
+    } = settler;
+    let (kind, give_up) = (*kind, *give_up);
     // The first batch of a spell says so, and what keeps it from ending.
     let (first, mut logged) = (spells.waiting.enter(), false);
     if first {
-        tracing::warn!(kind = %kind, jobs = left.waiting.len(), "job outcomes recorded but not yet durable; waiting for them");
+        tracing::warn!(kind = %kind, jobs = waiting.len(), "job outcomes recorded but not yet durable; waiting for them");
     }
     // The wait has its own `give_up` from now, however long the outage before it lasted.
     let deadline = tokio::time::Instant::now() + give_up;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let (mut waiting, mut durable, mut refused) = (left.waiting, true, false);
+    let (mut waiting, mut durable, mut refused) = (waiting, true, false);
     while !waiting.is_empty() {
         let delay = backoff.failed().delay;
         if tokio::time::Instant::now() + delay > deadline {
@@ -298,7 +320,7 @@ async fn settle_left<S: JobStore>(settler: Settler<S>, mut left: Left) {
         // Redis failover audit of 2026-12-06, its job was then reclaimed and run again).
         // Refused for a reason other than an outage: each sent alone from then on, so one
         // bad outcome holds up no other.
-        let round = send_again(&store, kind, waiting, refused).await;
+        let round = send_again(store, kind, waiting, refused).await;
         if let Some(e) = round.error.as_ref().filter(|_| first && !logged) {
             logged = true;
             tracing::warn!(error = %e, kind = %kind, "could not wait for job outcomes to be durable; retrying");

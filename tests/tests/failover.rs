@@ -285,6 +285,34 @@ async fn a_shard_that_cannot_acknowledge_costs_only_its_own_jobs() {
     assert_eq!(leased, healthy, "every job of the healthy shards runs, none of the weak shard's");
 }
 
+/// On a cluster a sync whose account already has one queued is enqueued in two calls
+/// (the first names the queued job, which it had not declared). A second call that fails
+/// fails only its own jobs: before, its error ended the whole batch (found by the chaos
+/// audit of 2026-12-06), and the other queues' jobs — written — were answered as
+/// failed, so a client submitting them again made each a second time; through the
+/// group commit those were other clients' single submits. Here the second call fails
+/// on a record that is no longer a hash; a reset or a wait no replica acknowledged
+/// fails it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_second_call_costs_only_its_own_jobs() {
+    let (cluster, store) = partial_cluster().await;
+    let first = store.enqueue(NewJob::new(sync("a0"))).await.unwrap();
+    let key = store.job_keys(&first.id).job(&first.id);
+    let mut node = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.primary_serving(&key)))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("SET").arg(&key).arg("not a hash").query(&mut node).unwrap();
+    let mut batch: Vec<NewJob> = (1..12).map(|a| NewJob::new(cleanup(&format!("a{a}")))).collect();
+    batch.push(NewJob::new(sync("a0")));
+    let results = store.enqueue_bulk(batch).await.expect("each call answers for its own jobs");
+    let (created, failed) = results.split_at(11);
+    for r in created {
+        assert!(r.as_ref().is_ok_and(|e| e.created), "the cleanups are accepted: {r:?}");
+    }
+    assert!(failed[0].is_err(), "the sync's second call failed: {:?}", failed[0]);
+}
+
 /// Outcomes over several shards, one of which cannot acknowledge: every outcome is
 /// written — the healthy shards' answered `Applied`, the weak shard's `NotDurable`
 /// (written, to be waited for, never sent again). Before, the first shard's failed wait

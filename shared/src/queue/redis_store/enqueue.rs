@@ -227,14 +227,26 @@ impl RedisStore {
                     for (g, reply) in pipeline.items.iter().zip(replies) {
                         let reply = reply.into_iter().next().unwrap_or(Value::Nil);
                         let idx = &groups[*g].2;
-                        let reply: Vec<String> = match needed(&reply) {
+                        let reply: Result<Vec<String>, StoreError> = match needed(&reply) {
                             // It met a job it had not declared (nothing was written): once
                             // more on its own, declaring what it named.
-                            Some(extra) => self.enqueue_declaring(&groups[*g].1, idx, jobs, extra).await?,
-                            None => redis::from_redis_value(reply).map_err(parse_err)?,
+                            Some(extra) => self.enqueue_declaring(&groups[*g].1, idx, jobs, extra).await,
+                            None => redis::from_redis_value(reply).map_err(parse_err),
                         };
-                        for (i, r) in idx.iter().zip(enqueue_reply::parse(reply, idx.iter().map(|i| &jobs[*i].0))) {
-                            out[*i] = Some(r);
+                        // A call that failed answers for its own jobs only: the other
+                        // queues' were written, and answering them failed would have
+                        // their callers submit them again.
+                        match reply {
+                            Ok(reply) => {
+                                for (i, r) in idx.iter().zip(enqueue_reply::parse(reply, idx.iter().map(|i| &jobs[*i].0))) {
+                                    out[*i] = Some(r);
+                                }
+                            }
+                            Err(e) => {
+                                for i in idx {
+                                    out[*i] = Some(Err(e.duplicate().into()));
+                                }
+                            }
                         }
                     }
                 }

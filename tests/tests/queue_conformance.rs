@@ -207,6 +207,8 @@ conformance!(
         waiting_says_why_a_job_has_not_started,
         an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does,
         a_job_records_what_made_it_and_a_replay_says_so,
+        a_settle_sent_again_after_later_runs_records_the_run_once,
+        a_dead_letter_replay_leaves_a_job_that_is_no_longer_dead_alone,
         a_cancel_during_a_run_sticks_when_the_run_ends_in_retry,
         a_cancel_during_a_run_sticks_when_the_run_ends_in_snooze,
         a_cancel_during_a_run_sticks_when_the_run_is_released,

@@ -393,7 +393,9 @@ async fn apply(state: &AppState, job: &JobId, out: &mut Out<'_>) -> Result<(), A
     let id = job.to_string();
     let skip = |reason: String| Skipped { id: id.clone(), reason };
     match out.op {
-        Op::Replay => match state.store().retry(job).await? {
+        // Requeues it only if it is still dead (it may have been replayed and cancelled
+        // or ended partial since it was listed).
+        Op::Replay => match state.store().replay_dead(job).await? {
             RetryOutcome::Queued => out.done.push(id.clone()),
             RetryOutcome::NotFound => out.skipped.push(skip("not found".into())),
             RetryOutcome::WrongState(s) => out.skipped.push(skip(format!("not dead ({s})"))),

@@ -96,6 +96,9 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     fn cancel(&self, id: &JobId) -> impl Future<Output = Result<CancelOutcome, StoreError>> + Send;
     /// Requeue a dead, cancelled or partial job with a fresh attempt budget.
     fn retry(&self, id: &JobId) -> impl Future<Output = Result<RetryOutcome, StoreError>> + Send;
+    /// Requeue a job only while it is dead (the dead letter's replay: a job replayed
+    /// and then cancelled or ended partial since it was listed stays as it is).
+    fn replay_dead(&self, id: &JobId) -> impl Future<Output = Result<RetryOutcome, StoreError>> + Send;
     fn get(&self, id: &JobId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     /// Why a job that is neither running nor finished has not started (None otherwise).
     fn waiting(&self, id: &JobId) -> impl Future<Output = Result<Option<Waiting>, StoreError>> + Send;

@@ -108,6 +108,36 @@ pub async fn a_late_settle_sent_again_is_recorded_once<S: JobStore>(store: S) {
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().events.late, 1);
 }
 
+/// Found by an audit of the queue core (2026-12-06): a settle sent again after its reply
+/// was lost looked for its record among the newest three only, so once the job had run
+/// three more times (a retry due at once, other workers running it while this one could
+/// not reach Redis) the run was recorded a second time, as `late`, and the worker told
+/// its lease was lost.
+pub async fn a_settle_sent_again_after_later_runs_records_the_run_once<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(10)).await;
+    let retry = || SettleAction::Retry {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::Transient),
+    };
+    let first = fetch_one(&store, "w1").await.unwrap();
+    let first_failed = record(&first, "w1", AttemptOutcome::Failed, Some(err(ErrorClass::Transient)), None);
+    assert_eq!(settle_with(&store, &first, retry(), &first_failed).await, SettleResult::Applied);
+    let mut records = vec![first_failed.clone()];
+    for _ in 0..3 {
+        let later = fetch_one(&store, "w2").await.expect("due again at once");
+        let failed = record(&later, "w2", AttemptOutcome::Failed, Some(err(ErrorClass::Transient)), None);
+        assert_eq!(settle_with(&store, &later, retry(), &failed).await, SettleResult::Applied);
+        records.push(failed);
+    }
+    assert_eq!(
+        settle_with(&store, &first, retry(), &first_failed).await,
+        SettleResult::Applied,
+        "sent again, it is the settle already applied"
+    );
+    assert_eq!(history(&store, &id).await, records);
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().events.late, 0);
+}
+
 /// Found by an audit of job histories: a settle that Redis applied but whose reply was
 /// lost (a timeout, a reset) is sent again by the worker's settler, the same settlement.
 /// The second found the lease gone and recorded the run again, as `late`, though it had

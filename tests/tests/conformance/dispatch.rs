@@ -514,6 +514,26 @@ pub async fn an_enqueue_that_asks_says_why_the_job_waits_as_waiting_does<S: JobS
     assert_eq!((running.id, running.state, running.waiting), (first.id, JobState::Running, None));
 }
 
+/// The dead letter's replay requeues a job only while it is dead. Found by an audit: it
+/// checked "dead" in one call and requeued in another that also takes cancelled and
+/// partial jobs, so a job replayed and cancelled by its tenant in between (a paced
+/// replay walks for minutes) ran again.
+pub async fn a_dead_letter_replay_leaves_a_job_that_is_no_longer_dead_alone<S: JobStore>(store: S) {
+    let cancelled = enqueue(&store, NewJob::new(cleanup("a"))).await;
+    assert_eq!(store.cancel(&cancelled).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        store.replay_dead(&cancelled).await.unwrap(),
+        RetryOutcome::WrongState(JobState::Cancelled)
+    );
+    assert_eq!(store.get(&cancelled).await.unwrap().unwrap().state, JobState::Cancelled);
+
+    let dead = enqueue(&store, NewJob::new(cleanup("b"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    settle(&store, &l, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    assert_eq!(store.replay_dead(&dead).await.unwrap(), RetryOutcome::Queued);
+    assert_eq!(store.get(&dead).await.unwrap().unwrap().state, JobState::Queued);
+}
+
 pub async fn a_job_records_what_made_it_and_a_replay_says_so<S: JobStore>(store: S) {
     let id = enqueue(&store, NewJob::new(cleanup("a")).trigger("schedule:nightly")).await;
     assert_eq!(store.get(&id).await.unwrap().unwrap().trigger.as_deref(), Some("schedule:nightly"));

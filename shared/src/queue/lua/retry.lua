@@ -1,14 +1,14 @@
 -- Puts a dead, cancelled or partial job back in the queue with a fresh attempt budget.
 -- ARGV: prefix, id, exclusive, then what its KEYS were named for (absent from a caller
 -- of the previous release): account, the account's exclusive holder, dead-letter
--- signature ('' for none)
+-- signature ('' for none), '1' to requeue it only while it is dead (the dead letter's replay)
 -- -> 'queued' | 'missing' | 'state:<state>' | 'busy:<holder id>' | 'again' (one of those
 --    is not what was named: nothing written)
 local id, exclusive = ARGV[2], ARGV[3]
 local key = P .. 'job:' .. id
 local st = redis.call('HGET', key, 'st')
 if not st then return 'missing' end
-if st ~= 'dead' and st ~= 'cancelled' and st ~= 'partial' then return 'state:' .. st end
+if st ~= 'dead' and (ARGV[7] == '1' or (st ~= 'cancelled' and st ~= 'partial')) then return 'state:' .. st end
 local acct, counted, at, ma, budget, sig = unpack(redis.call('HMGET', key, 'acct', 'ac', 'at', 'ma', 'mb', 'sg'))
 local named = ARGV[4] ~= nil
 if named and ((acct or '') ~= ARGV[4] or (sig or '') ~= ARGV[6]) then return 'again' end

@@ -47,7 +47,8 @@ end
 -- Whether this run's outcome was applied already: a settle sent again because its first
 -- reply was lost (a timeout, a reset) carries the same token and record. A success kept
 -- short is the hash's `la` with the token's worker, number and start; any other record
--- is among the newest of the history list. (A record the reclaim wrote for a lost lease
+-- is in the history list (all of it that is kept: the job may have run several times
+-- more while the first reply's sender could not reach Redis). (A record the reclaim wrote for a lost lease
 -- is the reclaim's, never the worker's: a truly late result still differs.)
 local function settled_before(id, key, token, attempt, short)
   local worker, number, started = string.match(token, TOKEN)
@@ -59,16 +60,16 @@ local function settled_before(id, key, token, attempt, short)
     end
     attempt = success_json(attempt, worker, number, started)
   end
-  for _, a in ipairs(redis.call('LRANGE', P .. 'attempts:' .. id, -3, -1)) do
+  for _, a in ipairs(redis.call('LRANGE', P .. 'attempts:' .. id, -ATTEMPTS_KEPT, -1)) do
     if a == attempt then return true end
   end
   return false
 end
--- Whether `attempt` is among the newest records already, as the late record a settle
--- sent before made of it.
+-- Whether `attempt` is in the kept history already, as the late record a settle sent
+-- before made of it.
 local function recorded_late(id, attempt)
   local late = '{"late":true,' .. string.sub(attempt, 2)
-  for _, a in ipairs(redis.call('LRANGE', P .. 'attempts:' .. id, -3, -1)) do
+  for _, a in ipairs(redis.call('LRANGE', P .. 'attempts:' .. id, -ATTEMPTS_KEPT, -1)) do
     if a == late then return true end
   end
   return false
@@ -141,7 +142,7 @@ for i = 0, n - 1 do
         end
       else
         if short then attempt = success_json(attempt, string.match(token, TOKEN)) end
-        -- a late settle sent again finds its late record among the newest
+        -- a late settle sent again finds its late record in the kept history
         if not recorded_late(id, attempt) then
           push_late(id, key, attempt)
           count_event('late')

@@ -94,7 +94,8 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn retry_job(&self, id: &JobId) -> Result<RetryOutcome, StoreError> {
+    /// Requeues `id` if it is dead, or also cancelled or partial unless `dead_only`.
+    pub(super) async fn retry_job(&self, id: &JobId, dead_only: bool) -> Result<RetryOutcome, StoreError> {
         let keys = self.job_keys(id);
         self.touched(id);
         let exclusive = id.kind().is_exclusive();
@@ -123,7 +124,8 @@ impl RedisStore {
                     .arg(if exclusive { "1" } else { "0" })
                     .arg(a)
                     .arg(&f.holder)
-                    .arg(sig);
+                    .arg(sig)
+                    .arg(if dead_only { "1" } else { "0" });
                 call
             })
             .await?;

@@ -330,7 +330,11 @@ impl JobStore for RedisStore {
     }
 
     async fn retry(&self, id: &JobId) -> Result<RetryOutcome, StoreError> {
-        self.retry_job(id).await
+        self.retry_job(id, false).await
+    }
+
+    async fn replay_dead(&self, id: &JobId) -> Result<RetryOutcome, StoreError> {
+        self.retry_job(id, true).await
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {

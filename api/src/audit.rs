@@ -52,6 +52,30 @@ pub fn outcome<T>(result: &Result<T, ApiError>) -> String {
     }
 }
 
+/// Runs `action` (given the state and caller) to its end and records it with its outcome,
+/// on a task of its own: a request that its timeout cuts off (a slow Postgres under the
+/// audit's insert, a slow Redis under the action) still has what it did recorded, or its
+/// failure to record logged, though the client hears the timeout. A successful action
+/// touched `touches` targets.
+pub async fn recorded<T, F, Fut>(state: &AppState, caller: &Caller, what: Action, touches: u64, action: F) -> Result<T, ApiError>
+where
+    F: FnOnce(AppState, Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let name = what.action;
+    let work = action(state.clone(), caller.clone());
+    let (state, caller) = (state.clone(), caller.clone());
+    request_id::spawn_for_request(async move {
+        let result = work.await;
+        let touched = if result.is_ok() { touches } else { 0 };
+        record(&state, &caller, what, touched, outcome(&result)).await;
+        result
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the {name} action stopped: {e}")))?
+}
+
 /// Appends the action with its outcome. The action has happened either way: a log that
 /// cannot be written (Postgres down, schema not yet migrated) is logged once, with the
 /// request id and what was done, and the answer to the client is unchanged.

@@ -275,6 +275,48 @@ async fn a_dead_letter_action_cut_off_by_the_request_timeout_is_still_recorded_w
     assert!(touched > 0 && (gone - touched) <= 1, "{gone} deleted, {touched} recorded: {entry}");
 }
 
+/// Found by an audit of what the API shows (2026-12-06): a cancel, retry, pause, resume or
+/// schedule change recorded its entry inside the request, so one its timeout cut off (a
+/// slow Redis under the action, a slow Postgres under the insert) left neither an entry
+/// nor the line saying none could be written, though the action happened. They now run
+/// to their end on a task of their own, as the dead-letter actions do. Here each reply
+/// of the API's Redis is held up 400 ms: the key's rate check, the job's facts and the
+/// cancel itself outlast the 1 s request timeout, which cuts the request off while the
+/// cancel, already applied by Redis, awaits its reply.
+#[tokio::test]
+async fn a_cancel_cut_off_by_the_request_timeout_is_still_recorded() {
+    let (app, relay) = spawn_app_behind_relay(|c| c.request_timeout_ms = 1000).await;
+    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    relay.delay_replies(std::time::Duration::from_millis(400));
+    let res = app
+        .post(ADMIN, &format!("/v1/jobs/{id}/cancel"))
+        .header("X-Request-Id", "cancel-cut-off")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503, "the request timed out");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let entry = loop {
+        let (_, page) = audit(&app, READER, "?action=job.cancel").await;
+        if let Some(e) = entries(&page).into_iter().next() {
+            break e;
+        }
+        assert!(std::time::Instant::now() < until, "no audit entry for the cancel: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(entry["request_id"], "cancel-cut-off", "{entry}");
+    assert_eq!(
+        (entry["target"].as_str(), entry["outcome"].as_str()),
+        (Some(id.as_str()), Some("ok")),
+        "{entry}"
+    );
+    use drover::queue::JobStore;
+    let job = app.store.get(&id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(job.state, drover::job::JobState::Cancelled);
+}
+
 /// Found by the hostile-tenant audit of 2026-12-05: a submit key's refused requests are
 /// recorded too (a `DELETE /v1/schedules/…` of a schedule that is not there: 404), and
 /// the log could only be read newest first, all of it: a tenant's flood of them buried

@@ -47,16 +47,11 @@ fn gone(id: &JobId) -> ApiError {
     )
 )]
 pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
-    let result = cancel_job(&state, &caller, &raw).await;
-    audit::record(
-        &state,
-        &caller,
-        Action::on("job.cancel", raw),
-        u64::from(result.is_ok()),
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    let what = Action::on("job.cancel", raw.clone());
+    audit::recorded(&state, &caller, what, 1, |state, caller| async move {
+        cancel_job(&state, &caller, &raw).await
+    })
+    .await
 }
 
 async fn cancel_job(state: &AppState, caller: &Caller, raw: &str) -> Result<Response, ApiError> {
@@ -94,16 +89,11 @@ async fn cancel_job(state: &AppState, caller: &Caller, raw: &str) -> Result<Resp
     )
 )]
 pub async fn retry(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
-    let result = retry_job(&state, &caller, &raw).await;
-    audit::record(
-        &state,
-        &caller,
-        Action::on("job.retry", raw),
-        u64::from(result.is_ok()),
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    let what = Action::on("job.retry", raw.clone());
+    audit::recorded(&state, &caller, what, 1, |state, caller| async move {
+        retry_job(&state, &caller, &raw).await
+    })
+    .await
 }
 
 async fn retry_job(state: &AppState, caller: &Caller, raw: &str) -> Result<Response, ApiError> {

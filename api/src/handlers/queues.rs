@@ -92,10 +92,13 @@ pub async fn resume(State(state): State<AppState>, caller: Caller, Path(kind): P
 }
 
 async fn set_paused(state: &AppState, caller: &Caller, kind: &str, paused: bool) -> Result<Json<PauseState>, ApiError> {
-    let result = change_paused(state, caller, kind, paused).await;
     let action = if paused { "queue.pause" } else { "queue.resume" };
-    audit::record(state, caller, Action::on(action, kind), 0, audit::outcome(&result)).await;
-    result
+    let kind = kind.to_owned();
+    let what = Action::on(action, kind.clone());
+    audit::recorded(state, caller, what, 0, |state, caller| async move {
+        change_paused(&state, &caller, &kind, paused).await
+    })
+    .await
 }
 
 async fn change_paused(state: &AppState, caller: &Caller, kind: &str, paused: bool) -> Result<Json<PauseState>, ApiError> {

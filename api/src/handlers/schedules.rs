@@ -254,9 +254,10 @@ pub async fn put_schedule(
     JsonBody(spec): JsonBody<ScheduleSpec>,
 ) -> Result<Response, ApiError> {
     let what = Action::on("schedule.put", name.clone()).with_filter(serde_json::json!({"account_id": spec.account(), "cron": spec.cron}));
-    let result = put(&state, &caller, &name, spec).await;
-    audit::record(&state, &caller, what, u64::from(result.is_ok()), audit::outcome(&result)).await;
-    result
+    audit::recorded(&state, &caller, what, 1, |state, caller| async move {
+        put(&state, &caller, &name, spec).await
+    })
+    .await
 }
 
 async fn put(state: &AppState, caller: &Caller, name: &str, spec: ScheduleSpec) -> Result<Response, ApiError> {
@@ -451,16 +452,11 @@ pub async fn delete_schedule(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
-    let result = delete(&state, &caller, &name, raw.as_deref()).await;
-    audit::record(
-        &state,
-        &caller,
-        Action::on("schedule.delete", name),
-        u64::from(result.is_ok()),
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    let what = Action::on("schedule.delete", name.clone());
+    audit::recorded(&state, &caller, what, 1, |state, caller| async move {
+        delete(&state, &caller, &name, raw.as_deref()).await
+    })
+    .await
 }
 
 async fn delete(state: &AppState, caller: &Caller, name: &str, raw: Option<&str>) -> Result<StatusCode, ApiError> {

@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 use crate::auth::{require_admin, require_read, require_submit, Role};
 use crate::error::ApiError;
 use crate::handlers::{
-    account_counts, account_list, accounts, audit, control, csv_upload, dead_groups, dead_letter, events, health, items, jobs, queues,
-    schedules, submit,
+    account_counts, account_credentials, account_list, accounts, audit, control, csv_upload, dead_groups, dead_letter, events, health,
+    items, jobs, queues, schedules, submit,
 };
 use crate::middleware::{
     catch_panic::catch_panic, header_limits::header_limits, observe::observe, problem::as_problem, request_id::request_id, timeout::timeout,
@@ -46,6 +46,7 @@ pub fn endpoints(csv_bytes: usize, guard: impl Fn(Role, Group) -> Group) -> Grou
         .routes(routes!(submit::submit))
         // Admin, or submit for an account in the key's set: checked by the handler.
         .routes(routes!(accounts::create))
+        .routes(routes!(account_credentials::replace))
         // Submit for the schedule's account (checked by the handler); reads need read.
         .routes(routes!(schedules::put_schedule, schedules::delete_schedule))
         .routes(routes!(csv_upload::upload).layer(DefaultBodyLimit::max(csv_bytes)));
@@ -82,9 +83,11 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(Document::new(operations)))
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(from_fn_with_state(state.clone(), timeout))
-        .layer(from_fn_with_state(state.clone(), observe))
         .layer(from_fn(catch_panic))
         .layer(from_fn_with_state(limits.headers, header_limits))
+        // outside the panic catcher and the header check: their answers are counted
+        // and logged as any other
+        .layer(from_fn_with_state(state.clone(), observe))
         .layer(from_fn(as_problem))
         .layer(from_fn(request_id))
         .with_state(state)

@@ -207,6 +207,15 @@ async fn too_many_or_too_large_request_headers_get_a_431_problem_with_a_request_
     }
     let res = app.get(ADMIN, "/v1/jobs").send().await.unwrap();
     assert_eq!(res.status(), 200, "an ordinary request on a new connection is still served");
+    // Found by the audits of 2026-12-06: the request metrics sat inside the header check
+    // (and the panic catcher), so these refusals were in neither the access log nor
+    // `http_requests_total`, and the 5xx alert never saw a handler that panics.
+    let metrics = app.client.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("http_requests_total{") && l.contains("status=\"431\""))
+        .unwrap_or_else(|| panic!("the 431s are counted: {metrics}"));
+    assert!(refused.ends_with(" 2"), "{refused}");
 }
 
 /// A made-up id of the same kind, for a job that does not exist.

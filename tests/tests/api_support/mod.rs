@@ -203,7 +203,6 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// `/metrics` on the internal listener.
     /// What a live worker does on every queue it serves each heartbeat (a beat): the
     /// queues count as served for the next 15 s, so a queued job waits for a slot, not
     /// for a worker (`waiting.reason` `queued`, not `no_worker`).
@@ -224,6 +223,7 @@ impl TestApp {
             .unwrap_or_else(|| panic!("INFO stats has no {field}"))
     }
 
+    /// `/metrics` on the internal listener.
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics_addr.expect("metrics are on in tests"))
     }

@@ -1,4 +1,4 @@
-//! `POST /v1/accounts`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits` end to end:
+//! `POST /v1/accounts`, `PUT /v1/accounts/{id}/credentials`, `GET /v1/accounts/{id}`, `GET /v1/accounts/{id}/limits` end to end:
 //! the real API on port 0, a private redis-server, a private Postgres database, and the
 //! marketplace simulator (in process, over real HTTP) answering LWA.
 //!
@@ -162,6 +162,88 @@ async fn valid_credentials_are_stored_encrypted_and_answered_201_without_secrets
     }
     let stats = sim.admin().stats().await.unwrap();
     assert_eq!(stats.accounts["acct-1"].token_grants, 1, "the marketplace was asked once");
+}
+
+/// Found by the newcomer audit of 2026-12-06: the runbook for revoked credentials and
+/// the encryption key's rotation say to register the account again, but an existing id
+/// was always a 409 and nothing could replace its credentials. They are replaced with
+/// `PUT /v1/accounts/{id}/credentials`: checked with the marketplace first, sealed with
+/// the current key, never answered, and a key never learns of an account outside its
+/// scope.
+#[tokio::test]
+async fn an_accounts_credentials_are_replaced_checked_and_sealed_never_shown() {
+    let sim = simulator().await;
+    let app = app_with(&sim).await;
+    until_ready(&app).await;
+    let mut revoked = body("acme", BOGUS_REFRESH);
+    revoked["skip_validation"] = json!(true);
+    revoked["client_secret"] = json!(BOGUS_SECRET);
+    assert_eq!(create(&app, ADMIN, &revoked).await.status(), 201);
+    let conflict = create(&app, ADMIN, &body("acme", "rt-acct-1")).await;
+    assert_eq!(conflict.status(), 409, "registering it again is still a conflict");
+
+    let put = |key: &'static str, id: &str, body: Value| {
+        let req = app
+            .client
+            .put(app.url(&format!("/v1/accounts/{id}/credentials")))
+            .bearer_auth(key)
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    let good = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": "rt-acct-1"});
+    let bad = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": BOGUS_REFRESH});
+    let sealed_before: Vec<u8> = sqlx::query("SELECT refresh_token_enc FROM accounts WHERE id = 'acme'")
+        .fetch_one(&pool(&app).await)
+        .await
+        .unwrap()
+        .get(0);
+
+    // Rejected by the marketplace: a 400 naming its code, nothing changed.
+    let rejected = problem(put(ADMIN, "acme", bad.clone()).await, 400).await;
+    assert!(rejected["detail"].as_str().unwrap().contains("invalid_grant"), "{rejected}");
+    assert_no_secrets(&rejected.to_string());
+    // Another tenant's key, a read key and an unknown account: the read key is refused
+    // by role; the other tenant hears the same 404 as for an account that is not there.
+    let other = problem(put(GLOBEX_SUB, "acme", good.clone()).await, 404).await;
+    let missing = problem(put(ADMIN, "nobody", good.clone()).await, 404).await;
+    assert_eq!(other["title"], missing["title"]);
+    assert_eq!(put(READER, "acme", good.clone()).await.status(), 403);
+    let mut skipping = good.clone();
+    skipping["skip_validation"] = json!(true);
+    assert_eq!(put(ACME_SUB, "acme", skipping).await.status(), 403, "skip_validation is an admin's");
+    let mut invalid = good.clone();
+    invalid["refresh_token"] = json!("");
+    let invalid = problem(put(ADMIN, "acme", invalid).await, 422).await;
+    assert!(invalid.to_string().contains("refresh_token"), "{invalid}");
+
+    // The tenant's own key replaces them; the answer is the account, without secrets.
+    let res = put(ACME_SUB, "acme", good).await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert_no_secrets(&text);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["id"].as_str(), v["client_id"].as_str()), (Some("acme"), Some(CLIENT_ID)));
+    let sealed_after: Vec<u8> = sqlx::query("SELECT refresh_token_enc FROM accounts WHERE id = 'acme'")
+        .fetch_one(&pool(&app).await)
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(sealed_before, sealed_after);
+    let repo = drover::db::AccountRepo::new(pool(&app).await);
+    let key = drover::crypto::EncryptionKey::parse(TEST_ENCRYPTION_KEY).unwrap();
+    let opened = repo
+        .credentials(&AccountId::parse("acme").unwrap(), &drover::crypto::SecretBox::new(&key))
+        .await
+        .unwrap()
+        .expect("the account is there");
+    use secrecy::ExposeSecret;
+    assert_eq!(opened.credentials.refresh_token.expose_secret(), "rt-acct-1");
+    assert_eq!(opened.credentials.client_secret.expose_secret(), CLIENT_SECRET);
+    // Recorded in the audit log, with neither secret.
+    let audit: Value = app.get_json(READER, "/v1/audit?action=account.credentials").await;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(entries.iter().any(|e| e["outcome"] == "ok" && e["actor"] == "acme-sub"), "{audit}");
+    assert_no_secrets(&audit.to_string());
 }
 
 #[tokio::test]

@@ -20,11 +20,12 @@ use chrono::{DateTime, Utc};
 use drover::data::last_synced::{self, LastSynced};
 use drover::db::{Account, AccountRepo, DbError, NewAccount};
 use drover::job::{AccountId, FieldError, MarketplaceId};
-use drover::lwa::{LwaCredentials, LwaError};
-use secrecy::{ExposeSecret, SecretString};
+use drover::lwa::LwaCredentials;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::account_credentials;
 use super::first_sync::{self, FirstSync};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
@@ -108,7 +109,7 @@ impl From<LastSynced> for LastSyncedView {
 }
 
 impl AccountView {
-    fn new(a: Account, last_synced: LastSyncedView) -> Self {
+    pub(super) fn new(a: Account, last_synced: LastSyncedView) -> Self {
         Self {
             id: a.id.into(),
             seller_id: a.seller_id,
@@ -152,7 +153,7 @@ pub fn account_url(id: &AccountId) -> String {
         (status = 400, description = "Malformed JSON, or the marketplace rejected the credentials (its OAuth error code is named)", body = Problem, content_type = PROBLEM_JSON),
         Unauthorized,
         (status = 403, description = "Not admin and not a submit key limited to this account; or skip_validation without admin", body = Problem, content_type = PROBLEM_JSON),
-        (status = 409, description = "An account with this id exists", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "An account with this id exists (new credentials: `PUT /v1/accounts/{id}/credentials`)", body = Problem, content_type = PROBLEM_JSON),
         UnsupportedMediaType,
         Invalid,
         (status = 429, description = "Over the key's write rate, or (submit keys) over 10 credential checks a minute", body = Problem, content_type = PROBLEM_JSON),
@@ -190,24 +191,7 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
         return Err(ApiError::Conflict(format!("account {} already exists", new.id)));
     }
     if !skip_validation {
-        // Each check asks the marketplace about the credentials: bounded per tenant key
-        // (any key limited to accounts, an admin's too), so it cannot be used to test
-        // credentials in bulk.
-        if caller.role < Role::Admin || caller.accounts.is_some() {
-            accounts.checks.check(&caller.name).await?;
-        }
-        match drover::lwa::exchange_with_timeout(&accounts.http, &accounts.token_url, &new.credentials, accounts.token_timeout).await {
-            Ok(_) => {}
-            Err(LwaError::Rejected { code, .. }) => {
-                return Err(ApiError::BadRequest(format!("the marketplace rejected these credentials: {code}")));
-            }
-            Err(e @ LwaError::Unavailable(_)) => {
-                tracing::warn!(account = %new.id, error = %e, "could not validate account credentials");
-                return Err(ApiError::UpstreamUnavailable(
-                    "could not reach the marketplace to validate credentials; retry later or use skip_validation".into(),
-                ));
-            }
-        }
+        account_credentials::validate(&state, &caller, &new.id, &new.credentials).await?;
     }
     // From the insert on, the steps run to their end on a task of their own: the request
     // timeout would otherwise drop them part-way (the account stored, its first sync
@@ -318,7 +302,6 @@ pub(super) fn repo(state: &AppState) -> Result<&AccountRepo, ApiError> {
     }
 }
 
-const MAX_SECRET: usize = 4096;
 /// The marketplace has about 20 marketplaces; one account cannot sell in more.
 const MAX_MARKETPLACES: usize = 20;
 
@@ -360,26 +343,18 @@ fn new_account(req: CreateAccount) -> Result<NewAccount, ApiError> {
             }
         }
     }
-    if req.client_id.trim().is_empty() || req.client_id.len() > 256 || req.client_id.chars().any(char::is_control) {
-        errors.push(FieldError::new("client_id", "must be 1 to 256 printable characters"));
-    }
-    for (field, secret) in [("client_secret", &req.client_secret), ("refresh_token", &req.refresh_token)] {
-        let s = secret.expose_secret();
-        if s.trim().is_empty() || s.len() > MAX_SECRET {
-            // Say what is wrong with the value, never the value.
-            errors.push(FieldError::new(field, format!("must be 1 to {MAX_SECRET} characters")));
-        }
-    }
+    let credentials = LwaCredentials {
+        client_id: req.client_id,
+        client_secret: req.client_secret,
+        refresh_token: req.refresh_token,
+    };
+    errors.extend(account_credentials::problems(&credentials));
     match id {
         Some(id) if errors.is_empty() => Ok(NewAccount {
             id,
             seller_id: req.seller_id,
             marketplace_ids,
-            credentials: LwaCredentials {
-                client_id: req.client_id,
-                client_secret: req.client_secret,
-                refresh_token: req.refresh_token,
-            },
+            credentials,
         }),
         _ => Err(ApiError::Validation(errors)),
     }

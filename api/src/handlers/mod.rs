@@ -1,5 +1,6 @@
 //! The endpoints, one concept per file (docs/architecture.md, "HTTP API").
 pub mod account_counts;
+pub mod account_credentials;
 pub mod account_list;
 pub mod accounts;
 pub mod audit;

@@ -177,6 +177,39 @@ impl AccountRepo {
         row.try_into()
     }
 
+    /// Replaces a stored account's credentials (client id, secret and refresh token,
+    /// sealed with `secrets`, the current key); `None` when there is no such account.
+    /// The seller whose marketplace limits it counts against stays the same: the
+    /// account is the same seller with new (or re-sealed) credentials, and a later
+    /// account registered with the new ones shares its limits.
+    pub async fn replace_credentials(
+        &self,
+        id: &AccountId,
+        creds: &LwaCredentials,
+        secrets: &SecretBox,
+    ) -> Result<Option<Account>, DbError> {
+        let digest = seller_limits::credentials_digest(&creds.client_id, &creds.refresh_token);
+        let client_secret = sealed_column::seal(secrets, id, Column::ClientSecret, &creds.client_secret);
+        let refresh_token = sealed_column::seal(secrets, id, Column::RefreshToken, &creds.refresh_token);
+        let row: Option<AccountRow> = self
+            .deadline
+            .bound(
+                sqlx::query_as(concat!(
+                    "UPDATE accounts SET client_id = $2, client_secret_enc = $3, refresh_token_enc = $4, \
+                     credentials_digest = $5, updated_at = now() WHERE id = $1 RETURNING ",
+                    columns!()
+                ))
+                .bind(id.as_str())
+                .bind(&creds.client_id)
+                .bind(client_secret)
+                .bind(refresh_token)
+                .bind(&digest)
+                .fetch_optional(&self.pool),
+            )
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
     pub async fn get(&self, id: &AccountId) -> Result<Option<Account>, DbError> {
         let row: Option<AccountRow> = self
             .deadline

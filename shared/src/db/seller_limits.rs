@@ -56,7 +56,7 @@ pub(crate) async fn shared_with(tx: &mut PgConnection, digest: &[u8]) -> Result<
 }
 
 /// Which accounts' limits are known for good: a row's `limits_of` never changes once
-/// set (credentials cannot be changed, rows are never deleted), so the API asks the
+/// set (a replacement of the credentials keeps it, rows are never deleted), so the API asks the
 /// database once per account. Bounded: emptied when full.
 #[derive(Debug, Default)]
 pub(crate) struct Settled(Mutex<HashMap<AccountId, AccountId>>);

@@ -4,7 +4,8 @@
 //! move to the partition the new count gives it (ids never change: a job's bucket is in
 //! its id), the counters and the pause flag follow, and the new count is recorded.
 //! Unfinished jobs are refused rather than moved: a lease, a lane turn or a cap in flight
-//! cannot move atomically across shards — pause the queues and let them drain first.
+//! cannot move atomically across shards — stop what submits jobs and let the queues,
+//! unpaused, drain first.
 use super::account_counts::Recount;
 use super::dead_groups::Regroup;
 use super::{JobStore, Partitions, QueueKeys, RedisStore, StoreError};
@@ -103,8 +104,9 @@ impl RedisStore {
         }
         if unfinished > 0 || due_callbacks > 0 {
             return Err(StoreError::Setup(format!(
-                "{unfinished} jobs are unfinished and {due_callbacks} completion callbacks are due: pause the queues \
-                 (POST /v1/queues/<kind>/pause), start workers until they drain, stop everything, then migrate"
+                "{unfinished} jobs are unfinished and {due_callbacks} completion callbacks are due: stop what submits \
+                 jobs (clients, and the API's scheduler: api.scheduler.enabled = false), leave the queues unpaused \
+                 and the workers running until they drain, stop everything, then migrate"
             )));
         }
         Ok(())

@@ -285,6 +285,7 @@ conformance_with_policy!(
     capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attempt,
     capped_a_cancelled_job_handed_back_before_it_started_gives_its_attempt_back_once,
     capped_a_job_cancelled_in_a_dead_workers_prefetch_ends_cancelled_without_a_run,
+    capped_a_job_cancelled_in_a_prefetch_and_handed_back_says_it_never_started,
     capped_counts_say_how_many_jobs_wait_for_each_reason,
     capped_reclaims_and_late_results_are_counted,
 );

@@ -642,6 +642,26 @@ pub async fn capped_a_job_cancelled_in_a_dead_workers_prefetch_ends_cancelled_wi
     assert_eq!(again.attempt, 1, "the replay's first run is run 1");
 }
 
+/// Found by an audit of job histories (2026-12-06): a job cancelled while it waited in
+/// a worker's prefetch, then handed back unstarted (the worker stopping), ended
+/// "cancelled while it ran", though it never ran; the other two ways of that case (a
+/// fetch meeting it, its lease running out) say "cancelled before it started".
+pub async fn capped_a_job_cancelled_in_a_prefetch_and_handed_back_says_it_never_started<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let leased = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    let r = store.settle(JobKind::Cleanup, &[Settlement::release(&leased)]).await.unwrap();
+    assert_eq!(r.len(), 1);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.attempts, 0, "it never ran");
+    let error = job.last_error.expect("how it ended");
+    assert_eq!(
+        (error.class, error.message.as_str()),
+        (ErrorClass::Cancelled, "cancelled before it started")
+    );
+}
+
 pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attempt<S: JobStore>(store: S) {
     let short = Duration::from_millis(100);
     let unstarted = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(1)).await;

@@ -22,6 +22,7 @@ local by_state = {}
 local ended = {}
 defer_tallies()
 local CANCELLED = '{"class":"cancelled","message":"cancelled while it ran"}'
+local CANCELLED_UNSTARTED = '{"class":"cancelled","message":"cancelled before it started"}'
 -- A lease token's worker, run number and start (`<worker>:<number>:<started_ms>`).
 local TOKEN = '^(.*):(%d+):(%d+)$'
 -- The whole record of a success kept short (`[=]<ended_ms>[:<trace id>]`).
@@ -168,7 +169,8 @@ for i = 0, n - 1 do
         redis.call('HINCRBY', key, 'at', -1)
         gave_back = true
       end
-      outcome, data = 'cancelled', CANCELLED
+      -- a run handed back from a prefetch never started
+      outcome, data = 'cancelled', redis.call('ZSCORE', P .. 'unstarted', id) and CANCELLED_UNSTARTED or CANCELLED
     end
     if outcome == 'cancelled' and not gave_back and redis.call('ZSCORE', P .. 'unstarted', id) then
       -- cancelled while it waited in a prefetch: it never ran, so its attempt goes back

@@ -73,11 +73,22 @@ impl LoginThrottle {
     }
 }
 
+/// Whether `ip` is in one of `proxies` in either of its forms: an IPv4 address and the
+/// IPv4-mapped IPv6 one a dual-stack listener sees are one host, whichever way the range
+/// is written.
+fn trusted_by(proxies: &[IpNet], ip: IpAddr) -> bool {
+    let other = match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+    };
+    proxies.iter().any(|net| net.contains(&ip) || net.contains(&other))
+}
+
 /// The connection's peer, or — when the peer is one of `proxies` — the right-most
 /// `X-Forwarded-For` address that is not a proxy (what a client writes to the left of it
 /// is not believed). `None` when the request carries no peer address.
 fn client_address(proxies: &[IpNet], peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let trusted = |ip: IpAddr| proxies.iter().any(|net| net.contains(&ip));
+    let trusted = |ip: IpAddr| trusted_by(proxies, ip);
     let peer = peer?.ip().to_canonical();
     if !trusted(peer) {
         return Some(peer);
@@ -148,6 +159,23 @@ mod tests {
             client_of(&proxies, "127.0.0.1:5000", "junk, 10.2.3.4"),
             Some("127.0.0.1".parse().unwrap()),
             "a hop no proxy wrote is not believed"
+        );
+    }
+
+    /// Found by the hostile-tenant audit of 2026-12-06: a trusted range written
+    /// IPv4-mapped (as a dual-stack listener sees an IPv4 proxy) matched no peer, since
+    /// the peer is compared in its IPv4 form, so every sign-in behind that proxy shared
+    /// its budget and ten bad attempts locked every operator out. (The connection cap
+    /// had the same fix.)
+    #[test]
+    fn a_trusted_range_written_ipv4_mapped_is_trusted() {
+        assert_eq!(
+            client_of(&["::ffff:10.0.0.0/104"], "[::ffff:10.1.2.3]:5000", "203.0.113.9"),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(
+            client_of(&["::ffff:10.0.0.0/104"], "10.1.2.3:5000", "203.0.113.9, ::ffff:10.4.5.6"),
+            Some("203.0.113.9".parse().unwrap())
         );
     }
 

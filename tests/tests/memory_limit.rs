@@ -110,3 +110,59 @@ async fn at_the_memory_limit_the_trim_still_frees_finished_jobs() {
     assert!(after < before, "the trim freed memory: {before} -> {after}");
     assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().succeeded, 0);
 }
+
+/// Found by the chaos audit of 2026-12-06: at the memory limit the trim lock could not be
+/// written, and a pass went on without it and took the kind's dead cap; so did every
+/// other process's pass at once, each removing the surplus it had read, and together
+/// they removed dead jobs below the cap. The lock is now taken there by a script Redis
+/// still runs: a pass that finds another's lock leaves the trim to it, and one holding
+/// it trims the dead letter to the cap exactly.
+#[tokio::test]
+async fn at_the_memory_limit_the_dead_cap_is_taken_only_under_the_trim_lock() {
+    let server = RedisServer::start(Durability::None);
+    let defaults = JobDefaults {
+        dead_max: 100,
+        ..JobDefaults::default()
+    };
+    let store = RedisStore::connect(&server.url(), "drover", defaults).await.unwrap();
+    crate::conformance::dead_jobs(&store, 150).await;
+    let lock = "drover:{cleanup}:trim:lock";
+    let _: () = redis::cmd("SET")
+        .arg(lock)
+        .arg("another-process")
+        .query(&mut server.conn())
+        .unwrap();
+    // Far past the limit: every write command is refused for memory, for good.
+    let mut c = server.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query(&mut c).unwrap();
+    let refused: redis::RedisResult<()> = redis::cmd("SET").arg("probe").arg(1).query(&mut c);
+    assert_eq!(refused.unwrap_err().code(), Some("OOM"));
+
+    let t = store
+        .trim(JobKind::Cleanup, Duration::from_secs(3600), 500)
+        .await
+        .expect("the trim runs at the memory limit");
+    assert!(t.is_none(), "another process holds the trim lock: {t:?}");
+    assert_eq!(
+        store.counts(JobKind::Cleanup).await.unwrap().dead,
+        150,
+        "the cap is left to the lock's holder"
+    );
+
+    let _: () = redis::cmd("DEL").arg(lock).query(&mut server.conn()).unwrap();
+    let t = store
+        .trim(JobKind::Cleanup, Duration::from_secs(3600), 500)
+        .await
+        .expect("the trim runs at the memory limit")
+        .expect("the lock is free");
+    assert_eq!(t.removed, 50, "{t:?}");
+    assert_eq!(store.counts(JobKind::Cleanup).await.unwrap().dead, 100);
+    let held: bool = redis::cmd("EXISTS").arg(lock).query(&mut server.conn()).unwrap();
+    assert!(!held, "the pass frees the lock it took");
+}

@@ -71,6 +71,15 @@ pub fn successes<'a>(leased: impl IntoIterator<Item = &'a Leased>) -> Vec<Settle
 /// Enqueues `n` cleanup jobs over seven sellers and settles each one succeeded: finished
 /// jobs for the retention trim to find.
 pub async fn succeeded_jobs<S: JobStore>(store: &S, n: usize) {
+    ended_jobs(store, n, || SettleAction::Succeeded(json!({}))).await;
+}
+
+/// The same, each one dead (a permanent failure): for the dead cap.
+pub async fn dead_jobs<S: JobStore>(store: &S, n: usize) {
+    ended_jobs(store, n, || SettleAction::Dead(err(ErrorClass::Permanent))).await;
+}
+
+async fn ended_jobs<S: JobStore>(store: &S, n: usize, end: impl Fn() -> SettleAction) {
     for i in 0..n {
         let payload = JobPayload::from_json(
             JobKind::Cleanup,
@@ -87,7 +96,15 @@ pub async fn succeeded_jobs<S: JobStore>(store: &S, n: usize) {
             .unwrap()
             .jobs;
         assert!(!leased.is_empty(), "every job is leased");
-        let s = successes(&leased);
+        let s: Vec<Settlement> = leased
+            .iter()
+            .map(|l| Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action: end(),
+                attempt: None,
+            })
+            .collect();
         store.settle(JobKind::Cleanup, &s).await.unwrap();
         settled += s.len();
     }

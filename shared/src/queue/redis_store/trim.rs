@@ -93,9 +93,9 @@ impl RedisStore {
     pub(super) async fn trim_finished(&self, kind: JobKind, retention: Duration, limit: usize) -> Result<Option<Trimmed>, StoreError> {
         let mut conn = self.conn.clone();
         // One trimmer per kind at a time; the lock outlives the budget so a crashed
-        // trimmer frees it on its own. At Redis's memory limit the lock cannot be written:
-        // the trim goes on without it (two trimmers at once only repeat each other's
-        // reads), since it is what frees memory there.
+        // trimmer frees it on its own. At Redis's memory limit, where the SET is refused,
+        // the lock is taken by a script Redis still runs there: the trim is what frees
+        // memory, and two trimmers at once would each take the dead cap's surplus.
         let lock_queue = self.partition_keys(kind, None);
         let lock = lock_queue.key("trim:lock");
         let owner = format!("{}:{:016x}", std::process::id(), rand::random::<u64>());
@@ -116,7 +116,12 @@ impl RedisStore {
         let (full, locked) = match got {
             Ok(Some(_)) => (false, true),
             Ok(None) => return Ok(None),
-            Err(e) if e.is_out_of_memory() => (true, false),
+            Err(e) if e.is_out_of_memory() => match self.take_lock_at_the_limit(&mut conn, &lock_queue, &owner, lock_ttl).await {
+                Ok(true) => (true, true),
+                Ok(false) => return Ok(None),
+                // (a server that runs no script at its limit: retention by age only)
+                Err(_) => (true, false),
+            },
             Err(e) if e.is_outage() && parts.len() > 1 => (false, false),
             Err(e) => return Err(e),
         };
@@ -178,9 +183,9 @@ impl RedisStore {
             }
         }
         // The kind's dead cap counts every partition: not while one cannot be read, nor
-        // once the pass has outlasted its lock (another trimmer may be taking the same
-        // surplus: both would remove it).
-        let still_locked = !locked || self.lock_held(&mut conn, &lock_queue, &owner, lock_ttl).await?;
+        // without the lock — never taken (its shard down), or outlasted (another trimmer
+        // may be taking the same surplus: both would remove it, below the cap).
+        let still_locked = locked && self.lock_held(&mut conn, &lock_queue, &owner, lock_ttl).await?;
         if (!one || ranked) && self.defaults.dead_max > 0 && failed.is_none() && still_locked {
             loop {
                 let (removed, over) = self.trim_dead_over_cap(&mut conn, &parts, limit, ranked).await?;
@@ -275,6 +280,26 @@ impl RedisStore {
             .invoke_async(conn)
             .await?;
         Ok(held == 1)
+    }
+
+    /// Takes the kind's trim lock for `owner` if it is free, by the lock's script, which
+    /// Redis runs at its memory limit.
+    async fn take_lock_at_the_limit(
+        &self,
+        conn: &mut crate::redis_conn::RedisConn,
+        queue: &QueueKeys,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let taken: i64 = scripts::TRIM_LOCK
+            .key(queue.key("trim:lock"))
+            .arg(queue.prefix())
+            .arg(owner)
+            .arg(ttl_ms)
+            .arg("take")
+            .invoke_async(conn)
+            .await?;
+        Ok(taken == 1)
     }
 
     async fn dead_ranked(&self, k: &QueueKeys) -> bool {

@@ -246,6 +246,29 @@ async fn the_stream_says_why_a_job_waits_and_again_whenever_that_changes() {
     assert!(until > chrono::Utc::now() + chrono::Duration::seconds(25), "{w}");
 }
 
+/// Found by an audit of what the API shows (2026-12-06): a scheduled (or retrying) job
+/// whose wait ends in a queue no worker serves keeps its reason and end, and only its
+/// `detail.then` says it now waits for a worker; the stream compared reason and end
+/// only, so it never said so, and the console's live panel kept showing a wait whose
+/// end had passed.
+#[tokio::test]
+async fn the_stream_says_when_a_timed_wait_has_run_into_a_queue_no_worker_serves() {
+    let app = spawn_app().await;
+    let mut body = cleanup_body("acme");
+    body["delay_ms"] = json!(1000);
+    let id = app.submit_ok(&body).await;
+    let res = app.get(READER, &format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    let mut events = Events::new(res);
+    let (name, first) = events.next().await.unwrap();
+    assert_eq!((name.as_str(), first["state"].as_str()), ("state", Some("scheduled")));
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "scheduled", "{w}");
+    assert!(w["waiting"]["detail"].get("then").is_none(), "its end has not come: {w}");
+    let w = next_named(&mut events, "waiting").await;
+    assert_eq!(w["waiting"]["reason"], "scheduled", "{w}");
+    assert_eq!(w["waiting"]["detail"]["then"], "no_worker", "{w}");
+}
+
 #[tokio::test]
 async fn a_job_behind_its_accounts_cap_is_streamed_as_account_busy_until_the_run_ends() {
     let app = spawn_app().await;

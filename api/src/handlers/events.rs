@@ -102,7 +102,7 @@ struct Watch {
     seen_state: Option<(JobState, u32, Option<DateTime<Utc>>, bool)>,
     seen_progress: Option<Progress>,
     /// The wait last sent: its reason and end (a position change alone sends nothing).
-    seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>)>,
+    seen_waiting: Option<(WaitReason, Option<DateTime<Utc>>, Option<String>)>,
     /// When the job this stream read itself had last changed, until the shared poll's
     /// first snapshot is in: that one may have been taken before, and is then not news.
     /// (Only that one: a later snapshot is newer whatever Redis's clock did.)
@@ -162,7 +162,7 @@ impl Watch {
             } else {
                 None
             };
-            if matches!(was, Some((WaitReason::Prefetched, _))) {
+            if matches!(was, Some((WaitReason::Prefetched, _, _))) {
                 // The run waited in a worker's prefetch and started: that is news (its
                 // record does not change), and a later park is news again.
                 let data = state_data(job);
@@ -170,8 +170,11 @@ impl Watch {
             }
             return;
         };
-        let key = (w.reason, w.until);
-        if self.seen_waiting == Some(key) {
+        // What follows the wait is news too: a timed wait that ends in a queue no worker
+        // serves (or a paused one) keeps its reason and end and says so only there.
+        let then = w.detail.get("then").and_then(|t| t.as_str()).map(str::to_owned);
+        let key = (w.reason, w.until, then);
+        if self.seen_waiting.as_ref() == Some(&key) {
             return;
         }
         self.seen_waiting = Some(key);

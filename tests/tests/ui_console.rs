@@ -100,7 +100,24 @@ async fn a_key_becomes_a_session_cookie_that_is_httponly_strict_and_ends_at_sign
         .send()
         .await
         .unwrap();
-    assert!(tls.headers()[SET_COOKIE].to_str().unwrap().contains("; Secure"), "Secure over TLS");
+    let set = tls.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.contains("; Secure"), "Secure over TLS: {set}");
+    // Found by the hostile-tenant audit of 2026-12-06: the cookie had no `__Host-`
+    // prefix, so a page on a sibling subdomain could plant its own session (its key's)
+    // for this host and the operator acted under it. Over TLS only the prefixed cookie,
+    // which a browser takes from this host alone, is read.
+    assert!(set.starts_with("__Host-drover_session=") && set.contains("Path=/;"), "{set}");
+    let value = set.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let over_tls = |cookie: String| {
+        http.get(app.url("/ui/jobs"))
+            .header("x-forwarded-proto", "https")
+            .header(COOKIE, cookie)
+            .send()
+    };
+    let planted = over_tls(format!("drover_session={value}")).await.unwrap();
+    assert_eq!(planted.status(), 303, "a bare cookie is not read over TLS");
+    let own = over_tls(format!("__Host-drover_session={value}")).await.unwrap();
+    assert_eq!(own.status(), 200);
 
     // Without a session: pages send to the sign-in page, actions are refused.
     let page = http.get(app.url("/ui/jobs")).send().await.unwrap();

@@ -22,7 +22,14 @@ use crate::auth::{sha256, Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The session cookie over plain http (the local stack), where a name prefix cannot be
+/// used; [`HOST_COOKIE`] over TLS.
 pub const COOKIE: &str = "drover_session";
+/// Over TLS the cookie is `__Host-` prefixed: a browser keeps it only when this host set
+/// it over TLS with `Path=/` and no domain, so a page on a sibling subdomain can neither
+/// plant a session of its own (the operator then acting under another's key) nor shadow
+/// this one; a bare [`COOKIE`] is not read then.
+pub const HOST_COOKIE: &str = "__Host-drover_session";
 /// Largest form an action posts (ids of a selection, a group, a count).
 const FORM_BYTES: usize = 64 * 1024;
 
@@ -186,7 +193,7 @@ async fn load(state: &AppState, value: &str) -> Result<Option<(Arc<Principal>, S
 
 /// Ends the session named by the request's cookie, if any.
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = token_from(headers) else {
+    let Some(value) = token_from(headers, over_tls(state, headers)) else {
         return Ok(());
     };
     let Some(cookie) = Cookie::parse(&value).filter(|c| c.of_a_configured_key(state.keys())) else {
@@ -204,14 +211,15 @@ pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn token_from(headers: &HeaderMap) -> Option<String> {
+fn token_from(headers: &HeaderMap, tls: bool) -> Option<String> {
+    let wanted = if tls { HOST_COOKIE } else { COOKIE };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty() && v.len() <= 64)
 }
@@ -228,8 +236,11 @@ fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
 /// `Set-Cookie` for a new session (`value` empty: the cookie is removed).
 pub fn cookie(state: &AppState, headers: &HeaderMap, value: &str) -> HeaderValue {
     let max_age = if value.is_empty() { 0 } else { ttl_secs(state) };
-    let secure = if over_tls(state, headers) { "; Secure" } else { "" };
-    let c = format!("{COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let c = if over_tls(state, headers) {
+        format!("{HOST_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure")
+    } else {
+        format!("{COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+    };
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -245,7 +256,7 @@ pub async fn admin(State(state): State<AppState>, req: Request, next: Next) -> R
 /// redirects to the login page; an action without one, without the session's CSRF token,
 /// or from a key whose role is below `role` is refused with 403 and does nothing.
 async fn signed_in(state: AppState, role: Role, req: Request, next: Next) -> Response {
-    let found = match token_from(req.headers()) {
+    let found = match token_from(req.headers(), over_tls(&state, req.headers())) {
         None => None,
         Some(token) => match load(&state, &token).await {
             Ok(found) => found,

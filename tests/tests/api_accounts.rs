@@ -192,22 +192,44 @@ async fn an_accounts_credentials_are_replaced_checked_and_sealed_never_shown() {
     };
     let good = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": "rt-acct-1"});
     let bad = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": BOGUS_REFRESH});
-    let sealed_before: Vec<u8> = sqlx::query("SELECT refresh_token_enc FROM accounts WHERE id = 'acme'")
-        .fetch_one(&pool(&app).await)
-        .await
-        .unwrap()
-        .get(0);
+    let sealed = || async {
+        let token: Vec<u8> = sqlx::query("SELECT refresh_token_enc FROM accounts WHERE id = 'acme'")
+            .fetch_one(&pool(&app).await)
+            .await
+            .unwrap()
+            .get(0);
+        token
+    };
+    let sealed_before = sealed().await;
 
     // Rejected by the marketplace: a 400 naming its code, nothing changed.
     let rejected = problem(put(ADMIN, "acme", bad.clone()).await, 400).await;
     assert!(rejected["detail"].as_str().unwrap().contains("invalid_grant"), "{rejected}");
     assert_no_secrets(&rejected.to_string());
+    assert_eq!(sealed().await, sealed_before, "a rejected replacement changes nothing");
     // Another tenant's key, a read key and an unknown account: the read key is refused
     // by role; the other tenant hears the same 404 as for an account that is not there.
     let other = problem(put(GLOBEX_SUB, "acme", good.clone()).await, 404).await;
     let missing = problem(put(ADMIN, "nobody", good.clone()).await, 404).await;
     assert_eq!(other["title"], missing["title"]);
     assert_eq!(put(READER, "acme", good.clone()).await.status(), 403);
+    assert_eq!(
+        put(SUBMITTER, "acme", good.clone()).await.status(),
+        403,
+        "a submit key for every account replaces none"
+    );
+    // Out of scope, even a malformed body is the same 404: the scope comes first.
+    let other_invalid = problem(
+        put(
+            GLOBEX_SUB,
+            "acme",
+            json!({"client_id": "", "client_secret": "", "refresh_token": ""}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    assert_eq!(other_invalid["title"], missing["title"]);
     let mut skipping = good.clone();
     skipping["skip_validation"] = json!(true);
     assert_eq!(put(ACME_SUB, "acme", skipping).await.status(), 403, "skip_validation is an admin's");
@@ -223,12 +245,7 @@ async fn an_accounts_credentials_are_replaced_checked_and_sealed_never_shown() {
     assert_no_secrets(&text);
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!((v["id"].as_str(), v["client_id"].as_str()), (Some("acme"), Some(CLIENT_ID)));
-    let sealed_after: Vec<u8> = sqlx::query("SELECT refresh_token_enc FROM accounts WHERE id = 'acme'")
-        .fetch_one(&pool(&app).await)
-        .await
-        .unwrap()
-        .get(0);
-    assert_ne!(sealed_before, sealed_after);
+    assert_ne!(sealed().await, sealed_before);
     let repo = drover::db::AccountRepo::new(pool(&app).await);
     let key = drover::crypto::EncryptionKey::parse(TEST_ENCRYPTION_KEY).unwrap();
     let opened = repo

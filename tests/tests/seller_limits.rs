@@ -131,6 +131,63 @@ async fn accounts_share_limits_only_with_the_same_credentials_and_older_rows_get
     assert_eq!(repo.fill_seller_limits(&secrets).await.unwrap(), 0, "nothing left to fill");
 }
 
+/// Found by the review of 2026-12-06's changes: replacing an account's credentials
+/// (`PUT /v1/accounts/{id}/credentials`) kept its group, so two accounts holding the
+/// same credentials could count against two limiters (twice the seller's plan), and the
+/// accounts that followed one whose credentials changed went on counting against
+/// another seller's limits. The group now follows the credentials, as at registration.
+#[tokio::test]
+async fn replaced_credentials_move_an_account_to_the_limits_they_belong_to() {
+    let db = PgDatabase::create().await;
+    drover::db::migrate(db.pool()).await.unwrap();
+    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
+    let repo = AccountRepo::new(db.pool().clone());
+    for (account, refresh) in [
+        ("acme-us", "Atzr|one"),
+        ("acme-ca", "Atzr|one"),
+        ("acme-mx", "Atzr|one"),
+        ("acme-re", "Atzr|two"),
+    ] {
+        repo.insert(&registration(account, "app", refresh), &secrets).await.unwrap();
+    }
+    let all: Vec<AccountId> = ["acme-us", "acme-ca", "acme-mx", "acme-re"].into_iter().map(id).collect();
+    let groups = || async {
+        // a fresh process's view, and the API's own after its replacement
+        let fresh = AccountRepo::new(db.pool().clone()).limits_of(&all).await.unwrap();
+        assert_eq!(fresh, repo.limits_of(&all).await.unwrap(), "the API forgets what it had read");
+        ["acme-us", "acme-ca", "acme-mx", "acme-re"].map(|a| fresh[&id(a)].to_string())
+    };
+    assert_eq!(groups().await, ["acme-us", "acme-us", "acme-us", "acme-re"]);
+    let replace = |account: &'static str, refresh: &'static str| {
+        let creds = registration(account, "app", refresh).credentials;
+        let (repo, secrets) = (&repo, &secrets);
+        async move {
+            repo.replace_credentials(&id(account), &creds, secrets)
+                .await
+                .unwrap()
+                .expect("stored")
+        }
+    };
+
+    // Authorized again with the seller's one token: it joins the seller's limits.
+    replace("acme-re", "Atzr|one").await;
+    assert_eq!(groups().await, ["acme-us", "acme-us", "acme-us", "acme-us"]);
+    // The first account is given another seller's credentials: it leaves, and the
+    // others keep sharing theirs, led by the oldest of them.
+    replace("acme-us", "Atzr|three").await;
+    assert_eq!(groups().await, ["acme-us", "acme-ca", "acme-ca", "acme-ca"]);
+    let creds = repo.credentials(&id("acme-mx"), &secrets).await.unwrap().unwrap();
+    assert_eq!(creds.limits_of, id("acme-ca"), "what the worker's calls count against");
+    // Sealed again with the same credentials (a new encryption key): nothing moves.
+    replace("acme-ca", "Atzr|one").await;
+    assert_eq!(groups().await, ["acme-us", "acme-ca", "acme-ca", "acme-ca"]);
+    assert!(repo
+        .replace_credentials(&id("nobody"), &registration("nobody", "app", "x").credentials, &secrets)
+        .await
+        .unwrap()
+        .is_none());
+}
+
 /// Found by the review of this change: a worker of this release starts leasing while it
 /// applies migration 0007 in the background, and its first runs read a schema without
 /// the new columns. That read was a permanent error (the job failed, "could not be

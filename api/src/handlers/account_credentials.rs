@@ -4,11 +4,11 @@
 //!
 //! The credentials are checked with the marketplace's token service first (an admin may
 //! skip that), then sealed with the current key in place of the old ones. The account's
-//! id, seller, marketplaces, data and jobs stay as they are; no answer, log line or
-//! audit entry carries the secret or the refresh token.
+//! id, seller, marketplaces, data and jobs stay as they are; the marketplace limits it
+//! counts against follow the credentials (`drover::db::seller_limits`). No answer, log
+//! line or audit entry carries the secret or the refresh token.
 use axum::extract::{Path, State};
 use axum::Json;
-use drover::db::DbError;
 use drover::job::AccountId;
 use drover::lwa::{LwaCredentials, LwaError};
 use secrecy::{ExposeSecret, SecretString};
@@ -44,8 +44,11 @@ pub struct NewCredentials {
 /// The longest client secret or refresh token accepted.
 pub(super) const MAX_SECRET: usize = 4096;
 
-/// Replace an account's credentials: its jobs from then on call the marketplace with
-/// the new ones (sealed with the API's current encryption key).
+/// Replace an account's credentials (sealed with the API's current encryption key): the
+/// workers' next token exchange for the account uses them. An access token the old ones
+/// got is used until it expires (at most an hour) or the marketplace refuses it (a
+/// revoked one at once). The account counts against the limits of the first account
+/// holding the same credentials, else its own.
 #[utoipa::path(
     put,
     path = "/v1/accounts/{id}/credentials",
@@ -100,10 +103,18 @@ async fn store(state: &AppState, caller: &Caller, raw_id: &str, req: NewCredenti
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no account {:?}", account.id.as_str())))?;
     tracing::info!(account = %replaced.id, validated = !skip_validation, key = %caller.name, "account credentials replaced");
-    let mut conn = repo.pool().acquire().await.map_err(DbError::from)?;
-    let synced = drover::data::last_synced::load(&mut conn, replaced.id.as_str())
-        .await
-        .map_err(DbError::from)?;
+    // The credentials are replaced: a failure to read the last syncs only leaves them
+    // out of the answer, which must not say the change failed.
+    let synced = match repo.pool().acquire().await {
+        Ok(mut conn) => drover::data::last_synced::load(&mut conn, replaced.id.as_str())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let synced = synced.unwrap_or_else(|error| {
+        tracing::warn!(account = %replaced.id, error, "could not read the account's last syncs after replacing its credentials");
+        Default::default()
+    });
     Ok(Json(AccountView::new(replaced, synced.into())))
 }
 

@@ -179,9 +179,10 @@ impl AccountRepo {
 
     /// Replaces a stored account's credentials (client id, secret and refresh token,
     /// sealed with `secrets`, the current key); `None` when there is no such account.
-    /// The seller whose marketplace limits it counts against stays the same: the
-    /// account is the same seller with new (or re-sealed) credentials, and a later
-    /// account registered with the new ones shares its limits.
+    /// The marketplace limits it counts against follow the credentials, as at
+    /// registration: those of the first account holding the new ones, else its own; the
+    /// accounts that shared its old ones keep sharing among themselves
+    /// (`seller_limits::regroup`).
     pub async fn replace_credentials(
         &self,
         id: &AccountId,
@@ -193,10 +194,19 @@ impl AccountRepo {
         let refresh_token = sealed_column::seal(secrets, id, Column::RefreshToken, &creds.refresh_token);
         let row: Option<AccountRow> = self
             .deadline
-            .bound(
-                sqlx::query_as(concat!(
+            .bound(async {
+                let mut tx = self.pool.begin().await?;
+                let old: Option<(Option<Vec<u8>>,)> = sqlx::query_as("SELECT credentials_digest FROM accounts WHERE id = $1 FOR UPDATE")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((old,)) = old else {
+                    return Ok(None);
+                };
+                let group = seller_limits::regroup(&mut tx, id.as_str(), old.as_deref(), &digest).await?;
+                let row = sqlx::query_as(concat!(
                     "UPDATE accounts SET client_id = $2, client_secret_enc = $3, refresh_token_enc = $4, \
-                     credentials_digest = $5, updated_at = now() WHERE id = $1 RETURNING ",
+                     credentials_digest = $5, limits_of = $6, updated_at = now() WHERE id = $1 RETURNING ",
                     columns!()
                 ))
                 .bind(id.as_str())
@@ -204,9 +214,14 @@ impl AccountRepo {
                 .bind(client_secret)
                 .bind(refresh_token)
                 .bind(&digest)
-                .fetch_optional(&self.pool),
-            )
+                .bind(group)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(row)
+            })
             .await?;
+        self.settled().forget_all();
         row.map(Account::try_from).transpose()
     }
 

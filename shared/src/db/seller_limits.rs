@@ -39,14 +39,21 @@ fn lock_key(digest: &[u8]) -> i64 {
 /// lock, and every registration of that seller, until TCP gave up on it.
 const IDLE_LIMIT: &str = "5000";
 
-/// Takes `digest`'s turn (until `tx` ends) and answers the account whose limits a row
-/// with `digest` shares: the first one registered with it, if any.
-pub(crate) async fn shared_with(tx: &mut PgConnection, digest: &[u8]) -> Result<Option<String>, sqlx::Error> {
+/// Takes `digest`'s turn (until `tx` ends): registrations and replacements of one
+/// seller's credentials take turns.
+async fn take_turn(tx: &mut PgConnection, digest: &[u8]) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $2, true), pg_advisory_xact_lock($1)")
         .bind(lock_key(digest))
         .bind(IDLE_LIMIT)
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// Takes `digest`'s turn (until `tx` ends) and answers the account whose limits a row
+/// with `digest` shares: the first one registered with it, if any.
+pub(crate) async fn shared_with(tx: &mut PgConnection, digest: &[u8]) -> Result<Option<String>, sqlx::Error> {
+    take_turn(tx, digest).await?;
     let shared: Option<(String,)> =
         sqlx::query_as("SELECT COALESCE(limits_of, id) FROM accounts WHERE credentials_digest = $1 ORDER BY created_at, id LIMIT 1")
             .bind(digest)
@@ -55,18 +62,58 @@ pub(crate) async fn shared_with(tx: &mut PgConnection, digest: &[u8]) -> Result<
     Ok(shared.map(|(of,)| of))
 }
 
-/// Which accounts' limits are known for good: a row's `limits_of` never changes once
-/// set (a replacement of the credentials keeps it, rows are never deleted), so the API asks the
-/// database once per account. Bounded: emptied when full.
+/// Row `id` is given the credentials whose digest is `digest` (its old ones were
+/// `old`): its group becomes that of the first row holding them (its own when none
+/// does), the rows that followed it with these credentials follow it there, and those
+/// that followed it with its old ones keep sharing among themselves, led by the oldest
+/// of them. Takes both digests' turns. Answers the row's group.
+pub(crate) async fn regroup(tx: &mut PgConnection, id: &str, old: Option<&[u8]>, digest: &[u8]) -> Result<String, sqlx::Error> {
+    if let Some(old) = old.filter(|o| *o != digest) {
+        take_turn(tx, old).await?;
+    }
+    let others = shared_with(tx, digest).await?;
+    // (the first row with these credentials may be one that follows this one)
+    let group = others.unwrap_or_else(|| id.to_owned());
+    sqlx::query("UPDATE accounts SET limits_of = $3 WHERE limits_of = $1 AND id <> $1 AND credentials_digest = $2")
+        .bind(id)
+        .bind(digest)
+        .bind(&group)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE accounts SET limits_of = (SELECT id FROM accounts WHERE limits_of = $1 AND id <> $1 \
+         AND credentials_digest IS DISTINCT FROM $2 ORDER BY created_at, id LIMIT 1) \
+         WHERE limits_of = $1 AND id <> $1 AND credentials_digest IS DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(digest)
+    .execute(&mut *tx)
+    .await?;
+    Ok(group)
+}
+
+/// Which accounts' limits the API has read lately: a row's `limits_of` changes only
+/// when an account's credentials are replaced (`regroup`), so the API asks the
+/// database once per account and [`SETTLED_FOR`] (the workers read it with every run's
+/// credentials). Bounded: emptied when full.
 #[derive(Debug, Default)]
-pub(crate) struct Settled(Mutex<HashMap<AccountId, AccountId>>);
+pub(crate) struct Settled(Mutex<HashMap<AccountId, (AccountId, std::time::Instant)>>);
 
 /// Accounts [`Settled`] remembers before it starts again.
 const SETTLED_MAX: usize = 100_000;
+/// How long [`Settled`] keeps what it read: another replica's replacement of an
+/// account's credentials is seen within it.
+const SETTLED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Settled {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, AccountId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, (AccountId, std::time::Instant)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every account's group (this process replaced some credentials: the
+    /// accounts that followed it may have moved too).
+    pub(crate) fn forget_all(&self) {
+        self.lock().clear();
     }
 }
 
@@ -79,8 +126,8 @@ impl AccountRepo {
         {
             let settled = self.settled().lock();
             for id in ids {
-                match settled.get(id) {
-                    Some(of) => {
+                match settled.get(id).filter(|(_, at)| at.elapsed() < SETTLED_FOR) {
+                    Some((of, _)) => {
                         found.insert(id.clone(), of.clone());
                     }
                     None => ask.push(id.as_str()),
@@ -107,7 +154,7 @@ impl AccountRepo {
                 continue;
             };
             if set {
-                settled.insert(id.clone(), of.clone());
+                settled.insert(id.clone(), (of.clone(), std::time::Instant::now()));
             }
             found.insert(id, of);
         }

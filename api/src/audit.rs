@@ -67,7 +67,13 @@ where
     let work = action(state.clone(), caller.clone());
     let (state, caller) = (state.clone(), caller.clone());
     request_id::spawn_for_request(async move {
-        let result = work.await;
+        // A panic is the action's failure: recorded as a 500 and logged once, as the
+        // error it is answered with (spawned plainly, the hook would log it, and the
+        // lost task again, with no entry).
+        let result = match drover::panics::Caught::new(work).await {
+            Ok(result) => result,
+            Err(p) => Err(ApiError::Internal(format!("the {name} action panicked: {p}"))),
+        };
         let touched = if result.is_ok() { touches } else { 0 };
         record(&state, &caller, what, touched, outcome(&result)).await;
         result

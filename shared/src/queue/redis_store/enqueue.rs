@@ -287,7 +287,9 @@ impl RedisStore {
         for _ in 0..NEED_ROUNDS {
             let mut pipe = redis::pipe();
             self.enqueue_call(keys, &args, &extra).add_to(&mut pipe);
-            let replies: Vec<Value> = durability::query(&mut conn, pipe, self.durable.durability()).await?;
+            let replies: Vec<Value> = durability::query(&mut conn, pipe, self.durable.durability())
+                .await
+                .map_err(|e| self.durable.refused_wait(e))?;
             let reply = replies.into_iter().next().unwrap_or(Value::Nil);
             match needed(&reply) {
                 Some(more) => extra.extend(more.into_iter().filter(|k| !extra.contains(k)).collect::<Vec<_>>()),

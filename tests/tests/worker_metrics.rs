@@ -189,6 +189,47 @@ async fn a_cleanup_shows_up_in_the_workers_metrics_with_its_calls_and_limiter_wa
     assert_eq!(sum(&samples, "drover_trim_backlog_jobs", &[("kind", "cleanup")]), 0.0);
 }
 
+/// Found by an audit of what the API shows (2026-12-06): a record the worker cannot
+/// decode goes to the dead letter straight from the fetch, past where runs are counted,
+/// so `drover_jobs_finished_total{outcome="dead"}` — what the dead-letter alert reads —
+/// never counted it (a rolling deploy meeting records of a newer release is when it
+/// matters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_is_counted_dead() {
+    let mut stack = Stack::start_empty().await;
+    let id = stack
+        .submit(
+            JobKind::Cleanup,
+            json!({"account_id": "seller-unreadable", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+        )
+        .await;
+    let key = stack.store.job_keys(&id).job(&id);
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("p")
+        .arg("{\"from_the_future\": true}")
+        .query(&mut stack.redis.conn())
+        .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
+    let job = stack.finish(&id, Duration::from_secs(30)).await;
+    assert_eq!(job.state, JobState::Dead, "{job:#?}\n{}", stack.logs());
+    let until = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = sum(
+            &scrape(port).await,
+            "drover_jobs_finished_total",
+            &[("kind", "cleanup"), ("outcome", "dead")],
+        );
+        if dead >= 1.0 || Instant::now() > until {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead, 1.0, "{}", stack.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_port_in_use_is_logged_and_the_worker_runs_anyway() {
     let mut stack = Stack::start_empty().await;

@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::JobContext;
 use super::leases::RunLease;
+use super::metrics::{self, RunFate};
 use super::pace::{RunPace, MAX_AHEAD};
-use super::settle::SettleLayer;
+use super::settle::{counted_fate, SettleLayer};
 use super::shared::SharedRef;
 use crate::backoff::Backoff;
 use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
@@ -245,7 +246,11 @@ async fn dispatch<S: JobStore>(
                 let s = undecodable(&lease, why, &shared.settings.worker_id);
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    shared.settle(kind, &lease, s).await;
+                    let answer = shared.settle(kind, &lease, s).await;
+                    // counted as any run that ended dead: the dead-letter alert reads it
+                    if let Some(fate) = counted_fate(&answer, RunFate::Dead) {
+                        metrics::run_finished(kind, fate, Duration::ZERO);
+                    }
                     drop(lease);
                 });
                 continue;

@@ -149,20 +149,30 @@ where
                 log_end(planned.error.as_ref());
                 let fate = planned.fate;
                 let settlement = settlement(planned, &lease, &shared.settings.worker_id, trace_id);
-                let fate = match shared.settle(kind, &lease, settlement).await {
-                    // (the settler resolves the other answers before replying)
-                    SettleResult::Applied | SettleResult::NotDurable | SettleResult::Unreached => fate,
-                    SettleResult::AppliedAs(JobState::Cancelled) => RunFate::Cancelled,
-                    SettleResult::AppliedAs(JobState::Dead) => RunFate::Dead,
-                    SettleResult::AppliedAs(_) => fate,
-                    SettleResult::LeaseLost => RunFate::Lost,
-                };
-                metrics::run_finished(kind, fate, took);
+                let answer = shared.settle(kind, &lease, settlement).await;
+                if let Some(fate) = counted_fate(&answer, fate) {
+                    metrics::run_finished(kind, fate, took);
+                }
                 drop(lease);
                 Ok(())
             }
             .instrument(span),
         )
+    }
+}
+
+/// How a run whose outcome the settler answered is counted: as the queue ended it, or
+/// not at all when nothing was written (`Unreached`: its lease runs out and the job runs
+/// again, counted then; found by an audit of 2026-12-06, which saw it counted twice).
+/// (The settler resolves the other answers before replying.)
+pub(crate) fn counted_fate(answer: &SettleResult, planned: RunFate) -> Option<RunFate> {
+    match answer {
+        SettleResult::Applied | SettleResult::NotDurable => Some(planned),
+        SettleResult::Unreached => None,
+        SettleResult::AppliedAs(JobState::Cancelled) => Some(RunFate::Cancelled),
+        SettleResult::AppliedAs(JobState::Dead) => Some(RunFate::Dead),
+        SettleResult::AppliedAs(_) => Some(planned),
+        SettleResult::LeaseLost => Some(RunFate::Lost),
     }
 }
 
@@ -308,6 +318,24 @@ mod tests {
     use super::*;
     use crate::job::{JobId, JobKind};
     use chrono::Utc;
+
+    /// Found by an audit of what the API shows (2026-12-06): an outcome the settler gave
+    /// up writing was counted as planned, and again when the job, its lease run out,
+    /// ran once more.
+    #[test]
+    fn an_outcome_never_written_is_not_counted_and_the_queues_ending_is() {
+        assert_eq!(counted_fate(&SettleResult::Unreached, RunFate::Succeeded), None);
+        assert_eq!(counted_fate(&SettleResult::Applied, RunFate::Retried), Some(RunFate::Retried));
+        assert_eq!(
+            counted_fate(&SettleResult::NotDurable, RunFate::Succeeded),
+            Some(RunFate::Succeeded)
+        );
+        assert_eq!(
+            counted_fate(&SettleResult::AppliedAs(JobState::Dead), RunFate::Snoozed),
+            Some(RunFate::Dead)
+        );
+        assert_eq!(counted_fate(&SettleResult::LeaseLost, RunFate::Succeeded), Some(RunFate::Lost));
+    }
 
     fn leased(attempt: u32, max_attempts: u32) -> Leased {
         Leased {

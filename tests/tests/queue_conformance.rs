@@ -501,3 +501,25 @@ async fn a_dead_rank_left_too_high_does_not_make_the_dead_cap_trim_its_account()
         .unwrap();
     assert_eq!(b2, Some(1.0), "b2's rank is its one dead job again");
 }
+
+/// Found by the fairness audit of 2026-12-06: while the queue is held after a Redis
+/// restart (nothing is leased for a lease and a second), its waiting accounts were still
+/// counted, so runs past their turn gave their slots away to jobs that could not be
+/// leased, and the slots sat idle for the rest of the hold.
+#[tokio::test]
+async fn accounts_are_not_counted_waiting_while_a_restart_holds_the_queue() {
+    use drover::job::JobKind;
+    use drover::queue::{JobStore, NewJob};
+    let (server, store) = redis_store().await;
+    store.enqueue(NewJob::new(cleanup("a1"))).await.unwrap();
+    assert_eq!(store.accounts_waiting(JobKind::Cleanup).await.unwrap(), 1);
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut server.conn()).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("drover:{cleanup}:restarted")
+        .arg(secs * 1000 + micros / 1000)
+        .arg("PX")
+        .arg(5000)
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(store.accounts_waiting(JobKind::Cleanup).await.unwrap(), 0, "held after the restart");
+}

@@ -352,13 +352,17 @@ impl JobStore for RedisStore {
         let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
         let replies = self
             .grouped(&tags, None, |pipe, i| {
-                pipe.zcard(parts[i].key("passes")).exists(parts[i].key("paused"));
+                pipe.zcard(parts[i].key("passes"))
+                    .exists(&[parts[i].key("paused"), parts[i].key("restarted")]);
             })
             .await?;
+        // A paused queue, or one held after a Redis restart, leases nothing: a run that
+        // gave its turn away for its accounts would leave its slot idle (found by the
+        // fairness audit of 2026-12-06).
         let mut waiting = 0;
         for values in replies {
-            let (offered, paused): (u64, bool) = redis::from_redis_value(Value::Array(values)).map_err(parse_err)?;
-            if !paused {
+            let (offered, held): (u64, u64) = redis::from_redis_value(Value::Array(values)).map_err(parse_err)?;
+            if held == 0 {
                 waiting += offered;
             }
         }

@@ -4,8 +4,12 @@
 //! stalled 10 MiB CSV uploads took the process past its memory. A request with a body
 //! reserves, before it is read, the bytes it announces (`Content-Length`; its route's
 //! limit when it announces none) from `api.server.max_body_bytes_in_flight`, and one key
-//! may hold a quarter of it (a key holding nothing may always send one body). A request
-//! that finds no room is a 503 at once; the reservation ends with the request.
+//! may hold a quarter of it. An eighth is kept for keys holding nothing, each body there
+//! at most a sixty-fourth of the budget (a JSON request, at the defaults): before (found
+//! by the hostile-tenant audit of 2026-12-06), four keys holding their quarters with
+//! bodies sent slowly refused every other key's writes. One body takes at most the
+//! seven eighths shared. A request that finds no room is a 503 at once; the reservation
+//! ends with the request.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -41,12 +45,19 @@ impl BodyBudget {
         })
     }
 
-    /// Room for a body of `bytes` (at most the whole budget) for `key`, or a 503.
+    /// Room for a body of `bytes` (at most the shared part) for `key`, or a 503.
     pub fn reserve(self: &Arc<Self>, key: &str, bytes: usize) -> Result<Reservation, ApiError> {
-        let bytes = bytes.min(self.total);
+        let shared = self.total - self.total / 8;
+        let bytes = bytes.min(shared);
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let mine = held.per_key.get(key).copied().unwrap_or(0);
-        let room = held.total + bytes <= self.total && (mine == 0 || mine + bytes <= self.total / 4);
+        let room = if mine == 0 {
+            // a key holding nothing: its one body in the shared part, or a small one in
+            // the eighth kept for such keys
+            held.total + bytes <= shared || (bytes <= self.total / 64 && held.total + bytes <= self.total)
+        } else {
+            held.total + bytes <= shared && mine + bytes <= self.total / 4
+        };
         if !room {
             return Err(ApiError::Busy(
                 "the API holds as many request bodies as it can at once; retry shortly".into(),
@@ -94,14 +105,36 @@ mod tests {
 
     #[test]
     fn reservations_stay_within_the_budget_and_a_keys_quarter_and_end_with_their_requests() {
-        let budget = BodyBudget::new(100);
-        let a = budget.reserve("a", 20).unwrap();
-        assert!(budget.reserve("a", 10).is_err(), "past a's quarter (25)");
-        let b = budget.reserve("b", 60).expect("a key holding nothing sends one body");
-        assert!(budget.reserve("c", 30).is_err(), "past the budget");
+        let budget = BodyBudget::new(640);
+        let a = budget.reserve("a", 100).unwrap();
+        assert!(budget.reserve("a", 100).is_err(), "past a's quarter (160)");
+        let b = budget.reserve("b", 400).expect("a key holding nothing sends one body");
+        assert!(budget.reserve("c", 100).is_err(), "past the shared part (560)");
         drop(a);
-        let c = budget.reserve("c", 30).unwrap();
+        let c = budget.reserve("c", 100).unwrap();
         drop((b, c));
-        assert!(budget.reserve("d", 500).is_ok(), "one body alone, up to the whole budget");
+        let d = budget.reserve("d", 5000).expect("one body alone, up to the shared part");
+        assert_eq!(d.bytes, 560);
+    }
+
+    /// Found by the hostile-tenant audit of 2026-12-06: four keys each holding their
+    /// quarter (bodies sent a byte a second) held the whole budget, and every other
+    /// key's write with a body was a 503.
+    #[test]
+    fn keys_holding_their_quarters_leave_room_for_a_small_body_of_a_key_holding_nothing() {
+        let budget = BodyBudget::new(640);
+        // each takes all it may: its quarter, 160, in two bodies
+        let held: Vec<Reservation> = ["k1", "k2", "k3", "k4"]
+            .iter()
+            .flat_map(|k| [budget.reserve(k, 100), budget.reserve(k, 60)])
+            .filter_map(Result::ok)
+            .collect();
+        assert!(budget.reserve("k5", 100).is_err(), "the budget is full for a large body");
+        let small = budget.reserve("innocent", 10).expect("a small body of a key holding nothing");
+        assert!(
+            budget.reserve("k1", 10).is_err(),
+            "a key holding some cannot draw on the kept eighth"
+        );
+        drop((held, small));
     }
 }

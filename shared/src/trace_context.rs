@@ -101,6 +101,14 @@ pub fn span_log_ids(span: &tracing::Span, traceparent: Option<&str>, ahead: Opti
     (trace, span_id)
 }
 
+/// A `traceparent` that starts a trace of its own (sampled), for a job nothing traced
+/// asked for (a schedule's tick): the job, its runs and their lines then share one trace
+/// id from the start, shown on the job and its running attempt.
+pub fn fresh_traceparent() -> String {
+    let (trace, span) = fresh_ids(None);
+    format!("00-{trace}-{span}-01")
+}
+
 /// Same trace and flags as `parent`, a new random span id.
 pub fn child_of(parent: &str) -> Option<String> {
     let trace = trace_id_of(parent)?;

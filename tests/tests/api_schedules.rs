@@ -459,6 +459,21 @@ async fn the_scheduler_counts_each_tick_it_made_and_each_tick_it_missed_once() {
     // The next tick is on time.
     assert_eq!(scheduler.tick_once(at(1, 10)).await, 1);
     assert_eq!((counters.ticks(), counters.misfires()), (1, 1));
+    // Its job starts a trace of its own (found by an audit of 2026-12-06: a schedule's
+    // running job showed no trace id, though its runs' lines carried one).
+    use drover::queue::JobStore;
+    let made = store
+        .list(&drover::queue::ListQuery {
+            kinds: vec![JobKind::Cleanup],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .jobs;
+    assert_eq!(made.len(), 1);
+    let trace = made[0].trace_id.as_deref().expect("the job has a trace id");
+    assert_eq!(trace.len(), 32, "{trace}");
 
     // A replica started long after a tick does not call it missed: it was another's.
     let schedules = ScheduleStore::new(store.connection(), "drover");

@@ -297,6 +297,12 @@ impl<S: JobStore> Scheduler<S> {
                 continue;
             }
             let job = match (due.make)(tick) {
+                // A trace of its own (found by an audit of 2026-12-06: a schedule's
+                // running job showed no trace id, though its lines carried one).
+                Ok(j) if j.traceparent.is_none() => Ok(j.traceparent(crate::trace_context::fresh_traceparent())),
+                other => other,
+            };
+            let job = match job {
                 Ok(j) => j
                     .idempotency_key(format!("schedule:{}:{}", due.name, tick.timestamp()))
                     .trigger(format!("schedule:{}", due.name)),

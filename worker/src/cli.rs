@@ -53,7 +53,8 @@ pub fn settings_help() -> String {
         "Configuration: defaults, then the TOML file named by DROVER_CONFIG (section [worker]), then\n\
          environment variables (DROVER_WORKER__<KEY>, `__` between levels). DATABASE_URL applies unless\n\
          worker.database.url is set. Secrets show as <secret>. An operation's\n\
-         resilience.limits entry takes rate and burst together.\n\n\
+         resilience.limits entry takes rate and burst together, as a kind's retry policy\n\
+         (retry.<kind>.base and .max, ms; unset: the queue's backoff) does.\n\n\
          Settings (key, environment variable, default):\n{}",
         settings_table(&documented())
     )
@@ -64,7 +65,23 @@ pub fn settings_help() -> String {
 pub fn documented() -> Vec<drover::config::Setting> {
     let mut all = settings("worker", &WorkerConfig::default());
     all.retain(|s| s.key != "worker.resilience.max_wait");
-    all
+    // A kind's retry policy, unset by default, is two settings set together (found by
+    // the newcomer audit of 2026-12-06: it was listed as one variable, which cannot be set).
+    all.into_iter()
+        .flat_map(|s| match s.key.strip_prefix("worker.retry.") {
+            Some(kind) if !kind.contains('.') => ["base", "max"]
+                .map(|field| {
+                    let key = format!("{}.{field}", s.key);
+                    drover::config::Setting {
+                        env: drover::config::env_var(&key),
+                        key,
+                        value: "(none)".to_owned(),
+                    }
+                })
+                .to_vec(),
+            _ => vec![s],
+        })
+        .collect()
 }
 
 /// Parse the command line (exiting on `--help`, `--version` or a usage error).
@@ -104,9 +121,15 @@ mod tests {
             "worker.marketplace.timeout_ms",
             "worker.callbacks.max_tries",
             "worker.encryption_key",
+            "DROVER_WORKER__RETRY__CLEANUP__BASE",
+            "DROVER_WORKER__RETRY__CLEANUP__MAX",
         ] {
             assert!(help.contains(needle), "{needle} missing from\n{help}");
         }
+        assert!(
+            !help.contains("DROVER_WORKER__RETRY__CLEANUP "),
+            "a policy is not one variable:\n{help}"
+        );
         assert!(Args::try_parse_from(["drover-worker", "healthcheck", "127.0.0.1:9464"]).is_ok());
         assert!(Args::try_parse_from(["drover-worker", "serve"]).is_err());
     }

@@ -188,6 +188,44 @@ async fn replaced_credentials_move_an_account_to_the_limits_they_belong_to() {
         .is_none());
 }
 
+/// Found by the review of the change above: the replacement locked the account's row
+/// before the credentials' turns, so two replacements at once — credentials swapped
+/// between two accounts — could each hold what the other waited for, and Postgres ended
+/// one (a 503). The turns now come first, always in the same order.
+#[tokio::test]
+async fn credentials_swapped_between_two_accounts_at_once_never_deadlock() {
+    let db = PgDatabase::create().await;
+    drover::db::migrate(db.pool()).await.unwrap();
+    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
+    let repo = AccountRepo::new(db.pool().clone());
+    repo.insert(&registration("acme-a", "app", "Atzr|x"), &secrets).await.unwrap();
+    repo.insert(&registration("acme-b", "app", "Atzr|y"), &secrets).await.unwrap();
+    let (acme_a, acme_b) = (id("acme-a"), id("acme-b"));
+    for round in 0..30 {
+        let (to_a, to_b) = if round % 2 == 0 {
+            ("Atzr|y", "Atzr|x")
+        } else {
+            ("Atzr|x", "Atzr|y")
+        };
+        let (a, b) = (
+            registration("acme-a", "app", to_a).credentials,
+            registration("acme-b", "app", to_b).credentials,
+        );
+        let (ra, rb) = tokio::join!(
+            repo.replace_credentials(&acme_a, &a, &secrets),
+            repo.replace_credentials(&acme_b, &b, &secrets)
+        );
+        ra.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        rb.unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    let groups = AccountRepo::new(db.pool().clone())
+        .limits_of(&[id("acme-a"), id("acme-b")])
+        .await
+        .unwrap();
+    assert_eq!(groups[&id("acme-a")], id("acme-a"));
+    assert_eq!(groups[&id("acme-b")], id("acme-b"));
+}
+
 /// Found by the review of this change: a worker of this release starts leasing while it
 /// applies migration 0007 in the background, and its first runs read a schema without
 /// the new columns. That read was a permanent error (the job failed, "could not be

@@ -39,21 +39,28 @@ fn lock_key(digest: &[u8]) -> i64 {
 /// lock, and every registration of that seller, until TCP gave up on it.
 const IDLE_LIMIT: &str = "5000";
 
-/// Takes `digest`'s turn (until `tx` ends): registrations and replacements of one
-/// seller's credentials take turns.
-async fn take_turn(tx: &mut PgConnection, digest: &[u8]) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $2, true), pg_advisory_xact_lock($1)")
-        .bind(lock_key(digest))
-        .bind(IDLE_LIMIT)
-        .execute(&mut *tx)
-        .await?;
+/// Takes the turns of every one of `digests` (until `tx` ends), always in the same order,
+/// so two transactions taking the same two (credentials swapped between two accounts,
+/// or a seller's new token sent to its accounts at once) wait for each other instead of
+/// deadlocking. A turn taken again in the same transaction is held already.
+pub(crate) async fn take_turns(tx: &mut PgConnection, digests: &[&[u8]]) -> Result<(), sqlx::Error> {
+    let mut keys: Vec<i64> = digests.iter().map(|d| lock_key(d)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $2, true), pg_advisory_xact_lock($1)")
+            .bind(key)
+            .bind(IDLE_LIMIT)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }
 
 /// Takes `digest`'s turn (until `tx` ends) and answers the account whose limits a row
 /// with `digest` shares: the first one registered with it, if any.
 pub(crate) async fn shared_with(tx: &mut PgConnection, digest: &[u8]) -> Result<Option<String>, sqlx::Error> {
-    take_turn(tx, digest).await?;
+    take_turns(tx, &[digest]).await?;
     let shared: Option<(String,)> =
         sqlx::query_as("SELECT COALESCE(limits_of, id) FROM accounts WHERE credentials_digest = $1 ORDER BY created_at, id LIMIT 1")
             .bind(digest)
@@ -62,15 +69,11 @@ pub(crate) async fn shared_with(tx: &mut PgConnection, digest: &[u8]) -> Result<
     Ok(shared.map(|(of,)| of))
 }
 
-/// Row `id` is given the credentials whose digest is `digest` (its old ones were
-/// `old`): its group becomes that of the first row holding them (its own when none
+/// Row `id` is given the credentials whose digest is `digest`: its group becomes that of the first row holding them (its own when none
 /// does), the rows that followed it with these credentials follow it there, and those
 /// that followed it with its old ones keep sharing among themselves, led by the oldest
-/// of them. Takes both digests' turns. Answers the row's group.
-pub(crate) async fn regroup(tx: &mut PgConnection, id: &str, old: Option<&[u8]>, digest: &[u8]) -> Result<String, sqlx::Error> {
-    if let Some(old) = old.filter(|o| *o != digest) {
-        take_turn(tx, old).await?;
-    }
+/// of them. The caller holds both digests' turns ([`take_turns`]). Answers the row's group.
+pub(crate) async fn regroup(tx: &mut PgConnection, id: &str, digest: &[u8]) -> Result<String, sqlx::Error> {
     let others = shared_with(tx, digest).await?;
     // (the first row with these credentials may be one that follows this one)
     let group = others.unwrap_or_else(|| id.to_owned());

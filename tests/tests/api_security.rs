@@ -340,7 +340,12 @@ async fn answer_within_2s(raw: &mut tokio::net::TcpStream) -> Option<String> {
 /// quarter of it); one that finds no room is a 503 at once.
 #[tokio::test]
 async fn request_bodies_in_flight_are_bounded_for_the_process_and_for_each_key() {
-    let app = spawn_app_with(Durability::None, |c| c.server.max_body_bytes_in_flight = 1 << 20).await;
+    let app = spawn_app_with(Durability::None, |c| {
+        c.server.max_body_bytes_in_flight = 1 << 20;
+        // (no more than one body may reserve of it: seven eighths)
+        (c.body_limit_bytes, c.csv_limit_bytes) = (900_000, 900_000);
+    })
+    .await;
     // acme's first upload holds 600 KB of the 1 MiB, stalled.
     let mut first = stalled_upload(&app, ACME_SUB, 600_000, 1000).await;
     assert_eq!(answer_within_2s(&mut first).await, None, "it waits for its body");

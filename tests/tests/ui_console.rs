@@ -693,7 +693,12 @@ async fn stalled_form(app: &TestApp, cookie: &str, path: &str, bytes: usize) -> 
 #[tokio::test]
 async fn console_forms_sent_slowly_are_bounded_by_the_request_body_budget() {
     use tokio::io::AsyncReadExt;
-    let app = spawn_app_with(Durability::None, |c| c.server.max_body_bytes_in_flight = 1 << 20).await;
+    let app = spawn_app_with(Durability::None, |c| {
+        c.server.max_body_bytes_in_flight = 1 << 20;
+        // (no more than one body may reserve of it: seven eighths)
+        (c.body_limit_bytes, c.csv_limit_bytes) = (900_000, 900_000);
+    })
+    .await;
     let browser = Browser::sign_in(&app, ACME_SUB).await;
     // A key's quarter of 1 MiB holds four forms of 60,000 bytes.
     let mut held = Vec::new();

@@ -332,6 +332,20 @@ impl ApiConfig {
                 self.csv_limit_bytes
             ));
         }
+        // One body takes at most the seven eighths of the budget the keys share
+        // (`body_budget.rs`): a larger limit would let a body hold more than it reserved.
+        let shared = self.server.max_body_bytes_in_flight - self.server.max_body_bytes_in_flight / 8;
+        for (name, limit) in [
+            ("api.body_limit_bytes", self.body_limit_bytes),
+            ("api.csv_limit_bytes", self.csv_limit_bytes),
+        ] {
+            if limit > shared {
+                errs.push(format!(
+                    "{name} = {limit} is more than seven eighths of api.server.max_body_bytes_in_flight ({}): raise that, or lower this",
+                    self.server.max_body_bytes_in_flight
+                ));
+            }
+        }
         if !(1..=3650).contains(&self.audit_retention_days) {
             errs.push(format!(
                 "api.audit_retention_days = {} must be between 1 and 3650",
@@ -573,6 +587,27 @@ mod tests {
         let v = c.validate().unwrap();
         assert_eq!(v.listen.port(), 8080);
         assert_eq!(v.keys.len(), 1);
+    }
+
+    /// Found by the review of 2026-12-06's changes: a body limit above what one body may
+    /// reserve of `api.server.max_body_bytes_in_flight` (its seven eighths) was accepted,
+    /// and a body then held more than it had reserved.
+    #[test]
+    fn a_body_limit_above_what_one_body_may_reserve_is_refused() {
+        let mut c = ApiConfig {
+            keys: vec![key("ops", Role::Admin)],
+            encryption_key: SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            marketplace_token_url: "https://api.amazon.com/auth/o2/token".into(),
+            ..Default::default()
+        };
+        c.server.max_body_bytes_in_flight = 8 << 20;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("api.csv_limit_bytes = 10485760") && msg.contains("max_body_bytes_in_flight"),
+            "{msg}"
+        );
+        c.csv_limit_bytes = 7 << 20;
+        assert!(c.validate().is_ok());
     }
 
     /// Found by the audit of 2026-12-06: a grace longer than the idempotency keys live

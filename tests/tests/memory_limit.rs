@@ -25,14 +25,7 @@ fn used_memory(server: &RedisServer) -> u64 {
 /// is refused for memory: Redis is at its limit. Returns how many filler keys it took.
 fn fill_to_the_limit(server: &RedisServer) -> usize {
     let mut c = server.conn();
-    let limit = used_memory(server) + 512 * 1024;
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(limit).query(&mut c).unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query(&mut c)
-        .unwrap();
+    limit_memory(&mut c, used_memory(server) + 512 * 1024);
     let filler = "x".repeat(16 * 1024);
     for n in 0..10_000 {
         let set: redis::RedisResult<()> = redis::cmd("SET").arg(format!("filler:{n}")).arg(&filler).query(&mut c);
@@ -42,6 +35,17 @@ fn fill_to_the_limit(server: &RedisServer) -> usize {
         }
     }
     panic!("Redis never reached its memory limit");
+}
+
+/// `maxmemory` of `limit` bytes, refusing writes past it (as deployed).
+fn limit_memory(c: &mut redis::Connection, limit: u64) {
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(limit).query(c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(c)
+        .unwrap();
 }
 
 fn free_filler(server: &RedisServer, n: usize) {
@@ -134,13 +138,7 @@ async fn at_the_memory_limit_the_dead_cap_is_taken_only_under_the_trim_lock() {
         .unwrap();
     // Far past the limit: every write command is refused for memory, for good.
     let mut c = server.conn();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query(&mut c).unwrap();
+    limit_memory(&mut c, 1);
     let refused: redis::RedisResult<()> = redis::cmd("SET").arg("probe").arg(1).query(&mut c);
     assert_eq!(refused.unwrap_err().code(), Some("OOM"));
 

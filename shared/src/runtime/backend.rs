@@ -249,7 +249,7 @@ async fn dispatch<S: JobStore>(
                     let answer = shared.settle(kind, &lease, s).await;
                     // counted as any run that ended dead: the dead-letter alert reads it
                     if let Some(fate) = counted_fate(&answer, RunFate::Dead) {
-                        metrics::run_finished(kind, fate, Duration::ZERO);
+                        metrics::ended_without_running(kind, fate);
                     }
                     drop(lease);
                 });

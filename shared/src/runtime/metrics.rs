@@ -47,8 +47,13 @@ impl RunFate {
 }
 
 pub(crate) fn run_finished(kind: JobKind, fate: RunFate, took: Duration) {
-    counter!(JOBS_FINISHED, "kind" => kind.as_str(), "outcome" => fate.as_str()).increment(1);
+    ended_without_running(kind, fate);
     histogram!(RUN_DURATION, "kind" => kind.as_str()).record(took.as_secs_f64());
+}
+
+/// A job ended without a run to time (a record that cannot be decoded, dead at once).
+pub(crate) fn ended_without_running(kind: JobKind, fate: RunFate) {
+    counter!(JOBS_FINISHED, "kind" => kind.as_str(), "outcome" => fate.as_str()).increment(1);
 }
 
 pub(crate) fn trim_backlog(kind: JobKind, backlog: u64) {

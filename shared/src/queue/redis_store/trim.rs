@@ -6,6 +6,7 @@ use super::{RedisStore, CHUNK};
 use crate::job::{JobId, JobKind};
 
 use crate::queue::{scripts, QueueKeys, StoreError, Trimmed};
+use crate::redis_conn::RedisConn;
 
 /// How long one `trim` call may keep removing before it yields to the next tick.
 const TRIM_BUDGET: Duration = Duration::from_millis(250);
@@ -46,7 +47,7 @@ impl RedisStore {
     /// those depend on: account, dead-letter signature) are read ahead and declared.
     async fn remove(
         &self,
-        conn: &mut crate::redis_conn::RedisConn,
+        conn: &mut RedisConn,
         k: &QueueKeys,
         state: &str,
         named: Option<&[String]>,
@@ -223,7 +224,7 @@ impl RedisStore {
     /// Returns what it removed and how many are still over the cap.
     async fn trim_dead_over_cap(
         &self,
-        conn: &mut crate::redis_conn::RedisConn,
+        conn: &mut RedisConn,
         parts: &[QueueKeys],
         limit: usize,
         ranked: bool,
@@ -258,50 +259,36 @@ impl RedisStore {
         Ok((removed, over.saturating_sub(removed)))
     }
 
+    /// Whether `queue`'s trim lock still holds `owner`'s token; if so it is extended to
+    /// `ttl_ms`, or deleted with 0.
+    async fn lock_held(&self, conn: &mut RedisConn, queue: &QueueKeys, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        Self::trim_lock(conn, queue, owner, ttl_ms, "").await
+    }
+
+    /// Takes the kind's trim lock for `owner` if it is free, by the lock's script, which
+    /// Redis runs at its memory limit.
+    async fn take_lock_at_the_limit(&self, conn: &mut RedisConn, queue: &QueueKeys, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        Self::trim_lock(conn, queue, owner, ttl_ms, "take").await
+    }
+
+    /// `trim_lock.lua` on `queue`'s lock for `owner` (`mode` `take`, or empty).
+    async fn trim_lock(conn: &mut RedisConn, queue: &QueueKeys, owner: &str, ttl_ms: u64, mode: &str) -> Result<bool, StoreError> {
+        let done: i64 = scripts::TRIM_LOCK
+            .key(queue.key("trim:lock"))
+            .arg(queue.prefix())
+            .arg(owner)
+            .arg(ttl_ms)
+            .arg(mode)
+            .invoke_async(conn)
+            .await?;
+        Ok(done == 1)
+    }
+
     /// Whether partition `k`'s dead jobs are ranked by account (`dgndone`: set by the
     /// dead-letter backfill, or by a queue's first enqueue) and counted per account
     /// (`acdone`: the ranks are checked against those counts). Read, not left to the
     /// backfills' answers, which a pass short of budget or at the memory limit does not
     /// reach; a partition that cannot be read counts as not ranked.
-    /// Whether `queue`'s trim lock still holds `owner`'s token; if so it is extended to
-    /// `ttl_ms`, or deleted with 0 (`trim_lock.lua`).
-    async fn lock_held(
-        &self,
-        conn: &mut crate::redis_conn::RedisConn,
-        queue: &QueueKeys,
-        owner: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let held: i64 = scripts::TRIM_LOCK
-            .key(queue.key("trim:lock"))
-            .arg(queue.prefix())
-            .arg(owner)
-            .arg(ttl_ms)
-            .invoke_async(conn)
-            .await?;
-        Ok(held == 1)
-    }
-
-    /// Takes the kind's trim lock for `owner` if it is free, by the lock's script, which
-    /// Redis runs at its memory limit.
-    async fn take_lock_at_the_limit(
-        &self,
-        conn: &mut crate::redis_conn::RedisConn,
-        queue: &QueueKeys,
-        owner: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let taken: i64 = scripts::TRIM_LOCK
-            .key(queue.key("trim:lock"))
-            .arg(queue.prefix())
-            .arg(owner)
-            .arg(ttl_ms)
-            .arg("take")
-            .invoke_async(conn)
-            .await?;
-        Ok(taken == 1)
-    }
-
     async fn dead_ranked(&self, k: &QueueKeys) -> bool {
         let done: Result<u64, _> = redis::cmd("EXISTS")
             .arg(k.key("dgndone"))
@@ -318,12 +305,7 @@ impl RedisStore {
     /// `dgn` (an account's jobs are all in one), each checked against its dead count in
     /// `as:` (which every release keeps): a rank a mixed-release upgrade left off is set
     /// right, so it cannot keep an account on top. None when no account is ranked.
-    async fn most_dead_oldest(
-        &self,
-        conn: &mut crate::redis_conn::RedisConn,
-        parts: &[QueueKeys],
-        take: usize,
-    ) -> Result<Vec<(usize, String)>, StoreError> {
+    async fn most_dead_oldest(&self, conn: &mut RedisConn, parts: &[QueueKeys], take: usize) -> Result<Vec<(usize, String)>, StoreError> {
         let tops = futures::future::try_join_all(parts.iter().map(|k| {
             let mut conn = conn.clone();
             async move {
@@ -397,12 +379,7 @@ impl RedisStore {
 
 /// The kind's `take` oldest dead jobs over every partition (`held`: each one's dead
 /// count), as (partition, id).
-async fn oldest_dead(
-    conn: &crate::redis_conn::RedisConn,
-    parts: &[QueueKeys],
-    held: &[u64],
-    take: usize,
-) -> Result<Vec<(usize, String)>, StoreError> {
+async fn oldest_dead(conn: &RedisConn, parts: &[QueueKeys], held: &[u64], take: usize) -> Result<Vec<(usize, String)>, StoreError> {
     let oldest = futures::future::try_join_all(parts.iter().zip(held).map(|(k, &n)| {
         let mut conn = conn.clone();
         async move {
@@ -435,7 +412,7 @@ async fn oldest_dead(
 /// before the script runs, the script meets a job it was not given and ends there; the
 /// next call reads it ahead.
 async fn due_ahead(
-    conn: &mut crate::redis_conn::RedisConn,
+    conn: &mut RedisConn,
     index: &str,
     (retention_ms, limit, keep_max): (u64, usize, u64),
 ) -> Result<Vec<String>, StoreError> {

@@ -254,6 +254,40 @@ fn element(page: &str, id: &str) -> String {
     page[at..].split('<').next().unwrap().to_owned()
 }
 
+/// Found by the console audit of 2026-12-06: when the canary replayed no job (another
+/// sync of its account active, the picked jobs no longer dead), the canary page had no
+/// rows, took that for "every canary succeeded" and offered the rest at once. Nothing
+/// else goes now, and the answer says why, as the CLI's does.
+#[tokio::test]
+async fn a_canary_that_replayed_nothing_lets_nothing_else_go() {
+    let app = spawn_app().await;
+    let queued = app.submit_ok(&cleanup_body("acme")).await;
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&dead, ErrorClass::Permanent, "SKU-00001 rejected").await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+    let ids = format!("{queued},{dead}");
+    let res = b
+        .http
+        .post(app.url("/ui/dead-letter/act"))
+        .header(COOKIE, &b.cookie)
+        .form(&[("csrf", csrf.as_str()), ("op", "replay"), ("ids", &ids), ("canary", "1")])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let page = res.text().await.unwrap();
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("no canary could be replayed") && !page.contains("replay-rest"),
+        "{page}"
+    );
+    assert_eq!(state_of(&app, &dead).await, "dead", "nothing else went");
+    // A canary page with no canary (a hand-made address) offers nothing either.
+    let (_, page) = b.get(&format!("/ui/dead-letter/canary?ids={dead}&canary_ids=")).await;
+    assert!(!page.contains("replay-rest"), "{page}");
+}
+
 #[tokio::test]
 async fn picked_jobs_a_filter_and_a_group_with_a_canary_are_confirmed_with_their_count_first() {
     let app = spawn_app().await;

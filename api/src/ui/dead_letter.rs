@@ -410,6 +410,21 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
                 },
             };
             match dead_letter::replay(State(state.clone()), caller.clone(), JsonBody(req)).await {
+                // No canary could go (another sync of its account is active, the jobs are
+                // no longer dead, the walk found none): nothing else goes either, as the
+                // CLI says (found by the console audit of 2026-12-06: the canary page
+                // then offered the rest at once, no canary having run).
+                Ok(r) if r.0.replayed.is_empty() => {
+                    let why: Vec<String> = r.0.skipped.iter().take(5).map(|s| format!("{}: {}", s.id, s.reason)).collect();
+                    page::error(&ApiError::Conflict(format!(
+                        "no canary could be replayed{}; nothing else was",
+                        if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", why.join("; "))
+                        }
+                    )))
+                }
                 Ok(r) => {
                     let mut rest = sel.clone();
                     if let Selection::Ids(ids) = &mut rest {
@@ -588,7 +603,8 @@ pub async fn canary(State(state): State<AppState>, caller: Caller, session: Sess
     }
     let ended = |s: &str| matches!(s, "succeeded" | "partial" | "dead" | "cancelled" | "gone");
     let all_ended = rows.iter().all(|(_, s)| ended(s));
-    let all_ok = rows.iter().all(|(_, s)| s == "succeeded");
+    // (no canary at all, as a hand-made address may say, is not a canary that succeeded)
+    let all_ok = !rows.is_empty() && rows.iter().all(|(_, s)| s == "succeeded");
     // Not counted (the key's budget, Redis): said so, never shown as none left.
     let left = count(&state, &viewer.caller, &sel).await.map_err(|e| e.detail());
     let mut fields = sel.fields();

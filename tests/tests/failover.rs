@@ -842,6 +842,31 @@ async fn with_a_shard_down_the_other_partitions_are_still_trimmed() {
     }
 }
 
+/// Found by an audit of this stop's code under failure (2026-12-06): with one shard down
+/// the count of accounts waiting for a turn failed whole, so the sweep counted none and
+/// no run of the kind gave its turn away on any partition while the shard was down.
+/// The shards that answer are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shard_down_the_other_partitions_accounts_still_wait_for_turns() {
+    let (mut cluster, store) = partial_cluster().await;
+    for a in 0..24 {
+        store.enqueue(NewJob::new(cleanup(&format!("a{a}")))).await.unwrap();
+    }
+    assert_eq!(store.accounts_waiting(JobKind::Cleanup).await.unwrap(), 24);
+    kill_a_primary_between_partitions(&mut cluster, &store, false);
+    // (the cluster client may fail a first call or two while it learns the node is gone)
+    let mut counted = None;
+    for _ in 0..10 {
+        if let Ok(n) = store.accounts_waiting(JobKind::Cleanup).await {
+            counted = Some(n);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n = counted.expect("the live shards' accounts are counted");
+    assert!(n > 0 && n < 24, "{n} of 24");
+}
+
 /// Found by the chaos audit of 2026-12-06: behind Sentinel, looking the primary up takes
 /// at least 1 s while the first sentinel listed accepts connections and answers nothing
 /// (redis-rs reads the sentinels' answers in list order), and the lease keeper dialled

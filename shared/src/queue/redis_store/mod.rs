@@ -350,23 +350,42 @@ impl JobStore for RedisStore {
     async fn accounts_waiting(&self, kind: JobKind) -> Result<u64, StoreError> {
         let parts = self.all_keys(kind);
         let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
-        let replies = self
-            .grouped(&tags, None, |pipe, i| {
+        let replies = crate::redis_conn::query_grouped_each(
+            &self.conn,
+            &tags,
+            None,
+            |pipe, i| {
                 pipe.zcard(parts[i].key("passes"))
                     .exists(&[parts[i].key("paused"), parts[i].key("restarted")]);
-            })
-            .await?;
+            },
+            None,
+        )
+        .await;
         // A paused queue, or one held after a Redis restart, leases nothing: a run that
         // gave its turn away for its accounts would leave its slot idle (found by the
-        // fairness audit of 2026-12-06).
-        let mut waiting = 0;
-        for values in replies {
-            let (offered, held): (u64, u64) = redis::from_redis_value(Value::Array(values)).map_err(parse_err)?;
-            if held == 0 {
-                waiting += offered;
+        // fairness audit of 2026-12-06). A shard that does not answer is passed over:
+        // the others' accounts still get their turns (it fails only when none answers).
+        let (mut waiting, mut answered, mut failed) = (0, false, None);
+        for group in replies {
+            match group.result {
+                Ok((per_item, _)) => {
+                    answered = true;
+                    for values in per_item {
+                        let (offered, held): (u64, u64) = redis::from_redis_value(Value::Array(values)).map_err(parse_err)?;
+                        if held == 0 {
+                            waiting += offered;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(waiting)
+        match failed {
+            Some(e) if !answered => Err(e.into()),
+            _ => Ok(waiting),
+        }
     }
 
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {

@@ -41,6 +41,9 @@ pub struct NewCredentials {
     pub skip_validation: bool,
 }
 
+/// How long the answer waits for the account's last syncs once its credentials are stored.
+const LAST_SYNCED_READ: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The longest client secret or refresh token accepted.
 pub(super) const MAX_SECRET: usize = 4096;
 
@@ -104,13 +107,19 @@ async fn store(state: &AppState, caller: &Caller, raw_id: &str, req: NewCredenti
         .ok_or_else(|| ApiError::NotFound(format!("no account {:?}", account.id.as_str())))?;
     tracing::info!(account = %replaced.id, validated = !skip_validation, key = %caller.name, "account credentials replaced");
     // The credentials are replaced: a failure to read the last syncs only leaves them
-    // out of the answer, which must not say the change failed.
-    let synced = match repo.pool().acquire().await {
-        Ok(mut conn) => drover::data::last_synced::load(&mut conn, replaced.id.as_str())
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    // out of the answer, which must not say the change failed; bounded, so a silent
+    // Postgres cannot hold back the action's audit entry (found by an audit of 2026-12-06).
+    let read = async {
+        match repo.pool().acquire().await {
+            Ok(mut conn) => drover::data::last_synced::load(&mut conn, replaced.id.as_str())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     };
+    let synced = tokio::time::timeout(LAST_SYNCED_READ, read)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {LAST_SYNCED_READ:?}")));
     let synced = synced.unwrap_or_else(|error| {
         tracing::warn!(account = %replaced.id, error, "could not read the account's last syncs after replacing its credentials");
         Default::default()

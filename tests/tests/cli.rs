@@ -509,6 +509,27 @@ async fn help_never_shows_the_api_url_from_the_environment() {
     assert!(!help.stdout.contains("hunter2"), "{help:?}");
 }
 
+/// Found by the CLI audit of 2026-12-06: `--rate 1e-20` or a `--canary-timeout` past what
+/// a clock can add panicked (exit 101, no summary) after the canaries had been replayed,
+/// and `--canary 1500` replayed nothing after a 422. Each is a usage error before
+/// anything is sent.
+#[tokio::test]
+async fn replay_flags_out_of_range_are_usage_errors_before_anything_is_sent() {
+    let unused = [("DROVER_API", "http://127.0.0.1:9"), ("DROVER_API_KEY", "k")];
+    for flags in [
+        &["--rate", "1e-20"][..],
+        &["--rate", "1e300"],
+        &["--canary-timeout", "18446744073709551615"],
+        &["--canary", "1500"],
+    ] {
+        let mut args = vec!["dlq", "replay", "--account", "acme", "--dry-run"];
+        args.extend_from_slice(flags);
+        let r = run("drover", &args, &unused).await;
+        assert_eq!(r.code, 2, "{flags:?}: {r:?}");
+        assert!(r.stderr.contains(flags[0]), "the flag is named: {r:?}");
+    }
+}
+
 #[tokio::test]
 async fn every_binary_answers_help_and_version() {
     for bin in ["drover", "drover-api", "drover-worker"] {

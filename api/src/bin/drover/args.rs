@@ -199,11 +199,11 @@ pub enum DlqCmd {
         /// Most jobs to replay (default: every match, up to 10000).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: Option<u32>,
-        /// Replay N jobs first and wait for them to end; go on only if all succeeded.
-        #[arg(long, value_name = "N")]
+        /// Replay N jobs first (1–1000) and wait for them to end; go on only if all succeeded.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         canary: Option<u32>,
-        /// How long to wait for the canaries, in seconds.
-        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        /// How long to wait for the canaries, in seconds (1–86400).
+        #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
         canary_timeout: u64,
         /// Jobs per second for the rest (default: as fast as the API takes them).
         #[arg(long, value_name = "R")]

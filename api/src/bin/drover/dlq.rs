@@ -19,6 +19,9 @@ const BATCH: usize = 1000;
 /// Most jobs one `drover dlq replay` touches without `--limit`.
 const MAX_JOBS: usize = 10_000;
 const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
+/// The slowest and fastest `--rate`, jobs per second (one an hour at the least).
+const MIN_RATE: f64 = 1.0 / 3600.0;
+const MAX_RATE: f64 = 100_000.0;
 
 pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError> {
     let cmd = expand(cmd).map_err(CliError::Usage)?;
@@ -58,8 +61,13 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
             rate,
             dry_run,
         } => {
-            if let Some(r) = rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-                return Err(CliError::Usage(format!("--rate {r}: give a positive number of jobs per second")));
+            // Checked before anything is sent (found by the CLI audit of 2026-12-06: a
+            // rate far below one job an hour, or a canary timeout past what a clock can
+            // add, panicked after the canaries had been replayed).
+            if let Some(r) = rate.filter(|r| !(r.is_finite() && (MIN_RATE..=MAX_RATE).contains(r))) {
+                return Err(CliError::Usage(format!(
+                    "--rate {r}: give jobs per second from {MIN_RATE} to {MAX_RATE}"
+                )));
             }
             let chosen = choose(client, ids, &filter, limit).await?;
             if dry_run {

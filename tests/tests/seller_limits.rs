@@ -73,6 +73,15 @@ fn registration(id: &str, client_id: &str, refresh: &str) -> NewAccount {
     }
 }
 
+/// A private database with the schema in place, the dev key's sealer and a repository.
+async fn migrated() -> (PgDatabase, SecretBox, AccountRepo) {
+    let db = PgDatabase::create().await;
+    drover::db::migrate(db.pool()).await.unwrap();
+    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
+    let repo = AccountRepo::new(db.pool().clone());
+    (db, secrets, repo)
+}
+
 fn id(s: &str) -> AccountId {
     AccountId::parse(s).unwrap()
 }
@@ -84,10 +93,7 @@ fn id(s: &str) -> AccountId {
 /// a worker first reads one or at the API's next start, the first filled leading.
 #[tokio::test]
 async fn accounts_share_limits_only_with_the_same_credentials_and_older_rows_get_theirs_on_first_use() {
-    let db = PgDatabase::create().await;
-    drover::db::migrate(db.pool()).await.unwrap();
-    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
-    let repo = AccountRepo::new(db.pool().clone());
+    let (db, secrets, repo) = migrated().await;
     for (account, client, refresh) in [
         ("acme-us", "app", "Atzr|one"),
         ("acme-ca", "app", "Atzr|one"),
@@ -138,10 +144,7 @@ async fn accounts_share_limits_only_with_the_same_credentials_and_older_rows_get
 /// another seller's limits. The group now follows the credentials, as at registration.
 #[tokio::test]
 async fn replaced_credentials_move_an_account_to_the_limits_they_belong_to() {
-    let db = PgDatabase::create().await;
-    drover::db::migrate(db.pool()).await.unwrap();
-    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
-    let repo = AccountRepo::new(db.pool().clone());
+    let (db, secrets, repo) = migrated().await;
     for (account, refresh) in [
         ("acme-us", "Atzr|one"),
         ("acme-ca", "Atzr|one"),
@@ -194,10 +197,7 @@ async fn replaced_credentials_move_an_account_to_the_limits_they_belong_to() {
 /// one (a 503). The turns now come first, always in the same order.
 #[tokio::test]
 async fn credentials_swapped_between_two_accounts_at_once_never_deadlock() {
-    let db = PgDatabase::create().await;
-    drover::db::migrate(db.pool()).await.unwrap();
-    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
-    let repo = AccountRepo::new(db.pool().clone());
+    let (db, secrets, repo) = migrated().await;
     repo.insert(&registration("acme-a", "app", "Atzr|x"), &secrets).await.unwrap();
     repo.insert(&registration("acme-b", "app", "Atzr|y"), &secrets).await.unwrap();
     let (acme_a, acme_b) = (id("acme-a"), id("acme-b"));
@@ -232,10 +232,7 @@ async fn credentials_swapped_between_two_accounts_at_once_never_deadlock() {
 /// read"); it is now an outage (the run stops without using an attempt and comes back).
 #[tokio::test]
 async fn reading_credentials_before_the_migration_ran_is_an_outage_not_a_failure() {
-    let db = PgDatabase::create().await;
-    drover::db::migrate(db.pool()).await.unwrap();
-    let secrets = SecretBox::new(&EncryptionKey::parse(DEV_ENCRYPTION_KEY).unwrap());
-    let repo = AccountRepo::new(db.pool().clone());
+    let (db, secrets, repo) = migrated().await;
     repo.insert(&registration("acme", "app", "Atzr|one"), &secrets).await.unwrap();
     sqlx::query("ALTER TABLE accounts DROP COLUMN limits_of, DROP COLUMN credentials_digest")
         .execute(db.pool())

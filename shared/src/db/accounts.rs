@@ -48,6 +48,16 @@ pub struct AccountCredentials {
     pub limits_of: AccountId,
 }
 
+/// What row `id` stores of `creds`: their digest (`seller_limits.rs`), and the client
+/// secret and refresh token sealed to that row and column.
+fn stored(id: &AccountId, creds: &LwaCredentials, secrets: &SecretBox) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    (
+        seller_limits::credentials_digest(&creds.client_id, &creds.refresh_token),
+        sealed_column::seal(secrets, id, Column::ClientSecret, &creds.client_secret),
+        sealed_column::seal(secrets, id, Column::RefreshToken, &creds.refresh_token),
+    )
+}
+
 /// The columns of [`AccountRow`] (a macro so queries stay `&'static str`, never built at run time).
 macro_rules! columns {
     () => {
@@ -141,9 +151,7 @@ impl AccountRepo {
     pub async fn insert(&self, new: &NewAccount, secrets: &SecretBox) -> Result<Account, DbError> {
         let marketplace_ids: Vec<String> = new.marketplace_ids.iter().map(|m| m.as_str().to_owned()).collect();
         let creds = &new.credentials;
-        let digest = seller_limits::credentials_digest(&creds.client_id, &creds.refresh_token);
-        let client_secret = sealed_column::seal(secrets, &new.id, Column::ClientSecret, &creds.client_secret);
-        let refresh_token = sealed_column::seal(secrets, &new.id, Column::RefreshToken, &creds.refresh_token);
+        let (digest, client_secret, refresh_token) = stored(&new.id, creds, secrets);
         let row: AccountRow = self
             .deadline
             .bound(async {
@@ -189,9 +197,7 @@ impl AccountRepo {
         creds: &LwaCredentials,
         secrets: &SecretBox,
     ) -> Result<Option<Account>, DbError> {
-        let digest = seller_limits::credentials_digest(&creds.client_id, &creds.refresh_token);
-        let client_secret = sealed_column::seal(secrets, id, Column::ClientSecret, &creds.client_secret);
-        let refresh_token = sealed_column::seal(secrets, id, Column::RefreshToken, &creds.refresh_token);
+        let (digest, client_secret, refresh_token) = stored(id, creds, secrets);
         let row: Option<AccountRow> = self
             .deadline
             .bound(async {

@@ -25,6 +25,24 @@ pub struct LwaCredentials {
     pub refresh_token: SecretString,
 }
 
+impl LwaCredentials {
+    /// SHA-256 over all three parts, hex: tells two sets of credentials apart (the
+    /// token cache binds a token to the credentials that got it) without revealing them.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            self.client_id.as_str(),
+            self.client_secret.expose_secret(),
+            self.refresh_token.expose_secret(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
 impl fmt::Debug for LwaCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LwaCredentials")

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover::job::AccountId;
+use drover::lwa::LwaCredentials;
 use drover::resilience::{
     BreakerConfig, BreakerState, CallOutcome, ColdStart, CooldownConfig, ExposeSecret, Operation, RateSpec, Resilience, ResilienceConfig,
     ResilienceError, SecretString,
@@ -24,6 +25,19 @@ async fn instances(redis: &RedisServer, n: usize, config: &ResilienceConfig) -> 
 
 fn account() -> AccountId {
     AccountId::parse("acct-1").unwrap()
+}
+
+/// The credentials a token is got with; `refresh` tells sets apart.
+fn credentials(refresh: &str) -> LwaCredentials {
+    LwaCredentials {
+        client_id: "amzn1.application-oa2-client.test".into(),
+        client_secret: SecretString::from("client-secret"),
+        refresh_token: SecretString::from(refresh.to_owned()),
+    }
+}
+
+fn creds() -> LwaCredentials {
+    credentials("Atzr|first")
 }
 
 fn with_limit(op: Operation, rate: f64, burst: u32) -> ResilienceConfig {
@@ -370,7 +384,7 @@ async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_f
     for i in 0..50 {
         let r = procs[i % 5].clone();
         let fetch = counting_fetch(&count);
-        callers.push(tokio::spawn(async move { r.access_token(&account(), fetch).await }));
+        callers.push(tokio::spawn(async move { r.access_token(&account(), &creds(), fetch).await }));
     }
     for c in callers {
         assert_eq!(c.await.unwrap().unwrap().expose_secret(), "Atza|secret-token-1");
@@ -383,7 +397,7 @@ async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_f
     for _ in 0..10 {
         let r = procs[0].clone();
         let fetch = counting_fetch(&count);
-        callers.push(tokio::spawn(async move { r.access_token(&account(), fetch).await }));
+        callers.push(tokio::spawn(async move { r.access_token(&account(), &creds(), fetch).await }));
     }
     for c in callers {
         assert_eq!(c.await.unwrap().unwrap().expose_secret(), "Atza|secret-token-2");
@@ -391,9 +405,33 @@ async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_f
     assert_eq!(count.load(Ordering::SeqCst), 2);
     // A late 401 elsewhere with the old token must not throw away the new one.
     procs[3].invalidate_token(&account(), &old).await.unwrap();
-    let t = procs[3].access_token(&account(), counting_fetch(&count)).await.unwrap();
+    let t = procs[3].access_token(&account(), &creds(), counting_fetch(&count)).await.unwrap();
     assert_eq!(t.expose_secret(), "Atza|secret-token-2");
     assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+/// An account given other credentials (`PUT /v1/accounts/{id}/credentials`) gets a token
+/// of the new ones at its next call, in the process that held the old one and in every
+/// other. Found by an audit: the cache was per account, so workers kept the old
+/// credentials' token until it expired, up to an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_got_with_replaced_credentials_is_not_used_with_the_new_ones() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 2, &ResilienceConfig::default()).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let old = procs[0].access_token(&account(), &creds(), counting_fetch(&count)).await.unwrap();
+    assert_eq!(old.expose_secret(), "Atza|secret-token-1");
+
+    let replaced = credentials("Atzr|second");
+    let new = procs[0].access_token(&account(), &replaced, counting_fetch(&count)).await.unwrap();
+    assert_eq!(new.expose_secret(), "Atza|secret-token-2", "the process that held the old token");
+    let elsewhere = procs[1].access_token(&account(), &replaced, counting_fetch(&count)).await.unwrap();
+    assert_eq!(
+        elsewhere.expose_secret(),
+        "Atza|secret-token-2",
+        "another process shares the new one"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 2, "one exchange for each set of credentials");
 }
 
 /// Callers in one process behind an exchange that hangs (LWA not answering) give up after
@@ -409,7 +447,7 @@ async fn callers_behind_a_hung_exchange_in_the_same_process_give_up_within_the_w
     let hung = {
         let r = procs[0].clone();
         tokio::spawn(async move {
-            r.access_token(&account(), || async {
+            r.access_token(&account(), &creds(), || async {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 Ok::<_, String>((SecretString::from("Atza|late".to_owned()), Duration::from_secs(3600)))
             })
@@ -422,7 +460,7 @@ async fn callers_behind_a_hung_exchange_in_the_same_process_give_up_within_the_w
     let mut callers = Vec::new();
     for _ in 0..3 {
         let (r, fetch) = (procs[0].clone(), counting_fetch(&count));
-        callers.push(tokio::spawn(async move { r.access_token(&account(), fetch).await }));
+        callers.push(tokio::spawn(async move { r.access_token(&account(), &creds(), fetch).await }));
     }
     for c in callers {
         let r = c.await.unwrap();
@@ -447,7 +485,7 @@ async fn a_slow_refresh_keeps_its_lock_and_a_dead_refreshers_lock_frees_within_s
     let slow = {
         let (r, count) = (procs[0].clone(), count.clone());
         tokio::spawn(async move {
-            r.access_token(&account(), move || async move {
+            r.access_token(&account(), &creds(), move || async move {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(lock_ttl * 2).await;
                 Ok::<_, String>((SecretString::from("Atza|slow".to_owned()), Duration::from_secs(3600)))
@@ -456,7 +494,7 @@ async fn a_slow_refresh_keeps_its_lock_and_a_dead_refreshers_lock_frees_within_s
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let other = procs[1].access_token(&account(), counting_fetch(&count)).await.unwrap();
+    let other = procs[1].access_token(&account(), &creds(), counting_fetch(&count)).await.unwrap();
     assert_eq!(other.expose_secret(), "Atza|slow", "the other process ran an exchange of its own");
     assert_eq!(slow.await.unwrap().unwrap().expose_secret(), "Atza|slow");
     assert_eq!(count.load(Ordering::SeqCst), 1);
@@ -466,7 +504,7 @@ async fn a_slow_refresh_keeps_its_lock_and_a_dead_refreshers_lock_frees_within_s
     let dying = {
         let (r, account) = (procs[0].clone(), other_account.clone());
         tokio::spawn(async move {
-            r.access_token(&account, || async {
+            r.access_token(&account, &creds(), || async {
                 std::future::pending::<()>().await;
                 Err::<(SecretString, Duration), String>("never".to_owned())
             })
@@ -476,7 +514,10 @@ async fn a_slow_refresh_keeps_its_lock_and_a_dead_refreshers_lock_frees_within_s
     tokio::time::sleep(Duration::from_millis(200)).await;
     dying.abort();
     let t0 = Instant::now();
-    let t = procs[1].access_token(&other_account, counting_fetch(&count)).await.unwrap();
+    let t = procs[1]
+        .access_token(&other_account, &creds(), counting_fetch(&count))
+        .await
+        .unwrap();
     assert!(t.expose_secret().starts_with("Atza|secret-token-"));
     assert!(
         t0.elapsed() <= Duration::from_millis(3500),
@@ -495,7 +536,7 @@ async fn a_failed_refresh_releases_the_lock_and_one_waiter_retries() {
         let r = procs[i % 3].clone();
         let count = count.clone();
         callers.push(tokio::spawn(async move {
-            r.access_token(&account(), move || async move {
+            r.access_token(&account(), &creds(), move || async move {
                 let n = count.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if n == 0 {
@@ -542,7 +583,7 @@ async fn a_token_service_that_keeps_failing_is_asked_at_most_twice_a_second() {
         let r = procs[i % 2].clone();
         let count = count.clone();
         callers.push(tokio::spawn(async move {
-            r.access_token(&account(), move || async move {
+            r.access_token(&account(), &creds(), move || async move {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Err::<(SecretString, Duration), _>("LWA said 503".to_owned())
@@ -560,7 +601,7 @@ async fn a_token_service_that_keeps_failing_is_asked_at_most_twice_a_second() {
     // A second later the service is asked again, and its token is kept.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let fresh = procs[0]
-        .access_token(&account(), || async {
+        .access_token(&account(), &creds(), || async {
             Ok::<_, String>((SecretString::from("Atza|back".to_owned()), Duration::from_secs(3600)))
         })
         .await
@@ -581,7 +622,7 @@ async fn the_snapshot_shows_every_operation_the_breaker_and_the_cooldown_but_nev
     assert_eq!(json["operations"]["getOrders"]["burst"], 20);
 
     let count = Arc::new(AtomicUsize::new(0));
-    let token = procs[0].access_token(&a, counting_fetch(&count)).await.unwrap();
+    let token = procs[0].access_token(&a, &creds(), counting_fetch(&count)).await.unwrap();
     procs[1]
         .enter_cooldown(&a, "429 on createReport", Some(Duration::from_secs(60)))
         .await

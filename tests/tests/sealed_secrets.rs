@@ -13,6 +13,15 @@ use drover_tests::harness::{Durability, PgDatabase, RedisServer};
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const TOKEN: &str = "Atza|live-access-token-9c1e";
 
+/// The credentials the dumped token is got with.
+fn credentials() -> LwaCredentials {
+    LwaCredentials {
+        client_id: "client".into(),
+        client_secret: SecretString::from("client-secret"),
+        refresh_token: SecretString::from("Atzr|refresh"),
+    }
+}
+
 async fn resilience(redis: &RedisServer) -> Resilience {
     let client = redis::Client::open(redis.url()).unwrap();
     let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
@@ -25,7 +34,7 @@ async fn a_redis_dump_holds_no_usable_access_token() {
     let account = AccountId::parse("acme").unwrap();
     let r = resilience(&redis).await;
     let got = r
-        .access_token(&account, || async {
+        .access_token(&account, &credentials(), || async {
             Ok::<_, String>((SecretString::from(TOKEN), Duration::from_secs(3600)))
         })
         .await
@@ -41,7 +50,9 @@ async fn a_redis_dump_holds_no_usable_access_token() {
     // Another process (a fresh instance, nothing in memory) still gets the token.
     let other = resilience(&redis).await;
     let got = other
-        .access_token(&account, || async { Err::<(SecretString, Duration), _>("must not refresh") })
+        .access_token(&account, &credentials(), || async {
+            Err::<(SecretString, Duration), _>("must not refresh")
+        })
         .await
         .unwrap();
     assert_eq!(got.expose_secret(), TOKEN);

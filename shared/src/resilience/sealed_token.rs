@@ -1,5 +1,6 @@
 //! How an LWA access token is kept in Redis: sealed (AES-256-GCM under a key derived for
-//! this purpose from the configured encryption key, bound to the account), so an RDB/AOF
+//! this purpose from the configured encryption key, bound to the account and to the
+//! credentials that got it), so an RDB/AOF
 //! file or a Redis reader holds no usable SP-API token. The stored value is
 //! `<fingerprint>.<sealed, base64url>`; the fingerprint (SHA-256 of the token) lets a
 //! worker that got a 401 delete exactly that token without sending it to Redis.
@@ -22,19 +23,21 @@ impl TokenSealer {
         Self(SecretBox::new(&key.derive(KEY_LABEL)))
     }
 
-    /// What to store for `token` of `account`.
-    pub(crate) fn seal(&self, account: &AccountId, token: &SecretString) -> String {
-        let sealed = self.0.seal(token.expose_secret().as_bytes(), &context(account));
+    /// What to store for `token` of `account`, got with the credentials whose
+    /// fingerprint is `credentials` (`LwaCredentials::fingerprint`).
+    pub(crate) fn seal(&self, account: &AccountId, credentials: &str, token: &SecretString) -> String {
+        let sealed = self.0.seal(token.expose_secret().as_bytes(), &context(account, credentials));
         format!("{}.{}", fingerprint(token), URL_SAFE_NO_PAD.encode(sealed))
     }
 
     /// The token in a stored value; none when it is not one this key sealed for this
-    /// account (a value from before sealing, another key, or another account's): the
-    /// caller then refreshes and overwrites it.
-    pub(crate) fn open(&self, account: &AccountId, stored: &str) -> Option<SecretString> {
+    /// account and these credentials (a value from before sealing, another key, another
+    /// account's, or got with credentials since replaced): the caller then refreshes and
+    /// overwrites it.
+    pub(crate) fn open(&self, account: &AccountId, credentials: &str, stored: &str) -> Option<SecretString> {
         let (_, sealed) = stored.split_once('.')?;
         let sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-        let plain = self.0.open(&sealed, &context(account)).ok()?;
+        let plain = self.0.open(&sealed, &context(account, credentials)).ok()?;
         String::from_utf8(plain).ok().map(SecretString::from)
     }
 }
@@ -45,8 +48,8 @@ pub(crate) fn fingerprint(token: &SecretString) -> String {
     hex::encode(digest)
 }
 
-fn context(account: &AccountId) -> Vec<u8> {
-    format!("lwa access token\0{account}").into_bytes()
+fn context(account: &AccountId, credentials: &str) -> Vec<u8> {
+    format!("lwa access token\0{account}\0{credentials}").into_bytes()
 }
 
 #[cfg(test)]
@@ -58,15 +61,16 @@ mod tests {
     }
 
     #[test]
-    fn a_sealed_token_opens_only_for_its_account_and_key_and_does_not_show() {
+    fn a_sealed_token_opens_only_for_its_account_credentials_and_key_and_does_not_show() {
         let (acme, globex) = (AccountId::parse("acme").unwrap(), AccountId::parse("globex").unwrap());
         let token = SecretString::from("Atza|token");
-        let stored = sealer(1).seal(&acme, &token);
+        let stored = sealer(1).seal(&acme, "c1", &token);
         assert!(!stored.contains("Atza"), "{stored}");
-        assert_eq!(sealer(1).open(&acme, &stored).unwrap().expose_secret(), "Atza|token");
-        assert!(sealer(1).open(&globex, &stored).is_none(), "another account's row");
-        assert!(sealer(2).open(&acme, &stored).is_none(), "another key");
-        assert!(sealer(1).open(&acme, "Atza|plain-from-before").is_none(), "an unsealed value");
+        assert_eq!(sealer(1).open(&acme, "c1", &stored).unwrap().expose_secret(), "Atza|token");
+        assert!(sealer(1).open(&globex, "c1", &stored).is_none(), "another account's row");
+        assert!(sealer(1).open(&acme, "c2", &stored).is_none(), "other credentials");
+        assert!(sealer(2).open(&acme, "c1", &stored).is_none(), "another key");
+        assert!(sealer(1).open(&acme, "c1", "Atza|plain-from-before").is_none(), "an unsealed value");
         assert!(stored.starts_with(&format!("{}.", fingerprint(&token))));
     }
 }

@@ -1,5 +1,6 @@
 //! The LWA access-token cache: one token per account shared by every worker, refreshed
-//! by exactly one caller across all processes.
+//! by exactly one caller across all processes, and bound to the credentials that got it
+//! (an account given other credentials refreshes at its next call).
 //!
 //! `<ns>:lwa:<account>` holds the token with a PX expiry of `expires_in −
 //! refresh_before`, so its absence means "refresh now". The refresher holds
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 
 use super::{Resilience, ResilienceError};
 use crate::job::AccountId;
+use crate::lwa::LwaCredentials;
 
 static PEEK: LazyLock<Script> = lua!("lua/token_peek.lua");
 static COMPARE_DELETE: LazyLock<Script> = lua!("lua/compare_delete.lua");
@@ -37,29 +39,33 @@ const FAILED_FOR: Duration = Duration::from_secs(1);
 /// instead of asking the token service again (the first failure's waiters try once).
 const FAILED_REFRESHES: u64 = 2;
 
+/// A token held in this process: the token, until when, and the fingerprint of the
+/// credentials that got it.
+type Held = (SecretString, Instant, String);
+
 /// In-process part of the cache. Never printed: it holds secrets.
 #[derive(Default)]
 pub(crate) struct LocalTokens {
-    tokens: Mutex<HashMap<AccountId, (SecretString, Instant)>>,
+    tokens: Mutex<HashMap<AccountId, Held>>,
     flights: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl LocalTokens {
-    fn get(&self, account: &AccountId) -> Option<SecretString> {
+    fn get(&self, account: &AccountId, credentials: &str) -> Option<SecretString> {
         let map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         map.get(account)
-            .filter(|(_, fresh_until)| Instant::now() < *fresh_until)
-            .map(|(t, _)| t.clone())
+            .filter(|(_, fresh_until, got_with)| Instant::now() < *fresh_until && got_with == credentials)
+            .map(|(t, _, _)| t.clone())
     }
 
-    fn put(&self, account: &AccountId, token: &SecretString, fresh_for: Duration) {
+    fn put(&self, account: &AccountId, credentials: &str, token: &SecretString, fresh_for: Duration) {
         let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(account.clone(), (token.clone(), Instant::now() + fresh_for));
+        map.insert(account.clone(), (token.clone(), Instant::now() + fresh_for, credentials.to_owned()));
     }
 
     fn forget(&self, account: &AccountId, token: &SecretString) {
         let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(account).is_some_and(|(t, _)| t.expose_secret() == token.expose_secret()) {
+        if map.get(account).is_some_and(|(t, _, _)| t.expose_secret() == token.expose_secret()) {
             map.remove(account);
         }
     }
@@ -82,17 +88,25 @@ enum Peek {
 }
 
 impl Resilience {
-    /// The account's LWA access token. When the shared cache has none (or it is within
-    /// `refresh_before` of expiry), exactly one caller across all processes runs `fetch`
-    /// while the others wait up to `wait_timeout` for its result.
-    pub async fn access_token<F, Fut, E>(&self, account: &AccountId, fetch: F) -> Result<SecretString, ResilienceError>
+    /// The account's LWA access token got with `credentials`. When the shared cache has
+    /// none (or it is within `refresh_before` of expiry, or was got with other
+    /// credentials), exactly one caller across all processes runs `fetch` while the
+    /// others wait up to `wait_timeout` for its result.
+    pub async fn access_token<F, Fut, E>(
+        &self,
+        account: &AccountId,
+        credentials: &LwaCredentials,
+        fetch: F,
+    ) -> Result<SecretString, ResilienceError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(SecretString, Duration), E>>,
         E: std::fmt::Display,
     {
         let local = &self.inner.tokens;
-        if let Some(t) = local.get(account) {
+        let credentials = credentials.fingerprint();
+        let credentials = credentials.as_str();
+        if let Some(t) = local.get(account, credentials) {
             return Ok(t);
         }
         // The deadline counts from the call, so waiting behind this process's own
@@ -106,7 +120,7 @@ impl Resilience {
                 cfg.wait_timeout
             )));
         };
-        if let Some(t) = local.get(account) {
+        if let Some(t) = local.get(account, credentials) {
             return Ok(t);
         }
         let mut fetch = Some(fetch);
@@ -114,9 +128,9 @@ impl Resilience {
         let mut retried = false;
         let mut first = true;
         loop {
-            match self.peek_token(account).await? {
+            match self.peek_token(account, credentials).await? {
                 Peek::Token(t, ttl) => {
-                    local.put(account, &t, ttl);
+                    local.put(account, credentials, &t, ttl);
                     return Ok(t);
                 }
                 Peek::Missing { failed, last } if failed >= FAILED_REFRESHES => {
@@ -126,7 +140,7 @@ impl Resilience {
                     if !first {
                         retried = true;
                     }
-                    if let Some(t) = self.try_refresh(account, &mut fetch).await? {
+                    if let Some(t) = self.try_refresh(account, credentials, &mut fetch).await? {
                         return Ok(t);
                     }
                 }
@@ -158,7 +172,7 @@ impl Resilience {
         Ok(())
     }
 
-    async fn peek_token(&self, account: &AccountId) -> Result<Peek, ResilienceError> {
+    async fn peek_token(&self, account: &AccountId, credentials: &str) -> Result<Peek, ResilienceError> {
         let token_key = self.key("lwa", account, None);
         let (token, pttl, held, failed, last): (String, i64, i64, u64, String) = PEEK
             .key(&token_key)
@@ -166,10 +180,11 @@ impl Resilience {
             .key(format!("{token_key}:failed"))
             .invoke_async(&mut self.conn())
             .await?;
-        // A value that does not open (stored before tokens were sealed, or under another
-        // key) counts as missing: the refresh overwrites it.
+        // A value that does not open (stored before tokens were sealed, under another
+        // key, or got with credentials since replaced) counts as missing: the refresh
+        // overwrites it.
         let opened = (!token.is_empty() && pttl > 0)
-            .then(|| self.inner.sealer.open(account, &token))
+            .then(|| self.inner.sealer.open(account, credentials, &token))
             .flatten();
         Ok(if let Some(token) = opened {
             Peek::Token(token, Duration::from_millis(pttl as u64))
@@ -182,7 +197,12 @@ impl Resilience {
 
     /// Take the refresh lock and run `fetch`; `Ok(None)` when someone else holds the lock
     /// (or our fetch was already spent).
-    async fn try_refresh<F, Fut, E>(&self, account: &AccountId, fetch: &mut Option<F>) -> Result<Option<SecretString>, ResilienceError>
+    async fn try_refresh<F, Fut, E>(
+        &self,
+        account: &AccountId,
+        credentials: &str,
+        fetch: &mut Option<F>,
+    ) -> Result<Option<SecretString>, ResilienceError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(SecretString, Duration), E>>,
@@ -219,14 +239,14 @@ impl Resilience {
                 let keep = keep.max(Duration::from_millis(1));
                 let stored: Result<(), redis::RedisError> = redis::cmd("SET")
                     .arg(&token_key)
-                    .arg(self.inner.sealer.seal(account, &token))
+                    .arg(self.inner.sealer.seal(account, credentials, &token))
                     .arg("PX")
                     .arg(keep.as_millis() as u64)
                     .query_async(&mut self.conn())
                     .await;
                 match stored {
                     Ok(()) => {
-                        self.inner.tokens.put(account, &token, keep);
+                        self.inner.tokens.put(account, credentials, &token, keep);
                         Ok(Some(token))
                     }
                     Err(e) => Err(ResilienceError::from(e)),

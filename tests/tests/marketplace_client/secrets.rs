@@ -28,7 +28,9 @@ async fn no_error_variant_nor_the_client_nor_the_context_prints_a_secret() -> Te
     errors.push(env.client.get_report(&ctx, "404").await.unwrap_err());
     let access = env
         .resilience
-        .access_token(&ctx.account_id, || async { Err::<(SecretString, Duration), _>("must be cached") })
+        .access_token(&ctx.account_id, &ctx.credentials, || async {
+            Err::<(SecretString, Duration), _>("must be cached")
+        })
         .await?;
     let access = access.expose_secret().to_owned();
     assert!(access.starts_with("Atza|"));
@@ -178,7 +180,9 @@ async fn failures_then_the_logs() -> TestResult {
     env.client.get_listings_item(&ctx, "acct-1", &sku("SKU-00001"), &us()).await?;
     let access = env
         .resilience
-        .access_token(&ctx.account_id, || async { Err::<(SecretString, Duration), _>("must be cached") })
+        .access_token(&ctx.account_id, &ctx.credentials, || async {
+            Err::<(SecretString, Duration), _>("must be cached")
+        })
         .await?
         .expose_secret()
         .to_owned();

@@ -317,7 +317,7 @@ impl MarketplaceClient {
         };
         let got = tokio::select! {
             _ = acct.cancel.cancelled() => return Err(CallError::Cancelled),
-            got = self.resilience().access_token(&acct.account_id, fetch) => got,
+            got = self.resilience().access_token(&acct.account_id, &acct.credentials, fetch) => got,
         };
         got.map_err(|e| {
             let rejected = rejected.lock().unwrap_or_else(|p| p.into_inner()).take();

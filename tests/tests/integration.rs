@@ -48,6 +48,7 @@ mod partitions;
 mod queue_conformance;
 mod queue_upgrade;
 mod redis_settings;
+mod redis_tls;
 mod reshard;
 mod resilience;
 mod run_local;

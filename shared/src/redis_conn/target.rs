@@ -35,7 +35,7 @@ impl std::fmt::Debug for RedisTarget {
 /// (it may carry a password).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetError {
-    #[error("not a Redis URL ({0}); expected redis://[user:password@]host[:port][/db], redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/<service>")]
+    #[error("not a Redis URL ({0}); expected redis://[user:password@]host[:port][/db] (rediss:// over TLS), redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/<service>")]
     Invalid(&'static str),
 }
 
@@ -101,6 +101,17 @@ fn valid_host(h: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the newcomer audit of 2026-12-07: the deploy guide's `rediss://` URL was
+    /// refused as "does not parse" (the client was built without TLS), so API and
+    /// workers could reach no Redis that needs TLS.
+    #[test]
+    fn a_tls_url_is_a_single_server() {
+        assert_eq!(
+            RedisTarget::parse("rediss://:pw@redis.example:6380").unwrap(),
+            RedisTarget::Single("rediss://:pw@redis.example:6380".into())
+        );
+    }
 
     #[test]
     fn a_plain_url_is_a_single_server() {

@@ -94,3 +94,63 @@ async fn a_server_that_refuses_config_is_not_an_error() {
     assert_eq!(store.listpack_value_limit().await.unwrap(), None);
     store.check_layout().await.expect("start-up goes on without the setting");
 }
+
+/// The `maxmemory` `deploy/redis/redis.conf` ships, in bytes (Redis's units).
+fn shipped_memory_limit() -> u64 {
+    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/redis/redis.conf")).unwrap();
+    let value = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("maxmemory "))
+        .expect("redis.conf sets maxmemory")
+        .trim()
+        .to_lowercase();
+    let (digits, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
+    let n: u64 = digits.parse().unwrap();
+    n * match unit {
+        "" => 1,
+        "kb" => 1024,
+        "mb" => 1024 * 1024,
+        "gb" => 1024 * 1024 * 1024,
+        other => panic!("unit {other}"),
+    }
+}
+
+/// Found by the newcomer audit of 2026-12-07: the shipped redis.conf set no maxmemory,
+/// so Redis grew until the host killed it (never the API's 503 `queue-full`) and the
+/// memory alert, dividing by it, never fired; nothing said so. The shipped file sets
+/// one, and a Redis without one is reported at start-up.
+#[tokio::test]
+async fn a_redis_without_maxmemory_is_reported_and_the_shipped_file_sets_one() {
+    let server = RedisServer::start(Durability::None);
+    let store = RedisStore::connect(&server.url(), "drover", JobDefaults::default()).await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(store.memory_limit().await.unwrap(), Some(0));
+    let problems = store.redis_setting_problems().await.unwrap();
+    assert!(problems.iter().any(|p| p.contains("no maxmemory")), "{problems:?}");
+
+    let limit = shipped_memory_limit();
+    assert!(limit > 0, "redis.conf sets maxmemory 0");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(limit)
+        .query(&mut server.conn())
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("hash-max-listpack-value")
+        .arg(shipped_value())
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(store.memory_limit().await.unwrap(), Some(limit));
+    assert_eq!(
+        store.redis_setting_problems().await.unwrap(),
+        Vec::<String>::new(),
+        "the shipped settings"
+    );
+}

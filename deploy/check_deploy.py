@@ -251,6 +251,22 @@ def overlay_namespace_problems(kubectl):
     return problems
 
 
+def open_ingress_problems():
+    """Every NetworkPolicy ingress rule names who may connect: a rule with ports alone
+    lets every pod in the cluster in, and the API trusts X-Forwarded-For from the
+    proxies it names (api.ui.trusted_proxies), so any pod could pose as a proxy."""
+    problems = []
+    for path in sorted((ROOT / "deploy" / "k8s").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") != "NetworkPolicy":
+                continue
+            for i, rule in enumerate((doc.get("spec") or {}).get("ingress") or []):
+                if not rule.get("from"):
+                    name = doc.get("metadata", {}).get("name")
+                    problems.append(f"{path.relative_to(ROOT)}: NetworkPolicy {name} ingress rule {i + 1} names no `from`: every pod may connect")
+    return problems
+
+
 def anchor(heading):
     """GitHub's anchor for a Markdown heading."""
     a = heading.strip().lower()
@@ -313,6 +329,7 @@ def main():
     problems += compose_dependency_problems(services)
 
     problems += dockerfile_problems()
+    problems += open_ingress_problems()
 
     kubectl = args.kubectl or shutil.which("kubectl")
     if kubectl:
@@ -326,7 +343,7 @@ def main():
         print(p)
     if problems:
         sys.exit(1)
-    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts, Dockerfile{overlays} OK")
+    print(f"check_deploy: {len(alerts)} alerts, {len(DASHBOARDS)} dashboards: metric names, rule tests, runbook links, compose mounts, Dockerfile, network policies{overlays} OK")
 
 
 def compose_cluster_problems(services):

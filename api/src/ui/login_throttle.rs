@@ -100,7 +100,7 @@ fn client_address(proxies: &[IpNet], peer: Option<SocketAddr>, headers: &HeaderM
         .flat_map(|v| v.split(','))
         .collect();
     for hop in hops.into_iter().rev() {
-        match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        match hop_address(hop) {
             Ok(ip) if trusted(ip) => continue,
             Ok(ip) => return Some(ip),
             // A hop no proxy wrote: nothing further left can be believed.
@@ -108,6 +108,15 @@ fn client_address(proxies: &[IpNet], peer: Option<SocketAddr>, headers: &HeaderM
         }
     }
     Some(peer)
+}
+
+/// The address in one `X-Forwarded-For` hop: bare, or with the port some proxies write
+/// (`203.0.113.9:51234`, `[2001:db8::1]:443`).
+fn hop_address(hop: &str) -> Result<IpAddr, std::net::AddrParseError> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .or_else(|e| hop.parse::<SocketAddr>().map(|s| s.ip()).map_err(|_| e))
+        .map(|ip| ip.to_canonical())
 }
 
 /// The budget an address draws on: an IPv4 address, or an IPv6 address's /64 (one host
@@ -176,6 +185,22 @@ mod tests {
         assert_eq!(
             client_of(&["::ffff:10.0.0.0/104"], "10.1.2.3:5000", "203.0.113.9, ::ffff:10.4.5.6"),
             Some("203.0.113.9".parse().unwrap())
+        );
+    }
+
+    /// Found by the hostile-tenant audit of 2026-12-07: behind a proxy that writes the
+    /// client's port (Azure's Application Gateway appends `ip:port`), no hop parsed, so
+    /// every sign-in drew on the proxy's one budget and ten bad attempts locked every
+    /// operator out.
+    #[test]
+    fn a_hop_written_with_its_port_is_the_client() {
+        assert_eq!(
+            client_of(&["10.0.0.0/8"], "10.0.0.7:1", "203.0.113.9:51234"),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(
+            client_of(&["10.0.0.0/8"], "10.0.0.7:1", "[2001:db8::1]:443, 10.0.0.8:80"),
+            Some("2001:db8::1".parse().unwrap())
         );
     }
 

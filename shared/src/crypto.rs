@@ -71,6 +71,30 @@ impl EncryptionKey {
     pub fn is_dev_default(&self) -> bool {
         EncryptionKey::parse(DEV_ENCRYPTION_KEY).is_ok_and(|dev| dev.0 == self.0)
     }
+
+    /// The key a process is configured with, by the one rule the API and the workers
+    /// share: none given (or blank) is the published dev key in dev mode and an error
+    /// otherwise; the published dev key is refused outside dev mode. `setting` names
+    /// the setting in the error (`api.encryption_key`); `how_to_set` ends the
+    /// message for a missing key. Errors describe the value's shape, never the value.
+    pub fn configured(raw: Option<&str>, dev_mode: bool, setting: &str, how_to_set: &str) -> Result<Self, String> {
+        let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+            return if dev_mode {
+                // Local development only: the published key, so nothing needs configuring.
+                Ok(Self::dev())
+            } else {
+                Err(format!("{setting} is missing: {how_to_set}"))
+            };
+        };
+        match Self::parse(raw) {
+            Ok(k) if k.is_dev_default() && !dev_mode => Err(format!(
+                "{setting} is the published development key (drover::crypto::DEV_ENCRYPTION_KEY); \
+                 set your own (`openssl rand -base64 32`) or dev_mode = true"
+            )),
+            Ok(k) => Ok(k),
+            Err(why) => Err(format!("{setting} {why}")),
+        }
+    }
 }
 
 impl fmt::Debug for EncryptionKey {

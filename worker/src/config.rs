@@ -283,24 +283,14 @@ impl WorkerConfig {
                 self.metrics_listen
             ));
         }
-        let key = match &self.encryption_key {
-            None if self.dev_mode => EncryptionKey::parse(drover::crypto::DEV_ENCRYPTION_KEY).ok(),
-            None => {
-                errs.push("worker.encryption_key is missing: give the API's 32-byte base64 key (DROVER_WORKER__ENCRYPTION_KEY)".into());
-                None
-            }
-            Some(k) => match EncryptionKey::parse(k.expose_secret()) {
-                Ok(key) if key.is_dev_default() && !self.dev_mode => {
-                    errs.push("worker.encryption_key is the published dev key; set a real key or worker.dev_mode = true".into());
-                    None
-                }
-                Ok(key) => Some(key),
-                Err(why) => {
-                    errs.push(format!("worker.encryption_key {why}"));
-                    None
-                }
-            },
-        };
+        let key = EncryptionKey::configured(
+            self.encryption_key.as_ref().map(|k| k.expose_secret()),
+            self.dev_mode,
+            "worker.encryption_key",
+            "give the API's 32-byte base64 key (DROVER_WORKER__ENCRYPTION_KEY)",
+        )
+        .map_err(|e| errs.push(e))
+        .ok();
         match key {
             Some(key) if errs.is_empty() => Ok(key),
             _ => Err(ConfigError::Invalid(errs)),
@@ -481,7 +471,7 @@ mod tests {
             ..Default::default()
         };
         let msg = dev_key.validate_jobs().unwrap_err().to_string();
-        assert!(msg.contains("published dev key"), "{msg}");
+        assert!(msg.contains("published development key"), "{msg}");
         let dev_mode = WorkerConfig {
             dev_mode: true,
             ..Default::default()

@@ -14,7 +14,7 @@
 //! url = "postgres://drover:…@db:5432/drover"   # or DROVER_API__DATABASE__URL; else DATABASE_URL
 //! max_connections = 10
 //! ```
-use drover::crypto::{EncryptionKey, SecretBox, DEV_ENCRYPTION_KEY};
+use drover::crypto::{EncryptionKey, SecretBox};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -99,39 +99,19 @@ fn url_problem(url: &str, http_allowed: bool) -> Option<&'static str> {
 }
 
 fn encryption_key(c: &ApiConfig, errs: &mut Vec<String>) -> Option<EncryptionKey> {
-    let raw = c.encryption_key.expose_secret();
-    if raw.trim().is_empty() {
-        if c.dev_mode {
-            // Local development only: the published key, so nothing needs configuring.
-            return EncryptionKey::parse(DEV_ENCRYPTION_KEY).ok();
-        }
-        errs.push(
-            "api.encryption_key is missing: set 32 random bytes in base64 (`openssl rand -base64 32`); \
-             it seals account credentials in Postgres"
-                .into(),
-        );
-        return None;
-    }
-    match EncryptionKey::parse(raw) {
-        Ok(k) if k.is_dev_default() && !c.dev_mode => {
-            errs.push(
-                "api.encryption_key is the published development key (drover::crypto::DEV_ENCRYPTION_KEY); \
-                 set your own (`openssl rand -base64 32`) or api.dev_mode = true"
-                    .into(),
-            );
-            None
-        }
-        Ok(k) => Some(k),
-        // The message describes the value's shape, never the value.
-        Err(why) => {
-            errs.push(format!("api.encryption_key {why}"));
-            None
-        }
-    }
+    EncryptionKey::configured(
+        Some(c.encryption_key.expose_secret()),
+        c.dev_mode,
+        "api.encryption_key",
+        "set 32 random bytes in base64 (`openssl rand -base64 32`); it seals account credentials in Postgres",
+    )
+    .map_err(|e| errs.push(e))
+    .ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use drover::crypto::DEV_ENCRYPTION_KEY;
     use secrecy::SecretString;
 
     use super::*;

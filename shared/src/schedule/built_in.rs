@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::scheduler::{BuiltIn, DefaultSchedules};
+use super::config::{BuiltIn, DefaultSchedules};
 use crate::job::JobKind;
 
 /// How often a running scheduler writes its built-ins again.

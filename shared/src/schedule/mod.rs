@@ -8,6 +8,7 @@
 //!   that created them, whatever their accounts (`create.lua`). A per-account index of
 //!   the fields lets an account's listing read only its own.
 //! - [`scheduler`]: the loop any number of API or worker replicas run.
+//! - [`config`]: its settings and the built-in schedules' defaults.
 //! - [`built_in`]: the built-in schedules it makes, recorded in Redis for the listings.
 //! - [`counters`]: the ticks it made and missed, for `/metrics`.
 //!
@@ -17,13 +18,15 @@
 //! election, no lock to lose: a replica that dies mid-tick leaves nothing half-done.
 pub mod built_in;
 pub mod cadence;
+pub mod config;
 pub mod counters;
 pub mod scheduler;
 pub mod spec;
 pub mod store;
 
 pub use built_in::BuiltInSchedule;
+pub use config::{BuiltIn, DefaultSchedules, SchedulerConfig};
 pub use counters::ScheduleCounters;
-pub use scheduler::{AccountSource, ActiveAccount, BuiltIn, DefaultSchedules, Scheduler, SchedulerConfig};
+pub use scheduler::{AccountSource, ActiveAccount, Scheduler};
 pub use spec::{Schedule, ScheduleError, ScheduleSpec};
 pub use store::ScheduleStore;

@@ -34,7 +34,8 @@ pub async fn waiting(state: &AppState, job: WaitingJob<'_>) -> Result<Option<Wai
 }
 
 /// [`waiting`] for many jobs, in order: one round trip to the queue and one for the
-/// cooldowns of their distinct accounts, run concurrently.
+/// cooldowns of their distinct accounts, run concurrently. Only the queue's read can
+/// fail the answer.
 pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<Vec<Option<Waiting>>, ApiError> {
     let ids: Vec<(&JobId, &str)> = jobs.iter().map(|j| (j.id, j.account_id.unwrap_or(""))).collect();
     let mut accounts: Vec<AccountId> = Vec::new();
@@ -52,11 +53,13 @@ pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<V
     };
     let (bases, cooldowns) = tokio::join!(state.store().waiting_many(&ids), cooldowns);
     let bases = bases?;
-    let cooldowns: HashMap<AccountId, Cooldown> = accounts
-        .into_iter()
-        .zip(cooldowns?)
-        .filter_map(|(a, c)| c.map(|c| (a, c)))
-        .collect();
+    // A cooldown that cannot be read (its key on a shard that is down) leaves the queue's
+    // own reason, as a submit does: the jobs were read, and the answer must show them.
+    let cooldowns = cooldowns.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, accounts = accounts.len(), "could not read the accounts' cooldowns; answering with the queue's reasons");
+        vec![None; accounts.len()]
+    });
+    let cooldowns: HashMap<AccountId, Cooldown> = accounts.into_iter().zip(cooldowns).filter_map(|(a, c)| c.map(|c| (a, c))).collect();
     Ok(jobs
         .iter()
         .zip(bases)

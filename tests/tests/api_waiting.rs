@@ -268,3 +268,30 @@ async fn a_job_in_a_queue_no_worker_serves_says_it_waits_for_one() {
         "{metrics}"
     );
 }
+
+/// Found by the fairness audit of 2026-12-07: a cooldown that cannot be read (its key
+/// on a shard that is down; here a value of the wrong type) failed `GET /v1/jobs/{id}`
+/// and every listing page holding a waiting backfill with 503, though the jobs and the
+/// queue's reasons were read; a submit left the cooldown out instead. They now answer
+/// with the queue's own reason.
+#[tokio::test]
+async fn a_cooldown_that_cannot_be_read_leaves_the_queues_reason_not_a_503() {
+    let app = spawn_app().await;
+    app.worker_beat().await;
+    let res = app.submit(ADMIN, &backfill_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let _: () = redis::cmd("SET")
+        .arg("drover:cd:{acme}")
+        .arg("not a hash")
+        .query(&mut app.redis.conn())
+        .unwrap();
+
+    let (status, job) = app.job(READER, &id).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["waiting"]["reason"], "queued", "{job}");
+    let res = app.get(READER, "/v1/jobs?account_id=acme&kind=backfill").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(page["jobs"][0]["waiting"]["reason"], "queued", "{page}");
+}

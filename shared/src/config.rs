@@ -78,7 +78,9 @@ fn load_with<T: DeserializeOwned>(file: Option<&str>, vars: impl IntoIterator<It
         environment = environment.with_list_parse_key(key);
     }
     if let Some(path) = file {
-        b = b.add_source(config::File::with_name(path).required(true));
+        let mut values = config::Source::collect(&config::File::with_name(path).required(true))?;
+        lowercase_limits(&mut values);
+        b = b.add_source(FileValues(values));
     }
     b = b.add_source(
         environment
@@ -101,6 +103,39 @@ fn load_with<T: DeserializeOwned>(file: Option<&str>, vars: impl IntoIterator<It
         return Err(ConfigError::Invalid(stray));
     }
     Ok(built.try_deserialize()?)
+}
+
+/// A file's settings, read once and adjusted by [`lowercase_limits`].
+#[derive(Debug, Clone)]
+struct FileValues(config::Map<String, config::Value>);
+
+impl config::Source for FileValues {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Operation names under `<section>.resilience.limits` in the file, lowercased: the
+/// environment's keys arrive lowercased, and a file's `getOrders` beside the
+/// environment's `getorders` were two entries naming one operation, of which a random
+/// one won in each process (the environment must override the file, field by field).
+fn lowercase_limits(values: &mut config::Map<String, config::Value>) {
+    for section in SECTIONS {
+        let Some(config::ValueKind::Table(resilience)) = values.get_mut(section).map(|v| &mut v.kind) else {
+            continue;
+        };
+        let Some(config::ValueKind::Table(limits)) = resilience.get_mut("resilience").map(|v| &mut v.kind) else {
+            continue;
+        };
+        let Some(config::ValueKind::Table(ops)) = limits.get_mut("limits").map(|v| &mut v.kind) else {
+            continue;
+        };
+        *ops = std::mem::take(ops).into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
+    }
 }
 
 /// The settings that are lists: their variables are read comma-separated, with no spaces
@@ -327,6 +362,45 @@ mod tests {
     #[serde(default)]
     struct Config {
         api: Section,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Worker {
+        resilience: crate::resilience::ResilienceConfig,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct WorkerConfig {
+        worker: Worker,
+    }
+
+    /// Found by the newcomer audit of 2026-12-07: the file's `getOrders` and the
+    /// environment's `GETORDERS` (lowercased) were two entries for one operation, and
+    /// which won changed from process to process (a map's random order): workers
+    /// sharing one limiter ran different plans.
+    #[test]
+    fn the_environment_overrides_a_files_operation_limit_field_by_field_in_every_process() {
+        let path = std::env::temp_dir().join(format!(
+            "drover-limits-{}-{:?}.toml",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, "[worker.resilience.limits]\ngetOrders = { rate = 10.0, burst = 20 }\n").unwrap();
+        let file = path.display().to_string();
+        let op = crate::resilience::Operation::GetOrders;
+        for _ in 0..64 {
+            let env = [("DROVER_WORKER__RESILIENCE__LIMITS__GETORDERS__RATE", "1")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+            let c: WorkerConfig = load_with(Some(&file), env).unwrap();
+            let spec = c.worker.resilience.limits[&op];
+            assert_eq!(
+                (spec.rate, spec.burst),
+                (1.0, 20),
+                "the rate from the environment, the burst from the file"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

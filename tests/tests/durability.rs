@@ -531,6 +531,54 @@ async fn in_replica_mode_a_lease_no_replica_acknowledged_is_given_back_not_run()
     wait_for(|| state_on(&replica, &id).as_deref() == Some("running"), "the lease on the replica").await;
 }
 
+/// Found by the chaos audit of 2026-12-07: a fetch waited for the replica as long as
+/// `durability_timeout_ms` (1 s by default) though its leases live 1.8 s by default and
+/// nothing renews them before the fetch answers: with a stalled replica and a longer
+/// timeout or shorter lease, another worker's fetch reclaimed the lease as abandoned
+/// (a hand-back counted against the job), and after three such, every further reclaim
+/// used an attempt until the job died without ever running. A fetch's wait now ends
+/// well within its lease, so its leases are given back before anyone can take them.
+#[tokio::test]
+async fn a_fetch_waiting_on_a_stalled_replica_gives_its_leases_back_before_they_expire() {
+    let primary = RedisServer::start(Durability::None);
+    let replica = RedisServer::start_replica_of(&primary);
+    let slow = QueueDurability {
+        mode: DurabilityMode::Replica,
+        timeout: Duration::from_secs(3),
+    };
+    let w1 = RedisStore::connect(&primary.url(), "drover", defaults(slow)).await.unwrap();
+    let w2 = RedisStore::connect(&primary.url(), "drover", defaults(slow)).await.unwrap();
+    let id = w1.enqueue(NewJob::new(cleanup_payload("acme"))).await.unwrap().id;
+    replica.pause();
+    // Other workers' beats meanwhile, as a fleet's keepers send them: Redis is serving,
+    // so a lease that runs out is its holder's, not an outage's.
+    let beats = RedisStore::connect(&primary.url(), "drover", JobDefaults::for_runtime())
+        .await
+        .unwrap();
+    let beating = tokio::spawn(async move {
+        loop {
+            beats.beat(JobKind::Cleanup).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let lease = Duration::from_secs(1);
+    let first = tokio::spawn(async move { w1.fetch(JobKind::Cleanup, "w1", 4, lease).await.map(|f| f.jobs.len()) });
+    // After the first fetch's lease has run out, while its wait could still be going.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = w2.fetch(JobKind::Cleanup, "w2", 4, lease).await.map(|f| f.jobs.len());
+    let first = first.await.unwrap();
+    beating.abort();
+    assert!(matches!(first, Err(StoreError::NotDurable(_))), "{first:?}");
+    assert!(matches!(second, Err(StoreError::NotDurable(_))), "{second:?}");
+    let key = QueueKeys::new("drover", JobKind::Cleanup, None).job(&id);
+    let handed_back: Option<u64> = primary.conn().hget(&key, "hb").unwrap();
+    assert_eq!(handed_back.unwrap_or(0), 0, "no lease was reclaimed as abandoned");
+    assert_eq!(state_on(&primary, &id).as_deref(), Some("queued"));
+    let attempts: Option<u64> = primary.conn().hget(&key, "at").unwrap();
+    assert_eq!(attempts.unwrap_or(0), 0, "no attempt used");
+    replica.resume();
+}
+
 /// Debian's Redis 7.0 has no WAITAOF: `aof` is refused, naming the version, before
 /// anything is written; `/readyz` says why.
 #[tokio::test]

@@ -87,7 +87,13 @@ pub struct NotDurable {
 impl Durability {
     /// The command that waits for this mode (none for `local`).
     pub(super) fn wait_command(&self) -> Option<redis::Cmd> {
-        let ms = self.timeout.as_millis().max(1) as u64;
+        self.wait_command_within(self.timeout)
+    }
+
+    /// [`Self::wait_command`], waiting at most `cap` (a fetch's, well within its leases:
+    /// nothing renews them before the fetch answers).
+    pub(super) fn wait_command_within(&self, cap: Duration) -> Option<redis::Cmd> {
+        let ms = self.timeout.min(cap).as_millis().max(1) as u64;
         match self.mode {
             DurabilityMode::Local => None,
             DurabilityMode::Aof => Some(redis::cmd("WAITAOF").arg(1).arg(0).arg(ms).clone()),
@@ -202,12 +208,15 @@ const UNCHECKED: u8 = 0;
 const SUPPORTED: u8 = 1;
 const REFUSED: u8 = 2;
 
-/// The store's durable writes: the mode, the connection they (and their waits) use, and
-/// whether this Redis was found to support the mode.
+/// The store's durable writes: the mode, the connections they (and their waits) use,
+/// and whether this Redis was found to support the mode.
 #[derive(Clone)]
 pub struct DurableWrites {
     durability: Durability,
     conn: RedisConn,
+    /// Fetches' own: a wait blocks its connection, and a fetch queued behind enqueues'
+    /// and settles' waits would answer after its leases had run out.
+    fetch_conn: RedisConn,
     support: Arc<AtomicU8>,
 }
 
@@ -215,18 +224,21 @@ impl DurableWrites {
     /// `shared` is the store's connection: `local` writes use it (nothing waits), the
     /// other modes get their own, dialled on first use.
     pub fn new(source: &RedisSource, shared: &RedisConn, durability: Durability) -> Result<Self, StoreError> {
-        let conn = if durability.mode == DurabilityMode::Local {
-            shared.clone()
-        } else {
-            // Pipelines queue behind each other's waits on this connection: allow a few.
-            source.lazy(Timeouts {
-                connect: Duration::from_secs(2),
-                response: Some(Duration::from_secs(5) + durability.timeout * 4),
-            })?
+        let dial = || {
+            if durability.mode == DurabilityMode::Local {
+                Ok(shared.clone())
+            } else {
+                // Pipelines queue behind each other's waits on this connection: allow a few.
+                source.lazy(Timeouts {
+                    connect: Duration::from_secs(2),
+                    response: Some(Duration::from_secs(5) + durability.timeout * 4),
+                })
+            }
         };
         Ok(Self {
             durability,
-            conn,
+            conn: dial()?,
+            fetch_conn: dial()?,
             support: Arc::new(AtomicU8::new(if durability.mode == DurabilityMode::Aof {
                 UNCHECKED
             } else {
@@ -242,6 +254,11 @@ impl DurableWrites {
     /// The connection durable writes and their waits go on.
     pub fn conn(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// The connection fetches and their waits go on.
+    pub fn fetch_conn(&self) -> RedisConn {
+        self.fetch_conn.clone()
     }
 
     /// Checks (once it succeeds) that Redis supports the mode; a refusal is logged once

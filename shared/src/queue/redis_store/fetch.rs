@@ -198,9 +198,16 @@ impl RedisStore {
         };
         // With `queue.durability` above local the leases are waited for like any other
         // write: a lease that a failover or restart could forget would let the new
-        // primary hand the job to a second worker while the first still runs it.
-        let wait = self.durable.durability().wait_command();
-        let conn = if wait.is_some() { self.durable.conn() } else { self.conn.clone() };
+        // primary hand the job to a second worker while the first still runs it. The
+        // wait ends within a quarter of the lease, on a connection no other write's wait
+        // holds up: nothing renews these leases before the fetch answers, and one that
+        // ran out meanwhile would be reclaimed from under a worker about to give it back.
+        let wait = self.durable.durability().wait_command_within(lease / 4);
+        let conn = if wait.is_some() {
+            self.durable.fetch_conn()
+        } else {
+            self.conn.clone()
+        };
         // Each shard answers on its own, and each partition within it: one that is down,
         // cannot acknowledge or refuses its fetch (at the memory limit) does not cost the
         // leases the others made.

@@ -1277,6 +1277,64 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
     assert_eq!(outcomes, vec![("deleted".to_owned(), 60)]);
 }
 
+/// Found by the fairness audit of 2026-12-07: a run that worked its slice came back 100 ms
+/// later, while its account's next job took the account's slot at once (the run's end
+/// offered the account's lane with that job at its head), so an account's long jobs
+/// alternated slice by slice instead of running oldest first, and an urgent one waited
+/// behind a later one's whole slice. A run that gives way comes back at once, at the
+/// front of its account's lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_worked_its_slice_keeps_its_accounts_slot_before_the_accounts_later_job() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(54),
+            ..AccountSpec::new("seller-in-order")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 250,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let (long_skus, later_skus) = skus.split_at(50);
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "2"),
+            ("DROVER_WORKER__JOBS__CLEANUP__PER_ACCOUNT", "1"),
+            ("DROVER_WORKER__JOBS__SLICE_MS", "1000"),
+        ],
+    );
+    let long = stack.submit_cleanup(&acct, long_skus).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let later = stack.submit_cleanup(&acct, later_skus).await;
+    let long_job = stack.finish(&long, Duration::from_secs(60)).await;
+    let later_job = stack.finish(&later, Duration::from_secs(60)).await;
+    assert_eq!((long_job.state, later_job.state), (JobState::Succeeded, JobState::Succeeded));
+    let slices = long_job
+        .attempt_history
+        .iter()
+        .filter(|a| a.outcome == drover::job::AttemptOutcome::Snoozed)
+        .count();
+    assert!(slices >= 1, "the long job worked in slices: {:?}", long_job.attempt_history);
+    let deletes = stack.sim.admin().deletes(acct.as_str()).await.unwrap();
+    let when =
+        |of: &[String]| -> Vec<chrono::DateTime<chrono::Utc>> { deletes.iter().filter(|d| of.contains(&d.sku)).map(|d| d.at).collect() };
+    let long_last = when(long_skus).into_iter().max().expect("the long job deleted");
+    let later_first = when(later_skus).into_iter().min().expect("the later job deleted");
+    assert!(
+        later_first >= long_last,
+        "the later job deleted at {later_first} before the long one's last delete at {long_last}: {:?}",
+        long_job.attempt_history
+    );
+}
+
 /// Found by the fairness audit of 2026-12-05: a worker whose slots were all busy still
 /// leased jobs ahead (`worker.prefetch`, 2 by default) and started them in the order it
 /// leased them, so the flooding seller's own next cleanup, leased before the small

@@ -161,7 +161,11 @@ impl Slice {
     /// Why the run should stop here, if it should: the worker is stopping (the job goes
     /// back to the queue at once; the next run continues where this one stopped), the
     /// slice is used up, or the turn is and another job waits for the slot (a snooze
-    /// that continues it in a fresh run). None uses an attempt.
+    /// that continues it in a fresh run). None uses an attempt. A job that gives way is
+    /// due again at once: the next fetch puts it back at the front of its account's lane
+    /// before anything of that lane is leased (a delay let the account's next job take
+    /// the slot the run freed), and the lane, having had its turn, still comes after
+    /// other accounts' waiting lanes.
     pub(crate) fn end(&self, ctx: &JobContext) -> Option<JobError> {
         if ctx.is_stopping() {
             Some(JobError::Stopping(
@@ -169,7 +173,7 @@ impl Slice {
             ))
         } else if self.started.elapsed() >= self.limit {
             Some(JobError::GaveWay {
-                retry_after: Duration::from_millis(100),
+                retry_after: Duration::ZERO,
                 reason: format!(
                     "worked for its {:?} slice; the next run continues where this one stopped",
                     self.limit
@@ -177,7 +181,7 @@ impl Slice {
             })
         } else if self.started.elapsed() >= self.turn && ctx.give_way() {
             Some(JobError::GaveWay {
-                retry_after: Duration::from_millis(100),
+                retry_after: Duration::ZERO,
                 reason: format!(
                     "worked its {:?} turn while another job waits for the slot; the next run continues where this one stopped",
                     self.turn

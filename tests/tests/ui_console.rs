@@ -1067,3 +1067,38 @@ async fn the_canary_page_reads_its_jobs_states_not_their_whole_records() {
     // (one: the session's own, read by its script)
     assert_eq!(reads, 1, "{reads} whole hashes read for a page of five states");
 }
+
+/// Found by the console audit of 2026-12-07: "Discard picked…" with no box ticked sent
+/// no ids, which read as a filter of nothing, "every dead job" (of every kind and, for
+/// an admin, every tenant), one click from a permanent delete; and the jobs page's state
+/// filter offered `prefetched`, which is no state (the listing answered 422).
+#[tokio::test]
+async fn the_pick_form_with_nothing_ticked_selects_nothing_and_every_state_offered_filters() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&id, ErrorClass::Permanent, "SKU-00001 rejected").await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let (_, jobs) = b.get("/ui/jobs?state=dead").await;
+    assert!(
+        jobs.contains("name=\"picked\""),
+        "the pick form says its selection is the ticked boxes"
+    );
+    let (status, page) = b.get("/ui/dead-letter/confirm?picked=1&canary=0&op=discard").await;
+    assert_eq!(status, 422, "{page}");
+    assert!(!page.contains("every dead job"), "{page}");
+    assert!(!page.contains("id=\"confirm\""), "no confirm form: {page}");
+
+    let select = jobs.split("<select name=\"state\">").nth(1).expect("a state filter");
+    let select = select.split("</select>").next().unwrap();
+    let states: Vec<&str> = select
+        .split("<option value=\"")
+        .skip(1)
+        .filter_map(|o| o.split('"').next())
+        .filter(|v| !v.is_empty())
+        .collect();
+    assert!(states.contains(&"dead"), "{states:?}");
+    for state in states {
+        let (status, page) = b.get(&format!("/ui/jobs?state={state}")).await;
+        assert_eq!(status, 200, "state {state}: {page}");
+    }
+}

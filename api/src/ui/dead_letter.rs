@@ -161,6 +161,10 @@ impl Selection {
                 account_id,
             });
         }
+        if ids.is_empty() && one(p, "picked").is_some() {
+            // the pick form with nothing ticked: not "every dead job"
+            return Err(ApiError::field("ids", "pick at least one job"));
+        }
         if !ids.is_empty() {
             if ids.len() > MAX_JOBS {
                 return Err(ApiError::field("ids", format!("at most {MAX_JOBS} jobs at once")));

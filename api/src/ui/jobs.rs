@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::extract::query;
 use crate::handlers::{control, items, jobs};
 use crate::state::AppState;
+use drover::job::JobState;
 
 const KINDS: [&str; 3] = ["sync", "backfill", "cleanup"];
 
@@ -85,13 +86,16 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
         }
         form #job-filter method="get" action="/ui/jobs" {
             (select("kind", &KINDS, set(&filter.kind)))
-            (select("state", &super::overview::STATES, set(&filter.state)))
+            (select("state", &JOB_STATES, set(&filter.state)))
             label { "account " input type="text" name="account_id" value=[set(&filter.account_id)]; }
             (select("error_class", &drover::job::ErrorClass::NAMES, class))
             button type="submit" { "Filter" }
         }
         @if picking {
             form.action.pick-dead method="get" action="/ui/dead-letter/confirm" {
+                // says the selection is the ticked boxes: none ticked is refused, never
+                // read as a filter of every dead job
+                input type="hidden" name="picked" value="1";
                 (jobs_table(&rows, true))
                 label { "canary " input type="number" name="canary" value="0" min="0" max="20" size="3"; }
                 button type="submit" name="op" value="replay" { "Replay picked…" }
@@ -108,6 +112,18 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
     };
     page::render(&viewer, Nav::Jobs, "Jobs", body)
 }
+
+/// The states a listing can be filtered by (the overview's `prefetched` column is a
+/// waiting reason, not a state).
+const JOB_STATES: [&str; JobState::ALL.len()] = {
+    let mut names = [""; JobState::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = JobState::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 fn select(name: &str, options: &[&str], chosen: Option<&str>) -> Markup {
     html! {

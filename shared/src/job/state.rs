@@ -35,7 +35,7 @@ impl JobState {
         JobState::Cancelled,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             JobState::Scheduled => "scheduled",
             JobState::Queued => "queued",

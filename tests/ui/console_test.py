@@ -437,6 +437,17 @@ def check_job_page_is_live(page):
             fail(f"/ui/jobs/{job_id}: #job-state is {first!r} before the job ran")
         # A reload (or any new document) drops this; an update in place keeps it.
         page.evaluate("window.__droverSameDocument = true")
+        # While it waits, the page holds one stream and refreshes once for its first
+        # event: each refresh used to replace the stream's element, whose new stream's
+        # first event asked for another refresh, round after round until the key's
+        # read budget ran out (console audit of 2026-12-07).
+        waiting_requests = []
+        page.on("request", lambda r: waiting_requests.append(r.url) if f"/ui/jobs/{job_id}/" in r.url else None)
+        page.wait_for_timeout(3000)
+        streams = sum(1 for u in waiting_requests if u.endswith("/events"))
+        refreshes = sum(1 for u in waiting_requests if u.endswith("/live"))
+        if streams > 1 or refreshes > 2:
+            fail(f"/ui/jobs/{job_id}: while the job waited, its stream was opened {streams} times and the page refreshed {refreshes} times in 3 s")
     finally:
         api("/v1/queues/cleanup/resume", method="POST")
     expect(state).to_contain_text("succeeded", timeout=WAIT_MS)

@@ -65,10 +65,20 @@ pub async fn job_events(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let stream = job_event_stream(state, &caller, &id).await?;
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// [`job_events`]' events, for a caller that adds its own (the console's).
+pub async fn job_event_stream(
+    state: AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<impl Stream<Item = Result<Event, Infallible>> + use<>, ApiError> {
     // The cap first: past it, the request costs no Redis read; the slot is taken (which
     // may end another key's oldest stream) only for a job found.
     state.streams().check(&caller.name)?;
-    let job = load_summary(&state, &caller, &id).await?.job;
+    let job = load_summary(&state, caller, id).await?.job;
     let slot = state.streams().open(&caller.name)?;
     let polled = state.job_watches().subscribe(&state, &job.id);
     let watch = Watch {
@@ -86,9 +96,13 @@ pub async fn job_events(
         done: false,
         seq: 0,
     };
-    let stream = futures::stream::unfold(watch, |mut w| async move { w.next_event().await.map(|e| (Ok(e), w)) });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    Ok(futures::stream::unfold(watch, |mut w| async move {
+        w.next_event().await.map(|e| (Ok(e), w))
+    }))
 }
+
+/// How often a keep-alive comment goes out while nothing changes.
+pub const KEEP_ALIVE_EVERY: Duration = KEEP_ALIVE;
 
 struct Watch {
     /// Held for as long as the stream is open; given to another key, it ends the stream.

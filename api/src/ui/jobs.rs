@@ -240,7 +240,7 @@ pub async fn show(
         p { code { (id) } " · " (job["kind"].as_str().unwrap_or_default()) " · account " (job["account_id"].as_str().unwrap_or("-"))
             " · trigger " (job["trigger"].as_str().unwrap_or("-"))
             @if let Some(t) = &trace { " · " a #trace-link href=(t) { "trace" } } }
-        (live_block(&job, &viewer))
+        (live_page_block(&job, &viewer))
         h2 { "Payload" }
         pre.payload { (summary(&job["payload"])) }
         h2 { "Items" }
@@ -278,24 +278,42 @@ struct ItemsFilter {
 
 /// The part of a job page that changes while it runs: state, progress, why it waits,
 /// the actions its state allows, and its attempts.
-/// The job's live section: while the job has not ended it follows the job's event stream
-/// and is replaced whole by `/live` on each event, so once the job ends the section that
-/// replaces it has no stream and the browser's is closed. (Before, found by the console
-/// audit of 2026-12-06, only its inside was replaced: the stream, which ends with the
-/// job, was opened again every few seconds for as long as the page stayed open.)
+/// The job's live section with, while the job has not ended, the job's event stream
+/// around it: the stream's element is never replaced (a new element opens a new stream,
+/// whose first event asked for a refresh that replaced it again, round after round:
+/// console audit of 2026-12-07), and it closes on the `end` event the console's stream
+/// sends after the job has ended (else the browser reopens a stream that ended: console
+/// audit of 2026-12-06).
+fn live_page_block(job: &Value, viewer: &Viewer) -> Markup {
+    let id = job["id"].as_str().unwrap_or_default();
+    html! {
+        @if ended(job) {
+            (live_block(job, viewer))
+        } @else {
+            div #job-stream hx-ext="sse" sse-connect={"/ui/jobs/" (id) "/events"} sse-close=(STREAM_END) {
+                (live_block(job, viewer))
+            }
+        }
+    }
+}
+
+/// The live section alone, what `/live` answers: refreshed whole on each of the stream's
+/// events while the job has not ended, still once it has.
 fn live_block(job: &Value, viewer: &Viewer) -> Markup {
     let id = job["id"].as_str().unwrap_or_default();
-    let terminal = ended(job);
     html! {
-        @if terminal {
+        @if ended(job) {
             section #job-live { (live_section(job, viewer)) }
         } @else {
-            section #job-live hx-ext="sse" sse-connect={"/ui/jobs/" (id) "/events"} hx-get={"/ui/jobs/" (id) "/live"} hx-trigger="sse:state, sse:progress, sse:waiting" hx-swap="outerHTML" {
+            section #job-live hx-get={"/ui/jobs/" (id) "/live"} hx-trigger="sse:state, sse:progress, sse:waiting" hx-swap="outerHTML" {
                 (live_section(job, viewer))
             }
         }
     }
 }
+
+/// The event the console's job stream ends with once the job has ended.
+const STREAM_END: &str = "end";
 
 /// Whether the job (as the API shows it) has ended.
 fn ended(job: &Value) -> bool {
@@ -372,12 +390,29 @@ pub async fn live(State(state): State<AppState>, caller: Caller, session: Sessio
     }
 }
 
-/// The job's event stream (the API's), for the live section.
-pub async fn events(state: State<AppState>, caller: Caller, id: Path<String>) -> Response {
-    match crate::handlers::events::job_events(state, caller, id).await {
-        Ok(sse) => sse.into_response(),
-        Err(e) => page::error(&e),
-    }
+/// The job's event stream (the API's), for the live section, then `end` when it stopped
+/// because the job has ended (or is gone): the page closes its stream then. A stream
+/// that stopped for another reason (its time is up, its slot went to another) ends
+/// without it, and the browser opens a new one.
+pub async fn events(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let stream = match crate::handlers::events::job_event_stream(state.clone(), &caller, &id).await {
+        Ok(stream) => stream,
+        Err(e) => return page::error(&e),
+    };
+    let end = futures::stream::once(async move {
+        let over = match crate::handlers::load_summary(&state, &caller, &id).await {
+            Ok(s) => s.job.state.is_terminal(),
+            Err(e) => e.status() == axum::http::StatusCode::NOT_FOUND,
+        };
+        // (an event without data is never dispatched by a browser)
+        over.then(|| Ok(Event::default().event(STREAM_END).data("ended")))
+    })
+    .filter_map(std::future::ready);
+    Sse::new(stream.chain(end))
+        .keep_alive(KeepAlive::new().interval(crate::handlers::events::KEEP_ALIVE_EVERY))
+        .into_response()
 }
 
 pub async fn cancel(state: State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {

@@ -143,7 +143,9 @@ impl<S: JobStore> Scheduler<S> {
     pub async fn tick_once(&mut self, now: DateTime<Utc>) -> usize {
         let mut created = 0;
         let since = *self.since.get_or_insert(now);
-        for due in self.due_list().await {
+        let due_list = self.due_list().await;
+        self.forget_gone(&due_list);
+        for due in due_list {
             let Some(tick) = latest_tick(&due.cron, now) else { continue };
             if due.not_before.is_some_and(|t| tick < t) {
                 continue;
@@ -245,6 +247,25 @@ impl<S: JobStore> Scheduler<S> {
             self.overtaken_to.insert(due.name.clone(), at);
             tracing::warn!(schedule = %due.name, missed, after = %from, before = %latest, "schedule ticks missed: overtaken by a later tick before they could be enqueued, skipped");
         }
+    }
+
+    /// Forgets the ticks of schedules that are gone (deleted, disabled, an account no
+    /// longer active): short-lived schedules with new names would otherwise grow these
+    /// maps for the life of the process. Only after a listing that was read: a failed
+    /// read lists no user schedule, and forgetting their ticks then would count the
+    /// latest as misfires.
+    fn forget_gone(&mut self, due: &[Due]) {
+        if self.listed.is_none() {
+            return;
+        }
+        let names: std::collections::HashSet<&str> = due.iter().map(|d| d.name.as_str()).collect();
+        self.done.retain(|name, _| names.contains(name.as_str()));
+        self.overtaken_to.retain(|name, _| names.contains(name.as_str()));
+    }
+
+    /// How many schedules this replica remembers a tick of.
+    pub fn schedules_remembered(&self) -> usize {
+        self.done.len().max(self.overtaken_to.len())
     }
 
     /// Records the built-ins this replica makes for the listings, every

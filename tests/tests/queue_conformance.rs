@@ -248,6 +248,7 @@ conformance!(
         a_park_a_fetch_has_not_promoted_yet_still_counts_as_parked,
         a_long_bulk_answers_as_one_call_would,
         cancelling_an_accounts_last_queued_jobs_takes_its_turn_off_offer,
+        the_lag_is_the_oldest_ready_jobs_wait_whatever_its_priority,
     ],
     one_partition: [
         a_higher_priority_band_goes_first_across_accounts,
@@ -289,6 +290,47 @@ conformance_with_policy!(
     capped_counts_say_how_many_jobs_wait_for_each_reason,
     capped_reclaims_and_late_results_are_counted,
 );
+
+/// Backend-specific (it settles and promotes by hand): found by the
+/// audit of what the API shows (2026-12-07): a job put back at the front of its lane (a
+/// turn given away, a hand-back) is placed by its creation, and the lag counted its wait
+/// from then, so a long job that gave way showed the queue hours behind. It counts from
+/// when the job was put back.
+#[tokio::test]
+async fn a_job_put_back_at_the_front_counts_in_the_lag_from_when_it_was_put_back() {
+    use drover::job::{ErrorClass, ErrorInfo, JobKind};
+    use drover::queue::{JobStore, NewJob, SettleAction, Settlement};
+    use std::time::Duration;
+    let (_server, store) = redis_store().await;
+    for account in ["a1", "a2"] {
+        store.enqueue(NewJob::new(cleanup(account))).await.unwrap();
+    }
+    let leased = store.fetch(JobKind::Cleanup, "w1", 2, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let gave_way = SettleAction::GaveWay {
+        delay: Duration::ZERO,
+        error: ErrorInfo {
+            class: ErrorClass::Interrupted,
+            message: "handed back: worked its 1s turn while another job waits for the slot".into(),
+        },
+    };
+    let settles = vec![
+        Settlement {
+            id: leased[0].id.clone(),
+            token: leased[0].token.clone(),
+            action: gave_way,
+            attempt: None,
+        },
+        Settlement::release(&leased[1]),
+    ];
+    store.settle(JobKind::Cleanup, &settles).await.unwrap();
+    // promotes the job that gave way (due at once), leasing nothing
+    store.fetch(JobKind::Cleanup, "w2", 0, LEASE).await.unwrap();
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!(c.queued, 2);
+    assert!(c.lag_ms < 500, "both were put back just now; the lag says {} ms", c.lag_ms);
+}
 
 /// Backend-specific: a record written by a "newer version" (schema v99) is still handed
 /// out, with the reason, so the runtime can dead-letter it instead of looping.

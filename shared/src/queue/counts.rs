@@ -83,6 +83,7 @@ pub(super) fn add_reads(pipe: &mut redis::Pipeline, k: &QueueKeys, ahead: &Lanes
         "blocked",
         "stats",
         "passes",
+        "readysince",
     ] {
         call.key(k.key(suffix));
     }

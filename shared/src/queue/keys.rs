@@ -4,8 +4,8 @@ use std::sync::Arc;
 use crate::job::{JobId, JobKind};
 
 /// What offering an account's lane touches besides the lane (common.lua: `add_ready`,
-/// `offer_lane`, `wake`).
-pub(crate) const LANE_OFFER: [&str; 6] = ["queued", "passes", "blocked", "vt", "idle", "marker"];
+/// `offer_lane`, `wake`, and `note_ready_since` for a job put back at its front).
+pub(crate) const LANE_OFFER: [&str; 7] = ["queued", "passes", "blocked", "vt", "idle", "marker", "readysince"];
 /// The indexes of parked jobs, one per guard (common.lua: `PARK_REASONS`).
 pub(crate) const PARKED: [&str; 3] = ["parked:rate_limit", "parked:quota_cooldown", "parked:breaker_open"];
 /// The indexes of ended jobs, one per terminal state.

@@ -65,7 +65,7 @@ pub(super) struct StatsReply {
     pub parked: [u64; 3],
     pub account_busy: u64,
     pub events: QueueEvents,
-    /// The lowest ready score at the lanes' heads (0: no job queued).
+    /// When the longest-waiting ready job became ready, ms (0: no job queued).
     pub head: u64,
 }
 

@@ -308,6 +308,24 @@ pub async fn a_job_that_gave_its_turn_away_comes_back_at_the_front_of_its_accoun
     assert_eq!(next.id, first, "the job that gave way runs before its account's later jobs");
 }
 
+/// Found by the audit of what the API shows (2026-12-07): the lag (`lag_ms`, the metric
+/// the lag alert and the autoscalers read) was the wait of the most urgent job at the
+/// lanes' heads, so one job above priority 0 (of another account, or queued ahead in the
+/// same account's lane) hid a routine backlog waiting for hours. It is the oldest ready
+/// job's wait, whatever its priority.
+pub async fn the_lag_is_the_oldest_ready_jobs_wait_whatever_its_priority<S: JobStore>(store: S) {
+    enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut urgent = NewJob::new(cleanup("a2"));
+    urgent.priority = 5;
+    enqueue(&store, urgent).await;
+    let mut urgent_same = NewJob::new(cleanup("a1"));
+    urgent_same.priority = 7;
+    enqueue(&store, urgent_same).await;
+    let lag = store.counts(JobKind::Cleanup).await.unwrap().lag_ms;
+    assert!(lag >= 600, "the routine job has waited 600 ms; the lag says {lag} ms");
+}
+
 /// Found by the visibility audit of 2026-12-05: the mark of a turn given away outlived a
 /// cancel and a replay, so the replayed job's later retry came back at its creation time,
 /// ahead of a job its account queued meanwhile, instead of when it fell due.

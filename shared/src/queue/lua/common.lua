@@ -472,11 +472,28 @@ end
 -- Back to its lane. A job handed back (its worker died or shut down) goes to
 -- the front of its priority band, ordered by creation time, instead of behind the
 -- whole backlog: it has waited once already.
+-- A job put back at the front of its lane (a turn given away, a hand-back, a reclaim)
+-- is placed by its creation but has waited only since `now`: what the lag counts. Kept
+-- in the record (`qa`, read by the fetch that leases it) and in `readysince` (read by
+-- queue_stats.lua for the lanes' heads), the newest READY_SINCE_KEPT of them; a job
+-- queued again later counts from the later of the two times, so neither is ever taken
+-- out.
+local READY_SINCE_KEPT = 10000
+local function note_ready_since(id, key, now)
+  redis.call('HSET', key, 'qa', now)
+  redis.call('ZADD', P .. 'readysince', now, id)
+  if redis.call('ZCARD', P .. 'readysince') > READY_SINCE_KEPT then
+    redis.call('ZREMRANGEBYRANK', P .. 'readysince', 0, -READY_SINCE_KEPT - 1)
+  end
+end
 local function queue_ready(id, now, front)
   local key = P .. 'job:' .. id
   local f = redis.call('HMGET', key, 'pr', 'ca', 'acct')
   local at = now
-  if front then at = tonumber(f[2]) or now end
+  if front then
+    at = tonumber(f[2]) or now
+    note_ready_since(id, key, now)
+  end
   redis.call('HSET', key, 'st', 'queued', 'ua', now)
   add_ready(id, f[3], ready_score(f[1], at))
 end

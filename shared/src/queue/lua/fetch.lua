@@ -61,7 +61,9 @@ if #due > 0 then
       ids[#ids + 1] = id
       redis.call('HSET', key, 'st', 'queued', 'ua', now, 'ra', '')
       if f[5] then
+        -- placed by its creation, ready since it fell due (for the lag)
         redis.call('HDEL', key, 'gw')
+        note_ready_since(id, key, at)
         at = tonumber(f[6]) or at
       end
       recount(key, f[2], f[4], f[3], 'queued')
@@ -248,7 +250,7 @@ if max > 0 and not needs and not held then
         for i = 1, #popped, 2 do
           local id = popped[i]
           local key = P .. 'job:' .. id
-          local f = need(key) and redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb', 'mb')
+          local f = need(key) and redis.call('HMGET', key, 'v', 'p', 'at', 'ma', 'to', 'tp', 'cx', 'cb', 'mb', 'qa')
           if f then
             off_lanes = off_lanes + 1
             served = tonumber(popped[i + 1])
@@ -270,7 +272,7 @@ if max > 0 and not needs and not held then
             if reports_starts then
               -- in `unstarted` until the worker says the run started, by ready time, so
               -- the lag still sees a job waiting in a worker's prefetch
-              unstarted[2 * n + 1], unstarted[2 * n + 2] = served % 1e13, id
+              unstarted[2 * n + 1], unstarted[2 * n + 2] = math.max(served % 1e13, tonumber(f[10]) or 0), id
             end
             held[#held + 1] = id
             busy = busy + 1

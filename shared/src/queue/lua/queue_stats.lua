@@ -3,11 +3,14 @@
 -- is O(1) or O(log n), except `account_busy`, which adds up the lanes of the accounts at
 -- their cap: at most LANES_READ of them (each holds at least one run in flight, so there
 -- are no more than the runs in flight); past that it extrapolates from a sample.
--- The head is the lowest ready score (best priority band, then oldest) over the lanes'
--- heads: those of the first LANES_READ lanes in pass order (the next to have a turn)
--- and of the capped accounts read for `account_busy`; past that many accounts it is the
--- lowest of those read.
--- KEYS: the park indexes, `blocked`, `stats`, `passes`, and the lanes of the accounts
+-- The head is when the longest-waiting ready job became ready, over the lanes of the
+-- first LANES_READ lanes in pass order (the next to have a turn) and of the capped
+-- accounts read for `account_busy`; past that many accounts it is the oldest of those
+-- read. A lane is ordered by priority band first, so its oldest job may be behind a
+-- newer, more urgent one: the first job of each of its bands is read (one read when
+-- the lane holds one band, the common case). A job put back at the front (a turn given
+-- away, a hand-back) is placed by its creation but ready since its `readysince` score.
+-- KEYS: the park indexes, `blocked`, `stats`, `passes`, `readysince`, and the lanes of the accounts
 -- the caller read ahead: a sample of `blocked` (also in ARGV) and the first LANES_READ
 -- of `passes`. A lane that was not declared is not read (an account offered since).
 -- ARGV: prefix, then the sampled accounts of `blocked`
@@ -20,11 +23,26 @@ for _, r in ipairs(PARK_REASONS) do
   out[#out + 1] = redis.call('ZCARD', P .. 'parked:' .. r)
 end
 local head
+local BAND = 1e13
+local function see(lane, entry)
+  local score = tonumber(entry[2])
+  if not score then return end
+  local since = score % BAND
+  local qa = tonumber(redis.call('ZSCORE', P .. 'readysince', entry[1]))
+  if qa and qa > since then since = qa end
+  if not head or since < head then head = since end
+end
 local function see_head(acct)
-  if not declared(lane_key(acct)) then return end
-  local h = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
-  local score = tonumber(h[2])
-  if score and (not head or score < head) then head = score end
+  local lane = lane_key(acct)
+  if not declared(lane) then return end
+  local first = redis.call('ZRANGE', lane, 0, 0, 'WITHSCORES')
+  if #first == 0 then return end
+  see(lane, first)
+  local last = redis.call('ZRANGE', lane, -1, -1, 'WITHSCORES')
+  local from, to = math.floor(tonumber(first[2]) / BAND), math.floor(tonumber(last[2]) / BAND)
+  for band = from + 1, to do
+    see(lane, redis.call('ZRANGE', lane, band * BAND, (band + 1) * BAND - 1, 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES'))
+  end
 end
 local blocked = redis.call('HLEN', P .. 'blocked')
 local busy = 0

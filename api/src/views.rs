@@ -158,14 +158,17 @@ pub struct JobView {
     /// W3C trace id, to find the job's trace.
     pub trace_id: Option<String>,
     pub traceparent: Option<String>,
-    /// The worker running it (or that ran it last): shown to keys for every account only.
+    /// The worker running it (or holding it leased ahead of a free slot); empty once the
+    /// run has ended (the attempt history names each run's worker). Shown to keys for
+    /// every account only.
     pub worker: Option<String>,
     pub cancel_requested: bool,
     /// What made the job: `api`, `schedule:<account>/<name>` (a built-in:
     /// `schedule:builtin.<what>.<account>`), `replay` or `account_created`.
     pub trigger: Option<String>,
-    /// Every run in order, the one under way last while the job runs (only in
-    /// `GET /v1/jobs/{id}`; empty in listings).
+    /// Its runs in order, the one under way last while the job runs: the newest 50 are
+    /// kept (`attempts` counts on past them). Only in `GET /v1/jobs/{id}`; empty in
+    /// listings.
     pub attempt_history: Vec<AttemptView>,
     /// Why a job that is neither running nor finished has not started.
     #[serde(skip_serializing_if = "Option::is_none")]

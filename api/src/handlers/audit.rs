@@ -53,9 +53,9 @@ pub struct AuditEntryView {
     /// The API key's name.
     pub actor: String,
     /// `job.cancel`, `job.retry`, `dlq.replay`, `dlq.discard`, `queue.pause`, `queue.resume`,
-    /// `schedule.put`, `schedule.delete`.
+    /// `schedule.put`, `schedule.delete`, `account.credentials`.
     pub action: String,
-    /// The job id, queue kind, schedule name or `dead-letter`.
+    /// The job id, queue kind, schedule name, account id or `dead-letter`.
     pub target: String,
     /// The selection or filter the action applied to, when it has one.
     #[schema(value_type = Option<Object>)]

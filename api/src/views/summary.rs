@@ -34,7 +34,8 @@ pub struct JobSummaryView {
     pub last_error: Option<ErrorView>,
     pub trace_id: Option<String>,
     pub cancel_requested: bool,
-    /// What made the job: `api`, `schedule:<name>`, `replay` or `account_created`.
+    /// What made the job: `api`, `schedule:<account>/<name>` (a built-in:
+    /// `schedule:builtin.<what>.<account>`), `replay` or `account_created`.
     pub trigger: Option<String>,
     /// Why a job that is neither running nor finished has not started.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -376,7 +376,7 @@ mod tests {
         worker: Worker,
     }
 
-    /// Found by the newcomer audit of 2026-12-07: the file's `getOrders` and the
+    /// Found by the newcomer audit of 2026-12-06: the file's `getOrders` and the
     /// environment's `GETORDERS` (lowercased) were two entries for one operation, and
     /// which won changed from process to process (a map's random order): workers
     /// sharing one limiter ran different plans.

@@ -545,7 +545,7 @@ async fn scheduler_sees_each_change(url: &str, count_reads: bool) {
     schedules.put("nightly-a", spec("7 12 * * *", "acme")).await.unwrap();
     assert_eq!(scheduler.tick_once(at(12, 7, 1)).await, 1, "a replaced schedule is seen");
     // Deleted: it makes no more jobs, and its ticks are forgotten (found by the audit of
-    // 2026-12-07: every schedule name ever ticked stayed in memory for the process's
+    // 2026-12-06: every schedule name ever ticked stayed in memory for the process's
     // life, so short-lived schedules grew it without bound).
     assert!(schedules.delete(Some("acme"), "hourly").await.unwrap());
     assert_eq!(scheduler.tick_once(at(13, 6, 1)).await, 0, "a deleted schedule is seen");

@@ -269,7 +269,7 @@ async fn a_job_in_a_queue_no_worker_serves_says_it_waits_for_one() {
     );
 }
 
-/// Found by the fairness audit of 2026-12-07: a cooldown that cannot be read (its key
+/// Found by the fairness audit of 2026-12-06: a cooldown that cannot be read (its key
 /// on a shard that is down; here a value of the wrong type) failed `GET /v1/jobs/{id}`
 /// and every listing page holding a waiting backfill with 503, though the jobs and the
 /// queue's reasons were read; a submit left the cooldown out instead. They now answer

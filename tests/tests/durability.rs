@@ -531,7 +531,7 @@ async fn in_replica_mode_a_lease_no_replica_acknowledged_is_given_back_not_run()
     wait_for(|| state_on(&replica, &id).as_deref() == Some("running"), "the lease on the replica").await;
 }
 
-/// Found by the chaos audit of 2026-12-07: a fetch waited for the replica as long as
+/// Found by the chaos audit of 2026-12-06: a fetch waited for the replica as long as
 /// `durability_timeout_ms` (1 s by default) though its leases live 1.8 s by default and
 /// nothing renews them before the fetch answers: with a stalled replica and a longer
 /// timeout or shorter lease, another worker's fetch reclaimed the lease as abandoned

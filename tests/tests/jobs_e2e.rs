@@ -1277,7 +1277,7 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
     assert_eq!(outcomes, vec![("deleted".to_owned(), 60)]);
 }
 
-/// Found by the fairness audit of 2026-12-07: a run that worked its slice came back 100 ms
+/// Found by the fairness audit of 2026-12-06: a run that worked its slice came back 100 ms
 /// later, while its account's next job took the account's slot at once (the run's end
 /// offered the account's lane with that job at its head), so an account's long jobs
 /// alternated slice by slice instead of running oldest first, and an urgent one waited

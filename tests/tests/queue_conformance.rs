@@ -292,7 +292,7 @@ conformance_with_policy!(
 );
 
 /// Backend-specific (it settles and promotes by hand): found by the
-/// audit of what the API shows (2026-12-07): a job put back at the front of its lane (a
+/// audit of what the API shows (2026-12-06): a job put back at the front of its lane (a
 /// turn given away, a hand-back) is placed by its creation, and the lag counted its wait
 /// from then, so a long job that gave way showed the queue hours behind. It counts from
 /// when the job was put back.

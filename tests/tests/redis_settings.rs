@@ -115,7 +115,7 @@ fn shipped_memory_limit() -> u64 {
     }
 }
 
-/// Found by the newcomer audit of 2026-12-07: the shipped redis.conf set no maxmemory,
+/// Found by the newcomer audit of 2026-12-06: the shipped redis.conf set no maxmemory,
 /// so Redis grew until the host killed it (never the API's 503 `queue-full`) and the
 /// memory alert, dividing by it, never fired; nothing said so. The shipped file sets
 /// one, and a Redis without one is reported at start-up.

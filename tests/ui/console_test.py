@@ -440,7 +440,7 @@ def check_job_page_is_live(page):
         # While it waits, the page holds one stream and refreshes once for its first
         # event: each refresh used to replace the stream's element, whose new stream's
         # first event asked for another refresh, round after round until the key's
-        # read budget ran out (console audit of 2026-12-07).
+        # read budget ran out (console audit of 2026-12-06).
         waiting_requests = []
         page.on("request", lambda r: waiting_requests.append(r.url) if f"/ui/jobs/{job_id}/" in r.url else None)
         page.wait_for_timeout(3000)

@@ -188,7 +188,7 @@ mod tests {
         );
     }
 
-    /// Found by the hostile-tenant audit of 2026-12-07: behind a proxy that writes the
+    /// Found by the hostile-tenant audit of 2026-12-06: behind a proxy that writes the
     /// client's port (Azure's Application Gateway appends `ip:port`), no hop parsed, so
     /// every sign-in drew on the proxy's one budget and ten bad attempts locked every
     /// operator out.

@@ -308,7 +308,7 @@ pub async fn a_job_that_gave_its_turn_away_comes_back_at_the_front_of_its_accoun
     assert_eq!(next.id, first, "the job that gave way runs before its account's later jobs");
 }
 
-/// Found by the audit of what the API shows (2026-12-07): the lag (`lag_ms`, the metric
+/// Found by the audit of what the API shows (2026-12-06): the lag (`lag_ms`, the metric
 /// the lag alert and the autoscalers read) was the wait of the most urgent job at the
 /// lanes' heads, so one job above priority 0 (of another account, or queued ahead in the
 /// same account's lane) hid a routine backlog waiting for hours. It is the oldest ready

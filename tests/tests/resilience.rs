@@ -392,7 +392,7 @@ async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_f
     assert_eq!(count.load(Ordering::SeqCst), 1);
 
     let old = SecretString::from("Atza|secret-token-1".to_owned());
-    procs[0].invalidate_token(&account(), &old).await.unwrap();
+    procs[0].invalidate_token(&account(), &creds(), &old).await.unwrap();
     let mut callers = Vec::new();
     for _ in 0..10 {
         let r = procs[0].clone();
@@ -404,7 +404,7 @@ async fn fifty_callers_in_five_processes_fetch_the_token_once_and_invalidation_f
     }
     assert_eq!(count.load(Ordering::SeqCst), 2);
     // A late 401 elsewhere with the old token must not throw away the new one.
-    procs[3].invalidate_token(&account(), &old).await.unwrap();
+    procs[3].invalidate_token(&account(), &creds(), &old).await.unwrap();
     let t = procs[3].access_token(&account(), &creds(), counting_fetch(&count)).await.unwrap();
     assert_eq!(t.expose_secret(), "Atza|secret-token-2");
     assert_eq!(count.load(Ordering::SeqCst), 2);
@@ -432,6 +432,44 @@ async fn a_token_got_with_replaced_credentials_is_not_used_with_the_new_ones() {
         "another process shares the new one"
     );
     assert_eq!(count.load(Ordering::SeqCst), 2, "one exchange for each set of credentials");
+}
+
+/// Found by the review of this stop's diffs (2026-12-06): with one token per account,
+/// a run still holding the replaced credentials and a run with the new ones refreshed
+/// over each other's token at every call, and the old credentials' refused refreshes,
+/// noted for the account, failed the new credentials' callers without trying. Each set
+/// of credentials keeps its own token and its own failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn old_and_new_credentials_keep_their_own_tokens_and_failures() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 2, &ResilienceConfig::default()).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let (old, new) = (creds(), credentials("Atzr|second"));
+    for round in 0..3 {
+        let a = procs[round % 2]
+            .access_token(&account(), &old, counting_fetch(&count))
+            .await
+            .unwrap();
+        let b = procs[(round + 1) % 2]
+            .access_token(&account(), &new, counting_fetch(&count))
+            .await
+            .unwrap();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 2, "one exchange for each set of credentials");
+
+    let revoked = credentials("Atzr|revoked");
+    for _ in 0..2 {
+        let refused = procs[0]
+            .access_token(&account(), &revoked, || async {
+                Err::<(SecretString, Duration), _>("credentials rejected: invalid_grant")
+            })
+            .await;
+        assert!(refused.is_err());
+    }
+    let fresh = credentials("Atzr|third");
+    let t = procs[1].access_token(&account(), &fresh, counting_fetch(&count)).await;
+    assert!(t.is_ok(), "other credentials' refusals fail these: {t:?}");
 }
 
 /// Callers in one process behind an exchange that hangs (LWA not answering) give up after

@@ -40,7 +40,10 @@ async fn a_redis_dump_holds_no_usable_access_token() {
         .await
         .unwrap();
     assert_eq!(got.expose_secret(), TOKEN);
-    let raw: Vec<u8> = redis::cmd("GET").arg("t:lwa:{acme}").query(&mut redis.conn()).unwrap();
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(r.token_key(&account, &credentials()))
+        .query(&mut redis.conn())
+        .unwrap();
     assert!(!raw.is_empty(), "the token is shared through Redis");
     assert!(
         !raw.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
@@ -57,8 +60,11 @@ async fn a_redis_dump_holds_no_usable_access_token() {
         .unwrap();
     assert_eq!(got.expose_secret(), TOKEN);
     // A 401 drops it everywhere.
-    other.invalidate_token(&account, &got).await.unwrap();
-    let gone: Option<Vec<u8>> = redis::cmd("GET").arg("t:lwa:{acme}").query(&mut redis.conn()).unwrap();
+    other.invalidate_token(&account, &credentials(), &got).await.unwrap();
+    let gone: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(other.token_key(&account, &credentials()))
+        .query(&mut redis.conn())
+        .unwrap();
     assert_eq!(gone, None);
 }
 

@@ -20,8 +20,8 @@
 //! | `<ns>:rl:<account>:<op>` | hash `{tat, rate?}` | GCRA theoretical arrival time (µs, server clock) and the marketplace-announced rate when it differs from config. TTL: time to refill + `limiter.idle_ttl` (24 h), so idle accounts vanish. |
 //! | `<ns>:cd:<account>` | hash `{until, reason, level, since}` | quota cooldown (ms). Kept `decay_after` past its end so a repeat 429 can climb a level. |
 //! | `<ns>:cb:<account>:<op>` | hash `{st, ws, calls, fails, ou, pu}` | breaker state (`closed`/`open`/`half`), counting window start, counts, open-until and half-open probe lease (ms). TTL 2 × max(window, open_for) + 60 s. |
-//! | `<ns>:lwa:<account>` | string | the LWA access token, sealed (`sealed_token`: `<sha256 hex>.<AES-256-GCM, base64url>`, bound to the account and the credentials that got it), PX = `expires_in − refresh_before`. |
-//! | `<ns>:lwa:<account>:lock` | string | refresh lock: random owner, SET NX PX `token.lock_ttl` (3 s), extended every third of that while the exchange runs, released by compare-and-delete. |
+//! | `<ns>:lwa:<account>:<credentials>` | string | the LWA access token got with those credentials (the first 16 hex digits of their fingerprint), sealed (`sealed_token`: `<sha256 hex>.<AES-256-GCM, base64url>`, bound to the account and the credentials), PX = `expires_in − refresh_before`. `:failed` beside it notes its failed refreshes. |
+//! | `<ns>:lwa:<account>:<credentials>:lock` | string | refresh lock: random owner, SET NX PX `token.lock_ttl` (3 s), extended every third of that while the exchange runs, released by compare-and-delete. |
 use std::fmt;
 use std::sync::Arc;
 

@@ -1,8 +1,10 @@
-//! The LWA access-token cache: one token per account shared by every worker, refreshed
-//! by exactly one caller across all processes, and bound to the credentials that got it
-//! (an account given other credentials refreshes at its next call).
+//! The LWA access-token cache: one token per account and set of credentials, shared by
+//! every worker, refreshed by exactly one caller across all processes. An account given
+//! other credentials refreshes at its next call with them, while runs that started with
+//! the old ones keep their own token and failures (neither overwrites the other's).
 //!
-//! `<ns>:lwa:<account>` holds the token with a PX expiry of `expires_in −
+//! `<ns>:lwa:<account>:<credentials>` (the first 16 hex digits of the credentials'
+//! fingerprint; [`Resilience::token_key`]) holds the token with a PX expiry of `expires_in −
 //! refresh_before`, so its absence means "refresh now". The refresher holds
 //! `<ns>:lwa:<account>:lock` (SET NX PX with a random owner, extended every third of its
 //! life while the exchange runs, released by compare-and-delete): a slow exchange keeps
@@ -39,40 +41,39 @@ const FAILED_FOR: Duration = Duration::from_secs(1);
 /// instead of asking the token service again (the first failure's waiters try once).
 const FAILED_REFRESHES: u64 = 2;
 
-/// A token held in this process: the token, until when, and the fingerprint of the
-/// credentials that got it.
-type Held = (SecretString, Instant, String);
+/// Whose token: an account and the fingerprint of its credentials.
+type Whose = (AccountId, String);
 
 /// In-process part of the cache. Never printed: it holds secrets.
 #[derive(Default)]
 pub(crate) struct LocalTokens {
-    tokens: Mutex<HashMap<AccountId, Held>>,
-    flights: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
+    tokens: Mutex<HashMap<Whose, (SecretString, Instant)>>,
+    flights: Mutex<HashMap<Whose, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl LocalTokens {
-    fn get(&self, account: &AccountId, credentials: &str) -> Option<SecretString> {
+    fn get(&self, whose: &Whose) -> Option<SecretString> {
         let map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(account)
-            .filter(|(_, fresh_until, got_with)| Instant::now() < *fresh_until && got_with == credentials)
-            .map(|(t, _, _)| t.clone())
+        map.get(whose)
+            .filter(|(_, fresh_until)| Instant::now() < *fresh_until)
+            .map(|(t, _)| t.clone())
     }
 
-    fn put(&self, account: &AccountId, credentials: &str, token: &SecretString, fresh_for: Duration) {
+    fn put(&self, whose: &Whose, token: &SecretString, fresh_for: Duration) {
         let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(account.clone(), (token.clone(), Instant::now() + fresh_for, credentials.to_owned()));
+        map.insert(whose.clone(), (token.clone(), Instant::now() + fresh_for));
     }
 
-    fn forget(&self, account: &AccountId, token: &SecretString) {
+    fn forget(&self, whose: &Whose, token: &SecretString) {
         let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(account).is_some_and(|(t, _, _)| t.expose_secret() == token.expose_secret()) {
-            map.remove(account);
+        if map.get(whose).is_some_and(|(t, _)| t.expose_secret() == token.expose_secret()) {
+            map.remove(whose);
         }
     }
 
-    fn flight(&self, account: &AccountId) -> Arc<tokio::sync::Mutex<()>> {
+    fn flight(&self, whose: &Whose) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(account.clone()).or_default().clone()
+        map.entry(whose.clone()).or_default().clone()
     }
 }
 
@@ -106,21 +107,22 @@ impl Resilience {
         let local = &self.inner.tokens;
         let credentials = credentials.fingerprint();
         let credentials = credentials.as_str();
-        if let Some(t) = local.get(account, credentials) {
+        let whose: Whose = (account.clone(), credentials.to_owned());
+        if let Some(t) = local.get(&whose) {
             return Ok(t);
         }
         // The deadline counts from the call, so waiting behind this process's own
         // exchange is bounded as waiting behind another process's is.
         let cfg = &self.config().token;
         let deadline = Instant::now() + cfg.wait_timeout;
-        let flight = local.flight(account);
+        let flight = local.flight(&whose);
         let Ok(_one_per_process) = tokio::time::timeout_at(deadline, flight.lock()).await else {
             return Err(ResilienceError::Token(format!(
                 "no token from this process's refresh within {:?}",
                 cfg.wait_timeout
             )));
         };
-        if let Some(t) = local.get(account, credentials) {
+        if let Some(t) = local.get(&whose) {
             return Ok(t);
         }
         let mut fetch = Some(fetch);
@@ -130,7 +132,7 @@ impl Resilience {
         loop {
             match self.peek_token(account, credentials).await? {
                 Peek::Token(t, ttl) => {
-                    local.put(account, credentials, &t, ttl);
+                    local.put(&whose, &t, ttl);
                     return Ok(t);
                 }
                 Peek::Missing { failed, last } if failed >= FAILED_REFRESHES => {
@@ -160,20 +162,36 @@ impl Resilience {
         }
     }
 
-    /// A call got 401 with `token`: drop it everywhere, but only if it is still the
-    /// cached one (another worker may already have stored a fresh token).
-    pub async fn invalidate_token(&self, account: &AccountId, token: &SecretString) -> Result<(), ResilienceError> {
-        self.inner.tokens.forget(account, token);
+    /// A call got 401 with `token`, got with `credentials`: drop it everywhere, but only
+    /// if it is still the cached one (another worker may already have stored a fresh
+    /// token).
+    pub async fn invalidate_token(
+        &self,
+        account: &AccountId,
+        credentials: &LwaCredentials,
+        token: &SecretString,
+    ) -> Result<(), ResilienceError> {
+        self.inner.tokens.forget(&(account.clone(), credentials.fingerprint()), token);
         let _: i64 = FORGET
-            .key(self.key("lwa", account, None))
+            .key(self.token_key(account, credentials))
             .arg(super::sealed_token::fingerprint(token))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
+    /// The Redis key of the token `account` gets with `credentials` (its lock and its
+    /// failures are this with `:lock` and `:failed`).
+    pub fn token_key(&self, account: &AccountId, credentials: &LwaCredentials) -> String {
+        self.token_key_of(account, &credentials.fingerprint())
+    }
+
+    fn token_key_of(&self, account: &AccountId, credentials: &str) -> String {
+        format!("{}:{}", self.key("lwa", account, None), &credentials[..16])
+    }
+
     async fn peek_token(&self, account: &AccountId, credentials: &str) -> Result<Peek, ResilienceError> {
-        let token_key = self.key("lwa", account, None);
+        let token_key = self.token_key_of(account, credentials);
         let (token, pttl, held, failed, last): (String, i64, i64, u64, String) = PEEK
             .key(&token_key)
             .key(format!("{token_key}:lock"))
@@ -212,7 +230,7 @@ impl Resilience {
             return Ok(None);
         }
         let cfg = &self.config().token;
-        let token_key = self.key("lwa", account, None);
+        let token_key = self.token_key_of(account, credentials);
         let lock_key = format!("{token_key}:lock");
         let owner = format!("{:032x}", rand::random::<u128>());
         let won: Option<String> = redis::cmd("SET")
@@ -246,7 +264,7 @@ impl Resilience {
                     .await;
                 match stored {
                     Ok(()) => {
-                        self.inner.tokens.put(account, credentials, &token, keep);
+                        self.inner.tokens.put(&(account.clone(), credentials.to_owned()), &token, keep);
                         Ok(Some(token))
                     }
                     Err(e) => Err(ResilienceError::from(e)),

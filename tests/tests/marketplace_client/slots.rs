@@ -30,15 +30,16 @@ async fn calls_held_back_by_another_workers_token_refresh_keep_to_the_plan_when_
     let env = tight_plan(Operation::GetListingsItem, ResOp::GetListingsItem).await?;
     // Another worker's refresh of acct-1's token, in flight for 1.5 s: its lock.
     let mut redis = redis::Client::open(env.redis.url())?.get_multiplexed_async_connection().await?;
+    let ctx = env.ctx("acct-1");
+    let lock = format!("{}:lock", env.resilience.token_key(&ctx.account_id, &ctx.credentials));
     let _: () = redis::cmd("SET")
-        .arg("t:lwa:{acct-1}:lock")
+        .arg(&lock)
         .arg("another-worker")
         .arg("PX")
         .arg(1500)
         .query_async(&mut redis)
         .await?;
 
-    let ctx = env.ctx("acct-1");
     let calls = (0..CALLS).map(|i| {
         let (client, ctx) = (env.client.clone(), ctx.clone());
         async move {

@@ -237,7 +237,7 @@ impl MarketplaceClient {
                     self.record(acct, op, CallOutcome::Success).await;
                     let reason = classify::upstream_reason(answer.status, &answer.body);
                     tracing::warn!(account = %account, op = name, status, attempt, refreshed, reason = %reason, "marketplace refused the access token");
-                    if let Err(e) = res.invalidate_token(account, &token).await {
+                    if let Err(e) = res.invalidate_token(account, &acct.credentials, &token).await {
                         tracing::warn!(account = %account, op = name, error = %e, "could not drop the refused access token from the cache");
                     }
                     if !refreshed {

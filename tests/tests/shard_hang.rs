@@ -260,3 +260,134 @@ async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
     let _ = stop.send(());
     runtime.await.unwrap().unwrap();
 }
+
+/// Found by the cluster audit of 2026-12-06: single enqueues made at one moment shared
+/// one group-committed call across every shard, answered once the slowest shard had
+/// answered, so with one primary hung every enqueue of the process (for any shard) took
+/// its timeout, about 5 s, and many outlived the API's request timeout; and the scheduler
+/// enqueued its due ticks one after another, each waiting that long, so schedules of
+/// healthy shards missed their ticks. Enqueues are group-committed per queue now, and the
+/// scheduler sends its ticks together, each bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_shard_holds_up_neither_the_other_shards_enqueues_nor_their_schedules() {
+    use chrono::Utc;
+    use drover::job::bucket_of;
+    use drover::queue::QueueKeys;
+    use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
+
+    let cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
+    let schedules_at = cluster.primary_serving("drover:schedules");
+    let hung = *cluster.primaries().iter().find(|p| **p != schedules_at).unwrap();
+    let partition = |a: &str| {
+        defaults()
+            .partitions
+            .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(a))))
+    };
+    let on_hung = |a: &String| cluster.primary_serving(&QueueKeys::new("drover", JobKind::Cleanup, partition(a)).slot_key()) == hung;
+    let (sick, healthy): (Vec<String>, Vec<String>) = (0..400).map(|a| format!("h{a}")).partition(on_hung);
+    let (sick, healthy) = (&sick[..12], &healthy[..12]);
+
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let spec = |account: &str| ScheduleSpec {
+        cron: "* * * * *".into(),
+        kind: JobKind::Cleanup,
+        payload: json!({"account_id": account, "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"]}),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    for account in sick.iter().chain(&healthy[..1]) {
+        schedules.put(&format!("minutely-{account}"), spec(account)).await.unwrap();
+    }
+    // Every queue used once while all answer (the scripts loaded everywhere, as a
+    // running fleet has them).
+    for account in sick.iter().chain(healthy) {
+        store.enqueue(job(account)).await.unwrap();
+    }
+    cluster.pause(hung);
+
+    // Enqueues to the hung shard on the wire, then enqueues to the healthy ones.
+    let stuck: Vec<_> = sick
+        .iter()
+        .map(|a| {
+            let (store, job) = (store.clone(), job(a));
+            tokio::spawn(async move { store.enqueue(job).await.is_ok() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let answered = futures::future::join_all(healthy.iter().map(|a| {
+        let (store, job) = (store.clone(), job(a));
+        async move {
+            let began = Instant::now();
+            let ok = store.enqueue(job).await.is_ok();
+            (ok, began.elapsed())
+        }
+    }))
+    .await;
+    for (ok, took) in &answered {
+        assert!(
+            *ok && *took < Duration::from_secs(2),
+            "a healthy shard's enqueue: ok {ok}, {took:?}"
+        );
+    }
+
+    // A poll a minute on: every schedule has a tick due.
+    let config = SchedulerConfig {
+        misfire_grace_ms: 120_000,
+        ..SchedulerConfig::default()
+    };
+    let mut scheduler = Scheduler::new(store.clone(), schedules, None, config);
+    let began = Instant::now();
+    let created = scheduler.tick_once(Utc::now() + chrono::Duration::seconds(60)).await;
+    assert!(began.elapsed() < Duration::from_secs(10), "a poll took {:?}", began.elapsed());
+    assert_eq!(created, 1, "the healthy shard's schedule made its job");
+    cluster.resume(hung);
+    for task in stuck {
+        let _ = task.await;
+    }
+}
+
+/// Found by the cluster audit of 2026-12-06: deliveries were claimed partition after
+/// partition with no bound, so each partition of a hung shard held the claim round its
+/// timeout (about 5 s): what the healthy partitions claimed went out after the claims had
+/// run out, another worker claimed and sent them again, and neither could record the
+/// delivery. A partition's claim is bounded now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_shard_costs_the_callback_claims_a_bounded_wait() {
+    use drover::job::bucket_of;
+    use drover::queue::{AccountShare, CallbackStore, NewCallback, QueueKeys};
+
+    let cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
+    let hung = cluster.primaries()[0];
+    let partition = |a: &str| {
+        defaults()
+            .partitions
+            .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(a))))
+    };
+    let on_hung = |a: &String| cluster.primary_serving(&QueueKeys::new("drover", JobKind::Cleanup, partition(a)).slot_key()) == hung;
+    let (sick, healthy): (Vec<String>, Vec<String>) = (0..400).map(|a| format!("c{a}")).partition(on_hung);
+    let (sick, healthy) = (&sick[..6], &healthy[..6]);
+    for account in sick.iter().chain(healthy) {
+        let callback = NewCallback {
+            job_id: JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(account))),
+            url: "https://hooks.example.com/drover".into(),
+            sealed_secret: vec![1, 2, 3],
+        };
+        let id = store.enqueue(job(account).callback(callback)).await.unwrap().id;
+        store.cancel(&id).await.unwrap();
+    }
+    cluster.pause(hung);
+    let began = Instant::now();
+    let (claimed, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 100, Duration::from_secs(30), 8, &AccountShare::default())
+        .await
+        .unwrap();
+    let took = began.elapsed();
+    cluster.resume(hung);
+    assert_eq!(claimed.len(), healthy.len(), "the healthy partitions' deliveries are claimed");
+    assert!(took < Duration::from_secs(4), "a claim round took {took:?}");
+}

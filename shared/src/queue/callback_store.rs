@@ -18,6 +18,9 @@ const CLAIM_SCAN: usize = 1000;
 /// How many accounts with held deliveries a claim looks at (callback_claim.lua's
 /// `HELD_SCAN`).
 const HELD_SCAN: usize = 100;
+/// Longest one partition's read ahead of its claim may take (a tenth of the claim's
+/// lease if that is shorter): answered in milliseconds by a shard that answers at all.
+const CLAIM_WITHIN: Duration = Duration::from_secs(1);
 
 /// Partitions passed over by claims while others claimed (logged once an outage; a
 /// claim that claimed nothing fails, and its caller logs that).
@@ -133,11 +136,19 @@ impl RedisStore {
         // at all: nothing to claim or wait for here.
         let scan = if share.per_account > 0 { CLAIM_SCAN } else { count };
         let mut conn = self.connection();
-        let (ahead, held): (Vec<String>, Vec<String>) = redis::pipe()
-            .zrange(keys.key("cbdue"), 0, scan as isize - 1)
-            .zrange(keys.key("cbheld"), 0, HELD_SCAN as isize - 1)
-            .query_async(&mut conn)
-            .await?;
+        // The read ahead is bounded (it writes nothing): a shard that hangs costs the
+        // round this, not its timeout for each of its partitions (what the others
+        // claimed waited for it, and went out after the claims had run out: another
+        // worker claimed and sent them too). The claim itself, once sent, is waited for:
+        // what it claimed is written, and dropped it would only run out as `lost` tries.
+        let within = (lease / 10).min(CLAIM_WITHIN);
+        let mut pipe = redis::pipe();
+        pipe.zrange(keys.key("cbdue"), 0, scan as isize - 1)
+            .zrange(keys.key("cbheld"), 0, HELD_SCAN as isize - 1);
+        let read_ahead = pipe.query_async(&mut conn);
+        let (ahead, held): (Vec<String>, Vec<String>) = tokio::time::timeout(within, read_ahead).await.map_err(|_| {
+            StoreError::Redis(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {within:?}")).into())
+        })??;
         if ahead.is_empty() && held.is_empty() {
             return Ok((Vec::new(), None));
         }

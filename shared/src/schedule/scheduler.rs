@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::built_in;
@@ -17,7 +18,10 @@ use super::counters::ScheduleCounters;
 use super::spec::{latest_tick, next_tick, parse_cron, Schedule, ScheduleError, ScheduleSpec};
 use super::store::ScheduleStore;
 use crate::job::{JobKind, JobPayload};
-use crate::queue::{EnqueueError, JobStore, NewJob};
+use crate::queue::{EnqueueError, Enqueued, JobStore, NewJob};
+
+/// Ticks enqueued at once (their single enqueues share group-committed calls).
+const ENQUEUES_AT_ONCE: usize = 64;
 
 /// Most overtaken ticks of one schedule counted at once (a per-minute cron over a week).
 const MAX_OVERTAKEN: u64 = 10_080;
@@ -145,6 +149,7 @@ impl<S: JobStore> Scheduler<S> {
         let since = *self.since.get_or_insert(now);
         let due_list = self.due_list().await;
         self.forget_gone(&due_list);
+        let mut ready = Vec::new();
         for due in due_list {
             let Some(tick) = latest_tick(&due.cron, now) else { continue };
             if due.not_before.is_some_and(|t| tick < t) {
@@ -181,36 +186,52 @@ impl<S: JobStore> Scheduler<S> {
                     continue;
                 }
             };
-            match self.jobs.enqueue(job).await {
+            ready.push((due.name, tick, job));
+        }
+        // Together: a shard that hangs costs the poll one call's timeout, not one for each
+        // schedule of it in turn (the ticks of every schedule after them ran out of grace).
+        // Each enqueue runs to its answer (it would be written all the same), so a tick
+        // is never sent again while its first enqueue is on its way.
+        let jobs = &self.jobs;
+        let answers: Vec<(String, DateTime<Utc>, Result<Enqueued, EnqueueError>)> = futures::stream::iter(
+            ready
+                .into_iter()
+                .map(|(name, tick, job)| async move { (name, tick, jobs.enqueue(job).await) }),
+        )
+        .buffer_unordered(ENQUEUES_AT_ONCE)
+        .collect()
+        .await;
+        for (name, tick, answer) in answers {
+            match answer {
                 Ok(e) => {
-                    self.done.insert(due.name.clone(), tick);
-                    self.reported.remove(&due.name);
+                    self.done.insert(name.clone(), tick);
+                    self.reported.remove(&name);
                     if e.created {
                         created += 1;
                         self.counters.ticked();
-                        tracing::info!(schedule = %due.name, tick = %tick, job_id = %e.id, "scheduled job enqueued");
+                        tracing::info!(schedule = %name, tick = %tick, job_id = %e.id, "scheduled job enqueued");
                     }
                 }
                 Err(EnqueueError::IdempotencyConflict { existing }) => {
                     // Another replica enqueued this tick with a different definition (the
                     // schedule was edited in between): the tick already has its job.
-                    self.done.insert(due.name.clone(), tick);
-                    tracing::info!(schedule = %due.name, tick = %tick, job_id = %existing, "tick already enqueued by another replica");
+                    self.done.insert(name.clone(), tick);
+                    tracing::info!(schedule = %name, tick = %tick, job_id = %existing, "tick already enqueued by another replica");
                 }
                 Err(EnqueueError::AccountFull { unfinished }) => {
                     // Its account keeps as many unfinished jobs of the kind as it may:
                     // the tick is skipped and counted as a misfire, not sent again every
                     // poll until its grace runs out.
-                    self.done.insert(due.name.clone(), tick);
+                    self.done.insert(name.clone(), tick);
                     self.counters.missed();
                     tracing::warn!(
-                        schedule = %due.name,
+                        schedule = %name,
                         tick = %tick,
                         unfinished,
                         "schedule tick skipped: its account is at its cap of unfinished jobs (max_unfinished_per_account); counted as a misfire"
                     );
                 }
-                Err(e) => self.report(&due.name, format!("enqueue failed: {e}")),
+                Err(e) => self.report(&name, format!("enqueue failed: {e}")),
             }
         }
         created

@@ -1,9 +1,12 @@
 //! Enqueueing on Redis: a job's script arguments, single enqueues made at the same moment
 //! carried by one group-committed call, and bulk enqueues pipelined per queue.
+use std::sync::Arc;
+
 use redis::Value;
 use sha2::{Digest, Sha256};
 
 use super::{parse_err, RedisStore, MAX_BATCH};
+use crate::group_commit::GroupCommit;
 use crate::job::JobId;
 use crate::queue::keys::LANE_OFFER;
 use crate::queue::needs::{needed, NEED_ROUNDS};
@@ -31,7 +34,7 @@ const ENQUEUE_KEYS: [&str; 11] = [
 ];
 
 /// Most single enqueues one group-committed call carries.
-pub(super) const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 256;
 
 /// A job ready for the enqueue script: its id and script arguments.
 type Prepared = (JobId, Vec<String>);
@@ -46,11 +49,12 @@ pub(super) struct Waiter {
 impl RedisStore {
     pub(super) async fn enqueue_one(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
         let (id, args) = self.enqueue_args(&job)?;
+        let group = self.group_of(&id);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let waiter = Waiter { id, args, reply };
-        if self.group.join(waiter) {
+        if group.join(waiter) {
             // A task of its own, so a caller that gives up never strands the others.
-            tokio::spawn(self.clone().commit_enqueues());
+            tokio::spawn(self.clone().commit_enqueues(group));
         }
         answer
             .await
@@ -299,9 +303,27 @@ impl RedisStore {
         Err(StoreError::Protocol("the enqueue kept meeting jobs it had not declared".into()))
     }
 
-    /// Carries the single enqueues waiting in the group commit until none is left.
-    async fn commit_enqueues(self) {
-        while let Some(batch) = self.group.next_batch() {
+    /// The group commit `id`'s enqueue joins. On a cluster, one per queue, so a shard
+    /// that hangs (every call to it waits out its timeout) holds up only its own queues'
+    /// callers, never those of a healthy shard batched with them; on one server, one for
+    /// all (one call, and with `queue.durability` one wait, for every queue at once).
+    fn group_of(&self, id: &JobId) -> Arc<GroupCommit<Waiter>> {
+        let keys = self.job_keys(id);
+        let group = if self.strict { keys.prefix() } else { "" };
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        match groups.get(group) {
+            Some(g) => g.clone(),
+            None => {
+                let g = Arc::new(GroupCommit::new(MAX_GROUP));
+                groups.insert(group.to_owned(), g.clone());
+                g
+            }
+        }
+    }
+
+    /// Carries the single enqueues waiting in `group` until none is left.
+    async fn commit_enqueues(self, group: Arc<GroupCommit<Waiter>>) {
+        while let Some(batch) = group.next_batch() {
             let (replies, jobs): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.reply, (w.id, w.args))).unzip();
             match self.enqueue_many(&jobs).await {
                 Ok(outcomes) => {

@@ -31,7 +31,7 @@ use super::{
 use crate::group_commit::GroupCommit;
 use crate::job::{Job, JobId, JobKind, Progress};
 use crate::redis_conn::{query_grouped, RedisConn, RedisSource, Timeouts};
-use enqueue::{Waiter, MAX_GROUP};
+use enqueue::Waiter;
 
 /// How many due jobs or expired leases one fetch handles; the rest wait for the next.
 const CHUNK: usize = 500;
@@ -50,8 +50,10 @@ pub struct RedisStore {
     pub(super) wakers: Arc<Wakers>,
     /// Per kind: which partitions the next fetch visits.
     pub(super) visits: Arc<[std::sync::Mutex<Visits>; 3]>,
-    /// Single enqueues made at the same moment share one call.
-    group: Arc<GroupCommit<Waiter>>,
+    /// Single enqueues made at the same moment share one call: on a cluster one group
+    /// commit per queue (a partition of a kind), so a shard that hangs holds up only the
+    /// enqueues that go to it (`enqueue.rs`, `group_of`).
+    groups: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<GroupCommit<Waiter>>>>>,
     /// Enqueues and terminal settles, waited on as `queue.durability` asks.
     durable: DurableWrites,
     /// Partitions a fetch could not serve, for logging each outage once.
@@ -112,7 +114,7 @@ impl RedisStore {
             defaults: Arc::new(defaults),
             wakers: Arc::default(),
             visits: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now)))),
-            group: Arc::new(GroupCommit::new(MAX_GROUP)),
+            groups: Arc::default(),
             partition_health: Arc::default(),
             leased_accounts: Arc::default(),
             strict,

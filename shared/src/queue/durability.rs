@@ -90,10 +90,15 @@ impl Durability {
         self.wait_command_within(self.timeout)
     }
 
+    /// How long a wait capped at `cap` lasts at most.
+    pub(super) fn wait_within(&self, cap: Duration) -> Duration {
+        self.timeout.min(cap).max(Duration::from_millis(1))
+    }
+
     /// [`Self::wait_command`], waiting at most `cap` (a fetch's, well within its leases:
     /// nothing renews them before the fetch answers).
     pub(super) fn wait_command_within(&self, cap: Duration) -> Option<redis::Cmd> {
-        let ms = self.timeout.min(cap).as_millis().max(1) as u64;
+        let ms = self.wait_within(cap).as_millis() as u64;
         match self.mode {
             DurabilityMode::Local => None,
             DurabilityMode::Aof => Some(redis::cmd("WAITAOF").arg(1).arg(0).arg(ms).clone()),
@@ -107,6 +112,11 @@ impl Durability {
 
     /// Whether the wait's reply says the write got as far as this mode asks.
     pub(super) fn check(&self, reply: Value) -> Result<(), StoreError> {
+        self.check_waited(reply, self.timeout)
+    }
+
+    /// [`Self::check`] of a wait that lasted at most `waited` (a fetch's, capped).
+    pub(super) fn check_waited(&self, reply: Value, waited: Duration) -> Result<(), StoreError> {
         let acked = match self.mode {
             DurabilityMode::Local => return Ok(()),
             DurabilityMode::Replica => i64::from_redis_value(reply).map_err(|e| self.bad_reply(e))?,
@@ -119,7 +129,7 @@ impl Durability {
             Err(StoreError::NotDurable(NotDurable {
                 mode: self.mode,
                 acked,
-                timeout: self.timeout,
+                timeout: waited,
             }))
         }
     }
@@ -214,9 +224,10 @@ const REFUSED: u8 = 2;
 pub struct DurableWrites {
     durability: Durability,
     conn: RedisConn,
-    /// Fetches' own: a wait blocks its connection, and a fetch queued behind enqueues'
-    /// and settles' waits would answer after its leases had run out.
-    fetch_conn: RedisConn,
+    /// Fetches' own, one a kind: a wait blocks its connection, and a fetch queued behind
+    /// enqueues', settles' or another kind's fetch's waits would answer after its leases
+    /// had run out.
+    fetch_conns: [RedisConn; 3],
     support: Arc<AtomicU8>,
 }
 
@@ -238,7 +249,7 @@ impl DurableWrites {
         Ok(Self {
             durability,
             conn: dial()?,
-            fetch_conn: dial()?,
+            fetch_conns: [dial()?, dial()?, dial()?],
             support: Arc::new(AtomicU8::new(if durability.mode == DurabilityMode::Aof {
                 UNCHECKED
             } else {
@@ -256,9 +267,17 @@ impl DurableWrites {
         self.conn.clone()
     }
 
-    /// The connection fetches and their waits go on.
-    pub fn fetch_conn(&self) -> RedisConn {
-        self.fetch_conn.clone()
+    /// The connection `kind`'s fetches and their waits go on.
+    pub fn fetch_conn(&self, kind: crate::job::JobKind) -> RedisConn {
+        self.fetch_conns[kind.index()].clone()
+    }
+
+    /// [`Self::check`] of a wait that lasted at most `waited`.
+    pub fn check_waited(&self, reply: Value, waited: Duration) -> Result<(), StoreError> {
+        match reply {
+            Value::ServerError(e) => Err(self.refused_wait(StoreError::Redis(e.into()))),
+            reply => self.durability.check_waited(reply, waited),
+        }
     }
 
     /// Checks (once it succeeds) that Redis supports the mode; a refusal is logged once

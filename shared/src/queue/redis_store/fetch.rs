@@ -199,12 +199,14 @@ impl RedisStore {
         // With `queue.durability` above local the leases are waited for like any other
         // write: a lease that a failover or restart could forget would let the new
         // primary hand the job to a second worker while the first still runs it. The
-        // wait ends within a quarter of the lease, on a connection no other write's wait
-        // holds up: nothing renews these leases before the fetch answers, and one that
-        // ran out meanwhile would be reclaimed from under a worker about to give it back.
-        let wait = self.durable.durability().wait_command_within(lease / 4);
+        // wait ends within half the lease, on the kind's own connection (no other write's
+        // wait holds it up): nothing renews these leases before the fetch answers, and one
+        // that ran out meanwhile would be reclaimed from under a worker about to give it
+        // back.
+        let waited = self.durable.durability().wait_within(lease / 2);
+        let wait = self.durable.durability().wait_command_within(lease / 2);
         let conn = if wait.is_some() {
-            self.durable.fetch_conn()
+            self.durable.fetch_conn(kind)
         } else {
             self.conn.clone()
         };
@@ -222,7 +224,7 @@ impl RedisStore {
         for group in groups {
             let (replies, durable) = match group.result {
                 Ok((replies, tail)) => {
-                    let durable = tail.map_or(Ok(()), |w| self.durable.check(w));
+                    let durable = tail.map_or(Ok(()), |w| self.durable.check_waited(w, waited));
                     (replies, durable)
                 }
                 Err(e) => {

@@ -301,7 +301,7 @@ async fn a_job_put_back_at_the_front_counts_in_the_lag_from_when_it_was_put_back
     use drover::job::{ErrorClass, ErrorInfo, JobKind};
     use drover::queue::{JobStore, NewJob, SettleAction, Settlement};
     use std::time::Duration;
-    let (_server, store) = redis_store().await;
+    let (server, store) = redis_store().await;
     for account in ["a1", "a2"] {
         store.enqueue(NewJob::new(cleanup(account))).await.unwrap();
     }
@@ -330,6 +330,13 @@ async fn a_job_put_back_at_the_front_counts_in_the_lag_from_when_it_was_put_back
     let c = store.counts(JobKind::Cleanup).await.unwrap();
     assert_eq!(c.queued, 2);
     assert!(c.lag_ms < 500, "both were put back just now; the lag says {} ms", c.lag_ms);
+    // Leased again, they leave the lag's index of jobs put back.
+    assert_eq!(store.fetch(JobKind::Cleanup, "w3", 2, LEASE).await.unwrap().jobs.len(), 2);
+    let kept: u64 = redis::cmd("ZCARD")
+        .arg("drover:{cleanup}:readysince")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(kept, 0);
 }
 
 /// Backend-specific: a record written by a "newer version" (schema v99) is still handed

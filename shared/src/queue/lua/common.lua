@@ -475,9 +475,9 @@ end
 -- A job put back at the front of its lane (a turn given away, a hand-back, a reclaim)
 -- is placed by its creation but has waited only since `now`: what the lag counts. Kept
 -- in the record (`qa`, read by the fetch that leases it) and in `readysince` (read by
--- queue_stats.lua for the lanes' heads), the newest READY_SINCE_KEPT of them; a job
--- queued again later counts from the later of the two times, so neither is ever taken
--- out.
+-- queue_stats.lua for the lanes' heads), the newest READY_SINCE_KEPT of them; a fetch
+-- that leases such a job takes it out of `readysince`, and a job queued again later
+-- counts from the later of the two times, so a stale `qa` is harmless.
 local READY_SINCE_KEPT = 10000
 local function note_ready_since(id, key, now)
   redis.call('HSET', key, 'qa', now)

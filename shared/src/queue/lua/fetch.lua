@@ -269,6 +269,8 @@ if max > 0 and not needs and not held then
             local at_s = tostring(at)
             local token = worker .. ':' .. at_s .. ':' .. now_s
             redis.call('HSET', key, 'st', 'running', 'at', at_s, 'ls', token, 'w', worker, 'sa', now_s, 'll', ARGV[4])
+            -- a job put back no longer waits: out of the lag's index (only such jobs)
+            if f[10] then redis.call('ZREM', P .. 'readysince', id) end
             if reports_starts then
               -- in `unstarted` until the worker says the run started, by ready time, so
               -- the lag still sees a job waiting in a worker's prefetch

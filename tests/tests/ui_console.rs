@@ -59,6 +59,18 @@ impl Browser {
         res.status().as_u16()
     }
 
+    /// Where a page sends the browser (its `Location`), or `None` when it answers itself.
+    async fn redirect_of(&self, path: &str) -> Option<String> {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        res.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_owned())
+    }
+
     /// The session's CSRF token, as every page's sign-out form carries it.
     async fn csrf(&self) -> String {
         let (_, page) = self.get("/ui").await;
@@ -1068,7 +1080,7 @@ async fn the_canary_page_reads_its_jobs_states_not_their_whole_records() {
     assert_eq!(reads, 1, "{reads} whole hashes read for a page of five states");
 }
 
-/// Found by the console audit of 2026-12-07: "Discard picked…" with no box ticked sent
+/// Found by the console audit of 2026-12-06: "Discard picked…" with no box ticked sent
 /// no ids, which read as a filter of nothing, "every dead job" (of every kind and, for
 /// an admin, every tenant), one click from a permanent delete; and the jobs page's state
 /// filter offered `prefetched`, which is no state (the listing answered 422).
@@ -1101,4 +1113,102 @@ async fn the_pick_form_with_nothing_ticked_selects_nothing_and_every_state_offer
         let (status, page) = b.get(&format!("/ui/jobs?state={state}")).await;
         assert_eq!(status, 200, "state {state}: {page}");
     }
+}
+
+/// Found by the console audit of 2026-12-06: discarding a filter's dead jobs called the
+/// API's discard until a call found none, and each call walked only the newest 12,000
+/// entries of the account's index (which holds its jobs in every state): a dead job
+/// behind 13,000 newer jobs was counted by the confirm page (which lists a page at a
+/// time) and then not discarded ("Discarded 0"). The action now lists the filter's ids
+/// as the count does, then discards them.
+#[tokio::test]
+async fn a_filters_discard_reaches_every_dead_job_its_confirm_page_counted() {
+    use drover::queue::NewJob;
+    let app = spawn_app().await;
+    let dead = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&dead).await;
+    for _ in 0..13 {
+        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+    let (status, page) = b.get("/ui/dead-letter/confirm?op=discard&account_id=acme&kind=cleanup").await;
+    assert_eq!((status, element(&page, "confirm-count")), (200, "1".to_owned()), "{page}");
+    assert_eq!(
+        b.post(
+            "/ui/dead-letter/act",
+            &[("csrf", &csrf), ("op", "discard"), ("account_id", "acme"), ("kind", "cleanup")]
+        )
+        .await,
+        303
+    );
+    assert_eq!(app.job(ADMIN, dead.as_str()).await.0, 404, "the counted dead job was discarded");
+}
+
+/// Found by the console audit of 2026-12-06: for a key limited to several accounts the
+/// Jobs and Dead letter links were error pages (the API asks such a key to name an
+/// account), with no field to name one. They open on the key's first account.
+#[tokio::test]
+async fn a_key_for_several_accounts_opens_the_jobs_and_dead_letter_pages_on_one_of_them() {
+    let app = spawn_app().await;
+    app.submit_ok(&cleanup_body("acme")).await;
+    let b = Browser::sign_in(&app, MULTI).await;
+    for (page, kept) in [("/ui/jobs?state=queued", "state=queued&"), ("/ui/dead-letter", "")] {
+        let to = b.redirect_of(page).await.unwrap_or_else(|| panic!("{page} answered itself"));
+        let path = page.split('?').next().unwrap();
+        assert_eq!(to, format!("{path}?{kept}account_id=acme"), "{page}");
+        let (status, body) = b.get(&to).await;
+        assert_eq!(status, 200, "{to}: {body}");
+    }
+    assert_eq!(
+        b.redirect_of("/ui/jobs?account_id=globex").await,
+        None,
+        "a page naming an account is that account's"
+    );
+}
+
+/// Found by the review of this stop's diffs (2026-12-06): a canary of every picked job
+/// left no ids for "the rest", which read as every dead job (of every tenant, for an
+/// admin): the canary page offered to replay them all. Picked jobs none of which is
+/// left are nothing, and acting on them is refused.
+#[tokio::test]
+async fn a_canary_of_every_picked_job_leaves_nothing_else_to_replay() {
+    let app = spawn_app().await;
+    let acme = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&acme, ErrorClass::Permanent, "SKU-00001 rejected").await;
+    let globex = app.submit_ok(&cleanup_body("globex")).await;
+    app.kill_job_with(&globex, ErrorClass::Permanent, "SKU-00002 rejected").await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+    let res = b
+        .http
+        .post(format!("{}/ui/dead-letter/act", b.base))
+        .header(COOKIE, &b.cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("op", "replay"),
+            ("ids", acme.as_str()),
+            ("picked", "1"),
+            ("canary", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let canary = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    let (status, page) = b.get(&canary).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("every dead job"), "{page}");
+    assert!(!page.contains("replay-rest"), "nothing else to replay: {page}");
+    let status = b
+        .post(
+            "/ui/dead-letter/act",
+            &[("csrf", &csrf), ("op", "rest"), ("ids", ""), ("picked", "1")],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(state_of(&app, &globex).await, "dead", "another tenant's dead job stays dead");
 }

@@ -55,6 +55,9 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
     let viewer = Viewer { caller, session };
     let scope: Scope = query(raw.as_deref()).unwrap_or_default();
     let account = account_of(&scope.account_id);
+    if let Some(one) = page::one_of_several_accounts(&viewer.caller, "/ui/dead-letter", raw.as_deref(), account) {
+        return one;
+    }
     let list = match groups_json(&state, &viewer.caller, account_of(&scope.kind), account).await {
         Ok(l) => l,
         Err(e) => return page::error(&e),
@@ -73,7 +76,7 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
                     @let id = g["id"].as_str().unwrap_or_default();
                     tr data-group=(id) {
                         td { (g["kind"].as_str().unwrap_or_default()) }
-                        td data-count=(g["count"]) { a href={"/ui/jobs?state=dead&kind=" (g["kind"].as_str().unwrap_or_default())} { (g["count"]) } }
+                        td data-count=(g["count"]) { a href={"/ui/jobs?state=dead&kind=" (g["kind"].as_str().unwrap_or_default()) @if let Some(a) = account { "&account_id=" (a) }} { (g["count"]) } }
                         td data-class=(g["class"].as_str().unwrap_or_default()) { (g["class"].as_str().unwrap_or_default()) }
                         @if viewer.acts() {
                             td.actions {
@@ -143,6 +146,16 @@ fn one<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 impl Selection {
+    /// A selection an action may take: picked jobs none of which is left are refused
+    /// (found by the console audit and the review of 2026-12-06: they read as every dead
+    /// job, at the confirm step and after a canary that took every picked job).
+    fn to_act_on(p: &[(String, String)]) -> Result<Selection, ApiError> {
+        match Selection::from_pairs(p)? {
+            Selection::Ids(ids) if ids.is_empty() => Err(ApiError::field("ids", "pick at least one job")),
+            sel => Ok(sel),
+        }
+    }
+
     fn from_pairs(p: &[(String, String)]) -> Result<Selection, ApiError> {
         let account_id = one(p, "account_id").map(str::to_owned);
         // Each picked id once, in the order first picked.
@@ -162,8 +175,9 @@ impl Selection {
             });
         }
         if ids.is_empty() && one(p, "picked").is_some() {
-            // the pick form with nothing ticked: not "every dead job"
-            return Err(ApiError::field("ids", "pick at least one job"));
+            // picked jobs none of which is left (nothing ticked, or all of them the
+            // canary): never "every dead job"
+            return Ok(Selection::Ids(Vec::new()));
         }
         if !ids.is_empty() {
             if ids.len() > MAX_JOBS {
@@ -190,6 +204,15 @@ impl Selection {
         }))
     }
 
+    /// The account it is limited to, if it names one.
+    fn account(&self) -> Option<&str> {
+        match self {
+            Selection::Group { account_id, .. } => account_of(account_id),
+            Selection::Filter(f) => f.account_id.as_deref().filter(|a| !a.is_empty()),
+            Selection::Ids(_) => None,
+        }
+    }
+
     /// The hidden fields that carry it to the next step.
     fn fields(&self) -> Vec<(String, String)> {
         match self {
@@ -198,7 +221,7 @@ impl Selection {
                 f.extend(account_id.iter().map(|a| ("account_id".to_owned(), a.clone())));
                 f
             }
-            Selection::Ids(ids) => vec![("ids".to_owned(), ids.join(","))],
+            Selection::Ids(ids) => vec![("ids".to_owned(), ids.join(",")), ("picked".to_owned(), "1".to_owned())],
             Selection::Filter(f) => {
                 let mut out = Vec::new();
                 if let Some(k) = f.kind {
@@ -293,48 +316,64 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<Cou
             ))
         }
         Selection::Filter(f) => {
-            let mut n = 0u64;
-            let mut cursor: Option<String> = None;
-            for page_number in 0..MAX_COUNT_PAGES {
-                let mut q: Vec<(&str, String)> = vec![("limit", "1000".into())];
-                if let Some(k) = f.kind {
-                    q.push(("kind", k.to_string()));
-                }
-                if let Some(a) = &f.account_id {
-                    q.push(("account_id", a.clone()));
-                }
-                if let Some(c) = f.error_class {
-                    q.push(("error_class", c.as_str().to_owned()));
-                }
-                if let Some(c) = &cursor {
-                    q.push(("cursor", c.clone()));
-                }
-                let raw = serde_urlencoded::to_string(&q).unwrap_or_default();
-                let listed = match dead_letter::list_dead(State(state.clone()), caller.clone(), RawQuery(Some(raw))).await {
-                    Ok(listed) => listed,
-                    // A page after the first refused by the key's budget (each page's walk
-                    // is charged): what was counted so far is a floor.
-                    Err(ApiError::RateLimited { .. } | ApiError::TooManyInFlight { .. }) if page_number > 0 => {
-                        return Ok(Count { n, at_least: true })
-                    }
-                    Err(e) => return Err(e),
-                };
-                let page = serde_json::to_value(listed.0).unwrap_or_default();
-                let class = f.error_class.map(|c| c.as_str());
-                n += page["jobs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|j| class.is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
-                    .count() as u64;
-                match page["next_cursor"].as_str() {
-                    Some(c) if n < MAX_JOBS as u64 => cursor = Some(c.to_owned()),
-                    _ => return Ok(Count::exactly(n.min(MAX_JOBS as u64))),
-                }
-            }
-            Ok(Count { n, at_least: true })
+            let (ids, at_least) = dead_ids(state, caller, f, MAX_JOBS, MAX_COUNT_PAGES).await?;
+            Ok(Count {
+                n: ids.len() as u64,
+                at_least,
+            })
         }
     }
+}
+
+/// The ids of the dead jobs `f` selects, newest first, up to `max`, listed a page of
+/// 1,000 at a time (at most `pages`) as the CLI lists them (each page's walk is charged),
+/// and whether more may match: the listing stopped at `max` or `pages`, or a page after
+/// the first was refused by the key's budget (what was listed is kept). An action on a filter acts on
+/// these ids: one call walking the index itself stops at its scan limit, and found
+/// nothing of a filter whose matches lie beyond it (console audit of 2026-12-06).
+async fn dead_ids(state: &AppState, caller: &Caller, f: &ReplayFilter, max: usize, pages: usize) -> Result<(Vec<String>, bool), ApiError> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let class = f.error_class.map(|c| c.as_str());
+    for page_number in 0..pages {
+        let mut q: Vec<(&str, String)> = vec![("limit", "1000".into())];
+        if let Some(k) = f.kind {
+            q.push(("kind", k.to_string()));
+        }
+        if let Some(a) = &f.account_id {
+            q.push(("account_id", a.clone()));
+        }
+        if let Some(c) = f.error_class {
+            q.push(("error_class", c.as_str().to_owned()));
+        }
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let raw = serde_urlencoded::to_string(&q).unwrap_or_default();
+        let listed = match dead_letter::list_dead(State(state.clone()), caller.clone(), RawQuery(Some(raw))).await {
+            Ok(listed) => listed,
+            Err(ApiError::RateLimited { .. } | ApiError::TooManyInFlight { .. }) if page_number > 0 => return Ok((ids, true)),
+            Err(e) => return Err(e),
+        };
+        let page = serde_json::to_value(listed.0).unwrap_or_default();
+        let matching = page["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| class.is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
+            .filter_map(|j| j["id"].as_str());
+        for id in matching {
+            if ids.len() >= max {
+                return Ok((ids, true));
+            }
+            ids.push(id.to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok((ids, false)),
+        }
+    }
+    Ok((ids, true))
 }
 
 /// What an action will touch, before it happens.
@@ -348,7 +387,7 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
     if op != "replay" && op != "discard" {
         return page::error(&ApiError::field("op", "replay or discard"));
     }
-    let sel = match Selection::from_pairs(&p) {
+    let sel = match Selection::to_act_on(&p) {
         Ok(s) => s,
         Err(e) => return page::error(&e),
     };
@@ -360,7 +399,14 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
     let mut fields = sel.fields();
     fields.push(("op".into(), op.clone()));
     fields.push(("canary".into(), canary.to_string()));
-    let rate = state.ui().replay_rate;
+    // Picked jobs (at most MAX_JOBS, each read when picked) go at once; a filter or a
+    // group is paced (found by the console audit of 2026-12-06: the page said picked jobs
+    // went at the pace too).
+    let pace = if matches!(sel, Selection::Ids(_)) {
+        "at once".to_owned()
+    } else {
+        format!("at {} a second", state.ui().replay_rate)
+    };
     let body = html! {
         @if let Selection::Group { group, account_id } = &sel {
             @if let Ok(g) = group_of(&state, &viewer.caller, group, account_of(account_id)).await {
@@ -372,9 +418,9 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
         @if op == "discard" {
             p.warning { "This deletes " strong #confirm-count { (count) } " dead jobs for good." }
         } @else if canary > 0 {
-            p { "This replays " strong #confirm-count { (count) } " dead jobs: " (canary) " first as a canary; the rest only when you say so after they have ended, at " (rate) " a second." }
+            p { "This replays " strong #confirm-count { (count) } " dead jobs: " (canary) " first as a canary; the rest only when you say so after they have ended, " (pace) "." }
         } @else {
-            p { "This replays " strong #confirm-count { (count) } " dead jobs, at " (rate) " a second." }
+            p { "This replays " strong #confirm-count { (count) } " dead jobs, " (pace) "." }
         }
         @if count == Count::exactly(0) {
             p.muted { "Nothing to do." }
@@ -385,14 +431,14 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
                 button type="submit" { @if op == "discard" { "Discard them" } @else { "Replay" } }
             }
         }
-        p { a href="/ui/dead-letter" { "Cancel" } }
+        p { a href={"/ui/dead-letter" @if let Some(a) = sel.account() { "?account_id=" (a) }} { "Cancel" } }
     };
     page::render(&viewer, Nav::DeadLetter, "Confirm", body)
 }
 
 pub async fn act(State(state): State<AppState>, caller: Caller, session: Session, body: axum::body::Bytes) -> Response {
     let p = pairs(std::str::from_utf8(&body).unwrap_or_default());
-    let sel = match Selection::from_pairs(&p) {
+    let sel = match Selection::to_act_on(&p) {
         Ok(s) => s,
         Err(e) => return page::error(&e),
     };
@@ -407,7 +453,15 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
                     filter: None,
                     limit: None,
                 },
-                _ => ReplayRequest {
+                Selection::Filter(f) => match dead_ids(&state, &caller, f, canary as usize, MAX_COUNT_PAGES).await {
+                    Ok((ids, _)) => ReplayRequest {
+                        ids: Some(ids),
+                        filter: None,
+                        limit: None,
+                    },
+                    Err(e) => return page::error(&e),
+                },
+                Selection::Group { .. } => ReplayRequest {
                     ids: None,
                     filter: sel.filter(),
                     limit: Some(canary),
@@ -446,7 +500,8 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
             }
         }
         ("replay" | "rest", Selection::Ids(ids)) => {
-            finished(&session, &sel, ("Replayed", "replay"), replay_ids(&state, &caller, ids).await)
+            let (n, stopped) = replay_ids(&state, &caller, ids).await;
+            finished(&session, &sel, ("Replayed", "replay"), (n, stopped, false))
         }
         ("replay" | "rest", _) => {
             let rate = state.ui().replay_rate;
@@ -458,10 +513,11 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
                         let _running = running;
                         dead_letter::replay_paced(state.clone(), caller, filter, rate, MAX_JOBS).await
                     });
-                    done(&session, &format!("Replaying {} at {rate} jobs a second.", sel.describe()))
+                    done(&session, &sel, &format!("Replaying {} at {rate} jobs a second.", sel.describe()))
                 }
                 Err(NotStarted::AlreadyRunning) => done(
                     &session,
+                    &sel,
                     &format!(
                         "Already replaying {} at {rate} jobs a second; nothing more was started.",
                         sel.describe()
@@ -469,6 +525,7 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
                 ),
                 Err(NotStarted::TooMany) => done(
                     &session,
+                    &sel,
                     &format!("This key has {MAX_PER_KEY} paced replays running; start another once one has finished."),
                 ),
             }
@@ -479,11 +536,22 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
 
 /// The notice of an action that did `n` jobs: stopped short by the key's write budget,
 /// it says so and when to go on; stopped by another error, that error's page.
-fn finished(session: &Session, sel: &Selection, (did, verb): (&str, &str), (n, stopped): (usize, Option<ApiError>)) -> Response {
+fn finished(
+    session: &Session,
+    sel: &Selection,
+    (did, verb): (&str, &str),
+    (n, stopped, more): (usize, Option<ApiError>, bool),
+) -> Response {
     match stopped {
-        None => done(session, &format!("{did} {n} dead jobs ({}).", sel.describe())),
+        None if more => done(
+            session,
+            sel,
+            &format!("{did} {n} dead jobs ({}); more may match (only so many are listed at once): {verb} again.", sel.describe()),
+        ),
+        None => done(session, sel, &format!("{did} {n} dead jobs ({}).", sel.describe())),
         Some(ApiError::RateLimited { retry_after }) => done(
             session,
+            sel,
             &format!(
                 "{did} {n} dead jobs ({}); the rest is past this key's budget (its writes, or its reads for walking the dead letter): {verb} again in {} s.",
                 sel.describe(),
@@ -518,25 +586,44 @@ async fn replay_ids(state: &AppState, caller: &Caller, ids: &[String]) -> (usize
 /// Discards the selection in calls of 1,000 (each after the first costs a write, made
 /// only when the call before said there may be more): how many went, and what stopped
 /// it short (a 429 over the key's budget: what went is kept and said).
-async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> (usize, Option<ApiError>) {
-    let mut discarded = 0;
-    if let Selection::Ids(ids) = sel {
-        for (n, chunk) in ids.chunks(1000).enumerate() {
-            if let Err(e) = charge_chunk(state, caller, n).await {
-                return (discarded, Some(e));
+async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> (usize, Option<ApiError>, bool) {
+    let listed;
+    let (ids, more): (&[String], bool) = match sel {
+        Selection::Ids(ids) => (ids, false),
+        Selection::Filter(f) => match dead_ids(state, caller, f, MAX_JOBS, MAX_JOBS / 1000).await {
+            Ok((ids, more)) => {
+                listed = ids;
+                (&listed, more)
             }
-            let req = ReplayRequest {
-                ids: Some(chunk.to_vec()),
-                filter: None,
-                limit: None,
-            };
-            match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
-                Ok(r) => discarded += r.0.discarded.len(),
-                Err(e) => return (discarded, Some(e)),
-            }
+            Err(e) => return (0, Some(e), false),
+        },
+        Selection::Group { .. } => {
+            let (n, stopped) = discard_walking(state, caller, sel).await;
+            return (n, stopped, false);
         }
-        return (discarded, None);
+    };
+    let mut discarded = 0;
+    for (n, chunk) in ids.chunks(1000).enumerate() {
+        if let Err(e) = charge_chunk(state, caller, n).await {
+            return (discarded, Some(e), more);
+        }
+        let req = ReplayRequest {
+            ids: Some(chunk.to_vec()),
+            filter: None,
+            limit: None,
+        };
+        match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
+            Ok(r) => discarded += r.0.discarded.len(),
+            Err(e) => return (discarded, Some(e), more),
+        }
     }
+    (discarded, None, more)
+}
+
+/// A group's dead jobs discarded in calls of 1,000 walking its own index (which holds
+/// only its dead jobs), until a call finds fewer.
+async fn discard_walking(state: &AppState, caller: &Caller, sel: &Selection) -> (usize, Option<ApiError>) {
+    let mut discarded = 0;
     for n in 0.. {
         if discarded >= MAX_JOBS {
             break;
@@ -573,8 +660,14 @@ async fn charge_chunk(state: &AppState, caller: &Caller, chunk: usize) -> Result
 }
 
 /// Back to the groups, with the action's notice for this session.
-fn done(session: &Session, text: &str) -> Response {
-    Redirect::to(&format!("/ui/dead-letter?{}", notice::query(session, text))).into_response()
+/// (On the selection's account's groups when it names one: a key for several accounts
+/// would otherwise land on its first account's.)
+fn done(session: &Session, sel: &Selection, text: &str) -> Response {
+    let account = sel
+        .account()
+        .map(|a| format!("{}&", serde_urlencoded::to_string([("account_id", a)]).unwrap_or_default()))
+        .unwrap_or_default();
+    Redirect::to(&format!("/ui/dead-letter?{account}{}", notice::query(session, text))).into_response()
 }
 
 /// The canary's jobs until they end; then the rest may follow (only if all succeeded).

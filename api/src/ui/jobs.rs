@@ -38,6 +38,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
         Ok(f) => f,
         Err(e) => return page::error(&e),
     };
+    if let Some(one) = page::one_of_several_accounts(&viewer.caller, "/ui/jobs", raw.as_deref(), set(&filter.account_id)) {
+        return one;
+    }
     if let Some(id) = set(&filter.id) {
         return Redirect::to(&format!("/ui/jobs/{}", urlencode(id.trim()))).into_response();
     }
@@ -281,7 +284,7 @@ struct ItemsFilter {
 /// The job's live section with, while the job has not ended, the job's event stream
 /// around it: the stream's element is never replaced (a new element opens a new stream,
 /// whose first event asked for a refresh that replaced it again, round after round:
-/// console audit of 2026-12-07), and it closes on the `end` event the console's stream
+/// console audit of 2026-12-06), and it closes on the `end` event the console's stream
 /// sends after the job has ended (else the browser reopens a stream that ended: console
 /// audit of 2026-12-06).
 fn live_page_block(job: &Value, viewer: &Viewer) -> Markup {
@@ -305,7 +308,9 @@ fn live_block(job: &Value, viewer: &Viewer) -> Markup {
         @if ended(job) {
             section #job-live { (live_section(job, viewer)) }
         } @else {
-            section #job-live hx-get={"/ui/jobs/" (id) "/live"} hx-trigger="sse:state, sse:progress, sse:waiting" hx-swap="outerHTML" {
+            // (`end` too: a refresh for the last state refused or cut short is made again
+            // as the stream closes; a newer event replaces one in flight)
+            section #job-live hx-get={"/ui/jobs/" (id) "/live"} hx-trigger={"sse:state, sse:progress, sse:waiting, sse:" (STREAM_END)} hx-sync="this:replace" hx-swap="outerHTML" {
                 (live_section(job, viewer))
             }
         }

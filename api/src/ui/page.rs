@@ -130,6 +130,24 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
     res
 }
 
+/// For a key limited to several accounts, a page that lists one account at a time (the
+/// API asks such a key to name one) opened without one: the same page for the key's
+/// first account, whose field then offers to change it. `None` for other keys, or when
+/// the page names an account. (Found by the console audit of 2026-12-06: the Jobs and
+/// Dead letter links were error pages for such a key.)
+pub fn one_of_several_accounts(caller: &crate::auth::Caller, path: &str, raw: Option<&str>, account: Option<&str>) -> Option<Response> {
+    if account.is_some_and(|a| !a.is_empty()) {
+        return None;
+    }
+    let accounts = caller.accounts.as_ref().filter(|a| a.len() > 1)?;
+    let first = accounts.iter().next()?;
+    let mut q: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default()).unwrap_or_default();
+    q.retain(|(k, _)| k != "account_id");
+    q.push(("account_id".to_owned(), first.to_string()));
+    let to = format!("{path}?{}", serde_urlencoded::to_string(&q).unwrap_or_default());
+    Some(axum::response::Redirect::to(&to).into_response())
+}
+
 /// The error as a page: its status, its title and what the API would say, never internals.
 pub fn error(e: &ApiError) -> Response {
     let status = e.status();

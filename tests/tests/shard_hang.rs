@@ -63,6 +63,14 @@ fn handler(
     }
 }
 
+/// The primary serving the cleanup queue `account`'s jobs go to.
+fn primary_of(cluster: &RedisCluster, account: &str) -> u16 {
+    let partition = defaults()
+        .partitions
+        .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(drover::job::bucket_of(account))));
+    cluster.primary_serving(&drover::queue::QueueKeys::new("drover", JobKind::Cleanup, partition).slot_key())
+}
+
 /// The jobs a store cannot read within 300 ms: those on the hung shard.
 async fn unreadable(store: &RedisStore, ids: &[JobId]) -> HashSet<JobId> {
     let reads = ids.iter().map(|id| async move {
@@ -205,21 +213,13 @@ async fn hang_a_shard(sync: bool) {
 /// run of the whole runtime shows they do not.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
-    use drover::job::bucket_of;
-    use drover::queue::QueueKeys;
-
     let cluster = RedisCluster::start(3, 0);
     cluster.serve_partial_coverage();
     let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
     let hung = cluster.primaries()[0];
-    let partition = |a: &str| {
-        defaults()
-            .partitions
-            .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(a))))
-    };
     let healthy: Vec<String> = (0..200)
         .map(|a| format!("h{a}"))
-        .filter(|a| cluster.primary_serving(&QueueKeys::new("drover", JobKind::Cleanup, partition(a)).slot_key()) != hung)
+        .filter(|a| primary_of(&cluster, a) != hung)
         .take(JOBS)
         .collect();
     let url = cluster.url();
@@ -267,12 +267,10 @@ async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
 /// its timeout, about 5 s, and many outlived the API's request timeout; and the scheduler
 /// enqueued its due ticks one after another, each waiting that long, so schedules of
 /// healthy shards missed their ticks. Enqueues are group-committed per queue now, and the
-/// scheduler sends its ticks together, each bounded.
+/// scheduler sends a poll's ticks together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hanging_shard_holds_up_neither_the_other_shards_enqueues_nor_their_schedules() {
     use chrono::Utc;
-    use drover::job::bucket_of;
-    use drover::queue::QueueKeys;
     use drover::schedule::{ScheduleSpec, ScheduleStore, Scheduler, SchedulerConfig};
 
     let cluster = RedisCluster::start(3, 0);
@@ -280,12 +278,7 @@ async fn a_hanging_shard_holds_up_neither_the_other_shards_enqueues_nor_their_sc
     let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
     let schedules_at = cluster.primary_serving("drover:schedules");
     let hung = *cluster.primaries().iter().find(|p| **p != schedules_at).unwrap();
-    let partition = |a: &str| {
-        defaults()
-            .partitions
-            .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(a))))
-    };
-    let on_hung = |a: &String| cluster.primary_serving(&QueueKeys::new("drover", JobKind::Cleanup, partition(a)).slot_key()) == hung;
+    let on_hung = |a: &String| primary_of(&cluster, a) == hung;
     let (sick, healthy): (Vec<String>, Vec<String>) = (0..400).map(|a| format!("h{a}")).partition(on_hung);
     let (sick, healthy) = (&sick[..12], &healthy[..12]);
 
@@ -357,18 +350,13 @@ async fn a_hanging_shard_holds_up_neither_the_other_shards_enqueues_nor_their_sc
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hanging_shard_costs_the_callback_claims_a_bounded_wait() {
     use drover::job::bucket_of;
-    use drover::queue::{AccountShare, CallbackStore, NewCallback, QueueKeys};
+    use drover::queue::{AccountShare, CallbackStore, NewCallback};
 
     let cluster = RedisCluster::start(3, 0);
     cluster.serve_partial_coverage();
     let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
     let hung = cluster.primaries()[0];
-    let partition = |a: &str| {
-        defaults()
-            .partitions
-            .of_job(&JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(a))))
-    };
-    let on_hung = |a: &String| cluster.primary_serving(&QueueKeys::new("drover", JobKind::Cleanup, partition(a)).slot_key()) == hung;
+    let on_hung = |a: &String| primary_of(&cluster, a) == hung;
     let (sick, healthy): (Vec<String>, Vec<String>) = (0..400).map(|a| format!("c{a}")).partition(on_hung);
     let (sick, healthy) = (&sick[..6], &healthy[..6]);
     for account in sick.iter().chain(healthy) {

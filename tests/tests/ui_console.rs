@@ -245,6 +245,16 @@ async fn every_page_is_html_under_200_kb_and_errors_are_pages_not_json() {
     }
 }
 
+/// `thousands` × 1,000 queued cleanup jobs for `account`, newer than any before.
+async fn queue_thousands(app: &TestApp, account: &str, thousands: usize) {
+    for _ in 0..thousands {
+        let batch: Vec<drover::queue::NewJob> = (0..1000).map(|_| drover::queue::NewJob::new(cleanup_payload(account))).collect();
+        for r in app.store.enqueue_bulk(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+}
+
 async fn state_of(app: &TestApp, id: &drover::job::JobId) -> String {
     app.job(ADMIN, id.as_str()).await.1["state"].as_str().unwrap().to_owned()
 }
@@ -694,16 +704,10 @@ async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_repl
 /// most 3 pages and says "at least", and the canary is an admin's page like the confirm.
 #[tokio::test]
 async fn the_confirm_pages_count_of_a_filter_reads_a_bounded_part_of_the_index() {
-    use drover::queue::NewJob;
     let app = spawn_app().await;
     let dead = app.submit_ok(&cleanup_body("acme")).await;
     app.kill_job(&dead).await;
-    for _ in 0..100 {
-        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
-        for r in app.store.enqueue_bulk(batch).await.unwrap() {
-            r.unwrap();
-        }
-    }
+    queue_thousands(&app, "acme", 100).await;
     let b = Browser::sign_in(&app, ACME).await;
     let mut conn = app.store.connection();
     let before = command_calls(&mut conn, "fcall").await;
@@ -1123,16 +1127,10 @@ async fn the_pick_form_with_nothing_ticked_selects_nothing_and_every_state_offer
 /// as the count does, then discards them.
 #[tokio::test]
 async fn a_filters_discard_reaches_every_dead_job_its_confirm_page_counted() {
-    use drover::queue::NewJob;
     let app = spawn_app().await;
     let dead = app.submit_ok(&cleanup_body("acme")).await;
     app.kill_job(&dead).await;
-    for _ in 0..13 {
-        let batch: Vec<NewJob> = (0..1000).map(|_| NewJob::new(cleanup_payload("acme"))).collect();
-        for r in app.store.enqueue_bulk(batch).await.unwrap() {
-            r.unwrap();
-        }
-    }
+    queue_thousands(&app, "acme", 13).await;
     let b = Browser::sign_in(&app, ADMIN).await;
     let csrf = b.csrf().await;
     let (status, page) = b.get("/ui/dead-letter/confirm?op=discard&account_id=acme&kind=cleanup").await;

@@ -1325,3 +1325,72 @@ async fn a_tick_refused_for_an_account_at_its_cap_is_a_misfire_not_sent_again() 
     assert_eq!(scripts(&mut conn).await, sent, "the refused tick is not sent again");
     assert_eq!((counters.ticks(), counters.misfires()), (0, 1));
 }
+
+/// Found by the review of this stop's diffs (2026-12-06): the scheduler forgets the ticks
+/// of a schedule that is gone, and an account that left the active accounts and came
+/// back then had every built-in tick of its absence counted as a misfire (from the
+/// replica's start), a page of the misfire alert for nothing. An account that joins the
+/// active accounts after the replica's first read of them is scheduled from when it was
+/// seen.
+#[tokio::test]
+async fn an_account_that_comes_back_has_no_misfires_counted_for_its_absence() {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+    use drover::crypto::{EncryptionKey, SecretBox};
+    use drover::db::{AccountRepo, NewAccount};
+    use drover::job::{AccountId, MarketplaceId};
+    use drover::lwa::LwaCredentials;
+    use drover::schedule::{BuiltIn, DefaultSchedules, ScheduleStore, Scheduler, SchedulerConfig};
+
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let db = drover_tests::harness::PgDatabase::create().await;
+    let repo = AccountRepo::new(db.pool().clone());
+    let acme = AccountId::parse("acme").unwrap();
+    let account = NewAccount {
+        id: acme.clone(),
+        seller_id: "seller-acme".into(),
+        marketplace_ids: vec![MarketplaceId::parse(MARKETPLACE).unwrap()],
+        credentials: LwaCredentials {
+            client_id: "client".into(),
+            client_secret: "secret".into(),
+            refresh_token: "refresh".into(),
+        },
+    };
+    repo.insert(&account, &SecretBox::new(&EncryptionKey::dev())).await.unwrap();
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let off = BuiltIn {
+        enabled: false,
+        cron: "0 3 * * *".into(),
+    };
+    let config = SchedulerConfig {
+        accounts_refresh_ms: 1,
+        defaults: DefaultSchedules {
+            sync: BuiltIn {
+                enabled: true,
+                cron: "*/15 * * * *".into(),
+            },
+            daily_audit: off.clone(),
+            weekly_audit: off,
+            ..DefaultSchedules::default()
+        },
+        ..SchedulerConfig::default()
+    };
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let mut scheduler = Scheduler::new(store.clone(), schedules, Some(Arc::new(repo.clone())), config);
+    let counters = scheduler.counters();
+    let at = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2030, 1, 1, h, m, s).unwrap();
+    assert_eq!(scheduler.tick_once(at(12, 0, 1)).await, 1, "the sync of 12:00");
+    repo.set_active(&acme, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(scheduler.tick_once(at(12, 0, 2)).await, 0);
+    repo.set_active(&acme, true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    scheduler.tick_once(at(13, 0, 1)).await;
+    assert_eq!(counters.misfires(), 0, "no tick of its absence is a misfire");
+    // (its sync of 12:00 still queued, no worker here, the tick's enqueue returns that one)
+    scheduler.tick_once(at(13, 15, 1)).await;
+    assert_eq!(counters.misfires(), 0, "its ticks are made again, none missed");
+}

@@ -75,6 +75,11 @@ pub struct Scheduler<S: JobStore> {
     overtaken_to: HashMap<String, DateTime<Utc>>,
     active: Vec<ActiveAccount>,
     active_read_at: Option<tokio::time::Instant>,
+    /// The accounts that joined the active accounts after this replica's first read of
+    /// them (registered, or back), and the poll that first saw them: their built-ins
+    /// make no tick from before, nor count one as missed (found by the review of
+    /// 2026-12-06: an account back after an absence had every tick of it counted).
+    joined: HashMap<String, DateTime<Utc>>,
     /// Problems already logged, so a broken schedule is reported once, not every second.
     reported: HashMap<String, String>,
     /// Each schedule's cron and job as last validated, reused while its definition is
@@ -101,6 +106,7 @@ impl<S: JobStore> Scheduler<S> {
             overtaken_to: HashMap::new(),
             active: Vec::new(),
             active_read_at: None,
+            joined: HashMap::new(),
             reported: HashMap::new(),
             parsed: HashMap::new(),
             listed: None,
@@ -147,7 +153,7 @@ impl<S: JobStore> Scheduler<S> {
     pub async fn tick_once(&mut self, now: DateTime<Utc>) -> usize {
         let mut created = 0;
         let since = *self.since.get_or_insert(now);
-        let due_list = self.due_list().await;
+        let due_list = self.due_list(now).await;
         self.forget_gone(&due_list);
         let mut ready = Vec::new();
         for due in due_list {
@@ -311,7 +317,7 @@ impl<S: JobStore> Scheduler<S> {
         }
     }
 
-    async fn due_list(&mut self) -> Vec<Due> {
+    async fn due_list(&mut self, now: DateTime<Utc>) -> Vec<Due> {
         let mut out = Vec::new();
         if let Err(e) = self.read_schedules().await {
             self.report("schedules", e.to_string());
@@ -346,7 +352,7 @@ impl<S: JobStore> Scheduler<S> {
             }
         }
         self.listed = listed;
-        self.refresh_accounts().await;
+        self.refresh_accounts(now).await;
         let d = self.config.defaults.clone();
         // Each built-in's cron is parsed once a poll, not once per account.
         let sync_cron = d.sync.enabled.then(|| parse_cron(&d.sync.cron).ok()).flatten();
@@ -356,12 +362,13 @@ impl<S: JobStore> Scheduler<S> {
             .filter_map(|(label, b, days)| parse_cron(&b.cron).ok().map(|c| (label, c, days)))
             .collect();
         for acct in &self.active {
+            let joined = self.joined.get(&acct.account_id).copied();
             if let Some(cron) = &sync_cron {
                 let a = acct.clone();
                 out.push(Due {
                     name: format!("builtin.sync.{}", acct.account_id),
                     cron: cron.clone(),
-                    not_before: None,
+                    not_before: joined,
                     make: Box::new(move |_tick| {
                         let v = serde_json::json!({
                             "account_id": a.account_id, "marketplace_id": a.marketplace_id, "resources": ["orders", "listings"]
@@ -377,7 +384,7 @@ impl<S: JobStore> Scheduler<S> {
                 out.push(Due {
                     name: format!("builtin.{label}.{}", acct.account_id),
                     cron,
-                    not_before: None,
+                    not_before: joined,
                     make: Box::new(move |tick| {
                         let v = serde_json::json!({
                             "account_id": a.account_id, "marketplace_id": a.marketplace_id, "report_type": report_type,
@@ -433,7 +440,7 @@ impl<S: JobStore> Scheduler<S> {
         Ok((cron, payload))
     }
 
-    async fn refresh_accounts(&mut self) {
+    async fn refresh_accounts(&mut self, now: DateTime<Utc>) {
         let Some(source) = &self.accounts else { return };
         let fresh = self
             .active_read_at
@@ -443,6 +450,19 @@ impl<S: JobStore> Scheduler<S> {
         }
         match source.active_accounts().await {
             Ok(list) => {
+                if self.active_read_at.is_some() {
+                    let before: std::collections::HashSet<&str> = self.active.iter().map(|a| a.account_id.as_str()).collect();
+                    let new: Vec<String> = list
+                        .iter()
+                        .filter(|a| !before.contains(a.account_id.as_str()))
+                        .map(|a| a.account_id.clone())
+                        .collect();
+                    for account in new {
+                        self.joined.insert(account, now);
+                    }
+                }
+                let listed: std::collections::HashSet<&str> = list.iter().map(|a| a.account_id.as_str()).collect();
+                self.joined.retain(|account, _| listed.contains(account.as_str()));
                 self.active = list;
                 self.active_read_at = Some(tokio::time::Instant::now());
                 self.reported.remove("accounts");

@@ -19,15 +19,20 @@ fn realistic(i: usize) -> NewJob {
     NewJob::new(payload).traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 }
 
+/// What `deploy/redis/redis.conf` sets `setting` to.
+fn shipped(setting: &str) -> String {
+    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/redis/redis.conf")).unwrap();
+    let prefix = format!("{setting} ");
+    conf.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("redis.conf sets {setting}"))
+        .trim()
+        .to_lowercase()
+}
+
 /// The value `deploy/redis/redis.conf` ships.
 fn shipped_value() -> u64 {
-    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/redis/redis.conf")).unwrap();
-    conf.lines()
-        .find_map(|l| l.strip_prefix("hash-max-listpack-value "))
-        .expect("redis.conf sets hash-max-listpack-value")
-        .trim()
-        .parse()
-        .unwrap()
+    shipped("hash-max-listpack-value").parse().unwrap()
 }
 
 fn encoding(server: &RedisServer, id: &JobId) -> String {
@@ -97,13 +102,7 @@ async fn a_server_that_refuses_config_is_not_an_error() {
 
 /// The `maxmemory` `deploy/redis/redis.conf` ships, in bytes (Redis's units).
 fn shipped_memory_limit() -> u64 {
-    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/redis/redis.conf")).unwrap();
-    let value = conf
-        .lines()
-        .find_map(|l| l.strip_prefix("maxmemory "))
-        .expect("redis.conf sets maxmemory")
-        .trim()
-        .to_lowercase();
+    let value = shipped("maxmemory");
     let (digits, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
     let n: u64 = digits.parse().unwrap();
     n * match unit {

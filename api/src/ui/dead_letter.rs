@@ -500,7 +500,7 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
             }
         }
         ("replay" | "rest", Selection::Ids(ids)) => {
-            let (n, stopped) = replay_ids(&state, &caller, ids).await;
+            let (n, stopped) = by_ids(&state, &caller, ids, false).await;
             finished(&session, &sel, ("Replayed", "replay"), (n, stopped, false))
         }
         ("replay" | "rest", _) => {
@@ -562,25 +562,33 @@ fn finished(
     }
 }
 
-/// Replays the picked jobs in calls of 1,000 (each after the first costs a write): how
-/// many went, and what stopped it short.
-async fn replay_ids(state: &AppState, caller: &Caller, ids: &[String]) -> (usize, Option<ApiError>) {
-    let mut replayed = 0;
+/// Replays (or discards) `ids` in calls of 1,000 (each after the first costs a write):
+/// how many went, and what stopped it short.
+async fn by_ids(state: &AppState, caller: &Caller, ids: &[String], discard: bool) -> (usize, Option<ApiError>) {
+    let mut went = 0;
     for (n, chunk) in ids.chunks(1000).enumerate() {
         if let Err(e) = charge_chunk(state, caller, n).await {
-            return (replayed, Some(e));
+            return (went, Some(e));
         }
         let req = ReplayRequest {
             ids: Some(chunk.to_vec()),
             filter: None,
             limit: None,
         };
-        match dead_letter::replay(State(state.clone()), caller.clone(), JsonBody(req)).await {
-            Ok(r) => replayed += r.0.replayed.len(),
-            Err(e) => return (replayed, Some(e)),
+        let (state, caller) = (State(state.clone()), caller.clone());
+        let answer = if discard {
+            dead_letter::discard(state, caller, JsonBody(req))
+                .await
+                .map(|r| r.0.discarded.len())
+        } else {
+            dead_letter::replay(state, caller, JsonBody(req)).await.map(|r| r.0.replayed.len())
+        };
+        match answer {
+            Ok(k) => went += k,
+            Err(e) => return (went, Some(e)),
         }
     }
-    (replayed, None)
+    (went, None)
 }
 
 /// Discards the selection in calls of 1,000 (each after the first costs a write, made
@@ -602,22 +610,8 @@ async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> (usi
             return (n, stopped, false);
         }
     };
-    let mut discarded = 0;
-    for (n, chunk) in ids.chunks(1000).enumerate() {
-        if let Err(e) = charge_chunk(state, caller, n).await {
-            return (discarded, Some(e), more);
-        }
-        let req = ReplayRequest {
-            ids: Some(chunk.to_vec()),
-            filter: None,
-            limit: None,
-        };
-        match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
-            Ok(r) => discarded += r.0.discarded.len(),
-            Err(e) => return (discarded, Some(e), more),
-        }
-    }
-    (discarded, None, more)
+    let (discarded, stopped) = by_ids(state, caller, ids, true).await;
+    (discarded, stopped, more)
 }
 
 /// A group's dead jobs discarded in calls of 1,000 walking its own index (which holds

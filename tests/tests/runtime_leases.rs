@@ -737,3 +737,79 @@ async fn one_job_waiting_for_a_slot_makes_one_run_give_way() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
+
+/// Found by the audits of 2026-12-06/07: a job cancelled while it waited in its live
+/// worker's prefetch stayed `running` until a slot freed (a run ahead of it may work a
+/// whole slice, 20 minutes), holding its account's slot, and then ended with a
+/// `cancelled` run in its history that never started. It ends at once, with no run
+/// recorded and no attempt used, while the run ahead goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_it_waited_in_the_prefetch_ends_at_once_without_a_run() {
+    use drover::queue::CancelOutcome;
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handler = reporting_handler(tx, |_| Duration::from_secs(15));
+    let one_slot = cleanup_slots(
+        1,
+        WorkerSettings {
+            prefetch: 1,
+            ..settings(5000, 300)
+        },
+    );
+    // (a store that reports starts, as the worker's: leases wait in `unstarted` until then)
+    let runtime_store = RedisStore::connect(&server.url(), "drover", JobDefaults::for_runtime())
+        .await
+        .unwrap();
+    let (stop, task) = spawn_runtime(server.url(), runtime_store, one_slot, handler);
+    let running = store.enqueue(cleanup_for("t.first")).await.unwrap().id;
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await,
+        Some(Event::Started { attempt: 1 })
+    );
+    let waiting = store.enqueue(cleanup_for("t.second")).await.unwrap().id;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.counts(JobKind::Cleanup).await.unwrap().prefetched == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second job was never leased ahead: {:?} {:?}",
+            store.counts(JobKind::Cleanup).await.unwrap(),
+            store.get(&waiting).await.unwrap().map(|j| (j.state, j.attempts))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.cancel(&waiting).await.unwrap(), CancelOutcome::Requested);
+    let asked = Instant::now();
+    let job = loop {
+        let j = store.get(&waiting).await.unwrap().unwrap();
+        if j.state.is_terminal() {
+            break j;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "the cancelled job did not end while the run ahead went on: {j:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(job.state, JobState::Cancelled, "{job:?}");
+    assert_eq!(job.attempts, 0, "{job:?}");
+    assert!(
+        job.attempt_history.is_empty(),
+        "a run that never started is not recorded: {:?}",
+        job.attempt_history
+    );
+    assert_eq!(
+        store.get(&running).await.unwrap().unwrap().state,
+        JobState::Running,
+        "the run ahead goes on"
+    );
+    // The withdrawn job's task still comes to the slot the first run frees: it must not run.
+    assert_eq!(store.cancel(&running).await.unwrap(), CancelOutcome::Requested);
+    let seen = events_for(&mut events, Duration::from_secs(2)).await;
+    assert!(
+        !seen.iter().any(|e| matches!(e, Event::Started { .. })),
+        "the withdrawn job never starts: {seen:?}"
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}

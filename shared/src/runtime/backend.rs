@@ -314,6 +314,8 @@ async fn hand_back_unstarted<S: JobStore>(shared: &SharedRef<S>, kind: JobKind, 
         rx.close();
         std::iter::from_fn(|| rx.try_recv().ok())
             .filter_map(|task| task.ctx().data().get::<RunLease>().cloned())
+            // (one withdrawn was settled cancelled already)
+            .filter(|lease| !lease.held.is_withdrawn())
             .collect()
     };
     if unstarted.is_empty() {

@@ -357,6 +357,8 @@ async fn renew_kind<S: JobStore>(
             if !h.cancel.is_cancelled() {
                 tracing::info!(job_id = %id, "cancellation requested");
                 h.cancel.cancel();
+                // One still waiting for a slot ends now, not when a slot frees.
+                registry.withdraw(kind, id, h);
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +42,8 @@ struct HeldState {
     /// When the call that last set the lease's expiry was sent (the fetch, then each
     /// renewal): Redis's expiry is at most one lease after this.
     renewed: Mutex<Instant>,
+    /// The fetcher's slot the lease takes, until its run has ended or it was withdrawn.
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Held {
@@ -56,6 +58,7 @@ impl Held {
                 settling: AtomicBool::new(false),
                 start: AtomicU8::new(Start::NotYet as u8),
                 renewed: Mutex::new(leased_at),
+                slot: Mutex::new(None),
             }),
         }
     }
@@ -95,11 +98,31 @@ impl Held {
     }
 
     /// The handler is about to run: from now on a crash of this process uses the attempt.
-    pub fn started(&self) {
-        let _ = self
-            .state
+    /// False when the lease was withdrawn first (its run must not start).
+    pub fn started(&self) -> bool {
+        self.state
             .start
-            .compare_exchange(Start::NotYet as u8, Start::Started as u8, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(Start::NotYet as u8, Start::Started as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Takes back a lease whose run has not started (its job was cancelled while it
+    /// waited for a slot): true when this call did, and its run will never start.
+    pub fn withdraw(&self) -> bool {
+        self.state
+            .start
+            .compare_exchange(Start::NotYet as u8, Start::Withdrawn as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Whether the lease was taken back before its run started.
+    pub fn is_withdrawn(&self) -> bool {
+        self.state.start.load(Ordering::SeqCst) == Start::Withdrawn as u8
+    }
+
+    /// Let the fetcher lease another job in this one's place.
+    pub fn free_slot(&self) {
+        drop(self.state.slot.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 
     /// Leased and handed to the worker, not yet started (waiting for a slot).
@@ -127,7 +150,12 @@ enum Start {
     NotYet = 0,
     Started = 1,
     Reported = 2,
+    /// Cancelled before it started and settled so without a slot (`withdraw.rs`).
+    Withdrawn = 3,
 }
+
+/// A lease withdrawn by the keeper, for the runtime to settle: its kind, job and lease.
+pub(crate) type Withdrawal = (JobKind, JobId, Held);
 
 /// Per kind (by `JobKind::index`), each held lease by job. Job ids are the queue's own,
 /// never a client's, so the map hashes them with a fast hasher.
@@ -136,9 +164,28 @@ type Entries = [HashMap<JobId, Held, foldhash::fast::RandomState>; 3];
 #[derive(Default, Clone)]
 pub(crate) struct LeaseRegistry {
     inner: Arc<Mutex<Entries>>,
+    /// Where the leases the keeper withdraws go (none: no lease is withdrawn).
+    withdrawals: Option<mpsc::UnboundedSender<Withdrawal>>,
 }
 
 impl LeaseRegistry {
+    /// A registry whose withdrawn leases are sent to the returned receiver.
+    pub fn withdrawing() -> (Self, mpsc::UnboundedReceiver<Withdrawal>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let registry = Self {
+            withdrawals: Some(tx),
+            ..Self::default()
+        };
+        (registry, rx)
+    }
+
+    /// A cancel reached `id`'s lease: one whose run has not started is withdrawn and
+    /// handed to the runtime to settle at once, without waiting for a slot; true then.
+    pub fn withdraw(&self, kind: JobKind, id: &JobId, held: &Held) -> bool {
+        let Some(tx) = &self.withdrawals else { return false };
+        held.withdraw() && tx.send((kind, id.clone(), held.clone())).is_ok()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding this lock leaves plain data behind: keep going.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -165,7 +212,7 @@ impl LeaseRegistry {
     }
 
     /// Remove `id`'s entry only if it is still the lease under `token`.
-    fn remove(&self, kind: JobKind, id: &JobId, token: &str) {
+    pub fn remove(&self, kind: JobKind, id: &JobId, token: &str) {
         let mut entries = self.lock();
         let m = &mut entries[kind.index()];
         if m.get(id).is_some_and(|h| h.token == token) {
@@ -227,18 +274,17 @@ pub(crate) struct RunLease {
     /// When the fetch that took the lease was sent (this process's monotonic clock).
     leased_at: Instant,
     _guard: Arc<LeaseGuard>,
-    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
 impl RunLease {
     pub fn new(registry: &LeaseRegistry, kind: JobKind, leased: Leased, leased_at: Instant, slot: OwnedSemaphorePermit) -> Self {
         let (held, guard) = registry.insert(kind, leased.id.clone(), leased.token.clone(), leased_at);
+        *held.state.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(slot);
         Self {
             leased: Arc::new(leased),
             held,
             leased_at,
             _guard: Arc::new(guard),
-            slot: Arc::new(Mutex::new(Some(slot))),
         }
     }
 
@@ -251,7 +297,7 @@ impl RunLease {
 
     /// The handler has ended: let the fetcher lease another job in its place.
     pub fn free_slot(&self) {
-        drop(self.slot.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.held.free_slot();
     }
 }
 

@@ -17,6 +17,7 @@ mod settings;
 mod settle;
 mod shared;
 mod sweep;
+mod withdraw;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -77,10 +78,11 @@ where
     }
     let stop_fetching = CancellationToken::new();
     let hard_stop = CancellationToken::new();
+    let (leases, withdrawn) = leases::LeaseRegistry::withdrawing();
     let shared = Arc::new(shared::Shared {
         store: store.clone(),
         settings: settings.clone(),
-        leases: leases::LeaseRegistry::default(),
+        leases,
         stop_fetching: stop_fetching.clone(),
         hard_stop: hard_stop.clone(),
         settle_tx,
@@ -114,6 +116,8 @@ where
         settings.retention,
         stop_fetching.clone(),
     ));
+
+    let withdrawer = tokio::spawn(withdraw::withdraw_loop(shared.clone(), withdrawn));
 
     let sweeper = tokio::spawn(sweep::sweep_loop(
         shared.clone(),
@@ -175,6 +179,7 @@ where
     }
     trimmer.abort();
     sweeper.abort();
+    withdrawer.abort();
     drop(shared);
     for s in settlers {
         s.abort();

@@ -86,12 +86,15 @@ pub(crate) fn panicked(p: Panic) -> RunEnd {
 /// What a job's error says of a run that panicked.
 const PANICKED: &str = "the run stopped on a bug in the worker (a panic); the worker's log has it under this job's id";
 
+/// What a job cancelled before its run started says of its end.
+pub(crate) const CANCELLED_BEFORE_START: &str = "cancelled before it started";
+
 /// A run whose job was cancelled while it waited prefetched, before its handler began.
 pub(crate) fn cancelled_before_start() -> RunEnd {
     RunEnd::Failed(
         ErrorInfo {
             class: ErrorClass::Cancelled,
-            message: "cancelled before it started".into(),
+            message: CANCELLED_BEFORE_START.into(),
         },
         None,
     )

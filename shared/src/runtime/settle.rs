@@ -116,6 +116,7 @@ where
                 if lease.held.unrenewed_for(tokio::time::Instant::now()) >= timing.fence_after() {
                     lease.held.mark_lost();
                 }
+                let mut never_started = false;
                 let end = if lease.held.cancel.is_cancelled() {
                     // Cancelled, or its lease lost, while it waited prefetched: the
                     // handler never starts (a panic building it is still logged once).
@@ -124,12 +125,20 @@ where
                     }
                     if lease.held.is_lost() {
                         RunEnd::LeaseLost
-                    } else {
+                    } else if lease.held.withdraw() {
+                        never_started = true;
                         cancelled_before_start()
+                    } else {
+                        // withdrawn by the keeper, which settles it (`withdraw.rs`)
+                        lease.free_slot();
+                        return Ok(());
                     }
-                } else {
-                    lease.held.started();
+                } else if lease.held.started() {
                     run(inner, &lease, &shared, kind).await
+                } else {
+                    // withdrawn by the keeper as this task came to its slot
+                    lease.free_slot();
+                    return Ok(());
                 };
                 lease.free_slot();
                 // A run that did its work sets the pace; the others only slow it: runs
@@ -146,10 +155,15 @@ where
                 if let SettleAction::Snooze { advanced: a, .. } = &mut planned.action {
                     *a = advanced.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
                 }
-                log_end(planned.error.as_ref());
                 let fate = planned.fate;
-                let settlement = settlement(planned, &lease, &shared.settings.worker_id, trace_id);
+                let error = planned.error.clone();
+                let mut settlement = settlement(planned, &lease, &shared.settings.worker_id, trace_id);
+                if never_started {
+                    // No run to record: the job's error says it ended before it started.
+                    settlement.attempt = None;
+                }
                 let answer = shared.settle(kind, &lease, settlement).await;
+                log_end(error.as_ref(), answer);
                 if let Some(fate) = counted_fate(&answer, fate) {
                     metrics::run_finished(kind, fate, took);
                 }
@@ -210,17 +224,28 @@ where
     }
 }
 
-/// One log line per run that did not succeed: expected stops at info, failures at warn
-/// (a panic's line is logged where it was caught, naming where it panicked).
-fn log_end(error: Option<&ErrorInfo>) {
-    if let Some(e) = error {
-        match e.class {
-            ErrorClass::Panic => {}
+/// One log line per run that did not succeed or whose lease was gone by its end, once
+/// its outcome is recorded: expected stops at info, failures and lost leases at warn (a
+/// panic's line is logged where it was caught, naming where it panicked). A run stopped
+/// because a later run holds its job says so here only (its fence logs at debug).
+fn log_end(error: Option<&ErrorInfo>, answer: SettleResult) {
+    const LOST: &str = "the run's lease was gone when it ended; its result is kept on the attempt only";
+    let lost = answer == SettleResult::LeaseLost;
+    match error {
+        Some(e) if e.class == ErrorClass::Panic => {
+            if lost {
+                tracing::warn!("{LOST}");
+            }
+        }
+        Some(e) if lost => tracing::warn!(class = ?e.class, error = %e.message, "{LOST}"),
+        None if lost => tracing::warn!("{LOST}"),
+        None => {}
+        Some(e) => match e.class {
             ErrorClass::RateLimited | ErrorClass::Interrupted | ErrorClass::Cancelled | ErrorClass::Lost => {
                 tracing::info!(class = ?e.class, error = %e.message, "run ended")
             }
             _ => tracing::warn!(class = ?e.class, error = %e.message, "run failed"),
-        }
+        },
     }
 }
 

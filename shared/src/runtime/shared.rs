@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::contention::Contention;
-use super::leases::{LeaseRegistry, RunLease};
+use super::leases::{Held, LeaseRegistry, RunLease};
 use super::settings::WorkerSettings;
 use super::sweep::SlotWaits;
 use crate::backoff::Backoff;
@@ -40,7 +40,12 @@ impl<S: JobStore> Shared<S> {
     /// The lease is marked settling first (see `Held::settling`); its entry goes when
     /// the `RunLease` is dropped, not here.
     pub async fn settle(&self, kind: JobKind, lease: &RunLease, s: Settlement) -> SettleResult {
-        lease.held.settling();
+        self.settle_held(kind, &lease.held, s).await
+    }
+
+    /// [`Self::settle`] for a lease known by its entry only (one withdrawn by the keeper).
+    pub async fn settle_held(&self, kind: JobKind, held: &Held, s: Settlement) -> SettleResult {
+        held.settling();
         let (tx, rx) = oneshot::channel();
         if self.settle_tx[&kind].send((s, tx)).is_err() {
             return SettleResult::LeaseLost;
@@ -192,10 +197,8 @@ async fn settle_round<S: JobStore>(store: &S, kind: JobKind, batch: Vec<SettleRe
     left
 }
 
-fn answer((s, tx): SettleRequest, r: SettleResult) {
-    if r == SettleResult::LeaseLost {
-        tracing::warn!(job_id = %s.id, "lease was gone when the run ended; its result is kept on the attempt only");
-    }
+/// (A lost lease is logged by the run's own end, `settle::log_end`, in the job's span.)
+fn answer((_, tx): SettleRequest, r: SettleResult) {
     let _ = tx.send(r);
 }
 

@@ -208,7 +208,8 @@ pub(crate) fn landed(write: Write, ctx: &JobContext, what: &str) -> Result<(), J
     match write {
         Write::Landed => Ok(()),
         Write::Fenced => {
-            tracing::warn!(job_id = %ctx.id, run = ctx.run, "{what}: a later run of this job holds it; this run stops");
+            // (the run's end says so, once: `run failed`, with this error)
+            tracing::debug!(job_id = %ctx.id, run = ctx.run, "{what}: a later run of this job holds it; this run stops");
             Err(JobError::transient(format!("{what}: a later run of this job holds it")))
         }
     }
@@ -253,7 +254,7 @@ pub(crate) fn note_sent<'a>(jobs: &'a Jobs, ctx: &'a JobContext, item: &'a str, 
                 Ok(())
             }
             Ok(Sent::Fenced) => {
-                tracing::warn!(job_id = %ctx.id, run = ctx.run, item, op, "a later run of this job holds it; the call is not sent");
+                tracing::debug!(job_id = %ctx.id, run = ctx.run, item, op, "a later run of this job holds it; the call is not sent");
                 Err(CallError::Transient {
                     op,
                     reason: "a later run of this job holds it".to_owned(),

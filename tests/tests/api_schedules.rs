@@ -392,6 +392,32 @@ async fn each_minute_schedule() -> (
     (redis, store, config)
 }
 
+/// Found by the sixth audits of 2026-12-06: on a cluster the scheduler read Redis's
+/// clock with a bare `TIME`, a command without a key that the client sends to any node,
+/// so replicas ticking the same schedules each read some node's clock. Every read goes
+/// to the node holding the schedules.
+#[tokio::test]
+async fn on_a_cluster_the_schedulers_clock_is_the_schedules_nodes() {
+    use drover::schedule::ScheduleStore;
+    use drover_tests::harness::KeyMonitor;
+    let cluster = drover_tests::harness::RedisCluster::start(3, 0);
+    let store = drover::queue::RedisStore::connect(&cluster.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let home = cluster.primary_serving("drover:schedules");
+    let monitors: Vec<(u16, KeyMonitor)> = cluster.primaries().into_iter().map(|p| (p, KeyMonitor::start(p))).collect();
+    const READS: usize = 12;
+    for _ in 0..READS {
+        schedules.server_time().await.unwrap();
+    }
+    for (port, monitor) in monitors {
+        let times = monitor.finish_lines().iter().filter(|l| l.contains("\"TIME\"")).count();
+        let want = if port == home { READS } else { 0 };
+        assert_eq!(times, want, "clock reads on node {port} (the schedules' node is {home})");
+    }
+}
+
 /// The key's index and the hash of creators share the schedules' slot: on a cluster a
 /// creation counted against a key, and a delete by another, are one script each.
 #[tokio::test]
@@ -641,6 +667,98 @@ async fn a_schedule_whose_kind_changed_after_a_tick_makes_no_second_job_for_it()
     let mut b = Scheduler::new(store.clone(), schedules(), None, SchedulerConfig::default());
     assert_eq!(b.tick_once(now).await, 0, "replica B makes no sync for a tick that has its job");
     assert_eq!(store.counts(JobKind::Sync).await.unwrap().queued, 0);
+}
+
+/// Found by the scheduler audit of 2026-12-07: each poll read the active accounts (for
+/// the built-ins) before it enqueued anything, bounded only by a database call's deadline,
+/// and a failed read was tried again the next poll: a database that hangs held every
+/// saved schedule's ticks back (they need only Redis) for as long. A poll waits a moment
+/// for the accounts, and a failed read waits for the refresh period.
+#[tokio::test]
+async fn a_database_that_hangs_holds_up_no_saved_schedule() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use drover::schedule::{AccountSource, RegisteredAccount, ScheduleStore, Scheduler, SchedulerConfig};
+
+    /// Accounts from a database that never answers (within 20 s).
+    struct Hung(AtomicUsize);
+    impl AccountSource for Hung {
+        fn accounts(&self) -> Pin<Box<dyn Future<Output = Result<Vec<RegisteredAccount>, String>> + Send + '_>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Ok(vec![])
+            })
+        }
+    }
+    let (_redis, store) = with_a_cleanup_each_second().await;
+    let hung = Arc::new(Hung(AtomicUsize::new(0)));
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        ScheduleStore::new(store.connection(), "drover"),
+        Some(hung.clone() as Arc<dyn AccountSource>),
+        SchedulerConfig::default(),
+    );
+    let began = std::time::Instant::now();
+    assert_eq!(scheduler.tick_once(Utc::now()).await, 1, "the saved schedule's tick");
+    assert!(began.elapsed() < Duration::from_secs(3), "the tick waited {:?}", began.elapsed());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = std::time::Instant::now();
+    assert_eq!(scheduler.tick_once(Utc::now()).await, 1, "the next tick");
+    assert!(
+        again.elapsed() < Duration::from_millis(500),
+        "the next poll waited {:?}",
+        again.elapsed()
+    );
+    assert_eq!(hung.0.load(Ordering::SeqCst), 1, "a failed read waits for the refresh period");
+}
+
+/// Found by the scheduler audit of 2026-12-07: the API says an inactive account is
+/// skipped by schedules, but only the built-ins skipped it: a saved schedule of an
+/// account set inactive went on making jobs (and calling its seller's marketplace).
+#[tokio::test]
+async fn an_inactive_accounts_saved_schedules_make_no_jobs() {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use drover::crypto::{EncryptionKey, SecretBox};
+    use drover::db::{AccountRepo, NewAccount};
+    use drover::job::{AccountId, MarketplaceId};
+    use drover::lwa::LwaCredentials;
+    use drover::schedule::{ScheduleStore, Scheduler, SchedulerConfig};
+
+    let (_redis, store) = with_a_cleanup_each_second().await;
+    let db = drover_tests::harness::PgDatabase::create().await;
+    let repo = AccountRepo::new(db.pool().clone());
+    let acme = AccountId::parse("acme").unwrap();
+    let account = NewAccount {
+        id: acme.clone(),
+        seller_id: "seller-acme".into(),
+        marketplace_ids: vec![MarketplaceId::parse(MARKETPLACE).unwrap()],
+        credentials: LwaCredentials {
+            client_id: "client".into(),
+            client_secret: "secret".into(),
+            refresh_token: "refresh".into(),
+        },
+    };
+    repo.insert(&account, &SecretBox::new(&EncryptionKey::dev())).await.unwrap();
+    repo.set_active(&acme, false).await.unwrap();
+    let config = SchedulerConfig {
+        accounts_refresh_ms: 1,
+        ..SchedulerConfig::default()
+    };
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let mut scheduler = Scheduler::new(store.clone(), schedules, Some(Arc::new(repo.clone())), config);
+    assert_eq!(scheduler.tick_once(Utc::now()).await, 0, "no job for an inactive account");
+    repo.set_active(&acme, true).await.unwrap();
+    // the poll that sees it active again makes no tick from before
+    scheduler.tick_once(Utc::now()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(scheduler.tick_once(Utc::now()).await, 1, "active again: its ticks from then on");
 }
 
 /// Console audit of 2026-12-06: a schedule enabled again made a job for a tick that fell
@@ -1324,6 +1442,78 @@ async fn a_tick_refused_for_an_account_at_its_cap_is_a_misfire_not_sent_again() 
     assert_eq!(scheduler.tick_once(at(0, 11)).await, 0);
     assert_eq!(scripts(&mut conn).await, sent, "the refused tick is not sent again");
     assert_eq!((counters.ticks(), counters.misfires()), (0, 1));
+}
+
+/// Found by the scheduler audit of 2026-12-07: the built-in schedules made their jobs for
+/// an account's first marketplace only (a sync or an audit walks one), so an account
+/// selling in Germany and France never had France synced or audited by them. Each
+/// marketplace gets its own.
+#[tokio::test]
+async fn the_built_in_schedules_sync_every_marketplace_of_an_account() {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use drover::crypto::{EncryptionKey, SecretBox};
+    use drover::db::{AccountRepo, NewAccount};
+    use drover::job::{AccountId, MarketplaceId};
+    use drover::lwa::LwaCredentials;
+    use drover::schedule::{BuiltIn, DefaultSchedules, ScheduleStore, Scheduler, SchedulerConfig};
+
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let db = drover_tests::harness::PgDatabase::create().await;
+    let repo = AccountRepo::new(db.pool().clone());
+    let (de, fr) = ("A1PA6795UKMFR9", "A13V1IB3VIYZZH");
+    let account = NewAccount {
+        id: AccountId::parse("acme-eu").unwrap(),
+        seller_id: "seller-acme".into(),
+        marketplace_ids: vec![MarketplaceId::parse(de).unwrap(), MarketplaceId::parse(fr).unwrap()],
+        credentials: LwaCredentials {
+            client_id: "client".into(),
+            client_secret: "secret".into(),
+            refresh_token: "refresh".into(),
+        },
+    };
+    repo.insert(&account, &SecretBox::new(&EncryptionKey::dev())).await.unwrap();
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    // (every second: an audit's window must not end in the future)
+    let every_second = BuiltIn {
+        enabled: true,
+        cron: "* * * * * *".into(),
+    };
+    let config = SchedulerConfig {
+        defaults: DefaultSchedules {
+            sync: every_second.clone(),
+            daily_audit: every_second,
+            weekly_audit: BuiltIn {
+                enabled: false,
+                cron: "0 3 * * 0".into(),
+            },
+            ..DefaultSchedules::default()
+        },
+        ..SchedulerConfig::default()
+    };
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let mut scheduler = Scheduler::new(store.clone(), schedules, Some(Arc::new(repo)), config);
+    assert_eq!(scheduler.tick_once(Utc::now()).await, 4, "a sync and an audit for each marketplace");
+    for kind in [JobKind::Sync, JobKind::Backfill] {
+        let page = store
+            .list(&ListQuery {
+                kinds: vec![kind],
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut marketplaces: Vec<String> = page
+            .jobs
+            .iter()
+            .map(|j| j.payload["marketplace_id"].as_str().unwrap().to_owned())
+            .collect();
+        marketplaces.sort();
+        assert_eq!(marketplaces, [fr, de], "{kind}: {:?}", page.jobs);
+    }
 }
 
 /// Found by the review of this stop's diffs (2026-12-06): the scheduler forgets the ticks

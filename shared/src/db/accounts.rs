@@ -361,6 +361,15 @@ impl AccountRepo {
     }
 
     /// Active accounts, by id (what schedules fan out over).
+    /// Every registered account, active or not (the scheduler's view of them).
+    pub async fn list_all(&self) -> Result<Vec<Account>, DbError> {
+        let rows: Vec<AccountRow> = self
+            .deadline
+            .bound(sqlx::query_as(concat!("SELECT ", columns!(), " FROM accounts ORDER BY id")).fetch_all(&self.pool))
+            .await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
     pub async fn list_active(&self) -> Result<Vec<Account>, DbError> {
         let rows: Vec<AccountRow> = self
             .deadline

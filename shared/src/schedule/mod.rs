@@ -27,6 +27,6 @@ pub mod store;
 pub use built_in::BuiltInSchedule;
 pub use config::{BuiltIn, DefaultSchedules, SchedulerConfig};
 pub use counters::ScheduleCounters;
-pub use scheduler::{AccountSource, ActiveAccount, Scheduler};
+pub use scheduler::{AccountSource, RegisteredAccount, Scheduler};
 pub use spec::{Schedule, ScheduleError, ScheduleSpec};
 pub use store::ScheduleStore;

@@ -26,19 +26,40 @@ const ENQUEUES_AT_ONCE: usize = 64;
 /// Most overtaken ticks of one schedule counted at once (a per-minute cron over a week).
 const MAX_OVERTAKEN: u64 = 10_080;
 
-/// An account the built-in schedules run for.
+/// A registered account as the scheduler sees it: the built-in schedules run for the
+/// active ones, each of its marketplaces (the first is its home: its built-ins keep the
+/// names they had before accounts had more), and no schedule runs for an inactive one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveAccount {
+pub struct RegisteredAccount {
     pub account_id: String,
-    pub marketplace_id: String,
+    pub marketplace_ids: Vec<String>,
+    pub active: bool,
 }
 
-type AccountsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<ActiveAccount>, String>> + Send + 'a>>;
+impl RegisteredAccount {
+    /// Each marketplace with the suffix its built-ins' names take: none for the first,
+    /// `.<marketplace>` for the others (a job walks one marketplace; found by the
+    /// scheduler audit of 2026-12-07, which saw only the first one ever synced).
+    fn marketplaces(&self) -> impl Iterator<Item = (&str, String)> {
+        self.marketplace_ids.iter().enumerate().map(|(i, m)| {
+            let suffix = if i == 0 { String::new() } else { format!(".{m}") };
+            (m.as_str(), suffix)
+        })
+    }
+}
 
-/// Where the active accounts come from (PostgreSQL in the binaries).
+type AccountsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<RegisteredAccount>, String>> + Send + 'a>>;
+
+/// Where the registered accounts come from (PostgreSQL in the binaries).
 pub trait AccountSource: Send + Sync + 'static {
-    fn active_accounts(&self) -> AccountsFuture<'_>;
+    fn accounts(&self) -> AccountsFuture<'_>;
 }
+
+/// How long a poll waits for the active accounts: the saved schedules, due in the same
+/// poll, need only Redis, and must not wait on a database that hangs (found by the
+/// scheduler audit of 2026-12-07: each poll waited up to a database call's deadline,
+/// about 37 s, and the ticks went out that late).
+const ACCOUNTS_READ: Duration = Duration::from_secs(1);
 
 /// The longest the scheduler goes without reading every schedule again, even with the
 /// store's version unchanged (a release that did not count its writes, a lost count).
@@ -73,8 +94,14 @@ pub struct Scheduler<S: JobStore> {
     done: HashMap<String, DateTime<Utc>>,
     /// The last tick counted as overtaken, per schedule name.
     overtaken_to: HashMap<String, DateTime<Utc>>,
-    active: Vec<ActiveAccount>,
+    active: Vec<RegisteredAccount>,
+    /// The registered accounts that are not active: their saved schedules make no job
+    /// (found by the scheduler audit of 2026-12-07: only the built-ins skipped them).
+    inactive: std::collections::HashSet<String>,
+    /// When the accounts were last read, or a read of them last failed.
     active_read_at: Option<tokio::time::Instant>,
+    /// Whether a read of the accounts has succeeded yet.
+    active_listed: bool,
     /// The accounts that joined the active accounts after this replica's first read of
     /// them (registered, or back), and the poll that first saw them: their built-ins
     /// make no tick from before, nor count one as missed (found by the review of
@@ -105,7 +132,9 @@ impl<S: JobStore> Scheduler<S> {
             done: HashMap::new(),
             overtaken_to: HashMap::new(),
             active: Vec::new(),
+            inactive: Default::default(),
             active_read_at: None,
+            active_listed: false,
             joined: HashMap::new(),
             reported: HashMap::new(),
             parsed: HashMap::new(),
@@ -319,6 +348,7 @@ impl<S: JobStore> Scheduler<S> {
 
     async fn due_list(&mut self, now: DateTime<Utc>) -> Vec<Due> {
         let mut out = Vec::new();
+        self.refresh_accounts(now).await;
         if let Err(e) = self.read_schedules().await {
             self.report("schedules", e.to_string());
             self.listed = None;
@@ -327,14 +357,18 @@ impl<S: JobStore> Scheduler<S> {
         for s in listed.iter().flat_map(|l| &l.schedules) {
             match s {
                 Ok(s) if s.spec.enabled => match self.validated(s) {
+                    // An inactive account's schedules wait until it is active again.
+                    Ok((_, payload)) if self.inactive.contains(payload.account_id().as_str()) => {}
                     Ok((cron, payload)) => {
                         let spec = s.spec.clone();
+                        // (back from being inactive: no tick of the time it was)
+                        let back = self.joined.get(payload.account_id().as_str()).copied();
                         out.push(Due {
                             // Names are per account: the key keeps two tenants' "daily"
                             // apart in the idempotency key and the maps.
                             name: s.key(),
                             cron,
-                            not_before: Some(s.effective_from()),
+                            not_before: Some(s.effective_from()).max(back),
                             make: Box::new(move |_tick| {
                                 let mut job = NewJob::new(payload.clone());
                                 job.priority = spec.priority;
@@ -352,7 +386,6 @@ impl<S: JobStore> Scheduler<S> {
             }
         }
         self.listed = listed;
-        self.refresh_accounts(now).await;
         let d = self.config.defaults.clone();
         // Each built-in's cron is parsed once a poll, not once per account.
         let sync_cron = d.sync.enabled.then(|| parse_cron(&d.sync.cron).ok()).flatten();
@@ -363,38 +396,40 @@ impl<S: JobStore> Scheduler<S> {
             .collect();
         for acct in &self.active {
             let joined = self.joined.get(&acct.account_id).copied();
-            if let Some(cron) = &sync_cron {
-                let a = acct.clone();
-                out.push(Due {
-                    name: format!("builtin.sync.{}", acct.account_id),
-                    cron: cron.clone(),
-                    not_before: joined,
-                    make: Box::new(move |_tick| {
-                        let v = serde_json::json!({
-                            "account_id": a.account_id, "marketplace_id": a.marketplace_id, "resources": ["orders", "listings"]
-                        });
-                        JobPayload::from_json(JobKind::Sync, v).map(NewJob::new).map_err(|e| e.to_string())
-                    }),
-                });
-            }
-            for (label, cron, days) in &audits {
-                let (cron, days) = (cron.clone(), *days);
-                let a = acct.clone();
-                let report_type = d.audit_report_type.clone();
-                out.push(Due {
-                    name: format!("builtin.{label}.{}", acct.account_id),
-                    cron,
-                    not_before: joined,
-                    make: Box::new(move |tick| {
-                        let v = serde_json::json!({
-                            "account_id": a.account_id, "marketplace_id": a.marketplace_id, "report_type": report_type,
-                            "start": tick - chrono::Duration::days(days), "end": tick,
-                        });
-                        JobPayload::from_json(JobKind::Backfill, v)
-                            .map(NewJob::new)
-                            .map_err(|e| e.to_string())
-                    }),
-                });
+            for (marketplace, suffix) in acct.marketplaces() {
+                if let Some(cron) = &sync_cron {
+                    let (account, marketplace) = (acct.account_id.clone(), marketplace.to_owned());
+                    out.push(Due {
+                        name: format!("builtin.sync.{}{suffix}", acct.account_id),
+                        cron: cron.clone(),
+                        not_before: joined,
+                        make: Box::new(move |_tick| {
+                            let v = serde_json::json!({
+                                "account_id": account, "marketplace_id": marketplace, "resources": ["orders", "listings"]
+                            });
+                            JobPayload::from_json(JobKind::Sync, v).map(NewJob::new).map_err(|e| e.to_string())
+                        }),
+                    });
+                }
+                for (label, cron, days) in &audits {
+                    let (cron, days) = (cron.clone(), *days);
+                    let (account, marketplace) = (acct.account_id.clone(), marketplace.to_owned());
+                    let report_type = d.audit_report_type.clone();
+                    out.push(Due {
+                        name: format!("builtin.{label}.{}{suffix}", acct.account_id),
+                        cron,
+                        not_before: joined,
+                        make: Box::new(move |tick| {
+                            let v = serde_json::json!({
+                                "account_id": account, "marketplace_id": marketplace, "report_type": report_type,
+                                "start": tick - chrono::Duration::days(days), "end": tick,
+                            });
+                            JobPayload::from_json(JobKind::Backfill, v)
+                                .map(NewJob::new)
+                                .map_err(|e| e.to_string())
+                        }),
+                    });
+                }
             }
         }
         out
@@ -448,9 +483,15 @@ impl<S: JobStore> Scheduler<S> {
         if fresh {
             return;
         }
-        match source.active_accounts().await {
+        let read = match tokio::time::timeout(ACCOUNTS_READ, source.accounts()).await {
+            Ok(read) => read,
+            Err(_) => Err(format!("no answer within {} ms", ACCOUNTS_READ.as_millis())),
+        };
+        match read {
             Ok(list) => {
-                if self.active_read_at.is_some() {
+                let (list, inactive): (Vec<RegisteredAccount>, Vec<RegisteredAccount>) = list.into_iter().partition(|a| a.active);
+                self.inactive = inactive.into_iter().map(|a| a.account_id).collect();
+                if self.active_listed {
                     let before: std::collections::HashSet<&str> = self.active.iter().map(|a| a.account_id.as_str()).collect();
                     let new: Vec<String> = list
                         .iter()
@@ -464,26 +505,30 @@ impl<S: JobStore> Scheduler<S> {
                 let listed: std::collections::HashSet<&str> = list.iter().map(|a| a.account_id.as_str()).collect();
                 self.joined.retain(|account, _| listed.contains(account.as_str()));
                 self.active = list;
+                self.active_listed = true;
                 self.active_read_at = Some(tokio::time::Instant::now());
                 self.reported.remove("accounts");
             }
-            Err(e) => self.report("accounts", format!("active accounts unavailable: {e}")),
+            Err(e) => {
+                // The last list stands; read again after the refresh period, not every
+                // poll (each would wait on the database again).
+                self.active_read_at = Some(tokio::time::Instant::now());
+                self.report("accounts", format!("active accounts unavailable: {e}"));
+            }
         }
     }
 }
 
 impl AccountSource for crate::db::accounts::AccountRepo {
-    fn active_accounts(&self) -> AccountsFuture<'_> {
+    fn accounts(&self) -> AccountsFuture<'_> {
         Box::pin(async move {
-            let accounts = self.list_active().await.map_err(|e| e.to_string())?;
+            let accounts = self.list_all().await.map_err(|e| e.to_string())?;
             Ok(accounts
                 .into_iter()
-                .filter_map(|a| {
-                    let marketplace = a.marketplace_ids.first()?.as_str().to_owned();
-                    Some(ActiveAccount {
-                        account_id: a.id.as_str().to_owned(),
-                        marketplace_id: marketplace,
-                    })
+                .map(|a| RegisteredAccount {
+                    account_id: a.id.as_str().to_owned(),
+                    marketplace_ids: a.marketplace_ids.iter().map(|m| m.as_str().to_owned()).collect(),
+                    active: a.active,
                 })
                 .collect())
         })

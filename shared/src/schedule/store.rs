@@ -36,6 +36,9 @@ static REPLACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("re
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("delete.lua")));
 /// Indexes the schedules saved before the index, once (`backfill.lua`).
 static BACKFILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("backfill.lua")));
+/// Redis's clock, read on the node holding the schedules (a bare `TIME` has no key, and
+/// a cluster client sends it to any node).
+static CLOCK: LazyLock<Script> = LazyLock::new(|| Script::new("return redis.call('TIME')"));
 
 /// Tries of a put whose schedule others keep deleting and creating between its read and
 /// its write, before it gives up ([`ScheduleError::Contended`]).
@@ -295,9 +298,10 @@ impl ScheduleStore {
     /// How many saves and deletes there have been (0 before the first): unchanged means
     /// [`Self::list`] would answer as last time, except for writes by a release that did
     /// not count them.
-    /// Redis's clock (`TIME`): the one clock every replica and every queue script share.
+    /// Redis's clock (`TIME`): on a cluster, the clock of the node holding the schedules,
+    /// so every replica ticks them by the same clock.
     pub async fn server_time(&self) -> Result<DateTime<Utc>, ScheduleError> {
-        let (secs, micros): (i64, u32) = redis::cmd("TIME").query_async(&mut self.conn.clone()).await?;
+        let (secs, micros): (i64, u32) = CLOCK.key(&self.key).invoke_async(&mut self.conn.clone()).await?;
         Ok(DateTime::from_timestamp(secs, micros * 1000).unwrap_or_else(Utc::now))
     }
 

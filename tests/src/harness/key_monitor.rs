@@ -42,16 +42,26 @@ impl KeyMonitor {
         }
     }
 
-    /// Stops monitoring and reports, per script, the shapes of the keys it touched
-    /// without declaring them (`job:*`, `rq:*`, `queued`: the part after the hash tag,
-    /// with what follows its first `:` starred).
-    pub fn finish(mut self) -> Undeclared {
+    /// Stops monitoring and hands back every command line it saw, as Redis wrote it.
+    pub fn finish_lines(mut self) -> Vec<String> {
+        self.stop();
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+
+    fn stop(&mut self) {
         // let the last lines arrive before the socket closes
         std::thread::sleep(Duration::from_millis(300));
         let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
+    }
+
+    /// Stops monitoring and reports, per script, the shapes of the keys it touched
+    /// without declaring them (`job:*`, `rq:*`, `queued`: the part after the hash tag,
+    /// with what follows its first `:` starred).
+    pub fn finish(mut self) -> Undeclared {
+        self.stop();
         let lines = std::mem::take(&mut *self.lines.lock().unwrap());
         undeclared(&lines)
     }

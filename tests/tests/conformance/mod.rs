@@ -560,6 +560,30 @@ pub async fn a_second_sync_for_an_account_returns_the_existing_one<S: JobStore>(
     assert_ne!(third.id, first.id);
 }
 
+/// Found by the scheduler audit of 2026-12-07: a sync walks one marketplace, and one
+/// for another of the account's marketplaces, submitted while the first was under way,
+/// was answered with the first — that marketplace was never synced. It is made beside
+/// it; a sync of the same marketplace is still the one under way.
+pub async fn a_sync_of_another_marketplace_is_not_the_accounts_sync_under_way<S: JobStore>(store: S) {
+    let fr = |account: &str| {
+        JobPayload::from_json(
+            JobKind::Sync,
+            json!({"account_id": account, "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
+        )
+        .unwrap()
+    };
+    let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    let other = store.enqueue(NewJob::new(fr("a1"))).await.unwrap();
+    assert!(other.created, "another marketplace's sync is made");
+    assert_ne!(other.id, first.id);
+    let again = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert_eq!(
+        (again.created, &again.id),
+        (false, &first.id),
+        "the same marketplace's is the one under way"
+    );
+}
+
 pub async fn a_paused_queue_hands_out_nothing_until_resumed<S: JobStore>(store: S) {
     enqueue(&store, NewJob::new(cleanup("a1"))).await;
     store.set_paused(JobKind::Cleanup, true).await.unwrap();

@@ -116,6 +116,17 @@ local function take_room(acct)
   return true
 end
 
+-- Whether the sync `holder` is of the marketplace a new sync's `payload` names (a
+-- sync walks one marketplace: one of another is not the same work).
+local function same_marketplace(holder, payload)
+  local held = redis.call('HGET', P .. 'job:' .. holder, 'p')
+  if not held then return true end
+  local ok_a, a = pcall(cjson.decode, held)
+  local ok_b, b = pcall(cjson.decode, payload)
+  if not (ok_a and ok_b) or type(a) ~= 'table' or type(b) ~= 'table' then return true end
+  return a.marketplace_id == b.marketplace_id
+end
+
 -- The job whose arguments start at ARGV[b]; `o`: where its options start (nil: a plain job).
 local function enqueue(b, o)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
@@ -166,11 +177,16 @@ local function enqueue(b, o)
       -- swallows a new one: a sync scheduled for later or waiting to retry must not
       -- hold back the ones due now.
       local st = sync_under_way(holder)
-      if st then
+      if st and same_marketplace(holder, payload) then
         if idem ~= '' then
           redis.call('SET', idem_key, holder .. '|' .. fp, 'EX', idem_ttl)
         end
         return 'existing', holder, st
+      elseif st then
+        -- the sync under way is of another of the account's marketplaces: this one is
+        -- made beside it (it would sync nothing of this marketplace), and the
+        -- account's key stays with it
+        ekey = nil
       end
     end
   end

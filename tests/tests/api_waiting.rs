@@ -290,6 +290,12 @@ async fn a_cooldown_that_cannot_be_read_leaves_the_queues_reason_not_a_503() {
     let (status, job) = app.job(READER, &id).await;
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["waiting"]["reason"], "queued", "{job}");
+    // Found by the fairness audit of 2026-12-07: a submit then answered without any
+    // `waiting`, the queue's reason dropped with the cooldown.
+    let res = app.submit(ADMIN, &backfill_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let submitted: Value = res.json().await.unwrap();
+    assert_eq!(submitted["waiting"]["reason"], "queued", "{submitted}");
     let res = app.get(READER, "/v1/jobs?account_id=acme&kind=backfill").send().await.unwrap();
     assert_eq!(res.status(), 200);
     let page: Value = res.json().await.unwrap();

@@ -251,6 +251,7 @@ conformance!(
         the_lag_is_the_oldest_ready_jobs_wait_whatever_its_priority,
     ],
     one_partition: [
+        a_run_that_gave_way_comes_back_after_the_account_it_gave_way_for,
         a_higher_priority_band_goes_first_across_accounts,
         urgent_floods_of_other_accounts_cannot_starve_a_routine_job,
         an_urgent_account_gets_ten_turns_to_a_routine_accounts_one,
@@ -262,6 +263,7 @@ conformance!(
         a_short_fetch_says_the_queue_is_drained_and_when_next_due,
         accounts_take_turns_within_a_priority_band,
         a_second_sync_for_an_account_returns_the_existing_one,
+        a_sync_of_another_marketplace_is_not_the_accounts_sync_under_way,
         listing_filters_by_state_and_account,
         bulk_enqueue_gives_each_job_its_own_outcome,
         a_bulk_of_plain_jobs_and_jobs_with_options_stores_each_as_given,

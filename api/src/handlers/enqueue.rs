@@ -76,7 +76,8 @@ fn check_payload_size(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
 /// Enqueues `job` and says why it waits: the queue's reason comes back in the enqueue's
 /// own reply (one round trip), and the account's quota cooldown, for the kinds it stops,
 /// is read beside it. The job is stored whatever the cooldown read does: a failure leaves
-/// `waiting` out rather than failing the submit, whose answer must say the job exists.
+/// the queue's own reason rather than failing the submit, whose answer must say the job
+/// exists.
 pub(super) async fn enqueue_answering(state: &AppState, job: NewJob) -> Result<(Enqueued, Option<WaitingView>), EnqueueError> {
     let (kind, account) = (job.payload.kind(), job.payload.account_id().clone());
     let (enqueued, cooldown) = tokio::join!(
@@ -87,8 +88,9 @@ pub(super) async fn enqueue_answering(state: &AppState, job: NewJob) -> Result<(
     let waiting = match cooldown {
         Ok(cooldown) => waiting::combine(e.waiting.take(), cooldown.as_ref()).map(Into::into),
         Err(err) => {
+            // the queue's own reason, as GET and the listings answer then
             tracing::warn!(job_id = %e.id, error = %err, "accepted job: could not read its account's cooldown");
-            None
+            e.waiting.take().map(Into::into)
         }
     };
     Ok((e, waiting))

@@ -308,6 +308,32 @@ pub async fn a_job_that_gave_its_turn_away_comes_back_at_the_front_of_its_accoun
     assert_eq!(next.id, first, "the job that gave way runs before its account's later jobs");
 }
 
+/// Found by the fairness audit of 2026-12-07: a run that gave way for another account's
+/// waiting job came back to a lane its lease had emptied, which took the pass its last
+/// turn had left — below the waiting account's when that account's turn came later — so
+/// the next fetch leased the job that had just given way, and the account it gave way for
+/// waited on. It comes back as a lane that had its turn: after the lanes waiting.
+pub async fn a_run_that_gave_way_comes_back_after_the_account_it_gave_way_for<S: JobStore>(store: S) {
+    let long = enqueue(&store, NewJob::new(cleanup("l"))).await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let m1 = enqueue(&store, NewJob::new(cleanup("m"))).await;
+    let m2 = enqueue(&store, NewJob::new(cleanup("m"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(l.id, long);
+    assert_eq!(fetch_one(&store, "w2").await.unwrap().id, m1);
+    let gave_way = SettleAction::GaveWay {
+        delay: Duration::ZERO,
+        error: ErrorInfo {
+            class: ErrorClass::Interrupted,
+            message: "handed back: worked its turn while another job waits for the slot".into(),
+        },
+    };
+    settle(&store, &l, gave_way, AttemptOutcome::Snoozed).await;
+    let next = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(next.id, m2, "the account given way for goes first");
+    assert_eq!(fetch_one(&store, "w1").await.unwrap().id, long, "then the one that gave way");
+}
+
 /// Found by the audit of what the API shows (2026-12-06): the lag (`lag_ms`, the metric
 /// the lag alert and the autoscalers read) was the wait of the most urgent job at the
 /// lanes' heads, so one job above priority 0 (of another account, or queued ahead in the

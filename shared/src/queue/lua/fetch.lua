@@ -67,7 +67,15 @@ if #due > 0 then
         at = tonumber(f[6]) or at
       end
       recount(key, f[2], f[4], f[3], 'queued')
-      add_ready(id, f[2], ready_score(f[1], at))
+      local score = ready_score(f[1], at)
+      if f[5] then
+        -- its lane had its turn: it comes back after the lanes waiting (the ones it gave
+        -- way for), never at a pass an earlier turn left (audit of 2026-12-07)
+        lane_add(f[2], score, id)
+        offer_lane(f[2], score, true)
+      else
+        add_ready(id, f[2], score)
+      end
     end
   end
   if #ids > 0 then

@@ -369,6 +369,10 @@ pub struct ReplayFilter {
     /// One dead-letter group: its `id` from `GET /v1/dead-letter/groups`.
     #[serde(default)]
     pub group: Option<String>,
+    /// Only jobs that died at or before this time (RFC 3339): the selection as it was
+    /// counted then, not the jobs that died since (the console's confirm step sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -385,6 +389,10 @@ pub struct ReplayResult {
     /// A filter's walk stopped at its bound (3 pages of at most 4,000 index entries)
     /// before the end of the selection: more may match. Send the request again.
     pub stopped_at_scan_limit: bool,
+    /// Present when the action stopped at an error part-way: what is listed above was
+    /// done, the rest of the selection was not tried. Send the request again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<StoppedEarly>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -394,6 +402,23 @@ pub struct DiscardResult {
     pub skipped: Vec<Skipped>,
     /// As for a replay: the walk stopped at its bound before the selection's end.
     pub stopped_at_scan_limit: bool,
+    /// As for a replay: the action stopped at an error after doing what is listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<StoppedEarly>,
+}
+
+/// What stopped a dead-letter action part-way: the problem the request would have
+/// answered had nothing been done yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoppedEarly {
+    /// The problem's `type`, e.g. `urn:drover:problem:unavailable`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub detail: String,
+    /// The error itself, for the console (never sent).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub(crate) error: Option<crate::error::ApiError>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -331,3 +331,44 @@ async fn pausing_an_unknown_queue_returns_404() {
     let app = spawn_app().await;
     problem(app.post(ADMIN, "/v1/queues/mail/pause").send().await.unwrap(), 404).await;
 }
+
+/// Found by the audit of what the API shows (2026-12-07): a dead-letter replay (or
+/// discard) that met a store error part-way answered only the error (a 503 saying the
+/// outcome was unknown), though the jobs before it were already queued again (or, for a
+/// discard, deleted for good): nothing told the client which. It answers what it did,
+/// and what stopped it.
+#[tokio::test]
+async fn a_replay_stopped_by_a_store_error_partway_still_says_what_it_did() {
+    let app = spawn_app().await;
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        let id = app.submit_ok(&cleanup_body("acme")).await;
+        app.kill_job(&id).await;
+        dead.push(id);
+    }
+    // The second one's record is unreadable (a wrong type): reading it fails.
+    let _: () = redis::cmd("SET")
+        .arg(format!("drover:{{cleanup}}:job:{}", dead[1]))
+        .arg("not a hash")
+        .query(&mut app.redis.conn())
+        .unwrap();
+    let ids: Vec<String> = dead.iter().map(|id| id.to_string()).collect();
+    let res = app
+        .post(ADMIN, "/v1/dead-letter/replay")
+        .json(&json!({"ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["replayed"], json!([ids[0]]), "{body}");
+    assert!(
+        body["stopped"]["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:drover:problem:")),
+        "{body}"
+    );
+    assert!(body["stopped"]["detail"].is_string(), "{body}");
+    assert_eq!(state_of(&app, &dead[0]).await, JobState::Queued);
+    assert_eq!(state_of(&app, &dead[2]).await, JobState::Dead, "not tried after the error");
+}

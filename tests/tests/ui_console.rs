@@ -245,6 +245,83 @@ async fn every_page_is_html_under_200_kb_and_errors_are_pages_not_json() {
     }
 }
 
+/// Found by the console audit of 2026-12-07: a job page's live section (refreshed on its
+/// own) holds the Cancel and Retry forms with the session's token, but was answered
+/// without the pages' headers: a sibling site could frame it and have an admin click
+/// over its buttons, and it could be stored. It has a page's headers.
+#[tokio::test]
+async fn the_live_section_of_a_job_page_is_never_framed_nor_stored() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let res = b
+        .http
+        .get(format!("{}/ui/jobs/{id}/live", b.base))
+        .header(COOKIE, &b.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let header = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header("x-frame-options").as_deref(), Some("DENY"));
+    assert!(
+        header("content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'")),
+        "{:?}",
+        res.headers()
+    );
+    assert_eq!(header("cache-control").as_deref(), Some("no-store"));
+    assert!(res.text().await.unwrap().contains("name=\"csrf\""), "the section holds the forms");
+}
+
+/// The hidden fields of the confirm page's form, as the browser posts them.
+fn confirm_fields(page: &str) -> Vec<(String, String)> {
+    let form = &page[page.find("id=\"confirm\"").expect("a confirm form")..];
+    let form = &form[..form.find("</form>").unwrap()];
+    form.split("<input ")
+        .skip(1)
+        .filter_map(|input| {
+            let attr = |name: &str| {
+                let at = input.find(&format!("{name}=\""))? + name.len() + 2;
+                Some(input[at..].split('"').next()?.replace("&amp;", "&"))
+            };
+            Some((attr("name")?, attr("value")?))
+        })
+        .collect()
+}
+
+/// Found by the console audit of 2026-12-07: the confirm page counted a filter's (or a
+/// group's) dead jobs, but its form carried only the filter, so the action selected
+/// again when the button was pressed: a job that died in between was deleted for good
+/// unseen. The action reaches the jobs dead when the page counted them.
+#[tokio::test]
+async fn a_discard_confirmed_for_a_filter_leaves_a_job_that_died_after_the_confirm_page() {
+    let app = spawn_app().await;
+    for n in 0..2 {
+        let id = app.submit_ok(&cleanup_body("acme")).await;
+        app.kill_job_with(&id, ErrorClass::Permanent, &format!("SKU-{n:05} rejected")).await;
+    }
+    let b = Browser::sign_in(&app, ADMIN).await;
+    for confirm in ["/ui/dead-letter/confirm?op=discard&account_id=acme&kind=cleanup".to_owned(), {
+        let groups: Value = app.get_json(ADMIN, "/v1/dead-letter/groups?kind=cleanup").await;
+        let group = groups["groups"][0]["id"].as_str().unwrap().to_owned();
+        format!("/ui/dead-letter/confirm?op=discard&group={group}")
+    }] {
+        let (_, page) = b.get(&confirm).await;
+        let counted: usize = element(&page, "confirm-count").parse().unwrap();
+        let fields = confirm_fields(&page);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let later = app.submit_ok(&cleanup_body("acme")).await;
+        app.kill_job_with(&later, ErrorClass::Permanent, "SKU-99999 rejected").await;
+        let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(b.post("/ui/dead-letter/act", &form).await, 303, "{confirm}: {fields:?}");
+        assert_eq!(
+            app.job(ADMIN, later.as_str()).await.1["state"],
+            "dead",
+            "{confirm}: the job that died after the count is left ({counted} counted)"
+        );
+    }
+}
+
 /// `thousands` × 1,000 queued cleanup jobs for `account`, newer than any before.
 async fn queue_thousands(app: &TestApp, account: &str, thousands: usize) {
     for _ in 0..thousands {

@@ -16,9 +16,11 @@ use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{query, JsonBody};
-use crate::problem_responses::{BadRequest, Forbidden, Invalid, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType};
+use crate::problem_responses::{
+    BadRequest, Forbidden, Invalid, PayloadTooLarge, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use crate::state::AppState;
-use crate::views::{DiscardResult, JobPage, ReplayFilter, ReplayRequest, ReplayResult, Skipped};
+use crate::views::{DiscardResult, JobPage, ReplayFilter, ReplayRequest, ReplayResult, Skipped, StoppedEarly};
 
 const MAX_IDS: usize = 1000;
 const DEFAULT_REPLAY_LIMIT: u32 = 100;
@@ -72,6 +74,7 @@ pub async fn list_dead(State(state): State<AppState>, caller: Caller, RawQuery(r
     tag = "dead-letter",
     request_body = ReplayRequest,
     responses(
+        PayloadTooLarge,
         (status = 200, description = "What was replayed and what was skipped (with why)", body = ReplayResult),
         BadRequest,
         Unauthorized,
@@ -87,11 +90,12 @@ pub async fn replay(
     caller: Caller,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<ReplayResult>, ApiError> {
-    let (replayed, skipped, stopped_at_scan_limit) = act(&state, &caller, req, Op::Replay).await?;
+    let acted = act(&state, &caller, req, Op::Replay).await?;
     Ok(Json(ReplayResult {
-        replayed,
-        skipped,
-        stopped_at_scan_limit,
+        replayed: acted.done,
+        skipped: acted.skipped,
+        stopped_at_scan_limit: acted.bounded,
+        stopped: acted.stopped,
     }))
 }
 
@@ -102,6 +106,7 @@ pub async fn replay(
     tag = "dead-letter",
     request_body = ReplayRequest,
     responses(
+        PayloadTooLarge,
         (status = 200, description = "What was deleted and what was skipped (with why)", body = DiscardResult),
         BadRequest,
         Unauthorized,
@@ -117,33 +122,40 @@ pub async fn discard(
     caller: Caller,
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<DiscardResult>, ApiError> {
-    let (discarded, skipped, stopped_at_scan_limit) = act(&state, &caller, req, Op::Discard).await?;
+    let acted = act(&state, &caller, req, Op::Discard).await?;
     Ok(Json(DiscardResult {
-        discarded,
-        skipped,
-        stopped_at_scan_limit,
+        discarded: acted.done,
+        skipped: acted.skipped,
+        stopped_at_scan_limit: acted.bounded,
+        stopped: acted.stopped,
     }))
 }
 
+/// What a dead-letter action did: the ids done and those skipped, whether a filter's
+/// walk stopped at its bound before the selection's end, and the error that stopped it
+/// part-way, if one did after it had done or skipped some (found by the audit of
+/// 2026-12-07: such an action answered only the error, and the ids it had already
+/// replayed or deleted for good were told to no one).
+struct Acted {
+    done: Vec<String>,
+    skipped: Vec<Skipped>,
+    bounded: bool,
+    stopped: Option<StoppedEarly>,
+}
+
 /// Selects the dead jobs, applies `op` to each and records the action in the audit log
-/// with what it did, also when it stopped part-way; the ids done and those skipped, and
-/// whether a filter's walk stopped at its bound before the selection's end. It
-/// runs to its end on a task of its own: the request timeout would otherwise drop it
-/// part-way, with jobs deleted or replayed and neither the audit entry nor the log line
-/// written. The client may still hear the timeout.
-async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<(Vec<String>, Vec<Skipped>, bool), ApiError> {
+/// with what it did, also when it stopped part-way. It runs to its end on a task of its
+/// own: the request timeout would otherwise drop it part-way, with jobs deleted or
+/// replayed and neither the audit entry nor the log line written. The client may still
+/// hear the timeout.
+async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<Acted, ApiError> {
     let (state, caller) = (state.clone(), caller.clone());
     crate::middleware::request_id::spawn_for_request(async move { act_to_the_end(&state, &caller, req, op).await })
         .await
         .map_err(|e| ApiError::Internal(format!("the dead-letter action stopped: {e}")))?
 }
 
-async fn act_to_the_end(
-    state: &AppState,
-    caller: &Caller,
-    req: ReplayRequest,
-    op: Op,
-) -> Result<(Vec<String>, Vec<Skipped>, bool), ApiError> {
+async fn act_to_the_end(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<Acted, ApiError> {
     let action = match op {
         Op::Replay => "dlq.replay",
         Op::Discard => "dlq.discard",
@@ -153,9 +165,27 @@ async fn act_to_the_end(
     let mut walk = Walk::default();
     let result = select(state, caller, req, op, &mut done, &mut skipped, &mut walk).await;
     audit::record(state, caller, what, done.len() as u64, audit::outcome(&result)).await;
-    result?;
-    tracing::info!(action, done = done.len(), skipped = skipped.len(), key = %caller.name, "dead-letter action");
-    Ok((done, skipped, walk.bounded))
+    let stopped = match result {
+        Ok(()) => None,
+        Err(e) if done.is_empty() && skipped.is_empty() => return Err(e),
+        Err(e) => {
+            tracing::warn!(action, error = %e, done = done.len(), skipped = skipped.len(), key = %caller.name, "dead-letter action stopped part-way");
+            Some(StoppedEarly {
+                kind: format!("urn:drover:problem:{}", e.kind().0),
+                detail: e.detail(),
+                error: Some(e),
+            })
+        }
+    };
+    if stopped.is_none() {
+        tracing::info!(action, done = done.len(), skipped = skipped.len(), key = %caller.name, "dead-letter action");
+    }
+    Ok(Acted {
+        done,
+        skipped,
+        bounded: walk.bounded,
+        stopped,
+    })
 }
 
 /// Replays a selection (a filter, e.g. a group) at most `per_second` jobs a second until
@@ -337,16 +367,17 @@ async fn by_filter(
     let turn = walks::start(state, caller).await?;
     q.cursor = walk.from.take();
     let mut records = 0;
-    let walked = walk_pages(state, filter.error_class, q, limit, out, walk, &mut records).await;
+    let walked = walk_pages(state, (filter.error_class, filter.dead_before), q, limit, out, walk, &mut records).await;
     turn.charge(records, RECORDS_PER_READ).await;
     walked
 }
 
 /// Up to [`MAX_PAGES`] pages of the dead jobs `q` selects, each one of `error_class`
-/// (if given) replayed or discarded until `limit` are; `records` counts the records walked.
+/// and dead by `dead_before` (if given) replayed or discarded until `limit` are;
+/// `records` counts the records walked.
 async fn walk_pages(
     state: &AppState,
-    error_class: Option<ErrorClass>,
+    (error_class, dead_before): (Option<ErrorClass>, Option<chrono::DateTime<chrono::Utc>>),
     mut q: ListQuery,
     limit: usize,
     out: &mut Out<'_>,
@@ -373,6 +404,9 @@ async fn walk_pages(
             }
             let class = job.last_error.as_ref().map(|e| e.class);
             if error_class.is_some() && class != error_class {
+                continue;
+            }
+            if dead_before.is_some_and(|t| job.finished_at.is_some_and(|f| f > t)) {
                 continue;
             }
             apply(state, &job.id, out).await?;

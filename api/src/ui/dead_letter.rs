@@ -19,6 +19,7 @@ use crate::handlers::dead_groups::{list_dead_groups, parse_group, NOT_A_GROUP};
 use crate::handlers::dead_letter;
 use crate::state::AppState;
 use crate::views::{ReplayFilter, ReplayRequest};
+use chrono::{DateTime, Utc};
 
 /// Most jobs one console action touches (as `drover dlq` without `--limit`).
 const MAX_JOBS: usize = 10_000;
@@ -127,7 +128,11 @@ async fn group_of(state: &AppState, caller: &Caller, group: &str, account: Optio
 /// What an action touches: a group, a filter, or the ids picked on the jobs page.
 #[derive(Debug, Clone)]
 enum Selection {
-    Group { group: String, account_id: Option<String> },
+    Group {
+        group: String,
+        account_id: Option<String>,
+        dead_before: Option<DateTime<Utc>>,
+    },
     Filter(ReplayFilter),
     Ids(Vec<String>),
 }
@@ -158,6 +163,14 @@ impl Selection {
 
     fn from_pairs(p: &[(String, String)]) -> Result<Selection, ApiError> {
         let account_id = one(p, "account_id").map(str::to_owned);
+        let dead_before = match one(p, "dead_before") {
+            None => None,
+            Some(t) => Some(
+                DateTime::parse_from_rfc3339(t)
+                    .map_err(|_| ApiError::field("dead_before", "not an RFC 3339 time"))?
+                    .with_timezone(&Utc),
+            ),
+        };
         // Each picked id once, in the order first picked.
         let mut picked = std::collections::HashSet::new();
         let ids: Vec<String> = p
@@ -172,6 +185,7 @@ impl Selection {
             return Ok(Selection::Group {
                 group: group.to_owned(),
                 account_id,
+                dead_before,
             });
         }
         if ids.is_empty() && one(p, "picked").is_some() {
@@ -201,7 +215,36 @@ impl Selection {
             account_id,
             error_class,
             group: None,
+            dead_before,
         }))
+    }
+
+    /// The selection as it stands at `at`: a filter or a group then reaches only the
+    /// jobs dead by then — what the confirm page counts — never one that died after
+    /// (found by the console audit of 2026-12-07: a confirmed discard deleted for good a
+    /// job that died between the count and the click). Picked ids are exact already.
+    fn as_of(self, at: DateTime<Utc>) -> Selection {
+        match self {
+            Selection::Group { group, account_id, .. } => Selection::Group {
+                group,
+                account_id,
+                dead_before: Some(at),
+            },
+            Selection::Filter(f) => Selection::Filter(ReplayFilter {
+                dead_before: Some(at),
+                ..f
+            }),
+            ids @ Selection::Ids(_) => ids,
+        }
+    }
+
+    /// When the jobs it reaches died by, if it is bounded so.
+    fn dead_before(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Selection::Group { dead_before, .. } => *dead_before,
+            Selection::Filter(f) => f.dead_before,
+            Selection::Ids(_) => None,
+        }
     }
 
     /// The account it is limited to, if it names one.
@@ -215,8 +258,17 @@ impl Selection {
 
     /// The hidden fields that carry it to the next step.
     fn fields(&self) -> Vec<(String, String)> {
+        let mut out = self.selecting_fields();
+        if let Some(t) = self.dead_before() {
+            out.push(("dead_before".to_owned(), t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        }
+        out
+    }
+
+    /// [`Self::fields`] but the time bound: what it selects, in words too.
+    fn selecting_fields(&self) -> Vec<(String, String)> {
         match self {
-            Selection::Group { group, account_id } => {
+            Selection::Group { group, account_id, .. } => {
                 let mut f = vec![("group".to_owned(), group.clone())];
                 f.extend(account_id.iter().map(|a| ("account_id".to_owned(), a.clone())));
                 f
@@ -243,7 +295,7 @@ impl Selection {
             Selection::Group { group, .. } => format!("group {group}"),
             Selection::Ids(ids) => format!("{} jobs picked", ids.len()),
             Selection::Filter(f) => {
-                let parts: Vec<String> = self.fields().into_iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                let parts: Vec<String> = self.selecting_fields().into_iter().map(|(k, v)| format!("{k} = {v}")).collect();
                 if parts.is_empty() && f.kind.is_none() {
                     "every dead job".into()
                 } else {
@@ -256,11 +308,16 @@ impl Selection {
     /// The filter the API's selection takes (`None` for ids).
     fn filter(&self) -> Option<ReplayFilter> {
         match self {
-            Selection::Group { group, account_id } => Some(ReplayFilter {
+            Selection::Group {
+                group,
+                account_id,
+                dead_before,
+            } => Some(ReplayFilter {
                 kind: parse_group(group).map(|g| g.0),
                 account_id: account_of(account_id).map(str::to_owned),
                 error_class: None,
                 group: Some(group.clone()),
+                dead_before: *dead_before,
             }),
             Selection::Filter(f) => Some(f.clone()),
             Selection::Ids(_) => None,
@@ -297,7 +354,7 @@ impl maud::Render for Count {
 /// filter's matches counted a page at a time, or the picked ids that are dead.
 async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<Count, ApiError> {
     match sel {
-        Selection::Group { group, account_id } => Ok(Count::exactly(
+        Selection::Group { group, account_id, .. } => Ok(Count::exactly(
             group_of(state, caller, group, account_of(account_id)).await?["count"]
                 .as_u64()
                 .unwrap_or(0)
@@ -323,6 +380,20 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<Cou
             })
         }
     }
+}
+
+/// Whether the listed job `j` died by `before` (when bounded).
+fn dead_by(j: &Value, before: Option<DateTime<Utc>>) -> bool {
+    let Some(before) = before else { return true };
+    let died = j["finished_at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+    died.is_none_or(|d| d.with_timezone(&Utc) <= before)
+}
+
+/// Redis's clock: the one the jobs' times are written by.
+async fn redis_now(state: &AppState) -> Result<DateTime<Utc>, ApiError> {
+    let mut conn = state.store().connection();
+    let (secs, micros): (i64, u32) = redis::cmd("TIME").query_async(&mut conn).await?;
+    Ok(DateTime::from_timestamp(secs, micros * 1000).unwrap_or_else(Utc::now))
 }
 
 /// The ids of the dead jobs `f` selects, newest first, up to `max`, listed a page of
@@ -361,6 +432,7 @@ async fn dead_ids(state: &AppState, caller: &Caller, f: &ReplayFilter, max: usiz
             .into_iter()
             .flatten()
             .filter(|j| class.is_none_or(|c| j["last_error"]["class"].as_str() == Some(c)))
+            .filter(|j| dead_by(j, f.dead_before))
             .filter_map(|j| j["id"].as_str());
         for id in matching {
             if ids.len() >= max {
@@ -391,6 +463,14 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
         Ok(s) => s,
         Err(e) => return page::error(&e),
     };
+    // What the count finds now is what the action reaches, however long the click takes.
+    let sel = match sel.dead_before() {
+        Some(_) => sel,
+        None => match redis_now(&state).await {
+            Ok(now) => sel.as_of(now),
+            Err(e) => return page::error(&e),
+        },
+    };
     let count = match count(&state, &viewer.caller, &sel).await {
         Ok(n) => n,
         Err(e) => return page::error(&e),
@@ -408,7 +488,7 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
         format!("at {} a second", state.ui().replay_rate)
     };
     let body = html! {
-        @if let Selection::Group { group, account_id } = &sel {
+        @if let Selection::Group { group, account_id, .. } = &sel {
             @if let Ok(g) = group_of(&state, &viewer.caller, group, account_of(account_id)).await {
                 p { "Group " code { (group) } ": " code { (g["message"].as_str().unwrap_or_default()) } " (" (g["class"].as_str().unwrap_or_default()) ")" }
             }
@@ -579,12 +659,19 @@ async fn by_ids(state: &AppState, caller: &Caller, ids: &[String], discard: bool
         let answer = if discard {
             dead_letter::discard(state, caller, JsonBody(req))
                 .await
-                .map(|r| r.0.discarded.len())
+                .map(|r| (r.0.discarded.len(), r.0.stopped))
         } else {
-            dead_letter::replay(state, caller, JsonBody(req)).await.map(|r| r.0.replayed.len())
+            dead_letter::replay(state, caller, JsonBody(req))
+                .await
+                .map(|r| (r.0.replayed.len(), r.0.stopped))
         };
         match answer {
-            Ok(k) => went += k,
+            Ok((k, stopped)) => {
+                went += k;
+                if let Some(e) = stopped.and_then(|s| s.error) {
+                    return (went, Some(e));
+                }
+            }
             Err(e) => return (went, Some(e)),
         }
     }
@@ -630,11 +717,14 @@ async fn discard_walking(state: &AppState, caller: &Caller, sel: &Selection) -> 
             filter: sel.filter(),
             limit: Some(1000),
         };
-        let r = match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
+        let mut r = match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
             Ok(r) => r.0,
             Err(e) => return (discarded, Some(e)),
         };
         discarded += r.discarded.len();
+        if let Some(e) = r.stopped.take().and_then(|s| s.error) {
+            return (discarded, Some(e));
+        }
         // Fewer than asked, with the walk at the index's end: nothing more matches.
         if r.discarded.is_empty() || (r.discarded.len() < 1000 && !r.stopped_at_scan_limit) {
             break;

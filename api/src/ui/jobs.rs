@@ -390,7 +390,7 @@ fn summary(payload: &Value) -> String {
 pub async fn live(State(state): State<AppState>, caller: Caller, session: Session, Path(id): Path<String>) -> Response {
     let viewer = Viewer { caller, session };
     match load(&state, &viewer.caller, &id).await {
-        Ok(job) => axum::response::Html(live_block(&job, &viewer).into_string()).into_response(),
+        Ok(job) => page::fragment(live_block(&job, &viewer)),
         Err(e) => page::error(&e),
     }
 }

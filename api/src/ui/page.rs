@@ -109,6 +109,12 @@ pub fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
     html_response(status, markup)
 }
 
+/// A part of a page (a live section's refresh), with a page's headers: it may hold
+/// forms and their token, so it is never framed nor stored either.
+pub fn fragment(markup: Markup) -> Response {
+    html_response(StatusCode::OK, markup)
+}
+
 fn html_response(status: StatusCode, markup: Markup) -> Response {
     let mut res = (
         status,

@@ -65,6 +65,16 @@ pub struct AccountNotFound(Problem);
 )]
 pub struct UnsupportedMediaType(Problem);
 
+/// `ApiError::PayloadTooLarge`, from the body limit every JSON body is read under
+/// (`api.body_limit_bytes`).
+#[derive(IntoResponses)]
+#[response(
+    status = 413,
+    description = "The body is over the size limit (`api.body_limit_bytes`); nothing was read",
+    content_type = "application/problem+json"
+)]
+pub struct PayloadTooLarge(Problem);
+
 /// `ApiError::Validation`: `errors` names each invalid field or parameter.
 #[derive(IntoResponses)]
 #[response(

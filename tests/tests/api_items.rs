@@ -185,3 +185,53 @@ async fn a_page_of_a_job_with_many_items_is_charged_for_counting_them() {
         assert_eq!(res.status(), 200, "small page {i}");
     }
 }
+
+/// Found by the audit of what the API shows (2026-12-07): an items cursor was a plain
+/// `item:<seq>`, taken on any job, under any outcome filter and when made by hand, so a
+/// walk that changed its filter (or its job) midway skipped items without an error. It is
+/// bound to the key, the job and the filter, as the listings' cursors are.
+#[tokio::test]
+async fn an_items_cursor_is_bound_to_its_job_and_outcome_filter() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let id = job_with_items(&app).await;
+    let other = job_with_items(&app).await;
+    let page = app.get_json(READER, &format!("/v1/jobs/{id}/items?outcome=failed&limit=5")).await;
+    let cursor = page["next_cursor"].as_str().expect("a next page").to_owned();
+    let next = app
+        .get_json(READER, &format!("/v1/jobs/{id}/items?outcome=failed&limit=5&cursor={cursor}"))
+        .await;
+    assert_eq!(
+        next["items"].as_array().unwrap().len(),
+        5,
+        "the cursor goes on where it was made: {next}"
+    );
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("item:0");
+    for path in [
+        format!("/v1/jobs/{id}/items?cursor={cursor}"),
+        format!("/v1/jobs/{other}/items?outcome=failed&cursor={cursor}"),
+        format!("/v1/jobs/{id}/items?cursor={forged}"),
+    ] {
+        let res = app.get(READER, &path).send().await.unwrap();
+        let p = problem(res, 422).await;
+        assert_eq!(fields(&p), ["cursor"], "{path}: {p}");
+    }
+}
+
+/// Found by the same audit: `?outcome=&limit=` (what a form sends for "no filter") and
+/// an unknown parameter were a 422 on this listing only; every other one reads an empty
+/// parameter as absent and ignores unknown ones.
+#[tokio::test]
+async fn empty_and_unknown_item_parameters_are_read_as_on_other_listings() {
+    let app = spawn_app().await;
+    let id = job_with_items(&app).await;
+    let plain = app.get_json(READER, &format!("/v1/jobs/{id}/items")).await;
+    let res = app
+        .get(READER, &format!("/v1/jobs/{id}/items?outcome=&limit=&cursor=&page=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let loose: Value = res.json().await.unwrap();
+    assert_eq!(loose["items"], plain["items"]);
+}

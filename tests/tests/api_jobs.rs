@@ -65,19 +65,28 @@ async fn a_job_reads_back_with_its_payload_trace_id_and_attempt_history() {
 #[tokio::test]
 async fn a_job_without_a_valid_traceparent_gets_a_fresh_trace() {
     let app = spawn_app().await;
-    let res = app
-        .post(ADMIN, "/v1/jobs")
-        .header("traceparent", "00-nothex-00f067aa0ba902b7-01")
-        .json(&cleanup_body("acme"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let id: String = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().into();
-    let (_, job) = app.job(ADMIN, &id).await;
-    let trace = job["trace_id"].as_str().expect("every job has a trace id");
-    assert_eq!(trace.len(), 32);
-    assert!(job["traceparent"].as_str().unwrap().contains(trace));
+    // (found by the audit of 2026-12-07: an all-zero span id, and more than four fields
+    // in version 00, were kept, though the trace propagator refuses both)
+    for header in [
+        "00-nothex-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+    ] {
+        let res = app
+            .post(ADMIN, "/v1/jobs")
+            .header("traceparent", header)
+            .json(&cleanup_body("acme"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let id: String = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().into();
+        let (_, job) = app.job(ADMIN, &id).await;
+        let trace = job["trace_id"].as_str().expect("every job has a trace id");
+        assert_eq!(trace.len(), 32);
+        assert_ne!(trace, "4bf92f3577b34da6a3ce929d0e0e4736", "{header}: a fresh trace");
+        assert!(job["traceparent"].as_str().unwrap().contains(trace));
+    }
 }
 
 #[tokio::test]

@@ -164,6 +164,32 @@ async fn the_openapi_document_is_generated_with_every_endpoint_and_bearer_auth()
     );
 }
 
+/// Found by the audit of what the API shows (2026-12-07): the document left out answers
+/// these operations send — the write budget's 429 on a guarded write (deleting a
+/// schedule), and the body limit's 413 on JSON bodies (dead-letter actions, accounts,
+/// credentials) — so a client generated from it had no type for them.
+#[tokio::test]
+async fn every_guarded_write_documents_429_and_every_body_413() {
+    let app = spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut missing = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let open = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(|o| o.is_empty())));
+            if method != "get" && !open && !responses.contains_key("429") {
+                missing.push(format!("{method} {path}: 429"));
+            }
+            if op.get("requestBody").is_some() && !responses.contains_key("413") {
+                missing.push(format!("{method} {path}: 413"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "answers sent but not documented: {missing:#?}");
+}
+
 #[tokio::test]
 async fn a_request_that_outlasts_the_timeout_returns_503() {
     let app = spawn_app_with(Durability::None, |c| c.request_timeout_ms = 200).await;

@@ -20,7 +20,7 @@ use crate::audit::{self, Action};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::JsonBody;
-use crate::problem_responses::{AccountNotFound, Invalid, Unauthorized, UnsupportedMediaType};
+use crate::problem_responses::{AccountNotFound, Invalid, PayloadTooLarge, Unauthorized, UnsupportedMediaType};
 use crate::state::AppState;
 
 /// `PUT /v1/accounts/{id}/credentials`.
@@ -59,6 +59,7 @@ pub(super) const MAX_SECRET: usize = 4096;
     params(("id" = String, Path, description = "Account id")),
     request_body = NewCredentials,
     responses(
+        PayloadTooLarge,
         (status = 200, description = "Stored; the marketplace accepted them (or validation was skipped)", body = AccountView),
         (status = 400, description = "Malformed JSON, or the marketplace rejected the credentials (its OAuth error code is named)", body = Problem, content_type = PROBLEM_JSON),
         Unauthorized,

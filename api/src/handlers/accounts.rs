@@ -30,7 +30,7 @@ use super::first_sync::{self, FirstSync};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::JsonBody;
-use crate::problem_responses::{AccountNotFound, Invalid, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType};
+use crate::problem_responses::{AccountNotFound, Invalid, PayloadTooLarge, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType};
 use crate::state::AppState;
 use crate::views::Accepted;
 
@@ -147,6 +147,7 @@ pub fn account_url(id: &AccountId) -> String {
     tag = "accounts",
     request_body = CreateAccount,
     responses(
+        PayloadTooLarge,
         (status = 201, description = "Stored; credentials were accepted by the marketplace (or validation was skipped). \
             `first_sync_job` is the account's first sync when one was queued; `first_sync_error` says why none could be (the account stays stored)", body = CreatedAccount,
             headers(("Location" = String, description = "The account's URL"))),

@@ -443,6 +443,7 @@ fn visible(caller: &Caller, s: &Schedule) -> bool {
         (status = 403, description = "Not a submit key", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such schedule among the accounts this key may see", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Several accounts have a schedule with this name: give account_id", body = Problem, content_type = PROBLEM_JSON),
+        RateLimited,
         Unavailable,
     )
 )]

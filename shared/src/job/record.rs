@@ -173,15 +173,21 @@ pub struct Job {
 }
 
 /// The trace id part of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), when
-/// the header is well formed.
+/// the header is well formed as the trace context propagator reads it: neither id all
+/// zeros, and nothing after the flags in version 00 (found by the audit of 2026-12-07:
+/// such a header was kept, and the job named a trace its spans never joined).
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.split('-');
     let version = parts.next()?;
     let trace = parts.next()?;
     let span = parts.next()?;
     let flags = parts.next()?;
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    if hex(version, 2) && version != "ff" && hex(trace, 32) && hex(span, 16) && hex(flags, 2) && trace != "0".repeat(32) {
+    let zero = |s: &str| s.bytes().all(|b| b == b'0');
+    if hex(version, 2) && version != "ff" && hex(trace, 32) && hex(span, 16) && hex(flags, 2) && !zero(trace) && !zero(span) {
         Some(trace)
     } else {
         None

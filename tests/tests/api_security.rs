@@ -33,6 +33,29 @@ async fn a_request_without_a_key_or_with_a_bad_key_returns_401() {
     problem(res, 401).await;
 }
 
+/// Found by the hostile-tenant audit of 2026-12-07: the console's sign-in counts key
+/// guesses per address, but `/v1` answered every made-up key with a 401 at once, so a key
+/// could be guessed there without limit. Failed keys draw on the same budget; past it the
+/// address gets 429 for any key, a valid one too (so a 429 tells nothing of a guess).
+#[tokio::test]
+async fn guessing_api_keys_is_throttled_per_address() {
+    use drover_api::config::RateLimitConfig;
+    let app = spawn_app_with(Durability::None, |c| c.ui.login_limit = RateLimitConfig { per_minute: 1, burst: 3 }).await;
+    // A request without a key guesses nothing.
+    for _ in 0..5 {
+        problem(app.client.get(app.url("/v1/jobs")).send().await.unwrap(), 401).await;
+    }
+    for n in 0..3 {
+        problem(app.get(&format!("guess-{n}"), "/v1/jobs").send().await.unwrap(), 401).await;
+    }
+    let res = app.get("guess-3", "/v1/jobs").send().await.unwrap();
+    assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
+    let p = problem(res, 429).await;
+    assert!(p["request_id"].is_string(), "{p}");
+    let res = app.get(READER, "/v1/jobs").send().await.unwrap();
+    assert_eq!(res.status(), 429, "a valid key from a guessing address is refused too");
+}
+
 #[tokio::test]
 async fn each_role_may_only_do_what_it_is_for() {
     let app = spawn_app().await;

@@ -936,3 +936,72 @@ async fn a_dlq_replay_stopped_with_ctrl_c_prints_what_it_replayed() {
         );
     }
 }
+
+/// Found by the CLI audit of 2026-12-07: `--canary N` looked at each canary's job every
+/// 0.5 s, each look a read of the key's budget, and the first 429 of its own making ended
+/// the wait with exit 1 after the canaries had gone. It paces its looks and asks again
+/// after a refusal, until `--canary-timeout`.
+#[tokio::test]
+async fn a_canary_wait_stays_within_the_keys_read_budget() {
+    use drover_api::config::RateLimitConfig;
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.read_rate_limit = RateLimitConfig {
+            per_minute: 600,
+            burst: 10,
+        }
+    })
+    .await;
+    dead_jobs(&app, "acme", 20).await;
+    // No worker: the canaries never end.
+    let ran = drover(
+        &app,
+        ADMIN,
+        &["dlq", "replay", "--account", "acme", "--canary", "20", "--canary-timeout", "4"],
+    )
+    .await;
+    assert_eq!(ran.code, 6, "{ran:?}");
+    assert!(ran.stderr.contains("not ended after 4s"), "{ran:?}");
+}
+
+/// Found by the same audit: a filtered `dlq replay` or `discard` takes at most 10,000
+/// dead jobs at once and said nothing of the rest (exit 0, "discarded 10000"). It says
+/// more match.
+#[tokio::test]
+async fn a_filtered_selection_past_10000_says_more_match() {
+    use drover::job::{ErrorClass, ErrorInfo, JobKind, JobPayload};
+    use drover::queue::{JobStore, NewJob, SettleAction, Settlement};
+    let app = spawn_app().await;
+    let payload = JobPayload::from_json(JobKind::Cleanup, cleanup_body("acme")["payload"].clone()).unwrap();
+    let jobs: Vec<NewJob> = (0..10_001).map(|_| NewJob::new(payload.clone())).collect();
+    for r in app.store.enqueue_bulk(jobs).await.unwrap() {
+        r.unwrap();
+    }
+    loop {
+        let leased = app
+            .store
+            .fetch(JobKind::Cleanup, "w1", 1000, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs;
+        if leased.is_empty() {
+            break;
+        }
+        let ends: Vec<Settlement> = leased
+            .iter()
+            .map(|l| Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action: SettleAction::Dead(ErrorInfo {
+                    class: ErrorClass::Permanent,
+                    message: "SKU rejected".into(),
+                }),
+                attempt: None,
+            })
+            .collect();
+        app.store.settle(JobKind::Cleanup, &ends).await.unwrap();
+    }
+    let ran = drover(&app, ADMIN, &["dlq", "discard", "--account", "acme", "--dry-run"]).await;
+    ok(&ran);
+    assert!(ran.stdout.contains("would discard 10000 dead jobs"), "{ran:?}");
+    assert!(ran.stderr.contains("more dead jobs match"), "{ran:?}");
+}

@@ -131,7 +131,12 @@ fn expand(mut cmd: DlqCmd) -> Result<DlqCmd, String> {
 /// 10,000): never both.
 async fn choose(client: &Client, ids: Vec<String>, filter: &DlqFilter, limit: Option<u32>) -> Result<Vec<String>, CliError> {
     if ids.is_empty() {
-        matching(client, filter, limit.map_or(MAX_JOBS, |l| l as usize)).await
+        let (ids, more) = matching(client, filter, limit.map_or(MAX_JOBS, |l| l as usize)).await?;
+        if more && limit.is_none() {
+            // (found by the CLI audit of 2026-12-07: the rest went unsaid, exit 0)
+            eprintln!("more dead jobs match than the {MAX_JOBS} taken at once: run the command again for the rest");
+        }
+        Ok(ids)
     } else if filter.kind.is_some() || filter.account.is_some() || filter.error_class.is_some() || filter.group.is_some() || limit.is_some()
     {
         Err(CliError::Usage(
@@ -178,8 +183,9 @@ fn matches_class(job: &Value, class: &str) -> bool {
     job["last_error"]["class"].as_str() == Some(class)
 }
 
-/// The ids of up to `limit` dead jobs the filter matches, newest first.
-async fn matching(client: &Client, filter: &DlqFilter, limit: usize) -> Result<Vec<String>, CliError> {
+/// The ids of up to `limit` dead jobs the filter matches, newest first, and whether it
+/// stopped at `limit` with more of the dead letter unread.
+async fn matching(client: &Client, filter: &DlqFilter, limit: usize) -> Result<(Vec<String>, bool), CliError> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -191,7 +197,7 @@ async fn matching(client: &Client, filter: &DlqFilter, limit: usize) -> Result<V
         let page = client.get("/v1/dead-letter", &q).await?;
         for job in page["jobs"].as_array().into_iter().flatten() {
             if ids.len() >= limit {
-                return Ok(ids);
+                return Ok((ids, true));
             }
             if filter.error_class.as_deref().is_none_or(|c| matches_class(job, c)) {
                 if let Some(id) = job["id"].as_str() {
@@ -200,8 +206,9 @@ async fn matching(client: &Client, filter: &DlqFilter, limit: usize) -> Result<V
             }
         }
         match page["next_cursor"].as_str() {
+            Some(_) if ids.len() >= limit => return Ok((ids, true)),
             Some(c) => cursor = Some(c.to_owned()),
-            None => return Ok(ids),
+            None => return Ok((ids, false)),
         }
     }
 }
@@ -283,16 +290,30 @@ fn merge(into: &mut Value, answer: &Value) {
     }
 }
 
+/// Most reads a second the canary wait spends of the key's read budget (100 a second by
+/// default): 1,000 canaries are each looked at every 50 s, not every 0.5 s (found by the
+/// CLI audit of 2026-12-07: the wait drew its own 429 and gave up with exit 1).
+const CANARY_POLLS_PER_SECOND: f64 = 20.0;
+
 /// Wait until every job has ended; those that ended other than `succeeded` (or had not
-/// ended by the deadline), as `id (state)`.
+/// ended by the deadline), as `id (state)`. A look refused for the budget, or that found
+/// the API unavailable or unreachable, is tried again next round, until the deadline.
 async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<Vec<String>, CliError> {
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<String> = ids.to_vec();
     let mut failed = Vec::new();
     loop {
         let mut still = Vec::new();
+        let round = pending.len();
         for id in pending {
-            let job = client.get(&format!("/v1/jobs/{}", path_segment(&id)), &[]).await?;
+            let job = match client.get(&format!("/v1/jobs/{}", path_segment(&id)), &[]).await {
+                Ok(job) => job,
+                Err(e) if again_later(&e) => {
+                    still.push(id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match job["state"].as_str() {
                 Some("succeeded") => {}
                 Some(s) if TERMINAL.contains(&s) => failed.push(format!("{id} ({s})")),
@@ -302,12 +323,24 @@ async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<
         if still.is_empty() {
             return Ok(failed);
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             failed.extend(still.into_iter().map(|id| format!("{id} (not ended after {}s)", timeout.as_secs())));
             return Ok(failed);
         }
         pending = still;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pause = Duration::from_secs_f64((round as f64 / CANARY_POLLS_PER_SECOND).max(0.5));
+        tokio::time::sleep(pause.min(deadline - now)).await;
+    }
+}
+
+/// An answer worth asking again for: the key's budget (429), the API or a proxy
+/// unavailable (502, 503, 504), or no answer at all.
+fn again_later(e: &CliError) -> bool {
+    match e {
+        CliError::Api { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
+        CliError::Transport(_) => true,
+        _ => false,
     }
 }
 

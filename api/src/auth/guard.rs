@@ -1,7 +1,5 @@
 //! The per-route guard: authenticate, check the role, rate-limit writes.
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,14 +27,6 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
 async fn guard(state: AppState, role: Role, mut req: Request, next: Next) -> Response {
     // Read the key before any await: a request (its body) must not be held across one.
     let presented = bearer(req.headers());
-    // An address guessing keys is refused whatever key it sends (`login_throttle.rs`).
-    let throttle = state.login_throttle();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| *a);
-    let client = throttle.client(peer, req.headers());
-    if let Err(e) = throttle.refused(client) {
-        return e.into_response();
-    }
-    let guessed = presented.is_ok();
     match authorize(&state, role, presented).await {
         Ok(caller) => {
             // Its body's bytes, reserved before it is read (`body_budget.rs`), for as
@@ -57,7 +47,6 @@ async fn guard(state: AppState, role: Role, mut req: Request, next: Next) -> Res
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e @ ApiError::Unauthorized(_)) if guessed => throttle.failed_key(client, e).await.into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -1,14 +1,8 @@
-//! Key guesses per client address (`api.ui.login_limit`), counted by the API's Redis
-//! rate limiter so the budget holds across replicas: a key cannot be guessed online
-//! faster than the limit allows, through the console or the API. Every console sign-in
-//! counts, before the key is looked at; on the API, every request whose bearer key is
-//! not valid (found by the hostile-tenant audit of 2026-12-07: `/v1` took guesses
-//! without limit). An address past its budget is refused with 429 for any key until
-//! its budget allows another guess, so a 429 never says whether a key was valid: this
-//! replica remembers it (no Redis read on the requests of well-behaved clients).
-use std::collections::HashMap;
+//! Console sign-in attempts per client address (`api.ui.login_limit`), counted by the
+//! API's Redis rate limiter so the budget holds across replicas: a key cannot be guessed
+//! online faster than the limit allows. Every attempt counts, before the key is looked at,
+//! so a 429 never says whether the key was valid.
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -22,17 +16,12 @@ use crate::ratelimit::RateLimiter;
 /// How long a throttled address is remembered as logged: one warning per address a minute.
 const LOGGED_FOR: Duration = Duration::from_secs(60);
 
-/// Most addresses one replica remembers as throttled at once (the oldest go first).
-const MOST_REFUSED: usize = 10_000;
-
 #[derive(Clone)]
 pub struct LoginThrottle {
     attempts: RateLimiter,
     proxies: Vec<IpNet>,
     conn: RedisConn,
     logged_prefix: String,
-    /// Addresses past their budget, by bucket, until when this replica refuses them.
-    refused: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
 }
 
 impl LoginThrottle {
@@ -43,43 +32,6 @@ impl LoginThrottle {
             proxies: config.trusted_proxies.iter().filter_map(|p| parse_proxy(p)).collect(),
             conn,
             logged_prefix: format!("{namespace}:api:ui-logins-logged:"),
-            refused: Arc::default(),
-        }
-    }
-
-    /// While `client` is past its budget (as last seen here): a 429 for any key it
-    /// presents, valid or not. No Redis read.
-    pub fn refused(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
-        let now = tokio::time::Instant::now();
-        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        match refused.get(&bucket(client)) {
-            Some(until) if *until > now => Err(ApiError::RateLimited { retry_after: *until - now }),
-            _ => Ok(()),
-        }
-    }
-
-    /// An API request from `client` presented a key that is not valid: counted as a
-    /// guess. The answer to send: 401, or 429 once the address is past its budget (then
-    /// refused for any key until the budget allows another guess).
-    pub async fn failed_key(&self, client: Option<IpAddr>, unauthorized: ApiError) -> ApiError {
-        match self.check(client).await {
-            Ok(()) => unauthorized,
-            Err(ApiError::RateLimited { retry_after }) => {
-                let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-                let now = tokio::time::Instant::now();
-                if refused.len() >= MOST_REFUSED {
-                    refused.retain(|_, until| *until > now);
-                    if refused.len() >= MOST_REFUSED {
-                        if let Some(oldest) = refused.iter().min_by_key(|(_, u)| **u).map(|(b, _)| b.clone()) {
-                            refused.remove(&oldest);
-                        }
-                    }
-                }
-                refused.insert(bucket(client), now + retry_after);
-                ApiError::RateLimited { retry_after }
-            }
-            // The limiter could not be reached: the key is still not valid.
-            Err(_) => unauthorized,
         }
     }
 
@@ -98,7 +50,7 @@ impl LoginThrottle {
                 tracing::warn!(
                     client = %bucket,
                     retry_after_s = retry_after.as_secs_f64().ceil() as u64,
-                    "key guesses from this address are throttled (api.ui.login_limit)"
+                    "console sign-ins from this address are throttled (api.ui.login_limit)"
                 );
             }
         }

@@ -749,12 +749,15 @@ async fn a_job_cancelled_while_it_waited_in_the_prefetch_ends_at_once_without_a_
     let server = RedisServer::start(Durability::None);
     let store = store(&server).await;
     let (tx, mut events) = mpsc::unbounded_channel();
-    let handler = reporting_handler(tx, |_| Duration::from_secs(15));
+    // The run ahead takes 4 s: its slot frees well past the withdrawn lease's fence age
+    // (a lease of 1.8 s), which must not have it taken for lost and recorded late (found
+    // by the review of 2026-12-07).
+    let handler = reporting_handler(tx, |_| Duration::from_secs(4));
     let one_slot = cleanup_slots(
         1,
         WorkerSettings {
             prefetch: 1,
-            ..settings(5000, 300)
+            ..settings(1800, 300)
         },
     );
     // (a store that reports starts, as the worker's: leases wait in `unstarted` until then)
@@ -803,13 +806,74 @@ async fn a_job_cancelled_while_it_waited_in_the_prefetch_ends_at_once_without_a_
         JobState::Running,
         "the run ahead goes on"
     );
-    // The withdrawn job's task still comes to the slot the first run frees: it must not run.
-    assert_eq!(store.cancel(&running).await.unwrap(), CancelOutcome::Requested);
-    let seen = events_for(&mut events, Duration::from_secs(2)).await;
+    // The withdrawn job's task still comes to the slot the first run frees: it must not
+    // run, nor be recorded.
+    succeeds_on_one_attempt(&store, &running).await;
+    let seen = events_for(&mut events, Duration::from_secs(1)).await;
     assert!(
         !seen.iter().any(|e| matches!(e, Event::Started { .. })),
         "the withdrawn job never starts: {seen:?}"
     );
+    let job = store.get(&waiting).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "{job:?}");
+    assert!(
+        job.attempt_history.is_empty(),
+        "nothing is recorded when its task comes to the slot: {:?}",
+        job.attempt_history
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// Found by the fairness audit of 2026-12-07: the count of jobs waiting for a slot is
+/// set by a sweep and was left as it was when a run ended and the fetch leased the job it
+/// counted into the freed slot, so a run that worked its turn within the next sweep
+/// period gave way for a job already running (for no one). A fetch takes the jobs it
+/// leased off the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_leased_into_a_freed_slot_makes_no_run_give_way() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let gave_way = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let gave_way = gave_way.clone();
+        move |payload: JobPayload, ctx: JobContext| {
+            let gave_way = gave_way.clone();
+            Box::pin(async move {
+                let began = Instant::now();
+                match payload.account_id().as_str() {
+                    "t.medium" => tokio::time::sleep(Duration::from_millis(1600)).await,
+                    "t.small" => tokio::time::sleep(Duration::from_secs(3)).await,
+                    _ => {
+                        // The long run works its turn after 2 s, in steps of 100 ms.
+                        while began.elapsed() < Duration::from_secs(6) {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            if began.elapsed() >= Duration::from_secs(2) && ctx.give_way() {
+                                gave_way.fetch_add(1, Ordering::SeqCst);
+                                return Err(drover::JobError::GaveWay {
+                                    retry_after: Duration::from_secs(30),
+                                    reason: "gave way".into(),
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(Outcome::Succeeded(json!({})))
+            }) as futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>>
+        }
+    };
+    let two_slots = cleanup_slots(2, settings(1800, 300));
+    let (stop, task) = spawn_runtime(server.url(), store.clone(), two_slots, handler);
+    for account in ["t.long", "t.medium"] {
+        store.enqueue(cleanup_for(account)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Counted waiting by a sweep; leased when the medium run ends at 1.6 s.
+    store.enqueue(cleanup_for("t.small")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(gave_way.load(Ordering::SeqCst), 0, "no job waited for a slot after 1.6 s");
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

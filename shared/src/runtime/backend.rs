@@ -175,6 +175,7 @@ async fn fetch_loop<S: JobStore>(
             tracing::info!(kind = %kind, "queue reachable again; fetching resumes");
         }
         let got = fetched.jobs.len();
+        shared.contention.leased(kind, got as u64);
         dispatch(&shared, kind, fetched.jobs, sent, permits, &tx).await;
         // Fewer than asked: the lanes are empty (or their accounts at their cap), so ask
         // again only when woken (an enqueue, an ended run freeing an account) or when

@@ -32,6 +32,18 @@ impl Contention {
         k.waiting.store(waiting.saturating_sub(yielding), Ordering::Relaxed);
     }
 
+    /// A fetch leased `n` jobs of `kind` into slots that came free: the jobs the count
+    /// was of may be among them, so they leave it (found by the fairness audit of
+    /// 2026-12-07: the count outlived the fetch until the next sweep, and a run that
+    /// passed its turn meanwhile gave way for a job already running). The next sweep
+    /// counts again.
+    pub fn leased(&self, kind: JobKind, n: u64) {
+        let k = &self.kinds[kind.index()];
+        let _ = k
+            .waiting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| Some(w.saturating_sub(n)));
+    }
+
     /// The count a run of `kind` takes from.
     pub fn of(&self, kind: JobKind) -> Arc<KindContention> {
         self.kinds[kind.index()].clone()

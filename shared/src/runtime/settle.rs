@@ -104,6 +104,14 @@ where
         let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());
         Box::pin(
             async move {
+                // Withdrawn by the keeper (cancelled while it waited here) and settled
+                // already: nothing to plan or settle, whatever its lease's age (found by
+                // the review of 2026-12-07: a slot that freed past the fence's age had it
+                // taken for lost and a late run recorded).
+                if lease.held.is_withdrawn() {
+                    lease.free_slot();
+                    return Ok(());
+                }
                 let began = std::time::Instant::now();
                 // A lease whose fetch answered late (a reply held up on the network) may
                 // have run out in Redis and been given to another worker: as old as the

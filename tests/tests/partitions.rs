@@ -485,3 +485,44 @@ async fn a_fetch_refused_for_one_partition_hands_out_the_others_leases() {
     let ids: Vec<JobId> = fetched.map(|f| f.jobs.into_iter().map(|l| l.id).collect()).unwrap_or_default();
     assert_eq!(ids, [ok_id], "the healthy partition's job is handed out");
 }
+
+/// Found by the callbacks audit of 2026-12-07: a callback claim visited a kind's
+/// partitions from the first every time and stopped once it had claimed enough, so while
+/// the first partition had due deliveries the others' waited (a tenant's callbacks held
+/// back by other tenants' backlog). Claims start at the partition after the last one's.
+#[tokio::test]
+async fn callback_claims_take_turns_across_partitions() {
+    use drover::job::bucket_of;
+    use drover::queue::{AccountShare, CallbackStore, NewCallback};
+
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server, 4).await;
+    let in_partition = |p: u16| (0..10_000).map(|a| format!("c{a}")).filter(move |a| bucket_of(a) % 4 == p);
+    // A job with a callback, ended: its delivery falls due.
+    let ended_with_callback = |account: String| {
+        let store = store.clone();
+        async move {
+            let callback = NewCallback {
+                job_id: JobId::with_bucket(JobKind::Cleanup, Some(bucket_of(&account))),
+                url: "https://hooks.example.com/drover".into(),
+                sealed_secret: vec![1, 2, 3],
+            };
+            let id = store.enqueue(NewJob::new(cleanup(&account)).callback(callback)).await.unwrap().id;
+            store.cancel(&id).await.unwrap();
+            id
+        }
+    };
+    let lone = ended_with_callback(in_partition(1).next().unwrap()).await;
+    for account in in_partition(0).take(40) {
+        ended_with_callback(account).await;
+    }
+    let mut claimed_lone = false;
+    for _ in 0..4 {
+        let (claimed, _) = store
+            .claim_callbacks(JobKind::Cleanup, "w1", 4, LEASE, 8, &AccountShare::default())
+            .await
+            .unwrap();
+        claimed_lone |= claimed.iter().any(|d| d.job_id == lone);
+    }
+    assert!(claimed_lone, "four claims of four went to the first partition's backlog only");
+}

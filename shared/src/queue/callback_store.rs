@@ -40,8 +40,11 @@ impl CallbackStore for RedisStore {
         max_tries: u32,
         share: &AccountShare,
     ) -> Result<(Vec<DueCallback>, Option<Duration>), StoreError> {
-        // Each partition in turn until `max` are claimed; the wait is the shortest. An
-        // account's tries claimed in one partition count against its share in the next.
+        // Each partition in turn until `max` are claimed, from the one after where the
+        // last claim started (found by the callbacks audit of 2026-12-07: every claim
+        // began at the first partition, so its backlog held back every other's
+        // deliveries); the wait is the shortest. An account's tries claimed in one
+        // partition count against its share in the next.
         // A partition that fails (its shard is down) is passed over: what the others
         // claimed is handed out, never dropped (their claims are written: dropped, they
         // would run out as `lost` tries); it fails the call only when nothing was claimed.
@@ -49,12 +52,15 @@ impl CallbackStore for RedisStore {
         let mut out = Vec::new();
         let mut next: Option<Duration> = None;
         let mut failed = None;
-        for keys in self.all_keys(kind) {
+        let queues = self.all_keys(kind);
+        let first = self.claim_turns[kind.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..queues.len() {
+            let keys = &queues[(first + i) % queues.len()];
             if out.len() >= max.max(1) {
                 break;
             }
             let count = (max.max(1) - out.len()).clamp(1, MAX_CLAIM);
-            match self.claim_in(&keys, count, lease, worker, max_tries, &share).await {
+            match self.claim_in(keys, count, lease, worker, max_tries, &share).await {
                 Ok((claimed, wait)) => {
                     for due in claimed {
                         *share.in_flight.entry(due.account.clone().unwrap_or_default()).or_default() += 1;

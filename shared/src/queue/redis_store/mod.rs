@@ -50,6 +50,8 @@ pub struct RedisStore {
     pub(super) wakers: Arc<Wakers>,
     /// Per kind: which partitions the next fetch visits.
     pub(super) visits: Arc<[std::sync::Mutex<Visits>; 3]>,
+    /// Per kind: the partition the next callback claim starts at (`callback_store.rs`).
+    pub(super) claim_turns: Arc<[std::sync::atomic::AtomicUsize; 3]>,
     /// Single enqueues made at the same moment share one call: on a cluster one group
     /// commit per queue (a partition of a kind), so a shard that hangs holds up only the
     /// enqueues that go to it (`enqueue.rs`, `group_of`).
@@ -114,6 +116,7 @@ impl RedisStore {
             defaults: Arc::new(defaults),
             wakers: Arc::default(),
             visits: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(Visits::new(n, now)))),
+            claim_turns: Arc::default(),
             groups: Arc::default(),
             partition_health: Arc::default(),
             leased_accounts: Arc::default(),

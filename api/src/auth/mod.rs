@@ -88,14 +88,18 @@ impl KeyRing {
     }
 
     pub fn add(&mut self, name: &str, hash: [u8; 32], role: Role, accounts: Option<Vec<AccountId>>) -> Result<(), String> {
-        self.add_with_callbacks(name, hash, role, accounts, None)
+        self.add_with_callbacks(name, &[hash], role, accounts, None)
     }
 
-    /// [`KeyRing::add`] for a key whose jobs may name a `callback_url`.
+    /// [`KeyRing::add`] for a key whose jobs may name a `callback_url`. A key has one
+    /// hash or several: while a key is rotated, the old one and the new are the same
+    /// key, so what is kept under its name (idempotency keys, cursors, quotas, budgets)
+    /// carries over (found by the hostile-tenant audit of 2026-12-07: rotating under a
+    /// new name made a retried submit with the same Idempotency-Key a second job).
     pub fn add_with_callbacks(
         &mut self,
         name: &str,
-        hash: [u8; 32],
+        hashes: &[[u8; 32]],
         role: Role,
         accounts: Option<Vec<AccountId>>,
         callbacks: Option<CallbackGrant>,
@@ -103,13 +107,18 @@ impl KeyRing {
         if self.keys.iter().any(|k| k.principal.name == name) {
             return Err(format!("a key named {name:?} is already configured"));
         }
-        if self.keys.iter().any(|k| bool::from(k.hash.ct_eq(&hash))) {
-            return Err("the same key_sha256 is already configured under another name".into());
+        for (i, hash) in hashes.iter().enumerate() {
+            if self.keys.iter().any(|k| bool::from(k.hash.ct_eq(hash))) || hashes[..i].contains(hash) {
+                return Err("the same key_sha256 is already configured".into());
+            }
         }
-        self.keys.push(StoredKey {
-            hash,
-            principal: Arc::new(Principal::new(name, role, accounts).with_callbacks(callbacks)),
-        });
+        let principal = Arc::new(Principal::new(name, role, accounts).with_callbacks(callbacks));
+        for hash in hashes {
+            self.keys.push(StoredKey {
+                hash: *hash,
+                principal: principal.clone(),
+            });
+        }
         Ok(())
     }
 

@@ -475,15 +475,22 @@ impl ApiConfig {
             {
                 errs.push(format!("{at}: name must be 1 to 64 letters, digits, '-', '_' or '.'"));
             }
-            let hash = match hex::decode(&k.key_sha256) {
-                Ok(h) if h.len() == 32 => Some(<[u8; 32]>::try_from(h.as_slice()).expect("length checked")),
-                _ => {
-                    errs.push(format!(
-                        "{at}: key_sha256 must be 64 hex digits, the SHA-256 of the key (see `drover-api hash-key`)"
-                    ));
-                    None
-                }
-            };
+            // One hash, or several joined by '+' while the key is rotated (',' separates
+            // the entries of DROVER_API__KEYS).
+            let hashes: Option<Vec<[u8; 32]>> = k
+                .key_sha256
+                .split('+')
+                .map(|h| match hex::decode(h.trim()) {
+                    Ok(h) if h.len() == 32 => Some(<[u8; 32]>::try_from(h.as_slice()).expect("length checked")),
+                    _ => None,
+                })
+                .collect();
+            if hashes.is_none() {
+                errs.push(format!(
+                    "{at}: key_sha256 must be 64 hex digits, the SHA-256 of the key (see `drover-api hash-key`), \
+                     or several joined by '+' while the key is rotated"
+                ));
+            }
             let accounts = match &k.accounts {
                 None => None,
                 Some(list) if list.is_empty() => {
@@ -502,15 +509,15 @@ impl ApiConfig {
                 }
             };
             let callbacks = callbacks::grant(k, &at, errs);
-            if let Some(hash) = hash {
-                if let Err(e) = ring.add_with_callbacks(&k.name, hash, k.role, accounts, callbacks) {
+            if let Some(hashes) = hashes {
+                if let Err(e) = ring.add_with_callbacks(&k.name, &hashes, k.role, accounts, callbacks) {
                     errs.push(format!("{at}: {e}"));
                 }
             }
         }
         let dev_hash = crate::auth::sha256(DEV_KEY.as_bytes());
         for (i, k) in self.keys.iter().enumerate() {
-            if hex::decode(&k.key_sha256).is_ok_and(|h| h == dev_hash) {
+            if k.key_sha256.split('+').any(|h| hex::decode(h.trim()).is_ok_and(|h| h == dev_hash)) {
                 errs.push(format!(
                     "api.keys[{i}] ({:?}): key_sha256 is the hash of the published dev key {DEV_KEY:?}, \
                      which anyone can send; use a key of your own (`drover-api hash-key -`)",
@@ -520,7 +527,7 @@ impl ApiConfig {
         }
         if self.dev_mode {
             self.check_dev_mode(errs);
-            if let Err(e) = ring.add_with_callbacks("dev", dev_hash, Role::Admin, None, Some(callbacks::dev_grant())) {
+            if let Err(e) = ring.add_with_callbacks("dev", &[dev_hash], Role::Admin, None, Some(callbacks::dev_grant())) {
                 errs.push(format!("api.dev_mode: {e}"));
             }
         }

@@ -670,10 +670,11 @@ async fn a_schedule_whose_kind_changed_after_a_tick_makes_no_second_job_for_it()
 }
 
 /// Found by the scheduler audit of 2026-12-07: each poll read the active accounts (for
-/// the built-ins) before it enqueued anything, bounded only by a database call's deadline,
-/// and a failed read was tried again the next poll: a database that hangs held every
-/// saved schedule's ticks back (they need only Redis) for as long. A poll waits a moment
-/// for the accounts, and a failed read waits for the refresh period.
+/// the built-ins) before it enqueued anything, bounded only by a database call's deadline:
+/// a database that hangs held every saved schedule's ticks back (they need only Redis)
+/// for as long. A poll waits a moment for the accounts. And (the review of the same day)
+/// a first read that failed is tried again at the next poll, not a refresh period later:
+/// until then the inactive accounts are not known.
 #[tokio::test]
 async fn a_database_that_hangs_holds_up_no_saved_schedule() {
     use std::future::Future;
@@ -684,37 +685,100 @@ async fn a_database_that_hangs_holds_up_no_saved_schedule() {
     use chrono::Utc;
     use drover::schedule::{AccountSource, RegisteredAccount, ScheduleStore, Scheduler, SchedulerConfig};
 
-    /// Accounts from a database that never answers (within 20 s).
-    struct Hung(AtomicUsize);
-    impl AccountSource for Hung {
+    /// Accounts from a database whose first read never answers (within 20 s); later
+    /// ones say acme is registered and not active.
+    struct HungAtFirst(AtomicUsize);
+    impl AccountSource for HungAtFirst {
         fn accounts(&self) -> Pin<Box<dyn Future<Output = Result<Vec<RegisteredAccount>, String>> + Send + '_>> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async {
-                tokio::time::sleep(Duration::from_secs(20)).await;
-                Ok(vec![])
+            let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if first {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                }
+                Ok(vec![RegisteredAccount {
+                    account_id: "acme".into(),
+                    marketplace_ids: vec![MARKETPLACE.into()],
+                    active: false,
+                }])
             })
         }
     }
     let (_redis, store) = with_a_cleanup_each_second().await;
-    let hung = Arc::new(Hung(AtomicUsize::new(0)));
+    let source = Arc::new(HungAtFirst(AtomicUsize::new(0)));
     let mut scheduler = Scheduler::new(
         store.clone(),
         ScheduleStore::new(store.connection(), "drover"),
-        Some(hung.clone() as Arc<dyn AccountSource>),
+        Some(source.clone() as Arc<dyn AccountSource>),
         SchedulerConfig::default(),
     );
     let began = std::time::Instant::now();
     assert_eq!(scheduler.tick_once(Utc::now()).await, 1, "the saved schedule's tick");
     assert!(began.elapsed() < Duration::from_secs(3), "the tick waited {:?}", began.elapsed());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let again = std::time::Instant::now();
-    assert_eq!(scheduler.tick_once(Utc::now()).await, 1, "the next tick");
-    assert!(
-        again.elapsed() < Duration::from_millis(500),
-        "the next poll waited {:?}",
-        again.elapsed()
+    assert_eq!(
+        scheduler.tick_once(Utc::now()).await,
+        0,
+        "read again at the next poll: acme is not active"
     );
-    assert_eq!(hung.0.load(Ordering::SeqCst), 1, "a failed read waits for the refresh period");
+    assert_eq!(source.0.load(Ordering::SeqCst), 2);
+}
+
+/// Found by the review of 2026-12-07: an account's other marketplaces were named
+/// `builtin.<what>.<account>.<marketplace>`, the name of another account's home built-in
+/// when that account is called `<account>.<marketplace>` (account ids may hold `.`): one
+/// of the two made its jobs and the other's were taken for them. No name is shared.
+#[tokio::test]
+async fn built_in_names_of_two_accounts_never_meet() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use drover::schedule::{AccountSource, BuiltIn, DefaultSchedules, RegisteredAccount, ScheduleStore, Scheduler, SchedulerConfig};
+
+    struct Two;
+    impl AccountSource for Two {
+        fn accounts(&self) -> Pin<Box<dyn Future<Output = Result<Vec<RegisteredAccount>, String>> + Send + '_>> {
+            let account = |id: &str, marketplaces: &[&str]| RegisteredAccount {
+                account_id: id.into(),
+                marketplace_ids: marketplaces.iter().map(|m| m.to_string()).collect(),
+                active: true,
+            };
+            Box::pin(async move {
+                Ok(vec![
+                    account("acme", &["ATVPDKIKX0DER", "A1PA6795UKMFR9"]),
+                    account("acme.A1PA6795UKMFR9", &["A1PA6795UKMFR9"]),
+                ])
+            })
+        }
+    }
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let off = BuiltIn {
+        enabled: false,
+        cron: "0 3 * * *".into(),
+    };
+    let config = SchedulerConfig {
+        defaults: DefaultSchedules {
+            sync: BuiltIn {
+                enabled: true,
+                cron: "* * * * * *".into(),
+            },
+            daily_audit: off.clone(),
+            weekly_audit: off,
+            ..DefaultSchedules::default()
+        },
+        ..SchedulerConfig::default()
+    };
+    let schedules = ScheduleStore::new(store.connection(), "drover");
+    let mut scheduler = Scheduler::new(store.clone(), schedules, Some(Arc::new(Two) as Arc<dyn AccountSource>), config);
+    assert_eq!(
+        scheduler.tick_once(Utc::now()).await,
+        3,
+        "a sync for each account's each marketplace"
+    );
 }
 
 /// Found by the scheduler audit of 2026-12-07: the API says an inactive account is

@@ -38,11 +38,12 @@ pub struct RegisteredAccount {
 
 impl RegisteredAccount {
     /// Each marketplace with the suffix its built-ins' names take: none for the first,
-    /// `.<marketplace>` for the others (a job walks one marketplace; found by the
+    /// `/<marketplace>` for the others (a job walks one marketplace; found by the
     /// scheduler audit of 2026-12-07, which saw only the first one ever synced).
     fn marketplaces(&self) -> impl Iterator<Item = (&str, String)> {
         self.marketplace_ids.iter().enumerate().map(|(i, m)| {
-            let suffix = if i == 0 { String::new() } else { format!(".{m}") };
+            // ('/' is in no account id: `.` is, and `acme.<m>` may be another account)
+            let suffix = if i == 0 { String::new() } else { format!("/{m}") };
             (m.as_str(), suffix)
         })
     }
@@ -511,8 +512,11 @@ impl<S: JobStore> Scheduler<S> {
             }
             Err(e) => {
                 // The last list stands; read again after the refresh period, not every
-                // poll (each would wait on the database again).
-                self.active_read_at = Some(tokio::time::Instant::now());
+                // poll (each would wait on the database again) — but until a first read
+                // has succeeded, at the next poll.
+                if self.active_listed {
+                    self.active_read_at = Some(tokio::time::Instant::now());
+                }
                 self.report("accounts", format!("active accounts unavailable: {e}"));
             }
         }

@@ -1003,5 +1003,27 @@ async fn a_filtered_selection_past_10000_says_more_match() {
     let ran = drover(&app, ADMIN, &["dlq", "discard", "--account", "acme", "--dry-run"]).await;
     ok(&ran);
     assert!(ran.stdout.contains("would discard 10000 dead jobs"), "{ran:?}");
-    assert!(ran.stderr.contains("more dead jobs match"), "{ran:?}");
+    assert!(ran.stderr.contains("more dead jobs may match"), "{ran:?}");
+}
+
+/// Found by the review of 2026-12-07: the API answers a dead-letter action stopped by an
+/// error part-way with what it did and `stopped`, and the CLI read only what it did: it
+/// went on and exited 0 with the rest of the batch still dead, unsaid. It ends with the
+/// error, after the summary of what was done.
+#[tokio::test]
+async fn a_replay_the_api_stopped_part_way_exits_with_its_error() {
+    let app = spawn_app().await;
+    let ids = dead_jobs(&app, "acme", 3).await;
+    // The middle one's record is unreadable (a wrong type): the API stops there.
+    let _: () = redis::cmd("SET")
+        .arg(format!("drover:{{cleanup}}:job:{}", ids[1]))
+        .arg("not a hash")
+        .query(&mut app.redis.conn())
+        .unwrap();
+    let ran = drover(&app, ADMIN, &["dlq", "replay", &ids[0], &ids[1], &ids[2]]).await;
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.contains("replayed 1 dead jobs"), "{ran:?}");
+    assert!(ran.stderr.contains("stopped part-way"), "{ran:?}");
+    let (_, last) = app.job(ADMIN, &ids[2]).await;
+    assert_eq!(last["state"], "dead", "not tried after the error");
 }

@@ -744,13 +744,18 @@ async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_repl
         dead.push(id);
     }
     let b = Browser::sign_in(&app, ADMIN).await;
-    let csrf = b.csrf().await;
+    // Each time through the confirm page, as the browser goes: each page stamps the
+    // selection with when it counted (found by the review of 2026-12-07: two stamps were
+    // two selections, and the second replay started).
     let ask = || async {
+        let (_, page) = b.get("/ui/dead-letter/confirm?op=replay&account_id=globex").await;
+        let fields = confirm_fields(&page);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let res = b
             .http
             .post(app.url("/ui/dead-letter/act"))
             .header(COOKIE, &b.cookie)
-            .form(&[("csrf", csrf.as_str()), ("op", "replay"), ("account_id", "globex")])
+            .form(&fields)
             .send()
             .await
             .unwrap();

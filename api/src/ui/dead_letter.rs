@@ -586,7 +586,13 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
         ("replay" | "rest", _) => {
             let rate = state.ui().replay_rate;
             let filter = sel.filter().unwrap_or_default();
-            let selection = serde_json::to_string(&filter).unwrap_or_default();
+            // The selection without its time bound: each confirm page stamps its own, and
+            // two of them for one group are one replay (found by the review of 2026-12-07).
+            let selection = serde_json::to_string(&ReplayFilter {
+                dead_before: None,
+                ..filter.clone()
+            })
+            .unwrap_or_default();
             match state.paced_replays().start(&caller.name, &selection) {
                 Ok(running) => {
                     tokio::spawn(async move {

@@ -109,6 +109,7 @@ pub async fn run(client: &Client, out: &Out, cmd: DlqCmd) -> Result<(), CliError
                 for chunk in chosen.chunks(BATCH) {
                     let answer = client.post("/v1/dead-letter/discard", Some(&json!({ "ids": chunk }))).await?;
                     merge(&mut done, &answer);
+                    stopped(&answer)?;
                 }
                 Ok(())
             };
@@ -134,7 +135,7 @@ async fn choose(client: &Client, ids: Vec<String>, filter: &DlqFilter, limit: Op
         let (ids, more) = matching(client, filter, limit.map_or(MAX_JOBS, |l| l as usize)).await?;
         if more && limit.is_none() {
             // (found by the CLI audit of 2026-12-07: the rest went unsaid, exit 0)
-            eprintln!("more dead jobs match than the {MAX_JOBS} taken at once: run the command again for the rest");
+            eprintln!("more dead jobs may match than the {MAX_JOBS} taken at once: run the command again for the rest");
         }
         Ok(ids)
     } else if filter.kind.is_some() || filter.account.is_some() || filter.error_class.is_some() || filter.group.is_some() || limit.is_some()
@@ -239,6 +240,7 @@ async fn replay(client: &Client, out: &Out, ids: &[String], plan: &Plan, done: &
     if !canaries.is_empty() {
         let answer = post_replay(client, canaries).await?;
         merge(done, &answer);
+        stopped(&answer)?;
         let replayed: Vec<String> = strings(&answer["replayed"]);
         if replayed.is_empty() {
             return Err(CliError::JobFailed(
@@ -266,8 +268,24 @@ async fn replay(client: &Client, out: &Out, ids: &[String], plan: &Plan, done: &
         }
         let answer = post_replay(client, chunk).await?;
         merge(done, &answer);
+        stopped(&answer)?;
     }
     Ok(())
+}
+
+/// An answer that says the API stopped part-way (`stopped`: an error after it had done
+/// some of the request) ends the command as that error: what it did is in the summary,
+/// the rest of the request was not tried (found by the review of 2026-12-07: the command
+/// went on and exited 0).
+fn stopped(answer: &Value) -> Result<(), CliError> {
+    match answer.get("stopped").filter(|s| s.is_object()) {
+        None => Ok(()),
+        Some(s) => Err(CliError::Transport(format!(
+            "the API stopped part-way ({}): {}; the jobs listed were done, the rest of that request was not tried",
+            s["type"].as_str().unwrap_or("an error"),
+            s["detail"].as_str().unwrap_or("")
+        ))),
+    }
 }
 
 async fn post_replay(client: &Client, ids: &[String]) -> Result<Value, CliError> {

@@ -223,7 +223,7 @@ impl Selection {
     /// jobs dead by then — what the confirm page counts — never one that died after
     /// (found by the console audit of 2026-12-07: a confirmed discard deleted for good a
     /// job that died between the count and the click). Picked ids are exact already.
-    fn as_of(self, at: DateTime<Utc>) -> Selection {
+    fn bounded_at(self, at: DateTime<Utc>) -> Selection {
         match self {
             Selection::Group { group, account_id, .. } => Selection::Group {
                 group,
@@ -467,7 +467,7 @@ pub async fn confirm(State(state): State<AppState>, caller: Caller, session: Ses
     let sel = match sel.dead_before() {
         Some(_) => sel,
         None => match redis_now(&state).await {
-            Ok(now) => sel.as_of(now),
+            Ok(now) => sel.bounded_at(now),
             Err(e) => return page::error(&e),
         },
     };

@@ -240,11 +240,9 @@ fn log_end(error: Option<&ErrorInfo>, answer: SettleResult) {
     const LOST: &str = "the run's lease was gone when it ended; its result is kept on the attempt only";
     let lost = answer == SettleResult::LeaseLost;
     match error {
-        Some(e) if e.class == ErrorClass::Panic => {
-            if lost {
-                tracing::warn!("{LOST}");
-            }
-        }
+        // (the panic's own line named the run's failure)
+        Some(e) if e.class == ErrorClass::Panic && lost => tracing::warn!("{LOST}"),
+        Some(e) if e.class == ErrorClass::Panic => {}
         Some(e) if lost => tracing::warn!(class = ?e.class, error = %e.message, "{LOST}"),
         None if lost => tracing::warn!("{LOST}"),
         None => {}

@@ -1292,3 +1292,101 @@ async fn a_canary_of_every_picked_job_leaves_nothing_else_to_replay() {
     assert_eq!(status, 422);
     assert_eq!(state_of(&app, &globex).await, "dead", "another tenant's dead job stays dead");
 }
+
+/// Found by the console audit of 2026-12-07: a console discard of thousands of dead jobs
+/// ran inside its request, which the API's timeout (`api.request_timeout_ms`) dropped
+/// part-way: the browser got the API's problem JSON, what was done went unsaid and the
+/// rest was never tried. The action runs on its own task to its end; past most of the
+/// request's time the page says how far it has got.
+#[tokio::test]
+async fn a_console_discard_that_outlasts_the_request_timeout_goes_on_to_its_end() {
+    use drover::job::{ErrorInfo, JobPayload};
+    use drover::queue::{NewJob, SettleAction, Settlement};
+    let app = spawn_app_with(Durability::None, |c| c.request_timeout_ms = 300).await;
+    let payload = JobPayload::from_json(JobKind::Cleanup, cleanup_body("acme")["payload"].clone()).unwrap();
+    for r in app
+        .store
+        .enqueue_bulk((0..5000).map(|_| NewJob::new(payload.clone())).collect())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    loop {
+        let leased = app
+            .store
+            .fetch(JobKind::Cleanup, "w1", 1000, std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .jobs;
+        if leased.is_empty() {
+            break;
+        }
+        let ends: Vec<Settlement> = leased
+            .iter()
+            .map(|l| Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action: SettleAction::Dead(ErrorInfo {
+                    class: ErrorClass::Permanent,
+                    message: "SKU rejected".into(),
+                }),
+                attempt: None,
+            })
+            .collect();
+        app.store.settle(JobKind::Cleanup, &ends).await.unwrap();
+    }
+    let dead = || async {
+        let counts = app.store.account_counts("acme").await.unwrap();
+        counts.kinds.iter().find(|(k, _)| *k == JobKind::Cleanup).unwrap().1.dead
+    };
+    assert_eq!(dead().await, 5000);
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+    let res = b
+        .http
+        .post(app.url("/ui/dead-letter/act"))
+        .header(COOKIE, &b.cookie)
+        .form(&[("csrf", csrf.as_str()), ("op", "discard"), ("account_id", "acme")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "a page, not the API's timeout: {:?}", res.headers());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while dead().await > 0 {
+        assert!(std::time::Instant::now() < deadline, "{} left after a minute", dead().await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Found by the hostile-tenant audit of 2026-12-07: a console event stream was checked
+/// against its session only when it opened, so a browser signed out (or a session ended
+/// past its key's cap) went on getting the job's events until `api.events_max_ms` (up to
+/// an hour). It ends with its session.
+#[tokio::test]
+async fn signing_out_ends_the_sessions_open_event_streams() {
+    use futures::StreamExt;
+    let app = spawn_app().await;
+    let mut later = cleanup_body("acme");
+    later["run_at"] = serde_json::json!((chrono::Utc::now() + chrono::Duration::days(360)).to_rfc3339());
+    let id = app.submit_ok(&later).await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let csrf = b.csrf().await;
+    let res = b
+        .http
+        .get(format!("{}/ui/jobs/{id}/events", b.base))
+        .header(COOKIE, &b.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(_)))), "the stream opened: {first:?}");
+    assert_eq!(b.post("/ui/logout", &[("csrf", &csrf)]).await, 303);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(12), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream went on after its session ended");
+}

@@ -20,6 +20,8 @@ use crate::handlers::dead_letter;
 use crate::state::AppState;
 use crate::views::{ReplayFilter, ReplayRequest};
 use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Most jobs one console action touches (as `drover dlq` without `--limit`).
 const MAX_JOBS: usize = 10_000;
@@ -525,7 +527,13 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
     let op = one(&p, "op").unwrap_or_default();
     let canary = one(&p, "canary").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0).min(MAX_CANARY);
     match (op, &sel) {
-        ("discard", _) => finished(&session, &sel, ("Discarded", "discard"), discard_all(&state, &caller, &sel).await),
+        ("discard", _) => {
+            let (st, who, what) = (state.clone(), caller.clone(), sel.clone());
+            within_the_request(&state, &session, &sel, ("Discarded", "discard"), |done| async move {
+                discard_all(&st, &who, &what, &done).await
+            })
+            .await
+        }
         ("replay", _) if canary > 0 => {
             let req = match &sel {
                 Selection::Ids(ids) => ReplayRequest {
@@ -580,8 +588,12 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
             }
         }
         ("replay" | "rest", Selection::Ids(ids)) => {
-            let (n, stopped) = by_ids(&state, &caller, ids, false).await;
-            finished(&session, &sel, ("Replayed", "replay"), (n, stopped, false))
+            let (st, who, ids) = (state.clone(), caller.clone(), ids.clone());
+            within_the_request(&state, &session, &sel, ("Replayed", "replay"), |done| async move {
+                let (n, stopped) = by_ids(&st, &who, &ids, false, &done).await;
+                (n, stopped, false)
+            })
+            .await
         }
         ("replay" | "rest", _) => {
             let rate = state.ui().replay_rate;
@@ -622,6 +634,40 @@ pub async fn act(State(state): State<AppState>, caller: Caller, session: Session
 
 /// The notice of an action that did `n` jobs: stopped short by the key's write budget,
 /// it says so and when to go on; stopped by another error, that error's page.
+/// Runs a console action of many calls (up to [`MAX_JOBS`] jobs, 1,000 a call) on a task
+/// of its own, so the request's timeout never cuts it short: its answer when it ends
+/// within most of the request's time, else a notice of how far it has got while it goes
+/// on to its end (found by the console audit of 2026-12-07: the request's timeout dropped
+/// the loop part-way, and the browser got the API's problem JSON with nothing said of the
+/// jobs already done). `work` counts the jobs done in the counter it is given.
+async fn within_the_request<F>(
+    state: &AppState,
+    session: &Session,
+    sel: &Selection,
+    (did, verb): (&str, &str),
+    work: impl FnOnce(Arc<AtomicUsize>) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = (usize, Option<ApiError>, bool)> + Send + 'static,
+{
+    let done_so_far = Arc::new(AtomicUsize::new(0));
+    let task = crate::middleware::request_id::spawn_for_request(work(done_so_far.clone()));
+    let answer_by = state.limits().request_timeout * 3 / 4;
+    match tokio::time::timeout(answer_by, task).await {
+        Ok(Ok(outcome)) => finished(session, sel, (did, verb), outcome),
+        Ok(Err(e)) => page::error(&ApiError::Internal(format!("the console action stopped: {e}"))),
+        Err(_) => self::done(
+            session,
+            sel,
+            &format!(
+                "{did} {} dead jobs so far ({}); the rest goes on in the background: reload to see what is left.",
+                done_so_far.load(Ordering::Relaxed),
+                sel.describe()
+            ),
+        ),
+    }
+}
+
 fn finished(
     session: &Session,
     sel: &Selection,
@@ -644,13 +690,24 @@ fn finished(
                 retry_after.as_secs().max(1)
             ),
         ),
+        // What was done is said with what stopped the rest (before, the error page alone).
+        Some(e) if n > 0 => done(
+            session,
+            sel,
+            &format!(
+                "{did} {n} dead jobs ({}); then it stopped: {}: {} ({verb} again for the rest).",
+                sel.describe(),
+                e.kind().1,
+                e.detail()
+            ),
+        ),
         Some(e) => page::error(&e),
     }
 }
 
 /// Replays (or discards) `ids` in calls of 1,000 (each after the first costs a write):
 /// how many went, and what stopped it short.
-async fn by_ids(state: &AppState, caller: &Caller, ids: &[String], discard: bool) -> (usize, Option<ApiError>) {
+async fn by_ids(state: &AppState, caller: &Caller, ids: &[String], discard: bool, went_so_far: &AtomicUsize) -> (usize, Option<ApiError>) {
     let mut went = 0;
     for (n, chunk) in ids.chunks(1000).enumerate() {
         if let Err(e) = charge_chunk(state, caller, n).await {
@@ -674,6 +731,7 @@ async fn by_ids(state: &AppState, caller: &Caller, ids: &[String], discard: bool
         match answer {
             Ok((k, stopped)) => {
                 went += k;
+                went_so_far.store(went, Ordering::Relaxed);
                 if let Some(e) = stopped.and_then(|s| s.error) {
                     return (went, Some(e));
                 }
@@ -687,7 +745,7 @@ async fn by_ids(state: &AppState, caller: &Caller, ids: &[String], discard: bool
 /// Discards the selection in calls of 1,000 (each after the first costs a write, made
 /// only when the call before said there may be more): how many went, and what stopped
 /// it short (a 429 over the key's budget: what went is kept and said).
-async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> (usize, Option<ApiError>, bool) {
+async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection, done: &AtomicUsize) -> (usize, Option<ApiError>, bool) {
     let listed;
     let (ids, more): (&[String], bool) = match sel {
         Selection::Ids(ids) => (ids, false),
@@ -699,17 +757,17 @@ async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection) -> (usi
             Err(e) => return (0, Some(e), false),
         },
         Selection::Group { .. } => {
-            let (n, stopped) = discard_walking(state, caller, sel).await;
+            let (n, stopped) = discard_walking(state, caller, sel, done).await;
             return (n, stopped, false);
         }
     };
-    let (discarded, stopped) = by_ids(state, caller, ids, true).await;
+    let (discarded, stopped) = by_ids(state, caller, ids, true, done).await;
     (discarded, stopped, more)
 }
 
 /// A group's dead jobs discarded in calls of 1,000 walking its own index (which holds
 /// only its dead jobs), until a call finds fewer.
-async fn discard_walking(state: &AppState, caller: &Caller, sel: &Selection) -> (usize, Option<ApiError>) {
+async fn discard_walking(state: &AppState, caller: &Caller, sel: &Selection, done: &AtomicUsize) -> (usize, Option<ApiError>) {
     let mut discarded = 0;
     for n in 0.. {
         if discarded >= MAX_JOBS {
@@ -728,6 +786,7 @@ async fn discard_walking(state: &AppState, caller: &Caller, sel: &Selection) -> 
             Err(e) => return (discarded, Some(e)),
         };
         discarded += r.discarded.len();
+        done.store(discarded, Ordering::Relaxed);
         if let Some(e) = r.stopped.take().and_then(|s| s.error) {
             return (discarded, Some(e));
         }

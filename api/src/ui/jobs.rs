@@ -399,13 +399,28 @@ pub async fn live(State(state): State<AppState>, caller: Caller, session: Sessio
 /// because the job has ended (or is gone): the page closes its stream then. A stream
 /// that stopped for another reason (its time is up, its slot went to another) ends
 /// without it, and the browser opens a new one.
-pub async fn events(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
+pub async fn events(State(state): State<AppState>, caller: Caller, session: Session, Path(id): Path<String>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
     let stream = match crate::handlers::events::job_event_stream(state.clone(), &caller, &id).await {
         Ok(stream) => stream,
         Err(e) => return page::error(&e),
     };
+    // The stream ends with its session (signed out, or ended past its key's cap): found
+    // by the hostile-tenant audit of 2026-12-07, a signed-out browser went on getting the
+    // job's events until `api.events_max_ms`.
+    let ended = {
+        let state = state.clone();
+        async move {
+            loop {
+                tokio::time::sleep(SESSION_CHECK_EVERY).await;
+                if !super::session::still_open(&state, &session).await {
+                    return;
+                }
+            }
+        }
+    };
+    let stream = stream.take_until(ended);
     let end = futures::stream::once(async move {
         let over = match crate::handlers::load_summary(&state, &caller, &id).await {
             Ok(s) => s.job.state.is_terminal(),
@@ -427,6 +442,9 @@ pub async fn cancel(state: State<AppState>, caller: Caller, Path(id): Path<Strin
 pub async fn retry(state: State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
     back_to_job(control::retry(state, caller, Path(id.clone())).await, &id)
 }
+
+/// How often an open console event stream looks whether its session has ended.
+const SESSION_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn back_to_job(result: Result<Response, ApiError>, id: &str) -> Response {
     match result {

@@ -33,7 +33,7 @@ mod tests {
     use super::*;
 
     fn session(csrf: &str) -> Session {
-        Session { csrf: csrf.into() }
+        Session::with_csrf(csrf)
     }
 
     fn parts(q: &str) -> (String, String) {

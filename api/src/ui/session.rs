@@ -38,6 +38,8 @@ const FORM_BYTES: usize = 64 * 1024;
 pub struct Session {
     /// The token every action must carry (form field `csrf` or header `X-CSRF-Token`).
     pub csrf: String,
+    /// Its record in Redis: gone once the session has ended.
+    record: String,
 }
 
 /// Starts a session and ends the key's oldest past the cap, in one step.
@@ -175,8 +177,9 @@ async fn load(state: &AppState, value: &str) -> Result<Option<(Arc<Principal>, S
         return Ok(None);
     };
     let mut conn = state.store().connection();
+    let record = format!("{}{}", session_prefix(state, cookie.tag), cookie.id());
     let fields: HashMap<String, String> = LOAD
-        .key(format!("{}{}", session_prefix(state, cookie.tag), cookie.id()))
+        .key(&record)
         .key(index_key(state, cookie.tag))
         .arg(ttl_secs(state))
         .invoke_async(&mut conn)
@@ -188,7 +191,37 @@ async fn load(state: &AppState, value: &str) -> Result<Option<(Arc<Principal>, S
     let Some(hash) = hex::decode(k).ok().and_then(|h| <[u8; 32]>::try_from(h).ok()) else {
         return Ok(None);
     };
-    Ok(state.keys().by_hash(&hash).map(|p| (p, Session { csrf: csrf.clone() })))
+    Ok(state.keys().by_hash(&hash).map(|p| {
+        (
+            p,
+            Session {
+                csrf: csrf.clone(),
+                record,
+            },
+        )
+    }))
+}
+
+#[cfg(test)]
+impl Session {
+    /// A session of `csrf` with no record (for tests of what reads only its token).
+    pub fn with_csrf(csrf: &str) -> Session {
+        Session {
+            csrf: csrf.into(),
+            record: String::new(),
+        }
+    }
+}
+
+/// Whether `session` is still open (not signed out, not ended past its key's cap, not
+/// expired). A read that fails says yes: a blip of Redis ends nothing.
+pub async fn still_open(state: &AppState, session: &Session) -> bool {
+    let mut conn = state.store().connection();
+    redis::cmd("EXISTS")
+        .arg(&session.record)
+        .query_async::<bool>(&mut conn)
+        .await
+        .unwrap_or(true)
 }
 
 /// Ends the session named by the request's cookie, if any.

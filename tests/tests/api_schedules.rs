@@ -789,27 +789,12 @@ async fn an_inactive_accounts_saved_schedules_make_no_jobs() {
     use std::sync::Arc;
 
     use chrono::Utc;
-    use drover::crypto::{EncryptionKey, SecretBox};
-    use drover::db::{AccountRepo, NewAccount};
     use drover::job::{AccountId, MarketplaceId};
-    use drover::lwa::LwaCredentials;
     use drover::schedule::{ScheduleStore, Scheduler, SchedulerConfig};
 
     let (_redis, store) = with_a_cleanup_each_second().await;
-    let db = drover_tests::harness::PgDatabase::create().await;
-    let repo = AccountRepo::new(db.pool().clone());
     let acme = AccountId::parse("acme").unwrap();
-    let account = NewAccount {
-        id: acme.clone(),
-        seller_id: "seller-acme".into(),
-        marketplace_ids: vec![MarketplaceId::parse(MARKETPLACE).unwrap()],
-        credentials: LwaCredentials {
-            client_id: "client".into(),
-            client_secret: "secret".into(),
-            refresh_token: "refresh".into(),
-        },
-    };
-    repo.insert(&account, &SecretBox::new(&EncryptionKey::dev())).await.unwrap();
+    let (_db, repo) = registered(acme.clone(), vec![MarketplaceId::parse(MARKETPLACE).unwrap()]).await;
     repo.set_active(&acme, false).await.unwrap();
     let config = SchedulerConfig {
         accounts_refresh_ms: 1,
@@ -1517,27 +1502,16 @@ async fn the_built_in_schedules_sync_every_marketplace_of_an_account() {
     use std::sync::Arc;
 
     use chrono::Utc;
-    use drover::crypto::{EncryptionKey, SecretBox};
-    use drover::db::{AccountRepo, NewAccount};
     use drover::job::{AccountId, MarketplaceId};
-    use drover::lwa::LwaCredentials;
     use drover::schedule::{BuiltIn, DefaultSchedules, ScheduleStore, Scheduler, SchedulerConfig};
 
     let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
-    let db = drover_tests::harness::PgDatabase::create().await;
-    let repo = AccountRepo::new(db.pool().clone());
     let (de, fr) = ("A1PA6795UKMFR9", "A13V1IB3VIYZZH");
-    let account = NewAccount {
-        id: AccountId::parse("acme-eu").unwrap(),
-        seller_id: "seller-acme".into(),
-        marketplace_ids: vec![MarketplaceId::parse(de).unwrap(), MarketplaceId::parse(fr).unwrap()],
-        credentials: LwaCredentials {
-            client_id: "client".into(),
-            client_secret: "secret".into(),
-            refresh_token: "refresh".into(),
-        },
-    };
-    repo.insert(&account, &SecretBox::new(&EncryptionKey::dev())).await.unwrap();
+    let (_db, repo) = registered(
+        AccountId::parse("acme-eu").unwrap(),
+        vec![MarketplaceId::parse(de).unwrap(), MarketplaceId::parse(fr).unwrap()],
+    )
+    .await;
     let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
         .await
         .unwrap();
@@ -1591,27 +1565,12 @@ async fn an_account_that_comes_back_has_no_misfires_counted_for_its_absence() {
     use std::sync::Arc;
 
     use chrono::{TimeZone, Utc};
-    use drover::crypto::{EncryptionKey, SecretBox};
-    use drover::db::{AccountRepo, NewAccount};
     use drover::job::{AccountId, MarketplaceId};
-    use drover::lwa::LwaCredentials;
     use drover::schedule::{BuiltIn, DefaultSchedules, ScheduleStore, Scheduler, SchedulerConfig};
 
     let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
-    let db = drover_tests::harness::PgDatabase::create().await;
-    let repo = AccountRepo::new(db.pool().clone());
     let acme = AccountId::parse("acme").unwrap();
-    let account = NewAccount {
-        id: acme.clone(),
-        seller_id: "seller-acme".into(),
-        marketplace_ids: vec![MarketplaceId::parse(MARKETPLACE).unwrap()],
-        credentials: LwaCredentials {
-            client_id: "client".into(),
-            client_secret: "secret".into(),
-            refresh_token: "refresh".into(),
-        },
-    };
-    repo.insert(&account, &SecretBox::new(&EncryptionKey::dev())).await.unwrap();
+    let (_db, repo) = registered(acme.clone(), vec![MarketplaceId::parse(MARKETPLACE).unwrap()]).await;
     let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
         .await
         .unwrap();
@@ -1647,4 +1606,28 @@ async fn an_account_that_comes_back_has_no_misfires_counted_for_its_absence() {
     // (its sync of 12:00 still queued, no worker here, the tick's enqueue returns that one)
     scheduler.tick_once(at(13, 15, 1)).await;
     assert_eq!(counters.misfires(), 0, "its ticks are made again, none missed");
+}
+
+/// A database with one account registered (active), and its repository.
+async fn registered(
+    id: drover::job::AccountId,
+    marketplace_ids: Vec<drover::job::MarketplaceId>,
+) -> (drover_tests::harness::PgDatabase, drover::db::AccountRepo) {
+    use drover::crypto::{EncryptionKey, SecretBox};
+    use drover::db::{AccountRepo, NewAccount};
+    use drover::lwa::LwaCredentials;
+    let db = drover_tests::harness::PgDatabase::create().await;
+    let repo = AccountRepo::new(db.pool().clone());
+    let account = NewAccount {
+        id,
+        seller_id: "seller-acme".into(),
+        marketplace_ids,
+        credentials: LwaCredentials {
+            client_id: "client".into(),
+            client_secret: "secret".into(),
+            refresh_token: "refresh".into(),
+        },
+    };
+    repo.insert(&account, &SecretBox::new(&EncryptionKey::dev())).await.unwrap();
+    (db, repo)
 }

@@ -968,38 +968,8 @@ async fn a_canary_wait_stays_within_the_keys_read_budget() {
 /// more match.
 #[tokio::test]
 async fn a_filtered_selection_past_10000_says_more_match() {
-    use drover::job::{ErrorClass, ErrorInfo, JobKind, JobPayload};
-    use drover::queue::{JobStore, NewJob, SettleAction, Settlement};
     let app = spawn_app().await;
-    let payload = JobPayload::from_json(JobKind::Cleanup, cleanup_body("acme")["payload"].clone()).unwrap();
-    let jobs: Vec<NewJob> = (0..10_001).map(|_| NewJob::new(payload.clone())).collect();
-    for r in app.store.enqueue_bulk(jobs).await.unwrap() {
-        r.unwrap();
-    }
-    loop {
-        let leased = app
-            .store
-            .fetch(JobKind::Cleanup, "w1", 1000, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .jobs;
-        if leased.is_empty() {
-            break;
-        }
-        let ends: Vec<Settlement> = leased
-            .iter()
-            .map(|l| Settlement {
-                id: l.id.clone(),
-                token: l.token.clone(),
-                action: SettleAction::Dead(ErrorInfo {
-                    class: ErrorClass::Permanent,
-                    message: "SKU rejected".into(),
-                }),
-                attempt: None,
-            })
-            .collect();
-        app.store.settle(JobKind::Cleanup, &ends).await.unwrap();
-    }
+    app.dead_in_bulk(&[("acme", 10_001)]).await;
     let ran = drover(&app, ADMIN, &["dlq", "discard", "--account", "acme", "--dry-run"]).await;
     ok(&ran);
     assert!(ran.stdout.contains("would discard 10000 dead jobs"), "{ran:?}");

@@ -1001,41 +1001,8 @@ async fn a_made_up_session_cookie_costs_redis_nothing() {
 /// by the budget says what it did.
 #[tokio::test]
 async fn a_console_discard_of_thousands_costs_a_write_for_each_thousand() {
-    use drover::job::{ErrorInfo, JobPayload};
-    use drover::queue::{NewJob, SettleAction, Settlement};
     let app = spawn_app_with(Durability::None, |c| c.rate_limit = RateLimitConfig { per_minute: 1, burst: 2 }).await;
-    let mut jobs = Vec::new();
-    for (account, n) in [("small", 500), ("acme", 2500)] {
-        let payload = JobPayload::from_json(JobKind::Cleanup, cleanup_body(account)["payload"].clone()).unwrap();
-        jobs.extend((0..n).map(|_| NewJob::new(payload.clone())));
-    }
-    for r in app.store.enqueue_bulk(jobs).await.unwrap() {
-        r.unwrap();
-    }
-    loop {
-        let leased = app
-            .store
-            .fetch(JobKind::Cleanup, "w1", 500, std::time::Duration::from_secs(30))
-            .await
-            .unwrap()
-            .jobs;
-        if leased.is_empty() {
-            break;
-        }
-        let ends: Vec<Settlement> = leased
-            .iter()
-            .map(|l| Settlement {
-                id: l.id.clone(),
-                token: l.token.clone(),
-                action: SettleAction::Dead(ErrorInfo {
-                    class: ErrorClass::Permanent,
-                    message: "SKU rejected".into(),
-                }),
-                attempt: None,
-            })
-            .collect();
-        app.store.settle(JobKind::Cleanup, &ends).await.unwrap();
-    }
+    app.dead_in_bulk(&[("small", 500), ("acme", 2500)]).await;
     let dead_of = |account: &'static str| {
         let store = app.store.clone();
         async move {
@@ -1300,42 +1267,8 @@ async fn a_canary_of_every_picked_job_leaves_nothing_else_to_replay() {
 /// request's time the page says how far it has got.
 #[tokio::test]
 async fn a_console_discard_that_outlasts_the_request_timeout_goes_on_to_its_end() {
-    use drover::job::{ErrorInfo, JobPayload};
-    use drover::queue::{NewJob, SettleAction, Settlement};
     let app = spawn_app_with(Durability::None, |c| c.request_timeout_ms = 300).await;
-    let payload = JobPayload::from_json(JobKind::Cleanup, cleanup_body("acme")["payload"].clone()).unwrap();
-    for r in app
-        .store
-        .enqueue_bulk((0..5000).map(|_| NewJob::new(payload.clone())).collect())
-        .await
-        .unwrap()
-    {
-        r.unwrap();
-    }
-    loop {
-        let leased = app
-            .store
-            .fetch(JobKind::Cleanup, "w1", 1000, std::time::Duration::from_secs(30))
-            .await
-            .unwrap()
-            .jobs;
-        if leased.is_empty() {
-            break;
-        }
-        let ends: Vec<Settlement> = leased
-            .iter()
-            .map(|l| Settlement {
-                id: l.id.clone(),
-                token: l.token.clone(),
-                action: SettleAction::Dead(ErrorInfo {
-                    class: ErrorClass::Permanent,
-                    message: "SKU rejected".into(),
-                }),
-                attempt: None,
-            })
-            .collect();
-        app.store.settle(JobKind::Cleanup, &ends).await.unwrap();
-    }
+    app.dead_in_bulk(&[("acme", 5000)]).await;
     let dead = || async {
         let counts = app.store.account_counts("acme").await.unwrap();
         counts.kinds.iter().find(|(k, _)| *k == JobKind::Cleanup).unwrap().1.dead

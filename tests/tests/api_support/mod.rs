@@ -323,6 +323,43 @@ impl TestApp {
         token
     }
 
+    /// `n` cleanup jobs of each account, enqueued in bulk and all run to `dead` ("SKU
+    /// rejected", permanent), as a worker would leave them: thousands in seconds.
+    pub async fn dead_in_bulk(&self, accounts: &[(&str, usize)]) {
+        let mut jobs = Vec::new();
+        for (account, n) in accounts {
+            let payload = drover::job::JobPayload::from_json(JobKind::Cleanup, cleanup_body(account)["payload"].clone()).unwrap();
+            jobs.extend((0..*n).map(|_| drover::queue::NewJob::new(payload.clone())));
+        }
+        for r in self.store.enqueue_bulk(jobs).await.unwrap() {
+            r.unwrap();
+        }
+        loop {
+            let leased = self
+                .store
+                .fetch(JobKind::Cleanup, "w1", 1000, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .jobs;
+            if leased.is_empty() {
+                return;
+            }
+            let ends: Vec<Settlement> = leased
+                .iter()
+                .map(|l| Settlement {
+                    id: l.id.clone(),
+                    token: l.token.clone(),
+                    action: SettleAction::Dead(ErrorInfo {
+                        class: ErrorClass::Permanent,
+                        message: "SKU rejected".into(),
+                    }),
+                    attempt: None,
+                })
+                .collect();
+            self.store.settle(JobKind::Cleanup, &ends).await.unwrap();
+        }
+    }
+
     /// Run the job to `dead` with a permanent error.
     pub async fn kill_job(&self, id: &JobId) {
         self.kill_job_with(id, ErrorClass::Permanent, "upstream said no").await;

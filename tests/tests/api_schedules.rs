@@ -773,11 +773,23 @@ async fn built_in_names_of_two_accounts_never_meet() {
         ..SchedulerConfig::default()
     };
     let schedules = ScheduleStore::new(store.connection(), "drover");
+    // And a saved schedule whose `<account>/<name>` reads as one of them would with '/'
+    // (the last review of 2026-12-07).
+    let saved = drover::schedule::ScheduleSpec {
+        cron: "* * * * * *".into(),
+        kind: JobKind::Sync,
+        payload: json!({"account_id": "builtin.sync.acme", "marketplace_id": "A1PA6795UKMFR9", "resources": ["orders"]}),
+        enabled: true,
+        priority: 0,
+        max_attempts: None,
+    };
+    schedules.put("A1PA6795UKMFR9", saved).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut scheduler = Scheduler::new(store.clone(), schedules, Some(Arc::new(Two) as Arc<dyn AccountSource>), config);
     assert_eq!(
         scheduler.tick_once(Utc::now()).await,
-        3,
-        "a sync for each account's each marketplace"
+        4,
+        "a sync for each account's each marketplace, and the saved schedule's job"
     );
 }
 

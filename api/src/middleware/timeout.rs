@@ -7,8 +7,14 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// When the request is answered with a 503 at the latest: a handler that would rather
+/// answer itself (the console's long actions) reads it from the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub tokio::time::Instant);
+
+pub async fn timeout(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let limit = state.limits().request_timeout;
+    req.extensions_mut().insert(Deadline(tokio::time::Instant::now() + limit));
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => ApiError::Timeout(limit).into_response(),

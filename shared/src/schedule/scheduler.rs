@@ -38,12 +38,13 @@ pub struct RegisteredAccount {
 
 impl RegisteredAccount {
     /// Each marketplace with the suffix its built-ins' names take: none for the first,
-    /// `/<marketplace>` for the others (a job walks one marketplace; found by the
+    /// `@<marketplace>` for the others (a job walks one marketplace; found by the
     /// scheduler audit of 2026-12-07, which saw only the first one ever synced).
     fn marketplaces(&self) -> impl Iterator<Item = (&str, String)> {
         self.marketplace_ids.iter().enumerate().map(|(i, m)| {
-            // ('/' is in no account id: `.` is, and `acme.<m>` may be another account)
-            let suffix = if i == 0 { String::new() } else { format!("/{m}") };
+            // ('@' is in no account id nor schedule name: `.` is, and `acme.<m>` may be
+            // another account; '/' joins a saved schedule's account and name)
+            let suffix = if i == 0 { String::new() } else { format!("@{m}") };
             (m.as_str(), suffix)
         })
     }

@@ -115,6 +115,7 @@ impl AppState {
         let audit = AuditLog::new(accounts.repo.pool().clone()).bounded_by(accounts.repo.deadline());
         let ui = crate::config::UiConfig::default();
         let logins = crate::ui::login_throttle::LoginThrottle::new(store.connection(), store.namespace(), &ui);
+        let paced_replays = Arc::new(crate::ui::paced_replays::PacedReplays::new(store.connection(), store.namespace()));
         Self(Arc::new(Inner {
             store,
             keys,
@@ -133,7 +134,7 @@ impl AppState {
             audit,
             ui,
             logins,
-            paced_replays: Default::default(),
+            paced_replays,
             record_reads: Default::default(),
             walks: Arc::new(crate::record_reads::RecordReads::walks()),
             body_budget: crate::body_budget::BodyBudget::new(limits.body_bytes_in_flight),

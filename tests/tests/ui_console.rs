@@ -1335,3 +1335,56 @@ async fn signing_out_ends_the_sessions_open_event_streams() {
     .await;
     assert!(ended.is_ok(), "the stream went on after its session ended");
 }
+
+/// Found by the console audit of 2026-12-07: which selections are being replayed at their
+/// pace was each API process's own, so the same group confirmed again on another replica
+/// (replicas share sessions; nothing pins a browser to one) started a second replay at
+/// twice `api.ui.replay_rate`, and a key could run 4 replays per replica. The replays
+/// running are kept in Redis, for every replica.
+#[tokio::test]
+async fn a_replay_asked_again_on_another_replica_starts_nothing() {
+    let app = spawn_app_with(Durability::None, |c| c.ui.replay_rate = 1).await;
+    for _ in 0..6 {
+        let id = app.submit_ok(&cleanup_body("globex")).await;
+        app.kill_job_with(&id, ErrorClass::Permanent, "rejected").await;
+    }
+    let mut config = test_config(&app.redis.url());
+    config.ui.replay_rate = 1;
+    let (replica, _stop, _task) = start(config).await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let ask = |base: String| {
+        let b = &b;
+        async move {
+            let (_, page) = b.get("/ui/dead-letter/confirm?op=replay&account_id=globex").await;
+            let fields = confirm_fields(&page);
+            let res = b
+                .http
+                .post(format!("{base}/ui/dead-letter/act"))
+                .header(COOKIE, &b.cookie)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 303);
+            let after = res.headers()[LOCATION].to_str().unwrap().to_owned();
+            let page = b
+                .http
+                .get(format!("{base}{after}"))
+                .header(COOKIE, &b.cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            page
+        }
+    };
+    let first = ask(app.url("")).await;
+    assert!(first.contains("Replaying"), "{first}");
+    let second = ask(format!("http://{replica}")).await;
+    assert!(
+        second.contains("Already replaying"),
+        "another replica started a second replay: {second}"
+    );
+}

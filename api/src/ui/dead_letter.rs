@@ -613,7 +613,7 @@ pub async fn act(
                 ..filter.clone()
             })
             .unwrap_or_default();
-            match state.paced_replays().start(&caller.name, &selection) {
+            match state.paced_replays().start(&caller.name, &selection).await {
                 Ok(running) => {
                     tokio::spawn(async move {
                         let _running = running;
@@ -634,6 +634,7 @@ pub async fn act(
                     &sel,
                     &format!("This key has {MAX_PER_KEY} paced replays running; start another once one has finished."),
                 ),
+                Err(NotStarted::Unavailable(e)) => page::error(&e),
             }
         }
         _ => page::error(&ApiError::field("op", "replay, discard or rest")),

@@ -20,7 +20,7 @@ CACHE="${DROVER_CACHE:-/var/cache/drover}"
 SCHEMATHESIS_VERSION="4.32.5"
 SPEC_VALIDATOR_VERSION="0.7.2"
 MAX_EXAMPLES="${MAX_EXAMPLES:-30}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/drover/target}"
 # Newest first: CPython 3.11.7 / 3.12.1 can raise "AST constructor recursion depth
 # mismatch" inside Hypothesis (fixed in 3.11.8 / 3.12.2). pyenv installs that are not
 # the global version are found too.

@@ -45,8 +45,10 @@ if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1; then
       else
         echo "  Start the local server (pg_ctl start -D <data dir>)."
       fi
-      echo "  Or point DATABASE_URL at a server where user postgres logs in without a password, e.g."
-      echo "  DATABASE_URL=postgres://postgres@127.0.0.1:5433/postgres, and run again."
+      echo "  Or point DATABASE_URL at a server where user postgres logs in without a password, and run"
+      echo "  again: for the tests its maintenance database (postgres://postgres@127.0.0.1:5433/postgres;"
+      echo "  each test makes its own database there), for deploy/run-local.sh the demo's own database"
+      echo "  (postgres://postgres@127.0.0.1:5433/drover, made with createdb)."
     } >&2
     exit 1
   fi

@@ -17,7 +17,7 @@
 #        CLOSED_S=15s CONNECTIONS=32 THREADS=2 WORKER_CONCURRENCY=50
 #        API_LOG=info (the API's RUST_LOG; info is its production default)
 #        AOF=everysec|no  OUT=<file to copy the whole output to>
-#        CARGO_TARGET_DIR (default ./target)
+#        CARGO_TARGET_DIR (default /var/cache/drover/target, as tests/run.sh)
 #        BIN_DIR=<dir holding release drover-api, test_worker, api_load> (no build: e.g.
 #        to compare two commits' binaries in one sitting)
 # Everything runs in release mode on 127.0.0.1; everything started here is stopped by PID.
@@ -36,7 +36,7 @@ THREADS="${THREADS:-2}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-50}"
 API_LOG="${API_LOG:-info}"
 AOF="${AOF:-everysec}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/drover/target}"
 
 if [ -n "${OUT:-}" ]; then
   exec > >(tee "$OUT") 2>&1

@@ -147,6 +147,40 @@ async fn a_key_becomes_a_session_cookie_that_is_httponly_strict_and_ends_at_sign
     assert_eq!(b.get("/ui").await.0, 303, "the session ended");
 }
 
+/// Found by the console audit of 2026-12-07 (second): the session slid in Redis with
+/// each use but its cookie was given its `Max-Age` only at sign-in, so a browser in use
+/// dropped it `session_minutes` after signing in. Each answer renews it; sign-out's
+/// removes it.
+#[tokio::test]
+async fn the_session_cookie_slides_with_each_use_and_sign_out_removes_it() {
+    let app = spawn_app().await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let res = b.http.get(app.url("/ui")).header(COOKIE, &b.cookie).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let set = res
+        .headers()
+        .get(SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let value = b.cookie.split_once('=').map(|(_, v)| v).unwrap_or_default();
+    assert!(
+        set.contains(value) && set.contains("Max-Age=28800") && set.contains("HttpOnly"),
+        "{set:?}"
+    );
+    let csrf = b.csrf().await;
+    let out = b
+        .http
+        .post(app.url("/ui/logout"))
+        .header(COOKIE, &b.cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let set = out.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(set.contains("Max-Age=0"), "{set}");
+}
+
 #[tokio::test]
 async fn every_action_needs_the_sessions_csrf_token_and_an_admin_key() {
     let app = spawn_app().await;
@@ -319,6 +353,79 @@ async fn a_discard_confirmed_for_a_filter_leaves_a_job_that_died_after_the_confi
             "dead",
             "{confirm}: the job that died after the count is left ({counted} counted)"
         );
+    }
+}
+
+/// The dead count of `account`'s cleanup jobs.
+async fn dead_cleanups(app: &TestApp, account: &str) -> u64 {
+    let counts = app.store.account_counts(account).await.unwrap();
+    counts.kinds.iter().find(|(k, _)| *k == JobKind::Cleanup).unwrap().1.dead
+}
+
+/// The confirm page's form for discarding the one cleanup group there is, as posted.
+async fn confirmed_group_discard(app: &TestApp, b: &Browser) -> Vec<(String, String)> {
+    let groups: Value = app.get_json(ADMIN, "/v1/dead-letter/groups?kind=cleanup").await;
+    let group = groups["groups"][0]["id"].as_str().unwrap().to_owned();
+    let (_, page) = b.get(&format!("/ui/dead-letter/confirm?op=discard&group={group}")).await;
+    confirm_fields(&page)
+}
+
+/// Found by the console audit of 2026-12-07 (second): a group's discard walked the
+/// group's index from its newest end in calls of 600 index entries, passing over the
+/// jobs that died after the confirm page counted, so with 600 or more of those every
+/// call found nothing and the console said "Discarded 0" with the confirmed jobs left.
+#[tokio::test]
+async fn a_group_discard_reaches_the_jobs_it_counted_past_many_that_died_after() {
+    let app = spawn_app().await;
+    app.dead_in_bulk(&[("acme", 1000)]).await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let fields = confirmed_group_discard(&app, &b).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.dead_in_bulk(&[("acme", 700)]).await;
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(b.post("/ui/dead-letter/act", &form).await, 303, "{fields:?}");
+    assert_eq!(
+        dead_cleanups(&app, "acme").await,
+        700,
+        "the 1,000 counted went, the 700 after stayed"
+    );
+}
+
+/// Found by the console audit of 2026-12-07 (second): a group's discard checked its cap
+/// of 10,000 only between calls, so it deleted for good 200 jobs more than the confirm
+/// page said, and its notice never said that more were left.
+#[tokio::test]
+async fn a_group_discard_deletes_no_more_than_the_confirm_page_said_and_says_more_match() {
+    let app = spawn_app().await;
+    app.dead_in_bulk(&[("acme", 10_300)]).await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let fields = confirmed_group_discard(&app, &b).await;
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let res = b
+        .http
+        .post(app.url("/ui/dead-letter/act"))
+        .header(COOKIE, &b.cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, page) = b.get(res.headers()[LOCATION].to_str().unwrap()).await;
+    // The action may outlast the page (then it says how far it got); wait for its end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = dead_cleanups(&app, "acme").await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = dead_cleanups(&app, "acme").await;
+        if now == last && now < 10_300 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now} left after a minute");
+        last = now;
+    }
+    assert_eq!(last, 300, "exactly the 10,000 the page said went");
+    if page.contains("Discarded 10000 dead jobs") {
+        assert!(page.contains("more may match"), "{page}");
     }
 }
 

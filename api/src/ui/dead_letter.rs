@@ -420,6 +420,9 @@ async fn dead_ids(state: &AppState, caller: &Caller, f: &ReplayFilter, max: usiz
         if let Some(c) = f.error_class {
             q.push(("error_class", c.as_str().to_owned()));
         }
+        if let Some(g) = &f.group {
+            q.push(("group", g.clone()));
+        }
         if let Some(c) = &cursor {
             q.push(("cursor", c.clone()));
         }
@@ -549,19 +552,19 @@ pub async fn act(
                     filter: None,
                     limit: None,
                 },
-                Selection::Filter(f) => match dead_ids(&state, &caller, f, canary as usize, MAX_COUNT_PAGES).await {
-                    Ok((ids, _)) => ReplayRequest {
-                        ids: Some(ids),
-                        filter: None,
-                        limit: None,
-                    },
-                    Err(e) => return page::error(&e),
-                },
-                Selection::Group { .. } => ReplayRequest {
-                    ids: None,
-                    filter: sel.filter(),
-                    limit: Some(canary),
-                },
+                // A group's canaries are listed as a filter's are: a call walking its index
+                // from the newest end passed over the jobs dead by the bound when many
+                // died after it (the console audit of 2026-12-07, second).
+                Selection::Filter(_) | Selection::Group { .. } => {
+                    match dead_ids(&state, &caller, &sel.filter().unwrap_or_default(), canary as usize, MAX_COUNT_PAGES).await {
+                        Ok((ids, _)) => ReplayRequest {
+                            ids: Some(ids),
+                            filter: None,
+                            limit: None,
+                        },
+                        Err(e) => return page::error(&e),
+                    }
+                }
             };
             match dead_letter::replay(State(state.clone()), caller.clone(), JsonBody(req)).await {
                 // No canary could go (another sync of its account is active, the jobs are
@@ -775,60 +778,28 @@ async fn by_ids(state: &AppState, caller: &Caller, ids: &[String], discard: bool
     (went, None)
 }
 
-/// Discards the selection in calls of 1,000 (each after the first costs a write, made
-/// only when the call before said there may be more): how many went, and what stopped
-/// it short (a 429 over the key's budget: what went is kept and said).
+/// Discards the selection in calls of 1,000 (each after the first costs a write): how
+/// many went, what stopped it short (a 429 over the key's budget: what went is kept and
+/// said), and whether more may match. A filter or a group is listed first, up to
+/// [`MAX_JOBS`] of its jobs dead by its bound, and those ids go (found by the console
+/// audit of 2026-12-07, second: a group's calls each walked its index from the newest
+/// end, so 600 jobs dead after the count hid the counted ones from every call, and the
+/// cap, checked between calls of 1,000, let 200 unconfirmed ones go).
 async fn discard_all(state: &AppState, caller: &Caller, sel: &Selection, done: &AtomicUsize) -> (usize, Option<ApiError>, bool) {
     let listed;
-    let (ids, more): (&[String], bool) = match sel {
-        Selection::Ids(ids) => (ids, false),
-        Selection::Filter(f) => match dead_ids(state, caller, f, MAX_JOBS, MAX_JOBS / 1000).await {
+    let (ids, more): (&[String], bool) = match (sel, sel.filter()) {
+        (Selection::Ids(ids), _) => (ids, false),
+        (_, Some(f)) => match dead_ids(state, caller, &f, MAX_JOBS, MAX_JOBS / 1000).await {
             Ok((ids, more)) => {
                 listed = ids;
                 (&listed, more)
             }
             Err(e) => return (0, Some(e), false),
         },
-        Selection::Group { .. } => {
-            let (n, stopped) = discard_walking(state, caller, sel, done).await;
-            return (n, stopped, false);
-        }
+        (_, None) => (&[], false),
     };
     let (discarded, stopped) = by_ids(state, caller, ids, true, done).await;
     (discarded, stopped, more)
-}
-
-/// A group's dead jobs discarded in calls of 1,000 walking its own index (which holds
-/// only its dead jobs), until a call finds fewer.
-async fn discard_walking(state: &AppState, caller: &Caller, sel: &Selection, done: &AtomicUsize) -> (usize, Option<ApiError>) {
-    let mut discarded = 0;
-    for n in 0.. {
-        if discarded >= MAX_JOBS {
-            break;
-        }
-        if let Err(e) = charge_chunk(state, caller, n).await {
-            return (discarded, Some(e));
-        }
-        let req = ReplayRequest {
-            ids: None,
-            filter: sel.filter(),
-            limit: Some(1000),
-        };
-        let mut r = match dead_letter::discard(State(state.clone()), caller.clone(), JsonBody(req)).await {
-            Ok(r) => r.0,
-            Err(e) => return (discarded, Some(e)),
-        };
-        discarded += r.discarded.len();
-        done.store(discarded, Ordering::Relaxed);
-        if let Some(e) = r.stopped.take().and_then(|s| s.error) {
-            return (discarded, Some(e));
-        }
-        // Fewer than asked, with the walk at the index's end: nothing more matches.
-        if r.discarded.is_empty() || (r.discarded.len() < 1000 && !r.stopped_at_scan_limit) {
-            break;
-        }
-    }
-    (discarded, None)
 }
 
 /// One write of the key's budget for each chunk of 1,000 jobs after the first (the

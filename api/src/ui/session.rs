@@ -289,9 +289,10 @@ pub async fn admin(State(state): State<AppState>, req: Request, next: Next) -> R
 /// redirects to the login page; an action without one, without the session's CSRF token,
 /// or from a key whose role is below `role` is refused with 403 and does nothing.
 async fn signed_in(state: AppState, role: Role, req: Request, next: Next) -> Response {
-    let found = match token_from(req.headers(), over_tls(&state, req.headers())) {
+    let token = token_from(req.headers(), over_tls(&state, req.headers()));
+    let found = match &token {
         None => None,
-        Some(token) => match load(&state, &token).await {
+        Some(token) => match load(&state, token).await {
             Ok(found) => found,
             Err(e) => return page::error(&e),
         },
@@ -336,7 +337,16 @@ async fn signed_in(state: AppState, role: Role, req: Request, next: Next) -> Res
     }
     req.extensions_mut().insert(Caller(principal));
     req.extensions_mut().insert(session);
-    next.run(req).await
+    let renewed = cookie(&state, req.headers(), token.as_deref().unwrap_or_default());
+    let mut res = next.run(req).await;
+    // The cookie slides with the session it names (found by the console audit of
+    // 2026-12-07, second: it was given its life only at sign-in, so a console in use
+    // lost it that long after, its session still open in Redis); an answer that sets
+    // the cookie itself (sign-out) keeps its own.
+    if !res.headers().contains_key(header::SET_COOKIE) {
+        res.headers_mut().insert(header::SET_COOKIE, renewed);
+    }
+    res
 }
 
 /// Reads the form (bounded), checks its `csrf` field (or the `X-CSRF-Token` header)

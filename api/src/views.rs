@@ -317,7 +317,10 @@ impl From<Job> for JobView {
             last_error: j.last_error.map(Into::into),
             trace_id: j.trace_id,
             traceparent: j.traceparent,
-            worker: j.worker,
+            // Only while a run holds it: the record keeps the last run's worker (its short
+            // success record is read from it), which the history names (found by the API
+            // audit of 2026-12-07, second: ended jobs showed it, against this field's word).
+            worker: j.worker.filter(|_| j.state == JobState::Running),
             cancel_requested: j.cancel_requested,
             trigger: j.trigger,
             attempt_history,

@@ -107,6 +107,29 @@ async fn a_database_error_no_retry_fixes_is_a_500_not_a_503() {
     );
 }
 
+/// Found by the hostile-tenant audit of 2026-12-07 (second): the items listing went to
+/// Postgres without asking whether the schema was in, so until the migrations ran (a
+/// fresh database, another replica holding their lock) it answered a 500 and logged an
+/// error for each call, where every other Postgres-backed route says 503, retry.
+#[tokio::test]
+async fn items_before_the_schema_is_in_are_a_503_to_retry_not_a_500() {
+    let db = drover_tests::harness::PgDatabase::create().await;
+    // The schema as a start-up finds it part-applied: its migrations cannot run here (one
+    // of those recorded no longer matches) and the items' table is not there.
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00'::bytea WHERE version = (SELECT min(version) FROM _sqlx_migrations)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE job_items").execute(db.pool()).await.unwrap();
+    let url = db.url();
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| c.database.url = url.into()).await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let res = app.get(READER, &format!("/v1/jobs/{id}/items")).send().await.unwrap();
+    assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
+    let p = problem(res, 503).await;
+    assert_eq!(p["type"], "urn:drover:problem:unavailable", "{p}");
+}
+
 #[tokio::test]
 async fn bad_item_parameters_are_a_422_naming_each_and_unknown_jobs_a_404() {
     let app = spawn_app().await;

@@ -413,6 +413,42 @@ async fn listing_pages_through_every_job_newest_first_with_an_opaque_cursor() {
     assert_eq!(seen, ids, "every job once, newest first");
 }
 
+/// Found by the API audit of 2026-12-07 (second): a filtered page read ahead from its
+/// cursor's score, ties included, so once more than a page's read-ahead of jobs with one
+/// score (a batch with one `run_at`) had been shown, the read-ahead held only those, the
+/// page came back empty with no cursor, and the rest were never listed.
+#[tokio::test]
+async fn a_filtered_listing_pages_through_thousands_of_jobs_with_one_score() {
+    let app = spawn_app().await;
+    let at = chrono::Utc::now() + chrono::Duration::days(1);
+    let batch: Vec<drover::queue::NewJob> = (0..2100)
+        .map(|_| drover::queue::NewJob {
+            run_at: Some(at),
+            ..drover::queue::NewJob::new(cleanup_payload("acme"))
+        })
+        .collect();
+    for r in app.store.enqueue_bulk(batch).await.unwrap() {
+        r.unwrap();
+    }
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/v1/jobs?kind=cleanup&state=scheduled&limit=50".to_owned(),
+            Some(c) => format!("/v1/jobs?kind=cleanup&state=scheduled&limit=50&cursor={c}"),
+        };
+        let page: Value = app.get_json(ADMIN, &path).await;
+        for j in page["jobs"].as_array().unwrap() {
+            assert!(seen.insert(j["id"].as_str().unwrap().to_owned()), "shown twice: {}", j["id"]);
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 2100, "every job of the batch listed once");
+}
+
 #[tokio::test]
 async fn listing_filters_by_kind_state_and_account() {
     let app = spawn_app().await;
@@ -547,6 +583,77 @@ async fn a_scoped_key_sees_no_worker_names_and_an_operator_key_does() {
     assert!(!tenant.to_string().contains("test-worker"), "{tenant}");
     let (_, operator) = app.job(ADMIN, id.as_str()).await;
     assert_eq!(operator["worker"], "test-worker", "{operator}");
+}
+
+/// A run's record for `id`'s first run, begun at its `started_at`, ended now.
+fn first_run(job: &Value, outcome: AttemptOutcome) -> AttemptRecord {
+    AttemptRecord {
+        number: 1,
+        worker: "test-worker".into(),
+        started_at: chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap())
+            .unwrap()
+            .into(),
+        ended_at: chrono::Utc::now(),
+        outcome,
+        error: None,
+        trace_id: None,
+        late: false,
+    }
+}
+
+/// Found by the API audit of 2026-12-07 (second): `worker` is documented as empty once
+/// the run has ended, but a job a worker settled kept it (only a reclaim cleared it).
+#[tokio::test]
+async fn an_ended_job_names_no_worker_and_its_history_names_the_runs() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let token = app.lease(&id).await;
+    let (_, running) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(running["worker"], "test-worker", "{running}");
+    let done = Settlement {
+        id: id.clone(),
+        token,
+        action: SettleAction::Succeeded(json!({"deleted": 1})),
+        attempt: Some(first_run(&running, AttemptOutcome::Succeeded)),
+    };
+    app.store.settle(id.kind(), &[done]).await.unwrap();
+    let (_, job) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["worker"].is_null(), "{job}");
+    assert_eq!(job["attempt_history"][0]["worker"], "test-worker", "{job}");
+}
+
+/// Found by the API audit of 2026-12-07 (second): a job cancelled while it waited to
+/// retry was said to have been "cancelled before it ran", beside the run its history
+/// shows.
+#[tokio::test]
+async fn a_job_cancelled_while_it_waits_to_retry_was_cancelled_before_it_ran_again() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let token = app.lease(&id).await;
+    let (_, running) = app.job(ADMIN, id.as_str()).await;
+    let failed = Settlement {
+        id: id.clone(),
+        token,
+        action: SettleAction::Retry {
+            delay: std::time::Duration::from_secs(600),
+            error: ErrorInfo {
+                class: ErrorClass::Transient,
+                message: "upstream 503".into(),
+            },
+        },
+        attempt: Some(first_run(&running, AttemptOutcome::Failed)),
+    };
+    app.store.settle(id.kind(), &[failed]).await.unwrap();
+    let res = app.post(ADMIN, &format!("/v1/jobs/{id}/cancel")).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let (_, job) = app.job(ADMIN, id.as_str()).await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert_eq!(job["last_error"]["message"], "cancelled before it ran again", "{job}");
+    let plain = app.submit_ok(&cleanup_body("acme")).await;
+    app.post(ADMIN, &format!("/v1/jobs/{plain}/cancel")).send().await.unwrap();
+    let (_, never_ran) = app.job(ADMIN, plain.as_str()).await;
+    assert_eq!(never_ran["last_error"]["message"], "cancelled before it ran", "{never_ran}");
 }
 
 /// A running job's history ends with the run under way (its number, start and worker,

@@ -154,7 +154,9 @@ pub async fn list_items(
     // The summary: the page needs the job's id and account, never its payload.
     let job = load_summary(&state, &caller, &id).await?.job;
     let walk = walks::start(&state, &caller).await?;
-    let repo = &state.accounts().repo;
+    // Once the schema is in (before, a 500 for each call: the hostile-tenant audit of
+    // 2026-12-07, second); until then a 503 to retry, as every Postgres-backed route.
+    let repo = super::accounts::repo(&state)?;
     let deadline = repo.deadline();
     let mut conn = deadline.bound(repo.pool().acquire()).await.map_err(db_error)?;
     let summary = deadline.bound(items::summary(&mut conn, job.id.as_str())).await.map_err(db_error)?;

@@ -963,6 +963,54 @@ async fn a_canary_wait_stays_within_the_keys_read_budget() {
     assert!(ran.stderr.contains("not ended after 4s"), "{ran:?}");
 }
 
+/// Found by the CLI audit of 2026-12-07 (second): the canary wait checked its deadline
+/// only between rounds, and each look of a frozen API waited the client's 40 s read
+/// timeout, so `--canary-timeout 5` waited minutes; and then the canaries it never heard
+/// of were reported failed (exit 6), not the API unreachable (exit 1).
+#[tokio::test]
+async fn a_canary_wait_on_an_api_that_stops_answering_ends_at_its_timeout_with_exit_1() {
+    use tokio::io::AsyncBufReadExt;
+    let app = spawn_app().await;
+    dead_jobs(&app, "acme", 6).await;
+    let relay = drover_tests::harness::FrozenProxy::start(app.addr).await;
+    let mut child = tokio::process::Command::new(cargo_bin("drover"))
+        .args(["dlq", "replay", "--account", "acme", "--canary", "5", "--canary-timeout", "5"])
+        .env("DROVER_API", format!("http://{}", relay.addr()))
+        .env("DROVER_API_KEY", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("drover runs");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    let started = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the canaries are replayed")
+            .unwrap()
+            .unwrap_or_else(|| panic!("drover ended first: {said:?}"));
+        said.push(line.clone());
+        if line.contains("replayed 5 canaries") {
+            relay.freeze_all_connections();
+            break Instant::now();
+        }
+    };
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("still waiting {:?} after a 5 s canary timeout", started.elapsed()))
+        .unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        said.push(line);
+    }
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}: {said:?}", started.elapsed());
+    assert_eq!(status.code(), Some(1), "the API could not be reached: {said:?}");
+    assert!(
+        said.iter().any(|l| l.contains("could not learn how the canaries ended")),
+        "{said:?}"
+    );
+}
+
 /// Found by the same audit: a filtered `dlq replay` or `discard` takes at most 10,000
 /// dead jobs at once and said nothing of the rest (exit 0, "discarded 10000"). It says
 /// more match.

@@ -314,41 +314,81 @@ fn merge(into: &mut Value, answer: &Value) {
 const CANARY_POLLS_PER_SECOND: f64 = 20.0;
 
 /// Wait until every job has ended; those that ended other than `succeeded` (or had not
-/// ended by the deadline), as `id (state)`. A look refused for the budget, or that found
-/// the API unavailable or unreachable, is tried again next round, until the deadline.
+/// ended by the deadline), as `id (state)`. The looks are paced at
+/// [`CANARY_POLLS_PER_SECOND`] one by one (never a round's worth at once), each bounded
+/// by the deadline; a look refused for the budget, or that found the API unavailable or
+/// unreachable, is tried again, until the deadline. A canary no look ever learned the
+/// state of is not said to have failed: the wait ends as the last such look's error,
+/// exit 1 (found by the CLI audit of 2026-12-07, second: with the API frozen each look
+/// waited the client's 40 s, a round of 100 canaries an hour past `--canary-timeout`,
+/// and then the canaries were reported failed, exit 6).
 async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<Vec<String>, CliError> {
     let deadline = Instant::now() + timeout;
+    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / CANARY_POLLS_PER_SECOND));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Vec<String> = ids.to_vec();
     let mut failed = Vec::new();
+    // The canaries whose state a look has learned, and why the last look that did not failed.
+    let mut seen = std::collections::HashSet::new();
+    let mut last_failure = String::new();
     loop {
+        let round_began = Instant::now();
         let mut still = Vec::new();
-        let round = pending.len();
-        for id in pending {
-            let job = match client.get(&format!("/v1/jobs/{}", path_segment(&id)), &[]).await {
-                Ok(job) => job,
-                Err(e) if again_later(&e) => {
+        let mut ids = pending.into_iter();
+        for id in ids.by_ref() {
+            if tokio::time::timeout_at(deadline.into(), pace.tick()).await.is_err() {
+                still.push(id);
+                break;
+            }
+            let path = format!("/v1/jobs/{}", path_segment(&id));
+            let look = client.get(&path, &[]);
+            let job = match tokio::time::timeout_at(deadline.into(), look).await {
+                Ok(Ok(job)) => job,
+                Ok(Err(e)) if again_later(&e) => {
+                    last_failure = format!("looking at {id}: {e}");
                     still.push(id);
+                    if matches!(&e, CliError::Api { status, .. } if status.as_u16() == 429) {
+                        // over the key's read budget: a second for it to refill, so the
+                        // looks go on at the rate it allows and every canary is seen
+                        let refilled = (Instant::now() + Duration::from_secs(1)).min(deadline);
+                        tokio::time::sleep_until(refilled.into()).await;
+                    }
                     continue;
                 }
-                Err(e) => return Err(e),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    last_failure = format!("looking at {id}: no answer by the canary timeout ({}s)", timeout.as_secs());
+                    still.push(id);
+                    break;
+                }
             };
+            seen.insert(id.clone());
             match job["state"].as_str() {
                 Some("succeeded") => {}
                 Some(s) if TERMINAL.contains(&s) => failed.push(format!("{id} ({s})")),
                 _ => still.push(id),
             }
         }
+        still.extend(ids);
         if still.is_empty() {
             return Ok(failed);
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
+            if still.iter().any(|id| !seen.contains(id)) {
+                return Err(CliError::Transport(format!(
+                    "could not learn how the canaries ended ({last_failure}); nothing else was replayed"
+                )));
+            }
             failed.extend(still.into_iter().map(|id| format!("{id} (not ended after {}s)", timeout.as_secs())));
             return Ok(failed);
         }
+        // The canaries not seen yet first: a budget that refuses some looks of each round
+        // must not refuse the same ones every round.
+        still.sort_by_key(|id| seen.contains(id));
         pending = still;
-        let pause = Duration::from_secs_f64((round as f64 / CANARY_POLLS_PER_SECOND).max(0.5));
-        tokio::time::sleep(pause.min(deadline - now)).await;
+        // A round of a few canaries looks again after half a second, not at once.
+        let next = (round_began + Duration::from_millis(500)).min(deadline);
+        tokio::time::sleep_until(next.into()).await;
     }
 }
 

@@ -674,7 +674,9 @@ async fn a_schedule_whose_kind_changed_after_a_tick_makes_no_second_job_for_it()
 /// a database that hangs held every saved schedule's ticks back (they need only Redis)
 /// for as long. A poll waits a moment for the accounts. And (the review of the same day)
 /// a first read that failed is tried again at the next poll, not a refresh period later:
-/// until then the inactive accounts are not known.
+/// until then the inactive accounts are not known. (Since the second audit of that day a
+/// read that outlasts a poll goes on and the next poll waits for it again, so the
+/// database here hangs, then fails.)
 #[tokio::test]
 async fn a_database_that_hangs_holds_up_no_saved_schedule() {
     use std::future::Future;
@@ -685,7 +687,7 @@ async fn a_database_that_hangs_holds_up_no_saved_schedule() {
     use chrono::Utc;
     use drover::schedule::{AccountSource, RegisteredAccount, ScheduleStore, Scheduler, SchedulerConfig};
 
-    /// Accounts from a database whose first read never answers (within 20 s); later
+    /// Accounts from a database whose first read hangs for 1.5 s and then fails; later
     /// ones say acme is registered and not active.
     struct HungAtFirst(AtomicUsize);
     impl AccountSource for HungAtFirst {
@@ -693,7 +695,8 @@ async fn a_database_that_hangs_holds_up_no_saved_schedule() {
             let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
             Box::pin(async move {
                 if first {
-                    tokio::time::sleep(Duration::from_secs(20)).await;
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    return Err("the connection was reset".into());
                 }
                 Ok(vec![RegisteredAccount {
                     account_id: "acme".into(),
@@ -721,6 +724,71 @@ async fn a_database_that_hangs_holds_up_no_saved_schedule() {
         "read again at the next poll: acme is not active"
     );
     assert_eq!(source.0.load(Ordering::SeqCst), 2);
+}
+
+/// Found by the scheduler audit of 2026-12-07 (second): a poll waited 1 s for the
+/// accounts and then dropped the read, and the next poll began another: with a table (or
+/// a database) that always takes longer than that, no read ever finished and no
+/// built-in schedule of any account ran. A read outlasting a poll goes on.
+#[tokio::test]
+async fn the_built_ins_run_when_every_read_of_the_accounts_outlasts_a_poll() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use drover::schedule::{AccountSource, BuiltIn, DefaultSchedules, RegisteredAccount, ScheduleStore, Scheduler, SchedulerConfig};
+
+    /// acme, active, from a database that takes 1.5 s for each read.
+    struct Slow;
+    impl AccountSource for Slow {
+        fn accounts(&self) -> Pin<Box<dyn Future<Output = Result<Vec<RegisteredAccount>, String>> + Send + '_>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                Ok(vec![RegisteredAccount {
+                    account_id: "acme".into(),
+                    marketplace_ids: vec![MARKETPLACE.into()],
+                    active: true,
+                }])
+            })
+        }
+    }
+    let redis = drover_tests::harness::RedisServer::start(drover_tests::harness::Durability::None);
+    let store = drover::queue::RedisStore::connect(&redis.url(), "drover", Default::default())
+        .await
+        .unwrap();
+    let config = SchedulerConfig {
+        defaults: DefaultSchedules {
+            sync: BuiltIn {
+                enabled: true,
+                cron: "* * * * * *".into(),
+            },
+            ..DefaultSchedules::default()
+        },
+        ..SchedulerConfig::default()
+    };
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        ScheduleStore::new(store.connection(), "drover"),
+        Some(Arc::new(Slow) as Arc<dyn AccountSource>),
+        config,
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let mut made = 0;
+    while made == 0 && std::time::Instant::now() < until {
+        made += scheduler.tick_once(Utc::now()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let syncs = store
+        .list(&ListQuery {
+            kinds: vec![JobKind::Sync],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(made > 0 && !syncs.jobs.is_empty(), "no built-in sync in 8 s of polls");
+    assert_eq!(syncs.jobs[0].payload["account_id"], "acme");
 }
 
 /// Found by the review of 2026-12-07: an account's other marketplaces were named

@@ -60,7 +60,10 @@ pub trait AccountSource: Send + Sync + 'static {
 /// How long a poll waits for the active accounts: the saved schedules, due in the same
 /// poll, need only Redis, and must not wait on a database that hangs (found by the
 /// scheduler audit of 2026-12-07: each poll waited up to a database call's deadline,
-/// about 37 s, and the ticks went out that late).
+/// about 37 s, and the ticks went out that late). A read not done by then goes on, and
+/// the next polls wait for it again: it is never dropped for another (found by the
+/// scheduler audit of 2026-12-07, second: a read that always took longer than this was
+/// begun again at every poll and never finished, and no built-in schedule ever ran).
 const ACCOUNTS_READ: Duration = Duration::from_secs(1);
 
 /// The longest the scheduler goes without reading every schedule again, even with the
@@ -104,6 +107,8 @@ pub struct Scheduler<S: JobStore> {
     active_read_at: Option<tokio::time::Instant>,
     /// Whether a read of the accounts has succeeded yet.
     active_listed: bool,
+    /// A read of the accounts under way, begun by an earlier poll.
+    reading: Option<tokio::task::JoinHandle<Result<Vec<RegisteredAccount>, String>>>,
     /// The accounts that joined the active accounts after this replica's first read of
     /// them (registered, or back), and the poll that first saw them: their built-ins
     /// make no tick from before, nor count one as missed (found by the review of
@@ -137,6 +142,7 @@ impl<S: JobStore> Scheduler<S> {
             inactive: Default::default(),
             active_read_at: None,
             active_listed: false,
+            reading: None,
             joined: HashMap::new(),
             reported: HashMap::new(),
             parsed: HashMap::new(),
@@ -478,17 +484,48 @@ impl<S: JobStore> Scheduler<S> {
     }
 
     async fn refresh_accounts(&mut self, now: DateTime<Utc>) {
-        let Some(source) = &self.accounts else { return };
+        let Some(source) = self.accounts.clone() else { return };
         let fresh = self
             .active_read_at
             .is_some_and(|t| t.elapsed() < Duration::from_millis(self.config.accounts_refresh_ms));
-        if fresh {
-            return;
+        // A read under way is waited for again; a first read that failed is made again
+        // at once (until one has succeeded, the inactive accounts are not known).
+        for _ in 0..2 {
+            let mut reading = match self.reading.take() {
+                Some(reading) => reading,
+                None if fresh => return,
+                None => {
+                    let source = source.clone();
+                    tokio::spawn(async move { source.accounts().await })
+                }
+            };
+            let read = match tokio::time::timeout(ACCOUNTS_READ, &mut reading).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(e)) => Err(format!("the read stopped: {e}")),
+                Err(_) => {
+                    self.reading = Some(reading);
+                    if !self.active_listed {
+                        self.report(
+                            "accounts",
+                            format!(
+                                "active accounts not read yet: the read has taken over {} ms; the built-in schedules wait for it",
+                                ACCOUNTS_READ.as_millis()
+                            ),
+                        );
+                    }
+                    return;
+                }
+            };
+            let failed = read.is_err();
+            self.accounts_read(now, read);
+            if !failed || self.active_listed {
+                return;
+            }
         }
-        let read = match tokio::time::timeout(ACCOUNTS_READ, source.accounts()).await {
-            Ok(read) => read,
-            Err(_) => Err(format!("no answer within {} ms", ACCOUNTS_READ.as_millis())),
-        };
+    }
+
+    /// What a read of the accounts found (or why it failed).
+    fn accounts_read(&mut self, now: DateTime<Utc>, read: Result<Vec<RegisteredAccount>, String>) {
         match read {
             Ok(list) => {
                 let (list, inactive): (Vec<RegisteredAccount>, Vec<RegisteredAccount>) = list.into_iter().partition(|a| a.active);

@@ -526,3 +526,57 @@ async fn callback_claims_take_turns_across_partitions() {
     }
     assert!(claimed_lone, "four claims of four went to the first partition's backlog only");
 }
+
+/// Found by the fairness audit of 2026-12-07 (second): the partitions' turn moved at
+/// every plan, sweeps' too (a sweep leases nothing), and a sweep marked every partition
+/// it swept as full, so after each sweep the busy partition that came first from the
+/// turn won the freed slot: with sixteen partitions and two busy ones next to each
+/// other, the second got about one freed slot in sixteen, not one in two. The turn
+/// moves past the partition that leased; a sweep postpones no partition's visit.
+#[tokio::test]
+async fn two_busy_partitions_take_turns_at_freed_slots_between_sweeps() {
+    let server = RedisServer::start(Durability::None);
+    let s = store(&server, 16).await;
+    s.check_layout().await.unwrap();
+    let parts = Partitions::new(16).unwrap();
+    // Two accounts in partitions next to each other, each with a backlog.
+    let mut by_partition: std::collections::HashMap<u16, String> = std::collections::HashMap::new();
+    for n in 0.. {
+        let account = format!("acct-{n}");
+        let p = parts.bucket_for(&account, None).unwrap() % 16;
+        by_partition.entry(p).or_insert(account);
+        if (0..16).any(|p| by_partition.contains_key(&p) && by_partition.contains_key(&((p + 1) % 16))) {
+            break;
+        }
+    }
+    let first = (0..16u16)
+        .find(|p| by_partition.contains_key(p) && by_partition.contains_key(&((p + 1) % 16)))
+        .unwrap();
+    let pair = [first, (first + 1) % 16];
+    for p in pair {
+        let jobs: Vec<NewJob> = (0..40).map(|_| NewJob::new(cleanup(&by_partition[&p]))).collect();
+        for r in s.enqueue_bulk(jobs).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let mut served = std::collections::HashMap::<u16, usize>::new();
+    for _ in 0..32 {
+        // a sweep (every slot busy), then one slot frees
+        s.fetch(JobKind::Cleanup, "w", 0, LEASE).await.unwrap();
+        let mut leased = Vec::new();
+        for _ in 0..50 {
+            leased = s.fetch(JobKind::Cleanup, "w", 1, LEASE).await.unwrap().jobs;
+            if !leased.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let job = leased.first().expect("a freed slot takes a job");
+        *served.entry(parts.of_job(&job.id).unwrap()).or_default() += 1;
+    }
+    let (a, b) = (
+        served.get(&pair[0]).copied().unwrap_or(0),
+        served.get(&pair[1]).copied().unwrap_or(0),
+    );
+    assert!(a.abs_diff(b) <= 2, "partitions {pair:?} served {a} and {b} of 32 freed slots");
+}

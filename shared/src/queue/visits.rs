@@ -2,7 +2,7 @@
 //! partition that had nothing ready is skipped until it is woken (its marker popped), its
 //! next job or lease falls due, or a sweep comes round — so one busy partition among
 //! sixteen costs one script call per fetch, not sixteen. The visit starts at a turn that
-//! moves each time, so no partition is always served first.
+//! moves past each partition that leases, so no partition is always served first.
 use std::time::{Duration, Instant};
 
 /// The longest a partition goes unvisited: bounds how stale a worker's view of a
@@ -26,17 +26,20 @@ impl Visits {
     }
 
     /// The partitions to visit now, the turn's first: the turn goes round the due
-    /// partitions, the one after the last served first, so two busy partitions among
+    /// partitions, the one after the last that leased first, so two busy partitions among
     /// idle ones take turns one for one (moving the start over every partition gave the
-    /// one after a run of idle partitions as many turns as that run is long).
-    pub(super) fn plan(&mut self, now: Instant) -> Vec<usize> {
+    /// one after a run of idle partitions as many turns as that run is long; moving it at
+    /// every plan, a sweep's too, gave the first busy one from wherever a sweep left it
+    /// most freed slots: the fairness audit of 2026-12-07, second).
+    pub(super) fn plan(&self, now: Instant) -> Vec<usize> {
         let n = self.due.len();
         let start = self.turn % n;
-        let plan: Vec<usize> = (0..n).map(|i| (start + i) % n).filter(|p| self.due[*p] <= now).collect();
-        if let Some(first) = plan.first() {
-            self.turn = first + 1;
-        }
-        plan
+        (0..n).map(|i| (start + i) % n).filter(|p| self.due[*p] <= now).collect()
+    }
+
+    /// `p` leased a job: the turn goes on from the partition after it.
+    pub(super) fn served(&mut self, p: usize) {
+        self.turn = p + 1;
     }
 
     /// After a visit to `p`: a full batch means more may be ready. A partition with
@@ -51,6 +54,16 @@ impl Visits {
             (false, Some(w)) => now + w.min(PENDING_SWEEP),
             (false, None) => now + SWEEP.min(lease / 4).max(PENDING_SWEEP),
         };
+    }
+
+    /// After a sweep's visit to `p` (it asked for no job, so it cannot tell whether jobs
+    /// are ready): the partition is visited no later than it would have been, and no
+    /// sooner than its pending work asks (a sweep took every partition for full, and the
+    /// fetch after it asked each in turn, one call each).
+    pub(super) fn swept(&mut self, p: usize, now: Instant, wait: Option<Duration>, lease: Duration) {
+        let was = self.due[p];
+        self.visited(p, now, false, wait, lease);
+        self.due[p] = self.due[p].min(was);
     }
 
     pub(super) fn woken(&mut self, p: usize, now: Instant) {
@@ -92,11 +105,19 @@ mod tests {
     }
 
     #[test]
-    fn the_first_partition_visited_moves_round() {
+    fn the_first_partition_visited_moves_past_each_that_leased() {
         let t0 = Instant::now();
         let mut v = Visits::new(3, t0);
-        let firsts: Vec<usize> = (0..3).map(|_| v.plan(t0)[0]).collect();
+        let firsts: Vec<usize> = (0..3)
+            .map(|_| {
+                let first = v.plan(t0)[0];
+                v.served(first);
+                first
+            })
+            .collect();
         assert_eq!(firsts, vec![0, 1, 2]);
+        assert_eq!(v.plan(t0)[0], 0, "a plan that leased nothing moves no turn");
+        assert_eq!(v.plan(t0)[0], 0);
     }
 
     /// Found by the fairness audit of 2026-12-05: with 16 partitions and two of them busy
@@ -111,9 +132,17 @@ mod tests {
         for _ in 0..32 {
             let plan = v.plan(t0);
             firsts[plan[0]] += 1;
+            // A one-slot fetch: the first busy partition leases, 0 and 1 fill their
+            // batch; every other partition is idle.
+            if let Some(p) = plan.iter().find(|p| **p < 2) {
+                v.served(*p);
+            }
             for p in plan {
-                // 0 and 1 fill their batch; every other partition is idle.
                 v.visited(p, t0, p < 2, None, lease);
+            }
+            // and a sweep between freed slots changes neither
+            for p in v.plan(t0) {
+                v.swept(p, t0, Some(Duration::from_secs(30)), lease);
             }
         }
         assert_eq!((firsts[0], firsts[1]), (16, 16), "{firsts:?}");

@@ -303,13 +303,16 @@ impl RedisStore {
                 if let Some(w) = wait {
                     next_due = Some(next_due.map_or(w, |n| n.min(w)));
                 }
-                self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner()).visited(
-                    p,
-                    now,
-                    got >= share && durable.is_ok(),
-                    wait,
-                    lease,
-                );
+                let mut visits = self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner());
+                if share == 0 {
+                    visits.swept(p, now, wait, lease);
+                } else {
+                    visits.visited(p, now, got >= share && durable.is_ok(), wait, lease);
+                }
+                if got > 0 && durable.is_ok() {
+                    visits.served(p);
+                }
+                drop(visits);
                 if share > 0 && got >= share && durable.is_ok() {
                     full.push(p);
                 }

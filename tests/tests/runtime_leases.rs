@@ -418,6 +418,14 @@ async fn a_job_whose_fetch_reply_came_after_its_lease_ran_out_is_not_started() {
         Some(Event::Started { attempt: 1 })
     );
     succeeds_on_one_attempt(&store, &id).await;
+    // The lease lost before its run started records no run (found by the chaos audit of
+    // 2026-12-07, second: a `released` run 1 that never happened, then another run 1).
+    let history = store.get(&id).await.unwrap().unwrap().attempt_history;
+    assert_eq!(
+        history.iter().map(|a| (a.number, a.outcome)).collect::<Vec<_>>(),
+        [(1, drover::job::AttemptOutcome::Succeeded)],
+        "{history:?}"
+    );
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), runtime).await;
 }
@@ -874,6 +882,77 @@ async fn a_job_leased_into_a_freed_slot_makes_no_run_give_way() {
     store.enqueue(cleanup_for("t.small")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(gave_way.load(Ordering::SeqCst), 0, "no job waited for a slot after 1.6 s");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// Found by the chaos audit of 2026-12-07 (second): a run whose progress found its job
+/// held by another run (its lease taken past a stall) stopped as if cancelled, and its
+/// history gained a `cancelled` run though no one cancelled the job (unless the keeper's
+/// renewal happened to find the lease gone first). It ends as a run that lost its lease,
+/// recorded late beside the other worker's run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_progress_finds_its_job_held_by_another_is_not_recorded_cancelled() {
+    use drover::job::{AttemptOutcome, Progress};
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job()).await.unwrap().id;
+    let (tx, mut started) = mpsc::unbounded_channel::<()>();
+    // It reports progress every 100 ms until told it may not.
+    let handler = move |_payload: JobPayload, ctx: JobContext| -> futures::future::BoxFuture<'static, Result<Outcome, drover::JobError>> {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.send(());
+            for done in 0.. {
+                ctx.progress(Progress {
+                    done,
+                    total: None,
+                    message: None,
+                })
+                .await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            unreachable!()
+        })
+    };
+    // A long heartbeat and one slot: the run's progress, not the keeper nor the
+    // runtime's own fetch, finds the lease gone.
+    let slow_keeper = cleanup_slots(
+        1,
+        WorkerSettings {
+            idle_wait: Duration::from_secs(30),
+            ..settings(20_000, 5_000)
+        },
+    );
+    let (stop, task) = spawn_runtime(server.url(), store.clone(), slow_keeper, handler);
+    tokio::time::timeout(Duration::from_secs(10), started.recv())
+        .await
+        .expect("the run starts");
+    // Another worker holds the job now (its lease ran out past a stall and was taken):
+    // the lease's token in Redis is that worker's.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("drover:{{cleanup}}:job:{id}"))
+        .arg("ls")
+        .arg("another-workers-token")
+        .query(&mut server.conn())
+        .unwrap();
+    // The first run's end is recorded (late) beside the other worker's run.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let job = loop {
+        let j = store.get(&id).await.unwrap().unwrap();
+        if !j.attempt_history.is_empty() {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the first run's end was never recorded: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        job.attempt_history.iter().all(|a| a.outcome != AttemptOutcome::Cancelled),
+        "no one cancelled it: {:?}",
+        job.attempt_history
+    );
+    assert!(job.attempt_history.iter().all(|a| a.late), "{:?}", job.attempt_history);
+    assert!(!job.cancel_requested && job.state == JobState::Running, "{job:?}");
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

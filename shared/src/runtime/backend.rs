@@ -261,7 +261,7 @@ async fn dispatch<S: JobStore>(
         let ctx = JobContext::new(
             shared.store.clone(),
             leased,
-            lease.held.cancel.clone(),
+            &lease.held,
             shared.stop_fetching.clone(),
             shared.contention.of(kind),
         );

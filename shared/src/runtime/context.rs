@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::contention::{KindContention, RunTurn};
+use super::leases::Held;
 use crate::data::run_fence::RunFence;
 use crate::error::JobError;
 use crate::job::{JobId, JobPayload, Progress};
@@ -63,19 +64,28 @@ impl JobContext {
     pub(crate) fn new<S: JobStore>(
         store: S,
         leased: &Leased,
-        cancel: CancellationToken,
+        held: &Held,
         stopping: CancellationToken,
         waiting: Arc<KindContention>,
     ) -> Self {
         let id = leased.id.clone();
         let token = leased.token.clone();
         let pid = id.clone();
+        let lease = held.clone();
         let progress: ProgressFn = Arc::new(move |p: Progress| {
             let store = store.clone();
             let id = pid.clone();
             let token = token.clone();
+            let lease = lease.clone();
             Box::pin(async move {
                 match store.set_progress(&id, &token, &p).await {
+                    // Another run holds the job: the lease is gone, and the run ends as
+                    // one that lost it, not as a cancelled one (found by the chaos audit
+                    // of 2026-12-07, second: its history said "cancelled").
+                    Ok(false) => {
+                        lease.mark_lost();
+                        false
+                    }
                     Ok(held) => held,
                     Err(e) => {
                         tracing::warn!(job_id = %id, error = %e, "could not record progress");
@@ -90,7 +100,7 @@ impl JobContext {
             max_attempts: leased.max_attempts,
             run: leased.started_at.timestamp_millis(),
             traceparent: leased.traceparent.clone(),
-            cancel,
+            cancel: held.cancel.clone(),
             stopping,
             turn: Arc::new(RunTurn::new(waiting)),
             progress,

@@ -131,11 +131,16 @@ where
                     if let Err(p) = inner {
                         tracing::error!(error = %p, "run panicked before it started");
                     }
-                    if lease.held.is_lost() {
-                        RunEnd::LeaseLost
-                    } else if lease.held.withdraw() {
+                    // Either way no run is recorded: it never started (found by the
+                    // chaos audit of 2026-12-07, second: a lease lost here was recorded
+                    // as a `released` run, and the job's next run had its number again).
+                    if lease.held.withdraw() {
                         never_started = true;
-                        cancelled_before_start()
+                        if lease.held.is_lost() {
+                            RunEnd::LeaseLost
+                        } else {
+                            cancelled_before_start()
+                        }
                     } else {
                         // withdrawn by the keeper, which settles it (`withdraw.rs`)
                         lease.free_slot();

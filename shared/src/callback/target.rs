@@ -34,6 +34,10 @@ fn v4(a: Ipv4Addr) -> Option<&'static str> {
         "an IETF protocol address"
     } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
         "a benchmarking address"
+    } else if a.is_documentation() {
+        // (found by the scheduler and callbacks audit of 2026-12-07, second: refused for
+        // IPv6 only, against docs/callbacks.md; some networks use them inside)
+        "a documentation address"
     } else {
         return None;
     })
@@ -97,6 +101,9 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "64:ff9b::a00:1",
+            "192.0.2.10",
+            "198.51.100.1",
+            "203.0.113.5",
         ] {
             assert!(refused(a), "{a} must be refused");
         }

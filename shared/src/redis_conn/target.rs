@@ -60,11 +60,20 @@ impl RedisTarget {
             if hosts.is_empty() || hosts.split(',').any(|h| !valid_host(h)) {
                 return Err(TargetError::Invalid("a sentinel URL needs host:port sentinels separated by commas"));
             }
+            // Percent-decoded, as the single-server and cluster URLs' are (found by the
+            // Sentinel audit of 2026-12-07, second: a password written `a%2Fb` worked
+            // in those and failed authentication here).
+            let decoded = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|d| d.into_owned())
+                    .map_err(|_| TargetError::Invalid("the user name or password is not percent-encoded UTF-8"))
+            };
             let (username, password) = match auth.strip_suffix('@') {
                 None => (None, None),
                 Some(a) => match a.split_once(':') {
-                    Some((u, p)) => ((!u.is_empty()).then(|| u.to_owned()), Some(p.to_owned())),
-                    None => (Some(a.to_owned()), None),
+                    Some((u, p)) => ((!u.is_empty()).then(|| decoded(u)).transpose()?, Some(decoded(p)?)),
+                    None => (Some(decoded(a)?), None),
                 },
             };
             return Ok(Self::Sentinel {
@@ -144,6 +153,15 @@ mod tests {
             }
         );
         assert!(!format!("{t:?}").contains("pw"));
+    }
+
+    #[test]
+    fn a_sentinel_urls_credentials_are_percent_decoded_as_the_other_urls_are() {
+        let t = RedisTarget::parse("redis+sentinel://us%40er:a%2Fb%40c@s1:26379/mymaster").unwrap();
+        let RedisTarget::Sentinel { username, password, .. } = t else {
+            panic!("a sentinel target")
+        };
+        assert_eq!((username.as_deref(), password.as_deref()), (Some("us@er"), Some("a/b@c")));
     }
 
     #[test]

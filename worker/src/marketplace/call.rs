@@ -412,6 +412,7 @@ impl MarketplaceClient {
             Some(c) => {
                 metrics::cooldown_refused(op);
                 Err(CallError::Cooldown {
+                    op: op.name(),
                     until: c.until,
                     reason: c.reason,
                 })

@@ -33,9 +33,16 @@ pub enum CallError {
     /// This account+operation's circuit is open after too many failures.
     #[error("{op}: circuit open until {until}")]
     BreakerOpen { op: &'static str, until: DateTime<Utc> },
-    /// The account is in report-quota cooldown; report calls are not attempted.
-    #[error("account in report quota cooldown until {until}: {reason}")]
-    Cooldown { until: DateTime<Utc>, reason: String },
+    /// The account is in report-quota cooldown; report calls are not attempted. The text
+    /// names the operation first, as every other refusal's does: a parked job's waiting
+    /// reads it from there (found by the fairness audit of 2026-12-07, second: it had
+    /// no `operation`).
+    #[error("{op}: account in report quota cooldown until {until}: {reason}")]
+    Cooldown {
+        op: &'static str,
+        until: DateTime<Utc>,
+        reason: String,
+    },
     #[error("cancelled")]
     Cancelled,
     /// The call was not sent and the run must stop, to run again after `retry_after`
@@ -117,6 +124,7 @@ mod tests {
                 until: now - chrono::Duration::seconds(5),
             },
             CallError::Cooldown {
+                op: "createReport",
                 until: now,
                 reason: "429 on createReport".into(),
             },
@@ -132,10 +140,13 @@ mod tests {
     fn a_cooldown_snoozes_until_it_ends() {
         let now = Utc::now();
         let e = CallError::Cooldown {
+            op: "createReport",
             until: now + chrono::Duration::seconds(600),
             reason: "429 on createReport".into(),
         };
         assert_eq!(e.retry_after_at(now), Some(Duration::from_secs(600)));
+        // what waiting_of.lua reads the operation from: `<camelCase>: ` at the start
+        assert!(e.to_string().starts_with("createReport: account in report quota cooldown"), "{e}");
     }
 
     #[test]

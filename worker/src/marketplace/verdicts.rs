@@ -12,7 +12,7 @@ use super::error::CallError;
 pub(super) fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
     match e {
         ResilienceError::BreakerOpen { until, .. } => CallError::BreakerOpen { op: name, until },
-        ResilienceError::Cooldown { until, reason } => CallError::Cooldown { until, reason },
+        ResilienceError::Cooldown { until, reason } => CallError::Cooldown { op: name, until, reason },
         ResilienceError::WaitTooLong(wait) => CallError::RateLimited {
             op: name,
             retry_after: wait,

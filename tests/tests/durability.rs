@@ -945,6 +945,38 @@ async fn a_replay_from_another_connection_is_not_durable_until_the_replica_has_t
     assert_eq!(jobs_on(&primary, JobKind::Cleanup), 1);
 }
 
+/// Found by the durability audit of 2026-12-07 (second): the test above runs on Debian's
+/// Redis 7.0, which moved a connection's replication mark on every command; since 7.2 it
+/// moves only on commands that propagate, so a replay answered `existing` (writing
+/// nothing) from a connection whose last write the replica already had waited for
+/// nothing: a 200 for a job a failover could still lose. Every `existing` answer writes.
+#[tokio::test]
+async fn on_a_redis_since_7_2_a_replay_from_another_connection_waits_for_the_replica_too() {
+    let primary = RedisServer::start_binary(&redis8(), Durability::None);
+    let replica = RedisServer::start_replica_of(&primary);
+    let first = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    let relay = drover_tests::harness::FrozenProxy::start(([127, 0, 0, 1], primary.port()).into()).await;
+    let other = RedisStore::connect(&relay.url(), "drover", defaults(mode(DurabilityMode::Replica)))
+        .await
+        .unwrap();
+    // The other process wrote before, and the replica has it.
+    other.enqueue(NewJob::new(cleanup_payload("globex"))).await.expect("durable");
+    let job = || NewJob::new(cleanup_payload("acme")).idempotency_key("order-9");
+    replica.pause();
+    let sent = first.enqueue(job()).await;
+    assert!(matches!(sent, Err(EnqueueError::Store(StoreError::NotDurable(_)))), "{sent:?}");
+    let again = other.enqueue(job()).await;
+    replica.resume();
+    assert!(
+        matches!(again, Err(EnqueueError::Store(StoreError::NotDurable(_)))),
+        "a replay while the replica has not the job: {again:?}"
+    );
+    let later = other.enqueue(job()).await.expect("durable now");
+    assert!(!later.created, "the same job");
+}
+
 /// Redis failover audit of 2026-12-06: a settle sent to a primary just demoted to a replica
 /// (a planned failover, Sentinel's reconfiguration) is refused (`READONLY`), and so is its
 /// wait ("WAIT cannot be used with replica instances"); the store took the wait's refusal

@@ -127,6 +127,18 @@ local function same_marketplace(holder, payload)
   return a.marketplace_id == b.marketplace_id
 end
 
+-- The answer for a job already made (`id` in state `st`), with a write that changes
+-- nothing: the durability wait after this call counts its connection's writes, and on
+-- Redis 7.2 and later a call that wrote nothing leaves that mark where it was, so the
+-- wait answered at once for a job no replica had yet (found by the durability audit of
+-- 2026-12-07, second: a retry with the same Idempotency-Key on another API replica got
+-- 200 for a job a failover then lost). Replicas apply writes in order: one that has this
+-- write has the job.
+local function already(id, st)
+  redis.call('HSET', P .. 'job:' .. id, 'st', st)
+  return 'existing', id, st
+end
+
 -- The job whose arguments start at ARGV[b]; `o`: where its options start (nil: a plain job).
 local function enqueue(b, o)
   local id, payload, acct = ARGV[b], ARGV[b + 1], ARGV[b + 2]
@@ -147,7 +159,7 @@ local function enqueue(b, o)
   if sent_again ~= false or callback ~= '' then
     local now_st = redis.call('HGET', key, 'st')
     if now_st then
-      return 'existing', id, now_st
+      return already(id, now_st)
     end
   end
 
@@ -163,7 +175,7 @@ local function enqueue(b, o)
         if efp ~= fp then
           return 'conflict', existing, ''
         end
-        return 'existing', existing, st
+        return already(existing, st)
       end
     end
   end
@@ -181,7 +193,7 @@ local function enqueue(b, o)
         if idem ~= '' then
           redis.call('SET', idem_key, holder .. '|' .. fp, 'EX', idem_ttl)
         end
-        return 'existing', holder, st
+        return already(holder, st)
       elseif st then
         -- the sync under way is of another of the account's marketplaces: this one is
         -- made beside it (it would sync nothing of this marketplace), and the

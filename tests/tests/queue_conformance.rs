@@ -291,6 +291,7 @@ conformance_with_policy!(
     capped_a_job_cancelled_in_a_prefetch_and_handed_back_says_it_never_started,
     capped_counts_say_how_many_jobs_wait_for_each_reason,
     capped_reclaims_and_late_results_are_counted,
+    capped_the_lag_leaves_out_jobs_their_accounts_cap_holds_back,
 );
 
 /// Backend-specific (it settles and promotes by hand): found by the

@@ -66,6 +66,30 @@ pub async fn capped_counts_say_how_many_jobs_wait_for_each_reason<S: JobStore>(s
     assert_eq!(c.events.parked_breaker_open, 1, "the park still happened");
 }
 
+/// Found by the observability audit of 2026-12-07 (second): the lag (the autoscaler's
+/// and the lag alert's input) counted the jobs an account's own cap holds back, so one
+/// account's long runs made the lag grow with no job a new worker could start: the
+/// autoscaler went to its maximum and the alert paged. Only jobs that could start count.
+pub async fn capped_the_lag_leaves_out_jobs_their_accounts_cap_holds_back<S: JobStore>(store: S) {
+    // cleanup's cap is 2: the third waits for one of the two runs, as account_busy
+    for _ in 0..3 {
+        enqueue(&store, NewJob::new(cleanup("busy"))).await;
+    }
+    let leased = store.fetch(JobKind::Cleanup, "w1", 3, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 2, "the cap");
+    let runs: Vec<(JobId, String)> = leased.iter().map(|l| (l.id.clone(), l.token.clone())).collect();
+    store.mark_started(JobKind::Cleanup, &runs, Duration::from_secs(5)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert_eq!(c.waiting.account_busy, 1, "{:?}", c.waiting);
+    assert!(c.lag_ms < 300, "no job that could start waits: lag {} ms", c.lag_ms);
+    // One that could start counts.
+    enqueue(&store, NewJob::new(cleanup("free"))).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = store.counts(JobKind::Cleanup).await.unwrap();
+    assert!(c.lag_ms >= 300, "a queued job of a free account: lag {} ms", c.lag_ms);
+}
+
 pub async fn a_park_that_falls_due_stops_counting_as_parked<S: JobStore>(store: S) {
     enqueue(&store, NewJob::new(cleanup("a1"))).await;
     let l = fetch_one(&store, "w1").await.unwrap();

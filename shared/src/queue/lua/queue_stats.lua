@@ -53,7 +53,6 @@ if blocked > 0 then
     if declared(lane_key(acct)) and redis.call('HEXISTS', P .. 'blocked', acct) == 1 then
       read = read + 1
       busy = busy + redis.call('ZCARD', lane_key(acct))
-      see_head(acct)
     end
   end
   if read > 0 and blocked > read then busy = math.floor(busy * blocked / read) end
@@ -62,8 +61,12 @@ out[#out + 1] = busy
 local s = redis.call('HMGET', P .. 'stats', 'reclaimed_lost', 'reclaimed_released', 'late',
   'parked:rate_limit', 'parked:quota_cooldown', 'parked:breaker_open')
 for i = 1, #s do out[#out + 1] = tonumber(s[i]) or 0 end
+-- The lag counts only jobs that could start: a lane its account's cap holds back (in
+-- `blocked`) is the account's own wait, counted as account_busy above, and no worker
+-- added would start it (found by the observability audit of 2026-12-07, second: the
+-- autoscaler went to its maximum on one account's long runs, and the lag alert paged).
 for _, acct in ipairs(redis.call('ZRANGE', P .. 'passes', 0, LANES_READ - 1)) do
-  see_head(acct)
+  if blocked == 0 or redis.call('HEXISTS', P .. 'blocked', acct) == 0 then see_head(acct) end
 end
 out[#out + 1] = head or 0
 return out

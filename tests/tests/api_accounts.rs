@@ -991,6 +991,37 @@ mod repository {
         }
     }
 
+    /// Found by the durability audit of 2026-12-07 (second): sqlx returns from a failed
+    /// migration run with its advisory lock still held by the session, and the pool kept
+    /// that connection: every other replica's migration waited behind it (up to the
+    /// connection's life, 30 min). A failed run leaves no lock.
+    #[tokio::test]
+    async fn a_migration_run_that_fails_leaves_no_lock_behind() {
+        let db = PgDatabase::create().await;
+        // one applied migration no longer matches: every run fails
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00'::bytea WHERE version = (SELECT min(version) FROM _sqlx_migrations)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(drover::db::migrate(db.pool()).await.is_err());
+        // (the server ends the closed session's locks as its process exits)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let locks: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if locks == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the failed run's lock is still held");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// A rolled-back release meets migrations it does not know (a newer release applied
     /// them): it starts anyway, as they only add tables and columns.
     #[tokio::test]

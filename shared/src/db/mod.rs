@@ -186,8 +186,28 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
-    migrator.run(pool).await?;
+    let mut run = LeavesThePool(Some(pool.acquire().await?));
+    let conn = run.0.as_mut().expect("acquired");
+    migrator.run_direct(None, &mut **conn, false).await?;
+    // done: the connection goes back to the pool, its lock released by the run
+    drop(run.0.take());
     Ok(())
+}
+
+/// The migration run's connection, closed rather than given back to the pool unless the
+/// run succeeded: sqlx returns from a failed run (or one dropped at its deadline) with its
+/// advisory lock still held by the session, and back in the pool that connection held
+/// every other replica's migration off until it was closed (found by the durability audit
+/// of 2026-12-07, second).
+struct LeavesThePool(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for LeavesThePool {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            // out of the pool and dropped: its socket closes, the session and its lock end
+            drop(conn.detach());
+        }
+    }
 }
 
 /// The longest one try at the migrations may go without finishing (each statement is

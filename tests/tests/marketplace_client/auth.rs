@@ -63,6 +63,37 @@ async fn lwa_exchange_is_unavailable_when_the_service_is_down_or_failing() -> Te
     Ok(())
 }
 
+/// Found by the worker-resilience audit of 2026-12-07 (second): with the token service
+/// down, a call's missing token was a transient failure, and a job used an attempt a
+/// second: a sync went dead, a cleanup's SKUs and a backfill's windows failed, within
+/// seconds. The call was not sent: the run stops and runs again without an attempt.
+#[tokio::test]
+async fn a_token_service_outage_stops_the_run_without_using_an_attempt() -> TestResult {
+    let env = env().await?;
+    env.faults(
+        "acct-1",
+        FaultSpec {
+            error_rate_5xx: 1.0,
+            ops: Some(vec![Operation::LwaToken]),
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    let err = env
+        .client
+        .get_listings_item(&env.ctx("acct-1"), "acct-1", &sku("SKU-00001"), &us())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Interrupted { .. }), "{err:?}");
+    assert!(
+        matches!(drover::JobError::from(err), drover::JobError::Unavailable { .. }),
+        "parked without an attempt"
+    );
+    let stats = env.op_stats("acct-1", Operation::GetListingsItem).await?;
+    assert_eq!(stats.calls, 0, "nothing was sent without a token");
+    Ok(())
+}
+
 #[tokio::test]
 async fn fifty_concurrent_calls_for_one_account_make_exactly_one_lwa_call() -> TestResult {
     let env = env().await?;

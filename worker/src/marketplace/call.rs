@@ -36,7 +36,7 @@ use super::classify::{self, Disposition};
 use super::client::MarketplaceClient;
 use super::error::CallError;
 use super::types::AccountCtx;
-use super::verdicts::from_resilience;
+use super::verdicts::{from_resilience, token_unavailable};
 use crate::metrics;
 
 /// The header SP-API reads the LWA access token from.
@@ -333,10 +333,7 @@ impl MarketplaceClient {
                     status: 401,
                     reason: text,
                 },
-                (ResilienceError::Token(text), None) => CallError::Transient {
-                    op: name,
-                    reason: format!("access token: {text}"),
-                },
+                (ResilienceError::Token(text), None) => token_unavailable(name, &text),
                 (e, None) => from_resilience(name, e),
             }
         })

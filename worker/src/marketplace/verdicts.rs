@@ -8,6 +8,23 @@ use drover::resilience::ResilienceError;
 
 use super::error::CallError;
 
+/// How long a run stopped for the token service waits before it runs again.
+const TOKEN_OUTAGE_WAIT: Duration = Duration::from_secs(10);
+
+/// No access token (the token service failed, timed out or is throttled; credentials it
+/// refused are told apart before): the call was not sent, and the run stops to run
+/// again without using an attempt, as in an outage of the database or of Redis (found
+/// by the worker-resilience audit of 2026-12-07, second: as a transient failure it used
+/// an attempt a second, and a sync went dead, a cleanup's SKUs and a backfill's windows
+/// failed, within seconds of the token service going down).
+pub(super) fn token_unavailable(name: &'static str, text: &str) -> CallError {
+    CallError::Interrupted {
+        op: name,
+        reason: format!("access token: {text}"),
+        retry_after: TOKEN_OUTAGE_WAIT,
+    }
+}
+
 /// The resilience layer's verdicts in call terms.
 pub(super) fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
     match e {
@@ -19,10 +36,7 @@ pub(super) fn from_resilience(name: &'static str, e: ResilienceError) -> CallErr
             quota: false,
         },
         ResilienceError::Cancelled => CallError::Cancelled,
-        ResilienceError::Token(text) => CallError::Transient {
-            op: name,
-            reason: format!("access token: {text}"),
-        },
+        ResilienceError::Token(text) => token_unavailable(name, &text),
         // Redis's own words (and a script's id and line) stay in the log: the job and
         // its items, which tenants read, say what happened in ours.
         ResilienceError::Store(text) => {

@@ -68,7 +68,7 @@ pub(super) const MAX_SECRET: usize = 4096;
         UnsupportedMediaType,
         Invalid,
         (status = 429, description = "Over the key's write rate, or (keys limited to accounts) over 10 credential checks a minute", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Postgres unavailable, or the marketplace could not be reached to validate; nothing was changed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Postgres unavailable, or the marketplace could not be reached to validate; nothing was changed — unless the request timed out after the change was made (the problem says so: GET the account)", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn replace(

@@ -158,7 +158,7 @@ pub fn account_url(id: &AccountId) -> String {
         UnsupportedMediaType,
         Invalid,
         (status = 429, description = "Over the key's write rate, or (submit keys) over 10 credential checks a minute", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Postgres unavailable, or the marketplace could not be reached to validate; nothing was stored", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Postgres unavailable, or the marketplace could not be reached to validate; nothing was stored — unless the request timed out after the account was (the problem says so: GET the account)", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req): JsonBody<CreateAccount>) -> Result<Response, ApiError> {

@@ -19,9 +19,9 @@ use crate::views::Accepted;
 #[into_params(parameter_in = Query)]
 pub struct CsvParams {
     /// The seller account whose listings are deleted.
-    #[param(example = "acme-eu")]
+    #[param(example = "acme-eu", required = true)]
     account_id: Option<String>,
-    #[param(example = "A1PA6795UKMFR9")]
+    #[param(example = "A1PA6795UKMFR9", required = true)]
     marketplace_id: Option<String>,
 }
 

@@ -22,7 +22,7 @@ use crate::audit::{self, Action};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::extract::{query, JsonBody};
-use crate::problem_responses::{BadRequest, RateLimited, Unauthorized, Unavailable};
+use crate::problem_responses::{BadRequest, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType};
 use crate::state::AppState;
 
 /// What `PUT /v1/schedules/{name}` takes.
@@ -242,6 +242,7 @@ async fn find(store: &ScheduleStore, caller: &Caller, name: &str, account: Optio
         (status = 403, description = "Not a submit key, or the payload's account is not one this key may act for", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The account already has api.schedules.max_per_account schedules, or the key already holds api.schedules.max_per_key (across all accounts)", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The payload is over api.schedules.max_payload_bytes (or api.jobs.max_payload_bytes, when that is smaller)", body = Problem, content_type = PROBLEM_JSON),
+        UnsupportedMediaType,
         (status = 422, description = "Fields are invalid (named); the cron fires more often than api.schedules.min_interval_secs or not within four years", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Rate limited: schedule writes count against the key's write limit", body = Problem, content_type = PROBLEM_JSON),
         Unavailable,

@@ -416,12 +416,13 @@ async fn listing_pages_through_every_job_newest_first_with_an_opaque_cursor() {
 /// Found by the API audit of 2026-12-07 (second): a filtered page read ahead from its
 /// cursor's score, ties included, so once more than a page's read-ahead of jobs with one
 /// score (a batch with one `run_at`) had been shown, the read-ahead held only those, the
-/// page came back empty with no cursor, and the rest were never listed.
+/// page came back empty with no cursor, and the rest were never listed. Also when the
+/// cursor's own job has gone meanwhile (the review of the fix).
 #[tokio::test]
 async fn a_filtered_listing_pages_through_thousands_of_jobs_with_one_score() {
     let app = spawn_app().await;
     let at = chrono::Utc::now() + chrono::Duration::days(1);
-    let batch: Vec<drover::queue::NewJob> = (0..2100)
+    let batch: Vec<drover::queue::NewJob> = (0..2200)
         .map(|_| drover::queue::NewJob {
             run_at: Some(at),
             ..drover::queue::NewJob::new(cleanup_payload("acme"))
@@ -432,21 +433,29 @@ async fn a_filtered_listing_pages_through_thousands_of_jobs_with_one_score() {
     }
     let mut seen = HashSet::new();
     let mut cursor: Option<String> = None;
+    let mut pages = 0;
     loop {
         let path = match &cursor {
             None => "/v1/jobs?kind=cleanup&state=scheduled&limit=50".to_owned(),
             Some(c) => format!("/v1/jobs?kind=cleanup&state=scheduled&limit=50&cursor={c}"),
         };
         let page: Value = app.get_json(ADMIN, &path).await;
-        for j in page["jobs"].as_array().unwrap() {
+        let jobs = page["jobs"].as_array().unwrap();
+        for j in jobs {
             assert!(seen.insert(j["id"].as_str().unwrap().to_owned()), "shown twice: {}", j["id"]);
+        }
+        pages += 1;
+        if pages == 42 {
+            // past the read-ahead's reach of ties (2,064): the job the cursor stands on goes
+            let last: drover::job::JobId = jobs.last().unwrap()["id"].as_str().unwrap().parse().unwrap();
+            app.store.cancel(&last).await.unwrap();
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
-    assert_eq!(seen.len(), 2100, "every job of the batch listed once");
+    assert_eq!(seen.len(), 2200, "every job of the batch listed once");
 }
 
 #[tokio::test]
@@ -654,6 +663,33 @@ async fn a_job_cancelled_while_it_waits_to_retry_was_cancelled_before_it_ran_aga
     app.post(ADMIN, &format!("/v1/jobs/{plain}/cancel")).send().await.unwrap();
     let (_, never_ran) = app.job(ADMIN, plain.as_str()).await;
     assert_eq!(never_ran["last_error"]["message"], "cancelled before it ran", "{never_ran}");
+    // Parked by its first run (a snooze gives the attempt back): it ran all the same
+    // (found by the review of 2026-12-07).
+    let parked = app.submit_ok(&cleanup_body("acme")).await;
+    let token = app.lease(&parked).await;
+    let (_, running) = app.job(ADMIN, parked.as_str()).await;
+    let snoozed = Settlement {
+        id: parked.clone(),
+        token,
+        action: SettleAction::Snooze {
+            delay: std::time::Duration::from_secs(600),
+            error: ErrorInfo {
+                class: ErrorClass::RateLimited,
+                message: "deleteListingsItem: rate limited".into(),
+            },
+            advanced: false,
+        },
+        attempt: Some(first_run(&running, AttemptOutcome::Snoozed)),
+    };
+    app.store.settle(parked.kind(), &[snoozed]).await.unwrap();
+    app.post(ADMIN, &format!("/v1/jobs/{parked}/cancel")).send().await.unwrap();
+    let (_, job) = app.job(ADMIN, parked.as_str()).await;
+    assert_eq!(
+        (job["state"].as_str(), job["attempts"].as_u64()),
+        (Some("cancelled"), Some(0)),
+        "{job}"
+    );
+    assert_eq!(job["last_error"]["message"], "cancelled before it ran again", "{job}");
 }
 
 /// A running job's history ends with the run under way (its number, start and worker,

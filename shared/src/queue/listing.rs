@@ -4,8 +4,8 @@
 use super::{scripts, Cursor, ListQuery, QueueKeys, RedisStore, StoreError};
 use crate::job::{JobId, JobKind, JobState};
 
-/// How many entries past a filtered page's scan cap are read ahead: entries at the
-/// cursor's own score that the page passes over again.
+/// How many entries past a filtered page's scan cap are read ahead (a margin for the
+/// entries that come in between the read-ahead and the page).
 const READ_AHEAD_TIES: usize = 64;
 /// Most running jobs of one queue a listing of running jobs reads.
 const MAX_RUNNING: isize = 10_000;
@@ -100,27 +100,24 @@ impl RedisStore {
         // ahead (a few more than the cap, for the cursor's ties), so the script declares
         // their records. Made again when every entry read ahead went meanwhile.
         for _ in 0..3 {
-            let (ahead, read): (Vec<(String, String)>, usize) = if filtered {
-                let shown = self.ties_shown(&index, max_score, cursor_id).await?;
-                // Begins a little before them: a tie shown that goes meanwhile moves the
-                // entries after the cursor up, and none of them may be left undeclared.
-                let from = shown.saturating_sub(READ_AHEAD_TIES);
-                let read = cap + READ_AHEAD_TIES + (shown - from);
-                let ahead = redis::cmd("ZRANGE")
-                    .arg(&index)
+            let read = cap + READ_AHEAD_TIES;
+            let ahead: Vec<(String, String)> = if filtered {
+                // From the first entry after the cursor, its ties already shown passed
+                // over (`list_ahead.lua`).
+                let flat: Vec<String> = scripts::LIST_AHEAD
+                    .key(&index)
+                    .arg(keys.prefix())
                     .arg(max_score)
-                    .arg("-inf")
-                    .arg("BYSCORE")
-                    .arg("REV")
-                    .arg("LIMIT")
-                    .arg(from)
+                    .arg(cursor_id)
                     .arg(read)
-                    .arg("WITHSCORES")
-                    .query_async(&mut conn)
+                    .invoke_async(&mut conn)
                     .await?;
-                (ahead, read)
+                flat.chunks(2)
+                    .filter(|c| c.len() == 2)
+                    .map(|c| (c[0].clone(), c[1].clone()))
+                    .collect()
             } else {
-                (Vec::new(), 0)
+                Vec::new()
             };
             let end = match ahead.last() {
                 Some((id, score)) if ahead.len() == read => (score.as_str(), id.as_str()),
@@ -155,30 +152,6 @@ impl RedisStore {
         let last = (!last_id.is_empty()).then_some((last_score, last_id));
         let records_read = if filtered { walked } else { 0 };
         Ok((pairs, last, more == 1, on_account, records_read))
-    }
-
-    /// How many entries of `index` at the cursor's score (`max_score`) come before the
-    /// next to list: the cursor's ties already shown, which a page passes over (found by
-    /// the API audit of 2026-12-07, second: a read-ahead from the cursor's score that held
-    /// only those came back empty, and a listing of thousands of jobs with one `run_at`
-    /// ended part-way). Read in one transaction; 0 without a cursor or when its entry
-    /// has gone (then the ties the page passes over take room in its read-ahead).
-    async fn ties_shown(&self, index: &str, max_score: &str, cursor_id: &str) -> Result<usize, StoreError> {
-        if cursor_id.is_empty() {
-            return Ok(0);
-        }
-        let mut conn = self.connection();
-        let (rank, score, higher): (Option<usize>, Option<f64>, usize) = redis::pipe()
-            .atomic()
-            .zrevrank(index, cursor_id)
-            .zscore(index, cursor_id)
-            .zcount(index, format!("({max_score}"), "+inf")
-            .query_async(&mut conn)
-            .await?;
-        Ok(match (rank, score) {
-            (Some(rank), Some(s)) if max_score.parse::<f64>().is_ok_and(|m| m == s) => (rank + 1).saturating_sub(higher),
-            _ => 0,
-        })
     }
 
     /// One page of one queue's running jobs (leased, started or not), newest first by

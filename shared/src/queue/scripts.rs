@@ -35,6 +35,7 @@ scripts! {
     RETRY "retry" &[COMMON], Writes;
     REMOVE "remove" &[COMMON], Frees;
     LIST "list" &[COMMON], ReadsOnly;
+    LIST_AHEAD "list_ahead" &[COMMON], ReadsOnly;
     WAITING "waiting" &[COMMON, WAITING_OF], ReadsOnly;
     START "start" &[COMMON], Bounded;
     CALLBACK_CLAIM "callback_claim" &[COMMON], Writes;

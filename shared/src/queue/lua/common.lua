@@ -29,6 +29,15 @@ local function declared(key)
   end
   return key_set[key] == true
 end
+-- Whether `a` comes before `b` in a sorted set's order of equal scores (byte by byte):
+-- Lua's own `<` collates by the server's locale, which Redis takes from its environment.
+local function lex_before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
 -- A script that learns its keys only as it reads (a job's account, a dead-letter
 -- signature) notes each undeclared key it would touch with `need` and, before writing
 -- anything, answers `{'need', keys}` (`needs_answer`): its caller calls again with them

@@ -20,7 +20,7 @@ local filtered = want_state ~= '' or want_acct ~= '' or want_class ~= '' or want
 local function beyond_read(score, id)
   if not end_score then return false end
   local s = tonumber(score)
-  return s < end_score or (s == end_score and id < end_id)
+  return s < end_score or (s == end_score and lex_before(id, end_id))
 end
 local out = {}
 local last_score, last_id = '', ''
@@ -35,7 +35,7 @@ while true do
       more = 1
       break
     end
-    if not (cursor_id ~= '' and score == max_score and id >= cursor_id) then
+    if not (cursor_id ~= '' and score == max_score and not lex_before(id, cursor_id)) then
       local keep = true
       local key = P .. 'job:' .. id
       if filtered and not declared(key) and beyond_read(score, id) then

@@ -73,6 +73,7 @@ impl RedisStore {
             .with_facts(&keys, id, false, |f| {
                 let a = f.account.as_str();
                 let mut call = scripts::CANCEL.key(keys.job(id));
+                call.key(keys.attempts(id));
                 for k in [keys.of_account("rq", a), keys.of_account("as", a), keys.of_account("excl", a)] {
                     call.key(k);
                 }

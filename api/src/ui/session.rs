@@ -74,11 +74,21 @@ return math.max(over, 0)
 static LOAD: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS[1]: the session, KEYS[2]: its key's sessions. ARGV: ttl s -> the session's fields
+-- KEYS[1]: the session, KEYS[2]: its key's sessions (scored by creation, in µs).
+-- ARGV: ttl s, the session's id, its longest life in s -> the session's fields (none
+-- once it has ended: unused for the ttl, or past its longest life since it began)
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields > 0 then
+  local began = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[2]))
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if began and now - began > tonumber(ARGV[3]) * 1000000 then
+    redis.call('DEL', KEYS[1])
+    redis.call('ZREM', KEYS[2], ARGV[2])
+    return {}
+  end
   redis.call('EXPIRE', KEYS[1], ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], math.max(tonumber(ARGV[1]), tonumber(ARGV[3])))
 end
 return fields
 ",
@@ -144,6 +154,16 @@ fn ttl_secs(state: &AppState) -> u64 {
     state.ui().session_minutes * 60
 }
 
+/// The longest a session lasts from sign-in, however much it is used: a day, or its
+/// life without use when that is longer. The cookie is given this life at sign-in;
+/// Redis ends an unused session sooner (found by the console audit of 2026-12-07,
+/// second, and the review of its fix: the session slid in Redis with every request, the
+/// overview's polls too, so an unattended tab kept it for ever, while its cookie ended
+/// `session_minutes` after sign-in and left it open, unable to sign out).
+fn longest_secs(state: &AppState) -> u64 {
+    ttl_secs(state).max(24 * 60 * 60)
+}
+
 /// A new session for the key whose hash is `key_hash`, ending the key's oldest past
 /// `api.ui.max_sessions_per_key`; returns the cookie's value.
 pub async fn create(state: &AppState, key_hash: &[u8; 32]) -> Result<String, ApiError> {
@@ -182,6 +202,8 @@ async fn load(state: &AppState, value: &str) -> Result<Option<(Arc<Principal>, S
         .key(&record)
         .key(index_key(state, cookie.tag))
         .arg(ttl_secs(state))
+        .arg(cookie.id())
+        .arg(longest_secs(state))
         .invoke_async(&mut conn)
         .await
         .map_err(ApiError::from)?;
@@ -268,7 +290,7 @@ fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
 
 /// `Set-Cookie` for a new session (`value` empty: the cookie is removed).
 pub fn cookie(state: &AppState, headers: &HeaderMap, value: &str) -> HeaderValue {
-    let max_age = if value.is_empty() { 0 } else { ttl_secs(state) };
+    let max_age = if value.is_empty() { 0 } else { longest_secs(state) };
     let c = if over_tls(state, headers) {
         format!("{HOST_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure")
     } else {
@@ -289,10 +311,9 @@ pub async fn admin(State(state): State<AppState>, req: Request, next: Next) -> R
 /// redirects to the login page; an action without one, without the session's CSRF token,
 /// or from a key whose role is below `role` is refused with 403 and does nothing.
 async fn signed_in(state: AppState, role: Role, req: Request, next: Next) -> Response {
-    let token = token_from(req.headers(), over_tls(&state, req.headers()));
-    let found = match &token {
+    let found = match token_from(req.headers(), over_tls(&state, req.headers())) {
         None => None,
-        Some(token) => match load(&state, token).await {
+        Some(token) => match load(&state, &token).await {
             Ok(found) => found,
             Err(e) => return page::error(&e),
         },
@@ -337,16 +358,7 @@ async fn signed_in(state: AppState, role: Role, req: Request, next: Next) -> Res
     }
     req.extensions_mut().insert(Caller(principal));
     req.extensions_mut().insert(session);
-    let renewed = cookie(&state, req.headers(), token.as_deref().unwrap_or_default());
-    let mut res = next.run(req).await;
-    // The cookie slides with the session it names (found by the console audit of
-    // 2026-12-07, second: it was given its life only at sign-in, so a console in use
-    // lost it that long after, its session still open in Redis); an answer that sets
-    // the cookie itself (sign-out) keeps its own.
-    if !res.headers().contains_key(header::SET_COOKIE) {
-        res.headers_mut().insert(header::SET_COOKIE, renewed);
-    }
-    res
+    next.run(req).await
 }
 
 /// Reads the form (bounded), checks its `csrf` field (or the `X-CSRF-Token` header)

@@ -318,10 +318,11 @@ const CANARY_POLLS_PER_SECOND: f64 = 20.0;
 /// [`CANARY_POLLS_PER_SECOND`] one by one (never a round's worth at once), each bounded
 /// by the deadline; a look refused for the budget, or that found the API unavailable or
 /// unreachable, is tried again, until the deadline. A canary no look ever learned the
-/// state of is not said to have failed: the wait ends as the last such look's error,
-/// exit 1 (found by the CLI audit of 2026-12-07, second: with the API frozen each look
-/// waited the client's 40 s, a round of 100 canaries an hour past `--canary-timeout`,
-/// and then the canaries were reported failed, exit 6).
+/// state of, or whose last look got no answer (or a 5xx), is not said to have failed:
+/// the wait ends as the last such look's error, exit 1 (found by the CLI audit of
+/// 2026-12-07, second: with the API frozen each look waited the client's 40 s, a round
+/// of 100 canaries an hour past `--canary-timeout`, and then the canaries were reported
+/// failed, exit 6).
 async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<Vec<String>, CliError> {
     let deadline = Instant::now() + timeout;
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / CANARY_POLLS_PER_SECOND));
@@ -330,24 +331,31 @@ async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<
     let mut failed = Vec::new();
     // The canaries whose state a look has learned, and why the last look that did not failed.
     let mut seen = std::collections::HashSet::new();
+    // The canaries whose last look the API did not answer (or answered 5xx).
+    let mut unanswered = std::collections::HashSet::new();
     let mut last_failure = String::new();
     loop {
         let round_began = Instant::now();
         let mut still = Vec::new();
         let mut ids = pending.into_iter();
         for id in ids.by_ref() {
-            if tokio::time::timeout_at(deadline.into(), pace.tick()).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), pace.tick()).await.is_err() || Instant::now() >= deadline {
                 still.push(id);
                 break;
             }
+            let sent = Instant::now();
             let path = format!("/v1/jobs/{}", path_segment(&id));
             let look = client.get(&path, &[]);
             let job = match tokio::time::timeout_at(deadline.into(), look).await {
                 Ok(Ok(job)) => job,
                 Ok(Err(e)) if again_later(&e) => {
                     last_failure = format!("looking at {id}: {e}");
+                    let refused = matches!(&e, CliError::Api { status, .. } if status.as_u16() == 429);
+                    if !refused {
+                        unanswered.insert(id.clone());
+                    }
                     still.push(id);
-                    if matches!(&e, CliError::Api { status, .. } if status.as_u16() == 429) {
+                    if refused {
                         // over the key's read budget: a second for it to refill, so the
                         // looks go on at the rate it allows and every canary is seen
                         let refilled = (Instant::now() + Duration::from_secs(1)).min(deadline);
@@ -357,12 +365,19 @@ async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
-                    last_failure = format!("looking at {id}: no answer by the canary timeout ({}s)", timeout.as_secs());
+                    // A look cut off by the deadline it was sent just before says nothing
+                    // of the API (the review of 2026-12-07: it turned "not ended" into
+                    // "could not learn"); one that waited a second or more for nothing does.
+                    if deadline.saturating_duration_since(sent) >= Duration::from_secs(1) {
+                        last_failure = format!("looking at {id}: no answer by the canary timeout ({}s)", timeout.as_secs());
+                        unanswered.insert(id.clone());
+                    }
                     still.push(id);
                     break;
                 }
             };
             seen.insert(id.clone());
+            unanswered.remove(&id);
             match job["state"].as_str() {
                 Some("succeeded") => {}
                 Some(s) if TERMINAL.contains(&s) => failed.push(format!("{id} ({s})")),
@@ -374,7 +389,7 @@ async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<
             return Ok(failed);
         }
         if Instant::now() >= deadline {
-            if still.iter().any(|id| !seen.contains(id)) {
+            if still.iter().any(|id| !seen.contains(id) || unanswered.contains(id)) {
                 return Err(CliError::Transport(format!(
                     "could not learn how the canaries ended ({last_failure}); nothing else was replayed"
                 )));

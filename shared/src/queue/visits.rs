@@ -37,7 +37,10 @@ impl Visits {
         (0..n).map(|i| (start + i) % n).filter(|p| self.due[*p] <= now).collect()
     }
 
-    /// `p` leased a job: the turn goes on from the partition after it.
+    /// A fetch leased jobs, `p` the first partition in its plan's order that did: the
+    /// turn goes on from the partition after it (once a fetch: a fetch of several jobs
+    /// leases from several partitions, and the last of them would put the same first
+    /// again: the review of 2026-12-07).
     pub(super) fn served(&mut self, p: usize) {
         self.turn = p + 1;
     }
@@ -54,16 +57,6 @@ impl Visits {
             (false, Some(w)) => now + w.min(PENDING_SWEEP),
             (false, None) => now + SWEEP.min(lease / 4).max(PENDING_SWEEP),
         };
-    }
-
-    /// After a sweep's visit to `p` (it asked for no job, so it cannot tell whether jobs
-    /// are ready): the partition is visited no later than it would have been, and no
-    /// sooner than its pending work asks (a sweep took every partition for full, and the
-    /// fetch after it asked each in turn, one call each).
-    pub(super) fn swept(&mut self, p: usize, now: Instant, wait: Option<Duration>, lease: Duration) {
-        let was = self.due[p];
-        self.visited(p, now, false, wait, lease);
-        self.due[p] = self.due[p].min(was);
     }
 
     pub(super) fn woken(&mut self, p: usize, now: Instant) {
@@ -139,10 +132,6 @@ mod tests {
             }
             for p in plan {
                 v.visited(p, t0, p < 2, None, lease);
-            }
-            // and a sweep between freed slots changes neither
-            for p in v.plan(t0) {
-                v.swept(p, t0, Some(Duration::from_secs(30)), lease);
             }
         }
         assert_eq!((firsts[0], firsts[1]), (16, 16), "{firsts:?}");

@@ -176,9 +176,19 @@ where
                     settlement.attempt = None;
                 }
                 let answer = shared.settle(kind, &lease, settlement).await;
-                log_end(error.as_ref(), answer);
-                if let Some(fate) = counted_fate(&answer, fate) {
-                    metrics::run_finished(kind, fate, took);
+                if never_started {
+                    // No run: no run's end to log nor duration to count (the review of
+                    // 2026-12-07: a lease lost at the door was logged as a run whose
+                    // result "is kept on the attempt").
+                    tracing::info!(job_id = %lease.leased.id, kind = %kind, outcome = ?answer, error = ?error.as_ref().map(|e| &e.message), "ended before its run started; no run recorded");
+                    if let Some(fate) = counted_fate(&answer, fate) {
+                        metrics::ended_without_running(kind, fate);
+                    }
+                } else {
+                    log_end(error.as_ref(), answer);
+                    if let Some(fate) = counted_fate(&answer, fate) {
+                        metrics::run_finished(kind, fate, took);
+                    }
                 }
                 drop(lease);
                 Ok(())

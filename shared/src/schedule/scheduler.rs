@@ -66,6 +66,13 @@ pub trait AccountSource: Send + Sync + 'static {
 /// begun again at every poll and never finished, and no built-in schedule ever ran).
 const ACCOUNTS_READ: Duration = Duration::from_secs(1);
 
+/// How old a read of the accounts gets before another is begun beside it (one on a
+/// connection gone half-open waits for the database call's deadline, ~37 s).
+const READ_AGAIN_AFTER: Duration = Duration::from_secs(5);
+
+/// A read of the accounts on a task of its own.
+type AccountsRead = tokio::task::JoinHandle<Result<Vec<RegisteredAccount>, String>>;
+
 /// The longest the scheduler goes without reading every schedule again, even with the
 /// store's version unchanged (a release that did not count its writes, a lost count).
 const REREAD_EVERY: Duration = Duration::from_secs(60);
@@ -107,8 +114,9 @@ pub struct Scheduler<S: JobStore> {
     active_read_at: Option<tokio::time::Instant>,
     /// Whether a read of the accounts has succeeded yet.
     active_listed: bool,
-    /// A read of the accounts under way, begun by an earlier poll.
-    reading: Option<tokio::task::JoinHandle<Result<Vec<RegisteredAccount>, String>>>,
+    /// The reads of the accounts under way (begun by earlier polls), with when each
+    /// began: a second goes beside one that is [`READ_AGAIN_AFTER`] old.
+    reading: Vec<(AccountsRead, tokio::time::Instant)>,
     /// The accounts that joined the active accounts after this replica's first read of
     /// them (registered, or back), and the poll that first saw them: their built-ins
     /// make no tick from before, nor count one as missed (found by the review of
@@ -129,6 +137,16 @@ pub struct Scheduler<S: JobStore> {
     built_ins_recorded_at: Option<tokio::time::Instant>,
 }
 
+/// A scheduler that stops leaves no read of the accounts going (each holds a database
+/// connection until its deadline).
+impl<S: JobStore> Drop for Scheduler<S> {
+    fn drop(&mut self) {
+        for (read, _) in &self.reading {
+            read.abort();
+        }
+    }
+}
+
 impl<S: JobStore> Scheduler<S> {
     pub fn new(jobs: S, schedules: ScheduleStore, accounts: Option<Arc<dyn AccountSource>>, config: SchedulerConfig) -> Self {
         Self {
@@ -142,7 +160,7 @@ impl<S: JobStore> Scheduler<S> {
             inactive: Default::default(),
             active_read_at: None,
             active_listed: false,
-            reading: None,
+            reading: Vec::new(),
             joined: HashMap::new(),
             reported: HashMap::new(),
             parsed: HashMap::new(),
@@ -488,38 +506,52 @@ impl<S: JobStore> Scheduler<S> {
         let fresh = self
             .active_read_at
             .is_some_and(|t| t.elapsed() < Duration::from_millis(self.config.accounts_refresh_ms));
-        // A read under way is waited for again; a first read that failed is made again
-        // at once (until one has succeeded, the inactive accounts are not known).
-        for _ in 0..2 {
-            let mut reading = match self.reading.take() {
-                Some(reading) => reading,
-                None if fresh => return,
-                None => {
-                    let source = source.clone();
-                    tokio::spawn(async move { source.accounts().await })
-                }
-            };
-            let read = match tokio::time::timeout(ACCOUNTS_READ, &mut reading).await {
-                Ok(Ok(read)) => read,
-                Ok(Err(e)) => Err(format!("the read stopped: {e}")),
-                Err(_) => {
-                    self.reading = Some(reading);
-                    if !self.active_listed {
-                        self.report(
-                            "accounts",
-                            format!(
-                                "active accounts not read yet: the read has taken over {} ms; the built-in schedules wait for it",
-                                ACCOUNTS_READ.as_millis()
-                            ),
-                        );
-                    }
-                    return;
-                }
-            };
-            let failed = read.is_err();
-            self.accounts_read(now, read);
-            if !failed || self.active_listed {
+        let began = tokio::time::Instant::now();
+        let until = began + ACCOUNTS_READ;
+        let read_now = |source: &Arc<dyn AccountSource>| {
+            let source = source.clone();
+            (tokio::spawn(async move { source.accounts().await }), tokio::time::Instant::now())
+        };
+        if self.reading.is_empty() {
+            if fresh {
                 return;
+            }
+            self.reading.push(read_now(&source));
+        } else if self.reading.len() < 2 && self.reading.iter().all(|(_, at)| at.elapsed() >= READ_AGAIN_AFTER) {
+            // A read this old may hang on a connection gone half-open: another goes beside
+            // it, and whichever answers first is taken (the review of 2026-12-07).
+            self.reading.push(read_now(&source));
+        }
+        while !self.reading.is_empty() {
+            let waited = tokio::time::timeout_at(until, futures::future::select_all(self.reading.iter_mut().map(|(h, _)| h))).await;
+            let Ok((joined, i, _)) = waited else {
+                if !self.active_listed {
+                    self.report(
+                        "accounts",
+                        format!(
+                            "active accounts not read yet: the read has taken over {} ms; the built-in schedules wait for it",
+                            ACCOUNTS_READ.as_millis()
+                        ),
+                    );
+                }
+                return;
+            };
+            let (_, started) = self.reading.remove(i);
+            let read = joined.unwrap_or_else(|e| Err(format!("the read stopped: {e}")));
+            let failed = read.is_err();
+            if !failed {
+                // the one that answered stands; any other still going is dropped
+                for (other, _) in self.reading.drain(..) {
+                    other.abort();
+                }
+            }
+            self.accounts_read(now, read);
+            // A first read that failed, begun by an earlier poll, is made again at once
+            // (until one has succeeded the inactive accounts are not known) — within this
+            // poll's second, and not one begun by this poll (a refusing database would be
+            // asked twice each poll).
+            if failed && !self.active_listed && started < began && self.reading.is_empty() {
+                self.reading.push(read_now(&source));
             }
         }
     }

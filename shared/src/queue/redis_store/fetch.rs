@@ -106,6 +106,15 @@ impl RedisStore {
         // visit times of their own, which the fetcher's next call turns into its wait
         // (without a call to Redis when none is due): it asks again rather than wait on
         // what this fetch saw.
+        // The turn goes on past the first partition of the plan that leased (a sweep,
+        // which leases nothing, moves it not: the fairness audit of 2026-12-07, second).
+        let parts = self.defaults.partitions.all();
+        if let Some(first) = plan
+            .iter()
+            .find(|p| out.iter().any(|l| self.defaults.partitions.of_job(&l.id) == parts[**p]))
+        {
+            self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner()).served(*first);
+        }
         let drained = self.defaults.partitions.count() == 1 && max > 0 && out.len() < max && !failed;
         Ok(Fetched {
             jobs: out,
@@ -303,16 +312,17 @@ impl RedisStore {
                 if let Some(w) = wait {
                     next_due = Some(next_due.map_or(w, |n| n.min(w)));
                 }
-                let mut visits = self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner());
-                if share == 0 {
-                    visits.swept(p, now, wait, lease);
-                } else {
-                    visits.visited(p, now, got >= share && durable.is_ok(), wait, lease);
+                // A sweep's visit (no job asked for) cannot tell whether jobs are ready:
+                // the partition's next visit stays as it was.
+                if share > 0 {
+                    self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner()).visited(
+                        p,
+                        now,
+                        got >= share && durable.is_ok(),
+                        wait,
+                        lease,
+                    );
                 }
-                if got > 0 && durable.is_ok() {
-                    visits.served(p);
-                }
-                drop(visits);
                 if share > 0 && got >= share && durable.is_ok() {
                     full.push(p);
                 }

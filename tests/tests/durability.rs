@@ -924,12 +924,23 @@ async fn a_restart_seen_through_a_clock_that_went_back_still_holds_the_leases() 
 #[tokio::test]
 async fn a_replay_from_another_connection_is_not_durable_until_the_replica_has_the_job() {
     let (primary, replica, first) = replica_pair().await;
-    // Another process: its connections reach the primary by another address.
+    a_replay_waits_for_the_replica(&primary, &replica, &first, "order-8", false).await;
+    assert_eq!(jobs_on(&primary, JobKind::Cleanup), 1);
+}
+
+/// A job sent through `first` while `replica` is paused, then sent again with the same
+/// Idempotency-Key by another process (its connections reach the primary by another
+/// address; with `wrote_before`, one whose last write the replica has): not durable
+/// until the replica has the job, then answered with it, once.
+async fn a_replay_waits_for_the_replica(primary: &RedisServer, replica: &RedisServer, first: &RedisStore, key: &str, wrote_before: bool) {
     let relay = drover_tests::harness::FrozenProxy::start(([127, 0, 0, 1], primary.port()).into()).await;
     let other = RedisStore::connect(&relay.url(), "drover", defaults(mode(DurabilityMode::Replica)))
         .await
         .unwrap();
-    let job = || NewJob::new(cleanup_payload("acme")).idempotency_key("order-8");
+    if wrote_before {
+        other.enqueue(NewJob::new(cleanup_payload("globex"))).await.expect("durable");
+    }
+    let job = || NewJob::new(cleanup_payload("acme")).idempotency_key(key);
     replica.pause();
     let sent = first.enqueue(job()).await;
     assert!(matches!(sent, Err(EnqueueError::Store(StoreError::NotDurable(_)))), "{sent:?}");
@@ -939,10 +950,8 @@ async fn a_replay_from_another_connection_is_not_durable_until_the_replica_has_t
         matches!(again, Err(EnqueueError::Store(StoreError::NotDurable(_)))),
         "a replay while the replica has not the job: {again:?}"
     );
-    // Once the replica has it, the replay is answered with the job, once.
     let later = other.enqueue(job()).await.expect("durable now");
     assert!(!later.created, "the same job");
-    assert_eq!(jobs_on(&primary, JobKind::Cleanup), 1);
 }
 
 /// Found by the durability audit of 2026-12-07 (second): the test above runs on Debian's
@@ -957,24 +966,7 @@ async fn on_a_redis_since_7_2_a_replay_from_another_connection_waits_for_the_rep
     let first = RedisStore::connect(&primary.url(), "drover", defaults(mode(DurabilityMode::Replica)))
         .await
         .unwrap();
-    let relay = drover_tests::harness::FrozenProxy::start(([127, 0, 0, 1], primary.port()).into()).await;
-    let other = RedisStore::connect(&relay.url(), "drover", defaults(mode(DurabilityMode::Replica)))
-        .await
-        .unwrap();
-    // The other process wrote before, and the replica has it.
-    other.enqueue(NewJob::new(cleanup_payload("globex"))).await.expect("durable");
-    let job = || NewJob::new(cleanup_payload("acme")).idempotency_key("order-9");
-    replica.pause();
-    let sent = first.enqueue(job()).await;
-    assert!(matches!(sent, Err(EnqueueError::Store(StoreError::NotDurable(_)))), "{sent:?}");
-    let again = other.enqueue(job()).await;
-    replica.resume();
-    assert!(
-        matches!(again, Err(EnqueueError::Store(StoreError::NotDurable(_)))),
-        "a replay while the replica has not the job: {again:?}"
-    );
-    let later = other.enqueue(job()).await.expect("durable now");
-    assert!(!later.created, "the same job");
+    a_replay_waits_for_the_replica(&primary, &replica, &first, "order-9", true).await;
 }
 
 /// Redis failover audit of 2026-12-06: a settle sent to a primary just demoted to a replica

@@ -48,15 +48,18 @@ impl Browser {
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> u16 {
-        let res = self
-            .http
+        self.post_form(path, form).await.status().as_u16()
+    }
+
+    /// A form posted with the session's cookie, the answer as it came (not followed).
+    async fn post_form<T: serde::Serialize + ?Sized>(&self, path: &str, form: &T) -> reqwest::Response {
+        self.http
             .post(format!("{}{path}", self.base))
             .header(COOKIE, &self.cookie)
             .form(form)
             .send()
             .await
-            .unwrap();
-        res.status().as_u16()
+            .unwrap()
     }
 
     /// Where a page sends the browser (its `Location`), or `None` when it answers itself.
@@ -406,14 +409,7 @@ async fn a_group_discard_deletes_no_more_than_the_confirm_page_said_and_says_mor
     let b = Browser::sign_in(&app, ADMIN).await;
     let fields = confirmed_group_discard(&app, &b).await;
     let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let res = b
-        .http
-        .post(app.url("/ui/dead-letter/act"))
-        .header(COOKIE, &b.cookie)
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let res = b.post_form("/ui/dead-letter/act", &form).await;
     assert_eq!(res.status(), 303);
     let (_, page) = b.get(res.headers()[LOCATION].to_str().unwrap()).await;
     // The action may outlast the page (then it says how far it got); wait for its end.
@@ -479,13 +475,11 @@ async fn a_canary_that_replayed_nothing_lets_nothing_else_go() {
     let csrf = b.csrf().await;
     let ids = format!("{queued},{dead}");
     let res = b
-        .http
-        .post(app.url("/ui/dead-letter/act"))
-        .header(COOKIE, &b.cookie)
-        .form(&[("csrf", csrf.as_str()), ("op", "replay"), ("ids", &ids), ("canary", "1")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/ui/dead-letter/act",
+            &[("csrf", csrf.as_str()), ("op", "replay"), ("ids", &ids), ("canary", "1")],
+        )
+        .await;
     let status = res.status().as_u16();
     let page = res.text().await.unwrap();
     assert_eq!(status, 409, "{page}");
@@ -549,13 +543,11 @@ async fn picked_jobs_a_filter_and_a_group_with_a_canary_are_confirmed_with_their
     let (_, page) = b.get(&format!("/ui/dead-letter/confirm?op=replay&group={group}&canary=1")).await;
     assert_eq!(element(&page, "confirm-count"), "2");
     let res = b
-        .http
-        .post(app.url("/ui/dead-letter/act"))
-        .header(COOKIE, &b.cookie)
-        .form(&[("csrf", csrf.as_str()), ("op", "replay"), ("group", &group), ("canary", "1")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/ui/dead-letter/act",
+            &[("csrf", csrf.as_str()), ("op", "replay"), ("group", &group), ("canary", "1")],
+        )
+        .await;
     let canary_url = res.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(canary_url.starts_with("/ui/dead-letter/canary?"), "{canary_url}");
     let states = [state_of(&app, &acme[2]).await, state_of(&app, &acme[3]).await];
@@ -823,13 +815,11 @@ async fn the_dead_letter_page_shows_only_notices_the_console_made_for_this_sessi
     app.kill_job_with(&dead, ErrorClass::Permanent, "rejected").await;
     let csrf = b.csrf().await;
     let res = b
-        .http
-        .post(app.url("/ui/dead-letter/act"))
-        .header(COOKIE, &b.cookie)
-        .form(&[("csrf", csrf.as_str()), ("op", "discard"), ("ids", dead.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/ui/dead-letter/act",
+            &[("csrf", csrf.as_str()), ("op", "discard"), ("ids", dead.as_str())],
+        )
+        .await;
     assert_eq!(res.status(), 303);
     let after = res.headers()[LOCATION].to_str().unwrap().to_owned();
     let (_, page) = b.get(&after).await;
@@ -863,14 +853,7 @@ async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_repl
         let (_, page) = b.get("/ui/dead-letter/confirm?op=replay&account_id=globex").await;
         let fields = confirm_fields(&page);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let res = b
-            .http
-            .post(app.url("/ui/dead-letter/act"))
-            .header(COOKIE, &b.cookie)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
+        let res = b.post_form("/ui/dead-letter/act", &fields).await;
         assert_eq!(res.status(), 303);
         let after = res.headers()[LOCATION].to_str().unwrap().to_owned();
         b.get(&after).await.1

@@ -6,7 +6,7 @@ use crate::job::{JobId, JobKind, JobState};
 
 /// How many entries past a filtered page's scan cap are read ahead (a margin for the
 /// entries that come in between the read-ahead and the page).
-const READ_AHEAD_TIES: usize = 64;
+const READ_AHEAD_MARGIN: usize = 64;
 /// Most running jobs of one queue a listing of running jobs reads.
 const MAX_RUNNING: isize = 10_000;
 
@@ -100,7 +100,7 @@ impl RedisStore {
         // ahead (a few more than the cap, for the cursor's ties), so the script declares
         // their records. Made again when every entry read ahead went meanwhile.
         for _ in 0..3 {
-            let read = cap + READ_AHEAD_TIES;
+            let read = cap + READ_AHEAD_MARGIN;
             let ahead: Vec<(String, String)> = if filtered {
                 // From the first entry after the cursor, its ties already shown passed
                 // over (`list_ahead.lua`).

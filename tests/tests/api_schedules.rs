@@ -717,15 +717,17 @@ async fn a_database_that_hangs_holds_up_no_saved_schedule() {
     let began = std::time::Instant::now();
     assert_eq!(scheduler.tick_once(Utc::now()).await, 1, "the saved schedule's tick");
     assert!(began.elapsed() < Duration::from_secs(3), "the tick waited {:?}", began.elapsed());
-    // The hung read is waited for a second a poll; after 5 s another is made beside it.
+    // The hung read is waited for a second a poll (a poll that waited for it, 30 s, is
+    // the defect; a loaded machine's poll may take twice a second); after 5 s another is
+    // made beside it.
     let mut ticks = 1;
     while ticks > 0 {
-        assert!(began.elapsed() < Duration::from_secs(9), "acme never read as inactive");
+        assert!(began.elapsed() < Duration::from_secs(15), "acme never read as inactive");
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let polled = std::time::Instant::now();
         ticks = scheduler.tick_once(Utc::now()).await;
         assert!(
-            polled.elapsed() < Duration::from_millis(1500),
+            polled.elapsed() < Duration::from_millis(2500),
             "a poll waited {:?}",
             polled.elapsed()
         );

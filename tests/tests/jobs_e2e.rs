@@ -1347,9 +1347,10 @@ async fn a_small_cleanup_waits_for_one_turn_behind_a_flood_of_long_ones() {
     let (stack, _, _, small_job, waited) = small_cleanup_behind_long_ones(4).await;
     assert_eq!(small_job.state, JobState::Succeeded, "{small_job:#?}");
     // One turn (5 s) less the second already worked, the sweep's period and the step
-    // in progress (a 1 s delete): about 6 s; two turns would be about 10 s.
+    // in progress (a 1 s delete): about 6 s; two turns would be about 10 s (the bound
+    // leaves a loaded machine 3 s, as the one-long-job case does).
     assert!(
-        waited < Duration::from_millis(8_000),
+        waited < Duration::from_secs(9),
         "the small cleanup waited {waited:?} behind the flood's turns\n{}",
         stack.logs()
     );

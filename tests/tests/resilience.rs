@@ -557,8 +557,10 @@ async fn a_slow_refresh_keeps_its_lock_and_a_dead_refreshers_lock_frees_within_s
         .await
         .unwrap();
     assert!(t.expose_secret().starts_with("Atza|secret-token-"));
+    // Its lock runs out (3 s) and another takes over: a dead refresher holds the others
+    // back for the lock's life, never the token wait's (a loaded machine adds its own).
     assert!(
-        t0.elapsed() <= Duration::from_millis(3500),
+        t0.elapsed() <= lock_ttl + Duration::from_millis(1500),
         "a dead refresher held the others back {:?}",
         t0.elapsed()
     );

@@ -533,8 +533,10 @@ async fn sigterm_while_redis_is_down_exits_within_grace_plus_a_short_hand_back()
     let took = asked.elapsed();
     eprintln!("exited {} ms after SIGTERM with Redis down", took.as_millis());
     assert_eq!(code, Some(0), "worker must stop cleanly:\n{}", w.log());
+    // The grace, the hand-back's bound and the process's own ending, with room for a
+    // loaded machine: a worker that waited for Redis without a bound takes a minute.
     assert!(
-        took < grace + Duration::from_secs(3),
+        took < grace + drover::runtime::HAND_BACK + Duration::from_secs(3),
         "stopping took {took:?}: more than the grace period plus the hand-back timeout"
     );
 }
@@ -597,18 +599,19 @@ async fn cancelling_an_uncooperative_running_job_stops_it_within_a_second() {
     let _w = worker(&server, "worker", &[]);
     wait_until("the handler started", Duration::from_secs(10), || async { started(&server) == 1 }).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let asked = Instant::now();
+    // Timed on Redis's clock, from just before the cancel to the end the job records, so
+    // the test's own polling and a loaded machine's scheduling are not counted.
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query(&mut server.conn()).unwrap();
+    let asked = secs * 1000 + micros / 1000;
     assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
     wait_until("the job is cancelled", Duration::from_secs(5), || {
         all_in_state(&store, std::slice::from_ref(&id), JobState::Cancelled)
     })
     .await;
-    let took = asked.elapsed();
-    eprintln!(
-        "an uncooperative handler was stopped and the job cancelled {} ms after the request",
-        took.as_millis()
-    );
-    assert!(took < Duration::from_secs(1), "stopped after {took:?}");
+    let job = store.get(&id).await.unwrap().unwrap();
+    let took = job.finished_at.expect("a cancelled job has its end").timestamp_millis() - asked;
+    eprintln!("an uncooperative handler was stopped and the job cancelled {took} ms after the request");
+    assert!(took < 1000, "stopped {took} ms after the request: {job:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

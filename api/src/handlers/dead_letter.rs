@@ -372,6 +372,21 @@ async fn by_filter(
     walked
 }
 
+/// The summaries (state and account, never a payload) of jobs picked by id, in one round
+/// trip, charged like a listing's walk: a walk turn first, then a read for every
+/// [`RECORDS_PER_READ`] (found by the hostile-tenant audit of 2026-12-07, third: the
+/// console's confirm and canary pages read up to 10,000 picked ids on one read each).
+pub async fn picked_summaries(
+    state: &AppState,
+    caller: &Caller,
+    ids: &[JobId],
+) -> Result<Vec<Option<drover::queue::summary::JobSummary>>, ApiError> {
+    let turn = walks::start(state, caller).await?;
+    let summaries = state.store().summaries(ids).await;
+    turn.charge(ids.len() as u64, RECORDS_PER_READ).await;
+    Ok(summaries?)
+}
+
 /// Up to [`MAX_PAGES`] pages of the dead jobs `q` selects, each one of `error_class`
 /// and dead by `dead_before` (if given) replayed or discarded until `limit` are;
 /// `records` counts the records walked.
@@ -384,6 +399,10 @@ async fn walk_pages(
     walk: &mut Walk,
     records: &mut u64,
 ) -> Result<(), ApiError> {
+    // `limit` is this call's: a paced replay keeps its running total in `out.done` from
+    // tick to tick (found by the hostile-tenant audit of 2026-12-07, third: every tick
+    // after the first found the total at its limit, replayed nothing and ended the replay).
+    let limit = out.done.len() + limit;
     for page_number in 0..=MAX_PAGES {
         if out.done.len() >= limit {
             // Went on from where this page began: what it held past the limit is left.

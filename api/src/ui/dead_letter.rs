@@ -364,9 +364,8 @@ async fn count(state: &AppState, caller: &Caller, sel: &Selection) -> Result<Cou
                 .min(MAX_JOBS as u64),
         )),
         Selection::Ids(ids) => {
-            // Their summaries (state and account), in one round trip: never a payload.
             let ids: Vec<drover::job::JobId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-            let summaries = state.store().summaries(&ids).await?;
+            let summaries = dead_letter::picked_summaries(state, caller, &ids).await?;
             Ok(Count::exactly(
                 summaries
                     .iter()

@@ -275,6 +275,7 @@ conformance!(
 conformance_with_policy!(
     capped_an_account_at_its_cap_is_skipped_until_one_of_its_runs_ends,
     capped_a_released_or_reclaimed_run_frees_its_accounts_slot,
+    capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahead_of_the_waiting_accounts,
     capped_one_settle_of_many_runs_frees_every_accounts_slots,
     capped_queued_jobs_of_an_account_at_its_cap_say_so,
     capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_busy,
@@ -289,6 +290,8 @@ conformance_with_policy!(
     capped_a_cancelled_job_handed_back_before_it_started_gives_its_attempt_back_once,
     capped_a_job_cancelled_in_a_dead_workers_prefetch_ends_cancelled_without_a_run,
     capped_a_job_cancelled_in_a_prefetch_and_handed_back_says_it_never_started,
+    capped_a_run_that_ended_before_its_start_was_reported_still_ran,
+    capped_a_job_that_started_since_its_last_hand_back_has_its_free_hand_backs_again,
     capped_counts_say_how_many_jobs_wait_for_each_reason,
     capped_reclaims_and_late_results_are_counted,
     capped_the_lag_leaves_out_jobs_their_accounts_cap_holds_back,

@@ -337,6 +337,46 @@ pub async fn capped_a_released_or_reclaimed_run_frees_its_accounts_slot<S: JobSt
     assert!(fetch_one(&store, "w3").await.is_none(), "and the account is at its cap again");
 }
 
+/// Found by the fairness audit of 2026-12-07 (third): a run handed back (its worker
+/// shutting down) or reclaimed (its worker dead) while its account was at its cap put
+/// its job at the front of the account's lane, but the lane came back from the cap a
+/// whole stride on, as after a turn used: behind every account waiting, a round of
+/// turns. Its run was cut short, so its lane goes ahead of the waiting ones.
+pub async fn capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahead_of_the_waiting_accounts<S: JobStore>(
+    store: S,
+) {
+    for _ in 0..2 {
+        enqueue(&store, NewJob::new(cleanup("x"))).await;
+    }
+    let short = Duration::from_millis(100);
+    let held = store.fetch(JobKind::Cleanup, "w1", 10, short).await.unwrap().jobs;
+    assert_eq!(held.iter().map(account_of).collect::<Vec<_>>(), ["x", "x"], "x at its cap");
+    for acct in ["y1", "y2", "y3"] {
+        for _ in 0..3 {
+            enqueue(&store, NewJob::new(cleanup(acct))).await;
+        }
+    }
+    assert_eq!(fetch_accounts(&store, 3).await, ["y1", "y2", "y3"], "each waiting account had a turn");
+    settle(&store, &held[0], SettleAction::Release, AttemptOutcome::Released).await;
+    let next = fetch_one(&store, "w2").await.unwrap();
+    assert_eq!(
+        (account_of(&next), &next.id),
+        ("x".to_owned(), &held[0].id),
+        "the job handed back runs before the accounts waiting"
+    );
+    // held[1]'s short lease runs out (across the test's quiet gap: marked, then after
+    // its grace reclaimed): its job too goes ahead of them.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    store.fetch(JobKind::Cleanup, "w2", 0, LEASE).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let next = fetch_one(&store, "w2").await.unwrap();
+    assert_eq!(
+        (account_of(&next), &next.id),
+        ("x".to_owned(), &held[1].id),
+        "the job reclaimed runs before the accounts waiting"
+    );
+}
+
 pub async fn capped_queued_jobs_of_an_account_at_its_cap_say_so<S: JobStore>(store: S) {
     let a1 = enqueue(&store, NewJob::new(cleanup("a"))).await;
     let a2 = enqueue(&store, NewJob::new(cleanup("a"))).await;

@@ -763,10 +763,18 @@ pub async fn capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attemp
         class: ErrorClass::Cancelled,
         message: "cancelled before it started".into(),
     };
-    settle(&store, waiting, SettleAction::Cancelled(cancelled), AttemptOutcome::Cancelled).await;
+    // (with no run record, as the runtime settles a run it never started)
+    let withdrawn = Settlement {
+        id: waiting.id.clone(),
+        token: waiting.token.clone(),
+        action: SettleAction::Cancelled(cancelled),
+        attempt: None,
+    };
+    assert_eq!(store.settle(JobKind::Cleanup, &[withdrawn]).await.unwrap(), [SettleResult::Applied]);
     let job = store.get(&second).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     assert_eq!(job.attempts, 0, "a run that never started uses no attempt");
+    assert!(job.attempt_history.is_empty(), "{job:?}");
     // A run that did start and is cancelled keeps its attempt.
     assert_eq!(store.cancel(&first).await.unwrap(), CancelOutcome::Requested);
     settle(
@@ -829,4 +837,76 @@ pub async fn capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_s
     settle(&store, unstarted, SettleAction::Release, AttemptOutcome::Released).await;
     let c = store.counts(JobKind::Cleanup).await.unwrap();
     assert_eq!((c.queued, c.running, c.prefetched), (1, 1, 0));
+}
+
+/// Found by the chaos audit of 2026-12-07 (third): a settle decided whether its run had
+/// started by the lease's place in `unstarted` alone, and a start is reported on the
+/// keeper's next beat: a run that started and failed (or honoured a cancel) within that
+/// beat, with a cancel pending, was said to have ended "before it started" beside its
+/// own run record, and its attempt was given back. A run that never started sends no
+/// record; one that sends a record ran.
+pub async fn capped_a_run_that_ended_before_its_start_was_reported_still_ran<S: JobStore>(store: S) {
+    let id = cancel_then_end(&store, SettleAction::Dead(err(ErrorClass::Permanent)), AttemptOutcome::Failed).await;
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.attempts, 1, "the failed run used its attempt: {job:?}");
+    assert_eq!(
+        job.last_error.as_ref().map(|e| e.message.as_str()),
+        Some("cancelled while it ran"),
+        "{job:?}"
+    );
+    // One that honoured the cancel at once ran too.
+    let id = enqueue(&store, NewJob::new(cleanup("a2"))).await;
+    let l = fetch_one(&store, "w1").await.unwrap();
+    assert_eq!(store.cancel(&id).await.unwrap(), CancelOutcome::Requested);
+    let stopped = err(ErrorClass::Cancelled);
+    settle(&store, &l, SettleAction::Cancelled(stopped), AttemptOutcome::Cancelled).await;
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.attempts, 1, "the run that stopped for the cancel used its attempt: {job:?}");
+    assert_eq!(job.attempt_history.len(), 1, "{job:?}");
+}
+
+/// Found by the chaos audit of 2026-12-07 (third): a job's free hand-backs of leases that
+/// never started (3, so a job that kills its worker before its start is reported still
+/// runs out of attempts) counted over its whole life: a job caught unstarted by a dead
+/// worker now and then, between runs that did start, had its fourth such lease reclaimed
+/// as a lost run, and on its last attempt died "lost" though that lease never ran. A
+/// reported start gives the job its free hand-backs again.
+pub async fn capped_a_job_that_started_since_its_last_hand_back_has_its_free_hand_backs_again<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(1)).await;
+    let short = Duration::from_millis(100);
+    let lease_again = |worker: &'static str| {
+        let store = &store;
+        async move {
+            for _ in 0..40 {
+                if let Some(l) = store.fetch(JobKind::Cleanup, worker, 1, short).await.unwrap().jobs.pop() {
+                    return Some(l);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None
+        }
+    };
+    lease_again("w1").await.expect("leased");
+    for round in 0..4 {
+        // its worker dies before the run starts: another fetch hands it out again, free
+        let back = match lease_again("w2").await {
+            Some(l) => l,
+            None => panic!("round {round}: never handed out again: {:?}", store.get(&id).await.unwrap()),
+        };
+        assert_eq!((back.id.clone(), back.attempt), (id.clone(), 1), "round {round}: no attempt used");
+        // this time the run starts, and gives its turn away (no attempt used)
+        store
+            .mark_started(JobKind::Cleanup, &[(back.id.clone(), back.token.clone())], Duration::from_secs(5))
+            .await
+            .unwrap();
+        let gave_way = SettleAction::GaveWay {
+            delay: Duration::ZERO,
+            error: err(ErrorClass::Interrupted),
+        };
+        settle(&store, &back, gave_way, AttemptOutcome::Snoozed).await;
+        // leased again, by a worker that dies before this run starts
+        lease_again("w1").await.expect("leased again after giving way");
+    }
 }

@@ -163,13 +163,21 @@ local function lane_key(acct)
   return P .. 'rq:' .. (acct or '')
 end
 -- `score`: the lane score of a job just added to the lane (or of its head);
--- `returning`: the lane comes back from its account's cap.
-local function offer_lane(acct, score, returning)
+-- `returning`: the lane comes back from its account's cap; `front`: a job of the lane
+-- was handed back or reclaimed (its run cut short, not a turn used), so the lane goes
+-- ahead of the lanes waiting, whose passes are past `vt`, and a turn it remembered is
+-- spent (found by the fairness audit of 2026-12-07, third: a job reclaimed from a
+-- crashed worker, or handed back at a shutdown, waited a whole round of the accounts
+-- waiting when its account had been at its cap).
+local function offer_lane(acct, score, returning, front)
   acct = acct or ''
   if acct ~= '' and redis.call('HEXISTS', P .. 'blocked', acct) == 1 then return end
   local waiting = redis.call('ZSCORE', P .. 'passes', acct)
   local stride = stride_of(score)
-  if not waiting then
+  if front then
+    redis.call('ZREM', P .. 'idle', acct)
+    redis.call('ZADD', P .. 'passes', 'LT', redis.call('INCR', P .. 'vt'), acct)
+  elseif not waiting then
     local pass = redis.call('INCR', P .. 'vt')
     if returning then
       pass = pass + stride
@@ -219,28 +227,30 @@ local function remove_ready(id, acct)
   end
 end
 -- Runs of `acct` ended (settled, released or reclaimed): they stop counting against
--- the account's cap, and a lane blocked at the cap is offered again.
-local function runs_of_account_ended(acct, ...)
+-- the account's cap, and a lane blocked at the cap is offered again (at the front when
+-- one of them was `handed_back`, see offer_lane).
+local function runs_of_account_ended(acct, handed_back, ...)
   redis.call('SREM', P .. 'hold:' .. acct, ...)
   if redis.call('HDEL', P .. 'blocked', acct) == 1 then
     local head = redis.call('ZRANGE', lane_key(acct), 0, 0, 'WITHSCORES')
     if head[2] then
-      offer_lane(acct, tonumber(head[2]), true)
+      offer_lane(acct, tonumber(head[2]), true, handed_back)
       wake()
     end
   end
 end
 -- One run ended (`unstarted_done`: the caller takes it out of `unstarted` itself, in
--- one batch).
-local function run_ended(id, acct, unstarted_done)
+-- one batch; `handed_back`: its job went back to its lane's front).
+local function run_ended(id, acct, unstarted_done, handed_back)
   if not unstarted_done then redis.call('ZREM', P .. 'unstarted', id) end
   if not acct or acct == '' then return end
-  runs_of_account_ended(acct, id)
+  runs_of_account_ended(acct, handed_back, id)
 end
--- The same for many runs (settle): `ended` is account -> ids, each account written once.
-local function runs_ended(ended)
+-- The same for many runs (settle): `ended` is account -> ids, each account written once;
+-- `handed` names the accounts one of whose runs was handed back.
+local function runs_ended(ended, handed)
   for acct, ids in pairs(ended) do
-    runs_of_account_ended(acct, unpack(ids))
+    runs_of_account_ended(acct, handed[acct], unpack(ids))
   end
 end
 -- Whether the sync `holder` (the account's `excl:` holder) is under way, so a new sync
@@ -504,7 +514,9 @@ local function queue_ready(id, now, front)
     note_ready_since(id, key, now)
   end
   redis.call('HSET', key, 'st', 'queued', 'ua', now)
-  add_ready(id, f[3], ready_score(f[1], at))
+  local score = ready_score(f[1], at)
+  lane_add(f[3], score, id)
+  offer_lane(f[3], score, false, front)
 end
 -- The attempt history keeps the newest ATTEMPTS_KEPT records; `at` (attempts used)
 -- and `sn` (snoozes) keep counting past it.

@@ -142,7 +142,7 @@ for e = 1, #expired, 2 do
     redis.call('HSET', key, 'w', '', 'sx', '', 'ls', '')
     count_event('reclaimed_released')
     queue_ready(id, now, true)
-    run_ended(id, f[8])
+    run_ended(id, f[8], false, true)
   else
     redis.call('ZREM', P .. 'active', id)
     local err = {class = 'lost', message = 'the worker stopped renewing its lease (crashed or cut off)'}
@@ -153,6 +153,7 @@ for e = 1, #expired, 2 do
     local err_json = cjson.encode(err)
     redis.call('HSET', key, 'w', '', 'sx', '')
     count_event('reclaimed_lost')
+    local again = false
     if f[3] == '1' then
       finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled while its worker was lost"}', f[11])
     elseif tonumber(f[1]) >= tonumber(f[2]) then
@@ -160,8 +161,9 @@ for e = 1, #expired, 2 do
     else
       redis.call('HSET', key, 'er', err_json, 'ls', '')
       queue_ready(id, now, true)
+      again = true
     end
-    run_ended(id, f[8])
+    run_ended(id, f[8], false, again)
   end
 end
 

@@ -20,6 +20,8 @@ local released = {}
 local by_state = {}
 -- the runs that ended, per account: their holds and counters are written once at the end
 local ended = {}
+-- the accounts one of whose runs was handed back (its lane goes to the front)
+local handed = {}
 defer_tallies()
 local CANCELLED = '{"class":"cancelled","message":"cancelled while it ran"}'
 local CANCELLED_UNSTARTED = '{"class":"cancelled","message":"cancelled before it started"}'
@@ -162,6 +164,11 @@ for i = 0, n - 1 do
     end
     -- the run's attempt is given back (once, whichever of the two reasons below holds)
     local gave_back = false
+    -- A run that never started sends no record. One still in `unstarted` that sends a
+    -- record did start: its start is reported on the keeper's next beat (found by the
+    -- chaos audit of 2026-12-07, third: a run that failed, or honoured a cancel, within
+    -- that beat was said to have ended before it started, and gave its attempt back).
+    local never_ran = attempt == '' and redis.call('ZSCORE', P .. 'unstarted', id)
     if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'gave_way' or outcome == 'release' or outcome == 'dead') then
       -- a hand-back or a snooze gives its attempt back, also when a cancel ends the job;
       -- a failure, last or for good, keeps it (the cancel wins there too, as in a reclaim)
@@ -170,9 +177,9 @@ for i = 0, n - 1 do
         gave_back = true
       end
       -- a run handed back from a prefetch never started
-      outcome, data = 'cancelled', redis.call('ZSCORE', P .. 'unstarted', id) and CANCELLED_UNSTARTED or CANCELLED
+      outcome, data = 'cancelled', never_ran and CANCELLED_UNSTARTED or CANCELLED
     end
-    if outcome == 'cancelled' and not gave_back and redis.call('ZSCORE', P .. 'unstarted', id) then
+    if outcome == 'cancelled' and not gave_back and never_ran then
       -- cancelled while it waited in a prefetch: it never ran, so its attempt goes back
       -- (as a lease handed back unstarted)
       redis.call('HINCRBY', key, 'at', -1)
@@ -199,6 +206,7 @@ for i = 0, n - 1 do
       finish_fields(id, outcome, now, field, data, f[5], {'running', f[3], f[6]}, kept)
       push_pair(by_state, outcome, ms_str(now), id)
     elseif outcome == 'release' then
+      if f[3] and f[3] ~= '' then handed[f[3]] = true end
       redis.call('HINCRBY', key, 'at', -1)
       redis.call('HSET', key, 'ls', '', 'w', '')
       queue_ready(id, now, true)
@@ -234,7 +242,7 @@ for i = 0, n - 1 do
     out[i + 1] = outcome == asked and 'ok' or ('as:' .. outcome)
   end
 end
-runs_ended(ended)
+runs_ended(ended, handed)
 flush_tallies()
 if #released > 0 then
   redis.call('ZREM', P .. 'active', unpack(released))

@@ -61,10 +61,14 @@ if [ -z "${DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1; then
       echo "== PostgreSQL: user postgres may now log in from 127.0.0.1 and ::1 without a password (trust, in $hba)"
       sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
       runuser -u postgres -- psql -qtAc 'SELECT pg_reload_conf()' >/dev/null
-    else
-      echo "warning: cannot log in to PostgreSQL at 127.0.0.1:5432 as user postgres without a password," \
+    fi
+    # Every test and the demo log in this way: without it nothing can run, so stop here
+    # (not after a long build whose every database test then fails).
+    if ! psql -h 127.0.0.1 -U postgres -w -tAc 'SELECT 1' >/dev/null 2>&1; then
+      echo "error: cannot log in to PostgreSQL at 127.0.0.1:5432 as user postgres without a password," \
         "and its pg_hba.conf is out of reach: let postgres in from 127.0.0.1 (trust), or set DATABASE_URL" \
         "(postgres://<user>:<password>@127.0.0.1:5432/postgres, a user that may create databases)" >&2
+      exit 1
     fi
   fi
 fi

@@ -1275,6 +1275,16 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
     assert_eq!(stack.deleted_by_marketplace(&long).await.len(), 60, "each SKU deleted once");
     let outcomes = window_outcomes(&stack, long_id.as_str()).await;
     assert_eq!(outcomes, vec![("deleted".to_owned(), 60)]);
+    // What the seller reads of its job says nothing of anyone else's work (found by the
+    // fairness audit of 2026-12-07, third: "while another job waits for the slot", told
+    // to a seller with no other job, was another tenant's).
+    let told: Vec<&str> = long_job
+        .attempt_history
+        .iter()
+        .filter_map(|a| a.error.as_ref().map(|e| e.message.as_str()))
+        .collect();
+    assert!(told.iter().any(|m| m.contains("turn")), "it gave way: {told:?}");
+    assert!(!told.iter().any(|m| m.contains("another")), "{told:?}");
 }
 
 /// Found by the fairness audit of 2026-12-06: a run that worked its slice came back 100 ms

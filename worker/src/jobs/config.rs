@@ -183,7 +183,8 @@ impl Slice {
             Some(JobError::GaveWay {
                 retry_after: Duration::ZERO,
                 reason: format!(
-                    "worked its {:?} turn while another job waits for the slot; the next run continues where this one stopped",
+                    // (whose job waits is not the seller's to know: it may be another's)
+                    "worked its {:?} turn and handed its slot on; the next run continues where this one stopped",
                     self.turn
                 ),
             })

@@ -207,10 +207,13 @@ async fn hang_a_shard(sync: bool) {
     runtime.await.unwrap().unwrap();
 }
 
-/// Jobs submitted while one shard hangs, to partitions on the others, run once each.
-/// (The chaos audit of 2026-12-06 read that a fetch waits for every shard's answer
-/// before handing any lease on, so the healthy shards' leases would arrive fenced; this
-/// run of the whole runtime shows they do not.)
+/// Jobs submitted while one shard hangs, to partitions on the others, run once each,
+/// and soon. Found by the chaos audit of 2026-12-07 (third; that of 2026-12-06 read it
+/// too, but this test then checked only the runs): a fetch waited for every shard's
+/// answer before handing any lease on, the hung one's for the connection's 5 s timeout,
+/// so the healthy shards' leases came too old to start, were handed back unrecorded, and
+/// 200 ms jobs took about 10 s. A shard that has not answered a quarter of the lease
+/// after the others is left out of that fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
     let cluster = RedisCluster::start(3, 0);
@@ -239,17 +242,24 @@ async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
     }));
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.pause(hung);
+    // Three waves, while the fetches keep meeting the hung shard.
     let mut ids = Vec::new();
-    for a in &healthy {
-        ids.push(store.enqueue(job(a)).await.unwrap().id);
+    for _ in 0..3 {
+        for a in &healthy {
+            ids.push(store.enqueue(job(a)).await.unwrap().id);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut slowest = Duration::ZERO;
     for id in &ids {
         loop {
             let job = store.get(id).await.unwrap().unwrap();
             if job.state.is_terminal() {
                 assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
                 assert_eq!(job.attempt_history.len(), 1, "one run, no hand-backs: {job:#?}");
+                let took = (job.finished_at.expect("ended") - job.created_at).to_std().unwrap_or_default();
+                slowest = slowest.max(took);
                 break;
             }
             assert!(Instant::now() < deadline, "{id} did not run while another shard hung: {job:#?}");
@@ -257,6 +267,9 @@ async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
         }
     }
     cluster.resume(hung);
+    // A 200 ms run, leased within a fetch or two: well under the 5 s a fetch waited.
+    eprintln!("slowest healthy job, submission to end: {slowest:?}");
+    assert!(slowest < Duration::from_secs(3), "a healthy shard's job took {slowest:?} from submission to its end");
     let _ = stop.send(());
     runtime.await.unwrap().unwrap();
 }

@@ -4,7 +4,11 @@
 //! back per item, in the order given — or per pipeline, with each one's own failure.
 use std::collections::HashMap;
 
+use std::future::Future;
+use std::time::Duration;
+
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use redis::{Cmd, Pipeline, RedisResult, Value};
 
 use super::library::{is_missing, Library};
@@ -76,7 +80,7 @@ pub async fn query_grouped_each(
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
 ) -> Vec<GroupReply> {
-    grouped(conn, keys, library, add, tail, Refusals::FailThePipeline).await
+    grouped(conn, keys, library, add, tail, Refusals::FailThePipeline, None).await
 }
 
 /// Like [`query_grouped_each`], but a command Redis refuses (a script's error, a write
@@ -85,14 +89,22 @@ pub async fn query_grouped_each(
 /// server every queue's commands share one pipeline, and one queue's refusal must not
 /// hide what the others did.) Scripts the server has not got still fail the pipeline,
 /// which is sent again once they are loaded.
-pub async fn query_grouped_items(
+///
+/// And once one pipeline has answered, the others have `straggle` more to answer; one
+/// still out then answers a timeout (its request is dropped). For calls whose replies
+/// age while they wait: a fetch's leases run out from when its scripts ran, so the
+/// healthy shards' leases must not wait on a shard that hangs (found by the chaos audit
+/// of 2026-12-07, third: they waited the connection's 5 s timeout, older than the
+/// fence, and were handed back unrun).
+pub async fn query_grouped_items_or_stragglers(
     conn: &RedisConn,
     keys: &[String],
     library: Option<&Library>,
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
+    straggle: Duration,
 ) -> Vec<GroupReply> {
-    grouped(conn, keys, library, add, tail, Refusals::PerItem).await
+    grouped(conn, keys, library, add, tail, Refusals::PerItem, Some(straggle)).await
 }
 
 /// What a command's refusal fails.
@@ -109,6 +121,7 @@ async fn grouped(
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
     refusals: Refusals,
+    straggle: Option<Duration>,
 ) -> Vec<GroupReply> {
     let groups: Vec<Vec<usize>> = if conn.is_cluster() {
         let mut by_tag: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -128,11 +141,45 @@ async fn grouped(
     let runs = groups
         .iter()
         .map(|items| run_group(conn.clone(), items, library, &add, tail, refusals));
-    let replies = join_all(runs).await;
+    let replies = match straggle {
+        Some(after) if groups.len() > 1 => first_then_within(runs, after).await,
+        _ => join_all(runs).await,
+    };
     groups
         .into_iter()
         .zip(replies)
         .map(|(items, result)| GroupReply { items, result })
+        .collect()
+}
+
+/// Each of `runs`' answers, in order; once the first has answered, those still out
+/// `after` later answer a timeout.
+async fn first_then_within<T>(
+    runs: impl Iterator<Item = impl Future<Output = RedisResult<T>>>,
+    after: Duration,
+) -> Vec<RedisResult<T>> {
+    let mut pending: FuturesUnordered<_> = runs.enumerate().map(|(i, run)| async move { (i, run.await) }).collect();
+    let mut out: Vec<Option<RedisResult<T>>> = (0..pending.len()).map(|_| None).collect();
+    let mut deadline = None;
+    loop {
+        let next = match deadline {
+            None => pending.next().await,
+            Some(at) => match tokio::time::timeout_at(at, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        let Some((i, answer)) = next else { break };
+        out[i] = Some(answer);
+        deadline.get_or_insert_with(|| tokio::time::Instant::now() + after);
+    }
+    out.into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                let late = format!("no answer within {} ms of the other shards'", after.as_millis());
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, late).into())
+            })
+        })
         .collect()
 }
 

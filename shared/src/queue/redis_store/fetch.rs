@@ -26,7 +26,7 @@ const FETCH_KEYS: [&str; 11] = [
     "runid",
     "restarted",
 ];
-use crate::redis_conn::query_grouped_items;
+use crate::redis_conn::query_grouped_items_or_stragglers;
 
 impl RedisStore {
     pub(super) async fn lease_jobs(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
@@ -222,7 +222,12 @@ impl RedisStore {
         // Each shard answers on its own, and each partition within it: one that is down,
         // cannot acknowledge or refuses its fetch (at the memory limit) does not cost the
         // leases the others made.
-        let groups = query_grouped_items(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref()).await;
+        // A shard that hangs holds the others' leases a quarter of the lease at most
+        // (their age counts against the fence from when this fetch was sent), half of it
+        // when each shard's answer waits for its replicas (up to half the lease itself).
+        let straggle = if wait.is_some() { lease / 2 } else { lease / 4 };
+        let groups =
+            query_grouped_items_or_stragglers(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref(), straggle).await;
         let now = Instant::now();
         let mut out = Vec::new();
         let mut give_back = Vec::new();

@@ -285,6 +285,66 @@ async fn a_shard_that_cannot_acknowledge_costs_only_its_own_jobs() {
     assert_eq!(leased, healthy, "every job of the healthy shards runs, none of the weak shard's");
 }
 
+/// Found by the review of 2026-12-07: a fetch cut off a shard whose answer came more than
+/// half a lease after the others', and with `replica` durability that was every fetch of
+/// a shard whose replicas could not acknowledge (its wait is itself half a lease): what
+/// it leased was left to run out, reclaimed as a dead worker's hand-backs and, past
+/// those, as lost runs, until its jobs died without running. Such a shard is waited for
+/// (its wait's bound and a quarter lease more), and its leases are given back unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_cannot_acknowledge_loses_no_job_to_fetches_with_a_short_lease() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let store = replica_store(&cluster, Duration::from_millis(1000)).await;
+    let accounts: Vec<String> = (0..24).map(|a| format!("a{a}")).collect();
+    let batch: Vec<NewJob> = accounts.iter().map(|a| NewJob::new(cleanup(a))).collect();
+    let ids: Vec<drover::job::JobId> = store
+        .enqueue_bulk(batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every shard acknowledges").id)
+        .collect();
+    let weak = busiest_primary(&cluster);
+    for r in cluster.replicas_of(weak) {
+        cluster.kill(r);
+    }
+    // The runtime's lease: each fetch waits up to 900 ms for the shards' replicas.
+    for _ in 0..8 {
+        let Ok(f) = store.fetch(JobKind::Cleanup, "w1", 100, Duration::from_millis(1800)).await else {
+            continue;
+        };
+        let done: Vec<Settlement> = f
+            .jobs
+            .iter()
+            .map(|l| Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action: SettleAction::Succeeded(json!({})),
+                attempt: None,
+            })
+            .collect();
+        let _ = store.settle(JobKind::Cleanup, &done).await;
+    }
+    // Past any lease a fetch left behind: each job ran once, or waits unused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = store.fetch(JobKind::Cleanup, "w2", 0, Duration::from_millis(1800)).await;
+    let (mut ran, mut waiting) = (0, 0);
+    for id in &ids {
+        let job = store.get(id).await.unwrap().unwrap();
+        match job.state {
+            JobState::Succeeded => ran += 1,
+            JobState::Queued => {
+                assert_eq!(job.attempts, 0, "{job:#?}");
+                assert!(job.attempt_history.is_empty(), "a lease it never ran was left to run out: {job:#?}");
+                waiting += 1;
+            }
+            _ => panic!("{job:#?}"),
+        }
+    }
+    eprintln!("{ran} ran on the healthy shards, {waiting} wait on the weak one");
+    assert!(ran > 0 && waiting > 0, "{ran} ran, {waiting} wait");
+}
+
 /// On a cluster a sync whose account already has one queued is enqueued in two calls
 /// (the first names the queued job, which it had not declared). A second call that fails
 /// fails only its own jobs: before, its error ended the whole batch (found by the chaos

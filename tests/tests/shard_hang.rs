@@ -12,6 +12,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 const JOBS: usize = 12;
+/// A lease longer than any test here.
+const LEASE_FOR_WARMING: Duration = Duration::from_secs(600);
 /// How long a run goes on unless it is told to stop.
 const RUN: Duration = Duration::from_secs(8);
 
@@ -391,4 +393,79 @@ async fn a_hanging_shard_costs_the_callback_claims_a_bounded_wait() {
     cluster.resume(hung);
     assert_eq!(claimed.len(), healthy.len(), "the healthy partitions' deliveries are claimed");
     assert!(took < Duration::from_secs(4), "a claim round took {took:?}");
+}
+
+/// Found by the review of 2026-12-07: a fetch that cut off a slow shard's pipeline (so as
+/// not to hold up the others) dropped its answer, and what that shard leased when it
+/// came to it reached no run: left to run out, such leases were reclaimed as a dead
+/// worker's, each costing its job a free hand-back (then an attempt, then its life). What
+/// a late answer leased is given back as it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_shard_cut_off_from_a_fetch_leased_is_given_back_when_it_answers() {
+    let cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    // One run per account: a first fetch leases one job of each, and learns the keys of
+    // the lanes it leaves (a cluster's fetch declares them: it leases nothing from lanes
+    // it has not seen, asking again for them).
+    let capped = JobDefaults {
+        per_account: [1, 1, 1],
+        ..defaults()
+    };
+    let store = RedisStore::connect(&cluster.url(), "drover", capped).await.unwrap();
+    let slow = cluster.primaries()[0];
+    let on = |slow_one: bool| -> Vec<String> {
+        (0..200)
+            .map(|a| format!("s{a}"))
+            .filter(|a| (primary_of(&cluster, a) == slow) == slow_one)
+            .take(4)
+            .collect()
+    };
+    let mut late_ids = Vec::new();
+    for a in on(true) {
+        store.enqueue(job(&a)).await.unwrap();
+        late_ids.push(store.enqueue(job(&a)).await.unwrap().id);
+    }
+    for a in on(false) {
+        store.enqueue(job(&a)).await.unwrap();
+    }
+    let first = store.fetch(JobKind::Cleanup, "w0", 100, LEASE_FOR_WARMING).await.unwrap().jobs;
+    assert_eq!(first.len(), 8, "one job of each account");
+    let done: Vec<drover::queue::Settlement> = first
+        .iter()
+        .map(|l| drover::queue::Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: drover::queue::SettleAction::Succeeded(json!({})),
+            attempt: None,
+        })
+        .collect();
+    store.settle(JobKind::Cleanup, &done).await.unwrap();
+    for a in on(false) {
+        store.enqueue(job(&a)).await.unwrap();
+    }
+    cluster.pause(slow);
+    let fetch = {
+        let store = store.clone();
+        tokio::spawn(async move { store.fetch(JobKind::Cleanup, "w1", 100, Duration::from_millis(1800)).await })
+    };
+    // The slow shard answers a second later: past the fetch's straggle (450 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.resume(slow);
+    let fetched = fetch.await.unwrap().unwrap();
+    assert_eq!(fetched.jobs.len(), 4, "the other shards' jobs, without waiting: {:?}", fetched.jobs);
+    assert!(fetched.jobs.iter().all(|l| !late_ids.contains(&l.id)));
+    // Given back well before the leases (1.8 s) would run out: queued, nothing used.
+    let deadline = Instant::now() + Duration::from_millis(1200);
+    for id in &late_ids {
+        loop {
+            let job = store.get(id).await.unwrap().unwrap();
+            if job.state == JobState::Queued {
+                assert_eq!(job.attempts, 0, "{job:#?}");
+                assert!(job.attempt_history.is_empty(), "{job:#?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the late answer's lease was not given back: {job:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -4,11 +4,9 @@
 //! back per item, in the order given — or per pipeline, with each one's own failure.
 use std::collections::HashMap;
 
-use std::future::Future;
 use std::time::Duration;
 
-use futures::future::join_all;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::future::{join_all, select_all};
 use redis::{Cmd, Pipeline, RedisResult, Value};
 
 use super::library::{is_missing, Library};
@@ -68,6 +66,10 @@ pub async fn query_grouped_then(
 pub struct GroupReply {
     pub items: Vec<usize>,
     pub result: RedisResult<(Vec<Vec<Value>>, Option<Value>)>,
+    /// Cut off after the others' straggle ([`query_grouped_items_or_stragglers`]): its
+    /// pipeline, still waiting for its answer, for the caller to see to (a fetch gives
+    /// back what it leased).
+    pub late: Option<Late>,
 }
 
 /// Like [`query_grouped_then`], but each pipeline (each shard's, on a cluster) answers
@@ -91,7 +93,8 @@ pub async fn query_grouped_each(
 /// which is sent again once they are loaded.
 ///
 /// And once one pipeline has answered, the others have `straggle` more to answer; one
-/// still out then answers a timeout (its request is dropped). For calls whose replies
+/// still out then answers a timeout, and comes with its pipeline's task, which goes on
+/// to its answer (`GroupReply::late`, for the caller to see to). For calls whose replies
 /// age while they wait: a fetch's leases run out from when its scripts ran, so the
 /// healthy shards' leases must not wait on a shard that hangs (found by the chaos audit
 /// of 2026-12-07, third: they waited the connection's 5 s timeout, older than the
@@ -106,6 +109,9 @@ pub async fn query_grouped_items_or_stragglers(
 ) -> Vec<GroupReply> {
     grouped(conn, keys, library, add, tail, Refusals::PerItem, Some(straggle)).await
 }
+
+/// A pipeline sent on its own task: what it answers, per item, and the tail's reply.
+pub type Late = tokio::task::JoinHandle<RedisResult<(Vec<Vec<Value>>, Option<Value>)>>;
 
 /// What a command's refusal fails.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -138,49 +144,129 @@ async fn grouped(
     } else {
         vec![(0..keys.len()).collect()]
     };
+    if let Some(after) = straggle.filter(|_| groups.len() > 1) {
+        return first_then_within(conn, groups, library, &add, tail, refusals, after).await;
+    }
     let runs = groups
         .iter()
         .map(|items| run_group(conn.clone(), items, library, &add, tail, refusals));
-    let replies = match straggle {
-        Some(after) if groups.len() > 1 => first_then_within(runs, after).await,
-        _ => join_all(runs).await,
-    };
+    let replies = join_all(runs).await;
     groups
         .into_iter()
         .zip(replies)
-        .map(|(items, result)| GroupReply { items, result })
+        .map(|(items, result)| GroupReply { items, result, late: None })
         .collect()
 }
 
-/// Each of `runs`' answers, in order; once the first has answered, those still out
-/// `after` later answer a timeout.
-async fn first_then_within<T>(
-    runs: impl Iterator<Item = impl Future<Output = RedisResult<T>>>,
+/// Each group's pipeline sent on its own task; once the first has answered, those still
+/// out `after` later answer a timeout, and come with their task ([`GroupReply::late`]),
+/// which goes on to its answer. A group whose server had not got the library is sent
+/// again once it is loaded, as [`run_group`] does.
+#[allow(clippy::too_many_arguments)]
+async fn first_then_within(
+    conn: &RedisConn,
+    groups: Vec<Vec<usize>>,
+    library: Option<&Library>,
+    add: &impl Fn(&mut Pipeline, usize),
+    tail: Option<&Cmd>,
+    refusals: Refusals,
     after: Duration,
-) -> Vec<RedisResult<T>> {
-    let mut pending: FuturesUnordered<_> = runs.enumerate().map(|(i, run)| async move { (i, run.await) }).collect();
-    let mut out: Vec<Option<RedisResult<T>>> = (0..pending.len()).map(|_| None).collect();
-    let mut deadline = None;
-    loop {
-        let next = match deadline {
-            None => pending.next().await,
-            Some(at) => match tokio::time::timeout_at(at, pending.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
-        };
-        let Some((i, answer)) = next else { break };
-        out[i] = Some(answer);
-        deadline.get_or_insert_with(|| tokio::time::Instant::now() + after);
-    }
-    out.into_iter()
-        .map(|answer| {
-            answer.unwrap_or_else(|| {
-                let late = format!("no answer within {} ms of the other shards'", after.as_millis());
-                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, late).into())
+) -> Vec<GroupReply> {
+    let mut tasks: Vec<Late> = groups
+        .iter()
+        .map(|items| {
+            let (pipe, counts) = build(items, add, tail, refusals);
+            let (conn, has_tail) = (conn.clone(), tail.is_some());
+            tokio::spawn(async move {
+                let (flat, tail_reply) = send(pipe, conn, has_tail, refusals).await?;
+                Ok((split(flat, counts), tail_reply))
             })
         })
-        .collect()
+        .collect();
+    let mut answers: Vec<Option<RedisResult<(Vec<Vec<Value>>, Option<Value>)>>> = groups.iter().map(|_| None).collect();
+    let mut deadline = None;
+    loop {
+        let open: Vec<usize> = (0..tasks.len()).filter(|i| answers[*i].is_none()).collect();
+        if open.is_empty() {
+            break;
+        }
+        let next = {
+            let any = select_all(tasks.iter_mut().enumerate().filter(|(i, _)| answers[*i].is_none()).map(|(_, t)| t));
+            match deadline {
+                None => Some(any.await),
+                Some(at) => tokio::time::timeout_at(at, any).await.ok(),
+            }
+        };
+        let Some((joined, k, _)) = next else { break };
+        let answer = joined.unwrap_or_else(|e| Err(std::io::Error::other(format!("its pipeline's task ended: {e}")).into()));
+        answers[open[k]] = Some(answer);
+        deadline.get_or_insert_with(|| tokio::time::Instant::now() + after);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for ((items, answer), task) in groups.into_iter().zip(answers).zip(tasks.drain(..)) {
+        let reply = match answer {
+            Some(Err(e)) if library.is_some() && is_missing(&e) => {
+                let result = run_group(conn.clone(), &items, library, add, tail, refusals).await;
+                GroupReply { items, result, late: None }
+            }
+            Some(result) => GroupReply { items, result, late: None },
+            None => {
+                let late = format!("no answer within {} ms of the other shards'", after.as_millis());
+                GroupReply {
+                    items,
+                    result: Err(std::io::Error::new(std::io::ErrorKind::TimedOut, late).into()),
+                    late: Some(task),
+                }
+            }
+        };
+        out.push(reply);
+    }
+    out
+}
+
+/// `items`' pipeline (and the tail's command, if any), with how many replies each item
+/// gets.
+fn build(items: &[usize], add: &impl Fn(&mut Pipeline, usize), tail: Option<&Cmd>, refusals: Refusals) -> (Pipeline, Vec<usize>) {
+    let mut counts = Vec::with_capacity(items.len());
+    let mut pipe = redis::pipe();
+    for i in items {
+        let before = pipe.cmd_iter().count();
+        add(&mut pipe, *i);
+        counts.push(pipe.cmd_iter().count() - before);
+    }
+    if let Some(t) = tail {
+        // The tail's own refusal (a WAITAOF once AOF is off) must not hide what the
+        // writes before it answered: it comes back as its reply, for the caller.
+        pipe.add_command(t.clone()).ignore_errors();
+    }
+    if refusals == Refusals::PerItem {
+        // (for the whole pipeline: each refusal comes back as its item's reply)
+        pipe.ignore_errors();
+    }
+    (pipe, counts)
+}
+
+/// Sends a pipeline: its replies and, with a tail, the tail's apart.
+async fn send(pipe: Pipeline, mut conn: RedisConn, has_tail: bool, refusals: Refusals) -> RedisResult<(Vec<Value>, Option<Value>)> {
+    let mut flat: Vec<Value> = pipe.query_async(&mut conn).await?;
+    let tail_reply = if has_tail { flat.pop() } else { None };
+    // With the tail's errors let through, the writes' own still fail the pipeline
+    // (per item, only a script the server has not got does).
+    for v in &flat {
+        if let Value::ServerError(e) = v {
+            let e: redis::RedisError = e.clone().into();
+            if refusals == Refusals::FailThePipeline || is_missing(&e) {
+                return Err(e);
+            }
+        }
+    }
+    Ok((flat, tail_reply))
+}
+
+/// The flat replies, each item's `counts` of them.
+fn split(flat: Vec<Value>, counts: Vec<usize>) -> Vec<Vec<Value>> {
+    let mut it = flat.into_iter();
+    counts.into_iter().map(|n| it.by_ref().take(n).collect()).collect()
 }
 
 async fn run_group(
@@ -191,54 +277,21 @@ async fn run_group(
     tail: Option<&Cmd>,
     refusals: Refusals,
 ) -> RedisResult<(Vec<Vec<Value>>, Option<Value>)> {
-    let mut counts = Vec::with_capacity(items.len());
-    let build = |counts: &mut Vec<usize>| {
-        counts.clear();
-        let mut pipe = redis::pipe();
-        for i in items {
-            let before = pipe.cmd_iter().count();
-            add(&mut pipe, *i);
-            counts.push(pipe.cmd_iter().count() - before);
-        }
-        if let Some(t) = tail {
-            // The tail's own refusal (a WAITAOF once AOF is off) must not hide what the
-            // writes before it answered: it comes back as its reply, for the caller.
-            pipe.add_command(t.clone()).ignore_errors();
-        }
-        if refusals == Refusals::PerItem {
-            // (for the whole pipeline: each refusal comes back as its item's reply)
-            pipe.ignore_errors();
-        }
-        pipe
-    };
-    let send = |pipe: Pipeline, mut conn: RedisConn| async move {
-        let mut flat: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let tail_reply = if tail.is_some() { flat.pop() } else { None };
-        // With the tail's errors let through, the writes' own still fail the pipeline
-        // (per item, only a script the server has not got does).
-        for v in &flat {
-            if let Value::ServerError(e) = v {
-                let e: redis::RedisError = e.clone().into();
-                if refusals == Refusals::FailThePipeline || is_missing(&e) {
-                    return Err(e);
-                }
-            }
-        }
-        Ok((flat, tail_reply))
-    };
-    let (flat, tail_reply) = match send(build(&mut counts), conn.clone()).await {
+    let (pipe, mut counts) = build(items, add, tail, refusals);
+    let (flat, tail_reply) = match send(pipe, conn.clone(), tail.is_some(), refusals).await {
         Ok(v) => v,
         Err(e) => match library {
             // built again: the calls may go by EVALSHA now (the server refused the library)
             Some(l) if is_missing(&e) => {
                 l.load(&mut conn).await?;
-                send(build(&mut counts), conn).await?
+                let (pipe, again) = build(items, add, tail, refusals);
+                counts = again;
+                send(pipe, conn, tail.is_some(), refusals).await?
             }
             _ => return Err(e),
         },
     };
-    let mut it = flat.into_iter();
-    Ok((counts.into_iter().map(|n| it.by_ref().take(n).collect()).collect(), tail_reply))
+    Ok((split(flat, counts), tail_reply))
 }
 
 #[cfg(test)]

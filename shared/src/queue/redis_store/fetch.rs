@@ -26,7 +26,7 @@ const FETCH_KEYS: [&str; 11] = [
     "runid",
     "restarted",
 ];
-use crate::redis_conn::query_grouped_items_or_stragglers;
+use crate::redis_conn::{query_grouped_items_or_stragglers, Late};
 
 impl RedisStore {
     pub(super) async fn lease_jobs(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
@@ -223,9 +223,11 @@ impl RedisStore {
         // cannot acknowledge or refuses its fetch (at the memory limit) does not cost the
         // leases the others made.
         // A shard that hangs holds the others' leases a quarter of the lease at most
-        // (their age counts against the fence from when this fetch was sent), half of it
-        // when each shard's answer waits for its replicas (up to half the lease itself).
-        let straggle = if wait.is_some() { lease / 2 } else { lease / 4 };
+        // (their age counts against the fence from when this fetch was sent); where each
+        // shard's answer waits for its replicas, a quarter more than that wait's bound, so
+        // a shard whose replicas cannot acknowledge still answers (its leases are given
+        // back, not left to run out). One cut off has what it leased given back.
+        let straggle = if wait.is_some() { waited + lease / 4 } else { lease / 4 };
         let groups =
             query_grouped_items_or_stragglers(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref(), straggle).await;
         let now = Instant::now();
@@ -243,7 +245,12 @@ impl RedisStore {
                 }
                 Err(e) => {
                     // Whether it leased anything is unknown: such leases return when they
-                    // expire. The partitions wait for their marker or the next sweep.
+                    // expire — unless its answer was only late (cut off so as not to
+                    // hold up the others), when what it leased is given back as it comes.
+                    // The partitions wait for their marker or the next sweep.
+                    if let Some(late) = group.late {
+                        self.give_back_late(kind, late);
+                    }
                     let partitions: Vec<usize> = group.items.iter().map(|i| round[*i]).collect();
                     for p in &partitions {
                         self.visits[kind.index()]
@@ -284,21 +291,7 @@ impl RedisStore {
                     needy.push(p);
                 }
                 let got = jobs.len() / 3;
-                let mut leased = Vec::with_capacity(got);
-                let mut it = jobs.into_iter();
-                // Each job on its own: one this version cannot read must not cost the others
-                // leased by the same call their leases. It goes out with the reason (the
-                // runtime puts it in dead, logging it once) unless its very id is lost.
-                while let (Some(head), Some(traceparent), Some(payload)) = (it.next(), it.next(), it.next()) {
-                    match decode_leased_bytes(&raw(head), &raw(traceparent), &raw(payload)) {
-                        Ok(l) => leased.push(l),
-                        Err(head) => tracing::error!(
-                            kind = %kind,
-                            head = %head,
-                            "a leased job's id cannot be read; it returns when its lease runs out, the other jobs of the fetch go out"
-                        ),
-                    }
-                }
+                let leased = decode_jobs(kind, jobs);
                 self.note_accounts(&leased);
                 match &durable {
                     Ok(()) => {
@@ -343,10 +336,13 @@ impl RedisStore {
             }
         }
         // A shard's failure is the caller's only when nothing else was leased (so an idle
-        // worker backs off); otherwise the runs that were leased go ahead.
+        // worker backs off); otherwise the runs that were leased go ahead. Partitions
+        // that asked for keys are asked again first (a fetch's first visit to a partition
+        // declares none: with a shard hung, the first fetch leased nothing from the
+        // healthy ones before, found by the review of 2026-12-07).
         let failed = failure.is_some();
         if let Some(e) = failure {
-            if out.is_empty() {
+            if out.is_empty() && needy.is_empty() {
                 return Err(e);
             }
         }
@@ -358,6 +354,53 @@ impl RedisStore {
             failed,
         })
     }
+}
+
+impl RedisStore {
+    /// Gives back, when it comes, what a fetch's pipeline cut off as late leased (its
+    /// shard was slow, or hung and resumed): those leases reach no run, and left to run
+    /// out they would be reclaimed as hand-backs of a dead worker's, costing the job its
+    /// free hand-backs (the review of 2026-12-07).
+    fn give_back_late(&self, kind: JobKind, late: Late) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let Ok(Ok((replies, _))) = late.await else { return };
+            let leased: Vec<Leased> = replies
+                .into_iter()
+                .filter_map(|reply| reply.into_iter().next())
+                .filter_map(|reply| redis::from_redis_value::<(Vec<Value>, i64, Vec<String>, i64)>(reply).ok())
+                .flat_map(|(jobs, ..)| decode_jobs(kind, jobs))
+                .collect();
+            if leased.is_empty() {
+                return;
+            }
+            let release: Vec<Settlement> = leased.iter().map(Settlement::release).collect();
+            match store.give_back(&release).await {
+                Ok(_) => tracing::info!(kind = %kind, jobs = release.len(), "gave back the leases of a fetch's late answer"),
+                Err(e) => tracing::warn!(kind = %kind, jobs = release.len(), error = %e, "could not give back the leases of a fetch's late answer; they return when the leases expire"),
+            }
+        });
+    }
+}
+
+/// The jobs of a fetch script's reply (three strings each). Each job on its own: one this
+/// version cannot read must not cost the others leased by the same call their leases. It
+/// goes out with the reason (the runtime puts it in dead, logging it once) unless its
+/// very id is lost.
+fn decode_jobs(kind: JobKind, jobs: Vec<Value>) -> Vec<Leased> {
+    let mut leased = Vec::with_capacity(jobs.len() / 3);
+    let mut it = jobs.into_iter();
+    while let (Some(head), Some(traceparent), Some(payload)) = (it.next(), it.next(), it.next()) {
+        match decode_leased_bytes(&raw(head), &raw(traceparent), &raw(payload)) {
+            Ok(l) => leased.push(l),
+            Err(head) => tracing::error!(
+                kind = %kind,
+                head = %head,
+                "a leased job's id cannot be read; it returns when its lease runs out, the other jobs of the fetch go out"
+            ),
+        }
+    }
+    leased
 }
 
 /// What one round of a fetch leased, and what it says about the partitions asked.

@@ -222,7 +222,9 @@ pub struct WaitingView {
     pub until: Option<DateTime<Utc>>,
     /// The park's operation and message; the account's cap and the runs holding it; a
     /// queued job's place in line (a key limited to accounts: only `ahead_in_account`); an account cooldown's cause, level, start, the
-    /// operations it refuses and what the job waits for after it (`then`).
+    /// operations it refuses and what the job waits for after it (`then`); a wait with an
+    /// end, what comes after it (`then`: queue_paused, no_worker, or queued once it has
+    /// ended and the job joins its lane next).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }

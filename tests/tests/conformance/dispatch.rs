@@ -348,8 +348,11 @@ pub async fn capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahea
     for _ in 0..2 {
         enqueue(&store, NewJob::new(cleanup("x"))).await;
     }
-    let short = Duration::from_millis(100);
-    let held = store.fetch(JobKind::Cleanup, "w1", 10, short).await.unwrap().jobs;
+    // The first with a long lease, the second with one the steps below fit in (however
+    // slow the machine), to be reclaimed after them.
+    let lease = Duration::from_millis(1500);
+    let mut held = store.fetch(JobKind::Cleanup, "w1", 1, LEASE).await.unwrap().jobs;
+    held.extend(store.fetch(JobKind::Cleanup, "w1", 1, lease).await.unwrap().jobs);
     assert_eq!(held.iter().map(account_of).collect::<Vec<_>>(), ["x", "x"], "x at its cap");
     for acct in ["y1", "y2", "y3"] {
         for _ in 0..3 {
@@ -364,11 +367,11 @@ pub async fn capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahea
         ("x".to_owned(), &held[0].id),
         "the job handed back runs before the accounts waiting"
     );
-    // held[1]'s short lease runs out (across the test's quiet gap: marked, then after
-    // its grace reclaimed): its job too goes ahead of them.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // held[1]'s lease runs out (across the test's quiet gap: marked, then after its
+    // grace, half the lease, reclaimed): its job too goes ahead of them.
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
     store.fetch(JobKind::Cleanup, "w2", 0, LEASE).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(lease / 2 + Duration::from_millis(100)).await;
     let next = fetch_one(&store, "w2").await.unwrap();
     assert_eq!(
         (account_of(&next), &next.id),
@@ -434,6 +437,22 @@ pub async fn capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_
     );
     let next = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs;
     assert_eq!(next.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), vec![late]);
+}
+
+/// Found by the fairness audit of 2026-12-07 (third): a job whose wait had ended, in a
+/// served queue, before a sweep promoted it (up to a few seconds with a long lease)
+/// answered its old reason with an `until` in the past and nothing more. It says it
+/// joins its lane next (`then: queued`).
+pub async fn a_job_whose_wait_has_ended_says_it_is_queued_next<S: JobStore>(store: S) {
+    store.beat(JobKind::Cleanup).await.unwrap();
+    let soon = enqueue(&store, NewJob::new(cleanup("a")).delay(Duration::from_millis(100))).await;
+    let w = store.waiting(&soon).await.unwrap().unwrap();
+    assert_eq!((w.reason, w.detail.get("then")), (WaitReason::Scheduled, None), "{w:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.beat(JobKind::Cleanup).await.unwrap();
+    let w = store.waiting(&soon).await.unwrap().unwrap();
+    assert!(w.until.is_some_and(|u| u <= Utc::now()), "{w:?}");
+    assert_eq!(w.detail["then"], "queued", "{w:?}");
 }
 
 pub async fn waiting_says_why_a_job_has_not_started<S: JobStore>(store: S) {

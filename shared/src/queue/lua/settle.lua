@@ -88,7 +88,7 @@ for i = 0, n - 1 do
   local b = 4 + i * 6
   local key = P .. 'job:' .. ARGV[b]
   if need(key) then
-    local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er')
+    local f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er', 'hb')
     reads[i + 1] = f
     if f[1] == ARGV[b + 1] then
       local acct, outcome = f[3] or '', ARGV[b + 2]
@@ -120,7 +120,7 @@ for i = 0, n - 1 do
   -- read above, or again when the id came twice (its first outcome changed it)
   local f = reads[i + 1]
   if read_once[id] then
-    f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er')
+    f = redis.call('HMGET', key, 'ls', 'cx', 'acct', 'sn', 'cb', 'ac', 'er', 'hb')
   end
   read_once[id] = true
   local held = f[1]
@@ -169,6 +169,9 @@ for i = 0, n - 1 do
     -- chaos audit of 2026-12-07, third: a run that failed, or honoured a cancel, within
     -- that beat was said to have ended before it started, and gave its attempt back).
     local never_ran = attempt == '' and redis.call('ZSCORE', P .. 'unstarted', id)
+    -- A run that sends its record started: the job has its free hand-backs again (see
+    -- start.lua; a run that ends within a beat is never reported started).
+    if attempt ~= '' and f[8] then redis.call('HDEL', key, 'hb') end
     if f[2] == '1' and (outcome == 'retry' or outcome == 'snooze' or outcome == 'gave_way' or outcome == 'release' or outcome == 'dead') then
       -- a hand-back or a snooze gives its attempt back, also when a cancel ends the job;
       -- a failure, last or for good, keeps it (the cancel wins there too, as in a reclaim)

@@ -35,14 +35,19 @@ local function waiting_of(id, known)
   local due = f[3] or ''
   -- A wait with an end in a paused queue ends in the pause: it says so (`then`).
   local paused = (st == 'retrying' or st == 'scheduled') and redis.call('EXISTS', P .. 'paused') == 1
-  -- A wait that has ended in a queue no worker serves: it waits for one now.
-  local unserved_due = not paused and (st == 'retrying' or st == 'scheduled')
-    and tonumber(due) and tonumber(due) <= now_ms() and unserved()
+  -- A wait that has ended in a queue no worker serves: it waits for one now. In one
+  -- served, it joins its lane at the next sweep (within a few hundred ms): `then` says
+  -- so, not an `until` in the past alone (found by the fairness audit of 2026-12-07,
+  -- third).
+  local ended = not paused and (st == 'retrying' or st == 'scheduled')
+    and tonumber(due) and tonumber(due) <= now_ms()
+  local unserved_due = ended and unserved()
   if st == 'retrying' then
     if unserved_due then
       unserved_due['then'] = 'no_worker'
       return 'retry_backoff', due, cjson.encode(unserved_due)
     end
+    if ended then return 'retry_backoff', due, '{"then":"queued"}' end
     return 'retry_backoff', due, paused and '{"then":"queue_paused"}' or '{}'
   end
   if st == 'scheduled' then
@@ -61,6 +66,8 @@ local function waiting_of(id, known)
     if paused then detail['then'] = 'queue_paused' end
     if unserved_due then
       detail['then'], detail.last_served_ms = 'no_worker', unserved_due.last_served_ms
+    elseif ended then
+      detail['then'] = 'queued'
     end
     return reason, due, next(detail) ~= nil and cjson.encode(detail) or '{}'
   end

@@ -623,6 +623,46 @@ async fn readyz_names_postgres_when_it_cannot_be_reached_and_accounts_answer_503
     assert!(p["detail"].as_str().unwrap().contains("postgres"), "{p}");
 }
 
+/// Found by the durability audit of 2026-12-07 (third): a Postgres that answers but is
+/// read-only (a demoted primary mid-failover, reached through a stale address) refused
+/// every write with SQLSTATE 25006, which was an internal error: a 500 without
+/// Retry-After for a registration, and a used attempt for a job's run. It is the
+/// database being unavailable: a 503 that says when to retry, nothing stored.
+#[tokio::test]
+async fn a_read_only_postgres_answers_503_with_retry_after_and_stores_nothing() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    let admin = pool(&app).await;
+    let db: String = sqlx::query("SELECT current_database()").fetch_one(&admin).await.unwrap().get(0);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // The API's sessions start again, read-only (as a demoted primary's would be).
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        .execute(&admin)
+        .await
+        .unwrap();
+    // Reads go on (the pool has dialled afresh once one answers)...
+    for _ in 0..50 {
+        if app.get(ADMIN, "/v1/accounts/acme").send().await.unwrap().status() == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and a write is refused as the database being unavailable.
+    let mut skipping = body("acme", "rt-acct-1");
+    skipping["skip_validation"] = json!(true);
+    let res = create(&app, ADMIN, &skipping).await;
+    assert!(res.headers().contains_key("retry-after"), "{} {:?}", res.status(), res.headers());
+    let p = problem(res, 503).await;
+    assert_eq!(p["type"], "urn:drover:problem:unavailable", "{p}");
+    // (the test's database is dropped with it, read-only or not)
+    assert_eq!(stored_rows(&app).await, 0);
+}
+
 #[tokio::test]
 async fn the_app_refuses_a_missing_or_published_encryption_key_outside_dev_mode() {
     refused_encryption_keys().await;

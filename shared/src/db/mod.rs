@@ -96,6 +96,12 @@ fn from_sqlstate(code: &str, constraint: Option<&str>) -> DbError {
         }
         c if c.starts_with("28") => DbError::Unavailable(format!("authentication failed (SQLSTATE {c})")),
         "3D000" => DbError::Unavailable("the database does not exist (SQLSTATE 3D000)".into()),
+        // A server that answers but takes no writes (a primary demoted mid-failover,
+        // reached through an address not yet moved), and a session it ended for idling
+        // in a transaction: the database is not there for this work yet (before, found
+        // by the durability audit of 2026-12-07, third, a 500 and a used attempt).
+        "25006" => DbError::Unavailable("the server is read-only (SQLSTATE 25006): a failover under way?".into()),
+        "25P03" => DbError::Unavailable("the session was ended idle in a transaction (SQLSTATE 25P03)".into()),
         c => DbError::Other(format!("server error (SQLSTATE {c})")),
     }
 }
@@ -278,6 +284,7 @@ mod tests {
         assert!(from_sqlstate("08006", None).is_unavailable());
         assert!(from_sqlstate("57P01", None).is_unavailable());
         assert!(from_sqlstate("28P01", None).is_unavailable());
+        assert!(from_sqlstate("25006", None).is_unavailable());
         assert_eq!(from_sqlstate("22P02", None), DbError::Other("server error (SQLSTATE 22P02)".into()));
     }
 

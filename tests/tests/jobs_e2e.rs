@@ -1093,6 +1093,52 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
     assert_eq!(stale, 0, "every listing was checked");
 }
 
+/// Found by the marketplace audit of 2026-12-07 (third): one SKU whose getListingsItem
+/// the marketplace refused (a 400) killed the sync, and, never checked, it came first in
+/// every later refresh, which died on it too: no listing was refreshed again. Its row
+/// says it was refused, the others are checked, and the next refresh goes on the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_the_marketplace_refuses_is_recorded_and_every_refresh_goes_on() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(4),
+            ..AccountSpec::new("seller-refused-sku")
+        })
+        .await;
+    known_listings(&stack, &acct).await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let refused = skus.iter().min().unwrap().clone();
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                permanent_400_skus: vec![refused.clone()],
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    for round in 0..2 {
+        let id = stack.submit_sync(&acct, &["listings"]).await;
+        let job = stack.finish(&id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded, "sync {round}: {job:#?}\n{}", stack.logs());
+        let listed = &job.result.as_ref().unwrap()["listings"];
+        assert_eq!(
+            (listed["checked"].as_i64(), listed["refused"].as_i64()),
+            (Some(4), Some(1)),
+            "sync {round}: {listed}"
+        );
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM listings WHERE account_id = $1 AND sku = $2")
+        .bind(acct.as_str())
+        .bind(&refused)
+        .fetch_one(stack.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "REFUSED");
+}
+
 /// Found by the fairness audit of 2026-12-06 (third): every park was counted against the
 /// snooze cap whether or not its run advanced, so a job parking between steps while it
 /// works through them at its seller's allowed rate — an orders sync at SP-API's one

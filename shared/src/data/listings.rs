@@ -10,7 +10,8 @@ pub struct ListingRow {
     pub sku: String,
     pub marketplace_id: String,
     pub asin: Option<String>,
-    /// Upstream status (e.g. `BUYABLE`), or `ABSENT` when the marketplace answered 404.
+    /// Upstream status (e.g. `BUYABLE`), `ABSENT` when the marketplace answered 404, or
+    /// `REFUSED` when it refused the SKU's request (a 4xx other than 401/403).
     pub status: String,
     pub raw: Option<serde_json::Value>,
 }
@@ -60,12 +61,12 @@ pub async fn known_skus(conn: &mut PgConnection, account_id: &str, since: DateTi
     .await
 }
 
-/// The account's listings checked since `since`: how many, and how many of them the
-/// marketplace did not have (`ABSENT`).
-pub async fn checked_since(conn: &mut PgConnection, account_id: &str, since: DateTime<Utc>) -> DataResult<(i64, i64)> {
+/// The account's listings checked since `since`: how many, how many of them the
+/// marketplace did not have (`ABSENT`), and how many it refused to look up (`REFUSED`).
+pub async fn checked_since(conn: &mut PgConnection, account_id: &str, since: DateTime<Utc>) -> DataResult<(i64, i64, i64)> {
     sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'ABSENT') FROM listings
-          WHERE account_id = $1 AND checked_at >= $2",
+        "SELECT count(*), count(*) FILTER (WHERE status = 'ABSENT'), count(*) FILTER (WHERE status = 'REFUSED')
+           FROM listings WHERE account_id = $1 AND checked_at >= $2",
     )
     .bind(account_id)
     .bind(since)

@@ -20,7 +20,11 @@ use drover::JobError;
 use serde_json::json;
 
 use super::{check_cancel, db_error, landed, DbCall, Jobs, Seller, Slice};
-use crate::marketplace::OrdersQuery;
+use crate::marketplace::{CallError, OrdersQuery};
+
+/// A listing's status when the marketplace refused its SKU's request (a 4xx other than
+/// the account's access): checked, with the refusal in its raw record.
+const REFUSED: &str = "REFUSED";
 
 const ORDERS: &str = "orders";
 
@@ -224,7 +228,7 @@ async fn sync_listings(
     // call: a refresh takes minutes at SP-API's rates, and the worker's other runs share
     // the pool.
     let mut conn = jobs.connection("reading known SKUs").await?;
-    let (before, _) = listings::checked_since(&mut conn, account, began)
+    let (before, ..) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
         .await
         .map_err(db_error("reading known SKUs"))?;
@@ -242,13 +246,32 @@ async fn sync_listings(
             // Every SKU checked so far is written: the next run goes on after them.
             return Err(end);
         }
-        let Ok(sku) = Sku::parse(raw.clone()) else { continue };
-        let item = jobs
-            .market()
-            .get_listings_item(&seller.call, &seller.seller_id, &sku, std::slice::from_ref(&p.marketplace_id))
-            .await?;
+        let item = match Sku::parse(raw.clone()) {
+            Ok(sku) => {
+                jobs.market()
+                    .get_listings_item(&seller.call, &seller.seller_id, &sku, std::slice::from_ref(&p.marketplace_id))
+                    .await
+            }
+            Err(e) => Err(CallError::Permanent {
+                op: "getListingsItem",
+                status: 400,
+                reason: format!("not a SKU the marketplace takes: {e}"),
+            }),
+        };
         let row = match item {
-            Some(item) => {
+            // This SKU's request refused (not the account's access: a 401 or 403 stops
+            // the job): its row says so and is checked, and the refresh goes on. Before
+            // (found by the marketplace audit of 2026-12-07, third) the job died, and the
+            // SKU, never checked, came first in every later refresh, which died on it too.
+            Err(CallError::Permanent { status, reason, .. }) if status != 401 && status != 403 => ListingRow {
+                sku: raw.clone(),
+                marketplace_id: p.marketplace_id.as_str().to_owned(),
+                asin: None,
+                status: REFUSED.to_owned(),
+                raw: Some(json!({"refused": {"status": status, "reason": reason}})),
+            },
+            Err(e) => return Err(e.into()),
+            Ok(Some(item)) => {
                 let summary = item.summaries.as_ref().and_then(|s| s.first());
                 ListingRow {
                     sku: raw.clone(),
@@ -267,7 +290,7 @@ async fn sync_listings(
                     raw: serde_json::to_value(&item).ok(),
                 }
             }
-            None => ListingRow {
+            Ok(None) => ListingRow {
                 sku: raw.clone(),
                 marketplace_id: p.marketplace_id.as_str().to_owned(),
                 asin: None,
@@ -295,11 +318,12 @@ async fn sync_listings(
         }
     }
     let mut conn = jobs.connection("counting the listings checked").await?;
-    let (checked, absent) = listings::checked_since(&mut conn, account, began)
+    let (checked, absent, refused) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
         .await
         .map_err(db_error("counting the listings checked"))?;
-    let detail = json!({"resource": "listings", "checked": checked, "found": checked - absent, "absent": absent});
+    let detail =
+        json!({"resource": "listings", "checked": checked, "found": checked - absent - refused, "absent": absent, "refused": refused});
     drop(conn);
     let mut tx = jobs.transaction("recording the listings refresh").await?;
     let recorded = items::put(&mut tx, ctx.fence(), LISTINGS_SEQ, LISTINGS_ITEM, ItemOutcome::Done, &detail)

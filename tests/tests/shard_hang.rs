@@ -271,7 +271,10 @@ async fn jobs_on_healthy_shards_run_once_while_another_shard_hangs() {
     cluster.resume(hung);
     // A 200 ms run, leased within a fetch or two: well under the 5 s a fetch waited.
     eprintln!("slowest healthy job, submission to end: {slowest:?}");
-    assert!(slowest < Duration::from_secs(3), "a healthy shard's job took {slowest:?} from submission to its end");
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a healthy shard's job took {slowest:?} from submission to its end"
+    );
     let _ = stop.send(());
     runtime.await.unwrap().unwrap();
 }

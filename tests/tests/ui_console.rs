@@ -873,10 +873,7 @@ async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_repl
         }
     }
     let took = began.elapsed();
-    assert!(
-        queued <= 1 + took.as_secs(),
-        "{queued} replayed in {took:?} at 1 a second"
-    );
+    assert!(queued <= 1 + took.as_secs(), "{queued} replayed in {took:?} at 1 a second");
 }
 
 /// Found by the hostile-tenant audit of 2026-12-07 (third): the console's paced replay of

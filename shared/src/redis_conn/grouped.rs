@@ -110,8 +110,11 @@ pub async fn query_grouped_items_or_stragglers(
     grouped(conn, keys, library, add, tail, Refusals::PerItem, Some(straggle)).await
 }
 
-/// A pipeline sent on its own task: what it answers, per item, and the tail's reply.
-pub type Late = tokio::task::JoinHandle<RedisResult<(Vec<Vec<Value>>, Option<Value>)>>;
+/// What a pipeline answered: each item's replies and the tail's reply.
+pub type Answer = RedisResult<(Vec<Vec<Value>>, Option<Value>)>;
+
+/// A pipeline sent on its own task, still waiting for its [`Answer`].
+pub type Late = tokio::task::JoinHandle<Answer>;
 
 /// What a command's refusal fails.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -183,7 +186,7 @@ async fn first_then_within(
             })
         })
         .collect();
-    let mut answers: Vec<Option<RedisResult<(Vec<Vec<Value>>, Option<Value>)>>> = groups.iter().map(|_| None).collect();
+    let mut answers: Vec<Option<Answer>> = groups.iter().map(|_| None).collect();
     let mut deadline = None;
     loop {
         let open: Vec<usize> = (0..tasks.len()).filter(|i| answers[*i].is_none()).collect();

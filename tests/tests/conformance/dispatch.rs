@@ -342,9 +342,7 @@ pub async fn capped_a_released_or_reclaimed_run_frees_its_accounts_slot<S: JobSt
 /// its job at the front of the account's lane, but the lane came back from the cap a
 /// whole stride on, as after a turn used: behind every account waiting, a round of
 /// turns. Its run was cut short, so its lane goes ahead of the waiting ones.
-pub async fn capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahead_of_the_waiting_accounts<S: JobStore>(
-    store: S,
-) {
+pub async fn capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahead_of_the_waiting_accounts<S: JobStore>(store: S) {
     for _ in 0..2 {
         enqueue(&store, NewJob::new(cleanup("x"))).await;
     }
@@ -359,7 +357,11 @@ pub async fn capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahea
             enqueue(&store, NewJob::new(cleanup(acct))).await;
         }
     }
-    assert_eq!(fetch_accounts(&store, 3).await, ["y1", "y2", "y3"], "each waiting account had a turn");
+    assert_eq!(
+        fetch_accounts(&store, 3).await,
+        ["y1", "y2", "y3"],
+        "each waiting account had a turn"
+    );
     settle(&store, &held[0], SettleAction::Release, AttemptOutcome::Released).await;
     let next = fetch_one(&store, "w2").await.unwrap();
     assert_eq!(

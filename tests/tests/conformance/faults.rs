@@ -879,9 +879,7 @@ pub async fn capped_a_job_that_started_since_its_last_hand_back_has_its_free_han
 
 /// The same for runs that ended within a beat of their start, before the keeper reported
 /// it (found by the review of 2026-12-07): a run that sends its record started.
-pub async fn capped_a_job_whose_runs_ended_before_their_starts_were_reported_has_its_free_hand_backs_again<S: JobStore>(
-    store: S,
-) {
+pub async fn capped_a_job_whose_runs_ended_before_their_starts_were_reported_has_its_free_hand_backs_again<S: JobStore>(store: S) {
     hand_backs_between_runs(&store, false).await;
 }
 

@@ -228,8 +228,7 @@ impl RedisStore {
         // a shard whose replicas cannot acknowledge still answers (its leases are given
         // back, not left to run out). One cut off has what it leased given back.
         let straggle = if wait.is_some() { waited + lease / 4 } else { lease / 4 };
-        let groups =
-            query_grouped_items_or_stragglers(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref(), straggle).await;
+        let groups = query_grouped_items_or_stragglers(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref(), straggle).await;
         let now = Instant::now();
         let mut out = Vec::new();
         let mut give_back = Vec::new();
@@ -377,7 +376,9 @@ impl RedisStore {
             let release: Vec<Settlement> = leased.iter().map(Settlement::release).collect();
             match store.give_back(&release).await {
                 Ok(_) => tracing::info!(kind = %kind, jobs = release.len(), "gave back the leases of a fetch's late answer"),
-                Err(e) => tracing::warn!(kind = %kind, jobs = release.len(), error = %e, "could not give back the leases of a fetch's late answer; they return when the leases expire"),
+                Err(e) => {
+                    tracing::warn!(kind = %kind, jobs = release.len(), error = %e, "could not give back the leases of a fetch's late answer; they return when the leases expire")
+                }
             }
         });
     }

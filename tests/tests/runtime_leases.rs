@@ -985,3 +985,59 @@ async fn a_run_whose_progress_finds_its_job_held_by_another_is_not_recorded_canc
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
+
+/// Found by the durability audit of 2026-12-07 (third): a worker leasing a job whose record
+/// a newer release wrote (a payload field it does not know, a record version above its
+/// own) sent it to dead at once, without a run: during a rollout (the API first, as the
+/// operations guide says) or after a rollback, every such job an older worker leased was
+/// lost to the dead letter. It goes back for later, no attempt used, saying why; a record
+/// that is simply unreadable still goes to dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_written_by_a_newer_release_waits_for_its_workers_and_a_corrupt_one_is_dead() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let newer_field = store.enqueue(cleanup_for("t.newer-field")).await.unwrap().id;
+    let newer_version = store.enqueue(cleanup_for("t.newer-version")).await.unwrap().id;
+    let corrupt = store.enqueue(cleanup_for("t.corrupt")).await.unwrap().id;
+    let set = |id: &JobId, field: &str, value: String| {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("drover:{{cleanup}}:job:{id}"))
+            .arg(field)
+            .arg(value)
+            .query(&mut server.conn())
+            .unwrap();
+    };
+    set(
+        &newer_field,
+        "p",
+        json!({"account_id": "t.newer-field", "marketplace_id": "ATVPDKIKX0DER", "skus": ["SKU-1"], "dry_run": true}).to_string(),
+    );
+    set(&newer_version, "v", "2".to_owned());
+    set(&corrupt, "p", "not json".to_owned());
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handler = reporting_handler(tx, |_| Duration::ZERO);
+    let (stop, task) = spawn_runtime(server.url(), store.clone(), settings(1800, 300), handler);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for id in [&newer_field, &newer_version, &corrupt] {
+        loop {
+            let job = store.get(id).await.unwrap().unwrap();
+            if job.state != JobState::Queued && job.state != JobState::Running {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never leased: {job:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for id in [&newer_field, &newer_version] {
+        let job = store.get(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Scheduled, "{job:#?}");
+        assert_eq!(job.attempts, 0, "{job:#?}");
+        assert!(job.attempt_history.is_empty(), "{job:#?}");
+        let why = job.last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+        assert!(why.starts_with("written by a newer release"), "{why}");
+    }
+    assert_eq!(store.get(&corrupt).await.unwrap().unwrap().state, JobState::Dead);
+    assert!(events_for(&mut events, Duration::from_millis(200)).await.is_empty(), "none ran");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}

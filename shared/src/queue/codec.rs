@@ -13,6 +13,14 @@ use super::{Leased, StoreError};
 /// The record layout this version writes and reads.
 pub const SCHEMA_VERSION: &str = "1";
 
+/// How the reason a leased record cannot be read begins when a newer release wrote it (a
+/// record version above this one's, a payload field or value this release does not
+/// know): the worker hands such a job back for later, where a worker of that release
+/// takes it, rather than sending it to dead (found by the durability audit of
+/// 2026-12-07, third: during a rollout, API first, or after a rollback, an older worker
+/// killed every such job it leased).
+pub const NEWER_RELEASE: &str = "written by a newer release: ";
+
 pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
@@ -256,14 +264,23 @@ pub fn decode_leased(head: &str, traceparent: String, payload: &str) -> Result<L
     let mut next = || parts.next().unwrap_or_default();
     let id: JobId = next().parse().map_err(|e| StoreError::Protocol(format!("leased job: {e}")))?;
     let (version, at, ma, to, sa, mb, token) = (next(), next(), next(), next(), next(), next(), next());
+    let newer = |why: String| format!("{NEWER_RELEASE}{why}");
     let payload = if version != SCHEMA_VERSION {
-        Err(format!(
-            "record schema version {version:?} is not supported by this worker (expects {SCHEMA_VERSION})"
-        ))
+        let why = format!("record schema version {version:?} is not supported by this worker (expects {SCHEMA_VERSION})");
+        match (version.parse::<u32>(), SCHEMA_VERSION.parse::<u32>()) {
+            (Ok(theirs), Ok(ours)) if theirs > ours => Err(newer(why)),
+            _ => Err(why),
+        }
     } else if payload.is_empty() {
         Err("record has no payload".to_owned())
     } else {
-        JobPayload::from_json_text(id.kind(), payload)
+        JobPayload::from_json_text(id.kind(), payload).map_err(|why| {
+            if why.contains("unknown field") || why.contains("unknown variant") {
+                newer(why)
+            } else {
+                why
+            }
+        })
     };
     Ok(Leased {
         attempt: at.parse().unwrap_or(1),

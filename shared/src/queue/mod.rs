@@ -46,6 +46,8 @@ pub use stats::{QueueEvents, WaitingCounts};
 pub use types::*;
 pub use waiting::{WaitReason, Waiting};
 
+pub(crate) use codec::NEWER_RELEASE;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -24,7 +24,7 @@ use super::settle::{counted_fate, SettleLayer};
 use super::shared::SharedRef;
 use crate::backoff::Backoff;
 use crate::job::{AttemptOutcome, AttemptRecord, ErrorClass, ErrorInfo, JobKind, JobPayload};
-use crate::queue::{JobStore, Leased, SettleAction, Settlement, StoreError};
+use crate::queue::{JobStore, Leased, SettleAction, Settlement, StoreError, NEWER_RELEASE};
 
 /// Leased jobs on their way to the worker: shared by apalis (which takes them as slots
 /// free up) and the fetcher (which hands back what is left when fetching stops).
@@ -243,6 +243,18 @@ async fn dispatch<S: JobStore>(
         let lease = RunLease::new(&shared.leases, kind, leased, sent, slot);
         let payload = match &lease.leased.payload {
             Ok(p) => p.clone(),
+            Err(why) if why.starts_with(NEWER_RELEASE) => {
+                let s = for_a_newer_release(&lease, why);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let answer = shared.settle(kind, &lease, s).await;
+                    if let Some(fate) = counted_fate(&answer, RunFate::Snoozed) {
+                        metrics::ended_without_running(kind, fate);
+                    }
+                    drop(lease);
+                });
+                continue;
+            }
             Err(why) => {
                 let s = undecodable(&lease, why, &shared.settings.worker_id);
                 let shared = shared.clone();
@@ -279,6 +291,30 @@ async fn dispatch<S: JobStore>(
                 shared.settle(kind, &lease, Settlement::release(&lease.leased)).await;
             }
         }
+    }
+}
+
+/// How long a job written by a newer release waits before it is leased again: a worker of
+/// that release usually takes it first (within the queue's snooze cap, 1,000 of these,
+/// about 8 hours, after which it is dead).
+const NEWER_RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// A record a newer release wrote: back to the queue for later, no attempt used and no
+/// run recorded (it never started), the reason as its error.
+fn for_a_newer_release(lease: &RunLease, why: &str) -> Settlement {
+    tracing::warn!(job_id = %lease.leased.id, error = %why, "job written by a newer release; handed back for a worker of that release");
+    Settlement {
+        id: lease.leased.id.clone(),
+        token: lease.leased.token.clone(),
+        action: SettleAction::Snooze {
+            delay: NEWER_RELEASE_WAIT,
+            error: ErrorInfo {
+                class: ErrorClass::Interrupted,
+                message: why.to_owned(),
+            },
+            advanced: false,
+        },
+        attempt: None,
     }
 }
 

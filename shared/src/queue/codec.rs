@@ -6,7 +6,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::callback::{CallbackStatus, DeliveryRecord, JobCallback};
-use crate::job::{trace_id_of, AttemptOutcome, AttemptRecord, ErrorInfo, Job, JobId, JobPayload, JobState, PreviousEnding, Progress};
+use crate::job::{
+    trace_id_of, AttemptOutcome, AttemptRecord, ErrorInfo, Job, JobId, JobKind, JobPayload, JobState, PreviousEnding, Progress,
+};
 
 use super::{Leased, StoreError};
 
@@ -254,6 +256,32 @@ impl Fields {
     }
 }
 
+/// Whether `payload`, refused with `why`, is one a newer release wrote: it names a value
+/// this release does not know, or it reads once the top-level fields this release does
+/// not know are left out (a record that lacks what it needs is not newer, it is broken).
+fn written_by_newer(kind: JobKind, payload: &str, why: &str) -> bool {
+    if why.contains("unknown variant") {
+        return true;
+    }
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return false;
+    };
+    let mut why = why.to_owned();
+    for _ in 0..16 {
+        let Some(name) = why.split("unknown field `").nth(1).and_then(|rest| rest.split('`').next()) else {
+            return false;
+        };
+        if fields.remove(name).is_none() {
+            return false;
+        }
+        match JobPayload::from_json_text(kind, &serde_json::Value::Object(fields.clone()).to_string()) {
+            Ok(_) => return true,
+            Err(e) => why = e,
+        }
+    }
+    false
+}
+
 /// Build a leased job from the three strings the fetch script returns for it: `head` =
 /// `<id> <v> <at> <ma> <to> <sa> <mb> <token>` (a field it lacks empty; the token last,
 /// whatever it holds), the traceparent (empty: none) and the payload. A payload that
@@ -275,7 +303,7 @@ pub fn decode_leased(head: &str, traceparent: String, payload: &str) -> Result<L
         Err("record has no payload".to_owned())
     } else {
         JobPayload::from_json_text(id.kind(), payload).map_err(|why| {
-            if why.contains("unknown field") || why.contains("unknown variant") {
+            if written_by_newer(id.kind(), payload, &why) {
                 newer(why)
             } else {
                 why

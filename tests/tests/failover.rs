@@ -53,6 +53,19 @@ async fn replica_store(cluster: &RedisCluster, timeout: Duration) -> RedisStore 
     RedisStore::connect(&cluster.url(), "drover", defaults).await.unwrap()
 }
 
+/// Each of `leased` ended well (without a run record).
+fn succeeded(leased: &[drover::queue::Leased]) -> Vec<Settlement> {
+    leased
+        .iter()
+        .map(|l| Settlement {
+            id: l.id.clone(),
+            token: l.token.clone(),
+            action: SettleAction::Succeeded(json!({})),
+            attempt: None,
+        })
+        .collect()
+}
+
 /// The primary holding the most keys (so it holds jobs of the kind).
 fn busiest_primary(cluster: &RedisCluster) -> u16 {
     cluster
@@ -313,17 +326,7 @@ async fn a_shard_that_cannot_acknowledge_loses_no_job_to_fetches_with_a_short_le
         let Ok(f) = store.fetch(JobKind::Cleanup, "w1", 100, Duration::from_millis(1800)).await else {
             continue;
         };
-        let done: Vec<Settlement> = f
-            .jobs
-            .iter()
-            .map(|l| Settlement {
-                id: l.id.clone(),
-                token: l.token.clone(),
-                action: SettleAction::Succeeded(json!({})),
-                attempt: None,
-            })
-            .collect();
-        let _ = store.settle(JobKind::Cleanup, &done).await;
+        let _ = store.settle(JobKind::Cleanup, &succeeded(&f.jobs)).await;
     }
     // Past any lease a fetch left behind: each job ran once, or waits unused.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -802,16 +805,7 @@ async fn ended_jobs(store: &RedisStore, n: usize, callbacks: bool) {
     }
     let leased = store.fetch(JobKind::Cleanup, "w0", n, Duration::from_secs(30)).await.unwrap().jobs;
     assert_eq!(leased.len(), n);
-    let ends: Vec<Settlement> = leased
-        .iter()
-        .map(|l| Settlement {
-            id: l.id.clone(),
-            token: l.token.clone(),
-            action: SettleAction::Succeeded(json!({})),
-            attempt: None,
-        })
-        .collect();
-    let results = store.settle(JobKind::Cleanup, &ends).await.unwrap();
+    let results = store.settle(JobKind::Cleanup, &succeeded(&leased)).await.unwrap();
     assert!(results.iter().all(|r| *r == SettleResult::Applied), "{results:?}");
 }
 

@@ -243,25 +243,18 @@ async fn dispatch<S: JobStore>(
         let lease = RunLease::new(&shared.leases, kind, leased, sent, slot);
         let payload = match &lease.leased.payload {
             Ok(p) => p.clone(),
-            Err(why) if why.starts_with(NEWER_RELEASE) => {
-                let s = for_a_newer_release(&lease, why);
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let answer = shared.settle(kind, &lease, s).await;
-                    if let Some(fate) = counted_fate(&answer, RunFate::Snoozed) {
-                        metrics::ended_without_running(kind, fate);
-                    }
-                    drop(lease);
-                });
-                continue;
-            }
             Err(why) => {
-                let s = undecodable(&lease, why, &shared.settings.worker_id);
+                // A newer release's record waits for its workers; an unreadable one is dead.
+                let (s, fate) = if why.starts_with(NEWER_RELEASE) {
+                    (for_a_newer_release(&lease, why), RunFate::Snoozed)
+                } else {
+                    (undecodable(&lease, why, &shared.settings.worker_id), RunFate::Dead)
+                };
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let answer = shared.settle(kind, &lease, s).await;
-                    // counted as any run that ended dead: the dead-letter alert reads it
-                    if let Some(fate) = counted_fate(&answer, RunFate::Dead) {
+                    // counted as any run that ended so: the dead-letter alert reads the dead
+                    if let Some(fate) = counted_fate(&answer, fate) {
                         metrics::ended_without_running(kind, fate);
                     }
                     drop(lease);

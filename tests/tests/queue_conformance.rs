@@ -580,3 +580,28 @@ async fn accounts_are_not_counted_waiting_while_a_restart_holds_the_queue() {
         .unwrap();
     assert_eq!(store.accounts_waiting(JobKind::Cleanup).await.unwrap(), 0, "held after the restart");
 }
+
+/// Backend-specific (it ages the queue's `seen` by hand): found by the API audit of
+/// 2026-12-07 (third): a job whose worker died showed `running` (or `prefetched`), with
+/// no wait, for as long as no worker was up to reclaim it, while the queue's queued jobs
+/// said `no_worker`. Once its lease has run out it waits for a worker too.
+#[tokio::test]
+async fn a_running_job_whose_lease_ran_out_with_no_worker_serving_waits_for_one() {
+    use drover::job::JobKind;
+    use drover::queue::{JobStore, NewJob, WaitReason};
+    use std::time::Duration;
+    let (server, store) = redis_store().await;
+    let id = store.enqueue(NewJob::new(cleanup("a1"))).await.unwrap().id;
+    store.fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(store.waiting(&id).await.unwrap(), None, "running, its worker alive");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // no worker has served the queue for 20 s
+    let _: () = redis::cmd("SET")
+        .arg("drover:{cleanup}:seen")
+        .arg(chrono::Utc::now().timestamp_millis() - 20_000)
+        .query(&mut server.conn())
+        .unwrap();
+    let w = store.waiting(&id).await.unwrap().expect("it waits");
+    assert_eq!(w.reason, WaitReason::NoWorker, "{w:?}");
+    assert!(w.detail["lease_ended_ms"].is_number(), "{w:?}");
+}

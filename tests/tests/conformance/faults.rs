@@ -676,6 +676,8 @@ pub async fn capped_a_job_cancelled_in_a_dead_workers_prefetch_ends_cancelled_wi
     let job = ended.expect("the lease was reclaimed");
     assert_eq!(job.state, JobState::Cancelled);
     assert_eq!(job.attempts, 0, "a run that never started uses no attempt");
+    // (nor shows a start: found by the API audit of 2026-12-07, third)
+    assert!(job.started_at.is_none(), "{job:?}");
     assert!(
         job.attempt_history.iter().all(|a| a.outcome != AttemptOutcome::Lost),
         "no lost run is recorded for a run that never started: {:?}",
@@ -775,6 +777,8 @@ pub async fn capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attemp
     assert_eq!(job.state, JobState::Cancelled);
     assert_eq!(job.attempts, 0, "a run that never started uses no attempt");
     assert!(job.attempt_history.is_empty(), "{job:?}");
+    // nor shows a start (found by the API audit of 2026-12-07, third: the lease's time)
+    assert!(job.started_at.is_none(), "{job:?}");
     // A run that did start and is cancelled keeps its attempt.
     assert_eq!(store.cancel(&first).await.unwrap(), CancelOutcome::Requested);
     settle(

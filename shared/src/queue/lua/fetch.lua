@@ -121,7 +121,8 @@ for e = 1, #expired, 2 do
     -- it ends cancelled with its attempt given back and no run recorded (as its worker's
     -- settle would have ended it).
     redis.call('ZREM', P .. 'active', id)
-    redis.call('HINCRBY', key, 'at', -1)
+    -- (a job with no run in its life shows no start: settle.lua, `never_ran`)
+    if redis.call('HINCRBY', key, 'at', -1) == 0 then redis.call('HDEL', key, 'sa') end
     redis.call('HSET', key, 'w', '', 'sx', '')
     count_event('reclaimed_released')
     finish(id, 'cancelled', now, 'er', '{"class":"cancelled","message":"cancelled before it started"}', f[11])

@@ -240,6 +240,10 @@ for i = 0, n - 1 do
       end
       wake()
     end
+    -- A lease that never started leaves no start: a job with no run in its life shows
+    -- none (found by the API audit of 2026-12-07, third: it showed the lease's time
+    -- after it ended "cancelled before it started" or went back to the queue).
+    if never_ran and redis.call('HGET', key, 'at') == '0' then redis.call('HDEL', key, 'sa') end
     -- ended otherwise than asked (a pending cancel, the snooze cap): the worker counts
     -- what the queue did
     out[i + 1] = outcome == asked and 'ok' or ('as:' .. outcome)

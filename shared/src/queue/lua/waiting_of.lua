@@ -26,6 +26,17 @@ local function waiting_of(id, known)
     f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'acct', 'ra', 'er', 'w')
   end
   local st = f[1]
+  if st == 'running' then
+    -- Its lease ran out and no worker serves the queue to reclaim it (its worker died
+    -- with the others): it waits for one, as a queued job does (found by the API audit
+    -- of 2026-12-07, third: it showed `running`, or `prefetched`, for as long).
+    local lease_end = tonumber(redis.call('ZSCORE', P .. 'active', id))
+    local nobody = lease_end and lease_end < now_ms() and unserved()
+    if nobody then
+      nobody.lease_ended_ms = lease_end
+      return 'no_worker', '', cjson.encode(nobody)
+    end
+  end
   if st == 'running' and redis.call('ZSCORE', P .. 'unstarted', id) then
     -- leased ahead by a worker that has not started it yet (prefetch)
     return 'prefetched', '', cjson.encode({worker = f[5] or ''})

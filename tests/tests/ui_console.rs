@@ -798,6 +798,29 @@ async fn a_job_page_shows_progress_without_a_total_and_an_errors_class_once() {
     assert!(!page.contains("transient: transient:"), "the error's class was shown twice");
 }
 
+/// Found by the API audit of 2026-12-07 (third): a job page showed a wait's reason and
+/// `until` alone, so a wait that had ended in a paused queue read "scheduled until <a
+/// past time>" for as long as the pause, and a running job's pending cancel was not
+/// shown. The page says what comes after the wait, and that a cancel is pending.
+#[tokio::test]
+async fn a_job_page_says_what_comes_after_a_wait_and_that_a_cancel_is_pending() {
+    let app = spawn_app().await;
+    app.store.set_paused(JobKind::Cleanup, true).await.unwrap();
+    let mut soon = cleanup_body("acme");
+    soon["delay_ms"] = serde_json::json!(100);
+    let waiting = app.submit_ok(&soon).await;
+    let running = app.submit_ok(&sync_body("acme")).await;
+    app.lease(&running).await;
+    assert_eq!(app.store.cancel(&running).await.unwrap(), drover::queue::CancelOutcome::Requested);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let (_, page) = b.get(&format!("/ui/jobs/{waiting}")).await;
+    let shown = page.split("id=\"job-waiting\"").nth(1).unwrap_or_default();
+    assert!(shown.contains("then queue_paused"), "{page}");
+    let (_, page) = b.get(&format!("/ui/jobs/{running}")).await;
+    assert!(page.contains("id=\"job-cancel-requested\""), "{page}");
+}
+
 /// Hostile-tenant finding H6: the dead-letter page showed whatever text a link put in
 /// `?notice=`, so a crafted link could show a signed-in operator any message as the
 /// console's own. Only a notice the console made for this session after an action shows.
@@ -832,13 +855,10 @@ async fn the_dead_letter_page_shows_only_notices_the_console_made_for_this_sessi
     );
 }
 
-/// Found by a review of the API (2026-12-05): every "replay" of a selection started a
-/// paced replay of its own, so asking twice (or sixty times) for one group replayed it
-/// at twice (sixty times) `api.ui.replay_rate`, long after the requests. A selection
-/// already being replayed for the key is not started again, and the console says so.
-#[tokio::test]
-async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_replay() {
-    let app = spawn_app_with(Durability::None, |c| c.ui.replay_rate = 1).await;
+/// An app whose console replays `rate` jobs a second, six dead cleanups of globex, and
+/// an admin signed in to it.
+async fn six_dead_of_globex_replayed_at(rate: u32) -> (TestApp, Vec<drover::job::JobId>, Browser) {
+    let app = spawn_app_with(Durability::None, move |c| c.ui.replay_rate = rate).await;
     let mut dead = Vec::new();
     for _ in 0..6 {
         let id = app.submit_ok(&cleanup_body("globex")).await;
@@ -846,6 +866,16 @@ async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_repl
         dead.push(id);
     }
     let b = Browser::sign_in(&app, ADMIN).await;
+    (app, dead, b)
+}
+
+/// Found by a review of the API (2026-12-05): every "replay" of a selection started a
+/// paced replay of its own, so asking twice (or sixty times) for one group replayed it
+/// at twice (sixty times) `api.ui.replay_rate`, long after the requests. A selection
+/// already being replayed for the key is not started again, and the console says so.
+#[tokio::test]
+async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_replay() {
+    let (app, dead, b) = six_dead_of_globex_replayed_at(1).await;
     // Each time through the confirm page, as the browser goes: each page stamps the
     // selection with when it counted (found by the review of 2026-12-07: two stamps were
     // two selections, and the second replay started).
@@ -882,14 +912,7 @@ async fn asking_again_to_replay_a_selection_being_replayed_starts_no_second_repl
 /// took the selection for used up — the rest stayed dead, and the audit said "ok".
 #[tokio::test]
 async fn a_paced_replay_goes_on_past_its_first_second_to_the_selections_end() {
-    let app = spawn_app_with(Durability::None, |c| c.ui.replay_rate = 2).await;
-    let mut dead = Vec::new();
-    for _ in 0..6 {
-        let id = app.submit_ok(&cleanup_body("globex")).await;
-        app.kill_job_with(&id, ErrorClass::Permanent, "rejected").await;
-        dead.push(id);
-    }
-    let b = Browser::sign_in(&app, ADMIN).await;
+    let (app, dead, b) = six_dead_of_globex_replayed_at(2).await;
     let (_, page) = b.get("/ui/dead-letter/confirm?op=replay&account_id=globex").await;
     assert_eq!(element(&page, "confirm-count"), "6", "{page}");
     let res = b.post_form("/ui/dead-letter/act", &confirm_fields(&page)).await;

@@ -336,10 +336,17 @@ fn live_section(job: &Value, viewer: &Viewer) -> Markup {
             p { "Progress: " (progress_text(p)) }
         }
         @if !job["last_error"].is_null() { p.problem { "Last error: " (error_text(&job["last_error"])) } }
+        @if job["cancel_requested"].as_bool() == Some(true) && !terminal {
+            p #job-cancel-requested { "Cancel requested: the run stops at its next step." }
+        }
         div #job-waiting {
             @if let Some(w) = job["waiting"].as_object() {
                 "Waiting: " strong { (w.get("reason").and_then(Value::as_str).unwrap_or_default()) }
                 @if let Some(u) = w.get("until").and_then(Value::as_str) { " until " (u) }
+                // what comes after the wait, and what the reason names (found by the API
+                // audit of 2026-12-07, third: the page showed a past `until` alone)
+                @if let Some(then) = w.get("detail").and_then(|d| d.get("then")).and_then(Value::as_str) { ", then " (then) }
+                @if let Some(op) = w.get("detail").and_then(|d| d.get("operation")).and_then(Value::as_str) { " (" (op) ")" }
             }
         }
         @if viewer.acts() {

@@ -1093,6 +1093,44 @@ async fn a_listings_refresh_that_parks_after_every_call_goes_on_where_it_stopped
     assert_eq!(stale, 0, "every listing was checked");
 }
 
+/// Found by the marketplace audit of 2026-12-07 (third): with the account's access refused
+/// (here every token is born expired: a 401 a fresh token does not cure), a cleanup
+/// recorded each SKU failed `permanent` within seconds and ended `partial`, out of the
+/// dead letter's sight, and a retry once access was back re-read only pending SKUs and
+/// sent no delete. It dies once, saying why, its SKUs pending; a replay deletes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cleanup_whose_account_access_is_refused_dies_once_and_its_replay_deletes_every_sku() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(8),
+            ..AccountSpec::new("seller-access-refused")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                token_ttl_s: Some(0),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Dead, "{job:#?}\n{}", stack.logs());
+    let why = job.last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    assert!(why.contains("401"), "{why}");
+    assert!(stack.deleted_by_marketplace(&acct).await.is_empty());
+    stack.faults(&acct, FaultSpec::default()).await;
+    assert_eq!(stack.store.retry(&id).await.unwrap(), drover::queue::RetryOutcome::Queued);
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(stack.deleted_by_marketplace(&acct).await.len(), skus.len());
+}
+
 /// Found by the marketplace audit of 2026-12-07 (third): one SKU whose getListingsItem
 /// the marketplace refused (a 400) killed the sync, and, never checked, it came first in
 /// every later refresh, which died on it too: no listing was refreshed again. Its row

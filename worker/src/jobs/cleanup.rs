@@ -250,6 +250,12 @@ async fn delete_and_record(run: Arc<Run>, item: Item) -> Done {
             // The SKU stays pending for the resumed run.
             return Done::Paused(e, item);
         }
+        // The account's access refused: every SKU would fail the same way, so the run
+        // stops (the job dies once, saying why) and the SKUs stay pending for a replay
+        // once the credentials are fixed (found by the marketplace audit of 2026-12-07,
+        // third: each SKU was recorded failed `permanent` within seconds, the job ended
+        // `partial`, and a retry after the fix sent no delete).
+        Err(e) if e.is_account_refusal() => return Done::Paused(e, item),
         Err(e @ CallError::Transient { .. }) => (ItemOutcome::Failed, json!({"class": "transient", "reason": e.to_string()}), true),
         Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()}), false),
     };

@@ -259,11 +259,11 @@ async fn sync_listings(
             }),
         };
         let row = match item {
-            // This SKU's request refused (not the account's access: a 401 or 403 stops
-            // the job): its row says so and is checked, and the refresh goes on. Before
+            // This SKU's request refused (not the account's access, which stops the
+            // job): its row says so and is checked, and the refresh goes on. Before
             // (found by the marketplace audit of 2026-12-07, third) the job died, and the
             // SKU, never checked, came first in every later refresh, which died on it too.
-            Err(CallError::Permanent { status, reason, .. }) if status != 401 && status != 403 => ListingRow {
+            Err(ref e @ CallError::Permanent { status, ref reason, .. }) if !e.is_account_refusal() => ListingRow {
                 sku: raw.clone(),
                 marketplace_id: p.marketplace_id.as_str().to_owned(),
                 asin: None,

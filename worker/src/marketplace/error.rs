@@ -72,6 +72,13 @@ impl CallError {
     pub fn is_transient(&self) -> bool {
         matches!(self, CallError::Transient { .. })
     }
+    /// A refusal of the account's access, not of the request: credentials the token
+    /// service rejects, a 401 a fresh token did not cure, a 403. Every call of the
+    /// account would meet it, so a job stops at it rather than record each item failed.
+    pub fn is_account_refusal(&self) -> bool {
+        matches!(self, CallError::Permanent { status: 401 | 403, .. })
+            || matches!(self, CallError::Permanent { reason, .. } if reason.starts_with("credentials rejected"))
+    }
     pub fn is_not_found(&self) -> bool {
         matches!(self, CallError::NotFound { .. })
     }

@@ -240,6 +240,12 @@ impl From<Waiting> for WaitingView {
 }
 
 impl WaitingView {
+    /// The job is leased but its run never started: leased ahead (`prefetched`), or by a
+    /// worker that died before starting it (`no_worker` with `unstarted`).
+    pub fn before_start(&self) -> bool {
+        self.reason == WaitReason::Prefetched || self.detail["unstarted"] == true
+    }
+
     /// What the caller may see: all of it for an operator's key; for a key limited to
     /// accounts (`tenant`), of a queued job's place in line only its own account's part
     /// (the estimate counts other accounts' queued work), and of a prefetched one not the
@@ -271,7 +277,7 @@ impl JobView {
     /// The job's wait. A job leased into a worker's prefetch (`prefetched`) has not
     /// started: the lease's time is no start and no run of its history is under way.
     pub fn with_waiting(mut self, waiting: Option<WaitingView>) -> Self {
-        if waiting.as_ref().is_some_and(|w| w.reason == WaitReason::Prefetched) {
+        if waiting.as_ref().is_some_and(WaitingView::before_start) {
             self.started_at = None;
             self.attempt_history.retain(|a| a.ended_at.is_some());
         }

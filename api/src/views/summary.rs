@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use drover::job::{JobId, JobKind, JobState};
 use drover::queue::summary::JobSummary;
-use drover::queue::WaitReason;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -75,7 +74,7 @@ impl From<JobSummary> for JobSummaryView {
 impl JobSummaryView {
     /// The job's wait; a prefetched job has not started (as `JobView::with_waiting`).
     pub fn with_waiting(mut self, waiting: Option<WaitingView>) -> Self {
-        if waiting.as_ref().is_some_and(|w| w.reason == WaitReason::Prefetched) {
+        if waiting.as_ref().is_some_and(WaitingView::before_start) {
             self.started_at = None;
         }
         self.waiting = waiting;

@@ -26,7 +26,8 @@ local function waiting_of(id, known)
     f = redis.call('HMGET', P .. 'job:' .. id, 'st', 'acct', 'ra', 'er', 'w')
   end
   local st = f[1]
-  if st == 'running' then
+  -- (an enqueue's answer for a job already there does not declare the leases)
+  if st == 'running' and declared(P .. 'active') then
     -- Its lease ran out and no worker serves the queue to reclaim it (its worker died
     -- with the others): it waits for one, as a queued job does (found by the API audit
     -- of 2026-12-07, third: it showed `running`, or `prefetched`, for as long).
@@ -34,6 +35,8 @@ local function waiting_of(id, known)
     local nobody = lease_end and lease_end < now_ms() and unserved()
     if nobody then
       nobody.lease_ended_ms = lease_end
+      -- (a lease whose run never started: no start to show, as `prefetched`)
+      if redis.call('ZSCORE', P .. 'unstarted', id) then nobody.unstarted = true end
       return 'no_worker', '', cjson.encode(nobody)
     end
   end

@@ -154,7 +154,7 @@ pub(super) fn waiting_call(keys: &QueueKeys, id: &JobId, account: &str) -> Call 
     for k in [keys.of_account("rq", account), keys.of_account("hold", account)] {
         call.key(k);
     }
-    for k in ["unstarted", "paused", "blocked", "passes", "seen", "restarted"] {
+    for k in ["unstarted", "active", "paused", "blocked", "passes", "seen", "restarted"] {
         call.key(keys.key(k));
     }
     call.arg(keys.prefix()).arg(id.as_str()).arg(account);

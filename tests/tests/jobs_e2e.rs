@@ -1118,7 +1118,12 @@ async fn a_cleanup_whose_account_access_is_refused_dies_once_and_its_replay_dele
         )
         .await;
     stack.spawn_worker("worker-1", &[]);
-    let id = stack.submit_cleanup(&acct, &skus).await;
+    // and one listing the marketplace never had: its refused delete changed nothing, so
+    // the replay's 404 is `absent`, not a delete of the refused run's (the review of
+    // 2026-12-07: the refused send stayed noted as unanswered)
+    let mut asked = vec!["NEVER-LISTED".to_owned()];
+    asked.extend(skus.iter().cloned());
+    let id = stack.submit_cleanup(&acct, &asked).await;
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     assert_eq!(job.state, JobState::Dead, "{job:#?}\n{}", stack.logs());
     let why = job.last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
@@ -1129,6 +1134,10 @@ async fn a_cleanup_whose_account_access_is_refused_dies_once_and_its_replay_dele
     let job = stack.finish(&id, Duration::from_secs(60)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
     assert_eq!(stack.deleted_by_marketplace(&acct).await.len(), skus.len());
+    assert_eq!(
+        window_outcomes(&stack, id.as_str()).await,
+        vec![("absent".to_owned(), 1), ("deleted".to_owned(), skus.len() as i64)]
+    );
 }
 
 /// Found by the marketplace audit of 2026-12-07 (third): one SKU whose getListingsItem

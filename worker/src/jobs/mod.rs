@@ -284,12 +284,15 @@ pub(crate) fn note_sent<'a>(jobs: &'a Jobs, ctx: &'a JobContext, item: &'a str, 
     }
 }
 
-/// A call [`note_sent`] marked was refused with a 429 (`RateLimited`): it changed
-/// nothing upstream, so the mark is taken back and a rerun does not take the item's
-/// state for this call's effect — unless an earlier try of the call went out
-/// unanswered, which may have. Best effort: a failure is logged and leaves the mark.
+/// A call [`note_sent`] marked was refused with a 429 (`RateLimited`) or as a refusal of
+/// the account's access (401, 403, credentials rejected: the review of 2026-12-07, a
+/// replay took a 404 after it for this call's delete): it changed nothing upstream, so
+/// the mark is taken back and a rerun does not take the item's state for this call's
+/// effect — unless an earlier try of the call went out unanswered, which may have. Best
+/// effort: a failure is logged and leaves the mark.
 pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str, err: &CallError, sent: &SentNote) {
-    if !matches!(err, CallError::RateLimited { .. }) || sent.unanswered.load(Ordering::Relaxed) {
+    let refused = matches!(err, CallError::RateLimited { .. }) || err.is_account_refusal();
+    if !refused || sent.unanswered.load(Ordering::Relaxed) {
         return;
     }
     let unmark = async {
@@ -297,7 +300,7 @@ pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str,
         items::unmark_sent(&mut conn, ctx.fence(), item).await
     };
     if let Err(e) = unmark.within(jobs).await {
-        tracing::warn!(job_id = %ctx.id, item, error = %e, "could not take back the note of a call refused with a 429");
+        tracing::warn!(job_id = %ctx.id, item, error = %e, "could not take back the note of a refused call");
     }
 }
 

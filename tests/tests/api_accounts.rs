@@ -646,12 +646,15 @@ async fn a_read_only_postgres_answers_503_with_retry_after_and_stores_nothing() 
         .await
         .unwrap();
     // Reads go on (the pool has dialled afresh once one answers)...
+    let mut read = false;
     for _ in 0..50 {
         if app.get(ADMIN, "/v1/accounts/acme").send().await.unwrap().status() == 404 {
+            read = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(read, "reads answer from the read-only database");
     // ...and a write is refused as the database being unavailable.
     let mut skipping = body("acme", "rt-acct-1");
     skipping["skip_validation"] = json!(true);

@@ -447,10 +447,10 @@ pub async fn capped_a_job_that_comes_for_an_account_at_its_cap_waits_as_account_
 /// joins its lane next (`then: queued`).
 pub async fn a_job_whose_wait_has_ended_says_it_is_queued_next<S: JobStore>(store: S) {
     store.beat(JobKind::Cleanup).await.unwrap();
-    let soon = enqueue(&store, NewJob::new(cleanup("a")).delay(Duration::from_millis(100))).await;
+    let soon = enqueue(&store, NewJob::new(cleanup("a")).delay(Duration::from_secs(1))).await;
     let w = store.waiting(&soon).await.unwrap().unwrap();
     assert_eq!((w.reason, w.detail.get("then")), (WaitReason::Scheduled, None), "{w:?}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     store.beat(JobKind::Cleanup).await.unwrap();
     let w = store.waiting(&soon).await.unwrap().unwrap();
     assert!(w.until.is_some_and(|u| u <= Utc::now()), "{w:?}");

@@ -49,6 +49,7 @@ mod queue_conformance;
 mod queue_upgrade;
 mod redis_settings;
 mod redis_tls;
+mod report_lines;
 mod reshard;
 mod resilience;
 mod run_local;

@@ -21,11 +21,31 @@ pub struct ReportLine {
     pub ship_country: String,
 }
 
-/// Upsert a document's lines in one statement; returns the rows written.
+/// Upsert a document's lines in one statement; returns the rows written. A line whose
+/// order and SKU come again in `lines` gives way to the one updated last (the later on a
+/// tie), as a later statement's would: Postgres refuses one statement that writes a row
+/// twice (found by the marketplace audit of 2026-12-07, third: such a chunk failed every
+/// attempt, and the backfill died with its later windows never fetched).
 pub async fn upsert(conn: &mut PgConnection, account_id: &str, report_type: &str, job_id: &str, lines: &[ReportLine]) -> DataResult<u64> {
     if lines.is_empty() {
         return Ok(0);
     }
+    let mut latest: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        let kept = latest.entry((l.order_id.as_str(), l.sku.as_str())).or_insert(i);
+        if lines[*kept].last_updated_date <= l.last_updated_date {
+            *kept = i;
+        }
+    }
+    let deduped: Vec<ReportLine>;
+    let lines = if latest.len() == lines.len() {
+        lines
+    } else {
+        let mut keep: Vec<usize> = latest.into_values().collect();
+        keep.sort_unstable();
+        deduped = keep.into_iter().map(|i| lines[i].clone()).collect();
+        &deduped[..]
+    };
     let col = |f: fn(&ReportLine) -> String| lines.iter().map(f).collect::<Vec<_>>();
     let purchase: Vec<DateTime<Utc>> = lines.iter().map(|l| l.purchase_date).collect();
     let updated: Vec<DateTime<Utc>> = lines.iter().map(|l| l.last_updated_date).collect();

@@ -132,6 +132,10 @@ fn parse_row(raw: &str, width: usize, index: &[usize; REQUIRED.len()]) -> Result
         let v = fields[col].trim();
         if v.is_empty() {
             Err((Some(col), format!("{} is empty", REQUIRED[k])))
+        } else if v.contains('\0') {
+            // PostgreSQL's text holds no NUL: written, the line would fail its whole
+            // chunk on every attempt.
+            Err((Some(col), format!("{} holds a NUL byte", REQUIRED[k])))
         } else {
             Ok(v.to_owned())
         }

@@ -162,3 +162,51 @@ async fn a_refused_refresh_token_is_permanent_and_never_reaches_the_api() -> Tes
     assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 0);
     Ok(())
 }
+
+/// Found by the worker-resilience audit of 2026-12-07 (second): the worker took the
+/// `x-amzn-RateLimit-Limit` of any answer, a refused token's too. A 401 comes from the
+/// marketplace's gate before the seller's usage plan applies (the simulator's carries its
+/// default plan), so one refused token set a slow seller's shared limiter to a faster
+/// rate than the seller has, for every worker. The rate is learnt from answers the
+/// seller's plan applied to only.
+#[tokio::test]
+async fn a_refused_tokens_answer_leaves_the_sellers_learnt_rate_alone() -> TestResult {
+    use drover_tests::sim::{AccountSpec, RateLimit};
+    use std::collections::BTreeMap;
+    let env = env().await?;
+    let plan = BTreeMap::from([(Operation::GetListingsItem, RateLimit::new(1.0, 2))]);
+    env.sim
+        .admin()
+        .register_account(&AccountSpec {
+            account_id: "slow-1".into(),
+            skus: Some(3),
+            rate_limits: plan,
+            ..AccountSpec::default()
+        })
+        .await?;
+    let mut ctx = env.ctx("acct-1");
+    ctx.account_id = AccountId::parse("slow-1").expect("valid id");
+    ctx.limits = AccountId::parse("slow-1").expect("valid id");
+    ctx.credentials.refresh_token = SecretString::from(SimConfig::refresh_token_for("slow-1"));
+    let rate = || async { anyhow::Ok(env.resilience.snapshot(&ctx.account_id).await?.operations[&ResOp::GetListingsItem].rate) };
+    env.client.get_listings_item(&ctx, "slow-1", &sku("SKU-00001"), &us()).await?;
+    assert_eq!(rate().await?, 1.0, "the seller's own plan is learnt from its answer");
+    env.faults(
+        "slow-1",
+        FaultSpec {
+            token_ttl_s: Some(0),
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    env.sim.admin().expire_tokens("slow-1").await?;
+    let err = env
+        .client
+        .get_listings_item(&ctx, "slow-1", &sku("SKU-00002"), &us())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Permanent { status: 401, .. }), "{err:?}");
+    assert_eq!(env.op_stats("slow-1", Operation::GetListingsItem).await?.unauthorized, 2);
+    assert_eq!(rate().await?, 1.0, "a refused token's answer does not speak for the seller's plan");
+    Ok(())
+}

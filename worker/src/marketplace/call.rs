@@ -203,7 +203,7 @@ impl MarketplaceClient {
                     return Err(CallError::Transient { op: name, reason });
                 }
             };
-            if let Some(rate) = classify::rate_limit(&answer.headers) {
+            if let Some(rate) = classify::rate_limit(&answer.headers).filter(|_| classify::speaks_for_the_plan(answer.status)) {
                 unless_cancelled(&acct.cancel, self.observe_rate(limits, op, rate)).await;
             }
             let status = answer.status.as_u16();

@@ -45,6 +45,14 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
+/// Whether an answer's `x-amzn-RateLimit-Limit` is the seller's usage plan: a refused
+/// token (401) or access (403) is answered by the marketplace's gate before the plan
+/// applies, with a rate that may be another plan's (found by the worker-resilience audit
+/// of 2026-12-07, second).
+pub(crate) fn speaks_for_the_plan(status: StatusCode) -> bool {
+    !matches!(status.as_u16(), 401 | 403)
+}
+
 /// The rate SP-API says applies, when present and sane.
 pub(crate) fn rate_limit(headers: &HeaderMap) -> Option<f64> {
     let rate: f64 = headers.get(RATE_LIMIT_HEADER)?.to_str().ok()?.trim().parse().ok()?;

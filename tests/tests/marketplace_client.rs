@@ -152,6 +152,39 @@ fn sku(s: &str) -> Sku {
     Sku::parse(s).expect("valid sku")
 }
 
+/// A done orders report of the ten days before the anchor, and its document's reference.
+async fn done_document(env: &Env, ctx: &AccountCtx) -> anyhow::Result<amazon_spapi::models::reports_2021_06_30::ReportDocument> {
+    use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
+    let report_id = env
+        .client
+        .create_report(
+            ctx,
+            "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+            anchor() - chrono::Duration::days(10),
+            anchor(),
+            &us(),
+        )
+        .await?;
+    anyhow::ensure!(!report_id.is_empty(), "no report id");
+    let mut report = env.client.get_report(ctx, &report_id).await?;
+    for _ in 0..10 {
+        if report.processing_status == ProcessingStatus::Done {
+            break;
+        }
+        report = env.client.get_report(ctx, &report_id).await?;
+    }
+    anyhow::ensure!(
+        report.processing_status == ProcessingStatus::Done,
+        "the report never ended: {report:?}"
+    );
+    let document_id = report
+        .report_document_id
+        .ok_or_else(|| anyhow::anyhow!("a DONE report names its document"))?;
+    let doc = env.client.get_report_document(ctx, &document_id).await?;
+    anyhow::ensure!(doc.report_document_id == document_id, "another document: {doc:?}");
+    Ok(doc)
+}
+
 #[path = "marketplace_client/auth.rs"]
 mod auth;
 #[path = "marketplace_client/faults.rs"]

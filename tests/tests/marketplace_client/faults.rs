@@ -447,3 +447,40 @@ async fn a_call_whose_rate_limit_store_cannot_be_reached_is_interrupted_unsent()
     assert_eq!(env.token_grants("acct-1").await?, 0, "no token was asked for either");
     Ok(())
 }
+
+/// Found by the worker-resilience audit of 2026-12-07 (second): a report download
+/// answered 429 was read as a 5xx — quick tries with its `Retry-After` ignored, then a
+/// transient failure that used an attempt. It is waited out in the call when short (as an
+/// API call's 429), and a long one snoozes the run without an attempt.
+#[tokio::test]
+async fn a_429_on_a_report_download_is_waited_out_or_snoozed_as_its_retry_after_says() -> TestResult {
+    let env = env().await?;
+    let ctx = env.ctx("acct-1");
+    let doc = done_document(&env, &ctx).await?;
+    let on_download = |retry_after_s| FaultSpec {
+        rate_limit_burst: Some(RateLimitBurst { count: 1, retry_after_s }),
+        ops: Some(vec![Operation::DownloadReportDocument]),
+        ..FaultSpec::default()
+    };
+    env.faults("acct-1", on_download(1)).await?;
+    let started = std::time::Instant::now();
+    env.client.download_document(&doc).await?;
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
+    env.faults("acct-1", on_download(30)).await?;
+    let err = env.client.download_document(&doc).await.unwrap_err();
+    assert_eq!(
+        err,
+        CallError::RateLimited {
+            op: "downloadReportDocument",
+            retry_after: Duration::from_secs(30),
+            quota: false
+        }
+    );
+    assert!(
+        matches!(JobError::from(err), JobError::RateLimited { .. }),
+        "a snooze, no attempt used"
+    );
+    let stats = env.op_stats("acct-1", Operation::DownloadReportDocument).await?;
+    assert_eq!((stats.calls, stats.rate_limited), (3, 2), "{stats:?}");
+    Ok(())
+}

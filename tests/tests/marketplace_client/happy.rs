@@ -1,7 +1,6 @@
 //! Every operation's happy path against seeded simulator accounts.
 use std::collections::HashSet;
 
-use amazon_spapi::models::reports_2021_06_30::report::ProcessingStatus;
 use drover_tests::sim::REPORT_COLUMNS;
 use drover_worker::marketplace::{CallError, DeleteOutcome, OrdersQuery};
 
@@ -104,29 +103,7 @@ async fn a_sku_with_url_reserved_characters_is_escaped_into_the_path() -> TestRe
 #[tokio::test]
 async fn report_flow_creates_polls_fetches_and_gunzips_the_document() -> TestResult {
     let env = env().await?;
-    let ctx = env.ctx("acct-1");
-    let report_id = env
-        .client
-        .create_report(
-            &ctx,
-            "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
-            anchor() - chrono::Duration::days(10),
-            anchor(),
-            &us(),
-        )
-        .await?;
-    assert!(!report_id.is_empty());
-    let mut report = env.client.get_report(&ctx, &report_id).await?;
-    for _ in 0..10 {
-        if report.processing_status == ProcessingStatus::Done {
-            break;
-        }
-        report = env.client.get_report(&ctx, &report_id).await?;
-    }
-    assert_eq!(report.processing_status, ProcessingStatus::Done);
-    let document_id = report.report_document_id.expect("a DONE report names its document");
-    let doc = env.client.get_report_document(&ctx, &document_id).await?;
-    assert_eq!(doc.report_document_id, document_id);
+    let doc = done_document(&env, &env.ctx("acct-1")).await?;
     let bytes = env.client.download_document(&doc).await?;
     let text = String::from_utf8(bytes)?;
     let header = text.lines().next().unwrap_or_default();
@@ -178,28 +155,7 @@ async fn the_rate_the_marketplace_announces_is_adopted_by_the_shared_limiter() -
 #[tokio::test]
 async fn a_report_document_over_the_size_caps_is_a_permanent_error() -> TestResult {
     let env = env().await?;
-    let ctx = env.ctx("acct-1");
-    let report_id = env
-        .client
-        .create_report(
-            &ctx,
-            "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
-            anchor() - chrono::Duration::days(10),
-            anchor(),
-            &us(),
-        )
-        .await?;
-    let mut report = env.client.get_report(&ctx, &report_id).await?;
-    for _ in 0..10 {
-        if report.processing_status == ProcessingStatus::Done {
-            break;
-        }
-        report = env.client.get_report(&ctx, &report_id).await?;
-    }
-    let doc = env
-        .client
-        .get_report_document(&ctx, &report.report_document_id.expect("done"))
-        .await?;
+    let doc = done_document(&env, &env.ctx("acct-1")).await?;
     let sent = reqwest::get(&doc.url).await?.bytes().await?.len() as u64;
     let unpacked = env.client.download_document(&doc).await?.len() as u64;
     assert!(sent > 1 && unpacked > sent, "a gzip document: {sent} bytes, {unpacked} unpacked");

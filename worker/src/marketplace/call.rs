@@ -42,7 +42,7 @@ use crate::metrics;
 /// The header SP-API reads the LWA access token from.
 const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
 /// A 429 without `Retry-After` is waited out this long (SP-API always sends one).
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest a 429's `Retry-After` holds every worker's slots of its account and
 /// operation: a stray header asking for hours holds them a minute (its own run still
 /// parks for the whole wait), and the next 429 holds them again.

@@ -273,3 +273,79 @@ async fn the_metrics_listener_closes_connections_that_send_nothing() {
     // And it serves scrapes after (`scrape` checks the 200).
     scrape(port).await;
 }
+
+/// Found by the observability audit of 2026-12-07 (second): the metrics listener stopped
+/// at SIGTERM while the worker's runs drained, so nothing counted during the drain was
+/// ever scraped (a run's end, its calls) and a scrape then met a closed port. The
+/// listener now serves until the worker has stopped its runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_metrics_are_served_while_a_stopping_worker_drains_its_runs() {
+    use nix::sys::signal::Signal;
+    let mut stack = Stack::start_empty().await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(1),
+            ..AccountSpec::new("seller-draining")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 4_000,
+                ops: Some(vec![drover_tests::sim::Operation::DeleteListingsItem]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let w = stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
+    stack
+        .submit(
+            JobKind::Cleanup,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": ["SKU-00001"]}),
+        )
+        .await;
+    let until = Instant::now() + Duration::from_secs(30);
+    let deletes_sent = || async {
+        let stats = stack.sim.admin().stats().await.expect("simulator stats");
+        stats.op(acct.as_str(), drover_tests::sim::Operation::DeleteListingsItem).calls
+    };
+    while deletes_sent().await == 0 {
+        assert!(Instant::now() < until, "the delete was never sent\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.workers[w].signal(Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stack.workers[w].wait_exit(Duration::from_millis(30)),
+        None,
+        "the worker is still draining its sent delete"
+    );
+    let during = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    let during = match during {
+        Ok(res) => res,
+        Err(e) => panic!("no scrape while the worker drains: {e}\n{}", stack.logs()),
+    };
+    assert_eq!(during.status(), 200);
+    let samples = parse(&during.text().await.unwrap());
+    assert_eq!(
+        sum(&samples, "drover_jobs_running", &[("kind", "cleanup")]),
+        1.0,
+        "the draining run is counted"
+    );
+    assert!(
+        stack.workers[w].wait_exit(Duration::from_secs(30)).is_some(),
+        "the worker stops\n{}",
+        stack.logs()
+    );
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.is_err(),
+        "the listener closes with the worker"
+    );
+}

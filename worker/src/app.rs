@@ -62,8 +62,12 @@ impl App {
             shutdown.await;
             trigger.cancel();
         });
+        // The metrics are served until the runs have drained, not only until the stop
+        // is asked (what a drain counts is scraped; a scrape then is answered).
+        let metrics_stop = CancellationToken::new();
+        let _metrics_until_return = metrics_stop.clone().drop_guard();
         if !config.metrics_listen.is_empty() {
-            crate::metrics::serve(&config.metrics_listen, stop.clone()).await;
+            crate::metrics::serve(&config.metrics_listen, metrics_stop).await;
         }
         let migrations = pool.clone();
         let migrate_stop = stop.clone();

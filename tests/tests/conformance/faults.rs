@@ -235,7 +235,11 @@ pub async fn capped_snoozes_are_counted_and_capped<S: JobStore>(store: S) {
     }
     let job = store.get(&id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Dead, "the 4th snooze is past the cap of 3");
-    assert!(job.last_error.unwrap().message.contains("snoozed 3 times"));
+    let last_error = job.last_error.unwrap();
+    assert!(last_error.message.contains("snoozed 3 times"), "{last_error:?}");
+    // Found by the chaos audit of 2026-12-07 (third): the last snooze's own reason was
+    // left to the history alone; the job's error (and its dead-letter group) says it.
+    assert!(last_error.message.contains("the last: RateLimited failure"), "{last_error:?}");
     let (answer, s) = last.unwrap();
     assert_eq!(answer, vec![SettleResult::AppliedAs(JobState::Dead)]);
     // Sent again (its first reply was lost), it says the same (found by the review of

@@ -77,8 +77,18 @@ local function recorded_late(id, attempt)
   end
   return false
 end
--- The dead-letter error of a snooze past the cap.
-local SNOOZED_OUT = cjson.encode({class = 'rate_limited', message = 'snoozed ' .. max_snoozes .. ' times in a row without advancing'})
+-- The dead-letter error of a snooze past the cap: the cap, and the last snooze's own
+-- class and reason (found by the chaos audit of 2026-12-07, third: the reason was left
+-- to the history alone, so the dead letter's groups and the job said only "snoozed").
+local function snoozed_out(data)
+  local class, message = 'rate_limited', 'snoozed ' .. max_snoozes .. ' times in a row without advancing'
+  local ok, e = pcall(cjson.decode, data or '')
+  if ok and type(e) == 'table' then
+    if type(e.class) == 'string' and e.class ~= '' then class = e.class end
+    if type(e.message) == 'string' and e.message ~= '' then message = message .. '; the last: ' .. e.message end
+  end
+  return cjson.encode({class = class, message = message})
+end
 -- First every run's record, once (the lease check and what the outcome needs), and the
 -- keys its end touches: its account's keys and, for a death, its dead-letter group's.
 -- The caller declares the records, histories and the accounts it knows; a call that
@@ -102,7 +112,7 @@ for i = 0, n - 1 do
         need_group_keys((signature_of(ARGV[b + 5])), acct)
       elseif (outcome == 'snooze' and (tonumber(f[4]) or 0) + 1 > max_snoozes)
         or (outcome == 'snooze_advanced' and 1 > max_snoozes) then
-        need_group_keys((signature_of(SNOOZED_OUT)), acct)
+        need_group_keys((signature_of(snoozed_out(ARGV[b + 5]))), acct)
       end
     end
   end
@@ -193,7 +203,7 @@ for i = 0, n - 1 do
       snoozes = snoozes + 1
       if snoozes > max_snoozes then
         outcome = 'dead'
-        data = SNOOZED_OUT
+        data = snoozed_out(data)
       end
     end
     if f[3] and f[3] ~= '' then push_one(ended, f[3], id) end

@@ -605,3 +605,36 @@ async fn a_running_job_whose_lease_ran_out_with_no_worker_serving_waits_for_one(
     assert_eq!(w.reason, WaitReason::NoWorker, "{w:?}");
     assert!(w.detail["lease_ended_ms"].is_number(), "{w:?}");
 }
+
+/// Found by a flake of the sentinel conformance run (2026-12-07): a callback claim's read
+/// ahead had a tenth of the claim's lease to be answered in, so a 20 ms lease gave Redis
+/// 2 ms and a loaded host failed the claim (`every_rule_holds_on_a_sentinel_managed_primary`
+/// at `a_delivery_whose_claims_keep_running_out_ends_failed_at_its_last_try`). The read
+/// ahead writes nothing and the lease starts in the claim itself: a short lease does not
+/// make the read ahead's wait short.
+#[tokio::test]
+async fn a_callback_claim_with_a_short_lease_waits_for_a_slow_read_ahead() {
+    use drover::job::{bucket_of, JobId, JobKind};
+    use drover::queue::{AccountShare, CallbackStore, JobStore, NewCallback, NewJob};
+    use std::time::Duration;
+    let (server, store) = redis_store().await;
+    let job = NewJob::new(cleanup("a1")).callback(NewCallback {
+        job_id: JobId::with_bucket(JobKind::Cleanup, Some(bucket_of("a1"))),
+        url: "https://hooks.example.com/drover".into(),
+        sealed_secret: vec![1, 2, 3],
+    });
+    let id = store.enqueue(job).await.unwrap().id;
+    store.cancel(&id).await.unwrap();
+    // Every client of the server waits 50 ms, as on a loaded host.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(50)
+        .arg("ALL")
+        .query(&mut server.conn())
+        .unwrap();
+    let (claimed, _) = store
+        .claim_callbacks(JobKind::Cleanup, "w1", 10, Duration::from_millis(20), 2, &AccountShare::default())
+        .await
+        .expect("a slow answer is waited for");
+    assert_eq!(claimed.len(), 1);
+}

@@ -19,8 +19,13 @@ const CLAIM_SCAN: usize = 1000;
 /// `HELD_SCAN`).
 const HELD_SCAN: usize = 100;
 /// Longest one partition's read ahead of its claim may take (a tenth of the claim's
-/// lease if that is shorter): answered in milliseconds by a shard that answers at all.
+/// lease if that is shorter, but never under [`CLAIM_WITHIN_LEAST`]): answered in
+/// milliseconds by a shard that answers at all.
 const CLAIM_WITHIN: Duration = Duration::from_secs(1);
+/// The read ahead writes nothing and the lease starts in the claim itself, so a short
+/// lease does not make its wait short: a loaded host's Redis may take tens of
+/// milliseconds (found by a flake: a 20 ms lease gave it 2 ms).
+const CLAIM_WITHIN_LEAST: Duration = Duration::from_millis(250);
 
 /// Partitions passed over by claims while others claimed (logged once an outage; a
 /// claim that claimed nothing fails, and its caller logs that).
@@ -147,7 +152,7 @@ impl RedisStore {
         // claimed waited for it, and went out after the claims had run out: another
         // worker claimed and sent them too). The claim itself, once sent, is waited for:
         // what it claimed is written, and dropped it would only run out as `lost` tries.
-        let within = (lease / 10).min(CLAIM_WITHIN);
+        let within = (lease / 10).clamp(CLAIM_WITHIN_LEAST, CLAIM_WITHIN);
         let mut pipe = redis::pipe();
         pipe.zrange(keys.key("cbdue"), 0, scan as isize - 1)
             .zrange(keys.key("cbheld"), 0, HELD_SCAN as isize - 1);

@@ -164,3 +164,21 @@ async fn at_the_memory_limit_the_dead_cap_is_taken_only_under_the_trim_lock() {
     let held: bool = redis::cmd("EXISTS").arg(lock).query(&mut server.conn()).unwrap();
     assert!(!held, "the pass frees the lock it took");
 }
+
+/// Found by the API audit of 2026-12-07 (second): a resume at Redis's memory limit
+/// deleted the pause and then had its wake-up refused (OOM), answering 503 for a queue
+/// that ran again. The pause's end is what a resume asks for; the wake-up is a hint (idle
+/// workers ask again within their wait), so the resume answers what it did.
+#[tokio::test]
+async fn at_the_memory_limit_a_resume_answers_that_the_queue_runs_again() {
+    let app = spawn_app().await;
+    let res = app.post(ADMIN, "/v1/queues/cleanup/pause").send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    fill_to_the_limit(&app.redis);
+    let res = app.post(ADMIN, "/v1/queues/cleanup/resume").send().await.unwrap();
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"paused\":false"), "{body}");
+    assert!(!app.store.counts(JobKind::Cleanup).await.unwrap().paused, "the queue runs again");
+}

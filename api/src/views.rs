@@ -215,14 +215,18 @@ pub struct WaitingView {
     /// account_busy, queue_paused, no_worker (no live worker has served the kind's
     /// queue for 15 s), restart_hold (Redis restarted: nothing is leased for a lease and
     /// a second), queued or prefetched (leased by a worker, not yet started). A job of a kind the account's quota cooldown stops (backfill) waits
-    /// for `quota_cooldown` while it lasts.
+    /// for `quota_cooldown` while it lasts; a job whose seller's circuit breaker of an
+    /// operation its kind calls is open waits for `breaker_open`, and a queued one whose
+    /// seller's next slot of such an operation is over a second off (after a 429) for
+    /// `rate_limit`, each until it ends.
     #[schema(value_type = String, example = "account_busy")]
     pub reason: WaitReason,
     /// When the wait ends, where known.
     pub until: Option<DateTime<Utc>>,
     /// The park's operation and message; the account's cap and the runs holding it; a
     /// queued job's place in line (a key limited to accounts: only `ahead_in_account`); an account cooldown's cause, level, start, the
-    /// operations it refuses and what the job waits for after it (`then`); a wait with an
+    /// operations it refuses and what the job waits for after it (`then`); an open breaker's or
+    /// the seller's rate's operation, message and `then`; a wait with an
     /// end, what comes after it (`then`: queue_paused, no_worker, or queued once it has
     /// ended and the job joins its lane next).
     #[schema(value_type = Object)]

@@ -1,25 +1,33 @@
 //! Why a job waits, as the API answers it (`waiting` on submit, `GET /v1/jobs/{id}`,
 //! listings and event streams): the queue's own reason (`waiting.lua`), overridden by
-//! the account's quota cooldown for the kinds a cooldown stops (its seller's, when
-//! accounts share one's credentials: `accounts.limits_of`).
+//! what the account's guards hold for the job's kind (its seller's, when accounts share
+//! one's credentials: `accounts.limits_of`): a quota cooldown for the kinds a cooldown
+//! stops, an open circuit breaker of an operation the kind calls, or the seller's rate
+//! (a limiter slot further off than a run waits for in its call, as after a 429).
 //!
-//! The cooldown lives under the resilience keys (`<ns>:cd:<account>`), outside the
-//! queue's hash tag, so the queue's script cannot read it; it is read here, next to the
-//! script and concurrently with it: one more bounded read per job (one per distinct
-//! account for a listing page), no scan. Which kinds a cooldown stops is
-//! [`drover::resilience::kind_operations`]' rule: those calling a report operation
-//! (backfill).
+//! The guards live under the resilience keys (`<ns>:rl|cb|cd:<account>…`), outside the
+//! queue's hash tag, so the queue's script cannot read them; they are read here, next to
+//! the script and concurrently with it: one more bounded read per job (one per distinct
+//! account for a listing page), no scan. Which guards stop a kind is
+//! [`drover::resilience::kind_operations`]' rule: the operations the kind calls (found by
+//! the fairness audit of 2026-12-06, fifth: a job whose seller's breaker was open, or
+//! whose limiter a 429 held, said `queued` though it would park once leased).
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use drover::job::{AccountId, JobId, JobKind};
 use drover::queue::{WaitReason, Waiting};
 use drover::resilience::kind_operations::operations;
-use drover::resilience::{stopped_by_quota_cooldown, Cooldown};
+use drover::resilience::{stopped_by_quota_cooldown, AccountLimits, BreakerPhase, Cooldown, Operation};
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// A limiter slot further off than this is a wait for the seller's rate: a run would
+/// park for it (the worker's default `jobs.park_after_ms`) rather than wait in its call.
+const RATE_WAIT_SHOWN: Duration = Duration::from_secs(1);
 
 /// What the waiting answer needs to know of a job.
 #[derive(Debug, Clone)]
@@ -28,57 +36,117 @@ pub struct WaitingJob<'a> {
     pub account_id: Option<&'a str>,
 }
 
+/// What an account's guards hold for a job of one kind now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// The account's report-quota cooldown (the kinds that call a report operation).
+    Cooldown(Cooldown),
+    /// The circuit breaker of an operation the kind calls is open until `until`.
+    Breaker { operation: Operation, until: DateTime<Utc> },
+    /// The next slot of an operation the kind calls is at `until` (after a 429, or a
+    /// seller's slow rate in use by its other jobs).
+    Rate { operation: Operation, until: DateTime<Utc> },
+}
+
+impl Guard {
+    fn until(&self) -> DateTime<Utc> {
+        match self {
+            Guard::Cooldown(cd) => cd.until,
+            Guard::Breaker { until, .. } | Guard::Rate { until, .. } => *until,
+        }
+    }
+}
+
+/// The guard that holds a job of `kind` on `limits` longest, in this order: the quota
+/// cooldown (when it stops the kind), an open breaker, a far limiter slot of a bucket
+/// the workers have used (or a 429 held).
+pub fn guard_of(kind: JobKind, limits: &AccountLimits) -> Option<Guard> {
+    if stopped_by_quota_cooldown(kind) {
+        if let Some(cd) = limits.cooldown.as_ref().filter(|cd| cd.until > limits.at) {
+            return Some(Guard::Cooldown(cd.clone()));
+        }
+    }
+    let ops = || operations(kind).iter().filter_map(|op| limits.operations.get(op).map(|l| (*op, l)));
+    let breaker = ops()
+        .filter(|(_, l)| l.breaker.state == BreakerPhase::Open)
+        .filter_map(|(op, l)| l.breaker.open_until.filter(|u| *u > limits.at).map(|until| (op, until)))
+        .max_by_key(|(_, until)| *until);
+    if let Some((operation, until)) = breaker {
+        return Some(Guard::Breaker { operation, until });
+    }
+    let far = limits.at + chrono::TimeDelta::milliseconds(RATE_WAIT_SHOWN.as_millis() as i64);
+    // (a bucket with no state is the cold start's guess, not a wait the workers met)
+    ops()
+        .filter(|(_, l)| l.seen && l.next_slot_at > far)
+        .max_by_key(|(_, l)| l.next_slot_at)
+        .map(|(operation, l)| Guard::Rate {
+            operation,
+            until: l.next_slot_at,
+        })
+}
+
 /// Why the job waits (`None` when it is running, finished or gone).
 pub async fn waiting(state: &AppState, job: WaitingJob<'_>) -> Result<Option<Waiting>, ApiError> {
     Ok(waiting_many(state, std::slice::from_ref(&job)).await?.pop().flatten())
 }
 
 /// [`waiting`] for many jobs, in order: one round trip to the queue and one for the
-/// cooldowns of their distinct accounts, run concurrently. Only the queue's read can
-/// fail the answer.
+/// guards of their distinct accounts, run concurrently. Only the queue's read can fail
+/// the answer.
 pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<Vec<Option<Waiting>>, ApiError> {
     let ids: Vec<(&JobId, &str)> = jobs.iter().map(|j| (j.id, j.account_id.unwrap_or(""))).collect();
-    let mut accounts: Vec<AccountId> = Vec::new();
+    // each distinct account and kind once: its guards for the operations the kind calls
+    let mut wanted: Vec<(AccountId, JobKind)> = Vec::new();
     for job in jobs {
-        if let Some(account) = cooled_account(job.id.kind(), job.account_id) {
-            if !accounts.contains(&account) {
-                accounts.push(account);
+        if let Some(account) = guarded_account(job.account_id) {
+            let pair = (account, job.id.kind());
+            if !wanted.contains(&pair) {
+                wanted.push(pair);
             }
         }
     }
-    let resilience = &state.accounts().resilience;
-    let cooldowns = async {
-        let limits = limits_of(state, &accounts).await;
-        resilience.cooldowns(&limits).await
-    };
-    let (bases, cooldowns) = tokio::join!(state.store().waiting_many(&ids), cooldowns);
+    let (bases, guards) = tokio::join!(state.store().waiting_many(&ids), guards_of(state, &wanted));
     let bases = bases?;
-    // A cooldown that cannot be read (its key on a shard that is down) leaves the queue's
+    // Guards that cannot be read (their keys on a shard that is down) leave the queue's
     // own reason, as a submit does: the jobs were read, and the answer must show them.
-    let cooldowns = cooldowns.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, accounts = accounts.len(), "could not read the accounts' cooldowns; answering with the queue's reasons");
-        vec![None; accounts.len()]
-    });
-    let cooldowns: HashMap<AccountId, Cooldown> = accounts.into_iter().zip(cooldowns).filter_map(|(a, c)| c.map(|c| (a, c))).collect();
+    let guards: HashMap<(AccountId, JobKind), Guard> = match guards {
+        Ok(read) => wanted.into_iter().zip(read).filter_map(|(pair, g)| g.map(|g| (pair, g))).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, accounts = wanted.len(), "could not read the accounts' guards; answering with the queue's reasons");
+            HashMap::new()
+        }
+    };
     Ok(jobs
         .iter()
         .zip(bases)
         .map(|(job, base)| {
-            let cooldown = cooled_account(job.id.kind(), job.account_id).and_then(|a| cooldowns.get(&a));
-            combine(base, cooldown)
+            let guard = guarded_account(job.account_id).and_then(|a| guards.get(&(a, job.id.kind())));
+            combine(base, guard)
         })
         .collect())
 }
 
-/// The account's active cooldown when it could stop a job of `kind` (no read otherwise):
-/// what a submit reads beside its enqueue, whose reply carries the queue's reason.
-pub async fn cooldown_of(state: &AppState, kind: JobKind, account: &AccountId) -> Result<Option<Cooldown>, ApiError> {
-    let Some(account) = cooled_account(kind, Some(account.as_str())) else {
-        return Ok(None);
-    };
-    let resilience = &state.accounts().resilience;
-    let limits = limits_of(state, std::slice::from_ref(&account)).await;
-    Ok(resilience.cooldowns(&limits).await?.pop().flatten())
+/// What the account's guards hold for a job of `kind`: what a submit reads beside its
+/// enqueue, whose reply carries the queue's reason.
+pub async fn guard_for(state: &AppState, kind: JobKind, account: &AccountId) -> Result<Option<Guard>, ApiError> {
+    Ok(guards_of(state, &[(account.clone(), kind)]).await?.pop().flatten())
+}
+
+/// The guard of each account and kind of `wanted`, in order: one script call each (the
+/// operations the kind calls and the cooldown of the account whose limits it uses).
+async fn guards_of(state: &AppState, wanted: &[(AccountId, JobKind)]) -> Result<Vec<Option<Guard>>, ApiError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let accounts: Vec<AccountId> = wanted.iter().map(|(a, _)| a.clone()).collect();
+    let limits = limits_of(state, &accounts).await;
+    let calls: Vec<(AccountId, &[Operation])> = limits
+        .into_iter()
+        .zip(wanted)
+        .map(|(l, (_, kind))| (l, operations(*kind)))
+        .collect();
+    let read = state.accounts().resilience.snapshots(&calls).await?;
+    Ok(read.iter().zip(wanted).map(|(l, (_, kind))| guard_of(*kind, l)).collect())
 }
 
 /// How long the answer waits for the database to say which accounts share a seller's
@@ -86,10 +154,10 @@ pub async fn cooldown_of(state: &AppState, kind: JobKind, account: &AccountId) -
 /// database (nor time out, telling the client nothing was made).
 const LIMITS_READ: Duration = Duration::from_millis(500);
 
-/// The account whose limits (and so cooldown) each of `accounts` counts against, in
+/// The account whose limits (and so guards) each of `accounts` counts against, in
 /// order: the seller's first account when several share its credentials
 /// (`accounts.limits_of`). Without an answer from the database within [`LIMITS_READ`],
-/// the account itself: the answer then misses only a cooldown entered under the
+/// the account itself: the answer then misses only a guard entered under the
 /// seller's other account.
 async fn limits_of(state: &AppState, accounts: &[AccountId]) -> Vec<AccountId> {
     if accounts.is_empty() || !state.migrated() {
@@ -112,48 +180,82 @@ async fn limits_of(state: &AppState, accounts: &[AccountId]) -> Vec<AccountId> {
     accounts.iter().map(|a| shared.get(a).unwrap_or(a).clone()).collect()
 }
 
-/// The account whose cooldown could stop a job of `kind`, if any.
-fn cooled_account(kind: JobKind, account_id: Option<&str>) -> Option<AccountId> {
-    if !stopped_by_quota_cooldown(kind) {
-        return None;
-    }
+/// The account whose guards could hold a job, if it names one.
+fn guarded_account(account_id: Option<&str>) -> Option<AccountId> {
     account_id.and_then(|a| AccountId::parse(a).ok())
 }
 
-/// The queue's reason, unless the account's active cooldown outlasts it: a queued or
-/// account-busy job, or one due before the cooldown ends, then waits for the cooldown
-/// (`detail.then` says what it waits for after). A paused queue, one without a live
-/// worker (also after a wait, as the queue's `detail.then`) and waits that end later
-/// than the cooldown keep their own reason.
-pub fn combine(base: Option<Waiting>, cooldown: Option<&Cooldown>) -> Option<Waiting> {
+/// The queue's reason, unless the account's guard outlasts it: a queued job, or one
+/// due before the guard lets it through, then waits for the guard (`detail.then` says
+/// what it waits for after); an account-busy job too for a cooldown or an open breaker
+/// (the seller's rate is what the busy account's own runs use). A paused queue, one
+/// without a live worker (also after a wait, as the queue's `detail.then`), a
+/// prefetched job, waits that end later than the guard and a run's own park (but for a
+/// cooldown, as before) keep their own reason.
+pub fn combine(base: Option<Waiting>, guard: Option<&Guard>) -> Option<Waiting> {
     let base = base?;
-    let Some(cd) = cooldown else { return Some(base) };
-    // (a prefetched job is a worker's already: the cooldown meets it once it starts; a
+    let Some(guard) = guard else { return Some(base) };
+    let until = guard.until();
+    // (a prefetched job is a worker's already: the guard meets it once it starts; a
     // wait that ends in a paused queue, or one no worker serves, goes on past it)
     let then = base.detail.get("then").and_then(|t| t.as_str());
+    let busy_too = !matches!(guard, Guard::Rate { .. });
+    // a run's own park names its guard and the worker's message already
+    let parked = matches!(
+        base.reason,
+        WaitReason::RateLimit | WaitReason::BreakerOpen | WaitReason::QuotaCooldown
+    );
     if matches!(base.reason, WaitReason::QueuePaused | WaitReason::NoWorker | WaitReason::Prefetched)
+        || (base.reason == WaitReason::AccountBusy && !busy_too)
+        || (parked && !matches!(guard, Guard::Cooldown(_)))
         || matches!(then, Some("queue_paused" | "no_worker"))
-        || base.until.is_some_and(|u| u >= cd.until)
+        || base.until.is_some_and(|u| u >= until)
     {
         return Some(base);
     }
-    let report_ops: Vec<&str> = JobKind::ALL
-        .iter()
-        .flat_map(|k| operations(*k))
-        .filter(|op| op.is_report())
-        .map(|op| op.name())
-        .collect();
+    let (reason, detail) = match guard {
+        Guard::Cooldown(cd) => {
+            let report_ops: Vec<&str> = JobKind::ALL
+                .iter()
+                .flat_map(|k| operations(*k))
+                .filter(|op| op.is_report())
+                .map(|op| op.name())
+                .collect();
+            (
+                WaitReason::QuotaCooldown,
+                json!({
+                    "scope": "account",
+                    "cause": cd.reason,
+                    "level": cd.level,
+                    "since": cd.since,
+                    "operations": report_ops,
+                    "then": base.reason,
+                }),
+            )
+        }
+        Guard::Breaker { operation, .. } => (
+            WaitReason::BreakerOpen,
+            json!({
+                "scope": "account",
+                "operation": operation.name(),
+                "message": format!("{}: the circuit breaker is open after failed calls", operation.name()),
+                "then": base.reason,
+            }),
+        ),
+        Guard::Rate { operation, .. } => (
+            WaitReason::RateLimit,
+            json!({
+                "scope": "account",
+                "operation": operation.name(),
+                "message": format!("{}: the next call the seller's rate allows", operation.name()),
+                "then": base.reason,
+            }),
+        ),
+    };
     Some(Waiting {
-        reason: WaitReason::QuotaCooldown,
-        until: Some(cd.until),
-        detail: json!({
-            "scope": "account",
-            "cause": cd.reason,
-            "level": cd.level,
-            "since": cd.since,
-            "operations": report_ops,
-            "then": base.reason,
-        }),
+        reason,
+        until: Some(until),
+        detail,
     })
 }
 
@@ -171,13 +273,13 @@ mod tests {
         }
     }
 
-    fn cooldown(ends_in_s: i64) -> Cooldown {
-        Cooldown {
+    fn cooldown(ends_in_s: i64) -> Guard {
+        Guard::Cooldown(Cooldown {
             until: Utc::now() + Duration::seconds(ends_in_s),
             reason: "429 on createReport".into(),
             level: 1,
             since: Utc::now(),
-        }
+        })
     }
 
     #[test]
@@ -186,7 +288,7 @@ mod tests {
         for base in [WaitReason::Queued, WaitReason::AccountBusy] {
             let w = combine(Some(wait(base, None)), Some(&cd)).unwrap();
             assert_eq!(w.reason, WaitReason::QuotaCooldown);
-            assert_eq!(w.until, Some(cd.until));
+            assert_eq!(w.until, Some(cd.until()));
             assert_eq!(w.detail["then"], json!(base));
             assert_eq!(
                 w.detail["operations"],
@@ -198,9 +300,9 @@ mod tests {
     #[test]
     fn a_wait_that_outlasts_the_cooldown_or_a_paused_queue_keeps_its_reason() {
         let cd = cooldown(60);
-        let later = wait(WaitReason::Scheduled, Some(cd.until + Duration::seconds(1)));
+        let later = wait(WaitReason::Scheduled, Some(cd.until() + Duration::seconds(1)));
         assert_eq!(combine(Some(later.clone()), Some(&cd)), Some(later));
-        let sooner = wait(WaitReason::RetryBackoff, Some(cd.until - Duration::seconds(1)));
+        let sooner = wait(WaitReason::RetryBackoff, Some(cd.until() - Duration::seconds(1)));
         assert_eq!(combine(Some(sooner), Some(&cd)).unwrap().reason, WaitReason::QuotaCooldown);
         let paused = wait(WaitReason::QueuePaused, None);
         assert_eq!(combine(Some(paused.clone()), Some(&cd)), Some(paused));
@@ -215,17 +317,35 @@ mod tests {
     fn a_wait_whose_queue_is_paused_or_unserved_after_it_keeps_its_reason() {
         let cd = cooldown(60);
         for then in ["queue_paused", "no_worker"] {
-            let mut base = wait(WaitReason::Scheduled, Some(cd.until - Duration::seconds(30)));
+            let mut base = wait(WaitReason::Scheduled, Some(cd.until() - Duration::seconds(30)));
             base.detail = json!({"then": then});
             assert_eq!(combine(Some(base.clone()), Some(&cd)), Some(base), "then {then}");
         }
     }
 
     #[test]
-    fn only_kinds_a_cooldown_stops_look_for_one() {
-        assert!(cooled_account(JobKind::Backfill, Some("acme")).is_some());
-        assert!(cooled_account(JobKind::Sync, Some("acme")).is_none());
-        assert!(cooled_account(JobKind::Cleanup, Some("acme")).is_none());
-        assert!(cooled_account(JobKind::Backfill, None).is_none());
+    fn an_open_breaker_holds_a_busy_job_and_the_sellers_rate_only_a_queued_one() {
+        let until = Utc::now() + Duration::seconds(30);
+        let breaker = Guard::Breaker {
+            operation: Operation::GetListingsItem,
+            until,
+        };
+        let rate = Guard::Rate {
+            operation: Operation::GetOrders,
+            until,
+        };
+        for (guard, reason) in [(&breaker, WaitReason::BreakerOpen), (&rate, WaitReason::RateLimit)] {
+            let w = combine(Some(wait(WaitReason::Queued, None)), Some(guard)).unwrap();
+            assert_eq!((w.reason, w.until), (reason, Some(until)));
+            assert_eq!(w.detail["then"], json!(WaitReason::Queued));
+            assert!(w.detail["operation"].is_string(), "{w:?}");
+        }
+        let busy = wait(WaitReason::AccountBusy, None);
+        assert_eq!(combine(Some(busy.clone()), Some(&breaker)).unwrap().reason, WaitReason::BreakerOpen);
+        assert_eq!(
+            combine(Some(busy.clone()), Some(&rate)),
+            Some(busy),
+            "the busy account's own runs use its rate"
+        );
     }
 }

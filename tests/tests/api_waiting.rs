@@ -301,3 +301,74 @@ async fn a_cooldown_that_cannot_be_read_leaves_the_queues_reason_not_a_503() {
     let page: Value = res.json().await.unwrap();
     assert_eq!(page["jobs"][0]["waiting"]["reason"], "queued", "{page}");
 }
+
+/// Found by the fairness audit of 2026-12-06 (fifth): "why is this job waiting" said
+/// `queued` for a job whose seller's circuit breaker was open, or whose limiter a 429
+/// held, though it would park for them once leased: only a quota cooldown was read. The
+/// account's guards for the operations the job's kind calls are read beside the queue's
+/// reason, on submit, `GET` and the listings.
+#[tokio::test]
+async fn a_job_whose_sellers_breaker_is_open_or_rate_held_says_so_and_until_when() {
+    use drover::resilience::{CallOutcome, Operation};
+    let app = spawn_app().await;
+    app.worker_beat().await;
+    let resilience = Resilience::new(
+        app.store.connection(),
+        "drover",
+        ResilienceConfig::default(),
+        &drover::crypto::EncryptionKey::dev(),
+    );
+    let acme = AccountId::parse("acme").unwrap();
+    for _ in 0..10 {
+        resilience.record(&acme, Operation::GetOrders, CallOutcome::Failure).await.unwrap();
+    }
+    let open_until = resilience.snapshot(&acme).await.unwrap().operations[&Operation::GetOrders]
+        .breaker
+        .open_until
+        .expect("the breaker opened");
+
+    let res = app.submit(ADMIN, &sync_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let accepted: Value = res.json().await.unwrap();
+    let w = &accepted["waiting"];
+    assert_eq!(w["reason"], "breaker_open", "{accepted}");
+    assert_eq!(w["detail"]["operation"], "getOrders", "{accepted}");
+    assert_eq!(w["detail"]["then"], "queued", "{accepted}");
+    assert_eq!(until(w), open_until);
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let (_, job) = app.job(READER, &id).await;
+    assert_eq!(job["waiting"], *w, "GET says the same");
+
+    // A cleanup does not call getOrders; another seller's sync has its own breaker.
+    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
+    let cleanup: Value = res.json().await.unwrap();
+    assert_eq!(cleanup["waiting"]["reason"], "queued", "{cleanup}");
+    let res = app.submit(ADMIN, &sync_body("globex")).await;
+    let other: Value = res.json().await.unwrap();
+    assert_eq!(other["waiting"]["reason"], "queued", "{other}");
+
+    // A 429 asking 30 s holds every slot of the seller's deletes: the queued cleanup
+    // waits for the seller's rate.
+    resilience
+        .hold_off(&acme, Operation::DeleteListingsItem, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (_, job) = app.job(READER, cleanup["id"].as_str().unwrap()).await;
+    let w = &job["waiting"];
+    assert_eq!(w["reason"], "rate_limit", "{job}");
+    assert_eq!(w["detail"]["operation"], "deleteListingsItem", "{job}");
+    let left = until(w) - Utc::now();
+    assert!(
+        left > chrono::Duration::seconds(20) && left <= chrono::Duration::seconds(31),
+        "until the hold ends: {left}"
+    );
+    let page: Value = app
+        .get(READER, "/v1/jobs?account_id=acme&kind=cleanup")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["jobs"][0]["waiting"], *w, "and the job list");
+}

@@ -74,22 +74,22 @@ fn check_payload_size(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
 }
 
 /// Enqueues `job` and says why it waits: the queue's reason comes back in the enqueue's
-/// own reply (one round trip), and the account's quota cooldown, for the kinds it stops,
-/// is read beside it. The job is stored whatever the cooldown read does: a failure leaves
-/// the queue's own reason rather than failing the submit, whose answer must say the job
-/// exists.
+/// own reply (one round trip), and the account's guards for the kind (its quota
+/// cooldown, an open breaker, the seller's rate) are read beside it. The job is stored
+/// whatever the guards' read does: a failure leaves the queue's own reason rather than
+/// failing the submit, whose answer must say the job exists.
 pub(super) async fn enqueue_answering(state: &AppState, job: NewJob) -> Result<(Enqueued, Option<WaitingView>), EnqueueError> {
     let (kind, account) = (job.payload.kind(), job.payload.account_id().clone());
-    let (enqueued, cooldown) = tokio::join!(
+    let (enqueued, guard) = tokio::join!(
         state.store().enqueue(job.answering_waiting()),
-        waiting::cooldown_of(state, kind, &account)
+        waiting::guard_for(state, kind, &account)
     );
     let mut e = enqueued?;
-    let waiting = match cooldown {
-        Ok(cooldown) => waiting::combine(e.waiting.take(), cooldown.as_ref()).map(Into::into),
+    let waiting = match guard {
+        Ok(guard) => waiting::combine(e.waiting.take(), guard.as_ref()).map(Into::into),
         Err(err) => {
             // the queue's own reason, as GET and the listings answer then
-            tracing::warn!(job_id = %e.id, error = %err, "accepted job: could not read its account's cooldown");
+            tracing::warn!(job_id = %e.id, error = %err, "accepted job: could not read its account's guards");
             e.waiting.take().map(Into::into)
         }
     };

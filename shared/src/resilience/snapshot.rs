@@ -37,6 +37,10 @@ pub struct OperationLimits {
     pub tokens_available: f64,
     /// When the next call may go (now, if a token is available).
     pub next_slot_at: DateTime<Utc>,
+    /// The bucket has state in Redis (a call or a 429's hold set it): `next_slot_at` is
+    /// what the workers will meet, not the cold start's assumption about an unknown one.
+    #[serde(skip)]
+    pub seen: bool,
     pub breaker: BreakerSnapshot,
 }
 
@@ -56,16 +60,54 @@ fn num<T: std::str::FromStr>(v: &Option<String>) -> Option<T> {
 
 impl Resilience {
     pub async fn snapshot(&self, account: &AccountId) -> Result<AccountLimits, ResilienceError> {
-        let mut inv = SNAPSHOT.prepare_invoke();
-        for op in Operation::ALL {
-            inv.key(self.key("rl", account, Some(op)));
+        let row: Vec<Option<String>> = self.snapshot_call(account, &Operation::ALL).invoke_async(&mut self.conn()).await?;
+        self.read_snapshot(account, &Operation::ALL, row)
+    }
+
+    /// [`Resilience::snapshot`] of each account of `wanted`, limited to the operations
+    /// named with it, in order, in one round trip (one script call an account: each
+    /// reads its own account's keys).
+    pub async fn snapshots(&self, wanted: &[(AccountId, &[Operation])]) -> Result<Vec<AccountLimits>, ResilienceError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
         }
-        for op in Operation::ALL {
-            inv.key(self.key("cb", account, Some(op)));
+        let build = || {
+            let mut pipe = redis::pipe();
+            for (account, ops) in wanted {
+                pipe.invoke_script(&self.snapshot_call(account, ops));
+            }
+            pipe
+        };
+        let mut conn = self.conn();
+        let rows: Vec<Vec<Option<String>>> = match build().query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                SNAPSHOT.load_async(&mut conn).await?;
+                build().query_async(&mut conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        wanted
+            .iter()
+            .zip(rows)
+            .map(|((account, ops), row)| self.read_snapshot(account, ops, row))
+            .collect()
+    }
+
+    fn snapshot_call(&self, account: &AccountId, ops: &[Operation]) -> redis::ScriptInvocation<'static> {
+        let mut inv = SNAPSHOT.prepare_invoke();
+        for op in ops {
+            inv.key(self.key("rl", account, Some(*op)));
+        }
+        for op in ops {
+            inv.key(self.key("cb", account, Some(*op)));
         }
         inv.key(self.key("cd", account, None));
-        inv.arg(Operation::ALL.len());
-        let row: Vec<Option<String>> = inv.invoke_async(&mut self.conn()).await?;
+        inv.arg(ops.len());
+        inv
+    }
+
+    fn read_snapshot(&self, account: &AccountId, ops: &[Operation], row: Vec<Option<String>>) -> Result<AccountLimits, ResilienceError> {
         let mut fields = row.into_iter();
         let mut next = move || fields.next().flatten();
         let now_us: f64 = num(&next()).ok_or_else(|| ResilienceError::Store("snapshot without server time".into()))?;
@@ -73,7 +115,7 @@ impl Resilience {
         let cfg = self.config();
 
         let mut limiter = Vec::new();
-        for op in Operation::ALL {
+        for &op in ops {
             let tat: Option<f64> = num(&next());
             let rate: Option<f64> = num(&next());
             limiter.push((op, tat, rate));
@@ -110,6 +152,7 @@ impl Resilience {
                     adapted: adapted_rate.is_some(),
                     tokens_available: gcra::tokens_available(tat, now_us, &p, cold),
                     next_slot_at: ms_to_time((gcra::next_slot(tat, now_us, &p, cold) / 1000.0).ceil() as i64),
+                    seen: tat.is_some(),
                     breaker: BreakerSnapshot {
                         state: core.phase,
                         calls,

@@ -1186,6 +1186,54 @@ async fn a_listing_the_marketplace_refuses_is_recorded_and_every_refresh_goes_on
     assert_eq!(status, "REFUSED");
 }
 
+/// Found by the marketplace audit of 2026-12-07 (fourth): one SKU whose getListingsItem
+/// the marketplace kept failing on (5xx past the call's tries; an answer the model cannot
+/// read is the same) ended the sync as a transient failure, and, never checked, came
+/// first in every later refresh: every sync of the account died on it and no listing was
+/// refreshed again. Its row says the lookup failed, the others are checked, and the sync
+/// ends partial, the next one the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_whose_lookup_keeps_failing_is_recorded_and_every_refresh_goes_on() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(4),
+            ..AccountSpec::new("seller-failing-sku")
+        })
+        .await;
+    known_listings(&stack, &acct).await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let failing = skus.iter().min().unwrap().clone();
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                failing_skus: vec![failing.clone()],
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    for round in 0..2 {
+        let id = stack.submit_sync(&acct, &["listings"]).await;
+        let job = stack.finish(&id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Partial, "sync {round}: {job:#?}\n{}", stack.logs());
+        let listed = &job.result.as_ref().unwrap()["listings"];
+        assert_eq!(
+            (listed["checked"].as_i64(), listed["failed"].as_i64(), listed["found"].as_i64()),
+            (Some(4), Some(1), Some(3)),
+            "sync {round}: {listed}"
+        );
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM listings WHERE account_id = $1 AND sku = $2")
+        .bind(acct.as_str())
+        .bind(&failing)
+        .fetch_one(stack.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "FAILED");
+}
+
 /// Found by the fairness audit of 2026-12-06 (third): every park was counted against the
 /// snooze cap whether or not its run advanced, so a job parking between steps while it
 /// works through them at its seller's allowed rate — an orders sync at SP-API's one

@@ -38,6 +38,9 @@ pub struct FaultSpec {
     /// SKUs whose getListingsItem / deleteListingsItem answer 400 InvalidInput: a
     /// permanent error a client must not retry.
     pub permanent_400_skus: Vec<String>,
+    /// SKUs whose getListingsItem / deleteListingsItem answer 500 on every call: an item
+    /// the marketplace keeps failing on while it answers the others.
+    pub failing_skus: Vec<String>,
     /// The next `count` reports created end FATAL instead of DONE.
     pub fatal_reports: Option<Count>,
     /// Operations the per-call faults (5xx, 429 bursts, latency, slow body, resets)
@@ -251,6 +254,10 @@ impl FaultState {
 
     pub(crate) fn is_permanent_400(&self, sku: &str) -> bool {
         self.spec.permanent_400_skus.iter().any(|s| s == sku)
+    }
+
+    pub(crate) fn is_failing(&self, sku: &str) -> bool {
+        self.spec.failing_skus.iter().any(|s| s == sku)
     }
 
     pub(crate) fn token_ttl(&self) -> Option<Duration> {

@@ -20,7 +20,8 @@ use super::gate::Caller;
 use super::state::Sim;
 
 /// Checks what both operations check, in SP-API's order: the seller in the path is the
-/// token's seller, marketplaceIds is given, and the SKU is not one that must fail.
+/// token's seller, marketplaceIds is given, and the SKU is not one that must fail (a
+/// 400 for `permanent_400_skus`, a 500 for `failing_skus`).
 fn check(acct: &Account, seller_id: &str, sku: &str, params: &Params) -> Result<String, ApiError> {
     if seller_id != acct.seller_id {
         return Err(ApiError::Forbidden(format!(
@@ -35,6 +36,9 @@ fn check(acct: &Account, seller_id: &str, sku: &str, params: &Params) -> Result<
         return Err(ApiError::InvalidInput(format!(
             "SKU {sku:?} is invalid for this operation in marketplace {marketplace}."
         )));
+    }
+    if acct.faults.is_failing(sku) {
+        return Err(ApiError::server_error(500));
     }
     Ok(marketplace.clone())
 }

@@ -66,6 +66,9 @@ struct Args {
     /// Fault: SKUs whose get/delete answer 400 (comma-separated).
     #[arg(long, env = "SIM_PERMANENT_400_SKUS", value_delimiter = ',')]
     permanent_400_skus: Vec<String>,
+    /// Fault: SKUs whose get/delete answer 500 on every call (comma-separated).
+    #[arg(long, env = "SIM_FAILING_SKUS", value_delimiter = ',')]
+    failing_skus: Vec<String>,
     /// Operations the per-call faults apply to (comma-separated SP-API names; default all).
     #[arg(long, env = "SIM_FAULT_OPS", value_delimiter = ',')]
     fault_ops: Vec<Operation>,
@@ -90,6 +93,7 @@ impl Args {
             malformed_rows: self.malformed_rows,
             token_ttl_s: None,
             permanent_400_skus: self.permanent_400_skus.clone(),
+            failing_skus: self.failing_skus.clone(),
             fatal_reports: None,
             ops: (!self.fault_ops.is_empty()).then(|| self.fault_ops.clone()),
         })

@@ -1140,6 +1140,47 @@ async fn a_cleanup_whose_account_access_is_refused_dies_once_and_its_replay_dele
     );
 }
 
+/// Found by the marketplace audit of 2026-12-07 (fourth): a backfill whose account's
+/// access the marketplace refused (credentials rejected, a 401 a fresh token does not
+/// cure, a 403) failed every window in turn, each for the same refusal, and ended
+/// partial. It dies once with the refusal, its windows pending, and a replay after the
+/// credentials are fixed does them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backfill_whose_account_access_is_refused_dies_once_and_its_replay_does_every_window() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(30),
+            ..AccountSpec::new("seller-backfill-refused")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                token_ttl_s: Some(0),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_backfill_days(&acct, 3).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Dead, "{job:#?}\n{}", stack.logs());
+    let why = job.last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    assert!(why.contains("401"), "{why}");
+    let failed = window_outcomes(&stack, id.as_str())
+        .await
+        .into_iter()
+        .any(|(outcome, _)| outcome == "failed");
+    assert!(!failed, "no window failed for the account's refusal");
+    stack.faults(&acct, FaultSpec::default()).await;
+    assert_eq!(stack.store.retry(&id).await.unwrap(), drover::queue::RetryOutcome::Queued);
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(window_outcomes(&stack, id.as_str()).await, vec![("done".to_owned(), 3)]);
+}
+
 /// Found by the marketplace audit of 2026-12-07 (third): one SKU whose getListingsItem
 /// the marketplace refused (a 400) killed the sync, and, never checked, it came first in
 /// every later refresh, which died on it too: no listing was refreshed again. Its row

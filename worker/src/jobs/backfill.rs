@@ -425,11 +425,16 @@ fn unusable(report_id: &str, error: &str) -> WindowEnd {
     WindowEnd::Failed(json!({"failed_report_id": report_id, "error": error}))
 }
 
-/// Quota, breaker, cooldown, cancellation and a call not sent for an outage (the
-/// database could not note it, the rate-limit store could not be reached) stop the job;
-/// the rest fail the window.
+/// Quota, breaker, cooldown, cancellation, a call not sent for an outage (the database
+/// could not note it, the rate-limit store could not be reached) and a refusal of the
+/// account's access (its windows' own requests are not at fault: they stay pending for a
+/// replay once the credentials are fixed, as a cleanup's SKUs do) stop the job; the rest
+/// fail the window.
 fn window_error(e: CallError) -> Result<WindowEnd, JobError> {
     match e {
+        // Before (found by the marketplace audit of 2026-12-07, fourth) every window
+        // failed within seconds and the job ended partial.
+        e if e.is_account_refusal() => Err(e.into()),
         CallError::RateLimited { .. }
         | CallError::BreakerOpen { .. }
         | CallError::Cooldown { .. }

@@ -286,6 +286,7 @@ conformance_with_policy!(
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,
+    capped_a_job_handed_back_from_a_dead_workers_prefetch_shows_no_start,
     capped_a_leased_job_not_yet_started_counts_as_prefetched_and_says_so,
     capped_a_job_cancelled_while_it_waited_in_a_prefetch_uses_no_attempt,
     capped_a_cancelled_job_handed_back_before_it_started_gives_its_attempt_back_once,

@@ -746,6 +746,30 @@ pub async fn capped_a_lease_that_never_started_goes_back_without_using_an_attemp
     );
 }
 
+/// Found by the chaos audit of 2026-12-07 (fourth): a lease that never started, reclaimed
+/// from a worker that died, went back to the queue keeping the dead lease's time as the
+/// job's `started_at`, though the job had no run in its life (the cancel and settle paths
+/// already dropped it).
+pub async fn capped_a_job_handed_back_from_a_dead_workers_prefetch_shows_no_start<S: JobStore>(store: S) {
+    let short = Duration::from_millis(100);
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    assert_eq!(store.fetch(JobKind::Cleanup, "w1", 1, short).await.unwrap().jobs.len(), 1);
+    // (a paused queue leases nothing, but its fetches still reclaim)
+    store.set_paused(JobKind::Cleanup, true).await.unwrap();
+    // w1 dies: its lease runs out, through its grace, and w2's fetch hands the job back.
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(store.fetch(JobKind::Cleanup, "w2", 1, LEASE).await.unwrap().jobs.is_empty());
+        if state_of(&store, &id).await == JobState::Queued {
+            break;
+        }
+    }
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued, "{job:?}");
+    assert_eq!(job.attempts, 0, "{job:?}");
+    assert_eq!(job.started_at, None, "a job with no run in its life shows no start: {job:?}");
+}
+
 /// Found by the visibility audit of 2026-12-05: a job cancelled while it waited in a
 /// worker's prefetch never ran, yet ended with an attempt used (every other way a lease
 /// ends unstarted uses none).

@@ -138,7 +138,9 @@ for e = 1, #expired, 2 do
       outcome = 'released',
       error = {class = 'lost', message = 'its worker stopped before the run started; no attempt used'},
     }))
-    redis.call('HINCRBY', key, 'at', -1)
+    -- (a job with no run in its life shows no start, as the cancel above and settle.lua;
+    -- found by the chaos audit of 2026-12-07, fourth: it kept the dead lease's time)
+    if redis.call('HINCRBY', key, 'at', -1) == 0 then redis.call('HDEL', key, 'sa') end
     redis.call('HINCRBY', key, 'hb', 1)
     redis.call('HSET', key, 'w', '', 'sx', '', 'ls', '')
     count_event('reclaimed_released')

@@ -198,6 +198,34 @@ async fn audit_lists_what_operators_did() {
     assert_ne!(scoped.code, 0, "a key for some accounts does not read the log: {scoped:?}");
 }
 
+/// Found by the hostile-tenant audit of 2026-12-07 (fourth): a tenant's key could name a
+/// schedule with terminal escape sequences (`DELETE /v1/schedules/%1B…`); the refused
+/// action is audited with the name as its target, and `drover audit` wrote it to the
+/// operator's terminal raw (an OSC 52 clipboard write, a line erased). Control
+/// characters are shown escaped.
+#[tokio::test]
+async fn the_audit_table_shows_a_tenants_control_characters_escaped() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .delete(app.url("/v1/schedules/%1B%5D52%3Bc%3BcHduZWQ%3D%07%1B%5B2K"))
+        .bearer_auth(ACME_SUB)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let page = drover(&app, READER, &["--json", "audit"]).await;
+    ok(&page);
+    assert!(
+        page.stdout.contains("\\u001b]52"),
+        "the refused action is audited with its target: {page:?}"
+    );
+    let table = drover(&app, READER, &["audit"]).await;
+    ok(&table);
+    assert!(!table.stdout.contains(['\u{1b}', '\u{7}']), "{table:?}");
+    assert!(table.stdout.contains("\\u{1b}]52;c;"), "the target is shown, escaped: {table:?}");
+}
+
 #[tokio::test]
 async fn a_dlq_dry_run_counts_what_the_api_lists_and_replays_nothing() {
     let app = spawn_app().await;

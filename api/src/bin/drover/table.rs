@@ -46,13 +46,33 @@ impl Table {
     }
 }
 
-/// A JSON value as a cell: strings bare, null as `-`.
+/// A JSON value as a cell: strings bare, null as `-`. Control characters are shown
+/// escaped (`\u{1b}`), never written to the terminal: what a tenant named (a schedule, an
+/// account) reaches an operator's screen through the audit log, and an escape sequence
+/// there could rewrite the screen or the clipboard (found by the hostile-tenant audit of
+/// 2026-12-07, fourth).
 pub fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => inert(s),
+        other => inert(&other.to_string()),
     }
+}
+
+/// `s` with its control characters escaped.
+fn inert(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The field `path` (dot-separated) of `v` as a cell.
@@ -97,6 +117,12 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(cell(&json!("a\u{1b}]52;c;x\u{7}b")), "a\\u{1b}]52;c;x\\u{7}b");
+        assert_eq!(cell(&json!("plain ü")), "plain ü");
+    }
 
     #[test]
     fn columns_are_as_wide_as_their_widest_cell() {

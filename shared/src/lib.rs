@@ -8,6 +8,7 @@
 //! - [`error`]: the errors handlers return; the variant decides the job's fate.
 //! - [`config`]: layered, typed configuration.
 //! - [`group_commit`]: callers arriving while a call is on the wire share the next one.
+//! - [`http_body`]: an HTTP answer's body read with a cap on its size.
 //! - [`backoff`]: doubling retry delays that log an outage once.
 //! - [`callback`]: completion callbacks — URL and target checks, signing, sealing, retry schedule.
 //! - [`shutdown`]: SIGTERM/SIGINT handling for the binaries (a second signal exits at once).
@@ -30,6 +31,7 @@ pub mod data;
 pub mod db;
 pub mod error;
 pub mod group_commit;
+pub mod http_body;
 pub mod job;
 #[cfg(test)]
 mod log_capture;

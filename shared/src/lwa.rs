@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 /// How long one [`exchange`] may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A token answer is a few hundred bytes: one past this is not one.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What a seller authorises us with: the app's client id and secret plus the seller's
 /// refresh token.
@@ -128,10 +130,12 @@ pub async fn exchange_with_timeout(
         .map_err(|e| LwaError::Unavailable(describe_transport_error(&e)))?;
     let status = response.status();
     // Never echo the body into an error: a misbehaving service could reflect the form.
-    let bytes = response
-        .bytes()
+    let bytes = crate::http_body::read_at_most(response, MAX_ANSWER_BYTES)
         .await
-        .map_err(|e| LwaError::Unavailable(format!("reading the answer: {}", describe_transport_error(&e))))?;
+        .map_err(|e| match e {
+            crate::http_body::BodyError::Read(e) => LwaError::Unavailable(format!("reading the answer: {}", describe_transport_error(&e))),
+            too_large => LwaError::Unavailable(too_large.to_string()),
+        })?;
     if status.is_success() {
         let body: TokenBody =
             serde_json::from_slice(&bytes).map_err(|_| LwaError::Unavailable(format!("unreadable token answer ({status})")))?;

@@ -484,3 +484,57 @@ async fn a_429_on_a_report_download_is_waited_out_or_snoozed_as_its_retry_after_
     assert_eq!((stats.calls, stats.rate_limited), (3, 2), "{stats:?}");
     Ok(())
 }
+
+/// Found by the worker-resilience audit of 2026-12-07 (fourth): a call's answer was read
+/// whole, bounded by the call's timeout only, so a marketplace (or a proxy before it)
+/// answering with a huge body made the worker buffer it all — 512 MiB pods were killed,
+/// and every run of the worker reclaimed as lost. A call reads at most 16 MiB of an
+/// answer; past it the call fails as the service misbehaving.
+#[tokio::test]
+async fn an_answer_over_the_size_cap_is_refused_unread() -> TestResult {
+    use axum::routing::get;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    // 32 MiB of a JSON string, sent in 1 MiB chunks without a length.
+    let app = axum::Router::new().route(
+        "/orders/v0/orders",
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                let chunks = (0..32).map(|i| {
+                    let mut chunk = vec![b' '; 1024 * 1024];
+                    if i == 0 {
+                        chunk[0] = b'"';
+                    }
+                    Ok::<_, std::io::Error>(chunk)
+                });
+                (
+                    [("content-type", "application/json")],
+                    axum::body::Body::from_stream(futures::stream::iter(chunks)),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let env = env_with(
+        |c| {
+            c.token_url = format!("{}/auth/o2/token", c.base_url);
+            c.base_url = format!("http://{addr}");
+            c.retries = 0;
+        },
+        |_| {},
+    )
+    .await?;
+    let err = env.client.get_orders(&env.ctx("acct-1"), &faults_query()).await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Transient { op: "getOrders", reason } if reason.contains("over 16777216 bytes")),
+        "{err:?}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    server.abort();
+    Ok(())
+}

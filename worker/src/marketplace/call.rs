@@ -41,6 +41,10 @@ use crate::metrics;
 
 /// The header SP-API reads the LWA access token from.
 const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
+/// The largest answer a call reads: a page of orders or a listing is a few hundred KiB;
+/// past this the answer is not one (found by the worker-resilience audit of 2026-12-07,
+/// fourth: answers were read whole, bounded by the call's timeout only).
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// A 429 without `Retry-After` is waited out this long (SP-API always sends one).
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest a 429's `Retry-After` holds every worker's slots of its account and
@@ -379,7 +383,19 @@ impl MarketplaceClient {
             let status = response.status();
             tracing::Span::current().record("http.response.status_code", status.as_u16());
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(unanswered)?;
+            let body = match drover::http_body::read_at_most(response, MAX_ANSWER_BYTES).await {
+                Ok(body) => Bytes::from(body),
+                Err(drover::http_body::BodyError::Read(e)) => return Err(unanswered(e)),
+                // Answered, but not with anything a call of ours is answered with: the
+                // service misbehaving, as a 2xx it cannot read (the call went out).
+                Err(too_large) => {
+                    metrics::upstream_answered(req.op, status.as_u16());
+                    return Err(SendFail::Transport {
+                        reason: too_large.to_string(),
+                        maybe_sent: true,
+                    });
+                }
+            };
             metrics::upstream_answered(req.op, status.as_u16());
             Ok(Answer { status, headers, body })
         }

@@ -302,10 +302,31 @@ async fn workers_ride_out_a_redis_crash_and_every_acknowledged_enqueue_finishes(
     eprintln!("{} enqueues acknowledged, {failed} refused during the outage", acked.len());
     assert!(failed > 0, "the outage must have been seen by the producer");
     let store = store(&server).await;
-    wait_until("every acknowledged job succeeded", Duration::from_secs(60), || {
-        all_in_state(&store, &acked, JobState::Succeeded)
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !all_in_state(&store, &acked, JobState::Succeeded).await {
+        if Instant::now() > deadline {
+            // what the jobs not done are doing, to tell a lost job from a slow one
+            let mut left = Vec::new();
+            for id in &acked {
+                match store.get(id).await {
+                    Ok(Some(j)) if j.state == JobState::Succeeded => {}
+                    other => left.push(format!(
+                        "{id}: {:?}",
+                        other.map(|j| j.map(|j| (j.state, j.attempts, j.attempt_history)))
+                    )),
+                }
+            }
+            panic!(
+                "{} of {} acknowledged jobs not succeeded after 60 s: {:#?}\n{}\n{}",
+                left.len(),
+                acked.len(),
+                &left[..left.len().min(5)],
+                a.log(),
+                b.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Workers carried on without a restart: same processes, and they still take new work.
     let after = store.enqueue(job("ok")).await.unwrap().id;
     wait_until("a job enqueued after the outage ran", Duration::from_secs(20), || {

@@ -1187,44 +1187,55 @@ async fn a_backfill_whose_account_access_is_refused_dies_once_and_its_replay_doe
 /// says it was refused, the others are checked, and the next refresh goes on the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listing_the_marketplace_refuses_is_recorded_and_every_refresh_goes_on() {
-    let mut stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(4),
-            ..AccountSpec::new("seller-refused-sku")
-        })
-        .await;
-    known_listings(&stack, &acct).await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
-    let refused = skus.iter().min().unwrap().clone();
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                permanent_400_skus: vec![refused.clone()],
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    stack.spawn_worker("worker-1", &[]);
-    for round in 0..2 {
-        let id = stack.submit_sync(&acct, &["listings"]).await;
-        let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let (stack, ends, status) = two_refreshes_with_one_faulty_sku("seller-refused-sku", |sku| FaultSpec {
+        permanent_400_skus: vec![sku],
+        ..FaultSpec::default()
+    })
+    .await;
+    for (round, (job, listed)) in ends.iter().enumerate() {
         assert_eq!(job.state, JobState::Succeeded, "sync {round}: {job:#?}\n{}", stack.logs());
-        let listed = &job.result.as_ref().unwrap()["listings"];
         assert_eq!(
             (listed["checked"].as_i64(), listed["refused"].as_i64()),
             (Some(4), Some(1)),
             "sync {round}: {listed}"
         );
     }
+    assert_eq!(status, "REFUSED");
+}
+
+/// Two listings refreshes, one after the other, of an account of 4 SKUs whose first
+/// SKU suffers `fault` (given its name): each sync's end and `listings` result, and
+/// that SKU's row status after them.
+async fn two_refreshes_with_one_faulty_sku(
+    name: &str,
+    fault: impl Fn(String) -> FaultSpec,
+) -> (Stack, Vec<(drover::job::Job, serde_json::Value)>, String) {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(4),
+            ..AccountSpec::new(name)
+        })
+        .await;
+    known_listings(&stack, &acct).await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let faulty = skus.iter().min().unwrap().clone();
+    stack.faults(&acct, fault(faulty.clone())).await;
+    stack.spawn_worker("worker-1", &[]);
+    let mut ends = Vec::new();
+    for _ in 0..2 {
+        let id = stack.submit_sync(&acct, &["listings"]).await;
+        let job = stack.finish(&id, Duration::from_secs(60)).await;
+        let listed = job.result.as_ref().map(|r| r["listings"].clone()).unwrap_or_default();
+        ends.push((job, listed));
+    }
     let status: String = sqlx::query_scalar("SELECT status FROM listings WHERE account_id = $1 AND sku = $2")
         .bind(acct.as_str())
-        .bind(&refused)
+        .bind(&faulty)
         .fetch_one(stack.db.pool())
         .await
         .unwrap();
-    assert_eq!(status, "REFUSED");
+    (stack, ends, status)
 }
 
 /// Found by the marketplace audit of 2026-12-07 (fourth): one SKU whose getListingsItem
@@ -1235,43 +1246,19 @@ async fn a_listing_the_marketplace_refuses_is_recorded_and_every_refresh_goes_on
 /// ends partial, the next one the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listing_whose_lookup_keeps_failing_is_recorded_and_every_refresh_goes_on() {
-    let mut stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(4),
-            ..AccountSpec::new("seller-failing-sku")
-        })
-        .await;
-    known_listings(&stack, &acct).await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
-    let failing = skus.iter().min().unwrap().clone();
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                failing_skus: vec![failing.clone()],
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    stack.spawn_worker("worker-1", &[]);
-    for round in 0..2 {
-        let id = stack.submit_sync(&acct, &["listings"]).await;
-        let job = stack.finish(&id, Duration::from_secs(60)).await;
+    let (stack, ends, status) = two_refreshes_with_one_faulty_sku("seller-failing-sku", |sku| FaultSpec {
+        failing_skus: vec![sku],
+        ..FaultSpec::default()
+    })
+    .await;
+    for (round, (job, listed)) in ends.iter().enumerate() {
         assert_eq!(job.state, JobState::Partial, "sync {round}: {job:#?}\n{}", stack.logs());
-        let listed = &job.result.as_ref().unwrap()["listings"];
         assert_eq!(
             (listed["checked"].as_i64(), listed["failed"].as_i64(), listed["found"].as_i64()),
             (Some(4), Some(1), Some(3)),
             "sync {round}: {listed}"
         );
     }
-    let status: String = sqlx::query_scalar("SELECT status FROM listings WHERE account_id = $1 AND sku = $2")
-        .bind(acct.as_str())
-        .bind(&failing)
-        .fetch_one(stack.db.pool())
-        .await
-        .unwrap();
     assert_eq!(status, "FAILED");
 }
 

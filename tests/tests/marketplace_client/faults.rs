@@ -245,10 +245,9 @@ async fn a_connection_reset_is_retried_like_a_5xx() -> TestResult {
     Ok(())
 }
 
-/// A marketplace that answers 200 with a body that is not JSON. The simulator cannot
-/// be told to do that, so this one stands in for it over real HTTP; the token still
-/// comes from the simulator's LWA.
-async fn garbage_marketplace() -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
+/// A marketplace whose getOrders answers 200 with `answer`'s body (what the simulator
+/// cannot be told to send), over real HTTP, counting its calls.
+async fn orders_host(answer: fn() -> axum::body::Body) -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
     use axum::routing::get;
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
@@ -256,12 +255,7 @@ async fn garbage_marketplace() -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>, 
         "/orders/v0/orders",
         get(move || {
             counter.fetch_add(1, Ordering::SeqCst);
-            async {
-                (
-                    [("content-type", "application/json")],
-                    r#"{"payload": {"Orders": [{"AmazonOrderId": "#,
-                )
-            }
+            async move { ([("content-type", "application/json")], answer()) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -272,19 +266,24 @@ async fn garbage_marketplace() -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>, 
     Ok((addr, hits, task))
 }
 
-#[tokio::test]
-async fn a_2xx_with_a_malformed_json_body_is_transient() -> TestResult {
-    let (addr, hits, server) = garbage_marketplace().await?;
-    let env = env_with(
+/// A client whose tokens come from the simulator's LWA and whose orders from `host`,
+/// trying `retries` more times.
+async fn env_on_host(host: SocketAddr, retries: u32) -> anyhow::Result<Env> {
+    env_with(
         |c| {
-            // Tokens from the simulator's LWA, orders from the broken host.
             c.token_url = format!("{}/auth/o2/token", c.base_url);
-            c.base_url = format!("http://{addr}");
-            c.retries = 1;
+            c.base_url = format!("http://{host}");
+            c.retries = retries;
         },
         |_| {},
     )
-    .await?;
+    .await
+}
+
+#[tokio::test]
+async fn a_2xx_with_a_malformed_json_body_is_transient() -> TestResult {
+    let (addr, hits, server) = orders_host(|| r#"{"payload": {"Orders": [{"AmazonOrderId": "#.into()).await?;
+    let env = env_on_host(addr, 1).await?;
     let err = env.client.get_orders(&env.ctx("acct-1"), &faults_query()).await.unwrap_err();
     assert!(
         matches!(&err, CallError::Transient { op: "getOrders", reason } if reason.contains("unreadable 200 answer")),
@@ -492,43 +491,19 @@ async fn a_429_on_a_report_download_is_waited_out_or_snoozed_as_its_retry_after_
 /// answer; past it the call fails as the service misbehaving.
 #[tokio::test]
 async fn an_answer_over_the_size_cap_is_refused_unread() -> TestResult {
-    use axum::routing::get;
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
     // 32 MiB of a JSON string, sent in 1 MiB chunks without a length.
-    let app = axum::Router::new().route(
-        "/orders/v0/orders",
-        get(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async {
-                let chunks = (0..32).map(|i| {
-                    let mut chunk = vec![b' '; 1024 * 1024];
-                    if i == 0 {
-                        chunk[0] = b'"';
-                    }
-                    Ok::<_, std::io::Error>(chunk)
-                });
-                (
-                    [("content-type", "application/json")],
-                    axum::body::Body::from_stream(futures::stream::iter(chunks)),
-                )
+    let (addr, hits, server) = orders_host(|| {
+        let chunks = (0..32).map(|i| {
+            let mut chunk = vec![b' '; 1024 * 1024];
+            if i == 0 {
+                chunk[0] = b'"';
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let env = env_with(
-        |c| {
-            c.token_url = format!("{}/auth/o2/token", c.base_url);
-            c.base_url = format!("http://{addr}");
-            c.retries = 0;
-        },
-        |_| {},
-    )
+            Ok::<_, std::io::Error>(chunk)
+        });
+        axum::body::Body::from_stream(futures::stream::iter(chunks))
+    })
     .await?;
+    let env = env_on_host(addr, 0).await?;
     let err = env.client.get_orders(&env.ctx("acct-1"), &faults_query()).await.unwrap_err();
     assert!(
         matches!(&err, CallError::Transient { op: "getOrders", reason } if reason.contains("over 16777216 bytes")),

@@ -513,3 +513,44 @@ async fn an_answer_over_the_size_cap_is_refused_unread() -> TestResult {
     server.abort();
     Ok(())
 }
+
+/// Found by the worker-resilience audit of 2026-12-07 (fourth): each in-call retry takes
+/// a new limiter slot, and at one call a minute (getOrders, createReport at SP-API's
+/// rates) a retry's slot is further off than a run waits in its call: the failed call
+/// came back as a park for the seller's rate, the 5xx was never counted against the job,
+/// and a marketplace failing on and on held the job parked to its snooze cap. The call
+/// ends with the failure it retried.
+#[tokio::test]
+async fn a_retry_whose_slot_is_too_far_off_ends_the_call_with_its_failure() -> TestResult {
+    // One call in 2 s at the marketplace (its answers say so) and in the limiter.
+    let mut sim = SimConfig::fast();
+    sim.rate_limits
+        .0
+        .insert(Operation::GetOrders, drover_tests::sim::RateLimit::new(0.5, 1));
+    let env = env_on(
+        sim,
+        |_| {},
+        |r| {
+            r.limits.insert(ResOp::GetOrders, RateSpec::new(0.5, 1));
+            r.max_wait = Duration::from_millis(500);
+        },
+    )
+    .await?;
+    env.faults(
+        "acct-1",
+        FaultSpec {
+            error_rate_5xx: 1.0,
+            ops: Some(vec![Operation::GetOrders]),
+            ..FaultSpec::default()
+        },
+    )
+    .await?;
+    let err = env.client.get_orders(&env.ctx("acct-1"), &faults_query()).await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Transient { op: "getOrders", reason } if reason.starts_with("50")),
+        "{err:?}"
+    );
+    assert!(matches!(JobError::from(err), JobError::Transient(_)));
+    assert_eq!(env.op_stats("acct-1", Operation::GetOrders).await?.calls, 1);
+    Ok(())
+}

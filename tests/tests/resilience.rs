@@ -754,3 +754,18 @@ async fn a_caller_that_loses_the_probe_race_looks_again_within_a_second() {
     procs[0].record(&a, op, CallOutcome::Success).await.unwrap();
     assert!(!procs[1].breaker_permit(&a, op).await.unwrap().probe);
 }
+
+/// Found by the worker-resilience audit of 2026-12-07 (fourth): a 429 on a report
+/// operation whose `Retry-After` asked a day (any hint up to 86,400 s was taken) stopped
+/// every backfill of the seller for that day. A hint stretches a cooldown to its longest
+/// step at most, entering one or joining it.
+#[tokio::test]
+async fn a_cooldowns_hint_stretches_it_to_its_longest_step_at_most() {
+    let redis = RedisServer::start(Durability::None);
+    let procs = instances(&redis, 1, &ResilienceConfig::default()).await;
+    let day = Some(Duration::from_secs(86_400));
+    let cd = procs[0].enter_cooldown(&account(), "429 on createReport", day).await.unwrap();
+    assert_eq!((cd.level, (cd.until - cd.since).num_seconds()), (1, 7200), "{cd:?}");
+    let joined = procs[0].enter_cooldown(&account(), "429 on getReport", day).await.unwrap();
+    assert!((joined.until - joined.since).num_seconds() <= 7201, "{joined:?}");
+}

@@ -140,11 +140,15 @@ impl Resilience {
 
     /// Put the account into quota cooldown for max(step of its level, `hint`). A call
     /// while a cooldown is active joins it (no new level; a longer hint stretches it).
+    /// A hint counts up to the longest step: one 429 whose `Retry-After` asks a day does
+    /// not stop the seller's reports for a day (found by the worker-resilience audit of
+    /// 2026-12-07, fourth: any hint up to 86,400 s was taken).
     pub async fn enter_cooldown(&self, account: &AccountId, reason: &str, hint: Option<Duration>) -> Result<Cooldown, ResilienceError> {
         let cfg = &self.config().cooldown;
+        let longest = cfg.steps.iter().max().copied().unwrap_or_default();
         let mut inv = ENTER.key(self.key("cd", account, None));
         inv.arg(reason)
-            .arg(hint.map_or(0, |h| h.as_millis() as u64))
+            .arg(hint.map_or(0, |h| h.min(longest).as_millis() as u64))
             .arg(cfg.decay_after.as_millis() as u64);
         for step in &cfg.steps {
             inv.arg(step.as_millis() as u64);

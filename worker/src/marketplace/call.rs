@@ -146,8 +146,6 @@ impl MarketplaceClient {
         let retries = self.config().retries;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
-        // why the last try failed, when the call is trying again after a failure
-        let mut failed_try: Option<String> = None;
         loop {
             if acct.cancel.is_cancelled() {
                 return Err(CallError::Cancelled);
@@ -166,19 +164,7 @@ impl MarketplaceClient {
                 // The token before the slot: a slot is a moment to send, and a wait for
                 // another worker's refresh after it would send many such calls at once.
                 let token = self.access_token(acct, name).await?;
-                let waited = res.acquire(limits, op, &acct.cancel).await.map_err(|e| match (e, &failed_try) {
-                    // A retry whose slot is further off than a run waits in its call ends
-                    // the call with the failure it retried, not a park for the seller's
-                    // rate: at one call a minute every retry would park, the failure
-                    // would never count against the job, and a marketplace failing on
-                    // and on would hold it parked to its snooze cap (found by the
-                    // worker-resilience audit of 2026-12-07, fourth).
-                    (ResilienceError::WaitTooLong(wait), Some(reason)) => {
-                        tracing::warn!(account = %account, op = name, tries = attempt, retry_slot_in_ms = wait.as_millis() as u64, reason = %reason, "marketplace call failed; its retry's slot is too far off to wait for");
-                        CallError::Transient { op: name, reason: reason.clone() }
-                    }
-                    (e, _) => from_resilience(name, e),
-                })?;
+                let waited = res.acquire(limits, op, &acct.cancel).await.map_err(|e| from_resilience(name, e))?;
                 metrics::limiter_waited(op, waited);
                 self.check_cooldown(limits, op).await?;
                 if let Some(note) = before_send.take() {
@@ -214,7 +200,6 @@ impl MarketplaceClient {
                     if attempt < retries {
                         tracing::debug!(account = %account, op = name, call_try = attempt, reason = %reason, "marketplace call failed without an answer; trying again");
                         self.backoff(attempt, &acct.cancel).await?;
-                        failed_try = Some(reason);
                         attempt += 1;
                         continue;
                     }
@@ -240,7 +225,6 @@ impl MarketplaceClient {
                         if attempt < retries {
                             tracing::debug!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed; trying again");
                             self.backoff(attempt, &acct.cancel).await?;
-                            failed_try = Some(reason);
                             attempt += 1;
                             continue;
                         }
@@ -280,9 +264,9 @@ impl MarketplaceClient {
                     // Waited out here only if it is short enough that the run would not
                     // park for it (`jobs.park_after_ms`, the limiter's `max_wait`): a
                     // longer wait here would hold the worker slot other accounts need.
-                    if attempt < retries && wait <= self.in_call_wait() {
+                    let in_call = self.config().retry_max().min(res.config().max_wait);
+                    if attempt < retries && wait <= in_call {
                         self.sleep(wait, &acct.cancel).await?;
-                        failed_try = None;
                         attempt += 1;
                         continue;
                     }
@@ -299,7 +283,6 @@ impl MarketplaceClient {
                     if attempt < retries {
                         tracing::debug!(account = %account, op = name, status, call_try = attempt, reason = %reason, "marketplace call failed; trying again");
                         self.backoff(attempt, &acct.cancel).await?;
-                        failed_try = Some(reason);
                         attempt += 1;
                         continue;
                     }

@@ -98,12 +98,6 @@ impl MarketplaceClient {
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.inner.http
     }
-    /// The longest a 429's wait is slept in the call: one the run would park for
-    /// (`jobs.park_after_ms`, the limiter's `max_wait`) would hold the worker slot other
-    /// accounts need, so it ends the call instead.
-    pub(crate) fn in_call_wait(&self) -> std::time::Duration {
-        self.config().retry_max().min(self.resilience().config().max_wait)
-    }
     pub(crate) fn token_url(&self) -> &str {
         &self.inner.token_url
     }

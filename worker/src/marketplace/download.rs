@@ -47,7 +47,8 @@ impl MarketplaceClient {
                         // that the run would not park for it, else the run snoozes.
                         let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
                         tracing::warn!(op = OP, document_id = %doc.report_document_id, attempt, retry_after_ms = wait.as_millis() as u64, "report document download rate limited");
-                        if attempt < retries && wait <= self.in_call_wait() {
+                        let in_call = self.config().retry_max().min(self.resilience().config().max_wait);
+                        if attempt < retries && wait <= in_call {
                             self.sleep(wait, &never).await?;
                             attempt += 1;
                             continue;

@@ -10,9 +10,8 @@ pub struct ListingRow {
     pub sku: String,
     pub marketplace_id: String,
     pub asin: Option<String>,
-    /// Upstream status (e.g. `BUYABLE`), `ABSENT` when the marketplace answered 404,
-    /// `REFUSED` when it refused the SKU's request (a 4xx other than 401/403), or
-    /// `FAILED` when the lookup failed past the call's tries.
+    /// Upstream status (e.g. `BUYABLE`), `ABSENT` when the marketplace answered 404, or
+    /// `REFUSED` when it refused the SKU's request (a 4xx other than 401/403).
     pub status: String,
     pub raw: Option<serde_json::Value>,
 }
@@ -62,30 +61,11 @@ pub async fn known_skus(conn: &mut PgConnection, account_id: &str, since: DateTi
     .await
 }
 
-/// How many of an account's listings a refresh checked, by what the marketplace said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
-pub struct Checked {
-    pub checked: i64,
-    /// It did not have them (`ABSENT`).
-    pub absent: i64,
-    /// It refused to look them up (`REFUSED`).
-    pub refused: i64,
-    /// Their lookup failed past the call's tries (`FAILED`).
-    pub failed: i64,
-}
-
-impl Checked {
-    /// The listings it had and answered.
-    pub fn found(&self) -> i64 {
-        self.checked - self.absent - self.refused - self.failed
-    }
-}
-
-/// The account's listings checked since `since`, by what the marketplace said.
-pub async fn checked_since(conn: &mut PgConnection, account_id: &str, since: DateTime<Utc>) -> DataResult<Checked> {
+/// The account's listings checked since `since`: how many, how many of them the
+/// marketplace did not have (`ABSENT`), and how many it refused to look up (`REFUSED`).
+pub async fn checked_since(conn: &mut PgConnection, account_id: &str, since: DateTime<Utc>) -> DataResult<(i64, i64, i64)> {
     sqlx::query_as(
-        "SELECT count(*) AS checked, count(*) FILTER (WHERE status = 'ABSENT') AS absent,
-                count(*) FILTER (WHERE status = 'REFUSED') AS refused, count(*) FILTER (WHERE status = 'FAILED') AS failed
+        "SELECT count(*), count(*) FILTER (WHERE status = 'ABSENT'), count(*) FILTER (WHERE status = 'REFUSED')
            FROM listings WHERE account_id = $1 AND checked_at >= $2",
     )
     .bind(account_id)

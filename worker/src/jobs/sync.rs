@@ -25,10 +25,6 @@ use crate::marketplace::{CallError, OrdersQuery};
 /// A listing's status when the marketplace refused its SKU's request (a 4xx other than
 /// the account's access): checked, with the refusal in its raw record.
 const REFUSED: &str = "REFUSED";
-/// A listing's status when its SKU's lookup failed past the call's own tries (5xx, an
-/// unreadable answer, no answer): checked, with the failure in its raw record; the
-/// refresh ends `partial`.
-const FAILED: &str = "FAILED";
 
 const ORDERS: &str = "orders";
 
@@ -57,19 +53,7 @@ pub(super) async fn run(jobs: &Jobs, p: SyncPayload, ctx: &JobContext) -> Result
         .await
         .map_err(db_error("reading the job's items"))?;
     result.insert("summary".into(), json!(summary));
-    // SKUs whose lookup failed make the refresh partial (refused ones are the
-    // marketplace's answer for them, absent ones its 404).
-    let failed = result
-        .get("listings")
-        .and_then(|l| l.get("failed"))
-        .and_then(|f| f.as_i64())
-        .unwrap_or(0);
-    let result = serde_json::Value::Object(result);
-    Ok(if failed > 0 {
-        Outcome::Partial(result)
-    } else {
-        Outcome::Succeeded(result)
-    })
+    Ok(Outcome::Succeeded(serde_json::Value::Object(result)))
 }
 
 async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobContext) -> Result<serde_json::Value, JobError> {
@@ -244,11 +228,10 @@ async fn sync_listings(
     // call: a refresh takes minutes at SP-API's rates, and the worker's other runs share
     // the pool.
     let mut conn = jobs.connection("reading known SKUs").await?;
-    let before = listings::checked_since(&mut conn, account, began)
+    let (before, ..) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
         .await
-        .map_err(db_error("reading known SKUs"))?
-        .checked;
+        .map_err(db_error("reading known SKUs"))?;
     let left = i64::from(jobs.config().listings_per_sync).saturating_sub(before).max(0);
     let skus = listings::known_skus(&mut conn, account, began, left)
         .within(jobs)
@@ -286,18 +269,6 @@ async fn sync_listings(
                 asin: None,
                 status: REFUSED.to_owned(),
                 raw: Some(json!({"refused": {"status": status, "reason": reason}})),
-            },
-            // This SKU's lookup failed past the call's own tries while the marketplace
-            // answers (an outage opens the breaker, which parks the run): the same. Before
-            // (found by the marketplace audit of 2026-12-07, fourth) one SKU the
-            // marketplace kept failing on, or answered in a shape the model cannot read,
-            // ended every refresh of its account as it did a refused one.
-            Err(CallError::Transient { ref reason, .. }) => ListingRow {
-                sku: raw.clone(),
-                marketplace_id: p.marketplace_id.as_str().to_owned(),
-                asin: None,
-                status: FAILED.to_owned(),
-                raw: Some(json!({"failed": {"reason": reason}})),
             },
             Err(e) => return Err(e.into()),
             Ok(Some(item)) => {
@@ -347,12 +318,12 @@ async fn sync_listings(
         }
     }
     let mut conn = jobs.connection("counting the listings checked").await?;
-    let counts = listings::checked_since(&mut conn, account, began)
+    let (checked, absent, refused) = listings::checked_since(&mut conn, account, began)
         .within(jobs)
         .await
         .map_err(db_error("counting the listings checked"))?;
-    let detail = json!({"resource": "listings", "checked": counts.checked, "found": counts.found(),
-        "absent": counts.absent, "refused": counts.refused, "failed": counts.failed});
+    let detail =
+        json!({"resource": "listings", "checked": checked, "found": checked - absent - refused, "absent": absent, "refused": refused});
     drop(conn);
     let mut tx = jobs.transaction("recording the listings refresh").await?;
     let recorded = items::put(&mut tx, ctx.fence(), LISTINGS_SEQ, LISTINGS_ITEM, ItemOutcome::Done, &detail)

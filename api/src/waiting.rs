@@ -105,7 +105,7 @@ pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<V
             }
         }
     }
-    let (bases, guards) = tokio::join!(state.store().waiting_many(&ids), guards_of(state, &wanted, true));
+    let (bases, guards) = tokio::join!(state.store().waiting_many(&ids), guards_of(state, &wanted));
     let bases = bases?;
     // Guards that cannot be read (their keys on a shard that is down) leave the queue's
     // own reason, as a submit does: the jobs were read, and the answer must show them.
@@ -127,25 +127,26 @@ pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<V
 }
 
 /// What the account's guards hold for a job of `kind`: what a submit reads beside its
-/// enqueue, whose reply carries the queue's reason. Which account's limits it counts
-/// against (a seller's first, when accounts share credentials) is asked of the database
-/// only for the kinds a quota cooldown stops, as before the other guards were read: a
-/// sync or cleanup submit does not wait on Postgres (up to [`LIMITS_READ`] in an
-/// outage), and reads its own account's guards (`GET` reads the seller's).
+/// enqueue, whose reply carries the queue's reason — for the kinds a quota cooldown stops
+/// (backfill) only, as before the other guards were read: a read on every submit cost
+/// `POST /v1/jobs` about a tenth of its throughput and 0.3 ms at the median (an A/B of
+/// 2026-12-07, docs/benchmarks.md), and a sync or cleanup seldom waits for its seller's
+/// breaker or rate by the time it is leased. `GET`, listings and streams read them all.
 pub async fn guard_for(state: &AppState, kind: JobKind, account: &AccountId) -> Result<Option<Guard>, ApiError> {
-    let sellers = stopped_by_quota_cooldown(kind);
-    Ok(guards_of(state, &[(account.clone(), kind)], sellers).await?.pop().flatten())
+    if !stopped_by_quota_cooldown(kind) {
+        return Ok(None);
+    }
+    Ok(guards_of(state, &[(account.clone(), kind)]).await?.pop().flatten())
 }
 
 /// The guard of each account and kind of `wanted`, in order: one script call each (the
-/// operations the kind calls and the cooldown of the account whose limits it uses, or
-/// of the account itself without `sellers`).
-async fn guards_of(state: &AppState, wanted: &[(AccountId, JobKind)], sellers: bool) -> Result<Vec<Option<Guard>>, ApiError> {
+/// operations the kind calls and the cooldown of the account whose limits it uses).
+async fn guards_of(state: &AppState, wanted: &[(AccountId, JobKind)]) -> Result<Vec<Option<Guard>>, ApiError> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
     let accounts: Vec<AccountId> = wanted.iter().map(|(a, _)| a.clone()).collect();
-    let limits = if sellers { limits_of(state, &accounts).await } else { accounts };
+    let limits = limits_of(state, &accounts).await;
     let calls: Vec<(AccountId, &[Operation])> = limits
         .into_iter()
         .zip(wanted)

@@ -306,7 +306,7 @@ async fn a_cooldown_that_cannot_be_read_leaves_the_queues_reason_not_a_503() {
 /// `queued` for a job whose seller's circuit breaker was open, or whose limiter a 429
 /// held, though it would park for them once leased: only a quota cooldown was read. The
 /// account's guards for the operations the job's kind calls are read beside the queue's
-/// reason, on submit, `GET` and the listings.
+/// reason, on `GET`, the listings and event streams (a backfill's submit too).
 #[tokio::test]
 async fn a_job_whose_sellers_breaker_is_open_or_rate_held_says_so_and_until_when() {
     use drover::resilience::{CallOutcome, Operation};
@@ -327,25 +327,27 @@ async fn a_job_whose_sellers_breaker_is_open_or_rate_held_says_so_and_until_when
         .open_until
         .expect("the breaker opened");
 
+    // (a sync or cleanup submit answers the queue's reason: the guards are read by GET)
     let res = app.submit(ADMIN, &sync_body("acme")).await;
     assert_eq!(res.status(), 202);
     let accepted: Value = res.json().await.unwrap();
-    let w = &accepted["waiting"];
-    assert_eq!(w["reason"], "breaker_open", "{accepted}");
-    assert_eq!(w["detail"]["operation"], "getOrders", "{accepted}");
-    assert_eq!(w["detail"]["then"], "queued", "{accepted}");
-    assert_eq!(until(w), open_until);
     let id = accepted["id"].as_str().unwrap().to_owned();
     let (_, job) = app.job(READER, &id).await;
-    assert_eq!(job["waiting"], *w, "GET says the same");
+    let w = &job["waiting"];
+    assert_eq!(w["reason"], "breaker_open", "{job}");
+    assert_eq!(w["detail"]["operation"], "getOrders", "{job}");
+    assert_eq!(w["detail"]["then"], "queued", "{job}");
+    assert_eq!(until(w), open_until);
 
     // A cleanup does not call getOrders; another seller's sync has its own breaker.
     let res = app.submit(ADMIN, &cleanup_body("acme")).await;
     let cleanup: Value = res.json().await.unwrap();
-    assert_eq!(cleanup["waiting"]["reason"], "queued", "{cleanup}");
+    let (_, job) = app.job(READER, cleanup["id"].as_str().unwrap()).await;
+    assert_eq!(job["waiting"]["reason"], "queued", "{job}");
     let res = app.submit(ADMIN, &sync_body("globex")).await;
     let other: Value = res.json().await.unwrap();
-    assert_eq!(other["waiting"]["reason"], "queued", "{other}");
+    let (_, job) = app.job(READER, other["id"].as_str().unwrap()).await;
+    assert_eq!(job["waiting"]["reason"], "queued", "{job}");
 
     // A 429 asking 30 s holds every slot of the seller's deletes: the queued cleanup
     // waits for the seller's rate.

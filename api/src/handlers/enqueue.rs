@@ -74,10 +74,10 @@ fn check_payload_size(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
 }
 
 /// Enqueues `job` and says why it waits: the queue's reason comes back in the enqueue's
-/// own reply (one round trip), and the account's guards for the kind (its quota
-/// cooldown, an open breaker, the seller's rate) are read beside it. The job is stored
-/// whatever the guards' read does: a failure leaves the queue's own reason rather than
-/// failing the submit, whose answer must say the job exists.
+/// own reply (one round trip), and, for the kinds a quota cooldown stops, the account's
+/// guards (its cooldown, an open breaker, the seller's rate) are read beside it. The job
+/// is stored whatever the guards' read does: a failure leaves the queue's own reason
+/// rather than failing the submit, whose answer must say the job exists.
 pub(super) async fn enqueue_answering(state: &AppState, job: NewJob) -> Result<(Enqueued, Option<WaitingView>), EnqueueError> {
     let (kind, account) = (job.payload.kind(), job.payload.account_id().clone());
     let (enqueued, guard) = tokio::join!(

@@ -364,13 +364,6 @@ async fn a_job_whose_sellers_breaker_is_open_or_rate_held_says_so_and_until_when
         left > chrono::Duration::seconds(20) && left <= chrono::Duration::seconds(31),
         "until the hold ends: {left}"
     );
-    let page: Value = app
-        .get(READER, "/v1/jobs?account_id=acme&kind=cleanup")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.get_json(READER, "/v1/jobs?account_id=acme&kind=cleanup").await;
     assert_eq!(page["jobs"][0]["waiting"], *w, "and the job list");
 }

@@ -101,43 +101,6 @@ impl Resilience {
         }))
     }
 
-    /// [`Resilience::cooldown`] of many accounts in one round trip, in order (listings).
-    pub async fn cooldowns(&self, accounts: &[AccountId]) -> Result<Vec<Option<Cooldown>>, ResilienceError> {
-        if accounts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let build = || {
-            let mut pipe = redis::pipe();
-            for account in accounts {
-                pipe.invoke_script(&GET.key(self.key("cd", account, None)));
-            }
-            pipe
-        };
-        let mut conn = self.conn();
-        let rows: Vec<Option<Row>> = match build().query_async(&mut conn).await {
-            Ok(r) => r,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                GET.load_async(&mut conn).await?;
-                build().query_async(&mut conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                row.map(|(until_ms, reason, level, since_ms)| {
-                    CooldownRecord {
-                        until_ms,
-                        reason,
-                        level,
-                        since_ms,
-                    }
-                    .public()
-                })
-            })
-            .collect())
-    }
-
     /// Put the account into quota cooldown for max(step of its level, `hint`). A call
     /// while a cooldown is active joins it (no new level; a longer hint stretches it).
     /// A hint counts up to the longest step: one 429 whose `Retry-After` asks a day does

@@ -458,6 +458,69 @@ async fn a_filtered_listing_pages_through_thousands_of_jobs_with_one_score() {
     assert_eq!(seen.len(), 2200, "every job of the batch listed once");
 }
 
+/// How many `ZRANGE` calls the test's Redis has served (its scripts' calls counted).
+async fn zrange_calls(app: &TestApp) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut app.store.connection())
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_zrange:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Found by the audit of 2026-12-07 (fourth): a page deep in a run of jobs with one
+/// score walked every tie already shown before reaching its own, so paging through a
+/// batch with one `run_at` cost Redis quadratically, in one script call a page. A page
+/// deep in the run must read the index as often as the second page did.
+#[tokio::test]
+async fn a_page_deep_in_a_run_of_ties_reads_the_index_as_often_as_the_second_page() {
+    let app = spawn_app().await;
+    let at = chrono::Utc::now() + chrono::Duration::days(1);
+    let batch: Vec<drover::queue::NewJob> = (0..3000)
+        .map(|_| drover::queue::NewJob {
+            run_at: Some(at),
+            ..drover::queue::NewJob::new(cleanup_payload("acme"))
+        })
+        .collect();
+    for r in app.store.enqueue_bulk(batch).await.unwrap() {
+        r.unwrap();
+    }
+    let query = "kind=cleanup&state=scheduled&limit=50";
+    let mut cursor: Option<String> = None;
+    let mut reads = Vec::new();
+    let mut seen = HashSet::new();
+    loop {
+        let path = match &cursor {
+            None => format!("/v1/jobs?{query}"),
+            Some(c) => format!("/v1/jobs?{query}&cursor={c}"),
+        };
+        let before = zrange_calls(&app).await;
+        let page: Value = app.get_json(ADMIN, &path).await;
+        reads.push(zrange_calls(&app).await - before);
+        for j in page["jobs"].as_array().unwrap() {
+            assert!(
+                seen.insert(j["id"].as_str().unwrap().to_owned()),
+                "{query}: shown twice: {}",
+                j["id"]
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3000, "{query}: every job listed once");
+    let (second, deep) = (reads[1], reads[reads.len() - 2]);
+    assert!(
+        deep <= second + 2,
+        "{query}: page {} read the index {deep} times, the second page {second} ({reads:?})",
+        reads.len() - 1
+    );
+}
+
 #[tokio::test]
 async fn listing_filters_by_kind_state_and_account() {
     let app = spawn_app().await;

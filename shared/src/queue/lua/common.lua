@@ -38,6 +38,24 @@ local function lex_before(a, b)
   end
   return #a < #b
 end
+-- A listing's place in `index` read newest first: the rank, in a reverse range, of the
+-- first entry after its cursor (score `max_score`, '+inf' for none, and id `cursor_id`).
+-- The cursor's ties already shown (its score, ids from its own up: the order of a
+-- reverse range) are passed over by their count, found by halving the tie range, whether
+-- the cursor's own entry is still there or not; a page then reads from that rank, so a
+-- page deep in a run of ties costs what the first one does (found by the audit of
+-- 2026-12-07, fourth: each page walked every tie shown before it).
+local function rank_after_cursor(index, max_score, cursor_id)
+  if max_score == '+inf' then return 0 end
+  local higher = redis.call('ZCOUNT', index, '(' .. max_score, '+inf')
+  if cursor_id == '' then return higher end
+  local lo, hi = higher, higher + redis.call('ZCOUNT', index, max_score, max_score)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if not lex_before(redis.call('ZRANGE', index, mid, mid, 'REV')[1], cursor_id) then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
 -- A script that learns its keys only as it reads (a job's account, a dead-letter
 -- signature) notes each undeclared key it would touch with `need` and, before writing
 -- anything, answers `{'need', keys}` (`needs_answer`): its caller calls again with them

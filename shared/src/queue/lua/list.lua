@@ -8,6 +8,7 @@
 -- -> {{id, score, ...}, last score, last id, more, walked}: `more` is 1 when the index
 -- goes on; `walked`: how many entries the page passed through (with a filter, each one's
 -- record read), which the API charges to the key's read budget.
+-- The page reads from the first entry after the cursor (`rank_after_cursor`).
 -- An entry whose record was not read ahead is passed over when it came in since that
 -- read (the page is as of the read), and ends the page when it lies beyond it.
 local max_score, cursor_id, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -24,10 +25,11 @@ local function beyond_read(score, id)
 end
 local out = {}
 local last_score, last_id = '', ''
-local scanned, offset, more = 0, 0, 0
+local scanned, more = 0, 0
 local batch_size = 256
+local from = rank_after_cursor(KEYS[1], max_score, cursor_id)
 while true do
-  local batch = redis.call('ZRANGE', KEYS[1], max_score, '-inf', 'BYSCORE', 'REV', 'LIMIT', offset, batch_size, 'WITHSCORES')
+  local batch = redis.call('ZRANGE', KEYS[1], from, from + batch_size - 1, 'REV', 'WITHSCORES')
   if #batch == 0 then break end
   for i = 1, #batch, 2 do
     local id, score = batch[i], batch[i + 1]
@@ -35,31 +37,29 @@ while true do
       more = 1
       break
     end
-    if not (cursor_id ~= '' and score == max_score and not lex_before(id, cursor_id)) then
-      local keep = true
-      local key = P .. 'job:' .. id
-      if filtered and not declared(key) and beyond_read(score, id) then
-        more = 1
-        break
-      end
-      scanned = scanned + 1
-      last_score, last_id = score, id
-      if filtered and not declared(key) then
-        keep = false
-      elseif filtered then
-        local f = redis.call('HMGET', key, 'st', 'acct', 'er', 'sg')
-        if want_state ~= '' and f[1] ~= want_state then keep = false end
-        if want_acct ~= '' and f[2] ~= want_acct then keep = false end
-        if want_class ~= '' and not (f[3] and string.find(f[3], class_mark, 1, true)) then keep = false end
-        if want_group ~= '' and f[4] ~= want_group then keep = false end
-      end
-      if keep then
-        out[#out + 1] = id
-        out[#out + 1] = score
-      end
+    local keep = true
+    local key = P .. 'job:' .. id
+    if filtered and not declared(key) and beyond_read(score, id) then
+      more = 1
+      break
+    end
+    scanned = scanned + 1
+    last_score, last_id = score, id
+    if filtered and not declared(key) then
+      keep = false
+    elseif filtered then
+      local f = redis.call('HMGET', key, 'st', 'acct', 'er', 'sg')
+      if want_state ~= '' and f[1] ~= want_state then keep = false end
+      if want_acct ~= '' and f[2] ~= want_acct then keep = false end
+      if want_class ~= '' and not (f[3] and string.find(f[3], class_mark, 1, true)) then keep = false end
+      if want_group ~= '' and f[4] ~= want_group then keep = false end
+    end
+    if keep then
+      out[#out + 1] = id
+      out[#out + 1] = score
     end
   end
   if more == 1 or #batch < batch_size * 2 then break end
-  offset = offset + batch_size
+  from = from + batch_size
 end
 return {out, last_score, last_id, more, scanned}

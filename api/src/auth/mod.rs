@@ -64,8 +64,32 @@ pub fn hash_key(key: &SecretString) -> String {
     hex::encode(sha256(key.expose_secret().as_bytes()))
 }
 
+/// Hex characters of a key's console-session tag (64 bits: keys are few, so tags never
+/// collide).
+pub const SESSION_TAG_CHARS: usize = 16;
+
+/// The tag of a key's console sessions (ui/session.rs): derived from the key's hash, not
+/// the hash itself, so a cookie shows nothing about the key. Made once per key, when the
+/// ring is built: a cookie is checked against the tags made (before the audit of
+/// 2026-12-07, fourth, a made-up cookie cost one SHA-256 per configured key).
+pub fn session_tag(key_hash: &[u8; 32]) -> String {
+    #[cfg(test)]
+    SESSION_TAGS_MADE.with(|n| n.set(n.get() + 1));
+    let mut input = b"drover-ui-sessions:".to_vec();
+    input.extend_from_slice(key_hash);
+    hex::encode(sha256(&input))[..SESSION_TAG_CHARS].to_owned()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many session tags this thread has made (what a cookie's check must not cost).
+    pub static SESSION_TAGS_MADE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 struct StoredKey {
     hash: [u8; 32],
+    /// [`session_tag`] of `hash`.
+    session_tag: String,
     principal: Arc<Principal>,
 }
 
@@ -82,11 +106,6 @@ impl fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    /// The hashes of every configured key.
-    pub fn hashes(&self) -> impl Iterator<Item = &[u8; 32]> {
-        self.keys.iter().map(|k| &k.hash)
-    }
-
     pub fn add(&mut self, name: &str, hash: [u8; 32], role: Role, accounts: Option<Vec<AccountId>>) -> Result<(), String> {
         self.add_with_callbacks(name, &[hash], role, accounts, None)
     }
@@ -116,10 +135,17 @@ impl KeyRing {
         for hash in hashes {
             self.keys.push(StoredKey {
                 hash: *hash,
+                session_tag: session_tag(hash),
                 principal: principal.clone(),
             });
         }
         Ok(())
+    }
+
+    /// Whether `tag` is the [`session_tag`] of a configured key: only then is there a
+    /// console session to look up.
+    pub fn has_session_tag(&self, tag: &str) -> bool {
+        self.keys.iter().any(|k| k.session_tag == tag)
     }
 
     pub fn len(&self) -> usize {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use super::page;
-use crate::auth::{sha256, Caller, Principal, Role};
+use crate::auth::{session_tag, sha256, Caller, Principal, Role, SESSION_TAG_CHARS};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -104,7 +104,7 @@ struct Cookie<'a> {
 impl<'a> Cookie<'a> {
     fn parse(value: &'a str) -> Option<Self> {
         let (tag, token) = value.split_once('.')?;
-        let hex_tag = tag.len() == TAG_CHARS && tag.bytes().all(|b| b.is_ascii_hexdigit());
+        let hex_tag = tag.len() == SESSION_TAG_CHARS && tag.bytes().all(|b| b.is_ascii_hexdigit());
         // what `random_token` makes: 32 bytes in unpadded URL-safe base64
         let token_ok = token.len() == TOKEN_CHARS && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         (hex_tag && token_ok).then_some(Cookie { tag, token })
@@ -113,7 +113,7 @@ impl<'a> Cookie<'a> {
     /// Whether the cookie's tag is a configured key's: only then is there a session to
     /// look up (one Redis call a request, which a made-up cookie must not buy).
     fn of_a_configured_key(&self, keys: &crate::auth::KeyRing) -> bool {
-        keys.hashes().any(|h| tag_of(h) == self.tag)
+        keys.has_session_tag(self.tag)
     }
 
     /// The session's id in its key's index: the SHA-256 of the token.
@@ -122,18 +122,8 @@ impl<'a> Cookie<'a> {
     }
 }
 
-/// Hex characters of the hash tag (64 bits: keys are few, so tags never collide).
-const TAG_CHARS: usize = 16;
 /// Characters of a session token (32 random bytes, unpadded URL-safe base64).
 const TOKEN_CHARS: usize = 43;
-
-/// The tag of a key's sessions: derived from the key's hash, not the hash itself, so a
-/// cookie shows nothing about the key.
-fn tag_of(key_hash: &[u8; 32]) -> String {
-    let mut input = b"drover-ui-sessions:".to_vec();
-    input.extend_from_slice(key_hash);
-    hex::encode(sha256(&input))[..TAG_CHARS].to_owned()
-}
 
 /// Where the sessions of the key tagged `tag` live: `<ns>:ui:{s-<tag>}:session:<id>`.
 fn session_prefix(state: &AppState, tag: &str) -> String {
@@ -167,7 +157,7 @@ fn longest_secs(state: &AppState) -> u64 {
 /// A new session for the key whose hash is `key_hash`, ending the key's oldest past
 /// `api.ui.max_sessions_per_key`; returns the cookie's value.
 pub async fn create(state: &AppState, key_hash: &[u8; 32]) -> Result<String, ApiError> {
-    let tag = tag_of(key_hash);
+    let tag = session_tag(key_hash);
     let token = random_token();
     let cookie = Cookie { tag: &tag, token: &token };
     let prefix = session_prefix(state, &tag);
@@ -390,5 +380,32 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Session {
             .get::<Session>()
             .cloned()
             .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{KeyRing, SESSION_TAGS_MADE};
+
+    /// Found by the audit of 2026-12-07 (fourth): checking a cookie's tag made the tag of
+    /// every configured key again, one SHA-256 each, so a made-up cookie bought as many
+    /// hashes as there are keys. The tags are made once, with the ring.
+    #[test]
+    fn a_cookies_tag_is_checked_without_hashing_each_configured_key() {
+        let mut ring = KeyRing::default();
+        for i in 0..500 {
+            ring.add(&format!("k{i}"), sha256(format!("key {i}").as_bytes()), Role::Read, None)
+                .unwrap();
+        }
+        let real = format!("{}.{}", session_tag(&sha256(b"key 7")), "a".repeat(TOKEN_CHARS));
+        let made = SESSION_TAGS_MADE.with(|n| n.get());
+        for i in 0..100 {
+            let fake = format!("{:016x}.{}", i, "a".repeat(TOKEN_CHARS));
+            assert!(!Cookie::parse(&fake).unwrap().of_a_configured_key(&ring));
+        }
+        assert!(Cookie::parse(&real).unwrap().of_a_configured_key(&ring));
+        let per_cookie = (SESSION_TAGS_MADE.with(|n| n.get()) - made) as f64 / 101.0;
+        assert_eq!(per_cookie, 0.0, "session tags made per cookie checked against 500 keys");
     }
 }

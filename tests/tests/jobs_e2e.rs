@@ -257,6 +257,62 @@ async fn a_sync_whose_worker_is_killed_mid_walk_resumes_after_the_last_committed
     );
 }
 
+/// Found by the audit of 2026-12-07 (fourth): a stored walk whose `NextToken` the
+/// marketplace refuses (400: it lapsed, or the walk is one it forgot) ended every later
+/// sync of that marketplace, as each resumed it. The sync walks again from the cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_whose_stored_walk_token_the_marketplace_refuses_walks_again_from_the_cursor() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(300),
+            ..AccountSpec::new("seller-lapsed-walk")
+        })
+        .await;
+    sqlx::query(
+        "INSERT INTO sync_positions (account_id, marketplace_id, resource, cursor_at, walk_next_token,
+                                     walk_started, walk_pages, walk_job_id)
+         VALUES ($1, $2, 'orders', now() - interval '365 days', 'a-token-the-marketplace-never-gave',
+                 now() - interval '1 day', 4, 'job-of-a-lapsed-walk')",
+    )
+    .bind(acct.as_str())
+    .bind(MARKETPLACE)
+    .execute(stack.db.pool())
+    .await
+    .expect("a walk with a lapsed token");
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack
+        .submit(
+            JobKind::Sync,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "resources": ["orders"]}),
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(
+        job.result.as_ref().unwrap()["orders"]["walked_again"],
+        json!(true),
+        "{:?}",
+        job.result
+    );
+    let upstream: HashSet<String> = stack
+        .sim
+        .admin()
+        .orders(acct.as_str())
+        .await
+        .expect("sim orders")
+        .into_iter()
+        .map(|o| o.amazon_order_id)
+        .collect();
+    assert_eq!(upstream.len(), 300);
+    assert_eq!(
+        order_ids_in_db(&stack, acct.as_str()).await,
+        upstream,
+        "every order since the cursor"
+    );
+    assert_cursor_at_end(&stack, acct.as_str()).await;
+}
+
 /// Makes the first update of a job item for which `when` holds fail with `raise` (what
 /// follows `RAISE EXCEPTION`). A sequence counts, so the count survives the failing
 /// statement's rollback (`fail_once_seq`: past 1 once it has failed).

@@ -76,17 +76,19 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
     // rows are the same), else start one from `since`, the cursor, or the first-sync
     // lookback. The walk's start is its first run's (this run's for one stored without).
     let now = Utc::now();
-    let (mut token, mut before, mut pages, after, started_at) = match stored.walk {
-        Some(w) => (Some(w.next_token), w.before, w.pages, None, w.started.unwrap_or(now)),
-        None => {
-            let after = p
-                .since
-                .or(stored.cursor_at)
-                .unwrap_or_else(|| now - Duration::hours(i64::from(jobs.config().first_sync_lookback_hours)));
-            (None, None, 0, Some(after), now)
-        }
+    let fresh_after = || {
+        p.since
+            .or(stored.cursor_at)
+            .unwrap_or_else(|| now - Duration::hours(i64::from(jobs.config().first_sync_lookback_hours)))
+    };
+    let (mut token, mut before, mut pages, mut after, mut started_at) = match &stored.walk {
+        Some(w) => (Some(w.next_token.clone()), w.before, w.pages, None, w.started.unwrap_or(now)),
+        None => (None, None, 0, Some(fresh_after()), now),
     };
     let resumed = token.is_some();
+    // The stored walk's token, until the marketplace has answered it.
+    let mut stored_token = token.clone();
+    let mut walked_again = false;
     let mut orders_written = 0u64;
     let mut orders_seen = 0u64;
     let slice = Slice::start(jobs.config());
@@ -96,7 +98,7 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
             // The walk's next token is committed: the next run continues from it.
             return Err(end);
         }
-        let page = jobs
+        let answer = jobs
             .market()
             .get_orders(
                 &seller.call,
@@ -108,7 +110,28 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
                     ..OrdersQuery::default()
                 },
             )
-            .await?;
+            .await;
+        let page = match answer {
+            // A stored walk's token the marketplace refuses (it lapsed, or the walk is
+            // one it forgot): the walk starts again from the cursor, its pages' rows
+            // upserted again (found by the audit of 2026-12-07, fourth: every later sync
+            // of the marketplace ended on it, until the walk was cleared by hand).
+            Err(CallError::Permanent { status: 400, reason, .. }) if token.is_some() && token == stored_token => {
+                tracing::warn!(
+                    account = %p.account_id,
+                    marketplace = %p.marketplace_id,
+                    reason = %reason,
+                    "the marketplace refused the stored orders walk's NextToken; walking again from the cursor"
+                );
+                (token, stored_token, before, after, started_at) = (None, None, None, Some(fresh_after()), Utc::now());
+                walked_again = true;
+                continue;
+            }
+            answer => {
+                stored_token = None;
+                answer?
+            }
+        };
         before = page.last_updated_before.or(before);
         let rows: Vec<OrderRow> = page.orders.iter().filter_map(|o| order_row(o, p.marketplace_id.as_str())).collect();
         if rows.len() != page.orders.len() {
@@ -183,7 +206,9 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
             None => break,
         }
     }
-    Ok(json!({"pages": pages, "orders": orders_seen, "written": orders_written, "resumed_walk": resumed, "cursor": before}))
+    Ok(
+        json!({"pages": pages, "orders": orders_seen, "written": orders_written, "resumed_walk": resumed, "walked_again": walked_again, "cursor": before}),
+    )
 }
 
 fn order_row(o: &amazon_spapi::models::orders_v0::Order, marketplace: &str) -> Option<OrderRow> {

@@ -1,5 +1,5 @@
 //! `/readyz` answers without a key, so its checks are shared: the dependencies (Redis
-//! PING, Postgres `SELECT 1`) are asked at most once per [`MAX_AGE`] per replica and every
+//! PING, Postgres taking writes) are asked at most once per [`MAX_AGE`] per replica and every
 //! probe in between gets that answer. A flood of probes costs no Redis or pool
 //! round trips, and a dependency going down or coming back is logged once, not per probe.
 use std::future::Future;

@@ -623,6 +623,45 @@ async fn readyz_names_postgres_when_it_cannot_be_reached_and_accounts_answer_503
     assert!(p["detail"].as_str().unwrap().contains("postgres"), "{p}");
 }
 
+/// Makes the app's database read-only and ends its sessions, so they start again
+/// read-only, as a demoted primary's would.
+async fn make_read_only(app: &TestApp) {
+    let admin = pool(app).await;
+    let db: String = sqlx::query("SELECT current_database()").fetch_one(&admin).await.unwrap().get(0);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+/// Found by the audit of 2026-12-07 (third): `/readyz` asked Postgres `SELECT 1`, which a
+/// read-only server answers, so a replica stayed ready while it refused every write (a
+/// registration's 503, a run's outage). It is not ready then, and says postgres.
+#[tokio::test]
+async fn readyz_is_503_naming_postgres_while_the_database_is_read_only() {
+    let app = app_without_marketplace().await;
+    until_ready(&app).await;
+    make_read_only(&app).await;
+    let mut last = None;
+    for _ in 0..100 {
+        let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+        if res.status() == 503 {
+            let p = problem(res, 503).await;
+            assert!(p["detail"].as_str().unwrap().contains("postgres"), "{p}");
+            return;
+        }
+        last = Some(res.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/readyz still answered {last:?} 10 s after the database went read-only");
+}
+
 /// Found by the durability audit of 2026-12-07 (third): a Postgres that answers but is
 /// read-only (a demoted primary mid-failover, reached through a stale address) refused
 /// every write with SQLSTATE 25006, which was an internal error: a 500 without
@@ -632,19 +671,7 @@ async fn readyz_names_postgres_when_it_cannot_be_reached_and_accounts_answer_503
 async fn a_read_only_postgres_answers_503_with_retry_after_and_stores_nothing() {
     let app = app_without_marketplace().await;
     until_ready(&app).await;
-    let admin = pool(&app).await;
-    let db: String = sqlx::query("SELECT current_database()").fetch_one(&admin).await.unwrap().get(0);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    // The API's sessions start again, read-only (as a demoted primary's would be).
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        .execute(&admin)
-        .await
-        .unwrap();
+    make_read_only(&app).await;
     // Reads go on (the pool has dialled afresh once one answers)...
     let mut read = false;
     for _ in 0..50 {

@@ -22,8 +22,9 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Readiness: 200 when Redis and Postgres answer (and the migrations are applied), else a
-/// 503 problem naming the dependencies that are down. Checked at most once a second.
+/// Readiness: 200 when Redis answers and Postgres answers and takes writes (and the
+/// migrations are applied), else a 503 problem naming the dependencies that are down.
+/// Checked at most once a second.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -56,7 +57,7 @@ async fn check_dependencies(state: &AppState) -> Outcome {
             Ok(Ok(())) if state.migrated() => None,
             Ok(Ok(())) => Some("migrations not applied yet".to_owned()),
             Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer to SELECT 1 within {READY_TIMEOUT:?}")),
+            Err(_) => Some(format!("no answer within {READY_TIMEOUT:?}")),
         }
     };
     let (redis, postgres) = tokio::join!(redis, postgres);

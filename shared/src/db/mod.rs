@@ -267,9 +267,17 @@ pub async fn migrate_until_done(
     }
 }
 
-/// `SELECT 1`: the readiness probe.
+/// The readiness probe: the server answers and takes writes. A server in recovery (a
+/// replica, a primary demoted mid-failover) or whose sessions are read-only answers
+/// `SELECT 1` yet refuses every write (found by the audit of 2026-12-07, third: `/readyz`
+/// stayed green while registrations answered 503 and runs stopped for the outage).
 pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+    let read_only: bool = sqlx::query_scalar("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'")
+        .fetch_one(pool)
+        .await?;
+    if read_only {
+        return Err(DbError::Unavailable("the server is read-only: a failover under way?".into()));
+    }
     Ok(())
 }
 

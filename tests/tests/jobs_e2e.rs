@@ -6,7 +6,7 @@ use crate::jobs_support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{Timelike, Utc};
 use drover::job::JobPayload;
 use drover::job::{AttemptOutcome, ErrorClass, JobKind, JobState};
 use drover::queue::{JobStore, NewJob};
@@ -1194,6 +1194,54 @@ async fn a_cleanup_whose_account_access_is_refused_dies_once_and_its_replay_dele
         window_outcomes(&stack, id.as_str()).await,
         vec![("absent".to_owned(), 1), ("deleted".to_owned(), skus.len() as i64)]
     );
+}
+
+/// Found by the audit of 2026-12-07 (third): a window whose report an earlier run asked
+/// for was gone upstream (getReport 404: SP-API keeps a report for a limited time)
+/// failed, keeping that report's id, so every replay polled it again and failed it
+/// again. The window asks for a new report in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_window_whose_report_is_gone_upstream_asks_for_a_new_one() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(30),
+            ..AccountSpec::new("seller-gone-report")
+        })
+        .await;
+    let end = Utc::now().with_nanosecond(0).unwrap();
+    let start = end - chrono::Duration::days(2);
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 24,
+                "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
+        )
+        .await;
+    // An earlier run asked for the first window's report a day ago, which the
+    // marketplace has since dropped (it never gave this id: the same 404).
+    let key = |from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>| {
+        format!("{}/{}", from.format("%Y-%m-%dT%H:%M:%SZ"), to.format("%Y-%m-%dT%H:%M:%SZ"))
+    };
+    let mid = start + chrono::Duration::days(1);
+    sqlx::query(
+        "INSERT INTO job_items (job_id, seq, item, outcome, detail)
+         VALUES ($1, 0, $2, 'pending', jsonb_build_object('report_id', 'report-gone-upstream',
+                                                          'report_requested_at', to_char((now() - interval '1 day') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))),
+                ($1, 1, $3, 'pending', '{}'::jsonb)",
+    )
+    .bind(id.as_str())
+    .bind(key(start, mid))
+    .bind(key(mid, end))
+    .execute(stack.db.pool())
+    .await
+    .expect("the windows, one with a gone report");
+    stack.spawn_worker("worker-1", &[]);
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(window_outcomes(&stack, id.as_str()).await, vec![("done".to_owned(), 2)]);
+    let asked = stack.sim.admin().stats().await.unwrap().accounts[acct.as_str()].operations[&Operation::CreateReport].accepted;
+    assert_eq!(asked, 2, "one new report for each window");
 }
 
 /// Found by the marketplace audit of 2026-12-07 (fourth): a backfill whose account's

@@ -229,7 +229,17 @@ async fn window(
     let job_id = ctx.id.as_str();
 
     let mut requested = requested_at(item);
-    let report_id = match item.detail.get("report_id").and_then(|v| v.as_str()) {
+    // A report an earlier run asked for, which may since have gone upstream: not one
+    // noted as asked for moments ago (a 404 then may be the marketplace not knowing it
+    // yet); a failed window's keeps no request time, and its report is at least as old
+    // as that failure.
+    let earlier_report = item
+        .detail
+        .get("report_id")
+        .and_then(|v| v.as_str())
+        .filter(|_| requested.is_none_or(|at| Utc::now() - at > Duration::minutes(REPORT_GONE_AFTER_MIN)));
+    let stored_report = item.detail.get("report_id").and_then(|v| v.as_str());
+    let report_id = match stored_report {
         Some(id) => id.to_owned(),
         None => {
             let lost = match lost_report(jobs, p, seller, ctx, item, (from, to)).await {
@@ -304,6 +314,9 @@ async fn window(
     let document_id = loop {
         let report = match market.get_report(&seller.call, &report_id).await {
             Ok(r) => r,
+            Err(CallError::NotFound { .. }) if earlier_report.is_some() => {
+                return report_gone(jobs, p, seller, ctx, slice, item, &report_id).await;
+            }
             Err(e) => return report_error(e, &report_id),
         };
         match report.processing_status {
@@ -411,6 +424,42 @@ async fn between_polls(ctx: &JobContext, slice: &Slice, wait: StdDuration) -> Re
             _ = tokio::time::sleep((until - now).min(POLL_CHECK)) => {}
         }
     }
+}
+
+/// How old a report must be (since it was asked for) before a 404 for it means it has
+/// gone upstream.
+const REPORT_GONE_AFTER_MIN: i64 = 10;
+
+/// The report an earlier run asked for is gone upstream (SP-API keeps a report for a
+/// limited time): the window forgets it and asks for a new one, in this run, once (found
+/// by the audit of 2026-12-07, third: every replay polled the gone report again and
+/// failed the window). Not looked for among the account's reports (`lost_report`): the
+/// call that made it was answered.
+async fn report_gone(
+    jobs: &Jobs,
+    p: &BackfillPayload,
+    seller: &Seller,
+    ctx: &JobContext,
+    slice: &Slice,
+    item: &Item,
+    report_id: &str,
+) -> Result<WindowEnd, JobError> {
+    tracing::info!(job_id = %ctx.id, window = %item.item, report_id, "the window's report is gone upstream (404); asking for a new one");
+    let forget = json!({"report_id": null, REQUESTED_AT: null});
+    let mut conn = jobs.connection("forgetting a gone report").await?;
+    let written = items::note(&mut conn, ctx.fence(), &item.item, &forget)
+        .within(jobs)
+        .await
+        .map_err(db_error("forgetting a gone report"))?;
+    landed(written, ctx, "forgetting a gone report")?;
+    drop(conn);
+    let mut fresh = item.clone();
+    fresh.sent_by = None;
+    if let Some(detail) = fresh.detail.as_object_mut() {
+        detail.remove("report_id");
+        detail.remove(REQUESTED_AT);
+    }
+    Box::pin(window(jobs, p, seller, ctx, slice, &fresh)).await
 }
 
 /// A failed window that keeps its report: a rerun polls it again rather than spending

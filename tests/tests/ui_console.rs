@@ -798,6 +798,54 @@ async fn a_job_page_shows_progress_without_a_total_and_an_errors_class_once() {
     assert!(!page.contains("transient: transient:"), "the error's class was shown twice");
 }
 
+/// Found by the audit of 2026-12-07 (third): a job page showed neither what the job
+/// ended with (its result: a partial backfill's failed windows, a cleanup's counts) nor,
+/// for a replayed job, how its previous life ended. It shows both, escaped.
+#[tokio::test]
+async fn a_job_page_shows_the_result_and_how_a_replayed_jobs_previous_life_ended() {
+    let app = spawn_app().await;
+    let ended = app.submit_ok(&cleanup_body("acme")).await;
+    let token = app.lease(&ended).await;
+    let result = serde_json::json!({"deleted": 7, "failed_windows": [{"window": "w1", "error": "<b>upstream</b> said no"}]});
+    let s = drover::queue::Settlement {
+        id: ended.clone(),
+        token,
+        action: drover::queue::SettleAction::Partial(result),
+        attempt: None,
+    };
+    app.store.settle(JobKind::Cleanup, &[s]).await.unwrap();
+    let replayed = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&replayed, ErrorClass::Permanent, "SKU rejected by the marketplace")
+        .await;
+    assert_eq!(app.store.retry(&replayed).await.unwrap(), drover::queue::RetryOutcome::Queued);
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let (_, page) = b.get(&format!("/ui/jobs/{ended}")).await;
+    let shown = page
+        .split("id=\"job-result\"")
+        .nth(1)
+        .unwrap_or_default()
+        .split("</pre>")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        shown.contains("&quot;deleted&quot;: 7") || shown.contains("\"deleted\": 7"),
+        "{page}"
+    );
+    assert!(shown.contains("&lt;b&gt;upstream&lt;/b&gt; said no"), "escaped: {page}");
+    let (_, page) = b.get(&format!("/ui/jobs/{replayed}")).await;
+    let shown = page
+        .split("id=\"job-previous-ending\"")
+        .nth(1)
+        .unwrap_or_default()
+        .split("</p>")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        shown.contains("dead") && shown.contains("SKU rejected by the marketplace"),
+        "{page}"
+    );
+}
+
 /// Found by the API audit of 2026-12-07 (third): a job page showed a wait's reason and
 /// `until` alone, so a wait that had ended in a paused queue read "scheduled until <a
 /// past time>" for as long as the pause, and a running job's pending cancel was not

@@ -1,5 +1,6 @@
 //! `/ui/jobs` (filtered, newest first, a page at a time, find by id) and `/ui/jobs/{id}`
-//! (state, attempts, items, why it waits, trace link), whose state section follows the
+//! (state, attempts, result, a replay's previous ending, items, why it waits, trace
+//! link), whose state section follows the
 //! job's event stream until it ends; cancel and retry for admin keys.
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -172,6 +173,21 @@ fn error_text(e: &Value) -> String {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         _ => "-".into(),
     }
+}
+
+/// Most bytes of a job's result a page shows (a backfill's lists every failed window).
+const RESULT_SHOWN: usize = 16 * 1024;
+
+/// The result, indented, cut at [`RESULT_SHOWN`] bytes with what was left out said.
+fn result_text(result: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(result).unwrap_or_default();
+    if text.len() > RESULT_SHOWN {
+        let cut = (0..=RESULT_SHOWN).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let left = text.len() - cut;
+        text.truncate(cut);
+        text.push_str(&format!("\n… {left} bytes more: GET /v1/jobs/{{id}} has the whole result"));
+    }
+    text
 }
 
 /// `done of total message`, or `done message` while the total is not known (a sync's).
@@ -356,6 +372,18 @@ fn live_section(job: &Value, viewer: &Viewer) -> Markup {
                     (page::action(viewer, &format!("/ui/jobs/{id}/retry"), "retry", "Retry", &[]))
                 }
             }
+        }
+        // how a replayed job's previous life ended, and what the job ended with (found by
+        // the audit of 2026-12-07, third: the page showed neither)
+        @if let Some(prev) = job["previous_ending"].as_object() {
+            p #job-previous-ending { "Replayed: its previous life ended "
+                strong { (prev.get("state").and_then(Value::as_str).unwrap_or_default()) }
+                " " (page::when(prev.get("finished_at").unwrap_or(&Value::Null)))
+                @if let Some(e) = prev.get("error").filter(|e| !e.is_null()) { ": " (error_text(e)) } }
+        }
+        @if !job["result"].is_null() {
+            h2 { "Result" }
+            pre #job-result { (result_text(&job["result"])) }
         }
         h2 { "Attempts" }
         table #attempts {

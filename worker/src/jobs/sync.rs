@@ -123,7 +123,7 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
                     reason = %reason,
                     "the marketplace refused the stored orders walk's NextToken; walking again from the cursor"
                 );
-                (token, stored_token, before, after, started_at) = (None, None, None, Some(fresh_after()), Utc::now());
+                (token, stored_token, before, after, started_at, pages) = (None, None, None, Some(fresh_after()), Utc::now(), 0);
                 walked_again = true;
                 continue;
             }

@@ -1501,6 +1501,62 @@ async fn a_delete_whose_answer_was_lost_and_whose_retry_found_nothing_is_recorde
     assert_eq!(deleted, 1, "the job's own delete is recorded as its delete:\n{}", stack.logs());
 }
 
+/// Found by the audit of 2026-12-07 (fourth): a delete whose every try of a run went out
+/// unanswered (the marketplace applied the first, then every answer timed out) was
+/// recorded failed and its note that it was sent cleared, so the next attempt's 404
+/// recorded the SKU `absent`, as if the job had not deleted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_unanswered_on_every_try_of_a_run_is_recorded_deleted_by_the_next_attempts_404() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(1),
+            ..AccountSpec::new("seller-all-tries-lost")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    // Every answer to a delete trickles out for longer than a call waits.
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                slow_body_ms: 8000,
+                ops: Some(vec![drover_tests::sim::Operation::DeleteListingsItem]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__MARKETPLACE__TIMEOUT_MS", "500")]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while stack
+        .count(
+            "SELECT count(*) FROM job_items WHERE job_id = $1 AND outcome = 'failed'",
+            id.as_str(),
+        )
+        .await
+        == 0
+    {
+        assert!(Instant::now() < until, "the first attempt never failed the SKU:\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stack.deleted_by_marketplace(&acct).await.len(),
+        1,
+        "the first try's delete was applied"
+    );
+    stack.faults(&acct, FaultSpec::default()).await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let outcomes = window_outcomes(&stack, id.as_str()).await;
+    assert_eq!(
+        outcomes,
+        vec![("deleted".to_owned(), 1)],
+        "the job's own delete is its delete:\n{}",
+        stack.logs()
+    );
+}
+
 /// One cleanup slot, held by another account's long cleanup: a small cleanup used to wait
 /// for the whole of it, since accounts take turns by count (the fairness audit's 37–55 s
 /// behind floods of 20 s jobs). A run that has worked its turn (`jobs.turn_ms`, 5 s by

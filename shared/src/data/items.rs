@@ -98,8 +98,33 @@ pub async fn set(
     outcome: ItemOutcome,
     detail: &serde_json::Value,
 ) -> DataResult<Write> {
+    update(conn, fence, item, (outcome, detail), true).await
+}
+
+/// [`set`] for an item whose call went out and was never answered (every try timed out
+/// or was cut off): the note that a run sent it stays, so a later run that finds the
+/// call's effect (a delete's 404) knows it may be that call's doing (found by the audit
+/// of 2026-12-07, fourth: such a SKU was recorded `absent` by the next attempt).
+pub async fn set_unanswered(
+    conn: &mut PgConnection,
+    fence: RunFence<'_>,
+    item: &str,
+    outcome: ItemOutcome,
+    detail: &serde_json::Value,
+) -> DataResult<Write> {
+    update(conn, fence, item, (outcome, detail), false).await
+}
+
+async fn update(
+    conn: &mut PgConnection,
+    fence: RunFence<'_>,
+    item: &str,
+    (outcome, detail): (ItemOutcome, &serde_json::Value),
+    answered: bool,
+) -> DataResult<Write> {
     let done = sqlx::query(
-        "UPDATE job_items SET outcome = $3, detail = $4::jsonb, tries = tries + 1, sent_by = NULL, updated_at = now()
+        "UPDATE job_items SET outcome = $3, detail = $4::jsonb, tries = tries + 1,
+                sent_by = CASE WHEN $6 THEN NULL ELSE sent_by END, updated_at = now()
           WHERE job_id = $1 AND item = $2
             AND EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = $1 AND r.run = $5 FOR SHARE)",
     )
@@ -108,6 +133,7 @@ pub async fn set(
     .bind(outcome.as_str())
     .bind(detail.to_string())
     .bind(fence.run)
+    .bind(answered)
     .execute(conn)
     .await?;
     Ok(Write::of_rows(done.rows_affected()))

@@ -32,10 +32,22 @@ use crate::marketplace::{CallError, DeleteOutcome};
 /// re-asked (a rerun would see 404), so a failed write is tried once more on another
 /// connection (a terminated one is not reused) before the error is returned. A write
 /// refused because a later run holds the job stops this run.
-async fn record(jobs: &Jobs, ctx: &JobContext, item: &str, outcome: ItemOutcome, detail: &serde_json::Value) -> Result<(), JobError> {
+/// Records a SKU's outcome; `unanswered`: its delete went out and no try was answered,
+/// so the note that this run sent it stays (`items::set_unanswered`).
+async fn record(
+    jobs: &Jobs,
+    ctx: &JobContext,
+    item: &str,
+    (outcome, detail): (ItemOutcome, &serde_json::Value),
+    unanswered: bool,
+) -> Result<(), JobError> {
     let write = || async {
         let mut conn = jobs.db().acquire().await?;
-        items::set(&mut conn, ctx.fence(), item, outcome, detail).await
+        if unanswered {
+            items::set_unanswered(&mut conn, ctx.fence(), item, outcome, detail).await
+        } else {
+            items::set(&mut conn, ctx.fence(), item, outcome, detail).await
+        }
     };
     let written = match write().within(jobs).await {
         Ok(written) => written,
@@ -259,7 +271,10 @@ async fn delete_and_record(run: Arc<Run>, item: Item) -> Done {
         Err(e @ CallError::Transient { .. }) => (ItemOutcome::Failed, json!({"class": "transient", "reason": e.to_string()}), true),
         Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()}), false),
     };
-    match record(jobs, ctx, &item.item, outcome, &detail).await {
+    // A transient failure after a try that went out unanswered: that try may have
+    // deleted it, so the next attempt's 404 must count as this job's delete.
+    let unanswered = transient && earlier.is_some();
+    match record(jobs, ctx, &item.item, (outcome, &detail), unanswered).await {
         Ok(()) => Done::Recorded { transient },
         Err(e) => Done::NotRecorded(e),
     }

@@ -31,9 +31,9 @@ use crate::marketplace::{CallError, DeleteOutcome};
 /// Records one SKU's outcome as this run. A delete's answer is recorded or lost, never
 /// re-asked (a rerun would see 404), so a failed write is tried once more on another
 /// connection (a terminated one is not reused) before the error is returned. A write
-/// refused because a later run holds the job stops this run.
-/// Records a SKU's outcome; `unanswered`: its delete went out and no try was answered,
-/// so the note that this run sent it stays (`items::set_unanswered`).
+/// refused because a later run holds the job stops this run. `unanswered`: a delete of
+/// it went out and was never answered, so the note that a run sent it stays
+/// (`items::set_unanswered`).
 async fn record(
     jobs: &Jobs,
     ctx: &JobContext,
@@ -271,8 +271,9 @@ async fn delete_and_record(run: Arc<Run>, item: Item) -> Done {
         Err(e @ CallError::Transient { .. }) => (ItemOutcome::Failed, json!({"class": "transient", "reason": e.to_string()}), true),
         Err(e) => (ItemOutcome::Failed, json!({"class": "permanent", "reason": e.to_string()}), false),
     };
-    // A transient failure after a try that went out unanswered: that try may have
-    // deleted it, so the next attempt's 404 must count as this job's delete.
+    // A transient failure after a delete of it went out unanswered (a try of this call,
+    // or an earlier run's): that delete may have removed it, so the next attempt's 404
+    // must count as this job's delete.
     let unanswered = transient && earlier.is_some();
     match record(jobs, ctx, &item.item, (outcome, &detail), unanswered).await {
         Ok(()) => Done::Recorded { transient },

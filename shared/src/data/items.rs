@@ -101,10 +101,11 @@ pub async fn set(
     update(conn, fence, item, (outcome, detail), true).await
 }
 
-/// [`set`] for an item whose call went out and was never answered (every try timed out
-/// or was cut off): the note that a run sent it stays, so a later run that finds the
-/// call's effect (a delete's 404) knows it may be that call's doing (found by the audit
-/// of 2026-12-07, fourth: such a SKU was recorded `absent` by the next attempt).
+/// [`set`] for an item a call of which went out and was never answered (a try that
+/// timed out or was cut off, or an earlier run's): the note that a run sent it stays,
+/// so a later run that finds the call's effect (a delete's 404) knows it may be that
+/// call's doing (found by the audit of 2026-12-07, fourth: such a SKU was recorded
+/// `absent` by the next attempt).
 pub async fn set_unanswered(
     conn: &mut PgConnection,
     fence: RunFence<'_>,

@@ -33,6 +33,19 @@ async fn order_ids_in_db(stack: &Stack, account: &str) -> HashSet<String> {
         .collect()
 }
 
+/// Every order id the simulator holds for `account`.
+async fn upstream_order_ids(stack: &Stack, account: &str) -> HashSet<String> {
+    stack
+        .sim
+        .admin()
+        .orders(account)
+        .await
+        .expect("sim orders")
+        .into_iter()
+        .map(|o| o.amazon_order_id)
+        .collect()
+}
+
 /// Every SKU the simulator holds for `account`, as listings Drover knows, last checked a
 /// day ago (what a listings refresh goes over).
 async fn known_listings(stack: &Stack, account: &drover::job::AccountId) {
@@ -102,15 +115,7 @@ async fn sync_of_5000_orders_lands_every_order_exactly_once_despite_5xx_and_429_
     let job = stack.finish(&id, Duration::from_secs(120)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
 
-    let upstream: HashSet<String> = stack
-        .sim
-        .admin()
-        .orders(acct.as_str())
-        .await
-        .expect("sim orders")
-        .into_iter()
-        .map(|o| o.amazon_order_id)
-        .collect();
+    let upstream = upstream_order_ids(&stack, acct.as_str()).await;
     assert_eq!(upstream.len(), 5000);
     assert_eq!(
         order_ids_in_db(&stack, acct.as_str()).await,
@@ -175,15 +180,7 @@ async fn a_sync_of_one_marketplace_does_not_move_the_position_of_the_accounts_ot
         .await;
     let job = stack.finish(&first, Duration::from_secs(60)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
-    let upstream: HashSet<String> = stack
-        .sim
-        .admin()
-        .orders(acct.as_str())
-        .await
-        .expect("sim orders")
-        .into_iter()
-        .map(|o| o.amazon_order_id)
-        .collect();
+    let upstream = upstream_order_ids(&stack, acct.as_str()).await;
     assert_eq!(upstream.len(), 300);
     assert_eq!(
         order_ids_in_db(&stack, acct.as_str()).await,
@@ -232,15 +229,7 @@ async fn a_sync_whose_worker_is_killed_mid_walk_resumes_after_the_last_committed
         job.attempt_history
     );
 
-    let upstream: HashSet<String> = stack
-        .sim
-        .admin()
-        .orders(acct.as_str())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.amazon_order_id)
-        .collect();
+    let upstream = upstream_order_ids(&stack, acct.as_str()).await;
     assert_eq!(order_ids_in_db(&stack, acct.as_str()).await, upstream);
     assert_cursor_at_end(&stack, acct.as_str()).await;
     // The resumed run started after the last committed page: pages are numbered 1..=50
@@ -295,15 +284,7 @@ async fn a_sync_whose_stored_walk_token_the_marketplace_refuses_walks_again_from
         "{:?}",
         job.result
     );
-    let upstream: HashSet<String> = stack
-        .sim
-        .admin()
-        .orders(acct.as_str())
-        .await
-        .expect("sim orders")
-        .into_iter()
-        .map(|o| o.amazon_order_id)
-        .collect();
+    let upstream = upstream_order_ids(&stack, acct.as_str()).await;
     assert_eq!(upstream.len(), 300);
     assert_eq!(
         order_ids_in_db(&stack, acct.as_str()).await,

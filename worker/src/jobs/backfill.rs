@@ -229,16 +229,12 @@ async fn window(
     let job_id = ctx.id.as_str();
 
     let mut requested = requested_at(item);
+    let stored_report = item.detail.get("report_id").and_then(|v| v.as_str());
     // A report an earlier run asked for, which may since have gone upstream: not one
     // noted as asked for moments ago (a 404 then may be the marketplace not knowing it
     // yet); a failed window's keeps no request time, and its report is at least as old
     // as that failure.
-    let earlier_report = item
-        .detail
-        .get("report_id")
-        .and_then(|v| v.as_str())
-        .filter(|_| requested.is_none_or(|at| Utc::now() - at > Duration::minutes(REPORT_GONE_AFTER_MIN)));
-    let stored_report = item.detail.get("report_id").and_then(|v| v.as_str());
+    let earlier_report = stored_report.filter(|_| requested.is_none_or(|at| Utc::now() - at > Duration::minutes(REPORT_GONE_AFTER_MIN)));
     let report_id = match stored_report {
         Some(id) => id.to_owned(),
         None => {

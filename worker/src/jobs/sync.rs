@@ -86,8 +86,8 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
         None => (None, None, 0, Some(fresh_after()), now),
     };
     let resumed = token.is_some();
-    // The stored walk's token, until the marketplace has answered it.
-    let mut stored_token = token.clone();
+    // The call carries the stored walk's token, not yet answered.
+    let mut asking_stored = resumed;
     let mut walked_again = false;
     let mut orders_written = 0u64;
     let mut orders_seen = 0u64;
@@ -116,19 +116,20 @@ async fn sync_orders(jobs: &Jobs, p: &SyncPayload, seller: &Seller, ctx: &JobCon
             // one it forgot): the walk starts again from the cursor, its pages' rows
             // upserted again (found by the audit of 2026-12-07, fourth: every later sync
             // of the marketplace ended on it, until the walk was cleared by hand).
-            Err(CallError::Permanent { status: 400, reason, .. }) if token.is_some() && token == stored_token => {
+            Err(CallError::Permanent { status: 400, reason, .. }) if asking_stored => {
                 tracing::warn!(
                     account = %p.account_id,
                     marketplace = %p.marketplace_id,
                     reason = %reason,
                     "the marketplace refused the stored orders walk's NextToken; walking again from the cursor"
                 );
-                (token, stored_token, before, after, started_at, pages) = (None, None, None, Some(fresh_after()), Utc::now(), 0);
+                (token, before, after, started_at, pages) = (None, None, Some(fresh_after()), Utc::now(), 0);
+                asking_stored = false;
                 walked_again = true;
                 continue;
             }
             answer => {
-                stored_token = None;
+                asking_stored = false;
                 answer?
             }
         };

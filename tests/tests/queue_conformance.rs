@@ -227,6 +227,7 @@ conformance!(
         each_runs_attempt_reads_back_as_its_worker_reported_it,
         a_settle_sent_again_after_its_reply_was_lost_records_the_run_once,
         a_late_settle_sent_again_is_recorded_once,
+        a_replayed_job_keeps_a_late_record_and_a_purged_jobs_late_run_is_told_it_is_gone,
         a_late_success_after_the_job_succeeded_is_recorded_after_that_success,
         trimming_catches_up_past_one_chunk,
         a_trimmed_jobs_idempotency_key_is_free_for_any_request,

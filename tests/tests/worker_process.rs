@@ -872,6 +872,29 @@ async fn a_worker_warns_when_redis_lost_its_data() {
     );
 }
 
+/// Found by the fourth audits of 2026-12-07: a run whose job was gone when it ended (an
+/// emptied Redis) was logged as a lost lease whose "result is kept on the attempt only",
+/// though nothing was kept anywhere. It says its job was gone and its result not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_job_is_gone_when_it_ends_says_its_result_was_not_kept() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server).await;
+    let id = store.enqueue(job("sleep.1500")).await.unwrap().id;
+    let w = worker(&server, "worker", &[]);
+    wait_until("the job runs", Duration::from_secs(10), || {
+        all_in_state(&store, std::slice::from_ref(&id), JobState::Running)
+    })
+    .await;
+    let _: () = redis::cmd("FLUSHALL").query(&mut server.conn()).unwrap();
+    assert!(
+        w.wait_for_log("its result was not kept", Duration::from_secs(10)),
+        "no line saying the run's job was gone:\n{}",
+        w.log()
+    );
+    assert!(!w.log().contains("is kept on the attempt only"), "{}", w.log());
+    assert!(store.get(&id).await.unwrap().is_none(), "nothing was written for the gone job");
+}
+
 /// Found by the fairness audit of 2026-12-06: every run's length fed the pace that
 /// decides how far ahead a worker leases, also runs that failed in a millisecond. After
 /// a burst of jobs that died at once (accounts never registered, a guard's outage) the

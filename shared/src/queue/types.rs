@@ -299,6 +299,8 @@ pub enum SettleResult {
     AppliedAs(JobState),
     /// The lease was gone: the outcome was recorded as late and nothing else changed.
     LeaseLost,
+    /// The job's record was gone (purged, or Redis emptied): nothing was written.
+    RecordGone,
     /// Written, but its queue (its shard) did not acknowledge it as durably as
     /// `queue.durability` asks in time: send it again (with its wait) until the wait
     /// passes — `settle.lua` finds the run it recorded and writes nothing twice, and after

@@ -209,7 +209,7 @@ pub(crate) fn counted_fate(answer: &SettleResult, planned: RunFate) -> Option<Ru
         SettleResult::AppliedAs(JobState::Cancelled) => Some(RunFate::Cancelled),
         SettleResult::AppliedAs(JobState::Dead) => Some(RunFate::Dead),
         SettleResult::AppliedAs(_) => Some(planned),
-        SettleResult::LeaseLost => Some(RunFate::Lost),
+        SettleResult::LeaseLost | SettleResult::RecordGone => Some(RunFate::Lost),
     }
 }
 
@@ -253,6 +253,15 @@ where
 /// because a later run holds its job says so here only (its fence logs at debug).
 fn log_end(error: Option<&ErrorInfo>, answer: SettleResult) {
     const LOST: &str = "the run's lease was gone when it ended; its result is kept on the attempt only";
+    // (found by the audit of 2026-12-07, fourth: a run whose job was gone logged LOST)
+    const GONE: &str = "the run's job was gone when it ended (purged, or Redis lost its data); its result was not kept";
+    if answer == SettleResult::RecordGone {
+        match error {
+            Some(e) if e.class != ErrorClass::Panic => tracing::warn!(class = ?e.class, error = %e.message, "{GONE}"),
+            _ => tracing::warn!("{GONE}"),
+        }
+        return;
+    }
     let lost = answer == SettleResult::LeaseLost;
     match error {
         // (the panic's own line named the run's failure)

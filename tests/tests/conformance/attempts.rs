@@ -171,3 +171,48 @@ pub async fn a_settle_sent_again_after_its_reply_was_lost_records_the_run_once<S
     assert_eq!(history(&store, &succeeding).await, vec![succeeded]);
     assert_eq!(state_of(&store, &succeeding).await, JobState::Succeeded);
 }
+
+/// Found by the fourth audits of 2026-12-07: a late run's record was dropped when its
+/// job's record had no lease token (replayed after its lease was reclaimed), and a run
+/// whose job had been purged was answered as late, so its worker logged that its result
+/// was kept. The replayed job keeps the late record; the purged one is answered gone,
+/// and nothing is written for it.
+pub async fn a_replayed_job_keeps_a_late_record_and_a_purged_jobs_late_run_is_told_it_is_gone<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1")).max_attempts(1)).await;
+    let first = store
+        .fetch(JobKind::Cleanup, "w1", 1, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .jobs
+        .pop()
+        .unwrap();
+    store
+        .mark_started(JobKind::Cleanup, &[(first.id.clone(), first.token.clone())], Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Past its grace the lease is reclaimed, on its one attempt: the job is dead.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(fetch_one(&store, "w2").await.is_none());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(fetch_one(&store, "w2").await.is_none());
+    assert_eq!(store.get(&id).await.unwrap().unwrap().state, JobState::Dead);
+    assert_eq!(store.retry(&id).await.unwrap(), RetryOutcome::Queued);
+    let w1_ended = record(&first, "w1", AttemptOutcome::Succeeded, None, None);
+    let late = || SettleAction::Succeeded(json!({"by": "w1"}));
+    assert_eq!(settle_with(&store, &first, late(), &w1_ended).await, SettleResult::LeaseLost);
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued, "the late result changes nothing");
+    let outcomes: Vec<(AttemptOutcome, bool)> = job.attempt_history.iter().map(|a| (a.outcome, a.late)).collect();
+    assert_eq!(outcomes, vec![(AttemptOutcome::Lost, false), (AttemptOutcome::Succeeded, true)]);
+
+    let second = fetch_one(&store, "w2").await.unwrap();
+    let permanent = SettleAction::Dead(ErrorInfo {
+        class: ErrorClass::Permanent,
+        message: "no".into(),
+    });
+    let w2_failed = record(&second, "w2", AttemptOutcome::Failed, None, None);
+    assert_eq!(settle_with(&store, &second, permanent, &w2_failed).await, SettleResult::Applied);
+    assert_eq!(store.purge_dead(JobKind::Cleanup, std::slice::from_ref(&id)).await.unwrap(), 1);
+    assert_eq!(settle_with(&store, &first, late(), &w1_ended).await, SettleResult::RecordGone);
+    assert!(store.get(&id).await.unwrap().is_none(), "nothing is written for a gone job");
+}

@@ -11,7 +11,8 @@
 -- A cancel requested during the run wins over retry, snooze, gave_way and release: the
 -- job ends cancelled instead of running again. A snooze past `max_snoozes` ends the job
 -- dead; gave_way (a run that worked its turn or slice) is a snooze that is not counted.
--- -> list of 'ok' | 'as:<state>' (ended otherwise than asked) | 'lost'
+-- -> list of 'ok' | 'as:<state>' (ended otherwise than asked) | 'lost' | 'gone' (no
+-- record: nothing written)
 local n, max_snoozes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
@@ -135,9 +136,15 @@ for i = 0, n - 1 do
   read_once[id] = true
   local held = f[1]
   local short = string.byte(attempt, 1) == 61 -- '='
-  if held ~= token then
+  -- A record with no lease token (replayed after a reclaim, or leased on a primary
+  -- lost to a failover before its first run) still takes a late run's record; a record
+  -- that is gone (purged, an emptied Redis) takes nothing, and its run is told so.
+  local exists = held or (held ~= token and redis.call('EXISTS', key) == 1)
+  if held ~= token and not exists then
+    out[i + 1] = 'gone'
+  elseif held ~= token then
     out[i + 1] = 'lost'
-    if attempt ~= '' and held then
+    if attempt ~= '' then
       if settled_before(id, key, token, attempt, short) then
         -- sent again: it says how the first one ended the job when that was otherwise
         -- than asked (a pending cancel, the snooze cap; both end it, so `st` still says)

@@ -310,6 +310,7 @@ impl RedisStore {
             .flatten()
             .map(|r| match (r.as_str(), r.strip_prefix("as:")) {
                 ("ok", _) => SettleResult::Applied,
+                ("gone", _) => SettleResult::RecordGone,
                 // (a state a newer script names: it was applied all the same)
                 (_, Some(ended)) => ended.parse::<JobState>().map_or(SettleResult::Applied, SettleResult::AppliedAs),
                 _ => SettleResult::LeaseLost,

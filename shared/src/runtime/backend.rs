@@ -342,11 +342,7 @@ async fn hand_back_unstarted<S: JobStore>(shared: &SharedRef<S>, kind: JobKind, 
     let unstarted: Vec<RunLease> = {
         let mut rx = lock(queue);
         rx.close();
-        std::iter::from_fn(|| rx.try_recv().ok())
-            .filter_map(|task| task.ctx().data().get::<RunLease>().cloned())
-            // (one withdrawn was settled cancelled already)
-            .filter(|lease| !lease.held.is_withdrawn())
-            .collect()
+        claim_unstarted(std::iter::from_fn(|| rx.try_recv().ok()).filter_map(|task| task.ctx().data().get::<RunLease>().cloned()))
     };
     if unstarted.is_empty() {
         return;
@@ -357,6 +353,14 @@ async fn hand_back_unstarted<S: JobStore>(shared: &SharedRef<S>, kind: JobKind, 
         drop(lease);
     }))
     .await;
+}
+
+/// The leases this hand-back takes back, each claimed as a cancel's withdrawal claims
+/// one (`Held::withdraw`): one a cancel withdrew first is settled cancelled already, and
+/// one claimed here is no longer the cancel's to settle (found by the audits of
+/// 2026-12-07, fourth: both were sent, and the second was counted `lost`).
+fn claim_unstarted(leases: impl Iterator<Item = RunLease>) -> Vec<RunLease> {
+    leases.filter(|lease| lease.held.withdraw()).collect()
 }
 
 impl<S: JobStore> Backend for DroverBackend<S> {
@@ -415,5 +419,47 @@ impl<S: JobStore> BackendConfig for DroverBackend<S> {
 
     fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
         SettleLayer::new(self.shared.clone(), self.kind, self.pace.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::job::JobId;
+    use crate::runtime::leases::LeaseRegistry;
+
+    fn lease(registry: &LeaseRegistry) -> RunLease {
+        let leased = Leased {
+            id: JobId::new(JobKind::Cleanup),
+            token: "T".into(),
+            attempt: 1,
+            max_attempts: 3,
+            budget: None,
+            started_at: Utc::now(),
+            timeout: Duration::ZERO,
+            traceparent: None,
+            payload: Err("not needed".into()),
+        };
+        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        RunLease::new(registry, JobKind::Cleanup, leased, Instant::now(), slot)
+    }
+
+    #[test]
+    fn a_lease_the_shutdown_hands_back_is_not_withdrawn_by_a_cancel_too() {
+        let (registry, mut withdrawn) = LeaseRegistry::withdrawing();
+        let (ours, theirs) = (lease(&registry), lease(&registry));
+        // A cancel withdrew one first: the hand-back leaves it to the cancel's settle.
+        assert!(registry.withdraw(JobKind::Cleanup, &theirs.leased.id, &theirs.held));
+        let handed = claim_unstarted([ours.clone(), theirs.clone()].into_iter());
+        assert_eq!(handed.len(), 1);
+        assert_eq!(handed[0].leased.id, ours.leased.id);
+        // A cancel that comes after the hand-back took its lease withdraws nothing.
+        assert!(!registry.withdraw(JobKind::Cleanup, &ours.leased.id, &ours.held));
+        assert_eq!(withdrawn.try_recv().map(|w| w.1).ok(), Some(theirs.leased.id.clone()));
+        assert!(withdrawn.try_recv().is_err(), "one settle a lease");
     }
 }

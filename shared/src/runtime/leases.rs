@@ -107,7 +107,8 @@ impl Held {
     }
 
     /// Takes back a lease whose run has not started (its job was cancelled while it
-    /// waited for a slot): true when this call did, and its run will never start.
+    /// waited for a slot, or a shutdown hands it back): true when this call did, and its
+    /// run will never start nor will another taker have it.
     pub fn withdraw(&self) -> bool {
         self.state
             .start

@@ -36,6 +36,7 @@ pub mod job;
 #[cfg(test)]
 mod log_capture;
 pub mod log_fields;
+pub mod log_format;
 pub mod lwa;
 pub mod outage;
 pub mod panics;

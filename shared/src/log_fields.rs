@@ -114,7 +114,7 @@ impl Visit for Object {
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it.
-fn quote(out: &mut String, s: &str) {
+pub(crate) fn quote(out: &mut String, s: &str) {
     out.push('"');
     escape_into(out, s);
     out.push('"');
@@ -122,7 +122,7 @@ fn quote(out: &mut String, s: &str) {
 
 /// Writes what it is given into a JSON string's body, escaped: a value's `Debug` or
 /// `Display` goes straight in, with no string of its own in between.
-struct Escaped<'a>(&'a mut String);
+pub(crate) struct Escaped<'a>(pub(crate) &'a mut String);
 
 impl Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {

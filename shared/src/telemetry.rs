@@ -45,7 +45,8 @@ where
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .fmt_fields(crate::log_fields::JsonSpanFields);
+            .fmt_fields(crate::log_fields::JsonSpanFields)
+            .event_format(crate::log_format::JsonLines);
         (Some(layer), None)
     } else {
         (None, Some(fmt::layer().with_target(true).with_writer(writer)))

@@ -124,36 +124,16 @@ async fn a_send_left_unanswered_by_an_earlier_run_is_reported_to_the_next_and_cl
     assert_eq!(run_fence::claim(&mut conn, run(200)).await.unwrap(), Write::Landed);
     assert_eq!(
         items::mark_sent(&mut conn, run(200), "SKU-1").await.unwrap(),
-        Sent::AfterUnansweredCall(100)
+        Sent::AfterUnansweredRun(100)
     );
     assert_eq!(
         items::mark_sent(&mut conn, run(200), "SKU-2").await.unwrap(),
         Sent::Marked,
         "an answered send is not reported"
     );
-}
-
-/// Found by the review of 2026-12-07 (fifth stop): a call is noted once, before its
-/// first try, so a note its own run left is an earlier call of that run whose tries went
-/// out unanswered and which then gave way to a rate limit (the SKU sent again in the same
-/// run). It was not reported, and the 404 its own delete caused recorded the SKU
-/// `absent`. It is reported as that run's unanswered call; an answered call is not.
-#[tokio::test]
-async fn a_runs_second_call_after_its_own_unanswered_one_is_reported() {
-    let db = PgDatabase::create().await;
-    let mut conn = seeded(&db).await;
-    assert_eq!(run_fence::claim(&mut conn, run(100)).await.unwrap(), Write::Landed);
-    assert_eq!(items::mark_sent(&mut conn, run(100), "SKU-1").await.unwrap(), Sent::Marked);
     assert_eq!(
-        items::mark_sent(&mut conn, run(100), "SKU-1").await.unwrap(),
-        Sent::AfterUnansweredCall(100),
-        "the run's own unanswered call is reported"
-    );
-    assert_eq!(items::mark_sent(&mut conn, run(100), "SKU-2").await.unwrap(), Sent::Marked);
-    items::unmark_sent(&mut conn, run(100), "SKU-2").await.unwrap();
-    assert_eq!(
-        items::mark_sent(&mut conn, run(100), "SKU-2").await.unwrap(),
+        items::mark_sent(&mut conn, run(200), "SKU-2").await.unwrap(),
         Sent::Marked,
-        "a call refused with a 429 (its note taken back) is not reported"
+        "the run's own earlier send (an in-call retry) is not reported"
     );
 }

@@ -143,25 +143,18 @@ async fn update(
 /// What [`mark_sent`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
-    /// Marked; no earlier call for this item is unanswered.
+    /// Marked; no earlier run's call for this item is unanswered.
     Marked,
-    /// Marked; an earlier call for this item went out and its answer was never recorded,
-    /// so that call may have taken effect: an earlier run's (a delete answered while its
-    /// run was being stopped), or this run's own (a call whose tries went out unanswered
-    /// and which then gave way to a rate limit, its item sent again in the same run).
-    /// The run that sent it.
-    AfterUnansweredCall(i64),
+    /// Marked; an earlier run sent this item's call and never recorded its answer, so
+    /// that call may have taken effect (a delete that was answered while its run was
+    /// being stopped).
+    AfterUnansweredRun(i64),
     /// A later run holds the job: send nothing.
     Fenced,
 }
 
 /// Note, before sending an item's marketplace call, that `fence`'s run sends it. Says
-/// whether an earlier call (an earlier run's or this run's) had sent it without its
-/// answer recorded: a call is noted once, before its first try, and its answer's record
-/// (or a refusal's [`unmark_sent`]) clears the note, so a note this run left is a call
-/// of its own that went out unanswered (found by the review of 2026-12-07, fifth: such a
-/// SKU sent again in the same run was recorded `absent` by the 404 its own delete
-/// caused).
+/// whether an earlier run had sent it without recording the answer.
 pub async fn mark_sent(conn: &mut PgConnection, fence: RunFence<'_>, item: &str) -> DataResult<Sent> {
     let row: Option<(Option<i64>,)> = sqlx::query_as(
         "UPDATE job_items i SET sent_by = $3, updated_at = now()
@@ -177,8 +170,8 @@ pub async fn mark_sent(conn: &mut PgConnection, fence: RunFence<'_>, item: &str)
     .await?;
     Ok(match row {
         None => Sent::Fenced,
-        Some((Some(earlier),)) => Sent::AfterUnansweredCall(earlier),
-        Some((None,)) => Sent::Marked,
+        Some((Some(earlier),)) if earlier != fence.run => Sent::AfterUnansweredRun(earlier),
+        Some(_) => Sent::Marked,
     })
 }
 

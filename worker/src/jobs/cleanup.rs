@@ -244,9 +244,8 @@ async fn delete_and_record(run: Arc<Run>, item: Item) -> Done {
     let (outcome, detail, transient) = match result {
         Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({}), false),
         // Gone now, and an earlier delete of it went out unanswered — an earlier run's
-        // (its answer lost when the run was stopped), an earlier call of this run (its
-        // tries unanswered, then a rate limit: the SKU sent again) or an earlier try of
-        // this call (a timeout or reset after it was sent): that delete removed it.
+        // (its answer lost when the run was stopped) or an earlier try of this one (a
+        // timeout or reset after it was sent): that delete removed it.
         Ok(DeleteOutcome::Absent) if earlier.is_some() => (
             ItemOutcome::Deleted,
             json!({"deleted_by_run": earlier, "note": "an earlier delete was sent and its answer lost; the listing is gone"}),

@@ -216,18 +216,17 @@ pub(crate) fn landed(write: Write, ctx: &JobContext, what: &str) -> Result<(), J
 }
 
 /// What a noted call leaves to know once it has ended: whether a call for the item went
-/// out unanswered before it — an earlier call (an earlier run's, or an earlier one of
-/// this run), or an earlier try of this call.
+/// out unanswered before it — in an earlier run, or in an earlier try of this call.
 #[derive(Default)]
 pub(crate) struct SentNote {
-    /// The run whose earlier call for the item went out unanswered.
+    /// The earlier run whose call for the item went out unanswered.
     earlier: Mutex<Option<i64>>,
     /// A try of this call may have reached the marketplace without an answer read.
     unanswered: AtomicBool,
 }
 
 impl SentNote {
-    /// The run whose earlier call went out unanswered, or this run when one of this
+    /// The earlier run whose call went out unanswered, or this run when one of this
     /// call's own tries did: a 404 or 429 that follows may be that call's doing.
     pub(crate) fn sent_unanswered_by(&self, ctx: &JobContext) -> Option<i64> {
         let earlier = *self.earlier.lock().unwrap_or_else(|e| e.into_inner());
@@ -250,7 +249,7 @@ pub(crate) fn note_sent<'a>(jobs: &'a Jobs, ctx: &'a JobContext, item: &'a str, 
         };
         match mark.within(jobs).await {
             Ok(Sent::Marked) => Ok(()),
-            Ok(Sent::AfterUnansweredCall(run)) => {
+            Ok(Sent::AfterUnansweredRun(run)) => {
                 *earlier.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
                 Ok(())
             }

@@ -1538,6 +1538,75 @@ async fn a_delete_unanswered_on_every_try_of_a_run_is_recorded_deleted_by_the_ne
     );
 }
 
+/// Found by the review of 2026-12-07 (fifth stop): a 429 took back a SKU's note that it
+/// was sent, though the note was an earlier run's whose delete went out unanswered. Run 1
+/// sends the delete (the marketplace applies it; the answer never comes) and its retry
+/// is refused with a long 429, so the run parks keeping the note; run 2's delete is
+/// refused with a 429 too, and took the note back; run 3's 404 then recorded the SKU
+/// `absent`, as if the job had not deleted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_429_after_an_earlier_runs_unanswered_delete_keeps_its_note_and_the_404_is_the_jobs_delete() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(1),
+            ..AccountSpec::new("seller-note-kept")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let deletes = Some(vec![Operation::DeleteListingsItem]);
+    // The first delete's answer trickles out for longer than a call waits.
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                slow_body_ms: 8000,
+                ops: deletes.clone(),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__MARKETPLACE__TIMEOUT_MS", "1500")]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while stack.deleted_by_marketplace(&acct).await.is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the first delete never reached the marketplace:\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its retry (run 1) and run 2's delete are refused for longer than a run waits
+    // (`jobs.park_after_ms`, 1 s): each run parks.
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                rate_limit_burst: Some(RateLimitBurst {
+                    count: 2,
+                    retry_after_s: 2,
+                }),
+                ops: deletes,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    assert_eq!(
+        stack.sim.admin().faults(acct.as_str()).await.unwrap().remaining.rate_limit_burst,
+        0,
+        "both 429s were sent"
+    );
+    assert_eq!(
+        window_outcomes(&stack, id.as_str()).await,
+        vec![("deleted".to_owned(), 1)],
+        "the job's own delete is its delete:\n{}",
+        stack.logs()
+    );
+}
+
 /// One cleanup slot, held by another account's long cleanup: a small cleanup used to wait
 /// for the whole of it, since accounts take turns by count (the fairness audit's 37–55 s
 /// behind floods of 20 s jobs). A run that has worked its turn (`jobs.turn_ms`, 5 s by

@@ -238,14 +238,19 @@ enum Done {
 /// deletes on the wire are still read and recorded); the run's loop awaits nothing else
 /// while deletes are in flight, so none of them sits unpolled holding a database
 /// connection that the loop would wait for.
-async fn delete_and_record(run: Arc<Run>, item: Item) -> Done {
+async fn delete_and_record(run: Arc<Run>, mut item: Item) -> Done {
     let Run { jobs, ctx, .. } = &*run;
     let Answered { earlier, result } = delete_one(&run, &item).await;
+    // What this run knows of the SKU's unanswered deletes goes with it, should it be
+    // sent again in this run (a rate limit): the note in the database cannot tell this
+    // run's own unanswered call from a 429 whose unmark failed.
+    item.sent_by = earlier;
     let (outcome, detail, transient) = match result {
         Ok(DeleteOutcome::Deleted) => (ItemOutcome::Deleted, json!({}), false),
         // Gone now, and an earlier delete of it went out unanswered — an earlier run's
-        // (its answer lost when the run was stopped) or an earlier try of this one (a
-        // timeout or reset after it was sent): that delete removed it.
+        // (its answer lost when the run was stopped), an earlier call of this run (its
+        // tries unanswered, then a rate limit: the SKU sent again) or an earlier try of
+        // this call (a timeout or reset after it was sent): that delete removed it.
         Ok(DeleteOutcome::Absent) if earlier.is_some() => (
             ItemOutcome::Deleted,
             json!({"deleted_by_run": earlier, "note": "an earlier delete was sent and its answer lost; the listing is gone"}),
@@ -311,7 +316,8 @@ async fn delete_one(run: &Run, item: &Item) -> Answered {
             }
         }
     };
-    let sent = SentNote::default();
+    // (an earlier run's note read with the SKU, or this run's own unanswered call)
+    let sent = SentNote::after(item.sent_by);
     let note = note_sent(jobs, ctx, &item.item, "deleteListingsItem", &sent);
     let result = jobs
         .market()

@@ -226,6 +226,19 @@ pub(crate) struct SentNote {
 }
 
 impl SentNote {
+    /// The note of a call for an item whose earlier call went out unanswered, as the run
+    /// knows it: the item's note as read at the run's start (an earlier run's), or a call
+    /// of this run whose tries went out unanswered and which then gave way to a rate
+    /// limit (its item sent again). A later refusal of this call leaves the note (found
+    /// by the review of 2026-12-07, fifth stop: a 429 took back an earlier run's note,
+    /// and a SKU sent again in the same run read its own delete's 404 as `absent`).
+    pub(crate) fn after(earlier: Option<i64>) -> Self {
+        Self {
+            earlier: Mutex::new(earlier),
+            unanswered: AtomicBool::new(false),
+        }
+    }
+
     /// The earlier run whose call went out unanswered, or this run when one of this
     /// call's own tries did: a 404 or 429 that follows may be that call's doing.
     pub(crate) fn sent_unanswered_by(&self, ctx: &JobContext) -> Option<i64> {
@@ -288,11 +301,13 @@ pub(crate) fn note_sent<'a>(jobs: &'a Jobs, ctx: &'a JobContext, item: &'a str, 
 /// the account's access (401, 403, credentials rejected: the review of 2026-12-07, a
 /// replay took a 404 after it for this call's delete): it changed nothing upstream, so
 /// the mark is taken back and a rerun does not take the item's state for this call's
-/// effect — unless an earlier try of the call went out unanswered, which may have. Best
-/// effort: a failure is logged and leaves the mark.
+/// effect — unless an earlier try of the call, or an earlier call for the item (an
+/// earlier run's, or this run's), went out unanswered, which may have. Best effort: a
+/// failure is logged and leaves the mark.
 pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str, err: &CallError, sent: &SentNote) {
     let refused = matches!(err, CallError::RateLimited { .. }) || err.is_account_refusal();
-    if !refused || sent.unanswered.load(Ordering::Relaxed) {
+    let earlier = sent.earlier.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+    if !refused || earlier || sent.unanswered.load(Ordering::Relaxed) {
         return;
     }
     let unmark = async {

@@ -19,6 +19,12 @@ impl Lines {
             .finish()
     }
 
+    /// The lines written so far, as written.
+    pub(crate) fn raw(&self) -> Vec<String> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8 lines");
+        text.lines().map(str::to_owned).collect()
+    }
+
     /// The lines written so far.
     pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8 lines");

@@ -26,8 +26,8 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
         writer.write_char('}')
     }
 
-    /// A field recorded later goes in the same object; one recorded again comes after the
-    /// first, and a reader keeps the last (as `JsonFields` did by replacing it).
+    /// A field recorded later goes in the same object; one recorded again replaces its
+    /// earlier value (as `JsonFields` did), so a line never carries a key twice.
     fn add_fields(&self, current: &'writer mut FormattedFields<Self>, fields: &tracing::span::Record<'_>) -> fmt::Result {
         let mut object = Object::default();
         fields.record(&mut object);
@@ -35,7 +35,17 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
             return Ok(());
         }
         let fields = &mut current.fields;
-        if fields.len() > 2 && fields.ends_with('}') {
+        // (a key's text found in a value only takes the slower way, to the same object)
+        let again = object.names.iter().any(|n| fields.contains(&format!("\"{n}\":")));
+        if again {
+            let parse = |text: &str| match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            let mut merged = parse(fields);
+            merged.extend(parse(&format!("{{{}}}", object.body)));
+            *fields = serde_json::Value::Object(merged).to_string();
+        } else if fields.len() > 2 && fields.ends_with('}') {
             // `{…}` with fields in it: the new ones go before its closing brace.
             fields.pop();
             fields.push(',');
@@ -48,9 +58,10 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
     }
 }
 
-/// The `"name":value` pairs visited so far, comma-separated.
+/// The `"name":value` pairs visited so far, comma-separated, and their names.
 struct Object {
     body: String,
+    names: Vec<&'static str>,
 }
 
 impl Default for Object {
@@ -58,6 +69,7 @@ impl Default for Object {
         // A run's span (six fields) fits without growing.
         Self {
             body: String::with_capacity(192),
+            names: Vec::new(),
         }
     }
 }
@@ -68,7 +80,9 @@ impl Object {
             self.body.push(',');
         }
         let name = field.name();
-        quote(&mut self.body, name.strip_prefix("r#").unwrap_or(name));
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.names.push(name);
+        quote(&mut self.body, name);
         self.body.push(':');
     }
 

@@ -157,6 +157,7 @@ mod tests {
             tracing::warn!(n = 1u64, m = -3i64, r = 0.25f64, whole = 2.0f64, inf = f64::INFINITY, yes = true, odd, big = 1u128 << 70, bytes = &b"ab"[..], dbg = ?Some("x"), shown = %"disp", "no span: {}", 42);
             let outer = tracing::info_span!("request", request_id = "01J", method = "POST", key = tracing::field::Empty);
             outer.record("key", "tenant-a");
+            outer.record("method", "GET");
             outer.in_scope(|| {
                 tracing::info!(job_id = "cleanup_01", "job accepted");
                 let inner = tracing::info_span!("upstream", op = "deleteListingsItem");
@@ -173,6 +174,11 @@ mod tests {
             });
             tracing::info!(parent: &outer, "outside, parent given");
         });
+        for raw in lines.raw() {
+            // `method`, recorded again, is in a line as often as the span is, not more
+            let (method, span) = (raw.matches("\"method\":").count(), raw.matches("\"request_id\":").count());
+            assert_eq!(method, span, "{raw}");
+        }
         lines
             .lines()
             .into_iter()
@@ -200,6 +206,7 @@ mod tests {
         }
         assert_eq!(ours.len(), theirs.len());
         assert_eq!(ours[1]["span"]["key"], "tenant-a", "{}", ours[1]);
+        assert_eq!(ours[1]["span"]["method"], "GET", "{}", ours[1]);
         assert_eq!(ours[2]["spans"][0]["name"], "request", "{}", ours[2]);
         assert_eq!(ours[2]["span"]["op"], "deleteListingsItem", "{}", ours[2]);
         assert_eq!(ours[3]["span"], serde_json::json!({"name": "bare"}), "{}", ours[3]);

@@ -39,12 +39,10 @@ where
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("DROVER_LOG_FORMAT").map(|v| v != "text").unwrap_or(true);
     let (json_layer, text_layer) = if json {
+        // (`JsonLines` is the whole line: the event fields flattened, the target, the
+        // current span and the span list, as tracing-subscriber's JSON format writes them)
         let layer = fmt::layer()
-            .with_target(true)
             .with_writer(writer)
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
             .fmt_fields(crate::log_fields::JsonSpanFields)
             .event_format(crate::log_format::JsonLines);
         (Some(layer), None)

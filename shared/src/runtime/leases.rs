@@ -151,7 +151,8 @@ enum Start {
     NotYet = 0,
     Started = 1,
     Reported = 2,
-    /// Cancelled before it started and settled so without a slot (`withdraw.rs`).
+    /// Taken back before it started: cancelled and settled so without a slot
+    /// (`withdraw.rs`), or handed back by a shutdown (`backend.rs`, `claim_unstarted`).
     Withdrawn = 3,
 }
 

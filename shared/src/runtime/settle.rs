@@ -390,6 +390,8 @@ mod tests {
             Some(RunFate::Dead)
         );
         assert_eq!(counted_fate(&SettleResult::LeaseLost, RunFate::Succeeded), Some(RunFate::Lost));
+        // (its job gone: nothing of the run was kept, as for a lease lost)
+        assert_eq!(counted_fate(&SettleResult::RecordGone, RunFate::Succeeded), Some(RunFate::Lost));
     }
 
     fn leased(attempt: u32, max_attempts: u32) -> Leased {

@@ -1225,6 +1225,65 @@ async fn a_window_whose_report_is_gone_upstream_asks_for_a_new_one() {
     assert_eq!(asked, 2, "one new report for each window");
 }
 
+/// Found by the third audits of 2026-12-07: a report naming one order and SKU in two
+/// lines (an order holding the SKU as two items) kept only the last line, so the order's
+/// quantity and price were a part of it. The items add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_orders_two_items_of_one_sku_in_a_report_add_up() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            orders: Some(30),
+            ..AccountSpec::new("seller-split-items")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                split_items: 30,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let end = Utc::now().with_nanosecond(0).unwrap();
+    // (the simulator's orders go back 60 days)
+    let start = end - chrono::Duration::days(62);
+    let id = stack
+        .submit(
+            JobKind::Backfill,
+            json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "window_hours": 720,
+                "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL", "start": start, "end": end}),
+        )
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let job = stack.finish(&id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let upstream = stack.sim.admin().orders(acct.as_str()).await.expect("sim orders");
+    let multi = upstream
+        .iter()
+        .filter(|o| o.number_of_items_shipped.unwrap_or(0) + o.number_of_items_unshipped.unwrap_or(0) >= 2)
+        .count();
+    assert!(multi > 0, "some orders hold two items or more");
+    let stored: Vec<(String, i32, String)> =
+        sqlx::query_as("SELECT order_id, quantity, item_price::text FROM report_order_lines WHERE account_id = $1 ORDER BY order_id")
+            .bind(acct.as_str())
+            .fetch_all(stack.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), upstream.len(), "one line an order");
+    for (order, quantity, price) in &stored {
+        let o = upstream.iter().find(|o| &o.amazon_order_id == order).expect("an upstream order");
+        let items = o.number_of_items_shipped.unwrap_or(0) + o.number_of_items_unshipped.unwrap_or(0);
+        let total = o.order_total.as_ref().and_then(|t| t.amount.clone()).unwrap_or_default();
+        assert_eq!(price, &total, "order {order}: its items' prices add up");
+        // (a cancelled order ships none: its report quantity is the order's all the same)
+        if items > 0 {
+            assert_eq!(*quantity, items, "order {order}: its items add up");
+        }
+    }
+}
+
 /// Found by the marketplace audit of 2026-12-07 (fourth): a backfill whose account's
 /// access the marketplace refused (credentials rejected, a 401 a fresh token does not
 /// cure, a 403) failed every window in turn, each for the same refusal, and ended

@@ -33,6 +33,10 @@ pub struct FaultSpec {
     pub reset_rate: f64,
     /// Malformed rows added to each report document created while this is set.
     pub malformed_rows: u32,
+    /// Orders (of quantity 2 or more) written as two rows of their SKU in each report
+    /// document created while this is set, as an order holding the SKU as two items: the
+    /// quantity and the price split between the rows, the second row last in the document.
+    pub split_items: u32,
     /// Lifetime of access tokens granted from now on (seconds; 0 = born expired).
     pub token_ttl_s: Option<u64>,
     /// SKUs whose getListingsItem / deleteListingsItem answer 400 InvalidInput: a

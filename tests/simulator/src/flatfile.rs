@@ -97,9 +97,23 @@ fn corrupt(mut fields: Vec<String>, how: Malformation) -> Vec<String> {
 /// The document text. Malformed rows are *extra* rows, each a broken copy of a real one,
 /// put at positions drawn from `seed`: the good rows are still exactly the orders of the
 /// window, so a test can check that a strict parser rejects the file and a lenient one
-/// keeps every good row.
-pub(crate) fn render(orders: &[SimOrder], malformed: u32, seed: u64) -> String {
+/// keeps every good row. The first `split` orders of quantity 2 or more are written as
+/// two items of their SKU: the first row in the order's place with half the quantity and
+/// half the price (rounded down), the second, with the rest, last.
+pub(crate) fn render(orders: &[SimOrder], malformed: u32, split: u32, seed: u64) -> String {
     let mut rows: Vec<Vec<String>> = orders.iter().map(row).collect();
+    let mut rest = Vec::new();
+    for (i, o) in orders.iter().enumerate().filter(|(_, o)| o.quantity >= 2).take(split as usize) {
+        let (q, c) = (u64::from(o.quantity), o.amount_cents);
+        let cents = |c: u64| format!("{}.{:02}", c / 100, c % 100);
+        rows[i][11] = (q / 2).to_string();
+        rows[i][13] = cents(c / 2);
+        let mut second = row(o);
+        second[11] = (q - q / 2).to_string();
+        second[13] = cents(c - c / 2);
+        rest.push(second);
+    }
+    rows.extend(rest);
     let mut rng = SimRng::new(seed);
     for k in 0..malformed as usize {
         let base = if orders.is_empty() {
@@ -162,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_clean_document_has_a_header_and_one_full_row_per_order() {
-        let text = render(&orders(7), 0, 1);
+        let text = render(&orders(7), 0, 0, 1);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 8);
         assert_eq!(lines[0].split('\t').collect::<Vec<_>>(), REPORT_COLUMNS);
@@ -172,18 +186,18 @@ mod tests {
     #[test]
     fn malformed_rows_are_extra_and_each_kind_appears() {
         let good = orders(20);
-        let text = render(&good, 3, 9);
+        let text = render(&good, 3, 0, 9);
         let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split('\t').collect()).collect();
         assert_eq!(rows.len(), 23);
         assert_eq!(rows.iter().filter(|r| r.len() != REPORT_COLUMNS.len()).count(), 1);
         assert_eq!(rows.iter().filter(|r| r.get(2) == Some(&"2024-02-30T25:61:00")).count(), 1);
         assert_eq!(rows.iter().filter(|r| r.get(13) == Some(&"12.5O")).count(), 1);
-        assert_eq!(render(&good, 3, 9), text, "same seed, same document");
+        assert_eq!(render(&good, 3, 0, 9), text, "same seed, same document");
     }
 
     #[test]
     fn gzip_round_trips() {
-        let text = render(&orders(3), 1, 2);
+        let text = render(&orders(3), 1, 0, 2);
         let mut out = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzip(&text).expect("gzip")[..]), &mut out).expect("gunzip");
         assert_eq!(out, text);

@@ -66,6 +66,7 @@ pub(crate) struct NewReport {
     /// The rows, fixed when the report is created (a real report is a snapshot too).
     pub(crate) rows: Vec<SimOrder>,
     pub(crate) malformed_rows: u32,
+    pub(crate) split_items: u32,
     pub(crate) row_seed: u64,
 }
 
@@ -188,6 +189,7 @@ mod tests {
             ending,
             rows: Vec::new(),
             malformed_rows: 0,
+            split_items: 0,
             row_seed: 0,
         };
         let id = store.create(spec, &mut SimRng::new(1), Instant::now());

@@ -88,6 +88,7 @@ pub(crate) async fn create_report(
         ending,
         rows,
         malformed_rows: acct.faults.spec().malformed_rows,
+        split_items: acct.faults.spec().split_items,
         row_seed: acct.faults.next_seed(),
     };
     acct.reports_created += 1;
@@ -259,7 +260,12 @@ pub(crate) async fn download(State(sim): State<Arc<Sim>>, SpPath(document_id): S
     let text = {
         let inner = sim.lock();
         match inner.reports.by_document(&document_id) {
-            Some(report) => flatfile::render(&report.spec.rows, report.spec.malformed_rows, report.spec.row_seed),
+            Some(report) => flatfile::render(
+                &report.spec.rows,
+                report.spec.malformed_rows,
+                report.spec.split_items,
+                report.spec.row_seed,
+            ),
             None => return ApiError::NotFound(format!("Report document {document_id} not found.")).into_response(),
         }
     };

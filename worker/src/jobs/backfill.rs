@@ -519,7 +519,9 @@ async fn store(
     let held = run_fence::hold(&mut tx, ctx.fence()).within(jobs).await.map_err(db_error(what))?;
     landed(held, ctx, what)?;
     let mut written = 0;
-    for chunk in parsed.lines.chunks(1000) {
+    // (an order's items of one SKU counted together, wherever the chunks cut)
+    let lines = report_lines::merge_items(&parsed.lines);
+    for chunk in lines.chunks(1000) {
         written += report_lines::upsert(&mut tx, account, &p.report_type, job_id, chunk)
             .within(jobs)
             .await

@@ -63,6 +63,10 @@ struct Args {
     /// Fault: malformed rows added to every report document.
     #[arg(long, env = "SIM_MALFORMED_ROWS", default_value_t = 0)]
     malformed_rows: u32,
+    /// Fault: orders (of quantity 2 or more) written as two rows of their SKU in every
+    /// report document, their quantity and price split between the rows.
+    #[arg(long, env = "SIM_SPLIT_ITEMS", default_value_t = 0)]
+    split_items: u32,
     /// Fault: SKUs whose get/delete answer 400 (comma-separated).
     #[arg(long, env = "SIM_PERMANENT_400_SKUS", value_delimiter = ',')]
     permanent_400_skus: Vec<String>,
@@ -91,6 +95,7 @@ impl Args {
             slow_body_ms: self.slow_body_ms,
             reset_rate: self.reset_rate,
             malformed_rows: self.malformed_rows,
+            split_items: self.split_items,
             token_ttl_s: None,
             permanent_400_skus: self.permanent_400_skus.clone(),
             failing_skus: self.failing_skus.clone(),

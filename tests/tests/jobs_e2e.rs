@@ -1664,6 +1664,16 @@ async fn a_429_after_an_earlier_runs_unanswered_delete_keeps_its_note_and_the_40
         "the job's own delete is its delete:\n{}",
         stack.logs()
     );
+    // ... and the run it names is the first, whose delete went out (not the second,
+    // whose delete was refused)
+    // (a run's number is its lease's start, in ms)
+    let first_run = job.attempt_history.first().expect("a first run").started_at.timestamp_millis();
+    let named: Option<i64> = sqlx::query_scalar("SELECT (detail->>'deleted_by_run')::bigint FROM job_items WHERE job_id = $1")
+        .bind(id.as_str())
+        .fetch_one(stack.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(named, Some(first_run), "{}", stack.logs());
 }
 
 /// One cleanup slot, held by another account's long cleanup: a small cleanup used to wait

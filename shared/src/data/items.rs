@@ -187,6 +187,19 @@ pub async fn unmark_sent(conn: &mut PgConnection, fence: RunFence<'_>, item: &st
     Ok(())
 }
 
+/// [`unmark_sent`] for a refused call noted over an earlier run's note (`earlier`, whose
+/// call is still unanswered): the note goes back to that run.
+pub async fn give_back_sent(conn: &mut PgConnection, fence: RunFence<'_>, item: &str, earlier: i64) -> DataResult<()> {
+    sqlx::query("UPDATE job_items SET sent_by = $4 WHERE job_id = $1 AND item = $2 AND sent_by = $3")
+        .bind(fence.job_id)
+        .bind(item)
+        .bind(fence.run)
+        .bind(earlier)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Keep notes on an item without changing its outcome (e.g. the report id of a window
 /// in progress, so a rerun polls that report instead of creating another), as `fence`'s run.
 pub async fn note(conn: &mut PgConnection, fence: RunFence<'_>, item: &str, detail: &serde_json::Value) -> DataResult<Write> {

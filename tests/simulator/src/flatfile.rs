@@ -95,9 +95,9 @@ fn corrupt(mut fields: Vec<String>, how: Malformation) -> Vec<String> {
 }
 
 /// The document text. Malformed rows are *extra* rows, each a broken copy of a real one,
-/// put at positions drawn from `seed`: the good rows are still exactly the orders of the
-/// window, so a test can check that a strict parser rejects the file and a lenient one
-/// keeps every good row. The first `split` orders of quantity 2 or more are written as
+/// put at positions drawn from `seed`: without splits the good rows are exactly the
+/// orders of the window, so a test can check that a strict parser rejects the file and a
+/// lenient one keeps every good row. The first `split` orders of quantity 2 or more are written as
 /// two items of their SKU: the first row in the order's place with half the quantity and
 /// half the price (rounded down), the second, with the rest, last.
 pub(crate) fn render(orders: &[SimOrder], malformed: u32, split: u32, seed: u64) -> String {

@@ -261,7 +261,15 @@ pub(crate) fn note_sent<'a>(jobs: &'a Jobs, ctx: &'a JobContext, item: &'a str, 
             items::mark_sent(&mut conn, ctx.fence(), item).await
         };
         match mark.within(jobs).await {
-            Ok(Sent::Marked) => Ok(()),
+            Ok(Sent::Marked) => {
+                // No earlier run's note is left (an earlier run's answer recorded since
+                // it was read): only this run's own unanswered call still counts.
+                let mut e = earlier.lock().unwrap_or_else(|e| e.into_inner());
+                if e.is_some_and(|run| run != ctx.run) {
+                    *e = None;
+                }
+                Ok(())
+            }
             Ok(Sent::AfterUnansweredRun(run)) => {
                 *earlier.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
                 Ok(())
@@ -302,17 +310,22 @@ pub(crate) fn note_sent<'a>(jobs: &'a Jobs, ctx: &'a JobContext, item: &'a str, 
 /// replay took a 404 after it for this call's delete): it changed nothing upstream, so
 /// the mark is taken back and a rerun does not take the item's state for this call's
 /// effect — unless an earlier try of the call, or an earlier call for the item (an
-/// earlier run's, or this run's), went out unanswered, which may have. Best effort: a
-/// failure is logged and leaves the mark.
+/// earlier run's, or this run's), went out unanswered, which may have: then the note
+/// stays, an earlier run's given back to that run (so a rerun names the run whose delete
+/// it may be, and a backfill looks for that run's report). Best effort: a failure is
+/// logged and leaves the mark.
 pub(crate) async fn unmark_if_refused(jobs: &Jobs, ctx: &JobContext, item: &str, err: &CallError, sent: &SentNote) {
     let refused = matches!(err, CallError::RateLimited { .. }) || err.is_account_refusal();
-    let earlier = sent.earlier.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-    if !refused || earlier || sent.unanswered.load(Ordering::Relaxed) {
+    let earlier = *sent.earlier.lock().unwrap_or_else(|e| e.into_inner());
+    if !refused || sent.unanswered.load(Ordering::Relaxed) || earlier == Some(ctx.run) {
         return;
     }
     let unmark = async {
         let mut conn = jobs.db().acquire().await?;
-        items::unmark_sent(&mut conn, ctx.fence(), item).await
+        match earlier {
+            Some(run) => items::give_back_sent(&mut conn, ctx.fence(), item, run).await,
+            None => items::unmark_sent(&mut conn, ctx.fence(), item).await,
+        }
     };
     if let Err(e) = unmark.within(jobs).await {
         tracing::warn!(job_id = %ctx.id, item, error = %e, "could not take back the note of a refused call");

@@ -1493,33 +1493,40 @@ async fn an_announced_rate_the_limiter_forgot_is_passed_on_again() {
     assert_eq!(rate.as_deref(), Some("2.0"), "the announced rate is in use again");
 }
 
+/// A stack with one account of one SKU whose deletes the marketplace applies and then
+/// answers too slowly for a call (the body trickles out over 8 s), a worker started with
+/// `env`, and a cleanup of that SKU submitted.
+async fn one_sku_cleanup_with_slow_delete_answers(name: &str, env: &[(&str, &str)]) -> (Stack, drover::job::AccountId, drover::job::JobId) {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(1),
+            ..AccountSpec::new(name)
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                slow_body_ms: 8000,
+                ops: Some(vec![Operation::DeleteListingsItem]),
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    stack.spawn_worker("worker-1", env);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    (stack, acct, id)
+}
+
 /// Found by this stop's audit of the marketplace path: a delete whose answer was lost
 /// (the marketplace applied it, then its answer timed out) and whose next try, in the
 /// same call, got a 404 was recorded `absent` — skipped, as if the job had not deleted
 /// it. The try that went out unanswered is now taken for the delete it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_whose_answer_was_lost_and_whose_retry_found_nothing_is_recorded_deleted() {
-    let mut stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(1),
-            ..AccountSpec::new("seller-lost-answer")
-        })
-        .await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
-    // The delete is applied, then its answer trickles out for longer than a call waits.
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                slow_body_ms: 8000,
-                ops: Some(vec![drover_tests::sim::Operation::DeleteListingsItem]),
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    stack.spawn_worker("worker-1", &[]);
-    let id = stack.submit_cleanup(&acct, &skus).await;
+    let (stack, acct, id) = one_sku_cleanup_with_slow_delete_answers("seller-lost-answer", &[]).await;
     let until = Instant::now() + Duration::from_secs(20);
     while stack.deleted_by_marketplace(&acct).await.is_empty() {
         assert!(
@@ -1547,27 +1554,8 @@ async fn a_delete_whose_answer_was_lost_and_whose_retry_found_nothing_is_recorde
 /// recorded the SKU `absent`, as if the job had not deleted it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_unanswered_on_every_try_of_a_run_is_recorded_deleted_by_the_next_attempts_404() {
-    let mut stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(1),
-            ..AccountSpec::new("seller-all-tries-lost")
-        })
-        .await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
-    // Every answer to a delete trickles out for longer than a call waits.
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                slow_body_ms: 8000,
-                ops: Some(vec![drover_tests::sim::Operation::DeleteListingsItem]),
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    stack.spawn_worker("worker-1", &[("DROVER_WORKER__MARKETPLACE__TIMEOUT_MS", "500")]);
-    let id = stack.submit_cleanup(&acct, &skus).await;
+    let (stack, acct, id) =
+        one_sku_cleanup_with_slow_delete_answers("seller-all-tries-lost", &[("DROVER_WORKER__MARKETPLACE__TIMEOUT_MS", "500")]).await;
     let until = Instant::now() + Duration::from_secs(30);
     while stack
         .count(
@@ -1605,28 +1593,9 @@ async fn a_delete_unanswered_on_every_try_of_a_run_is_recorded_deleted_by_the_ne
 /// `absent`, as if the job had not deleted it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_429_after_an_earlier_runs_unanswered_delete_keeps_its_note_and_the_404_is_the_jobs_delete() {
-    let mut stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(1),
-            ..AccountSpec::new("seller-note-kept")
-        })
-        .await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
-    let deletes = Some(vec![Operation::DeleteListingsItem]);
     // The first delete's answer trickles out for longer than a call waits.
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                slow_body_ms: 8000,
-                ops: deletes.clone(),
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    stack.spawn_worker("worker-1", &[("DROVER_WORKER__MARKETPLACE__TIMEOUT_MS", "1500")]);
-    let id = stack.submit_cleanup(&acct, &skus).await;
+    let (stack, acct, id) =
+        one_sku_cleanup_with_slow_delete_answers("seller-note-kept", &[("DROVER_WORKER__MARKETPLACE__TIMEOUT_MS", "1500")]).await;
     let until = Instant::now() + Duration::from_secs(30);
     while stack.deleted_by_marketplace(&acct).await.is_empty() {
         assert!(
@@ -1646,7 +1615,7 @@ async fn a_429_after_an_earlier_runs_unanswered_delete_keeps_its_note_and_the_40
                     count: 2,
                     retry_after_s: 2,
                 }),
-                ops: deletes,
+                ops: Some(vec![Operation::DeleteListingsItem]),
                 ..FaultSpec::default()
             },
         )

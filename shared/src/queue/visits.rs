@@ -11,10 +11,15 @@ pub(super) const SWEEP: Duration = Duration::from_millis(500);
 /// The longest a partition with pending work (jobs or leases falling due) goes unvisited.
 pub(super) const PENDING_SWEEP: Duration = Duration::from_millis(100);
 
+/// The longest a partition whose visits keep failing goes unvisited (unless woken).
+pub(super) const FAILING_SWEEP: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub(super) struct Visits {
     due: Vec<Instant>,
     turn: usize,
+    /// Each partition's visits that failed in a row.
+    failures: Vec<u32>,
 }
 
 impl Visits {
@@ -22,6 +27,7 @@ impl Visits {
         Self {
             due: vec![now; partitions.max(1)],
             turn: 0,
+            failures: vec![0; partitions.max(1)],
         }
     }
 
@@ -52,11 +58,29 @@ impl Visits {
     /// and add a grace (docs/architecture.md, "Leases and reclaim"). An idle one waits for
     /// a wake-up, at most a sweep (within a quarter of this fetcher's lease).
     pub(super) fn visited(&mut self, p: usize, now: Instant, full: bool, wait: Option<Duration>, lease: Duration) {
+        self.failures[p] = 0;
         self.due[p] = match (full, wait) {
             (true, _) => now,
             (false, Some(w)) => now + w.min(PENDING_SWEEP),
-            (false, None) => now + SWEEP.min(lease / 4).max(PENDING_SWEEP),
+            (false, None) => now + idle_sweep(lease),
         };
+    }
+
+    /// A visit to `p` failed (its shard down, hung or refusing): it is visited again
+    /// after an idle partition's sweep, doubled with each failure in a row up to
+    /// [`FAILING_SWEEP`], unless woken. On a cluster each such visit can hold a fetch up
+    /// to a quarter of the lease (the cut-off after the other shards' answers), so a
+    /// fetcher that went back every sweep spent half its time on a hung shard.
+    pub(super) fn failed(&mut self, p: usize, now: Instant, lease: Duration) {
+        let k = self.failures[p].min(4);
+        self.failures[p] = self.failures[p].saturating_add(1);
+        self.due[p] = now + (idle_sweep(lease) * 2u32.pow(k)).min(FAILING_SWEEP.max(idle_sweep(lease)));
+    }
+
+    /// `p` answered a visit that asked it for nothing (a sweep's): its failures end,
+    /// its next visit stays as it was.
+    pub(super) fn answered(&mut self, p: usize) {
+        self.failures[p] = 0;
     }
 
     pub(super) fn woken(&mut self, p: usize, now: Instant) {
@@ -69,6 +93,12 @@ impl Visits {
     pub(super) fn next_due(&self, now: Instant) -> Duration {
         self.due.iter().map(|d| d.saturating_duration_since(now)).min().unwrap_or_default()
     }
+}
+
+/// How long an idle partition waits for a wake-up before it is visited anyway: a sweep,
+/// within a quarter of the fetcher's lease.
+fn idle_sweep(lease: Duration) -> Duration {
+    SWEEP.min(lease / 4).max(PENDING_SWEEP)
 }
 
 #[cfg(test)]
@@ -145,5 +175,30 @@ mod tests {
         v.visited(1, t0, false, None, Duration::from_secs(3));
         assert_eq!(v.next_due(t0), Duration::from_millis(10));
         assert_eq!(v.plan(t0 + Duration::from_millis(10)), vec![0]);
+    }
+
+    #[test]
+    fn a_partition_whose_visits_keep_failing_is_visited_less_often_until_one_serves() {
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(1800);
+        let mut v = Visits::new(2, t0);
+        let mut now = t0;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            v.failed(0, now, lease);
+            let gap = v.due[0] - now;
+            gaps.push(gap.as_millis());
+            now += gap;
+        }
+        assert_eq!(gaps, vec![450, 900, 1800, 2000, 2000, 2000]);
+        v.woken(0, now);
+        assert_eq!(v.plan(now), vec![0, 1], "a wake-up still brings it forward");
+        v.visited(0, now, false, None, lease);
+        v.failed(0, now, lease);
+        assert_eq!(v.due[0] - now, Duration::from_millis(450), "one that served starts over");
+        v.failed(0, now, lease);
+        v.answered(0);
+        v.failed(0, now, lease);
+        assert_eq!(v.due[0] - now, Duration::from_millis(450), "and one that answered a sweep");
     }
 }

@@ -92,22 +92,35 @@ pub async fn query_grouped_each(
 /// hide what the others did.) Scripts the server has not got still fail the pipeline,
 /// which is sent again once they are loaded.
 ///
-/// And once one pipeline has answered, the others have `straggle` more to answer; one
-/// still out then answers a timeout, and comes with its pipeline's task, which goes on
-/// to its answer (`GroupReply::late`, for the caller to see to). For calls whose replies
-/// age while they wait: a fetch's leases run out from when its scripts ran, so the
-/// healthy shards' leases must not wait on a shard that hangs (found by the chaos audit
-/// of 2026-12-07, third: they waited the connection's 5 s timeout, older than the
-/// fence, and were handed back unrun).
+/// And once one pipeline has answered, the others have `straggle.after_first` more to
+/// answer, and on a cluster none has more than `straggle.within` from when it was sent;
+/// one still out then answers a timeout, and comes with its pipeline's task, which goes
+/// on to its answer (`GroupReply::late`, for the caller to see to). For calls whose
+/// replies age while they wait: a fetch's leases run out from when its scripts ran, so
+/// the healthy shards' leases must not wait on a shard that hangs (found by the chaos
+/// audit of 2026-12-07, third: they waited the connection's 5 s timeout, older than the
+/// fence, and were handed back unrun), nor may a call that reached only a hung shard
+/// hold its caller the connection's 5 s (found on the sixth stop of 2026-12-07).
 pub async fn query_grouped_items_or_stragglers(
     conn: &RedisConn,
     keys: &[String],
     library: Option<&Library>,
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
-    straggle: Duration,
+    straggle: Straggle,
 ) -> Vec<GroupReply> {
     grouped(conn, keys, library, add, tail, Refusals::PerItem, Some(straggle)).await
+}
+
+/// How long [`query_grouped_items_or_stragglers`] waits for a pipeline that has not
+/// answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Straggle {
+    /// After the first pipeline's answer.
+    pub after_first: Duration,
+    /// On a cluster, after the call was sent (on one server every item shares one
+    /// pipeline, which the connection's own timeout bounds).
+    pub within: Duration,
 }
 
 /// What a pipeline answered: each item's replies and the tail's reply.
@@ -130,7 +143,7 @@ async fn grouped(
     add: impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
     refusals: Refusals,
-    straggle: Option<Duration>,
+    straggle: Option<Straggle>,
 ) -> Vec<GroupReply> {
     let groups: Vec<Vec<usize>> = if conn.is_cluster() {
         let mut by_tag: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -147,8 +160,8 @@ async fn grouped(
     } else {
         vec![(0..keys.len()).collect()]
     };
-    if let Some(after) = straggle.filter(|_| groups.len() > 1) {
-        return first_then_within(conn, groups, library, &add, tail, refusals, after).await;
+    if let Some(straggle) = straggle.filter(|_| groups.len() > 1 || conn.is_cluster()) {
+        return first_then_within(conn, groups, library, &add, tail, refusals, straggle).await;
     }
     let runs = groups
         .iter()
@@ -162,9 +175,10 @@ async fn grouped(
 }
 
 /// Each group's pipeline sent on its own task; once the first has answered, those still
-/// out `after` later answer a timeout, and come with their task ([`GroupReply::late`]),
-/// which goes on to its answer. A group whose server had not got the library is sent
-/// again once it is loaded, as [`run_group`] does.
+/// out `straggle.after_first` later (and any still out `straggle.within` after the send)
+/// answer a timeout, and come with their task ([`GroupReply::late`]), which goes on to
+/// its answer. A group whose server had not got the library is sent again once it is
+/// loaded, as [`run_group`] does.
 #[allow(clippy::too_many_arguments)]
 async fn first_then_within(
     conn: &RedisConn,
@@ -173,8 +187,9 @@ async fn first_then_within(
     add: &impl Fn(&mut Pipeline, usize),
     tail: Option<&Cmd>,
     refusals: Refusals,
-    after: Duration,
+    straggle: Straggle,
 ) -> Vec<GroupReply> {
+    let sent = tokio::time::Instant::now();
     let mut tasks: Vec<Late> = groups
         .iter()
         .map(|items| {
@@ -187,7 +202,8 @@ async fn first_then_within(
         })
         .collect();
     let mut answers: Vec<Option<Answer>> = groups.iter().map(|_| None).collect();
-    let mut deadline = None;
+    let mut deadline = sent + straggle.within;
+    let mut answered = false;
     loop {
         let open: Vec<usize> = (0..tasks.len()).filter(|i| answers[*i].is_none()).collect();
         if open.is_empty() {
@@ -195,15 +211,15 @@ async fn first_then_within(
         }
         let next = {
             let any = select_all(tasks.iter_mut().enumerate().filter(|(i, _)| answers[*i].is_none()).map(|(_, t)| t));
-            match deadline {
-                None => Some(any.await),
-                Some(at) => tokio::time::timeout_at(at, any).await.ok(),
-            }
+            tokio::time::timeout_at(deadline, any).await.ok()
         };
         let Some((joined, k, _)) = next else { break };
         let answer = joined.unwrap_or_else(|e| Err(std::io::Error::other(format!("its pipeline's task ended: {e}")).into()));
         answers[open[k]] = Some(answer);
-        deadline.get_or_insert_with(|| tokio::time::Instant::now() + after);
+        if !answered {
+            answered = true;
+            deadline = deadline.min(tokio::time::Instant::now() + straggle.after_first);
+        }
     }
     let mut out = Vec::with_capacity(groups.len());
     for ((items, answer), task) in groups.into_iter().zip(answers).zip(tasks.drain(..)) {
@@ -214,7 +230,11 @@ async fn first_then_within(
             }
             Some(result) => GroupReply { items, result, late: None },
             None => {
-                let late = format!("no answer within {} ms of the other shards'", after.as_millis());
+                let late = if answered {
+                    format!("no answer within {} ms of the other shards'", straggle.after_first.as_millis())
+                } else {
+                    format!("no answer within {} ms", straggle.within.as_millis())
+                };
                 GroupReply {
                     items,
                     result: Err(std::io::Error::new(std::io::ErrorKind::TimedOut, late).into()),

@@ -20,7 +20,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-pub use grouped::{query_grouped, query_grouped_each, query_grouped_items_or_stragglers, query_grouped_then, GroupReply, Late};
+pub use grouped::{query_grouped, query_grouped_each, query_grouped_items_or_stragglers, query_grouped_then, GroupReply, Late, Straggle};
 pub use library::{is_missing, Access, Call, Library, LuaScript, ScriptDef};
 pub use target::{RedisTarget, TargetError};
 

@@ -26,7 +26,7 @@ const FETCH_KEYS: [&str; 11] = [
     "runid",
     "restarted",
 ];
-use crate::redis_conn::{query_grouped_items_or_stragglers, Late};
+use crate::redis_conn::{query_grouped_items_or_stragglers, Late, Straggle};
 
 impl RedisStore {
     pub(super) async fn lease_jobs(&self, kind: JobKind, worker: &str, max: usize, lease: Duration) -> Result<Fetched, StoreError> {
@@ -70,7 +70,11 @@ impl RedisStore {
         while !to_ask.is_empty() && (max == 0 || out.len() < max) {
             let wanted = max - out.len();
             let take = if max == 0 { to_ask.len() } else { to_ask.len().min(wanted) };
-            let round: Vec<usize> = to_ask.drain(..take).collect();
+            let mut round: Vec<usize> = to_ask.drain(..take).collect();
+            if let Some(beside) = self.healthy_beside(kind, &round, &mut to_ask) {
+                // first, so that it has the round's first share
+                round.insert(0, beside);
+            }
             let shares: Vec<usize> = if max == 0 {
                 vec![0; round.len()]
             } else {
@@ -121,6 +125,24 @@ impl RedisStore {
             next_due,
             drained,
         })
+    }
+
+    /// On a cluster, a partition to ask beside `round` when each of its partitions failed
+    /// its last visit (their shard down or hung), taken from `to_ask` when it holds one:
+    /// a round's other shards' first answer starts the cut-off of a shard that does not
+    /// answer ([`query_grouped_items_or_stragglers`]), and a round of a hung shard's
+    /// partitions alone would wait the connection's timeout out (5 s) before the
+    /// healthy partitions were asked again (found on the sixth stop of 2026-12-07).
+    fn healthy_beside(&self, kind: JobKind, round: &[usize], to_ask: &mut Vec<usize>) -> Option<usize> {
+        let failing = |p: usize| self.partition_health.is_failing(kind, p);
+        if !self.conn.is_cluster() || round.is_empty() || !round.iter().all(|p| failing(*p)) {
+            return None;
+        }
+        if let Some(i) = to_ask.iter().position(|p| !failing(*p)) {
+            return Some(to_ask.remove(i));
+        }
+        let n = usize::from(self.defaults.partitions.count());
+        (1..n).map(|i| (round[0] + i) % n).find(|p| !round.contains(p) && !failing(*p))
     }
 
     /// One round of [`RedisStore::fetch_from`]: partition `round[i]` asked for `shares[i]`
@@ -229,7 +251,15 @@ impl RedisStore {
         // quarter more, 1.35 s, had healthy runs fenced). One cut off has what it leased
         // given back when it answers, so cutting off a shard still waiting for its
         // replicas costs its jobs nothing.
-        let straggle = lease / 4;
+        // And a round that reached only a hung shard (a one-partition round, say, before
+        // that partition is known to fail) answers five eighths of the lease after it was
+        // sent, not the connection's 5 s later: the wait for replicas ends within half of
+        // it, and an answer any later would come older than the keeper's calls may take
+        // (a cluster that slow everywhere could renew no lease anyway).
+        let straggle = Straggle {
+            after_first: lease / 4,
+            within: lease * 5 / 8,
+        };
         let groups = query_grouped_items_or_stragglers(&conn, &tags, Some(&scripts::LIBRARY), add, wait.as_ref(), straggle).await;
         let now = Instant::now();
         let mut out = Vec::new();
@@ -257,7 +287,7 @@ impl RedisStore {
                         self.visits[kind.index()]
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .visited(*p, now, false, None, lease);
+                            .failed(*p, now, lease);
                     }
                     self.partition_health.all_failed(kind, &partitions, &e);
                     failure.get_or_insert(e.into());
@@ -275,7 +305,7 @@ impl RedisStore {
                     self.visits[kind.index()]
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .visited(p, now, false, None, lease);
+                        .failed(p, now, lease);
                     self.partition_health.failed(kind, p, &e);
                     failure.get_or_insert(e.into());
                     continue;
@@ -313,6 +343,9 @@ impl RedisStore {
                 }
                 // A sweep's visit (no job asked for) cannot tell whether jobs are ready:
                 // the partition's next visit stays as it was.
+                if share == 0 {
+                    self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner()).answered(p);
+                }
                 if share > 0 {
                     self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner()).visited(
                         p,

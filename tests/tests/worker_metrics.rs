@@ -349,3 +349,47 @@ async fn the_metrics_are_served_while_a_stopping_worker_drains_its_runs() {
         "the listener closes with the worker"
     );
 }
+
+/// Found by the second round of audits of 2026-12-07: a counter the alerts read appeared
+/// only when first counted, at 1, and `increase()` has no earlier sample to count from,
+/// so a new worker pod's first dead job (or first open breaker, or first cooldown) was
+/// lost to the alerts that read it. A new worker serves them at 0 from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_serves_the_counters_the_alerts_read_at_zero() {
+    let mut stack = Stack::start_empty().await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    stack.spawn_worker("worker-1", &[("DROVER_WORKER__METRICS_LISTEN", listen.as_str())]);
+    let samples = scrape(port).await;
+    let series = |name: &str, want: &[(&str, &str)]| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .map(|s| s.value)
+            .collect()
+    };
+    for kind in ["sync", "backfill", "cleanup"] {
+        for outcome in [
+            "succeeded",
+            "partial",
+            "retried",
+            "dead",
+            "snoozed",
+            "cancelled",
+            "released",
+            "lost",
+        ] {
+            let want = [("kind", kind), ("outcome", outcome)];
+            assert_eq!(series("drover_jobs_finished_total", &want), vec![0.0], "{kind} {outcome}");
+        }
+    }
+    for op in drover::resilience::Operation::ALL {
+        assert_eq!(
+            series("drover_breaker_open_total", &[("op", op.name())]),
+            vec![0.0],
+            "{}",
+            op.name()
+        );
+    }
+    assert_eq!(series("drover_cooldowns_entered_total", &[]), vec![0.0]);
+}

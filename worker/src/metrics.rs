@@ -131,7 +131,19 @@ fn install() -> Result<PrometheusHandle, String> {
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    declare();
     Ok(handle)
+}
+
+/// The counters the alerts read (`deploy/prometheus/alerts.yml`), served at 0 from the
+/// start: `increase()` counts from a series' first sample, so one that appeared at its
+/// first count (1) lost that count to the alerts.
+fn declare() {
+    drover::runtime::metrics::declare();
+    for op in Operation::ALL {
+        counter!(BREAKER_OPEN, "op" => op.name()).increment(0);
+    }
+    counter!(COOLDOWNS_ENTERED).increment(0);
 }
 
 async fn upkeep(handle: PrometheusHandle, stop: CancellationToken) {

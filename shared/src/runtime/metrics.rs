@@ -32,6 +32,17 @@ pub(crate) enum RunFate {
 }
 
 impl RunFate {
+    const ALL: [RunFate; 8] = [
+        RunFate::Succeeded,
+        RunFate::Partial,
+        RunFate::Retried,
+        RunFate::Dead,
+        RunFate::Snoozed,
+        RunFate::Cancelled,
+        RunFate::Released,
+        RunFate::Lost,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             RunFate::Succeeded => "succeeded",
@@ -42,6 +53,18 @@ impl RunFate {
             RunFate::Cancelled => "cancelled",
             RunFate::Released => "released",
             RunFate::Lost => "lost",
+        }
+    }
+}
+
+/// Every kind's and outcome's [`JOBS_FINISHED`] series, at 0 until counted. A series
+/// first served at its first count (1) has no earlier sample for `increase()` to count
+/// from, so a new worker's first dead run was lost to the alerts that read it (found by
+/// the second round of audits of 2026-12-07).
+pub fn declare() {
+    for kind in JobKind::ALL {
+        for fate in RunFate::ALL {
+            counter!(JOBS_FINISHED, "kind" => kind.as_str(), "outcome" => fate.as_str()).increment(0);
         }
     }
 }

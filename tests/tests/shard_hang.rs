@@ -518,3 +518,62 @@ async fn a_fetch_round_that_meets_only_a_hung_shard_does_not_wait_out_its_timeou
     );
     assert_eq!(leased, ids, "every healthy shard's job leased while the other shard hung");
 }
+
+/// Found by the second round of audits of 2026-12-07: a pause (or resume) that one shard
+/// did not answer failed, and left the other shards' partitions paused (or running): a
+/// queue half paused, whatever the caller did next. A failed change now leaves every
+/// partition as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_or_resume_that_a_hung_shard_fails_changes_no_partition() {
+    use drover::queue::QueueKeys;
+
+    let cluster = RedisCluster::start(3, 0);
+    cluster.serve_partial_coverage();
+    let store = RedisStore::connect(&cluster.url(), "drover", defaults()).await.unwrap();
+    let keys: Vec<QueueKeys> = defaults()
+        .partitions
+        .all()
+        .iter()
+        .map(|p| QueueKeys::new("drover", JobKind::Cleanup, *p))
+        .collect();
+    let hung = cluster.primary_serving(&keys[0].slot_key());
+    // The flag of each partition on the other shards, read from the primary serving it
+    // (what the hung shard does with the change it gets when it resumes is its own: the
+    // caller was told the change failed, and tries again).
+    let healthy: Vec<&QueueKeys> = keys.iter().filter(|k| cluster.primary_serving(&k.slot_key()) != hung).collect();
+    assert!(!healthy.is_empty(), "the partitions span more than one shard");
+    let flags = || async {
+        let mut out = Vec::new();
+        for k in &healthy {
+            let port = cluster.primary_serving(&k.slot_key());
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let flag: Option<String> = redis::cmd("GET").arg(k.key("paused")).query_async(&mut c).await.unwrap();
+            out.push(flag.is_some());
+        }
+        out
+    };
+    cluster.pause(hung);
+    assert!(store.set_paused(JobKind::Cleanup, true).await.is_err(), "a shard did not answer");
+    cluster.resume(hung);
+    assert_eq!(
+        flags().await,
+        vec![false; healthy.len()],
+        "a failed pause paused no other partition"
+    );
+    store.set_paused(JobKind::Cleanup, true).await.unwrap();
+    assert_eq!(flags().await, vec![true; healthy.len()]);
+    cluster.pause(hung);
+    assert!(store.set_paused(JobKind::Cleanup, false).await.is_err(), "a shard did not answer");
+    cluster.resume(hung);
+    assert_eq!(
+        flags().await,
+        vec![true; healthy.len()],
+        "a failed resume resumed no other partition"
+    );
+    store.set_paused(JobKind::Cleanup, false).await.unwrap();
+    assert_eq!(flags().await, vec![false; healthy.len()]);
+}

@@ -11,6 +11,7 @@ mod by_job;
 mod enqueue;
 mod fetch;
 mod load;
+mod pause;
 mod settle;
 mod trim;
 mod workers;
@@ -432,24 +433,7 @@ impl JobStore for RedisStore {
     }
 
     async fn set_paused(&self, kind: JobKind, paused: bool) -> Result<(), StoreError> {
-        let parts = self.all_keys(kind);
-        if !paused {
-            let mut visits = self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner());
-            for p in 0..parts.len() {
-                visits.woken(p, Instant::now());
-            }
-        }
-        let tags: Vec<String> = parts.iter().map(QueueKeys::slot_key).collect();
-        self.grouped(&tags, None, |pipe, i| {
-            let k = &parts[i];
-            if paused {
-                pipe.set(k.key("paused"), 1);
-            } else {
-                pipe.del(k.key("paused")).lpush(k.marker(), 1).ltrim(k.marker(), 0, 0);
-            }
-        })
-        .await?;
-        Ok(())
+        self.pause_all(kind, paused).await
     }
 
     async fn purge_dead(&self, _kind: JobKind, ids: &[JobId]) -> Result<u64, StoreError> {

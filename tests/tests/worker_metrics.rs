@@ -352,8 +352,8 @@ async fn the_metrics_are_served_while_a_stopping_worker_drains_its_runs() {
 
 /// Found by the second round of audits of 2026-12-07: a counter the alerts read appeared
 /// only when first counted, at 1, and `increase()` has no earlier sample to count from,
-/// so a new worker pod's first dead job (or first open breaker, or first cooldown) was
-/// lost to the alerts that read it. A new worker serves them at 0 from its start.
+/// so a new worker pod's first dead job (or first open breaker, cooldown or misfired
+/// tick) was lost to the alerts that read it. A new worker serves them at 0 from its start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_worker_serves_the_counters_the_alerts_read_at_zero() {
     let mut stack = Stack::start_empty().await;
@@ -392,4 +392,5 @@ async fn a_new_worker_serves_the_counters_the_alerts_read_at_zero() {
         );
     }
     assert_eq!(series("drover_cooldowns_entered_total", &[]), vec![0.0]);
+    assert_eq!(series("drover_schedule_misfires_total", &[]), vec![0.0]);
 }

@@ -144,6 +144,8 @@ fn declare() {
         counter!(BREAKER_OPEN, "op" => op.name()).increment(0);
     }
     counter!(COOLDOWNS_ENTERED).increment(0);
+    // a worker may run the scheduler (`worker.scheduler`)
+    counter!(drover::schedule::counters::MISFIRES).increment(0);
 }
 
 async fn upkeep(handle: PrometheusHandle, stop: CancellationToken) {

@@ -68,8 +68,9 @@ impl Visits {
 
     /// A visit to `p` failed (its shard down, hung or refusing): it is visited again
     /// after an idle partition's sweep, doubled with each failure in a row up to
-    /// [`FAILING_SWEEP`], unless woken. On a cluster each such visit can hold a fetch up
-    /// to a quarter of the lease (the cut-off after the other shards' answers), so a
+    /// [`FAILING_SWEEP`] (or 16 sweeps, with a lease under 0.5 s), unless woken. On a
+    /// cluster each such visit can hold a fetch a quarter of the lease after a healthy
+    /// partition's answer (five eighths from the send when nothing answers), so a
     /// fetcher that went back every sweep spent half its time on a hung shard.
     pub(super) fn failed(&mut self, p: usize, now: Instant, lease: Duration) {
         let k = self.failures[p].min(4);

@@ -203,6 +203,8 @@ async fn first_then_within(
         .collect();
     let mut answers: Vec<Option<Answer>> = groups.iter().map(|_| None).collect();
     let mut deadline = sent + straggle.within;
+    // Whether the first answer's cut-off came before the one from the send.
+    let mut cut_after_first = false;
     let mut answered = false;
     loop {
         let open: Vec<usize> = (0..tasks.len()).filter(|i| answers[*i].is_none()).collect();
@@ -218,7 +220,9 @@ async fn first_then_within(
         answers[open[k]] = Some(answer);
         if !answered {
             answered = true;
-            deadline = deadline.min(tokio::time::Instant::now() + straggle.after_first);
+            let after_first = tokio::time::Instant::now() + straggle.after_first;
+            cut_after_first = after_first < deadline;
+            deadline = deadline.min(after_first);
         }
     }
     let mut out = Vec::with_capacity(groups.len());
@@ -230,7 +234,7 @@ async fn first_then_within(
             }
             Some(result) => GroupReply { items, result, late: None },
             None => {
-                let late = if answered {
+                let late = if cut_after_first {
                     format!("no answer within {} ms of the other shards'", straggle.after_first.as_millis())
                 } else {
                     format!("no answer within {} ms", straggle.within.as_millis())

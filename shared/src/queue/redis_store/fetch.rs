@@ -66,15 +66,14 @@ impl RedisStore {
         let mut out = Vec::new();
         let mut next_due: Option<Duration> = None;
         let mut to_ask: Vec<usize> = plan.to_vec();
+        let mut asked: Vec<usize> = Vec::new();
         let mut failed = false;
         while !to_ask.is_empty() && (max == 0 || out.len() < max) {
             let wanted = max - out.len();
             let take = if max == 0 { to_ask.len() } else { to_ask.len().min(wanted) };
             let mut round: Vec<usize> = to_ask.drain(..take).collect();
-            if let Some(beside) = self.healthy_beside(kind, &round, &mut to_ask) {
-                // first, so that it has the round's first share
-                round.insert(0, beside);
-            }
+            self.ask_failing_beside_healthy(kind, &mut round, &mut to_ask, &asked);
+            asked.extend(&round);
             let shares: Vec<usize> = if max == 0 {
                 vec![0; round.len()]
             } else {
@@ -127,22 +126,33 @@ impl RedisStore {
         })
     }
 
-    /// On a cluster, a partition to ask beside `round` when each of its partitions failed
-    /// its last visit (their shard down or hung), taken from `to_ask` when it holds one:
-    /// a round's other shards' first answer starts the cut-off of a shard that does not
-    /// answer ([`query_grouped_items_or_stragglers`]), and a round of a hung shard's
-    /// partitions alone would wait the connection's timeout out (5 s) before the
-    /// healthy partitions were asked again (found on the sixth stop of 2026-12-07).
-    fn healthy_beside(&self, kind: JobKind, round: &[usize], to_ask: &mut Vec<usize>) -> Option<usize> {
+    /// On a cluster, a round whose every partition failed its last visit (their shard
+    /// down or hung) takes the other failing partitions still to ask, and a healthy one
+    /// first (with the round's first share): from `to_ask` when it holds one, else one
+    /// not yet `asked` in this fetch. The healthy one's answer starts the cut-off of a
+    /// shard that does not answer ([`query_grouped_items_or_stragglers`]), a quarter of
+    /// the lease later, and the failing ones share that one wait: alone, such a round
+    /// waited the connection's timeout out (5 s), found on the sixth stop of 2026-12-07,
+    /// and now would wait five eighths of the lease.
+    fn ask_failing_beside_healthy(&self, kind: JobKind, round: &mut Vec<usize>, to_ask: &mut Vec<usize>, asked: &[usize]) {
         let failing = |p: usize| self.partition_health.is_failing(kind, p);
         if !self.conn.is_cluster() || round.is_empty() || !round.iter().all(|p| failing(*p)) {
-            return None;
+            return;
         }
-        if let Some(i) = to_ask.iter().position(|p| !failing(*p)) {
-            return Some(to_ask.remove(i));
+        round.extend(to_ask.iter().copied().filter(|p| failing(*p)));
+        to_ask.retain(|p| !failing(*p));
+        let healthy = match to_ask.iter().position(|p| !failing(*p)) {
+            Some(i) => Some(to_ask.remove(i)),
+            None => {
+                let n = usize::from(self.defaults.partitions.count());
+                (1..n)
+                    .map(|i| (round[0] + i) % n)
+                    .find(|p| !round.contains(p) && !asked.contains(p) && !failing(*p))
+            }
+        };
+        if let Some(p) = healthy {
+            round.insert(0, p);
         }
-        let n = usize::from(self.defaults.partitions.count());
-        (1..n).map(|i| (round[0] + i) % n).find(|p| !round.contains(p) && !failing(*p))
     }
 
     /// One round of [`RedisStore::fetch_from`]: partition `round[i]` asked for `shares[i]`

@@ -42,11 +42,6 @@ impl PartitionHealth {
         }
     }
 
-    /// Whether partition `p` of `kind` failed its last visit.
-    pub fn is_failing(&self, kind: JobKind, p: usize) -> bool {
-        self.failing.lock().unwrap_or_else(|e| e.into_inner()).contains(&(kind, p))
-    }
-
     /// Partition `p` of `kind` served a fetch.
     pub fn served(&self, kind: JobKind, p: usize) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());

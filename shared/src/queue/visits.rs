@@ -78,6 +78,11 @@ impl Visits {
         self.due[p] = now + (idle_sweep(lease) * 2u32.pow(k)).min(FAILING_SWEEP.max(idle_sweep(lease)));
     }
 
+    /// Whether `p`'s last visit failed.
+    pub(super) fn failing(&self, p: usize) -> bool {
+        self.failures.get(p).is_some_and(|f| *f > 0)
+    }
+
     /// `p` answered a visit that asked it for nothing (a sweep's): its failures end,
     /// its next visit stays as it was.
     pub(super) fn answered(&mut self, p: usize) {
@@ -192,6 +197,7 @@ mod tests {
             now += gap;
         }
         assert_eq!(gaps, vec![450, 900, 1800, 2000, 2000, 2000]);
+        assert!(v.failing(0) && !v.failing(1));
         v.woken(0, now);
         assert_eq!(v.plan(now), vec![0, 1], "a wake-up still brings it forward");
         v.visited(0, now, false, None, lease);

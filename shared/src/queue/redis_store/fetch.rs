@@ -135,8 +135,12 @@ impl RedisStore {
     /// waited the connection's timeout out (5 s), found on the sixth stop of 2026-12-07,
     /// and now would wait five eighths of the lease.
     fn ask_failing_beside_healthy(&self, kind: JobKind, round: &mut Vec<usize>, to_ask: &mut Vec<usize>, asked: &[usize]) {
-        let failing = |p: usize| self.partition_health.is_failing(kind, p);
-        if !self.conn.is_cluster() || round.is_empty() || !round.iter().all(|p| failing(*p)) {
+        if !self.conn.is_cluster() {
+            return;
+        }
+        let visits = self.visits[kind.index()].lock().unwrap_or_else(|e| e.into_inner());
+        let failing = |p: usize| visits.failing(p);
+        if round.is_empty() || !round.iter().all(|p| failing(*p)) {
             return;
         }
         round.extend(to_ask.iter().copied().filter(|p| failing(*p)));

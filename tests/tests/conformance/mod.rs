@@ -584,6 +584,55 @@ pub async fn a_sync_of_another_marketplace_is_not_the_accounts_sync_under_way<S:
     );
 }
 
+/// Found by the seventh audits of 2026-12-07: a sync of one marketplace made beside the
+/// account's sync of another was not de-duplicated — `excl:<account>` names the first —
+/// so every further sync of its marketplace submitted while the first was under way was
+/// made again, each spending calls of the seller's budget. The sync made beside is that
+/// marketplace's sync under way, also once the first has ended.
+pub async fn a_sync_made_beside_another_marketplaces_is_its_marketplaces_sync_under_way<S: JobStore>(store: S) {
+    let fr = JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
+    )
+    .unwrap();
+    let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    let beside = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
+    assert!(beside.created && beside.id != first.id);
+    let again = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
+    assert_eq!(
+        (again.created, &again.id),
+        (false, &beside.id),
+        "a second sync of the marketplace made beside is that one"
+    );
+    // The first ends; the one made beside is still under way, queued.
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(l.id, first.id);
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    let after = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
+    assert_eq!(
+        (after.created, &after.id),
+        (false, &beside.id),
+        "the account's first sync ended: the one made beside is still its marketplace's"
+    );
+    // With it running, the first marketplace's next sync is made, and de-duplicated in turn.
+    let running = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(running.id, beside.id);
+    let next = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert!(next.created, "the first marketplace has no sync under way");
+    let next_again = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    assert_eq!((next_again.created, &next_again.id), (false, &next.id));
+    let running_dup = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
+    assert_eq!(
+        (running_dup.created, &running_dup.id),
+        (false, &beside.id),
+        "a running sync holds its marketplace"
+    );
+    // Once it ends, its marketplace's next sync is made.
+    settle(&store, &running, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    let fresh = store.enqueue(NewJob::new(fr)).await.unwrap();
+    assert!(fresh.created && fresh.id != beside.id, "an ended sync holds nothing");
+}
+
 pub async fn a_paused_queue_hands_out_nothing_until_resumed<S: JobStore>(store: S) {
     enqueue(&store, NewJob::new(cleanup("a1"))).await;
     store.set_paused(JobKind::Cleanup, true).await.unwrap();

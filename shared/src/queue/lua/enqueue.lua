@@ -19,6 +19,13 @@
 -- that meets one it was not given answers {'need', keys} before writing anything, and is
 -- made again with them (common.lua: need).
 local n, idem_ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- The marketplace a sync's `payload` walks ('' for none named): the field of
+-- `exclm:<account>` that names its sync made beside the account's `excl:` holder.
+local function marketplace_of(payload)
+  local ok, p = pcall(cjson.decode, payload)
+  if ok and type(p) == 'table' and type(p.marketplace_id) == 'string' then return p.marketplace_id end
+  return ''
+end
 if not ALL_DECLARED then
   local b = 5
   for _ = 1, n do
@@ -33,6 +40,8 @@ if not ALL_DECLARED then
       if ARGV[o + 4] == '1' and acct ~= '' then
         local holder = redis.call('GET', P .. 'excl:' .. acct)
         if holder then need(P .. 'job:' .. holder) end
+        local beside = redis.call('HGET', P .. 'exclm:' .. acct, marketplace_of(ARGV[b + 1]))
+        if beside then need(P .. 'job:' .. beside) end
       end
       b = o + 10
     else
@@ -180,7 +189,7 @@ local function enqueue(b, o)
     end
   end
 
-  local ekey
+  local ekey, mkey, mkt
   if exclusive == '1' and acct ~= '' then
     ekey = P .. 'excl:' .. acct
     local holder = redis.call('GET', ekey)
@@ -201,6 +210,19 @@ local function enqueue(b, o)
         ekey = nil
       end
     end
+    -- A sync made beside the holder is named in `exclm:<account>` under its
+    -- marketplace, and is that marketplace's sync while it is under way, whether or
+    -- not the holder still is (before, found by the seventh audits of 2026-12-07, each
+    -- further sync of that marketplace was made again).
+    mkey, mkt = P .. 'exclm:' .. acct, marketplace_of(payload)
+    local beside = redis.call('HGET', mkey, mkt)
+    local st = beside and beside ~= holder and sync_under_way(beside)
+    if st then
+      if idem ~= '' then
+        redis.call('SET', idem_key, beside .. '|' .. fp, 'EX', idem_ttl)
+      end
+      return already(beside, st)
+    end
   end
   local has_room, keeps = take_room(acct)
   if not has_room then
@@ -210,7 +232,11 @@ local function enqueue(b, o)
     end
     return 'full', id, tostring(keeps)
   end
-  if ekey then redis.call('SET', ekey, id) end
+  if ekey then
+    redis.call('SET', ekey, id)
+  elseif mkey then
+    redis.call('HSET', mkey, mkt, id)
+  end
 
   local due = now
   if run_at > 0 then

@@ -360,7 +360,7 @@ impl RedisStore {
             }
         }
         for account in accounts {
-            for what in ["acct", "rq", "as", "excl", "hold"] {
+            for what in ["acct", "rq", "as", "excl", "exclm", "hold"] {
                 inv.key(keys.of_account(what, account));
             }
         }

@@ -460,6 +460,73 @@ async fn jobs_watch_follows_the_job_and_exits_by_its_outcome() {
     assert_eq!(missing.code, 3, "{missing:?}");
 }
 
+/// Found by the fifth audits of 2026-12-06: `drover dlq … --dry-run ID…` counted the
+/// ids as given, an id named twice twice. Each job is counted, and sent, once.
+#[tokio::test]
+async fn a_dry_run_of_ids_counts_each_job_once() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&id).await;
+    let dry = drover(&app, ADMIN, &["--json", "dlq", "discard", "--dry-run", id.as_str(), id.as_str()]).await;
+    ok(&dry);
+    assert_eq!(dry.json()["would_discard"], 1, "{dry:?}");
+    let done = drover(&app, ADMIN, &["--json", "dlq", "discard", "--yes", id.as_str(), id.as_str()]).await;
+    ok(&done);
+    assert_eq!(done.json()["discarded"].as_array().map(Vec::len), Some(1), "{done:?}");
+}
+
+/// Found by the fifth audits of 2026-12-06: `drover jobs watch` ended with exit 1 when
+/// the API could not be reached while it reconnected (a rolling restart, a proxy
+/// between replicas), though the job went on. It tries again until the API answers (for
+/// a minute at most) and then follows the job to its end. Here the relay closes the
+/// stream and refuses the API for three seconds, and the job then dies.
+#[tokio::test]
+async fn jobs_watch_rides_out_an_api_it_cannot_reach_while_it_reconnects() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let relay = drover_tests::harness::FrozenProxy::start(app.addr).await;
+    let mut watch = tokio::process::Command::new(cargo_bin("drover"))
+        .args(["jobs", "watch", id.as_str()])
+        .env("DROVER_API", format!("http://{}", relay.addr()))
+        .env("DROVER_API_KEY", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("drover runs");
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+        .await
+        .expect("the watch printed the job's state")
+        .expect("stdout");
+    assert!(first.unwrap_or_default().contains("queued"), "the first event is the job's state");
+    // Nothing listens where the relay now points: each new connection is dropped, and
+    // the open ones (the stream, and the pool's) are closed.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    relay.retarget(nowhere);
+    relay.cut_open_connections();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    relay.retarget(app.addr);
+    app.kill_job(&id).await;
+    let mut printed = Vec::new();
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            printed.push(line);
+        }
+        watch.wait().await.expect("the watch ends")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the watch did not end: {printed:?}"));
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(6), "the job ended dead: {printed:?} {stderr}");
+    assert!(printed.last().is_some_and(|l| l.contains("dead")), "{printed:?} {stderr}");
+}
+
 /// Found by an audit of waits: `drover jobs watch` read its event stream with no bound,
 /// so a connection gone half-open (a NAT or load balancer dropping its state) left it
 /// waiting forever, though the API sends a keep-alive every 15 s. A stream silent for
@@ -989,6 +1056,26 @@ async fn a_canary_wait_stays_within_the_keys_read_budget() {
     .await;
     assert_eq!(ran.code, 6, "{ran:?}");
     assert!(ran.stderr.contains("not ended after 4s"), "{ran:?}");
+}
+
+/// Found by the fifth audits of 2026-12-06: the CLI's commands of several requests
+/// stopped at the first 429 without reading `Retry-After`, so a discard of a few batches
+/// by a key with a small write budget ended with exit 1 part-way. A refused request is
+/// sent again once the API's `Retry-After` has passed, and the discard ends its work.
+#[tokio::test]
+async fn a_discard_of_several_batches_waits_out_the_keys_write_budget() {
+    use drover_api::config::RateLimitConfig;
+    let app = spawn_app_with(drover_tests::harness::Durability::None, |c| {
+        c.rate_limit = RateLimitConfig { per_minute: 20, burst: 1 }
+    })
+    .await;
+    app.dead_in_bulk(&[("acme", 2_500)]).await;
+    let ran = drover(&app, ADMIN, &["--json", "dlq", "discard", "--account", "acme", "--yes"]).await;
+    ok(&ran);
+    assert_eq!(ran.json()["discarded"].as_array().map(Vec::len), Some(2_500), "{}", ran.stderr);
+    assert!(ran.stderr.contains("429"), "it said it waited for the budget: {}", ran.stderr);
+    let left: Value = app.get_json(ADMIN, "/v1/dead-letter?account_id=acme").await;
+    assert_eq!(left["jobs"].as_array().map(Vec::len), Some(0), "{left}");
 }
 
 /// Found by the CLI audit of 2026-12-07 (second): the canary wait checked its deadline

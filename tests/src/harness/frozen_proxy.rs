@@ -5,7 +5,8 @@
 //! client that resends a command after losing its reply does. Its replies can be held
 //! up for a while each (a reply delayed on the network, by retransmissions say), and it
 //! can be pointed at another server for the connections made from then on (what a
-//! client re-dialling after a failover reaches).
+//! client re-dialling after a failover reaches), and its open connections can be cut (a
+//! server restarted, or a proxy in between that closes them).
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ pub struct FrozenProxy {
     /// Connections accepted before this generation are frozen.
     generation: Arc<AtomicU64>,
     frozen: watch::Sender<u64>,
+    /// Connections accepted before this generation are closed.
+    cut: watch::Sender<u64>,
     /// While `Some`, every byte a client sends is also appended here.
     recording: Recording,
     /// How long each reply from the server is held before the client gets it (ms).
@@ -39,11 +42,13 @@ impl FrozenProxy {
         let addr = listener.local_addr().expect("the relay's address");
         let generation = Arc::new(AtomicU64::new(0));
         let (frozen, _) = watch::channel(0u64);
+        let (cut, _) = watch::channel(0u64);
         let all_frozen = Arc::new(AtomicBool::new(false));
         let recording: Recording = Arc::default();
         let reply_delay = Arc::new(AtomicU64::new(0));
         let target = Arc::new(Mutex::new(target));
         let (gen, tx, all, rec) = (generation.clone(), frozen.clone(), all_frozen.clone(), recording.clone());
+        let cuts = cut.clone();
         let (delay, to) = (reply_delay.clone(), target.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -58,8 +63,9 @@ impl FrozenProxy {
                 }
                 let mine = gen.load(Ordering::SeqCst);
                 let rx = tx.subscribe();
+                let cut_rx = cuts.subscribe();
                 let target = *to.lock().expect("target");
-                tokio::spawn(relay(client, target, mine, rx, rec.clone(), delay.clone()));
+                tokio::spawn(relay(client, target, (mine, rx), cut_rx, rec.clone(), delay.clone()));
             }
         });
         Self {
@@ -67,6 +73,7 @@ impl FrozenProxy {
             all_frozen,
             generation,
             frozen,
+            cut,
             recording,
             reply_delay,
             target,
@@ -125,6 +132,11 @@ impl FrozenProxy {
         let _ = self.frozen.send(next);
     }
 
+    /// Closes every connection open now, both ways; later ones relay.
+    pub fn cut_open_connections(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+
     /// Freezes every connection, those opened later too: a server that accepts
     /// connections and never answers.
     pub fn freeze_all_connections(&self) {
@@ -143,14 +155,15 @@ impl Drop for FrozenProxy {
 async fn relay(
     mut client: TcpStream,
     target: SocketAddr,
-    mine: u64,
-    mut frozen: watch::Receiver<u64>,
+    (mine, mut frozen): (u64, watch::Receiver<u64>),
+    mut cut: watch::Receiver<u64>,
     recording: Recording,
     reply_delay: Arc<AtomicU64>,
 ) {
     let Ok(mut server) = TcpStream::connect(target).await else {
         return;
     };
+    let cut_at = *cut.borrow_and_update();
     let (mut cr, mut cw) = client.split();
     let (mut sr, mut sw) = server.split();
     let (mut up, mut down) = ([0u8; 16 * 1024], [0u8; 16 * 1024]);
@@ -160,6 +173,7 @@ async fn relay(
                 // Hold both sockets open and relay nothing more.
                 std::future::pending::<()>().await;
             }
+            () = async { let _ = cut.wait_for(|g| *g > cut_at).await.is_ok(); } => return,
             n = cr.read(&mut up) => match n {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {

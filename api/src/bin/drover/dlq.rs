@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::args::{DlqCmd, DlqFilter};
-use crate::client::{CliError, Client};
+use crate::client::{again_later, CliError, Client};
 use crate::jobs::{jobs_table, next_cursor, path_segment};
 use crate::table::{at, Table};
 use crate::Out;
@@ -144,7 +144,10 @@ async fn choose(client: &Client, ids: Vec<String>, filter: &DlqFilter, limit: Op
             "give either job ids or filters (--kind, --account, --error-class, --group, --limit), not both".into(),
         ))
     } else {
-        Ok(ids)
+        // Each job once, in the order given (before, found by the fifth audits of
+        // 2026-12-06, a dry run counted an id named twice twice).
+        let mut seen = std::collections::HashSet::new();
+        Ok(ids.into_iter().filter(|id| seen.insert(id.clone())).collect())
     }
 }
 
@@ -345,7 +348,7 @@ async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<
             }
             let sent = Instant::now();
             let path = format!("/v1/jobs/{}", path_segment(&id));
-            let look = client.get(&path, &[]);
+            let look = client.get_once(&path);
             let job = match tokio::time::timeout_at(deadline.into(), look).await {
                 Ok(Ok(job)) => job,
                 Ok(Err(e)) if again_later(&e) => {
@@ -404,16 +407,6 @@ async fn wait_for(client: &Client, ids: &[String], timeout: Duration) -> Result<
         // A round of a few canaries looks again after half a second, not at once.
         let next = (round_began + Duration::from_millis(500)).min(deadline);
         tokio::time::sleep_until(next.into()).await;
-    }
-}
-
-/// An answer worth asking again for: the key's budget (429), the API or a proxy
-/// unavailable (502, 503, 504), or no answer at all.
-fn again_later(e: &CliError) -> bool {
-    match e {
-        CliError::Api { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
-        CliError::Transport(_) => true,
-        _ => false,
     }
 }
 

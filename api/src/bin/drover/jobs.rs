@@ -3,7 +3,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::args::{JobsCmd, ListArgs};
-use crate::client::{CliError, Client};
+use crate::client::{again_later, CliError, Client};
 use crate::table::{at, record, Table};
 use crate::Out;
 
@@ -104,36 +104,31 @@ const TERMINAL: [&str; 4] = ["succeeded", "partial", "dead", "cancelled"];
 /// of them is taken for dead (the client's read timeout).
 const SILENT_STREAM: std::time::Duration = crate::client::READ_TIMEOUT;
 
+/// How long a watch that has followed its job goes on trying to reach the API again
+/// (unreachable, 429, 502–504) before it ends with exit 1.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Follow `GET /v1/jobs/{id}/events` until the job ends, reconnecting when the stream
 /// ends first (the server's `events_max_ms`, a restart, a cut connection) or goes silent.
+/// Once a stream has been opened, an API that cannot be reached while reconnecting is
+/// tried again every second for [`RECONNECT_FOR`] (before, found by the fifth audits of
+/// 2026-12-06, a rolling restart ended the watch with exit 1).
 async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
     let path = format!("/v1/jobs/{}/events", path_segment(id));
     let mut last_state: Option<String> = None;
+    let mut opened = false;
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
-        let req = client.request(Method::GET, &path).header("accept", "text/event-stream");
-        let mut res = match tokio::time::timeout(SILENT_STREAM, client.send(req)).await {
-            Ok(res) => res?,
-            Err(_) => {
-                return Err(CliError::Transport(format!(
-                    "the API did not answer within {} s",
-                    SILENT_STREAM.as_secs()
-                )))
+        match follow(client, out, &path, &mut last_state).await {
+            Ok(()) => {
+                opened = true;
+                failing_since = None;
             }
-        };
-        let mut buf = String::new();
-        // A stream cut off mid-way (a restart, a proxy's idle timeout) or gone silent (a
-        // half-open connection hears nothing, not even the keep-alives) is reconnected below.
-        while let Ok(Ok(Some(chunk))) = tokio::time::timeout(SILENT_STREAM, res.chunk()).await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                if let Some((event, data)) = parse_event(&block) {
-                    if event == "state" {
-                        last_state = data["state"].as_str().map(str::to_owned);
-                    }
-                    out.print_line(&data, || describe(&event, &data));
-                }
+            Err(e) if opened => {
+                keep_trying(e, &mut failing_since).await?;
+                continue;
             }
+            Err(e) => return Err(e),
         }
         if let Some(s) = last_state.as_deref().filter(|s| TERMINAL.contains(s)) {
             return if s == "succeeded" {
@@ -144,7 +139,13 @@ async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
         }
         // The stream ended before the job: it may have ended between two polls, or the
         // server closed it; look, then reconnect.
-        let job = client.get(&format!("/v1/jobs/{}", path_segment(id)), &[]).await?;
+        let job = match client.get(&format!("/v1/jobs/{}", path_segment(id)), &[]).await {
+            Ok(job) => job,
+            Err(e) => {
+                keep_trying(e, &mut failing_since).await?;
+                continue;
+            }
+        };
         if let Some(s) = job["state"].as_str().filter(|s| TERMINAL.contains(s)) {
             out.print_line(&job, || format!("state {s}"));
             return if s == "succeeded" {
@@ -155,6 +156,50 @@ async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// After `e` while reconnecting: a second's wait when it is worth asking again and the
+/// API has failed for less than [`RECONNECT_FOR`], else `e`.
+async fn keep_trying(e: CliError, failing_since: &mut Option<std::time::Instant>) -> Result<(), CliError> {
+    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+    if !again_later(&e) || since.elapsed() >= RECONNECT_FOR {
+        return Err(e);
+    }
+    eprintln!("reconnecting to the job's events: {e}");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Open the job's event stream and print its events until it ends, is cut off or goes
+/// silent; `last_state` is the latest `state` event's.
+async fn follow(client: &Client, out: &Out, path: &str, last_state: &mut Option<String>) -> Result<(), CliError> {
+    let req = client.request(Method::GET, path).header("accept", "text/event-stream");
+    let mut res = match tokio::time::timeout(SILENT_STREAM, client.send(req)).await {
+        Ok(res) => res?,
+        Err(_) => {
+            return Err(CliError::Transport(format!(
+                "the API did not answer within {} s",
+                SILENT_STREAM.as_secs()
+            )))
+        }
+    };
+    let mut buf = String::new();
+    // A stream cut off mid-way (a restart, a proxy's idle timeout) or gone silent (a
+    // half-open connection hears nothing, not even the keep-alives) is reconnected by
+    // the caller.
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(SILENT_STREAM, res.chunk()).await {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if let Some((event, data)) = parse_event(&block) {
+                if event == "state" {
+                    *last_state = data["state"].as_str().map(str::to_owned);
+                }
+                out.print_line(&data, || describe(&event, &data));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One server-sent event: its name and JSON data; comments (keep-alives) are none.

@@ -364,6 +364,49 @@ async fn a_discard_confirmed_for_a_filter_leaves_a_job_that_died_after_the_confi
     }
 }
 
+/// Found by the seventh audits of 2026-12-07: a group's count on the dead-letter page
+/// linked to every dead job of its kind (`/ui/jobs?state=dead&kind=…`), not the group's,
+/// so an operator following it saw the other groups' jobs mixed in. It lists the group's.
+#[tokio::test]
+async fn a_groups_count_links_to_that_groups_dead_jobs_only() {
+    let app = spawn_app().await;
+    let mut timeouts = Vec::new();
+    for _ in 0..2 {
+        let id = app.submit_ok(&cleanup_body("acme")).await;
+        app.kill_job_with(&id, drover::job::ErrorClass::Permanent, "timed out waiting for the token")
+            .await;
+        timeouts.push(id.to_string());
+    }
+    let refused = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job_with(&refused, drover::job::ErrorClass::Permanent, "the marketplace refused the listing")
+        .await;
+    let b = Browser::sign_in(&app, ADMIN).await;
+    let (_, dlq) = b.get("/ui/dead-letter").await;
+    let groups: Value = app.get_json(ADMIN, "/v1/dead-letter/groups?kind=cleanup").await;
+    let group = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["count"] == 2)
+        .unwrap_or_else(|| panic!("the timeouts' group: {groups}"));
+    let marker = format!("data-group=\"{}\"", group["id"].as_str().unwrap());
+    let row = dlq[dlq.find(&marker).unwrap_or_else(|| panic!("no {marker} in {dlq}"))..]
+        .split("</tr>")
+        .next()
+        .unwrap();
+    let at = row.find("href=\"").expect("the count links somewhere") + "href=\"".len();
+    let link = row[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let (status, listed) = b.get(&link).await;
+    assert_eq!(status, 200, "{link}: {listed}");
+    for id in &timeouts {
+        assert!(listed.contains(id.as_str()), "{link} lists the group's {id}");
+    }
+    assert!(
+        !listed.contains(refused.as_str()),
+        "{link} lists another group's dead job {refused}"
+    );
+}
+
 /// The dead count of `account`'s cleanup jobs.
 async fn dead_cleanups(app: &TestApp, account: &str) -> u64 {
     let counts = app.store.account_counts(account).await.unwrap();

@@ -80,7 +80,7 @@ pub async fn groups(State(state): State<AppState>, caller: Caller, session: Sess
                     @let id = g["id"].as_str().unwrap_or_default();
                     tr data-group=(id) {
                         td { (g["kind"].as_str().unwrap_or_default()) }
-                        td data-count=(g["count"]) { a href={"/ui/jobs?state=dead&kind=" (g["kind"].as_str().unwrap_or_default()) @if let Some(a) = account { "&account_id=" (a) }} { (g["count"]) } }
+                        td data-count=(g["count"]) { a href={"/ui/jobs?state=dead&kind=" (g["kind"].as_str().unwrap_or_default()) "&group=" (id) @if let Some(a) = account { "&account_id=" (a) }} { (g["count"]) } }
                         td data-class=(g["class"].as_str().unwrap_or_default()) { (g["class"].as_str().unwrap_or_default()) }
                         @if viewer.acts() {
                             td.actions {

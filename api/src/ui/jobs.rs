@@ -13,7 +13,7 @@ use super::session::Session;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::query;
-use crate::handlers::{control, items, jobs};
+use crate::handlers::{control, dead_letter, items, jobs};
 use crate::state::AppState;
 use drover::job::JobState;
 
@@ -25,6 +25,9 @@ struct Filter {
     state: Option<String>,
     account_id: Option<String>,
     error_class: Option<String>,
+    /// One dead-letter group's jobs (its id from the dead-letter page): the listing is
+    /// then the dead letter's, whatever `state` says.
+    group: Option<String>,
     cursor: Option<String>,
     id: Option<String>,
 }
@@ -45,21 +48,30 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
     if let Some(id) = set(&filter.id) {
         return Redirect::to(&format!("/ui/jobs/{}", urlencode(id.trim()))).into_response();
     }
-    // The API's own listing, with the same filters.
+    // The API's own listing, with the same filters: a group's is the dead letter's
+    // (before, found by the seventh audits of 2026-12-07, a group's count linked to
+    // every dead job of its kind).
+    let group = set(&filter.group);
+    let state_filter = if group.is_some() { Some("dead") } else { set(&filter.state) };
     let mut q: Vec<(&str, &str)> = vec![("limit", "50")];
     for (name, value) in [
-        ("kind", &filter.kind),
-        ("state", &filter.state),
-        ("account_id", &filter.account_id),
-        ("error_class", &filter.error_class),
-        ("cursor", &filter.cursor),
+        ("kind", set(&filter.kind)),
+        ("state", state_filter.filter(|_| group.is_none())),
+        ("group", group),
+        ("account_id", set(&filter.account_id)),
+        ("error_class", set(&filter.error_class)),
+        ("cursor", set(&filter.cursor)),
     ] {
-        if let Some(v) = set(value) {
+        if let Some(v) = value {
             q.push((name, v));
         }
     }
-    let raw_query = serde_urlencoded::to_string(&q).unwrap_or_default();
-    let page_json = match jobs::list_jobs(State(state.clone()), viewer.caller.clone(), RawQuery(Some(raw_query))).await {
+    let raw_query = RawQuery(Some(serde_urlencoded::to_string(&q).unwrap_or_default()));
+    let listed = match group {
+        Some(_) => dead_letter::list_dead(State(state.clone()), viewer.caller.clone(), raw_query).await,
+        None => jobs::list_jobs(State(state.clone()), viewer.caller.clone(), raw_query).await,
+    };
+    let page_json = match listed {
         Ok(p) => serde_json::to_value(p.0).unwrap_or_default(),
         Err(e) => return page::error(&e),
     };
@@ -71,10 +83,11 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
         format!("/ui/jobs?{}", serde_urlencoded::to_string(&n).unwrap_or_default())
     });
     // Dead jobs may be picked for a replay or discard (admin keys).
-    let picking = viewer.acts() && set(&filter.state) == Some("dead");
+    let picking = viewer.acts() && state_filter == Some("dead");
     let mut fq: Vec<(&str, &str)> = Vec::new();
     for (name, value) in [
         ("kind", &filter.kind),
+        ("group", &filter.group),
         ("account_id", &filter.account_id),
         ("error_class", &filter.error_class),
     ] {
@@ -90,11 +103,13 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
         }
         form #job-filter method="get" action="/ui/jobs" {
             (select("kind", &KINDS, set(&filter.kind)))
-            (select("state", &JOB_STATES, set(&filter.state)))
+            (select("state", &JOB_STATES, state_filter))
             label { "account " input type="text" name="account_id" value=[set(&filter.account_id)]; }
             (select("error_class", &drover::job::ErrorClass::NAMES, class))
+            @if let Some(g) = group { input type="hidden" name="group" value=(g); }
             button type="submit" { "Filter" }
         }
+        @if let Some(g) = group { p #job-group { "Dead jobs of group " code { (g) } " · " a href="/ui/jobs?state=dead" { "every dead job" } } }
         @if picking {
             form.action.pick-dead method="get" action="/ui/dead-letter/confirm" {
                 // says the selection is the ticked boxes: none ticked is refused, never

@@ -384,6 +384,57 @@ async fn an_unreachable_database_is_logged_once_an_outage_not_once_a_run() {
     );
 }
 
+/// Found by the third round of audits of 2026-12-07: a Postgres that stays read-only (a
+/// demoted primary reached through an address not yet moved) had every run log the
+/// outage's start and its end — each run's connection was answered (an end, "database
+/// answers again") and its first write refused (a start, a WARN) — every 2 s for each
+/// job. It is one outage, logged once, its end only once writes are taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_database_is_logged_once_an_outage_not_once_a_run() {
+    let mut stack = Stack::start_empty().await;
+    let acct = stack.account(AccountSpec::new("seller-pg-read-only")).await;
+    stack.spawn_worker("pg-read-only", &[]);
+    let admin = sqlx::PgPool::connect(&stack.db.url()).await.unwrap();
+    let db = stack.db.name().to_owned();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        .execute(&admin)
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        stack
+            .submit(
+                JobKind::Cleanup,
+                json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
+            )
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let log = stack.logs();
+    let failed = warns_with(&log, "database");
+    assert!(!failed.is_empty(), "the outage is logged:\n{log}");
+    assert!(
+        failed.len() <= 1,
+        "{} WARN lines for one read-only outage:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    let ended = lines_after_start(&log)
+        .into_iter()
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("database answers again") || m.starts_with("database takes writes again"))
+        })
+        .count();
+    assert_eq!(ended, 0, "no end is logged while the database stays read-only:\n{log}");
+}
+
 /// Found by the chaos audit of 2026-12-06: each batch of outcomes that met a Redis outage
 /// logged it (a busy worker's runs end at different times, so one restart gave a WARN
 /// per batch), and a fetch over several partitions in one pipeline logged a line per

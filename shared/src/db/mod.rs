@@ -45,9 +45,19 @@ pub enum DbError {
     Other(String),
 }
 
+/// How an unavailable database that answers but takes no writes is described (SQLSTATE
+/// 25006, or the readiness probe's check).
+const READ_ONLY: &str = "the server is read-only";
+
 impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, DbError::Unavailable(_))
+    }
+
+    /// The server answers but takes no writes (a replica, a primary demoted mid-failover):
+    /// its reads go on, so an outage of this kind ends only with a write answered.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, DbError::Unavailable(m) if m.starts_with(READ_ONLY))
     }
 
     /// The failure in a word, for what tenants read (a job's error): the text, with its
@@ -100,7 +110,7 @@ fn from_sqlstate(code: &str, constraint: Option<&str>) -> DbError {
         // reached through an address not yet moved), and a session it ended for idling
         // in a transaction: the database is not there for this work yet (before, found
         // by the durability audit of 2026-12-07, third, a 500 and a used attempt).
-        "25006" => DbError::Unavailable("the server is read-only (SQLSTATE 25006): a failover under way?".into()),
+        "25006" => DbError::Unavailable(format!("{READ_ONLY} (SQLSTATE 25006): a failover under way?")),
         "25P03" => DbError::Unavailable("the session was ended idle in a transaction (SQLSTATE 25P03)".into()),
         c => DbError::Other(format!("server error (SQLSTATE {c})")),
     }
@@ -276,7 +286,7 @@ pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
         .fetch_one(pool)
         .await?;
     if read_only {
-        return Err(DbError::Unavailable("the server is read-only: a failover under way?".into()));
+        return Err(DbError::Unavailable(format!("{READ_ONLY}: a failover under way?")));
     }
     Ok(())
 }

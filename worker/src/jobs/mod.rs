@@ -107,6 +107,8 @@ impl Jobs {
             .within(self)
             .await
             .map_err(db_error("claiming the job's items"))?;
+        // every run's first write: one answered ends a read-only outage
+        db_outage::wrote();
         landed(claimed, ctx, "claiming the job's items")
     }
 

@@ -111,10 +111,8 @@ pub async fn waiting_many(state: &AppState, jobs: &[WaitingJob<'_>]) -> Result<V
     // own reason, as a submit does: the jobs were read, and the answer must show them.
     let guards: HashMap<(AccountId, JobKind), Guard> = match guards {
         Ok(read) => wanted.into_iter().zip(read).filter_map(|(pair, g)| g.map(|g| (pair, g))).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, accounts = wanted.len(), "could not read the accounts' guards; answering with the queue's reasons");
-            HashMap::new()
-        }
+        // (logged by `guards_of`, once an outage)
+        Err(_) => HashMap::new(),
     };
     Ok(jobs
         .iter()
@@ -152,9 +150,34 @@ async fn guards_of(state: &AppState, wanted: &[(AccountId, JobKind)]) -> Result<
         .zip(wanted)
         .map(|(l, (_, kind))| (l, operations(*kind)))
         .collect();
-    let read = state.accounts().resilience.snapshots(&calls).await?;
+    let read = match state.accounts().resilience.snapshots(&calls).await {
+        Ok(read) => {
+            if GUARDS_UNREAD.answered() {
+                tracing::info!("the accounts' guards are read again");
+            }
+            read
+        }
+        Err(e) => {
+            if GUARDS_UNREAD.failed() {
+                tracing::warn!(
+                    error = %e,
+                    accounts = wanted.len(),
+                    "could not read the accounts' guards; answers say the queue's reasons (logged again when they are read)"
+                );
+            } else {
+                tracing::debug!(error = %e, accounts = wanted.len(), "the accounts' guards still cannot be read");
+            }
+            return Err(e.into());
+        }
+    };
     Ok(read.iter().zip(wanted).map(|(l, (_, kind))| guard_of(*kind, l)).collect())
 }
+
+/// Guards that could not be read: one outage, logged at its first failed read and at the
+/// first read after it (before, found by the sixth audits of 2026-12-06, each read logged
+/// a WARN: every `GET` of a waiting job, every submit, each event stream every second).
+/// Reads that fail for some accounts and not others (one shard down) log each change.
+static GUARDS_UNREAD: drover::outage::Outage = drover::outage::Outage::new();
 
 /// How long the answer waits for the database to say which accounts share a seller's
 /// limits (once an account; see `AccountRepo::limits_of`): a submit's job is stored by then, and its answer must not wait on a slow

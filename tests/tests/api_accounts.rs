@@ -626,18 +626,7 @@ async fn readyz_names_postgres_when_it_cannot_be_reached_and_accounts_answer_503
 /// Makes the app's database read-only and ends its sessions, so they start again
 /// read-only, as a demoted primary's would.
 async fn make_read_only(app: &TestApp) {
-    let admin = pool(app).await;
-    let db: String = sqlx::query("SELECT current_database()").fetch_one(&admin).await.unwrap().get(0);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        .execute(&admin)
-        .await
-        .unwrap();
+    drover_tests::harness::make_read_only(&pool(app).await).await;
 }
 
 /// Found by the audit of 2026-12-07 (third): `/readyz` asked Postgres `SELECT 1`, which a

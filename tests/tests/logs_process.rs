@@ -247,6 +247,61 @@ async fn an_api_failure_line_names_the_key_that_sent_the_request() {
     assert!(!log.contains("drover-dev-key"), "the key itself is never logged");
 }
 
+/// Found by the sixth audits of 2026-12-06: an account's guards that could not be read
+/// (their keys on a shard that is down, or not what the API expects) were logged at
+/// WARN at every read — every `GET` of a waiting job, every submit, and each event
+/// stream's poll every second. It is one outage, logged once. Here the account's breaker
+/// entry is made unreadable (a string where a hash belongs) and the job read five times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guards_the_api_cannot_read_are_logged_once_not_once_a_read() {
+    let stack = Stack::start_empty().await;
+    let (api, base) = stack.spawn_api_process(&[]);
+    let mut conn = redis::Client::open(stack.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("drover:cb:{acme}:deleteListingsItem")
+        .arg("not a breaker")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let submitted: Value = client
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth("drover-dev-key")
+        .json(&json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_str().unwrap_or_else(|| panic!("not submitted: {submitted}"));
+    for _ in 0..5 {
+        let res = client
+            .get(format!("{base}/v1/jobs/{id}"))
+            .bearer_auth("drover-dev-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "the job is read whatever its guards");
+    }
+    // (the API writes its lines in batches, a few ms after the answers)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = api.log();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("\"WARN\"") && l.contains("guards")).collect();
+    assert!(!warned.is_empty(), "the unreadable guards are logged:\n{log}");
+    assert_eq!(
+        warned.len(),
+        1,
+        "{} WARN lines for one outage:\n{}",
+        warned.len(),
+        warned.join("\n")
+    );
+}
+
 /// A test worker (Redis only) and the job it ran for account `t.<behaviour>`, with one
 /// attempt, once it is dead.
 struct DeadJob {
@@ -373,12 +428,16 @@ async fn an_unreachable_database_is_logged_once_an_outage_not_once_a_run() {
         &[("DROVER_WORKER__DATABASE__URL", "postgres://postgres@127.0.0.1:1/drover")],
     );
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let log = stack.logs();
-    let failed = warns_with(&log, "database");
+    logged_once(&stack.logs(), "database");
+}
+
+/// `log` has one WARN line about `text` (an outage logged once).
+fn logged_once(log: &str, text: &str) {
+    let failed = warns_with(log, text);
     assert!(!failed.is_empty(), "the outage is logged:\n{log}");
     assert!(
         failed.len() <= 1,
-        "{} WARN lines for one database outage:\n{}",
+        "{} WARN lines for one outage:\n{}",
         failed.len(),
         failed.join("\n")
     );
@@ -394,18 +453,7 @@ async fn a_read_only_database_is_logged_once_an_outage_not_once_a_run() {
     let mut stack = Stack::start_empty().await;
     let acct = stack.account(AccountSpec::new("seller-pg-read-only")).await;
     stack.spawn_worker("pg-read-only", &[]);
-    let admin = sqlx::PgPool::connect(&stack.db.url()).await.unwrap();
-    let db = stack.db.name().to_owned();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        .execute(&admin)
-        .await
-        .unwrap();
+    stack.db.make_read_only().await;
     for _ in 0..6 {
         stack
             .submit(
@@ -416,14 +464,7 @@ async fn a_read_only_database_is_logged_once_an_outage_not_once_a_run() {
     }
     tokio::time::sleep(Duration::from_secs(12)).await;
     let log = stack.logs();
-    let failed = warns_with(&log, "database");
-    assert!(!failed.is_empty(), "the outage is logged:\n{log}");
-    assert!(
-        failed.len() <= 1,
-        "{} WARN lines for one read-only outage:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
+    logged_once(&log, "database");
     let ended = lines_after_start(&log)
         .into_iter()
         .filter(|v| {

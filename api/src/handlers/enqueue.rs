@@ -87,11 +87,9 @@ pub(super) async fn enqueue_answering(state: &AppState, job: NewJob) -> Result<(
     let mut e = enqueued?;
     let waiting = match guard {
         Ok(guard) => waiting::combine(e.waiting.take(), guard.as_ref()).map(Into::into),
-        Err(err) => {
-            // the queue's own reason, as GET and the listings answer then
-            tracing::warn!(job_id = %e.id, error = %err, "accepted job: could not read its account's guards");
-            e.waiting.take().map(Into::into)
-        }
+        // the queue's own reason, as GET and the listings answer then (the failure is
+        // logged by `waiting::guard_for`, once an outage)
+        Err(_) => e.waiting.take().map(Into::into),
     };
     Ok((e, waiting))
 }

@@ -10,7 +10,7 @@ mod redis_server;
 
 pub use frozen_proxy::FrozenProxy;
 pub use key_monitor::{KeyMonitor, Undeclared};
-pub use postgres::PgDatabase;
+pub use postgres::{make_read_only, PgDatabase};
 pub use process::{cargo_bin, ChildProcess};
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{RedisSentinels, SERVICE as SENTINEL_SERVICE};

@@ -56,6 +56,12 @@ impl PgDatabase {
         &self.pool
     }
 
+    /// Makes this database read-only and ends its sessions, so they start again
+    /// read-only, as a demoted primary's would.
+    pub async fn make_read_only(&self) {
+        make_read_only(&self.pool).await;
+    }
+
     /// The server's address (to put a relay in front of it).
     pub async fn server_addr(&self) -> std::net::SocketAddr {
         let opts = options(&self.url);
@@ -136,6 +142,25 @@ fn with_database(url: &str, name: &str) -> String {
     let mut u = reqwest::Url::parse(url).expect("DATABASE_URL is a valid URL");
     u.set_path(&format!("/{name}"));
     u.to_string()
+}
+
+/// Makes the database `pool` reaches read-only and ends its other sessions, so they start
+/// again read-only, as a demoted primary's would.
+pub async fn make_read_only(pool: &PgPool) {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .expect("the database answers");
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
+    )))
+    .execute(pool)
+    .await
+    .expect("the database is made read-only");
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        .execute(pool)
+        .await
+        .expect("its sessions end");
 }
 
 #[cfg(test)]

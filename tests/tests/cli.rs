@@ -475,20 +475,14 @@ async fn a_dry_run_of_ids_counts_each_job_once() {
     assert_eq!(done.json()["discarded"].as_array().map(Vec::len), Some(1), "{done:?}");
 }
 
-/// Found by the fifth audits of 2026-12-06: `drover jobs watch` ended with exit 1 when
-/// the API could not be reached while it reconnected (a rolling restart, a proxy
-/// between replicas), though the job went on. It tries again until the API answers (for
-/// a minute at most) and then follows the job to its end. Here the relay closes the
-/// stream and refuses the API for three seconds, and the job then dies.
-#[tokio::test]
-async fn jobs_watch_rides_out_an_api_it_cannot_reach_while_it_reconnects() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
 
-    let app = spawn_app().await;
-    let id = app.submit_ok(&cleanup_body("acme")).await;
-    let relay = drover_tests::harness::FrozenProxy::start(app.addr).await;
+/// `drover jobs watch <id>` through `relay`, once it has printed the job's first state
+/// (queued); its stderr is piped.
+async fn watch_through(relay: &drover_tests::harness::FrozenProxy, id: &str) -> (tokio::process::Child, Lines) {
+    use tokio::io::AsyncBufReadExt;
     let mut watch = tokio::process::Command::new(cargo_bin("drover"))
-        .args(["jobs", "watch", id.as_str()])
+        .args(["jobs", "watch", id])
         .env("DROVER_API", format!("http://{}", relay.addr()))
         .env("DROVER_API_KEY", ADMIN)
         .stdout(std::process::Stdio::piped())
@@ -496,12 +490,26 @@ async fn jobs_watch_rides_out_an_api_it_cannot_reach_while_it_reconnects() {
         .kill_on_drop(true)
         .spawn()
         .expect("drover runs");
-    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().expect("stdout")).lines();
     let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
         .await
         .expect("the watch printed the job's state")
         .expect("stdout");
     assert!(first.unwrap_or_default().contains("queued"), "the first event is the job's state");
+    (watch, lines)
+}
+
+/// Found by the fifth audits of 2026-12-06: `drover jobs watch` ended with exit 1 when
+/// the API could not be reached while it reconnected (a rolling restart, a proxy
+/// between replicas), though the job went on. It tries again until the API answers (for
+/// a minute at most) and then follows the job to its end. Here the relay closes the
+/// stream and refuses the API for three seconds, and the job then dies.
+#[tokio::test]
+async fn jobs_watch_rides_out_an_api_it_cannot_reach_while_it_reconnects() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    let relay = drover_tests::harness::FrozenProxy::start(app.addr).await;
+    let (mut watch, mut lines) = watch_through(&relay, id.as_str()).await;
     // Nothing listens where the relay now points: each new connection is dropped, and
     // the open ones (the stream, and the pool's) are closed.
     let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -534,25 +542,10 @@ async fn jobs_watch_rides_out_an_api_it_cannot_reach_while_it_reconnects() {
 /// open connections freeze; the job then ends, and the watch hears of it on a new one.
 #[tokio::test]
 async fn jobs_watch_opens_a_stream_that_went_silent_again() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     let app = spawn_app().await;
     let id = app.submit_ok(&cleanup_body("t.sleep.100")).await.to_string();
     let relay = drover_tests::harness::FrozenProxy::start(app.addr).await;
-    let mut watch = tokio::process::Command::new(cargo_bin("drover"))
-        .args(["jobs", "watch", &id])
-        .env("DROVER_API", format!("http://{}", relay.addr()))
-        .env("DROVER_API_KEY", ADMIN)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("drover runs");
-    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-        .await
-        .expect("the watch printed the job's state")
-        .expect("stdout");
-    assert!(first.unwrap_or_default().contains("queued"), "the first event is the job's state");
+    let (mut watch, mut lines) = watch_through(&relay, &id).await;
     relay.freeze_open_connections();
     let _worker = app.cleanup_worker(&[]);
     wait_state(&app, &id, "succeeded").await;

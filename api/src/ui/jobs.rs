@@ -53,13 +53,18 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
     // every dead job of its kind).
     let group = set(&filter.group);
     let state_filter = if group.is_some() { Some("dead") } else { set(&filter.state) };
+    // (a group is of one kind and one error class: with it, only the account narrows it)
+    let (kind, class_filter) = match group {
+        None => (set(&filter.kind), set(&filter.error_class)),
+        Some(_) => (None, None),
+    };
     let mut q: Vec<(&str, &str)> = vec![("limit", "50")];
     for (name, value) in [
-        ("kind", set(&filter.kind)),
+        ("kind", kind),
         ("state", state_filter.filter(|_| group.is_none())),
         ("group", group),
         ("account_id", set(&filter.account_id)),
-        ("error_class", set(&filter.error_class)),
+        ("error_class", class_filter),
         ("cursor", set(&filter.cursor)),
     ] {
         if let Some(v) = value {
@@ -86,12 +91,12 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
     let picking = viewer.acts() && state_filter == Some("dead");
     let mut fq: Vec<(&str, &str)> = Vec::new();
     for (name, value) in [
-        ("kind", &filter.kind),
-        ("group", &filter.group),
-        ("account_id", &filter.account_id),
-        ("error_class", &filter.error_class),
+        ("kind", kind),
+        ("group", group),
+        ("account_id", set(&filter.account_id)),
+        ("error_class", class_filter),
     ] {
-        if let Some(v) = set(value) {
+        if let Some(v) = value {
             fq.push((name, v));
         }
     }
@@ -102,11 +107,14 @@ pub async fn list(State(state): State<AppState>, caller: Caller, session: Sessio
             button type="submit" { "Open" }
         }
         form #job-filter method="get" action="/ui/jobs" {
-            (select("kind", &KINDS, set(&filter.kind)))
-            (select("state", &JOB_STATES, state_filter))
+            @if let Some(g) = group {
+                input type="hidden" name="group" value=(g);
+            } @else {
+                (select("kind", &KINDS, set(&filter.kind)))
+                (select("state", &JOB_STATES, state_filter))
+            }
             label { "account " input type="text" name="account_id" value=[set(&filter.account_id)]; }
-            (select("error_class", &drover::job::ErrorClass::NAMES, class))
-            @if let Some(g) = group { input type="hidden" name="group" value=(g); }
+            @if group.is_none() { (select("error_class", &drover::job::ErrorClass::NAMES, class)) }
             button type="submit" { "Filter" }
         }
         @if let Some(g) = group { p #job-group { "Dead jobs of group " code { (g) } " · " a href="/ui/jobs?state=dead" { "every dead job" } } }

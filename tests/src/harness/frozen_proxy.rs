@@ -173,7 +173,12 @@ async fn relay(
                 // Hold both sockets open and relay nothing more.
                 std::future::pending::<()>().await;
             }
-            () = async { let _ = cut.wait_for(|g| *g > cut_at).await.is_ok(); } => return,
+            // (only a cut closes: the relay dropped freezes, as before there were cuts)
+            () = async {
+                if cut.wait_for(|g| *g > cut_at).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => return,
             n = cr.read(&mut up) => match n {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {

@@ -153,6 +153,12 @@ impl Client {
         self.send_with(req, REFUSED_TRIES).await
     }
 
+    /// [`Client::send`] answered with its 429, not sent again (a caller that bounds its
+    /// own waits: `jobs watch` reconnecting, within its minute).
+    pub async fn send_once(&self, req: RequestBuilder) -> Result<Response, CliError> {
+        self.send_with(req, 0).await
+    }
+
     /// [`Client::send`] with at most `refused_tries` more sends after a 429 (0: none, for
     /// a caller that paces its own requests).
     async fn send_with(&self, mut req: RequestBuilder, refused_tries: u32) -> Result<Response, CliError> {
@@ -198,8 +204,8 @@ impl Client {
         self.json(self.request(Method::GET, &with_query(path, query))).await
     }
 
-    /// [`Client::get`] answered with its 429, not sent again (the canary wait paces its
-    /// looks and handles a refusal itself, within its own deadline).
+    /// [`Client::get`] answered with its 429, not sent again (the canary wait and `jobs
+    /// watch` handle a refusal themselves, within their own deadlines).
     pub async fn get_once(&self, path: &str) -> Result<Value, CliError> {
         self.json_with(self.request(Method::GET, path), 0).await
     }

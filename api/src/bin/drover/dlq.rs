@@ -272,6 +272,9 @@ async fn replay(client: &Client, out: &Out, ids: &[String], plan: &Plan, done: &
         let answer = post_replay(client, chunk).await?;
         merge(done, &answer);
         stopped(&answer)?;
+        // A batch that waited out a 429 does not make the next ones catch up at once:
+        // the rate counts from when it went.
+        next = next.max(Instant::now());
     }
     Ok(())
 }

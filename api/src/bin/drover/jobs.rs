@@ -139,7 +139,7 @@ async fn watch(client: &Client, out: &Out, id: &str) -> Result<(), CliError> {
         }
         // The stream ended before the job: it may have ended between two polls, or the
         // server closed it; look, then reconnect.
-        let job = match client.get(&format!("/v1/jobs/{}", path_segment(id)), &[]).await {
+        let job = match client.get_once(&format!("/v1/jobs/{}", path_segment(id))).await {
             Ok(job) => job,
             Err(e) => {
                 keep_trying(e, &mut failing_since).await?;
@@ -174,7 +174,8 @@ async fn keep_trying(e: CliError, failing_since: &mut Option<std::time::Instant>
 /// silent; `last_state` is the latest `state` event's.
 async fn follow(client: &Client, out: &Out, path: &str, last_state: &mut Option<String>) -> Result<(), CliError> {
     let req = client.request(Method::GET, path).header("accept", "text/event-stream");
-    let mut res = match tokio::time::timeout(SILENT_STREAM, client.send(req)).await {
+    // (a 429 is answered at once: the caller waits and tries again within its bound)
+    let mut res = match tokio::time::timeout(SILENT_STREAM, client.send_once(req)).await {
         Ok(res) => res?,
         Err(_) => {
             return Err(CliError::Transport(format!(

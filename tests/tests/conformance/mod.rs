@@ -633,6 +633,37 @@ pub async fn a_sync_made_beside_another_marketplaces_is_its_marketplaces_sync_un
     assert!(fresh.created && fresh.id != beside.id, "an ended sync holds nothing");
 }
 
+/// Found by the review of the eighth stop of 2026-12-07: a retry of a sync checked only
+/// the account's `excl:` holder, so with none under way there it brought a sync back
+/// beside one of its marketplace made beside another's — two syncs of one marketplace
+/// under way. It is refused as busy with that one, as with the holder.
+pub async fn a_retried_sync_is_refused_while_its_marketplaces_sync_made_beside_is_under_way<S: JobStore>(store: S) {
+    let fr = JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
+    )
+    .unwrap();
+    let old = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
+    assert_eq!(store.cancel(&old.id).await.unwrap(), CancelOutcome::Cancelled);
+    let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    let beside = store.enqueue(NewJob::new(fr)).await.unwrap();
+    assert!(beside.created && beside.id != first.id);
+    // The account's first sync ends: `excl:` holds nothing under way.
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(l.id, first.id);
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    assert_eq!(
+        store.retry(&old.id).await.unwrap(),
+        RetryOutcome::AccountBusy(beside.id.clone()),
+        "its marketplace's sync is under way"
+    );
+    // Once that one has ended, the retry goes.
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(l.id, beside.id);
+    settle(&store, &l, SettleAction::Succeeded(json!({})), AttemptOutcome::Succeeded).await;
+    assert_eq!(store.retry(&old.id).await.unwrap(), RetryOutcome::Queued);
+}
+
 pub async fn a_paused_queue_hands_out_nothing_until_resumed<S: JobStore>(store: S) {
     enqueue(&store, NewJob::new(cleanup("a1"))).await;
     store.set_paused(JobKind::Cleanup, true).await.unwrap();

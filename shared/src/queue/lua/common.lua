@@ -285,6 +285,13 @@ local function sync_under_way(holder)
   if st == 'scheduled' and (park_reason(f[2]) or interrupted_message(f[2])) then return st end
   return nil
 end
+-- The marketplace a sync's `payload` walks ('' for none named): the field of
+-- `exclm:<account>` that names its sync made beside the account's `excl:` holder.
+local function marketplace_of(payload)
+  local ok, p = pcall(cjson.decode, payload or '')
+  if ok and type(p) == 'table' and type(p.marketplace_id) == 'string' then return p.marketplace_id end
+  return ''
+end
 local function release_exclusive(id, acct)
   if EXCLUSIVE and acct and acct ~= '' then
     local k = P .. 'excl:' .. acct

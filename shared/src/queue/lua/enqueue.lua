@@ -19,13 +19,6 @@
 -- that meets one it was not given answers {'need', keys} before writing anything, and is
 -- made again with them (common.lua: need).
 local n, idem_ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
--- The marketplace a sync's `payload` walks ('' for none named): the field of
--- `exclm:<account>` that names its sync made beside the account's `excl:` holder.
-local function marketplace_of(payload)
-  local ok, p = pcall(cjson.decode, payload)
-  if ok and type(p) == 'table' and type(p.marketplace_id) == 'string' then return p.marketplace_id end
-  return ''
-end
 if not ALL_DECLARED then
   local b = 5
   for _ = 1, n do

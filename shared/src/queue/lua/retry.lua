@@ -1,7 +1,8 @@
 -- Puts a dead, cancelled or partial job back in the queue with a fresh attempt budget.
 -- ARGV: prefix, id, exclusive, then what its KEYS were named for (absent from a caller
 -- of the previous release): account, the account's exclusive holder, dead-letter
--- signature ('' for none), '1' to requeue it only while it is dead (the dead letter's replay)
+-- signature ('' for none), '1' to requeue it only while it is dead (the dead letter's
+-- replay), and the sync of its marketplace made beside the holder (`exclm:<account>`)
 -- -> 'queued' | 'missing' | 'state:<state>' | 'busy:<holder id>' | 'again' (one of those
 --    is not what was named: nothing written)
 local id, exclusive = ARGV[2], ARGV[3]
@@ -18,6 +19,15 @@ if exclusive == '1' and acct and acct ~= '' then
   if named and (holder or '') ~= ARGV[5] then return 'again' end
   if holder and holder ~= id and sync_under_way(holder) then
     return 'busy:' .. holder
+  end
+  -- nor beside its marketplace's sync made beside another's (before, found by the review
+  -- of the eighth stop of 2026-12-07, it was brought back beside it: two under way)
+  if ARGV[8] ~= nil then
+    local beside = redis.call('HGET', P .. 'exclm:' .. acct, marketplace_of(redis.call('HGET', key, 'p')))
+    if (beside or '') ~= ARGV[8] then return 'again' end
+    if beside and beside ~= id and sync_under_way(beside) then
+      return 'busy:' .. beside
+    end
   end
   redis.call('SET', ekey, id)
 end

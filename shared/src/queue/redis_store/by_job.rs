@@ -19,31 +19,45 @@ struct Facts {
     signature: String,
     /// the sync that holds the account's exclusive key (exclusive kinds)
     holder: String,
+    /// the sync of the job's marketplace made beside the holder (`exclm:<account>`)
+    beside: String,
 }
 
 impl RedisStore {
     async fn facts(&self, keys: &QueueKeys, id: &JobId, with_holder: bool) -> Result<Facts, StoreError> {
         let mut conn = self.conn.clone();
-        let (account, signature): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(keys.job(id))
-            .arg("acct")
-            .arg("sg")
-            .query_async(&mut conn)
-            .await?;
+        let mut read = redis::cmd("HMGET");
+        read.arg(keys.job(id)).arg("acct").arg("sg");
+        if with_holder {
+            read.arg("p");
+        }
+        let mut fields: std::vec::IntoIter<Option<String>> = read.query_async::<Vec<Option<String>>>(&mut conn).await?.into_iter();
+        let (account, signature, payload) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
         let account = account.unwrap_or_default();
-        let holder = if with_holder && !account.is_empty() {
-            let h: Option<String> = redis::cmd("GET")
+        let (holder, beside) = if with_holder && !account.is_empty() {
+            // (the script reads the marketplace as it does: a payload that does not
+            // name one is '')
+            let marketplace = payload
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                .and_then(|p| p.get("marketplace_id").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            let (h, b): (Option<String>, Option<String>) = redis::pipe()
+                .cmd("GET")
                 .arg(keys.of_account("excl", &account))
+                .cmd("HGET")
+                .arg(keys.of_account("exclm", &account))
+                .arg(marketplace)
                 .query_async(&mut conn)
                 .await?;
-            h.unwrap_or_default()
+            (h.unwrap_or_default(), b.unwrap_or_default())
         } else {
-            String::new()
+            (String::new(), String::new())
         };
         Ok(Facts {
             account,
             signature: signature.unwrap_or_default(),
             holder,
+            beside,
         })
     }
 
@@ -105,11 +119,18 @@ impl RedisStore {
                 let (a, sig) = (f.account.as_str(), f.signature.as_str());
                 let mut call = scripts::RETRY.key(keys.job(id));
                 call.key(keys.attempts(id));
-                for k in [keys.of_account("rq", a), keys.of_account("as", a), keys.of_account("excl", a)] {
+                for k in [
+                    keys.of_account("rq", a),
+                    keys.of_account("as", a),
+                    keys.of_account("excl", a),
+                    keys.of_account("exclm", a),
+                ] {
                     call.key(k);
                 }
-                if !f.holder.is_empty() {
-                    call.key(keys.key(&format!("job:{}", f.holder)));
+                for other in [&f.holder, &f.beside] {
+                    if !other.is_empty() {
+                        call.key(keys.key(&format!("job:{other}")));
+                    }
                 }
                 if !sig.is_empty() {
                     for k in [format!("dg:{sig}"), format!("dgj:{sig}:{a}"), format!("dga:{a}")] {
@@ -126,7 +147,8 @@ impl RedisStore {
                     .arg(a)
                     .arg(&f.holder)
                     .arg(sig)
-                    .arg(if dead_only { "1" } else { "0" });
+                    .arg(if dead_only { "1" } else { "0" })
+                    .arg(&f.beside);
                 call
             })
             .await?;

@@ -499,6 +499,26 @@ async fn watch_through(relay: &drover_tests::harness::FrozenProxy, id: &str) -> 
     (watch, lines)
 }
 
+/// The watch's exit and the lines it printed once it ends, within a minute (else what it
+/// printed by then).
+async fn watch_to_its_end(
+    watch: &mut tokio::process::Child,
+    lines: &mut Lines,
+) -> Result<(std::process::ExitStatus, Vec<String>), Vec<String>> {
+    let mut printed = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            printed.push(line);
+        }
+        watch.wait().await.expect("the watch ends")
+    })
+    .await;
+    match ended {
+        Ok(status) => Ok((status, printed)),
+        Err(_) => Err(printed),
+    }
+}
+
 /// Found by the fifth audits of 2026-12-06: `drover jobs watch` ended with exit 1 when
 /// the API could not be reached while it reconnected (a rolling restart, a proxy
 /// between replicas), though the job went on. It tries again until the API answers (for
@@ -518,15 +538,9 @@ async fn jobs_watch_rides_out_an_api_it_cannot_reach_while_it_reconnects() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     relay.retarget(app.addr);
     app.kill_job(&id).await;
-    let mut printed = Vec::new();
-    let status = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            printed.push(line);
-        }
-        watch.wait().await.expect("the watch ends")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the watch did not end: {printed:?}"));
+    let (status, printed) = watch_to_its_end(&mut watch, &mut lines)
+        .await
+        .unwrap_or_else(|printed| panic!("the watch did not end: {printed:?}"));
     let mut stderr = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr)
         .await
@@ -550,15 +564,12 @@ async fn jobs_watch_opens_a_stream_that_went_silent_again() {
     let _worker = app.cleanup_worker(&[]);
     wait_state(&app, &id, "succeeded").await;
     let frozen_at = Instant::now();
-    let mut printed = Vec::new();
-    let status = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            printed.push(line);
-        }
-        watch.wait().await.expect("the watch ends")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the watch still waits {:?} after its stream went silent", frozen_at.elapsed()));
+    let (status, printed) = watch_to_its_end(&mut watch, &mut lines).await.unwrap_or_else(|printed| {
+        panic!(
+            "the watch still waits {:?} after its stream went silent: {printed:?}",
+            frozen_at.elapsed()
+        )
+    });
     assert!(status.success(), "{status:?}: {printed:?}");
     assert!(printed.last().is_some_and(|l| l.contains("succeeded")), "{printed:?}");
 }

@@ -1939,17 +1939,7 @@ async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_red
         })
         .await;
     let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
-    let mut conn = redis::Client::open(stack.redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(format!("drover:cb:{{{acct}}}:deleteListingsItem"))
-        .arg("not a breaker")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    stack.unreadable_breaker(acct.as_str(), "deleteListingsItem").await;
     stack.spawn_worker("worker-1", &[]);
     let id = stack.submit_cleanup(&acct, &skus).await;
     let error = stack.first_run_error(&id, Duration::from_secs(30)).await;

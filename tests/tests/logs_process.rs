@@ -209,17 +209,8 @@ async fn an_api_failure_line_names_the_key_that_sent_the_request() {
     let stack = Stack::start_empty().await;
     let (api, base) = stack.spawn_api_process(&[]);
     let client = reqwest::Client::new();
-    let submitted: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .bearer_auth("drover-dev-key")
-        .json(&json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = submitted["id"].as_str().unwrap_or_else(|| panic!("not submitted: {submitted}"));
+    let id = submit_acme_cleanup(&client, &base).await;
+    let id = id.as_str();
     sqlx::query("ALTER TABLE job_items RENAME COLUMN detail TO detail_gone")
         .execute(stack.db.pool())
         .await
@@ -256,29 +247,10 @@ async fn an_api_failure_line_names_the_key_that_sent_the_request() {
 async fn guards_the_api_cannot_read_are_logged_once_not_once_a_read() {
     let stack = Stack::start_empty().await;
     let (api, base) = stack.spawn_api_process(&[]);
-    let mut conn = redis::Client::open(stack.redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("drover:cb:{acme}:deleteListingsItem")
-        .arg("not a breaker")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    stack.unreadable_breaker("acme", "deleteListingsItem").await;
     let client = reqwest::Client::new();
-    let submitted: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .bearer_auth("drover-dev-key")
-        .json(&json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = submitted["id"].as_str().unwrap_or_else(|| panic!("not submitted: {submitted}"));
+    let id = submit_acme_cleanup(&client, &base).await;
+    let id = id.as_str();
     for _ in 0..5 {
         let res = client
             .get(format!("{base}/v1/jobs/{id}"))
@@ -300,6 +272,24 @@ async fn guards_the_api_cannot_read_are_logged_once_not_once_a_read() {
         warned.len(),
         warned.join("\n")
     );
+}
+
+/// A cleanup of account `acme` submitted to the API at `base` with the dev key: its id.
+async fn submit_acme_cleanup(client: &reqwest::Client, base: &str) -> String {
+    let submitted: Value = client
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth("drover-dev-key")
+        .json(&json!({"kind": "cleanup", "payload": {"account_id": "acme", "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    submitted["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not submitted: {submitted}"))
+        .to_owned()
 }
 
 /// A test worker (Redis only) and the job it ran for account `t.<behaviour>`, with one

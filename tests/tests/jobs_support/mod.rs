@@ -205,6 +205,22 @@ impl Stack {
         (api, format!("http://{addr}"))
     }
 
+    /// Makes `account`'s circuit breaker entry for `operation` unreadable (a string where
+    /// a hash belongs): every read of its guards then fails, as on a shard that is down.
+    pub async fn unreadable_breaker(&self, account: &str, operation: &str) {
+        let mut conn = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("drover:cb:{{{account}}}:{operation}"))
+            .arg("not a breaker")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
     /// Start a `drover-worker` process and wait until it runs.
     pub fn spawn_worker(&mut self, name: &str, extra_env: &[(&str, &str)]) -> usize {
         let mut env = vec![

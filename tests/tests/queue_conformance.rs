@@ -251,6 +251,7 @@ conformance!(
         a_long_bulk_answers_as_one_call_would,
         a_sync_made_beside_another_marketplaces_is_its_marketplaces_sync_under_way,
         a_retried_sync_is_refused_while_its_marketplaces_sync_made_beside_is_under_way,
+        a_sync_under_way_that_does_not_cover_a_new_one_takes_it_on_or_is_followed,
         cancelling_an_accounts_last_queued_jobs_takes_its_turn_off_offer,
         the_lag_is_the_oldest_ready_jobs_wait_whatever_its_priority,
     ],

@@ -664,6 +664,41 @@ pub async fn a_retried_sync_is_refused_while_its_marketplaces_sync_made_beside_i
     assert_eq!(store.retry(&old.id).await.unwrap(), RetryOutcome::Queued);
 }
 
+/// Found by the fifth audits of 2026-12-06: a sync submitted while the account's sync was
+/// under way returned that one whatever it asked for, so a sync of `listings` submitted
+/// while one of `orders` waited never synced the listings. A sync under way is the new
+/// one only when it covers it (its resources and `since`); one still queued takes the
+/// missing resources on; otherwise the new one is made, after it.
+pub async fn a_sync_under_way_that_does_not_cover_a_new_one_takes_it_on_or_is_followed<S: JobStore>(store: S) {
+    let asking = |resources: serde_json::Value, since: Option<&str>| {
+        let mut p = json!({"account_id": "a1", "marketplace_id": "ATVPDKIKX0DER", "resources": resources});
+        if let Some(t) = since {
+            p["since"] = json!(t);
+        }
+        NewJob::new(JobPayload::from_json(JobKind::Sync, p).unwrap())
+    };
+    let first = store.enqueue(asking(json!(["orders"]), None)).await.unwrap();
+    let listings = store.enqueue(asking(json!(["listings"]), None)).await.unwrap();
+    assert_eq!((listings.created, &listings.id), (false, &first.id), "the queued sync takes it on");
+    let record = store.get(&first.id).await.unwrap().unwrap();
+    assert_eq!(record.payload["resources"], json!(["orders", "listings"]), "{:?}", record.payload);
+    // Running, it covers what it was widened to, and nothing it was not.
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(l.id, first.id);
+    let both = store.enqueue(asking(json!(["listings", "orders"]), None)).await.unwrap();
+    assert_eq!((both.created, &both.id), (false, &first.id));
+    let later = store
+        .enqueue(asking(json!(["orders"]), Some("2026-01-01T00:00:00Z")))
+        .await
+        .unwrap();
+    assert!(later.created, "another `since` than the running sync's is a sync of its own");
+    let again = store
+        .enqueue(asking(json!(["orders"]), Some("2026-01-01T00:00:00Z")))
+        .await
+        .unwrap();
+    assert_eq!((again.created, &again.id), (false, &later.id), "and is then the account's sync");
+}
+
 pub async fn a_paused_queue_hands_out_nothing_until_resumed<S: JobStore>(store: S) {
     enqueue(&store, NewJob::new(cleanup("a1"))).await;
     store.set_paused(JobKind::Cleanup, true).await.unwrap();

@@ -118,15 +118,37 @@ local function take_room(acct)
   return true
 end
 
--- Whether the sync `holder` is of the marketplace a new sync's `payload` names (a
--- sync walks one marketplace: one of another is not the same work).
-local function same_marketplace(holder, payload)
-  local held = redis.call('HGET', P .. 'job:' .. holder, 'p')
-  if not held then return true end
+-- What the sync under way `other` (in state `st`) makes of a new sync's `payload`:
+-- 'other' when it walks another marketplace (one of another is not the same work);
+-- 'same' when it covers the request — every resource asked for, and the same `since` —
+-- after taking on the resources it lacked while it is still queued; nil when it is of
+-- the same marketplace and does not cover it (before, found by the fifth audits of
+-- 2026-12-06, it was the new one whatever it asked for: a sync of `listings` submitted
+-- while one of `orders` waited never synced the listings).
+local function covered_by(other, st, payload)
+  local key = P .. 'job:' .. other
+  local held = redis.call('HGET', key, 'p')
+  if not held then return 'same' end
   local ok_a, a = pcall(cjson.decode, held)
   local ok_b, b = pcall(cjson.decode, payload)
-  if not (ok_a and ok_b) or type(a) ~= 'table' or type(b) ~= 'table' then return true end
-  return a.marketplace_id == b.marketplace_id
+  if not (ok_a and ok_b) or type(a) ~= 'table' or type(b) ~= 'table' then return 'same' end
+  if a.marketplace_id ~= b.marketplace_id then return 'other' end
+  if a.since ~= b.since then return nil end
+  local have = type(a.resources) == 'table' and a.resources or {}
+  local seen, missing = {}, {}
+  for _, r in ipairs(have) do seen[r] = true end
+  for _, r in ipairs(type(b.resources) == 'table' and b.resources or {}) do
+    if not seen[r] then
+      seen[r] = true
+      missing[#missing + 1] = r
+    end
+  end
+  if #missing == 0 then return 'same' end
+  if st ~= 'queued' then return nil end
+  for _, r in ipairs(missing) do have[#have + 1] = r end
+  a.resources = have
+  redis.call('HSET', key, 'p', cjson.encode(a))
+  return 'same'
 end
 
 -- The answer for a job already made (`id` in state `st`), with a write that changes
@@ -191,17 +213,20 @@ local function enqueue(b, o)
       -- swallows a new one: a sync scheduled for later or waiting to retry must not
       -- hold back the ones due now.
       local st = sync_under_way(holder)
-      if st and same_marketplace(holder, payload) then
+      local seen = st and covered_by(holder, st, payload)
+      if seen == 'same' then
         if idem ~= '' then
           redis.call('SET', idem_key, holder .. '|' .. fp, 'EX', idem_ttl)
         end
         return already(holder, st)
-      elseif st then
+      elseif seen == 'other' then
         -- the sync under way is of another of the account's marketplaces: this one is
         -- made beside it (it would sync nothing of this marketplace), and the
         -- account's key stays with it
         ekey = nil
       end
+      -- (one of this marketplace that does not cover the request: this one is made,
+      -- to run after it, and the account's key moves to it)
     end
     -- A sync made beside the holder is named in `exclm:<account>` under its
     -- marketplace, and is that marketplace's sync while it is under way, whether or
@@ -210,7 +235,7 @@ local function enqueue(b, o)
     mkey, mkt = P .. 'exclm:' .. acct, marketplace_of(payload)
     local beside = redis.call('HGET', mkey, mkt)
     local st = beside and beside ~= holder and sync_under_way(beside)
-    if st then
+    if st and covered_by(beside, st, payload) == 'same' then
       if idem ~= '' then
         redis.call('SET', idem_key, beside .. '|' .. fp, 'EX', idem_ttl)
       end

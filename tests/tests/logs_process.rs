@@ -404,6 +404,18 @@ fn warns_with(log: &str, text: &str) -> Vec<String> {
 async fn an_unreachable_database_is_logged_once_an_outage_not_once_a_run() {
     let mut stack = Stack::start_empty().await;
     let acct = stack.account(AccountSpec::new("seller-pg-down")).await;
+    six_cleanups(&stack, &acct).await;
+    // A worker whose database is a closed port: every run's first read fails.
+    stack.spawn_worker(
+        "pg-down",
+        &[("DROVER_WORKER__DATABASE__URL", "postgres://postgres@127.0.0.1:1/drover")],
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    logged_once(&stack.logs(), "database");
+}
+
+/// Six one-SKU cleanups of `acct`, submitted to the queue.
+async fn six_cleanups(stack: &Stack, acct: &drover::job::AccountId) {
     for _ in 0..6 {
         stack
             .submit(
@@ -412,13 +424,6 @@ async fn an_unreachable_database_is_logged_once_an_outage_not_once_a_run() {
             )
             .await;
     }
-    // A worker whose database is a closed port: every run's first read fails.
-    stack.spawn_worker(
-        "pg-down",
-        &[("DROVER_WORKER__DATABASE__URL", "postgres://postgres@127.0.0.1:1/drover")],
-    );
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    logged_once(&stack.logs(), "database");
 }
 
 /// `log` has one WARN line about `text` (an outage logged once).
@@ -444,14 +449,7 @@ async fn a_read_only_database_is_logged_once_an_outage_not_once_a_run() {
     let acct = stack.account(AccountSpec::new("seller-pg-read-only")).await;
     stack.spawn_worker("pg-read-only", &[]);
     stack.db.make_read_only().await;
-    for _ in 0..6 {
-        stack
-            .submit(
-                JobKind::Cleanup,
-                json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": ["SKU-1"]}),
-            )
-            .await;
-    }
+    six_cleanups(&stack, &acct).await;
     tokio::time::sleep(Duration::from_secs(12)).await;
     let log = stack.logs();
     logged_once(&log, "database");

@@ -285,11 +285,17 @@ local function sync_under_way(holder)
   if st == 'scheduled' and (park_reason(f[2]) or interrupted_message(f[2])) then return st end
   return nil
 end
--- The marketplace a sync's `payload` walks ('' for none named): the field of
--- `exclm:<account>` that names its sync made beside the account's `excl:` holder.
-local function marketplace_of(payload)
+-- A job's payload JSON as a table (nil when it is not an object).
+local function payload_table(payload)
   local ok, p = pcall(cjson.decode, payload or '')
-  if ok and type(p) == 'table' and type(p.marketplace_id) == 'string' then return p.marketplace_id end
+  if ok and type(p) == 'table' then return p end
+  return nil
+end
+-- The marketplace a sync's payload (`p`, a table from `payload_table`) walks ('' for
+-- none named): the field of `exclm:<account>` that names its sync made beside the
+-- account's `excl:` holder.
+local function marketplace_of(p)
+  if p and type(p.marketplace_id) == 'string' then return p.marketplace_id end
   return ''
 end
 local function release_exclusive(id, acct)

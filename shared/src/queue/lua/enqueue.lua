@@ -33,7 +33,7 @@ if not ALL_DECLARED then
       if ARGV[o + 4] == '1' and acct ~= '' then
         local holder = redis.call('GET', P .. 'excl:' .. acct)
         if holder then need(P .. 'job:' .. holder) end
-        local beside = redis.call('HGET', P .. 'exclm:' .. acct, marketplace_of(ARGV[b + 1]))
+        local beside = redis.call('HGET', P .. 'exclm:' .. acct, marketplace_of(payload_table(ARGV[b + 1])))
         if beside then need(P .. 'job:' .. beside) end
       end
       b = o + 10
@@ -118,20 +118,20 @@ local function take_room(acct)
   return true
 end
 
--- What the sync under way `other` (in state `st`) makes of a new sync's `payload`:
+-- What the sync under way `other` (in state `st`) makes of a new sync's payload (`b`,
+-- a table from `payload_table`, or nil):
 -- 'other' when it walks another marketplace (one of another is not the same work);
 -- 'same' when it covers the request — every resource asked for, and the same `since` —
 -- after taking on the resources it lacked while it is still queued; nil when it is of
 -- the same marketplace and does not cover it (before, found by the fifth audits of
 -- 2026-12-06, it was the new one whatever it asked for: a sync of `listings` submitted
 -- while one of `orders` waited never synced the listings).
-local function covered_by(other, st, payload)
+local function covered_by(other, st, b)
   local key = P .. 'job:' .. other
   local held = redis.call('HGET', key, 'p')
   if not held then return 'same' end
-  local ok_a, a = pcall(cjson.decode, held)
-  local ok_b, b = pcall(cjson.decode, payload)
-  if not (ok_a and ok_b) or type(a) ~= 'table' or type(b) ~= 'table' then return 'same' end
+  local a = payload_table(held)
+  if not (a and b) then return 'same' end
   if a.marketplace_id ~= b.marketplace_id then return 'other' end
   if a.since ~= b.since then return nil end
   local have = type(a.resources) == 'table' and a.resources or {}
@@ -206,6 +206,8 @@ local function enqueue(b, o)
 
   local ekey, mkey, mkt
   if exclusive == '1' and acct ~= '' then
+    -- the request, decoded once for every comparison below
+    local asked = payload_table(payload)
     ekey = P .. 'excl:' .. acct
     local holder = redis.call('GET', ekey)
     if holder then
@@ -213,7 +215,7 @@ local function enqueue(b, o)
       -- swallows a new one: a sync scheduled for later or waiting to retry must not
       -- hold back the ones due now.
       local st = sync_under_way(holder)
-      local seen = st and covered_by(holder, st, payload)
+      local seen = st and covered_by(holder, st, asked)
       if seen == 'same' then
         if idem ~= '' then
           redis.call('SET', idem_key, holder .. '|' .. fp, 'EX', idem_ttl)
@@ -232,10 +234,10 @@ local function enqueue(b, o)
     -- marketplace, and is that marketplace's sync while it is under way, whether or
     -- not the holder still is (before, found by the seventh audits of 2026-12-07, each
     -- further sync of that marketplace was made again).
-    mkey, mkt = P .. 'exclm:' .. acct, marketplace_of(payload)
+    mkey, mkt = P .. 'exclm:' .. acct, marketplace_of(asked)
     local beside = redis.call('HGET', mkey, mkt)
     local st = beside and beside ~= holder and sync_under_way(beside)
-    if st and covered_by(beside, st, payload) == 'same' then
+    if st and covered_by(beside, st, asked) == 'same' then
       if idem ~= '' then
         redis.call('SET', idem_key, beside .. '|' .. fp, 'EX', idem_ttl)
       end

@@ -23,7 +23,7 @@ if exclusive == '1' and acct and acct ~= '' then
   -- nor beside its marketplace's sync made beside another's (before, found by the review
   -- of the eighth stop of 2026-12-07, it was brought back beside it: two under way)
   if ARGV[8] ~= nil then
-    local beside = redis.call('HGET', P .. 'exclm:' .. acct, marketplace_of(redis.call('HGET', key, 'p')))
+    local beside = redis.call('HGET', P .. 'exclm:' .. acct, marketplace_of(payload_table(redis.call('HGET', key, 'p'))))
     if (beside or '') ~= ARGV[8] then return 'again' end
     if beside and beside ~= id and sync_under_way(beside) then
       return 'busy:' .. beside

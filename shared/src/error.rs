@@ -11,6 +11,12 @@ pub enum JobError {
     /// Upstream asked us to wait: the job is snoozed until then and no attempt is used.
     #[error("rate limited for {retry_after:?}: {reason}")]
     RateLimited { retry_after: Duration, reason: String },
+    /// Waits on another run's test of a guard this run needs (its seller's breaker is
+    /// half-open and another call's probe is out): parked like `RateLimited`, without
+    /// using an attempt, but not counted against the snooze cap, since the wait is on
+    /// that probe's answer, not on this job failing.
+    #[error("rate limited for {retry_after:?}: {reason}")]
+    Held { retry_after: Duration, reason: String },
     /// Retrying cannot help: the job goes to dead at once.
     #[error("permanent: {0}")]
     Permanent(String),
@@ -45,7 +51,7 @@ impl JobError {
     pub fn class(&self) -> ErrorClass {
         match self {
             JobError::Transient(_) => ErrorClass::Transient,
-            JobError::RateLimited { .. } => ErrorClass::RateLimited,
+            JobError::RateLimited { .. } | JobError::Held { .. } => ErrorClass::RateLimited,
             JobError::Permanent(_) => ErrorClass::Permanent,
             JobError::Cancelled => ErrorClass::Cancelled,
             JobError::Unavailable { .. } | JobError::Stopping(_) | JobError::GaveWay { .. } => ErrorClass::Interrupted,

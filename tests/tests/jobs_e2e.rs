@@ -1961,6 +1961,42 @@ async fn a_limiter_store_failure_reaches_the_job_in_our_words_and_the_log_in_red
     );
 }
 
+/// Found by the third audits of 2026-12-06 (a known limit until now): while a seller's
+/// breaker had its half-open probe out, the seller's other calls of the operation were
+/// refused and told to look again within a second, and each refusal parked its run
+/// counted against the snooze cap. A probe hanging for the call's timeout (30 s) cost
+/// each waiting job about 26 counted parks, so they were dead after about 40 minutes of
+/// a marketplace that hangs. A park waiting on another call's probe is not counted. Here
+/// the cap is 3 and the probe is out for 8 s; the job's first call after it probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_waiting_on_another_calls_breaker_probe_is_not_dead_at_the_snooze_cap() {
+    let mut stack = Stack::start(sim(), "[worker.jobs]\nmax_snoozes = 3").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(2),
+            ..AccountSpec::new("seller-probe-out")
+        })
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    stack
+        .breaker_probe_out(acct.as_str(), "deleteListingsItem", Duration::from_secs(8))
+        .await;
+    stack.spawn_worker("worker-1", &[]);
+    let id = stack.submit_cleanup(&acct, &skus).await;
+    let job = stack.finish(&id, Duration::from_secs(45)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}\n{}", stack.logs());
+    let parks = job.attempt_history.iter().filter(|a| a.outcome == AttemptOutcome::Snoozed).count();
+    assert!(
+        parks > 3,
+        "it parked more often than the cap while the probe was out: {parks} parks"
+    );
+    let mut deleted = stack.deleted_by_marketplace(&acct).await;
+    deleted.sort();
+    let mut asked = skus.clone();
+    asked.sort();
+    assert_eq!(deleted, asked);
+}
+
 /// Found by the second audits of 2026-12-05 (a known limit until now): a rate-limit
 /// store (Redis) that could not be reached made each cleanup SKU fail transiently in
 /// turn, and the job used an attempt a run, so an outage of a few seconds took it to

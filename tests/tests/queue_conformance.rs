@@ -287,6 +287,7 @@ conformance_with_policy!(
     capped_snoozes_are_counted_and_capped,
     capped_a_snooze_after_the_run_advanced_starts_the_count_again,
     capped_giving_way_is_not_counted_against_the_snooze_cap,
+    capped_a_snooze_held_by_another_runs_breaker_probe_is_not_counted,
     capped_dead_jobs_past_the_dead_cap_are_trimmed_oldest_first,
     capped_the_dead_cap_trims_the_account_holding_the_most_dead_jobs,
     capped_a_lease_that_never_started_goes_back_without_using_an_attempt,

@@ -80,7 +80,7 @@ pub fn decide(error: &ErrorInfo, retry_after: Option<Duration>, attempt: u32, ma
 }
 
 /// `hint`, up to a fifth (at most [`MAX_SNOOZE_JITTER`]) later by `unit` in [0, 1].
-fn jittered(hint: Duration, unit: f64) -> Duration {
+pub(crate) fn jittered(hint: Duration, unit: f64) -> Duration {
     hint + hint.mul_f64(SNOOZE_JITTER).min(MAX_SNOOZE_JITTER).mul_f64(unit.clamp(0.0, 1.0))
 }
 

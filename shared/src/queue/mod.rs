@@ -35,6 +35,7 @@ pub use callbacks::{AccountShare, CallbackStatus, CallbackStore, DueCallback, Jo
 pub use config::QueueConfig;
 pub use dead_groups::{DeadGroup, MAX_GROUPS};
 pub use durability::{Durability, DurabilityMode, NotDurable};
+pub(crate) use fate::jittered;
 pub use fate::{decide, Fate, RetryPolicy};
 pub use keys::QueueKeys;
 pub use migrate::Migrated;

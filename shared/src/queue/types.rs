@@ -251,6 +251,13 @@ pub enum SettleAction {
         delay: Duration,
         error: ErrorInfo,
     },
+    /// A snooze (parked by its error, the attempt given back) that leaves the job's count
+    /// of snoozes as it was: the run waited on another run's probe of its seller's
+    /// breaker, not on a failure of its own.
+    Held {
+        delay: Duration,
+        error: ErrorInfo,
+    },
 }
 
 impl SettleAction {

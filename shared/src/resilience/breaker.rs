@@ -153,6 +153,7 @@ impl Resilience {
             [_, until, ..] => Err(ResilienceError::BreakerOpen {
                 op,
                 until: ms_to_time(until),
+                probing: reply.get(2) == Some(&1),
             }),
             _ => Err(ResilienceError::Store("breaker permit: a reply of fewer than two numbers".into())),
         }

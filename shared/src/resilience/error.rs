@@ -8,8 +8,14 @@ use super::operation::Operation;
 #[derive(Debug, thiserror::Error)]
 pub enum ResilienceError {
     /// Do not call: the operation keeps failing for this account. Snooze until `until`.
+    /// `probing`: the circuit is half-open and another caller's probe is out, so the
+    /// wait is on that probe's answer, not on this caller's failures.
     #[error("circuit open for {op} until {until}")]
-    BreakerOpen { op: Operation, until: DateTime<Utc> },
+    BreakerOpen {
+        op: Operation,
+        until: DateTime<Utc>,
+        probing: bool,
+    },
     /// Do not call: the account's report quota is exhausted. Snooze until `until`.
     #[error("account in quota cooldown until {until}: {reason}")]
     Cooldown { until: DateTime<Utc>, reason: String },

@@ -37,6 +37,9 @@ pub(crate) enum RunEnd {
     /// Worked its turn or slice and handed the job back (`JobError::GaveWay`): runs
     /// again after the delay, without using the attempt or counting as a snooze.
     GaveWay(ErrorInfo, Duration),
+    /// Waits on another run's breaker probe (`JobError::Held`): parks after the delay,
+    /// without using the attempt or counting as a snooze.
+    Held(ErrorInfo, Duration),
     /// Stopped because this process no longer holds (or cannot keep) the lease: hand
     /// back without using the attempt; if the lease is already gone the store keeps
     /// the record as a late attempt only.
@@ -63,6 +66,7 @@ pub(crate) fn classify(err: BoxDynError) -> RunEnd {
     match e {
         JobError::Stopping(_) => RunEnd::Interrupted(format!("{e}; returned to the queue")),
         JobError::GaveWay { retry_after, .. } => RunEnd::GaveWay(info, retry_after),
+        JobError::Held { retry_after, .. } => RunEnd::Held(info, retry_after),
         JobError::RateLimited { retry_after, .. } | JobError::Unavailable { retry_after, .. } => RunEnd::Failed(info, Some(retry_after)),
         JobError::Transient(_) | JobError::Permanent(_) | JobError::Cancelled => RunEnd::Failed(info, None),
     }

@@ -341,6 +341,11 @@ fn plan(end: RunEnd, leased: &Leased, policy: &RetryPolicy, unit: f64) -> Planne
             let e = Some(error.clone());
             Planned::new(SettleAction::GaveWay { delay, error }, AttemptOutcome::Snoozed, e, RunFate::Snoozed)
         }
+        RunEnd::Held(error, hint) => {
+            let e = Some(error.clone());
+            let delay = crate::queue::jittered(hint, unit);
+            Planned::new(SettleAction::Held { delay, error }, AttemptOutcome::Snoozed, e, RunFate::Snoozed)
+        }
         // A hand-back uses no attempt, so the record says released; the error says why.
         // (Had Redis given the lease away, the settle is refused and kept as `late`.)
         RunEnd::LeaseLost => handed_back(
@@ -429,6 +434,21 @@ mod tests {
         let p = plan(end, &leased(3, 3), &RetryPolicy::default(), 0.5);
         let delay = Duration::from_millis(100);
         assert_eq!(p.action, SettleAction::GaveWay { delay, error });
+        assert_eq!((p.outcome, p.fate), (AttemptOutcome::Snoozed, RunFate::Snoozed));
+    }
+
+    #[test]
+    fn a_run_held_by_another_runs_breaker_probe_parks_spread_like_a_snooze() {
+        let end = crate::runtime::run_end::classify(Box::new(crate::JobError::Held {
+            retry_after: Duration::from_secs(1),
+            reason: "getOrders: circuit open until then (another call is probing it)".into(),
+        }));
+        let p = plan(end, &leased(3, 3), &RetryPolicy::default(), 1.0);
+        let SettleAction::Held { delay, error } = p.action else {
+            panic!("{:?}", p.action);
+        };
+        assert_eq!(delay, Duration::from_millis(1200));
+        assert_eq!(error.class, ErrorClass::RateLimited);
         assert_eq!((p.outcome, p.fate), (AttemptOutcome::Snoozed, RunFate::Snoozed));
     }
 

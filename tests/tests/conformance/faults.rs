@@ -284,6 +284,50 @@ pub async fn capped_a_snooze_after_the_run_advanced_starts_the_count_again<S: Jo
     assert_eq!(job.state, JobState::Dead, "three snoozes since the one that advanced, and one more");
 }
 
+/// Found by the third audits of 2026-12-06: a run refused because another run's probe of
+/// its seller's breaker was out parked counted against the cap, a count every second
+/// while the probe hung. Such a park (`held`) is filed as a breaker park and leaves the
+/// count as it was; counted snoozes around it still reach the cap (3 here).
+pub async fn capped_a_snooze_held_by_another_runs_breaker_probe_is_not_counted<S: JobStore>(store: S) {
+    let id = enqueue(&store, NewJob::new(cleanup("a1"))).await;
+    let refused = ErrorInfo {
+        class: ErrorClass::RateLimited,
+        message: "rate limited for 1s: getOrders: circuit open until then (another call is probing it)".into(),
+    };
+    let counted = SettleAction::Snooze {
+        delay: Duration::ZERO,
+        error: err(ErrorClass::RateLimited),
+        advanced: false,
+    };
+    let held = |delay| SettleAction::Held {
+        delay,
+        error: refused.clone(),
+    };
+    let now = || held(Duration::ZERO);
+    // The cap is 3: two counted snoozes, four held, a third counted are all within it.
+    for (n, action) in [counted.clone(), counted.clone(), now(), now(), now(), now(), counted.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let l = fetch_one(&store, "w1").await.unwrap_or_else(|| panic!("run {} leased", n + 1));
+        settle(&store, &l, action.clone(), AttemptOutcome::Snoozed).await;
+        let job = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Scheduled, "run {} ({action:?})", n + 1);
+    }
+    // The fourth counted one is past it: the held ones neither counted nor started it again.
+    let l = fetch_one(&store, "w1").await.expect("run 8 leased");
+    settle(&store, &l, counted, AttemptOutcome::Snoozed).await;
+    assert_eq!(state_of(&store, &id).await, JobState::Dead);
+    // A held job waits as parked by its seller's breaker, its attempt given back.
+    let other = enqueue(&store, NewJob::new(cleanup("a2"))).await;
+    let l = fetch_one(&store, "w1").await.expect("the other job leased");
+    settle(&store, &l, held(Duration::from_secs(60)), AttemptOutcome::Snoozed).await;
+    let job = store.get(&other).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Scheduled, 0), "{job:?}");
+    let waiting = store.waiting(&other).await.unwrap().expect("it waits");
+    assert_eq!(waiting.reason, WaitReason::BreakerOpen, "{waiting:?}");
+}
+
 /// Found by a review of the queue core (2026-12-05): a run that worked its turn or its
 /// slice hands its job back with a snooze that is not counted (`gave_way`), so a long job
 /// that keeps giving way never reaches the cap; a counted snooze afterwards still is.

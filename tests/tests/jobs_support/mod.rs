@@ -221,6 +221,26 @@ impl Stack {
             .unwrap();
     }
 
+    /// Puts `account`'s circuit breaker for `operation` half-open with another caller's
+    /// probe out for `out_for` from now (Redis's clock), as while a probe call hangs: the
+    /// seller's other calls of the operation are refused until it ends.
+    pub async fn breaker_probe_out(&self, account: &str, operation: &str, out_for: Duration) {
+        let mut conn = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        let until = secs * 1000 + micros / 1000 + out_for.as_millis() as i64;
+        let key = format!("drover:cb:{{{account}}}:{operation}");
+        let _: () = redis::pipe()
+            .hset_multiple(&key, &[("st", "half".to_owned()), ("pu", until.to_string())])
+            .pexpire(&key, 120_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
     /// Start a `drover-worker` process and wait until it runs.
     pub fn spawn_worker(&mut self, name: &str, extra_env: &[(&str, &str)]) -> usize {
         let mut env = vec![

@@ -30,9 +30,16 @@ pub enum CallError {
     /// 404: the resource does not exist (callers that expect that turn it into a value).
     #[error("{op}: not found")]
     NotFound { op: &'static str },
-    /// This account+operation's circuit is open after too many failures.
-    #[error("{op}: circuit open until {until}")]
-    BreakerOpen { op: &'static str, until: DateTime<Utc> },
+    /// This account+operation's circuit is open after too many failures. `probing`: it
+    /// is half-open and another call's probe is out; the refusal waits on that probe's
+    /// answer, so it is not counted against the job's snooze cap (a probe that hangs for
+    /// the call's timeout would otherwise cost each waiting job a count every second).
+    #[error("{op}: circuit open until {until}{}", if *.probing { " (another call is probing it)" } else { "" })]
+    BreakerOpen {
+        op: &'static str,
+        until: DateTime<Utc>,
+        probing: bool,
+    },
     /// The account is in report-quota cooldown; report calls are not attempted. The text
     /// names the operation first, as every other refusal's does: a parked job's waiting
     /// reads it from there (found by the fairness audit of 2026-12-07, second: it had
@@ -101,6 +108,10 @@ impl From<CallError> for JobError {
     fn from(e: CallError) -> Self {
         let reason = e.to_string();
         match e {
+            CallError::BreakerOpen { probing: true, .. } => JobError::Held {
+                retry_after: e.retry_after().unwrap_or(MIN_SNOOZE),
+                reason,
+            },
             CallError::RateLimited { .. } | CallError::BreakerOpen { .. } | CallError::Cooldown { .. } => JobError::RateLimited {
                 retry_after: e.retry_after().unwrap_or(MIN_SNOOZE),
                 reason,
@@ -129,6 +140,7 @@ mod tests {
             CallError::BreakerOpen {
                 op: "getOrders",
                 until: now - chrono::Duration::seconds(5),
+                probing: false,
             },
             CallError::Cooldown {
                 op: "createReport",
@@ -140,6 +152,23 @@ mod tests {
             assert_eq!(e.retry_after_at(now), Some(MIN_SNOOZE));
             assert!(e.is_retryable());
             assert!(matches!(JobError::from(e), JobError::RateLimited { retry_after, .. } if retry_after >= MIN_SNOOZE));
+        }
+    }
+
+    #[test]
+    fn a_refusal_while_another_call_probes_the_breaker_is_held_not_rate_limited() {
+        let e = CallError::BreakerOpen {
+            op: "getOrders",
+            until: Utc::now() + chrono::Duration::milliseconds(400),
+            probing: true,
+        };
+        assert!(e.to_string().contains("circuit open"), "a park's reason reads this: {e}");
+        match JobError::from(e) {
+            JobError::Held { retry_after, reason } => {
+                assert_eq!(retry_after, MIN_SNOOZE);
+                assert!(reason.contains("probing"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

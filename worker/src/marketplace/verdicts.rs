@@ -28,7 +28,7 @@ pub(super) fn token_unavailable(name: &'static str, text: &str) -> CallError {
 /// The resilience layer's verdicts in call terms.
 pub(super) fn from_resilience(name: &'static str, e: ResilienceError) -> CallError {
     match e {
-        ResilienceError::BreakerOpen { until, .. } => CallError::BreakerOpen { op: name, until },
+        ResilienceError::BreakerOpen { until, probing, .. } => CallError::BreakerOpen { op: name, until, probing },
         ResilienceError::Cooldown { until, reason } => CallError::Cooldown { op: name, until, reason },
         ResilienceError::WaitTooLong(wait) => CallError::RateLimited {
             op: name,

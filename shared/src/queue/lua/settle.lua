@@ -5,9 +5,10 @@
 -- run that succeeded on its lease (number, worker and start are the token's,
 -- `<worker>:<number>:<started_ms>`): a success that ends the job keeps it in the job's
 -- hash as `la` instead of on the history list (docs/architecture.md, "Redis layout").
--- outcome: succeeded | partial | retry | snooze | snooze_advanced | gave_way | dead |
--- cancelled | release (snooze_advanced: a snooze of a run that did some of its work,
--- whose job's count of snoozes starts again from this one)
+-- outcome: succeeded | partial | retry | snooze | snooze_advanced | snooze_held |
+-- gave_way | dead | cancelled | release (snooze_advanced: a snooze of a run that did some
+-- of its work, whose job's count of snoozes starts again from this one; snooze_held: a
+-- snooze that waited on another run's breaker probe, which leaves the count as it was)
 -- A cancel requested during the run wins over retry, snooze, gave_way and release: the
 -- job ends cancelled instead of running again. A snooze past `max_snoozes` ends the job
 -- dead; gave_way (a run that worked its turn or slice) is a snooze that is not counted.
@@ -124,7 +125,8 @@ for i = 0, n - 1 do
   local b = 4 + i * 6
   local id, token, outcome = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local advanced = outcome == 'snooze_advanced'
-  if advanced then outcome = 'snooze' end
+  local uncounted = outcome == 'snooze_held'
+  if advanced or uncounted then outcome = 'snooze' end
   local asked = outcome
   local delay, attempt, data = tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5]
   local key = P .. 'job:' .. id
@@ -205,7 +207,7 @@ for i = 0, n - 1 do
       redis.call('HINCRBY', key, 'at', -1)
     end
     local snoozes = tonumber(f[4]) or 0
-    if outcome == 'snooze' then
+    if outcome == 'snooze' and not uncounted then
       if advanced then snoozes = 0 end
       snoozes = snoozes + 1
       if snoozes > max_snoozes then
@@ -237,7 +239,7 @@ for i = 0, n - 1 do
       local st = 'retrying'
       if outcome == 'snooze' or outcome == 'gave_way' then
         redis.call('HINCRBY', key, 'at', -1)
-        if outcome == 'snooze' then redis.call('HSET', key, 'sn', snoozes) end
+        if outcome == 'snooze' and not uncounted then redis.call('HSET', key, 'sn', snoozes) end
         st = 'scheduled'
       end
       local due = now + delay

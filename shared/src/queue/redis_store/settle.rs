@@ -37,6 +37,7 @@ fn action_args(s: &Settlement) -> (&'static str, u64, String) {
             advanced: true,
         } => ("snooze_advanced", ms(delay), json(error)),
         SettleAction::GaveWay { delay, error } => ("gave_way", ms(delay), json(error)),
+        SettleAction::Held { delay, error } => ("snooze_held", ms(delay), json(error)),
         SettleAction::Dead(e) => ("dead", 0, json(e)),
         SettleAction::Cancelled(e) => ("cancelled", 0, json(e)),
         SettleAction::Release => ("release", 0, String::new()),

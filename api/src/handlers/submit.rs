@@ -31,7 +31,7 @@ const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
     ),
     responses(
         (status = 202, description = "Accepted: a new job", body = Accepted, headers(("Location" = String, description = "The job's URL"))),
-        (status = 200, description = "An existing job: idempotent replay, or the account's sync of that marketplace already under way (queued, running, or parked by the marketplace's limits) that covers the request's resources and `since` (a queued one takes missing resources on)", body = Accepted, headers(("Location" = String))),
+        (status = 200, description = "An existing job: idempotent replay, or the account's sync of that marketplace already under way (queued, running, or parked by the marketplace's limits) that covers the request's resources and `since` (a queued one takes missing resources on; one under way takes on a higher priority asked for)", body = Accepted, headers(("Location" = String))),
         BadRequest,
         Unauthorized,
         Forbidden,

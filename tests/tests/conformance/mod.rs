@@ -584,6 +584,52 @@ pub async fn a_sync_of_another_marketplace_is_not_the_accounts_sync_under_way<S:
     );
 }
 
+/// Found by the fifth audits of 2026-12-06 (a known limit until now): a sync submitted
+/// while the account's sync of its marketplace was queued returned that one and kept
+/// none of the new request's priority, so an urgent sync waited behind the account's
+/// routine jobs as the routine one it was answered with. A queued sync asked again with
+/// a higher priority takes it on: its record says so and it moves up its lane. A lower
+/// one changes nothing. Here the account's two marketplaces each have a queued sync.
+pub async fn a_queued_sync_asked_again_more_urgently_takes_the_priority_on<S: JobStore>(store: S) {
+    // A sync parked by its seller's limits takes it on too, for when it is due.
+    let parked = enqueue(&store, NewJob::new(sync("a2"))).await;
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    let limited = ErrorInfo {
+        class: ErrorClass::RateLimited,
+        message: "rate limited for 60s: getOrders: rate limited (retry after 60s)".into(),
+    };
+    let park = SettleAction::Snooze {
+        delay: Duration::from_secs(60),
+        error: limited,
+        advanced: false,
+    };
+    settle(&store, &l, park, AttemptOutcome::Snoozed).await;
+    let sooner = store.enqueue(NewJob::new(sync("a2")).priority(5)).await.unwrap();
+    assert_eq!((sooner.created, &sooner.id), (false, &parked));
+    assert_eq!(store.get(&parked).await.unwrap().unwrap().priority, 5);
+    // A queued one moves up its account's lane, ahead of the account's other sync.
+    let fr = JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
+    )
+    .unwrap();
+    let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
+    let beside = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
+    assert!(first.created && beside.created);
+    let urgent = store.enqueue(NewJob::new(fr.clone()).priority(7)).await.unwrap();
+    assert_eq!((urgent.created, &urgent.id), (false, &beside.id));
+    let calmer = store.enqueue(NewJob::new(fr).priority(2)).await.unwrap();
+    assert_eq!((calmer.created, &calmer.id), (false, &beside.id));
+    let job = store.get(&beside.id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.priority),
+        (JobState::Queued, 7),
+        "the higher priority asked for stays"
+    );
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(l.id, beside.id, "the urgent sync goes first in its account's lane");
+}
+
 /// Found by the seventh audits of 2026-12-07: a sync of one marketplace made beside the
 /// account's sync of another was not de-duplicated — `excl:<account>` names the first —
 /// so every further sync of its marketplace submitted while the first was under way was

@@ -151,6 +151,26 @@ local function covered_by(other, st, b)
   return 'same'
 end
 
+-- A sync under way answering a new one takes on a higher priority the new one asks for
+-- (before, found by the fifth audits of 2026-12-06, it kept its own, so an urgent sync
+-- waited as the routine one it was answered with). A queued one moves up its account's
+-- lane, keeping its place among jobs of its new priority, and the lane's turn comes
+-- within that priority's stride, as when a more urgent job joins a waiting lane; one
+-- parked or running has it for its next time in the lane.
+local function take_priority(id, st, prio)
+  local key = P .. 'job:' .. id
+  local f = redis.call('HMGET', key, 'pr', 'acct')
+  local was, want = tonumber(f[1]) or 0, tonumber(prio) or 0
+  if want <= was then return end
+  redis.call('HSET', key, 'pr', want)
+  if st ~= 'queued' then return end
+  local old = redis.call('ZSCORE', lane_key(f[2]), id)
+  if not old then return end
+  local score = ready_score(want, tonumber(old) - (9 - was) * BAND)
+  lane_add(f[2], 'XX', score, id)
+  offer_lane(f[2], score)
+end
+
 -- The answer for a job already made (`id` in state `st`), with a write that changes
 -- nothing: the durability wait after this call counts its connection's writes, and on
 -- Redis 7.2 and later a call that wrote nothing leaves that mark where it was, so the
@@ -220,6 +240,7 @@ local function enqueue(b, o)
         if idem ~= '' then
           redis.call('SET', idem_key, holder .. '|' .. fp, 'EX', idem_ttl)
         end
+        take_priority(holder, st, prio)
         return already(holder, st)
       elseif seen == 'other' then
         -- the sync under way is of another of the account's marketplaces: this one is
@@ -241,6 +262,7 @@ local function enqueue(b, o)
       if idem ~= '' then
         redis.call('SET', idem_key, beside .. '|' .. fp, 'EX', idem_ttl)
       end
+      take_priority(beside, st, prio)
       return already(beside, st)
     end
   end

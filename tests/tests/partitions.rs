@@ -309,6 +309,73 @@ async fn an_idempotency_key_reused_for_an_account_in_another_partition_is_a_conf
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "one job: {jobs}");
 }
 
+/// Found by the eighth stop's review of its own fix (a known limit until now): a sync
+/// made beside the account's sync of another marketplace is named in
+/// `exclm:<account>` under its marketplace, and the entry outlived it: one stale field a
+/// marketplace of every account that ever synced two at once. Its end releases it, here
+/// one that succeeds and one cancelled while queued; an entry naming another sync stays.
+#[tokio::test]
+async fn a_sync_made_beside_another_marketplaces_is_forgotten_once_it_ends() {
+    let server = RedisServer::start(Durability::None);
+    let store = store(&server, 4).await;
+    let sync_of = |marketplace: &str| {
+        JobPayload::from_json(
+            JobKind::Sync,
+            json!({"account_id": "acme", "marketplace_id": marketplace, "resources": ["orders"]}),
+        )
+        .unwrap()
+    };
+    let conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let named = |mut conn: redis::aio::MultiplexedConnection| async move {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("drover:{sync:*}:exclm:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut fields = Vec::new();
+        for k in keys {
+            let kept: Vec<(String, String)> = redis::cmd("HGETALL").arg(&k).query_async(&mut conn).await.unwrap();
+            fields.extend(kept.into_iter().map(|(_, id)| id));
+        }
+        fields.sort();
+        fields
+    };
+    let us = store.enqueue(NewJob::new(sync_of("ATVPDKIKX0DER"))).await.unwrap();
+    let fr = store.enqueue(NewJob::new(sync_of("A13V1IB3VIYZZH"))).await.unwrap();
+    let de = store.enqueue(NewJob::new(sync_of("A1PA6795UKMFR9"))).await.unwrap();
+    assert!(us.created && fr.created && de.created);
+    let mut beside = vec![fr.id.to_string(), de.id.to_string()];
+    beside.sort();
+    assert_eq!(named(conn.clone()).await, beside, "the two made beside are named");
+    // One made beside is cancelled while queued: its entry goes, the other's stays.
+    store.cancel(&de.id).await.unwrap();
+    assert_eq!(named(conn.clone()).await, vec![fr.id.to_string()]);
+    // The others run and end.
+    let mut left = 2;
+    while left > 0 {
+        let leased = store.fetch(JobKind::Sync, "w1", 2, LEASE).await.unwrap().jobs;
+        assert!(!leased.is_empty(), "the syncs left are leased");
+        let done: Vec<Settlement> = leased
+            .iter()
+            .map(|l| Settlement {
+                id: l.id.clone(),
+                token: l.token.clone(),
+                action: SettleAction::Succeeded(json!({"ok": true})),
+                attempt: None,
+            })
+            .collect();
+        left -= done.len();
+        store.settle(JobKind::Sync, &done).await.unwrap();
+    }
+    assert_eq!(named(conn.clone()).await, Vec::<String>::new(), "an ended sync is forgotten");
+    let again = store.enqueue(NewJob::new(sync_of("A13V1IB3VIYZZH"))).await.unwrap();
+    assert!(again.created && again.id != fr.id, "its marketplace's next sync is a new job");
+}
+
 #[tokio::test]
 async fn a_partitioned_sync_queue_forgets_an_accounts_sync_once_it_ends() {
     // The sync that is queued or running for an account is named in `excl:<account>`;

@@ -298,11 +298,20 @@ local function marketplace_of(p)
   if p and type(p.marketplace_id) == 'string' then return p.marketplace_id end
   return ''
 end
+-- A sync's end releases what names it: the account's `excl:` and its marketplace's field
+-- of `exclm:` (before, found by the eighth stop's review, the field outlived it: one
+-- stale field a marketplace of every account that ever synced two at once). The hash
+-- holds a field per marketplace the account synced beside another's, a handful.
 local function release_exclusive(id, acct)
   if EXCLUSIVE and acct and acct ~= '' then
     local k = P .. 'excl:' .. acct
     if redis.call('GET', k) == id then
       redis.call('DEL', k)
+    end
+    local m = P .. 'exclm:' .. acct
+    local named = redis.call('HGETALL', m)
+    for i = 1, #named, 2 do
+      if named[i + 1] == id then redis.call('HDEL', m, named[i]) end
     end
   end
 end

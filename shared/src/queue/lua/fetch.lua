@@ -33,7 +33,10 @@ local function account_ready(acct, running)
     need(P .. 'as:' .. acct)
     if running then
       need(P .. 'hold:' .. acct)
-      if EXCLUSIVE then need(P .. 'excl:' .. acct) end
+      if EXCLUSIVE then
+        need(P .. 'excl:' .. acct)
+        need(P .. 'exclm:' .. acct)
+      end
     end
   end
   if running then need_group_keys((signature_of(LOST_JSON)), acct) end

@@ -108,7 +108,10 @@ for i = 0, n - 1 do
         need(P .. 'hold:' .. acct)
         need(P .. 'as:' .. acct)
         need(P .. 'rq:' .. acct)
-        if EXCLUSIVE then need(P .. 'excl:' .. acct) end
+        if EXCLUSIVE then
+          need(P .. 'excl:' .. acct)
+          need(P .. 'exclm:' .. acct)
+        end
       end
       if outcome == 'dead' then
         need_group_keys((signature_of(ARGV[b + 5])), acct)

@@ -88,7 +88,12 @@ impl RedisStore {
                 let a = f.account.as_str();
                 let mut call = scripts::CANCEL.key(keys.job(id));
                 call.key(keys.attempts(id));
-                for k in [keys.of_account("rq", a), keys.of_account("as", a), keys.of_account("excl", a)] {
+                for k in [
+                    keys.of_account("rq", a),
+                    keys.of_account("as", a),
+                    keys.of_account("excl", a),
+                    keys.of_account("exclm", a),
+                ] {
                     call.key(k);
                 }
                 for k in ["queued", "passes", "idle", "scheduled", "retrying", "state:cancelled", "cbdue"]

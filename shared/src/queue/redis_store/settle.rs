@@ -242,7 +242,7 @@ impl RedisStore {
                 inv.key(keys.job(&s.id)).key(keys.attempts(&s.id));
                 if let Some(a) = account.as_deref().filter(|a| !seen.contains(a)) {
                     seen.push(a);
-                    for what in ["hold", "as", "rq", "excl"] {
+                    for what in ["hold", "as", "rq", "excl", "exclm"] {
                         inv.key(keys.of_account(what, a));
                     }
                 }

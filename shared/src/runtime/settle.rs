@@ -165,9 +165,8 @@ where
                     pace.record_if_slower(took);
                 }
                 let mut planned = plan(end, &lease.leased, &shared.settings.retry_for(kind), rand::random::<f64>());
-                if let SettleAction::Snooze { advanced: a, .. } = &mut planned.action {
-                    *a = advanced.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
-                }
+                let advanced = advanced.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
+                planned.action = noting_progress(planned.action, advanced);
                 let fate = planned.fate;
                 let error = planned.error.clone();
                 let mut settlement = settlement(planned, &lease, &shared.settings.worker_id, trace_id);
@@ -298,6 +297,20 @@ fn settlement(planned: Planned, lease: &RunLease, worker: &str, trace_id: Option
         token: leased.token.clone(),
         action: planned.action,
         attempt: Some(attempt),
+    }
+}
+
+/// `action` of a run that `advanced` (did some of its work) or not: a snooze says which,
+/// so its job's count of snoozes starts again from it when it did; a held park of such a
+/// run is one too (counted from one), or the count a long outage built would stand after
+/// the progress (found by the review of the held park's fix).
+fn noting_progress(action: SettleAction, advanced: bool) -> SettleAction {
+    match action {
+        SettleAction::Snooze { delay, error, .. } | SettleAction::Held { delay, error } if advanced => {
+            SettleAction::Snooze { delay, error, advanced }
+        }
+        SettleAction::Snooze { delay, error, .. } => SettleAction::Snooze { delay, error, advanced },
+        other => other,
     }
 }
 
@@ -450,6 +463,32 @@ mod tests {
         assert_eq!(delay, Duration::from_millis(1200));
         assert_eq!(error.class, ErrorClass::RateLimited);
         assert_eq!((p.outcome, p.fate), (AttemptOutcome::Snoozed, RunFate::Snoozed));
+    }
+
+    /// Found by the review of the held park's fix: a held park of a run that had
+    /// advanced left the job's count of snoozes where earlier parks had built it (a long
+    /// outage: 998 of 1,000), so a job that had just made progress was dead a few counted
+    /// parks later. It counts from one again, as any park of a run that advanced.
+    #[test]
+    fn a_held_park_of_a_run_that_advanced_starts_the_count_again() {
+        let error = ErrorInfo {
+            class: ErrorClass::RateLimited,
+            message: "rate limited for 1s: getOrders: circuit open until then (another call is probing it)".into(),
+        };
+        let delay = Duration::from_secs(1);
+        let held = SettleAction::Held {
+            delay,
+            error: error.clone(),
+        };
+        assert_eq!(noting_progress(held.clone(), false), held, "not counted");
+        assert_eq!(
+            noting_progress(held, true),
+            SettleAction::Snooze {
+                delay,
+                error,
+                advanced: true
+            }
+        );
     }
 
     #[test]

@@ -253,6 +253,7 @@ conformance!(
         a_retried_sync_is_refused_while_its_marketplaces_sync_made_beside_is_under_way,
         a_sync_under_way_that_does_not_cover_a_new_one_takes_it_on_or_is_followed,
         a_queued_sync_asked_again_more_urgently_takes_the_priority_on,
+        a_sync_asked_again_more_urgently_in_the_same_call_takes_the_priority_on,
         cancelling_an_accounts_last_queued_jobs_takes_its_turn_off_offer,
         the_lag_is_the_oldest_ready_jobs_wait_whatever_its_priority,
     ],

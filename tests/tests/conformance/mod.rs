@@ -584,6 +584,34 @@ pub async fn a_sync_of_another_marketplace_is_not_the_accounts_sync_under_way<S:
     );
 }
 
+/// Found by the review of the fix above: a sync made earlier in the same enqueue call (a
+/// bulk, or single submits committed together) has no lane entry yet when a later
+/// request of the call is answered with it, so it kept the priority it was made with in
+/// its lane while its record said the higher one. Here one bulk holds the account's sync
+/// of one marketplace at priority 3, then two of another at 0 and at 7.
+pub async fn a_sync_asked_again_more_urgently_in_the_same_call_takes_the_priority_on<S: JobStore>(store: S) {
+    let fr = JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
+    )
+    .unwrap();
+    let answers = store
+        .enqueue_bulk(vec![
+            NewJob::new(sync("a1")).priority(3),
+            NewJob::new(fr.clone()),
+            NewJob::new(fr).priority(7),
+        ])
+        .await
+        .unwrap();
+    let answers: Vec<Enqueued> = answers.into_iter().map(|a| a.unwrap()).collect();
+    assert!(answers[0].created && answers[1].created);
+    assert_eq!((answers[2].created, &answers[2].id), (false, &answers[1].id));
+    let job = store.get(&answers[1].id).await.unwrap().unwrap();
+    assert_eq!(job.priority, 7);
+    let l = store.fetch(JobKind::Sync, "w1", 1, LEASE).await.unwrap().jobs.pop().unwrap();
+    assert_eq!(l.id, answers[1].id, "the sync now of priority 7 goes ahead of the one of 3");
+}
+
 /// Found by the fifth audits of 2026-12-06 (a known limit until now): a sync submitted
 /// while the account's sync of its marketplace was queued returned that one and kept
 /// none of the new request's priority, so an urgent sync waited behind the account's

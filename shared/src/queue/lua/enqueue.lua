@@ -157,6 +157,9 @@ end
 -- lane, keeping its place among jobs of its new priority, and the lane's turn comes
 -- within that priority's stride, as when a more urgent job joins a waiting lane; one
 -- parked or running has it for its next time in the lane.
+-- One made earlier in this call has its lane entry among those written at the end
+-- (`lanes`), which is where it moves (before, found by the review of this fix, it kept
+-- the priority it was made with there). The ready time is the score's part below BAND.
 local function take_priority(id, st, prio)
   local key = P .. 'job:' .. id
   local f = redis.call('HMGET', key, 'pr', 'acct')
@@ -164,11 +167,23 @@ local function take_priority(id, st, prio)
   if want <= was then return end
   redis.call('HSET', key, 'pr', want)
   if st ~= 'queued' then return end
-  local old = redis.call('ZSCORE', lane_key(f[2]), id)
+  local acct = f[2] or ''
+  local pending = lanes[acct]
+  if pending then
+    for i = 1, #pending, 2 do
+      if pending[i + 1] == id then
+        local score = ready_score(want, tonumber(pending[i]) % BAND)
+        pending[i] = string.format('%.0f', score)
+        if score < best[acct] then best[acct] = score end
+        return
+      end
+    end
+  end
+  local old = redis.call('ZSCORE', lane_key(acct), id)
   if not old then return end
-  local score = ready_score(want, tonumber(old) - (9 - was) * BAND)
-  lane_add(f[2], 'XX', score, id)
-  offer_lane(f[2], score)
+  local score = ready_score(want, tonumber(old) % BAND)
+  lane_add(acct, 'XX', score, id)
+  offer_lane(acct, score)
 end
 
 -- The answer for a job already made (`id` in state `st`), with a write that changes

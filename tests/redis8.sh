@@ -18,8 +18,7 @@ if [ ! -x "$REDIS8_DIR/bin/redis-server" ]; then
   src=$(mktemp -d /tmp/drover-redis8src.XXXXXX)
   trap 'rm -rf "$src"' EXIT
   mkdir -p "$src/apt/lists/partial" "$src/apt/cache/archives/partial"
-  mirror=${DEBIAN_MIRROR:-$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null || true; } |
-    awk '($1 == "URIs:" || $1 == "deb") && $2 ~ /^[a-z]+:\/\/.*\/debian\/?$/ {print $2; exit}')}
+  mirror=${DEBIAN_MIRROR:-$(bash "$(dirname "${BASH_SOURCE[0]}")/debian_mirror.sh" || true)}
   [ -n "$mirror" ] || { echo "no Debian mirror found in /etc/apt; set DEBIAN_MIRROR" >&2; exit 1; }
   for suite in experimental sid; do
     echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main"

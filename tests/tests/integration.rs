@@ -57,6 +57,7 @@ mod runtime_leases;
 mod script_library;
 mod sealed_secrets;
 mod seller_limits;
+mod setup_scripts;
 mod shard_hang;
 mod simulator;
 mod trace_context;

@@ -38,6 +38,15 @@ pub fn sync(account: &str) -> JobPayload {
     .unwrap()
 }
 
+/// A sync of `account`'s orders in its second marketplace (France), beside [`sync`]'s.
+pub fn sync_fr(account: &str) -> JobPayload {
+    JobPayload::from_json(
+        JobKind::Sync,
+        json!({"account_id": account, "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
+    )
+    .unwrap()
+}
+
 async fn fetch_one<S: JobStore>(store: &S, worker: &str) -> Option<Leased> {
     store.fetch(JobKind::Cleanup, worker, 1, LEASE).await.unwrap().jobs.pop()
 }
@@ -565,13 +574,7 @@ pub async fn a_second_sync_for_an_account_returns_the_existing_one<S: JobStore>(
 /// was answered with the first — that marketplace was never synced. It is made beside
 /// it; a sync of the same marketplace is still the one under way.
 pub async fn a_sync_of_another_marketplace_is_not_the_accounts_sync_under_way<S: JobStore>(store: S) {
-    let fr = |account: &str| {
-        JobPayload::from_json(
-            JobKind::Sync,
-            json!({"account_id": account, "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
-        )
-        .unwrap()
-    };
+    let fr = sync_fr;
     let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
     let other = store.enqueue(NewJob::new(fr("a1"))).await.unwrap();
     assert!(other.created, "another marketplace's sync is made");
@@ -590,11 +593,7 @@ pub async fn a_sync_of_another_marketplace_is_not_the_accounts_sync_under_way<S:
 /// its lane while its record said the higher one. Here one bulk holds the account's sync
 /// of one marketplace at priority 3, then two of another at 0 and at 7.
 pub async fn a_sync_asked_again_more_urgently_in_the_same_call_takes_the_priority_on<S: JobStore>(store: S) {
-    let fr = JobPayload::from_json(
-        JobKind::Sync,
-        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
-    )
-    .unwrap();
+    let fr = sync_fr("a1");
     let answers = store
         .enqueue_bulk(vec![
             NewJob::new(sync("a1")).priority(3),
@@ -636,11 +635,7 @@ pub async fn a_queued_sync_asked_again_more_urgently_takes_the_priority_on<S: Jo
     assert_eq!((sooner.created, &sooner.id), (false, &parked));
     assert_eq!(store.get(&parked).await.unwrap().unwrap().priority, 5);
     // A queued one moves up its account's lane, ahead of the account's other sync.
-    let fr = JobPayload::from_json(
-        JobKind::Sync,
-        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
-    )
-    .unwrap();
+    let fr = sync_fr("a1");
     let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
     let beside = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
     assert!(first.created && beside.created);
@@ -664,11 +659,7 @@ pub async fn a_queued_sync_asked_again_more_urgently_takes_the_priority_on<S: Jo
 /// made again, each spending calls of the seller's budget. The sync made beside is that
 /// marketplace's sync under way, also once the first has ended.
 pub async fn a_sync_made_beside_another_marketplaces_is_its_marketplaces_sync_under_way<S: JobStore>(store: S) {
-    let fr = JobPayload::from_json(
-        JobKind::Sync,
-        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
-    )
-    .unwrap();
+    let fr = sync_fr("a1");
     let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();
     let beside = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
     assert!(beside.created && beside.id != first.id);
@@ -712,11 +703,7 @@ pub async fn a_sync_made_beside_another_marketplaces_is_its_marketplaces_sync_un
 /// beside one of its marketplace made beside another's — two syncs of one marketplace
 /// under way. It is refused as busy with that one, as with the holder.
 pub async fn a_retried_sync_is_refused_while_its_marketplaces_sync_made_beside_is_under_way<S: JobStore>(store: S) {
-    let fr = JobPayload::from_json(
-        JobKind::Sync,
-        json!({"account_id": "a1", "marketplace_id": "A13V1IB3VIYZZH", "resources": ["orders"]}),
-    )
-    .unwrap();
+    let fr = sync_fr("a1");
     let old = store.enqueue(NewJob::new(fr.clone())).await.unwrap();
     assert_eq!(store.cancel(&old.id).await.unwrap(), CancelOutcome::Cancelled);
     let first = store.enqueue(NewJob::new(sync("a1"))).await.unwrap();

@@ -18,7 +18,9 @@ if [ ! -x "$REDIS8_DIR/bin/redis-server" ]; then
   src=$(mktemp -d /tmp/drover-redis8src.XXXXXX)
   trap 'rm -rf "$src"' EXIT
   mkdir -p "$src/apt/lists/partial" "$src/apt/cache/archives/partial"
-  mirror=${DEBIAN_MIRROR:-$(bash "$(dirname "${BASH_SOURCE[0]}")/debian_mirror.sh" || true)}
+  here=$(dirname "${BASH_SOURCE[0]:-$0}")
+  [ -f "$here/debian_mirror.sh" ] || { echo "run tests/redis8.sh from the repository (it reads tests/debian_mirror.sh)" >&2; exit 1; }
+  mirror=${DEBIAN_MIRROR:-$(bash "$here/debian_mirror.sh" || true)}
   [ -n "$mirror" ] || { echo "no Debian mirror found in /etc/apt; set DEBIAN_MIRROR" >&2; exit 1; }
   for suite in experimental sid; do
     echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main"

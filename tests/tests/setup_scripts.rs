@@ -59,6 +59,16 @@ fn set_up_finds_the_debian_archive_in_every_form_apt_reads() {
         mirror_of(&[("mirrors.txt", list), ("f.list", one_line_list)]).as_deref(),
         Some("http://near.example.com/debian")
     );
+    // Found by the review of the fix: a local archive (`file:`), a stanza switched off and
+    // a `URIs:` field continued on the next line.
+    let local_first = "deb file:///srv/debian bookworm main\ndeb [signed-by=/k.gpg] http://a.example/debian bookworm main\n";
+    assert_eq!(mirror_of(&[("h.list", local_first)]).as_deref(), Some("http://a.example/debian"));
+    let switched_off = "Types: deb\nURIs: http://off.example/debian\nEnabled: no\n\n\
+                        Types: deb\nURIs:\n  http://on.example/debian\nSuites: bookworm\n";
+    assert_eq!(
+        mirror_of(&[("i.sources", switched_off)]).as_deref(),
+        Some("http://on.example/debian")
+    );
     // None at all: nothing printed, and the caller says to set DEBIAN_MIRROR.
     let elsewhere = "deb http://archive.ubuntu.com/ubuntu noble main\n";
     assert_eq!(mirror_of(&[("g.list", elsewhere)]), None);

@@ -53,6 +53,8 @@ local all, n_all = {}, 0
 -- per lane: {score, id, ...} and the best score added, written once per lane at the end;
 -- per account: its index entries {created, id, ...}, likewise
 local lanes, best, by_acct = {}, {}, {}
+-- per lane: where its pending ids are in `lanes` (built only when a priority is raised)
+local slots = {}
 local woke = false
 -- what a created job that asks for its waiting answer was stored with, so the answer
 -- need not read it back
@@ -170,13 +172,20 @@ local function take_priority(id, st, prio)
   local acct = f[2] or ''
   local pending = lanes[acct]
   if pending then
-    for i = 1, #pending, 2 do
-      if pending[i + 1] == id then
-        local score = ready_score(want, tonumber(pending[i]) % BAND)
-        pending[i] = string.format('%.0f', score)
-        if score < best[acct] then best[acct] = score end
-        return
-      end
+    -- where each pending id is, indexed once however many raises the call holds
+    local at = slots[acct]
+    if not at then
+      at = {n = 0}
+      slots[acct] = at
+    end
+    for i = at.n + 1, #pending, 2 do at[pending[i + 1]] = i end
+    at.n = #pending
+    local i = at[id]
+    if i then
+      local score = ready_score(want, tonumber(pending[i]) % BAND)
+      pending[i] = string.format('%.0f', score)
+      if score < best[acct] then best[acct] = score end
+      return
     end
   end
   local old = redis.call('ZSCORE', lane_key(acct), id)

@@ -156,6 +156,37 @@ async fn the_stream_of_an_ended_job_sends_its_state_and_ends() {
     assert!(events.next().await.is_none());
 }
 
+/// The `id:` of each event of a stream that ends, in order.
+async fn event_ids(res: reqwest::Response) -> Vec<String> {
+    let text = tokio::time::timeout(Duration::from_secs(15), res.text())
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|v| v.trim().to_owned())
+        .collect()
+}
+
+/// Found by the fifth audits of 2026-12-06 (a known limit until now): a stream's event
+/// ids started at 1 on every connection and `Last-Event-ID` was not read, so a client
+/// reconnecting (EventSource does, sending the last id it got) saw its ids go back and
+/// repeat. A stream's ids count on from the one the client sends; without one, or with
+/// one that is not a number, from 1.
+#[tokio::test]
+async fn a_reconnecting_stream_counts_its_event_ids_on_from_the_last_one_the_client_got() {
+    let app = spawn_app().await;
+    let id = app.submit_ok(&cleanup_body("acme")).await;
+    app.kill_job(&id).await;
+    let url = format!("/v1/jobs/{id}/events");
+    let fresh = event_ids(app.get(READER, &url).send().await.unwrap()).await;
+    assert_eq!(fresh, vec!["1"]);
+    let resumed = event_ids(app.get(READER, &url).header("Last-Event-ID", "41").send().await.unwrap()).await;
+    assert_eq!(resumed, vec!["42"], "the ids go on from the client's last");
+    let garbled = event_ids(app.get(READER, &url).header("Last-Event-ID", "forty-one").send().await.unwrap()).await;
+    assert_eq!(garbled, vec!["1"]);
+}
+
 #[tokio::test]
 async fn shutting_down_ends_open_streams_and_returns() {
     let app = spawn_app().await;

@@ -4,7 +4,10 @@
 //! stream open on it (`crate::job_watch`), and an event is sent when its state (`event:
 //! state`) or progress (`event: progress`) changed; the stream ends after a terminal
 //! state, when the job disappears, when the server shuts down, or after `events_max_ms`
-//! (the client reconnects; the first event then repeats the state). Keep-alive comments
+//! (the client reconnects; the first event then repeats the state). Event ids count up
+//! from the `Last-Event-ID` a reconnecting client sends (EventSource does), so its ids for
+//! one job never go back (before, found by the fifth audits of 2026-12-06, each
+//! connection started at 1). Keep-alive comments
 //! flow while nothing changes. The poll reads only the job's summary fields (one HMGET,
 //! never the payload) per tick, however many streams follow the job, and needs nothing
 //! from the workers.
@@ -21,6 +24,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -47,7 +51,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     get,
     path = "/v1/jobs/{id}/events",
     tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The id of the last event a reconnecting client got: this stream's ids count on from it (anything but a number counts from 0)"),
+    ),
     responses(
         (status = 200, description = "`event: state` with `{id, state, attempts, cancel_requested, updated_at, last_error}` (also when a cancel is accepted while it runs), \
             `event: progress` with `{id, done, total, message}` and, while the job waits, `event: waiting` with \
@@ -64,16 +71,30 @@ pub async fn job_events(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let stream = job_event_stream(state, &caller, &id).await?;
+    let stream = job_event_stream(state, &caller, &id, resumed_from(&headers)).await?;
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-/// [`job_events`]' events, for a caller that adds its own (the console's).
+/// The id of the last event a reconnecting client got (`Last-Event-ID`): the stream's
+/// ids count on from it. Anything but a number below 2⁵³ counts from 0.
+pub fn resumed_from(headers: &HeaderMap) -> u64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n < 1 << 53)
+        .unwrap_or(0)
+}
+
+/// [`job_events`]' events, for a caller that adds its own (the console's), numbered on
+/// from `last_id` (see [`resumed_from`]).
 pub async fn job_event_stream(
     state: AppState,
     caller: &Caller,
     id: &str,
+    last_id: u64,
 ) -> Result<impl Stream<Item = Result<Event, Infallible>> + use<>, ApiError> {
     // The cap first: past it, the request costs no Redis read; the slot is taken (which
     // may end another key's oldest stream) only for a job found.
@@ -94,7 +115,7 @@ pub async fn job_event_stream(
         pending: VecDeque::new(),
         next: Some((Arc::new(job), None)),
         done: false,
-        seq: 0,
+        seq: last_id,
     };
     Ok(futures::stream::unfold(watch, |mut w| async move {
         w.next_event().await.map(|e| (Ok(e), w))

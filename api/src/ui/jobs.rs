@@ -457,10 +457,17 @@ pub async fn live(State(state): State<AppState>, caller: Caller, session: Sessio
 /// because the job has ended (or is gone): the page closes its stream then. A stream
 /// that stopped for another reason (its time is up, its slot went to another) ends
 /// without it, and the browser opens a new one.
-pub async fn events(State(state): State<AppState>, caller: Caller, session: Session, Path(id): Path<String>) -> Response {
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    session: Session,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
-    let stream = match crate::handlers::events::job_event_stream(state.clone(), &caller, &id).await {
+    let resumed = crate::handlers::events::resumed_from(&headers);
+    let stream = match crate::handlers::events::job_event_stream(state.clone(), &caller, &id, resumed).await {
         Ok(stream) => stream,
         Err(e) => return page::error(&e),
     };

@@ -306,10 +306,8 @@ fn settlement(planned: Planned, lease: &RunLease, worker: &str, trace_id: Option
 /// the progress (found by the review of the held park's fix).
 fn noting_progress(action: SettleAction, advanced: bool) -> SettleAction {
     match action {
-        SettleAction::Snooze { delay, error, .. } | SettleAction::Held { delay, error } if advanced => {
-            SettleAction::Snooze { delay, error, advanced }
-        }
         SettleAction::Snooze { delay, error, .. } => SettleAction::Snooze { delay, error, advanced },
+        SettleAction::Held { delay, error } if advanced => SettleAction::Snooze { delay, error, advanced },
         other => other,
     }
 }

@@ -1738,6 +1738,69 @@ async fn a_job_that_worked_its_slice_keeps_its_accounts_slot_before_the_accounts
     );
 }
 
+/// Found by the sixth audits of 2026-12-06: a job waiting at its own account's cap got
+/// no turn — the turns are for other accounts waiting for a slot, and no run of its own
+/// account gave way for it — so an urgent cleanup waited for the account's long routine
+/// one to end (or to use up its 20-minute slice), whatever its priority. The routine run
+/// now gives way once it has worked its turn, the urgent one runs in its slot, and the
+/// routine one goes on after it, its attempt unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_urgent_job_waiting_at_its_accounts_cap_takes_the_slot_after_the_running_jobs_turn() {
+    let mut stack = Stack::start(sim(), "").await;
+    let acct = stack
+        .account(AccountSpec {
+            skus: Some(152),
+            ..AccountSpec::new("seller-urgent")
+        })
+        .await;
+    stack
+        .faults(
+            &acct,
+            FaultSpec {
+                latency_ms: 250,
+                ..FaultSpec::default()
+            },
+        )
+        .await;
+    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let (routine_skus, urgent_skus) = skus.split_at(150);
+    stack.spawn_worker(
+        "worker-1",
+        &[
+            ("DROVER_WORKER__CONCURRENCY__CLEANUP", "2"),
+            ("DROVER_WORKER__JOBS__CLEANUP__PER_ACCOUNT", "1"),
+            ("DROVER_WORKER__JOBS__TURN_MS", "1000"),
+        ],
+    );
+    let routine = stack.submit_cleanup(&acct, routine_skus).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while stack.deleted_by_marketplace(&acct).await.is_empty() {
+        assert!(Instant::now() < until, "the routine cleanup never started\n{}", stack.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let payload = json!({"account_id": acct.as_str(), "marketplace_id": MARKETPLACE, "skus": urgent_skus});
+    let payload = JobPayload::from_json(JobKind::Cleanup, payload).unwrap();
+    let urgent = stack.store.enqueue(NewJob::new(payload).priority(9)).await.unwrap().id;
+    let submitted = Instant::now();
+    let urgent_job = stack.finish(&urgent, Duration::from_secs(60)).await;
+    let waited = submitted.elapsed();
+    let routine_now = stack.store.get(&routine).await.unwrap().expect("routine job");
+    assert_eq!(urgent_job.state, JobState::Succeeded, "{urgent_job:#?}");
+    assert!(
+        !routine_now.state.is_terminal(),
+        "the urgent cleanup ended after {waited:?}, after the routine one: it waited for all of it\n{}",
+        stack.logs()
+    );
+    let routine_job = stack.finish(&routine, Duration::from_secs(60)).await;
+    assert_eq!(routine_job.state, JobState::Succeeded, "{routine_job:#?}");
+    assert_eq!(
+        routine_job.attempts, 1,
+        "giving way used an attempt: {:?}",
+        routine_job.attempt_history
+    );
+    assert_eq!(stack.deleted_by_marketplace(&acct).await.len(), 152, "each SKU deleted once");
+}
+
 /// Found by the fairness audit of 2026-12-05: a worker whose slots were all busy still
 /// leased jobs ahead (`worker.prefetch`, 2 by default) and started them in the order it
 /// leased them, so the flooding seller's own next cleanup, leased before the small

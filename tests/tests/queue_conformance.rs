@@ -281,6 +281,7 @@ conformance!(
 
 conformance_with_policy!(
     capped_an_account_at_its_cap_is_skipped_until_one_of_its_runs_ends,
+    capped_a_more_urgent_job_waiting_at_its_accounts_cap_outranks_its_least_urgent_run,
     capped_a_released_or_reclaimed_run_frees_its_accounts_slot,
     capped_a_run_handed_back_or_reclaimed_at_its_accounts_cap_goes_ahead_of_the_waiting_accounts,
     capped_one_settle_of_many_runs_frees_every_accounts_slots,

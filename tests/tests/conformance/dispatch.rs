@@ -264,6 +264,41 @@ pub async fn capped_an_account_at_its_cap_is_skipped_until_one_of_its_runs_ends<
     assert_eq!(account_of(&next[0]), "a");
 }
 
+/// A job waiting at its account's cap gets no turn until a run of the account ends, so a
+/// more urgent one outranks the least urgent of the account's runs, which gives way
+/// (found by the sixth audits of 2026-12-06: it waited for a run's end whatever its
+/// priority). One run an account at a time; none for an account below its cap or with
+/// nothing more urgent than its runs queued.
+pub async fn capped_a_more_urgent_job_waiting_at_its_accounts_cap_outranks_its_least_urgent_run<S: JobStore>(store: S) {
+    enqueue(&store, NewJob::new(cleanup("a")).priority(3)).await;
+    enqueue(&store, NewJob::new(cleanup("a")).priority(1)).await;
+    enqueue(&store, NewJob::new(cleanup("b"))).await;
+    let runs = store.fetch(JobKind::Cleanup, "w1", 10, LEASE).await.unwrap().jobs;
+    assert_eq!(runs.len(), 3, "cleanup allows 2 runs per account");
+    let asked: Vec<(JobId, String)> = runs.iter().map(|l| (l.id.clone(), account_of(l))).collect();
+    assert_eq!(store.outranked(&asked).await.unwrap(), Vec::<JobId>::new(), "nothing waits");
+    enqueue(&store, NewJob::new(cleanup("a")).priority(1)).await;
+    enqueue(&store, NewJob::new(cleanup("b")).priority(9)).await;
+    assert_eq!(
+        store.outranked(&asked).await.unwrap(),
+        Vec::<JobId>::new(),
+        "a's waiting job is no more urgent than its runs; b is below its cap"
+    );
+    enqueue(&store, NewJob::new(cleanup("a")).priority(5)).await;
+    let mut least = None;
+    for l in runs.iter().filter(|l| account_of(l) == "a") {
+        if store.get(&l.id).await.unwrap().expect("record").priority == 1 {
+            least = Some(l.id.clone());
+        }
+    }
+    let least = least.expect("a's priority-1 run");
+    assert_eq!(
+        store.outranked(&asked).await.unwrap(),
+        vec![least],
+        "a's priority-1 run gives way, its priority-3 one runs on"
+    );
+}
+
 /// One settle call ending runs of several capped accounts frees each account's slots
 /// (the call writes each account's holds once, at its end).
 pub async fn capped_one_settle_of_many_runs_frees_every_accounts_slots<S: JobStore>(store: S) {

@@ -11,6 +11,7 @@ mod by_job;
 mod enqueue;
 mod fetch;
 mod load;
+mod outranked;
 mod pause;
 mod settle;
 mod trim;
@@ -392,6 +393,10 @@ impl JobStore for RedisStore {
             Some(e) if !answered => Err(e.into()),
             _ => Ok(waiting),
         }
+    }
+
+    async fn outranked(&self, runs: &[(JobId, String)]) -> Result<Vec<JobId>, StoreError> {
+        self.outranked_runs(runs).await
     }
 
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {

@@ -242,6 +242,7 @@ impl App {
             ));
         }
         let store = self.state.store().clone();
+        let background = self.state.background().clone();
         let app = router(self.state);
         let mut server = tokio::spawn(serve(self.listener, app, self.server, self.clients, token.clone()));
         // Redis may have been away at start: the layout is checked once it answers, and
@@ -262,13 +263,31 @@ impl App {
             "shutting down: finishing in-flight requests"
         );
         token.cancel();
-        match tokio::time::timeout(self.grace, &mut server).await {
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let served = match tokio::time::timeout_at(deadline, &mut server).await {
             Ok(r) => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             Err(_) => {
                 tracing::warn!("grace period over; closing the remaining connections");
                 server.abort();
                 Ok(())
             }
-        }
+        };
+        finish_background(&background, deadline).await;
+        served
+    }
+}
+
+/// Waits, until `deadline`, for the actions still at work on tasks of their own (a
+/// cancel or dead-letter action its request's timeout cut off, an account's first
+/// steps): the process ends with `main`, and with it any such task, which then left
+/// neither its audit entry nor a line (found by the fifth audits of 2026-12-06). Those
+/// still at work at the deadline are logged, once.
+async fn finish_background(background: &tokio_util::task::TaskTracker, deadline: tokio::time::Instant) {
+    background.close();
+    if tokio::time::timeout_at(deadline, background.wait()).await.is_err() {
+        tracing::error!(
+            actions = background.len(),
+            "grace period over with actions still at work: they stop unfinished, and their audit entries are not written"
+        );
     }
 }

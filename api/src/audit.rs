@@ -66,7 +66,7 @@ where
     let name = what.action;
     let work = action(state.clone(), caller.clone());
     let (state, caller) = (state.clone(), caller.clone());
-    request_id::spawn_for_request(async move {
+    request_id::spawn_for_request(&state.background().clone(), async move {
         // A panic is the action's failure: recorded as a 500 and logged once, as the
         // error it is answered with (spawned plainly, the hook would log it, and the
         // lost task again, with no entry).

@@ -73,6 +73,9 @@ struct Inner {
     walks: Arc<crate::record_reads::RecordReads>,
     /// Request bodies in flight, in bytes, capped per process and per key.
     body_budget: Arc<crate::body_budget::BodyBudget>,
+    /// Actions running to their end on tasks of their own
+    /// (`request_id::spawn_for_request`): a shutdown waits for them within its grace.
+    background: tokio_util::task::TaskTracker,
 }
 
 /// What the accounts endpoints need.
@@ -138,6 +141,7 @@ impl AppState {
             record_reads: Default::default(),
             walks: Arc::new(crate::record_reads::RecordReads::walks()),
             body_budget: crate::body_budget::BodyBudget::new(limits.body_bytes_in_flight),
+            background: tokio_util::task::TaskTracker::new(),
         }))
     }
 
@@ -168,6 +172,11 @@ impl AppState {
 
     pub fn body_budget(&self) -> &Arc<crate::body_budget::BodyBudget> {
         &self.0.body_budget
+    }
+
+    /// The actions at work on tasks of their own, which a shutdown waits for.
+    pub fn background(&self) -> &tokio_util::task::TaskTracker {
+        &self.0.background
     }
 
     pub fn paced_replays(&self) -> &Arc<crate::ui::paced_replays::PacedReplays> {

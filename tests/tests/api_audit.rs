@@ -317,6 +317,41 @@ async fn a_cancel_cut_off_by_the_request_timeout_is_still_recorded() {
     assert_eq!(job.state, drover::job::JobState::Cancelled);
 }
 
+/// Found by the fifth audits of 2026-12-06: an action still at work on its own task when
+/// the API shut down (here a cancel its request's timeout cut off, awaiting a slow
+/// Redis) was dropped with the process, which ends once its connections have drained:
+/// no audit entry and no line, though Redis had applied it. The shutdown waits for such
+/// actions within its grace, so by the time the API has stopped the entry is written.
+#[tokio::test]
+async fn an_action_at_work_when_the_api_shuts_down_is_recorded_before_it_stops() {
+    let db = drover_tests::harness::PgDatabase::create().await;
+    let url = db.url();
+    let (app, relay) = spawn_app_behind_relay(move |c| {
+        c.request_timeout_ms = 1000;
+        c.shutdown_grace_ms = 15_000;
+        c.database.url = url.into();
+    })
+    .await;
+    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    relay.delay_replies(std::time::Duration::from_millis(400));
+    let res = app
+        .post(ADMIN, &format!("/v1/jobs/{id}/cancel"))
+        .header("X-Request-Id", "cancel-at-shutdown")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503, "the request timed out");
+    app.stop().await.expect("the API stopped cleanly");
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE request_id = $1")
+        .bind("cancel-at-shutdown")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(written, 1, "the API stopped before the cancel's audit entry was written");
+}
+
 /// Found by the hostile-tenant audit of 2026-12-05: a submit key's refused requests are
 /// recorded too (a `DELETE /v1/schedules/…` of a schedule that is not there: 404), and
 /// the log could only be read newest first, all of it: a tenant's flood of them buried

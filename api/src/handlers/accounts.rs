@@ -199,7 +199,8 @@ pub async fn create(State(state): State<AppState>, caller: Caller, JsonBody(req)
     // never queued, and no answer saying so). The client may still hear the timeout.
     let steps = {
         let (state, repo, secrets, by) = (state.clone(), repo.clone(), accounts.secrets.clone(), caller.name.clone());
-        crate::middleware::request_id::spawn_for_request(async move {
+        let background = state.background().clone();
+        crate::middleware::request_id::spawn_for_request(&background, async move {
             let account = repo.insert(&new, &secrets).await?;
             tracing::info!(account = %account.id, validated = !skip_validation, by = %by, "account created");
             let first = if first_sync {

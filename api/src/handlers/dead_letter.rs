@@ -150,9 +150,11 @@ struct Acted {
 /// hear the timeout.
 async fn act(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<Acted, ApiError> {
     let (state, caller) = (state.clone(), caller.clone());
-    crate::middleware::request_id::spawn_for_request(async move { act_to_the_end(&state, &caller, req, op).await })
-        .await
-        .map_err(|e| ApiError::Internal(format!("the dead-letter action stopped: {e}")))?
+    crate::middleware::request_id::spawn_for_request(&state.background().clone(), async move {
+        act_to_the_end(&state, &caller, req, op).await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the dead-letter action stopped: {e}")))?
 }
 
 async fn act_to_the_end(state: &AppState, caller: &Caller, req: ReplayRequest, op: Op) -> Result<Acted, ApiError> {

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use drover::job::trace_id_of;
 use drover::trace_context::{log_ids_ahead, span_log_ids, TRACEPARENT};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -79,18 +80,19 @@ pub fn traceparent() -> Option<String> {
     REQUEST.try_with(|s| s.traceparent.clone()).ok()
 }
 
-/// Spawns `work` as a task of its own that keeps the request's id, advice and trace
-/// context, and its span: work that must run to its end even when the request timeout
-/// drops the handler (its audit entry and log lines still name the request).
-pub fn spawn_for_request<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+/// Spawns `work` as a task of its own, counted in `tasks` (the state's `background`,
+/// which a shutdown waits for within its grace), that keeps the request's id, advice and
+/// trace context, and its span: work that must run to its end even when the request
+/// timeout drops the handler (its audit entry and log lines still name the request).
+pub fn spawn_for_request<F>(tasks: &TaskTracker, work: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let span = tracing::Span::current();
     match REQUEST.try_with(Arc::clone) {
-        Ok(scope) => tokio::spawn(REQUEST.scope(scope, work).instrument(span)),
-        Err(_) => tokio::spawn(work.instrument(span)),
+        Ok(scope) => tasks.spawn(REQUEST.scope(scope, work).instrument(span)),
+        Err(_) => tasks.spawn(work.instrument(span)),
     }
 }
 

@@ -662,7 +662,7 @@ where
     F: std::future::Future<Output = (usize, Option<ApiError>, bool)> + Send + 'static,
 {
     let done_so_far = Arc::new(AtomicUsize::new(0));
-    let mut task = crate::middleware::request_id::spawn_for_request(work(done_so_far.clone()));
+    let mut task = crate::middleware::request_id::spawn_for_request(state.background(), work(done_so_far.clone()));
     // A quarter of the request's time before its deadline (counted from when it came, not
     // from this handler: found by the review of 2026-12-07, a slow form left the API's
     // timeout to answer first).

@@ -40,6 +40,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 
 import yaml
 
@@ -60,6 +61,7 @@ CLUSTER_SCOPED = {
     "ValidatingAdmissionPolicyBinding", "ClusterIssuer",
 }
 DOCKERFILE = ROOT / "deploy/Dockerfile"
+MIB = 1 << 20
 MONITORING = {"otel-collector", "jaeger", "redis-exporter", "prometheus", "grafana"}
 REDIS_NODES = {f"redis-node-{i}" for i in range(1, 7)}
 CLUSTER = REDIS_NODES | {"redis-cluster-init", "postgres-cluster", "simulator-cluster", "api-cluster", "worker-cluster"}
@@ -208,24 +210,84 @@ def dockerfile_problems():
     return problems
 
 
-def overlay_namespace_problems(kubectl):
+def build_overlays(kubectl):
+    """Each overlay built with `kubectl kustomize`: (overlay, its objects), and the
+    problems of those that would not build."""
+    builds, problems = [], []
+    for overlay in OVERLAYS:
+        try:
+            built = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True)
+        except OSError as e:
+            sys.exit(f"check_deploy: cannot run {kubectl} to build the overlays: {e}")
+        if built.returncode != 0:
+            problems.append(f"{overlay.relative_to(ROOT)}: kubectl kustomize failed: {built.stderr.strip()}")
+            continue
+        builds.append((overlay, [d for d in yaml.safe_load_all(built.stdout) if d]))
+    return builds, problems
+
+
+# What a worker holds besides its backfills' report documents: its other runs, pools and
+# buffers (an allowance, not a measurement).
+WORKER_REST_BYTES = 128 * MIB
+# The worker's defaults (worker/src/config.rs, worker/src/marketplace/config.rs).
+WORKER_DEFAULTS = {"backfill": 4, "max_document_bytes": 128 * MIB, "max_unpacked_bytes": 256 * MIB}
+
+
+def memory_bytes(quantity):
+    """A Kubernetes memory quantity (`512Mi`, `1Gi`, `800M`, bytes) in bytes."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    m = re.fullmatch(r"(\d+)([KMGT]i?|k)?", str(quantity))
+    if not m:
+        raise ValueError(f"unreadable memory quantity {quantity!r}")
+    return int(m.group(1)) * units.get(m.group(2) or "", 1)
+
+
+def worker_memory_problems(builds):
+    """Each built overlay: the worker's memory limit holds what its backfills may hold at
+    once — each its report document unpacked, at the caps of its drover.toml, beside
+    either the document as downloaded (while it is unpacked) or the rows parsed from it
+    (counted as up to the unpacked text's own size: a row keeps some of its line's
+    fields) — and the rest of the worker. (Found by the fifth audits of 2026-12-06:
+    512 Mi against four backfills of up to 384 MiB each, so large reports could take a
+    worker past its limit, to be OOM-killed with every run it held cut off.)"""
+    problems = []
+    for overlay, objects in builds:
+        where = overlay.relative_to(ROOT)
+        workers = [o for o in objects if o.get("kind") == "Deployment" and o["metadata"]["name"] == "drover-worker"]
+        tomls = [o for o in objects if o.get("kind") == "ConfigMap" and o["metadata"]["name"].startswith("drover-config")]
+        if len(workers) != 1 or len(tomls) != 1:
+            problems.append(f"{where}: expected one drover-worker Deployment and one drover-config ConfigMap")
+            continue
+        limit = workers[0]["spec"]["template"]["spec"]["containers"][0].get("resources", {}).get("limits", {}).get("memory")
+        if limit is None:
+            problems.append(f"{where}: the worker has no memory limit")
+            continue
+        worker = tomllib.loads(tomls[0]["data"]["drover.toml"]).get("worker", {})
+        backfills = worker.get("concurrency", {}).get("backfill", WORKER_DEFAULTS["backfill"])
+        market = worker.get("marketplace", {})
+        document = market.get("max_document_bytes", WORKER_DEFAULTS["max_document_bytes"])
+        unpacked = market.get("max_unpacked_bytes", WORKER_DEFAULTS["max_unpacked_bytes"])
+        needs = backfills * (max(document, unpacked) + unpacked) + WORKER_REST_BYTES
+        if memory_bytes(limit) < needs:
+            problems.append(
+                f"{where}: the worker's memory limit {limit} is below what {backfills} backfills may hold "
+                f"({backfills} x ({max(document, unpacked) // MIB} + {unpacked // MIB}) MiB of report documents + "
+                f"{WORKER_REST_BYTES // MIB} MiB for the rest = {needs // MIB} MiB): lower "
+                "worker.marketplace.max_document_bytes / max_unpacked_bytes or the backfill concurrency, or raise the limit"
+            )
+    return problems
+
+
+def overlay_namespace_problems(builds):
     """Each built overlay: one namespace for every namespaced object, the overlay's own."""
 
     def says(ns):
         return f"namespace {ns}" if ns else "no namespace (kubectl's current one)"
 
     problems = []
-    for overlay in OVERLAYS:
+    for overlay, objects in builds:
         where = overlay.relative_to(ROOT)
         declared = (yaml.safe_load((overlay / "kustomization.yaml").read_text()) or {}).get("namespace")
-        try:
-            built = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True)
-        except OSError as e:
-            sys.exit(f"check_deploy: cannot run {kubectl} to build the overlays: {e}")
-        if built.returncode != 0:
-            problems.append(f"{where}: kubectl kustomize failed: {built.stderr.strip()}")
-            continue
-        objects = [d for d in yaml.safe_load_all(built.stdout) if d]
         found = {}
         for o in objects:
             if o.get("kind") in CLUSTER_SCOPED:
@@ -333,8 +395,9 @@ def main():
 
     kubectl = args.kubectl or shutil.which("kubectl")
     if kubectl:
-        problems += overlay_namespace_problems(kubectl)
-        overlays = f", {len(OVERLAYS)} overlays' namespaces"
+        builds, unbuilt = build_overlays(kubectl)
+        problems += unbuilt + overlay_namespace_problems(builds) + worker_memory_problems(builds)
+        overlays = f", {len(OVERLAYS)} overlays' namespaces and worker memory"
     else:
         print("check_deploy: warning: no kubectl on PATH (or --kubectl): the overlays' namespaces are not checked", file=sys.stderr)
         overlays = ""

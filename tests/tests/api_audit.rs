@@ -275,6 +275,23 @@ async fn a_dead_letter_action_cut_off_by_the_request_timeout_is_still_recorded_w
     assert!(touched > 0 && (gone - touched) <= 1, "{gone} deleted, {touched} recorded: {entry}");
 }
 
+/// A job submitted, then its cancel (sent with `request_id`) cut off by the app's 1 s
+/// request timeout, each reply of its Redis held up 400 ms; the job's id.
+async fn cancel_cut_off(app: &TestApp, relay: &drover_tests::harness::FrozenProxy, request_id: &str) -> String {
+    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    relay.delay_replies(std::time::Duration::from_millis(400));
+    let res = app
+        .post(ADMIN, &format!("/v1/jobs/{id}/cancel"))
+        .header("X-Request-Id", request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503, "the request timed out");
+    id
+}
+
 /// Found by an audit of what the API shows (2026-12-06): a cancel, retry, pause, resume or
 /// schedule change recorded its entry inside the request, so one its timeout cut off (a
 /// slow Redis under the action, a slow Postgres under the insert) left neither an entry
@@ -286,17 +303,7 @@ async fn a_dead_letter_action_cut_off_by_the_request_timeout_is_still_recorded_w
 #[tokio::test]
 async fn a_cancel_cut_off_by_the_request_timeout_is_still_recorded() {
     let (app, relay) = spawn_app_behind_relay(|c| c.request_timeout_ms = 1000).await;
-    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
-    assert_eq!(res.status(), 202);
-    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    relay.delay_replies(std::time::Duration::from_millis(400));
-    let res = app
-        .post(ADMIN, &format!("/v1/jobs/{id}/cancel"))
-        .header("X-Request-Id", "cancel-cut-off")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 503, "the request timed out");
+    let id = cancel_cut_off(&app, &relay, "cancel-cut-off").await;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let entry = loop {
         let (_, page) = audit(&app, READER, "?action=job.cancel").await;
@@ -332,17 +339,7 @@ async fn an_action_at_work_when_the_api_shuts_down_is_recorded_before_it_stops()
         c.database.url = url.into();
     })
     .await;
-    let res = app.submit(ADMIN, &cleanup_body("acme")).await;
-    assert_eq!(res.status(), 202);
-    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    relay.delay_replies(std::time::Duration::from_millis(400));
-    let res = app
-        .post(ADMIN, &format!("/v1/jobs/{id}/cancel"))
-        .header("X-Request-Id", "cancel-at-shutdown")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 503, "the request timed out");
+    cancel_cut_off(&app, &relay, "cancel-at-shutdown").await;
     app.stop().await.expect("the API stopped cleanly");
     let written: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE request_id = $1")
         .bind("cancel-at-shutdown")

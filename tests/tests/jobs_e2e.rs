@@ -1689,22 +1689,7 @@ async fn a_small_cleanup_waits_for_a_long_ones_turn_not_for_all_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_worked_its_slice_keeps_its_accounts_slot_before_the_accounts_later_job() {
     let mut stack = Stack::start(sim(), "").await;
-    let acct = stack
-        .account(AccountSpec {
-            skus: Some(54),
-            ..AccountSpec::new("seller-in-order")
-        })
-        .await;
-    stack
-        .faults(
-            &acct,
-            FaultSpec {
-                latency_ms: 250,
-                ..FaultSpec::default()
-            },
-        )
-        .await;
-    let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    let (acct, skus) = slow_seller(&stack, "seller-in-order", 54).await;
     let (long_skus, later_skus) = skus.split_at(50);
     stack.spawn_worker(
         "worker-1",
@@ -1738,19 +1723,12 @@ async fn a_job_that_worked_its_slice_keeps_its_accounts_slot_before_the_accounts
     );
 }
 
-/// Found by the sixth audits of 2026-12-06: a job waiting at its own account's cap got
-/// no turn — the turns are for other accounts waiting for a slot, and no run of its own
-/// account gave way for it — so an urgent cleanup waited for the account's long routine
-/// one to end (or to use up its 20-minute slice), whatever its priority. The routine run
-/// now gives way once it has worked its turn, the urgent one runs in its slot, and the
-/// routine one goes on after it, its attempt unused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_urgent_job_waiting_at_its_accounts_cap_takes_the_slot_after_the_running_jobs_turn() {
-    let mut stack = Stack::start(sim(), "").await;
+/// A seller of `skus` SKUs whose every call takes 250 ms, and its SKUs.
+async fn slow_seller(stack: &Stack, name: &str, skus: usize) -> (drover::job::AccountId, Vec<String>) {
     let acct = stack
         .account(AccountSpec {
-            skus: Some(152),
-            ..AccountSpec::new("seller-urgent")
+            skus: Some(skus),
+            ..AccountSpec::new(name)
         })
         .await;
     stack
@@ -1763,6 +1741,19 @@ async fn an_urgent_job_waiting_at_its_accounts_cap_takes_the_slot_after_the_runn
         )
         .await;
     let skus = stack.sim.admin().skus(acct.as_str()).await.unwrap();
+    (acct, skus)
+}
+
+/// Found by the sixth audits of 2026-12-06: a job waiting at its own account's cap got
+/// no turn — the turns are for other accounts waiting for a slot, and no run of its own
+/// account gave way for it — so an urgent cleanup waited for the account's long routine
+/// one to end (or to use up its 20-minute slice), whatever its priority. The routine run
+/// now gives way once it has worked its turn, the urgent one runs in its slot, and the
+/// routine one goes on after it, its attempt unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_urgent_job_waiting_at_its_accounts_cap_takes_the_slot_after_the_running_jobs_turn() {
+    let mut stack = Stack::start(sim(), "").await;
+    let (acct, skus) = slow_seller(&stack, "seller-urgent", 152).await;
     let (routine_skus, urgent_skus) = skus.split_at(150);
     stack.spawn_worker(
         "worker-1",

@@ -158,6 +158,25 @@ macro_rules! conformance {
     };
 }
 
+/// The outranking rule (a policy rule) on four partitions and on a three-primary
+/// cluster with six: its reads go to each account's partition, each shard's on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_more_urgent_job_outranks_a_run_of_its_account_on_partitions_and_on_a_cluster() {
+    let (_server, store) = store_with(JobDefaults {
+        partitions: Partitions::new(4).unwrap(),
+        ..conformance::POLICY
+    })
+    .await;
+    conformance::capped_a_more_urgent_job_waiting_at_its_accounts_cap_outranks_its_least_urgent_run(store).await;
+    let cluster = drover_tests::harness::RedisCluster::start(3, 1);
+    let defaults = JobDefaults {
+        partitions: Partitions::new(6).unwrap(),
+        ..conformance::POLICY
+    };
+    let store = RedisStore::connect(&cluster.url(), "c-outranked", defaults).await.unwrap();
+    conformance::capped_a_more_urgent_job_waiting_at_its_accounts_cap_outranks_its_least_urgent_run(store).await;
+}
+
 /// The rules that need the store's policies set (per-account caps, snooze and dead caps).
 macro_rules! conformance_with_policy {
     ($($rule:ident),* $(,)?) => {

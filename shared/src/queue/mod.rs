@@ -119,11 +119,16 @@ pub trait JobStore: Clone + Send + Sync + 'static {
     /// How many accounts have a job of `kind` ready for a slot: their turns on offer
     /// (`passes`) in the partitions that are not paused.
     fn accounts_waiting(&self, kind: JobKind) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Of these leased jobs (each with its account), the ones that should give way to a
-    /// more urgent job of their own account: the account is at its cap of running jobs
-    /// (its lane set aside in `blocked`) and the best job its lane holds has a higher
-    /// priority than theirs. At most one an account, the least urgent of those given.
-    fn outranked(&self, runs: &[(JobId, String)]) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
+    /// Of these runs of one kind (each a leased job with its account), the positions of
+    /// those that should give way to a more urgent job of their own account: the account
+    /// is at its cap of running jobs (its lane set aside in `blocked`), its queue neither
+    /// paused nor held after a restart, and the best job its lane holds has a higher
+    /// priority than theirs. At most one an account: the least urgent, the first given
+    /// among equals. A partition that does not answer outranks none of its runs.
+    fn outranked(&self, runs: &[(JobId, String)]) -> impl Future<Output = Result<Vec<usize>, StoreError>> + Send;
+    /// The runs one account may have at once of `kind` when this store fetches (0: no
+    /// cap).
+    fn per_account_cap(&self, kind: JobKind) -> u32;
     /// Block until work may be there (new job, due time) or `timeout` passes.
     fn wait_for_work(&self, kind: JobKind, timeout: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Redis answers, and can provide the configured durability.

@@ -268,7 +268,7 @@ async fn dispatch<S: JobStore>(
             leased,
             &lease.held,
             shared.stop_fetching.clone(),
-            shared.contention.of(kind),
+            (shared.contention.of(kind), shared.outranking.of(kind)),
         );
         let task = TaskBuilder::new(payload)
             .task_id(TaskId::from_string(leased.id.as_str().to_owned()))

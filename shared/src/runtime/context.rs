@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::contention::{KindContention, RunTurn};
 use super::leases::Held;
+use super::outrank::KindRuns;
 use crate::data::run_fence::RunFence;
 use crate::error::JobError;
 use crate::job::{JobId, JobPayload, Progress};
@@ -66,7 +67,7 @@ impl JobContext {
         leased: &Leased,
         held: &Held,
         stopping: CancellationToken,
-        waiting: Arc<KindContention>,
+        (waiting, runs): (Arc<KindContention>, Arc<KindRuns>),
     ) -> Self {
         let id = leased.id.clone();
         let token = leased.token.clone();
@@ -102,11 +103,7 @@ impl JobContext {
             traceparent: leased.traceparent.clone(),
             cancel: held.cancel.clone(),
             stopping,
-            turn: Arc::new(RunTurn::new(
-                waiting,
-                &leased.id,
-                leased.payload.as_ref().ok().map(|p| p.account_id().as_str()),
-            )),
+            turn: Arc::new(RunTurn::new(waiting, runs)),
             progress,
             advanced: Arc::default(),
         }
@@ -154,6 +151,11 @@ impl JobContext {
     /// work.
     pub fn give_way(&self) -> bool {
         self.turn.give_way()
+    }
+
+    /// This run's part in what makes it give way, for the runtime to say when it starts.
+    pub(crate) fn turn(&self) -> Arc<RunTurn> {
+        self.turn.clone()
     }
 
     /// Whether the worker is shutting down (see [`Self::stopping`]).

@@ -11,6 +11,7 @@ mod context;
 mod keeper;
 mod leases;
 pub mod metrics;
+mod outrank;
 mod pace;
 mod run_end;
 mod settings;
@@ -88,6 +89,7 @@ where
         settle_tx,
         slot_waits: sweep::SlotWaits::default(),
         contention: contention::Contention::default(),
+        outranking: outrank::Outranking::default(),
     });
 
     let keeper_stop = CancellationToken::new();
@@ -120,6 +122,12 @@ where
     let withdrawer = tokio::spawn(withdraw::withdraw_loop(shared.clone(), withdrawn));
 
     let sweeper = tokio::spawn(sweep::sweep_loop(
+        shared.clone(),
+        kinds.iter().map(|(k, _)| *k).collect(),
+        stop_fetching.clone(),
+    ));
+
+    let outranker = tokio::spawn(outrank::outrank_loop(
         shared.clone(),
         kinds.iter().map(|(k, _)| *k).collect(),
         stop_fetching.clone(),
@@ -179,6 +187,7 @@ where
     }
     trimmer.abort();
     sweeper.abort();
+    outranker.abort();
     withdrawer.abort();
     drop(shared);
     for s in settlers {

@@ -99,6 +99,7 @@ where
         let (trace, _) = crate::trace_context::span_log_ids(&span, traceparent, ahead);
         let trace_id = Some(trace);
         let advanced = task.ctx().data().get::<JobContext>().map(JobContext::advanced_flag);
+        let turn = task.ctx().data().get::<JobContext>().map(JobContext::turn);
         // Catch a panic raised while the handler's future is being built, too.
         let inner = crate::panics::catch(|| self.inner.call(task));
         let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());
@@ -147,6 +148,9 @@ where
                         return Ok(());
                     }
                 } else if lease.held.started() {
+                    if let Some(turn) = &turn {
+                        turn.started(&lease.leased);
+                    }
                     run(inner, &lease, &shared, kind).await
                 } else {
                     // withdrawn by the keeper as this task came to its slot

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::contention::Contention;
 use super::leases::{Held, LeaseRegistry, RunLease};
+use super::outrank::Outranking;
 use super::settings::WorkerSettings;
 use super::sweep::SlotWaits;
 use crate::backoff::Backoff;
@@ -31,6 +32,8 @@ pub(crate) struct Shared<S: JobStore> {
     pub slot_waits: SlotWaits,
     /// Which kinds have jobs waiting for a slot while every slot is taken.
     pub contention: Contention,
+    /// The runs a more urgent job of their own account may outrank.
+    pub outranking: Outranking,
 }
 
 impl<S: JobStore> Shared<S> {

@@ -88,7 +88,6 @@ pub(crate) async fn sweep_loop<S: JobStore>(shared: SharedRef<S>, kinds: Vec<Job
             _ = tokio::time::sleep(every / 2) => {}
         }
         for kind in &kinds {
-            outrank(&shared, *kind).await;
             // Jobs leased ahead wait for a slot whether or not the fetcher does.
             let leased_ahead = shared.leases.not_started(*kind) as u64;
             match shared.slot_waits.waited(*kind) {
@@ -119,28 +118,6 @@ pub(crate) async fn sweep_loop<S: JobStore>(shared: SharedRef<S>, kinds: Vec<Job
             }
             shared.contention.set(*kind, leased_ahead + offered(&shared, *kind).await);
         }
-    }
-}
-
-/// How long a run has been leased before the sweep asks whether a more urgent job of its
-/// account waits for its slot: a handler asks to give way only once it has worked its
-/// turn (seconds), so a run that ends sooner need not be asked about.
-const OUTRANK_AFTER: Duration = Duration::from_millis(250);
-
-/// Tells the runs of `kind` that a more urgent job of their own account waits for, their
-/// account being at its cap, to give way (`JobStore::outranked`). Such a job gets no
-/// turn while the account's runs hold its slots, so before (found by the sixth audits of
-/// 2026-12-06) it waited for one of them to end or use up its slice (20 minutes),
-/// whatever its priority. An unanswered read tells no run.
-async fn outrank<S: JobStore>(shared: &SharedRef<S>, kind: JobKind) {
-    let runs = shared.contention.of(kind);
-    let asked = runs.runs_to_ask(OUTRANK_AFTER);
-    if asked.is_empty() {
-        return;
-    }
-    match shared.store.outranked(&asked).await {
-        Ok(ids) => runs.outranked(&ids),
-        Err(e) => tracing::debug!(kind = %kind, error = %e, "could not read whether a more urgent job waits for its account's slot"),
     }
 }
 

@@ -395,8 +395,12 @@ impl JobStore for RedisStore {
         }
     }
 
-    async fn outranked(&self, runs: &[(JobId, String)]) -> Result<Vec<JobId>, StoreError> {
+    async fn outranked(&self, runs: &[(JobId, String)]) -> Result<Vec<usize>, StoreError> {
         self.outranked_runs(runs).await
+    }
+
+    fn per_account_cap(&self, kind: JobKind) -> u32 {
+        self.defaults.per_account[kind.index()]
     }
 
     async fn counts(&self, kind: JobKind) -> Result<QueueCounts, StoreError> {

@@ -617,7 +617,9 @@ pub async fn act(
             .unwrap_or_default();
             match state.paced_replays().start(&caller.name, &selection).await {
                 Ok(running) => {
-                    tokio::spawn(async move {
+                    // Counted with the actions a shutdown waits for: it stops at the
+                    // shutdown, and its audit entry is written as it ends.
+                    state.background().clone().spawn(async move {
                         let _running = running;
                         dead_letter::replay_paced(state.clone(), caller, filter, rate, MAX_JOBS).await
                     });
@@ -674,7 +676,7 @@ where
         Err(_) => {
             // How it ends is logged, since the page no longer says it.
             let (action, describe) = (did.to_owned(), sel.describe());
-            tokio::spawn(async move {
+            state.background().spawn(async move {
                 match task.await {
                     Ok((n, Some(e), _)) => {
                         tracing::warn!(action = %action, done = n, selection = %describe, error = %e, "console action stopped part-way in the background")

@@ -24,7 +24,9 @@
   namespaced object is in one namespace, the one the overlay's kustomization.yaml names
   (an object with none lands in whatever namespace kubectl's context has, away from the
   rest: a component's HPA once did), and the build holds that Namespace object, so
-  `kubectl apply -k` works on a fresh cluster.
+  `kubectl apply -k` works on a fresh cluster; and the worker's memory limit holds what
+  its backfills' report documents may take at the caps its drover.toml (or an
+  environment override) sets, and the rest of the worker.
 
 Run from the repository root: python3 deploy/check_deploy.py [--dashboard-rules FILE]
 [--kubectl PATH] (needs PyYAML). Exits 1 with one line per problem. With --dashboard-rules
@@ -234,12 +236,25 @@ WORKER_DEFAULTS = {"backfill": 4, "max_document_bytes": 128 * MIB, "max_unpacked
 
 
 def memory_bytes(quantity):
-    """A Kubernetes memory quantity (`512Mi`, `1Gi`, `800M`, bytes) in bytes."""
-    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-    m = re.fullmatch(r"(\d+)([KMGT]i?|k)?", str(quantity))
-    if not m:
-        raise ValueError(f"unreadable memory quantity {quantity!r}")
-    return int(m.group(1)) * units.get(m.group(2) or "", 1)
+    """A Kubernetes memory quantity (`512Mi`, `1.5Gi`, `800M`, `1e9`, `500m`, bytes) in
+    bytes, or None when it is not one."""
+    units = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+    units |= {f"{p}i": float(1 << (10 * n)) for n, p in enumerate("KMGTPE", start=1)}
+    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?", str(quantity).strip())
+    if not m or (m.group(2) and m.group(3)):
+        return None
+    return int(float(m.group(1)) * 10 ** int(m.group(2) or 0) * units[m.group(3) or ""])
+
+
+def worker_env(objects, container):
+    """The worker's environment as the cluster gives it: the ConfigMaps it takes whole
+    (`envFrom`), then its own `env` values."""
+    env = {}
+    maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o.get("kind") == "ConfigMap"}
+    for source in container.get("envFrom", []):
+        env |= maps.get(source.get("configMapRef", {}).get("name"), {})
+    env |= {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    return env
 
 
 def worker_memory_problems(builds):
@@ -258,15 +273,21 @@ def worker_memory_problems(builds):
         if len(workers) != 1 or len(tomls) != 1:
             problems.append(f"{where}: expected one drover-worker Deployment and one drover-config ConfigMap")
             continue
-        limit = workers[0]["spec"]["template"]["spec"]["containers"][0].get("resources", {}).get("limits", {}).get("memory")
-        if limit is None:
-            problems.append(f"{where}: the worker has no memory limit")
+        container = workers[0]["spec"]["template"]["spec"]["containers"][0]
+        limit = container.get("resources", {}).get("limits", {}).get("memory")
+        if limit is None or memory_bytes(limit) is None:
+            problems.append(f"{where}: the worker has no memory limit that reads as one ({limit!r})")
             continue
         worker = tomllib.loads(tomls[0]["data"]["drover.toml"]).get("worker", {})
-        backfills = worker.get("concurrency", {}).get("backfill", WORKER_DEFAULTS["backfill"])
+        env = worker_env(objects, container)
         market = worker.get("marketplace", {})
-        document = market.get("max_document_bytes", WORKER_DEFAULTS["max_document_bytes"])
-        unpacked = market.get("max_unpacked_bytes", WORKER_DEFAULTS["max_unpacked_bytes"])
+        try:
+            backfills = int(env.get("DROVER_WORKER__CONCURRENCY__BACKFILL", worker.get("concurrency", {}).get("backfill", WORKER_DEFAULTS["backfill"])))
+            document = int(env.get("DROVER_WORKER__MARKETPLACE__MAX_DOCUMENT_BYTES", market.get("max_document_bytes", WORKER_DEFAULTS["max_document_bytes"])))
+            unpacked = int(env.get("DROVER_WORKER__MARKETPLACE__MAX_UNPACKED_BYTES", market.get("max_unpacked_bytes", WORKER_DEFAULTS["max_unpacked_bytes"])))
+        except ValueError as e:
+            problems.append(f"{where}: the worker's backfill concurrency or report caps do not read as numbers: {e}")
+            continue
         needs = backfills * (max(document, unpacked) + unpacked) + WORKER_REST_BYTES
         if memory_bytes(limit) < needs:
             problems.append(
@@ -399,7 +420,10 @@ def main():
         problems += unbuilt + overlay_namespace_problems(builds) + worker_memory_problems(builds)
         overlays = f", {len(OVERLAYS)} overlays' namespaces and worker memory"
     else:
-        print("check_deploy: warning: no kubectl on PATH (or --kubectl): the overlays' namespaces are not checked", file=sys.stderr)
+        print(
+            "check_deploy: warning: no kubectl on PATH (or --kubectl): the overlays' namespaces and worker memory are not checked",
+            file=sys.stderr,
+        )
         overlays = ""
 
     for p in problems:

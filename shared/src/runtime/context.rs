@@ -145,10 +145,10 @@ impl JobContext {
     /// Whether this run should hand its job back for another job of its kind that waits
     /// for a slot (every slot of this process being taken): true for at most as many
     /// runs as jobs wait. Also for a run of an account at its cap whose lane holds a job
-    /// more urgent than this one (one run of the account at a time). A handler that works in steps asks once it has worked its turn
-    /// and, on true, ends the run between two steps with a snooze that uses no attempt,
-    /// so the slot goes to the next account's turn instead of to this job for all of its
-    /// work.
+    /// more urgent than this one (one run of the account at a time). A handler that
+    /// works in steps asks once it has worked its turn and, on true, ends the run
+    /// between two steps with a snooze that uses no attempt, so the slot goes to the
+    /// next account's turn instead of to this job for all of its work.
     pub fn give_way(&self) -> bool {
         self.turn.give_way()
     }

@@ -98,8 +98,7 @@ where
         // The attempt records the trace id its lines carry, so one finds the other.
         let (trace, _) = crate::trace_context::span_log_ids(&span, traceparent, ahead);
         let trace_id = Some(trace);
-        let advanced = task.ctx().data().get::<JobContext>().map(JobContext::advanced_flag);
-        let turn = task.ctx().data().get::<JobContext>().map(JobContext::turn);
+        let (advanced, turn) = task.ctx().data().get::<JobContext>().map(|c| (c.advanced_flag(), c.turn())).unzip();
         // Catch a panic raised while the handler's future is being built, too.
         let inner = crate::panics::catch(|| self.inner.call(task));
         let (shared, kind, pace) = (self.shared.clone(), self.kind, self.pace.clone());

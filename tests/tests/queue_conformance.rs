@@ -277,6 +277,7 @@ conformance!(
         the_lag_is_the_oldest_ready_jobs_wait_whatever_its_priority,
     ],
     one_partition: [
+        a_sync_raised_while_queued_brings_its_accounts_turn_ahead_of_routine_backlogs,
         a_run_that_gave_way_comes_back_after_the_account_it_gave_way_for,
         a_higher_priority_band_goes_first_across_accounts,
         urgent_floods_of_other_accounts_cannot_starve_a_routine_job,

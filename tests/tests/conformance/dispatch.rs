@@ -107,6 +107,25 @@ pub async fn an_urgent_account_gets_ten_turns_to_a_routine_accounts_one<S: JobSt
     assert!(first.is_some_and(|i| i <= 11), "{order:?}");
 }
 
+/// A sync asked for again more urgently while it is queued takes the priority on, and its
+/// account's turn comes within the new priority's stride, ahead of routine lanes that have
+/// had theirs as it has (the ninth stop checked the raise within one account's lane only;
+/// this is the turn among accounts, which holds within a partition).
+pub async fn a_sync_raised_while_queued_brings_its_accounts_turn_ahead_of_routine_backlogs<S: JobStore>(store: S) {
+    for acct in ["b1", "b2", "b3", "a1"] {
+        enqueue(&store, NewJob::new(sync(acct))).await;
+        enqueue(&store, NewJob::new(sync_fr(acct))).await;
+    }
+    let turns = |jobs: Vec<Leased>| -> Vec<String> { jobs.iter().map(account_of).collect() };
+    let first = turns(store.fetch(JobKind::Sync, "w1", 4, LEASE).await.unwrap().jobs);
+    assert_eq!(first, ["b1", "b2", "b3", "a1"], "a turn each, in the order they came");
+    // Each lane still holds its France sync, offered a whole stride on: a1's comes last.
+    let raised = store.enqueue(NewJob::new(sync_fr("a1")).priority(9)).await.unwrap();
+    assert!(!raised.created, "the queued sync is the answer");
+    let next = turns(store.fetch(JobKind::Sync, "w1", 4, LEASE).await.unwrap().jobs);
+    assert_eq!(next, ["a1", "b1", "b2", "b3"], "the raised sync's turn comes first");
+}
+
 /// Found by the audits of 2026-12-05: an account whose queued jobs were all cancelled
 /// kept its turn on offer. It counted as an account waiting (other accounts' runs gave
 /// their turns away for it), and a fetch spent a turn on each such lane: past a hundred

@@ -89,7 +89,7 @@ where
         settle_tx,
         slot_waits: sweep::SlotWaits::default(),
         contention: contention::Contention::default(),
-        outranking: outrank::Outranking::default(),
+        outranking: outrank::Outranking::new(&store, kinds.iter().map(|(k, _)| *k)),
     });
 
     let keeper_stop = CancellationToken::new();

@@ -39,8 +39,20 @@ pub(crate) struct Outranking {
 }
 
 impl Outranking {
-    /// `kind` has a per-account cap: its runs are noted and asked about.
-    pub fn capped(&self, kind: JobKind) {
+    /// The kinds of `kinds` with a per-account cap in `store`: their runs are noted and
+    /// asked about. Set before any run starts (a run started before is never noted).
+    pub fn new<S: JobStore>(store: &S, kinds: impl IntoIterator<Item = JobKind>) -> Self {
+        let o = Self::default();
+        for kind in kinds {
+            o.kinds[kind.index()]
+                .capped
+                .store(store.per_account_cap(kind) > 0, Ordering::Relaxed);
+        }
+        o
+    }
+
+    #[cfg(test)]
+    fn capped(&self, kind: JobKind) {
         self.kinds[kind.index()].capped.store(true, Ordering::Relaxed);
     }
 
@@ -174,11 +186,6 @@ fn tick(lease: Duration) -> Duration {
 /// Until `stop`: every tick, for each capped kind with runs to ask about, the store's
 /// answer told to them. A question unanswered (an outage, a hung shard) tells no run.
 pub(crate) async fn outrank_loop<S: JobStore>(shared: SharedRef<S>, kinds: Vec<JobKind>, stop: CancellationToken) {
-    for kind in &kinds {
-        if shared.store.per_account_cap(*kind) > 0 {
-            shared.outranking.capped(*kind);
-        }
-    }
     let every = tick(shared.settings.lease);
     loop {
         tokio::select! {

@@ -156,6 +156,9 @@ where
                     lease.free_slot();
                     return Ok(());
                 };
+                // The run has ended: it no longer counts as giving way or as one of its
+                // account's runs to ask about (its context went with the handler).
+                drop(turn);
                 lease.free_slot();
                 // A run that did its work sets the pace; the others only slow it: runs
                 // that fail at once (an account never registered, a guard's outage) would
